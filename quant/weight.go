@@ -1,0 +1,87 @@
+// Package quant describes how a weight matrix is stored — dense in 16 or 32
+// bits, or quantized to 2 to 8 bits — and holds the reference math of every
+// format (packing, unpacking, dequantization) and the quantizers that produce
+// them. It knows nothing of files or devices: format/hf builds Weights from
+// checkpoint tensors, backends turn them into something they can multiply.
+package quant
+
+import (
+	"fmt"
+
+	"github.com/marlin-llm/marlin/dtype"
+)
+
+// Format says how a Weight's bytes encode its values.
+type Format uint8
+
+// The storage formats of a weight matrix. Layouts are documented in
+// docs/formats.md; in short:
+const (
+	// Dense: Data is row-major [Out, In] of DType F32, F16 or BF16.
+	Dense Format = iota
+	// GPTQ: integers of Bits ∈ {2,3,4,8} in the GPTQ checkpoint layout:
+	// Data = qweight, int32 [In·Bits/32, Out], values packed along the input
+	// dimension, least significant bits first; Scales = fp16 [Groups, Out];
+	// Zeros = qzeros, int32 [Groups, Out·Bits/32] packed along the output
+	// dimension (nil for symmetric weights, whose zero point is 2^(Bits-1));
+	// GIdx = g_idx (group of each input row) or nil when row i is in group
+	// i/Group. Value = (q - z) · scale.
+	GPTQ
+	// FP8: float8 e4m3fn [Out, In] with one float32 scale per output row
+	// (Scales holds Out float32 values).
+	FP8
+	// FP4: e2m1 values, two per byte along the input dimension (low nibble
+	// first), Data [Out, In/2]; Scales fp16 [Out, In/Group].
+	FP4
+	// MXFP4: e2m1 as FP4; Scales e8m0 bytes [Out, In/32].
+	MXFP4
+	// NVFP4: e2m1 as FP4; Scales e4m3 bytes [Out, In/16], times GlobalScale.
+	NVFP4
+)
+
+var formatNames = [...]string{Dense: "dense", GPTQ: "gptq", FP8: "fp8", FP4: "fp4", MXFP4: "mxfp4", NVFP4: "nvfp4"}
+
+func (f Format) String() string {
+	if int(f) < len(formatNames) {
+		return formatNames[f]
+	}
+	return fmt.Sprintf("format(%d)", f)
+}
+
+// Weight is one linear layer's weight matrix, y = x·Wᵀ with W of shape
+// [Out, In], in any storage format. The byte slices usually alias a
+// memory-mapped checkpoint and must not be modified.
+type Weight struct {
+	Name   string // tensor name prefix, for error messages
+	Format Format
+	Out    int // rows: output features
+	In     int // columns: input features
+
+	DType dtype.DType // Dense: element type of Data
+
+	Bits  int  // GPTQ: bits per value
+	Group int  // group size along In; equal to In for per-channel scales
+	Sym   bool // GPTQ: symmetric (no stored zero points)
+	// ZeroOffset is added to stored zero points: 1 for the original GPTQ
+	// ("v1") checkpoints, which store z-1, and 0 for "gptq_v2".
+	ZeroOffset int
+
+	Data        []byte
+	Scales      []byte
+	Zeros       []byte
+	GIdx        []int32
+	GlobalScale float32 // NVFP4
+}
+
+func (w *Weight) String() string {
+	s := fmt.Sprintf("%s %s [%d, %d]", w.Name, w.Format, w.Out, w.In)
+	switch w.Format {
+	case Dense:
+		s += " " + w.DType.String()
+	case GPTQ:
+		s += fmt.Sprintf(" int%d g%d", w.Bits, w.Group)
+	case FP4:
+		s += fmt.Sprintf(" g%d", w.Group)
+	}
+	return s
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# One call on the GPU machine that produces every reference the tests use:
+# tiny transformers fixtures, tokenizer and perplexity references, the
+# default model's training. Expects a copy of the needed ../shared/data files
+# in devdata/ (see scripts/device/README.md). Results land in $OUT as tarballs.
+set -u
+export PYTHONUNBUFFERED=1
+W=/tmp/refs-out
+mkdir -p $W
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee $OUT/gpu.txt
+python3 -c "import torch, transformers, tokenizers; print(torch.__version__, transformers.__version__, tokenizers.__version__)" | tee -a $OUT/gpu.txt
+python3 scripts/device/train_default_model.py devdata/text/tinyshakespeare/input.txt $W/default-model ${TRAIN_SECONDS:-240} > $OUT/train.log 2>&1 &
+train=$!
+python3 scripts/device/make_fixtures.py $W/fixtures > $OUT/fixtures.log 2>&1
+python3 scripts/device/make_references.py devdata $W/refs > $OUT/refs.log 2>&1
+if [ -f scripts/chat_reference.py ]; then
+  python3 scripts/chat_reference.py --shared devdata --out $W/chat-expected.json > $OUT/chat.log 2>&1
+fi
+wait $train
+cd $W && tar czf $OUT/fixtures.tgz fixtures && tar czf $OUT/refs.tgz refs && tar czf $OUT/default-model.tgz default-model
+[ -f chat-expected.json ] && cp chat-expected.json $OUT/
+ls -la $OUT
+grep -E "ok|FAILED|done" $OUT/fixtures.log | cut -c1-200
+tail -3 $OUT/refs.log
+tail -4 $OUT/train.log
