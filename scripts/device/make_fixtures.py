@@ -17,7 +17,7 @@ generation_config.json (from save_pretrained) and reference.json:
 Weights are drawn wider than the default init (and norms and biases are
 randomised too) so that any mistake in the math shows in the logits. The
 reference runs in float32 on the weights as saved (rounded to bf16/fp16 first
-where the fixture is stored in 16 bits).
+where the fixture is stored in 16 bits), loaded back with from_pretrained.
 """
 import json
 import math
@@ -149,7 +149,11 @@ def build(name, dtype_name, make):
     d = os.path.join(OUT, name)
     os.makedirs(d, exist_ok=True)
     model.save_pretrained(d)
-    model = model.float()  # reference math in fp32 on the rounded weights
+    # Reference math in fp32 on the weights as saved, loaded back the way a
+    # user loads them (from_pretrained keeps buffers such as RoPE's inverse
+    # frequencies in fp32; a plain model.float() would keep them rounded).
+    model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32)
+    model.eval()
     ids = torch.randint(2, VOCAB, (PROMPT_LEN,), generator=gen).tolist()
     logits = logits_of(model, ids)
     seq = list(ids)

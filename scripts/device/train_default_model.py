@@ -138,7 +138,7 @@ with open(os.path.join(OUT, "tokenizer_config.json"), "w") as f:
 
 # final numbers in fp32 math on the bf16 weights, the way marlin computes them
 dev = "cpu"
-model = model.float()
+model = AutoModelForCausalLM.from_pretrained(OUT, dtype=torch.float32)  # keeps RoPE buffers in fp32
 final_ppl, n = heldout_ppl(model)
 with torch.no_grad():
     seq = [bos_id]
