@@ -1,0 +1,111 @@
+package cpu
+
+import (
+	"math"
+
+	"github.com/marlin-llm/marlin/backend"
+)
+
+// AddBias implements backend.Backend.
+func (b *Backend) AddBias(dst backend.Tensor, bias backend.Vector) {
+	d, v := tensor(dst), vec(bias)
+	checkShape("AddBias", d.cols == len(v), "bias of %d for [%d, %d]", len(v), d.rows, d.cols)
+	for i := range d.rows {
+		row := d.Row(i)
+		for j, x := range v {
+			row[j] += x
+		}
+	}
+}
+
+// Add implements backend.Backend.
+func (b *Backend) Add(dst, x backend.Tensor) {
+	d, s := tensor(dst), tensor(x)
+	checkShape("Add", d.rows == s.rows && d.cols == s.cols, "[%d, %d] += [%d, %d]", d.rows, d.cols, s.rows, s.cols)
+	for i, v := range s.data {
+		d.data[i] += v
+	}
+}
+
+// RMSNorm implements backend.Backend. The mean square is accumulated in
+// float64, then the scale is applied in float32 as the reference does.
+func (b *Backend) RMSNorm(dst, x backend.Tensor, w backend.Vector, eps float32) {
+	d, s, g := tensor(dst), tensor(x), vec(w)
+	n := len(g)
+	checkShape("RMSNorm", d.rows == s.rows && d.cols == s.cols && n > 0 && s.cols%n == 0,
+		"dst [%d, %d], x [%d, %d], weight %d", d.rows, d.cols, s.rows, s.cols, n)
+	b.parallel(len(s.data)/n, 1, func(lo, hi int) {
+		for c := lo; c < hi; c++ {
+			in, out := s.data[c*n:(c+1)*n], d.data[c*n:(c+1)*n]
+			var ss float64
+			for _, v := range in {
+				ss += float64(v) * float64(v)
+			}
+			r := float32(1 / math.Sqrt(ss/float64(n)+float64(eps)))
+			for i, v := range in {
+				out[i] = v * r * g[i]
+			}
+		}
+	})
+}
+
+// RoPE implements backend.Backend. Angles are formed in float32 (position
+// times inverse frequency) and their cosine and sine taken in float64, as
+// the reference computes its cos/sin tables in float32.
+func (b *Backend) RoPE(x backend.Tensor, heads, headDim, offset int, r *backend.Rope, pos []int32) {
+	t := tensor(x)
+	half := len(r.InvFreq)
+	checkShape("RoPE", t.cols == heads*headDim && offset+2*half <= headDim && len(pos) == t.rows,
+		"x [%d, %d], %d heads of %d, rotary dims [%d, %d), %d positions", t.rows, t.cols, heads, headDim, offset, offset+2*half, len(pos))
+	scale := r.Scale
+	if scale == 0 {
+		scale = 1
+	}
+	b.parallel(t.rows, 1, func(lo, hi int) {
+		cos := make([]float32, half)
+		sin := make([]float32, half)
+		for i := lo; i < hi; i++ {
+			p := float32(pos[i])
+			for j, f := range r.InvFreq {
+				a := float64(p * f)
+				cos[j] = float32(math.Cos(a)) * scale
+				sin[j] = float32(math.Sin(a)) * scale
+			}
+			row := t.Row(i)
+			for h := range heads {
+				v := row[h*headDim+offset : h*headDim+offset+2*half]
+				for j := range half {
+					ia, ib := j, j+half
+					if r.Interleaved {
+						ia, ib = 2*j, 2*j+1
+					}
+					a, bb := v[ia], v[ib]
+					v[ia] = a*cos[j] - bb*sin[j]
+					v[ib] = bb*cos[j] + a*sin[j]
+				}
+			}
+		}
+	})
+}
+
+// SiLUMul implements backend.Backend.
+func (b *Backend) SiLUMul(dst, gate, up backend.Tensor) {
+	d, g, u := tensor(dst), tensor(gate), tensor(up)
+	checkShape("SiLUMul", d.rows == g.rows && d.cols == g.cols && u.rows == g.rows && u.cols == g.cols,
+		"dst [%d, %d], gate [%d, %d], up [%d, %d]", d.rows, d.cols, g.rows, g.cols, u.rows, u.cols)
+	b.parallel(len(d.data), 1024, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			x := g.data[i]
+			d.data[i] = x / (1 + float32(math.Exp(float64(-x)))) * u.data[i]
+		}
+	})
+}
+
+// CopyRows implements backend.Backend.
+func (b *Backend) CopyRows(dst, src backend.Tensor, rows []int32) {
+	d, s := tensor(dst), tensor(src)
+	checkShape("CopyRows", d.cols == s.cols && d.rows >= len(rows), "%d rows of [%d, %d] into [%d, %d]", len(rows), s.rows, s.cols, d.rows, d.cols)
+	for i, r := range rows {
+		copy(d.Row(i), s.Row(int(r)))
+	}
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/marlin-llm/marlin/backend"
+	"github.com/marlin-llm/marlin/backend/cpu"
+	"github.com/marlin-llm/marlin/defaultmodel"
+	"github.com/marlin-llm/marlin/model"
+	"github.com/marlin-llm/marlin/tokenizer"
+)
+
+// modelOpts are the flags every command that loads a model shares.
+type modelOpts struct {
+	device  string
+	threads int
+	verbose bool
+}
+
+func addModelFlags(f *flags) *modelOpts {
+	o := &modelOpts{}
+	f.StringVar(&o.device, "device", "auto", "where to run: cpu, cuda or auto (the best available)")
+	f.IntVar(&o.threads, "threads", 0, "CPU threads (0: one per core)")
+	f.BoolVar(&o.verbose, "v", false, "print load and speed statistics to stderr")
+	return o
+}
+
+// newBackend returns the backend the --device flag asks for.
+func (o *modelOpts) newBackend() (backend.Backend, error) {
+	switch o.device {
+	case "cpu", "auto", "":
+		return cpu.New(o.threads), nil
+	case "cuda":
+		return nil, fmt.Errorf("--device cuda: this build has no CUDA backend yet; use --device cpu")
+	}
+	return nil, usagef("--device %q: want cpu, cuda or auto", o.device)
+}
+
+// session is a loaded model with its backend and tokenizer.
+type session struct {
+	dir string
+	be  backend.Backend
+	m   model.Model
+	tok *tokenizer.Tokenizer // nil when the folder has no tokenizer
+}
+
+func (s *session) Close() {
+	s.m.Close()
+	s.be.Close()
+}
+
+// isModelDir reports whether path is a folder holding a config.json.
+func isModelDir(path string) bool {
+	st, err := os.Stat(filepath.Join(path, "config.json"))
+	return err == nil && !st.IsDir()
+}
+
+// resolveModel returns the folder to load: dir, or the embedded default
+// model when dir is empty.
+func resolveModel(dir string) (string, error) {
+	if dir != "" {
+		return dir, nil
+	}
+	return defaultmodel.Dir()
+}
+
+// open loads the model in dir (the embedded default model when empty).
+func (o *modelOpts) open(dir string, needTokenizer bool) (*session, error) {
+	dir, err := resolveModel(dir)
+	if err != nil {
+		return nil, err
+	}
+	be, err := o.newBackend()
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	m, err := model.Load(dir, be)
+	if err != nil {
+		be.Close()
+		return nil, err
+	}
+	s := &session{dir: dir, be: be, m: m}
+	if tokenizerPresent(dir) {
+		if s.tok, err = tokenizer.Load(dir); err != nil {
+			s.Close()
+			return nil, err
+		}
+	} else if needTokenizer {
+		s.Close()
+		return nil, fmt.Errorf("%s: no tokenizer.json or tokenizer.model (give token ids with --ids)", dir)
+	}
+	if o.verbose {
+		info := m.Info()
+		fmt.Fprintf(os.Stderr, "loaded %s (%s, %d layers, %.1f M params, %.1f MB) on %s in %v\n",
+			dir, info.Architecture, info.Layers, float64(info.Params)/1e6, float64(info.WeightBytes)/1e6, be.Name(), time.Since(start).Round(time.Millisecond))
+	}
+	return s, nil
+}
+
+func tokenizerPresent(dir string) bool {
+	for _, f := range []string{"tokenizer.json", "tokenizer.model"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return true
+		}
+	}
+	return false
+}

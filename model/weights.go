@@ -1,0 +1,115 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/marlin-llm/marlin/backend"
+	"github.com/marlin-llm/marlin/format/hf"
+	"github.com/marlin-llm/marlin/quant"
+)
+
+// loader maps checkpoint tensors onto a backend, checking every shape and
+// remembering the first error so that model constructors read as a plain
+// list of weights.
+type loader struct {
+	ck   *hf.Checkpoint
+	be   backend.Backend
+	q    *quant.Config
+	info *Info
+	err  error
+}
+
+func newLoader(ck *hf.Checkpoint, be backend.Backend, q *quant.Config, info *Info) *loader {
+	if info.Formats == nil {
+		info.Formats = map[string]int{}
+	}
+	return &loader{ck: ck, be: be, q: q, info: info}
+}
+
+func (l *loader) fail(format string, args ...any) {
+	if l.err == nil {
+		l.err = fmt.Errorf("%s: "+format, append([]any{l.ck.Dir}, args...)...)
+	}
+}
+
+// matrix loads the linear weight stored under prefix (prefix.weight, or the
+// tensors of a quantized format) and checks it is [out, in].
+func (l *loader) matrix(prefix string, out, in int) backend.Matrix {
+	if l.err != nil {
+		return nil
+	}
+	w, err := quant.LoadWeight(prefix, l.ck.Tensor, l.q)
+	if err != nil {
+		l.fail("%v", err)
+		return nil
+	}
+	if w.Out != out || w.In != in {
+		l.fail("%s: shape [%d, %d], want [%d, %d]", prefix, w.Out, w.In, out, in)
+		return nil
+	}
+	m, err := l.be.LoadMatrix(w)
+	if err != nil {
+		l.fail("%v", err)
+		return nil
+	}
+	l.info.WeightBytes += m.Bytes()
+	l.info.Params += int64(out) * int64(in)
+	l.info.Formats[formatName(w)]++
+	return m
+}
+
+func formatName(w *quant.Weight) string {
+	switch w.Format {
+	case quant.Dense:
+		return w.DType.String()
+	case quant.GPTQ:
+		return fmt.Sprintf("gptq int%d g%d", w.Bits, w.Group)
+	}
+	return fmt.Sprintf("%s g%d", w.Format, w.Group)
+}
+
+// has reports whether the checkpoint holds a tensor named name.
+func (l *loader) has(name string) bool {
+	_, ok := l.ck.Tensor(name)
+	return ok
+}
+
+// hasMatrix reports whether a linear weight is stored under prefix.
+func (l *loader) hasMatrix(prefix string) bool {
+	return l.has(prefix+".weight") || l.has(prefix+".qweight")
+}
+
+// vector loads a 1-D parameter of n values, converting it to float32.
+func (l *loader) vector(name string, n int) backend.Vector {
+	if l.err != nil {
+		return nil
+	}
+	t, ok := l.ck.Tensor(name)
+	if !ok {
+		l.fail("missing tensor %s", name)
+		return nil
+	}
+	if len(t.Shape) != 1 || t.Shape[0] != n {
+		l.fail("%s: shape %v, want [%d]", name, t.Shape, n)
+		return nil
+	}
+	v, err := t.Float32s()
+	if err != nil {
+		l.fail("%s: %v", name, err)
+		return nil
+	}
+	l.info.WeightBytes += int64(len(t.Data))
+	l.info.Params += int64(n)
+	return l.be.LoadVector(v)
+}
+
+// optVector loads name when present (nil otherwise).
+func (l *loader) optVector(name string, n int, present bool) backend.Vector {
+	if !present {
+		if l.has(name) {
+			l.fail("unexpected tensor %s (the config does not call for it)", name)
+		}
+		return nil
+	}
+	return l.vector(name, n)
+}
