@@ -307,6 +307,7 @@ func (e *Engine) loop(pool *blockPool) {
 			waiting = waiting[1:]
 			e.waitingN.Add(-1)
 		}
+		e.setStats(len(running), pool)
 		if len(running) == 0 {
 			continue
 		}
@@ -346,11 +347,15 @@ func (e *Engine) loop(pool *blockPool) {
 			}
 		}
 		running = still
-		e.mu.Lock()
-		e.stats.Running = len(running)
-		e.stats.KVBlocksUsed = pool.total - pool.available()
-		e.mu.Unlock()
+		e.setStats(len(running), pool)
 	}
+}
+
+func (e *Engine) setStats(running int, pool *blockPool) {
+	e.mu.Lock()
+	e.stats.Running = running
+	e.stats.KVBlocksUsed = pool.total - pool.available()
+	e.mu.Unlock()
 }
 
 // sweep finishes and drops sequences whose context has ended.
