@@ -142,6 +142,10 @@ func newLlama(ck *hf.Checkpoint, be backend.Backend, q *quant.Config) (Model, er
 	if l.err != nil {
 		return nil, l.err
 	}
+	m.info.DecodeBytes = m.info.WeightBytes
+	if !c.TiedEmbeddings() {
+		m.info.DecodeBytes -= m.embed.Bytes()
+	}
 	return m, nil
 }
 

@@ -44,6 +44,10 @@ type Info struct {
 	KV backend.KVSpec
 	// WeightBytes is the size of all weights as stored on the backend.
 	WeightBytes int64
+	// DecodeBytes is what one decode step reads from the weights: every
+	// matrix but the embedding table (of which it reads one row), unless the
+	// table doubles as the output head.
+	DecodeBytes int64
 	// Params counts the weight values.
 	Params int64
 	// Formats counts the matrices per storage format ("BF16", "gptq int4 g128" ...).

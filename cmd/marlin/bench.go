@@ -1,0 +1,272 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/marlin-llm/marlin/backend"
+	"github.com/marlin-llm/marlin/backend/cpu"
+	"github.com/marlin-llm/marlin/dtype"
+	"github.com/marlin-llm/marlin/format/hf"
+	"github.com/marlin-llm/marlin/format/safetensors"
+	"github.com/marlin-llm/marlin/quant"
+	"github.com/marlin-llm/marlin/quantize"
+)
+
+func init() {
+	register(command{name: "bench", usage: "[MODEL] [--synthetic SHAPE --format F --group N] [--prompt 512] [--gen 32] [--json]",
+		summary: "prefill and decode tokens/s, bandwidth and memory", run: benchCmd})
+}
+
+// shapes are the synthetic models bench can build with random weights.
+var shapes = map[string]map[string]any{
+	"llama3.2-1b": {"hidden_size": 2048, "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8,
+		"intermediate_size": 8192, "vocab_size": 128256, "tie_word_embeddings": true, "head_dim": 64},
+	"llama3-8b": {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
+		"intermediate_size": 14336, "vocab_size": 128256, "tie_word_embeddings": false, "head_dim": 128},
+	"tiny": {"hidden_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+		"intermediate_size": 512, "vocab_size": 1024, "tie_word_embeddings": false, "head_dim": 64},
+}
+
+type benchResult struct {
+	Model          string  `json:"model"`
+	Device         string  `json:"device"`
+	Threads        int     `json:"threads"`
+	Formats        any     `json:"formats"`
+	WeightBytes    int64   `json:"weight_bytes"`
+	DecodeBytes    int64   `json:"decode_bytes_per_token"`
+	PromptTokens   int     `json:"prompt_tokens"`
+	PrefillTokS    float64 `json:"prefill_tokens_per_second"`
+	GenTokens      int     `json:"generated_tokens"`
+	DecodeTokS     float64 `json:"decode_tokens_per_second"`
+	DecodeGBs      float64 `json:"decode_weight_gb_per_second"`
+	CopyGBs        float64 `json:"memory_copy_gb_per_second,omitempty"`
+	BandwidthShare float64 `json:"decode_share_of_copy_bandwidth,omitempty"`
+	KVBytesPerTok  int64   `json:"kv_bytes_per_token"`
+	Date           string  `json:"date"`
+	GoVersion      string  `json:"go"`
+}
+
+func benchCmd(args []string) error {
+	f := newFlags("bench", "[MODEL] [flags]")
+	mo := addModelFlags(f)
+	synth := f.String("synthetic", "", "benchmark a random-weight model of this shape: llama3.2-1b, llama3-8b, tiny")
+	format := f.String("format", "bf16", "synthetic model format: bf16, or a quantize --format (int8, int4, fp4 ...)")
+	group := f.Int("group", 128, "synthetic model group size")
+	promptN := f.Int("prompt", 512, "prefill tokens")
+	genN := f.Int("gen", 32, "decode tokens")
+	membw := f.Bool("membw", true, "measure memory copy bandwidth in the same run")
+	asJSON := f.Bool("json", false, "print JSON")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	dir := ""
+	switch {
+	case *synth != "":
+		if dir, err = synthetic(*synth, *format, *group); err != nil {
+			return err
+		}
+	case len(pos) == 1:
+		dir = pos[0]
+	case len(pos) > 1:
+		return usagef("want at most one MODEL folder")
+	}
+	s, err := mo.open(dir, false)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	info := s.m.Info()
+	res := benchResult{Model: s.dir, Device: s.be.Name(), Formats: info.Formats, WeightBytes: info.WeightBytes,
+		DecodeBytes: info.DecodeBytes, KVBytesPerTok: info.KV.TokenBytes(), Date: time.Now().UTC().Format(time.RFC3339),
+		GoVersion: runtime.Version()}
+	if c, ok := s.be.(*cpu.Backend); ok {
+		res.Threads = c.Threads()
+		if *membw {
+			res.CopyGBs = cpu.MemoryBandwidth(c.Threads(), 1<<30, 3) / 1e9
+		}
+	}
+	total := *promptN + *genN
+	if info.ContextLength > 0 && total > info.ContextLength {
+		return fmt.Errorf("--prompt + --gen = %d exceeds the context length %d", total, info.ContextLength)
+	}
+	spec := info.KV
+	spec.BlockSize = 16
+	spec.Blocks = (total + 15) / 16
+	cache, err := s.be.NewKVCache(spec)
+	if err != nil {
+		return err
+	}
+	blocks := make([]int32, spec.Blocks)
+	for i := range blocks {
+		blocks[i] = int32(i)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	prompt := make([]int32, *promptN)
+	for i := range prompt {
+		prompt[i] = int32(rng.IntN(info.Vocab))
+	}
+	logits := make([]float32, info.Vocab)
+	step := func(tokens []int32, pos int) error {
+		b := &backend.Batch{Tokens: tokens}
+		for i := range tokens {
+			b.Pos = append(b.Pos, int32(pos+i))
+		}
+		b.Seqs = []backend.Seq{{Start: 0, Len: len(tokens), Blocks: blocks}}
+		out := s.m.Forward(b, cache, []int32{int32(len(tokens) - 1)})
+		return s.be.Read(logits, out)
+	}
+	// warm up (page in the weights), then prefill
+	if err := step(prompt[:1], 0); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := step(prompt, 0); err != nil {
+		return err
+	}
+	res.PromptTokens = *promptN
+	res.PrefillTokS = float64(*promptN) / time.Since(start).Seconds()
+	start = time.Now()
+	tok := prompt[len(prompt)-1]
+	for i := range *genN {
+		if err := step([]int32{tok}, *promptN+i); err != nil {
+			return err
+		}
+		tok = int32(rng.IntN(info.Vocab))
+	}
+	res.GenTokens = *genN
+	res.DecodeTokS = float64(*genN) / time.Since(start).Seconds()
+	res.DecodeGBs = float64(info.DecodeBytes) * res.DecodeTokS / 1e9
+	if res.CopyGBs > 0 {
+		res.BandwidthShare = res.DecodeGBs / res.CopyGBs
+	}
+	if *asJSON {
+		e := json.NewEncoder(os.Stdout)
+		e.SetIndent("", "  ")
+		return e.Encode(res)
+	}
+	fmt.Printf("model %s on %s (%d threads), formats %v\n", res.Model, res.Device, res.Threads, res.Formats)
+	fmt.Printf("weights %.2f GB, read per decode token %.2f GB\n", float64(res.WeightBytes)/1e9, float64(res.DecodeBytes)/1e9)
+	fmt.Printf("prefill %d tokens: %.1f tok/s\n", res.PromptTokens, res.PrefillTokS)
+	fmt.Printf("decode %d tokens: %.2f tok/s, %.1f GB/s of weights", res.GenTokens, res.DecodeTokS, res.DecodeGBs)
+	if res.CopyGBs > 0 {
+		fmt.Printf(" = %.0f%% of the %.1f GB/s memory copy bandwidth", 100*res.BandwidthShare, res.CopyGBs)
+	}
+	fmt.Println()
+	return nil
+}
+
+// synthetic returns a folder with a random-weight model of the given shape
+// and format, building it (in the user cache directory) on first use.
+func synthetic(shape, format string, group int) (string, error) {
+	cfg, ok := shapes[shape]
+	if !ok {
+		return "", usagef("unknown --synthetic shape %q (llama3.2-1b, llama3-8b, tiny)", shape)
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		base = os.TempDir()
+	}
+	root := filepath.Join(base, "marlin", "synthetic")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return "", err
+	}
+	src := filepath.Join(root, shape+"-bf16")
+	if _, err := os.Stat(filepath.Join(src, "config.json")); err != nil {
+		fmt.Fprintf(os.Stderr, "building random-weight %s model in %s ...\n", shape, src)
+		if err := writeSynthetic(src, cfg); err != nil {
+			return "", err
+		}
+	}
+	if format == "bf16" {
+		return src, nil
+	}
+	spec, err := quant.ParseSpec(format, group, true)
+	if err != nil {
+		return "", usagef("%v", err)
+	}
+	dst := filepath.Join(root, fmt.Sprintf("%s-%s", shape, spec))
+	if _, err := os.Stat(filepath.Join(dst, "config.json")); err == nil {
+		return dst, nil
+	}
+	fmt.Fprintf(os.Stderr, "quantizing it to %s ...\n", spec)
+	if _, err := quantize.Run(src, dst, quantize.Options{Spec: spec}); err != nil {
+		return "", err
+	}
+	return dst, nil
+}
+
+// writeSynthetic writes a LlamaForCausalLM with uniformly random BF16
+// weights (std ≈ 0.02, like a trained model's) and ones for the norms.
+func writeSynthetic(dir string, shape map[string]any) error {
+	w, err := hf.NewWriter(dir, true)
+	if err != nil {
+		return err
+	}
+	defer w.Abort()
+	cfg := map[string]any{"architectures": []string{"LlamaForCausalLM"}, "model_type": "llama",
+		"hidden_act": "silu", "max_position_embeddings": 4096, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
+		"bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "bfloat16"}
+	for k, v := range shape {
+		cfg[k] = v
+	}
+	H, I, V, L := shape["hidden_size"].(int), shape["intermediate_size"].(int), shape["vocab_size"].(int), shape["num_hidden_layers"].(int)
+	hd, nh, nkv := shape["head_dim"].(int), shape["num_attention_heads"].(int), shape["num_key_value_heads"].(int)
+	rng := rand.New(rand.NewPCG(42, 43))
+	add := func(name string, shape ...int) error {
+		n := 1
+		for _, d := range shape {
+			n *= d
+		}
+		data := make([]byte, 2*n)
+		for i := 0; i < n; i++ {
+			var v float32
+			if len(shape) == 1 {
+				v = 1 + 0.1*(rng.Float32()-0.5)
+			} else {
+				v = 0.07 * (rng.Float32() - 0.5) // uniform, std 0.02
+			}
+			h := dtype.F32ToBF16(v)
+			data[2*i], data[2*i+1] = byte(h), byte(h>>8)
+		}
+		return w.AddTensor(safetensors.Tensor{Name: name, DType: dtype.BF16, Shape: shape, Data: data})
+	}
+	if err := add("model.embed_tokens.weight", V, H); err != nil {
+		return err
+	}
+	for l := range L {
+		p := fmt.Sprintf("model.layers.%d.", l)
+		for _, t := range []struct {
+			n    string
+			dims []int
+		}{
+			{"input_layernorm.weight", []int{H}}, {"post_attention_layernorm.weight", []int{H}},
+			{"self_attn.q_proj.weight", []int{nh * hd, H}}, {"self_attn.k_proj.weight", []int{nkv * hd, H}},
+			{"self_attn.v_proj.weight", []int{nkv * hd, H}}, {"self_attn.o_proj.weight", []int{H, nh * hd}},
+			{"mlp.gate_proj.weight", []int{I, H}}, {"mlp.up_proj.weight", []int{I, H}}, {"mlp.down_proj.weight", []int{H, I}},
+		} {
+			if err := add(p+t.n, t.dims...); err != nil {
+				return err
+			}
+		}
+	}
+	if err := add("model.norm.weight", H); err != nil {
+		return err
+	}
+	if tied, _ := shape["tie_word_embeddings"].(bool); !tied {
+		if err := add("lm_head.weight", V, H); err != nil {
+			return err
+		}
+	}
+	b, _ := json.MarshalIndent(cfg, "", "  ")
+	if err := w.WriteFile("config.json", b); err != nil {
+		return err
+	}
+	return w.Commit()
+}

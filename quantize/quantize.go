@@ -1,0 +1,200 @@
+// Package quantize turns a Hugging Face checkpoint into a quantized one,
+// tensor by tensor: each linear weight is read from the memory-mapped
+// source, quantized (package quant holds the formats and the math) and
+// written to the output before the next is read, so memory stays at about
+// one tensor. The output folder appears complete or not at all.
+package quantize
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/marlin-llm/marlin/format/hf"
+	"github.com/marlin-llm/marlin/format/safetensors"
+	"github.com/marlin-llm/marlin/quant"
+)
+
+// Options choose what Run writes.
+type Options struct {
+	Spec quant.Spec
+	// Head, when set, quantizes the output head (lm_head) too; by default it
+	// stays in 16 bits, as do embeddings, norms and MoE routers.
+	Head *quant.Spec
+	// Force replaces an existing output folder.
+	Force bool
+	// Progress, when set, is called after each tensor with the bytes of
+	// source weights done and the total.
+	Progress func(done, total int64)
+	// Warn receives notes about tensors kept in 16 bits because the format
+	// cannot hold their shape.
+	Warn func(msg string)
+}
+
+// Report summarises a Run.
+type Report struct {
+	Quantized, Kept int   // tensors quantized / copied unchanged
+	InBytes         int64 // source tensor bytes
+	OutBytes        int64 // output tensor bytes
+}
+
+// companionFiles are copied from the source folder when present.
+var companionFiles = []string{
+	"tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
+	"generation_config.json", "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt",
+}
+
+// Run quantizes the checkpoint in src into dst.
+func Run(src, dst string, opt Options) (*Report, error) {
+	ck, err := hf.Open(src)
+	if err != nil {
+		return nil, err
+	}
+	defer ck.Close()
+	if len(ck.Config.QuantizationConfig) > 0 {
+		return nil, fmt.Errorf("%s is already quantized (config.json has a quantization_config)", src)
+	}
+	if opt.Head != nil && opt.Head.Format != opt.Spec.Format {
+		return nil, fmt.Errorf("--head-bits must use the same format family as the body (%s)", opt.Spec.Format)
+	}
+	w, err := hf.NewWriter(dst, opt.Force)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Abort() // no-op after Commit
+	rep := &Report{}
+	names := ck.Names()
+	var total, done int64
+	for _, n := range names {
+		ti, _ := ck.Info(n)
+		total += ti.End - ti.Begin
+	}
+	tied := ck.Config.TiedEmbeddings()
+	untie := false
+	for _, name := range names {
+		t, _ := ck.Tensor(name)
+		size := int64(len(t.Data))
+		spec := specFor(name, t, opt)
+		if spec == nil {
+			if err := w.AddTensor(t); err != nil {
+				return nil, err
+			}
+			rep.Kept++
+			rep.OutBytes += size
+		} else {
+			out, err := quantizeTensor(name, t, *spec, opt.Warn)
+			if err != nil {
+				return nil, err
+			}
+			for _, ot := range out {
+				if err := w.AddTensor(ot); err != nil {
+					return nil, err
+				}
+				rep.OutBytes += int64(len(ot.Data))
+			}
+			if len(out) == 1 && out[0].Name == name {
+				rep.Kept++
+			} else {
+				rep.Quantized++
+			}
+		}
+		// A tied head quantized on request becomes its own tensor.
+		if tied && opt.Head != nil && name == "model.embed_tokens.weight" {
+			out, err := quantizeTensor("lm_head.weight", t, *opt.Head, opt.Warn)
+			if err != nil {
+				return nil, err
+			}
+			for _, ot := range out {
+				if err := w.AddTensor(ot); err != nil {
+					return nil, err
+				}
+				rep.OutBytes += int64(len(ot.Data))
+			}
+			rep.Quantized++
+			untie = true
+		}
+		rep.InBytes += size
+		done += size
+		dropPages(t.Data)
+		if opt.Progress != nil {
+			opt.Progress(done, total)
+		}
+	}
+	cfg, err := rewriteConfig(src, opt.Spec, untie)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.WriteFile("config.json", cfg); err != nil {
+		return nil, err
+	}
+	for _, f := range companionFiles {
+		p := filepath.Join(src, f)
+		if _, err := os.Stat(p); err == nil {
+			if err := w.CopyFile(f, p); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := w.Commit(); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// specFor returns how to quantize the tensor name, or nil to keep it.
+// Quantized: the 2-D weights of linear layers. Kept: embeddings, norms,
+// biases, MoE routers (".gate.weight", not ".gate_proj.weight") and the
+// output head unless opt.Head is set.
+func specFor(name string, t safetensors.Tensor, opt Options) *quant.Spec {
+	if len(t.Shape) != 2 || !strings.HasSuffix(name, ".weight") {
+		return nil
+	}
+	switch {
+	case strings.Contains(name, "embed_tokens"), strings.HasSuffix(name, ".gate.weight"),
+		strings.Contains(name, "norm"):
+		return nil
+	case name == "lm_head.weight":
+		return opt.Head
+	}
+	return &opt.Spec
+}
+
+// quantizeTensor quantizes one [Out, In] weight, returning the tensors that
+// store it. A shape the format cannot hold (a group that does not divide
+// In) keeps the tensor as it is, with a warning.
+func quantizeTensor(name string, t safetensors.Tensor, spec quant.Spec, warn func(string)) ([]safetensors.Tensor, error) {
+	out, in := t.Shape[0], t.Shape[1]
+	vals, err := t.Float32s()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	q, err := quant.QuantizeRTN(vals, out, in, spec)
+	if err != nil {
+		if warn != nil {
+			warn(fmt.Sprintf("%s [%d, %d] kept in %s: %v", name, out, in, t.DType, err))
+		}
+		return []safetensors.Tensor{t}, nil
+	}
+	prefix := strings.TrimSuffix(name, ".weight")
+	q.Name = prefix
+	return q.Tensors(prefix), nil
+}
+
+// rewriteConfig returns config.json with the quantization_config added.
+func rewriteConfig(src string, spec quant.Spec, untie bool) ([]byte, error) {
+	raw, err := os.ReadFile(filepath.Join(src, "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, fmt.Errorf("%s/config.json: %w", src, err)
+	}
+	cfg["quantization_config"] = quant.ConfigFor(spec).JSON()
+	if untie {
+		cfg["tie_word_embeddings"] = false
+	}
+	return json.MarshalIndent(cfg, "", "  ")
+}
