@@ -56,18 +56,60 @@ type Rope struct {
 // each holding for every layer KVHeads heads of KeyDim key values and
 // ValueDim value values.
 type KVSpec struct {
-	Layers    int
-	KVHeads   int
-	KeyDim    int
-	ValueDim  int
-	BlockSize int
-	Blocks    int
+	Layers   int
+	KVHeads  int
+	KeyDim   int
+	ValueDim int
+	// ValueInKey says the values are the first ValueDim numbers of each key
+	// and are not stored separately: the latent cache of multi-head latent
+	// attention, where one compressed vector serves as key and value.
+	ValueInKey bool
+	BlockSize  int
+	Blocks     int
 }
 
 // TokenBytes returns the bytes the cache uses per token across all layers
 // when stored as float32.
 func (s KVSpec) TokenBytes() int64 {
-	return int64(s.Layers) * int64(s.KVHeads) * int64(s.KeyDim+s.ValueDim) * 4
+	per := s.KeyDim + s.ValueDim
+	if s.ValueInKey {
+		per = s.KeyDim
+	}
+	return int64(s.Layers) * int64(s.KVHeads) * int64(per) * 4
+}
+
+// Router describes how a mixture-of-experts layer picks its experts from
+// the router's logits (one per expert):
+//
+//	softmax:  p = softmax(logits); take the TopK largest p
+//	sigmoid:  p = sigmoid(logits); rank experts by p + Bias; with Groups > 1
+//	          keep only the TopKGroups groups whose two best ranks sum
+//	          highest; take the TopK best-ranked experts
+//
+// The weights are the chosen p, divided by their sum when Normalize, then
+// multiplied by Scale.
+type Router struct {
+	TopK       int
+	Sigmoid    bool
+	Normalize  bool
+	Bias       Vector // selection bias (DeepSeek's e_score_correction_bias); nil for none
+	Groups     int    // expert groups (0 or 1: no grouping)
+	TopKGroups int
+	// GroupMaskZero ranks the experts of dropped groups 0 (DeepSeek-V3's
+	// reference code) rather than −∞ (GLM-4-MoE-Lite's).
+	GroupMaskZero bool
+	Scale         float32 // routed_scaling_factor; 0 means 1
+}
+
+// Selection holds, for each row of a batch, the experts a Router chose and
+// their weights. It lives on the backend.
+type Selection interface {
+	Rows() int
+}
+
+// Expert is one SwiGLU feed-forward network of a mixture of experts.
+type Expert struct {
+	Gate, Up, Down Matrix
 }
 
 // KVCache is a pool of KV blocks on a backend. Which blocks belong to which
@@ -145,10 +187,27 @@ type Backend interface {
 	// position, then writes into out[M, heads·ValueDim] the causal
 	// attention of q[M, heads·KeyDim] over its sequence's cached positions
 	// up to its own, with scores scaled by scale (grouped-query: query head
-	// h reads KV head h / (heads/KVHeads)).
+	// h reads KV head h / (heads/KVHeads)). With a ValueInKey cache v is
+	// nil and each value is the head of its key.
 	Attention(out, q, k, v Tensor, cache KVCache, layer int, b *Batch, scale float32)
 	// CopyRows copies src's rows (in the given order) into dst's first rows.
 	CopyRows(dst, src Tensor, rows []int32)
+	// CopyCols copies, for each row and each h < heads, n values from
+	// src[h·srcStride + srcOff :] to dst[h·dstStride + dstOff :] — a
+	// strided column copy that splits or joins per-head parts.
+	CopyCols(dst, src Tensor, heads, n, dstStride, dstOff, srcStride, srcOff int)
+	// HeadMatMul multiplies each head separately: for h < len(w),
+	// dst[:, h·dstStride : h·dstStride + w[h].Rows()] =
+	// x[:, h·xStride : h·xStride + w[h].Cols()] · w[h]ᵀ.
+	HeadMatMul(dst, x Tensor, w []Matrix, dstStride, xStride int)
+
+	// NewSelection allocates room for the expert choices of rows rows.
+	NewSelection(rows, topK int) Selection
+	// Route chooses each row's experts from the router logits [M, experts].
+	Route(sel Selection, logits Tensor, r *Router)
+	// Experts computes, for each row of x, the weighted sum over its
+	// selected experts of down(silu(gate·x) ⊙ up·x), into dst.
+	Experts(dst, x Tensor, sel Selection, experts []Expert)
 
 	// Sync waits for queued work and returns the first error since the
 	// last Sync.

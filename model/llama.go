@@ -9,8 +9,9 @@ import (
 	"github.com/marlin-llm/marlin/quant"
 )
 
-// Llama is the dense pre-norm decoder of LlamaForCausalLM and
-// Qwen3ForCausalLM:
+// Llama is the pre-norm decoder of LlamaForCausalLM and Qwen3ForCausalLM,
+// and, with mixture-of-experts feed-forward blocks, of MixtralForCausalLM
+// and Qwen3MoeForCausalLM:
 //
 //	h = embed(tokens)
 //	for each layer:
@@ -20,7 +21,7 @@ import (
 //	    q, k = rope(q), rope(k)
 //	    h += attention(q, k, v)·Wo            (causal, grouped-query)
 //	    x = rmsnorm(h)
-//	    h += (silu(x·Wgate) ⊙ x·Wup)·Wdown
+//	    h += ffn(x)                           (SwiGLU, or a mixture of SwiGLU experts)
 //	logits = rmsnorm(h)·Wout                 (Wout = embed when tied)
 type Llama struct {
 	info    Info
@@ -38,7 +39,7 @@ type Llama struct {
 	norm   backend.Vector
 	head   backend.Matrix
 
-	act *llamaActs
+	s *scratch
 }
 
 type llamaLayer struct {
@@ -46,32 +47,24 @@ type llamaLayer struct {
 	q, k, v, o        backend.Matrix
 	qb, kb, vb, ob    backend.Vector // attention biases (nil without attention_bias)
 	qNorm, kNorm      backend.Vector // per-head norms (Qwen3)
-	gate, up, down    backend.Matrix
-	gateB, upB, downB backend.Vector // MLP biases (nil without mlp_bias)
-}
-
-// llamaActs are the activation buffers, sized for up to cap rows.
-type llamaActs struct {
-	cap                int
-	h, x, q, k, v, att backend.Tensor
-	gate, up           backend.Tensor
-	last, logits       backend.Tensor
+	ffn               ffn
 }
 
 func newLlama(ck *hf.Checkpoint, be backend.Backend, q *quant.Config) (Model, error) {
 	c := ck.Config
-	qwen3 := c.Architecture() == "Qwen3ForCausalLM"
-	m := &Llama{be: be, ck: ck, heads: c.NumAttentionHeads, kvHeads: c.KVHeads(), headDim: c.HeadDimension()}
+	arch := c.Architecture()
+	qkNorm := arch == "Qwen3ForCausalLM" || arch == "Qwen3MoeForCausalLM"
+	m := &Llama{be: be, ck: ck, heads: c.NumAttentionHeads, kvHeads: c.KVHeads(), headDim: c.HeadDimension(), s: newScratch(be)}
 	if c.HiddenAct != "" && c.HiddenAct != "silu" {
 		return nil, fmt.Errorf("%s: hidden_act %q is not supported (only silu)", ck.Dir, c.HiddenAct)
 	}
 	if sw, ok := c.Raw["use_sliding_window"]; ok && string(sw) == "true" {
 		return nil, fmt.Errorf("%s: sliding-window attention is not supported", ck.Dir)
 	}
-	H, I, V := c.HiddenSize, c.IntermediateSize, c.VocabSize
-	if H <= 0 || I <= 0 || V <= 0 || c.NumHiddenLayers <= 0 || m.heads <= 0 || m.kvHeads <= 0 || m.headDim <= 0 || m.heads%m.kvHeads != 0 {
-		return nil, fmt.Errorf("%s: config.json: inconsistent sizes (hidden %d, intermediate %d, vocab %d, layers %d, heads %d, kv heads %d, head_dim %d)",
-			ck.Dir, H, I, V, c.NumHiddenLayers, m.heads, m.kvHeads, m.headDim)
+	H, V, L := c.HiddenSize, c.VocabSize, c.NumHiddenLayers
+	if H <= 0 || V <= 0 || L <= 0 || m.heads <= 0 || m.kvHeads <= 0 || m.headDim <= 0 || m.heads%m.kvHeads != 0 {
+		return nil, fmt.Errorf("%s: config.json: inconsistent sizes (hidden %d, vocab %d, layers %d, heads %d, kv heads %d, head_dim %d)",
+			ck.Dir, H, V, L, m.heads, m.kvHeads, m.headDim)
 	}
 	m.eps = 1e-6
 	if c.RMSNormEps != nil {
@@ -85,53 +78,35 @@ func newLlama(ck *hf.Checkpoint, be backend.Backend, q *quant.Config) (Model, er
 	if m.rope, err = ropeFor(r, int(float64(m.headDim)*r.PartialRotaryFactor)); err != nil {
 		return nil, fmt.Errorf("%s: %w", ck.Dir, err)
 	}
-	m.info = Info{
-		Architecture: c.Architecture(), Vocab: V, ContextLength: c.MaxPositionEmbeddings,
-		BOS: -1, Layers: c.NumHiddenLayers, Hidden: H,
-		KV: backend.KVSpec{Layers: c.NumHiddenLayers, KVHeads: m.kvHeads, KeyDim: m.headDim, ValueDim: m.headDim},
-	}
-	if c.BOSTokenID != nil {
-		m.info.BOS = int32(*c.BOSTokenID)
-	}
-	for _, id := range c.EOSTokenIDs() {
-		m.info.EOS = append(m.info.EOS, int32(id))
-	}
-	if ck.Generation != nil {
-		if ids := ck.Generation.EOSTokenIDs(); len(ids) > 0 {
-			m.info.EOS = m.info.EOS[:0]
-			for _, id := range ids {
-				m.info.EOS = append(m.info.EOS, int32(id))
-			}
-		}
-	}
+	m.info = baseInfo(c)
+	m.info.KV = backend.KVSpec{Layers: L, KVHeads: m.kvHeads, KeyDim: m.headDim, ValueDim: m.headDim}
+	applyGeneration(&m.info, ck)
 
 	l := newLoader(ck, be, q, &m.info)
 	attnBias := c.AttentionBias != nil && *c.AttentionBias
 	mlpBias := c.MLPBias != nil && *c.MLPBias
 	qd, kvd := m.heads*m.headDim, m.kvHeads*m.headDim
 	m.embed = l.matrix("model.embed_tokens", V, H)
-	m.layers = make([]llamaLayer, c.NumHiddenLayers)
+	m.layers = make([]llamaLayer, L)
 	for i := range m.layers {
 		p := fmt.Sprintf("model.layers.%d.", i)
-		L := &m.layers[i]
-		L.attnNorm = l.vector(p+"input_layernorm.weight", H)
-		L.q = l.matrix(p+"self_attn.q_proj", qd, H)
-		L.k = l.matrix(p+"self_attn.k_proj", kvd, H)
-		L.v = l.matrix(p+"self_attn.v_proj", kvd, H)
-		L.o = l.matrix(p+"self_attn.o_proj", H, qd)
-		L.qb = l.optVector(p+"self_attn.q_proj.bias", qd, attnBias)
-		L.kb = l.optVector(p+"self_attn.k_proj.bias", kvd, attnBias)
-		L.vb = l.optVector(p+"self_attn.v_proj.bias", kvd, attnBias)
-		L.ob = l.optVector(p+"self_attn.o_proj.bias", H, attnBias)
-		L.qNorm = l.optVector(p+"self_attn.q_norm.weight", m.headDim, qwen3)
-		L.kNorm = l.optVector(p+"self_attn.k_norm.weight", m.headDim, qwen3)
-		L.mlpNorm = l.vector(p+"post_attention_layernorm.weight", H)
-		L.gate = l.matrix(p+"mlp.gate_proj", I, H)
-		L.up = l.matrix(p+"mlp.up_proj", I, H)
-		L.down = l.matrix(p+"mlp.down_proj", H, I)
-		L.gateB = l.optVector(p+"mlp.gate_proj.bias", I, mlpBias)
-		L.upB = l.optVector(p+"mlp.up_proj.bias", I, mlpBias)
-		L.downB = l.optVector(p+"mlp.down_proj.bias", H, mlpBias)
+		ly := &m.layers[i]
+		ly.attnNorm = l.vector(p+"input_layernorm.weight", H)
+		ly.q = l.matrix(p+"self_attn.q_proj", qd, H)
+		ly.k = l.matrix(p+"self_attn.k_proj", kvd, H)
+		ly.v = l.matrix(p+"self_attn.v_proj", kvd, H)
+		ly.o = l.matrix(p+"self_attn.o_proj", H, qd)
+		ly.qb = l.optVector(p+"self_attn.q_proj.bias", qd, attnBias)
+		ly.kb = l.optVector(p+"self_attn.k_proj.bias", kvd, attnBias)
+		ly.vb = l.optVector(p+"self_attn.v_proj.bias", kvd, attnBias)
+		ly.ob = l.optVector(p+"self_attn.o_proj.bias", H, attnBias)
+		ly.qNorm = l.optVector(p+"self_attn.q_norm.weight", m.headDim, qkNorm)
+		ly.kNorm = l.optVector(p+"self_attn.k_norm.weight", m.headDim, qkNorm)
+		ly.mlpNorm = l.vector(p+"post_attention_layernorm.weight", H)
+		ly.ffn, err = llamaFFN(l, c, i, p, mlpBias)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", ck.Dir, err)
+		}
 	}
 	m.norm = l.vector("model.norm.weight", H)
 	if c.TiedEmbeddings() {
@@ -149,6 +124,54 @@ func newLlama(ck *hf.Checkpoint, be backend.Backend, q *quant.Config) (Model, er
 	return m, nil
 }
 
+// llamaFFN loads layer i's feed-forward block: dense SwiGLU, or Mixtral's
+// and Qwen3-MoE's softmax-routed experts.
+func llamaFFN(l *loader, c *hf.Config, i int, p string, bias bool) (ffn, error) {
+	H, E := c.HiddenSize, c.Experts()
+	topK := 0
+	if c.NumExpertsPerTok != nil {
+		topK = *c.NumExpertsPerTok
+	}
+	switch c.Architecture() {
+	case "MixtralForCausalLM":
+		if E <= 0 || topK <= 0 || topK > E {
+			return nil, fmt.Errorf("config.json: %d experts, %d per token", E, topK)
+		}
+		mp := p + "block_sparse_moe."
+		return &moe{
+			router:  l.matrix(mp+"gate", E, H),
+			route:   backend.Router{TopK: topK, Normalize: true},
+			experts: loadExperts(l, mp+"experts.", [3]string{"w1", "w3", "w2"}, E, H, c.IntermediateSize),
+		}, nil
+	case "Qwen3MoeForCausalLM":
+		step := 1
+		if c.DecoderSparseStep != nil {
+			step = *c.DecoderSparseStep
+		}
+		sparse := E > 0 && step > 0 && (i+1)%step == 0
+		for _, d := range c.MLPOnlyLayers {
+			if d == i {
+				sparse = false
+			}
+		}
+		if !sparse {
+			break
+		}
+		if topK <= 0 || topK > E || c.MoEIntermediateSize == nil {
+			return nil, fmt.Errorf("config.json: %d experts, %d per token, moe_intermediate_size %v", E, topK, c.MoEIntermediateSize)
+		}
+		return &moe{
+			router:  l.matrix(p+"mlp.gate", E, H),
+			route:   backend.Router{TopK: topK, Normalize: c.NormTopKProb != nil && *c.NormTopKProb},
+			experts: loadExperts(l, p+"mlp.experts.", projNames, E, H, *c.MoEIntermediateSize),
+		}, nil
+	}
+	if c.IntermediateSize <= 0 {
+		return nil, fmt.Errorf("config.json: intermediate_size %d", c.IntermediateSize)
+	}
+	return loadMLP(l, p+"mlp.", projNames, H, c.IntermediateSize, bias), nil
+}
+
 // Info implements Model.
 func (m *Llama) Info() *Info { return &m.info }
 
@@ -157,67 +180,70 @@ func (m *Llama) Close() error { return m.ck.Close() }
 
 // Forward implements Model.
 func (m *Llama) Forward(b *backend.Batch, cache backend.KVCache, rows []int32) backend.Tensor {
-	be, a := m.be, m.acts(len(b.Tokens), len(rows))
-	be.Embed(a.h, m.embed, b.Tokens)
+	be, s, n := m.be, m.s, len(b.Tokens)
+	h, x, y := s.get("h", n, m.info.Hidden), s.get("x", n, m.info.Hidden), s.get("y", n, m.info.Hidden)
+	q, att := s.get("q", n, m.heads*m.headDim), s.get("att", n, m.heads*m.headDim)
+	k, v := s.get("k", n, m.kvHeads*m.headDim), s.get("v", n, m.kvHeads*m.headDim)
+
+	be.Embed(h, m.embed, b.Tokens)
 	for i := range m.layers {
 		L := &m.layers[i]
 
 		// attention block
-		be.RMSNorm(a.x, a.h, L.attnNorm, m.eps)
-		m.linear(a.q, a.x, L.q, L.qb)
-		m.linear(a.k, a.x, L.k, L.kb)
-		m.linear(a.v, a.x, L.v, L.vb)
+		be.RMSNorm(x, h, L.attnNorm, m.eps)
+		linear(be, q, x, L.q, L.qb)
+		linear(be, k, x, L.k, L.kb)
+		linear(be, v, x, L.v, L.vb)
 		if L.qNorm != nil {
-			be.RMSNorm(a.q, a.q, L.qNorm, m.eps)
-			be.RMSNorm(a.k, a.k, L.kNorm, m.eps)
+			be.RMSNorm(q, q, L.qNorm, m.eps)
+			be.RMSNorm(k, k, L.kNorm, m.eps)
 		}
-		be.RoPE(a.q, m.heads, m.headDim, 0, &m.rope, b.Pos)
-		be.RoPE(a.k, m.kvHeads, m.headDim, 0, &m.rope, b.Pos)
-		be.Attention(a.att, a.q, a.k, a.v, cache, i, b, m.scale)
-		m.linear(a.x, a.att, L.o, L.ob)
-		be.Add(a.h, a.x)
+		be.RoPE(q, m.heads, m.headDim, 0, &m.rope, b.Pos)
+		be.RoPE(k, m.kvHeads, m.headDim, 0, &m.rope, b.Pos)
+		be.Attention(att, q, k, v, cache, i, b, m.scale)
+		linear(be, x, att, L.o, L.ob)
+		be.Add(h, x)
 
 		// feed-forward block
-		be.RMSNorm(a.x, a.h, L.mlpNorm, m.eps)
-		m.linear(a.gate, a.x, L.gate, L.gateB)
-		m.linear(a.up, a.x, L.up, L.upB)
-		be.SiLUMul(a.gate, a.gate, a.up)
-		m.linear(a.x, a.gate, L.down, L.downB)
-		be.Add(a.h, a.x)
+		be.RMSNorm(x, h, L.mlpNorm, m.eps)
+		L.ffn.forward(be, s, y, x)
+		be.Add(h, y)
 	}
-	be.CopyRows(a.last, a.h, rows)
-	be.RMSNorm(a.last, a.last, m.norm, m.eps)
-	be.MatMul(a.logits, a.last, m.head)
-	return a.logits
+	return outputHead(be, s, h, rows, m.norm, m.eps, m.head)
 }
 
-// linear computes dst = x·Wᵀ (+ bias).
-func (m *Llama) linear(dst, x backend.Tensor, w backend.Matrix, bias backend.Vector) {
-	m.be.MatMul(dst, x, w)
-	if bias != nil {
-		m.be.AddBias(dst, bias)
-	}
+// outputHead computes the logits of the selected rows of h.
+func outputHead(be backend.Backend, s *scratch, h backend.Tensor, rows []int32, norm backend.Vector, eps float32, head backend.Matrix) backend.Tensor {
+	last := s.get("last", len(rows), h.Cols())
+	logits := s.get("logits", len(rows), head.Rows())
+	be.CopyRows(last, h, rows)
+	be.RMSNorm(last, last, norm, eps)
+	be.MatMul(logits, last, head)
+	return logits
 }
 
-// acts returns activation buffers viewed at n rows (and outRows logits rows),
-// growing the backing buffers when a batch is larger than any before.
-func (m *Llama) acts(n, outRows int) *llamaActs {
-	be, c := m.be, m.info.Hidden
-	if m.act == nil || m.act.cap < max(n, outRows) {
-		capRows := max(n, outRows, 1)
-		I := m.layers[0].gate.Rows()
-		m.act = &llamaActs{cap: capRows,
-			h: be.NewTensor(capRows, c), x: be.NewTensor(capRows, c),
-			q: be.NewTensor(capRows, m.heads*m.headDim), k: be.NewTensor(capRows, m.kvHeads*m.headDim),
-			v: be.NewTensor(capRows, m.kvHeads*m.headDim), att: be.NewTensor(capRows, m.heads*m.headDim),
-			gate: be.NewTensor(capRows, I), up: be.NewTensor(capRows, I),
-			last: be.NewTensor(capRows, c), logits: be.NewTensor(capRows, m.info.Vocab),
+// baseInfo fills the Info fields every architecture shares.
+func baseInfo(c *hf.Config) Info {
+	info := Info{Architecture: c.Architecture(), Vocab: c.VocabSize, ContextLength: c.MaxPositionEmbeddings,
+		BOS: -1, Layers: c.NumHiddenLayers, Hidden: c.HiddenSize}
+	if c.BOSTokenID != nil {
+		info.BOS = int32(*c.BOSTokenID)
+	}
+	for _, id := range c.EOSTokenIDs() {
+		info.EOS = append(info.EOS, int32(id))
+	}
+	return info
+}
+
+// applyGeneration lets generation_config.json's EOS ids override config.json's.
+func applyGeneration(info *Info, ck *hf.Checkpoint) {
+	if ck.Generation == nil {
+		return
+	}
+	if ids := ck.Generation.EOSTokenIDs(); len(ids) > 0 {
+		info.EOS = info.EOS[:0]
+		for _, id := range ids {
+			info.EOS = append(info.EOS, int32(id))
 		}
-	}
-	a := m.act
-	return &llamaActs{cap: a.cap,
-		h: be.View(a.h, n), x: be.View(a.x, n), q: be.View(a.q, n), k: be.View(a.k, n), v: be.View(a.v, n),
-		att: be.View(a.att, n), gate: be.View(a.gate, n), up: be.View(a.up, n),
-		last: be.View(a.last, outRows), logits: be.View(a.logits, outRows),
 	}
 }

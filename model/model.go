@@ -1,7 +1,11 @@
 // Package model holds the transformer architectures, one file per family,
 // each a forward pass written once over the backend's operations:
 //
-//	llama.go    LlamaForCausalLM, Qwen3ForCausalLM (dense decoders)
+//	llama.go    LlamaForCausalLM, Qwen3ForCausalLM, MixtralForCausalLM,
+//	            Qwen3MoeForCausalLM (grouped-query attention; dense or MoE FFN)
+//	deepseek.go DeepseekV3ForCausalLM, Glm4MoeLiteForCausalLM (multi-head
+//	            latent attention with a latent KV cache; routed + shared experts)
+//	ffn.go      the feed-forward blocks: SwiGLU and mixtures of experts
 //
 // Load reads a Hugging Face folder (config.json + safetensors), picks the
 // architecture from config.json's "architectures" and maps every weight
@@ -58,8 +62,12 @@ type Info struct {
 type constructor func(ck *hf.Checkpoint, be backend.Backend, q *quant.Config) (Model, error)
 
 var architectures = map[string]constructor{
-	"LlamaForCausalLM": newLlama,
-	"Qwen3ForCausalLM": newLlama,
+	"LlamaForCausalLM":       newLlama,
+	"Qwen3ForCausalLM":       newLlama,
+	"MixtralForCausalLM":     newLlama,
+	"Qwen3MoeForCausalLM":    newLlama,
+	"DeepseekV3ForCausalLM":  newDeepSeek,
+	"Glm4MoeLiteForCausalLM": newDeepSeek,
 }
 
 // Architectures lists the supported values of config.json's "architectures".

@@ -1,7 +1,11 @@
 package model
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math"
+
+	"github.com/marlin-llm/marlin/dtype"
 
 	"github.com/marlin-llm/marlin/backend"
 	"github.com/marlin-llm/marlin/format/hf"
@@ -35,6 +39,12 @@ func (l *loader) fail(format string, args ...any) {
 // matrix loads the linear weight stored under prefix (prefix.weight, or the
 // tensors of a quantized format) and checks it is [out, in].
 func (l *loader) matrix(prefix string, out, in int) backend.Matrix {
+	return l.load(l.weight(prefix, out, in))
+}
+
+// weight reads the linear weight stored under prefix and checks it is
+// [out, in], without loading it onto the backend.
+func (l *loader) weight(prefix string, out, in int) *quant.Weight {
 	if l.err != nil {
 		return nil
 	}
@@ -47,6 +57,15 @@ func (l *loader) matrix(prefix string, out, in int) backend.Matrix {
 		l.fail("%s: shape [%d, %d], want [%d, %d]", prefix, w.Out, w.In, out, in)
 		return nil
 	}
+	return w
+}
+
+// load puts a weight on the backend and counts it.
+func (l *loader) load(w *quant.Weight) backend.Matrix {
+	if l.err != nil || w == nil {
+		return nil
+	}
+	out, in := w.Out, w.In
 	m, err := l.be.LoadMatrix(w)
 	if err != nil {
 		l.fail("%v", err)
@@ -112,4 +131,34 @@ func (l *loader) optVector(name string, n int, present bool) backend.Vector {
 		return nil
 	}
 	return l.vector(name, n)
+}
+
+// dense is a dense weight matrix built in memory (derived weights such as
+// MLA's absorbed projections).
+type dense struct{ w *quant.Weight }
+
+func newDense(name string, out, in int, dt dtype.DType) *dense {
+	return &dense{&quant.Weight{Name: name, Format: quant.Dense, Out: out, In: in, DType: dt,
+		Data: make([]byte, out*in*dt.Size())}}
+}
+
+// set stores v at [r, c], rounding to the matrix's type (exact for values
+// that came from a matrix of that type).
+func (d *dense) set(r, c int, v float32) {
+	i := r*d.w.In + c
+	switch d.w.DType {
+	case dtype.F32:
+		binary.LittleEndian.PutUint32(d.w.Data[4*i:], math.Float32bits(v))
+	case dtype.BF16:
+		binary.LittleEndian.PutUint16(d.w.Data[2*i:], dtype.F32ToBF16(v))
+	case dtype.F16:
+		binary.LittleEndian.PutUint16(d.w.Data[2*i:], dtype.F32ToF16(v))
+	}
+}
+
+func intOr(p *int, def int) int {
+	if p == nil {
+		return def
+	}
+	return *p
 }

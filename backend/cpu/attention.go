@@ -9,7 +9,8 @@ import (
 )
 
 // kvCache stores keys and values in float32, one slab per layer:
-// slab[block][slot][kvHead][dim], keys and values in separate slabs.
+// slab[block][slot][kvHead][dim], keys and values in separate slabs (no
+// value slab when the values are the keys' first dimensions).
 type kvCache struct {
 	spec       backend.KVSpec
 	keys, vals [][]float32 // per layer
@@ -28,9 +29,14 @@ func (b *Backend) NewKVCache(s backend.KVSpec) (backend.KVCache, error) {
 	}
 	c := &kvCache{spec: s, keys: make([][]float32, s.Layers), vals: make([][]float32, s.Layers)}
 	slots := s.Blocks * s.BlockSize * s.KVHeads
+	if s.ValueInKey && s.ValueDim > s.KeyDim {
+		return nil, fmt.Errorf("cpu: KV cache values (%d) longer than the keys (%d) that hold them", s.ValueDim, s.KeyDim)
+	}
 	for l := range s.Layers {
 		c.keys[l] = make([]float32, slots*s.KeyDim)
-		c.vals[l] = make([]float32, slots*s.ValueDim)
+		if !s.ValueInKey {
+			c.vals[l] = make([]float32, slots*s.ValueDim)
+		}
 	}
 	return c, nil
 }
@@ -46,7 +52,7 @@ func (c *kvCache) slot(blocks []int32, pos, head int) int {
 // are stored, then each (row, head) pair attends over its sequence's
 // positions 0..pos with a numerically stable softmax in float32.
 func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, layer int, bt *backend.Batch, scale float32) {
-	o, qt, kt, vt := tensor(out), tensor(q), tensor(k), tensor(v)
+	o, qt, kt := tensor(out), tensor(q), tensor(k)
 	c, ok := cache.(*kvCache)
 	if !ok {
 		panic(fmt.Sprintf("cpu: KV cache of another backend (%T)", cache))
@@ -54,13 +60,21 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 	s := c.spec
 	M := len(bt.Tokens)
 	heads := qt.cols / s.KeyDim
+	vt := &Tensor{rows: M, cols: s.KVHeads * s.ValueDim}
+	if v != nil {
+		vt = tensor(v)
+	}
+	checkShape("Attention", (v == nil) == s.ValueInKey, "values given %v for a cache with values in keys %v", v != nil, s.ValueInKey)
 	checkShape("Attention", qt.rows == M && kt.rows == M && vt.rows == M && o.rows == M &&
 		kt.cols == s.KVHeads*s.KeyDim && vt.cols == s.KVHeads*s.ValueDim &&
 		qt.cols == heads*s.KeyDim && o.cols == heads*s.ValueDim && heads%s.KVHeads == 0 &&
 		layer >= 0 && layer < s.Layers,
 		"q [%d, %d], k [%d, %d], v [%d, %d], out [%d, %d], %d tokens, cache %+v, layer %d",
 		qt.rows, qt.cols, kt.rows, kt.cols, vt.rows, vt.cols, o.rows, o.cols, M, s, layer)
-	keys, vals := c.keys[layer], c.vals[layer]
+	keys, vals, vstride := c.keys[layer], c.vals[layer], s.ValueDim
+	if s.ValueInKey {
+		vals, vstride = keys, s.KeyDim
+	}
 	seqOf := make([]int32, M) // row → index into bt.Seqs
 	for si, sq := range bt.Seqs {
 		checkShape("Attention", sq.Start >= 0 && sq.Start+sq.Len <= M, "sequence %d covers rows [%d, %d) of %d", si, sq.Start, sq.Start+sq.Len, M)
@@ -72,7 +86,9 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 			for h := range s.KVHeads {
 				sl := c.slot(sq.Blocks, p, h)
 				copy(keys[sl*s.KeyDim:(sl+1)*s.KeyDim], kt.Row(r)[h*s.KeyDim:(h+1)*s.KeyDim])
-				copy(vals[sl*s.ValueDim:(sl+1)*s.ValueDim], vt.Row(r)[h*s.ValueDim:(h+1)*s.ValueDim])
+				if !s.ValueInKey {
+					copy(vals[sl*s.ValueDim:(sl+1)*s.ValueDim], vt.Row(r)[h*s.ValueDim:(h+1)*s.ValueDim])
+				}
 			}
 		}
 	}
@@ -107,7 +123,7 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 			inv := 1 / sum
 			for p, e := range scores {
 				sl := c.slot(blocks, p, kvh)
-				kernels.Axpy(e*inv, vals[sl*s.ValueDim:(sl+1)*s.ValueDim], oh)
+				kernels.Axpy(e*inv, vals[sl*vstride:sl*vstride+s.ValueDim], oh)
 			}
 		}
 	})

@@ -1,0 +1,223 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/marlin-llm/marlin/backend"
+)
+
+// selection holds each row's chosen experts and weights, row-major [rows, k].
+type selection struct {
+	rows, k int
+	ids     []int32
+	weights []float32
+}
+
+func (s *selection) Rows() int { return s.rows }
+
+// NewSelection implements backend.Backend.
+func (b *Backend) NewSelection(rows, topK int) backend.Selection {
+	return &selection{rows: rows, k: topK, ids: make([]int32, rows*topK), weights: make([]float32, rows*topK)}
+}
+
+func sel(s backend.Selection) *selection {
+	c, ok := s.(*selection)
+	if !ok {
+		panic(fmt.Sprintf("cpu: selection of another backend (%T)", s))
+	}
+	return c
+}
+
+// Route implements backend.Backend, in float32 as transformers' routers do
+// (the softmax's sum in float64).
+func (b *Backend) Route(s backend.Selection, logits backend.Tensor, r *backend.Router) {
+	sl, lg := sel(s), tensor(logits)
+	E := lg.cols
+	checkShape("Route", sl.rows >= lg.rows && sl.k == r.TopK && r.TopK > 0 && r.TopK <= E,
+		"selection [%d, %d], logits [%d, %d], top-k %d", sl.rows, sl.k, lg.rows, lg.cols, r.TopK)
+	groups := max(r.Groups, 1)
+	checkShape("Route", E%groups == 0 && (groups == 1 || r.TopKGroups > 0 && r.TopKGroups <= groups),
+		"%d experts in %d groups, top %d groups", E, groups, r.TopKGroups)
+	var bias vector
+	if r.Bias != nil {
+		bias = vec(r.Bias)
+		checkShape("Route", len(bias) == E, "bias of %d for %d experts", len(bias), E)
+	}
+	scale := r.Scale
+	if scale == 0 {
+		scale = 1
+	}
+	p := make([]float32, E)
+	rank := make([]float32, E)
+	order := make([]int, E)
+	for i := range lg.rows {
+		row := lg.Row(i)
+		if r.Sigmoid {
+			for e, v := range row {
+				p[e] = float32(1 / (1 + math.Exp(-float64(v))))
+				rank[e] = p[e]
+				if bias != nil {
+					rank[e] += bias[e]
+				}
+			}
+		} else {
+			m := float32(math.Inf(-1))
+			for _, v := range row {
+				m = max(m, v)
+			}
+			var sum float64
+			for e, v := range row {
+				x := math.Exp(float64(v - m))
+				p[e] = float32(x)
+				sum += x
+			}
+			for e := range p {
+				p[e] = float32(float64(p[e]) / sum)
+				rank[e] = p[e]
+			}
+		}
+		if groups > 1 {
+			maskGroups(rank, groups, r.TopKGroups, r.GroupMaskZero)
+		}
+		for e := range order {
+			order[e] = e
+		}
+		sort.SliceStable(order, func(a, b int) bool { return rank[order[a]] > rank[order[b]] })
+		ids, w := sl.ids[i*sl.k:(i+1)*sl.k], sl.weights[i*sl.k:(i+1)*sl.k]
+		var sum float32
+		for j := range sl.k {
+			ids[j] = int32(order[j])
+			w[j] = p[order[j]]
+			sum += w[j]
+		}
+		for j := range w {
+			if r.Normalize {
+				w[j] /= sum + 1e-20
+			}
+			w[j] *= scale
+		}
+	}
+}
+
+// maskGroups sets to −Inf (or 0) the ranks of every expert outside the
+// topGroups groups whose two best ranks sum highest (DeepSeek-V3's
+// group-limited routing).
+func maskGroups(rank []float32, groups, topGroups int, zero bool) {
+	masked := float32(math.Inf(-1))
+	if zero {
+		masked = 0
+	}
+	per := len(rank) / groups
+	score := make([]float32, groups)
+	for g := range groups {
+		a, b := float32(math.Inf(-1)), float32(math.Inf(-1))
+		for _, v := range rank[g*per : (g+1)*per] {
+			if v > a {
+				a, b = v, a
+			} else if v > b {
+				b = v
+			}
+		}
+		if per == 1 {
+			b = 0
+		}
+		score[g] = a + b
+	}
+	idx := make([]int, groups)
+	for g := range idx {
+		idx[g] = g
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return score[idx[a]] > score[idx[b]] })
+	for _, g := range idx[topGroups:] {
+		for e := g * per; e < (g+1)*per; e++ {
+			rank[e] = masked
+		}
+	}
+}
+
+// Experts implements backend.Backend: the rows routed to each expert are
+// gathered into one small batch, run through that expert's three matrices
+// (each matmul parallel over the output features), and added back, scaled
+// by their routing weights, in expert order.
+func (b *Backend) Experts(dst, x backend.Tensor, s backend.Selection, experts []backend.Expert) {
+	d, xt, sl := tensor(dst), tensor(x), sel(s)
+	checkShape("Experts", d.rows == xt.rows && d.cols == xt.cols && sl.rows >= xt.rows,
+		"dst [%d, %d], x [%d, %d], selection of %d rows", d.rows, d.cols, xt.rows, xt.cols, sl.rows)
+	M, H := xt.rows, xt.cols
+	rowsOf := make([][]int32, len(experts)) // expert → (row·k + slot)
+	for i := range M * sl.k {
+		e := sl.ids[i]
+		checkShape("Experts", e >= 0 && int(e) < len(experts), "expert %d of %d", e, len(experts))
+		rowsOf[e] = append(rowsOf[e], int32(i))
+	}
+	clear(d.data[:M*H])
+	for e, slots := range rowsOf {
+		if len(slots) == 0 {
+			continue
+		}
+		ex := experts[e]
+		n, I := len(slots), ex.Gate.Rows()
+		in := &Tensor{rows: n, cols: H, data: make([]float32, n*H)}
+		for j, slot := range slots {
+			copy(in.Row(j), xt.Row(int(slot)/sl.k))
+		}
+		gate := &Tensor{rows: n, cols: I, data: make([]float32, n*I)}
+		up := &Tensor{rows: n, cols: I, data: make([]float32, n*I)}
+		out := &Tensor{rows: n, cols: H, data: make([]float32, n*H)}
+		b.MatMul(gate, in, ex.Gate)
+		b.MatMul(up, in, ex.Up)
+		b.SiLUMul(gate, gate, up)
+		b.MatMul(out, gate, ex.Down)
+		for j, slot := range slots {
+			w := sl.weights[slot]
+			dr, or := d.Row(int(slot)/sl.k), out.Row(j)
+			for c, v := range or {
+				dr[c] += w * v
+			}
+		}
+	}
+}
+
+// HeadMatMul implements backend.Backend.
+func (b *Backend) HeadMatMul(dst, x backend.Tensor, w []backend.Matrix, dstStride, xStride int) {
+	d, xt := tensor(dst), tensor(x)
+	M := xt.rows
+	checkShape("HeadMatMul", d.rows == M && len(w) > 0, "dst [%d, %d], x [%d, %d], %d heads", d.rows, d.cols, M, xt.cols, len(w))
+	for h, wm := range w {
+		m := mat(wm)
+		checkShape("HeadMatMul", h*xStride+m.w.In <= xt.cols && h*dstStride+m.w.Out <= d.cols,
+			"head %d: %v with strides %d/%d on x [%d, %d], dst [%d, %d]", h, m.w, dstStride, xStride, M, xt.cols, d.rows, d.cols)
+	}
+	in := make([]float32, M*w[0].Cols())
+	out := make([]float32, M*w[0].Rows())
+	for h, wm := range w {
+		m := mat(wm)
+		K, N := m.w.In, m.w.Out
+		in, out = in[:M*K], out[:M*N]
+		for i := range M {
+			copy(in[i*K:(i+1)*K], xt.Row(i)[h*xStride:h*xStride+K])
+		}
+		b.parallel(N, 16, func(lo, hi int) { m.mul(out, in, M, lo, hi) })
+		for i := range M {
+			copy(d.Row(i)[h*dstStride:h*dstStride+N], out[i*N:(i+1)*N])
+		}
+	}
+}
+
+// CopyCols implements backend.Backend.
+func (b *Backend) CopyCols(dst, src backend.Tensor, heads, n, dstStride, dstOff, srcStride, srcOff int) {
+	d, s := tensor(dst), tensor(src)
+	last := heads - 1
+	checkShape("CopyCols", d.rows == s.rows && heads > 0 && n >= 0 &&
+		last*dstStride+dstOff+n <= d.cols && last*srcStride+srcOff+n <= s.cols,
+		"%d heads of %d from [%d, %d] (stride %d, offset %d) to [%d, %d] (stride %d, offset %d)",
+		heads, n, s.rows, s.cols, srcStride, srcOff, d.rows, d.cols, dstStride, dstOff)
+	for i := range d.rows {
+		dr, sr := d.Row(i), s.Row(i)
+		for h := range heads {
+			copy(dr[h*dstStride+dstOff:h*dstStride+dstOff+n], sr[h*srcStride+srcOff:h*srcStride+srcOff+n])
+		}
+	}
+}

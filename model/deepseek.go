@@ -1,0 +1,286 @@
+package model
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/marlin-llm/marlin/backend"
+	"github.com/marlin-llm/marlin/dtype"
+	"github.com/marlin-llm/marlin/format/hf"
+	"github.com/marlin-llm/marlin/quant"
+)
+
+// DeepSeek is the decoder of DeepseekV3ForCausalLM and Glm4MoeLiteForCausalLM
+// (GLM-4.7-Flash): multi-head latent attention (MLA) and mixture-of-experts
+// feed-forward blocks with sigmoid routing and shared experts.
+//
+// MLA compresses each token's keys and values into one latent vector c of
+// kv_lora_rank numbers plus a rotary key part k_pe shared by all heads.
+// The cache stores only [c, k_pe]. Per head h, the full key would be
+// [W_UK[h]·c, k_pe] and the value W_UV[h]·c (W_UK, W_UV are kv_b_proj's
+// rows); instead of expanding them we absorb W_UK into the query and W_UV
+// into the output:
+//
+//	q_nope·(W_UK c) = (W_UKᵀ q_nope)·c        score = [W_UKᵀ q_nope, q_pe]·[c, k_pe]
+//	o[h] = W_UV[h] · Σ_t p_t c_t              attention over latents, then one small matmul
+//
+// so attention runs like multi-query attention with one KV head of
+// kv_lora_rank + rope numbers whose values are the first kv_lora_rank of
+// them.
+//
+//	x = rmsnorm(h)
+//	q = (rmsnorm(x·Wqa))·Wqb, or x·Wq        [heads, nope + rope]
+//	c, k_pe = split(x·Wkva); c = rmsnorm(c)
+//	q_pe, k_pe = rope(q_pe), rope(k_pe)
+//	o = attention([W_UKᵀ q_nope, q_pe], cache += [c, k_pe]) per head, then W_UV
+//	h += o·Wo
+//	h += ffn(rmsnorm(h))                     (dense first layers, then experts + shared experts)
+type DeepSeek struct {
+	info                    Info
+	be                      backend.Backend
+	ck                      *hf.Checkpoint
+	heads, nope, rope, vDim int
+	lora                    int // kv_lora_rank
+	eps, scale              float32
+	rot                     backend.Rope
+
+	embed  backend.Matrix
+	layers []deepseekLayer
+	norm   backend.Vector
+	head   backend.Matrix
+	s      *scratch
+}
+
+type deepseekLayer struct {
+	attnNorm, mlpNorm backend.Vector
+	qa, qb, q         backend.Matrix // q_a_proj and q_b_proj, or q_proj
+	qaBias            backend.Vector
+	qaNorm            backend.Vector
+	kva               backend.Matrix // kv_a_proj_with_mqa
+	kvaBias           backend.Vector
+	kvNorm            backend.Vector
+	ukT, uv           []backend.Matrix // per head: W_UKᵀ [lora, nope] and W_UV [v, lora]
+	o                 backend.Matrix
+	oBias             backend.Vector
+	ffn               ffn
+}
+
+func newDeepSeek(ck *hf.Checkpoint, be backend.Backend, q *quant.Config) (Model, error) {
+	c := ck.Config
+	glm := c.Architecture() == "Glm4MoeLiteForCausalLM"
+	m := &DeepSeek{be: be, ck: ck, heads: c.NumAttentionHeads, s: newScratch(be),
+		nope: intOr(c.QKNopeHeadDim, -1), rope: intOr(c.QKRopeHeadDim, -1),
+		vDim: intOr(c.VHeadDim, -1), lora: intOr(c.KVLoraRank, -1)}
+	H, V, L := c.HiddenSize, c.VocabSize, c.NumHiddenLayers
+	if H <= 0 || V <= 0 || L <= 0 || m.heads <= 0 || m.nope < 0 || m.rope <= 0 || m.vDim <= 0 || m.lora <= 0 {
+		return nil, fmt.Errorf("%s: config.json: inconsistent or missing sizes (hidden %d, vocab %d, layers %d, heads %d, qk_nope_head_dim %d, qk_rope_head_dim %d, v_head_dim %d, kv_lora_rank %d)",
+			ck.Dir, H, V, L, m.heads, m.nope, m.rope, m.vDim, m.lora)
+	}
+	if c.HiddenAct != "" && c.HiddenAct != "silu" {
+		return nil, fmt.Errorf("%s: hidden_act %q is not supported (only silu)", ck.Dir, c.HiddenAct)
+	}
+	m.eps = 1e-6
+	if c.RMSNormEps != nil {
+		m.eps = float32(*c.RMSNormEps)
+	}
+	r, err := c.Rope()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ck.Dir, err)
+	}
+	if m.rot, err = ropeFor(r, m.rope); err != nil {
+		return nil, fmt.Errorf("%s: %w", ck.Dir, err)
+	}
+	m.rot.Interleaved = c.RopeInterleave == nil || *c.RopeInterleave
+	scale := 1 / math.Sqrt(float64(m.nope+m.rope))
+	if r.Type != "default" && r.MScaleAllDim != 0 {
+		ms := yarnMScale(r.Factor, r.MScaleAllDim)
+		scale *= ms * ms
+	}
+	m.scale = float32(scale)
+	m.info = baseInfo(c)
+	m.info.KV = backend.KVSpec{Layers: L, KVHeads: 1, KeyDim: m.lora + m.rope, ValueDim: m.lora, ValueInKey: true}
+	applyGeneration(&m.info, ck)
+
+	l := newLoader(ck, be, q, &m.info)
+	bias := c.AttentionBias != nil && *c.AttentionBias
+	qd := m.heads * (m.nope + m.rope)
+	qRank, compressed := c.QLoRARank()
+	m.embed = l.matrix("model.embed_tokens", V, H)
+	m.layers = make([]deepseekLayer, L)
+	for i := range m.layers {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		ly := &m.layers[i]
+		ly.attnNorm = l.vector(p+"input_layernorm.weight", H)
+		if compressed {
+			ly.qa = l.matrix(p+"self_attn.q_a_proj", qRank, H)
+			ly.qaBias = l.optVector(p+"self_attn.q_a_proj.bias", qRank, bias)
+			ly.qaNorm = l.vector(p+"self_attn.q_a_layernorm.weight", qRank)
+			ly.qb = l.matrix(p+"self_attn.q_b_proj", qd, qRank)
+		} else {
+			ly.q = l.matrix(p+"self_attn.q_proj", qd, H)
+		}
+		ly.kva = l.matrix(p+"self_attn.kv_a_proj_with_mqa", m.lora+m.rope, H)
+		ly.kvaBias = l.optVector(p+"self_attn.kv_a_proj_with_mqa.bias", m.lora+m.rope, bias)
+		ly.kvNorm = l.vector(p+"self_attn.kv_a_layernorm.weight", m.lora)
+		ly.ukT, ly.uv = m.absorbed(l, p+"self_attn.kv_b_proj")
+		ly.o = l.matrix(p+"self_attn.o_proj", H, m.heads*m.vDim)
+		ly.oBias = l.optVector(p+"self_attn.o_proj.bias", H, bias)
+		ly.mlpNorm = l.vector(p+"post_attention_layernorm.weight", H)
+		if ly.ffn, err = deepseekFFN(l, c, i, p, glm); err != nil {
+			return nil, fmt.Errorf("%s: %w", ck.Dir, err)
+		}
+	}
+	m.norm = l.vector("model.norm.weight", H)
+	if c.TiedEmbeddings() {
+		m.head = m.embed
+	} else {
+		m.head = l.matrix("lm_head", V, H)
+	}
+	if l.err != nil {
+		return nil, l.err
+	}
+	m.info.DecodeBytes = m.info.WeightBytes
+	if !c.TiedEmbeddings() {
+		m.info.DecodeBytes -= m.embed.Bytes()
+	}
+	return m, nil
+}
+
+// absorbed splits kv_b_proj ([heads·(nope+v), lora]) into each head's
+// W_UKᵀ [lora, nope] (applied to the query) and W_UV [v, lora] (applied to
+// the attention output), stored densely in the checkpoint's 16-bit type
+// (float32 for other types) so that both are exact copies of its values.
+func (m *DeepSeek) absorbed(l *loader, prefix string) (ukT, uv []backend.Matrix) {
+	w := l.weight(prefix, m.heads*(m.nope+m.vDim), m.lora)
+	if w == nil {
+		return nil, nil
+	}
+	dt := dtype.F32
+	if w.Format == quant.Dense && (w.DType == dtype.BF16 || w.DType == dtype.F16) {
+		dt = w.DType
+	}
+	row := make([]float32, m.lora)
+	for h := range m.heads {
+		uk := newDense(fmt.Sprintf("%s[head %d].uk_t", prefix, h), m.lora, m.nope, dt)
+		v := newDense(fmt.Sprintf("%s[head %d].uv", prefix, h), m.vDim, m.lora, dt)
+		for j := range m.nope + m.vDim {
+			w.DequantizeRow(row, h*(m.nope+m.vDim)+j)
+			for c, x := range row {
+				if j < m.nope {
+					uk.set(c, j, x) // transposed
+				} else {
+					v.set(j-m.nope, c, x)
+				}
+			}
+		}
+		ukT = append(ukT, l.load(uk.w))
+		uv = append(uv, l.load(v.w))
+	}
+	return ukT, uv
+}
+
+// deepseekFFN loads layer i's feed-forward block: a dense SwiGLU for the
+// first layers, then routed experts with shared experts.
+func deepseekFFN(l *loader, c *hf.Config, i int, p string, glm bool) (ffn, error) {
+	H, E := c.HiddenSize, c.Experts()
+	sparse := E > 0
+	switch {
+	case len(c.MLPLayerTypes) > 0:
+		if i >= len(c.MLPLayerTypes) {
+			return nil, fmt.Errorf("config.json: mlp_layer_types has %d entries for %d layers", len(c.MLPLayerTypes), c.NumHiddenLayers)
+		}
+		sparse = c.MLPLayerTypes[i] == "sparse"
+	case c.FirstKDenseReplace != nil:
+		sparse = sparse && i >= *c.FirstKDenseReplace
+	case glm:
+		sparse = sparse && i >= 1 // transformers' default: the first layer dense
+	}
+	if !sparse {
+		return loadMLP(l, p+"mlp.", projNames, H, c.IntermediateSize, false), nil
+	}
+	topK, moeI, shared := 0, 0, 0
+	if c.NumExpertsPerTok != nil {
+		topK = *c.NumExpertsPerTok
+	}
+	if c.MoEIntermediateSize != nil {
+		moeI = *c.MoEIntermediateSize
+	}
+	if c.NSharedExperts != nil {
+		shared = *c.NSharedExperts
+	}
+	groups, topGroups := 1, 1
+	if c.NGroup != nil {
+		groups = *c.NGroup
+	}
+	if c.TopKGroup != nil {
+		topGroups = *c.TopKGroup
+	}
+	if topK <= 0 || topK > E || moeI <= 0 || groups <= 0 || E%groups != 0 || topGroups <= 0 || topGroups > groups {
+		return nil, fmt.Errorf("config.json: %d experts, %d per token, moe_intermediate_size %d, %d groups (top %d)", E, topK, moeI, groups, topGroups)
+	}
+	route := backend.Router{TopK: topK, Sigmoid: true, Normalize: c.NormTopKProb == nil || *c.NormTopKProb,
+		Groups: groups, TopKGroups: topGroups, GroupMaskZero: !glm, Scale: 1}
+	if c.RoutedScalingFactor != nil {
+		route.Scale = float32(*c.RoutedScalingFactor)
+	}
+	if l.has(p + "mlp.gate.e_score_correction_bias") {
+		route.Bias = l.vector(p+"mlp.gate.e_score_correction_bias", E)
+	}
+	f := &moe{router: l.matrix(p+"mlp.gate", E, H), route: route,
+		experts: loadExperts(l, p+"mlp.experts.", projNames, E, H, moeI)}
+	if shared > 0 {
+		f.shared = loadMLP(l, p+"mlp.shared_experts.", projNames, H, moeI*shared, false)
+	}
+	return f, nil
+}
+
+// Info implements Model.
+func (m *DeepSeek) Info() *Info { return &m.info }
+
+// Close implements Model.
+func (m *DeepSeek) Close() error { return m.ck.Close() }
+
+// Forward implements Model.
+func (m *DeepSeek) Forward(b *backend.Batch, cache backend.KVCache, rows []int32) backend.Tensor {
+	be, s, n := m.be, m.s, len(b.Tokens)
+	hd, kd := m.nope+m.rope, m.lora+m.rope // query head as stored; latent key
+	h, x, y := s.get("h", n, m.info.Hidden), s.get("x", n, m.info.Hidden), s.get("y", n, m.info.Hidden)
+	q := s.get("q", n, m.heads*hd)
+	kva, lat, key := s.get("kva", n, kd), s.get("lat", n, m.lora), s.get("key", n, kd)
+	qf, olat, ov := s.get("qf", n, m.heads*kd), s.get("olat", n, m.heads*m.lora), s.get("ov", n, m.heads*m.vDim)
+
+	be.Embed(h, m.embed, b.Tokens)
+	for i := range m.layers {
+		L := &m.layers[i]
+
+		// attention block
+		be.RMSNorm(x, h, L.attnNorm, m.eps)
+		if L.q != nil {
+			be.MatMul(q, x, L.q)
+		} else {
+			qa := s.get("qa", n, L.qa.Rows())
+			linear(be, qa, x, L.qa, L.qaBias)
+			be.RMSNorm(qa, qa, L.qaNorm, m.eps)
+			be.MatMul(q, qa, L.qb)
+		}
+		linear(be, kva, x, L.kva, L.kvaBias)
+		be.CopyCols(lat, kva, 1, m.lora, 0, 0, 0, 0)
+		be.RMSNorm(lat, lat, L.kvNorm, m.eps)
+		be.CopyCols(key, lat, 1, m.lora, 0, 0, 0, 0)
+		be.CopyCols(key, kva, 1, m.rope, 0, m.lora, 0, m.lora)
+		be.RoPE(key, 1, kd, m.lora, &m.rot, b.Pos)
+		be.RoPE(q, m.heads, hd, m.nope, &m.rot, b.Pos)
+		be.HeadMatMul(qf, q, L.ukT, kd, hd)                         // q_lat = W_UKᵀ q_nope
+		be.CopyCols(qf, q, m.heads, m.rope, kd, m.lora, hd, m.nope) // q_pe beside it
+		be.Attention(olat, qf, key, nil, cache, i, b, m.scale)
+		be.HeadMatMul(ov, olat, L.uv, m.vDim, m.lora) // o = W_UV o_lat
+		linear(be, x, ov, L.o, L.oBias)
+		be.Add(h, x)
+
+		// feed-forward block
+		be.RMSNorm(x, h, L.mlpNorm, m.eps)
+		L.ffn.forward(be, s, y, x)
+		be.Add(h, y)
+	}
+	return outputHead(be, s, h, rows, m.norm, m.eps, m.head)
+}

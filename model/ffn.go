@@ -1,0 +1,121 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/marlin-llm/marlin/backend"
+)
+
+// scratch hands out named activation buffers viewed at the current batch
+// size, growing the backing tensor when a batch is larger than any before.
+type scratch struct {
+	be   backend.Backend
+	bufs map[string]backend.Tensor
+	sels map[int]backend.Selection // by top-k
+}
+
+func newScratch(be backend.Backend) *scratch {
+	return &scratch{be: be, bufs: map[string]backend.Tensor{}, sels: map[int]backend.Selection{}}
+}
+
+// get returns the buffer name viewed as [rows, cols].
+func (s *scratch) get(name string, rows, cols int) backend.Tensor {
+	t, ok := s.bufs[name]
+	if !ok || t.Rows() < rows || t.Cols() != cols {
+		t = s.be.NewTensor(max(rows, 1), cols)
+		s.bufs[name] = t
+	}
+	return s.be.View(t, rows)
+}
+
+// ffn is a feed-forward block: dst = f(x).
+type ffn interface {
+	forward(be backend.Backend, s *scratch, dst, x backend.Tensor)
+}
+
+// mlp is the SwiGLU feed-forward network: down(silu(x·gate) ⊙ x·up).
+type mlp struct {
+	gate, up, down    backend.Matrix
+	gateB, upB, downB backend.Vector // biases, nil when absent
+}
+
+func (f *mlp) forward(be backend.Backend, s *scratch, dst, x backend.Tensor) {
+	M, I := x.Rows(), f.gate.Rows()
+	g, u := s.get("mlp.gate", M, I), s.get("mlp.up", M, I)
+	linear(be, g, x, f.gate, f.gateB)
+	linear(be, u, x, f.up, f.upB)
+	be.SiLUMul(g, g, u)
+	linear(be, dst, g, f.down, f.downB)
+}
+
+// loadMLP loads a SwiGLU network under prefix with the given tensor names
+// for the gate, up and down projections.
+func loadMLP(l *loader, prefix string, names [3]string, hidden, inter int, bias bool) *mlp {
+	f := &mlp{
+		gate: l.matrix(prefix+names[0], inter, hidden),
+		up:   l.matrix(prefix+names[1], inter, hidden),
+		down: l.matrix(prefix+names[2], hidden, inter),
+	}
+	f.gateB = l.optVector(prefix+names[0]+".bias", inter, bias)
+	f.upB = l.optVector(prefix+names[1]+".bias", inter, bias)
+	f.downB = l.optVector(prefix+names[2]+".bias", hidden, bias)
+	return f
+}
+
+var projNames = [3]string{"gate_proj", "up_proj", "down_proj"}
+
+// moe is a mixture-of-experts block: a router picks TopK experts per token,
+// their outputs are summed with the routing weights, and shared experts
+// (DeepSeek) are added for every token.
+type moe struct {
+	router  backend.Matrix
+	route   backend.Router
+	experts []backend.Expert
+	shared  *mlp // nil without shared experts
+}
+
+func (f *moe) forward(be backend.Backend, s *scratch, dst, x backend.Tensor) {
+	M := x.Rows()
+	logits := s.get("moe.logits", M, f.router.Rows())
+	be.MatMul(logits, x, f.router)
+	sel := s.selection(M, f.route.TopK)
+	be.Route(sel, logits, &f.route)
+	be.Experts(dst, x, sel, f.experts)
+	if f.shared != nil {
+		sh := s.get("moe.shared", M, x.Cols())
+		f.shared.forward(be, s, sh, x)
+		be.Add(dst, sh)
+	}
+}
+
+// selection returns a backend Selection for rows rows, grown as needed.
+func (s *scratch) selection(rows, k int) backend.Selection {
+	if t, ok := s.sels[k]; ok && t.Rows() >= rows {
+		return t
+	}
+	t := s.be.NewSelection(rows, k)
+	s.sels[k] = t
+	return t
+}
+
+// loadExperts loads n experts named prefix.N.<names>.
+func loadExperts(l *loader, prefix string, names [3]string, n, hidden, inter int) []backend.Expert {
+	ex := make([]backend.Expert, n)
+	for e := range ex {
+		p := fmt.Sprintf("%s%d.", prefix, e)
+		ex[e] = backend.Expert{
+			Gate: l.matrix(p+names[0], inter, hidden),
+			Up:   l.matrix(p+names[1], inter, hidden),
+			Down: l.matrix(p+names[2], hidden, inter),
+		}
+	}
+	return ex
+}
+
+// linear computes dst = x·Wᵀ (+ bias).
+func linear(be backend.Backend, dst, x backend.Tensor, w backend.Matrix, bias backend.Vector) {
+	be.MatMul(dst, x, w)
+	if bias != nil {
+		be.AddBias(dst, bias)
+	}
+}
