@@ -111,6 +111,7 @@ func TestBatchInvariance(t *testing.T) {
 func TestCancelFreesBlocks(t *testing.T) {
 	e := newEngine(t, engine.Config{MaxSeqs: 4})
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	ch, err := e.Submit(ctx, engine.Request{Prompt: []int32{5, 6, 7}, MaxTokens: 0, Logprobs: -1, Sampling: engine.Sampling{Temperature: 1, HasSeed: true, Seed: 3}})
 	if err != nil {
 		t.Fatal(err)
