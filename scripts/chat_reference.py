@@ -132,8 +132,10 @@ def build_snippet_engine(forced):
             def render(source, variables):
                 return _compile_jinja_template(source).render(**variables)
 
+            if render("{{ x }}", {"x": 1}) != "1":
+                raise ImportError("unexpected probe render")
             return render, "transformers %s _compile_jinja_template" % transformers.__version__
-        except ImportError:
+        except (ImportError, TypeError):
             if forced == "compile":
                 sys.exit("compile engine unavailable")
     import jinja2
@@ -170,8 +172,12 @@ def build_engine(forced):
                     out = out[0]
                 return out
 
+            probe = render("{{ messages[0].content }}{{ bos_token }}", [{"role": "user", "content": "x"}], None, False,
+                           {"bos_token": "<s>"})
+            if probe != "x<s>":
+                raise ImportError("unexpected probe render %r" % (probe,))
             return render, "transformers %s render_jinja_template" % transformers.__version__
-        except ImportError as e:
+        except (ImportError, TypeError) as e:
             errors.append("render_jinja_template: %s" % e)
             if forced == "transformers":
                 sys.exit("transformers engine unavailable: %s" % e)
@@ -189,8 +195,10 @@ def build_engine(forced):
                     **kwargs,
                 )
 
+            if render("{{ messages[0].content }}", [{"role": "user", "content": "x"}], None, False, {}) != "x":
+                raise ImportError("unexpected probe render")
             return render, "transformers %s _compile_jinja_template" % transformers.__version__
-        except ImportError as e:
+        except (ImportError, TypeError) as e:
             errors.append("_compile_jinja_template: %s" % e)
             if forced == "compile":
                 sys.exit("compile engine unavailable: %s" % e)
@@ -313,6 +321,7 @@ def main():
         os.path.join(args.data_root, "tokenizers"),
     ]
     render, engine = build_engine(args.engine)
+    print("engine: %s" % engine)
     now = datetime.datetime.fromisoformat(cases["now"])
 
     def strftime_now(fmt):
