@@ -124,7 +124,8 @@ def perplexity(model, ids, bos, ctx):
 def tinystories_ppl():
     from transformers import AutoModelForCausalLM
     d = os.path.join(SHARED, "models/tinystories-656k")
-    text = open(os.path.join(SHARED, "text/tinystories/TinyStories-valid.excerpt.txt"), encoding="utf-8").read()
+    # raw bytes: text mode would turn the file's \r\n into \n
+    text = open(os.path.join(SHARED, "text/tinystories/TinyStories-valid.excerpt.txt"), "rb").read().decode("utf-8")
     tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
     ids = tok.encode(text, add_special_tokens=False).ids
     model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32)
