@@ -1,8 +1,9 @@
 // Package quant describes how a weight matrix is stored — dense in 16 or 32
 // bits, or quantized to 2 to 8 bits — and holds the reference math of every
 // format (packing, unpacking, dequantization) and the quantizers that produce
-// them. It knows nothing of files or devices: format/hf builds Weights from
-// checkpoint tensors, backends turn them into something they can multiply.
+// them. It knows nothing of files or devices: LoadWeight maps checkpoint
+// tensors (handed over by format/hf's reader) to Weights and Tensors maps
+// them back; backends turn Weights into something they can multiply.
 package quant
 
 import (
@@ -14,33 +15,38 @@ import (
 // Format says how a Weight's bytes encode its values.
 type Format uint8
 
-// The storage formats of a weight matrix. Layouts are documented in
-// docs/formats.md; in short:
+// The storage formats of a weight matrix. Layouts, tensor names and the
+// quantization_config of each are documented in docs/formats.md; in short:
 const (
 	// Dense: Data is row-major [Out, In] of DType F32, F16 or BF16.
 	Dense Format = iota
 	// GPTQ: integers of Bits ∈ {2,3,4,8} in the GPTQ checkpoint layout:
 	// Data = qweight, int32 [In·Bits/32, Out], values packed along the input
-	// dimension, least significant bits first; Scales = fp16 [Groups, Out];
-	// Zeros = qzeros, int32 [Groups, Out·Bits/32] packed along the output
-	// dimension (nil for symmetric weights, whose zero point is 2^(Bits-1));
-	// GIdx = g_idx (group of each input row) or nil when row i is in group
-	// i/Group. Value = (q - z) · scale.
+	// dimension, least significant bits first (each column of qweight is one
+	// little-endian bit stream, so 3-bit values may straddle two words);
+	// Scales = fp16 [Groups, Out]; Zeros = qzeros, int32
+	// [Groups, ⌈Out·Bits/32⌉] packed along the output dimension the same
+	// way, holding z − ZeroOffset; GIdx = g_idx (group of each input row) or
+	// nil when row i is in group i/Group. Value = (q − z) · scale. Zeros may
+	// be nil only for symmetric weights, whose zero point is then
+	// 2^(Bits−1) (checkpoints always store qzeros; LoadWeight keeps them).
 	GPTQ
 	// FP8: float8 e4m3fn [Out, In] with one float32 scale per output row
-	// (Scales holds Out float32 values).
+	// (Scales holds Out little-endian float32 values); Group = In.
 	FP8
 	// FP4: e2m1 values, two per byte along the input dimension (low nibble
-	// first), Data [Out, In/2]; Scales fp16 [Out, In/Group].
+	// = even element), Data [Out, In/2]; Scales fp16 [Out, In/Group].
 	FP4
-	// MXFP4: e2m1 as FP4; Scales e8m0 bytes [Out, In/32].
+	// MXFP4: e2m1 as FP4; Scales e8m0 bytes [Out, In/32]; Group = 32.
 	MXFP4
-	// NVFP4: e2m1 as FP4; Scales e4m3 bytes [Out, In/16], times GlobalScale.
+	// NVFP4: e2m1 as FP4; Scales e4m3 bytes [Out, In/16], times
+	// GlobalScale; Group = 16.
 	NVFP4
 )
 
 var formatNames = [...]string{Dense: "dense", GPTQ: "gptq", FP8: "fp8", FP4: "fp4", MXFP4: "mxfp4", NVFP4: "nvfp4"}
 
+// String returns the format's lower-case name ("gptq", "fp8", ...).
 func (f Format) String() string {
 	if int(f) < len(formatNames) {
 		return formatNames[f]
@@ -59,9 +65,9 @@ type Weight struct {
 
 	DType dtype.DType // Dense: element type of Data
 
-	Bits  int  // GPTQ: bits per value
+	Bits  int  // GPTQ: bits per value (2, 3, 4 or 8); FP8 8; FP4 formats 4
 	Group int  // group size along In; equal to In for per-channel scales
-	Sym   bool // GPTQ: symmetric (no stored zero points)
+	Sym   bool // GPTQ: symmetric (zero point 2^(Bits−1)); informational when Zeros is set
 	// ZeroOffset is added to stored zero points: 1 for the original GPTQ
 	// ("v1") checkpoints, which store z-1, and 0 for "gptq_v2".
 	ZeroOffset int
@@ -70,9 +76,26 @@ type Weight struct {
 	Scales      []byte
 	Zeros       []byte
 	GIdx        []int32
-	GlobalScale float32 // NVFP4
+	GlobalScale float32 // NVFP4: multiplies every value (modelopt's weight_scale_2)
+
+	// ZerosUniform (GPTQ) records that every stored zero point is the same
+	// (as in symmetric checkpoints); Pack and LoadWeight set it, kernels
+	// may then fold the zero point into their per-group sums. Leaving it
+	// false is always correct.
+	ZerosUniform bool
 }
 
+// Groups returns the number of scale groups along In (In/Group), or 1 for
+// Dense weights and weights without a group size.
+func (w *Weight) Groups() int {
+	if w.Group <= 0 || w.Format == Dense {
+		return 1
+	}
+	return w.In / w.Group
+}
+
+// String describes the weight in one line: name, format, shape and the
+// parameters of its format.
 func (w *Weight) String() string {
 	s := fmt.Sprintf("%s %s [%d, %d]", w.Name, w.Format, w.Out, w.In)
 	switch w.Format {
@@ -82,6 +105,8 @@ func (w *Weight) String() string {
 		s += fmt.Sprintf(" int%d g%d", w.Bits, w.Group)
 	case FP4:
 		s += fmt.Sprintf(" g%d", w.Group)
+	case NVFP4:
+		s += fmt.Sprintf(" global %g", w.GlobalScale)
 	}
 	return s
 }

@@ -1,0 +1,20 @@
+//go:build !amd64 || purego
+
+package kernels
+
+// No assembly on this architecture (or with the purego tag): the portable
+// Go kernels are always used, and the SIMD entry points below are never
+// reached because useSIMD stays false.
+const hasSIMD = false
+
+func matmulF32SIMD(dst []float32, ldd int, x []float32, M, K int, w []float32, n0, n1 int) {
+	matmulF32Generic(dst, ldd, x, M, K, w, n0, n1)
+}
+
+func matmul16SIMD(kind wkind, dst []float32, ldd int, x []float32, M, K int, w []uint16, n0, n1 int) {
+	matmul16Generic(kind, dst, ldd, x, M, K, w, n0, n1)
+}
+
+func dotSIMD(a, b []float32) float32 { return dotGeneric(a, b) }
+
+func axpySIMD(alpha float32, x, y []float32) { axpyGeneric(alpha, x, y) }

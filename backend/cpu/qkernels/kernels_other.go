@@ -1,0 +1,18 @@
+//go:build !amd64 || purego
+
+package qkernels
+
+import "github.com/marlin-llm/marlin/quant"
+
+const hasSIMD = false
+
+func gptqAligned(w *quant.Weight) bool { return false }
+func fpKind(w *quant.Weight) string    { return "" }
+
+func gptqSIMD(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weight, n0, n1 int) bool {
+	return false
+}
+
+func fpSIMD(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weight, n0, n1 int) bool {
+	return false
+}

@@ -1,0 +1,162 @@
+// Package qkernels holds the CPU's fused dequantize + matmul kernels for
+// the quantized weight formats of package quant: GPTQ integers (2, 3, 4, 8
+// bits, any group size, act-order), FP8 e4m3 with per-row scales, FP4 e2m1
+// with fp16 group scales, MXFP4 and NVFP4. They never expand the weight
+// matrix in memory: each weight is decoded in registers and used at once
+// (for every row of a small batch) by fused multiply-adds.
+//
+// On amd64 with AVX2, FMA and F16C the kernels are generated assembly
+// (gen/, qkernels_amd64.s); everywhere else, and for the few shapes the
+// assembly does not cover (see Coverage; output columns outside the
+// 8-aligned part of [n0, n1) always), a portable Go implementation with
+// the same structure runs. GODEBUG=cpu.avx2=off switches the assembly off.
+//
+// Numerics: products are exact and sums are float32, in an order that
+// differs from a plain dot product (GPTQ sums per group Σq·x and applies
+// (Σq·x − z·Σx)·scale once per group), so results match the float64
+// reference within a few float32 ulps of Σ|x·w|.
+//
+// Concurrency: MatMul only reads its inputs and writes the documented part
+// of dst, so calls on disjoint [n0, n1) ranges may run at once. Scratch
+// buffers come from a sync.Pool: no allocation in steady state.
+package qkernels
+
+import (
+	"fmt"
+	"sync"
+	"unsafe"
+
+	"github.com/marlin-llm/marlin/backend/cpu/kernels"
+	"github.com/marlin-llm/marlin/dtype"
+	"github.com/marlin-llm/marlin/quant"
+)
+
+// useSIMD selects the assembly; tests switch it off to cover the Go path.
+var useSIMD = hasSIMD
+
+// HasSIMD reports whether the assembly kernels are in use.
+func HasSIMD() bool { return useSIMD }
+
+// MatMul computes dst[m*ldd+n] = Σ_k x[m*K+k]·W[n][k] for 0 ≤ m < M and
+// n0 ≤ n < n1, where W (Out = N rows, In = K columns) is stored quantized in
+// w. Only those M·(n1−n0) elements of dst are written. w must have passed
+// Validate (LoadWeight and QuantizeRTN guarantee it); Dense weights are
+// passed on to package kernels.
+//
+// It panics, naming the argument, if M < 0, the range is not within
+// [0, Out], x is shorter than M·K or dst too short for row M−1 and column
+// n1−1 (with ldd ≥ n1 when M > 1).
+func MatMul(dst []float32, ldd int, x []float32, M int, w *quant.Weight, n0, n1 int) {
+	K := w.In
+	switch {
+	case M < 0:
+		panic(fmt.Sprintf("qkernels.MatMul: M = %d", M))
+	case n0 < 0 || n1 < n0 || n1 > w.Out:
+		panic(fmt.Sprintf("qkernels.MatMul: %s: column range [%d, %d) not within [0, %d)", w.Name, n0, n1, w.Out))
+	case len(x) < M*K:
+		panic(fmt.Sprintf("qkernels.MatMul: %s: len(x) = %d < M·K = %d", w.Name, len(x), M*K))
+	case M > 1 && ldd < n1:
+		panic(fmt.Sprintf("qkernels.MatMul: ldd = %d < n1 = %d", ldd, n1))
+	}
+	if M == 0 || n0 == n1 {
+		return
+	}
+	if need := (M-1)*ldd + n1; len(dst) < need {
+		panic(fmt.Sprintf("qkernels.MatMul: len(dst) = %d < %d", len(dst), need))
+	}
+	switch w.Format {
+	case quant.Dense:
+		denseMatMul(dst, ldd, x, M, w, n0, n1)
+	case quant.GPTQ:
+		sc := getScratch()
+		if !useSIMD || !gptqSIMD(sc, dst, ldd, x, M, w, n0, n1) {
+			gptqGeneric(sc, dst, ldd, x, M, w, n0, n1)
+		}
+		putScratch(sc)
+	case quant.FP8, quant.FP4, quant.MXFP4, quant.NVFP4:
+		sc := getScratch()
+		if !useSIMD || !fpSIMD(sc, dst, ldd, x, M, w, n0, n1) {
+			fpGeneric(sc, dst, ldd, x, M, w, n0, n1, 0)
+		}
+		putScratch(sc)
+	default:
+		panic(fmt.Sprintf("qkernels.MatMul: %s: format %v not supported", w.Name, w.Format))
+	}
+}
+
+// Coverage says whether MatMul runs w with assembly (true) or with the
+// portable Go code (false) on this machine.
+func Coverage(w *quant.Weight) bool {
+	if !useSIMD {
+		return false
+	}
+	switch w.Format {
+	case quant.GPTQ:
+		return gptqAligned(w)
+	case quant.FP8, quant.FP4, quant.MXFP4, quant.NVFP4:
+		return fpKind(w) != "" && w.In >= 64
+	case quant.Dense:
+		return kernels.HasSIMD()
+	}
+	return false
+}
+
+func denseMatMul(dst []float32, ldd int, x []float32, M int, w *quant.Weight, n0, n1 int) {
+	K := w.In
+	switch w.DType {
+	case dtype.F32:
+		kernels.MatMulF32(dst, ldd, x, M, K, unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(w.Data))), len(w.Data)/4), n0, n1)
+	case dtype.F16:
+		kernels.MatMulF16(dst, ldd, x, M, K, unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(w.Data))), len(w.Data)/2), n0, n1)
+	case dtype.BF16:
+		kernels.MatMulBF16(dst, ldd, x, M, K, unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(w.Data))), len(w.Data)/2), n0, n1)
+	default:
+		panic(fmt.Sprintf("qkernels.MatMul: %s: dense dtype %v", w.Name, w.DType))
+	}
+}
+
+// scratch holds the per-call buffers.
+type scratch struct {
+	f  []float32 // coefficients, sums, accumulators
+	i  []int32   // k lists
+	b  []byte    // synthesized zero points
+	o  []int32   // act-order: list position → input row
+	ga gptqArgs
+	aa gptqActArgs
+	fa fpArgs
+}
+
+var pool = sync.Pool{New: func() any { return new(scratch) }}
+
+func getScratch() *scratch  { return pool.Get().(*scratch) }
+func putScratch(s *scratch) { pool.Put(s) }
+
+// floats returns a float32 buffer of length n (contents undefined).
+func (s *scratch) floats(n int) []float32 {
+	if cap(s.f) < n {
+		s.f = make([]float32, n+n/4)
+	}
+	return s.f[:n]
+}
+
+func (s *scratch) ints(n int) []int32 {
+	if cap(s.i) < n {
+		s.i = make([]int32, n+n/4)
+	}
+	return s.i[:n]
+}
+
+// intsAux returns a second int32 buffer of length n, independent of ints.
+func (s *scratch) intsAux(n int) []int32 {
+	if cap(s.o) < n {
+		s.o = make([]int32, n+n/4)
+	}
+	return s.o[:n]
+}
+
+func (s *scratch) bytes(n int) []byte {
+	if cap(s.b) < n {
+		s.b = make([]byte, n+n/4)
+	}
+	return s.b[:n]
+}

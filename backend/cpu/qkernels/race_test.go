@@ -1,0 +1,5 @@
+//go:build race
+
+package qkernels
+
+const raceEnabled = true

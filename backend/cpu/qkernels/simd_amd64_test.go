@@ -1,0 +1,42 @@
+//go:build amd64 && !purego
+
+package qkernels
+
+import (
+	"math/rand"
+	"testing"
+
+	"github.com/marlin-llm/marlin/quant"
+)
+
+// TestSIMDTaken makes sure the assembly (not the fallback) computes the
+// aligned shapes, by calling the drivers directly.
+func TestSIMDTaken(t *testing.T) {
+	if !hasSIMD {
+		t.Skip("no AVX2")
+	}
+	rng := rand.New(rand.NewSource(9))
+	x := randX(rng, 4*256)
+	dst := make([]float32, 4*64)
+	for _, w := range []*quant.Weight{
+		randomWeight(t, rng, quant.GPTQ, 64, 256, 4, 32, 1, false, false, false),
+		randomWeight(t, rng, quant.GPTQ, 64, 256, 3, 128, 1, false, false, false),
+		randomWeight(t, rng, quant.FP8, 64, 256, 8, 256, 0, true, false, false),
+		randomWeight(t, rng, quant.NVFP4, 64, 256, 4, 16, 0, true, false, false),
+		randomWeight(t, rng, quant.FP4, 64, 256, 4, 128, 0, true, false, false),
+	} {
+		if !Coverage(w) {
+			t.Errorf("%v not covered", w)
+		}
+		sc := getScratch()
+		var ok bool
+		if w.Format == quant.GPTQ {
+			ok = gptqSIMD(sc, dst, 64, x, 4, w, 0, 64)
+		} else {
+			ok = fpSIMD(sc, dst, 64, x, 4, w, 0, 64)
+		}
+		if !ok {
+			t.Errorf("%v: assembly not taken", w)
+		}
+	}
+}

@@ -1,0 +1,306 @@
+package quant
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// MethodFP is the quant_method this project writes for its floating-point
+// formats (FP4, MXFP4, NVFP4, FP8), with "format" naming which.
+const MethodFP = "marlin_fp"
+
+// Config is a checkpoint's quantization_config (from config.json).
+//
+// Read: quant_method "gptq" (bits, group_size with −1 = per-channel,
+// desc_act, sym, checkpoint_format "gptq" = v1 or "gptq_v2"); MethodFP
+// ("format": "fp4" | "mxfp4" | "nvfp4" | "fp8", group_size); and, for
+// checkpoints made by other tools with the same tensor layouts,
+// "compressed-tensors" with 8-bit float channel- or tensor-wise weights
+// (FP8) and "modelopt" with quant_algo "FP8" or "NVFP4".
+type Config struct {
+	Method           string // quant_method as read
+	Format           Format // GPTQ, FP8, FP4, MXFP4 or NVFP4
+	Bits             int    // GPTQ: 2, 3, 4, 8; FP8 8; FP4 formats 4
+	Group            int    // group_size: −1 per-channel (also FP8); MXFP4 32; NVFP4 16
+	DescAct          bool   // GPTQ act-order (g_idx permutes groups)
+	Sym              bool   // GPTQ symmetric
+	CheckpointFormat string // GPTQ: "gptq" (v1, zero points stored as z−1) or "gptq_v2"
+}
+
+// ZeroOffset returns the value LoadWeight adds to stored GPTQ zero points:
+// 1 for v1 checkpoints, 0 for gptq_v2.
+func (c *Config) ZeroOffset() int {
+	if c.CheckpointFormat == "gptq_v2" {
+		return 0
+	}
+	return 1
+}
+
+// ParseConfig parses a quantization_config object. raw may also be a whole
+// config.json, whose "quantization_config" member is then used. nil, empty
+// input, JSON null or a config.json without quantization_config mean "not
+// quantized" and return (nil, nil). Unknown methods and parameters this
+// package cannot run (bits 5, group size 0, …) are errors.
+func ParseConfig(raw []byte) (*Config, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("quantization_config: %w", err)
+	}
+	if m == nil {
+		return nil, nil
+	}
+	if q, ok := m["quantization_config"]; ok {
+		if q == nil {
+			return nil, nil
+		}
+		qm, ok := q.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("quantization_config: not a JSON object")
+		}
+		m = qm
+	} else if _, ok := m["quant_method"]; !ok {
+		if _, isModel := m["architectures"]; isModel {
+			return nil, nil // a config.json without quantization
+		}
+		if _, isModel := m["model_type"]; isModel {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("quantization_config: no quant_method")
+	}
+	method, err := str(m, "quant_method", "")
+	if err != nil {
+		return nil, err
+	}
+	c := &Config{Method: method}
+	switch strings.ToLower(method) {
+	case "gptq":
+		return c, c.parseGPTQ(m)
+	case MethodFP:
+		return c, c.parseFP(m)
+	case "compressed-tensors":
+		return c, c.parseCompressedTensors(m)
+	case "modelopt":
+		return c, c.parseModelOpt(m)
+	case "":
+		return nil, fmt.Errorf("quantization_config: no quant_method")
+	}
+	return nil, fmt.Errorf("quantization_config: quant_method %q not supported (want gptq, %s, compressed-tensors FP8 or modelopt FP8/NVFP4)", method, MethodFP)
+}
+
+func (c *Config) parseGPTQ(m map[string]any) error {
+	c.Format = GPTQ
+	var err error
+	if c.Bits, err = integer(m, "bits", 0); err != nil {
+		return err
+	}
+	if c.Bits != 2 && c.Bits != 3 && c.Bits != 4 && c.Bits != 8 {
+		return fmt.Errorf("quantization_config: gptq bits %d not supported (want 2, 3, 4 or 8)", c.Bits)
+	}
+	if c.Group, err = integer(m, "group_size", -1); err != nil {
+		return err
+	}
+	if c.Group == 0 || c.Group < -1 {
+		return fmt.Errorf("quantization_config: group_size %d (want −1 for per-channel or a positive size)", c.Group)
+	}
+	if c.DescAct, err = boolean(m, "desc_act", false); err != nil {
+		return err
+	}
+	if c.Sym, err = boolean(m, "sym", true); err != nil {
+		return err
+	}
+	cf, err := str(m, "checkpoint_format", "")
+	if err != nil {
+		return err
+	}
+	if cf == "" {
+		if cf, err = str(m, "format", "gptq"); err != nil {
+			return err
+		}
+	}
+	switch cf {
+	case "gptq", "gptq_v2":
+		c.CheckpointFormat = cf
+	default:
+		return fmt.Errorf("quantization_config: checkpoint_format %q not supported (want gptq or gptq_v2)", cf)
+	}
+	return nil
+}
+
+func (c *Config) parseFP(m map[string]any) error {
+	f, err := str(m, "format", "")
+	if err != nil {
+		return err
+	}
+	g, err := integer(m, "group_size", 0)
+	if err != nil {
+		return err
+	}
+	switch f {
+	case "fp4":
+		c.Format, c.Bits, c.Group = FP4, 4, g
+		if g <= 0 || g%2 != 0 {
+			return fmt.Errorf("quantization_config: fp4 group_size %d (want a positive even size)", g)
+		}
+	case "mxfp4":
+		c.Format, c.Bits, c.Group = MXFP4, 4, 32
+		if g != 0 && g != 32 {
+			return fmt.Errorf("quantization_config: mxfp4 group_size %d (blocks are 32)", g)
+		}
+	case "nvfp4":
+		c.Format, c.Bits, c.Group = NVFP4, 4, 16
+		if g != 0 && g != 16 {
+			return fmt.Errorf("quantization_config: nvfp4 group_size %d (blocks are 16)", g)
+		}
+	case "fp8":
+		c.Format, c.Bits, c.Group = FP8, 8, -1
+		if g != 0 && g != -1 {
+			return fmt.Errorf("quantization_config: fp8 group_size %d (fp8 is per-channel)", g)
+		}
+	default:
+		return fmt.Errorf("quantization_config: %s format %q not supported (want fp4, mxfp4, nvfp4 or fp8)", MethodFP, f)
+	}
+	c.Sym = true
+	return nil
+}
+
+func (c *Config) parseCompressedTensors(m map[string]any) error {
+	groups, _ := m["config_groups"].(map[string]any)
+	if len(groups) == 0 {
+		return fmt.Errorf("quantization_config: compressed-tensors without config_groups")
+	}
+	for name, g := range groups {
+		gm, _ := g.(map[string]any)
+		wts, _ := gm["weights"].(map[string]any)
+		if wts == nil {
+			return fmt.Errorf("quantization_config: compressed-tensors group %q has no weights scheme", name)
+		}
+		bits, err := integer(wts, "num_bits", 0)
+		if err != nil {
+			return err
+		}
+		typ, _ := wts["type"].(string)
+		strategy, _ := wts["strategy"].(string)
+		if bits != 8 || typ != "float" || (strategy != "channel" && strategy != "tensor") {
+			return fmt.Errorf("quantization_config: compressed-tensors scheme %q (%d-bit %s, strategy %s) not supported; only FP8 channel/tensor weights are", name, bits, typ, strategy)
+		}
+	}
+	c.Format, c.Bits, c.Group, c.Sym = FP8, 8, -1, true
+	return nil
+}
+
+func (c *Config) parseModelOpt(m map[string]any) error {
+	algo, _ := m["quant_algo"].(string)
+	if algo == "" {
+		if q, ok := m["quantization"].(map[string]any); ok {
+			algo, _ = q["quant_algo"].(string)
+		}
+	}
+	switch strings.ToUpper(algo) {
+	case "FP8":
+		c.Format, c.Bits, c.Group = FP8, 8, -1
+	case "NVFP4":
+		c.Format, c.Bits, c.Group = NVFP4, 4, 16
+	default:
+		return fmt.Errorf("quantization_config: modelopt quant_algo %q not supported (want FP8 or NVFP4)", algo)
+	}
+	c.Sym = true
+	return nil
+}
+
+// JSON returns the quantization_config to write into config.json for a
+// checkpoint of this configuration: the GPTQ keys for GPTQ, MethodFP's
+// otherwise.
+func (c *Config) JSON() map[string]any {
+	if c == nil {
+		return nil
+	}
+	if c.Format == GPTQ {
+		cf := c.CheckpointFormat
+		if cf == "" {
+			cf = "gptq"
+		}
+		return map[string]any{
+			"quant_method": "gptq", "bits": c.Bits, "group_size": c.Group,
+			"desc_act": c.DescAct, "sym": c.Sym, "checkpoint_format": cf,
+		}
+	}
+	m := map[string]any{"quant_method": MethodFP, "format": c.Format.String()}
+	switch c.Format {
+	case FP8:
+		m["group_size"] = -1
+	default:
+		m["group_size"] = c.Group
+	}
+	return m
+}
+
+// ConfigFor returns the Config describing checkpoints quantized with spec
+// (a per-channel GPTQ spec becomes group_size −1).
+func ConfigFor(spec Spec) *Config {
+	c := &Config{Format: spec.Format, Bits: spec.Bits, Group: spec.Group, Sym: true}
+	switch spec.Format {
+	case GPTQ:
+		c.Method, c.Sym = "gptq", spec.Sym
+		c.CheckpointFormat = "gptq"
+		if spec.V2 {
+			c.CheckpointFormat = "gptq_v2"
+		}
+		if c.Group <= 0 {
+			c.Group = -1
+		}
+	case FP8:
+		c.Method, c.Bits, c.Group = MethodFP, 8, -1
+	case MXFP4:
+		c.Method, c.Bits, c.Group = MethodFP, 4, 32
+	case NVFP4:
+		c.Method, c.Bits, c.Group = MethodFP, 4, 16
+	default:
+		c.Method, c.Bits = MethodFP, 4
+	}
+	return c
+}
+
+func str(m map[string]any, key, def string) (string, error) {
+	v, ok := m[key]
+	if !ok || v == nil {
+		return def, nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return "", fmt.Errorf("quantization_config: %s is %v, want a string", key, v)
+	}
+	return s, nil
+}
+
+func integer(m map[string]any, key string, def int) (int, error) {
+	v, ok := m[key]
+	if !ok || v == nil {
+		if def == 0 && key == "bits" {
+			return 0, fmt.Errorf("quantization_config: no %s", key)
+		}
+		return def, nil
+	}
+	f, ok := v.(float64)
+	if !ok || f != float64(int(f)) || f > 1<<30 || f < -(1<<30) {
+		return 0, fmt.Errorf("quantization_config: %s is %v, want an integer", key, v)
+	}
+	return int(f), nil
+}
+
+func boolean(m map[string]any, key string, def bool) (bool, error) {
+	v, ok := m[key]
+	if !ok || v == nil {
+		return def, nil
+	}
+	b, ok := v.(bool)
+	if !ok {
+		return false, fmt.Errorf("quantization_config: %s is %v, want true or false", key, v)
+	}
+	return b, nil
+}

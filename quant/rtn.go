@@ -1,0 +1,318 @@
+package quant
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/marlin-llm/marlin/dtype"
+)
+
+// Spec says how to quantize a weight matrix.
+type Spec struct {
+	Format Format // GPTQ (integers), FP8, FP4, MXFP4 or NVFP4
+	Bits   int    // GPTQ: 2, 3, 4 or 8 (the FP formats imply theirs)
+	// Group is the group size along In: GPTQ and FP4 any divisor of In
+	// (0 or In: one scale per output row); MXFP4 32, NVFP4 16 (0 picks
+	// these); FP8 0 or In (per output row).
+	Group int
+	Sym   bool // GPTQ: symmetric (zero point 2^(Bits−1)); the FP formats are always symmetric
+	// V2 writes GPTQ zero points in the "gptq_v2" convention (stored as is,
+	// ZeroOffset 0) instead of the default original "gptq" (v1) one, which
+	// stores z−1 and so cannot represent z = 0 (the asymmetric quantizer then
+	// keeps z ≥ 1).
+	V2 bool
+}
+
+// String returns the spec as the CLI names it ("int4 g128 sym", "nvfp4").
+func (s Spec) String() string {
+	switch s.Format {
+	case GPTQ:
+		g := "per-channel"
+		if s.Group > 0 {
+			g = fmt.Sprintf("g%d", s.Group)
+		}
+		sym := "asym"
+		if s.Sym {
+			sym = "sym"
+		}
+		return fmt.Sprintf("int%d %s %s", s.Bits, g, sym)
+	case FP4:
+		return fmt.Sprintf("fp4 g%d", s.Group)
+	}
+	return s.Format.String()
+}
+
+// ParseSpec turns the CLI's --format/--group/--sym into a Spec. format is
+// one of "int8", "int4", "int3", "int2" (GPTQ layout), "fp4", "mxfp4",
+// "nvfp4", "fp8". group ≤ 0 means per-channel for the integer formats and
+// FP8, 32 for fp4, and the fixed block of mxfp4 (32) and nvfp4 (16); sym is
+// ignored by the floating-point formats, which are symmetric.
+func ParseSpec(format string, group int, sym bool) (Spec, error) {
+	if group < 0 {
+		group = 0
+	}
+	f := strings.ToLower(strings.TrimSpace(format))
+	switch f {
+	case "int8", "int4", "int3", "int2":
+		return Spec{Format: GPTQ, Bits: int(f[3] - '0'), Group: group, Sym: sym}, nil
+	case "fp4":
+		if group == 0 {
+			group = 32
+		}
+		if group%2 != 0 {
+			return Spec{}, fmt.Errorf("quant: fp4 group size %d must be even", group)
+		}
+		return Spec{Format: FP4, Bits: 4, Group: group, Sym: true}, nil
+	case "mxfp4":
+		if group != 0 && group != 32 {
+			return Spec{}, fmt.Errorf("quant: mxfp4 uses blocks of 32, not group %d", group)
+		}
+		return Spec{Format: MXFP4, Bits: 4, Group: 32, Sym: true}, nil
+	case "nvfp4":
+		if group != 0 && group != 16 {
+			return Spec{}, fmt.Errorf("quant: nvfp4 uses blocks of 16, not group %d", group)
+		}
+		return Spec{Format: NVFP4, Bits: 4, Group: 16, Sym: true}, nil
+	case "fp8":
+		if group != 0 {
+			return Spec{}, fmt.Errorf("quant: fp8 has one scale per output channel; group %d not supported", group)
+		}
+		return Spec{Format: FP8, Bits: 8, Sym: true}, nil
+	}
+	return Spec{}, fmt.Errorf("quant: unknown format %q (want int8, int4, int3, int2, fp4, mxfp4, nvfp4 or fp8)", format)
+}
+
+// QuantizeRTN quantizes the row-major [out, in] matrix w (the HF Linear
+// layout) to spec by rounding to nearest:
+//
+//   - GPTQ integers, per group of Group inputs and per output row, as GPTQ's
+//     quantizer does: the range [min(w,0), max(w,0)]; symmetric: scale =
+//     2·max|w|/(2^Bits−1), zero 2^(Bits−1) (for every group, also one
+//     whose weights all have the same sign); asymmetric: scale =
+//     (max−min)/(2^Bits−1), zero = round(−min/scale); and then
+//     q = clamp(round(w/scale) + zero, 0, 2^Bits−1). The scale is rounded up
+//     to fp16 before the codes are chosen, so every element is within
+//     scale/2 of its stored value.
+//   - FP4: scale = absmax/6 rounded up to fp16, codes rounded to nearest e2m1.
+//   - MXFP4: per block of 32, the shared exponent of the OCP MX spec,
+//     floor(log2(absmax)) − 2, and e2m1 codes saturating at ±6.
+//   - NVFP4: global scale = absmax(tensor)/(448·6); per block of 16 the e4m3
+//     scale absmax/6/global; codes = e2m1(w / (e4m3·global)).
+//   - FP8: per output row scale = absmax/448, codes e4m3(w/scale).
+//
+// Ties round to even. The weight's Name is empty.
+func QuantizeRTN(w []float32, out, in int, spec Spec) (*Weight, error) {
+	if out <= 0 || in <= 0 || len(w) != out*in {
+		return nil, fmt.Errorf("quant: QuantizeRTN: %d values for shape [%d, %d]", len(w), out, in)
+	}
+	for i, v := range w {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return nil, fmt.Errorf("quant: QuantizeRTN: weight [%d, %d] is %g", i/in, i%in, v)
+		}
+	}
+	group := spec.Group
+	if group <= 0 {
+		group = in
+	}
+	c := &Codes{Format: spec.Format, Out: out, In: in, Group: group, Q: make([]uint8, out*in)}
+	switch spec.Format {
+	case GPTQ:
+		if spec.Bits != 2 && spec.Bits != 3 && spec.Bits != 4 && spec.Bits != 8 {
+			return nil, fmt.Errorf("quant: GPTQ bits %d not supported (want 2, 3, 4 or 8)", spec.Bits)
+		}
+		if in%group != 0 {
+			return nil, fmt.Errorf("quant: group size %d does not divide In = %d", group, in)
+		}
+		c.Bits, c.Sym = spec.Bits, spec.Sym
+		if !spec.V2 {
+			c.ZeroOffset = 1
+		}
+		rtnGPTQ(c, w)
+	case FP4:
+		if in%group != 0 || group%2 != 0 {
+			return nil, fmt.Errorf("quant: fp4 group size %d does not divide In = %d (or is odd)", group, in)
+		}
+		rtnFP4(c, w)
+	case MXFP4:
+		if in%32 != 0 {
+			return nil, fmt.Errorf("quant: mxfp4 needs In (%d) to be a multiple of 32", in)
+		}
+		c.Group = 32
+		rtnMXFP4(c, w)
+	case NVFP4:
+		if in%16 != 0 {
+			return nil, fmt.Errorf("quant: nvfp4 needs In (%d) to be a multiple of 16", in)
+		}
+		c.Group = 16
+		rtnNVFP4(c, w)
+	case FP8:
+		if spec.Group != 0 && spec.Group != in {
+			return nil, fmt.Errorf("quant: fp8 has one scale per output row; group %d not supported", spec.Group)
+		}
+		c.Group = in
+		c.Scales = make([]float32, out)
+		for n := 0; n < out; n++ {
+			row := w[n*in : (n+1)*in]
+			s := absMax(row) / 448
+			if s == 0 {
+				s = 1
+			}
+			c.Scales[n] = s
+			for k, v := range row {
+				c.Q[n*in+k] = dtype.F32ToE4M3(v / s)
+			}
+		}
+	default:
+		return nil, fmt.Errorf("quant: QuantizeRTN: format %v not supported", spec.Format)
+	}
+	return Pack("", c)
+}
+
+// f16Up returns the smallest fp16 value ≥ v (v ≥ 0, finite), and false if
+// that overflows fp16.
+func f16Up(v float64) (float32, bool) {
+	h := dtype.F32ToF16(float32(v))
+	if float64(dtype.F16ToF32(h)) < v {
+		h++
+	}
+	f := dtype.F16ToF32(h)
+	return f, !math.IsInf(float64(f), 0)
+}
+
+func absMax(v []float32) float32 {
+	var m float32
+	for _, x := range v {
+		if x < 0 {
+			x = -x
+		}
+		if x > m {
+			m = x
+		}
+	}
+	return m
+}
+
+func rtnGPTQ(c *Codes, w []float32) {
+	out, in, group := c.Out, c.In, c.Group
+	groups := in / group
+	maxq := float64(int(1)<<uint(c.Bits) - 1)
+	c.Scales = make([]float32, groups*out)
+	c.Zeros = make([]int32, groups*out)
+	for n := 0; n < out; n++ {
+		for g := 0; g < groups; g++ {
+			vals := w[n*in+g*group : n*in+(g+1)*group]
+			xmin, xmax := 0.0, 0.0
+			for _, v := range vals {
+				xmin = math.Min(xmin, float64(v))
+				xmax = math.Max(xmax, float64(v))
+			}
+			if c.Sym {
+				// Always the symmetric range ±max|w| (GPTQ's own quantizer
+				// keeps min = 0 for an all-positive group, which clips it).
+				xmax = math.Max(-xmin, xmax)
+				xmin = -xmax
+			}
+			if xmin == 0 && xmax == 0 {
+				xmin, xmax = -1, 1
+			}
+			scale, ok := f16Up((xmax - xmin) / maxq)
+			if !ok {
+				scale = 65504 // values beyond fp16's range saturate
+			}
+			var zero float64
+			if c.Sym {
+				zero = float64(int(1) << uint(c.Bits-1))
+			} else {
+				zero = math.RoundToEven(-xmin / float64(scale))
+				zero = math.Max(0, math.Min(maxq, zero))
+				if zero == 0 && c.ZeroOffset == 1 {
+					// v1 stores z−1: z = 0 would wrap. Use z = 1 and a scale
+					// that still reaches xmax (then xmin ≥ −scale/2 holds).
+					zero = 1
+					if s, ok := f16Up(xmax / (maxq - 1)); ok {
+						scale = s
+					}
+				}
+			}
+			c.Scales[g*out+n] = scale
+			c.Zeros[g*out+n] = int32(zero)
+			for k, v := range vals {
+				q := math.RoundToEven(float64(v)/float64(scale)) + zero
+				c.Q[n*in+g*group+k] = uint8(math.Max(0, math.Min(maxq, q)))
+			}
+		}
+	}
+}
+
+func rtnFP4(c *Codes, w []float32) {
+	out, in, group := c.Out, c.In, c.Group
+	nb := in / group
+	c.Scales = make([]float32, out*nb)
+	for n := 0; n < out; n++ {
+		for b := 0; b < nb; b++ {
+			vals := w[n*in+b*group : n*in+(b+1)*group]
+			s, ok := f16Up(float64(absMax(vals)) / 6)
+			if !ok {
+				s = 65504
+			}
+			c.Scales[n*nb+b] = s
+			for k, v := range vals {
+				if s == 0 {
+					c.Q[n*in+b*group+k] = 0
+					continue
+				}
+				c.Q[n*in+b*group+k] = ToE2M1(float32(float64(v) / float64(s)))
+			}
+		}
+	}
+}
+
+func rtnMXFP4(c *Codes, w []float32) {
+	out, in := c.Out, c.In
+	nb := in / 32
+	c.Scales = make([]float32, out*nb)
+	for n := 0; n < out; n++ {
+		for b := 0; b < nb; b++ {
+			vals := w[n*in+b*32 : n*in+(b+1)*32]
+			e := -127
+			if m := absMax(vals); m > 0 {
+				// floor(log2(m)) exactly, from the float's exponent
+				_, ex := math.Frexp(float64(m)) // m = f·2^ex, f ∈ [0.5, 1)
+				e = ex - 1 - 2                  // emax of e2m1 is 2
+				e = max(-127, min(127, e))
+			}
+			s := dtype.E8M0ToF32(uint8(e + 127))
+			c.Scales[n*nb+b] = s
+			for k, v := range vals {
+				c.Q[n*in+b*32+k] = ToE2M1(float32(float64(v) / float64(s)))
+			}
+		}
+	}
+}
+
+func rtnNVFP4(c *Codes, w []float32) {
+	out, in := c.Out, c.In
+	nb := in / 16
+	gs := absMax(w) / (448 * 6)
+	if gs == 0 {
+		gs = 1
+	}
+	c.GlobalScale = gs
+	c.Scales = make([]float32, out*nb)
+	for n := 0; n < out; n++ {
+		for b := 0; b < nb; b++ {
+			vals := w[n*in+b*16 : n*in+(b+1)*16]
+			s := dtype.E4M3ToF32(dtype.F32ToE4M3(absMax(vals) / 6 / gs))
+			c.Scales[n*nb+b] = s
+			eff := float64(s) * float64(gs)
+			for k, v := range vals {
+				if eff == 0 {
+					c.Q[n*in+b*16+k] = 0
+					continue
+				}
+				c.Q[n*in+b*16+k] = ToE2M1(float32(float64(v) / eff))
+			}
+		}
+	}
+}
