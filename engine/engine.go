@@ -67,6 +67,11 @@ type Request struct {
 	// Logprobs asks for the chosen token's log-probability (≥ 0) and that
 	// many top alternatives; −1 for none.
 	Logprobs int
+	// Mask, when set, is called (on the engine's goroutine) with each
+	// step's logits before the log-probabilities are taken and a token is
+	// sampled. It may change them, e.g. set disallowed tokens to −Inf
+	// (constrained decoding) or add a logit bias.
+	Mask func(logits []float32)
 }
 
 // TokenLogprob is a token and its log-probability.
@@ -471,6 +476,9 @@ func (e *Engine) victim(running []*seq, s *seq, preempted, inBatch map[*seq]bool
 // emit samples s's next token from its logits, sends it, and reports
 // whether the sequence is finished.
 func (e *Engine) emit(s *seq, logits []float32) (FinishReason, bool) {
+	if s.req.Mask != nil {
+		s.req.Mask(logits)
+	}
 	var lp []float32
 	if s.req.Logprobs >= 0 {
 		lp = make([]float32, len(logits))
