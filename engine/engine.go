@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -257,7 +256,6 @@ func (s *seq) finish(reason FinishReason, err error) {
 // batch (a token for every decoding sequence, then prompt chunks up to the
 // token budget), runs the model and samples.
 func (e *Engine) loop(pool *blockPool) {
-	runtime.LockOSThread() // GPU backends keep per-thread contexts
 	defer close(e.done)
 	var waiting, running []*seq
 	var order uint64

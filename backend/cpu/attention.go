@@ -8,9 +8,16 @@ import (
 	"github.com/marlin-llm/marlin/backend/cpu/kernels"
 )
 
-// kvCache stores keys and values in float32, one slab per layer:
-// slab[block][slot][kvHead][dim], keys and values in separate slabs (no
-// value slab when the values are the keys' first dimensions).
+// kvCache stores keys and values in float32, one slab per layer, laid out
+// so that one block of one KV head is a pair of small dense matrices:
+//
+//	keys:   [block][kvHead][slot][KeyDim]     (a block's keys: [BlockSize, KeyDim])
+//	values: [block][kvHead][ValueDim][slot]   (transposed: [ValueDim, BlockSize])
+//
+// With those, a group of query heads scores a whole block with one matrix
+// product (q·Kᵀ) and gathers its values with another (P·V, V stored
+// transposed for the row-major "x·Wᵀ" kernels). A ValueInKey cache (MLA)
+// has no value slab: values are the keys' first ValueDim numbers.
 type kvCache struct {
 	spec       backend.KVSpec
 	keys, vals [][]float32 // per layer
@@ -27,30 +34,46 @@ func (b *Backend) NewKVCache(s backend.KVSpec) (backend.KVCache, error) {
 	if s.Layers <= 0 || s.KVHeads <= 0 || s.KeyDim <= 0 || s.ValueDim <= 0 || s.BlockSize <= 0 || s.Blocks <= 0 {
 		return nil, fmt.Errorf("cpu: invalid KV cache shape %+v", s)
 	}
-	c := &kvCache{spec: s, keys: make([][]float32, s.Layers), vals: make([][]float32, s.Layers)}
-	slots := s.Blocks * s.BlockSize * s.KVHeads
 	if s.ValueInKey && s.ValueDim > s.KeyDim {
 		return nil, fmt.Errorf("cpu: KV cache values (%d) longer than the keys (%d) that hold them", s.ValueDim, s.KeyDim)
 	}
+	slots := int64(s.Blocks) * int64(s.BlockSize) * int64(s.KVHeads)
+	if slots*int64(s.KeyDim+s.ValueDim)*int64(s.Layers) > 1<<40 {
+		return nil, fmt.Errorf("cpu: KV cache of %d blocks is too large", s.Blocks)
+	}
+	c := &kvCache{spec: s, keys: make([][]float32, s.Layers), vals: make([][]float32, s.Layers)}
 	for l := range s.Layers {
-		c.keys[l] = make([]float32, slots*s.KeyDim)
+		c.keys[l] = make([]float32, slots*int64(s.KeyDim))
 		if !s.ValueInKey {
-			c.vals[l] = make([]float32, slots*s.ValueDim)
+			c.vals[l] = make([]float32, slots*int64(s.ValueDim))
 		}
 	}
 	return c, nil
 }
 
-// slot returns the index of (position, kv head) in a layer's slab.
-func (c *kvCache) slot(blocks []int32, pos, head int) int {
-	bs := c.spec.BlockSize
-	blk := int(blocks[pos/bs])
-	return (blk*bs+pos%bs)*c.spec.KVHeads + head
+// keyBlock returns the keys of (block, kv head): [BlockSize, KeyDim].
+func (c *kvCache) keyBlock(layer int, block int32, head int) []float32 {
+	n := c.spec.BlockSize * c.spec.KeyDim
+	i := (int(block)*c.spec.KVHeads + head) * n
+	return c.keys[layer][i : i+n]
 }
 
+// valueBlock returns the transposed values of (block, kv head): [ValueDim, BlockSize].
+func (c *kvCache) valueBlock(layer int, block int32, head int) []float32 {
+	n := c.spec.BlockSize * c.spec.ValueDim
+	i := (int(block)*c.spec.KVHeads + head) * n
+	return c.vals[layer][i : i+n]
+}
+
+// headChunk is how many query heads of a group one work item takes: enough
+// to use the kernels' multi-row paths, few enough to spread work over cores.
+const headChunk = 4
+
 // Attention implements backend.Backend: first every row's keys and values
-// are stored, then each (row, head) pair attends over its sequence's
-// positions 0..pos with a numerically stable softmax in float32.
+// are stored, then each (row, KV head, chunk of its query heads) attends
+// over the row's sequence block by block: scores by one matrix product per
+// block, an exact softmax over all positions up to the row's own, then the
+// values by one matrix product per block.
 func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, layer int, bt *backend.Batch, scale float32) {
 	o, qt, kt := tensor(out), tensor(q), tensor(k)
 	c, ok := cache.(*kvCache)
@@ -71,60 +94,115 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 		layer >= 0 && layer < s.Layers,
 		"q [%d, %d], k [%d, %d], v [%d, %d], out [%d, %d], %d tokens, cache %+v, layer %d",
 		qt.rows, qt.cols, kt.rows, kt.cols, vt.rows, vt.cols, o.rows, o.cols, M, s, layer)
-	keys, vals, vstride := c.keys[layer], c.vals[layer], s.ValueDim
-	if s.ValueInKey {
-		vals, vstride = keys, s.KeyDim
-	}
+	BS := s.BlockSize
 	seqOf := make([]int32, M) // row → index into bt.Seqs
 	for si, sq := range bt.Seqs {
 		checkShape("Attention", sq.Start >= 0 && sq.Start+sq.Len <= M, "sequence %d covers rows [%d, %d) of %d", si, sq.Start, sq.Start+sq.Len, M)
 		last := int(bt.Pos[sq.Start]) + sq.Len - 1
-		checkShape("Attention", last/s.BlockSize < len(sq.Blocks), "sequence %d reaches position %d with %d blocks of %d", si, last, len(sq.Blocks), s.BlockSize)
+		checkShape("Attention", last/BS < len(sq.Blocks), "sequence %d reaches position %d with %d blocks of %d", si, last, len(sq.Blocks), BS)
 		for r := sq.Start; r < sq.Start+sq.Len; r++ {
 			seqOf[r] = int32(si)
 			p := int(bt.Pos[r])
+			blk, slot := sq.Blocks[p/BS], p%BS
+			checkShape("Attention", blk >= 0 && int(blk) < s.Blocks, "block %d of %d", blk, s.Blocks)
 			for h := range s.KVHeads {
-				sl := c.slot(sq.Blocks, p, h)
-				copy(keys[sl*s.KeyDim:(sl+1)*s.KeyDim], kt.Row(r)[h*s.KeyDim:(h+1)*s.KeyDim])
+				copy(c.keyBlock(layer, blk, h)[slot*s.KeyDim:(slot+1)*s.KeyDim], kt.Row(r)[h*s.KeyDim:(h+1)*s.KeyDim])
 				if !s.ValueInKey {
-					copy(vals[sl*s.ValueDim:(sl+1)*s.ValueDim], vt.Row(r)[h*s.ValueDim:(h+1)*s.ValueDim])
+					vb, src := c.valueBlock(layer, blk, h), vt.Row(r)[h*s.ValueDim:(h+1)*s.ValueDim]
+					for d, x := range src {
+						vb[d*BS+slot] = x
+					}
 				}
 			}
 		}
 	}
 	group := heads / s.KVHeads
-	b.parallel(M*heads, 1, func(lo, hi int) {
-		var scores []float32
+	chunks := (group + headChunk - 1) / headChunk
+	b.parallel(M*s.KVHeads*chunks, 1, func(lo, hi int) {
+		var w attnWork
 		for item := lo; item < hi; item++ {
-			r, h := item/heads, item%heads
-			kvh := h / group
-			blocks := bt.Seqs[seqOf[r]].Blocks
-			n := int(bt.Pos[r]) + 1
-			if cap(scores) < n {
-				scores = make([]float32, n)
-			}
-			scores = scores[:n]
-			qh := qt.Row(r)[h*s.KeyDim : (h+1)*s.KeyDim]
-			maxs := float32(math.Inf(-1))
-			for p := range n {
-				sl := c.slot(blocks, p, kvh)
-				sc := kernels.Dot(qh, keys[sl*s.KeyDim:(sl+1)*s.KeyDim]) * scale
-				scores[p] = sc
-				maxs = max(maxs, sc)
-			}
-			var sum float32
-			for p, sc := range scores {
-				e := float32(math.Exp(float64(sc - maxs)))
-				scores[p] = e
-				sum += e
-			}
-			oh := o.Row(r)[h*s.ValueDim : (h+1)*s.ValueDim]
-			clear(oh)
-			inv := 1 / sum
-			for p, e := range scores {
-				sl := c.slot(blocks, p, kvh)
-				kernels.Axpy(e*inv, vals[sl*vstride:sl*vstride+s.ValueDim], oh)
-			}
+			r := item / (s.KVHeads * chunks)
+			kvh := item / chunks % s.KVHeads
+			h0 := kvh*group + item%chunks*headChunk
+			g := min(headChunk, kvh*group+group-h0)
+			w.attend(c, layer, bt.Seqs[seqOf[r]].Blocks, int(bt.Pos[r])+1, kvh,
+				qt.Row(r)[h0*s.KeyDim:(h0+g)*s.KeyDim], o.Row(r)[h0*s.ValueDim:(h0+g)*s.ValueDim], g, scale)
 		}
 	})
+}
+
+// attnWork holds one worker's scratch buffers.
+type attnWork struct {
+	scores, p, tmp []float32
+}
+
+func grow(buf []float32, n int) []float32 {
+	if cap(buf) < n {
+		return make([]float32, n)
+	}
+	return buf[:n]
+}
+
+// attend computes g query heads (q: [g, KeyDim], contiguous) over the first
+// n positions of a sequence's KV head kvh, writing out [g, ValueDim].
+func (w *attnWork) attend(c *kvCache, layer int, blocks []int32, n, kvh int, q, out []float32, g int, scale float32) {
+	s := c.spec
+	BS, Dk, Dv := s.BlockSize, s.KeyDim, s.ValueDim
+	nb := (n + BS - 1) / BS
+	stride := nb * BS
+	w.scores = grow(w.scores, g*stride)
+	// scores[h][t] = q_h · k_t, one [g, BS] product per block
+	w.tmp = grow(w.tmp, g*max(BS, Dv))
+	for bi := range nb {
+		kernels.MatMulF32(w.tmp, BS, q, g, Dk, c.keyBlock(layer, blocks[bi], kvh), 0, BS)
+		for h := range g {
+			copy(w.scores[h*stride+bi*BS:h*stride+(bi+1)*BS], w.tmp[h*BS:(h+1)*BS])
+		}
+	}
+	// softmax over positions [0, n) of each head, in float32 with a fast exp
+	for h := range g {
+		row := w.scores[h*stride : h*stride+n]
+		m := float32(math.Inf(-1))
+		for t := range row {
+			row[t] *= scale
+			m = max(m, row[t])
+		}
+		var sum float32
+		for t, x := range row {
+			e := exp32(x - m)
+			row[t] = e
+			sum += e
+		}
+		inv := 1 / sum
+		for t := range row {
+			row[t] *= inv
+		}
+		clear(w.scores[h*stride+n : (h+1)*stride]) // positions past the row's own weigh nothing
+	}
+	clear(out)
+	if s.ValueInKey {
+		// values are the keys' first Dv numbers: accumulate position by
+		// position (Dv is large for latent attention, so each call is long)
+		for bi := range nb {
+			kb := c.keyBlock(layer, blocks[bi], kvh)
+			for t := range min(BS, n-bi*BS) {
+				val := kb[t*Dk : t*Dk+Dv]
+				for h := range g {
+					kernels.Axpy(w.scores[h*stride+bi*BS+t], val, out[h*Dv:(h+1)*Dv])
+				}
+			}
+		}
+		return
+	}
+	// out[h] += P[h, block] · V[block], one [g, Dv] product per block
+	w.p = grow(w.p, g*BS)
+	for bi := range nb {
+		for h := range g {
+			copy(w.p[h*BS:(h+1)*BS], w.scores[h*stride+bi*BS:h*stride+(bi+1)*BS])
+		}
+		kernels.MatMulF32(w.tmp, Dv, w.p, g, BS, c.valueBlock(layer, blocks[bi], kvh), 0, Dv)
+		for i, x := range w.tmp[:g*Dv] {
+			out[i] += x
+		}
+	}
 }

@@ -16,6 +16,9 @@ import (
 // a time; ops parallelise internally.
 type Backend struct {
 	workers int
+
+	mu    sync.Mutex
+	ropes map[*backend.Rope]*ropeTab // cos/sin tables, by the model's Rope
 }
 
 // New returns a CPU backend using threads goroutines for the heavy ops

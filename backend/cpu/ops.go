@@ -51,26 +51,22 @@ func (b *Backend) RMSNorm(dst, x backend.Tensor, w backend.Vector, eps float32) 
 
 // RoPE implements backend.Backend. Angles are formed in float32 (position
 // times inverse frequency) and their cosine and sine taken in float64, as
-// the reference computes its cos/sin tables in float32.
+// the reference computes its cos/sin tables in float32; the values are
+// kept in a table per Rope and position so each is computed once.
 func (b *Backend) RoPE(x backend.Tensor, heads, headDim, offset int, r *backend.Rope, pos []int32) {
 	t := tensor(x)
 	half := len(r.InvFreq)
 	checkShape("RoPE", t.cols == heads*headDim && offset+2*half <= headDim && len(pos) == t.rows,
 		"x [%d, %d], %d heads of %d, rotary dims [%d, %d), %d positions", t.rows, t.cols, heads, headDim, offset, offset+2*half, len(pos))
-	scale := r.Scale
-	if scale == 0 {
-		scale = 1
+	maxPos := int32(0)
+	for _, p := range pos {
+		checkShape("RoPE", p >= 0, "negative position %d", p)
+		maxPos = max(maxPos, p)
 	}
+	tab := b.ropeTable(r, int(maxPos)+1)
 	b.parallel(t.rows, 1, func(lo, hi int) {
-		cos := make([]float32, half)
-		sin := make([]float32, half)
 		for i := lo; i < hi; i++ {
-			p := float32(pos[i])
-			for j, f := range r.InvFreq {
-				a := float64(p * f)
-				cos[j] = float32(math.Cos(a)) * scale
-				sin[j] = float32(math.Sin(a)) * scale
-			}
+			cos, sin := tab.cos[int(pos[i])*half:][:half], tab.sin[int(pos[i])*half:][:half]
 			row := t.Row(i)
 			for h := range heads {
 				v := row[h*headDim+offset : h*headDim+offset+2*half]
@@ -88,6 +84,45 @@ func (b *Backend) RoPE(x backend.Tensor, heads, headDim, offset int, r *backend.
 	})
 }
 
+// ropeTab holds cos and sin (times Rope.Scale) for positions [0, n):
+// [position][pair].
+type ropeTab struct {
+	n        int
+	cos, sin []float32
+}
+
+// ropeTable returns r's table covering at least n positions.
+func (b *Backend) ropeTable(r *backend.Rope, n int) *ropeTab {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ropes == nil {
+		b.ropes = map[*backend.Rope]*ropeTab{}
+	}
+	tab := b.ropes[r]
+	if tab != nil && tab.n >= n {
+		return tab
+	}
+	size := max(n, 256)
+	if tab != nil {
+		size = max(size, 2*tab.n)
+	}
+	half := len(r.InvFreq)
+	scale := r.Scale
+	if scale == 0 {
+		scale = 1
+	}
+	nt := &ropeTab{n: size, cos: make([]float32, size*half), sin: make([]float32, size*half)}
+	for p := range size {
+		for j, f := range r.InvFreq {
+			a := float64(float32(p) * f)
+			nt.cos[p*half+j] = float32(math.Cos(a)) * scale
+			nt.sin[p*half+j] = float32(math.Sin(a)) * scale
+		}
+	}
+	b.ropes[r] = nt
+	return nt
+}
+
 // SiLUMul implements backend.Backend.
 func (b *Backend) SiLUMul(dst, gate, up backend.Tensor) {
 	d, g, u := tensor(dst), tensor(gate), tensor(up)
@@ -96,7 +131,7 @@ func (b *Backend) SiLUMul(dst, gate, up backend.Tensor) {
 	b.parallel(len(d.data), 1024, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			x := g.data[i]
-			d.data[i] = x / (1 + float32(math.Exp(float64(-x)))) * u.data[i]
+			d.data[i] = x / (1 + exp32(-x)) * u.data[i]
 		}
 	})
 }
