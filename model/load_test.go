@@ -144,3 +144,101 @@ func TestTruncatedCheckpoint(t *testing.T) {
 		t.Fatalf("truncated file: error %v", err)
 	}
 }
+
+// copyGPTQ copies a GPTQ fixture, letting edit change its config and tensors.
+func copyGPTQ(t *testing.T, edit func(cfg map[string]any, ts []safetensors.Tensor) []safetensors.Tensor) string {
+	t.Helper()
+	const src = "../testdata/gptq/int4-asym-g32-actorder"
+	ck, err := hf.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	var ts []safetensors.Tensor
+	for _, n := range ck.Names() {
+		tt, _ := ck.Tensor(n)
+		tt.Data = append([]byte(nil), tt.Data...)
+		ts = append(ts, tt)
+	}
+	raw, _ := os.ReadFile(filepath.Join(src, "config.json"))
+	var cfg map[string]any
+	json.Unmarshal(raw, &cfg)
+	ts = edit(cfg, ts)
+	dir := filepath.Join(t.TempDir(), "m")
+	w, err := hf.NewWriter(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range ts {
+		if err := w.AddTensor(tt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := json.Marshal(cfg)
+	w.WriteFile("config.json", b)
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestBadGPTQCheckpoints: malformed GPTQ checkpoints give an error naming
+// the tensor or the setting at fault, never a panic.
+func TestBadGPTQCheckpoints(t *testing.T) {
+	qcfg := func(c map[string]any) map[string]any { return c["quantization_config"].(map[string]any) }
+	edit := func(name string, f func(t *safetensors.Tensor)) func(map[string]any, []safetensors.Tensor) []safetensors.Tensor {
+		return func(c map[string]any, ts []safetensors.Tensor) []safetensors.Tensor {
+			for i := range ts {
+				if ts[i].Name == name {
+					f(&ts[i])
+				}
+			}
+			return ts
+		}
+	}
+	cases := []struct {
+		name, want string
+		edit       func(map[string]any, []safetensors.Tensor) []safetensors.Tensor
+	}{
+		{"bits 5", "5", func(c map[string]any, ts []safetensors.Tensor) []safetensors.Tensor {
+			qcfg(c)["bits"] = 5
+			return ts
+		}},
+		{"group does not divide", "group", func(c map[string]any, ts []safetensors.Tensor) []safetensors.Tensor {
+			qcfg(c)["group_size"] = 48
+			return ts
+		}},
+		{"inconsistent qweight", "model.layers.0.mlp.up_proj", edit("model.layers.0.mlp.up_proj.qweight", func(t *safetensors.Tensor) {
+			t.Shape = []int{t.Shape[0] / 2, t.Shape[1]}
+			t.Data = t.Data[:len(t.Data)/2]
+		})},
+		{"scales of the wrong shape", "model.layers.1.self_attn.o_proj", edit("model.layers.1.self_attn.o_proj.scales", func(t *safetensors.Tensor) {
+			t.Shape = []int{t.Shape[0] - 1, t.Shape[1]}
+			t.Data = t.Data[:len(t.Data)-2*t.Shape[1]]
+		})},
+		{"g_idx out of range", "model.layers.0.self_attn.q_proj", edit("model.layers.0.self_attn.q_proj.g_idx", func(t *safetensors.Tensor) {
+			t.Data[4] = 99
+		})},
+		{"missing qzeros", "model.layers.0.self_attn.k_proj", func(c map[string]any, ts []safetensors.Tensor) []safetensors.Tensor {
+			return drop(ts, "model.layers.0.self_attn.k_proj.qzeros")
+		}},
+		{"unknown method", "quant", func(c map[string]any, ts []safetensors.Tensor) []safetensors.Tensor {
+			qcfg(c)["quant_method"] = "mystery"
+			return ts
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := copyGPTQ(t, c.edit)
+			m, err := model.Load(dir, cpu.New(1))
+			if err == nil {
+				m.Close()
+				t.Fatalf("loaded; want an error mentioning %q", c.want)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q does not mention %q", err, c.want)
+			}
+			t.Log(err)
+		})
+	}
+}
