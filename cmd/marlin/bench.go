@@ -7,6 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/marlin-llm/marlin/backend"
@@ -19,7 +22,7 @@ import (
 )
 
 func init() {
-	register(command{name: "bench", usage: "[MODEL] [--synthetic SHAPE --format F --group N] [--prompt 512] [--gen 32] [--json]",
+	register(command{name: "bench", usage: "[MODEL] [--synthetic SHAPE --format F[,F...] --group N --head-bits B] [--prompt 512] [--gen 32] [--json]",
 		summary: "prefill and decode tokens/s, bandwidth and memory", run: benchCmd})
 }
 
@@ -56,59 +59,112 @@ func benchCmd(args []string) error {
 	f := newFlags("bench", "[MODEL] [flags]")
 	mo := addModelFlags(f)
 	synth := f.String("synthetic", "", "benchmark a random-weight model of this shape: llama3.2-1b, llama3-8b, tiny")
-	format := f.String("format", "bf16", "synthetic model format: bf16, or a quantize --format (int8, int4, fp4 ...)")
-	group := f.Int("group", 128, "synthetic model group size")
+	format := f.String("format", "bf16", "synthetic model formats, comma-separated: bf16, or quantize formats with an optional group (int8, int4:32, fp4:32 ...)")
+	group := f.Int("group", 128, "group size of synthetic formats that name none")
+	headBits := f.Int("head-bits", 0, "quantize the synthetic model's output head too, to this many bits (0: keep it 16-bit)")
 	promptN := f.Int("prompt", 512, "prefill tokens")
 	genN := f.Int("gen", 32, "decode tokens")
 	membw := f.Bool("membw", true, "measure memory copy bandwidth in the same run")
 	asJSON := f.Bool("json", false, "print JSON")
+	cpuProfile := f.String("cpuprofile", "", "write a CPU profile of the measurements to this file")
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
 	}
-	dir := ""
-	switch {
-	case *synth != "":
-		if dir, err = synthetic(*synth, *format, *group); err != nil {
+	if *cpuProfile != "" {
+		pf, err := os.Create(*cpuProfile)
+		if err != nil {
 			return err
 		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	var dirs []string
+	switch {
+	case *synth != "":
+		for _, fm := range strings.Split(*format, ",") {
+			name, g := fm, *group
+			if i := strings.IndexByte(fm, ':'); i >= 0 {
+				name = fm[:i]
+				if g, err = strconv.Atoi(fm[i+1:]); err != nil {
+					return usagef("--format %q: bad group", fm)
+				}
+			}
+			d, err := synthetic(*synth, name, g, *headBits)
+			if err != nil {
+				return err
+			}
+			dirs = append(dirs, d)
+		}
 	case len(pos) == 1:
-		dir = pos[0]
+		dirs = []string{pos[0]}
 	case len(pos) > 1:
 		return usagef("want at most one MODEL folder")
+	default:
+		dirs = []string{""}
 	}
+	var results []*benchResult
+	for _, dir := range dirs {
+		res, err := benchOne(mo, dir, *promptN, *genN, *membw)
+		if err != nil {
+			return err
+		}
+		results = append(results, res)
+	}
+	if *asJSON {
+		e := json.NewEncoder(os.Stdout)
+		e.SetIndent("", "  ")
+		return e.Encode(results)
+	}
+	base := results[0]
+	fmt.Printf("%-48s %12s %12s %10s %10s %9s %9s\n", "model", "weights GB", "prefill t/s", "decode t/s", "vs first", "GB/s", "of copy")
+	for _, r := range results {
+		fmt.Printf("%-48s %12.3f %12.1f %10.2f %9.2fx %9.1f %8.0f%%\n", filepath.Base(r.Model), float64(r.DecodeBytes)/1e9,
+			r.PrefillTokS, r.DecodeTokS, r.DecodeTokS/base.DecodeTokS, r.DecodeGBs, 100*r.BandwidthShare)
+	}
+	return nil
+}
+
+// benchOne measures one model: prefill of promptN random tokens as one
+// batch, then genN decode steps of one token, and (membw) the memory copy
+// bandwidth right before.
+func benchOne(mo *modelOpts, dir string, promptN, genN int, membw bool) (*benchResult, error) {
 	s, err := mo.open(dir, false)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer s.Close()
 	info := s.m.Info()
-	res := benchResult{Model: s.dir, Device: s.be.Name(), Formats: info.Formats, WeightBytes: info.WeightBytes,
+	res := &benchResult{Model: s.dir, Device: s.be.Name(), Formats: info.Formats, WeightBytes: info.WeightBytes,
 		DecodeBytes: info.DecodeBytes, KVBytesPerTok: info.KV.TokenBytes(), Date: time.Now().UTC().Format(time.RFC3339),
 		GoVersion: runtime.Version()}
 	if c, ok := s.be.(*cpu.Backend); ok {
 		res.Threads = c.Threads()
-		if *membw {
+		if membw {
 			res.CopyGBs = cpu.MemoryBandwidth(c.Threads(), 1<<30, 3) / 1e9
+			runtime.GC()
 		}
 	}
-	total := *promptN + *genN
+	total := promptN + genN
 	if info.ContextLength > 0 && total > info.ContextLength {
-		return fmt.Errorf("--prompt + --gen = %d exceeds the context length %d", total, info.ContextLength)
+		return nil, fmt.Errorf("--prompt + --gen = %d exceeds the context length %d", total, info.ContextLength)
 	}
 	spec := info.KV
 	spec.BlockSize = 16
 	spec.Blocks = (total + 15) / 16
 	cache, err := s.be.NewKVCache(spec)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	blocks := make([]int32, spec.Blocks)
 	for i := range blocks {
 		blocks[i] = int32(i)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	prompt := make([]int32, *promptN)
+	prompt := make([]int32, promptN)
 	for i := range prompt {
 		prompt[i] = int32(rng.IntN(info.Vocab))
 	}
@@ -124,47 +180,34 @@ func benchCmd(args []string) error {
 	}
 	// warm up (page in the weights), then prefill
 	if err := step(prompt[:1], 0); err != nil {
-		return err
+		return nil, err
 	}
 	start := time.Now()
 	if err := step(prompt, 0); err != nil {
-		return err
+		return nil, err
 	}
-	res.PromptTokens = *promptN
-	res.PrefillTokS = float64(*promptN) / time.Since(start).Seconds()
+	res.PromptTokens = promptN
+	res.PrefillTokS = float64(promptN) / time.Since(start).Seconds()
 	start = time.Now()
 	tok := prompt[len(prompt)-1]
-	for i := range *genN {
-		if err := step([]int32{tok}, *promptN+i); err != nil {
-			return err
+	for i := range genN {
+		if err := step([]int32{tok}, promptN+i); err != nil {
+			return nil, err
 		}
 		tok = int32(rng.IntN(info.Vocab))
 	}
-	res.GenTokens = *genN
-	res.DecodeTokS = float64(*genN) / time.Since(start).Seconds()
+	res.GenTokens = genN
+	res.DecodeTokS = float64(genN) / time.Since(start).Seconds()
 	res.DecodeGBs = float64(info.DecodeBytes) * res.DecodeTokS / 1e9
 	if res.CopyGBs > 0 {
 		res.BandwidthShare = res.DecodeGBs / res.CopyGBs
 	}
-	if *asJSON {
-		e := json.NewEncoder(os.Stdout)
-		e.SetIndent("", "  ")
-		return e.Encode(res)
-	}
-	fmt.Printf("model %s on %s (%d threads), formats %v\n", res.Model, res.Device, res.Threads, res.Formats)
-	fmt.Printf("weights %.2f GB, read per decode token %.2f GB\n", float64(res.WeightBytes)/1e9, float64(res.DecodeBytes)/1e9)
-	fmt.Printf("prefill %d tokens: %.1f tok/s\n", res.PromptTokens, res.PrefillTokS)
-	fmt.Printf("decode %d tokens: %.2f tok/s, %.1f GB/s of weights", res.GenTokens, res.DecodeTokS, res.DecodeGBs)
-	if res.CopyGBs > 0 {
-		fmt.Printf(" = %.0f%% of the %.1f GB/s memory copy bandwidth", 100*res.BandwidthShare, res.CopyGBs)
-	}
-	fmt.Println()
-	return nil
+	return res, nil
 }
 
 // synthetic returns a folder with a random-weight model of the given shape
 // and format, building it (in the user cache directory) on first use.
-func synthetic(shape, format string, group int) (string, error) {
+func synthetic(shape, format string, group, headBits int) (string, error) {
 	cfg, ok := shapes[shape]
 	if !ok {
 		return "", usagef("unknown --synthetic shape %q (llama3.2-1b, llama3-8b, tiny)", shape)
@@ -191,12 +234,22 @@ func synthetic(shape, format string, group int) (string, error) {
 	if err != nil {
 		return "", usagef("%v", err)
 	}
-	dst := filepath.Join(root, fmt.Sprintf("%s-%s", shape, spec))
+	opt := quantize.Options{Spec: spec}
+	name := fmt.Sprintf("%s-%s", shape, strings.ReplaceAll(spec.String(), " ", "-"))
+	if headBits != 0 {
+		hs := spec
+		if spec.Format == quant.GPTQ {
+			hs.Bits = headBits
+		}
+		opt.Head = &hs
+		name += fmt.Sprintf("-head%d", headBits)
+	}
+	dst := filepath.Join(root, name)
 	if _, err := os.Stat(filepath.Join(dst, "config.json")); err == nil {
 		return dst, nil
 	}
-	fmt.Fprintf(os.Stderr, "quantizing it to %s ...\n", spec)
-	if _, err := quantize.Run(src, dst, quantize.Options{Spec: spec}); err != nil {
+	fmt.Fprintf(os.Stderr, "quantizing it to %s ...\n", name)
+	if _, err := quantize.Run(src, dst, opt); err != nil {
 		return "", err
 	}
 	return dst, nil
