@@ -73,8 +73,22 @@ func Run(src, dst string, opt Options) (*Report, error) {
 	}
 	tied := ck.Config.TiedEmbeddings()
 	untie := false
-	for _, name := range names {
-		t, _ := ck.Tensor(name)
+	// A tied checkpoint may store the shared matrix only as lm_head.weight
+	// with embed_tokens as an alias in the file's metadata; write it under
+	// the embedding's name, which every reader resolves.
+	rename := map[string]string{}
+	for alias, target := range ck.Aliases() {
+		if tied && alias == "model.embed_tokens.weight" && target == "lm_head.weight" {
+			rename[target] = alias
+		}
+	}
+	for _, stored := range names {
+		t, _ := ck.Tensor(stored)
+		name := stored
+		if r, ok := rename[stored]; ok {
+			name = r
+			t.Name = r
+		}
 		size := int64(len(t.Data))
 		spec := specFor(name, t, opt)
 		if spec == nil {

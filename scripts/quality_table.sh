@@ -12,7 +12,7 @@ go build -o $W/marlin ./cmd/marlin
 split=$(python3 -c "import json;print(json.load(open('defaultmodel/source/train_log.json'))['heldout_split_char'])" 2>/dev/null ||
   grep -o '"heldout_split_char": *[0-9]*' defaultmodel/source/train_log.json | grep -o '[0-9]*$')
 tail -c +$((split + 1)) "$DATA/text/tinyshakespeare/input.txt" > $W/heldout.txt
-formats=("int8 128 sym" "int8 0 sym" "int4 32 sym" "int4 64 sym" "int4 128 sym" "int4 128 asym" "int3 32 sym"
+formats=("int8 128 sym" "int8 0 sym" "int4 32 sym" "int4 32 asym" "int4 64 sym" "int4 128 sym" "int4 128 asym" "int3 32 sym"
   "int3 128 asym" "int2 32 asym" "fp8 0 sym" "fp4 32 sym" "fp4 128 sym" "mxfp4 0 sym" "nvfp4 0 sym")
 ppl() { $W/marlin perplexity "$1" --file "$2" --ctx 256 --json | sed 's/.*"ppl":\([0-9.]*\).*/\1/'; }
 row() { # name model text baseline
