@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// capture runs the command line args and returns its stdout and exit code.
+func capture(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := os.Stdout
+	os.Stdout = w
+	done := make(chan []byte)
+	go func() { b, _ := io.ReadAll(r); done <- b }()
+	code := mainErr(args)
+	w.Close()
+	os.Stdout = old
+	return string(<-done), code
+}
+
+func ids(v []int32) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprint(x)
+	}
+	return strings.Join(s, ",")
+}
+
+// TestFixturesThroughCLI runs `marlin logits --json` and `marlin run --ids
+// ... -n 12 --temperature 0 --ignore-eos --json` on every transformers
+// fixture: logits within 1e-4 × max|logit| at every position, identical
+// greedy continuation.
+func TestFixturesThroughCLI(t *testing.T) {
+	dirs, _ := filepath.Glob("../../testdata/models/*")
+	if len(dirs) == 0 {
+		t.Fatal("no fixtures")
+	}
+	for _, dir := range dirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			var ref struct {
+				IDs    []int32     `json:"ids"`
+				Logits [][]float64 `json:"logits"`
+				Greedy []int32     `json:"greedy"`
+			}
+			b, _ := os.ReadFile(filepath.Join(dir, "reference.json"))
+			if err := json.Unmarshal(b, &ref); err != nil {
+				t.Fatal(err)
+			}
+			out, code := capture(t, "logits", dir, "--ids", ids(ref.IDs), "--json")
+			if code != 0 {
+				t.Fatalf("logits exited %d", code)
+			}
+			var got struct {
+				IDs    []int32     `json:"ids"`
+				Logits [][]float64 `json:"logits"`
+			}
+			if err := json.Unmarshal([]byte(out), &got); err != nil {
+				t.Fatal(err)
+			}
+			for p := range ref.Logits {
+				var m, d float64
+				for j, v := range ref.Logits[p] {
+					m = math.Max(m, math.Abs(v))
+					d = math.Max(d, math.Abs(got.Logits[p][j]-v))
+				}
+				if d > 1e-4*m {
+					t.Errorf("position %d: max |Δ| %.3g > 1e-4 × %.3g", p, d, m)
+				}
+			}
+			out, code = capture(t, "run", dir, "--ids", ids(ref.IDs), "-n", "12", "--temperature", "0", "--ignore-eos", "--json")
+			if code != 0 {
+				t.Fatalf("run exited %d", code)
+			}
+			var gen struct{ IDs []int32 }
+			if err := json.Unmarshal([]byte(out), &gen); err != nil {
+				t.Fatalf("%v: %q", err, out)
+			}
+			if ids(gen.IDs) != ids(ref.Greedy) {
+				t.Errorf("greedy %v, transformers %v", gen.IDs, ref.Greedy)
+			}
+		})
+	}
+}
+
+// TestCLIErrors: bad invocations and inputs exit non-zero with a message.
+func TestCLIErrors(t *testing.T) {
+	fixture := "../../testdata/models/llama-mqa-f32-bias"
+	for _, args := range [][]string{
+		{"logits", fixture},                            // no --ids
+		{"logits", fixture, "--ids", "1,x"},            // bad id
+		{"logits", fixture, "--ids", "99999"},          // outside the vocabulary
+		{"logits", t.TempDir(), "--ids", "1"},          // not a model
+		{"run", fixture, "--ids", "1", "--device", "tpu"},
+		{"run", fixture, "--ids", "1", "--device", "cuda"},
+		{"quantize", fixture, t.TempDir(), "--format", "int5"},
+		{"nosuchcommand"},
+		{"perplexity", fixture},
+	} {
+		old := os.Stderr
+		r, w, _ := os.Pipe()
+		os.Stderr = w
+		_, code := capture(t, args...)
+		w.Close()
+		os.Stderr = old
+		var msg bytes.Buffer
+		io.Copy(&msg, r)
+		if code == 0 || msg.Len() == 0 {
+			t.Errorf("%v: exit %d, stderr %q", args, code, msg.String())
+		}
+	}
+}
