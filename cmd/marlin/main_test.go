@@ -97,10 +97,10 @@ func TestFixturesThroughCLI(t *testing.T) {
 func TestCLIErrors(t *testing.T) {
 	fixture := "../../testdata/models/llama-mqa-f32-bias"
 	for _, args := range [][]string{
-		{"logits", fixture},                            // no --ids
-		{"logits", fixture, "--ids", "1,x"},            // bad id
-		{"logits", fixture, "--ids", "99999"},          // outside the vocabulary
-		{"logits", t.TempDir(), "--ids", "1"},          // not a model
+		{"logits", fixture},                   // no --ids
+		{"logits", fixture, "--ids", "1,x"},   // bad id
+		{"logits", fixture, "--ids", "99999"}, // outside the vocabulary
+		{"logits", t.TempDir(), "--ids", "1"}, // not a model
 		{"run", fixture, "--ids", "1", "--device", "tpu"},
 		{"run", fixture, "--ids", "1", "--device", "cuda"},
 		{"quantize", fixture, t.TempDir(), "--format", "int5"},
