@@ -130,18 +130,9 @@ func newDeepSeek(ck *hf.Checkpoint, be backend.Backend, q *quant.Config) (Model,
 			return nil, fmt.Errorf("%s: %w", ck.Dir, err)
 		}
 	}
-	m.norm = l.vector("model.norm.weight", H)
-	if c.TiedEmbeddings() {
-		m.head = m.embed
-	} else {
-		m.head = l.matrix("lm_head", V, H)
-	}
+	m.norm, m.head = l.outputHead(m.embed)
 	if l.err != nil {
 		return nil, l.err
-	}
-	m.info.DecodeBytes = m.info.WeightBytes
-	if !c.TiedEmbeddings() {
-		m.info.DecodeBytes -= m.embed.Bytes()
 	}
 	return m, nil
 }

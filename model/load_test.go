@@ -19,6 +19,10 @@ const good = "../testdata/models/llama-mqa-f32-bias"
 // rewrite copies the fixture into a temporary folder, letting edit change
 // the config (as a map) and the tensors before they are written.
 func rewrite(t *testing.T, edit func(cfg map[string]any, ts []safetensors.Tensor) []safetensors.Tensor) string {
+	return rewriteFrom(t, good, edit)
+}
+
+func rewriteFrom(t *testing.T, good string, edit func(cfg map[string]any, ts []safetensors.Tensor) []safetensors.Tensor) string {
 	t.Helper()
 	ck, err := hf.Open(good)
 	if err != nil {
@@ -147,39 +151,7 @@ func TestTruncatedCheckpoint(t *testing.T) {
 
 // copyGPTQ copies a GPTQ fixture, letting edit change its config and tensors.
 func copyGPTQ(t *testing.T, edit func(cfg map[string]any, ts []safetensors.Tensor) []safetensors.Tensor) string {
-	t.Helper()
-	const src = "../testdata/gptq/int4-asym-g32-actorder"
-	ck, err := hf.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ck.Close()
-	var ts []safetensors.Tensor
-	for _, n := range ck.Names() {
-		tt, _ := ck.Tensor(n)
-		tt.Data = append([]byte(nil), tt.Data...)
-		ts = append(ts, tt)
-	}
-	raw, _ := os.ReadFile(filepath.Join(src, "config.json"))
-	var cfg map[string]any
-	json.Unmarshal(raw, &cfg)
-	ts = edit(cfg, ts)
-	dir := filepath.Join(t.TempDir(), "m")
-	w, err := hf.NewWriter(dir, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tt := range ts {
-		if err := w.AddTensor(tt); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, _ := json.Marshal(cfg)
-	w.WriteFile("config.json", b)
-	if err := w.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return rewriteFrom(t, "../testdata/gptq/int4-asym-g32-actorder", edit)
 }
 
 // TestBadGPTQCheckpoints: malformed GPTQ checkpoints give an error naming

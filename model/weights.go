@@ -162,3 +162,22 @@ func intOr(p *int, def int) int {
 	}
 	return *p
 }
+
+// outputHead loads the final norm and the output projection (the embedding
+// table itself when tied), and sets Info.DecodeBytes: what one decode step
+// reads, every matrix but the embedding unless it doubles as the head.
+func (l *loader) outputHead(embed backend.Matrix) (backend.Vector, backend.Matrix) {
+	c := l.ck.Config
+	norm := l.vector("model.norm.weight", c.HiddenSize)
+	head := embed
+	if !c.TiedEmbeddings() {
+		head = l.matrix("lm_head", c.VocabSize, c.HiddenSize)
+	}
+	if l.err == nil {
+		l.info.DecodeBytes = l.info.WeightBytes
+		if !c.TiedEmbeddings() {
+			l.info.DecodeBytes -= embed.Bytes()
+		}
+	}
+	return norm, head
+}
