@@ -9,32 +9,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/marlin-llm/marlin/internal/shared"
 )
 
-// sharedData returns ../shared/data relative to the repository root (the
-// directory holding go.mod), skipping the test when it is absent.
-func sharedData(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("no go.mod above the working directory; cannot locate ../shared/data")
-		}
-		dir = parent
-	}
-	data := filepath.Join(dir, "..", "shared", "data")
-	if _, err := os.Stat(data); err != nil {
-		t.Skipf("shared data not found at %s (it lives beside the repository as ../shared/data): %v", data, err)
-	}
-	return data
-}
+// sharedData returns ../shared/data, or skips the test when it is absent.
+func sharedData(t testing.TB) string { return shared.Data(t) }
 
 // testCases is chat/testdata/cases.json.
 type testCases struct {

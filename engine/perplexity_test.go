@@ -10,20 +10,13 @@ import (
 
 	"github.com/marlin-llm/marlin/backend/cpu"
 	"github.com/marlin-llm/marlin/engine"
+	"github.com/marlin-llm/marlin/internal/shared"
 	"github.com/marlin-llm/marlin/model"
 	"github.com/marlin-llm/marlin/tokenizer"
 )
 
-// sharedData returns ../shared/data, or skips the test when it is absent
-// (a user's clone of the repository).
-func sharedData(t *testing.T) string {
-	t.Helper()
-	d := filepath.Join("..", "..", "shared", "data")
-	if _, err := os.Stat(d); err != nil {
-		t.Skip("../shared/data not found: the real-model checks need the project's shared data")
-	}
-	return d
-}
+// sharedData returns ../shared/data, or skips the test when it is absent.
+func sharedData(t *testing.T) string { return shared.Data(t) }
 
 // TestTinyStoriesPerplexity: a real pretrained Llama (TinyStories-656K)
 // gives transformers' perplexity on the TinyStories excerpt within 0.1%, for

@@ -13,31 +13,11 @@ import (
 
 	"github.com/marlin-llm/marlin/dtype"
 	"github.com/marlin-llm/marlin/format/safetensors"
+	"github.com/marlin-llm/marlin/internal/shared"
 )
 
-// sharedData returns ../shared/data relative to the module root, or skips.
-func sharedData(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("skipping: no go.mod above the working directory, so ../shared/data cannot be located")
-		}
-		dir = parent
-	}
-	data := filepath.Join(dir, "..", "shared", "data")
-	if _, err := os.Stat(data); err != nil {
-		t.Skipf("skipping: shared test data not found at %s (a fresh clone has no ../shared/data)", data)
-	}
-	return data
-}
+// sharedData returns ../shared/data, or skips the test when it is absent.
+func sharedData(t *testing.T) string { return shared.Data(t) }
 
 func tinyStories(t *testing.T) string {
 	return filepath.Join(sharedData(t), "models", "tinystories-656k")

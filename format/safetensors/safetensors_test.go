@@ -17,6 +17,7 @@ import (
 	"unsafe"
 
 	"github.com/marlin-llm/marlin/dtype"
+	"github.com/marlin-llm/marlin/internal/shared"
 )
 
 // rawFile assembles a file in the reference layout: 8-byte little-endian
@@ -37,29 +38,8 @@ func writeTemp(t *testing.T, b []byte) string {
 	return p
 }
 
-// sharedData returns ../shared/data relative to the module root, or skips.
-func sharedData(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("skipping: no go.mod above the working directory, so ../shared/data cannot be located")
-		}
-		dir = parent
-	}
-	data := filepath.Join(dir, "..", "shared", "data")
-	if _, err := os.Stat(data); err != nil {
-		t.Skipf("skipping: shared test data not found at %s (a fresh clone has no ../shared/data)", data)
-	}
-	return data
-}
+// sharedData returns ../shared/data, or skips the test when it is absent.
+func sharedData(t *testing.T) string { return shared.Data(t) }
 
 var allDTypes = []dtype.DType{dtype.F64, dtype.F32, dtype.F16, dtype.BF16, dtype.F8E4M3, dtype.F8E5M2,
 	dtype.I64, dtype.I32, dtype.I16, dtype.I8, dtype.U8, dtype.Bool}
