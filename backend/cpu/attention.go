@@ -2,22 +2,21 @@ package cpu
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/marlin-llm/marlin/backend"
-	"github.com/marlin-llm/marlin/backend/cpu/kernels"
+	"github.com/marlin-llm/marlin/backend/cpu/vkernels"
 )
 
 // kvCache stores keys and values in float32, one slab per layer, laid out
 // so that one block of one KV head is a pair of small dense matrices:
 //
 //	keys:   [block][kvHead][slot][KeyDim]     (a block's keys: [BlockSize, KeyDim])
-//	values: [block][kvHead][ValueDim][slot]   (transposed: [ValueDim, BlockSize])
+//	values: [block][kvHead][slot][ValueDim]
 //
-// With those, a group of query heads scores a whole block with one matrix
-// product (q·Kᵀ) and gathers its values with another (P·V, V stored
-// transposed for the row-major "x·Wᵀ" kernels). A ValueInKey cache (MLA)
-// has no value slab: values are the keys' first ValueDim numbers.
+// With those, a group of query heads scores a whole block in one kernel
+// call (each key loaded once for all heads of the group) and gathers its
+// values in another. A ValueInKey cache (MLA) has no value slab: values
+// are the keys' first ValueDim numbers.
 type kvCache struct {
 	spec       backend.KVSpec
 	keys, vals [][]float32 // per layer
@@ -58,7 +57,7 @@ func (c *kvCache) keyBlock(layer int, block int32, head int) []float32 {
 	return c.keys[layer][i : i+n]
 }
 
-// valueBlock returns the transposed values of (block, kv head): [ValueDim, BlockSize].
+// valueBlock returns the values of (block, kv head): [BlockSize, ValueDim].
 func (c *kvCache) valueBlock(layer int, block int32, head int) []float32 {
 	n := c.spec.BlockSize * c.spec.ValueDim
 	i := (int(block)*c.spec.KVHeads + head) * n
@@ -71,9 +70,7 @@ const headChunk = 4
 
 // Attention implements backend.Backend: first every row's keys and values
 // are stored, then each (row, KV head, chunk of its query heads) attends
-// over the row's sequence block by block: scores by one matrix product per
-// block, an exact softmax over all positions up to the row's own, then the
-// values by one matrix product per block.
+// over the row's sequence block by block (see attend).
 func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, layer int, bt *backend.Batch, scale float32) {
 	o, qt, kt := tensor(out), tensor(q), tensor(k)
 	c, ok := cache.(*kvCache)
@@ -108,10 +105,7 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 			for h := range s.KVHeads {
 				copy(c.keyBlock(layer, blk, h)[slot*s.KeyDim:(slot+1)*s.KeyDim], kt.Row(r)[h*s.KeyDim:(h+1)*s.KeyDim])
 				if !s.ValueInKey {
-					vb, src := c.valueBlock(layer, blk, h), vt.Row(r)[h*s.ValueDim:(h+1)*s.ValueDim]
-					for d, x := range src {
-						vb[d*BS+slot] = x
-					}
+					copy(c.valueBlock(layer, blk, h)[slot*s.ValueDim:(slot+1)*s.ValueDim], vt.Row(r)[h*s.ValueDim:(h+1)*s.ValueDim])
 				}
 			}
 		}
@@ -133,76 +127,35 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 
 // attnWork holds one worker's scratch buffers.
 type attnWork struct {
-	scores, p, tmp []float32
-}
-
-func grow(buf []float32, n int) []float32 {
-	if cap(buf) < n {
-		return make([]float32, n)
-	}
-	return buf[:n]
+	scores []float32
 }
 
 // attend computes g query heads (q: [g, KeyDim], contiguous) over the first
-// n positions of a sequence's KV head kvh, writing out [g, ValueDim].
+// n positions of a sequence's KV head kvh, writing out [g, ValueDim]:
+// scores block by block, an exact softmax per head over all n positions,
+// then the values block by block.
 func (w *attnWork) attend(c *kvCache, layer int, blocks []int32, n, kvh int, q, out []float32, g int, scale float32) {
 	s := c.spec
 	BS, Dk, Dv := s.BlockSize, s.KeyDim, s.ValueDim
 	nb := (n + BS - 1) / BS
-	stride := nb * BS
-	w.scores = grow(w.scores, g*stride)
-	// scores[h][t] = q_h · k_t, one [g, BS] product per block
-	w.tmp = grow(w.tmp, g*max(BS, Dv))
-	for bi := range nb {
-		kernels.MatMulF32(w.tmp, BS, q, g, Dk, c.keyBlock(layer, blocks[bi], kvh), 0, BS)
-		for h := range g {
-			copy(w.scores[h*stride+bi*BS:h*stride+(bi+1)*BS], w.tmp[h*BS:(h+1)*BS])
-		}
+	if cap(w.scores) < g*n {
+		w.scores = make([]float32, g*n)
 	}
-	// softmax over positions [0, n) of each head, in float32 with a fast exp
+	sc := w.scores[:g*n] // [g][n]
+	for bi := range nb {
+		m := min(BS, n-bi*BS)
+		vkernels.BlockScores(sc[bi*BS:], n, q, g, c.keyBlock(layer, blocks[bi], kvh), m, Dk)
+	}
 	for h := range g {
-		row := w.scores[h*stride : h*stride+n]
-		m := float32(math.Inf(-1))
-		for t := range row {
-			row[t] *= scale
-			m = max(m, row[t])
-		}
-		var sum float32
-		for t, x := range row {
-			e := exp32(x - m)
-			row[t] = e
-			sum += e
-		}
-		inv := 1 / sum
-		for t := range row {
-			row[t] *= inv
-		}
-		clear(w.scores[h*stride+n : (h+1)*stride]) // positions past the row's own weigh nothing
+		vkernels.SoftmaxScaled(sc[h*n:(h+1)*n], scale)
 	}
 	clear(out)
-	if s.ValueInKey {
-		// values are the keys' first Dv numbers: accumulate position by
-		// position (Dv is large for latent attention, so each call is long)
-		for bi := range nb {
-			kb := c.keyBlock(layer, blocks[bi], kvh)
-			for t := range min(BS, n-bi*BS) {
-				val := kb[t*Dk : t*Dk+Dv]
-				for h := range g {
-					kernels.Axpy(w.scores[h*stride+bi*BS+t], val, out[h*Dv:(h+1)*Dv])
-				}
-			}
-		}
-		return
-	}
-	// out[h] += P[h, block] · V[block], one [g, Dv] product per block
-	w.p = grow(w.p, g*BS)
 	for bi := range nb {
-		for h := range g {
-			copy(w.p[h*BS:(h+1)*BS], w.scores[h*stride+bi*BS:h*stride+(bi+1)*BS])
-		}
-		kernels.MatMulF32(w.tmp, Dv, w.p, g, BS, c.valueBlock(layer, blocks[bi], kvh), 0, Dv)
-		for i, x := range w.tmp[:g*Dv] {
-			out[i] += x
+		m := min(BS, n-bi*BS)
+		if s.ValueInKey { // values are the first Dv numbers of each key
+			vkernels.BlockValues(out, sc[bi*BS:], n, g, c.keyBlock(layer, blocks[bi], kvh), Dk, m, Dv)
+		} else {
+			vkernels.BlockValues(out, sc[bi*BS:], n, g, c.valueBlock(layer, blocks[bi], kvh), Dv, m, Dv)
 		}
 	}
 }

@@ -3,6 +3,8 @@ package cpu
 import (
 	"math"
 
+	"github.com/marlin-llm/marlin/backend/cpu/vkernels"
+
 	"github.com/marlin-llm/marlin/backend"
 )
 
@@ -36,15 +38,7 @@ func (b *Backend) RMSNorm(dst, x backend.Tensor, w backend.Vector, eps float32) 
 		"dst [%d, %d], x [%d, %d], weight %d", d.rows, d.cols, s.rows, s.cols, n)
 	b.parallel(len(s.data)/n, 1, func(lo, hi int) {
 		for c := lo; c < hi; c++ {
-			in, out := s.data[c*n:(c+1)*n], d.data[c*n:(c+1)*n]
-			var ss float64
-			for _, v := range in {
-				ss += float64(v) * float64(v)
-			}
-			r := float32(1 / math.Sqrt(ss/float64(n)+float64(eps)))
-			for i, v := range in {
-				out[i] = v * r * g[i]
-			}
+			vkernels.RMSNorm(d.data[c*n:(c+1)*n], s.data[c*n:(c+1)*n], g, eps)
 		}
 	})
 }
@@ -128,11 +122,8 @@ func (b *Backend) SiLUMul(dst, gate, up backend.Tensor) {
 	d, g, u := tensor(dst), tensor(gate), tensor(up)
 	checkShape("SiLUMul", d.rows == g.rows && d.cols == g.cols && u.rows == g.rows && u.cols == g.cols,
 		"dst [%d, %d], gate [%d, %d], up [%d, %d]", d.rows, d.cols, g.rows, g.cols, u.rows, u.cols)
-	b.parallel(len(d.data), 1024, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			x := g.data[i]
-			d.data[i] = x / (1 + exp32(-x)) * u.data[i]
-		}
+	b.parallel(len(d.data), 4096, func(lo, hi int) {
+		vkernels.SiLUMul(d.data[lo:hi], g.data[lo:hi], u.data[lo:hi])
 	})
 }
 

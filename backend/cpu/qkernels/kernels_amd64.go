@@ -89,6 +89,22 @@ func gptqSIMD(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.
 		}
 		return true
 	}
+	if useAVX512 {
+		gptqZ(sc, dst, ldd, x, M, w, a0, a1)
+	} else {
+		gptqY(sc, dst, ldd, x, M, w, a0, a1)
+	}
+	if n0 < a0 {
+		gptqGeneric(sc, dst, ldd, x, M, w, n0, a0)
+	}
+	if a1 < n1 {
+		gptqGeneric(sc, dst, ldd, x, M, w, a1, n1)
+	}
+	return true
+}
+
+// gptqY runs the AVX2 fast GPTQ kernels on the 8-aligned columns [a0, a1).
+func gptqY(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weight, a0, a1 int) {
 	K, N, bits := w.In, w.Out, w.Bits
 	// Sub-groups of gptqSubRows input rows (bits qweight rows per 32): each
 	// column block reads sub·bits/32 rows, which are the concurrent streams
@@ -189,13 +205,6 @@ func gptqSIMD(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.
 	runtime.KeepAlive(w)
 	runtime.KeepAlive(dst)
 	runtime.KeepAlive(sc)
-	if n0 < a0 {
-		gptqGeneric(sc, dst, ldd, x, M, w, n0, a0)
-	}
-	if a1 < n1 {
-		gptqGeneric(sc, dst, ldd, x, M, w, a1, n1)
-	}
-	return true
 }
 
 // gptqSubRows is the sub-group size (input rows) of the fast GPTQ kernels.

@@ -1,0 +1,340 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// AVX-512 GPTQ kernels (qkernels512_amd64.s).
+//
+// Same algorithm and argument block as the AVX2 kernels (gptqKernel), on
+// 16-column zmm vectors, with three differences:
+//
+//   - Every accumulator is a single chain: lane j of acc[m][c] starts at
+//     the sub-group's initial sum and takes the fields' FMAs in field
+//     order, whatever the number of x rows (mc) and of column vectors (C)
+//     of the kernel. 32 registers give enough independent chains without
+//     the AVX2 kernels' second accumulator set for one x row, so every
+//     output element is computed by exactly the same sequence of roundings
+//     for any M: a request's results do not depend on the batch it is in.
+//   - The AND masks live in registers when there are spare ones (VPANDD
+//     with an embedded-broadcast memory operand otherwise), and the x
+//     coefficients are broadcast from a compact [unit][field][mc] array
+//     (into registers, or as embedded-broadcast FMA operands when the
+//     registers are taken by accumulators).
+//   - A "half" variant (ymm, 8 columns, otherwise the same instruction
+//     sequence) does the last 8 columns when the 8-aligned range is not a
+//     multiple of 16.
+
+// gptq512Wide is the widest column blocking per number of x rows; the
+// remainders use the narrower kernels of gptq512Narrow.
+var gptq512Wide = map[int]int{1: 8, 2: 6, 3: 4, 4: 4, 8: 2}
+
+var gptq512Rows = []int{1, 2, 3, 4, 8}
+
+// gptq512Cs returns the column blockings generated for mc rows, widest first.
+func gptq512Cs(mc int) []int {
+	cs := []int{gptq512Wide[mc]}
+	for _, c := range []int{4, 2, 1} {
+		if c < cs[0] {
+			cs = append(cs, c)
+		}
+	}
+	return cs
+}
+
+func gptq512Name(bits, mc, c int, half bool) string {
+	if half {
+		return fmt.Sprintf("gptqy%dM%d", bits, mc)
+	}
+	return fmt.Sprintf("gptqz%dM%dC%d", bits, mc, c)
+}
+
+// gptq512Kernel emits one AVX-512 GPTQ kernel: bits-bit weights, mc x rows,
+// c column vectors of 16 (half: one vector of 8, ymm) per block.
+func gptq512Kernel(sb *strings.Builder, bits, mc, c int, half bool) {
+	fs := gptqFields(bits)
+	name := gptq512Name(bits, mc, c, half)
+	w := func(format string, args ...any) { fmt.Fprintf(sb, "\t"+format+"\n", args...) }
+	P, VB := "Z", 64 // register prefix, vector bytes
+	if half {
+		P, VB, c = "Y", 32, 1
+	}
+	reg := func(i int) string { return fmt.Sprintf("%s%d", P, i) }
+	xreg := func(i int) string { return fmt.Sprintf("X%d", i) }
+	na := mc * c
+	acc := func(m, ci int) string { return reg(m*c + ci) }
+	word := func(ci int) string { return reg(na + ci) }
+	next := na + c
+	bregs := next+mc+2 <= 32
+	xbIdx := next
+	if bregs {
+		next += mc
+	}
+	xb := func(m int) string { return reg(xbIdx + m) }
+	T := []int{next, next + 1}
+	next += 2
+	if next > 32 {
+		panic("registers")
+	}
+	// AND masks in the spare registers, most used first.
+	masks := gptqMasks(bits)
+	uses := make([]int, len(masks))
+	for _, f := range fs {
+		if f.mask != 0 {
+			uses[maskIndex(bits, f.mask)]++
+		}
+	}
+	maskReg := map[int]int{}
+	for next < 32 {
+		best := -1
+		for i := range masks {
+			if _, ok := maskReg[i]; !ok && uses[i] > 0 && (best < 0 || uses[i] > uses[best]) {
+				best = i
+			}
+		}
+		if best < 0 {
+			break
+		}
+		maskReg[best] = next
+		next++
+	}
+	xsz := 4 * len(fs) * mc // x-coefficient bytes per unit
+
+	fmt.Fprintf(sb, `
+// func %s(a *gptqArgs)
+//
+// AVX-512 GPTQ %d-bit kernel, %d x row(s), %d %s column vector(s) per block.
+// Register plan: %s0..%s%d accumulators acc[m][c] (m-major, one chain
+// each), %s%d..%s%d the qweight words of the current row, `, name, bits, mc, c, map[bool]string{false: "16-column zmm", true: "8-column ymm"}[half],
+		P, P, na-1, P, na, P, na+c-1)
+	if bregs {
+		fmt.Fprintf(sb, "%s%d..%s%d the\n// broadcast x coefficients of the current field, ", P, xbIdx, P, xbIdx+mc-1)
+	} else {
+		sb.WriteString("the x\n// coefficients as embedded-broadcast FMA operands, ")
+	}
+	fmt.Fprintf(sb, "%s%d/%s%d the extracted fields\n", P, T[0], P, T[1])
+	fmt.Fprintf(sb, "// (alternating), %d AND mask(s) in %s%d.., the others as embedded broadcasts.\n", len(maskReg), P, T[1]+1)
+	fmt.Fprintf(sb, `// GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
+// sub-group, AX current qweight row, R8 qweight row stride, BX x
+// coefficients, CX unit counter, DX column-block counter, R9 scales, R10
+// zeros, R11 dst, R12 dst row stride, R13 sx/init pairs, R14 prefetch
+// distance in the unit loop, temp elsewhere. K1 = 0xff00 selects the upper
+// 8 lanes when the zero points of 16 columns come from two dwords.
+TEXT ·%s(SB), NOSPLIT, $0-8
+	MOVQ	a+0(FP), DI
+	MOVQ	8(DI), R8
+	MOVQ	88(DI), R12
+`, name)
+	if !half && (bits == 3 || bits == 4) {
+		w("MOVL\t$0xff00, R14")
+		w("KMOVW\tR14, K1")
+	}
+	for i, r := range maskReg {
+		w("VPBROADCASTD\tgptqzm%d<>+%d(SB), %s", bits, 4*i, reg(r))
+	}
+	w("MOVQ\t104(DI), R14")
+	w("MOVQ\tR14, 136(DI)\t// remaining sub-groups")
+	w("MOVQ\t120(DI), R14")
+	w("MOVQ\tR14, 144(DI)\t// sub-groups left in this real group")
+	fmt.Fprintf(sb, "%s_sub:\n", name)
+	w("MOVQ\t0(DI), SI\t// qweight at this sub-group's first row")
+	w("MOVQ\t32(DI), R9")
+	w("MOVQ\t16(DI), R10")
+	w("MOVQ\t80(DI), R11")
+	w("MOVQ\t96(DI), DX")
+	fmt.Fprintf(sb, "%s_col:\n", name)
+	w("MOVQ\t64(DI), R13")
+	for m := 0; m < mc; m++ {
+		w("VBROADCASTSS\t%d(R13), %s", 8*m, acc(m, 0))
+		for ci := 1; ci < c; ci++ {
+			w("VMOVAPS\t%s, %s", acc(m, 0), acc(m, ci))
+		}
+	}
+	w("MOVQ\tSI, AX")
+	w("MOVQ\t128(DI), R14\t// prefetch distance")
+	w("MOVQ\t48(DI), BX")
+	w("MOVQ\t112(DI), CX")
+	fmt.Fprintf(sb, "%s_unit:\n", name)
+	fi, tn := 0, 0
+	for r := 0; r < bits; r++ {
+		for ci := 0; ci < c; ci++ {
+			w("VMOVDQU32\t%d(AX), %s", VB*ci, word(ci))
+		}
+		if !half {
+			for l := 0; l < c; l++ {
+				w("%s\t%d(AX)(R14*1)", gptq512PF, 64*l)
+			}
+		}
+		for ; fi < len(fs) && fs[fi].row == r; fi++ {
+			f := fs[fi]
+			for m := 0; m < mc && bregs; m++ {
+				w("VBROADCASTSS\t%d(BX), %s", 4*(m*len(fs)+fi), xb(m))
+			}
+			for ci := 0; ci < c; ci++ {
+				t := reg(T[tn%2])
+				tn++
+				if f.mask != 0 {
+					mi := maskIndex(bits, f.mask)
+					if r, ok := maskReg[mi]; ok {
+						w("VPANDD\t%s, %s, %s", reg(r), word(ci), t)
+					} else {
+						w("VPANDD.BCST\tgptqzm%d<>+%d(SB), %s, %s", bits, 4*mi, word(ci), t)
+					}
+				} else {
+					w("VPSRLD\t$%d, %s, %s", f.shift, word(ci), t)
+				}
+				w("VCVTDQ2PS\t%s, %s", t, t)
+				for m := 0; m < mc; m++ {
+					if bregs {
+						w("VFMADD231PS\t%s, %s, %s", xb(m), t, acc(m, ci))
+					} else {
+						w("VFMADD231PS.BCST\t%d(BX), %s, %s", 4*(m*len(fs)+fi), t, acc(m, ci))
+					}
+				}
+			}
+		}
+		w("ADDQ\tR8, AX")
+	}
+	w("ADDQ\t$%d, BX", xsz)
+	w("DECQ\tCX")
+	w("JNZ\t%s_unit", name)
+
+	// epilogue
+	w("// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the")
+	w("// zero was folded into acc's initial value, only y += scale·acc)")
+	z, s := reg(T[0]), reg(T[1])
+	w("CMPQ\t56(DI), $0")
+	w("JNE\t%s_uniform", name)
+	for ci := 0; ci < c; ci++ {
+		zoff := 2 * bits * ci // zero-point bytes of this vector (16 columns)
+		if half {
+			zoff = bits * ci
+		}
+		switch {
+		case bits == 8 && !half:
+			w("VPMOVZXBD\t%d(R10), %s", zoff, z)
+		case bits == 8:
+			w("VPMOVZXBD\t%d(R10), %s", zoff, z)
+		case bits == 4 && !half:
+			w("VPBROADCASTD\t%d(R10), %s", zoff, z)
+			w("VPBROADCASTD\t%d(R10), K1, %s", zoff+4, z)
+		case bits == 4:
+			w("VPBROADCASTD\t%d(R10), %s", zoff, z)
+		case bits == 2 && !half:
+			w("VPBROADCASTD\t%d(R10), %s", zoff, z)
+		case bits == 2:
+			w("VPBROADCASTW\t%d(R10), %s", zoff, z)
+		case bits == 3 && !half:
+			w("VPBROADCASTD\t%d(R10), %s", zoff, z)
+			w("VPBROADCASTD\t%d(R10), K1, %s", zoff+2, z)
+		case bits == 3:
+			// 3 bytes: no read past this block's zero points
+			w("MOVWLZX\t%d(R10), R14", zoff)
+			w("VMOVD\tR14, %s", xreg(T[0]))
+			w("VPINSRB\t$2, %d(R10), %s, %s", zoff+2, xreg(T[0]), xreg(T[0]))
+			w("VPBROADCASTD\t%s, %s", xreg(T[0]), z)
+		}
+		if bits != 8 {
+			tab := fmt.Sprintf("gptqzs%d<>", bits)
+			if half {
+				tab = fmt.Sprintf("gptqys%d<>", bits)
+			}
+			w("VPSRLVD\t%s(SB), %s, %s", tab, z, z)
+			w("VPANDD.BCST\tgptqzm%d<>(SB), %s, %s", bits, z, z)
+		}
+		w("VCVTDQ2PS\t%s, %s", z, z)
+		w("VCVTPH2PS\t%d(R9), %s", VB/2*ci, s)
+		w("MOVQ\tR11, R14")
+		for m := 0; m < mc; m++ {
+			w("VFNMADD231PS.BCST\t%d(R13), %s, %s", 8*m+4, z, acc(m, ci))
+			w("VFMADD213PS\t%d(R14), %s, %s", VB*ci, s, acc(m, ci))
+			w("VMOVUPS\t%s, %d(R14)", acc(m, ci), VB*ci)
+			if m+1 < mc {
+				w("ADDQ\tR12, R14")
+			}
+		}
+	}
+	w("JMP\t%s_next", name)
+	fmt.Fprintf(sb, "%s_uniform:\n", name)
+	for ci := 0; ci < c; ci++ {
+		w("VCVTPH2PS\t%d(R9), %s", VB/2*ci, s)
+		w("MOVQ\tR11, R14")
+		for m := 0; m < mc; m++ {
+			w("VFMADD213PS\t%d(R14), %s, %s", VB*ci, s, acc(m, ci))
+			w("VMOVUPS\t%s, %d(R14)", acc(m, ci), VB*ci)
+			if m+1 < mc {
+				w("ADDQ\tR12, R14")
+			}
+		}
+	}
+	fmt.Fprintf(sb, "%s_next:\n", name)
+	w("ADDQ\t$%d, SI", VB*c)
+	w("ADDQ\t$%d, R9", VB/2*c)
+	w("ADDQ\t$%d, R10", VB/32*bits*c)
+	w("ADDQ\t$%d, R11", VB*c)
+	w("DECQ\tDX")
+	w("JNZ\t%s_col", name)
+	// next sub-group
+	w("MOVQ\t112(DI), R14")
+	w("IMULQ\t$%d, R14", bits)
+	w("IMULQ\tR8, R14")
+	w("ADDQ\tR14, 0(DI)")
+	w("MOVQ\t112(DI), R14")
+	w("IMULQ\t$%d, R14", xsz)
+	w("ADDQ\tR14, 48(DI)")
+	w("ADDQ\t$%d, 64(DI)", 8*mc)
+	w("DECQ\t144(DI)")
+	w("JNZ\t%s_same", name)
+	w("MOVQ\t120(DI), R14")
+	w("MOVQ\tR14, 144(DI)")
+	w("MOVQ\t40(DI), R14")
+	w("ADDQ\tR14, 32(DI)")
+	w("MOVQ\t24(DI), R14")
+	w("ADDQ\tR14, 16(DI)")
+	fmt.Fprintf(sb, "%s_same:\n", name)
+	w("DECQ\t136(DI)")
+	w("JNZ\t%s_sub", name)
+	w("VZEROUPPER")
+	w("RET")
+}
+
+// gptq512Data emits the per-lane zero-point shift tables of the zmm
+// kernels (16 columns: for 3 and 4 bits the upper 8 lanes come from a
+// second dword, see the epilogue).
+func gptq512Data(sb *strings.Builder, bits int) {
+	fmt.Fprintf(sb, "\n// AND masks of the %d-bit fields (the value mask first), for broadcasts.\n", bits)
+	ms := gptqMasks(bits)
+	for i, m := range ms {
+		fmt.Fprintf(sb, "DATA gptqzm%d<>+%d(SB)/4, $0x%08x\n", bits, 4*i, m)
+	}
+	fmt.Fprintf(sb, "GLOBL gptqzm%d<>(SB), RODATA|NOPTR, $%d\n", bits, 4*len(ms))
+	if bits == 8 {
+		return
+	}
+	fmt.Fprintf(sb, "\n// Per-lane shifts that bring the zero point of column 8i+l to bit 0 (ymm).\n")
+	for l := 0; l < 8; l++ {
+		fmt.Fprintf(sb, "DATA gptqys%d<>+%d(SB)/4, $%d\n", bits, 4*l, bits*l)
+	}
+	fmt.Fprintf(sb, "GLOBL gptqys%d<>(SB), RODATA|NOPTR, $32\n", bits)
+	fmt.Fprintf(sb, "\n// Per-lane shifts that bring the zero point of column 16i+l to bit 0 (zmm).\n")
+	for l := 0; l < 16; l++ {
+		var sh int
+		switch bits {
+		case 2:
+			sh = 2 * l
+		case 4:
+			sh = 4 * (l % 8)
+		case 3:
+			sh = 3 * l
+			if l >= 8 {
+				sh = 8 + 3*(l-8) // dword at byte offset 2: column 8 starts at bit 24 = 16 + 8
+			}
+		}
+		fmt.Fprintf(sb, "DATA gptqzs%d<>+%d(SB)/4, $%d\n", bits, 4*l, sh)
+	}
+	fmt.Fprintf(sb, "GLOBL gptqzs%d<>(SB), RODATA|NOPTR, $64\n", bits)
+}
+
+// gptq512PF is the prefetch instruction of the zmm kernels.
+var gptq512PF = "PREFETCHT1"

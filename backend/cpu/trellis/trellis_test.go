@@ -1,0 +1,144 @@
+package trellis
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/marlin-llm/marlin/dtype"
+	"github.com/marlin-llm/marlin/quant"
+)
+
+// randomEXL3 returns an EXL3 weight with random trellis bits and random
+// fp16 sign/scale vectors.
+func randomEXL3(rng *rand.Rand, out, in, K int, cb quant.Codebook) *quant.Weight {
+	w := &quant.Weight{Name: "w", Format: quant.EXL3, Out: out, In: in, Bits: K, Codebook: cb}
+	pi, po := w.PaddedDims()
+	w.Data = make([]byte, pi/16*po/16*32*K)
+	for i := range w.Data {
+		w.Data[i] = byte(rng.Uint32())
+	}
+	vec := func(n int, scale float64) []byte {
+		b := make([]byte, 2*n)
+		for i := 0; i < n; i++ {
+			h := dtype.F32ToF16(float32(rng.NormFloat64() * scale))
+			b[2*i], b[2*i+1] = byte(h), byte(h>>8)
+		}
+		return b
+	}
+	w.Scales, w.Zeros = vec(pi, 0.02), vec(po, 1)
+	if err := w.Validate(); err != nil {
+		panic(err)
+	}
+	return w
+}
+
+func reference(dst []float64, x []float32, M int, w *quant.Weight) {
+	row := make([]float32, w.In)
+	for n := 0; n < w.Out; n++ {
+		w.DequantizeRow(row, n)
+		for m := 0; m < M; m++ {
+			var s float64
+			for k, v := range row {
+				s += float64(v) * float64(x[m*w.In+k])
+			}
+			dst[m*w.Out+n] = s
+		}
+	}
+}
+
+// TestDecodeTile: the streaming decoder equals quant's (UnpackTile + the
+// codebook table) on random tiles for every K.
+func TestDecodeTile(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for K := 1; K <= quant.MaxTrellisBits; K++ {
+		src := make([]byte, 32*K)
+		for trial := 0; trial < 10; trial++ {
+			for i := range src {
+				src[i] = byte(rng.Uint32())
+			}
+			var st [quant.TileLen]uint16
+			quant.UnpackTile(&st, src, K)
+			var got [quant.TileLen]float32
+			lut := quant.CodebookMUL1.Table()
+			DecodeTile(&got, src, K, lut)
+			for e, s := range st {
+				if got[e] != lut[s] {
+					t.Fatalf("K=%d: position %d: %v, want %v", K, e, got[e], lut[s])
+				}
+			}
+		}
+	}
+}
+
+// TestMatMul compares MatMul with DequantizeRow + a float64 dot product on
+// random weights of odd (padded) shapes, every K, partial output ranges
+// and several row counts. Tolerance: 2e-5 of Σ|w·x| (float32 sums and
+// rotations).
+func TestMatMul(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	cases := []struct {
+		out, in, K, M, n0, n1 int
+		cb                    quant.Codebook
+	}{
+		{128, 128, 2, 1, 0, 128, quant.Codebook3INST},
+		{200, 96, 3, 3, 0, 200, quant.CodebookMCG},
+		{256, 256, 4, 17, 64, 250, quant.CodebookMUL1},
+		{64, 384, 1, 2, 5, 60, quant.Codebook3INST},
+		{384, 128, 5, 1, 130, 384, quant.Codebook3INST},
+		{96, 144, 6, 4, 0, 96, quant.CodebookMUL1},
+		{128, 128, 7, 1, 0, 128, quant.CodebookMCG},
+		{130, 260, 8, 5, 100, 130, quant.Codebook3INST},
+	}
+	for _, c := range cases {
+		w := randomEXL3(rng, c.out, c.in, c.K, c.cb)
+		x := make([]float32, c.M*c.in)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64())
+		}
+		want := make([]float64, c.M*c.out)
+		reference(want, x, c.M, w)
+		ldd := c.n1 + 3
+		dst := make([]float32, c.M*ldd)
+		for i := range dst {
+			dst[i] = 12345
+		}
+		MatMul(dst, ldd, x, c.M, w, c.n0, c.n1)
+		row := make([]float32, c.in)
+		for m := 0; m < c.M; m++ {
+			for n := 0; n < ldd; n++ {
+				got := dst[m*ldd+n]
+				if n < c.n0 || n >= c.n1 {
+					if got != 12345 {
+						t.Fatalf("%+v: wrote outside [n0, n1) at (%d, %d)", c, m, n)
+					}
+					continue
+				}
+				w.DequantizeRow(row, n)
+				var mag float64
+				for k, v := range row {
+					mag += math.Abs(float64(v) * float64(x[m*c.in+k]))
+				}
+				if d := math.Abs(float64(got) - want[m*c.out+n]); d > 2e-5*mag+1e-30 {
+					t.Fatalf("%+v: (%d, %d) = %v, want %v (|w·x| %g)", c, m, n, got, want[m*c.out+n], mag)
+				}
+			}
+		}
+	}
+}
+
+func BenchmarkMatMul(b *testing.B) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, M := range []int{1, 64} {
+		w := randomEXL3(rng, 1024, 1024, 3, quant.Codebook3INST)
+		x := make([]float32, M*1024)
+		dst := make([]float32, M*1024)
+		b.Run(map[int]string{1: "M1", 64: "M64"}[M], func(b *testing.B) {
+			b.SetBytes(int64(len(w.Data)))
+			for range b.N {
+				MatMul(dst, 1024, x, M, w, 0, 1024)
+			}
+			b.ReportMetric(float64(1024*1024)*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gweights/s")
+		})
+	}
+}
