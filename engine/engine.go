@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -59,17 +60,18 @@ type Request struct {
 	Sampling  Sampling
 	// StopIDs end the sequence when generated (they are not emitted).
 	StopIDs []int32
-	// Stop, when set, is called (on the engine's goroutine) with each
-	// generated token after it is emitted; returning true ends the sequence
-	// with FinishStop.
+	// Stop, when set, is called with each generated token after it is
+	// emitted; returning true ends the sequence with FinishStop. It runs on
+	// one of the engine's goroutines, never concurrently with itself or
+	// Mask for the same request, but possibly alongside other requests'.
 	Stop func(id int32) bool
 	// Logprobs asks for the chosen token's log-probability (≥ 0) and that
 	// many top alternatives; −1 for none.
 	Logprobs int
-	// Mask, when set, is called (on the engine's goroutine) with each
-	// step's logits before the log-probabilities are taken and a token is
-	// sampled. It may change them, e.g. set disallowed tokens to −Inf
-	// (constrained decoding) or add a logit bias.
+	// Mask, when set, is called (like Stop) with each step's logits
+	// before the log-probabilities are taken and a token is sampled. It
+	// may change them, e.g. set disallowed tokens to −Inf (constrained
+	// decoding) or add a logit bias.
 	Mask func(logits []float32)
 }
 
@@ -335,12 +337,19 @@ func (e *Engine) loop(pool *blockPool) {
 			running = running[:0]
 			continue
 		}
+		// Sample every sequence's next token, in parallel: each sequence's
+		// sampler, callbacks and channel are its own.
+		reasons := make([]FinishReason, len(sampled))
+		dones := make([]bool, len(sampled))
+		parallelFor(len(sampled), func(i int) {
+			reasons[i], dones[i] = e.emit(sampled[i], buf[i*vocab:(i+1)*vocab])
+		})
 		var still []*seq
 		finished := map[*seq]bool{}
 		for i, s := range sampled {
-			if reason, done := e.emit(s, buf[i*vocab:(i+1)*vocab]); done {
+			if dones[i] {
 				release(s)
-				s.finish(reason, nil)
+				s.finish(reasons[i], nil)
 				finished[s] = true
 			}
 		}
@@ -528,4 +537,28 @@ func topLogprobs(lp []float32, k int) []TokenLogprob {
 		}
 	}
 	return out
+}
+
+// parallelFor runs fn(i) for i in [0, n) on up to GOMAXPROCS goroutines.
+func parallelFor(n int, fn func(i int)) {
+	w := min(runtime.GOMAXPROCS(0), n)
+	if w <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	per := (n + w - 1) / w
+	for lo := 0; lo < n; lo += per {
+		hi := min(lo+per, n)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := lo; i < hi; i++ {
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -138,7 +138,7 @@ func (b *Backend) parallel(n, align int, fn func(lo, hi int)) {
 		}
 		return
 	}
-	per := (n/align + w - 1) / w * align
+	per := ((n+align-1)/align + w - 1) / w * align // at most w chunks
 	var wg sync.WaitGroup
 	for lo := 0; lo < n; lo += per {
 		hi := min(lo+per, n)
