@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -18,15 +19,26 @@ const MethodFP = "marlin_fp"
 // ("format": "fp4" | "mxfp4" | "nvfp4" | "fp8", group_size); and, for
 // checkpoints made by other tools with the same tensor layouts,
 // "compressed-tensors" with 8-bit float channel- or tensor-wise weights
-// (FP8) and "modelopt" with quant_algo "FP8" or "NVFP4".
+// (FP8) and "modelopt" with quant_algo "FP8" or "NVFP4"; and "exl3"
+// (exllamav3: bits, head_bits, codebook; each tensor's K comes from its
+// trellis shape), with marlin's "logical_shapes" for padded layers.
 type Config struct {
 	Method           string // quant_method as read
-	Format           Format // GPTQ, FP8, FP4, MXFP4 or NVFP4
+	Format           Format // GPTQ, FP8, FP4, MXFP4, NVFP4 or EXL3
 	Bits             int    // GPTQ: 2, 3, 4, 8; FP8 8; FP4 formats 4
 	Group            int    // group_size: −1 per-channel (also FP8); MXFP4 32; NVFP4 16
 	DescAct          bool   // GPTQ act-order (g_idx permutes groups)
 	Sym              bool   // GPTQ symmetric
 	CheckpointFormat string // GPTQ: "gptq" (v1, zero points stored as z−1) or "gptq_v2"
+
+	// EXL3 only:
+	AvgBits  float64  // "bits": average bits per weight of the decoder layers (may be fractional)
+	HeadBits int      // "head_bits": K of the output head (0: kept in 16 bits)
+	Codebook Codebook // "codebook" (informational: each tensor's markers decide)
+	// Shapes maps a weight prefix to its logical [Out, In] when the
+	// stored EXL3 tensors are padded to multiples of 128 ("logical_shapes",
+	// a marlin extension other readers ignore).
+	Shapes map[string][2]int
 }
 
 // ZeroOffset returns the value LoadWeight adds to stored GPTQ zero points:
@@ -87,10 +99,61 @@ func ParseConfig(raw []byte) (*Config, error) {
 		return c, c.parseCompressedTensors(m)
 	case "modelopt":
 		return c, c.parseModelOpt(m)
+	case "exl3":
+		return c, c.parseEXL3(m)
 	case "":
 		return nil, fmt.Errorf("quantization_config: no quant_method")
 	}
-	return nil, fmt.Errorf("quantization_config: quant_method %q not supported (want gptq, %s, compressed-tensors FP8 or modelopt FP8/NVFP4)", method, MethodFP)
+	return nil, fmt.Errorf("quantization_config: quant_method %q not supported (want gptq, exl3, %s, compressed-tensors FP8 or modelopt FP8/NVFP4)", method, MethodFP)
+}
+
+func (c *Config) parseEXL3(m map[string]any) error {
+	c.Format, c.Sym = EXL3, true
+	if v, ok := m["bits"]; ok && v != nil {
+		f, ok := v.(float64)
+		if !ok || !(f >= 1 && f <= MaxTrellisBits) {
+			return fmt.Errorf("quantization_config: exl3 bits is %v, want a number in [1, %d]", v, MaxTrellisBits)
+		}
+		c.AvgBits = f
+		c.Bits = int(math.Round(f))
+	}
+	var err error
+	if c.HeadBits, err = integer(m, "head_bits", 0); err != nil {
+		return err
+	}
+	if c.HeadBits < 0 || c.HeadBits > MaxTrellisBits {
+		return fmt.Errorf("quantization_config: exl3 head_bits %d out of range", c.HeadBits)
+	}
+	cb, err := str(m, "codebook", "")
+	if err != nil {
+		return err
+	}
+	if c.Codebook, err = ParseCodebook(cb); err != nil || !c.Codebook.Stored() {
+		return fmt.Errorf("quantization_config: exl3 codebook %q not supported (want 3inst, mcg or mul1)", cb)
+	}
+	if ls, ok := m["logical_shapes"]; ok && ls != nil {
+		lm, ok := ls.(map[string]any)
+		if !ok {
+			return fmt.Errorf("quantization_config: logical_shapes is not an object")
+		}
+		c.Shapes = map[string][2]int{}
+		for k, v := range lm {
+			a, ok := v.([]any)
+			if !ok || len(a) != 2 {
+				return fmt.Errorf("quantization_config: logical_shapes[%q] is %v, want [Out, In]", k, v)
+			}
+			var sh [2]int
+			for i, x := range a {
+				f, ok := x.(float64)
+				if !ok || f != math.Trunc(f) || f <= 0 || f > 1<<30 {
+					return fmt.Errorf("quantization_config: logical_shapes[%q] is %v, want two positive integers", k, v)
+				}
+				sh[i] = int(f)
+			}
+			c.Shapes[k] = sh
+		}
+	}
+	return nil
 }
 
 func (c *Config) parseGPTQ(m map[string]any) error {
@@ -220,6 +283,18 @@ func (c *Config) JSON() map[string]any {
 	if c == nil {
 		return nil
 	}
+	if c.Format == EXL3 {
+		m := map[string]any{"quant_method": "exl3", "bits": c.AvgBits, "head_bits": c.HeadBits,
+			"codebook": c.Codebook.String(), "out_scales": "auto"}
+		if len(c.Shapes) > 0 {
+			ls := map[string]any{}
+			for k, v := range c.Shapes {
+				ls[k] = []int{v[0], v[1]}
+			}
+			m["logical_shapes"] = ls
+		}
+		return m
+	}
 	if c.Format == GPTQ {
 		cf := c.CheckpointFormat
 		if cf == "" {
@@ -260,6 +335,8 @@ func ConfigFor(spec Spec) *Config {
 		c.Method, c.Bits, c.Group = MethodFP, 4, 32
 	case NVFP4:
 		c.Method, c.Bits, c.Group = MethodFP, 4, 16
+	case EXL3:
+		c.Method, c.Group, c.AvgBits, c.Codebook = "exl3", 0, float64(spec.Bits), spec.Codebook
 	default:
 		c.Method, c.Bits = MethodFP, 4
 	}

@@ -17,6 +17,8 @@ import (
 //	MXFP4   e2m1(q) · 2^(e−127)                (e8m0 scale per 32)
 //	NVFP4   float32(e2m1(q) · e4m3(s)) · GlobalScale   (s per 16; the
 //	        inner product is exact, so there is a single rounding)
+//	EXL3    row n of diag(suh)·H·Ŵ·H·diag(svh) (see Format EXL3), computed
+//	        in float64 from the decoded trellis tiles
 //
 // It panics if row is out of range or dst is shorter than In; the weight
 // should have passed Validate.
@@ -63,6 +65,8 @@ func (w *Weight) DequantizeRow(dst []float32, row int) {
 		for k := range dst {
 			dst[k] = E2M1Value(w.nibble(row, k)) * w.scaleAt(row, k/16) * w.GlobalScale
 		}
+	case EXL3:
+		w.exl3Row(dst, row)
 	default:
 		panic(fmt.Sprintf("quant: %s: unknown format %v", w.Name, w.Format))
 	}

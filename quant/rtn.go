@@ -10,8 +10,8 @@ import (
 
 // Spec says how to quantize a weight matrix.
 type Spec struct {
-	Format Format // GPTQ (integers), FP8, FP4, MXFP4 or NVFP4
-	Bits   int    // GPTQ: 2, 3, 4 or 8 (the FP formats imply theirs)
+	Format Format // GPTQ (integers), FP8, FP4, MXFP4, NVFP4 or EXL3
+	Bits   int    // GPTQ: 2, 3, 4 or 8 (the FP formats imply theirs); EXL3: K, 1 to 8
 	// Group is the group size along In: GPTQ and FP4 any divisor of In
 	// (0 or In: one scale per output row); MXFP4 32, NVFP4 16 (0 picks
 	// these); FP8 0 or In (per output row).
@@ -22,6 +22,8 @@ type Spec struct {
 	// stores z−1 and so cannot represent z = 0 (the asymmetric quantizer then
 	// keeps z ≥ 1).
 	V2 bool
+	// Codebook is EXL3's trellis codebook.
+	Codebook Codebook
 }
 
 // String returns the spec as the CLI names it ("int4 g128 sym", "nvfp4").
@@ -39,6 +41,8 @@ func (s Spec) String() string {
 		return fmt.Sprintf("int%d %s %s", s.Bits, g, sym)
 	case FP4:
 		return fmt.Sprintf("fp4 g%d", s.Group)
+	case EXL3:
+		return fmt.Sprintf("exl3 %d-bit %s", s.Bits, s.Codebook)
 	}
 	return s.Format.String()
 }
@@ -207,34 +211,7 @@ func rtnGPTQ(c *Codes, w []float32) {
 				xmin = math.Min(xmin, float64(v))
 				xmax = math.Max(xmax, float64(v))
 			}
-			if c.Sym {
-				// Always the symmetric range ±max|w| (GPTQ's own quantizer
-				// keeps min = 0 for an all-positive group, which clips it).
-				xmax = math.Max(-xmin, xmax)
-				xmin = -xmax
-			}
-			if xmin == 0 && xmax == 0 {
-				xmin, xmax = -1, 1
-			}
-			scale, ok := f16Up((xmax - xmin) / maxq)
-			if !ok {
-				scale = 65504 // values beyond fp16's range saturate
-			}
-			var zero float64
-			if c.Sym {
-				zero = float64(int(1) << uint(c.Bits-1))
-			} else {
-				zero = math.RoundToEven(-xmin / float64(scale))
-				zero = math.Max(0, math.Min(maxq, zero))
-				if zero == 0 && c.ZeroOffset == 1 {
-					// v1 stores z−1: z = 0 would wrap. Use z = 1 and a scale
-					// that still reaches xmax (then xmin ≥ −scale/2 holds).
-					zero = 1
-					if s, ok := f16Up(xmax / (maxq - 1)); ok {
-						scale = s
-					}
-				}
-			}
+			scale, zero := gptqParams(xmin, xmax, c.Bits, c.Sym, c.ZeroOffset)
 			c.Scales[g*out+n] = scale
 			c.Zeros[g*out+n] = int32(zero)
 			for k, v := range vals {
@@ -243,6 +220,42 @@ func rtnGPTQ(c *Codes, w []float32) {
 			}
 		}
 	}
+}
+
+// gptqParams returns the scale (an fp16 value) and zero point of a GPTQ
+// group whose values span [xmin, xmax] (xmin ≤ 0 ≤ xmax), as QuantizeRTN
+// documents; GPTQ's quantizer uses the same.
+func gptqParams(xmin, xmax float64, bits int, sym bool, zeroOffset int) (float32, float64) {
+	maxq := float64(int(1)<<uint(bits) - 1)
+	if sym {
+		// Always the symmetric range ±max|w| (GPTQ's own quantizer
+		// keeps min = 0 for an all-positive group, which clips it).
+		xmax = math.Max(-xmin, xmax)
+		xmin = -xmax
+	}
+	if xmin == 0 && xmax == 0 {
+		xmin, xmax = -1, 1
+	}
+	scale, ok := f16Up((xmax - xmin) / maxq)
+	if !ok {
+		scale = 65504 // values beyond fp16's range saturate
+	}
+	var zero float64
+	if sym {
+		zero = float64(int(1) << uint(bits-1))
+	} else {
+		zero = math.RoundToEven(-xmin / float64(scale))
+		zero = math.Max(0, math.Min(maxq, zero))
+		if zero == 0 && zeroOffset == 1 {
+			// v1 stores z−1: z = 0 would wrap. Use z = 1 and a scale
+			// that still reaches xmax (then xmin ≥ −scale/2 holds).
+			zero = 1
+			if s, ok := f16Up(xmax / (maxq - 1)); ok {
+				scale = s
+			}
+		}
+	}
+	return scale, zero
 }
 
 func rtnFP4(c *Codes, w []float32) {

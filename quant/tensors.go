@@ -22,6 +22,8 @@ import (
 //	MXFP4  .weight        U8 [Out, In/2];     .weight_scale U8 (e8m0) [Out, In/32]
 //	NVFP4  .weight        U8 [Out, In/2];     .weight_scale F8_E4M3 [Out, In/16];
 //	       .weight_scale_2 F32 [] (the global scale)
+//	EXL3   .trellis       I16 [In'/16, Out'/16, 16·K] (In', Out' padded to 128)
+//	       .suh F16 [In'];  .svh F16 [Out'];  .mcg or .mul1 I32 [] (codebook marker)
 //
 // The tensors' Data alias w's slices where the bytes are already in
 // checkpoint form. A symmetric GPTQ weight without Zeros gets qzeros holding
@@ -77,6 +79,8 @@ func (w *Weight) Tensors(prefix string) []safetensors.Tensor {
 			ts = append(ts, t(".weight_scale_2", dtype.F32, gs))
 		}
 		return ts
+	case EXL3:
+		return w.exl3Tensors(prefix)
 	}
 	return nil
 }
@@ -84,6 +88,9 @@ func (w *Weight) Tensors(prefix string) []safetensors.Tensor {
 // LoadWeight builds the Weight stored under prefix from the tensors get
 // finds, validating dtypes and shapes; errors name the tensor at fault.
 //
+//   - prefix.trellis present: EXL3, with .suh, .svh and an optional
+//     codebook marker .mcg or .mul1; the logical shape is cfg.Shapes[prefix]
+//     when recorded (padded layers), else the stored one.
 //   - prefix.qweight present: GPTQ, with .qzeros, .scales and optional
 //     .g_idx; bits, group size, sym and v1/v2 come from cfg (required). A
 //     g_idx equal to k/Group is dropped (GIdx nil).
@@ -98,6 +105,9 @@ func (w *Weight) Tensors(prefix string) []safetensors.Tensor {
 // needed. cfg may be nil for all but GPTQ; when it names a format, the
 // tensors found must match it (or be Dense).
 func LoadWeight(prefix string, get func(name string) (safetensors.Tensor, bool), cfg *Config) (*Weight, error) {
+	if tr, ok := get(prefix + ".trellis"); ok {
+		return loadEXL3(prefix, tr, get, cfg)
+	}
 	if qw, ok := get(prefix + ".qweight"); ok {
 		return loadGPTQ(prefix, qw, get, cfg)
 	}

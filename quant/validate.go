@@ -113,6 +113,8 @@ func (w *Weight) Validate() error {
 			st = "F8_E4M3"
 		}
 		return wantLen(".weight_scale", len(w.Scales), ssz*w.Out*nb, fmt.Sprintf("%s [%d, %d]", st, w.Out, nb))
+	case EXL3:
+		return w.validateEXL3()
 	}
 	return fmt.Errorf("quant: %s: unknown format %v", name, w.Format)
 }

@@ -42,9 +42,21 @@ const (
 	// NVFP4: e2m1 as FP4; Scales e4m3 bytes [Out, In/16], times
 	// GlobalScale; Group = 16.
 	NVFP4
+	// EXL3: the exllamav3 trellis format (QTIP bitshift code), Bits = K ∈
+	// 1…8 bits per weight, Codebook selecting the value map. Both
+	// dimensions are padded to multiples of 128: In' = ⌈In/128⌉·128,
+	// Out' likewise (padding only when a checkpoint records the logical
+	// shape; see docs/formats.md). Data = trellis, int16 [In'/16, Out'/16,
+	// 16·K]: tile (kt, nt) is the 256-weight trellis of Ŵ[16kt:16kt+16,
+	// 16nt:16nt+16] (Ŵ is [In', Out']) in TensorCoreOrder; Scales = suh,
+	// fp16 [In']; Zeros = svh, fp16 [Out']. The weight, in the orientation
+	// y = x·W of W [In', Out'], is diag(suh)·H·Ŵ·H·diag(svh) with H the
+	// block-diagonal orthonormal Hadamard of order 128; the [Out, In]
+	// matrix is its top-left part, transposed.
+	EXL3
 )
 
-var formatNames = [...]string{Dense: "dense", GPTQ: "gptq", FP8: "fp8", FP4: "fp4", MXFP4: "mxfp4", NVFP4: "nvfp4"}
+var formatNames = [...]string{Dense: "dense", GPTQ: "gptq", FP8: "fp8", FP4: "fp4", MXFP4: "mxfp4", NVFP4: "nvfp4", EXL3: "exl3"}
 
 // String returns the format's lower-case name ("gptq", "fp8", ...).
 func (f Format) String() string {
@@ -65,7 +77,7 @@ type Weight struct {
 
 	DType dtype.DType // Dense: element type of Data
 
-	Bits  int  // GPTQ: bits per value (2, 3, 4 or 8); FP8 8; FP4 formats 4
+	Bits  int  // GPTQ: bits per value (2, 3, 4 or 8); FP8 8; FP4 formats 4; EXL3: K (1…8)
 	Group int  // group size along In; equal to In for per-channel scales
 	Sym   bool // GPTQ: symmetric (zero point 2^(Bits−1)); informational when Zeros is set
 	// ZeroOffset is added to stored zero points: 1 for the original GPTQ
@@ -76,7 +88,8 @@ type Weight struct {
 	Scales      []byte
 	Zeros       []byte
 	GIdx        []int32
-	GlobalScale float32 // NVFP4: multiplies every value (modelopt's weight_scale_2)
+	GlobalScale float32  // NVFP4: multiplies every value (modelopt's weight_scale_2)
+	Codebook    Codebook // EXL3: the trellis codebook (3INST, MCG or MUL1)
 
 	// ZerosUniform (GPTQ) records that every stored zero point is the same
 	// (as in symmetric checkpoints); Pack and LoadWeight set it, kernels
@@ -107,6 +120,8 @@ func (w *Weight) String() string {
 		s += fmt.Sprintf(" g%d", w.Group)
 	case NVFP4:
 		s += fmt.Sprintf(" global %g", w.GlobalScale)
+	case EXL3:
+		s += fmt.Sprintf(" K%d %s", w.Bits, w.Codebook)
 	}
 	return s
 }

@@ -17,9 +17,33 @@ import (
 	"github.com/marlin-llm/marlin/quant"
 )
 
+// Method is the quantization algorithm.
+type Method uint8
+
+// The methods: round-to-nearest needs nothing but the weights; GPTQ and
+// EXL3 need calibration text (Options.Calib).
+const (
+	RTN Method = iota
+	GPTQ
+	EXL3
+)
+
+func (m Method) String() string {
+	switch m {
+	case GPTQ:
+		return "gptq"
+	case EXL3:
+		return "exl3"
+	}
+	return "rtn"
+}
+
 // Options choose what Run writes.
 type Options struct {
-	Spec quant.Spec
+	// Method: RTN (the zero value), GPTQ (Spec: a GPTQ integer format) or
+	// EXL3 (Spec: Format EXL3, Bits = K, Codebook).
+	Method Method
+	Spec   quant.Spec
 	// Head, when set, quantizes the output head (lm_head) too; by default it
 	// stays in 16 bits, as do embeddings, norms and MoE routers.
 	Head *quant.Spec
@@ -31,6 +55,21 @@ type Options struct {
 	// Warn receives notes about tensors kept in 16 bits because the format
 	// cannot hold their shape.
 	Warn func(msg string)
+
+	// Calib is the calibration text of GPTQ and EXL3.
+	Calib *Calibration
+	// GPTQ tunes the GPTQ algorithm (damping, act-order).
+	GPTQ quant.GPTQOptions
+	// EXL3 tunes the EXL3 quantizer (its Bits and Codebook come from Spec,
+	// or from AvgBits).
+	EXL3 quant.EXL3Options
+	// AvgBits (EXL3), when not an integer, mixes K = ⌊AvgBits⌋ and K + 1
+	// across the linear layers to reach that average (see allocateBits).
+	AvgBits float64
+	// Threads for the calibration forward passes (0: one per core).
+	Threads int
+	// Layer, when set, is called after each weight is quantized.
+	Layer func(LayerReport)
 }
 
 // Report summarises a Run.
@@ -38,6 +77,21 @@ type Report struct {
 	Quantized, Kept int   // tensors quantized / copied unchanged
 	InBytes         int64 // source tensor bytes
 	OutBytes        int64 // output tensor bytes
+
+	// calibrated methods only:
+	CalibName   string // the calibration text
+	CalibRows   int    // sequences
+	CalibTokens int    // tokens (BOS included)
+	// BatchTokens is the tokens of one forward pass; Passes the forward
+	// passes run (1 when every row fits one batch: each layer group is
+	// quantized when reached; otherwise one pass per group and batch).
+	BatchTokens, Passes int
+	// Memory: the largest Hessian accumulator (float64 XᵀX plus its
+	// float32 work buffers), the KV cache of one batch, and the Go heap in
+	// use when the largest group was quantized.
+	PeakHessianBytes, KVCacheBytes, PeakHeapBytes int64
+	CalibSeconds, Seconds                         float64
+	Layers                                        []LayerReport
 }
 
 // companionFiles are copied from the source folder when present.
@@ -46,8 +100,12 @@ var companionFiles = []string{
 	"generation_config.json", "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt",
 }
 
-// Run quantizes the checkpoint in src into dst.
+// Run quantizes the checkpoint in src into dst: round-to-nearest tensor by
+// tensor, or GPTQ / EXL3 with calibration (see runCalibrated).
 func Run(src, dst string, opt Options) (*Report, error) {
+	if opt.Method != RTN {
+		return runCalibrated(src, dst, opt)
+	}
 	ck, err := hf.Open(src)
 	if err != nil {
 		return nil, err
@@ -76,12 +134,7 @@ func Run(src, dst string, opt Options) (*Report, error) {
 	// A tied checkpoint may store the shared matrix only as lm_head.weight
 	// with embed_tokens as an alias in the file's metadata; write it under
 	// the embedding's name, which every reader resolves.
-	rename := map[string]string{}
-	for alias, target := range ck.Aliases() {
-		if tied && alias == "model.embed_tokens.weight" && target == "lm_head.weight" {
-			rename[target] = alias
-		}
-	}
+	rename := tiedRenames(ck)
 	for _, stored := range names {
 		t, _ := ck.Tensor(stored)
 		name := stored
@@ -136,7 +189,7 @@ func Run(src, dst string, opt Options) (*Report, error) {
 			opt.Progress(done, total)
 		}
 	}
-	cfg, err := rewriteConfig(src, opt.Spec, untie)
+	cfg, err := rewriteConfig(src, quant.ConfigFor(opt.Spec), untie)
 	if err != nil {
 		return nil, err
 	}
@@ -155,6 +208,19 @@ func Run(src, dst string, opt Options) (*Report, error) {
 		return nil, err
 	}
 	return rep, nil
+}
+
+// tiedRenames maps a tied checkpoint's stored head (lm_head.weight, with
+// model.embed_tokens.weight an alias of it in the file's metadata) to the
+// embedding's name, which every reader resolves.
+func tiedRenames(ck *hf.Checkpoint) map[string]string {
+	rename := map[string]string{}
+	for alias, target := range ck.Aliases() {
+		if ck.Config.TiedEmbeddings() && alias == "model.embed_tokens.weight" && target == "lm_head.weight" {
+			rename[target] = alias
+		}
+	}
+	return rename
 }
 
 // specFor returns how to quantize the tensor name, or nil to keep it.
@@ -197,7 +263,7 @@ func quantizeTensor(name string, t safetensors.Tensor, spec quant.Spec, warn fun
 }
 
 // rewriteConfig returns config.json with the quantization_config added.
-func rewriteConfig(src string, spec quant.Spec, untie bool) ([]byte, error) {
+func rewriteConfig(src string, qc *quant.Config, untie bool) ([]byte, error) {
 	raw, err := os.ReadFile(filepath.Join(src, "config.json"))
 	if err != nil {
 		return nil, err
@@ -206,7 +272,7 @@ func rewriteConfig(src string, spec quant.Spec, untie bool) ([]byte, error) {
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		return nil, fmt.Errorf("%s/config.json: %w", src, err)
 	}
-	cfg["quantization_config"] = quant.ConfigFor(spec).JSON()
+	cfg["quantization_config"] = qc.JSON()
 	if untie {
 		cfg["tie_word_embeddings"] = false
 	}

@@ -142,3 +142,43 @@ func BenchmarkMatMul(b *testing.B) {
 		})
 	}
 }
+
+// TestMatVecSIMD compares the single-row product with the AVX-512 kernel
+// and with the Go loop, for every K it handles and every codebook, and
+// both with the float64 reference (tolerance 2e-5 of Σ|w·x|).
+func TestMatVecSIMD(t *testing.T) {
+	if !hasAVX512 {
+		t.Skip("no AVX-512")
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	for K := 1; K <= 5; K++ {
+		for cb := quant.Codebook3INST; cb <= quant.CodebookMUL1; cb++ {
+			w := randomEXL3(rng, 256, 200, K, cb)
+			x := make([]float32, 200)
+			for i := range x {
+				x[i] = float32(rng.NormFloat64())
+			}
+			want := make([]float64, 256)
+			reference(want, x, 1, w)
+			got := [2][]float32{make([]float32, 256), make([]float32, 256)}
+			for i, simd := range []bool{true, false} {
+				useSIMD = simd
+				MatMul(got[i], 256, x, 1, w, 0, 256)
+			}
+			useSIMD = true
+			row := make([]float32, 200)
+			for n := 0; n < 256; n++ {
+				w.DequantizeRow(row, n)
+				var mag float64
+				for k, v := range row {
+					mag += math.Abs(float64(v) * float64(x[k]))
+				}
+				for i := range got {
+					if d := math.Abs(float64(got[i][n]) - want[n]); d > 2e-5*mag+1e-30 {
+						t.Fatalf("K=%d %v simd=%v: output %d = %v, want %v", K, cb, i == 0, n, got[i][n], want[n])
+					}
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,321 @@
+package quant
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"sort"
+	"sync"
+)
+
+// GPTQOptions tune QuantizeGPTQ.
+type GPTQOptions struct {
+	// Damp is the fraction of mean(diag H) added to H's diagonal (0: 0.01).
+	// When H + damping is not positive definite it is multiplied by 10, up
+	// to four times.
+	Damp float64
+	// ActOrder quantizes the input columns by decreasing diag H (act-order,
+	// desc_act); groups are then consecutive in that order and the weight
+	// gets a g_idx.
+	ActOrder bool
+	// BlockSize is the lazy-batch width (0: 128). It changes the order of
+	// floating-point operations, not the algorithm.
+	BlockSize int
+}
+
+// GPTQStats reports on one QuantizeGPTQ call.
+type GPTQStats struct {
+	Damp float64 // damping fraction finally used
+	// Error is tr((W−Q)·H·(W−Q)ᵀ) with the H given (undamped), and
+	// RTNError the same for QuantizeRTN's result with the same spec.
+	Error, RTNError float64
+}
+
+// QuantizeGPTQ quantizes the row-major [out, in] matrix w to the GPTQ
+// integer format of spec with the GPTQ algorithm (Frantar et al. 2022)
+// given the Hessian h of the layer's inputs (row-major [in, in]; any
+// positive multiple of XᵀX, X the calibration inputs as rows):
+//
+//   - input columns whose diag h is 0 are zeroed (their inputs never
+//     occur) and get h = 1 on the diagonal;
+//   - with ActOrder, columns are processed by decreasing diag h;
+//   - H += Damp·mean(diag H)·I; U = the upper Cholesky factor of H⁻¹
+//     (H⁻¹ = UᵀU);
+//   - columns j = 0, 1, … (in processing order) are rounded to nearest
+//     with the group's scale and zero point (QuantizeRTN's rule, computed
+//     from the group's current, error-updated values when its first column
+//     is reached), and the error (w_j − q_j)/U_jj is propagated to the
+//     later columns through row j of U; columns are processed in lazy
+//     batches of BlockSize, which gives the same result as one at a time.
+//
+// The result is in the GPTQ checkpoint layout (Format GPTQ). Stats report
+// the proxy error tr((W−Q)H(W−Q)ᵀ) of GPTQ and of round-to-nearest.
+func QuantizeGPTQ(w []float32, out, in int, h []float64, spec Spec, opt GPTQOptions) (*Weight, *GPTQStats, error) {
+	if out <= 0 || in <= 0 || len(w) != out*in {
+		return nil, nil, fmt.Errorf("quant: QuantizeGPTQ: %d values for shape [%d, %d]", len(w), out, in)
+	}
+	if len(h) != in*in {
+		return nil, nil, fmt.Errorf("quant: QuantizeGPTQ: Hessian of %d values for %d inputs (want %d)", len(h), in, in*in)
+	}
+	if spec.Format != GPTQ {
+		return nil, nil, fmt.Errorf("quant: QuantizeGPTQ: format %v (want the GPTQ integers)", spec.Format)
+	}
+	if spec.Bits != 2 && spec.Bits != 3 && spec.Bits != 4 && spec.Bits != 8 {
+		return nil, nil, fmt.Errorf("quant: GPTQ bits %d not supported (want 2, 3, 4 or 8)", spec.Bits)
+	}
+	group := spec.Group
+	if group <= 0 {
+		group = in
+	}
+	if in%group != 0 {
+		return nil, nil, fmt.Errorf("quant: group size %d does not divide In = %d", group, in)
+	}
+	for i, v := range w {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return nil, nil, fmt.Errorf("quant: QuantizeGPTQ: weight [%d, %d] is %g", i/in, i%in, v)
+		}
+	}
+	for i, v := range h {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, nil, fmt.Errorf("quant: QuantizeGPTQ: Hessian entry [%d, %d] is %g", i/in, i%in, v)
+		}
+	}
+	live := false
+	for i := 0; i < in; i++ {
+		if d := h[i*in+i]; d < 0 {
+			return nil, nil, fmt.Errorf("quant: QuantizeGPTQ: Hessian diagonal entry %d is negative (%g)", i, d)
+		} else if d > 0 {
+			live = true
+		}
+	}
+	if !live {
+		return nil, nil, fmt.Errorf("quant: QuantizeGPTQ: the Hessian is zero (no calibration inputs reached the layer)")
+	}
+	damp := opt.Damp
+	if damp <= 0 {
+		damp = 0.01
+	}
+	bs := opt.BlockSize
+	if bs <= 0 {
+		bs = 128
+	}
+	zeroOffset := 1
+	if spec.V2 {
+		zeroOffset = 0
+	}
+
+	// processing order
+	perm := make([]int, in)
+	for i := range perm {
+		perm[i] = i
+	}
+	if opt.ActOrder {
+		sort.SliceStable(perm, func(a, b int) bool { return h[perm[a]*in+perm[a]] > h[perm[b]*in+perm[b]] })
+	}
+	// W (permuted columns) and H (permuted), dead columns handled
+	W := make([]float64, out*in)
+	H := make([]float64, in*in)
+	for j, pj := range perm {
+		dead := h[pj*in+pj] == 0
+		for i, pi := range perm {
+			H[i*in+j] = h[pi*in+pj]
+		}
+		if dead {
+			for i := range perm {
+				H[i*in+j], H[j*in+i] = 0, 0
+			}
+			H[j*in+j] = 1
+		}
+		for n := 0; n < out; n++ {
+			if !dead {
+				W[n*in+j] = float64(w[n*in+pj])
+			}
+		}
+	}
+	// U, the upper Cholesky factor of H⁻¹ (H⁻¹ = UᵀU): with J the
+	// reversal, JHJ = MMᵀ (M lower) gives H = NNᵀ with N = JMJ upper, so
+	// H⁻¹ = N⁻ᵀN⁻¹ and U = N⁻¹ = J·M⁻¹·J.
+	rev := make([]float64, in*in)
+	for i := 0; i < in; i++ {
+		for j := 0; j < in; j++ {
+			rev[i*in+j] = H[(in-1-i)*in+(in-1-j)]
+		}
+	}
+	M, used, err := dampedCholesky(rev, in, damp)
+	if err != nil {
+		return nil, nil, fmt.Errorf("quant: QuantizeGPTQ: damped Hessian: %w", err)
+	}
+	mt := invLowerT(M, in) // mt[j*in+i] = (M⁻¹)[i][j]
+	U := make([]float64, in*in)
+	for i := 0; i < in; i++ {
+		for j := i; j < in; j++ {
+			U[i*in+j] = mt[(in-1-j)*in+(in-1-i)]
+		}
+	}
+	u := func(i, j int) float64 { return U[i*in+j] }
+
+	maxq := float64(int(1)<<uint(spec.Bits) - 1)
+	groups := in / group
+	scales := make([]float32, groups*out)
+	zeros := make([]float64, groups*out)
+	codes := make([]uint8, out*in) // permuted column order
+	// Every output row is quantized independently of the others (U is
+	// shared): rows are split over the cores.
+	rowsPart := func(n0, n1 int) {
+		errs := make([]float64, (n1-n0)*bs)
+		for i1 := 0; i1 < in; i1 += bs {
+			i2 := min(i1+bs, in)
+			cnt := i2 - i1
+			clear(errs)
+			for i := 0; i < cnt; i++ {
+				j := i1 + i
+				g := j / group
+				if j%group == 0 {
+					for n := n0; n < n1; n++ {
+						en := errs[(n-n0)*bs:]
+						xmin, xmax := 0.0, 0.0
+						for c := j; c < j+group; c++ {
+							v := W[n*in+c]
+							if c >= i2 { // not yet updated for this batch's columns
+								for t := 0; t < i; t++ {
+									v -= en[t] * u(i1+t, c)
+								}
+							}
+							xmin = math.Min(xmin, v)
+							xmax = math.Max(xmax, v)
+						}
+						scales[g*out+n], zeros[g*out+n] = gptqParams(xmin, xmax, spec.Bits, spec.Sym, zeroOffset)
+					}
+				}
+				d := u(j, j)
+				ur := U[j*in+j+1 : j*in+i2]
+				for n := n0; n < n1; n++ {
+					s, z := float64(scales[g*out+n]), zeros[g*out+n]
+					v := W[n*in+j]
+					q := math.Max(0, math.Min(maxq, math.RoundToEven(v/s)+z))
+					codes[n*in+j] = uint8(q)
+					e := (v - (q-z)*s) / d
+					errs[(n-n0)*bs+i] = e
+					row := W[n*in+j+1 : n*in+i2]
+					for c, uv := range ur {
+						row[c] -= e * uv
+					}
+				}
+			}
+			// propagate the batch's errors to the later columns
+			for n := n0; n < n1; n++ {
+				rr := W[n*in+i2 : (n+1)*in]
+				for i := 0; i < cnt; i++ {
+					e := errs[(n-n0)*bs+i]
+					if e == 0 {
+						continue
+					}
+					ur := U[(i1+i)*in+i2 : (i1+i+1)*in]
+					for c, uv := range ur {
+						rr[c] -= e * uv
+					}
+				}
+			}
+		}
+	}
+	workers := min(runtime.GOMAXPROCS(0), out)
+	var wg sync.WaitGroup
+	for wk := 0; wk < workers; wk++ {
+		n0, n1 := out*wk/workers, out*(wk+1)/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rowsPart(n0, n1)
+		}()
+	}
+	wg.Wait()
+	// back to the original column order
+	c := &Codes{Format: GPTQ, Out: out, In: in, Bits: spec.Bits, Group: group, Sym: spec.Sym,
+		ZeroOffset: zeroOffset, Q: make([]uint8, out*in), Scales: scales, Zeros: make([]int32, groups*out)}
+	for i, z := range zeros {
+		c.Zeros[i] = int32(z)
+	}
+	for j, pj := range perm {
+		for n := 0; n < out; n++ {
+			c.Q[n*in+pj] = codes[n*in+j]
+		}
+	}
+	if opt.ActOrder {
+		c.GIdx = make([]int32, in)
+		trivial := true
+		for j, pj := range perm {
+			c.GIdx[pj] = int32(j / group)
+			if pj/group != j/group {
+				trivial = false
+			}
+		}
+		if trivial {
+			c.GIdx = nil
+		}
+	}
+	q, err := Pack("", c)
+	if err != nil {
+		return nil, nil, err
+	}
+	st := &GPTQStats{Damp: used, Error: ProxyError(w, q, h)}
+	if r, err := QuantizeRTN(w, out, in, spec); err == nil {
+		st.RTNError = ProxyError(w, r, h)
+	}
+	return q, st, nil
+}
+
+// ProxyError returns tr((W−Q)·H·(W−Q)ᵀ) = Σ_rows eᵀ·H·e for the row-major
+// [Out, In] matrix w, its quantized form q (decoded with DequantizeRow) and
+// the [In, In] matrix h: the output error energy on the inputs whose
+// second moment h is. Rows are split over the cores.
+func ProxyError(w []float32, q *Weight, h []float64) float64 {
+	in := q.In
+	workers := min(runtime.GOMAXPROCS(0), q.Out)
+	sums := make([]float64, workers)
+	var wg sync.WaitGroup
+	for wk := 0; wk < workers; wk++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			row := make([]float32, in)
+			e := make([]float64, in)
+			var total float64
+			for n := q.Out * wk / workers; n < q.Out*(wk+1)/workers; n++ {
+				q.DequantizeRow(row, n)
+				for k := range e {
+					e[k] = float64(w[n*in+k]) - float64(row[k])
+				}
+				for i, ei := range e {
+					if ei == 0 {
+						continue
+					}
+					total += ei * dot64(h[i*in:(i+1)*in], e)
+				}
+			}
+			sums[wk] = total
+		}()
+	}
+	wg.Wait()
+	var t float64
+	for _, v := range sums {
+		t += v
+	}
+	return t
+}
+
+// dot64 returns Σ a[i]·b[i] (len(b) ≥ len(a)), four partial sums.
+func dot64(a, b []float64) float64 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}

@@ -1,0 +1,327 @@
+package quantize
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"unsafe"
+
+	"github.com/marlin-llm/marlin/backend"
+	"github.com/marlin-llm/marlin/backend/cpu"
+	"github.com/marlin-llm/marlin/backend/cpu/kernels"
+	"github.com/marlin-llm/marlin/quant"
+)
+
+// Calibration is the text that GPTQ and EXL3 run through the model to
+// measure each linear layer's inputs.
+type Calibration struct {
+	Text []byte // raw text, tokenized with the model's tokenizer
+	// Tokens, when not nil, replaces Text: token ids (no tokenizer needed).
+	Tokens []int32
+	Name   string // where it came from, for reports
+	// Rows sequences of Ctx tokens (BOS + Ctx−1 text tokens) are cut from
+	// the start of the text (0: 32 rows, 256 tokens; Ctx is capped at the
+	// model's context length). Fewer rows are used when the text is short.
+	Rows, Ctx int
+	// BatchTokens bounds the tokens of one forward pass (0: 8192). When
+	// all rows fit, one pass quantizes every layer as it reaches it;
+	// otherwise each group of layers gets its own pass over the batches
+	// (streaming: memory is one batch's activations plus one Hessian).
+	BatchTokens int
+}
+
+// DefaultCalibrationFiles are the texts used when no calibration file is
+// given, looked up relative to the working directory: tiny Shakespeare, a
+// corpus unlike the usual evaluation texts (WikiText-2, TinyStories); its
+// start lies in the embedded default model's training split, before that
+// model's held-out part.
+var DefaultCalibrationFiles = []string{
+	filepath.Join("..", "shared", "data", "text", "tinyshakespeare", "input.txt"),
+	filepath.Join("shared", "data", "text", "tinyshakespeare", "input.txt"),
+}
+
+// DefaultCalibration returns the first of DefaultCalibrationFiles that
+// exists, or an error saying that a calibration file must be given.
+func DefaultCalibration() (string, error) {
+	for _, p := range DefaultCalibrationFiles {
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("no calibration text: give one with --calib FILE (looked for %s)", DefaultCalibrationFiles[0])
+}
+
+// call is one MatMul seen while recording the order of the layers.
+type call struct {
+	m   backend.Matrix
+	x   xKey
+	gen int
+}
+
+// xKey identifies an activation tensor's contents: its data pointer and
+// shape (views of the same buffer with different rows differ).
+type xKey struct {
+	p          unsafe.Pointer
+	rows, cols int
+}
+
+func keyOf(t backend.Tensor) xKey {
+	c := t.(*cpu.Tensor)
+	d := c.Data()
+	var p unsafe.Pointer
+	if len(d) > 0 {
+		p = unsafe.Pointer(&d[0])
+	}
+	return xKey{p, c.Rows(), c.Cols()}
+}
+
+// calibBackend is the CPU backend with MatMul intercepted: it records the
+// order in which the model multiplies by its linear weights, accumulates
+// the Hessian XᵀX of the inputs of the group of weights being calibrated,
+// substitutes quantized weights for those already done, and once a pass
+// has what it needs turns every later op into a no-op (skip) so that the
+// rest of the forward pass costs nothing.
+type calibBackend struct {
+	*cpu.Backend
+	names map[backend.Matrix]string         // loaded weight → checkpoint prefix
+	repl  map[backend.Matrix]backend.Matrix // quantized replacements
+
+	version   map[unsafe.Pointer]int // writes seen per activation buffer
+	recording bool                   // record calls (the first pass)
+	calls     []call
+
+	group map[backend.Matrix]int // target weight → its group
+	size  []int                  // members per group
+
+	// streaming pass: collect group target's Hessian
+	target  int
+	acc     *hessian
+	lastAcc xKey
+	lastGen int // version of lastAcc's buffer when accumulated
+	seen    int
+	skip    bool
+
+	// inline pass: quantize each group at its first multiplication
+	inline  bool
+	done    []bool
+	onFirst func(g int, x *cpu.Tensor) error
+
+	err error
+}
+
+func newCalibBackend(be *cpu.Backend) *calibBackend {
+	return &calibBackend{Backend: be, names: map[backend.Matrix]string{}, repl: map[backend.Matrix]backend.Matrix{},
+		version: map[unsafe.Pointer]int{}, target: -1}
+}
+
+// touch records a write to the buffer of t.
+func (c *calibBackend) touch(t backend.Tensor) { c.version[keyOf(t).p]++ }
+
+// LoadMatrix implements backend.Backend, remembering each weight's name.
+func (c *calibBackend) LoadMatrix(w *quant.Weight) (backend.Matrix, error) {
+	m, err := c.Backend.LoadMatrix(w)
+	if err == nil {
+		c.names[m] = w.Name
+	}
+	return m, err
+}
+
+func (c *calibBackend) fail(err error) {
+	if c.err == nil {
+		c.err = err
+	}
+	c.skip = true
+}
+
+// MatMul implements backend.Backend.
+func (c *calibBackend) MatMul(dst, x backend.Tensor, w backend.Matrix) {
+	if c.skip {
+		return
+	}
+	xk := keyOf(x)
+	gen := c.version[xk.p]
+	defer c.touch(dst)
+	if c.recording {
+		c.calls = append(c.calls, call{w, xk, gen})
+	}
+	if g, ok := c.group[w]; ok {
+		switch {
+		case c.inline && !c.done[g]:
+			if err := c.onFirst(g, x.(*cpu.Tensor)); err != nil {
+				c.fail(err)
+				return
+			}
+			c.done[g] = true
+		case c.target >= 0 && g > c.target:
+			c.skip = true
+			return
+		case g == c.target:
+			if xk != c.lastAcc || gen != c.lastGen {
+				if c.acc.h == nil {
+					*c.acc = *newHessian(xk.cols)
+				}
+				c.acc.add(x.(*cpu.Tensor))
+				c.lastAcc, c.lastGen = xk, gen
+			}
+			c.Backend.MatMul(dst, x, w)
+			if c.seen++; c.seen == c.size[g] {
+				c.skip = true
+			}
+			return
+		}
+	}
+	if r, ok := c.repl[w]; ok {
+		w = r
+	}
+	c.Backend.MatMul(dst, x, w)
+}
+
+// The other ops: skipped after a pass has what it needs; each records the
+// write to its output, which ends a group of multiplications sharing an
+// input.
+
+// Embed implements backend.Backend.
+func (c *calibBackend) Embed(dst backend.Tensor, table backend.Matrix, tokens []int32) {
+	c.touch(dst)
+	if !c.skip {
+		c.Backend.Embed(dst, table, tokens)
+	}
+}
+
+// AddBias implements backend.Backend.
+func (c *calibBackend) AddBias(dst backend.Tensor, b backend.Vector) {
+	c.touch(dst)
+	if !c.skip {
+		c.Backend.AddBias(dst, b)
+	}
+}
+
+// Add implements backend.Backend.
+func (c *calibBackend) Add(dst, x backend.Tensor) {
+	c.touch(dst)
+	if !c.skip {
+		c.Backend.Add(dst, x)
+	}
+}
+
+// RMSNorm implements backend.Backend.
+func (c *calibBackend) RMSNorm(dst, x backend.Tensor, w backend.Vector, eps float32) {
+	c.touch(dst)
+	if !c.skip {
+		c.Backend.RMSNorm(dst, x, w, eps)
+	}
+}
+
+// RoPE implements backend.Backend.
+func (c *calibBackend) RoPE(x backend.Tensor, heads, headDim, offset int, r *backend.Rope, pos []int32) {
+	c.touch(x)
+	if !c.skip {
+		c.Backend.RoPE(x, heads, headDim, offset, r, pos)
+	}
+}
+
+// SiLUMul implements backend.Backend.
+func (c *calibBackend) SiLUMul(dst, gate, up backend.Tensor) {
+	c.touch(dst)
+	if !c.skip {
+		c.Backend.SiLUMul(dst, gate, up)
+	}
+}
+
+// Attention implements backend.Backend.
+func (c *calibBackend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, layer int, b *backend.Batch, scale float32) {
+	c.touch(out)
+	if !c.skip {
+		c.Backend.Attention(out, q, k, v, cache, layer, b, scale)
+	}
+}
+
+// CopyRows implements backend.Backend.
+func (c *calibBackend) CopyRows(dst, src backend.Tensor, rows []int32) {
+	c.touch(dst)
+	if !c.skip {
+		c.Backend.CopyRows(dst, src, rows)
+	}
+}
+
+// CopyCols implements backend.Backend.
+func (c *calibBackend) CopyCols(dst, src backend.Tensor, heads, n, dstStride, dstOff, srcStride, srcOff int) {
+	c.touch(dst)
+	if !c.skip {
+		c.Backend.CopyCols(dst, src, heads, n, dstStride, dstOff, srcStride, srcOff)
+	}
+}
+
+// HeadMatMul implements backend.Backend (per-head weights are derived, not
+// checkpoint tensors: not calibrated).
+func (c *calibBackend) HeadMatMul(dst, x backend.Tensor, w []backend.Matrix, dstStride, xStride int) {
+	c.touch(dst)
+	if !c.skip {
+		c.Backend.HeadMatMul(dst, x, w, dstStride, xStride)
+	}
+}
+
+// Route implements backend.Backend.
+func (c *calibBackend) Route(sel backend.Selection, logits backend.Tensor, r *backend.Router) {
+	if !c.skip {
+		c.Backend.Route(sel, logits, r)
+	}
+}
+
+// Experts implements backend.Backend. The experts' own products happen
+// inside the CPU backend, out of MatMul's sight: their weights get no
+// calibration statistics.
+func (c *calibBackend) Experts(dst, x backend.Tensor, sel backend.Selection, experts []backend.Expert) {
+	c.touch(dst)
+	if !c.skip {
+		c.Backend.Experts(dst, x, sel, experts)
+	}
+}
+
+// hessian accumulates XᵀX (float64) over the rows of activation tensors.
+type hessian struct {
+	n    int
+	h    []float64
+	rows int
+	xt   []float32 // transposed batch
+	prod []float32
+}
+
+func newHessian(n int) *hessian { return &hessian{n: n, h: make([]float64, n*n)} }
+
+// add accumulates Σ_rows xᵀx: the float32 product of the transposed batch
+// with itself (AVX2 kernels), added into the float64 sum.
+func (a *hessian) add(x *cpu.Tensor) {
+	M, n := x.Rows(), x.Cols()
+	if n != a.n || M == 0 {
+		return
+	}
+	d := x.Data()
+	if cap(a.xt) < n*M {
+		a.xt = make([]float32, n*M)
+	}
+	xt := a.xt[:n*M]
+	for m := 0; m < M; m++ {
+		row := d[m*n : (m+1)*n]
+		for i, v := range row {
+			xt[i*M+m] = v
+		}
+	}
+	if cap(a.prod) < n*n {
+		a.prod = make([]float32, n*n)
+	}
+	prod := a.prod[:n*n]
+	// two halves of the output rows in parallel
+	half := min(n, (n/2+7)&^7)
+	done := make(chan struct{})
+	go func() {
+		kernels.MatMulF32(prod[half*n:], n, xt[half*M:], n-half, M, xt, 0, n)
+		close(done)
+	}()
+	kernels.MatMulF32(prod, n, xt, half, M, xt, 0, n)
+	<-done
+	for i, v := range prod {
+		a.h[i] += float64(v)
+	}
+	a.rows += M
+}

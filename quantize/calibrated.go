@@ -1,0 +1,707 @@
+package quantize
+
+import (
+	"fmt"
+	"hash/fnv"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/marlin-llm/marlin/backend"
+	"github.com/marlin-llm/marlin/backend/cpu"
+	"github.com/marlin-llm/marlin/format/hf"
+	"github.com/marlin-llm/marlin/format/safetensors"
+	"github.com/marlin-llm/marlin/model"
+	"github.com/marlin-llm/marlin/quant"
+	"github.com/marlin-llm/marlin/tokenizer"
+)
+
+// LayerReport describes one quantized linear weight.
+type LayerReport struct {
+	Name    string  `json:"name"`
+	Out     int     `json:"out"`
+	In      int     `json:"in"`
+	Format  string  `json:"format"` // "gptq int3 g128", "exl3 K3 3inst", "kept BF16"
+	Bits    float64 `json:"bits"`   // stored bits per logical weight (payload + scales)
+	Samples int     `json:"samples"`
+	// Error is tr((W−Q)·H·(W−Q)ᵀ) with H the mean of xᵀx over the
+	// calibration inputs; RTNError the same for round-to-nearest with the
+	// same spec (GPTQ only); Relative is Error/tr(W·H·Wᵀ).
+	Error    float64 `json:"error"`
+	RTNError float64 `json:"rtn_error,omitempty"`
+	Relative float64 `json:"relative"`
+	Seconds  float64 `json:"seconds"`
+}
+
+// runner holds one calibrated quantization.
+type runner struct {
+	opt   Options
+	ck    *hf.Checkpoint
+	w     *hf.Writer
+	be    *calibBackend
+	rep   *Report
+	specs map[string]*quant.Spec // output prefix → spec
+	bits  map[string]int         // EXL3: K per output prefix
+	// per target matrix: output prefix and source tensor
+	out   map[backend.Matrix]string
+	src   map[backend.Matrix]string
+	done  map[string]bool
+	cfg   *quant.Config
+	untie bool
+	total int64
+	prog  int64
+}
+
+// runCalibrated quantizes with GPTQ or EXL3, measuring each linear layer's
+// inputs on the calibration text in sequential order: the layers are
+// quantized in the order the forward pass reaches them, and the inputs of
+// each come from the already quantized layers before it.
+func runCalibrated(src, dst string, opt Options) (*Report, error) {
+	start := time.Now()
+	if opt.Calib == nil || len(opt.Calib.Text) == 0 && len(opt.Calib.Tokens) == 0 {
+		return nil, fmt.Errorf("%v needs calibration text", opt.Method)
+	}
+	ck, err := hf.Open(src)
+	if err != nil {
+		return nil, err
+	}
+	defer ck.Close()
+	if len(ck.Config.QuantizationConfig) > 0 {
+		return nil, fmt.Errorf("%s is already quantized (config.json has a quantization_config)", src)
+	}
+	if opt.Head != nil && opt.Head.Format != opt.Spec.Format {
+		return nil, fmt.Errorf("--head-bits must use the same format family as the body (%s)", opt.Spec.Format)
+	}
+	var tok *tokenizer.Tokenizer
+	if opt.Calib.Tokens == nil {
+		if tok, err = tokenizer.Load(src); err != nil {
+			return nil, fmt.Errorf("calibration needs the model's tokenizer: %w", err)
+		}
+	}
+	be := newCalibBackend(cpu.New(opt.Threads))
+	m, err := model.Load(src, be)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	info := m.Info()
+
+	// calibration sequences
+	c := *opt.Calib
+	if c.Rows <= 0 {
+		c.Rows = 32
+	}
+	if c.Ctx <= 0 {
+		c.Ctx = 256
+	}
+	if info.ContextLength > 0 {
+		c.Ctx = min(c.Ctx, info.ContextLength)
+	}
+	if c.BatchTokens <= 0 {
+		c.BatchTokens = 8192
+	}
+	bos := info.BOS
+	if tok != nil {
+		if id, ok := tok.BOS(); ok {
+			bos = id
+		}
+	}
+	per := c.Ctx
+	if bos >= 0 {
+		per--
+	}
+	if per < 1 {
+		return nil, fmt.Errorf("calibration context %d too short", c.Ctx)
+	}
+	ids := c.Tokens
+	if tok != nil {
+		ids = tok.Encode(string(c.Text), false)
+	}
+	for _, id := range ids {
+		if id < 0 || int(id) >= info.Vocab {
+			return nil, fmt.Errorf("calibration token %d outside the vocabulary of %d", id, info.Vocab)
+		}
+	}
+	rows := min(c.Rows, len(ids)/per)
+	if rows == 0 {
+		return nil, fmt.Errorf("calibration text %s: %d tokens, fewer than one row of %d", c.Name, len(ids), per)
+	}
+	seqs := make([][]int32, rows)
+	for i := range seqs {
+		var s []int32
+		if bos >= 0 {
+			s = append(s, bos)
+		}
+		seqs[i] = append(s, ids[i*per:(i+1)*per]...)
+	}
+
+	w, err := hf.NewWriter(dst, opt.Force)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Abort()
+	r := &runner{opt: opt, ck: ck, w: w, be: be, specs: map[string]*quant.Spec{}, bits: map[string]int{},
+		out: map[backend.Matrix]string{}, src: map[backend.Matrix]string{}, done: map[string]bool{},
+		rep: &Report{CalibTokens: rows * len(seqs[0]), CalibRows: rows, CalibName: c.Name}}
+	r.cfg = quant.ConfigFor(opt.Spec)
+	if opt.Method == GPTQ {
+		r.cfg.DescAct = opt.GPTQ.ActOrder
+	}
+	if opt.Method == EXL3 {
+		r.cfg.Codebook = opt.Spec.Codebook
+		if opt.Head != nil {
+			r.cfg.HeadBits = opt.Head.Bits
+		}
+	}
+	tied := ck.Config.TiedEmbeddings()
+	// the weights to quantize, by the matrix the model multiplies with
+	for mat, name := range be.names {
+		t, ok := ck.Tensor(name + ".weight")
+		if !ok {
+			continue // a derived matrix (absorbed MLA projections)
+		}
+		outName := name
+		if name == "model.embed_tokens" {
+			if !tied || opt.Head == nil {
+				continue
+			}
+			outName = "lm_head" // the tied head, written as its own tensor
+		}
+		spec := specFor(outName+".weight", t, opt)
+		if spec == nil {
+			continue
+		}
+		r.out[mat], r.src[mat], r.specs[outName] = outName, name+".weight", spec
+		r.total += int64(len(t.Data))
+	}
+	// tensors the model never loads as a matrix (MoE experts of an
+	// architecture whose products happen inside the backend, …) are done
+	// without calibration below
+	if opt.Method == EXL3 {
+		r.allocateBits()
+	}
+
+	// pass 1: the order of the multiplications
+	first := seqs[0][:min(len(seqs[0]), 16)]
+	if err := forward(m, be, [][]int32{first}, true, func() { be.recording = true }); err != nil {
+		return nil, err
+	}
+	be.recording = false
+	be.group = map[backend.Matrix]int{}
+	var groups [][]backend.Matrix
+	for i, cl := range be.calls {
+		if _, ok := r.out[cl.m]; !ok {
+			continue
+		}
+		if _, ok := be.group[cl.m]; ok {
+			continue
+		}
+		prev := -1
+		for j := i - 1; j >= 0; j-- {
+			if _, ok := r.out[be.calls[j].m]; ok {
+				prev = j
+				break
+			}
+		}
+		if prev >= 0 && len(groups) > 0 && be.calls[prev].x == cl.x && be.calls[prev].gen == cl.gen {
+			if g, ok := be.group[be.calls[prev].m]; ok && g == len(groups)-1 {
+				groups[g] = append(groups[g], cl.m)
+				be.group[cl.m] = g
+				continue
+			}
+		}
+		be.group[cl.m] = len(groups)
+		groups = append(groups, []backend.Matrix{cl.m})
+	}
+	be.calls = nil
+	be.size = make([]int, len(groups))
+	for g, ms := range groups {
+		be.size[g] = len(ms)
+	}
+
+	// calibration passes
+	batchRows := max(1, c.BatchTokens/len(seqs[0]))
+	calibStart := time.Now()
+	if batchRows >= len(seqs) {
+		// everything in one forward pass: quantize each group when reached
+		be.inline = true
+		be.done = make([]bool, len(groups))
+		be.onFirst = func(g int, x *cpu.Tensor) error {
+			h := newHessian(x.Cols())
+			h.add(x)
+			r.trackMemory(h)
+			return r.quantizeGroup(groups[g], h)
+		}
+		r.rep.BatchTokens = len(seqs) * len(seqs[0])
+		if err := forward(m, be, seqs, r.headCalibrated(), nil); err != nil {
+			return nil, err
+		}
+		be.inline = false
+		r.rep.Passes = 1
+	} else {
+		for g := range groups {
+			be.target = g
+			h := &hessian{}
+			be.acc = h
+			for b0 := 0; b0 < len(seqs); b0 += batchRows {
+				batch := seqs[b0:min(b0+batchRows, len(seqs))]
+				be.lastAcc, be.lastGen, be.seen = xKey{}, -1, 0
+				if err := forward(m, be, batch, r.headCalibrated(), nil); err != nil {
+					return nil, err
+				}
+				r.rep.Passes++
+			}
+			if h.rows == 0 {
+				continue // never reached: done without calibration below
+			}
+			r.trackMemory(h)
+			if err := r.quantizeGroup(groups[g], h); err != nil {
+				return nil, err
+			}
+		}
+		be.target = -1
+		r.rep.BatchTokens = batchRows * len(seqs[0])
+	}
+	if be.err != nil {
+		return nil, be.err
+	}
+	r.rep.KVCacheBytes = int64(r.rep.BatchTokens) * info.KV.TokenBytes()
+	r.rep.CalibSeconds = time.Since(calibStart).Seconds()
+
+	// the targets no pass reached, then everything else
+	for mat, name := range r.out {
+		if !r.done[name] {
+			if opt.Warn != nil {
+				opt.Warn(fmt.Sprintf("%s: never multiplied in the forward pass; quantized without calibration", name))
+			}
+			if err := r.quantizeOne(mat, nil); err != nil {
+				return nil, err
+			}
+		}
+	}
+	rename := tiedRenames(ck)
+	for _, stored := range ck.Names() {
+		t, _ := ck.Tensor(stored)
+		name := stored
+		if n, ok := rename[stored]; ok {
+			name, t.Name = n, n
+		}
+		prefix := strings.TrimSuffix(name, ".weight")
+		if r.done[prefix] && strings.HasSuffix(name, ".weight") {
+			r.rep.InBytes += int64(len(t.Data))
+			continue
+		}
+		spec := specFor(name, t, opt)
+		if spec != nil && !r.done[prefix] {
+			// a target with no matrix in the model: no calibration
+			out, rep, err := r.quantizeTensor(prefix, t, *spec, nil)
+			if err != nil {
+				return nil, err
+			}
+			if err := r.add(out); err != nil {
+				return nil, err
+			}
+			r.layer(rep)
+			r.rep.InBytes += int64(len(t.Data))
+			continue
+		}
+		if err := w.AddTensor(t); err != nil {
+			return nil, err
+		}
+		r.rep.Kept++
+		r.rep.InBytes += int64(len(t.Data))
+		r.rep.OutBytes += int64(len(t.Data))
+	}
+	if opt.Method == EXL3 {
+		// "bits": the average K of the decoder layers' weights
+		var kp, p float64
+		for _, l := range r.rep.Layers {
+			var k int
+			if l.Name != "lm_head" && strings.HasPrefix(l.Format, "exl3 K") {
+				fmt.Sscanf(l.Format, "exl3 K%d", &k)
+				kp += float64(k) * float64(l.Out) * float64(l.In)
+				p += float64(l.Out) * float64(l.In)
+			}
+		}
+		if p > 0 {
+			r.cfg.AvgBits = math.Round(kp/p*1000) / 1000
+		}
+	}
+	raw, err := rewriteConfig(src, r.cfg, r.untie)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.WriteFile("config.json", raw); err != nil {
+		return nil, err
+	}
+	for _, f := range companionFiles {
+		p := filepath.Join(src, f)
+		if _, err := os.Stat(p); err == nil {
+			if err := w.CopyFile(f, p); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := w.Commit(); err != nil {
+		return nil, err
+	}
+	r.rep.Seconds = time.Since(start).Seconds()
+	return r.rep, nil
+}
+
+// headCalibrated reports whether the output head is a target (then every
+// row's logits are computed; otherwise only one row's).
+func (r *runner) headCalibrated() bool {
+	_, ok := r.specs["lm_head"]
+	return ok
+}
+
+func (r *runner) trackMemory(h *hessian) {
+	hb := int64(len(h.h))*8 + int64(cap(h.xt)+cap(h.prod))*4
+	r.rep.PeakHessianBytes = max(r.rep.PeakHessianBytes, hb)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	r.rep.PeakHeapBytes = max(r.rep.PeakHeapBytes, int64(ms.HeapInuse))
+}
+
+// forward runs the sequences through the model as one batch (each with
+// its own KV blocks); before, when set, runs first.
+func forward(m model.Model, be *calibBackend, seqs [][]int32, allRows bool, before func()) error {
+	info := m.Info()
+	spec := info.KV
+	spec.BlockSize = 16
+	b := &backend.Batch{}
+	nb := 0
+	for _, s := range seqs {
+		n := (len(s) + 15) / 16
+		blocks := make([]int32, n)
+		for i := range blocks {
+			blocks[i] = int32(nb + i)
+		}
+		nb += n
+		b.Seqs = append(b.Seqs, backend.Seq{Start: len(b.Tokens), Len: len(s), Blocks: blocks})
+		for i, t := range s {
+			b.Tokens = append(b.Tokens, t)
+			b.Pos = append(b.Pos, int32(i))
+		}
+	}
+	spec.Blocks = nb
+	cache, err := be.NewKVCache(spec)
+	if err != nil {
+		return err
+	}
+	rows := []int32{0}
+	if allRows {
+		rows = make([]int32, len(b.Tokens))
+		for i := range rows {
+			rows[i] = int32(i)
+		}
+	}
+	be.skip = false
+	if before != nil {
+		before()
+	}
+	m.Forward(b, cache, rows)
+	be.skip = false
+	if be.err != nil {
+		return be.err
+	}
+	return nil
+}
+
+// quantizeGroup quantizes the weights that share the inputs measured in h.
+func (r *runner) quantizeGroup(ms []backend.Matrix, h *hessian) error {
+	mean := make([]float64, len(h.h))
+	for i, v := range h.h {
+		mean[i] = v / float64(max(h.rows, 1))
+	}
+	for _, mat := range ms {
+		if err := r.quantizeOne(mat, &calibStats{h: mean, rows: h.rows}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type calibStats struct {
+	h    []float64
+	rows int
+}
+
+// quantizeOne quantizes one target weight (hs nil: without calibration),
+// writes its tensors and installs it in the backend for the later passes.
+func (r *runner) quantizeOne(mat backend.Matrix, hs *calibStats) error {
+	name := r.out[mat]
+	if r.done[name] {
+		return nil
+	}
+	t, _ := r.ck.Tensor(r.src[mat])
+	tensors, rep, err := r.quantizeTensor(name, t, *r.specs[name], hs)
+	if err != nil {
+		return err
+	}
+	if err := r.add(tensors); err != nil {
+		return err
+	}
+	r.layer(rep)
+	if name == "lm_head" && r.src[mat] == "model.embed_tokens.weight" {
+		r.untie = true
+	}
+	// use the quantized weight from now on
+	if len(tensors) > 0 && tensors[0].Name != t.Name {
+		get := func(n string) (safetensors.Tensor, bool) {
+			for _, x := range tensors {
+				if x.Name == n {
+					return x, true
+				}
+			}
+			return safetensors.Tensor{}, false
+		}
+		cfg := r.cfg
+		if sp := r.specs[name]; sp.Format == quant.GPTQ && sp.Bits != cfg.Bits {
+			c := *cfg // a head of other bits (the config can say one only)
+			c.Bits = sp.Bits
+			cfg = &c
+		}
+		q, err := quant.LoadWeight(name, get, cfg)
+		if err != nil {
+			return fmt.Errorf("%s: reloading the quantized weight: %w", name, err)
+		}
+		qm, err := r.be.Backend.LoadMatrix(q)
+		if err != nil {
+			return err
+		}
+		if name != "lm_head" || r.src[mat] != "model.embed_tokens.weight" {
+			r.be.repl[mat] = qm // (the tied embedding keeps its table)
+		}
+	}
+	r.done[name] = true
+	r.prog += int64(len(t.Data))
+	dropPages(t.Data)
+	if r.opt.Progress != nil {
+		r.opt.Progress(r.prog, r.total)
+	}
+	return nil
+}
+
+func (r *runner) add(ts []safetensors.Tensor) error {
+	for _, t := range ts {
+		if err := r.w.AddTensor(t); err != nil {
+			return err
+		}
+		r.rep.OutBytes += int64(len(t.Data))
+	}
+	return nil
+}
+
+func (r *runner) layer(l LayerReport) {
+	if strings.HasPrefix(l.Format, "kept") {
+		r.rep.Kept++
+	} else {
+		r.rep.Quantized++
+	}
+	r.rep.Layers = append(r.rep.Layers, l)
+	if r.opt.Layer != nil {
+		r.opt.Layer(l)
+	}
+}
+
+// quantizeTensor quantizes the [Out, In] tensor t stored as prefix with
+// GPTQ or EXL3 given the calibration statistics (nil: none; GPTQ then
+// falls back to round-to-nearest). A shape the format cannot hold keeps
+// the tensor, with a warning.
+func (r *runner) quantizeTensor(prefix string, t safetensors.Tensor, spec quant.Spec, hs *calibStats) ([]safetensors.Tensor, LayerReport, error) {
+	start := time.Now()
+	out, in := t.Shape[0], t.Shape[1]
+	rep := LayerReport{Name: prefix, Out: out, In: in}
+	if hs != nil {
+		rep.Samples = hs.rows
+	}
+	vals, err := t.Float32s()
+	if err != nil {
+		return nil, rep, fmt.Errorf("%s: %w", prefix, err)
+	}
+	var q *quant.Weight
+	var h []float64
+	if hs != nil {
+		h = hs.h
+	}
+	switch r.opt.Method {
+	case GPTQ:
+		if h == nil {
+			q, err = quant.QuantizeRTN(vals, out, in, spec)
+		} else {
+			var st *quant.GPTQStats
+			q, st, err = quant.QuantizeGPTQ(vals, out, in, h, spec, r.opt.GPTQ)
+			if err == nil {
+				rep.Error, rep.RTNError = st.Error, st.RTNError
+			}
+		}
+	case EXL3:
+		o := r.opt.EXL3
+		o.Bits = spec.Bits
+		if k, ok := r.bits[prefix]; ok {
+			o.Bits = k
+		}
+		o.Codebook = spec.Codebook
+		hf := fnv.New64a()
+		hf.Write([]byte(prefix))
+		o.Seed ^= hf.Sum64()
+		var st *quant.EXL3Stats
+		q, st, err = quant.QuantizeEXL3(vals, out, in, h, o)
+		if err == nil {
+			rep.Relative = st.ProxyError
+			if pi, po := q.PaddedDims(); pi != in || po != out {
+				if r.cfg.Shapes == nil {
+					r.cfg.Shapes = map[string][2]int{}
+				}
+				r.cfg.Shapes[prefix] = [2]int{out, in}
+			}
+		}
+	default:
+		return nil, rep, fmt.Errorf("quantize: method %v is not calibrated", r.opt.Method)
+	}
+	if err != nil {
+		if r.opt.Warn != nil {
+			r.opt.Warn(fmt.Sprintf("%s [%d, %d] kept in %s: %v", prefix, out, in, t.DType, err))
+		}
+		rep.Format = "kept " + t.DType.String()
+		rep.Bits = float64(8 * t.DType.Size())
+		t.Name = prefix + ".weight"
+		return []safetensors.Tensor{t}, rep, nil
+	}
+	q.Name = prefix
+	ts := q.Tensors(prefix)
+	var bytes int
+	for _, x := range ts {
+		bytes += len(x.Data)
+	}
+	rep.Bits = float64(8*bytes) / float64(out*in)
+	switch q.Format {
+	case quant.GPTQ:
+		rep.Format = fmt.Sprintf("gptq int%d g%d", q.Bits, q.Group)
+		if q.GIdx != nil {
+			rep.Format += " act-order"
+		}
+	case quant.EXL3:
+		rep.Format = fmt.Sprintf("exl3 K%d %s", q.Bits, q.Codebook)
+	}
+	if h != nil && rep.Relative == 0 {
+		if tw := traceWHW(vals, out, in, h); tw > 0 {
+			rep.Relative = rep.Error / tw
+		}
+	}
+	if h != nil && rep.Error == 0 && rep.Relative > 0 {
+		rep.Error = rep.Relative * traceWHW(vals, out, in, h)
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	return ts, rep, nil
+}
+
+// traceWHW returns tr(W·H·Wᵀ) for W [out, in].
+func traceWHW(w []float32, out, in int, h []float64) float64 {
+	var s float64
+	tmp := make([]float64, in)
+	for n := 0; n < out; n++ {
+		row := w[n*in : (n+1)*in]
+		for i := range tmp {
+			var a float64
+			hr := h[i*in : (i+1)*in]
+			for k, v := range row {
+				a += hr[k] * float64(v)
+			}
+			tmp[i] = a
+		}
+		for i, v := range row {
+			s += float64(v) * tmp[i]
+		}
+	}
+	return s
+}
+
+// allocateBits picks K per EXL3 target for a fractional AvgBits: every
+// weight gets ⌊AvgBits⌋ and, in order of priority, weights get one bit
+// more while the average over all targets' weights stays within AvgBits.
+// Priority: the attention output and value projections and the MLP down
+// projection first (the layers most sensitive to quantization in
+// exllamav3's measurements), then the rest; within a kind, layers nearer
+// the ends of the network first.
+func (r *runner) allocateBits() {
+	avg := r.opt.AvgBits
+	if avg <= 0 {
+		return
+	}
+	lo := int(math.Floor(avg))
+	type item struct {
+		name   string
+		params float64
+		prio   int
+		depth  int
+	}
+	var items []item
+	var total float64
+	for name, spec := range r.specs {
+		if name == "lm_head" {
+			continue
+		}
+		t, _ := r.ck.Tensor(name + ".weight")
+		if spec.Format != quant.EXL3 {
+			continue
+		}
+		p := float64(t.Shape[0]) * float64(t.Shape[1])
+		prio := 3
+		switch {
+		case strings.HasSuffix(name, "v_proj"), strings.HasSuffix(name, "down_proj"):
+			prio = 0
+		case strings.HasSuffix(name, "o_proj"):
+			prio = 1
+		case strings.HasSuffix(name, "q_proj"), strings.HasSuffix(name, "k_proj"):
+			prio = 2
+		}
+		layer, layers := layerIndex(name), r.ck.Config.NumHiddenLayers
+		depth := min(layer, max(layers-1-layer, 0))
+		items = append(items, item{name, p, prio, depth})
+		total += p
+		r.bits[name] = lo
+	}
+	if avg == float64(lo) || lo >= quant.MaxTrellisBits {
+		return
+	}
+	sort.Slice(items, func(a, b int) bool {
+		x, y := items[a], items[b]
+		if x.prio != y.prio {
+			return x.prio < y.prio
+		}
+		if x.depth != y.depth {
+			return x.depth < y.depth
+		}
+		return x.name < y.name
+	})
+	budget := (avg - float64(lo)) * total
+	for _, it := range items {
+		if it.params <= budget {
+			r.bits[it.name] = lo + 1
+			budget -= it.params
+		}
+	}
+}
+
+func layerIndex(name string) int {
+	const p = "model.layers."
+	i := strings.Index(name, p)
+	if i < 0 {
+		return 0
+	}
+	n := 0
+	for _, ch := range name[i+len(p):] {
+		if ch < '0' || ch > '9' {
+			break
+		}
+		n = n*10 + int(ch-'0')
+	}
+	return n
+}
