@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"regexp"
+	"sort"
 	"strings"
 )
 
@@ -31,6 +33,13 @@ type Config struct {
 	Sym              bool   // GPTQ symmetric
 	CheckpointFormat string // GPTQ: "gptq" (v1, zero points stored as z−1) or "gptq_v2"
 
+	// Dynamic holds per-module overrides of a GPTQ checkpoint, in
+	// GPTQModel's "dynamic" convention: a regular expression over the
+	// module name ("+:" prefix optional) and the keys it changes (bits,
+	// group_size, sym, desc_act). marlin writes one for an output head
+	// quantized to other bits than the body.
+	Dynamic []DynamicRule
+
 	// EXL3 only:
 	AvgBits  float64  // "bits": average bits per weight of the decoder layers (may be fractional)
 	HeadBits int      // "head_bits": K of the output head (0: kept in 16 bits)
@@ -39,6 +48,43 @@ type Config struct {
 	// stored EXL3 tensors are padded to multiples of 128 ("logical_shapes",
 	// a marlin extension other readers ignore).
 	Shapes map[string][2]int
+}
+
+// DynamicRule is one per-module override of a GPTQ Config.
+type DynamicRule struct {
+	Pattern  string
+	re       *regexp.Regexp
+	Override map[string]any
+}
+
+// For returns the configuration of the module named prefix: c, or c with
+// the first matching dynamic override applied.
+func (c *Config) For(prefix string) (*Config, error) {
+	if c == nil || len(c.Dynamic) == 0 {
+		return c, nil
+	}
+	for _, r := range c.Dynamic {
+		re := r.re
+		if re == nil { // a rule built in code rather than parsed
+			var err error
+			if re, err = regexp.Compile(strings.TrimPrefix(r.Pattern, "+:")); err != nil {
+				return nil, fmt.Errorf("dynamic rule %q: %v", r.Pattern, err)
+			}
+		}
+		if re.MatchString(prefix) {
+			m := map[string]any{"bits": float64(c.Bits), "group_size": float64(c.Group), "desc_act": c.DescAct,
+				"sym": c.Sym, "checkpoint_format": c.CheckpointFormat}
+			for k, v := range r.Override {
+				m[k] = v
+			}
+			o := &Config{Method: c.Method}
+			if err := o.parseGPTQ(m); err != nil {
+				return nil, fmt.Errorf("%s (dynamic rule %q)", err, r.Pattern)
+			}
+			return o, nil
+		}
+	}
+	return c, nil
 }
 
 // ZeroOffset returns the value LoadWeight adds to stored GPTQ zero points:
@@ -192,6 +238,31 @@ func (c *Config) parseGPTQ(m map[string]any) error {
 	default:
 		return fmt.Errorf("quantization_config: checkpoint_format %q not supported (want gptq or gptq_v2)", cf)
 	}
+	if d, ok := m["dynamic"]; ok && d != nil {
+		dm, ok := d.(map[string]any)
+		if !ok {
+			return fmt.Errorf("quantization_config: dynamic is not an object")
+		}
+		keys := make([]string, 0, len(dm))
+		for k := range dm {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys) // a deterministic order for overlapping rules
+		for _, k := range keys {
+			if strings.HasPrefix(k, "-:") {
+				continue // "not quantized": the tensors themselves say so
+			}
+			ov, ok := dm[k].(map[string]any)
+			if !ok {
+				return fmt.Errorf("quantization_config: dynamic[%q] is not an object", k)
+			}
+			re, err := regexp.Compile(strings.TrimPrefix(k, "+:"))
+			if err != nil {
+				return fmt.Errorf("quantization_config: dynamic[%q]: %v", k, err)
+			}
+			c.Dynamic = append(c.Dynamic, DynamicRule{Pattern: k, re: re, Override: ov})
+		}
+	}
 	return nil
 }
 
@@ -300,10 +371,18 @@ func (c *Config) JSON() map[string]any {
 		if cf == "" {
 			cf = "gptq"
 		}
-		return map[string]any{
+		m := map[string]any{
 			"quant_method": "gptq", "bits": c.Bits, "group_size": c.Group,
 			"desc_act": c.DescAct, "sym": c.Sym, "checkpoint_format": cf,
 		}
+		if len(c.Dynamic) > 0 {
+			d := map[string]any{}
+			for _, r := range c.Dynamic {
+				d[r.Pattern] = r.Override
+			}
+			m["dynamic"] = d
+		}
+		return m
 	}
 	m := map[string]any{"quant_method": MethodFP, "format": c.Format.String()}
 	switch c.Format {

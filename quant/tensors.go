@@ -109,7 +109,11 @@ func LoadWeight(prefix string, get func(name string) (safetensors.Tensor, bool),
 		return loadEXL3(prefix, tr, get, cfg)
 	}
 	if qw, ok := get(prefix + ".qweight"); ok {
-		return loadGPTQ(prefix, qw, get, cfg)
+		mc, err := cfg.For(prefix)
+		if err != nil {
+			return nil, fmt.Errorf("quant: %s: %w", prefix, err)
+		}
+		return loadGPTQ(prefix, qw, get, mc)
 	}
 	wt, ok := get(prefix + ".weight")
 	if !ok {

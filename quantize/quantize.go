@@ -189,7 +189,12 @@ func Run(src, dst string, opt Options) (*Report, error) {
 			opt.Progress(done, total)
 		}
 	}
-	cfg, err := rewriteConfig(src, quant.ConfigFor(opt.Spec), untie)
+	qc := quant.ConfigFor(opt.Spec)
+	if h := opt.Head; h != nil && qc.Format == quant.GPTQ && (h.Bits != opt.Spec.Bits || h.Group != opt.Spec.Group) {
+		hc := quant.ConfigFor(*h)
+		qc.Dynamic = []quant.DynamicRule{{Pattern: `+:^lm_head$`, Override: map[string]any{"bits": hc.Bits, "group_size": hc.Group}}}
+	}
+	cfg, err := rewriteConfig(src, qc, untie)
 	if err != nil {
 		return nil, err
 	}

@@ -126,3 +126,24 @@ func TestQuantizeRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestHeadBits: a head quantized to other bits than the body is recorded as
+// a GPTQModel-style dynamic override and loads back.
+func TestHeadBits(t *testing.T) {
+	spec, _ := quant.ParseSpec("int8", 16, true)
+	head, _ := quant.ParseSpec("int4", 16, true)
+	out := filepath.Join(t.TempDir(), "q")
+	if _, err := quantize.Run(src, out, quantize.Options{Spec: spec, Head: &head}); err != nil {
+		t.Fatal(err)
+	}
+	ids := []int32{5, 17, 99}
+	ref, got := logits(t, src, ids), logits(t, out, ids)
+	var num, den float64
+	for i := range ref {
+		num += math.Pow(float64(got[i]-ref[i]), 2)
+		den += math.Pow(float64(ref[i]), 2)
+	}
+	if rel := math.Sqrt(num / den); rel > 0.6 {
+		t.Errorf("relative RMS logit error %.3g", rel)
+	}
+}
