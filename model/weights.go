@@ -83,6 +83,8 @@ func formatName(w *quant.Weight) string {
 		return w.DType.String()
 	case quant.GPTQ:
 		return fmt.Sprintf("gptq int%d g%d", w.Bits, w.Group)
+	case quant.EXL3:
+		return fmt.Sprintf("exl3 %d-bit", w.Bits)
 	}
 	return fmt.Sprintf("%s g%d", w.Format, w.Group)
 }
