@@ -3,11 +3,20 @@
 // weight matrices, and the small vector kernels attention needs.
 //
 // On amd64 CPUs with AVX2, FMA and F16C (and an OS that saves the ymm state)
-// the kernels run hand-written assembly; everywhere else, and with the
-// purego build tag, they run a portable Go implementation with the same
-// results up to float32 rounding. HasSIMD reports which one is active. The
-// assembly can also be switched off at run time with
-// GODEBUG=cpu.avx2=off (golang.org/x/sys/cpu honours it).
+// the kernels run hand-written assembly, AVX-512 (matmul512_amd64.s) when
+// the CPU also has AVX-512 F/BW/VL/DQ, AVX2 (matmul_amd64.s) otherwise;
+// everywhere else, and with the purego build tag, they run a portable Go
+// implementation with the same results up to float32 rounding. HasSIMD and
+// HasAVX512 report which one is active. GODEBUG=cpu.avx512f=off selects
+// the AVX2 assembly and GODEBUG=cpu.avx2=off the portable code
+// (golang.org/x/sys/cpu honours both).
+//
+// Batch invariance: on the AVX-512 path every output element is computed
+// with the same sequence of float32 operations whatever the number of x
+// rows M (the matrix-vector and the blocked prefill kernels share one
+// summation order, see matmul512_amd64.s), so a request's results do not
+// depend on the batch it is in. The AVX2 path sums differently for M < 4
+// and M ≥ 4; the portable code is M-independent.
 //
 // Layout: all matrices are row-major and dense. Weight matrices are stored
 // [N, K] (one row per output feature, as in PyTorch's nn.Linear and in
@@ -29,7 +38,8 @@ import (
 // support it) and is switched off by the tests to cover the Go fallback.
 var useSIMD = hasSIMD
 
-// HasSIMD reports whether the assembly (AVX2+FMA+F16C) kernels are in use.
+// HasSIMD reports whether the assembly (AVX2+FMA+F16C, or AVX-512) kernels
+// are in use.
 func HasSIMD() bool { return useSIMD }
 
 // weight element kinds

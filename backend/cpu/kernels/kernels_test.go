@@ -178,18 +178,24 @@ func (p *problem) check(t *testing.T, ldd, n0, n1 int) []float32 {
 	return dst
 }
 
-// modes runs f with the SIMD path (when the machine has it) and with the
-// portable fallback forced.
+// modes runs f on every code path this machine has: the AVX-512 kernels,
+// the AVX2 kernels (AVX-512 switched off) and the portable fallback.
 func modes(t *testing.T, f func(t *testing.T)) {
-	saved := useSIMD
-	defer func() { useSIMD = saved }()
+	saved, saved512 := useSIMD, useAVX512
+	defer func() { useSIMD, useAVX512 = saved, saved512 }()
+	if hasAVX512 {
+		useSIMD, useAVX512 = true, true
+		t.Run("avx512", f)
+	} else {
+		t.Log("no AVX-512 on this machine/build: the AVX-512 kernels are not tested")
+	}
 	if hasSIMD {
-		useSIMD = true
-		t.Run("simd", f)
+		useSIMD, useAVX512 = true, false
+		t.Run("avx2", f)
 	} else {
 		t.Log("no SIMD support on this machine/build: only the fallback is tested")
 	}
-	useSIMD = false
+	useSIMD, useAVX512 = false, false
 	t.Run("generic", f)
 }
 
@@ -207,7 +213,7 @@ func outRanges(N int) [][2]int {
 
 func TestMatMul(t *testing.T) {
 	Ks := []int{1, 7, 8, 9, 16, 33, 100, 257, 2049}
-	Ms := []int{1, 2, 3, 4, 5, 7, 13}
+	Ms := []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 64}
 	modes(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(1, 2))
 		for _, typ := range allTypes {
@@ -216,6 +222,9 @@ func TestMatMul(t *testing.T) {
 					N := 19 + r.IntN(20)
 					if K*M > 4000 {
 						N = 11 + r.IntN(6)
+					}
+					if K*M > 40000 {
+						N = 5 + r.IntN(4)
 					}
 					p := newProblem(r, typ, M, K, N)
 					for _, rg := range outRanges(N) {
@@ -250,8 +259,9 @@ func TestSIMDMatchesGeneric(t *testing.T) {
 	if !hasSIMD {
 		t.Skip("no SIMD path on this machine/build")
 	}
-	saved := useSIMD
-	defer func() { useSIMD = saved }()
+	saved, saved512 := useSIMD, useAVX512
+	defer func() { useSIMD, useAVX512 = saved, saved512 }()
+	useAVX512 = false
 	r := rand.New(rand.NewPCG(5, 6))
 	for _, typ := range allTypes {
 		for _, MK := range [][2]int{{1, 2048}, {3, 517}, {4, 64}, {17, 1029}} {
@@ -460,4 +470,40 @@ func TestNoAllocs(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestBatchInvariance checks that on the AVX-512 path every output element
+// is bitwise the same whatever the number of x rows M of the call (the
+// server relies on a request producing the same tokens batched or alone):
+// the matrix-vector kernels (small M) and the prefill kernels (large M)
+// add the same products in the same order.
+func TestBatchInvariance(t *testing.T) {
+	if !hasAVX512 {
+		t.Skip("no AVX-512 on this machine/build")
+	}
+	saved, saved512 := useSIMD, useAVX512
+	defer func() { useSIMD, useAVX512 = saved, saved512 }()
+	useSIMD, useAVX512 = true, true
+	r := rand.New(rand.NewPCG(15, 16))
+	for _, typ := range allTypes {
+		for _, K := range []int{5, 16, 100, 1024, 1030, 2049, 3000} {
+			const M, N = 64, 37
+			p := newProblem(r, typ, M, K, N)
+			all := poisoned(M * N)
+			p.run(all, N, 0, N)
+			for _, mc := range []int{1, 2, 3, 4, 5, 7, 9, 16} {
+				for m0 := 0; m0+mc <= M; m0 += 13 {
+					q := *p
+					q.M, q.x = mc, p.x[m0*K:(m0+mc)*K]
+					part := poisoned(mc * N)
+					q.run(part, N, 0, N)
+					for i, v := range part {
+						if math.Float32bits(v) != math.Float32bits(all[m0*N+i]) {
+							t.Fatalf("%v K=%d: row %d col %d: %g with M=%d, %g with M=%d", typ, K, m0+i/N, i%N, v, mc, all[m0*N+i], M)
+						}
+					}
+				}
+			}
+		}
+	}
 }

@@ -99,6 +99,14 @@ func esize(kind wkind) int {
 
 func matmulF32SIMD(dst []float32, ldd int, x []float32, M, K int, w []float32, n0, n1 int) {
 	wp := unsafe.Pointer(unsafe.SliceData(w))
+	if useAVX512 {
+		if M < prefillMinM {
+			gemvPathZ(kF32, dst, ldd, x, M, K, wp, n0, n1)
+		} else {
+			prefillPathZ(kF32, dst, ldd, x, M, K, wp, n0, n1)
+		}
+		return
+	}
 	if M < prefillMinM {
 		gemvPath(kF32, dst, ldd, x, M, K, wp, n0, n1)
 	} else {
@@ -108,6 +116,14 @@ func matmulF32SIMD(dst []float32, ldd int, x []float32, M, K int, w []float32, n
 
 func matmul16SIMD(kind wkind, dst []float32, ldd int, x []float32, M, K int, w []uint16, n0, n1 int) {
 	wp := unsafe.Pointer(unsafe.SliceData(w))
+	if useAVX512 {
+		if M < prefillMinM {
+			gemvPathZ(kind, dst, ldd, x, M, K, wp, n0, n1)
+		} else {
+			prefillPathZ(kind, dst, ldd, x, M, K, wp, n0, n1)
+		}
+		return
+	}
 	if M < prefillMinM {
 		gemvPath(kind, dst, ldd, x, M, K, wp, n0, n1)
 	} else {

@@ -46,6 +46,37 @@ type fpArgs struct {
 	accum    int // 104: add to dst instead of storing (kernels with mc > 1)
 }
 
+// fpgArgs is the argument block of the AVX-512 row-major matrix-vector
+// kernels (fpg*).
+type fpgArgs struct {
+	w       uintptr // 0: weights of row n0 (advanced row by row by the kernel)
+	wstride int     // 8: bytes per weight row
+	s       uintptr // 16: block scales of row n0 (advanced likewise)
+	sstride int     // 24: bytes per scale row
+	x       uintptr // 32: x row 0
+	xstride int     // 40: bytes between x rows
+	y       uintptr // 48: dst at (x row 0, column n0)
+	ystride int     // 56: bytes between dst rows
+	nrows   int     // 64: weight rows
+	nchunks int     // 72: chunks of 64 inputs per row
+	bchunks int     // 80: chunks per K block
+	cpg     int     // 88: chunks per fp16 scale (FP4 with group 64·j)
+	left    int     // 96: loop counter (assembly)
+	written int     // 104: loop state (assembly)
+	sleft   int     // 112: loop counter (assembly)
+}
+
+// fppArgs is the argument block of the AVX-512 panel packing kernels
+// (fpp*): four weight rows and their scales.
+type fppArgs struct {
+	panel   uintptr    // 0
+	w       [4]uintptr // 8
+	s       [4]uintptr // 40
+	nchunks int        // 72
+	cpg     int        // 80
+	sleft   int        // 88: loop counter (assembly)
+}
+
 // gptqActArgs is the argument block of the act-order GPTQ kernels.
 type gptqActArgs struct {
 	q        uintptr // 0: qweight row 0 at the first column

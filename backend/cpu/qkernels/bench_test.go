@@ -307,3 +307,38 @@ func BenchmarkCopy(b *testing.B) {
 	b.ReportMetric(sz/s/1e9, "GB/s")
 	b.ReportMetric(2*sz/s/1e9, "traffic_GB/s")
 }
+
+// BenchmarkSmallCalls measures one goroutine's calls on small, cache-hot
+// shapes (the batched decode of the server: a few rows against 256–2048
+// wide matrices), where the per-call costs of the Go drivers show:
+// ns per call and weight·rows per second.
+func BenchmarkSmallCalls(b *testing.B) {
+	rng := rand.New(rand.NewSource(3))
+	for _, f := range benchFormats {
+		if !selected("QBENCH_FORMATS", f.name) || (os.Getenv("QBENCH_FORMATS") == "" && f.name != "int4g32" && f.name != "fp4g32" && f.name != "bf16") {
+			continue
+		}
+		for _, sh := range [][2]int{{256, 256}, {512, 512}, {2048, 512}, {2048, 2048}} {
+			K, N := sh[0], sh[1]
+			w := f.make(rng, N, K)
+			for _, M := range []int{1, 2, 4, 16, 64} {
+				if !selected("QBENCH_M", fmt.Sprint(M)) {
+					continue
+				}
+				x := randX(rng, M*K)
+				dst := make([]float32, M*N)
+				b.Run(fmt.Sprintf("%s/K%dxN%d/M%d", f.name, K, N, M), func(b *testing.B) {
+					for b.Loop() {
+						if f.name == "bf16" {
+							kernels.MatMulBF16(dst, N, x, M, K, unsafe.Slice((*uint16)(unsafe.Pointer(&w.Data[0])), len(w.Data)/2), 0, N)
+						} else {
+							MatMul(dst, N, x, M, w, 0, N)
+						}
+					}
+					s := b.Elapsed().Seconds() / float64(b.N)
+					b.ReportMetric(float64(M*K*N)/s/1e9, "Gw·rows/s")
+				})
+			}
+		}
+	}
+}

@@ -8,6 +8,8 @@ import (
 
 	"golang.org/x/sys/cpu"
 
+	"github.com/marlin-llm/marlin/backend/cpu/kernels"
+	"github.com/marlin-llm/marlin/dtype"
 	"github.com/marlin-llm/marlin/quant"
 )
 
@@ -20,15 +22,39 @@ var hasAVX512 = hasSIMD && cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.
 // it off to cover the AVX2 ones.
 var useAVX512 = hasAVX512
 
+// gptqPrepTab describes the fields of a unit for gptqPrepZ: field f
+// multiplies x[32u + k[f]] by coef[f] (k and coef padded to 48 entries),
+// mask3 is the lane mask of fields 32..47 (0 when there are 32 fields).
+type gptqPrepTab struct {
+	k     [48]int32
+	coef  [48]float32
+	mask3 uint16
+}
+
+// gptqPrepTabs[bits] are the field tables of the bit widths.
+var gptqPrepTabs = func() map[int]*gptqPrepTab {
+	m := map[int]*gptqPrepTab{}
+	for bits, fk := range gptqFieldK {
+		t := &gptqPrepTab{}
+		for f, k := range fk {
+			t.k[f] = int32(k)
+			t.coef[f] = gptqCoef[bits][f]
+		}
+		t.mask3 = uint16(1)<<uint(len(fk)-32) - 1
+		m[bits] = t
+	}
+	return m
+}()
+
 // gptqPrepZ computes the x coefficients [unit][row][field] and the
 // per-unit sums of one x row (prep512_amd64.s).
 //
 //go:noescape
-func gptqPrepZ(xf *float32, xfStride int, x *float32, sx *float32, sxStride int, coef *float32, units int, negOff float32)
+func gptqPrepZ(xf *float32, xfStride int, x *float32, sx *float32, sxStride int, tab *gptqPrepTab, units int, negOff float32)
 
-// sum64 returns float32(Σ float64(v)) for len(v) a multiple of 32, in the
-// order of gptqPrepZ (so that 3-bit weights, whose coefficients are built
-// in Go, get the same sums).
+// sum64 returns float32(Σ float64(v)) for len(v) a multiple of 32, each 32
+// summed in the order of gptqPrepZ (for sub-groups of 64 or 128 rows, an
+// experiment of the benchmarks).
 func sum64(v []float32) float32 {
 	var t float64
 	for len(v) >= 32 {
@@ -96,8 +122,8 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 		xf, sx := buf[:units*F*mc], buf[units*F*mc:]
 		for m := 0; m < mc; m++ {
 			xr := x[(m0+m)*K : (m0+m+1)*K]
-			if F == 32 && sub == 32 {
-				gptqPrepZ(&xf[m*F], 4*F*mc, &xr[0], &sx[2*m], 8*mc, &coef[0], units, -off)
+			if sub == 32 {
+				gptqPrepZ(&xf[m*F], 4*F*mc, &xr[0], &sx[2*m], 8*mc, gptqPrepTabs[bits], units, -off)
 				continue
 			}
 			for u := 0; u < units; u++ {
@@ -165,4 +191,213 @@ func gptqZPrefetch(rows, N, ncols int) int {
 		return gptqPrefetchSubs * rows * 4 * N
 	}
 	return gptqZAhead
+}
+
+// fpPrepZ stores one x row in the element order of the AVX-512 e2m1
+// kernels (prep512_amd64.s).
+//
+//go:noescape
+func fpPrepZ(xp *float32, x *float32, nch int)
+
+// fpPanelMinM is the smallest M that packs decoded weight panels for
+// kernels.PanelGEMM (the prefill path: each weight is decoded once per
+// call); smaller batches use the matrix-vector kernels, which decode each
+// chunk once per 4 x rows. Both add in the same order, so it is a speed
+// choice only.
+var fpPanelMinM = 8
+
+// fpZBlock returns the chunks (of 64 inputs) per K block of the AVX-512
+// row-major kernels: nch is cut into equal blocks of at most 16 chunks (the
+// 1024 elements of the dense kernels' blocks), a multiple of the chunks per
+// scale (FP4 with groups of 64·j). It depends only on the weight.
+func fpZBlock(w *quant.Weight, nch int) int {
+	cpg := 1
+	if w.Format == quant.FP4 && w.Group%64 == 0 {
+		cpg = w.Group / 64
+	}
+	nkb := (nch + 15) / 16
+	b := (nch + nkb - 1) / nkb
+	return (b + cpg - 1) / cpg * cpg
+}
+
+// fpZ runs the AVX-512 row-major kernels on rows [n0, n1): the weights are
+// decoded exactly and summed in the order of the dense AVX-512 kernels
+// (K blocks of fpZBlock chunks, two chains per block), then the inputs
+// past 64·⌊K/64⌋ are added and the row's factor applied, the same way for
+// every M (see gen/fp512.go).
+func fpZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weight, n0, n1 int) bool {
+	kind := fpKind(w)
+	K := w.In
+	if kind == "" || K < 64 {
+		return false
+	}
+	nch := K / 64
+	rowBytes := K / 2
+	sstride, sPerChunk := 0, 0 // scale bytes per row, per chunk (FP4 g64·j: per cpg chunks)
+	switch w.Format {
+	case quant.FP8:
+		rowBytes = K
+	case quant.FP4:
+		sstride, sPerChunk = 2*(K/w.Group), 4
+	case quant.MXFP4:
+		sstride, sPerChunk = K/32, 2
+	case quant.NVFP4:
+		sstride, sPerChunk = K/16, 4
+	}
+	cpg := max(1, w.Group/64)
+	bch := fpZBlock(w, nch)
+	nr := n1 - n0
+	wp := unsafe.Pointer(&w.Data[n0*rowBytes])
+	sp := unsafe.Pointer(&w.Scales[0])
+	if w.Format != quant.FP8 {
+		sp = unsafe.Pointer(&w.Scales[n0*sstride])
+	}
+	// x in the kernels' element order (e2m1: even/odd elements of each 32)
+	xz, ldx := x, K
+	if w.Format != quant.FP8 {
+		xz = sc.floats2(M * 64 * nch)
+		ldx = 64 * nch
+		for m := 0; m < M; m++ {
+			fpPrepZ(&xz[m*ldx], &x[m*K], nch)
+		}
+	}
+	if M < fpPanelMinM {
+		for m0 := 0; m0 < M; {
+			mc := min(4, M-m0)
+			a := &sc.ga2
+			*a = fpgArgs{
+				w: uintptr(wp), wstride: rowBytes, s: uintptr(sp), sstride: sstride,
+				x: uintptr(unsafe.Pointer(&xz[m0*ldx])), xstride: 4 * ldx,
+				y: uintptr(unsafe.Pointer(&dst[m0*ldd+n0])), ystride: 4 * ldd,
+				nrows: nr, nchunks: nch, bchunks: bch, cpg: cpg,
+			}
+			if mc == 1 && nr >= 2 {
+				// two weight rows at a time, then the odd one
+				a.nrows = nr / 2
+				fpgKernels[kind][-2](a)
+				if nr%2 != 0 {
+					*a = fpgArgs{
+						w: uintptr(wp) + uintptr((nr-1)*rowBytes), wstride: rowBytes,
+						s: uintptr(sp) + uintptr((nr-1)*sstride), sstride: sstride,
+						x: uintptr(unsafe.Pointer(&xz[m0*ldx])), xstride: 4 * ldx,
+						y: uintptr(unsafe.Pointer(&dst[m0*ldd+n1-1])), ystride: 4 * ldd,
+						nrows: 1, nchunks: nch, bchunks: bch, cpg: cpg,
+					}
+					fpgKernels[kind][1](a)
+				}
+			} else {
+				fpgKernels[kind][mc](a)
+			}
+			m0 += mc
+		}
+	} else {
+		// panels of up to fpPanelRows weight rows, one K block at a time
+		const fpPanelRows = 120
+		gfl := 256 * bch // floats per panel group
+		panel := sc.floats(fpPanelRows / 4 * gfl)
+		zero := sc.bytes(64*bch + 64)
+		clear(zero)
+		a := &sc.pa
+		for c0 := 0; c0 < nch; c0 += bch {
+			bc := min(bch, nch-c0)
+			soff := c0 * sPerChunk
+			if kind == "f4b" {
+				soff = 2 * (c0 / cpg)
+			}
+			for jc := 0; jc < nr; jc += fpPanelRows {
+				nb := min(fpPanelRows, nr-jc)
+				for g := 0; 4*g < nb; g++ {
+					*a = fppArgs{panel: uintptr(unsafe.Pointer(&panel[g*gfl])), nchunks: bc, cpg: cpg}
+					for j := range a.w {
+						r := jc + 4*g + j
+						if r < nb+jc {
+							a.w[j] = uintptr(wp) + uintptr(r*rowBytes+c0*64*rowBytes/K)
+							a.s[j] = uintptr(sp) + uintptr(r*sstride+soff)
+						} else {
+							a.w[j] = uintptr(unsafe.Pointer(&zero[0]))
+							a.s[j] = uintptr(unsafe.Pointer(&zero[0]))
+						}
+					}
+					fppKernels[kind](a)
+				}
+				kernels.PanelGEMM(dst[n0+jc:], ldd, xz[c0*64:], ldx, M, 64*bc, panel, nb, c0 > 0)
+			}
+		}
+		runtime.KeepAlive(zero)
+		runtime.KeepAlive(panel)
+	}
+	runtime.KeepAlive(w)
+	runtime.KeepAlive(xz)
+	runtime.KeepAlive(dst)
+	fpZFinish(dst, ldd, x, M, w, n0, n1, 64*nch)
+	return true
+}
+
+// fpZFinish adds the inputs [k0, K) (the part of K past the last whole
+// chunk) and applies each row's factor: the same code for every M.
+func fpZFinish(dst []float32, ldd int, x []float32, M int, w *quant.Weight, n0, n1, k0 int) {
+	K := w.In
+	post := float32(1)
+	switch w.Format {
+	case quant.FP8:
+		post = 256 // the kernels decode e4m3 values times 2^-8
+	case quant.NVFP4:
+		post = w.GlobalScale
+	}
+	var wt [64]float32
+	for n := n0; n < n1; n++ {
+		f := post
+		if w.Format == quant.FP8 {
+			f *= le32f(w.Scales, n)
+		}
+		tail := wt[:K-k0]
+		if k0 < K {
+			fpTailWeights(tail, w, n, k0)
+		}
+		if k0 == K && f == 1 {
+			continue
+		}
+		for m := 0; m < M; m++ {
+			v := dst[m*ldd+n]
+			if k0 < K {
+				xr := x[m*K+k0 : m*K+K]
+				var s float32
+				for i, t := range tail {
+					s += xr[i] * t
+				}
+				v += s
+			}
+			if f != 1 {
+				v *= f
+			}
+			dst[m*ldd+n] = v
+		}
+	}
+}
+
+// fpTailWeights decodes inputs [k0, K) of row n as the AVX-512 kernels do
+// (exact; FP8 times 2^-8).
+func fpTailWeights(dst []float32, w *quant.Weight, n, k0 int) {
+	K := w.In
+	if w.Format == quant.FP8 {
+		for i := range dst {
+			dst[i] = dtype.E4M3ToF32(w.Data[n*K+k0+i]) * (1.0 / 256)
+		}
+		return
+	}
+	for i := range dst {
+		k := k0 + i
+		c := w.Data[(n*K+k)/2] >> (4 * uint(k&1)) & 15
+		var s float32
+		switch w.Format {
+		case quant.FP4:
+			j := n*(K/w.Group) + k/w.Group
+			s = dtype.F16ToF32(uint16(w.Scales[2*j]) | uint16(w.Scales[2*j+1])<<8)
+		case quant.MXFP4:
+			s = dtype.E8M0ToF32(w.Scales[n*(K/32)+k/32])
+		case quant.NVFP4:
+			s = dtype.E4M3ToF32(w.Scales[n*(K/16)+k/16])
+		}
+		dst[i] = e2m1[c] * s
+	}
 }

@@ -376,6 +376,14 @@ func gcd(a, b int) int {
 }
 
 func fpSIMD(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weight, n0, n1 int) bool {
+	if useAVX512 {
+		return fpZ(sc, dst, ldd, x, M, w, n0, n1)
+	}
+	return fpY(sc, dst, ldd, x, M, w, n0, n1)
+}
+
+// fpY runs the AVX2 row-major kernels.
+func fpY(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weight, n0, n1 int) bool {
 	kind := fpKind(w)
 	K := w.In
 	if kind == "" || K < 64 {

@@ -6,6 +6,10 @@ import "github.com/marlin-llm/marlin/quant"
 
 const hasSIMD = false
 
+const hasAVX512 = false
+
+var useAVX512 = false
+
 func gptqAligned(w *quant.Weight) bool { return false }
 func fpKind(w *quant.Weight) string    { return "" }
 

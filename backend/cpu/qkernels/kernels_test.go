@@ -208,13 +208,17 @@ func testKernels(t *testing.T) {
 		}
 		out := 403
 		w := randomWeight(t, rng, c.f, out, in, c.bits, group, c.off, c.sym, c.act, c.nilZeros)
-		x := randX(rng, 16*in)
-		for _, M := range []int{1, 2, 3, 4, 5, 8, 16} {
+		x := randX(rng, 64*in)
+		for _, M := range wideMs {
 			checkMatMul(t, w, x, M, 1, out, c.String()+"/wide")
 			checkMatMul(t, w, x, M, 0, 200, c.String()+"/wide")
 		}
 	}
 }
+
+// wideMs are the row counts of the wide test: every kernel row blocking
+// (1–4, 6, 8 and their combinations) and a prefill-sized batch.
+var wideMs = []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 64}
 
 // TestMatMulSmallK covers GPTQ inputs that are not a multiple of 32.
 func TestMatMulSmallK(t *testing.T) {
@@ -247,4 +251,54 @@ func TestMatMulPortable(t *testing.T) {
 	useSIMD = false
 	defer func() { useSIMD = old }()
 	testKernels(t)
+}
+
+// TestBatchInvariance checks that the kernels compute every output element
+// bitwise the same whatever the number of x rows of the call (requests must
+// produce the same tokens batched or alone), on the paths that promise it:
+// the AVX-512 kernels of GPTQ without act-order and of the row-major
+// formats, and the portable code.
+func TestBatchInvariance(t *testing.T) {
+	saved := useSIMD
+	defer func() { useSIMD = saved }()
+	for _, simd := range []bool{true, false} {
+		if simd && !useAVX512 {
+			t.Log("no AVX-512: only the portable code is checked")
+			continue
+		}
+		useSIMD = simd
+		rng := rand.New(rand.NewSource(21))
+		for _, c := range kernelCases() {
+			if c.act || (c.f == quant.GPTQ && c.group%32 != 0) {
+				continue // act-order and odd groups: AVX2 list kernels
+			}
+			for _, in := range []int{256, 4160} {
+				group := c.group
+				if group == 0 || c.f == quant.FP8 {
+					group = in
+				}
+				if in%group != 0 {
+					continue
+				}
+				const M, out = 64, 203
+				w := randomWeight(t, rng, c.f, out, in, c.bits, group, c.off, c.sym, c.act, c.nilZeros)
+				x := randX(rng, M*in)
+				all := make([]float32, M*out)
+				MatMul(all, out, x, M, w, 3, out)
+				for _, mc := range []int{1, 2, 3, 5, 7, 8, 13} {
+					m0 := (mc * 7) % (M - mc)
+					part := make([]float32, mc*out)
+					MatMul(part, out, x[m0*in:(m0+mc)*in], mc, w, 3, out)
+					for m := 0; m < mc; m++ {
+						for n := 3; n < out; n++ {
+							a, b := part[m*out+n], all[(m0+m)*out+n]
+							if math.Float32bits(a) != math.Float32bits(b) {
+								t.Fatalf("%v in=%d simd=%v: row %d col %d: %g with M=%d, %g with M=%d", c, in, simd, m0+m, n, a, mc, b, M)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
 }

@@ -6,43 +6,63 @@
 
 #include "textflag.h"
 
-// func gptqPrepZ(xf *float32, xfStride int, x *float32, sx *float32, sxStride int, coef *float32, units int, negOff float32)
+// func gptqPrepZ(xf *float32, xfStride int, x *float32, sx *float32, sxStride int, tab *gptqPrepTab, units int, negOff float32)
 //
-// The x coefficients and sums of one x row for the AVX-512 GPTQ kernels
-// of 2, 4 and 8 bits (whose 32 fields of a unit are the unit's 32 inputs in
-// order): for u < units,
+// The x coefficients and sums of one x row for the AVX-512 GPTQ kernels:
+// for u < units,
 //
-//	xf[u·xfStride/4 + f] = x[32u + f] · coef[f]        (f < 32; exact: coef is a power of two)
-//	s                    = float32(Σ_f float64(x[32u + f]))
+//	xf[u·xfStride/4 + f] = x[32u + tab.k[f]] · tab.coef[f]   (f < tab.f; exact: coef is a power of two)
+//	s                    = float32(Σ_i float64(x[32u + i]))  (i < 32)
 //	sx[u·sxStride/4]     = negOff · s,  sx[u·sxStride/4 + 1] = s
 //
-// The float64 sum is taken as 4 vectors of 8 (inputs f ≡ i mod 8 of each
-// quarter), added pairwise and then reduced by halving, the same order for
-// every row (strides are in bytes).
+// The fields are gathered with VPERMT2PS from the unit's 32 inputs, 16 at a
+// time; the third vector (3-bit weights have 34 fields) is stored under the
+// mask tab.mask3. The float64 sum is taken as 4 vectors of 8 (inputs i ≡ j
+// mod 8 of each quarter), added pairwise and then reduced by halving: the
+// same order for every row (sum64 is the Go equivalent). Strides in bytes.
 //
 // Registers: DI xf, SI x, DX sx, R8 xf stride, R9 sx stride, CX units,
-// Z30/Z31 coef[0:16]/coef[16:32], X29 negOff, Z0..Z7 temporaries.
+// Z24..Z26 field indices, Z27..Z29 coefficients, X23 negOff, K1 mask of
+// the third vector, AX 0 (two vectors) or 1 (three), Z0..Z7 temporaries.
 TEXT ·gptqPrepZ(SB), NOSPLIT, $0-60
 	MOVQ	xf+0(FP), DI
 	MOVQ	xfStride+8(FP), R8
 	MOVQ	x+16(FP), SI
 	MOVQ	sx+24(FP), DX
 	MOVQ	sxStride+32(FP), R9
-	MOVQ	coef+40(FP), AX
-	VMOVUPS	(AX), Z30
-	VMOVUPS	64(AX), Z31
+	MOVQ	tab+40(FP), AX
+	VMOVDQU32	0(AX), Z24
+	VMOVDQU32	64(AX), Z25
+	VMOVDQU32	128(AX), Z26
+	VMOVUPS	192(AX), Z27
+	VMOVUPS	256(AX), Z28
+	VMOVUPS	320(AX), Z29
+	MOVWLZX	384(AX), R10
+	KMOVW	R10, K1
 	MOVQ	units+48(FP), CX
-	VMOVSS	negOff+56(FP), X29
+	VMOVSS	negOff+56(FP), X23
 	TESTQ	CX, CX
 	JLE	prepdone
 
 preploop:
 	VMOVUPS	(SI), Z0
 	VMOVUPS	64(SI), Z1
-	VMULPS	Z30, Z0, Z2
-	VMULPS	Z31, Z1, Z3
+	VMOVAPS	Z0, Z2
+	VPERMT2PS	Z1, Z24, Z2
+	VMULPS	Z27, Z2, Z2
 	VMOVUPS	Z2, (DI)
+	VMOVAPS	Z0, Z3
+	VPERMT2PS	Z1, Z25, Z3
+	VMULPS	Z28, Z3, Z3
 	VMOVUPS	Z3, 64(DI)
+	KORTESTW	K1, K1
+	JZ	prepsum
+	VMOVAPS	Z0, Z2
+	VPERMT2PS	Z1, Z26, Z2
+	VMULPS	Z29, Z2, Z2
+	VMOVUPS	Z2, K1, 128(DI)
+
+prepsum:
 	VCVTPS2PD	Y0, Z4
 	VEXTRACTF32X8	$1, Z0, Y5
 	VCVTPS2PD	Y5, Z5
@@ -60,7 +80,7 @@ preploop:
 	VADDSD	X5, X4, X4
 	VCVTSD2SS	X4, X4, X4
 	VMOVSS	X4, 4(DX)
-	VMULSS	X29, X4, X4
+	VMULSS	X23, X4, X4
 	VMOVSS	X4, (DX)
 	ADDQ	$128, SI
 	ADDQ	R8, DI
@@ -71,3 +91,81 @@ preploop:
 prepdone:
 	VZEROUPPER
 	RET
+
+// func fpPrepZ(xp *float32, x *float32, nch int)
+//
+// One x row in the element order of the AVX-512 e2m1 kernels: for each
+// chunk c of 64 inputs, xp[64c + 16v + d] = x[64c + 2d] (v = 0),
+// x[64c + 2d + 1] (v = 1), x[64c + 32 + 2d] (v = 2), x[64c + 33 + 2d]
+// (v = 3): VPERMT2PS picks the even and the odd elements of two vectors.
+//
+// Registers: DI xp, SI x, CX chunks left, Z30/Z31 the even/odd indices,
+// Z0..Z5 temporaries.
+TEXT ·fpPrepZ(SB), NOSPLIT, $0-24
+	MOVQ	xp+0(FP), DI
+	MOVQ	x+8(FP), SI
+	MOVQ	nch+16(FP), CX
+	TESTQ	CX, CX
+	JLE	fpprepdone
+	VMOVDQU32	evenidx<>(SB), Z30
+	VMOVDQU32	oddidx<>(SB), Z31
+
+fpprepload:
+	VMOVUPS	(SI), Z0
+	VMOVUPS	64(SI), Z1
+	VMOVUPS	128(SI), Z2
+	VMOVUPS	192(SI), Z3
+	VMOVAPS	Z0, Z4
+	VPERMT2PS	Z1, Z30, Z4             // even elements of (Z0, Z1)
+	VPERMT2PS	Z1, Z31, Z0             // odd elements
+	VMOVAPS	Z2, Z5
+	VPERMT2PS	Z3, Z30, Z5
+	VPERMT2PS	Z3, Z31, Z2
+	VMOVUPS	Z4, (DI)
+	VMOVUPS	Z0, 64(DI)
+	VMOVUPS	Z5, 128(DI)
+	VMOVUPS	Z2, 192(DI)
+	ADDQ	$256, SI
+	ADDQ	$256, DI
+	DECQ	CX
+	JNZ	fpprepload
+
+fpprepdone:
+	VZEROUPPER
+	RET
+
+DATA evenidx<>+0(SB)/4, $0
+DATA evenidx<>+4(SB)/4, $2
+DATA evenidx<>+8(SB)/4, $4
+DATA evenidx<>+12(SB)/4, $6
+DATA evenidx<>+16(SB)/4, $8
+DATA evenidx<>+20(SB)/4, $10
+DATA evenidx<>+24(SB)/4, $12
+DATA evenidx<>+28(SB)/4, $14
+DATA evenidx<>+32(SB)/4, $16
+DATA evenidx<>+36(SB)/4, $18
+DATA evenidx<>+40(SB)/4, $20
+DATA evenidx<>+44(SB)/4, $22
+DATA evenidx<>+48(SB)/4, $24
+DATA evenidx<>+52(SB)/4, $26
+DATA evenidx<>+56(SB)/4, $28
+DATA evenidx<>+60(SB)/4, $30
+GLOBL evenidx<>(SB), RODATA|NOPTR, $64
+
+DATA oddidx<>+0(SB)/4, $1
+DATA oddidx<>+4(SB)/4, $3
+DATA oddidx<>+8(SB)/4, $5
+DATA oddidx<>+12(SB)/4, $7
+DATA oddidx<>+16(SB)/4, $9
+DATA oddidx<>+20(SB)/4, $11
+DATA oddidx<>+24(SB)/4, $13
+DATA oddidx<>+28(SB)/4, $15
+DATA oddidx<>+32(SB)/4, $17
+DATA oddidx<>+36(SB)/4, $19
+DATA oddidx<>+40(SB)/4, $21
+DATA oddidx<>+44(SB)/4, $23
+DATA oddidx<>+48(SB)/4, $25
+DATA oddidx<>+52(SB)/4, $27
+DATA oddidx<>+56(SB)/4, $29
+DATA oddidx<>+60(SB)/4, $31
+GLOBL oddidx<>(SB), RODATA|NOPTR, $64

@@ -5,16 +5,37 @@
 // matrix in memory: each weight is decoded in registers and used at once
 // (for every row of a small batch) by fused multiply-adds.
 //
-// On amd64 with AVX2, FMA and F16C the kernels are generated assembly
-// (gen/, qkernels_amd64.s); everywhere else, and for the few shapes the
-// assembly does not cover (see Coverage; output columns outside the
-// 8-aligned part of [n0, n1) always), a portable Go implementation with
-// the same structure runs. GODEBUG=cpu.avx2=off switches the assembly off.
+// On amd64 the kernels are generated assembly (gen/): AVX-512 (F, BW, VL,
+// DQ; qkernels512_amd64.s) where the CPU has it, else AVX2 + FMA + F16C
+// (qkernels_amd64.s); everywhere else, and for the few shapes the assembly
+// does not cover (see Coverage; output columns outside the 8-aligned part
+// of [n0, n1) of GPTQ weights always), a portable Go implementation with
+// the same structure runs. GODEBUG=cpu.avx512f=off selects the AVX2
+// kernels, GODEBUG=cpu.avx2=off the portable ones.
 //
 // Numerics: products are exact and sums are float32, in an order that
 // differs from a plain dot product (GPTQ sums per group Σq·x and applies
 // (Σq·x − z·Σx)·scale once per group), so results match the float64
 // reference within a few float32 ulps of Σ|x·w|.
+//
+// AVX-512 (gen/gptq512.go, gen/fp512.go): GPTQ keeps the AVX2 algorithm
+// on 16-column vectors, 32 registers and compact broadcast coefficients,
+// for 1, 2, 3, 4 or 8 x rows per pass (prefill runs 8-row passes: the
+// decode of a 16-weight vector is hidden behind its 8 FMAs). The
+// row-major formats decode weights exactly to float32 and sum them in the
+// order of the dense kernels of package kernels: matrix-vector kernels for
+// up to 4 x rows, and for batches of fpPanelMinM rows or more, decoded
+// weight panels fed to kernels.PanelGEMM (each weight decoded once per
+// call, then the dense prefill micro-kernel).
+//
+// Batch invariance: the AVX-512 kernels (GPTQ without act-order, and the
+// row-major formats) and the portable code compute every output element
+// with the same sequence of operations whatever the number of rows M of
+// the call, so a request's results do not depend on the batch it is in.
+// The AVX2 kernels do not promise this (with one x row, GPTQ alternates
+// two accumulators and the row-major formats scale block sums; with
+// several, neither), nor does the act-order GPTQ kernel (AVX2 on every
+// machine).
 //
 // Concurrency: MatMul only reads its inputs and writes the documented part
 // of dst, so calls on disjoint [n0, n1) ranges may run at once. Scratch
@@ -117,19 +138,31 @@ func denseMatMul(dst []float32, ldd int, x []float32, M int, w *quant.Weight, n0
 
 // scratch holds the per-call buffers.
 type scratch struct {
-	f  []float32 // coefficients, sums, accumulators
-	i  []int32   // k lists
-	b  []byte    // synthesized zero points
-	o  []int32   // act-order: list position → input row
-	ga gptqArgs
-	aa gptqActArgs
-	fa fpArgs
+	f   []float32 // coefficients, sums, accumulators; AVX-512 FP: weight panels
+	f2  []float32 // AVX-512 FP: x rows in decode order
+	i   []int32   // k lists
+	b   []byte    // synthesized zero points; AVX-512 FP: zero rows
+	o   []int32   // act-order: list position → input row
+	ga  gptqArgs
+	aa  gptqActArgs
+	fa  fpArgs
+	ga2 fpgArgs // AVX-512 row-major matrix-vector kernels
+	pa  fppArgs // AVX-512 panel packing
 }
 
 var pool = sync.Pool{New: func() any { return new(scratch) }}
 
 func getScratch() *scratch  { return pool.Get().(*scratch) }
 func putScratch(s *scratch) { pool.Put(s) }
+
+// floats2 returns a second float32 buffer of length n, independent of
+// floats (contents undefined).
+func (s *scratch) floats2(n int) []float32 {
+	if cap(s.f2) < n {
+		s.f2 = make([]float32, n+n/4)
+	}
+	return s.f2[:n]
+}
 
 // floats returns a float32 buffer of length n (contents undefined).
 func (s *scratch) floats(n int) []float32 {

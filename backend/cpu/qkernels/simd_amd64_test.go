@@ -4,6 +4,7 @@ package qkernels
 
 import (
 	"math/rand"
+	"os"
 	"testing"
 
 	"github.com/marlin-llm/marlin/quant"
@@ -39,4 +40,23 @@ func TestSIMDTaken(t *testing.T) {
 			t.Errorf("%v: assembly not taken", w)
 		}
 	}
+}
+
+func init() {
+	// QBENCH_AVX2=1 runs the benchmarks (and tests) with the AVX2 kernels.
+	if os.Getenv("QBENCH_AVX2") != "" {
+		useAVX512 = false
+	}
+}
+
+// TestMatMulAVX2 runs the kernel tests on the AVX2 kernels (the AVX-512
+// ones switched off), which CPUs without AVX-512 use.
+func TestMatMulAVX2(t *testing.T) {
+	if !hasSIMD {
+		t.Skip("no AVX2")
+	}
+	saved := useAVX512
+	useAVX512 = false
+	defer func() { useAVX512 = saved }()
+	testKernels(t)
 }

@@ -15,26 +15,45 @@ var gptqZKernels = map[int]map[int]gptqZSet{
 		8: {[]int{2, 1}, []func(*gptqArgs){gptqz2M8C2, gptqz2M8C1}, gptqy2M8},
 	},
 	3: {
-		1: {[]int{8, 4, 2, 1}, []func(*gptqArgs){gptqz3M1C8, gptqz3M1C4, gptqz3M1C2, gptqz3M1C1}, gptqy3M1},
-		2: {[]int{6, 4, 2, 1}, []func(*gptqArgs){gptqz3M2C6, gptqz3M2C4, gptqz3M2C2, gptqz3M2C1}, gptqy3M2},
+		1: {[]int{5, 4, 2, 1}, []func(*gptqArgs){gptqz3M1C5, gptqz3M1C4, gptqz3M1C2, gptqz3M1C1}, gptqy3M1},
+		2: {[]int{5, 4, 2, 1}, []func(*gptqArgs){gptqz3M2C5, gptqz3M2C4, gptqz3M2C2, gptqz3M2C1}, gptqy3M2},
 		3: {[]int{4, 2, 1}, []func(*gptqArgs){gptqz3M3C4, gptqz3M3C2, gptqz3M3C1}, gptqy3M3},
 		4: {[]int{4, 2, 1}, []func(*gptqArgs){gptqz3M4C4, gptqz3M4C2, gptqz3M4C1}, gptqy3M4},
 		8: {[]int{2, 1}, []func(*gptqArgs){gptqz3M8C2, gptqz3M8C1}, gptqy3M8},
 	},
 	4: {
-		1: {[]int{8, 4, 2, 1}, []func(*gptqArgs){gptqz4M1C8, gptqz4M1C4, gptqz4M1C2, gptqz4M1C1}, gptqy4M1},
-		2: {[]int{6, 4, 2, 1}, []func(*gptqArgs){gptqz4M2C6, gptqz4M2C4, gptqz4M2C2, gptqz4M2C1}, gptqy4M2},
+		1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqz4M1C4, gptqz4M1C2, gptqz4M1C1}, gptqy4M1},
+		2: {[]int{4, 2, 1}, []func(*gptqArgs){gptqz4M2C4, gptqz4M2C2, gptqz4M2C1}, gptqy4M2},
 		3: {[]int{4, 2, 1}, []func(*gptqArgs){gptqz4M3C4, gptqz4M3C2, gptqz4M3C1}, gptqy4M3},
 		4: {[]int{4, 2, 1}, []func(*gptqArgs){gptqz4M4C4, gptqz4M4C2, gptqz4M4C1}, gptqy4M4},
 		8: {[]int{2, 1}, []func(*gptqArgs){gptqz4M8C2, gptqz4M8C1}, gptqy4M8},
 	},
 	8: {
-		1: {[]int{8, 4, 2, 1}, []func(*gptqArgs){gptqz8M1C8, gptqz8M1C4, gptqz8M1C2, gptqz8M1C1}, gptqy8M1},
-		2: {[]int{6, 4, 2, 1}, []func(*gptqArgs){gptqz8M2C6, gptqz8M2C4, gptqz8M2C2, gptqz8M2C1}, gptqy8M2},
-		3: {[]int{4, 2, 1}, []func(*gptqArgs){gptqz8M3C4, gptqz8M3C2, gptqz8M3C1}, gptqy8M3},
-		4: {[]int{4, 2, 1}, []func(*gptqArgs){gptqz8M4C4, gptqz8M4C2, gptqz8M4C1}, gptqy8M4},
+		1: {[]int{2, 1}, []func(*gptqArgs){gptqz8M1C2, gptqz8M1C1}, gptqy8M1},
+		2: {[]int{2, 1}, []func(*gptqArgs){gptqz8M2C2, gptqz8M2C1}, gptqy8M2},
+		3: {[]int{2, 1}, []func(*gptqArgs){gptqz8M3C2, gptqz8M3C1}, gptqy8M3},
+		4: {[]int{2, 1}, []func(*gptqArgs){gptqz8M4C2, gptqz8M4C1}, gptqy8M4},
 		8: {[]int{2, 1}, []func(*gptqArgs){gptqz8M8C2, gptqz8M8C1}, gptqy8M8},
 	},
+}
+
+// fpgKernels[kind][mc] are the AVX-512 row-major matrix-vector kernels
+// (mc = −2: one x row, two weight rows at a time), fppKernels[kind] the
+// panel packing ones.
+var fpgKernels = map[string]map[int]func(*fpgArgs){
+	"nv":  {-2: fpgnvM1R2, 1: fpgnvM1, 2: fpgnvM2, 3: fpgnvM3, 4: fpgnvM4},
+	"mx":  {-2: fpgmxM1R2, 1: fpgmxM1, 2: fpgmxM2, 3: fpgmxM3, 4: fpgmxM4},
+	"f4s": {-2: fpgf4sM1R2, 1: fpgf4sM1, 2: fpgf4sM2, 3: fpgf4sM3, 4: fpgf4sM4},
+	"f4b": {-2: fpgf4bM1R2, 1: fpgf4bM1, 2: fpgf4bM2, 3: fpgf4bM3, 4: fpgf4bM4},
+	"f8":  {-2: fpgf8M1R2, 1: fpgf8M1, 2: fpgf8M2, 3: fpgf8M3, 4: fpgf8M4},
+}
+
+var fppKernels = map[string]func(*fppArgs){
+	"nv":  fppnv,
+	"mx":  fppmx,
+	"f4s": fppf4s,
+	"f4b": fppf4b,
+	"f8":  fppf8,
 }
 
 //go:noescape
@@ -101,7 +120,7 @@ func gptqz2M8C1(a *gptqArgs)
 func gptqy2M8(a *gptqArgs)
 
 //go:noescape
-func gptqz3M1C8(a *gptqArgs)
+func gptqz3M1C5(a *gptqArgs)
 
 //go:noescape
 func gptqz3M1C4(a *gptqArgs)
@@ -116,7 +135,7 @@ func gptqz3M1C1(a *gptqArgs)
 func gptqy3M1(a *gptqArgs)
 
 //go:noescape
-func gptqz3M2C6(a *gptqArgs)
+func gptqz3M2C5(a *gptqArgs)
 
 //go:noescape
 func gptqz3M2C4(a *gptqArgs)
@@ -164,9 +183,6 @@ func gptqz3M8C1(a *gptqArgs)
 func gptqy3M8(a *gptqArgs)
 
 //go:noescape
-func gptqz4M1C8(a *gptqArgs)
-
-//go:noescape
 func gptqz4M1C4(a *gptqArgs)
 
 //go:noescape
@@ -177,9 +193,6 @@ func gptqz4M1C1(a *gptqArgs)
 
 //go:noescape
 func gptqy4M1(a *gptqArgs)
-
-//go:noescape
-func gptqz4M2C6(a *gptqArgs)
 
 //go:noescape
 func gptqz4M2C4(a *gptqArgs)
@@ -227,12 +240,6 @@ func gptqz4M8C1(a *gptqArgs)
 func gptqy4M8(a *gptqArgs)
 
 //go:noescape
-func gptqz8M1C8(a *gptqArgs)
-
-//go:noescape
-func gptqz8M1C4(a *gptqArgs)
-
-//go:noescape
 func gptqz8M1C2(a *gptqArgs)
 
 //go:noescape
@@ -240,12 +247,6 @@ func gptqz8M1C1(a *gptqArgs)
 
 //go:noescape
 func gptqy8M1(a *gptqArgs)
-
-//go:noescape
-func gptqz8M2C6(a *gptqArgs)
-
-//go:noescape
-func gptqz8M2C4(a *gptqArgs)
 
 //go:noescape
 func gptqz8M2C2(a *gptqArgs)
@@ -257,9 +258,6 @@ func gptqz8M2C1(a *gptqArgs)
 func gptqy8M2(a *gptqArgs)
 
 //go:noescape
-func gptqz8M3C4(a *gptqArgs)
-
-//go:noescape
 func gptqz8M3C2(a *gptqArgs)
 
 //go:noescape
@@ -267,9 +265,6 @@ func gptqz8M3C1(a *gptqArgs)
 
 //go:noescape
 func gptqy8M3(a *gptqArgs)
-
-//go:noescape
-func gptqz8M4C4(a *gptqArgs)
 
 //go:noescape
 func gptqz8M4C2(a *gptqArgs)
@@ -288,3 +283,93 @@ func gptqz8M8C1(a *gptqArgs)
 
 //go:noescape
 func gptqy8M8(a *gptqArgs)
+
+//go:noescape
+func fpgnvM1R2(a *fpgArgs)
+
+//go:noescape
+func fpgnvM1(a *fpgArgs)
+
+//go:noescape
+func fpgnvM2(a *fpgArgs)
+
+//go:noescape
+func fpgnvM3(a *fpgArgs)
+
+//go:noescape
+func fpgnvM4(a *fpgArgs)
+
+//go:noescape
+func fpgmxM1R2(a *fpgArgs)
+
+//go:noescape
+func fpgmxM1(a *fpgArgs)
+
+//go:noescape
+func fpgmxM2(a *fpgArgs)
+
+//go:noescape
+func fpgmxM3(a *fpgArgs)
+
+//go:noescape
+func fpgmxM4(a *fpgArgs)
+
+//go:noescape
+func fpgf4sM1R2(a *fpgArgs)
+
+//go:noescape
+func fpgf4sM1(a *fpgArgs)
+
+//go:noescape
+func fpgf4sM2(a *fpgArgs)
+
+//go:noescape
+func fpgf4sM3(a *fpgArgs)
+
+//go:noescape
+func fpgf4sM4(a *fpgArgs)
+
+//go:noescape
+func fpgf4bM1R2(a *fpgArgs)
+
+//go:noescape
+func fpgf4bM1(a *fpgArgs)
+
+//go:noescape
+func fpgf4bM2(a *fpgArgs)
+
+//go:noescape
+func fpgf4bM3(a *fpgArgs)
+
+//go:noescape
+func fpgf4bM4(a *fpgArgs)
+
+//go:noescape
+func fpgf8M1R2(a *fpgArgs)
+
+//go:noescape
+func fpgf8M1(a *fpgArgs)
+
+//go:noescape
+func fpgf8M2(a *fpgArgs)
+
+//go:noescape
+func fpgf8M3(a *fpgArgs)
+
+//go:noescape
+func fpgf8M4(a *fpgArgs)
+
+//go:noescape
+func fppnv(a *fppArgs)
+
+//go:noescape
+func fppmx(a *fppArgs)
+
+//go:noescape
+func fppf4s(a *fppArgs)
+
+//go:noescape
+func fppf4b(a *fppArgs)
+
+//go:noescape
+func fppf8(a *fppArgs)

@@ -8,33 +8,52 @@ import (
 // AVX-512 GPTQ kernels (qkernels512_amd64.s).
 //
 // Same algorithm and argument block as the AVX2 kernels (gptqKernel), on
-// 16-column zmm vectors, with three differences:
+// 16-column zmm vectors, with these differences:
 //
 //   - Every accumulator is a single chain: lane j of acc[m][c] starts at
 //     the sub-group's initial sum and takes the fields' FMAs in field
 //     order, whatever the number of x rows (mc) and of column vectors (C)
-//     of the kernel. 32 registers give enough independent chains without
-//     the AVX2 kernels' second accumulator set for one x row, so every
-//     output element is computed by exactly the same sequence of roundings
-//     for any M: a request's results do not depend on the batch it is in.
+//     of the kernel (no second accumulator set for one x row as in AVX2),
+//     so every output element is computed by exactly the same sequence of
+//     roundings for any M: a request's results do not depend on the batch
+//     it is in. With one x row the kernels then have C chains only (int4:
+//     4, int8: 2), which bounds them when the weights are in cache (int4
+//     ~80 G weights/s per core hot), but from DRAM the narrower blocks read
+//     faster (gptq512Wide), and that is what decode sees.
 //   - The AND masks live in registers when there are spare ones (VPANDD
 //     with an embedded-broadcast memory operand otherwise), and the x
-//     coefficients are broadcast from a compact [unit][field][mc] array
-//     (into registers, or as embedded-broadcast FMA operands when the
-//     registers are taken by accumulators).
+//     coefficients are broadcast from a compact [unit][row][field] array
+//     built by gptqPrepZ (into registers, or as embedded-broadcast FMA
+//     operands when the registers are taken by accumulators).
+//   - The scales (and zero points) of the next group are prefetched with
+//     the qweight rows.
 //   - A "half" variant (ymm, 8 columns, otherwise the same instruction
 //     sequence) does the last 8 columns when the 8-aligned range is not a
 //     multiple of 16.
+//   - 8-row passes (prefill) use C = 2: per field 2 VPANDD/VCVTDQ2PS and 16
+//     FMAs, so the decoding hides in the pipes the FMAs leave free.
 
-// gptq512Wide is the widest column blocking per number of x rows; the
-// remainders use the narrower kernels of gptq512Narrow.
-var gptq512Wide = map[int]int{1: 8, 2: 6, 3: 4, 4: 4, 8: 2}
+// gptq512Wide is the widest column blocking for mc x rows: the register
+// limit (mc·C accumulators + C words + broadcasts), and for the passes that
+// stream weights from DRAM (mc ≤ 4) about 1 KiB of qweight per block
+// (bits rows × C × 64 bytes): measured on the 2-core Zen 5 with one x row,
+// int4 C = 4 reads 45–64 GB/s where C = 8 reads 43–55, int8 C = 2 reads
+// 52–67 GB/s where C = 8 reads 33–47 (copy bandwidth 96 GB/s).
+func gptq512Wide(bits, mc int) int {
+	lim := map[int]int{1: 8, 2: 6, 3: 4, 4: 4, 8: 2}[mc]
+	if mc > 4 {
+		return lim
+	}
+	return min(lim, max(1, 16/bits))
+}
 
+// gptq512Rows are the x-row counts of the kernels.
 var gptq512Rows = []int{1, 2, 3, 4, 8}
 
-// gptq512Cs returns the column blockings generated for mc rows, widest first.
-func gptq512Cs(mc int) []int {
-	cs := []int{gptq512Wide[mc]}
+// gptq512Cs returns the column blockings generated for bits and mc rows,
+// widest first.
+func gptq512Cs(bits, mc int) []int {
+	cs := []int{gptq512Wide(bits, mc)}
 	for _, c := range []int{4, 2, 1} {
 		if c < cs[0] {
 			cs = append(cs, c)
@@ -130,8 +149,10 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 		w("MOVL\t$0xff00, R14")
 		w("KMOVW\tR14, K1")
 	}
-	for i, r := range maskReg {
-		w("VPBROADCASTD\tgptqzm%d<>+%d(SB), %s", bits, 4*i, reg(r))
+	for i := range masks {
+		if r, ok := maskReg[i]; ok {
+			w("VPBROADCASTD\tgptqzm%d<>+%d(SB), %s", bits, 4*i, reg(r))
+		}
 	}
 	w("MOVQ\t104(DI), R14")
 	w("MOVQ\tR14, 136(DI)\t// remaining sub-groups")
@@ -162,8 +183,10 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 			w("VMOVDQU32\t%d(AX), %s", VB*ci, word(ci))
 		}
 		if !half {
+			// the same columns of the next sub-group (or further along
+			// these rows, see gptqZPrefetch), one line per 64 bytes read
 			for l := 0; l < c; l++ {
-				w("%s\t%d(AX)(R14*1)", gptq512PF, 64*l)
+				w("PREFETCHT1\t%d(AX)(R14*1)", 64*l)
 			}
 		}
 		for ; fi < len(fs) && fs[fi].row == r; fi++ {
@@ -204,8 +227,15 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	w("// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the")
 	w("// zero was folded into acc's initial value, only y += scale·acc)")
 	z, s := reg(T[0]), reg(T[1])
+	// prefetch the scales (and zero points) of the next group for this block
+	w("MOVQ\t40(DI), R14")
+	for l := 0; l < (VB/2*c+63)/64; l++ {
+		w("PREFETCHT1\t%d(R9)(R14*1)", 64*l)
+	}
 	w("CMPQ\t56(DI), $0")
 	w("JNE\t%s_uniform", name)
+	w("MOVQ\t24(DI), R14")
+	w("PREFETCHT1\t(R10)(R14*1)")
 	for ci := 0; ci < c; ci++ {
 		zoff := 2 * bits * ci // zero-point bytes of this vector (16 columns)
 		if half {
@@ -335,6 +365,3 @@ func gptq512Data(sb *strings.Builder, bits int) {
 	}
 	fmt.Fprintf(sb, "GLOBL gptqzs%d<>(SB), RODATA|NOPTR, $64\n", bits)
 }
-
-// gptq512PF is the prefetch instruction of the zmm kernels.
-var gptq512PF = "PREFETCHT1"

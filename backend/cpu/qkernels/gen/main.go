@@ -114,7 +114,7 @@ func main512() {
 	for _, bits := range []int{2, 3, 4, 8} {
 		fmt.Fprintf(&gb, "%d: {\n", bits)
 		for _, mc := range gptq512Rows {
-			cs := gptq512Cs(mc)
+			cs := gptq512Cs(bits, mc)
 			var names []string
 			for _, c := range cs {
 				gptq512Kernel(&sb, bits, mc, c, false)
@@ -131,6 +131,29 @@ func main512() {
 		gptq512Data(&sb, bits)
 	}
 	gb.WriteString("}\n\n")
+	// row-major formats
+	gb.WriteString("// fpgKernels[kind][mc] are the AVX-512 row-major matrix-vector kernels\n// (mc = −2: one x row, two weight rows at a time), fppKernels[kind] the\n// panel packing ones.\n")
+	gb.WriteString("var fpgKernels = map[string]map[int]func(*fpgArgs){\n")
+	for _, k := range fpKinds {
+		fmt.Fprintf(&gb, "%q: {", k.name)
+		fpgKernel(&sb, k, 1, 2)
+		fmt.Fprintf(&gb, "-2: fpg%sM1R2,", k.name)
+		fmt.Fprintf(&decls, "//go:noescape\nfunc fpg%sM1R2(a *fpgArgs)\n\n", k.name)
+		for _, mc := range fpgRows {
+			fpgKernel(&sb, k, mc, 1)
+			fmt.Fprintf(&gb, "%d: fpg%sM%d,", mc, k.name, mc)
+			fmt.Fprintf(&decls, "//go:noescape\nfunc fpg%sM%d(a *fpgArgs)\n\n", k.name, mc)
+		}
+		gb.WriteString("},\n")
+	}
+	gb.WriteString("}\n\nvar fppKernels = map[string]func(*fppArgs){\n")
+	for _, k := range fpKinds {
+		fppKernel(&sb, k)
+		fmt.Fprintf(&gb, "%q: fpp%s,\n", k.name, k.name)
+		fmt.Fprintf(&decls, "//go:noescape\nfunc fpp%s(a *fppArgs)\n\n", k.name)
+	}
+	gb.WriteString("}\n\n")
+	fp512Data(&sb)
 	gb.WriteString(decls.String())
 	if err := os.WriteFile("qkernels512_amd64.s", []byte(sb.String()), 0o644); err != nil {
 		panic(err)
