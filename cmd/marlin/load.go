@@ -4,10 +4,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/marlin-llm/marlin/backend"
 	"github.com/marlin-llm/marlin/backend/cpu"
+	"github.com/marlin-llm/marlin/backend/cuda"
 	"github.com/marlin-llm/marlin/defaultmodel"
 	"github.com/marlin-llm/marlin/model"
 	"github.com/marlin-llm/marlin/tokenizer"
@@ -28,13 +31,35 @@ func addModelFlags(f *flags) *modelOpts {
 	return o
 }
 
-// newBackend returns the backend the --device flag asks for.
+// newBackend returns the backend the --device flag asks for: "cuda" (or
+// "cuda:N" for device N) fails with the reason when CUDA is unusable;
+// "auto" takes the first CUDA device when there is one, else the CPU.
 func (o *modelOpts) newBackend() (backend.Backend, error) {
-	switch o.device {
-	case "cpu", "auto", "":
+	switch {
+	case o.device == "cpu":
 		return cpu.New(o.threads), nil
-	case "cuda":
-		return nil, fmt.Errorf("--device cuda: this build has no CUDA backend yet; use --device cpu")
+	case o.device == "auto" || o.device == "":
+		be, err := cuda.New(0)
+		if err == nil {
+			return be, nil
+		}
+		if o.verbose {
+			fmt.Fprintf(os.Stderr, "not using CUDA: %v\n", err)
+		}
+		return cpu.New(o.threads), nil
+	case o.device == "cuda" || strings.HasPrefix(o.device, "cuda:"):
+		n := 0
+		if s, ok := strings.CutPrefix(o.device, "cuda:"); ok {
+			var err error
+			if n, err = strconv.Atoi(s); err != nil || n < 0 {
+				return nil, usagef("--device %q: want cuda:N with N a device number", o.device)
+			}
+		}
+		be, err := cuda.New(n)
+		if err != nil {
+			return nil, fmt.Errorf("--device %s: %w", o.device, err)
+		}
+		return be, nil
 	}
 	return nil, usagef("--device %q: want cpu, cuda or auto", o.device)
 }

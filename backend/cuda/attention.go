@@ -1,0 +1,187 @@
+//go:build !nocuda
+
+package cuda
+
+import (
+	"fmt"
+
+	"github.com/marlin-llm/marlin/backend"
+)
+
+// kvCache is the paged KV cache in one device allocation, per layer a key
+// slab [block][kvHead][slot][KeyDim] followed (unless ValueInKey) by a
+// value slab [block][kvHead][slot][ValueDim] (see attention.cu).
+type kvCache struct {
+	owner      *Backend
+	spec       backend.KVSpec
+	buf        *buffer
+	layerBytes int64 // one layer's keys and values
+	keyBytes   int64 // one layer's keys
+}
+
+// Spec implements backend.KVCache.
+func (c *kvCache) Spec() backend.KVSpec { return c.spec }
+
+// Bytes implements backend.KVCache.
+func (c *kvCache) Bytes() int64 { return c.buf.size }
+
+// NewKVCache implements backend.Backend. The cache starts zeroed.
+func (b *Backend) NewKVCache(s backend.KVSpec) (backend.KVCache, error) {
+	if s.Layers <= 0 || s.KVHeads <= 0 || s.KeyDim <= 0 || s.ValueDim <= 0 || s.BlockSize <= 0 || s.Blocks <= 0 {
+		return nil, fmt.Errorf("cuda: invalid KV cache shape %+v", s)
+	}
+	if s.ValueInKey && s.ValueDim > s.KeyDim {
+		return nil, fmt.Errorf("cuda: KV cache values (%d) longer than the keys (%d) that hold them", s.ValueDim, s.KeyDim)
+	}
+	slots := int64(s.Blocks) * int64(s.BlockSize) * int64(s.KVHeads)
+	per := int64(s.KeyDim + s.ValueDim)
+	if s.ValueInKey {
+		per = int64(s.KeyDim)
+	}
+	if slots*per*int64(s.Layers) > 1<<40 {
+		return nil, fmt.Errorf("cuda: KV cache of %d blocks is too large", s.Blocks)
+	}
+	c := &kvCache{owner: b, spec: s, layerBytes: 4 * slots * per, keyBytes: 4 * slots * int64(s.KeyDim)}
+	b.enter()
+	defer b.leave()
+	buf, err := b.alloc(c.layerBytes * int64(s.Layers))
+	if err != nil {
+		return nil, fmt.Errorf("cuda: KV cache: %w", err)
+	}
+	c.buf = buf
+	b.memsetZero(buf.ptr, buf.size/4)
+	return c, nil
+}
+
+// Attention implements backend.Backend. The host builds, per row, the
+// number of positions it sees, its sequence's block table and the cache
+// cell that receives its key and value; kv_store writes every row's keys
+// and values, then attention (one block per row and query head) reads them
+// back through the block tables (see attention.cu).
+func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, layer int, bt *backend.Batch, scale float32) {
+	o, qt, kt := b.tensor(out), b.tensor(q), b.tensor(k)
+	c, ok := cache.(*kvCache)
+	if !ok || c.owner != b {
+		panic(fmt.Sprintf("cuda: KV cache of another backend (%T)", cache))
+	}
+	s := c.spec
+	M := len(bt.Tokens)
+	heads := qt.cols / s.KeyDim
+	var vt *tensor
+	vrows, vcols := M, s.KVHeads*s.ValueDim
+	if v != nil {
+		vt = b.tensor(v)
+		vrows, vcols = vt.rows, vt.cols
+	}
+	checkShape("Attention", (v == nil) == s.ValueInKey, "values given %v for a cache with values in keys %v", v != nil, s.ValueInKey)
+	checkShape("Attention", qt.rows == M && kt.rows == M && vrows == M && o.rows == M && len(bt.Pos) == M &&
+		kt.cols == s.KVHeads*s.KeyDim && vcols == s.KVHeads*s.ValueDim &&
+		qt.cols == heads*s.KeyDim && o.cols == heads*s.ValueDim && heads > 0 && heads%s.KVHeads == 0 &&
+		layer >= 0 && layer < s.Layers,
+		"q [%d, %d], k [%d, %d], v [%d, %d], out [%d, %d], %d tokens, cache %+v, layer %d",
+		qt.rows, qt.cols, kt.rows, kt.cols, vrows, vcols, o.rows, o.cols, M, s, layer)
+	BS := s.BlockSize
+	// meta = rowN [M] | rowTab [M] | stBlk [M] | stSlot [M] | tables
+	tabLen := 0
+	for _, sq := range bt.Seqs {
+		tabLen += len(sq.Blocks)
+	}
+	meta := make([]int32, 4*M, 4*M+tabLen) // appending the tables never reallocates
+	rowN, rowTab, stBlk, stSlot := meta[:M], meta[M:2*M], meta[2*M:3*M], meta[3*M:4*M]
+	for r := range M {
+		stBlk[r] = -1
+		rowN[r] = bt.Pos[r] + 1
+		checkShape("Attention", bt.Pos[r] >= 0, "negative position %d", bt.Pos[r])
+	}
+	for si, sq := range bt.Seqs {
+		checkShape("Attention", sq.Start >= 0 && sq.Len >= 0 && sq.Start+sq.Len <= M, "sequence %d covers rows [%d, %d) of %d", si, sq.Start, sq.Start+sq.Len, M)
+		off := int32(len(meta) - 4*M)
+		meta = append(meta, sq.Blocks...)
+		if sq.Len == 0 {
+			continue
+		}
+		last := int(bt.Pos[sq.Start]) + sq.Len - 1
+		checkShape("Attention", last/BS < len(sq.Blocks), "sequence %d reaches position %d with %d blocks of %d", si, last, len(sq.Blocks), BS)
+		for r := sq.Start; r < sq.Start+sq.Len; r++ {
+			checkShape("Attention", int(bt.Pos[r])/BS < len(sq.Blocks), "sequence %d: row %d at position %d beyond its %d blocks", si, r, bt.Pos[r], len(sq.Blocks))
+			rowTab[r] = off
+			p := int(bt.Pos[r])
+			stBlk[r], stSlot[r] = sq.Blocks[p/BS], int32(p%BS)
+		}
+		for _, blk := range sq.Blocks[:min(len(sq.Blocks), (last+BS)/BS)] {
+			checkShape("Attention", blk >= 0 && int(blk) < s.Blocks, "block %d of %d", blk, s.Blocks)
+		}
+	}
+	// rows outside every sequence read sequence 0's table (as the CPU's do)
+	if len(bt.Seqs) > 0 {
+		covered := make([]bool, M)
+		for _, sq := range bt.Seqs {
+			for r := sq.Start; r < sq.Start+sq.Len; r++ {
+				covered[r] = true
+			}
+		}
+		for r := range M {
+			if !covered[r] {
+				sq := bt.Seqs[0]
+				checkShape("Attention", int(bt.Pos[r])/BS < len(sq.Blocks), "row %d at position %d outside every sequence", r, bt.Pos[r])
+				for _, blk := range sq.Blocks[:int(bt.Pos[r])/BS+1] {
+					checkShape("Attention", blk >= 0 && int(blk) < s.Blocks, "block %d of %d", blk, s.Blocks)
+				}
+			}
+		}
+	} else {
+		checkShape("Attention", M == 0, "%d rows and no sequences", M)
+	}
+	smem := 4 * (s.KeyDim + 4*s.ValueDim + 8)
+
+	b.enter()
+	defer b.leave()
+	if M == 0 || !b.usable(o, qt, kt, vt) {
+		return
+	}
+	if smem > max(b.smemOptin, 48<<10) {
+		b.fail(fmt.Errorf("cuda: Attention: heads of %d+%d values need %d bytes of shared memory (device limit %d)", s.KeyDim, s.ValueDim, smem, b.smemOptin))
+		return
+	}
+	mp := b.stageInts(meta)
+	if mp == 0 {
+		return
+	}
+	kc := c.buf.ptr + uint64(int64(layer)*c.layerBytes)
+	vc, ldv := kc+uint64(c.keyBytes), s.ValueDim
+	var vp uint64
+	if s.ValueInKey {
+		vc, ldv = kc, s.KeyDim
+	} else {
+		vp = vt.ptr()
+	}
+	a := b.newArgs()
+	a.ptr(kc)
+	a.ptr(vc)
+	a.ptr(kt.ptr())
+	a.ptr(vp)
+	a.ptr(mp + uint64(4*2*M))
+	a.ptr(mp + uint64(4*3*M))
+	a.i32(s.KVHeads)
+	a.i32(s.KeyDim)
+	a.i32(s.ValueDim)
+	a.i32(BS)
+	b.launch(b.k.kvStore, M, 1, 128, 0, a)
+
+	a = b.newArgs()
+	a.ptr(o.ptr())
+	a.ptr(qt.ptr())
+	a.ptr(kc)
+	a.ptr(vc)
+	a.ptr(mp)
+	a.ptr(mp + uint64(4*M))
+	a.ptr(mp + uint64(4*4*M))
+	a.i32(heads)
+	a.i32(s.KVHeads)
+	a.i32(s.KeyDim)
+	a.i32(s.ValueDim)
+	a.i32(ldv)
+	a.i32(BS)
+	a.f32(scale)
+	b.launch(b.k.attention, M, heads, 128, smem, a)
+}

@@ -1,0 +1,172 @@
+// common.cu — definitions shared by every kernel of the CUDA backend.
+//
+// The sources are concatenated (common.cu, matmul.cu, ops.cu,
+// attention.cu, moe.cu) and compiled by NVRTC as one program, without any
+// CUDA header: the few conversions needed are written here with integer
+// bit arithmetic (and one PTX instruction for binary16), exactly as the
+// Go reference in package dtype defines them.
+//
+// Conventions: activations are row-major float32 with an explicit row
+// stride (ld, in elements); sizes that can exceed 2^31 elements are
+// computed in size_t; every kernel is extern "C" so the backend finds it by
+// name with cuModuleGetFunction.
+
+typedef unsigned int u32;
+typedef unsigned short u16;
+typedef unsigned char u8;
+typedef unsigned long long u64;
+
+// IEEE binary16 → float32 (exact), with the hardware conversion.
+__device__ __forceinline__ float f16_to_f32(u16 h) {
+#ifdef __CUDA_ARCH__
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+#else  // host compilation (a CPU emulation of the kernels): dtype.F16ToF32
+    u32 sign = (u32)(h >> 15) << 31, e = (h >> 10) & 31u, m = h & 1023u;
+    if (e == 31u) return __uint_as_float(sign | 0x7f800000u | (m << 13));
+    if (e != 0u) return __uint_as_float(sign | ((e + 112u) << 23) | (m << 13));
+    float f = (float)m * (1.0f / 16777216.0f);
+    return sign ? -f : f;
+#endif
+}
+
+// bfloat16 → float32 (exact): the top half of a float32.
+__device__ __forceinline__ float bf16_to_f32(u16 h) {
+    return __uint_as_float(((u32)h) << 16);
+}
+
+// float8 e4m3fn → float32 (exact): bias 7, no infinities, S.1111.111 NaN,
+// subnormals man·2^-9 (dtype.E4M3ToF32).
+__device__ __forceinline__ float e4m3_to_f32(u32 v) {
+    u32 sign = (v >> 7) << 31;
+    u32 e = (v >> 3) & 15u, m = v & 7u;
+    if (e == 15u && m == 7u) return __uint_as_float(sign | 0x7fc00000u);
+    if (e == 0u) {
+        float f = (float)m * (1.0f / 512.0f);
+        return sign ? -f : f;
+    }
+    return __uint_as_float(sign | ((e + 120u) << 23) | (m << 20));
+}
+
+// e2m1 code (low 4 bits, sign in bit 3) → ±{0, 0.5, 1, 1.5, 2, 3, 4, 6}.
+// Magnitude codes 2..7 are 2^((m>>1)-1)·(1 + (m&1)/2): built as float bits.
+__device__ __forceinline__ float e2m1_to_f32(u32 c) {
+    u32 m = c & 7u;
+    float v = m < 2u ? 0.5f * (float)m : __uint_as_float((((m >> 1) + 126u) << 23) | ((m & 1u) << 22));
+    return (c & 8u) ? -v : v;
+}
+
+// e8m0 scale → 2^(v-127); 0xFF is NaN, 0 is the subnormal 2^-127.
+__device__ __forceinline__ float e8m0_to_f32(u32 v) {
+    if (v == 255u) return __uint_as_float(0x7fc00000u);
+    if (v == 0u) return __uint_as_float(0x00400000u);
+    return __uint_as_float(v << 23);
+}
+
+// Sum of v over the 32 lanes of a warp, returned to every lane.
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ double warp_sum_d(double v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// A weight matrix W [N, K] (N output features, K inputs) in its stored
+// format, passed by value to the matmul and embedding kernels. The Go side
+// (type wdesc) mirrors this layout field for field: four 8-byte pointers,
+// then 32-bit fields, 64 bytes in all.
+struct WDesc {
+    const void* data;    // values: row-major [N, K] (dense, FP8, FP4 nibbles) or GPTQ qweight
+    const void* scales;  // per-row or per-group scales (format dependent)
+    const void* zeros;   // GPTQ qzeros, or null (symmetric: zero 2^(bits-1))
+    const int* gidx;     // GPTQ g_idx, or null (group of input k is k/group)
+    int N, K;
+    int bits, group;     // GPTQ bits; group size along K (FP4/GPTQ)
+    int zcols, zoff;     // GPTQ: 32-bit words per qzeros row; zero offset (1 for v1)
+    float global;        // NVFP4 global scale
+    int pad;
+};
+
+// Storage formats (the Go constants fmtF32 … fmtGPTQ match).
+#define FMT_F32 0
+#define FMT_F16 1
+#define FMT_BF16 2
+#define FMT_FP8 3
+#define FMT_FP4 4
+#define FMT_MXFP4 5
+#define FMT_NVFP4 6
+#define FMT_GPTQ 7
+
+// wload<F>(w, n, k) returns element (n, k) of W as float32, exactly as
+// quant.Weight.DequantizeRow defines it.
+template <int F> __device__ __forceinline__ float wload(const WDesc& w, int n, int k);
+
+template <> __device__ __forceinline__ float wload<FMT_F32>(const WDesc& w, int n, int k) {
+    return ((const float*)w.data)[(size_t)n * w.K + k];
+}
+template <> __device__ __forceinline__ float wload<FMT_F16>(const WDesc& w, int n, int k) {
+    return f16_to_f32(((const u16*)w.data)[(size_t)n * w.K + k]);
+}
+template <> __device__ __forceinline__ float wload<FMT_BF16>(const WDesc& w, int n, int k) {
+    return bf16_to_f32(((const u16*)w.data)[(size_t)n * w.K + k]);
+}
+// FP8: e4m3 [N, K] times one float32 scale per row.
+template <> __device__ __forceinline__ float wload<FMT_FP8>(const WDesc& w, int n, int k) {
+    return e4m3_to_f32(((const u8*)w.data)[(size_t)n * w.K + k]) * ((const float*)w.scales)[n];
+}
+// The e2m1 code of element (n, k): byte k/2 of row n, low nibble for even k.
+__device__ __forceinline__ u32 nibble(const WDesc& w, int n, int k) {
+    u32 b = ((const u8*)w.data)[(size_t)n * (w.K >> 1) + (k >> 1)];
+    return (k & 1) ? (b >> 4) : (b & 15u);
+}
+// FP4: e2m1 times an fp16 scale per (row, group).
+template <> __device__ __forceinline__ float wload<FMT_FP4>(const WDesc& w, int n, int k) {
+    return e2m1_to_f32(nibble(w, n, k)) * f16_to_f32(((const u16*)w.scales)[(size_t)n * (w.K / w.group) + k / w.group]);
+}
+// MXFP4: e2m1 times an e8m0 scale per 32.
+template <> __device__ __forceinline__ float wload<FMT_MXFP4>(const WDesc& w, int n, int k) {
+    return e2m1_to_f32(nibble(w, n, k)) * e8m0_to_f32(((const u8*)w.scales)[(size_t)n * (w.K >> 5) + (k >> 5)]);
+}
+// NVFP4: (e2m1 · e4m3 scale per 16, exact) times the global scale.
+template <> __device__ __forceinline__ float wload<FMT_NVFP4>(const WDesc& w, int n, int k) {
+    float v = e2m1_to_f32(nibble(w, n, k)) * e4m3_to_f32(((const u8*)w.scales)[(size_t)n * (w.K >> 4) + (k >> 4)]);
+    return v * w.global;
+}
+// GPTQ: value k of column n's little-endian bit stream in qweight
+// ([K·bits/32, N] words; a 3-bit value may straddle two words), minus the
+// group's zero point (same packing along n in qzeros row g, plus zoff),
+// times the fp16 scale [G, N].
+template <> __device__ __forceinline__ float wload<FMT_GPTQ>(const WDesc& w, int n, int k) {
+    const u32* q = (const u32*)w.data;
+    const u32 mask = (1u << w.bits) - 1u;
+    int p = k * w.bits, r = p >> 5, off = p & 31;
+    u32 v = q[(size_t)r * w.N + n] >> off;
+    if (off + w.bits > 32) v |= q[(size_t)(r + 1) * w.N + n] << (32 - off);
+    v &= mask;
+    int g = w.gidx ? w.gidx[k] : k / w.group;
+    float s = f16_to_f32(((const u16*)w.scales)[(size_t)g * w.N + n]);
+    int z;
+    if (w.zeros) {
+        const u32* zr = (const u32*)w.zeros + (size_t)g * w.zcols;
+        int zp = n * w.bits, zi = zp >> 5, zo = zp & 31;
+        u32 zv = zr[zi] >> zo;
+        if (zo + w.bits > 32) zv |= zr[zi + 1] << (32 - zo);
+        z = (int)(zv & mask) + w.zoff;
+    } else {
+        z = 1 << (w.bits - 1);
+    }
+    return (float)((int)v - z) * s;
+}
+
+// Whether W's rows are contiguous along K (every format but GPTQ, whose
+// qweight has N contiguous): the tile loaders let neighbouring threads
+// walk the contiguous dimension so that their loads coalesce.
+template <int F> struct KContiguous { static const bool value = true; };
+template <> struct KContiguous<FMT_GPTQ> { static const bool value = false; };
+
+// −∞ as a float (no math.h under NVRTC).
+#define NEG_INF (__uint_as_float(0xff800000u))

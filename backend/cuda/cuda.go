@@ -1,0 +1,683 @@
+//go:build !nocuda
+
+package cuda
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/marlin-llm/marlin/backend"
+)
+
+//go:embed common.cu matmul.cu ops.cu attention.cu moe.cu
+var kernelFS embed.FS
+
+// kernelFiles is the order in which the sources are concatenated.
+var kernelFiles = []string{"common.cu", "matmul.cu", "ops.cu", "attention.cu", "moe.cu"}
+
+// kernelSource returns the program NVRTC compiles: every .cu file, each
+// preceded by a #line directive so that compile errors name it.
+func kernelSource() string {
+	var sb strings.Builder
+	for _, f := range kernelFiles {
+		b, err := kernelFS.ReadFile(f)
+		if err != nil {
+			panic(err) // embedded: cannot happen
+		}
+		fmt.Fprintf(&sb, "#line 1 \"%s\"\n%s\n", f, b)
+	}
+	return sb.String()
+}
+
+// kernels are the module's entry points.
+type kernels struct {
+	mmSmall, mmLarge, embed [numFmts]uintptr
+
+	add, addBias, siluMul, rmsNorm, rope, copyRows, copyCols uintptr
+	kvStore, attention                                       uintptr
+	route, gatherRows, scatterAdd                            uintptr
+}
+
+// Backend runs the ops on one CUDA device.
+type Backend struct {
+	d         *driver
+	nv        *nvrtc
+	ordinal   int
+	dev       int32
+	ctx       uintptr // the device's primary context
+	stream    uintptr
+	module    uintptr
+	k         kernels
+	names     map[uintptr]string // kernel → name, for error messages
+	cc, sms   int                // compute capability (major·10+minor), multiprocessors
+	smemOptin int                // largest dynamic shared memory a block may opt into
+	desc      string
+	totalMem  int64
+	fromCache bool // the module came from the disk cache
+
+	mu     sync.Mutex
+	closed atomic.Bool
+	err    error // sticky: the first failure since the last Read or Sync
+
+	allocs  map[uint64]int64 // live device allocations
+	freeMu  sync.Mutex
+	pending []uint64 // allocations to free after the next stream sync
+
+	args    *launchArgs
+	meta    *buffer // per-op upload area for small host arrays (see stage)
+	metaOff int64
+	scratch map[string]*buffer
+	ropes   map[*backend.Rope]*ropeTab
+}
+
+// New opens CUDA device ordinal (0 for the first), compiles (or loads from
+// the cache) the kernels and returns the backend. Without a usable driver,
+// device or NVRTC the error matches ErrUnavailable and says why, e.g.
+// "no CUDA driver found (libcuda.so.1: cannot open shared object file: …)".
+func New(ordinal int) (*Backend, error) {
+	d, err := loadDriver()
+	if err != nil {
+		return nil, err
+	}
+	if r := call(d.cuInit, 0); r != cuSuccess {
+		return nil, &unavailable{fmt.Sprintf("no usable CUDA device (cuInit: %s)", d.errorString(r))}
+	}
+	var count int32
+	if err := d.check(call(d.cuDeviceGetCount, uintptr(unsafe.Pointer(&count))), "cuDeviceGetCount"); err != nil {
+		return nil, err
+	}
+	if ordinal < 0 || ordinal >= int(count) {
+		return nil, &unavailable{fmt.Sprintf("no CUDA device %d (%d found)", ordinal, count)}
+	}
+	nv, err := loadNVRTC()
+	if err != nil {
+		return nil, err
+	}
+	b := &Backend{d: d, nv: nv, ordinal: ordinal, names: map[uintptr]string{}, allocs: map[uint64]int64{},
+		args: new(launchArgs), scratch: map[string]*buffer{}, ropes: map[*backend.Rope]*ropeTab{}}
+	if err := d.check(call(d.cuDeviceGet, uintptr(unsafe.Pointer(&b.dev)), uintptr(ordinal)), "cuDeviceGet"); err != nil {
+		return nil, err
+	}
+	attr := func(a int) int {
+		var v int32
+		call(d.cuDeviceGetAttribute, uintptr(unsafe.Pointer(&v)), uintptr(a), uintptr(b.dev))
+		return int(v)
+	}
+	b.cc = attr(attrComputeCapabilityMajor)*10 + attr(attrComputeCapabilityMinor)
+	b.sms = max(attr(attrMultiprocessorCount), 1)
+	b.smemOptin = attr(attrMaxSharedPerBlockOptin)
+	nameBuf := make([]byte, 256)
+	call(d.cuDeviceGetName, uintptr(unsafe.Pointer(&nameBuf[0])), uintptr(len(nameBuf)), uintptr(b.dev))
+	var total uint64
+	call(d.cuDeviceTotalMem, uintptr(unsafe.Pointer(&total)), uintptr(b.dev))
+	b.totalMem = int64(total)
+	devName := strings.TrimRight(string(nameBuf), "\x00")
+	var dver int32
+	call(d.cuDriverGetVersion, uintptr(unsafe.Pointer(&dver)))
+	b.desc = fmt.Sprintf("%s (sm_%d, %d SMs, %.1f GiB; driver %d.%d, NVRTC %d.%d)", devName, b.cc, b.sms,
+		float64(total)/(1<<30), dver/1000, dver%1000/10, nv.major, nv.minor)
+
+	if err := d.check(call(d.cuDevicePrimaryCtxRetain, uintptr(unsafe.Pointer(&b.ctx)), uintptr(b.dev)), "cuDevicePrimaryCtxRetain"); err != nil {
+		return nil, err
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := b.init(); err != nil {
+		b.teardown()
+		return nil, err
+	}
+	return b, nil
+}
+
+// init creates the stream and loads the module (the context is current).
+func (b *Backend) init() error {
+	d := b.d
+	if err := d.check(call(d.cuCtxSetCurrent, b.ctx), "cuCtxSetCurrent"); err != nil {
+		return err
+	}
+	if err := d.check(call(d.cuStreamCreate, uintptr(unsafe.Pointer(&b.stream)), streamNonBlocking), "cuStreamCreate"); err != nil {
+		return err
+	}
+	src := kernelSource()
+	img, path, cached, err := b.nv.image(src, b.cc, false)
+	if err != nil {
+		return err
+	}
+	r := call(d.cuModuleLoadData, uintptr(unsafe.Pointer(&b.module)), uintptr(unsafe.Pointer(&img[0])))
+	if r != cuSuccess && cached { // a stale or damaged cache file: compile afresh
+		img, path, cached, err = b.nv.image(src, b.cc, true)
+		if err != nil {
+			return err
+		}
+		r = call(d.cuModuleLoadData, uintptr(unsafe.Pointer(&b.module)), uintptr(unsafe.Pointer(&img[0])))
+	}
+	if err := d.check(r, "cuModuleLoadData "+path); err != nil {
+		return err
+	}
+	b.fromCache = cached
+	return b.loadKernels()
+}
+
+// loadKernels looks up every entry point of the module.
+func (b *Backend) loadKernels() error {
+	var missing []string
+	get := func(name string) uintptr {
+		var f uintptr
+		cname := cstr(name)
+		if call(b.d.cuModuleGetFunction, uintptr(unsafe.Pointer(&f)), b.module, uintptr(unsafe.Pointer(&cname[0]))) != cuSuccess {
+			missing = append(missing, name)
+			return 0
+		}
+		b.names[f] = name
+		return f
+	}
+	k := &b.k
+	for f := range numFmts {
+		k.mmSmall[f] = get("mm_small_" + fmtNames[f])
+		k.mmLarge[f] = get("mm_large_" + fmtNames[f])
+		k.embed[f] = get("embed_" + fmtNames[f])
+	}
+	k.add, k.addBias, k.siluMul, k.rmsNorm = get("add_f32"), get("add_bias"), get("silu_mul"), get("rms_norm")
+	k.rope, k.copyRows, k.copyCols = get("rope"), get("copy_rows"), get("copy_cols")
+	k.kvStore, k.attention = get("kv_store"), get("attention")
+	k.route, k.gatherRows, k.scatterAdd = get("route"), get("gather_rows"), get("scatter_add")
+	if len(missing) > 0 {
+		return fmt.Errorf("cuda: kernels missing from the module: %s", strings.Join(missing, ", "))
+	}
+	// attention's dynamic shared memory grows with the head sizes (MLA:
+	// 576 + 4·512 floats); allow it up to the device's opt-in limit
+	if b.smemOptin > 48<<10 {
+		if err := b.d.check(call(b.d.cuFuncSetAttribute, k.attention, funcAttrMaxDynamicSharedSize, uintptr(b.smemOptin)), "cuFuncSetAttribute"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// teardown releases what New acquired (the context must be current).
+func (b *Backend) teardown() {
+	d := b.d
+	if b.module != 0 {
+		call(d.cuModuleUnload, b.module)
+		b.module = 0
+	}
+	if b.stream != 0 {
+		call(d.cuStreamDestroy, b.stream)
+		b.stream = 0
+	}
+	if b.ctx != 0 {
+		call(d.cuDevicePrimaryCtxRelease, uintptr(b.dev))
+		b.ctx = 0
+	}
+}
+
+// Name implements backend.Backend: "cuda:N".
+func (b *Backend) Name() string { return fmt.Sprintf("cuda:%d", b.ordinal) }
+
+// Describe returns the device in one line: model, architecture, SMs,
+// memory, driver and NVRTC versions.
+func (b *Backend) Describe() string { return b.desc }
+
+// enter starts an op: it serialises callers, pins the goroutine to its OS
+// thread and makes the context current there. Every op pairs it with leave.
+func (b *Backend) enter() {
+	b.mu.Lock()
+	if b.closed.Load() {
+		b.mu.Unlock()
+		panic("cuda: backend used after Close")
+	}
+	runtime.LockOSThread()
+	if r := call(b.d.cuCtxSetCurrent, b.ctx); r != cuSuccess {
+		b.fail(b.d.check(r, "cuCtxSetCurrent"))
+	}
+	b.metaOff = 0
+}
+
+// leave ends an op.
+func (b *Backend) leave() {
+	runtime.UnlockOSThread()
+	b.mu.Unlock()
+}
+
+// fail records err as the sticky error unless one is pending.
+func (b *Backend) fail(err error) {
+	if err != nil && b.err == nil {
+		b.err = err
+	}
+}
+
+// checkCall records a failed driver call as the sticky error.
+func (b *Backend) checkCall(r cuResult, op string) bool {
+	if r == cuSuccess {
+		return true
+	}
+	b.fail(b.d.check(r, op))
+	return false
+}
+
+// takeErr returns and clears the sticky error.
+func (b *Backend) takeErr() error {
+	err := b.err
+	b.err = nil
+	return err
+}
+
+// Sync implements backend.Backend: it waits for the queued work and
+// returns (and clears) the first error since the last Sync or Read.
+func (b *Backend) Sync() error {
+	b.enter()
+	defer b.leave()
+	b.syncStream()
+	return b.takeErr()
+}
+
+// syncStream waits for the stream, then frees the allocations queued for
+// release before the wait began (their last users have finished).
+func (b *Backend) syncStream() {
+	b.freeMu.Lock()
+	batch := b.pending
+	b.pending = nil
+	b.freeMu.Unlock()
+	if !b.checkCall(call(b.d.cuStreamSynchronize, b.stream), "cuStreamSynchronize") {
+		b.freeMu.Lock() // keep them for Close
+		b.pending = append(b.pending, batch...)
+		b.freeMu.Unlock()
+		return
+	}
+	for _, p := range batch {
+		b.freeNow(p)
+	}
+}
+
+// freeNow frees a device allocation this backend made (once).
+func (b *Backend) freeNow(p uint64) {
+	if _, ok := b.allocs[p]; !ok {
+		return
+	}
+	delete(b.allocs, p)
+	call(b.d.cuMemFree, uintptr(p))
+}
+
+// Close implements backend.Backend: it waits for queued work and frees
+// every allocation, the module, the stream and the context reference.
+// Using the backend afterwards panics (Read returns an error).
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed.Load() {
+		return nil
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	d := b.d
+	err := d.check(call(d.cuCtxSetCurrent, b.ctx), "cuCtxSetCurrent")
+	if err == nil {
+		err = d.check(call(d.cuStreamSynchronize, b.stream), "cuStreamSynchronize")
+	}
+	b.closed.Store(true)
+	b.freeMu.Lock()
+	b.pending = nil
+	b.freeMu.Unlock()
+	for p := range b.allocs {
+		call(d.cuMemFree, uintptr(p))
+	}
+	clear(b.allocs)
+	b.teardown()
+	if err == nil {
+		err = b.takeErr()
+	}
+	return err
+}
+
+// MemInfo returns the device's free and total memory in bytes.
+func (b *Backend) MemInfo() (free, total int64, err error) {
+	b.enter()
+	defer b.leave()
+	var f, t uint64
+	if err := b.d.check(call(b.d.cuMemGetInfo, uintptr(unsafe.Pointer(&f)), uintptr(unsafe.Pointer(&t))), "cuMemGetInfo"); err != nil {
+		return 0, 0, err
+	}
+	return int64(f), int64(t), nil
+}
+
+// buffer is one device allocation. ptr is 0 for an empty buffer and for
+// one whose allocation failed (size > 0): ops refuse those (see usable).
+type buffer struct {
+	owner *Backend
+	ptr   uint64
+	size  int64
+}
+
+// allocRaw allocates size bytes (the caller holds the op lock).
+func (b *Backend) allocRaw(size int64) (*buffer, error) {
+	buf := &buffer{owner: b, size: size}
+	if size <= 0 {
+		buf.size = 0
+		return buf, nil
+	}
+	var p uint64
+	if r := call(b.d.cuMemAlloc, uintptr(unsafe.Pointer(&p)), uintptr(size)); r != cuSuccess {
+		return buf, fmt.Errorf("cuda: allocating %d bytes on %s: %s", size, b.Name(), b.d.errorString(r))
+	}
+	b.allocs[p] = size
+	buf.ptr = p
+	return buf, nil
+}
+
+// alloc allocates a buffer that is freed when it becomes unreachable.
+func (b *Backend) alloc(size int64) (*buffer, error) {
+	buf, err := b.allocRaw(size)
+	if err == nil && buf.ptr != 0 {
+		runtime.AddCleanup(buf, b.collect, buf.ptr)
+	}
+	return buf, err
+}
+
+// collect runs (on the runtime's cleanup goroutine) when a buffer's owner
+// became unreachable: its memory is freed after the next stream sync.
+func (b *Backend) collect(p uint64) {
+	if b.closed.Load() {
+		return
+	}
+	b.freeMu.Lock()
+	b.pending = append(b.pending, p)
+	b.freeMu.Unlock()
+}
+
+// drop queues an internal buffer for release after the next stream sync
+// (kernels already queued may still read it).
+func (b *Backend) drop(buf *buffer) {
+	if buf != nil && buf.ptr != 0 {
+		b.collect(buf.ptr)
+		buf.ptr = 0
+	}
+}
+
+// upload copies host bytes to a new buffer (on the stream; the driver
+// stages pageable memory before returning, so data may change afterwards).
+func (b *Backend) upload(data unsafe.Pointer, size int64) (*buffer, error) {
+	buf, err := b.alloc(size)
+	if err != nil || size == 0 {
+		return buf, err
+	}
+	if r := call(b.d.cuMemcpyHtoDAsync, uintptr(buf.ptr), uintptr(data), uintptr(size), b.stream); r != cuSuccess {
+		return buf, b.d.check(r, "cuMemcpyHtoDAsync")
+	}
+	return buf, nil
+}
+
+// stage copies a small host array (tokens, positions, block tables …)
+// into the per-op upload area and returns its device address. The area is
+// reused from its start by every op: the stream runs the copies and the
+// kernels in issue order, so an op's copy lands after the previous op's
+// kernels have read theirs. Returns 0 (with the sticky error set) on
+// failure.
+func (b *Backend) stage(data unsafe.Pointer, size int64) uint64 {
+	if size == 0 || b.err != nil {
+		return 0
+	}
+	need := (size + 255) &^ 255
+	if b.meta == nil || b.metaOff+need > b.meta.size {
+		n := int64(64 << 10)
+		if b.meta != nil {
+			n = 2 * b.meta.size
+		}
+		n = max(n, need)
+		b.drop(b.meta) // earlier data of this op stays valid until the next sync
+		buf, err := b.allocRaw(n)
+		if err != nil {
+			b.meta = nil
+			b.fail(err)
+			return 0
+		}
+		b.meta, b.metaOff = buf, 0
+	}
+	p := b.meta.ptr + uint64(b.metaOff)
+	b.metaOff += need
+	if !b.checkCall(call(b.d.cuMemcpyHtoDAsync, uintptr(p), uintptr(data), uintptr(size), b.stream), "cuMemcpyHtoDAsync") {
+		return 0
+	}
+	return p
+}
+
+// stageInts stages an int32 array.
+func (b *Backend) stageInts(v []int32) uint64 {
+	if len(v) == 0 {
+		return 0
+	}
+	return b.stage(unsafe.Pointer(&v[0]), int64(4*len(v)))
+}
+
+// scratchBuf returns an internal buffer of at least size bytes, reused by
+// every op that asks for the same name (ops are serialised on the stream).
+func (b *Backend) scratchBuf(name string, size int64) uint64 {
+	buf := b.scratch[name]
+	if buf == nil || buf.size < size {
+		b.drop(buf)
+		nb, err := b.allocRaw(max(size, 2*sizeOf(buf)))
+		if err != nil {
+			delete(b.scratch, name)
+			b.fail(err)
+			return 0
+		}
+		b.scratch[name] = nb
+		buf = nb
+	}
+	return buf.ptr
+}
+
+func sizeOf(buf *buffer) int64 {
+	if buf == nil {
+		return 0
+	}
+	return buf.size
+}
+
+// memsetZero queues a fill of n 32-bit words with zero.
+func (b *Backend) memsetZero(p uint64, words int64) {
+	if p == 0 || words == 0 {
+		return
+	}
+	b.checkCall(call(b.d.cuMemsetD32Async, uintptr(p), 0, uintptr(words), b.stream), "cuMemsetD32Async")
+}
+
+// launchArgs builds the kernelParams array of cuLaunchKernel: each
+// argument's value sits in vals (8-byte slots; a struct takes several) and
+// ptrs[i] points at argument i. One instance per backend, reused by every
+// launch under the op lock; it lives on the Go heap, which does not move.
+type launchArgs struct {
+	vals   [64]uint64
+	ptrs   [24]unsafe.Pointer
+	nv, np int
+}
+
+func (a *launchArgs) reset() { a.nv, a.np = 0, 0 }
+
+// slot reserves words 8-byte words for the next argument.
+func (a *launchArgs) slot(words int) unsafe.Pointer {
+	p := unsafe.Pointer(&a.vals[a.nv])
+	a.ptrs[a.np] = p
+	a.nv += words
+	a.np++
+	return p
+}
+
+func (a *launchArgs) ptr(v uint64)      { *(*uint64)(a.slot(1)) = v }
+func (a *launchArgs) u64(v uint64)      { *(*uint64)(a.slot(1)) = v }
+func (a *launchArgs) i32(v int)         { *(*int32)(a.slot(1)) = int32(v) }
+func (a *launchArgs) f32(v float32)     { *(*float32)(a.slot(1)) = v }
+func (a *launchArgs) desc(d *wdesc)     { *(*wdesc)(a.slot(8)) = *d }
+func (b *Backend) newArgs() *launchArgs { b.args.reset(); return b.args }
+
+// launch queues kernel f on the stream with a grid of gx×gy blocks of bx
+// threads and smem bytes of dynamic shared memory. Empty grids and ops
+// after a failure are skipped.
+func (b *Backend) launch(f uintptr, gx, gy, bx, smem int, a *launchArgs) {
+	if b.err != nil || gx <= 0 || gy <= 0 {
+		return
+	}
+	r := call(b.d.cuLaunchKernel, f, uintptr(gx), uintptr(gy), 1, uintptr(bx), 1, 1, uintptr(smem), b.stream,
+		uintptr(unsafe.Pointer(&a.ptrs[0])), 0)
+	runtime.KeepAlive(a)
+	if r != cuSuccess {
+		b.fail(b.d.check(r, "launching "+b.names[f]))
+	}
+}
+
+// gridFor returns the block count of a grid-stride kernel over n elements
+// with 256-thread blocks (capped at 32 blocks per SM).
+func (b *Backend) gridFor(n int64) int {
+	return int(min((n+255)/256, int64(32*b.sms)))
+}
+
+// usable reports whether the tensors' memory exists; a tensor whose
+// allocation failed makes the op fail instead of touching address 0.
+func (b *Backend) usable(ts ...*tensor) bool {
+	if b.err != nil {
+		return false
+	}
+	for _, t := range ts {
+		if t != nil && t.buf.ptr == 0 && t.buf.size > 0 {
+			b.fail(errors.New("cuda: use of a tensor whose allocation failed"))
+			return false
+		}
+	}
+	return true
+}
+
+// tensor is an activation matrix in device memory, row-major float32. A
+// view shares its buffer (and keeps it alive).
+type tensor struct {
+	buf        *buffer
+	rows, cols int
+}
+
+// Rows implements backend.Tensor.
+func (t *tensor) Rows() int { return t.rows }
+
+// Cols implements backend.Tensor.
+func (t *tensor) Cols() int { return t.cols }
+
+func (t *tensor) ptr() uint64 { return t.buf.ptr }
+func (t *tensor) n() int64    { return int64(t.rows) * int64(t.cols) }
+
+// tensor converts a backend.Tensor of this backend.
+func (b *Backend) tensor(t backend.Tensor) *tensor {
+	c, ok := t.(*tensor)
+	if !ok || c.buf.owner != b {
+		panic(fmt.Sprintf("cuda: tensor of another backend (%T)", t))
+	}
+	return c
+}
+
+// NewTensor implements backend.Backend. An allocation failure becomes the
+// sticky error; the returned tensor is then unusable.
+func (b *Backend) NewTensor(rows, cols int) backend.Tensor {
+	if rows < 0 || cols < 0 {
+		panic(fmt.Sprintf("cuda: NewTensor(%d, %d): negative size", rows, cols))
+	}
+	b.enter()
+	defer b.leave()
+	buf, err := b.alloc(4 * int64(rows) * int64(cols))
+	b.fail(err)
+	if err == nil {
+		b.memsetZero(buf.ptr, int64(rows)*int64(cols))
+	}
+	return &tensor{buf: buf, rows: rows, cols: cols}
+}
+
+// View implements backend.Backend.
+func (b *Backend) View(t backend.Tensor, rows int) backend.Tensor {
+	c := b.tensor(t)
+	if rows < 0 || rows > c.rows {
+		panic(fmt.Sprintf("cuda: View of %d rows of a [%d, %d] tensor", rows, c.rows, c.cols))
+	}
+	return &tensor{buf: c.buf, rows: rows, cols: c.cols}
+}
+
+// Write implements backend.Backend. The copy is queued; src may be reused
+// as soon as Write returns.
+func (b *Backend) Write(t backend.Tensor, src []float32) {
+	c := b.tensor(t)
+	if int64(len(src)) != c.n() {
+		panic(fmt.Sprintf("cuda: Write of %d values into a [%d, %d] tensor", len(src), c.rows, c.cols))
+	}
+	b.enter()
+	defer b.leave()
+	if len(src) == 0 || !b.usable(c) {
+		return
+	}
+	b.checkCall(call(b.d.cuMemcpyHtoDAsync, uintptr(c.ptr()), uintptr(unsafe.Pointer(&src[0])), uintptr(4*len(src)), b.stream), "cuMemcpyHtoDAsync")
+}
+
+// Read implements backend.Backend: it waits for the queued work, copies t
+// into dst and returns (and clears) the first error since the last Read or
+// Sync; dst is unspecified when it returns an error.
+func (b *Backend) Read(dst []float32, t backend.Tensor) error {
+	c := b.tensor(t)
+	if int64(len(dst)) != c.n() {
+		return fmt.Errorf("cuda: Read of a [%d, %d] tensor into %d values", c.rows, c.cols, len(dst))
+	}
+	if b.closed.Load() {
+		return errors.New("cuda: Read after Close")
+	}
+	b.enter()
+	defer b.leave()
+	if len(dst) > 0 && b.usable(c) {
+		b.checkCall(call(b.d.cuMemcpyDtoHAsync, uintptr(unsafe.Pointer(&dst[0])), uintptr(c.ptr()), uintptr(4*len(dst)), b.stream), "cuMemcpyDtoHAsync")
+	}
+	b.syncStream()
+	return b.takeErr()
+}
+
+// vector is a parameter vector in device memory.
+type vector struct {
+	buf *buffer
+	n   int
+}
+
+// Len implements backend.Vector.
+func (v *vector) Len() int { return v.n }
+
+func (b *Backend) vec(v backend.Vector) *vector {
+	c, ok := v.(*vector)
+	if !ok || c.buf.owner != b {
+		panic(fmt.Sprintf("cuda: vector of another backend (%T)", v))
+	}
+	return c
+}
+
+// LoadVector implements backend.Backend. An allocation failure becomes the
+// sticky error.
+func (b *Backend) LoadVector(v []float32) backend.Vector {
+	b.enter()
+	defer b.leave()
+	var p unsafe.Pointer
+	if len(v) > 0 {
+		p = unsafe.Pointer(&v[0])
+	}
+	buf, err := b.upload(p, 4*int64(len(v)))
+	b.fail(err)
+	return &vector{buf: buf, n: len(v)}
+}
+
+// vecUsable is usable for vectors.
+func (b *Backend) vecUsable(v *vector) bool {
+	if v.buf.ptr == 0 && v.buf.size > 0 {
+		b.fail(errors.New("cuda: use of a vector whose allocation failed"))
+		return false
+	}
+	return b.err == nil
+}
+
+func checkShape(op string, cond bool, format string, args ...any) {
+	if !cond {
+		panic("cuda: " + op + ": " + fmt.Sprintf(format, args...))
+	}
+}

@@ -1,0 +1,113 @@
+// matmul.cu — y[M, N] = x[M, K] · Wᵀ for W [N, K] in any stored format,
+// and the embedding lookup (rows of W as float32).
+//
+// One templated tile kernel serves every format: the weight tile is
+// dequantized element by element (wload<F>) while it is copied into shared
+// memory, then multiplied in float32 with one fused multiply-add per
+// product, summing k in increasing order. Correctness first; the fast
+// paths (tensor cores, Marlin-style int4 decode) come later.
+//
+// Block: 256 threads. Tile: BM rows of x by BN output features, stepping
+// BK inputs at a time. Grid: x = ⌈N/BN⌉, y = ⌈M/BM⌉.
+//
+//   loads  — the x tile [BM][BK] with consecutive threads on consecutive k
+//            (coalesced rows of x); the weight tile [BN][BK] with
+//            consecutive threads on consecutive k for row-major formats, or
+//            on consecutive n for GPTQ (qweight words of one row are
+//            consecutive in n). Out-of-range elements load as 0.
+//   math   — thread t owns TM×TN outputs: rows tm + i·(BM/TM), columns
+//            tn + j·(BN/TN) with tn = t mod (BN/TN), tm = t / (BN/TN), so a
+//            warp reads BN/TN distinct weight rows per step (row pitch BK+1:
+//            no bank conflicts) and broadcasts x, and stores coalesce in n.
+//
+// Two configurations: "small" (BM 8, BN 32, BK 128, one output a thread)
+// for decode-sized M ≤ 8, which keeps ⌈N/32⌉ blocks busy; "large"
+// (BM 64, BN 64, BK 32, 4×4 outputs a thread) for prefill.
+
+template <int F, int BM, int BN, int BK, int TM, int TN>
+__device__ __forceinline__ void matmul_tile(const WDesc& w, const float* __restrict__ x, int ldx,
+                                            float* __restrict__ y, int ldy, int M) {
+    __shared__ float xs[BM][BK + 1];
+    __shared__ float ws[BN][BK + 1];
+    const int tid = threadIdx.x;
+    const int tn = tid % (BN / TN), tm = tid / (BN / TN);
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    float acc[TM][TN];
+#pragma unroll
+    for (int i = 0; i < TM; i++)
+#pragma unroll
+        for (int j = 0; j < TN; j++) acc[i][j] = 0.f;
+
+    for (int k0 = 0; k0 < w.K; k0 += BK) {
+        for (int i = tid; i < BM * BK; i += 256) {
+            int r = i / BK, kk = i % BK, m = m0 + r, k = k0 + kk;
+            xs[r][kk] = (m < M && k < w.K) ? x[(size_t)m * ldx + k] : 0.f;
+        }
+        for (int i = tid; i < BN * BK; i += 256) {
+            int nn, kk;
+            if (KContiguous<F>::value) {
+                nn = i / BK;
+                kk = i % BK;
+            } else {
+                kk = i / BN;
+                nn = i % BN;
+            }
+            int n = n0 + nn, k = k0 + kk;
+            ws[nn][kk] = (n < w.N && k < w.K) ? wload<F>(w, n, k) : 0.f;
+        }
+        __syncthreads();
+#pragma unroll 8
+        for (int kk = 0; kk < BK; kk++) {
+            float a[TM], b[TN];
+#pragma unroll
+            for (int i = 0; i < TM; i++) a[i] = xs[tm + i * (BM / TM)][kk];
+#pragma unroll
+            for (int j = 0; j < TN; j++) b[j] = ws[tn + j * (BN / TN)][kk];
+#pragma unroll
+            for (int i = 0; i < TM; i++)
+#pragma unroll
+                for (int j = 0; j < TN; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < TM; i++) {
+        int m = m0 + tm + i * (BM / TM);
+        if (m >= M) continue;
+#pragma unroll
+        for (int j = 0; j < TN; j++) {
+            int n = n0 + tn + j * (BN / TN);
+            if (n < w.N) y[(size_t)m * ldy + n] = acc[i][j];
+        }
+    }
+}
+
+// Embedding: y[i, :] = W[tokens[i], :] as float32. One block per row i,
+// threads over the K values.
+template <int F>
+__device__ __forceinline__ void embed_rows(const WDesc& w, const int* __restrict__ tokens, float* __restrict__ y, int ldy) {
+    const int i = blockIdx.x, tok = tokens[i];
+    for (int k = threadIdx.x; k < w.K; k += blockDim.x) y[(size_t)i * ldy + k] = wload<F>(w, tok, k);
+}
+
+#define MATMUL_KERNELS(F, NAME)                                                                              \
+    extern "C" __global__ void __launch_bounds__(256)                                                        \
+        mm_small_##NAME(WDesc w, const float* x, int ldx, float* y, int ldy, int M) {                        \
+        matmul_tile<F, 8, 32, 128, 1, 1>(w, x, ldx, y, ldy, M);                                              \
+    }                                                                                                        \
+    extern "C" __global__ void __launch_bounds__(256)                                                        \
+        mm_large_##NAME(WDesc w, const float* x, int ldx, float* y, int ldy, int M) {                        \
+        matmul_tile<F, 64, 64, 32, 4, 4>(w, x, ldx, y, ldy, M);                                              \
+    }                                                                                                        \
+    extern "C" __global__ void embed_##NAME(WDesc w, const int* tokens, float* y, int ldy) {                 \
+        embed_rows<F>(w, tokens, y, ldy);                                                                    \
+    }
+
+MATMUL_KERNELS(FMT_F32, f32)
+MATMUL_KERNELS(FMT_F16, f16)
+MATMUL_KERNELS(FMT_BF16, bf16)
+MATMUL_KERNELS(FMT_FP8, fp8)
+MATMUL_KERNELS(FMT_FP4, fp4)
+MATMUL_KERNELS(FMT_MXFP4, mxfp4)
+MATMUL_KERNELS(FMT_NVFP4, nvfp4)
+MATMUL_KERNELS(FMT_GPTQ, gptq)

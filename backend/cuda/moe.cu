@@ -1,0 +1,116 @@
+// moe.cu — mixture-of-experts routing and the gather/scatter around the
+// per-expert matmuls.
+
+// Router: one single-thread block per row, which does exactly what the CPU
+// backend's Route does, in the same precision:
+//   softmax: m = max(logits) (float32); e_i = exp(double(l_i − m)); p_i =
+//            float(float(e_i) / Σe) with the sum in double;
+//   sigmoid: p_i = float(1/(1+exp(−double(l_i)))); rank_i = p_i + bias_i;
+//   groups:  each group's score is the sum of its two best ranks (its best
+//            alone for one-expert groups); all but the topGroups best-
+//            scoring groups (ties: lower index first) get rank −∞ (or 0
+//            with maskZero);
+//   top-k:   the k best ranks, ties to the lower index (a stable sort);
+//   weights: the chosen p, divided by (their float32 sum + 1e-20) when
+//            normalize, times scale.
+// Shared memory (dynamic): p [E], rank [E], group scores [G], then int
+// flags for used experts [E] and kept groups [G].
+extern "C" __global__ void route(int* __restrict__ ids, float* __restrict__ wts, const float* __restrict__ logits,
+                                 const float* __restrict__ bias, int E, int topK, int sigmoid, int normalize, int groups,
+                                 int topGroups, int maskZero, float scale) {
+    extern __shared__ float sm[];
+    float* p = sm;
+    float* rank = p + E;
+    float* gs = rank + E;
+    int* used = (int*)(gs + groups);
+    int* kept = used + E;
+    const int r = blockIdx.x;
+    const float* row = logits + (size_t)r * E;
+    if (sigmoid) {
+        for (int e = 0; e < E; e++) {
+            p[e] = (float)(1.0 / (1.0 + exp(-(double)row[e])));
+            rank[e] = bias ? p[e] + bias[e] : p[e];
+        }
+    } else {
+        float m = NEG_INF;
+        for (int e = 0; e < E; e++) m = fmaxf(m, row[e]);
+        double sum = 0;
+        for (int e = 0; e < E; e++) {
+            double x = exp((double)(row[e] - m));
+            p[e] = (float)x;
+            sum += x;
+        }
+        for (int e = 0; e < E; e++) {
+            p[e] = (float)((double)p[e] / sum);
+            rank[e] = p[e];
+        }
+    }
+    if (groups > 1) {
+        const int per = E / groups;
+        for (int g = 0; g < groups; g++) {
+            float a = NEG_INF, b = NEG_INF;
+            for (int e = g * per; e < (g + 1) * per; e++) {
+                float v = rank[e];
+                if (v > a) {
+                    b = a;
+                    a = v;
+                } else if (v > b) {
+                    b = v;
+                }
+            }
+            if (per == 1) b = 0.f;
+            gs[g] = a + b;
+            kept[g] = 0;
+        }
+        for (int j = 0; j < topGroups; j++) {
+            int best = -1;
+            for (int g = 0; g < groups; g++)
+                if (!kept[g] && (best < 0 || gs[g] > gs[best])) best = g;
+            kept[best] = 1;
+        }
+        const float masked = maskZero ? 0.f : NEG_INF;
+        for (int g = 0; g < groups; g++)
+            if (!kept[g])
+                for (int e = g * per; e < (g + 1) * per; e++) rank[e] = masked;
+    }
+    for (int e = 0; e < E; e++) used[e] = 0;
+    int* id = ids + (size_t)r * topK;
+    float* w = wts + (size_t)r * topK;
+    float sum = 0.f;
+    for (int j = 0; j < topK; j++) {
+        int best = -1;
+        for (int e = 0; e < E; e++)
+            if (!used[e] && (best < 0 || rank[e] > rank[best])) best = e;
+        used[best] = 1;
+        id[j] = best;
+        w[j] = p[best];
+        sum += w[j];
+    }
+    for (int j = 0; j < topK; j++) {
+        float v = w[j];
+        if (normalize) v = v / (sum + 1e-20f);
+        w[j] = v * scale;
+    }
+}
+
+// dst row j = src row slots[j] / k (the token of selection slot j), cols
+// values. One block per gathered row.
+extern "C" __global__ void gather_rows(float* __restrict__ dst, const float* __restrict__ src, const int* __restrict__ slots, int k,
+                                       int cols) {
+    const float* s = src + (size_t)(slots[blockIdx.x] / k) * cols;
+    float* d = dst + (size_t)blockIdx.x * cols;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) d[c] = s[c];
+}
+
+// dst[slots[j] / k, :] += wts[slots[j]] · src[j, :]: one expert's outputs
+// added to their tokens' rows, weighted. One block per row j; the rows of
+// one launch are distinct tokens (an expert is chosen at most once per
+// token), so no two blocks write the same row.
+extern "C" __global__ void scatter_add(float* __restrict__ dst, const float* __restrict__ src, const int* __restrict__ slots,
+                                       const float* __restrict__ wts, int k, int cols) {
+    const int slot = slots[blockIdx.x];
+    const float wt = wts[slot];
+    float* d = dst + (size_t)(slot / k) * cols;
+    const float* s = src + (size_t)blockIdx.x * cols;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) d[c] += wt * s[c];
+}

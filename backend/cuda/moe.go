@@ -1,0 +1,205 @@
+//go:build !nocuda
+
+package cuda
+
+import (
+	"fmt"
+	"unsafe"
+
+	"github.com/marlin-llm/marlin/backend"
+)
+
+// selection holds each row's chosen experts and weights on the device:
+// ids int32 [rows, k] followed by weights float32 [rows, k].
+type selection struct {
+	owner   *Backend
+	rows, k int
+	buf     *buffer
+}
+
+// Rows implements backend.Selection.
+func (s *selection) Rows() int { return s.rows }
+
+func (s *selection) ids() uint64     { return s.buf.ptr }
+func (s *selection) weights() uint64 { return s.buf.ptr + uint64(4*s.rows*s.k) }
+
+// NewSelection implements backend.Backend. An allocation failure becomes
+// the sticky error.
+func (b *Backend) NewSelection(rows, topK int) backend.Selection {
+	if rows < 0 || topK < 0 {
+		panic(fmt.Sprintf("cuda: NewSelection(%d, %d): negative size", rows, topK))
+	}
+	b.enter()
+	defer b.leave()
+	buf, err := b.alloc(8 * int64(rows) * int64(topK))
+	b.fail(err)
+	if err == nil {
+		b.memsetZero(buf.ptr, 2*int64(rows)*int64(topK))
+	}
+	return &selection{owner: b, rows: rows, k: topK, buf: buf}
+}
+
+func (b *Backend) sel(s backend.Selection) *selection {
+	c, ok := s.(*selection)
+	if !ok || c.owner != b {
+		panic(fmt.Sprintf("cuda: selection of another backend (%T)", s))
+	}
+	return c
+}
+
+// Route implements backend.Backend with the route kernel of moe.cu, which
+// follows the CPU backend's Route step for step.
+func (b *Backend) Route(s backend.Selection, logits backend.Tensor, r *backend.Router) {
+	sl, lg := b.sel(s), b.tensor(logits)
+	E := lg.cols
+	checkShape("Route", sl.rows >= lg.rows && sl.k == r.TopK && r.TopK > 0 && r.TopK <= E,
+		"selection [%d, %d], logits [%d, %d], top-k %d", sl.rows, sl.k, lg.rows, lg.cols, r.TopK)
+	groups := max(r.Groups, 1)
+	checkShape("Route", E%groups == 0 && (groups == 1 || r.TopKGroups > 0 && r.TopKGroups <= groups),
+		"%d experts in %d groups, top %d groups", E, groups, r.TopKGroups)
+	var bias *vector
+	if r.Bias != nil {
+		bias = b.vec(r.Bias)
+		checkShape("Route", bias.n == E, "bias of %d for %d experts", bias.n, E)
+	}
+	scale := r.Scale
+	if scale == 0 {
+		scale = 1
+	}
+	b.enter()
+	defer b.leave()
+	if lg.rows == 0 || !b.usable(lg) || sl.buf.ptr == 0 {
+		if sl.buf.ptr == 0 && sl.buf.size > 0 {
+			b.fail(fmt.Errorf("cuda: use of a selection whose allocation failed"))
+		}
+		return
+	}
+	var bp uint64
+	if bias != nil {
+		if !b.vecUsable(bias) {
+			return
+		}
+		bp = bias.buf.ptr
+	}
+	flag := func(v bool) int {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	topGroups := r.TopKGroups
+	if groups == 1 {
+		topGroups = 1
+	}
+	a := b.newArgs()
+	a.ptr(sl.ids())
+	a.ptr(sl.weights())
+	a.ptr(lg.ptr())
+	a.ptr(bp)
+	a.i32(E)
+	a.i32(r.TopK)
+	a.i32(flag(r.Sigmoid))
+	a.i32(flag(r.Normalize))
+	a.i32(groups)
+	a.i32(topGroups)
+	a.i32(flag(r.GroupMaskZero))
+	a.f32(scale)
+	smem := 4 * (3*E + 2*groups)
+	b.launch(b.k.route, lg.rows, 1, 1, smem, a)
+}
+
+// Experts implements backend.Backend. The chosen expert ids are copied to
+// the host (one stream synchronisation per call) to group the rows by
+// expert; then, expert by expert in increasing order, the expert's rows are
+// gathered, run through gate, up, SiLU·up and down, and added to their
+// tokens' rows times their routing weights (scatter_add) — the CPU's order
+// of accumulation.
+func (b *Backend) Experts(dst, x backend.Tensor, s backend.Selection, experts []backend.Expert) {
+	d, xt, sl := b.tensor(dst), b.tensor(x), b.sel(s)
+	checkShape("Experts", d.rows == xt.rows && d.cols == xt.cols && sl.rows >= xt.rows,
+		"dst [%d, %d], x [%d, %d], selection of %d rows", d.rows, d.cols, xt.rows, xt.cols, sl.rows)
+	M, H, K := xt.rows, xt.cols, sl.k
+	type ffn struct{ gate, up, down *matrix }
+	mats := make([]ffn, len(experts))
+	for e, ex := range experts {
+		f := ffn{b.mat(ex.Gate), b.mat(ex.Up), b.mat(ex.Down)}
+		I := f.gate.rows
+		checkShape("Experts", f.gate.cols == H && f.up.rows == I && f.up.cols == H && f.down.rows == H && f.down.cols == I,
+			"expert %d: gate %s, up %s, down %s for hidden %d", e, f.gate.name, f.up.name, f.down.name, H)
+		mats[e] = f
+	}
+	b.enter()
+	defer b.leave()
+	if M == 0 || !b.usable(d, xt) {
+		return
+	}
+	if sl.buf.ptr == 0 && sl.buf.size > 0 {
+		b.fail(fmt.Errorf("cuda: use of a selection whose allocation failed"))
+		return
+	}
+	ids := make([]int32, M*K)
+	if len(ids) > 0 {
+		b.checkCall(call(b.d.cuMemcpyDtoHAsync, uintptr(unsafe.Pointer(&ids[0])), uintptr(sl.ids()), uintptr(4*len(ids)), b.stream), "cuMemcpyDtoHAsync")
+	}
+	b.syncStream()
+	if b.err != nil {
+		return
+	}
+	counts := make([]int, len(experts))
+	for _, e := range ids {
+		checkShape("Experts", e >= 0 && int(e) < len(experts), "expert %d of %d", e, len(experts))
+		counts[e]++
+	}
+	// slots grouped by expert, in slot order within each (a counting sort)
+	start := make([]int, len(experts)+1)
+	maxN, maxI := 0, 0
+	for e, n := range counts {
+		start[e+1] = start[e] + n
+		if n > 0 {
+			maxN = max(maxN, n)
+			maxI = max(maxI, mats[e].gate.rows)
+		}
+	}
+	slots := make([]int32, len(ids))
+	fill := append([]int(nil), start[:len(experts)]...)
+	for i, e := range ids {
+		slots[fill[e]] = int32(i)
+		fill[e]++
+	}
+	b.memsetZero(d.ptr(), d.n())
+	sp := b.stageInts(slots)
+	in := b.scratchBuf("moe.in", 4*int64(maxN)*int64(H))
+	gate := b.scratchBuf("moe.gate", 4*int64(maxN)*int64(maxI))
+	up := b.scratchBuf("moe.up", 4*int64(maxN)*int64(maxI))
+	outp := b.scratchBuf("moe.out", 4*int64(maxN)*int64(H))
+	if b.err != nil || sp == 0 {
+		return
+	}
+	for e, n := range counts {
+		if n == 0 {
+			continue
+		}
+		f := mats[e]
+		I := f.gate.rows
+		es := sp + uint64(4*start[e])
+		a := b.newArgs()
+		a.ptr(in)
+		a.ptr(xt.ptr())
+		a.ptr(es)
+		a.i32(K)
+		a.i32(H)
+		b.launch(b.k.gatherRows, n, 1, 256, 0, a)
+		b.matmul(gate, I, in, H, n, f.gate)
+		b.matmul(up, I, in, H, n, f.up)
+		b.siluMul(gate, gate, up, int64(n)*int64(I))
+		b.matmul(outp, H, gate, I, n, f.down)
+		a = b.newArgs()
+		a.ptr(d.ptr())
+		a.ptr(outp)
+		a.ptr(es)
+		a.ptr(sl.weights())
+		a.i32(K)
+		a.i32(H)
+		b.launch(b.k.scatterAdd, n, 1, 256, 0, a)
+	}
+}

@@ -1,0 +1,24 @@
+//go:build nocuda
+
+package cuda
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/marlin-llm/marlin/backend"
+)
+
+// Backend stands in for the CUDA backend in builds with the nocuda tag,
+// which leave out purego and so stay statically linked. It is never
+// created: New always fails.
+type Backend struct{ backend.Backend }
+
+// ErrUnavailable is matched (errors.Is) by the error New returns when the
+// backend cannot run; with the nocuda tag, always.
+var ErrUnavailable = errors.New("CUDA unavailable")
+
+// New reports that this binary was built without CUDA support.
+func New(ordinal int) (*Backend, error) {
+	return nil, fmt.Errorf("this binary was built without CUDA support (tag nocuda): %w", ErrUnavailable)
+}

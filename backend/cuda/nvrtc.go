@@ -1,0 +1,233 @@
+//go:build !nocuda
+
+package cuda
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"github.com/ebitengine/purego"
+)
+
+// NVRTC, the runtime compiler, through purego: the kernels' CUDA C++
+// sources (embedded .cu files) are compiled at first use for the device's
+// architecture and the result is cached on disk, keyed by the SHA-256 of
+// source, target, options and NVRTC version.
+
+// nvrtcLibs are the sonames tried in order (CUDA 13, 12, 11.2+).
+var nvrtcLibs = []string{"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2", "libnvrtc.so"}
+
+// nvrtc holds the resolved NVRTC entry points.
+type nvrtc struct {
+	soname       string
+	major, minor int
+	archs        []int // supported sm_XY as XY (empty when NVRTC cannot say)
+
+	create, compile, destroy       uintptr
+	logSize, log                   uintptr
+	cubinSize, cubin, ptxSize, ptx uintptr
+	errString                      func(int32) string
+}
+
+var (
+	nvrtcOnce sync.Once
+	nvrtcLib  *nvrtc
+	nvrtcErr  error
+)
+
+// loadNVRTC opens the newest NVRTC found (once per process).
+func loadNVRTC() (*nvrtc, error) {
+	nvrtcOnce.Do(func() {
+		var lib uintptr
+		var errs []string
+		n := &nvrtc{}
+		for _, name := range nvrtcLibs {
+			h, err := purego.Dlopen(name, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+			if err == nil {
+				lib, n.soname = h, name
+				break
+			}
+			errs = append(errs, err.Error())
+		}
+		if lib == 0 {
+			nvrtcErr = &unavailable{fmt.Sprintf("no NVRTC found (%s)", strings.Join(errs, "; "))}
+			return
+		}
+		sym := func(name string) uintptr {
+			p, err := purego.Dlsym(lib, name)
+			if err != nil {
+				return 0
+			}
+			return p
+		}
+		version := sym("nvrtcVersion")
+		n.create, n.compile, n.destroy = sym("nvrtcCreateProgram"), sym("nvrtcCompileProgram"), sym("nvrtcDestroyProgram")
+		n.logSize, n.log = sym("nvrtcGetProgramLogSize"), sym("nvrtcGetProgramLog")
+		n.cubinSize, n.cubin = sym("nvrtcGetCUBINSize"), sym("nvrtcGetCUBIN")
+		n.ptxSize, n.ptx = sym("nvrtcGetPTXSize"), sym("nvrtcGetPTX")
+		for _, p := range []uintptr{version, n.create, n.compile, n.destroy, n.logSize, n.log, n.cubinSize, n.cubin, n.ptxSize, n.ptx} {
+			if p == 0 {
+				nvrtcErr = fmt.Errorf("cuda: %s lacks an NVRTC entry point (NVRTC older than 11.2?)", n.soname)
+				return
+			}
+		}
+		purego.RegisterLibFunc(&n.errString, lib, "nvrtcGetErrorString")
+		var major, minor int32
+		call(version, uintptr(unsafe.Pointer(&major)), uintptr(unsafe.Pointer(&minor)))
+		n.major, n.minor = int(major), int(minor)
+		if num, list := sym("nvrtcGetNumSupportedArchs"), sym("nvrtcGetSupportedArchs"); num != 0 && list != 0 {
+			var cnt int32
+			if call(num, uintptr(unsafe.Pointer(&cnt))) == 0 && cnt > 0 && cnt < 1024 {
+				archs := make([]int32, cnt)
+				if call(list, uintptr(unsafe.Pointer(&archs[0]))) == 0 {
+					for _, a := range archs {
+						n.archs = append(n.archs, int(a))
+					}
+				}
+			}
+		}
+		nvrtcLib = n
+	})
+	return nvrtcLib, nvrtcErr
+}
+
+// target picks what to compile for a device of compute capability cc
+// (major·10 + minor): a CUBIN for sm_cc when NVRTC supports it, else PTX
+// for the newest supported architecture not above it (the driver JIT-
+// compiles PTX for newer devices).
+func (n *nvrtc) target(cc int) (arch string, ptx bool, err error) {
+	if len(n.archs) == 0 || slices.Contains(n.archs, cc) {
+		return fmt.Sprintf("sm_%d", cc), false, nil
+	}
+	best := 0
+	for _, a := range n.archs {
+		if a <= cc && a > best {
+			best = a
+		}
+	}
+	if best == 0 {
+		return "", false, fmt.Errorf("cuda: NVRTC %d.%d supports no architecture up to sm_%d (it has %v)", n.major, n.minor, cc, n.archs)
+	}
+	return fmt.Sprintf("compute_%d", best), true, nil
+}
+
+// cstr returns s as a NUL-terminated byte slice.
+func cstr(s string) []byte { return append([]byte(s), 0) }
+
+// build compiles src for arch (sm_XY for a CUBIN, compute_XY for PTX) and
+// returns the image for cuModuleLoadData. Compile errors carry NVRTC's log.
+func (n *nvrtc) build(src, name, arch string, ptx bool, opts []string) ([]byte, error) {
+	var prog uintptr
+	csrc, cname := cstr(src), cstr(name)
+	if r := call(n.create, uintptr(unsafe.Pointer(&prog)), uintptr(unsafe.Pointer(&csrc[0])), uintptr(unsafe.Pointer(&cname[0])), 0, 0, 0); r != 0 {
+		return nil, fmt.Errorf("cuda: nvrtcCreateProgram: %s", n.errString(int32(r)))
+	}
+	defer call(n.destroy, uintptr(unsafe.Pointer(&prog)))
+	all := append([]string{"--gpu-architecture=" + arch}, opts...)
+	cs := make([][]byte, len(all))
+	ptrs := make([]*byte, len(all))
+	for i, o := range all {
+		cs[i] = cstr(o)
+		ptrs[i] = &cs[i][0]
+	}
+	r := call(n.compile, prog, uintptr(len(ptrs)), uintptr(unsafe.Pointer(&ptrs[0])))
+	if r != 0 {
+		return nil, fmt.Errorf("cuda: NVRTC %d.%d compiling %s for %s: %s\n%s", n.major, n.minor, name, arch, n.errString(int32(r)), n.programLog(prog))
+	}
+	sizeFn, getFn := n.cubinSize, n.cubin
+	if ptx {
+		sizeFn, getFn = n.ptxSize, n.ptx
+	}
+	var size uintptr
+	if r := call(sizeFn, prog, uintptr(unsafe.Pointer(&size))); r != 0 || size == 0 {
+		return nil, fmt.Errorf("cuda: NVRTC: no image for %s: %s", arch, n.errString(int32(r)))
+	}
+	img := make([]byte, size)
+	if r := call(getFn, prog, uintptr(unsafe.Pointer(&img[0]))); r != 0 {
+		return nil, fmt.Errorf("cuda: NVRTC: reading the image: %s", n.errString(int32(r)))
+	}
+	return img, nil
+}
+
+// programLog returns NVRTC's compile log of prog.
+func (n *nvrtc) programLog(prog uintptr) string {
+	var size uintptr
+	if call(n.logSize, prog, uintptr(unsafe.Pointer(&size))) != 0 || size <= 1 {
+		return ""
+	}
+	buf := make([]byte, size)
+	if call(n.log, prog, uintptr(unsafe.Pointer(&buf[0]))) != 0 {
+		return ""
+	}
+	return strings.TrimRight(string(buf), "\x00\n")
+}
+
+// compileOptions are passed to every compilation (besides the target).
+// No -lineinfo: NVRTC 11.8 crashed (SIGSEGV inside nvrtcCompileProgram)
+// compiling these sources for sm_90 with it.
+var compileOptions = []string{"--std=c++17"}
+
+// cacheDir returns the folder of cached images (created on demand), or ""
+// when the user has no cache folder.
+func cacheDir() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "marlin", "cubin")
+}
+
+// cacheKey identifies one compilation.
+func (n *nvrtc) cacheKey(src, arch string) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00nvrtc %d.%d\x00%s\x00", src, arch, n.major, n.minor, strings.Join(compileOptions, " "))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// image returns the compiled module for src on a device of compute
+// capability cc, from the disk cache when present (fromCache reports
+// which). A cached file that the driver rejects is recompiled by the
+// caller with noCache.
+func (n *nvrtc) image(src string, cc int, noCache bool) (img []byte, path string, fromCache bool, err error) {
+	arch, ptx, err := n.target(cc)
+	if err != nil {
+		return nil, "", false, err
+	}
+	ext := ".cubin"
+	if ptx {
+		ext = ".ptx"
+	}
+	if dir := cacheDir(); dir != "" {
+		path = filepath.Join(dir, n.cacheKey(src, arch)+ext)
+		if !noCache {
+			if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
+				return b, path, true, nil
+			}
+		}
+	}
+	img, err = n.build(src, "marlin_kernels.cu", arch, ptx, compileOptions)
+	if err != nil {
+		return nil, "", false, err
+	}
+	if ptx {
+		img = append(img, 0) // cuModuleLoadData wants PTX NUL-terminated
+	}
+	if path != "" { // best effort: a read-only cache only costs a compile
+		if os.MkdirAll(filepath.Dir(path), 0o755) == nil {
+			tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
+			if os.WriteFile(tmp, img, 0o644) == nil {
+				if os.Rename(tmp, path) != nil {
+					os.Remove(tmp)
+				}
+			}
+		}
+	}
+	return img, path, false, nil
+}

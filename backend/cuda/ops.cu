@@ -1,0 +1,91 @@
+// ops.cu — element-wise and row-wise operations. Unless noted, a kernel
+// runs a grid-stride loop over its n elements with 256-thread blocks, one
+// element per thread per step.
+
+// dst[i] += x[i]
+extern "C" __global__ void add_f32(float* __restrict__ dst, const float* __restrict__ x, u64 n) {
+    for (u64 i = blockIdx.x * (u64)blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x) dst[i] += x[i];
+}
+
+// dst[r, c] += b[c] for a [rows, cols] tensor (n = rows·cols).
+extern "C" __global__ void add_bias(float* __restrict__ dst, const float* __restrict__ b, int cols, u64 n) {
+    for (u64 i = blockIdx.x * (u64)blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x) dst[i] += b[i % cols];
+}
+
+// dst = silu(g)·u = g/(1+e^-g)·u, in that order in float32 (as the CPU's
+// vkernels.SiLUMul). dst may be g or u.
+extern "C" __global__ void silu_mul(float* dst, const float* g, const float* u, u64 n) {
+    for (u64 i = blockIdx.x * (u64)blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x) {
+        float x = g[i];
+        dst[i] = x / (1.0f + expf(-x)) * u[i];
+    }
+}
+
+// RMS normalisation of consecutive chunks of n values: one 256-thread
+// block per chunk. The sum of squares is accumulated in float64 (each
+// thread a strided partial sum, then warp shuffles and one shared array),
+// r = 1/√(Σx²/n + eps) is rounded once to float32, and each output is
+// (x·r)·w in float32 — the CPU reference's order. dst may be x.
+extern "C" __global__ void __launch_bounds__(256) rms_norm(float* dst, const float* x, const float* __restrict__ w, int n, float eps) {
+    __shared__ double part[8];
+    __shared__ float rs;
+    const size_t base = (size_t)blockIdx.x * n;
+    double ss = 0;
+    for (int i = threadIdx.x; i < n; i += 256) {
+        double v = x[base + i];
+        ss += v * v;
+    }
+    ss = warp_sum_d(ss);
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double t = 0;
+        for (int i = 0; i < 8; i++) t += part[i];
+        rs = (float)(1.0 / sqrt(t / n + (double)eps));
+    }
+    __syncthreads();
+    const float r = rs;
+    for (int i = threadIdx.x; i < n; i += 256) dst[base + i] = __fmul_rn(__fmul_rn(x[base + i], r), w[i]);
+}
+
+// Rotary embedding, in place. One block per row, threads over (head, pair)
+// items: pair j of head h rotates dims (a, b) = (j, j+half) ("rotate
+// half") or (2j, 2j+1) (interleaved), offset by `offset` inside the head,
+// by the angle of position pos[row]: a' = a·c − b·s, b' = b·c + a·s with
+// (c, s) = tables[pos][j] (cos and sin, already times Rope.Scale, computed
+// on the host like the CPU backend's).
+extern "C" __global__ void rope(float* x, int ldx, const int* __restrict__ pos, const float* __restrict__ cosT,
+                                const float* __restrict__ sinT, int half, int heads, int headDim, int offset,
+                                int interleaved) {
+    const int row = blockIdx.x;
+    const size_t p = (size_t)pos[row] * half;
+    float* xr = x + (size_t)row * ldx;
+    for (int it = threadIdx.x; it < heads * half; it += blockDim.x) {
+        int h = it / half, j = it % half;
+        float* v = xr + h * headDim + offset;
+        int ia = interleaved ? 2 * j : j, ib = interleaved ? 2 * j + 1 : j + half;
+        float c = cosT[p + j], s = sinT[p + j];
+        float a = v[ia], b = v[ib];
+        v[ia] = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
+        v[ib] = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s));
+    }
+}
+
+// dst row i = src row rows[i] (cols values). One block per row.
+extern "C" __global__ void copy_rows(float* __restrict__ dst, const float* __restrict__ src, const int* __restrict__ rows, int cols) {
+    const float* s = src + (size_t)rows[blockIdx.x] * cols;
+    float* d = dst + (size_t)blockIdx.x * cols;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) d[c] = s[c];
+}
+
+// For each row and head h: n values from src[h·srcStride + srcOff] to
+// dst[h·dstStride + dstOff]. One block per row, threads over heads·n.
+extern "C" __global__ void copy_cols(float* __restrict__ dst, int ldd, const float* __restrict__ src, int lds, int heads, int n,
+                                     int dstStride, int dstOff, int srcStride, int srcOff) {
+    const float* s = src + (size_t)blockIdx.x * lds;
+    float* d = dst + (size_t)blockIdx.x * ldd;
+    for (int it = threadIdx.x; it < heads * n; it += blockDim.x) {
+        int h = it / n, i = it % n;
+        d[h * dstStride + dstOff + i] = s[h * srcStride + srcOff + i];
+    }
+}

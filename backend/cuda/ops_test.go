@@ -1,0 +1,446 @@
+//go:build !nocuda
+
+package cuda
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/marlin-llm/marlin/backend"
+	"github.com/marlin-llm/marlin/backend/cpu"
+	"github.com/marlin-llm/marlin/dtype"
+	"github.com/marlin-llm/marlin/quant"
+)
+
+// TestOps checks every op of the backend against backend/cpu on random
+// data: fresh inputs for every check, outputs poisoned (NaN) before each
+// run, odd shapes. Tolerances are stated per op.
+func TestOps(t *testing.T) {
+	g := gpu(t)
+	c := cpu.New(2)
+	t.Run("MatMul", func(t *testing.T) { testMatMul(t, g, c) })
+	t.Run("Embed", func(t *testing.T) { testEmbed(t, g, c) })
+	t.Run("HeadMatMul", func(t *testing.T) { testHeadMatMul(t, g, c) })
+	t.Run("Elementwise", func(t *testing.T) { testElementwise(t, g, c) })
+	t.Run("RMSNorm", func(t *testing.T) { testRMSNorm(t, g, c) })
+	t.Run("RoPE", func(t *testing.T) { testRoPE(t, g, c) })
+	t.Run("Copies", func(t *testing.T) { testCopies(t, g, c) })
+	t.Run("Attention", func(t *testing.T) { testAttention(t, g, c) })
+	t.Run("MoE", func(t *testing.T) { testMoE(t, g, c) })
+}
+
+// testMatMul: y = x·Wᵀ for every format, decode-sized and prefill-sized M
+// (both kernel configurations, partial tiles). Tolerance: |gpu − cpu| and
+// |gpu − exact| ≤ 1e-5 · Σ_k|x·w| (float32 sums of K products).
+func testMatMul(t *testing.T, g *Backend, c *cpu.Backend) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, wc := range weightCases {
+		for _, K := range wc.k {
+			for _, N := range []int{37, 130} {
+				w := wc.make(rng, N, K)
+				if err := w.Validate(); err != nil {
+					t.Fatalf("%s: %v", wc.name, err)
+				}
+				gw, err := g.LoadMatrix(w)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cw, err := c.LoadMatrix(w)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if gw.Rows() != N || gw.Cols() != K || gw.Bytes() <= 0 {
+					t.Errorf("%s: matrix [%d, %d] of %d bytes", wc.name, gw.Rows(), gw.Cols(), gw.Bytes())
+				}
+				for _, M := range []int{1, 5, 8, 9, 67} {
+					name := fmt.Sprintf("%s N%d K%d M%d", wc.name, N, K, M)
+					xv := randn(rng, M*K, 1)
+					x := tensors(t, g, c, M, K, xv)
+					y := tensors(t, g, c, M, N, nil)
+					g.MatMul(y.g, x.g, gw)
+					c.MatMul(y.c, x.c, cw)
+					got, want := y.read(t, g, c)
+					scale := absDot(w, xv, M)
+					exact := exactMatMul(w, xv, M)
+					checkScaled(t, name+" vs cpu", got, want, scale, 1e-5)
+					checkScaled(t, name+" vs exact", got, exact, scale, 1e-5)
+				}
+			}
+		}
+	}
+	mustSync(t, g)
+}
+
+// exactMatMul computes x·Wᵀ in float64 from the reference dequantization.
+func exactMatMul(w *quant.Weight, x []float32, M int) []float32 {
+	N, K := w.Out, w.In
+	out := make([]float32, M*N)
+	row := make([]float32, K)
+	for n := range N {
+		w.DequantizeRow(row, n)
+		for m := range M {
+			var s float64
+			for k, v := range row {
+				s += float64(v) * float64(x[m*K+k])
+			}
+			out[m*N+n] = float32(s)
+		}
+	}
+	return out
+}
+
+// checkScaled checks |got − want| ≤ rel·scale element by element.
+func checkScaled(t *testing.T, what string, got, want []float32, scale []float64, rel float64) {
+	t.Helper()
+	bad := 0
+	for i := range want {
+		d := math.Abs(float64(got[i]) - float64(want[i]))
+		if !(d <= rel*scale[i]+1e-30) {
+			if bad < 3 {
+				t.Errorf("%s: element %d: got %g, want %g (|Δ| %.3g, Σ|x·w| %.3g)", what, i, got[i], want[i], d, scale[i])
+			}
+			bad++
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%s: %d of %d elements out of tolerance", what, bad, len(want))
+	}
+}
+
+// testEmbed: rows of every format's table. The values are the exact
+// dequantized weights on both sides; tolerance 1e-6 relative (the same
+// float32 products, possibly fused differently).
+func testEmbed(t *testing.T, g *Backend, c *cpu.Backend) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, wc := range weightCases {
+		K, N := wc.k[0], 41
+		w := wc.make(rng, N, K)
+		gw, err := g.LoadMatrix(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cw, _ := c.LoadMatrix(w)
+		tokens := []int32{0, int32(N - 1), 7, 7, int32(rng.IntN(N)), int32(rng.IntN(N)), 3}
+		d := tensors(t, g, c, len(tokens), K, nil)
+		g.Embed(d.g, gw, tokens)
+		c.Embed(d.c, cw, tokens)
+		got, want := d.read(t, g, c)
+		compare(t, "Embed "+wc.name, got, want, 1e-6, 0)
+	}
+	mustSync(t, g)
+}
+
+// testHeadMatMul: per-head products on strided column ranges (the MLA
+// absorption), with matmul tolerance (1e-5 · Σ|x·w|, here bounded by
+// 1e-5 · the largest such sum).
+func testHeadMatMul(t *testing.T, g *Backend, c *cpu.Backend) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, M := range []int{1, 3, 12} {
+		heads, xStride, dStride, rows, cols := 5, 24, 19, 17, 20
+		var gws, cws []backend.Matrix
+		var bound float64
+		for range heads {
+			w := denseWeight(dtype.BF16)(rng, rows, cols)
+			gw, err := g.LoadMatrix(w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cw, _ := c.LoadMatrix(w)
+			gws, cws = append(gws, gw), append(cws, cw)
+		}
+		xv := randn(rng, M*heads*xStride, 1)
+		x := tensors(t, g, c, M, heads*xStride, xv)
+		dv := randn(rng, M*heads*dStride, 1) // columns outside the heads' ranges must stay
+		d := tensors(t, g, c, M, heads*dStride, dv)
+		g.HeadMatMul(d.g, x.g, gws, dStride, xStride)
+		c.HeadMatMul(d.c, x.c, cws, dStride, xStride)
+		got, want := d.read(t, g, c)
+		bound = maxAbs(want) * 1e-5 * 4
+		compare(t, fmt.Sprintf("HeadMatMul M%d", M), got, want, 0, bound)
+	}
+	mustSync(t, g)
+}
+
+// testElementwise: Add and AddBias (exact), SiLUMul in place and not
+// (1e-6 relative + 1e-7·max: e^x within 2 ulp on both sides).
+func testElementwise(t *testing.T, g *Backend, c *cpu.Backend) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, shape := range [][2]int{{1, 1}, {3, 97}, {65, 1031}} {
+		M, N := shape[0], shape[1]
+		d := tensors(t, g, c, M, N, randn(rng, M*N, 1))
+		x := tensors(t, g, c, M, N, randn(rng, M*N, 1))
+		g.Add(d.g, x.g)
+		c.Add(d.c, x.c)
+		got, want := d.read(t, g, c)
+		compare(t, "Add", got, want, 0, 0)
+
+		bv := randn(rng, N, 1)
+		gb, cb := g.LoadVector(bv), c.LoadVector(bv)
+		g.AddBias(d.g, gb)
+		c.AddBias(d.c, cb)
+		got, want = d.read(t, g, c)
+		compare(t, "AddBias", got, want, 0, 0)
+
+		gate := tensors(t, g, c, M, N, randn(rng, M*N, 4))
+		up := tensors(t, g, c, M, N, randn(rng, M*N, 1))
+		out := tensors(t, g, c, M, N, nil)
+		g.SiLUMul(out.g, gate.g, up.g)
+		c.SiLUMul(out.c, gate.c, up.c)
+		got, want = out.read(t, g, c)
+		compare(t, "SiLUMul", got, want, 1e-6, 1e-7*maxAbs(want))
+		g.SiLUMul(gate.g, gate.g, up.g) // in place
+		c.SiLUMul(gate.c, gate.c, up.c)
+		got, want = gate.read(t, g, c)
+		compare(t, "SiLUMul in place", got, want, 1e-6, 1e-7*maxAbs(want))
+	}
+	mustSync(t, g)
+}
+
+// testRMSNorm: whole rows and per-head chunks, in place and not. Both
+// sides sum squares in float64 and apply (x·r)·w in float32: tolerance
+// 1e-6 relative (r may round differently by 1 ulp).
+func testRMSNorm(t *testing.T, g *Backend, c *cpu.Backend) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, cs := range []struct{ M, cols, n int }{{1, 48, 48}, {5, 96, 16}, {33, 1000, 1000}, {4, 576, 64}} {
+		wv := randn(rng, cs.n, 1)
+		gw, cw := g.LoadVector(wv), c.LoadVector(wv)
+		xv := randn(rng, cs.M*cs.cols, 3)
+		x := tensors(t, g, c, cs.M, cs.cols, xv)
+		d := tensors(t, g, c, cs.M, cs.cols, nil)
+		g.RMSNorm(d.g, x.g, gw, 1e-6)
+		c.RMSNorm(d.c, x.c, cw, 1e-6)
+		got, want := d.read(t, g, c)
+		compare(t, fmt.Sprintf("RMSNorm %+v", cs), got, want, 1e-6, 1e-30)
+		g.RMSNorm(x.g, x.g, gw, 1e-5)
+		c.RMSNorm(x.c, x.c, cw, 1e-5)
+		got, want = x.read(t, g, c)
+		compare(t, fmt.Sprintf("RMSNorm in place %+v", cs), got, want, 1e-6, 1e-30)
+	}
+	mustSync(t, g)
+}
+
+// testRoPE: both pair conventions, a rotary part at an offset inside the
+// head (partial rotary), Scale ≠ 1, positions that grow the cos/sin table.
+// The tables are the CPU's own values; tolerance 1e-6 · max|x|.
+func testRoPE(t *testing.T, g *Backend, c *cpu.Backend) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, inter := range []bool{false, true} {
+		for _, scale := range []float32{0, 1.3} {
+			half := 6
+			r := &backend.Rope{InvFreq: make([]float32, half), Scale: scale, Interleaved: inter}
+			for i := range r.InvFreq {
+				r.InvFreq[i] = float32(math.Pow(10000, -float64(2*i)/float64(2*half)))
+			}
+			heads, headDim, offset := 3, 20, 4
+			for _, maxPos := range []int{50, 700, 5000} {
+				M := 9
+				pos := make([]int32, M)
+				for i := range pos {
+					pos[i] = int32(rng.IntN(maxPos))
+				}
+				xv := randn(rng, M*heads*headDim, 1)
+				x := tensors(t, g, c, M, heads*headDim, xv)
+				g.RoPE(x.g, heads, headDim, offset, r, pos)
+				c.RoPE(x.c, heads, headDim, offset, r, pos)
+				got, want := x.read(t, g, c)
+				compare(t, fmt.Sprintf("RoPE interleaved=%v scale=%g maxPos=%d", inter, scale, maxPos), got, want, 0, 1e-6*maxAbs(want))
+			}
+		}
+	}
+	mustSync(t, g)
+}
+
+// testCopies: CopyRows and CopyCols (exact).
+func testCopies(t *testing.T, g *Backend, c *cpu.Backend) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	src := tensors(t, g, c, 11, 37, randn(rng, 11*37, 1))
+	dst := tensors(t, g, c, 6, 37, randn(rng, 6*37, 1))
+	rows := []int32{10, 0, 3, 3, 7}
+	g.CopyRows(dst.g, src.g, rows)
+	c.CopyRows(dst.c, src.c, rows)
+	got, want := dst.read(t, g, c)
+	compare(t, "CopyRows", got, want, 0, 0)
+
+	s2 := tensors(t, g, c, 5, 3*20, randn(rng, 5*60, 1))
+	d2 := tensors(t, g, c, 5, 3*24, randn(rng, 5*72, 1))
+	g.CopyCols(d2.g, s2.g, 3, 8, 24, 16, 20, 12)
+	c.CopyCols(d2.c, s2.c, 3, 8, 24, 16, 20, 12)
+	got, want = d2.read(t, g, c)
+	compare(t, "CopyCols", got, want, 0, 0)
+	g.CopyCols(d2.g, s2.g, 1, 13, 0, 2, 0, 40)
+	c.CopyCols(d2.c, s2.c, 1, 13, 0, 2, 0, 40)
+	got, want = d2.read(t, g, c)
+	compare(t, "CopyCols one head", got, want, 0, 0)
+	mustSync(t, g)
+}
+
+// testAttention: several sequences per batch (prompt chunks, then decode
+// rows), scrambled block tables, MHA, GQA, MQA and the latent
+// (values-in-keys) cache, over several steps so that later steps read
+// what earlier ones stored. Tolerance 2e-5·(1 + |cpu|), the CPU test's
+// bound against the exact attention.
+func testAttention(t *testing.T, g *Backend, c *cpu.Backend) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	cases := []struct {
+		heads, kvHeads, dk, dv, bs int
+		latent                     bool
+	}{
+		{4, 2, 32, 32, 16, false},
+		{6, 1, 8, 8, 4, false},
+		{8, 8, 24, 24, 3, false},
+		{10, 1, 40, 32, 16, true},
+		{9, 3, 16, 16, 5, false},
+		{4, 1, 576, 512, 16, true}, // GLM-4.7-Flash's latent head
+		{2, 2, 128, 128, 16, false},
+	}
+	for _, cs := range cases {
+		spec := backend.KVSpec{Layers: 2, KVHeads: cs.kvHeads, KeyDim: cs.dk, ValueDim: cs.dv, ValueInKey: cs.latent, BlockSize: cs.bs, Blocks: 200}
+		gc, err := g.NewKVCache(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cc, _ := c.NewKVCache(spec)
+		perm := rng.Perm(spec.Blocks)
+		nseq := 3
+		tables := make([][]int32, nseq)
+		for s := range tables {
+			for i := range 60 / nseq {
+				tables[s] = append(tables[s], int32(perm[s*(60/nseq)+i]))
+			}
+		}
+		done := make([]int, nseq)
+		for step := range 4 {
+			var bt backend.Batch
+			var kv, vv []float32
+			for s := range nseq {
+				n := 1
+				if step < 2 {
+					n = 1 + rng.IntN(3*cs.bs)
+				}
+				bt.Seqs = append(bt.Seqs, backend.Seq{Start: len(bt.Tokens), Len: n, Blocks: tables[s]})
+				for range n {
+					k := randn(rng, cs.kvHeads*cs.dk, 1)
+					kv = append(kv, k...)
+					if !cs.latent {
+						vv = append(vv, randn(rng, cs.kvHeads*cs.dv, 1)...)
+					}
+					bt.Tokens = append(bt.Tokens, 0)
+					bt.Pos = append(bt.Pos, int32(done[s]))
+					done[s]++
+				}
+			}
+			M := len(bt.Tokens)
+			q := tensors(t, g, c, M, cs.heads*cs.dk, randn(rng, M*cs.heads*cs.dk, 1))
+			k := tensors(t, g, c, M, cs.kvHeads*cs.dk, kv)
+			out := tensors(t, g, c, M, cs.heads*cs.dv, nil)
+			var gv, cv backend.Tensor
+			if !cs.latent {
+				v := tensors(t, g, c, M, cs.kvHeads*cs.dv, vv)
+				gv, cv = v.g, v.c
+			}
+			scale := float32(1 / math.Sqrt(float64(cs.dk)))
+			g.Attention(out.g, q.g, k.g, gv, gc, 1, &bt, scale)
+			c.Attention(out.c, q.c, k.c, cv, cc, 1, &bt, scale)
+			got, want := out.read(t, g, c)
+			compare(t, fmt.Sprintf("Attention %+v step %d", cs, step), got, want, 2e-5, 2e-5)
+		}
+		if gc.Bytes() != cc.Bytes() {
+			t.Errorf("KV cache of %d bytes, CPU %d", gc.Bytes(), cc.Bytes())
+		}
+	}
+	mustSync(t, g)
+}
+
+// testMoE: Route (softmax with and without normalisation; sigmoid with a
+// selection bias, scaling and group-limited routing, masked to −∞ or 0)
+// followed by Experts (dense and GPTQ experts), against the CPU. The
+// routing decisions must agree (random logits have no near-ties), so the
+// outputs agree to matmul precision: 2e-5 · max|out|.
+func testMoE(t *testing.T, g *Backend, c *cpu.Backend) {
+	rng := rand.New(rand.NewPCG(17, 18))
+	const E, H, I = 16, 48, 32
+	var gex, cex []backend.Expert
+	for e := range E {
+		mk := denseWeight(dtype.BF16)
+		if e%3 == 1 {
+			mk = gptqWeight(4, 16, true, false, 1)
+		}
+		var ge, ce backend.Expert
+		for i, sh := range [3][2]int{{I, H}, {I, H}, {H, I}} {
+			w := mk(rng, sh[0], sh[1])
+			gw, err := g.LoadMatrix(w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cw, _ := c.LoadMatrix(w)
+			switch i {
+			case 0:
+				ge.Gate, ce.Gate = gw, cw
+			case 1:
+				ge.Up, ce.Up = gw, cw
+			case 2:
+				ge.Down, ce.Down = gw, cw
+			}
+		}
+		gex, cex = append(gex, ge), append(cex, ce)
+	}
+	bias := randn(rng, E, 0.05)
+	routers := []backend.Router{
+		{TopK: 2, Normalize: true},
+		{TopK: 4},
+		{TopK: 3, Sigmoid: true, Normalize: true, Scale: 2.5},
+		{TopK: 4, Sigmoid: true, Normalize: true, Groups: 4, TopKGroups: 2, Scale: 1.8},
+		{TopK: 3, Sigmoid: true, Normalize: true, Groups: 4, TopKGroups: 2, GroupMaskZero: true},
+		{TopK: 2, Sigmoid: true, Groups: 16, TopKGroups: 3},
+	}
+	for ri, r := range routers {
+		for _, withBias := range []bool{false, true} {
+			if withBias && !r.Sigmoid {
+				continue
+			}
+			gr, cr := r, r
+			if withBias {
+				gr.Bias, cr.Bias = g.LoadVector(bias), c.LoadVector(bias)
+			}
+			for _, M := range []int{1, 7, 40} {
+				name := fmt.Sprintf("router %d bias %v M%d", ri, withBias, M)
+				logits := tensors(t, g, c, M, E, randn(rng, M*E, 1.5))
+				gs, cs := g.NewSelection(M+2, r.TopK), c.NewSelection(M+2, r.TopK)
+				g.Route(gs, logits.g, &gr)
+				c.Route(cs, logits.c, &cr)
+				x := tensors(t, g, c, M, H, randn(rng, M*H, 1))
+				d := tensors(t, g, c, M, H, nil)
+				g.Experts(d.g, x.g, gs, gex)
+				c.Experts(d.c, x.c, cs, cex)
+				got, want := d.read(t, g, c)
+				compare(t, name, got, want, 0, 2e-5*maxAbs(want))
+				checkSelection(t, name, g, gs.(*selection), M, E)
+			}
+		}
+	}
+	mustSync(t, g)
+}
+
+// checkSelection reads the GPU's choices back: distinct experts in range,
+// finite positive weights.
+func checkSelection(t *testing.T, name string, g *Backend, s *selection, M, E int) {
+	t.Helper()
+	tmp := &tensor{buf: s.buf, rows: 2 * s.rows, cols: s.k}
+	raw := make([]float32, 2*s.rows*s.k)
+	if err := g.Read(raw, tmp); err != nil {
+		t.Fatal(err)
+	}
+	for r := range M {
+		seen := map[int32]bool{}
+		for j := range s.k {
+			id := int32(math.Float32bits(raw[r*s.k+j]))
+			w := raw[s.rows*s.k+r*s.k+j]
+			if id < 0 || int(id) >= E || seen[id] || !(w > 0) || math.IsInf(float64(w), 0) {
+				t.Errorf("%s: row %d choice %d: expert %d weight %g", name, r, j, id, w)
+			}
+			seen[id] = true
+		}
+	}
+}

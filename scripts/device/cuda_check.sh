@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# cuda_check.sh — every check of the CUDA backend on a GPU machine, in one go.
+#
+# The GPU machine has no Go toolchain: build the binaries first, here
+# (stripped and xz-compressed, so that they travel with the working tree
+# in little space; the script unpacks them):
+#
+#   CGO_ENABLED=0 go test -c -ldflags='-s -w' -o gpubin/cuda.test ./backend/cuda
+#   CGO_ENABLED=0 go build -ldflags='-s -w' -o gpubin/marlin ./cmd/marlin
+#   xz -f -9 gpubin/cuda.test gpubin/marlin
+#
+# then run this script there with gpubin/ carried along (it is git-ignored),
+# e.g. through the device tool: bash scripts/device/cuda_check.sh
+#
+# Steps, in order of importance, each skipped when too little of BUDGET
+# (seconds, default 280) is left:
+#   1. the backend's tests (ops against the CPU, fixtures against transformers,
+#      batching, GPTQ checkpoints, errors, graphs, call costs, matmul timings)
+#   2. the op tests under compute-sanitizer memcheck
+#   3. `marlin run` of the embedded model, greedy, on cuda and on cpu: same text
+#   4. `marlin bench` of a synthetic Llama-3.2-1B shape (bf16 and int4)
+#   5. racecheck (shared-memory hazards) of the tiled kernels
+# Logs go to $OUT (default: a fresh temporary folder); a summary is printed.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
+BUDGET=${BUDGET:-280}
+start=$SECONDS
+left() { echo $((BUDGET - (SECONDS - start))); }
+summary="$OUT/summary.txt"
+: >"$summary"
+note() { echo "$*" | tee -a "$summary"; }
+
+for f in gpubin/cuda.test gpubin/marlin; do
+	if [ ! -x "$f" ] && [ -f "$f.xz" ]; then
+		xz -dkc "$f.xz" >"$f" && chmod +x "$f"
+	fi
+	[ -x "$f" ] || { echo "missing $f: build it first (see the top of $0)"; exit 2; }
+done
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee -a "$summary"
+sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+
+# run NAME MIN MAX LOG CMD...: runs CMD with a timeout of MAX seconds (less
+# when less of the budget is left; skipped below MIN).
+run() {
+	local name=$1 min=$2 max=$3 log=$4
+	shift 4
+	local l
+	l=$(($(left) - 5))
+	if [ "$l" -lt "$min" ]; then
+		note "$name: skipped ($l s left of the budget)"
+		return
+	fi
+	local t0=$SECONDS
+	timeout "$((l < max ? l : max))" "$@" >"$log" 2>&1
+	local rc=$?
+	note "$name: exit $rc in $((SECONDS - t0)) s"
+}
+
+# 1. tests, from the package folder as go test would run them, in groups
+# (separate processes: a device fault in one cannot hide the others' results)
+for group in 'TestCompileKernels|TestTensors|TestStickyErrors|TestClose|TestCollect|TestGraph|TestCallCost' \
+	'TestOps' 'TestFixtures|TestBatchedGeneration|TestGPTQCheckpoints' 'TestMatMulSpeed'; do
+	run "tests $group" 20 90 "$OUT/test.part" bash -c "cd backend/cuda && ../../gpubin/cuda.test -test.v -test.timeout 85s -test.run '$group'"
+	cat "$OUT/test.part" >>"$OUT/test.log" 2>/dev/null
+done
+rm -f "$OUT/test.part"
+grep -E '^(--- |    --- |ok|PASS|FAIL|panic)|cuda tests on|worst position|purego call|µs' "$OUT/test.log" | head -120
+
+# 2. memcheck of the op tests
+if [ -n "$sanitizer" ]; then
+	run memcheck 40 120 "$OUT/memcheck.log" bash -c "cd backend/cuda && '$sanitizer' --tool memcheck --error-exitcode 9 ../../gpubin/cuda.test -test.v -test.run 'TestOps' -test.timeout 170s"
+	grep -E '^(    --- |--- |=========)' "$OUT/memcheck.log" | tail -14
+else
+	note "memcheck: skipped (no compute-sanitizer)"
+fi
+
+# 3. the embedded model, greedy, on both devices
+run run-cuda 10 30 "$OUT/run.log" ./gpubin/marlin run "ROMEO:" -n 48 --temperature 0 --device cuda -v
+run run-cpu 10 30 "$OUT/run-cpu.log" ./gpubin/marlin run "ROMEO:" -n 48 --temperature 0 --device cpu
+if [ -s "$OUT/run.log" ] && [ -s "$OUT/run-cpu.log" ]; then
+	if diff <(grep -v -E '^(loaded|prompt )' "$OUT/run.log") <(grep -v -E '^(loaded|prompt )' "$OUT/run-cpu.log") >/dev/null; then
+		note "marlin run: cuda and cpu texts identical"
+	else
+		note "marlin run: cuda and cpu texts DIFFER"
+	fi
+	cat "$OUT/run.log"
+fi
+
+note "--device auto: runs $(./gpubin/marlin run --ids 1,2,3 -n 2 --temperature 0 --device auto -v 2>&1 | grep -o ' on [a-z0-9:]* in' | head -1)"
+
+# 4. throughput of this first version
+run bench 40 90 "$OUT/bench.log" ./gpubin/marlin bench --synthetic llama3.2-1b --format bf16,int4:128 --device cuda --prompt 256 --gen 32 --membw=false
+tail -4 "$OUT/bench.log"
+
+# 5. shared-memory races in the tiled kernels
+if [ -n "$sanitizer" ]; then
+	run racecheck 30 120 "$OUT/racecheck.log" bash -c "cd backend/cuda && '$sanitizer' --tool racecheck --error-exitcode 9 ../../gpubin/cuda.test -test.run 'TestOps/(MatMul|RMSNorm|Attention)' -test.timeout 120s"
+	tail -3 "$OUT/racecheck.log"
+fi
+
+echo "== summary ($((SECONDS - start)) s)"
+cat "$summary"
