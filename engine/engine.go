@@ -524,17 +524,12 @@ func topLogprobs(lp []float32, k int) []TokenLogprob {
 		c[i] = candidate{int32(i), v}
 	}
 	k = min(k, len(c))
-	partialTopK(c, k)
+	partialTopK(c, k) // the candidates' "probabilities" are log-probabilities here: same order
 	c = c[:k]
+	sortCandidates(c)
 	out := make([]TokenLogprob, k)
 	for i := range c {
-		out[i] = TokenLogprob{c[i].id, c[i].logit}
-	}
-	// highest first
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && (out[j].Logprob > out[j-1].Logprob || (out[j].Logprob == out[j-1].Logprob && out[j].ID < out[j-1].ID)); j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
+		out[i] = TokenLogprob{c[i].id, c[i].p}
 	}
 	return out
 }

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"sort"
+	"slices"
+
+	"github.com/marlin-llm/marlin/backend/cpu/vkernels"
 )
 
 // Sampling chooses how the next token is drawn from the logits. The zero
@@ -61,12 +63,12 @@ type Sampler struct {
 	seen   map[int32]bool // prompt and output tokens (repetition penalty)
 	counts map[int32]int  // output tokens (presence and frequency)
 	work   []candidate    // scratch
-	probs  []float64      // scratch
+	probs  []float32      // scratch
 }
 
 type candidate struct {
-	id    int32
-	logit float32
+	id int32
+	p  float32 // probability, not normalised
 }
 
 // NewSampler returns a sampler for a sequence that starts with prompt.
@@ -99,72 +101,127 @@ func (s *Sampler) Sample(logits []float32) int32 {
 	if s.p.Temperature == 0 {
 		return Argmax(logits)
 	}
+	c, ok := s.candidates(logits)
+	if !ok {
+		return Argmax(logits)
+	}
+	var sum float64
+	for _, x := range c {
+		sum += float64(x.p)
+	}
+	r := s.rng.Float64() * sum
+	for _, x := range c {
+		r -= float64(x.p)
+		if r < 0 {
+			return x.id
+		}
+	}
+	return c[len(c)-1].id
+}
+
+// candidates returns the tokens the filters keep with their (unnormalised)
+// probabilities: in vocabulary order when no filter needs an order, else
+// most likely first (ties by id). ok is false when no token has a finite
+// logit or the temperature is too small to divide by; the caller then
+// falls back to the argmax.
+//
+// The probabilities of the whole vocabulary come from one SIMD softmax
+// (vkernels.SoftmaxScaled, float32, a few ulps). Top-p sorts only as many
+// of the most likely tokens as it needs: it selects the 64 largest, sorts
+// them and accumulates, and widens the selection fourfold while the
+// accumulated mass falls short of p.
+func (s *Sampler) candidates(logits []float32) ([]candidate, bool) {
 	inv := 1 / s.p.Temperature
-	c := s.work[:0]
+	if math.IsInf(float64(inv), 0) {
+		return nil, false
+	}
+	if cap(s.probs) < len(logits) {
+		s.probs = make([]float32, len(logits))
+	}
+	pr := s.probs[:len(logits)]
+	finite := false
 	for i, l := range logits {
-		if !math.IsInf(float64(l), -1) && !math.IsNaN(float64(l)) {
-			c = append(c, candidate{int32(i), l * inv})
+		switch {
+		case l != l: // NaN is never drawn
+			l = float32(math.Inf(-1))
+		case !math.IsInf(float64(l), 0):
+			finite = true
+		case l > 0:
+			return nil, false // +Inf: the argmax is the only choice
+		}
+		pr[i] = l
+	}
+	if !finite {
+		return nil, false
+	}
+	vkernels.SoftmaxScaled(pr, inv)
+	c := s.work[:0]
+	for i, p := range pr {
+		if p > 0 {
+			c = append(c, candidate{int32(i), p})
 		}
 	}
 	s.work = c
 	if len(c) == 0 {
-		return Argmax(logits)
+		return nil, false
 	}
-	// Sort only when a filter needs the order; top-k first shrinks the set.
+	sorted := false
 	if k := s.p.TopK; k > 0 && k < len(c) {
 		partialTopK(c, k)
 		c = c[:k]
 	}
-	needSort := (s.p.TopP > 0 && s.p.TopP < 1) || s.p.MinP > 0
-	if needSort {
-		sort.Slice(c, func(i, j int) bool { return c[i].logit > c[j].logit || (c[i].logit == c[j].logit && c[i].id < c[j].id) })
-	}
-	maxl := c[0].logit
-	for _, x := range c {
-		maxl = max(maxl, x.logit)
-	}
-	if cap(s.probs) < len(c) {
-		s.probs = make([]float64, len(c))
-	}
-	pr := s.probs[:len(c)]
-	var sum float64
-	for i, x := range c {
-		pr[i] = math.Exp(float64(x.logit - maxl))
-		sum += pr[i]
-	}
-	n := len(c)
 	if p := s.p.TopP; p > 0 && p < 1 {
-		var acc float64
-		for i := range n {
-			acc += pr[i] / sum
-			if acc >= float64(p) {
-				n = i + 1
+		var total float64
+		for _, x := range c {
+			total += float64(x.p)
+		}
+		want := float64(p) * total
+		for k := min(64, len(c)); ; k = min(4*k, len(c)) {
+			partialTopK(c, k)
+			sortCandidates(c[:k])
+			var acc float64
+			n := 0
+			for n < k && acc < want {
+				acc += float64(c[n].p)
+				n++
+			}
+			if acc >= want || k == len(c) {
+				c = c[:n]
 				break
 			}
 		}
+		sorted = true
 	}
 	if m := s.p.MinP; m > 0 {
-		// c is sorted: pr[0] is the most likely token's weight.
-		thr := float64(m) * pr[0]
-		for i := 1; i < n; i++ {
-			if pr[i] < thr {
-				n = i
-				break
+		top := c[0].p
+		for _, x := range c {
+			top = max(top, x.p)
+		}
+		thr := m * top
+		keep := c[:0]
+		for _, x := range c {
+			if x.p >= thr {
+				keep = append(keep, x)
 			}
 		}
-	}
-	sum = 0
-	for i := range n {
-		sum += pr[i]
-	}
-	r := s.rng.Float64() * sum
-	for i := range n {
-		r -= pr[i]
-		if r < 0 {
-			return c[i].id
+		c = keep
+		if !sorted {
+			sortCandidates(c)
 		}
 	}
-	return c[n-1].id
+	return c, true
+}
+
+func sortCandidates(c []candidate) {
+	slices.SortFunc(c, func(a, b candidate) int {
+		switch {
+		case a.p > b.p:
+			return -1
+		case a.p < b.p:
+			return 1
+		}
+		return int(a.id - b.id)
+	})
 }
 
 func (s *Sampler) penalise(logits []float32) {
@@ -202,7 +259,7 @@ func Argmax(logits []float32) int32 {
 
 // partialTopK moves the k largest candidates to the front of c (unordered).
 func partialTopK(c []candidate, k int) {
-	less := func(a, b candidate) bool { return a.logit > b.logit || (a.logit == b.logit && a.id < b.id) }
+	less := func(a, b candidate) bool { return a.p > b.p || (a.p == b.p && a.id < b.id) }
 	lo, hi := 0, len(c)-1
 	for lo < hi {
 		// median-of-three pivot, Hoare partition

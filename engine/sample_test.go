@@ -129,6 +129,49 @@ func TestSamplerDistribution(t *testing.T) {
 	}
 }
 
+// TestSamplerFilterSets checks the kept set of tokens on large
+// vocabularies, where top-p has to widen its partial sort beyond the first
+// 64 tokens: it must equal the reference's support exactly (the fixed
+// seeds keep every cut far from a rounding tie).
+func TestSamplerFilterSets(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for ci, p := range []Sampling{
+		{Temperature: 1, TopP: 0.9},
+		{Temperature: 0.5, TopP: 0.99},
+		{Temperature: 2, TopP: 0.5, MinP: 0.2},
+		{Temperature: 1, TopK: 1000, TopP: 0.95},
+		{Temperature: 1, MinP: 0.3},
+		{Temperature: 1, TopK: 300},
+	} {
+		logits := make([]float32, 3000)
+		for i := range logits {
+			logits[i] = float32(rng.NormFloat64() * 0.7)
+		}
+		want := refDist(p, logits, nil, nil)
+		s := NewSampler(p, nil)
+		c, ok := s.candidates(append([]float32(nil), logits...))
+		if !ok {
+			t.Fatalf("case %d: no candidates", ci)
+		}
+		got := map[int32]bool{}
+		for _, x := range c {
+			got[x.id] = true
+		}
+		n := 0
+		for i, w := range want {
+			if (w > 0) != got[int32(i)] {
+				t.Errorf("case %d (%+v): token %d kept %v, reference %v", ci, p, i, got[int32(i)], w > 0)
+			}
+			if w > 0 {
+				n++
+			}
+		}
+		if n < 65 && p.TopP > 0 {
+			t.Errorf("case %d: only %d tokens kept; the test wants top-p sets beyond 64", ci, n)
+		}
+	}
+}
+
 func TestGreedyAndValidate(t *testing.T) {
 	s := NewSampler(Sampling{}, nil)
 	l := []float32{1, 5, float32(math.NaN()), 5, -2}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -213,7 +214,8 @@ func TestLoad(t *testing.T) {
 		t.Skip("run with -load")
 	}
 	s := newDefaultServer(t, Options{}, loadEngineConfig(*loadClients, *loadTokens))
-	t.Logf("engine alone, 1 sequence: %.0f tokens/s", engineAlone(t, s, *loadSingle/3, *loadTokens))
+	t.Logf("engine alone (no HTTP), 1 client: %.0f tokens/s; %d clients: %.0f tokens/s",
+		engineAlone(t, s, *loadSingle/3, *loadTokens, 1), *loadClients, engineAlone(t, s, *loadSingle/3, *loadTokens, *loadClients))
 	single := runLoad(s.url, 1, *loadSingle, *loadTokens)
 	t.Logf("1 client:   %v", single)
 	steps := s.engine.Stats().Steps
@@ -233,32 +235,43 @@ func TestLoad(t *testing.T) {
 	}
 }
 
-// engineAlone is the single-sequence rate of the engine without HTTP, for
-// the same kind of requests.
-func engineAlone(t *testing.T, s *testServer, d time.Duration, maxTokens int) float64 {
+// engineAlone is the rate of the engine without HTTP for the same kind of
+// requests, submitted back to back by clients goroutines.
+func engineAlone(t *testing.T, s *testServer, d time.Duration, maxTokens, clients int) float64 {
 	_, tok, tmpl := defaultFiles(t)
-	rng := rand.New(rand.NewPCG(1, 1))
-	start, n := time.Now(), 0
-	for time.Since(start) < d {
-		var msg strings.Builder
-		for range 3 + rng.IntN(10) {
-			msg.WriteString(loadWords[rng.IntN(len(loadWords))] + " ")
-		}
-		b, _ := json.Marshal([]map[string]string{{"role": "user", "content": msg.String()}})
-		text, err := tmpl.Render(chatInput(string(b)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ch, err := s.engine.Submit(context.Background(), engine.Request{Prompt: tok.Encode(text, false), MaxTokens: maxTokens, Logprobs: -1,
-			Sampling: engine.Sampling{Temperature: 0.8, TopP: 1}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for ev := range ch {
-			if !ev.Done {
-				n++
+	start := time.Now()
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(c), 1))
+			for time.Since(start) < d {
+				var msg strings.Builder
+				for range 3 + rng.IntN(10) {
+					msg.WriteString(loadWords[rng.IntN(len(loadWords))] + " ")
+				}
+				b, _ := json.Marshal([]map[string]string{{"role": "user", "content": msg.String()}})
+				text, err := tmpl.Render(chatInput(string(b)))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				ch, err := s.engine.Submit(context.Background(), engine.Request{Prompt: tok.Encode(text, false), MaxTokens: maxTokens, Logprobs: -1,
+					Sampling: engine.Sampling{Temperature: 0.8, TopP: 1}})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for ev := range ch {
+					if !ev.Done {
+						n.Add(1)
+					}
+				}
 			}
-		}
+		}()
 	}
-	return float64(n) / time.Since(start).Seconds()
+	wg.Wait()
+	return float64(n.Load()) / time.Since(start).Seconds()
 }

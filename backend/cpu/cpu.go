@@ -16,6 +16,7 @@ import (
 // a time; ops parallelise internally.
 type Backend struct {
 	workers int
+	pool    *pool // workers−1 helper goroutines for parallel
 
 	mu    sync.Mutex
 	ropes map[*backend.Rope]*ropeTab // cos/sin tables, by the model's Rope
@@ -27,7 +28,14 @@ func New(threads int) *Backend {
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	return &Backend{workers: threads}
+	b := &Backend{workers: threads}
+	if threads > 1 {
+		b.pool = newPool(threads - 1)
+		// the helpers reference only the pool: they end when the backend
+		// is closed or unreachable
+		runtime.AddCleanup(b, func(p *pool) { p.close() }, b.pool)
+	}
+	return b
 }
 
 // Name implements backend.Backend.
@@ -40,7 +48,12 @@ func (b *Backend) Threads() int { return b.workers }
 func (b *Backend) Sync() error { return nil }
 
 // Close implements backend.Backend.
-func (b *Backend) Close() error { return nil }
+func (b *Backend) Close() error {
+	if b.pool != nil {
+		b.pool.close()
+	}
+	return nil
+}
 
 // Tensor is a row-major float32 matrix.
 type Tensor struct {
@@ -122,15 +135,25 @@ func vec(v backend.Vector) vector {
 	return c
 }
 
-// parallel runs fn over [0, n) split into one contiguous chunk per worker,
-// each a multiple of align (except the last), and waits for all of them.
+// chunksPerWorker is how many pieces parallel cuts the work into per
+// worker. More than one, so that a worker the scheduler delays (the server's
+// goroutines share the cores) leaves its pieces to the others instead of
+// holding up the whole op; few, so that each piece is still a long
+// contiguous stream for the prefetchers.
+const chunksPerWorker = 2
+
+// parallel runs fn over [0, n) cut into contiguous chunks, each a multiple
+// of align (except the last), that the workers (the calling goroutine is
+// one of them, the pool's helpers the others) take in order, and waits for
+// all of them.
 func (b *Backend) parallel(n, align int, fn func(lo, hi int)) {
 	w := b.workers
 	if align < 1 {
 		align = 1
 	}
-	if chunks := (n + align - 1) / align; chunks < w {
-		w = chunks
+	units := (n + align - 1) / align
+	if units < w {
+		w = units
 	}
 	if w <= 1 {
 		if n > 0 {
@@ -138,16 +161,20 @@ func (b *Backend) parallel(n, align int, fn func(lo, hi int)) {
 		}
 		return
 	}
-	per := ((n+align-1)/align + w - 1) / w * align // at most w chunks
+	per := (units + w*chunksPerWorker - 1) / (w * chunksPerWorker) * align
+	j := &job{fn: fn, n: n, per: per, chunks: int64((n + per - 1) / per)}
+	if b.pool != nil && b.pool.do(j) {
+		return
+	}
 	var wg sync.WaitGroup
-	for lo := 0; lo < n; lo += per {
-		hi := min(lo+per, n)
+	for range w - 1 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			fn(lo, hi)
+			j.run()
 		}()
 	}
+	j.run()
 	wg.Wait()
 }
 
