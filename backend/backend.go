@@ -13,6 +13,7 @@
 package backend
 
 import (
+	"github.com/marlin-llm/marlin/dtype"
 	"github.com/marlin-llm/marlin/quant"
 )
 
@@ -66,16 +67,28 @@ type KVSpec struct {
 	ValueInKey bool
 	BlockSize  int
 	Blocks     int
+	// DType is the element type keys and values are stored in: F32 (also
+	// the zero value), F16 or BF16. A backend may store more precisely
+	// than asked (the CUDA backend keeps float32); it never stores less.
+	DType dtype.DType
+}
+
+// ElemBytes returns the size of one stored number.
+func (s KVSpec) ElemBytes() int {
+	if s.DType == dtype.F16 || s.DType == dtype.BF16 {
+		return 2
+	}
+	return 4
 }
 
 // TokenBytes returns the bytes the cache uses per token across all layers
-// when stored as float32.
+// when stored as DType.
 func (s KVSpec) TokenBytes() int64 {
 	per := s.KeyDim + s.ValueDim
 	if s.ValueInKey {
 		per = s.KeyDim
 	}
-	return int64(s.Layers) * int64(s.KVHeads) * int64(per) * 4
+	return int64(s.Layers) * int64(s.KVHeads) * int64(per) * int64(s.ElemBytes())
 }
 
 // Router describes how a mixture-of-experts layer picks its experts from

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 
 	"github.com/marlin-llm/marlin/backend"
+	"github.com/marlin-llm/marlin/dtype"
 	"github.com/marlin-llm/marlin/model"
 )
 
@@ -33,6 +34,10 @@ type Config struct {
 	// MaxWaiting bounds the queue of requests not yet running; Submit
 	// returns ErrBusy beyond it (0: unbounded).
 	MaxWaiting int
+	// KVType is the element type of the KV cache: F32 (also the zero
+	// value; exact), or F16 or BF16 (half the memory and half the bytes
+	// attention reads, keys and values rounded to 16 bits).
+	KVType dtype.DType
 }
 
 // ErrBusy is returned by Submit when the waiting queue is full.
@@ -164,6 +169,7 @@ func New(m model.Model, be backend.Backend, cfg Config) (*Engine, error) {
 	// A whole context must fit, so that any admitted sequence can finish.
 	cfg.CacheTokens = max(cfg.CacheTokens, ctxLen+cfg.BlockSize)
 	spec := info.KV
+	spec.DType = cfg.KVType
 	spec.BlockSize = cfg.BlockSize
 	spec.Blocks = (cfg.CacheTokens + cfg.BlockSize - 1) / cfg.BlockSize
 	cache, err := be.NewKVCache(spec)

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/marlin-llm/marlin/backend/cpu"
+	"github.com/marlin-llm/marlin/dtype"
 	"github.com/marlin-llm/marlin/engine"
 	"github.com/marlin-llm/marlin/model"
 )
@@ -181,5 +183,62 @@ func TestStopsAndLength(t *testing.T) {
 		if _, err := e.Submit(context.Background(), bad); err == nil {
 			t.Errorf("request %+v accepted", bad)
 		}
+	}
+}
+
+// TestKVType: a 16-bit KV cache gives, on the first generated token (whose
+// attention already reads the rounded prompt keys and values), the float32
+// cache's choice with a log-probability within 1e-2 for F16 (rounding of K
+// and V by 2⁻¹¹ relative perturbs this fixture's logits by ~1e-3) and 4e-2
+// for BF16 (2⁻⁸: 8× coarser), and an unsupported type is refused with an
+// error naming it.
+func TestKVType(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	ps := prompts(8, rng)
+	first := func(kv dtype.DType) ([]int32, []float32) {
+		e := newEngine(t, engine.Config{KVType: kv})
+		var ids []int32
+		var lps []float32
+		for _, p := range ps {
+			ch, err := e.Submit(context.Background(), engine.Request{Prompt: p, MaxTokens: 4, Logprobs: 0})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []engine.Event
+			for ev := range ch {
+				got = append(got, ev)
+			}
+			if len(got) != 5 || !got[4].Done || got[4].Err != nil {
+				t.Fatalf("%v: events %+v", kv, got)
+			}
+			ids, lps = append(ids, got[0].Token), append(lps, got[0].Logprob)
+		}
+		return ids, lps
+	}
+	ref, refLP := first(dtype.F32)
+	for kv, tol := range map[dtype.DType]float32{dtype.F16: 1e-2, dtype.BF16: 4e-2} {
+		ids, lps := first(kv)
+		same := 0
+		for i := range ids {
+			if ids[i] != ref[i] {
+				continue
+			}
+			same++
+			if d := lps[i] - refLP[i]; d > tol || d < -tol {
+				t.Errorf("%v: prompt %d: log-probability %g, float32 cache %g", kv, i, lps[i], refLP[i])
+			}
+		}
+		if same < len(ids)-1 {
+			t.Errorf("%v: %d of %d first tokens as with a float32 cache", kv, same, len(ids))
+		}
+	}
+	be := cpu.New(1)
+	m, err := model.Load(fixture, be)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := engine.New(m, be, engine.Config{KVType: dtype.F8E4M3}); err == nil || !strings.Contains(err.Error(), "not supported") {
+		t.Errorf("KV type F8_E4M3: err %v", err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/marlin-llm/marlin/dtype"
 	"github.com/marlin-llm/marlin/engine"
 )
 
@@ -24,6 +25,7 @@ var (
 	loadSingle   = flag.Duration("load.single", 15*time.Second, "TestLoad: how long the single client runs first")
 	loadClients  = flag.Int("load.clients", 64, "TestLoad: concurrent clients")
 	loadTokens   = flag.Int("load.max-tokens", 128, "TestLoad: max_tokens of each request")
+	loadKV       = flag.String("load.kv-type", "f32", "TestLoad: KV cache type (f32, f16, bf16)")
 )
 
 // loadStats is what a load run measured on the client side.
@@ -187,7 +189,8 @@ func runLoad(url string, clients int, d time.Duration, maxTokens int) *loadStats
 
 func loadEngineConfig(clients, maxTokens int) engine.Config {
 	// room for every client's sequence: no preemption in steady state
-	return engine.Config{MaxSeqs: clients, CacheTokens: clients * (maxTokens + 64), BlockSize: 64}
+	kv, _ := dtype.Parse(strings.ToUpper(*loadKV))
+	return engine.Config{MaxSeqs: clients, CacheTokens: clients * (maxTokens + 64), BlockSize: 64, KVType: kv}
 }
 
 // TestLoadSmall is the always-on short version of TestLoad: 16 streaming

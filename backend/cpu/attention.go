@@ -4,11 +4,14 @@ import (
 	"fmt"
 
 	"github.com/marlin-llm/marlin/backend"
+	"github.com/marlin-llm/marlin/backend/cpu/kernels"
 	"github.com/marlin-llm/marlin/backend/cpu/vkernels"
+	"github.com/marlin-llm/marlin/dtype"
 )
 
-// kvCache stores keys and values in float32, one slab per layer, laid out
-// so that one block of one KV head is a pair of small dense matrices:
+// kvCache stores keys and values in float32, or in 16 bits (F16 or BF16)
+// when the spec asks, one slab per layer, laid out so that one block of one
+// KV head is a pair of small dense matrices:
 //
 //	keys:   [block][kvHead][slot][KeyDim]     (a block's keys: [BlockSize, KeyDim])
 //	values: [block][kvHead][slot][ValueDim]
@@ -16,10 +19,14 @@ import (
 // With those, a group of query heads scores a whole block in one kernel
 // call (each key loaded once for all heads of the group) and gathers its
 // values in another. A ValueInKey cache (MLA) has no value slab: values
-// are the keys' first ValueDim numbers.
+// are the keys' first ValueDim numbers. A 16-bit cache halves the memory
+// and the bytes attention reads; each block is widened to float32 in the
+// worker's scratch (a SIMD conversion) before the same kernels run.
 type kvCache struct {
-	spec       backend.KVSpec
-	keys, vals [][]float32 // per layer
+	spec           backend.KVSpec
+	keys, vals     [][]float32 // per layer (float32 cache)
+	keys16, vals16 [][]uint16  // per layer (16-bit cache)
+	bf             bool        // the 16-bit numbers are bfloat16, not IEEE half
 }
 
 func (c *kvCache) Spec() backend.KVSpec { return c.spec }
@@ -36,32 +43,96 @@ func (b *Backend) NewKVCache(s backend.KVSpec) (backend.KVCache, error) {
 	if s.ValueInKey && s.ValueDim > s.KeyDim {
 		return nil, fmt.Errorf("cpu: KV cache values (%d) longer than the keys (%d) that hold them", s.ValueDim, s.KeyDim)
 	}
+	switch s.DType {
+	case dtype.Invalid, dtype.F32, dtype.F16, dtype.BF16:
+	default:
+		return nil, fmt.Errorf("cpu: KV cache type %v not supported (f32, f16, bf16)", s.DType)
+	}
 	slots := int64(s.Blocks) * int64(s.BlockSize) * int64(s.KVHeads)
 	if slots*int64(s.KeyDim+s.ValueDim)*int64(s.Layers) > 1<<40 {
 		return nil, fmt.Errorf("cpu: KV cache of %d blocks is too large", s.Blocks)
 	}
-	c := &kvCache{spec: s, keys: make([][]float32, s.Layers), vals: make([][]float32, s.Layers)}
+	c := &kvCache{spec: s, bf: s.DType == dtype.BF16}
+	if s.ElemBytes() == 2 {
+		c.keys16, c.vals16 = make([][]uint16, s.Layers), make([][]uint16, s.Layers)
+	} else {
+		c.keys, c.vals = make([][]float32, s.Layers), make([][]float32, s.Layers)
+	}
 	for l := range s.Layers {
-		c.keys[l] = make([]float32, slots*int64(s.KeyDim))
-		if !s.ValueInKey {
-			c.vals[l] = make([]float32, slots*int64(s.ValueDim))
+		kn, vn := slots*int64(s.KeyDim), slots*int64(s.ValueDim)
+		if s.ValueInKey {
+			vn = 0
+		}
+		if c.keys16 != nil {
+			c.keys16[l], c.vals16[l] = make([]uint16, kn), make([]uint16, vn)
+		} else {
+			c.keys[l], c.vals[l] = make([]float32, kn), make([]float32, vn)
 		}
 	}
 	return c, nil
 }
 
-// keyBlock returns the keys of (block, kv head): [BlockSize, KeyDim].
-func (c *kvCache) keyBlock(layer int, block int32, head int) []float32 {
-	n := c.spec.BlockSize * c.spec.KeyDim
-	i := (int(block)*c.spec.KVHeads + head) * n
-	return c.keys[layer][i : i+n]
+// blockOffset returns where the block of (block, kv head) starts in a
+// layer's slab whose rows are dim numbers long.
+func (c *kvCache) blockOffset(block int32, head, dim int) int {
+	return (int(block)*c.spec.KVHeads + head) * c.spec.BlockSize * dim
 }
 
-// valueBlock returns the values of (block, kv head): [BlockSize, ValueDim].
-func (c *kvCache) valueBlock(layer int, block int32, head int) []float32 {
-	n := c.spec.BlockSize * c.spec.ValueDim
-	i := (int(block)*c.spec.KVHeads + head) * n
-	return c.vals[layer][i : i+n]
+// store writes one token's key (and value) rows for kv head h at slot of
+// block: the numbers are rounded to 16 bits in a 16-bit cache.
+func (c *kvCache) store(layer int, block int32, h, slot int, key, val []float32) {
+	s := c.spec
+	ko := c.blockOffset(block, h, s.KeyDim) + slot*s.KeyDim
+	vo := c.blockOffset(block, h, s.ValueDim) + slot*s.ValueDim
+	if c.keys16 == nil {
+		copy(c.keys[layer][ko:ko+s.KeyDim], key)
+		if val != nil {
+			copy(c.vals[layer][vo:vo+s.ValueDim], val)
+		}
+		return
+	}
+	c.round(c.keys16[layer][ko:ko+s.KeyDim], key)
+	if val != nil {
+		c.round(c.vals16[layer][vo:vo+s.ValueDim], val)
+	}
+}
+
+func (c *kvCache) round(dst []uint16, src []float32) {
+	for i, x := range src {
+		if c.bf {
+			dst[i] = dtype.F32ToBF16(x)
+		} else {
+			dst[i] = dtype.F32ToF16(x)
+		}
+	}
+}
+
+// keyRows returns the first n key rows of (block, kv head) as float32:
+// the cache itself, or for a 16-bit cache those rows widened into buf.
+func (c *kvCache) keyRows(layer int, block int32, head, n int, buf *[]float32) []float32 {
+	return c.rows(c.keys, c.keys16, layer, block, head, n, c.spec.KeyDim, buf)
+}
+
+// valueRows is keyRows for the values.
+func (c *kvCache) valueRows(layer int, block int32, head, n int, buf *[]float32) []float32 {
+	return c.rows(c.vals, c.vals16, layer, block, head, n, c.spec.ValueDim, buf)
+}
+
+func (c *kvCache) rows(f32 [][]float32, f16 [][]uint16, layer int, block int32, head, n, dim int, buf *[]float32) []float32 {
+	o := c.blockOffset(block, head, dim)
+	if f16 == nil {
+		return f32[layer][o : o+n*dim]
+	}
+	if cap(*buf) < n*dim {
+		*buf = make([]float32, c.spec.BlockSize*dim)
+	}
+	b := (*buf)[:n*dim]
+	if c.bf {
+		kernels.BF16ToF32(b, f16[layer][o:o+n*dim])
+	} else {
+		kernels.F16ToF32(b, f16[layer][o:o+n*dim])
+	}
+	return b
 }
 
 // headChunk is how many query heads of a group one work item takes: enough
@@ -103,10 +174,11 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 			blk, slot := sq.Blocks[p/BS], p%BS
 			checkShape("Attention", blk >= 0 && int(blk) < s.Blocks, "block %d of %d", blk, s.Blocks)
 			for h := range s.KVHeads {
-				copy(c.keyBlock(layer, blk, h)[slot*s.KeyDim:(slot+1)*s.KeyDim], kt.Row(r)[h*s.KeyDim:(h+1)*s.KeyDim])
+				var val []float32
 				if !s.ValueInKey {
-					copy(c.valueBlock(layer, blk, h)[slot*s.ValueDim:(slot+1)*s.ValueDim], vt.Row(r)[h*s.ValueDim:(h+1)*s.ValueDim])
+					val = vt.Row(r)[h*s.ValueDim : (h+1)*s.ValueDim]
 				}
+				c.store(layer, blk, h, slot, kt.Row(r)[h*s.KeyDim:(h+1)*s.KeyDim], val)
 			}
 		}
 	}
@@ -127,7 +199,8 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 
 // attnWork holds one worker's scratch buffers.
 type attnWork struct {
-	scores []float32
+	scores     []float32
+	kbuf, vbuf []float32 // a block widened from a 16-bit cache
 }
 
 // attend computes g query heads (q: [g, KeyDim], contiguous) over the first
@@ -144,7 +217,7 @@ func (w *attnWork) attend(c *kvCache, layer int, blocks []int32, n, kvh int, q, 
 	sc := w.scores[:g*n] // [g][n]
 	for bi := range nb {
 		m := min(BS, n-bi*BS)
-		vkernels.BlockScores(sc[bi*BS:], n, q, g, c.keyBlock(layer, blocks[bi], kvh), m, Dk)
+		vkernels.BlockScores(sc[bi*BS:], n, q, g, c.keyRows(layer, blocks[bi], kvh, m, &w.kbuf), m, Dk)
 	}
 	for h := range g {
 		vkernels.SoftmaxScaled(sc[h*n:(h+1)*n], scale)
@@ -153,9 +226,9 @@ func (w *attnWork) attend(c *kvCache, layer int, blocks []int32, n, kvh int, q, 
 	for bi := range nb {
 		m := min(BS, n-bi*BS)
 		if s.ValueInKey { // values are the first Dv numbers of each key
-			vkernels.BlockValues(out, sc[bi*BS:], n, g, c.keyBlock(layer, blocks[bi], kvh), Dk, m, Dv)
+			vkernels.BlockValues(out, sc[bi*BS:], n, g, c.keyRows(layer, blocks[bi], kvh, m, &w.kbuf), Dk, m, Dv)
 		} else {
-			vkernels.BlockValues(out, sc[bi*BS:], n, g, c.valueBlock(layer, blocks[bi], kvh), Dv, m, Dv)
+			vkernels.BlockValues(out, sc[bi*BS:], n, g, c.valueRows(layer, blocks[bi], kvh, m, &w.vbuf), Dv, m, Dv)
 		}
 	}
 }

@@ -95,9 +95,14 @@ func readJSONFile(name string) (json.RawMessage, error) {
 func chatCmd(args []string) error {
 	f := newFlags("chat", "MODEL [--system TEXT] [flags]")
 	mo := addModelFlags(f)
+	kvFlag := addKVTypeFlag(f)
 	sf := addSamplingFlags(f, 0.7)
 	system := f.String("system", "", "system prompt")
 	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	kvType, err := kvFlag()
 	if err != nil {
 		return err
 	}
@@ -118,7 +123,7 @@ func chatCmd(args []string) error {
 		return err
 	}
 	info := s.m.Info()
-	e, err := engine.New(s.m, s.be, engine.Config{MaxSeqs: 1})
+	e, err := engine.New(s.m, s.be, engine.Config{MaxSeqs: 1, KVType: kvType})
 	if err != nil {
 		return err
 	}

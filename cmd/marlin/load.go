@@ -12,6 +12,7 @@ import (
 	"github.com/marlin-llm/marlin/backend/cpu"
 	"github.com/marlin-llm/marlin/backend/cuda"
 	"github.com/marlin-llm/marlin/defaultmodel"
+	"github.com/marlin-llm/marlin/dtype"
 	"github.com/marlin-llm/marlin/model"
 	"github.com/marlin-llm/marlin/tokenizer"
 )
@@ -133,4 +134,21 @@ func tokenizerPresent(dir string) bool {
 		}
 	}
 	return false
+}
+
+// addKVTypeFlag adds --kv-type, the element type of the KV cache of
+// commands that run the engine.
+func addKVTypeFlag(f *flags) func() (dtype.DType, error) {
+	kv := f.String("kv-type", "f32", "KV cache numbers: f32 (exact), f16 or bf16 (half the memory)")
+	return func() (dtype.DType, error) {
+		switch *kv {
+		case "f32":
+			return dtype.F32, nil
+		case "f16":
+			return dtype.F16, nil
+		case "bf16":
+			return dtype.BF16, nil
+		}
+		return dtype.Invalid, usagef("--kv-type %q: want f32, f16 or bf16", *kv)
+	}
 }

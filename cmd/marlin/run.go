@@ -59,11 +59,16 @@ func (s *samplingFlags) sampling() engine.Sampling {
 func runCmd(args []string) error {
 	f := newFlags("run", "[MODEL] [PROMPT | -] [flags]")
 	mo := addModelFlags(f)
+	kvFlag := addKVTypeFlag(f)
 	sf := addSamplingFlags(f, 0.8)
 	idsFlag := f.String("ids", "", "prompt as comma-separated token ids instead of text")
 	asJSON := f.Bool("json", false, `print {"ids":[generated ids],"text":...} instead of streaming text`)
 	raw := f.Bool("raw", false, "do not add the BOS token to a text prompt")
 	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	kvType, err := kvFlag()
 	if err != nil {
 		return err
 	}
@@ -104,7 +109,7 @@ func runCmd(args []string) error {
 			ids = []int32{info.BOS}
 		}
 	}
-	e, err := engine.New(s.m, s.be, engine.Config{MaxSeqs: 1, CacheTokens: min(info.ContextLength, len(ids)+sf.maxTokens+16)})
+	e, err := engine.New(s.m, s.be, engine.Config{MaxSeqs: 1, CacheTokens: min(info.ContextLength, len(ids)+sf.maxTokens+16), KVType: kvType})
 	if err != nil {
 		return err
 	}

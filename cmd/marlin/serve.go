@@ -28,6 +28,7 @@ func init() {
 func serveCmd(args []string) error {
 	f := newFlags("serve", "[MODEL] [flags]")
 	mo := addModelFlags(f)
+	kvFlag := addKVTypeFlag(f)
 	host := f.String("host", "127.0.0.1", "address to listen on (0.0.0.0: every interface)")
 	port := f.Int("port", 8000, "port to listen on (0: any free port)")
 	name := f.String("served-model-name", "", "the model's name in the API (default: the folder's name, or "+defaultmodel.Name+")")
@@ -43,6 +44,10 @@ func serveCmd(args []string) error {
 	chunk := f.Int("chunk-tokens", 0, "tokens per forward pass; longer prompts are prefilled in chunks (0: 256)")
 	maxN := f.Int("max-n", 16, "most sequences one request may ask for (n, times the prompts of a completion)")
 	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	kvType, err := kvFlag()
 	if err != nil {
 		return err
 	}
@@ -109,7 +114,7 @@ func serveCmd(args []string) error {
 			fail(err)
 			return
 		}
-		e, err := engine.New(s.m, s.be, engine.Config{MaxSeqs: *maxSeqs, MaxWaiting: *maxWaiting, CacheTokens: *cacheTokens, ChunkTokens: *chunk})
+		e, err := engine.New(s.m, s.be, engine.Config{MaxSeqs: *maxSeqs, MaxWaiting: *maxWaiting, CacheTokens: *cacheTokens, ChunkTokens: *chunk, KVType: kvType})
 		if err != nil {
 			s.Close()
 			loadErr = err

@@ -32,6 +32,8 @@ package kernels
 
 import (
 	"fmt"
+
+	"github.com/marlin-llm/marlin/dtype"
 )
 
 // useSIMD selects the assembly path. It starts as hasSIMD (the CPU and OS
@@ -174,5 +176,30 @@ func checkArgs(fn string, ldst, ldd, lx, M, K, lw, n0, n1 int) {
 func zeroRange(dst []float32, ldd, M, n0, n1 int) {
 	for m := 0; m < M; m++ {
 		clear(dst[m*ldd+n0 : m*ldd+n1])
+	}
+}
+
+// F16ToF32 sets dst[i] to the IEEE half-precision number src[i], exactly,
+// for every i < len(src); dst must be at least as long.
+func F16ToF32(dst []float32, src []uint16) { to32(dst, src, false) }
+
+// BF16ToF32 sets dst[i] to the bfloat16 number src[i], exactly, for every
+// i < len(src); dst must be at least as long.
+func BF16ToF32(dst []float32, src []uint16) { to32(dst, src, true) }
+
+func to32(dst []float32, src []uint16, bf bool) {
+	if len(dst) < len(src) {
+		panic(fmt.Sprintf("kernels: converting %d 16-bit numbers into %d", len(src), len(dst)))
+	}
+	i := 0
+	if useSIMD {
+		i = cvt16SIMD(dst, src, bf)
+	}
+	for ; i < len(src); i++ {
+		if bf {
+			dst[i] = dtype.BF16ToF32(src[i])
+		} else {
+			dst[i] = dtype.F16ToF32(src[i])
+		}
 	}
 }

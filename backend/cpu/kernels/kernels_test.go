@@ -507,3 +507,41 @@ func TestBatchInvariance(t *testing.T) {
 		}
 	}
 }
+
+// TestToF32 checks the 16-bit → float32 widening against dtype's scalar
+// conversions, exactly, on random bit patterns (NaNs and infinities
+// included) of odd lengths, on the SIMD and the portable path.
+func TestToF32(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	for _, simd := range []bool{true, false} {
+		useSIMD = simd && hasSIMD
+		for _, n := range []int{0, 1, 7, 8, 9, 31, 64, 1001} {
+			src := make([]uint16, n)
+			for i := range src {
+				src[i] = uint16(rng.Uint32())
+			}
+			got := make([]float32, n+1)
+			got[n] = 42
+			for _, bf := range []bool{false, true} {
+				if bf {
+					BF16ToF32(got, src)
+				} else {
+					F16ToF32(got, src)
+				}
+				for i, h := range src {
+					want := dtype.F16ToF32(h)
+					if bf {
+						want = dtype.BF16ToF32(h)
+					}
+					if math.Float32bits(got[i]) != math.Float32bits(want) && !(want != want && got[i] != got[i]) {
+						t.Fatalf("simd %v bf16 %v n %d: element %d (%#04x) = %g, want %g", simd, bf, n, i, h, got[i], want)
+					}
+				}
+				if got[n] != 42 {
+					t.Fatalf("wrote past the end")
+				}
+			}
+		}
+	}
+	useSIMD = hasSIMD
+}

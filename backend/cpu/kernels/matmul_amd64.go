@@ -323,3 +323,16 @@ func axpySIMD(alpha float32, x, y []float32) {
 		y[i] += alpha * x[i]
 	}
 }
+
+func cvt16SIMD(dst []float32, src []uint16, bf bool) int {
+	n := len(src) &^ 7
+	if n == 0 {
+		return 0
+	}
+	if bf {
+		cvtBF16(&dst[0], &src[0], n)
+	} else {
+		cvtF16(&dst[0], &src[0], n)
+	}
+	return n
+}

@@ -34,3 +34,5 @@ func PanelGEMM(dst []float32, ldd int, x []float32, ldx, M, k int, panel []float
 
 // HasAVX512Hardware reports whether the CPU supports the AVX-512 kernels.
 func HasAVX512Hardware() bool { return false }
+
+func cvt16SIMD(dst []float32, src []uint16, bf bool) int { return 0 }
