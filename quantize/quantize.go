@@ -229,21 +229,32 @@ func tiedRenames(ck *hf.Checkpoint) map[string]string {
 }
 
 // specFor returns how to quantize the tensor name, or nil to keep it.
-// Quantized: the 2-D weights of linear layers. Kept: embeddings, norms,
-// biases, MoE routers (".gate.weight", not ".gate_proj.weight") and the
-// output head unless opt.Head is set.
 func specFor(name string, t safetensors.Tensor, opt Options) *quant.Spec {
-	if len(t.Shape) != 2 || !strings.HasSuffix(name, ".weight") {
-		return nil
+	switch {
+	case name == "lm_head.weight" && Quantized(name, t.Shape, true):
+		return opt.Head
+	case Quantized(name, t.Shape, false):
+		return &opt.Spec
+	}
+	return nil
+}
+
+// Quantized reports whether marlin quantize quantizes the tensor name of
+// this shape: the 2-D weights of linear layers, and the output head only
+// when head is set. Kept in 16 bits: embeddings, norms, biases and MoE
+// routers (".gate.weight", not ".gate_proj.weight").
+func Quantized(name string, shape []int, head bool) bool {
+	if len(shape) != 2 || !strings.HasSuffix(name, ".weight") {
+		return false
 	}
 	switch {
 	case strings.Contains(name, "embed_tokens"), strings.HasSuffix(name, ".gate.weight"),
 		strings.Contains(name, "norm"):
-		return nil
+		return false
 	case name == "lm_head.weight":
-		return opt.Head
+		return head
 	}
-	return &opt.Spec
+	return true
 }
 
 // quantizeTensor quantizes one [Out, In] weight, returning the tensors that
