@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 
@@ -220,4 +222,36 @@ func syntheticTensor(t tensorShape, spec *quant.Spec) ([]safetensors.Tensor, err
 		data[2*i], data[2*i+1] = byte(b), byte(b>>8)
 	}
 	return []safetensors.Tensor{{Name: t.name, DType: dtype.BF16, Shape: t.shape, Data: data}}, nil
+}
+
+// syntheticMoE returns the folder of a moeShapes model in the given format
+// (bf16, or a quantize format), writing it in the user cache directory on
+// first use.
+func syntheticMoE(shape, format string, group, headBits int) (string, error) {
+	if headBits != 0 {
+		return "", usagef("--head-bits: the %s synthetic model keeps its head in BF16", shape)
+	}
+	var spec *quant.Spec
+	name := shape + "-bf16"
+	if format != "bf16" {
+		s, err := quant.ParseSpec(format, group, true)
+		if err != nil {
+			return "", usagef("%v", err)
+		}
+		spec = &s
+		name = fmt.Sprintf("%s-%s", shape, strings.ReplaceAll(s.String(), " ", "-"))
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		base = os.TempDir()
+	}
+	dir := filepath.Join(base, "marlin", "synthetic", name)
+	if _, err := os.Stat(filepath.Join(dir, "config.json")); err == nil {
+		return dir, nil
+	}
+	fmt.Fprintf(os.Stderr, "writing random-weight %s model to %s ...\n", shape, dir)
+	if err := writeSyntheticDirect(dir, moeShapes[shape], spec); err != nil {
+		return "", err
+	}
+	return dir, nil
 }
