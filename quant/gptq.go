@@ -42,9 +42,10 @@ type GPTQStats struct {
 //   - H += Damp·mean(diag H)·I; U = the upper Cholesky factor of H⁻¹
 //     (H⁻¹ = UᵀU);
 //   - columns j = 0, 1, … (in processing order) are rounded to nearest
-//     with the group's scale and zero point (QuantizeRTN's rule, computed
-//     from the group's current, error-updated values when its first column
-//     is reached), and the error (w_j − q_j)/U_jj is propagated to the
+//     with the group's scale and zero point (QuantizeRTN's rule, with its
+//     scale search unless spec.MaxScale, computed from the group's
+//     current, error-updated values when its first column is reached),
+//     and the error (w_j − q_j)/U_jj is propagated to the
 //     later columns through row j of U; columns are processed in lazy
 //     batches of BlockSize, which gives the same result as one at a time.
 //
@@ -163,6 +164,7 @@ func QuantizeGPTQ(w []float32, out, in int, h []float64, spec Spec, opt GPTQOpti
 	// shared): rows are split over the cores.
 	rowsPart := func(n0, n1 int) {
 		errs := make([]float64, (n1-n0)*bs)
+		vals := make([]float64, group)
 		for i1 := 0; i1 < in; i1 += bs {
 			i2 := min(i1+bs, in)
 			cnt := i2 - i1
@@ -173,7 +175,6 @@ func QuantizeGPTQ(w []float32, out, in int, h []float64, spec Spec, opt GPTQOpti
 				if j%group == 0 {
 					for n := n0; n < n1; n++ {
 						en := errs[(n-n0)*bs:]
-						xmin, xmax := 0.0, 0.0
 						for c := j; c < j+group; c++ {
 							v := W[n*in+c]
 							if c >= i2 { // not yet updated for this batch's columns
@@ -181,10 +182,9 @@ func QuantizeGPTQ(w []float32, out, in int, h []float64, spec Spec, opt GPTQOpti
 									v -= en[t] * u(i1+t, c)
 								}
 							}
-							xmin = math.Min(xmin, v)
-							xmax = math.Max(xmax, v)
+							vals[c-j] = v
 						}
-						scales[g*out+n], zeros[g*out+n] = gptqParams(xmin, xmax, spec.Bits, spec.Sym, zeroOffset)
+						scales[g*out+n], zeros[g*out+n] = groupParams(vals, spec.Bits, spec.Sym, zeroOffset, !spec.MaxScale)
 					}
 				}
 				d := u(j, j)

@@ -46,8 +46,9 @@ func refParams(vals []float64, bits int, sym bool) (float64, float64) {
 
 // refGPTQ is a straightforward GPTQ: one column at a time, every later
 // column updated at once, H⁻¹ by Gauss–Jordan elimination and its upper
-// Cholesky factor computed directly.
-func refGPTQ(w []float32, out, in int, h []float64, bits, group int, sym, actOrder bool) (q []uint8, scales, zeros []float64, gidx []int) {
+// Cholesky factor computed directly; the group parameters are refParams or,
+// with search, refSearchInt's.
+func refGPTQ(w []float32, out, in int, h []float64, bits, group int, sym, actOrder, search bool) (q []uint8, scales, zeros []float64, gidx []int) {
 	perm := make([]int, in)
 	for i := range perm {
 		perm[i] = i
@@ -146,7 +147,11 @@ func refGPTQ(w []float32, out, in int, h []float64, bits, group int, sym, actOrd
 		g := j / group
 		if j%group == 0 {
 			for n := 0; n < out; n++ {
-				scales[g*out+n], zeros[g*out+n] = refParams(W[n][j:j+group], bits, sym)
+				if search {
+					scales[g*out+n], zeros[g*out+n] = refSearchInt(W[n][j:j+group], bits, sym, 1)
+				} else {
+					scales[g*out+n], zeros[g*out+n] = refParams(W[n][j:j+group], bits, sym)
+				}
 			}
 		}
 		for n := 0; n < out; n++ {
@@ -209,9 +214,10 @@ func randomLayer(rng *rand.Rand, out, in, samples int) ([]float32, []float64) {
 }
 
 // TestGPTQMatchesReference compares QuantizeGPTQ (lazy batches, with
-// group boundaries inside and across batches) with refGPTQ: the codes,
-// scales and zero points must be identical except where float rounding
-// flips a tie (at most 0.2% of the codes; none in practice here).
+// group boundaries inside and across batches) with refGPTQ, with plain and
+// searched group parameters: the codes, scales and zero points must be
+// identical except where float rounding flips a tie (at most 0.2% of the
+// codes; none in practice here).
 func TestGPTQMatchesReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	w, h := randomLayer(rng, 40, 96, 400)
@@ -222,46 +228,48 @@ func TestGPTQMatchesReference(t *testing.T) {
 		{4, 32, 128, true, false}, {3, 24, 16, false, false}, {3, 24, 16, true, true},
 		{2, 96, 32, false, true}, {8, 48, 40, true, false}, {4, 0, 20, false, false},
 	} {
-		spec := Spec{Format: GPTQ, Bits: c.bits, Group: c.group, Sym: c.sym}
-		q, st, err := QuantizeGPTQ(w, 40, 96, h, spec, GPTQOptions{ActOrder: c.act, BlockSize: c.bs})
-		if err != nil {
-			t.Fatal(err)
-		}
-		group := c.group
-		if group == 0 {
-			group = 96
-		}
-		rq, rs, rz, rg := refGPTQ(w, 40, 96, h, c.bits, group, c.sym, c.act)
-		codes, err := q.Unpack()
-		if err != nil {
-			t.Fatal(err)
-		}
-		diff := 0
-		for i := range rq {
-			if codes.Q[i] != rq[i] {
-				diff++
+		for _, search := range []bool{false, true} {
+			spec := Spec{Format: GPTQ, Bits: c.bits, Group: c.group, Sym: c.sym, MaxScale: !search}
+			q, st, err := QuantizeGPTQ(w, 40, 96, h, spec, GPTQOptions{ActOrder: c.act, BlockSize: c.bs})
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		for i := range rs {
-			if float64(codes.Scales[i]) != rs[i] || float64(codes.Zeros[i]) != rz[i] {
-				t.Fatalf("%+v: group parameter %d: (%v, %v), reference (%v, %v)", c, i, codes.Scales[i], codes.Zeros[i], rs[i], rz[i])
+			group := c.group
+			if group == 0 {
+				group = 96
 			}
-		}
-		for k := 0; k < 96; k++ {
-			g := k / group
-			if codes.GIdx != nil {
-				g = int(codes.GIdx[k])
+			rq, rs, rz, rg := refGPTQ(w, 40, 96, h, c.bits, group, c.sym, c.act, search)
+			codes, err := q.Unpack()
+			if err != nil {
+				t.Fatal(err)
 			}
-			if g != rg[k] {
-				t.Fatalf("%+v: g_idx[%d] = %d, reference %d", c, k, g, rg[k])
+			diff := 0
+			for i := range rq {
+				if codes.Q[i] != rq[i] {
+					diff++
+				}
 			}
-		}
-		if diff > len(rq)/500 {
-			t.Fatalf("%+v: %d of %d codes differ from the reference", c, diff, len(rq))
-		}
-		t.Logf("%+v: %d codes differ; proxy error GPTQ %.4g, RTN %.4g (%.2f×)", c, diff, st.Error, st.RTNError, st.Error/st.RTNError)
-		if st.Error >= st.RTNError {
-			t.Errorf("%+v: GPTQ error %g not below RTN's %g", c, st.Error, st.RTNError)
+			for i := range rs {
+				if float64(codes.Scales[i]) != rs[i] || float64(codes.Zeros[i]) != rz[i] {
+					t.Fatalf("%+v search=%v: group parameter %d: (%v, %v), reference (%v, %v)", c, search, i, codes.Scales[i], codes.Zeros[i], rs[i], rz[i])
+				}
+			}
+			for k := 0; k < 96; k++ {
+				g := k / group
+				if codes.GIdx != nil {
+					g = int(codes.GIdx[k])
+				}
+				if g != rg[k] {
+					t.Fatalf("%+v: g_idx[%d] = %d, reference %d", c, k, g, rg[k])
+				}
+			}
+			if diff > len(rq)/500 {
+				t.Fatalf("%+v: %d of %d codes differ from the reference", c, diff, len(rq))
+			}
+			t.Logf("%+v search=%v: %d codes differ; proxy error GPTQ %.4g, RTN %.4g (%.2f×)", c, search, diff, st.Error, st.RTNError, st.Error/st.RTNError)
+			if st.Error >= st.RTNError {
+				t.Errorf("%+v search=%v: GPTQ error %g not below RTN's %g", c, search, st.Error, st.RTNError)
+			}
 		}
 	}
 }

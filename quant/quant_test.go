@@ -299,23 +299,38 @@ func TestRTNError(t *testing.T) {
 		for _, g := range []int{32, 64, 128, 0} {
 			for _, sym := range []bool{true, false} {
 				for _, v2 := range []bool{false, true} {
-					spec, err := ParseSpec(f, g, sym)
-					if err != nil {
-						t.Fatal(err)
-					}
-					spec.V2 = v2
-					q, err := QuantizeRTN(w, out, in, spec)
-					if err != nil {
-						t.Fatalf("%v: %v", spec, err)
-					}
-					c, _ := q.Unpack()
-					for n := 0; n < out; n++ {
-						q.DequantizeRow(row, n)
-						for k := range row {
-							gi := k / q.Group
-							s := c.Scales[gi*out+n]
-							if d := math.Abs(float64(row[k] - w[n*in+k])); d > float64(s)/2*(1+1e-6) {
-								t.Fatalf("%v v2=%v [%d,%d]: |%g − %g| > scale/2 = %g", spec, v2, n, k, row[k], w[n*in+k], s/2)
+					for _, maxScale := range []bool{true, false} {
+						spec, err := ParseSpec(f, g, sym)
+						if err != nil {
+							t.Fatal(err)
+						}
+						spec.V2, spec.MaxScale = v2, maxScale
+						q, err := QuantizeRTN(w, out, in, spec)
+						if err != nil {
+							t.Fatalf("%v: %v", spec, err)
+						}
+						c, _ := q.Unpack()
+						maxq := int32(1)<<spec.Bits - 1
+						for n := 0; n < out; n++ {
+							q.DequantizeRow(row, n)
+							for k := range row {
+								gi := k / q.Group
+								s, z := float64(c.Scales[gi*out+n]), c.Zeros[gi*out+n]
+								x := float64(w[n*in+k])
+								d := math.Abs(float64(row[k]) - x)
+								if maxScale {
+									// plain: within half a step of every weight
+									if d > s/2*(1+1e-6) {
+										t.Fatalf("%v v2=%v [%d,%d]: |%g − %g| > scale/2 = %g", spec, v2, n, k, row[k], x, s/2)
+									}
+									continue
+								}
+								// searched: the code is still the nearest one
+								for _, qq := range []int32{int32(c.Q[n*in+k]) - 1, int32(c.Q[n*in+k]) + 1} {
+									if qq >= 0 && qq <= maxq && math.Abs(float64(qq-z)*s-x) < d {
+										t.Fatalf("%v v2=%v [%d,%d]: code %d (%g) is not the nearest to %g (%d is)", spec, v2, n, k, c.Q[n*in+k], row[k], x, qq)
+									}
+								}
 							}
 						}
 					}
@@ -333,14 +348,15 @@ func TestRTNError(t *testing.T) {
 		return 1
 	}
 	for _, f := range []string{"fp4", "mxfp4", "nvfp4", "fp8"} {
-		for _, g := range []int{0, 128} {
-			spec, err := ParseSpec(f, g, true)
+		for _, g := range []int{0, 128, -1} {
+			spec, err := ParseSpec(f, max(g, 0), true)
 			if err != nil {
 				if f == "fp4" {
 					t.Fatal(err)
 				}
 				continue
 			}
+			spec.MaxScale = g >= 0 // g = -1: the default group, searched scales
 			q, err := QuantizeRTN(w, out, in, spec)
 			if err != nil {
 				t.Fatalf("%v: %v", spec, err)
@@ -377,13 +393,14 @@ func TestRTNError(t *testing.T) {
 	}
 }
 
-// TestRTNKnown checks hand-computed cases.
+// TestRTNKnown checks hand-computed cases of plain round-to-nearest
+// (MaxScale; the search is tested in search_test.go).
 func TestRTNKnown(t *testing.T) {
 	// int4 sym, one group of 4: absmax 1.5 → scale = 2·1.5/15 = 0.2 → fp16
 	// rounded up 0.2000732421875; zero 8; 1.5/s = 7.497 → 7 → q 15;
 	// −1.5 → −7 → 1; 0.3/s = 1.4995 → 1 → 9; 0 → 8.
 	w := []float32{1.5, -1.5, 0.3, 0, 0, 0, 0, 0}
-	q, err := QuantizeRTN(w, 1, 8, Spec{Format: GPTQ, Bits: 4, Group: 8, Sym: true})
+	q, err := QuantizeRTN(w, 1, 8, Spec{Format: GPTQ, Bits: 4, Group: 8, Sym: true, MaxScale: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,7 +418,7 @@ func TestRTNKnown(t *testing.T) {
 	// int2 asym, v2: min −1, max 2: scale = 3/3 = 1, zero = 1;
 	// values −1,0,1,2 → 0,1,2,3.
 	w = []float32{-1, 0, 1, 2, 0.4, 0.6, -0.4, 1.6, 2, 2, 2, 2, 2, 2, 2, 2}
-	q, err = QuantizeRTN(w, 1, 16, Spec{Format: GPTQ, Bits: 2, Group: 16, V2: true})
+	q, err = QuantizeRTN(w, 1, 16, Spec{Format: GPTQ, Bits: 2, Group: 16, V2: true, MaxScale: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,8 +429,8 @@ func TestRTNKnown(t *testing.T) {
 	// The same all-non-negative row in v1 must not use zero 0: with values
 	// 0..3 v2 gives zero 0, v1 zero 1 with scale 3/2.
 	w = []float32{0, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
-	q2, _ := QuantizeRTN(w, 1, 16, Spec{Format: GPTQ, Bits: 2, Group: 16, V2: true})
-	q1, _ := QuantizeRTN(w, 1, 16, Spec{Format: GPTQ, Bits: 2, Group: 16})
+	q2, _ := QuantizeRTN(w, 1, 16, Spec{Format: GPTQ, Bits: 2, Group: 16, V2: true, MaxScale: true})
+	q1, _ := QuantizeRTN(w, 1, 16, Spec{Format: GPTQ, Bits: 2, Group: 16, MaxScale: true})
 	c2, _ := q2.Unpack()
 	c1, _ := q1.Unpack()
 	if c2.Zeros[0] != 0 || c2.Scales[0] != 1 || c1.Zeros[0] != 1 || c1.Scales[0] != 1.5 {
@@ -422,7 +439,7 @@ func TestRTNKnown(t *testing.T) {
 	// MXFP4: absmax 5 → floor(log2 5) = 2 → exponent 0 → scale 1; 5 → 4 (tie to even), 7 → 6.
 	w = make([]float32, 32)
 	w[0], w[1], w[2] = 5, -1.3, 0.2
-	q, _ = QuantizeRTN(w, 1, 32, Spec{Format: MXFP4})
+	q, _ = QuantizeRTN(w, 1, 32, Spec{Format: MXFP4, MaxScale: true})
 	c, _ = q.Unpack()
 	if c.Scales[0] != 1 || E2M1Value(c.Q[0]) != 4 || E2M1Value(c.Q[1]) != -1.5 || E2M1Value(c.Q[2]) != 0 {
 		t.Errorf("mxfp4: scale %g codes %v", c.Scales[0], c.Q[:3])
@@ -438,7 +455,7 @@ func TestRTNKnown(t *testing.T) {
 	// NVFP4: global = 6/(448·6) = 1/448; block absmax 6 → scale 448 → value 6 exact.
 	w = make([]float32, 16)
 	w[0], w[1] = 6, -3
-	q, _ = QuantizeRTN(w, 1, 16, Spec{Format: NVFP4})
+	q, _ = QuantizeRTN(w, 1, 16, Spec{Format: NVFP4, MaxScale: true})
 	q.DequantizeRow(w[:16], 0)
 	if q.GlobalScale != float32(6.0/(448*6)) || math.Abs(float64(w[0])-6) > 1e-6 || math.Abs(float64(w[1])+3) > 1e-6 {
 		t.Errorf("nvfp4: global %g row %v", q.GlobalScale, w[:2])

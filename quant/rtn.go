@@ -3,7 +3,9 @@ package quant
 import (
 	"fmt"
 	"math"
+	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/marlin-llm/marlin/dtype"
 )
@@ -24,6 +26,11 @@ type Spec struct {
 	V2 bool
 	// Codebook is EXL3's trellis codebook.
 	Codebook Codebook
+	// MaxScale makes round-to-nearest take each group's scale (and zero
+	// point) from the group's extreme values, as plain RTN does, instead of
+	// searching for those of least squared error (see QuantizeRTN). It
+	// also applies to GPTQ's group parameters.
+	MaxScale bool
 }
 
 // String returns the spec as the CLI names it ("int4 g128 sym", "nvfp4").
@@ -88,7 +95,8 @@ func ParseSpec(format string, group int, sym bool) (Spec, error) {
 }
 
 // QuantizeRTN quantizes the row-major [out, in] matrix w (the HF Linear
-// layout) to spec by rounding to nearest:
+// layout) to spec by rounding to nearest. With spec.MaxScale each group's
+// scale comes from its extreme values (plain round-to-nearest):
 //
 //   - GPTQ integers, per group of Group inputs and per output row, as GPTQ's
 //     quantizer does: the range [min(w,0), max(w,0)]; symmetric: scale =
@@ -105,7 +113,17 @@ func ParseSpec(format string, group int, sym bool) (Spec, error) {
 //     scale absmax/6/global; codes = e2m1(w / (e4m3·global)).
 //   - FP8: per output row scale = absmax/448, codes e4m3(w/scale).
 //
-// Ties round to even. The weight's Name is empty.
+// By default (MaxScale false) the group scales of the integer and FP4
+// formats are instead searched for the least squared error Σ(w − ŵ)² of
+// the group (see groupParams, fp4Scale, mxfp4Exponent and nvfp4Scale):
+// smaller scales clip the largest weights a little and round the rest more
+// finely. The plain scale is one of the candidates, so the error of every
+// group is never above plain round-to-nearest's; codes are still the
+// nearest to each weight for the chosen scale. FP8 and NVFP4's global scale
+// are as above in both modes.
+//
+// Ties round to even. Rows are quantized in parallel (the result does not
+// depend on the number of cores). The weight's Name is empty.
 func QuantizeRTN(w []float32, out, in int, spec Spec) (*Weight, error) {
 	if out <= 0 || in <= 0 || len(w) != out*in {
 		return nil, fmt.Errorf("quant: QuantizeRTN: %d values for shape [%d, %d]", len(w), out, in)
@@ -120,6 +138,7 @@ func QuantizeRTN(w []float32, out, in int, spec Spec) (*Weight, error) {
 		group = in
 	}
 	c := &Codes{Format: spec.Format, Out: out, In: in, Group: group, Q: make([]uint8, out*in)}
+	search := !spec.MaxScale
 	switch spec.Format {
 	case GPTQ:
 		if spec.Bits != 2 && spec.Bits != 3 && spec.Bits != 4 && spec.Bits != 8 {
@@ -132,24 +151,24 @@ func QuantizeRTN(w []float32, out, in int, spec Spec) (*Weight, error) {
 		if !spec.V2 {
 			c.ZeroOffset = 1
 		}
-		rtnGPTQ(c, w)
+		rtnGPTQ(c, w, search)
 	case FP4:
 		if in%group != 0 || group%2 != 0 {
 			return nil, fmt.Errorf("quant: fp4 group size %d does not divide In = %d (or is odd)", group, in)
 		}
-		rtnFP4(c, w)
+		rtnFP4(c, w, search)
 	case MXFP4:
 		if in%32 != 0 {
 			return nil, fmt.Errorf("quant: mxfp4 needs In (%d) to be a multiple of 32", in)
 		}
 		c.Group = 32
-		rtnMXFP4(c, w)
+		rtnMXFP4(c, w, search)
 	case NVFP4:
 		if in%16 != 0 {
 			return nil, fmt.Errorf("quant: nvfp4 needs In (%d) to be a multiple of 16", in)
 		}
 		c.Group = 16
-		rtnNVFP4(c, w)
+		rtnNVFP4(c, w, search)
 	case FP8:
 		if spec.Group != 0 && spec.Group != in {
 			return nil, fmt.Errorf("quant: fp8 has one scale per output row; group %d not supported", spec.Group)
@@ -176,6 +195,16 @@ func QuantizeRTN(w []float32, out, in int, spec Spec) (*Weight, error) {
 // f16Up returns the smallest fp16 value ≥ v (v ≥ 0, finite), and false if
 // that overflows fp16.
 func f16Up(v float64) (float32, bool) {
+	if v >= 0x1p-14 && v <= 65504 {
+		// normal fp16 range: round the float64 mantissa up to 10 bits
+		// (the scale search calls this for every candidate)
+		const low = 1<<42 - 1
+		b := math.Float64bits(v)
+		if b&low != 0 {
+			b = (b | low) + 1
+		}
+		return float32(math.Float64frombits(b)), true
+	}
 	h := dtype.F32ToF16(float32(v))
 	if float64(dtype.F16ToF32(h)) < v {
 		h++
@@ -197,29 +226,35 @@ func absMax(v []float32) float32 {
 	return m
 }
 
-func rtnGPTQ(c *Codes, w []float32) {
+func rtnGPTQ(c *Codes, w []float32, search bool) {
 	out, in, group := c.Out, c.In, c.Group
 	groups := in / group
 	maxq := float64(int(1)<<uint(c.Bits) - 1)
 	c.Scales = make([]float32, groups*out)
 	c.Zeros = make([]int32, groups*out)
-	for n := 0; n < out; n++ {
-		for g := 0; g < groups; g++ {
-			vals := w[n*in+g*group : n*in+(g+1)*group]
-			xmin, xmax := 0.0, 0.0
-			for _, v := range vals {
-				xmin = math.Min(xmin, float64(v))
-				xmax = math.Max(xmax, float64(v))
-			}
-			scale, zero := gptqParams(xmin, xmax, c.Bits, c.Sym, c.ZeroOffset)
-			c.Scales[g*out+n] = scale
-			c.Zeros[g*out+n] = int32(zero)
-			for k, v := range vals {
-				q := math.RoundToEven(float64(v)/float64(scale)) + zero
-				c.Q[n*in+g*group+k] = uint8(math.Max(0, math.Min(maxq, q)))
+	parallelRows(out, in, func(n0, n1 int) {
+		xs := make([]float64, group)
+		for n := n0; n < n1; n++ {
+			for g := 0; g < groups; g++ {
+				vals := w[n*in+g*group : n*in+(g+1)*group]
+				for k, v := range vals {
+					xs[k] = float64(v)
+				}
+				scale, zero := groupParams(xs, c.Bits, c.Sym, c.ZeroOffset, search)
+				c.Scales[g*out+n] = scale
+				c.Zeros[g*out+n] = int32(zero)
+				for k, x := range xs {
+					q := math.RoundToEven(x/float64(scale)) + zero
+					if q < 0 {
+						q = 0
+					} else if q > maxq {
+						q = maxq
+					}
+					c.Q[n*in+g*group+k] = uint8(q)
+				}
 			}
 		}
-	}
+	})
 }
 
 // gptqParams returns the scale (an fp16 value) and zero point of a GPTQ
@@ -258,53 +293,56 @@ func gptqParams(xmin, xmax float64, bits int, sym bool, zeroOffset int) (float32
 	return scale, zero
 }
 
-func rtnFP4(c *Codes, w []float32) {
+func rtnFP4(c *Codes, w []float32, search bool) {
 	out, in, group := c.Out, c.In, c.Group
 	nb := in / group
 	c.Scales = make([]float32, out*nb)
-	for n := 0; n < out; n++ {
-		for b := 0; b < nb; b++ {
-			vals := w[n*in+b*group : n*in+(b+1)*group]
-			s, ok := f16Up(float64(absMax(vals)) / 6)
-			if !ok {
-				s = 65504
-			}
-			c.Scales[n*nb+b] = s
-			for k, v := range vals {
-				if s == 0 {
-					c.Q[n*in+b*group+k] = 0
-					continue
+	parallelRows(out, in, func(n0, n1 int) {
+		xs := make([]float64, group)
+		for n := n0; n < n1; n++ {
+			for b := 0; b < nb; b++ {
+				vals := w[n*in+b*group : n*in+(b+1)*group]
+				for k, v := range vals {
+					xs[k] = float64(v)
 				}
-				c.Q[n*in+b*group+k] = ToE2M1(float32(float64(v) / float64(s)))
+				s := fp4Scale(xs, absMax(vals), search)
+				c.Scales[n*nb+b] = s
+				for k, x := range xs {
+					if s == 0 {
+						c.Q[n*in+b*group+k] = 0
+						continue
+					}
+					c.Q[n*in+b*group+k] = ToE2M1(float32(x / float64(s)))
+				}
 			}
 		}
-	}
+	})
 }
 
-func rtnMXFP4(c *Codes, w []float32) {
+func rtnMXFP4(c *Codes, w []float32, search bool) {
 	out, in := c.Out, c.In
 	nb := in / 32
 	c.Scales = make([]float32, out*nb)
-	for n := 0; n < out; n++ {
-		for b := 0; b < nb; b++ {
-			vals := w[n*in+b*32 : n*in+(b+1)*32]
-			e := -127
-			if m := absMax(vals); m > 0 {
-				// floor(log2(m)) exactly, from the float's exponent
-				_, ex := math.Frexp(float64(m)) // m = f·2^ex, f ∈ [0.5, 1)
-				e = ex - 1 - 2                  // emax of e2m1 is 2
-				e = max(-127, min(127, e))
-			}
-			s := dtype.E8M0ToF32(uint8(e + 127))
-			c.Scales[n*nb+b] = s
-			for k, v := range vals {
-				c.Q[n*in+b*32+k] = ToE2M1(float32(float64(v) / float64(s)))
+	parallelRows(out, in, func(n0, n1 int) {
+		xs := make([]float64, 32)
+		for n := n0; n < n1; n++ {
+			for b := 0; b < nb; b++ {
+				vals := w[n*in+b*32 : n*in+(b+1)*32]
+				for k, v := range vals {
+					xs[k] = float64(v)
+				}
+				e := mxfp4Exponent(xs, absMax(vals), search)
+				s := dtype.E8M0ToF32(uint8(e + 127))
+				c.Scales[n*nb+b] = s
+				for k, x := range xs {
+					c.Q[n*in+b*32+k] = ToE2M1(float32(x / float64(s)))
+				}
 			}
 		}
-	}
+	})
 }
 
-func rtnNVFP4(c *Codes, w []float32) {
+func rtnNVFP4(c *Codes, w []float32, search bool) {
 	out, in := c.Out, c.In
 	nb := in / 16
 	gs := absMax(w) / (448 * 6)
@@ -313,19 +351,46 @@ func rtnNVFP4(c *Codes, w []float32) {
 	}
 	c.GlobalScale = gs
 	c.Scales = make([]float32, out*nb)
-	for n := 0; n < out; n++ {
-		for b := 0; b < nb; b++ {
-			vals := w[n*in+b*16 : n*in+(b+1)*16]
-			s := dtype.E4M3ToF32(dtype.F32ToE4M3(absMax(vals) / 6 / gs))
-			c.Scales[n*nb+b] = s
-			eff := float64(s) * float64(gs)
-			for k, v := range vals {
-				if eff == 0 {
-					c.Q[n*in+b*16+k] = 0
-					continue
+	parallelRows(out, in, func(n0, n1 int) {
+		xs := make([]float64, 16)
+		for n := n0; n < n1; n++ {
+			for b := 0; b < nb; b++ {
+				vals := w[n*in+b*16 : n*in+(b+1)*16]
+				for k, v := range vals {
+					xs[k] = float64(v)
 				}
-				c.Q[n*in+b*16+k] = ToE2M1(float32(float64(v) / eff))
+				s := nvfp4Scale(xs, absMax(vals), gs, search)
+				c.Scales[n*nb+b] = s
+				eff := float64(s) * float64(gs)
+				for k, x := range xs {
+					if eff == 0 {
+						c.Q[n*in+b*16+k] = 0
+						continue
+					}
+					c.Q[n*in+b*16+k] = ToE2M1(float32(x / eff))
+				}
 			}
 		}
+	})
+}
+
+// parallelRows calls f on consecutive ranges of the out rows of an
+// [out, in] matrix, one per core when the matrix is large enough to be
+// worth it. The rows are independent, so the result does not depend on
+// the split.
+func parallelRows(out, in int, f func(n0, n1 int)) {
+	workers := min(runtime.GOMAXPROCS(0), out, max(1, out*in/(1<<15)))
+	if workers <= 1 {
+		f(0, out)
+		return
 	}
+	var wg sync.WaitGroup
+	for wk := 0; wk < workers; wk++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(out*wk/workers, out*(wk+1)/workers)
+		}()
+	}
+	wg.Wait()
 }

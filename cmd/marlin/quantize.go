@@ -15,7 +15,7 @@ import (
 
 func init() {
 	register(command{name: "quantize",
-		usage: "MODEL OUT [--method rtn|gptq|exl3] [--format int4] [--group 128] [--asym] [--act-order] [--bits 3] [--codebook 3inst] [--calib FILE] [--head-bits N] [--force]\n" +
+		usage: "MODEL OUT [--method rtn|gptq|exl3] [--format int4] [--group 128] [--asym] [--rtn-search=false] [--act-order] [--bits 3] [--codebook 3inst] [--calib FILE] [--head-bits N] [--force]\n" +
 			"       marlin quantize --rate-distortion [--bits 2,3,4] [--json]",
 		summary: "write a quantized checkpoint (or measure the trellis code)", run: quantizeCmd})
 }
@@ -26,6 +26,7 @@ func quantizeCmd(args []string) error {
 	format := f.String("format", "int4", "rtn/gptq: int8, int4, int3, int2 (GPTQ layout); rtn also fp4, mxfp4, nvfp4, fp8")
 	group := f.Int("group", 128, "group size along the input dimension (0: per channel)")
 	asym := f.Bool("asym", false, "asymmetric integers (zero points)")
+	rtnSearch := f.Bool("rtn-search", true, "rtn/gptq: search each group's scale (and zero point) for the least squared error; =false takes them from the group's extremes (plain round-to-nearest)")
 	actOrder := f.Bool("act-order", false, "gptq: quantize columns by decreasing Hessian diagonal (desc_act, g_idx)")
 	damp := f.Float64("damp", 0, "gptq/exl3: Hessian damping, fraction of mean(diag H) (0: 0.01 for gptq, 0.025 for exl3)")
 	bits := f.String("bits", "", "exl3: bits per weight, 1 to 8 (fractional: K and K+1 mixed across layers); --rate-distortion: a list such as 2,3,4")
@@ -80,9 +81,13 @@ func quantizeCmd(args []string) error {
 		if opt.Method == quantize.GPTQ && spec.Format != quant.GPTQ {
 			return usagef("--method gptq needs an integer --format (int8, int4, int3 or int2), not %s", *format)
 		}
+		spec.MaxScale = !*rtnSearch
 		opt.Spec = spec
 		opt.GPTQ = quant.GPTQOptions{ActOrder: *actOrder, Damp: *damp}
 	case quantize.EXL3:
+		if !*rtnSearch {
+			return usagef("--rtn-search is for rtn and gptq")
+		}
 		if *bits == "" {
 			return usagef("--method exl3 needs --bits (1 to 8)")
 		}
