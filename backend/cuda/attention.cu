@@ -102,3 +102,145 @@ extern "C" __global__ void __launch_bounds__(128)
         o[i] = s * inv;
     }
 }
+
+// Decode-friendly attention (split-K flash-decoding), for heads of D = 64
+// or 128 key and value dims and G ≤ 8 query heads per KV head. Grid
+// (kvHeads, rows, P), 128 threads. Block (kh, r, p) reads the positions of
+// split p of row r — ⌈n/P⌉ of them, so the grid does not depend on the
+// context length (a captured graph replays for any n) — once for all G
+// query heads that share KV head kh: each warp takes every fourth position;
+// per position a lane holds D/32 dims of the key and of the value (one
+// 16- or 8-byte load each, coalesced: 512 bytes a warp for D = 128), the
+// G scores come from warp shuffles, and each head keeps an online softmax
+// (running max m, sum l, weighted value sum acc). The four warps are
+// merged in shared memory. With P = 1 the block writes the output; with
+// P > 1 it writes (m, l, acc) to ws and the last block of (r, kh) to
+// finish (atomic counter, reset by it) merges the P splits in order:
+// out = Σ_p acc_p·e^(m_p−M) / Σ_p l_p·e^(m_p−M), M = max_p m_p.
+template <int D, int G>
+__device__ __forceinline__ void attn_split(float* __restrict__ out, const float* __restrict__ q, const float* __restrict__ kc,
+                                           const float* __restrict__ vc, const int* __restrict__ rowN,
+                                           const int* __restrict__ rowTab, const int* __restrict__ tables, int heads,
+                                           int kvHeads, int ldv, int bs, float scale, float* ws, int* counters) {
+    constexpr int E = D / 32;
+    __shared__ float sm_m[ATT_WARPS][G], sm_l[ATT_WARPS][G], sm_acc[ATT_WARPS][G][D];
+    __shared__ int last;
+    const int kh = blockIdx.x, r = blockIdx.y, p = blockIdx.z, P = gridDim.z;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int g = heads / kvHeads;
+    const int n = rowN[r];
+    const int* tab = tables + rowTab[r];
+    const int ch = (n + P - 1) / P, t0 = p * ch, t1 = min(n, t0 + ch);
+
+    float qv[G][E], m[G], l[G], acc[G][E];
+#pragma unroll
+    for (int gi = 0; gi < G; gi++) {
+        m[gi] = NEG_INF;
+        l[gi] = 0.f;
+#pragma unroll
+        for (int e = 0; e < E; e++) {
+            acc[gi][e] = 0.f;
+            qv[gi][e] = gi < g ? q[((size_t)r * heads + kh * g + gi) * D + lane * E + e] : 0.f;
+        }
+    }
+#pragma unroll 2
+    for (int t = t0 + warp; t < t1; t += ATT_WARPS) {
+        const size_t cell = ((size_t)tab[t / bs] * kvHeads + kh) * bs + (t % bs);
+        const float* kp = kc + cell * D + lane * E;
+        const float* vp = vc + cell * ldv + lane * E;
+        float kk[E], vv[E];
+#pragma unroll
+        for (int e = 0; e < E; e++) {
+            kk[e] = kp[e];
+            vv[e] = vp[e];
+        }
+#pragma unroll
+        for (int gi = 0; gi < G; gi++) {
+            if (gi >= g) break;
+            float d = 0.f;
+#pragma unroll
+            for (int e = 0; e < E; e++) d = fmaf(qv[gi][e], kk[e], d);
+            d = warp_sum(d);
+            const float s = d * scale;
+            const float mn = fmaxf(m[gi], s);
+            const float corr = expf(m[gi] - mn);
+            const float pr = expf(s - mn);
+            l[gi] = l[gi] * corr + pr;
+#pragma unroll
+            for (int e = 0; e < E; e++) acc[gi][e] = acc[gi][e] * corr + pr * vv[e];
+            m[gi] = mn;
+        }
+    }
+#pragma unroll
+    for (int gi = 0; gi < G; gi++) {
+        if (lane == 0) {
+            sm_m[warp][gi] = m[gi];
+            sm_l[warp][gi] = l[gi];
+        }
+#pragma unroll
+        for (int e = 0; e < E; e++) sm_acc[warp][gi][lane * E + e] = acc[gi][e];
+    }
+    __syncthreads();
+    // merge the warps: thread i handles (head gi, dim d) pairs
+    const size_t pitch = D + 2;  // ws record: m, l, acc[D]
+    for (int i = threadIdx.x; i < g * D; i += ATT_WARPS * 32) {
+        const int gi = i / D, d = i % D;
+        float M = sm_m[0][gi];
+        for (int w = 1; w < ATT_WARPS; w++) M = fmaxf(M, sm_m[w][gi]);
+        float L = 0.f, A = 0.f;
+        for (int w = 0; w < ATT_WARPS; w++) {
+            const float f = sm_m[w][gi] == NEG_INF ? 0.f : expf(sm_m[w][gi] - M);
+            L += sm_l[w][gi] * f;
+            A += sm_acc[w][gi][d] * f;
+        }
+        const int h = kh * g + gi;
+        if (P == 1) {
+            out[((size_t)r * heads + h) * D + d] = A / L;
+        } else {
+            float* rec = ws + (((size_t)r * heads + h) * P + p) * pitch;
+            if (d == 0) {
+                rec[0] = M;
+                rec[1] = L;
+            }
+            rec[2 + d] = A;
+        }
+    }
+    if (P == 1) return;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(&counters[r * kvHeads + kh], 1) == P - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    for (int i = threadIdx.x; i < g * D; i += ATT_WARPS * 32) {
+        const int gi = i / D, d = i % D, h = kh * g + gi;
+        const float* rec = ws + ((size_t)r * heads + h) * P * pitch;
+        float M = NEG_INF;
+        for (int s = 0; s < P; s++) M = fmaxf(M, ld_cg(rec + s * pitch));
+        float L = 0.f, A = 0.f;
+        for (int s = 0; s < P; s++) {
+            const float ms = ld_cg(rec + s * pitch);
+            const float f = ms == NEG_INF ? 0.f : expf(ms - M);
+            L += ld_cg(rec + s * pitch + 1) * f;
+            A += ld_cg(rec + s * pitch + 2 + d) * f;
+        }
+        out[((size_t)r * heads + h) * D + d] = A / L;
+    }
+    if (threadIdx.x == 0) counters[r * kvHeads + kh] = 0;
+}
+
+#define ATTN_SPLIT(D, G)                                                                                              \
+    extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32)                                                      \
+        attn_split_##D##_##G(float* out, const float* q, const float* kc, const float* vc, const int* rowN,           \
+                             const int* rowTab, const int* tables, int heads, int kvHeads, int ldv, int bs, float scale, \
+                             float* ws, int* counters) {                                                              \
+        attn_split<D, G>(out, q, kc, vc, rowN, rowTab, tables, heads, kvHeads, ldv, bs, scale, ws, counters);         \
+    }
+ATTN_SPLIT(64, 1)
+ATTN_SPLIT(64, 2)
+ATTN_SPLIT(64, 4)
+ATTN_SPLIT(64, 8)
+ATTN_SPLIT(128, 1)
+ATTN_SPLIT(128, 2)
+ATTN_SPLIT(128, 4)
+ATTN_SPLIT(128, 8)

@@ -168,6 +168,35 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 	a.i32(BS)
 	b.launch(b.k.kvStore, M, 1, 128, 0, a)
 
+	if f := b.splitAttention(heads, s); f != 0 {
+		// flash-decoding: P splits of the positions per (row, KV head) for
+		// decode-sized batches (merged in the kernel), one for prefill
+		P := 1
+		var ws uint64
+		if M <= 16 && M*s.KVHeads <= counterCap {
+			P = 16
+			if ws = b.scratchBuf("attnws", 4*int64(M)*int64(heads)*int64(P)*int64(s.KeyDim+2)); ws == 0 {
+				return
+			}
+		}
+		a = b.newArgs()
+		a.ptr(o.ptr())
+		a.ptr(qt.ptr())
+		a.ptr(kc)
+		a.ptr(vc)
+		a.ptr(mp)
+		a.ptr(mp + uint64(4*M))
+		a.ptr(mp + uint64(4*4*M))
+		a.i32(heads)
+		a.i32(s.KVHeads)
+		a.i32(ldv)
+		a.i32(BS)
+		a.f32(scale)
+		a.ptr(ws)
+		a.ptr(b.counters.ptr)
+		b.launch3(f, s.KVHeads, M, P, 128, 0, a)
+		return
+	}
 	a = b.newArgs()
 	a.ptr(o.ptr())
 	a.ptr(qt.ptr())
@@ -184,4 +213,28 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 	a.i32(BS)
 	a.f32(scale)
 	b.launch(b.k.attention, M, heads, 128, smem, a)
+}
+
+// splitAttention returns the flash-decoding kernel for heads of 64 or 128
+// key and value dims with at most 8 query heads per KV head (separate
+// values), or 0 (the generic kernel).
+func (b *Backend) splitAttention(heads int, s backend.KVSpec) uintptr {
+	if s.ValueInKey || s.KeyDim != s.ValueDim || (s.KeyDim != 64 && s.KeyDim != 128) {
+		return 0
+	}
+	d := 0
+	if s.KeyDim == 128 {
+		d = 1
+	}
+	switch g := heads / s.KVHeads; {
+	case g <= 1:
+		return b.k.attnSplit[d][0]
+	case g <= 2:
+		return b.k.attnSplit[d][1]
+	case g <= 4:
+		return b.k.attnSplit[d][2]
+	case g <= 8:
+		return b.k.attnSplit[d][3]
+	}
+	return 0
 }

@@ -100,6 +100,8 @@ struct WDesc {
 #define FMT_MXFP4 5
 #define FMT_NVFP4 6
 #define FMT_GPTQ 7
+#define FMT_PINT4 8  // GPTQ int4 in the packed layout of pack.go (qmm.cu)
+#define FMT_PFP4 9   // FP4 in the packed layout
 
 // wload<F>(w, n, k) returns element (n, k) of W as float32, exactly as
 // quant.Weight.DequantizeRow defines it.

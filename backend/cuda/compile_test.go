@@ -4,8 +4,10 @@ package cuda
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // TestCompileKernels compiles the kernel sources with NVRTC for sm_80 and
@@ -46,4 +48,47 @@ func TestNoDriver(t *testing.T) {
 		t.Fatalf("New without a driver: %v", err)
 	}
 	t.Log(err)
+}
+
+// TestKernelResources logs ptxas's resource report (registers, spills,
+// shared memory) of the tensor-core kernels for sm_90, wherever NVRTC is
+// installed, and fails if one of them spills to local memory.
+func TestKernelResources(t *testing.T) {
+	n, err := loadNVRTC()
+	if err != nil {
+		if errors.Is(err, ErrUnavailable) {
+			t.Skipf("skipping: %v", err)
+		}
+		t.Fatal(err)
+	}
+	if !slices.Contains(n.archs, 90) && len(n.archs) > 0 {
+		t.Skip("skipping: NVRTC without sm_90")
+	}
+	var prog uintptr
+	csrc, cname := cstr(kernelSource()), cstr("marlin_kernels.cu")
+	if r := call(n.create, uintptr(unsafe.Pointer(&prog)), uintptr(unsafe.Pointer(&csrc[0])), uintptr(unsafe.Pointer(&cname[0])), 0, 0, 0); r != 0 {
+		t.Fatal(n.errString(int32(r)))
+	}
+	defer call(n.destroy, uintptr(unsafe.Pointer(&prog)))
+	opts := append([]string{"--gpu-architecture=sm_90", "--ptxas-options=-v"}, compileOptions...)
+	cs := make([][]byte, len(opts))
+	ptrs := make([]*byte, len(opts))
+	for i, o := range opts {
+		cs[i] = cstr(o)
+		ptrs[i] = &cs[i][0]
+	}
+	if r := call(n.compile, prog, uintptr(len(ptrs)), uintptr(unsafe.Pointer(&ptrs[0]))); r != 0 {
+		t.Fatalf("%s\n%s", n.errString(int32(r)), n.programLog(prog))
+	}
+	lines := strings.Split(n.programLog(prog), "\n")
+	for i, l := range lines {
+		for _, k := range []string{"qmv_", "dmv_", "attn_split_128_4", "tc_gemm"} {
+			if strings.Contains(l, "Compiling entry function '"+k) && i+3 < len(lines) {
+				t.Logf("%s\n%s\n%s", l, lines[i+2], lines[i+3])
+				if strings.Contains(lines[i+2], "bytes spill") && !strings.Contains(lines[i+2], " 0 bytes spill stores") {
+					t.Errorf("spills: %s", lines[i+2])
+				}
+			}
+		}
+	}
 }

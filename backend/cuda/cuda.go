@@ -6,6 +6,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -15,11 +16,11 @@ import (
 	"github.com/marlin-llm/marlin/backend"
 )
 
-//go:embed common.cu matmul.cu ops.cu attention.cu moe.cu
+//go:embed common.cu qmm.cu matmul.cu ops.cu attention.cu moe.cu
 var kernelFS embed.FS
 
 // kernelFiles is the order in which the sources are concatenated.
-var kernelFiles = []string{"common.cu", "matmul.cu", "ops.cu", "attention.cu", "moe.cu"}
+var kernelFiles = []string{"common.cu", "qmm.cu", "matmul.cu", "ops.cu", "attention.cu", "moe.cu"}
 
 // kernelSource returns the program NVRTC compiles: every .cu file, each
 // preceded by a #line directive so that compile errors name it.
@@ -42,6 +43,11 @@ type kernels struct {
 	add, addBias, siluMul, rmsNorm, rope, copyRows, copyCols uintptr
 	kvStore, attention                                       uintptr
 	route, gatherRows, scatterAdd                            uintptr
+
+	// tensor-core decode kernels, [0]: M ≤ 8, [1]: M ≤ 16
+	qmvInt4, qmvInt4Asym, qmvFP4, dmvF16, dmvBF16 [2]uintptr
+	permute                                       uintptr
+	attnSplit                                     [2][4]uintptr // [D 64, 128][G 1, 2, 4, 8]
 }
 
 // Backend runs the ops on one CUDA device.
@@ -74,6 +80,19 @@ type Backend struct {
 	metaOff int64
 	scratch map[string]*buffer
 	ropes   map[*backend.Rope]*ropeTab
+
+	counters *buffer         // zeroed int32 counters of the split-K kernels (each resets what it uses)
+	resident map[uintptr]int // kernel → blocks of 128 threads resident per multiprocessor
+	dynSmem  map[uintptr]int // kernel → dynamic shared memory of a block
+
+	// CUDA graphs of recorded op segments (graph.go)
+	graphsOn      bool
+	manualCapture bool
+	flushing      bool
+	seg           *segment
+	graphs        map[uint64]*segGraph
+	lastSig       uint64
+	gstats        GraphStats
 }
 
 // New opens CUDA device ordinal (0 for the first), compiles (or loads from
@@ -161,7 +180,35 @@ func (b *Backend) init() error {
 		return err
 	}
 	b.fromCache = cached
-	return b.loadKernels()
+	if err := b.loadKernels(); err != nil {
+		return err
+	}
+	buf, err := b.allocRaw(4 * counterCap)
+	if err != nil {
+		return err
+	}
+	b.counters = buf
+	b.memsetZero(buf.ptr, counterCap)
+	b.graphsOn = os.Getenv("MARLIN_CUDA_GRAPHS") != "0"
+	b.graphs = map[uint64]*segGraph{}
+	b.resident = map[uintptr]int{}
+	return nil
+}
+
+// residentBlocks returns how many 128-thread blocks of kernel f fit on a
+// multiprocessor at once (from the driver's occupancy calculator; 2 if
+// the driver lacks it).
+func (b *Backend) residentBlocks(f uintptr) int {
+	if n, ok := b.resident[f]; ok {
+		return n
+	}
+	n := int32(2)
+	if b.d.cuOccupancyMaxActiveBlocksPerMultiprocessor == 0 ||
+		call(b.d.cuOccupancyMaxActiveBlocksPerMultiprocessor, uintptr(unsafe.Pointer(&n)), f, 128, uintptr(b.dynSmem[f])) != cuSuccess || n < 1 {
+		n = 2
+	}
+	b.resident[f] = int(n)
+	return int(n)
 }
 
 // loadKernels looks up every entry point of the module.
@@ -187,6 +234,31 @@ func (b *Backend) loadKernels() error {
 	k.rope, k.copyRows, k.copyCols = get("rope"), get("copy_rows"), get("copy_cols")
 	k.kvStore, k.attention = get("kv_store"), get("attention")
 	k.route, k.gatherRows, k.scatterAdd = get("route"), get("gather_rows"), get("scatter_add")
+	for i, sfx := range []string{"", "_m16"} {
+		k.qmvInt4[i], k.qmvInt4Asym[i], k.qmvFP4[i] = get("qmv_int4"+sfx), get("qmv_int4_asym"+sfx), get("qmv_fp4"+sfx)
+		k.dmvF16[i], k.dmvBF16[i] = get("dmv_f16"+sfx), get("dmv_bf16"+sfx)
+	}
+	k.permute = get("permute_cols")
+	// the decode kernels' shared-memory rings (qmm.cu: QW warps × stages ×
+	// stage bytes)
+	b.dynSmem = map[uintptr]int{}
+	for i, mr := range []int{8, 16} {
+		stages := 6 // qstages
+		if mr == 16 {
+			stages = 4
+		}
+		for _, f := range []uintptr{k.qmvInt4[i], k.qmvFP4[i]} {
+			b.dynSmem[f] = 4 * stages * (1024 + 128*mr + 128)
+		}
+		b.dynSmem[k.qmvInt4Asym[i]] = 4 * stages * (1024 + 128*mr + 128 + 256)
+		b.dynSmem[k.dmvF16[i]] = 4 * 4 * (4096 + 128*mr)
+		b.dynSmem[k.dmvBF16[i]] = 4 * 4 * (4096 + 128*mr)
+	}
+	for i, d := range []int{64, 128} {
+		for j, g := range []int{1, 2, 4, 8} {
+			k.attnSplit[i][j] = get(fmt.Sprintf("attn_split_%d_%d", d, g))
+		}
+	}
 	if len(missing) > 0 {
 		return fmt.Errorf("cuda: kernels missing from the module: %s", strings.Join(missing, ", "))
 	}
@@ -195,6 +267,16 @@ func (b *Backend) loadKernels() error {
 	if b.smemOptin > 48<<10 {
 		if err := b.d.check(call(b.d.cuFuncSetAttribute, k.attention, funcAttrMaxDynamicSharedSize, uintptr(b.smemOptin)), "cuFuncSetAttribute"); err != nil {
 			return err
+		}
+	}
+	for f, n := range b.dynSmem {
+		if n > max(b.smemOptin, 48<<10) {
+			return fmt.Errorf("cuda: %s needs %d bytes of shared memory (device limit %d)", b.names[f], n, b.smemOptin)
+		}
+		if n > 48<<10 {
+			if err := b.d.check(call(b.d.cuFuncSetAttribute, f, funcAttrMaxDynamicSharedSize, uintptr(n)), "cuFuncSetAttribute"); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -248,6 +330,9 @@ func (b *Backend) leave() {
 // fail records err as the sticky error unless one is pending.
 func (b *Backend) fail(err error) {
 	if err != nil && b.err == nil {
+		if b.seg != nil && !b.flushing {
+			b.flush() // the ops recorded before the failure still run
+		}
 		b.err = err
 	}
 }
@@ -280,6 +365,7 @@ func (b *Backend) Sync() error {
 // syncStream waits for the stream, then frees the allocations queued for
 // release before the wait began (their last users have finished).
 func (b *Backend) syncStream() {
+	b.flush()
 	b.freeMu.Lock()
 	batch := b.pending
 	b.pending = nil
@@ -318,8 +404,10 @@ func (b *Backend) Close() error {
 	d := b.d
 	err := d.check(call(d.cuCtxSetCurrent, b.ctx), "cuCtxSetCurrent")
 	if err == nil {
+		b.flush()
 		err = d.check(call(d.cuStreamSynchronize, b.stream), "cuStreamSynchronize")
 	}
+	b.dropGraphs()
 	b.closed.Store(true)
 	b.freeMu.Lock()
 	b.pending = nil
@@ -422,6 +510,9 @@ func (b *Backend) stage(data unsafe.Pointer, size int64) uint64 {
 	if size == 0 || b.err != nil {
 		return 0
 	}
+	if b.recording() {
+		return b.stageSeg(data, size)
+	}
 	need := (size + 255) &^ 255
 	if b.meta == nil || b.metaOff+need > b.meta.size {
 		n := int64(64 << 10)
@@ -484,6 +575,10 @@ func (b *Backend) memsetZero(p uint64, words int64) {
 	if p == 0 || words == 0 {
 		return
 	}
+	if b.recording() {
+		b.seg.addMemset(p, words)
+		return
+	}
 	b.checkCall(call(b.d.cuMemsetD32Async, uintptr(p), 0, uintptr(words), b.stream), "cuMemsetD32Async")
 }
 
@@ -494,6 +589,7 @@ func (b *Backend) memsetZero(p uint64, words int64) {
 type launchArgs struct {
 	vals   [64]uint64
 	ptrs   [24]unsafe.Pointer
+	offs   [24]uint8 // word offset of each argument in vals
 	nv, np int
 }
 
@@ -501,8 +597,10 @@ func (a *launchArgs) reset() { a.nv, a.np = 0, 0 }
 
 // slot reserves words 8-byte words for the next argument.
 func (a *launchArgs) slot(words int) unsafe.Pointer {
+	clear(a.vals[a.nv : a.nv+words]) // whole words: recorded launches compare them
 	p := unsafe.Pointer(&a.vals[a.nv])
 	a.ptrs[a.np] = p
+	a.offs[a.np] = uint8(a.nv)
 	a.nv += words
 	a.np++
 	return p
@@ -519,12 +617,27 @@ func (b *Backend) newArgs() *launchArgs { b.args.reset(); return b.args }
 // threads and smem bytes of dynamic shared memory. Empty grids and ops
 // after a failure are skipped.
 func (b *Backend) launch(f uintptr, gx, gy, bx, smem int, a *launchArgs) {
-	if b.err != nil || gx <= 0 || gy <= 0 {
+	b.launch3(f, gx, gy, 1, bx, smem, a)
+}
+
+// launch3 is launch with a three-dimensional grid. While a segment is
+// being recorded (graph.go) the launch is recorded instead of issued.
+func (b *Backend) launch3(f uintptr, gx, gy, gz, bx, smem int, a *launchArgs) {
+	if b.err != nil || gx <= 0 || gy <= 0 || gz <= 0 {
 		return
 	}
-	r := call(b.d.cuLaunchKernel, f, uintptr(gx), uintptr(gy), 1, uintptr(bx), 1, 1, uintptr(smem), b.stream,
-		uintptr(unsafe.Pointer(&a.ptrs[0])), 0)
+	if b.recording() {
+		b.seg.addLaunch(f, gx, gy, gz, bx, smem, a)
+		return
+	}
+	b.issue(f, gx, gy, gz, bx, smem, unsafe.Pointer(&a.ptrs[0]))
 	runtime.KeepAlive(a)
+}
+
+// issue calls cuLaunchKernel (params: the kernelParams array).
+func (b *Backend) issue(f uintptr, gx, gy, gz, bx, smem int, params unsafe.Pointer) {
+	r := call(b.d.cuLaunchKernel, f, uintptr(gx), uintptr(gy), uintptr(gz), uintptr(bx), 1, 1, uintptr(smem), b.stream,
+		uintptr(params), 0)
 	if r != cuSuccess {
 		b.fail(b.d.check(r, "launching "+b.names[f]))
 	}
@@ -610,6 +723,7 @@ func (b *Backend) Write(t backend.Tensor, src []float32) {
 	}
 	b.enter()
 	defer b.leave()
+	b.flush() // the recorded ops come first
 	if len(src) == 0 || !b.usable(c) {
 		return
 	}
@@ -629,6 +743,7 @@ func (b *Backend) Read(dst []float32, t backend.Tensor) error {
 	}
 	b.enter()
 	defer b.leave()
+	b.flush() // the recorded ops come before the copy
 	if len(dst) > 0 && b.usable(c) {
 		b.checkCall(call(b.d.cuMemcpyDtoHAsync, uintptr(unsafe.Pointer(&dst[0])), uintptr(c.ptr()), uintptr(4*len(dst)), b.stream), "cuMemcpyDtoHAsync")
 	}

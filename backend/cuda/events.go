@@ -32,6 +32,7 @@ func (ev *event) record() {
 	b := ev.b
 	b.enter()
 	defer b.leave()
+	b.flush() // recorded ops come before the event
 	b.checkCall(call(b.d.cuEventRecord, ev.e, b.stream), "cuEventRecord")
 }
 

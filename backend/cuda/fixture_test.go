@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/marlin-llm/marlin/backend"
@@ -171,7 +172,9 @@ func TestBatchedGeneration(t *testing.T) {
 // bits, sym and asym, act-order) on the GPU: their logits must equal the
 // CPU's within 1e-4 · max|logit| and the GPU logits of the dense
 // checkpoint of the dequantized weights within 1e-4 · max|logit| (the same
-// float32 values enter; the sums differ in order only).
+// float32 values enter; the sums differ in order only) — except 4-bit
+// checkpoints, which run on the tensor-core kernels with x rounded to fp16
+// (qmm.cu; exact weights): 2e-3 · max|logit| for them.
 func TestGPTQCheckpoints(t *testing.T) {
 	be := gpu(t)
 	c := cpu.New(2)
@@ -192,6 +195,10 @@ func TestGPTQCheckpoints(t *testing.T) {
 				return m
 			}
 			gq, gd, cq := forwardAll(t, load(q, be), be, ids), forwardAll(t, load(dense, be), be, ids), forwardAll(t, load(q, c), c, ids)
+			tol := 1e-4
+			if strings.HasPrefix(filepath.Base(q), "int4") {
+				tol = 2e-3
+			}
 			for p := range gq {
 				for _, other := range []struct {
 					name string
@@ -202,8 +209,8 @@ func TestGPTQCheckpoints(t *testing.T) {
 						maxAbs = math.Max(maxAbs, math.Abs(float64(other.v[j])))
 						maxDiff = math.Max(maxDiff, math.Abs(float64(gq[p][j]-other.v[j])))
 					}
-					if !(maxDiff <= 1e-4*maxAbs) {
-						t.Errorf("position %d vs %s: max |Δ| %.3g > 1e-4 × %.3g", p, other.name, maxDiff, maxAbs)
+					if !(maxDiff <= tol*maxAbs) {
+						t.Errorf("position %d vs %s: max |Δ| %.3g > %g × %.3g", p, other.name, maxDiff, tol, maxAbs)
 					}
 				}
 			}

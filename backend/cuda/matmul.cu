@@ -87,7 +87,9 @@ __device__ __forceinline__ void matmul_tile(const WDesc& w, const float* __restr
 template <int F>
 __device__ __forceinline__ void embed_rows(const WDesc& w, const int* __restrict__ tokens, float* __restrict__ y, int ldy) {
     const int i = blockIdx.x, tok = tokens[i];
-    for (int k = threadIdx.x; k < w.K; k += blockDim.x) y[(size_t)i * ldy + k] = wload<F>(w, tok, k);
+    // packed formats with act-order store input perm[p] at position p
+    const bool perm = (F == FMT_PINT4 || F == FMT_PFP4) && w.gidx != nullptr;
+    for (int k = threadIdx.x; k < w.K; k += blockDim.x) y[(size_t)i * ldy + (perm ? w.gidx[k] : k)] = wload<F>(w, tok, k);
 }
 
 #define MATMUL_KERNELS(F, NAME)                                                                              \
@@ -111,3 +113,5 @@ MATMUL_KERNELS(FMT_FP4, fp4)
 MATMUL_KERNELS(FMT_MXFP4, mxfp4)
 MATMUL_KERNELS(FMT_NVFP4, nvfp4)
 MATMUL_KERNELS(FMT_GPTQ, gptq)
+MATMUL_KERNELS(FMT_PINT4, pint4)
+MATMUL_KERNELS(FMT_PFP4, pfp4)

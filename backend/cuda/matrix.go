@@ -21,11 +21,13 @@ const (
 	fmtMXFP4
 	fmtNVFP4
 	fmtGPTQ
+	fmtPInt4 // GPTQ int4 repacked at load (pack.go)
+	fmtPFP4  // FP4 repacked at load
 	numFmts
 )
 
 // fmtNames are the kernel name suffixes of the formats.
-var fmtNames = [numFmts]string{"f32", "f16", "bf16", "fp8", "fp4", "mxfp4", "nvfp4", "gptq"}
+var fmtNames = [numFmts]string{"f32", "f16", "bf16", "fp8", "fp4", "mxfp4", "nvfp4", "gptq", "pint4", "pfp4"}
 
 // wdesc mirrors struct WDesc of common.cu byte for byte (64 bytes): the
 // device addresses of a weight's tensors and its shape parameters, passed
@@ -48,6 +50,7 @@ type matrix struct {
 	rows, cols int
 	bytes      int64
 	name       string // the weight's one-line description
+	asym       bool   // packed int4 with stored zero points
 }
 
 // Rows implements backend.Matrix.
@@ -116,6 +119,9 @@ func (b *Backend) LoadMatrix(w *quant.Weight) (backend.Matrix, error) {
 	if err != nil {
 		return nil, err
 	}
+	if kind, _ := packable(w); kind != 0 {
+		return b.loadPacked(w, kind)
+	}
 	b.enter()
 	defer b.leave()
 	m := &matrix{owner: b, f: f, rows: w.Out, cols: w.In, name: w.String()}
@@ -157,11 +163,121 @@ func (b *Backend) LoadMatrix(w *quant.Weight) (backend.Matrix, error) {
 	return m, nil
 }
 
+// loadPacked uploads w in the packed 4-bit layout (pack.go): the
+// repacking runs on the host, in parallel, once.
+func (b *Backend) loadPacked(w *quant.Weight, kind int) (backend.Matrix, error) {
+	p := packWeight(w, kind)
+	b.enter()
+	defer b.leave()
+	f := fmtPInt4
+	if kind == packKindFP4 {
+		f = fmtPFP4
+	}
+	m := &matrix{owner: b, f: f, rows: w.Out, cols: w.In, name: w.String(), asym: p.zeros != nil}
+	var err error
+	up := func(data []byte) uint64 {
+		if err != nil || len(data) == 0 {
+			return 0
+		}
+		var buf *buffer
+		buf, err = b.upload(unsafe.Pointer(&data[0]), int64(len(data)))
+		m.bufs = append(m.bufs, buf)
+		m.bytes += int64(len(data))
+		return buf.ptr
+	}
+	d := &m.desc
+	d.n, d.k, d.bits, d.group = int32(w.Out), int32(w.In), 4, int32(p.group)
+	d.data = up(p.data)
+	d.scales = up(p.scales)
+	d.zeros = up(p.zeros)
+	if p.perm != nil {
+		d.gidx = up(unsafe.Slice((*byte)(unsafe.Pointer(&p.perm[0])), 4*len(p.perm)))
+		m.bytes -= int64(4 * len(p.perm)) // read once per call, not per weight
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cuda: loading %s: %w", w.Name, err)
+	}
+	return m, nil
+}
+
+// fastKernel returns the tensor-core decode kernel for m and M ≤ 16 rows,
+// or 0 when m has none (K must be a multiple of 32).
+func (b *Backend) fastKernel(m *matrix, M int) uintptr {
+	if m.cols%32 != 0 || M > 16 {
+		return 0
+	}
+	i := 0
+	if M > 8 {
+		i = 1
+	}
+	if (m.f == fmtPInt4 || m.f == fmtPFP4) && m.desc.group%32 != 0 {
+		return 0 // qmv4 scales whole steps of 32 inputs
+	}
+	switch m.f {
+	case fmtPInt4:
+		if m.asym {
+			return b.k.qmvInt4Asym[i]
+		}
+		return b.k.qmvInt4[i]
+	case fmtPFP4:
+		return b.k.qmvFP4[i]
+	case fmtF16:
+		return b.k.dmvF16[i]
+	case fmtBF16:
+		return b.k.dmvBF16[i]
+	}
+	return 0
+}
+
 // matmul queues y[M, N] = x[M, K]·Wᵀ with row strides ldx and ldy (in
-// floats): the small-tile kernel for M ≤ 8, the large-tile one above.
+// floats): the tensor-core decode kernels for M ≤ 16 (packed 4-bit and
+// 16-bit dense weights, 16-byte aligned rows of x), else the small-tile
+// kernel for M ≤ 8 and the large-tile one above.
 func (b *Backend) matmul(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 	if !m.usable() {
 		b.fail(fmt.Errorf("cuda: use of %s, whose upload failed", m.name))
+		return
+	}
+	if (m.f == fmtPInt4 || m.f == fmtPFP4) && m.desc.gidx != 0 {
+		// act-order: the kernels read x in the packed input order
+		xp := b.scratchBuf("xperm", 4*int64(M)*int64(m.cols))
+		if xp == 0 {
+			return
+		}
+		a := b.newArgs()
+		a.ptr(xp)
+		a.ptr(x)
+		a.i32(ldx)
+		a.ptr(m.desc.gidx)
+		a.i32(m.cols)
+		b.launch(b.k.permute, M, 1, 256, 0, a)
+		x, ldx = xp, m.cols
+	}
+	if f := b.fastKernel(m, M); f != 0 && x%16 == 0 && ldx%4 == 0 {
+		// stripe workers (qmm.cu): one wave of as many blocks as fit on
+		// the multiprocessors at once, each warp at least 4 steps of 32
+		// inputs
+		ntiles := (m.rows + 63) / 64
+		steps := ntiles * (m.cols / 32)
+		blocks := max(1, min(b.residentBlocks(f)*b.sms, steps/(4*4)))
+		if ntiles > counterCap {
+			b.fail(fmt.Errorf("cuda: %s: %d column tiles exceed the kernel's %d counters", m.name, ntiles, counterCap))
+			return
+		}
+		ws := b.scratchBuf("qws", 4*1024*int64(ntiles+4*blocks)) // slots tile + warp
+		if ws == 0 {
+			return
+		}
+		a := b.newArgs()
+		a.desc(&m.desc)
+		a.ptr(x)
+		a.i32(ldx)
+		a.ptr(y)
+		a.i32(ldy)
+		a.i32(M)
+		a.ptr(ws)
+		a.ptr(b.counters.ptr)
+		b.launch(f, blocks, 1, 128, b.dynSmem[f], a)
 		return
 	}
 	a := b.newArgs()

@@ -138,6 +138,7 @@ func (b *Backend) Experts(dst, x backend.Tensor, s backend.Selection, experts []
 		return
 	}
 	ids := make([]int32, M*K)
+	b.flush() // the recorded ops (Route) come before the copy
 	if len(ids) > 0 {
 		b.checkCall(call(b.d.cuMemcpyDtoHAsync, uintptr(unsafe.Pointer(&ids[0])), uintptr(sl.ids()), uintptr(4*len(ids)), b.stream), "cuMemcpyDtoHAsync")
 	}

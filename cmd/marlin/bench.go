@@ -10,6 +10,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/marlin-llm/marlin/backend"
@@ -37,18 +38,23 @@ var shapes = map[string]map[string]any{
 }
 
 type benchResult struct {
-	Model          string  `json:"model"`
-	Device         string  `json:"device"`
-	Threads        int     `json:"threads"`
-	Formats        any     `json:"formats"`
-	WeightBytes    int64   `json:"weight_bytes"`
-	DecodeBytes    int64   `json:"decode_bytes_per_token"`
-	PromptTokens   int     `json:"prompt_tokens"`
-	PrefillTokS    float64 `json:"prefill_tokens_per_second"`
-	GenTokens      int     `json:"generated_tokens"`
-	DecodeTokS     float64 `json:"decode_tokens_per_second"`
-	DecodeGBs      float64 `json:"decode_weight_gb_per_second"`
-	CopyGBs        float64 `json:"memory_copy_gb_per_second,omitempty"`
+	Model        string  `json:"model"`
+	Device       string  `json:"device"`
+	Threads      int     `json:"threads"`
+	Formats      any     `json:"formats"`
+	WeightBytes  int64   `json:"weight_bytes"`
+	DecodeBytes  int64   `json:"decode_bytes_per_token"`
+	PromptTokens int     `json:"prompt_tokens"`
+	PrefillTokS  float64 `json:"prefill_tokens_per_second"`
+	GenTokens    int     `json:"generated_tokens"`
+	DecodeTokS   float64 `json:"decode_tokens_per_second"`
+	DecodeGBs    float64 `json:"decode_weight_gb_per_second"`
+	CopyGBs      float64 `json:"memory_copy_gb_per_second,omitempty"`
+	// DecodeNoGraphTokS is decode with CUDA graphs off (backends that
+	// capture decode steps into graphs), for comparison.
+	DecodeNoGraphTokS float64 `json:"decode_tokens_per_second_without_graphs,omitempty"`
+	// KV8KBytes is the KV cache of 8192 tokens as this backend stores it.
+	KV8KBytes      int64   `json:"kv_bytes_8k_tokens"`
 	BandwidthShare float64 `json:"decode_share_of_copy_bandwidth,omitempty"`
 	KVBytesPerTok  int64   `json:"kv_bytes_per_token"`
 	Date           string  `json:"date"`
@@ -58,7 +64,7 @@ type benchResult struct {
 func benchCmd(args []string) error {
 	f := newFlags("bench", "[MODEL] [flags]")
 	mo := addModelFlags(f)
-	synth := f.String("synthetic", "", "benchmark a random-weight model of this shape: llama3.2-1b, llama3-8b, tiny")
+	synth := f.String("synthetic", "", "benchmark a random-weight model of this shape: llama3.2-1b, llama3-8b, tiny, glm4.7-flash, mixtral-8x7b")
 	format := f.String("format", "bf16", "synthetic model formats, comma-separated: bf16, or quantize formats with an optional group (int8, int4:32, fp4:32 ...)")
 	group := f.Int("group", 128, "group size of synthetic formats that name none")
 	headBits := f.Int("head-bits", 0, "quantize the synthetic model's output head too, to this many bits (0: keep it 16-bit)")
@@ -125,6 +131,13 @@ func benchCmd(args []string) error {
 		fmt.Printf("%-48s %12.3f %12.1f %10.2f %9.2fx %9.1f %8.0f%%\n", filepath.Base(r.Model), float64(r.DecodeBytes)/1e9,
 			r.PrefillTokS, r.DecodeTokS, r.DecodeTokS/base.DecodeTokS, r.DecodeGBs, 100*r.BandwidthShare)
 	}
+	for _, r := range results {
+		if r.DecodeNoGraphTokS > 0 {
+			fmt.Printf("%-48s decode %.2f tok/s with CUDA graphs, %.2f without; memory: weights %.2f GB + KV of 8K tokens %.2f GB = %.2f GB\n",
+				filepath.Base(r.Model), r.DecodeTokS, r.DecodeNoGraphTokS, float64(r.WeightBytes)/1e9, float64(r.KV8KBytes)/1e9,
+				float64(r.WeightBytes+r.KV8KBytes)/1e9)
+		}
+	}
 	return nil
 }
 
@@ -140,7 +153,7 @@ func benchOne(mo *modelOpts, dir string, promptN, genN int, membw bool) (*benchR
 	info := s.m.Info()
 	res := &benchResult{Model: s.dir, Device: s.be.Name(), Formats: info.Formats, WeightBytes: info.WeightBytes,
 		DecodeBytes: info.DecodeBytes, KVBytesPerTok: info.KV.TokenBytes(), Date: time.Now().UTC().Format(time.RFC3339),
-		GoVersion: runtime.Version()}
+		GoVersion: runtime.Version(), KV8KBytes: 8192 * info.KV.TokenBytes()}
 	if c, ok := s.be.(*cpu.Backend); ok {
 		res.Threads = c.Threads()
 		if membw {
@@ -148,7 +161,7 @@ func benchOne(mo *modelOpts, dir string, promptN, genN int, membw bool) (*benchR
 			runtime.GC()
 		}
 	}
-	total := promptN + genN
+	total := promptN + 2*genN // decode runs twice on backends with graphs
 	if info.ContextLength > 0 && total > info.ContextLength {
 		return nil, fmt.Errorf("--prompt + --gen = %d exceeds the context length %d", total, info.ContextLength)
 	}
@@ -198,6 +211,19 @@ func benchOne(mo *modelOpts, dir string, promptN, genN int, membw bool) (*benchR
 	}
 	res.GenTokens = genN
 	res.DecodeTokS = float64(genN) / time.Since(start).Seconds()
+	if g, ok := s.be.(interface{ SetGraphs(bool) }); ok {
+		// the same decode steps again with every kernel issued separately
+		g.SetGraphs(false)
+		start = time.Now()
+		for i := range genN {
+			if err := step([]int32{tok}, promptN+genN+i); err != nil {
+				g.SetGraphs(true)
+				return nil, err
+			}
+		}
+		res.DecodeNoGraphTokS = float64(genN) / time.Since(start).Seconds()
+		g.SetGraphs(true)
+	}
 	res.DecodeGBs = float64(info.DecodeBytes) * res.DecodeTokS / 1e9
 	if res.CopyGBs > 0 {
 		res.BandwidthShare = res.DecodeGBs / res.CopyGBs
@@ -208,9 +234,12 @@ func benchOne(mo *modelOpts, dir string, promptN, genN int, membw bool) (*benchR
 // synthetic returns a folder with a random-weight model of the given shape
 // and format, building it (in the user cache directory) on first use.
 func synthetic(shape, format string, group, headBits int) (string, error) {
+	if _, ok := moeShapes[shape]; ok {
+		return syntheticMoE(shape, format, group, headBits)
+	}
 	cfg, ok := shapes[shape]
 	if !ok {
-		return "", usagef("unknown --synthetic shape %q (llama3.2-1b, llama3-8b, tiny)", shape)
+		return "", usagef("unknown --synthetic shape %q (llama3.2-1b, llama3-8b, tiny, glm4.7-flash, mixtral-8x7b)", shape)
 	}
 	base, err := os.UserCacheDir()
 	if err != nil {
@@ -221,7 +250,8 @@ func synthetic(shape, format string, group, headBits int) (string, error) {
 		return "", err
 	}
 	src := filepath.Join(root, shape+"-bf16")
-	if _, err := os.Stat(filepath.Join(src, "config.json")); err != nil {
+	direct := headBits == 0 && (strings.HasPrefix(format, "int") && format != "int8" || format == "fp4")
+	if _, err := os.Stat(filepath.Join(src, "config.json")); err != nil && (format == "bf16" || !direct) {
 		fmt.Fprintf(os.Stderr, "building random-weight %s model in %s ...\n", shape, src)
 		if err := writeSynthetic(src, cfg); err != nil {
 			return "", err
@@ -243,6 +273,17 @@ func synthetic(shape, format string, group, headBits int) (string, error) {
 		}
 		opt.Head = &hs
 		name += fmt.Sprintf("-head%d", headBits)
+	}
+	if headBits == 0 && (spec.Format == quant.GPTQ || spec.Format == quant.FP4) {
+		// random codes and scales written directly: the same format and
+		// sizes as quantizing the bf16 model, without reading 16 GB and
+		// quantizing on one core (bench measures speed, not quality)
+		dst := filepath.Join(root, name+"-random")
+		if _, err := os.Stat(filepath.Join(dst, "config.json")); err == nil {
+			return dst, nil
+		}
+		fmt.Fprintf(os.Stderr, "building random-weight %s model in %s ...\n", shape, dst)
+		return dst, writeSyntheticQuant(dst, cfg, spec)
 	}
 	dst := filepath.Join(root, name)
 	if _, err := os.Stat(filepath.Join(dst, "config.json")); err == nil {
@@ -271,23 +312,39 @@ func writeSynthetic(dir string, shape map[string]any) error {
 	}
 	H, I, V, L := shape["hidden_size"].(int), shape["intermediate_size"].(int), shape["vocab_size"].(int), shape["num_hidden_layers"].(int)
 	hd, nh, nkv := shape["head_dim"].(int), shape["num_attention_heads"].(int), shape["num_key_value_heads"].(int)
-	rng := rand.New(rand.NewPCG(42, 43))
+	seed := uint64(42)
 	add := func(name string, shape ...int) error {
 		n := 1
 		for _, d := range shape {
 			n *= d
 		}
 		data := make([]byte, 2*n)
-		for i := 0; i < n; i++ {
-			var v float32
-			if len(shape) == 1 {
-				v = 1 + 0.1*(rng.Float32()-0.5)
-			} else {
-				v = 0.07 * (rng.Float32() - 0.5) // uniform, std 0.02
-			}
-			h := dtype.F32ToBF16(v)
-			data[2*i], data[2*i+1] = byte(h), byte(h>>8)
+		// chunks of 1M values, each from its own generator, on every core
+		// (an 8B model is 8·10⁹ values: minutes on one core)
+		const chunk = 1 << 20
+		seed++
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+		for c0 := 0; c0 < n; c0 += chunk {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func(c0 int) {
+				defer wg.Done()
+				defer func() { <-sem }()
+				rng := rand.New(rand.NewPCG(seed, uint64(c0)))
+				for i := c0; i < min(n, c0+chunk); i++ {
+					var v float32
+					if len(shape) == 1 {
+						v = 1 + 0.1*(rng.Float32()-0.5)
+					} else {
+						v = 0.07 * (rng.Float32() - 0.5) // uniform, std 0.02
+					}
+					h := dtype.F32ToBF16(v)
+					data[2*i], data[2*i+1] = byte(h), byte(h>>8)
+				}
+			}(c0)
 		}
+		wg.Wait()
 		return w.AddTensor(safetensors.Tensor{Name: name, DType: dtype.BF16, Shape: shape, Data: data})
 	}
 	if err := add("model.embed_tokens.weight", V, H); err != nil {
@@ -322,4 +379,154 @@ func writeSynthetic(dir string, shape map[string]any) error {
 		return err
 	}
 	return w.Commit()
+}
+
+// writeSyntheticQuant writes a LlamaForCausalLM whose linear layers are
+// stored in spec's format (GPTQ or FP4) with uniformly random codes and
+// random scales (|w| around 0.02, like writeSynthetic's), BF16 embedding,
+// head and norms. The layers of each transformer block are generated in
+// parallel.
+func writeSyntheticQuant(dir string, shape map[string]any, spec quant.Spec) error {
+	w, err := hf.NewWriter(dir, true)
+	if err != nil {
+		return err
+	}
+	defer w.Abort()
+	H, I, V, L := shape["hidden_size"].(int), shape["intermediate_size"].(int), shape["vocab_size"].(int), shape["num_hidden_layers"].(int)
+	hd, nh, nkv := shape["head_dim"].(int), shape["num_attention_heads"].(int), shape["num_key_value_heads"].(int)
+	cfg := map[string]any{"architectures": []string{"LlamaForCausalLM"}, "model_type": "llama",
+		"hidden_act": "silu", "max_position_embeddings": 4096, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
+		"bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "bfloat16", "quantization_config": quant.ConfigFor(spec).JSON()}
+	for k, v := range shape {
+		cfg[k] = v
+	}
+	bf16 := func(name string, seed uint64, norm bool, dims ...int) safetensors.Tensor {
+		n := dims[0]
+		if len(dims) == 2 {
+			n *= dims[1]
+		}
+		data := make([]byte, 2*n)
+		parallelChunks(n, func(c0, c1 int) {
+			rng := rand.New(rand.NewPCG(seed, uint64(c0)))
+			for i := c0; i < c1; i++ {
+				v := 0.07 * (rng.Float32() - 0.5)
+				if norm {
+					v = 1 + 0.1*(rng.Float32()-0.5)
+				}
+				h := dtype.F32ToBF16(v)
+				data[2*i], data[2*i+1] = byte(h), byte(h>>8)
+			}
+		})
+		return safetensors.Tensor{Name: name, DType: dtype.BF16, Shape: dims, Data: data}
+	}
+	linear := func(prefix string, seed uint64, out, in int) ([]safetensors.Tensor, error) {
+		g := spec.Group
+		if g <= 0 {
+			g = in
+		}
+		c := &quant.Codes{Format: spec.Format, Out: out, In: in, Group: g, Q: make([]uint8, out*in)}
+		levels := 16
+		if spec.Format == quant.GPTQ {
+			c.Bits, c.Sym = spec.Bits, spec.Sym
+			if !spec.V2 {
+				c.ZeroOffset = 1
+			}
+			levels = 1 << spec.Bits
+			c.Zeros = make([]int32, (in/g)*out)
+			for i := range c.Zeros {
+				c.Zeros[i] = int32(levels / 2)
+			}
+		}
+		rng := rand.New(rand.NewPCG(seed, 0))
+		c.Scales = make([]float32, (in/g)*out)
+		for i := range c.Scales {
+			// |w| ≤ 0.035 as writeSynthetic's: (levels/2)·s ≈ 0.035
+			c.Scales[i] = dtype.F16ToF32(dtype.F32ToF16(float32(0.035 / float64(levels/2) * (0.8 + 0.4*rng.Float64()))))
+			if spec.Format == quant.FP4 {
+				c.Scales[i] = dtype.F16ToF32(dtype.F32ToF16(float32(0.035 / 6 * (0.8 + 0.4*rng.Float64()))))
+			}
+		}
+		parallelChunks(len(c.Q), func(c0, c1 int) {
+			r := rand.New(rand.NewPCG(seed, uint64(c0)+1))
+			for i := c0; i < c1; i++ {
+				c.Q[i] = uint8(r.IntN(levels))
+			}
+		})
+		qw, err := quant.Pack(prefix, c)
+		if err != nil {
+			return nil, err
+		}
+		return qw.Tensors(prefix), nil
+	}
+	if err := w.AddTensor(bf16("model.embed_tokens.weight", 1, false, V, H)); err != nil {
+		return err
+	}
+	projs := []struct {
+		n       string
+		out, in int
+	}{
+		{"self_attn.q_proj", nh * hd, H}, {"self_attn.k_proj", nkv * hd, H}, {"self_attn.v_proj", nkv * hd, H},
+		{"self_attn.o_proj", H, nh * hd}, {"mlp.gate_proj", I, H}, {"mlp.up_proj", I, H}, {"mlp.down_proj", H, I},
+	}
+	for l := range L {
+		p := fmt.Sprintf("model.layers.%d.", l)
+		out := make([][]safetensors.Tensor, len(projs))
+		errs := make([]error, len(projs))
+		var wg sync.WaitGroup
+		for i, pr := range projs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				out[i], errs[i] = linear(p+pr.n, uint64(1000*l+i+10), pr.out, pr.in)
+			}()
+		}
+		wg.Wait()
+		for i := range projs {
+			if errs[i] != nil {
+				return errs[i]
+			}
+			for _, t := range out[i] {
+				if err := w.AddTensor(t); err != nil {
+					return err
+				}
+			}
+		}
+		for _, t := range []safetensors.Tensor{bf16(p+"input_layernorm.weight", uint64(1000*l+8), true, H),
+			bf16(p+"post_attention_layernorm.weight", uint64(1000*l+9), true, H)} {
+			if err := w.AddTensor(t); err != nil {
+				return err
+			}
+		}
+	}
+	if err := w.AddTensor(bf16("model.norm.weight", 2, true, H)); err != nil {
+		return err
+	}
+	if tied, _ := shape["tie_word_embeddings"].(bool); !tied {
+		if err := w.AddTensor(bf16("lm_head.weight", 3, false, V, H)); err != nil {
+			return err
+		}
+	}
+	b, _ := json.MarshalIndent(cfg, "", "  ")
+	if err := w.WriteFile("config.json", b); err != nil {
+		return err
+	}
+	return w.Commit()
+}
+
+// parallelChunks calls f on chunks [c0, c1) of [0, n), 1M at a time, on
+// every core.
+func parallelChunks(n int, f func(c0, c1 int)) {
+	const chunk = 1 << 20
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for c0 := 0; c0 < n; c0 += chunk {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			f(c0, min(n, c0+chunk))
+		}()
+	}
+	wg.Wait()
 }

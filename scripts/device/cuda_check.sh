@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# cuda_check.sh — every check of the CUDA backend on a GPU machine, in one go.
+# cuda_check.sh — every check and benchmark of the CUDA backend on a GPU
+# machine, in one go.
 #
 # The GPU machine has no Go toolchain: build the binaries first, here
 # (stripped and xz-compressed, so that they travel with the working tree
@@ -13,19 +14,28 @@
 # e.g. through the device tool: bash scripts/device/cuda_check.sh
 #
 # Steps, in order of importance, each skipped when too little of BUDGET
-# (seconds, default 280) is left:
-#   1. the backend's tests (ops against the CPU, fixtures against transformers,
-#      batching, GPTQ checkpoints, errors, graphs, call costs, matmul timings)
-#   2. the op tests under compute-sanitizer memcheck
-#   3. `marlin run` of the embedded model, greedy, on cuda and on cpu: same text
-#   4. `marlin bench` of a synthetic Llama-3.2-1B shape (bf16 and int4)
-#   5. racecheck (shared-memory hazards) of the tiled kernels
+# (seconds, default 280) is left; STEPS (default all) picks some of
+# tests,perf,bench,run,memcheck,racecheck:
+#   1. the backend's tests (ops against the CPU, the tensor-core kernels at
+#      split-K sizes, graph segments, fixtures against transformers,
+#      batching, GPTQ checkpoints, errors, call costs)
+#   2. perf: the quantized matmuls (TestQMatMulSpeed) and torch's fp16
+#      F.linear on the same shapes in the same run, joined into
+#      $OUT/perf_table.md by perf_table.py
+#   3. bench: `marlin bench` of the Llama-3-8B shape, BF16 and INT4 g128,
+#      decode with and without CUDA graphs (the synthetic checkpoints are
+#      generated on this machine's disk on first use)
+#   4. `marlin run` of the embedded model, greedy, on cuda and on cpu: same text
+#   5. the op tests under compute-sanitizer memcheck
+#   6. racecheck (shared-memory hazards) of the tiled kernels
 # Logs go to $OUT (default: a fresh temporary folder); a summary is printed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 BUDGET=${BUDGET:-280}
+STEPS=${STEPS:-tests,perf,bench,run,memcheck,racecheck}
+want() { [[ ",$STEPS," == *",$1,"* ]]; }
 start=$SECONDS
 left() { echo $((BUDGET - (SECONDS - start))); }
 summary="$OUT/summary.txt"
@@ -60,23 +70,33 @@ run() {
 
 # 1. tests, from the package folder as go test would run them, in groups
 # (separate processes: a device fault in one cannot hide the others' results)
-for group in 'TestCompileKernels|TestTensors|TestStickyErrors|TestClose|TestCollect|TestGraph|TestCallCost' \
-	'TestOps' 'TestFixtures|TestBatchedGeneration|TestGPTQCheckpoints' 'TestMatMulSpeed'; do
-	run "tests $group" 20 90 "$OUT/test.part" bash -c "cd backend/cuda && ../../gpubin/cuda.test -test.v -test.timeout 85s -test.run '$group'"
-	cat "$OUT/test.part" >>"$OUT/test.log" 2>/dev/null
-done
-rm -f "$OUT/test.part"
-grep -E '^(--- |    --- |ok|PASS|FAIL|panic)|cuda tests on|worst position|purego call|µs' "$OUT/test.log" | head -120
-
-# 2. memcheck of the op tests
-if [ -n "$sanitizer" ]; then
-	run memcheck 40 120 "$OUT/memcheck.log" bash -c "cd backend/cuda && '$sanitizer' --tool memcheck --error-exitcode 9 ../../gpubin/cuda.test -test.v -test.run 'TestOps' -test.timeout 170s"
-	grep -E '^(    --- |--- |=========)' "$OUT/memcheck.log" | tail -14
-else
-	note "memcheck: skipped (no compute-sanitizer)"
+echo "commit $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo -dirty) $(date -u +%FT%TZ)" | tee -a "$summary"
+if want tests; then
+	for group in 'TestCompileKernels|TestKernelResources|TestPack|TestTensors|TestStickyErrors|TestClose|TestCollect|TestGraph$|TestCallCost' \
+		'TestOps' 'TestQMatMul$|TestGraphSegments' 'TestFixtures|TestBatchedGeneration|TestGPTQCheckpoints'; do
+		run "tests $group" 20 120 "$OUT/test.part" bash -c "cd backend/cuda && ../../gpubin/cuda.test -test.v -test.timeout 115s -test.run '$group'"
+		cat "$OUT/test.part" >>"$OUT/test.log" 2>/dev/null
+	done
+	rm -f "$OUT/test.part"
+	grep -E "^(--- |    --- |ok|PASS|FAIL|panic)|cuda tests on|worst position|purego call|segments:|Used [0-9]+ registers" "$OUT/test.log" | head -150; grep -E "_test.go:[0-9]+: " "$OUT/test.log" | grep -v "ptxas\|worst position" | head -40
 fi
 
-# 3. the embedded model, greedy, on both devices
+# 2. the quantized matmuls against torch fp16 F.linear, same run
+if want perf; then
+	run perf-marlin 30 200 "$OUT/perf.log" bash -c "cd backend/cuda && ../../gpubin/cuda.test -test.v -test.timeout 190s -test.run 'TestQMatMulSpeed$'"
+	run perf-torch 20 120 "$OUT/torch.log" python3 scripts/device/torch_linear.py
+	python3 scripts/device/perf_table.py "$OUT/perf.log" "$OUT/torch.log" >"$OUT/perf_table.md" 2>&1
+	cat "$OUT/perf_table.md"
+fi
+
+# 3. end to end: the Llama-3-8B shape in BF16 and INT4 g128
+if want bench; then
+	run bench 60 400 "$OUT/bench.log" ./gpubin/marlin bench --synthetic llama3-8b --format bf16,int4:128 --device cuda --prompt 512 --gen 64 --membw=false --json
+	grep -vE '^\s*$' "$OUT/bench.log" | grep -E 'decode_tokens|prefill_tokens|weight_bytes|kv_bytes_8k|"model"|building|Error|error' | head -30
+fi
+
+if want run; then
+# 4. the embedded model, greedy, on both devices
 run run-cuda 10 30 "$OUT/run.log" ./gpubin/marlin run "ROMEO:" -n 48 --temperature 0 --device cuda -v
 run run-cpu 10 30 "$OUT/run-cpu.log" ./gpubin/marlin run "ROMEO:" -n 48 --temperature 0 --device cpu
 if [ -s "$OUT/run.log" ] && [ -s "$OUT/run-cpu.log" ]; then
@@ -90,15 +110,22 @@ fi
 
 note "--device auto: runs $(./gpubin/marlin run --ids 1,2,3 -n 2 --temperature 0 --device auto -v 2>&1 | grep -o ' on [a-z0-9:]* in' | head -1)"
 
-# 4. throughput of this first version
-run bench 40 90 "$OUT/bench.log" ./gpubin/marlin bench --synthetic llama3.2-1b --format bf16,int4:128 --device cuda --prompt 256 --gen 32 --membw=false
-tail -4 "$OUT/bench.log"
+fi
+# 5. memcheck of the op tests
+if want memcheck && [ -n "$sanitizer" ]; then
+	run memcheck 40 200 "$OUT/memcheck.log" bash -c "cd backend/cuda && '$sanitizer' --tool memcheck --error-exitcode 9 ../../gpubin/cuda.test -test.v -test.run 'TestOps|TestQMatMul$|TestGraphSegments' -test.timeout 170s"
+	grep -E '^(    --- |--- |=========)' "$OUT/memcheck.log" | tail -14
+else
+	note "memcheck: skipped (no compute-sanitizer)"
+fi
 
-# 5. shared-memory races in the tiled kernels
-if [ -n "$sanitizer" ]; then
+# 6. shared-memory races in the tiled kernels
+if want racecheck && [ -n "$sanitizer" ]; then
 	run racecheck 30 120 "$OUT/racecheck.log" bash -c "cd backend/cuda && '$sanitizer' --tool racecheck --error-exitcode 9 ../../gpubin/cuda.test -test.run 'TestOps/(MatMul|RMSNorm|Attention)' -test.timeout 120s"
 	tail -3 "$OUT/racecheck.log"
 fi
 
 echo "== summary ($((SECONDS - start)) s)"
 cat "$summary"
+# one archive of the logs (the device tool brings back at most 8 files)
+(cd "$OUT" && tar czf logs.tgz ./*.log && rm -f ./*.log)

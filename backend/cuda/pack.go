@@ -1,0 +1,266 @@
+package cuda
+
+import (
+	"encoding/binary"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+
+	"github.com/marlin-llm/marlin/dtype"
+	"github.com/marlin-llm/marlin/quant"
+)
+
+// The packed 4-bit layout of the fast quantized kernels (qmm.cu).
+//
+// GPTQ int4 (sym or asym, any group that is a multiple of 16, act-order
+// through a permutation of the inputs) and FP4 (e2m1 with fp16 scales,
+// group a multiple of 16) weights are rewritten once, at load, into the
+// order in which the tensor-core fragments of mma.m16n8k16 consume them, so
+// that each lane of a warp fetches its share of a 16×64 weight tile with a
+// single 128-bit load and dequantizes it in registers.
+//
+// Tiles. W [N, K] is cut into tiles of 64 outputs × 16 inputs ("steps"):
+// tile (nt, s) covers n ∈ [64nt, 64nt+64), k ∈ [16s, 16s+16) of the
+// (permuted, see below) input order. Tiles are stored [nt][s], 512 bytes
+// each: lane l's four 32-bit words at byte 16l. So the k-loop of one column
+// block streams contiguous memory, and a warp's load of one tile is 512
+// consecutive bytes.
+//
+// Inside a tile, lane l (t = l%4, c = l/4) holds, for the eight n8 column
+// tiles j8 = 0..7 of the 64 columns, the B fragment of column n = 8·j8 + c:
+// four values, at inputs 4t, 4t+1, 4t+2, 4t+3 of the step. (The mma
+// fragment puts lane l's B values at k = 2t, 2t+1, 2t+8, 2t+9; the A
+// fragment of the same lane has the same k slots, so the kernel relabels
+// slot 2t+i ↔ input 4t+i and slot 2t+8+i ↔ input 4t+2+i for A and B
+// alike, which leaves the sum unchanged and lets each lane read its four
+// inputs of x with one 16-byte load.) Word w (0..3) holds column tiles 2w
+// and 2w+1, eight 4-bit codes; code i of the word sits at bits [4i, 4i+4):
+//
+//	i:      0      1      2      3      4      5      6      7
+//	tile   2w     2w    2w+1   2w+1    2w     2w    2w+1   2w+1
+//	input  4t    4t+2    4t    4t+2   4t+1   4t+3   4t+1   4t+3
+//
+// so that (word >> 4j) & 0x000F000F puts codes j and j+4 — one register of
+// a B fragment, two consecutive slots — in the two halves of a 32-bit
+// word, where OR-ing 0x6400 makes the fp16 numbers 1024 + code.
+//
+// Scales: fp16, [nt][group][c][j8] (c: the column within its 8-column
+// tile): one step's 64 scales in 128 bytes. Zero points (GPTQ with stored
+// zeros): the same layout with 4 bytes an entry, the fp16 pair
+// −(1024 + z), −(64 + z): the kernel makes 1024 + q (low nibbles) and
+// 1024 + 16q (high nibbles) by OR-ing codes into the fp16 1024, then
+// q − z = (1024 + q) + (−(1024 + z)) and (1024 + 16q)/16 + (−(64 + z)),
+// exactly. Symmetric GPTQ uses z = 8 without a table.
+//
+// Act-order (g_idx): the inputs are reordered by group (a stable sort of
+// g_idx); perm[p] is the original input at position p, the kernel reads x
+// through the same permutation. This needs every group to hold exactly
+// Group inputs (true of GPTQ's act-order); other g_idx use the generic
+// kernel.
+//
+// Columns past N are padded with zero codes and zero scales (outputs are
+// not stored). K must be a multiple of 16.
+
+const (
+	packKindInt4 = 1 // GPTQ int4: value (q − z)·s
+	packKindFP4  = 2 // FP4 e2m1: value e2m1(q)·s
+)
+
+// packed is a weight in the packed layout, on the host.
+type packed struct {
+	kind       int
+	n, k       int // logical shape
+	ntiles     int // ⌈n/64⌉
+	steps      int // k/16
+	group      int // inputs per scale group (a multiple of 16)
+	groups     int // k/group
+	data       []byte
+	scales     []byte
+	zeros      []byte  // nil: symmetric
+	perm       []int32 // nil: identity
+	permGroups []int32 // g_idx in packed order (for checks)
+}
+
+// packable reports whether w can use the packed kernels, and why not.
+func packable(w *quant.Weight) (int, string) {
+	if w.In%16 != 0 {
+		return 0, "inputs not a multiple of 16"
+	}
+	switch w.Format {
+	case quant.GPTQ:
+		if w.Bits != 4 {
+			return 0, fmt.Sprintf("%d-bit GPTQ", w.Bits)
+		}
+	case quant.FP4:
+	default:
+		return 0, "format " + w.Format.String()
+	}
+	g := w.Group
+	if g <= 0 {
+		g = w.In
+	}
+	if g%16 != 0 || w.In%g != 0 {
+		return 0, fmt.Sprintf("group %d", w.Group)
+	}
+	if w.Format == quant.GPTQ {
+		if w.GIdx != nil {
+			if _, ok := actOrderPerm(w.GIdx, g); !ok {
+				return 0, "g_idx whose groups are not all of the group size"
+			}
+		}
+		return packKindInt4, ""
+	}
+	return packKindFP4, ""
+}
+
+// actOrderPerm sorts the inputs by g_idx (stably) and checks that position
+// p of the result lies in group p/group.
+func actOrderPerm(gidx []int32, group int) ([]int32, bool) {
+	perm := make([]int32, len(gidx))
+	for i := range perm {
+		perm[i] = int32(i)
+	}
+	slices.SortStableFunc(perm, func(a, b int32) int { return int(gidx[a]) - int(gidx[b]) })
+	for p, k := range perm {
+		if int(gidx[k]) != p/group {
+			return nil, false
+		}
+	}
+	return perm, true
+}
+
+// codeAt returns the 4-bit code of (n, k) of w (original input order).
+func codeAt(w *quant.Weight, n, k int) uint32 {
+	if w.Format == quant.GPTQ {
+		word := binary.LittleEndian.Uint32(w.Data[4*((k/8)*w.Out+n):])
+		return (word >> (4 * (k % 8))) & 15
+	}
+	b := w.Data[n*(w.In/2)+k/2]
+	if k&1 == 1 {
+		return uint32(b >> 4)
+	}
+	return uint32(b & 15)
+}
+
+// packWeight rewrites w (which packable accepted) into the packed layout,
+// in parallel over column tiles.
+func packWeight(w *quant.Weight, kind int) *packed {
+	g := w.Group
+	if g <= 0 {
+		g = w.In
+	}
+	p := &packed{kind: kind, n: w.Out, k: w.In, ntiles: (w.Out + 63) / 64, steps: w.In / 16, group: g, groups: w.In / g}
+	if w.GIdx != nil {
+		p.perm, _ = actOrderPerm(w.GIdx, g)
+	}
+	p.data = make([]byte, p.ntiles*p.steps*512)
+	p.scales = make([]byte, p.ntiles*p.groups*128)
+	asym := kind == packKindInt4 && w.Zeros != nil
+	if asym {
+		p.zeros = make([]byte, 2*len(p.scales))
+	}
+	zcols := (w.Out*4 + 31) / 32
+	scaleOf := func(grp, n int) uint16 { // fp16 bits; grp is the original group
+		if kind == packKindInt4 {
+			return binary.LittleEndian.Uint16(w.Scales[2*(grp*w.Out+n):])
+		}
+		return binary.LittleEndian.Uint16(w.Scales[2*(n*(w.In/g)+grp):])
+	}
+	zeroOf := func(grp, n int) uint32 {
+		word := binary.LittleEndian.Uint32(w.Zeros[4*(grp*zcols+n/8):])
+		z := int((word>>(4*(n%8)))&15) + w.ZeroOffset
+		return uint32(dtype.F32ToF16(float32(-(1024 + z)))) | uint32(dtype.F32ToF16(float32(-(64+z))))<<16
+	}
+	origK := func(k int) int {
+		if p.perm != nil {
+			return int(p.perm[k])
+		}
+		return k
+	}
+	workers := min(runtime.GOMAXPROCS(0), p.ntiles)
+	var wg sync.WaitGroup
+	for wk := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for nt := wk; nt < p.ntiles; nt += workers {
+				for s := range p.steps {
+					tile := p.data[(nt*p.steps+s)*512:]
+					for lane := range 32 {
+						t, c := lane%4, lane/4
+						for wd := range 4 {
+							var word uint32
+							for i := range 8 {
+								j := i & 3
+								j8 := 2*wd + j>>1
+								kk := 4*t + 2*(j&1) + i>>2
+								n, k := 64*nt+8*j8+c, 16*s+kk
+								if n < w.Out {
+									word |= codeAt(w, n, origK(k)) << (4 * i)
+								}
+							}
+							binary.LittleEndian.PutUint32(tile[16*lane+4*wd:], word)
+						}
+					}
+				}
+				for grp := range p.groups {
+					// the group of packed inputs [grp·g, grp·g+g): with act-order
+					// its original group index is grp (actOrderPerm checked it)
+					off := (nt*p.groups + grp) * 128
+					for c := range 8 {
+						for j8 := range 8 {
+							n := 64*nt + 8*j8 + c
+							var s uint16
+							var z uint32
+							if n < w.Out {
+								s = scaleOf(grp, n)
+								if asym {
+									z = zeroOf(grp, n)
+								}
+							}
+							binary.LittleEndian.PutUint16(p.scales[off+2*(8*c+j8):], s)
+							if asym {
+								binary.LittleEndian.PutUint32(p.zeros[2*off+4*(8*c+j8):], z)
+							}
+						}
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return p
+}
+
+// value returns element (n, k) of the packed weight (k in the original
+// input order) as the kernels compute it, in float32: the Go model of
+// the layout that the tests check against quant.DequantizeRow.
+func (p *packed) value(n, k int) float32 {
+	pk := k
+	if p.perm != nil {
+		pk = slices.Index(p.perm, int32(k))
+	}
+	nt, s, kk := n/64, pk/16, pk%16
+	j8, c := (n%64)/8, n%8
+	t := kk / 4
+	lane := 4*c + t
+	r := kk % 4 // 0..3 = input 4t+r
+	// r = 2·(j&1) + i>>2, j>>1 = j8&1
+	j := 2*(j8&1) + r>>1
+	i := j + 4*(r&1)
+	wd := j8 / 2
+	word := binary.LittleEndian.Uint32(p.data[(nt*p.steps+s)*512+16*lane+4*wd:])
+	code := (word >> (4 * i)) & 15
+	grp := pk / p.group
+	off := (nt*p.groups+grp)*128 + 2*(8*c+j8)
+	sc := dtype.F16ToF32(binary.LittleEndian.Uint16(p.scales[off:]))
+	if p.kind == packKindFP4 {
+		return quant.E2M1Value(uint8(code)) * sc
+	}
+	z := float32(8)
+	if p.zeros != nil {
+		z = -dtype.F16ToF32(binary.LittleEndian.Uint16(p.zeros[2*off:])) - 1024
+	}
+	return (float32(code) - z) * sc
+}

@@ -1,0 +1,101 @@
+package cuda
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/marlin-llm/marlin/dtype"
+	"github.com/marlin-llm/marlin/quant"
+)
+
+// TestPack checks the packed 4-bit layout on the host (no GPU needed):
+// every element read back through packed.value — the Go model of the
+// kernels' indexing — equals quant.DequantizeRow, for GPTQ int4 (sym,
+// asym v1/v2, per-channel, act-order) and FP4, with column counts that
+// leave a partial 64-column tile; and packable refuses what the kernels
+// cannot do.
+func TestPack(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	f16 := func(n int, lo, hi float64) []byte {
+		b := make([]byte, 2*n)
+		for i := range n {
+			binary.LittleEndian.PutUint16(b[2*i:], dtype.F32ToF16(float32(lo+rng.Float64()*(hi-lo))))
+		}
+		return b
+	}
+	rbytes := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.UintN(256))
+		}
+		return b
+	}
+	gptq := func(n, k, group int, asym, act bool, zoff int) *quant.Weight {
+		g := group
+		if g == 0 {
+			g = k
+		}
+		w := &quant.Weight{Name: "gptq", Format: quant.GPTQ, Out: n, In: k, Bits: 4, Group: g, Sym: !asym, ZeroOffset: zoff,
+			Data: rbytes(4 * (k / 8) * n), Scales: f16(k/g*n, 0.002, 0.03)}
+		if asym {
+			w.Zeros = rbytes(4 * (k / g) * ((n*4 + 31) / 32))
+		}
+		if act {
+			w.GIdx = make([]int32, k)
+			for i := range w.GIdx {
+				w.GIdx[i] = int32(i / g)
+			}
+			rng.Shuffle(k, func(a, b int) { w.GIdx[a], w.GIdx[b] = w.GIdx[b], w.GIdx[a] })
+		}
+		return w
+	}
+	fp4 := func(n, k, group int) *quant.Weight {
+		return &quant.Weight{Name: "fp4", Format: quant.FP4, Out: n, In: k, Bits: 4, Group: group, Data: rbytes(n * k / 2),
+			Scales: f16(n*(k/group), 0.01, 0.1)}
+	}
+	for _, w := range []*quant.Weight{
+		gptq(70, 256, 128, false, false, 1), gptq(64, 160, 32, true, false, 1), gptq(130, 256, 32, true, true, 0),
+		gptq(37, 64, 0, true, false, 1), gptq(200, 384, 128, false, true, 1),
+		fp4(70, 256, 32), fp4(129, 96, 16), fp4(64, 128, 128),
+	} {
+		if err := w.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		kind, why := packable(w)
+		if kind == 0 {
+			t.Fatalf("%s: not packable: %s", w, why)
+		}
+		p := packWeight(w, kind)
+		row := make([]float32, w.In)
+		bad := 0
+		for n := range w.Out {
+			w.DequantizeRow(row, n)
+			for k, want := range row {
+				if got := p.value(n, k); got != want && bad < 5 {
+					t.Errorf("%s: (%d, %d): packed %g, reference %g", w, n, k, got, want)
+					bad++
+				}
+			}
+		}
+		if len(p.data) != p.ntiles*p.steps*512 || len(p.scales) != p.ntiles*p.groups*128 {
+			t.Errorf("%s: %d data and %d scale bytes", w, len(p.data), len(p.scales))
+		}
+	}
+	// refusals: 8-bit, a group not a multiple of 16, K not a multiple of 16,
+	// an act-order g_idx with uneven groups
+	uneven := gptq(64, 64, 32, false, true, 1)
+	for i := range uneven.GIdx {
+		uneven.GIdx[i] = 0
+	}
+	uneven.GIdx[5] = 1
+	for _, w := range []*quant.Weight{
+		{Format: quant.GPTQ, Bits: 8, Out: 64, In: 64, Group: 32},
+		fp4(64, 160, 10), fp4(64, 40, 20), uneven,
+	} {
+		if kind, why := packable(w); kind != 0 || why == "" {
+			t.Errorf("%s: packable %d (%q)", fmt.Sprint(w.Format, w.Bits, w.In, w.Group), kind, why)
+		}
+	}
+}

@@ -1,0 +1,517 @@
+// qmm.cu — tensor-core decode kernels (M ≤ 16 rows of x) for the packed
+// 4-bit layout (GPTQ int4, FP4; see pack.go for the layout) and for dense
+// fp16/bf16 weights, plus the generic accessors of the packed layout that
+// the tile kernels of matmul.cu use for larger M.
+//
+// Why tensor cores for a matrix-vector product: at M = 1 the work is
+// bound by reading the weights, but dequantizing 4-bit codes and doing the
+// multiply-adds in fp32 SIMT costs more issue slots than the memory system
+// leaves (8·K·N weights at 3 TB/s); mma.m16n8k16 does 2048 multiply-adds
+// per instruction, so the arithmetic nearly vanishes and M up to 16 costs
+// the same as M = 1. Rows of the 16-row A fragment past M are zero.
+//
+// Precision: x enters the tensor cores as two fp16 (bf16 for bf16 weights)
+// parts, hi + lo (split_f16), so it is carried to ~22 (16) bits;
+// dequantized 4-bit weights are (q − z)·s rounded once to fp16 (int4: q − z
+// is exact, then one multiply; FP4: e2m1 is exact in fp16, then one
+// multiply), dense fp16/bf16 weights are exact; products and sums are
+// fp32. So a product's relative error is at most ~2^-11 for 4-bit weights
+// and ~2^-16 for dense ones, against the CPU's exact float32 dequantization.
+// x must stay below 65504 in magnitude for the fp16 kernels.
+
+#define QW 4  // warps per block
+#define QU 6  // steps (2 loads a lane each) of weights in flight per warp (4-bit kernel)
+#define DU 2  // steps in flight per warp (dense kernel; a step is 8 loads)
+
+// 16-byte vectors (own types: the program is compiled without CUDA headers)
+struct alignas(16) V4u {
+    u32 x, y, z, w;
+};
+struct alignas(16) V4f {
+    float x, y, z, w;
+};
+
+#define PACK_INT4 1
+#define PACK_FP4 2
+
+__device__ __forceinline__ u32 pack_f16x2(float lo, float hi) {
+    u32 r;
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+__device__ __forceinline__ u32 pack_bf16x2(float lo, float hi) {
+    u32 r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+__device__ __forceinline__ u32 hsub2(u32 a, u32 b) {
+    u32 r;
+    asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+__device__ __forceinline__ u32 hmul2(u32 a, u32 b) {
+    u32 r;
+    asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+// d += A·B on the tensor cores: A 16×16 (4 registers of f16x2), B 16×8
+// (2 registers), D 16×8 fp32 (lane l: rows l/4 and l/4+8, columns 2(l%4),
+// 2(l%4)+1).
+__device__ __forceinline__ void mma_f16(float* d, u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void mma_bf16(float* d, u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+// 16-byte load of streamed weights: read once, so "cache streaming"
+// (evict-first in L1 and L2), leaving the caches to x and the scales.
+__device__ __forceinline__ V4u ld_stream(const V4u* p) {
+    V4u v;
+    asm volatile("ld.global.cs.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    return v;
+}
+// Load bypassing L1 (the split-K partial sums other blocks wrote).
+__device__ __forceinline__ float ld_cg(const float* p) {
+    float v;
+    asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p));
+    return v;
+}
+
+// Element (n, k) of a packed 4-bit weight (k in the packed input order),
+// for the generic tile and embedding kernels: the inverse of the mapping
+// described in pack.go.
+template <int KIND>
+__device__ __forceinline__ float pload(const WDesc& w, int n, int k) {
+    const int nt = n >> 6, s = k >> 4, kk = k & 15, j8 = (n & 63) >> 3, c = n & 7;
+    const int t = kk >> 2, r = kk & 3, lane = 4 * c + t;
+    const int j = 2 * (j8 & 1) + (r >> 1), i = j + 4 * (r & 1);
+    const int steps = w.K >> 4, groups = w.K / w.group;
+    const u32 word = ((const u32*)w.data)[((size_t)(nt * steps + s) * 32 + lane) * 4 + (j8 >> 1)];
+    const u32 code = (word >> (4 * i)) & 15u;
+    const size_t off = (size_t)(nt * groups + k / w.group) * 64 + 8 * c + j8;
+    const float sc = f16_to_f32(((const u16*)w.scales)[off]);
+    if (KIND == PACK_FP4) return e2m1_to_f32(code) * sc;
+    const float z = w.zeros ? -f16_to_f32(((const u16*)w.zeros)[2 * off]) - 1024.0f : 8.0f;
+    return ((float)code - z) * sc;
+}
+template <> __device__ __forceinline__ float wload<FMT_PINT4>(const WDesc& w, int n, int k) { return pload<PACK_INT4>(w, n, k); }
+template <> __device__ __forceinline__ float wload<FMT_PFP4>(const WDesc& w, int n, int k) { return pload<PACK_FP4>(w, n, k); }
+
+// xp[m, p] = x[m, perm[p]]: the inputs in the packed (act-order) order.
+extern "C" __global__ void permute_cols(float* __restrict__ xp, const float* __restrict__ x, int ldx,
+                                        const int* __restrict__ perm, int K) {
+    const int m = blockIdx.x;
+    for (int p = threadIdx.x; p < K; p += blockDim.x) xp[(size_t)m * K + p] = x[(size_t)m * ldx + perm[p]];
+}
+
+// Work split of the decode kernels ("stripes"). A step is 32 inputs of one
+// 64-column tile; the steps are numbered tile-major, i = tile·spt + s with
+// spt = K/32, which for the packed layout is also memory order (step i is
+// the 512-byte tiles 2i and 2i+1). Every warp of the grid is an
+// independent worker that takes an equal, contiguous range of steps,
+// [w·per, (w+1)·per): all warps get the same amount of work whatever N
+// and K (no partial waves), and a warp's weights are one contiguous
+// stream. A range may start or end inside a column tile: the warps that
+// share a tile (w_first … w_last) each leave their 16×64 partial sum in
+// ws (slot tile + w, unique per pair), and the last one to arrive (an
+// atomic counter per tile, which it resets) adds them in warp order and
+// writes y — deterministic whatever the timing. A tile inside one warp's
+// range is written directly.
+__device__ __forceinline__ void stripe_store(float acc[8][4], int tile, int gw, int W, int per, int spt, int N, float* y,
+                                             int ldy, int M, float* ws, int* counters) {
+    const int lane = threadIdx.x & 31, t = lane & 3, c = lane >> 2;
+    const int wf = (tile * spt) / per, wl = min(W - 1, ((tile + 1) * spt - 1) / per);
+    const int n0 = tile * 64 + 2 * t;
+    if (wf == wl) {
+#pragma unroll
+        for (int j8 = 0; j8 < 8; j8++) {
+            const int n = n0 + 8 * j8;
+            if (c < M) {
+                if (n < N) y[(size_t)c * ldy + n] = acc[j8][0];
+                if (n + 1 < N) y[(size_t)c * ldy + n + 1] = acc[j8][1];
+            }
+            if (c + 8 < M) {
+                if (n < N) y[(size_t)(c + 8) * ldy + n] = acc[j8][2];
+                if (n + 1 < N) y[(size_t)(c + 8) * ldy + n + 1] = acc[j8][3];
+            }
+        }
+        return;
+    }
+    float* slot = ws + (size_t)(tile + gw) * 1024;
+#pragma unroll
+    for (int j8 = 0; j8 < 8; j8++) {
+        const int col = 8 * j8 + 2 * t;
+        if (c < M) {
+            slot[c * 64 + col] = acc[j8][0];
+            slot[c * 64 + col + 1] = acc[j8][1];
+        }
+        if (c + 8 < M) {
+            slot[(c + 8) * 64 + col] = acc[j8][2];
+            slot[(c + 8) * 64 + col + 1] = acc[j8][3];
+        }
+    }
+    __threadfence();
+    __syncwarp();
+    int last = 0;
+    if (lane == 0) last = atomicAdd(&counters[tile], 1) == wl - wf;
+    last = __shfl_sync(0xffffffffu, last, 0);
+    if (!last) return;
+    __threadfence();
+    for (int e = lane; e < M * 64; e += 32) {
+        const int n = tile * 64 + (e & 63);
+        if (n >= N) continue;
+        float v = 0.f;
+        for (int w = wf; w <= wl; w++) v += ld_cg(ws + (size_t)(tile + w) * 1024 + e);
+        y[(size_t)(e >> 6) * ldy + n] = v;
+    }
+    if (lane == 0) counters[tile] = 0;
+}
+
+// Shared-memory address of a generic pointer to shared memory.
+__device__ __forceinline__ u32 smem_addr(const void* p) {
+    u32 a;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+    return a;
+}
+// 16-byte asynchronous copy global → shared, cached in L2 only (.cg).
+__device__ __forceinline__ void cp_async16(u32 dst, const void* src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src));
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;"); }
+template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
+
+// x in two fp16 (or bf16) parts: hi = round(x), lo = round(x − hi), so that
+// hi + lo carries ~22 (16) bits of x and the products with exact weights
+// lose nothing a float32 sum would keep; the tensor cores do the two
+// products at no cost that matters at decode sizes.
+__device__ __forceinline__ void split_f16(float a, float b, u32& hi, u32& lo) {
+    hi = pack_f16x2(a, b);
+    float ha, hb;
+    asm("{ .reg .f16 l, h; mov.b32 {l, h}, %2; cvt.f32.f16 %0, l; cvt.f32.f16 %1, h; }" : "=f"(ha), "=f"(hb) : "r"(hi));
+    lo = pack_f16x2(a - ha, b - hb);
+}
+__device__ __forceinline__ void split_bf16(float a, float b, u32& hi, u32& lo) {
+    hi = pack_bf16x2(a, b);
+    lo = pack_bf16x2(a - __uint_as_float(hi << 16), b - __uint_as_float(hi & 0xffff0000u));
+}
+
+#define DD 4  // pipeline stages of the dense kernel
+
+// Pipeline stages of the 4-bit kernel (per warp): 6 for M ≤ 8 and 4 for
+// M ≤ 16 keep four blocks of QW warps resident per multiprocessor.
+__host__ __device__ constexpr int qstages(int mr) { return mr == 8 ? 6 : 4; }
+// Bytes of one warp's pipeline stage. 4-bit: the two 512-byte weight tiles
+// of the step ([j][lane] 16 bytes each), x rows 0…MR−1 (32 floats each),
+// the step's scales [c][j8] (128 bytes: a step lies in one group) and zero
+// pairs [c][j8] (256 bytes). Dense: the 64 rows' 64 bytes ([j8][lane] 16
+// bytes each) and x.
+__host__ __device__ constexpr int qstage_bytes(int mr, bool asym) { return 1024 + 128 * mr + 128 + (asym ? 256 : 0); }
+__host__ __device__ constexpr int dstage_bytes(int mr) { return 4096 + 128 * mr; }
+
+__device__ __forceinline__ u32 lop_and_or(u32 a, u32 b, u32 c) {  // (a & b) | c
+    u32 r;
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
+__device__ __forceinline__ u32 hadd2(u32 a, u32 b) {
+    u32 r;
+    asm("add.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+__device__ __forceinline__ u32 hfma2(u32 a, u32 b, u32 c) {
+    u32 r;
+    asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
+__device__ __forceinline__ float2 h2_to_f2(u32 h) {
+    float2 f;
+    asm("{ .reg .f16 l, h; mov.b32 {l, h}, %2; cvt.f32.f16 %0, l; cvt.f32.f16 %1, h; }" : "=f"(f.x), "=f"(f.y) : "r"(h));
+    return f;
+}
+
+// The 4-bit decode kernel: grid of QW-warp blocks, each warp a stripe
+// worker (above) with a private ring of qstages(MR) steps in shared
+// memory, filled by cp.async that many steps ahead: each lane copies its
+// 16-byte share of the weight tiles, x and the scales (zero points), so
+// nothing in flight occupies registers and x and the scales arrive as
+// early as the weights. Per step: wait for the oldest stage, __syncwarp
+// (the other lanes' copies are visible), read, __syncwarp (the slot may be
+// refilled).
+//
+// Arithmetic per 32-bit word of codes (8 weights), as few instructions as
+// the profile asked for (the first versions were issue-bound): two lop3
+// make 1024+q of codes (0,4) and 1024+16q of codes (1,5) in the halves of
+// fp16x2 registers, a shift by 8 and two more lop3 do codes (2,6), (3,7);
+// one add (low) or fma with 1/16 (high) against the zero pair leaves q − z
+// exactly. FP4: the e2m1 bits moved into an fp16 (value ×2^-14, exact).
+// The tensor cores multiply these exact integers (e2m1 values) by x in
+// fp16 into a per-group fp32 partial sum, which is scaled (fp32) into the
+// accumulator when the group ends: the weights are exact, x is rounded to
+// fp16 once (relative error ≤ 2^-11 a product; |x| must stay below 65504).
+// MR = 8 or 16 rows of x (M ≤ MR). Requires K % 32 == 0, group % 32 == 0,
+// ldx % 4 == 0 and x 16-byte aligned (the host checks; otherwise it uses
+// the tile kernels).
+template <int KIND, bool ASYM, int MR>
+__device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x, int ldx, float* __restrict__ y, int ldy,
+                                     int M, float* ws, int* counters) {
+    extern __shared__ __align__(16) unsigned char qsm[];
+    constexpr int SB = qstage_bytes(MR, ASYM), QD = qstages(MR);
+    constexpr int XO = 1024, SO = 1024 + 128 * MR, ZO = SO + 128;
+    const int lane = threadIdx.x & 31, t = lane & 3, c = lane >> 2, warp = threadIdx.x >> 5;
+    const int gw = blockIdx.x * QW + warp, W = gridDim.x * QW;
+    const int spt = w.K >> 5, groups = w.K / w.group, gsteps = w.group >> 5;  // steps of 32 per group
+    const int ntiles = (w.N + 63) >> 6, T = ntiles * spt;
+    const int per = (T + W - 1) / W, i0 = gw * per, i1 = min(T, i0 + per);
+    if (i0 >= i1) return;
+    unsigned char* ring = qsm + (size_t)warp * QD * SB;
+    const u32 ring_s = smem_addr(ring);
+    const V4u* wt = (const V4u*)w.data + lane;
+
+    // the issue cursor: step ii, its tile, step within the tile, and group
+    int ii = i0, itl = i0 / spt, is = i0 - itl * spt;
+    int ig = itl * groups + is / gsteps, igk = is % gsteps;
+    auto issue = [&]() {
+        const u32 slot = ring_s + (u32)((ii % QD) * SB);
+        cp_async16(slot + 16 * lane, wt + (size_t)(2 * ii) * 32);
+        cp_async16(slot + 512 + 16 * lane, wt + (size_t)(2 * ii + 1) * 32);
+        // x: rows < M, 8 chunks of 16 bytes a row
+        for (int q = lane; q < M * 8; q += 32) cp_async16(slot + XO + 16 * q, x + (size_t)(q >> 3) * ldx + 32 * is + 4 * (q & 7));
+        if (lane < 8) cp_async16(slot + SO + 16 * lane, (const V4u*)w.scales + (size_t)ig * 8 + lane);
+        if (ASYM && lane < 16) cp_async16(slot + ZO + 16 * lane, (const V4u*)w.zeros + (size_t)ig * 16 + lane);
+        ii++;
+        if (++is == spt) is = 0;
+        if (++igk == gsteps) igk = 0, ig++;  // groups end at tile ends too
+    };
+
+    float acc[8][4], part[8][4];
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc[j][e] = part[j][e] = 0.f;
+#pragma unroll
+    for (int u = 0; u < QD - 1; u++) {
+        if (ii < i1) issue();
+        cp_commit();
+    }
+    // the compute cursor: step within the tile
+    int cs = i0 % spt, cgk = cs % gsteps;
+    for (int i = i0; i < i1; i++) {
+        if (ii < i1) issue();
+        cp_commit();
+        cp_wait<QD - 1>();
+        __syncwarp();
+        const unsigned char* sl = ring + (i % QD) * SB;
+        u32 zlo[4], zhi[4];  // per word: −(1024+z), −(64+z) of tiles 2wd (low) and 2wd+1 (high)
+        if (ASYM) {
+            const V4u z0 = *(const V4u*)(sl + ZO + 32 * c), z1 = *(const V4u*)(sl + ZO + 32 * c + 16);
+            const u32 zp[8] = {z0.x, z0.y, z0.z, z0.w, z1.x, z1.y, z1.z, z1.w};
+#pragma unroll
+            for (int wd = 0; wd < 4; wd++) {
+                zlo[wd] = __byte_perm(zp[2 * wd], zp[2 * wd + 1], 0x5410);
+                zhi[wd] = __byte_perm(zp[2 * wd], zp[2 * wd + 1], 0x7632);
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            const V4u cw = *(const V4u*)(sl + 512 * j + 16 * lane);
+            V4f xa = V4f{0.f, 0.f, 0.f, 0.f}, xb = xa;
+            if (c < M) xa = *(const V4f*)(sl + XO + 128 * c + 16 * (4 * j + t));
+            if (MR == 16 && c + 8 < M) xb = *(const V4f*)(sl + XO + 128 * (c + 8) + 16 * (4 * j + t));
+            const u32 a0 = pack_f16x2(xa.x, xa.y), a2 = pack_f16x2(xa.z, xa.w);
+            const u32 a1 = MR == 16 ? pack_f16x2(xb.x, xb.y) : 0u, a3 = MR == 16 ? pack_f16x2(xb.z, xb.w) : 0u;
+            const u32 wv[4] = {cw.x, cw.y, cw.z, cw.w};
+#pragma unroll
+            for (int wd = 0; wd < 4; wd++) {
+                u32 b[4];
+                if (KIND == PACK_INT4) {
+                    // b[0]: codes 0,4 (tile 2wd, inputs 4t, 4t+1); b[1]: codes 1,5
+                    // (tile 2wd, 4t+2, 4t+3); b[2], b[3]: codes 2,6 and 3,7 (tile 2wd+1)
+                    const u32 zl = ASYM ? zlo[wd] : 0xE408E408u;  // −1032
+                    const u32 zh = ASYM ? zhi[wd] : 0xD480D480u;  // −72
+                    const u32 zl0 = __byte_perm(zl, 0, 0x1010), zl1 = __byte_perm(zl, 0, 0x3232);
+                    const u32 zh0 = __byte_perm(zh, 0, 0x1010), zh1 = __byte_perm(zh, 0, 0x3232);
+                    const u32 v = wv[wd], v8 = v >> 8;
+                    b[0] = hadd2(lop_and_or(v, 0x000F000Fu, 0x64006400u), zl0);
+                    b[1] = hfma2(lop_and_or(v, 0x00F000F0u, 0x64006400u), 0x2C002C00u, zh0);  // ×1/16
+                    b[2] = hadd2(lop_and_or(v8, 0x000F000Fu, 0x64006400u), zl1);
+                    b[3] = hfma2(lop_and_or(v8, 0x00F000F0u, 0x64006400u), 0x2C002C00u, zh1);
+                } else {
+#pragma unroll
+                    for (int q = 0; q < 4; q++) {
+                        // e2m1 s·e1e0·m → fp16 bits s000·e1e0m0…: the value ×2^-14
+                        const u32 v = wv[wd] >> (4 * q);
+                        b[q] = ((v & 0x00070007u) << 9) | ((v & 0x00080008u) << 12);
+                    }
+                }
+                mma_f16(part[2 * wd], a0, a1, a2, a3, b[0], b[1]);
+                mma_f16(part[2 * wd + 1], a0, a1, a2, a3, b[2], b[3]);
+            }
+        }
+        const bool tile_end = ++cs == spt;
+        const bool group_end = ++cgk == gsteps;
+        if (group_end) cgk = 0;
+        if (group_end || i + 1 == i1) {
+            // the group's scales for this lane's output columns 2t, 2t+1
+            const V4u s0 = *(const V4u*)(sl + SO + 16 * (2 * t)), s1 = *(const V4u*)(sl + SO + 16 * (2 * t + 1));
+            const u32 sa[4] = {s0.x, s0.y, s0.z, s0.w}, sb[4] = {s1.x, s1.y, s1.z, s1.w};
+#pragma unroll
+            for (int wd = 0; wd < 4; wd++) {
+                float2 fa = h2_to_f2(sa[wd]), fb = h2_to_f2(sb[wd]);  // tiles 2wd, 2wd+1 of columns 2t and 2t+1
+                if (KIND == PACK_FP4) {
+                    fa.x *= 16384.f, fa.y *= 16384.f, fb.x *= 16384.f, fb.y *= 16384.f;
+                }
+                acc[2 * wd][0] = fmaf(part[2 * wd][0], fa.x, acc[2 * wd][0]);
+                acc[2 * wd][1] = fmaf(part[2 * wd][1], fb.x, acc[2 * wd][1]);
+                acc[2 * wd][2] = fmaf(part[2 * wd][2], fa.x, acc[2 * wd][2]);
+                acc[2 * wd][3] = fmaf(part[2 * wd][3], fb.x, acc[2 * wd][3]);
+                acc[2 * wd + 1][0] = fmaf(part[2 * wd + 1][0], fa.y, acc[2 * wd + 1][0]);
+                acc[2 * wd + 1][1] = fmaf(part[2 * wd + 1][1], fb.y, acc[2 * wd + 1][1]);
+                acc[2 * wd + 1][2] = fmaf(part[2 * wd + 1][2], fa.y, acc[2 * wd + 1][2]);
+                acc[2 * wd + 1][3] = fmaf(part[2 * wd + 1][3], fb.y, acc[2 * wd + 1][3]);
+            }
+#pragma unroll
+            for (int jj = 0; jj < 8; jj++) part[jj][0] = part[jj][1] = part[jj][2] = part[jj][3] = 0.f;
+        }
+        __syncwarp();
+        if (tile_end || i + 1 == i1) {
+            stripe_store(acc, i / spt, gw, W, per, spt, w.N, y, ldy, M, ws, counters);
+#pragma unroll
+            for (int jj = 0; jj < 8; jj++) acc[jj][0] = acc[jj][1] = acc[jj][2] = acc[jj][3] = 0.f;
+            if (tile_end) cs = 0;
+        }
+    }
+    cp_wait<0>();
+}
+
+#define QMV_KERNEL(NAME, KIND, ASYM, MR)                                                                  \
+    extern "C" __global__ void __launch_bounds__(QW * 32)                                                 \
+        NAME(WDesc w, const float* x, int ldx, float* y, int ldy, int M, float* ws, int* counters) {      \
+        qmv4<KIND, ASYM, MR>(w, x, ldx, y, ldy, M, ws, counters);                                         \
+    }
+QMV_KERNEL(qmv_int4, PACK_INT4, false, 8)
+QMV_KERNEL(qmv_int4_m16, PACK_INT4, false, 16)
+QMV_KERNEL(qmv_int4_asym, PACK_INT4, true, 8)
+QMV_KERNEL(qmv_int4_asym_m16, PACK_INT4, true, 16)
+QMV_KERNEL(qmv_fp4, PACK_FP4, false, 8)
+QMV_KERNEL(qmv_fp4_m16, PACK_FP4, false, 16)
+
+// The dense 16-bit decode kernel (fp16 or bf16 weights, row-major [N, K]),
+// stripe workers with a DD-stage shared-memory ring as qmv4. In a step (32
+// inputs of a 64-column tile) lane (t, c) copies, for each column tile j8,
+// the 8 consecutive weights (16 bytes) of row 64·tile + 8·j8 + c at inputs
+// 8t…8t+7, which are the B fragments of two mma steps (inputs 8t…8t+3 and
+// 8t+4…8t+7, with the slot relabelling of the packed kernel); the four
+// lanes t = 0…3 of a row copy its 64 consecutive bytes. Requires K % 32 ==
+// 0 and the alignment of qmv4.
+template <bool BF16, int MR>
+__device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x, int ldx, float* __restrict__ y, int ldy,
+                                    int M, float* ws, int* counters) {
+    extern __shared__ __align__(16) unsigned char qsm[];
+    constexpr int SB = dstage_bytes(MR);
+    const int lane = threadIdx.x & 31, t = lane & 3, c = lane >> 2, warp = threadIdx.x >> 5;
+    const int gw = blockIdx.x * QW + warp, W = gridDim.x * QW;
+    const int spt = w.K >> 5, ntiles = (w.N + 63) >> 6, T = ntiles * spt;
+    const int per = (T + W - 1) / W, i0 = gw * per, i1 = min(T, i0 + per);
+    if (i0 >= i1) return;
+    unsigned char* ring = qsm + (size_t)warp * DD * SB;
+    const u32 ring_s = smem_addr(ring);
+    const u16* wbase = (const u16*)w.data + 8 * t;
+
+    int itl = i0 / spt, is = i0 - itl * spt;  // the issue cursor's tile and step within it
+    auto issue = [&](int i) {
+        const u32 slot = ring_s + (u32)((i % DD) * SB);
+        const int tl = itl, k0 = 32 * is;
+        if (++is == spt) is = 0, itl++;
+#pragma unroll
+        for (int j8 = 0; j8 < 8; j8++) {
+            // rows past N copy row N−1 (never stored)
+            const int n = min(tl * 64 + 8 * j8 + c, w.N - 1);
+            cp_async16(slot + 512 * j8 + 16 * lane, wbase + (size_t)n * w.K + k0);
+        }
+        for (int q = lane; q < M * 8; q += 32)
+            cp_async16(slot + 4096 + 16 * q, x + (size_t)(q >> 3) * ldx + k0 + 4 * (q & 7));
+    };
+
+    float acc[8][4];
+#pragma unroll
+    for (int j = 0; j < 8; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+#pragma unroll
+    for (int u = 0; u < DD - 1; u++) {
+        if (i0 + u < i1) issue(i0 + u);
+        cp_commit();
+    }
+    for (int i = i0; i < i1; i++) {
+        if (i + DD - 1 < i1) issue(i + DD - 1);
+        cp_commit();
+        cp_wait<DD - 1>();
+        __syncwarp();
+        const unsigned char* sl = ring + (i % DD) * SB;
+        // x inputs 8t…8t+7 of rows c and c+8: chunks 2t and 2t+1
+        V4f xa0 = V4f{0.f, 0.f, 0.f, 0.f}, xa1 = xa0, xb0 = xa0, xb1 = xa0;
+        if (c < M) {
+            xa0 = *(const V4f*)(sl + 4096 + 128 * c + 32 * t);
+            xa1 = *(const V4f*)(sl + 4096 + 128 * c + 32 * t + 16);
+        }
+        if (MR == 16 && c + 8 < M) {
+            xb0 = *(const V4f*)(sl + 4096 + 128 * (c + 8) + 32 * t);
+            xb1 = *(const V4f*)(sl + 4096 + 128 * (c + 8) + 32 * t + 16);
+        }
+        u32 a[2][4], l[2][4];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const V4f ra = h == 0 ? xa0 : xa1, rb = h == 0 ? xb0 : xb1;
+            a[h][1] = a[h][3] = l[h][1] = l[h][3] = 0u;
+            if (BF16) {
+                split_bf16(ra.x, ra.y, a[h][0], l[h][0]);
+                split_bf16(ra.z, ra.w, a[h][2], l[h][2]);
+                if (MR == 16) {
+                    split_bf16(rb.x, rb.y, a[h][1], l[h][1]);
+                    split_bf16(rb.z, rb.w, a[h][3], l[h][3]);
+                }
+            } else {
+                split_f16(ra.x, ra.y, a[h][0], l[h][0]);
+                split_f16(ra.z, ra.w, a[h][2], l[h][2]);
+                if (MR == 16) {
+                    split_f16(rb.x, rb.y, a[h][1], l[h][1]);
+                    split_f16(rb.z, rb.w, a[h][3], l[h][3]);
+                }
+            }
+        }
+#pragma unroll
+        for (int j8 = 0; j8 < 8; j8++) {
+            const V4u cw = *(const V4u*)(sl + 512 * j8 + 16 * lane);
+            if (BF16) {
+                mma_bf16(acc[j8], a[0][0], a[0][1], a[0][2], a[0][3], cw.x, cw.y);
+                mma_bf16(acc[j8], l[0][0], l[0][1], l[0][2], l[0][3], cw.x, cw.y);
+                mma_bf16(acc[j8], a[1][0], a[1][1], a[1][2], a[1][3], cw.z, cw.w);
+                mma_bf16(acc[j8], l[1][0], l[1][1], l[1][2], l[1][3], cw.z, cw.w);
+            } else {
+                mma_f16(acc[j8], a[0][0], a[0][1], a[0][2], a[0][3], cw.x, cw.y);
+                mma_f16(acc[j8], l[0][0], l[0][1], l[0][2], l[0][3], cw.x, cw.y);
+                mma_f16(acc[j8], a[1][0], a[1][1], a[1][2], a[1][3], cw.z, cw.w);
+                mma_f16(acc[j8], l[1][0], l[1][1], l[1][2], l[1][3], cw.z, cw.w);
+            }
+        }
+        __syncwarp();
+        if ((i + 1) % spt == 0 || i + 1 == i1) {
+            stripe_store(acc, i / spt, gw, W, per, spt, w.N, y, ldy, M, ws, counters);
+#pragma unroll
+            for (int jj = 0; jj < 8; jj++) acc[jj][0] = acc[jj][1] = acc[jj][2] = acc[jj][3] = 0.f;
+        }
+    }
+    cp_wait<0>();
+}
+
+#define DMV_KERNEL(NAME, BF, MR)                                                                          \
+    extern "C" __global__ void __launch_bounds__(QW * 32)                                                 \
+        NAME(WDesc w, const float* x, int ldx, float* y, int ldy, int M, float* ws, int* counters) {      \
+        dmv<BF, MR>(w, x, ldx, y, ldy, M, ws, counters);                                                  \
+    }
+DMV_KERNEL(dmv_f16, false, 8)
+DMV_KERNEL(dmv_f16_m16, false, 16)
+DMV_KERNEL(dmv_bf16, true, 8)
+DMV_KERNEL(dmv_bf16_m16, true, 16)

@@ -1,0 +1,256 @@
+//go:build !nocuda
+
+package cuda
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/marlin-llm/marlin/backend"
+	"github.com/marlin-llm/marlin/backend/cpu"
+	"github.com/marlin-llm/marlin/dtype"
+	"github.com/marlin-llm/marlin/quant"
+)
+
+// matmulTol is the tolerance of MatMul relative to Σ_k|x·w|: 1e-5 for the
+// float32 kernels; for the tensor-core decode kernels (M ≤ 16, packed
+// 4-bit and dense 16-bit weights), whose operands are x rounded to fp16
+// (bf16 for bf16 weights) and weights rounded to fp16, each product is off
+// by at most ~2·2^-11 (fp16) or 2^-8 (bf16) relatively: 2e-3 and 5e-3.
+func matmulTol(w backend.Matrix, M int) float64 {
+	m := w.(*matrix)
+	if M > 16 {
+		return 1e-5
+	}
+	switch m.f {
+	case fmtPInt4, fmtPFP4, fmtF16:
+		if m.f != fmtF16 || m.cols%32 == 0 {
+			return 2e-3
+		}
+	case fmtBF16:
+		if m.cols%32 == 0 {
+			return 5e-3
+		}
+	}
+	return 1e-5
+}
+
+// TestQMatMul checks the decode kernels at the sizes that exercise what
+// the small cases of TestOps cannot: split-K with the in-kernel reduction
+// (large K, few column tiles), every M from 1 to 16, GPTQ g128 and
+// per-channel, act-order, FP4 g32, dense bf16/f16, rows of x that are not
+// 16-byte aligned (the generic kernel then), and the output of each run
+// poisoned first. Against the float64 product of the reference
+// dequantization, tolerance matmulTol.
+func TestQMatMul(t *testing.T) {
+	g := gpu(t)
+	rng := rand.New(rand.NewPCG(21, 22))
+	cases := []struct {
+		name string
+		make func(rng *rand.Rand, n, k int) *quant.Weight
+		n, k int
+	}{
+		{"gptq-int4-g128-sym", gptqWeight(4, 128, false, false, 1), 200, 4096},
+		{"gptq-int4-g128-asym-actorder", gptqWeight(4, 128, true, true, 0), 96, 2048},
+		{"gptq-int4-perchannel-asym", gptqWeight(4, 0, true, false, 1), 70, 1024},
+		{"gptq-int4-g32-sym", gptqWeight(4, 32, false, false, 1), 1000, 512},
+		{"fp4-g32", fp4Weight(32), 130, 4096},
+		{"fp4-g16", fp4Weight(16), 64, 512},
+		{"bf16", denseWeight(dtype.BF16), 150, 2048},
+		{"f16", denseWeight(dtype.F16), 66, 1024},
+	}
+	for _, cs := range cases {
+		w := cs.make(rng, cs.n, cs.k)
+		gw, err := g.LoadMatrix(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, M := range []int{1, 2, 3, 4, 7, 8, 15, 16} {
+			xv := randn(rng, M*cs.k, 1)
+			want := exactMatMul(w, xv, M)
+			scale := absDot(w, xv, M)
+			x := g.NewTensor(M, cs.k)
+			y := g.NewTensor(M, cs.n)
+			g.Write(x, xv)
+			g.Write(y, poison(M*cs.n))
+			g.MatMul(y, x, gw)
+			got := make([]float32, M*cs.n)
+			if err := g.Read(got, y); err != nil {
+				t.Fatal(err)
+			}
+			checkScaled(t, fmt.Sprintf("%s N%d K%d M%d", cs.name, cs.n, cs.k, M), got, want, scale, matmulTol(gw, M))
+		}
+		// x rows at an odd offset: not 16-byte aligned, generic kernel
+		M := 3
+		xv := randn(rng, M*(cs.k+1), 1)
+		xs := make([]float32, M*cs.k)
+		for m := range M {
+			copy(xs[m*cs.k:], xv[m*(cs.k+1)+1:m*(cs.k+1)+1+cs.k])
+		}
+		x := g.NewTensor(M, cs.k+1)
+		g.Write(x, xv)
+		y := g.NewTensor(M, cs.n)
+		g.Write(y, poison(M*cs.n))
+		g.enter()
+		g.matmul(g.tensor(y).ptr(), cs.n, g.tensor(x).ptr()+4, cs.k+1, M, gw.(*matrix))
+		g.leave()
+		got := make([]float32, M*cs.n)
+		if err := g.Read(got, y); err != nil {
+			t.Fatal(err)
+		}
+		checkScaled(t, cs.name+" unaligned x", got, exactMatMul(w, xs, M), absDot(w, xs, M), matmulTol(gw, M))
+	}
+}
+
+// TestGraphSegments runs the same op sequence several times with changing
+// staged inputs (positions of RoPE, tokens of Embed): the second run is
+// captured, later ones replay the graph; every result must equal the
+// CPU's, and the statistics must show the replays. Then with graphs off.
+func TestGraphSegments(t *testing.T) {
+	b := newGPU(t)
+	if !b.graphsOn {
+		t.Skip("skipping: MARLIN_CUDA_GRAPHS=0")
+	}
+	c := cpu.New(1)
+	rng := rand.New(rand.NewPCG(5, 6))
+	const V, H = 50, 64
+	tab := denseWeight(dtype.F32)(rng, V, H)
+	gt, _ := b.LoadMatrix(tab)
+	ct, _ := c.LoadMatrix(tab)
+	wq := gptqWeight(4, 32, false, false, 1)(rng, 96, H)
+	gw, _ := b.LoadMatrix(wq)
+	cw, _ := c.LoadMatrix(wq)
+	rope := &backend.Rope{InvFreq: []float32{1, 0.1, 0.01, 0.001}, Scale: 1}
+	norm := randn(rng, H, 1)
+	gn, cn := b.LoadVector(norm), c.LoadVector(norm)
+	gx, gy := b.NewTensor(1, H), b.NewTensor(1, 96)
+	cx, cy := c.NewTensor(1, H), c.NewTensor(1, 96)
+	got, want := make([]float32, 96), make([]float32, 96)
+	for step := range 6 {
+		if step == 4 {
+			b.SetGraphs(false)
+		}
+		tok := []int32{int32(rng.IntN(V))}
+		pos := []int32{int32(step * 7)}
+		for _, be := range []struct {
+			be   backend.Backend
+			x, y backend.Tensor
+			t, w backend.Matrix
+			n    backend.Vector
+		}{{b, gx, gy, gt, gw, gn}, {c, cx, cy, ct, cw, cn}} {
+			be.be.Embed(be.x, be.t, tok)
+			be.be.RMSNorm(be.x, be.x, be.n, 1e-5)
+			be.be.RoPE(be.x, 2, 32, 0, rope, pos)
+			be.be.MatMul(be.y, be.x, be.w)
+			be.be.SiLUMul(be.y, be.y, be.y)
+		}
+		if err := b.Read(got, gy); err != nil {
+			t.Fatal(err)
+		}
+		c.Read(want, cy)
+		compare(t, fmt.Sprintf("step %d", step), got, want, 5e-3, 1e-4)
+	}
+	st := b.GraphStats()
+	t.Logf("segments: %+v", st)
+	if st.Captured != 1 || st.Replayed != 2 {
+		t.Errorf("graph statistics %+v: want 1 capture and 2 replays", st)
+	}
+}
+
+// TestQMatMulSpeed times the decode kernels on the Llama-3-8B projection
+// shapes (K×N = 4096×14336, 14336×4096, 8192×28672, 28672×8192; set
+// MARLIN_QMM_SHAPES=K×N,... to change) at M = 1, 4, 16, device time from
+// CUDA events, with the weights rotated among copies that together exceed
+// the L2 cache, and a device-to-device copy measured in the same run. It
+// prints a table "qmm <format> <K> <N> <M> <µs> <GB/s>" that
+// scripts/device/perf_table.py joins with torch's times; no assertion.
+func TestQMatMulSpeed(t *testing.T) {
+	b := gpu(t)
+	if testing.Short() {
+		t.Skip("short")
+	}
+	shapes := [][2]int{{4096, 14336}, {14336, 4096}, {8192, 28672}, {28672, 8192}}
+	if s := os.Getenv("MARLIN_QMM_SHAPES"); s != "" {
+		shapes = nil
+		for _, f := range strings.Split(s, ",") {
+			kn := strings.Split(f, "x")
+			k, _ := strconv.Atoi(kn[0])
+			n, _ := strconv.Atoi(kn[1])
+			shapes = append(shapes, [2]int{k, n})
+		}
+	}
+	// device-to-device copy bandwidth (bytes read + written)
+	{
+		const n = 1 << 28 // 1 GiB
+		src, dst := b.NewTensor(1, n/4), b.NewTensor(1, n/4)
+		mustSync(t, b)
+		start, stop := b.newEvent(), b.newEvent()
+		copyOnce := func() {
+			b.enter()
+			b.checkCall(call(b.d.cuMemcpyDtoDAsync, uintptr(b.tensor(dst).ptr()), uintptr(b.tensor(src).ptr()), n, b.stream), "cuMemcpyDtoDAsync")
+			b.leave()
+		}
+		copyOnce()
+		start.record()
+		for range 10 {
+			copyOnce()
+		}
+		stop.record()
+		d := stop.since(start) / 10
+		fmt.Printf("d2dcopy %.1f GB/s\n", 2*float64(n)/d.Seconds()/1e9)
+		start.destroy()
+		stop.destroy()
+	}
+	rng := rand.New(rand.NewPCG(9, 9))
+	for _, sh := range shapes {
+		K, N := sh[0], sh[1]
+		for _, f := range []struct {
+			name string
+			make func(rng *rand.Rand, n, k int) *quant.Weight
+		}{
+			{"int4-g128", gptqWeight(4, 128, false, false, 1)},
+			{"fp4-g32", fp4Weight(32)},
+		} {
+			w := f.make(rng, N, K)
+			var ms []backend.Matrix
+			var bytes int64
+			for bytes < 200<<20 || len(ms) < 2 {
+				m, err := b.LoadMatrix(w)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ms = append(ms, m)
+				bytes += m.Bytes()
+			}
+			for _, M := range []int{1, 4, 16, 64, 512, 2048} {
+				x, y := b.NewTensor(M, K), b.NewTensor(M, N)
+				b.Write(x, randn(rng, M*K, 1))
+				b.SetGraphs(false)
+				start, stop := b.newEvent(), b.newEvent()
+				timed := func(reps int) time.Duration {
+					start.record()
+					for i := range reps {
+						b.MatMul(y, x, ms[i%len(ms)])
+					}
+					stop.record()
+					return stop.since(start) / time1(reps)
+				}
+				one := timed(len(ms)) // warm-up, and the size of a repeat
+				reps := max(3, min(20*len(ms), int(50*time.Millisecond/max(one, time.Microsecond))))
+				d := timed(reps)
+				b.SetGraphs(true)
+				start.destroy()
+				stop.destroy()
+				mustSync(t, b)
+				fmt.Printf("qmm %s %d %d %d %.2f %.1f\n", f.name, K, N, M, float64(d.Nanoseconds())/1e3, float64(ms[0].Bytes())/d.Seconds()/1e9)
+			}
+		}
+	}
+}
+
+func time1(n int) time.Duration { return time.Duration(n) }

@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Joins marlin's quantized-matmul times (lines "qmm FORMAT K N M µs GB/s"
+and "d2dcopy GB/s" from TestQMatMulSpeed) with torch's fp16 F.linear times
+of the same run (lines "torch K N M µs", "torchcopy GB/s" from
+torch_linear.py) into a markdown table of speedups against the bars:
+≥ 3.0× at M = 1, 4, 16; ≥ 2.0× at M = 64; ≥ 0.8× at M = 512, 2048; and at
+M = 1 bandwidth on quantized bytes ≥ 80% of the device-to-device copy.
+
+usage: perf_table.py LOG... (reads every line of every file)
+"""
+import sys
+
+ours, torch = {}, {}
+copy = tcopy = None
+device = "?"
+for path in sys.argv[1:]:
+    for line in open(path, errors="replace"):
+        f = line.split()
+        if not f:
+            continue
+        if f[0] == "qmm" and len(f) == 7:
+            ours[(f[1], int(f[2]), int(f[3]), int(f[4]))] = (float(f[5]), float(f[6]))
+        elif f[0] == "torch" and len(f) == 5:
+            torch[(int(f[1]), int(f[2]), int(f[3]))] = float(f[4])
+        elif f[0] == "d2dcopy":
+            copy = float(f[1])
+        elif f[0] == "torchcopy":
+            tcopy = float(f[1])
+        elif f[0] == "torchdevice":
+            device = " ".join(f[1:])
+
+
+def bar(M):
+    return 3.0 if M <= 16 else 2.0 if M == 64 else 0.8
+
+
+print("device: %s; device-to-device copy %s GB/s (marlin), %s GB/s (torch)" % (device, copy, tcopy))
+print()
+print("| format | K×N | M | marlin µs | torch fp16 µs | speedup | bar | GB/s | % of copy |")
+print("|---|---|---|---|---|---|---|---|---|")
+fails = 0
+for (fmt, K, N, M), (us, gbs) in sorted(ours.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][3])):
+    t = torch.get((K, N, M))
+    sp = t / us if t else float("nan")
+    ok = t is not None and sp >= bar(M)
+    share = ""
+    if M == 1 and copy:
+        share = "%.0f%%" % (100 * gbs / copy)
+        ok = ok and gbs >= 0.8 * copy
+    fails += not ok
+    print("| %s | %d×%d | %d | %.1f | %s | %.2f× | %s%.1f× | %.0f | %s |" % (
+        fmt, K, N, M, us, "%.1f" % t if t else "—", sp, "✓ " if ok else "✗ ", bar(M), gbs, share))
+print()
+print("%d of %d cells miss their bar" % (fails, len(ours)))
