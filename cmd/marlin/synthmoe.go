@@ -238,6 +238,7 @@ func syntheticMoE(shape, format string, group, headBits int) (string, error) {
 		if err != nil {
 			return "", usagef("%v", err)
 		}
+		s.MaxScale = true // random weights: the scale search would only cost time
 		spec = &s
 		name = fmt.Sprintf("%s-%s", shape, strings.ReplaceAll(s.String(), " ", "-"))
 	}
