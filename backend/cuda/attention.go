@@ -166,7 +166,7 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 	a.i32(s.KeyDim)
 	a.i32(s.ValueDim)
 	a.i32(BS)
-	b.launch(b.k.kvStore, M, 1, 128, 0, a)
+	b.launch(b.k.kvStore, M, 1, threadsFor(s.KVHeads*max(s.KeyDim, s.ValueDim)), 0, a)
 
 	if f := b.splitAttention(heads, s); f != 0 {
 		// flash-decoding: P splits of the positions per (row, KV head) for
@@ -174,7 +174,7 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 		P := 1
 		var ws uint64
 		if M <= 16 && M*s.KVHeads <= counterCap {
-			P = 16
+			P = 32 // ~16 positions a block at 512 tokens: short dependent chains
 			if ws = b.scratchBuf("attnws", 4*int64(M)*int64(heads)*int64(P)*int64(s.KeyDim+2)); ws == 0 {
 				return
 			}

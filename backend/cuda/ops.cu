@@ -21,17 +21,20 @@ extern "C" __global__ void silu_mul(float* dst, const float* g, const float* u, 
     }
 }
 
-// RMS normalisation of consecutive chunks of n values: one 256-thread
-// block per chunk. The sum of squares is accumulated in float64 (each
-// thread a strided partial sum, then warp shuffles and one shared array),
-// r = 1/√(Σx²/n + eps) is rounded once to float32, and each output is
-// (x·r)·w in float32 — the CPU reference's order. dst may be x.
-extern "C" __global__ void __launch_bounds__(256) rms_norm(float* dst, const float* x, const float* __restrict__ w, int n, float eps) {
-    __shared__ double part[8];
+// RMS normalisation of consecutive chunks of n values: one block per
+// chunk, blockDim.x threads (a multiple of 32, at most 1024: the host picks
+// about one per 4 values, so that a 4096-wide row is one short pass). The
+// sum of squares is accumulated in float64 (each thread a strided partial
+// sum, then warp shuffles and one shared array), r = 1/√(Σx²/n + eps) is
+// rounded once to float32, and each output is (x·r)·w in float32 — the CPU
+// reference's order. dst may be x.
+extern "C" __global__ void __launch_bounds__(1024) rms_norm(float* dst, const float* x, const float* __restrict__ w, int n, float eps) {
+    __shared__ double part[32];
     __shared__ float rs;
     const size_t base = (size_t)blockIdx.x * n;
+    const int nt = blockDim.x;
     double ss = 0;
-    for (int i = threadIdx.x; i < n; i += 256) {
+    for (int i = threadIdx.x; i < n; i += nt) {
         double v = x[base + i];
         ss += v * v;
     }
@@ -40,12 +43,12 @@ extern "C" __global__ void __launch_bounds__(256) rms_norm(float* dst, const flo
     __syncthreads();
     if (threadIdx.x == 0) {
         double t = 0;
-        for (int i = 0; i < 8; i++) t += part[i];
+        for (int i = 0; i < nt / 32; i++) t += part[i];
         rs = (float)(1.0 / sqrt(t / n + (double)eps));
     }
     __syncthreads();
     const float r = rs;
-    for (int i = threadIdx.x; i < n; i += 256) dst[base + i] = __fmul_rn(__fmul_rn(x[base + i], r), w[i]);
+    for (int i = threadIdx.x; i < n; i += nt) dst[base + i] = __fmul_rn(__fmul_rn(x[base + i], r), w[i]);
 }
 
 // Rotary embedding, in place. One block per row, threads over (head, pair)

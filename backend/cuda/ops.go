@@ -60,7 +60,7 @@ func (b *Backend) RMSNorm(dst, x backend.Tensor, w backend.Vector, eps float32) 
 	a.ptr(g.buf.ptr)
 	a.i32(n)
 	a.f32(eps)
-	b.launch(b.k.rmsNorm, int(s.n()/int64(n)), 1, 256, 0, a)
+	b.launch(b.k.rmsNorm, int(s.n()/int64(n)), 1, threadsFor(n/4), 0, a)
 }
 
 // ropeTab is a Rope's cos/sin table on the device for positions [0, n):
@@ -148,7 +148,7 @@ func (b *Backend) RoPE(x backend.Tensor, heads, headDim, offset int, r *backend.
 	a.i32(headDim)
 	a.i32(offset)
 	a.i32(inter)
-	b.launch(b.k.rope, t.rows, 1, 128, 0, a)
+	b.launch(b.k.rope, t.rows, 1, threadsFor(heads*half), 0, a)
 }
 
 // SiLUMul implements backend.Backend.
@@ -219,4 +219,11 @@ func (b *Backend) CopyCols(dst, src backend.Tensor, heads, n, dstStride, dstOff,
 	a.i32(srcStride)
 	a.i32(srcOff)
 	b.launch(b.k.copyCols, d.rows, 1, 256, 0, a)
+}
+
+// threadsFor returns a block size for about n independent items: a
+// multiple of 32 from 32 to 1024 (small decode-time ops then finish in one
+// pass instead of looping on a few threads).
+func threadsFor(n int) int {
+	return min(1024, max(32, (n+31)/32*32))
 }

@@ -156,11 +156,16 @@ func packWeight(w *quant.Weight, kind int) *packed {
 	}
 	p.data = make([]byte, p.ntiles*p.steps*512)
 	p.scales = make([]byte, p.ntiles*p.groups*128)
+	zcols := (w.Out*4 + 31) / 32
 	asym := kind == packKindInt4 && w.Zeros != nil
+	if asym && w.ZerosUniform {
+		// every zero point the same: 8 is the symmetric kernel's constant
+		word := binary.LittleEndian.Uint32(w.Zeros)
+		asym = int(word&15)+w.ZeroOffset != 8
+	}
 	if asym {
 		p.zeros = make([]byte, 2*len(p.scales))
 	}
-	zcols := (w.Out*4 + 31) / 32
 	scaleOf := func(grp, n int) uint16 { // fp16 bits; grp is the original group
 		if kind == packKindInt4 {
 			return binary.LittleEndian.Uint16(w.Scales[2*(grp*w.Out+n):])

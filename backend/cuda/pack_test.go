@@ -55,8 +55,16 @@ func TestPack(t *testing.T) {
 		return &quant.Weight{Name: "fp4", Format: quant.FP4, Out: n, In: k, Bits: 4, Group: group, Data: rbytes(n * k / 2),
 			Scales: f16(n*(k/group), 0.01, 0.1)}
 	}
+	uniform := gptq(64, 128, 32, true, false, 1)
+	for i := range uniform.Zeros {
+		uniform.Zeros[i] = 0x77 // stored 7 + offset 1 = 8: packed as symmetric
+	}
+	uniform.ZerosUniform = true
+	if p := packWeight(uniform, packKindInt4); p.zeros != nil {
+		t.Error("uniform zero points of 8: packed with a zero table")
+	}
 	for _, w := range []*quant.Weight{
-		gptq(70, 256, 128, false, false, 1), gptq(64, 160, 32, true, false, 1), gptq(130, 256, 32, true, true, 0),
+		uniform, gptq(70, 256, 128, false, false, 1), gptq(64, 160, 32, true, false, 1), gptq(130, 256, 32, true, true, 0),
 		gptq(37, 64, 0, true, false, 1), gptq(200, 384, 128, false, true, 1),
 		fp4(70, 256, 32), fp4(129, 96, 16), fp4(64, 128, 128),
 	} {

@@ -49,7 +49,8 @@ for f in gpubin/cuda.test gpubin/marlin; do
 	[ -x "$f" ] || { echo "missing $f: build it first (see the top of $0)"; exit 2; }
 done
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee -a "$summary"
-sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1 || true)
+[ -n "$sanitizer" ] || sanitizer=$(find / -xdev -name compute-sanitizer -type f -perm -u+x 2>/dev/null | head -1)
 
 # run NAME MIN MAX LOG CMD...: runs CMD with a timeout of MAX seconds (less
 # when less of the budget is left; skipped below MIN).
