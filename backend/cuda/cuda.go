@@ -46,7 +46,7 @@ type kernels struct {
 
 	// tensor-core decode kernels, [0]: M ≤ 8, [1]: M ≤ 16
 	qmvInt4, qmvInt4Asym, qmvFP4, dmvF16, dmvBF16 [2]uintptr
-	permute                                       uintptr
+	permute, xToHalf, dequantInt4, dequantFP4     uintptr
 	attnSplit                                     [2][4]uintptr // [D 64, 128][G 1, 2, 4, 8]
 }
 
@@ -83,7 +83,11 @@ type Backend struct {
 
 	counters *buffer         // zeroed int32 counters of the split-K kernels (each resets what it uses)
 	resident map[uintptr]int // kernel → blocks of 128 threads resident per multiprocessor
-	dynSmem  map[uintptr]int // kernel → dynamic shared memory of a block
+
+	blas      *cublas // the large-M path (cublas.go), loaded at first use
+	blasTried bool
+	blasErr   error
+	dynSmem   map[uintptr]int // kernel → dynamic shared memory of a block
 
 	// CUDA graphs of recorded op segments (graph.go)
 	graphsOn      bool
@@ -239,6 +243,7 @@ func (b *Backend) loadKernels() error {
 		k.dmvF16[i], k.dmvBF16[i] = get("dmv_f16"+sfx), get("dmv_bf16"+sfx)
 	}
 	k.permute = get("permute_cols")
+	k.xToHalf, k.dequantInt4, k.dequantFP4 = get("x_to_half"), get("dequant_pint4"), get("dequant_pfp4")
 	// the decode kernels' shared-memory rings (qmm.cu: QW warps × stages ×
 	// stage bytes)
 	b.dynSmem = map[uintptr]int{}
@@ -408,6 +413,10 @@ func (b *Backend) Close() error {
 		err = d.check(call(d.cuStreamSynchronize, b.stream), "cuStreamSynchronize")
 	}
 	b.dropGraphs()
+	if b.blas != nil {
+		call(b.blas.destroy, b.blas.handle)
+		b.blas = nil
+	}
 	b.closed.Store(true)
 	b.freeMu.Lock()
 	b.pending = nil

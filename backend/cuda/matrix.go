@@ -238,6 +238,9 @@ func (b *Backend) matmul(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 		b.fail(fmt.Errorf("cuda: use of %s, whose upload failed", m.name))
 		return
 	}
+	if M >= gemmMinRows && b.gemmLarge(y, ldy, x, ldx, M, m) {
+		return
+	}
 	if (m.f == fmtPInt4 || m.f == fmtPFP4) && m.desc.gidx != 0 {
 		// act-order: the kernels read x in the packed input order
 		xp := b.scratchBuf("xperm", 4*int64(M)*int64(m.cols))

@@ -515,3 +515,57 @@ DMV_KERNEL(dmv_f16, false, 8)
 DMV_KERNEL(dmv_f16_m16, false, 16)
 DMV_KERNEL(dmv_bf16, true, 8)
 DMV_KERNEL(dmv_bf16_m16, true, 16)
+
+// ---- the large-M path: dequantize, then cuBLAS (cublas.go) ----
+
+// x16[m, p] = half(x[m, perm ? perm[p] : p]) (fp16, or bf16 for bf16
+// weights): the activations in the GEMM's input type and, for act-order
+// weights, in the packed input order. Grid (⌈K/256⌉, M), 256 threads.
+extern "C" __global__ void x_to_half(u16* __restrict__ x16, const float* __restrict__ x, int ldx, const int* __restrict__ perm,
+                                     int K, int bf16) {
+    const int m = blockIdx.y, p = blockIdx.x * 256 + threadIdx.x;
+    if (p >= K) return;
+    const float v = x[(size_t)m * ldx + (perm ? perm[p] : p)];
+    u32 h = bf16 ? pack_bf16x2(v, 0.f) : pack_f16x2(v, 0.f);
+    x16[(size_t)m * K + p] = (u16)(h & 0xffffu);
+}
+
+// W16[n, k] = fp16((q − z)·s) of a packed 4-bit weight, row-major [N, K]
+// (k in the packed input order). One warp per 16×64 tile: lane (t, c)
+// holds codes of inputs 4t…4t+3 of column 64·nt + 8·j8 + c for j8 = 0…7
+// (pack.go) and writes them as 8 bytes; the four lanes of a column write 32
+// consecutive bytes. Grid ⌈tiles/8⌉ blocks of 256 threads.
+template <int KIND>
+__device__ __forceinline__ void dequant4(u16* __restrict__ w16, const WDesc& w) {
+    const int lane = threadIdx.x & 31, t = lane & 3, c = lane >> 2;
+    const int steps = w.K >> 4, ntiles = (w.N + 63) >> 6, groups = w.K / w.group;
+    const long tile = (long)blockIdx.x * 8 + (threadIdx.x >> 5);
+    if (tile >= (long)ntiles * steps) return;
+    const int nt = (int)(tile / steps), s = (int)(tile % steps);
+    const V4u q4 = ((const V4u*)w.data)[tile * 32 + lane];
+    const u32 wv[4] = {q4.x, q4.y, q4.z, q4.w};
+    const int g = (16 * s) / w.group;
+    const u16* sc = (const u16*)w.scales + ((size_t)nt * groups + g) * 64;
+    const u16* zr = (const u16*)w.zeros + ((size_t)nt * groups + g) * 128;
+#pragma unroll
+    for (int j8 = 0; j8 < 8; j8++) {
+        const int n = 64 * nt + 8 * j8 + c;
+        if (n >= w.N) continue;
+        const u32 word = wv[j8 >> 1];
+        const float scale = f16_to_f32(sc[8 * c + j8]);
+        float z = 8.f;
+        if (KIND == PACK_INT4 && w.zeros) z = -f16_to_f32(zr[2 * (8 * c + j8)]) - 1024.f;
+        float v[4];
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            // input 4t + r of tile j8: code i = 2(j8&1) + (r>>1) + 4(r&1) (pack.go)
+            const int i = 2 * (j8 & 1) + (r >> 1) + 4 * (r & 1);
+            const u32 code = (word >> (4 * i)) & 15u;
+            v[r] = KIND == PACK_FP4 ? e2m1_to_f32(code) * scale : ((float)code - z) * scale;
+        }
+        u32 lo = pack_f16x2(v[0], v[1]), hi = pack_f16x2(v[2], v[3]);
+        *(uint2*)(w16 + (size_t)n * w.K + 16 * s + 4 * t) = make_uint2(lo, hi);
+    }
+}
+extern "C" __global__ void dequant_pint4(u16* w16, WDesc w) { dequant4<PACK_INT4>(w16, w); }
+extern "C" __global__ void dequant_pfp4(u16* w16, WDesc w) { dequant4<PACK_FP4>(w16, w); }

@@ -24,6 +24,16 @@ import (
 // by at most ~2·2^-11 (fp16) or 2^-8 (bf16) relatively: 2e-3 and 5e-3.
 func matmulTol(w backend.Matrix, M int) float64 {
 	m := w.(*matrix)
+	if M >= gemmMinRows && m.cols%8 == 0 && m.owner.blas != nil {
+		// the cuBLAS path (cublas.go): x in fp16 (bf16), 4-bit weights
+		// rounded to fp16
+		switch m.f {
+		case fmtPInt4, fmtPFP4, fmtF16:
+			return 2e-3
+		case fmtBF16:
+			return 6e-3
+		}
+	}
 	if M > 16 {
 		return 1e-5
 	}
@@ -70,7 +80,7 @@ func TestQMatMul(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, M := range []int{1, 2, 3, 4, 7, 8, 15, 16} {
+		for _, M := range []int{1, 2, 3, 4, 7, 8, 15, 16, 64, 100} {
 			xv := randn(rng, M*cs.k, 1)
 			want := exactMatMul(w, xv, M)
 			scale := absDot(w, xv, M)
@@ -247,6 +257,13 @@ func TestQMatMulSpeed(t *testing.T) {
 				start.destroy()
 				stop.destroy()
 				mustSync(t, b)
+				if M == gemmMinRows && K == shapes[0][0] && N == shapes[0][1] {
+					if b.blas != nil {
+						fmt.Printf("M >= %d: cuBLAS from %s\n", gemmMinRows, b.blas.path)
+					} else {
+						fmt.Printf("M >= %d: no cuBLAS (%v), tile kernels\n", gemmMinRows, b.blasErr)
+					}
+				}
 				fmt.Printf("qmm %s %d %d %d %.2f %.1f\n", f.name, K, N, M, float64(d.Nanoseconds())/1e3, float64(ms[0].Bytes())/d.Seconds()/1e9)
 			}
 		}
