@@ -170,11 +170,16 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 
 	if f := b.splitAttention(heads, s); f != 0 {
 		// flash-decoding: P splits of the positions per (row, KV head) for
-		// decode-sized batches (merged in the kernel), one for prefill
+		// decode-sized batches, 4 for prefill (merged in the kernel)
 		P := 1
 		var ws uint64
-		if M <= 16 && M*s.KVHeads <= counterCap {
+		switch {
+		case M <= 16 && M*s.KVHeads <= counterCap:
 			P = 32 // ~16 positions a block at 512 tokens: short dependent chains
+		case M*s.KVHeads <= counterCap:
+			P = 4 // prefill: 4× the blocks, a quarter of each one's sequential positions
+		}
+		if P > 1 {
 			if ws = b.scratchBuf("attnws", 4*int64(M)*int64(heads)*int64(P)*int64(s.KeyDim+2)); ws == 0 {
 				return
 			}

@@ -191,9 +191,16 @@ func benchOne(mo *modelOpts, dir string, promptN, genN int, membw bool) (*benchR
 		out := s.m.Forward(b, cache, []int32{int32(len(tokens) - 1)})
 		return s.be.Read(logits, out)
 	}
-	// warm up (page in the weights), then prefill
+	// warm up (page in the weights; on a GPU also load the libraries and
+	// size the scratch buffers that a prefill of this length uses), then
+	// prefill
 	if err := step(prompt[:1], 0); err != nil {
 		return nil, err
+	}
+	if s.be.Name() != "cpu" {
+		if err := step(prompt, 0); err != nil {
+			return nil, err
+		}
 	}
 	start := time.Now()
 	if err := step(prompt, 0); err != nil {
