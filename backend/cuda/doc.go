@@ -8,10 +8,29 @@
 // created and cached on disk (os.UserCacheDir()/marlin/cubin, keyed by the
 // SHA-256 of source, architecture, options and NVRTC version).
 //
-// Activations are float32 tensors in device memory; weights are uploaded in
-// their stored format (dense F32/F16/BF16, GPTQ int2/3/4/8 with g_idx, FP8,
-// FP4, MXFP4, NVFP4) and dequantized inside the matmul kernels.
+// Activations are float32 tensors in device memory (the interface's
+// type: the kernels convert x to fp16/bf16 where the tensor cores need it,
+// which keeps every op comparable with the CPU reference). Weights are
+// uploaded in their stored format (dense F32/F16/BF16, GPTQ int2/3/4/8 with
+// g_idx, FP8, FP4, MXFP4, NVFP4), except GPTQ int4 and FP4 with groups of a
+// multiple of 16, which are rewritten once at load into the packed layout
+// of pack.go (fragment order for mma.m16n8k16, one 128-bit load a lane).
 //
+// Matrix products: M ≤ 16 rows (decode) run the tensor-core kernels of
+// qmm.cu (packed 4-bit and dense 16-bit weights: a shared-memory cp.async
+// ring per warp, exact weights, fp32 sums, split-K "stripes" reduced in
+// the kernel); M ≥ 64 (prefill) converts x to fp16/bf16, dequantizes packed
+// weights to fp16 and calls cuBLAS (cublas.go, opened with dlopen); the
+// rest, and formats without a fast kernel, use the generic SIMT tile
+// kernels of matmul.cu. Attention is flash-decoding (split over positions,
+// GQA heads sharing each key/value load) for heads of 64 or 128 dims, the
+// generic kernel otherwise (MLA). docs/cuda-kernels.md has each kernel's
+// history and measurements.
+//
+// CUDA graphs (graph.go): ops record their launches into a segment that
+// runs at the next synchronisation point; a segment that repeats (a decode
+// step) is captured once and replayed with one launch.
+
 // Execution model. All work goes to one CUDA stream, in issue order; ops
 // return as soon as their kernels are queued. Failures (out of memory, a
 // launch error, a device fault) become a sticky error that Read and Sync
@@ -40,14 +59,12 @@
 // queues them; they are released after the next stream synchronisation, so
 // queued kernels never see freed memory) and in any case by Close.
 //
-// This first version is about correctness; its kernels are plain SIMT
-// float32 code (matmuls: 6–17 TFLOP/s at prefill sizes, 37–290 GB/s of
-// weights at batch 1 on an H100). Not yet done: a Marlin-style int4 decode
-// kernel and tensor-core GEMMs with dequantize-on-load, flash attention
-// (today one thread block per row and query head), CUDA graphs for decode
-// steps (graph.go has the plumbing), MoE expert grouping on the device
+// Not yet done: a tensor-core GEMM with dequantize-on-load (prefill
+// dequantizes into a scratch matrix first), programmatic dependent launch
+// to hide the decode kernels' fixed cost, MoE expert grouping on the device
 // (Experts copies the chosen ids to the host, one synchronisation per
-// call), and the EXL3 format (LoadMatrix reports it unsupported).
+// call), sampling on the device, and the EXL3 format (LoadMatrix reports it
+// unsupported).
 //
 // Tests compare every op with backend/cpu and every model of
 // testdata/models with transformers' logits; they skip without a driver.
