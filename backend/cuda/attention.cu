@@ -125,6 +125,7 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     constexpr int E = D / 32;
     __shared__ float sm_m[ATT_WARPS][G], sm_l[ATT_WARPS][G], sm_acc[ATT_WARPS][G][D];
     __shared__ int last;
+    pdl_trigger();
     const int kh = blockIdx.x, r = blockIdx.y, p = blockIdx.z, P = gridDim.z;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = heads / kvHeads;

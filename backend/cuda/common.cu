@@ -170,5 +170,21 @@ template <> __device__ __forceinline__ float wload<FMT_GPTQ>(const WDesc& w, int
 template <int F> struct KContiguous { static const bool value = true; };
 template <> struct KContiguous<FMT_GPTQ> { static const bool value = false; };
 
+// Programmatic dependent launch (sm_90). pdl_trigger lets the next kernel
+// of the stream, if it was launched with programmatic serialization (the
+// decode matmuls are), start its blocks before this one ends; pdl_wait,
+// in such a kernel, blocks until the previous kernel has completed and its
+// writes are visible. Both are no-ops otherwise and below sm_90.
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 // −∞ as a float (no math.h under NVRTC).
 #define NEG_INF (__uint_as_float(0xff800000u))

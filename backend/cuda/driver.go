@@ -65,7 +65,7 @@ type driver struct {
 	cuEventElapsedTime, cuEventDestroy                                    uintptr
 	cuModuleLoadData, cuModuleUnload, cuModuleGetFunction                 uintptr
 	cuLaunchKernel, cuFuncSetAttribute                                    uintptr
-	cuOccupancyMaxActiveBlocksPerMultiprocessor                           uintptr
+	cuOccupancyMaxActiveBlocksPerMultiprocessor, cuLaunchKernelEx         uintptr
 	cuGetErrorName, cuGetErrorString                                      uintptr
 	cuStreamBeginCapture, cuStreamEndCapture                              uintptr
 	cuGraphInstantiate, cuGraphLaunch, cuGraphExecDestroy, cuGraphDestroy uintptr
@@ -139,6 +139,7 @@ func loadDriver() (*driver, error) {
 			{&d.cuLaunchKernel, []string{"cuLaunchKernel"}, false},
 			{&d.cuFuncSetAttribute, []string{"cuFuncSetAttribute"}, false},
 			{&d.cuOccupancyMaxActiveBlocksPerMultiprocessor, []string{"cuOccupancyMaxActiveBlocksPerMultiprocessor"}, true},
+			{&d.cuLaunchKernelEx, []string{"cuLaunchKernelEx"}, true},
 			{&d.cuGetErrorName, []string{"cuGetErrorName"}, false},
 			{&d.cuGetErrorString, []string{"cuGetErrorString"}, false},
 			// graph capture: present since CUDA 11.4; optional so that an

@@ -52,6 +52,7 @@ type GraphStats struct {
 // segOp is one recorded launch (f != 0) or memset.
 type segOp struct {
 	f                    uintptr
+	pdl                  bool
 	gx, gy, gz, bx, smem int
 	arg, nargs           int // args: s.offs[arg : arg+nargs] index s.words from word
 	word                 int
@@ -75,8 +76,8 @@ func (s *segment) reset() {
 	s.off = 0
 }
 
-func (s *segment) addLaunch(f uintptr, gx, gy, gz, bx, smem int, a *launchArgs) {
-	s.ops = append(s.ops, segOp{f: f, gx: gx, gy: gy, gz: gz, bx: bx, smem: smem, arg: len(s.offs), nargs: a.np, word: len(s.words)})
+func (s *segment) addLaunch(f uintptr, gx, gy, gz, bx, smem int, a *launchArgs, pdl bool) {
+	s.ops = append(s.ops, segOp{f: f, pdl: pdl, gx: gx, gy: gy, gz: gz, bx: bx, smem: smem, arg: len(s.offs), nargs: a.np, word: len(s.words)})
 	s.words = append(s.words, a.vals[:a.nv]...)
 	s.offs = append(s.offs, a.offs[:a.np]...)
 	s.sig = append(s.sig, uint64(f), uint64(gx)|uint64(gy)<<24|uint64(gz)<<48, uint64(bx)|uint64(smem)<<16|uint64(a.np)<<48)
@@ -197,7 +198,7 @@ func (b *Backend) issueSeg(s *segment) {
 		for j := range op.nargs {
 			params[j] = unsafe.Pointer(&s.words[op.word+int(s.offs[op.arg+j])])
 		}
-		b.issue(op.f, op.gx, op.gy, op.gz, op.bx, op.smem, unsafe.Pointer(&params[0]))
+		b.issue(op.f, op.gx, op.gy, op.gz, op.bx, op.smem, unsafe.Pointer(&params[0]), op.pdl)
 	}
 }
 

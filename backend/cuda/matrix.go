@@ -280,7 +280,7 @@ func (b *Backend) matmul(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 		a.i32(M)
 		a.ptr(ws)
 		a.ptr(b.counters.ptr)
-		b.launch(f, blocks, 1, 128, b.dynSmem[f], a)
+		b.launchOpt(f, blocks, 1, 1, 128, b.dynSmem[f], a, true)
 		return
 	}
 	a := b.newArgs()

@@ -4,6 +4,7 @@
 
 // dst[i] += x[i]
 extern "C" __global__ void add_f32(float* __restrict__ dst, const float* __restrict__ x, u64 n) {
+    pdl_trigger();
     for (u64 i = blockIdx.x * (u64)blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x) dst[i] += x[i];
 }
 
@@ -15,6 +16,7 @@ extern "C" __global__ void add_bias(float* __restrict__ dst, const float* __rest
 // dst = silu(g)·u = g/(1+e^-g)·u, in that order in float32 (as the CPU's
 // vkernels.SiLUMul). dst may be g or u.
 extern "C" __global__ void silu_mul(float* dst, const float* g, const float* u, u64 n) {
+    pdl_trigger();
     for (u64 i = blockIdx.x * (u64)blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x) {
         float x = g[i];
         dst[i] = x / (1.0f + expf(-x)) * u[i];
@@ -29,6 +31,7 @@ extern "C" __global__ void silu_mul(float* dst, const float* g, const float* u, 
 // rounded once to float32, and each output is (x·r)·w in float32 — the CPU
 // reference's order. dst may be x.
 extern "C" __global__ void __launch_bounds__(1024) rms_norm(float* dst, const float* x, const float* __restrict__ w, int n, float eps) {
+    pdl_trigger();
     __shared__ double part[32];
     __shared__ float rs;
     const size_t base = (size_t)blockIdx.x * n;
@@ -76,6 +79,7 @@ extern "C" __global__ void rope(float* x, int ldx, const int* __restrict__ pos, 
 
 // dst row i = src row rows[i] (cols values). One block per row.
 extern "C" __global__ void copy_rows(float* __restrict__ dst, const float* __restrict__ src, const int* __restrict__ rows, int cols) {
+    pdl_trigger();
     const float* s = src + (size_t)rows[blockIdx.x] * cols;
     float* d = dst + (size_t)blockIdx.x * cols;
     for (int c = threadIdx.x; c < cols; c += blockDim.x) d[c] = s[c];

@@ -274,12 +274,15 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
     // the issue cursor: step ii, its tile, step within the tile, and group
     int ii = i0, itl = i0 / spt, is = i0 - itl * spt;
     int ig = itl * groups + is / gsteps, igk = is % gsteps;
-    auto issue = [&]() {
+    // the copies of step ii: weights, scales and zero points (constant
+    // data), and, with_x, the step's inputs x (the previous kernel's output)
+    auto issue = [&](bool with_x) {
         const u32 slot = ring_s + (u32)((ii % QD) * SB);
         cp_async16(slot + 16 * lane, wt + (size_t)(2 * ii) * 32);
         cp_async16(slot + 512 + 16 * lane, wt + (size_t)(2 * ii + 1) * 32);
         // x: rows < M, 8 chunks of 16 bytes a row
-        for (int q = lane; q < M * 8; q += 32) cp_async16(slot + XO + 16 * q, x + (size_t)(q >> 3) * ldx + 32 * is + 4 * (q & 7));
+        if (with_x)
+            for (int q = lane; q < M * 8; q += 32) cp_async16(slot + XO + 16 * q, x + (size_t)(q >> 3) * ldx + 32 * is + 4 * (q & 7));
         if (lane < 8) cp_async16(slot + SO + 16 * lane, (const V4u*)w.scales + (size_t)ig * 8 + lane);
         if (ASYM && lane < 16) cp_async16(slot + ZO + 16 * lane, (const V4u*)w.zeros + (size_t)ig * 16 + lane);
         ii++;
@@ -292,15 +295,36 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
     for (int j = 0; j < 8; j++)
 #pragma unroll
         for (int e = 0; e < 4; e++) acc[j][e] = part[j][e] = 0.f;
+    // Prologue: the weights of the first QD−1 steps are requested before
+    // waiting for the previous kernel (programmatic dependent launch: they
+    // stream in while it finishes), then x for each of those steps in a
+    // group of its own. Groups in commit order: W0…W(QD−2), X0…X(QD−2),
+    // then one per step; at step k the groups after the ones it needs (Wk
+    // and Xk, or its own) are always QD−1, so every step waits with
+    // cp.async.wait_group QD−1.
 #pragma unroll
     for (int u = 0; u < QD - 1; u++) {
-        if (ii < i1) issue();
+        if (ii < i1) issue(false);
         cp_commit();
+    }
+    pdl_wait();
+    pdl_trigger();
+    {
+        int js = i0 % spt;
+#pragma unroll
+        for (int u = 0; u < QD - 1; u++) {
+            if (i0 + u < i1) {
+                const u32 slot = ring_s + (u32)(((i0 + u) % QD) * SB);
+                for (int q = lane; q < M * 8; q += 32) cp_async16(slot + XO + 16 * q, x + (size_t)(q >> 3) * ldx + 32 * js + 4 * (q & 7));
+                if (++js == spt) js = 0;
+            }
+            cp_commit();
+        }
     }
     // the compute cursor: step within the tile
     int cs = i0 % spt, cgk = cs % gsteps;
     for (int i = i0; i < i1; i++) {
-        if (ii < i1) issue();
+        if (ii < i1) issue(true);
         cp_commit();
         cp_wait<QD - 1>();
         __syncwarp();
@@ -422,7 +446,7 @@ __device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x,
     const u16* wbase = (const u16*)w.data + 8 * t;
 
     int itl = i0 / spt, is = i0 - itl * spt;  // the issue cursor's tile and step within it
-    auto issue = [&](int i) {
+    auto issue = [&](int i, bool with_x) {
         const u32 slot = ring_s + (u32)((i % DD) * SB);
         const int tl = itl, k0 = 32 * is;
         if (++is == spt) is = 0, itl++;
@@ -432,22 +456,39 @@ __device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x,
             const int n = min(tl * 64 + 8 * j8 + c, w.N - 1);
             cp_async16(slot + 512 * j8 + 16 * lane, wbase + (size_t)n * w.K + k0);
         }
-        for (int q = lane; q < M * 8; q += 32)
-            cp_async16(slot + 4096 + 16 * q, x + (size_t)(q >> 3) * ldx + k0 + 4 * (q & 7));
+        if (with_x)
+            for (int q = lane; q < M * 8; q += 32)
+                cp_async16(slot + 4096 + 16 * q, x + (size_t)(q >> 3) * ldx + k0 + 4 * (q & 7));
     };
 
     float acc[8][4];
 #pragma unroll
     for (int j = 0; j < 8; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+    // prologue as in qmv4: weights before waiting for the previous kernel
 #pragma unroll
     for (int u = 0; u < DD - 1; u++) {
-        if (i0 + u < i1) issue(i0 + u);
+        if (i0 + u < i1) issue(i0 + u, false);
         cp_commit();
     }
+    pdl_wait();
+    pdl_trigger();
+    {
+        int js = i0 % spt;
+#pragma unroll
+        for (int u = 0; u < DD - 1; u++) {
+            if (i0 + u < i1) {
+                const u32 slot = ring_s + (u32)(((i0 + u) % DD) * SB);
+                for (int q = lane; q < M * 8; q += 32)
+                    cp_async16(slot + 4096 + 16 * q, x + (size_t)(q >> 3) * ldx + 32 * js + 4 * (q & 7));
+                if (++js == spt) js = 0;
+            }
+            cp_commit();
+        }
+    }
     for (int i = i0; i < i1; i++) {
-        if (i + DD - 1 < i1) issue(i + DD - 1);
+        if (i + DD - 1 < i1) issue(i + DD - 1, true);
         cp_commit();
-        cp_wait<DD - 1>();
+        cp_wait<DD - 1>();  // as qmv4: W/X groups of the prologue, then one a step
         __syncwarp();
         const unsigned char* sl = ring + (i % DD) * SB;
         // x inputs 8t…8t+7 of rows c and c+8: chunks 2t and 2t+1

@@ -252,7 +252,17 @@ func TestQMatMulSpeed(t *testing.T) {
 				}
 				one := timed(len(ms)) // warm-up, and the size of a repeat
 				reps := max(3, min(20*len(ms), int(50*time.Millisecond/max(one, time.Microsecond))))
+				// each call on its own (no programmatic dependent launch),
+				// then with it: consecutive calls overlap their prologues
+				pdl := b.pdlOn
+				b.pdlOn = false
 				d := timed(reps)
+				// then with it, where the driver has it (off by default)
+				b.pdlOn = b.cc >= 90 && b.d.cuLaunchKernelEx != 0
+				if b.pdlOn && M <= 16 {
+					fmt.Printf("qmmpdl %s %d %d %d %.2f\n", f.name, K, N, M, float64(timed(reps).Nanoseconds())/1e3)
+				}
+				b.pdlOn = pdl
 				b.SetGraphs(true)
 				start.destroy()
 				stop.destroy()

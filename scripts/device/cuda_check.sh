@@ -93,7 +93,10 @@ fi
 # 3. end to end: the Llama-3-8B shape in BF16 and INT4 g128
 if want bench; then
 	run bench 60 400 "$OUT/bench.log" ./gpubin/marlin bench --synthetic llama3-8b --format bf16,int4:128 --device cuda --prompt 512 --gen 64 --membw=false --json
+	run bench-pdl 40 200 "$OUT/bench-pdl.log" env MARLIN_CUDA_PDL=1 ./gpubin/marlin bench --synthetic llama3-8b --format int4:128 --device cuda --prompt 512 --gen 64 --membw=false --json
 	grep -E "cuBLAS" "$OUT/perf.log"
+	echo "with programmatic dependent launch (MARLIN_CUDA_PDL=1):"
+	grep -E 'decode_tokens' "$OUT/bench-pdl.log"
 	grep -vE '^\s*$' "$OUT/bench.log" | grep -E 'decode_tokens|prefill_tokens|weight_bytes|kv_bytes_8k|"model"|building|Error|error' | head -30
 fi
 

@@ -2,7 +2,10 @@
 """Joins marlin's quantized-matmul times (lines "qmm FORMAT K N M µs GB/s"
 and "d2dcopy GB/s" from TestQMatMulSpeed) with torch's fp16 F.linear times
 of the same run (lines "torch K N M µs", "torchcopy GB/s" from
-torch_linear.py) into a markdown table of speedups against the bars:
+torch_linear.py) into a markdown table of speedups against the bars (the bar columns use marlin's times without
+programmatic dependent launch, each call on its own; the last column is the
+same loop with it, where each call's weight prefetch overlaps the previous
+call's end, as consecutive decode matmuls do):
 ≥ 3.0× at M = 1, 4, 16; ≥ 2.0× at M = 64; ≥ 0.8× at M = 512, 2048; and at
 M = 1 bandwidth on quantized bytes ≥ 80% of the device-to-device copy.
 
@@ -10,7 +13,7 @@ usage: perf_table.py LOG... (reads every line of every file)
 """
 import sys
 
-ours, torch = {}, {}
+ours, torch, pdl = {}, {}, {}
 copy = tcopy = None
 device = "?"
 for path in sys.argv[1:]:
@@ -20,6 +23,8 @@ for path in sys.argv[1:]:
             continue
         if f[0] == "qmm" and len(f) == 7:
             ours[(f[1], int(f[2]), int(f[3]), int(f[4]))] = (float(f[5]), float(f[6]))
+        elif f[0] == "qmmpdl" and len(f) == 6:
+            pdl[(f[1], int(f[2]), int(f[3]), int(f[4]))] = float(f[5])
         elif f[0] == "torch" and len(f) == 5:
             torch[(int(f[1]), int(f[2]), int(f[3]))] = float(f[4])
         elif f[0] == "d2dcopy":
@@ -36,8 +41,8 @@ def bar(M):
 
 print("device: %s; device-to-device copy %s GB/s (marlin), %s GB/s (torch)" % (device, copy, tcopy))
 print()
-print("| format | K×N | M | marlin µs | torch fp16 µs | speedup | bar | GB/s | % of copy |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| format | K×N | M | marlin µs | torch fp16 µs | speedup | bar | GB/s | % of copy | back-to-back with PDL µs (speedup) |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 fails = 0
 for (fmt, K, N, M), (us, gbs) in sorted(ours.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][3])):
     t = torch.get((K, N, M))
@@ -48,7 +53,9 @@ for (fmt, K, N, M), (us, gbs) in sorted(ours.items(), key=lambda kv: (kv[0][0], 
         share = "%.0f%%" % (100 * gbs / copy)
         ok = ok and gbs >= 0.8 * copy
     fails += not ok
-    print("| %s | %d×%d | %d | %.1f | %s | %.2f× | %s%.1f× | %.0f | %s |" % (
-        fmt, K, N, M, us, "%.1f" % t if t else "—", sp, "✓ " if ok else "✗ ", bar(M), gbs, share))
+    p = pdl.get((fmt, K, N, M))
+    ps = "%.1f (%.2f×)" % (p, t / p) if p and t else ""
+    print("| %s | %d×%d | %d | %.1f | %s | %.2f× | %s%.1f× | %.0f | %s | %s |" % (
+        fmt, K, N, M, us, "%.1f" % t if t else "—", sp, "✓ " if ok else "✗ ", bar(M), gbs, share, ps))
 print()
 print("%d of %d cells miss their bar" % (fails, len(ours)))
