@@ -14,7 +14,7 @@ type gptqArgs struct {
 	xf          uintptr // 48: x coefficients [unit][field][mc] float32
 	uniform     int     // 56: ≠ 0: all zero points equal, folded into the initial sums
 	sx          uintptr // 64: per sub-group and x row {initial sum, Σx} float32 pairs
-	_           int     // 72
+	qgroup      int     // 72: bytes added to q at each group's end (packed layout: the group's scales and zero points; else 0)
 	y           uintptr // 80: dst at (first x row, first column)
 	ystride     int     // 88: bytes between dst rows (4·ldd)
 	ncb         int     // 96: column blocks of 8·C columns
@@ -24,6 +24,8 @@ type gptqArgs struct {
 	pfdist      int     // 128: bytes from a row to the same row of the next sub-group
 	subLeft     int     // 136: loop counter (assembly)
 	groupLeft   int     // 144: loop counter (assembly)
+	spf         int     // 152: scale prefetch distance (bytes ahead of the scales being read)
+	zpf         int     // 160: zero-point prefetch distance
 }
 
 // fpArgs is the argument block of the row-major (FP8/FP4/MXFP4/NVFP4)

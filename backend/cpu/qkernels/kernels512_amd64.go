@@ -115,6 +115,14 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 	nv := (a1 - a0) / 16
 	half := (a1-a0)%16 != 0
 	pf := gptqZPrefetch(sub/32*bits, N, a1-a0)
+	var pk *gptqPacked
+	pkpf := 0
+	if gptqUsePack {
+		pk = gptqPackOf(w)
+		if !gptqNoPrefetch {
+			pkpf = gptqPackAhead * pk.full
+		}
+	}
 	for m0 := 0; m0 < M; {
 		mc := gptqRowChunk(M - m0)
 		ks := gptqZKernels[bits][mc]
@@ -149,30 +157,71 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 				y: uintptr(unsafe.Pointer(&dst[m0*ldd+col])), ystride: 4 * ldd,
 				ncb: ncb, nsub: nsub, upsub: sub / 32, subPerGroup: w.Group / sub,
 				pfdist: pf,
+				spf:    2 * N, zpf: zstride,
 			}
 			f(a)
 		}
-		col, left := a0, nv
-		for i, c := range ks.c {
-			if n := left / c; n > 0 {
-				run(ks.f[i], col, n)
-				col += 16 * c * n
-				left -= c * n
+		if pk != nil {
+			// one call per column tile (and kernel width): each reads its
+			// tile's stream from the first group to the last
+			for t := a0 / pk.T; t*pk.T < a1; t++ {
+				t0 := t * pk.T
+				c0, c1 := max(a0, t0), min(a1, t0+pk.T)
+				wt := min(pk.T, N-t0) &^ 7
+				codes, tb := pk.tile(wt)
+				base := uintptr(unsafe.Pointer(&pk.buf[pk.col(t)]))
+				runP := func(f func(*gptqArgs), col, ncb int) {
+					o := uintptr(col - t0)
+					*a = gptqArgs{
+						q: base + 4*o, qstride: 4 * wt, qgroup: tb - codes,
+						z: base + uintptr(codes+2*wt) + o*uintptr(bits)/8, zstride: tb,
+						s: base + uintptr(codes) + 2*o, sstride: tb,
+						xf: uintptr(unsafe.Pointer(&xf[0])), sx: uintptr(unsafe.Pointer(&sx[0])), uniform: uniform,
+						y: uintptr(unsafe.Pointer(&dst[m0*ldd+col])), ystride: 4 * ldd,
+						ncb: ncb, nsub: nsub, upsub: sub / 32, subPerGroup: w.Group / sub,
+						pfdist: pkpf,
+						spf:    tb * max(1, gptqPackAhead), zpf: tb * max(1, gptqPackAhead),
+					}
+					f(a)
+				}
+				col, left := c0, (c1-c0)/16
+				for i, c := range ks.c {
+					if n := left / c; n > 0 {
+						runP(ks.f[i], col, n)
+						col += 16 * c * n
+						left -= c * n
+					}
+				}
+				if (c1-c0)%16 != 0 {
+					runP(ks.half, col, 1)
+				}
 			}
-		}
-		if half {
-			run(ks.half, col, 1)
+		} else {
+			col, left := a0, nv
+			for i, c := range ks.c {
+				if n := left / c; n > 0 {
+					run(ks.f[i], col, n)
+					col += 16 * c * n
+					left -= c * n
+				}
+			}
+			if half {
+				run(ks.half, col, 1)
+			}
 		}
 		runtime.KeepAlive(buf)
 		m0 += mc
 	}
 	runtime.KeepAlive(w)
+	runtime.KeepAlive(pk)
 	runtime.KeepAlive(dst)
 	runtime.KeepAlive(sc)
 }
 
-// Prefetch plan of the AVX-512 GPTQ kernels, which read the qweight rows
-// of one sub-group (rows of them) at a time, sweeping the core's columns.
+// Prefetch plan of the AVX-512 GPTQ kernels on the checkpoint layout
+// (the packed copy prefetches gptqPackAhead tiles along its stream), which
+// read the qweight rows of one sub-group (rows of them) at a time, sweeping
+// the core's columns.
 // When one sweep is small (≤ gptqZSweep bytes), the kernel prefetches the
 // same columns of the next sub-group, one sweep ahead; when it is large
 // (the output head: 4 rows × 64128 columns × 4 bytes = 1 MiB per core, as

@@ -28,6 +28,15 @@
 // weight panels fed to kernels.PanelGEMM (each weight decoded once per
 // call, then the dense prefill micro-kernel).
 //
+// AVX-512 GPTQ weights without act-order are read from a packed copy
+// made on their first call (pack512_amd64.go): per tile of output columns,
+// group after group, the group's codes then its scales (and zero points),
+// so that a decode pass reads one forward stream per core instead of the
+// checkpoint layout's qweight rows and scale rows. Same kernels and the
+// same operations: the results are bitwise those of the checkpoint layout.
+// The copy costs the size of the codes and scales again (the checkpoint's
+// pages, usually a file mapping, are no longer read afterwards).
+//
 // Batch invariance: the AVX-512 kernels (GPTQ without act-order, and the
 // row-major formats) and the portable code compute every output element
 // with the same sequence of operations whatever the number of rows M of

@@ -913,14 +913,14 @@ gptqz2M1C8_unit:
 	JNZ	gptqz2M1C8_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	PREFETCHT1	64(R9)(R14*1)
 	PREFETCHT1	128(R9)(R14*1)
 	PREFETCHT1	192(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz2M1C8_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z17
 	VPSRLVD	gptqzs2<>(SB), Z17, Z17
@@ -1047,6 +1047,8 @@ gptqz2M1C8_next:
 	JNZ	gptqz2M1C8_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -1549,12 +1551,12 @@ gptqz2M1C4_unit:
 	JNZ	gptqz2M1C4_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	PREFETCHT1	64(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz2M1C4_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z9
 	VPSRLVD	gptqzs2<>(SB), Z9, Z9
@@ -1629,6 +1631,8 @@ gptqz2M1C4_next:
 	JNZ	gptqz2M1C4_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -1929,11 +1933,11 @@ gptqz2M1C2_unit:
 	JNZ	gptqz2M1C2_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz2M1C2_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z5
 	VPSRLVD	gptqzs2<>(SB), Z5, Z5
@@ -1982,6 +1986,8 @@ gptqz2M1C2_next:
 	JNZ	gptqz2M1C2_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -2181,11 +2187,11 @@ gptqz2M1C1_unit:
 	JNZ	gptqz2M1C1_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz2M1C1_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z3
 	VPSRLVD	gptqzs2<>(SB), Z3, Z3
@@ -2221,6 +2227,8 @@ gptqz2M1C1_next:
 	JNZ	gptqz2M1C1_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -2418,11 +2426,11 @@ gptqy2M1_unit:
 	JNZ	gptqy2M1_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqy2M1_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTW	0(R10), Y3
 	VPSRLVD	gptqys2<>(SB), Y3, Y3
@@ -2458,6 +2466,8 @@ gptqy2M1_next:
 	JNZ	gptqy2M1_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -3387,13 +3397,13 @@ gptqz2M2C6_unit:
 	JNZ	gptqz2M2C6_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	PREFETCHT1	64(R9)(R14*1)
 	PREFETCHT1	128(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz2M2C6_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z20
 	VPSRLVD	gptqzs2<>(SB), Z20, Z20
@@ -3536,6 +3546,8 @@ gptqz2M2C6_next:
 	JNZ	gptqz2M2C6_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -4202,12 +4214,12 @@ gptqz2M2C4_unit:
 	JNZ	gptqz2M2C4_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	PREFETCHT1	64(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz2M2C4_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z14
 	VPSRLVD	gptqzs2<>(SB), Z14, Z14
@@ -4310,6 +4322,8 @@ gptqz2M2C4_next:
 	JNZ	gptqz2M2C4_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -4708,11 +4722,11 @@ gptqz2M2C2_unit:
 	JNZ	gptqz2M2C2_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz2M2C2_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z8
 	VPSRLVD	gptqzs2<>(SB), Z8, Z8
@@ -4775,6 +4789,8 @@ gptqz2M2C2_next:
 	JNZ	gptqz2M2C2_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -5039,11 +5055,11 @@ gptqz2M2C1_unit:
 	JNZ	gptqz2M2C1_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz2M2C1_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z5
 	VPSRLVD	gptqzs2<>(SB), Z5, Z5
@@ -5086,6 +5102,8 @@ gptqz2M2C1_next:
 	JNZ	gptqz2M2C1_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -5348,11 +5366,11 @@ gptqy2M2_unit:
 	JNZ	gptqy2M2_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqy2M2_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTW	0(R10), Y5
 	VPSRLVD	gptqys2<>(SB), Y5, Y5
@@ -5395,6 +5413,8 @@ gptqy2M2_next:
 	JNZ	gptqy2M2_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -6221,12 +6241,12 @@ gptqz2M3C4_unit:
 	JNZ	gptqz2M3C4_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	PREFETCHT1	64(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz2M3C4_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z19
 	VPSRLVD	gptqzs2<>(SB), Z19, Z19
@@ -6357,6 +6377,8 @@ gptqz2M3C4_next:
 	JNZ	gptqz2M3C4_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -6853,11 +6875,11 @@ gptqz2M3C2_unit:
 	JNZ	gptqz2M3C2_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz2M3C2_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z11
 	VPSRLVD	gptqzs2<>(SB), Z11, Z11
@@ -6934,6 +6956,8 @@ gptqz2M3C2_next:
 	JNZ	gptqz2M3C2_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -7263,11 +7287,11 @@ gptqz2M3C1_unit:
 	JNZ	gptqz2M3C1_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz2M3C1_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z7
 	VPSRLVD	gptqzs2<>(SB), Z7, Z7
@@ -7317,6 +7341,8 @@ gptqz2M3C1_next:
 	JNZ	gptqz2M3C1_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -7644,11 +7670,11 @@ gptqy2M3_unit:
 	JNZ	gptqy2M3_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqy2M3_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTW	0(R10), Y7
 	VPSRLVD	gptqys2<>(SB), Y7, Y7
@@ -7698,6 +7724,8 @@ gptqy2M3_next:
 	JNZ	gptqy2M3_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -8683,12 +8711,12 @@ gptqz2M4C4_unit:
 	JNZ	gptqz2M4C4_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	PREFETCHT1	64(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz2M4C4_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z24
 	VPSRLVD	gptqzs2<>(SB), Z24, Z24
@@ -8847,6 +8875,8 @@ gptqz2M4C4_next:
 	JNZ	gptqz2M4C4_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -9441,11 +9471,11 @@ gptqz2M4C2_unit:
 	JNZ	gptqz2M4C2_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz2M4C2_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z14
 	VPSRLVD	gptqzs2<>(SB), Z14, Z14
@@ -9536,6 +9566,8 @@ gptqz2M4C2_next:
 	JNZ	gptqz2M4C2_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -9930,11 +9962,11 @@ gptqz2M4C1_unit:
 	JNZ	gptqz2M4C1_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz2M4C1_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z9
 	VPSRLVD	gptqzs2<>(SB), Z9, Z9
@@ -9991,6 +10023,8 @@ gptqz2M4C1_next:
 	JNZ	gptqz2M4C1_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -10383,11 +10417,11 @@ gptqy2M4_unit:
 	JNZ	gptqy2M4_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqy2M4_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTW	0(R10), Y9
 	VPSRLVD	gptqys2<>(SB), Y9, Y9
@@ -10444,6 +10478,8 @@ gptqy2M4_next:
 	JNZ	gptqy2M4_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -11419,11 +11455,11 @@ gptqz2M8C2_unit:
 	JNZ	gptqz2M8C2_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz2M8C2_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z26
 	VPSRLVD	gptqzs2<>(SB), Z26, Z26
@@ -11570,6 +11606,8 @@ gptqz2M8C2_next:
 	JNZ	gptqz2M8C2_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -12222,11 +12260,11 @@ gptqz2M8C1_unit:
 	JNZ	gptqz2M8C1_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz2M8C1_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z17
 	VPSRLVD	gptqzs2<>(SB), Z17, Z17
@@ -12311,6 +12349,8 @@ gptqz2M8C1_next:
 	JNZ	gptqz2M8C1_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -12961,11 +13001,11 @@ gptqy2M8_unit:
 	JNZ	gptqy2M8_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqy2M8_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTW	0(R10), Y17
 	VPSRLVD	gptqys2<>(SB), Y17, Y17
@@ -13050,6 +13090,8 @@ gptqy2M8_next:
 	JNZ	gptqy2M8_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -13750,13 +13792,13 @@ gptqz3M1C5_unit:
 	JNZ	gptqz3M1C5_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	PREFETCHT1	64(R9)(R14*1)
 	PREFETCHT1	128(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz3M1C5_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z11
 	VPBROADCASTD	2(R10), K1, Z11
@@ -13849,6 +13891,8 @@ gptqz3M1C5_next:
 	JNZ	gptqz3M1C5_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -14394,12 +14438,12 @@ gptqz3M1C4_unit:
 	JNZ	gptqz3M1C4_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	PREFETCHT1	64(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz3M1C4_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z9
 	VPBROADCASTD	2(R10), K1, Z9
@@ -14478,6 +14522,8 @@ gptqz3M1C4_next:
 	JNZ	gptqz3M1C4_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -14809,11 +14855,11 @@ gptqz3M1C2_unit:
 	JNZ	gptqz3M1C2_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz3M1C2_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z5
 	VPBROADCASTD	2(R10), K1, Z5
@@ -14864,6 +14910,8 @@ gptqz3M1C2_next:
 	JNZ	gptqz3M1C2_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -15088,11 +15136,11 @@ gptqz3M1C1_unit:
 	JNZ	gptqz3M1C1_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz3M1C1_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z3
 	VPBROADCASTD	2(R10), K1, Z3
@@ -15129,6 +15177,8 @@ gptqz3M1C1_next:
 	JNZ	gptqz3M1C1_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -15348,11 +15398,11 @@ gptqy3M1_unit:
 	JNZ	gptqy3M1_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqy3M1_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	MOVWLZX	0(R10), R14
 	VMOVD	R14, X3
@@ -15391,6 +15441,8 @@ gptqy3M1_next:
 	JNZ	gptqy3M1_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -16246,13 +16298,13 @@ gptqz3M2C5_unit:
 	JNZ	gptqz3M2C5_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	PREFETCHT1	64(R9)(R14*1)
 	PREFETCHT1	128(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz3M2C5_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z17
 	VPBROADCASTD	2(R10), K1, Z17
@@ -16380,6 +16432,8 @@ gptqz3M2C5_next:
 	JNZ	gptqz3M2C5_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -17094,12 +17148,12 @@ gptqz3M2C4_unit:
 	JNZ	gptqz3M2C4_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	PREFETCHT1	64(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz3M2C4_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z14
 	VPBROADCASTD	2(R10), K1, Z14
@@ -17206,6 +17260,8 @@ gptqz3M2C4_next:
 	JNZ	gptqz3M2C4_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -17638,11 +17694,11 @@ gptqz3M2C2_unit:
 	JNZ	gptqz3M2C2_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz3M2C2_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z8
 	VPBROADCASTD	2(R10), K1, Z8
@@ -17707,6 +17763,8 @@ gptqz3M2C2_next:
 	JNZ	gptqz3M2C2_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -17998,11 +18056,11 @@ gptqz3M2C1_unit:
 	JNZ	gptqz3M2C1_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz3M2C1_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z5
 	VPBROADCASTD	2(R10), K1, Z5
@@ -18046,6 +18104,8 @@ gptqz3M2C1_next:
 	JNZ	gptqz3M2C1_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -18332,11 +18392,11 @@ gptqy3M2_unit:
 	JNZ	gptqy3M2_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqy3M2_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	MOVWLZX	0(R10), R14
 	VMOVD	R14, X5
@@ -18382,6 +18442,8 @@ gptqy3M2_next:
 	JNZ	gptqy3M2_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -19265,12 +19327,12 @@ gptqz3M3C4_unit:
 	JNZ	gptqz3M3C4_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	PREFETCHT1	64(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz3M3C4_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z19
 	VPBROADCASTD	2(R10), K1, Z19
@@ -19405,6 +19467,8 @@ gptqz3M3C4_next:
 	JNZ	gptqz3M3C4_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -19938,11 +20002,11 @@ gptqz3M3C2_unit:
 	JNZ	gptqz3M3C2_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz3M3C2_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z11
 	VPBROADCASTD	2(R10), K1, Z11
@@ -20021,6 +20085,8 @@ gptqz3M3C2_next:
 	JNZ	gptqz3M3C2_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -20379,11 +20445,11 @@ gptqz3M3C1_unit:
 	JNZ	gptqz3M3C1_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz3M3C1_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z7
 	VPBROADCASTD	2(R10), K1, Z7
@@ -20434,6 +20500,8 @@ gptqz3M3C1_next:
 	JNZ	gptqz3M3C1_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -20787,11 +20855,11 @@ gptqy3M3_unit:
 	JNZ	gptqy3M3_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqy3M3_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	MOVWLZX	0(R10), R14
 	VMOVD	R14, X7
@@ -20844,6 +20912,8 @@ gptqy3M3_next:
 	JNZ	gptqy3M3_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -21896,12 +21966,12 @@ gptqz3M4C4_unit:
 	JNZ	gptqz3M4C4_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	PREFETCHT1	64(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz3M4C4_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z24
 	VPBROADCASTD	2(R10), K1, Z24
@@ -22064,6 +22134,8 @@ gptqz3M4C4_next:
 	JNZ	gptqz3M4C4_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -22698,11 +22770,11 @@ gptqz3M4C2_unit:
 	JNZ	gptqz3M4C2_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz3M4C2_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z14
 	VPBROADCASTD	2(R10), K1, Z14
@@ -22795,6 +22867,8 @@ gptqz3M4C2_next:
 	JNZ	gptqz3M4C2_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -23220,11 +23294,11 @@ gptqz3M4C1_unit:
 	JNZ	gptqz3M4C1_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz3M4C1_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z9
 	VPBROADCASTD	2(R10), K1, Z9
@@ -23282,6 +23356,8 @@ gptqz3M4C1_next:
 	JNZ	gptqz3M4C1_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -23702,11 +23778,11 @@ gptqy3M4_unit:
 	JNZ	gptqy3M4_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqy3M4_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	MOVWLZX	0(R10), R14
 	VMOVD	R14, X9
@@ -23766,6 +23842,8 @@ gptqy3M4_next:
 	JNZ	gptqy3M4_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -24804,11 +24882,11 @@ gptqz3M8C2_unit:
 	JNZ	gptqz3M8C2_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz3M8C2_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z26
 	VPBROADCASTD	2(R10), K1, Z26
@@ -24957,6 +25035,8 @@ gptqz3M8C2_next:
 	JNZ	gptqz3M8C2_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -25650,11 +25730,11 @@ gptqz3M8C1_unit:
 	JNZ	gptqz3M8C1_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz3M8C1_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z17
 	VPBROADCASTD	2(R10), K1, Z17
@@ -25740,6 +25820,8 @@ gptqz3M8C1_next:
 	JNZ	gptqz3M8C1_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -26428,11 +26510,11 @@ gptqy3M8_unit:
 	JNZ	gptqy3M8_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqy3M8_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	MOVWLZX	0(R10), R14
 	VMOVD	R14, X17
@@ -26520,6 +26602,8 @@ gptqy3M8_next:
 	JNZ	gptqy3M8_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -27098,12 +27182,12 @@ gptqz4M1C4_unit:
 	JNZ	gptqz4M1C4_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	PREFETCHT1	64(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz4M1C4_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z9
 	VPBROADCASTD	4(R10), K1, Z9
@@ -27182,6 +27266,8 @@ gptqz4M1C4_next:
 	JNZ	gptqz4M1C4_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -27486,11 +27572,11 @@ gptqz4M1C2_unit:
 	JNZ	gptqz4M1C2_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz4M1C2_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z5
 	VPBROADCASTD	4(R10), K1, Z5
@@ -27541,6 +27627,8 @@ gptqz4M1C2_next:
 	JNZ	gptqz4M1C2_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -27740,11 +27828,11 @@ gptqz4M1C1_unit:
 	JNZ	gptqz4M1C1_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz4M1C1_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z3
 	VPBROADCASTD	4(R10), K1, Z3
@@ -27781,6 +27869,8 @@ gptqz4M1C1_next:
 	JNZ	gptqz4M1C1_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -27974,11 +28064,11 @@ gptqy4M1_unit:
 	JNZ	gptqy4M1_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqy4M1_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Y3
 	VPSRLVD	gptqys4<>(SB), Y3, Y3
@@ -28014,6 +28104,8 @@ gptqy4M1_next:
 	JNZ	gptqy4M1_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -28692,12 +28784,12 @@ gptqz4M2C4_unit:
 	JNZ	gptqz4M2C4_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	PREFETCHT1	64(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz4M2C4_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z14
 	VPBROADCASTD	4(R10), K1, Z14
@@ -28804,6 +28896,8 @@ gptqz4M2C4_next:
 	JNZ	gptqz4M2C4_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -29206,11 +29300,11 @@ gptqz4M2C2_unit:
 	JNZ	gptqz4M2C2_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz4M2C2_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z8
 	VPBROADCASTD	4(R10), K1, Z8
@@ -29275,6 +29369,8 @@ gptqz4M2C2_next:
 	JNZ	gptqz4M2C2_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -29539,11 +29635,11 @@ gptqz4M2C1_unit:
 	JNZ	gptqz4M2C1_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz4M2C1_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z5
 	VPBROADCASTD	4(R10), K1, Z5
@@ -29587,6 +29683,8 @@ gptqz4M2C1_next:
 	JNZ	gptqz4M2C1_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -29845,11 +29943,11 @@ gptqy4M2_unit:
 	JNZ	gptqy4M2_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqy4M2_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Y5
 	VPSRLVD	gptqys4<>(SB), Y5, Y5
@@ -29892,6 +29990,8 @@ gptqy4M2_next:
 	JNZ	gptqy4M2_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -30734,12 +30834,12 @@ gptqz4M3C4_unit:
 	JNZ	gptqz4M3C4_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	PREFETCHT1	64(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz4M3C4_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z19
 	VPBROADCASTD	4(R10), K1, Z19
@@ -30874,6 +30974,8 @@ gptqz4M3C4_next:
 	JNZ	gptqz4M3C4_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -31374,11 +31476,11 @@ gptqz4M3C2_unit:
 	JNZ	gptqz4M3C2_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz4M3C2_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z11
 	VPBROADCASTD	4(R10), K1, Z11
@@ -31457,6 +31559,8 @@ gptqz4M3C2_next:
 	JNZ	gptqz4M3C2_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -31786,11 +31890,11 @@ gptqz4M3C1_unit:
 	JNZ	gptqz4M3C1_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz4M3C1_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z7
 	VPBROADCASTD	4(R10), K1, Z7
@@ -31841,6 +31945,8 @@ gptqz4M3C1_next:
 	JNZ	gptqz4M3C1_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -32164,11 +32270,11 @@ gptqy4M3_unit:
 	JNZ	gptqy4M3_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqy4M3_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Y7
 	VPSRLVD	gptqys4<>(SB), Y7, Y7
@@ -32218,6 +32324,8 @@ gptqy4M3_next:
 	JNZ	gptqy4M3_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -33223,12 +33331,12 @@ gptqz4M4C4_unit:
 	JNZ	gptqz4M4C4_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	PREFETCHT1	64(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz4M4C4_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z24
 	VPBROADCASTD	4(R10), K1, Z24
@@ -33391,6 +33499,8 @@ gptqz4M4C4_next:
 	JNZ	gptqz4M4C4_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -33989,11 +34099,11 @@ gptqz4M4C2_unit:
 	JNZ	gptqz4M4C2_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz4M4C2_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z14
 	VPBROADCASTD	4(R10), K1, Z14
@@ -34086,6 +34196,8 @@ gptqz4M4C2_next:
 	JNZ	gptqz4M4C2_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -34480,11 +34592,11 @@ gptqz4M4C1_unit:
 	JNZ	gptqz4M4C1_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz4M4C1_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z9
 	VPBROADCASTD	4(R10), K1, Z9
@@ -34542,6 +34654,8 @@ gptqz4M4C1_next:
 	JNZ	gptqz4M4C1_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -34930,11 +35044,11 @@ gptqy4M4_unit:
 	JNZ	gptqy4M4_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqy4M4_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Y9
 	VPSRLVD	gptqys4<>(SB), Y9, Y9
@@ -34991,6 +35105,8 @@ gptqy4M4_next:
 	JNZ	gptqy4M4_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -35978,11 +36094,11 @@ gptqz4M8C2_unit:
 	JNZ	gptqz4M8C2_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz4M8C2_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z26
 	VPBROADCASTD	4(R10), K1, Z26
@@ -36131,6 +36247,8 @@ gptqz4M8C2_next:
 	JNZ	gptqz4M8C2_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -36785,11 +36903,11 @@ gptqz4M8C1_unit:
 	JNZ	gptqz4M8C1_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz4M8C1_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Z17
 	VPBROADCASTD	4(R10), K1, Z17
@@ -36875,6 +36993,8 @@ gptqz4M8C1_next:
 	JNZ	gptqz4M8C1_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -37523,11 +37643,11 @@ gptqy4M8_unit:
 	JNZ	gptqy4M8_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqy4M8_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPBROADCASTD	0(R10), Y17
 	VPSRLVD	gptqys4<>(SB), Y17, Y17
@@ -37612,6 +37732,8 @@ gptqy4M8_next:
 	JNZ	gptqy4M8_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -37970,11 +38092,11 @@ gptqz8M1C2_unit:
 	JNZ	gptqz8M1C2_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz8M1C2_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPMOVZXBD	0(R10), Z5
 	VCVTDQ2PS	Z5, Z5
@@ -38019,6 +38141,8 @@ gptqz8M1C2_next:
 	JNZ	gptqz8M1C2_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -38224,11 +38348,11 @@ gptqz8M1C1_unit:
 	JNZ	gptqz8M1C1_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz8M1C1_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPMOVZXBD	0(R10), Z3
 	VCVTDQ2PS	Z3, Z3
@@ -38262,6 +38386,8 @@ gptqz8M1C1_next:
 	JNZ	gptqz8M1C1_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -38459,11 +38585,11 @@ gptqy8M1_unit:
 	JNZ	gptqy8M1_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqy8M1_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPMOVZXBD	0(R10), Y3
 	VCVTDQ2PS	Y3, Y3
@@ -38497,6 +38623,8 @@ gptqy8M1_next:
 	JNZ	gptqy8M1_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -38913,11 +39041,11 @@ gptqz8M2C2_unit:
 	JNZ	gptqz8M2C2_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz8M2C2_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPMOVZXBD	0(R10), Z8
 	VCVTDQ2PS	Z8, Z8
@@ -38976,6 +39104,8 @@ gptqz8M2C2_next:
 	JNZ	gptqz8M2C2_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -39246,11 +39376,11 @@ gptqz8M2C1_unit:
 	JNZ	gptqz8M2C1_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz8M2C1_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPMOVZXBD	0(R10), Z5
 	VCVTDQ2PS	Z5, Z5
@@ -39291,6 +39421,8 @@ gptqz8M2C1_next:
 	JNZ	gptqz8M2C1_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -39553,11 +39685,11 @@ gptqy8M2_unit:
 	JNZ	gptqy8M2_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqy8M2_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPMOVZXBD	0(R10), Y5
 	VCVTDQ2PS	Y5, Y5
@@ -39598,6 +39730,8 @@ gptqy8M2_next:
 	JNZ	gptqy8M2_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -40112,11 +40246,11 @@ gptqz8M3C2_unit:
 	JNZ	gptqz8M3C2_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz8M3C2_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPMOVZXBD	0(R10), Z11
 	VCVTDQ2PS	Z11, Z11
@@ -40189,6 +40323,8 @@ gptqz8M3C2_next:
 	JNZ	gptqz8M3C2_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -40524,11 +40660,11 @@ gptqz8M3C1_unit:
 	JNZ	gptqz8M3C1_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz8M3C1_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPMOVZXBD	0(R10), Z7
 	VCVTDQ2PS	Z7, Z7
@@ -40576,6 +40712,8 @@ gptqz8M3C1_next:
 	JNZ	gptqz8M3C1_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -40903,11 +41041,11 @@ gptqy8M3_unit:
 	JNZ	gptqy8M3_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqy8M3_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPMOVZXBD	0(R10), Y7
 	VCVTDQ2PS	Y7, Y7
@@ -40955,6 +41093,8 @@ gptqy8M3_next:
 	JNZ	gptqy8M3_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -41567,11 +41707,11 @@ gptqz8M4C2_unit:
 	JNZ	gptqz8M4C2_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz8M4C2_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPMOVZXBD	0(R10), Z14
 	VCVTDQ2PS	Z14, Z14
@@ -41658,6 +41798,8 @@ gptqz8M4C2_next:
 	JNZ	gptqz8M4C2_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -42058,11 +42200,11 @@ gptqz8M4C1_unit:
 	JNZ	gptqz8M4C1_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz8M4C1_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPMOVZXBD	0(R10), Z9
 	VCVTDQ2PS	Z9, Z9
@@ -42117,6 +42259,8 @@ gptqz8M4C1_next:
 	JNZ	gptqz8M4C1_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -42509,11 +42653,11 @@ gptqy8M4_unit:
 	JNZ	gptqy8M4_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqy8M4_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPMOVZXBD	0(R10), Y9
 	VCVTDQ2PS	Y9, Y9
@@ -42568,6 +42712,8 @@ gptqy8M4_next:
 	JNZ	gptqy8M4_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -43572,11 +43718,11 @@ gptqz8M8C2_unit:
 	JNZ	gptqz8M8C2_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz8M8C2_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPMOVZXBD	0(R10), Z26
 	VCVTDQ2PS	Z26, Z26
@@ -43719,6 +43865,8 @@ gptqz8M8C2_next:
 	JNZ	gptqz8M8C2_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -44379,11 +44527,11 @@ gptqz8M8C1_unit:
 	JNZ	gptqz8M8C1_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqz8M8C1_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPMOVZXBD	0(R10), Z17
 	VCVTDQ2PS	Z17, Z17
@@ -44466,6 +44614,8 @@ gptqz8M8C1_next:
 	JNZ	gptqz8M8C1_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14
@@ -45118,11 +45268,11 @@ gptqy8M8_unit:
 	JNZ	gptqy8M8_unit
 	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
 	// zero was folded into acc's initial value, only y += scale·acc)
-	MOVQ	40(DI), R14
+	MOVQ	152(DI), R14
 	PREFETCHT1	0(R9)(R14*1)
 	CMPQ	56(DI), $0
 	JNE	gptqy8M8_uniform
-	MOVQ	24(DI), R14
+	MOVQ	160(DI), R14
 	PREFETCHT1	(R10)(R14*1)
 	VPMOVZXBD	0(R10), Y17
 	VCVTDQ2PS	Y17, Y17
@@ -45205,6 +45355,8 @@ gptqy8M8_next:
 	JNZ	gptqy8M8_same
 	MOVQ	120(DI), R14
 	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
 	MOVQ	40(DI), R14
 	ADDQ	R14, 32(DI)
 	MOVQ	24(DI), R14

@@ -26,7 +26,13 @@ import (
 //     built by gptqPrepZ (into registers, or as embedded-broadcast FMA
 //     operands when the registers are taken by accumulators).
 //   - The scales (and zero points) of the next group are prefetched with
-//     the qweight rows.
+//     the qweight rows (distances from the argument block: 152, 160).
+//   - The same kernels walk the packed copy of pack512_amd64.go (one
+//     forward stream per column tile: each group's codes, then its scales
+//     and zero points): the argument block describes either layout, the
+//     packed one with the tile's width as qweight row stride, the tile's
+//     bytes as scale and zero-point stride, and qgroup (72) added to the
+//     qweight pointer at each group's end to step over the scales.
 //   - A "half" variant (ymm, 8 columns, otherwise the same instruction
 //     sequence) does the last 8 columns when the 8-aligned range is not a
 //     multiple of 16.
@@ -228,13 +234,13 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	w("// zero was folded into acc's initial value, only y += scale·acc)")
 	z, s := reg(T[0]), reg(T[1])
 	// prefetch the scales (and zero points) of the next group for this block
-	w("MOVQ\t40(DI), R14")
+	w("MOVQ\t152(DI), R14")
 	for l := 0; l < (VB/2*c+63)/64; l++ {
 		w("PREFETCHT1\t%d(R9)(R14*1)", 64*l)
 	}
 	w("CMPQ\t56(DI), $0")
 	w("JNE\t%s_uniform", name)
-	w("MOVQ\t24(DI), R14")
+	w("MOVQ\t160(DI), R14")
 	w("PREFETCHT1\t(R10)(R14*1)")
 	for ci := 0; ci < c; ci++ {
 		zoff := 2 * bits * ci // zero-point bytes of this vector (16 columns)
@@ -318,6 +324,8 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	w("JNZ\t%s_same", name)
 	w("MOVQ\t120(DI), R14")
 	w("MOVQ\tR14, 144(DI)")
+	w("MOVQ\t72(DI), R14\t// packed layout: skip the group's scales and zero points")
+	w("ADDQ\tR14, 0(DI)")
 	w("MOVQ\t40(DI), R14")
 	w("ADDQ\tR14, 32(DI)")
 	w("MOVQ\t24(DI), R14")

@@ -1,0 +1,50 @@
+//go:build amd64 && !purego
+
+package qkernels
+
+import (
+	"math"
+	"math/rand"
+	"testing"
+
+	"github.com/marlin-llm/marlin/quant"
+)
+
+// TestPackedLayout checks that the AVX-512 GPTQ kernels give bitwise the
+// same results on the packed copy as on the checkpoint layout, for every
+// bit width, zero-point kind, column range and row count.
+func TestPackedLayout(t *testing.T) {
+	if !useAVX512 {
+		t.Skip("no AVX-512")
+	}
+	defer func() { gptqUsePack = true }()
+	rng := rand.New(rand.NewSource(5))
+	for _, c := range kernelCases() {
+		if c.f != quant.GPTQ || c.act || c.group%32 != 0 || 256%max(c.group, 1) != 0 {
+			continue
+		}
+		in := 256
+		group := c.group
+		if group == 0 {
+			group = in
+		}
+		const out = 403
+		w := randomWeight(t, rng, c.f, out, in, c.bits, group, c.off, c.sym, c.act, c.nilZeros)
+		x := randX(rng, 16*in)
+		for _, M := range []int{1, 2, 3, 5, 8, 16} {
+			for _, r := range [][2]int{{0, out}, {3, 200}, {64, 136}, {200, out}} {
+				var got [2][]float32
+				for i, pack := range []bool{true, false} {
+					gptqUsePack = pack
+					got[i] = make([]float32, M*out)
+					MatMul(got[i], out, x, M, w, r[0], r[1])
+				}
+				for i := range got[0] {
+					if math.Float32bits(got[0][i]) != math.Float32bits(got[1][i]) {
+						t.Fatalf("%v M=%d [%d,%d): element %d: packed %g, checkpoint layout %g", c, M, r[0], r[1], i, got[0][i], got[1][i])
+					}
+				}
+			}
+		}
+	}
+}
