@@ -120,7 +120,7 @@ fi
 if want memcheck && [ -n "$sanitizer" ]; then
 	run memcheck 40 200 "$OUT/memcheck.log" bash -c "cd backend/cuda && '$sanitizer' --tool memcheck --error-exitcode 9 ../../gpubin/cuda.test -test.v -test.run 'TestOps|TestQMatMul$|TestGraphSegments' -test.timeout 170s"
 	grep -E '^(    --- |--- |=========)' "$OUT/memcheck.log" | tail -14
-else
+elif want memcheck; then
 	note "memcheck: skipped (no compute-sanitizer)"
 fi
 
