@@ -5,27 +5,31 @@ package qkernels
 // Pointers are uintptrs (the assembly advances them, possibly to one past
 // the end of a buffer); the Go driver keeps the buffers alive.
 type gptqArgs struct {
-	q           uintptr // 0: qweight at the first row of the sub-group, first column
-	qstride     int     // 8: bytes per qweight row (4·Out)
-	z           uintptr // 16: qzeros of the current group at the first column
-	zstride     int     // 24: bytes per qzeros row (0: one synthesized row)
-	s           uintptr // 32: scales of the current group at the first column
-	sstride     int     // 40: bytes per scales row (2·Out)
-	xf          uintptr // 48: x coefficients [unit][field][mc] float32
-	uniform     int     // 56: ≠ 0: all zero points equal, folded into the initial sums
-	sx          uintptr // 64: per sub-group and x row {initial sum, Σx} float32 pairs
-	qgroup      int     // 72: bytes added to q at each group's end (packed layout: the group's scales and zero points; else 0)
-	y           uintptr // 80: dst at (first x row, first column)
-	ystride     int     // 88: bytes between dst rows (4·ldd)
-	ncb         int     // 96: column blocks of 8·C columns
-	nsub        int     // 104: sub-groups (of 32·upsub input rows)
-	upsub       int     // 112: units of 32 input rows per sub-group
-	subPerGroup int     // 120: sub-groups per quantization group
-	pfdist      int     // 128: bytes from a row to the same row of the next sub-group
-	subLeft     int     // 136: loop counter (assembly)
-	groupLeft   int     // 144: loop counter (assembly)
-	spf         int     // 152: scale prefetch distance (bytes ahead of the scales being read)
-	zpf         int     // 160: zero-point prefetch distance
+	q           uintptr    // 0: qweight at the first row of the sub-group, first column
+	qstride     int        // 8: bytes per qweight row (4·Out)
+	z           uintptr    // 16: qzeros of the current group at the first column
+	zstride     int        // 24: bytes per qzeros row (0: one synthesized row)
+	s           uintptr    // 32: scales of the current group at the first column
+	sstride     int        // 40: bytes per scales row (2·Out)
+	xf          uintptr    // 48: x coefficients [unit][field][mc] float32
+	uniform     int        // 56: ≠ 0: all zero points equal, folded into the initial sums
+	sx          uintptr    // 64: per sub-group and x row {initial sum, Σx} float32 pairs
+	qgroup      int        // 72: bytes added to q at each group's end (packed layout: the group's scales and zero points; else 0)
+	y           uintptr    // 80: dst at (first x row, first column)
+	ystride     int        // 88: bytes between dst rows (4·ldd)
+	ncb         int        // 96: column blocks of 8·C columns
+	nsub        int        // 104: sub-groups (of 32·upsub input rows)
+	upsub       int        // 112: units of 32 input rows per sub-group
+	subPerGroup int        // 120: sub-groups per quantization group
+	pfdist      int        // 128: bytes from a row to the same row of the next sub-group
+	subLeft     int        // 136: loop counter (assembly)
+	groupLeft   int        // 144: loop counter (assembly)
+	spf         int        // 152: scale prefetch distance (bytes ahead of the scales being read)
+	zpf         int        // 160: zero-point prefetch distance
+	ntiles      int        // 168: column tiles (≥ 1): after the last sub-group, restart one tile further
+	qtile       int        // 176: bytes from one column tile to the next (q, z, s)
+	saved       [6]uintptr // 184: q, z, s, xf, sx, y at the start of the tile (assembly)
+	ytile       int        // 232: bytes from one column tile to the next in dst
 }
 
 // fpArgs is the argument block of the row-major (FP8/FP4/MXFP4/NVFP4)

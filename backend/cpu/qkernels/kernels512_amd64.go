@@ -116,12 +116,13 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 	half := (a1-a0)%16 != 0
 	pf := gptqZPrefetch(sub/32*bits, N, a1-a0)
 	var pk *gptqPacked
-	pkpf := 0
+	pkpf, pkspf := 0, 0
 	if gptqUsePack {
 		pk = gptqPackOf(w)
 		if !gptqNoPrefetch {
 			pkpf = gptqPackAhead * pk.full
 		}
+		pkspf = max(1, gptqPackAhead) * pk.full
 	}
 	for m0 := 0; m0 < M; {
 		mc := gptqRowChunk(M - m0)
@@ -157,16 +158,22 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 				y: uintptr(unsafe.Pointer(&dst[m0*ldd+col])), ystride: 4 * ldd,
 				ncb: ncb, nsub: nsub, upsub: sub / 32, subPerGroup: w.Group / sub,
 				pfdist: pf,
-				spf:    2 * N, zpf: zstride,
+				spf:    2 * N, zpf: zstride, ntiles: 1,
 			}
 			f(a)
 		}
 		if pk != nil {
 			// one call per column tile (and kernel width): each reads its
 			// tile's stream from the first group to the last
-			for t := a0 / pk.T; t*pk.T < a1; t++ {
+			for t := a0 / pk.T; t*pk.T < a1; {
 				t0 := t * pk.T
 				c0, c1 := max(a0, t0), min(a1, t0+pk.T)
+				nt := 1 // tiles of this call: a run of whole ones, or one
+				if c0 == t0 && c1 == t0+pk.T {
+					for (t+nt+1)*pk.T <= a1 {
+						nt++
+					}
+				}
 				wt := min(pk.T, N-t0) &^ 7
 				codes, tb := pk.tile(wt)
 				base := uintptr(unsafe.Pointer(&pk.buf[pk.col(t)]))
@@ -179,8 +186,8 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 						xf: uintptr(unsafe.Pointer(&xf[0])), sx: uintptr(unsafe.Pointer(&sx[0])), uniform: uniform,
 						y: uintptr(unsafe.Pointer(&dst[m0*ldd+col])), ystride: 4 * ldd,
 						ncb: ncb, nsub: nsub, upsub: sub / 32, subPerGroup: w.Group / sub,
-						pfdist: pkpf,
-						spf:    tb * max(1, gptqPackAhead), zpf: tb * max(1, gptqPackAhead),
+						pfdist: pkpf, spf: pkspf, zpf: pkspf,
+						ntiles: nt, qtile: pk.G * pk.full, ytile: 4 * pk.T,
 					}
 					f(a)
 				}
@@ -195,6 +202,7 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 				if (c1-c0)%16 != 0 {
 					runP(ks.half, col, 1)
 				}
+				t += nt
 			}
 		} else {
 			col, left := a0, nv

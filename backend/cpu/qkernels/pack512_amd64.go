@@ -5,6 +5,7 @@ package qkernels
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 	"weak"
 
@@ -122,32 +123,50 @@ func (p *gptqPacked) matches(w *quant.Weight) bool {
 }
 
 type gptqPackEntry struct {
-	mu sync.Mutex
-	p  *gptqPacked
+	w weak.Pointer[quant.Weight]
+	p atomic.Pointer[gptqPacked]
 }
 
-// gptqPacks maps live Weights to their packed copies; an entry goes when
-// its Weight is collected.
-var gptqPacks sync.Map // weak.Pointer[quant.Weight] → *gptqPackEntry
+// gptqPacks maps live Weights (by address) to their packed copies; an
+// entry is valid only while its weak pointer still points to the Weight
+// asking (a Weight allocated later at the same address gets a new entry),
+// and goes when its Weight is collected.
+var (
+	gptqPacks  sync.Map // uintptr(*quant.Weight) → *gptqPackEntry
+	gptqPackMu sync.Mutex
+)
 
 // gptqPackOf returns w's packed copy, making it on first use (concurrent
 // callers wait for the one that makes it).
 func gptqPackOf(w *quant.Weight) *gptqPacked {
-	k := weak.Make(w)
-	v, ok := gptqPacks.Load(k)
-	if !ok {
-		var loaded bool
-		v, loaded = gptqPacks.LoadOrStore(k, new(gptqPackEntry))
-		if !loaded {
-			runtime.AddCleanup(w, func(k weak.Pointer[quant.Weight]) { gptqPacks.Delete(k) }, k)
+	if v, ok := gptqPacks.Load(uintptr(unsafe.Pointer(w))); ok {
+		e := v.(*gptqPackEntry)
+		if p := e.p.Load(); p != nil && e.w.Value() == w && p.matches(w) {
+			return p
 		}
 	}
-	e := v.(*gptqPackEntry)
-	e.mu.Lock()
-	if e.p == nil || !e.p.matches(w) {
-		e.p = newGptqPacked(w)
+	return gptqPackSlow(w)
+}
+
+func gptqPackSlow(w *quant.Weight) *gptqPacked {
+	gptqPackMu.Lock()
+	defer gptqPackMu.Unlock()
+	key := uintptr(unsafe.Pointer(w))
+	if v, ok := gptqPacks.Load(key); ok {
+		e := v.(*gptqPackEntry)
+		if e.w.Value() == w {
+			p := e.p.Load()
+			if p == nil || !p.matches(w) {
+				p = newGptqPacked(w)
+				e.p.Store(p)
+			}
+			return p
+		}
 	}
-	p := e.p
-	e.mu.Unlock()
+	e := &gptqPackEntry{w: weak.Make(w)}
+	p := newGptqPacked(w)
+	e.p.Store(p)
+	gptqPacks.Store(key, e)
+	runtime.AddCleanup(w, func(e *gptqPackEntry) { gptqPacks.CompareAndDelete(key, e) }, e)
 	return p
 }

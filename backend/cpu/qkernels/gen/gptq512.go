@@ -160,6 +160,13 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 			w("VPBROADCASTD\tgptqzm%d<>+%d(SB), %s", bits, 4*i, reg(r))
 		}
 	}
+	// save the pointers the sub-group loop advances (restored, one column
+	// tile further, for each further tile of the packed layout)
+	for i, off := range gptqTileSaved {
+		w("MOVQ\t%d(DI), R14", off)
+		w("MOVQ\tR14, %d(DI)", 184+8*i)
+	}
+	fmt.Fprintf(sb, "%s_tile:\n", name)
 	w("MOVQ\t104(DI), R14")
 	w("MOVQ\tR14, 136(DI)\t// remaining sub-groups")
 	w("MOVQ\t120(DI), R14")
@@ -333,9 +340,31 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	fmt.Fprintf(sb, "%s_same:\n", name)
 	w("DECQ\t136(DI)")
 	w("JNZ\t%s_sub", name)
+	// next column tile (packed layout): same rows, qtile bytes further
+	// along the buffer, ytile bytes further along dst
+	w("DECQ\t168(DI)")
+	w("JZ\t%s_done", name)
+	for i, off := range gptqTileSaved {
+		w("MOVQ\t%d(DI), R14", 184+8*i)
+		switch off {
+		case 0, 16, 32:
+			w("ADDQ\t176(DI), R14")
+		case 80:
+			w("ADDQ\t%d(DI), R14", 184+8*len(gptqTileSaved))
+		}
+		w("MOVQ\tR14, %d(DI)", 184+8*i)
+		w("MOVQ\tR14, %d(DI)", off)
+	}
+	w("JMP\t%s_tile", name)
+	fmt.Fprintf(sb, "%s_done:\n", name)
 	w("VZEROUPPER")
 	w("RET")
 }
+
+// gptqTileSaved are the argument-block offsets of the pointers the
+// sub-group loop advances (q, z, s, xf, sx, y), saved at 184.. for the
+// column-tile loop.
+var gptqTileSaved = []int{0, 16, 32, 48, 64, 80}
 
 // gptq512Data emits the per-lane zero-point shift tables of the zmm
 // kernels (16 columns: for 3 and 4 bits the upper 8 lanes come from a
