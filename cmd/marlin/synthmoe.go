@@ -250,6 +250,9 @@ func syntheticMoE(shape, format string, group, headBits int) (string, error) {
 	if _, err := os.Stat(filepath.Join(dir, "config.json")); err == nil {
 		return dir, nil
 	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return "", err
+	}
 	fmt.Fprintf(os.Stderr, "writing random-weight %s model to %s ...\n", shape, dir)
 	if err := writeSyntheticDirect(dir, moeShapes[shape], spec); err != nil {
 		return "", err
