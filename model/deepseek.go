@@ -218,7 +218,7 @@ func deepseekFFN(l *loader, c *hf.Config, i int, p string, glm bool) (ffn, error
 		route.Bias = l.vector(p+"mlp.gate.e_score_correction_bias", E)
 	}
 	f := &moe{router: l.matrix(p+"mlp.gate", E, H), route: route,
-		experts: loadExperts(l, p+"mlp.experts.", projNames, E, H, moeI)}
+		experts: loadExperts(l, p+"mlp.experts.", projNames, E, topK, H, moeI)}
 	if shared > 0 {
 		f.shared = loadMLP(l, p+"mlp.shared_experts.", projNames, H, moeI*shared, false)
 	}

@@ -98,9 +98,11 @@ func (s *scratch) selection(rows, k int) backend.Selection {
 	return t
 }
 
-// loadExperts loads n experts named prefix.N.<names>.
-func loadExperts(l *loader, prefix string, names [3]string, n, hidden, inter int) []backend.Expert {
+// loadExperts loads n experts named prefix.N.<names>, of which topK run
+// for each token (what a decode step reads of them: Info.DecodeBytes).
+func loadExperts(l *loader, prefix string, names [3]string, n, topK, hidden, inter int) []backend.Expert {
 	ex := make([]backend.Expert, n)
+	var bytes int64
 	for e := range ex {
 		p := fmt.Sprintf("%s%d.", prefix, e)
 		ex[e] = backend.Expert{
@@ -108,7 +110,13 @@ func loadExperts(l *loader, prefix string, names [3]string, n, hidden, inter int
 			Up:   l.matrix(p+names[1], inter, hidden),
 			Down: l.matrix(p+names[2], hidden, inter),
 		}
+		for _, m := range []backend.Matrix{ex[e].Gate, ex[e].Up, ex[e].Down} {
+			if m != nil {
+				bytes += m.Bytes()
+			}
+		}
 	}
+	l.idleExpertBytes += bytes * int64(n-topK) / int64(n)
 	return ex
 }
 

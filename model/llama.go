@@ -132,7 +132,7 @@ func llamaFFN(l *loader, c *hf.Config, i int, p string, bias bool) (ffn, error) 
 		return &moe{
 			router:  l.matrix(mp+"gate", E, H),
 			route:   backend.Router{TopK: topK, Normalize: true},
-			experts: loadExperts(l, mp+"experts.", [3]string{"w1", "w3", "w2"}, E, H, c.IntermediateSize),
+			experts: loadExperts(l, mp+"experts.", [3]string{"w1", "w3", "w2"}, E, topK, H, c.IntermediateSize),
 		}, nil
 	case "Qwen3MoeForCausalLM":
 		step := 1
@@ -154,7 +154,7 @@ func llamaFFN(l *loader, c *hf.Config, i int, p string, bias bool) (ffn, error) 
 		return &moe{
 			router:  l.matrix(p+"mlp.gate", E, H),
 			route:   backend.Router{TopK: topK, Normalize: c.NormTopKProb != nil && *c.NormTopKProb},
-			experts: loadExperts(l, p+"mlp.experts.", projNames, E, H, *c.MoEIntermediateSize),
+			experts: loadExperts(l, p+"mlp.experts.", projNames, E, topK, H, *c.MoEIntermediateSize),
 		}, nil
 	}
 	if c.IntermediateSize <= 0 {

@@ -50,7 +50,8 @@ type Info struct {
 	WeightBytes int64
 	// DecodeBytes is what one decode step reads from the weights: every
 	// matrix but the embedding table (of which it reads one row), unless the
-	// table doubles as the output head.
+	// table doubles as the output head; of the routed experts, the TopK/E
+	// share one token uses (on average: a batch reads more).
 	DecodeBytes int64
 	// Params counts the weight values.
 	Params int64

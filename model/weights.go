@@ -21,6 +21,9 @@ type loader struct {
 	q    *quant.Config
 	info *Info
 	err  error
+	// idleExpertBytes is the part of the experts' weights a token does not
+	// use: (E − topK)/E of each mixture's experts.
+	idleExpertBytes int64
 }
 
 func newLoader(ck *hf.Checkpoint, be backend.Backend, q *quant.Config, info *Info) *loader {
@@ -167,7 +170,8 @@ func intOr(p *int, def int) int {
 
 // outputHead loads the final norm and the output projection (the embedding
 // table itself when tied), and sets Info.DecodeBytes: what one decode step
-// reads, every matrix but the embedding unless it doubles as the head.
+// reads, every matrix but the embedding unless it doubles as the head, and
+// of each mixture of experts only the share of the experts a token uses.
 func (l *loader) outputHead(embed backend.Matrix) (backend.Vector, backend.Matrix) {
 	c := l.ck.Config
 	norm := l.vector("model.norm.weight", c.HiddenSize)
@@ -176,7 +180,7 @@ func (l *loader) outputHead(embed backend.Matrix) (backend.Vector, backend.Matri
 		head = l.matrix("lm_head", c.VocabSize, c.HiddenSize)
 	}
 	if l.err == nil {
-		l.info.DecodeBytes = l.info.WeightBytes
+		l.info.DecodeBytes = l.info.WeightBytes - l.idleExpertBytes
 		if !c.TiedEmbeddings() {
 			l.info.DecodeBytes -= embed.Bytes()
 		}
