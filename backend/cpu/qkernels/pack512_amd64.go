@@ -55,8 +55,8 @@ var gptqUsePack = true
 // gptqPackAhead is the software prefetch distance of the packed walk, in
 // full tiles of the stream ahead of the row being read (int4 g32: 8 × 1152
 // bytes). Measured on dev-cpu, one x row, K2048×N8192 and K8192×N2048
-// alternating in one process: 0, 1, 2 and 4 tiles read 15–40% less than 8;
-// 6, 12 and 16 within a few percent of 8.
+// alternating in one process: 0, 1 or 2 tiles read 10–35% less than 4, 4
+// about 5–10% less than 8, 6 to 16 within a few percent of 8.
 var gptqPackAhead = 8
 
 // tile returns the code bytes and the total bytes of a tile wt columns wide.
