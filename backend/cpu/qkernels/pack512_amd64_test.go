@@ -48,3 +48,36 @@ func TestPackedLayout(t *testing.T) {
 		}
 	}
 }
+
+// TestPackedConcurrent makes the packed copy of fresh weights from several
+// goroutines at once (as the CPU backend's workers do on a weight's first
+// MatMul) and checks every result against a later serial call.
+func TestPackedConcurrent(t *testing.T) {
+	if !useAVX512 {
+		t.Skip("no AVX-512")
+	}
+	rng := rand.New(rand.NewSource(6))
+	const in, out, parts = 256, 512, 4
+	for i := 0; i < 8; i++ {
+		w := randomWeight(t, rng, quant.GPTQ, out, in, 4, 32, 1, i%2 == 0, false, false)
+		x := randX(rng, in)
+		got := make([]float32, out)
+		done := make(chan struct{})
+		for p := 0; p < parts; p++ {
+			go func() {
+				MatMul(got, out, x, 1, w, p*out/parts, (p+1)*out/parts)
+				done <- struct{}{}
+			}()
+		}
+		for range parts {
+			<-done
+		}
+		want := make([]float32, out)
+		MatMul(want, out, x, 1, w, 0, out)
+		for n := range want {
+			if math.Float32bits(got[n]) != math.Float32bits(want[n]) {
+				t.Fatalf("weight %d col %d: concurrent first call %g, later call %g", i, n, got[n], want[n])
+			}
+		}
+	}
+}
