@@ -772,3 +772,32 @@ func TestDenseAndScaleVariants(t *testing.T) {
 		t.Errorf("block FP8: %v", err)
 	}
 }
+
+// TestLoadWeightMapped: a GPTQ weight is marked Mapped only when every
+// tensor it aliases comes from a file mapping (kernels may then release
+// those pages); heap tensors never are.
+func TestLoadWeightMapped(t *testing.T) {
+	rng := rand.New(rand.NewSource(4))
+	spec, _ := ParseSpec("int4", 32, false)
+	q, err := QuantizeRTN(randWeights(rng, 16*64), 16, 64, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := ConfigFor(spec)
+	for _, unmapped := range []string{"", "x.qweight", "x.scales", "x.qzeros"} {
+		ts := q.Tensors("x")
+		for i := range ts {
+			ts[i].Mapped = ts[i].Name != unmapped
+		}
+		w, err := LoadWeight("x", getter(ts), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.Mapped != (unmapped == "") {
+			t.Errorf("%q on the heap: Mapped = %v", unmapped, w.Mapped)
+		}
+	}
+	if w, _ := LoadWeight("x", getter(q.Tensors("x")), cfg); w.Mapped {
+		t.Errorf("heap tensors: Mapped")
+	}
+}

@@ -297,6 +297,10 @@ func loadGPTQ(prefix string, qw safetensors.Tensor, get func(string) (safetensor
 	} else if !cfg.Sym {
 		return nil, fmt.Errorf("quant: %s.qzeros: missing for an asymmetric checkpoint", prefix)
 	}
+	w.Mapped = qw.Mapped && sc.Mapped
+	if qz, ok := get(prefix + ".qzeros"); ok && !qz.Mapped {
+		w.Mapped = false
+	}
 	if gi, ok := get(prefix + ".g_idx"); ok {
 		if gi.DType != dtype.I32 || len(gi.Shape) != 1 || gi.Shape[0] != in {
 			return nil, fmt.Errorf("quant: %s.g_idx: %v %v, want I32 [%d]", prefix, gi.DType, gi.Shape, in)

@@ -91,6 +91,12 @@ type Weight struct {
 	GlobalScale float32  // NVFP4: multiplies every value (modelopt's weight_scale_2)
 	Codebook    Codebook // EXL3: the trellis codebook (3INST, MCG or MUL1)
 
+	// Mapped says Data, Scales and Zeros alias a read-only file mapping
+	// (LoadWeight from a memory-mapped checkpoint): a kernel that keeps its
+	// own copy in another layout may release those pages
+	// (internal/pages.Release). False is always safe.
+	Mapped bool
+
 	// ZerosUniform (GPTQ) records that every stored zero point is the same
 	// (as in symmetric checkpoints); Pack and LoadWeight set it, kernels
 	// may then fold the zero point into their per-group sums. Leaving it

@@ -15,6 +15,7 @@ import (
 	"github.com/marlin-llm/marlin/backend/cpu"
 	"github.com/marlin-llm/marlin/format/hf"
 	"github.com/marlin-llm/marlin/format/safetensors"
+	"github.com/marlin-llm/marlin/internal/pages"
 	"github.com/marlin-llm/marlin/model"
 	"github.com/marlin-llm/marlin/quant"
 	"github.com/marlin-llm/marlin/tokenizer"
@@ -481,7 +482,9 @@ func (r *runner) quantizeOne(mat backend.Matrix, hs *calibStats) error {
 	}
 	r.done[name] = true
 	r.prog += int64(len(t.Data))
-	dropPages(t.Data)
+	if t.Mapped {
+		pages.Release(t.Data)
+	}
 	if r.opt.Progress != nil {
 		r.opt.Progress(r.prog, r.total)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/marlin-llm/marlin/format/hf"
 	"github.com/marlin-llm/marlin/format/safetensors"
+	"github.com/marlin-llm/marlin/internal/pages"
 	"github.com/marlin-llm/marlin/quant"
 )
 
@@ -184,7 +185,9 @@ func Run(src, dst string, opt Options) (*Report, error) {
 		}
 		rep.InBytes += size
 		done += size
-		dropPages(t.Data)
+		if t.Mapped {
+			pages.Release(t.Data)
+		}
 		if opt.Progress != nil {
 			opt.Progress(done, total)
 		}

@@ -133,10 +133,11 @@ func (f *File) Tensor(name string) (Tensor, bool) {
 	}
 	lo, hi := f.data+info.Begin, f.data+info.End
 	return Tensor{
-		Name:  name,
-		DType: info.DType,
-		Shape: append([]int{}, info.Shape...),
-		Data:  f.buf[lo:hi:hi],
+		Name:   name,
+		DType:  info.DType,
+		Shape:  append([]int{}, info.Shape...),
+		Data:   f.buf[lo:hi:hi],
+		Mapped: mapped && f.unmap != nil,
 	}, true
 }
 

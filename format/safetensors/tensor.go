@@ -11,6 +11,10 @@ type Tensor struct {
 	DType dtype.DType
 	Shape []int
 	Data  []byte
+	// Mapped says Data aliases a file mapping (not the Go heap), whose
+	// pages may be released once the bytes have been copied elsewhere
+	// (internal/pages).
+	Mapped bool
 }
 
 // NumElements returns the product of the shape's dimensions (1 for a scalar).

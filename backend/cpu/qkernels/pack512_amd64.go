@@ -9,6 +9,7 @@ import (
 	"unsafe"
 	"weak"
 
+	"github.com/marlin-llm/marlin/internal/pages"
 	"github.com/marlin-llm/marlin/quant"
 )
 
@@ -151,6 +152,7 @@ func gptqPackOf(w *quant.Weight) *gptqPacked {
 func gptqPackSlow(w *quant.Weight) *gptqPacked {
 	gptqPackMu.Lock()
 	defer gptqPackMu.Unlock()
+	defer releaseSource(w)
 	key := uintptr(unsafe.Pointer(w))
 	if v, ok := gptqPacks.Load(key); ok {
 		e := v.(*gptqPackEntry)
@@ -169,4 +171,17 @@ func gptqPackSlow(w *quant.Weight) *gptqPacked {
 	gptqPacks.Store(key, e)
 	runtime.AddCleanup(w, func(e *gptqPackEntry) { gptqPacks.CompareAndDelete(key, e) }, e)
 	return p
+}
+
+// releaseSource drops the resident pages of a mapped weight's checkpoint
+// bytes once the packed copy holds them, so that the process keeps one
+// copy of the weights in memory, not two. Paths that still read the
+// original layout (columns outside the packed tiles, the portable code)
+// fault the pages in again from the file.
+func releaseSource(w *quant.Weight) {
+	if w.Mapped {
+		pages.Release(w.Data)
+		pages.Release(w.Scales)
+		pages.Release(w.Zeros)
+	}
 }

@@ -1,6 +1,6 @@
 //go:build unix
 
-package quantize
+package pages
 
 import (
 	"os"
@@ -9,14 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// dropPages tells the kernel that the mapped source bytes just processed are
-// not needed any more, so the resident set stays at about one tensor even
-// for a checkpoint larger than memory. Pages shared with a neighbouring
-// tensor are simply read again if that tensor is used later.
-func dropPages(data []byte) {
-	if len(data) == 0 {
-		return
-	}
+func release(data []byte) {
 	page := uintptr(os.Getpagesize())
 	start := uintptr(unsafe.Pointer(unsafe.SliceData(data)))
 	lo := start &^ (page - 1)

@@ -1,5 +1,0 @@
-//go:build !unix
-
-package quantize
-
-func dropPages([]byte) {}
