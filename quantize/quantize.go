@@ -192,12 +192,7 @@ func Run(src, dst string, opt Options) (*Report, error) {
 			opt.Progress(done, total)
 		}
 	}
-	qc := quant.ConfigFor(opt.Spec)
-	if h := opt.Head; h != nil && qc.Format == quant.GPTQ && (h.Bits != opt.Spec.Bits || h.Group != opt.Spec.Group) {
-		hc := quant.ConfigFor(*h)
-		qc.Dynamic = []quant.DynamicRule{{Pattern: `+:^lm_head$`, Override: map[string]any{"bits": hc.Bits, "group_size": hc.Group}}}
-	}
-	cfg, err := rewriteConfig(src, qc, untie)
+	cfg, err := rewriteConfig(src, Config(opt), untie)
 	if err != nil {
 		return nil, err
 	}
@@ -216,6 +211,18 @@ func Run(src, dst string, opt Options) (*Report, error) {
 		return nil, err
 	}
 	return rep, nil
+}
+
+// Config returns the quantization_config of a checkpoint quantized by
+// round-to-nearest with opt: the body's format, and a dynamic override for
+// a GPTQ head of other bits or group than the body.
+func Config(opt Options) *quant.Config {
+	qc := quant.ConfigFor(opt.Spec)
+	if h := opt.Head; h != nil && qc.Format == quant.GPTQ && (h.Bits != opt.Spec.Bits || h.Group != opt.Spec.Group) {
+		hc := quant.ConfigFor(*h)
+		qc.Dynamic = []quant.DynamicRule{{Pattern: `+:^lm_head$`, Override: map[string]any{"bits": hc.Bits, "group_size": hc.Group}}}
+	}
+	return qc
 }
 
 // tiedRenames maps a tied checkpoint's stored head (lm_head.weight, with

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/marlin-llm/marlin/dtype"
@@ -17,13 +18,18 @@ import (
 	"github.com/marlin-llm/marlin/quantize"
 )
 
-// moeShapes are the mixture-of-experts models bench can build with random
-// weights. They are too large for a 16-bit source to be quantized
-// afterwards (GLM-4.7-Flash is 60 GB in BF16, Mixtral-8x7B 93 GB), so
-// writeSyntheticDirect writes every tensor straight in the requested
-// format; each tensor's random values depend only on its name, so the
-// BF16 and quantized variants are the same model.
-var moeShapes = map[string]map[string]any{
+// shapes are the models bench can build with random weights (--synthetic):
+// their config.json, less the defaults writeSynthetic adds.
+var shapes = map[string]map[string]any{
+	"llama3.2-1b": {"architectures": []string{"LlamaForCausalLM"}, "model_type": "llama",
+		"hidden_size": 2048, "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8,
+		"intermediate_size": 8192, "vocab_size": 128256, "tie_word_embeddings": true, "head_dim": 64, "rope_theta": 500000.0},
+	"llama3-8b": {"architectures": []string{"LlamaForCausalLM"}, "model_type": "llama",
+		"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
+		"intermediate_size": 14336, "vocab_size": 128256, "head_dim": 128, "rope_theta": 500000.0},
+	"tiny": {"architectures": []string{"LlamaForCausalLM"}, "model_type": "llama",
+		"hidden_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+		"intermediate_size": 512, "vocab_size": 1024, "head_dim": 64, "rope_theta": 500000.0},
 	// transformers' Glm4MoeLiteConfig defaults (GLM-4.7-Flash), with the
 	// context capped at 32K tokens (the real config says 202752) so that
 	// default cache sizes stay reasonable.
@@ -52,31 +58,98 @@ var moeShapes = map[string]map[string]any{
 		"num_local_experts": 4, "num_experts_per_tok": 2, "rope_theta": 1e6, "max_position_embeddings": 1024},
 }
 
+func shapeNames() string {
+	var n []string
+	for k := range shapes {
+		n = append(n, k)
+	}
+	slices.Sort(n)
+	return strings.Join(n, ", ")
+}
+
+// synthetic returns the folder of a random-weight model of the given shape
+// and format (bf16, or a quantize format; headBits also quantizes a
+// quantized format's output head), writing it in the user cache directory
+// on first use.
+func synthetic(shape, format string, group, headBits int) (string, error) {
+	cfg, ok := shapes[shape]
+	if !ok {
+		return "", usagef("unknown --synthetic shape %q (%s)", shape, shapeNames())
+	}
+	opt := quantize.Options{}
+	name := shape + "-bf16"
+	if format != "bf16" {
+		spec, err := quant.ParseSpec(format, group, true)
+		if err != nil {
+			return "", usagef("%v", err)
+		}
+		spec.MaxScale = true // random weights: the scale search would only cost time
+		opt.Spec = spec
+		name = fmt.Sprintf("%s-%s", shape, strings.ReplaceAll(spec.String(), " ", "-"))
+		if headBits != 0 {
+			hs := spec
+			if spec.Format == quant.GPTQ {
+				hs.Bits = headBits
+			}
+			opt.Head = &hs
+			name += fmt.Sprintf("-head%d", headBits)
+		}
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		base = os.TempDir()
+	}
+	dir := filepath.Join(base, "marlin", "synthetic", name)
+	if _, err := os.Stat(filepath.Join(dir, "config.json")); err == nil {
+		return dir, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(os.Stderr, "writing random-weight %s model to %s ...\n", shape, dir)
+	if err := writeSynthetic(dir, cfg, opt, format != "bf16"); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
 // tensorShape is one tensor a synthetic model stores.
 type tensorShape struct {
 	name  string
 	shape []int
 }
 
-// moeTensors lists the tensors of a moeShapes configuration, in the
+// syntheticTensors lists the tensors of a shapes configuration, in the
 // Hugging Face layout the model loader reads.
-func moeTensors(cfg map[string]any) []tensorShape {
+func syntheticTensors(cfg map[string]any) []tensorShape {
 	n := func(k string) int { return cfg[k].(int) }
 	H, V, L := n("hidden_size"), n("vocab_size"), n("num_hidden_layers")
 	ts := []tensorShape{{"model.embed_tokens.weight", []int{V, H}}}
 	add := func(name string, shape ...int) { ts = append(ts, tensorShape{name, shape}) }
+	ffn := func(p string, I int) {
+		add(p+"gate_proj.weight", I, H)
+		add(p+"up_proj.weight", I, H)
+		add(p+"down_proj.weight", H, I)
+	}
+	attention := func(p string) {
+		hd, nh, nkv := n("head_dim"), n("num_attention_heads"), n("num_key_value_heads")
+		add(p+"self_attn.q_proj.weight", nh*hd, H)
+		add(p+"self_attn.k_proj.weight", nkv*hd, H)
+		add(p+"self_attn.v_proj.weight", nkv*hd, H)
+		add(p+"self_attn.o_proj.weight", H, nh*hd)
+	}
 	arch := cfg["architectures"].([]string)[0]
 	for l := range L {
 		p := fmt.Sprintf("model.layers.%d.", l)
 		add(p+"input_layernorm.weight", H)
 		add(p+"post_attention_layernorm.weight", H)
 		switch arch {
+		case "LlamaForCausalLM":
+			attention(p)
+			ffn(p+"mlp.", n("intermediate_size"))
 		case "MixtralForCausalLM":
-			hd, nh, nkv, I, E := n("head_dim"), n("num_attention_heads"), n("num_key_value_heads"), n("intermediate_size"), n("num_local_experts")
-			add(p+"self_attn.q_proj.weight", nh*hd, H)
-			add(p+"self_attn.k_proj.weight", nkv*hd, H)
-			add(p+"self_attn.v_proj.weight", nkv*hd, H)
-			add(p+"self_attn.o_proj.weight", H, nh*hd)
+			attention(p)
+			I, E := n("intermediate_size"), n("num_local_experts")
 			add(p+"block_sparse_moe.gate.weight", E, H)
 			for e := range E {
 				q := fmt.Sprintf("%sblock_sparse_moe.experts.%d.", p, e)
@@ -94,11 +167,6 @@ func moeTensors(cfg map[string]any) []tensorShape {
 			add(p+"self_attn.kv_a_layernorm.weight", kl)
 			add(p+"self_attn.kv_b_proj.weight", nh*(nope+vd), kl)
 			add(p+"self_attn.o_proj.weight", H, nh*vd)
-			ffn := func(q string, I int) {
-				add(q+"gate_proj.weight", I, H)
-				add(q+"up_proj.weight", I, H)
-				add(q+"down_proj.weight", H, I)
-			}
 			if l < n("first_k_dense_replace") {
 				ffn(p+"mlp.", n("intermediate_size"))
 				continue
@@ -111,25 +179,51 @@ func moeTensors(cfg map[string]any) []tensorShape {
 			}
 			ffn(p+"mlp.shared_experts.", mI*n("n_shared_experts"))
 		default:
-			panic("moeTensors: architecture " + arch)
+			panic("syntheticTensors: architecture " + arch)
 		}
 	}
 	add("model.norm.weight", H)
-	add("lm_head.weight", V, H)
+	if tied, _ := cfg["tie_word_embeddings"].(bool); !tied {
+		add("lm_head.weight", V, H)
+	}
 	return ts
 }
 
-// writeSyntheticDirect writes a random-weight model of configuration cfg
-// into dir: the linear layers quantized by round-to-nearest to spec (nil:
-// BF16), everything else (embeddings, norms, routers, the head) BF16.
+// writeSynthetic writes a random-weight model of configuration cfg into
+// dir, straight in its final format (a 16-bit source of the large shapes
+// would not fit on disk: GLM-4.7-Flash is 60 GB in BF16): when quantized is
+// set, the tensors marlin quantize would quantize are quantized by
+// round-to-nearest to opt.Spec (the head to opt.Head, untying a tied one,
+// as marlin quantize does), everything else is BF16. Each tensor's values
+// depend only on its name, so every format of a shape is the same model.
 // Tensors are generated and quantized on every core and written in order.
-func writeSyntheticDirect(dir string, cfg map[string]any, spec *quant.Spec) error {
+func writeSynthetic(dir string, cfg map[string]any, opt quantize.Options, quantized bool) error {
 	w, err := hf.NewWriter(dir, true)
 	if err != nil {
 		return err
 	}
 	defer w.Abort()
-	ts := moeTensors(cfg)
+	full := map[string]any{"hidden_act": "silu", "rms_norm_eps": 1e-5, "bos_token_id": 1, "eos_token_id": 2,
+		"torch_dtype": "bfloat16", "tie_word_embeddings": false, "attention_bias": false, "max_position_embeddings": 4096}
+	for k, v := range cfg {
+		full[k] = v
+	}
+	ts := syntheticTensors(cfg)
+	if tied, _ := cfg["tie_word_embeddings"].(bool); tied && quantized && opt.Head != nil {
+		ts = append(ts, tensorShape{"lm_head.weight", ts[0].shape}) // same values as the embedding
+		full["tie_word_embeddings"] = false
+	}
+	specOf := func(t tensorShape) *quant.Spec {
+		switch {
+		case !quantized:
+			return nil
+		case t.name == "lm_head.weight":
+			return opt.Head
+		case quantize.Quantized(t.name, t.shape, false):
+			return &opt.Spec
+		}
+		return nil
+	}
 	type result struct {
 		out []safetensors.Tensor
 		err error
@@ -150,7 +244,7 @@ func writeSyntheticDirect(dir string, cfg map[string]any, spec *quant.Spec) erro
 				return
 			}
 			go func() {
-				out, err := syntheticTensor(t, spec)
+				out, err := syntheticTensor(t, specOf(t))
 				results[i] <- result{out, err}
 			}()
 		}
@@ -167,13 +261,8 @@ func writeSyntheticDirect(dir string, cfg map[string]any, spec *quant.Spec) erro
 			}
 		}
 	}
-	full := map[string]any{"hidden_act": "silu", "rms_norm_eps": 1e-5, "bos_token_id": 1, "eos_token_id": 2,
-		"torch_dtype": "bfloat16", "tie_word_embeddings": false, "attention_bias": false}
-	for k, v := range cfg {
-		full[k] = v
-	}
-	if spec != nil {
-		full["quantization_config"] = quant.ConfigFor(*spec).JSON()
+	if quantized {
+		full["quantization_config"] = quantize.Config(opt).JSON()
 	}
 	b, err := json.MarshalIndent(full, "", "  ")
 	if err != nil {
@@ -187,11 +276,15 @@ func writeSyntheticDirect(dir string, cfg map[string]any, spec *quant.Spec) erro
 
 // syntheticTensor makes one tensor: uniform values of standard deviation
 // 0.02 for matrices (like a trained model's), about 1 for norms, 0 for
-// routing biases, from a generator seeded by the name; quantized when
-// spec is set and the quantizer would quantize it.
+// routing biases, from a generator seeded by the name (a tied head's by the
+// embedding's), quantized to spec when it is set.
 func syntheticTensor(t tensorShape, spec *quant.Spec) ([]safetensors.Tensor, error) {
 	h := fnv.New64a()
-	h.Write([]byte(t.name))
+	seedName := t.name
+	if seedName == "lm_head.weight" {
+		seedName = "model.embed_tokens.weight" // the same values when the head was tied
+	}
+	h.Write([]byte(seedName))
 	rng := rand.New(rand.NewPCG(h.Sum64(), 7))
 	n := 1
 	for _, d := range t.shape {
@@ -207,7 +300,7 @@ func syntheticTensor(t tensorShape, spec *quant.Spec) ([]safetensors.Tensor, err
 			vals[i] = 0.07 * (rng.Float32() - 0.5)
 		}
 	}
-	if spec != nil && quantize.Quantized(t.name, t.shape, false) {
+	if spec != nil {
 		q, err := quant.QuantizeRTN(vals, t.shape[0], t.shape[1], *spec)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", t.name, err)
@@ -222,40 +315,4 @@ func syntheticTensor(t tensorShape, spec *quant.Spec) ([]safetensors.Tensor, err
 		data[2*i], data[2*i+1] = byte(b), byte(b>>8)
 	}
 	return []safetensors.Tensor{{Name: t.name, DType: dtype.BF16, Shape: t.shape, Data: data}}, nil
-}
-
-// syntheticMoE returns the folder of a moeShapes model in the given format
-// (bf16, or a quantize format), writing it in the user cache directory on
-// first use.
-func syntheticMoE(shape, format string, group, headBits int) (string, error) {
-	if headBits != 0 {
-		return "", usagef("--head-bits: the %s synthetic model keeps its head in BF16", shape)
-	}
-	var spec *quant.Spec
-	name := shape + "-bf16"
-	if format != "bf16" {
-		s, err := quant.ParseSpec(format, group, true)
-		if err != nil {
-			return "", usagef("%v", err)
-		}
-		s.MaxScale = true // random weights: the scale search would only cost time
-		spec = &s
-		name = fmt.Sprintf("%s-%s", shape, strings.ReplaceAll(s.String(), " ", "-"))
-	}
-	base, err := os.UserCacheDir()
-	if err != nil {
-		base = os.TempDir()
-	}
-	dir := filepath.Join(base, "marlin", "synthetic", name)
-	if _, err := os.Stat(filepath.Join(dir, "config.json")); err == nil {
-		return dir, nil
-	}
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return "", err
-	}
-	fmt.Fprintf(os.Stderr, "writing random-weight %s model to %s ...\n", shape, dir)
-	if err := writeSyntheticDirect(dir, moeShapes[shape], spec); err != nil {
-		return "", err
-	}
-	return dir, nil
 }

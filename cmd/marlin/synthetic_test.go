@@ -10,22 +10,38 @@ import (
 	"github.com/marlin-llm/marlin/engine"
 	"github.com/marlin-llm/marlin/model"
 	"github.com/marlin-llm/marlin/quant"
+	"github.com/marlin-llm/marlin/quantize"
 )
 
-// TestSyntheticMoE writes the small GLM-4-MoE-Lite and Mixtral shapes in
-// BF16 and INT4 g32, loads them and generates: the writer's tensor list
-// must be exactly what the loader wants (every tensor present, every
-// shape right), and the quantized experts must load as GPTQ.
-func TestSyntheticMoE(t *testing.T) {
+// TestSynthetic writes the small Llama (also tied, with a 4-bit head),
+// GLM-4-MoE-Lite and Mixtral shapes in BF16 and INT4 g32, loads them and
+// generates: the writer's tensor list must be exactly what the loader wants
+// (every tensor present, every shape right), and the quantized layers must
+// load as GPTQ.
+func TestSynthetic(t *testing.T) {
 	int4, err := quant.ParseSpec("int4", 32, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, shape := range []string{"tiny-glm", "tiny-mixtral"} {
+	tied := map[string]any{}
+	for k, v := range shapes["tiny"] {
+		tied[k] = v
+	}
+	tied["tie_word_embeddings"] = true
+	shapes["tiny-tied"] = tied
+	defer delete(shapes, "tiny-tied")
+	for _, shape := range []string{"tiny", "tiny-tied", "tiny-glm", "tiny-mixtral"} {
 		var bf16Bytes int64
 		for _, spec := range []*quant.Spec{nil, &int4} {
 			dir := filepath.Join(t.TempDir(), "m")
-			if err := writeSyntheticDirect(dir, moeShapes[shape], spec); err != nil {
+			opt, quantized := quantize.Options{}, spec != nil
+			if quantized {
+				opt.Spec = *spec
+				if shape == "tiny-tied" {
+					opt.Head = &int4
+				}
+			}
+			if err := writeSynthetic(dir, shapes[shape], opt, quantized); err != nil {
 				t.Fatalf("%s %v: %v", shape, spec, err)
 			}
 			be := cpu.New(2)
