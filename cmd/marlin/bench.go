@@ -14,6 +14,7 @@ import (
 
 	"github.com/marlin-llm/marlin/backend"
 	"github.com/marlin-llm/marlin/backend/cpu"
+	"github.com/marlin-llm/marlin/dtype"
 )
 
 func init() {
@@ -48,7 +49,8 @@ type benchResult struct {
 func benchCmd(args []string) error {
 	f := newFlags("bench", "[MODEL] [flags]")
 	mo := addModelFlags(f)
-	synth := f.String("synthetic", "", "benchmark a random-weight model of this shape: llama3.2-1b, llama3-8b, tiny, glm4.7-flash, mixtral-8x7b")
+	kvFlag := addKVTypeFlag(f)
+	synth := f.String("synthetic", "", "benchmark a random-weight model of this shape: "+shapeNames())
 	format := f.String("format", "bf16", "synthetic model formats, comma-separated: bf16, or quantize formats with an optional group (int8, int4:32, fp4:32 ...)")
 	group := f.Int("group", 128, "group size of synthetic formats that name none")
 	headBits := f.Int("head-bits", 0, "quantize the synthetic model's output head too, to this many bits (0: keep it 16-bit)")
@@ -58,6 +60,10 @@ func benchCmd(args []string) error {
 	asJSON := f.Bool("json", false, "print JSON")
 	cpuProfile := f.String("cpuprofile", "", "write a CPU profile of the measurements to this file")
 	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	kvType, err := kvFlag()
 	if err != nil {
 		return err
 	}
@@ -98,7 +104,7 @@ func benchCmd(args []string) error {
 	}
 	var results []*benchResult
 	for _, dir := range dirs {
-		res, err := benchOne(mo, dir, *promptN, *genN, *membw)
+		res, err := benchOne(mo, dir, *promptN, *genN, *membw, kvType)
 		if err != nil {
 			return err
 		}
@@ -128,16 +134,18 @@ func benchCmd(args []string) error {
 // benchOne measures one model: prefill of promptN random tokens as one
 // batch, then genN decode steps of one token, and (membw) the memory copy
 // bandwidth right before.
-func benchOne(mo *modelOpts, dir string, promptN, genN int, membw bool) (*benchResult, error) {
+func benchOne(mo *modelOpts, dir string, promptN, genN int, membw bool, kvType dtype.DType) (*benchResult, error) {
 	s, err := mo.open(dir, false)
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
 	info := s.m.Info()
+	kvSpec := info.KV
+	kvSpec.DType = kvType
 	res := &benchResult{Model: s.dir, Device: s.be.Name(), Formats: info.Formats, WeightBytes: info.WeightBytes,
-		DecodeBytes: info.DecodeBytes, KVBytesPerTok: info.KV.TokenBytes(), Date: time.Now().UTC().Format(time.RFC3339),
-		GoVersion: runtime.Version(), KV8KBytes: 8192 * info.KV.TokenBytes()}
+		DecodeBytes: info.DecodeBytes, KVBytesPerTok: kvSpec.TokenBytes(), Date: time.Now().UTC().Format(time.RFC3339),
+		GoVersion: runtime.Version(), KV8KBytes: 8192 * kvSpec.TokenBytes()}
 	if c, ok := s.be.(*cpu.Backend); ok {
 		res.Threads = c.Threads()
 		if membw {
@@ -149,7 +157,7 @@ func benchOne(mo *modelOpts, dir string, promptN, genN int, membw bool) (*benchR
 	if info.ContextLength > 0 && total > info.ContextLength {
 		return nil, fmt.Errorf("--prompt + --gen = %d exceeds the context length %d", total, info.ContextLength)
 	}
-	spec := info.KV
+	spec := kvSpec
 	spec.BlockSize = 16
 	spec.Blocks = (total + 15) / 16
 	cache, err := s.be.NewKVCache(spec)
