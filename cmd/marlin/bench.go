@@ -144,8 +144,7 @@ func benchOne(mo *modelOpts, dir string, promptN, genN int, membw bool, kvType d
 	kvSpec := info.KV
 	kvSpec.DType = kvType
 	res := &benchResult{Model: s.dir, Device: s.be.Name(), Formats: info.Formats, WeightBytes: info.WeightBytes,
-		DecodeBytes: info.DecodeBytes, KVBytesPerTok: kvSpec.TokenBytes(), Date: time.Now().UTC().Format(time.RFC3339),
-		GoVersion: runtime.Version(), KV8KBytes: 8192 * kvSpec.TokenBytes()}
+		DecodeBytes: info.DecodeBytes, Date: time.Now().UTC().Format(time.RFC3339), GoVersion: runtime.Version()}
 	if c, ok := s.be.(*cpu.Backend); ok {
 		res.Threads = c.Threads()
 		if membw {
@@ -164,6 +163,9 @@ func benchOne(mo *modelOpts, dir string, promptN, genN int, membw bool, kvType d
 	if err != nil {
 		return nil, err
 	}
+	// as the backend stores it (it may keep more precision than asked)
+	res.KVBytesPerTok = cache.Bytes() / int64(spec.Blocks*spec.BlockSize)
+	res.KV8KBytes = 8192 * res.KVBytesPerTok
 	blocks := make([]int32, spec.Blocks)
 	for i := range blocks {
 		blocks[i] = int32(i)
