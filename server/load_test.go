@@ -190,7 +190,7 @@ func runLoad(url string, clients int, d time.Duration, maxTokens int) *loadStats
 func loadEngineConfig(clients, maxTokens int) engine.Config {
 	// room for every client's sequence: no preemption in steady state
 	kv, _ := dtype.Parse(strings.ToUpper(*loadKV))
-	return engine.Config{MaxSeqs: clients, CacheTokens: clients * (maxTokens + 64), BlockSize: 64, KVType: kv}
+	return engine.Config{MaxSeqs: clients, CacheTokens: clients * (maxTokens + 64), KVType: kv}
 }
 
 // TestLoadSmall is the always-on short version of TestLoad: 16 streaming
