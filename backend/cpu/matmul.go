@@ -6,6 +6,7 @@ import (
 
 	"github.com/marlin-llm/marlin/backend"
 	"github.com/marlin-llm/marlin/backend/cpu/kernels"
+	"github.com/marlin-llm/marlin/backend/cpu/qkernels"
 	"github.com/marlin-llm/marlin/dtype"
 	"github.com/marlin-llm/marlin/quant"
 )
@@ -38,6 +39,7 @@ func (b *Backend) LoadMatrix(w *quant.Weight) (backend.Matrix, error) {
 		if !quantSupported(w) {
 			return nil, fmt.Errorf("cpu: %s: format %s has no CPU kernel", w.Name, w.Format)
 		}
+		qkernels.Prepare(w) // the kernels' working copy, made now rather than in the first forward pass
 		return m, nil
 	}
 	n := w.Out * w.In

@@ -103,6 +103,14 @@ func gptqSIMD(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.
 	return true
 }
 
+// prepareGPTQ makes the packed copy of w when the AVX-512 kernels will
+// read it (the fast kernels, at least one 8-column block).
+func prepareGPTQ(w *quant.Weight) {
+	if useAVX512 && gptqUsePack && gptqFast(w) && w.Out >= 8 {
+		gptqPackOf(w)
+	}
+}
+
 // gptqY runs the AVX2 fast GPTQ kernels on the 8-aligned columns [a0, a1).
 func gptqY(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weight, a0, a1 int) {
 	K, N, bits := w.In, w.Out, w.Bits

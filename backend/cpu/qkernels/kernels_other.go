@@ -20,3 +20,6 @@ func gptqSIMD(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.
 func fpSIMD(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weight, n0, n1 int) bool {
 	return false
 }
+
+// prepareGPTQ: the portable kernels read the checkpoint layout.
+func prepareGPTQ(w *quant.Weight) {}

@@ -33,8 +33,9 @@ import (
 // tile, so every output element is still computed by the same operations
 // in the same order: the results equal the unpacked kernels' bit for bit.
 //
-// The copy is made on the weight's first AVX-512 call (one pass, then
-// kept while the Weight is reachable); its size is that of codes + scales
+// The copy is made by Prepare while the model loads (or else on the
+// weight's first AVX-512 call), in one pass, and kept while the Weight is
+// reachable; its size is that of codes + scales
 // (+ zero points), plus padding to 64 bytes per tile when the tile is not
 // a multiple of it (none for int4 g32 with uniform zero points).
 type gptqPacked struct {

@@ -114,6 +114,17 @@ func MatMul(dst []float32, ldd int, x []float32, M int, w *quant.Weight, n0, n1 
 	}
 }
 
+// Prepare makes the kernels' working copy of w now rather than at its first
+// MatMul: on AVX-512 CPUs the packed layout of a GPTQ weight (after which
+// the pages of a memory-mapped checkpoint are released). Loaders call it, so
+// that the one-time copy happens while the model loads, not inside the
+// first forward pass. Other weights need nothing; calling it is optional.
+func Prepare(w *quant.Weight) {
+	if useSIMD && w.Format == quant.GPTQ {
+		prepareGPTQ(w)
+	}
+}
+
 // Coverage says whether MatMul runs w with assembly (true) or with the
 // portable Go code (false) on this machine.
 func Coverage(w *quant.Weight) bool {
