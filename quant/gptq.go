@@ -218,17 +218,7 @@ func QuantizeGPTQ(w []float32, out, in int, h []float64, spec Spec, opt GPTQOpti
 			}
 		}
 	}
-	workers := min(runtime.GOMAXPROCS(0), out)
-	var wg sync.WaitGroup
-	for wk := 0; wk < workers; wk++ {
-		n0, n1 := out*wk/workers, out*(wk+1)/workers
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rowsPart(n0, n1)
-		}()
-	}
-	wg.Wait()
+	parallelRows(out, in, rowsPart)
 	// back to the original column order
 	c := &Codes{Format: GPTQ, Out: out, In: in, Bits: spec.Bits, Group: group, Sym: spec.Sym,
 		ZeroOffset: zeroOffset, Q: make([]uint8, out*in), Scales: scales, Zeros: make([]int32, groups*out)}
