@@ -215,9 +215,20 @@ func (w *attnWork) attend(c *kvCache, layer int, blocks []int32, n, kvh int, q, 
 		w.scores = make([]float32, g*n)
 	}
 	sc := w.scores[:g*n] // [g][n]
+	// A 16-bit latent cache's keys are also its values: each block is
+	// widened once, into its own part of w.kbuf, and read by both passes.
+	latent16 := s.ValueInKey && c.keys16 != nil
+	if latent16 && cap(w.kbuf) < nb*BS*Dk {
+		w.kbuf = make([]float32, nb*BS*Dk)
+	}
 	for bi := range nb {
 		m := min(BS, n-bi*BS)
-		vkernels.BlockScores(sc[bi*BS:], n, q, g, c.keyRows(layer, blocks[bi], kvh, m, &w.kbuf), m, Dk)
+		buf := &w.kbuf
+		if latent16 {
+			part := w.kbuf[bi*BS*Dk:]
+			buf = &part
+		}
+		vkernels.BlockScores(sc[bi*BS:], n, q, g, c.keyRows(layer, blocks[bi], kvh, m, buf), m, Dk)
 	}
 	for h := range g {
 		vkernels.SoftmaxScaled(sc[h*n:(h+1)*n], scale)
@@ -225,9 +236,12 @@ func (w *attnWork) attend(c *kvCache, layer int, blocks []int32, n, kvh int, q, 
 	clear(out)
 	for bi := range nb {
 		m := min(BS, n-bi*BS)
-		if s.ValueInKey { // values are the first Dv numbers of each key
+		switch {
+		case latent16:
+			vkernels.BlockValues(out, sc[bi*BS:], n, g, w.kbuf[bi*BS*Dk:bi*BS*Dk+m*Dk], Dk, m, Dv)
+		case s.ValueInKey: // values are the first Dv numbers of each key
 			vkernels.BlockValues(out, sc[bi*BS:], n, g, c.keyRows(layer, blocks[bi], kvh, m, &w.kbuf), Dk, m, Dv)
-		} else {
+		default:
 			vkernels.BlockValues(out, sc[bi*BS:], n, g, c.valueRows(layer, blocks[bi], kvh, m, &w.vbuf), Dv, m, Dv)
 		}
 	}
