@@ -2,9 +2,7 @@ package model_test
 
 import (
 	"context"
-	"encoding/json"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,66 +10,32 @@ import (
 	"github.com/marlin-llm/marlin/backend"
 	"github.com/marlin-llm/marlin/backend/cpu"
 	"github.com/marlin-llm/marlin/engine"
+	"github.com/marlin-llm/marlin/internal/fixture"
 	"github.com/marlin-llm/marlin/model"
 )
 
-// reference is what scripts/device/make_fixtures.py records with transformers.
-type reference struct {
-	Name    string      `json:"name"`
-	IDs     []int32     `json:"ids"`
-	Logits  [][]float64 `json:"logits"`
-	Greedy  []int32     `json:"greedy"`
-	Margins []float64   `json:"greedy_margins"`
-}
-
 func fixtures(t *testing.T) []string {
-	dirs, err := filepath.Glob("../testdata/models/*")
-	if err != nil || len(dirs) == 0 {
-		t.Fatalf("no fixtures under testdata/models: %v", err)
+	dirs, err := fixture.Dirs("../testdata")
+	if err != nil {
+		t.Fatal(err)
 	}
 	return dirs
 }
 
-func loadRef(t *testing.T, dir string) *reference {
-	data, err := os.ReadFile(filepath.Join(dir, "reference.json"))
+func loadRef(t *testing.T, dir string) *fixture.Reference {
+	r, err := fixture.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r reference
-	if err := json.Unmarshal(data, &r); err != nil {
-		t.Fatal(err)
-	}
-	return &r
+	return r
 }
 
 // forwardAll runs ids as one sequence and returns every position's logits.
 func forwardAll(t *testing.T, m model.Model, be backend.Backend, ids []int32) [][]float32 {
-	info := m.Info()
-	spec := info.KV
-	spec.BlockSize, spec.Blocks = 4, (len(ids)+3)/4+1
-	cache, err := be.NewKVCache(spec)
+	t.Helper()
+	res, err := fixture.ForwardAll(m, be, ids)
 	if err != nil {
 		t.Fatal(err)
-	}
-	b := &backend.Batch{Tokens: ids}
-	var rows []int32
-	for i := range ids {
-		b.Pos = append(b.Pos, int32(i))
-		rows = append(rows, int32(i))
-	}
-	blocks := []int32{}
-	for i := spec.Blocks - 1; i >= 0; i-- { // a scrambled block table
-		blocks = append(blocks, int32(i))
-	}
-	b.Seqs = []backend.Seq{{Start: 0, Len: len(ids), Blocks: blocks}}
-	out := m.Forward(b, cache, rows)
-	buf := make([]float32, len(ids)*info.Vocab)
-	if err := be.Read(buf, out); err != nil {
-		t.Fatal(err)
-	}
-	res := make([][]float32, len(ids))
-	for i := range res {
-		res[i] = buf[i*info.Vocab : (i+1)*info.Vocab]
 	}
 	return res
 }

@@ -4,9 +4,7 @@ package cuda
 
 import (
 	"context"
-	"encoding/json"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,55 +13,24 @@ import (
 	"github.com/marlin-llm/marlin/backend"
 	"github.com/marlin-llm/marlin/backend/cpu"
 	"github.com/marlin-llm/marlin/engine"
+	"github.com/marlin-llm/marlin/internal/fixture"
 	"github.com/marlin-llm/marlin/model"
 )
 
-// reference is what scripts/device/make_fixtures.py records with
-// transformers (see model/fixture_test.go).
-type reference struct {
-	IDs    []int32     `json:"ids"`
-	Logits [][]float64 `json:"logits"`
-	Greedy []int32     `json:"greedy"`
-}
-
 func fixtureDirs(t *testing.T) []string {
-	dirs, err := filepath.Glob(filepath.Join(testdata(t), "models", "*"))
-	if err != nil || len(dirs) == 0 {
-		t.Fatalf("no fixtures under testdata/models: %v", err)
+	dirs, err := fixture.Dirs(testdata(t))
+	if err != nil {
+		t.Fatal(err)
 	}
 	return dirs
 }
 
-// forwardAll runs ids as one sequence (a scrambled block table of 4-token
-// blocks) and returns every position's logits.
+// forwardAll runs ids as one sequence and returns every position's logits.
 func forwardAll(t *testing.T, m model.Model, be backend.Backend, ids []int32) [][]float32 {
 	t.Helper()
-	info := m.Info()
-	spec := info.KV
-	spec.BlockSize, spec.Blocks = 4, (len(ids)+3)/4+1
-	cache, err := be.NewKVCache(spec)
+	res, err := fixture.ForwardAll(m, be, ids)
 	if err != nil {
 		t.Fatal(err)
-	}
-	b := &backend.Batch{Tokens: ids}
-	var rows []int32
-	for i := range ids {
-		b.Pos = append(b.Pos, int32(i))
-		rows = append(rows, int32(i))
-	}
-	var blocks []int32
-	for i := spec.Blocks - 1; i >= 0; i-- {
-		blocks = append(blocks, int32(i))
-	}
-	b.Seqs = []backend.Seq{{Start: 0, Len: len(ids), Blocks: blocks}}
-	out := m.Forward(b, cache, rows)
-	buf := make([]float32, len(ids)*info.Vocab)
-	if err := be.Read(buf, out); err != nil {
-		t.Fatal(err)
-	}
-	res := make([][]float32, len(ids))
-	for i := range res {
-		res[i] = buf[i*info.Vocab : (i+1)*info.Vocab]
 	}
 	return res
 }
@@ -105,12 +72,8 @@ func TestFixtures(t *testing.T) {
 	be := gpu(t)
 	for _, dir := range fixtureDirs(t) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
-			data, err := os.ReadFile(filepath.Join(dir, "reference.json"))
+			ref, err := fixture.Load(dir)
 			if err != nil {
-				t.Fatal(err)
-			}
-			var ref reference
-			if err := json.Unmarshal(data, &ref); err != nil {
 				t.Fatal(err)
 			}
 			m, err := model.Load(dir, be)
