@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/marlin-llm/marlin/internal/fixture"
 )
 
 // capture runs the command line args and returns its stdout and exit code.
@@ -42,19 +44,14 @@ func ids(v []int32) string {
 // fixture: logits within 1e-4 × max|logit| at every position, identical
 // greedy continuation.
 func TestFixturesThroughCLI(t *testing.T) {
-	dirs, _ := filepath.Glob("../../testdata/models/*")
-	if len(dirs) == 0 {
-		t.Fatal("no fixtures")
+	dirs, err := fixture.Dirs("../../testdata")
+	if err != nil {
+		t.Fatal(err)
 	}
 	for _, dir := range dirs {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
-			var ref struct {
-				IDs    []int32     `json:"ids"`
-				Logits [][]float64 `json:"logits"`
-				Greedy []int32     `json:"greedy"`
-			}
-			b, _ := os.ReadFile(filepath.Join(dir, "reference.json"))
-			if err := json.Unmarshal(b, &ref); err != nil {
+			ref, err := fixture.Load(dir)
+			if err != nil {
 				t.Fatal(err)
 			}
 			out, code := capture(t, "logits", dir, "--ids", ids(ref.IDs), "--json")
