@@ -72,11 +72,7 @@ var loadWords = strings.Fields("the king queen lord lady love death night day sw
 // a JSON chunk, the choice finishes exactly once, usage comes last and
 // [DONE] ends it.
 func streamOnce(client *http.Client, url string, rng *rand.Rand, maxTokens int, st *loadStats) {
-	var msg strings.Builder
-	for range 3 + rng.IntN(10) {
-		msg.WriteString(loadWords[rng.IntN(len(loadWords))] + " ")
-	}
-	body := fmt.Sprintf(`{"messages":[{"role":"user","content":%q}],"max_tokens":%d,"temperature":0.8,"stream":true,"stream_options":{"include_usage":true}}`, msg.String(), maxTokens)
+	body := fmt.Sprintf(`{"messages":[{"role":"user","content":%q}],"max_tokens":%d,"temperature":0.8,"stream":true,"stream_options":{"include_usage":true}}`, loadMessage(rng), maxTokens)
 	sent := time.Now()
 	resp, err := client.Post(url+"/v1/chat/completions", "application/json", strings.NewReader(body))
 	if err != nil {
@@ -238,6 +234,15 @@ func TestLoad(t *testing.T) {
 	}
 }
 
+// loadMessage is a user message of 3 to 12 random words.
+func loadMessage(rng *rand.Rand) string {
+	var msg strings.Builder
+	for range 3 + rng.IntN(10) {
+		msg.WriteString(loadWords[rng.IntN(len(loadWords))] + " ")
+	}
+	return msg.String()
+}
+
 // engineAlone is the rate of the engine without HTTP for the same kind of
 // requests, submitted back to back by clients goroutines.
 func engineAlone(t *testing.T, s *testServer, d time.Duration, maxTokens, clients int) float64 {
@@ -251,11 +256,7 @@ func engineAlone(t *testing.T, s *testServer, d time.Duration, maxTokens, client
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(c), 1))
 			for time.Since(start) < d {
-				var msg strings.Builder
-				for range 3 + rng.IntN(10) {
-					msg.WriteString(loadWords[rng.IntN(len(loadWords))] + " ")
-				}
-				b, _ := json.Marshal([]map[string]string{{"role": "user", "content": msg.String()}})
+				b, _ := json.Marshal([]map[string]string{{"role": "user", "content": loadMessage(rng)}})
 				text, err := tmpl.Render(chatInput(string(b)))
 				if err != nil {
 					t.Error(err)
