@@ -13,6 +13,8 @@
 package backend
 
 import (
+	"fmt"
+
 	"github.com/marlin-llm/marlin/dtype"
 	"github.com/marlin-llm/marlin/quant"
 )
@@ -112,6 +114,19 @@ type Router struct {
 	// reference code) rather than −∞ (GLM-4-MoE-Lite's).
 	GroupMaskZero bool
 	Scale         float32 // routed_scaling_factor; 0 means 1
+}
+
+// Check reports, as an error naming the sizes, why a Router cannot route
+// logits of logitRows rows over experts experts into a selection of
+// selRows rows of selK experts each; nil when it can.
+func (r *Router) Check(selRows, selK, logitRows, experts int) error {
+	if selRows < logitRows || selK != r.TopK || r.TopK <= 0 || r.TopK > experts {
+		return fmt.Errorf("selection [%d, %d], logits [%d, %d], top-k %d", selRows, selK, logitRows, experts, r.TopK)
+	}
+	if groups := max(r.Groups, 1); experts%groups != 0 || groups > 1 && (r.TopKGroups <= 0 || r.TopKGroups > groups) {
+		return fmt.Errorf("%d experts in %d groups, top %d groups", experts, groups, r.TopKGroups)
+	}
+	return nil
 }
 
 // Selection holds, for each row of a batch, the experts a Router chose and

@@ -52,11 +52,10 @@ func (b *Backend) sel(s backend.Selection) *selection {
 func (b *Backend) Route(s backend.Selection, logits backend.Tensor, r *backend.Router) {
 	sl, lg := b.sel(s), b.tensor(logits)
 	E := lg.cols
-	checkShape("Route", sl.rows >= lg.rows && sl.k == r.TopK && r.TopK > 0 && r.TopK <= E,
-		"selection [%d, %d], logits [%d, %d], top-k %d", sl.rows, sl.k, lg.rows, lg.cols, r.TopK)
+	if err := r.Check(sl.rows, sl.k, lg.rows, E); err != nil {
+		checkShape("Route", false, "%v", err)
+	}
 	groups := max(r.Groups, 1)
-	checkShape("Route", E%groups == 0 && (groups == 1 || r.TopKGroups > 0 && r.TopKGroups <= groups),
-		"%d experts in %d groups, top %d groups", E, groups, r.TopKGroups)
 	var bias *vector
 	if r.Bias != nil {
 		bias = b.vec(r.Bias)
