@@ -73,9 +73,28 @@ __device__ __forceinline__ u32 t_hfma2(u32 a, u32 b, u32 c) {
     return r;
 }
 
+// Pipe balance (the kernel is bound by integer issue, not memory: on
+// sm_80/sm_90 the ALU pipe (shifts, lop3, prmt) and the IMAD pipe each
+// take a warp instruction every other cycle, fp16 arithmetic has its own
+// pipe). So the top 16 bits of a field are taken with mul.hi by 2^16
+// (IMAD.HI) rather than a shift, the mask and xor are one lop3 with the
+// constants in registers, and two states are summed with scalar fp16 adds
+// on their own registers and joined by one prmt. The constants arrive as
+// kernel arguments (tconst), so that ptxas cannot turn the multiplications
+// back into shifts.
+struct TConst {
+    u32 c16, cmask, cxor, cneg16;  // 65536, 0x8FFF8FFF, 0x3B603B60, 0xFFFF0000
+};
+__device__ __forceinline__ u32 top16(u32 f, const TConst& c) { return __umulhi(f, c.c16); }
+__device__ __forceinline__ u32 lop_and_xor(u32 a, u32 b, u32 c) {  // (a & b) ^ c
+    u32 r;
+    asm("lop3.b32 %0, %1, %2, %3, 0x6A;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
+
 // The values of states sa (low half) and sb (high half) as fp16x2.
 template <int CB>
-__device__ __forceinline__ u32 tdec2(u32 sa, u32 sb) {
+__device__ __forceinline__ u32 tdec2(u32 sa, u32 sb, const TConst& c) {
     if (CB == TCB_MUL1) {
         const u32 ra = dp4a_u(sa * 0x83DCD12Du, 0x01010101u, 0x6400u);
         const u32 rb = dp4a_u(sb * 0x83DCD12Du, 0x01010101u, 0x6400u);
@@ -87,9 +106,15 @@ __device__ __forceinline__ u32 tdec2(u32 sa, u32 sb) {
     } else {
         xa = sa * 89226354u + 64248484u, xb = sb * 89226354u + 64248484u;
     }
-    const u32 lo = (__byte_perm(xa, xb, 0x5410) & 0x8FFF8FFFu) ^ 0x3B603B60u;
-    const u32 hi = (__byte_perm(xa, xb, 0x7632) & 0x8FFF8FFFu) ^ 0x3B603B60u;
-    return t_hadd2(lo, hi);
+    xa = lop_and_xor(xa, c.cmask, c.cxor), xb = lop_and_xor(xb, c.cmask, c.cxor);
+    u32 r;
+    asm("{ .reg .f16 al, ah, bl, bh, ra, rb;\n"
+        " mov.b32 {al, ah}, %1;\n mov.b32 {bl, bh}, %2;\n"
+        " add.rn.f16 ra, al, ah;\n add.rn.f16 rb, bl, bh;\n"
+        " mov.b32 %0, {ra, rb}; }"
+        : "=r"(r)
+        : "r"(xa), "r"(xb));
+    return r;
 }
 
 // The lane's window of a tile (words i0, i1, i2 of tw; bit offset r in
@@ -97,7 +122,7 @@ __device__ __forceinline__ u32 tdec2(u32 sa, u32 sb) {
 // {v2, v3} (outputs 0–7 of the tile), b[2] = {v4, v5}, b[3] = {v6, v7}
 // (outputs 8–15).
 template <int K, int CB>
-__device__ __forceinline__ void tdecode(const u32* tw, int i0, int i1, int i2, int r, u32 b[4]) {
+__device__ __forceinline__ void tdecode(const u32* tw, int i0, int i1, int i2, int r, u32 b[4], const TConst& c) {
     const u32 w0 = tw[i0], w1 = tw[i1];
     u32 s[8];
     if (K <= 4) {
@@ -107,14 +132,12 @@ __device__ __forceinline__ void tdecode(const u32* tw, int i0, int i1, int i2, i
 #pragma unroll
             for (int j = 0; j < 4; j++) {
                 const u32 f = j == 0 ? hi : __funnelshift_l(lo, hi, 4 * j);
-                s[j] = f >> 16, s[j + 4] = f & 0xFFFFu;
+                s[j] = top16(f, c);
+                s[j + 4] = f + s[j] * c.cneg16;  // f & 0xFFFF on the IMAD pipe
             }
         } else {
 #pragma unroll
-            for (int j = 0; j < 8; j++) {
-                const u32 f = j == 0 ? hi : __funnelshift_l(lo, hi, j * K);
-                s[j] = f >> 16;
-            }
+            for (int j = 0; j < 8; j++) s[j] = top16(j == 0 ? hi : __funnelshift_l(lo, hi, j * K), c);
         }
     } else {
         const u32 w2 = tw[i2];
@@ -127,26 +150,26 @@ __device__ __forceinline__ void tdecode(const u32* tw, int i0, int i1, int i2, i
 #pragma unroll
             for (int j = 0; j < 8; j += 4) {
                 const u32 f0 = field(8 * j), f1 = field(8 * j + 8);
-                s[j] = f0 >> 16, s[j + 2] = f0 & 0xFFFFu;
-                s[j + 1] = f1 >> 16, s[j + 3] = f1 & 0xFFFFu;
+                s[j] = top16(f0, c), s[j + 2] = f0 + s[j] * c.cneg16;
+                s[j + 1] = top16(f1, c), s[j + 3] = f1 + s[j + 1] * c.cneg16;
             }
         } else {
 #pragma unroll
-            for (int j = 0; j < 8; j++) s[j] = field(j * K) >> 16;
+            for (int j = 0; j < 8; j++) s[j] = top16(field(j * K), c);
         }
     }
-    b[0] = tdec2<CB>(s[0], s[1]);
-    b[1] = tdec2<CB>(s[2], s[3]);
-    b[2] = tdec2<CB>(s[4], s[5]);
-    b[3] = tdec2<CB>(s[6], s[7]);
+    b[0] = tdec2<CB>(s[0], s[1], c);
+    b[1] = tdec2<CB>(s[2], s[3], c);
+    b[2] = tdec2<CB>(s[4], s[5], c);
+    b[3] = tdec2<CB>(s[6], s[7], c);
 }
 
 // tmv: see the top. data: the trellis [KT][NT][16K] int16; xf: x' in
-// fragment order [KT][2][32][2] u32; ws: partials [gridDim.y][M][NT·16]
+// fragment order [KT][32][4] u32; ws: partials [gridDim.y][M][NT·16]
 // floats. KC input tiles per warp.
 template <int K, int CB>
 __device__ __forceinline__ void tmv(const u32* __restrict__ data, const u32* __restrict__ xf, float* __restrict__ ws, int NT,
-                                    int KT, int KC, int M) {
+                                    int KT, int KC, int M, TConst tc) {
     extern __shared__ __align__(16) unsigned char tsm[];
     constexpr int D = tstages(K), SB = tstage_bytes(K), WB = twarp_bytes(K);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = lane & 3, g = lane >> 2;
@@ -154,7 +177,6 @@ __device__ __forceinline__ void tmv(const u32* __restrict__ data, const u32* __r
     const int k0 = min(KT, (blockIdx.y * TW + warp) * KC), k1 = min(KT, k0 + KC);
     unsigned char* ring = tsm + (size_t)warp * WB;
     const u32 ring_s = smem_addr(ring);
-    const int xq = M > 8 ? 32 : 16;  // 16-byte chunks of x' a stage
 
     // the lane's window: words i0, i1, i2 (mod 8K), offset r in word i0
     int b0 = (8 * lane + 1) * K - 16;
@@ -167,7 +189,7 @@ __device__ __forceinline__ void tmv(const u32* __restrict__ data, const u32* __r
         const V4u* src = (const V4u*)(data + ((size_t)kt * NT + (size_t)cb * 8) * 8 * K);
 #pragma unroll
         for (int q = lane; q < 16 * K; q += 32) cp_async16(slot + 16 * q, src + q);
-        if (lane < xq) cp_async16(slot + 256 * K + 16 * lane, (const V4u*)xf + (size_t)kt * 32 + lane);
+        cp_async16(slot + 256 * K + 16 * lane, (const V4u*)xf + (size_t)kt * 32 + lane);
     };
 
     float acc[8][2][4];
@@ -187,15 +209,13 @@ __device__ __forceinline__ void tmv(const u32* __restrict__ data, const u32* __r
         cp_wait<D - 1>();
         __syncwarp();
         const unsigned char* sl = ring + (kt % D) * SB;
-        const uint2 alo = *(const uint2*)(sl + 256 * K + 8 * lane);
-        uint2 ahi = make_uint2(0u, 0u);
-        if (M > 8) ahi = *(const uint2*)(sl + 256 * K + 256 + 8 * lane);
+        const V4u a = *(const V4u*)(sl + 256 * K + 16 * lane);
 #pragma unroll
         for (int nt = 0; nt < 8; nt++) {
             u32 bf[4];
-            tdecode<K, CB>((const u32*)(sl + 32 * K * nt), i0, i1, i2, r, bf);
-            mma_f16(acc[nt][0], alo.x, ahi.x, alo.y, ahi.y, bf[0], bf[1]);
-            mma_f16(acc[nt][1], alo.x, ahi.x, alo.y, ahi.y, bf[2], bf[3]);
+            tdecode<K, CB>((const u32*)(sl + 32 * K * nt), i0, i1, i2, r, bf, tc);
+            mma_f16(acc[nt][0], a.x, a.y, a.z, a.w, bf[0], bf[1]);
+            mma_f16(acc[nt][1], a.x, a.y, a.z, a.w, bf[2], bf[3]);
         }
         __syncwarp();
     }
@@ -224,7 +244,7 @@ __device__ __forceinline__ void tmv(const u32* __restrict__ data, const u32* __r
 // transposed, row-major [Out', In'] (w16[n·In' + k]). One warp a tile;
 // grid ⌈tiles/8⌉ blocks of 256 threads.
 template <int K, int CB>
-__device__ __forceinline__ void tdq(u16* __restrict__ w16, const u32* __restrict__ data, int NT, int KT) {
+__device__ __forceinline__ void tdq(u16* __restrict__ w16, const u32* __restrict__ data, int NT, int KT, TConst tc) {
     const int lane = threadIdx.x & 31, t = lane & 3, g = lane >> 2;
     const long tile = (long)blockIdx.x * 8 + (threadIdx.x >> 5);
     if (tile >= (long)NT * KT) return;
@@ -234,7 +254,7 @@ __device__ __forceinline__ void tdq(u16* __restrict__ w16, const u32* __restrict
     const int i0 = b0 >> 5, r = b0 & 31;
     const int i1 = i0 + 1 == 8 * K ? 0 : i0 + 1, i2 = i1 + 1 == 8 * K ? 0 : i1 + 1;
     u32 bf[4];
-    tdecode<K, CB>(data + tile * 8 * K, i0, i1, i2, r, bf);
+    tdecode<K, CB>(data + tile * 8 * K, i0, i1, i2, r, bf, tc);
     const size_t Kp = (size_t)KT * 16;
     u32* row0 = (u32*)(w16 + (size_t)(nt * 16 + g) * Kp + kt * 16);
     u32* row1 = (u32*)(w16 + (size_t)(nt * 16 + g + 8) * Kp + kt * 16);
@@ -243,11 +263,11 @@ __device__ __forceinline__ void tdq(u16* __restrict__ w16, const u32* __restrict
 
 #define TMV_KERNEL(K, CB, NAME)                                                                            \
     extern "C" __global__ void __launch_bounds__(TW * 32)                                                  \
-        tmv_##K##_##NAME(const u32* data, const u32* xf, float* ws, int NT, int KT, int KC, int M) {      \
-        tmv<K, CB>(data, xf, ws, NT, KT, KC, M);                                                          \
+        tmv_##K##_##NAME(const u32* data, const u32* xf, float* ws, int NT, int KT, int KC, int M, TConst tc) { \
+        tmv<K, CB>(data, xf, ws, NT, KT, KC, M, tc);                                                      \
     }                                                                                                      \
-    extern "C" __global__ void __launch_bounds__(256) tdq_##K##_##NAME(u16* w16, const u32* data, int NT, int KT) { \
-        tdq<K, CB>(w16, data, NT, KT);                                                                    \
+    extern "C" __global__ void __launch_bounds__(256) tdq_##K##_##NAME(u16* w16, const u32* data, int NT, int KT, TConst tc) { \
+        tdq<K, CB>(w16, data, NT, KT, tc);                                                                \
     }
 #define TMV_CB(NAME, CB) \
     TMV_KERNEL(1, CB, NAME) TMV_KERNEL(2, CB, NAME) TMV_KERNEL(3, CB, NAME) TMV_KERNEL(4, CB, NAME) \
@@ -278,9 +298,9 @@ __device__ __forceinline__ float fwht128(float v, float* sh) {
 }
 
 // x' of rows 0…15 (zeros past M) in fragment order: element (m, k) is the
-// half (((kt·2 + m/8)·32 + lane)·2 + reg)·2 + sub with kt = k/16, lane =
-// 4·(m%8) + (k%8)/2, reg = (k%16)/8, sub = k%2 (the A registers {a0, a2}
-// of rows 0–7, {a1, a3} of rows 8–15). Grid (In'/128, 16), 128 threads.
+// half ((kt·32 + lane)·4 + q)·2 + k%2 with kt = k/16, lane = 4·(m%8) +
+// (k%8)/2, q = m/8 + 2·((k%16)/8): the A registers a0…a3 of each lane, one
+// 16-byte load. Grid (In'/128, 16), 128 threads.
 // With plain set, x' is written row-major [M, In'] instead (the cuBLAS
 // path; grid (In'/128, M)).
 extern "C" __global__ void __launch_bounds__(128)
@@ -296,7 +316,7 @@ extern "C" __global__ void __launch_bounds__(128)
         return;
     }
     const int kt = k >> 4, kk = k & 15, lane = 4 * (m & 7) + ((kk & 7) >> 1);
-    const size_t idx = ((((size_t)kt * 2 + (m >> 3)) * 32 + lane) * 2 + (kk >> 3)) * 2 + (kk & 1);
+    const size_t idx = (((size_t)kt * 32 + lane) * 4 + (m >> 3) + 2 * (kk >> 3)) * 2 + (kk & 1);
     xf[idx] = h;
 }
 

@@ -59,6 +59,13 @@ func (b *Backend) loadTrellisKernels(get func(string) uintptr) {
 	t.in, t.out = get("trellis_in"), get("trellis_out")
 }
 
+// tconst fills the TConst argument of trellis.cu (constants the kernels
+// must see in registers).
+func (a *launchArgs) tconst() {
+	p := (*[4]uint32)(a.slot(2))
+	*p = [4]uint32{65536, 0x8FFF8FFF, 0x3B603B60, 0xFFFF0000}
+}
+
 // trellisMat is the device side of an EXL3 weight.
 type trellisMat struct {
 	K, cb           int
@@ -126,13 +133,18 @@ func (b *Backend) trellisSplit(f uintptr, KT, CB int) (KC, SB int) {
 	return KC, SB
 }
 
+// trellisOnly, when set by a test, makes trellisMV launch only one of its
+// kernels (1 trellis_in, 2 tmv, 3 trellis_out): the speed test's
+// breakdown.
+var trellisOnly int
+
 // trellisMV runs the three kernels for M ≤ 16 rows.
 func (b *Backend) trellisMV(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 	tr := m.tr
 	KT, NT, CB := tr.inP/16, tr.outP/16, tr.outP/128
 	f := b.k.tr.mv[tr.cb][tr.K]
 	KC, SB := b.trellisSplit(f, KT, CB)
-	xf := b.scratchBuf("trxf", int64(KT)*512)
+	xf := b.scratchBuf("trxf", int64(KT)*512) // [KT][32 lanes][4] u32
 	ws := b.scratchBuf("trws", 4*int64(SB)*int64(M)*int64(tr.outP))
 	if xf == 0 || ws == 0 {
 		return
@@ -145,7 +157,9 @@ func (b *Backend) trellisMV(y uint64, ldy int, x uint64, ldx, M int, m *matrix) 
 	a.i32(m.cols)
 	a.i32(M)
 	a.i32(0)
-	b.launch(b.k.tr.in, tr.inP/128, 16, 128, 0, a)
+	if trellisOnly == 0 || trellisOnly == 1 {
+		b.launch(b.k.tr.in, tr.inP/128, 16, 128, 0, a)
+	}
 	a = b.newArgs()
 	a.ptr(tr.data)
 	a.ptr(xf)
@@ -154,8 +168,13 @@ func (b *Backend) trellisMV(y uint64, ldy int, x uint64, ldx, M int, m *matrix) 
 	a.i32(KT)
 	a.i32(KC)
 	a.i32(M)
-	b.launch(f, CB, SB, trellisWarps*32, b.dynSmem[f], a)
-	b.trellisOut(y, ldy, ws, SB, M, m)
+	a.tconst()
+	if trellisOnly == 0 || trellisOnly == 2 {
+		b.launch(f, CB, SB, trellisWarps*32, b.dynSmem[f], a)
+	}
+	if trellisOnly == 0 || trellisOnly == 3 {
+		b.trellisOut(y, ldy, ws, SB, M, m)
+	}
 }
 
 func (b *Backend) trellisOut(y uint64, ldy int, ws uint64, S, M int, m *matrix) {
@@ -202,6 +221,7 @@ func (b *Backend) trellisGemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix
 	a.ptr(tr.data)
 	a.i32(NT)
 	a.i32(KT)
+	a.tconst()
 	b.launch(b.k.tr.dq[tr.cb][tr.K], (KT*NT+7)/8, 1, 256, 0, a)
 	b.flush() // cuBLAS is not recorded
 	if b.err != nil {

@@ -329,6 +329,16 @@ func TestTrellisSpeed(t *testing.T) {
 					ds = append(ds, timed(reps))
 				}
 				d := median3(ds)
+				// the breakdown: each kernel alone
+				var parts []string
+				if os.Getenv("MARLIN_TRELLIS_PARTS") != "" && M <= 16 {
+					for _, only := range []int{1, 2, 3} {
+						trellisOnly = only
+						parts = append(parts, fmt.Sprintf("%.2f", float64(timed(reps).Nanoseconds())/1e3))
+						trellisOnly = 0
+					}
+					fmt.Printf("parts exl3-k%d %d %d %d in/mv/out µs: %s\n", bitsK, K, N, M, strings.Join(parts, " "))
+				}
 				b.SetGraphs(true)
 				start.destroy()
 				stop.destroy()
