@@ -332,3 +332,139 @@ extern "C" __global__ void __launch_bounds__(128)
     v = fwht128(v, sh);
     if (n < N) y[(size_t)m * ldy + n] = v * f16_to_f32(svh[n]);
 }
+
+// ---- the tail-biting Viterbi search of the quantizer (quant.EncodeTiles) ----
+//
+// One block of 1024 threads per tile (a persistent grid walks the tiles),
+// the same search as the CPU, operation for operation, so that the chosen
+// states are bit-identical: nodes are the 2^(16−K) overlaps e of
+// consecutive states; a step computes, for every node e and top bits h
+// (state w = h·2^(16−K) + e), c = (val(w) − x)² + prev[w >> K] in float32
+// (sub, mul, add, each rounded: no fused multiply-add, as Go on amd64)
+// and keeps the smallest, the smallest h on ties. The costs of the
+// previous and next step are in shared memory (2 · 2^(16−K) floats: K ≥ 2),
+// the codebook values are computed (no table), the backpointers (one byte
+// a node and step) go to a per-block scratch in global memory. Pass 1 runs
+// over the ring from position 128 with a free start, its best end (the
+// smallest index on ties) is traced back to the node entering position 0;
+// pass 2 starts from that node (all other nodes at +∞) and is traced back
+// from it.
+
+template <int CB>
+__device__ __forceinline__ float tval1(u32 s) {
+    u16 h;
+    if (CB == TCB_MUL1) {
+        const u32 r = dp4a_u(s * 0x83DCD12Du, 0x01010101u, 0x6400u);
+        asm("{ .reg .f16 a, k, b; mov.b32 {a, b}, %1; mov.b16 k, 0x1EEE; mov.b16 b, 0xC931; fma.rn.f16 %0, a, k, b; }"
+            : "=h"(h)
+            : "r"(r));
+    } else {
+        u32 x = CB == TCB_MCG ? s * 0xCBAC1FEDu : s * 89226354u + 64248484u;
+        x = (x & 0x8FFF8FFFu) ^ 0x3B603B60u;
+        asm("{ .reg .f16 l, u; mov.b32 {l, u}, %1; add.rn.f16 %0, l, u; }" : "=h"(h) : "r"(x));
+    }
+    return f16_to_f32(h);
+}
+
+template <int K, int CB>
+__device__ __forceinline__ void viterbi_pass(const float* __restrict__ xs, int roll, float* cost, unsigned char* bp) {
+    constexpr int Kr = 16 - K, NE = 1 << Kr;
+    float* prev = cost;
+    float* next = cost + NE;
+    for (int i = 0; i < 256; i++) {
+        const float xv = xs[(i + roll) & 255];
+        unsigned char* bpi = bp + (size_t)i * NE;
+        for (int e = threadIdx.x; e < NE; e += blockDim.x) {
+            float best = __int_as_float(0x7f800000);
+            int bh = 0;
+#pragma unroll 8
+            for (int h = 0; h < (1 << K); h++) {
+                const u32 w = ((u32)h << Kr) | (u32)e;
+                const float d = __fsub_rn(tval1<CB>(w), xv);
+                const float c = __fadd_rn(__fmul_rn(d, d), prev[w >> K]);
+                if (c < best) best = c, bh = h;
+            }
+            next[e] = best;
+            bpi[e] = (unsigned char)bh;
+        }
+        __syncthreads();
+        float* t = prev;
+        prev = next, next = t;
+    }
+    if (prev != cost) {  // leave the last costs in cost[0 … NE)
+        for (int e = threadIdx.x; e < NE; e += blockDim.x) cost[e] = prev[e];
+        __syncthreads();
+    }
+}
+
+template <int K, int CB>
+__device__ __forceinline__ void viterbi(const float* __restrict__ x, u16* __restrict__ states, unsigned char* __restrict__ bpws,
+                                        int ntiles) {
+    extern __shared__ __align__(16) unsigned char vsm[];
+    constexpr int Kr = 16 - K, NE = 1 << Kr;
+    float* cost = (float*)vsm;
+    __shared__ float xs[256];
+    __shared__ float rv[32];
+    __shared__ int ri[32];
+    __shared__ int snode;
+    unsigned char* bp = bpws + (size_t)blockIdx.x * 256 * NE;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
+        for (int i = threadIdx.x; i < 256; i += blockDim.x) xs[i] = x[(size_t)tile * 256 + i];
+        // pass 1: free start (every node's previous cost 0: c = d² + 0 = d²)
+        for (int e = threadIdx.x; e < NE; e += blockDim.x) cost[e] = 0.f;
+        __syncthreads();
+        viterbi_pass<K, CB>(xs, 128, cost, bp);
+        // best end: smallest cost, smallest index on ties
+        float bv = __int_as_float(0x7f800000);
+        int bi = 0x7fffffff;
+        for (int e = threadIdx.x; e < NE; e += blockDim.x)
+            if (cost[e] < bv) bv = cost[e], bi = e;
+        for (int o = 16; o > 0; o >>= 1) {
+            const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+            const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+            if (ov < bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
+        }
+        if (lane == 0) rv[warp] = bv, ri[warp] = bi;
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            float v = rv[0];
+            int e = ri[0];
+            for (int w = 1; w < (int)(blockDim.x >> 5); w++)
+                if (rv[w] < v || (rv[w] == v && ri[w] < e)) v = rv[w], e = ri[w];
+            // trace back to the node entering ring position 0 (step 128)
+            for (int i = 255; i >= 128; i--) {
+                const u32 w = ((u32)bp[(size_t)i * NE + e] << Kr) | (u32)e;
+                e = (int)(w >> K);
+            }
+            snode = e;
+        }
+        __syncthreads();
+        const int start = snode;
+        // pass 2: from start, forced to end there
+        for (int e = threadIdx.x; e < NE; e += blockDim.x) cost[e] = e == start ? 0.f : __int_as_float(0x7f800000);
+        __syncthreads();
+        viterbi_pass<K, CB>(xs, 0, cost, bp);
+        if (threadIdx.x == 0) {
+            int e = start;
+            for (int i = 255; i >= 0; i--) {
+                const u32 w = ((u32)bp[(size_t)i * NE + e] << Kr) | (u32)e;
+                states[(size_t)tile * 256 + i] = (u16)w;
+                e = (int)(w >> K);
+            }
+        }
+        __syncthreads();
+    }
+}
+
+#define VIT_KERNEL(K, CB, NAME)                                                                                  \
+    extern "C" __global__ void __launch_bounds__(1024)                                                           \
+        viterbi_##K##_##NAME(const float* x, u16* states, unsigned char* bpws, int ntiles) {                     \
+        viterbi<K, CB>(x, states, bpws, ntiles);                                                                 \
+    }
+#define VIT_CB(NAME, CB) \
+    VIT_KERNEL(2, CB, NAME) VIT_KERNEL(3, CB, NAME) VIT_KERNEL(4, CB, NAME) VIT_KERNEL(5, CB, NAME) \
+    VIT_KERNEL(6, CB, NAME) VIT_KERNEL(7, CB, NAME) VIT_KERNEL(8, CB, NAME)
+VIT_CB(3inst, TCB_3INST)
+VIT_CB(mcg, TCB_MCG)
+VIT_CB(mul1, TCB_MUL1)

@@ -24,8 +24,8 @@ var trellisCodebooks = [3]string{"3inst", "mcg", "mul1"}
 
 // trellisKernels are trellis.cu's entry points, [codebook][K].
 type trellisKernels struct {
-	mv, dq  [3][quant.MaxTrellisBits + 1]uintptr
-	in, out uintptr
+	mv, dq, vit [3][quant.MaxTrellisBits + 1]uintptr
+	in, out     uintptr
 }
 
 // trellisWarps is the number of warps of a tmv block (TW in trellis.cu).
@@ -54,6 +54,10 @@ func (b *Backend) loadTrellisKernels(get func(string) uintptr) {
 			t.mv[c][K] = get(fmt.Sprintf("tmv_%d_%s", K, cn))
 			t.dq[c][K] = get(fmt.Sprintf("tdq_%d_%s", K, cn))
 			b.dynSmem[t.mv[c][K]] = tmvSmem(K)
+			if K >= 2 {
+				t.vit[c][K] = get(fmt.Sprintf("viterbi_%d_%s", K, cn))
+				b.dynSmem[t.vit[c][K]] = 2 * 4 << (16 - K) // two cost arrays
+			}
 		}
 	}
 	t.in, t.out = get("trellis_in"), get("trellis_out")
@@ -238,4 +242,55 @@ func (b *Backend) trellisGemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix
 	}
 	b.trellisOut(y, ldy, ws, 1, M, m)
 	return true
+}
+
+// EncodeTiles runs the tail-biting Viterbi search of quant.EncodeTiles on
+// the GPU (trellis.cu, viterbi_K_CB) for the n = len(x)/256 tiles of x
+// (trellis order), writing each tile's 256 states to states[i·256:]. The
+// search does the CPU's float32 operations in the CPU's order, so the
+// states are the same. K from 2 to 8 (K = 1 needs more shared memory than
+// a block has: an error). Safe for concurrent use (ops are serialised).
+func (b *Backend) EncodeTiles(states []uint16, x []float32, K int, cb quant.Codebook) error {
+	if K < 2 || K > quant.MaxTrellisBits || int(cb) >= len(trellisCodebooks) {
+		return fmt.Errorf("cuda: EncodeTiles: K %d, codebook %v not supported on the GPU", K, cb)
+	}
+	if len(x)%quant.TileLen != 0 || len(states) != len(x) {
+		return fmt.Errorf("cuda: EncodeTiles: %d values, %d states", len(x), len(states))
+	}
+	n := len(x) / quant.TileLen
+	if n == 0 {
+		return nil
+	}
+	b.enter()
+	defer b.leave()
+	b.flush()
+	if b.err != nil {
+		return b.takeErr()
+	}
+	f := b.k.tr.vit[cb][K]
+	grid := min(n, b.sms)
+	xb, err := b.upload(unsafe.Pointer(&x[0]), 4*int64(len(x)))
+	if err != nil {
+		return err
+	}
+	defer b.drop(xb)
+	sb, err := b.allocRaw(2 * int64(len(x)))
+	if err != nil {
+		return err
+	}
+	defer b.drop(sb)
+	bp, err := b.allocRaw(int64(grid) * 256 << (16 - K))
+	if err != nil {
+		return err
+	}
+	defer b.drop(bp)
+	a := b.newArgs()
+	a.ptr(xb.ptr)
+	a.ptr(sb.ptr)
+	a.ptr(bp.ptr)
+	a.i32(n)
+	b.issue(f, grid, 1, 1, 1024, b.dynSmem[f], unsafe.Pointer(&a.ptrs[0]), false)
+	b.checkCall(call(b.d.cuMemcpyDtoHAsync, uintptr(unsafe.Pointer(&states[0])), uintptr(sb.ptr), uintptr(2*len(states)), b.stream), "cuMemcpyDtoHAsync")
+	b.syncStream()
+	return b.takeErr()
 }

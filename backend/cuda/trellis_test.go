@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -361,4 +362,70 @@ func median3(d []time.Duration) time.Duration {
 		return a
 	}
 	return b2
+}
+
+// TestTrellisViterbi checks the GPU search against quant.EncodeTiles (the
+// CPU search) on random Gaussian tiles: the states must be identical, for
+// K = 2 … 8 and the three codebooks, with more tiles than blocks (the
+// persistent grid); then reports the throughput of both in weights/s
+// (MARLIN_VITERBI_TILES tiles on the GPU, a sixteenth of them on the CPU).
+func TestTrellisViterbi(t *testing.T) {
+	g := gpu(t)
+	rng := rand.New(rand.NewPCG(41, 42))
+	saved := quant.GPUEncoder
+	quant.GPUEncoder = nil // the CPU reference
+	defer func() { quant.GPUEncoder = saved }()
+	type vcase struct {
+		K     int
+		cb    quant.Codebook
+		tiles int
+	}
+	cases := []vcase{{2, quant.Codebook3INST, 150}, {3, quant.Codebook3INST, 40}, {4, quant.Codebook3INST, 40},
+		{2, quant.CodebookMCG, 20}, {4, quant.CodebookMUL1, 20}, {5, quant.Codebook3INST, 8}, {8, quant.CodebookMUL1, 4}}
+	if testing.Short() {
+		cases = cases[:3]
+	}
+	for _, cs := range cases {
+		x := randn(rng, cs.tiles*quant.TileLen, 1.2)
+		want := make([]uint16, len(x))
+		if _, err := quant.EncodeTiles(want, nil, x, cs.K, cs.cb, 0); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]uint16, len(x))
+		if err := g.EncodeTiles(got, x, cs.K, cs.cb); err != nil {
+			t.Fatal(err)
+		}
+		bad := 0
+		for i := range want {
+			if got[i] != want[i] {
+				if bad < 3 {
+					t.Errorf("K %d %v: tile %d position %d: state %#x, CPU %#x", cs.K, cs.cb, i/256, i%256, got[i], want[i])
+				}
+				bad++
+			}
+		}
+		if bad > 0 {
+			t.Errorf("K %d %v: %d of %d states differ", cs.K, cs.cb, bad, len(want))
+		}
+	}
+	if testing.Short() || os.Getenv("MARLIN_VITERBI_TILES") == "" {
+		return
+	}
+	n, _ := strconv.Atoi(os.Getenv("MARLIN_VITERBI_TILES"))
+	for _, K := range []int{2, 3, 4} {
+		x := randn(rng, n*quant.TileLen, 1.2)
+		st := make([]uint16, len(x))
+		g.EncodeTiles(st[:256*8], x[:256*8], K, quant.Codebook3INST) // warm-up
+		t0 := time.Now()
+		if err := g.EncodeTiles(st, x, K, quant.Codebook3INST); err != nil {
+			t.Fatal(err)
+		}
+		gs := time.Since(t0).Seconds()
+		nc := max(16, n/16)
+		t0 = time.Now()
+		quant.EncodeTiles(st[:nc*256], nil, x[:nc*256], K, quant.Codebook3INST, 0)
+		cs := time.Since(t0).Seconds()
+		fmt.Printf("viterbi K%d: GPU %d tiles in %.3f s = %.3g weights/s; CPU (%d threads) %d tiles in %.3f s = %.3g weights/s\n",
+			K, n, gs, float64(n*256)/gs, runtime.GOMAXPROCS(0), nc, cs, float64(nc*256)/cs)
+	}
 }
