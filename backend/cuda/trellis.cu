@@ -49,12 +49,12 @@
 
 // ring stages per warp
 __host__ __device__ constexpr int tstages(int K) { return K <= 2 ? 8 : K <= 4 ? 6 : 4; }
-// bytes of a stage: the 8 tiles (32·K bytes each), x' of rows 0–7 and 8–15
-__host__ __device__ constexpr int tstage_bytes(int K) { return 256 * K + 512; }
-// a warp's shared memory: its ring, at least the [16][132] floats of the
-// final reduction
-__host__ __device__ constexpr int twarp_bytes(int K) {
-    return tstages(K) * tstage_bytes(K) > 16 * 132 * 4 ? tstages(K) * tstage_bytes(K) : 16 * 132 * 4;
+// bytes of a stage: the warp's NW tiles (32·K bytes each), x' of 16 rows
+__host__ __device__ constexpr int tstage_bytes(int K, int NW) { return 32 * K * NW + 512; }
+// a warp's shared memory: its ring, at least the [16][16·NW + 4] floats of
+// the final reduction
+__host__ __device__ constexpr int twarp_bytes(int K, int NW) {
+    return tstages(K) * tstage_bytes(K, NW) > 16 * (16 * NW + 4) * 4 ? tstages(K) * tstage_bytes(K, NW) : 16 * (16 * NW + 4) * 4;
 }
 
 __device__ __forceinline__ u32 dp4a_u(u32 a, u32 b, u32 c) {
@@ -166,12 +166,13 @@ __device__ __forceinline__ void tdecode(const u32* tw, int i0, int i1, int i2, i
 
 // tmv: see the top. data: the trellis [KT][NT][16K] int16; xf: x' in
 // fragment order [KT][32][4] u32; ws: partials [gridDim.y][M][NT·16]
-// floats. KC input tiles per warp.
-template <int K, int CB>
+// floats. KC input tiles per warp; NW output tiles (16·NW columns) per
+// block: 8 (tmv_*) or 4 (tmv4_*: half the accumulators, more warps).
+template <int K, int CB, int NW>
 __device__ __forceinline__ void tmv(const u32* __restrict__ data, const u32* __restrict__ xf, float* __restrict__ ws, int NT,
                                     int KT, int KC, int M, TConst tc) {
     extern __shared__ __align__(16) unsigned char tsm[];
-    constexpr int D = tstages(K), SB = tstage_bytes(K), WB = twarp_bytes(K);
+    constexpr int D = tstages(K), SB = tstage_bytes(K, NW), WB = twarp_bytes(K, NW), CW = 16 * NW, RS = CW + 4;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = lane & 3, g = lane >> 2;
     const int cb = blockIdx.x;
     const int k0 = min(KT, (blockIdx.y * TW + warp) * KC), k1 = min(KT, k0 + KC);
@@ -186,15 +187,15 @@ __device__ __forceinline__ void tmv(const u32* __restrict__ data, const u32* __r
 
     auto issue = [&](int kt) {
         const u32 slot = ring_s + (u32)((kt % D) * SB);
-        const V4u* src = (const V4u*)(data + ((size_t)kt * NT + (size_t)cb * 8) * 8 * K);
+        const V4u* src = (const V4u*)(data + ((size_t)kt * NT + (size_t)cb * NW) * 8 * K);
 #pragma unroll
-        for (int q = lane; q < 16 * K; q += 32) cp_async16(slot + 16 * q, src + q);
-        cp_async16(slot + 256 * K + 16 * lane, (const V4u*)xf + (size_t)kt * 32 + lane);
+        for (int q = lane; q < 2 * K * NW; q += 32) cp_async16(slot + 16 * q, src + q);
+        cp_async16(slot + 32 * K * NW + 16 * lane, (const V4u*)xf + (size_t)kt * 32 + lane);
     };
 
-    float acc[8][2][4];
+    float acc[NW][2][4];
 #pragma unroll
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < NW; i++)
 #pragma unroll
         for (int h = 0; h < 2; h++) acc[i][h][0] = acc[i][h][1] = acc[i][h][2] = acc[i][h][3] = 0.f;
 
@@ -209,9 +210,11 @@ __device__ __forceinline__ void tmv(const u32* __restrict__ data, const u32* __r
         cp_wait<D - 1>();
         __syncwarp();
         const unsigned char* sl = ring + (kt % D) * SB;
-        const V4u a = *(const V4u*)(sl + 256 * K + 16 * lane);
+        V4u a = *(const V4u*)(sl + 32 * K * NW + 16 * lane);
+        if (g >= M) a.x = a.z = 0u;  // rows past M (trellis_in writes rows < M only)
+        if (g + 8 >= M) a.y = a.w = 0u;
 #pragma unroll
-        for (int nt = 0; nt < 8; nt++) {
+        for (int nt = 0; nt < NW; nt++) {
             u32 bf[4];
             tdecode<K, CB>((const u32*)(sl + 32 * K * nt), i0, i1, i2, r, bf, tc);
             mma_f16(acc[nt][0], a.x, a.y, a.z, a.w, bf[0], bf[1]);
@@ -221,22 +224,23 @@ __device__ __forceinline__ void tmv(const u32* __restrict__ data, const u32* __r
     }
     cp_wait<0>();
     __syncthreads();  // every warp is done with its ring: reuse it for the sums
-    float* red = (float*)ring;  // [16][132]
+    float* red = (float*)ring;  // [16][RS]
 #pragma unroll
-    for (int nt = 0; nt < 8; nt++)
+    for (int nt = 0; nt < NW; nt++)
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             const int col = 16 * nt + 8 * h + 2 * t;
-            *(float2*)(red + g * 132 + col) = make_float2(acc[nt][h][0], acc[nt][h][1]);
-            *(float2*)(red + (g + 8) * 132 + col) = make_float2(acc[nt][h][2], acc[nt][h][3]);
+            *(float2*)(red + g * RS + col) = make_float2(acc[nt][h][0], acc[nt][h][1]);
+            *(float2*)(red + (g + 8) * RS + col) = make_float2(acc[nt][h][2], acc[nt][h][3]);
         }
     __syncthreads();
-    const int Np = NT * 16, n = threadIdx.x;  // 128 threads: one column each
-    for (int m = 0; m < M; m++) {
+    const int Np = NT * 16;
+    for (int idx = threadIdx.x; idx < M * CW; idx += TW * 32) {
+        const int m = idx / CW, n = idx - m * CW;
         float v = 0.f;
 #pragma unroll
-        for (int w = 0; w < TW; w++) v += ((const float*)(tsm + (size_t)w * WB))[m * 132 + n];
-        ws[((size_t)blockIdx.y * M + m) * Np + (size_t)cb * 128 + n] = v;
+        for (int w = 0; w < TW; w++) v += ((const float*)(tsm + (size_t)w * WB))[m * RS + n];
+        ws[((size_t)blockIdx.y * M + m) * Np + (size_t)cb * CW + n] = v;
     }
 }
 
@@ -264,7 +268,11 @@ __device__ __forceinline__ void tdq(u16* __restrict__ w16, const u32* __restrict
 #define TMV_KERNEL(K, CB, NAME)                                                                            \
     extern "C" __global__ void __launch_bounds__(TW * 32)                                                  \
         tmv_##K##_##NAME(const u32* data, const u32* xf, float* ws, int NT, int KT, int KC, int M, TConst tc) { \
-        tmv<K, CB>(data, xf, ws, NT, KT, KC, M, tc);                                                      \
+        tmv<K, CB, 8>(data, xf, ws, NT, KT, KC, M, tc);                                                   \
+    }                                                                                                      \
+    extern "C" __global__ void __launch_bounds__(TW * 32)                                                  \
+        tmv4_##K##_##NAME(const u32* data, const u32* xf, float* ws, int NT, int KT, int KC, int M, TConst tc) { \
+        tmv<K, CB, 4>(data, xf, ws, NT, KT, KC, M, tc);                                                   \
     }                                                                                                      \
     extern "C" __global__ void __launch_bounds__(256) tdq_##K##_##NAME(u16* w16, const u32* data, int NT, int KT, TConst tc) { \
         tdq<K, CB>(w16, data, NT, KT, tc);                                                                \
@@ -300,7 +308,7 @@ __device__ __forceinline__ float fwht128(float v, float* sh) {
 // x' of rows 0…15 (zeros past M) in fragment order: element (m, k) is the
 // half ((kt·32 + lane)·4 + q)·2 + k%2 with kt = k/16, lane = 4·(m%8) +
 // (k%8)/2, q = m/8 + 2·((k%16)/8): the A registers a0…a3 of each lane, one
-// 16-byte load. Grid (In'/128, 16), 128 threads.
+// 16-byte load. Grid (In'/128, M), 128 threads: tmv zeroes rows past M.
 // With plain set, x' is written row-major [M, In'] instead (the cuBLAS
 // path; grid (In'/128, M)).
 extern "C" __global__ void __launch_bounds__(128)

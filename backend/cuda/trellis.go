@@ -24,8 +24,8 @@ var trellisCodebooks = [3]string{"3inst", "mcg", "mul1"}
 
 // trellisKernels are trellis.cu's entry points, [codebook][K].
 type trellisKernels struct {
-	mv, dq, vit [3][quant.MaxTrellisBits + 1]uintptr
-	in, out     uintptr
+	mv, mv4, dq, vit [3][quant.MaxTrellisBits + 1]uintptr
+	in, out          uintptr
 }
 
 // trellisWarps is the number of warps of a tmv block (TW in trellis.cu).
@@ -34,16 +34,32 @@ const trellisWarps = 4
 // trellisGemmRows is the smallest M that takes the cuBLAS path.
 const trellisGemmRows = 64
 
-// tmvSmem mirrors twarp_bytes of trellis.cu: a block's shared memory.
-func tmvSmem(K int) int {
+// tmvSmem mirrors twarp_bytes of trellis.cu: a block's shared memory, for
+// nw output tiles per warp.
+func tmvSmem(K, nw int) int {
 	d := 4
 	if K <= 2 {
 		d = 8
 	} else if K <= 4 {
 		d = 6
 	}
-	return trellisWarps * max(d*(256*K+512), 16*132*4)
+	return trellisWarps * max(d*(32*K*nw+512), 16*(16*nw+4)*4)
 }
+
+// trellisTiles is the output tiles per tmv block: 8 (tmv_K_CB) or 4
+// (tmv4_K_CB); MARLIN_TRELLIS_TILES=4 or 8 overrides, for experiments.
+func trellisTiles() int {
+	if os.Getenv("MARLIN_TRELLIS_TILES") == "8" {
+		return 8
+	}
+	if os.Getenv("MARLIN_TRELLIS_TILES") == "4" {
+		return 4
+	}
+	return trellisDefaultTiles
+}
+
+// trellisDefaultTiles is the measured better choice (docs/cuda-kernels.md).
+const trellisDefaultTiles = 8
 
 // loadTrellisKernels looks up trellis.cu's kernels (get records missing
 // ones) and their shared memory.
@@ -53,7 +69,9 @@ func (b *Backend) loadTrellisKernels(get func(string) uintptr) {
 		for K := 1; K <= quant.MaxTrellisBits; K++ {
 			t.mv[c][K] = get(fmt.Sprintf("tmv_%d_%s", K, cn))
 			t.dq[c][K] = get(fmt.Sprintf("tdq_%d_%s", K, cn))
-			b.dynSmem[t.mv[c][K]] = tmvSmem(K)
+			t.mv4[c][K] = get(fmt.Sprintf("tmv4_%d_%s", K, cn))
+			b.dynSmem[t.mv[c][K]] = tmvSmem(K, 8)
+			b.dynSmem[t.mv4[c][K]] = tmvSmem(K, 4)
 			if K >= 2 {
 				t.vit[c][K] = get(fmt.Sprintf("viterbi_%d_%s", K, cn))
 				b.dynSmem[t.vit[c][K]] = 2 * 4 << (16 - K) // two cost arrays
@@ -119,12 +137,12 @@ func (b *Backend) trellisMatMul(y uint64, ldy int, x uint64, ldx, M int, m *matr
 }
 
 // trellisSplit returns the input tiles per warp (KC) and the block splits
-// of K (SB) of a tmv launch: Out'/128 column blocks × SB splits fill about
-// one wave of resident blocks (MARLIN_TRELLIS_BLOCKS overrides the wave's
-// size, for experiments); each block's 4 warps take 4 consecutive ranges
-// of KC input tiles.
+// of K (SB) of a tmv launch: CB column groups × SB splits fill about two
+// waves of resident blocks (MARLIN_TRELLIS_BLOCKS overrides the count, for
+// experiments); each block's 4 warps take 4 consecutive ranges of KC input
+// tiles.
 func (b *Backend) trellisSplit(f uintptr, KT, CB int) (KC, SB int) {
-	target := b.residentBlocks(f) * b.sms
+	target := 2 * b.residentBlocks(f) * b.sms
 	if s := os.Getenv("MARLIN_TRELLIS_BLOCKS"); s != "" {
 		if v, err := strconv.Atoi(s); err == nil && v > 0 {
 			target = v
@@ -145,8 +163,12 @@ var trellisOnly int
 // trellisMV runs the three kernels for M ≤ 16 rows.
 func (b *Backend) trellisMV(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 	tr := m.tr
-	KT, NT, CB := tr.inP/16, tr.outP/16, tr.outP/128
+	nw := trellisTiles()
+	KT, NT, CB := tr.inP/16, tr.outP/16, tr.outP/(16*nw)
 	f := b.k.tr.mv[tr.cb][tr.K]
+	if nw == 4 {
+		f = b.k.tr.mv4[tr.cb][tr.K]
+	}
 	KC, SB := b.trellisSplit(f, KT, CB)
 	xf := b.scratchBuf("trxf", int64(KT)*512) // [KT][32 lanes][4] u32
 	ws := b.scratchBuf("trws", 4*int64(SB)*int64(M)*int64(tr.outP))
@@ -162,7 +184,7 @@ func (b *Backend) trellisMV(y uint64, ldy int, x uint64, ldx, M int, m *matrix) 
 	a.i32(M)
 	a.i32(0)
 	if trellisOnly == 0 || trellisOnly == 1 {
-		b.launch(b.k.tr.in, tr.inP/128, 16, 128, 0, a)
+		b.launch(b.k.tr.in, tr.inP/128, M, 128, 0, a)
 	}
 	a = b.newArgs()
 	a.ptr(tr.data)

@@ -39,7 +39,7 @@ def bar(M, fmt=""):
     # EXL3 (issue 8, bar 5): ≥ 2.5× at K = 4 and ≥ 4× at K = 2 for M ≤ 16;
     # other K are reported without a bar
     if fmt.startswith("exl3-"):
-        return {"exl3-k4": 2.5, "exl3-k2": 4.0}.get(fmt, 0.0)
+        return {"exl3-k4": 2.5, "exl3-k2": 4.0}.get(fmt[:7], 0.0)
     return 3.0 if M <= 16 else 2.0 if M == 64 else 0.8
 
 
