@@ -59,7 +59,7 @@ func trellisTiles() int {
 }
 
 // trellisDefaultTiles is the measured better choice (docs/cuda-kernels.md).
-const trellisDefaultTiles = 8
+const trellisDefaultTiles = 4
 
 // loadTrellisKernels looks up trellis.cu's kernels (get records missing
 // ones) and their shared memory.
