@@ -267,6 +267,36 @@ func getViterbi(K int, cb Codebook) *viterbi {
 	return newViterbi(K, cb)
 }
 
+// GPUEncoder, when not nil, runs the search of EncodeTiles for batches of
+// at least GPUMinTiles tiles and K ≥ 2 elsewhere, a GPU (the quantize
+// command sets it when a CUDA device is present: backend/cuda's
+// EncodeTiles). It must choose exactly the states the CPU search chooses
+// for the same input; on an error EncodeTiles falls back to the CPU.
+var GPUEncoder func(states []uint16, x []float32, K int, cb Codebook) error
+
+// GPUMinTiles is the smallest batch EncodeTiles hands to GPUEncoder.
+var GPUMinTiles = 32
+
+// decodeStates writes the values of states into decoded (when not nil)
+// and returns the squared error against x, summed per tile as encode does.
+func decodeStates(states []uint16, decoded, x []float32, cb Codebook) float64 {
+	val := cb.Table()
+	var total float64
+	for i := 0; i < len(x); i += TileLen {
+		var err float64
+		for j, s := range states[i : i+TileLen] {
+			v := val[s]
+			if decoded != nil {
+				decoded[i+j] = v
+			}
+			d := float64(v) - float64(x[i+j])
+			err += d * d
+		}
+		total += err
+	}
+	return total
+}
+
 // EncodeTiles encodes n = len(x)/256 tiles (each 256 values in trellis
 // order) with K bits per weight and codebook cb, in parallel on up to
 // workers goroutines (0: GOMAXPROCS). It writes each tile's states to
@@ -288,6 +318,12 @@ func EncodeTiles(states []uint16, decoded, x []float32, K int, cb Codebook, work
 		}
 	}
 	n := len(x) / TileLen
+	if enc := GPUEncoder; enc != nil && n >= GPUMinTiles && K >= 2 {
+		if err := enc(states, x, K, cb); err == nil {
+			return decodeStates(states, decoded, x, cb), nil
+		}
+		// on error, the CPU search below
+	}
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}

@@ -1,9 +1,11 @@
 package quant
 
 import (
+	"errors"
 	"math"
 	"math/big"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 )
@@ -499,6 +501,47 @@ func TestRateDistortion(t *testing.T) {
 	for bits, want := range map[int]float64{1: 0.3634, 2: 0.1175, 3: 0.03454, 4: 0.009497} {
 		if got := LloydMaxMSE(bits); math.Abs(got-want) > 2e-4*want+1e-5 {
 			t.Errorf("LloydMaxMSE(%d) = %v, want %v", bits, got, want)
+		}
+	}
+}
+
+// TestEncodeTilesGPUHook checks EncodeTiles' hand-off to GPUEncoder (here
+// a stand-in that runs the CPU search): same states, values and error as
+// the CPU path, and the CPU path again when the encoder fails.
+func TestEncodeTilesGPUHook(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	n := GPUMinTiles
+	x := make([]float32, n*TileLen)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	const K = 2
+	want, wdec := make([]uint16, len(x)), make([]float32, len(x))
+	werr, err := EncodeTiles(want, wdec, x, K, Codebook3INST, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { GPUEncoder = nil }()
+	for _, fail := range []bool{false, true} {
+		called := false
+		GPUEncoder = func(states []uint16, x []float32, K int, cb Codebook) error {
+			called = true
+			if fail {
+				return errors.New("no GPU")
+			}
+			self := GPUEncoder
+			GPUEncoder = nil
+			defer func() { GPUEncoder = self }()
+			_, err := EncodeTiles(states, nil, x, K, cb, 0)
+			return err
+		}
+		got, gdec := make([]uint16, len(x)), make([]float32, len(x))
+		gerr, err := EncodeTiles(got, gdec, x, K, Codebook3INST, 0)
+		if err != nil || !called {
+			t.Fatalf("fail=%v: err %v, called %v", fail, err, called)
+		}
+		if !slices.Equal(got, want) || !slices.Equal(gdec, wdec) || math.Abs(gerr-werr) > 1e-9*werr {
+			t.Errorf("fail=%v: results differ from the CPU path (error %g vs %g)", fail, gerr, werr)
 		}
 	}
 }

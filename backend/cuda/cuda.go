@@ -16,11 +16,11 @@ import (
 	"github.com/marlin-llm/marlin/backend"
 )
 
-//go:embed common.cu qmm.cu matmul.cu ops.cu attention.cu moe.cu
+//go:embed common.cu qmm.cu matmul.cu ops.cu attention.cu moe.cu trellis.cu
 var kernelFS embed.FS
 
 // kernelFiles is the order in which the sources are concatenated.
-var kernelFiles = []string{"common.cu", "qmm.cu", "matmul.cu", "ops.cu", "attention.cu", "moe.cu"}
+var kernelFiles = []string{"common.cu", "qmm.cu", "matmul.cu", "ops.cu", "attention.cu", "moe.cu", "trellis.cu"}
 
 // kernelSource returns the program NVRTC compiles: every .cu file, each
 // preceded by a #line directive so that compile errors name it.
@@ -47,7 +47,8 @@ type kernels struct {
 	// tensor-core decode kernels, [0]: M ≤ 8, [1]: M ≤ 16
 	qmvInt4, qmvInt4Asym, qmvFP4, dmvF16, dmvBF16 [2]uintptr
 	permute, xToHalf, dequantInt4, dequantFP4     uintptr
-	attnSplit                                     [2][4]uintptr // [D 64, 128][G 1, 2, 4, 8]
+	attnSplit                                     [2][4]uintptr  // [D 64, 128][G 1, 2, 4, 8]
+	tr                                            trellisKernels // EXL3 (trellis.go)
 }
 
 // Backend runs the ops on one CUDA device.
@@ -268,6 +269,7 @@ func (b *Backend) loadKernels() error {
 		b.dynSmem[k.dmvF16[i]] = 4 * 4 * (4096 + 128*mr)
 		b.dynSmem[k.dmvBF16[i]] = 4 * 4 * (4096 + 128*mr)
 	}
+	b.loadTrellisKernels(get)
 	for i, d := range []int{64, 128} {
 		for j, g := range []int{1, 2, 4, 8} {
 			k.attnSplit[i][j] = get(fmt.Sprintf("attn_split_%d_%d", d, g))

@@ -49,8 +49,9 @@ type matrix struct {
 	bufs       []*buffer // keep the device tensors alive
 	rows, cols int
 	bytes      int64
-	name       string // the weight's one-line description
-	asym       bool   // packed int4 with stored zero points
+	name       string      // the weight's one-line description
+	asym       bool        // packed int4 with stored zero points
+	tr         *trellisMat // EXL3 weights (trellis.go); f is then numFmts
 }
 
 // Rows implements backend.Matrix.
@@ -114,6 +115,9 @@ func kernelFormat(w *quant.Weight) (int, error) {
 func (b *Backend) LoadMatrix(w *quant.Weight) (backend.Matrix, error) {
 	if err := w.Validate(); err != nil {
 		return nil, err
+	}
+	if w.Format == quant.EXL3 {
+		return b.loadTrellis(w)
 	}
 	f, err := kernelFormat(w)
 	if err != nil {
@@ -238,6 +242,10 @@ func (b *Backend) matmul(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 		b.fail(fmt.Errorf("cuda: use of %s, whose upload failed", m.name))
 		return
 	}
+	if m.tr != nil {
+		b.trellisMatMul(y, ldy, x, ldx, M, m)
+		return
+	}
 	if M >= gemmMinRows && b.gemmLarge(y, ldy, x, ldx, M, m) {
 		return
 	}
@@ -348,6 +356,10 @@ func (b *Backend) Embed(dst backend.Tensor, table backend.Matrix, tokens []int32
 	}
 	if !m.usable() {
 		b.fail(fmt.Errorf("cuda: use of %s, whose upload failed", m.name))
+		return
+	}
+	if m.tr != nil {
+		b.fail(fmt.Errorf("cuda: %s: EXL3 embedding tables are not supported", m.name))
 		return
 	}
 	tok := b.stageInts(tokens)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/marlin-llm/marlin/backend"
+	"github.com/marlin-llm/marlin/quant"
 )
 
 // Backend stands in for the CUDA backend in builds with the nocuda tag,
@@ -21,4 +22,12 @@ var ErrUnavailable = errors.New("CUDA unavailable")
 // New reports that this binary was built without CUDA support.
 func New(ordinal int) (*Backend, error) {
 	return nil, fmt.Errorf("this binary was built without CUDA support (tag nocuda): %w", ErrUnavailable)
+}
+
+// Describe is never called: New always fails.
+func (b *Backend) Describe() string { return "" }
+
+// EncodeTiles is never called: New always fails.
+func (b *Backend) EncodeTiles(states []uint16, x []float32, K int, cb quant.Codebook) error {
+	return ErrUnavailable
 }

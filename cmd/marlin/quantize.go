@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/marlin-llm/marlin/backend/cuda"
 	"github.com/marlin-llm/marlin/quant"
 	"github.com/marlin-llm/marlin/quantize"
 )
@@ -40,6 +41,7 @@ func quantizeCmd(args []string) error {
 	noRefit := f.Bool("no-refit", false, "exl3: skip the least-squares refit of the channel scales")
 	headBits := f.Int("head-bits", 0, "also quantize the output head, to this many bits (0: keep 16-bit)")
 	threads := f.Int("threads", 0, "threads (0: one per core)")
+	device := f.String("device", "auto", "exl3: where the trellis (Viterbi) search runs: cpu, cuda or auto (the GPU when there is one)")
 	force := f.Bool("force", false, "replace OUT if it exists")
 	verbose := f.Bool("v", false, "print each layer's format and error to stderr")
 	asJSON := f.Bool("json", false, "print the report (or the rate-distortion table) as JSON on stdout")
@@ -154,6 +156,13 @@ func quantizeCmd(args []string) error {
 		}
 		bar.set(int(done >> 10))
 	}
+	if opt.Method == quantize.EXL3 {
+		stop, err := useGPUViterbi(*device, *verbose)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	start := time.Now()
 	rep, err := quantize.Run(pos[0], pos[1], opt)
 	if bar != nil {
@@ -257,4 +266,35 @@ func rateDistortion(bitsList string, samples, threads int, asJSON bool) error {
 		fmt.Println()
 	}
 	return nil
+}
+
+// useGPUViterbi hands the trellis search of quant.EncodeTiles to a CUDA
+// device (--device cuda or auto with a device present); the returned
+// function releases it.
+func useGPUViterbi(device string, verbose bool) (func(), error) {
+	switch device {
+	case "cpu":
+		return func() {}, nil
+	case "auto", "cuda":
+	default:
+		return nil, usagef("--device %q: want cpu, cuda or auto", device)
+	}
+	be, err := cuda.New(0)
+	if err != nil {
+		if device == "cuda" {
+			return nil, fmt.Errorf("--device cuda: %w", err)
+		}
+		if verbose {
+			fmt.Fprintf(os.Stderr, "trellis search on the CPU: %v\n", err)
+		}
+		return func() {}, nil
+	}
+	if verbose {
+		fmt.Fprintf(os.Stderr, "trellis search on %s\n", be.Describe())
+	}
+	quant.GPUEncoder = be.EncodeTiles
+	return func() {
+		quant.GPUEncoder = nil
+		be.Close()
+	}, nil
 }

@@ -1,0 +1,318 @@
+//go:build !nocuda
+
+package cuda
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"unsafe"
+
+	"github.com/marlin-llm/marlin/backend"
+	"github.com/marlin-llm/marlin/quant"
+)
+
+// EXL3 (trellis) weights: the kernels of trellis.cu. A matmul is x' =
+// H(pad(x) ⊙ suh) in fp16 (trellis_in), y' = x'·Ŵ with the trellis decoded
+// in registers (tmv_K_CB, M ≤ 16 rows at a time) or, for M ≥
+// trellisGemmRows, Ŵ decoded to an fp16 scratch matrix (tdq_K_CB) and
+// multiplied by cuBLAS, then y = H(y') ⊙ svh (trellis_out).
+
+// trellisCodebooks are the kernel name suffixes of quant.Codebook3INST,
+// CodebookMCG and CodebookMUL1 (the stored codebooks).
+var trellisCodebooks = [3]string{"3inst", "mcg", "mul1"}
+
+// trellisKernels are trellis.cu's entry points, [codebook][K].
+type trellisKernels struct {
+	mv, mv4, dq, vit [3][quant.MaxTrellisBits + 1]uintptr
+	in, out          uintptr
+}
+
+// trellisWarps is the number of warps of a tmv block (TW in trellis.cu).
+const trellisWarps = 4
+
+// trellisGemmRows is the smallest M that takes the cuBLAS path.
+const trellisGemmRows = 64
+
+// tmvSmem mirrors twarp_bytes of trellis.cu: a block's shared memory, for
+// nw output tiles per warp.
+func tmvSmem(K, nw int) int {
+	d := 4
+	if K <= 2 {
+		d = 8
+	} else if K <= 4 {
+		d = 6
+	}
+	return trellisWarps * max(d*(32*K*nw+512), 16*(16*nw+4)*4)
+}
+
+// trellisTiles is the output tiles per tmv block: 8 (tmv_K_CB) or 4
+// (tmv4_K_CB); MARLIN_TRELLIS_TILES=4 or 8 overrides, for experiments.
+func trellisTiles() int {
+	if os.Getenv("MARLIN_TRELLIS_TILES") == "8" {
+		return 8
+	}
+	if os.Getenv("MARLIN_TRELLIS_TILES") == "4" {
+		return 4
+	}
+	return trellisDefaultTiles
+}
+
+// trellisDefaultTiles is the measured better choice (docs/cuda-kernels.md).
+const trellisDefaultTiles = 4
+
+// loadTrellisKernels looks up trellis.cu's kernels (get records missing
+// ones) and their shared memory.
+func (b *Backend) loadTrellisKernels(get func(string) uintptr) {
+	t := &b.k.tr
+	for c, cn := range trellisCodebooks {
+		for K := 1; K <= quant.MaxTrellisBits; K++ {
+			t.mv[c][K] = get(fmt.Sprintf("tmv_%d_%s", K, cn))
+			t.dq[c][K] = get(fmt.Sprintf("tdq_%d_%s", K, cn))
+			t.mv4[c][K] = get(fmt.Sprintf("tmv4_%d_%s", K, cn))
+			b.dynSmem[t.mv[c][K]] = tmvSmem(K, 8)
+			b.dynSmem[t.mv4[c][K]] = tmvSmem(K, 4)
+			if K >= 2 {
+				t.vit[c][K] = get(fmt.Sprintf("viterbi_%d_%s", K, cn))
+				b.dynSmem[t.vit[c][K]] = 2 * 4 << (16 - K) // two cost arrays
+			}
+		}
+	}
+	t.in, t.out = get("trellis_in"), get("trellis_out")
+}
+
+// tconst fills the TConst argument of trellis.cu (constants the kernels
+// must see in registers).
+func (a *launchArgs) tconst() {
+	p := (*[4]uint32)(a.slot(2))
+	*p = [4]uint32{65536, 0x8FFF8FFF, 0x3B603B60, 0xFFFF0000}
+}
+
+// trellisMat is the device side of an EXL3 weight.
+type trellisMat struct {
+	K, cb           int
+	inP, outP       int
+	data, suh, svh  uint64
+	weightBytesOnly int64
+}
+
+// loadTrellis uploads an EXL3 weight as it is stored (trellis, suh, svh).
+func (b *Backend) loadTrellis(w *quant.Weight) (backend.Matrix, error) {
+	if int(w.Codebook) >= len(trellisCodebooks) {
+		return nil, fmt.Errorf("cuda: %s: codebook %v has no CUDA kernel", w.Name, w.Codebook)
+	}
+	b.enter()
+	defer b.leave()
+	inP, outP := w.PaddedDims()
+	m := &matrix{owner: b, f: numFmts, rows: w.Out, cols: w.In, name: w.String()}
+	var err error
+	up := func(data []byte) uint64 {
+		if err != nil || len(data) == 0 {
+			return 0
+		}
+		var buf *buffer
+		buf, err = b.upload(unsafe.Pointer(&data[0]), int64(len(data)))
+		m.bufs = append(m.bufs, buf)
+		m.bytes += int64(len(data))
+		return buf.ptr
+	}
+	m.tr = &trellisMat{K: w.Bits, cb: int(w.Codebook), inP: inP, outP: outP, weightBytesOnly: int64(len(w.Data))}
+	m.tr.data = up(w.Data)
+	m.tr.suh = up(w.Scales)
+	m.tr.svh = up(w.Zeros)
+	if err != nil {
+		return nil, fmt.Errorf("cuda: loading %s: %w", w.Name, err)
+	}
+	return m, nil
+}
+
+// trellisMatMul queues y[M, N] = x[M, K]·Wᵀ for an EXL3 weight.
+func (b *Backend) trellisMatMul(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
+	if M >= trellisGemmRows && b.trellisGemm(y, ldy, x, ldx, M, m) {
+		return
+	}
+	for m0 := 0; m0 < M; m0 += 16 {
+		b.trellisMV(y+uint64(4*m0*ldy), ldy, x+uint64(4*m0*ldx), ldx, min(16, M-m0), m)
+	}
+}
+
+// trellisSplit returns the input tiles per warp (KC) and the block splits
+// of K (SB) of a tmv launch: CB column groups × SB splits fill about two
+// waves of resident blocks (MARLIN_TRELLIS_BLOCKS overrides the count, for
+// experiments); each block's 4 warps take 4 consecutive ranges of KC input
+// tiles.
+func (b *Backend) trellisSplit(f uintptr, KT, CB int) (KC, SB int) {
+	target := 2 * b.residentBlocks(f) * b.sms
+	if s := os.Getenv("MARLIN_TRELLIS_BLOCKS"); s != "" {
+		if v, err := strconv.Atoi(s); err == nil && v > 0 {
+			target = v
+		}
+	}
+	SB = min((KT+trellisWarps-1)/trellisWarps, max(1, target/CB))
+	S := SB * trellisWarps
+	KC = (KT + S - 1) / S
+	SB = (KT + KC*trellisWarps - 1) / (KC * trellisWarps)
+	return KC, SB
+}
+
+// trellisOnly, when set by a test, makes trellisMV launch only one of its
+// kernels (1 trellis_in, 2 tmv, 3 trellis_out): the speed test's
+// breakdown.
+var trellisOnly int
+
+// trellisMV runs the three kernels for M ≤ 16 rows.
+func (b *Backend) trellisMV(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
+	tr := m.tr
+	nw := trellisTiles()
+	KT, NT, CB := tr.inP/16, tr.outP/16, tr.outP/(16*nw)
+	f := b.k.tr.mv[tr.cb][tr.K]
+	if nw == 4 {
+		f = b.k.tr.mv4[tr.cb][tr.K]
+	}
+	KC, SB := b.trellisSplit(f, KT, CB)
+	xf := b.scratchBuf("trxf", int64(KT)*512) // [KT][32 lanes][4] u32
+	ws := b.scratchBuf("trws", 4*int64(SB)*int64(M)*int64(tr.outP))
+	if xf == 0 || ws == 0 {
+		return
+	}
+	a := b.newArgs()
+	a.ptr(xf)
+	a.ptr(x)
+	a.i32(ldx)
+	a.ptr(tr.suh)
+	a.i32(m.cols)
+	a.i32(M)
+	a.i32(0)
+	if trellisOnly == 0 || trellisOnly == 1 {
+		b.launch(b.k.tr.in, tr.inP/128, M, 128, 0, a)
+	}
+	a = b.newArgs()
+	a.ptr(tr.data)
+	a.ptr(xf)
+	a.ptr(ws)
+	a.i32(NT)
+	a.i32(KT)
+	a.i32(KC)
+	a.i32(M)
+	a.tconst()
+	if trellisOnly == 0 || trellisOnly == 2 {
+		b.launch(f, CB, SB, trellisWarps*32, b.dynSmem[f], a)
+	}
+	if trellisOnly == 0 || trellisOnly == 3 {
+		b.trellisOut(y, ldy, ws, SB, M, m)
+	}
+}
+
+func (b *Backend) trellisOut(y uint64, ldy int, ws uint64, S, M int, m *matrix) {
+	tr := m.tr
+	a := b.newArgs()
+	a.ptr(y)
+	a.i32(ldy)
+	a.ptr(ws)
+	a.i32(S)
+	a.ptr(tr.svh)
+	a.i32(m.rows)
+	a.i32(tr.outP)
+	a.i32(M)
+	b.launch(b.k.tr.out, tr.outP/128, M, 128, 0, a)
+}
+
+// trellisGemm is the large-M path: x' row-major in fp16, Ŵ decoded into an
+// fp16 scratch matrix [Out', In'], y' = x'·Ŵ by cuBLAS (fp32 result), then
+// the output rotation. False when cuBLAS is unavailable.
+func (b *Backend) trellisGemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) bool {
+	c := b.blasReady()
+	if c == nil {
+		return false
+	}
+	tr := m.tr
+	KT, NT := tr.inP/16, tr.outP/16
+	x16 := b.scratchBuf("trx16", 2*int64(M)*int64(tr.inP))
+	w16 := b.scratchBuf("w16", 2*int64(tr.outP)*int64(tr.inP))
+	ws := b.scratchBuf("trws", 4*int64(M)*int64(tr.outP))
+	if x16 == 0 || w16 == 0 || ws == 0 {
+		return true
+	}
+	a := b.newArgs()
+	a.ptr(x16)
+	a.ptr(x)
+	a.i32(ldx)
+	a.ptr(tr.suh)
+	a.i32(m.cols)
+	a.i32(M)
+	a.i32(1)
+	b.launch(b.k.tr.in, tr.inP/128, M, 128, 0, a)
+	a = b.newArgs()
+	a.ptr(w16)
+	a.ptr(tr.data)
+	a.i32(NT)
+	a.i32(KT)
+	a.tconst()
+	b.launch(b.k.tr.dq[tr.cb][tr.K], (KT*NT+7)/8, 1, 256, 0, a)
+	b.flush() // cuBLAS is not recorded
+	if b.err != nil {
+		return true
+	}
+	alpha, beta := float32(1), float32(0)
+	// column-major: Y' (Out'×M, ld Out') = W16ᵀ (W16: In'×Out', ld In') · X16 (In'×M, ld In')
+	r := call(c.gemmEx, c.handle, cublasOpT, cublasOpN, uintptr(tr.outP), uintptr(M), uintptr(tr.inP),
+		uintptr(unsafe.Pointer(&alpha)), uintptr(w16), cudaR16F, uintptr(tr.inP), uintptr(x16), cudaR16F, uintptr(tr.inP),
+		uintptr(unsafe.Pointer(&beta)), uintptr(ws), cudaR32F, uintptr(tr.outP), cublasCompute32F, uintptr(cublasGemmDefault&0xffffffff))
+	if r != cublasStatusOK {
+		b.fail(fmt.Errorf("cuda: cublasGemmEx (%s, M %d): status %d", m.name, M, r))
+		return true
+	}
+	b.trellisOut(y, ldy, ws, 1, M, m)
+	return true
+}
+
+// EncodeTiles runs the tail-biting Viterbi search of quant.EncodeTiles on
+// the GPU (trellis.cu, viterbi_K_CB) for the n = len(x)/256 tiles of x
+// (trellis order), writing each tile's 256 states to states[i·256:]. The
+// search does the CPU's float32 operations in the CPU's order, so the
+// states are the same. K from 2 to 8 (K = 1 needs more shared memory than
+// a block has: an error). Safe for concurrent use (ops are serialised).
+func (b *Backend) EncodeTiles(states []uint16, x []float32, K int, cb quant.Codebook) error {
+	if K < 2 || K > quant.MaxTrellisBits || int(cb) >= len(trellisCodebooks) {
+		return fmt.Errorf("cuda: EncodeTiles: K %d, codebook %v not supported on the GPU", K, cb)
+	}
+	if len(x)%quant.TileLen != 0 || len(states) != len(x) {
+		return fmt.Errorf("cuda: EncodeTiles: %d values, %d states", len(x), len(states))
+	}
+	n := len(x) / quant.TileLen
+	if n == 0 {
+		return nil
+	}
+	b.enter()
+	defer b.leave()
+	b.flush()
+	if b.err != nil {
+		return b.takeErr()
+	}
+	f := b.k.tr.vit[cb][K]
+	grid := min(n, b.sms)
+	xb, err := b.upload(unsafe.Pointer(&x[0]), 4*int64(len(x)))
+	if err != nil {
+		return err
+	}
+	defer b.drop(xb)
+	sb, err := b.allocRaw(2 * int64(len(x)))
+	if err != nil {
+		return err
+	}
+	defer b.drop(sb)
+	bp, err := b.allocRaw(int64(grid) * 256 << (16 - K))
+	if err != nil {
+		return err
+	}
+	defer b.drop(bp)
+	a := b.newArgs()
+	a.ptr(xb.ptr)
+	a.ptr(sb.ptr)
+	a.ptr(bp.ptr)
+	a.i32(n)
+	b.issue(f, grid, 1, 1, 1024, b.dynSmem[f], unsafe.Pointer(&a.ptrs[0]), false)
+	b.checkCall(call(b.d.cuMemcpyDtoHAsync, uintptr(unsafe.Pointer(&states[0])), uintptr(sb.ptr), uintptr(2*len(states)), b.stream), "cuMemcpyDtoHAsync")
+	b.syncStream()
+	return b.takeErr()
+}
