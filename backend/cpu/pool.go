@@ -25,6 +25,7 @@ type pool struct {
 	gen     atomic.Uint64 // bumped for every job, so helpers see new work
 	helpers []*helper
 	quit    atomic.Bool
+	running atomic.Int32 // helper goroutines that have not exited
 }
 
 type helper struct {
@@ -50,6 +51,7 @@ func newPool(helpers int) *pool {
 	for i := range p.helpers {
 		h := &helper{wake: make(chan struct{}, 1)}
 		p.helpers[i] = h
+		p.running.Add(1)
 		go p.serve(h)
 	}
 	return p
@@ -67,6 +69,7 @@ func (p *pool) close() {
 }
 
 func (p *pool) serve(h *helper) {
+	defer p.running.Add(-1)
 	seen := p.gen.Load()
 	for {
 		deadline := time.Now().Add(spinFor)

@@ -1,7 +1,6 @@
 package cpu
 
 import (
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -54,18 +53,17 @@ func TestParallelCoversOnce(t *testing.T) {
 // TestPoolStops checks that Close ends the helper goroutines, parked or
 // spinning.
 func TestPoolStops(t *testing.T) {
-	before := runtime.NumGoroutine()
 	b := New(4)
 	b.parallel(100, 1, func(lo, hi int) {})
-	if n := runtime.NumGoroutine(); n < before+3 {
-		t.Fatalf("%d goroutines after New(4), want ≥ %d", n, before+3)
+	if n := b.pool.running.Load(); n != 3 {
+		t.Fatalf("%d helper goroutines after New(4), want 3", n)
 	}
 	b.Close()
-	deadline := time.Now().Add(2 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+	deadline := time.Now().Add(5 * time.Second)
+	for b.pool.running.Load() > 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	if n := runtime.NumGoroutine(); n > before {
-		t.Errorf("%d goroutines after Close, %d before New", n, before)
+	if n := b.pool.running.Load(); n > 0 {
+		t.Errorf("%d helper goroutines still running 5 s after Close", n)
 	}
 }
