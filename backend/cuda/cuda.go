@@ -47,6 +47,7 @@ type kernels struct {
 	// tensor-core decode kernels, [0]: M ≤ 8, [1]: M ≤ 16
 	qmvInt4, qmvInt4Asym, qmvFP4, dmvF16, dmvBF16 [2]uintptr
 	permute, xToHalf, dequantInt4, dequantFP4     uintptr
+	youtApply                                     uintptr       // fused outputs of a plain product (matrix.go)
 	attnSplit                                     [2][4]uintptr // [D 64, 128][G 1, 2, 4, 8]
 }
 
@@ -252,6 +253,7 @@ func (b *Backend) loadKernels() error {
 		k.dmvF16[i], k.dmvBF16[i] = get("dmv_f16"+sfx), get("dmv_bf16"+sfx)
 	}
 	k.permute = get("permute_cols")
+	k.youtApply = get("yout_apply")
 	k.xToHalf, k.dequantInt4, k.dequantFP4 = get("x_to_half"), get("dequant_pint4"), get("dequant_pfp4")
 	// the decode kernels' shared-memory rings (qmm.cu: QW warps × stages ×
 	// stage bytes)
@@ -629,6 +631,7 @@ func (a *launchArgs) u64(v uint64)      { *(*uint64)(a.slot(1)) = v }
 func (a *launchArgs) i32(v int)         { *(*int32)(a.slot(1)) = int32(v) }
 func (a *launchArgs) f32(v float32)     { *(*float32)(a.slot(1)) = v }
 func (a *launchArgs) desc(d *wdesc)     { *(*wdesc)(a.slot(8)) = *d }
+func (a *launchArgs) yout(o *yout)      { *(*yout)(a.slot(7)) = *o }
 func (b *Backend) newArgs() *launchArgs { b.args.reset(); return b.args }
 
 // launch queues kernel f on the stream with a grid of gx×gy blocks of bx
