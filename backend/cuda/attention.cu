@@ -117,11 +117,19 @@ extern "C" __global__ void __launch_bounds__(128)
 // P > 1 it writes (m, l, acc) to ws and the last block of (r, kh) to
 // finish (atomic counter, reset by it) merges the P splits in order:
 // out = Σ_p acc_p·e^(m_p−M) / Σ_p l_p·e^(m_p−M), M = max_p m_p.
+//
+// Decode (every row the only new token of its sequence) stores the rows'
+// keys and values here instead of in kv_store: with kn != nullptr each
+// row's own position (its last, n − 1) is read from kn/vn [rows, kvHeads,
+// D], and block (kh, r, 0) writes that head's key and value to the cache
+// cell (stBlk[r], stSlot[r]); no other block of the launch reads that cell.
 template <int D, int G>
-__device__ __forceinline__ void attn_split(float* __restrict__ out, const float* __restrict__ q, const float* __restrict__ kc,
-                                           const float* __restrict__ vc, const int* __restrict__ rowN,
+__device__ __forceinline__ void attn_split(float* __restrict__ out, const float* __restrict__ q, float* __restrict__ kc,
+                                           float* __restrict__ vc, const int* __restrict__ rowN,
                                            const int* __restrict__ rowTab, const int* __restrict__ tables, int heads,
-                                           int kvHeads, int ldv, int bs, float scale, float* ws, int* counters) {
+                                           int kvHeads, int ldv, int bs, float scale, float* ws, int* counters,
+                                           const float* __restrict__ kn, const float* __restrict__ vn,
+                                           const int* __restrict__ stBlk, const int* __restrict__ stSlot) {
     constexpr int E = D / 32;
     __shared__ float sm_m[ATT_WARPS][G], sm_l[ATT_WARPS][G], sm_acc[ATT_WARPS][G][D];
     __shared__ int last;
@@ -132,6 +140,14 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     const int n = rowN[r];
     const int* tab = tables + rowTab[r];
     const int ch = (n + P - 1) / P, t0 = p * ch, t1 = min(n, t0 + ch);
+    const size_t own = ((size_t)r * kvHeads + kh) * D;  // this row's new key/value of head kh in kn, vn
+    if (kn != nullptr && p == 0 && stBlk[r] >= 0) {
+        const size_t cell = ((size_t)stBlk[r] * kvHeads + kh) * bs + stSlot[r];
+        for (int i = threadIdx.x; i < D; i += ATT_WARPS * 32) {
+            kc[cell * D + i] = kn[own + i];
+            vc[cell * ldv + i] = vn[own + i];
+        }
+    }
 
     float qv[G][E], m[G], l[G], acc[G][E];
 #pragma unroll
@@ -149,6 +165,7 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
         const size_t cell = ((size_t)tab[t / bs] * kvHeads + kh) * bs + (t % bs);
         const float* kp = kc + cell * D + lane * E;
         const float* vp = vc + cell * ldv + lane * E;
+        if (kn != nullptr && t == n - 1) kp = kn + own + lane * E, vp = vn + own + lane * E;
         float kk[E], vv[E];
 #pragma unroll
         for (int e = 0; e < E; e++) {
@@ -232,10 +249,11 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
 
 #define ATTN_SPLIT(D, G)                                                                                              \
     extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32)                                                      \
-        attn_split_##D##_##G(float* out, const float* q, const float* kc, const float* vc, const int* rowN,           \
-                             const int* rowTab, const int* tables, int heads, int kvHeads, int ldv, int bs, float scale, \
-                             float* ws, int* counters) {                                                              \
-        attn_split<D, G>(out, q, kc, vc, rowN, rowTab, tables, heads, kvHeads, ldv, bs, scale, ws, counters);         \
+        attn_split_##D##_##G(float* out, const float* q, float* kc, float* vc, const int* rowN, const int* rowTab,     \
+                             const int* tables, int heads, int kvHeads, int ldv, int bs, float scale, float* ws,      \
+                             int* counters, const float* kn, const float* vn, const int* stBlk, const int* stSlot) {  \
+        attn_split<D, G>(out, q, kc, vc, rowN, rowTab, tables, heads, kvHeads, ldv, bs, scale, ws, counters, kn, vn,  \
+                         stBlk, stSlot);                                                                              \
     }
 ATTN_SPLIT(64, 1)
 ATTN_SPLIT(64, 2)

@@ -313,8 +313,10 @@ func (b *Backend) fastPath(m *matrix, M int, x uint64, ldx int) bool {
 
 // Tuning knobs of the decode kernels' grid, read once (for measurements):
 // MARLIN_QMV_BPS caps the blocks per multiprocessor (0: as many as fit),
-// MARLIN_QMV_MINSTEPS is the fewest steps of 32 inputs a warp gets (4).
-var qmvBlocksPerSM, qmvMinSteps = envInt("MARLIN_QMV_BPS", 0), max(1, envInt("MARLIN_QMV_MINSTEPS", 4))
+// MARLIN_QMV_MINSTEPS is the fewest steps of 32 inputs a warp gets (8:
+// fewer partial sums per column tile than 4, which made the 8B shape's
+// fused q/k/v product 14% slower, docs/cuda-kernels.md).
+var qmvBlocksPerSM, qmvMinSteps = envInt("MARLIN_QMV_BPS", 0), max(1, envInt("MARLIN_QMV_MINSTEPS", 8))
 
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
@@ -369,8 +371,8 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix) {
 	}
 	if f := b.fastKernel(m, M); f != 0 && x%16 == 0 && ldx%4 == 0 {
 		// stripe workers (qmm.cu): one wave of as many blocks as fit on
-		// the multiprocessors at once, each warp at least 4 steps of 32
-		// inputs
+		// the multiprocessors at once, each warp at least qmvMinSteps
+		// steps of 32 inputs
 		ntiles := (m.rows + 63) / 64
 		steps := ntiles * (m.cols / 32)
 		bps := b.residentBlocks(f)
