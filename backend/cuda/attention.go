@@ -192,7 +192,7 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 			P = 4 // prefill: 4× the blocks, a quarter of each one's sequential positions
 		}
 		if P > 1 {
-			if ws = b.scratchBuf("attnws", 4*int64(M)*int64(heads)*int64(P)*int64(s.KeyDim+2)); ws == 0 {
+			if ws = b.scratchBuf("attnws", 4*int64(M)*int64(heads)*int64(P)*int64(s.KeyDim+4)); ws == 0 { // P ≤ 32 (the merge)
 				return
 			}
 		}

@@ -199,11 +199,10 @@ func (b *Backend) init() error {
 	b.counters = buf
 	b.memsetZero(buf.ptr, counterCap)
 	b.graphsOn = os.Getenv("MARLIN_CUDA_GRAPHS") != "0"
-	// programmatic dependent launch of the decode matmuls: opt-in
-	// (MARLIN_CUDA_PDL=1). It speeds up back-to-back matmuls (8192×28672:
-	// 60.6 → 57.5 µs) but measured 3% slower end to end on the 8B decode
-	// (docs/cuda-kernels.md)
-	b.pdlOn = b.cc >= 90 && b.d.cuLaunchKernelEx != 0 && os.Getenv("MARLIN_CUDA_PDL") == "1"
+	// programmatic dependent launch of the decode matmuls: on unless
+	// MARLIN_CUDA_PDL=0. With the fused decode products (4 a layer) it
+	// measured +5% end to end on the 8B INT4 decode (docs/cuda-kernels.md)
+	b.pdlOn = b.cc >= 90 && b.d.cuLaunchKernelEx != 0 && os.Getenv("MARLIN_CUDA_PDL") != "0"
 	b.graphs = map[uint64]*segGraph{}
 	b.resident = map[uintptr]int{}
 	return nil
