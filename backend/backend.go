@@ -194,8 +194,25 @@ type Backend interface {
 
 	// Embed writes row tokens[i] of table into row i of dst.
 	Embed(dst Tensor, table Matrix, tokens []int32)
+	// LoadMatrices prepares weights that are multiplied by one input
+	// (attention's q, k and v; a SwiGLU's gate and up), one Matrix per
+	// weight, in order. A backend may store them together so that MatMulN
+	// and SwiGLU over all of them run as one product; each Matrix still
+	// works alone in every op.
+	LoadMatrices(ws []*quant.Weight) ([]Matrix, error)
+
 	// MatMul computes dst = x·wᵀ: dst[M, w.Rows] from x[M, w.Cols].
 	MatMul(dst, x Tensor, w Matrix)
+	// MatMulN computes dst[i] = x·w[i]ᵀ for every i: one input, several
+	// weights (best loaded together by LoadMatrices).
+	MatMulN(dst []Tensor, x Tensor, w []Matrix)
+	// MatMulAdd computes dst += x·wᵀ (the residual connection after a
+	// projection). dst must not share memory with x.
+	MatMulAdd(dst, x Tensor, w Matrix)
+	// SwiGLU computes dst = silu(x·gateᵀ) ⊙ (x·upᵀ), the gated feed-forward
+	// activation (gate and up best loaded together by LoadMatrices). dst
+	// must not share memory with x.
+	SwiGLU(dst, x Tensor, gate, up Matrix)
 	// AddBias adds b to every row of dst.
 	AddBias(dst Tensor, b Vector)
 	// Add computes dst += x.

@@ -235,7 +235,7 @@ func (m *DeepSeek) Close() error { return m.ck.Close() }
 func (m *DeepSeek) Forward(b *backend.Batch, cache backend.KVCache, rows []int32) backend.Tensor {
 	be, s, n := m.be, m.s, len(b.Tokens)
 	hd, kd := m.nope+m.rope, m.lora+m.rope // query head as stored; latent key
-	h, x, y := s.get("h", n, m.info.Hidden), s.get("x", n, m.info.Hidden), s.get("y", n, m.info.Hidden)
+	h, x := s.get("h", n, m.info.Hidden), s.get("x", n, m.info.Hidden)
 	q := s.get("q", n, m.heads*hd)
 	kva, lat, key := s.get("kva", n, kd), s.get("lat", n, m.lora), s.get("key", n, kd)
 	qf, olat, ov := s.get("qf", n, m.heads*kd), s.get("olat", n, m.heads*m.lora), s.get("ov", n, m.heads*m.vDim)
@@ -265,13 +265,11 @@ func (m *DeepSeek) Forward(b *backend.Batch, cache backend.KVCache, rows []int32
 		be.CopyCols(qf, q, m.heads, m.rope, kd, m.lora, hd, m.nope) // q_pe beside it
 		be.Attention(olat, qf, key, nil, cache, i, b, m.scale)
 		be.HeadMatMul(ov, olat, L.uv, m.vDim, m.lora) // o = W_UV o_lat
-		linear(be, x, ov, L.o, L.oBias)
-		be.Add(h, x)
+		residual(be, s, h, ov, L.o, L.oBias)
 
 		// feed-forward block
 		be.RMSNorm(x, h, L.mlpNorm, m.eps)
-		L.ffn.forward(be, s, y, x)
-		be.Add(h, y)
+		L.ffn.addTo(be, s, h, x)
 	}
 	return outputHead(be, s, h, rows, m.norm, m.eps, m.head)
 }

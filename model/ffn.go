@@ -28,9 +28,9 @@ func (s *scratch) get(name string, rows, cols int) backend.Tensor {
 	return s.be.View(t, rows)
 }
 
-// ffn is a feed-forward block: dst = f(x).
+// ffn is a feed-forward block f, added to the residual stream: h += f(x).
 type ffn interface {
-	forward(be backend.Backend, s *scratch, dst, x backend.Tensor)
+	addTo(be backend.Backend, s *scratch, h, x backend.Tensor)
 }
 
 // mlp is the SwiGLU feed-forward network: down(silu(x·gate) ⊙ x·up).
@@ -39,23 +39,25 @@ type mlp struct {
 	gateB, upB, downB backend.Vector // biases, nil when absent
 }
 
-func (f *mlp) forward(be backend.Backend, s *scratch, dst, x backend.Tensor) {
+func (f *mlp) addTo(be backend.Backend, s *scratch, h, x backend.Tensor) {
 	M, I := x.Rows(), f.gate.Rows()
-	g, u := s.get("mlp.gate", M, I), s.get("mlp.up", M, I)
-	linear(be, g, x, f.gate, f.gateB)
-	linear(be, u, x, f.up, f.upB)
-	be.SiLUMul(g, g, u)
-	linear(be, dst, g, f.down, f.downB)
+	g := s.get("mlp.gate", M, I)
+	if f.gateB == nil && f.upB == nil {
+		be.SwiGLU(g, x, f.gate, f.up) // g = silu(x·Wgᵀ) ⊙ x·Wuᵀ
+	} else {
+		u := s.get("mlp.up", M, I)
+		linear(be, g, x, f.gate, f.gateB)
+		linear(be, u, x, f.up, f.upB)
+		be.SiLUMul(g, g, u)
+	}
+	residual(be, s, h, g, f.down, f.downB) // h += g·Wdᵀ
 }
 
 // loadMLP loads a SwiGLU network under prefix with the given tensor names
 // for the gate, up and down projections.
 func loadMLP(l *loader, prefix string, names [3]string, hidden, inter int, bias bool) *mlp {
-	f := &mlp{
-		gate: l.matrix(prefix+names[0], inter, hidden),
-		up:   l.matrix(prefix+names[1], inter, hidden),
-		down: l.matrix(prefix+names[2], hidden, inter),
-	}
+	gu := l.matrices(wspec{prefix + names[0], inter, hidden}, wspec{prefix + names[1], inter, hidden})
+	f := &mlp{gate: gu[0], up: gu[1], down: l.matrix(prefix+names[2], hidden, inter)}
 	f.gateB = l.optVector(prefix+names[0]+".bias", inter, bias)
 	f.upB = l.optVector(prefix+names[1]+".bias", inter, bias)
 	f.downB = l.optVector(prefix+names[2]+".bias", hidden, bias)
@@ -74,18 +76,18 @@ type moe struct {
 	shared  *mlp // nil without shared experts
 }
 
-func (f *moe) forward(be backend.Backend, s *scratch, dst, x backend.Tensor) {
+func (f *moe) addTo(be backend.Backend, s *scratch, h, x backend.Tensor) {
 	M := x.Rows()
 	logits := s.get("moe.logits", M, f.router.Rows())
 	be.MatMul(logits, x, f.router)
 	sel := s.selection(M, f.route.TopK)
 	be.Route(sel, logits, &f.route)
-	be.Experts(dst, x, sel, f.experts)
+	y := s.get("moe.out", M, h.Cols())
+	be.Experts(y, x, sel, f.experts)
 	if f.shared != nil {
-		sh := s.get("moe.shared", M, x.Cols())
-		f.shared.forward(be, s, sh, x)
-		be.Add(dst, sh)
+		f.shared.addTo(be, s, y, x)
 	}
+	be.Add(h, y)
 }
 
 // selection returns a backend Selection for rows rows, grown as needed.
@@ -118,6 +120,25 @@ func loadExperts(l *loader, prefix string, names [3]string, n, topK, hidden, int
 	}
 	l.idleExpertBytes += bytes * int64(n-topK) / int64(n)
 	return ex
+}
+
+// residual adds a projection to the residual stream: h += x·Wᵀ (+ bias),
+// in one product where there is no bias.
+func residual(be backend.Backend, s *scratch, h, x backend.Tensor, w backend.Matrix, bias backend.Vector) {
+	if bias == nil {
+		be.MatMulAdd(h, x, w)
+		return
+	}
+	y := s.get("residual", h.Rows(), h.Cols())
+	linear(be, y, x, w, bias)
+	be.Add(h, y)
+}
+
+// addBias adds bias to every row of dst (nothing when bias is nil).
+func addBias(be backend.Backend, dst backend.Tensor, bias backend.Vector) {
+	if bias != nil {
+		be.AddBias(dst, bias)
+	}
 }
 
 // linear computes dst = x·Wᵀ (+ bias).

@@ -92,9 +92,8 @@ func newLlama(ck *hf.Checkpoint, be backend.Backend, q *quant.Config) (Model, er
 		p := fmt.Sprintf("model.layers.%d.", i)
 		ly := &m.layers[i]
 		ly.attnNorm = l.vector(p+"input_layernorm.weight", H)
-		ly.q = l.matrix(p+"self_attn.q_proj", qd, H)
-		ly.k = l.matrix(p+"self_attn.k_proj", kvd, H)
-		ly.v = l.matrix(p+"self_attn.v_proj", kvd, H)
+		qkv := l.matrices(wspec{p + "self_attn.q_proj", qd, H}, wspec{p + "self_attn.k_proj", kvd, H}, wspec{p + "self_attn.v_proj", kvd, H})
+		ly.q, ly.k, ly.v = qkv[0], qkv[1], qkv[2]
 		ly.o = l.matrix(p+"self_attn.o_proj", H, qd)
 		ly.qb = l.optVector(p+"self_attn.q_proj.bias", qd, attnBias)
 		ly.kb = l.optVector(p+"self_attn.k_proj.bias", kvd, attnBias)
@@ -172,7 +171,7 @@ func (m *Llama) Close() error { return m.ck.Close() }
 // Forward implements Model.
 func (m *Llama) Forward(b *backend.Batch, cache backend.KVCache, rows []int32) backend.Tensor {
 	be, s, n := m.be, m.s, len(b.Tokens)
-	h, x, y := s.get("h", n, m.info.Hidden), s.get("x", n, m.info.Hidden), s.get("y", n, m.info.Hidden)
+	h, x := s.get("h", n, m.info.Hidden), s.get("x", n, m.info.Hidden)
 	q, att := s.get("q", n, m.heads*m.headDim), s.get("att", n, m.heads*m.headDim)
 	k, v := s.get("k", n, m.kvHeads*m.headDim), s.get("v", n, m.kvHeads*m.headDim)
 
@@ -182,9 +181,10 @@ func (m *Llama) Forward(b *backend.Batch, cache backend.KVCache, rows []int32) b
 
 		// attention block
 		be.RMSNorm(x, h, L.attnNorm, m.eps)
-		linear(be, q, x, L.q, L.qb)
-		linear(be, k, x, L.k, L.kb)
-		linear(be, v, x, L.v, L.vb)
+		be.MatMulN([]backend.Tensor{q, k, v}, x, []backend.Matrix{L.q, L.k, L.v})
+		addBias(be, q, L.qb)
+		addBias(be, k, L.kb)
+		addBias(be, v, L.vb)
 		if L.qNorm != nil {
 			be.RMSNorm(q, q, L.qNorm, m.eps)
 			be.RMSNorm(k, k, L.kNorm, m.eps)
@@ -192,13 +192,11 @@ func (m *Llama) Forward(b *backend.Batch, cache backend.KVCache, rows []int32) b
 		be.RoPE(q, m.heads, m.headDim, 0, &m.rope, b.Pos)
 		be.RoPE(k, m.kvHeads, m.headDim, 0, &m.rope, b.Pos)
 		be.Attention(att, q, k, v, cache, i, b, m.scale)
-		linear(be, x, att, L.o, L.ob)
-		be.Add(h, x)
+		residual(be, s, h, att, L.o, L.ob)
 
 		// feed-forward block
 		be.RMSNorm(x, h, L.mlpNorm, m.eps)
-		L.ffn.forward(be, s, y, x)
-		be.Add(h, y)
+		L.ffn.addTo(be, s, h, x)
 	}
 	return outputHead(be, s, h, rows, m.norm, m.eps, m.head)
 }

@@ -63,21 +63,52 @@ func (l *loader) weight(prefix string, out, in int) *quant.Weight {
 	return w
 }
 
+// wspec names a linear weight and its shape [out, in].
+type wspec struct {
+	prefix  string
+	out, in int
+}
+
+// matrices loads weights that are multiplied by one input (q, k and v; gate
+// and up) together, so that a backend may run their products as one
+// (backend.LoadMatrices).
+func (l *loader) matrices(specs ...wspec) []backend.Matrix {
+	ws := make([]*quant.Weight, len(specs))
+	for i, sp := range specs {
+		if ws[i] = l.weight(sp.prefix, sp.out, sp.in); ws[i] == nil {
+			return make([]backend.Matrix, len(specs))
+		}
+	}
+	ms, err := l.be.LoadMatrices(ws)
+	if err != nil {
+		l.fail("%v", err)
+		return make([]backend.Matrix, len(specs))
+	}
+	for i, w := range ws {
+		l.count(w, ms[i])
+	}
+	return ms
+}
+
 // load puts a weight on the backend and counts it.
 func (l *loader) load(w *quant.Weight) backend.Matrix {
 	if l.err != nil || w == nil {
 		return nil
 	}
-	out, in := w.Out, w.In
 	m, err := l.be.LoadMatrix(w)
 	if err != nil {
 		l.fail("%v", err)
 		return nil
 	}
-	l.info.WeightBytes += m.Bytes()
-	l.info.Params += int64(out) * int64(in)
-	l.info.Formats[formatName(w)]++
+	l.count(w, m)
 	return m
+}
+
+// count adds a loaded weight to the model's totals.
+func (l *loader) count(w *quant.Weight, m backend.Matrix) {
+	l.info.WeightBytes += m.Bytes()
+	l.info.Params += int64(w.Out) * int64(w.In)
+	l.info.Formats[formatName(w)]++
 }
 
 func formatName(w *quant.Weight) string {

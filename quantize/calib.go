@@ -106,6 +106,8 @@ type calibBackend struct {
 	done    []bool
 	onFirst func(g int, x *cpu.Tensor) error
 
+	temps map[[2]int]backend.Tensor // scratch of the fused ops, by shape
+
 	err error
 }
 
@@ -174,6 +176,58 @@ func (c *calibBackend) MatMul(dst, x backend.Tensor, w backend.Matrix) {
 		w = r
 	}
 	c.Backend.MatMul(dst, x, w)
+}
+
+// LoadMatrices implements backend.Backend: each weight on its own, named.
+func (c *calibBackend) LoadMatrices(ws []*quant.Weight) ([]backend.Matrix, error) {
+	ms := make([]backend.Matrix, len(ws))
+	for i, w := range ws {
+		m, err := c.LoadMatrix(w)
+		if err != nil {
+			return nil, err
+		}
+		ms[i] = m
+	}
+	return ms, nil
+}
+
+// The fused products are taken apart into the MatMuls they stand for, so
+// that each weight is seen (and its input recorded) as before.
+
+// MatMulN implements backend.Backend.
+func (c *calibBackend) MatMulN(dst []backend.Tensor, x backend.Tensor, w []backend.Matrix) {
+	for i := range w {
+		c.MatMul(dst[i], x, w[i])
+	}
+}
+
+// MatMulAdd implements backend.Backend.
+func (c *calibBackend) MatMulAdd(dst, x backend.Tensor, w backend.Matrix) {
+	t := c.temp(dst.Rows(), dst.Cols())
+	c.MatMul(t, x, w)
+	c.Add(dst, t)
+}
+
+// SwiGLU implements backend.Backend.
+func (c *calibBackend) SwiGLU(dst, x backend.Tensor, gate, up backend.Matrix) {
+	t := c.temp(dst.Rows(), dst.Cols())
+	c.MatMul(dst, x, gate)
+	c.MatMul(t, x, up)
+	c.SiLUMul(dst, dst, t)
+}
+
+// temp returns a scratch tensor of the given shape (one per shape).
+func (c *calibBackend) temp(rows, cols int) backend.Tensor {
+	k := [2]int{rows, cols}
+	t, ok := c.temps[k]
+	if !ok {
+		if c.temps == nil {
+			c.temps = map[[2]int]backend.Tensor{}
+		}
+		t = c.Backend.NewTensor(rows, cols)
+		c.temps[k] = t
+	}
+	return t
 }
 
 // The other ops: skipped after a pass has what it needs; each records the

@@ -117,11 +117,19 @@ extern "C" __global__ void __launch_bounds__(128)
 // P > 1 it writes (m, l, acc) to ws and the last block of (r, kh) to
 // finish (atomic counter, reset by it) merges the P splits in order:
 // out = Σ_p acc_p·e^(m_p−M) / Σ_p l_p·e^(m_p−M), M = max_p m_p.
+//
+// Decode (every row the only new token of its sequence) stores the rows'
+// keys and values here instead of in kv_store: with kn != nullptr each
+// row's own position (its last, n − 1) is read from kn/vn [rows, kvHeads,
+// D], and block (kh, r, 0) writes that head's key and value to the cache
+// cell (stBlk[r], stSlot[r]); no other block of the launch reads that cell.
 template <int D, int G>
-__device__ __forceinline__ void attn_split(float* __restrict__ out, const float* __restrict__ q, const float* __restrict__ kc,
-                                           const float* __restrict__ vc, const int* __restrict__ rowN,
+__device__ __forceinline__ void attn_split(float* __restrict__ out, const float* __restrict__ q, float* __restrict__ kc,
+                                           float* __restrict__ vc, const int* __restrict__ rowN,
                                            const int* __restrict__ rowTab, const int* __restrict__ tables, int heads,
-                                           int kvHeads, int ldv, int bs, float scale, float* ws, int* counters) {
+                                           int kvHeads, int ldv, int bs, float scale, float* ws, int* counters,
+                                           const float* __restrict__ kn, const float* __restrict__ vn,
+                                           const int* __restrict__ stBlk, const int* __restrict__ stSlot) {
     constexpr int E = D / 32;
     __shared__ float sm_m[ATT_WARPS][G], sm_l[ATT_WARPS][G], sm_acc[ATT_WARPS][G][D];
     __shared__ int last;
@@ -132,6 +140,14 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     const int n = rowN[r];
     const int* tab = tables + rowTab[r];
     const int ch = (n + P - 1) / P, t0 = p * ch, t1 = min(n, t0 + ch);
+    const size_t own = ((size_t)r * kvHeads + kh) * D;  // this row's new key/value of head kh in kn, vn
+    if (kn != nullptr && p == 0 && stBlk[r] >= 0) {
+        const size_t cell = ((size_t)stBlk[r] * kvHeads + kh) * bs + stSlot[r];
+        for (int i = threadIdx.x; i < D; i += ATT_WARPS * 32) {
+            kc[cell * D + i] = kn[own + i];
+            vc[cell * ldv + i] = vn[own + i];
+        }
+    }
 
     float qv[G][E], m[G], l[G], acc[G][E];
 #pragma unroll
@@ -149,6 +165,7 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
         const size_t cell = ((size_t)tab[t / bs] * kvHeads + kh) * bs + (t % bs);
         const float* kp = kc + cell * D + lane * E;
         const float* vp = vc + cell * ldv + lane * E;
+        if (kn != nullptr && t == n - 1) kp = kn + own + lane * E, vp = vn + own + lane * E;
         float kk[E], vv[E];
 #pragma unroll
         for (int e = 0; e < E; e++) {
@@ -183,7 +200,7 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     }
     __syncthreads();
     // merge the warps: thread i handles (head gi, dim d) pairs
-    const size_t pitch = D + 2;  // ws record: m, l, acc[D]
+    const size_t pitch = D + 4;  // ws record: m, l, (2 unused), acc[D] (16-byte aligned)
     for (int i = threadIdx.x; i < g * D; i += ATT_WARPS * 32) {
         const int gi = i / D, d = i % D;
         float M = sm_m[0][gi];
@@ -203,7 +220,7 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
                 rec[0] = M;
                 rec[1] = L;
             }
-            rec[2 + d] = A;
+            rec[4 + d] = A;
         }
     }
     if (P == 1) return;
@@ -213,29 +230,61 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     __syncthreads();
     if (!last) return;
     __threadfence();
-    for (int i = threadIdx.x; i < g * D; i += ATT_WARPS * 32) {
-        const int gi = i / D, d = i % D, h = kh * g + gi;
-        const float* rec = ws + ((size_t)r * heads + h) * P * pitch;
-        float M = NEG_INF;
-        for (int s = 0; s < P; s++) M = fmaxf(M, ld_cg(rec + s * pitch));
-        float L = 0.f, A = 0.f;
-        for (int s = 0; s < P; s++) {
-            const float ms = ld_cg(rec + s * pitch);
-            const float f = ms == NEG_INF ? 0.f : expf(ms - M);
-            L += ld_cg(rec + s * pitch + 1) * f;
-            A += ld_cg(rec + s * pitch + 2 + d) * f;
+    // The last block merges the P ≤ 32 splits of each of its g heads, all
+    // loads in parallel (a serial chain of them cost ~15 µs a layer): warp
+    // w takes heads w, w + 4: lane s reads split s's (m, l), the warp
+    // forms M = max m and L = Σ l·e^(m−M); then each thread takes 4
+    // dims of a head and sums acc·e^(m−M) over the splits, 4 loads in
+    // flight.
+    __shared__ float sm_f[G][32], sm_L[G];
+    for (int gi = warp; gi < g; gi += ATT_WARPS) {
+        const float* rec = ws + ((size_t)r * heads + kh * g + gi) * P * pitch;
+        float ms = NEG_INF, ls = 0.f;
+        if (lane < P) {
+            ms = ld_cg(rec + lane * pitch);
+            ls = ld_cg(rec + lane * pitch + 1);
         }
-        out[((size_t)r * heads + h) * D + d] = A / L;
+        float Mx = ms;
+        for (int o = 16; o > 0; o >>= 1) Mx = fmaxf(Mx, __shfl_xor_sync(0xffffffffu, Mx, o));
+        const float f = ms == NEG_INF ? 0.f : expf(ms - Mx);
+        const float L = warp_sum(ls * f);
+        if (lane < P) sm_f[gi][lane] = f;
+        if (lane == 0) sm_L[gi] = L;
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < g * (D / 4); i += ATT_WARPS * 32) {
+        const int gi = i / (D / 4), d = 4 * (i % (D / 4)), h = kh * g + gi;
+        const float* rec = ws + ((size_t)r * heads + h) * P * pitch + 4 + d;
+        float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
+        int sp = 0;
+        for (; sp + 3 < P; sp += 4) {
+            const float4 v0 = ld_cg4(rec + sp * pitch), v1 = ld_cg4(rec + (sp + 1) * pitch);
+            const float4 v2 = ld_cg4(rec + (sp + 2) * pitch), v3 = ld_cg4(rec + (sp + 3) * pitch);
+            const float f0 = sm_f[gi][sp], f1 = sm_f[gi][sp + 1], f2 = sm_f[gi][sp + 2], f3 = sm_f[gi][sp + 3];
+            a.x += v0.x * f0 + v1.x * f1 + v2.x * f2 + v3.x * f3;
+            a.y += v0.y * f0 + v1.y * f1 + v2.y * f2 + v3.y * f3;
+            a.z += v0.z * f0 + v1.z * f1 + v2.z * f2 + v3.z * f3;
+            a.w += v0.w * f0 + v1.w * f1 + v2.w * f2 + v3.w * f3;
+        }
+        for (; sp < P; sp++) {
+            const float4 v = ld_cg4(rec + sp * pitch);
+            const float f = sm_f[gi][sp];
+            a.x += v.x * f, a.y += v.y * f, a.z += v.z * f, a.w += v.w * f;
+        }
+        const float L = sm_L[gi];
+        float* o = out + ((size_t)r * heads + h) * D + d;
+        o[0] = a.x / L, o[1] = a.y / L, o[2] = a.z / L, o[3] = a.w / L;
     }
     if (threadIdx.x == 0) counters[r * kvHeads + kh] = 0;
 }
 
 #define ATTN_SPLIT(D, G)                                                                                              \
     extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32)                                                      \
-        attn_split_##D##_##G(float* out, const float* q, const float* kc, const float* vc, const int* rowN,           \
-                             const int* rowTab, const int* tables, int heads, int kvHeads, int ldv, int bs, float scale, \
-                             float* ws, int* counters) {                                                              \
-        attn_split<D, G>(out, q, kc, vc, rowN, rowTab, tables, heads, kvHeads, ldv, bs, scale, ws, counters);         \
+        attn_split_##D##_##G(float* out, const float* q, float* kc, float* vc, const int* rowN, const int* rowTab,     \
+                             const int* tables, int heads, int kvHeads, int ldv, int bs, float scale, float* ws,      \
+                             int* counters, const float* kn, const float* vn, const int* stBlk, const int* stSlot) {  \
+        attn_split<D, G>(out, q, kc, vc, rowN, rowTab, tables, heads, kvHeads, ldv, bs, scale, ws, counters, kn, vn,  \
+                         stBlk, stSlot);                                                                              \
     }
 ATTN_SPLIT(64, 1)
 ATTN_SPLIT(64, 2)

@@ -155,20 +155,32 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 	} else {
 		vp = vt.ptr()
 	}
-	a := b.newArgs()
-	a.ptr(kc)
-	a.ptr(vc)
-	a.ptr(kt.ptr())
-	a.ptr(vp)
-	a.ptr(mp + uint64(4*2*M))
-	a.ptr(mp + uint64(4*3*M))
-	a.i32(s.KVHeads)
-	a.i32(s.KeyDim)
-	a.i32(s.ValueDim)
-	a.i32(BS)
-	b.launch(b.k.kvStore, M, 1, threadsFor(s.KVHeads*max(s.KeyDim, s.ValueDim)), 0, a)
+	f := b.splitAttention(heads, s)
+	// decode (each row the one new token of its sequence): the split
+	// kernel stores the keys and values itself (one launch less)
+	fuseStore := f != 0 && M <= 16 && len(bt.Seqs) == M
+	for _, sq := range bt.Seqs {
+		fuseStore = fuseStore && sq.Len == 1
+	}
+	for r := range M { // then every row is its sequence's
+		fuseStore = fuseStore && stBlk[r] >= 0
+	}
+	if !fuseStore {
+		a := b.newArgs()
+		a.ptr(kc)
+		a.ptr(vc)
+		a.ptr(kt.ptr())
+		a.ptr(vp)
+		a.ptr(mp + uint64(4*2*M))
+		a.ptr(mp + uint64(4*3*M))
+		a.i32(s.KVHeads)
+		a.i32(s.KeyDim)
+		a.i32(s.ValueDim)
+		a.i32(BS)
+		b.launch(b.k.kvStore, M, 1, threadsFor(s.KVHeads*max(s.KeyDim, s.ValueDim)), 0, a)
+	}
 
-	if f := b.splitAttention(heads, s); f != 0 {
+	if f != 0 {
 		// flash-decoding: P splits of the positions per (row, KV head) for
 		// decode-sized batches, 4 for prefill (merged in the kernel)
 		P := 1
@@ -180,11 +192,11 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 			P = 4 // prefill: 4× the blocks, a quarter of each one's sequential positions
 		}
 		if P > 1 {
-			if ws = b.scratchBuf("attnws", 4*int64(M)*int64(heads)*int64(P)*int64(s.KeyDim+2)); ws == 0 {
+			if ws = b.scratchBuf("attnws", 4*int64(M)*int64(heads)*int64(P)*int64(s.KeyDim+4)); ws == 0 { // P ≤ 32 (the merge)
 				return
 			}
 		}
-		a = b.newArgs()
+		a := b.newArgs()
 		a.ptr(o.ptr())
 		a.ptr(qt.ptr())
 		a.ptr(kc)
@@ -199,10 +211,21 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 		a.f32(scale)
 		a.ptr(ws)
 		a.ptr(b.counters.ptr)
+		if fuseStore {
+			a.ptr(kt.ptr())
+			a.ptr(vp)
+			a.ptr(mp + uint64(4*2*M))
+			a.ptr(mp + uint64(4*3*M))
+		} else {
+			a.ptr(0)
+			a.ptr(0)
+			a.ptr(0)
+			a.ptr(0)
+		}
 		b.launch3(f, s.KVHeads, M, P, 128, 0, a)
 		return
 	}
-	a = b.newArgs()
+	a := b.newArgs()
 	a.ptr(o.ptr())
 	a.ptr(qt.ptr())
 	a.ptr(kc)

@@ -47,6 +47,7 @@ type kernels struct {
 	// tensor-core decode kernels, [0]: M ≤ 8, [1]: M ≤ 16
 	qmvInt4, qmvInt4Asym, qmvFP4, dmvF16, dmvBF16 [2]uintptr
 	permute, xToHalf, dequantInt4, dequantFP4     uintptr
+	youtApply                                     uintptr        // fused outputs of a plain product (matrix.go)
 	attnSplit                                     [2][4]uintptr  // [D 64, 128][G 1, 2, 4, 8]
 	tr                                            trellisKernels // EXL3 (trellis.go)
 }
@@ -199,11 +200,10 @@ func (b *Backend) init() error {
 	b.counters = buf
 	b.memsetZero(buf.ptr, counterCap)
 	b.graphsOn = os.Getenv("MARLIN_CUDA_GRAPHS") != "0"
-	// programmatic dependent launch of the decode matmuls: opt-in
-	// (MARLIN_CUDA_PDL=1). It speeds up back-to-back matmuls (8192×28672:
-	// 60.6 → 57.5 µs) but measured 3% slower end to end on the 8B decode
-	// (docs/cuda-kernels.md)
-	b.pdlOn = b.cc >= 90 && b.d.cuLaunchKernelEx != 0 && os.Getenv("MARLIN_CUDA_PDL") == "1"
+	// programmatic dependent launch of the decode matmuls: on unless
+	// MARLIN_CUDA_PDL=0. With the fused decode products (4 a layer) it
+	// measured +5% end to end on the 8B INT4 decode (docs/cuda-kernels.md)
+	b.pdlOn = b.cc >= 90 && b.d.cuLaunchKernelEx != 0 && os.Getenv("MARLIN_CUDA_PDL") != "0"
 	b.graphs = map[uint64]*segGraph{}
 	b.resident = map[uintptr]int{}
 	return nil
@@ -253,6 +253,7 @@ func (b *Backend) loadKernels() error {
 		k.dmvF16[i], k.dmvBF16[i] = get("dmv_f16"+sfx), get("dmv_bf16"+sfx)
 	}
 	k.permute = get("permute_cols")
+	k.youtApply = get("yout_apply")
 	k.xToHalf, k.dequantInt4, k.dequantFP4 = get("x_to_half"), get("dequant_pint4"), get("dequant_pfp4")
 	// the decode kernels' shared-memory rings (qmm.cu: QW warps × stages ×
 	// stage bytes)
@@ -631,6 +632,7 @@ func (a *launchArgs) u64(v uint64)      { *(*uint64)(a.slot(1)) = v }
 func (a *launchArgs) i32(v int)         { *(*int32)(a.slot(1)) = int32(v) }
 func (a *launchArgs) f32(v float32)     { *(*float32)(a.slot(1)) = v }
 func (a *launchArgs) desc(d *wdesc)     { *(*wdesc)(a.slot(8)) = *d }
+func (a *launchArgs) yout(o *yout)      { *(*yout)(a.slot(7)) = *o }
 func (b *Backend) newArgs() *launchArgs { b.args.reset(); return b.args }
 
 // launch queues kernel f on the stream with a grid of gx×gy blocks of bx

@@ -4,6 +4,8 @@ package cuda
 
 import (
 	"fmt"
+	"os"
+	"strconv"
 	"unsafe"
 
 	"github.com/marlin-llm/marlin/backend"
@@ -52,6 +54,20 @@ type matrix struct {
 	name       string      // the weight's one-line description
 	asym       bool        // packed int4 with stored zero points
 	tr         *trellisMat // EXL3 weights (trellis.go); f is then numFmts
+	grp        *group      // the weights loaded together with this one, or nil
+	part       int         // this weight's index in grp
+}
+
+// group is the weights of one LoadMatrices call, stored together as one
+// matrix all: their rows stacked (each part is then a view of its rows:
+// an ordinary matrix) or, for two weights of one shape, interleaved (row
+// 2i of all is row i of part 0, row 2i+1 row i of part 1: a SwiGLU's gate
+// and up, whose outputs then meet in one lane of the decode kernels).
+type group struct {
+	all   *matrix
+	parts []*matrix
+	off   []int // stacked: the first row of each part in all
+	inter bool
 }
 
 // Rows implements backend.Matrix.
@@ -124,7 +140,11 @@ func (b *Backend) LoadMatrix(w *quant.Weight) (backend.Matrix, error) {
 		return nil, err
 	}
 	if kind, _ := packable(w); kind != 0 {
-		return b.loadPacked(w, kind)
+		m, err := b.loadPacked(w, kind)
+		if err != nil {
+			return nil, err
+		}
+		return m, nil
 	}
 	b.enter()
 	defer b.leave()
@@ -169,15 +189,19 @@ func (b *Backend) LoadMatrix(w *quant.Weight) (backend.Matrix, error) {
 
 // loadPacked uploads w in the packed 4-bit layout (pack.go): the
 // repacking runs on the host, in parallel, once.
-func (b *Backend) loadPacked(w *quant.Weight, kind int) (backend.Matrix, error) {
-	p := packWeight(w, kind)
+func (b *Backend) loadPacked(w *quant.Weight, kind int) (*matrix, error) {
+	return b.uploadPacked(packWeight(w, kind), w.String())
+}
+
+// uploadPacked uploads a packed weight.
+func (b *Backend) uploadPacked(p *packed, name string) (*matrix, error) {
 	b.enter()
 	defer b.leave()
 	f := fmtPInt4
-	if kind == packKindFP4 {
+	if p.kind == packKindFP4 {
 		f = fmtPFP4
 	}
-	m := &matrix{owner: b, f: f, rows: w.Out, cols: w.In, name: w.String(), asym: p.zeros != nil}
+	m := &matrix{owner: b, f: f, rows: p.n, cols: p.k, name: name, asym: p.zeros != nil}
 	var err error
 	up := func(data []byte) uint64 {
 		if err != nil || len(data) == 0 {
@@ -190,7 +214,7 @@ func (b *Backend) loadPacked(w *quant.Weight, kind int) (backend.Matrix, error) 
 		return buf.ptr
 	}
 	d := &m.desc
-	d.n, d.k, d.bits, d.group = int32(w.Out), int32(w.In), 4, int32(p.group)
+	d.n, d.k, d.bits, d.group = int32(p.n), int32(p.k), 4, int32(p.group)
 	d.data = up(p.data)
 	d.scales = up(p.scales)
 	d.zeros = up(p.zeros)
@@ -199,7 +223,7 @@ func (b *Backend) loadPacked(w *quant.Weight, kind int) (backend.Matrix, error) 
 		m.bytes -= int64(4 * len(p.perm)) // read once per call, not per weight
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cuda: loading %s: %w", w.Name, err)
+		return nil, fmt.Errorf("cuda: loading %s: %w", name, err)
 	}
 	return m, nil
 }
@@ -233,15 +257,104 @@ func (b *Backend) fastKernel(m *matrix, M int) uintptr {
 	return 0
 }
 
-// matmul queues y[M, N] = x[M, K]·Wᵀ with row strides ldx and ldy (in
-// floats): the tensor-core decode kernels for M ≤ 16 (packed 4-bit and
-// 16-bit dense weights, 16-byte aligned rows of x), else the small-tile
-// kernel for M ≤ 8 and the large-tile one above.
+// yout mirrors struct YOut of qmm.cu (56 bytes): where the columns of a
+// product go (plain, split among up to three outputs, de-interleaved, or
+// through SwiGLU; stored or added). See qmm.cu.
+type yout struct {
+	y0, y1, y2    uint64
+	ld0, ld1, ld2 int32
+	n1, n2        int32
+	mode, accum   int32
+	_             int32
+}
+
+const (
+	youtSplit  = 0 // segments [0, n1), [n1, n2), [n2, N)
+	youtPair   = 1 // interleaved pair: even columns to y0, odd to y1
+	youtSwiGLU = 2 // interleaved (gate, up): y0 = silu(gate)·up
+)
+
+// plainOut sends all n columns to y (row stride ldy).
+func plainOut(y uint64, ldy, n int) yout {
+	return yout{y0: y, ld0: int32(ldy), n1: int32(n), n2: int32(n)}
+}
+
+func (o *yout) plain(n int) bool { return o.mode == youtSplit && o.accum == 0 && int(o.n1) >= n }
+
+// matmul queues y[M, N] = x[M, K]·Wᵀ with row strides ldy and ldx (in
+// floats).
 func (b *Backend) matmul(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
+	mm, o := b.outFor(m, y, ldy, M)
+	b.matmulOut(&o, x, ldx, M, mm)
+}
+
+// outFor returns the matrix that computes m's product and the outputs that
+// send it to y: m itself, or, for a part of an interleaved pair, the pair,
+// with the other part's half going to scratch.
+func (b *Backend) outFor(m *matrix, y uint64, ldy, M int) (*matrix, yout) {
+	g := m.grp
+	if g == nil || !g.inter {
+		return m, plainOut(y, ldy, m.rows)
+	}
+	other := b.scratchBuf("pairout", 4*int64(M)*int64(m.rows))
+	o := yout{mode: youtPair, y0: other, ld0: int32(m.rows), y1: other, ld1: int32(m.rows)}
+	if m.part == 0 {
+		o.y0, o.ld0 = y, int32(ldy)
+	} else {
+		o.y1, o.ld1 = y, int32(ldy)
+	}
+	return g.all, o
+}
+
+// fastPath reports whether matmulOut runs m at M rows on the tensor-core
+// decode kernels (which write any yout themselves).
+func (b *Backend) fastPath(m *matrix, M int, x uint64, ldx int) bool {
+	if b.fastKernel(m, M) == 0 {
+		return false
+	}
+	return (m.f == fmtPInt4 || m.f == fmtPFP4) && m.desc.gidx != 0 || x%16 == 0 && ldx%4 == 0
+}
+
+// Tuning knobs of the decode kernels' grid, read once (for measurements):
+// MARLIN_QMV_BPS caps the blocks per multiprocessor (0: as many as fit),
+// MARLIN_QMV_MINSTEPS is the fewest steps of 32 inputs a warp gets (8:
+// fewer partial sums per column tile than 4, which made the 8B shape's
+// fused q/k/v product 14% slower, docs/cuda-kernels.md).
+var qmvBlocksPerSM, qmvMinSteps = envInt("MARLIN_QMV_BPS", 0), max(1, envInt("MARLIN_QMV_MINSTEPS", 8))
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+// matmulOut queues the product x[M, K]·Wᵀ into the outputs o: the
+// tensor-core decode kernels for M ≤ 16 (packed 4-bit and 16-bit dense
+// weights, 16-byte aligned rows of x), else the small-tile kernel for M ≤
+// 8, cuBLAS or the large-tile one above; those write a plain output, so
+// other outputs get the product in scratch first, then yout_apply.
+func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix) {
 	if !m.usable() {
 		b.fail(fmt.Errorf("cuda: use of %s, whose upload failed", m.name))
 		return
 	}
+	if !o.plain(m.rows) && !b.fastPath(m, M, x, ldx) {
+		tmp := b.scratchBuf("yfull", 4*int64(M)*int64(m.rows))
+		if tmp == 0 {
+			return
+		}
+		po := plainOut(tmp, m.rows, m.rows)
+		b.matmulOut(&po, x, ldx, M, m)
+		a := b.newArgs()
+		a.yout(o)
+		a.ptr(tmp)
+		a.i32(M)
+		a.i32(m.rows)
+		b.launch(b.k.youtApply, b.gridFor(int64(M)*int64((m.rows+1)/2)), 1, 256, 0, a)
+		return
+	}
+	y, ldy := o.y0, int(o.ld0) // a plain output, unless on the fast path
 	if m.tr != nil {
 		b.trellisMatMul(y, ldy, x, ldx, M, m)
 		return
@@ -266,11 +379,15 @@ func (b *Backend) matmul(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 	}
 	if f := b.fastKernel(m, M); f != 0 && x%16 == 0 && ldx%4 == 0 {
 		// stripe workers (qmm.cu): one wave of as many blocks as fit on
-		// the multiprocessors at once, each warp at least 4 steps of 32
-		// inputs
+		// the multiprocessors at once, each warp at least qmvMinSteps
+		// steps of 32 inputs
 		ntiles := (m.rows + 63) / 64
 		steps := ntiles * (m.cols / 32)
-		blocks := max(1, min(b.residentBlocks(f)*b.sms, steps/(4*4)))
+		bps := b.residentBlocks(f)
+		if qmvBlocksPerSM > 0 {
+			bps = min(bps, qmvBlocksPerSM)
+		}
+		blocks := max(1, min(bps*b.sms, steps/(4*qmvMinSteps)))
 		if ntiles > counterCap {
 			b.fail(fmt.Errorf("cuda: %s: %d column tiles exceed the kernel's %d counters", m.name, ntiles, counterCap))
 			return
@@ -283,8 +400,7 @@ func (b *Backend) matmul(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 		a.desc(&m.desc)
 		a.ptr(x)
 		a.i32(ldx)
-		a.ptr(y)
-		a.i32(ldy)
+		a.yout(o)
 		a.i32(M)
 		a.ptr(ws)
 		a.ptr(b.counters.ptr)
@@ -360,6 +476,10 @@ func (b *Backend) Embed(dst backend.Tensor, table backend.Matrix, tokens []int32
 	}
 	if m.tr != nil {
 		b.fail(fmt.Errorf("cuda: %s: EXL3 embedding tables are not supported", m.name))
+		return
+	}
+	if m.grp != nil && m.grp.inter {
+		b.fail(fmt.Errorf("cuda: %s is half of an interleaved pair: not an embedding table", m.name))
 		return
 	}
 	tok := b.stageInts(tokens)

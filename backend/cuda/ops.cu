@@ -44,10 +44,10 @@ extern "C" __global__ void __launch_bounds__(1024) rms_norm(float* dst, const fl
     ss = warp_sum_d(ss);
     if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = ss;
     __syncthreads();
-    if (threadIdx.x == 0) {
-        double t = 0;
-        for (int i = 0; i < nt / 32; i++) t += part[i];
-        rs = (float)(1.0 / sqrt(t / n + (double)eps));
+    if (threadIdx.x < 32) {  // the warps' sums, by one warp's shuffles
+        double t = threadIdx.x < nt / 32 ? part[threadIdx.x] : 0.0;
+        t = warp_sum_d(t);
+        if (threadIdx.x == 0) rs = (float)(1.0 / sqrt(t / n + (double)eps));
     }
     __syncthreads();
     const float r = rs;

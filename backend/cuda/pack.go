@@ -146,35 +146,67 @@ func codeAt(w *quant.Weight, n, k int) uint32 {
 // packWeight rewrites w (which packable accepted) into the packed layout,
 // in parallel over column tiles.
 func packWeight(w *quant.Weight, kind int) *packed {
-	g := w.Group
-	if g <= 0 {
-		g = w.In
-	}
-	p := &packed{kind: kind, n: w.Out, k: w.In, ntiles: (w.Out + 63) / 64, steps: w.In / 16, group: g, groups: w.In / g}
-	if w.GIdx != nil {
-		p.perm, _ = actOrderPerm(w.GIdx, g)
-	}
-	p.data = make([]byte, p.ntiles*p.steps*512)
-	p.scales = make([]byte, p.ntiles*p.groups*128)
-	zcols := (w.Out*4 + 31) / 32
-	asym := kind == packKindInt4 && w.Zeros != nil
+	return packRows([]*quant.Weight{w}, w.Out, func(n int) (int, int) { return 0, n }, kind)
+}
+
+// asymmetric reports whether w (packable, int4) needs the zero-point table:
+// stored zero points other than the symmetric kernel's constant 8.
+func asymmetric(w *quant.Weight) bool {
+	asym := w.Format == quant.GPTQ && w.Zeros != nil
 	if asym && w.ZerosUniform {
 		// every zero point the same: 8 is the symmetric kernel's constant
 		word := binary.LittleEndian.Uint32(w.Zeros)
 		asym = int(word&15)+w.ZeroOffset != 8
 	}
+	return asym
+}
+
+// packRows packs a matrix of n rows whose row r is row src(r) = (i, row)
+// of ws[i]: one weight (packWeight), or several stored together
+// (LoadMatrices: stacked or interleaved rows). The weights share In,
+// Group, the kind and g_idx (nil, or the first's for one weight).
+func packRows(ws []*quant.Weight, n int, src func(int) (int, int), kind int) *packed {
+	w0 := ws[0]
+	g := w0.Group
+	if g <= 0 {
+		g = w0.In
+	}
+	p := &packed{kind: kind, n: n, k: w0.In, ntiles: (n + 63) / 64, steps: w0.In / 16, group: g, groups: w0.In / g}
+	if w0.GIdx != nil {
+		p.perm, _ = actOrderPerm(w0.GIdx, g)
+	}
+	p.data = make([]byte, p.ntiles*p.steps*512)
+	p.scales = make([]byte, p.ntiles*p.groups*128)
+	asyms := make([]bool, len(ws))
+	asym := false
+	for i, w := range ws {
+		asyms[i] = kind == packKindInt4 && asymmetric(w)
+		asym = asym || asyms[i]
+	}
 	if asym {
 		p.zeros = make([]byte, 2*len(p.scales))
 	}
-	scaleOf := func(grp, n int) uint16 { // fp16 bits; grp is the original group
+	codeOf := func(row, k int) uint32 {
+		i, r := src(row)
+		return codeAt(ws[i], r, k)
+	}
+	scaleOf := func(grp, row int) uint16 { // fp16 bits; grp is the original group
+		i, n := src(row)
+		w := ws[i]
 		if kind == packKindInt4 {
 			return binary.LittleEndian.Uint16(w.Scales[2*(grp*w.Out+n):])
 		}
 		return binary.LittleEndian.Uint16(w.Scales[2*(n*(w.In/g)+grp):])
 	}
-	zeroOf := func(grp, n int) uint32 {
-		word := binary.LittleEndian.Uint32(w.Zeros[4*(grp*zcols+n/8):])
-		z := int((word>>(4*(n%8)))&15) + w.ZeroOffset
+	zeroOf := func(grp, row int) uint32 {
+		i, n := src(row)
+		w := ws[i]
+		z := 8
+		if asyms[i] {
+			zcols := (w.Out*4 + 31) / 32
+			word := binary.LittleEndian.Uint32(w.Zeros[4*(grp*zcols+n/8):])
+			z = int((word>>(4*(n%8)))&15) + w.ZeroOffset
+		}
 		return uint32(dtype.F32ToF16(float32(-(1024 + z)))) | uint32(dtype.F32ToF16(float32(-(64+z))))<<16
 	}
 	origK := func(k int) int {
@@ -201,8 +233,8 @@ func packWeight(w *quant.Weight, kind int) *packed {
 								j8 := 2*wd + j>>1
 								kk := 4*t + 2*(j&1) + i>>2
 								n, k := 64*nt+8*j8+c, 16*s+kk
-								if n < w.Out {
-									word |= codeAt(w, n, origK(k)) << (4 * i)
+								if n < p.n {
+									word |= codeOf(n, origK(k)) << (4 * i)
 								}
 							}
 							binary.LittleEndian.PutUint32(tile[16*lane+4*wd:], word)
@@ -218,7 +250,7 @@ func packWeight(w *quant.Weight, kind int) *packed {
 							n := 64*nt + 8*j8 + c
 							var s uint16
 							var z uint32
-							if n < w.Out {
+							if n < p.n {
 								s = scaleOf(grp, n)
 								if asym {
 									z = zeroOf(grp, n)
@@ -268,4 +300,36 @@ func (p *packed) value(n, k int) float32 {
 		z = -dtype.F16ToF32(binary.LittleEndian.Uint16(p.zeros[2*off:])) - 1024
 	}
 	return (float32(code) - z) * sc
+}
+
+// groupable reports whether LoadMatrices stores ws together (see there).
+func groupable(ws []*quant.Weight) bool {
+	if len(ws) < 2 || len(ws) > 3 { // YOut has three outputs
+		return false
+	}
+	w0 := ws[0]
+	kind, _ := packable(w0)
+	dense := w0.Format == quant.Dense && (w0.DType == dtype.F16 || w0.DType == dtype.BF16)
+	if kind == 0 && !dense {
+		return false
+	}
+	inter := len(ws) == 2 && ws[0].Out == ws[1].Out
+	for i, w := range ws {
+		if w.Validate() != nil || w.In != w0.In || w.Format != w0.Format || w.Out <= 0 {
+			return false
+		}
+		if !inter && i < len(ws)-1 && w.Out%64 != 0 {
+			return false
+		}
+		if dense {
+			if w.DType != w0.DType {
+				return false
+			}
+			continue
+		}
+		if k, _ := packable(w); k != kind || w.GIdx != nil || w.Group != w0.Group {
+			return false
+		}
+	}
+	return true
 }

@@ -91,6 +91,50 @@ func TestPack(t *testing.T) {
 			t.Errorf("%s: %d data and %d scale bytes", w, len(p.data), len(p.scales))
 		}
 	}
+	// several weights packed as one (LoadMatrices): stacked rows, and two
+	// interleaved; a symmetric part beside asymmetric ones
+	for _, grp := range [][]*quant.Weight{
+		{gptq(128, 256, 128, true, false, 0), gptq(64, 256, 128, false, false, 1), gptq(70, 256, 128, true, false, 1)},
+		{gptq(100, 256, 32, false, false, 1), gptq(100, 256, 32, true, false, 0)},
+		{fp4(64, 128, 32), fp4(33, 128, 32)},
+		{fp4(70, 96, 16), fp4(70, 96, 16)},
+	} {
+		if !groupable(grp) {
+			t.Fatalf("%s…: not groupable", grp[0])
+		}
+		inter := len(grp) == 2 && grp[0].Out == grp[1].Out
+		var rows [][2]int // (part, row) of each packed row
+		for i, w := range grp {
+			for r := range w.Out {
+				rows = append(rows, [2]int{i, r})
+			}
+		}
+		if inter {
+			for r := range rows {
+				rows[r] = [2]int{r & 1, r >> 1}
+			}
+		}
+		kind, _ := packable(grp[0])
+		p := packRows(grp, len(rows), func(r int) (int, int) { return rows[r][0], rows[r][1] }, kind)
+		row := make([]float32, grp[0].In)
+		bad := 0
+		for n, src := range rows {
+			grp[src[0]].DequantizeRow(row, src[1])
+			for k, want := range row {
+				if got := p.value(n, k); got != want && bad < 5 {
+					t.Errorf("%s… (inter %v): row %d (part %d row %d), input %d: packed %g, reference %g", grp[0], inter, n, src[0], src[1], k, got, want)
+					bad++
+				}
+			}
+		}
+	}
+	if groupable([]*quant.Weight{gptq(100, 256, 32, false, false, 1), gptq(64, 256, 32, false, false, 1)}) {
+		t.Error("stacked parts of 100 and 64 rows (not whole tiles): groupable")
+	}
+	if groupable([]*quant.Weight{gptq(64, 256, 32, false, true, 1), gptq(64, 256, 32, false, true, 1)}) {
+		t.Error("act-order weights: groupable")
+	}
+
 	// refusals: 8-bit, a group not a multiple of 16, K not a multiple of 16,
 	// an act-order g_idx with uneven groups
 	uneven := gptq(64, 64, 32, false, true, 1)

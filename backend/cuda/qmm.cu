@@ -108,6 +108,71 @@ extern "C" __global__ void permute_cols(float* __restrict__ xp, const float* __r
     for (int p = threadIdx.x; p < K; p += blockDim.x) xp[(size_t)m * K + p] = x[(size_t)m * ldx + perm[p]];
 }
 
+// Where a product's outputs go (mirrored by type yout in matrix.go): the
+// columns n of y = x·Wᵀ for a weight W that may be several weights stored
+// together (LoadMatrices):
+//   mode 0: segments: n < n1 → y0[m, n], n < n2 → y1[m, n − n1], else
+//           y2[m, n − n2] (one plain output: n1 = n2 = N);
+//   mode 1: a pair of weights with interleaved rows: even n → y0[m, n/2],
+//           odd n → y1[m, n/2];
+//   mode 2: SwiGLU of an interleaved (gate, up) pair:
+//           y0[m, n/2] = silu(y[m, n])·y[m, n+1] for even n.
+// accum (modes 0 and 1) adds to what y holds instead of storing. Every
+// output element is written by exactly one thread.
+struct YOut {
+    float *y0, *y1, *y2;
+    int ld0, ld1, ld2;
+    int n1, n2;
+    int mode, accum;
+    int pad_;
+};
+
+__device__ __forceinline__ void yput(const YOut& o, int m, int n, float v) {
+    float* p;
+    if (o.mode == 1) {
+        p = (n & 1) ? o.y1 + (size_t)m * o.ld1 + (n >> 1) : o.y0 + (size_t)m * o.ld0 + (n >> 1);
+    } else if (n < o.n1) {
+        p = o.y0 + (size_t)m * o.ld0 + n;
+    } else if (n < o.n2) {
+        p = o.y1 + (size_t)m * o.ld1 + (n - o.n1);
+    } else {
+        p = o.y2 + (size_t)m * o.ld2 + (n - o.n2);
+    }
+    if (o.accum) v += *p;
+    *p = v;
+}
+// The outputs of columns n (even) and n + 1 of row m (those < N).
+__device__ __forceinline__ void yput2(const YOut& o, int m, int n, float a, float b, int N) {
+    if (o.mode == 2) {
+        // as silu_mul (ops.cu) and the CPU's vkernels.SiLUMul
+        if (n + 1 < N) o.y0[(size_t)m * o.ld0 + (n >> 1)] = a / (1.0f + expf(-a)) * b;
+        return;
+    }
+    if (n < N) yput(o, m, n, a);
+    if (n + 1 < N) yput(o, m, n + 1, b);
+}
+
+// y = src [M, N] (row-major) sent through o: the fused outputs of the
+// paths that produce a plain product first (M > 16, unaligned x). One
+// thread per pair of columns, grid-stride.
+extern "C" __global__ void yout_apply(YOut o, const float* __restrict__ src, int M, int N) {
+    const int pairs = (N + 1) >> 1;
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < (long)M * pairs; i += (long)gridDim.x * blockDim.x) {
+        const int m = (int)(i / pairs), n = 2 * (int)(i % pairs);
+        const float* r = src + (size_t)m * N;
+        yput2(o, m, n, r[n], n + 1 < N ? r[n + 1] : 0.f, N);
+    }
+}
+
+__device__ __forceinline__ float4 ld_cg4(const float* p) {
+    float4 v;
+    asm volatile("ld.global.cg.v4.f32 {%0,%1,%2,%3}, [%4];" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "l"(p));
+    return v;
+}
+__device__ __forceinline__ void add4(float4& s, const float4& v) {
+    s.x += v.x, s.y += v.y, s.z += v.z, s.w += v.w;
+}
+
 // Work split of the decode kernels ("stripes"). A step is 32 inputs of one
 // 64-column tile; the steps are numbered tile-major, i = tile·spt + s with
 // spt = K/32, which for the packed layout is also memory order (step i is
@@ -121,8 +186,8 @@ extern "C" __global__ void permute_cols(float* __restrict__ xp, const float* __r
 // atomic counter per tile, which it resets) adds them in warp order and
 // writes y — deterministic whatever the timing. A tile inside one warp's
 // range is written directly.
-__device__ __forceinline__ void stripe_store(float acc[8][4], int tile, int gw, int W, int per, int spt, int N, float* y,
-                                             int ldy, int M, float* ws, int* counters) {
+__device__ __forceinline__ void stripe_store(float acc[8][4], int tile, int gw, int W, int per, int spt, int N, const YOut& o,
+                                             int M, float* ws, int* counters) {
     const int lane = threadIdx.x & 31, t = lane & 3, c = lane >> 2;
     const int wf = (tile * spt) / per, wl = min(W - 1, ((tile + 1) * spt - 1) / per);
     const int n0 = tile * 64 + 2 * t;
@@ -130,14 +195,8 @@ __device__ __forceinline__ void stripe_store(float acc[8][4], int tile, int gw, 
 #pragma unroll
         for (int j8 = 0; j8 < 8; j8++) {
             const int n = n0 + 8 * j8;
-            if (c < M) {
-                if (n < N) y[(size_t)c * ldy + n] = acc[j8][0];
-                if (n + 1 < N) y[(size_t)c * ldy + n + 1] = acc[j8][1];
-            }
-            if (c + 8 < M) {
-                if (n < N) y[(size_t)(c + 8) * ldy + n] = acc[j8][2];
-                if (n + 1 < N) y[(size_t)(c + 8) * ldy + n + 1] = acc[j8][3];
-            }
+            if (c < M) yput2(o, c, n, acc[j8][0], acc[j8][1], N);
+            if (c + 8 < M) yput2(o, c + 8, n, acc[j8][2], acc[j8][3], N);
         }
         return;
     }
@@ -145,14 +204,8 @@ __device__ __forceinline__ void stripe_store(float acc[8][4], int tile, int gw, 
 #pragma unroll
     for (int j8 = 0; j8 < 8; j8++) {
         const int col = 8 * j8 + 2 * t;
-        if (c < M) {
-            slot[c * 64 + col] = acc[j8][0];
-            slot[c * 64 + col + 1] = acc[j8][1];
-        }
-        if (c + 8 < M) {
-            slot[(c + 8) * 64 + col] = acc[j8][2];
-            slot[(c + 8) * 64 + col + 1] = acc[j8][3];
-        }
+        if (c < M) *(float2*)(slot + c * 64 + col) = make_float2(acc[j8][0], acc[j8][1]);
+        if (c + 8 < M) *(float2*)(slot + (c + 8) * 64 + col) = make_float2(acc[j8][2], acc[j8][3]);
     }
     __threadfence();
     __syncwarp();
@@ -161,12 +214,49 @@ __device__ __forceinline__ void stripe_store(float acc[8][4], int tile, int gw, 
     last = __shfl_sync(0xffffffffu, last, 0);
     if (!last) return;
     __threadfence();
-    for (int e = lane; e < M * 64; e += 32) {
-        const int n = tile * 64 + (e & 63);
-        if (n >= N) continue;
-        float v = 0.f;
-        for (int w = wf; w <= wl; w++) v += ld_cg(ws + (size_t)(tile + w) * 1024 + e);
-        y[(size_t)(e >> 6) * ldy + n] = v;
+    // The last warp adds the np partial sums (slots tile + wf … tile + wl,
+    // row m at float 64m) in a fixed order: each lane sums float4 chunks
+    // with four loads in flight; at M = 1 the two half-warps take the
+    // even and odd partials and meet through a shuffle.
+    const int np = wl - wf + 1;
+    const float* base = ws + (size_t)(tile + wf) * 1024;
+    if (M == 1) {
+        const int q = lane & 15, h = lane >> 4;
+        float4 s = make_float4(0.f, 0.f, 0.f, 0.f), s2 = s;
+        int w = h;
+        for (; w + 6 < np; w += 8) {
+            const float4 a = ld_cg4(base + (size_t)w * 1024 + 4 * q), b = ld_cg4(base + (size_t)(w + 2) * 1024 + 4 * q);
+            const float4 d = ld_cg4(base + (size_t)(w + 4) * 1024 + 4 * q), e = ld_cg4(base + (size_t)(w + 6) * 1024 + 4 * q);
+            add4(s, a), add4(s2, b), add4(s, d), add4(s2, e);
+        }
+        for (; w < np; w += 2) add4(s, ld_cg4(base + (size_t)w * 1024 + 4 * q));
+        add4(s, s2);
+        s.x += __shfl_xor_sync(0xffffffffu, s.x, 16);
+        s.y += __shfl_xor_sync(0xffffffffu, s.y, 16);
+        s.z += __shfl_xor_sync(0xffffffffu, s.z, 16);
+        s.w += __shfl_xor_sync(0xffffffffu, s.w, 16);
+        if (h == 0) {
+            const int n = tile * 64 + 4 * q;
+            yput2(o, 0, n, s.x, s.y, N);
+            yput2(o, 0, n + 2, s.z, s.w, N);
+        }
+    } else {
+        for (int it = lane; it < M * 16; it += 32) {
+            const int m = it >> 4, q = it & 15;
+            const float* p = base + 64 * m + 4 * q;
+            float4 s = make_float4(0.f, 0.f, 0.f, 0.f), s2 = s;
+            int w = 0;
+            for (; w + 3 < np; w += 4) {
+                const float4 a = ld_cg4(p + (size_t)w * 1024), b = ld_cg4(p + (size_t)(w + 1) * 1024);
+                const float4 d = ld_cg4(p + (size_t)(w + 2) * 1024), e = ld_cg4(p + (size_t)(w + 3) * 1024);
+                add4(s, a), add4(s2, b), add4(s, d), add4(s2, e);
+            }
+            for (; w < np; w++) add4(s, ld_cg4(p + (size_t)w * 1024));
+            add4(s, s2);
+            const int n = tile * 64 + 4 * q;
+            yput2(o, m, n, s.x, s.y, N);
+            yput2(o, m, n + 2, s.z, s.w, N);
+        }
     }
     if (lane == 0) counters[tile] = 0;
 }
@@ -256,8 +346,8 @@ __device__ __forceinline__ float2 h2_to_f2(u32 h) {
 // ldx % 4 == 0 and x 16-byte aligned (the host checks; otherwise it uses
 // the tile kernels).
 template <int KIND, bool ASYM, int MR>
-__device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x, int ldx, float* __restrict__ y, int ldy,
-                                     int M, float* ws, int* counters) {
+__device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x, int ldx, const YOut& o, int M, float* ws,
+                                     int* counters) {
     extern __shared__ __align__(16) unsigned char qsm[];
     constexpr int SB = qstage_bytes(MR, ASYM), QD = qstages(MR);
     constexpr int XO = 1024, SO = 1024 + 128 * MR, ZO = SO + 128;
@@ -402,7 +492,7 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
         }
         __syncwarp();
         if (tile_end || i + 1 == i1) {
-            stripe_store(acc, i / spt, gw, W, per, spt, w.N, y, ldy, M, ws, counters);
+            stripe_store(acc, i / spt, gw, W, per, spt, w.N, o, M, ws, counters);
 #pragma unroll
             for (int jj = 0; jj < 8; jj++) acc[jj][0] = acc[jj][1] = acc[jj][2] = acc[jj][3] = 0.f;
             if (tile_end) cs = 0;
@@ -413,8 +503,8 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
 
 #define QMV_KERNEL(NAME, KIND, ASYM, MR)                                                                  \
     extern "C" __global__ void __launch_bounds__(QW * 32)                                                 \
-        NAME(WDesc w, const float* x, int ldx, float* y, int ldy, int M, float* ws, int* counters) {      \
-        qmv4<KIND, ASYM, MR>(w, x, ldx, y, ldy, M, ws, counters);                                         \
+        NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters) {                 \
+        qmv4<KIND, ASYM, MR>(w, x, ldx, o, M, ws, counters);                                              \
     }
 QMV_KERNEL(qmv_int4, PACK_INT4, false, 8)
 QMV_KERNEL(qmv_int4_m16, PACK_INT4, false, 16)
@@ -432,8 +522,8 @@ QMV_KERNEL(qmv_fp4_m16, PACK_FP4, false, 16)
 // lanes t = 0…3 of a row copy its 64 consecutive bytes. Requires K % 32 ==
 // 0 and the alignment of qmv4.
 template <bool BF16, int MR>
-__device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x, int ldx, float* __restrict__ y, int ldy,
-                                    int M, float* ws, int* counters) {
+__device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x, int ldx, const YOut& o, int M, float* ws,
+                                    int* counters) {
     extern __shared__ __align__(16) unsigned char qsm[];
     constexpr int SB = dstage_bytes(MR);
     const int lane = threadIdx.x & 31, t = lane & 3, c = lane >> 2, warp = threadIdx.x >> 5;
@@ -539,7 +629,7 @@ __device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x,
         }
         __syncwarp();
         if ((i + 1) % spt == 0 || i + 1 == i1) {
-            stripe_store(acc, i / spt, gw, W, per, spt, w.N, y, ldy, M, ws, counters);
+            stripe_store(acc, i / spt, gw, W, per, spt, w.N, o, M, ws, counters);
 #pragma unroll
             for (int jj = 0; jj < 8; jj++) acc[jj][0] = acc[jj][1] = acc[jj][2] = acc[jj][3] = 0.f;
         }
@@ -549,8 +639,8 @@ __device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x,
 
 #define DMV_KERNEL(NAME, BF, MR)                                                                          \
     extern "C" __global__ void __launch_bounds__(QW * 32)                                                 \
-        NAME(WDesc w, const float* x, int ldx, float* y, int ldy, int M, float* ws, int* counters) {      \
-        dmv<BF, MR>(w, x, ldx, y, ldy, M, ws, counters);                                                  \
+        NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters) {                 \
+        dmv<BF, MR>(w, x, ldx, o, M, ws, counters);                                                       \
     }
 DMV_KERNEL(dmv_f16, false, 8)
 DMV_KERNEL(dmv_f16_m16, false, 16)

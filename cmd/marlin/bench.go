@@ -38,6 +38,9 @@ type benchResult struct {
 	// DecodeNoGraphTokS is decode with CUDA graphs off (backends that
 	// capture decode steps into graphs), for comparison.
 	DecodeNoGraphTokS float64 `json:"decode_tokens_per_second_without_graphs,omitempty"`
+	// DecodeForwardMs is the mean host time of a decode step's Forward call
+	// (with CUDA graphs: recording the step, before the device runs it).
+	DecodeForwardMs float64 `json:"decode_forward_ms,omitempty"`
 	// KV8KBytes is the KV cache of 8192 tokens as this backend stores it.
 	KV8KBytes      int64   `json:"kv_bytes_8k_tokens"`
 	BandwidthShare float64 `json:"decode_share_of_copy_bandwidth,omitempty"`
@@ -176,13 +179,16 @@ func benchOne(mo *modelOpts, dir string, promptN, genN int, membw bool, kvType d
 		prompt[i] = int32(rng.IntN(info.Vocab))
 	}
 	logits := make([]float32, info.Vocab)
+	var fwd time.Duration // host time in Forward
 	step := func(tokens []int32, pos int) error {
 		b := &backend.Batch{Tokens: tokens}
 		for i := range tokens {
 			b.Pos = append(b.Pos, int32(pos+i))
 		}
 		b.Seqs = []backend.Seq{{Start: 0, Len: len(tokens), Blocks: blocks}}
+		t0 := time.Now()
 		out := s.m.Forward(b, cache, []int32{int32(len(tokens) - 1)})
+		fwd += time.Since(t0)
 		return s.be.Read(logits, out)
 	}
 	// warm up (page in the weights; on a GPU also load the libraries and
@@ -202,7 +208,7 @@ func benchOne(mo *modelOpts, dir string, promptN, genN int, membw bool, kvType d
 	}
 	res.PromptTokens = promptN
 	res.PrefillTokS = float64(promptN) / time.Since(start).Seconds()
-	start = time.Now()
+	start, fwd = time.Now(), 0
 	tok := prompt[len(prompt)-1]
 	for i := range genN {
 		if err := step([]int32{tok}, promptN+i); err != nil {
@@ -212,6 +218,7 @@ func benchOne(mo *modelOpts, dir string, promptN, genN int, membw bool, kvType d
 	}
 	res.GenTokens = genN
 	res.DecodeTokS = float64(genN) / time.Since(start).Seconds()
+	res.DecodeForwardMs = fwd.Seconds() * 1e3 / float64(max(genN, 1))
 	if g, ok := s.be.(interface{ SetGraphs(bool) }); ok {
 		// the same decode steps again with every kernel issued separately
 		g.SetGraphs(false)

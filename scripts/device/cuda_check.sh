@@ -74,7 +74,7 @@ run() {
 echo "commit $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo -dirty) $(date -u +%FT%TZ)" | tee -a "$summary"
 if want tests; then
 	for group in 'TestCompileKernels|TestKernelResources|TestPack|TestTensors|TestStickyErrors|TestClose|TestCollect|TestGraph$|TestCallCost' \
-		'TestOps' 'TestQMatMul$|TestGraphSegments' 'TestFixtures|TestBatchedGeneration|TestGPTQCheckpoints'; do
+		'TestOps' 'TestQMatMul$|TestGraphSegments|TestFusedOps' 'TestFixtures|TestBatchedGeneration|TestGPTQCheckpoints'; do
 		run "tests $group" 20 120 "$OUT/test.part" bash -c "cd backend/cuda && ../../gpubin/cuda.test -test.v -test.timeout 115s -test.run '$group'"
 		cat "$OUT/test.part" >>"$OUT/test.log" 2>/dev/null
 	done
@@ -118,7 +118,7 @@ note "--device auto: runs $(./gpubin/marlin run --ids 1,2,3 -n 2 --temperature 0
 fi
 # 5. memcheck of the op tests
 if want memcheck && [ -n "$sanitizer" ]; then
-	run memcheck 40 200 "$OUT/memcheck.log" bash -c "cd backend/cuda && '$sanitizer' --tool memcheck --error-exitcode 9 ../../gpubin/cuda.test -test.v -test.run 'TestOps|TestQMatMul$|TestGraphSegments' -test.timeout 170s"
+	run memcheck 40 200 "$OUT/memcheck.log" bash -c "cd backend/cuda && '$sanitizer' --tool memcheck --error-exitcode 9 ../../gpubin/cuda.test -test.v -test.run 'TestOps|TestQMatMul$|TestGraphSegments|TestFusedOps' -test.timeout 170s"
 	grep -E '^(    --- |--- |=========)' "$OUT/memcheck.log" | tail -14
 elif want memcheck; then
 	note "memcheck: skipped (no compute-sanitizer)"

@@ -1,0 +1,140 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/marlin-llm/marlin/backend"
+	"github.com/marlin-llm/marlin/dtype"
+	"github.com/marlin-llm/marlin/quant"
+)
+
+// TestFusedOps checks MatMulN, MatMulAdd and SwiGLU (on weights from
+// LoadMatrices) against float64 products of the reference dequantization
+// on random data: dense F32 and BF16 and RTN int4 g32 weights, M = 1 and 5.
+// Tolerance 1e-5 relative to Σ|x·w| (plus |h| for MatMulAdd; SwiGLU the
+// bound propagated through silu(g)·u).
+func TestFusedOps(t *testing.T) {
+	b := New(2)
+	defer b.Close()
+	rng := rand.New(rand.NewPCG(41, 42))
+	randv := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(rng.NormFloat64())
+		}
+		return v
+	}
+	makeW := func(format string, out, in int) *quant.Weight {
+		v := randv(out * in)
+		switch format {
+		case "int4":
+			spec, err := quant.ParseSpec("int4", 32, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := quant.QuantizeRTN(v, out, in, spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return w
+		case "bf16":
+			d := make([]byte, 2*len(v))
+			for i, x := range v {
+				u := dtype.F32ToBF16(x)
+				d[2*i], d[2*i+1] = byte(u), byte(u>>8)
+			}
+			return &quant.Weight{Name: "bf16", Format: quant.Dense, DType: dtype.BF16, Out: out, In: in, Data: d}
+		}
+		d := make([]byte, 4*len(v))
+		for i, x := range v {
+			u := math.Float32bits(x)
+			d[4*i], d[4*i+1], d[4*i+2], d[4*i+3] = byte(u), byte(u>>8), byte(u>>16), byte(u>>24)
+		}
+		return &quant.Weight{Name: "f32", Format: quant.Dense, DType: dtype.F32, Out: out, In: in, Data: d}
+	}
+	// ref returns x·wᵀ and Σ|x·w| in float64
+	ref := func(w *quant.Weight, x []float32, M int) ([]float64, []float64) {
+		y, s := make([]float64, M*w.Out), make([]float64, M*w.Out)
+		row := make([]float32, w.In)
+		for n := range w.Out {
+			w.DequantizeRow(row, n)
+			for m := range M {
+				for k, v := range row {
+					p := float64(v) * float64(x[m*w.In+k])
+					y[m*w.Out+n] += p
+					s[m*w.Out+n] += math.Abs(p)
+				}
+			}
+		}
+		return y, s
+	}
+	check := func(what string, got []float32, want, scale []float64) {
+		t.Helper()
+		for i := range want {
+			if d := math.Abs(float64(got[i]) - want[i]); !(d <= 1e-5*scale[i]+1e-30) {
+				t.Fatalf("%s: element %d: got %g, want %g (scale %g)", what, i, got[i], want[i], scale[i])
+			}
+		}
+	}
+	for _, format := range []string{"f32", "bf16", "int4"} {
+		for _, M := range []int{1, 5} {
+			const K = 96
+			what := fmt.Sprintf("%s M%d", format, M)
+			ws := []*quant.Weight{makeW(format, 64, K), makeW(format, 32, K), makeW(format, 40, K)}
+			ms, err := b.LoadMatrices(ws)
+			if err != nil {
+				t.Fatal(err)
+			}
+			xv := randv(M * K)
+			x := b.NewTensor(M, K)
+			b.Write(x, xv)
+			ys := make([]backend.Tensor, len(ws))
+			for i, w := range ws {
+				ys[i] = b.NewTensor(M, w.Out)
+			}
+			b.MatMulN(ys, x, ms)
+			for i, w := range ws {
+				want, scale := ref(w, xv, M)
+				check(fmt.Sprintf("%s MatMulN part %d", what, i), ys[i].(*Tensor).Data(), want, scale)
+				h0 := randv(M * w.Out)
+				h := b.NewTensor(M, w.Out)
+				b.Write(h, h0)
+				b.MatMulAdd(h, x, ms[i])
+				for j := range want {
+					want[j] += float64(h0[j])
+					scale[j] += math.Abs(float64(h0[j]))
+				}
+				check(fmt.Sprintf("%s MatMulAdd part %d", what, i), h.(*Tensor).Data(), want, scale)
+			}
+			gu := []*quant.Weight{makeW(format, 48, K), makeW(format, 48, K)}
+			gm, err := b.LoadMatrices(gu)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := b.NewTensor(M, 48)
+			b.SwiGLU(d, x, gm[0], gm[1])
+			gw, gs := ref(gu[0], xv, M)
+			uw, us := ref(gu[1], xv, M)
+			want, scale := make([]float64, len(gw)), make([]float64, len(gw))
+			for j := range gw {
+				s := gw[j] / (1 + math.Exp(-gw[j]))
+				want[j] = s * uw[j]
+				scale[j] = 1.1*gs[j]*(math.Abs(uw[j])+1e-5*us[j]) + math.Abs(s)*us[j] + 1e-2*math.Abs(want[j])
+			}
+			check(what+" SwiGLU", d.(*Tensor).Data(), want, scale)
+		}
+	}
+	// an output that is the input is refused
+	x := b.NewTensor(1, 64)
+	w := []*quant.Weight{makeW("f32", 64, 64)}
+	ms, _ := b.LoadMatrices(w)
+	defer func() {
+		if recover() == nil {
+			t.Error("MatMulAdd with dst = x: no panic")
+		}
+	}()
+	b.MatMulAdd(x, x, ms[0])
+}

@@ -1,0 +1,205 @@
+//go:build !nocuda
+
+package cuda
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/marlin-llm/marlin/backend"
+	"github.com/marlin-llm/marlin/quant"
+)
+
+// Weights that share an input (q, k, v; gate, up) are stored as one matrix
+// so that their products are one launch of the decode kernels, whose
+// epilogue (YOut in qmm.cu) sends each column where it belongs: q, k and v
+// to their tensors, gate and up through SwiGLU; o and down add to the
+// residual stream in the same pass (MatMulAdd). A decode step of the
+// Llama-3-8B shape then has 4 matrix launches a layer instead of 7, and
+// neither SiLUMul nor the two Adds.
+
+// LoadMatrices implements backend.Backend. Two weights of one shape have
+// their rows interleaved (a SwiGLU pair); more, or two of different
+// shapes, are stacked when every part but the last has a multiple of 64
+// rows (a whole number of the packed layout's column tiles, so that each
+// part is a view of its rows). Both need the packed 4-bit layout (the same
+// kind and group, no act-order) or dense fp16/bf16 of one type for all;
+// otherwise each weight is loaded on its own.
+func (b *Backend) LoadMatrices(ws []*quant.Weight) ([]backend.Matrix, error) {
+	ms := make([]backend.Matrix, len(ws))
+	if !groupable(ws) {
+		for i, w := range ws {
+			m, err := b.LoadMatrix(w)
+			if err != nil {
+				return nil, err
+			}
+			ms[i] = m
+		}
+		return ms, nil
+	}
+	w0 := ws[0]
+	g := &group{inter: len(ws) == 2 && ws[0].Out == ws[1].Out}
+	N := 0
+	for _, w := range ws {
+		g.off = append(g.off, N)
+		N += w.Out
+	}
+	src := func(r int) (int, int) {
+		if g.inter {
+			return r & 1, r >> 1
+		}
+		i := len(g.off) - 1
+		for g.off[i] > r {
+			i--
+		}
+		return i, r - g.off[i]
+	}
+	names := make([]string, len(ws))
+	for i, w := range ws {
+		names[i] = w.Name
+	}
+	name := fmt.Sprintf("%s [%d, %d]", strings.Join(names, "+"), N, w0.In)
+	var err error
+	if kind, _ := packable(w0); kind != 0 {
+		g.all, err = b.uploadPacked(packRows(ws, N, src, kind), name)
+	} else {
+		es := w0.DType.Size()
+		cw := &quant.Weight{Name: name, Format: quant.Dense, DType: w0.DType, Out: N, In: w0.In, Data: make([]byte, N*w0.In*es)}
+		row := w0.In * es
+		for r := range N {
+			i, n := src(r)
+			copy(cw.Data[r*row:(r+1)*row], ws[i].Data[n*row:(n+1)*row])
+		}
+		var m backend.Matrix
+		if m, err = b.LoadMatrix(cw); err == nil {
+			g.all = m.(*matrix)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	all := g.all
+	for i, w := range ws {
+		p := &matrix{owner: b, f: all.f, desc: all.desc, bufs: all.bufs, rows: w.Out, cols: w.In, name: w.String(),
+			asym: all.asym, grp: g, part: i}
+		p.desc.n = int32(w.Out)
+		if g.inter {
+			p.bytes = all.bytes / 2
+		} else if all.f == fmtPInt4 || all.f == fmtPFP4 {
+			// whole column tiles: data, scales (and zero points) of tiles
+			// off/64 onwards
+			t0, nt := uint64(g.off[i]/64), uint64((w.Out+63)/64)
+			steps, groups := uint64(w.In/16), uint64(w.In/int(all.desc.group))
+			p.desc.data += t0 * steps * 512
+			p.desc.scales += t0 * groups * 128
+			p.bytes = int64(nt * (steps*512 + groups*128))
+			if all.desc.zeros != 0 {
+				p.desc.zeros += t0 * groups * 256
+				p.bytes += int64(nt * groups * 256)
+			}
+		} else {
+			es := uint64(w.DType.Size())
+			p.desc.data += uint64(g.off[i]) * uint64(w.In) * es
+			p.bytes = int64(w.Out) * int64(w.In) * int64(es)
+		}
+		g.parts = append(g.parts, p)
+		ms[i] = p
+	}
+	return ms, nil
+}
+
+// noAlias panics when dst and x share an allocation.
+func noAlias(op string, d, x *tensor) {
+	checkShape(op, d.buf != x.buf || d.buf.ptr == 0, "the output shares memory with the input")
+}
+
+// MatMulN implements backend.Backend: one launch when w are all the parts
+// of one LoadMatrices group, in order.
+func (b *Backend) MatMulN(dst []backend.Tensor, x backend.Tensor, w []backend.Matrix) {
+	checkShape("MatMulN", len(dst) == len(w), "%d outputs for %d weights", len(dst), len(w))
+	xt := b.tensor(x)
+	ds, ms := make([]*tensor, len(w)), make([]*matrix, len(w))
+	whole := len(w) > 0
+	for i := range w {
+		ds[i], ms[i] = b.tensor(dst[i]), b.mat(w[i])
+		checkShape("MatMulN", xt.cols == ms[i].cols && ds[i].rows == xt.rows && ds[i].cols == ms[i].rows,
+			"dst [%d, %d] = x [%d, %d] · %s", ds[i].rows, ds[i].cols, xt.rows, xt.cols, ms[i].name)
+		noAlias("MatMulN", ds[i], xt)
+		whole = whole && ms[i].grp != nil && ms[i].grp == ms[0].grp && ms[i].part == i
+	}
+	whole = whole && len(w) == len(ms[0].grp.parts)
+	b.enter()
+	defer b.leave()
+	if !b.usable(append(ds, xt)...) {
+		return
+	}
+	if !whole {
+		for i, m := range ms {
+			b.matmul(ds[i].ptr(), ds[i].cols, xt.ptr(), xt.cols, xt.rows, m)
+		}
+		return
+	}
+	g := ms[0].grp
+	o := yout{mode: youtSplit}
+	if g.inter {
+		o.mode = youtPair
+	}
+	ys := []*uint64{&o.y0, &o.y1, &o.y2}
+	lds := []*int32{&o.ld0, &o.ld1, &o.ld2}
+	for i, d := range ds {
+		*ys[i], *lds[i] = d.ptr(), int32(d.cols)
+	}
+	o.n1, o.n2 = int32(g.all.rows), int32(g.all.rows)
+	if !g.inter {
+		o.n1 = int32(g.off[1])
+		if len(ds) > 2 {
+			o.n2 = int32(g.off[2])
+		}
+	}
+	b.matmulOut(&o, xt.ptr(), xt.cols, xt.rows, g.all)
+}
+
+// MatMulAdd implements backend.Backend: the product is added to dst by the
+// kernel that computes it.
+func (b *Backend) MatMulAdd(dst, x backend.Tensor, w backend.Matrix) {
+	d, xt, m := b.tensor(dst), b.tensor(x), b.mat(w)
+	checkShape("MatMulAdd", xt.cols == m.cols && d.rows == xt.rows && d.cols == m.rows,
+		"dst [%d, %d] += x [%d, %d] · %s", d.rows, d.cols, xt.rows, xt.cols, m.name)
+	noAlias("MatMulAdd", d, xt)
+	b.enter()
+	defer b.leave()
+	if !b.usable(d, xt) {
+		return
+	}
+	mm, o := b.outFor(m, d.ptr(), d.cols, xt.rows)
+	o.accum = 1
+	b.matmulOut(&o, xt.ptr(), xt.cols, xt.rows, mm)
+}
+
+// SwiGLU implements backend.Backend: one launch with the SwiGLU epilogue
+// when gate and up are an interleaved LoadMatrices pair, else two products
+// and silu_mul.
+func (b *Backend) SwiGLU(dst, x backend.Tensor, gate, up backend.Matrix) {
+	d, xt, gm, um := b.tensor(dst), b.tensor(x), b.mat(gate), b.mat(up)
+	checkShape("SwiGLU", gm.rows == um.rows && gm.cols == um.cols && xt.cols == gm.cols && d.rows == xt.rows && d.cols == gm.rows,
+		"dst [%d, %d] = SwiGLU(x [%d, %d]; %s, %s)", d.rows, d.cols, xt.rows, xt.cols, gm.name, um.name)
+	noAlias("SwiGLU", d, xt)
+	b.enter()
+	defer b.leave()
+	if !b.usable(d, xt) {
+		return
+	}
+	M := xt.rows
+	if g := gm.grp; g != nil && g == um.grp && g.inter && gm.part == 0 && um.part == 1 {
+		o := yout{mode: youtSwiGLU, y0: d.ptr(), ld0: int32(d.cols)}
+		b.matmulOut(&o, xt.ptr(), xt.cols, M, g.all)
+		return
+	}
+	u := b.scratchBuf("swiglu", 4*int64(M)*int64(um.rows))
+	if u == 0 {
+		return
+	}
+	b.matmul(d.ptr(), d.cols, xt.ptr(), xt.cols, M, gm)
+	b.matmul(u, um.rows, xt.ptr(), xt.cols, M, um)
+	b.siluMul(d.ptr(), d.ptr(), u, d.n())
+}
