@@ -5,14 +5,24 @@ import (
 	"unsafe"
 
 	"github.com/marlin-llm/marlin/backend"
+	"github.com/marlin-llm/marlin/backend/cpu/vkernels"
 	"github.com/marlin-llm/marlin/quant"
 )
 
-// The fused ops of backend.Backend (LoadMatrices, MatMulN, MatMulAdd,
-// SwiGLU) are, on the CPU, the plain sequences of ops they stand for: the
-// results are bit for bit those of MatMul, Add and SiLUMul in that order.
-// (A matrix-vector product here streams its weight once whatever the
-// fusion, so there is nothing to gain from one pass.)
+// The fused ops of backend.Backend (MatMulN, MatMulAdd, SwiGLU) run as one
+// parallel op each: the workers take pieces of all the products' output
+// features (matUnit of them at a time) and finish each piece before the
+// next — SwiGLU applies silu(g)·u to a piece's gate and up columns while
+// they are in cache, MatMulAdd adds a piece into the residual. Every output
+// element is computed by the same kernel call over the same aligned column
+// range as MatMul, then SiLUMul or Add, would compute it, so the results
+// are bit for bit those of the plain sequence (TestFusedOpsMatchSequence).
+// What fusing saves is the parallel ops themselves: a decode step of a
+// small model is made of many short ones, each a hand-off to the helpers
+// and a wait for the slowest piece.
+
+// matUnit is the granularity of MatMul's pieces (output features).
+const matUnit = 64
 
 // LoadMatrices implements backend.Backend: each weight is loaded on its
 // own.
@@ -28,37 +38,67 @@ func (b *Backend) LoadMatrices(ws []*quant.Weight) ([]backend.Matrix, error) {
 	return ms, nil
 }
 
-// MatMulN implements backend.Backend.
+// MatMulN implements backend.Backend: the products share one parallel op.
 func (b *Backend) MatMulN(dst []backend.Tensor, x backend.Tensor, w []backend.Matrix) {
 	checkShape("MatMulN", len(dst) == len(w), "%d outputs for %d weights", len(dst), len(w))
+	xt := tensor(x)
+	ds, ms := make([]*Tensor, len(w)), make([]*matrix, len(w))
+	units := make([]int, len(w)+1) // product i owns units [units[i], units[i+1])
 	for i := range w {
-		b.MatMul(dst[i], x, w[i])
+		ds[i], ms[i] = tensor(dst[i]), mat(w[i])
+		checkShape("MatMulN", xt.cols == ms[i].w.In && ds[i].rows == xt.rows && ds[i].cols == ms[i].w.Out,
+			"dst[%d] [%d, %d] = x [%d, %d] · %v", i, ds[i].rows, ds[i].cols, xt.rows, xt.cols, ms[i].w)
+		units[i+1] = units[i] + (ms[i].w.Out+matUnit-1)/matUnit
 	}
+	b.parallel(units[len(w)], 1, func(lo, hi int) {
+		for i := range ms {
+			u0, u1 := max(lo, units[i]), min(hi, units[i+1])
+			if u0 < u1 {
+				n0, n1 := (u0-units[i])*matUnit, min((u1-units[i])*matUnit, ms[i].w.Out)
+				ms[i].mul(ds[i].data, xt.data, xt.rows, n0, n1)
+			}
+		}
+	})
 }
 
-// MatMulAdd implements backend.Backend: dst += x·wᵀ through a temporary.
+// MatMulAdd implements backend.Backend: each piece of x·wᵀ goes through a
+// worker's temporary into dst.
 func (b *Backend) MatMulAdd(dst, x backend.Tensor, w backend.Matrix) {
-	d, xt := tensor(dst), tensor(x)
-	checkShape("MatMulAdd", d.rows == xt.rows && d.cols == w.Rows() && !overlaps(d.data, xt.data),
-		"dst [%d, %d] += x [%d, %d] · [%d, %d]ᵀ (dst must not alias x)", d.rows, d.cols, xt.rows, xt.cols, w.Rows(), w.Cols())
-	t := getTemp(d.rows, d.cols)
-	defer putTemp(t)
-	b.MatMul(t, x, w)
-	b.Add(dst, t)
+	d, xt, m := tensor(dst), tensor(x), mat(w)
+	checkShape("MatMulAdd", d.rows == xt.rows && d.cols == m.w.Out && xt.cols == m.w.In && !overlaps(d.data, xt.data),
+		"dst [%d, %d] += x [%d, %d] · %v (dst must not alias x)", d.rows, d.cols, xt.rows, xt.cols, m.w)
+	M, N := d.rows, d.cols
+	b.parallel(N, matUnit, func(n0, n1 int) {
+		t := getTemp(M, N) // a piece writes its columns of a full-size temporary
+		m.mul(t.data, xt.data, M, n0, n1)
+		for r := range M {
+			row, add := d.data[r*N+n0:r*N+n1], t.data[r*N+n0:r*N+n1]
+			for i, v := range add {
+				row[i] += v
+			}
+		}
+		putTemp(t)
+	})
 }
 
-// SwiGLU implements backend.Backend: gate into dst, up into a temporary,
-// then SiLUMul.
+// SwiGLU implements backend.Backend: each piece computes its gate columns
+// into dst and its up columns into a temporary, then silu(g)·u in place.
 func (b *Backend) SwiGLU(dst, x backend.Tensor, gate, up backend.Matrix) {
-	d, xt := tensor(dst), tensor(x)
-	checkShape("SwiGLU", gate.Rows() == up.Rows() && gate.Cols() == up.Cols() && !overlaps(d.data, xt.data),
-		"dst [%d, %d], x [%d, %d], gate [%d, %d], up [%d, %d] (dst must not alias x)",
-		d.rows, d.cols, xt.rows, xt.cols, gate.Rows(), gate.Cols(), up.Rows(), up.Cols())
-	t := getTemp(d.rows, d.cols)
-	defer putTemp(t)
-	b.MatMul(dst, x, gate)
-	b.MatMul(t, x, up)
-	b.SiLUMul(dst, dst, t)
+	d, xt, g, u := tensor(dst), tensor(x), mat(gate), mat(up)
+	checkShape("SwiGLU", g.w.Out == u.w.Out && g.w.In == u.w.In && xt.cols == g.w.In && d.rows == xt.rows && d.cols == g.w.Out &&
+		!overlaps(d.data, xt.data),
+		"dst [%d, %d], x [%d, %d], gate %v, up %v (dst must not alias x)", d.rows, d.cols, xt.rows, xt.cols, g.w, u.w)
+	M, N := d.rows, d.cols
+	b.parallel(N, matUnit, func(n0, n1 int) {
+		t := getTemp(M, N)
+		g.mul(d.data, xt.data, M, n0, n1)
+		u.mul(t.data, xt.data, M, n0, n1)
+		for r := range M {
+			row := d.data[r*N+n0 : r*N+n1]
+			vkernels.SiLUMul(row, row, t.data[r*N+n0:r*N+n1])
+		}
+		putTemp(t)
+	})
 }
 
 // overlaps reports whether two slices share memory.

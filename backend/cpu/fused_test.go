@@ -138,3 +138,90 @@ func TestFusedOps(t *testing.T) {
 	}()
 	b.MatMulAdd(x, x, ms[0])
 }
+
+// TestFusedOpsMatchSequence checks that the fused ops, which share one
+// parallel op among several products, give bit for bit the results of the
+// plain sequences they stand for (MatMul each, MatMul then Add, MatMul
+// gate and up then SiLUMul), with output sizes that are not multiples of
+// the pieces and three workers, for dense, int4 g32 and fp4 weights.
+func TestFusedOpsMatchSequence(t *testing.T) {
+	b := New(3)
+	defer b.Close()
+	rng := rand.New(rand.NewPCG(5, 6))
+	randv := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(rng.NormFloat64())
+		}
+		return v
+	}
+	load := func(format string, out, in int) backend.Matrix {
+		v := randv(out * in)
+		var w *quant.Weight
+		if format == "bf16" {
+			d := make([]byte, 2*len(v))
+			for i, x := range v {
+				u := dtype.F32ToBF16(x)
+				d[2*i], d[2*i+1] = byte(u), byte(u>>8)
+			}
+			w = &quant.Weight{Name: "bf16", Format: quant.Dense, DType: dtype.BF16, Out: out, In: in, Data: d}
+		} else {
+			spec, err := quant.ParseSpec(format, 32, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w, err = quant.QuantizeRTN(v, out, in, spec); err != nil {
+				t.Fatal(err)
+			}
+		}
+		m, err := b.LoadMatrix(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	same := func(what string, got, want backend.Tensor) {
+		t.Helper()
+		g, w := got.(*Tensor).Data(), want.(*Tensor).Data()
+		for i := range w {
+			if math.Float32bits(g[i]) != math.Float32bits(w[i]) {
+				t.Fatalf("%s: element %d: fused %g, sequence %g", what, i, g[i], w[i])
+			}
+		}
+	}
+	const K = 160
+	for _, format := range []string{"bf16", "int4", "fp4"} {
+		for _, M := range []int{1, 3, 9} {
+			what := fmt.Sprintf("%s M%d", format, M)
+			x := b.NewTensor(M, K)
+			b.Write(x, randv(M*K))
+			outs := []int{200, 136, 72}
+			ms := make([]backend.Matrix, len(outs))
+			got, want := make([]backend.Tensor, len(outs)), make([]backend.Tensor, len(outs))
+			for i, n := range outs {
+				ms[i] = load(format, n, K)
+				got[i], want[i] = b.NewTensor(M, n), b.NewTensor(M, n)
+				b.MatMul(want[i], x, ms[i])
+			}
+			b.MatMulN(got, x, ms)
+			for i := range outs {
+				same(fmt.Sprintf("%s MatMulN part %d", what, i), got[i], want[i])
+			}
+			h0 := randv(M * 200)
+			hg, hw, tmp := b.NewTensor(M, 200), b.NewTensor(M, 200), b.NewTensor(M, 200)
+			b.Write(hg, h0)
+			b.Write(hw, h0)
+			b.MatMulAdd(hg, x, ms[0])
+			b.MatMul(tmp, x, ms[0])
+			b.Add(hw, tmp)
+			same(what+" MatMulAdd", hg, hw)
+			gate, up := load(format, 328, K), load(format, 328, K)
+			dg, dw, u := b.NewTensor(M, 328), b.NewTensor(M, 328), b.NewTensor(M, 328)
+			b.SwiGLU(dg, x, gate, up)
+			b.MatMul(dw, x, gate)
+			b.MatMul(u, x, up)
+			b.SiLUMul(dw, dw, u)
+			same(what+" SwiGLU", dg, dw)
+		}
+	}
+}
