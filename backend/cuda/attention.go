@@ -168,6 +168,12 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 	a.i32(BS)
 	b.launch(b.k.kvStore, M, 1, threadsFor(s.KVHeads*max(s.KeyDim, s.ValueDim)), 0, a)
 
+	if s.ValueInKey && s.KVHeads == 1 {
+		if f := b.mlaKernelFor(s.KeyDim, s.ValueDim); f != 0 {
+			b.mlaAttention(f, o, qt, kc, mp, M, heads, s, scale)
+			return
+		}
+	}
 	if f := b.splitAttention(heads, s); f != 0 {
 		// flash-decoding: P splits of the positions per (row, KV head) for
 		// decode-sized batches, 4 for prefill (merged in the kernel)

@@ -51,6 +51,9 @@ type matrix struct {
 	bytes      int64
 	name       string // the weight's one-line description
 	asym       bool   // packed int4 with stored zero points
+	// device tables of the lists this matrix heads (moe_dispatch.go): a
+	// layer's experts (it is the first gate) or a HeadMatMul's heads
+	lists *listTables
 }
 
 // Rows implements backend.Matrix.
@@ -310,8 +313,9 @@ func (b *Backend) MatMul(dst, x backend.Tensor, w backend.Matrix) {
 	b.matmul(d.ptr(), d.cols, xt.ptr(), xt.cols, xt.rows, m)
 }
 
-// HeadMatMul implements backend.Backend: one matmul launch per head on
-// strided column ranges of x and dst (no copies).
+// HeadMatMul implements backend.Backend: one launch for all heads of
+// dense weights at decode sizes (headsOnDevice), else one matmul launch
+// per head on strided column ranges of x and dst (no copies).
 func (b *Backend) HeadMatMul(dst, x backend.Tensor, w []backend.Matrix, dstStride, xStride int) {
 	d, xt := b.tensor(dst), b.tensor(x)
 	M := xt.rows
@@ -326,6 +330,9 @@ func (b *Backend) HeadMatMul(dst, x backend.Tensor, w []backend.Matrix, dstStrid
 	b.enter()
 	defer b.leave()
 	if !b.usable(d, xt) {
+		return
+	}
+	if b.headsOnDevice(d, xt, ms, dstStride, xStride) {
 		return
 	}
 	for h, m := range ms {

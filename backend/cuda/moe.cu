@@ -114,3 +114,77 @@ extern "C" __global__ void scatter_add(float* __restrict__ dst, const float* __r
     const float* s = src + (size_t)blockIdx.x * cols;
     for (int c = threadIdx.x; c < cols; c += blockDim.x) d[c] += wt * s[c];
 }
+
+// ---- device-side expert dispatch (decode-sized batches) ----
+//
+// A "job" is one matrix-vector product of one selection slot (row r,
+// choice j: slot = r·k + j) with one matrix of its chosen expert. The
+// expert id is read from the selection on the device, and the expert's
+// weights through a table of WDesc (three per expert: gate, up, down) that
+// the host uploads once per layer, so nothing is copied to the host and a
+// decode step stays one capturable sequence of launches. Grid (blocks per
+// job, jobs): the x-dimension is the stripe grid of the decode kernels of
+// qmm.cu (qmv4 / dmv, M = 1), the y-dimension the job; each job has its
+// own split-K slots in ws (wsPer floats) and counters (ctrPer).
+//
+//   gate+up: jobs = 2·nsel, job = 2·slot + which (0 gate, 1 up); x row
+//            slot/k of x; output row which·nsel + slot of y [2·nsel, I]
+//   down:    jobs = nsel, which = 0 with mat0 = 2; x row slot of h
+//            [nsel, I] (xPerSlot); output row slot of y [nsel, H]
+template <int KIND, bool ASYM, bool DENSE, bool BF16>
+__device__ __forceinline__ void moe_mv(const WDesc* __restrict__ tab, const int* __restrict__ ids, int k, int nsel, int mats,
+                                       int mat0, const float* x, int ldx, int xPerSlot, float* y, int ldy, float* ws,
+                                       int wsPer, int* counters, int ctrPer) {
+    const int job = blockIdx.y, slot = job / mats, which = job - slot * mats;
+    const int e = ids[slot];
+    const WDesc w = tab[3 * e + mat0 + which];
+    const float* xr = x + (size_t)(xPerSlot ? slot : slot / k) * ldx;
+    float* yr = y + (size_t)(which * nsel + slot) * ldy;
+    if (DENSE)
+        dmv<BF16, 8>(w, xr, ldx, yr, ldy, 1, ws + (size_t)job * wsPer, counters + job * ctrPer);
+    else
+        qmv4<KIND, ASYM, 8>(w, xr, ldx, yr, ldy, 1, ws + (size_t)job * wsPer, counters + job * ctrPer);
+}
+
+#define MOE_MV_KERNEL(NAME, KIND, ASYM, DENSE, BF)                                                                   \
+    extern "C" __global__ void __launch_bounds__(QW * 32)                                                            \
+        NAME(const WDesc* tab, const int* ids, int k, int nsel, int mats, int mat0, const float* x, int ldx,         \
+             int xPerSlot, float* y, int ldy, float* ws, int wsPer, int* counters, int ctrPer) {                     \
+        moe_mv<KIND, ASYM, DENSE, BF>(tab, ids, k, nsel, mats, mat0, x, ldx, xPerSlot, y, ldy, ws, wsPer, counters,  \
+                                      ctrPer);                                                                       \
+    }
+MOE_MV_KERNEL(moe_qmv_int4, PACK_INT4, false, false, false)
+MOE_MV_KERNEL(moe_qmv_int4_asym, PACK_INT4, true, false, false)
+MOE_MV_KERNEL(moe_qmv_fp4, PACK_FP4, false, false, false)
+MOE_MV_KERNEL(moe_dmv_f16, 0, false, true, false)
+MOE_MV_KERNEL(moe_dmv_bf16, 0, false, true, true)
+
+// dst[r, :] = Σ_j wts[r·k + j] · out[r·k + j, :], the k choices of row r
+// taken in increasing expert id (the CPU's order of accumulation: it adds
+// expert by expert), starting from zero. One block per row; k ≤ 32.
+extern "C" __global__ void moe_combine(float* __restrict__ dst, const float* __restrict__ out, const int* __restrict__ ids,
+                                       const float* __restrict__ wts, int k, int cols) {
+    __shared__ int order[32];
+    const int r = blockIdx.x;
+    if (threadIdx.x == 0) {
+        // insertion sort of the row's slots by expert id (ids are distinct)
+        for (int j = 0; j < k; j++) {
+            const int id = ids[r * k + j];
+            int p = j;
+            while (p > 0 && ids[r * k + order[p - 1]] > id) {
+                order[p] = order[p - 1];
+                p--;
+            }
+            order[p] = j;
+        }
+    }
+    __syncthreads();
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+        float s = 0.f;
+        for (int j = 0; j < k; j++) {
+            const int slot = r * k + order[j];
+            s += wts[slot] * out[(size_t)slot * cols + c];
+        }
+        dst[(size_t)r * cols + c] = s;
+    }
+}

@@ -1,0 +1,210 @@
+// mla.cu — multi-head latent attention at decode speed: all heads' small
+// per-head projections in one launch (head_mv), and flash-decoding over
+// the latent cache (attn_mla).
+
+// y[m, h·yStride + n] = Σ_k W_h[n, k] · x[m, h·xStride + k] for every head
+// h (dense row-major [N, K] weights of one format, one device pointer per
+// head in wp). Grid (⌈N/8⌉, heads, ⌈M/8⌉), 256 threads: warp w of block
+// (bx, h, bz) computes output n = 8·bx + w of rows 8·bz … 8·bz+7, lanes
+// over k in 4-wide chunks (coalesced loads of the weight row), x staged in
+// shared memory (dynamic: 8·K floats), float32 products and sums (one warp
+// reduction per row). Requires K % 4 == 0.
+template <int F>
+__device__ __forceinline__ void head_mv(const u64* __restrict__ wp, int N, int K, const float* __restrict__ x, int ldx,
+                                        int xStride, float* __restrict__ y, int ldy, int yStride, int M) {
+    extern __shared__ __align__(16) float hx[];
+    const int h = blockIdx.y, m0 = blockIdx.z * 8, mr = min(8, M - m0);
+    for (int i = threadIdx.x; i < mr * K; i += blockDim.x) {
+        const int m = i / K, kk = i - m * K;
+        hx[i] = x[(size_t)(m0 + m) * ldx + (size_t)h * xStride + kk];
+    }
+    __syncthreads();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int n = blockIdx.x * 8 + warp;
+    if (n >= N) return;
+    float acc[8];
+#pragma unroll
+    for (int m = 0; m < 8; m++) acc[m] = 0.f;
+    for (int k = lane * 4; k < K; k += 128) {
+        float w0, w1, w2, w3;
+        if (F == FMT_F32) {
+            const V4f v = *(const V4f*)((const float*)wp[h] + (size_t)n * K + k);
+            w0 = v.x, w1 = v.y, w2 = v.z, w3 = v.w;
+        } else {
+            const uint2 v = *(const uint2*)((const u16*)wp[h] + (size_t)n * K + k);
+            if (F == FMT_BF16) {
+                w0 = bf16_to_f32((u16)(v.x & 0xffffu)), w1 = bf16_to_f32((u16)(v.x >> 16));
+                w2 = bf16_to_f32((u16)(v.y & 0xffffu)), w3 = bf16_to_f32((u16)(v.y >> 16));
+            } else {
+                w0 = f16_to_f32((u16)(v.x & 0xffffu)), w1 = f16_to_f32((u16)(v.x >> 16));
+                w2 = f16_to_f32((u16)(v.y & 0xffffu)), w3 = f16_to_f32((u16)(v.y >> 16));
+            }
+        }
+#pragma unroll
+        for (int m = 0; m < 8; m++) {
+            if (m < mr) {
+                const V4f xv = *(const V4f*)(hx + m * K + k);
+                acc[m] = fmaf(w3, xv.w, fmaf(w2, xv.z, fmaf(w1, xv.y, fmaf(w0, xv.x, acc[m]))));
+            }
+        }
+    }
+#pragma unroll
+    for (int m = 0; m < 8; m++) {
+        if (m < mr) {
+            const float v = warp_sum(acc[m]);
+            if (lane == 0) y[(size_t)(m0 + m) * ldy + (size_t)h * yStride + n] = v;
+        }
+    }
+}
+
+#define HEAD_MV_KERNEL(NAME, F)                                                                                 \
+    extern "C" __global__ void __launch_bounds__(256)                                                          \
+        NAME(const u64* wp, int N, int K, const float* x, int ldx, int xStride, float* y, int ldy, int yStride, \
+             int M) {                                                                                           \
+        head_mv<F>(wp, N, K, x, ldx, xStride, y, ldy, yStride, M);                                              \
+    }
+HEAD_MV_KERNEL(head_mv_f32, FMT_F32)
+HEAD_MV_KERNEL(head_mv_f16, FMT_F16)
+HEAD_MV_KERNEL(head_mv_bf16, FMT_BF16)
+
+// Flash-decoding over the latent cache of multi-head latent attention:
+// one KV head whose key has dk numbers and whose value is the key's first
+// dv, shared by every query head (MQA). Grid (P, rows, ⌈heads/GH⌉), 128
+// threads. Block (p, r, hg) reads the positions of split p of row r —
+// ⌈n/P⌉ of them, so the grid does not depend on the context length — once
+// for the GH query heads hg·GH …: each warp takes every fourth position;
+// a lane holds dims lane + 32e of the key (EK of them; one coalesced
+// 128-byte load per e a warp), so that its first EV are the value's same
+// dims and the value costs no load; the GH scores come from warp
+// reductions, and each head keeps an online softmax (running max m, sum l,
+// weighted value sum acc). Warps and then splits are merged as in
+// attn_split (attention.cu): with P > 1 the block writes (m, l, acc) to ws
+// and the last block of (r, hg) to finish merges the P splits in order.
+template <int EK, int EV, int GH>
+__device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* __restrict__ q, const float* __restrict__ kc,
+                                         const int* __restrict__ rowN, const int* __restrict__ rowTab,
+                                         const int* __restrict__ tables, int heads, int dk, int dv, int bs, float scale,
+                                         float* ws, int* counters) {
+    __shared__ float sm_m[ATT_WARPS][GH], sm_l[ATT_WARPS][GH], sm_acc[ATT_WARPS][GH][EV * 32];
+    __shared__ int last;
+    const int p = blockIdx.x, P = gridDim.x, r = blockIdx.y, hg = blockIdx.z, HG = gridDim.z;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int n = rowN[r];
+    const int* tab = tables + rowTab[r];
+    const int ch = (n + P - 1) / P, t0 = p * ch, t1 = min(n, t0 + ch);
+    const int h0 = hg * GH, gn = min(GH, heads - h0);
+
+    float qv[GH][EK], m[GH], l[GH], acc[GH][EV];
+#pragma unroll
+    for (int gi = 0; gi < GH; gi++) {
+        m[gi] = NEG_INF;
+        l[gi] = 0.f;
+#pragma unroll
+        for (int e = 0; e < EV; e++) acc[gi][e] = 0.f;
+#pragma unroll
+        for (int e = 0; e < EK; e++) {
+            const int d = lane + 32 * e;
+            qv[gi][e] = gi < gn && d < dk ? q[((size_t)r * heads + h0 + gi) * dk + d] : 0.f;
+        }
+    }
+    for (int t = t0 + warp; t < t1; t += ATT_WARPS) {
+        const float* kp = kc + ((size_t)tab[t / bs] * bs + (t % bs)) * dk;
+        float kk[EK];
+#pragma unroll
+        for (int e = 0; e < EK; e++) kk[e] = lane + 32 * e < dk ? kp[lane + 32 * e] : 0.f;
+        float d[GH];
+#pragma unroll
+        for (int gi = 0; gi < GH; gi++) {
+            float s = 0.f;
+#pragma unroll
+            for (int e = 0; e < EK; e++) s = fmaf(qv[gi][e], kk[e], s);
+            d[gi] = s;
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+            for (int gi = 0; gi < GH; gi++) d[gi] += __shfl_xor_sync(0xffffffffu, d[gi], o);
+#pragma unroll
+        for (int gi = 0; gi < GH; gi++) {
+            const float s = d[gi] * scale;
+            const float mn = fmaxf(m[gi], s);
+            const float corr = expf(m[gi] - mn);  // 0 for the first position (m = −∞)
+            const float pr = expf(s - mn);
+            l[gi] = l[gi] * corr + pr;
+#pragma unroll
+            for (int e = 0; e < EV; e++) acc[gi][e] = acc[gi][e] * corr + pr * kk[e];
+            m[gi] = mn;
+        }
+    }
+#pragma unroll
+    for (int gi = 0; gi < GH; gi++) {
+        if (lane == 0) {
+            sm_m[warp][gi] = m[gi];
+            sm_l[warp][gi] = l[gi];
+        }
+#pragma unroll
+        for (int e = 0; e < EV; e++) sm_acc[warp][gi][lane + 32 * e] = acc[gi][e];
+    }
+    __syncthreads();
+    const size_t pitch = dv + 2;  // ws record: m, l, acc[dv]
+    for (int i = threadIdx.x; i < gn * dv; i += ATT_WARPS * 32) {
+        const int gi = i / dv, dd = i - gi * dv;
+        float M = sm_m[0][gi];
+        for (int w = 1; w < ATT_WARPS; w++) M = fmaxf(M, sm_m[w][gi]);
+        float L = 0.f, A = 0.f;
+        for (int w = 0; w < ATT_WARPS; w++) {
+            const float f = sm_m[w][gi] == NEG_INF ? 0.f : expf(sm_m[w][gi] - M);
+            L += sm_l[w][gi] * f;
+            A += sm_acc[w][gi][dd] * f;
+        }
+        const int h = h0 + gi;
+        if (P == 1) {
+            out[((size_t)r * heads + h) * dv + dd] = A / L;
+        } else {
+            float* rec = ws + (((size_t)r * heads + h) * P + p) * pitch;
+            if (dd == 0) {
+                rec[0] = M;
+                rec[1] = L;
+            }
+            rec[2 + dd] = A;
+        }
+    }
+    if (P == 1) return;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(&counters[r * HG + hg], 1) == P - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    for (int i = threadIdx.x; i < gn * dv; i += ATT_WARPS * 32) {
+        const int gi = i / dv, dd = i - gi * dv, h = h0 + gi;
+        const float* rec = ws + ((size_t)r * heads + h) * P * pitch;
+        float M = NEG_INF;
+        for (int s = 0; s < P; s++) M = fmaxf(M, ld_cg(rec + s * pitch));
+        float L = 0.f, A = 0.f;
+        for (int s = 0; s < P; s++) {
+            const float ms = ld_cg(rec + s * pitch);
+            const float f = ms == NEG_INF ? 0.f : expf(ms - M);
+            L += ld_cg(rec + s * pitch + 1) * f;
+            A += ld_cg(rec + s * pitch + 2 + dd) * f;
+        }
+        out[((size_t)r * heads + h) * dv + dd] = A / L;
+    }
+    if (threadIdx.x == 0) counters[r * HG + hg] = 0;
+}
+
+#define MLA_GH 4  // query heads per block
+#define ATTN_MLA(EK, EV)                                                                                             \
+    extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32)                                                     \
+        attn_mla_##EK##_##EV(float* out, const float* q, const float* kc, const int* rowN, const int* rowTab,        \
+                             const int* tables, int heads, int dk, int dv, int bs, float scale, float* ws,           \
+                             int* counters) {                                                                        \
+        attn_mla<EK, EV, MLA_GH>(out, q, kc, rowN, rowTab, tables, heads, dk, dv, bs, scale, ws, counters);         \
+    }
+ATTN_MLA(1, 1)
+ATTN_MLA(2, 1)
+ATTN_MLA(2, 2)
+ATTN_MLA(3, 2)
+ATTN_MLA(5, 4)
+ATTN_MLA(9, 8)
+ATTN_MLA(18, 16)
