@@ -4,6 +4,7 @@ package cuda
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"unsafe"
 
@@ -28,6 +29,7 @@ const moeDeviceSlots = 256
 
 // moeState holds the kernels of these paths.
 type moeState struct {
+	off     bool // MARLIN_CUDA_MOE_FAST=0: the older paths, for comparison
 	mv      [5]uintptr // moe_qmv_int4, _int4_asym, _fp4, moe_dmv_f16, _bf16
 	combine uintptr
 	headMV  [3]uintptr // head_mv_f32, _f16, _bf16
@@ -60,6 +62,7 @@ const mlaHeadsPerBlock = 4 // MLA_GH in mla.cu
 
 func (b *Backend) loadMoEKernels(get func(string) uintptr) {
 	s := &b.moe
+	s.off = os.Getenv("MARLIN_CUDA_MOE_FAST") == "0"
 	for i, n := range []string{"moe_qmv_int4", "moe_qmv_int4_asym", "moe_qmv_fp4", "moe_dmv_f16", "moe_dmv_bf16"} {
 		s.mv[i] = get(n)
 	}
@@ -141,7 +144,7 @@ func (b *Backend) expertTable(experts []backend.Expert) *expertTable {
 // intermediate size.
 func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, experts []backend.Expert, I int) bool {
 	M, H, K := xt.rows, xt.cols, sl.k
-	if H%32 != 0 || I%32 != 0 || xt.ptr()%16 != 0 || d.ptr()%16 != 0 || K > 32 {
+	if b.moe.off || H%32 != 0 || I%32 != 0 || xt.ptr()%16 != 0 || d.ptr()%16 != 0 || K > 32 {
 		return false
 	}
 	t := b.expertTable(experts)
@@ -230,7 +233,7 @@ func (b *Backend) headsOnDevice(d, xt *tensor, ms []*matrix, dstStride, xStride 
 		fi = 2
 	}
 	N, K, M := first.rows, first.cols, xt.rows
-	if fi < 0 || K%4 != 0 || K > 1536 || M > 64 {
+	if b.moe.off || fi < 0 || K%4 != 0 || K > 1536 || M > 64 {
 		return false
 	}
 	if first.lists == nil {
@@ -275,6 +278,9 @@ func (b *Backend) headsOnDevice(d, xt *tensor, ms []*matrix, dstStride, xStride 
 // mlaKernelFor returns the latent-attention kernel for keys of dk and
 // values of dv numbers, or 0.
 func (b *Backend) mlaKernelFor(dk, dv int) uintptr {
+	if b.moe.off {
+		return 0
+	}
 	for _, k := range b.moe.mla {
 		if dk <= 32*k.ek && dv <= 32*k.ev {
 			return k.f
