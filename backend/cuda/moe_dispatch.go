@@ -29,7 +29,7 @@ const moeDeviceSlots = 256
 
 // moeState holds the kernels of these paths.
 type moeState struct {
-	off     bool // MARLIN_CUDA_MOE_FAST=0: the older paths, for comparison
+	off     bool       // MARLIN_CUDA_MOE_FAST=0: the older paths, for comparison
 	mv      [5]uintptr // moe_qmv_int4, _int4_asym, _fp4, moe_dmv_f16, _bf16
 	combine uintptr
 	headMV  [3]uintptr // head_mv_f32, _f16, _bf16
