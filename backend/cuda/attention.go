@@ -169,8 +169,8 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 	b.launch(b.k.kvStore, M, 1, threadsFor(s.KVHeads*max(s.KeyDim, s.ValueDim)), 0, a)
 
 	if s.ValueInKey && s.KVHeads == 1 {
-		if f := b.mlaKernelFor(s.KeyDim, s.ValueDim); f != 0 {
-			b.mlaAttention(f, o, qt, kc, mp, M, heads, s, scale)
+		if k := b.mlaKernelFor(s.KeyDim, s.ValueDim); k != nil {
+			b.mlaAttention(k, o, qt, kc, mp, M, heads, s, scale)
 			return
 		}
 	}

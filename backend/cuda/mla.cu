@@ -69,23 +69,35 @@ HEAD_MV_KERNEL(head_mv_bf16, FMT_BF16)
 
 // Flash-decoding over the latent cache of multi-head latent attention:
 // one KV head whose key has dk numbers and whose value is the key's first
-// dv, shared by every query head (MQA). Grid (P, rows, ⌈heads/GH⌉), 128
-// threads. Block (p, r, hg) reads the positions of split p of row r —
-// ⌈n/P⌉ of them, so the grid does not depend on the context length — once
-// for the GH query heads hg·GH …: each warp takes every fourth position;
-// a lane holds dims lane + 32e of the key (EK of them; one coalesced
+// dv, shared by every query head (MQA). Grid (P, rows, ⌈heads/GH⌉),
+// MLA_WARPS warps. Block (p, r, hg) reads the positions of split p of row
+// r — ⌈n/P⌉ of them, so the grid does not depend on the context length —
+// once for the GH query heads hg·GH …: each warp takes every MLA_WARPS-th
+// position, the next one's key loaded while the current one is used; a
+// lane holds dims lane + 32e of the key (EK of them; one coalesced
 // 128-byte load per e a warp), so that its first EV are the value's same
-// dims and the value costs no load; the GH scores come from warp
-// reductions, and each head keeps an online softmax (running max m, sum l,
-// weighted value sum acc). Warps and then splits are merged as in
-// attn_split (attention.cu): with P > 1 the block writes (m, l, acc) to ws
-// and the last block of (r, hg) to finish merges the P splits in order.
+// dims and the value costs no load; the GH scores come from interleaved
+// warp reductions, and each head keeps an online softmax (running max m,
+// sum l, weighted value sum acc). The warps are merged in shared memory;
+// with P > 1 the block writes (m, l, acc) to ws and the last block of
+// (r, hg) to finish merges the P splits: first each head's P factors
+// e^(m_p − M) and L = Σ_p l_p·e^(m_p − M) (in split order), then every
+// output Σ_p acc_p·f_p / L with eight loads in flight per thread.
+// Dynamic shared memory: acc [W][GH][32·EV], m and l [W][GH], factors
+// [GH][64] and L [GH] (P ≤ 64).
+#define MLA_WARPS 8
+#define MLA_PMAX 64
 template <int EK, int EV, int GH>
 __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* __restrict__ q, const float* __restrict__ kc,
                                          const int* __restrict__ rowN, const int* __restrict__ rowTab,
                                          const int* __restrict__ tables, int heads, int dk, int dv, int bs, float scale,
                                          float* ws, int* counters) {
-    __shared__ float sm_m[ATT_WARPS][GH], sm_l[ATT_WARPS][GH], sm_acc[ATT_WARPS][GH][EV * 32];
+    extern __shared__ __align__(16) float msm[];
+    float* sm_acc = msm;                                  // [W][GH][32·EV]
+    float* sm_m = sm_acc + MLA_WARPS * GH * 32 * EV;      // [W][GH]
+    float* sm_l = sm_m + MLA_WARPS * GH;                  // [W][GH]
+    float* sm_f = sm_l + MLA_WARPS * GH;                  // [GH][PMAX]
+    float* sm_L = sm_f + GH * MLA_PMAX;                   // [GH]
     __shared__ int last;
     const int p = blockIdx.x, P = gridDim.x, r = blockIdx.y, hg = blockIdx.z, HG = gridDim.z;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -107,11 +119,23 @@ __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* _
             qv[gi][e] = gi < gn && d < dk ? q[((size_t)r * heads + h0 + gi) * dk + d] : 0.f;
         }
     }
-    for (int t = t0 + warp; t < t1; t += ATT_WARPS) {
+    float kn[EK];
+    int t = t0 + warp;
+    if (t < t1) {
         const float* kp = kc + ((size_t)tab[t / bs] * bs + (t % bs)) * dk;
+#pragma unroll
+        for (int e = 0; e < EK; e++) kn[e] = lane + 32 * e < dk ? kp[lane + 32 * e] : 0.f;
+    }
+    for (; t < t1; t += MLA_WARPS) {
         float kk[EK];
 #pragma unroll
-        for (int e = 0; e < EK; e++) kk[e] = lane + 32 * e < dk ? kp[lane + 32 * e] : 0.f;
+        for (int e = 0; e < EK; e++) kk[e] = kn[e];
+        const int tn = t + MLA_WARPS;
+        if (tn < t1) {
+            const float* kp = kc + ((size_t)tab[tn / bs] * bs + (tn % bs)) * dk;
+#pragma unroll
+            for (int e = 0; e < EK; e++) kn[e] = lane + 32 * e < dk ? kp[lane + 32 * e] : 0.f;
+        }
         float d[GH];
 #pragma unroll
         for (int gi = 0; gi < GH; gi++) {
@@ -139,23 +163,24 @@ __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* _
 #pragma unroll
     for (int gi = 0; gi < GH; gi++) {
         if (lane == 0) {
-            sm_m[warp][gi] = m[gi];
-            sm_l[warp][gi] = l[gi];
+            sm_m[warp * GH + gi] = m[gi];
+            sm_l[warp * GH + gi] = l[gi];
         }
 #pragma unroll
-        for (int e = 0; e < EV; e++) sm_acc[warp][gi][lane + 32 * e] = acc[gi][e];
+        for (int e = 0; e < EV; e++) sm_acc[(warp * GH + gi) * 32 * EV + lane + 32 * e] = acc[gi][e];
     }
     __syncthreads();
     const size_t pitch = dv + 2;  // ws record: m, l, acc[dv]
-    for (int i = threadIdx.x; i < gn * dv; i += ATT_WARPS * 32) {
+    for (int i = threadIdx.x; i < gn * dv; i += MLA_WARPS * 32) {
         const int gi = i / dv, dd = i - gi * dv;
-        float M = sm_m[0][gi];
-        for (int w = 1; w < ATT_WARPS; w++) M = fmaxf(M, sm_m[w][gi]);
+        float M = sm_m[gi];
+        for (int w = 1; w < MLA_WARPS; w++) M = fmaxf(M, sm_m[w * GH + gi]);
         float L = 0.f, A = 0.f;
-        for (int w = 0; w < ATT_WARPS; w++) {
-            const float f = sm_m[w][gi] == NEG_INF ? 0.f : expf(sm_m[w][gi] - M);
-            L += sm_l[w][gi] * f;
-            A += sm_acc[w][gi][dd] * f;
+        for (int w = 0; w < MLA_WARPS; w++) {
+            const float mw = sm_m[w * GH + gi];
+            const float f = mw == NEG_INF ? 0.f : expf(mw - M);
+            L += sm_l[w * GH + gi] * f;
+            A += sm_acc[(w * GH + gi) * 32 * EV + dd] * f;
         }
         const int h = h0 + gi;
         if (P == 1) {
@@ -176,26 +201,50 @@ __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* _
     __syncthreads();
     if (!last) return;
     __threadfence();
-    for (int i = threadIdx.x; i < gn * dv; i += ATT_WARPS * 32) {
-        const int gi = i / dv, dd = i - gi * dv, h = h0 + gi;
-        const float* rec = ws + ((size_t)r * heads + h) * P * pitch;
+    // the splits' factors, per head
+    for (int i = threadIdx.x; i < gn * P; i += MLA_WARPS * 32) {
+        const int gi = i / P, s = i - gi * P;
+        const float* rec = ws + (((size_t)r * heads + h0 + gi) * P + s) * pitch;
+        sm_f[gi * MLA_PMAX + s] = ld_cg(rec);
+        sm_acc[gi * MLA_PMAX + s] = ld_cg(rec + 1);  // l_s (the warps' sums are no longer needed)
+    }
+    __syncthreads();
+    if (threadIdx.x < gn) {
+        const int gi = threadIdx.x;
         float M = NEG_INF;
-        for (int s = 0; s < P; s++) M = fmaxf(M, ld_cg(rec + s * pitch));
-        float L = 0.f, A = 0.f;
+        for (int s = 0; s < P; s++) M = fmaxf(M, sm_f[gi * MLA_PMAX + s]);
+        float L = 0.f;
         for (int s = 0; s < P; s++) {
-            const float ms = ld_cg(rec + s * pitch);
+            const float ms = sm_f[gi * MLA_PMAX + s];
             const float f = ms == NEG_INF ? 0.f : expf(ms - M);
-            L += ld_cg(rec + s * pitch + 1) * f;
-            A += ld_cg(rec + s * pitch + 2 + dd) * f;
+            L += sm_acc[gi * MLA_PMAX + s] * f;
+            sm_f[gi * MLA_PMAX + s] = f;
         }
-        out[((size_t)r * heads + h) * dv + dd] = A / L;
+        sm_L[gi] = L;
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < gn * dv; i += MLA_WARPS * 32) {
+        const int gi = i / dv, dd = i - gi * dv, h = h0 + gi;
+        const float* rec = ws + ((size_t)r * heads + h) * P * pitch + 2 + dd;
+        const float* f = sm_f + gi * MLA_PMAX;
+        float A = 0.f;
+        int s = 0;
+        for (; s + 8 <= P; s += 8) {
+            float a[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++) a[u] = ld_cg(rec + (size_t)(s + u) * pitch);
+#pragma unroll
+            for (int u = 0; u < 8; u++) A += a[u] * f[s + u];
+        }
+        for (; s < P; s++) A += ld_cg(rec + (size_t)s * pitch) * f[s];
+        out[((size_t)r * heads + h) * dv + dd] = A / sm_L[gi];
     }
     if (threadIdx.x == 0) counters[r * HG + hg] = 0;
 }
 
 #define MLA_GH 4  // query heads per block
 #define ATTN_MLA(EK, EV)                                                                                             \
-    extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32)                                                     \
+    extern "C" __global__ void __launch_bounds__(MLA_WARPS * 32)                                                     \
         attn_mla_##EK##_##EV(float* out, const float* q, const float* kc, const int* rowN, const int* rowTab,        \
                              const int* tables, int heads, int dk, int dv, int bs, float scale, float* ws,           \
                              int* counters) {                                                                        \

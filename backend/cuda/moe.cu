@@ -188,3 +188,81 @@ extern "C" __global__ void moe_combine(float* __restrict__ dst, const float* __r
         dst[(size_t)r * cols + c] = s;
     }
 }
+
+// route without expert groups, one warp per row (the single-thread route
+// above took ~27 µs a call for 64 experts): lane l holds experts l, l+32,
+// … (E ≤ 256) and computes p and the rank exactly as route does; each of
+// the topK picks is the warp's best unused rank, ties to the lower expert
+// index (route's stable choice); lane 0 normalises in pick order as route.
+// The softmax's sums are warp reductions (route sums in expert order: the
+// double sum may differ in its last bits, which float32 p rarely sees).
+// Blocks of 4 warps.
+extern "C" __global__ void route_warp(int* __restrict__ ids, float* __restrict__ wts, const float* __restrict__ logits,
+                                      const float* __restrict__ bias, int rows, int E, int topK, int sigmoid,
+                                      int normalize, float scale) {
+    const int lane = threadIdx.x & 31, r = blockIdx.x * 4 + (threadIdx.x >> 5);
+    if (r >= rows) return;
+    const float* row = logits + (size_t)r * E;
+    float p[8], rank[8];
+    if (sigmoid) {
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const int e = lane + 32 * i;
+            p[i] = rank[i] = NEG_INF;
+            if (e < E) {
+                p[i] = (float)(1.0 / (1.0 + exp(-(double)row[e])));
+                rank[i] = bias ? p[i] + bias[e] : p[i];
+            }
+        }
+    } else {
+        float m = NEG_INF;
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            if (lane + 32 * i < E) m = fmaxf(m, row[lane + 32 * i]);
+        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        double sum = 0;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            p[i] = 0.f;
+            if (lane + 32 * i < E) {
+                const double x = exp((double)(row[lane + 32 * i] - m));
+                p[i] = (float)x;
+                sum += x;
+            }
+        }
+        sum = warp_sum_d(sum);
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            rank[i] = NEG_INF;
+            if (lane + 32 * i < E) p[i] = rank[i] = (float)((double)p[i] / sum);
+        }
+    }
+    unsigned used = 0;
+    float w = 0.f, total = 0.f;
+    int myId = 0;
+    for (int j = 0; j < topK; j++) {
+        int bi = -1;
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            if (lane + 32 * i < E && !(used >> i & 1u) && (bi < 0 || rank[i] > rank[bi])) bi = i;
+        float br = NEG_INF, bp = 0.f;
+        int be = 0x7fffffff;
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            if (i == bi) br = rank[i], bp = p[i], be = lane + 32 * i;
+        for (int o = 16; o > 0; o >>= 1) {
+            const float orr = __shfl_xor_sync(0xffffffffu, br, o), op = __shfl_xor_sync(0xffffffffu, bp, o);
+            const int oe = __shfl_xor_sync(0xffffffffu, be, o);
+            if (oe != 0x7fffffff && (be == 0x7fffffff || orr > br || (orr == br && oe < be))) br = orr, bp = op, be = oe;
+        }
+        if ((be & 31) == lane) used |= 1u << (be >> 5);
+        if (lane == j) myId = be, w = bp;
+        total += bp;  // every lane: the same sum in pick order
+    }
+    if (lane < topK) {
+        float v = w;
+        if (normalize) v = v / (total + 1e-20f);
+        ids[(size_t)r * topK + lane] = myId;
+        wts[(size_t)r * topK + lane] = v * scale;
+    }
+}

@@ -90,6 +90,21 @@ func (b *Backend) Route(s backend.Selection, logits backend.Tensor, r *backend.R
 	if groups == 1 {
 		topGroups = 1
 	}
+	if groups == 1 && E <= 256 && r.TopK <= 32 && b.moe.routeWarp != 0 && !b.moe.off {
+		a := b.newArgs()
+		a.ptr(sl.ids())
+		a.ptr(sl.weights())
+		a.ptr(lg.ptr())
+		a.ptr(bp)
+		a.i32(lg.rows)
+		a.i32(E)
+		a.i32(r.TopK)
+		a.i32(flag(r.Sigmoid))
+		a.i32(flag(r.Normalize))
+		a.f32(scale)
+		b.launch(b.moe.routeWarp, (lg.rows+3)/4, 1, 128, 0, a)
+		return
+	}
 	a := b.newArgs()
 	a.ptr(sl.ids())
 	a.ptr(sl.weights())

@@ -32,8 +32,10 @@ type moeState struct {
 	off     bool       // MARLIN_CUDA_MOE_FAST=0: the older paths, for comparison
 	mv      [5]uintptr // moe_qmv_int4, _int4_asym, _fp4, moe_dmv_f16, _bf16
 	combine uintptr
-	headMV  [3]uintptr // head_mv_f32, _f16, _bf16
-	mla     []mlaKernel
+	// route_warp (moe.cu): Route without expert groups, a warp a row
+	routeWarp uintptr
+	headMV    [3]uintptr // head_mv_f32, _f16, _bf16
+	mla       []mlaKernel
 }
 
 // listTables are the device tables built for lists of matrices that start
@@ -49,7 +51,14 @@ type listTables struct {
 type mlaKernel struct {
 	ek, ev int // key and value dims a lane holds (dk ≤ 32·ek, dv ≤ 32·ev)
 	f      uintptr
+	smem   int // dynamic shared memory of a block
 }
+
+// mla.cu's MLA_WARPS and MLA_PMAX
+const (
+	mlaWarps = 8
+	mlaPMax  = 64
+)
 
 // expertTable is one layer's experts as the dispatch kernels see them.
 type expertTable struct {
@@ -72,11 +81,16 @@ func (b *Backend) loadMoEKernels(get func(string) uintptr) {
 	b.dynSmem[s.mv[0]], b.dynSmem[s.mv[1]], b.dynSmem[s.mv[2]] = q, q+4*6*256, q
 	b.dynSmem[s.mv[3]], b.dynSmem[s.mv[4]] = 4*4*(4096+128*8), 4*4*(4096+128*8)
 	s.combine = get("moe_combine")
+	s.routeWarp = get("route_warp")
 	for i, n := range []string{"head_mv_f32", "head_mv_f16", "head_mv_bf16"} {
 		s.headMV[i] = get(n)
 	}
 	for _, d := range [][2]int{{1, 1}, {2, 1}, {2, 2}, {3, 2}, {5, 4}, {9, 8}, {18, 16}} {
-		s.mla = append(s.mla, mlaKernel{d[0], d[1], get(fmt.Sprintf("attn_mla_%d_%d", d[0], d[1]))})
+		g := mlaHeadsPerBlock
+		k := mlaKernel{d[0], d[1], get(fmt.Sprintf("attn_mla_%d_%d", d[0], d[1])),
+			4 * (mlaWarps*g*32*d[1] + 2*mlaWarps*g + g*mlaPMax + g)}
+		b.dynSmem[k.f] = k.smem
+		s.mla = append(s.mla, k)
 	}
 }
 
@@ -277,26 +291,27 @@ func (b *Backend) headsOnDevice(d, xt *tensor, ms []*matrix, dstStride, xStride 
 
 // mlaKernelFor returns the latent-attention kernel for keys of dk and
 // values of dv numbers, or 0.
-func (b *Backend) mlaKernelFor(dk, dv int) uintptr {
+func (b *Backend) mlaKernelFor(dk, dv int) *mlaKernel {
 	if b.moe.off {
-		return 0
+		return nil
 	}
-	for _, k := range b.moe.mla {
+	for i, k := range b.moe.mla {
 		if dk <= 32*k.ek && dv <= 32*k.ev {
-			return k.f
+			return &b.moe.mla[i]
 		}
 	}
-	return 0
+	return nil
 }
 
 // mlaAttention queues attn_mla (mla.cu) for M rows over a latent cache
 // layer at kc; meta is Attention's staged row metadata.
-func (b *Backend) mlaAttention(f uintptr, o, qt *tensor, kc, meta uint64, M, heads int, s backend.KVSpec, scale float32) {
+func (b *Backend) mlaAttention(k *mlaKernel, o, qt *tensor, kc, meta uint64, M, heads int, s backend.KVSpec, scale float32) {
 	HG := (heads + mlaHeadsPerBlock - 1) / mlaHeadsPerBlock
-	// splits of the positions: enough blocks to fill the GPU at decode
-	// sizes, one for prefill; a function of M alone, so that a captured
-	// decode step replays at any context length
-	P := max(1, min(64, 4*b.sms/(M*HG)))
+	// splits of the positions: about one block per multiprocessor at
+	// decode sizes (a block of the GLM shape fills one with its
+	// registers), one split for prefill; a function of M alone, so that a
+	// captured decode step replays at any context length
+	P := max(1, min(mlaPMax, b.sms/(M*HG)))
 	if M*HG > counterCap {
 		P = 1
 	}
@@ -320,5 +335,5 @@ func (b *Backend) mlaAttention(f uintptr, o, qt *tensor, kc, meta uint64, M, hea
 	a.f32(scale)
 	a.ptr(ws)
 	a.ptr(b.counters.ptr)
-	b.launch3(f, P, M, HG, 128, 0, a)
+	b.launch3(k.f, P, M, HG, 32*mlaWarps, k.smem, a)
 }

@@ -164,8 +164,21 @@ __device__ __forceinline__ void stripe_store(float acc[8][4], int tile, int gw, 
     for (int e = lane; e < M * 64; e += 32) {
         const int n = tile * 64 + (e & 63);
         if (n >= N) continue;
+        // the partials in warp order, eight loads in flight at a time (one
+        // at a time, the dependent L2 round trips were most of a small
+        // matrix's time)
+        const float* src = ws + (size_t)(tile + wf) * 1024 + e;
+        const int cnt = wl - wf + 1;
         float v = 0.f;
-        for (int w = wf; w <= wl; w++) v += ld_cg(ws + (size_t)(tile + w) * 1024 + e);
+        int w = 0;
+        for (; w + 8 <= cnt; w += 8) {
+            float a[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++) a[u] = ld_cg(src + (size_t)(w + u) * 1024);
+#pragma unroll
+            for (int u = 0; u < 8; u++) v += a[u];
+        }
+        for (; w < cnt; w++) v += ld_cg(src + (size_t)w * 1024);
         y[(size_t)(e >> 6) * ldy + n] = v;
     }
     if (lane == 0) counters[tile] = 0;
