@@ -162,7 +162,9 @@ func benchOne(mo *modelOpts, dir string, promptN, genN, batchN int, membw bool, 
 			runtime.GC()
 		}
 	}
-	total := promptN + 2*genN // decode runs twice on backends with graphs
+	// decode runs twice on backends with graphs, after two warm-up steps
+	// (the first issues a step, the second captures it into a graph)
+	total := promptN + 2*genN + 2
 	if info.ContextLength > 0 && total > info.ContextLength {
 		return nil, fmt.Errorf("--prompt + --gen = %d exceeds the context length %d", total, info.ContextLength)
 	}
@@ -172,7 +174,7 @@ func benchOne(mo *modelOpts, dir string, promptN, genN, batchN int, membw bool, 
 	// batched decode: each sequence shares the prompt's full blocks and
 	// continues in blocks of its own
 	shared := promptN / 16
-	own := (genN+1+15)/16 + 1
+	own := (genN+2+15)/16 + 1
 	if batchN > 1 {
 		spec.Blocks += batchN * own
 	}
@@ -219,13 +221,18 @@ func benchOne(mo *modelOpts, dir string, promptN, genN, batchN int, membw bool, 
 	}
 	res.PromptTokens = promptN
 	res.PrefillTokS = float64(promptN) / time.Since(start).Seconds()
+	tok := prompt[len(prompt)-1]
+	for i := range 2 {
+		if err := step([]int32{tok}, promptN+i); err != nil {
+			return nil, err
+		}
+	}
 	if p, ok := s.be.(interface{ ProfileReset() }); ok {
 		p.ProfileReset()
 	}
 	start = time.Now()
-	tok := prompt[len(prompt)-1]
 	for i := range genN {
-		if err := step([]int32{tok}, promptN+i); err != nil {
+		if err := step([]int32{tok}, promptN+2+i); err != nil {
 			return nil, err
 		}
 		tok = int32(rng.IntN(info.Vocab))
@@ -262,14 +269,16 @@ func benchOne(mo *modelOpts, dir string, promptN, genN, batchN int, membw bool, 
 			}
 			return s.be.Read(blogits, s.m.Forward(bt, cache, outRows))
 		}
-		if err := bstep(0); err != nil { // warm-up: scratch sizes of this batch
-			return nil, err
+		for i := range 2 { // warm-up: scratch sizes of this batch, graph capture
+			if err := bstep(i); err != nil {
+				return nil, err
+			}
 		}
 		if p, ok := s.be.(profiled); ok {
 			p.ProfileReset()
 		}
 		start = time.Now()
-		for i := 1; i <= genN; i++ {
+		for i := 2; i < genN+2; i++ {
 			if err := bstep(i); err != nil {
 				return nil, err
 			}
@@ -287,7 +296,7 @@ func benchOne(mo *modelOpts, dir string, promptN, genN, batchN int, membw bool, 
 		g.SetGraphs(false)
 		start = time.Now()
 		for i := range genN {
-			if err := step([]int32{tok}, promptN+genN+i); err != nil {
+			if err := step([]int32{tok}, promptN+2+genN+i); err != nil {
 				g.SetGraphs(true)
 				return nil, err
 			}
