@@ -4,11 +4,13 @@
 
 // y[m, h·yStride + n] = Σ_k W_h[n, k] · x[m, h·xStride + k] for every head
 // h (dense row-major [N, K] weights of one format, one device pointer per
-// head in wp). Grid (⌈N/8⌉, heads, ⌈M/8⌉), 256 threads: warp w of block
-// (bx, h, bz) computes output n = 8·bx + w of rows 8·bz … 8·bz+7, lanes
+// head in wp). Grid (⌈N/(8·HR)⌉, heads, ⌈M/8⌉), 256 threads: warp w of
+// block (bx, h, bz) computes outputs HR·(8·bx + w) … + HR−1 (their weight
+// loads issued together) of rows 8·bz … 8·bz+7, lanes
 // over k in 4-wide chunks (coalesced loads of the weight row), x staged in
 // shared memory (dynamic: 8·K floats), float32 products and sums (one warp
 // reduction per row). Requires K % 4 == 0.
+#define HR 4  // output rows a warp
 template <int F>
 __device__ __forceinline__ void head_mv(const u64* __restrict__ wp, int N, int K, const float* __restrict__ x, int ldx,
                                         int xStride, float* __restrict__ y, int ldy, int yStride, int M) {
@@ -20,41 +22,47 @@ __device__ __forceinline__ void head_mv(const u64* __restrict__ wp, int N, int K
     }
     __syncthreads();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int n = blockIdx.x * 8 + warp;
-    if (n >= N) return;
-    float acc[8];
+    const int n0 = (blockIdx.x * 8 + warp) * HR;  // this warp's HR output rows
+    if (n0 >= N) return;
+    float acc[HR][8];
 #pragma unroll
-    for (int m = 0; m < 8; m++) acc[m] = 0.f;
+    for (int j = 0; j < HR; j++)
+#pragma unroll
+        for (int m = 0; m < 8; m++) acc[j][m] = 0.f;
     for (int k = lane * 4; k < K; k += 128) {
-        float w0, w1, w2, w3;
-        if (F == FMT_F32) {
-            const V4f v = *(const V4f*)((const float*)wp[h] + (size_t)n * K + k);
-            w0 = v.x, w1 = v.y, w2 = v.z, w3 = v.w;
-        } else {
-            const uint2 v = *(const uint2*)((const u16*)wp[h] + (size_t)n * K + k);
-            if (F == FMT_BF16) {
-                w0 = bf16_to_f32((u16)(v.x & 0xffffu)), w1 = bf16_to_f32((u16)(v.x >> 16));
-                w2 = bf16_to_f32((u16)(v.y & 0xffffu)), w3 = bf16_to_f32((u16)(v.y >> 16));
+        float wv[HR][4];
+#pragma unroll
+        for (int j = 0; j < HR; j++) {  // the HR rows' loads together
+            const int n = min(n0 + j, N - 1);
+            if (F == FMT_F32) {
+                const V4f v = *(const V4f*)((const float*)wp[h] + (size_t)n * K + k);
+                wv[j][0] = v.x, wv[j][1] = v.y, wv[j][2] = v.z, wv[j][3] = v.w;
             } else {
-                w0 = f16_to_f32((u16)(v.x & 0xffffu)), w1 = f16_to_f32((u16)(v.x >> 16));
-                w2 = f16_to_f32((u16)(v.y & 0xffffu)), w3 = f16_to_f32((u16)(v.y >> 16));
+                const uint2 v = *(const uint2*)((const u16*)wp[h] + (size_t)n * K + k);
+                const u16 e[4] = {(u16)(v.x & 0xffffu), (u16)(v.x >> 16), (u16)(v.y & 0xffffu), (u16)(v.y >> 16)};
+#pragma unroll
+                for (int q = 0; q < 4; q++) wv[j][q] = F == FMT_BF16 ? bf16_to_f32(e[q]) : f16_to_f32(e[q]);
             }
         }
 #pragma unroll
         for (int m = 0; m < 8; m++) {
             if (m < mr) {
                 const V4f xv = *(const V4f*)(hx + m * K + k);
-                acc[m] = fmaf(w3, xv.w, fmaf(w2, xv.z, fmaf(w1, xv.y, fmaf(w0, xv.x, acc[m]))));
+#pragma unroll
+                for (int j = 0; j < HR; j++)
+                    acc[j][m] = fmaf(wv[j][3], xv.w, fmaf(wv[j][2], xv.z, fmaf(wv[j][1], xv.y, fmaf(wv[j][0], xv.x, acc[j][m]))));
             }
         }
     }
 #pragma unroll
-    for (int m = 0; m < 8; m++) {
-        if (m < mr) {
-            const float v = warp_sum(acc[m]);
-            if (lane == 0) y[(size_t)(m0 + m) * ldy + (size_t)h * yStride + n] = v;
+    for (int j = 0; j < HR; j++)
+#pragma unroll
+        for (int m = 0; m < 8; m++) {
+            if (m < mr) {
+                const float v = warp_sum(acc[j][m]);
+                if (lane == 0 && n0 + j < N) y[(size_t)(m0 + m) * ldy + (size_t)h * yStride + n0 + j] = v;
+            }
         }
-    }
 }
 
 #define HEAD_MV_KERNEL(NAME, F)                                                                                 \
@@ -223,21 +231,43 @@ __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* _
         sm_L[gi] = L;
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < gn * dv; i += MLA_WARPS * 32) {
-        const int gi = i / dv, dd = i - gi * dv, h = h0 + gi;
-        const float* rec = ws + ((size_t)r * heads + h) * P * pitch + 2 + dd;
-        const float* f = sm_f + gi * MLA_PMAX;
-        float A = 0.f;
-        int s = 0;
-        for (; s + 8 <= P; s += 8) {
-            float a[8];
+    // each thread NO outputs at once (their loads of one split are
+    // independent), two splits a round
+    constexpr int NO = (GH * 32 * EV + MLA_WARPS * 32 - 1) / (MLA_WARPS * 32);
+    const float* rec[NO];
+    const float* fs[NO];
+    float A[NO];
+    bool on[NO];
 #pragma unroll
-            for (int u = 0; u < 8; u++) a[u] = ld_cg(rec + (size_t)(s + u) * pitch);
+    for (int j = 0; j < NO; j++) {
+        const int i = threadIdx.x + j * MLA_WARPS * 32, gi = i / dv, dd = i - gi * dv;
+        on[j] = i < gn * dv;
+        rec[j] = ws + ((size_t)r * heads + h0 + (on[j] ? gi : 0)) * P * pitch + 2 + (on[j] ? dd : 0);
+        fs[j] = sm_f + (on[j] ? gi : 0) * MLA_PMAX;
+        A[j] = 0.f;
+    }
+    int s = 0;
+    for (; s + 2 <= P; s += 2) {
+        float a[NO][2];
 #pragma unroll
-            for (int u = 0; u < 8; u++) A += a[u] * f[s + u];
-        }
-        for (; s < P; s++) A += ld_cg(rec + (size_t)s * pitch) * f[s];
-        out[((size_t)r * heads + h) * dv + dd] = A / sm_L[gi];
+        for (int j = 0; j < NO; j++)
+#pragma unroll
+            for (int u = 0; u < 2; u++) a[j][u] = on[j] ? ld_cg(rec[j] + (size_t)(s + u) * pitch) : 0.f;
+#pragma unroll
+        for (int j = 0; j < NO; j++)
+#pragma unroll
+            for (int u = 0; u < 2; u++) A[j] += a[j][u] * fs[j][s + u];
+    }
+    if (s < P) {
+#pragma unroll
+        for (int j = 0; j < NO; j++)
+            if (on[j]) A[j] += ld_cg(rec[j] + (size_t)s * pitch) * fs[j][s];
+    }
+#pragma unroll
+    for (int j = 0; j < NO; j++) {
+        if (!on[j]) continue;
+        const int i = threadIdx.x + j * MLA_WARPS * 32, gi = i / dv, dd = i - gi * dv;
+        out[((size_t)r * heads + h0 + gi) * dv + dd] = A[j] / sm_L[gi];
     }
     if (threadIdx.x == 0) counters[r * HG + hg] = 0;
 }

@@ -285,7 +285,7 @@ func (b *Backend) headsOnDevice(d, xt *tensor, ms []*matrix, dstStride, xStride 
 	a.i32(d.cols)
 	a.i32(dstStride)
 	a.i32(M)
-	b.launch3(b.moe.headMV[fi], (N+7)/8, len(ms), (M+7)/8, 256, 4*8*K, a)
+	b.launch3(b.moe.headMV[fi], (N+31)/32, len(ms), (M+7)/8, 256, 4*8*K, a) // 8 warps of 4 rows (mla.cu's HR)
 	return true
 }
 
