@@ -4,6 +4,8 @@ package cuda
 
 import (
 	"errors"
+	"os"
+	"strconv"
 	"slices"
 	"unsafe"
 )
@@ -176,8 +178,15 @@ func (b *Backend) flush() {
 	}
 }
 
-// graphChunk is the most ops one graph of a segment holds.
+// graphChunk is the most ops one graph of a segment holds
+// (MARLIN_CUDA_GRAPH_CHUNK overrides it, for measurements).
 var graphChunk = 256
+
+func init() {
+	if n, err := strconv.Atoi(os.Getenv("MARLIN_CUDA_GRAPH_CHUNK")); err == nil && n > 0 {
+		graphChunk = n
+	}
+}
 
 // runOps runs ops [a, e) of the segment, chunk c of it: a replay of its
 // graph, a capture (when the previous segment's chunk c was the same), or
