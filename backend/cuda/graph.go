@@ -5,8 +5,8 @@ package cuda
 import (
 	"errors"
 	"os"
-	"strconv"
 	"slices"
+	"strconv"
 	"unsafe"
 )
 
