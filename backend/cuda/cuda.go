@@ -99,7 +99,7 @@ type Backend struct {
 	flushing      bool
 	seg           *segment
 	graphs        map[uint64]*segGraph
-	lastSigs      []uint64 // per chunk of a segment: the last one issued
+	lastSig       uint64
 	gstats        GraphStats
 
 	moe  moeState  // device-side experts, batched heads, MLA attention (moe_dispatch.go)

@@ -4,9 +4,7 @@ package cuda
 
 import (
 	"errors"
-	"os"
 	"slices"
-	"strconv"
 	"unsafe"
 )
 
@@ -68,15 +66,13 @@ type segment struct {
 	words []uint64 // argument words of all launches
 	offs  []uint8  // per argument: word offset within its launch
 	sig   []uint64 // the sequence, word by word, for matching
-	// sigEnd[i] is where op i's words end in sig
-	sigEnd []int
-	host   []byte // staged host data, copied to dev at flush
-	dev    *buffer
-	off    int64
+	host  []byte   // staged host data, copied to dev at flush
+	dev   *buffer
+	off   int64
 }
 
 func (s *segment) reset() {
-	s.ops, s.words, s.offs, s.sig, s.sigEnd = s.ops[:0], s.words[:0], s.offs[:0], s.sig[:0], s.sigEnd[:0]
+	s.ops, s.words, s.offs, s.sig = s.ops[:0], s.words[:0], s.offs[:0], s.sig[:0]
 	s.off = 0
 }
 
@@ -86,13 +82,11 @@ func (s *segment) addLaunch(f uintptr, gx, gy, gz, bx, smem int, a *launchArgs, 
 	s.offs = append(s.offs, a.offs[:a.np]...)
 	s.sig = append(s.sig, uint64(f), uint64(gx)|uint64(gy)<<24|uint64(gz)<<48, uint64(bx)|uint64(smem)<<16|uint64(a.np)<<48)
 	s.sig = append(s.sig, a.vals[:a.nv]...)
-	s.sigEnd = append(s.sigEnd, len(s.sig))
 }
 
 func (s *segment) addMemset(p uint64, n int64) {
 	s.ops = append(s.ops, segOp{p: p, n: n})
 	s.sig = append(s.sig, 0, p, uint64(n))
-	s.sigEnd = append(s.sigEnd, len(s.sig))
 }
 
 // segGraph is a captured segment.
@@ -167,48 +161,15 @@ func (b *Backend) flush() {
 	if s.off > 0 && !b.checkCall(call(b.d.cuMemcpyHtoDAsync, uintptr(s.dev.ptr), uintptr(unsafe.Pointer(&s.host[0])), uintptr(s.off), b.stream), "cuMemcpyHtoDAsync") {
 		return
 	}
-	// a long segment (an MoE model's decode step is ~1500 launches) runs
-	// as chunks of graphChunk ops, each matched, captured and replayed on
-	// its own: one graph launch of all of them measured slower than
-	// issuing them one by one (the GPU waited for the whole launch),
-	// chunks let it start on the first while the next is launched
-	n := len(s.ops)
-	for c, a := 0, 0; a < n; c, a = c+1, a+graphChunk {
-		b.runOps(s, a, min(n, a+graphChunk), c)
-	}
-}
-
-// graphChunk is the most ops one graph of a segment holds
-// (MARLIN_CUDA_GRAPH_CHUNK overrides it, for measurements).
-var graphChunk = 256
-
-func init() {
-	if n, err := strconv.Atoi(os.Getenv("MARLIN_CUDA_GRAPH_CHUNK")); err == nil && n > 0 {
-		graphChunk = n
-	}
-}
-
-// runOps runs ops [a, e) of the segment, chunk c of it: a replay of its
-// graph, a capture (when the previous segment's chunk c was the same), or
-// eagerly.
-func (b *Backend) runOps(s *segment, a, e, c int) {
-	lo := 0
-	if a > 0 {
-		lo = s.sigEnd[a-1]
-	}
-	sig := s.sig[lo:s.sigEnd[e-1]]
-	h := hashWords(sig) ^ uint64(c)*0x9E3779B97F4A7C15
-	if g := b.graphs[h]; g != nil && slices.Equal(g.sig, sig) {
+	h := hashWords(s.sig)
+	if g := b.graphs[h]; g != nil && slices.Equal(g.sig, s.sig) {
 		b.checkCall(call(b.d.cuGraphLaunch, g.exec, b.stream), "cuGraphLaunch")
 		b.gstats.Replayed++
 		return
 	}
-	for len(b.lastSigs) <= c {
-		b.lastSigs = append(b.lastSigs, 0)
-	}
-	if h == b.lastSigs[c] && e-a >= 4 && b.d.cuStreamBeginCapture != 0 && b.d.cuGraphInstantiate != 0 {
-		if g := b.captureSeg(s, a, e, sig); g != nil {
-			if len(b.graphs) >= 64 {
+	if h == b.lastSig && len(s.ops) >= 4 && b.d.cuStreamBeginCapture != 0 && b.d.cuGraphInstantiate != 0 {
+		if g := b.captureSeg(s); g != nil {
+			if len(b.graphs) >= 32 {
 				b.dropGraphs()
 			}
 			b.graphs[h] = g
@@ -217,15 +178,15 @@ func (b *Backend) runOps(s *segment, a, e, c int) {
 			return
 		}
 	}
-	b.lastSigs[c] = h
-	b.issueSeg(s, a, e)
+	b.lastSig = h
+	b.issueSeg(s)
 	b.gstats.Eager++
 }
 
-// issueSeg issues the segment's ops [a, e) on the stream.
-func (b *Backend) issueSeg(s *segment, a, e int) {
+// issueSeg issues the segment's ops on the stream.
+func (b *Backend) issueSeg(s *segment) {
 	var params [24]unsafe.Pointer
-	for i := a; i < e; i++ {
+	for i := range s.ops {
 		op := &s.ops[i]
 		if b.err != nil {
 			return
@@ -243,12 +204,12 @@ func (b *Backend) issueSeg(s *segment, a, e int) {
 
 // captureSeg records the segment's ops into a graph; nil (nothing
 // issued, no error left) if the driver refuses.
-func (b *Backend) captureSeg(s *segment, a, e int, sig []uint64) *segGraph {
+func (b *Backend) captureSeg(s *segment) *segGraph {
 	if call(b.d.cuStreamBeginCapture, b.stream, captureModeRelaxed) != cuSuccess {
 		return nil
 	}
-	b.issueSeg(s, a, e)
-	g := &segGraph{sig: slices.Clone(sig)}
+	b.issueSeg(s)
+	g := &segGraph{sig: slices.Clone(s.sig)}
 	r := call(b.d.cuStreamEndCapture, b.stream, uintptr(unsafe.Pointer(&g.g)))
 	if b.err != nil || r != cuSuccess {
 		if r == cuSuccess {

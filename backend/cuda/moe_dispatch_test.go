@@ -5,16 +5,11 @@ package cuda
 import (
 	"fmt"
 	"math/rand/v2"
-	"path/filepath"
-	"slices"
-	"strings"
 	"testing"
 
 	"github.com/marlin-llm/marlin/backend"
 	"github.com/marlin-llm/marlin/backend/cpu"
 	"github.com/marlin-llm/marlin/dtype"
-	"github.com/marlin-llm/marlin/internal/fixture"
-	"github.com/marlin-llm/marlin/model"
 	"github.com/marlin-llm/marlin/quant"
 )
 
@@ -173,42 +168,4 @@ func TestMLAAttentionLong(t *testing.T) {
 	step([]int{1, 0, 1, 0})
 	step([]int{200, 1, 1, 1})
 	mustSync(t, g)
-}
-
-// TestGraphChunks generates the MoE + MLA fixtures' greedy continuations
-// with segments cut into graphs of 5 ops (every decode step several
-// chunks, each captured on its second repeat and then replayed): the
-// tokens must equal transformers'; and it checks that chunks were both
-// captured and replayed.
-func TestGraphChunks(t *testing.T) {
-	be := gpu(t)
-	defer func(n int) { graphChunk = n }(graphChunk)
-	graphChunk = 5
-	for _, dir := range fixtureDirs(t) {
-		name := filepath.Base(dir)
-		if !strings.HasPrefix(name, "glm4moelite") && !strings.HasPrefix(name, "deepseekv3") {
-			continue
-		}
-		t.Run(name, func(t *testing.T) {
-			ref, err := fixture.Load(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := model.Load(dir, be)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
-			before := be.GraphStats()
-			gen := greedy(t, m, be, [][]int32{ref.IDs}, len(ref.Greedy), 1)[0]
-			if !slices.Equal(gen, ref.Greedy) {
-				t.Errorf("greedy continuation %v, transformers %v", gen, ref.Greedy)
-			}
-			st := be.GraphStats()
-			if st.Captured == before.Captured || st.Replayed == before.Replayed {
-				t.Errorf("graph chunks: %+v before, %+v after", before, st)
-			}
-			t.Logf("graph chunks: %+v", st)
-		})
-	}
 }
