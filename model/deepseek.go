@@ -139,16 +139,23 @@ func newDeepSeek(ck *hf.Checkpoint, be backend.Backend, q *quant.Config) (Model,
 
 // absorbed splits kv_b_proj ([heads·(nope+v), lora]) into each head's
 // W_UKᵀ [lora, nope] (applied to the query) and W_UV [v, lora] (applied to
-// the attention output), stored densely in the checkpoint's 16-bit type
-// (float32 for other types) so that both are exact copies of its values.
+// the attention output), stored densely: in the checkpoint's type when it
+// is a dense 16-bit or float32 one (exact copies), and in float16 when it
+// is quantized — the dequantized values (q − z)·s rounded once more
+// (relative 2^-11, far inside the quantization's own error), which halves
+// what a decode step reads of them (at GLM-4.7-Flash's shape 18 MB a
+// layer in float32, as much as its routed experts).
 func (m *DeepSeek) absorbed(l *loader, prefix string) (ukT, uv []backend.Matrix) {
 	w := l.weight(prefix, m.heads*(m.nope+m.vDim), m.lora)
 	if w == nil {
 		return nil, nil
 	}
 	dt := dtype.F32
-	if w.Format == quant.Dense && (w.DType == dtype.BF16 || w.DType == dtype.F16) {
+	switch {
+	case w.Format == quant.Dense && (w.DType == dtype.BF16 || w.DType == dtype.F16):
 		dt = w.DType
+	case w.Format != quant.Dense:
+		dt = dtype.F16
 	}
 	row := make([]float32, m.lora)
 	for h := range m.heads {

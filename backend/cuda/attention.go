@@ -155,7 +155,17 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 	} else {
 		vp = vt.ptr()
 	}
-	f := b.splitAttention(heads, s)
+	// the latent cache of MLA (one KV head, values in the keys) has its
+	// own kernel (mla.cu); the others the split kernel where it has the
+	// head size
+	var mla *mlaKernel
+	if s.ValueInKey && s.KVHeads == 1 {
+		mla = b.mlaKernelFor(s.KeyDim, s.ValueDim)
+	}
+	f := uintptr(0)
+	if mla == nil {
+		f = b.splitAttention(heads, s)
+	}
 	// decode (each row the one new token of its sequence): the split
 	// kernel stores the keys and values itself (one launch less)
 	fuseStore := f != 0 && M <= 16 && len(bt.Seqs) == M
@@ -180,6 +190,10 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 		b.launch(b.k.kvStore, M, 1, threadsFor(s.KVHeads*max(s.KeyDim, s.ValueDim)), 0, a)
 	}
 
+	if mla != nil {
+		b.mlaAttention(mla, o, qt, kc, mp, M, heads, s, scale)
+		return
+	}
 	if f != 0 {
 		// flash-decoding: P splits of the positions per (row, KV head) for
 		// decode-sized batches, 4 for prefill (merged in the kernel)

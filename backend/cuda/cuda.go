@@ -16,11 +16,11 @@ import (
 	"github.com/marlin-llm/marlin/backend"
 )
 
-//go:embed common.cu qmm.cu matmul.cu ops.cu attention.cu moe.cu trellis.cu
+//go:embed common.cu qmm.cu matmul.cu ops.cu attention.cu moe.cu mla.cu trellis.cu
 var kernelFS embed.FS
 
 // kernelFiles is the order in which the sources are concatenated.
-var kernelFiles = []string{"common.cu", "qmm.cu", "matmul.cu", "ops.cu", "attention.cu", "moe.cu", "trellis.cu"}
+var kernelFiles = []string{"common.cu", "qmm.cu", "matmul.cu", "ops.cu", "attention.cu", "moe.cu", "mla.cu", "trellis.cu"}
 
 // kernelSource returns the program NVRTC compiles: every .cu file, each
 // preceded by a #line directive so that compile errors name it.
@@ -103,6 +103,9 @@ type Backend struct {
 	graphs        map[uint64]*segGraph
 	lastSig       uint64
 	gstats        GraphStats
+
+	moe  moeState  // device-side experts, batched heads, MLA attention (moe_dispatch.go)
+	prof *profiler // per-kernel timing (MARLIN_CUDA_PROFILE=1, profile.go)
 }
 
 // New opens CUDA device ordinal (0 for the first), compiles (or loads from
@@ -200,6 +203,9 @@ func (b *Backend) init() error {
 	b.counters = buf
 	b.memsetZero(buf.ptr, counterCap)
 	b.graphsOn = os.Getenv("MARLIN_CUDA_GRAPHS") != "0"
+	if os.Getenv("MARLIN_CUDA_PROFILE") == "1" {
+		b.prof, b.graphsOn = newProfiler(), false
+	}
 	// programmatic dependent launch of the decode matmuls: on unless
 	// MARLIN_CUDA_PDL=0. With the fused decode products (4 a layer) it
 	// measured +5% end to end on the 8B INT4 decode (docs/cuda-kernels.md)
@@ -276,6 +282,7 @@ func (b *Backend) loadKernels() error {
 			k.attnSplit[i][j] = get(fmt.Sprintf("attn_split_%d_%d", d, g))
 		}
 	}
+	b.loadMoEKernels(get) // moe_dispatch.go: device-side experts, batched heads, MLA attention
 	if len(missing) > 0 {
 		return fmt.Errorf("cuda: kernels missing from the module: %s", strings.Join(missing, ", "))
 	}
@@ -395,6 +402,9 @@ func (b *Backend) syncStream() {
 	}
 	for _, p := range batch {
 		b.freeNow(p)
+	}
+	if b.prof != nil {
+		b.prof.collect(b)
 	}
 }
 
@@ -669,6 +679,9 @@ func (b *Backend) launchOpt(f uintptr, gx, gy, gz, bx, smem int, a *launchArgs, 
 // weights, then wait for it with griddepcontrol.wait). If the driver
 // refuses that, the backend turns it off and launches plainly.
 func (b *Backend) issue(f uintptr, gx, gy, gz, bx, smem int, params unsafe.Pointer, pdl bool) {
+	if b.prof != nil {
+		defer b.prof.around(b, f)()
+	}
 	if pdl && b.pdlOn {
 		cfg := &b.launchCfg
 		*cfg = launchConfig{gridX: uint32(gx), gridY: uint32(gy), gridZ: uint32(gz), blockX: uint32(bx), blockY: 1, blockZ: 1,

@@ -56,6 +56,9 @@ type matrix struct {
 	tr         *trellisMat // EXL3 weights (trellis.go); f is then numFmts
 	grp        *group      // the weights loaded together with this one, or nil
 	part       int         // this weight's index in grp
+	// device tables of the lists this matrix heads (moe_dispatch.go): a
+	// layer's experts (it is the first gate) or a HeadMatMul's heads
+	lists *listTables
 }
 
 // group is the weights of one LoadMatrices call, stored together as one
@@ -434,8 +437,9 @@ func (b *Backend) MatMul(dst, x backend.Tensor, w backend.Matrix) {
 	b.matmul(d.ptr(), d.cols, xt.ptr(), xt.cols, xt.rows, m)
 }
 
-// HeadMatMul implements backend.Backend: one matmul launch per head on
-// strided column ranges of x and dst (no copies).
+// HeadMatMul implements backend.Backend: one launch for all heads of
+// dense weights at decode sizes (headsOnDevice), else one matmul launch
+// per head on strided column ranges of x and dst (no copies).
 func (b *Backend) HeadMatMul(dst, x backend.Tensor, w []backend.Matrix, dstStride, xStride int) {
 	d, xt := b.tensor(dst), b.tensor(x)
 	M := xt.rows
@@ -450,6 +454,9 @@ func (b *Backend) HeadMatMul(dst, x backend.Tensor, w []backend.Matrix, dstStrid
 	b.enter()
 	defer b.leave()
 	if !b.usable(d, xt) {
+		return
+	}
+	if b.headsOnDevice(d, xt, ms, dstStride, xStride) {
 		return
 	}
 	for h, m := range ms {

@@ -114,3 +114,159 @@ extern "C" __global__ void scatter_add(float* __restrict__ dst, const float* __r
     const float* s = src + (size_t)blockIdx.x * cols;
     for (int c = threadIdx.x; c < cols; c += blockDim.x) d[c] += wt * s[c];
 }
+
+// ---- device-side expert dispatch (decode-sized batches) ----
+//
+// A "job" is one matrix-vector product of one selection slot (row r,
+// choice j: slot = r·k + j) with one matrix of its chosen expert. The
+// expert id is read from the selection on the device, and the expert's
+// weights through a table of WDesc (three per expert: gate, up, down) that
+// the host uploads once per layer, so nothing is copied to the host and a
+// decode step stays one capturable sequence of launches. Grid (blocks per
+// job, jobs): the x-dimension is the stripe grid of the decode kernels of
+// qmm.cu (qmv4 / dmv, M = 1), the y-dimension the job; each job has its
+// own split-K slots in ws (wsPer floats) and counters (ctrPer).
+//
+//   gate+up: jobs = 2·nsel, job = 2·slot + which (0 gate, 1 up); x row
+//            slot/k of x; output row which·nsel + slot of y [2·nsel, I]
+//   down:    jobs = nsel, which = 0 with mat0 = 2; x row slot of h
+//            [nsel, I] (xPerSlot); output row slot of y [nsel, H]
+template <int KIND, bool ASYM, bool DENSE, bool BF16>
+__device__ __forceinline__ void moe_mv(const WDesc* __restrict__ tab, const int* __restrict__ ids, int k, int nsel, int mats,
+                                       int mat0, const float* x, int ldx, int xPerSlot, float* y, int ldy, float* ws,
+                                       int wsPer, int* counters, int ctrPer) {
+    const int job = blockIdx.y, slot = job / mats, which = job - slot * mats;
+    const int e = ids[slot];
+    const WDesc w = tab[3 * e + mat0 + which];
+    const float* xr = x + (size_t)(xPerSlot ? slot : slot / k) * ldx;
+    // a plain output (qmm.cu's YOut: every column to y0)
+    YOut o{};
+    o.y0 = y + (size_t)(which * nsel + slot) * ldy;
+    o.ld0 = ldy;
+    o.n1 = o.n2 = 0x7fffffff;
+    if (DENSE)
+        dmv<BF16, 8>(w, xr, ldx, o, 1, ws + (size_t)job * wsPer, counters + job * ctrPer);
+    else
+        qmv4<KIND, ASYM, 8>(w, xr, ldx, o, 1, ws + (size_t)job * wsPer, counters + job * ctrPer);
+}
+
+#define MOE_MV_KERNEL(NAME, KIND, ASYM, DENSE, BF)                                                                   \
+    extern "C" __global__ void __launch_bounds__(QW * 32)                                                            \
+        NAME(const WDesc* tab, const int* ids, int k, int nsel, int mats, int mat0, const float* x, int ldx,         \
+             int xPerSlot, float* y, int ldy, float* ws, int wsPer, int* counters, int ctrPer) {                     \
+        moe_mv<KIND, ASYM, DENSE, BF>(tab, ids, k, nsel, mats, mat0, x, ldx, xPerSlot, y, ldy, ws, wsPer, counters,  \
+                                      ctrPer);                                                                       \
+    }
+MOE_MV_KERNEL(moe_qmv_int4, PACK_INT4, false, false, false)
+MOE_MV_KERNEL(moe_qmv_int4_asym, PACK_INT4, true, false, false)
+MOE_MV_KERNEL(moe_qmv_fp4, PACK_FP4, false, false, false)
+MOE_MV_KERNEL(moe_dmv_f16, 0, false, true, false)
+MOE_MV_KERNEL(moe_dmv_bf16, 0, false, true, true)
+
+// dst[r, :] = Σ_j wts[r·k + j] · out[r·k + j, :], the k choices of row r
+// taken in increasing expert id (the CPU's order of accumulation: it adds
+// expert by expert), starting from zero. One block per row; k ≤ 32.
+extern "C" __global__ void moe_combine(float* __restrict__ dst, const float* __restrict__ out, const int* __restrict__ ids,
+                                       const float* __restrict__ wts, int k, int cols) {
+    __shared__ int order[32];
+    const int r = blockIdx.x;
+    if (threadIdx.x == 0) {
+        // insertion sort of the row's slots by expert id (ids are distinct)
+        for (int j = 0; j < k; j++) {
+            const int id = ids[r * k + j];
+            int p = j;
+            while (p > 0 && ids[r * k + order[p - 1]] > id) {
+                order[p] = order[p - 1];
+                p--;
+            }
+            order[p] = j;
+        }
+    }
+    __syncthreads();
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+        float s = 0.f;
+        for (int j = 0; j < k; j++) {
+            const int slot = r * k + order[j];
+            s += wts[slot] * out[(size_t)slot * cols + c];
+        }
+        dst[(size_t)r * cols + c] = s;
+    }
+}
+
+// route without expert groups, one warp per row (the single-thread route
+// above took ~27 µs a call for 64 experts): lane l holds experts l, l+32,
+// … (E ≤ 256) and computes p and the rank exactly as route does; each of
+// the topK picks is the warp's best unused rank, ties to the lower expert
+// index (route's stable choice); lane 0 normalises in pick order as route.
+// The softmax's sums are warp reductions (route sums in expert order: the
+// double sum may differ in its last bits, which float32 p rarely sees).
+// Blocks of 4 warps.
+extern "C" __global__ void route_warp(int* __restrict__ ids, float* __restrict__ wts, const float* __restrict__ logits,
+                                      const float* __restrict__ bias, int rows, int E, int topK, int sigmoid,
+                                      int normalize, float scale) {
+    const int lane = threadIdx.x & 31, r = blockIdx.x * 4 + (threadIdx.x >> 5);
+    if (r >= rows) return;
+    const float* row = logits + (size_t)r * E;
+    float p[8], rank[8];
+    if (sigmoid) {
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const int e = lane + 32 * i;
+            p[i] = rank[i] = NEG_INF;
+            if (e < E) {
+                p[i] = (float)(1.0 / (1.0 + exp(-(double)row[e])));
+                rank[i] = bias ? p[i] + bias[e] : p[i];
+            }
+        }
+    } else {
+        float m = NEG_INF;
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            if (lane + 32 * i < E) m = fmaxf(m, row[lane + 32 * i]);
+        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        double sum = 0;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            p[i] = 0.f;
+            if (lane + 32 * i < E) {
+                const double x = exp((double)(row[lane + 32 * i] - m));
+                p[i] = (float)x;
+                sum += x;
+            }
+        }
+        sum = warp_sum_d(sum);
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            rank[i] = NEG_INF;
+            if (lane + 32 * i < E) p[i] = rank[i] = (float)((double)p[i] / sum);
+        }
+    }
+    unsigned used = 0;
+    float w = 0.f, total = 0.f;
+    int myId = 0;
+    for (int j = 0; j < topK; j++) {
+        int bi = -1;
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            if (lane + 32 * i < E && !(used >> i & 1u) && (bi < 0 || rank[i] > rank[bi])) bi = i;
+        float br = NEG_INF, bp = 0.f;
+        int be = 0x7fffffff;
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            if (i == bi) br = rank[i], bp = p[i], be = lane + 32 * i;
+        for (int o = 16; o > 0; o >>= 1) {
+            const float orr = __shfl_xor_sync(0xffffffffu, br, o), op = __shfl_xor_sync(0xffffffffu, bp, o);
+            const int oe = __shfl_xor_sync(0xffffffffu, be, o);
+            if (oe != 0x7fffffff && (be == 0x7fffffff || orr > br || (orr == br && oe < be))) br = orr, bp = op, be = oe;
+        }
+        if ((be & 31) == lane) used |= 1u << (be >> 5);
+        if (lane == j) myId = be, w = bp;
+        total += bp;  // every lane: the same sum in pick order
+    }
+    if (lane < topK) {
+        float v = w;
+        if (normalize) v = v / (total + 1e-20f);
+        ids[(size_t)r * topK + lane] = myId;
+        wts[(size_t)r * topK + lane] = v * scale;
+    }
+}

@@ -90,6 +90,21 @@ func (b *Backend) Route(s backend.Selection, logits backend.Tensor, r *backend.R
 	if groups == 1 {
 		topGroups = 1
 	}
+	if groups == 1 && E <= 256 && r.TopK <= 32 && b.moe.routeWarp != 0 && !b.moe.off {
+		a := b.newArgs()
+		a.ptr(sl.ids())
+		a.ptr(sl.weights())
+		a.ptr(lg.ptr())
+		a.ptr(bp)
+		a.i32(lg.rows)
+		a.i32(E)
+		a.i32(r.TopK)
+		a.i32(flag(r.Sigmoid))
+		a.i32(flag(r.Normalize))
+		a.f32(scale)
+		b.launch(b.moe.routeWarp, (lg.rows+3)/4, 1, 128, 0, a)
+		return
+	}
 	a := b.newArgs()
 	a.ptr(sl.ids())
 	a.ptr(sl.weights())
@@ -107,7 +122,9 @@ func (b *Backend) Route(s backend.Selection, logits backend.Tensor, r *backend.R
 	b.launch(b.k.route, lg.rows, 1, 1, smem, a)
 }
 
-// Experts implements backend.Backend. The chosen expert ids are copied to
+// Experts implements backend.Backend. Decode-sized batches (at most
+// moeDeviceSlots chosen experts in all) whose experts have a decode kernel
+// run on the device alone (expertsOnDevice, moe_dispatch.go). Otherwise the chosen expert ids are copied to
 // the host (one stream synchronisation per call) to group the rows by
 // expert; then, expert by expert in increasing order, the expert's rows are
 // gathered, run through gate, up, SiLU·up and down, and added to their
@@ -134,6 +151,9 @@ func (b *Backend) Experts(dst, x backend.Tensor, s backend.Selection, experts []
 	}
 	if sl.buf.ptr == 0 && sl.buf.size > 0 {
 		b.fail(fmt.Errorf("cuda: use of a selection whose allocation failed"))
+		return
+	}
+	if M*K <= moeDeviceSlots && b.expertsOnDevice(d, xt, sl, experts, mats[0].gate.rows) {
 		return
 	}
 	ids := make([]int32, M*K)

@@ -45,8 +45,11 @@ type benchResult struct {
 	KV8KBytes      int64   `json:"kv_bytes_8k_tokens"`
 	BandwidthShare float64 `json:"decode_share_of_copy_bandwidth,omitempty"`
 	KVBytesPerTok  int64   `json:"kv_bytes_per_token"`
-	Date           string  `json:"date"`
-	GoVersion      string  `json:"go"`
+	// Batch sequences decoding together (--batch): their tokens/s in all.
+	Batch           int     `json:"batch,omitempty"`
+	BatchDecodeTokS float64 `json:"batch_decode_tokens_per_second,omitempty"`
+	Date            string  `json:"date"`
+	GoVersion       string  `json:"go"`
 }
 
 func benchCmd(args []string) error {
@@ -59,6 +62,8 @@ func benchCmd(args []string) error {
 	headBits := f.Int("head-bits", 0, "quantize the synthetic model's output head too, to this many bits (0: keep it 16-bit)")
 	promptN := f.Int("prompt", 512, "prefill tokens")
 	genN := f.Int("gen", 32, "decode tokens")
+	batchN := f.Int("batch", 0, "also measure aggregate decode of this many sequences at once (each continuing the prompt)")
+	layers := f.Int("layers", 0, "synthetic models: this many layers instead of the shape's (profiling)")
 	membw := f.Bool("membw", true, "measure memory copy bandwidth in the same run")
 	asJSON := f.Bool("json", false, "print JSON")
 	cpuProfile := f.String("cpuprofile", "", "write a CPU profile of the measurements to this file")
@@ -92,7 +97,7 @@ func benchCmd(args []string) error {
 					return usagef("--format %q: bad group", fm)
 				}
 			}
-			d, err := synthetic(*synth, name, g, *headBits)
+			d, err := synthetic(*synth, name, g, *headBits, *layers)
 			if err != nil {
 				return err
 			}
@@ -107,7 +112,7 @@ func benchCmd(args []string) error {
 	}
 	var results []*benchResult
 	for _, dir := range dirs {
-		res, err := benchOne(mo, dir, *promptN, *genN, *membw, kvType)
+		res, err := benchOne(mo, dir, *promptN, *genN, *batchN, *membw, kvType)
 		if err != nil {
 			return err
 		}
@@ -125,6 +130,11 @@ func benchCmd(args []string) error {
 			r.PrefillTokS, r.DecodeTokS, r.DecodeTokS/base.DecodeTokS, r.DecodeGBs, 100*r.BandwidthShare)
 	}
 	for _, r := range results {
+		if r.Batch > 1 {
+			fmt.Printf("%-48s decode of %d sequences at once: %.1f tok/s in all\n", filepath.Base(r.Model), r.Batch, r.BatchDecodeTokS)
+		}
+	}
+	for _, r := range results {
 		if r.DecodeNoGraphTokS > 0 {
 			fmt.Printf("%-48s decode %.2f tok/s with CUDA graphs, %.2f without; memory: weights %.2f GB + KV of 8K tokens %.2f GB = %.2f GB\n",
 				filepath.Base(r.Model), r.DecodeTokS, r.DecodeNoGraphTokS, float64(r.WeightBytes)/1e9, float64(r.KV8KBytes)/1e9,
@@ -137,7 +147,7 @@ func benchCmd(args []string) error {
 // benchOne measures one model: prefill of promptN random tokens as one
 // batch, then genN decode steps of one token, and (membw) the memory copy
 // bandwidth right before.
-func benchOne(mo *modelOpts, dir string, promptN, genN int, membw bool, kvType dtype.DType) (*benchResult, error) {
+func benchOne(mo *modelOpts, dir string, promptN, genN, batchN int, membw bool, kvType dtype.DType) (*benchResult, error) {
 	s, err := mo.open(dir, false)
 	if err != nil {
 		return nil, err
@@ -155,13 +165,22 @@ func benchOne(mo *modelOpts, dir string, promptN, genN int, membw bool, kvType d
 			runtime.GC()
 		}
 	}
-	total := promptN + 2*genN // decode runs twice on backends with graphs
+	// decode runs twice on backends with graphs, after two warm-up steps
+	// (the first issues a step, the second captures it into a graph)
+	total := promptN + 2*genN + 2
 	if info.ContextLength > 0 && total > info.ContextLength {
 		return nil, fmt.Errorf("--prompt + --gen = %d exceeds the context length %d", total, info.ContextLength)
 	}
 	spec := kvSpec
 	spec.BlockSize = 16
 	spec.Blocks = (total + 15) / 16
+	// batched decode: each sequence shares the prompt's full blocks and
+	// continues in blocks of its own
+	shared := promptN / 16
+	own := (genN+2+15)/16 + 1
+	if batchN > 1 {
+		spec.Blocks += batchN * own
+	}
 	cache, err := s.be.NewKVCache(spec)
 	if err != nil {
 		return nil, err
@@ -208,10 +227,18 @@ func benchOne(mo *modelOpts, dir string, promptN, genN int, membw bool, kvType d
 	}
 	res.PromptTokens = promptN
 	res.PrefillTokS = float64(promptN) / time.Since(start).Seconds()
-	start, fwd = time.Now(), 0
 	tok := prompt[len(prompt)-1]
-	for i := range genN {
+	for i := range 2 {
 		if err := step([]int32{tok}, promptN+i); err != nil {
+			return nil, err
+		}
+	}
+	if p, ok := s.be.(interface{ ProfileReset() }); ok {
+		p.ProfileReset()
+	}
+	start, fwd = time.Now(), 0
+	for i := range genN {
+		if err := step([]int32{tok}, promptN+2+i); err != nil {
 			return nil, err
 		}
 		tok = int32(rng.IntN(info.Vocab))
@@ -219,12 +246,64 @@ func benchOne(mo *modelOpts, dir string, promptN, genN int, membw bool, kvType d
 	res.GenTokens = genN
 	res.DecodeTokS = float64(genN) / time.Since(start).Seconds()
 	res.DecodeForwardMs = fwd.Seconds() * 1e3 / float64(max(genN, 1))
+	type profiled interface {
+		ProfileReset()
+		ProfileReport(steps int) string
+	}
+	if p, ok := s.be.(profiled); ok {
+		if r := p.ProfileReport(genN); r != "" {
+			fmt.Fprintf(os.Stderr, "%s: decode, one sequence\n%s", filepath.Base(s.dir), r)
+		}
+	}
+	if batchN > 1 {
+		// batchN sequences decode together from position shared·16 (the
+		// prompt's full blocks, read-only); one step gives each a token
+		bt := &backend.Batch{Tokens: make([]int32, batchN), Pos: make([]int32, batchN)}
+		var outRows []int32
+		for j := range batchN {
+			tab := append([]int32(nil), blocks[:shared]...)
+			for i := range own {
+				tab = append(tab, int32((total+15)/16+j*own+i))
+			}
+			bt.Seqs = append(bt.Seqs, backend.Seq{Start: j, Len: 1, Blocks: tab})
+			outRows = append(outRows, int32(j))
+		}
+		blogits := make([]float32, batchN*info.Vocab)
+		bstep := func(i int) error {
+			for j := range batchN {
+				bt.Tokens[j] = int32(rng.IntN(info.Vocab))
+				bt.Pos[j] = int32(shared*16 + i)
+			}
+			return s.be.Read(blogits, s.m.Forward(bt, cache, outRows))
+		}
+		for i := range 2 { // warm-up: scratch sizes of this batch, graph capture
+			if err := bstep(i); err != nil {
+				return nil, err
+			}
+		}
+		if p, ok := s.be.(profiled); ok {
+			p.ProfileReset()
+		}
+		start = time.Now()
+		for i := 2; i < genN+2; i++ {
+			if err := bstep(i); err != nil {
+				return nil, err
+			}
+		}
+		res.Batch = batchN
+		res.BatchDecodeTokS = float64(batchN*genN) / time.Since(start).Seconds()
+		if p, ok := s.be.(profiled); ok {
+			if r := p.ProfileReport(genN); r != "" {
+				fmt.Fprintf(os.Stderr, "%s: decode, %d sequences\n%s", filepath.Base(s.dir), batchN, r)
+			}
+		}
+	}
 	if g, ok := s.be.(interface{ SetGraphs(bool) }); ok {
 		// the same decode steps again with every kernel issued separately
 		g.SetGraphs(false)
 		start = time.Now()
 		for i := range genN {
-			if err := step([]int32{tok}, promptN+genN+i); err != nil {
+			if err := step([]int32{tok}, promptN+2+genN+i); err != nil {
 				g.SetGraphs(true)
 				return nil, err
 			}

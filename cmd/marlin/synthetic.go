@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -71,10 +72,17 @@ func shapeNames() string {
 // and format (bf16, or a quantize format; headBits also quantizes a
 // quantized format's output head), writing it in the user cache directory
 // on first use.
-func synthetic(shape, format string, group, headBits int) (string, error) {
+// layers > 0 replaces the shape's layer count (a shorter model of the same
+// layer shapes, for profiling).
+func synthetic(shape, format string, group, headBits, layers int) (string, error) {
 	cfg, ok := shapes[shape]
 	if !ok {
 		return "", usagef("unknown --synthetic shape %q (%s)", shape, shapeNames())
+	}
+	if layers > 0 {
+		cfg = maps.Clone(cfg)
+		cfg["num_hidden_layers"] = layers
+		shape = fmt.Sprintf("%s-%dl", shape, layers)
 	}
 	opt := quantize.Options{}
 	name := shape + "-bf16"

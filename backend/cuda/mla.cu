@@ -1,0 +1,289 @@
+// mla.cu — multi-head latent attention at decode speed: all heads' small
+// per-head projections in one launch (head_mv), and flash-decoding over
+// the latent cache (attn_mla).
+
+// y[m, h·yStride + n] = Σ_k W_h[n, k] · x[m, h·xStride + k] for every head
+// h (dense row-major [N, K] weights of one format, one device pointer per
+// head in wp). Grid (⌈N/(8·HR)⌉, heads, ⌈M/8⌉), 256 threads: warp w of
+// block (bx, h, bz) computes outputs HR·(8·bx + w) … + HR−1 (their weight
+// loads issued together) of rows 8·bz … 8·bz+7, lanes
+// over k in 4-wide chunks (coalesced loads of the weight row), x staged in
+// shared memory (dynamic: 8·K floats), float32 products and sums (one warp
+// reduction per row). Requires K % 4 == 0.
+#define HR 4  // output rows a warp
+template <int F>
+__device__ __forceinline__ void head_mv(const u64* __restrict__ wp, int N, int K, const float* __restrict__ x, int ldx,
+                                        int xStride, float* __restrict__ y, int ldy, int yStride, int M) {
+    extern __shared__ __align__(16) float hx[];
+    const int h = blockIdx.y, m0 = blockIdx.z * 8, mr = min(8, M - m0);
+    for (int i = threadIdx.x; i < mr * K; i += blockDim.x) {
+        const int m = i / K, kk = i - m * K;
+        hx[i] = x[(size_t)(m0 + m) * ldx + (size_t)h * xStride + kk];
+    }
+    __syncthreads();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int n0 = (blockIdx.x * 8 + warp) * HR;  // this warp's HR output rows
+    if (n0 >= N) return;
+    float acc[HR][8];
+#pragma unroll
+    for (int j = 0; j < HR; j++)
+#pragma unroll
+        for (int m = 0; m < 8; m++) acc[j][m] = 0.f;
+    for (int k = lane * 4; k < K; k += 128) {
+        float wv[HR][4];
+#pragma unroll
+        for (int j = 0; j < HR; j++) {  // the HR rows' loads together
+            const int n = min(n0 + j, N - 1);
+            if (F == FMT_F32) {
+                const V4f v = *(const V4f*)((const float*)wp[h] + (size_t)n * K + k);
+                wv[j][0] = v.x, wv[j][1] = v.y, wv[j][2] = v.z, wv[j][3] = v.w;
+            } else {
+                const uint2 v = *(const uint2*)((const u16*)wp[h] + (size_t)n * K + k);
+                const u16 e[4] = {(u16)(v.x & 0xffffu), (u16)(v.x >> 16), (u16)(v.y & 0xffffu), (u16)(v.y >> 16)};
+#pragma unroll
+                for (int q = 0; q < 4; q++) wv[j][q] = F == FMT_BF16 ? bf16_to_f32(e[q]) : f16_to_f32(e[q]);
+            }
+        }
+#pragma unroll
+        for (int m = 0; m < 8; m++) {
+            if (m < mr) {
+                const V4f xv = *(const V4f*)(hx + m * K + k);
+#pragma unroll
+                for (int j = 0; j < HR; j++)
+                    acc[j][m] = fmaf(wv[j][3], xv.w, fmaf(wv[j][2], xv.z, fmaf(wv[j][1], xv.y, fmaf(wv[j][0], xv.x, acc[j][m]))));
+            }
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < HR; j++)
+#pragma unroll
+        for (int m = 0; m < 8; m++) {
+            if (m < mr) {
+                const float v = warp_sum(acc[j][m]);
+                if (lane == 0 && n0 + j < N) y[(size_t)(m0 + m) * ldy + (size_t)h * yStride + n0 + j] = v;
+            }
+        }
+}
+
+#define HEAD_MV_KERNEL(NAME, F)                                                                                 \
+    extern "C" __global__ void __launch_bounds__(256)                                                          \
+        NAME(const u64* wp, int N, int K, const float* x, int ldx, int xStride, float* y, int ldy, int yStride, \
+             int M) {                                                                                           \
+        head_mv<F>(wp, N, K, x, ldx, xStride, y, ldy, yStride, M);                                              \
+    }
+HEAD_MV_KERNEL(head_mv_f32, FMT_F32)
+HEAD_MV_KERNEL(head_mv_f16, FMT_F16)
+HEAD_MV_KERNEL(head_mv_bf16, FMT_BF16)
+
+// Flash-decoding over the latent cache of multi-head latent attention:
+// one KV head whose key has dk numbers and whose value is the key's first
+// dv, shared by every query head (MQA). Grid (P, rows, ⌈heads/GH⌉),
+// MLA_WARPS warps. Block (p, r, hg) reads the positions of split p of row
+// r — ⌈n/P⌉ of them, so the grid does not depend on the context length —
+// once for the GH query heads hg·GH …: each warp takes every MLA_WARPS-th
+// position, the next one's key loaded while the current one is used; a
+// lane holds dims lane + 32e of the key (EK of them; one coalesced
+// 128-byte load per e a warp), so that its first EV are the value's same
+// dims and the value costs no load; the GH scores come from interleaved
+// warp reductions, and each head keeps an online softmax (running max m,
+// sum l, weighted value sum acc). The warps are merged in shared memory;
+// with P > 1 the block writes (m, l, acc) to ws and the last block of
+// (r, hg) to finish merges the P splits: first each head's P factors
+// e^(m_p − M) and L = Σ_p l_p·e^(m_p − M) (in split order), then every
+// output Σ_p acc_p·f_p / L with eight loads in flight per thread.
+// Dynamic shared memory: acc [W][GH][32·EV], m and l [W][GH], factors
+// [GH][64] and L [GH] (P ≤ 64).
+#define MLA_WARPS 8
+#define MLA_PMAX 64
+template <int EK, int EV, int GH>
+__device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* __restrict__ q, const float* __restrict__ kc,
+                                         const int* __restrict__ rowN, const int* __restrict__ rowTab,
+                                         const int* __restrict__ tables, int heads, int dk, int dv, int bs, float scale,
+                                         float* ws, int* counters) {
+    extern __shared__ __align__(16) float msm[];
+    float* sm_acc = msm;                                  // [W][GH][32·EV]
+    float* sm_m = sm_acc + MLA_WARPS * GH * 32 * EV;      // [W][GH]
+    float* sm_l = sm_m + MLA_WARPS * GH;                  // [W][GH]
+    float* sm_f = sm_l + MLA_WARPS * GH;                  // [GH][PMAX]
+    float* sm_L = sm_f + GH * MLA_PMAX;                   // [GH]
+    __shared__ int last;
+    const int p = blockIdx.x, P = gridDim.x, r = blockIdx.y, hg = blockIdx.z, HG = gridDim.z;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int n = rowN[r];
+    const int* tab = tables + rowTab[r];
+    const int ch = (n + P - 1) / P, t0 = p * ch, t1 = min(n, t0 + ch);
+    const int h0 = hg * GH, gn = min(GH, heads - h0);
+
+    float qv[GH][EK], m[GH], l[GH], acc[GH][EV];
+#pragma unroll
+    for (int gi = 0; gi < GH; gi++) {
+        m[gi] = NEG_INF;
+        l[gi] = 0.f;
+#pragma unroll
+        for (int e = 0; e < EV; e++) acc[gi][e] = 0.f;
+#pragma unroll
+        for (int e = 0; e < EK; e++) {
+            const int d = lane + 32 * e;
+            qv[gi][e] = gi < gn && d < dk ? q[((size_t)r * heads + h0 + gi) * dk + d] : 0.f;
+        }
+    }
+    float kn[EK];
+    int t = t0 + warp;
+    if (t < t1) {
+        const float* kp = kc + ((size_t)tab[t / bs] * bs + (t % bs)) * dk;
+#pragma unroll
+        for (int e = 0; e < EK; e++) kn[e] = lane + 32 * e < dk ? kp[lane + 32 * e] : 0.f;
+    }
+    for (; t < t1; t += MLA_WARPS) {
+        float kk[EK];
+#pragma unroll
+        for (int e = 0; e < EK; e++) kk[e] = kn[e];
+        const int tn = t + MLA_WARPS;
+        if (tn < t1) {
+            const float* kp = kc + ((size_t)tab[tn / bs] * bs + (tn % bs)) * dk;
+#pragma unroll
+            for (int e = 0; e < EK; e++) kn[e] = lane + 32 * e < dk ? kp[lane + 32 * e] : 0.f;
+        }
+        float d[GH];
+#pragma unroll
+        for (int gi = 0; gi < GH; gi++) {
+            float s = 0.f;
+#pragma unroll
+            for (int e = 0; e < EK; e++) s = fmaf(qv[gi][e], kk[e], s);
+            d[gi] = s;
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+            for (int gi = 0; gi < GH; gi++) d[gi] += __shfl_xor_sync(0xffffffffu, d[gi], o);
+#pragma unroll
+        for (int gi = 0; gi < GH; gi++) {
+            const float s = d[gi] * scale;
+            const float mn = fmaxf(m[gi], s);
+            const float corr = expf(m[gi] - mn);  // 0 for the first position (m = −∞)
+            const float pr = expf(s - mn);
+            l[gi] = l[gi] * corr + pr;
+#pragma unroll
+            for (int e = 0; e < EV; e++) acc[gi][e] = acc[gi][e] * corr + pr * kk[e];
+            m[gi] = mn;
+        }
+    }
+#pragma unroll
+    for (int gi = 0; gi < GH; gi++) {
+        if (lane == 0) {
+            sm_m[warp * GH + gi] = m[gi];
+            sm_l[warp * GH + gi] = l[gi];
+        }
+#pragma unroll
+        for (int e = 0; e < EV; e++) sm_acc[(warp * GH + gi) * 32 * EV + lane + 32 * e] = acc[gi][e];
+    }
+    __syncthreads();
+    const size_t pitch = dv + 2;  // ws record: m, l, acc[dv]
+    for (int i = threadIdx.x; i < gn * dv; i += MLA_WARPS * 32) {
+        const int gi = i / dv, dd = i - gi * dv;
+        float M = sm_m[gi];
+        for (int w = 1; w < MLA_WARPS; w++) M = fmaxf(M, sm_m[w * GH + gi]);
+        float L = 0.f, A = 0.f;
+        for (int w = 0; w < MLA_WARPS; w++) {
+            const float mw = sm_m[w * GH + gi];
+            const float f = mw == NEG_INF ? 0.f : expf(mw - M);
+            L += sm_l[w * GH + gi] * f;
+            A += sm_acc[(w * GH + gi) * 32 * EV + dd] * f;
+        }
+        const int h = h0 + gi;
+        if (P == 1) {
+            out[((size_t)r * heads + h) * dv + dd] = A / L;
+        } else {
+            float* rec = ws + (((size_t)r * heads + h) * P + p) * pitch;
+            if (dd == 0) {
+                rec[0] = M;
+                rec[1] = L;
+            }
+            rec[2 + dd] = A;
+        }
+    }
+    if (P == 1) return;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(&counters[r * HG + hg], 1) == P - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    // the splits' factors, per head
+    for (int i = threadIdx.x; i < gn * P; i += MLA_WARPS * 32) {
+        const int gi = i / P, s = i - gi * P;
+        const float* rec = ws + (((size_t)r * heads + h0 + gi) * P + s) * pitch;
+        sm_f[gi * MLA_PMAX + s] = ld_cg(rec);
+        sm_acc[gi * MLA_PMAX + s] = ld_cg(rec + 1);  // l_s (the warps' sums are no longer needed)
+    }
+    __syncthreads();
+    if (threadIdx.x < gn) {
+        const int gi = threadIdx.x;
+        float M = NEG_INF;
+        for (int s = 0; s < P; s++) M = fmaxf(M, sm_f[gi * MLA_PMAX + s]);
+        float L = 0.f;
+        for (int s = 0; s < P; s++) {
+            const float ms = sm_f[gi * MLA_PMAX + s];
+            const float f = ms == NEG_INF ? 0.f : expf(ms - M);
+            L += sm_acc[gi * MLA_PMAX + s] * f;
+            sm_f[gi * MLA_PMAX + s] = f;
+        }
+        sm_L[gi] = L;
+    }
+    __syncthreads();
+    // each thread NO outputs at once (their loads of one split are
+    // independent), two splits a round
+    constexpr int NO = (GH * 32 * EV + MLA_WARPS * 32 - 1) / (MLA_WARPS * 32);
+    const float* rec[NO];
+    const float* fs[NO];
+    float A[NO];
+    bool on[NO];
+#pragma unroll
+    for (int j = 0; j < NO; j++) {
+        const int i = threadIdx.x + j * MLA_WARPS * 32, gi = i / dv, dd = i - gi * dv;
+        on[j] = i < gn * dv;
+        rec[j] = ws + ((size_t)r * heads + h0 + (on[j] ? gi : 0)) * P * pitch + 2 + (on[j] ? dd : 0);
+        fs[j] = sm_f + (on[j] ? gi : 0) * MLA_PMAX;
+        A[j] = 0.f;
+    }
+    int s = 0;
+    for (; s + 2 <= P; s += 2) {
+        float a[NO][2];
+#pragma unroll
+        for (int j = 0; j < NO; j++)
+#pragma unroll
+            for (int u = 0; u < 2; u++) a[j][u] = on[j] ? ld_cg(rec[j] + (size_t)(s + u) * pitch) : 0.f;
+#pragma unroll
+        for (int j = 0; j < NO; j++)
+#pragma unroll
+            for (int u = 0; u < 2; u++) A[j] += a[j][u] * fs[j][s + u];
+    }
+    if (s < P) {
+#pragma unroll
+        for (int j = 0; j < NO; j++)
+            if (on[j]) A[j] += ld_cg(rec[j] + (size_t)s * pitch) * fs[j][s];
+    }
+#pragma unroll
+    for (int j = 0; j < NO; j++) {
+        if (!on[j]) continue;
+        const int i = threadIdx.x + j * MLA_WARPS * 32, gi = i / dv, dd = i - gi * dv;
+        out[((size_t)r * heads + h0 + gi) * dv + dd] = A[j] / sm_L[gi];
+    }
+    if (threadIdx.x == 0) counters[r * HG + hg] = 0;
+}
+
+#define MLA_GH 4  // query heads per block
+#define ATTN_MLA(EK, EV)                                                                                             \
+    extern "C" __global__ void __launch_bounds__(MLA_WARPS * 32)                                                     \
+        attn_mla_##EK##_##EV(float* out, const float* q, const float* kc, const int* rowN, const int* rowTab,        \
+                             const int* tables, int heads, int dk, int dv, int bs, float scale, float* ws,           \
+                             int* counters) {                                                                        \
+        attn_mla<EK, EV, MLA_GH>(out, q, kc, rowN, rowTab, tables, heads, dk, dv, bs, scale, ws, counters);         \
+    }
+ATTN_MLA(1, 1)
+ATTN_MLA(2, 1)
+ATTN_MLA(2, 2)
+ATTN_MLA(3, 2)
+ATTN_MLA(5, 4)
+ATTN_MLA(9, 8)
+ATTN_MLA(18, 16)

@@ -1,0 +1,339 @@
+//go:build !nocuda
+
+package cuda
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"unsafe"
+
+	"github.com/marlin-llm/marlin/backend"
+)
+
+// Decode-speed paths for mixtures of experts and multi-head latent
+// attention, which keep a decode step free of host synchronisation (so it
+// is captured as one CUDA graph):
+//
+//   - expertsOnDevice: the chosen experts' gate and up products of every
+//     (row, choice) slot in one launch, SiLU·up, the down products in one
+//     launch, then a weighted sum per row (moe.cu);
+//   - headsOnDevice: every head of HeadMatMul in one launch (mla.cu);
+//   - mlaAttention: flash-decoding over the latent cache (mla.cu).
+
+// moeDeviceSlots is the largest number of chosen experts (rows × top-k) of
+// one Experts call that runs on the device: each slot reads its expert's
+// weights once, so beyond this the host grouping (one read per expert)
+// wins.
+const moeDeviceSlots = 256
+
+// moeState holds the kernels of these paths.
+type moeState struct {
+	off     bool       // MARLIN_CUDA_MOE_FAST=0: the older paths, for comparison
+	mv      [5]uintptr // moe_qmv_int4, _int4_asym, _fp4, moe_dmv_f16, _bf16
+	combine uintptr
+	// route_warp (moe.cu): Route without expert groups, a warp a row
+	routeWarp uintptr
+	headMV    [3]uintptr // head_mv_f32, _f16, _bf16
+	mla       []mlaKernel
+}
+
+// listTables are the device tables built for lists of matrices that start
+// with the matrix holding them (kept with it, so they live as long as the
+// weights they point to).
+type listTables struct {
+	experts     *expertTable
+	expertsList []*matrix // gate, up, down of each expert
+	heads       *buffer   // the heads' weight addresses; nil: not eligible
+	headsList   []*matrix
+}
+
+type mlaKernel struct {
+	ek, ev int // key and value dims a lane holds (dk ≤ 32·ek, dv ≤ 32·ev)
+	f      uintptr
+	smem   int // dynamic shared memory of a block
+}
+
+// mla.cu's MLA_WARPS and MLA_PMAX
+const (
+	mlaWarps = 8
+	mlaPMax  = 64
+)
+
+// expertTable is one layer's experts as the dispatch kernels see them.
+type expertTable struct {
+	ok   bool    // every expert has the same decode kernel
+	kern uintptr // the moe_* kernel
+	buf  *buffer // WDesc [experts][gate, up, down]
+}
+
+const mlaHeadsPerBlock = 4 // MLA_GH in mla.cu
+
+func (b *Backend) loadMoEKernels(get func(string) uintptr) {
+	s := &b.moe
+	s.off = os.Getenv("MARLIN_CUDA_MOE_FAST") == "0"
+	for i, n := range []string{"moe_qmv_int4", "moe_qmv_int4_asym", "moe_qmv_fp4", "moe_dmv_f16", "moe_dmv_bf16"} {
+		s.mv[i] = get(n)
+	}
+	// the rings of the decode kernels they run (M ≤ 8: qmm.cu's qstages 6,
+	// DD 4)
+	q := 4 * 6 * (1024 + 128*8 + 128)
+	b.dynSmem[s.mv[0]], b.dynSmem[s.mv[1]], b.dynSmem[s.mv[2]] = q, q+4*6*256, q
+	b.dynSmem[s.mv[3]], b.dynSmem[s.mv[4]] = 4*4*(4096+128*8), 4*4*(4096+128*8)
+	s.combine = get("moe_combine")
+	s.routeWarp = get("route_warp")
+	for i, n := range []string{"head_mv_f32", "head_mv_f16", "head_mv_bf16"} {
+		s.headMV[i] = get(n)
+	}
+	for _, d := range [][2]int{{1, 1}, {2, 1}, {2, 2}, {3, 2}, {5, 4}, {9, 8}, {18, 16}} {
+		g := mlaHeadsPerBlock
+		k := mlaKernel{d[0], d[1], get(fmt.Sprintf("attn_mla_%d_%d", d[0], d[1])),
+			4 * (mlaWarps*g*32*d[1] + 2*mlaWarps*g + g*mlaPMax + g)}
+		b.dynSmem[k.f] = k.smem
+		s.mla = append(s.mla, k)
+	}
+}
+
+// mats converts a list of experts to its matrices.
+func (b *Backend) expertMats(experts []backend.Expert) []*matrix {
+	ms := make([]*matrix, 0, 3*len(experts))
+	for _, ex := range experts {
+		ms = append(ms, b.mat(ex.Gate), b.mat(ex.Up), b.mat(ex.Down))
+	}
+	return ms
+}
+
+// expertTable returns (building it on first use) the dispatch table of a
+// layer's experts (the caller checked their shapes).
+func (b *Backend) expertTable(experts []backend.Expert) *expertTable {
+	ms := b.expertMats(experts)
+	first := ms[0]
+	if first.lists == nil {
+		first.lists = &listTables{}
+	}
+	lt := first.lists
+	if lt.experts != nil && slices.Equal(lt.expertsList, ms) {
+		return lt.experts
+	}
+	t := &expertTable{}
+	lt.experts, lt.expertsList = t, ms
+	kern := func(m *matrix) uintptr {
+		if b.fastKernel(m, 1) == 0 || m.desc.gidx != 0 || !m.usable() {
+			return 0
+		}
+		switch {
+		case m.f == fmtPInt4 && m.asym:
+			return b.moe.mv[1]
+		case m.f == fmtPInt4:
+			return b.moe.mv[0]
+		case m.f == fmtPFP4:
+			return b.moe.mv[2]
+		case m.f == fmtF16:
+			return b.moe.mv[3]
+		case m.f == fmtBF16:
+			return b.moe.mv[4]
+		}
+		return 0
+	}
+	descs := make([]wdesc, 0, len(ms))
+	for _, m := range ms {
+		k := kern(m)
+		if k == 0 || t.kern != 0 && k != t.kern {
+			return t
+		}
+		t.kern = k
+		descs = append(descs, m.desc)
+	}
+	buf, err := b.upload(unsafe.Pointer(&descs[0]), int64(len(descs))*int64(unsafe.Sizeof(wdesc{})))
+	if err != nil {
+		b.fail(err)
+		return t
+	}
+	t.buf, t.ok = buf, true
+	return t
+}
+
+// expertsOnDevice runs Experts without the host when the layer's experts
+// allow it (see moeState); it reports whether it did. I is the experts'
+// intermediate size.
+func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, experts []backend.Expert, I int) bool {
+	M, H, K := xt.rows, xt.cols, sl.k
+	if b.moe.off || H%32 != 0 || I%32 != 0 || xt.ptr()%16 != 0 || d.ptr()%16 != 0 || K > 32 {
+		return false
+	}
+	t := b.expertTable(experts)
+	if !t.ok || b.err != nil {
+		return false
+	}
+	nsel := M * K
+	gu := b.scratchBuf("moe.gu", 4*2*int64(nsel)*int64(I))
+	h := b.scratchBuf("moe.h", 4*int64(nsel)*int64(I))
+	out := b.scratchBuf("moe.outs", 4*int64(nsel)*int64(H))
+	if gu == 0 || h == 0 || out == 0 {
+		return true // the sticky error is set
+	}
+	// mv launches jobs products of [N, Kin] matrices (mats per slot,
+	// starting at mat0 of the expert's three)
+	mv := func(name string, y uint64, ldy int, x uint64, ldx int, xPerSlot bool, mats, mat0, N, Kin int) bool {
+		jobs := nsel * mats
+		ntiles := (N + 63) / 64
+		steps := ntiles * (Kin / 32)
+		blocks := max(1, min(steps/16, b.residentBlocks(t.kern)*b.sms/jobs))
+		wsPer := (ntiles + 4*blocks) * 1024
+		if jobs*ntiles > counterCap {
+			b.fail(fmt.Errorf("cuda: Experts: %d products of %d column tiles exceed the %d counters", jobs, ntiles, counterCap))
+			return false
+		}
+		ws := b.scratchBuf(name, 4*int64(jobs)*int64(wsPer))
+		if ws == 0 {
+			return false
+		}
+		a := b.newArgs()
+		a.ptr(t.buf.ptr)
+		a.ptr(sl.ids())
+		a.i32(K)
+		a.i32(nsel)
+		a.i32(mats)
+		a.i32(mat0)
+		a.ptr(x)
+		a.i32(ldx)
+		a.i32(btoi(xPerSlot))
+		a.ptr(y)
+		a.i32(ldy)
+		a.ptr(ws)
+		a.i32(wsPer)
+		a.ptr(b.counters.ptr)
+		a.i32(ntiles)
+		b.launch3(t.kern, blocks, jobs, 1, 128, b.dynSmem[t.kern], a)
+		return true
+	}
+	if !mv("moe.ws1", gu, I, xt.ptr(), H, false, 2, 0, I, H) {
+		return true
+	}
+	b.siluMul(h, gu, gu+uint64(4*nsel*I), int64(nsel)*int64(I))
+	if !mv("moe.ws2", out, H, h, I, true, 1, 2, H, I) {
+		return true
+	}
+	a := b.newArgs()
+	a.ptr(d.ptr())
+	a.ptr(out)
+	a.ptr(sl.ids())
+	a.ptr(sl.weights())
+	a.i32(K)
+	a.i32(H)
+	b.launch(b.moe.combine, M, 1, threadsFor(min(H, 1024)), 0, a)
+	return true
+}
+
+func btoi(v bool) int {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+// headsOnDevice runs HeadMatMul as one launch when every head is a dense
+// float32/16-bit matrix of the same shape with K % 4 == 0; it reports
+// whether it did.
+func (b *Backend) headsOnDevice(d, xt *tensor, ms []*matrix, dstStride, xStride int) bool {
+	first := ms[0]
+	fi := -1
+	switch first.f {
+	case fmtF32:
+		fi = 0
+	case fmtF16:
+		fi = 1
+	case fmtBF16:
+		fi = 2
+	}
+	N, K, M := first.rows, first.cols, xt.rows
+	if b.moe.off || fi < 0 || K%4 != 0 || K > 1536 || M > 64 {
+		return false
+	}
+	if first.lists == nil {
+		first.lists = &listTables{}
+	}
+	lt := first.lists
+	if !slices.Equal(lt.headsList, ms) {
+		lt.heads, lt.headsList = nil, slices.Clone(ms)
+		ptrs := make([]uint64, len(ms))
+		for h, m := range ms {
+			if m.f != first.f || m.rows != N || m.cols != K || !m.usable() {
+				return false
+			}
+			ptrs[h] = m.desc.data
+		}
+		buf, err := b.upload(unsafe.Pointer(&ptrs[0]), 8*int64(len(ptrs)))
+		if err != nil {
+			b.fail(err)
+			return true
+		}
+		lt.heads = buf
+	}
+	tab := lt.heads
+	if tab == nil {
+		return false
+	}
+	a := b.newArgs()
+	a.ptr(tab.ptr)
+	a.i32(N)
+	a.i32(K)
+	a.ptr(xt.ptr())
+	a.i32(xt.cols)
+	a.i32(xStride)
+	a.ptr(d.ptr())
+	a.i32(d.cols)
+	a.i32(dstStride)
+	a.i32(M)
+	b.launch3(b.moe.headMV[fi], (N+31)/32, len(ms), (M+7)/8, 256, 4*8*K, a) // 8 warps of 4 rows (mla.cu's HR)
+	return true
+}
+
+// mlaKernelFor returns the latent-attention kernel for keys of dk and
+// values of dv numbers, or 0.
+func (b *Backend) mlaKernelFor(dk, dv int) *mlaKernel {
+	if b.moe.off {
+		return nil
+	}
+	for i, k := range b.moe.mla {
+		if dk <= 32*k.ek && dv <= 32*k.ev {
+			return &b.moe.mla[i]
+		}
+	}
+	return nil
+}
+
+// mlaAttention queues attn_mla (mla.cu) for M rows over a latent cache
+// layer at kc; meta is Attention's staged row metadata.
+func (b *Backend) mlaAttention(k *mlaKernel, o, qt *tensor, kc, meta uint64, M, heads int, s backend.KVSpec, scale float32) {
+	HG := (heads + mlaHeadsPerBlock - 1) / mlaHeadsPerBlock
+	// splits of the positions: about one block per multiprocessor at
+	// decode sizes (a block of the GLM shape fills one with its
+	// registers), one split for prefill; a function of M alone, so that a
+	// captured decode step replays at any context length
+	P := max(1, min(mlaPMax, b.sms/(M*HG)))
+	if M*HG > counterCap {
+		P = 1
+	}
+	var ws uint64
+	if P > 1 {
+		if ws = b.scratchBuf("attnws", 4*int64(M)*int64(heads)*int64(P)*int64(s.ValueDim+2)); ws == 0 {
+			return
+		}
+	}
+	a := b.newArgs()
+	a.ptr(o.ptr())
+	a.ptr(qt.ptr())
+	a.ptr(kc)
+	a.ptr(meta)
+	a.ptr(meta + uint64(4*M))
+	a.ptr(meta + uint64(4*4*M))
+	a.i32(heads)
+	a.i32(s.KeyDim)
+	a.i32(s.ValueDim)
+	a.i32(s.BlockSize)
+	a.f32(scale)
+	a.ptr(ws)
+	a.ptr(b.counters.ptr)
+	b.launch3(k.f, P, M, HG, 32*mlaWarps, k.smem, a)
+}

@@ -1,0 +1,171 @@
+//go:build !nocuda
+
+package cuda
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/marlin-llm/marlin/backend"
+	"github.com/marlin-llm/marlin/backend/cpu"
+	"github.com/marlin-llm/marlin/dtype"
+	"github.com/marlin-llm/marlin/quant"
+)
+
+// TestExpertsOnDevice checks the device-side expert dispatch (no host
+// synchronisation) against the CPU backend on random data: packed int4
+// (symmetric and with zero points), FP4 and BF16 experts, decode-sized
+// batches (1, 5 and 32 rows of top-4 over 16 experts) and one past
+// moeDeviceSlots (the host-grouped path), outputs poisoned. Both sides
+// route the same logits (the choices must agree: random logits have no
+// near-ties). Tolerance: the 4-bit decode kernels round x to fp16 (2^-11
+// a product, in the gate/up and again in the down products), so
+// |Δ| ≤ 5e-3 · max|out|; BF16 experts carry x to ~16 bits: 1e-4 · max|out|.
+func TestExpertsOnDevice(t *testing.T) {
+	g := gpu(t)
+	c := cpu.New(2)
+	rng := rand.New(rand.NewPCG(41, 42))
+	const E, H, I = 16, 256, 128
+	cases := []struct {
+		name string
+		mk   func(rng *rand.Rand, n, k int) *quant.Weight
+		tol  float64
+	}{
+		{"int4-g128", gptqWeight(4, 128, false, false, 0), 5e-3},
+		{"int4-g32-asym", gptqWeight(4, 32, true, false, 0), 5e-3},
+		{"fp4-g32", fp4Weight(32), 5e-3},
+		{"bf16", denseWeight(dtype.BF16), 1e-4},
+	}
+	for _, cs := range cases {
+		var gex, cex []backend.Expert
+		for range E {
+			var ge, ce backend.Expert
+			for i, sh := range [3][2]int{{I, H}, {I, H}, {H, I}} {
+				w := cs.mk(rng, sh[0], sh[1])
+				gw, err := g.LoadMatrix(w)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cw, _ := c.LoadMatrix(w)
+				switch i {
+				case 0:
+					ge.Gate, ce.Gate = gw, cw
+				case 1:
+					ge.Up, ce.Up = gw, cw
+				case 2:
+					ge.Down, ce.Down = gw, cw
+				}
+			}
+			gex, cex = append(gex, ge), append(cex, ce)
+		}
+		r := backend.Router{TopK: 4, Sigmoid: true, Normalize: true, Scale: 1.8}
+		for _, M := range []int{1, 5, 32, 70} {
+			name := fmt.Sprintf("%s M%d", cs.name, M)
+			logits := tensors(t, g, c, M, E, randn(rng, M*E, 1.5))
+			gs, csel := g.NewSelection(M, r.TopK), c.NewSelection(M, r.TopK)
+			g.Route(gs, logits.g, &r)
+			c.Route(csel, logits.c, &r)
+			x := tensors(t, g, c, M, H, randn(rng, M*H, 1))
+			d := tensors(t, g, c, M, H, nil)
+			g.Experts(d.g, x.g, gs, gex)
+			c.Experts(d.c, x.c, csel, cex)
+			got, want := d.read(t, g, c)
+			compare(t, name, got, want, 0, cs.tol*maxAbs(want))
+			if lt := g.mat(gex[0].Gate).lists; lt == nil || lt.experts == nil || !lt.experts.ok {
+				t.Errorf("%s: the experts did not take the device path", name)
+			}
+		}
+	}
+	mustSync(t, g)
+}
+
+// TestHeadsOnDevice checks HeadMatMul's one-launch path (dense float32,
+// fp16 and bf16 heads; 1 to 64 rows, row chunks of 8 with a partial one)
+// and the per-head path past 64 rows against the CPU on random data, with
+// columns outside the heads' ranges left alone. Tolerance: float32 sums
+// of K products in another order, 1e-5 · Σ|x·w| bounded by 1e-5 · K ·
+// max|x|·max|w| (here 4e-5 · max|out| suffices, as in testHeadMatMul).
+func TestHeadsOnDevice(t *testing.T) {
+	g := gpu(t)
+	c := cpu.New(2)
+	rng := rand.New(rand.NewPCG(43, 44))
+	for _, dt := range []dtype.DType{dtype.F32, dtype.F16, dtype.BF16} {
+		for _, M := range []int{1, 9, 64, 70} {
+			heads, rows, cols := 7, 40, 96
+			xStride, dStride := 100, 45
+			var gws, cws []backend.Matrix
+			for range heads {
+				w := denseWeight(dt)(rng, rows, cols)
+				gw, err := g.LoadMatrix(w)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cw, _ := c.LoadMatrix(w)
+				gws, cws = append(gws, gw), append(cws, cw)
+			}
+			x := tensors(t, g, c, M, heads*xStride, randn(rng, M*heads*xStride, 1))
+			d := tensors(t, g, c, M, heads*dStride, randn(rng, M*heads*dStride, 1))
+			g.HeadMatMul(d.g, x.g, gws, dStride, xStride)
+			c.HeadMatMul(d.c, x.c, cws, dStride, xStride)
+			got, want := d.read(t, g, c)
+			compare(t, fmt.Sprintf("HeadMatMul %s M%d", dt, M), got, want, 0, 4e-5*maxAbs(want))
+		}
+	}
+	mustSync(t, g)
+}
+
+// TestMLAAttentionLong runs the latent (MLA) attention kernel at
+// GLM-4.7-Flash's shape (20 heads sharing one 576-number key whose first
+// 512 numbers are the value) over contexts up to ~1300 positions: prefill
+// chunks, decode rows of four sequences, mixed, against the CPU. Tolerance as testAttention:
+// 2e-5·(1 + |cpu|).
+func TestMLAAttentionLong(t *testing.T) {
+	g := gpu(t)
+	c := cpu.New(2)
+	rng := rand.New(rand.NewPCG(45, 46))
+	const heads, dk, dv, bs = 20, 576, 512, 16
+	spec := backend.KVSpec{Layers: 1, KVHeads: 1, KeyDim: dk, ValueDim: dv, ValueInKey: true, BlockSize: bs, Blocks: 4 * 80}
+	gc, err := g.NewKVCache(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, _ := c.NewKVCache(spec)
+	perm := rng.Perm(spec.Blocks)
+	const nseq = 4
+	tables := make([][]int32, nseq)
+	for s := range tables {
+		for i := range 80 {
+			tables[s] = append(tables[s], int32(perm[s*80+i]))
+		}
+	}
+	done := make([]int, nseq)
+	scale := float32(0.07)
+	step := func(lens []int) {
+		var bt backend.Batch
+		for s, n := range lens {
+			if n == 0 {
+				continue // this sequence sits the step out
+			}
+			bt.Seqs = append(bt.Seqs, backend.Seq{Start: len(bt.Tokens), Len: n, Blocks: tables[s]})
+			for range n {
+				bt.Tokens = append(bt.Tokens, 0)
+				bt.Pos = append(bt.Pos, int32(done[s]))
+				done[s]++
+			}
+		}
+		M := len(bt.Tokens)
+		q := tensors(t, g, c, M, heads*dk, randn(rng, M*heads*dk, 1))
+		k := tensors(t, g, c, M, dk, randn(rng, M*dk, 1))
+		out := tensors(t, g, c, M, heads*dv, nil)
+		g.Attention(out.g, q.g, k.g, nil, gc, 0, &bt, scale)
+		c.Attention(out.c, q.c, k.c, nil, cc, 0, &bt, scale)
+		got, want := out.read(t, g, c)
+		compare(t, fmt.Sprintf("MLA attention, rows %v (context %v)", lens, done), got, want, 2e-5, 2e-5)
+	}
+	step([]int{1000, 300, 7, 1}) // prefill chunks
+	step([]int{1, 1, 1, 1})
+	step([]int{1, 0, 1, 0})
+	step([]int{200, 1, 1, 1})
+	mustSync(t, g)
+}
