@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -101,7 +102,8 @@ type Backend struct {
 	flushing      bool
 	seg           *segment
 	graphs        map[uint64]*segGraph
-	lastSig       uint64
+	seenSigs      map[uint64]struct{} // hashes of the segments and chunks that ran
+	graphChunk    int                 // ops of a segment run while recording (graph.go)
 	gstats        GraphStats
 
 	moe  moeState  // device-side experts, batched heads, MLA attention (moe_dispatch.go)
@@ -203,6 +205,10 @@ func (b *Backend) init() error {
 	b.counters = buf
 	b.memsetZero(buf.ptr, counterCap)
 	b.graphsOn = os.Getenv("MARLIN_CUDA_GRAPHS") != "0"
+	b.graphChunk = graphChunkOps
+	if n, err := strconv.Atoi(os.Getenv("MARLIN_CUDA_GRAPH_CHUNK")); err == nil && n > 0 {
+		b.graphChunk = n
+	}
 	if os.Getenv("MARLIN_CUDA_PROFILE") == "1" {
 		b.prof, b.graphsOn = newProfiler(), false
 	}
@@ -666,6 +672,9 @@ func (b *Backend) launchOpt(f uintptr, gx, gy, gz, bx, smem int, a *launchArgs, 
 	}
 	if b.recording() {
 		b.seg.addLaunch(f, gx, gy, gz, bx, smem, a, pdl)
+		if b.graphChunk > 0 && len(b.seg.ops) >= b.graphChunk {
+			b.flushChunk()
+		}
 		return
 	}
 	b.issue(f, gx, gy, gz, bx, smem, unsafe.Pointer(&a.ptrs[0]), pdl)

@@ -23,7 +23,7 @@ import (
 //   - if a captured graph has exactly the same op sequence (kernels, grids,
 //     argument bytes — device pointers included — and memsets), one
 //     cuGraphLaunch replays it;
-//   - else, if the previous segment had the same sequence (a decode step
+//   - else, if a segment with the same sequence ran before (a decode step
 //     that repeats), the ops are captured into a graph (stream capture),
 //     which is kept and launched;
 //   - else the ops are issued one by one (a prefill, say).
@@ -35,6 +35,10 @@ import (
 // 256-byte slot, the rope table doubles): then the next repeat is captured
 // anew. Graphs are on by default; MARLIN_CUDA_GRAPHS=0 or SetGraphs(false)
 // issues every segment eagerly (the same kernels, for comparison).
+//
+// A segment that grows past graphChunk ops (MARLIN_CUDA_GRAPH_CHUNK,
+// default 128) is run in chunks while it is recorded (flushChunk), so that
+// the device works while the host records the rest of a long step.
 //
 // beginCapture/endCapture capture explicitly (tests): recording is off
 // meanwhile.
@@ -69,11 +73,20 @@ type segment struct {
 	host  []byte   // staged host data, copied to dev at flush
 	dev   *buffer
 	off   int64
+	// sent is where the arena's data not yet copied to dev begins: a
+	// chunk flushed while recording (flushChunk) copies [sent, off) and
+	// leaves the data in place for the ops that follow
+	sent int64
+}
+
+// clearOps forgets the recorded ops (they have run); the arena stays.
+func (s *segment) clearOps() {
+	s.ops, s.words, s.offs, s.sig = s.ops[:0], s.words[:0], s.offs[:0], s.sig[:0]
 }
 
 func (s *segment) reset() {
-	s.ops, s.words, s.offs, s.sig = s.ops[:0], s.words[:0], s.offs[:0], s.sig[:0]
-	s.off = 0
+	s.clearOps()
+	s.off, s.sent = 0, 0
 }
 
 func (s *segment) addLaunch(f uintptr, gx, gy, gz, bx, smem int, a *launchArgs, pdl bool) {
@@ -144,7 +157,8 @@ func hashWords(v []uint64) uint64 {
 	return h
 }
 
-// flush runs the recorded segment (see the top of this file).
+// flush runs the recorded segment (see the top of this file) and starts
+// the next one with an empty arena.
 func (b *Backend) flush() {
 	s := b.seg
 	if s == nil || b.flushing {
@@ -155,11 +169,46 @@ func (b *Backend) flush() {
 		s.reset()
 		b.flushing = false
 	}()
+	b.runSeg(s)
+}
+
+// graphChunkOps is the default of Backend.graphChunk.
+const graphChunkOps = 128
+
+// flushChunk runs the ops recorded so far while recording goes on (called
+// when a segment reaches graphChunk ops): the device starts on the first
+// chunk of a long segment while the host records the next, instead of
+// waiting for the whole step to be recorded. A decode step of an MoE
+// model is ~1500 launches and ~1.5 ms of host time; run as one graph
+// after its recording, the device idled for all of it, and graphs were
+// slower than eager issue. The chunks of a repeating step repeat, each
+// captured and replayed on its own; their arena data stays in place
+// (each chunk copies only what was staged since the previous one).
+func (b *Backend) flushChunk() {
+	s := b.seg
+	if s == nil || b.flushing {
+		return
+	}
+	b.flushing = true
+	defer func() {
+		s.clearOps()
+		b.flushing = false
+	}()
+	b.runSeg(s)
+}
+
+// runSeg copies the segment's new arena data and runs its ops: a replay
+// of the graph with the same op sequence, a capture (when that sequence
+// ran before), or op by op.
+func (b *Backend) runSeg(s *segment) {
 	if b.err != nil || len(s.ops) == 0 {
 		return
 	}
-	if s.off > 0 && !b.checkCall(call(b.d.cuMemcpyHtoDAsync, uintptr(s.dev.ptr), uintptr(unsafe.Pointer(&s.host[0])), uintptr(s.off), b.stream), "cuMemcpyHtoDAsync") {
-		return
+	if s.off > s.sent {
+		if !b.checkCall(call(b.d.cuMemcpyHtoDAsync, uintptr(s.dev.ptr+uint64(s.sent)), uintptr(unsafe.Pointer(&s.host[s.sent])), uintptr(s.off-s.sent), b.stream), "cuMemcpyHtoDAsync") {
+			return
+		}
+		s.sent = s.off
 	}
 	h := hashWords(s.sig)
 	if g := b.graphs[h]; g != nil && slices.Equal(g.sig, s.sig) {
@@ -167,9 +216,10 @@ func (b *Backend) flush() {
 		b.gstats.Replayed++
 		return
 	}
-	if h == b.lastSig && len(s.ops) >= 4 && b.d.cuStreamBeginCapture != 0 && b.d.cuGraphInstantiate != 0 {
+	_, seen := b.seenSigs[h]
+	if seen && len(s.ops) >= 4 && b.d.cuStreamBeginCapture != 0 && b.d.cuGraphInstantiate != 0 {
 		if g := b.captureSeg(s); g != nil {
-			if len(b.graphs) >= 32 {
+			if len(b.graphs) >= 1024 {
 				b.dropGraphs()
 			}
 			b.graphs[h] = g
@@ -178,7 +228,10 @@ func (b *Backend) flush() {
 			return
 		}
 	}
-	b.lastSig = h
+	if b.seenSigs == nil || len(b.seenSigs) >= 1<<14 {
+		b.seenSigs = map[uint64]struct{}{}
+	}
+	b.seenSigs[h] = struct{}{}
 	b.issueSeg(s)
 	b.gstats.Eager++
 }
