@@ -111,15 +111,24 @@ func newDeepSeek(ck *hf.Checkpoint, be backend.Backend, q *quant.Config) (Model,
 		p := fmt.Sprintf("model.layers.%d.", i)
 		ly := &m.layers[i]
 		ly.attnNorm = l.vector(p+"input_layernorm.weight", H)
-		if compressed {
+		if compressed && !bias {
+			// q_a and kv_a multiply the same input: loaded together, one
+			// product (MatMulN)
+			ms := l.matrices(wspec{p + "self_attn.q_a_proj", qRank, H}, wspec{p + "self_attn.kv_a_proj_with_mqa", m.lora + m.rope, H})
+			ly.qa, ly.kva = ms[0], ms[1]
+		} else if compressed {
 			ly.qa = l.matrix(p+"self_attn.q_a_proj", qRank, H)
+		}
+		if compressed {
 			ly.qaBias = l.optVector(p+"self_attn.q_a_proj.bias", qRank, bias)
 			ly.qaNorm = l.vector(p+"self_attn.q_a_layernorm.weight", qRank)
 			ly.qb = l.matrix(p+"self_attn.q_b_proj", qd, qRank)
 		} else {
 			ly.q = l.matrix(p+"self_attn.q_proj", qd, H)
 		}
-		ly.kva = l.matrix(p+"self_attn.kv_a_proj_with_mqa", m.lora+m.rope, H)
+		if ly.kva == nil {
+			ly.kva = l.matrix(p+"self_attn.kv_a_proj_with_mqa", m.lora+m.rope, H)
+		}
 		ly.kvaBias = l.optVector(p+"self_attn.kv_a_proj_with_mqa.bias", m.lora+m.rope, bias)
 		ly.kvNorm = l.vector(p+"self_attn.kv_a_layernorm.weight", m.lora)
 		ly.ukT, ly.uv = m.absorbed(l, p+"self_attn.kv_b_proj")
@@ -232,6 +241,22 @@ func deepseekFFN(l *loader, c *hf.Config, i int, p string, glm bool) (ffn, error
 	return f, nil
 }
 
+// mlaPrologue is an optional Backend operation: the latent key and the
+// queries' rotary parts of one MLA layer in one pass. With kva
+// [M, lora + rope] (the kv_a product), q [M, heads·(nope + rope)] and qf
+// [M, heads·(lora + rope)] it computes what this sequence does (q's
+// rotary parts may be left unrotated):
+//
+//	key[:, :lora] = rmsnorm(kva[:, :lora]) · norm
+//	key[:, lora:] = rope(kva[:, lora:])
+//	qf[h][lora:]  = rope(q[h][nope:])   for every head h
+//
+// where lora = norm.Len() and rope = kva.Cols() − lora. It reports
+// whether it did (false: nothing was done).
+type mlaPrologue interface {
+	MLAPrologue(key, qf, kva, q backend.Tensor, norm backend.Vector, eps float32, heads, nope int, r *backend.Rope, pos []int32) bool
+}
+
 // Info implements Model.
 func (m *DeepSeek) Info() *Info { return &m.info }
 
@@ -253,23 +278,34 @@ func (m *DeepSeek) Forward(b *backend.Batch, cache backend.KVCache, rows []int32
 
 		// attention block
 		be.RMSNorm(x, h, L.attnNorm, m.eps)
-		if L.q != nil {
+		switch {
+		case L.q != nil:
 			be.MatMul(q, x, L.q)
-		} else {
+			linear(be, kva, x, L.kva, L.kvaBias)
+		case L.qaBias == nil && L.kvaBias == nil:
+			qa := s.get("qa", n, L.qa.Rows())
+			be.MatMulN([]backend.Tensor{qa, kva}, x, []backend.Matrix{L.qa, L.kva})
+			be.RMSNorm(qa, qa, L.qaNorm, m.eps)
+			be.MatMul(q, qa, L.qb)
+		default:
 			qa := s.get("qa", n, L.qa.Rows())
 			linear(be, qa, x, L.qa, L.qaBias)
 			be.RMSNorm(qa, qa, L.qaNorm, m.eps)
 			be.MatMul(q, qa, L.qb)
+			linear(be, kva, x, L.kva, L.kvaBias)
 		}
-		linear(be, kva, x, L.kva, L.kvaBias)
-		be.CopyCols(lat, kva, 1, m.lora, 0, 0, 0, 0)
-		be.RMSNorm(lat, lat, L.kvNorm, m.eps)
-		be.CopyCols(key, lat, 1, m.lora, 0, 0, 0, 0)
-		be.CopyCols(key, kva, 1, m.rope, 0, m.lora, 0, m.lora)
-		be.RoPE(key, 1, kd, m.lora, &m.rot, b.Pos)
-		be.RoPE(q, m.heads, hd, m.nope, &m.rot, b.Pos)
-		be.HeadMatMul(qf, q, L.ukT, kd, hd)                         // q_lat = W_UKᵀ q_nope
-		be.CopyCols(qf, q, m.heads, m.rope, kd, m.lora, hd, m.nope) // q_pe beside it
+		be.HeadMatMul(qf, q, L.ukT, kd, hd) // q_lat = W_UKᵀ q_nope
+		if f, ok := be.(mlaPrologue); ok && f.MLAPrologue(key, qf, kva, q, L.kvNorm, m.eps, m.heads, m.nope, &m.rot, b.Pos) {
+			// the lines below in one launch
+		} else {
+			be.CopyCols(lat, kva, 1, m.lora, 0, 0, 0, 0)
+			be.RMSNorm(lat, lat, L.kvNorm, m.eps)
+			be.CopyCols(key, lat, 1, m.lora, 0, 0, 0, 0)
+			be.CopyCols(key, kva, 1, m.rope, 0, m.lora, 0, m.lora)
+			be.RoPE(key, 1, kd, m.lora, &m.rot, b.Pos)
+			be.RoPE(q, m.heads, hd, m.nope, &m.rot, b.Pos)
+			be.CopyCols(qf, q, m.heads, m.rope, kd, m.lora, hd, m.nope) // q_pe beside q_lat
+		}
 		be.Attention(olat, qf, key, nil, cache, i, b, m.scale)
 		be.HeadMatMul(ov, olat, L.uv, m.vDim, m.lora) // o = W_UV o_lat
 		residual(be, s, h, ov, L.o, L.oBias)

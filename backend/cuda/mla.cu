@@ -287,3 +287,59 @@ ATTN_MLA(3, 2)
 ATTN_MLA(5, 4)
 ATTN_MLA(9, 8)
 ATTN_MLA(18, 16)
+
+// The MLA prologue of a layer (DeepSeek.Forward's latent key and the
+// queries' rotary parts) in one launch: grid (rows, heads + 1), blockDim
+// a multiple of 32 (≤ 1024). Block (r, heads) writes the latent key
+//   key[r, :lora]         = rmsnorm(kva[r, :lora]) · w     (as rms_norm)
+//   key[r, lora:lora+rp]  = rope(kva[r, lora:lora+rp])     (as rope)
+// and block (r, h < heads) the query's rotary part beside its latent query
+//   qf[r, h·(lora+rp) + lora + i] = rope(q[r, h·hd + nope + i]), i < rp,
+// the first 2·half of the rp values rotated, the rest copied. Same
+// float operations as the separate kernels.
+extern "C" __global__ void __launch_bounds__(1024)
+    mla_prologue(float* __restrict__ key, float* __restrict__ qf, const float* __restrict__ kva, const float* __restrict__ q,
+                 const float* __restrict__ w, float eps, int lora, int rp, int heads, int nope, const int* __restrict__ pos,
+                 const float* __restrict__ cosT, const float* __restrict__ sinT, int half, int interleaved) {
+    pdl_trigger();
+    const int r = blockIdx.x, h = blockIdx.y, kd = lora + rp, hd = nope + rp;
+    const size_t p = (size_t)pos[r] * half;
+    const float* src;
+    float* dst;
+    if (h == heads) {
+        __shared__ double part[32];
+        __shared__ float rs;
+        const float* x = kva + (size_t)r * kd;
+        float* y = key + (size_t)r * kd;
+        const int nt = blockDim.x;
+        double ss = 0;
+        for (int i = threadIdx.x; i < lora; i += nt) {
+            double v = x[i];
+            ss += v * v;
+        }
+        ss = warp_sum_d(ss);
+        if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = ss;
+        __syncthreads();
+        if (threadIdx.x < 32) {
+            double t = threadIdx.x < nt / 32 ? part[threadIdx.x] : 0.0;
+            t = warp_sum_d(t);
+            if (threadIdx.x == 0) rs = (float)(1.0 / sqrt(t / lora + (double)eps));
+        }
+        __syncthreads();
+        const float rr = rs;
+        for (int i = threadIdx.x; i < lora; i += nt) y[i] = __fmul_rn(__fmul_rn(x[i], rr), w[i]);
+        src = x + lora;
+        dst = y + lora;
+    } else {
+        src = q + (size_t)r * heads * hd + (size_t)h * hd + nope;
+        dst = qf + (size_t)r * heads * kd + (size_t)h * kd + lora;
+    }
+    for (int j = threadIdx.x; j < half; j += blockDim.x) {
+        const int ia = interleaved ? 2 * j : j, ib = interleaved ? 2 * j + 1 : j + half;
+        const float c = cosT[p + j], s = sinT[p + j];
+        const float a = src[ia], b = src[ib];
+        dst[ia] = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
+        dst[ib] = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s));
+    }
+    for (int i = 2 * half + threadIdx.x; i < rp; i += blockDim.x) dst[i] = src[i];
+}

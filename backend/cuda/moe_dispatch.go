@@ -36,6 +36,7 @@ type moeState struct {
 	routeWarp uintptr
 	headMV    [3]uintptr // head_mv_f32, _f16, _bf16
 	mla       []mlaKernel
+	prologue  uintptr // mla_prologue
 }
 
 // listTables are the device tables built for lists of matrices that start
@@ -81,6 +82,7 @@ func (b *Backend) loadMoEKernels(get func(string) uintptr) {
 	b.dynSmem[s.mv[0]], b.dynSmem[s.mv[1]], b.dynSmem[s.mv[2]] = q, q+4*6*256, q
 	b.dynSmem[s.mv[3]], b.dynSmem[s.mv[4]] = 4*4*(4096+128*8), 4*4*(4096+128*8)
 	s.combine = get("moe_combine")
+	s.prologue = get("mla_prologue")
 	s.routeWarp = get("route_warp")
 	for i, n := range []string{"head_mv_f32", "head_mv_f16", "head_mv_bf16"} {
 		s.headMV[i] = get(n)
@@ -336,4 +338,54 @@ func (b *Backend) mlaAttention(k *mlaKernel, o, qt *tensor, kc, meta uint64, M, 
 	a.ptr(ws)
 	a.ptr(b.counters.ptr)
 	b.launch3(k.f, P, M, HG, 32*mlaWarps, k.smem, a)
+}
+
+// MLAPrologue computes a latent-attention layer's key and its queries'
+// rotary parts in one launch (mla_prologue in mla.cu); see the interface
+// of that name in model/deepseek.go for what it computes. It reports
+// whether it did: false (nothing queued) when the shapes do not fit it or
+// MARLIN_CUDA_MOE_FAST=0.
+func (b *Backend) MLAPrologue(key, qf, kva, q backend.Tensor, norm backend.Vector, eps float32, heads, nope int, r *backend.Rope, pos []int32) bool {
+	kt, qft, kv, qt, w := b.tensor(key), b.tensor(qf), b.tensor(kva), b.tensor(q), b.vec(norm)
+	lora, half := w.n, len(r.InvFreq)
+	rp := kv.cols - lora
+	M := kv.rows
+	if b.moe.off || b.moe.prologue == 0 || lora <= 0 || rp < 2*half || heads <= 0 || nope < 0 ||
+		kt.rows != M || kt.cols != lora+rp || qt.rows != M || qt.cols != heads*(nope+rp) ||
+		qft.rows != M || qft.cols != heads*(lora+rp) || len(pos) != M {
+		return false
+	}
+	maxPos := int32(0)
+	for _, p := range pos {
+		checkShape("MLAPrologue", p >= 0, "negative position %d", p)
+		maxPos = max(maxPos, p)
+	}
+	b.enter()
+	defer b.leave()
+	if M == 0 || !b.usable(kt, qft, kv, qt) || !b.vecUsable(w) {
+		return true
+	}
+	tab := b.ropeTable(r, int(maxPos)+1)
+	if tab == nil {
+		return true
+	}
+	pp := b.stageInts(pos)
+	a := b.newArgs()
+	a.ptr(kt.ptr())
+	a.ptr(qft.ptr())
+	a.ptr(kv.ptr())
+	a.ptr(qt.ptr())
+	a.ptr(w.buf.ptr)
+	a.f32(eps)
+	a.i32(lora)
+	a.i32(rp)
+	a.i32(heads)
+	a.i32(nope)
+	a.ptr(pp)
+	a.ptr(tab.buf.ptr)
+	a.ptr(tab.buf.ptr + uint64(4*tab.n*half))
+	a.i32(half)
+	a.i32(btoi(r.Interleaved))
+	b.launch(b.moe.prologue, M, heads+1, threadsFor(lora/4), 0, a)
+	return true
 }

@@ -4,6 +4,7 @@ package cuda
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -168,4 +169,59 @@ func TestMLAAttentionLong(t *testing.T) {
 	step([]int{1, 0, 1, 0})
 	step([]int{200, 1, 1, 1})
 	mustSync(t, g)
+}
+
+// TestMLAPrologue checks the one-launch MLA prologue (mla_prologue)
+// against the CPU backend running the sequence it replaces (CopyCols,
+// RMSNorm, CopyCols ×2, RoPE of the key and of the queries, CopyCols of
+// the queries' rotary parts) on random data: the GLM-4.7-Flash head shape
+// and an odd one with a partial rotary part, both rope conventions,
+// positions past the rope table's first size. qf's latent columns hold
+// random values that neither side may touch.
+func TestMLAPrologue(t *testing.T) {
+	g := gpu(t)
+	c := cpu.New(2)
+	rng := rand.New(rand.NewPCG(43, 44))
+	for _, cs := range []struct {
+		M, heads, nope, lora, rp, half int
+		inter                          bool
+	}{
+		{1, 20, 192, 512, 64, 32, true},
+		{3, 20, 192, 512, 64, 32, false},
+		{5, 3, 6, 40, 10, 4, true},
+		{2, 2, 0, 36, 8, 4, false},
+	} {
+		name := fmt.Sprintf("M%d-h%d-nope%d-lora%d-rope%d/%d-inter%v", cs.M, cs.heads, cs.nope, cs.lora, cs.rp, 2*cs.half, cs.inter)
+		kd, hd := cs.lora+cs.rp, cs.nope+cs.rp
+		inv := make([]float32, cs.half)
+		for j := range inv {
+			inv[j] = float32(math.Pow(10000, -float64(2*j)/float64(2*cs.half)))
+		}
+		rope := &backend.Rope{InvFreq: inv, Scale: 1, Interleaved: cs.inter}
+		pos := make([]int32, cs.M)
+		for i := range pos {
+			pos[i] = int32(rng.IntN(3000))
+		}
+		norm := randn(rng, cs.lora, 1)
+		gn, cn := g.LoadVector(norm), c.LoadVector(norm)
+		kva := tensors(t, g, c, cs.M, kd, randn(rng, cs.M*kd, 2))
+		q := tensors(t, g, c, cs.M, cs.heads*hd, randn(rng, cs.M*cs.heads*hd, 1))
+		qf := tensors(t, g, c, cs.M, cs.heads*kd, randn(rng, cs.M*cs.heads*kd, 1))
+		key := tensors(t, g, c, cs.M, kd, nil)
+		lat := c.NewTensor(cs.M, cs.lora)
+		if !g.MLAPrologue(key.g, qf.g, kva.g, q.g, gn, 1e-6, cs.heads, cs.nope, rope, pos) {
+			t.Fatalf("%s: MLAPrologue refused", name)
+		}
+		c.CopyCols(lat, kva.c, 1, cs.lora, 0, 0, 0, 0)
+		c.RMSNorm(lat, lat, cn, 1e-6)
+		c.CopyCols(key.c, lat, 1, cs.lora, 0, 0, 0, 0)
+		c.CopyCols(key.c, kva.c, 1, cs.rp, 0, cs.lora, 0, cs.lora)
+		c.RoPE(key.c, 1, kd, cs.lora, rope, pos)
+		c.RoPE(q.c, cs.heads, hd, cs.nope, rope, pos)
+		c.CopyCols(qf.c, q.c, cs.heads, cs.rp, kd, cs.lora, hd, cs.nope)
+		got, want := key.read(t, g, c)
+		compare(t, name+": key", got, want, 1e-6, 1e-6)
+		got, want = qf.read(t, g, c)
+		compare(t, name+": qf", got, want, 1e-6, 1e-6)
+	}
 }
