@@ -235,7 +235,13 @@ func deepseekFFN(l *loader, c *hf.Config, i int, p string, glm bool) (ffn, error
 	}
 	f := &moe{router: l.matrix(p+"mlp.gate", E, H), route: route,
 		experts: loadExperts(l, p+"mlp.experts.", projNames, E, topK, H, moeI)}
-	if shared > 0 {
+	if shared == 1 {
+		// one shared expert of the routed experts' shape: loaded like
+		// them (each matrix on its own), so that a backend can run it
+		// as one more slot of the expert launches (expertsAdder)
+		sp := p + "mlp.shared_experts."
+		f.shared = &mlp{gate: l.matrix(sp+projNames[0], moeI, H), up: l.matrix(sp+projNames[1], moeI, H), down: l.matrix(sp+projNames[2], H, moeI)}
+	} else if shared > 0 {
 		f.shared = loadMLP(l, p+"mlp.shared_experts.", projNames, H, moeI*shared, false)
 	}
 	return f, nil

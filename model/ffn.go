@@ -82,12 +82,25 @@ func (f *moe) addTo(be backend.Backend, s *scratch, h, x backend.Tensor) {
 	be.MatMul(logits, x, f.router)
 	sel := s.selection(M, f.route.TopK)
 	be.Route(sel, logits, &f.route)
+	if sh := f.shared; sh != nil && sh.gateB == nil && sh.upB == nil && sh.downB == nil {
+		if fx, ok := be.(expertsAdder); ok && fx.ExpertsAdd(h, x, sel, f.experts, backend.Expert{Gate: sh.gate, Up: sh.up, Down: sh.down}) {
+			return
+		}
+	}
 	y := s.get("moe.out", M, h.Cols())
 	be.Experts(y, x, sel, f.experts)
 	if f.shared != nil {
 		f.shared.addTo(be, s, y, x)
 	}
 	be.Add(h, y)
+}
+
+// expertsAdder is an optional Backend operation: h += Experts(x) +
+// shared(x) for a shared SwiGLU expert without biases, as the sequence in
+// moe.addTo computes it. It reports whether it did (false: nothing was
+// done).
+type expertsAdder interface {
+	ExpertsAdd(h, x backend.Tensor, sel backend.Selection, experts []backend.Expert, shared backend.Expert) bool
 }
 
 // selection returns a backend Selection for rows rows, grown as needed.

@@ -131,14 +131,17 @@ extern "C" __global__ void scatter_add(float* __restrict__ dst, const float* __r
 //            slot/k of x; output row which·nsel + slot of y [2·nsel, I]
 //   down:    jobs = nsel, which = 0 with mat0 = 2; x row slot of h
 //            [nsel, I] (xPerSlot); output row slot of y [nsel, H]
+//
+// Slots nr … nsel−1 (when nsel > nr) are the shared expert's, one a row:
+// expert se (the table's entry after the routed ones), row slot − nr.
 template <int KIND, bool ASYM, bool DENSE, bool BF16>
-__device__ __forceinline__ void moe_mv(const WDesc* __restrict__ tab, const int* __restrict__ ids, int k, int nsel, int mats,
-                                       int mat0, const float* x, int ldx, int xPerSlot, float* y, int ldy, float* ws,
-                                       int wsPer, int* counters, int ctrPer) {
+__device__ __forceinline__ void moe_mv(const WDesc* __restrict__ tab, const int* __restrict__ ids, int k, int nsel, int nr,
+                                       int se, int mats, int mat0, const float* x, int ldx, int xPerSlot, float* y, int ldy,
+                                       float* ws, int wsPer, int* counters, int ctrPer) {
     const int job = blockIdx.y, slot = job / mats, which = job - slot * mats;
-    const int e = ids[slot];
+    const int e = slot < nr ? ids[slot] : se;
     const WDesc w = tab[3 * e + mat0 + which];
-    const float* xr = x + (size_t)(xPerSlot ? slot : slot / k) * ldx;
+    const float* xr = x + (size_t)(xPerSlot ? slot : slot < nr ? slot / k : slot - nr) * ldx;
     // a plain output (qmm.cu's YOut: every column to y0)
     YOut o{};
     o.y0 = y + (size_t)(which * nsel + slot) * ldy;
@@ -152,10 +155,10 @@ __device__ __forceinline__ void moe_mv(const WDesc* __restrict__ tab, const int*
 
 #define MOE_MV_KERNEL(NAME, KIND, ASYM, DENSE, BF)                                                                   \
     extern "C" __global__ void __launch_bounds__(QW * 32)                                                            \
-        NAME(const WDesc* tab, const int* ids, int k, int nsel, int mats, int mat0, const float* x, int ldx,         \
-             int xPerSlot, float* y, int ldy, float* ws, int wsPer, int* counters, int ctrPer) {                     \
-        moe_mv<KIND, ASYM, DENSE, BF>(tab, ids, k, nsel, mats, mat0, x, ldx, xPerSlot, y, ldy, ws, wsPer, counters,  \
-                                      ctrPer);                                                                       \
+        NAME(const WDesc* tab, const int* ids, int k, int nsel, int nr, int se, int mats, int mat0, const float* x,  \
+             int ldx, int xPerSlot, float* y, int ldy, float* ws, int wsPer, int* counters, int ctrPer) {            \
+        moe_mv<KIND, ASYM, DENSE, BF>(tab, ids, k, nsel, nr, se, mats, mat0, x, ldx, xPerSlot, y, ldy, ws, wsPer,    \
+                                      counters, ctrPer);                                                             \
     }
 MOE_MV_KERNEL(moe_qmv_int4, PACK_INT4, false, false, false)
 MOE_MV_KERNEL(moe_qmv_int4_asym, PACK_INT4, true, false, false)
@@ -165,9 +168,12 @@ MOE_MV_KERNEL(moe_dmv_bf16, 0, false, true, true)
 
 // dst[r, :] = Σ_j wts[r·k + j] · out[r·k + j, :], the k choices of row r
 // taken in increasing expert id (the CPU's order of accumulation: it adds
-// expert by expert), starting from zero. One block per row; k ≤ 32.
+// expert by expert), starting from zero. One block per row; k ≤ 32. With
+// shared, the shared expert's output (row rows·k + r of out) is added to
+// the sum; with accum, the sum is added to dst (h += experts + shared, in
+// the order of the model's Experts, MatMulAdd, Add on the CPU).
 extern "C" __global__ void moe_combine(float* __restrict__ dst, const float* __restrict__ out, const int* __restrict__ ids,
-                                       const float* __restrict__ wts, int k, int cols) {
+                                       const float* __restrict__ wts, int k, int cols, int shared, int accum) {
     __shared__ int order[32];
     const int r = blockIdx.x;
     if (threadIdx.x == 0) {
@@ -189,6 +195,8 @@ extern "C" __global__ void moe_combine(float* __restrict__ dst, const float* __r
             const int slot = r * k + order[j];
             s += wts[slot] * out[(size_t)slot * cols + c];
         }
+        if (shared) s += out[((size_t)gridDim.x * k + r) * cols + c];
+        if (accum) s = dst[(size_t)r * cols + c] + s;
         dst[(size_t)r * cols + c] = s;
     }
 }

@@ -153,7 +153,7 @@ func (b *Backend) Experts(dst, x backend.Tensor, s backend.Selection, experts []
 		b.fail(fmt.Errorf("cuda: use of a selection whose allocation failed"))
 		return
 	}
-	if M*K <= moeDeviceSlots && b.expertsOnDevice(d, xt, sl, experts, mats[0].gate.rows) {
+	if M*K <= moeDeviceSlots && b.expertsOnDevice(d, xt, sl, experts, mats[0].gate.rows, nil, false) {
 		return
 	}
 	ids := make([]int32, M*K)

@@ -158,16 +158,29 @@ func (b *Backend) expertTable(experts []backend.Expert) *expertTable {
 // expertsOnDevice runs Experts without the host when the layer's experts
 // allow it (see moeState); it reports whether it did. I is the experts'
 // intermediate size.
-func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, experts []backend.Expert, I int) bool {
+//
+// With shared (not nil), the shared expert runs as one more slot a row in
+// the same launches (expert len(experts) of the table) and the combine
+// adds its output; with accum, the combine adds to d instead of writing
+// it (d += experts + shared: the model's Experts, MatMulAdd and Add).
+func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, experts []backend.Expert, I int, shared *backend.Expert, accum bool) bool {
 	M, H, K := xt.rows, xt.cols, sl.k
 	if b.moe.off || H%32 != 0 || I%32 != 0 || xt.ptr()%16 != 0 || d.ptr()%16 != 0 || K > 32 {
 		return false
 	}
-	t := b.expertTable(experts)
+	list := experts
+	if shared != nil {
+		list = append(slices.Clone(experts), *shared)
+	}
+	t := b.expertTable(list)
 	if !t.ok || b.err != nil {
 		return false
 	}
-	nsel := M * K
+	nr := M * K
+	nsel, sh := nr, 0
+	if shared != nil {
+		nsel, sh = nr+M, 1
+	}
 	gu := b.scratchBuf("moe.gu", 4*2*int64(nsel)*int64(I))
 	h := b.scratchBuf("moe.h", 4*int64(nsel)*int64(I))
 	out := b.scratchBuf("moe.outs", 4*int64(nsel)*int64(H))
@@ -195,6 +208,8 @@ func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, experts []backen
 		a.ptr(sl.ids())
 		a.i32(K)
 		a.i32(nsel)
+		a.i32(nr)
+		a.i32(len(experts))
 		a.i32(mats)
 		a.i32(mat0)
 		a.ptr(x)
@@ -223,6 +238,8 @@ func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, experts []backen
 	a.ptr(sl.weights())
 	a.i32(K)
 	a.i32(H)
+	a.i32(sh)
+	a.i32(btoi(accum))
 	b.launch(b.moe.combine, M, 1, threadsFor(min(H, 1024)), 0, a)
 	return true
 }
@@ -388,4 +405,38 @@ func (b *Backend) MLAPrologue(key, qf, kva, q backend.Tensor, norm backend.Vecto
 	a.i32(btoi(r.Interleaved))
 	b.launch(b.moe.prologue, M, heads+1, threadsFor(lora/4), 0, a)
 	return true
+}
+
+// ExpertsAdd computes dst += Experts(x) + shared(x), shared a SwiGLU
+// network of the routed experts' shape and format, with the shared
+// expert as one more slot a row of the device-side expert launches (see
+// expertsOnDevice): what the model's Experts, SwiGLU + MatMulAdd of the
+// shared expert and Add do, in four launches instead of seven. It reports
+// whether it did: false (nothing queued) where that path does not apply.
+func (b *Backend) ExpertsAdd(dst, x backend.Tensor, s backend.Selection, experts []backend.Expert, shared backend.Expert) bool {
+	d, xt, sl := b.tensor(dst), b.tensor(x), b.sel(s)
+	M, H, K := xt.rows, xt.cols, sl.k
+	if len(experts) == 0 || d.rows != M || d.cols != H || sl.rows < M || M*(K+1) > moeDeviceSlots || M == 0 {
+		return false
+	}
+	g0 := b.mat(experts[0].Gate)
+	I := g0.rows
+	for e, ex := range append([]backend.Expert{shared}, experts...) {
+		gm, um, dm := b.mat(ex.Gate), b.mat(ex.Up), b.mat(ex.Down)
+		if gm.rows != I || gm.cols != H || um.rows != I || um.cols != H || dm.rows != H || dm.cols != I {
+			if e == 0 {
+				return false
+			}
+			checkShape("ExpertsAdd", false, "expert %d: gate %s, up %s, down %s for hidden %d", e-1, gm.name, um.name, dm.name, H)
+		}
+		if e == 0 && (gm.f != g0.f || um.f != g0.f || dm.f != g0.f || gm.grp != nil || um.grp != nil || dm.grp != nil) {
+			return false
+		}
+	}
+	b.enter()
+	defer b.leave()
+	if !b.usable(d, xt) || sl.buf.ptr == 0 {
+		return false
+	}
+	return b.expertsOnDevice(d, xt, sl, experts, I, &shared, true)
 }

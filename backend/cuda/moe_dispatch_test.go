@@ -225,3 +225,73 @@ func TestMLAPrologue(t *testing.T) {
 		compare(t, name+": qf", got, want, 1e-6, 1e-6)
 	}
 }
+
+// TestExpertsAdd checks the shared expert as one more slot of the device
+// expert launches, added with the routed experts to the residual stream
+// (ExpertsAdd), against the CPU backend running the model's sequence
+// (Experts, SwiGLU and MatMulAdd of the shared expert, Add) on random
+// data: int4 g128 and BF16 experts, 1, 5 and 32 rows of top-4 over 16
+// experts. The residual stream holds random values (it is added to).
+// Tolerance as TestExpertsOnDevice's, of max|experts + shared|.
+func TestExpertsAdd(t *testing.T) {
+	g := gpu(t)
+	c := cpu.New(2)
+	rng := rand.New(rand.NewPCG(45, 46))
+	const E, H, I = 16, 256, 128
+	for _, cs := range []struct {
+		name string
+		mk   func(rng *rand.Rand, n, k int) *quant.Weight
+		tol  float64
+	}{
+		{"int4-g128", gptqWeight(4, 128, false, false, 0), 5e-3},
+		{"bf16", denseWeight(dtype.BF16), 1e-4},
+	} {
+		var gex, cex []backend.Expert
+		for range E + 1 {
+			var ge, ce backend.Expert
+			for i, sh := range [3][2]int{{I, H}, {I, H}, {H, I}} {
+				w := cs.mk(rng, sh[0], sh[1])
+				gw, err := g.LoadMatrix(w)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cw, _ := c.LoadMatrix(w)
+				switch i {
+				case 0:
+					ge.Gate, ce.Gate = gw, cw
+				case 1:
+					ge.Up, ce.Up = gw, cw
+				case 2:
+					ge.Down, ce.Down = gw, cw
+				}
+			}
+			gex, cex = append(gex, ge), append(cex, ce)
+		}
+		gsh, csh := gex[E], cex[E]
+		gex, cex = gex[:E], cex[:E]
+		r := backend.Router{TopK: 4, Sigmoid: true, Normalize: true, Scale: 1.8}
+		for _, M := range []int{1, 5, 32} {
+			name := fmt.Sprintf("%s M%d", cs.name, M)
+			logits := tensors(t, g, c, M, E, randn(rng, M*E, 1.5))
+			gs, csel := g.NewSelection(M, r.TopK), c.NewSelection(M, r.TopK)
+			g.Route(gs, logits.g, &r)
+			c.Route(csel, logits.c, &r)
+			x := tensors(t, g, c, M, H, randn(rng, M*H, 1))
+			h0 := randn(rng, M*H, 1)
+			h := tensors(t, g, c, M, H, h0)
+			if !g.ExpertsAdd(h.g, x.g, gs, gex, gsh) {
+				t.Fatalf("%s: ExpertsAdd refused", name)
+			}
+			y, sg := c.NewTensor(M, H), c.NewTensor(M, I)
+			c.Experts(y, x.c, csel, cex)
+			c.SwiGLU(sg, x.c, csh.Gate, csh.Up)
+			c.MatMulAdd(y, sg, csh.Down)
+			c.Add(h.c, y)
+			got, want := h.read(t, g, c)
+			ys := make([]float32, M*H)
+			c.Read(ys, y)
+			compare(t, name, got, want, 0, cs.tol*maxAbs(ys)+1e-6*maxAbs(h0))
+		}
+	}
+	mustSync(t, g)
+}
