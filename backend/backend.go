@@ -260,3 +260,17 @@ type Backend interface {
 	// Close releases the device's resources.
 	Close() error
 }
+
+// LoadEach loads every weight on its own with load (a backend's
+// LoadMatrix): the LoadMatrices of a backend that stores nothing together.
+func LoadEach(load func(*quant.Weight) (Matrix, error), ws []*quant.Weight) ([]Matrix, error) {
+	ms := make([]Matrix, len(ws))
+	for i, w := range ws {
+		m, err := load(w)
+		if err != nil {
+			return nil, err
+		}
+		ms[i] = m
+	}
+	return ms, nil
+}

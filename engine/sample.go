@@ -105,6 +105,12 @@ func (s *Sampler) Sample(logits []float32) int32 {
 	if !ok {
 		return Argmax(logits)
 	}
+	if c == nil { // no filter: draw from the whole vocabulary's probabilities
+		if id := s.drawAll(s.probs[:len(logits)]); id >= 0 {
+			return id
+		}
+		return Argmax(logits)
+	}
 	var sum float64
 	for _, x := range c {
 		sum += float64(x.p)
@@ -120,7 +126,8 @@ func (s *Sampler) Sample(logits []float32) int32 {
 }
 
 // candidates returns the tokens the filters keep with their (unnormalised)
-// probabilities: in vocabulary order when no filter needs an order, else
+// probabilities (nil when no filter is set: s.probs then holds the whole
+// vocabulary's): in vocabulary order when no filter needs an order, else
 // most likely first (ties by id). ok is false when no token has a finite
 // logit or the temperature is too small to divide by; the caller then
 // falls back to the argmax.
@@ -155,6 +162,9 @@ func (s *Sampler) candidates(logits []float32) ([]candidate, bool) {
 		return nil, false
 	}
 	vkernels.SoftmaxScaled(pr, inv)
+	if (s.p.TopK <= 0 || s.p.TopK >= len(pr)) && !(s.p.TopP > 0 && s.p.TopP < 1) && s.p.MinP <= 0 {
+		return nil, true // no filter: Sample draws from pr itself
+	}
 	c := s.work[:0]
 	for i, p := range pr {
 		if p > 0 {
@@ -210,6 +220,31 @@ func (s *Sampler) candidates(logits []float32) ([]candidate, bool) {
 		}
 	}
 	return c, true
+}
+
+// drawAll draws a token from the probabilities p of the whole vocabulary,
+// by the same arithmetic as Sample over the candidates p > 0 in id order
+// (tokens of probability 0 add nothing and are never drawn); −1 when every
+// probability is 0.
+func (s *Sampler) drawAll(p []float32) int32 {
+	var sum float64
+	last := int32(-1)
+	for i, x := range p {
+		sum += float64(x)
+		if x > 0 {
+			last = int32(i)
+		}
+	}
+	r := s.rng.Float64() * sum
+	for i, x := range p {
+		if x > 0 {
+			r -= float64(x)
+			if r < 0 {
+				return int32(i)
+			}
+		}
+	}
+	return last
 }
 
 func sortCandidates(c []candidate) {

@@ -180,15 +180,7 @@ func (c *calibBackend) MatMul(dst, x backend.Tensor, w backend.Matrix) {
 
 // LoadMatrices implements backend.Backend: each weight on its own, named.
 func (c *calibBackend) LoadMatrices(ws []*quant.Weight) ([]backend.Matrix, error) {
-	ms := make([]backend.Matrix, len(ws))
-	for i, w := range ws {
-		m, err := c.LoadMatrix(w)
-		if err != nil {
-			return nil, err
-		}
-		ms[i] = m
-	}
-	return ms, nil
+	return backend.LoadEach(c.LoadMatrix, ws)
 }
 
 // The fused products are taken apart into the MatMuls they stand for, so

@@ -27,15 +27,7 @@ const matUnit = 64
 // LoadMatrices implements backend.Backend: each weight is loaded on its
 // own.
 func (b *Backend) LoadMatrices(ws []*quant.Weight) ([]backend.Matrix, error) {
-	ms := make([]backend.Matrix, len(ws))
-	for i, w := range ws {
-		m, err := b.LoadMatrix(w)
-		if err != nil {
-			return nil, err
-		}
-		ms[i] = m
-	}
-	return ms, nil
+	return backend.LoadEach(b.LoadMatrix, ws)
 }
 
 // MatMulN implements backend.Backend: the products share one parallel op.

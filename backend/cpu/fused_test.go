@@ -19,14 +19,7 @@ import (
 func TestFusedOps(t *testing.T) {
 	b := New(2)
 	defer b.Close()
-	rng := rand.New(rand.NewPCG(41, 42))
-	randv := func(n int) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(rng.NormFloat64())
-		}
-		return v
-	}
+	randv := normals(rand.New(rand.NewPCG(41, 42)))
 	makeW := func(format string, out, in int) *quant.Weight {
 		v := randv(out * in)
 		switch format {
@@ -147,14 +140,7 @@ func TestFusedOps(t *testing.T) {
 func TestFusedOpsMatchSequence(t *testing.T) {
 	b := New(3)
 	defer b.Close()
-	rng := rand.New(rand.NewPCG(5, 6))
-	randv := func(n int) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(rng.NormFloat64())
-		}
-		return v
-	}
+	randv := normals(rand.New(rand.NewPCG(5, 6)))
 	load := func(format string, out, in int) backend.Matrix {
 		v := randv(out * in)
 		var w *quant.Weight
@@ -223,5 +209,16 @@ func TestFusedOpsMatchSequence(t *testing.T) {
 			b.SiLUMul(dw, dw, u)
 			same(what+" SwiGLU", dg, dw)
 		}
+	}
+}
+
+// normals returns a function that draws n standard normal float32s from rng.
+func normals(rng *rand.Rand) func(n int) []float32 {
+	return func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(rng.NormFloat64())
+		}
+		return v
 	}
 }

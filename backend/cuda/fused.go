@@ -26,17 +26,10 @@ import (
 // kind and group, no act-order) or dense fp16/bf16 of one type for all;
 // otherwise each weight is loaded on its own.
 func (b *Backend) LoadMatrices(ws []*quant.Weight) ([]backend.Matrix, error) {
-	ms := make([]backend.Matrix, len(ws))
 	if !groupable(ws) {
-		for i, w := range ws {
-			m, err := b.LoadMatrix(w)
-			if err != nil {
-				return nil, err
-			}
-			ms[i] = m
-		}
-		return ms, nil
+		return backend.LoadEach(b.LoadMatrix, ws)
 	}
+	ms := make([]backend.Matrix, len(ws))
 	w0 := ws[0]
 	g := &group{inter: len(ws) == 2 && ws[0].Out == ws[1].Out}
 	N := 0

@@ -320,3 +320,16 @@ func absDot(w *quant.Weight, x []float32, M int) []float64 {
 	}
 	return out
 }
+
+// loadBoth loads w on the GPU backend g and on the CPU backend c.
+func loadBoth(t *testing.T, g, c backend.Backend, w *quant.Weight) (gm, cm backend.Matrix) {
+	t.Helper()
+	gm, err := g.LoadMatrix(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cm, err = c.LoadMatrix(w); err != nil {
+		t.Fatal(err)
+	}
+	return gm, cm
+}

@@ -152,32 +152,17 @@ func (b *Backend) LoadMatrix(w *quant.Weight) (backend.Matrix, error) {
 	b.enter()
 	defer b.leave()
 	m := &matrix{owner: b, f: f, rows: w.Out, cols: w.In, name: w.String()}
-	up := func(p unsafe.Pointer, size int) uint64 {
-		if err != nil || size == 0 {
-			return 0
-		}
-		var buf *buffer
-		buf, err = b.upload(p, int64(size))
-		m.bufs = append(m.bufs, buf)
-		m.bytes += int64(size)
-		return buf.ptr
-	}
-	bytesOf := func(s []byte) (unsafe.Pointer, int) {
-		if len(s) == 0 {
-			return nil, 0
-		}
-		return unsafe.Pointer(&s[0]), len(s)
-	}
+	up := func(data []byte) uint64 { return b.put(m, &err, data) }
 	d := &m.desc
 	d.n, d.k = int32(w.Out), int32(w.In)
 	d.bits, d.group = int32(w.Bits), int32(w.Group)
-	d.data = up(bytesOf(w.Data))
-	d.scales = up(bytesOf(w.Scales))
+	d.data = up(w.Data)
+	d.scales = up(w.Scales)
 	switch w.Format {
 	case quant.GPTQ:
-		d.zeros = up(bytesOf(w.Zeros))
+		d.zeros = up(w.Zeros)
 		if len(w.GIdx) > 0 {
-			d.gidx = up(unsafe.Pointer(&w.GIdx[0]), 4*len(w.GIdx))
+			d.gidx = up(unsafe.Slice((*byte)(unsafe.Pointer(&w.GIdx[0])), 4*len(w.GIdx)))
 		}
 		d.zcols = int32((w.Out*w.Bits + 31) / 32)
 		d.zoff = int32(w.ZeroOffset)
@@ -188,6 +173,23 @@ func (b *Backend) LoadMatrix(w *quant.Weight) (backend.Matrix, error) {
 		return nil, fmt.Errorf("cuda: loading %s: %w", w.Name, err)
 	}
 	return m, nil
+}
+
+// put uploads data as one more device buffer of m (counted in m.bytes)
+// and returns its address. After a failure, which it keeps in *err, it
+// uploads nothing more and returns 0.
+func (b *Backend) put(m *matrix, err *error, data []byte) uint64 {
+	if *err != nil || len(data) == 0 {
+		return 0
+	}
+	buf, e := b.upload(unsafe.Pointer(&data[0]), int64(len(data)))
+	if e != nil {
+		*err = e
+		return 0
+	}
+	m.bufs = append(m.bufs, buf)
+	m.bytes += int64(len(data))
+	return buf.ptr
 }
 
 // loadPacked uploads w in the packed 4-bit layout (pack.go): the
@@ -206,16 +208,7 @@ func (b *Backend) uploadPacked(p *packed, name string) (*matrix, error) {
 	}
 	m := &matrix{owner: b, f: f, rows: p.n, cols: p.k, name: name, asym: p.zeros != nil}
 	var err error
-	up := func(data []byte) uint64 {
-		if err != nil || len(data) == 0 {
-			return 0
-		}
-		var buf *buffer
-		buf, err = b.upload(unsafe.Pointer(&data[0]), int64(len(data)))
-		m.bufs = append(m.bufs, buf)
-		m.bytes += int64(len(data))
-		return buf.ptr
-	}
+	up := func(data []byte) uint64 { return b.put(m, &err, data) }
 	d := &m.desc
 	d.n, d.k, d.bits, d.group = int32(p.n), int32(p.k), 4, int32(p.group)
 	d.data = up(p.data)

@@ -43,14 +43,7 @@ func testMatMul(t *testing.T, g *Backend, c *cpu.Backend) {
 				if err := w.Validate(); err != nil {
 					t.Fatalf("%s: %v", wc.name, err)
 				}
-				gw, err := g.LoadMatrix(w)
-				if err != nil {
-					t.Fatal(err)
-				}
-				cw, err := c.LoadMatrix(w)
-				if err != nil {
-					t.Fatal(err)
-				}
+				gw, cw := loadBoth(t, g, c, w)
 				if gw.Rows() != N || gw.Cols() != K || gw.Bytes() <= 0 {
 					t.Errorf("%s: matrix [%d, %d] of %d bytes", wc.name, gw.Rows(), gw.Cols(), gw.Bytes())
 				}

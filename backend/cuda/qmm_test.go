@@ -172,6 +172,56 @@ func TestGraphSegments(t *testing.T) {
 	}
 }
 
+// speedShapes returns the K×N shapes of the speed tests: the Llama-3-8B
+// projections, or those of MARLIN_QMM_SHAPES=K×N,....
+func speedShapes() [][2]int {
+	shapes := [][2]int{{4096, 14336}, {14336, 4096}, {8192, 28672}, {28672, 8192}}
+	if s := os.Getenv("MARLIN_QMM_SHAPES"); s != "" {
+		shapes = nil
+		for _, f := range strings.Split(s, ",") {
+			kn := strings.Split(f, "x")
+			k, _ := strconv.Atoi(kn[0])
+			n, _ := strconv.Atoi(kn[1])
+			shapes = append(shapes, [2]int{k, n})
+		}
+	}
+	return shapes
+}
+
+// loadCopies loads copies of w until together they exceed 200 MB (more
+// than the L2 cache, so that a timed product reads its weight from
+// memory), at least two.
+func loadCopies(t *testing.T, b *Backend, w *quant.Weight) []backend.Matrix {
+	t.Helper()
+	var ms []backend.Matrix
+	var bytes int64
+	for bytes < 200<<20 || len(ms) < 2 {
+		m, err := b.LoadMatrix(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms = append(ms, m)
+		bytes += m.Bytes()
+	}
+	return ms
+}
+
+// matmulTimer returns timed, which queues reps products y = x·Wᵀ over the
+// copies ms in turn and returns the device time of one from CUDA events,
+// and done, which releases the events.
+func matmulTimer(b *Backend, y, x backend.Tensor, ms []backend.Matrix) (timed func(reps int) time.Duration, done func()) {
+	start, stop := b.newEvent(), b.newEvent()
+	timed = func(reps int) time.Duration {
+		start.record()
+		for i := range reps {
+			b.MatMul(y, x, ms[i%len(ms)])
+		}
+		stop.record()
+		return stop.since(start) / time1(reps)
+	}
+	return timed, func() { start.destroy(); stop.destroy() }
+}
+
 // TestQMatMulSpeed times the decode kernels on the Llama-3-8B projection
 // shapes (K×N = 4096×14336, 14336×4096, 8192×28672, 28672×8192; set
 // MARLIN_QMM_SHAPES=K×N,... to change) at M = 1, 4, 16, device time from
@@ -184,16 +234,7 @@ func TestQMatMulSpeed(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
 	}
-	shapes := [][2]int{{4096, 14336}, {14336, 4096}, {8192, 28672}, {28672, 8192}}
-	if s := os.Getenv("MARLIN_QMM_SHAPES"); s != "" {
-		shapes = nil
-		for _, f := range strings.Split(s, ",") {
-			kn := strings.Split(f, "x")
-			k, _ := strconv.Atoi(kn[0])
-			n, _ := strconv.Atoi(kn[1])
-			shapes = append(shapes, [2]int{k, n})
-		}
-	}
+	shapes := speedShapes()
 	// device-to-device copy bandwidth (bytes read + written)
 	{
 		const n = 1 << 28 // 1 GiB
@@ -227,29 +268,12 @@ func TestQMatMulSpeed(t *testing.T) {
 			{"fp4-g32", fp4Weight(32)},
 		} {
 			w := f.make(rng, N, K)
-			var ms []backend.Matrix
-			var bytes int64
-			for bytes < 200<<20 || len(ms) < 2 {
-				m, err := b.LoadMatrix(w)
-				if err != nil {
-					t.Fatal(err)
-				}
-				ms = append(ms, m)
-				bytes += m.Bytes()
-			}
+			ms := loadCopies(t, b, w)
 			for _, M := range []int{1, 4, 16, 64, 512, 2048} {
 				x, y := b.NewTensor(M, K), b.NewTensor(M, N)
 				b.Write(x, randn(rng, M*K, 1))
 				b.SetGraphs(false)
-				start, stop := b.newEvent(), b.newEvent()
-				timed := func(reps int) time.Duration {
-					start.record()
-					for i := range reps {
-						b.MatMul(y, x, ms[i%len(ms)])
-					}
-					stop.record()
-					return stop.since(start) / time1(reps)
-				}
+				timed, done := matmulTimer(b, y, x, ms)
 				one := timed(len(ms)) // warm-up, and the size of a repeat
 				reps := max(3, min(20*len(ms), int(50*time.Millisecond/max(one, time.Microsecond))))
 				// each call on its own (no programmatic dependent launch),
@@ -264,8 +288,7 @@ func TestQMatMulSpeed(t *testing.T) {
 				}
 				b.pdlOn = pdl
 				b.SetGraphs(true)
-				start.destroy()
-				stop.destroy()
+				done()
 				mustSync(t, b)
 				if M == gemmMinRows && K == shapes[0][0] && N == shapes[0][1] {
 					if b.blas != nil {

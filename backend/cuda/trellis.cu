@@ -62,16 +62,6 @@ __device__ __forceinline__ u32 dp4a_u(u32 a, u32 b, u32 c) {
     asm("dp4a.u32.u32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
     return r;
 }
-__device__ __forceinline__ u32 t_hadd2(u32 a, u32 b) {
-    u32 r;
-    asm("add.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-__device__ __forceinline__ u32 t_hfma2(u32 a, u32 b, u32 c) {
-    u32 r;
-    asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
-    return r;
-}
 
 // Pipe balance (the kernel is bound by integer issue, not memory: on
 // sm_80/sm_90 the ALU pipe (shifts, lop3, prmt) and the IMAD pipe each
@@ -98,7 +88,7 @@ __device__ __forceinline__ u32 tdec2(u32 sa, u32 sb, const TConst& c) {
     if (CB == TCB_MUL1) {
         const u32 ra = dp4a_u(sa * 0x83DCD12Du, 0x01010101u, 0x6400u);
         const u32 rb = dp4a_u(sb * 0x83DCD12Du, 0x01010101u, 0x6400u);
-        return t_hfma2(__byte_perm(ra, rb, 0x5410), 0x1EEE1EEEu, 0xC931C931u);
+        return hfma2(__byte_perm(ra, rb, 0x5410), 0x1EEE1EEEu, 0xC931C931u);
     }
     u32 xa, xb;
     if (CB == TCB_MCG) {

@@ -106,16 +106,7 @@ func (b *Backend) loadTrellis(w *quant.Weight) (backend.Matrix, error) {
 	inP, outP := w.PaddedDims()
 	m := &matrix{owner: b, f: numFmts, rows: w.Out, cols: w.In, name: w.String()}
 	var err error
-	up := func(data []byte) uint64 {
-		if err != nil || len(data) == 0 {
-			return 0
-		}
-		var buf *buffer
-		buf, err = b.upload(unsafe.Pointer(&data[0]), int64(len(data)))
-		m.bufs = append(m.bufs, buf)
-		m.bytes += int64(len(data))
-		return buf.ptr
-	}
+	up := func(data []byte) uint64 { return b.put(m, &err, data) }
 	m.tr = &trellisMat{K: w.Bits, cb: int(w.Codebook), inP: inP, outP: outP, weightBytesOnly: int64(len(w.Data))}
 	m.tr.data = up(w.Data)
 	m.tr.suh = up(w.Scales)
@@ -134,6 +125,21 @@ func (b *Backend) trellisMatMul(y uint64, ldy int, x uint64, ldx, M int, m *matr
 	for m0 := 0; m0 < M; m0 += 16 {
 		b.trellisMV(y+uint64(4*m0*ldy), ldy, x+uint64(4*m0*ldx), ldx, min(16, M-m0), m)
 	}
+}
+
+// trellisIn queues trellis_in: x' = H128(pad(x) ⊙ suh) of M rows into dst,
+// in the decode kernel's fragment order (plain 0) or row-major fp16 for
+// the GEMM path (plain 1).
+func (b *Backend) trellisIn(dst, x uint64, ldx, M int, m *matrix, plain int) {
+	a := b.newArgs()
+	a.ptr(dst)
+	a.ptr(x)
+	a.i32(ldx)
+	a.ptr(m.tr.suh)
+	a.i32(m.cols)
+	a.i32(M)
+	a.i32(plain)
+	b.launch(b.k.tr.in, m.tr.inP/128, M, 128, 0, a)
 }
 
 // trellisSplit returns the input tiles per warp (KC) and the block splits
@@ -175,18 +181,10 @@ func (b *Backend) trellisMV(y uint64, ldy int, x uint64, ldx, M int, m *matrix) 
 	if xf == 0 || ws == 0 {
 		return
 	}
-	a := b.newArgs()
-	a.ptr(xf)
-	a.ptr(x)
-	a.i32(ldx)
-	a.ptr(tr.suh)
-	a.i32(m.cols)
-	a.i32(M)
-	a.i32(0)
 	if trellisOnly == 0 || trellisOnly == 1 {
-		b.launch(b.k.tr.in, tr.inP/128, M, 128, 0, a)
+		b.trellisIn(xf, x, ldx, M, m, 0)
 	}
-	a = b.newArgs()
+	a := b.newArgs()
 	a.ptr(tr.data)
 	a.ptr(xf)
 	a.ptr(ws)
@@ -233,16 +231,8 @@ func (b *Backend) trellisGemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix
 	if x16 == 0 || w16 == 0 || ws == 0 {
 		return true
 	}
+	b.trellisIn(x16, x, ldx, M, m, 1)
 	a := b.newArgs()
-	a.ptr(x16)
-	a.ptr(x)
-	a.i32(ldx)
-	a.ptr(tr.suh)
-	a.i32(m.cols)
-	a.i32(M)
-	a.i32(1)
-	b.launch(b.k.tr.in, tr.inP/128, M, 128, 0, a)
-	a = b.newArgs()
 	a.ptr(w16)
 	a.ptr(tr.data)
 	a.i32(NT)

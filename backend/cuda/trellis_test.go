@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/marlin-llm/marlin/backend"
 	"github.com/marlin-llm/marlin/backend/cpu"
 	"github.com/marlin-llm/marlin/dtype"
 	"github.com/marlin-llm/marlin/quant"
@@ -218,14 +217,7 @@ func TestTrellisMatMul(t *testing.T) {
 	)
 	for _, cs := range cases {
 		w := exl3Weight(cs.K, cs.cb)(rng, cs.n, cs.k)
-		gw, err := g.LoadMatrix(w)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cw, err := c.LoadMatrix(w)
-		if err != nil {
-			t.Fatal(err)
-		}
+		gw, cw := loadBoth(t, g, c, w)
 		for _, M := range cs.ms {
 			xv := randn(rng, M*cs.k, 1)
 			x, y := g.NewTensor(M, cs.k), g.NewTensor(M, cs.n)
@@ -269,16 +261,7 @@ func TestTrellisSpeed(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
 	}
-	shapes := [][2]int{{4096, 14336}, {14336, 4096}, {8192, 28672}, {28672, 8192}}
-	if s := os.Getenv("MARLIN_QMM_SHAPES"); s != "" {
-		shapes = nil
-		for _, f := range strings.Split(s, ",") {
-			kn := strings.Split(f, "x")
-			k, _ := strconv.Atoi(kn[0])
-			n, _ := strconv.Atoi(kn[1])
-			shapes = append(shapes, [2]int{k, n})
-		}
-	}
+	shapes := speedShapes()
 	Ks := []int{2, 3, 4}
 	if s := os.Getenv("MARLIN_TRELLIS_BITS"); s != "" {
 		Ks = nil
@@ -300,29 +283,12 @@ func TestTrellisSpeed(t *testing.T) {
 		K, N := sh[0], sh[1]
 		for _, bitsK := range Ks {
 			w := exl3Weight(bitsK, quant.Codebook3INST)(rng, N, K)
-			var mats []backend.Matrix
-			var bytes int64
-			for bytes < 200<<20 || len(mats) < 2 {
-				m, err := b.LoadMatrix(w)
-				if err != nil {
-					t.Fatal(err)
-				}
-				mats = append(mats, m)
-				bytes += m.Bytes()
-			}
+			mats := loadCopies(t, b, w)
 			for _, M := range ms {
 				x, y := b.NewTensor(M, K), b.NewTensor(M, N)
 				b.Write(x, randn(rng, M*K, 1))
 				b.SetGraphs(false)
-				start, stop := b.newEvent(), b.newEvent()
-				timed := func(reps int) time.Duration {
-					start.record()
-					for i := range reps {
-						b.MatMul(y, x, mats[i%len(mats)])
-					}
-					stop.record()
-					return stop.since(start) / time1(reps)
-				}
+				timed, done := matmulTimer(b, y, x, mats)
 				one := timed(len(mats))
 				reps := max(3, min(20*len(mats), int(50*time.Millisecond/max(one, time.Microsecond))))
 				var ds []time.Duration
@@ -341,8 +307,7 @@ func TestTrellisSpeed(t *testing.T) {
 					fmt.Printf("parts exl3-k%d %d %d %d in/mv/out µs: %s\n", bitsK, K, N, M, strings.Join(parts, " "))
 				}
 				b.SetGraphs(true)
-				start.destroy()
-				stop.destroy()
+				done()
 				mustSync(t, b)
 				fmt.Printf("qmm exl3-k%d %d %d %d %.2f %.1f\n", bitsK, K, N, M, float64(d.Nanoseconds())/1e3, float64(mats[0].Bytes())/d.Seconds()/1e9)
 			}
