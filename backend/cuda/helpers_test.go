@@ -333,3 +333,18 @@ func loadBoth(t *testing.T, g, c backend.Backend, w *quant.Weight) (gm, cm backe
 	}
 	return gm, cm
 }
+
+// gpuMatMul returns x·wᵀ computed by g for the M rows xv, into an output
+// poisoned (NaN) before the product.
+func gpuMatMul(t *testing.T, g *Backend, w backend.Matrix, xv []float32, M int) []float32 {
+	t.Helper()
+	x, y := g.NewTensor(M, w.Cols()), g.NewTensor(M, w.Rows())
+	g.Write(x, xv)
+	g.Write(y, poison(M*w.Rows()))
+	g.MatMul(y, x, w)
+	got := make([]float32, M*w.Rows())
+	if err := g.Read(got, y); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}

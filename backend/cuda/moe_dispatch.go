@@ -372,11 +372,7 @@ func (b *Backend) MLAPrologue(key, qf, kva, q backend.Tensor, norm backend.Vecto
 		qft.rows != M || qft.cols != heads*(lora+rp) || len(pos) != M {
 		return false
 	}
-	maxPos := int32(0)
-	for _, p := range pos {
-		checkShape("MLAPrologue", p >= 0, "negative position %d", p)
-		maxPos = max(maxPos, p)
-	}
+	maxPos := maxPosition("MLAPrologue", pos)
 	b.enter()
 	defer b.leave()
 	if M == 0 || !b.usable(kt, qft, kv, qt) || !b.vecUsable(w) {

@@ -39,34 +39,11 @@ func TestExpertsOnDevice(t *testing.T) {
 		{"bf16", denseWeight(dtype.BF16), 1e-4},
 	}
 	for _, cs := range cases {
-		var gex, cex []backend.Expert
-		for range E {
-			var ge, ce backend.Expert
-			for i, sh := range [3][2]int{{I, H}, {I, H}, {H, I}} {
-				w := cs.mk(rng, sh[0], sh[1])
-				gw, err := g.LoadMatrix(w)
-				if err != nil {
-					t.Fatal(err)
-				}
-				cw, _ := c.LoadMatrix(w)
-				switch i {
-				case 0:
-					ge.Gate, ce.Gate = gw, cw
-				case 1:
-					ge.Up, ce.Up = gw, cw
-				case 2:
-					ge.Down, ce.Down = gw, cw
-				}
-			}
-			gex, cex = append(gex, ge), append(cex, ce)
-		}
+		gex, cex := loadExpertsBoth(t, g, c, rng, cs.mk, E, H, I)
 		r := backend.Router{TopK: 4, Sigmoid: true, Normalize: true, Scale: 1.8}
 		for _, M := range []int{1, 5, 32, 70} {
 			name := fmt.Sprintf("%s M%d", cs.name, M)
-			logits := tensors(t, g, c, M, E, randn(rng, M*E, 1.5))
-			gs, csel := g.NewSelection(M, r.TopK), c.NewSelection(M, r.TopK)
-			g.Route(gs, logits.g, &r)
-			c.Route(csel, logits.c, &r)
+			gs, csel := routeBoth(t, g, c, rng, M, E, &r)
 			x := tensors(t, g, c, M, H, randn(rng, M*H, 1))
 			d := tensors(t, g, c, M, H, nil)
 			g.Experts(d.g, x.g, gs, gex)
@@ -246,36 +223,13 @@ func TestExpertsAdd(t *testing.T) {
 		{"int4-g128", gptqWeight(4, 128, false, false, 0), 5e-3},
 		{"bf16", denseWeight(dtype.BF16), 1e-4},
 	} {
-		var gex, cex []backend.Expert
-		for range E + 1 {
-			var ge, ce backend.Expert
-			for i, sh := range [3][2]int{{I, H}, {I, H}, {H, I}} {
-				w := cs.mk(rng, sh[0], sh[1])
-				gw, err := g.LoadMatrix(w)
-				if err != nil {
-					t.Fatal(err)
-				}
-				cw, _ := c.LoadMatrix(w)
-				switch i {
-				case 0:
-					ge.Gate, ce.Gate = gw, cw
-				case 1:
-					ge.Up, ce.Up = gw, cw
-				case 2:
-					ge.Down, ce.Down = gw, cw
-				}
-			}
-			gex, cex = append(gex, ge), append(cex, ce)
-		}
+		gex, cex := loadExpertsBoth(t, g, c, rng, cs.mk, E+1, H, I)
 		gsh, csh := gex[E], cex[E]
 		gex, cex = gex[:E], cex[:E]
 		r := backend.Router{TopK: 4, Sigmoid: true, Normalize: true, Scale: 1.8}
 		for _, M := range []int{1, 5, 32} {
 			name := fmt.Sprintf("%s M%d", cs.name, M)
-			logits := tensors(t, g, c, M, E, randn(rng, M*E, 1.5))
-			gs, csel := g.NewSelection(M, r.TopK), c.NewSelection(M, r.TopK)
-			g.Route(gs, logits.g, &r)
-			c.Route(csel, logits.c, &r)
+			gs, csel := routeBoth(t, g, c, rng, M, E, &r)
 			x := tensors(t, g, c, M, H, randn(rng, M*H, 1))
 			h0 := randn(rng, M*H, 1)
 			h := tensors(t, g, c, M, H, h0)
@@ -294,4 +248,37 @@ func TestExpertsAdd(t *testing.T) {
 		}
 	}
 	mustSync(t, g)
+}
+
+// loadExpertsBoth makes n random experts (gate and up [I, H], down [H, I])
+// with mk and loads each on the GPU backend g and the CPU backend c.
+func loadExpertsBoth(t *testing.T, g, c backend.Backend, rng *rand.Rand, mk func(rng *rand.Rand, n, k int) *quant.Weight, n, H, I int) (gex, cex []backend.Expert) {
+	t.Helper()
+	for range n {
+		var ge, ce backend.Expert
+		for i, sh := range [3][2]int{{I, H}, {I, H}, {H, I}} {
+			gw, cw := loadBoth(t, g, c, mk(rng, sh[0], sh[1]))
+			switch i {
+			case 0:
+				ge.Gate, ce.Gate = gw, cw
+			case 1:
+				ge.Up, ce.Up = gw, cw
+			case 2:
+				ge.Down, ce.Down = gw, cw
+			}
+		}
+		gex, cex = append(gex, ge), append(cex, ce)
+	}
+	return gex, cex
+}
+
+// routeBoth routes the same random logits of M rows over E experts with r
+// on the GPU backend g and the CPU backend c.
+func routeBoth(t *testing.T, g *Backend, c *cpu.Backend, rng *rand.Rand, M, E int, r *backend.Router) (gs, cs backend.Selection) {
+	t.Helper()
+	logits := tensors(t, g, c, M, E, randn(rng, M*E, 1.5))
+	gs, cs = g.NewSelection(M, r.TopK), c.NewSelection(M, r.TopK)
+	g.Route(gs, logits.g, r)
+	c.Route(cs, logits.c, r)
+	return gs, cs
 }

@@ -112,17 +112,24 @@ func (b *Backend) ropeTable(r *backend.Rope, n int) *ropeTab {
 	return nt
 }
 
+// maxPosition returns the largest of the positions pos (0 for none); a
+// negative one is a programming error of the caller of op.
+func maxPosition(op string, pos []int32) int32 {
+	m := int32(0)
+	for _, p := range pos {
+		checkShape(op, p >= 0, "negative position %d", p)
+		m = max(m, p)
+	}
+	return m
+}
+
 // RoPE implements backend.Backend.
 func (b *Backend) RoPE(x backend.Tensor, heads, headDim, offset int, r *backend.Rope, pos []int32) {
 	t := b.tensor(x)
 	half := len(r.InvFreq)
 	checkShape("RoPE", t.cols == heads*headDim && offset >= 0 && offset+2*half <= headDim && len(pos) == t.rows,
 		"x [%d, %d], %d heads of %d, rotary dims [%d, %d), %d positions", t.rows, t.cols, heads, headDim, offset, offset+2*half, len(pos))
-	maxPos := int32(0)
-	for _, p := range pos {
-		checkShape("RoPE", p >= 0, "negative position %d", p)
-		maxPos = max(maxPos, p)
-	}
+	maxPos := maxPosition("RoPE", pos)
 	b.enter()
 	defer b.leave()
 	if half == 0 || t.rows == 0 || !b.usable(t) {

@@ -84,15 +84,7 @@ func TestQMatMul(t *testing.T) {
 			xv := randn(rng, M*cs.k, 1)
 			want := exactMatMul(w, xv, M)
 			scale := absDot(w, xv, M)
-			x := g.NewTensor(M, cs.k)
-			y := g.NewTensor(M, cs.n)
-			g.Write(x, xv)
-			g.Write(y, poison(M*cs.n))
-			g.MatMul(y, x, gw)
-			got := make([]float32, M*cs.n)
-			if err := g.Read(got, y); err != nil {
-				t.Fatal(err)
-			}
+			got := gpuMatMul(t, g, gw, xv, M)
 			checkScaled(t, fmt.Sprintf("%s N%d K%d M%d", cs.name, cs.n, cs.k, M), got, want, scale, matmulTol(gw, M))
 		}
 		// x rows at an odd offset: not 16-byte aligned, generic kernel
