@@ -57,7 +57,7 @@ func benchCmd(args []string) error {
 	mo := addModelFlags(f)
 	kvFlag := addKVTypeFlag(f)
 	synth := f.String("synthetic", "", "benchmark a random-weight model of this shape: "+shapeNames())
-	format := f.String("format", "bf16", "synthetic model formats, comma-separated: bf16, or quantize formats with an optional group (int8, int4:32, fp4:32 ...)")
+	format := f.String("format", "bf16", "synthetic model formats, comma-separated: bf16, quantize formats with an optional group (int8, int4:32, fp4:32 ...), or exl3:K (random K-bit trellis codes, no search)")
 	group := f.Int("group", 128, "group size of synthetic formats that name none")
 	headBits := f.Int("head-bits", 0, "quantize the synthetic model's output head too, to this many bits (0: keep it 16-bit)")
 	promptN := f.Int("prompt", 512, "prefill tokens")

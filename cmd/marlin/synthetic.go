@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
@@ -87,16 +88,15 @@ func synthetic(shape, format string, group, headBits, layers int) (string, error
 	opt := quantize.Options{}
 	name := shape + "-bf16"
 	if format != "bf16" {
-		spec, err := quant.ParseSpec(format, group, true)
+		spec, err := syntheticSpec(format, group)
 		if err != nil {
 			return "", usagef("%v", err)
 		}
-		spec.MaxScale = true // random weights: the scale search would only cost time
 		opt.Spec = spec
 		name = fmt.Sprintf("%s-%s", shape, strings.ReplaceAll(spec.String(), " ", "-"))
 		if headBits != 0 {
 			hs := spec
-			if spec.Format == quant.GPTQ {
+			if spec.Format == quant.GPTQ || spec.Format == quant.EXL3 {
 				hs.Bits = headBits
 			}
 			opt.Head = &hs
@@ -119,6 +119,24 @@ func synthetic(shape, format string, group, headBits, layers int) (string, error
 		return "", err
 	}
 	return dir, nil
+}
+
+// syntheticSpec is the format of a synthetic model: a quantize format with
+// its group ("int4", 128), or "exl3" with K bits per weight in place of the
+// group (exl3:3; 4 when none is given), 3INST codebook.
+func syntheticSpec(format string, group int) (quant.Spec, error) {
+	if format == "exl3" {
+		if group == 0 || group == 128 { // --group's default
+			group = 4
+		}
+		if group < 1 || group > quant.MaxTrellisBits {
+			return quant.Spec{}, fmt.Errorf("exl3:%d: bits per weight must be 1 to %d", group, quant.MaxTrellisBits)
+		}
+		return quant.Spec{Format: quant.EXL3, Bits: group, Codebook: quant.Codebook3INST}, nil
+	}
+	spec, err := quant.ParseSpec(format, group, true)
+	spec.MaxScale = true // random weights: the scale search would only cost time
+	return spec, err
 }
 
 // tensorShape is one tensor a synthetic model stores.
@@ -270,7 +288,23 @@ func writeSynthetic(dir string, cfg map[string]any, opt quantize.Options, quanti
 		}
 	}
 	if quantized {
-		full["quantization_config"] = quantize.Config(opt).JSON()
+		qc := quantize.Config(opt)
+		if opt.Spec.Format == quant.EXL3 {
+			qc.HeadBits = 0
+			if opt.Head != nil {
+				qc.HeadBits = opt.Head.Bits
+			}
+			// the logical shapes of the layers stored padded to 128
+			for _, t := range ts {
+				if sp := specOf(t); sp != nil && (t.shape[0]%quant.EXL3Block != 0 || t.shape[1]%quant.EXL3Block != 0) {
+					if qc.Shapes == nil {
+						qc.Shapes = map[string][2]int{}
+					}
+					qc.Shapes[strings.TrimSuffix(t.name, ".weight")] = [2]int{t.shape[0], t.shape[1]}
+				}
+			}
+		}
+		full["quantization_config"] = qc.JSON()
 	}
 	b, err := json.MarshalIndent(full, "", "  ")
 	if err != nil {
@@ -294,6 +328,9 @@ func syntheticTensor(t tensorShape, spec *quant.Spec) ([]safetensors.Tensor, err
 	}
 	h.Write([]byte(seedName))
 	rng := rand.New(rand.NewPCG(h.Sum64(), 7))
+	if spec != nil && spec.Format == quant.EXL3 {
+		return syntheticEXL3(t, *spec, rng), nil
+	}
 	n := 1
 	for _, d := range t.shape {
 		n *= d
@@ -323,4 +360,33 @@ func syntheticTensor(t tensorShape, spec *quant.Spec) ([]safetensors.Tensor, err
 		data[2*i], data[2*i+1] = byte(b), byte(b>>8)
 	}
 	return []safetensors.Tensor{{Name: t.name, DType: dtype.BF16, Shape: t.shape, Data: data}}, nil
+}
+
+// syntheticEXL3 makes a random EXL3 weight of t's shape without a trellis
+// search (which would take hours for the large shapes): every bit string
+// is a valid tail-biting tile, so random trellis bytes decode to values of
+// the codebook's spread (1.24 for 3INST); suh holds random signs and svh
+// random signs times 0.016, so that the weights have about the standard
+// deviation of the other synthetic matrices (0.02).
+func syntheticEXL3(t tensorShape, spec quant.Spec, rng *rand.Rand) []safetensors.Tensor {
+	prefix := strings.TrimSuffix(t.name, ".weight")
+	w := &quant.Weight{Name: prefix, Format: quant.EXL3, Out: t.shape[0], In: t.shape[1], Bits: spec.Bits, Codebook: spec.Codebook}
+	in, out := w.PaddedDims()
+	w.Data = make([]byte, (in/16)*(out/16)*32*spec.Bits)
+	for i := 0; i < len(w.Data); i += 8 {
+		binary.LittleEndian.PutUint64(w.Data[i:], rng.Uint64())
+	}
+	signs := func(n int, mag float32) []byte {
+		b := make([]byte, 2*n)
+		for i := range n {
+			v := mag
+			if rng.IntN(2) == 0 {
+				v = -v
+			}
+			binary.LittleEndian.PutUint16(b[2*i:], dtype.F32ToF16(v))
+		}
+		return b
+	}
+	w.Scales, w.Zeros = signs(in, 1), signs(out, 0.016)
+	return w.Tensors(prefix)
 }

@@ -13,11 +13,12 @@ import (
 	"github.com/marlin-llm/marlin/quantize"
 )
 
-// TestSynthetic writes the small Llama (also tied, with a 4-bit head),
-// GLM-4-MoE-Lite and Mixtral shapes in BF16 and INT4 g32, loads them and
-// generates: the writer's tensor list must be exactly what the loader wants
-// (every tensor present, every shape right), and the quantized layers must
-// load as GPTQ.
+// TestSynthetic writes the small Llama (also tied, with a quantized head),
+// GLM-4-MoE-Lite and Mixtral shapes in BF16, INT4 g32 and EXL3 3-bit, loads
+// them and generates: the writer's tensor list must be exactly what the
+// loader wants (every tensor present, every shape right, padded EXL3
+// layers with their logical shapes), and the quantized layers must be
+// smaller than BF16.
 func TestSynthetic(t *testing.T) {
 	int4, err := quant.ParseSpec("int4", 32, true)
 	if err != nil {
@@ -30,15 +31,19 @@ func TestSynthetic(t *testing.T) {
 	tied["tie_word_embeddings"] = true
 	shapes["tiny-tied"] = tied
 	defer delete(shapes, "tiny-tied")
+	exl3, err := syntheticSpec("exl3", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, shape := range []string{"tiny", "tiny-tied", "tiny-glm", "tiny-mixtral"} {
 		var bf16Bytes int64
-		for _, spec := range []*quant.Spec{nil, &int4} {
+		for _, spec := range []*quant.Spec{nil, &int4, &exl3} {
 			dir := filepath.Join(t.TempDir(), "m")
 			opt, quantized := quantize.Options{}, spec != nil
 			if quantized {
 				opt.Spec = *spec
 				if shape == "tiny-tied" {
-					opt.Head = &int4
+					opt.Head = spec
 				}
 			}
 			if err := writeSynthetic(dir, shapes[shape], opt, quantized); err != nil {
@@ -60,8 +65,8 @@ func TestSynthetic(t *testing.T) {
 			}
 			if wb := m.Info().WeightBytes; spec == nil {
 				bf16Bytes = wb
-			} else if wb > bf16Bytes*7/10 { // the experts and projections at ~4.5 bits, embeddings and head 16
-				t.Errorf("%s int4: %d weight bytes, BF16 %d", shape, wb, bf16Bytes)
+			} else if wb > bf16Bytes*7/10 { // the experts and projections at ~4.5 bits (EXL3 3 + padding), embeddings and head 16
+				t.Errorf("%s %v: %d weight bytes, BF16 %d", shape, spec, wb, bf16Bytes)
 			}
 			e, err := engine.New(m, be, engine.Config{MaxSeqs: 1})
 			if err != nil {
