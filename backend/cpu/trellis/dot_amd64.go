@@ -47,10 +47,20 @@ var rowTab = func() (r [quant.TileLen]int32) {
 	return
 }()
 
-// stripSIMD computes, for the tiles of tile column nt, the 16 sums of the
-// output columns (acc16[c] += Σ value·x over the column) with the AVX-512
-// kernel, when it applies (K ≤ 4).
-func stripSIMD(acc16 *[16]float32, w *quant.Weight, nt int, xh []float32) bool {
+// ktChunk is how many tile rows one kernel call walks down a tile column.
+// The tiles are stored row by row ([In'/16][Out'/16]), so one column's
+// tiles lie a whole row (Out'/16 tiles: 16–64 KB) apart: walking each
+// column through all of K, as the kernel alone would, reads 32·K bytes per
+// page and waits on memory for each (about 1 G weights/s a core on the
+// 1B shape's matrices). With the columns of a range taken one after the
+// other for each chunk of ktChunk rows, the reads are ktChunk forward
+// streams that the prefetchers follow.
+const ktChunk = 16
+
+// stripsSIMD adds to y[16·(nt−nt0) + c] the sums of output column c of
+// tile columns nt0 ≤ nt < nt1 (Σ value·x') with the AVX-512 kernel, when it
+// applies (K ≤ 4).
+func stripsSIMD(y []float32, w *quant.Weight, nt0, nt1 int, xh []float32) bool {
 	K := w.Bits
 	if !hasAVX512 || K > 4 {
 		return false
@@ -58,13 +68,20 @@ func stripSIMD(acc16 *[16]float32, w *quant.Weight, nt int, xh []float32) bool {
 	in, out := w.PaddedDims()
 	tiles := in / 16
 	stride := out / 16 * 32 * K
-	var acc [quant.TileLen]float32
 	mask := 1<<uint(8*K) - 1
-	_ = w.Data[(tiles-1)*stride+nt*32*K+32*K-1]
+	_ = w.Data[(tiles-1)*stride+(nt1-1)*32*K+32*K-1]
 	_ = xh[in-1]
-	dotAVX512(&acc[0], &w.Data[nt*32*K], stride, tiles, &xh[0], &windowTab[K][0], &rowTab[0], mask, int(w.Codebook))
-	for e, v := range acc {
-		acc16[tileCol[e]&15] += v
+	_ = y[(nt1-nt0)*16-1]
+	var acc [quant.TileLen]float32
+	for kt0 := 0; kt0 < tiles; kt0 += ktChunk {
+		n := min(ktChunk, tiles-kt0)
+		for nt := nt0; nt < nt1; nt++ {
+			dotAVX512(&acc[0], &w.Data[kt0*stride+nt*32*K], stride, n, &xh[kt0*16], &windowTab[K][0], &rowTab[0], mask, int(w.Codebook))
+			yc := (*[16]float32)(y[(nt-nt0)*16:])
+			for e, v := range acc {
+				yc[tileCol[e]&15] += v
+			}
+		}
 	}
 	return true
 }

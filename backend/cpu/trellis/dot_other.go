@@ -6,4 +6,4 @@ import "github.com/marlin-llm/marlin/quant"
 
 var hasAVX512 = false
 
-func stripSIMD(acc16 *[16]float32, w *quant.Weight, nt int, xh []float32) bool { return false }
+func stripsSIMD(y []float32, w *quant.Weight, nt0, nt1 int, xh []float32) bool { return false }

@@ -141,6 +141,29 @@ func BenchmarkMatMul(b *testing.B) {
 			b.ReportMetric(float64(1024*1024)*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gweights/s")
 		})
 	}
+	// one row against weights that stream from memory: three 4-bit
+	// 8192×2048 matrices (8 MB each, 24 MB with the 1B shape's gate
+	// proportions) used in turn, beyond the last-level cache with the
+	// rest of the process
+	const N, K = 8192, 2048
+	var ws []*quant.Weight
+	for range 6 {
+		ws = append(ws, randomEXL3(rng, N, K, 4, quant.Codebook3INST))
+	}
+	x := make([]float32, K)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	dst := make([]float32, N)
+	b.Run("M1-stream", func(b *testing.B) {
+		b.SetBytes(int64(len(ws[0].Data)))
+		i := 0
+		for range b.N {
+			MatMul(dst, N, x, 1, ws[i%len(ws)], 0, N)
+			i++
+		}
+		b.ReportMetric(float64(N*K)*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gweights/s")
+	})
 }
 
 // TestMatVecSIMD compares the single-row product with the AVX-512 kernel
