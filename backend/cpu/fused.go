@@ -53,15 +53,16 @@ func (b *Backend) MatMulN(dst []backend.Tensor, x backend.Tensor, w []backend.Ma
 	})
 }
 
-// MatMulAdd implements backend.Backend: each piece of x·wᵀ goes through a
-// worker's temporary into dst.
+// MatMulAdd implements backend.Backend: each piece of x·wᵀ goes through
+// its columns of a temporary into dst.
 func (b *Backend) MatMulAdd(dst, x backend.Tensor, w backend.Matrix) {
 	d, xt, m := tensor(dst), tensor(x), mat(w)
 	checkShape("MatMulAdd", d.rows == xt.rows && d.cols == m.w.Out && xt.cols == m.w.In && !overlaps(d.data, xt.data),
 		"dst [%d, %d] += x [%d, %d] · %v (dst must not alias x)", d.rows, d.cols, xt.rows, xt.cols, m.w)
 	M, N := d.rows, d.cols
+	t := getTemp(M, N) // each piece writes its own columns of it
+	defer putTemp(t)
 	b.parallel(N, matUnit, func(n0, n1 int) {
-		t := getTemp(M, N) // a piece writes its columns of a full-size temporary
 		m.mul(t.data, xt.data, M, n0, n1)
 		for r := range M {
 			row, add := d.data[r*N+n0:r*N+n1], t.data[r*N+n0:r*N+n1]
@@ -69,7 +70,6 @@ func (b *Backend) MatMulAdd(dst, x backend.Tensor, w backend.Matrix) {
 				row[i] += v
 			}
 		}
-		putTemp(t)
 	})
 }
 
@@ -81,15 +81,15 @@ func (b *Backend) SwiGLU(dst, x backend.Tensor, gate, up backend.Matrix) {
 		!overlaps(d.data, xt.data),
 		"dst [%d, %d], x [%d, %d], gate %v, up %v (dst must not alias x)", d.rows, d.cols, xt.rows, xt.cols, g.w, u.w)
 	M, N := d.rows, d.cols
+	t := getTemp(M, N) // the up products; each piece writes its own columns
+	defer putTemp(t)
 	b.parallel(N, matUnit, func(n0, n1 int) {
-		t := getTemp(M, N)
 		g.mul(d.data, xt.data, M, n0, n1)
 		u.mul(t.data, xt.data, M, n0, n1)
 		for r := range M {
 			row := d.data[r*N+n0 : r*N+n1]
 			vkernels.SiLUMul(row, row, t.data[r*N+n0:r*N+n1])
 		}
-		putTemp(t)
 	})
 }
 
