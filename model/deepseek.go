@@ -247,6 +247,25 @@ func deepseekFFN(l *loader, c *hf.Config, i int, p string, glm bool) (ffn, error
 	return f, nil
 }
 
+// latentKey forms the latent key of the cache, key = [rmsnorm(c_kv) ·
+// norm, rope(k_pe)] from kva = [c_kv, k_pe], and puts each query head's
+// rotated q_pe beside its q_lat in qf (lat is scratch of [M, lora]). A
+// backend with the mlaPrologue operation does it in one pass.
+func (m *DeepSeek) latentKey(key, qf, kva, q, lat backend.Tensor, norm backend.Vector, pos []int32) {
+	be := m.be
+	if f, ok := be.(mlaPrologue); ok && f.MLAPrologue(key, qf, kva, q, norm, m.eps, m.heads, m.nope, &m.rot, pos) {
+		return
+	}
+	kd, hd := m.lora+m.rope, m.nope+m.rope
+	be.CopyCols(lat, kva, 1, m.lora, 0, 0, 0, 0)
+	be.RMSNorm(lat, lat, norm, m.eps)
+	be.CopyCols(key, lat, 1, m.lora, 0, 0, 0, 0)
+	be.CopyCols(key, kva, 1, m.rope, 0, m.lora, 0, m.lora)
+	be.RoPE(key, 1, kd, m.lora, &m.rot, pos)
+	be.RoPE(q, m.heads, hd, m.nope, &m.rot, pos)
+	be.CopyCols(qf, q, m.heads, m.rope, kd, m.lora, hd, m.nope) // q_pe beside q_lat
+}
+
 // mlaPrologue is an optional Backend operation: the latent key and the
 // queries' rotary parts of one MLA layer in one pass. With kva
 // [M, lora + rope] (the kv_a product), q [M, heads·(nope + rope)] and qf
@@ -301,17 +320,7 @@ func (m *DeepSeek) Forward(b *backend.Batch, cache backend.KVCache, rows []int32
 			linear(be, kva, x, L.kva, L.kvaBias)
 		}
 		be.HeadMatMul(qf, q, L.ukT, kd, hd) // q_lat = W_UKᵀ q_nope
-		if f, ok := be.(mlaPrologue); ok && f.MLAPrologue(key, qf, kva, q, L.kvNorm, m.eps, m.heads, m.nope, &m.rot, b.Pos) {
-			// the lines below in one launch
-		} else {
-			be.CopyCols(lat, kva, 1, m.lora, 0, 0, 0, 0)
-			be.RMSNorm(lat, lat, L.kvNorm, m.eps)
-			be.CopyCols(key, lat, 1, m.lora, 0, 0, 0, 0)
-			be.CopyCols(key, kva, 1, m.rope, 0, m.lora, 0, m.lora)
-			be.RoPE(key, 1, kd, m.lora, &m.rot, b.Pos)
-			be.RoPE(q, m.heads, hd, m.nope, &m.rot, b.Pos)
-			be.CopyCols(qf, q, m.heads, m.rope, kd, m.lora, hd, m.nope) // q_pe beside q_lat
-		}
+		m.latentKey(key, qf, kva, q, lat, L.kvNorm, b.Pos)
 		be.Attention(olat, qf, key, nil, cache, i, b, m.scale)
 		be.HeadMatMul(ov, olat, L.uv, m.vDim, m.lora) // o = W_UV o_lat
 		residual(be, s, h, ov, L.o, L.oBias)
