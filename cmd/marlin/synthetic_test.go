@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"math"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -93,6 +95,67 @@ func TestSynthetic(t *testing.T) {
 			}
 			e.Close()
 			m.Close()
+		}
+	}
+}
+
+// TestEXL3WithoutLogicalShapes loads an EXL3 checkpoint whose padded
+// layers have no logical_shapes record (as exllamav3 writes them): the
+// model loader takes the logical shapes from config.json, and the logits
+// equal those of the same checkpoint with the record.
+func TestEXL3WithoutLogicalShapes(t *testing.T) {
+	spec, err := syntheticSpec("exl3", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "m")
+	if err := writeSynthetic(dir, shapes["tiny-glm"], quantize.Options{Spec: spec}, true); err != nil {
+		t.Fatal(err)
+	}
+	logits := func() []float32 {
+		t.Helper()
+		be := cpu.New(2)
+		defer be.Close()
+		m, err := model.Load(dir, be)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		out, err := allLogits(&session{dir: dir, be: be, m: m}, []int32{1, 7, 42, 300})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var flat []float32
+		for _, r := range out {
+			flat = append(flat, r...)
+		}
+		return flat
+	}
+	want := logits()
+	cfgPath := filepath.Join(dir, "config.json")
+	raw, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	qc := cfg["quantization_config"].(map[string]any)
+	if len(qc["logical_shapes"].(map[string]any)) == 0 {
+		t.Fatal("tiny-glm has no padded layer: the test needs one")
+	}
+	delete(qc, "logical_shapes")
+	if raw, err = json.Marshal(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgPath, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := logits()
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("logit %d: %g without logical_shapes, %g with", i, got[i], want[i])
 		}
 	}
 }
