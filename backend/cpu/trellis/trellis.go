@@ -98,8 +98,10 @@ func DecodeTile(dst *[quant.TileLen]float32, src []byte, K int, lut []float32) {
 
 type scratch struct {
 	xh    []float32 // x' [M, In']
+	xs    []float32 // pad(x) ⊙ suh [M, In'] (several rows)
 	panel []float32 // decoded Ŵ of one output block, transposed: [128, In']
 	yb    []float32 // y' of one block [M, 128]
+	yr    []float32 // H128(y') of one block [M, 128] (several rows)
 }
 
 var pool = sync.Pool{New: func() any { return new(scratch) }}
@@ -140,14 +142,18 @@ func MatMul(dst []float32, ldd int, x []float32, M int, w *quant.Weight, n0, n1 
 			hr[k] = v * p.suh[k]
 		}
 		clear(hr[w.In:])
-		quant.HadamardBlocks(hr, quant.EXL3Block)
 	}
 	if M == 1 {
+		quant.HadamardBlocks(s.xh, quant.EXL3Block)
 		matVec(dst, s.xh, w, p, n0, n1, s)
 		return
 	}
+	s.xs = grow(s.xs, M*in)
+	hadamardRows(s.xs, s.xh, M*in/quant.EXL3Block)
+	s.xh, s.xs = s.xs, s.xh
 	s.panel = grow(s.panel, quant.EXL3Block*in)
 	s.yb = grow(s.yb, M*quant.EXL3Block)
+	s.yr = grow(s.yr, M*quant.EXL3Block)
 	var tile [quant.TileLen]float32
 	tilesK := in / 16
 	for b := n0 / quant.EXL3Block; b*quant.EXL3Block < n1; b++ {
@@ -162,16 +168,38 @@ func MatMul(dst []float32, ldd int, x []float32, M int, w *quant.Weight, n0, n1 
 			}
 		}
 		kernels.MatMulF32(s.yb, quant.EXL3Block, s.xh, M, in, s.panel, 0, quant.EXL3Block)
+		hadamardRows(s.yr, s.yb, M)
 		lo, hi := max(n0, b*quant.EXL3Block), min(n1, (b+1)*quant.EXL3Block)
 		for m := 0; m < M; m++ {
-			yr := s.yb[m*quant.EXL3Block : (m+1)*quant.EXL3Block]
-			quant.HadamardBlocks(yr, quant.EXL3Block)
+			yr := s.yr[m*quant.EXL3Block : (m+1)*quant.EXL3Block]
 			d := dst[m*ldd:]
 			for n := lo; n < hi; n++ {
 				d[n] = yr[n-b*quant.EXL3Block] * p.svh[n]
 			}
 		}
 	}
+}
+
+// h128 is the orthonormal Hadamard matrix of order 128 (Sylvester,
+// natural order, entries ±1/√128) as a row-major float32 weight.
+var h128 = func() []float32 {
+	const n = quant.EXL3Block
+	h := make([]float32, n*n)
+	for i := range n {
+		row := h[i*n : (i+1)*n]
+		row[i] = 1
+		quant.HadamardBlocks(row, n) // row i of H (H is symmetric)
+	}
+	return h
+}()
+
+// hadamardRows sets dst = src·H128 for rows rows of 128 contiguous values
+// (H128 is symmetric: each row is rotated). For a batch the product runs
+// on the dense GEMM kernels: 256 flops a value where the fast transform
+// needs 14, but on the FMA units rather than in scalar Go, several times
+// faster (the scalar transforms were a quarter of an EXL3 prefill).
+func hadamardRows(dst, src []float32, rows int) {
+	kernels.MatMulF32(dst, quant.EXL3Block, src, rows, quant.EXL3Block, h128, 0, quant.EXL3Block)
 }
 
 // matVec is MatMul for one row: each tile's values are decoded and
