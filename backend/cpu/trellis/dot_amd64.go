@@ -77,10 +77,7 @@ func stripsSIMD(y []float32, w *quant.Weight, nt0, nt1 int, xh []float32) bool {
 		n := min(ktChunk, tiles-kt0)
 		for nt := nt0; nt < nt1; nt++ {
 			dotAVX512(&acc[0], &w.Data[kt0*stride+nt*32*K], stride, n, &xh[kt0*16], &windowTab[K][0], &rowTab[0], mask, int(w.Codebook))
-			yc := (*[16]float32)(y[(nt-nt0)*16:])
-			for e, v := range acc {
-				yc[tileCol[e]&15] += v
-			}
+			addColumns((*[16]float32)(y[(nt-nt0)*16:]), &acc)
 		}
 	}
 	return true

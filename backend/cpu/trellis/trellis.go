@@ -67,6 +67,24 @@ var tileRow, tileCol = func() (r, c [quant.TileLen]uint8) {
 	return
 }()
 
+// addColumns adds the 256 per-position sums acc of a tile column to the
+// sums of its 16 output columns: position e = 32a + 8b + j is in column
+// a + 8·(j ≥ 4) (quant.TensorCoreOrder: lane e/8, col = lane/4 + 8·(j/4);
+// TestAddColumns checks it against tileCol).
+func addColumns(y *[16]float32, acc *[quant.TileLen]float32) {
+	for a := range 8 {
+		blk := acc[32*a : 32*a+32]
+		var lo, hi float32
+		for b := range 4 {
+			q := blk[8*b : 8*b+8]
+			lo += q[0] + q[1] + q[2] + q[3]
+			hi += q[4] + q[5] + q[6] + q[7]
+		}
+		y[a] += lo
+		y[a+8] += hi
+	}
+}
+
 // DecodeTile decodes the packed tile src (32·K bytes) to its 256 values
 // in trellis order, dst[e] = lut[state_e], reading the bit stream once
 // (state_t = ((state_{t−1} << K) | next K bits) & 0xFFFF, starting from the

@@ -205,3 +205,22 @@ func TestMatVecSIMD(t *testing.T) {
 		}
 	}
 }
+
+// TestAddColumns checks addColumns' closed form of the tile order against
+// the column table derived from quant.TensorCoreOrder, on random sums.
+func TestAddColumns(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	var acc [quant.TileLen]float32
+	var want [16]float64
+	for e := range acc {
+		acc[e] = float32(rng.NormFloat64())
+		want[tileCol[e]] += float64(acc[e])
+	}
+	var got [16]float32
+	addColumns(&got, &acc)
+	for c := range got {
+		if math.Abs(float64(got[c])-want[c]) > 1e-5 {
+			t.Errorf("column %d: %g, want %g", c, got[c], want[c])
+		}
+	}
+}
