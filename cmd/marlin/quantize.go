@@ -32,11 +32,11 @@ func quantizeCmd(args []string) error {
 	damp := f.Float64("damp", 0, "gptq/exl3: Hessian damping, fraction of mean(diag H) (0: 0.01 for gptq, 0.025 for exl3)")
 	bits := f.String("bits", "", "exl3: bits per weight, 1 to 8 (fractional: K and K+1 mixed across layers); --rate-distortion: a list such as 2,3,4")
 	codebook := f.String("codebook", "3inst", "exl3: trellis codebook 3inst, mcg or mul1")
-	calib := f.String("calib", "", "gptq/exl3: calibration text file (default: "+quantize.DefaultCalibrationFiles[0]+" when present)")
+	calib := f.String("calib", "", "gptq/exl3: calibration text file, or generate: text sampled from the model itself (default: "+quantize.DefaultCalibrationFiles[0]+" when present, else generate)")
 	calibRows := f.Int("calib-rows", 32, "gptq/exl3: calibration sequences")
 	calibCtx := f.Int("calib-ctx", 256, "gptq/exl3: tokens per calibration sequence")
 	calibBatch := f.Int("calib-batch", 8192, "gptq/exl3: tokens per calibration forward pass (more rows are streamed)")
-	seed := f.Int64("seed", 0, "exl3: seed of the random sign vectors")
+	seed := f.Int64("seed", 0, "exl3: seed of the random sign vectors; --calib generate: seed of the sampled text")
 	noSearch := f.Bool("no-scale-search", false, "exl3: skip the global scale search (faster)")
 	noRefit := f.Bool("no-refit", false, "exl3: skip the least-squares refit of the channel scales")
 	headBits := f.Int("head-bits", 0, "also quantize the output head, to this many bits (0: keep 16-bit)")
@@ -112,14 +112,22 @@ func quantizeCmd(args []string) error {
 		path := *calib
 		if path == "" {
 			if path, err = quantize.DefaultCalibration(); err != nil {
-				return usagef("%v", err)
+				fmt.Fprintf(os.Stderr, "note: %v; sampling calibration text from the model instead (--calib generate)\n", err)
+				path = "generate"
 			}
 		}
-		text, err := os.ReadFile(path)
-		if err != nil {
-			return err
+		if path == "generate" {
+			if opt.Calib, err = quantize.GenerateCalibration(pos[0], *calibRows, *calibCtx, uint64(*seed), *threads); err != nil {
+				return err
+			}
+			opt.Calib.BatchTokens = *calibBatch
+		} else {
+			text, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			opt.Calib = &quantize.Calibration{Text: text, Name: path, Rows: *calibRows, Ctx: *calibCtx, BatchTokens: *calibBatch}
 		}
-		opt.Calib = &quantize.Calibration{Text: text, Name: path, Rows: *calibRows, Ctx: *calibCtx, BatchTokens: *calibBatch}
 	} else if *calib != "" {
 		return usagef("--calib is for gptq and exl3")
 	}
