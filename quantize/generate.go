@@ -6,6 +6,7 @@ import (
 	"github.com/marlin-llm/marlin/backend"
 	"github.com/marlin-llm/marlin/backend/cpu"
 	"github.com/marlin-llm/marlin/engine"
+	"github.com/marlin-llm/marlin/format/hf"
 	"github.com/marlin-llm/marlin/model"
 )
 
@@ -23,6 +24,17 @@ func GenerateCalibration(src string, rows, ctx int, seed uint64, threads int) (*
 	}
 	if ctx <= 0 {
 		ctx = 256
+	}
+	// the text is for quantizing src, which Run refuses when it is
+	// quantized already: say so before sampling
+	ck, err := hf.Open(src)
+	if err != nil {
+		return nil, err
+	}
+	quantized := len(ck.Config.QuantizationConfig) > 0
+	ck.Close()
+	if quantized {
+		return nil, fmt.Errorf("%s is already quantized (config.json has a quantization_config)", src)
 	}
 	be := cpu.New(threads)
 	defer be.Close()
