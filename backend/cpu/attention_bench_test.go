@@ -63,3 +63,56 @@ func BenchmarkAttentionDecode(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAttentionServe times one batched decode step's attention of the
+// embedded default model's shape (8 query heads, 4 KV heads of 32, 6
+// layers) for 64 sequences at 160 positions each: the server's load test
+// at full batch, where many short per-(sequence, head) work items share
+// the step.
+func BenchmarkAttentionServe(b *testing.B) {
+	const layers, heads, kvHeads, dim, ctx, bs, seqs = 6, 8, 4, 32, 160, 64, 64
+	be := New(0)
+	defer be.Close()
+	per := (ctx + bs - 1) / bs
+	spec := backend.KVSpec{Layers: layers, KVHeads: kvHeads, KeyDim: dim, ValueDim: dim, BlockSize: bs, Blocks: seqs * per}
+	kc, err := be.NewKVCache(spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	rnd := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = rng.Float32()*2 - 1
+		}
+		return v
+	}
+	step := &backend.Batch{Tokens: make([]int32, seqs), Pos: make([]int32, seqs)}
+	for s := range seqs {
+		blocks := make([]int32, per)
+		for i := range blocks {
+			blocks[i] = int32(s*per + i)
+		}
+		step.Seqs = append(step.Seqs, backend.Seq{Start: s, Len: 1, Blocks: blocks})
+	}
+	q, k, v, out := be.NewTensor(seqs, heads*dim), be.NewTensor(seqs, kvHeads*dim), be.NewTensor(seqs, kvHeads*dim), be.NewTensor(seqs, heads*dim)
+	be.Write(q, rnd(seqs*heads*dim))
+	be.Write(k, rnd(seqs*kvHeads*dim))
+	be.Write(v, rnd(seqs*kvHeads*dim))
+	// fill every position (one decode step per position; the values do not matter)
+	for p := range ctx {
+		for s := range seqs {
+			step.Pos[s] = int32(p)
+		}
+		for l := range layers {
+			be.Attention(out, q, k, v, kc, l, step, 0.17)
+		}
+	}
+	b.ResetTimer()
+	for range b.N {
+		for l := range layers {
+			be.Attention(out, q, k, v, kc, l, step, 0.17)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/step")
+}
