@@ -65,6 +65,7 @@ func TestAttention(t *testing.T) {
 		{8, 8, 24, 24, 3, false},
 		{10, 1, 40, 32, 16, true}, // MLA: values are the keys' first 32 numbers
 		{9, 3, 16, 16, 5, false},
+		{8, 2, 24, 16, 8, true}, // a latent cache with two KV heads (each widened once a block)
 	}
 	be := New(2)
 	// A 16-bit cache is checked against the reference run on the rounded
@@ -125,8 +126,10 @@ func TestAttention(t *testing.T) {
 							p := done[s]
 							k := randRow(c.kvHeads * c.dk)
 							var v []float32
-							if c.latent {
-								v = append([]float32(nil), k[:c.dv]...)
+							if c.latent { // each head's value: the first dv numbers of its key
+								for h := range c.kvHeads {
+									v = append(v, k[h*c.dk:h*c.dk+c.dv]...)
+								}
 							} else {
 								v = randRow(c.kvHeads * c.dv)
 							}

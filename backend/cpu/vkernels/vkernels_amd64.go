@@ -6,6 +6,7 @@ package vkernels
 
 import (
 	"math"
+	"unsafe"
 
 	"golang.org/x/sys/cpu"
 )
@@ -273,3 +274,6 @@ func axpyRowsY(out []float32, ldo int, p []float32, ldp, rows int, v []float32, 
 		axpyRowsGo(out[w8:], ldo, p, ldp, rows, v[w8:], ldv, n, width-w8)
 	}
 }
+
+//go:noescape
+func prefetchLines(p unsafe.Pointer, n int)

@@ -2,6 +2,8 @@
 
 package vkernels
 
+import "unsafe"
+
 // No assembly on this architecture (or with the purego tag): the Go
 // kernels always run. The SIMD entry points below keep the dispatch code
 // portable and are never reached, as level stays levelGo.
@@ -38,3 +40,5 @@ func axpyRowsZ(out []float32, ldo int, p []float32, ldp, rows int, v []float32, 
 func axpyRowsY(out []float32, ldo int, p []float32, ldp, rows int, v []float32, ldv, n, width int) {
 	axpyRowsGo(out, ldo, p, ldp, rows, v, ldv, n, width)
 }
+
+func prefetchLines(p unsafe.Pointer, n int) {}

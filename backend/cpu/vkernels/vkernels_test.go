@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 )
 
 // Every kernel is compared with a float64 reference on random data (never
@@ -513,4 +514,24 @@ func TestISA(t *testing.T) {
 
 func (p *attnCase) String() string {
 	return fmt.Sprintf("g=%d n=%d dim=%d", p.g, p.n, p.dim)
+}
+
+// TestPrefetch runs the hint over ranges of every length up to a few lines
+// and of a large buffer: it must read nothing past the range (the guard
+// page test of other kernels covers overruns at the end of a mapping) and
+// change nothing.
+func TestPrefetch(t *testing.T) {
+	buf := make([]byte, 1<<16)
+	for i := range buf {
+		buf[i] = byte(i * 7)
+	}
+	for n := 0; n <= 200; n++ {
+		Prefetch(unsafe.Pointer(&buf[len(buf)-max(n, 1)]), n)
+	}
+	Prefetch(unsafe.Pointer(&buf[0]), len(buf))
+	for i := range buf {
+		if buf[i] != byte(i*7) {
+			t.Fatalf("byte %d changed", i)
+		}
+	}
 }
