@@ -24,14 +24,7 @@ func BenchmarkAttentionDecode(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			rng := rand.New(rand.NewPCG(1, 2))
-			rnd := func(n int) []float32 {
-				v := make([]float32, n)
-				for i := range v {
-					v[i] = rng.Float32()*2 - 1
-				}
-				return v
-			}
+			rnd := normals(rand.New(rand.NewPCG(1, 2)))
 			blocks := make([]int32, ctx/bs)
 			for i := range blocks {
 				blocks[i] = int32(i)
@@ -79,14 +72,7 @@ func BenchmarkAttentionServe(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rng := rand.New(rand.NewPCG(3, 4))
-	rnd := func(n int) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = rng.Float32()*2 - 1
-		}
-		return v
-	}
+	rnd := normals(rand.New(rand.NewPCG(3, 4)))
 	step := &backend.Batch{Tokens: make([]int32, seqs), Pos: make([]int32, seqs)}
 	for s := range seqs {
 		blocks := make([]int32, per)
