@@ -111,23 +111,22 @@ func newDeepSeek(ck *hf.Checkpoint, be backend.Backend, q *quant.Config) (Model,
 		p := fmt.Sprintf("model.layers.%d.", i)
 		ly := &m.layers[i]
 		ly.attnNorm = l.vector(p+"input_layernorm.weight", H)
-		if compressed && !bias {
+		qa, kva := wspec{p + "self_attn.q_a_proj", qRank, H}, wspec{p + "self_attn.kv_a_proj_with_mqa", m.lora + m.rope, H}
+		switch {
+		case compressed && !bias:
 			// q_a and kv_a multiply the same input: loaded together, one
 			// product (MatMulN)
-			ms := l.matrices(wspec{p + "self_attn.q_a_proj", qRank, H}, wspec{p + "self_attn.kv_a_proj_with_mqa", m.lora + m.rope, H})
+			ms := l.matrices(qa, kva)
 			ly.qa, ly.kva = ms[0], ms[1]
-		} else if compressed {
-			ly.qa = l.matrix(p+"self_attn.q_a_proj", qRank, H)
+		case compressed:
+			ly.qa, ly.kva = l.matrix(qa.prefix, qa.out, qa.in), l.matrix(kva.prefix, kva.out, kva.in)
+		default:
+			ly.q, ly.kva = l.matrix(p+"self_attn.q_proj", qd, H), l.matrix(kva.prefix, kva.out, kva.in)
 		}
 		if compressed {
 			ly.qaBias = l.optVector(p+"self_attn.q_a_proj.bias", qRank, bias)
 			ly.qaNorm = l.vector(p+"self_attn.q_a_layernorm.weight", qRank)
 			ly.qb = l.matrix(p+"self_attn.q_b_proj", qd, qRank)
-		} else {
-			ly.q = l.matrix(p+"self_attn.q_proj", qd, H)
-		}
-		if ly.kva == nil {
-			ly.kva = l.matrix(p+"self_attn.kv_a_proj_with_mqa", m.lora+m.rope, H)
 		}
 		ly.kvaBias = l.optVector(p+"self_attn.kv_a_proj_with_mqa.bias", m.lora+m.rope, bias)
 		ly.kvNorm = l.vector(p+"self_attn.kv_a_layernorm.weight", m.lora)

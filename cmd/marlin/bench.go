@@ -161,7 +161,7 @@ func benchOne(mo *modelOpts, dir string, promptN, genN, batchN int, membw bool, 
 	if c, ok := s.be.(*cpu.Backend); ok {
 		res.Threads = c.Threads()
 		if membw {
-			res.CopyGBs = cpu.MemoryBandwidth(c.Threads(), 1<<30, 3) / 1e9
+			res.CopyGBs = copyGBs(c)
 			runtime.GC()
 		}
 	}
@@ -233,9 +233,8 @@ func benchOne(mo *modelOpts, dir string, promptN, genN, batchN int, membw bool, 
 			return nil, err
 		}
 	}
-	if p, ok := s.be.(interface{ ProfileReset() }); ok {
-		p.ProfileReset()
-	}
+	prof, _ := s.be.(profiler)
+	profileReset(prof)
 	start, fwd = time.Now(), 0
 	for i := range genN {
 		if err := step([]int32{tok}, promptN+2+i); err != nil {
@@ -246,15 +245,7 @@ func benchOne(mo *modelOpts, dir string, promptN, genN, batchN int, membw bool, 
 	res.GenTokens = genN
 	res.DecodeTokS = float64(genN) / time.Since(start).Seconds()
 	res.DecodeForwardMs = fwd.Seconds() * 1e3 / float64(max(genN, 1))
-	type profiled interface {
-		ProfileReset()
-		ProfileReport(steps int) string
-	}
-	if p, ok := s.be.(profiled); ok {
-		if r := p.ProfileReport(genN); r != "" {
-			fmt.Fprintf(os.Stderr, "%s: decode, one sequence\n%s", filepath.Base(s.dir), r)
-		}
-	}
+	profileReport(prof, genN, filepath.Base(s.dir)+": decode, one sequence")
 	if batchN > 1 {
 		// batchN sequences decode together from position shared·16 (the
 		// prompt's full blocks, read-only); one step gives each a token
@@ -281,9 +272,7 @@ func benchOne(mo *modelOpts, dir string, promptN, genN, batchN int, membw bool, 
 				return nil, err
 			}
 		}
-		if p, ok := s.be.(profiled); ok {
-			p.ProfileReset()
-		}
+		profileReset(prof)
 		start = time.Now()
 		for i := 2; i < genN+2; i++ {
 			if err := bstep(i); err != nil {
@@ -292,11 +281,7 @@ func benchOne(mo *modelOpts, dir string, promptN, genN, batchN int, membw bool, 
 		}
 		res.Batch = batchN
 		res.BatchDecodeTokS = float64(batchN*genN) / time.Since(start).Seconds()
-		if p, ok := s.be.(profiled); ok {
-			if r := p.ProfileReport(genN); r != "" {
-				fmt.Fprintf(os.Stderr, "%s: decode, %d sequences\n%s", filepath.Base(s.dir), batchN, r)
-			}
-		}
+		profileReport(prof, genN, fmt.Sprintf("%s: decode, %d sequences", filepath.Base(s.dir), batchN))
 	}
 	if g, ok := s.be.(interface{ SetGraphs(bool) }); ok {
 		// the same decode steps again with every kernel issued separately
@@ -317,10 +302,37 @@ func benchOne(mo *modelOpts, dir string, promptN, genN, batchN int, membw bool, 
 		// bandwidth changes level during the run (the development VM's
 		// does, within a minute) must not make the share look larger
 		runtime.GC()
-		res.CopyGBs = max(res.CopyGBs, cpu.MemoryBandwidth(c.Threads(), 1<<30, 3)/1e9)
+		res.CopyGBs = max(res.CopyGBs, copyGBs(c))
 	}
 	if res.CopyGBs > 0 {
 		res.BandwidthShare = res.DecodeGBs / res.CopyGBs
 	}
 	return res, nil
+}
+
+// copyGBs measures the memory copy bandwidth with the backend's threads,
+// in GB/s (bytes read and written).
+func copyGBs(c *cpu.Backend) float64 { return cpu.MemoryBandwidth(c.Threads(), 1<<30, 3) / 1e9 }
+
+// profiler is a backend that times its kernels (the CUDA backend with
+// MARLIN_CUDA_PROFILE=1); a nil one does nothing.
+type profiler interface {
+	ProfileReset()
+	ProfileReport(steps int) string
+}
+
+func profileReset(p profiler) {
+	if p != nil {
+		p.ProfileReset()
+	}
+}
+
+// profileReport prints p's report of steps steps under title to stderr.
+func profileReport(p profiler, steps int, title string) {
+	if p == nil {
+		return
+	}
+	if r := p.ProfileReport(steps); r != "" {
+		fmt.Fprintf(os.Stderr, "%s\n%s", title, r)
+	}
 }

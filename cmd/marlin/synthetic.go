@@ -220,8 +220,9 @@ func syntheticTensors(cfg map[string]any) []tensorShape {
 // would not fit on disk: GLM-4.7-Flash is 60 GB in BF16): when quantized is
 // set, the tensors marlin quantize would quantize are quantized by
 // round-to-nearest to opt.Spec (the head to opt.Head, untying a tied one,
-// as marlin quantize does), everything else is BF16. Each tensor's values
-// depend only on its name, so every format of a shape is the same model.
+// as marlin quantize does), everything else is BF16; EXL3 layers are
+// random trellis codes (syntheticEXL3). Each other tensor's values depend
+// only on its name, so every RTN format of a shape is the same model.
 // Tensors are generated and quantized on every core and written in order.
 func writeSynthetic(dir string, cfg map[string]any, opt quantize.Options, quantized bool) error {
 	w, err := hf.NewWriter(dir, true)
