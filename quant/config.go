@@ -442,7 +442,10 @@ func integer(m map[string]any, key string, def int) (int, error) {
 		}
 		return def, nil
 	}
-	f, ok := v.(float64)
+	f, ok := v.(float64) // a number of parsed JSON
+	if n, isInt := v.(int); isInt { // of a rule built in code (quantize.Config)
+		f, ok = float64(n), true
+	}
 	if !ok || f != float64(int(f)) || f > 1<<30 || f < -(1<<30) {
 		return 0, fmt.Errorf("quantization_config: %s is %v, want an integer", key, v)
 	}

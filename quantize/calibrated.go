@@ -148,15 +148,9 @@ func runCalibrated(src, dst string, opt Options) (*Report, error) {
 	r := &runner{opt: opt, ck: ck, w: w, be: be, specs: map[string]*quant.Spec{}, bits: map[string]int{},
 		out: map[backend.Matrix]string{}, src: map[backend.Matrix]string{}, done: map[string]bool{},
 		rep: &Report{CalibTokens: rows * len(seqs[0]), CalibRows: rows, CalibName: c.Name}}
-	r.cfg = quant.ConfigFor(opt.Spec)
+	r.cfg = Config(opt)
 	if opt.Method == GPTQ {
 		r.cfg.DescAct = opt.GPTQ.ActOrder
-	}
-	if opt.Method == EXL3 {
-		r.cfg.Codebook = opt.Spec.Codebook
-		if opt.Head != nil {
-			r.cfg.HeadBits = opt.Head.Bits
-		}
 	}
 	tied := ck.Config.TiedEmbeddings()
 	// the weights to quantize, by the matrix the model multiplies with
@@ -462,13 +456,7 @@ func (r *runner) quantizeOne(mat backend.Matrix, hs *calibStats) error {
 			}
 			return safetensors.Tensor{}, false
 		}
-		cfg := r.cfg
-		if sp := r.specs[name]; sp.Format == quant.GPTQ && sp.Bits != cfg.Bits {
-			c := *cfg // a head of other bits (the config can say one only)
-			c.Bits = sp.Bits
-			cfg = &c
-		}
-		q, err := quant.LoadWeight(name, get, cfg)
+		q, err := quant.LoadWeight(name, get, r.cfg) // (a head of other bits: the config's dynamic rule)
 		if err != nil {
 			return fmt.Errorf("%s: reloading the quantized weight: %w", name, err)
 		}

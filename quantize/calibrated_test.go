@@ -243,3 +243,21 @@ func TestCalibratedAllFixtures(t *testing.T) {
 		}
 	}
 }
+
+// TestCalibratedHeadBits quantizes the fixture with GPTQ at 4 bits and its
+// output head at 8: the checkpoint's config must say so (a dynamic rule),
+// so that the model loads and computes close logits, and the quantizer
+// itself reloads the head through that rule.
+func TestCalibratedHeadBits(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "q")
+	head := quant.Spec{Format: quant.GPTQ, Bits: 8, Group: 16, Sym: true}
+	_, err := quantize.Run(src, out, quantize.Options{Method: quantize.GPTQ, Spec: quant.Spec{Format: quant.GPTQ, Bits: 4, Group: 16, Sym: true},
+		Head: &head, Calib: &quantize.Calibration{Tokens: randomTokens(4*64, 256), Rows: 4, Ctx: 64}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []int32{5, 17, 99}
+	if d := relRMS(logits(t, out, ids), logits(t, src, ids)); d > 0.5 {
+		t.Errorf("logits off by %.3f relative RMS", d)
+	}
+}

@@ -213,14 +213,19 @@ func Run(src, dst string, opt Options) (*Report, error) {
 	return rep, nil
 }
 
-// Config returns the quantization_config of a checkpoint quantized by
-// round-to-nearest with opt: the body's format, and a dynamic override for
-// a GPTQ head of other bits or group than the body.
+// Config returns the quantization_config of a checkpoint quantized with
+// opt: the body's format, and the output head's when opt.Head sets one —
+// a dynamic override for a GPTQ head of other bits or group than the body,
+// EXL3's head_bits.
 func Config(opt Options) *quant.Config {
 	qc := quant.ConfigFor(opt.Spec)
-	if h := opt.Head; h != nil && qc.Format == quant.GPTQ && (h.Bits != opt.Spec.Bits || h.Group != opt.Spec.Group) {
+	h := opt.Head
+	switch {
+	case h != nil && qc.Format == quant.GPTQ && (h.Bits != opt.Spec.Bits || h.Group != opt.Spec.Group):
 		hc := quant.ConfigFor(*h)
 		qc.Dynamic = []quant.DynamicRule{{Pattern: `+:^lm_head$`, Override: map[string]any{"bits": hc.Bits, "group_size": hc.Group}}}
+	case h != nil && qc.Format == quant.EXL3:
+		qc.HeadBits = h.Bits
 	}
 	return qc
 }

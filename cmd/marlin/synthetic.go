@@ -291,10 +291,6 @@ func writeSynthetic(dir string, cfg map[string]any, opt quantize.Options, quanti
 	if quantized {
 		qc := quantize.Config(opt)
 		if opt.Spec.Format == quant.EXL3 {
-			qc.HeadBits = 0
-			if opt.Head != nil {
-				qc.HeadBits = opt.Head.Bits
-			}
 			// the logical shapes of the layers stored padded to 128
 			for _, t := range ts {
 				if sp := specOf(t); sp != nil && (t.shape[0]%quant.EXL3Block != 0 || t.shape[1]%quant.EXL3Block != 0) {
