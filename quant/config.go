@@ -442,7 +442,7 @@ func integer(m map[string]any, key string, def int) (int, error) {
 		}
 		return def, nil
 	}
-	f, ok := v.(float64) // a number of parsed JSON
+	f, ok := v.(float64)            // a number of parsed JSON
 	if n, isInt := v.(int); isInt { // of a rule built in code (quantize.Config)
 		f, ok = float64(n), true
 	}
