@@ -442,8 +442,10 @@ func integer(m map[string]any, key string, def int) (int, error) {
 		}
 		return def, nil
 	}
-	f, ok := v.(float64)            // a number of parsed JSON
-	if n, isInt := v.(int); isInt { // of a rule built in code (quantize.Config)
+	// a number of parsed JSON, or an int of a rule built in code
+	// (quantize.Config)
+	f, ok := v.(float64)
+	if n, isInt := v.(int); isInt {
 		f, ok = float64(n), true
 	}
 	if !ok || f != float64(int(f)) || f > 1<<30 || f < -(1<<30) {
