@@ -53,6 +53,25 @@ type kernels struct {
 	tr                                            trellisKernels // EXL3 (trellis.go)
 }
 
+// qmvSmem is the shared-memory ring of a 4-bit decode kernel for mr rows
+// (qmm.cu: 4 warps × qstages stages × qstage_bytes; with zero points, 256
+// bytes more a stage).
+func qmvSmem(mr int, asym bool) int {
+	stages := 6 // qstages
+	if mr == 16 {
+		stages = 4
+	}
+	b := 1024 + 128*mr + 128
+	if asym {
+		b += 256
+	}
+	return 4 * stages * b
+}
+
+// dmvSmem is the ring of a 16-bit decode kernel for mr rows (qmm.cu: 4
+// warps × DD stages × dstage_bytes).
+func dmvSmem(mr int) int { return 4 * 4 * (4096 + 128*mr) }
+
 // Backend runs the ops on one CUDA device.
 type Backend struct {
 	d         *driver
@@ -271,16 +290,11 @@ func (b *Backend) loadKernels() error {
 	// stage bytes)
 	b.dynSmem = map[uintptr]int{}
 	for i, mr := range []int{8, 16} {
-		stages := 6 // qstages
-		if mr == 16 {
-			stages = 4
-		}
 		for _, f := range []uintptr{k.qmvInt4[i], k.qmvFP4[i]} {
-			b.dynSmem[f] = 4 * stages * (1024 + 128*mr + 128)
+			b.dynSmem[f] = qmvSmem(mr, false)
 		}
-		b.dynSmem[k.qmvInt4Asym[i]] = 4 * stages * (1024 + 128*mr + 128 + 256)
-		b.dynSmem[k.dmvF16[i]] = 4 * 4 * (4096 + 128*mr)
-		b.dynSmem[k.dmvBF16[i]] = 4 * 4 * (4096 + 128*mr)
+		b.dynSmem[k.qmvInt4Asym[i]] = qmvSmem(mr, true)
+		b.dynSmem[k.dmvF16[i]], b.dynSmem[k.dmvBF16[i]] = dmvSmem(mr), dmvSmem(mr)
 	}
 	b.loadTrellisKernels(get)
 	for i, d := range []int{64, 128} {

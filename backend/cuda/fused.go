@@ -83,12 +83,12 @@ func (b *Backend) LoadMatrices(ws []*quant.Weight) ([]backend.Matrix, error) {
 			// off/64 onwards
 			t0, nt := uint64(g.off[i]/64), uint64((w.Out+63)/64)
 			steps, groups := uint64(w.In/16), uint64(w.In/int(all.desc.group))
-			p.desc.data += t0 * steps * 512
-			p.desc.scales += t0 * groups * 128
-			p.bytes = int64(nt * (steps*512 + groups*128))
+			p.desc.data += t0 * steps * packStepBytes
+			p.desc.scales += t0 * groups * packScaleBytes
+			p.bytes = int64(nt * (steps*packStepBytes + groups*packScaleBytes))
 			if all.desc.zeros != 0 {
-				p.desc.zeros += t0 * groups * 256
-				p.bytes += int64(nt * groups * 256)
+				p.desc.zeros += t0 * groups * packZeroBytes
+				p.bytes += int64(nt * groups * packZeroBytes)
 			}
 		} else {
 			es := uint64(w.DType.Size())

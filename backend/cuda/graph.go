@@ -159,18 +159,7 @@ func hashWords(v []uint64) uint64 {
 
 // flush runs the recorded segment (see the top of this file) and starts
 // the next one with an empty arena.
-func (b *Backend) flush() {
-	s := b.seg
-	if s == nil || b.flushing {
-		return
-	}
-	b.flushing = true
-	defer func() {
-		s.reset()
-		b.flushing = false
-	}()
-	b.runSeg(s)
-}
+func (b *Backend) flush() { b.runRecorded(false) }
 
 // graphChunkOps is the default of Backend.graphChunk.
 const graphChunkOps = 128
@@ -184,14 +173,22 @@ const graphChunkOps = 128
 // slower than eager issue. The chunks of a repeating step repeat, each
 // captured and replayed on its own; their arena data stays in place
 // (each chunk copies only what was staged since the previous one).
-func (b *Backend) flushChunk() {
+func (b *Backend) flushChunk() { b.runRecorded(true) }
+
+// runRecorded runs the recorded ops (runSeg), then clears them; the arena
+// too unless keepArena (a chunk of a segment that goes on).
+func (b *Backend) runRecorded(keepArena bool) {
 	s := b.seg
 	if s == nil || b.flushing {
 		return
 	}
 	b.flushing = true
 	defer func() {
-		s.clearOps()
+		if keepArena {
+			s.clearOps()
+		} else {
+			s.reset()
+		}
 		b.flushing = false
 	}()
 	b.runSeg(s)

@@ -76,11 +76,9 @@ func (b *Backend) loadMoEKernels(get func(string) uintptr) {
 	for i, n := range []string{"moe_qmv_int4", "moe_qmv_int4_asym", "moe_qmv_fp4", "moe_dmv_f16", "moe_dmv_bf16"} {
 		s.mv[i] = get(n)
 	}
-	// the rings of the decode kernels they run (M ≤ 8: qmm.cu's qstages 6,
-	// DD 4)
-	q := 4 * 6 * (1024 + 128*8 + 128)
-	b.dynSmem[s.mv[0]], b.dynSmem[s.mv[1]], b.dynSmem[s.mv[2]] = q, q+4*6*256, q
-	b.dynSmem[s.mv[3]], b.dynSmem[s.mv[4]] = 4*4*(4096+128*8), 4*4*(4096+128*8)
+	// the rings of the decode kernels they run (M ≤ 8)
+	b.dynSmem[s.mv[0]], b.dynSmem[s.mv[1]], b.dynSmem[s.mv[2]] = qmvSmem(8, false), qmvSmem(8, true), qmvSmem(8, false)
+	b.dynSmem[s.mv[3]], b.dynSmem[s.mv[4]] = dmvSmem(8), dmvSmem(8)
 	s.combine = get("moe_combine")
 	s.prologue = get("mla_prologue")
 	s.routeWarp = get("route_warp")
@@ -309,7 +307,7 @@ func (b *Backend) headsOnDevice(d, xt *tensor, ms []*matrix, dstStride, xStride 
 }
 
 // mlaKernelFor returns the latent-attention kernel for keys of dk and
-// values of dv numbers, or 0.
+// values of dv numbers, or nil.
 func (b *Backend) mlaKernelFor(dk, dv int) *mlaKernel {
 	if b.moe.off {
 		return nil

@@ -82,6 +82,14 @@ type packed struct {
 	permGroups []int32 // g_idx in packed order (for checks)
 }
 
+// Bytes of the layout per column tile of 64 outputs: the codes of one
+// step of 16 inputs, the scales of one group, its zero points.
+const (
+	packStepBytes  = 512
+	packScaleBytes = 128
+	packZeroBytes  = 2 * packScaleBytes
+)
+
 // packable reports whether w can use the packed kernels, and why not.
 func packable(w *quant.Weight) (int, string) {
 	if w.In%16 != 0 {
@@ -175,8 +183,8 @@ func packRows(ws []*quant.Weight, n int, src func(int) (int, int), kind int) *pa
 	if w0.GIdx != nil {
 		p.perm, _ = actOrderPerm(w0.GIdx, g)
 	}
-	p.data = make([]byte, p.ntiles*p.steps*512)
-	p.scales = make([]byte, p.ntiles*p.groups*128)
+	p.data = make([]byte, p.ntiles*p.steps*packStepBytes)
+	p.scales = make([]byte, p.ntiles*p.groups*packScaleBytes)
 	asyms := make([]bool, len(ws))
 	asym := false
 	for i, w := range ws {
@@ -184,7 +192,7 @@ func packRows(ws []*quant.Weight, n int, src func(int) (int, int), kind int) *pa
 		asym = asym || asyms[i]
 	}
 	if asym {
-		p.zeros = make([]byte, 2*len(p.scales))
+		p.zeros = make([]byte, p.ntiles*p.groups*packZeroBytes)
 	}
 	codeOf := func(row, k int) uint32 {
 		i, r := src(row)
@@ -223,7 +231,7 @@ func packRows(ws []*quant.Weight, n int, src func(int) (int, int), kind int) *pa
 			defer wg.Done()
 			for nt := wk; nt < p.ntiles; nt += workers {
 				for s := range p.steps {
-					tile := p.data[(nt*p.steps+s)*512:]
+					tile := p.data[(nt*p.steps+s)*packStepBytes:]
 					for lane := range 32 {
 						t, c := lane%4, lane/4
 						for wd := range 4 {
@@ -244,7 +252,7 @@ func packRows(ws []*quant.Weight, n int, src func(int) (int, int), kind int) *pa
 				for grp := range p.groups {
 					// the group of packed inputs [grp·g, grp·g+g): with act-order
 					// its original group index is grp (actOrderPerm checked it)
-					off := (nt*p.groups + grp) * 128
+					off := (nt*p.groups + grp) * packScaleBytes
 					for c := range 8 {
 						for j8 := range 8 {
 							n := 64*nt + 8*j8 + c
@@ -287,10 +295,10 @@ func (p *packed) value(n, k int) float32 {
 	j := 2*(j8&1) + r>>1
 	i := j + 4*(r&1)
 	wd := j8 / 2
-	word := binary.LittleEndian.Uint32(p.data[(nt*p.steps+s)*512+16*lane+4*wd:])
+	word := binary.LittleEndian.Uint32(p.data[(nt*p.steps+s)*packStepBytes+16*lane+4*wd:])
 	code := (word >> (4 * i)) & 15
 	grp := pk / p.group
-	off := (nt*p.groups+grp)*128 + 2*(8*c+j8)
+	off := (nt*p.groups+grp)*packScaleBytes + 2*(8*c+j8)
 	sc := dtype.F16ToF32(binary.LittleEndian.Uint16(p.scales[off:]))
 	if p.kind == packKindFP4 {
 		return quant.E2M1Value(uint8(code)) * sc
