@@ -4,8 +4,6 @@ package cuda
 
 import (
 	"fmt"
-	"os"
-	"strconv"
 	"unsafe"
 
 	"github.com/marlin-llm/marlin/backend"
@@ -47,19 +45,16 @@ func tmvSmem(K, nw int) int {
 }
 
 // trellisTiles is the output tiles per tmv block: 8 (tmv_K_CB) or 4
-// (tmv4_K_CB); MARLIN_TRELLIS_TILES=4 or 8 overrides, for experiments.
-func trellisTiles() int {
-	if os.Getenv("MARLIN_TRELLIS_TILES") == "8" {
+// (tmv4_K_CB, the measured better choice: docs/cuda-kernels.md);
+// MARLIN_TRELLIS_TILES=8 overrides, for experiments. trellisBlocks, when
+// MARLIN_TRELLIS_BLOCKS sets it, replaces trellisSplit's target block
+// count. Both are read once.
+var trellisTiles, trellisBlocks = func() int {
+	if envInt("MARLIN_TRELLIS_TILES", 4) == 8 {
 		return 8
 	}
-	if os.Getenv("MARLIN_TRELLIS_TILES") == "4" {
-		return 4
-	}
-	return trellisDefaultTiles
-}
-
-// trellisDefaultTiles is the measured better choice (docs/cuda-kernels.md).
-const trellisDefaultTiles = 4
+	return 4
+}(), envInt("MARLIN_TRELLIS_BLOCKS", 0)
 
 // loadTrellisKernels looks up trellis.cu's kernels (get records missing
 // ones) and their shared memory.
@@ -149,10 +144,8 @@ func (b *Backend) trellisIn(dst, x uint64, ldx, M int, m *matrix, plain int) {
 // tiles.
 func (b *Backend) trellisSplit(f uintptr, KT, CB int) (KC, SB int) {
 	target := 2 * b.residentBlocks(f) * b.sms
-	if s := os.Getenv("MARLIN_TRELLIS_BLOCKS"); s != "" {
-		if v, err := strconv.Atoi(s); err == nil && v > 0 {
-			target = v
-		}
+	if trellisBlocks > 0 {
+		target = trellisBlocks
 	}
 	SB = min((KT+trellisWarps-1)/trellisWarps, max(1, target/CB))
 	S := SB * trellisWarps
@@ -169,7 +162,7 @@ var trellisOnly int
 // trellisMV runs the three kernels for M ≤ 16 rows.
 func (b *Backend) trellisMV(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 	tr := m.tr
-	nw := trellisTiles()
+	nw := trellisTiles
 	KT, NT, CB := tr.inP/16, tr.outP/16, tr.outP/(16*nw)
 	f := b.k.tr.mv[tr.cb][tr.K]
 	if nw == 4 {
