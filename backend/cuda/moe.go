@@ -80,12 +80,6 @@ func (b *Backend) Route(s backend.Selection, logits backend.Tensor, r *backend.R
 		}
 		bp = bias.buf.ptr
 	}
-	flag := func(v bool) int {
-		if v {
-			return 1
-		}
-		return 0
-	}
 	topGroups := r.TopKGroups
 	if groups == 1 {
 		topGroups = 1
@@ -99,8 +93,8 @@ func (b *Backend) Route(s backend.Selection, logits backend.Tensor, r *backend.R
 		a.i32(lg.rows)
 		a.i32(E)
 		a.i32(r.TopK)
-		a.i32(flag(r.Sigmoid))
-		a.i32(flag(r.Normalize))
+		a.i32(btoi(r.Sigmoid))
+		a.i32(btoi(r.Normalize))
 		a.f32(scale)
 		b.launch(b.moe.routeWarp, (lg.rows+3)/4, 1, 128, 0, a)
 		return
@@ -112,11 +106,11 @@ func (b *Backend) Route(s backend.Selection, logits backend.Tensor, r *backend.R
 	a.ptr(bp)
 	a.i32(E)
 	a.i32(r.TopK)
-	a.i32(flag(r.Sigmoid))
-	a.i32(flag(r.Normalize))
+	a.i32(btoi(r.Sigmoid))
+	a.i32(btoi(r.Normalize))
 	a.i32(groups)
 	a.i32(topGroups)
-	a.i32(flag(r.GroupMaskZero))
+	a.i32(btoi(r.GroupMaskZero))
 	a.f32(scale)
 	smem := 4 * (3*E + 2*groups)
 	b.launch(b.k.route, lg.rows, 1, 1, smem, a)
