@@ -215,9 +215,7 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 		a.ptr(qt.ptr())
 		a.ptr(kc)
 		a.ptr(vc)
-		a.ptr(mp)
-		a.ptr(mp + uint64(4*M))
-		a.ptr(mp + uint64(4*4*M))
+		a.rowMeta(mp, M)
 		a.i32(heads)
 		a.i32(s.KVHeads)
 		a.i32(ldv)
@@ -244,9 +242,7 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 	a.ptr(qt.ptr())
 	a.ptr(kc)
 	a.ptr(vc)
-	a.ptr(mp)
-	a.ptr(mp + uint64(4*M))
-	a.ptr(mp + uint64(4*4*M))
+	a.rowMeta(mp, M)
 	a.i32(heads)
 	a.i32(s.KVHeads)
 	a.i32(s.KeyDim)
@@ -255,6 +251,15 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 	a.i32(BS)
 	a.f32(scale)
 	b.launch(b.k.attention, M, heads, 128, smem, a)
+}
+
+// rowMeta adds the attention kernels' row arguments from the metadata
+// Attention stages at meta for M rows (rowN | rowTab | stBlk | stSlot |
+// tables): each row's length, its block-table offset, and the tables.
+func (a *launchArgs) rowMeta(meta uint64, M int) {
+	a.ptr(meta)
+	a.ptr(meta + uint64(4*M))
+	a.ptr(meta + uint64(4*4*M))
 }
 
 // splitAttention returns the flash-decoding kernel for heads of 64 or 128
