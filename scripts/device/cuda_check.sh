@@ -26,7 +26,7 @@
 #      decode with and without CUDA graphs (the synthetic checkpoints are
 #      generated on this machine's disk on first use)
 #   4. `marlin run` of the embedded model, greedy, on cuda and on cpu: same text
-#   5. the op tests under compute-sanitizer memcheck
+#   5. the op tests (dense, MoE and MLA kernels) under compute-sanitizer memcheck
 #   6. racecheck (shared-memory hazards) of the tiled kernels
 # Logs go to $OUT (default: a fresh temporary folder); a summary is printed.
 set -uo pipefail
@@ -118,7 +118,7 @@ note "--device auto: runs $(./gpubin/marlin run --ids 1,2,3 -n 2 --temperature 0
 fi
 # 5. memcheck of the op tests
 if want memcheck && [ -n "$sanitizer" ]; then
-	run memcheck 40 200 "$OUT/memcheck.log" bash -c "cd backend/cuda && '$sanitizer' --tool memcheck --error-exitcode 9 ../../gpubin/cuda.test -test.v -test.run 'TestOps|TestQMatMul$|TestGraphSegments|TestFusedOps' -test.timeout 170s"
+	run memcheck 40 200 "$OUT/memcheck.log" bash -c "cd backend/cuda && '$sanitizer' --tool memcheck --error-exitcode 9 ../../gpubin/cuda.test -test.v -test.run 'TestOps|TestQMatMul$|TestGraphSegments|TestFusedOps|TestExpertsOnDevice|TestHeadsOnDevice|TestMLAAttentionLong|TestMLAPrologue|TestExpertsAdd' -test.timeout 170s"
 	grep -E '^(    --- |--- |=========)' "$OUT/memcheck.log" | tail -14
 elif want memcheck; then
 	note "memcheck: skipped (no compute-sanitizer)"
