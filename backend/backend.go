@@ -250,9 +250,26 @@ type Backend interface {
 	NewSelection(rows, topK int) Selection
 	// Route chooses each row's experts from the router logits [M, experts].
 	Route(sel Selection, logits Tensor, r *Router)
-	// Experts computes, for each row of x, the weighted sum over its
-	// selected experts of down(silu(gate·x) ⊙ up·x), into dst.
-	Experts(dst, x Tensor, sel Selection, experts []Expert)
+	// ExpertsAdd adds to each row of dst the weighted sum over the row's
+	// selected experts of down(silu(x·gateᵀ) ⊙ x·upᵀ), and, when shared is
+	// not nil, the same network of the shared expert (weight 1, every
+	// row): a mixture-of-experts block and its residual connection. dst
+	// must not share memory with x.
+	ExpertsAdd(dst, x Tensor, sel Selection, experts []Expert, shared *Expert)
+	// MLAPrologue forms one multi-head latent attention layer's cache key
+	// and its queries' rotary parts. With kva [M, lora + rope] (the kv_a
+	// product: the latent, then the rotary key part shared by all heads),
+	// q [M, heads·(nope + rope)] and qf [M, heads·(lora + rope)], where
+	// lora = norm.Len() and rope = kva.Cols() − lora, it computes at each
+	// row's position
+	//
+	//	key[:, :lora] = rmsnorm(kva[:, :lora]) · norm
+	//	key[:, lora:] = rope(kva[:, lora:])
+	//	qf[h][lora:]  = rope(q[h][nope:])   for every head h
+	//
+	// (r rotates the first 2·len(r.InvFreq) of the rope dims); q is left
+	// either as it was or with its rotary parts rotated.
+	MLAPrologue(key, qf, kva, q Tensor, norm Vector, eps float32, heads, nope int, r *Rope, pos []int32)
 
 	// Sync waits for queued work and returns the first error since the
 	// last Sync.

@@ -234,51 +234,14 @@ func deepseekFFN(l *loader, c *hf.Config, i int, p string, glm bool) (ffn, error
 	}
 	f := &moe{router: l.matrix(p+"mlp.gate", E, H), route: route,
 		experts: loadExperts(l, p+"mlp.experts.", projNames, E, topK, H, moeI)}
-	if shared == 1 {
-		// one shared expert of the routed experts' shape: loaded like
-		// them (each matrix on its own), so that a backend can run it
-		// as one more slot of the expert launches (expertsAdder)
-		sp := p + "mlp.shared_experts."
-		f.shared = &mlp{gate: l.matrix(sp+projNames[0], moeI, H), up: l.matrix(sp+projNames[1], moeI, H), down: l.matrix(sp+projNames[2], H, moeI)}
-	} else if shared > 0 {
-		f.shared = loadMLP(l, p+"mlp.shared_experts.", projNames, H, moeI*shared, false)
+	if shared > 0 {
+		// the shared experts as one network of shared·moe_intermediate_size,
+		// each matrix loaded on its own like the routed experts', so that a
+		// backend can run it as one more slot of their launches
+		sp, I := p+"mlp.shared_experts.", moeI*shared
+		f.shared = &backend.Expert{Gate: l.matrix(sp+projNames[0], I, H), Up: l.matrix(sp+projNames[1], I, H), Down: l.matrix(sp+projNames[2], H, I)}
 	}
 	return f, nil
-}
-
-// latentKey forms the latent key of the cache, key = [rmsnorm(c_kv) ·
-// norm, rope(k_pe)] from kva = [c_kv, k_pe], and puts each query head's
-// rotated q_pe beside its q_lat in qf (lat is scratch of [M, lora]). A
-// backend with the mlaPrologue operation does it in one pass.
-func (m *DeepSeek) latentKey(key, qf, kva, q, lat backend.Tensor, norm backend.Vector, pos []int32) {
-	be := m.be
-	if f, ok := be.(mlaPrologue); ok && f.MLAPrologue(key, qf, kva, q, norm, m.eps, m.heads, m.nope, &m.rot, pos) {
-		return
-	}
-	kd, hd := m.lora+m.rope, m.nope+m.rope
-	be.CopyCols(lat, kva, 1, m.lora, 0, 0, 0, 0)
-	be.RMSNorm(lat, lat, norm, m.eps)
-	be.CopyCols(key, lat, 1, m.lora, 0, 0, 0, 0)
-	be.CopyCols(key, kva, 1, m.rope, 0, m.lora, 0, m.lora)
-	be.RoPE(key, 1, kd, m.lora, &m.rot, pos)
-	be.RoPE(q, m.heads, hd, m.nope, &m.rot, pos)
-	be.CopyCols(qf, q, m.heads, m.rope, kd, m.lora, hd, m.nope) // q_pe beside q_lat
-}
-
-// mlaPrologue is an optional Backend operation: the latent key and the
-// queries' rotary parts of one MLA layer in one pass. With kva
-// [M, lora + rope] (the kv_a product), q [M, heads·(nope + rope)] and qf
-// [M, heads·(lora + rope)] it computes what this sequence does (q's
-// rotary parts may be left unrotated):
-//
-//	key[:, :lora] = rmsnorm(kva[:, :lora]) · norm
-//	key[:, lora:] = rope(kva[:, lora:])
-//	qf[h][lora:]  = rope(q[h][nope:])   for every head h
-//
-// where lora = norm.Len() and rope = kva.Cols() − lora. It reports
-// whether it did (false: nothing was done).
-type mlaPrologue interface {
-	MLAPrologue(key, qf, kva, q backend.Tensor, norm backend.Vector, eps float32, heads, nope int, r *backend.Rope, pos []int32) bool
 }
 
 // Info implements Model.
@@ -293,7 +256,7 @@ func (m *DeepSeek) Forward(b *backend.Batch, cache backend.KVCache, rows []int32
 	hd, kd := m.nope+m.rope, m.lora+m.rope // query head as stored; latent key
 	h, x := s.get("h", n, m.info.Hidden), s.get("x", n, m.info.Hidden)
 	q := s.get("q", n, m.heads*hd)
-	kva, lat, key := s.get("kva", n, kd), s.get("lat", n, m.lora), s.get("key", n, kd)
+	kva, key := s.get("kva", n, kd), s.get("key", n, kd)
 	qf, olat, ov := s.get("qf", n, m.heads*kd), s.get("olat", n, m.heads*m.lora), s.get("ov", n, m.heads*m.vDim)
 
 	be.Embed(h, m.embed, b.Tokens)
@@ -319,7 +282,8 @@ func (m *DeepSeek) Forward(b *backend.Batch, cache backend.KVCache, rows []int32
 			linear(be, kva, x, L.kva, L.kvaBias)
 		}
 		be.HeadMatMul(qf, q, L.ukT, kd, hd) // q_lat = W_UKᵀ q_nope
-		m.latentKey(key, qf, kva, q, lat, L.kvNorm, b.Pos)
+		// key = [rmsnorm(c), rope(k_pe)]; q_pe rotated beside q_lat in qf
+		be.MLAPrologue(key, qf, kva, q, L.kvNorm, m.eps, m.heads, m.nope, &m.rot, b.Pos)
 		be.Attention(olat, qf, key, nil, cache, i, b, m.scale)
 		be.HeadMatMul(ov, olat, L.uv, m.vDim, m.lora) // o = W_UV o_lat
 		residual(be, s, h, ov, L.o, L.oBias)

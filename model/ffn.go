@@ -73,7 +73,7 @@ type moe struct {
 	router  backend.Matrix
 	route   backend.Router
 	experts []backend.Expert
-	shared  *mlp // nil without shared experts
+	shared  *backend.Expert // nil without shared experts
 }
 
 func (f *moe) addTo(be backend.Backend, s *scratch, h, x backend.Tensor) {
@@ -82,25 +82,7 @@ func (f *moe) addTo(be backend.Backend, s *scratch, h, x backend.Tensor) {
 	be.MatMul(logits, x, f.router)
 	sel := s.selection(M, f.route.TopK)
 	be.Route(sel, logits, &f.route)
-	if sh := f.shared; sh != nil && sh.gateB == nil && sh.upB == nil && sh.downB == nil {
-		if fx, ok := be.(expertsAdder); ok && fx.ExpertsAdd(h, x, sel, f.experts, backend.Expert{Gate: sh.gate, Up: sh.up, Down: sh.down}) {
-			return
-		}
-	}
-	y := s.get("moe.out", M, h.Cols())
-	be.Experts(y, x, sel, f.experts)
-	if f.shared != nil {
-		f.shared.addTo(be, s, y, x)
-	}
-	be.Add(h, y)
-}
-
-// expertsAdder is an optional Backend operation: h += Experts(x) +
-// shared(x) for a shared SwiGLU expert without biases, as the sequence in
-// moe.addTo computes it. It reports whether it did (false: nothing was
-// done).
-type expertsAdder interface {
-	ExpertsAdd(h, x backend.Tensor, sel backend.Selection, experts []backend.Expert, shared backend.Expert) bool
+	be.ExpertsAdd(h, x, sel, f.experts, f.shared) // h += Σ w·expert(x) + shared(x)
 }
 
 // selection returns a backend Selection for rows rows, grown as needed.

@@ -106,7 +106,7 @@ type calibBackend struct {
 	done    []bool
 	onFirst func(g int, x *cpu.Tensor) error
 
-	temps map[[2]int]backend.Tensor // scratch of the fused ops, by shape
+	temps map[[3]int]backend.Tensor // scratch of the fused ops, by use and shape
 
 	err error
 }
@@ -195,26 +195,27 @@ func (c *calibBackend) MatMulN(dst []backend.Tensor, x backend.Tensor, w []backe
 
 // MatMulAdd implements backend.Backend.
 func (c *calibBackend) MatMulAdd(dst, x backend.Tensor, w backend.Matrix) {
-	t := c.temp(dst.Rows(), dst.Cols())
+	t := c.temp(0, dst.Rows(), dst.Cols())
 	c.MatMul(t, x, w)
 	c.Add(dst, t)
 }
 
 // SwiGLU implements backend.Backend.
 func (c *calibBackend) SwiGLU(dst, x backend.Tensor, gate, up backend.Matrix) {
-	t := c.temp(dst.Rows(), dst.Cols())
+	t := c.temp(0, dst.Rows(), dst.Cols())
 	c.MatMul(dst, x, gate)
 	c.MatMul(t, x, up)
 	c.SiLUMul(dst, dst, t)
 }
 
-// temp returns a scratch tensor of the given shape (one per shape).
-func (c *calibBackend) temp(rows, cols int) backend.Tensor {
-	k := [2]int{rows, cols}
+// temp returns a scratch tensor of the given shape, one per use (uses
+// that may be live at once differ) and shape.
+func (c *calibBackend) temp(use, rows, cols int) backend.Tensor {
+	k := [3]int{use, rows, cols}
 	t, ok := c.temps[k]
 	if !ok {
 		if c.temps == nil {
-			c.temps = map[[2]int]backend.Tensor{}
+			c.temps = map[[3]int]backend.Tensor{}
 		}
 		t = c.Backend.NewTensor(rows, cols)
 		c.temps[k] = t
@@ -314,13 +315,28 @@ func (c *calibBackend) Route(sel backend.Selection, logits backend.Tensor, r *ba
 	}
 }
 
-// Experts implements backend.Backend. The experts' own products happen
-// inside the CPU backend, out of MatMul's sight: their weights get no
-// calibration statistics.
-func (c *calibBackend) Experts(dst, x backend.Tensor, sel backend.Selection, experts []backend.Expert) {
+// ExpertsAdd implements backend.Backend. The routed experts' products
+// happen inside the CPU backend, out of MatMul's sight: their weights get
+// no calibration statistics. The shared expert runs through this
+// backend's SwiGLU and MatMulAdd, so its weights do.
+func (c *calibBackend) ExpertsAdd(dst, x backend.Tensor, sel backend.Selection, experts []backend.Expert, shared *backend.Expert) {
 	c.touch(dst)
 	if !c.skip {
-		c.Backend.Experts(dst, x, sel, experts)
+		c.Backend.ExpertsAdd(dst, x, sel, experts, nil)
+	}
+	if shared != nil {
+		a := c.temp(1, x.Rows(), shared.Gate.Rows())
+		c.SwiGLU(a, x, shared.Gate, shared.Up)
+		c.MatMulAdd(dst, a, shared.Down)
+	}
+}
+
+// MLAPrologue implements backend.Backend.
+func (c *calibBackend) MLAPrologue(key, qf, kva, q backend.Tensor, norm backend.Vector, eps float32, heads, nope int, r *backend.Rope, pos []int32) {
+	c.touch(key)
+	c.touch(qf)
+	if !c.skip {
+		c.Backend.MLAPrologue(key, qf, kva, q, norm, eps, heads, nope, r, pos)
 	}
 }
 

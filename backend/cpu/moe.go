@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/marlin-llm/marlin/backend"
+	"github.com/marlin-llm/marlin/backend/cpu/vkernels"
 )
 
 // selection holds each row's chosen experts and weights, row-major [rows, k].
@@ -136,22 +137,24 @@ func maskGroups(rank []float32, groups, topGroups int, zero bool) {
 	}
 }
 
-// Experts implements backend.Backend: the rows routed to each expert are
-// gathered into one small batch, run through that expert's three matrices
-// (each matmul parallel over the output features), and added back, scaled
-// by their routing weights, in expert order.
-func (b *Backend) Experts(dst, x backend.Tensor, s backend.Selection, experts []backend.Expert) {
+// ExpertsAdd implements backend.Backend: the rows routed to each expert
+// are gathered into one small batch, run through that expert's three
+// matrices (each matmul parallel over the output features) and summed,
+// scaled by their routing weights, in expert order into a scratch y; the
+// shared expert's output (SwiGLU, then its down product) is added to y,
+// and y to dst.
+func (b *Backend) ExpertsAdd(dst, x backend.Tensor, s backend.Selection, experts []backend.Expert, shared *backend.Expert) {
 	d, xt, sl := tensor(dst), tensor(x), sel(s)
-	checkShape("Experts", d.rows == xt.rows && d.cols == xt.cols && sl.rows >= xt.rows,
+	checkShape("ExpertsAdd", d.rows == xt.rows && d.cols == xt.cols && sl.rows >= xt.rows,
 		"dst [%d, %d], x [%d, %d], selection of %d rows", d.rows, d.cols, xt.rows, xt.cols, sl.rows)
 	M, H := xt.rows, xt.cols
 	rowsOf := make([][]int32, len(experts)) // expert → (row·k + slot)
 	for i := range M * sl.k {
 		e := sl.ids[i]
-		checkShape("Experts", e >= 0 && int(e) < len(experts), "expert %d of %d", e, len(experts))
+		checkShape("ExpertsAdd", e >= 0 && int(e) < len(experts), "expert %d of %d", e, len(experts))
 		rowsOf[e] = append(rowsOf[e], int32(i))
 	}
-	clear(d.data[:M*H])
+	y := &Tensor{rows: M, cols: H, data: make([]float32, M*H)}
 	for e, slots := range rowsOf {
 		if len(slots) == 0 {
 			continue
@@ -171,12 +174,49 @@ func (b *Backend) Experts(dst, x backend.Tensor, s backend.Selection, experts []
 		b.MatMul(out, gate, ex.Down)
 		for j, slot := range slots {
 			w := sl.weights[slot]
-			dr, or := d.Row(int(slot)/sl.k), out.Row(j)
+			yr, or := y.Row(int(slot)/sl.k), out.Row(j)
 			for c, v := range or {
-				dr[c] += w * v
+				yr[c] += w * v
 			}
 		}
 	}
+	if shared != nil {
+		I := shared.Gate.Rows()
+		a := &Tensor{rows: M, cols: I, data: make([]float32, M*I)}
+		b.SwiGLU(a, xt, shared.Gate, shared.Up)
+		b.MatMulAdd(y, a, shared.Down)
+	}
+	b.Add(d, y)
+}
+
+// MLAPrologue implements backend.Backend, one pass over the rows: the
+// latent's RMSNorm and the rotations are RMSNorm's and RoPE's own code,
+// so the results equal those ops applied one after the other.
+func (b *Backend) MLAPrologue(key, qf, kva, q backend.Tensor, norm backend.Vector, eps float32, heads, nope int, r *backend.Rope, pos []int32) {
+	kt, qft, kv, qt, g := tensor(key), tensor(qf), tensor(kva), tensor(q), vec(norm)
+	lora, half := len(g), len(r.InvFreq)
+	rp, M := kv.cols-lora, kv.rows
+	checkShape("MLAPrologue", lora > 0 && rp >= 2*half && heads > 0 && nope >= 0 && len(pos) == M &&
+		kt.rows == M && kt.cols == lora+rp && qt.rows == M && qt.cols == heads*(nope+rp) &&
+		qft.rows == M && qft.cols == heads*(lora+rp),
+		"key [%d, %d], qf [%d, %d], kva [%d, %d], q [%d, %d], norm %d, %d heads, nope %d, %d rotary pairs, %d positions",
+		kt.rows, kt.cols, qft.rows, qft.cols, kv.rows, kv.cols, qt.rows, qt.cols, lora, heads, nope, half, len(pos))
+	tab := b.ropeTable(r, int(maxPosition("MLAPrologue", pos))+1)
+	b.parallel(M, 1, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			cos, sin := tab.at(pos[i])
+			kr, kvr := kt.Row(i), kv.Row(i)
+			vkernels.RMSNorm(kr[:lora], kvr[:lora], g, eps)
+			copy(kr[lora:], kvr[lora:])
+			rotate(kr[lora:lora+2*half], cos, sin, r.Interleaved)
+			qr, qfr := qt.Row(i), qft.Row(i)
+			for h := range heads {
+				d := qfr[h*(lora+rp)+lora : (h+1)*(lora+rp)]
+				copy(d, qr[h*(nope+rp)+nope:(h+1)*(nope+rp)])
+				rotate(d[:2*half], cos, sin, r.Interleaved)
+			}
+		}
+	})
 }
 
 // HeadMatMul implements backend.Backend.

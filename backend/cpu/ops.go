@@ -52,30 +52,43 @@ func (b *Backend) RoPE(x backend.Tensor, heads, headDim, offset int, r *backend.
 	half := len(r.InvFreq)
 	checkShape("RoPE", t.cols == heads*headDim && offset+2*half <= headDim && len(pos) == t.rows,
 		"x [%d, %d], %d heads of %d, rotary dims [%d, %d), %d positions", t.rows, t.cols, heads, headDim, offset, offset+2*half, len(pos))
-	maxPos := int32(0)
-	for _, p := range pos {
-		checkShape("RoPE", p >= 0, "negative position %d", p)
-		maxPos = max(maxPos, p)
-	}
-	tab := b.ropeTable(r, int(maxPos)+1)
+	tab := b.ropeTable(r, int(maxPosition("RoPE", pos))+1)
 	b.parallel(t.rows, 1, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			cos, sin := tab.cos[int(pos[i])*half:][:half], tab.sin[int(pos[i])*half:][:half]
+			cos, sin := tab.at(pos[i])
 			row := t.Row(i)
 			for h := range heads {
-				v := row[h*headDim+offset : h*headDim+offset+2*half]
-				for j := range half {
-					ia, ib := j, j+half
-					if r.Interleaved {
-						ia, ib = 2*j, 2*j+1
-					}
-					a, bb := v[ia], v[ib]
-					v[ia] = a*cos[j] - bb*sin[j]
-					v[ib] = bb*cos[j] + a*sin[j]
-				}
+				rotate(row[h*headDim+offset:h*headDim+offset+2*half], cos, sin, r.Interleaved)
 			}
 		}
 	})
+}
+
+// maxPosition returns the largest of pos (0 when empty), panicking with
+// op's name on a negative one.
+func maxPosition(op string, pos []int32) int32 {
+	m := int32(0)
+	for _, p := range pos {
+		checkShape(op, p >= 0, "negative position %d", p)
+		m = max(m, p)
+	}
+	return m
+}
+
+// rotate applies the rotary rotation with the angles' cos and sin to the
+// pairs of v (len(v) = 2·len(cos)): (j, j + half), or (2j, 2j + 1) when
+// interleaved.
+func rotate(v, cos, sin []float32, interleaved bool) {
+	half := len(cos)
+	for j := range half {
+		ia, ib := j, j+half
+		if interleaved {
+			ia, ib = 2*j, 2*j+1
+		}
+		a, bb := v[ia], v[ib]
+		v[ia] = a*cos[j] - bb*sin[j]
+		v[ib] = bb*cos[j] + a*sin[j]
+	}
 }
 
 // ropeTab holds cos and sin (times Rope.Scale) for positions [0, n):
@@ -83,6 +96,12 @@ func (b *Backend) RoPE(x backend.Tensor, heads, headDim, offset int, r *backend.
 type ropeTab struct {
 	n        int
 	cos, sin []float32
+}
+
+// at returns the cos and sin of position p.
+func (t *ropeTab) at(p int32) (cos, sin []float32) {
+	half := len(t.cos) / t.n
+	return t.cos[int(p)*half:][:half], t.sin[int(p)*half:][:half]
 }
 
 // ropeTable returns r's table covering at least n positions.

@@ -59,12 +59,18 @@
 // queues them; they are released after the next stream synchronisation, so
 // queued kernels never see freed memory) and in any case by Close.
 //
+// Mixtures of experts (moe.go, moe_dispatch.go, moe.cu): Route picks the
+// experts on the device; decode-sized batches run every chosen expert (and
+// a shared expert of the same shape) in the same few launches without a
+// host synchronisation, larger ones group the rows by expert on the host.
+// Multi-head latent attention has its own decode kernel (mla.cu) and a
+// one-launch prologue (MLAPrologue). EXL3 trellis weights have a fused
+// decode matmul and a GPU Viterbi encoder (trellis.go, trellis.cu).
+// Programmatic dependent launch lets each decode matmul prefetch its
+// weights while the previous kernel ends.
+//
 // Not yet done: a tensor-core GEMM with dequantize-on-load (prefill
-// dequantizes into a scratch matrix first), programmatic dependent launch
-// to hide the decode kernels' fixed cost, MoE expert grouping on the device
-// (Experts copies the chosen ids to the host, one synchronisation per
-// call), sampling on the device, and the EXL3 format (LoadMatrix reports it
-// unsupported).
+// dequantizes into a scratch matrix first) and sampling on the device.
 //
 // Tests compare every op with backend/cpu and every model of
 // testdata/models with transformers' logits; they skip without a driver.

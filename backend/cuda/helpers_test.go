@@ -152,6 +152,15 @@ func compare(t testing.TB, what string, got, want []float32, rel, abs float64) {
 	}
 }
 
+// sub returns a − b elementwise.
+func sub(a, b []float32) []float32 {
+	d := make([]float32, len(a))
+	for i := range a {
+		d[i] = a[i] - b[i]
+	}
+	return d
+}
+
 func maxAbs(v []float32) float64 {
 	m := 0.0
 	for _, x := range v {

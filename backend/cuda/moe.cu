@@ -171,7 +171,7 @@ MOE_MV_KERNEL(moe_dmv_bf16, 0, false, true, true)
 // expert by expert), starting from zero. One block per row; k ≤ 32. With
 // shared, the shared expert's output (row rows·k + r of out) is added to
 // the sum; with accum, the sum is added to dst (h += experts + shared, in
-// the order of the model's Experts, MatMulAdd, Add on the CPU).
+// the order of the CPU backend's ExpertsAdd).
 extern "C" __global__ void moe_combine(float* __restrict__ dst, const float* __restrict__ out, const int* __restrict__ ids,
                                        const float* __restrict__ wts, int k, int cols, int shared, int accum) {
     __shared__ int order[32];

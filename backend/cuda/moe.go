@@ -116,28 +116,98 @@ func (b *Backend) Route(s backend.Selection, logits backend.Tensor, r *backend.R
 	b.launch(b.k.route, lg.rows, 1, 1, smem, a)
 }
 
-// Experts implements backend.Backend. Decode-sized batches (at most
-// moeDeviceSlots chosen experts in all) whose experts have a decode kernel
-// run on the device alone (expertsOnDevice, moe_dispatch.go). Otherwise the chosen expert ids are copied to
-// the host (one stream synchronisation per call) to group the rows by
-// expert; then, expert by expert in increasing order, the expert's rows are
-// gathered, run through gate, up, SiLU·up and down, and added to their
-// tokens' rows times their routing weights (scatter_add) — the CPU's order
-// of accumulation.
-func (b *Backend) Experts(dst, x backend.Tensor, s backend.Selection, experts []backend.Expert) {
+// ExpertsAdd implements backend.Backend. Decode-sized batches (at most
+// moeDeviceSlots chosen experts in all, the shared expert counting as one
+// more a row) whose experts have a decode kernel run on the device alone
+// (expertsOnDevice, moe_dispatch.go), the shared expert as one more slot
+// of the same launches when it has the routed experts' shape and format.
+// Otherwise the routed experts run expert by expert (expertsByExpert) and
+// the shared expert through SwiGLU and MatMulAdd.
+func (b *Backend) ExpertsAdd(dst, x backend.Tensor, s backend.Selection, experts []backend.Expert, shared *backend.Expert) {
 	d, xt, sl := b.tensor(dst), b.tensor(x), b.sel(s)
-	checkShape("Experts", d.rows == xt.rows && d.cols == xt.cols && sl.rows >= xt.rows,
-		"dst [%d, %d], x [%d, %d], selection of %d rows", d.rows, d.cols, xt.rows, xt.cols, sl.rows)
+	checkShape("ExpertsAdd", d.rows == xt.rows && d.cols == xt.cols && sl.rows >= xt.rows && len(experts) > 0,
+		"dst [%d, %d], x [%d, %d], selection of %d rows, %d experts", d.rows, d.cols, xt.rows, xt.cols, sl.rows, len(experts))
 	M, H, K := xt.rows, xt.cols, sl.k
-	type ffn struct{ gate, up, down *matrix }
 	mats := make([]ffn, len(experts))
 	for e, ex := range experts {
 		f := ffn{b.mat(ex.Gate), b.mat(ex.Up), b.mat(ex.Down)}
 		I := f.gate.rows
-		checkShape("Experts", f.gate.cols == H && f.up.rows == I && f.up.cols == H && f.down.rows == H && f.down.cols == I,
+		checkShape("ExpertsAdd", f.gate.cols == H && f.up.rows == I && f.up.cols == H && f.down.rows == H && f.down.cols == I,
 			"expert %d: gate %s, up %s, down %s for hidden %d", e, f.gate.name, f.up.name, f.down.name, H)
 		mats[e] = f
 	}
+	var sh *ffn
+	if shared != nil {
+		f := ffn{b.mat(shared.Gate), b.mat(shared.Up), b.mat(shared.Down)}
+		I := f.gate.rows
+		checkShape("ExpertsAdd", f.gate.cols == H && f.up.rows == I && f.up.cols == H && f.down.rows == H && f.down.cols == I,
+			"shared expert: gate %s, up %s, down %s for hidden %d", f.gate.name, f.up.name, f.down.name, H)
+		sh = &f
+	}
+	g0 := mats[0]
+	slotted := sh == nil || sh.gate.rows == g0.gate.rows && sh.gate.f == g0.gate.f && sh.up.f == g0.gate.f && sh.down.f == g0.gate.f &&
+		sh.gate.grp == nil && sh.up.grp == nil && sh.down.grp == nil
+	perRow := K
+	if sh != nil {
+		perRow++
+	}
+	if M == 0 {
+		return
+	}
+	if slotted && M*perRow <= moeDeviceSlots && b.expertsAddOnDevice(d, xt, sl, experts, g0.gate.rows, shared) {
+		return
+	}
+	b.expertsByExpert(d, xt, sl, mats)
+	if sh != nil {
+		a := b.scratchTensor("moe.shared", M, sh.gate.rows)
+		if a == nil {
+			return // the sticky error is set
+		}
+		b.SwiGLU(a, x, shared.Gate, shared.Up)
+		b.MatMulAdd(dst, a, shared.Down)
+	}
+}
+
+// ffn is one expert's three matrices.
+type ffn struct{ gate, up, down *matrix }
+
+// expertsAddOnDevice runs expertsOnDevice under the op lock; it reports
+// whether it did.
+func (b *Backend) expertsAddOnDevice(d, xt *tensor, sl *selection, experts []backend.Expert, I int, shared *backend.Expert) bool {
+	b.enter()
+	defer b.leave()
+	if !b.usable(d, xt) {
+		return true // the sticky error is set: nothing more to queue
+	}
+	if sl.buf.ptr == 0 && sl.buf.size > 0 {
+		b.fail(fmt.Errorf("cuda: use of a selection whose allocation failed"))
+		return true
+	}
+	return b.expertsOnDevice(d, xt, sl, experts, I, shared)
+}
+
+// scratchTensor returns the scratch buffer name viewed as a [rows, cols]
+// tensor (valid until the next use of that name), or nil after an
+// allocation failure (the sticky error is set).
+func (b *Backend) scratchTensor(name string, rows, cols int) *tensor {
+	b.enter()
+	defer b.leave()
+	if b.scratchBuf(name, 4*int64(rows)*int64(cols)) == 0 {
+		return nil
+	}
+	return &tensor{buf: b.scratch[name], rows: rows, cols: cols}
+}
+
+// expertsByExpert adds to d, for each row of x, the weighted sum of its
+// selected experts' outputs. The chosen expert ids are copied to the host
+// (one stream synchronisation per call) to group the rows by expert;
+// then, expert by expert in increasing order, the expert's rows are
+// gathered, run through gate, up, SiLU·up and down, and added to their
+// tokens' rows times their routing weights (scatter_add) — the CPU's order
+// of accumulation.
+func (b *Backend) expertsByExpert(d, xt *tensor, sl *selection, mats []ffn) {
+	M, H, K := xt.rows, xt.cols, sl.k
+	experts := mats
 	b.enter()
 	defer b.leave()
 	if M == 0 || !b.usable(d, xt) {
@@ -145,9 +215,6 @@ func (b *Backend) Experts(dst, x backend.Tensor, s backend.Selection, experts []
 	}
 	if sl.buf.ptr == 0 && sl.buf.size > 0 {
 		b.fail(fmt.Errorf("cuda: use of a selection whose allocation failed"))
-		return
-	}
-	if M*K <= moeDeviceSlots && b.expertsOnDevice(d, xt, sl, experts, mats[0].gate.rows, nil, false) {
 		return
 	}
 	ids := make([]int32, M*K)
@@ -161,7 +228,7 @@ func (b *Backend) Experts(dst, x backend.Tensor, s backend.Selection, experts []
 	}
 	counts := make([]int, len(experts))
 	for _, e := range ids {
-		checkShape("Experts", e >= 0 && int(e) < len(experts), "expert %d of %d", e, len(experts))
+		checkShape("ExpertsAdd", e >= 0 && int(e) < len(experts), "expert %d of %d", e, len(experts))
 		counts[e]++
 	}
 	// slots grouped by expert, in slot order within each (a counting sort)
@@ -180,7 +247,6 @@ func (b *Backend) Experts(dst, x backend.Tensor, s backend.Selection, experts []
 		slots[fill[e]] = int32(i)
 		fill[e]++
 	}
-	b.memsetZero(d.ptr(), d.n())
 	sp := b.stageInts(slots)
 	in := b.scratchBuf("moe.in", 4*int64(maxN)*int64(H))
 	gate := b.scratchBuf("moe.gate", 4*int64(maxN)*int64(maxI))

@@ -22,7 +22,7 @@ import (
 //   - mlaAttention: flash-decoding over the latent cache (mla.cu).
 
 // moeDeviceSlots is the largest number of chosen experts (rows × top-k) of
-// one Experts call that runs on the device: each slot reads its expert's
+// one ExpertsAdd call that runs on the device: each slot reads its expert's
 // weights once, so beyond this the host grouping (one read per expert)
 // wins.
 const moeDeviceSlots = 256
@@ -153,15 +153,14 @@ func (b *Backend) expertTable(experts []backend.Expert) *expertTable {
 	return t
 }
 
-// expertsOnDevice runs Experts without the host when the layer's experts
+// expertsOnDevice runs ExpertsAdd without the host when the layer's experts
 // allow it (see moeState); it reports whether it did. I is the experts'
 // intermediate size.
 //
 // With shared (not nil), the shared expert runs as one more slot a row in
 // the same launches (expert len(experts) of the table) and the combine
-// adds its output; with accum, the combine adds to d instead of writing
-// it (d += experts + shared: the model's Experts, MatMulAdd and Add).
-func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, experts []backend.Expert, I int, shared *backend.Expert, accum bool) bool {
+// adds its output. The combine adds to d (d += experts + shared).
+func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, experts []backend.Expert, I int, shared *backend.Expert) bool {
 	M, H, K := xt.rows, xt.cols, sl.k
 	if b.moe.off || H%32 != 0 || I%32 != 0 || xt.ptr()%16 != 0 || d.ptr()%16 != 0 || K > 32 {
 		return false
@@ -194,7 +193,7 @@ func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, experts []backen
 		blocks := max(1, min(steps/16, b.residentBlocks(t.kern)*b.sms/jobs))
 		wsPer := (ntiles + 4*blocks) * 1024
 		if jobs*ntiles > counterCap {
-			b.fail(fmt.Errorf("cuda: Experts: %d products of %d column tiles exceed the %d counters", jobs, ntiles, counterCap))
+			b.fail(fmt.Errorf("cuda: ExpertsAdd: %d products of %d column tiles exceed the %d counters", jobs, ntiles, counterCap))
 			return false
 		}
 		ws := b.scratchBuf(name, 4*int64(jobs)*int64(wsPer))
@@ -237,7 +236,7 @@ func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, experts []backen
 	a.i32(K)
 	a.i32(H)
 	a.i32(sh)
-	a.i32(btoi(accum))
+	a.i32(1) // accumulate into d
 	b.launch(b.moe.combine, M, 1, threadsFor(min(H, 1024)), 0, a)
 	return true
 }
@@ -353,30 +352,43 @@ func (b *Backend) mlaAttention(k *mlaKernel, o, qt *tensor, kc, meta uint64, M, 
 	b.launch3(k.f, P, M, HG, 32*mlaWarps, k.smem, a)
 }
 
-// MLAPrologue computes a latent-attention layer's key and its queries'
-// rotary parts in one launch (mla_prologue in mla.cu); see the interface
-// of that name in model/deepseek.go for what it computes. It reports
-// whether it did: false (nothing queued) when the shapes do not fit it or
-// MARLIN_CUDA_MOE_FAST=0.
-func (b *Backend) MLAPrologue(key, qf, kva, q backend.Tensor, norm backend.Vector, eps float32, heads, nope int, r *backend.Rope, pos []int32) bool {
+// MLAPrologue implements backend.Backend in one launch (mla_prologue in
+// mla.cu) where the shapes fit it, else (or with MARLIN_CUDA_MOE_FAST=0)
+// as the sequence of CopyCols, RMSNorm and RoPE it stands for.
+func (b *Backend) MLAPrologue(key, qf, kva, q backend.Tensor, norm backend.Vector, eps float32, heads, nope int, r *backend.Rope, pos []int32) {
 	kt, qft, kv, qt, w := b.tensor(key), b.tensor(qf), b.tensor(kva), b.tensor(q), b.vec(norm)
 	lora, half := w.n, len(r.InvFreq)
 	rp := kv.cols - lora
 	M := kv.rows
-	if b.moe.off || b.moe.prologue == 0 || lora <= 0 || rp < 2*half || heads <= 0 || nope < 0 ||
-		kt.rows != M || kt.cols != lora+rp || qt.rows != M || qt.cols != heads*(nope+rp) ||
-		qft.rows != M || qft.cols != heads*(lora+rp) || len(pos) != M {
-		return false
+	checkShape("MLAPrologue", lora > 0 && rp >= 2*half && heads > 0 && nope >= 0 && len(pos) == M &&
+		kt.rows == M && kt.cols == lora+rp && qt.rows == M && qt.cols == heads*(nope+rp) &&
+		qft.rows == M && qft.cols == heads*(lora+rp),
+		"key [%d, %d], qf [%d, %d], kva [%d, %d], q [%d, %d], norm %d, %d heads, nope %d, %d rotary pairs, %d positions",
+		kt.rows, kt.cols, qft.rows, qft.cols, kv.rows, kv.cols, qt.rows, qt.cols, lora, heads, nope, half, len(pos))
+	if b.moe.off || b.moe.prologue == 0 {
+		lat := b.scratchTensor("mla.lat", M, lora)
+		if lat == nil {
+			return // the sticky error is set
+		}
+		kd, hd := lora+rp, nope+rp
+		b.CopyCols(lat, kva, 1, lora, 0, 0, 0, 0)
+		b.RMSNorm(lat, lat, norm, eps)
+		b.CopyCols(key, lat, 1, lora, 0, 0, 0, 0)
+		b.CopyCols(key, kva, 1, rp, 0, lora, 0, lora)
+		b.RoPE(key, 1, kd, lora, r, pos)
+		b.RoPE(q, heads, hd, nope, r, pos)
+		b.CopyCols(qf, q, heads, rp, kd, lora, hd, nope)
+		return
 	}
 	maxPos := maxPosition("MLAPrologue", pos)
 	b.enter()
 	defer b.leave()
 	if M == 0 || !b.usable(kt, qft, kv, qt) || !b.vecUsable(w) {
-		return true
+		return
 	}
 	tab := b.ropeTable(r, int(maxPos)+1)
 	if tab == nil {
-		return true
+		return
 	}
 	pp := b.stageInts(pos)
 	a := b.newArgs()
@@ -396,39 +408,4 @@ func (b *Backend) MLAPrologue(key, qf, kva, q backend.Tensor, norm backend.Vecto
 	a.i32(half)
 	a.i32(btoi(r.Interleaved))
 	b.launch(b.moe.prologue, M, heads+1, threadsFor(lora/4), 0, a)
-	return true
-}
-
-// ExpertsAdd computes dst += Experts(x) + shared(x), shared a SwiGLU
-// network of the routed experts' shape and format, with the shared
-// expert as one more slot a row of the device-side expert launches (see
-// expertsOnDevice): what the model's Experts, SwiGLU + MatMulAdd of the
-// shared expert and Add do, in four launches instead of seven. It reports
-// whether it did: false (nothing queued) where that path does not apply.
-func (b *Backend) ExpertsAdd(dst, x backend.Tensor, s backend.Selection, experts []backend.Expert, shared backend.Expert) bool {
-	d, xt, sl := b.tensor(dst), b.tensor(x), b.sel(s)
-	M, H, K := xt.rows, xt.cols, sl.k
-	if len(experts) == 0 || d.rows != M || d.cols != H || sl.rows < M || M*(K+1) > moeDeviceSlots || M == 0 {
-		return false
-	}
-	g0 := b.mat(experts[0].Gate)
-	I := g0.rows
-	for e, ex := range append([]backend.Expert{shared}, experts...) {
-		gm, um, dm := b.mat(ex.Gate), b.mat(ex.Up), b.mat(ex.Down)
-		if gm.rows != I || gm.cols != H || um.rows != I || um.cols != H || dm.rows != H || dm.cols != I {
-			if e == 0 {
-				return false
-			}
-			checkShape("ExpertsAdd", false, "expert %d: gate %s, up %s, down %s for hidden %d", e-1, gm.name, um.name, dm.name, H)
-		}
-		if e == 0 && (gm.f != g0.f || um.f != g0.f || dm.f != g0.f || gm.grp != nil || um.grp != nil || dm.grp != nil) {
-			return false
-		}
-	}
-	b.enter()
-	defer b.leave()
-	if !b.usable(d, xt) || sl.buf.ptr == 0 {
-		return false
-	}
-	return b.expertsOnDevice(d, xt, sl, experts, I, &shared, true)
 }

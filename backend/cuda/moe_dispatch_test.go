@@ -45,11 +45,12 @@ func TestExpertsOnDevice(t *testing.T) {
 			name := fmt.Sprintf("%s M%d", cs.name, M)
 			gs, csel := routeBoth(t, g, c, rng, M, E, &r)
 			x := tensors(t, g, c, M, H, randn(rng, M*H, 1))
-			d := tensors(t, g, c, M, H, nil)
-			g.Experts(d.g, x.g, gs, gex)
-			c.Experts(d.c, x.c, csel, cex)
+			h0 := randn(rng, M*H, 1)
+			d := tensors(t, g, c, M, H, h0)
+			g.ExpertsAdd(d.g, x.g, gs, gex, nil)
+			c.ExpertsAdd(d.c, x.c, csel, cex, nil)
 			got, want := d.read(t, g, c)
-			compare(t, name, got, want, 0, cs.tol*maxAbs(want))
+			compare(t, name, got, want, 0, cs.tol*maxAbs(sub(want, h0))+1e-6*maxAbs(h0))
 			if lt := g.mat(gex[0].Gate).lists; lt == nil || lt.experts == nil || !lt.experts.ok {
 				t.Errorf("%s: the experts did not take the device path", name)
 			}
@@ -149,9 +150,9 @@ func TestMLAAttentionLong(t *testing.T) {
 }
 
 // TestMLAPrologue checks the one-launch MLA prologue (mla_prologue)
-// against the CPU backend running the sequence it replaces (CopyCols,
-// RMSNorm, CopyCols ×2, RoPE of the key and of the queries, CopyCols of
-// the queries' rotary parts) on random data: the GLM-4.7-Flash head shape
+// against the CPU backend's MLAPrologue (which equals the sequence of
+// CopyCols, RMSNorm and RoPE it stands for, backend/cpu's TestMLAPrologue)
+// on random data: the GLM-4.7-Flash head shape
 // and an odd one with a partial rotary part, both rope conventions,
 // positions past the rope table's first size. qf's latent columns hold
 // random values that neither side may touch.
@@ -185,17 +186,8 @@ func TestMLAPrologue(t *testing.T) {
 		q := tensors(t, g, c, cs.M, cs.heads*hd, randn(rng, cs.M*cs.heads*hd, 1))
 		qf := tensors(t, g, c, cs.M, cs.heads*kd, randn(rng, cs.M*cs.heads*kd, 1))
 		key := tensors(t, g, c, cs.M, kd, nil)
-		lat := c.NewTensor(cs.M, cs.lora)
-		if !g.MLAPrologue(key.g, qf.g, kva.g, q.g, gn, 1e-6, cs.heads, cs.nope, rope, pos) {
-			t.Fatalf("%s: MLAPrologue refused", name)
-		}
-		c.CopyCols(lat, kva.c, 1, cs.lora, 0, 0, 0, 0)
-		c.RMSNorm(lat, lat, cn, 1e-6)
-		c.CopyCols(key.c, lat, 1, cs.lora, 0, 0, 0, 0)
-		c.CopyCols(key.c, kva.c, 1, cs.rp, 0, cs.lora, 0, cs.lora)
-		c.RoPE(key.c, 1, kd, cs.lora, rope, pos)
-		c.RoPE(q.c, cs.heads, hd, cs.nope, rope, pos)
-		c.CopyCols(qf.c, q.c, cs.heads, cs.rp, kd, cs.lora, hd, cs.nope)
+		g.MLAPrologue(key.g, qf.g, kva.g, q.g, gn, 1e-6, cs.heads, cs.nope, rope, pos)
+		c.MLAPrologue(key.c, qf.c, kva.c, q.c, cn, 1e-6, cs.heads, cs.nope, rope, pos)
 		got, want := key.read(t, g, c)
 		compare(t, name+": key", got, want, 1e-6, 1e-6)
 		got, want = qf.read(t, g, c)
@@ -204,12 +196,13 @@ func TestMLAPrologue(t *testing.T) {
 }
 
 // TestExpertsAdd checks the shared expert as one more slot of the device
-// expert launches, added with the routed experts to the residual stream
-// (ExpertsAdd), against the CPU backend running the model's sequence
-// (Experts, SwiGLU and MatMulAdd of the shared expert, Add) on random
-// data: int4 g128 and BF16 experts, 1, 5 and 32 rows of top-4 over 16
-// experts. The residual stream holds random values (it is added to).
-// Tolerance as TestExpertsOnDevice's, of max|experts + shared|.
+// expert launches, added with the routed experts to the residual stream,
+// against the CPU backend's ExpertsAdd on random data: int4 g128 and BF16
+// experts, 1, 5 and 32 rows of top-4 over 16 experts; and a shared expert
+// twice as wide as the routed ones, which takes the other path (routed
+// experts expert by expert, the shared one through SwiGLU and MatMulAdd).
+// The residual stream holds random values (it is added to). Tolerance as
+// TestExpertsOnDevice's, of max|experts + shared|.
 func TestExpertsAdd(t *testing.T) {
 	g := gpu(t)
 	c := cpu.New(2)
@@ -219,13 +212,19 @@ func TestExpertsAdd(t *testing.T) {
 		name string
 		mk   func(rng *rand.Rand, n, k int) *quant.Weight
 		tol  float64
+		wide bool // shared expert of intermediate 2·I
 	}{
-		{"int4-g128", gptqWeight(4, 128, false, false, 0), 5e-3},
-		{"bf16", denseWeight(dtype.BF16), 1e-4},
+		{"int4-g128", gptqWeight(4, 128, false, false, 0), 5e-3, false},
+		{"bf16", denseWeight(dtype.BF16), 1e-4, false},
+		{"int4-g128-wide-shared", gptqWeight(4, 128, false, false, 0), 5e-3, true},
 	} {
-		gex, cex := loadExpertsBoth(t, g, c, rng, cs.mk, E+1, H, I)
-		gsh, csh := gex[E], cex[E]
-		gex, cex = gex[:E], cex[:E]
+		gex, cex := loadExpertsBoth(t, g, c, rng, cs.mk, E, H, I)
+		si := I
+		if cs.wide {
+			si = 2 * I
+		}
+		gs1, cs1 := loadExpertsBoth(t, g, c, rng, cs.mk, 1, H, si)
+		gsh, csh := gs1[0], cs1[0]
 		r := backend.Router{TopK: 4, Sigmoid: true, Normalize: true, Scale: 1.8}
 		for _, M := range []int{1, 5, 32} {
 			name := fmt.Sprintf("%s M%d", cs.name, M)
@@ -233,18 +232,10 @@ func TestExpertsAdd(t *testing.T) {
 			x := tensors(t, g, c, M, H, randn(rng, M*H, 1))
 			h0 := randn(rng, M*H, 1)
 			h := tensors(t, g, c, M, H, h0)
-			if !g.ExpertsAdd(h.g, x.g, gs, gex, gsh) {
-				t.Fatalf("%s: ExpertsAdd refused", name)
-			}
-			y, sg := c.NewTensor(M, H), c.NewTensor(M, I)
-			c.Experts(y, x.c, csel, cex)
-			c.SwiGLU(sg, x.c, csh.Gate, csh.Up)
-			c.MatMulAdd(y, sg, csh.Down)
-			c.Add(h.c, y)
+			g.ExpertsAdd(h.g, x.g, gs, gex, &gsh)
+			c.ExpertsAdd(h.c, x.c, csel, cex, &csh)
 			got, want := h.read(t, g, c)
-			ys := make([]float32, M*H)
-			c.Read(ys, y)
-			compare(t, name, got, want, 0, cs.tol*maxAbs(ys)+1e-6*maxAbs(h0))
+			compare(t, name, got, want, 0, cs.tol*maxAbs(sub(want, h0))+1e-6*maxAbs(h0))
 		}
 	}
 	mustSync(t, g)
