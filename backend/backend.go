@@ -1,7 +1,7 @@
 // Package backend defines the operations a model's forward pass is written
 // in — matrix products on stored (possibly quantized) weights, norms, rotary
 // embeddings, attention over a paged KV cache — and the Backend interface
-// that each device (backend/cpu, later backend/cuda) implements.
+// that each device (backend/cpu, backend/cuda) implements.
 //
 // Model code calls these operations on opaque tensors and never touches
 // device memory itself, so one model file runs on every backend.
@@ -16,6 +16,7 @@ import (
 	"fmt"
 
 	"github.com/marlin-llm/marlin/dtype"
+	"github.com/marlin-llm/marlin/backend/sampling"
 	"github.com/marlin-llm/marlin/quant"
 )
 
@@ -270,6 +271,12 @@ type Backend interface {
 	// (r rotates the first 2·len(r.InvFreq) of the rope dims); q is left
 	// either as it was or with its rotary parts rotated.
 	MLAPrologue(key, qf, kva, q Tensor, norm Vector, eps float32, heads, nope int, r *Rope, pos []int32)
+
+	// Sample draws one token per row of logits [M, vocab], row i with
+	// p[i] as sampling.Scratch.Draw defines it, into dst[i] (len(dst) =
+	// len(p) = M), and waits for them: only the ids reach the host. It
+	// returns the first error since the last Sync, as Read does.
+	Sample(dst []int32, logits Tensor, p []sampling.Params) error
 
 	// Sync waits for queued work and returns the first error since the
 	// last Sync.

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 
 	"github.com/marlin-llm/marlin/backend"
+	"github.com/marlin-llm/marlin/backend/sampling"
 	"github.com/marlin-llm/marlin/dtype"
 	"github.com/marlin-llm/marlin/model"
 )
@@ -333,8 +334,27 @@ func (e *Engine) loop(pool *blockPool) {
 		}
 		logits := e.m.Forward(b, e.cache, rows)
 		vocab := e.m.Info().Vocab
-		buf := make([]float32, len(rows)*vocab)
-		err := e.be.Read(buf, logits)
+		// The backend draws the tokens (only the ids come back) unless a
+		// sequence needs the logits on the host: penalties, a mask, or
+		// log-probabilities. Both ways draw the same token.
+		var buf []float32
+		var ids []int32
+		onDevice := true
+		for _, s := range sampled {
+			onDevice = onDevice && s.req.Mask == nil && s.req.Logprobs < 0 && !s.sampler.Penalised()
+		}
+		var err error
+		if onDevice {
+			ps := make([]sampling.Params, len(sampled))
+			for i, s := range sampled {
+				ps[i] = s.sampler.Next()
+			}
+			ids = make([]int32, len(sampled))
+			err = e.be.Sample(ids, logits, ps)
+		} else {
+			buf = make([]float32, len(rows)*vocab)
+			err = e.be.Read(buf, logits)
+		}
 		e.mu.Lock()
 		e.stats.Steps++
 		e.mu.Unlock()
@@ -351,7 +371,11 @@ func (e *Engine) loop(pool *blockPool) {
 		reasons := make([]FinishReason, len(sampled))
 		dones := make([]bool, len(sampled))
 		parallelFor(len(sampled), func(i int) {
-			reasons[i], dones[i] = e.emit(sampled[i], buf[i*vocab:(i+1)*vocab])
+			if onDevice {
+				reasons[i], dones[i] = e.accept(sampled[i], ids[i], nil)
+			} else {
+				reasons[i], dones[i] = e.emit(sampled[i], buf[i*vocab:(i+1)*vocab])
+			}
 		})
 		var still []*seq
 		finished := map[*seq]bool{}
@@ -500,7 +524,12 @@ func (e *Engine) emit(s *seq, logits []float32) (FinishReason, bool) {
 		lp = make([]float32, len(logits))
 		LogSoftmax(lp, logits)
 	}
-	id := s.sampler.Sample(logits)
+	return e.accept(s, s.sampler.Sample(logits), lp)
+}
+
+// accept sends s's next token id (with its log-probabilities lp when
+// asked for), and reports whether the sequence is finished.
+func (e *Engine) accept(s *seq, id int32, lp []float32) (FinishReason, bool) {
 	for _, stop := range s.req.StopIDs {
 		if id == stop {
 			return FinishStop, true
@@ -525,20 +554,13 @@ func (e *Engine) emit(s *seq, logits []float32) (FinishReason, bool) {
 }
 
 func topLogprobs(lp []float32, k int) []TokenLogprob {
-	if k <= 0 {
+	top := sampling.Largest(lp, k)
+	if len(top) == 0 {
 		return nil
 	}
-	c := make([]candidate, len(lp))
-	for i, v := range lp {
-		c[i] = candidate{int32(i), v}
-	}
-	k = min(k, len(c))
-	partialTopK(c, k) // the candidates' "probabilities" are log-probabilities here: same order
-	c = c[:k]
-	sortCandidates(c)
-	out := make([]TokenLogprob, k)
-	for i := range c {
-		out[i] = TokenLogprob{c[i].id, c[i].p}
+	out := make([]TokenLogprob, len(top))
+	for i, t := range top {
+		out[i] = TokenLogprob{t.ID, t.P}
 	}
 	return out
 }

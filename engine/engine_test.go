@@ -166,6 +166,33 @@ func TestSeedReproducible(t *testing.T) {
 	}
 }
 
+// TestBackendAndHostDraws: a request the backend samples for (only ids
+// come back) and the same request with log-probabilities (the logits come
+// to the host, where the engine draws) produce the same tokens, for every
+// filter setting.
+func TestBackendAndHostDraws(t *testing.T) {
+	e := newEngine(t, engine.Config{})
+	for _, sp := range []engine.Sampling{
+		{},
+		{Temperature: 1.3},
+		{Temperature: 1.5, TopK: 50, TopP: 0.95},
+		{Temperature: 1, MinP: 0.02},
+	} {
+		sp.HasSeed, sp.Seed = true, 7
+		run := func(logprobs int) []int32 {
+			ch, err := e.Submit(context.Background(), engine.Request{Prompt: []int32{9, 8, 7}, MaxTokens: 24, Logprobs: logprobs, Sampling: sp})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids, _ := collect(t, ch)
+			return ids
+		}
+		if a, b := run(-1), run(0); fmt.Sprint(a) != fmt.Sprint(b) {
+			t.Errorf("%+v: backend draws %v, host draws %v", sp, a, b)
+		}
+	}
+}
+
 func TestStopsAndLength(t *testing.T) {
 	e := newEngine(t, engine.Config{})
 	ch, _ := e.Submit(context.Background(), engine.Request{Prompt: []int32{3, 4}, MaxTokens: 5, Logprobs: 2})

@@ -4,9 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 
-	"github.com/marlin-llm/marlin/backend/cpu/vkernels"
+	"github.com/marlin-llm/marlin/backend/sampling"
 )
 
 // Sampling chooses how the next token is drawn from the logits. The zero
@@ -56,19 +55,13 @@ func (s *Sampling) Validate() error {
 }
 
 // Sampler draws tokens for one sequence. It remembers the tokens seen so
-// far for the penalties.
+// far for the penalties; the draw itself is sampling's.
 type Sampler struct {
-	p      Sampling
-	rng    *rand.Rand
-	seen   map[int32]bool // prompt and output tokens (repetition penalty)
-	counts map[int32]int  // output tokens (presence and frequency)
-	work   []candidate    // scratch
-	probs  []float32      // scratch
-}
-
-type candidate struct {
-	id int32
-	p  float32 // probability, not normalised
+	p       Sampling
+	rng     *rand.Rand
+	seen    map[int32]bool // prompt and output tokens (repetition penalty)
+	counts  map[int32]int  // output tokens (presence and frequency)
+	scratch sampling.Scratch
 }
 
 // NewSampler returns a sampler for a sequence that starts with prompt.
@@ -95,168 +88,27 @@ func (s *Sampler) Accept(id int32) {
 	}
 }
 
-// Sample returns the next token drawn from logits (which it may modify).
+// Penalised reports whether the sampler changes the logits before drawing
+// (repetition, presence or frequency penalties).
+func (s *Sampler) Penalised() bool {
+	return s.seen != nil || s.p.PresencePenalty != 0 || s.p.FrequencyPenalty != 0
+}
+
+// Next returns the parameters of the next draw, with its uniform number
+// taken from the sequence's generator (greedy draws take none).
+func (s *Sampler) Next() sampling.Params {
+	p := sampling.Params{Temperature: s.p.Temperature, TopK: s.p.TopK, TopP: s.p.TopP, MinP: s.p.MinP}
+	if !p.Greedy() {
+		p.U = s.rng.Float64()
+	}
+	return p
+}
+
+// Sample returns the next token drawn from logits (which it may modify):
+// the penalties, then sampling's draw with Next's parameters.
 func (s *Sampler) Sample(logits []float32) int32 {
 	s.penalise(logits)
-	if s.p.Temperature == 0 {
-		return Argmax(logits)
-	}
-	c, ok := s.candidates(logits)
-	if !ok {
-		return Argmax(logits)
-	}
-	if c == nil { // no filter: draw from the whole vocabulary's probabilities
-		if id := s.drawAll(s.probs[:len(logits)]); id >= 0 {
-			return id
-		}
-		return Argmax(logits)
-	}
-	var sum float64
-	for _, x := range c {
-		sum += float64(x.p)
-	}
-	r := s.rng.Float64() * sum
-	for _, x := range c {
-		r -= float64(x.p)
-		if r < 0 {
-			return x.id
-		}
-	}
-	return c[len(c)-1].id
-}
-
-// candidates returns the tokens the filters keep with their (unnormalised)
-// probabilities (nil when no filter is set: s.probs then holds the whole
-// vocabulary's): in vocabulary order when no filter needs an order, else
-// most likely first (ties by id). ok is false when no token has a finite
-// logit or the temperature is too small to divide by; the caller then
-// falls back to the argmax.
-//
-// The probabilities of the whole vocabulary come from one SIMD softmax
-// (vkernels.SoftmaxScaled, float32, a few ulps). Top-p sorts only as many
-// of the most likely tokens as it needs: it selects the 64 largest, sorts
-// them and accumulates, and widens the selection fourfold while the
-// accumulated mass falls short of p.
-func (s *Sampler) candidates(logits []float32) ([]candidate, bool) {
-	inv := 1 / s.p.Temperature
-	if math.IsInf(float64(inv), 0) {
-		return nil, false
-	}
-	if cap(s.probs) < len(logits) {
-		s.probs = make([]float32, len(logits))
-	}
-	pr := s.probs[:len(logits)]
-	finite := false
-	for i, l := range logits {
-		switch {
-		case l != l: // NaN is never drawn
-			l = float32(math.Inf(-1))
-		case !math.IsInf(float64(l), 0):
-			finite = true
-		case l > 0:
-			return nil, false // +Inf: the argmax is the only choice
-		}
-		pr[i] = l
-	}
-	if !finite {
-		return nil, false
-	}
-	vkernels.SoftmaxScaled(pr, inv)
-	if (s.p.TopK <= 0 || s.p.TopK >= len(pr)) && !(s.p.TopP > 0 && s.p.TopP < 1) && s.p.MinP <= 0 {
-		return nil, true // no filter: Sample draws from pr itself
-	}
-	c := s.work[:0]
-	for i, p := range pr {
-		if p > 0 {
-			c = append(c, candidate{int32(i), p})
-		}
-	}
-	s.work = c
-	if len(c) == 0 {
-		return nil, false
-	}
-	sorted := false
-	if k := s.p.TopK; k > 0 && k < len(c) {
-		partialTopK(c, k)
-		c = c[:k]
-	}
-	if p := s.p.TopP; p > 0 && p < 1 {
-		var total float64
-		for _, x := range c {
-			total += float64(x.p)
-		}
-		want := float64(p) * total
-		for k := min(64, len(c)); ; k = min(4*k, len(c)) {
-			partialTopK(c, k)
-			sortCandidates(c[:k])
-			var acc float64
-			n := 0
-			for n < k && acc < want {
-				acc += float64(c[n].p)
-				n++
-			}
-			if acc >= want || k == len(c) {
-				c = c[:n]
-				break
-			}
-		}
-		sorted = true
-	}
-	if m := s.p.MinP; m > 0 {
-		top := c[0].p
-		for _, x := range c {
-			top = max(top, x.p)
-		}
-		thr := m * top
-		keep := c[:0]
-		for _, x := range c {
-			if x.p >= thr {
-				keep = append(keep, x)
-			}
-		}
-		c = keep
-		if !sorted {
-			sortCandidates(c)
-		}
-	}
-	return c, true
-}
-
-// drawAll draws a token from the probabilities p of the whole vocabulary,
-// by the same arithmetic as Sample over the candidates p > 0 in id order
-// (tokens of probability 0 add nothing and are never drawn); −1 when every
-// probability is 0.
-func (s *Sampler) drawAll(p []float32) int32 {
-	var sum float64
-	last := int32(-1)
-	for i, x := range p {
-		sum += float64(x)
-		if x > 0 {
-			last = int32(i)
-		}
-	}
-	r := s.rng.Float64() * sum
-	for i, x := range p {
-		if x > 0 {
-			r -= float64(x)
-			if r < 0 {
-				return int32(i)
-			}
-		}
-	}
-	return last
-}
-
-func sortCandidates(c []candidate) {
-	slices.SortFunc(c, func(a, b candidate) int {
-		switch {
-		case a.p > b.p:
-			return -1
-		case a.p < b.p:
-			return 1
-		}
-		return int(a.id - b.id)
-	})
+	return s.scratch.Draw(logits, s.Next())
 }
 
 func (s *Sampler) penalise(logits []float32) {
@@ -282,57 +134,7 @@ func (s *Sampler) penalise(logits []float32) {
 
 // Argmax returns the index of the largest logit (the first on ties; NaN
 // never wins).
-func Argmax(logits []float32) int32 {
-	best, bi := float32(math.Inf(-1)), 0
-	for i, l := range logits {
-		if l > best {
-			best, bi = l, i
-		}
-	}
-	return int32(bi)
-}
-
-// partialTopK moves the k largest candidates to the front of c (unordered).
-func partialTopK(c []candidate, k int) {
-	less := func(a, b candidate) bool { return a.p > b.p || (a.p == b.p && a.id < b.id) }
-	lo, hi := 0, len(c)-1
-	for lo < hi {
-		// median-of-three pivot, Hoare partition
-		mid := lo + (hi-lo)/2
-		if less(c[mid], c[lo]) {
-			c[mid], c[lo] = c[lo], c[mid]
-		}
-		if less(c[hi], c[lo]) {
-			c[hi], c[lo] = c[lo], c[hi]
-		}
-		if less(c[hi], c[mid]) {
-			c[hi], c[mid] = c[mid], c[hi]
-		}
-		pivot := c[mid]
-		i, j := lo, hi
-		for i <= j {
-			for less(c[i], pivot) {
-				i++
-			}
-			for less(pivot, c[j]) {
-				j--
-			}
-			if i <= j {
-				c[i], c[j] = c[j], c[i]
-				i++
-				j--
-			}
-		}
-		switch {
-		case k-1 <= j:
-			hi = j
-		case k-1 >= i:
-			lo = i
-		default:
-			return
-		}
-	}
-}
+func Argmax(logits []float32) int32 { return sampling.Argmax(logits) }
 
 // LogSoftmax writes log-probabilities of logits into dst (float64 sums).
 func LogSoftmax(dst, logits []float32) {

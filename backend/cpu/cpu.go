@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/marlin-llm/marlin/backend"
+	"github.com/marlin-llm/marlin/backend/sampling"
 )
 
 // Backend runs the ops on the CPU. It is safe for use by one forward pass at
@@ -183,3 +184,23 @@ func checkShape(op string, cond bool, format string, args ...any) {
 		panic("cpu: " + op + ": " + fmt.Sprintf(format, args...))
 	}
 }
+
+// Sample implements backend.Backend: sampling's draw on each row, the rows
+// in parallel.
+func (b *Backend) Sample(dst []int32, logits backend.Tensor, p []sampling.Params) error {
+	c := tensor(logits)
+	if len(dst) != c.rows || len(p) != c.rows {
+		return fmt.Errorf("cpu: Sample of a [%d, %d] tensor into %d ids with %d parameter sets", c.rows, c.cols, len(dst), len(p))
+	}
+	b.parallel(c.rows, 1, func(lo, hi int) {
+		s := scratches.Get().(*sampling.Scratch)
+		defer scratches.Put(s)
+		for i := lo; i < hi; i++ {
+			dst[i] = s.Draw(c.Row(i), p[i])
+		}
+	})
+	return nil
+}
+
+// scratches holds sampling's working memory between Sample calls.
+var scratches = sync.Pool{New: func() any { return new(sampling.Scratch) }}

@@ -17,11 +17,11 @@ import (
 	"github.com/marlin-llm/marlin/backend"
 )
 
-//go:embed common.cu qmm.cu matmul.cu ops.cu attention.cu moe.cu mla.cu trellis.cu
+//go:embed common.cu qmm.cu matmul.cu ops.cu attention.cu moe.cu mla.cu trellis.cu sample.cu
 var kernelFS embed.FS
 
 // kernelFiles is the order in which the sources are concatenated.
-var kernelFiles = []string{"common.cu", "qmm.cu", "matmul.cu", "ops.cu", "attention.cu", "moe.cu", "mla.cu", "trellis.cu"}
+var kernelFiles = []string{"common.cu", "qmm.cu", "matmul.cu", "ops.cu", "attention.cu", "moe.cu", "mla.cu", "trellis.cu", "sample.cu"}
 
 // kernelSource returns the program NVRTC compiles: every .cu file, each
 // preceded by a #line directive so that compile errors name it.
@@ -44,6 +44,7 @@ type kernels struct {
 	add, addBias, siluMul, rmsNorm, rope, copyRows, copyCols uintptr
 	kvStore, attention                                       uintptr
 	route, gatherRows, scatterAdd                            uintptr
+	sample                                                   uintptr // sample.cu
 
 	// tensor-core decode kernels, [0]: M ≤ 8, [1]: M ≤ 16
 	qmvInt4, qmvInt4Asym, qmvFP4, dmvF16, dmvBF16 [2]uintptr
@@ -279,6 +280,7 @@ func (b *Backend) loadKernels() error {
 	k.rope, k.copyRows, k.copyCols = get("rope"), get("copy_rows"), get("copy_cols")
 	k.kvStore, k.attention = get("kv_store"), get("attention")
 	k.route, k.gatherRows, k.scatterAdd = get("route"), get("gather_rows"), get("scatter_add")
+	k.sample = get("sample_rows")
 	for i, sfx := range []string{"", "_m16"} {
 		k.qmvInt4[i], k.qmvInt4Asym[i], k.qmvFP4[i] = get("qmv_int4"+sfx), get("qmv_int4_asym"+sfx), get("qmv_fp4"+sfx)
 		k.dmvF16[i], k.dmvBF16[i] = get("dmv_f16"+sfx), get("dmv_bf16"+sfx)

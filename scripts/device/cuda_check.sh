@@ -118,7 +118,7 @@ note "--device auto: runs $(./gpubin/marlin run --ids 1,2,3 -n 2 --temperature 0
 fi
 # 5. memcheck of the op tests
 if want memcheck && [ -n "$sanitizer" ]; then
-	run memcheck 40 200 "$OUT/memcheck.log" bash -c "cd backend/cuda && '$sanitizer' --tool memcheck --error-exitcode 9 ../../gpubin/cuda.test -test.v -test.run 'TestOps|TestQMatMul$|TestGraphSegments|TestFusedOps|TestExpertsOnDevice|TestHeadsOnDevice|TestMLAAttentionLong|TestMLAPrologue|TestExpertsAdd' -test.timeout 170s"
+	run memcheck 40 200 "$OUT/memcheck.log" bash -c "cd backend/cuda && '$sanitizer' --tool memcheck --error-exitcode 9 ../../gpubin/cuda.test -test.v -test.run 'TestOps|TestQMatMul$|TestGraphSegments|TestFusedOps|TestExpertsOnDevice|TestHeadsOnDevice|TestMLAAttentionLong|TestMLAPrologue|TestExpertsAdd|TestSample' -test.timeout 170s"
 	grep -E '^(    --- |--- |=========)' "$OUT/memcheck.log" | tail -14
 elif want memcheck; then
 	note "memcheck: skipped (no compute-sanitizer)"
