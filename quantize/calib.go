@@ -315,20 +315,13 @@ func (c *calibBackend) Route(sel backend.Selection, logits backend.Tensor, r *ba
 	}
 }
 
-// ExpertsAdd implements backend.Backend. The routed experts' products
-// happen inside the CPU backend, out of MatMul's sight: their weights get
-// no calibration statistics. The shared expert runs through this
-// backend's SwiGLU and MatMulAdd, so its weights do.
+// ExpertsAdd implements backend.Backend: the CPU backend's, with every
+// gather, product and activation issued through this backend, so that
+// each expert's weights see the rows routed to them (an expert that no
+// calibration token reaches is quantized without calibration) and the
+// shared expert's see every row.
 func (c *calibBackend) ExpertsAdd(dst, x backend.Tensor, sel backend.Selection, experts []backend.Expert, shared *backend.Expert) {
-	c.touch(dst)
-	if !c.skip {
-		c.Backend.ExpertsAdd(dst, x, sel, experts, nil)
-	}
-	if shared != nil {
-		a := c.temp(1, x.Rows(), shared.Gate.Rows())
-		c.SwiGLU(a, x, shared.Gate, shared.Up)
-		c.MatMulAdd(dst, a, shared.Down)
-	}
+	c.Backend.ExpertsAddVia(c, dst, x, sel, experts, shared)
 }
 
 // MLAPrologue implements backend.Backend.

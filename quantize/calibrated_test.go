@@ -209,9 +209,11 @@ func TestGPTQTinyStories(t *testing.T) {
 }
 
 // TestCalibratedAllFixtures runs GPTQ and EXL3 with calibration over every
-// architecture fixture (MoE experts, whose products the backend runs
-// internally, and derived matrices are done without calibration, with a
-// note) and checks the results load and give finite logits.
+// architecture fixture (derived matrices, and MoE experts that no
+// calibration token is routed to, are done without calibration, with a
+// note) and checks the results load and give finite logits, and that the
+// MoE experts are calibrated on the rows routed to them: most expert weights have samples
+// (all but those with a note), and some fewer than all rows.
 func TestCalibratedAllFixtures(t *testing.T) {
 	dirs, _ := filepath.Glob("../testdata/models/*")
 	for _, dir := range dirs {
@@ -221,8 +223,9 @@ func TestCalibratedAllFixtures(t *testing.T) {
 			}
 			out := filepath.Join(t.TempDir(), "q")
 			var notes int
+			noted := map[string]bool{}
 			opt := quantize.Options{Method: method, Calib: &quantize.Calibration{Tokens: randomTokens(2*32, 64), Rows: 2, Ctx: 32},
-				Warn: func(string) { notes++ }, EXL3: quant.EXL3Options{NoScaleSearch: true}}
+				Warn: func(s string) { notes++; noted[strings.SplitN(s, ":", 2)[0]] = true }, EXL3: quant.EXL3Options{NoScaleSearch: true}}
 			if method == quantize.GPTQ {
 				opt.Spec = quant.Spec{Format: quant.GPTQ, Bits: 4, Group: 32, Sym: true}
 			} else {
@@ -239,7 +242,32 @@ func TestCalibratedAllFixtures(t *testing.T) {
 					t.Fatalf("%s %v: logit %v", filepath.Base(dir), method, v)
 				}
 			}
-			t.Logf("%s %v: %d quantized, %d kept, %d notes", filepath.Base(dir), method, rep.Quantized, rep.Kept, notes)
+			experts, partial, all, routed := 0, 0, 0, 0
+			for _, l := range rep.Layers {
+				all = max(all, l.Samples)
+			}
+			for _, l := range rep.Layers {
+				if !strings.Contains(l.Name, ".experts.") || strings.Contains(l.Name, "shared") {
+					continue
+				}
+				if routed++; noted[l.Name] {
+					continue
+				}
+				experts++
+				if l.Samples == 0 {
+					t.Errorf("%s %v: %s: no calibration samples and no note", filepath.Base(dir), method, l.Name)
+				}
+				if l.Samples < all {
+					partial++
+				}
+			}
+			if 2*experts < routed {
+				t.Errorf("%s %v: %d of %d expert weights calibrated", filepath.Base(dir), method, experts, routed)
+			}
+			if experts > 0 && partial == 0 {
+				t.Errorf("%s %v: every one of %d expert weights saw all %d rows: not the routed ones", filepath.Base(dir), method, experts, all)
+			}
+			t.Logf("%s %v: %d quantized, %d kept, %d notes, %d calibrated expert weights", filepath.Base(dir), method, rep.Quantized, rep.Kept, notes, experts)
 		}
 	}
 }

@@ -144,6 +144,14 @@ func maskGroups(rank []float32, groups, topGroups int, zero bool) {
 // shared expert's output (SwiGLU, then its down product) is added to y,
 // and y to dst.
 func (b *Backend) ExpertsAdd(dst, x backend.Tensor, s backend.Selection, experts []backend.Expert, shared *backend.Expert) {
+	b.ExpertsAddVia(b, dst, x, s, experts, shared)
+}
+
+// ExpertsAddVia is ExpertsAdd with its gathers, products, activations and
+// final Add issued through ops, a backend that wraps this one (quantize's
+// calibration backend, which then sees every expert's products and their
+// inputs); the weighted sums over the experts are computed here.
+func (b *Backend) ExpertsAddVia(ops backend.Backend, dst, x backend.Tensor, s backend.Selection, experts []backend.Expert, shared *backend.Expert) {
 	d, xt, sl := tensor(dst), tensor(x), sel(s)
 	checkShape("ExpertsAdd", d.rows == xt.rows && d.cols == xt.cols && sl.rows >= xt.rows,
 		"dst [%d, %d], x [%d, %d], selection of %d rows", d.rows, d.cols, xt.rows, xt.cols, sl.rows)
@@ -161,20 +169,22 @@ func (b *Backend) ExpertsAdd(dst, x backend.Tensor, s backend.Selection, experts
 		}
 		ex := experts[e]
 		n, I := len(slots), ex.Gate.Rows()
-		in := &Tensor{rows: n, cols: H, data: make([]float32, n*H)}
+		rows := make([]int32, n)
 		for j, slot := range slots {
-			copy(in.Row(j), xt.Row(int(slot)/sl.k))
+			rows[j] = slot / int32(sl.k)
 		}
+		in := &Tensor{rows: n, cols: H, data: make([]float32, n*H)}
 		gate := &Tensor{rows: n, cols: I, data: make([]float32, n*I)}
 		up := &Tensor{rows: n, cols: I, data: make([]float32, n*I)}
 		out := &Tensor{rows: n, cols: H, data: make([]float32, n*H)}
-		b.MatMul(gate, in, ex.Gate)
-		b.MatMul(up, in, ex.Up)
-		b.SiLUMul(gate, gate, up)
-		b.MatMul(out, gate, ex.Down)
+		ops.CopyRows(in, x, rows)
+		ops.MatMul(gate, in, ex.Gate)
+		ops.MatMul(up, in, ex.Up)
+		ops.SiLUMul(gate, gate, up)
+		ops.MatMul(out, gate, ex.Down)
 		for j, slot := range slots {
 			w := sl.weights[slot]
-			yr, or := y.Row(int(slot)/sl.k), out.Row(j)
+			yr, or := y.Row(int(rows[j])), out.Row(j)
 			for c, v := range or {
 				yr[c] += w * v
 			}
@@ -183,10 +193,10 @@ func (b *Backend) ExpertsAdd(dst, x backend.Tensor, s backend.Selection, experts
 	if shared != nil {
 		I := shared.Gate.Rows()
 		a := &Tensor{rows: M, cols: I, data: make([]float32, M*I)}
-		b.SwiGLU(a, xt, shared.Gate, shared.Up)
-		b.MatMulAdd(y, a, shared.Down)
+		ops.SwiGLU(a, x, shared.Gate, shared.Up)
+		ops.MatMulAdd(y, a, shared.Down)
 	}
-	b.Add(d, y)
+	ops.Add(dst, y)
 }
 
 // MLAPrologue implements backend.Backend, one pass over the rows: the
