@@ -15,8 +15,8 @@ package backend
 import (
 	"fmt"
 
-	"github.com/marlin-llm/marlin/dtype"
 	"github.com/marlin-llm/marlin/backend/sampling"
+	"github.com/marlin-llm/marlin/dtype"
 	"github.com/marlin-llm/marlin/quant"
 )
 

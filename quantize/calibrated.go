@@ -173,8 +173,8 @@ func runCalibrated(src, dst string, opt Options) (*Report, error) {
 		r.out[mat], r.src[mat], r.specs[outName] = outName, name+".weight", spec
 		r.total += int64(len(t.Data))
 	}
-	// tensors the model never loads as a matrix (MoE experts of an
-	// architecture whose products happen inside the backend, …) are done
+	// tensors the model never loads as a matrix (derived ones), or never
+	// multiplies (an expert no calibration token is routed to), are done
 	// without calibration below
 	if opt.Method == EXL3 {
 		r.allocateBits()
