@@ -30,6 +30,9 @@ type EXL3Options struct {
 	// Workers is the number of goroutines for the Viterbi search (0:
 	// GOMAXPROCS).
 	Workers int
+	// GPU, when not nil, runs the Viterbi searches of large batches of
+	// tiles (EncodeTiles).
+	GPU TileEncoder
 }
 
 // EXL3Stats reports on one QuantizeEXL3 call.
@@ -216,7 +219,7 @@ func QuantizeEXL3(w []float32, out, in int, h []float64, opt EXL3Options) (*Weig
 	hadamardRowsBlocks(W, inP, outP, EXL3Block)
 	g := 1.0
 	if !opt.NoScaleSearch {
-		g = searchScale(W, inP, outP, K, cb, opt.Workers)
+		g = searchScale(W, inP, outP, K, cb, opt.Workers, opt.GPU)
 	}
 	st.GScale = g
 	for i := range W {
@@ -240,7 +243,7 @@ func QuantizeEXL3(w []float32, out, in int, h []float64, opt EXL3Options) (*Weig
 		return nil, nil, fmt.Errorf("quant: QuantizeEXL3: %w", err)
 	}
 
-	Q, packed, sqerr, err := ldlq(W, L, inP, outP, K, cb, opt.Workers)
+	Q, packed, sqerr, err := ldlq(W, L, inP, outP, K, cb, opt.Workers, opt.GPU)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -328,7 +331,7 @@ func f16Finite(v float64) uint16 {
 // squared error of encoding g·tile (decoded and divided by g) over up to
 // 24 sample tiles of W [inP, outP]: a wrapped diagonal of tiles (every
 // tile row and column) plus the tiles of largest and smallest RMS.
-func searchScale(W []float64, inP, outP, K int, cb Codebook, workers int) float64 {
+func searchScale(W []float64, inP, outP, K int, cb Codebook, workers int, gpu TileEncoder) float64 {
 	tk, tn := inP/16, outP/16
 	type idx struct{ k, n int }
 	var pick []idx
@@ -373,7 +376,7 @@ func searchScale(W []float64, inP, outP, K int, cb Codebook, workers int) float6
 		for i, v := range x {
 			xs[i] = float32(float64(v) * g)
 		}
-		if _, err := EncodeTiles(states, dec, xs, K, cb, workers); err != nil {
+		if _, err := EncodeTiles(states, dec, xs, K, cb, workers, gpu); err != nil {
 			return math.Inf(1)
 		}
 		var s float64
@@ -444,7 +447,7 @@ func blockLDL(a []float64, n int, sigma float64) ([]float64, error) {
 // last to first, with the error feedback of L (blockLDL's). It returns the
 // decoded values, the packed trellis ([inP/16, outP/16] tiles of 32·K
 // bytes) and the total squared error against the targets.
-func ldlq(W, L []float64, inP, outP, K int, cb Codebook, workers int) ([]float64, []byte, float64, error) {
+func ldlq(W, L []float64, inP, outP, K int, cb Codebook, workers int, gpu TileEncoder) ([]float64, []byte, float64, error) {
 	tn := outP / 16
 	nb := inP / 16
 	tileBytes := 32 * K
@@ -463,7 +466,7 @@ func ldlq(W, L []float64, inP, outP, K int, cb Codebook, workers int) ([]float64
 				x[nt*TileLen+i] = float32(W[k*outP+n] + acc[k*outP+n])
 			}
 		}
-		sq, err := EncodeTiles(states, dec, x, K, cb, workers)
+		sq, err := EncodeTiles(states, dec, x, K, cb, workers, gpu)
 		if err != nil {
 			return nil, nil, 0, err
 		}

@@ -17,7 +17,7 @@ func BenchmarkEncodeTiles(b *testing.B) {
 			st := make([]uint16, len(x))
 			b.ResetTimer()
 			for range b.N {
-				if _, err := EncodeTiles(st, nil, x, K, Codebook3INST, 0); err != nil {
+				if _, err := EncodeTiles(st, nil, x, K, Codebook3INST, 0, nil); err != nil {
 					b.Fatal(err)
 				}
 			}

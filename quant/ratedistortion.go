@@ -35,7 +35,7 @@ func TrellisMSE(x []float32, K int, cb Codebook, scale float64, workers int) (fl
 	}
 	states := make([]uint16, len(x))
 	dec := make([]float32, len(x))
-	if _, err := EncodeTiles(states, dec, xs, K, cb, workers); err != nil {
+	if _, err := EncodeTiles(states, dec, xs, K, cb, workers, nil); err != nil {
 		return 0, err
 	}
 	var s float64

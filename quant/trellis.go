@@ -267,14 +267,13 @@ func getViterbi(K int, cb Codebook) *viterbi {
 	return newViterbi(K, cb)
 }
 
-// GPUEncoder, when not nil, runs the search of EncodeTiles for batches of
-// at least GPUMinTiles tiles and K ≥ 2 elsewhere, a GPU (the quantize
-// command sets it when a CUDA device is present: backend/cuda's
-// EncodeTiles). It must choose exactly the states the CPU search chooses
-// for the same input; on an error EncodeTiles falls back to the CPU.
-var GPUEncoder func(states []uint16, x []float32, K int, cb Codebook) error
+// TileEncoder runs the search of EncodeTiles elsewhere, on a GPU
+// (backend/cuda's Backend.EncodeTiles): it writes the states of the tiles
+// of x, and must choose exactly the states the CPU search chooses for the
+// same input.
+type TileEncoder func(states []uint16, x []float32, K int, cb Codebook) error
 
-// GPUMinTiles is the smallest batch EncodeTiles hands to GPUEncoder.
+// GPUMinTiles is the smallest batch EncodeTiles hands to a TileEncoder.
 var GPUMinTiles = 32
 
 // decodeStates writes the values of states into decoded (when not nil)
@@ -301,8 +300,10 @@ func decodeStates(states []uint16, decoded, x []float32, cb Codebook) float64 {
 // order) with K bits per weight and codebook cb, in parallel on up to
 // workers goroutines (0: GOMAXPROCS). It writes each tile's states to
 // states[i·256:] and, when decoded is not nil, their values to
-// decoded[i·256:], and returns the total squared error.
-func EncodeTiles(states []uint16, decoded, x []float32, K int, cb Codebook, workers int) (float64, error) {
+// decoded[i·256:], and returns the total squared error. With gpu not nil,
+// batches of at least GPUMinTiles tiles with K ≥ 2 are searched by gpu
+// instead (on its error, by the CPU).
+func EncodeTiles(states []uint16, decoded, x []float32, K int, cb Codebook, workers int, gpu TileEncoder) (float64, error) {
 	if K < 1 || K > MaxTrellisBits {
 		return 0, fmt.Errorf("quant: trellis bits %d out of range [1, %d]", K, MaxTrellisBits)
 	}
@@ -318,8 +319,8 @@ func EncodeTiles(states []uint16, decoded, x []float32, K int, cb Codebook, work
 		}
 	}
 	n := len(x) / TileLen
-	if enc := GPUEncoder; enc != nil && n >= GPUMinTiles && K >= 2 {
-		if err := enc(states, x, K, cb); err == nil {
+	if gpu != nil && n >= GPUMinTiles && K >= 2 {
+		if err := gpu(states, x, K, cb); err == nil {
 			return decodeStates(states, decoded, x, cb), nil
 		}
 		// on error, the CPU search below

@@ -361,7 +361,7 @@ func TestViterbiMatchesReference(t *testing.T) {
 		wantSt, wantErr := refViterbi(&x, c.K, c.cb)
 		states := make([]uint16, TileLen)
 		dec := make([]float32, TileLen)
-		gotErr, err := EncodeTiles(states, dec, x[:], c.K, c.cb, 1)
+		gotErr, err := EncodeTiles(states, dec, x[:], c.K, c.cb, 1, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -405,7 +405,7 @@ func TestEncodeExact(t *testing.T) {
 			x[i] = Codebook3INST.Decode(s)
 		}
 		states := make([]uint16, TileLen)
-		e, err := EncodeTiles(states, nil, x, K, Codebook3INST, 1)
+		e, err := EncodeTiles(states, nil, x, K, Codebook3INST, 1, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -413,15 +413,15 @@ func TestEncodeExact(t *testing.T) {
 			t.Errorf("K=%d: exact tile encoded with error %g", K, e)
 		}
 	}
-	if _, err := EncodeTiles(make([]uint16, 256), nil, make([]float32, 256), 9, Codebook3INST, 1); err == nil {
+	if _, err := EncodeTiles(make([]uint16, 256), nil, make([]float32, 256), 9, Codebook3INST, 1, nil); err == nil {
 		t.Fatal("K=9 accepted")
 	}
-	if _, err := EncodeTiles(make([]uint16, 100), nil, make([]float32, 100), 2, Codebook3INST, 1); err == nil {
+	if _, err := EncodeTiles(make([]uint16, 100), nil, make([]float32, 100), 2, Codebook3INST, 1, nil); err == nil {
 		t.Fatal("100 values accepted")
 	}
 	bad := make([]float32, 256)
 	bad[3] = float32(math.NaN())
-	if _, err := EncodeTiles(make([]uint16, 256), nil, bad, 2, Codebook3INST, 1); err == nil {
+	if _, err := EncodeTiles(make([]uint16, 256), nil, bad, 2, Codebook3INST, 1, nil); err == nil {
 		t.Fatal("NaN accepted")
 	}
 }
@@ -505,9 +505,9 @@ func TestRateDistortion(t *testing.T) {
 	}
 }
 
-// TestEncodeTilesGPUHook checks EncodeTiles' hand-off to GPUEncoder (here
-// a stand-in that runs the CPU search): same states, values and error as
-// the CPU path, and the CPU path again when the encoder fails.
+// TestEncodeTilesGPUHook checks EncodeTiles' hand-off to a TileEncoder
+// (here a stand-in that runs the CPU search): same states, values and
+// error as the CPU path, and the CPU path again when the encoder fails.
 func TestEncodeTilesGPUHook(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	n := GPUMinTiles
@@ -517,26 +517,22 @@ func TestEncodeTilesGPUHook(t *testing.T) {
 	}
 	const K = 2
 	want, wdec := make([]uint16, len(x)), make([]float32, len(x))
-	werr, err := EncodeTiles(want, wdec, x, K, Codebook3INST, 0)
+	werr, err := EncodeTiles(want, wdec, x, K, Codebook3INST, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { GPUEncoder = nil }()
 	for _, fail := range []bool{false, true} {
 		called := false
-		GPUEncoder = func(states []uint16, x []float32, K int, cb Codebook) error {
+		gpu := func(states []uint16, x []float32, K int, cb Codebook) error {
 			called = true
 			if fail {
 				return errors.New("no GPU")
 			}
-			self := GPUEncoder
-			GPUEncoder = nil
-			defer func() { GPUEncoder = self }()
-			_, err := EncodeTiles(states, nil, x, K, cb, 0)
+			_, err := EncodeTiles(states, nil, x, K, cb, 0, nil)
 			return err
 		}
 		got, gdec := make([]uint16, len(x)), make([]float32, len(x))
-		gerr, err := EncodeTiles(got, gdec, x, K, Codebook3INST, 0)
+		gerr, err := EncodeTiles(got, gdec, x, K, Codebook3INST, 0, gpu)
 		if err != nil || !called {
 			t.Fatalf("fail=%v: err %v, called %v", fail, err, called)
 		}

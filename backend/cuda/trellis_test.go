@@ -330,9 +330,6 @@ func median3(d []time.Duration) time.Duration {
 func TestTrellisViterbi(t *testing.T) {
 	g := gpu(t)
 	rng := rand.New(rand.NewPCG(41, 42))
-	saved := quant.GPUEncoder
-	quant.GPUEncoder = nil // the CPU reference
-	defer func() { quant.GPUEncoder = saved }()
 	type vcase struct {
 		K     int
 		cb    quant.Codebook
@@ -346,7 +343,7 @@ func TestTrellisViterbi(t *testing.T) {
 	for _, cs := range cases {
 		x := randn(rng, cs.tiles*quant.TileLen, 1.2)
 		want := make([]uint16, len(x))
-		if _, err := quant.EncodeTiles(want, nil, x, cs.K, cs.cb, 0); err != nil {
+		if _, err := quant.EncodeTiles(want, nil, x, cs.K, cs.cb, 0, nil); err != nil {
 			t.Fatal(err)
 		}
 		got := make([]uint16, len(x))
@@ -381,7 +378,7 @@ func TestTrellisViterbi(t *testing.T) {
 		gs := time.Since(t0).Seconds()
 		nc := max(16, n/16)
 		t0 = time.Now()
-		quant.EncodeTiles(st[:nc*256], nil, x[:nc*256], K, quant.Codebook3INST, 0)
+		quant.EncodeTiles(st[:nc*256], nil, x[:nc*256], K, quant.Codebook3INST, 0, nil)
 		cs := time.Since(t0).Seconds()
 		fmt.Printf("viterbi K%d: GPU %d tiles in %.3f s = %.3g weights/s; CPU (%d threads) %d tiles in %.3f s = %.3g weights/s\n",
 			K, n, gs, float64(n*256)/gs, runtime.GOMAXPROCS(0), nc, cs, float64(nc*256)/cs)

@@ -165,11 +165,12 @@ func quantizeCmd(args []string) error {
 		bar.set(int(done >> 10))
 	}
 	if opt.Method == quantize.EXL3 {
-		stop, err := useGPUViterbi(*device, *verbose)
+		gpu, stop, err := useGPUViterbi(*device, *verbose)
 		if err != nil {
 			return err
 		}
 		defer stop()
+		opt.EXL3.GPU = gpu
 	}
 	start := time.Now()
 	rep, err := quantize.Run(pos[0], pos[1], opt)
@@ -276,33 +277,29 @@ func rateDistortion(bitsList string, samples, threads int, asJSON bool) error {
 	return nil
 }
 
-// useGPUViterbi hands the trellis search of quant.EncodeTiles to a CUDA
-// device (--device cuda or auto with a device present); the returned
-// function releases it.
-func useGPUViterbi(device string, verbose bool) (func(), error) {
+// useGPUViterbi returns the trellis search of a CUDA device (--device cuda,
+// or auto with a device present) for quant.EXL3Options.GPU, nil for the
+// CPU, and a function that releases the device.
+func useGPUViterbi(device string, verbose bool) (quant.TileEncoder, func(), error) {
 	switch device {
 	case "cpu":
-		return func() {}, nil
+		return nil, func() {}, nil
 	case "auto", "cuda":
 	default:
-		return nil, usagef("--device %q: want cpu, cuda or auto", device)
+		return nil, nil, usagef("--device %q: want cpu, cuda or auto", device)
 	}
 	be, err := cuda.New(0)
 	if err != nil {
 		if device == "cuda" {
-			return nil, fmt.Errorf("--device cuda: %w", err)
+			return nil, nil, fmt.Errorf("--device cuda: %w", err)
 		}
 		if verbose {
 			fmt.Fprintf(os.Stderr, "trellis search on the CPU: %v\n", err)
 		}
-		return func() {}, nil
+		return nil, func() {}, nil
 	}
 	if verbose {
 		fmt.Fprintf(os.Stderr, "trellis search on %s\n", be.Describe())
 	}
-	quant.GPUEncoder = be.EncodeTiles
-	return func() {
-		quant.GPUEncoder = nil
-		be.Close()
-	}, nil
+	return be.EncodeTiles, func() { be.Close() }, nil
 }
