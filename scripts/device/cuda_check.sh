@@ -15,7 +15,7 @@
 #
 # Steps, in order of importance, each skipped when too little of BUDGET
 # (seconds, default 280) is left; STEPS (default all) picks some of
-# tests,perf,bench,run,memcheck,racecheck:
+# tests,perf,bench,moe,run,memcheck,racecheck:
 #   1. the backend's tests (ops against the CPU, the tensor-core kernels at
 #      split-K sizes, graph segments, fixtures against transformers,
 #      batching, GPTQ checkpoints, errors, call costs)
@@ -25,6 +25,8 @@
 #   3. bench: `marlin bench` of the Llama-3-8B shape, BF16 and INT4 g128,
 #      decode with and without CUDA graphs (the synthetic checkpoints are
 #      generated on this machine's disk on first use)
+#   3b. moe: the GLM-4.7-Flash shape (INT4 g128, EXL3 4-bit, a BF16 slice)
+#      at batch 1 and 32 with a 2K prefill, and Mixtral-8x7B at INT4
 #   4. `marlin run` of the embedded model, greedy, on cuda and on cpu: same text
 #   5. the op tests (dense, MoE and MLA kernels) under compute-sanitizer memcheck
 #   6. racecheck (shared-memory hazards) of the tiled kernels
@@ -34,7 +36,7 @@ cd "$(dirname "$0")/../.."
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 BUDGET=${BUDGET:-280}
-STEPS=${STEPS:-tests,perf,bench,run,memcheck,racecheck}
+STEPS=${STEPS:-tests,perf,bench,moe,run,memcheck,racecheck}
 want() { [[ ",$STEPS," == *",$1,"* ]]; }
 start=$SECONDS
 left() { echo $((BUDGET - (SECONDS - start))); }
@@ -93,11 +95,23 @@ fi
 # 3. end to end: the Llama-3-8B shape in BF16 and INT4 g128
 if want bench; then
 	run bench 60 400 "$OUT/bench.log" ./gpubin/marlin bench --synthetic llama3-8b --format bf16,int4:128 --device cuda --prompt 512 --gen 64 --membw=false --json
-	run bench-pdl 40 200 "$OUT/bench-pdl.log" env MARLIN_CUDA_PDL=1 ./gpubin/marlin bench --synthetic llama3-8b --format int4:128 --device cuda --prompt 512 --gen 64 --membw=false --json
 	grep -E "cuBLAS" "$OUT/perf.log"
-	echo "with programmatic dependent launch (MARLIN_CUDA_PDL=1):"
-	grep -E 'decode_tokens' "$OUT/bench-pdl.log"
 	grep -vE '^\s*$' "$OUT/bench.log" | grep -E 'decode_tokens|prefill_tokens|weight_bytes|kv_bytes_8k|"model"|building|Error|error' | head -30
+fi
+
+# 3b. mixtures of experts: the GLM-4.7-Flash shape with INT4 g128 experts
+# (batch 1 and 32, prefill of 2K tokens), its EXL3 4-bit variant, a BF16
+# reference of 12 of its 47 layers (the whole BF16 model, 60 GB, does not
+# fit the machine's disk beside the others), and Mixtral-8x7B at INT4
+if want moe; then
+	for f in int4:128 exl3:4; do
+		run "moe-$f" 60 300 "$OUT/moe-${f%%:*}.log" ./gpubin/marlin bench --synthetic glm4.7-flash --format $f --device cuda --prompt 2048 --gen 32 --batch 32 --membw=false --json
+		rm -rf "${XDG_CACHE_HOME:-$HOME/.cache}"/marlin/synthetic/glm*
+	done
+	run moe-bf16 40 200 "$OUT/moe-bf16.log" ./gpubin/marlin bench --synthetic glm4.7-flash --layers 12 --format bf16 --device cuda --prompt 2048 --gen 32 --batch 32 --membw=false --json
+	rm -rf "${XDG_CACHE_HOME:-$HOME/.cache}"/marlin/synthetic/glm*
+	run mixtral 40 300 "$OUT/mixtral.log" ./gpubin/marlin bench --synthetic mixtral-8x7b --format int4:128 --device cuda --prompt 512 --gen 32 --membw=false --json
+	grep -hE 'decode_tokens|prefill_tokens|batch|"model"|Error|error' "$OUT"/moe-*.log "$OUT/mixtral.log" | head -40
 fi
 
 if want run; then
