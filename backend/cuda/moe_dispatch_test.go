@@ -152,7 +152,8 @@ func TestMLAAttentionLong(t *testing.T) {
 // TestMLAPrologue checks the one-launch MLA prologue (mla_prologue)
 // against the CPU backend's MLAPrologue (which equals the sequence of
 // CopyCols, RMSNorm and RoPE it stands for, backend/cpu's TestMLAPrologue)
-// on random data: the GLM-4.7-Flash head shape
+// on random data, and the CUDA fallback (the op sequence, taken with
+// MARLIN_CUDA_MOE_FAST=0) likewise: the GLM-4.7-Flash head shape
 // and an odd one with a partial rotary part, both rope conventions,
 // positions past the rope table's first size. qf's latent columns hold
 // random values that neither side may touch.
@@ -183,15 +184,22 @@ func TestMLAPrologue(t *testing.T) {
 		norm := randn(rng, cs.lora, 1)
 		gn, cn := g.LoadVector(norm), c.LoadVector(norm)
 		kva := tensors(t, g, c, cs.M, kd, randn(rng, cs.M*kd, 2))
-		q := tensors(t, g, c, cs.M, cs.heads*hd, randn(rng, cs.M*cs.heads*hd, 1))
-		qf := tensors(t, g, c, cs.M, cs.heads*kd, randn(rng, cs.M*cs.heads*kd, 1))
+		qv, qfv := randn(rng, cs.M*cs.heads*hd, 1), randn(rng, cs.M*cs.heads*kd, 1)
+		q := tensors(t, g, c, cs.M, cs.heads*hd, qv)
+		qf := tensors(t, g, c, cs.M, cs.heads*kd, qfv)
 		key := tensors(t, g, c, cs.M, kd, nil)
-		g.MLAPrologue(key.g, qf.g, kva.g, q.g, gn, 1e-6, cs.heads, cs.nope, rope, pos)
 		c.MLAPrologue(key.c, qf.c, kva.c, q.c, cn, 1e-6, cs.heads, cs.nope, rope, pos)
-		got, want := key.read(t, g, c)
-		compare(t, name+": key", got, want, 1e-6, 1e-6)
-		got, want = qf.read(t, g, c)
-		compare(t, name+": qf", got, want, 1e-6, 1e-6)
+		for _, seq := range []bool{false, true} { // the launch, then the op sequence it stands for
+			g.moe.off = seq
+			g.Write(qf.g, qfv)
+			g.Write(q.g, qv)
+			g.MLAPrologue(key.g, qf.g, kva.g, q.g, gn, 1e-6, cs.heads, cs.nope, rope, pos)
+			g.moe.off = false
+			got, want := key.read(t, g, c)
+			compare(t, fmt.Sprintf("%s sequence %v: key", name, seq), got, want, 1e-6, 1e-6)
+			got, want = qf.read(t, g, c)
+			compare(t, fmt.Sprintf("%s sequence %v: qf", name, seq), got, want, 1e-6, 1e-6)
+		}
 	}
 }
 
