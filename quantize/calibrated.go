@@ -41,6 +41,7 @@ type LayerReport struct {
 // runner holds one calibrated quantization.
 type runner struct {
 	opt   Options
+	j     *journal // what earlier runs of this job quantized (resume.go)
 	ck    *hf.Checkpoint
 	w     *hf.Writer
 	be    *calibBackend
@@ -218,8 +219,21 @@ func runCalibrated(src, dst string, opt Options) (*Report, error) {
 		be.size[g] = len(ms)
 	}
 
-	// calibration passes
+	// resume: the weights an interrupted run of this job quantized
 	batchRows := max(1, c.BatchTokens/len(seqs[0]))
+	key, err := jobKey(ck, src, opt, seqs, batchRows*len(seqs[0]))
+	if err != nil {
+		return nil, err
+	}
+	if r.j, err = openJournal(dst, key, opt.Warn); err != nil {
+		return nil, err
+	}
+	if err := r.replay(); err != nil {
+		return nil, err
+	}
+	r.rep.Resumed = len(r.j.Entries)
+
+	// calibration passes
 	calibStart := time.Now()
 	if batchRows >= len(seqs) {
 		// everything in one forward pass: quantize each group when reached
@@ -239,6 +253,9 @@ func runCalibrated(src, dst string, opt Options) (*Report, error) {
 		r.rep.Passes = 1
 	} else {
 		for g := range groups {
+			if r.groupDone(groups[g]) {
+				continue
+			}
 			be.target = g
 			h := &hessian{}
 			be.acc = h
@@ -344,6 +361,9 @@ func runCalibrated(src, dst string, opt Options) (*Report, error) {
 	if err := w.Commit(); err != nil {
 		return nil, err
 	}
+	if err := r.j.remove(); err != nil && opt.Warn != nil {
+		opt.Warn(fmt.Sprintf("removing the journal %s: %v", r.j.dir, err))
+	}
 	r.rep.Seconds = time.Since(start).Seconds()
 	return r.rep, nil
 }
@@ -428,17 +448,74 @@ type calibStats struct {
 }
 
 // quantizeOne quantizes one target weight (hs nil: without calibration),
-// writes its tensors and installs it in the backend for the later passes.
+// journals it, writes its tensors and installs it in the backend for the
+// later passes.
 func (r *runner) quantizeOne(mat backend.Matrix, hs *calibStats) error {
 	name := r.out[mat]
 	if r.done[name] {
 		return nil
+	}
+	if ctx := r.opt.Context; ctx != nil && ctx.Err() != nil {
+		return fmt.Errorf("stopped before %s (%d weights done, journaled in %s: the same command resumes): %w", name, len(r.j.Entries), r.j.dir, ctx.Err())
 	}
 	t, _ := r.ck.Tensor(r.src[mat])
 	tensors, rep, err := r.quantizeTensor(name, t, *r.specs[name], hs)
 	if err != nil {
 		return err
 	}
+	var shape *[2]int
+	if sh, ok := r.cfg.Shapes[name]; ok {
+		shape = &sh
+	}
+	if err := r.j.add(name, tensors, rep, shape); err != nil {
+		return err
+	}
+	return r.install(mat, t, tensors, rep)
+}
+
+// replay installs the weights the journal holds, in their order.
+func (r *runner) replay() error {
+	byName := map[string]backend.Matrix{}
+	for mat, name := range r.out {
+		byName[name] = mat
+	}
+	for _, e := range r.j.Entries {
+		mat, ok := byName[e.Name]
+		if !ok || r.done[e.Name] {
+			return fmt.Errorf("journal %s: weight %s is not a target of this model, or twice in it", r.j.dir, e.Name)
+		}
+		tensors, err := r.j.tensors(e)
+		if err != nil {
+			return err
+		}
+		if e.Shape != nil {
+			if r.cfg.Shapes == nil {
+				r.cfg.Shapes = map[string][2]int{}
+			}
+			r.cfg.Shapes[e.Name] = *e.Shape
+		}
+		t, _ := r.ck.Tensor(r.src[mat])
+		if err := r.install(mat, t, tensors, e.Report); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// groupDone reports whether every weight of a group is quantized.
+func (r *runner) groupDone(ms []backend.Matrix) bool {
+	for _, m := range ms {
+		if !r.done[r.out[m]] {
+			return false
+		}
+	}
+	return true
+}
+
+// install writes the quantized tensors of the weight mat (source tensor t)
+// and has the backend multiply by them from now on.
+func (r *runner) install(mat backend.Matrix, t safetensors.Tensor, tensors []safetensors.Tensor, rep LayerReport) error {
+	name := r.out[mat]
 	if err := r.add(tensors); err != nil {
 		return err
 	}

@@ -2,7 +2,10 @@ package quantize_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -287,5 +290,118 @@ func TestCalibratedHeadBits(t *testing.T) {
 	ids := []int32{5, 17, 99}
 	if d := relRMS(logits(t, out, ids), logits(t, src, ids)); d > 0.5 {
 		t.Errorf("logits off by %.3f relative RMS", d)
+	}
+}
+
+// TestCalibratedResume stops calibrated runs between two weights and
+// runs them again: each second run must take the journaled weights,
+// finish, remove the journal and write exactly the files of a run that
+// was never stopped — GPTQ with every row in one pass and EXL3 streaming
+// its calibration in small batches (one pass per layer group, both
+// batches). A journal of another job is discarded with a note.
+func TestCalibratedResume(t *testing.T) {
+	dir := t.TempDir()
+	calib := &quantize.Calibration{Tokens: randomTokens(8*64, 256), Rows: 8, Ctx: 64}
+	jobs := []quantize.Options{
+		{Method: quantize.GPTQ, Spec: quant.Spec{Format: quant.GPTQ, Bits: 4, Group: 16, Sym: true}, Calib: calib},
+		{Method: quantize.EXL3, Spec: quant.Spec{Format: quant.EXL3, Bits: 2}, EXL3: quant.EXL3Options{NoScaleSearch: true},
+			Calib: &quantize.Calibration{Tokens: calib.Tokens, Rows: 8, Ctx: 64, BatchTokens: 4 * 64}},
+	}
+	read := func(d string) map[string][]byte {
+		files := map[string][]byte{}
+		ents, err := os.ReadDir(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			b, err := os.ReadFile(filepath.Join(d, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			files[e.Name()] = b
+		}
+		return files
+	}
+	for i, opt := range jobs {
+		whole := filepath.Join(dir, fmt.Sprintf("whole%d", i))
+		if _, err := quantize.Run(src, whole, opt); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, fmt.Sprintf("out%d", i))
+		for _, stopAfter := range []int{3, 9} {
+			ctx, cancel := context.WithCancel(context.Background())
+			n := 0
+			o := opt
+			o.Context = ctx
+			o.Layer = func(quantize.LayerReport) {
+				if n++; n == stopAfter {
+					cancel()
+				}
+			}
+			_, err := quantize.Run(src, out, o)
+			cancel()
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("%v stopped after %d weights: error %v", opt.Method, stopAfter, err)
+			}
+			if _, err := os.Stat(out); err == nil {
+				t.Fatalf("%v: a stopped run left %s", opt.Method, out)
+			}
+			raw, err := os.ReadFile(filepath.Join(out+".partial", "journal.json"))
+			var j struct{ Entries []json.RawMessage }
+			if err != nil || json.Unmarshal(raw, &j) != nil || len(j.Entries) != stopAfter {
+				t.Fatalf("%v: journal after %d weights: %d entries (%v)", opt.Method, stopAfter, len(j.Entries), err)
+			}
+		}
+		redone := 0
+		opt.Layer = func(quantize.LayerReport) { redone++ }
+		rep, err := quantize.Run(src, out, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(out + ".partial"); err == nil {
+			t.Errorf("%v: the journal is still there", opt.Method)
+		}
+		if rep.Resumed != 9 {
+			t.Errorf("%v: %d weights resumed from the journal, want 9", opt.Method, rep.Resumed)
+		}
+		if want := len(rep.Layers); redone != want {
+			t.Errorf("%v: %d layer reports after resuming, want %d (journaled ones included)", opt.Method, redone, want)
+		}
+		a, b := read(whole), read(out)
+		if len(a) != len(b) {
+			t.Fatalf("%v: %d files, want %d", opt.Method, len(b), len(a))
+		}
+		for name, want := range a {
+			if !bytes.Equal(b[name], want) {
+				t.Errorf("%v: %s differs from the uninterrupted run's", opt.Method, name)
+			}
+		}
+	}
+	// another job's journal in the way: discarded, with a note
+	out := filepath.Join(dir, "other")
+	ctx, cancel := context.WithCancel(context.Background())
+	o := jobs[0]
+	o.Context, o.Layer = ctx, func(quantize.LayerReport) { cancel() }
+	if _, err := quantize.Run(src, out, o); !errors.Is(err, context.Canceled) {
+		t.Fatalf("stopped GPTQ run: %v", err)
+	}
+	var notes []string
+	o = jobs[1]
+	o.Warn = func(s string) { notes = append(notes, s) }
+	if _, err := quantize.Run(src, out, o); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(notes, "\n"), "another job") {
+		t.Errorf("no note about the other job's journal: %q", notes)
+	}
+	// a folder in the way that is not a journal: an error, nothing deleted
+	out = filepath.Join(dir, "busy")
+	os.MkdirAll(out+".partial", 0o755)
+	os.WriteFile(filepath.Join(out+".partial", "mine.txt"), []byte("x"), 0o644)
+	if _, err := quantize.Run(src, out, jobs[0]); err == nil || !strings.Contains(err.Error(), "not a marlin quantize journal") {
+		t.Errorf("a foreign folder at OUT.partial: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(out+".partial", "mine.txt")); err != nil {
+		t.Errorf("the foreign folder's file is gone: %v", err)
 	}
 }

@@ -6,6 +6,7 @@
 package quantize
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -71,6 +72,10 @@ type Options struct {
 	Threads int
 	// Layer, when set, is called after each weight is quantized.
 	Layer func(LayerReport)
+	// Context, when set, stops a calibrated run between two weights once
+	// it is done: Run then returns an error wrapping its Err, and a run of
+	// the same job later resumes from the journal (resume.go).
+	Context context.Context
 }
 
 // Report summarises a Run.
@@ -80,6 +85,9 @@ type Report struct {
 	OutBytes        int64 // output tensor bytes
 
 	// calibrated methods only:
+	// Resumed is the weights taken from the journal of an earlier,
+	// stopped run of the same job instead of being quantized again.
+	Resumed     int
 	CalibName   string // the calibration text
 	CalibRows   int    // sequences
 	CalibTokens int    // tokens (BOS included)

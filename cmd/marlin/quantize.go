@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/marlin-llm/marlin/backend/cuda"
@@ -172,6 +175,13 @@ func quantizeCmd(args []string) error {
 		defer stop()
 		opt.EXL3.GPU = gpu
 	}
+	if opt.Method != quantize.RTN {
+		// Ctrl-C or SIGTERM stops after the weight in progress; what is done
+		// stays journaled in OUT.partial, and the same command resumes
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		opt.Context = ctx
+	}
 	start := time.Now()
 	rep, err := quantize.Run(pos[0], pos[1], opt)
 	if bar != nil {
@@ -179,6 +189,9 @@ func quantizeCmd(args []string) error {
 	}
 	if err != nil {
 		return err
+	}
+	if rep.Resumed > 0 {
+		fmt.Fprintf(os.Stderr, "resumed: %d weights taken from the journal of a stopped run\n", rep.Resumed)
 	}
 	label := spec.String()
 	if opt.Method == quantize.GPTQ {
