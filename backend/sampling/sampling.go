@@ -109,12 +109,11 @@ func (s *Scratch) Probs(logits []float32, p Params) ([]float32, bool) {
 	pr := s.probs[:len(logits)]
 	finite := false
 	for i, l := range logits {
-		switch {
-		case l != l: // NaN is never drawn
-			l = float32(math.Inf(-1))
-		case !math.IsInf(float64(l), 0):
+		if math.Float32bits(l)&0x7f800000 != 0x7f800000 { // finite: the usual case
 			finite = true
-		case l > 0:
+		} else if l != l { // NaN is never drawn
+			l = float32(math.Inf(-1))
+		} else if l > 0 {
 			return nil, false // +Inf: the argmax is the only choice
 		}
 		pr[i] = l
