@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"unsafe"
 )
 
 // TestReleaseRereads: released pages of a file mapping read back the
@@ -44,4 +45,29 @@ func TestReleaseRereads(t *testing.T) {
 		}
 	}
 	_ = sum
+}
+
+// TestHuge: a huge-page buffer is zeroed, 64-byte aligned and writable.
+func TestHuge(t *testing.T) {
+	const n = 5<<20 + 123
+	b, free := Huge(n)
+	if len(b) != n || uintptr(unsafe.Pointer(unsafe.SliceData(b)))%64 != 0 {
+		t.Fatalf("len %d, address %p", len(b), unsafe.SliceData(b))
+	}
+	for i, v := range b {
+		if v != 0 {
+			t.Fatalf("byte %d is %d", i, v)
+		}
+	}
+	for i := range b {
+		b[i] = byte(i * 7)
+	}
+	for i, v := range b {
+		if v != byte(i*7) {
+			t.Fatalf("byte %d reads %d", i, v)
+		}
+	}
+	if free != nil {
+		free()
+	}
 }
