@@ -17,9 +17,11 @@ import (
 // vocabularies of 1000, 50257 and 128256 (chunks that do not divide
 // evenly), rows of every filter combination with fresh uniform numbers,
 // and rows with NaN, −Inf and +Inf logits or none finite. Every draw must
-// be the same token: random logits keep the cuts and the draws far from
-// the last-bit differences of the two sums (float32 probabilities, double
-// sums in another order), a mismatch on the order of 1e-7 a draw.
+// be the same token, except where U·Σp lies within 1e-5·Σp of the
+// boundary between the two tokens drawn: the two sides compute each
+// probability with a different exp (a few ulps apart) and sum in another
+// order, which moves a boundary by ~1e-7·Σp·√n at most (random logits cut
+// filters far from such ties).
 func TestSample(t *testing.T) {
 	g := gpu(t)
 	c := cpu.New(2)
@@ -73,7 +75,7 @@ func TestSample(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i := range want {
-				if got[i] != want[i] {
+				if got[i] != want[i] && !nearBoundary(logits[i*V:(i+1)*V], p[i], got[i], want[i]) {
 					t.Errorf("%s: row %d (%+v): device drew %d, CPU %d", fmt.Sprintf("V%d rep %d", V, rep), i, p[i], got[i], want[i])
 				}
 			}
@@ -83,4 +85,33 @@ func TestSample(t *testing.T) {
 		t.Error("Sample into too few ids: no error")
 	}
 	mustSync(t, g)
+}
+
+// nearBoundary reports whether two different draws a and b from logits
+// with p are both kept tokens adjacent in id order (no kept token between
+// them) whose boundary lies within 1e-5 of U·Σp (sampling's probabilities).
+func nearBoundary(logits []float32, p sampling.Params, a, b int32) bool {
+	if p.Greedy() || a < 0 || b < 0 {
+		return false
+	}
+	var sc sampling.Scratch
+	pr, ok := sc.Probs(logits, p)
+	if !ok {
+		return false
+	}
+	lo, hi := min(a, b), max(a, b)
+	if pr[lo] <= 0 || pr[hi] <= 0 {
+		return false
+	}
+	var total, upto float64
+	for i, x := range pr {
+		total += float64(x)
+		if int32(i) <= lo {
+			upto += float64(x)
+		}
+		if int32(i) > lo && int32(i) < hi && x > 0 {
+			return false
+		}
+	}
+	return math.Abs(upto-p.U*total) <= 1e-5*total
 }
