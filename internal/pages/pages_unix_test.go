@@ -71,3 +71,48 @@ func TestHuge(t *testing.T) {
 		free()
 	}
 }
+
+// TestHugeArenas: small buffers cut from shared arenas (more of them than
+// one arena holds) are zeroed, 64-byte aligned, and do not overlap: a
+// pattern written to each reads back after others were freed and new
+// arenas taken.
+func TestHugeArenas(t *testing.T) {
+	type buf struct {
+		b    []byte
+		free func()
+		v    byte
+	}
+	var live []buf
+	for i := range 40 {
+		n := (3<<20)/2 + 977*i // 1.5 MiB and a bit: 40 of them span two arenas
+		b, free := Huge(n)
+		if len(b) != n || uintptr(unsafe.Pointer(unsafe.SliceData(b)))%64 != 0 {
+			t.Fatalf("buffer %d: len %d, address %p", i, len(b), unsafe.SliceData(b))
+		}
+		for j, x := range b {
+			if x != 0 {
+				t.Fatalf("buffer %d byte %d is %d", i, j, x)
+			}
+		}
+		v := byte(i + 1)
+		for j := range b {
+			b[j] = v
+		}
+		live = append(live, buf{b, free, v})
+		if i%3 == 2 && free != nil { // free some as we go
+			live[len(live)-2].free()
+			live = append(live[:len(live)-2], live[len(live)-1])
+		}
+	}
+	for _, l := range live {
+		for j, x := range l.b {
+			if x != l.v {
+				t.Fatalf("a buffer of value %d reads %d at %d: overlapping buffers", l.v, x, j)
+			}
+		}
+		if l.free != nil {
+			l.free()
+			l.free()
+		}
+	}
+}
