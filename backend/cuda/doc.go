@@ -52,7 +52,9 @@
 // Linking: purego makes a CGO_ENABLED=0 binary that imports this package
 // dynamically linked against the C library (it needs the dynamic loader to
 // dlopen libcuda). Building with the tag nocuda leaves the backend out
-// (New always fails with ErrUnavailable) and gives a static binary again.
+// (New always fails with ErrUnavailable) and gives a static binary again;
+// so does building for a system other than Linux, where the backend is
+// not built.
 //
 // Memory. Tensors, matrices, vectors, caches and selections own device
 // buffers that are freed when they become unreachable (runtime.AddCleanup

@@ -1,4 +1,4 @@
-//go:build nocuda
+//go:build !linux || nocuda
 
 package cuda
 
@@ -10,9 +10,10 @@ import (
 	"github.com/marlin-llm/marlin/quant"
 )
 
-// Backend stands in for the CUDA backend in builds with the nocuda tag,
-// which leave out purego and so stay statically linked. It is never
-// created: New always fails.
+// Backend stands in for the CUDA backend in builds with the nocuda tag
+// (which leave out purego and so stay statically linked) and on systems
+// other than Linux, where the backend is not built. It is never created:
+// New always fails.
 type Backend struct{ backend.Backend }
 
 // ErrUnavailable is matched (errors.Is) by the error New returns when the
@@ -21,7 +22,7 @@ var ErrUnavailable = errors.New("CUDA unavailable")
 
 // New reports that this binary was built without CUDA support.
 func New(ordinal int) (*Backend, error) {
-	return nil, fmt.Errorf("this binary was built without CUDA support (tag nocuda): %w", ErrUnavailable)
+	return nil, fmt.Errorf("this binary was built without CUDA support (tag nocuda, or not Linux): %w", ErrUnavailable)
 }
 
 // Describe is never called: New always fails.
