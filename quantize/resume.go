@@ -19,8 +19,9 @@ import (
 // the output, OUT.partial: the weight's tensors (one safetensors file,
 // written atomically) and then an entry in journal.json (replaced
 // atomically) naming it. A later run of the same job — the journal's key
-// hashes the source checkpoint's files, the options that change the result
-// and the calibration tokens — takes the journaled weights, in the order
+// hashes the source checkpoint's config and its files' sizes and times,
+// the options that change the result and the calibration tokens — takes
+// the journaled weights, in the order
 // they were done, instead of quantizing them again: the forward passes of
 // the weights after them see the same quantized layers, so the run goes on
 // where the other stopped and writes the same output. The folder is
@@ -50,8 +51,9 @@ type journalEntry struct {
 func partialDir(dst string) string { return filepath.Clean(dst) + ".partial" }
 
 // jobKey hashes what the quantized weights depend on: the source folder's
-// config and tensor files (names and sizes), the method and its options,
-// and the calibration token rows.
+// config and tensor files (names, sizes and modification times: hashing
+// the contents would mean reading the whole model), the method and its
+// options, and the calibration token rows.
 func jobKey(ck *hf.Checkpoint, src string, opt Options, seqs [][]int32, batchTokens int) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "marlin quantize journal %d\n", journalVersion)
@@ -67,7 +69,7 @@ func jobKey(ck *hf.Checkpoint, src string, opt Options, seqs [][]int32, batchTok
 		if err != nil {
 			return "", err
 		}
-		fmt.Fprintf(h, "%s %d\n", filepath.Base(f), st.Size())
+		fmt.Fprintf(h, "%s %d %d\n", filepath.Base(f), st.Size(), st.ModTime().UnixNano())
 	}
 	e := opt.EXL3 // (not where the search runs: Workers, GPU)
 	job := struct {
