@@ -192,6 +192,10 @@ type Backend interface {
 	LoadVector(v []float32) Vector
 	// NewKVCache allocates a KV block pool.
 	NewKVCache(spec KVSpec) (KVCache, error)
+	// MemoryAvailable returns the bytes the backend can still allocate for
+	// activations and caches (the host's available memory for the CPU, the
+	// device's free memory for a GPU), or 0 when it cannot tell.
+	MemoryAvailable() int64
 
 	// Embed writes row tokens[i] of table into row i of dst.
 	Embed(dst Tensor, table Matrix, tokens []int32)

@@ -27,8 +27,15 @@ type Config struct {
 	// served 64 streams ~15% faster than 16-token ones; a sequence wastes
 	// less than one block).
 	BlockSize int
+	// ContextLength is the longest sequence (prompt and generated tokens)
+	// served (0: the model's context length, shortened when a whole
+	// context's KV cache would not fit in the backend's memory; at most the
+	// model's in any case).
+	ContextLength int
 	// CacheTokens is the KV cache's capacity in tokens across all sequences
-	// (default: 4 contexts, at least 4096 tokens, capped by the context length × MaxSeqs).
+	// (default: 4 contexts, at least 4096 tokens, capped by the context
+	// length × MaxSeqs and by nine tenths of the backend's available memory).
+	// It holds at least one whole context.
 	CacheTokens int
 	// MaxSeqs bounds the sequences that run at once (default 64).
 	MaxSeqs int
@@ -150,6 +157,54 @@ type seq struct {
 	order   uint64 // admission order, for preemption
 }
 
+// minContext is the shortest context sizeCache shortens a model's to.
+const minContext = 256
+
+// sizeCache settles the context length served and the KV cache's tokens
+// (cfg.CacheTokens) for a model of context length modelCtx (0: unknown,
+// 2048 assumed) whose cache takes perToken bytes a token, on a backend
+// with avail bytes available (0: unknown): the defaults of Config, within
+// nine tenths of avail (the rest is left for activations). A context or a
+// cache size given in cfg that does not fit is an error that says what
+// would; a default context is shortened to what fits, down to minContext.
+func sizeCache(cfg *Config, modelCtx int, perToken, avail int64) (int, error) {
+	if modelCtx <= 0 {
+		modelCtx = 2048
+	}
+	ctxLen := modelCtx
+	if cfg.ContextLength > 0 {
+		ctxLen = min(cfg.ContextLength, modelCtx)
+	}
+	gave := cfg.CacheTokens > 0
+	if !gave {
+		cfg.CacheTokens = max(4*ctxLen, 4096)
+		cfg.CacheTokens = min(cfg.CacheTokens, ctxLen*cfg.MaxSeqs)
+	}
+	// A whole context must fit, so that any admitted sequence can finish.
+	cfg.CacheTokens = max(cfg.CacheTokens, ctxLen+cfg.BlockSize)
+	if avail <= 0 || perToken <= 0 {
+		return ctxLen, nil
+	}
+	budget := avail / 10 * 9
+	if int64(cfg.CacheTokens)*perToken <= budget {
+		return ctxLen, nil
+	}
+	fit := int(budget/perToken) / cfg.BlockSize * cfg.BlockSize
+	need := func(tokens int) string {
+		return fmt.Sprintf("%.2f GB", float64(int64(tokens)*perToken)/1e9)
+	}
+	switch {
+	case gave && cfg.CacheTokens > ctxLen+cfg.BlockSize:
+		return 0, fmt.Errorf("engine: a KV cache of %d tokens needs %s, and %s of memory is available: ask for at most %d tokens (or a 16-bit cache)",
+			cfg.CacheTokens, need(cfg.CacheTokens), need(int(budget/perToken)), fit)
+	case cfg.ContextLength > 0 || fit-cfg.BlockSize < minContext:
+		return 0, fmt.Errorf("engine: a context of %d tokens needs a KV cache of %s, and %s of memory is available: ask for a context of at most %d tokens (or a 16-bit cache)",
+			ctxLen, need(ctxLen+cfg.BlockSize), need(int(budget/perToken)), max(fit-cfg.BlockSize, 0))
+	}
+	cfg.CacheTokens = fit
+	return min(ctxLen, fit-cfg.BlockSize), nil
+}
+
 // New starts an engine for m on be.
 func New(m model.Model, be backend.Backend, cfg Config) (*Engine, error) {
 	info := m.Info()
@@ -162,19 +217,13 @@ func New(m model.Model, be backend.Backend, cfg Config) (*Engine, error) {
 	if cfg.ChunkTokens <= 0 {
 		cfg.ChunkTokens = 256
 	}
-	ctxLen := info.ContextLength
-	if ctxLen <= 0 {
-		ctxLen = 2048
-	}
-	if cfg.CacheTokens <= 0 {
-		cfg.CacheTokens = max(4*ctxLen, 4096)
-		cfg.CacheTokens = min(cfg.CacheTokens, ctxLen*cfg.MaxSeqs)
-	}
-	// A whole context must fit, so that any admitted sequence can finish.
-	cfg.CacheTokens = max(cfg.CacheTokens, ctxLen+cfg.BlockSize)
 	spec := info.KV
 	spec.DType = cfg.KVType
 	spec.BlockSize = cfg.BlockSize
+	ctxLen, err := sizeCache(&cfg, info.ContextLength, spec.TokenBytes(), be.MemoryAvailable())
+	if err != nil {
+		return nil, err
+	}
 	spec.Blocks = (cfg.CacheTokens + cfg.BlockSize - 1) / cfg.BlockSize
 	cache, err := be.NewKVCache(spec)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/marlin-llm/marlin/backend"
 	"github.com/marlin-llm/marlin/backend/sampling"
@@ -21,6 +22,10 @@ type Backend struct {
 
 	mu    sync.Mutex
 	ropes map[*backend.Rope]*ropeTab // cos/sin tables, by the model's Rope
+
+	// mapped counts the bytes of the loaded weights that the kernels read
+	// from a file mapping (MemoryAvailable subtracts them).
+	mapped atomic.Int64
 }
 
 // New returns a CPU backend using threads goroutines for the heavy ops

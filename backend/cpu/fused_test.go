@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"github.com/marlin-llm/marlin/backend"
@@ -221,4 +222,26 @@ func normals(rng *rand.Rand) func(n int) []float32 {
 		}
 		return v
 	}
+}
+
+// TestMappedAccounting: weights whose bytes alias a file mapping are
+// counted (MemoryAvailable subtracts them) while they live; a copied or
+// heap weight is not.
+func TestMappedAccounting(t *testing.T) {
+	b := New(1)
+	defer b.Close()
+	d := make([]byte, 2*64*32)
+	w := &quant.Weight{Name: "m", Format: quant.Dense, DType: dtype.BF16, Out: 64, In: 32, Data: d, Mapped: true}
+	h := &quant.Weight{Name: "h", Format: quant.Dense, DType: dtype.BF16, Out: 64, In: 32, Data: d}
+	before := b.mapped.Load()
+	if _, err := b.LoadMatrix(w); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.LoadMatrix(h); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.mapped.Load() - before; got != int64(len(d)) {
+		t.Errorf("mapped bytes grew by %d, want %d", got, len(d))
+	}
+	runtime.KeepAlive(w)
 }

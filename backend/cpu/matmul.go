@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"runtime"
 	"unsafe"
 
 	"github.com/marlin-llm/marlin/backend"
@@ -39,9 +40,12 @@ func (b *Backend) LoadMatrix(w *quant.Weight) (backend.Matrix, error) {
 		if !quantSupported(w) {
 			return nil, fmt.Errorf("cpu: %s: format %s has no CPU kernel", w.Name, w.Format)
 		}
-		qkernels.Prepare(w) // the kernels' working copy, made now rather than in the first forward pass
+		if !qkernels.Prepare(w) { // the kernels' working copy, made now rather than in the first forward pass
+			b.holdMapped(w)
+		}
 		return m, nil
 	}
+	b.holdMapped(w)
 	n := w.Out * w.In
 	switch w.DType {
 	case dtype.F32:
@@ -52,6 +56,17 @@ func (b *Backend) LoadMatrix(w *quant.Weight) (backend.Matrix, error) {
 		return nil, fmt.Errorf("cpu: %s: dense weights of type %s are not supported", w.Name, w.DType)
 	}
 	return m, nil
+}
+
+// holdMapped counts w's bytes in b.mapped while w lives, when they alias
+// a file mapping.
+func (b *Backend) holdMapped(w *quant.Weight) {
+	if !w.Mapped {
+		return
+	}
+	n := int64(len(w.Data) + len(w.Scales) + len(w.Zeros))
+	b.mapped.Add(n)
+	runtime.AddCleanup(w, func(n int64) { b.mapped.Add(-n) }, n)
 }
 
 // aligned returns a pointer to data's first byte, copying data to a fresh

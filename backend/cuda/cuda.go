@@ -902,3 +902,13 @@ func checkShape(op string, cond bool, format string, args ...any) {
 		panic("cuda: " + op + ": " + fmt.Sprintf(format, args...))
 	}
 }
+
+// MemoryAvailable implements backend.Backend: the device's free memory (0
+// when the driver does not say).
+func (b *Backend) MemoryAvailable() int64 {
+	free, _, err := b.MemInfo()
+	if err != nil {
+		return 0
+	}
+	return free
+}

@@ -98,6 +98,7 @@ func chatCmd(args []string) error {
 	kvFlag := addKVTypeFlag(f)
 	sf := addSamplingFlags(f, 0.7)
 	system := f.String("system", "", "system prompt")
+	ctxLen := f.Int("ctx", 0, "longest conversation, in tokens (0: the model's context length, shortened to what the memory holds)")
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
@@ -123,7 +124,7 @@ func chatCmd(args []string) error {
 		return err
 	}
 	info := s.m.Info()
-	e, err := engine.New(s.m, s.be, engine.Config{MaxSeqs: 1, KVType: kvType})
+	e, err := engine.New(s.m, s.be, engine.Config{MaxSeqs: 1, ContextLength: *ctxLen, KVType: kvType})
 	if err != nil {
 		return err
 	}

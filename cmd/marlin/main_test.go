@@ -103,6 +103,7 @@ func TestCLIErrors(t *testing.T) {
 		{"quantize", fixture, t.TempDir(), "--format", "int5"},
 		{"nosuchcommand"},
 		{"perplexity", fixture},
+		{"serve", fixture, "--port", "0"}, // no tokenizer: the load fails and serve says so
 	} {
 		old := os.Stderr
 		r, w, _ := os.Pipe()

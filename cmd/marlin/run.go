@@ -109,7 +109,8 @@ func runCmd(args []string) error {
 			ids = []int32{info.BOS}
 		}
 	}
-	e, err := engine.New(s.m, s.be, engine.Config{MaxSeqs: 1, CacheTokens: min(info.ContextLength, len(ids)+sf.maxTokens+16), KVType: kvType})
+	// a context as long as this run needs (the engine caps it at the model's)
+	e, err := engine.New(s.m, s.be, engine.Config{MaxSeqs: 1, ContextLength: len(ids) + sf.maxTokens + 1, KVType: kvType})
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -40,7 +41,8 @@ func serveCmd(args []string) error {
 	grace := f.Duration("grace", 30*time.Second, "on SIGINT/SIGTERM, how long running requests may finish before they are cut short")
 	maxSeqs := f.Int("max-seqs", 64, "sequences that run at once (the batch)")
 	maxWaiting := f.Int("max-waiting", 256, "sequences that may wait for the batch; beyond, requests get 429 with Retry-After (0: unbounded)")
-	cacheTokens := f.Int("kv-cache-tokens", 0, "KV cache capacity in tokens (0: 4 contexts, at least 4096)")
+	cacheTokens := f.Int("kv-cache-tokens", 0, "KV cache capacity in tokens (0: 4 contexts, at least 4096, within the memory available)")
+	ctxLen := f.Int("ctx", 0, "longest sequence served, prompt and output (0: the model's context length, shortened to what the memory holds)")
 	chunk := f.Int("chunk-tokens", 0, "tokens per forward pass; longer prompts are prefilled in chunks (0: 256)")
 	maxN := f.Int("max-n", 16, "most sequences one request may ask for (n, times the prompts of a completion)")
 	pos, err := f.parse(args)
@@ -98,7 +100,9 @@ func serveCmd(args []string) error {
 	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx, fail := context.WithCancelCause(sigCtx)
-	var loadErr error // set before fail is called
+	// loadErr is why the model did not load, stored before fail is called
+	// (read by the main goroutine, which a signal may wake mid-load)
+	var loadErr atomic.Pointer[error]
 
 	// The model loads while the server already answers /health with 503.
 	type loaded struct {
@@ -110,14 +114,14 @@ func serveCmd(args []string) error {
 		start := time.Now()
 		s, err := mo.open(dir, true)
 		if err != nil {
-			loadErr = err
+			loadErr.Store(&err)
 			fail(err)
 			return
 		}
-		e, err := engine.New(s.m, s.be, engine.Config{MaxSeqs: *maxSeqs, MaxWaiting: *maxWaiting, CacheTokens: *cacheTokens, ChunkTokens: *chunk, KVType: kvType})
+		e, err := engine.New(s.m, s.be, engine.Config{MaxSeqs: *maxSeqs, MaxWaiting: *maxWaiting, ContextLength: *ctxLen, CacheTokens: *cacheTokens, ChunkTokens: *chunk, KVType: kvType})
 		if err != nil {
 			s.Close()
-			loadErr = err
+			loadErr.Store(&err)
 			fail(err)
 			return
 		}
@@ -129,18 +133,22 @@ func serveCmd(args []string) error {
 		if err := srv.SetModel(&server.Model{Name: modelName, Engine: e, Tokenizer: s.tok, Template: tmpl}); err != nil {
 			e.Close()
 			s.Close()
-			loadErr = err
+			loadErr.Store(&err)
 			fail(err)
 			return
 		}
 		info := s.m.Info()
+		if info.ContextLength > e.ContextLength() {
+			log.Warn("context shorter than the model's (--ctx, or what the KV cache fits in memory; --kv-type f16 halves it)",
+				"model_context", info.ContextLength, "context", e.ContextLength())
+		}
 		log.Info("model loaded", "model", modelName, "arch", info.Architecture, "context", e.ContextLength(),
 			"kv_cache_MB", e.CacheBytes()>>20, "backend", s.be.Name(), "took", time.Since(start).Round(time.Millisecond))
 		ready <- loaded{s, e}
 	}()
 	go func() {
 		<-ctx.Done()
-		if sigCtx.Err() != nil {
+		if loadErr.Load() == nil {
 			log.Info("shutting down: running requests may finish", "signal", context.Cause(sigCtx), "grace", *grace)
 		}
 		stop() // a second signal ends the process at once
@@ -157,8 +165,8 @@ func serveCmd(args []string) error {
 		ld.s.Close()
 	default:
 	}
-	if sigCtx.Err() == nil && ctx.Err() != nil {
-		return loadErr // the model did not load (fail happens after loadErr is set)
+	if e := loadErr.Load(); e != nil {
+		return *e // the model did not load
 	}
 	return err
 }

@@ -105,10 +105,12 @@ func gptqSIMD(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.
 
 // prepareGPTQ makes the packed copy of w when the AVX-512 kernels will
 // read it (the fast kernels, at least one 8-column block).
-func prepareGPTQ(w *quant.Weight) {
+func prepareGPTQ(w *quant.Weight) bool {
 	if useAVX512 && gptqUsePack && gptqFast(w) && w.Out >= 8 {
 		gptqPackOf(w)
+		return true
 	}
+	return false
 }
 
 // gptqY runs the AVX2 fast GPTQ kernels on the 8-aligned columns [a0, a1).

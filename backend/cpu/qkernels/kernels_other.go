@@ -22,4 +22,4 @@ func fpSIMD(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.We
 }
 
 // prepareGPTQ: the portable kernels read the checkpoint layout.
-func prepareGPTQ(w *quant.Weight) {}
+func prepareGPTQ(w *quant.Weight) bool { return false }

@@ -119,10 +119,12 @@ func MatMul(dst []float32, ldd int, x []float32, M int, w *quant.Weight, n0, n1 
 // the pages of a memory-mapped checkpoint are released). Loaders call it, so
 // that the one-time copy happens while the model loads, not inside the
 // first forward pass. Other weights need nothing; calling it is optional.
-func Prepare(w *quant.Weight) {
+// It reports whether the kernels read a copy from now on (not w's bytes).
+func Prepare(w *quant.Weight) (copied bool) {
 	if useSIMD && w.Format == quant.GPTQ {
-		prepareGPTQ(w)
+		return prepareGPTQ(w)
 	}
+	return false
 }
 
 // Coverage says whether MatMul runs w with assembly (true) or with the
