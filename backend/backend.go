@@ -289,6 +289,19 @@ type Backend interface {
 	Close() error
 }
 
+// MaxPosition returns the largest of the positions pos (0 for none), or
+// an error naming a negative one.
+func MaxPosition(pos []int32) (int32, error) {
+	m := int32(0)
+	for i, p := range pos {
+		if p < 0 {
+			return 0, fmt.Errorf("position %d is negative (%d)", i, p)
+		}
+		m = max(m, p)
+	}
+	return m, nil
+}
+
 // LoadEach loads every weight on its own with load (a backend's
 // LoadMatrix): the LoadMatrices of a backend that stores nothing together.
 func LoadEach(load func(*quant.Weight) (Matrix, error), ws []*quant.Weight) ([]Matrix, error) {

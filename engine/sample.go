@@ -132,10 +132,6 @@ func (s *Sampler) penalise(logits []float32) {
 	}
 }
 
-// Argmax returns the index of the largest logit (the first on ties; NaN
-// never wins).
-func Argmax(logits []float32) int32 { return sampling.Argmax(logits) }
-
 // LogSoftmax writes log-probabilities of logits into dst (float64 sums).
 func LogSoftmax(dst, logits []float32) {
 	maxl := float32(math.Inf(-1))

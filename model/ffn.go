@@ -139,7 +139,5 @@ func addBias(be backend.Backend, dst backend.Tensor, bias backend.Vector) {
 // linear computes dst = x·Wᵀ (+ bias).
 func linear(be backend.Backend, dst, x backend.Tensor, w backend.Matrix, bias backend.Vector) {
 	be.MatMul(dst, x, w)
-	if bias != nil {
-		be.AddBias(dst, bias)
-	}
+	addBias(be, dst, bias)
 }

@@ -56,7 +56,7 @@ func (l *loader) weight(prefix string, out, in int) *quant.Weight {
 		l.fail("%v", err)
 		return nil
 	}
-	if w.Format == quant.EXL3 && (w.Out != out || w.In != in) && w.Out == padEXL3(out) && w.In == padEXL3(in) {
+	if w.Format == quant.EXL3 && (w.Out != out || w.In != in) && w.Out == quant.PadEXL3(out) && w.In == quant.PadEXL3(in) {
 		// exllamav3's own checkpoints store a layer padded to multiples
 		// of 128 without marlin's logical_shapes record: the stored
 		// tensors are the padded weight, config.json gives its logical
@@ -69,10 +69,6 @@ func (l *loader) weight(prefix string, out, in int) *quant.Weight {
 	}
 	return w
 }
-
-// padEXL3 rounds n up to the multiple of quant.EXL3Block an EXL3 layer is
-// stored at.
-func padEXL3(n int) int { return (n + quant.EXL3Block - 1) / quant.EXL3Block * quant.EXL3Block }
 
 // wspec names a linear weight and its shape [out, in].
 type wspec struct {

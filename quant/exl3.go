@@ -23,8 +23,12 @@ const (
 // PaddedDims returns the stored dimensions of an EXL3 weight: In and Out
 // rounded up to multiples of EXL3Block.
 func (w *Weight) PaddedDims() (in, out int) {
-	return roundUp(w.In, EXL3Block), roundUp(w.Out, EXL3Block)
+	return PadEXL3(w.In), PadEXL3(w.Out)
 }
+
+// PadEXL3 rounds a dimension up to the multiple of EXL3Block an EXL3
+// weight is stored at.
+func PadEXL3(n int) int { return roundUp(n, EXL3Block) }
 
 func roundUp(n, m int) int { return (n + m - 1) / m * m }
 

@@ -67,11 +67,8 @@ func (b *Backend) RoPE(x backend.Tensor, heads, headDim, offset int, r *backend.
 // maxPosition returns the largest of pos (0 when empty), panicking with
 // op's name on a negative one.
 func maxPosition(op string, pos []int32) int32 {
-	m := int32(0)
-	for _, p := range pos {
-		checkShape(op, p >= 0, "negative position %d", p)
-		m = max(m, p)
-	}
+	m, err := backend.MaxPosition(pos)
+	checkShape(op, err == nil, "%v", err)
 	return m
 }
 

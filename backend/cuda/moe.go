@@ -3,6 +3,7 @@
 package cuda
 
 import (
+	"errors"
 	"fmt"
 	"unsafe"
 
@@ -67,10 +68,7 @@ func (b *Backend) Route(s backend.Selection, logits backend.Tensor, r *backend.R
 	}
 	b.enter()
 	defer b.leave()
-	if lg.rows == 0 || !b.usable(lg) || sl.buf.ptr == 0 {
-		if sl.buf.ptr == 0 && sl.buf.size > 0 {
-			b.fail(fmt.Errorf("cuda: use of a selection whose allocation failed"))
-		}
+	if lg.rows == 0 || !b.usable(lg) || !b.selUsable(sl) || sl.buf.ptr == 0 {
 		return
 	}
 	var bp uint64
@@ -130,18 +128,11 @@ func (b *Backend) ExpertsAdd(dst, x backend.Tensor, s backend.Selection, experts
 	M, H, K := xt.rows, xt.cols, sl.k
 	mats := make([]ffn, len(experts))
 	for e, ex := range experts {
-		f := ffn{b.mat(ex.Gate), b.mat(ex.Up), b.mat(ex.Down)}
-		I := f.gate.rows
-		checkShape("ExpertsAdd", f.gate.cols == H && f.up.rows == I && f.up.cols == H && f.down.rows == H && f.down.cols == I,
-			"expert %d: gate %s, up %s, down %s for hidden %d", e, f.gate.name, f.up.name, f.down.name, H)
-		mats[e] = f
+		mats[e] = b.ffnOf(ex, H, fmt.Sprintf("expert %d", e))
 	}
 	var sh *ffn
 	if shared != nil {
-		f := ffn{b.mat(shared.Gate), b.mat(shared.Up), b.mat(shared.Down)}
-		I := f.gate.rows
-		checkShape("ExpertsAdd", f.gate.cols == H && f.up.rows == I && f.up.cols == H && f.down.rows == H && f.down.cols == I,
-			"shared expert: gate %s, up %s, down %s for hidden %d", f.gate.name, f.up.name, f.down.name, H)
+		f := b.ffnOf(*shared, H, "shared expert")
 		sh = &f
 	}
 	g0 := mats[0]
@@ -171,17 +162,32 @@ func (b *Backend) ExpertsAdd(dst, x backend.Tensor, s backend.Selection, experts
 // ffn is one expert's three matrices.
 type ffn struct{ gate, up, down *matrix }
 
+// ffnOf returns ex's matrices, checking that they form a SwiGLU network
+// on hidden size H (what names ex in the panic).
+func (b *Backend) ffnOf(ex backend.Expert, H int, what string) ffn {
+	f := ffn{b.mat(ex.Gate), b.mat(ex.Up), b.mat(ex.Down)}
+	I := f.gate.rows
+	checkShape("ExpertsAdd", f.gate.cols == H && f.up.rows == I && f.up.cols == H && f.down.rows == H && f.down.cols == I,
+		"%s: gate %s, up %s, down %s for hidden %d", what, f.gate.name, f.up.name, f.down.name, H)
+	return f
+}
+
+// selUsable is usable for selections.
+func (b *Backend) selUsable(sl *selection) bool {
+	if sl.buf.ptr == 0 && sl.buf.size > 0 {
+		b.fail(errors.New("cuda: use of a selection whose allocation failed"))
+		return false
+	}
+	return b.err == nil
+}
+
 // expertsAddOnDevice runs expertsOnDevice under the op lock; it reports
 // whether it did.
 func (b *Backend) expertsAddOnDevice(d, xt *tensor, sl *selection, experts []backend.Expert, I int, shared *backend.Expert) bool {
 	b.enter()
 	defer b.leave()
-	if !b.usable(d, xt) {
+	if !b.usable(d, xt) || !b.selUsable(sl) {
 		return true // the sticky error is set: nothing more to queue
-	}
-	if sl.buf.ptr == 0 && sl.buf.size > 0 {
-		b.fail(fmt.Errorf("cuda: use of a selection whose allocation failed"))
-		return true
 	}
 	return b.expertsOnDevice(d, xt, sl, experts, I, shared)
 }
@@ -207,14 +213,9 @@ func (b *Backend) scratchTensor(name string, rows, cols int) *tensor {
 // of accumulation.
 func (b *Backend) expertsByExpert(d, xt *tensor, sl *selection, mats []ffn) {
 	M, H, K := xt.rows, xt.cols, sl.k
-	experts := mats
 	b.enter()
 	defer b.leave()
-	if M == 0 || !b.usable(d, xt) {
-		return
-	}
-	if sl.buf.ptr == 0 && sl.buf.size > 0 {
-		b.fail(fmt.Errorf("cuda: use of a selection whose allocation failed"))
+	if M == 0 || !b.usable(d, xt) || !b.selUsable(sl) {
 		return
 	}
 	ids := make([]int32, M*K)
@@ -226,13 +227,13 @@ func (b *Backend) expertsByExpert(d, xt *tensor, sl *selection, mats []ffn) {
 	if b.err != nil {
 		return
 	}
-	counts := make([]int, len(experts))
+	counts := make([]int, len(mats))
 	for _, e := range ids {
-		checkShape("ExpertsAdd", e >= 0 && int(e) < len(experts), "expert %d of %d", e, len(experts))
+		checkShape("ExpertsAdd", e >= 0 && int(e) < len(mats), "expert %d of %d", e, len(mats))
 		counts[e]++
 	}
 	// slots grouped by expert, in slot order within each (a counting sort)
-	start := make([]int, len(experts)+1)
+	start := make([]int, len(mats)+1)
 	maxN, maxI := 0, 0
 	for e, n := range counts {
 		start[e+1] = start[e] + n
@@ -242,7 +243,7 @@ func (b *Backend) expertsByExpert(d, xt *tensor, sl *selection, mats []ffn) {
 		}
 	}
 	slots := make([]int32, len(ids))
-	fill := append([]int(nil), start[:len(experts)]...)
+	fill := append([]int(nil), start[:len(mats)]...)
 	for i, e := range ids {
 		slots[fill[e]] = int32(i)
 		fill[e]++

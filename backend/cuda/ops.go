@@ -115,11 +115,8 @@ func (b *Backend) ropeTable(r *backend.Rope, n int) *ropeTab {
 // maxPosition returns the largest of the positions pos (0 for none); a
 // negative one is a programming error of the caller of op.
 func maxPosition(op string, pos []int32) int32 {
-	m := int32(0)
-	for _, p := range pos {
-		checkShape(op, p >= 0, "negative position %d", p)
-		m = max(m, p)
-	}
+	m, err := backend.MaxPosition(pos)
+	checkShape(op, err == nil, "%v", err)
 	return m
 }
 

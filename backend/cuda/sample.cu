@@ -34,40 +34,25 @@ struct SampleParams {  // sampling.Params as cuda.Sample stages it (24 bytes)
     double u;
 };
 
-__device__ __forceinline__ int warp_sum_i(int v) {
+template <typename T>
+__device__ __forceinline__ T warp_total(T v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
 
-// block_sum_i and block_sum_d return the sum over the block of v (every
-// thread gets it). They begin with a barrier, so a result may be read
-// until the next call.
-__device__ int block_sum_i(int v) {
-    __shared__ int part[32];
+// block_sum returns the sum over the block of v (every thread gets it).
+// It begins with a barrier, so a result may be read until the next call.
+template <typename T>
+__device__ T block_sum(T v) {
+    __shared__ T part[32];
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    v = warp_sum_i(v);
+    v = warp_total(v);
     __syncthreads();
     if (lane == 0) part[w] = v;
     __syncthreads();
     if (w == 0) {
-        int s = lane < (int)(blockDim.x >> 5) ? part[lane] : 0;
-        s = warp_sum_i(s);
-        if (lane == 0) part[0] = s;
-    }
-    __syncthreads();
-    return part[0];
-}
-
-__device__ double block_sum_d(double v) {
-    __shared__ double part[32];
-    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    v = warp_sum_d(v);
-    __syncthreads();
-    if (lane == 0) part[w] = v;
-    __syncthreads();
-    if (w == 0) {
-        double s = lane < (int)(blockDim.x >> 5) ? part[lane] : 0;
-        s = warp_sum_d(s);
+        T s = lane < (int)(blockDim.x >> 5) ? part[lane] : T(0);
+        s = warp_total(s);
         if (lane == 0) part[0] = s;
     }
     __syncthreads();
@@ -141,8 +126,8 @@ extern "C" __global__ void sample_rows(int* __restrict__ out, const float* __res
     for (int w = 1; w < (int)(blockDim.x >> 5); w++)
         if (s_best[w] > best || (s_best[w] == best && s_idx[w] < bi)) best = s_best[w], bi = s_idx[w];
     if (best == NEG_INF) bi = 0;
-    posinf = block_sum_i(posinf);
-    finite = block_sum_i(finite);
+    posinf = block_sum<int>(posinf);
+    finite = block_sum<int>(finite);
     const float inv = 1.0f / p.temperature;
     if (!(p.temperature > 0) || isinf(inv) || posinf > 0 || finite == 0) {
         if (t == 0) out[r] = bi;
@@ -153,7 +138,6 @@ extern "C" __global__ void sample_rows(int* __restrict__ out, const float* __res
         const float l = row[i];
         return (l != l || l == NEG_INF) ? 0.f : expf(l * inv - m);
     };
-    const float one = 1.0f;
 
     // top-k
     float tauK = 0.f;  // 0: no top-k cut (every e > 0 passes it)
@@ -161,15 +145,15 @@ extern "C" __global__ void sample_rows(int* __restrict__ out, const float* __res
     {
         int npos = 0;
         for (int i = lo; i < hi; i++) npos += ev(i) > 0.f;
-        npos = block_sum_i(npos);
+        npos = block_sum<int>(npos);
         if (p.top_k > 0 && p.top_k < npos) {
-            unsigned a = 1u, b = __float_as_uint(one);
+            unsigned a = 1u, b = __float_as_uint(1.0f);
             while (a < b) {
                 const unsigned mid = a + (b - a + 1) / 2;
                 const float v = __uint_as_float(mid);
                 int c = 0;
                 for (int i = lo; i < hi; i++) c += ev(i) >= v;
-                if (block_sum_i(c) >= p.top_k) a = mid;
+                if (block_sum<int>(c) >= p.top_k) a = mid;
                 else b = mid - 1;
             }
             tauK = __uint_as_float(a);
@@ -179,7 +163,7 @@ extern "C" __global__ void sample_rows(int* __restrict__ out, const float* __res
                 gt += e > tauK;
                 eq += e == tauK;
             }
-            gt = block_sum_i(gt);
+            gt = block_sum<int>(gt);
             needK = p.top_k - gt;
             int total;
             tieK = block_excl_scan_i(eq, &total);  // ties with smaller ids
@@ -203,8 +187,8 @@ extern "C" __global__ void sample_rows(int* __restrict__ out, const float* __res
             const float e = ev(i);
             if (keptK(e, rk)) s += e;
         }
-        const double want = (double)p.top_p * block_sum_d(s);
-        unsigned a = 1u, b = __float_as_uint(one);
+        const double want = (double)p.top_p * block_sum<double>(s);
+        unsigned a = 1u, b = __float_as_uint(1.0f);
         while (a < b) {
             const unsigned mid = a + (b - a + 1) / 2;
             const float v = __uint_as_float(mid);
@@ -214,7 +198,7 @@ extern "C" __global__ void sample_rows(int* __restrict__ out, const float* __res
                 const float e = ev(i);
                 if (keptK(e, rk) && e >= v) c += e;
             }
-            if (block_sum_d(c) >= want) a = mid;
+            if (block_sum<double>(c) >= want) a = mid;
             else b = mid - 1;
         }
         tauP = __uint_as_float(a);
@@ -228,7 +212,7 @@ extern "C" __global__ void sample_rows(int* __restrict__ out, const float* __res
                 else if (e == tauP) eq++;
             }
         }
-        gt = block_sum_d(gt);
+        gt = block_sum<double>(gt);
         needP = max(1, (int)ceil((want - gt) / (double)tauP));
         int total;
         tieP = block_excl_scan_i(eq, &total);
@@ -240,7 +224,7 @@ extern "C" __global__ void sample_rows(int* __restrict__ out, const float* __res
             if (e < tauP) return false;
             if (e == tauP && rp++ >= needP) return false;
         }
-        return !(p.min_p > 0.f) || e >= p.min_p * one;
+        return !(p.min_p > 0.f) || e >= p.min_p;  // min_p times the largest e, 1
     };
 
     // the draw
