@@ -19,31 +19,13 @@ type sampleParams struct {
 	u           float64
 }
 
-// sampleOnDevice selects sample_rows for Sample. It is off by default
-// until TestSample has run on a GPU (the kernel was written without one);
-// MARLIN_CUDA_SAMPLE=1 turns it on, and the tests do.
-var sampleOnDevice = envInt("MARLIN_CUDA_SAMPLE", 0) == 1
-
 // Sample implements backend.Backend: sample_rows (sample.cu) draws every
 // row's token on the device, one block a row, and only the ids are copied
-// back (with sampleOnDevice; otherwise the logits are read and drawn from
-// on the host, by package sampling). Like Read it runs the recorded ops
-// first and waits for the stream.
+// back. Like Read it runs the recorded ops first and waits for the stream.
 func (b *Backend) Sample(dst []int32, logits backend.Tensor, p []sampling.Params) error {
 	c := b.tensor(logits)
 	if len(dst) != c.rows || len(p) != c.rows {
 		return fmt.Errorf("cuda: Sample of a [%d, %d] tensor into %d ids with %d parameter sets", c.rows, c.cols, len(dst), len(p))
-	}
-	if !sampleOnDevice {
-		buf := make([]float32, c.rows*c.cols)
-		if err := b.Read(buf, logits); err != nil {
-			return err
-		}
-		var sc sampling.Scratch
-		for i := range dst {
-			dst[i] = sc.Draw(buf[i*c.cols:(i+1)*c.cols], p[i])
-		}
-		return nil
 	}
 	sp := make([]sampleParams, len(p))
 	for i, q := range p {

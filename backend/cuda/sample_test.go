@@ -24,9 +24,6 @@ import (
 // filters far from such ties).
 func TestSample(t *testing.T) {
 	g := gpu(t)
-	saved := sampleOnDevice
-	sampleOnDevice = true // the kernel, whatever the default
-	defer func() { sampleOnDevice = saved }()
 	c := cpu.New(2)
 	rng := rand.New(rand.NewPCG(61, 62))
 	params := []sampling.Params{

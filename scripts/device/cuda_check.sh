@@ -18,7 +18,8 @@
 # tests,perf,bench,moe,run,memcheck,racecheck:
 #   1. the backend's tests (ops against the CPU, the tensor-core kernels at
 #      split-K sizes, graph segments, fixtures against transformers,
-#      batching, GPTQ checkpoints, errors, call costs)
+#      batching, GPTQ checkpoints, errors, call costs, experts, latent
+#      attention, sampling, trellis)
 #   2. perf: the quantized matmuls (TestQMatMulSpeed) and torch's fp16
 #      F.linear on the same shapes in the same run, joined into
 #      $OUT/perf_table.md by perf_table.py
@@ -76,7 +77,8 @@ run() {
 echo "commit $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo -dirty) $(date -u +%FT%TZ)" | tee -a "$summary"
 if want tests; then
 	for group in 'TestCompileKernels|TestKernelResources|TestPack|TestTensors|TestStickyErrors|TestClose|TestCollect|TestGraph$|TestCallCost' \
-		'TestOps' 'TestQMatMul$|TestGraphSegments|TestFusedOps' 'TestFixtures|TestBatchedGeneration|TestGPTQCheckpoints'; do
+		'TestOps' 'TestQMatMul$|TestGraphSegments|TestFusedOps' 'TestFixtures|TestBatchedGeneration|TestGPTQCheckpoints' \
+		'TestExpertsOnDevice|TestExpertsAdd|TestHeadsOnDevice|TestMLA|TestSample|TestTrellis(MatMul|Viterbi|Windows)'; do
 		run "tests $group" 20 120 "$OUT/test.part" bash -c "cd backend/cuda && ../../gpubin/cuda.test -test.v -test.timeout 115s -test.run '$group'"
 		cat "$OUT/test.part" >>"$OUT/test.log" 2>/dev/null
 	done
