@@ -15,7 +15,7 @@
 #
 # Steps, in order of importance, each skipped when too little of BUDGET
 # (seconds, default 280) is left; STEPS (default all) picks some of
-# tests,perf,bench,moe,run,memcheck,racecheck:
+# tests,perf,bench,moe,profile,run,memcheck,racecheck:
 #   1. the backend's tests (ops against the CPU, the tensor-core kernels at
 #      split-K sizes, graph segments, fixtures against transformers,
 #      batching, GPTQ checkpoints, errors, call costs, experts, latent
@@ -37,7 +37,7 @@ cd "$(dirname "$0")/../.."
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 BUDGET=${BUDGET:-280}
-STEPS=${STEPS:-tests,perf,bench,moe,run,memcheck,racecheck}
+STEPS=${STEPS:-tests,perf,bench,moe,profile,run,memcheck,racecheck}
 want() { [[ ",$STEPS," == *",$1,"* ]]; }
 start=$SECONDS
 left() { echo $((BUDGET - (SECONDS - start))); }
@@ -108,12 +108,23 @@ fi
 if want moe; then
 	for f in int4:128 exl3:4; do
 		run "moe-$f" 60 300 "$OUT/moe-${f%%:*}.log" ./gpubin/marlin bench --synthetic glm4.7-flash --format $f --device cuda --prompt 2048 --gen 32 --batch 32 --membw=false --json
+		if want profile; then
+			MARLIN_CUDA_PROFILE=1 run "profile moe-$f" 30 90 "$OUT/profile-moe-${f%%:*}.log" ./gpubin/marlin bench --synthetic glm4.7-flash --format $f --device cuda --prompt 512 --gen 16 --batch 32 --membw=false
+			grep -A14 "kernel times" "$OUT/profile-moe-${f%%:*}.log" | head -34
+		fi
 		rm -rf "${XDG_CACHE_HOME:-$HOME/.cache}"/marlin/synthetic/glm*
 	done
 	run moe-bf16 40 200 "$OUT/moe-bf16.log" ./gpubin/marlin bench --synthetic glm4.7-flash --layers 12 --format bf16 --device cuda --prompt 2048 --gen 32 --batch 32 --membw=false --json
 	rm -rf "${XDG_CACHE_HOME:-$HOME/.cache}"/marlin/synthetic/glm*
 	run mixtral 40 300 "$OUT/mixtral.log" ./gpubin/marlin bench --synthetic mixtral-8x7b --format int4:128 --device cuda --prompt 512 --gen 32 --membw=false --json
 	grep -hE 'decode_tokens|prefill_tokens|batch|"model"|Error|error' "$OUT"/moe-*.log "$OUT/mixtral.log" | head -40
+fi
+
+# 3c. kernel times of one decode step (CUDA events around every launch,
+# graphs off): the Llama-3-8B shape at INT4 with the 4-bit head
+if want profile; then
+	MARLIN_CUDA_PROFILE=1 run "profile llama3-8b" 30 150 "$OUT/profile-8b.log" ./gpubin/marlin bench --synthetic llama3-8b --format int4:128 --head-bits 4 --device cuda --prompt 512 --gen 16 --membw=false
+	grep -A16 "kernel times" "$OUT/profile-8b.log"
 fi
 
 if want run; then
