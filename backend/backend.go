@@ -238,8 +238,11 @@ type Backend interface {
 	// attention of q[M, heads·KeyDim] over its sequence's cached positions
 	// up to its own, with scores scaled by scale (grouped-query: query head
 	// h reads KV head h / (heads/KVHeads)). With a ValueInKey cache v is
-	// nil and each value is the head of its key.
-	Attention(out, q, k, v Tensor, cache KVCache, layer int, b *Batch, scale float32)
+	// nil and each value is the head of its key. With rope not nil the
+	// heads of q and k are first rotated at the rows' positions, as
+	// RoPE(q, heads, KeyDim, 0, rope, b.Pos) and RoPE(k, KVHeads, …) do
+	// (q and k may or may not be left rotated).
+	Attention(out, q, k, v Tensor, cache KVCache, layer int, b *Batch, scale float32, rope *Rope)
 	// CopyRows copies src's rows (in the given order) into dst's first rows.
 	CopyRows(dst, src Tensor, rows []int32)
 	// CopyCols copies, for each row and each h < heads, n values from

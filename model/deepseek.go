@@ -284,7 +284,7 @@ func (m *DeepSeek) Forward(b *backend.Batch, cache backend.KVCache, rows []int32
 		be.HeadMatMul(qf, q, L.ukT, kd, hd) // q_lat = W_UKᵀ q_nope
 		// key = [rmsnorm(c), rope(k_pe)]; q_pe rotated beside q_lat in qf
 		be.MLAPrologue(key, qf, kva, q, L.kvNorm, m.eps, m.heads, m.nope, &m.rot, b.Pos)
-		be.Attention(olat, qf, key, nil, cache, i, b, m.scale)
+		be.Attention(olat, qf, key, nil, cache, i, b, m.scale, nil)
 		be.HeadMatMul(ov, olat, L.uv, m.vDim, m.lora) // o = W_UV o_lat
 		residual(be, s, h, ov, L.o, L.oBias)
 

@@ -189,9 +189,7 @@ func (m *Llama) Forward(b *backend.Batch, cache backend.KVCache, rows []int32) b
 			be.RMSNorm(q, q, L.qNorm, m.eps)
 			be.RMSNorm(k, k, L.kNorm, m.eps)
 		}
-		be.RoPE(q, m.heads, m.headDim, 0, &m.rope, b.Pos)
-		be.RoPE(k, m.kvHeads, m.headDim, 0, &m.rope, b.Pos)
-		be.Attention(att, q, k, v, cache, i, b, m.scale)
+		be.Attention(att, q, k, v, cache, i, b, m.scale, &m.rope) // q, k rotated at their positions first
 		residual(be, s, h, att, L.o, L.ob)
 
 		// feed-forward block

@@ -276,10 +276,10 @@ func (c *calibBackend) SiLUMul(dst, gate, up backend.Tensor) {
 }
 
 // Attention implements backend.Backend.
-func (c *calibBackend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, layer int, b *backend.Batch, scale float32) {
+func (c *calibBackend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, layer int, b *backend.Batch, scale float32, rope *backend.Rope) {
 	c.touch(out)
 	if !c.skip {
-		c.Backend.Attention(out, q, k, v, cache, layer, b, scale)
+		c.Backend.Attention(out, q, k, v, cache, layer, b, scale, rope)
 	}
 }
 

@@ -160,9 +160,10 @@ func (c *kvCache) rows(f32 [][]float32, f16 [][]uint16, layer int, block int32, 
 const headChunk = 4
 
 // Attention implements backend.Backend: first every row's keys and values
-// are stored, then each (row, KV head, chunk of its query heads) attends
-// over the row's sequence block by block (see attend).
-func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, layer int, bt *backend.Batch, scale float32) {
+// are stored (rotated first, with rope, as q is), then each (row, KV head,
+// chunk of its query heads) attends over the row's sequence block by block
+// (see attend).
+func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, layer int, bt *backend.Batch, scale float32, rope *backend.Rope) {
 	o, qt, kt := tensor(out), tensor(q), tensor(k)
 	c, ok := cache.(*kvCache)
 	if !ok {
@@ -182,6 +183,10 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 		layer >= 0 && layer < s.Layers,
 		"q [%d, %d], k [%d, %d], v [%d, %d], out [%d, %d], %d tokens, cache %+v, layer %d",
 		qt.rows, qt.cols, kt.rows, kt.cols, vt.rows, vt.cols, o.rows, o.cols, M, s, layer)
+	if rope != nil {
+		b.RoPE(q, heads, s.KeyDim, 0, rope, bt.Pos)
+		b.RoPE(k, s.KVHeads, s.KeyDim, 0, rope, bt.Pos)
+	}
 	BS := s.BlockSize
 	seqOf := make([]int32, M) // row → index into bt.Seqs
 	for si, sq := range bt.Seqs {

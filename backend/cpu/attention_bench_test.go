@@ -41,14 +41,14 @@ func BenchmarkAttentionDecode(b *testing.B) {
 			be.Write(k, rnd(ctx*kvHeads*dim))
 			be.Write(v, rnd(ctx*kvHeads*dim))
 			for l := range layers {
-				be.Attention(out, q, k, v, kc, l, fill, 0.125)
+				be.Attention(out, q, k, v, kc, l, fill, 0.125, nil)
 			}
 			step := &backend.Batch{Tokens: []int32{0}, Pos: []int32{ctx - 1}, Seqs: []backend.Seq{{Start: 0, Len: 1, Blocks: blocks}}}
 			q1, k1, v1, o1 := be.View(q, 1), be.View(k, 1), be.View(v, 1), be.View(out, 1)
 			b.ResetTimer()
 			for range b.N {
 				for l := range layers {
-					be.Attention(o1, q1, k1, v1, kc, l, step, 0.125)
+					be.Attention(o1, q1, k1, v1, kc, l, step, 0.125, nil)
 				}
 			}
 			bytes := float64(layers * ctx * kvHeads * 2 * dim * spec.ElemBytes())
@@ -91,13 +91,13 @@ func BenchmarkAttentionServe(b *testing.B) {
 			step.Pos[s] = int32(p)
 		}
 		for l := range layers {
-			be.Attention(out, q, k, v, kc, l, step, 0.17)
+			be.Attention(out, q, k, v, kc, l, step, 0.17, nil)
 		}
 	}
 	b.ResetTimer()
 	for range b.N {
 		for l := range layers {
-			be.Attention(out, q, k, v, kc, l, step, 0.17)
+			be.Attention(out, q, k, v, kc, l, step, 0.17, nil)
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/step")

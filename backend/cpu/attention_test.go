@@ -160,7 +160,7 @@ func TestAttention(t *testing.T) {
 						vt = flat(vRows, c.kvHeads*c.dv)
 					}
 					scale := 1 / math.Sqrt(float64(c.dk))
-					be.Attention(out, flat(qs, c.heads*c.dk), flat(kRows, c.kvHeads*c.dk), vt, cache, 1, &bt, float32(scale))
+					be.Attention(out, flat(qs, c.heads*c.dk), flat(kRows, c.kvHeads*c.dk), vt, cache, 1, &bt, float32(scale), nil)
 					want := refAttention(qs, keys, vals, seqOf, pos, c.heads, c.kvHeads, c.dk, c.dv, scale)
 					for r := range M {
 						for i, w := range want[r] {

@@ -103,6 +103,96 @@ extern "C" __global__ void __launch_bounds__(128)
     }
 }
 
+// Split-K attention (flash-decoding: attn_split, attn_mla) writes one
+// record a (row, head, split) to ws, at ((r·heads + h)·P + p)·pitch: m (the
+// split's running max of the scores), l (its Σ e^(s−m)), two unused
+// floats, then acc[D] (Σ e^(s−m)·v), the record padded to
+// split_pitch(D) = 4 + 4⌈D/4⌉ floats so that every acc is 16-byte aligned.
+__host__ __device__ constexpr int split_pitch(int D) { return 4 + 4 * ((D + 3) / 4); }
+#define SPLIT_PMAX 64  // splits merge_splits handles (two a lane)
+
+// last_split is called by every thread of a block once its records are
+// written; it returns true in the last of the P blocks that count on
+// counter (whose records are then all visible to it).
+__device__ __forceinline__ bool last_split(int* counter, int P) {
+    __shared__ int last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(counter, 1) == P - 1;
+    __syncthreads();
+    if (last) __threadfence();
+    return last;
+}
+
+// merge_splits: the last block of a split attention merges the P ≤
+// SPLIT_PMAX splits of heads h0 … h0+g−1 of row r into out[r, h, :D]:
+//   out = Σ_p acc_p·f_p / L,  f_p = e^(m_p − M),  M = max_p m_p,
+//   L = Σ_p l_p·f_p           (a split without positions: m = −∞, f = 0).
+// Every load is independent of the others, so they go out together (a
+// serial chain of them once cost ~15 µs a layer): warp w forms the factors
+// of heads w, w + warps, … (lane s reads splits s and s + 32, shuffles
+// make M and L); then a thread takes 4 dims of a head and sums its splits
+// sixteen float4 loads at a time, in split order. sm_f holds [g][SPLIT_PMAX]
+// factors, sm_L [g]; ws must be 16-byte aligned.
+__device__ __forceinline__ void merge_splits(float* __restrict__ out, const float* ws, int r, int heads, int h0, int g,
+                                             int D, int P, float* sm_f, float* sm_L) {
+    const int warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int pitch = split_pitch(D);
+    for (int gi = warp; gi < g; gi += warps) {
+        const float* rec = ws + ((size_t)r * heads + h0 + gi) * P * pitch;
+        float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.f, l1 = 0.f;
+        if (lane < P) m0 = ld_cg(rec + (size_t)lane * pitch), l0 = ld_cg(rec + (size_t)lane * pitch + 1);
+        if (lane + 32 < P) m1 = ld_cg(rec + (size_t)(lane + 32) * pitch), l1 = ld_cg(rec + (size_t)(lane + 32) * pitch + 1);
+        float mx = fmaxf(m0, m1);
+        for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+        const float f0 = m0 == NEG_INF ? 0.f : expf(m0 - mx), f1 = m1 == NEG_INF ? 0.f : expf(m1 - mx);
+        const float L = warp_sum(l0 * f0 + l1 * f1);
+        if (lane < P) sm_f[gi * SPLIT_PMAX + lane] = f0;
+        if (lane + 32 < P) sm_f[gi * SPLIT_PMAX + lane + 32] = f1;
+        if (lane == 0) sm_L[gi] = L;
+    }
+    __syncthreads();
+    const int D4 = (D + 3) / 4;
+    for (int i = threadIdx.x; i < g * D4; i += blockDim.x) {
+        const int gi = i / D4, d = 4 * (i - gi * D4);
+        const float* rec = ws + ((size_t)r * heads + h0 + gi) * P * pitch + 4 + d;
+        const float* f = sm_f + gi * SPLIT_PMAX;
+        float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
+        for (int s = 0; s < P; s += 16) {
+            float4 v[16];
+#pragma unroll
+            for (int u = 0; u < 16; u++) v[u] = s + u < P ? ld_cg4(rec + (size_t)(s + u) * pitch) : make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+            for (int u = 0; u < 16; u++) {
+                const float fu = s + u < P ? f[s + u] : 0.f;
+                a.x = fmaf(v[u].x, fu, a.x), a.y = fmaf(v[u].y, fu, a.y);
+                a.z = fmaf(v[u].z, fu, a.z), a.w = fmaf(v[u].w, fu, a.w);
+            }
+        }
+        const float L = sm_L[gi];
+        float* o = out + ((size_t)r * heads + h0 + gi) * D + d;
+        o[0] = a.x / L;
+        if (d + 1 < D) o[1] = a.y / L;
+        if (d + 2 < D) o[2] = a.z / L;
+        if (d + 3 < D) o[3] = a.w / L;
+    }
+}
+
+// rope_at returns dim d of the head at v rotated as the rope kernel (ops.cu)
+// rotates it, with the same float operations: pair j of dims (j, j+half)
+// or, interleaved, (2j, 2j+1), by the angle whose cos and sin are
+// cosT[p + j], sinT[p + j] (p = position·half); dims past 2·half, or all
+// of them when cosT is null, are returned as they are.
+__device__ __forceinline__ float rope_at(const float* v, int d, const float* cosT, const float* sinT, size_t p, int half,
+                                        int inter) {
+    if (cosT == nullptr || d >= 2 * half) return v[d];
+    const bool first = inter ? (d & 1) == 0 : d < half;
+    const int j = inter ? d >> 1 : first ? d : d - half;
+    const int o = inter ? d ^ 1 : first ? d + half : d - half;  // the other dim of the pair
+    const float c = cosT[p + j], s = sinT[p + j], a = v[d], b = v[o];
+    return first ? __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s)) : __fadd_rn(__fmul_rn(a, c), __fmul_rn(b, s));
+}
+
 // Decode-friendly attention (split-K flash-decoding), for heads of D = 64
 // or 128 key and value dims and G ≤ 8 query heads per KV head. Grid
 // (kvHeads, rows, P), 128 threads. Block (kh, r, p) reads the positions of
@@ -123,16 +213,20 @@ extern "C" __global__ void __launch_bounds__(128)
 // row's own position (its last, n − 1) is read from kn/vn [rows, kvHeads,
 // D], and block (kh, r, 0) writes that head's key and value to the cache
 // cell (stBlk[r], stSlot[r]); no other block of the launch reads that cell.
+// With cosT != nullptr (decode only) q and the new keys are rotated here
+// as the rope kernel would first (rope_at), and the cache gets the
+// rotated keys.
 template <int D, int G>
 __device__ __forceinline__ void attn_split(float* __restrict__ out, const float* __restrict__ q, float* __restrict__ kc,
                                            float* __restrict__ vc, const int* __restrict__ rowN,
                                            const int* __restrict__ rowTab, const int* __restrict__ tables, int heads,
                                            int kvHeads, int ldv, int bs, float scale, float* ws, int* counters,
                                            const float* __restrict__ kn, const float* __restrict__ vn,
-                                           const int* __restrict__ stBlk, const int* __restrict__ stSlot) {
+                                           const int* __restrict__ stBlk, const int* __restrict__ stSlot,
+                                           const float* __restrict__ cosT, const float* __restrict__ sinT, int half,
+                                           int inter) {
     constexpr int E = D / 32;
     __shared__ float sm_m[ATT_WARPS][G], sm_l[ATT_WARPS][G], sm_acc[ATT_WARPS][G][D];
-    __shared__ int last;
     pdl_trigger();
     const int kh = blockIdx.x, r = blockIdx.y, p = blockIdx.z, P = gridDim.z;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -141,12 +235,21 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     const int* tab = tables + rowTab[r];
     const int ch = (n + P - 1) / P, t0 = p * ch, t1 = min(n, t0 + ch);
     const size_t own = ((size_t)r * kvHeads + kh) * D;  // this row's new key/value of head kh in kn, vn
+    const size_t rp = (size_t)(n - 1) * half;           // the row's position in the rotary tables
     if (kn != nullptr && p == 0 && stBlk[r] >= 0) {
         const size_t cell = ((size_t)stBlk[r] * kvHeads + kh) * bs + stSlot[r];
         for (int i = threadIdx.x; i < D; i += ATT_WARPS * 32) {
-            kc[cell * D + i] = kn[own + i];
+            kc[cell * D + i] = rope_at(kn + own, i, cosT, sinT, rp, half, inter);
             vc[cell * ldv + i] = vn[own + i];
         }
+    }
+
+    // the new key of head kh, rotated, for the split that reads it
+    __shared__ float sm_kn[D];
+    if (cosT != nullptr) {
+        if (t1 == n)
+            for (int i = threadIdx.x; i < D; i += ATT_WARPS * 32) sm_kn[i] = rope_at(kn + own, i, cosT, sinT, rp, half, inter);
+        __syncthreads();
     }
 
     float qv[G][E], m[G], l[G], acc[G][E];
@@ -157,7 +260,7 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
 #pragma unroll
         for (int e = 0; e < E; e++) {
             acc[gi][e] = 0.f;
-            qv[gi][e] = gi < g ? q[((size_t)r * heads + kh * g + gi) * D + lane * E + e] : 0.f;
+            qv[gi][e] = gi < g ? rope_at(q + ((size_t)r * heads + kh * g + gi) * D, lane * E + e, cosT, sinT, rp, half, inter) : 0.f;
         }
     }
 #pragma unroll 2
@@ -165,7 +268,7 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
         const size_t cell = ((size_t)tab[t / bs] * kvHeads + kh) * bs + (t % bs);
         const float* kp = kc + cell * D + lane * E;
         const float* vp = vc + cell * ldv + lane * E;
-        if (kn != nullptr && t == n - 1) kp = kn + own + lane * E, vp = vn + own + lane * E;
+        if (kn != nullptr && t == n - 1) kp = (cosT != nullptr ? sm_kn : kn + own) + lane * E, vp = vn + own + lane * E;
         float kk[E], vv[E];
 #pragma unroll
         for (int e = 0; e < E; e++) {
@@ -200,7 +303,7 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     }
     __syncthreads();
     // merge the warps: thread i handles (head gi, dim d) pairs
-    const size_t pitch = D + 4;  // ws record: m, l, (2 unused), acc[D] (16-byte aligned)
+    const size_t pitch = split_pitch(D);  // ws records (merge_splits)
     for (int i = threadIdx.x; i < g * D; i += ATT_WARPS * 32) {
         const int gi = i / D, d = i % D;
         float M = sm_m[0][gi];
@@ -223,58 +326,9 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
             rec[4 + d] = A;
         }
     }
-    if (P == 1) return;
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(&counters[r * kvHeads + kh], 1) == P - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    // The last block merges the P ≤ 32 splits of each of its g heads, all
-    // loads in parallel (a serial chain of them cost ~15 µs a layer): warp
-    // w takes heads w, w + 4: lane s reads split s's (m, l), the warp
-    // forms M = max m and L = Σ l·e^(m−M); then each thread takes 4
-    // dims of a head and sums acc·e^(m−M) over the splits, 4 loads in
-    // flight.
-    __shared__ float sm_f[G][32], sm_L[G];
-    for (int gi = warp; gi < g; gi += ATT_WARPS) {
-        const float* rec = ws + ((size_t)r * heads + kh * g + gi) * P * pitch;
-        float ms = NEG_INF, ls = 0.f;
-        if (lane < P) {
-            ms = ld_cg(rec + lane * pitch);
-            ls = ld_cg(rec + lane * pitch + 1);
-        }
-        float Mx = ms;
-        for (int o = 16; o > 0; o >>= 1) Mx = fmaxf(Mx, __shfl_xor_sync(0xffffffffu, Mx, o));
-        const float f = ms == NEG_INF ? 0.f : expf(ms - Mx);
-        const float L = warp_sum(ls * f);
-        if (lane < P) sm_f[gi][lane] = f;
-        if (lane == 0) sm_L[gi] = L;
-    }
-    __syncthreads();
-    for (int i = threadIdx.x; i < g * (D / 4); i += ATT_WARPS * 32) {
-        const int gi = i / (D / 4), d = 4 * (i % (D / 4)), h = kh * g + gi;
-        const float* rec = ws + ((size_t)r * heads + h) * P * pitch + 4 + d;
-        float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
-        int sp = 0;
-        for (; sp + 3 < P; sp += 4) {
-            const float4 v0 = ld_cg4(rec + sp * pitch), v1 = ld_cg4(rec + (sp + 1) * pitch);
-            const float4 v2 = ld_cg4(rec + (sp + 2) * pitch), v3 = ld_cg4(rec + (sp + 3) * pitch);
-            const float f0 = sm_f[gi][sp], f1 = sm_f[gi][sp + 1], f2 = sm_f[gi][sp + 2], f3 = sm_f[gi][sp + 3];
-            a.x += v0.x * f0 + v1.x * f1 + v2.x * f2 + v3.x * f3;
-            a.y += v0.y * f0 + v1.y * f1 + v2.y * f2 + v3.y * f3;
-            a.z += v0.z * f0 + v1.z * f1 + v2.z * f2 + v3.z * f3;
-            a.w += v0.w * f0 + v1.w * f1 + v2.w * f2 + v3.w * f3;
-        }
-        for (; sp < P; sp++) {
-            const float4 v = ld_cg4(rec + sp * pitch);
-            const float f = sm_f[gi][sp];
-            a.x += v.x * f, a.y += v.y * f, a.z += v.z * f, a.w += v.w * f;
-        }
-        const float L = sm_L[gi];
-        float* o = out + ((size_t)r * heads + h) * D + d;
-        o[0] = a.x / L, o[1] = a.y / L, o[2] = a.z / L, o[3] = a.w / L;
-    }
+    if (P == 1 || !last_split(&counters[r * kvHeads + kh], P)) return;
+    __shared__ float sm_f[G * SPLIT_PMAX], sm_L[G];
+    merge_splits(out, ws, r, heads, kh * g, g, D, P, sm_f, sm_L);
     if (threadIdx.x == 0) counters[r * kvHeads + kh] = 0;
 }
 
@@ -282,9 +336,10 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32)                                                      \
         attn_split_##D##_##G(float* out, const float* q, float* kc, float* vc, const int* rowN, const int* rowTab,     \
                              const int* tables, int heads, int kvHeads, int ldv, int bs, float scale, float* ws,      \
-                             int* counters, const float* kn, const float* vn, const int* stBlk, const int* stSlot) {  \
+                             int* counters, const float* kn, const float* vn, const int* stBlk, const int* stSlot,   \
+                             const float* cosT, const float* sinT, int half, int inter) {                             \
         attn_split<D, G>(out, q, kc, vc, rowN, rowTab, tables, heads, kvHeads, ldv, bs, scale, ws, counters, kn, vn,  \
-                         stBlk, stSlot);                                                                              \
+                         stBlk, stSlot, cosT, sinT, half, inter);                                                     \
     }
 ATTN_SPLIT(64, 1)
 ATTN_SPLIT(64, 2)

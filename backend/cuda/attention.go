@@ -58,7 +58,12 @@ func (b *Backend) NewKVCache(s backend.KVSpec) (backend.KVCache, error) {
 // cell that receives its key and value; kv_store writes every row's keys
 // and values, then attention (one block per row and query head) reads them
 // back through the block tables (see attention.cu).
-func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, layer int, bt *backend.Batch, scale float32) {
+//
+// Decode (every row the one new token of its sequence) runs as one launch
+// where the split kernel applies: it rotates q and the new keys (rope)
+// and stores the keys and values itself. Otherwise rope runs first as two
+// RoPE launches, and kv_store stores the keys and values.
+func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, layer int, bt *backend.Batch, scale float32, rope *backend.Rope) {
 	o, qt, kt := b.tensor(out), b.tensor(q), b.tensor(k)
 	c, ok := cache.(*kvCache)
 	if !ok || c.owner != b {
@@ -134,6 +139,39 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 	}
 	smem := 4 * (s.KeyDim + 4*s.ValueDim + 8)
 
+	// the latent cache of MLA (one KV head, values in the keys) has its
+	// own kernel (mla.cu); the others the split kernel where it has the
+	// head size
+	var mla *mlaKernel
+	if s.ValueInKey && s.KVHeads == 1 {
+		mla = b.mlaKernelFor(s.KeyDim, s.ValueDim)
+	}
+	f := uintptr(0)
+	if mla == nil {
+		f = b.splitAttention(heads, s)
+	}
+	// decode (each row the one new token of its sequence): the split and
+	// MLA kernels store the keys and values themselves (one launch less),
+	// and the split kernel rotates q and the new keys (two less)
+	fuseStore := (f != 0 || mla != nil) && M <= 16 && len(bt.Seqs) == M
+	for _, sq := range bt.Seqs {
+		fuseStore = fuseStore && sq.Len == 1
+	}
+	for r := range M { // then every row is its sequence's
+		fuseStore = fuseStore && stBlk[r] >= 0
+	}
+	half := 0
+	if rope != nil {
+		half = len(rope.InvFreq)
+		checkShape("Attention", 2*half <= s.KeyDim, "%d rotary pairs in heads of %d", half, s.KeyDim)
+	}
+	fuseRope := half > 0 && fuseStore && f != 0
+	maxPos := maxPosition("Attention", bt.Pos)
+	if half > 0 && !fuseRope {
+		b.RoPE(q, heads, s.KeyDim, 0, rope, bt.Pos)
+		b.RoPE(k, s.KVHeads, s.KeyDim, 0, rope, bt.Pos)
+	}
+
 	b.enter()
 	defer b.leave()
 	if M == 0 || !b.usable(o, qt, kt, vt) {
@@ -155,25 +193,11 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 	} else {
 		vp = vt.ptr()
 	}
-	// the latent cache of MLA (one KV head, values in the keys) has its
-	// own kernel (mla.cu); the others the split kernel where it has the
-	// head size
-	var mla *mlaKernel
-	if s.ValueInKey && s.KVHeads == 1 {
-		mla = b.mlaKernelFor(s.KeyDim, s.ValueDim)
-	}
-	f := uintptr(0)
-	if mla == nil {
-		f = b.splitAttention(heads, s)
-	}
-	// decode (each row the one new token of its sequence): the split
-	// kernel stores the keys and values itself (one launch less)
-	fuseStore := f != 0 && M <= 16 && len(bt.Seqs) == M
-	for _, sq := range bt.Seqs {
-		fuseStore = fuseStore && sq.Len == 1
-	}
-	for r := range M { // then every row is its sequence's
-		fuseStore = fuseStore && stBlk[r] >= 0
+	var tab *ropeTab
+	if fuseRope {
+		if tab = b.ropeTable(rope, int(maxPos)+1); tab == nil {
+			return // the sticky error is set
+		}
 	}
 	if !fuseStore {
 		a := b.newArgs()
@@ -191,7 +215,7 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 	}
 
 	if mla != nil {
-		b.mlaAttention(mla, o, qt, kc, mp, M, heads, s, scale)
+		b.mlaAttention(mla, o, qt, kt, kc, mp, M, heads, s, scale, fuseStore)
 		return
 	}
 	if f != 0 {
@@ -206,7 +230,7 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 			P = 4 // prefill: 4× the blocks, a quarter of each one's sequential positions
 		}
 		if P > 1 {
-			if ws = b.scratchBuf("attnws", 4*int64(M)*int64(heads)*int64(P)*int64(s.KeyDim+4)); ws == 0 { // P ≤ 32 (the merge)
+			if ws = b.scratchBuf("attnws", 4*int64(M)*int64(heads)*int64(P)*int64(splitPitch(s.KeyDim))); ws == 0 {
 				return
 			}
 		}
@@ -233,6 +257,21 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 			a.ptr(0)
 			a.ptr(0)
 			a.ptr(0)
+		}
+		if tab != nil {
+			inter := 0
+			if rope.Interleaved {
+				inter = 1
+			}
+			a.ptr(tab.buf.ptr)
+			a.ptr(tab.buf.ptr + uint64(4*tab.n*half))
+			a.i32(half)
+			a.i32(inter)
+		} else {
+			a.ptr(0)
+			a.ptr(0)
+			a.i32(0)
+			a.i32(0)
 		}
 		b.launch3(f, s.KVHeads, M, P, 128, 0, a)
 		return

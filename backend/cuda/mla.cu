@@ -87,32 +87,41 @@ HEAD_MV_KERNEL(head_mv_bf16, FMT_BF16)
 // dims and the value costs no load; the GH scores come from interleaved
 // warp reductions, and each head keeps an online softmax (running max m,
 // sum l, weighted value sum acc). The warps are merged in shared memory;
-// with P > 1 the block writes (m, l, acc) to ws and the last block of
-// (r, hg) to finish merges the P splits: first each head's P factors
-// e^(m_p − M) and L = Σ_p l_p·e^(m_p − M) (in split order), then every
-// output Σ_p acc_p·f_p / L with eight loads in flight per thread.
+// with P > 1 the block writes (m, l, acc) records to ws and the last block
+// of (r, hg) to finish merges the P splits (merge_splits, attention.cu).
+// Decode (kn != nullptr: every row the one new token of its sequence)
+// stores the rows' latent keys here, as attn_split does, instead of in
+// kv_store: block (0, r, 0) writes kn[r] to the cache cell (stBlk[r],
+// stSlot[r]), and every block reads position n − 1 from kn.
 // Dynamic shared memory: acc [W][GH][32·EV], m and l [W][GH], factors
-// [GH][64] and L [GH] (P ≤ 64).
+// [GH][SPLIT_PMAX] and L [GH] (P ≤ SPLIT_PMAX).
 #define MLA_WARPS 8
-#define MLA_PMAX 64
 template <int EK, int EV, int GH>
-__device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* __restrict__ q, const float* __restrict__ kc,
+__device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* __restrict__ q, float* __restrict__ kc,
                                          const int* __restrict__ rowN, const int* __restrict__ rowTab,
                                          const int* __restrict__ tables, int heads, int dk, int dv, int bs, float scale,
-                                         float* ws, int* counters) {
+                                         float* ws, int* counters, const float* __restrict__ kn,
+                                         const int* __restrict__ stBlk, const int* __restrict__ stSlot) {
     extern __shared__ __align__(16) float msm[];
     float* sm_acc = msm;                                  // [W][GH][32·EV]
     float* sm_m = sm_acc + MLA_WARPS * GH * 32 * EV;      // [W][GH]
     float* sm_l = sm_m + MLA_WARPS * GH;                  // [W][GH]
-    float* sm_f = sm_l + MLA_WARPS * GH;                  // [GH][PMAX]
-    float* sm_L = sm_f + GH * MLA_PMAX;                   // [GH]
-    __shared__ int last;
+    float* sm_f = sm_l + MLA_WARPS * GH;                  // [GH][SPLIT_PMAX]
+    float* sm_L = sm_f + GH * SPLIT_PMAX;                 // [GH]
     const int p = blockIdx.x, P = gridDim.x, r = blockIdx.y, hg = blockIdx.z, HG = gridDim.z;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int n = rowN[r];
     const int* tab = tables + rowTab[r];
     const int ch = (n + P - 1) / P, t0 = p * ch, t1 = min(n, t0 + ch);
     const int h0 = hg * GH, gn = min(GH, heads - h0);
+    // decode: block (0, r, 0) stores row r's new latent key in its cache
+    // cell, and every block reads that position from kn instead
+    if (kn != nullptr && p == 0 && hg == 0)
+        for (int i = threadIdx.x; i < dk; i += MLA_WARPS * 32)
+            kc[((size_t)stBlk[r] * bs + stSlot[r]) * dk + i] = kn[(size_t)r * dk + i];
+    auto key = [&](int t) -> const float* {
+        return kn != nullptr && t == n - 1 ? kn + (size_t)r * dk : kc + ((size_t)tab[t / bs] * bs + (t % bs)) * dk;
+    };
 
     float qv[GH][EK], m[GH], l[GH], acc[GH][EV];
 #pragma unroll
@@ -127,22 +136,22 @@ __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* _
             qv[gi][e] = gi < gn && d < dk ? q[((size_t)r * heads + h0 + gi) * dk + d] : 0.f;
         }
     }
-    float kn[EK];
+    float knext[EK];
     int t = t0 + warp;
     if (t < t1) {
-        const float* kp = kc + ((size_t)tab[t / bs] * bs + (t % bs)) * dk;
+        const float* kp = key(t);
 #pragma unroll
-        for (int e = 0; e < EK; e++) kn[e] = lane + 32 * e < dk ? kp[lane + 32 * e] : 0.f;
+        for (int e = 0; e < EK; e++) knext[e] = lane + 32 * e < dk ? kp[lane + 32 * e] : 0.f;
     }
     for (; t < t1; t += MLA_WARPS) {
         float kk[EK];
 #pragma unroll
-        for (int e = 0; e < EK; e++) kk[e] = kn[e];
+        for (int e = 0; e < EK; e++) kk[e] = knext[e];
         const int tn = t + MLA_WARPS;
         if (tn < t1) {
-            const float* kp = kc + ((size_t)tab[tn / bs] * bs + (tn % bs)) * dk;
+            const float* kp = key(tn);
 #pragma unroll
-            for (int e = 0; e < EK; e++) kn[e] = lane + 32 * e < dk ? kp[lane + 32 * e] : 0.f;
+            for (int e = 0; e < EK; e++) knext[e] = lane + 32 * e < dk ? kp[lane + 32 * e] : 0.f;
         }
         float d[GH];
 #pragma unroll
@@ -178,7 +187,7 @@ __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* _
         for (int e = 0; e < EV; e++) sm_acc[(warp * GH + gi) * 32 * EV + lane + 32 * e] = acc[gi][e];
     }
     __syncthreads();
-    const size_t pitch = dv + 2;  // ws record: m, l, acc[dv]
+    const size_t pitch = split_pitch(dv);  // ws records (merge_splits)
     for (int i = threadIdx.x; i < gn * dv; i += MLA_WARPS * 32) {
         const int gi = i / dv, dd = i - gi * dv;
         float M = sm_m[gi];
@@ -199,86 +208,22 @@ __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* _
                 rec[0] = M;
                 rec[1] = L;
             }
-            rec[2 + dd] = A;
+            rec[4 + dd] = A;
         }
     }
-    if (P == 1) return;
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(&counters[r * HG + hg], 1) == P - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    // the splits' factors, per head
-    for (int i = threadIdx.x; i < gn * P; i += MLA_WARPS * 32) {
-        const int gi = i / P, s = i - gi * P;
-        const float* rec = ws + (((size_t)r * heads + h0 + gi) * P + s) * pitch;
-        sm_f[gi * MLA_PMAX + s] = ld_cg(rec);
-        sm_acc[gi * MLA_PMAX + s] = ld_cg(rec + 1);  // l_s (the warps' sums are no longer needed)
-    }
-    __syncthreads();
-    if (threadIdx.x < gn) {
-        const int gi = threadIdx.x;
-        float M = NEG_INF;
-        for (int s = 0; s < P; s++) M = fmaxf(M, sm_f[gi * MLA_PMAX + s]);
-        float L = 0.f;
-        for (int s = 0; s < P; s++) {
-            const float ms = sm_f[gi * MLA_PMAX + s];
-            const float f = ms == NEG_INF ? 0.f : expf(ms - M);
-            L += sm_acc[gi * MLA_PMAX + s] * f;
-            sm_f[gi * MLA_PMAX + s] = f;
-        }
-        sm_L[gi] = L;
-    }
-    __syncthreads();
-    // each thread NO outputs at once (their loads of one split are
-    // independent), two splits a round
-    constexpr int NO = (GH * 32 * EV + MLA_WARPS * 32 - 1) / (MLA_WARPS * 32);
-    const float* rec[NO];
-    const float* fs[NO];
-    float A[NO];
-    bool on[NO];
-#pragma unroll
-    for (int j = 0; j < NO; j++) {
-        const int i = threadIdx.x + j * MLA_WARPS * 32, gi = i / dv, dd = i - gi * dv;
-        on[j] = i < gn * dv;
-        rec[j] = ws + ((size_t)r * heads + h0 + (on[j] ? gi : 0)) * P * pitch + 2 + (on[j] ? dd : 0);
-        fs[j] = sm_f + (on[j] ? gi : 0) * MLA_PMAX;
-        A[j] = 0.f;
-    }
-    int s = 0;
-    for (; s + 2 <= P; s += 2) {
-        float a[NO][2];
-#pragma unroll
-        for (int j = 0; j < NO; j++)
-#pragma unroll
-            for (int u = 0; u < 2; u++) a[j][u] = on[j] ? ld_cg(rec[j] + (size_t)(s + u) * pitch) : 0.f;
-#pragma unroll
-        for (int j = 0; j < NO; j++)
-#pragma unroll
-            for (int u = 0; u < 2; u++) A[j] += a[j][u] * fs[j][s + u];
-    }
-    if (s < P) {
-#pragma unroll
-        for (int j = 0; j < NO; j++)
-            if (on[j]) A[j] += ld_cg(rec[j] + (size_t)s * pitch) * fs[j][s];
-    }
-#pragma unroll
-    for (int j = 0; j < NO; j++) {
-        if (!on[j]) continue;
-        const int i = threadIdx.x + j * MLA_WARPS * 32, gi = i / dv, dd = i - gi * dv;
-        out[((size_t)r * heads + h0 + gi) * dv + dd] = A[j] / sm_L[gi];
-    }
+    if (P == 1 || !last_split(&counters[r * HG + hg], P)) return;
+    merge_splits(out, ws, r, heads, h0, gn, dv, P, sm_f, sm_L);
     if (threadIdx.x == 0) counters[r * HG + hg] = 0;
 }
 
 #define MLA_GH 4  // query heads per block
 #define ATTN_MLA(EK, EV)                                                                                             \
     extern "C" __global__ void __launch_bounds__(MLA_WARPS * 32)                                                     \
-        attn_mla_##EK##_##EV(float* out, const float* q, const float* kc, const int* rowN, const int* rowTab,        \
+        attn_mla_##EK##_##EV(float* out, const float* q, float* kc, const int* rowN, const int* rowTab,              \
                              const int* tables, int heads, int dk, int dv, int bs, float scale, float* ws,           \
-                             int* counters) {                                                                        \
-        attn_mla<EK, EV, MLA_GH>(out, q, kc, rowN, rowTab, tables, heads, dk, dv, bs, scale, ws, counters);         \
+                             int* counters, const float* kn, const int* stBlk, const int* stSlot) {                  \
+        attn_mla<EK, EV, MLA_GH>(out, q, kc, rowN, rowTab, tables, heads, dk, dv, bs, scale, ws, counters, kn,      \
+                                 stBlk, stSlot);                                                                     \
     }
 ATTN_MLA(1, 1)
 ATTN_MLA(2, 1)

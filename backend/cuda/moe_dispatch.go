@@ -55,11 +55,16 @@ type mlaKernel struct {
 	smem   int // dynamic shared memory of a block
 }
 
-// mla.cu's MLA_WARPS and MLA_PMAX
+// mla.cu's MLA_WARPS, and attention.cu's SPLIT_PMAX (the most splits of a
+// flash-decoding launch)
 const (
-	mlaWarps = 8
-	mlaPMax  = 64
+	mlaWarps  = 8
+	splitPMax = 64
 )
+
+// splitPitch is attention.cu's split_pitch: the floats of one split's
+// record (m, l, two unused, acc[d]) in a flash-decoding workspace.
+func splitPitch(d int) int { return 4 + 4*((d+3)/4) }
 
 // expertTable is one layer's experts as the dispatch kernels see them.
 type expertTable struct {
@@ -88,7 +93,7 @@ func (b *Backend) loadMoEKernels(get func(string) uintptr) {
 	for _, d := range [][2]int{{1, 1}, {2, 1}, {2, 2}, {3, 2}, {5, 4}, {9, 8}, {18, 16}} {
 		g := mlaHeadsPerBlock
 		k := mlaKernel{d[0], d[1], get(fmt.Sprintf("attn_mla_%d_%d", d[0], d[1])),
-			4 * (mlaWarps*g*32*d[1] + 2*mlaWarps*g + g*mlaPMax + g)}
+			4 * (mlaWarps*g*32*d[1] + 2*mlaWarps*g + g*splitPMax + g)}
 		b.dynSmem[k.f] = k.smem
 		s.mla = append(s.mla, k)
 	}
@@ -321,19 +326,23 @@ func (b *Backend) mlaKernelFor(dk, dv int) *mlaKernel {
 
 // mlaAttention queues attn_mla (mla.cu) for M rows over a latent cache
 // layer at kc; meta is Attention's staged row metadata.
-func (b *Backend) mlaAttention(k *mlaKernel, o, qt *tensor, kc, meta uint64, M, heads int, s backend.KVSpec, scale float32) {
+//
+// With store (decode: every row the one new token of its sequence) the
+// kernel also writes the rows' latent keys kt to the cache, in place of
+// kv_store.
+func (b *Backend) mlaAttention(k *mlaKernel, o, qt, kt *tensor, kc, meta uint64, M, heads int, s backend.KVSpec, scale float32, store bool) {
 	HG := (heads + mlaHeadsPerBlock - 1) / mlaHeadsPerBlock
 	// splits of the positions: about one block per multiprocessor at
 	// decode sizes (a block of the GLM shape fills one with its
 	// registers), one split for prefill; a function of M alone, so that a
 	// captured decode step replays at any context length
-	P := max(1, min(mlaPMax, b.sms/(M*HG)))
+	P := max(1, min(splitPMax, b.sms/(M*HG)))
 	if M*HG > counterCap {
 		P = 1
 	}
 	var ws uint64
 	if P > 1 {
-		if ws = b.scratchBuf("attnws", 4*int64(M)*int64(heads)*int64(P)*int64(s.ValueDim+2)); ws == 0 {
+		if ws = b.scratchBuf("attnws", 4*int64(M)*int64(heads)*int64(P)*int64(splitPitch(s.ValueDim))); ws == 0 {
 			return
 		}
 	}
@@ -349,6 +358,15 @@ func (b *Backend) mlaAttention(k *mlaKernel, o, qt *tensor, kc, meta uint64, M, 
 	a.f32(scale)
 	a.ptr(ws)
 	a.ptr(b.counters.ptr)
+	if store {
+		a.ptr(kt.ptr())
+		a.ptr(meta + uint64(4*2*M))
+		a.ptr(meta + uint64(4*3*M))
+	} else {
+		a.ptr(0)
+		a.ptr(0)
+		a.ptr(0)
+	}
 	b.launch3(k.f, P, M, HG, 32*mlaWarps, k.smem, a)
 }
 

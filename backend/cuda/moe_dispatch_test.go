@@ -137,8 +137,8 @@ func TestMLAAttentionLong(t *testing.T) {
 		q := tensors(t, g, c, M, heads*dk, randn(rng, M*heads*dk, 1))
 		k := tensors(t, g, c, M, dk, randn(rng, M*dk, 1))
 		out := tensors(t, g, c, M, heads*dv, nil)
-		g.Attention(out.g, q.g, k.g, nil, gc, 0, &bt, scale)
-		c.Attention(out.c, q.c, k.c, nil, cc, 0, &bt, scale)
+		g.Attention(out.g, q.g, k.g, nil, gc, 0, &bt, scale, nil)
+		c.Attention(out.c, q.c, k.c, nil, cc, 0, &bt, scale, nil)
 		got, want := out.read(t, g, c)
 		compare(t, fmt.Sprintf("MLA attention, rows %v (context %v)", lens, done), got, want, 2e-5, 2e-5)
 	}

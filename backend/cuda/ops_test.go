@@ -275,25 +275,46 @@ func testCopies(t *testing.T, g *Backend, c *cpu.Backend) {
 // (values-in-keys) cache, over several steps so that later steps read
 // what earlier ones stored. Tolerance 2e-5·(1 + |cpu|), the CPU test's
 // bound against the exact attention.
+// testAttention runs two prefill steps (sequences of several new rows)
+// and two decode steps (one new row each: the flash-decoding kernel for
+// heads of 64 and 128, which then stores the keys and values and rotates
+// q and the new keys itself), with and without a rotary embedding, and
+// compares every output with the CPU's; each step also reads the keys the
+// steps before it stored.
 func testAttention(t *testing.T, g *Backend, c *cpu.Backend) {
 	rng := rand.New(rand.NewPCG(15, 16))
+	// rope: 0 none, 1 rotate-half over the whole head, 2 interleaved, 3
+	// rotate-half over a quarter of the head (partial rotary)
 	cases := []struct {
 		heads, kvHeads, dk, dv, bs int
 		latent                     bool
+		rope                       int
 	}{
-		{4, 2, 32, 32, 16, false},
-		{6, 1, 8, 8, 4, false},
-		{8, 8, 24, 24, 3, false},
-		{10, 1, 40, 32, 16, true},
-		{9, 3, 16, 16, 5, false},
-		{4, 1, 576, 512, 16, true}, // GLM-4.7-Flash's latent head
-		{2, 2, 128, 128, 16, false},
+		{4, 2, 32, 32, 16, false, 0},
+		{6, 1, 8, 8, 4, false, 1},
+		{8, 8, 24, 24, 3, false, 2},
+		{10, 1, 40, 32, 16, true, 0},
+		{9, 3, 16, 16, 5, false, 0},
+		{4, 1, 576, 512, 16, true, 0}, // GLM-4.7-Flash's latent head
+		{2, 2, 128, 128, 16, false, 0},
 		// the flash-decoding kernel: G = 4 (Llama-3), 3 (rounded up to 4), 8
-		{32, 8, 128, 128, 16, false},
-		{12, 4, 64, 64, 16, false},
-		{16, 2, 128, 128, 7, false},
+		{32, 8, 128, 128, 16, false, 1},
+		{12, 4, 64, 64, 16, false, 2},
+		{16, 2, 128, 128, 7, false, 3},
+		{32, 8, 128, 128, 16, false, 0},
 	}
 	for _, cs := range cases {
+		var rope *backend.Rope
+		if cs.rope > 0 {
+			half := cs.dk / 2
+			if cs.rope == 3 {
+				half = cs.dk / 8
+			}
+			rope = &backend.Rope{InvFreq: make([]float32, half), Scale: 1, Interleaved: cs.rope == 2}
+			for i := range half {
+				rope.InvFreq[i] = float32(math.Pow(10000, -float64(i)/float64(half)))
+			}
+		}
 		spec := backend.KVSpec{Layers: 2, KVHeads: cs.kvHeads, KeyDim: cs.dk, ValueDim: cs.dv, ValueInKey: cs.latent, BlockSize: cs.bs, Blocks: 200}
 		gc, err := g.NewKVCache(spec)
 		if err != nil {
@@ -339,8 +360,8 @@ func testAttention(t *testing.T, g *Backend, c *cpu.Backend) {
 				gv, cv = v.g, v.c
 			}
 			scale := float32(1 / math.Sqrt(float64(cs.dk)))
-			g.Attention(out.g, q.g, k.g, gv, gc, 1, &bt, scale)
-			c.Attention(out.c, q.c, k.c, cv, cc, 1, &bt, scale)
+			g.Attention(out.g, q.g, k.g, gv, gc, 1, &bt, scale, rope)
+			c.Attention(out.c, q.c, k.c, cv, cc, 1, &bt, scale, rope)
 			got, want := out.read(t, g, c)
 			compare(t, fmt.Sprintf("Attention %+v step %d", cs, step), got, want, 2e-5, 2e-5)
 		}
