@@ -256,8 +256,10 @@ type Backend interface {
 
 	// NewSelection allocates room for the expert choices of rows rows.
 	NewSelection(rows, topK int) Selection
-	// Route chooses each row's experts from the router logits [M, experts].
-	Route(sel Selection, logits Tensor, r *Router)
+	// Route computes each row's router logits x·routerᵀ (one per expert:
+	// router is [experts, hidden], 16-bit or float32) and chooses the row's
+	// experts from them as r says.
+	Route(sel Selection, x Tensor, router Matrix, r *Router)
 	// ExpertsAdd adds to each row of dst the weighted sum over the row's
 	// selected experts of down(silu(x·gateᵀ) ⊙ x·upᵀ), and, when shared is
 	// not nil, the same network of the shared expert (weight 1, every

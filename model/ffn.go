@@ -77,11 +77,8 @@ type moe struct {
 }
 
 func (f *moe) addTo(be backend.Backend, s *scratch, h, x backend.Tensor) {
-	M := x.Rows()
-	logits := s.get("moe.logits", M, f.router.Rows())
-	be.MatMul(logits, x, f.router)
-	sel := s.selection(M, f.route.TopK)
-	be.Route(sel, logits, &f.route)
+	sel := s.selection(x.Rows(), f.route.TopK)
+	be.Route(sel, x, f.router, &f.route) // each row's top-k experts by x·routerᵀ, and their weights
 	be.ExpertsAdd(h, x, sel, f.experts, f.shared) // h += Σ w·expert(x) + shared(x)
 }
 

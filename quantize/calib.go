@@ -309,9 +309,9 @@ func (c *calibBackend) HeadMatMul(dst, x backend.Tensor, w []backend.Matrix, dst
 }
 
 // Route implements backend.Backend.
-func (c *calibBackend) Route(sel backend.Selection, logits backend.Tensor, r *backend.Router) {
+func (c *calibBackend) Route(sel backend.Selection, x backend.Tensor, router backend.Matrix, r *backend.Router) {
 	if !c.skip {
-		c.Backend.Route(sel, logits, r)
+		c.Backend.Route(sel, x, router, r)
 	}
 }
 

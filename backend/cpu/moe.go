@@ -23,6 +23,14 @@ func (b *Backend) NewSelection(rows, topK int) backend.Selection {
 	return &selection{rows: rows, k: topK, ids: make([]int32, rows*topK), weights: make([]float32, rows*topK)}
 }
 
+// SelectionOf returns the experts a selection of this backend holds and
+// their weights, row-major [rows, k] (the backend's own slices: the
+// reference for other backends' tests).
+func SelectionOf(s backend.Selection) (ids []int32, weights []float32) {
+	c := sel(s)
+	return c.ids, c.weights
+}
+
 func sel(s backend.Selection) *selection {
 	c, ok := s.(*selection)
 	if !ok {
@@ -33,8 +41,10 @@ func sel(s backend.Selection) *selection {
 
 // Route implements backend.Backend, in float32 as transformers' routers do
 // (the softmax's sum in float64).
-func (b *Backend) Route(s backend.Selection, logits backend.Tensor, r *backend.Router) {
-	sl, lg := sel(s), tensor(logits)
+func (b *Backend) Route(s backend.Selection, x backend.Tensor, router backend.Matrix, r *backend.Router) {
+	sl, xt := sel(s), tensor(x)
+	lg := &Tensor{rows: xt.rows, cols: router.Rows(), data: make([]float32, xt.rows*router.Rows())}
+	b.MatMul(lg, x, router)
 	E := lg.cols
 	if err := r.Check(sl.rows, sl.k, lg.rows, E); err != nil {
 		checkShape("Route", false, "%v", err)

@@ -201,20 +201,19 @@ extern "C" __global__ void moe_combine(float* __restrict__ dst, const float* __r
     }
 }
 
-// route without expert groups, one warp per row (the single-thread route
-// above took ~27 µs a call for 64 experts): lane l holds experts l, l+32,
-// … (E ≤ 256) and computes p and the rank exactly as route does; each of
-// the topK picks is the warp's best unused rank, ties to the lower expert
-// index (route's stable choice); lane 0 normalises in pick order as route.
-// The softmax's sums are warp reductions (route sums in expert order: the
-// double sum may differ in its last bits, which float32 p rarely sees).
-// Blocks of 4 warps.
-extern "C" __global__ void route_warp(int* __restrict__ ids, float* __restrict__ wts, const float* __restrict__ logits,
-                                      const float* __restrict__ bias, int rows, int E, int topK, int sigmoid,
-                                      int normalize, float scale) {
-    const int lane = threadIdx.x & 31, r = blockIdx.x * 4 + (threadIdx.x >> 5);
-    if (r >= rows) return;
-    const float* row = logits + (size_t)r * E;
+// route_row: routing without expert groups by one warp (the single-thread
+// route above took ~27 µs a call for 64 experts): lane l holds experts l,
+// l+32, … (E ≤ 256) of the logits row and computes p and the rank exactly
+// as route does; each of the topK ≤ 32 picks is the warp's best unused
+// rank, ties to the lower expert index (route's stable choice); the
+// weights are normalised in pick order as route does, and written with the
+// ids to ids[0…topK), wts[0…topK). The softmax's sums are warp reductions
+// (route sums in expert order: the double sum may differ in its last bits,
+// which float32 p rarely sees).
+__device__ __forceinline__ void route_row(int* __restrict__ ids, float* __restrict__ wts, const float* row,
+                                          const float* __restrict__ bias, int E, int topK, int sigmoid, int normalize,
+                                          float scale) {
+    const int lane = threadIdx.x & 31;
     float p[8], rank[8];
     if (sigmoid) {
 #pragma unroll
@@ -274,7 +273,73 @@ extern "C" __global__ void route_warp(int* __restrict__ ids, float* __restrict__
     if (lane < topK) {
         float v = w;
         if (normalize) v = v / (total + 1e-20f);
-        ids[(size_t)r * topK + lane] = myId;
-        wts[(size_t)r * topK + lane] = v * scale;
+        ids[lane] = myId;
+        wts[lane] = v * scale;
     }
 }
+
+// route_warp: route_row for each row of the logits [rows, E], a warp a
+// row, blocks of 4 warps.
+extern "C" __global__ void route_warp(int* __restrict__ ids, float* __restrict__ wts, const float* __restrict__ logits,
+                                      const float* __restrict__ bias, int rows, int E, int topK, int sigmoid,
+                                      int normalize, float scale) {
+    const int r = blockIdx.x * 4 + (threadIdx.x >> 5);
+    if (r >= rows) return;
+    route_row(ids + (size_t)r * topK, wts + (size_t)r * topK, logits + (size_t)r * E, bias, E, topK, sigmoid, normalize,
+              scale);
+}
+
+// Four consecutive numbers of a dense row-major weight (float32, fp16 or
+// bf16) from element off, which must be a multiple of 4.
+template <int F>
+__device__ __forceinline__ float4 dense4(const void* data, size_t off) {
+    if (F == FMT_F32) return *(const float4*)((const float*)data + off);
+    const uint2 v = *(const uint2*)((const u16*)data + off);
+    const u16 e[4] = {(u16)(v.x & 0xffffu), (u16)(v.x >> 16), (u16)(v.y & 0xffffu), (u16)(v.y >> 16)};
+    if (F == FMT_BF16) return make_float4(bf16_to_f32(e[0]), bf16_to_f32(e[1]), bf16_to_f32(e[2]), bf16_to_f32(e[3]));
+    return make_float4(f16_to_f32(e[0]), f16_to_f32(e[1]), f16_to_f32(e[2]), f16_to_f32(e[3]));
+}
+
+// route_mv: a decode step's router in one launch, the logits product and
+// route_row together (they were a dense decode matmul of E columns, whose
+// fixed cost is several times its 256 KB of weights at the GLM shape, and
+// route_warp). Block r: x row r is staged in shared memory, warp w computes
+// the logits of experts w, w + warps, … (lanes over k, 4 numbers a load,
+// float32 products and sums, a warp reduction) into shared memory, then
+// warp 0 routes them. W is the router [E, K] in float32, fp16 or bf16.
+// Requires K % 4 == 0, ldx % 4 == 0, E ≤ 256, topK ≤ 32; dynamic shared
+// memory (K + E) floats.
+template <int F>
+__device__ __forceinline__ void route_mv(int* __restrict__ ids, float* __restrict__ wts, const float* __restrict__ x,
+                                         int ldx, const WDesc& w, const float* __restrict__ bias, int topK, int sigmoid,
+                                         int normalize, float scale) {
+    extern __shared__ __align__(16) float rsm[];
+    const int r = blockIdx.x, E = w.N, K = w.K, warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    float* xs = rsm;
+    float* lg = rsm + K;
+    for (int i = 4 * threadIdx.x; i < K; i += 4 * blockDim.x) *(float4*)(xs + i) = *(const float4*)(x + (size_t)r * ldx + i);
+    __syncthreads();
+    for (int e = warp; e < E; e += warps) {
+        float s = 0.f;
+#pragma unroll 8
+        for (int k = 4 * lane; k < K; k += 128) {
+            const float4 wv = dense4<F>(w.data, (size_t)e * K + k);
+            const float4 xv = *(const float4*)(xs + k);
+            s = fmaf(wv.w, xv.w, fmaf(wv.z, xv.z, fmaf(wv.y, xv.y, fmaf(wv.x, xv.x, s))));
+        }
+        s = warp_sum(s);
+        if (lane == 0) lg[e] = s;
+    }
+    __syncthreads();
+    if (warp == 0) route_row(ids + (size_t)r * topK, wts + (size_t)r * topK, lg, bias, E, topK, sigmoid, normalize, scale);
+}
+
+#define ROUTE_MV_KERNEL(NAME, F)                                                                                  \
+    extern "C" __global__ void __launch_bounds__(1024)                                                           \
+        NAME(int* ids, float* wts, const float* x, int ldx, WDesc w, const float* bias, int topK, int sigmoid,   \
+             int normalize, float scale) {                                                                       \
+        route_mv<F>(ids, wts, x, ldx, w, bias, topK, sigmoid, normalize, scale);                                \
+    }
+ROUTE_MV_KERNEL(route_mv_f32, FMT_F32)
+ROUTE_MV_KERNEL(route_mv_f16, FMT_F16)
+ROUTE_MV_KERNEL(route_mv_bf16, FMT_BF16)

@@ -48,12 +48,16 @@ func (b *Backend) sel(s backend.Selection) *selection {
 	return c
 }
 
-// Route implements backend.Backend with the route kernel of moe.cu, which
-// follows the CPU backend's Route step for step.
-func (b *Backend) Route(s backend.Selection, logits backend.Tensor, r *backend.Router) {
-	sl, lg := b.sel(s), b.tensor(logits)
-	E := lg.cols
-	if err := r.Check(sl.rows, sl.k, lg.rows, E); err != nil {
+// Route implements backend.Backend with the kernels of moe.cu, which follow
+// the CPU backend's Route step for step. A decode-sized batch (≤ 16 rows)
+// with a dense router and no expert groups is one route_mv launch (the
+// logits and the choice); otherwise the logits are a MatMul into scratch,
+// chosen from by route_warp (no groups) or route.
+func (b *Backend) Route(s backend.Selection, x backend.Tensor, router backend.Matrix, r *backend.Router) {
+	sl, xt, w := b.sel(s), b.tensor(x), b.mat(router)
+	E := w.rows
+	checkShape("Route", xt.cols == w.cols, "x [%d, %d] for the router %s", xt.rows, xt.cols, w.name)
+	if err := r.Check(sl.rows, sl.k, xt.rows, E); err != nil {
 		checkShape("Route", false, "%v", err)
 	}
 	groups := max(r.Groups, 1)
@@ -66,9 +70,19 @@ func (b *Backend) Route(s backend.Selection, logits backend.Tensor, r *backend.R
 	if scale == 0 {
 		scale = 1
 	}
+	M := xt.rows
+	oneLaunch := groups == 1 && E <= 256 && r.TopK <= 32 && M <= 16 && w.cols%4 == 0 && 4*(w.cols+E) <= 48<<10 &&
+		(w.f == fmtF32 || w.f == fmtF16 || w.f == fmtBF16) && w.tr == nil && b.moe.routeMV[w.f] != 0 && !b.moe.off
+	var lg *tensor
+	if !oneLaunch && M > 0 {
+		if lg = b.scratchTensor("route.logits", M, E); lg == nil {
+			return // the sticky error is set
+		}
+		b.MatMul(lg, x, router)
+	}
 	b.enter()
 	defer b.leave()
-	if lg.rows == 0 || !b.usable(lg) || !b.selUsable(sl) || sl.buf.ptr == 0 {
+	if M == 0 || !b.usable(xt) || !w.usable() || !b.selUsable(sl) || sl.buf.ptr == 0 {
 		return
 	}
 	var bp uint64
@@ -77,6 +91,24 @@ func (b *Backend) Route(s backend.Selection, logits backend.Tensor, r *backend.R
 			return
 		}
 		bp = bias.buf.ptr
+	}
+	if oneLaunch {
+		a := b.newArgs()
+		a.ptr(sl.ids())
+		a.ptr(sl.weights())
+		a.ptr(xt.ptr())
+		a.i32(xt.cols)
+		a.desc(&w.desc)
+		a.ptr(bp)
+		a.i32(r.TopK)
+		a.i32(btoi(r.Sigmoid))
+		a.i32(btoi(r.Normalize))
+		a.f32(scale)
+		b.launch(b.moe.routeMV[w.f], M, 1, 1024, 4*(w.cols+E), a)
+		return
+	}
+	if !b.usable(lg) {
+		return
 	}
 	topGroups := r.TopKGroups
 	if groups == 1 {

@@ -34,6 +34,9 @@ type moeState struct {
 	combine uintptr
 	// route_warp (moe.cu): Route without expert groups, a warp a row
 	routeWarp uintptr
+	// route_mv_* (moe.cu): the router's product and route_warp's choice in
+	// one launch, by the router's format (float32, fp16, bf16)
+	routeMV [numFmts]uintptr
 	headMV    [3]uintptr // head_mv_f32, _f16, _bf16
 	mla       []mlaKernel
 	prologue  uintptr // mla_prologue
@@ -87,6 +90,7 @@ func (b *Backend) loadMoEKernels(get func(string) uintptr) {
 	s.combine = get("moe_combine")
 	s.prologue = get("mla_prologue")
 	s.routeWarp = get("route_warp")
+	s.routeMV[fmtF32], s.routeMV[fmtF16], s.routeMV[fmtBF16] = get("route_mv_f32"), get("route_mv_f16"), get("route_mv_bf16")
 	for i, n := range []string{"head_mv_f32", "head_mv_f16", "head_mv_bf16"} {
 		s.headMV[i] = get(n)
 	}

@@ -271,13 +271,17 @@ func loadExpertsBoth(t *testing.T, g, c backend.Backend, rng *rand.Rand, mk func
 	return gex, cex
 }
 
-// routeBoth routes the same random logits of M rows over E experts with r
-// on the GPU backend g and the CPU backend c.
+// routeBoth routes the same M random rows through the same random bf16
+// router over E experts with r on the GPU backend g and the CPU backend c,
+// and checks that both chose alike.
 func routeBoth(t *testing.T, g *Backend, c *cpu.Backend, rng *rand.Rand, M, E int, r *backend.Router) (gs, cs backend.Selection) {
 	t.Helper()
-	logits := tensors(t, g, c, M, E, randn(rng, M*E, 1.5))
+	const H = 64
+	x := tensors(t, g, c, M, H, randn(rng, M*H, 1))
+	grt, crt := loadBoth(t, g, c, denseWeight(dtype.BF16)(rng, E, H))
 	gs, cs = g.NewSelection(M, r.TopK), c.NewSelection(M, r.TopK)
-	g.Route(gs, logits.g, r)
-	c.Route(cs, logits.c, r)
+	g.Route(gs, x.g, grt, r)
+	c.Route(cs, x.c, crt, r)
+	compareSelections(t, fmt.Sprintf("route of %d rows", M), g, gs.(*selection), cs, M)
 	return gs, cs
 }

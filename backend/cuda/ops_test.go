@@ -373,10 +373,14 @@ func testAttention(t *testing.T, g *Backend, c *cpu.Backend) {
 }
 
 // testMoE: Route (softmax with and without normalisation; sigmoid with a
-// selection bias, scaling and group-limited routing, masked to −∞ or 0)
+// selection bias, scaling and group-limited routing, masked to −∞ or 0;
+// routers in float32, fp16 and bf16; 1 and 7 rows take route_mv where
+// there are no groups, 40 rows the product and route_warp or route)
 // followed by Experts (dense and GPTQ experts), against the CPU. The
-// routing decisions must agree (random logits have no near-ties), so the
-// outputs agree to matmul precision: 2e-5 · max|out|.
+// routing decisions must agree (random logits have no near-ties): the
+// experts and weights chosen are compared (weights to 1e-5, the logits'
+// float32 sums differ in order), and the outputs agree to matmul
+// precision: 2e-5 · max|out|.
 func testMoE(t *testing.T, g *Backend, c *cpu.Backend) {
 	rng := rand.New(rand.NewPCG(17, 18))
 	const E, H, I = 16, 48, 32
@@ -415,6 +419,7 @@ func testMoE(t *testing.T, g *Backend, c *cpu.Backend) {
 		{TopK: 2, Sigmoid: true, Groups: 16, TopKGroups: 3},
 	}
 	for ri, r := range routers {
+		grt, crt := loadBoth(t, g, c, denseWeight([]dtype.DType{dtype.F32, dtype.F16, dtype.BF16}[ri%3])(rng, E, H))
 		for _, withBias := range []bool{false, true} {
 			if withBias && !r.Sigmoid {
 				continue
@@ -425,11 +430,11 @@ func testMoE(t *testing.T, g *Backend, c *cpu.Backend) {
 			}
 			for _, M := range []int{1, 7, 40} {
 				name := fmt.Sprintf("router %d bias %v M%d", ri, withBias, M)
-				logits := tensors(t, g, c, M, E, randn(rng, M*E, 1.5))
-				gs, cs := g.NewSelection(M+2, r.TopK), c.NewSelection(M+2, r.TopK)
-				g.Route(gs, logits.g, &gr)
-				c.Route(cs, logits.c, &cr)
 				x := tensors(t, g, c, M, H, randn(rng, M*H, 1))
+				gs, cs := g.NewSelection(M+2, r.TopK), c.NewSelection(M+2, r.TopK)
+				g.Route(gs, x.g, grt, &gr)
+				c.Route(cs, x.c, crt, &cr)
+				compareSelections(t, name, g, gs.(*selection), cs, M)
 				h0 := randn(rng, M*H, 1)
 				d := tensors(t, g, c, M, H, h0)
 				g.ExpertsAdd(d.g, x.g, gs, gex, nil)
@@ -445,6 +450,24 @@ func testMoE(t *testing.T, g *Backend, c *cpu.Backend) {
 
 // checkSelection reads the GPU's choices back: distinct experts in range,
 // finite positive weights.
+// compareSelections checks that the first M rows of the GPU selection gs
+// chose the experts of the CPU's cs, in the same order, with weights
+// within 1e-5 relative.
+func compareSelections(t *testing.T, name string, g *Backend, gs *selection, cs backend.Selection, M int) {
+	t.Helper()
+	raw := make([]float32, 2*gs.rows*gs.k)
+	if err := g.Read(raw, &tensor{buf: gs.buf, rows: 2 * gs.rows, cols: gs.k}); err != nil {
+		t.Fatal(err)
+	}
+	ids, wts := cpu.SelectionOf(cs)
+	for i := range M * gs.k {
+		id, w := int32(math.Float32bits(raw[i])), raw[gs.rows*gs.k+i]
+		if id != ids[i] || math.Abs(float64(w-wts[i])) > 1e-5*math.Abs(float64(wts[i])) {
+			t.Errorf("%s: row %d choice %d: expert %d weight %g, CPU expert %d weight %g", name, i/gs.k, i%gs.k, id, w, ids[i], wts[i])
+		}
+	}
+}
+
 func checkSelection(t *testing.T, name string, g *Backend, s *selection, M, E int) {
 	t.Helper()
 	tmp := &tensor{buf: s.buf, rows: 2 * s.rows, cols: s.k}
