@@ -78,7 +78,7 @@ type moe struct {
 
 func (f *moe) addTo(be backend.Backend, s *scratch, h, x backend.Tensor) {
 	sel := s.selection(x.Rows(), f.route.TopK)
-	be.Route(sel, x, f.router, &f.route) // each row's top-k experts by x·routerᵀ, and their weights
+	be.Route(sel, x, f.router, &f.route)          // each row's top-k experts by x·routerᵀ, and their weights
 	be.ExpertsAdd(h, x, sel, f.experts, f.shared) // h += Σ w·expert(x) + shared(x)
 }
 

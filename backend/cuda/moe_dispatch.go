@@ -36,10 +36,10 @@ type moeState struct {
 	routeWarp uintptr
 	// route_mv_* (moe.cu): the router's product and route_warp's choice in
 	// one launch, by the router's format (float32, fp16, bf16)
-	routeMV [numFmts]uintptr
-	headMV    [3]uintptr // head_mv_f32, _f16, _bf16
-	mla       []mlaKernel
-	prologue  uintptr // mla_prologue
+	routeMV  [numFmts]uintptr
+	headMV   [3]uintptr // head_mv_f32, _f16, _bf16
+	mla      []mlaKernel
+	prologue uintptr // mla_prologue
 }
 
 // listTables are the device tables built for lists of matrices that start
