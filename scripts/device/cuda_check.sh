@@ -15,7 +15,7 @@
 #
 # Steps, in order of importance, each skipped when too little of BUDGET
 # (seconds, default 280) is left; STEPS (default all) picks some of
-# tests,perf,bench,moe,profile,run,memcheck,racecheck:
+# tests,perf,bench,ab,moe,profile,run,memcheck,racecheck:
 #   1. the backend's tests (ops against the CPU, the tensor-core kernels at
 #      split-K sizes, graph segments, fixtures against transformers,
 #      batching, GPTQ checkpoints, errors, call costs, experts, latent
@@ -37,7 +37,7 @@ cd "$(dirname "$0")/../.."
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 BUDGET=${BUDGET:-280}
-STEPS=${STEPS:-tests,perf,bench,moe,profile,run,memcheck,racecheck}
+STEPS=${STEPS:-tests,perf,bench,ab,moe,profile,run,memcheck,racecheck}
 want() { [[ ",$STEPS," == *",$1,"* ]]; }
 start=$SECONDS
 left() { echo $((BUDGET - (SECONDS - start))); }
@@ -45,11 +45,11 @@ summary="$OUT/summary.txt"
 : >"$summary"
 note() { echo "$*" | tee -a "$summary"; }
 
-for f in gpubin/cuda.test gpubin/marlin; do
+for f in gpubin/cuda.test gpubin/marlin gpubin/marlin-base; do
 	if [ ! -x "$f" ] && [ -f "$f.xz" ]; then
 		xz -dkc "$f.xz" >"$f" && chmod +x "$f"
 	fi
-	[ -x "$f" ] || { echo "missing $f: build it first (see the top of $0)"; exit 2; }
+	[ -x "$f" ] || [ "$f" = gpubin/marlin-base ] || { echo "missing $f: build it first (see the top of $0)"; exit 2; }
 done
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee -a "$summary"
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1 || true)
@@ -76,9 +76,10 @@ run() {
 # (separate processes: a device fault in one cannot hide the others' results)
 echo "commit $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo -dirty) $(date -u +%FT%TZ)" | tee -a "$summary"
 if want tests; then
-	for group in 'TestCompileKernels|TestKernelResources|TestPack|TestTensors|TestStickyErrors|TestClose|TestCollect|TestGraph$|TestCallCost' \
-		'TestOps' 'TestQMatMul$|TestGraphSegments|TestFusedOps' 'TestFixtures|TestBatchedGeneration|TestGPTQCheckpoints' \
-		'TestExpertsOnDevice|TestExpertsAdd|TestHeadsOnDevice|TestMLA|TestSample|TestTrellis(MatMul|Viterbi|Windows)'; do
+	# TEST_GROUPS (groups separated by ';') overrides the default groups
+	default_groups="TestCompileKernels|TestKernelResources|TestPack|TestTensors|TestStickyErrors|TestClose|TestCollect|TestGraph$|TestCallCost;TestOps;TestQMatMul$|TestGraphSegments|TestFusedOps;TestFixtures|TestBatchedGeneration|TestGPTQCheckpoints;TestExpertsOnDevice|TestExpertsAdd|TestHeadsOnDevice|TestMLA|TestSample|TestTrellis(MatMul|Viterbi|Windows)"
+	IFS=';' read -ra groups <<<"${TEST_GROUPS:-$default_groups}"
+	for group in "${groups[@]}"; do
 		run "tests $group" 20 120 "$OUT/test.part" bash -c "cd backend/cuda && ../../gpubin/cuda.test -test.v -test.timeout 115s -test.run '$group'"
 		cat "$OUT/test.part" >>"$OUT/test.log" 2>/dev/null
 	done
@@ -120,6 +121,25 @@ if want moe; then
 	grep -hE 'decode_tokens|prefill_tokens|batch|"model"|Error|error' "$OUT"/moe-*.log "$OUT/mixtral.log" | head -40
 fi
 
+# 3a. old against new decode: gpubin/marlin-base (a build of an earlier
+# commit) and gpubin/marlin alternate, AB_RUNS pairs (default 2) on each of
+# AB_SHAPES (synthetic shape:format[:extra flags], default the 8B shape at
+# INT4 with the 4-bit head, and GLM-4.7-Flash at INT4)
+if want ab && [ -x gpubin/marlin-base ]; then
+	IFS=';' read -ra shapes <<<"${AB_SHAPES:-llama3-8b:int4:128:--head-bits 4;glm4.7-flash:int4:128}"
+	for sh in "${shapes[@]}"; do
+		IFS=':' read -r model fmt grp extra <<<"$sh"
+		for i in $(seq "${AB_RUNS:-2}"); do
+			for bin in marlin-base marlin; do
+				log="$OUT/ab-$model-$bin-$i.log"
+				run "ab $model $bin $i" 30 300 "$log" ./gpubin/$bin bench --synthetic "$model" --format "$fmt:$grp" $extra --device cuda --prompt 512 --gen 64 --membw=false --json
+				note "  $(grep -ohE '"(prefill|decode)_tokens_per_second[a-z_]*": [0-9.]+' "$log" | tr '\n' ' ')"
+			done
+		done
+		rm -rf "${XDG_CACHE_HOME:-$HOME/.cache}"/marlin/synthetic/glm*
+	done
+fi
+
 # 3c. kernel times of one decode step (CUDA events around every launch,
 # graphs off): the Llama-3-8B shape at INT4 with the 4-bit head
 if want profile; then
@@ -151,9 +171,9 @@ elif want memcheck; then
 	note "memcheck: skipped (no compute-sanitizer)"
 fi
 
-# 6. shared-memory races in the tiled kernels
+# 6. shared-memory races in the tiled kernels (RACE_RUN overrides the tests)
 if want racecheck && [ -n "$sanitizer" ]; then
-	run racecheck 30 120 "$OUT/racecheck.log" bash -c "cd backend/cuda && '$sanitizer' --tool racecheck --error-exitcode 9 ../../gpubin/cuda.test -test.run 'TestOps/(MatMul|RMSNorm|Attention)' -test.timeout 120s"
+	run racecheck 30 120 "$OUT/racecheck.log" bash -c "cd backend/cuda && '$sanitizer' --tool racecheck --error-exitcode 9 ../../gpubin/cuda.test -test.run '${RACE_RUN:-TestOps/(MatMul|RMSNorm|Attention)}' -test.timeout 120s"
 	tail -3 "$OUT/racecheck.log"
 fi
 
