@@ -45,6 +45,9 @@ summary="$OUT/summary.txt"
 : >"$summary"
 note() { echo "$*" | tee -a "$summary"; }
 
+# (an ab run may bring marlin and marlin-base as one archive, pair.tar.xz:
+# compressed together they take little more room than one)
+[ -f gpubin/pair.tar.xz ] && tar -xJf gpubin/pair.tar.xz -C gpubin
 for f in gpubin/cuda.test gpubin/marlin gpubin/marlin-base; do
 	if [ ! -x "$f" ] && [ -f "$f.xz" ]; then
 		xz -dkc "$f.xz" >"$f" && chmod +x "$f"
