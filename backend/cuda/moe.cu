@@ -130,11 +130,14 @@ extern "C" __global__ void scatter_add(float* __restrict__ dst, const float* __r
 //   gate+up: jobs = 2·nsel, job = 2·slot + which (0 gate, 1 up); x row
 //            slot/k of x; output row which·nsel + slot of y [2·nsel, I]
 //   down:    jobs = nsel, which = 0 with mat0 = 2; x row slot of h
-//            [nsel, I] (xPerSlot); output row slot of y [nsel, H]
+//            [nsel, I] (xPerSlot); output row slot of y [nsel, H]. With
+//            SILU (4-bit kernels) x is gate+up's y [2·nsel, I] itself and
+//            the kernel forms silu(gate)·up of rows slot and nsel + slot
+//            as it reads them (qmv4's SILU).
 //
 // Slots nr … nsel−1 (when nsel > nr) are the shared expert's, one a row:
 // expert se (the table's entry after the routed ones), row slot − nr.
-template <int KIND, bool ASYM, bool DENSE, bool BF16>
+template <int KIND, bool ASYM, bool DENSE, bool BF16, bool SILU>
 __device__ __forceinline__ void moe_mv(const WDesc* __restrict__ tab, const int* __restrict__ ids, int k, int nsel, int nr,
                                        int se, int mats, int mat0, const float* x, int ldx, int xPerSlot, float* y, int ldy,
                                        float* ws, int wsPer, int* counters, int ctrPer) {
@@ -150,21 +153,24 @@ __device__ __forceinline__ void moe_mv(const WDesc* __restrict__ tab, const int*
     if (DENSE)
         dmv<BF16, 8>(w, xr, ldx, o, 1, ws + (size_t)job * wsPer, counters + job * ctrPer);
     else
-        qmv4<KIND, ASYM, 8>(w, xr, ldx, o, 1, ws + (size_t)job * wsPer, counters + job * ctrPer);
+        qmv4<KIND, ASYM, 8, SILU>(w, xr, SILU ? nsel * ldx : ldx, o, 1, ws + (size_t)job * wsPer, counters + job * ctrPer);
 }
 
-#define MOE_MV_KERNEL(NAME, KIND, ASYM, DENSE, BF)                                                                   \
+#define MOE_MV_KERNEL(NAME, KIND, ASYM, DENSE, BF, SILU)                                                             \
     extern "C" __global__ void __launch_bounds__(QW * 32)                                                            \
         NAME(const WDesc* tab, const int* ids, int k, int nsel, int nr, int se, int mats, int mat0, const float* x,  \
              int ldx, int xPerSlot, float* y, int ldy, float* ws, int wsPer, int* counters, int ctrPer) {            \
-        moe_mv<KIND, ASYM, DENSE, BF>(tab, ids, k, nsel, nr, se, mats, mat0, x, ldx, xPerSlot, y, ldy, ws, wsPer,    \
-                                      counters, ctrPer);                                                             \
+        moe_mv<KIND, ASYM, DENSE, BF, SILU>(tab, ids, k, nsel, nr, se, mats, mat0, x, ldx, xPerSlot, y, ldy, ws,     \
+                                            wsPer, counters, ctrPer);                                                \
     }
-MOE_MV_KERNEL(moe_qmv_int4, PACK_INT4, false, false, false)
-MOE_MV_KERNEL(moe_qmv_int4_asym, PACK_INT4, true, false, false)
-MOE_MV_KERNEL(moe_qmv_fp4, PACK_FP4, false, false, false)
-MOE_MV_KERNEL(moe_dmv_f16, 0, false, true, false)
-MOE_MV_KERNEL(moe_dmv_bf16, 0, false, true, true)
+MOE_MV_KERNEL(moe_qmv_int4, PACK_INT4, false, false, false, false)
+MOE_MV_KERNEL(moe_qmv_int4_asym, PACK_INT4, true, false, false, false)
+MOE_MV_KERNEL(moe_qmv_fp4, PACK_FP4, false, false, false, false)
+MOE_MV_KERNEL(moe_dmv_f16, 0, false, true, false, false)
+MOE_MV_KERNEL(moe_dmv_bf16, 0, false, true, true, false)
+MOE_MV_KERNEL(moe_qmv_int4_silu, PACK_INT4, false, false, false, true)
+MOE_MV_KERNEL(moe_qmv_int4_asym_silu, PACK_INT4, true, false, false, true)
+MOE_MV_KERNEL(moe_qmv_fp4_silu, PACK_FP4, false, false, false, true)
 
 // dst[r, :] = Σ_j wts[r·k + j] · out[r·k + j, :], the k choices of row r
 // taken in increasing expert id (the CPU's order of accumulation: it adds
@@ -300,10 +306,10 @@ __device__ __forceinline__ float4 dense4(const void* data, size_t off) {
     return make_float4(f16_to_f32(e[0]), f16_to_f32(e[1]), f16_to_f32(e[2]), f16_to_f32(e[3]));
 }
 
-// route_mv: a decode step's router in one launch, the logits product and
-// route_row together (they were a dense decode matmul of E columns, whose
-// fixed cost is several times its 256 KB of weights at the GLM shape, and
-// route_warp). Block r: x row r is staged in shared memory, warp w computes
+// route_mv: a router in one launch, the logits product and route_row
+// together (they were a dense matmul of E columns, whose fixed cost at
+// decode is several times its 256 KB of weights at the GLM shape, and
+// route_warp), one block a row. Block r: x row r is staged in shared memory, warp w computes
 // the logits of experts w, w + warps, … (lanes over k, 4 numbers a load,
 // float32 products and sums, a warp reduction) into shared memory, then
 // warp 0 routes them. W is the router [E, K] in float32, fp16 or bf16.

@@ -49,10 +49,12 @@ func (b *Backend) sel(s backend.Selection) *selection {
 }
 
 // Route implements backend.Backend with the kernels of moe.cu, which follow
-// the CPU backend's Route step for step. A decode-sized batch (≤ 16 rows)
-// with a dense router and no expert groups is one route_mv launch (the
-// logits and the choice); otherwise the logits are a MatMul into scratch,
-// chosen from by route_warp (no groups) or route.
+// the CPU backend's Route step for step. A dense router without expert
+// groups is one route_mv launch: the logits in float32, as transformers
+// computes GLM's and DeepSeek's (the matmul kernels round x to 16 bits at
+// prefill sizes, which moved near-tied choices and weights by ~1e-3), then
+// the choice. Otherwise the logits are a MatMul into scratch, chosen from
+// by route_warp (no groups) or route.
 func (b *Backend) Route(s backend.Selection, x backend.Tensor, router backend.Matrix, r *backend.Router) {
 	sl, xt, w := b.sel(s), b.tensor(x), b.mat(router)
 	E := w.rows
@@ -71,7 +73,7 @@ func (b *Backend) Route(s backend.Selection, x backend.Tensor, router backend.Ma
 		scale = 1
 	}
 	M := xt.rows
-	oneLaunch := groups == 1 && E <= 256 && r.TopK <= 32 && M <= 16 && w.cols%4 == 0 && 4*(w.cols+E) <= 48<<10 &&
+	oneLaunch := groups == 1 && E <= 256 && r.TopK <= 32 && w.cols%4 == 0 && 4*(w.cols+E) <= 48<<10 &&
 		(w.f == fmtF32 || w.f == fmtF16 || w.f == fmtBF16) && w.tr == nil && b.moe.routeMV[w.f] != 0 && !b.moe.off
 	var lg *tensor
 	if !oneLaunch && M > 0 {

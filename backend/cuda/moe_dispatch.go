@@ -31,6 +31,9 @@ const moeDeviceSlots = 256
 type moeState struct {
 	off     bool       // MARLIN_CUDA_MOE_FAST=0: the older paths, for comparison
 	mv      [5]uintptr // moe_qmv_int4, _int4_asym, _fp4, moe_dmv_f16, _bf16
+	// the 4-bit kernels' down products that form silu(gate)·up themselves
+	// (moe_qmv_int4_silu, _int4_asym_silu, _fp4_silu; 0 for the dense ones)
+	mvSilu  [5]uintptr
 	combine uintptr
 	// route_warp (moe.cu): Route without expert groups, a warp a row
 	routeWarp uintptr
@@ -73,6 +76,7 @@ func splitPitch(d int) int { return 4 + 4*((d+3)/4) }
 type expertTable struct {
 	ok   bool    // every expert has the same decode kernel
 	kern uintptr // the moe_* kernel
+	silu uintptr // its SILU variant for the down products, or 0
 	buf  *buffer // WDesc [experts][gate, up, down]
 }
 
@@ -84,8 +88,12 @@ func (b *Backend) loadMoEKernels(get func(string) uintptr) {
 	for i, n := range []string{"moe_qmv_int4", "moe_qmv_int4_asym", "moe_qmv_fp4", "moe_dmv_f16", "moe_dmv_bf16"} {
 		s.mv[i] = get(n)
 	}
+	for i, n := range []string{"moe_qmv_int4_silu", "moe_qmv_int4_asym_silu", "moe_qmv_fp4_silu"} {
+		s.mvSilu[i] = get(n)
+	}
 	// the rings of the decode kernels they run (M ≤ 8)
 	b.dynSmem[s.mv[0]], b.dynSmem[s.mv[1]], b.dynSmem[s.mv[2]] = qmvSmem(8, false), qmvSmem(8, true), qmvSmem(8, false)
+	b.dynSmem[s.mvSilu[0]], b.dynSmem[s.mvSilu[1]], b.dynSmem[s.mvSilu[2]] = qmvSmem(8, false), qmvSmem(8, true), qmvSmem(8, false)
 	b.dynSmem[s.mv[3]], b.dynSmem[s.mv[4]] = dmvSmem(8), dmvSmem(8)
 	s.combine = get("moe_combine")
 	s.prologue = get("mla_prologue")
@@ -159,6 +167,9 @@ func (b *Backend) expertTable(experts []backend.Expert) *expertTable {
 		return t
 	}
 	t.buf, t.ok = buf, true
+	if i := slices.Index(b.moe.mv[:], t.kern); i >= 0 {
+		t.silu = b.moe.mvSilu[i]
+	}
 	return t
 }
 
@@ -188,18 +199,17 @@ func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, experts []backen
 		nsel, sh = nr+M, 1
 	}
 	gu := b.scratchBuf("moe.gu", 4*2*int64(nsel)*int64(I))
-	h := b.scratchBuf("moe.h", 4*int64(nsel)*int64(I))
 	out := b.scratchBuf("moe.outs", 4*int64(nsel)*int64(H))
-	if gu == 0 || h == 0 || out == 0 {
+	if gu == 0 || out == 0 {
 		return true // the sticky error is set
 	}
 	// mv launches jobs products of [N, Kin] matrices (mats per slot,
 	// starting at mat0 of the expert's three)
-	mv := func(name string, y uint64, ldy int, x uint64, ldx int, xPerSlot bool, mats, mat0, N, Kin int) bool {
+	mv := func(name string, kern uintptr, y uint64, ldy int, x uint64, ldx int, xPerSlot bool, mats, mat0, N, Kin int) bool {
 		jobs := nsel * mats
 		ntiles := (N + 63) / 64
 		steps := ntiles * (Kin / 32)
-		blocks := max(1, min(steps/16, b.residentBlocks(t.kern)*b.sms/jobs))
+		blocks := max(1, min(steps/16, b.residentBlocks(kern)*b.sms/jobs))
 		wsPer := (ntiles + 4*blocks) * 1024
 		if jobs*ntiles > counterCap {
 			b.fail(fmt.Errorf("cuda: ExpertsAdd: %d products of %d column tiles exceed the %d counters", jobs, ntiles, counterCap))
@@ -227,14 +237,24 @@ func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, experts []backen
 		a.i32(wsPer)
 		a.ptr(b.counters.ptr)
 		a.i32(ntiles)
-		b.launch3(t.kern, blocks, jobs, 1, 128, b.dynSmem[t.kern], a)
+		b.launch3(kern, blocks, jobs, 1, 128, b.dynSmem[kern], a)
 		return true
 	}
-	if !mv("moe.ws1", gu, I, xt.ptr(), H, false, 2, 0, I, H) {
+	if !mv("moe.ws1", t.kern, gu, I, xt.ptr(), H, false, 2, 0, I, H) {
 		return true
 	}
-	b.siluMul(h, gu, gu+uint64(4*nsel*I), int64(nsel)*int64(I))
-	if !mv("moe.ws2", out, H, h, I, true, 1, 2, H, I) {
+	// down: x = silu(gate)·up, formed by the 4-bit kernels as they read
+	// gate and up (no launch of its own), else by silu_mul first
+	down, x := t.silu, gu
+	if down == 0 {
+		h := b.scratchBuf("moe.h", 4*int64(nsel)*int64(I))
+		if h == 0 {
+			return true // the sticky error is set
+		}
+		b.siluMul(h, gu, gu+uint64(4*nsel*I), int64(nsel)*int64(I))
+		down, x = t.kern, h
+	}
+	if !mv("moe.ws2", down, out, H, x, I, true, 1, 2, H, I) {
 		return true
 	}
 	a := b.newArgs()

@@ -374,8 +374,8 @@ func testAttention(t *testing.T, g *Backend, c *cpu.Backend) {
 
 // testMoE: Route (softmax with and without normalisation; sigmoid with a
 // selection bias, scaling and group-limited routing, masked to −∞ or 0;
-// routers in float32, fp16 and bf16; 1 and 7 rows take route_mv where
-// there are no groups, 40 rows the product and route_warp or route)
+// routers in float32, fp16 and bf16: route_mv where there are no groups,
+// else the product and route)
 // followed by Experts (dense and GPTQ experts), against the CPU. The
 // routing decisions must agree (random logits have no near-ties): the
 // experts and weights chosen are compared (weights to 1e-5, the logits'

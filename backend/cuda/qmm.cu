@@ -345,7 +345,12 @@ __device__ __forceinline__ float2 h2_to_f2(u32 h) {
 // MR = 8 or 16 rows of x (M ≤ MR). Requires K % 32 == 0, group % 32 == 0,
 // ldx % 4 == 0 and x 16-byte aligned (the host checks; otherwise it uses
 // the tile kernels).
-template <int KIND, bool ASYM, int MR>
+//
+// SILU (M = 1 only: the experts' down products, moe.cu): the input is
+// silu(g)·u of two rows, g at x and u at x + ldx, staged as rows 0 and 1
+// of the ring's x and combined where x is converted, with the float
+// operations of silu_mul — the SwiGLU activation without its own launch.
+template <int KIND, bool ASYM, int MR, bool SILU = false>
 __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x, int ldx, const YOut& o, int M, float* ws,
                                      int* counters) {
     extern __shared__ __align__(16) unsigned char qsm[];
@@ -354,6 +359,7 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
     const int lane = threadIdx.x & 31, t = lane & 3, c = lane >> 2, warp = threadIdx.x >> 5;
     const int gw = blockIdx.x * QW + warp, W = gridDim.x * QW;
     const int spt = w.K >> 5, groups = w.K / w.group, gsteps = w.group >> 5;  // steps of 32 per group
+    const int XR = SILU ? 2 : M;                                               // rows of x staged
     const int ntiles = (w.N + 63) >> 6, T = ntiles * spt;
     const int per = (T + W - 1) / W, i0 = gw * per, i1 = min(T, i0 + per);
     if (i0 >= i1) return;
@@ -370,9 +376,9 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
         const u32 slot = ring_s + (u32)((ii % QD) * SB);
         cp_async16(slot + 16 * lane, wt + (size_t)(2 * ii) * 32);
         cp_async16(slot + 512 + 16 * lane, wt + (size_t)(2 * ii + 1) * 32);
-        // x: rows < M, 8 chunks of 16 bytes a row
+        // x: rows < M (SILU: g and u), 8 chunks of 16 bytes a row
         if (with_x)
-            for (int q = lane; q < M * 8; q += 32) cp_async16(slot + XO + 16 * q, x + (size_t)(q >> 3) * ldx + 32 * is + 4 * (q & 7));
+            for (int q = lane; q < XR * 8; q += 32) cp_async16(slot + XO + 16 * q, x + (size_t)(q >> 3) * ldx + 32 * is + 4 * (q & 7));
         if (lane < 8) cp_async16(slot + SO + 16 * lane, (const V4u*)w.scales + (size_t)ig * 8 + lane);
         if (ASYM && lane < 16) cp_async16(slot + ZO + 16 * lane, (const V4u*)w.zeros + (size_t)ig * 16 + lane);
         ii++;
@@ -405,7 +411,7 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
         for (int u = 0; u < QD - 1; u++) {
             if (i0 + u < i1) {
                 const u32 slot = ring_s + (u32)(((i0 + u) % QD) * SB);
-                for (int q = lane; q < M * 8; q += 32) cp_async16(slot + XO + 16 * q, x + (size_t)(q >> 3) * ldx + 32 * js + 4 * (q & 7));
+                for (int q = lane; q < XR * 8; q += 32) cp_async16(slot + XO + 16 * q, x + (size_t)(q >> 3) * ldx + 32 * js + 4 * (q & 7));
                 if (++js == spt) js = 0;
             }
             cp_commit();
@@ -434,6 +440,11 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
             const V4u cw = *(const V4u*)(sl + 512 * j + 16 * lane);
             V4f xa = V4f{0.f, 0.f, 0.f, 0.f}, xb = xa;
             if (c < M) xa = *(const V4f*)(sl + XO + 128 * c + 16 * (4 * j + t));
+            if (SILU && c < M) {
+                const V4f u = *(const V4f*)(sl + XO + 128 * (c + 1) + 16 * (4 * j + t));
+                xa.x = xa.x / (1.0f + expf(-xa.x)) * u.x, xa.y = xa.y / (1.0f + expf(-xa.y)) * u.y;
+                xa.z = xa.z / (1.0f + expf(-xa.z)) * u.z, xa.w = xa.w / (1.0f + expf(-xa.w)) * u.w;
+            }
             if (MR == 16 && c + 8 < M) xb = *(const V4f*)(sl + XO + 128 * (c + 8) + 16 * (4 * j + t));
             const u32 a0 = pack_f16x2(xa.x, xa.y), a2 = pack_f16x2(xa.z, xa.w);
             const u32 a1 = MR == 16 ? pack_f16x2(xb.x, xb.y) : 0u, a3 = MR == 16 ? pack_f16x2(xb.z, xb.w) : 0u;

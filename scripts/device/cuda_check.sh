@@ -127,7 +127,8 @@ fi
 # 3a. old against new decode: gpubin/marlin-base (a build of an earlier
 # commit) and gpubin/marlin alternate, AB_RUNS pairs (default 2) on each of
 # AB_SHAPES (synthetic shape:format[:extra flags], default the 8B shape at
-# INT4 with the 4-bit head, and GLM-4.7-Flash at INT4)
+# INT4 with the 4-bit head, and GLM-4.7-Flash at INT4); with the profile
+# step, the kernel times of the new build on each shape too
 if want ab && [ -x gpubin/marlin-base ]; then
 	IFS=';' read -ra shapes <<<"${AB_SHAPES:-llama3-8b:int4:128:--head-bits 4;glm4.7-flash:int4:128}"
 	for sh in "${shapes[@]}"; do
@@ -139,13 +140,17 @@ if want ab && [ -x gpubin/marlin-base ]; then
 				note "  $(grep -ohE '"(prefill|decode)_tokens_per_second[a-z_]*": [0-9.]+' "$log" | tr '\n' ' ')"
 			done
 		done
+		if want profile; then
+			MARLIN_CUDA_PROFILE=1 run "profile $model" 30 90 "$OUT/profile-$model.log" ./gpubin/marlin bench --synthetic "$model" --format "$fmt:$grp" $extra --device cuda --prompt 512 --gen 16 --membw=false
+			grep -A24 "kernel times" "$OUT/profile-$model.log" | head -26
+		fi
 		rm -rf "${XDG_CACHE_HOME:-$HOME/.cache}"/marlin/synthetic/glm*
 	done
 fi
 
 # 3c. kernel times of one decode step (CUDA events around every launch,
 # graphs off): the Llama-3-8B shape at INT4 with the 4-bit head
-if want profile; then
+if want profile && ! want ab; then
 	MARLIN_CUDA_PROFILE=1 run "profile llama3-8b" 30 150 "$OUT/profile-8b.log" ./gpubin/marlin bench --synthetic llama3-8b --format int4:128 --head-bits 4 --device cuda --prompt 512 --gen 16 --membw=false
 	grep -A16 "kernel times" "$OUT/profile-8b.log"
 fi
