@@ -29,8 +29,8 @@ const moeDeviceSlots = 256
 
 // moeState holds the kernels of these paths.
 type moeState struct {
-	off     bool       // MARLIN_CUDA_MOE_FAST=0: the older paths, for comparison
-	mv      [5]uintptr // moe_qmv_int4, _int4_asym, _fp4, moe_dmv_f16, _bf16
+	off bool       // MARLIN_CUDA_MOE_FAST=0: the older paths, for comparison
+	mv  [5]uintptr // moe_qmv_int4, _int4_asym, _fp4, moe_dmv_f16, _bf16
 	// the 4-bit kernels' down products that form silu(gate)·up themselves
 	// (moe_qmv_int4_silu, _int4_asym_silu, _fp4_silu; 0 for the dense ones)
 	mvSilu  [5]uintptr
