@@ -28,6 +28,10 @@
 #      generated on this machine's disk on first use)
 #   3b. moe: the GLM-4.7-Flash shape (INT4 g128, EXL3 4-bit, a BF16 slice)
 #      at batch 1 and 32 with a 2K prefill, and Mixtral-8x7B at INT4
+#   3a. ab (with gpubin/marlin-base, a build of an earlier commit, or both
+#      binaries as gpubin/pair.tar.xz): old and new `marlin bench` decode
+#      alternating on AB_SHAPES; see the step below
+#   3c. profile: kernel times of one decode step (MARLIN_CUDA_PROFILE=1)
 #   4. `marlin run` of the embedded model, greedy, on cuda and on cpu: same text
 #   5. the op tests (dense, MoE and MLA kernels) under compute-sanitizer memcheck
 #   6. racecheck (shared-memory hazards) of the tiled kernels
@@ -150,7 +154,7 @@ fi
 
 # 3c. kernel times of one decode step (CUDA events around every launch,
 # graphs off): the Llama-3-8B shape at INT4 with the 4-bit head
-if want profile && ! want ab; then
+if want profile && ! { want ab && [ -x gpubin/marlin-base ]; }; then
 	MARLIN_CUDA_PROFILE=1 run "profile llama3-8b" 30 150 "$OUT/profile-8b.log" ./gpubin/marlin bench --synthetic llama3-8b --format int4:128 --head-bits 4 --device cuda --prompt 512 --gen 16 --membw=false
 	grep -A16 "kernel times" "$OUT/profile-8b.log"
 fi
