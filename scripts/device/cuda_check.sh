@@ -9,6 +9,7 @@
 #   CGO_ENABLED=0 go test -c -ldflags='-s -w' -o gpubin/cuda.test ./backend/cuda
 #   CGO_ENABLED=0 go build -ldflags='-s -w' -o gpubin/marlin ./cmd/marlin
 #   xz -f -9 gpubin/cuda.test gpubin/marlin
+#   echo "$(git rev-parse --short HEAD)$(git diff --quiet || echo -dirty)" >gpubin/commit
 #
 # then run this script there with gpubin/ carried along (it is git-ignored),
 # e.g. through the device tool: bash scripts/device/cuda_check.sh
@@ -81,7 +82,9 @@ run() {
 
 # 1. tests, from the package folder as go test would run them, in groups
 # (separate processes: a device fault in one cannot hide the others' results)
-echo "commit $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo -dirty) $(date -u +%FT%TZ)" | tee -a "$summary"
+# the commit the binaries were built from: gpubin/commit, written with them
+# (the GPU machine's copy of the tree has no current git history)
+echo "commit $(cat gpubin/commit 2>/dev/null || echo unknown) $(date -u +%FT%TZ)" | tee -a "$summary"
 if want tests; then
 	# TEST_GROUPS (groups separated by ';') overrides the default groups
 	default_groups="TestCompileKernels|TestKernelResources|TestPack|TestTensors|TestStickyErrors|TestClose|TestCollect|TestGraph$|TestCallCost;TestOps;TestQMatMul$|TestGraphSegments|TestFusedOps;TestFixtures|TestBatchedGeneration|TestGPTQCheckpoints;TestExpertsOnDevice|TestExpertsAdd|TestHeadsOnDevice|TestMLA|TestSample|TestTrellis(MatMul|Viterbi|Windows)"
