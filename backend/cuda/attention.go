@@ -56,13 +56,16 @@ func (b *Backend) NewKVCache(s backend.KVSpec) (backend.KVCache, error) {
 // Attention implements backend.Backend. The host builds, per row, the
 // number of positions it sees, its sequence's block table and the cache
 // cell that receives its key and value; kv_store writes every row's keys
-// and values, then attention (one block per row and query head) reads them
-// back through the block tables (see attention.cu).
+// and values, then an attention kernel reads them back through the block
+// tables (see attention.cu): the split (flash-decoding) kernel for heads
+// of 64 and 128, attn_mla for a latent cache, else one block per row and
+// query head.
 //
 // Decode (every row the one new token of its sequence) runs as one launch
-// where the split kernel applies: it rotates q and the new keys (rope)
-// and stores the keys and values itself. Otherwise rope runs first as two
-// RoPE launches, and kv_store stores the keys and values.
+// where the split or MLA kernel applies: it stores the keys and values
+// itself, and the split kernel also rotates q and the new keys (rope).
+// Otherwise rope runs first as two RoPE launches, and kv_store stores the
+// keys and values.
 func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, layer int, bt *backend.Batch, scale float32, rope *backend.Rope) {
 	o, qt, kt := b.tensor(out), b.tensor(q), b.tensor(k)
 	c, ok := cache.(*kvCache)
