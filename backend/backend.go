@@ -256,8 +256,8 @@ type Backend interface {
 
 	// NewSelection allocates room for the expert choices of rows rows.
 	NewSelection(rows, topK int) Selection
-	// Route computes each row's router logits x·routerᵀ (one per expert:
-	// router is [experts, hidden], 16-bit or float32) and chooses the row's
+	// Route computes each row's router logits x·routerᵀ (router is
+	// [experts, hidden]: one logit per expert) and chooses the row's
 	// experts from them as r says.
 	Route(sel Selection, x Tensor, router Matrix, r *Router)
 	// ExpertsAdd adds to each row of dst the weighted sum over the row's
