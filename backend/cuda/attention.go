@@ -250,17 +250,7 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 		a.f32(scale)
 		a.ptr(ws)
 		a.ptr(b.counters.ptr)
-		if fuseStore {
-			a.ptr(kt.ptr())
-			a.ptr(vp)
-			a.ptr(mp + uint64(4*2*M))
-			a.ptr(mp + uint64(4*3*M))
-		} else {
-			a.ptr(0)
-			a.ptr(0)
-			a.ptr(0)
-			a.ptr(0)
-		}
+		a.ptrsIf(fuseStore, kt.ptr(), vp, mp+uint64(4*2*M), mp+uint64(4*3*M))
 		if tab != nil {
 			inter := 0
 			if rope.Interleaved {

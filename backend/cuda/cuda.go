@@ -659,7 +659,18 @@ func (a *launchArgs) slot(words int) unsafe.Pointer {
 	return p
 }
 
-func (a *launchArgs) ptr(v uint64)      { *(*uint64)(a.slot(1)) = v }
+func (a *launchArgs) ptr(v uint64) { *(*uint64)(a.slot(1)) = v }
+
+// ptrsIf adds the pointers ps, or as many null pointers when !on (a
+// kernel's optional arguments).
+func (a *launchArgs) ptrsIf(on bool, ps ...uint64) {
+	for _, p := range ps {
+		if !on {
+			p = 0
+		}
+		a.ptr(p)
+	}
+}
 func (a *launchArgs) u64(v uint64)      { *(*uint64)(a.slot(1)) = v }
 func (a *launchArgs) i32(v int)         { *(*int32)(a.slot(1)) = int32(v) }
 func (a *launchArgs) f32(v float32)     { *(*float32)(a.slot(1)) = v }

@@ -382,15 +382,7 @@ func (b *Backend) mlaAttention(k *mlaKernel, o, qt, kt *tensor, kc, meta uint64,
 	a.f32(scale)
 	a.ptr(ws)
 	a.ptr(b.counters.ptr)
-	if store {
-		a.ptr(kt.ptr())
-		a.ptr(meta + uint64(4*2*M))
-		a.ptr(meta + uint64(4*3*M))
-	} else {
-		a.ptr(0)
-		a.ptr(0)
-		a.ptr(0)
-	}
+	a.ptrsIf(store, kt.ptr(), meta+uint64(4*2*M), meta+uint64(4*3*M))
 	b.launch3(k.f, P, M, HG, 32*mlaWarps, k.smem, a)
 }
 
