@@ -661,6 +661,12 @@ func (a *launchArgs) slot(words int) unsafe.Pointer {
 
 func (a *launchArgs) ptr(v uint64) { *(*uint64)(a.slot(1)) = v }
 
+func (a *launchArgs) u64(v uint64)  { *(*uint64)(a.slot(1)) = v }
+func (a *launchArgs) i32(v int)     { *(*int32)(a.slot(1)) = int32(v) }
+func (a *launchArgs) f32(v float32) { *(*float32)(a.slot(1)) = v }
+func (a *launchArgs) desc(d *wdesc) { *(*wdesc)(a.slot(8)) = *d }
+func (a *launchArgs) yout(o *yout)  { *(*yout)(a.slot(7)) = *o }
+
 // ptrsIf adds the pointers ps, or as many null pointers when !on (a
 // kernel's optional arguments).
 func (a *launchArgs) ptrsIf(on bool, ps ...uint64) {
@@ -671,11 +677,6 @@ func (a *launchArgs) ptrsIf(on bool, ps ...uint64) {
 		a.ptr(p)
 	}
 }
-func (a *launchArgs) u64(v uint64)      { *(*uint64)(a.slot(1)) = v }
-func (a *launchArgs) i32(v int)         { *(*int32)(a.slot(1)) = int32(v) }
-func (a *launchArgs) f32(v float32)     { *(*float32)(a.slot(1)) = v }
-func (a *launchArgs) desc(d *wdesc)     { *(*wdesc)(a.slot(8)) = *d }
-func (a *launchArgs) yout(o *yout)      { *(*yout)(a.slot(7)) = *o }
 func (b *Backend) newArgs() *launchArgs { b.args.reset(); return b.args }
 
 // launch queues kernel f on the stream with a grid of gx×gy blocks of bx
