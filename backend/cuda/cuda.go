@@ -659,8 +659,7 @@ func (a *launchArgs) slot(words int) unsafe.Pointer {
 	return p
 }
 
-func (a *launchArgs) ptr(v uint64) { *(*uint64)(a.slot(1)) = v }
-
+func (a *launchArgs) ptr(v uint64)  { *(*uint64)(a.slot(1)) = v }
 func (a *launchArgs) u64(v uint64)  { *(*uint64)(a.slot(1)) = v }
 func (a *launchArgs) i32(v int)     { *(*int32)(a.slot(1)) = int32(v) }
 func (a *launchArgs) f32(v float32) { *(*float32)(a.slot(1)) = v }
@@ -677,6 +676,7 @@ func (a *launchArgs) ptrsIf(on bool, ps ...uint64) {
 		a.ptr(p)
 	}
 }
+
 func (b *Backend) newArgs() *launchArgs { b.args.reset(); return b.args }
 
 // launch queues kernel f on the stream with a grid of gx×gy blocks of bx
