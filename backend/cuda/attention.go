@@ -169,7 +169,10 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 		checkShape("Attention", 2*half <= s.KeyDim, "%d rotary pairs in heads of %d", half, s.KeyDim)
 	}
 	fuseRope := half > 0 && fuseStore && f != 0
-	maxPos := maxPosition("Attention", bt.Pos)
+	var maxPos int32
+	if fuseRope {
+		maxPos = maxPosition("Attention", bt.Pos)
+	}
 	if half > 0 && !fuseRope {
 		b.RoPE(q, heads, s.KeyDim, 0, rope, bt.Pos)
 		b.RoPE(k, s.KVHeads, s.KeyDim, 0, rope, bt.Pos)

@@ -357,3 +357,13 @@ func gpuMatMul(t *testing.T, g *Backend, w backend.Matrix, xv []float32, M int) 
 	}
 	return got
 }
+
+// testRope is a rotary embedding of half pairs with Llama's frequencies
+// (base 10000), cos and sin times scale.
+func testRope(half int, scale float32, inter bool) *backend.Rope {
+	r := &backend.Rope{InvFreq: make([]float32, half), Scale: scale, Interleaved: inter}
+	for i := range r.InvFreq {
+		r.InvFreq[i] = float32(math.Pow(10000, -float64(2*i)/float64(2*half)))
+	}
+	return r
+}

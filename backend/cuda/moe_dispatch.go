@@ -87,14 +87,17 @@ func (b *Backend) loadMoEKernels(get func(string) uintptr) {
 	s.off = os.Getenv("MARLIN_CUDA_MOE_FAST") == "0"
 	for i, n := range []string{"moe_qmv_int4", "moe_qmv_int4_asym", "moe_qmv_fp4", "moe_dmv_f16", "moe_dmv_bf16"} {
 		s.mv[i] = get(n)
+		if i < 3 {
+			s.mvSilu[i] = get(n + "_silu")
+		}
 	}
-	for i, n := range []string{"moe_qmv_int4_silu", "moe_qmv_int4_asym_silu", "moe_qmv_fp4_silu"} {
-		s.mvSilu[i] = get(n)
-	}
-	// the rings of the decode kernels they run (M ≤ 8)
+	// the rings of the decode kernels they run (M ≤ 8), the same for a
+	// kernel's SILU variant
 	b.dynSmem[s.mv[0]], b.dynSmem[s.mv[1]], b.dynSmem[s.mv[2]] = qmvSmem(8, false), qmvSmem(8, true), qmvSmem(8, false)
-	b.dynSmem[s.mvSilu[0]], b.dynSmem[s.mvSilu[1]], b.dynSmem[s.mvSilu[2]] = qmvSmem(8, false), qmvSmem(8, true), qmvSmem(8, false)
 	b.dynSmem[s.mv[3]], b.dynSmem[s.mv[4]] = dmvSmem(8), dmvSmem(8)
+	for i := range 3 {
+		b.dynSmem[s.mvSilu[i]] = b.dynSmem[s.mv[i]]
+	}
 	s.combine = get("moe_combine")
 	s.prologue = get("mla_prologue")
 	s.routeWarp = get("route_warp")

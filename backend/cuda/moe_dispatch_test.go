@@ -4,7 +4,6 @@ package cuda
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -172,11 +171,7 @@ func TestMLAPrologue(t *testing.T) {
 	} {
 		name := fmt.Sprintf("M%d-h%d-nope%d-lora%d-rope%d/%d-inter%v", cs.M, cs.heads, cs.nope, cs.lora, cs.rp, 2*cs.half, cs.inter)
 		kd, hd := cs.lora+cs.rp, cs.nope+cs.rp
-		inv := make([]float32, cs.half)
-		for j := range inv {
-			inv[j] = float32(math.Pow(10000, -float64(2*j)/float64(2*cs.half)))
-		}
-		rope := &backend.Rope{InvFreq: inv, Scale: 1, Interleaved: cs.inter}
+		rope := testRope(cs.half, 1, cs.inter)
 		pos := make([]int32, cs.M)
 		for i := range pos {
 			pos[i] = int32(rng.IntN(3000))

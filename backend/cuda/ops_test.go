@@ -223,10 +223,7 @@ func testRoPE(t *testing.T, g *Backend, c *cpu.Backend) {
 	for _, inter := range []bool{false, true} {
 		for _, scale := range []float32{0, 1.3} {
 			half := 6
-			r := &backend.Rope{InvFreq: make([]float32, half), Scale: scale, Interleaved: inter}
-			for i := range r.InvFreq {
-				r.InvFreq[i] = float32(math.Pow(10000, -float64(2*i)/float64(2*half)))
-			}
+			r := testRope(half, scale, inter)
 			heads, headDim, offset := 3, 20, 4
 			for _, maxPos := range []int{50, 700, 5000} {
 				M := 9
@@ -310,10 +307,7 @@ func testAttention(t *testing.T, g *Backend, c *cpu.Backend) {
 			if cs.rope == 3 {
 				half = cs.dk / 8
 			}
-			rope = &backend.Rope{InvFreq: make([]float32, half), Scale: 1, Interleaved: cs.rope == 2}
-			for i := range half {
-				rope.InvFreq[i] = float32(math.Pow(10000, -float64(i)/float64(half)))
-			}
+			rope = testRope(half, 1, cs.rope == 2)
 		}
 		spec := backend.KVSpec{Layers: 2, KVHeads: cs.kvHeads, KeyDim: cs.dk, ValueDim: cs.dv, ValueInKey: cs.latent, BlockSize: cs.bs, Blocks: 200}
 		gc, err := g.NewKVCache(spec)
@@ -390,24 +384,8 @@ func testMoE(t *testing.T, g *Backend, c *cpu.Backend) {
 		if e%3 == 1 {
 			mk = gptqWeight(4, 16, true, false, 1)
 		}
-		var ge, ce backend.Expert
-		for i, sh := range [3][2]int{{I, H}, {I, H}, {H, I}} {
-			w := mk(rng, sh[0], sh[1])
-			gw, err := g.LoadMatrix(w)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cw, _ := c.LoadMatrix(w)
-			switch i {
-			case 0:
-				ge.Gate, ce.Gate = gw, cw
-			case 1:
-				ge.Up, ce.Up = gw, cw
-			case 2:
-				ge.Down, ce.Down = gw, cw
-			}
-		}
-		gex, cex = append(gex, ge), append(cex, ce)
+		ge, ce := loadExpertsBoth(t, g, c, rng, mk, 1, H, I)
+		gex, cex = append(gex, ge...), append(cex, ce...)
 	}
 	bias := randn(rng, E, 0.05)
 	routers := []backend.Router{
