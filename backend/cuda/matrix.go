@@ -277,6 +277,20 @@ func plainOut(y uint64, ldy, n int) yout {
 
 func (o *yout) plain(n int) bool { return o.mode == youtSplit && o.accum == 0 && int(o.n1) >= n }
 
+// rowsFrom returns o moved down r rows: the outputs of rows r, r+1, … of a
+// product, as row 0, 1, … of a product of those rows alone.
+func (o yout) rowsFrom(r int) yout {
+	for _, p := range []struct {
+		y  *uint64
+		ld int32
+	}{{&o.y0, o.ld0}, {&o.y1, o.ld1}, {&o.y2, o.ld2}} {
+		if *p.y != 0 {
+			*p.y += uint64(4 * r * int(p.ld))
+		}
+	}
+	return o
+}
+
 // matmul queues y[M, N] = x[M, K]·Wᵀ with row strides ldy and ldx (in
 // floats).
 func (b *Backend) matmul(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
@@ -302,10 +316,27 @@ func (b *Backend) outFor(m *matrix, y uint64, ldy, M int) (*matrix, yout) {
 	return g.all, o
 }
 
+// decodeParts returns into how many launches of the tensor-core decode
+// kernels (M ≤ 16 rows each) matmulOut cuts an M-row product of m: 1 up
+// to 16 rows; below the cuBLAS path (17 to gemmMinRows−1 rows) ⌈M/16⌉
+// launches of equal shares of the rows — each reads the weights again,
+// yet the SIMT tile kernels that took these sizes were several times
+// slower still (mm_large_pint4: 324 µs for a GLM attention projection at
+// 32 rows, H100); 0 where the decode kernels do not apply.
+func (b *Backend) decodeParts(m *matrix, M int) int {
+	switch {
+	case M > 16 && M >= gemmMinRows, b.fastKernel(m, min(M, 16)) == 0:
+		return 0
+	case M <= 16:
+		return 1
+	}
+	return (M + 15) / 16
+}
+
 // fastPath reports whether matmulOut runs m at M rows on the tensor-core
 // decode kernels (which write any yout themselves).
 func (b *Backend) fastPath(m *matrix, M int, x uint64, ldx int) bool {
-	if b.fastKernel(m, M) == 0 {
+	if b.decodeParts(m, M) == 0 {
 		return false
 	}
 	return (m.f == fmtPInt4 || m.f == fmtPFP4) && m.desc.gidx != 0 || x%16 == 0 && ldx%4 == 0
@@ -327,9 +358,11 @@ func envInt(name string, def int) int {
 
 // matmulOut queues the product x[M, K]·Wᵀ into the outputs o: the
 // tensor-core decode kernels for M ≤ 16 (packed 4-bit and 16-bit dense
-// weights, 16-byte aligned rows of x), else the small-tile kernel for M ≤
-// 8, cuBLAS or the large-tile one above; those write a plain output, so
-// other outputs get the product in scratch first, then yout_apply.
+// weights, 16-byte aligned rows of x) and, cut into parts of at most 16
+// rows, below the cuBLAS path (decodeParts); else the small-tile kernel
+// for M ≤ 8, cuBLAS or the large-tile one above; those write a plain
+// output, so other outputs get the product in scratch first, then
+// yout_apply.
 func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix) {
 	if !m.usable() {
 		b.fail(fmt.Errorf("cuda: use of %s, whose upload failed", m.name))
@@ -356,6 +389,14 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix) {
 		return
 	}
 	if M >= gemmMinRows && b.gemmLarge(y, ldy, x, ldx, M, m) {
+		return
+	}
+	if n := b.decodeParts(m, M); n > 1 && b.fastPath(m, M, x, ldx) {
+		for c := range n {
+			r0, r1 := c*M/n, (c+1)*M/n
+			oc := o.rowsFrom(r0)
+			b.matmulOut(&oc, x+uint64(4*r0*ldx), ldx, r1-r0, m)
+		}
 		return
 	}
 	if (m.f == fmtPInt4 || m.f == fmtPFP4) && m.desc.gidx != 0 {

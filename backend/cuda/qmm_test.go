@@ -18,8 +18,9 @@ import (
 )
 
 // matmulTol is the tolerance of MatMul relative to Σ_k|x·w|: 1e-5 for the
-// float32 kernels; for the tensor-core decode kernels (M ≤ 16, packed
-// 4-bit and dense 16-bit weights), whose operands are x rounded to fp16
+// float32 kernels; for the tensor-core decode kernels (M ≤ 16, and in
+// parts of ≤ 16 rows below the cuBLAS path; packed 4-bit and dense 16-bit
+// weights), whose operands are x rounded to fp16
 // (bf16 for bf16 weights) and weights rounded to fp16, each product is off
 // by at most ~2·2^-11 (fp16) or 2^-8 (bf16) relatively: 2e-3 and 5e-3.
 func matmulTol(w backend.Matrix, M int) float64 {
@@ -34,7 +35,7 @@ func matmulTol(w backend.Matrix, M int) float64 {
 			return 6e-3
 		}
 	}
-	if M > 16 {
+	if M > 16 && (M >= gemmMinRows || m.owner.decodeParts(m, M) == 0) {
 		return 1e-5
 	}
 	switch m.f {
@@ -52,11 +53,27 @@ func matmulTol(w backend.Matrix, M int) float64 {
 
 // TestQMatMul checks the decode kernels at the sizes that exercise what
 // the small cases of TestOps cannot: split-K with the in-kernel reduction
-// (large K, few column tiles), every M from 1 to 16, GPTQ g128 and
+// (large K, few column tiles), every M from 1 to 16 and 17, 40, 63 (the
+// decode kernels on parts of the rows), GPTQ g128 and
 // per-channel, act-order, FP4 g32, dense bf16/f16, rows of x that are not
 // 16-byte aligned (the generic kernel then), and the output of each run
 // poisoned first. Against the float64 product of the reference
 // dequantization, tolerance matmulTol.
+// TestYoutRowsFrom checks the outputs of a part of the rows: every output
+// pointer moves by its own row stride, absent ones stay absent.
+func TestYoutRowsFrom(t *testing.T) {
+	o := yout{y0: 1000, y1: 5000, ld0: 10, ld1: 3, n1: 4, n2: 7, mode: youtSplit, accum: 1}
+	p := o.rowsFrom(5)
+	want := o
+	want.y0, want.y1 = 1000+4*5*10, 5000+4*5*3
+	if p != want {
+		t.Errorf("rowsFrom(5) of %+v = %+v, want %+v", o, p, want)
+	}
+	if q := o.rowsFrom(0); q != o {
+		t.Errorf("rowsFrom(0) changed %+v to %+v", o, q)
+	}
+}
+
 func TestQMatMul(t *testing.T) {
 	g := gpu(t)
 	rng := rand.New(rand.NewPCG(21, 22))
@@ -80,7 +97,7 @@ func TestQMatMul(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, M := range []int{1, 2, 3, 4, 7, 8, 15, 16, 64, 100} {
+		for _, M := range []int{1, 2, 3, 4, 7, 8, 15, 16, 17, 40, 63, 64, 100} {
 			xv := randn(rng, M*cs.k, 1)
 			want := exactMatMul(w, xv, M)
 			scale := absDot(w, xv, M)
