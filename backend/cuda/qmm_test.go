@@ -278,7 +278,7 @@ func TestQMatMulSpeed(t *testing.T) {
 		} {
 			w := f.make(rng, N, K)
 			ms := loadCopies(t, b, w)
-			for _, M := range []int{1, 4, 16, 64, 512, 2048} {
+			for _, M := range []int{1, 4, 16, 32, 64, 512, 2048} {
 				x, y := b.NewTensor(M, K), b.NewTensor(M, N)
 				b.Write(x, randn(rng, M*K, 1))
 				b.SetGraphs(false)

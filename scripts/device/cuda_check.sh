@@ -16,7 +16,8 @@
 #
 # Steps, in order of importance, each skipped when too little of BUDGET
 # (seconds, default 280) is left; STEPS (default all) picks some of
-# tests,perf,bench,ab,moe,profile,run,memcheck,racecheck:
+# tests,perf,bench,ab,moe,profile,run,memcheck,racecheck (PERF_ENVS and
+# AB_ENVS, below, compare environment settings of one build):
 #   1. the backend's tests (ops against the CPU, the tensor-core kernels at
 #      split-K sizes, graph segments, fixtures against transformers,
 #      batching, GPTQ checkpoints, errors, call costs, experts, latent
@@ -98,11 +99,19 @@ if want tests; then
 fi
 
 # 2. the quantized matmuls against torch fp16 F.linear, same run
+# (PERF_ENVS: ';'-separated sets of environment assignments, e.g.
+# 'MARLIN_QMV_L2PF=0;MARLIN_QMV_L2PF=32': marlin's side runs once with each,
+# one table each, perf_table-N.md)
 if want perf; then
-	run perf-marlin 30 200 "$OUT/perf.log" bash -c "cd backend/cuda && ../../gpubin/cuda.test -test.v -test.timeout 190s -test.run 'TestQMatMulSpeed$'"
 	run perf-torch 20 120 "$OUT/torch.log" python3 scripts/device/torch_linear.py
-	python3 scripts/device/perf_table.py "$OUT/perf.log" "$OUT/torch.log" >"$OUT/perf_table.md" 2>&1
-	cat "$OUT/perf_table.md"
+	IFS=';' read -ra penvs <<<"${PERF_ENVS:-}"
+	[ ${#penvs[@]} -gt 0 ] || penvs=("")
+	for i in "${!penvs[@]}"; do
+		sfx=${PERF_ENVS:+-$i}
+		run "perf-marlin ${penvs[$i]}" 30 200 "$OUT/perf$sfx.log" env ${penvs[$i]} bash -c "cd backend/cuda && ../../gpubin/cuda.test -test.v -test.timeout 190s -test.run 'TestQMatMulSpeed$'"
+		{ [ -n "${penvs[$i]}" ] && echo "environment: ${penvs[$i]}"; python3 scripts/device/perf_table.py "$OUT/perf$sfx.log" "$OUT/torch.log"; } >"$OUT/perf_table$sfx.md" 2>&1
+		cat "$OUT/perf_table$sfx.md"
+	done
 fi
 
 # 3. end to end: the Llama-3-8B shape in BF16 and INT4 g128
@@ -136,14 +145,25 @@ fi
 # AB_SHAPES (synthetic shape:format[:extra flags], default the 8B shape at
 # INT4 with the 4-bit head, and GLM-4.7-Flash at INT4); with the profile
 # step, the kernel times of the new build on each shape too
-if want ab && [ -x gpubin/marlin-base ]; then
+# (AB_ENVS instead compares settings of one build: ';'-separated sets of
+# environment assignments, e.g. 'MARLIN_QMV_L2PF=0;MARLIN_QMV_L2PF=32',
+# each run of gpubin/marlin under each in turn)
+if want ab && { [ -x gpubin/marlin-base ] || [ -n "${AB_ENVS:-}" ]; }; then
+	arms=()
+	if [ -n "${AB_ENVS:-}" ]; then
+		IFS=';' read -ra envs <<<"$AB_ENVS"
+		for e in "${envs[@]}"; do arms+=("marlin|$e"); done
+	else
+		arms=("marlin-base|" "marlin|")
+	fi
 	IFS=';' read -ra shapes <<<"${AB_SHAPES:-llama3-8b:int4:128:--head-bits 4;glm4.7-flash:int4:128}"
 	for sh in "${shapes[@]}"; do
 		IFS=':' read -r model fmt grp extra <<<"$sh"
 		for i in $(seq "${AB_RUNS:-2}"); do
-			for bin in marlin-base marlin; do
-				log="$OUT/ab-$model-$bin-$i.log"
-				run "ab $model $bin $i" 30 300 "$log" ./gpubin/$bin bench --synthetic "$model" --format "$fmt:$grp" $extra --device cuda --prompt 512 --gen 64 --membw=false --json
+			for arm in "${arms[@]}"; do
+				IFS='|' read -r bin envset <<<"$arm"
+				log="$OUT/ab-$model-$bin-${envset//[^A-Za-z0-9_]/_}-$i.log"
+				run "ab $model $bin $envset $i" 30 300 "$log" env $envset ./gpubin/$bin bench --synthetic "$model" --format "$fmt:$grp" $extra --device cuda --prompt 512 --gen 64 --membw=false --json
 				note "  $(grep -ohE '"(prefill|decode)_tokens_per_second[a-z_]*": [0-9.]+' "$log" | tr '\n' ' ')"
 			done
 		done
@@ -157,7 +177,7 @@ fi
 
 # 3c. kernel times of one decode step (CUDA events around every launch,
 # graphs off): the Llama-3-8B shape at INT4 with the 4-bit head
-if want profile && ! { want ab && [ -x gpubin/marlin-base ]; }; then
+if want profile && ! { want ab && { [ -x gpubin/marlin-base ] || [ -n "${AB_ENVS:-}" ]; }; }; then
 	MARLIN_CUDA_PROFILE=1 run "profile llama3-8b" 30 150 "$OUT/profile-8b.log" ./gpubin/marlin bench --synthetic llama3-8b --format int4:128 --head-bits 4 --device cuda --prompt 512 --gen 16 --membw=false
 	grep -A16 "kernel times" "$OUT/profile-8b.log"
 fi

@@ -40,6 +40,8 @@ def bar(M, fmt=""):
     # other K are reported without a bar
     if fmt.startswith("exl3-"):
         return {"exl3-k4": 2.5, "exl3-k2": 4.0}.get(fmt[:7], 0.0)
+    if M == 32:
+        return 0.0  # reported, no bar (the decode kernels in 16-row parts)
     return 3.0 if M <= 16 else 2.0 if M == 64 else 0.8
 
 

@@ -6,7 +6,7 @@ median of several repeats. Also a device-to-device copy (bytes read +
 written). Prints lines "torch K N M µs" and "torchcopy GB/s" for
 perf_table.py to join with marlin's figures of the same run.
 
-usage: python3 torch_linear.py [--shapes 4096x14336,...] [--m 1,4,16,64,512,2048]
+usage: python3 torch_linear.py [--shapes 4096x14336,...] [--m 1,4,16,32,64,512,2048]
 """
 import argparse
 import statistics
@@ -34,7 +34,7 @@ def timeit(fn, reps, repeats=5):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shapes", default="4096x14336,14336x4096,8192x28672,28672x8192")
-    ap.add_argument("--m", default="1,4,16,64,512,2048")
+    ap.add_argument("--m", default="1,4,16,32,64,512,2048")
     args = ap.parse_args()
     dev = torch.device("cuda")
     print("torchdevice", torch.cuda.get_device_name(0).replace(" ", "_"), torch.__version__)
