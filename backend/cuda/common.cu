@@ -88,7 +88,7 @@ struct WDesc {
     int bits, group;     // GPTQ bits; group size along K (FP4/GPTQ)
     int zcols, zoff;     // GPTQ: 32-bit words per qzeros row; zero offset (1 for v1)
     float global;        // NVFP4 global scale
-    int l2pf;            // packed 4-bit: bytes the decode warps prefetch into L2 at their start (qmv4)
+    int pad;
 };
 
 // Storage formats (the Go constants fmtF32 … fmtGPTQ match).

@@ -40,7 +40,7 @@ type wdesc struct {
 	bits, group               int32
 	zcols, zoff               int32
 	global                    float32
-	l2pf                      int32 // packed 4-bit: L2 prefetch bytes of the decode kernels (qmm.cu's qmv4)
+	_                         int32
 }
 
 // matrix is a weight uploaded in its stored format.
@@ -211,7 +211,6 @@ func (b *Backend) uploadPacked(p *packed, name string) (*matrix, error) {
 	up := func(data []byte) uint64 { return b.put(m, &err, data) }
 	d := &m.desc
 	d.n, d.k, d.bits, d.group = int32(p.n), int32(p.k), 4, int32(p.group)
-	d.l2pf = int32(qmvL2Prefetch)
 	d.data = up(p.data)
 	d.scales = up(p.scales)
 	d.zeros = up(p.zeros)
@@ -349,11 +348,6 @@ func (b *Backend) fastPath(m *matrix, M int, x uint64, ldx int) bool {
 // fewer partial sums per column tile than 4, which made the 8B shape's
 // fused q/k/v product 14% slower, docs/cuda-kernels.md).
 var qmvBlocksPerSM, qmvMinSteps = envInt("MARLIN_QMV_BPS", 0), max(1, envInt("MARLIN_QMV_MINSTEPS", 8))
-
-// qmvL2Prefetch (MARLIN_QMV_L2PF, MiB) is how many bytes of a packed 4-bit
-// matrix the decode warps ask the L2 to prefetch as they start, each its
-// share from the front of its stripe (qmm.cu's qmv4); 0 turns it off.
-var qmvL2Prefetch = min(1<<30, max(0, envInt("MARLIN_QMV_L2PF", 0))<<20)
 
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {

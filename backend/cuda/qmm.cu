@@ -74,13 +74,6 @@ __device__ __forceinline__ V4u ld_stream(const V4u* p) {
     asm volatile("ld.global.cs.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
     return v;
 }
-// Asks the L2 to fetch bytes (a multiple of 16) at p (16-byte aligned),
-// without waiting: cp.async.bulk.prefetch (sm_90; a no-op below).
-__device__ __forceinline__ void prefetch_l2_bulk(const void* p, u32 bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
-#endif
-}
 // Load bypassing L1 (the split-K partial sums other blocks wrote).
 __device__ __forceinline__ float ld_cg(const float* p) {
     float v;
@@ -373,17 +366,6 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
     unsigned char* ring = qsm + (size_t)warp * QD * SB;
     const u32 ring_s = smem_addr(ring);
     const V4u* wt = (const V4u*)w.data + lane;
-    // A warp's weights are one contiguous range (1 KB a step): ask the L2
-    // for the front of it, its share of w.l2pf bytes, in one bulk request
-    // before anything else (the weights are constant, so this may run
-    // while the previous kernel finishes). The ring then reads from L2 and
-    // DRAM streams from the first microsecond instead of ramping up with
-    // each warp's few steps in flight.
-    if (w.l2pf > 0 && lane == 0) {
-        const u32 share = (u32)(w.l2pf / W) & ~1023u, stripe = (u32)(i1 - i0) * 1024u;
-        const u32 bytes = stripe < share ? stripe : share;
-        if (bytes > 0) prefetch_l2_bulk((const unsigned char*)w.data + (size_t)i0 * 1024, bytes);
-    }
 
     // the issue cursor: step ii, its tile, step within the tile, and group
     int ii = i0, itl = i0 / spt, is = i0 - itl * spt;
