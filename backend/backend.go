@@ -168,6 +168,16 @@ type Batch struct {
 	Seqs   []Seq
 }
 
+// Norm is the RMS normalisation of a product's input (MatMulN, SwiGLU):
+// the product reads rmsnorm(x) = x / sqrt(mean(x²) + Eps) · W, row by row.
+// Handing the norm to the product instead of calling RMSNorm first lets a
+// backend normalise the input as it reads it (the CUDA decode kernels: one
+// launch fewer).
+type Norm struct {
+	W   Vector
+	Eps float32
+}
+
 // Backend is a device that holds weights and activations and runs the ops.
 //
 // Shapes are checked by the backend; a mismatch is a programming error in
@@ -208,16 +218,19 @@ type Backend interface {
 
 	// MatMul computes dst = x·wᵀ: dst[M, w.Rows] from x[M, w.Cols].
 	MatMul(dst, x Tensor, w Matrix)
-	// MatMulN computes dst[i] = x·w[i]ᵀ for every i: one input, several
-	// weights (best loaded together by LoadMatrices).
-	MatMulN(dst []Tensor, x Tensor, w []Matrix)
+	// MatMulN computes dst[i] = x'·w[i]ᵀ for every i: one input, several
+	// weights (best loaded together by LoadMatrices). x' is x, or with
+	// norm not nil rmsnorm(x) as RMSNorm(x', x, norm.W, norm.Eps) would
+	// write it; x itself is left as it is.
+	MatMulN(dst []Tensor, x Tensor, w []Matrix, norm *Norm)
 	// MatMulAdd computes dst += x·wᵀ (the residual connection after a
 	// projection). dst must not share memory with x.
 	MatMulAdd(dst, x Tensor, w Matrix)
-	// SwiGLU computes dst = silu(x·gateᵀ) ⊙ (x·upᵀ), the gated feed-forward
-	// activation (gate and up best loaded together by LoadMatrices). dst
-	// must not share memory with x.
-	SwiGLU(dst, x Tensor, gate, up Matrix)
+	// SwiGLU computes dst = silu(x'·gateᵀ) ⊙ (x'·upᵀ), the gated
+	// feed-forward activation (gate and up best loaded together by
+	// LoadMatrices), with x' as in MatMulN. dst must not share memory with
+	// x.
+	SwiGLU(dst, x Tensor, gate, up Matrix, norm *Norm)
 	// AddBias adds b to every row of dst.
 	AddBias(dst Tensor, b Vector)
 	// Add computes dst += x.

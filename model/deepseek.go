@@ -52,10 +52,10 @@ type DeepSeek struct {
 }
 
 type deepseekLayer struct {
-	attnNorm, mlpNorm backend.Vector
+	attnNorm, mlpNorm backend.Norm
 	qa, qb, q         backend.Matrix // q_a_proj and q_b_proj, or q_proj
 	qaBias            backend.Vector
-	qaNorm            backend.Vector
+	qaNorm            backend.Norm
 	kva               backend.Matrix // kv_a_proj_with_mqa
 	kvaBias           backend.Vector
 	kvNorm            backend.Vector
@@ -110,7 +110,7 @@ func newDeepSeek(ck *hf.Checkpoint, be backend.Backend, q *quant.Config) (Model,
 	for i := range m.layers {
 		p := fmt.Sprintf("model.layers.%d.", i)
 		ly := &m.layers[i]
-		ly.attnNorm = l.vector(p+"input_layernorm.weight", H)
+		ly.attnNorm = backend.Norm{W: l.vector(p+"input_layernorm.weight", H), Eps: m.eps}
 		qa, kva := wspec{p + "self_attn.q_a_proj", qRank, H}, wspec{p + "self_attn.kv_a_proj_with_mqa", m.lora + m.rope, H}
 		switch {
 		case compressed && !bias:
@@ -125,7 +125,7 @@ func newDeepSeek(ck *hf.Checkpoint, be backend.Backend, q *quant.Config) (Model,
 		}
 		if compressed {
 			ly.qaBias = l.optVector(p+"self_attn.q_a_proj.bias", qRank, bias)
-			ly.qaNorm = l.vector(p+"self_attn.q_a_layernorm.weight", qRank)
+			ly.qaNorm = backend.Norm{W: l.vector(p+"self_attn.q_a_layernorm.weight", qRank), Eps: m.eps}
 			ly.qb = l.matrix(p+"self_attn.q_b_proj", qd, qRank)
 		}
 		ly.kvaBias = l.optVector(p+"self_attn.kv_a_proj_with_mqa.bias", m.lora+m.rope, bias)
@@ -133,7 +133,7 @@ func newDeepSeek(ck *hf.Checkpoint, be backend.Backend, q *quant.Config) (Model,
 		ly.ukT, ly.uv = m.absorbed(l, p+"self_attn.kv_b_proj")
 		ly.o = l.matrix(p+"self_attn.o_proj", H, m.heads*m.vDim)
 		ly.oBias = l.optVector(p+"self_attn.o_proj.bias", H, bias)
-		ly.mlpNorm = l.vector(p+"post_attention_layernorm.weight", H)
+		ly.mlpNorm = backend.Norm{W: l.vector(p+"post_attention_layernorm.weight", H), Eps: m.eps}
 		if ly.ffn, err = deepseekFFN(l, c, i, p, glm); err != nil {
 			return nil, fmt.Errorf("%s: %w", ck.Dir, err)
 		}
@@ -263,21 +263,21 @@ func (m *DeepSeek) Forward(b *backend.Batch, cache backend.KVCache, rows []int32
 	for i := range m.layers {
 		L := &m.layers[i]
 
-		// attention block
-		be.RMSNorm(x, h, L.attnNorm, m.eps)
+		// attention block: q and the latent kva from x = rmsnorm(h)
 		switch {
 		case L.q != nil:
+			be.RMSNorm(x, h, L.attnNorm.W, L.attnNorm.Eps)
 			be.MatMul(q, x, L.q)
 			linear(be, kva, x, L.kva, L.kvaBias)
 		case L.qaBias == nil && L.kvaBias == nil:
 			qa := s.get("qa", n, L.qa.Rows())
-			be.MatMulN([]backend.Tensor{qa, kva}, x, []backend.Matrix{L.qa, L.kva})
-			be.RMSNorm(qa, qa, L.qaNorm, m.eps)
-			be.MatMul(q, qa, L.qb)
+			be.MatMulN([]backend.Tensor{qa, kva}, h, []backend.Matrix{L.qa, L.kva}, &L.attnNorm)
+			be.MatMulN([]backend.Tensor{q}, qa, []backend.Matrix{L.qb}, &L.qaNorm) // q = rmsnorm(qa)·W_qb
 		default:
+			be.RMSNorm(x, h, L.attnNorm.W, L.attnNorm.Eps)
 			qa := s.get("qa", n, L.qa.Rows())
 			linear(be, qa, x, L.qa, L.qaBias)
-			be.RMSNorm(qa, qa, L.qaNorm, m.eps)
+			be.RMSNorm(qa, qa, L.qaNorm.W, L.qaNorm.Eps)
 			be.MatMul(q, qa, L.qb)
 			linear(be, kva, x, L.kva, L.kvaBias)
 		}
@@ -288,9 +288,8 @@ func (m *DeepSeek) Forward(b *backend.Batch, cache backend.KVCache, rows []int32
 		be.HeadMatMul(ov, olat, L.uv, m.vDim, m.lora) // o = W_UV o_lat
 		residual(be, s, h, ov, L.o, L.oBias)
 
-		// feed-forward block
-		be.RMSNorm(x, h, L.mlpNorm, m.eps)
-		L.ffn.addTo(be, s, h, x)
+		// feed-forward block: h += ffn(rmsnorm(h))
+		L.ffn.addTo(be, s, h, &L.mlpNorm)
 	}
 	return outputHead(be, s, h, rows, m.norm, m.eps, m.head)
 }

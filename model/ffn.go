@@ -28,9 +28,17 @@ func (s *scratch) get(name string, rows, cols int) backend.Tensor {
 	return s.be.View(t, rows)
 }
 
-// ffn is a feed-forward block f, added to the residual stream: h += f(x).
+// ffn is a feed-forward block f, added to the residual stream: h +=
+// f(rmsnorm(h)), the norm given.
 type ffn interface {
-	addTo(be backend.Backend, s *scratch, h, x backend.Tensor)
+	addTo(be backend.Backend, s *scratch, h backend.Tensor, norm *backend.Norm)
+}
+
+// normed returns rmsnorm(h) in the scratch buffer "x".
+func normed(be backend.Backend, s *scratch, h backend.Tensor, norm *backend.Norm) backend.Tensor {
+	x := s.get("x", h.Rows(), h.Cols())
+	be.RMSNorm(x, h, norm.W, norm.Eps)
+	return x
 }
 
 // mlp is the SwiGLU feed-forward network: down(silu(x·gate) ⊙ x·up).
@@ -39,13 +47,13 @@ type mlp struct {
 	gateB, upB, downB backend.Vector // biases, nil when absent
 }
 
-func (f *mlp) addTo(be backend.Backend, s *scratch, h, x backend.Tensor) {
-	M, I := x.Rows(), f.gate.Rows()
+func (f *mlp) addTo(be backend.Backend, s *scratch, h backend.Tensor, norm *backend.Norm) {
+	M, I := h.Rows(), f.gate.Rows()
 	g := s.get("mlp.gate", M, I)
 	if f.gateB == nil && f.upB == nil {
-		be.SwiGLU(g, x, f.gate, f.up) // g = silu(x·Wgᵀ) ⊙ x·Wuᵀ
+		be.SwiGLU(g, h, f.gate, f.up, norm) // g = silu(x·Wgᵀ) ⊙ x·Wuᵀ, x = rmsnorm(h)
 	} else {
-		u := s.get("mlp.up", M, I)
+		x, u := normed(be, s, h, norm), s.get("mlp.up", M, I)
 		linear(be, g, x, f.gate, f.gateB)
 		linear(be, u, x, f.up, f.upB)
 		be.SiLUMul(g, g, u)
@@ -76,7 +84,8 @@ type moe struct {
 	shared  *backend.Expert // nil without shared experts
 }
 
-func (f *moe) addTo(be backend.Backend, s *scratch, h, x backend.Tensor) {
+func (f *moe) addTo(be backend.Backend, s *scratch, h backend.Tensor, norm *backend.Norm) {
+	x := normed(be, s, h, norm)
 	sel := s.selection(x.Rows(), f.route.TopK)
 	be.Route(sel, x, f.router, &f.route)          // each row's top-k experts by x·routerᵀ, and their weights
 	be.ExpertsAdd(h, x, sel, f.experts, f.shared) // h += Σ w·expert(x) + shared(x)

@@ -43,7 +43,7 @@ type Llama struct {
 }
 
 type llamaLayer struct {
-	attnNorm, mlpNorm backend.Vector
+	attnNorm, mlpNorm backend.Norm
 	q, k, v, o        backend.Matrix
 	qb, kb, vb, ob    backend.Vector // attention biases (nil without attention_bias)
 	qNorm, kNorm      backend.Vector // per-head norms (Qwen3)
@@ -91,7 +91,7 @@ func newLlama(ck *hf.Checkpoint, be backend.Backend, q *quant.Config) (Model, er
 	for i := range m.layers {
 		p := fmt.Sprintf("model.layers.%d.", i)
 		ly := &m.layers[i]
-		ly.attnNorm = l.vector(p+"input_layernorm.weight", H)
+		ly.attnNorm = backend.Norm{W: l.vector(p+"input_layernorm.weight", H), Eps: m.eps}
 		qkv := l.matrices(wspec{p + "self_attn.q_proj", qd, H}, wspec{p + "self_attn.k_proj", kvd, H}, wspec{p + "self_attn.v_proj", kvd, H})
 		ly.q, ly.k, ly.v = qkv[0], qkv[1], qkv[2]
 		ly.o = l.matrix(p+"self_attn.o_proj", H, qd)
@@ -101,7 +101,7 @@ func newLlama(ck *hf.Checkpoint, be backend.Backend, q *quant.Config) (Model, er
 		ly.ob = l.optVector(p+"self_attn.o_proj.bias", H, attnBias)
 		ly.qNorm = l.optVector(p+"self_attn.q_norm.weight", m.headDim, qkNorm)
 		ly.kNorm = l.optVector(p+"self_attn.k_norm.weight", m.headDim, qkNorm)
-		ly.mlpNorm = l.vector(p+"post_attention_layernorm.weight", H)
+		ly.mlpNorm = backend.Norm{W: l.vector(p+"post_attention_layernorm.weight", H), Eps: m.eps}
 		ly.ffn, err = llamaFFN(l, c, i, p, mlpBias)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", ck.Dir, err)
@@ -171,7 +171,7 @@ func (m *Llama) Close() error { return m.ck.Close() }
 // Forward implements Model.
 func (m *Llama) Forward(b *backend.Batch, cache backend.KVCache, rows []int32) backend.Tensor {
 	be, s, n := m.be, m.s, len(b.Tokens)
-	h, x := s.get("h", n, m.info.Hidden), s.get("x", n, m.info.Hidden)
+	h := s.get("h", n, m.info.Hidden)
 	q, att := s.get("q", n, m.heads*m.headDim), s.get("att", n, m.heads*m.headDim)
 	k, v := s.get("k", n, m.kvHeads*m.headDim), s.get("v", n, m.kvHeads*m.headDim)
 
@@ -179,9 +179,8 @@ func (m *Llama) Forward(b *backend.Batch, cache backend.KVCache, rows []int32) b
 	for i := range m.layers {
 		L := &m.layers[i]
 
-		// attention block
-		be.RMSNorm(x, h, L.attnNorm, m.eps)
-		be.MatMulN([]backend.Tensor{q, k, v}, x, []backend.Matrix{L.q, L.k, L.v})
+		// attention block: q, k, v = rmsnorm(h)·W
+		be.MatMulN([]backend.Tensor{q, k, v}, h, []backend.Matrix{L.q, L.k, L.v}, &L.attnNorm)
 		addBias(be, q, L.qb)
 		addBias(be, k, L.kb)
 		addBias(be, v, L.vb)
@@ -192,9 +191,8 @@ func (m *Llama) Forward(b *backend.Batch, cache backend.KVCache, rows []int32) b
 		be.Attention(att, q, k, v, cache, i, b, m.scale, &m.rope) // q, k rotated at their positions first
 		residual(be, s, h, att, L.o, L.ob)
 
-		// feed-forward block
-		be.RMSNorm(x, h, L.mlpNorm, m.eps)
-		L.ffn.addTo(be, s, h, x)
+		// feed-forward block: h += ffn(rmsnorm(h))
+		L.ffn.addTo(be, s, h, &L.mlpNorm)
 	}
 	return outputHead(be, s, h, rows, m.norm, m.eps, m.head)
 }

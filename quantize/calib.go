@@ -186,8 +186,19 @@ func (c *calibBackend) LoadMatrices(ws []*quant.Weight) ([]backend.Matrix, error
 // The fused products are taken apart into the MatMuls they stand for, so
 // that each weight is seen (and its input recorded) as before.
 
+// normed returns x, or rmsnorm(x) in a temporary (use 1).
+func (c *calibBackend) normed(x backend.Tensor, norm *backend.Norm) backend.Tensor {
+	if norm == nil {
+		return x
+	}
+	t := c.temp(1, x.Rows(), x.Cols())
+	c.RMSNorm(t, x, norm.W, norm.Eps)
+	return t
+}
+
 // MatMulN implements backend.Backend.
-func (c *calibBackend) MatMulN(dst []backend.Tensor, x backend.Tensor, w []backend.Matrix) {
+func (c *calibBackend) MatMulN(dst []backend.Tensor, x backend.Tensor, w []backend.Matrix, norm *backend.Norm) {
+	x = c.normed(x, norm)
 	for i := range w {
 		c.MatMul(dst[i], x, w[i])
 	}
@@ -201,7 +212,8 @@ func (c *calibBackend) MatMulAdd(dst, x backend.Tensor, w backend.Matrix) {
 }
 
 // SwiGLU implements backend.Backend.
-func (c *calibBackend) SwiGLU(dst, x backend.Tensor, gate, up backend.Matrix) {
+func (c *calibBackend) SwiGLU(dst, x backend.Tensor, gate, up backend.Matrix, norm *backend.Norm) {
+	x = c.normed(x, norm)
 	t := c.temp(0, dst.Rows(), dst.Cols())
 	c.MatMul(dst, x, gate)
 	c.MatMul(t, x, up)

@@ -30,10 +30,24 @@ func (b *Backend) LoadMatrices(ws []*quant.Weight) ([]backend.Matrix, error) {
 	return backend.LoadEach(b.LoadMatrix, ws)
 }
 
+// normed returns x, or with norm not nil rmsnorm(x) in a temporary t
+// (then returned too, for putTemp): the input of a product with a Norm.
+func (b *Backend) normed(x *Tensor, norm *backend.Norm) (xn, t *Tensor) {
+	if norm == nil {
+		return x, nil
+	}
+	t = getTemp(x.rows, x.cols)
+	b.RMSNorm(t, x, norm.W, norm.Eps)
+	return t, t
+}
+
 // MatMulN implements backend.Backend: the products share one parallel op.
-func (b *Backend) MatMulN(dst []backend.Tensor, x backend.Tensor, w []backend.Matrix) {
+func (b *Backend) MatMulN(dst []backend.Tensor, x backend.Tensor, w []backend.Matrix, norm *backend.Norm) {
 	checkShape("MatMulN", len(dst) == len(w), "%d outputs for %d weights", len(dst), len(w))
-	xt := tensor(x)
+	xt, nt := b.normed(tensor(x), norm)
+	if nt != nil {
+		defer putTemp(nt)
+	}
 	ds, ms := make([]*Tensor, len(w)), make([]*matrix, len(w))
 	units := make([]int, len(w)+1) // product i owns units [units[i], units[i+1])
 	for i := range w {
@@ -75,11 +89,15 @@ func (b *Backend) MatMulAdd(dst, x backend.Tensor, w backend.Matrix) {
 
 // SwiGLU implements backend.Backend: each piece computes its gate columns
 // into dst and its up columns into a temporary, then silu(g)·u in place.
-func (b *Backend) SwiGLU(dst, x backend.Tensor, gate, up backend.Matrix) {
+func (b *Backend) SwiGLU(dst, x backend.Tensor, gate, up backend.Matrix, norm *backend.Norm) {
 	d, xt, g, u := tensor(dst), tensor(x), mat(gate), mat(up)
 	checkShape("SwiGLU", g.w.Out == u.w.Out && g.w.In == u.w.In && xt.cols == g.w.In && d.rows == xt.rows && d.cols == g.w.Out &&
 		!overlaps(d.data, xt.data),
 		"dst [%d, %d], x [%d, %d], gate %v, up %v (dst must not alias x)", d.rows, d.cols, xt.rows, xt.cols, g.w, u.w)
+	xt, nt := b.normed(xt, norm)
+	if nt != nil {
+		defer putTemp(nt)
+	}
 	M, N := d.rows, d.cols
 	t := getTemp(M, N) // the up products; each piece writes its own columns
 	defer putTemp(t)

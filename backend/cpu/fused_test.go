@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/marlin-llm/marlin/backend"
@@ -89,7 +90,7 @@ func TestFusedOps(t *testing.T) {
 			for i, w := range ws {
 				ys[i] = b.NewTensor(M, w.Out)
 			}
-			b.MatMulN(ys, x, ms)
+			b.MatMulN(ys, x, ms, nil)
 			for i, w := range ws {
 				want, scale := ref(w, xv, M)
 				check(fmt.Sprintf("%s MatMulN part %d", what, i), ys[i].(*Tensor).Data(), want, scale)
@@ -109,7 +110,7 @@ func TestFusedOps(t *testing.T) {
 				t.Fatal(err)
 			}
 			d := b.NewTensor(M, 48)
-			b.SwiGLU(d, x, gm[0], gm[1])
+			b.SwiGLU(d, x, gm[0], gm[1], nil)
 			gw, gs := ref(gu[0], xv, M)
 			uw, us := ref(gu[1], xv, M)
 			want, scale := make([]float64, len(gw)), make([]float64, len(gw))
@@ -190,9 +191,23 @@ func TestFusedOpsMatchSequence(t *testing.T) {
 				got[i], want[i] = b.NewTensor(M, n), b.NewTensor(M, n)
 				b.MatMul(want[i], x, ms[i])
 			}
-			b.MatMulN(got, x, ms)
+			b.MatMulN(got, x, ms, nil)
 			for i := range outs {
 				same(fmt.Sprintf("%s MatMulN part %d", what, i), got[i], want[i])
+			}
+			// with a norm: as RMSNorm, then the product; x unchanged
+			norm := &backend.Norm{W: b.LoadVector(randv(K)), Eps: 1e-5}
+			x0, xn := append([]float32(nil), x.(*Tensor).Data()...), b.NewTensor(M, K)
+			b.RMSNorm(xn, x, norm.W, norm.Eps)
+			for i := range outs {
+				b.MatMul(want[i], xn, ms[i])
+			}
+			b.MatMulN(got, x, ms, norm)
+			for i := range outs {
+				same(fmt.Sprintf("%s MatMulN with a norm, part %d", what, i), got[i], want[i])
+			}
+			if !slices.Equal(x.(*Tensor).Data(), x0) {
+				t.Fatalf("%s: MatMulN with a norm changed x", what)
 			}
 			h0 := randv(M * 200)
 			hg, hw, tmp := b.NewTensor(M, 200), b.NewTensor(M, 200), b.NewTensor(M, 200)
@@ -204,11 +219,16 @@ func TestFusedOpsMatchSequence(t *testing.T) {
 			same(what+" MatMulAdd", hg, hw)
 			gate, up := load(format, 328, K), load(format, 328, K)
 			dg, dw, u := b.NewTensor(M, 328), b.NewTensor(M, 328), b.NewTensor(M, 328)
-			b.SwiGLU(dg, x, gate, up)
+			b.SwiGLU(dg, x, gate, up, nil)
 			b.MatMul(dw, x, gate)
 			b.MatMul(u, x, up)
 			b.SiLUMul(dw, dw, u)
 			same(what+" SwiGLU", dg, dw)
+			b.SwiGLU(dg, x, gate, up, norm)
+			b.MatMul(dw, xn, gate)
+			b.MatMul(u, xn, up)
+			b.SiLUMul(dw, dw, u)
+			same(what+" SwiGLU with a norm", dg, dw)
 		}
 	}
 }

@@ -203,7 +203,7 @@ func (b *Backend) ExpertsAddVia(ops backend.Backend, dst, x backend.Tensor, s ba
 	if shared != nil {
 		I := shared.Gate.Rows()
 		a := &Tensor{rows: M, cols: I, data: make([]float32, M*I)}
-		ops.SwiGLU(a, x, shared.Gate, shared.Up)
+		ops.SwiGLU(a, x, shared.Gate, shared.Up, nil)
 		ops.MatMulAdd(y, a, shared.Down)
 	}
 	ops.Add(dst, y)

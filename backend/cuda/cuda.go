@@ -56,13 +56,13 @@ type kernels struct {
 
 // qmvSmem is the shared-memory ring of a 4-bit decode kernel for mr rows
 // (qmm.cu: 4 warps × qstages stages × qstage_bytes; with zero points, 256
-// bytes more a stage).
+// bytes more a stage; 128 for the norm weights).
 func qmvSmem(mr int, asym bool) int {
 	stages := 6 // qstages
 	if mr == 16 {
 		stages = 4
 	}
-	b := 1024 + 128*mr + 128
+	b := 1024 + 128*mr + 128 + 128
 	if asym {
 		b += 256
 	}

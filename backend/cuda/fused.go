@@ -107,8 +107,9 @@ func noAlias(op string, d, x *tensor) {
 }
 
 // MatMulN implements backend.Backend: one launch when w are all the parts
-// of one LoadMatrices group, in order.
-func (b *Backend) MatMulN(dst []backend.Tensor, x backend.Tensor, w []backend.Matrix) {
+// of one LoadMatrices group, in order, or one matrix (which then applies
+// the norm itself where it can, normInput).
+func (b *Backend) MatMulN(dst []backend.Tensor, x backend.Tensor, w []backend.Matrix, norm *backend.Norm) {
 	checkShape("MatMulN", len(dst) == len(w), "%d outputs for %d weights", len(dst), len(w))
 	xt := b.tensor(x)
 	ds, ms := make([]*tensor, len(w)), make([]*matrix, len(w))
@@ -126,9 +127,26 @@ func (b *Backend) MatMulN(dst []backend.Tensor, x backend.Tensor, w []backend.Ma
 	if !b.usable(append(ds, xt)...) {
 		return
 	}
+	xp, nrm := xt.ptr(), (*normIn)(nil)
+	if norm != nil && !whole && len(ms) == 1 { // one matrix: its kernel may apply the norm
+		mm, o := b.outFor(ms[0], ds[0].ptr(), ds[0].cols, xt.rows)
+		if xp, nrm = b.normInput(xt, norm, mm); xp != 0 {
+			b.matmulOut(&o, xp, xt.cols, xt.rows, mm, nrm)
+		}
+		return
+	}
+	if norm != nil {
+		var one *matrix // the matrix of the one launch, if one
+		if whole {
+			one = ms[0].grp.all
+		}
+		if xp, nrm = b.normInput(xt, norm, one); xp == 0 {
+			return
+		}
+	}
 	if !whole {
 		for i, m := range ms {
-			b.matmul(ds[i].ptr(), ds[i].cols, xt.ptr(), xt.cols, xt.rows, m)
+			b.matmul(ds[i].ptr(), ds[i].cols, xp, xt.cols, xt.rows, m)
 		}
 		return
 	}
@@ -149,7 +167,7 @@ func (b *Backend) MatMulN(dst []backend.Tensor, x backend.Tensor, w []backend.Ma
 			o.n2 = int32(g.off[2])
 		}
 	}
-	b.matmulOut(&o, xt.ptr(), xt.cols, xt.rows, g.all)
+	b.matmulOut(&o, xp, xt.cols, xt.rows, g.all, nrm)
 }
 
 // MatMulAdd implements backend.Backend: the product is added to dst by the
@@ -166,13 +184,13 @@ func (b *Backend) MatMulAdd(dst, x backend.Tensor, w backend.Matrix) {
 	}
 	mm, o := b.outFor(m, d.ptr(), d.cols, xt.rows)
 	o.accum = 1
-	b.matmulOut(&o, xt.ptr(), xt.cols, xt.rows, mm)
+	b.matmulOut(&o, xt.ptr(), xt.cols, xt.rows, mm, nil)
 }
 
 // SwiGLU implements backend.Backend: one launch with the SwiGLU epilogue
-// when gate and up are an interleaved LoadMatrices pair, else two products
-// and silu_mul.
-func (b *Backend) SwiGLU(dst, x backend.Tensor, gate, up backend.Matrix) {
+// (and the norm, normInput) when gate and up are an interleaved
+// LoadMatrices pair, else two products and silu_mul.
+func (b *Backend) SwiGLU(dst, x backend.Tensor, gate, up backend.Matrix, norm *backend.Norm) {
 	d, xt, gm, um := b.tensor(dst), b.tensor(x), b.mat(gate), b.mat(up)
 	checkShape("SwiGLU", gm.rows == um.rows && gm.cols == um.cols && xt.cols == gm.cols && d.rows == xt.rows && d.cols == gm.rows,
 		"dst [%d, %d] = SwiGLU(x [%d, %d]; %s, %s)", d.rows, d.cols, xt.rows, xt.cols, gm.name, um.name)
@@ -183,16 +201,28 @@ func (b *Backend) SwiGLU(dst, x backend.Tensor, gate, up backend.Matrix) {
 		return
 	}
 	M := xt.rows
-	if g := gm.grp; g != nil && g == um.grp && g.inter && gm.part == 0 && um.part == 1 {
+	g := gm.grp
+	paired := g != nil && g == um.grp && g.inter && gm.part == 0 && um.part == 1
+	xp, nrm := xt.ptr(), (*normIn)(nil)
+	if norm != nil {
+		var one *matrix
+		if paired {
+			one = g.all
+		}
+		if xp, nrm = b.normInput(xt, norm, one); xp == 0 {
+			return
+		}
+	}
+	if paired {
 		o := yout{mode: youtSwiGLU, y0: d.ptr(), ld0: int32(d.cols)}
-		b.matmulOut(&o, xt.ptr(), xt.cols, M, g.all)
+		b.matmulOut(&o, xp, xt.cols, M, g.all, nrm)
 		return
 	}
 	u := b.scratchBuf("swiglu", 4*int64(M)*int64(um.rows))
 	if u == 0 {
 		return
 	}
-	b.matmul(d.ptr(), d.cols, xt.ptr(), xt.cols, M, gm)
-	b.matmul(u, um.rows, xt.ptr(), xt.cols, M, um)
+	b.matmul(d.ptr(), d.cols, xp, xt.cols, M, gm)
+	b.matmul(u, um.rows, xp, xt.cols, M, um)
 	b.siluMul(d.ptr(), d.ptr(), u, d.n())
 }

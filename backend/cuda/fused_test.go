@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -100,7 +101,7 @@ func testFusedCase(t *testing.T, g *Backend, rng *rand.Rand, what string, ws []*
 	}
 	// MatMulN, then each part alone
 	ys := outs()
-	g.MatMulN(ys, x, ms)
+	g.MatMulN(ys, x, ms, nil)
 	for i := range ws {
 		checkScaled(t, fmt.Sprintf("%s MatMulN part %d", what, i), read(ys[i]), want[i], scale[i], matmulTol(ms[i], M))
 	}
@@ -124,22 +125,77 @@ func testFusedCase(t *testing.T, g *Backend, rng *rand.Rand, what string, ws []*
 		}
 		checkScaled(t, fmt.Sprintf("%s MatMulAdd part %d", what, i), read(h), wa, sc, matmulTol(ms[i], M))
 	}
+	// with a norm (the 4-bit decode kernels apply it at M ≤ 4): against
+	// the products of rmsnorm(x) as the CPU forms it, x left as it was;
+	// the group, then each part alone
+	nv := randn(rng, K, 1)
+	norm := &backend.Norm{W: g.LoadVector(nv), Eps: 1e-5}
+	xn := refRMSNorm(xv, nv, norm.Eps)
+	wantN, scaleN := make([][]float32, len(ws)), make([][]float64, len(ws))
+	for i, w := range ws {
+		wantN[i], scaleN[i] = exactMatMul(w, xn, M), absDot(w, xn, M)
+	}
+	ys = outs()
+	g.MatMulN(ys, x, ms, norm)
+	for i := range ws {
+		checkScaled(t, fmt.Sprintf("%s MatMulN with a norm, part %d", what, i), read(ys[i]), wantN[i], scaleN[i], matmulTol(ms[i], M))
+	}
+	ys = outs()
+	for i := range ws {
+		g.MatMulN(ys[i:i+1], x, ms[i:i+1], norm)
+	}
+	for i := range ws {
+		checkScaled(t, fmt.Sprintf("%s MatMulN of part %d alone with a norm", what, i), read(ys[i]), wantN[i], scaleN[i], matmulTol(ms[i], M))
+	}
+	if got := read(x); !slices.Equal(got, xv) {
+		t.Fatalf("%s: a product with a norm changed its input", what)
+	}
 	if len(ws) != 2 || ws[0].Out != ws[1].Out {
 		return
 	}
-	// SwiGLU of the pair: |Δ(silu(g)·u)| ≤ |silu'(g)|·|Δg|·|u| + |silu(g)|·|Δu|,
-	// |silu'| < 1.1
+	// SwiGLU of the pair
 	d := g.NewTensor(M, ws[0].Out)
 	g.Write(d, poison(M*ws[0].Out))
-	g.SwiGLU(d, x, ms[0], ms[1])
+	g.SwiGLU(d, x, ms[0], ms[1], nil)
+	wa, sc := swigluRef(want, scale, matmulTol(ms[1], M))
+	checkScaled(t, what+" SwiGLU", read(d), wa, sc, matmulTol(ms[0], M))
+	g.Write(d, poison(M*ws[0].Out))
+	g.SwiGLU(d, x, ms[0], ms[1], norm)
+	wa, sc = swigluRef(wantN, scaleN, matmulTol(ms[1], M))
+	checkScaled(t, what+" SwiGLU with a norm", read(d), wa, sc, matmulTol(ms[0], M))
+}
+
+// swigluRef returns silu(g)·u of the products want[0] (g) and want[1] (u)
+// and the scale of its error bound: |Δ(silu(g)·u)| ≤ |silu'(g)|·|Δg|·|u| +
+// |silu(g)|·|Δu|, |silu'| < 1.1, with |Δu| ≤ tolU·scale[1].
+func swigluRef(want [][]float32, scale [][]float64, tolU float64) ([]float32, []float64) {
 	wa, sc := make([]float32, len(want[0])), make([]float64, len(want[0]))
 	for j := range wa {
 		gv, uv := float64(want[0][j]), float64(want[1][j])
 		s := gv / (1 + math.Exp(-gv))
 		wa[j] = float32(s * uv)
-		sc[j] = 1.1*scale[0][j]*(math.Abs(uv)+matmulTol(ms[1], M)*scale[1][j]) + math.Abs(s)*scale[1][j]
+		sc[j] = 1.1*scale[0][j]*(math.Abs(uv)+tolU*scale[1][j]) + math.Abs(s)*scale[1][j]
 	}
-	checkScaled(t, what+" SwiGLU", read(d), wa, sc, matmulTol(ms[0], M))
+	return wa, sc
+}
+
+// refRMSNorm is rms_norm (and the CPU's RMSNorm) of the rows of x with
+// weights w: r = 1/√(mean(x²) + eps) in float64, rounded to float32, then
+// (x·r)·w in float32.
+func refRMSNorm(x, w []float32, eps float32) []float32 {
+	K := len(w)
+	out := make([]float32, len(x))
+	for m := 0; m < len(x)/K; m++ {
+		var ss float64
+		for _, v := range x[m*K : (m+1)*K] {
+			ss += float64(v) * float64(v)
+		}
+		r := float32(1 / math.Sqrt(ss/float64(K)+float64(eps)))
+		for k, v := range x[m*K : (m+1)*K] {
+			out[m*K+k] = (v * r) * w[k]
+		}
+	}
+	return out
 }
 
 // TestDecodeLayerSpeed times one decoder layer's matrix products of the
@@ -217,17 +273,32 @@ func TestDecodeLayerSpeed(t *testing.T) {
 	}
 	all := func(l *layer) int64 { return l.bytes }
 	timeIt("qkv MatMulN", func(l *layer) int64 { return l.q.Bytes() + l.k.Bytes() + l.v.Bytes() },
-		func(l *layer) { b.MatMulN([]backend.Tensor{q, k, v}, x, l.qkv) })
+		func(l *layer) { b.MatMulN([]backend.Tensor{q, k, v}, x, l.qkv, nil) })
 	timeIt("o MatMulAdd", func(l *layer) int64 { return l.o.Bytes() }, func(l *layer) { b.MatMulAdd(h, a, l.o) })
-	timeIt("gate/up SwiGLU", func(l *layer) int64 { return l.g.Bytes() + l.u.Bytes() }, func(l *layer) { b.SwiGLU(g, x, l.gu[0], l.gu[1]) })
+	timeIt("gate/up SwiGLU", func(l *layer) int64 { return l.g.Bytes() + l.u.Bytes() }, func(l *layer) { b.SwiGLU(g, x, l.gu[0], l.gu[1], nil) })
 	timeIt("down MatMulAdd", func(l *layer) int64 { return l.d.Bytes() }, func(l *layer) { b.MatMulAdd(h, g, l.d) })
 	timeIt("q MatMul", func(l *layer) int64 { return l.q.Bytes() }, func(l *layer) { b.MatMul(q, x, l.q) })
 	timeIt("k MatMul", func(l *layer) int64 { return l.k.Bytes() }, func(l *layer) { b.MatMul(k, x, l.k) })
 	timeIt("up MatMul", func(l *layer) int64 { return l.u.Bytes() }, func(l *layer) { b.MatMul(u, x, l.u) })
 	timeIt("layer fused (4 launches)", all, func(l *layer) {
-		b.MatMulN([]backend.Tensor{q, k, v}, x, l.qkv)
+		b.MatMulN([]backend.Tensor{q, k, v}, x, l.qkv, nil)
 		b.MatMulAdd(h, a, l.o)
-		b.SwiGLU(g, x, l.gu[0], l.gu[1])
+		b.SwiGLU(g, x, l.gu[0], l.gu[1], nil)
+		b.MatMulAdd(h, g, l.d)
+	})
+	norm := &backend.Norm{W: b.LoadVector(randn(rng, H, 1)), Eps: 1e-5}
+	timeIt("layer + 2 RMSNorm", all, func(l *layer) {
+		b.RMSNorm(x, h, norm.W, norm.Eps)
+		b.MatMulN([]backend.Tensor{q, k, v}, x, l.qkv, nil)
+		b.MatMulAdd(h, a, l.o)
+		b.RMSNorm(x, h, norm.W, norm.Eps)
+		b.SwiGLU(g, x, l.gu[0], l.gu[1], nil)
+		b.MatMulAdd(h, g, l.d)
+	})
+	timeIt("layer, norms in the products", all, func(l *layer) {
+		b.MatMulN([]backend.Tensor{q, k, v}, h, l.qkv, norm)
+		b.MatMulAdd(h, a, l.o)
+		b.SwiGLU(g, h, l.gu[0], l.gu[1], norm)
 		b.MatMulAdd(h, g, l.d)
 	})
 	timeIt("layer unfused (10 launches)", all, func(l *layer) {

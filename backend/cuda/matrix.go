@@ -295,7 +295,43 @@ func (o yout) rowsFrom(r int) yout {
 // floats).
 func (b *Backend) matmul(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 	mm, o := b.outFor(m, y, ldy, M)
-	b.matmulOut(&o, x, ldx, M, mm)
+	b.matmulOut(&o, x, ldx, M, mm, nil)
+}
+
+// normIn is the RMS norm a decode kernel applies to its input (qmm.cu's
+// qmv4 with nw): the norm weights' device address and epsilon.
+type normIn struct {
+	w   uint64
+	eps float32
+}
+
+// normFuse (MARLIN_CUDA_NORMFUSE=0 turns it off, for measurements) lets the
+// 4-bit decode kernels apply a product's input norm themselves.
+var normFuse = os.Getenv("MARLIN_CUDA_NORMFUSE") != "0"
+
+// normInput returns the input of a product of x [M, K] (contiguous rows)
+// with norm n: x itself and the norm for the kernel to apply, when the one
+// launch of m (nil: not one launch) is a 4-bit decode kernel and M ≤ 4
+// (each block then reads the whole rows to find their norms: cheap for a
+// few rows only); else rmsnorm(x) in scratch and no norm. 0 after a
+// failure.
+func (b *Backend) normInput(x *tensor, n *backend.Norm, m *matrix) (uint64, *normIn) {
+	g := b.vec(n.W)
+	checkShape("norm", g.n == x.cols, "weight %d for x [%d, %d]", g.n, x.rows, x.cols)
+	if !b.vecUsable(g) {
+		return 0, nil
+	}
+	M, xp := x.rows, x.ptr()
+	if normFuse && m != nil && M <= 4 && m.tr == nil && (m.f == fmtPInt4 || m.f == fmtPFP4) && m.desc.gidx == 0 &&
+		b.fastKernel(m, M) != 0 && xp%16 == 0 && x.cols%4 == 0 {
+		return xp, &normIn{w: g.buf.ptr, eps: n.Eps}
+	}
+	xn := b.scratchBuf("xnorm", 4*int64(M)*int64(x.cols))
+	if xn == 0 {
+		return 0, nil
+	}
+	b.rmsNorm(xn, xp, g, int(x.n()), n.Eps)
+	return xn, nil
 }
 
 // outFor returns the matrix that computes m's product and the outputs that
@@ -363,7 +399,10 @@ func envInt(name string, def int) int {
 // for M ≤ 8, cuBLAS or the large-tile one above; those write a plain
 // output, so other outputs get the product in scratch first, then
 // yout_apply.
-func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix) {
+//
+// With nrm not nil (normInput's choice: the 4-bit decode kernel at M ≤ 4)
+// the kernel applies that norm to x.
+func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normIn) {
 	if !m.usable() {
 		b.fail(fmt.Errorf("cuda: use of %s, whose upload failed", m.name))
 		return
@@ -374,7 +413,7 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix) {
 			return
 		}
 		po := plainOut(tmp, m.rows, m.rows)
-		b.matmulOut(&po, x, ldx, M, m)
+		b.matmulOut(&po, x, ldx, M, m, nil)
 		a := b.newArgs()
 		a.yout(o)
 		a.ptr(tmp)
@@ -395,7 +434,7 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix) {
 		for c := range n {
 			r0, r1 := c*M/n, (c+1)*M/n
 			oc := o.rowsFrom(r0)
-			b.matmulOut(&oc, x+uint64(4*r0*ldx), ldx, r1-r0, m)
+			b.matmulOut(&oc, x+uint64(4*r0*ldx), ldx, r1-r0, m, nil)
 		}
 		return
 	}
@@ -441,7 +480,18 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix) {
 		a.i32(M)
 		a.ptr(ws)
 		a.ptr(b.counters.ptr)
+		if nrm != nil {
+			a.ptr(nrm.w)
+			a.f32(nrm.eps)
+		} else {
+			a.ptr(0)
+			a.f32(0)
+		}
 		b.launchOpt(f, blocks, 1, 1, 128, b.dynSmem[f], a, true)
+		return
+	}
+	if nrm != nil {
+		b.fail(fmt.Errorf("cuda: %s: a norm for a kernel that cannot apply it", m.name))
 		return
 	}
 	a := b.newArgs()

@@ -188,7 +188,7 @@ func (b *Backend) ExpertsAdd(dst, x backend.Tensor, s backend.Selection, experts
 		if a == nil {
 			return // the sticky error is set
 		}
-		b.SwiGLU(a, x, shared.Gate, shared.Up)
+		b.SwiGLU(a, x, shared.Gate, shared.Up, nil)
 		b.MatMulAdd(dst, a, shared.Down)
 	}
 }

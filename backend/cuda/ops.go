@@ -54,13 +54,19 @@ func (b *Backend) RMSNorm(dst, x backend.Tensor, w backend.Vector, eps float32) 
 	if !b.usable(d, s) || !b.vecUsable(g) {
 		return
 	}
+	b.rmsNorm(d.ptr(), s.ptr(), g, int(s.n()), eps)
+}
+
+// rmsNorm queues rms_norm of the count values at x (chunks of g.n) into
+// dst.
+func (b *Backend) rmsNorm(dst, x uint64, g *vector, count int, eps float32) {
 	a := b.newArgs()
-	a.ptr(d.ptr())
-	a.ptr(s.ptr())
+	a.ptr(dst)
+	a.ptr(x)
 	a.ptr(g.buf.ptr)
-	a.i32(n)
+	a.i32(g.n)
 	a.f32(eps)
-	b.launch(b.k.rmsNorm, int(s.n()/int64(n)), 1, threadsFor(n/4), 0, a)
+	b.launch(b.k.rmsNorm, count/g.n, 1, threadsFor(g.n/4), 0, a)
 }
 
 // ropeTab is a Rope's cos/sin table on the device for positions [0, n):

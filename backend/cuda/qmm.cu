@@ -296,10 +296,11 @@ __device__ __forceinline__ void split_bf16(float a, float b, u32& hi, u32& lo) {
 __host__ __device__ constexpr int qstages(int mr) { return mr == 8 ? 6 : 4; }
 // Bytes of one warp's pipeline stage. 4-bit: the two 512-byte weight tiles
 // of the step ([j][lane] 16 bytes each), x rows 0…MR−1 (32 floats each),
-// the step's scales [c][j8] (128 bytes: a step lies in one group) and zero
-// pairs [c][j8] (256 bytes). Dense: the 64 rows' 64 bytes ([j8][lane] 16
-// bytes each) and x.
-__host__ __device__ constexpr int qstage_bytes(int mr, bool asym) { return 1024 + 128 * mr + 128 + (asym ? 256 : 0); }
+// the step's scales [c][j8] (128 bytes: a step lies in one group), zero
+// pairs [c][j8] (256 bytes, asymmetric weights) and the step's 32 weights
+// of the input's RMS norm (128 bytes). Dense: the 64 rows' 64 bytes
+// ([j8][lane] 16 bytes each) and x.
+__host__ __device__ constexpr int qstage_bytes(int mr, bool asym) { return 1024 + 128 * mr + 128 + (asym ? 256 : 0) + 128; }
 __host__ __device__ constexpr int dstage_bytes(int mr) { return 4096 + 128 * mr; }
 
 __device__ __forceinline__ u32 lop_and_or(u32 a, u32 b, u32 c) {  // (a & b) | c
@@ -350,19 +351,26 @@ __device__ __forceinline__ float2 h2_to_f2(u32 h) {
 // silu(g)·u of two rows, g at x and u at x + ldx, staged as rows 0 and 1
 // of the ring's x and combined where x is converted, with the float
 // operations of silu_mul — the SwiGLU activation without its own launch.
+//
+// nw not null (M ≤ 4, not SILU): the input is rmsnorm(x) with weights nw
+// (backend.Norm), the RMSNorm launch before the product folded into it.
+// Once x is ready the block sums each row's squares (float64, as rms_norm)
+// and finds r = 1/√(mean(x²) + eps); the ring stages the step's 32 norm
+// weights beside x and the conversion forms (x·r)·nw, rounded as rms_norm
+// rounds it, so the product sees the same fp32 inputs as after rms_norm.
 template <int KIND, bool ASYM, int MR, bool SILU = false>
 __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x, int ldx, const YOut& o, int M, float* ws,
-                                     int* counters) {
+                                     int* counters, const float* __restrict__ nw = nullptr, float eps = 0.f) {
     extern __shared__ __align__(16) unsigned char qsm[];
     constexpr int SB = qstage_bytes(MR, ASYM), QD = qstages(MR);
-    constexpr int XO = 1024, SO = 1024 + 128 * MR, ZO = SO + 128;
+    constexpr int XO = 1024, SO = 1024 + 128 * MR, ZO = SO + 128, NO = ZO + (ASYM ? 256 : 0);
     const int lane = threadIdx.x & 31, t = lane & 3, c = lane >> 2, warp = threadIdx.x >> 5;
     const int gw = blockIdx.x * QW + warp, W = gridDim.x * QW;
     const int spt = w.K >> 5, groups = w.K / w.group, gsteps = w.group >> 5;  // steps of 32 per group
     const int XR = SILU ? 2 : M;                                               // rows of x staged
     const int ntiles = (w.N + 63) >> 6, T = ntiles * spt;
     const int per = (T + W - 1) / W, i0 = gw * per, i1 = min(T, i0 + per);
-    if (i0 >= i1) return;
+    if (i0 >= i1 && nw == nullptr) return;  // (with a norm every warp helps find r first)
     unsigned char* ring = qsm + (size_t)warp * QD * SB;
     const u32 ring_s = smem_addr(ring);
     const V4u* wt = (const V4u*)w.data + lane;
@@ -379,6 +387,7 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
         // x: rows < M (SILU: g and u), 8 chunks of 16 bytes a row
         if (with_x)
             for (int q = lane; q < XR * 8; q += 32) cp_async16(slot + XO + 16 * q, x + (size_t)(q >> 3) * ldx + 32 * is + 4 * (q & 7));
+        if (nw != nullptr && lane < 8) cp_async16(slot + NO + 16 * lane, nw + 32 * is + 4 * lane);
         if (lane < 8) cp_async16(slot + SO + 16 * lane, (const V4u*)w.scales + (size_t)ig * 8 + lane);
         if (ASYM && lane < 16) cp_async16(slot + ZO + 16 * lane, (const V4u*)w.zeros + (size_t)ig * 16 + lane);
         ii++;
@@ -417,6 +426,34 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
             cp_commit();
         }
     }
+    // the input's RMS norm: r of row c (lanes c < M) while the copies fly
+    float ra = 0.f;
+    if (nw != nullptr) {
+        __shared__ double nsum[QW][4];
+        __shared__ float nr[4];
+        double ss[4] = {0.0, 0.0, 0.0, 0.0};
+#pragma unroll
+        for (int m = 0; m < 4; m++) {
+            if (m >= M) break;
+            const V4f* xr = (const V4f*)(x + (size_t)m * ldx);
+            for (int q = threadIdx.x; q < (w.K >> 2); q += QW * 32) {
+                const V4f v = xr[q];
+                ss[m] += (double)v.x * v.x + (double)v.y * v.y + (double)v.z * v.z + (double)v.w * v.w;
+            }
+            ss[m] = warp_sum_d(ss[m]);
+            if (lane == 0) nsum[warp][m] = ss[m];
+        }
+        __syncthreads();
+        if (threadIdx.x < M) {
+            double t = 0.0;
+#pragma unroll
+            for (int q = 0; q < QW; q++) t += nsum[q][threadIdx.x];
+            nr[threadIdx.x] = (float)(1.0 / sqrt(t / w.K + (double)eps));
+        }
+        __syncthreads();
+        if (c < M) ra = nr[c];
+        if (i0 >= i1) return;
+    }
     // the compute cursor: step within the tile
     int cs = i0 % spt, cgk = cs % gsteps;
     for (int i = i0; i < i1; i++) {
@@ -446,6 +483,11 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
                 xa.z = xa.z / (1.0f + expf(-xa.z)) * u.z, xa.w = xa.w / (1.0f + expf(-xa.w)) * u.w;
             }
             if (MR == 16 && c + 8 < M) xb = *(const V4f*)(sl + XO + 128 * (c + 8) + 16 * (4 * j + t));
+            if (!SILU && nw != nullptr) {  // rms_norm's (x·r)·w (rows ≥ M stay 0; M ≤ 4 < 8)
+                const V4f g = *(const V4f*)(sl + NO + 16 * (4 * j + t));
+                xa.x = __fmul_rn(__fmul_rn(xa.x, ra), g.x), xa.y = __fmul_rn(__fmul_rn(xa.y, ra), g.y);
+                xa.z = __fmul_rn(__fmul_rn(xa.z, ra), g.z), xa.w = __fmul_rn(__fmul_rn(xa.w, ra), g.w);
+            }
             const u32 a0 = pack_f16x2(xa.x, xa.y), a2 = pack_f16x2(xa.z, xa.w);
             const u32 a1 = MR == 16 ? pack_f16x2(xb.x, xb.y) : 0u, a3 = MR == 16 ? pack_f16x2(xb.z, xb.w) : 0u;
             const u32 wv[4] = {cw.x, cw.y, cw.z, cw.w};
@@ -514,8 +556,9 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
 
 #define QMV_KERNEL(NAME, KIND, ASYM, MR)                                                                  \
     extern "C" __global__ void __launch_bounds__(QW * 32)                                                 \
-        NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters) {                 \
-        qmv4<KIND, ASYM, MR>(w, x, ldx, o, M, ws, counters);                                              \
+        NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters, const float* nw,   \
+             float eps) {                                                                                 \
+        qmv4<KIND, ASYM, MR>(w, x, ldx, o, M, ws, counters, nw, eps);                                     \
     }
 QMV_KERNEL(qmv_int4, PACK_INT4, false, 8)
 QMV_KERNEL(qmv_int4_m16, PACK_INT4, false, 16)
@@ -650,7 +693,8 @@ __device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x,
 
 #define DMV_KERNEL(NAME, BF, MR)                                                                          \
     extern "C" __global__ void __launch_bounds__(QW * 32)                                                 \
-        NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters) {                 \
+        NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters, const float* nw,   \
+             float eps) { /* nw: null (the host normalises x first) */                                    \
         dmv<BF, MR>(w, x, ldx, o, M, ws, counters);                                                       \
     }
 DMV_KERNEL(dmv_f16, false, 8)
