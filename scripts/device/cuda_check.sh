@@ -121,25 +121,6 @@ if want bench; then
 	grep -vE '^\s*$' "$OUT/bench.log" | grep -E 'decode_tokens|prefill_tokens|weight_bytes|kv_bytes_8k|"model"|building|Error|error' | head -30
 fi
 
-# 3b. mixtures of experts: the GLM-4.7-Flash shape with INT4 g128 experts
-# (batch 1 and 32, prefill of 2K tokens), its EXL3 4-bit variant, a BF16
-# reference of 12 of its 47 layers (the whole BF16 model, 60 GB, does not
-# fit the machine's disk beside the others), and Mixtral-8x7B at INT4
-if want moe; then
-	for f in int4:128 exl3:4; do
-		run "moe-$f" 60 300 "$OUT/moe-${f%%:*}.log" ./gpubin/marlin bench --synthetic glm4.7-flash --format $f --device cuda --prompt 2048 --gen 32 --batch 32 --membw=false --json
-		if want profile; then
-			MARLIN_CUDA_PROFILE=1 run "profile moe-$f" 30 90 "$OUT/profile-moe-${f%%:*}.log" ./gpubin/marlin bench --synthetic glm4.7-flash --format $f --device cuda --prompt 512 --gen 16 --batch 32 --membw=false
-			grep -A14 "kernel times" "$OUT/profile-moe-${f%%:*}.log" | head -34
-		fi
-		rm -rf "${XDG_CACHE_HOME:-$HOME/.cache}"/marlin/synthetic/glm*
-	done
-	run moe-bf16 40 200 "$OUT/moe-bf16.log" ./gpubin/marlin bench --synthetic glm4.7-flash --layers 12 --format bf16 --device cuda --prompt 2048 --gen 32 --batch 32 --membw=false --json
-	rm -rf "${XDG_CACHE_HOME:-$HOME/.cache}"/marlin/synthetic/glm*
-	run mixtral 40 300 "$OUT/mixtral.log" ./gpubin/marlin bench --synthetic mixtral-8x7b --format int4:128 --device cuda --prompt 512 --gen 32 --membw=false --json
-	grep -hE 'decode_tokens|prefill_tokens|batch|"model"|Error|error' "$OUT"/moe-*.log "$OUT/mixtral.log" | head -40
-fi
-
 # 3a. old against new decode: gpubin/marlin-base (a build of an earlier
 # commit) and gpubin/marlin alternate, AB_RUNS pairs (default 2) on each of
 # AB_SHAPES (synthetic shape:format[:extra flags], default the 8B shape at
@@ -171,8 +152,28 @@ if want ab && { [ -x gpubin/marlin-base ] || [ -n "${AB_ENVS:-}" ]; }; then
 			MARLIN_CUDA_PROFILE=1 run "profile $model" 30 90 "$OUT/profile-$model.log" ./gpubin/marlin bench --synthetic "$model" --format "$fmt:$grp" $extra --device cuda --prompt 512 --gen 16 --membw=false
 			grep -A24 "kernel times" "$OUT/profile-$model.log" | head -26
 		fi
+		want moe || rm -rf "${XDG_CACHE_HOME:-$HOME/.cache}"/marlin/synthetic/glm* # (moe uses it, then removes it)
+	done
+fi
+
+# 3b. mixtures of experts: the GLM-4.7-Flash shape with INT4 g128 experts
+# (batch 1 and 32, prefill of 2K tokens), its EXL3 4-bit variant, a BF16
+# reference of 12 of its 47 layers (the whole BF16 model, 60 GB, does not
+# fit the machine's disk beside the others), and Mixtral-8x7B at INT4
+# (MOE_FORMATS, MOE_BF16=0 and MOE_MIXTRAL=0 choose fewer)
+if want moe; then
+	for f in ${MOE_FORMATS:-int4:128 exl3:4}; do
+		run "moe-$f" 60 300 "$OUT/moe-${f%%:*}.log" ./gpubin/marlin bench --synthetic glm4.7-flash --format $f --device cuda --prompt 2048 --gen 32 --batch 32 --membw=false --json
+		if want profile; then
+			MARLIN_CUDA_PROFILE=1 run "profile moe-$f" 30 90 "$OUT/profile-moe-${f%%:*}.log" ./gpubin/marlin bench --synthetic glm4.7-flash --format $f --device cuda --prompt 512 --gen 16 --batch 32 --membw=false
+			grep -A14 "kernel times" "$OUT/profile-moe-${f%%:*}.log" | head -34
+		fi
 		rm -rf "${XDG_CACHE_HOME:-$HOME/.cache}"/marlin/synthetic/glm*
 	done
+	[ "${MOE_BF16:-1}" = 1 ] && run moe-bf16 40 200 "$OUT/moe-bf16.log" ./gpubin/marlin bench --synthetic glm4.7-flash --layers 12 --format bf16 --device cuda --prompt 2048 --gen 32 --batch 32 --membw=false --json
+	rm -rf "${XDG_CACHE_HOME:-$HOME/.cache}"/marlin/synthetic/glm*
+	[ "${MOE_MIXTRAL:-1}" = 1 ] && run mixtral 40 300 "$OUT/mixtral.log" ./gpubin/marlin bench --synthetic mixtral-8x7b --format int4:128 --device cuda --prompt 512 --gen 32 --membw=false --json
+	grep -hE 'decode_tokens|prefill_tokens|batch|"model"|Error|error' "$OUT"/moe-*.log "$OUT/mixtral.log" | head -40
 fi
 
 # 3c. kernel times of one decode step (CUDA events around every launch,
