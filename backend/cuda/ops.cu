@@ -27,9 +27,9 @@ extern "C" __global__ void silu_mul(float* dst, const float* g, const float* u, 
 // chunk, blockDim.x threads (a multiple of 32, at most 1024: the host picks
 // about one per 4 values, so that a 4096-wide row is one short pass). The
 // sum of squares is accumulated in float64 (each thread a strided partial
-// sum, then warp shuffles and one shared array), r = 1/√(Σx²/n + eps) is
-// rounded once to float32, and each output is (x·r)·w in float32 — the CPU
-// reference's order. dst may be x.
+// sum, its loads four at a time, then warp shuffles and one shared array),
+// r = 1/√(Σx²/n + eps) is rounded once to float32, and each output is
+// (x·r)·w in float32 — the CPU reference's order. dst may be x.
 extern "C" __global__ void __launch_bounds__(1024) rms_norm(float* dst, const float* x, const float* __restrict__ w, int n, float eps) {
     pdl_trigger();
     __shared__ double part[32];
@@ -37,9 +37,12 @@ extern "C" __global__ void __launch_bounds__(1024) rms_norm(float* dst, const fl
     const size_t base = (size_t)blockIdx.x * n;
     const int nt = blockDim.x;
     double ss = 0;
-    for (int i = threadIdx.x; i < n; i += nt) {
-        double v = x[base + i];
-        ss += v * v;
+    for (int i0 = threadIdx.x; i0 < n; i0 += 4 * nt) {  // four loads in flight, then the sums
+        float v[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) v[u] = i0 + u * nt < n ? x[base + i0 + u * nt] : 0.f;
+#pragma unroll
+        for (int u = 0; u < 4; u++) ss += (double)v[u] * v[u];
     }
     ss = warp_sum_d(ss);
     if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = ss;

@@ -432,13 +432,23 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
         __shared__ double nsum[QW][4];
         __shared__ float nr[4];
         double ss[4] = {0.0, 0.0, 0.0, 0.0};
+        const int n4 = w.K >> 2;
 #pragma unroll
         for (int m = 0; m < 4; m++) {
             if (m >= M) break;
             const V4f* xr = (const V4f*)(x + (size_t)m * ldx);
-            for (int q = threadIdx.x; q < (w.K >> 2); q += QW * 32) {
-                const V4f v = xr[q];
-                ss[m] += (double)v.x * v.x + (double)v.y * v.y + (double)v.z * v.z + (double)v.w * v.w;
+            // eight loads in flight before the sums (one round trip for K ≤ 4096;
+            // a plain loop waited for each load in turn)
+            for (int q0 = threadIdx.x; q0 < n4; q0 += 8 * QW * 32) {
+                V4f v[8];
+#pragma unroll
+                for (int u = 0; u < 8; u++) {
+                    const int q = q0 + u * QW * 32;
+                    v[u] = q < n4 ? xr[q] : V4f{0.f, 0.f, 0.f, 0.f};
+                }
+#pragma unroll
+                for (int u = 0; u < 8; u++)
+                    ss[m] += (double)v[u].x * v[u].x + (double)v[u].y * v[u].y + (double)v[u].z * v[u].z + (double)v[u].w * v[u].w;
             }
             ss[m] = warp_sum_d(ss[m]);
             if (lane == 0) nsum[warp][m] = ss[m];
