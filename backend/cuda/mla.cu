@@ -16,9 +16,16 @@ __device__ __forceinline__ void head_mv(const u64* __restrict__ wp, int N, int K
                                         int xStride, float* __restrict__ y, int ldy, int yStride, int M) {
     extern __shared__ __align__(16) float hx[];
     const int h = blockIdx.y, m0 = blockIdx.z * 8, mr = min(8, M - m0);
-    for (int i = threadIdx.x; i < mr * K; i += blockDim.x) {
-        const int m = i / K, kk = i - m * K;
-        hx[i] = x[(size_t)(m0 + m) * ldx + (size_t)h * xStride + kk];
+    for (int i0 = threadIdx.x; i0 < mr * K; i0 += 4 * blockDim.x) {  // four loads in flight
+        float v[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const int i = i0 + u * blockDim.x, m = i / K, kk = i - m * K;
+            v[u] = i < mr * K ? x[(size_t)(m0 + m) * ldx + (size_t)h * xStride + kk] : 0.f;
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++)
+            if (i0 + u * blockDim.x < mr * K) hx[i0 + u * blockDim.x] = v[u];
     }
     __syncthreads();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -29,28 +36,41 @@ __device__ __forceinline__ void head_mv(const u64* __restrict__ wp, int N, int K
     for (int j = 0; j < HR; j++)
 #pragma unroll
         for (int m = 0; m < 8; m++) acc[j][m] = 0.f;
-    for (int k = lane * 4; k < K; k += 128) {
-        float wv[HR][4];
+    // HU chunks of 128 inputs at a time: their HR rows' loads are all issued
+    // before the first sum (K ≤ 512, the MLA shapes, is one round trip)
+    constexpr int HU = 4;
+    for (int k0 = lane * 4; k0 < K; k0 += HU * 128) {
+        float wv[HU][HR][4];
 #pragma unroll
-        for (int j = 0; j < HR; j++) {  // the HR rows' loads together
-            const int n = min(n0 + j, N - 1);
-            if (F == FMT_F32) {
-                const V4f v = *(const V4f*)((const float*)wp[h] + (size_t)n * K + k);
-                wv[j][0] = v.x, wv[j][1] = v.y, wv[j][2] = v.z, wv[j][3] = v.w;
-            } else {
-                const uint2 v = *(const uint2*)((const u16*)wp[h] + (size_t)n * K + k);
-                const u16 e[4] = {(u16)(v.x & 0xffffu), (u16)(v.x >> 16), (u16)(v.y & 0xffffu), (u16)(v.y >> 16)};
+        for (int u = 0; u < HU; u++) {
+            const int k = min(k0 + u * 128, K - 4);  // (past K: a valid address, not summed)
 #pragma unroll
-                for (int q = 0; q < 4; q++) wv[j][q] = F == FMT_BF16 ? bf16_to_f32(e[q]) : f16_to_f32(e[q]);
+            for (int j = 0; j < HR; j++) {
+                const int n = min(n0 + j, N - 1);
+                if (F == FMT_F32) {
+                    const V4f v = *(const V4f*)((const float*)wp[h] + (size_t)n * K + k);
+                    wv[u][j][0] = v.x, wv[u][j][1] = v.y, wv[u][j][2] = v.z, wv[u][j][3] = v.w;
+                } else {
+                    const uint2 v = *(const uint2*)((const u16*)wp[h] + (size_t)n * K + k);
+                    const u16 e[4] = {(u16)(v.x & 0xffffu), (u16)(v.x >> 16), (u16)(v.y & 0xffffu), (u16)(v.y >> 16)};
+#pragma unroll
+                    for (int q = 0; q < 4; q++) wv[u][j][q] = F == FMT_BF16 ? bf16_to_f32(e[q]) : f16_to_f32(e[q]);
+                }
             }
         }
 #pragma unroll
-        for (int m = 0; m < 8; m++) {
-            if (m < mr) {
-                const V4f xv = *(const V4f*)(hx + m * K + k);
+        for (int u = 0; u < HU; u++) {
+            const int k = k0 + u * 128;
+            if (k >= K) break;
 #pragma unroll
-                for (int j = 0; j < HR; j++)
-                    acc[j][m] = fmaf(wv[j][3], xv.w, fmaf(wv[j][2], xv.z, fmaf(wv[j][1], xv.y, fmaf(wv[j][0], xv.x, acc[j][m]))));
+            for (int m = 0; m < 8; m++) {
+                if (m < mr) {
+                    const V4f xv = *(const V4f*)(hx + m * K + k);
+#pragma unroll
+                    for (int j = 0; j < HR; j++)
+                        acc[j][m] = fmaf(wv[u][j][3], xv.w,
+                                         fmaf(wv[u][j][2], xv.z, fmaf(wv[u][j][1], xv.y, fmaf(wv[u][j][0], xv.x, acc[j][m]))));
+                }
             }
         }
     }

@@ -327,7 +327,7 @@ __device__ __forceinline__ void route_mv(int* __restrict__ ids, float* __restric
     __syncthreads();
     for (int e = warp; e < E; e += warps) {
         float s = 0.f;
-#pragma unroll 8
+#pragma unroll 16  // (K = 2048, GLM: the expert's loads in one round trip)
         for (int k = 4 * lane; k < K; k += 128) {
             const float4 wv = dense4<F>(w.data, (size_t)e * K + k);
             const float4 xv = *(const float4*)(xs + k);
