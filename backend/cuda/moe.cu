@@ -180,14 +180,17 @@ MOE_MV_KERNEL(moe_qmv_fp4_silu, PACK_FP4, false, false, false, true)
 // the order of the CPU backend's ExpertsAdd).
 extern "C" __global__ void moe_combine(float* __restrict__ dst, const float* __restrict__ out, const int* __restrict__ ids,
                                        const float* __restrict__ wts, int k, int cols, int shared, int accum) {
-    __shared__ int order[32];
+    __shared__ int order[32], sid[32];
+    __shared__ float sw[32];
     const int r = blockIdx.x;
+    if (threadIdx.x < k) sid[threadIdx.x] = ids[r * k + threadIdx.x], sw[threadIdx.x] = wts[r * k + threadIdx.x];
+    __syncthreads();
     if (threadIdx.x == 0) {
         // insertion sort of the row's slots by expert id (ids are distinct)
         for (int j = 0; j < k; j++) {
-            const int id = ids[r * k + j];
+            const int id = sid[j];
             int p = j;
-            while (p > 0 && ids[r * k + order[p - 1]] > id) {
+            while (p > 0 && sid[order[p - 1]] > id) {
                 order[p] = order[p - 1];
                 p--;
             }
@@ -195,14 +198,22 @@ extern "C" __global__ void moe_combine(float* __restrict__ dst, const float* __r
         }
     }
     __syncthreads();
+    // a column's loads (8 choices at a time, the shared expert's and dst's
+    // values) are issued before its sums
     for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+        const float sh = shared ? out[((size_t)gridDim.x * k + r) * cols + c] : 0.f;
+        const float d0 = accum ? dst[(size_t)r * cols + c] : 0.f;
         float s = 0.f;
-        for (int j = 0; j < k; j++) {
-            const int slot = r * k + order[j];
-            s += wts[slot] * out[(size_t)slot * cols + c];
+        for (int j0 = 0; j0 < k; j0 += 8) {
+            float v[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++) v[u] = j0 + u < k ? out[(size_t)(r * k + order[j0 + u]) * cols + c] : 0.f;
+#pragma unroll
+            for (int u = 0; u < 8; u++)
+                if (j0 + u < k) s += sw[order[j0 + u]] * v[u];
         }
-        if (shared) s += out[((size_t)gridDim.x * k + r) * cols + c];
-        if (accum) s = dst[(size_t)r * cols + c] + s;
+        if (shared) s += sh;
+        if (accum) s = d0 + s;
         dst[(size_t)r * cols + c] = s;
     }
 }
