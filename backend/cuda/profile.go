@@ -78,6 +78,7 @@ func (p *profiler) collect(b *Backend) {
 func (b *Backend) ProfileReset() {
 	b.enter()
 	defer b.leave()
+	b.gstats = GraphStats{}
 	if b.prof != nil {
 		b.syncStream()
 		clear(b.prof.stats)
@@ -85,12 +86,14 @@ func (b *Backend) ProfileReset() {
 }
 
 // ProfileReport returns the kernel times gathered since the last reset,
-// per step (divided by steps), largest first; "" when profiling is off.
+// per step (divided by steps), largest first; when profiling is off, how
+// the segments since the reset ran (eager, captured, replayed).
 func (b *Backend) ProfileReport(steps int) string {
 	b.enter()
 	defer b.leave()
 	if b.prof == nil {
-		return ""
+		g := b.gstats
+		return fmt.Sprintf("segments: %d eager, %d captured, %d replayed (%d steps)\n", g.Eager, g.Captured, g.Replayed, steps)
 	}
 	b.syncStream()
 	steps = max(steps, 1)

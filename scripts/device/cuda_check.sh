@@ -128,10 +128,13 @@ fi
 # step, the kernel times of the new build on each shape too
 # (AB_ENVS instead compares settings of one build: ';'-separated sets of
 # environment assignments, e.g. 'MARLIN_QMV_L2PF=0;MARLIN_QMV_L2PF=32',
-# each run of gpubin/marlin under each in turn)
-if want ab && { [ -x gpubin/marlin-base ] || [ -n "${AB_ENVS:-}" ]; }; then
+# each run of gpubin/marlin under each in turn; AB_ARMS, the most general:
+# 'marlin-base|;marlin|MARLIN_CUDA_GRAPHS=0', binary and environment)
+if want ab && { [ -x gpubin/marlin-base ] || [ -n "${AB_ENVS:-}${AB_ARMS:-}" ]; }; then
 	arms=()
-	if [ -n "${AB_ENVS:-}" ]; then
+	if [ -n "${AB_ARMS:-}" ]; then # 'binary|environment' items, ';'-separated
+		IFS=';' read -ra arms <<<"$AB_ARMS"
+	elif [ -n "${AB_ENVS:-}" ]; then
 		IFS=';' read -ra envs <<<"$AB_ENVS"
 		for e in "${envs[@]}"; do arms+=("marlin|$e"); done
 	else
@@ -145,7 +148,7 @@ if want ab && { [ -x gpubin/marlin-base ] || [ -n "${AB_ENVS:-}" ]; }; then
 				IFS='|' read -r bin envset <<<"$arm"
 				log="$OUT/ab-$model-$bin-${envset//[^A-Za-z0-9_]/_}-$i.log"
 				run "ab $model $bin $envset $i" 30 300 "$log" env $envset ./gpubin/$bin bench --synthetic "$model" --format "$fmt:$grp" $extra --device cuda --prompt 512 --gen 64 --membw=false --json
-				note "  $(grep -ohE '"(prefill|decode)_tokens_per_second[a-z_]*": [0-9.]+' "$log" | tr '\n' ' ')"
+				note "  $(grep -ohE '"(prefill|decode)_tokens_per_second[a-z_]*": [0-9.]+|"decode_forward_ms": [0-9.]+|^segments: .*' "$log" | tr '\n' ' ')"
 			done
 		done
 		if want profile; then
@@ -178,7 +181,7 @@ fi
 
 # 3c. kernel times of one decode step (CUDA events around every launch,
 # graphs off): the Llama-3-8B shape at INT4 with the 4-bit head
-if want profile && ! { want ab && { [ -x gpubin/marlin-base ] || [ -n "${AB_ENVS:-}" ]; }; }; then
+if want profile && ! { want ab && { [ -x gpubin/marlin-base ] || [ -n "${AB_ENVS:-}${AB_ARMS:-}" ]; }; }; then
 	MARLIN_CUDA_PROFILE=1 run "profile llama3-8b" 30 150 "$OUT/profile-8b.log" ./gpubin/marlin bench --synthetic llama3-8b --format int4:128 --head-bits 4 --device cuda --prompt 512 --gen 16 --membw=false
 	grep -A16 "kernel times" "$OUT/profile-8b.log"
 fi
