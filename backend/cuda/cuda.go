@@ -124,6 +124,7 @@ type Backend struct {
 	graphs        map[uint64]*segGraph
 	seenSigs      map[uint64]struct{} // hashes of the segments and chunks that ran
 	graphChunk    int                 // ops of a segment run while recording (graph.go)
+	graphFirst    int                 // the first such chunk's ops
 	gstats        GraphStats
 
 	moe  moeState  // device-side experts, batched heads, MLA attention (moe_dispatch.go)
@@ -228,6 +229,10 @@ func (b *Backend) init() error {
 	b.graphChunk = graphChunkOps
 	if n, err := strconv.Atoi(os.Getenv("MARLIN_CUDA_GRAPH_CHUNK")); err == nil && n > 0 {
 		b.graphChunk = n
+	}
+	b.graphFirst = min(b.graphChunk, graphFirstOps)
+	if n, err := strconv.Atoi(os.Getenv("MARLIN_CUDA_GRAPH_FIRST")); err == nil && n > 0 {
+		b.graphFirst = n
 	}
 	if os.Getenv("MARLIN_CUDA_PROFILE") == "1" {
 		b.prof, b.graphsOn = newProfiler(), false
@@ -700,7 +705,7 @@ func (b *Backend) launchOpt(f uintptr, gx, gy, gz, bx, smem int, a *launchArgs, 
 	}
 	if b.recording() {
 		b.seg.addLaunch(f, gx, gy, gz, bx, smem, a, pdl)
-		if b.graphChunk > 0 && len(b.seg.ops) >= b.graphChunk {
+		if n := len(b.seg.ops); b.graphChunk > 0 && (n >= b.graphChunk || b.seg.chunks == 0 && n >= b.graphFirst) {
 			b.flushChunk()
 		}
 		return
