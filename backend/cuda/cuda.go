@@ -48,6 +48,8 @@ type kernels struct {
 
 	// tensor-core decode kernels, [0]: M ≤ 8, [1]: M ≤ 16
 	qmvInt4, qmvInt4Asym, qmvFP4, dmvF16, dmvBF16 [2]uintptr
+	// the same 4-bit kernels (M ≤ 8) normalising their input (qmv*_norm)
+	qmvNorm map[uintptr]uintptr
 	permute, xToHalf, dequantInt4, dequantFP4     uintptr
 	youtApply                                     uintptr        // fused outputs of a plain product (matrix.go)
 	attnSplit                                     [2][4]uintptr  // [D 64, 128][G 1, 2, 4, 8]
@@ -56,15 +58,18 @@ type kernels struct {
 
 // qmvSmem is the shared-memory ring of a 4-bit decode kernel for mr rows
 // (qmm.cu: 4 warps × qstages stages × qstage_bytes; with zero points, 256
-// bytes more a stage; 128 for the norm weights).
-func qmvSmem(mr int, asym bool) int {
+// bytes more a stage; with the input's norm, 128).
+func qmvSmem(mr int, asym, norm bool) int {
 	stages := 6 // qstages
 	if mr == 16 {
 		stages = 4
 	}
-	b := 1024 + 128*mr + 128 + 128
+	b := 1024 + 128*mr + 128
 	if asym {
 		b += 256
+	}
+	if norm {
+		b += 128
 	}
 	return 4 * stages * b
 }
@@ -298,10 +303,20 @@ func (b *Backend) loadKernels() error {
 	b.dynSmem = map[uintptr]int{}
 	for i, mr := range []int{8, 16} {
 		for _, f := range []uintptr{k.qmvInt4[i], k.qmvFP4[i]} {
-			b.dynSmem[f] = qmvSmem(mr, false)
+			b.dynSmem[f] = qmvSmem(mr, false, false)
 		}
-		b.dynSmem[k.qmvInt4Asym[i]] = qmvSmem(mr, true)
+		b.dynSmem[k.qmvInt4Asym[i]] = qmvSmem(mr, true, false)
 		b.dynSmem[k.dmvF16[i]], b.dynSmem[k.dmvBF16[i]] = dmvSmem(mr), dmvSmem(mr)
+	}
+	k.qmvNorm = map[uintptr]uintptr{}
+	for _, p := range []struct {
+		f    uintptr
+		name string
+		asym bool
+	}{{k.qmvInt4[0], "qmv_int4_norm", false}, {k.qmvInt4Asym[0], "qmv_int4_asym_norm", true}, {k.qmvFP4[0], "qmv_fp4_norm", false}} {
+		n := get(p.name)
+		k.qmvNorm[p.f] = n
+		b.dynSmem[n] = qmvSmem(8, p.asym, true)
 	}
 	b.loadTrellisKernels(get)
 	for i, d := range []int{64, 128} {

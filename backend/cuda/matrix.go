@@ -454,6 +454,12 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normI
 		x, ldx = xp, m.cols
 	}
 	if f := b.fastKernel(m, M); f != 0 && x%16 == 0 && ldx%4 == 0 {
+		if nrm != nil {
+			if f = b.k.qmvNorm[f]; f == 0 {
+				b.fail(fmt.Errorf("cuda: %s: no decode kernel that applies a norm at %d rows", m.name, M))
+				return
+			}
+		}
 		// stripe workers (qmm.cu): one wave of as many blocks as fit on
 		// the multiprocessors at once, each warp at least qmvMinSteps
 		// steps of 32 inputs
@@ -483,9 +489,6 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normI
 		if nrm != nil {
 			a.ptr(nrm.w)
 			a.f32(nrm.eps)
-		} else {
-			a.ptr(0)
-			a.f32(0)
 		}
 		b.launchOpt(f, blocks, 1, 1, 128, b.dynSmem[f], a, true)
 		return

@@ -93,7 +93,7 @@ func (b *Backend) loadMoEKernels(get func(string) uintptr) {
 	}
 	// the rings of the decode kernels they run (M ≤ 8), the same for a
 	// kernel's SILU variant
-	b.dynSmem[s.mv[0]], b.dynSmem[s.mv[1]], b.dynSmem[s.mv[2]] = qmvSmem(8, false), qmvSmem(8, true), qmvSmem(8, false)
+	b.dynSmem[s.mv[0]], b.dynSmem[s.mv[1]], b.dynSmem[s.mv[2]] = qmvSmem(8, false, false), qmvSmem(8, true, false), qmvSmem(8, false, false)
 	b.dynSmem[s.mv[3]], b.dynSmem[s.mv[4]] = dmvSmem(8), dmvSmem(8)
 	for i := range 3 {
 		b.dynSmem[s.mvSilu[i]] = b.dynSmem[s.mv[i]]

@@ -300,7 +300,9 @@ __host__ __device__ constexpr int qstages(int mr) { return mr == 8 ? 6 : 4; }
 // pairs [c][j8] (256 bytes, asymmetric weights) and the step's 32 weights
 // of the input's RMS norm (128 bytes). Dense: the 64 rows' 64 bytes
 // ([j8][lane] 16 bytes each) and x.
-__host__ __device__ constexpr int qstage_bytes(int mr, bool asym) { return 1024 + 128 * mr + 128 + (asym ? 256 : 0) + 128; }
+__host__ __device__ constexpr int qstage_bytes(int mr, bool asym, bool norm = false) {
+    return 1024 + 128 * mr + 128 + (asym ? 256 : 0) + (norm ? 128 : 0);
+}
 __host__ __device__ constexpr int dstage_bytes(int mr) { return 4096 + 128 * mr; }
 
 __device__ __forceinline__ u32 lop_and_or(u32 a, u32 b, u32 c) {  // (a & b) | c
@@ -352,17 +354,18 @@ __device__ __forceinline__ float2 h2_to_f2(u32 h) {
 // of the ring's x and combined where x is converted, with the float
 // operations of silu_mul — the SwiGLU activation without its own launch.
 //
-// nw not null (M ≤ 4, not SILU): the input is rmsnorm(x) with weights nw
+// NORM (M ≤ 4, not SILU; kernels of their own, so that the others keep
+// their registers): the input is rmsnorm(x) with weights nw
 // (backend.Norm), the RMSNorm launch before the product folded into it.
 // Once x is ready the block sums each row's squares (float64, as rms_norm)
 // and finds r = 1/√(mean(x²) + eps); the ring stages the step's 32 norm
 // weights beside x and the conversion forms (x·r)·nw, rounded as rms_norm
 // rounds it, so the product sees the same fp32 inputs as after rms_norm.
-template <int KIND, bool ASYM, int MR, bool SILU = false>
+template <int KIND, bool ASYM, int MR, bool SILU = false, bool NORM = false>
 __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x, int ldx, const YOut& o, int M, float* ws,
                                      int* counters, const float* __restrict__ nw = nullptr, float eps = 0.f) {
     extern __shared__ __align__(16) unsigned char qsm[];
-    constexpr int SB = qstage_bytes(MR, ASYM), QD = qstages(MR);
+    constexpr int SB = qstage_bytes(MR, ASYM, NORM), QD = qstages(MR);
     constexpr int XO = 1024, SO = 1024 + 128 * MR, ZO = SO + 128, NO = ZO + (ASYM ? 256 : 0);
     const int lane = threadIdx.x & 31, t = lane & 3, c = lane >> 2, warp = threadIdx.x >> 5;
     const int gw = blockIdx.x * QW + warp, W = gridDim.x * QW;
@@ -370,7 +373,7 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
     const int XR = SILU ? 2 : M;                                               // rows of x staged
     const int ntiles = (w.N + 63) >> 6, T = ntiles * spt;
     const int per = (T + W - 1) / W, i0 = gw * per, i1 = min(T, i0 + per);
-    if (i0 >= i1 && nw == nullptr) return;  // (with a norm every warp helps find r first)
+    if (i0 >= i1 && !NORM) return;  // (with a norm every warp helps find r first)
     unsigned char* ring = qsm + (size_t)warp * QD * SB;
     const u32 ring_s = smem_addr(ring);
     const V4u* wt = (const V4u*)w.data + lane;
@@ -387,7 +390,7 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
         // x: rows < M (SILU: g and u), 8 chunks of 16 bytes a row
         if (with_x)
             for (int q = lane; q < XR * 8; q += 32) cp_async16(slot + XO + 16 * q, x + (size_t)(q >> 3) * ldx + 32 * is + 4 * (q & 7));
-        if (nw != nullptr && lane < 8) cp_async16(slot + NO + 16 * lane, nw + 32 * is + 4 * lane);
+        if (NORM && lane < 8) cp_async16(slot + NO + 16 * lane, nw + 32 * is + 4 * lane);
         if (lane < 8) cp_async16(slot + SO + 16 * lane, (const V4u*)w.scales + (size_t)ig * 8 + lane);
         if (ASYM && lane < 16) cp_async16(slot + ZO + 16 * lane, (const V4u*)w.zeros + (size_t)ig * 16 + lane);
         ii++;
@@ -428,7 +431,7 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
     }
     // the input's RMS norm: r of row c (lanes c < M) while the copies fly
     float ra = 0.f;
-    if (nw != nullptr) {
+    if (NORM) {
         __shared__ double nsum[QW][4];
         __shared__ float nr[4];
         double ss[4] = {0.0, 0.0, 0.0, 0.0};
@@ -493,7 +496,7 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
                 xa.z = xa.z / (1.0f + expf(-xa.z)) * u.z, xa.w = xa.w / (1.0f + expf(-xa.w)) * u.w;
             }
             if (MR == 16 && c + 8 < M) xb = *(const V4f*)(sl + XO + 128 * (c + 8) + 16 * (4 * j + t));
-            if (!SILU && nw != nullptr) {  // rms_norm's (x·r)·w (rows ≥ M stay 0; M ≤ 4 < 8)
+            if (NORM) {  // rms_norm's (x·r)·w (rows ≥ M stay 0; M ≤ 4 < 8)
                 const V4f g = *(const V4f*)(sl + NO + 16 * (4 * j + t));
                 xa.x = __fmul_rn(__fmul_rn(xa.x, ra), g.x), xa.y = __fmul_rn(__fmul_rn(xa.y, ra), g.y);
                 xa.z = __fmul_rn(__fmul_rn(xa.z, ra), g.z), xa.w = __fmul_rn(__fmul_rn(xa.w, ra), g.w);
@@ -566,9 +569,15 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
 
 #define QMV_KERNEL(NAME, KIND, ASYM, MR)                                                                  \
     extern "C" __global__ void __launch_bounds__(QW * 32)                                                 \
+        NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters) {                 \
+        qmv4<KIND, ASYM, MR>(w, x, ldx, o, M, ws, counters);                                              \
+    }
+// the same with the input's RMS norm (M ≤ 4: MR = 8)
+#define QMV_NORM_KERNEL(NAME, KIND, ASYM)                                                                 \
+    extern "C" __global__ void __launch_bounds__(QW * 32)                                                 \
         NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters, const float* nw,   \
              float eps) {                                                                                 \
-        qmv4<KIND, ASYM, MR>(w, x, ldx, o, M, ws, counters, nw, eps);                                     \
+        qmv4<KIND, ASYM, 8, false, true>(w, x, ldx, o, M, ws, counters, nw, eps);                         \
     }
 QMV_KERNEL(qmv_int4, PACK_INT4, false, 8)
 QMV_KERNEL(qmv_int4_m16, PACK_INT4, false, 16)
@@ -576,6 +585,9 @@ QMV_KERNEL(qmv_int4_asym, PACK_INT4, true, 8)
 QMV_KERNEL(qmv_int4_asym_m16, PACK_INT4, true, 16)
 QMV_KERNEL(qmv_fp4, PACK_FP4, false, 8)
 QMV_KERNEL(qmv_fp4_m16, PACK_FP4, false, 16)
+QMV_NORM_KERNEL(qmv_int4_norm, PACK_INT4, false)
+QMV_NORM_KERNEL(qmv_int4_asym_norm, PACK_INT4, true)
+QMV_NORM_KERNEL(qmv_fp4_norm, PACK_FP4, false)
 
 // The dense 16-bit decode kernel (fp16 or bf16 weights, row-major [N, K]),
 // stripe workers with a DD-stage shared-memory ring as qmv4. In a step (32
@@ -703,8 +715,7 @@ __device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x,
 
 #define DMV_KERNEL(NAME, BF, MR)                                                                          \
     extern "C" __global__ void __launch_bounds__(QW * 32)                                                 \
-        NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters, const float* nw,   \
-             float eps) { /* nw: null (the host normalises x first) */                                    \
+        NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters) {                 \
         dmv<BF, MR>(w, x, ldx, o, M, ws, counters);                                                       \
     }
 DMV_KERNEL(dmv_f16, false, 8)
