@@ -49,11 +49,11 @@ type kernels struct {
 	// tensor-core decode kernels, [0]: M ≤ 8, [1]: M ≤ 16
 	qmvInt4, qmvInt4Asym, qmvFP4, dmvF16, dmvBF16 [2]uintptr
 	// the same 4-bit kernels (M ≤ 8) normalising their input (qmv*_norm)
-	qmvNorm map[uintptr]uintptr
-	permute, xToHalf, dequantInt4, dequantFP4     uintptr
-	youtApply                                     uintptr        // fused outputs of a plain product (matrix.go)
-	attnSplit                                     [2][4]uintptr  // [D 64, 128][G 1, 2, 4, 8]
-	tr                                            trellisKernels // EXL3 (trellis.go)
+	qmvNorm                                   map[uintptr]uintptr
+	permute, xToHalf, dequantInt4, dequantFP4 uintptr
+	youtApply                                 uintptr        // fused outputs of a plain product (matrix.go)
+	attnSplit                                 [2][4]uintptr  // [D 64, 128][G 1, 2, 4, 8]
+	tr                                        trellisKernels // EXL3 (trellis.go)
 }
 
 // qmvSmem is the shared-memory ring of a 4-bit decode kernel for mr rows
