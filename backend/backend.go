@@ -221,7 +221,8 @@ type Backend interface {
 	// MatMulN computes dst[i] = x'·w[i]ᵀ for every i: one input, several
 	// weights (best loaded together by LoadMatrices). x' is x, or with
 	// norm not nil rmsnorm(x) as RMSNorm(x', x, norm.W, norm.Eps) would
-	// write it; x itself is left as it is.
+	// write it, norm.W one weight per column of x; x itself is left as it
+	// is.
 	MatMulN(dst []Tensor, x Tensor, w []Matrix, norm *Norm)
 	// MatMulAdd computes dst += x·wᵀ (the residual connection after a
 	// projection). dst must not share memory with x.

@@ -36,6 +36,7 @@ func (b *Backend) normed(x *Tensor, norm *backend.Norm) (xn, t *Tensor) {
 	if norm == nil {
 		return x, nil
 	}
+	checkShape("norm", norm.W.Len() == x.cols, "weight %d for x [%d, %d]", norm.W.Len(), x.rows, x.cols)
 	t = getTemp(x.rows, x.cols)
 	b.RMSNorm(t, x, norm.W, norm.Eps)
 	return t, t

@@ -1,11 +1,13 @@
 package cpu
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/marlin-llm/marlin/backend"
@@ -132,6 +134,31 @@ func TestFusedOps(t *testing.T) {
 		}
 	}()
 	b.MatMulAdd(x, x, ms[0])
+}
+
+// TestNormShape checks that a product's norm with one weight per column of
+// x is required: a per-head norm (fewer weights) panics with a message.
+func TestNormShape(t *testing.T) {
+	b := New(1)
+	defer b.Close()
+	v := normals(rand.New(rand.NewPCG(1, 2)))(32 * 64)
+	d := make([]byte, 4*len(v))
+	for i, f := range v {
+		binary.LittleEndian.PutUint32(d[4*i:], math.Float32bits(f))
+	}
+	w := &quant.Weight{Name: "w", Format: quant.Dense, DType: dtype.F32, Out: 32, In: 64, Data: d}
+	ms, err := b.LoadMatrices([]*quant.Weight{w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, y := b.NewTensor(1, 64), b.NewTensor(1, 32)
+	defer func() {
+		r := recover()
+		if r == nil || !strings.Contains(fmt.Sprint(r), "weight 32 for x [1, 64]") {
+			t.Errorf("MatMulN with a norm of 32 weights for 64 columns: %v", r)
+		}
+	}()
+	b.MatMulN([]backend.Tensor{y}, x, ms, &backend.Norm{W: b.LoadVector(make([]float32, 32)), Eps: 1e-5})
 }
 
 // TestFusedOpsMatchSequence checks that the fused ops, which share one
