@@ -299,7 +299,7 @@ func (b *Backend) matmul(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 }
 
 // normIn is the RMS norm a decode kernel applies to its input (qmm.cu's
-// qmv4 with nw): the norm weights' device address and epsilon.
+// qmv*_norm kernels): the norm weights' device address and epsilon.
 type normIn struct {
 	w   uint64
 	eps float32
