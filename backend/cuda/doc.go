@@ -19,17 +19,29 @@
 // Matrix products: M ≤ 16 rows (decode) run the tensor-core kernels of
 // qmm.cu (packed 4-bit and dense 16-bit weights: a shared-memory cp.async
 // ring per warp, exact weights, fp32 sums, split-K "stripes" reduced in
-// the kernel); M ≥ 64 (prefill) converts x to fp16/bf16, dequantizes packed
-// weights to fp16 and calls cuBLAS (cublas.go, opened with dlopen); the
-// rest, and formats without a fast kernel, use the generic SIMT tile
-// kernels of matmul.cu. Attention is flash-decoding (split over positions,
+// the kernel; at M ≤ 4 the 4-bit ones also apply a product's input RMS
+// norm), 17–63 rows the same kernels in parts of ≤ 16 rows; M ≥ 64
+// (prefill) converts x to fp16/bf16, dequantizes packed weights to fp16
+// and calls cuBLAS (cublas.go, opened with dlopen); formats without a fast
+// kernel use the generic SIMT tile kernels of matmul.cu. Attention is flash-decoding (split over positions,
 // GQA heads sharing each key/value load) for heads of 64 or 128 dims, the
 // generic kernel otherwise (MLA). docs/cuda-kernels.md has each kernel's
 // history and measurements.
 //
 // CUDA graphs (graph.go): ops record their launches into a segment that
-// runs at the next synchronisation point; a segment that repeats (a decode
-// step) is captured once and replayed with one launch.
+// runs at the next synchronisation point (long ones in chunks while they
+// are recorded); a segment that repeats (a decode step) is captured once
+// and replayed with one launch.
+//
+// Environment, for measurements: MARLIN_CUDA_GRAPHS=0 (no graphs),
+// MARLIN_CUDA_GRAPH_CHUNK and MARLIN_CUDA_GRAPH_FIRST (ops per chunk, and
+// in a segment's first chunk), MARLIN_CUDA_PDL=0 (no programmatic
+// dependent launch), MARLIN_CUDA_PROFILE=1 (kernel times, graphs off),
+// MARLIN_CUDA_NORMFUSE=0 (norms as their own launch), MARLIN_CUDA_MOE_FAST=0
+// (the older expert and routing paths), MARLIN_QMV_BPS and MARLIN_QMV_MINSTEPS
+// (the decode kernels' grid), MARLIN_TRELLIS_TILES and
+// MARLIN_TRELLIS_BLOCKS (the EXL3 kernel's), MARLIN_CUBLAS (the library's
+// path, or off).
 
 // Execution model. All work goes to one CUDA stream, in issue order; ops
 // return as soon as their kernels are queued. Failures (out of memory, a
