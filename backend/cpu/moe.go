@@ -43,7 +43,8 @@ func sel(s backend.Selection) *selection {
 // (the softmax's sum in float64).
 func (b *Backend) Route(s backend.Selection, x backend.Tensor, router backend.Matrix, r *backend.Router) {
 	sl, xt := sel(s), tensor(x)
-	lg := &Tensor{rows: xt.rows, cols: router.Rows(), data: make([]float32, xt.rows*router.Rows())}
+	lg := getTemp(xt.rows, router.Rows()) // the logits
+	defer putTemp(lg)
 	b.MatMul(lg, x, router)
 	E := lg.cols
 	if err := r.Check(sl.rows, sl.k, lg.rows, E); err != nil {

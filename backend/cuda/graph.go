@@ -311,7 +311,8 @@ func (b *Backend) SetGraphs(on bool) {
 	b.graphsOn = on
 }
 
-// GraphStats returns how the flushed segments ran so far.
+// GraphStats returns how the flushed segments ran since the backend
+// started or the last ProfileReset.
 func (b *Backend) GraphStats() GraphStats {
 	b.enter()
 	defer b.leave()

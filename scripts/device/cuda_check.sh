@@ -17,7 +17,7 @@
 # Steps, in order of importance, each skipped when too little of BUDGET
 # (seconds, default 280) is left; STEPS (default all) picks some of
 # tests,perf,bench,ab,moe,profile,run,memcheck,racecheck (PERF_ENVS and
-# AB_ENVS, below, compare environment settings of one build):
+# AB_ARMS, below, compare environment settings of one build):
 #   1. the backend's tests (ops against the CPU, the tensor-core kernels at
 #      split-K sizes, graph segments, fixtures against transformers,
 #      batching, GPTQ checkpoints, errors, call costs, experts, latent
@@ -125,21 +125,14 @@ fi
 # commit) and gpubin/marlin alternate, AB_RUNS pairs (default 2) on each of
 # AB_SHAPES (synthetic shape:format[:extra flags], default the 8B shape at
 # INT4 with the 4-bit head, and GLM-4.7-Flash at INT4); with the profile
-# step, the kernel times of the new build on each shape too
-# (AB_ENVS instead compares settings of one build: ';'-separated sets of
-# environment assignments, e.g. 'MARLIN_QMV_L2PF=0;MARLIN_QMV_L2PF=32',
-# each run of gpubin/marlin under each in turn; AB_ARMS, the most general:
-# 'marlin-base|;marlin|MARLIN_CUDA_GRAPHS=0', binary and environment)
-if want ab && { [ -x gpubin/marlin-base ] || [ -n "${AB_ENVS:-}${AB_ARMS:-}" ]; }; then
-	arms=()
-	if [ -n "${AB_ARMS:-}" ]; then # 'binary|environment' items, ';'-separated
-		IFS=';' read -ra arms <<<"$AB_ARMS"
-	elif [ -n "${AB_ENVS:-}" ]; then
-		IFS=';' read -ra envs <<<"$AB_ENVS"
-		for e in "${envs[@]}"; do arms+=("marlin|$e"); done
-	else
-		arms=("marlin-base|" "marlin|")
-	fi
+# step, the kernel times of the new build on each shape too. AB_ARMS
+# chooses other arms: ';'-separated 'binary|environment' items, e.g.
+# 'marlin|MARLIN_CUDA_NORMFUSE=0;marlin|' (settings of one build) or
+# 'marlin-base|;marlin|;marlin|MARLIN_CUDA_GRAPHS=0'.
+ab_ready() { [ -x gpubin/marlin-base ] || [ -n "${AB_ARMS:-}" ]; }
+if want ab && ab_ready; then
+	arms=("marlin-base|" "marlin|")
+	[ -n "${AB_ARMS:-}" ] && IFS=';' read -ra arms <<<"$AB_ARMS"
 	IFS=';' read -ra shapes <<<"${AB_SHAPES:-llama3-8b:int4:128:--head-bits 4;glm4.7-flash:int4:128}"
 	for sh in "${shapes[@]}"; do
 		IFS=':' read -r model fmt grp extra <<<"$sh"
@@ -181,7 +174,7 @@ fi
 
 # 3c. kernel times of one decode step (CUDA events around every launch,
 # graphs off): the Llama-3-8B shape at INT4 with the 4-bit head
-if want profile && ! { want ab && { [ -x gpubin/marlin-base ] || [ -n "${AB_ENVS:-}${AB_ARMS:-}" ]; }; }; then
+if want profile && ! { want ab && ab_ready; }; then
 	MARLIN_CUDA_PROFILE=1 run "profile llama3-8b" 30 150 "$OUT/profile-8b.log" ./gpubin/marlin bench --synthetic llama3-8b --format int4:128 --head-bits 4 --device cuda --prompt 512 --gen 16 --membw=false
 	grep -A16 "kernel times" "$OUT/profile-8b.log"
 fi
