@@ -272,8 +272,11 @@ type Backend interface {
 	NewSelection(rows, topK int) Selection
 	// Route computes each row's router logits x·routerᵀ (router is
 	// [experts, hidden]: one logit per expert) and chooses the row's
-	// experts from them as r says.
-	Route(sel Selection, x Tensor, router Matrix, r *Router)
+	// experts from them as r says. With norm not nil the rows routed are
+	// rmsnorm(x) instead, which Route also writes to xn (the experts'
+	// input: a mixture-of-experts block's norm without an RMSNorm of its
+	// own); with norm nil, xn is not used and may be nil.
+	Route(sel Selection, xn, x Tensor, norm *Norm, router Matrix, r *Router)
 	// ExpertsAdd adds to each row of dst the weighted sum over the row's
 	// selected experts of down(silu(x·gateᵀ) ⊙ x·upᵀ), and, when shared is
 	// not nil, the same network of the shared expert (weight 1, every

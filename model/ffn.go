@@ -85,9 +85,9 @@ type moe struct {
 }
 
 func (f *moe) addTo(be backend.Backend, s *scratch, h backend.Tensor, norm *backend.Norm) {
-	x := normed(be, s, h, norm)
+	x := s.get("x", h.Rows(), h.Cols())
 	sel := s.selection(x.Rows(), f.route.TopK)
-	be.Route(sel, x, f.router, &f.route)          // each row's top-k experts by x·routerᵀ, and their weights
+	be.Route(sel, x, h, norm, f.router, &f.route) // x = rmsnorm(h); each row's top-k experts by x·routerᵀ, and their weights
 	be.ExpertsAdd(h, x, sel, f.experts, f.shared) // h += Σ w·expert(x) + shared(x)
 }
 

@@ -321,9 +321,13 @@ func (c *calibBackend) HeadMatMul(dst, x backend.Tensor, w []backend.Matrix, dst
 }
 
 // Route implements backend.Backend.
-func (c *calibBackend) Route(sel backend.Selection, x backend.Tensor, router backend.Matrix, r *backend.Router) {
+func (c *calibBackend) Route(sel backend.Selection, xn, x backend.Tensor, norm *backend.Norm, router backend.Matrix, r *backend.Router) {
+	if norm != nil {
+		c.RMSNorm(xn, x, norm.W, norm.Eps)
+		x = xn
+	}
 	if !c.skip {
-		c.Backend.Route(sel, x, router, r)
+		c.Backend.Route(sel, nil, x, nil, router, r)
 	}
 }
 

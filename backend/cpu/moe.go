@@ -40,8 +40,12 @@ func sel(s backend.Selection) *selection {
 }
 
 // Route implements backend.Backend, in float32 as transformers' routers do
-// (the softmax's sum in float64).
-func (b *Backend) Route(s backend.Selection, x backend.Tensor, router backend.Matrix, r *backend.Router) {
+// (the softmax's sum in float64); the norm is RMSNorm's.
+func (b *Backend) Route(s backend.Selection, xn, x backend.Tensor, norm *backend.Norm, router backend.Matrix, r *backend.Router) {
+	if norm != nil {
+		b.RMSNorm(xn, x, norm.W, norm.Eps)
+		x = xn
+	}
 	sl, xt := sel(s), tensor(x)
 	lg := getTemp(xt.rows, router.Rows()) // the logits
 	defer putTemp(lg)

@@ -116,11 +116,11 @@ __host__ __device__ constexpr int split_pitch(int D) { return 4 + 4 * ((D + 3) /
 // counter (whose records are then all visible to it).
 __device__ __forceinline__ bool last_split(int* counter, int P) {
     __shared__ int last;
-    __threadfence();
+    fence_gpu();
     __syncthreads();
     if (threadIdx.x == 0) last = atomicAdd(counter, 1) == P - 1;
     __syncthreads();
-    if (last) __threadfence();
+    if (last) fence_gpu();
     return last;
 }
 
@@ -227,6 +227,7 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
                                            int inter) {
     constexpr int E = D / 32;
     __shared__ float sm_m[ATT_WARPS][G], sm_l[ATT_WARPS][G], sm_acc[ATT_WARPS][G][D];
+    pdl_wait();
     pdl_trigger();
     const int kh = blockIdx.x, r = blockIdx.y, p = blockIdx.z, P = gridDim.z;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;

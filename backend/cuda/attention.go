@@ -269,7 +269,7 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 			a.i32(0)
 			a.i32(0)
 		}
-		b.launch3(f, s.KVHeads, M, P, 128, 0, a)
+		b.launchOpt(f, s.KVHeads, M, P, 128, 0, a, b.pdlOps)
 		return
 	}
 	a := b.newArgs()

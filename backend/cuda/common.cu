@@ -171,10 +171,18 @@ template <int F> struct KContiguous { static const bool value = true; };
 template <> struct KContiguous<FMT_GPTQ> { static const bool value = false; };
 
 // Programmatic dependent launch (sm_90). pdl_trigger lets the next kernel
-// of the stream, if it was launched with programmatic serialization (the
-// decode matmuls are), start its blocks before this one ends; pdl_wait,
-// in such a kernel, blocks until the previous kernel has completed and its
-// writes are visible. Both are no-ops otherwise and below sm_90.
+// of the stream, if it was launched with programmatic serialization, start
+// its blocks before this one ends; pdl_wait, in such a kernel, blocks
+// until the previous kernel has completed and its writes are visible. Both
+// are no-ops otherwise and below sm_90.
+//
+// The contract of a kernel the host launches that way (the decode
+// matmuls, the expert products, route_mv, head_mv, mla_prologue,
+// attn_mla, attn_split, moe_combine, rms_norm): before pdl_wait it reads
+// only constant data (weights, their tables) and writes nothing; some
+// thread of every block calls pdl_wait before the block ends, so that the
+// kernel cannot complete before the one before it (the next kernel's wait
+// then covers every earlier one); and it calls pdl_trigger after its wait.
 __device__ __forceinline__ void pdl_trigger() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;");
@@ -185,6 +193,16 @@ __device__ __forceinline__ void pdl_wait() {
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 }
+
+// fence_gpu orders this thread's memory operations before it against those
+// after it, at GPU scope, with acquire-release semantics: before a relaxed
+// atomic it makes the writes before it visible to whoever sees the atomic
+// (release); after one, it makes what the releasing threads wrote visible
+// (acquire). It replaces __threadfence (membar.gl, a sequentially
+// consistent fence.sc) in the split-K "last to arrive" patterns, which
+// need no total order over fences and are on the critical path of every
+// decode product.
+__device__ __forceinline__ void fence_gpu() { asm volatile("fence.acq_rel.gpu;" ::: "memory"); }
 
 // −∞ as a float (no math.h under NVRTC).
 #define NEG_INF (__uint_as_float(0xff800000u))

@@ -113,6 +113,7 @@ type Backend struct {
 	resident map[uintptr]int // kernel → blocks of 128 threads resident per multiprocessor
 
 	pdlOn      bool // programmatic dependent launch of the decode matmuls
+	pdlOps     bool // and of the other kernels written for it (MARLIN_CUDA_PDL_OPS=0: the products only)
 	launchCfg  launchConfig
 	launchAttr launchAttr
 
@@ -246,6 +247,7 @@ func (b *Backend) init() error {
 	// MARLIN_CUDA_PDL=0. With the fused decode products (4 a layer) it
 	// measured +5% end to end on the 8B INT4 decode (docs/cuda-kernels.md)
 	b.pdlOn = b.cc >= 90 && b.d.cuLaunchKernelEx != 0 && os.Getenv("MARLIN_CUDA_PDL") != "0"
+	b.pdlOps = os.Getenv("MARLIN_CUDA_PDL_OPS") != "0"
 	b.graphs = map[uint64]*segGraph{}
 	b.resident = map[uintptr]int{}
 	return nil

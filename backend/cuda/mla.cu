@@ -16,31 +16,13 @@ __device__ __forceinline__ void head_mv(const u64* __restrict__ wp, int N, int K
                                         int xStride, float* __restrict__ y, int ldy, int yStride, int M) {
     extern __shared__ __align__(16) float hx[];
     const int h = blockIdx.y, m0 = blockIdx.z * 8, mr = min(8, M - m0);
-    for (int i0 = threadIdx.x; i0 < mr * K; i0 += 4 * blockDim.x) {  // four loads in flight
-        float v[4];
-#pragma unroll
-        for (int u = 0; u < 4; u++) {
-            const int i = i0 + u * blockDim.x, m = i / K, kk = i - m * K;
-            v[u] = i < mr * K ? x[(size_t)(m0 + m) * ldx + (size_t)h * xStride + kk] : 0.f;
-        }
-#pragma unroll
-        for (int u = 0; u < 4; u++)
-            if (i0 + u * blockDim.x < mr * K) hx[i0 + u * blockDim.x] = v[u];
-    }
-    __syncthreads();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int n0 = (blockIdx.x * 8 + warp) * HR;  // this warp's HR output rows
-    if (n0 >= N) return;
-    float acc[HR][8];
-#pragma unroll
-    for (int j = 0; j < HR; j++)
-#pragma unroll
-        for (int m = 0; m < 8; m++) acc[j][m] = 0.f;
     // HU chunks of 128 inputs at a time: their HR rows' loads are all issued
     // before the first sum (K ≤ 512, the MLA shapes, is one round trip)
     constexpr int HU = 4;
-    for (int k0 = lane * 4; k0 < K; k0 += HU * 128) {
-        float wv[HU][HR][4];
+    float wv[HU][HR][4];
+    auto loadw = [&](int k0) {
 #pragma unroll
         for (int u = 0; u < HU; u++) {
             const int k = min(k0 + u * 128, K - 4);  // (past K: a valid address, not summed)
@@ -58,6 +40,32 @@ __device__ __forceinline__ void head_mv(const u64* __restrict__ wp, int N, int K
                 }
             }
         }
+    };
+    // the first chunk's weights before the wait (programmatic dependent
+    // launch: the weights are constant, x is the previous kernel's)
+    if (n0 < N) loadw(lane * 4);
+    pdl_wait();
+    pdl_trigger();
+    for (int i0 = threadIdx.x; i0 < mr * K; i0 += 4 * blockDim.x) {  // four loads in flight
+        float v[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const int i = i0 + u * blockDim.x, m = i / K, kk = i - m * K;
+            v[u] = i < mr * K ? x[(size_t)(m0 + m) * ldx + (size_t)h * xStride + kk] : 0.f;
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++)
+            if (i0 + u * blockDim.x < mr * K) hx[i0 + u * blockDim.x] = v[u];
+    }
+    __syncthreads();
+    if (n0 >= N) return;
+    float acc[HR][8];
+#pragma unroll
+    for (int j = 0; j < HR; j++)
+#pragma unroll
+        for (int m = 0; m < 8; m++) acc[j][m] = 0.f;
+    for (int k0 = lane * 4; k0 < K; k0 += HU * 128) {
+        if (k0 != lane * 4) loadw(k0);
 #pragma unroll
         for (int u = 0; u < HU; u++) {
             const int k = k0 + u * 128;
@@ -128,6 +136,8 @@ __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* _
     float* sm_l = sm_m + MLA_WARPS * GH;                  // [W][GH]
     float* sm_f = sm_l + MLA_WARPS * GH;                  // [GH][SPLIT_PMAX]
     float* sm_L = sm_f + GH * SPLIT_PMAX;                 // [GH]
+    pdl_wait();  // (launched with programmatic dependent launch: nothing to prefetch)
+    pdl_trigger();
     const int p = blockIdx.x, P = gridDim.x, r = blockIdx.y, hg = blockIdx.z, HG = gridDim.z;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int n = rowN[r];
@@ -266,6 +276,7 @@ extern "C" __global__ void __launch_bounds__(1024)
     mla_prologue(float* __restrict__ key, float* __restrict__ qf, const float* __restrict__ kva, const float* __restrict__ q,
                  const float* __restrict__ w, float eps, int lora, int rp, int heads, int nope, const int* __restrict__ pos,
                  const float* __restrict__ cosT, const float* __restrict__ sinT, int half, int interleaved) {
+    pdl_wait();
     pdl_trigger();
     const int r = blockIdx.x, h = blockIdx.y, kd = lora + rp, hd = nope + rp;
     const size_t p = (size_t)pos[r] * half;

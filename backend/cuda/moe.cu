@@ -142,6 +142,7 @@ __device__ __forceinline__ void moe_mv(const WDesc* __restrict__ tab, const int*
                                        int se, int mats, int mat0, const float* x, int ldx, int xPerSlot, float* y, int ldy,
                                        float* ws, int wsPer, int* counters, int ctrPer) {
     const int job = blockIdx.y, slot = job / mats, which = job - slot * mats;
+    if (slot < nr) pdl_wait();  // the selection is the previous kernel's (the shared expert's weights stream in first)
     const int e = slot < nr ? ids[slot] : se;
     const WDesc w = tab[3 * e + mat0 + which];
     const float* xr = x + (size_t)(xPerSlot ? slot : slot < nr ? slot / k : slot - nr) * ldx;
@@ -182,6 +183,8 @@ extern "C" __global__ void moe_combine(float* __restrict__ dst, const float* __r
                                        const float* __restrict__ wts, int k, int cols, int shared, int accum) {
     __shared__ int order[32], sid[32];
     __shared__ float sw[32];
+    pdl_wait();
+    pdl_trigger();
     const int r = blockIdx.x;
     if (threadIdx.x < k) sid[threadIdx.x] = ids[r * k + threadIdx.x], sw[threadIdx.x] = wts[r * k + threadIdx.x];
     __syncthreads();
@@ -317,45 +320,126 @@ __device__ __forceinline__ float4 dense4(const void* data, size_t off) {
     return make_float4(f16_to_f32(e[0]), f16_to_f32(e[1]), f16_to_f32(e[2]), f16_to_f32(e[3]));
 }
 
-// route_mv: a router in one launch, the logits product and route_row
+// route_mv: a router in one launch — the logits product and route_row
 // together (they were a dense matmul of E columns, whose fixed cost at
 // decode is several times its 256 KB of weights at the GLM shape, and
-// route_warp), one block a row. Block r: x row r is staged in shared memory, warp w computes
-// the logits of experts w, w + warps, … (lanes over k, 4 numbers a load,
-// float32 products and sums, a warp reduction) into shared memory, then
-// warp 0 routes them. W is the router [E, K] in float32, fp16 or bf16.
-// Requires K % 4 == 0, ldx % 4 == 0, E ≤ 256, topK ≤ 32; dynamic shared
-// memory (K + E) floats.
+// route_warp), with the block's RMSNorm folded in. W is the router [E, K]
+// in float32, fp16 or bf16.
+//
+// Grid (nb, rows), RW warps a block: the row's experts are spread over nb
+// blocks (one block a row read the GLM router's 256 KB through one
+// multiprocessor: 11 µs), warp w of block b taking experts b·RW + w,
+// b·RW + w + nb·RW, …. Launched with programmatic dependent launch: each
+// warp loads its first expert's first RU·128 weights into registers
+// before pdl_wait (the router is constant), so that they arrive while the
+// previous kernel ends. Then x row r is staged in shared memory — with a
+// norm (nw not null) as rms_norm forms it: the block sums the row's
+// squares in float64, r = 1/√(mean + eps) rounded once, (x·r)·nw in
+// float32, and block 0 writes the normed row to xn — each logit is a
+// warp's float32 sum (lanes over k, 4 numbers a load, in k order, then a
+// warp reduction; the same sums as before the split) into lg [rows, E],
+// and the row's last block to finish (a counter per row, which it resets)
+// routes them with route_row. Requires K % 4 == 0, ldx % 4 == 0, E ≤ 256,
+// topK ≤ 32; dynamic shared memory (K + E) floats.
+#define RW 8
+#define RU 16
 template <int F>
-__device__ __forceinline__ void route_mv(int* __restrict__ ids, float* __restrict__ wts, const float* __restrict__ x,
-                                         int ldx, const WDesc& w, const float* __restrict__ bias, int topK, int sigmoid,
-                                         int normalize, float scale) {
+__device__ __forceinline__ void route_mv(int* __restrict__ ids, float* __restrict__ wts, const float* x, int ldx,
+                                         float* xn, int ldxn, const float* __restrict__ nw, float eps, const WDesc& w,
+                                         const float* __restrict__ bias, int topK, int sigmoid, int normalize,
+                                         float scale, float* lg, int* counters) {
     extern __shared__ __align__(16) float rsm[];
-    const int r = blockIdx.x, E = w.N, K = w.K, warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    __shared__ double part[RW];
+    __shared__ float rs;
+    const int r = blockIdx.y, E = w.N, K = w.K, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int nt = RW * 32, estep = gridDim.x * RW;
     float* xs = rsm;
-    float* lg = rsm + K;
-    for (int i = 4 * threadIdx.x; i < K; i += 4 * blockDim.x) *(float4*)(xs + i) = *(const float4*)(x + (size_t)r * ldx + i);
-    __syncthreads();
-    for (int e = warp; e < E; e += warps) {
-        float s = 0.f;
-#pragma unroll 16  // (K = 2048, GLM: the expert's loads in one round trip)
-        for (int k = 4 * lane; k < K; k += 128) {
-            const float4 wv = dense4<F>(w.data, (size_t)e * K + k);
-            const float4 xv = *(const float4*)(xs + k);
-            s = fmaf(wv.w, xv.w, fmaf(wv.z, xv.z, fmaf(wv.y, xv.y, fmaf(wv.x, xv.x, s))));
+    float4 wv[RU];
+    auto load = [&](int e, int k0) {
+#pragma unroll
+        for (int u = 0; u < RU; u++) {
+            const int k = k0 + 128 * u + 4 * lane;
+            wv[u] = e < E && k < K ? dense4<F>(w.data, (size_t)e * K + k) : make_float4(0.f, 0.f, 0.f, 0.f);
         }
-        s = warp_sum(s);
-        if (lane == 0) lg[e] = s;
+    };
+    int e = blockIdx.x * RW + warp;
+    load(e, 0);
+    pdl_wait();
+    pdl_trigger();
+
+    // x row r into shared memory (four loads in flight a thread), and its
+    // sum of squares
+    const float* xr = x + (size_t)r * ldx;
+    double ss = 0;
+    for (int i0 = 4 * threadIdx.x; i0 < K; i0 += 4 * 4 * nt) {
+        float4 v[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const int i = i0 + 4 * u * nt;
+            v[u] = i < K ? *(const float4*)(xr + i) : make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const int i = i0 + 4 * u * nt;
+            if (i < K) *(float4*)(xs + i) = v[u];
+            if (nw) ss += (double)v[u].x * v[u].x + (double)v[u].y * v[u].y + (double)v[u].z * v[u].z + (double)v[u].w * v[u].w;
+        }
+    }
+    if (nw) {
+        ss = warp_sum_d(ss);
+        if (lane == 0) part[warp] = ss;
+        __syncthreads();
+        if (threadIdx.x < 32) {
+            double t = threadIdx.x < RW ? part[threadIdx.x] : 0.0;
+            t = warp_sum_d(t);
+            if (threadIdx.x == 0) rs = (float)(1.0 / sqrt(t / K + (double)eps));
+        }
+        __syncthreads();
+        const float rr = rs;
+        float* xo = xn + (size_t)r * ldxn;
+        for (int i = threadIdx.x; i < K; i += nt) {
+            const float v = __fmul_rn(__fmul_rn(xs[i], rr), nw[i]);
+            xs[i] = v;
+            if (blockIdx.x == 0) xo[i] = v;
+        }
     }
     __syncthreads();
-    if (warp == 0) route_row(ids + (size_t)r * topK, wts + (size_t)r * topK, lg, bias, E, topK, sigmoid, normalize, scale);
+
+    // the logits of this warp's experts (the first chunk already loaded)
+    for (; e < E; e += estep) {
+        float s = 0.f;
+        for (int k0 = 0; k0 < K; k0 += 128 * RU) {
+            if (k0 > 0) load(e, k0);
+#pragma unroll
+            for (int u = 0; u < RU; u++) {
+                const int k = k0 + 128 * u + 4 * lane;
+                if (k < K) {
+                    const float4 xv = *(const float4*)(xs + k);
+                    s = fmaf(wv[u].w, xv.w, fmaf(wv[u].z, xv.z, fmaf(wv[u].y, xv.y, fmaf(wv[u].x, xv.x, s))));
+                }
+            }
+        }
+        s = warp_sum(s);
+        if (lane == 0) lg[(size_t)r * E + e] = s;
+        if (e + estep < E) load(e + estep, 0);
+    }
+
+    // the row's last block routes
+    if (!last_split(&counters[r], gridDim.x)) return;
+    float* lgs = rsm + K;
+    for (int i = threadIdx.x; i < E; i += nt) lgs[i] = ld_cg(lg + (size_t)r * E + i);
+    __syncthreads();
+    if (warp == 0) {
+        route_row(ids + (size_t)r * topK, wts + (size_t)r * topK, lgs, bias, E, topK, sigmoid, normalize, scale);
+        if (lane == 0) counters[r] = 0;
+    }
 }
 
-#define ROUTE_MV_KERNEL(NAME, F)                                                                                  \
-    extern "C" __global__ void __launch_bounds__(1024)                                                           \
-        NAME(int* ids, float* wts, const float* x, int ldx, WDesc w, const float* bias, int topK, int sigmoid,   \
-             int normalize, float scale) {                                                                       \
-        route_mv<F>(ids, wts, x, ldx, w, bias, topK, sigmoid, normalize, scale);                                \
+#define ROUTE_MV_KERNEL(NAME, F)                                                                                    \
+    extern "C" __global__ void __launch_bounds__(RW * 32)                                                          \
+        NAME(int* ids, float* wts, const float* x, int ldx, float* xn, int ldxn, const float* nw, float eps, WDesc w, \
+             const float* bias, int topK, int sigmoid, int normalize, float scale, float* lg, int* counters) {      \
+        route_mv<F>(ids, wts, x, ldx, xn, ldxn, nw, eps, w, bias, topK, sigmoid, normalize, scale, lg, counters);   \
     }
 ROUTE_MV_KERNEL(route_mv_f32, FMT_F32)
 ROUTE_MV_KERNEL(route_mv_f16, FMT_F16)

@@ -50,17 +50,25 @@ func (b *Backend) sel(s backend.Selection) *selection {
 
 // Route implements backend.Backend with the kernels of moe.cu, which follow
 // the CPU backend's Route step for step. A dense router without expert
-// groups is one route_mv launch: the logits in float32, as transformers
-// computes GLM's and DeepSeek's (the matmul kernels round x to 16 bits at
-// prefill sizes, which moved near-tied choices and weights by ~1e-3), then
-// the choice. Otherwise the logits are a MatMul into scratch, chosen from
-// by route_warp (no groups) or route.
-func (b *Backend) Route(s backend.Selection, x backend.Tensor, router backend.Matrix, r *backend.Router) {
+// groups is one route_mv launch with the norm folded in: the logits in
+// float32, as transformers computes GLM's and DeepSeek's (the matmul
+// kernels round x to 16 bits at prefill sizes, which moved near-tied
+// choices and weights by ~1e-3), then the choice. Otherwise the norm is an
+// RMSNorm and the logits are a MatMul into scratch, chosen from by
+// route_warp (no groups) or route.
+func (b *Backend) Route(s backend.Selection, xn, x backend.Tensor, norm *backend.Norm, router backend.Matrix, r *backend.Router) {
 	sl, xt, w := b.sel(s), b.tensor(x), b.mat(router)
 	E := w.rows
 	checkShape("Route", xt.cols == w.cols, "x [%d, %d] for the router %s", xt.rows, xt.cols, w.name)
 	if err := r.Check(sl.rows, sl.k, xt.rows, E); err != nil {
 		checkShape("Route", false, "%v", err)
+	}
+	var nt *tensor
+	var nv *vector
+	if norm != nil {
+		nt, nv = b.tensor(xn), b.vec(norm.W)
+		checkShape("Route", nt.rows == xt.rows && nt.cols == xt.cols && nv.n == xt.cols,
+			"xn [%d, %d] and norm weight %d for x [%d, %d]", nt.rows, nt.cols, nv.n, xt.rows, xt.cols)
 	}
 	groups := max(r.Groups, 1)
 	var bias *vector
@@ -73,8 +81,12 @@ func (b *Backend) Route(s backend.Selection, x backend.Tensor, router backend.Ma
 		scale = 1
 	}
 	M := xt.rows
-	oneLaunch := groups == 1 && E <= 256 && r.TopK <= 32 && w.cols%4 == 0 && 4*(w.cols+E) <= 48<<10 &&
-		(w.f == fmtF32 || w.f == fmtF16 || w.f == fmtBF16) && w.tr == nil && b.moe.routeMV[w.f] != 0 && !b.moe.off
+	oneLaunch := groups == 1 && E <= 256 && r.TopK <= 32 && w.cols%4 == 0 && xt.cols%4 == 0 && 4*(w.cols+E) <= 48<<10 &&
+		M <= counterCap && (w.f == fmtF32 || w.f == fmtF16 || w.f == fmtBF16) && w.tr == nil && b.moe.routeMV[w.f] != 0 && !b.moe.off
+	if !oneLaunch && norm != nil {
+		b.RMSNorm(xn, x, norm.W, norm.Eps)
+		x, xt, norm = xn, nt, nil
+	}
 	var lg *tensor
 	if !oneLaunch && M > 0 {
 		if lg = b.scratchTensor("route.logits", M, E); lg == nil {
@@ -95,18 +107,40 @@ func (b *Backend) Route(s backend.Selection, x backend.Tensor, router backend.Ma
 		bp = bias.buf.ptr
 	}
 	if oneLaunch {
+		var xnp, nwp uint64
+		if norm != nil {
+			if !b.usable(nt) || !b.vecUsable(nv) {
+				return
+			}
+			xnp, nwp = nt.ptr(), nv.buf.ptr
+		}
+		lgs := b.scratchBuf("route.logits", 4*int64(M)*int64(E))
+		if lgs == 0 {
+			return
+		}
 		a := b.newArgs()
 		a.ptr(sl.ids())
 		a.ptr(sl.weights())
 		a.ptr(xt.ptr())
 		a.i32(xt.cols)
+		a.ptr(xnp)
+		a.i32(xt.cols)
+		a.ptr(nwp)
+		if norm != nil {
+			a.f32(norm.Eps)
+		} else {
+			a.f32(0)
+		}
 		a.desc(&w.desc)
 		a.ptr(bp)
 		a.i32(r.TopK)
 		a.i32(btoi(r.Sigmoid))
 		a.i32(btoi(r.Normalize))
 		a.f32(scale)
-		b.launch(b.moe.routeMV[w.f], M, 1, 1024, 4*(w.cols+E), a)
+		a.ptr(lgs)
+		a.ptr(b.counters.ptr)
+		// route_mv (moe.cu): blocks of 8 warps, a warp an expert
+		b.launchOpt(b.moe.routeMV[w.f], (E+7)/8, M, 1, 256, 4*(w.cols+E), a, b.pdlOps)
 		return
 	}
 	if !b.usable(lg) {

@@ -240,7 +240,7 @@ func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, experts []backen
 		a.i32(wsPer)
 		a.ptr(b.counters.ptr)
 		a.i32(ntiles)
-		b.launch3(kern, blocks, jobs, 1, 128, b.dynSmem[kern], a)
+		b.launchOpt(kern, blocks, jobs, 1, 128, b.dynSmem[kern], a, b.pdlOps)
 		return true
 	}
 	if !mv("moe.ws1", t.kern, gu, I, xt.ptr(), H, false, 2, 0, I, H) {
@@ -269,7 +269,7 @@ func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, experts []backen
 	a.i32(H)
 	a.i32(sh)
 	a.i32(1) // accumulate into d
-	b.launch(b.moe.combine, M, 1, threadsFor(min(H, 1024)), 0, a)
+	b.launchOpt(b.moe.combine, M, 1, 1, threadsFor(min(H, 1024)), 0, a, b.pdlOps)
 	return true
 }
 
@@ -333,7 +333,7 @@ func (b *Backend) headsOnDevice(d, xt *tensor, ms []*matrix, dstStride, xStride 
 	a.i32(d.cols)
 	a.i32(dstStride)
 	a.i32(M)
-	b.launch3(b.moe.headMV[fi], (N+31)/32, len(ms), (M+7)/8, 256, 4*8*K, a) // 8 warps of 4 rows (mla.cu's HR)
+	b.launchOpt(b.moe.headMV[fi], (N+31)/32, len(ms), (M+7)/8, 256, 4*8*K, a, b.pdlOps) // 8 warps of 4 rows (mla.cu's HR)
 	return true
 }
 
@@ -386,7 +386,7 @@ func (b *Backend) mlaAttention(k *mlaKernel, o, qt, kt *tensor, kc, meta uint64,
 	a.ptr(ws)
 	a.ptr(b.counters.ptr)
 	a.ptrsIf(store, kt.ptr(), meta+uint64(4*2*M), meta+uint64(4*3*M))
-	b.launch3(k.f, P, M, HG, 32*mlaWarps, k.smem, a)
+	b.launchOpt(k.f, P, M, HG, 32*mlaWarps, k.smem, a, b.pdlOps)
 }
 
 // MLAPrologue implements backend.Backend in one launch (mla_prologue in
@@ -444,5 +444,5 @@ func (b *Backend) MLAPrologue(key, qf, kva, q backend.Tensor, norm backend.Vecto
 	a.ptr(tab.buf.ptr + uint64(4*tab.n*half))
 	a.i32(half)
 	a.i32(btoi(r.Interleaved))
-	b.launch(b.moe.prologue, M, heads+1, threadsFor(lora/4), 0, a)
+	b.launchOpt(b.moe.prologue, M, heads+1, 1, threadsFor(lora/4), 0, a, b.pdlOps)
 }

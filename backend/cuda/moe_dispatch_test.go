@@ -275,8 +275,8 @@ func routeBoth(t *testing.T, g *Backend, c *cpu.Backend, rng *rand.Rand, M, E in
 	x := tensors(t, g, c, M, H, randn(rng, M*H, 1))
 	grt, crt := loadBoth(t, g, c, denseWeight(dtype.BF16)(rng, E, H))
 	gs, cs = g.NewSelection(M, r.TopK), c.NewSelection(M, r.TopK)
-	g.Route(gs, x.g, grt, r)
-	c.Route(cs, x.c, crt, r)
+	g.Route(gs, nil, x.g, nil, grt, r)
+	c.Route(cs, nil, x.c, nil, crt, r)
 	compareSelections(t, fmt.Sprintf("route of %d rows", M), g, gs.(*selection), cs, M)
 	return gs, cs
 }

@@ -31,6 +31,7 @@ extern "C" __global__ void silu_mul(float* dst, const float* g, const float* u, 
 // r = 1/√(Σx²/n + eps) is rounded once to float32, and each output is
 // (x·r)·w in float32 — the CPU reference's order. dst may be x.
 extern "C" __global__ void __launch_bounds__(1024) rms_norm(float* dst, const float* x, const float* __restrict__ w, int n, float eps) {
+    pdl_wait();
     pdl_trigger();
     __shared__ double part[32];
     __shared__ float rs;
@@ -98,4 +99,71 @@ extern "C" __global__ void copy_cols(float* __restrict__ dst, int ldd, const flo
         int h = it / n, i = it % n;
         d[h * dstStride + dstOff + i] = s[h * srcStride + srcOff + i];
     }
+}
+
+// read_probe reads the n 16-byte words at p, for TestReadPatternSpeed: is
+// the decode kernels' order of reading (each warp its own contiguous
+// stretch, qmm.cu's stripes) slower for the memory than a copy's (the
+// whole grid on one window at a time)? mode 0: the grid strides over the
+// words, four loads a thread in flight; mode 1: warp w reads 1 KB chunks
+// [w·per, (w+1)·per) in order, four chunks (two loads a lane each) in
+// flight; mode 2: the same chunks through a cp.async ring (below). The XOR of the words is stored only if it equals a constant, so
+// that the loads are not dead code.
+extern "C" __global__ void read_probe(const V4u* __restrict__ p, u64 n, int mode, u32* sink) {
+    const u64 nt = (u64)gridDim.x * blockDim.x, tid = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    u32 acc = 0;
+    auto eat = [&](const V4u& v) { acc ^= v.x ^ v.y ^ v.z ^ v.w; };
+    if (mode == 0) {
+        u64 i = tid;
+        for (; i + 3 * nt < n; i += 4 * nt) {
+            const V4u a = ld_stream(p + i), b = ld_stream(p + i + nt), c = ld_stream(p + i + 2 * nt), d = ld_stream(p + i + 3 * nt);
+            eat(a), eat(b), eat(c), eat(d);
+        }
+        for (; i < n; i += nt) eat(ld_stream(p + i));
+    } else if (mode == 2) {
+        // the stripes through a per-warp ring of 6 shared-memory stages
+        // filled by cp.async 5 chunks ahead, as qmm.cu's qmv4 streams its
+        // weights (dynamic shared memory: 6 KB a warp)
+        extern __shared__ __align__(16) unsigned char probe_sm[];
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+        const u64 W = nt >> 5, w = tid >> 5, chunks = n / 64, per = (chunks + W - 1) / W;
+        const u64 c0 = w * per, c1 = min(chunks, c0 + per);
+        unsigned char* ring = probe_sm + warp * 6 * 1024;
+        const u32 rs = smem_addr(ring);
+        u64 ci = c0;
+        for (int u = 0; u < 5; u++, ci++) {
+            if (ci < c1) {
+                const u32 slot = rs + (u32)((ci - c0) % 6) * 1024;
+                cp_async16(slot + 16 * lane, p + ci * 64 + lane);
+                cp_async16(slot + 512 + 16 * lane, p + ci * 64 + 32 + lane);
+            }
+            cp_commit();
+        }
+        for (u64 c = c0; c < c1; c++, ci++) {
+            if (ci < c1) {
+                const u32 slot = rs + (u32)((ci - c0) % 6) * 1024;
+                cp_async16(slot + 16 * lane, p + ci * 64 + lane);
+                cp_async16(slot + 512 + 16 * lane, p + ci * 64 + 32 + lane);
+            }
+            cp_commit();
+            cp_wait<5>();
+            __syncwarp();
+            const unsigned char* sl = ring + ((c - c0) % 6) * 1024;
+            eat(*(const V4u*)(sl + 16 * lane)), eat(*(const V4u*)(sl + 512 + 16 * lane));
+            __syncwarp();
+        }
+        cp_wait<0>();
+    } else {
+        const int lane = threadIdx.x & 31;
+        const u64 W = nt >> 5, w = tid >> 5, chunks = n / 64, per = (chunks + W - 1) / W;
+        const u64 c0 = w * per, c1 = min(chunks, c0 + per);
+        for (u64 c = c0; c < c1; c += 4) {
+            V4u v[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++) v[u] = c + u / 2 < c1 ? ld_stream(p + (c + u / 2) * 64 + (u & 1) * 32 + lane) : V4u{0, 0, 0, 0};
+#pragma unroll
+            for (int u = 0; u < 8; u++) eat(v[u]);
+        }
+    }
+    if (acc == 0x9e3779b9u) sink[tid & 1023] = acc;
 }

@@ -66,7 +66,7 @@ func (b *Backend) rmsNorm(dst, x uint64, g *vector, count int, eps float32) {
 	a.ptr(g.buf.ptr)
 	a.i32(g.n)
 	a.f32(eps)
-	b.launch(b.k.rmsNorm, count/g.n, 1, threadsFor(g.n/4), 0, a)
+	b.launchOpt(b.k.rmsNorm, count/g.n, 1, 1, threadsFor(g.n/4), 0, a, b.pdlOps)
 }
 
 // ropeTab is a Rope's cos/sin table on the device for positions [0, n):

@@ -410,8 +410,21 @@ func testMoE(t *testing.T, g *Backend, c *cpu.Backend) {
 				name := fmt.Sprintf("router %d bias %v M%d", ri, withBias, M)
 				x := tensors(t, g, c, M, H, randn(rng, M*H, 1))
 				gs, cs := g.NewSelection(M+2, r.TopK), c.NewSelection(M+2, r.TopK)
-				g.Route(gs, x.g, grt, &gr)
-				c.Route(cs, x.c, crt, &cr)
+				if (ri+M)%2 == 0 { // the block's norm folded into the router
+					name += " norm"
+					nw := randn(rng, H, 1)
+					gn := &backend.Norm{W: g.LoadVector(nw), Eps: 1e-5}
+					cn := &backend.Norm{W: c.LoadVector(nw), Eps: 1e-5}
+					xn := tensors(t, g, c, M, H, randn(rng, M*H, 1)) // (poisoned)
+					g.Route(gs, xn.g, x.g, gn, grt, &gr)
+					c.Route(cs, xn.c, x.c, cn, crt, &cr)
+					got, want := xn.read(t, g, c)
+					compare(t, name+" xn", got, want, 0, 1e-6*maxAbs(want))
+					x = xn
+				} else {
+					g.Route(gs, nil, x.g, nil, grt, &gr)
+					c.Route(cs, nil, x.c, nil, crt, &cr)
+				}
 				compareSelections(t, name, g, gs.(*selection), cs, M)
 				h0 := randn(rng, M*H, 1)
 				d := tensors(t, g, c, M, H, h0)

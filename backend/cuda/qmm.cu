@@ -207,13 +207,13 @@ __device__ __forceinline__ void stripe_store(float acc[8][4], int tile, int gw, 
         if (c < M) *(float2*)(slot + c * 64 + col) = make_float2(acc[j8][0], acc[j8][1]);
         if (c + 8 < M) *(float2*)(slot + (c + 8) * 64 + col) = make_float2(acc[j8][2], acc[j8][3]);
     }
-    __threadfence();
+    fence_gpu();
     __syncwarp();
     int last = 0;
     if (lane == 0) last = atomicAdd(&counters[tile], 1) == wl - wf;
     last = __shfl_sync(0xffffffffu, last, 0);
     if (!last) return;
-    __threadfence();
+    fence_gpu();
     // The last warp adds the np partial sums (slots tile + wf … tile + wl,
     // row m at float 64m) in a fixed order: each lane sums float4 chunks
     // with four loads in flight; at M = 1 the two half-warps take the

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/marlin-llm/marlin/backend"
 	"github.com/marlin-llm/marlin/backend/cpu"
@@ -229,6 +230,64 @@ func matmulTimer(b *Backend, y, x backend.Tensor, ms []backend.Matrix) (timed fu
 		return stop.since(start) / time1(reps)
 	}
 	return timed, func() { start.destroy(); stop.destroy() }
+}
+
+// TestReadPatternSpeed measures how fast the memory serves two orders of
+// reading the same bytes (ops.cu's read_probe, a grid of the decode
+// kernels' shape: four 128-thread blocks a multiprocessor): the grid
+// striding over them as a copy does, and each warp its own contiguous
+// stretch, as the decode kernels' stripes do, into registers or through
+// a cp.async ring in shared memory as the decode kernels stream their
+// weights. Once over 1 GiB (the steady
+// state) and over 30 MB regions rotated through it (the 4096×14336 INT4
+// matrix: steady state plus a launch's fixed cost). It prints
+// "readprobe <order> <bytes> <µs> <GB/s>"; no assertion (a measurement).
+func TestReadPatternSpeed(t *testing.T) {
+	b := gpu(t)
+	if testing.Short() {
+		t.Skip("short")
+	}
+	const total = 1 << 30
+	buf := b.NewTensor(1, total/4)
+	sink := b.NewTensor(1, 1024)
+	mustSync(t, b)
+	var f uintptr
+	cname := cstr("read_probe")
+	b.enter()
+	r := call(b.d.cuModuleGetFunction, uintptr(unsafe.Pointer(&f)), b.module, uintptr(unsafe.Pointer(&cname[0])))
+	b.leave()
+	if r != cuSuccess {
+		t.Fatalf("read_probe: %v", b.d.check(r, "cuModuleGetFunction"))
+	}
+	b.SetGraphs(false)
+	start, stop := b.newEvent(), b.newEvent()
+	defer start.destroy()
+	defer stop.destroy()
+	for _, size := range []int{total, 30 << 20} {
+		for mode, name := range []string{"grid-stride", "stripes", "stripes-cp.async"} {
+			run := func(i int) {
+				off := uint64(i*size) % uint64(total-size+1)
+				a := b.newArgs()
+				a.ptr(b.tensor(buf).ptr() + off&^4095)
+				a.u64(uint64(size / 16))
+				a.i32(mode)
+				a.ptr(b.tensor(sink).ptr())
+				b.enter()
+				b.launch(f, 4*b.sms, 1, 128, 4*6*1024, a)
+				b.leave()
+			}
+			run(0)
+			reps := max(10, total/size)
+			start.record()
+			for i := range reps {
+				run(i)
+			}
+			stop.record()
+			d := stop.since(start) / time.Duration(reps)
+			fmt.Printf("readprobe %s %d %.2f %.1f\n", name, size, float64(d.Nanoseconds())/1e3, float64(size)/d.Seconds()/1e9)
+		}
+	}
+	mustSync(t, b)
 }
 
 // TestQMatMulSpeed times the decode kernels on the Llama-3-8B projection
