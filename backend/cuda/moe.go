@@ -5,6 +5,7 @@ package cuda
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"unsafe"
 
 	"github.com/marlin-llm/marlin/backend"
@@ -194,31 +195,20 @@ func (b *Backend) ExpertsAdd(dst, x backend.Tensor, s backend.Selection, experts
 	checkShape("ExpertsAdd", d.rows == xt.rows && d.cols == xt.cols && sl.rows >= xt.rows && len(experts) > 0,
 		"dst [%d, %d], x [%d, %d], selection of %d rows, %d experts", d.rows, d.cols, xt.rows, xt.cols, sl.rows, len(experts))
 	M, H, K := xt.rows, xt.cols, sl.k
-	mats := make([]ffn, len(experts))
-	for e, ex := range experts {
-		mats[e] = b.ffnOf(ex, H, fmt.Sprintf("expert %d", e))
-	}
-	var sh *ffn
-	if shared != nil {
-		f := b.ffnOf(*shared, H, "shared expert")
-		sh = &f
-	}
-	g0 := mats[0]
-	slotted := sh == nil || sh.gate.rows == g0.gate.rows && sh.gate.f == g0.gate.f && sh.up.f == g0.gate.f && sh.down.f == g0.gate.f &&
-		sh.gate.grp == nil && sh.up.grp == nil && sh.down.grp == nil
+	set := b.expertSetOf(experts, shared, H)
 	perRow := K
-	if sh != nil {
+	if set.sh != nil {
 		perRow++
 	}
 	if M == 0 {
 		return
 	}
-	if slotted && M*perRow <= moeDeviceSlots && b.expertsAddOnDevice(d, xt, sl, experts, g0.gate.rows, shared) {
+	if set.slotted && M*perRow <= moeDeviceSlots && b.expertsAddOnDevice(d, xt, sl, set) {
 		return
 	}
-	b.expertsByExpert(d, xt, sl, mats)
-	if sh != nil {
-		a := b.scratchTensor("moe.shared", M, sh.gate.rows)
+	b.expertsByExpert(d, xt, sl, set.mats)
+	if set.sh != nil {
+		a := b.scratchTensor("moe.shared", M, set.sh.gate.rows)
 		if a == nil {
 			return // the sticky error is set
 		}
@@ -229,6 +219,56 @@ func (b *Backend) ExpertsAdd(dst, x backend.Tensor, s backend.Selection, experts
 
 // ffn is one expert's three matrices.
 type ffn struct{ gate, up, down *matrix }
+
+// expertSet is what ExpertsAdd derives from one layer's experts: their
+// matrices with the shapes checked, the shared expert's, whether the
+// shared expert can ride along as one more slot of the routed experts'
+// launches (same shape and format), and the device dispatch table
+// (expertsOnDevice, built on first use). A decode step calls ExpertsAdd
+// once a layer with the same list, so the set is kept (b.moe.sets, by the
+// list's first element) and reused while the list and the shared expert
+// are the ones it was made for: checking 64 experts' shapes and naming
+// them cost more host time than the step's launches.
+type expertSet struct {
+	experts []backend.Expert // a copy of the list
+	shared  backend.Expert   // the shared expert, if has
+	has     bool
+	H       int
+	mats    []ffn
+	sh      *ffn
+	slotted bool
+	list    []backend.Expert // experts, then the shared expert
+	table   *expertTable
+}
+
+// expertSetOf returns the expertSet of experts and shared on hidden size
+// H, made (and its shapes checked) on first use.
+func (b *Backend) expertSetOf(experts []backend.Expert, shared *backend.Expert, H int) *expertSet {
+	key := &experts[0]
+	if s := b.moe.sets[key]; s != nil && s.H == H && s.has == (shared != nil) && (shared == nil || *shared == s.shared) &&
+		slices.Equal(s.experts, experts) {
+		return s
+	}
+	s := &expertSet{experts: slices.Clone(experts), has: shared != nil, H: H, mats: make([]ffn, len(experts))}
+	for e, ex := range experts {
+		s.mats[e] = b.ffnOf(ex, H, fmt.Sprintf("expert %d", e))
+	}
+	s.list = s.experts
+	if shared != nil {
+		s.shared = *shared
+		f := b.ffnOf(*shared, H, "shared expert")
+		s.sh = &f
+		s.list = append(slices.Clone(experts), *shared)
+	}
+	g0, sh := s.mats[0], s.sh
+	s.slotted = sh == nil || sh.gate.rows == g0.gate.rows && sh.gate.f == g0.gate.f && sh.up.f == g0.gate.f && sh.down.f == g0.gate.f &&
+		sh.gate.grp == nil && sh.up.grp == nil && sh.down.grp == nil
+	if b.moe.sets == nil {
+		b.moe.sets = map[*backend.Expert]*expertSet{}
+	}
+	b.moe.sets[key] = s
+	return s
+}
 
 // ffnOf returns ex's matrices, checking that they form a SwiGLU network
 // on hidden size H (what names ex in the panic).
@@ -251,13 +291,13 @@ func (b *Backend) selUsable(sl *selection) bool {
 
 // expertsAddOnDevice runs expertsOnDevice under the op lock; it reports
 // whether it did.
-func (b *Backend) expertsAddOnDevice(d, xt *tensor, sl *selection, experts []backend.Expert, I int, shared *backend.Expert) bool {
+func (b *Backend) expertsAddOnDevice(d, xt *tensor, sl *selection, set *expertSet) bool {
 	b.enter()
 	defer b.leave()
 	if !b.usable(d, xt) || !b.selUsable(sl) {
 		return true // the sticky error is set: nothing more to queue
 	}
-	return b.expertsOnDevice(d, xt, sl, experts, I, shared)
+	return b.expertsOnDevice(d, xt, sl, set)
 }
 
 // scratchTensor returns the scratch buffer name viewed as a [rows, cols]

@@ -43,6 +43,8 @@ type moeState struct {
 	headMV   [3]uintptr // head_mv_f32, _f16, _bf16
 	mla      []mlaKernel
 	prologue uintptr // mla_prologue
+	// ExpertsAdd's checked expert lists, by their first element
+	sets map[*backend.Expert]*expertSet
 }
 
 // listTables are the device tables built for lists of matrices that start
@@ -177,28 +179,26 @@ func (b *Backend) expertTable(experts []backend.Expert) *expertTable {
 }
 
 // expertsOnDevice runs ExpertsAdd without the host when the layer's experts
-// allow it (see moeState); it reports whether it did. I is the experts'
-// intermediate size.
+// (set) allow it (see moeState); it reports whether it did.
 //
-// With shared (not nil), the shared expert runs as one more slot a row in
-// the same launches (expert len(experts) of the table) and the combine
-// adds its output. The combine adds to d (d += experts + shared).
-func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, experts []backend.Expert, I int, shared *backend.Expert) bool {
-	M, H, K := xt.rows, xt.cols, sl.k
+// With a shared expert, it runs as one more slot a row in the same
+// launches (expert len(set.experts) of the table) and the combine adds its
+// output. The combine adds to d (d += experts + shared).
+func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, set *expertSet) bool {
+	M, H, K, I := xt.rows, xt.cols, sl.k, set.mats[0].gate.rows
 	if b.moe.off || H%32 != 0 || I%32 != 0 || xt.ptr()%16 != 0 || d.ptr()%16 != 0 || K > 32 {
 		return false
 	}
-	list := experts
-	if shared != nil {
-		list = append(slices.Clone(experts), *shared)
+	if set.table == nil {
+		set.table = b.expertTable(set.list)
 	}
-	t := b.expertTable(list)
+	t := set.table
 	if !t.ok || b.err != nil {
 		return false
 	}
 	nr := M * K
 	nsel, sh := nr, 0
-	if shared != nil {
+	if set.has {
 		nsel, sh = nr+M, 1
 	}
 	gu := b.scratchBuf("moe.gu", 4*2*int64(nsel)*int64(I))
@@ -228,7 +228,7 @@ func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, experts []backen
 		a.i32(K)
 		a.i32(nsel)
 		a.i32(nr)
-		a.i32(len(experts))
+		a.i32(len(set.experts))
 		a.i32(mats)
 		a.i32(mat0)
 		a.ptr(x)
