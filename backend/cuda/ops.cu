@@ -101,14 +101,91 @@ extern "C" __global__ void copy_cols(float* __restrict__ dst, int ldd, const flo
     }
 }
 
+// probe_ring: read_probe's stripes through a per-warp ring of 6 shared-
+// memory stages filled by cp.async 5 chunks ahead, as qmm.cu's qmv4
+// streams its weights (dynamic shared memory: 6 KB a warp), with WORK per
+// 1 KB chunk: 0 none (the words are XORed); 1 the 4-bit dequantisation
+// of qmv4 (lop3, add, fma per word; the results XORed); 2 the chunk's 16
+// mma.m16n8k16 with the raw words as the B fragments (no dequantisation);
+// 3 both, as qmv4's inner loop (less its scales, x and split-K tail); 4
+// the dequantisation with each word's 8 weights as the A fragment of one
+// mma (weight rows as the mma's 16 rows, x as its B: 8 mma a chunk, the
+// layout a next kernel version could use).
+template <int WORK>
+__device__ __forceinline__ u32 probe_ring(const V4u* __restrict__ p, u64 n) {
+    extern __shared__ __align__(16) unsigned char probe_sm[];
+    const u64 nt = (u64)gridDim.x * blockDim.x, tid = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const u64 W = nt >> 5, w = tid >> 5, chunks = n / 64, per = (chunks + W - 1) / W;
+    const u64 c0 = w * per, c1 = min(chunks, c0 + per);
+    unsigned char* ring = probe_sm + warp * 6 * 1024;
+    const u32 rs = smem_addr(ring);
+    u32 acc = 0;
+    float part[8][4];
+#pragma unroll
+    for (int j = 0; j < 8; j++) part[j][0] = part[j][1] = part[j][2] = part[j][3] = 0.f;
+    const u32 a0 = pack_f16x2(1.f, 0.5f), a2 = pack_f16x2(0.25f, 2.f);  // x's fragment (row 0; rows 8-15 zero)
+    u64 ci = c0;
+    auto issue = [&]() {
+        if (ci < c1) {
+            const u32 slot = rs + (u32)((ci - c0) % 6) * 1024;
+            cp_async16(slot + 16 * lane, p + ci * 64 + lane);
+            cp_async16(slot + 512 + 16 * lane, p + ci * 64 + 32 + lane);
+        }
+        cp_commit();
+        ci++;
+    };
+    for (int u = 0; u < 5; u++) issue();
+    for (u64 c = c0; c < c1; c++) {
+        issue();
+        cp_wait<5>();
+        __syncwarp();
+        const unsigned char* sl = ring + ((c - c0) % 6) * 1024;
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            const V4u cw = *(const V4u*)(sl + 512 * j + 16 * lane);
+            const u32 wv[4] = {cw.x, cw.y, cw.z, cw.w};
+#pragma unroll
+            for (int wd = 0; wd < 4; wd++) {
+                u32 b[4];
+                const u32 v = wv[wd], v8 = v >> 8;
+                if (WORK == 1 || WORK >= 3) {
+                    b[0] = hadd2(lop_and_or(v, 0x000F000Fu, 0x64006400u), 0xE408E408u);
+                    b[1] = hfma2(lop_and_or(v, 0x00F000F0u, 0x64006400u), 0x2C002C00u, 0xD480D480u);
+                    b[2] = hadd2(lop_and_or(v8, 0x000F000Fu, 0x64006400u), 0xE408E408u);
+                    b[3] = hfma2(lop_and_or(v8, 0x00F000F0u, 0x64006400u), 0x2C002C00u, 0xD480D480u);
+                } else {
+                    b[0] = b[1] = v, b[2] = b[3] = v8;
+                }
+                if (WORK == 4) {  // the weights as A (16 rows × 16 inputs), x as B
+                    mma_f16(part[4 * j + wd], b[0], b[1], b[2], b[3], a0, a2);
+                } else if (WORK >= 2) {
+                    mma_f16(part[2 * wd], a0, 0u, a2, 0u, b[0], b[1]);
+                    mma_f16(part[2 * wd + 1], a0, 0u, a2, 0u, b[2], b[3]);
+                } else {
+                    acc ^= b[0] ^ b[1] ^ b[2] ^ b[3];
+                }
+            }
+        }
+        __syncwarp();
+    }
+    cp_wait<0>();
+#pragma unroll
+    for (int j = 0; j < 8; j++) acc ^= __float_as_uint(part[j][0] + part[j][1] + part[j][2] + part[j][3]);
+    return acc;
+}
+
 // read_probe reads the n 16-byte words at p, for TestReadPatternSpeed: is
 // the decode kernels' order of reading (each warp its own contiguous
 // stretch, qmm.cu's stripes) slower for the memory than a copy's (the
-// whole grid on one window at a time)? mode 0: the grid strides over the
-// words, four loads a thread in flight; mode 1: warp w reads 1 KB chunks
-// [w·per, (w+1)·per) in order, four chunks (two loads a lane each) in
-// flight; mode 2: the same chunks through a cp.async ring (below). The XOR of the words is stored only if it equals a constant, so
-// that the loads are not dead code.
+// whole grid on one window at a time), and which part of the decode
+// kernels' per-step work keeps them from reading at the memory's pace?
+// mode 0: the grid strides over the words, four loads a thread in flight;
+// mode 1: warp w reads 1 KB chunks [w·per, (w+1)·per) in order, four
+// chunks (two loads a lane each) in flight; modes 2–6: the same chunks
+// through qmv4's cp.async ring with probe_ring's WORK 0–4. A result
+// (XOR of the words or sums) is stored only if it equals a constant, so
+// that the work is not dead code.
 extern "C" __global__ void read_probe(const V4u* __restrict__ p, u64 n, int mode, u32* sink) {
     const u64 nt = (u64)gridDim.x * blockDim.x, tid = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     u32 acc = 0;
@@ -121,38 +198,15 @@ extern "C" __global__ void read_probe(const V4u* __restrict__ p, u64 n, int mode
         }
         for (; i < n; i += nt) eat(ld_stream(p + i));
     } else if (mode == 2) {
-        // the stripes through a per-warp ring of 6 shared-memory stages
-        // filled by cp.async 5 chunks ahead, as qmm.cu's qmv4 streams its
-        // weights (dynamic shared memory: 6 KB a warp)
-        extern __shared__ __align__(16) unsigned char probe_sm[];
-        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-        const u64 W = nt >> 5, w = tid >> 5, chunks = n / 64, per = (chunks + W - 1) / W;
-        const u64 c0 = w * per, c1 = min(chunks, c0 + per);
-        unsigned char* ring = probe_sm + warp * 6 * 1024;
-        const u32 rs = smem_addr(ring);
-        u64 ci = c0;
-        for (int u = 0; u < 5; u++, ci++) {
-            if (ci < c1) {
-                const u32 slot = rs + (u32)((ci - c0) % 6) * 1024;
-                cp_async16(slot + 16 * lane, p + ci * 64 + lane);
-                cp_async16(slot + 512 + 16 * lane, p + ci * 64 + 32 + lane);
-            }
-            cp_commit();
-        }
-        for (u64 c = c0; c < c1; c++, ci++) {
-            if (ci < c1) {
-                const u32 slot = rs + (u32)((ci - c0) % 6) * 1024;
-                cp_async16(slot + 16 * lane, p + ci * 64 + lane);
-                cp_async16(slot + 512 + 16 * lane, p + ci * 64 + 32 + lane);
-            }
-            cp_commit();
-            cp_wait<5>();
-            __syncwarp();
-            const unsigned char* sl = ring + ((c - c0) % 6) * 1024;
-            eat(*(const V4u*)(sl + 16 * lane)), eat(*(const V4u*)(sl + 512 + 16 * lane));
-            __syncwarp();
-        }
-        cp_wait<0>();
+        acc = probe_ring<0>(p, n);
+    } else if (mode == 3) {
+        acc = probe_ring<1>(p, n);
+    } else if (mode == 4) {
+        acc = probe_ring<2>(p, n);
+    } else if (mode == 5) {
+        acc = probe_ring<3>(p, n);
+    } else if (mode == 6) {
+        acc = probe_ring<4>(p, n);
     } else {
         const int lane = threadIdx.x & 31;
         const u64 W = nt >> 5, w = tid >> 5, chunks = n / 64, per = (chunks + W - 1) / W;

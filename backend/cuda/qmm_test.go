@@ -238,7 +238,9 @@ func matmulTimer(b *Backend, y, x backend.Tensor, ms []backend.Matrix) (timed fu
 // striding over them as a copy does, and each warp its own contiguous
 // stretch, as the decode kernels' stripes do, into registers or through
 // a cp.async ring in shared memory as the decode kernels stream their
-// weights. Once over 1 GiB (the steady
+// weights — the ring alone, then with the decode kernels' 4-bit
+// dequantisation, their mma, both, and both with the weights as the mma's
+// A operand (8 mma a KB instead of 16). Once over 1 GiB (the steady
 // state) and over 30 MB regions rotated through it (the 4096×14336 INT4
 // matrix: steady state plus a launch's fixed cost). It prints
 // "readprobe <order> <bytes> <µs> <GB/s>"; no assertion (a measurement).
@@ -264,7 +266,7 @@ func TestReadPatternSpeed(t *testing.T) {
 	defer start.destroy()
 	defer stop.destroy()
 	for _, size := range []int{total, 30 << 20} {
-		for mode, name := range []string{"grid-stride", "stripes", "stripes-cp.async"} {
+		for mode, name := range []string{"grid-stride", "stripes", "ring", "ring+dequant", "ring+mma", "ring+dequant+mma", "ring+dequant+mma(A)"} {
 			run := func(i int) {
 				off := uint64(i*size) % uint64(total-size+1)
 				a := b.newArgs()
