@@ -275,7 +275,8 @@ type Backend interface {
 	// experts from them as r says. With norm not nil the rows routed are
 	// rmsnorm(x) instead, which Route also writes to xn (the experts'
 	// input: a mixture-of-experts block's norm without an RMSNorm of its
-	// own); with norm nil, xn is not used and may be nil.
+	// own; xn must not share memory with x); with norm nil, xn is not used
+	// and may be nil.
 	Route(sel Selection, xn, x Tensor, norm *Norm, router Matrix, r *Router)
 	// ExpertsAdd adds to each row of dst the weighted sum over the row's
 	// selected experts of down(silu(x·gateᵀ) ⊙ x·upᵀ), and, when shared is

@@ -68,8 +68,8 @@ func (b *Backend) Route(s backend.Selection, xn, x backend.Tensor, norm *backend
 	var nv *vector
 	if norm != nil {
 		nt, nv = b.tensor(xn), b.vec(norm.W)
-		checkShape("Route", nt.rows == xt.rows && nt.cols == xt.cols && nv.n == xt.cols,
-			"xn [%d, %d] and norm weight %d for x [%d, %d]", nt.rows, nt.cols, nv.n, xt.rows, xt.cols)
+		checkShape("Route", nt.rows == xt.rows && nt.cols == xt.cols && nv.n == xt.cols && nt.buf != xt.buf,
+			"xn [%d, %d] (a buffer of its own) and norm weight %d for x [%d, %d]", nt.rows, nt.cols, nv.n, xt.rows, xt.cols)
 	}
 	groups := max(r.Groups, 1)
 	var bias *vector
