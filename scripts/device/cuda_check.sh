@@ -24,7 +24,9 @@
 #      attention, sampling, trellis)
 #   2. perf: the quantized matmuls (TestQMatMulSpeed) and torch's fp16
 #      F.linear on the same shapes in the same run, joined into
-#      $OUT/perf_table.md by perf_table.py
+#      $OUT/perf_table.md by perf_table.py, with the read probe's lines
+#      (TestReadPatternSpeed: bare reads, and the decode kernel's inner
+#      loop built up part by part)
 #   3. bench: `marlin bench` of the Llama-3-8B shape, BF16 and INT4 g128,
 #      decode with and without CUDA graphs (the synthetic checkpoints are
 #      generated on this machine's disk on first use)
@@ -108,8 +110,14 @@ if want perf; then
 	[ ${#penvs[@]} -gt 0 ] || penvs=("")
 	for i in "${!penvs[@]}"; do
 		sfx=${PERF_ENVS:+-$i}
-		run "perf-marlin ${penvs[$i]}" 30 200 "$OUT/perf$sfx.log" env ${penvs[$i]} bash -c "cd backend/cuda && ../../gpubin/cuda.test -test.v -test.timeout 190s -test.run 'TestQMatMulSpeed$'"
-		{ [ -n "${penvs[$i]}" ] && echo "environment: ${penvs[$i]}"; python3 scripts/device/perf_table.py "$OUT/perf$sfx.log" "$OUT/torch.log"; } >"$OUT/perf_table$sfx.md" 2>&1
+		run "perf-marlin ${penvs[$i]}" 30 200 "$OUT/perf$sfx.log" env ${penvs[$i]} bash -c "cd backend/cuda && ../../gpubin/cuda.test -test.v -test.timeout 190s -test.run 'TestQMatMulSpeed$|TestReadPatternSpeed$'"
+		{
+			[ -n "${penvs[$i]}" ] && echo "environment: ${penvs[$i]}"
+			python3 scripts/device/perf_table.py "$OUT/perf$sfx.log" "$OUT/torch.log"
+			echo
+			echo "read probe (order or work, bytes, µs, GB/s):"
+			grep '^readprobe' "$OUT/perf$sfx.log"
+		} >"$OUT/perf_table$sfx.md" 2>&1
 		cat "$OUT/perf_table$sfx.md"
 	done
 fi
