@@ -80,11 +80,12 @@
 // Multi-head latent attention has its own decode kernel (mla.cu) and a
 // one-launch prologue (MLAPrologue). EXL3 trellis weights have a fused
 // decode matmul and a GPU Viterbi encoder (trellis.go, trellis.cu).
-// Programmatic dependent launch lets each decode matmul prefetch its
-// weights while the previous kernel ends.
+// Programmatic dependent launch lets each decode matmul (and the small
+// kernels written for it, common.cu) start, and prefetch its weights,
+// while the previous kernel ends.
 //
 // Not yet done: a tensor-core GEMM with dequantize-on-load (prefill
-// dequantizes into a scratch matrix first) and sampling on the device.
+// dequantizes into a scratch matrix first).
 //
 // Tests compare every op with backend/cpu and every model of
 // testdata/models with transformers' logits; they skip without a driver.

@@ -225,10 +225,11 @@ type ffn struct{ gate, up, down *matrix }
 // shared expert can ride along as one more slot of the routed experts'
 // launches (same shape and format), and the device dispatch table
 // (expertsOnDevice, built on first use). A decode step calls ExpertsAdd
-// once a layer with the same list, so the set is kept (b.moe.sets, by the
-// list's first element) and reused while the list and the shared expert
-// are the ones it was made for: checking 64 experts' shapes and naming
-// them cost more host time than the step's launches.
+// once a layer with the same list, so the set is kept with the first
+// expert's gate matrix (its listTables: it lives as long as the weights)
+// and reused while the list and the shared expert are the ones it was
+// made for: checking 64 experts' shapes and naming them cost more host
+// time than the step's launches.
 type expertSet struct {
 	experts []backend.Expert // a copy of the list
 	shared  backend.Expert   // the shared expert, if has
@@ -244,8 +245,11 @@ type expertSet struct {
 // expertSetOf returns the expertSet of experts and shared on hidden size
 // H, made (and its shapes checked) on first use.
 func (b *Backend) expertSetOf(experts []backend.Expert, shared *backend.Expert, H int) *expertSet {
-	key := &experts[0]
-	if s := b.moe.sets[key]; s != nil && s.H == H && s.has == (shared != nil) && (shared == nil || *shared == s.shared) &&
+	first := b.mat(experts[0].Gate)
+	if first.lists == nil {
+		first.lists = &listTables{}
+	}
+	if s := first.lists.set; s != nil && s.H == H && s.has == (shared != nil) && (shared == nil || *shared == s.shared) &&
 		slices.Equal(s.experts, experts) {
 		return s
 	}
@@ -263,10 +267,7 @@ func (b *Backend) expertSetOf(experts []backend.Expert, shared *backend.Expert, 
 	g0, sh := s.mats[0], s.sh
 	s.slotted = sh == nil || sh.gate.rows == g0.gate.rows && sh.gate.f == g0.gate.f && sh.up.f == g0.gate.f && sh.down.f == g0.gate.f &&
 		sh.gate.grp == nil && sh.up.grp == nil && sh.down.grp == nil
-	if b.moe.sets == nil {
-		b.moe.sets = map[*backend.Expert]*expertSet{}
-	}
-	b.moe.sets[key] = s
+	first.lists.set = s
 	return s
 }
 

@@ -43,14 +43,13 @@ type moeState struct {
 	headMV   [3]uintptr // head_mv_f32, _f16, _bf16
 	mla      []mlaKernel
 	prologue uintptr // mla_prologue
-	// ExpertsAdd's checked expert lists, by their first element
-	sets map[*backend.Expert]*expertSet
 }
 
 // listTables are the device tables built for lists of matrices that start
 // with the matrix holding them (kept with it, so they live as long as the
 // weights they point to).
 type listTables struct {
+	set         *expertSet // ExpertsAdd's checked list
 	experts     *expertTable
 	expertsList []*matrix // gate, up, down of each expert
 	heads       *buffer   // the heads' weight addresses; nil: not eligible
