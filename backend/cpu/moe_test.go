@@ -133,6 +133,57 @@ func TestExpertsAdd(t *testing.T) {
 	}
 }
 
+// TestRouteNorm checks Route with a norm against RMSNorm followed by Route
+// without one, on random data (softmax and sigmoid routers, 1 and 7
+// rows): xn must equal RMSNorm's output and the choices and weights must
+// be the same, bit for bit (the same code on the same inputs); x is left
+// as it was.
+func TestRouteNorm(t *testing.T) {
+	b := New(2)
+	defer b.Close()
+	randv := normals(rand.New(rand.NewPCG(61, 62)))
+	const E, H = 12, 40
+	router, err := b.LoadMatrix(f32Weight(randv(E*H), E, H))
+	if err != nil {
+		t.Fatal(err)
+	}
+	norm := &backend.Norm{W: b.LoadVector(randv(H)), Eps: 1e-5}
+	for _, r := range []backend.Router{{TopK: 2, Normalize: true}, {TopK: 3, Sigmoid: true, Scale: 2}} {
+		for _, M := range []int{1, 7} {
+			xv := randv(M * H)
+			x, xn, want := b.NewTensor(M, H), b.NewTensor(M, H), b.NewTensor(M, H)
+			b.Write(x, xv)
+			b.Write(xn, randv(M*H)) // poisoned
+			got, ref := b.NewSelection(M, r.TopK), b.NewSelection(M, r.TopK)
+			b.Route(got, xn, x, norm, router, &r)
+			b.RMSNorm(want, x, norm.W, norm.Eps)
+			b.Route(ref, nil, want, nil, router, &r)
+			name := fmt.Sprintf("topk %d sigmoid %v M%d", r.TopK, r.Sigmoid, M)
+			gx, wx, xa := make([]float32, M*H), make([]float32, M*H), make([]float32, M*H)
+			for _, rd := range []struct {
+				dst []float32
+				src backend.Tensor
+			}{{gx, xn}, {wx, want}, {xa, x}} {
+				if err := b.Read(rd.dst, rd.src); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range wx {
+				if gx[i] != wx[i] || xa[i] != xv[i] {
+					t.Fatalf("%s: element %d: xn %g, RMSNorm %g; x %g, was %g", name, i, gx[i], wx[i], xa[i], xv[i])
+				}
+			}
+			gi, gw := SelectionOf(got)
+			ri, rw := SelectionOf(ref)
+			for i := range ri {
+				if gi[i] != ri[i] || gw[i] != rw[i] {
+					t.Fatalf("%s: choice %d: expert %d weight %g, want expert %d weight %g", name, i, gi[i], gw[i], ri[i], rw[i])
+				}
+			}
+		}
+	}
+}
+
 // TestMLAPrologue checks the one-pass MLAPrologue against the ops it
 // stands for (CopyCols, RMSNorm, RoPE) run one after the other on random
 // data: the GLM-4.7-Flash head shape and small ones with a partial rotary
