@@ -75,6 +75,26 @@ __device__ __forceinline__ double warp_sum_d(double v) {
     return v;
 }
 
+// rms_scale returns, in every thread of the block, the RMS norm's
+// r = 1/√(Σ/n + eps) rounded once to float32, Σ being the block's sum of
+// the threads' float64 partial sums of squares ss: each warp's by
+// shuffles, then the warps' by one warp (the order rms_norm has always
+// used). Every thread of the block calls it (it has two barriers).
+__device__ __forceinline__ float rms_scale(double ss, int n, float eps) {
+    __shared__ double part[32];
+    __shared__ float rs;
+    ss = warp_sum_d(ss);
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        double t = threadIdx.x < (blockDim.x >> 5) ? part[threadIdx.x] : 0.0;
+        t = warp_sum_d(t);
+        if (threadIdx.x == 0) rs = (float)(1.0 / sqrt(t / n + (double)eps));
+    }
+    __syncthreads();
+    return rs;
+}
+
 // A weight matrix W [N, K] (N output features, K inputs) in its stored
 // format, passed by value to the matmul and embedding kernels. The Go side
 // (type wdesc) mirrors this layout field for field: four 8-byte pointers,

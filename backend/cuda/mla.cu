@@ -283,8 +283,6 @@ extern "C" __global__ void __launch_bounds__(1024)
     const float* src;
     float* dst;
     if (h == heads) {
-        __shared__ double part[32];
-        __shared__ float rs;
         const float* x = kva + (size_t)r * kd;
         float* y = key + (size_t)r * kd;
         const int nt = blockDim.x;
@@ -293,16 +291,7 @@ extern "C" __global__ void __launch_bounds__(1024)
             double v = x[i];
             ss += v * v;
         }
-        ss = warp_sum_d(ss);
-        if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = ss;
-        __syncthreads();
-        if (threadIdx.x < 32) {
-            double t = threadIdx.x < nt / 32 ? part[threadIdx.x] : 0.0;
-            t = warp_sum_d(t);
-            if (threadIdx.x == 0) rs = (float)(1.0 / sqrt(t / lora + (double)eps));
-        }
-        __syncthreads();
-        const float rr = rs;
+        const float rr = rms_scale(ss, lora, eps);
         for (int i = threadIdx.x; i < lora; i += nt) y[i] = __fmul_rn(__fmul_rn(x[i], rr), w[i]);
         src = x + lora;
         dst = y + lora;

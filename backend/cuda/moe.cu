@@ -349,8 +349,6 @@ __device__ __forceinline__ void route_mv(int* __restrict__ ids, float* __restric
                                          const float* __restrict__ bias, int topK, int sigmoid, int normalize,
                                          float scale, float* lg, int* counters) {
     extern __shared__ __align__(16) float rsm[];
-    __shared__ double part[RW];
-    __shared__ float rs;
     const int r = blockIdx.y, E = w.N, K = w.K, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int nt = RW * 32, estep = gridDim.x * RW;
     float* xs = rsm;
@@ -386,16 +384,7 @@ __device__ __forceinline__ void route_mv(int* __restrict__ ids, float* __restric
         }
     }
     if (nw) {
-        ss = warp_sum_d(ss);
-        if (lane == 0) part[warp] = ss;
-        __syncthreads();
-        if (threadIdx.x < 32) {
-            double t = threadIdx.x < RW ? part[threadIdx.x] : 0.0;
-            t = warp_sum_d(t);
-            if (threadIdx.x == 0) rs = (float)(1.0 / sqrt(t / K + (double)eps));
-        }
-        __syncthreads();
-        const float rr = rs;
+        const float rr = rms_scale(ss, K, eps);
         float* xo = xn + (size_t)r * ldxn;
         for (int i = threadIdx.x; i < K; i += nt) {
             const float v = __fmul_rn(__fmul_rn(xs[i], rr), nw[i]);

@@ -33,8 +33,6 @@ extern "C" __global__ void silu_mul(float* dst, const float* g, const float* u, 
 extern "C" __global__ void __launch_bounds__(1024) rms_norm(float* dst, const float* x, const float* __restrict__ w, int n, float eps) {
     pdl_wait();
     pdl_trigger();
-    __shared__ double part[32];
-    __shared__ float rs;
     const size_t base = (size_t)blockIdx.x * n;
     const int nt = blockDim.x;
     double ss = 0;
@@ -45,16 +43,7 @@ extern "C" __global__ void __launch_bounds__(1024) rms_norm(float* dst, const fl
 #pragma unroll
         for (int u = 0; u < 4; u++) ss += (double)v[u] * v[u];
     }
-    ss = warp_sum_d(ss);
-    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = ss;
-    __syncthreads();
-    if (threadIdx.x < 32) {  // the warps' sums, by one warp's shuffles
-        double t = threadIdx.x < nt / 32 ? part[threadIdx.x] : 0.0;
-        t = warp_sum_d(t);
-        if (threadIdx.x == 0) rs = (float)(1.0 / sqrt(t / n + (double)eps));
-    }
-    __syncthreads();
-    const float r = rs;
+    const float r = rms_scale(ss, n, eps);
     for (int i = threadIdx.x; i < n; i += nt) dst[base + i] = __fmul_rn(__fmul_rn(x[base + i], r), w[i]);
 }
 
@@ -148,14 +137,10 @@ __device__ __forceinline__ u32 probe_ring(const V4u* __restrict__ p, u64 n) {
 #pragma unroll
             for (int wd = 0; wd < 4; wd++) {
                 u32 b[4];
-                const u32 v = wv[wd], v8 = v >> 8;
                 if (WORK == 1 || WORK >= 3) {
-                    b[0] = hadd2(lop_and_or(v, 0x000F000Fu, 0x64006400u), 0xE408E408u);
-                    b[1] = hfma2(lop_and_or(v, 0x00F000F0u, 0x64006400u), 0x2C002C00u, 0xD480D480u);
-                    b[2] = hadd2(lop_and_or(v8, 0x000F000Fu, 0x64006400u), 0xE408E408u);
-                    b[3] = hfma2(lop_and_or(v8, 0x00F000F0u, 0x64006400u), 0x2C002C00u, 0xD480D480u);
+                    dequant_int4(wv[wd], 0xE408E408u, 0xD480D480u, b);
                 } else {
-                    b[0] = b[1] = v, b[2] = b[3] = v8;
+                    b[0] = b[1] = wv[wd], b[2] = b[3] = wv[wd] >> 8;
                 }
                 if (WORK == 4) {  // the weights as A (16 rows × 16 inputs), x as B
                     mma_f16(part[4 * j + wd], b[0], b[1], b[2], b[3], a0, a2);

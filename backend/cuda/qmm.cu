@@ -326,6 +326,25 @@ __device__ __forceinline__ float2 h2_to_f2(u32 h) {
     return f;
 }
 
+// dequant_int4 unpacks one 32-bit word of the packed layout (8 codes,
+// pack.go) into the fp16 pairs b[0…3] of exact integers q − z: b[0] codes
+// (0, 4), b[1] (1, 5) of the word's first column, b[2] (2, 6), b[3] (3, 7)
+// of its second. Two lop3 make 1024+q of codes (0, 4) and 1024+16q of
+// codes (1, 5) in the halves of fp16x2 registers, a shift by 8 and two
+// more lop3 do codes (2, 6), (3, 7); one add (low nibbles) or fma with
+// 1/16 (high nibbles) against the zero pair leaves q − z exactly. zl, zh:
+// the pairs −(1024+z), −(64+z) of the two columns (low half: the first),
+// 0xE408E408 and 0xD480D480 for symmetric weights (z = 8).
+__device__ __forceinline__ void dequant_int4(u32 v, u32 zl, u32 zh, u32 (&b)[4]) {
+    const u32 zl0 = __byte_perm(zl, 0, 0x1010), zl1 = __byte_perm(zl, 0, 0x3232);
+    const u32 zh0 = __byte_perm(zh, 0, 0x1010), zh1 = __byte_perm(zh, 0, 0x3232);
+    const u32 v8 = v >> 8;
+    b[0] = hadd2(lop_and_or(v, 0x000F000Fu, 0x64006400u), zl0);
+    b[1] = hfma2(lop_and_or(v, 0x00F000F0u, 0x64006400u), 0x2C002C00u, zh0);  // ×1/16
+    b[2] = hadd2(lop_and_or(v8, 0x000F000Fu, 0x64006400u), zl1);
+    b[3] = hfma2(lop_and_or(v8, 0x00F000F0u, 0x64006400u), 0x2C002C00u, zh1);
+}
+
 // The 4-bit decode kernel: grid of QW-warp blocks, each warp a stripe
 // worker (above) with a private ring of qstages(MR) steps in shared
 // memory, filled by cp.async that many steps ahead: each lane copies its
@@ -510,15 +529,7 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
                 if (KIND == PACK_INT4) {
                     // b[0]: codes 0,4 (tile 2wd, inputs 4t, 4t+1); b[1]: codes 1,5
                     // (tile 2wd, 4t+2, 4t+3); b[2], b[3]: codes 2,6 and 3,7 (tile 2wd+1)
-                    const u32 zl = ASYM ? zlo[wd] : 0xE408E408u;  // −1032
-                    const u32 zh = ASYM ? zhi[wd] : 0xD480D480u;  // −72
-                    const u32 zl0 = __byte_perm(zl, 0, 0x1010), zl1 = __byte_perm(zl, 0, 0x3232);
-                    const u32 zh0 = __byte_perm(zh, 0, 0x1010), zh1 = __byte_perm(zh, 0, 0x3232);
-                    const u32 v = wv[wd], v8 = v >> 8;
-                    b[0] = hadd2(lop_and_or(v, 0x000F000Fu, 0x64006400u), zl0);
-                    b[1] = hfma2(lop_and_or(v, 0x00F000F0u, 0x64006400u), 0x2C002C00u, zh0);  // ×1/16
-                    b[2] = hadd2(lop_and_or(v8, 0x000F000Fu, 0x64006400u), zl1);
-                    b[3] = hfma2(lop_and_or(v8, 0x00F000F0u, 0x64006400u), 0x2C002C00u, zh1);
+                    dequant_int4(wv[wd], ASYM ? zlo[wd] : 0xE408E408u, ASYM ? zhi[wd] : 0xD480D480u, b);  // z = 8: −1032, −72
                 } else {
 #pragma unroll
                     for (int q = 0; q < 4; q++) {
