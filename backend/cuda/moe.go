@@ -231,15 +231,19 @@ type ffn struct{ gate, up, down *matrix }
 // made for: checking 64 experts' shapes and naming them cost more host
 // time than the step's launches.
 type expertSet struct {
-	experts []backend.Expert // a copy of the list
-	shared  backend.Expert   // the shared expert, if has
-	has     bool
+	list    []backend.Expert // a copy of the routed experts, then the shared expert if any
+	routed  int              // how many of list are routed experts
 	H       int
-	mats    []ffn
-	sh      *ffn
+	mats    []ffn // the routed experts'
+	sh      *ffn  // the shared expert's, or nil
 	slotted bool
-	list    []backend.Expert // experts, then the shared expert
 	table   *expertTable
+}
+
+// of reports whether s was made for experts, shared and H.
+func (s *expertSet) of(experts []backend.Expert, shared *backend.Expert, H int) bool {
+	return s.H == H && (s.sh != nil) == (shared != nil) && slices.Equal(s.list[:s.routed], experts) &&
+		(shared == nil || s.list[s.routed] == *shared)
 }
 
 // expertSetOf returns the expertSet of experts and shared on hidden size
@@ -249,20 +253,17 @@ func (b *Backend) expertSetOf(experts []backend.Expert, shared *backend.Expert, 
 	if first.lists == nil {
 		first.lists = &listTables{}
 	}
-	if s := first.lists.set; s != nil && s.H == H && s.has == (shared != nil) && (shared == nil || *shared == s.shared) &&
-		slices.Equal(s.experts, experts) {
+	if s := first.lists.set; s != nil && s.of(experts, shared, H) {
 		return s
 	}
-	s := &expertSet{experts: slices.Clone(experts), has: shared != nil, H: H, mats: make([]ffn, len(experts))}
+	s := &expertSet{list: slices.Clone(experts), routed: len(experts), H: H, mats: make([]ffn, len(experts))}
 	for e, ex := range experts {
 		s.mats[e] = b.ffnOf(ex, H, fmt.Sprintf("expert %d", e))
 	}
-	s.list = s.experts
 	if shared != nil {
-		s.shared = *shared
 		f := b.ffnOf(*shared, H, "shared expert")
 		s.sh = &f
-		s.list = append(slices.Clone(experts), *shared)
+		s.list = append(s.list, *shared)
 	}
 	g0, sh := s.mats[0], s.sh
 	s.slotted = sh == nil || sh.gate.rows == g0.gate.rows && sh.gate.f == g0.gate.f && sh.up.f == g0.gate.f && sh.down.f == g0.gate.f &&

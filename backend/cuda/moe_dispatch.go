@@ -49,11 +49,9 @@ type moeState struct {
 // with the matrix holding them (kept with it, so they live as long as the
 // weights they point to).
 type listTables struct {
-	set         *expertSet // ExpertsAdd's checked list
-	experts     *expertTable
-	expertsList []*matrix // gate, up, down of each expert
-	heads       *buffer   // the heads' weight addresses; nil: not eligible
-	headsList   []*matrix
+	set       *expertSet // ExpertsAdd's checked list, with its dispatch table
+	heads     *buffer    // the heads' weight addresses; nil: not eligible
+	headsList []*matrix
 }
 
 type mlaKernel struct {
@@ -115,29 +113,14 @@ func (b *Backend) loadMoEKernels(get func(string) uintptr) {
 	}
 }
 
-// mats converts a list of experts to its matrices.
-func (b *Backend) expertMats(experts []backend.Expert) []*matrix {
-	ms := make([]*matrix, 0, 3*len(experts))
-	for _, ex := range experts {
-		ms = append(ms, b.mat(ex.Gate), b.mat(ex.Up), b.mat(ex.Down))
-	}
-	return ms
-}
-
-// expertTable returns (building it on first use) the dispatch table of a
-// layer's experts (the caller checked their shapes).
-func (b *Backend) expertTable(experts []backend.Expert) *expertTable {
-	ms := b.expertMats(experts)
-	first := ms[0]
-	if first.lists == nil {
-		first.lists = &listTables{}
-	}
-	lt := first.lists
-	if lt.experts != nil && slices.Equal(lt.expertsList, ms) {
-		return lt.experts
+// newExpertTable builds the dispatch table of a layer's expert matrices
+// (an expertSet's: its shapes are checked, and it keeps the table).
+func (b *Backend) newExpertTable(fs []ffn) *expertTable {
+	ms := make([]*matrix, 0, 3*len(fs))
+	for _, f := range fs {
+		ms = append(ms, f.gate, f.up, f.down)
 	}
 	t := &expertTable{}
-	lt.experts, lt.expertsList = t, ms
 	kern := func(m *matrix) uintptr {
 		if b.fastKernel(m, 1) == 0 || m.desc.gidx != 0 || !m.usable() {
 			return 0
@@ -181,7 +164,7 @@ func (b *Backend) expertTable(experts []backend.Expert) *expertTable {
 // (set) allow it (see moeState); it reports whether it did.
 //
 // With a shared expert, it runs as one more slot a row in the same
-// launches (expert len(set.experts) of the table) and the combine adds its
+// launches (expert set.routed of the table) and the combine adds its
 // output. The combine adds to d (d += experts + shared).
 func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, set *expertSet) bool {
 	M, H, K, I := xt.rows, xt.cols, sl.k, set.mats[0].gate.rows
@@ -189,7 +172,11 @@ func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, set *expertSet) 
 		return false
 	}
 	if set.table == nil {
-		set.table = b.expertTable(set.list)
+		fs := set.mats
+		if set.sh != nil {
+			fs = append(slices.Clone(fs), *set.sh)
+		}
+		set.table = b.newExpertTable(fs)
 	}
 	t := set.table
 	if !t.ok || b.err != nil {
@@ -197,7 +184,7 @@ func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, set *expertSet) 
 	}
 	nr := M * K
 	nsel, sh := nr, 0
-	if set.has {
+	if set.sh != nil {
 		nsel, sh = nr+M, 1
 	}
 	gu := b.scratchBuf("moe.gu", 4*2*int64(nsel)*int64(I))
@@ -227,7 +214,7 @@ func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, set *expertSet) 
 		a.i32(K)
 		a.i32(nsel)
 		a.i32(nr)
-		a.i32(len(set.experts))
+		a.i32(set.routed)
 		a.i32(mats)
 		a.i32(mat0)
 		a.ptr(x)

@@ -50,7 +50,7 @@ func TestExpertsOnDevice(t *testing.T) {
 			c.ExpertsAdd(d.c, x.c, csel, cex, nil)
 			got, want := d.read(t, g, c)
 			compare(t, name, got, want, 0, cs.tol*maxAbs(sub(want, h0))+1e-6*maxAbs(h0))
-			if lt := g.mat(gex[0].Gate).lists; lt == nil || lt.experts == nil || !lt.experts.ok {
+			if lt := g.mat(gex[0].Gate).lists; lt == nil || lt.set == nil || lt.set.table == nil || !lt.set.table.ok {
 				t.Errorf("%s: the experts did not take the device path", name)
 			}
 		}
