@@ -364,6 +364,15 @@ __device__ __forceinline__ void dequant_int4(u32 v, u32 zl, u32 zh, u32 (&b)[4])
 // fp16 into a per-group fp32 partial sum, which is scaled (fp32) into the
 // accumulator when the group ends: the weights are exact, x is rounded to
 // fp16 once (relative error ≤ 2^-11 a product; |x| must stay below 65504).
+// Operand roles. At MR = 16 x is the mma's A (rows: tokens c and c + 8)
+// and the weights its B (16 mma a 1 KB step). At MR = 8 (AOP) the roles
+// swap: a lane's word of one tile already holds what an A fragment wants
+// — columns 16wd + c and 16wd + 8 + c (A's rows g and g + 8) at inputs
+// 4t…4t+3 (its k slots, relabelled as below) — so the dequantised b[0],
+// b[2], b[1], b[3] are A's a0…a3 and x row c is B's column c: 8 mma a step,
+// half the tensor-core work and accumulators. The result fragment (rows:
+// columns, cols: tokens) is shuffled into stripe_store's order at the
+// tile's end.
 // MR = 8 or 16 rows of x (M ≤ MR). Requires K % 32 == 0, group % 32 == 0,
 // ldx % 4 == 0 and x 16-byte aligned (the host checks; otherwise it uses
 // the tile kernels).
@@ -417,9 +426,14 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
         if (++igk == gsteps) igk = 0, ig++;  // groups end at tile ends too
     };
 
-    float acc[8][4], part[8][4];
+    // AOP (M ≤ 8): the weights are the mma's A operand and x its B (see
+    // above): acc and part are [row tile wd][d0…d3], 16 floats each; at
+    // MR = 16 x is A and the weights B: [column tile j8][c0…c3], 32 each.
+    constexpr bool AOP = MR == 8;
+    constexpr int NA = AOP ? 4 : 8;
+    float acc[NA][4], part[NA][4];
 #pragma unroll
-    for (int j = 0; j < 8; j++)
+    for (int j = 0; j < NA; j++)
 #pragma unroll
         for (int e = 0; e < 4; e++) acc[j][e] = part[j][e] = 0.f;
     // Prologue: the weights of the first QD−1 steps are requested before
@@ -538,14 +552,35 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
                         b[q] = ((v & 0x00070007u) << 9) | ((v & 0x00080008u) << 12);
                     }
                 }
-                mma_f16(part[2 * wd], a0, a1, a2, a3, b[0], b[1]);
-                mma_f16(part[2 * wd + 1], a0, a1, a2, a3, b[2], b[3]);
+                if (AOP) {
+                    // A: rows g, g+8 = columns 16wd + c, 16wd + 8 + c (b[0], b[1]
+                    // and b[2], b[3] of the word); B: x row c (token c)
+                    mma_f16(part[wd], b[0], b[2], b[1], b[3], a0, a2);
+                } else {
+                    mma_f16(part[2 * wd], a0, a1, a2, a3, b[0], b[1]);
+                    mma_f16(part[2 * wd + 1], a0, a1, a2, a3, b[2], b[3]);
+                }
             }
         }
         const bool tile_end = ++cs == spt;
         const bool group_end = ++cgk == gsteps;
         if (group_end) cgk = 0;
-        if (group_end || i + 1 == i1) {
+        if (AOP && (group_end || i + 1 == i1)) {
+            // the group's scales of this lane's columns 16wd + c (d0, d1) and
+            // 16wd + 8 + c (d2, d3): scales [c][j8], j8 = 2wd and 2wd + 1
+            const V4u sc = *(const V4u*)(sl + SO + 16 * c);
+            const u32 sv[4] = {sc.x, sc.y, sc.z, sc.w};
+#pragma unroll
+            for (int wd = 0; wd < 4; wd++) {
+                float2 f = h2_to_f2(sv[wd]);
+                if (KIND == PACK_FP4) f.x *= 16384.f, f.y *= 16384.f;
+                acc[wd][0] = fmaf(part[wd][0], f.x, acc[wd][0]);
+                acc[wd][1] = fmaf(part[wd][1], f.x, acc[wd][1]);
+                acc[wd][2] = fmaf(part[wd][2], f.y, acc[wd][2]);
+                acc[wd][3] = fmaf(part[wd][3], f.y, acc[wd][3]);
+                part[wd][0] = part[wd][1] = part[wd][2] = part[wd][3] = 0.f;
+            }
+        } else if (!AOP && (group_end || i + 1 == i1)) {
             // the group's scales for this lane's output columns 2t, 2t+1
             const V4u s0 = *(const V4u*)(sl + SO + 16 * (2 * t)), s1 = *(const V4u*)(sl + SO + 16 * (2 * t + 1));
             const u32 sa[4] = {s0.x, s0.y, s0.z, s0.w}, sb[4] = {s1.x, s1.y, s1.z, s1.w};
@@ -569,9 +604,28 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
         }
         __syncwarp();
         if (tile_end || i + 1 == i1) {
-            stripe_store(acc, i / spt, gw, W, per, spt, w.N, o, M, ws, counters);
+            if (AOP) {
+                // to stripe_store's fragment order: column 8·j8 + 2t + e of
+                // token c is d[2·(j8&1) + (c&1)] of row tile j8/2 in lane
+                // 4·(2t + e) + c/2 (rows ≥ 8 of x are zero: c0…c1 only)
+                float t8[8][4];
 #pragma unroll
-            for (int jj = 0; jj < 8; jj++) acc[jj][0] = acc[jj][1] = acc[jj][2] = acc[jj][3] = 0.f;
+                for (int j8 = 0; j8 < 8; j8++) {
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const int src = 4 * (2 * t + e) + (c >> 1);
+                        const float lo = __shfl_sync(0xffffffffu, acc[j8 >> 1][2 * (j8 & 1)], src);
+                        const float hi = __shfl_sync(0xffffffffu, acc[j8 >> 1][2 * (j8 & 1) + 1], src);
+                        t8[j8][e] = c & 1 ? hi : lo;
+                    }
+                    t8[j8][2] = t8[j8][3] = 0.f;
+                }
+                stripe_store(t8, i / spt, gw, W, per, spt, w.N, o, M, ws, counters);
+            } else {
+                stripe_store(acc, i / spt, gw, W, per, spt, w.N, o, M, ws, counters);
+            }
+#pragma unroll
+            for (int jj = 0; jj < NA; jj++) acc[jj][0] = acc[jj][1] = acc[jj][2] = acc[jj][3] = 0.f;
             if (tile_end) cs = 0;
         }
     }
