@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-# emulate_qmv_fragments.py — checks, without a GPU, that qmm.cu's qmv4 pairs
-# weights and inputs right in both operand roles (x as the mma's A at MR = 16,
-# the weights as A at MR = 8), from the PTX fragment definitions of
-# mma.m16n8k16 and the packed layout of pack.go; the MR = 16 role, which runs
-# on the GPU (TestQMatMul), checks the emulator itself. Prints the mismatches
-# (0 and 0). Usage: python3 scripts/emulate_qmv_fragments.py
+# emulate_qmv_fragments.py — checks, without a GPU, that qmm.cu's decode
+# kernels pair weights and inputs right in both operand roles (x as the
+# mma's A at MR = 16, the weights as A at MR = 8): qmv4 on the packed 4-bit
+# layout of pack.go and dmv on row-major 16-bit weights, from the PTX
+# fragment definitions of mma.m16n8k16, including the shuffle of the
+# A-role result into stripe_store's order. The MR = 16 role, which runs on
+# the GPU (TestQMatMul), checks the emulator itself. Prints the mismatches
+# (all 0). Usage: python3 scripts/emulate_qmv_fragments.py
 import random
 
 random.seed(7)
@@ -103,3 +105,41 @@ for l in range(32):
         for e in range(2):
             if c < M and abs(acc2[l][j8][e] - ref[c][8*j8+2*t+e]) > 1e-9: bad2 += 1
 print("old-path mismatches:", bad2)
+
+# dmv (16-bit weights): lane (t, c) copies row 8·j8 + c at inputs 8t…8t+7 of
+# the 32-input step (cw.x … cw.w: pairs (8t, 8t+1) … (8t+6, 8t+7)); x half h
+# of row c: inputs 8t+4h … 8t+4h+3. AOP: A = (cw(2w).x, cw(2w+1).x, cw(2w).y,
+# cw(2w+1).y) for h = 0 (.z/.w for h = 1), B = x row c; 4 row tiles × 2 halves.
+wts = [[random.uniform(-1, 1) for _ in range(32)] for _ in range(64)]
+dref = [[sum(wts[f][k]*x[m][k] for k in range(32)) for f in range(64)] for m in range(16)]
+def cwd(l, j8):
+    t, c = l % 4, l // 4
+    r = 8*j8 + c
+    v = [(wts[r][8*t+u], (r, 8*t+u)) for u in range(8)]
+    return [(v[0], v[1]), (v[2], v[3]), (v[4], v[5]), (v[6], v[7])]  # .x .y .z .w
+def dx(l, h, row):
+    t = l % 4
+    v = [(x[row][8*t+4*h+u], (row, 8*t+4*h+u)) for u in range(4)]
+    return (v[0], v[1]), (v[2], v[3])
+dacc = [[[0.0]*4 for _ in range(4)] for _ in range(32)]
+for wr in range(4):
+    for h in range(2):
+        afr, bfr = [], []
+        for l in range(32):
+            w0, w1 = cwd(l, 2*wr), cwd(l, 2*wr+1)
+            afr.append((w0[2*h], w1[2*h], w0[2*h+1], w1[2*h+1]))
+            b0, b1 = dx(l, h, l // 4)
+            bfr.append((b0, b1))
+        d, A, B = mma(afr, bfr)
+        assert check_slots(A, B), "dmv slot mismatch"
+        for l in range(32):
+            for e in range(4): dacc[l][wr][e] += d[l][e]
+bad3 = 0
+for l in range(32):
+    t, c = l % 4, l // 4
+    for j8 in range(8):
+        for e in range(2):
+            src = 4*(2*t+e) + (c >> 1)
+            v = dacc[src][j8 >> 1][2*(j8 & 1) + (c & 1)]
+            if c < M and abs(v - dref[c][8*j8+2*t+e]) > 1e-9: bad3 += 1
+print("dmv AOP mismatches:", bad3)

@@ -345,6 +345,27 @@ __device__ __forceinline__ void dequant_int4(u32 v, u32 zl, u32 zh, u32 (&b)[4])
     b[3] = hfma2(lop_and_or(v8, 0x00F000F0u, 0x64006400u), 0x2C002C00u, zh1);
 }
 
+// aop_fragments converts the accumulators of the decode kernels' A-operand
+// role (M ≤ 8: weights as the mma's A, x as B; acc[wd] = D of row tile wd:
+// d0, d1 at column 16wd + c, tokens 2t, 2t+1; d2, d3 at column 16wd + 8 + c)
+// into stripe_store's order (t8[j8]: token c at columns 8j8 + 2t, 8j8 + 2t +
+// 1; tokens c + 8 zero): column 8j8 + 2t + e of token c is d[2(j8&1) +
+// (c&1)] of row tile j8/2 in lane 4(2t + e) + c/2. 32 shuffles.
+__device__ __forceinline__ void aop_fragments(const float acc[4][4], float t8[8][4]) {
+    const int lane = threadIdx.x & 31, t = lane & 3, c = lane >> 2;
+#pragma unroll
+    for (int j8 = 0; j8 < 8; j8++) {
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const int src = 4 * (2 * t + e) + (c >> 1);
+            const float lo = __shfl_sync(0xffffffffu, acc[j8 >> 1][2 * (j8 & 1)], src);
+            const float hi = __shfl_sync(0xffffffffu, acc[j8 >> 1][2 * (j8 & 1) + 1], src);
+            t8[j8][e] = c & 1 ? hi : lo;
+        }
+        t8[j8][2] = t8[j8][3] = 0.f;
+    }
+}
+
 // The 4-bit decode kernel: grid of QW-warp blocks, each warp a stripe
 // worker (above) with a private ring of qstages(MR) steps in shared
 // memory, filled by cp.async that many steps ahead: each lane copies its
@@ -605,21 +626,8 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
         __syncwarp();
         if (tile_end || i + 1 == i1) {
             if (AOP) {
-                // to stripe_store's fragment order: column 8·j8 + 2t + e of
-                // token c is d[2·(j8&1) + (c&1)] of row tile j8/2 in lane
-                // 4·(2t + e) + c/2 (rows ≥ 8 of x are zero: c0…c1 only)
                 float t8[8][4];
-#pragma unroll
-                for (int j8 = 0; j8 < 8; j8++) {
-#pragma unroll
-                    for (int e = 0; e < 2; e++) {
-                        const int src = 4 * (2 * t + e) + (c >> 1);
-                        const float lo = __shfl_sync(0xffffffffu, acc[j8 >> 1][2 * (j8 & 1)], src);
-                        const float hi = __shfl_sync(0xffffffffu, acc[j8 >> 1][2 * (j8 & 1) + 1], src);
-                        t8[j8][e] = c & 1 ? hi : lo;
-                    }
-                    t8[j8][2] = t8[j8][3] = 0.f;
-                }
+                aop_fragments(acc, t8);
                 stripe_store(t8, i / spt, gw, W, per, spt, w.N, o, M, ws, counters);
             } else {
                 stripe_store(acc, i / spt, gw, W, per, spt, w.N, o, M, ws, counters);
@@ -692,9 +700,15 @@ __device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x,
                 cp_async16(slot + 4096 + 16 * q, x + (size_t)(q >> 3) * ldx + k0 + 4 * (q & 7));
     };
 
-    float acc[8][4];
+    // AOP (M ≤ 8) as in qmv4: the weights are the mma's A — rows 16w + c
+    // and 16w + 8 + c are column tiles 2w and 2w + 1 of the lane's copies,
+    // each 8 inputs 8t…8t+7 — and x (hi, lo) its B: 16 mma a 4 KB step
+    // instead of 32
+    constexpr bool AOP = MR == 8;
+    constexpr int NA = AOP ? 4 : 8;
+    float acc[NA][4];
 #pragma unroll
-    for (int j = 0; j < 8; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+    for (int j = 0; j < NA; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
     // prologue as in qmv4: weights before waiting for the previous kernel
 #pragma unroll
     for (int u = 0; u < DD - 1; u++) {
@@ -754,7 +768,22 @@ __device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x,
             }
         }
 #pragma unroll
-        for (int j8 = 0; j8 < 8; j8++) {
+        for (int wr = 0; wr < 4 && AOP; wr++) {
+            const V4u w0 = *(const V4u*)(sl + 512 * (2 * wr) + 16 * lane), w1 = *(const V4u*)(sl + 512 * (2 * wr + 1) + 16 * lane);
+            if (BF16) {
+                mma_bf16(acc[wr], w0.x, w1.x, w0.y, w1.y, a[0][0], a[0][2]);
+                mma_bf16(acc[wr], w0.x, w1.x, w0.y, w1.y, l[0][0], l[0][2]);
+                mma_bf16(acc[wr], w0.z, w1.z, w0.w, w1.w, a[1][0], a[1][2]);
+                mma_bf16(acc[wr], w0.z, w1.z, w0.w, w1.w, l[1][0], l[1][2]);
+            } else {
+                mma_f16(acc[wr], w0.x, w1.x, w0.y, w1.y, a[0][0], a[0][2]);
+                mma_f16(acc[wr], w0.x, w1.x, w0.y, w1.y, l[0][0], l[0][2]);
+                mma_f16(acc[wr], w0.z, w1.z, w0.w, w1.w, a[1][0], a[1][2]);
+                mma_f16(acc[wr], w0.z, w1.z, w0.w, w1.w, l[1][0], l[1][2]);
+            }
+        }
+#pragma unroll
+        for (int j8 = 0; j8 < 8 && !AOP; j8++) {
             const V4u cw = *(const V4u*)(sl + 512 * j8 + 16 * lane);
             if (BF16) {
                 mma_bf16(acc[j8], a[0][0], a[0][1], a[0][2], a[0][3], cw.x, cw.y);
@@ -770,9 +799,15 @@ __device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x,
         }
         __syncwarp();
         if ((i + 1) % spt == 0 || i + 1 == i1) {
-            stripe_store(acc, i / spt, gw, W, per, spt, w.N, o, M, ws, counters);
+            if (AOP) {
+                float t8[8][4];
+                aop_fragments(acc, t8);
+                stripe_store(t8, i / spt, gw, W, per, spt, w.N, o, M, ws, counters);
+            } else {
+                stripe_store(acc, i / spt, gw, W, per, spt, w.N, o, M, ws, counters);
+            }
 #pragma unroll
-            for (int jj = 0; jj < 8; jj++) acc[jj][0] = acc[jj][1] = acc[jj][2] = acc[jj][3] = 0.f;
+            for (int jj = 0; jj < NA; jj++) acc[jj][0] = acc[jj][1] = acc[jj][2] = acc[jj][3] = 0.f;
         }
     }
     cp_wait<0>();
