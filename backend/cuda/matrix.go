@@ -372,10 +372,55 @@ func (b *Backend) decodeParts(m *matrix, M int) int {
 // fastPath reports whether matmulOut runs m at M rows on the tensor-core
 // decode kernels (which write any yout themselves).
 func (b *Backend) fastPath(m *matrix, M int, x uint64, ldx int) bool {
-	if b.decodeParts(m, M) == 0 {
+	if b.decodeParts(m, M) == 0 || b.tcGemm(m, M, x, ldx) {
 		return false
 	}
 	return (m.f == fmtPInt4 || m.f == fmtPFP4) && m.desc.gidx != 0 || x%16 == 0 && ldx%4 == 0
+}
+
+// tcGemmOn (MARLIN_CUDA_TCGEMM=0 turns it off) and tcGemmMax (MARLIN_TC_MAX,
+// default 256) choose tc_qgemm for INT4 products of 17 to tcGemmMax rows.
+var tcGemmOn, tcGemmMax = os.Getenv("MARLIN_CUDA_TCGEMM") != "0", envInt("MARLIN_TC_MAX", 256)
+
+// tcGemm reports whether matmulOut runs m's product of M rows of x (at x,
+// row stride ldx) on tc_qgemm (qmm.cu): packed INT4 without act-order,
+// 17 to tcGemmMax rows, 16-byte aligned rows of x.
+func (b *Backend) tcGemm(m *matrix, M int, x uint64, ldx int) bool {
+	return tcGemmOn && M > 16 && M <= tcGemmMax && m.f == fmtPInt4 && m.tr == nil && m.desc.gidx == 0 &&
+		m.cols%32 == 0 && m.desc.group%32 == 0 && x%16 == 0 && ldx%4 == 0 && b.k.tcQgemm[0] != 0
+}
+
+// tcQgemm queues tc_qgemm for y[M, N] = x[M, K]·Wᵀ: blocks of 128 columns ×
+// 64 rows, the steps of K split among S blocks (S·blocks ≥ the
+// multiprocessors, each at least 4 steps of 32 inputs, at most 16) whose
+// partial sums the last of them adds (deterministic).
+func (b *Backend) tcQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
+	gx, gy := (m.rows+127)/128, (M+63)/64
+	spt := m.cols / 32
+	S := max(1, min((b.sms+gx*gy-1)/(gx*gy), spt/4, 16))
+	if gx*gy > counterCap {
+		S = 1
+	}
+	var ws uint64
+	if S > 1 {
+		if ws = b.scratchBuf("tcws", 4*int64(gx*gy)*int64(S)*8192); ws == 0 {
+			return
+		}
+	}
+	f := b.k.tcQgemm[0]
+	if m.asym {
+		f = b.k.tcQgemm[1]
+	}
+	a := b.newArgs()
+	a.desc(&m.desc)
+	a.ptr(x)
+	a.i32(ldx)
+	a.ptr(y)
+	a.i32(ldy)
+	a.i32(M)
+	a.ptr(ws)
+	a.ptr(b.counters.ptr)
+	b.launchOpt(f, gx, gy, S, 256, b.dynSmem[f], a, true)
 }
 
 // Tuning knobs of the decode kernels' grid, read once (for measurements):
@@ -425,6 +470,10 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normI
 	y, ldy := o.y0, int(o.ld0) // a plain output, unless on the fast path
 	if m.tr != nil {
 		b.trellisMatMul(y, ldy, x, ldx, M, m)
+		return
+	}
+	if b.tcGemm(m, M, x, ldx) {
+		b.tcQgemm(y, ldy, x, ldx, M, m)
 		return
 	}
 	if M >= gemmMinRows && b.gemmLarge(y, ldy, x, ldx, M, m) {

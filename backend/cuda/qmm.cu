@@ -876,3 +876,193 @@ __device__ __forceinline__ void dequant4(u16* __restrict__ w16, const WDesc& w) 
 }
 extern "C" __global__ void dequant_pint4(u16* w16, WDesc w) { dequant4<PACK_INT4>(w16, w); }
 extern "C" __global__ void dequant_pfp4(u16* w16, WDesc w) { dequant4<PACK_FP4>(w16, w); }
+
+// ---- prefill-sized products of packed INT4 weights on the tensor cores ----
+//
+// tc_qgemm: y[M, N] = x[M, K]·Wᵀ for packed INT4 weights (symmetric or with
+// zero points, no act-order permutation: the caller permutes x), the
+// weights dequantised on load into the mma's A operand — the packed layout
+// holds A fragments as stored (see qmv4's "Operand roles") — and x, rounded
+// to fp16 once a step into shared memory, as its B. Each product (q − z)·s
+// is rounded once to fp16, as the cuBLAS path's fp16 scratch rounds it.
+//
+// Block: TG_WARPS = 8 warps, a tile of 128 columns (packed column tiles
+// nt0 = 2·blockIdx.x and nt0 + 1) × 64 rows of x (blockIdx.y); warp (wf,
+// wm) = (warp & 3, warp >> 2) owns columns 32wf … 32wf + 31 — words
+// 2(wf & 1) and 2(wf & 1) + 1 of column tile wf/2's lane words, row tiles
+// of 16 — × rows 32wm … 32wm + 31 (4 n8 tiles). K is cut into steps of 32
+// inputs, blockIdx.z taking steps [z·spt/S, (z+1)·spt/S) (split-K for
+// grids of few column tiles). Per step: the two column tiles' 2 KB of codes,
+// their 256 B of scales (and 512 B of zero pairs) by cp.async into a ring
+// of TG_STAGES stages (threads 0…127 the codes, 128…143 the scales,
+// 144…175 the zeros); x's 64 × 32 inputs loaded into registers one step
+// ahead (thread i: row i/4, inputs 8(i&3) … +7), converted and stored as
+// fp16 in a double buffer, rows 96 bytes apart (a lane's B fragment,
+// inputs 4t … 4t+3 of a 16-input half, is one 8-byte load, and the 16
+// lanes of a half-warp hit distinct banks). 16 mma a warp a step.
+// With S > 1 each block leaves its 64×128 partial sums in ws (slot
+// (tile, z)) and the last of the S blocks of a tile to arrive (counter per
+// tile, reset by it) adds them in z order and writes y: deterministic.
+// Requires K % 32 == 0, group % 32 == 0, x 16-byte aligned with ldx % 4 ==
+// 0; dynamic shared memory tg_smem(ASYM).
+#define TG_STAGES 4
+#define TG_WARPS 8
+#define TG_XP 48  // x row pitch in fp16 (32 used)
+__host__ __device__ constexpr int tg_stage(bool asym) { return 2048 + 256 + (asym ? 512 : 0); }
+__host__ __device__ constexpr int tg_smem(bool asym) { return TG_STAGES * tg_stage(asym) + 2 * 64 * TG_XP * 2; }
+
+template <bool ASYM>
+__device__ __forceinline__ void tc_qgemm(const WDesc& w, const float* __restrict__ x, int ldx, float* __restrict__ y, int ldy,
+                                         int M, float* ws, int* counters) {
+    extern __shared__ __align__(16) unsigned char gsm[];
+    constexpr int SB = tg_stage(ASYM), SCO = 2048, ZO = 2048 + 256;
+    u16* xs = (u16*)(gsm + TG_STAGES * SB);  // [2][64][TG_XP]
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, t = lane & 3, c = lane >> 2;
+    const int wf = warp & 3, wm = warp >> 2;
+    const int spt = w.K >> 5, ntiles = (w.N + 63) >> 6, groups = w.K / w.group, gsteps = w.group >> 5;
+    const int nt0 = 2 * blockIdx.x, m0 = 64 * blockIdx.y, S = gridDim.z, z = blockIdx.z;
+    const int s0 = (int)((long long)spt * z / S), s1 = (int)((long long)spt * (z + 1) / S);
+    const u32 ring_s = smem_addr(gsm);
+
+    // the copies of step s into its ring slot (the column tile past the
+    // last is read as the last: its outputs are not stored)
+    auto issue = [&](int s) {
+        const u32 slot = ring_s + (u32)((s % TG_STAGES) * SB);
+        if (tid < 128) {
+            const int nt = min(nt0 + (tid >> 6), ntiles - 1);
+            cp_async16(slot + 16 * tid, (const unsigned char*)w.data + ((size_t)nt * spt + s) * 1024 + 16 * (tid & 63));
+        } else if (tid < 144) {
+            const int q = (tid - 128) >> 3, nt = min(nt0 + q, ntiles - 1), g = s / gsteps;
+            cp_async16(slot + SCO + 16 * (tid - 128), (const unsigned char*)w.scales + ((size_t)nt * groups + g) * 128 + 16 * ((tid - 128) & 7));
+        } else if (ASYM && tid < 176) {
+            const int q = (tid - 144) >> 4, nt = min(nt0 + q, ntiles - 1), g = s / gsteps;
+            cp_async16(slot + ZO + 16 * (tid - 144), (const unsigned char*)w.zeros + ((size_t)nt * groups + g) * 256 + 16 * ((tid - 144) & 15));
+        }
+    };
+    // x: thread tid's 8 inputs of row m0 + tid/4 at step s
+    const int xr = tid >> 2, xc = 8 * (tid & 3);
+    auto xload = [&](int s, V4f& a, V4f& b) {
+        a = b = V4f{0.f, 0.f, 0.f, 0.f};
+        if (m0 + xr < M) {
+            const float* p = x + (size_t)(m0 + xr) * ldx + 32 * s + xc;
+            a = *(const V4f*)p, b = *(const V4f*)(p + 4);
+        }
+    };
+
+    float acc[2][4][4];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.f;
+
+#pragma unroll
+    for (int u = 0; u < TG_STAGES - 1; u++) {
+        if (s0 + u < s1) issue(s0 + u);
+        cp_commit();
+    }
+    pdl_wait();
+    pdl_trigger();
+    V4f xa, xb;
+    if (s0 < s1) xload(s0, xa, xb);
+    for (int s = s0; s < s1; s++) {
+        {
+            u16* d = xs + ((s & 1) * 64 + xr) * TG_XP + xc;
+            const u32 h0 = pack_f16x2(xa.x, xa.y), h1 = pack_f16x2(xa.z, xa.w), h2 = pack_f16x2(xb.x, xb.y), h3 = pack_f16x2(xb.z, xb.w);
+            *(V4u*)d = V4u{h0, h1, h2, h3};
+        }
+        if (s + 1 < s1) xload(s + 1, xa, xb);
+        cp_wait<TG_STAGES - 2>();
+        __syncthreads();
+        if (s + TG_STAGES - 1 < s1) issue(s + TG_STAGES - 1);
+        cp_commit();
+
+        const unsigned char* sl = gsm + (s % TG_STAGES) * SB;
+        const int q = wf >> 1, wd0 = 2 * (wf & 1);
+        // scales of this lane's columns 16wd + c and 16wd + 8 + c, wd = wd0,
+        // wd0 + 1: [c][j8 = 2wd, 2wd + 1] of column tile q
+        const uint2 sp = *(const uint2*)(sl + SCO + 128 * q + 16 * c + 4 * wd0);
+        u32 zl[2], zh[2];  // per row tile: −(1024+z) and −(64+z) pairs of its two columns
+        if (ASYM) {
+            const uint4 zp = *(const uint4*)(sl + ZO + 256 * q + 32 * c + 8 * wd0);
+            zl[0] = __byte_perm(zp.x, zp.y, 0x5410), zh[0] = __byte_perm(zp.x, zp.y, 0x7632);
+            zl[1] = __byte_perm(zp.z, zp.w, 0x5410), zh[1] = __byte_perm(zp.z, zp.w, 0x7632);
+        }
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            const uint2 cw = *(const uint2*)(sl + 1024 * q + 512 * j + 16 * lane + 8 * (wf & 1));
+            u32 bx[4][2];  // B fragments of the 4 n8 tiles: x rows 32wm + 8nn + c
+#pragma unroll
+            for (int nn = 0; nn < 4; nn++) {
+                const uint2 v = *(const uint2*)(xs + ((s & 1) * 64 + 32 * wm + 8 * nn + c) * TG_XP + 16 * j + 4 * t);
+                bx[nn][0] = v.x, bx[nn][1] = v.y;
+            }
+#pragma unroll
+            for (int rt = 0; rt < 2; rt++) {
+                const u32 v = rt == 0 ? cw.x : cw.y, v8 = v >> 8;
+                const u32 zlr = ASYM ? zl[rt] : 0xE408E408u, zhr = ASYM ? zh[rt] : 0xD480D480u;
+                const u32 s2 = rt == 0 ? sp.x : sp.y;  // (scale of column 16wd + c, of 16wd + 8 + c)
+                const u32 sf0 = __byte_perm(s2, 0, 0x1010), sf1 = __byte_perm(s2, 0, 0x3232);
+                u32 b0 = hadd2(lop_and_or(v, 0x000F000Fu, 0x64006400u), __byte_perm(zlr, 0, 0x1010));
+                u32 b1 = hfma2(lop_and_or(v, 0x00F000F0u, 0x64006400u), 0x2C002C00u, __byte_perm(zhr, 0, 0x1010));
+                u32 b2 = hadd2(lop_and_or(v8, 0x000F000Fu, 0x64006400u), __byte_perm(zlr, 0, 0x3232));
+                u32 b3 = hfma2(lop_and_or(v8, 0x00F000F0u, 0x64006400u), 0x2C002C00u, __byte_perm(zhr, 0, 0x3232));
+                b0 = hmul2(b0, sf0), b1 = hmul2(b1, sf0), b2 = hmul2(b2, sf1), b3 = hmul2(b3, sf1);
+#pragma unroll
+                for (int nn = 0; nn < 4; nn++) mma_f16(acc[rt][nn], b0, b2, b1, b3, bx[nn][0], bx[nn][1]);
+            }
+        }
+    }
+    cp_wait<0>();
+
+    // acc[rt][nn]: d0, d1 at column f = 128·bx + 32wf + 16rt + c, rows
+    // m0 + 32wm + 8nn + 2t, +1; d2, d3 at column f + 8
+    auto put = [&](const float (&a)[2][4][4]) {
+#pragma unroll
+        for (int rt = 0; rt < 2; rt++)
+#pragma unroll
+            for (int nn = 0; nn < 4; nn++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int f = 128 * blockIdx.x + 32 * wf + 16 * rt + c + 8 * (e >> 1);
+                    const int r = m0 + 32 * wm + 8 * nn + 2 * t + (e & 1);
+                    if (f < w.N && r < M) y[(size_t)r * ldy + f] = a[rt][nn][e];
+                }
+    };
+    if (S == 1) {
+        put(acc);
+        return;
+    }
+    // split-K: partials [tile][z][tid][32], the last block adds them in z order
+    const int tile = blockIdx.y * gridDim.x + blockIdx.x;
+    float* part = ws + (((size_t)tile * S + z) * (TG_WARPS * 32) + tid) * 32;
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) *(V4f*)(part + 16 * i + 4 * j) = V4f{acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]};
+    if (!last_split(&counters[tile], S)) return;
+    float sum[2][4][4];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) sum[i][j][0] = sum[i][j][1] = sum[i][j][2] = sum[i][j][3] = 0.f;
+    for (int zz = 0; zz < S; zz++) {
+        const float* p = ws + (((size_t)tile * S + zz) * (TG_WARPS * 32) + tid) * 32;
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const float4 v = ld_cg4(p + 16 * i + 4 * j);
+                sum[i][j][0] += v.x, sum[i][j][1] += v.y, sum[i][j][2] += v.z, sum[i][j][3] += v.w;
+            }
+    }
+    put(sum);
+    if (tid == 0) counters[tile] = 0;
+}
+
+#define TC_QGEMM_KERNEL(NAME, ASYM)                                                                        \
+    extern "C" __global__ void __launch_bounds__(TG_WARPS * 32)                                            \
+        NAME(WDesc w, const float* x, int ldx, float* y, int ldy, int M, float* ws, int* counters) {        \
+        tc_qgemm<ASYM>(w, x, ldx, y, ldy, M, ws, counters);                                                 \
+    }
+TC_QGEMM_KERNEL(tc_qgemm_int4, false)
+TC_QGEMM_KERNEL(tc_qgemm_int4_asym, true)
