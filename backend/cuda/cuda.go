@@ -52,7 +52,7 @@ type kernels struct {
 	qmvNorm                                   map[uintptr]uintptr
 	permute, xToHalf, dequantInt4, dequantFP4 uintptr
 	youtApply                                 uintptr        // fused outputs of a plain product (matrix.go)
-	tcQgemm                                   [2]uintptr     // tc_qgemm_int4, _asym: prefill-sized INT4 products (matrix.go tcGemm)
+	tcQgemm                                   [3]uintptr     // tc_qgemm_int4, _int4_asym, _fp4: prefill-sized 4-bit products (matrix.go tcGemm)
 	attnSplit                                 [2][4]uintptr  // [D 64, 128][G 1, 2, 4, 8]
 	tr                                        trellisKernels // EXL3 (trellis.go)
 }
@@ -333,8 +333,8 @@ func (b *Backend) loadKernels() error {
 		b.dynSmem[n] = qmvSmem(8, p.asym, true)
 	}
 	b.loadTrellisKernels(get)
-	k.tcQgemm[0], k.tcQgemm[1] = get("tc_qgemm_int4"), get("tc_qgemm_int4_asym")
-	b.dynSmem[k.tcQgemm[0]], b.dynSmem[k.tcQgemm[1]] = tgSmem(false), tgSmem(true)
+	k.tcQgemm[0], k.tcQgemm[1], k.tcQgemm[2] = get("tc_qgemm_int4"), get("tc_qgemm_int4_asym"), get("tc_qgemm_fp4")
+	b.dynSmem[k.tcQgemm[0]], b.dynSmem[k.tcQgemm[1]], b.dynSmem[k.tcQgemm[2]] = tgSmem(false), tgSmem(true), tgSmem(false)
 	for i, d := range []int{64, 128} {
 		for j, g := range []int{1, 2, 4, 8} {
 			k.attnSplit[i][j] = get(fmt.Sprintf("attn_split_%d_%d", d, g))

@@ -379,14 +379,14 @@ func (b *Backend) fastPath(m *matrix, M int, x uint64, ldx int) bool {
 }
 
 // tcGemmOn (MARLIN_CUDA_TCGEMM=0 turns it off) and tcGemmMax (MARLIN_TC_MAX,
-// default 256) choose tc_qgemm for INT4 products of 17 to tcGemmMax rows.
+// default 256) choose tc_qgemm for 4-bit products of 17 to tcGemmMax rows.
 var tcGemmOn, tcGemmMax = os.Getenv("MARLIN_CUDA_TCGEMM") != "0", envInt("MARLIN_TC_MAX", 256)
 
 // tcGemm reports whether matmulOut runs m's product of M rows of x (at x,
-// row stride ldx) on tc_qgemm (qmm.cu): packed INT4 without act-order,
-// 17 to tcGemmMax rows, 16-byte aligned rows of x.
+// row stride ldx) on tc_qgemm (qmm.cu): packed INT4 or FP4 without
+// act-order, 17 to tcGemmMax rows, 16-byte aligned rows of x.
 func (b *Backend) tcGemm(m *matrix, M int, x uint64, ldx int) bool {
-	return tcGemmOn && M > 16 && M <= tcGemmMax && m.f == fmtPInt4 && m.tr == nil && m.desc.gidx == 0 &&
+	return tcGemmOn && M > 16 && M <= tcGemmMax && (m.f == fmtPInt4 || m.f == fmtPFP4) && m.tr == nil && m.desc.gidx == 0 &&
 		m.cols%32 == 0 && m.desc.group%32 == 0 && x%16 == 0 && ldx%4 == 0 && b.k.tcQgemm[0] != 0
 }
 
@@ -408,7 +408,10 @@ func (b *Backend) tcQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 		}
 	}
 	f := b.k.tcQgemm[0]
-	if m.asym {
+	switch {
+	case m.f == fmtPFP4:
+		f = b.k.tcQgemm[2]
+	case m.asym:
 		f = b.k.tcQgemm[1]
 	}
 	a := b.newArgs()

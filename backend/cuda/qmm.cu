@@ -880,7 +880,7 @@ extern "C" __global__ void dequant_pfp4(u16* w16, WDesc w) { dequant4<PACK_FP4>(
 // ---- prefill-sized products of packed INT4 weights on the tensor cores ----
 //
 // tc_qgemm: y[M, N] = x[M, K]·Wᵀ for packed INT4 weights (symmetric or with
-// zero points, no act-order permutation: the caller permutes x), the
+// zero points, no act-order permutation) and FP4 (e2m1, fp16 scales), the
 // weights dequantised on load into the mma's A operand — the packed layout
 // holds A fragments as stored (see qmv4's "Operand roles") — and x, rounded
 // to fp16 once a step into shared memory, as its B. Each product (q − z)·s
@@ -911,7 +911,7 @@ extern "C" __global__ void dequant_pfp4(u16* w16, WDesc w) { dequant4<PACK_FP4>(
 __host__ __device__ constexpr int tg_stage(bool asym) { return 2048 + 256 + (asym ? 512 : 0); }
 __host__ __device__ constexpr int tg_smem(bool asym) { return TG_STAGES * tg_stage(asym) + 2 * 64 * TG_XP * 2; }
 
-template <bool ASYM>
+template <int KIND, bool ASYM>
 __device__ __forceinline__ void tc_qgemm(const WDesc& w, const float* __restrict__ x, int ldx, float* __restrict__ y, int ldy,
                                          int M, float* ws, int* counters) {
     extern __shared__ __align__(16) unsigned char gsm[];
@@ -1002,10 +1002,23 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const float* __restrict
                 const u32 zlr = ASYM ? zl[rt] : 0xE408E408u, zhr = ASYM ? zh[rt] : 0xD480D480u;
                 const u32 s2 = rt == 0 ? sp.x : sp.y;  // (scale of column 16wd + c, of 16wd + 8 + c)
                 const u32 sf0 = __byte_perm(s2, 0, 0x1010), sf1 = __byte_perm(s2, 0, 0x3232);
-                u32 b0 = hadd2(lop_and_or(v, 0x000F000Fu, 0x64006400u), __byte_perm(zlr, 0, 0x1010));
-                u32 b1 = hfma2(lop_and_or(v, 0x00F000F0u, 0x64006400u), 0x2C002C00u, __byte_perm(zhr, 0, 0x1010));
-                u32 b2 = hadd2(lop_and_or(v8, 0x000F000Fu, 0x64006400u), __byte_perm(zlr, 0, 0x3232));
-                u32 b3 = hfma2(lop_and_or(v8, 0x00F000F0u, 0x64006400u), 0x2C002C00u, __byte_perm(zhr, 0, 0x3232));
+                u32 b0, b1, b2, b3;
+                if (KIND == PACK_INT4) {
+                    b0 = hadd2(lop_and_or(v, 0x000F000Fu, 0x64006400u), __byte_perm(zlr, 0, 0x1010));
+                    b1 = hfma2(lop_and_or(v, 0x00F000F0u, 0x64006400u), 0x2C002C00u, __byte_perm(zhr, 0, 0x1010));
+                    b2 = hadd2(lop_and_or(v8, 0x000F000Fu, 0x64006400u), __byte_perm(zlr, 0, 0x3232));
+                    b3 = hfma2(lop_and_or(v8, 0x00F000F0u, 0x64006400u), 0x2C002C00u, __byte_perm(zhr, 0, 0x3232));
+                } else {
+                    // e2m1 bits in an fp16 (value·2^-14, as qmv4), times 2^14
+                    // exactly: the value itself, then the scale
+                    u32 e[4];
+#pragma unroll
+                    for (int qq = 0; qq < 4; qq++) {
+                        const u32 u = v >> (4 * qq);
+                        e[qq] = hmul2(((u & 0x00070007u) << 9) | ((u & 0x00080008u) << 12), 0x74007400u);
+                    }
+                    b0 = e[0], b1 = e[1], b2 = e[2], b3 = e[3];
+                }
                 b0 = hmul2(b0, sf0), b1 = hmul2(b1, sf0), b2 = hmul2(b2, sf1), b3 = hmul2(b3, sf1);
 #pragma unroll
                 for (int nn = 0; nn < 4; nn++) mma_f16(acc[rt][nn], b0, b2, b1, b3, bx[nn][0], bx[nn][1]);
@@ -1059,10 +1072,11 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const float* __restrict
     if (tid == 0) counters[tile] = 0;
 }
 
-#define TC_QGEMM_KERNEL(NAME, ASYM)                                                                        \
+#define TC_QGEMM_KERNEL(NAME, KIND, ASYM)                                                                  \
     extern "C" __global__ void __launch_bounds__(TG_WARPS * 32)                                            \
         NAME(WDesc w, const float* x, int ldx, float* y, int ldy, int M, float* ws, int* counters) {        \
-        tc_qgemm<ASYM>(w, x, ldx, y, ldy, M, ws, counters);                                                 \
+        tc_qgemm<KIND, ASYM>(w, x, ldx, y, ldy, M, ws, counters);                                           \
     }
-TC_QGEMM_KERNEL(tc_qgemm_int4, false)
-TC_QGEMM_KERNEL(tc_qgemm_int4_asym, true)
+TC_QGEMM_KERNEL(tc_qgemm_int4, PACK_INT4, false)
+TC_QGEMM_KERNEL(tc_qgemm_int4_asym, PACK_INT4, true)
+TC_QGEMM_KERNEL(tc_qgemm_fp4, PACK_FP4, false)
