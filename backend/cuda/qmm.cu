@@ -880,7 +880,8 @@ extern "C" __global__ void dequant_pfp4(u16* w16, WDesc w) { dequant4<PACK_FP4>(
 // ---- prefill-sized products of packed INT4 weights on the tensor cores ----
 //
 // tc_qgemm: y[M, N] = x[M, K]·Wᵀ for packed INT4 weights (symmetric or with
-// zero points, no act-order permutation) and FP4 (e2m1, fp16 scales), the
+// zero points; act-order through x permuted by the caller into the packed
+// input order) and FP4 (e2m1, fp16 scales), the
 // weights dequantised on load into the mma's A operand — the packed layout
 // holds A fragments as stored (see qmv4's "Operand roles") — and x, rounded
 // to fp16 once a step into shared memory, as its B. Each product (q − z)·s
