@@ -345,6 +345,17 @@ __device__ __forceinline__ void dequant_int4(u32 v, u32 zl, u32 zh, u32 (&b)[4])
     b[3] = hfma2(lop_and_or(v8, 0x00F000F0u, 0x64006400u), 0x2C002C00u, zh1);
 }
 
+// dequant_fp4 unpacks one word of packed FP4 codes into the fp16 pairs
+// b[0…3] (the codes of dequant_int4's b[0…3]): e2m1 s·e1e0·m becomes the
+// fp16 bits s000·e1e0m0…, the value ×2^-14, exactly.
+__device__ __forceinline__ void dequant_fp4(u32 v, u32 (&b)[4]) {
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        const u32 u = v >> (4 * q);
+        b[q] = ((u & 0x00070007u) << 9) | ((u & 0x00080008u) << 12);
+    }
+}
+
 // aop_fragments converts the accumulators of the decode kernels' A-operand
 // role (M ≤ 8: weights as the mma's A, x as B; acc[wd] = D of row tile wd:
 // d0, d1 at column 16wd + c, tokens 2t, 2t+1; d2, d3 at column 16wd + 8 + c)
@@ -566,12 +577,7 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
                     // (tile 2wd, 4t+2, 4t+3); b[2], b[3]: codes 2,6 and 3,7 (tile 2wd+1)
                     dequant_int4(wv[wd], ASYM ? zlo[wd] : 0xE408E408u, ASYM ? zhi[wd] : 0xD480D480u, b);  // z = 8: −1032, −72
                 } else {
-#pragma unroll
-                    for (int q = 0; q < 4; q++) {
-                        // e2m1 s·e1e0·m → fp16 bits s000·e1e0m0…: the value ×2^-14
-                        const u32 v = wv[wd] >> (4 * q);
-                        b[q] = ((v & 0x00070007u) << 9) | ((v & 0x00080008u) << 12);
-                    }
+                    dequant_fp4(wv[wd], b);  // the value ×2^-14
                 }
                 if (AOP) {
                     // A: rows g, g+8 = columns 16wd + c, 16wd + 8 + c (b[0], b[1]
@@ -999,27 +1005,20 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const float* __restrict
             }
 #pragma unroll
             for (int rt = 0; rt < 2; rt++) {
-                const u32 v = rt == 0 ? cw.x : cw.y, v8 = v >> 8;
+                const u32 v = rt == 0 ? cw.x : cw.y;
                 const u32 zlr = ASYM ? zl[rt] : 0xE408E408u, zhr = ASYM ? zh[rt] : 0xD480D480u;
                 const u32 s2 = rt == 0 ? sp.x : sp.y;  // (scale of column 16wd + c, of 16wd + 8 + c)
                 const u32 sf0 = __byte_perm(s2, 0, 0x1010), sf1 = __byte_perm(s2, 0, 0x3232);
-                u32 b0, b1, b2, b3;
+                u32 q4[4];
                 if (KIND == PACK_INT4) {
-                    b0 = hadd2(lop_and_or(v, 0x000F000Fu, 0x64006400u), __byte_perm(zlr, 0, 0x1010));
-                    b1 = hfma2(lop_and_or(v, 0x00F000F0u, 0x64006400u), 0x2C002C00u, __byte_perm(zhr, 0, 0x1010));
-                    b2 = hadd2(lop_and_or(v8, 0x000F000Fu, 0x64006400u), __byte_perm(zlr, 0, 0x3232));
-                    b3 = hfma2(lop_and_or(v8, 0x00F000F0u, 0x64006400u), 0x2C002C00u, __byte_perm(zhr, 0, 0x3232));
+                    dequant_int4(v, zlr, zhr, q4);
                 } else {
-                    // e2m1 bits in an fp16 (value·2^-14, as qmv4), times 2^14
-                    // exactly: the value itself, then the scale
-                    u32 e[4];
+                    // value·2^-14 times 2^14, exactly: the value itself, then the scale
+                    dequant_fp4(v, q4);
 #pragma unroll
-                    for (int qq = 0; qq < 4; qq++) {
-                        const u32 u = v >> (4 * qq);
-                        e[qq] = hmul2(((u & 0x00070007u) << 9) | ((u & 0x00080008u) << 12), 0x74007400u);
-                    }
-                    b0 = e[0], b1 = e[1], b2 = e[2], b3 = e[3];
+                    for (int qq = 0; qq < 4; qq++) q4[qq] = hmul2(q4[qq], 0x74007400u);
                 }
+                u32 b0 = q4[0], b1 = q4[1], b2 = q4[2], b3 = q4[3];
                 b0 = hmul2(b0, sf0), b1 = hmul2(b1, sf0), b2 = hmul2(b2, sf1), b3 = hmul2(b3, sf1);
 #pragma unroll
                 for (int nn = 0; nn < 4; nn++) mma_f16(acc[rt][nn], b0, b2, b1, b3, bx[nn][0], bx[nn][1]);
