@@ -111,19 +111,6 @@ extern "C" __global__ void __launch_bounds__(128)
 __host__ __device__ constexpr int split_pitch(int D) { return 4 + 4 * ((D + 3) / 4); }
 #define SPLIT_PMAX 64  // splits merge_splits handles (two a lane)
 
-// last_split is called by every thread of a block once its records are
-// written; it returns true in the last of the P blocks that count on
-// counter (whose records are then all visible to it).
-__device__ __forceinline__ bool last_split(int* counter, int P) {
-    __shared__ int last;
-    fence_gpu();
-    __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(counter, 1) == P - 1;
-    __syncthreads();
-    if (last) fence_gpu();
-    return last;
-}
-
 // merge_splits: the last block of a split attention merges the P ≤
 // SPLIT_PMAX splits of heads h0 … h0+g−1 of row r into out[r, h, :D]:
 //   out = Σ_p acc_p·f_p / L,  f_p = e^(m_p − M),  M = max_p m_p,

@@ -224,5 +224,18 @@ __device__ __forceinline__ void pdl_wait() {
 // decode product.
 __device__ __forceinline__ void fence_gpu() { asm volatile("fence.acq_rel.gpu;" ::: "memory"); }
 
+// last_split is called by every thread of a block once its partial
+// results (split-K partial sums, split attention's records) are written; it returns true in the last of the P blocks that count on
+// counter (whose records are then all visible to it).
+__device__ __forceinline__ bool last_split(int* counter, int P) {
+    __shared__ int last;
+    fence_gpu();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(counter, 1) == P - 1;
+    __syncthreads();
+    if (last) fence_gpu();
+    return last;
+}
+
 // −∞ as a float (no math.h under NVRTC).
 #define NEG_INF (__uint_as_float(0xff800000u))

@@ -52,8 +52,20 @@ type kernels struct {
 	qmvNorm                                   map[uintptr]uintptr
 	permute, xToHalf, dequantInt4, dequantFP4 uintptr
 	youtApply                                 uintptr        // fused outputs of a plain product (matrix.go)
+	tcQgemm                                   [3]uintptr     // tc_qgemm_int4, _int4_asym, _fp4: prefill-sized 4-bit products (matrix.go tcGemm)
 	attnSplit                                 [2][4]uintptr  // [D 64, 128][G 1, 2, 4, 8]
 	tr                                        trellisKernels // EXL3 (trellis.go)
+}
+
+// tgSmem is tc_qgemm's dynamic shared memory (qmm.cu's tg_smem: 4 ring
+// stages of 2 KB of codes, 256 B of scales and, with zero points, 512 B of
+// zero pairs; two 64-row fp16 x tiles of 96-byte rows).
+func tgSmem(asym bool) int {
+	st := 2048 + 256
+	if asym {
+		st += 512
+	}
+	return 4*st + 2*64*48*2
 }
 
 // qmvSmem is the shared-memory ring of a 4-bit decode kernel for mr rows
@@ -321,6 +333,8 @@ func (b *Backend) loadKernels() error {
 		b.dynSmem[n] = qmvSmem(8, p.asym, true)
 	}
 	b.loadTrellisKernels(get)
+	k.tcQgemm[0], k.tcQgemm[1], k.tcQgemm[2] = get("tc_qgemm_int4"), get("tc_qgemm_int4_asym"), get("tc_qgemm_fp4")
+	b.dynSmem[k.tcQgemm[0]], b.dynSmem[k.tcQgemm[1]], b.dynSmem[k.tcQgemm[2]] = tgSmem(false), tgSmem(true), tgSmem(false)
 	for i, d := range []int{64, 128} {
 		for j, g := range []int{1, 2, 4, 8} {
 			k.attnSplit[i][j] = get(fmt.Sprintf("attn_split_%d_%d", d, g))

@@ -372,10 +372,80 @@ func (b *Backend) decodeParts(m *matrix, M int) int {
 // fastPath reports whether matmulOut runs m at M rows on the tensor-core
 // decode kernels (which write any yout themselves).
 func (b *Backend) fastPath(m *matrix, M int, x uint64, ldx int) bool {
-	if b.decodeParts(m, M) == 0 {
+	if b.decodeParts(m, M) == 0 || b.tcGemm(m, M, x, ldx) {
 		return false
 	}
 	return (m.f == fmtPInt4 || m.f == fmtPFP4) && m.desc.gidx != 0 || x%16 == 0 && ldx%4 == 0
+}
+
+// packedOrder returns x [M, K] (row stride ldx) in the input order of m's
+// packed 4-bit layout: x itself, or, for act-order weights, x permuted into
+// scratch (the kernels read x in the packed order). 0 after a failure.
+func (b *Backend) packedOrder(x uint64, ldx, M int, m *matrix) (uint64, int) {
+	if (m.f != fmtPInt4 && m.f != fmtPFP4) || m.desc.gidx == 0 {
+		return x, ldx
+	}
+	xp := b.scratchBuf("xperm", 4*int64(M)*int64(m.cols))
+	if xp == 0 {
+		return 0, 0
+	}
+	a := b.newArgs()
+	a.ptr(xp)
+	a.ptr(x)
+	a.i32(ldx)
+	a.ptr(m.desc.gidx)
+	a.i32(m.cols)
+	b.launch(b.k.permute, M, 1, 256, 0, a)
+	return xp, m.cols
+}
+
+// tcGemmOn (MARLIN_CUDA_TCGEMM=0 turns it off) and tcGemmMax (MARLIN_TC_MAX,
+// default 256) choose tc_qgemm for 4-bit products of 17 to tcGemmMax rows.
+var tcGemmOn, tcGemmMax = os.Getenv("MARLIN_CUDA_TCGEMM") != "0", envInt("MARLIN_TC_MAX", 256)
+
+// tcGemm reports whether matmulOut runs m's product of M rows of x (at x,
+// row stride ldx) on tc_qgemm (qmm.cu): packed INT4 or FP4, 17 to
+// tcGemmMax rows, 16-byte aligned rows of x (act-order: x is permuted into
+// aligned scratch first).
+func (b *Backend) tcGemm(m *matrix, M int, x uint64, ldx int) bool {
+	return tcGemmOn && M > 16 && M <= tcGemmMax && (m.f == fmtPInt4 || m.f == fmtPFP4) && m.tr == nil &&
+		m.cols%32 == 0 && m.desc.group%32 == 0 && (m.desc.gidx != 0 || x%16 == 0 && ldx%4 == 0) && b.k.tcQgemm[0] != 0
+}
+
+// tcQgemm queues tc_qgemm for y[M, N] = x[M, K]·Wᵀ: blocks of 128 columns ×
+// 64 rows, the steps of K split among S blocks (S·blocks ≥ the
+// multiprocessors, each at least 4 steps of 32 inputs, at most 16) whose
+// partial sums the last of them adds (deterministic).
+func (b *Backend) tcQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
+	gx, gy := (m.rows+127)/128, (M+63)/64
+	spt := m.cols / 32
+	S := max(1, min((b.sms+gx*gy-1)/(gx*gy), spt/4, 16))
+	if gx*gy > counterCap {
+		S = 1
+	}
+	var ws uint64
+	if S > 1 {
+		if ws = b.scratchBuf("tcws", 4*int64(gx*gy)*int64(S)*8192); ws == 0 {
+			return
+		}
+	}
+	f := b.k.tcQgemm[0]
+	switch {
+	case m.f == fmtPFP4:
+		f = b.k.tcQgemm[2]
+	case m.asym:
+		f = b.k.tcQgemm[1]
+	}
+	a := b.newArgs()
+	a.desc(&m.desc)
+	a.ptr(x)
+	a.i32(ldx)
+	a.ptr(y)
+	a.i32(ldy)
+	a.i32(M)
+	a.ptr(ws)
+	a.ptr(b.counters.ptr)
+	b.launchOpt(f, gx, gy, S, 256, b.dynSmem[f], a, true)
 }
 
 // Tuning knobs of the decode kernels' grid, read once (for measurements):
@@ -427,6 +497,12 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normI
 		b.trellisMatMul(y, ldy, x, ldx, M, m)
 		return
 	}
+	if b.tcGemm(m, M, x, ldx) {
+		if x, ldx = b.packedOrder(x, ldx, M, m); x != 0 {
+			b.tcQgemm(y, ldy, x, ldx, M, m)
+		}
+		return
+	}
 	if M >= gemmMinRows && b.gemmLarge(y, ldy, x, ldx, M, m) {
 		return
 	}
@@ -438,20 +514,8 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normI
 		}
 		return
 	}
-	if (m.f == fmtPInt4 || m.f == fmtPFP4) && m.desc.gidx != 0 {
-		// act-order: the kernels read x in the packed input order
-		xp := b.scratchBuf("xperm", 4*int64(M)*int64(m.cols))
-		if xp == 0 {
-			return
-		}
-		a := b.newArgs()
-		a.ptr(xp)
-		a.ptr(x)
-		a.i32(ldx)
-		a.ptr(m.desc.gidx)
-		a.i32(m.cols)
-		b.launch(b.k.permute, M, 1, 256, 0, a)
-		x, ldx = xp, m.cols
+	if x, ldx = b.packedOrder(x, ldx, M, m); x == 0 {
+		return
 	}
 	if f := b.fastKernel(m, M); f != 0 && x%16 == 0 && ldx%4 == 0 {
 		if nrm != nil {

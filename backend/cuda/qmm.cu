@@ -345,6 +345,38 @@ __device__ __forceinline__ void dequant_int4(u32 v, u32 zl, u32 zh, u32 (&b)[4])
     b[3] = hfma2(lop_and_or(v8, 0x00F000F0u, 0x64006400u), 0x2C002C00u, zh1);
 }
 
+// dequant_fp4 unpacks one word of packed FP4 codes into the fp16 pairs
+// b[0…3] (the codes of dequant_int4's b[0…3]): e2m1 s·e1e0·m becomes the
+// fp16 bits s000·e1e0m0…, the value ×2^-14, exactly.
+__device__ __forceinline__ void dequant_fp4(u32 v, u32 (&b)[4]) {
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        const u32 u = v >> (4 * q);
+        b[q] = ((u & 0x00070007u) << 9) | ((u & 0x00080008u) << 12);
+    }
+}
+
+// aop_fragments converts the accumulators of the decode kernels' A-operand
+// role (M ≤ 8: weights as the mma's A, x as B; acc[wd] = D of row tile wd:
+// d0, d1 at column 16wd + c, tokens 2t, 2t+1; d2, d3 at column 16wd + 8 + c)
+// into stripe_store's order (t8[j8]: token c at columns 8j8 + 2t, 8j8 + 2t +
+// 1; tokens c + 8 zero): column 8j8 + 2t + e of token c is d[2(j8&1) +
+// (c&1)] of row tile j8/2 in lane 4(2t + e) + c/2. 32 shuffles.
+__device__ __forceinline__ void aop_fragments(const float acc[4][4], float t8[8][4]) {
+    const int lane = threadIdx.x & 31, t = lane & 3, c = lane >> 2;
+#pragma unroll
+    for (int j8 = 0; j8 < 8; j8++) {
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const int src = 4 * (2 * t + e) + (c >> 1);
+            const float lo = __shfl_sync(0xffffffffu, acc[j8 >> 1][2 * (j8 & 1)], src);
+            const float hi = __shfl_sync(0xffffffffu, acc[j8 >> 1][2 * (j8 & 1) + 1], src);
+            t8[j8][e] = c & 1 ? hi : lo;
+        }
+        t8[j8][2] = t8[j8][3] = 0.f;
+    }
+}
+
 // The 4-bit decode kernel: grid of QW-warp blocks, each warp a stripe
 // worker (above) with a private ring of qstages(MR) steps in shared
 // memory, filled by cp.async that many steps ahead: each lane copies its
@@ -364,6 +396,15 @@ __device__ __forceinline__ void dequant_int4(u32 v, u32 zl, u32 zh, u32 (&b)[4])
 // fp16 into a per-group fp32 partial sum, which is scaled (fp32) into the
 // accumulator when the group ends: the weights are exact, x is rounded to
 // fp16 once (relative error ≤ 2^-11 a product; |x| must stay below 65504).
+// Operand roles. At MR = 16 x is the mma's A (rows: tokens c and c + 8)
+// and the weights its B (16 mma a 1 KB step). At MR = 8 (AOP) the roles
+// swap: a lane's word of one tile already holds what an A fragment wants
+// — columns 16wd + c and 16wd + 8 + c (A's rows g and g + 8) at inputs
+// 4t…4t+3 (its k slots, relabelled as below) — so the dequantised b[0],
+// b[2], b[1], b[3] are A's a0…a3 and x row c is B's column c: 8 mma a step,
+// half the tensor-core work and accumulators. The result fragment (rows:
+// columns, cols: tokens) is shuffled into stripe_store's order at the
+// tile's end.
 // MR = 8 or 16 rows of x (M ≤ MR). Requires K % 32 == 0, group % 32 == 0,
 // ldx % 4 == 0 and x 16-byte aligned (the host checks; otherwise it uses
 // the tile kernels).
@@ -417,9 +458,14 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
         if (++igk == gsteps) igk = 0, ig++;  // groups end at tile ends too
     };
 
-    float acc[8][4], part[8][4];
+    // AOP (M ≤ 8): the weights are the mma's A operand and x its B (see
+    // above): acc and part are [row tile wd][d0…d3], 16 floats each; at
+    // MR = 16 x is A and the weights B: [column tile j8][c0…c3], 32 each.
+    constexpr bool AOP = MR == 8;
+    constexpr int NA = AOP ? 4 : 8;
+    float acc[NA][4], part[NA][4];
 #pragma unroll
-    for (int j = 0; j < 8; j++)
+    for (int j = 0; j < NA; j++)
 #pragma unroll
         for (int e = 0; e < 4; e++) acc[j][e] = part[j][e] = 0.f;
     // Prologue: the weights of the first QD−1 steps are requested before
@@ -531,21 +577,37 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
                     // (tile 2wd, 4t+2, 4t+3); b[2], b[3]: codes 2,6 and 3,7 (tile 2wd+1)
                     dequant_int4(wv[wd], ASYM ? zlo[wd] : 0xE408E408u, ASYM ? zhi[wd] : 0xD480D480u, b);  // z = 8: −1032, −72
                 } else {
-#pragma unroll
-                    for (int q = 0; q < 4; q++) {
-                        // e2m1 s·e1e0·m → fp16 bits s000·e1e0m0…: the value ×2^-14
-                        const u32 v = wv[wd] >> (4 * q);
-                        b[q] = ((v & 0x00070007u) << 9) | ((v & 0x00080008u) << 12);
-                    }
+                    dequant_fp4(wv[wd], b);  // the value ×2^-14
                 }
-                mma_f16(part[2 * wd], a0, a1, a2, a3, b[0], b[1]);
-                mma_f16(part[2 * wd + 1], a0, a1, a2, a3, b[2], b[3]);
+                if (AOP) {
+                    // A: rows g, g+8 = columns 16wd + c, 16wd + 8 + c (b[0], b[1]
+                    // and b[2], b[3] of the word); B: x row c (token c)
+                    mma_f16(part[wd], b[0], b[2], b[1], b[3], a0, a2);
+                } else {
+                    mma_f16(part[2 * wd], a0, a1, a2, a3, b[0], b[1]);
+                    mma_f16(part[2 * wd + 1], a0, a1, a2, a3, b[2], b[3]);
+                }
             }
         }
         const bool tile_end = ++cs == spt;
         const bool group_end = ++cgk == gsteps;
         if (group_end) cgk = 0;
-        if (group_end || i + 1 == i1) {
+        if (AOP && (group_end || i + 1 == i1)) {
+            // the group's scales of this lane's columns 16wd + c (d0, d1) and
+            // 16wd + 8 + c (d2, d3): scales [c][j8], j8 = 2wd and 2wd + 1
+            const V4u sc = *(const V4u*)(sl + SO + 16 * c);
+            const u32 sv[4] = {sc.x, sc.y, sc.z, sc.w};
+#pragma unroll
+            for (int wd = 0; wd < 4; wd++) {
+                float2 f = h2_to_f2(sv[wd]);
+                if (KIND == PACK_FP4) f.x *= 16384.f, f.y *= 16384.f;
+                acc[wd][0] = fmaf(part[wd][0], f.x, acc[wd][0]);
+                acc[wd][1] = fmaf(part[wd][1], f.x, acc[wd][1]);
+                acc[wd][2] = fmaf(part[wd][2], f.y, acc[wd][2]);
+                acc[wd][3] = fmaf(part[wd][3], f.y, acc[wd][3]);
+                part[wd][0] = part[wd][1] = part[wd][2] = part[wd][3] = 0.f;
+            }
+        } else if (!AOP && (group_end || i + 1 == i1)) {
             // the group's scales for this lane's output columns 2t, 2t+1
             const V4u s0 = *(const V4u*)(sl + SO + 16 * (2 * t)), s1 = *(const V4u*)(sl + SO + 16 * (2 * t + 1));
             const u32 sa[4] = {s0.x, s0.y, s0.z, s0.w}, sb[4] = {s1.x, s1.y, s1.z, s1.w};
@@ -569,9 +631,15 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
         }
         __syncwarp();
         if (tile_end || i + 1 == i1) {
-            stripe_store(acc, i / spt, gw, W, per, spt, w.N, o, M, ws, counters);
+            if (AOP) {
+                float t8[8][4];
+                aop_fragments(acc, t8);
+                stripe_store(t8, i / spt, gw, W, per, spt, w.N, o, M, ws, counters);
+            } else {
+                stripe_store(acc, i / spt, gw, W, per, spt, w.N, o, M, ws, counters);
+            }
 #pragma unroll
-            for (int jj = 0; jj < 8; jj++) acc[jj][0] = acc[jj][1] = acc[jj][2] = acc[jj][3] = 0.f;
+            for (int jj = 0; jj < NA; jj++) acc[jj][0] = acc[jj][1] = acc[jj][2] = acc[jj][3] = 0.f;
             if (tile_end) cs = 0;
         }
     }
@@ -638,9 +706,15 @@ __device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x,
                 cp_async16(slot + 4096 + 16 * q, x + (size_t)(q >> 3) * ldx + k0 + 4 * (q & 7));
     };
 
-    float acc[8][4];
+    // AOP (M ≤ 8) as in qmv4: the weights are the mma's A — rows 16w + c
+    // and 16w + 8 + c are column tiles 2w and 2w + 1 of the lane's copies,
+    // each 8 inputs 8t…8t+7 — and x (hi, lo) its B: 16 mma a 4 KB step
+    // instead of 32
+    constexpr bool AOP = MR == 8;
+    constexpr int NA = AOP ? 4 : 8;
+    float acc[NA][4];
 #pragma unroll
-    for (int j = 0; j < 8; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+    for (int j = 0; j < NA; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
     // prologue as in qmv4: weights before waiting for the previous kernel
 #pragma unroll
     for (int u = 0; u < DD - 1; u++) {
@@ -700,7 +774,22 @@ __device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x,
             }
         }
 #pragma unroll
-        for (int j8 = 0; j8 < 8; j8++) {
+        for (int wr = 0; wr < 4 && AOP; wr++) {
+            const V4u w0 = *(const V4u*)(sl + 512 * (2 * wr) + 16 * lane), w1 = *(const V4u*)(sl + 512 * (2 * wr + 1) + 16 * lane);
+            if (BF16) {
+                mma_bf16(acc[wr], w0.x, w1.x, w0.y, w1.y, a[0][0], a[0][2]);
+                mma_bf16(acc[wr], w0.x, w1.x, w0.y, w1.y, l[0][0], l[0][2]);
+                mma_bf16(acc[wr], w0.z, w1.z, w0.w, w1.w, a[1][0], a[1][2]);
+                mma_bf16(acc[wr], w0.z, w1.z, w0.w, w1.w, l[1][0], l[1][2]);
+            } else {
+                mma_f16(acc[wr], w0.x, w1.x, w0.y, w1.y, a[0][0], a[0][2]);
+                mma_f16(acc[wr], w0.x, w1.x, w0.y, w1.y, l[0][0], l[0][2]);
+                mma_f16(acc[wr], w0.z, w1.z, w0.w, w1.w, a[1][0], a[1][2]);
+                mma_f16(acc[wr], w0.z, w1.z, w0.w, w1.w, l[1][0], l[1][2]);
+            }
+        }
+#pragma unroll
+        for (int j8 = 0; j8 < 8 && !AOP; j8++) {
             const V4u cw = *(const V4u*)(sl + 512 * j8 + 16 * lane);
             if (BF16) {
                 mma_bf16(acc[j8], a[0][0], a[0][1], a[0][2], a[0][3], cw.x, cw.y);
@@ -716,9 +805,15 @@ __device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x,
         }
         __syncwarp();
         if ((i + 1) % spt == 0 || i + 1 == i1) {
-            stripe_store(acc, i / spt, gw, W, per, spt, w.N, o, M, ws, counters);
+            if (AOP) {
+                float t8[8][4];
+                aop_fragments(acc, t8);
+                stripe_store(t8, i / spt, gw, W, per, spt, w.N, o, M, ws, counters);
+            } else {
+                stripe_store(acc, i / spt, gw, W, per, spt, w.N, o, M, ws, counters);
+            }
 #pragma unroll
-            for (int jj = 0; jj < 8; jj++) acc[jj][0] = acc[jj][1] = acc[jj][2] = acc[jj][3] = 0.f;
+            for (int jj = 0; jj < NA; jj++) acc[jj][0] = acc[jj][1] = acc[jj][2] = acc[jj][3] = 0.f;
         }
     }
     cp_wait<0>();
@@ -787,3 +882,201 @@ __device__ __forceinline__ void dequant4(u16* __restrict__ w16, const WDesc& w) 
 }
 extern "C" __global__ void dequant_pint4(u16* w16, WDesc w) { dequant4<PACK_INT4>(w16, w); }
 extern "C" __global__ void dequant_pfp4(u16* w16, WDesc w) { dequant4<PACK_FP4>(w16, w); }
+
+// ---- prefill-sized products of packed INT4 weights on the tensor cores ----
+//
+// tc_qgemm: y[M, N] = x[M, K]·Wᵀ for packed INT4 weights (symmetric or with
+// zero points; act-order through x permuted by the caller into the packed
+// input order) and FP4 (e2m1, fp16 scales), the
+// weights dequantised on load into the mma's A operand — the packed layout
+// holds A fragments as stored (see qmv4's "Operand roles") — and x, rounded
+// to fp16 once a step into shared memory, as its B. Each product (q − z)·s
+// is rounded once to fp16, as the cuBLAS path's fp16 scratch rounds it.
+//
+// Block: TG_WARPS = 8 warps, a tile of 128 columns (packed column tiles
+// nt0 = 2·blockIdx.x and nt0 + 1) × 64 rows of x (blockIdx.y); warp (wf,
+// wm) = (warp & 3, warp >> 2) owns columns 32wf … 32wf + 31 — words
+// 2(wf & 1) and 2(wf & 1) + 1 of column tile wf/2's lane words, row tiles
+// of 16 — × rows 32wm … 32wm + 31 (4 n8 tiles). K is cut into steps of 32
+// inputs, blockIdx.z taking steps [z·spt/S, (z+1)·spt/S) (split-K for
+// grids of few column tiles). Per step: the two column tiles' 2 KB of codes,
+// their 256 B of scales (and 512 B of zero pairs) by cp.async into a ring
+// of TG_STAGES stages (threads 0…127 the codes, 128…143 the scales,
+// 144…175 the zeros); x's 64 × 32 inputs loaded into registers one step
+// ahead (thread i: row i/4, inputs 8(i&3) … +7), converted and stored as
+// fp16 in a double buffer, rows 96 bytes apart (a lane's B fragment,
+// inputs 4t … 4t+3 of a 16-input half, is one 8-byte load, and the 16
+// lanes of a half-warp hit distinct banks). 16 mma a warp a step.
+// With S > 1 each block leaves its 64×128 partial sums in ws (slot
+// (tile, z)) and the last of the S blocks of a tile to arrive (counter per
+// tile, reset by it) adds them in z order and writes y: deterministic.
+// Requires K % 32 == 0, group % 32 == 0, x 16-byte aligned with ldx % 4 ==
+// 0; dynamic shared memory tg_smem(ASYM).
+#define TG_STAGES 4
+#define TG_WARPS 8
+#define TG_XP 48  // x row pitch in fp16 (32 used)
+__host__ __device__ constexpr int tg_stage(bool asym) { return 2048 + 256 + (asym ? 512 : 0); }
+__host__ __device__ constexpr int tg_smem(bool asym) { return TG_STAGES * tg_stage(asym) + 2 * 64 * TG_XP * 2; }
+
+template <int KIND, bool ASYM>
+__device__ __forceinline__ void tc_qgemm(const WDesc& w, const float* __restrict__ x, int ldx, float* __restrict__ y, int ldy,
+                                         int M, float* ws, int* counters) {
+    extern __shared__ __align__(16) unsigned char gsm[];
+    constexpr int SB = tg_stage(ASYM), SCO = 2048, ZO = 2048 + 256;
+    u16* xs = (u16*)(gsm + TG_STAGES * SB);  // [2][64][TG_XP]
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, t = lane & 3, c = lane >> 2;
+    const int wf = warp & 3, wm = warp >> 2;
+    const int spt = w.K >> 5, ntiles = (w.N + 63) >> 6, groups = w.K / w.group, gsteps = w.group >> 5;
+    const int nt0 = 2 * blockIdx.x, m0 = 64 * blockIdx.y, S = gridDim.z, z = blockIdx.z;
+    const int s0 = (int)((long long)spt * z / S), s1 = (int)((long long)spt * (z + 1) / S);
+    const u32 ring_s = smem_addr(gsm);
+
+    // the copies of step s into its ring slot (the column tile past the
+    // last is read as the last: its outputs are not stored)
+    auto issue = [&](int s) {
+        const u32 slot = ring_s + (u32)((s % TG_STAGES) * SB);
+        if (tid < 128) {
+            const int nt = min(nt0 + (tid >> 6), ntiles - 1);
+            cp_async16(slot + 16 * tid, (const unsigned char*)w.data + ((size_t)nt * spt + s) * 1024 + 16 * (tid & 63));
+        } else if (tid < 144) {
+            const int q = (tid - 128) >> 3, nt = min(nt0 + q, ntiles - 1), g = s / gsteps;
+            cp_async16(slot + SCO + 16 * (tid - 128), (const unsigned char*)w.scales + ((size_t)nt * groups + g) * 128 + 16 * ((tid - 128) & 7));
+        } else if (ASYM && tid < 176) {
+            const int q = (tid - 144) >> 4, nt = min(nt0 + q, ntiles - 1), g = s / gsteps;
+            cp_async16(slot + ZO + 16 * (tid - 144), (const unsigned char*)w.zeros + ((size_t)nt * groups + g) * 256 + 16 * ((tid - 144) & 15));
+        }
+    };
+    // x: thread tid's 8 inputs of row m0 + tid/4 at step s
+    const int xr = tid >> 2, xc = 8 * (tid & 3);
+    auto xload = [&](int s, V4f& a, V4f& b) {
+        a = b = V4f{0.f, 0.f, 0.f, 0.f};
+        if (m0 + xr < M) {
+            const float* p = x + (size_t)(m0 + xr) * ldx + 32 * s + xc;
+            a = *(const V4f*)p, b = *(const V4f*)(p + 4);
+        }
+    };
+
+    float acc[2][4][4];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.f;
+
+#pragma unroll
+    for (int u = 0; u < TG_STAGES - 1; u++) {
+        if (s0 + u < s1) issue(s0 + u);
+        cp_commit();
+    }
+    pdl_wait();
+    pdl_trigger();
+    V4f xa, xb;
+    if (s0 < s1) xload(s0, xa, xb);
+    for (int s = s0; s < s1; s++) {
+        {
+            u16* d = xs + ((s & 1) * 64 + xr) * TG_XP + xc;
+            const u32 h0 = pack_f16x2(xa.x, xa.y), h1 = pack_f16x2(xa.z, xa.w), h2 = pack_f16x2(xb.x, xb.y), h3 = pack_f16x2(xb.z, xb.w);
+            *(V4u*)d = V4u{h0, h1, h2, h3};
+        }
+        if (s + 1 < s1) xload(s + 1, xa, xb);
+        cp_wait<TG_STAGES - 2>();
+        __syncthreads();
+        if (s + TG_STAGES - 1 < s1) issue(s + TG_STAGES - 1);
+        cp_commit();
+
+        const unsigned char* sl = gsm + (s % TG_STAGES) * SB;
+        const int q = wf >> 1, wd0 = 2 * (wf & 1);
+        // scales of this lane's columns 16wd + c and 16wd + 8 + c, wd = wd0,
+        // wd0 + 1: [c][j8 = 2wd, 2wd + 1] of column tile q
+        const uint2 sp = *(const uint2*)(sl + SCO + 128 * q + 16 * c + 4 * wd0);
+        u32 zl[2], zh[2];  // per row tile: −(1024+z) and −(64+z) pairs of its two columns
+        if (ASYM) {
+            const uint4 zp = *(const uint4*)(sl + ZO + 256 * q + 32 * c + 8 * wd0);
+            zl[0] = __byte_perm(zp.x, zp.y, 0x5410), zh[0] = __byte_perm(zp.x, zp.y, 0x7632);
+            zl[1] = __byte_perm(zp.z, zp.w, 0x5410), zh[1] = __byte_perm(zp.z, zp.w, 0x7632);
+        }
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            const uint2 cw = *(const uint2*)(sl + 1024 * q + 512 * j + 16 * lane + 8 * (wf & 1));
+            u32 bx[4][2];  // B fragments of the 4 n8 tiles: x rows 32wm + 8nn + c
+#pragma unroll
+            for (int nn = 0; nn < 4; nn++) {
+                const uint2 v = *(const uint2*)(xs + ((s & 1) * 64 + 32 * wm + 8 * nn + c) * TG_XP + 16 * j + 4 * t);
+                bx[nn][0] = v.x, bx[nn][1] = v.y;
+            }
+#pragma unroll
+            for (int rt = 0; rt < 2; rt++) {
+                const u32 v = rt == 0 ? cw.x : cw.y;
+                const u32 zlr = ASYM ? zl[rt] : 0xE408E408u, zhr = ASYM ? zh[rt] : 0xD480D480u;
+                const u32 s2 = rt == 0 ? sp.x : sp.y;  // (scale of column 16wd + c, of 16wd + 8 + c)
+                const u32 sf0 = __byte_perm(s2, 0, 0x1010), sf1 = __byte_perm(s2, 0, 0x3232);
+                u32 q4[4];
+                if (KIND == PACK_INT4) {
+                    dequant_int4(v, zlr, zhr, q4);
+                } else {
+                    // value·2^-14 times 2^14, exactly: the value itself, then the scale
+                    dequant_fp4(v, q4);
+#pragma unroll
+                    for (int qq = 0; qq < 4; qq++) q4[qq] = hmul2(q4[qq], 0x74007400u);
+                }
+                u32 b0 = q4[0], b1 = q4[1], b2 = q4[2], b3 = q4[3];
+                b0 = hmul2(b0, sf0), b1 = hmul2(b1, sf0), b2 = hmul2(b2, sf1), b3 = hmul2(b3, sf1);
+#pragma unroll
+                for (int nn = 0; nn < 4; nn++) mma_f16(acc[rt][nn], b0, b2, b1, b3, bx[nn][0], bx[nn][1]);
+            }
+        }
+    }
+    cp_wait<0>();
+
+    // acc[rt][nn]: d0, d1 at column f = 128·bx + 32wf + 16rt + c, rows
+    // m0 + 32wm + 8nn + 2t, +1; d2, d3 at column f + 8
+    auto put = [&](const float (&a)[2][4][4]) {
+#pragma unroll
+        for (int rt = 0; rt < 2; rt++)
+#pragma unroll
+            for (int nn = 0; nn < 4; nn++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int f = 128 * blockIdx.x + 32 * wf + 16 * rt + c + 8 * (e >> 1);
+                    const int r = m0 + 32 * wm + 8 * nn + 2 * t + (e & 1);
+                    if (f < w.N && r < M) y[(size_t)r * ldy + f] = a[rt][nn][e];
+                }
+    };
+    if (S == 1) {
+        put(acc);
+        return;
+    }
+    // split-K: partials [tile][z][tid][32], the last block adds them in z order
+    const int tile = blockIdx.y * gridDim.x + blockIdx.x;
+    float* part = ws + (((size_t)tile * S + z) * (TG_WARPS * 32) + tid) * 32;
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) *(V4f*)(part + 16 * i + 4 * j) = V4f{acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]};
+    if (!last_split(&counters[tile], S)) return;
+    float sum[2][4][4];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) sum[i][j][0] = sum[i][j][1] = sum[i][j][2] = sum[i][j][3] = 0.f;
+    for (int zz = 0; zz < S; zz++) {
+        const float* p = ws + (((size_t)tile * S + zz) * (TG_WARPS * 32) + tid) * 32;
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const float4 v = ld_cg4(p + 16 * i + 4 * j);
+                sum[i][j][0] += v.x, sum[i][j][1] += v.y, sum[i][j][2] += v.z, sum[i][j][3] += v.w;
+            }
+    }
+    put(sum);
+    if (tid == 0) counters[tile] = 0;
+}
+
+#define TC_QGEMM_KERNEL(NAME, KIND, ASYM)                                                                  \
+    extern "C" __global__ void __launch_bounds__(TG_WARPS * 32)                                            \
+        NAME(WDesc w, const float* x, int ldx, float* y, int ldy, int M, float* ws, int* counters) {        \
+        tc_qgemm<KIND, ASYM>(w, x, ldx, y, ldy, M, ws, counters);                                           \
+    }
+TC_QGEMM_KERNEL(tc_qgemm_int4, PACK_INT4, false)
+TC_QGEMM_KERNEL(tc_qgemm_int4_asym, PACK_INT4, true)
+TC_QGEMM_KERNEL(tc_qgemm_fp4, PACK_FP4, false)

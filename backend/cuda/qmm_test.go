@@ -26,6 +26,9 @@ import (
 // by at most ~2·2^-11 (fp16) or 2^-8 (bf16) relatively: 2e-3 and 5e-3.
 func matmulTol(w backend.Matrix, M int) float64 {
 	m := w.(*matrix)
+	if m.owner.tcGemm(m, M, 0, m.cols) {
+		return 2e-3 // tc_qgemm: x and (q − z)·s rounded to fp16
+	}
 	if M >= gemmMinRows && m.cols%8 == 0 && m.owner.blas != nil {
 		// the cuBLAS path (cublas.go): x in fp16 (bf16), 4-bit weights
 		// rounded to fp16
