@@ -57,15 +57,15 @@ type kernels struct {
 	tr                                        trellisKernels // EXL3 (trellis.go)
 }
 
-// tgSmem is tc_qgemm's dynamic shared memory (qmm.cu's tg_smem: 4 ring
-// stages of 2 KB of codes, 256 B of scales and, with zero points, 512 B of
-// zero pairs; two 64-row fp16 x tiles of 96-byte rows).
+// tgSmem is tc_qgemm's dynamic shared memory (qmm.cu's tg_smem: 5 ring
+// stages of 2 KB of codes, 256 B of scales, with zero points 512 B of zero
+// pairs, and a 64-row fp16 x tile of 96-byte rows).
 func tgSmem(asym bool) int {
-	st := 2048 + 256
+	st := 2048 + 256 + 64*48*2 // codes, scales, 64 rows of x16 96 bytes apart
 	if asym {
 		st += 512
 	}
-	return 4*st + 2*64*48*2
+	return 5 * st
 }
 
 // qmvSmem is the shared-memory ring of a 4-bit decode kernel for mr rows
@@ -122,7 +122,7 @@ type Backend struct {
 	ropes   map[*backend.Rope]*ropeTab
 
 	counters *buffer         // zeroed int32 counters of the split-K kernels (each resets what it uses)
-	resident map[uintptr]int // kernel → blocks of 128 threads resident per multiprocessor
+	resident map[uintptr]int // kernel → its blocks resident per multiprocessor
 
 	pdlOn      bool // programmatic dependent launch of the decode matmuls
 	pdlOps     bool // and of the other kernels written for it (MARLIN_CUDA_PDL_OPS=0: the products only)
@@ -265,16 +265,16 @@ func (b *Backend) init() error {
 	return nil
 }
 
-// residentBlocks returns how many 128-thread blocks of kernel f fit on a
-// multiprocessor at once (from the driver's occupancy calculator; 2 if
-// the driver lacks it).
-func (b *Backend) residentBlocks(f uintptr) int {
+// residentBlocks returns how many blocks of kernel f, launched with threads
+// threads a block (one size per kernel), fit on a multiprocessor at once
+// (from the driver's occupancy calculator; 2 if the driver lacks it).
+func (b *Backend) residentBlocks(f uintptr, threads int) int {
 	if n, ok := b.resident[f]; ok {
 		return n
 	}
 	n := int32(2)
 	if b.d.cuOccupancyMaxActiveBlocksPerMultiprocessor == 0 ||
-		call(b.d.cuOccupancyMaxActiveBlocksPerMultiprocessor, uintptr(unsafe.Pointer(&n)), f, 128, uintptr(b.dynSmem[f])) != cuSuccess || n < 1 {
+		call(b.d.cuOccupancyMaxActiveBlocksPerMultiprocessor, uintptr(unsafe.Pointer(&n)), f, uintptr(threads), uintptr(b.dynSmem[f])) != cuSuccess || n < 1 {
 		n = 2
 	}
 	b.resident[f] = int(n)

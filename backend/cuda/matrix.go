@@ -372,7 +372,7 @@ func (b *Backend) decodeParts(m *matrix, M int) int {
 // fastPath reports whether matmulOut runs m at M rows on the tensor-core
 // decode kernels (which write any yout themselves).
 func (b *Backend) fastPath(m *matrix, M int, x uint64, ldx int) bool {
-	if b.decodeParts(m, M) == 0 || b.tcGemm(m, M, x, ldx) {
+	if b.decodeParts(m, M) == 0 || b.tcGemm(m, M) {
 		return false
 	}
 	return (m.f == fmtPInt4 || m.f == fmtPFP4) && m.desc.gidx != 0 || x%16 == 0 && ldx%4 == 0
@@ -403,23 +403,42 @@ func (b *Backend) packedOrder(x uint64, ldx, M int, m *matrix) (uint64, int) {
 // default 256) choose tc_qgemm for 4-bit products of 17 to tcGemmMax rows.
 var tcGemmOn, tcGemmMax = os.Getenv("MARLIN_CUDA_TCGEMM") != "0", envInt("MARLIN_TC_MAX", 256)
 
-// tcGemm reports whether matmulOut runs m's product of M rows of x (at x,
-// row stride ldx) on tc_qgemm (qmm.cu): packed INT4 or FP4, 17 to
-// tcGemmMax rows, 16-byte aligned rows of x (act-order: x is permuted into
-// aligned scratch first).
-func (b *Backend) tcGemm(m *matrix, M int, x uint64, ldx int) bool {
+// tcGemm reports whether matmulOut runs m's product of M rows on tc_qgemm
+// (qmm.cu): packed INT4 or FP4 (any act-order: x_to_half permutes x into
+// the packed order as it converts it), 17 to tcGemmMax rows.
+func (b *Backend) tcGemm(m *matrix, M int) bool {
 	return tcGemmOn && M > 16 && M <= tcGemmMax && (m.f == fmtPInt4 || m.f == fmtPFP4) && m.tr == nil &&
-		m.cols%32 == 0 && m.desc.group%32 == 0 && (m.desc.gidx != 0 || x%16 == 0 && ldx%4 == 0) && b.k.tcQgemm[0] != 0
+		m.cols%32 == 0 && m.desc.group%32 == 0 && b.k.tcQgemm[0] != 0
 }
 
-// tcQgemm queues tc_qgemm for y[M, N] = x[M, K]·Wᵀ: blocks of 128 columns ×
-// 64 rows, the steps of K split among S blocks (S·blocks ≥ the
-// multiprocessors, each at least 4 steps of 32 inputs, at most 16) whose
-// partial sums the last of them adds (deterministic).
+// tcQgemm queues x_to_half (x [M, K], row stride ldx, into fp16 scratch in
+// the packed input order) and tc_qgemm for y[M, N] = x[M, K]·Wᵀ: blocks of
+// 128 columns × 64 rows, the steps of K split among S blocks whose partial
+// sums the last of them adds (deterministic; S from tcSplits).
 func (b *Backend) tcQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
+	f := b.k.tcQgemm[0]
+	switch {
+	case m.f == fmtPFP4:
+		f = b.k.tcQgemm[2]
+	case m.asym:
+		f = b.k.tcQgemm[1]
+	}
+	K := m.cols
+	x16 := b.scratchBuf("x16", 2*int64(M)*int64(K))
+	if x16 == 0 {
+		return
+	}
+	a := b.newArgs()
+	a.ptr(x16)
+	a.ptr(x)
+	a.i32(ldx)
+	a.ptr(m.desc.gidx)
+	a.i32(K)
+	a.i32(0)
+	b.launch(b.k.xToHalf, (K+255)/256, M, 256, 0, a)
+
 	gx, gy := (m.rows+127)/128, (M+63)/64
-	spt := m.cols / 32
-	S := max(1, min((b.sms+gx*gy-1)/(gx*gy), spt/4, 16))
+	S := tcSplits(gx*gy, K/32, b.sms)
 	if gx*gy > counterCap {
 		S = 1
 	}
@@ -429,23 +448,39 @@ func (b *Backend) tcQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 			return
 		}
 	}
-	f := b.k.tcQgemm[0]
-	switch {
-	case m.f == fmtPFP4:
-		f = b.k.tcQgemm[2]
-	case m.asym:
-		f = b.k.tcQgemm[1]
-	}
-	a := b.newArgs()
+	a = b.newArgs()
 	a.desc(&m.desc)
-	a.ptr(x)
-	a.i32(ldx)
+	a.ptr(x16)
 	a.ptr(y)
 	a.i32(ldy)
 	a.i32(M)
 	a.ptr(ws)
 	a.ptr(b.counters.ptr)
 	b.launchOpt(f, gx, gy, S, 256, b.dynSmem[f], a, true)
+}
+
+// tcSplits picks tc_qgemm's split of K for tiles output tiles of spt steps
+// of 32 inputs on sms multiprocessors, from a model of its time: a
+// multiprocessor's blocks run at a lone block's speed until two share it
+// (which saturate it), after which time grows with their number; a block
+// costs its steps plus ~4 steps of prologue, and ~6 more with a split (its
+// partial sums out and, for the last, back in). Split s (1 … 16, each at
+// least 16 steps): (⌈spt/s⌉ + c) · max(1, ⌈tiles·s/sms⌉ / 2), the least,
+// a larger split only where it saves 5%.
+func tcSplits(tiles, spt, sms int) int {
+	best, bestT := 1, 0
+	for s := 1; s <= 16 && (s == 1 || spt/s >= 16); s++ {
+		c := 4
+		if s > 1 {
+			c = 10
+		}
+		perSM := (tiles*s + sms - 1) / max(sms, 1)
+		t := 2 * ((spt+s-1)/s + c) * max(2, perSM) // doubled: integer halves
+		if s == 1 || 20*t < 19*bestT { // a further split only for 5% less
+			best, bestT = s, t
+		}
+	}
+	return best
 }
 
 // Tuning knobs of the decode kernels' grid, read once (for measurements):
@@ -497,10 +532,8 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normI
 		b.trellisMatMul(y, ldy, x, ldx, M, m)
 		return
 	}
-	if b.tcGemm(m, M, x, ldx) {
-		if x, ldx = b.packedOrder(x, ldx, M, m); x != 0 {
-			b.tcQgemm(y, ldy, x, ldx, M, m)
-		}
+	if b.tcGemm(m, M) {
+		b.tcQgemm(y, ldy, x, ldx, M, m)
 		return
 	}
 	if M >= gemmMinRows && b.gemmLarge(y, ldy, x, ldx, M, m) {
@@ -529,7 +562,7 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normI
 		// steps of 32 inputs
 		ntiles := (m.rows + 63) / 64
 		steps := ntiles * (m.cols / 32)
-		bps := b.residentBlocks(f)
+		bps := b.residentBlocks(f, 128)
 		if qmvBlocksPerSM > 0 {
 			bps = min(bps, qmvBlocksPerSM)
 		}

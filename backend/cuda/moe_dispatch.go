@@ -198,7 +198,7 @@ func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, set *expertSet) 
 		jobs := nsel * mats
 		ntiles := (N + 63) / 64
 		steps := ntiles * (Kin / 32)
-		blocks := max(1, min(steps/16, b.residentBlocks(kern)*b.sms/jobs))
+		blocks := max(1, min(steps/16, b.residentBlocks(kern, 128)*b.sms/jobs))
 		wsPer := (ntiles + 4*blocks) * 1024
 		if jobs*ntiles > counterCap {
 			b.fail(fmt.Errorf("cuda: ExpertsAdd: %d products of %d column tiles exceed the %d counters", jobs, ntiles, counterCap))

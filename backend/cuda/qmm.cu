@@ -886,12 +886,12 @@ extern "C" __global__ void dequant_pfp4(u16* w16, WDesc w) { dequant4<PACK_FP4>(
 // ---- prefill-sized products of packed INT4 weights on the tensor cores ----
 //
 // tc_qgemm: y[M, N] = x[M, K]·Wᵀ for packed INT4 weights (symmetric or with
-// zero points; act-order through x permuted by the caller into the packed
-// input order) and FP4 (e2m1, fp16 scales), the
-// weights dequantised on load into the mma's A operand — the packed layout
-// holds A fragments as stored (see qmv4's "Operand roles") — and x, rounded
-// to fp16 once a step into shared memory, as its B. Each product (q − z)·s
-// is rounded once to fp16, as the cuBLAS path's fp16 scratch rounds it.
+// zero points; act-order through x16 already in the packed input order) and
+// FP4 (e2m1, fp16 scales), the weights dequantised on load into the mma's A
+// operand — the packed layout holds A fragments as stored (see qmv4's
+// "Operand roles") — and x, in fp16 (x_to_half, once a call), as its B.
+// Each product (q − z)·s is rounded once to fp16, as the cuBLAS path's fp16
+// scratch rounds it.
 //
 // Block: TG_WARPS = 8 warps, a tile of 128 columns (packed column tiles
 // nt0 = 2·blockIdx.x and nt0 + 1) × 64 rows of x (blockIdx.y); warp (wf,
@@ -899,31 +899,38 @@ extern "C" __global__ void dequant_pfp4(u16* w16, WDesc w) { dequant4<PACK_FP4>(
 // 2(wf & 1) and 2(wf & 1) + 1 of column tile wf/2's lane words, row tiles
 // of 16 — × rows 32wm … 32wm + 31 (4 n8 tiles). K is cut into steps of 32
 // inputs, blockIdx.z taking steps [z·spt/S, (z+1)·spt/S) (split-K for
-// grids of few column tiles). Per step: the two column tiles' 2 KB of codes,
-// their 256 B of scales (and 512 B of zero pairs) by cp.async into a ring
-// of TG_STAGES stages (threads 0…127 the codes, 128…143 the scales,
-// 144…175 the zeros); x's 64 × 32 inputs loaded into registers one step
-// ahead (thread i: row i/4, inputs 8(i&3) … +7), converted and stored as
-// fp16 in a double buffer, rows 96 bytes apart (a lane's B fragment,
-// inputs 4t … 4t+3 of a 16-input half, is one 8-byte load, and the 16
-// lanes of a half-warp hit distinct banks). 16 mma a warp a step.
+// grids of few column tiles). Per step, everything by cp.async into a ring
+// of TG_STAGES stages, TG_STAGES − 1 steps ahead: the two column tiles' 2
+// KB of codes (threads 0…127), their 256 B of scales (128…143) and 512 B
+// of zero pairs (144…175), and the 64 rows × 32 inputs of x16 (4 KB, every
+// thread 16 bytes: row tid/4, inputs 8(tid & 3) … +7; rows past M read row
+// M − 1, whose outputs are not stored). x rows lie TG_XP·2 = 96 bytes apart
+// in the stage: a lane's B fragment, inputs 4t … 4t+3 of a 16-input half,
+// is one 8-byte load and the 16 lanes of a half-warp hit distinct banks.
+// One barrier a step; 16 mma a warp a step.
+//
+// (The first version loaded x as fp32 into registers one step ahead and
+// converted it into a double buffer: 8 KB of x a block a step from L2
+// against 2 KB of codes, waited for each step, made the kernel take the
+// same time at 32 and 64 rows — latency-bound; docs/cuda-kernels.md.)
+//
 // With S > 1 each block leaves its 64×128 partial sums in ws (slot
 // (tile, z)) and the last of the S blocks of a tile to arrive (counter per
 // tile, reset by it) adds them in z order and writes y: deterministic.
-// Requires K % 32 == 0, group % 32 == 0, x 16-byte aligned with ldx % 4 ==
-// 0; dynamic shared memory tg_smem(ASYM).
-#define TG_STAGES 4
+// Requires K % 32 == 0, group % 32 == 0, x16 rows of K fp16 (16-byte
+// aligned: K % 8 == 0); dynamic shared memory tg_smem(ASYM).
+#define TG_STAGES 5
 #define TG_WARPS 8
 #define TG_XP 48  // x row pitch in fp16 (32 used)
-__host__ __device__ constexpr int tg_stage(bool asym) { return 2048 + 256 + (asym ? 512 : 0); }
-__host__ __device__ constexpr int tg_smem(bool asym) { return TG_STAGES * tg_stage(asym) + 2 * 64 * TG_XP * 2; }
+__host__ __device__ constexpr int tg_xo(bool asym) { return 2048 + 256 + (asym ? 512 : 0); }
+__host__ __device__ constexpr int tg_stage(bool asym) { return tg_xo(asym) + 64 * TG_XP * 2; }
+__host__ __device__ constexpr int tg_smem(bool asym) { return TG_STAGES * tg_stage(asym); }
 
 template <int KIND, bool ASYM>
-__device__ __forceinline__ void tc_qgemm(const WDesc& w, const float* __restrict__ x, int ldx, float* __restrict__ y, int ldy,
-                                         int M, float* ws, int* counters) {
+__device__ __forceinline__ void tc_qgemm(const WDesc& w, const u16* __restrict__ x16, float* __restrict__ y, int ldy, int M,
+                                         float* ws, int* counters) {
     extern __shared__ __align__(16) unsigned char gsm[];
-    constexpr int SB = tg_stage(ASYM), SCO = 2048, ZO = 2048 + 256;
-    u16* xs = (u16*)(gsm + TG_STAGES * SB);  // [2][64][TG_XP]
+    constexpr int SB = tg_stage(ASYM), SCO = 2048, ZO = 2048 + 256, XO = tg_xo(ASYM);
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, t = lane & 3, c = lane >> 2;
     const int wf = warp & 3, wm = warp >> 2;
     const int spt = w.K >> 5, ntiles = (w.N + 63) >> 6, groups = w.K / w.group, gsteps = w.group >> 5;
@@ -931,9 +938,9 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const float* __restrict
     const int s0 = (int)((long long)spt * z / S), s1 = (int)((long long)spt * (z + 1) / S);
     const u32 ring_s = smem_addr(gsm);
 
-    // the copies of step s into its ring slot (the column tile past the
-    // last is read as the last: its outputs are not stored)
-    auto issue = [&](int s) {
+    // the weight copies of step s into its ring slot (the column tile past
+    // the last is read as the last: its outputs are not stored)
+    auto issue_w = [&](int s) {
         const u32 slot = ring_s + (u32)((s % TG_STAGES) * SB);
         if (tid < 128) {
             const int nt = min(nt0 + (tid >> 6), ntiles - 1);
@@ -946,15 +953,10 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const float* __restrict
             cp_async16(slot + ZO + 16 * (tid - 144), (const unsigned char*)w.zeros + ((size_t)nt * groups + g) * 256 + 16 * ((tid - 144) & 15));
         }
     };
-    // x: thread tid's 8 inputs of row m0 + tid/4 at step s
-    const int xr = tid >> 2, xc = 8 * (tid & 3);
-    auto xload = [&](int s, V4f& a, V4f& b) {
-        a = b = V4f{0.f, 0.f, 0.f, 0.f};
-        if (m0 + xr < M) {
-            const float* p = x + (size_t)(m0 + xr) * ldx + 32 * s + xc;
-            a = *(const V4f*)p, b = *(const V4f*)(p + 4);
-        }
-    };
+    // x16's copy of step s: thread tid's 8 inputs of row m0 + tid/4
+    const u16* xrow = x16 + (size_t)min(m0 + (tid >> 2), M - 1) * w.K + 8 * (tid & 3);
+    const u32 xdst = (u32)(XO + (tid >> 2) * TG_XP * 2 + 16 * (tid & 3));
+    auto issue_x = [&](int s) { cp_async16(ring_s + (u32)((s % TG_STAGES) * SB) + xdst, xrow + 32 * s); };
 
     float acc[2][4][4];
 #pragma unroll
@@ -962,28 +964,27 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const float* __restrict
 #pragma unroll
         for (int j = 0; j < 4; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.f;
 
+    // prologue: the weights of the first TG_STAGES − 1 steps before the
+    // wait for the previous kernel (they do not depend on it), x after it;
+    // one commit group a step (the first also holds all prologue weights)
 #pragma unroll
-    for (int u = 0; u < TG_STAGES - 1; u++) {
-        if (s0 + u < s1) issue(s0 + u);
-        cp_commit();
-    }
+    for (int u = 0; u < TG_STAGES - 1; u++)
+        if (s0 + u < s1) issue_w(s0 + u);
     pdl_wait();
     pdl_trigger();
-    V4f xa, xb;
-    if (s0 < s1) xload(s0, xa, xb);
+#pragma unroll
+    for (int u = 0; u < TG_STAGES - 1; u++) {
+        if (s0 + u < s1) issue_x(s0 + u);
+        cp_commit();
+    }
     for (int s = s0; s < s1; s++) {
-        {
-            u16* d = xs + ((s & 1) * 64 + xr) * TG_XP + xc;
-            const u32 h0 = pack_f16x2(xa.x, xa.y), h1 = pack_f16x2(xa.z, xa.w), h2 = pack_f16x2(xb.x, xb.y), h3 = pack_f16x2(xb.z, xb.w);
-            *(V4u*)d = V4u{h0, h1, h2, h3};
-        }
-        if (s + 1 < s1) xload(s + 1, xa, xb);
-        cp_wait<TG_STAGES - 2>();
-        __syncthreads();
-        if (s + TG_STAGES - 1 < s1) issue(s + TG_STAGES - 1);
+        cp_wait<TG_STAGES - 2>();  // step s landed (this thread's copies)
+        __syncthreads();           // … everyone's; and step s − 1's slot is free
+        if (s + TG_STAGES - 1 < s1) issue_w(s + TG_STAGES - 1), issue_x(s + TG_STAGES - 1);
         cp_commit();
 
         const unsigned char* sl = gsm + (s % TG_STAGES) * SB;
+        const u16* xs = (const u16*)(sl + XO);
         const int q = wf >> 1, wd0 = 2 * (wf & 1);
         // scales of this lane's columns 16wd + c and 16wd + 8 + c, wd = wd0,
         // wd0 + 1: [c][j8 = 2wd, 2wd + 1] of column tile q
@@ -1000,7 +1001,7 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const float* __restrict
             u32 bx[4][2];  // B fragments of the 4 n8 tiles: x rows 32wm + 8nn + c
 #pragma unroll
             for (int nn = 0; nn < 4; nn++) {
-                const uint2 v = *(const uint2*)(xs + ((s & 1) * 64 + 32 * wm + 8 * nn + c) * TG_XP + 16 * j + 4 * t);
+                const uint2 v = *(const uint2*)(xs + (32 * wm + 8 * nn + c) * TG_XP + 16 * j + 4 * t);
                 bx[nn][0] = v.x, bx[nn][1] = v.y;
             }
 #pragma unroll
@@ -1074,8 +1075,8 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const float* __restrict
 
 #define TC_QGEMM_KERNEL(NAME, KIND, ASYM)                                                                  \
     extern "C" __global__ void __launch_bounds__(TG_WARPS * 32)                                            \
-        NAME(WDesc w, const float* x, int ldx, float* y, int ldy, int M, float* ws, int* counters) {        \
-        tc_qgemm<KIND, ASYM>(w, x, ldx, y, ldy, M, ws, counters);                                           \
+        NAME(WDesc w, const u16* x16, float* y, int ldy, int M, float* ws, int* counters) {                \
+        tc_qgemm<KIND, ASYM>(w, x16, y, ldy, M, ws, counters);                                             \
     }
 TC_QGEMM_KERNEL(tc_qgemm_int4, PACK_INT4, false)
 TC_QGEMM_KERNEL(tc_qgemm_int4_asym, PACK_INT4, true)

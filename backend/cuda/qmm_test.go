@@ -26,7 +26,7 @@ import (
 // by at most ~2·2^-11 (fp16) or 2^-8 (bf16) relatively: 2e-3 and 5e-3.
 func matmulTol(w backend.Matrix, M int) float64 {
 	m := w.(*matrix)
-	if m.owner.tcGemm(m, M, 0, m.cols) {
+	if m.owner.tcGemm(m, M) {
 		return 2e-3 // tc_qgemm: x and (q − z)·s rounded to fp16
 	}
 	if M >= gemmMinRows && m.cols%8 == 0 && m.owner.blas != nil {
@@ -55,14 +55,6 @@ func matmulTol(w backend.Matrix, M int) float64 {
 	return 1e-5
 }
 
-// TestQMatMul checks the decode kernels at the sizes that exercise what
-// the small cases of TestOps cannot: split-K with the in-kernel reduction
-// (large K, few column tiles), every M from 1 to 16 and 17, 40, 63 (the
-// decode kernels on parts of the rows), GPTQ g128 and
-// per-channel, act-order, FP4 g32, dense bf16/f16, rows of x that are not
-// 16-byte aligned (the generic kernel then), and the output of each run
-// poisoned first. Against the float64 product of the reference
-// dequantization, tolerance matmulTol.
 // TestYoutRowsFrom checks the outputs of a part of the rows: every output
 // pointer moves by its own row stride, absent ones stay absent.
 func TestYoutRowsFrom(t *testing.T) {
@@ -78,6 +70,38 @@ func TestYoutRowsFrom(t *testing.T) {
 	}
 }
 
+// TestTCSplits checks tc_qgemm's choice of split-K: in range (each split
+// at least 16 steps), none when the tiles alone give every multiprocessor
+// two blocks, and a split that does so when few tiles leave most of them
+// idle and K is long.
+func TestTCSplits(t *testing.T) {
+	for _, c := range []struct{ tiles, spt, sms int }{
+		{224, 256, 132}, {112, 128, 132}, {32, 448, 132}, {64, 896, 132}, {896, 256, 132}, {3, 20, 132}, {1, 8, 132},
+	} {
+		if S := tcSplits(c.tiles, c.spt, c.sms); S < 1 || S > 16 || S > 1 && c.spt/S < 16 {
+			t.Errorf("tcSplits(%d, %d, %d) = %d: out of range", c.tiles, c.spt, c.sms, S)
+		}
+	}
+	for _, tiles := range []int{264, 528, 896} {
+		if S := tcSplits(tiles, 256, 132); S != 1 {
+			t.Errorf("tcSplits(%d, 256, 132) = %d, want 1", tiles, S)
+		}
+	}
+	for _, c := range []struct{ tiles, spt int }{{32, 448}, {20, 256}, {66, 512}} {
+		if S := tcSplits(c.tiles, c.spt, 132); c.tiles*S < 132 || c.tiles*S > 3*132 {
+			t.Errorf("tcSplits(%d, %d, 132) = %d: %d blocks, want 132 to 396", c.tiles, c.spt, S, c.tiles*S)
+		}
+	}
+}
+
+// TestQMatMul checks the decode kernels at the sizes that exercise what
+// the small cases of TestOps cannot: split-K with the in-kernel reduction
+// (large K, few column tiles), every M from 1 to 16 and 17, 40, 63 (the
+// decode kernels on parts of the rows), GPTQ g128 and
+// per-channel, act-order, FP4 g32, dense bf16/f16, rows of x that are not
+// 16-byte aligned (the generic kernel then), and the output of each run
+// poisoned first. Against the float64 product of the reference
+// dequantization, tolerance matmulTol.
 func TestQMatMul(t *testing.T) {
 	g := gpu(t)
 	rng := rand.New(rand.NewPCG(21, 22))
@@ -108,8 +132,21 @@ func TestQMatMul(t *testing.T) {
 			got := gpuMatMul(t, g, gw, xv, M)
 			checkScaled(t, fmt.Sprintf("%s N%d K%d M%d", cs.name, cs.n, cs.k, M), got, want, scale, matmulTol(gw, M))
 		}
-		// x rows at an odd offset: not 16-byte aligned, generic kernel
-		M := 3
+		// x rows at an odd offset: not 16-byte aligned (the generic
+		// kernel at 3 rows, tc_qgemm's conversion at 40)
+		for _, M := range []int{3, 40} {
+			unalignedX(t, g, rng, w, gw, cs.name, cs.n, cs.k, M)
+		}
+	}
+}
+
+func unalignedX(t *testing.T, g *Backend, rng *rand.Rand, w *quant.Weight, gw backend.Matrix, name string, n, k, M int) {
+	t.Helper()
+	{
+		cs := struct {
+			name string
+			n, k int
+		}{name, n, k}
 		xv := randn(rng, M*(cs.k+1), 1)
 		xs := make([]float32, M*cs.k)
 		for m := range M {
@@ -126,7 +163,7 @@ func TestQMatMul(t *testing.T) {
 		if err := g.Read(got, y); err != nil {
 			t.Fatal(err)
 		}
-		checkScaled(t, cs.name+" unaligned x", got, exactMatMul(w, xs, M), absDot(w, xs, M), matmulTol(gw, M))
+		checkScaled(t, fmt.Sprintf("%s unaligned x M%d", cs.name, M), got, exactMatMul(w, xs, M), absDot(w, xs, M), matmulTol(gw, M))
 	}
 }
 

@@ -143,7 +143,7 @@ func (b *Backend) trellisIn(dst, x uint64, ldx, M int, m *matrix, plain int) {
 // experiments); each block's 4 warps take 4 consecutive ranges of KC input
 // tiles.
 func (b *Backend) trellisSplit(f uintptr, KT, CB int) (KC, SB int) {
-	target := 2 * b.residentBlocks(f) * b.sms
+	target := 2 * b.residentBlocks(f, 128) * b.sms
 	if trellisBlocks > 0 {
 		target = trellisBlocks
 	}
