@@ -476,7 +476,7 @@ func tcSplits(tiles, spt, sms int) int {
 		}
 		perSM := (tiles*s + sms - 1) / max(sms, 1)
 		t := 2 * ((spt+s-1)/s + c) * max(2, perSM) // doubled: integer halves
-		if s == 1 || 20*t < 19*bestT { // a further split only for 5% less
+		if s == 1 || 20*t < 19*bestT {             // a further split only for 5% less
 			best, bestT = s, t
 		}
 	}
