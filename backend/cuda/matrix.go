@@ -399,15 +399,16 @@ func (b *Backend) packedOrder(x uint64, ldx, M int, m *matrix) (uint64, int) {
 	return xp, m.cols
 }
 
-// tcGemmOn (MARLIN_CUDA_TCGEMM=0 turns it off) and tcGemmMax (MARLIN_TC_MAX,
-// default 256) choose tc_qgemm for 4-bit products of 17 to tcGemmMax rows.
-var tcGemmOn, tcGemmMax = os.Getenv("MARLIN_CUDA_TCGEMM") != "0", envInt("MARLIN_TC_MAX", 256)
+// tcGemmOn (MARLIN_CUDA_TCGEMM=0 turns it off), tcGemmMin and tcGemmMax
+// (MARLIN_TC_MIN, MARLIN_TC_MAX: for measurements) choose tc_qgemm for
+// 4-bit products of 17 to 256 rows.
+var tcGemmOn, tcGemmMin, tcGemmMax = os.Getenv("MARLIN_CUDA_TCGEMM") != "0", envInt("MARLIN_TC_MIN", 17), envInt("MARLIN_TC_MAX", 256)
 
 // tcGemm reports whether matmulOut runs m's product of M rows on tc_qgemm
 // (qmm.cu): packed INT4 or FP4 (any act-order: x_to_half permutes x into
-// the packed order as it converts it), 17 to tcGemmMax rows.
+// the packed order as it converts it), tcGemmMin to tcGemmMax rows.
 func (b *Backend) tcGemm(m *matrix, M int) bool {
-	return tcGemmOn && M > 16 && M <= tcGemmMax && (m.f == fmtPInt4 || m.f == fmtPFP4) && m.tr == nil &&
+	return tcGemmOn && M >= tcGemmMin && M <= tcGemmMax && (m.f == fmtPInt4 || m.f == fmtPFP4) && m.tr == nil &&
 		m.cols%32 == 0 && m.desc.group%32 == 0 && b.k.tcQgemm[0] != 0
 }
 
