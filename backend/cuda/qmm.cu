@@ -271,6 +271,12 @@ __device__ __forceinline__ u32 smem_addr(const void* p) {
 __device__ __forceinline__ void cp_async16(u32 dst, const void* src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src));
 }
+// The same with src_bytes (0 or 16) read and the rest of the 16 zeroed:
+// 0 reads nothing (rows past the end). Many lanes of a warp copying one
+// address instead made tc_qgemm 2–10× slower at M < 64 (docs/cuda-kernels.md).
+__device__ __forceinline__ void cp_async16_zfill(u32 dst, const void* src, int src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes));
+}
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;"); }
 template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
 
@@ -903,8 +909,8 @@ extern "C" __global__ void dequant_pfp4(u16* w16, WDesc w) { dequant4<PACK_FP4>(
 // of TG_STAGES stages, TG_STAGES − 1 steps ahead: the two column tiles' 2
 // KB of codes (threads 0…127), their 256 B of scales (128…143) and 512 B
 // of zero pairs (144…175), and the 64 rows × 32 inputs of x16 (4 KB, every
-// thread 16 bytes: row tid/4, inputs 8(tid & 3) … +7; rows past M read row
-// M − 1, whose outputs are not stored). x rows lie TG_XP·2 = 96 bytes apart
+// thread 16 bytes: row tid/4, inputs 8(tid & 3) … +7; rows past M are
+// zero-filled without a read). x rows lie TG_XP·2 = 96 bytes apart
 // in the stage: a lane's B fragment, inputs 4t … 4t+3 of a 16-input half,
 // is one 8-byte load and the 16 lanes of a half-warp hit distinct banks.
 // One barrier a step; 16 mma a warp a step.
@@ -938,25 +944,32 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const u16* __restrict__
     const int s0 = (int)((long long)spt * z / S), s1 = (int)((long long)spt * (z + 1) / S);
     const u32 ring_s = smem_addr(gsm);
 
-    // the weight copies of step s into its ring slot (the column tile past
-    // the last is read as the last: its outputs are not stored)
-    auto issue_w = [&](int s) {
-        const u32 slot = ring_s + (u32)((s % TG_STAGES) * SB);
-        if (tid < 128) {
-            const int nt = min(nt0 + (tid >> 6), ntiles - 1);
-            cp_async16(slot + 16 * tid, (const unsigned char*)w.data + ((size_t)nt * spt + s) * 1024 + 16 * (tid & 63));
-        } else if (tid < 144) {
-            const int q = (tid - 128) >> 3, nt = min(nt0 + q, ntiles - 1), g = s / gsteps;
-            cp_async16(slot + SCO + 16 * (tid - 128), (const unsigned char*)w.scales + ((size_t)nt * groups + g) * 128 + 16 * ((tid - 128) & 7));
-        } else if (ASYM && tid < 176) {
-            const int q = (tid - 144) >> 4, nt = min(nt0 + q, ntiles - 1), g = s / gsteps;
-            cp_async16(slot + ZO + 16 * (tid - 144), (const unsigned char*)w.zeros + ((size_t)nt * groups + g) * 256 + 16 * ((tid - 144) & 15));
-        }
+    // Each thread's copy of a step's weights, from a source of its own:
+    // codes (threads 0…127) base + 1024·s, scales (128…143) base + 128·g,
+    // zero pairs (144…175) base + 256·g, for step s of group g (the column
+    // tile past the last is read as the last: its outputs are not stored).
+    // Slots and groups advance by counting: no division in the loop.
+    const unsigned char* wsrc = nullptr;
+    int wdst = 0, wstep = 0, wgrp = 0;
+    if (tid < 128) {
+        const int nt = min(nt0 + (tid >> 6), ntiles - 1);
+        wsrc = (const unsigned char*)w.data + (size_t)nt * spt * 1024 + 16 * (tid & 63), wdst = 16 * tid, wstep = 1024;
+    } else if (tid < 144) {
+        const int nt = min(nt0 + ((tid - 128) >> 3), ntiles - 1);
+        wsrc = (const unsigned char*)w.scales + (size_t)nt * groups * 128 + 16 * ((tid - 128) & 7), wdst = SCO + 16 * (tid - 128), wgrp = 128;
+    } else if (ASYM && tid < 176) {
+        const int nt = min(nt0 + ((tid - 144) >> 4), ntiles - 1);
+        wsrc = (const unsigned char*)w.zeros + (size_t)nt * groups * 256 + 16 * ((tid - 144) & 15), wdst = ZO + 16 * (tid - 144), wgrp = 256;
+    }
+    auto issue_w = [&](int s, int slot, int g) {
+        if (wsrc) cp_async16(ring_s + (u32)(slot * SB + wdst), wsrc + (size_t)s * wstep + (size_t)g * wgrp);
     };
-    // x16's copy of step s: thread tid's 8 inputs of row m0 + tid/4
+    // x16's copy of step s: thread tid's 8 inputs of row m0 + tid/4 (zeros
+    // past row M − 1)
+    const int xbytes = m0 + (tid >> 2) < M ? 16 : 0;
     const u16* xrow = x16 + (size_t)min(m0 + (tid >> 2), M - 1) * w.K + 8 * (tid & 3);
     const u32 xdst = (u32)(XO + (tid >> 2) * TG_XP * 2 + 16 * (tid & 3));
-    auto issue_x = [&](int s) { cp_async16(ring_s + (u32)((s % TG_STAGES) * SB) + xdst, xrow + 32 * s); };
+    auto issue_x = [&](int s, int slot) { cp_async16_zfill(ring_s + (u32)(slot * SB) + xdst, xrow + 32 * s, xbytes); };
 
     float acc[2][4][4];
 #pragma unroll
@@ -964,26 +977,32 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const u16* __restrict__
 #pragma unroll
         for (int j = 0; j < 4; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.f;
 
-    // prologue: the weights of the first TG_STAGES − 1 steps before the
-    // wait for the previous kernel (they do not depend on it), x after it;
-    // one commit group a step (the first also holds all prologue weights)
+    // prologue: the weights of the first TG_STAGES − 1 steps (slots 0 …)
+    // before the wait for the previous kernel (they do not depend on it), x
+    // after it; one commit group a step (the first also holds all prologue
+    // weights)
 #pragma unroll
     for (int u = 0; u < TG_STAGES - 1; u++)
-        if (s0 + u < s1) issue_w(s0 + u);
+        if (s0 + u < s1) issue_w(s0 + u, u, (s0 + u) / gsteps);
     pdl_wait();
     pdl_trigger();
 #pragma unroll
     for (int u = 0; u < TG_STAGES - 1; u++) {
-        if (s0 + u < s1) issue_x(s0 + u);
+        if (s0 + u < s1) issue_x(s0 + u, u);
         cp_commit();
     }
+    // the next step to prefetch: ps, its slot and group (pg, step pgs in it)
+    int ps = s0 + TG_STAGES - 1, pslot = TG_STAGES - 1, pg = ps / gsteps, pgs = ps - pg * gsteps, rslot = 0;
     for (int s = s0; s < s1; s++) {
         cp_wait<TG_STAGES - 2>();  // step s landed (this thread's copies)
         __syncthreads();           // … everyone's; and step s − 1's slot is free
-        if (s + TG_STAGES - 1 < s1) issue_w(s + TG_STAGES - 1), issue_x(s + TG_STAGES - 1);
+        if (ps < s1) issue_w(ps, pslot, pg), issue_x(ps, pslot);
         cp_commit();
+        ps++, pslot = pslot == TG_STAGES - 1 ? 0 : pslot + 1;
+        if (++pgs == gsteps) pgs = 0, pg++;
 
-        const unsigned char* sl = gsm + (s % TG_STAGES) * SB;
+        const unsigned char* sl = gsm + rslot * SB;
+        rslot = rslot == TG_STAGES - 1 ? 0 : rslot + 1;
         const u16* xs = (const u16*)(sl + XO);
         const int q = wf >> 1, wd0 = 2 * (wf & 1);
         // scales of this lane's columns 16wd + c and 16wd + 8 + c, wd = wd0,
