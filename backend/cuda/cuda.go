@@ -57,7 +57,7 @@ type kernels struct {
 	tr                                        trellisKernels // EXL3 (trellis.go)
 }
 
-// tgSmem is tc_qgemm's dynamic shared memory (qmm.cu's tg_smem: 8 ring
+// tgSmem is tc_qgemm's dynamic shared memory (qmm.cu's tg_smem: 4 ring
 // stages of 4 KB of codes, 512 B of scales, with zero points 1 KB of zero
 // pairs, and a 64-row fp16 x tile of 96-byte rows).
 func tgSmem(asym bool) int {
@@ -65,7 +65,7 @@ func tgSmem(asym bool) int {
 	if asym {
 		st += 1024
 	}
-	return 8 * st
+	return 4 * st
 }
 
 // qmvSmem is the shared-memory ring of a 4-bit decode kernel for mr rows

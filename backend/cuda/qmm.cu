@@ -908,9 +908,8 @@ extern "C" __global__ void dequant_pfp4(u16* w16, WDesc w) { dequant4<PACK_FP4>(
 // into steps of 32 inputs, blockIdx.z taking steps [z·spt/S, (z+1)·spt/S)
 // (split-K for grids of few column tiles).
 //
-// Per step, everything by cp.async into a ring of TG_STAGES = 8 stages,
-// 7 steps ahead (~60 KB in flight a block: with 4 stages the kernel waited
-// on memory, 37% of the copy's rate at M = 1): the four column tiles' 4 KB of codes (every
+// Per step, everything by cp.async into a ring of TG_STAGES stages,
+// TG_STAGES − 1 steps ahead: the four column tiles' 4 KB of codes (every
 // thread 16 bytes), their 512 B of scales (threads 0…31) and 1 KB of zero
 // pairs (64…127), and the 64 rows × 32 inputs of x16 (4 KB, every thread
 // 16 bytes: row tid/4, inputs 8(tid & 3) … +7; rows past M are zero-filled
@@ -928,7 +927,7 @@ extern "C" __global__ void dequant_pfp4(u16* w16, WDesc w) { dequant4<PACK_FP4>(
 // tile, reset by it) adds them in z order and writes y: deterministic.
 // Requires K % 32 == 0, group % 32 == 0, x16 rows of K fp16 (16-byte
 // aligned: K % 8 == 0); dynamic shared memory tg_smem(ASYM).
-#define TG_STAGES 8
+#define TG_STAGES 4
 #define TG_WARPS 8
 #define TG_XP 48  // x row pitch in fp16 (32 used)
 __host__ __device__ constexpr int tg_xo(bool asym) { return 4096 + 512 + (asym ? 1024 : 0); }
@@ -1040,18 +1039,15 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const u16* __restrict__
                 // (a0, a1, a2, a3) of the mma = (rows c, k lo), (c + 8, lo), (c, hi), (c + 8, hi)
                 a[rt][0] = hmul2(q4[0], sf0), a[rt][1] = hmul2(q4[2], sf1), a[rt][2] = hmul2(q4[1], sf0), a[rt][3] = hmul2(q4[3], sf1);
             }
-            // B fragments of the n8 tiles: x rows 8nn + c, inputs 4t … 4t+3 of
-            // half j (all loads first, then the mma: a load's latency is not
-            // paid once per tile)
-            uint2 bx[8];
 #pragma unroll
-            for (int nn = 0; nn < 8; nn++)
-                if (nn < nnv) bx[nn] = *(const uint2*)(xs + (8 * nn + c) * TG_XP + 16 * j + 4 * t);
+            for (int nn = 0; nn < 8; nn++) {
+                if (nn < nnv) {
+                    // B fragment of n8 tile nn: x rows 8nn + c, inputs 4t … 4t+3 of half j
+                    const uint2 v = *(const uint2*)(xs + (8 * nn + c) * TG_XP + 16 * j + 4 * t);
 #pragma unroll
-            for (int nn = 0; nn < 8; nn++)
-                if (nn < nnv)
-#pragma unroll
-                    for (int rt = 0; rt < 2; rt++) mma_f16(acc[rt][nn], a[rt][0], a[rt][1], a[rt][2], a[rt][3], bx[nn].x, bx[nn].y);
+                    for (int rt = 0; rt < 2; rt++) mma_f16(acc[rt][nn], a[rt][0], a[rt][1], a[rt][2], a[rt][3], v.x, v.y);
+                }
+            }
         }
     }
     cp_wait<0>();
@@ -1101,7 +1097,7 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const u16* __restrict__
 }
 
 #define TC_QGEMM_KERNEL(NAME, KIND, ASYM)                                                                  \
-    extern "C" __global__ void __launch_bounds__(TG_WARPS * 32, 2)                                         \
+    extern "C" __global__ void __launch_bounds__(TG_WARPS * 32)                                            \
         NAME(WDesc w, const u16* x16, float* y, int ldy, int M, float* ws, int* counters) {                \
         tc_qgemm<KIND, ASYM>(w, x16, y, ldy, M, ws, counters);                                             \
     }
