@@ -57,15 +57,15 @@ type kernels struct {
 	tr                                        trellisKernels // EXL3 (trellis.go)
 }
 
-// tgSmem is tc_qgemm's dynamic shared memory (qmm.cu's tg_smem: 4 ring
-// stages of 4 KB of codes, 512 B of scales, with zero points 1 KB of zero
+// tgSmem is tc_qgemm's dynamic shared memory (qmm.cu's tg_smem: 5 ring
+// stages of 2 KB of codes, 256 B of scales, with zero points 512 B of zero
 // pairs, and a 64-row fp16 x tile of 96-byte rows).
 func tgSmem(asym bool) int {
-	st := 4096 + 512 + 64*48*2
+	st := 2048 + 256 + 64*48*2 // codes, scales, 64 rows of x16 96 bytes apart
 	if asym {
-		st += 1024
+		st += 512
 	}
-	return 4 * st
+	return 5 * st
 }
 
 // qmvSmem is the shared-memory ring of a 4-bit decode kernel for mr rows

@@ -414,7 +414,7 @@ func (b *Backend) tcGemm(m *matrix, M int) bool {
 
 // tcQgemm queues x_to_half (x [M, K], row stride ldx, into fp16 scratch in
 // the packed input order) and tc_qgemm for y[M, N] = x[M, K]·Wᵀ: blocks of
-// 256 columns × 64 rows, the steps of K split among S blocks whose partial
+// 128 columns × 64 rows, the steps of K split among S blocks whose partial
 // sums the last of them adds (deterministic; S from tcSplits).
 func (b *Backend) tcQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 	f := b.k.tcQgemm[0]
@@ -438,14 +438,14 @@ func (b *Backend) tcQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 	a.i32(0)
 	b.launch(b.k.xToHalf, (K+255)/256, M, 256, 0, a)
 
-	gx, gy := (m.rows+255)/256, (M+63)/64
+	gx, gy := (m.rows+127)/128, (M+63)/64
 	S := tcSplits(gx*gy, K/32, b.sms)
 	if gx*gy > counterCap {
 		S = 1
 	}
 	var ws uint64
 	if S > 1 {
-		if ws = b.scratchBuf("tcws", 4*int64(gx*gy)*int64(S)*256*64); ws == 0 { // 64 sums a thread
+		if ws = b.scratchBuf("tcws", 4*int64(gx*gy)*int64(S)*8192); ws == 0 {
 			return
 		}
 	}

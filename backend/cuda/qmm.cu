@@ -899,38 +899,36 @@ extern "C" __global__ void dequant_pfp4(u16* w16, WDesc w) { dequant4<PACK_FP4>(
 // Each product (q − z)·s is rounded once to fp16, as the cuBLAS path's fp16
 // scratch rounds it.
 //
-// Block: TG_WARPS = 8 warps, a tile of 256 columns (packed column tiles
-// nt0 = 4·blockIdx.x … nt0 + 3) × 64 rows of x (blockIdx.y); warp wf owns
-// columns 32wf … 32wf + 31 — words 2(wf & 1) and 2(wf & 1) + 1 of column
-// tile wf/2's lane words, row tiles of 16 — × all 64 rows (8 n8 tiles), so
-// that each dequantised A fragment feeds 8 mma and each B fragment 2; n8
-// tiles wholly past M are skipped (the same for the whole block). K is cut
-// into steps of 32 inputs, blockIdx.z taking steps [z·spt/S, (z+1)·spt/S)
-// (split-K for grids of few column tiles).
+// Block: TG_WARPS = 8 warps, a tile of 128 columns (packed column tiles
+// nt0 = 2·blockIdx.x and nt0 + 1) × 64 rows of x (blockIdx.y); warp (wf,
+// wm) = (warp & 3, warp >> 2) owns columns 32wf … 32wf + 31 — words
+// 2(wf & 1) and 2(wf & 1) + 1 of column tile wf/2's lane words, row tiles
+// of 16 — × rows 32wm … 32wm + 31 (4 n8 tiles). K is cut into steps of 32
+// inputs, blockIdx.z taking steps [z·spt/S, (z+1)·spt/S) (split-K for
+// grids of few column tiles). Per step, everything by cp.async into a ring
+// of TG_STAGES stages, TG_STAGES − 1 steps ahead: the two column tiles' 2
+// KB of codes (threads 0…127), their 256 B of scales (128…143) and 512 B
+// of zero pairs (144…175), and the 64 rows × 32 inputs of x16 (4 KB, every
+// thread 16 bytes: row tid/4, inputs 8(tid & 3) … +7; rows past M are
+// zero-filled without a read). x rows lie TG_XP·2 = 96 bytes apart
+// in the stage: a lane's B fragment, inputs 4t … 4t+3 of a 16-input half,
+// is one 8-byte load and the 16 lanes of a half-warp hit distinct banks.
+// One barrier a step; 16 mma a warp a step.
 //
-// Per step, everything by cp.async into a ring of TG_STAGES stages,
-// TG_STAGES − 1 steps ahead: the four column tiles' 4 KB of codes (every
-// thread 16 bytes), their 512 B of scales (threads 0…31) and 1 KB of zero
-// pairs (64…127), and the 64 rows × 32 inputs of x16 (4 KB, every thread
-// 16 bytes: row tid/4, inputs 8(tid & 3) … +7; rows past M are zero-filled
-// without a read). x rows lie TG_XP·2 = 96 bytes apart in the stage: a
-// lane's B fragment, inputs 4t … 4t+3 of a 16-input half, is one 8-byte
-// load and the 16 lanes of a half-warp hit distinct banks. One barrier a
-// step; 32 mma a warp a step.
+// (The first version loaded x as fp32 into registers one step ahead and
+// converted it into a double buffer: 8 KB of x a block a step from L2
+// against 2 KB of codes, waited for each step, made the kernel take the
+// same time at 32 and 64 rows — latency-bound; docs/cuda-kernels.md.)
 //
-// (Earlier versions, docs/cuda-kernels.md: x as fp32 into registers one step
-// ahead was latency-bound; 128 × 64 tiles of warps with 32 rows each spent
-// more issue slots on dequantising and loads than on the 16 mma a step.)
-//
-// With S > 1 each block leaves its 64×256 partial sums in ws (slot
+// With S > 1 each block leaves its 64×128 partial sums in ws (slot
 // (tile, z)) and the last of the S blocks of a tile to arrive (counter per
 // tile, reset by it) adds them in z order and writes y: deterministic.
 // Requires K % 32 == 0, group % 32 == 0, x16 rows of K fp16 (16-byte
 // aligned: K % 8 == 0); dynamic shared memory tg_smem(ASYM).
-#define TG_STAGES 4
+#define TG_STAGES 5
 #define TG_WARPS 8
 #define TG_XP 48  // x row pitch in fp16 (32 used)
-__host__ __device__ constexpr int tg_xo(bool asym) { return 4096 + 512 + (asym ? 1024 : 0); }
+__host__ __device__ constexpr int tg_xo(bool asym) { return 2048 + 256 + (asym ? 512 : 0); }
 __host__ __device__ constexpr int tg_stage(bool asym) { return tg_xo(asym) + 64 * TG_XP * 2; }
 __host__ __device__ constexpr int tg_smem(bool asym) { return TG_STAGES * tg_stage(asym); }
 
@@ -938,34 +936,33 @@ template <int KIND, bool ASYM>
 __device__ __forceinline__ void tc_qgemm(const WDesc& w, const u16* __restrict__ x16, float* __restrict__ y, int ldy, int M,
                                          float* ws, int* counters) {
     extern __shared__ __align__(16) unsigned char gsm[];
-    constexpr int SB = tg_stage(ASYM), SCO = 4096, ZO = 4096 + 512, XO = tg_xo(ASYM);
-    const int tid = threadIdx.x, lane = tid & 31, wf = tid >> 5, t = lane & 3, c = lane >> 2;
+    constexpr int SB = tg_stage(ASYM), SCO = 2048, ZO = 2048 + 256, XO = tg_xo(ASYM);
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, t = lane & 3, c = lane >> 2;
+    const int wf = warp & 3, wm = warp >> 2;
     const int spt = w.K >> 5, ntiles = (w.N + 63) >> 6, groups = w.K / w.group, gsteps = w.group >> 5;
-    const int nt0 = 4 * blockIdx.x, m0 = 64 * blockIdx.y, S = gridDim.z, z = blockIdx.z;
+    const int nt0 = 2 * blockIdx.x, m0 = 64 * blockIdx.y, S = gridDim.z, z = blockIdx.z;
     const int s0 = (int)((long long)spt * z / S), s1 = (int)((long long)spt * (z + 1) / S);
-    const int nnv = min(8, (M - m0 + 7) >> 3);  // n8 tiles with rows below M
     const u32 ring_s = smem_addr(gsm);
 
-    // Each thread's copies of a step: 16 bytes of codes, csrc + 1024·s, and
-    // for some 16 bytes of scales or zero pairs, gsrc + gstride·g, for step s
-    // of group g (a column tile past the last is read as the last: its
-    // outputs are not stored). Slots and groups advance by counting: no
-    // division in the loop.
-    const unsigned char* csrc = (const unsigned char*)w.data + (size_t)min(nt0 + (tid >> 6), ntiles - 1) * spt * 1024 + 16 * (tid & 63);
-    const unsigned char* gsrc = nullptr;
-    int gdst = 0, gstride = 0;
-    if (tid < 32) {
-        gsrc = (const unsigned char*)w.scales + (size_t)min(nt0 + (tid >> 3), ntiles - 1) * groups * 128 + 16 * (tid & 7);
-        gdst = SCO + 16 * tid, gstride = 128;
-    } else if (ASYM && tid >= 64 && tid < 128) {
-        const int i = tid - 64;
-        gsrc = (const unsigned char*)w.zeros + (size_t)min(nt0 + (i >> 4), ntiles - 1) * groups * 256 + 16 * (i & 15);
-        gdst = ZO + 16 * i, gstride = 256;
+    // Each thread's copy of a step's weights, from a source of its own:
+    // codes (threads 0…127) base + 1024·s, scales (128…143) base + 128·g,
+    // zero pairs (144…175) base + 256·g, for step s of group g (the column
+    // tile past the last is read as the last: its outputs are not stored).
+    // Slots and groups advance by counting: no division in the loop.
+    const unsigned char* wsrc = nullptr;
+    int wdst = 0, wstep = 0, wgrp = 0;
+    if (tid < 128) {
+        const int nt = min(nt0 + (tid >> 6), ntiles - 1);
+        wsrc = (const unsigned char*)w.data + (size_t)nt * spt * 1024 + 16 * (tid & 63), wdst = 16 * tid, wstep = 1024;
+    } else if (tid < 144) {
+        const int nt = min(nt0 + ((tid - 128) >> 3), ntiles - 1);
+        wsrc = (const unsigned char*)w.scales + (size_t)nt * groups * 128 + 16 * ((tid - 128) & 7), wdst = SCO + 16 * (tid - 128), wgrp = 128;
+    } else if (ASYM && tid < 176) {
+        const int nt = min(nt0 + ((tid - 144) >> 4), ntiles - 1);
+        wsrc = (const unsigned char*)w.zeros + (size_t)nt * groups * 256 + 16 * ((tid - 144) & 15), wdst = ZO + 16 * (tid - 144), wgrp = 256;
     }
     auto issue_w = [&](int s, int slot, int g) {
-        const u32 d = ring_s + (u32)(slot * SB);
-        cp_async16(d + 16 * tid, csrc + (size_t)s * 1024);
-        if (gsrc) cp_async16(d + gdst, gsrc + (size_t)g * gstride);
+        if (wsrc) cp_async16(ring_s + (u32)(slot * SB + wdst), wsrc + (size_t)s * wstep + (size_t)g * wgrp);
     };
     // x16's copy of step s: thread tid's 8 inputs of row m0 + tid/4 (zeros
     // past row M − 1)
@@ -974,11 +971,11 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const u16* __restrict__
     const u32 xdst = (u32)(XO + (tid >> 2) * TG_XP * 2 + 16 * (tid & 3));
     auto issue_x = [&](int s, int slot) { cp_async16_zfill(ring_s + (u32)(slot * SB) + xdst, xrow + 32 * s, xbytes); };
 
-    float acc[2][8][4];
+    float acc[2][4][4];
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
-        for (int j = 0; j < 8; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.f;
+        for (int j = 0; j < 4; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.f;
 
     // prologue: the weights of the first TG_STAGES − 1 steps (slots 0 …)
     // before the wait for the previous kernel (they do not depend on it), x
@@ -996,7 +993,6 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const u16* __restrict__
     }
     // the next step to prefetch: ps, its slot and group (pg, step pgs in it)
     int ps = s0 + TG_STAGES - 1, pslot = TG_STAGES - 1, pg = ps / gsteps, pgs = ps - pg * gsteps, rslot = 0;
-    const int q = wf >> 1, wd0 = 2 * (wf & 1);
     for (int s = s0; s < s1; s++) {
         cp_wait<TG_STAGES - 2>();  // step s landed (this thread's copies)
         __syncthreads();           // … everyone's; and step s − 1's slot is free
@@ -1008,6 +1004,7 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const u16* __restrict__
         const unsigned char* sl = gsm + rslot * SB;
         rslot = rslot == TG_STAGES - 1 ? 0 : rslot + 1;
         const u16* xs = (const u16*)(sl + XO);
+        const int q = wf >> 1, wd0 = 2 * (wf & 1);
         // scales of this lane's columns 16wd + c and 16wd + 8 + c, wd = wd0,
         // wd0 + 1: [c][j8 = 2wd, 2wd + 1] of column tile q
         const uint2 sp = *(const uint2*)(sl + SCO + 128 * q + 16 * c + 4 * wd0);
@@ -1020,7 +1017,12 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const u16* __restrict__
 #pragma unroll
         for (int j = 0; j < 2; j++) {
             const uint2 cw = *(const uint2*)(sl + 1024 * q + 512 * j + 16 * lane + 8 * (wf & 1));
-            u32 a[2][4];  // A fragments of the two row tiles (16 columns each)
+            u32 bx[4][2];  // B fragments of the 4 n8 tiles: x rows 32wm + 8nn + c
+#pragma unroll
+            for (int nn = 0; nn < 4; nn++) {
+                const uint2 v = *(const uint2*)(xs + (32 * wm + 8 * nn + c) * TG_XP + 16 * j + 4 * t);
+                bx[nn][0] = v.x, bx[nn][1] = v.y;
+            }
 #pragma unroll
             for (int rt = 0; rt < 2; rt++) {
                 const u32 v = rt == 0 ? cw.x : cw.y;
@@ -1036,33 +1038,26 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const u16* __restrict__
 #pragma unroll
                     for (int qq = 0; qq < 4; qq++) q4[qq] = hmul2(q4[qq], 0x74007400u);
                 }
-                // (a0, a1, a2, a3) of the mma = (rows c, k lo), (c + 8, lo), (c, hi), (c + 8, hi)
-                a[rt][0] = hmul2(q4[0], sf0), a[rt][1] = hmul2(q4[2], sf1), a[rt][2] = hmul2(q4[1], sf0), a[rt][3] = hmul2(q4[3], sf1);
-            }
+                u32 b0 = q4[0], b1 = q4[1], b2 = q4[2], b3 = q4[3];
+                b0 = hmul2(b0, sf0), b1 = hmul2(b1, sf0), b2 = hmul2(b2, sf1), b3 = hmul2(b3, sf1);
 #pragma unroll
-            for (int nn = 0; nn < 8; nn++) {
-                if (nn < nnv) {
-                    // B fragment of n8 tile nn: x rows 8nn + c, inputs 4t … 4t+3 of half j
-                    const uint2 v = *(const uint2*)(xs + (8 * nn + c) * TG_XP + 16 * j + 4 * t);
-#pragma unroll
-                    for (int rt = 0; rt < 2; rt++) mma_f16(acc[rt][nn], a[rt][0], a[rt][1], a[rt][2], a[rt][3], v.x, v.y);
-                }
+                for (int nn = 0; nn < 4; nn++) mma_f16(acc[rt][nn], b0, b2, b1, b3, bx[nn][0], bx[nn][1]);
             }
         }
     }
     cp_wait<0>();
 
-    // acc[rt][nn]: d0, d1 at column f = 256·bx + 32wf + 16rt + c, rows
-    // m0 + 8nn + 2t, +1; d2, d3 at column f + 8
-    auto put = [&](const float (&a)[2][8][4]) {
+    // acc[rt][nn]: d0, d1 at column f = 128·bx + 32wf + 16rt + c, rows
+    // m0 + 32wm + 8nn + 2t, +1; d2, d3 at column f + 8
+    auto put = [&](const float (&a)[2][4][4]) {
 #pragma unroll
         for (int rt = 0; rt < 2; rt++)
 #pragma unroll
-            for (int nn = 0; nn < 8; nn++)
+            for (int nn = 0; nn < 4; nn++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    const int f = 256 * blockIdx.x + 32 * wf + 16 * rt + c + 8 * (e >> 1);
-                    const int r = m0 + 8 * nn + 2 * t + (e & 1);
+                    const int f = 128 * blockIdx.x + 32 * wf + 16 * rt + c + 8 * (e >> 1);
+                    const int r = m0 + 32 * wm + 8 * nn + 2 * t + (e & 1);
                     if (f < w.N && r < M) y[(size_t)r * ldy + f] = a[rt][nn][e];
                 }
     };
@@ -1070,29 +1065,30 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const u16* __restrict__
         put(acc);
         return;
     }
-    // split-K: partials [tile][z][tid][64], the last block adds them in z order
+    // split-K: partials [tile][z][tid][32], the last block adds them in z order
     const int tile = blockIdx.y * gridDim.x + blockIdx.x;
-    float* part = ws + (((size_t)tile * S + z) * (TG_WARPS * 32) + tid) * 64;
+    float* part = ws + (((size_t)tile * S + z) * (TG_WARPS * 32) + tid) * 32;
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
-        for (int j = 0; j < 8; j++) *(V4f*)(part + 32 * i + 4 * j) = V4f{acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]};
+        for (int j = 0; j < 4; j++) *(V4f*)(part + 16 * i + 4 * j) = V4f{acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]};
     if (!last_split(&counters[tile], S)) return;
+    float sum[2][4][4];
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
-        for (int j = 0; j < 8; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.f;
+        for (int j = 0; j < 4; j++) sum[i][j][0] = sum[i][j][1] = sum[i][j][2] = sum[i][j][3] = 0.f;
     for (int zz = 0; zz < S; zz++) {
-        const float* p = ws + (((size_t)tile * S + zz) * (TG_WARPS * 32) + tid) * 64;
+        const float* p = ws + (((size_t)tile * S + zz) * (TG_WARPS * 32) + tid) * 32;
 #pragma unroll
         for (int i = 0; i < 2; i++)
 #pragma unroll
-            for (int j = 0; j < 8; j++) {
-                const float4 v = ld_cg4(p + 32 * i + 4 * j);
-                acc[i][j][0] += v.x, acc[i][j][1] += v.y, acc[i][j][2] += v.z, acc[i][j][3] += v.w;
+            for (int j = 0; j < 4; j++) {
+                const float4 v = ld_cg4(p + 16 * i + 4 * j);
+                sum[i][j][0] += v.x, sum[i][j][1] += v.y, sum[i][j][2] += v.z, sum[i][j][3] += v.w;
             }
     }
-    put(acc);
+    put(sum);
     if (tid == 0) counters[tile] = 0;
 }
 
