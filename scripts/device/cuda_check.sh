@@ -93,7 +93,7 @@ if want tests; then
 	default_groups="TestCompileKernels|TestKernelResources|TestPack|TestTensors|TestStickyErrors|TestClose|TestCollect|TestGraph$|TestCallCost;TestOps;TestQMatMul$|TestGraphSegments|TestFusedOps;TestFixtures|TestBatchedGeneration|TestGPTQCheckpoints;TestExpertsOnDevice|TestExpertsAdd|TestHeadsOnDevice|TestMLA|TestSample|TestTrellis(MatMul|Viterbi|Windows)"
 	IFS=';' read -ra groups <<<"${TEST_GROUPS:-$default_groups}"
 	for group in "${groups[@]}"; do
-		run "tests $group" 20 120 "$OUT/test.part" bash -c "cd backend/cuda && ../../gpubin/cuda.test -test.v -test.timeout 115s -test.run '$group'"
+		run "tests $group" 20 200 "$OUT/test.part" bash -c "cd backend/cuda && ../../gpubin/cuda.test -test.v -test.timeout 195s -test.run '$group'"
 		cat "$OUT/test.part" >>"$OUT/test.log" 2>/dev/null
 	done
 	rm -f "$OUT/test.part"
