@@ -947,13 +947,17 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const u16* __restrict__
     // Each thread's copy of a step's weights, from a source of its own:
     // codes (threads 0…127) base + 1024·s, scales (128…143) base + 128·g,
     // zero pairs (144…175) base + 256·g, for step s of group g (the column
-    // tile past the last is read as the last: its outputs are not stored).
-    // Slots and groups advance by counting: no division in the loop.
-    const unsigned char* wsrc = nullptr;
+    // tile past the last is read as the last: its outputs are not stored);
+    // threads 176… copy no weights. In the loop the sources, x's and the
+    // ring slots advance by adding: no multiplication or division there
+    // (the first version's 64-bit address arithmetic was a third of the
+    // loop's instructions).
+    const unsigned char* wsrc = (const unsigned char*)w.data;
     int wdst = 0, wstep = 0, wgrp = 0;
+    const bool hasw = tid < (ASYM ? 176 : 144);
     if (tid < 128) {
         const int nt = min(nt0 + (tid >> 6), ntiles - 1);
-        wsrc = (const unsigned char*)w.data + (size_t)nt * spt * 1024 + 16 * (tid & 63), wdst = 16 * tid, wstep = 1024;
+        wsrc += (size_t)nt * spt * 1024 + 16 * (tid & 63), wdst = 16 * tid, wstep = 1024;
     } else if (tid < 144) {
         const int nt = min(nt0 + ((tid - 128) >> 3), ntiles - 1);
         wsrc = (const unsigned char*)w.scales + (size_t)nt * groups * 128 + 16 * ((tid - 128) & 7), wdst = SCO + 16 * (tid - 128), wgrp = 128;
@@ -961,15 +965,11 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const u16* __restrict__
         const int nt = min(nt0 + ((tid - 144) >> 4), ntiles - 1);
         wsrc = (const unsigned char*)w.zeros + (size_t)nt * groups * 256 + 16 * ((tid - 144) & 15), wdst = ZO + 16 * (tid - 144), wgrp = 256;
     }
-    auto issue_w = [&](int s, int slot, int g) {
-        if (wsrc) cp_async16(ring_s + (u32)(slot * SB + wdst), wsrc + (size_t)s * wstep + (size_t)g * wgrp);
-    };
-    // x16's copy of step s: thread tid's 8 inputs of row m0 + tid/4 (zeros
+    // x16's copy of a step: thread tid's 8 inputs of row m0 + tid/4 (zeros
     // past row M − 1)
     const int xbytes = m0 + (tid >> 2) < M ? 16 : 0;
     const u16* xrow = x16 + (size_t)min(m0 + (tid >> 2), M - 1) * w.K + 8 * (tid & 3);
     const u32 xdst = (u32)(XO + (tid >> 2) * TG_XP * 2 + 16 * (tid & 3));
-    auto issue_x = [&](int s, int slot) { cp_async16_zfill(ring_s + (u32)(slot * SB) + xdst, xrow + 32 * s, xbytes); };
 
     float acc[2][4][4];
 #pragma unroll
@@ -983,26 +983,37 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const u16* __restrict__
     // weights)
 #pragma unroll
     for (int u = 0; u < TG_STAGES - 1; u++)
-        if (s0 + u < s1) issue_w(s0 + u, u, (s0 + u) / gsteps);
+        if (hasw && s0 + u < s1)
+            cp_async16(ring_s + (u32)(u * SB + wdst), wsrc + (size_t)(s0 + u) * wstep + (size_t)((s0 + u) / gsteps) * wgrp);
     pdl_wait();
     pdl_trigger();
 #pragma unroll
     for (int u = 0; u < TG_STAGES - 1; u++) {
-        if (s0 + u < s1) issue_x(s0 + u, u);
+        if (s0 + u < s1) cp_async16_zfill(ring_s + (u32)(u * SB) + xdst, xrow + 32 * (s0 + u), xbytes);
         cp_commit();
     }
-    // the next step to prefetch: ps, its slot and group (pg, step pgs in it)
-    int ps = s0 + TG_STAGES - 1, pslot = TG_STAGES - 1, pg = ps / gsteps, pgs = ps - pg * gsteps, rslot = 0;
+    // the next step to prefetch, ps: its sources (wp, xp), its slot's
+    // address (pslot) and its place in its group (pgs)
+    int ps = s0 + TG_STAGES - 1, pgs = ps % gsteps;
+    const unsigned char* wp = wsrc + (size_t)ps * wstep + (size_t)(ps / gsteps) * wgrp;
+    const u16* xp = xrow + 32 * ps;
+    const u32 ring_end = ring_s + (u32)(TG_STAGES * SB);
+    u32 pslot = ring_s + (u32)((TG_STAGES - 1) * SB);
+    const unsigned char* sl = gsm;  // step s's slot
+#pragma unroll 2
     for (int s = s0; s < s1; s++) {
         cp_wait<TG_STAGES - 2>();  // step s landed (this thread's copies)
         __syncthreads();           // … everyone's; and step s − 1's slot is free
-        if (ps < s1) issue_w(ps, pslot, pg), issue_x(ps, pslot);
+        if (ps < s1) {
+            if (hasw) cp_async16(pslot + wdst, wp);
+            cp_async16_zfill(pslot + xdst, xp, xbytes);
+        }
         cp_commit();
-        ps++, pslot = pslot == TG_STAGES - 1 ? 0 : pslot + 1;
-        if (++pgs == gsteps) pgs = 0, pg++;
+        ps++, wp += wstep, xp += 32;
+        if (++pgs == gsteps) pgs = 0, wp += wgrp;
+        pslot += SB;
+        if (pslot == ring_end) pslot = ring_s;
 
-        const unsigned char* sl = gsm + rslot * SB;
-        rslot = rslot == TG_STAGES - 1 ? 0 : rslot + 1;
         const u16* xs = (const u16*)(sl + XO);
         const int q = wf >> 1, wd0 = 2 * (wf & 1);
         // scales of this lane's columns 16wd + c and 16wd + 8 + c, wd = wd0,
@@ -1044,6 +1055,8 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const u16* __restrict__
                 for (int nn = 0; nn < 4; nn++) mma_f16(acc[rt][nn], b0, b2, b1, b3, bx[nn][0], bx[nn][1]);
             }
         }
+        sl += SB;
+        if (sl == gsm + TG_STAGES * SB) sl = gsm;
     }
     cp_wait<0>();
 
