@@ -59,14 +59,13 @@ type kernels struct {
 
 // tgSmem is tc_qgemm's dynamic shared memory (qmm.cu's tg_smem: 5 ring
 // stages of 2 KB of codes, 256 B of scales, with zero points 512 B of zero
-// pairs, and a 64-row fp16 x tile of 96-byte rows; then 8 KB of a step's
-// dequantised A fragments).
+// pairs, and a 64-row fp16 x tile of 96-byte rows).
 func tgSmem(asym bool) int {
 	st := 2048 + 256 + 64*48*2 // codes, scales, 64 rows of x16 96 bytes apart
 	if asym {
 		st += 512
 	}
-	return 5*st + 8192
+	return 5 * st
 }
 
 // qmvSmem is the shared-memory ring of a 4-bit decode kernel for mr rows

@@ -930,7 +930,7 @@ extern "C" __global__ void dequant_pfp4(u16* w16, WDesc w) { dequant4<PACK_FP4>(
 #define TG_XP 48  // x row pitch in fp16 (32 used)
 __host__ __device__ constexpr int tg_xo(bool asym) { return 2048 + 256 + (asym ? 512 : 0); }
 __host__ __device__ constexpr int tg_stage(bool asym) { return tg_xo(asym) + 64 * TG_XP * 2; }
-__host__ __device__ constexpr int tg_smem(bool asym) { return TG_STAGES * tg_stage(asym) + 8192; }  // + abuf
+__host__ __device__ constexpr int tg_smem(bool asym) { return TG_STAGES * tg_stage(asym); }
 
 template <int KIND, bool ASYM>
 __device__ __forceinline__ void tc_qgemm(const WDesc& w, const u16* __restrict__ x16, float* __restrict__ y, int ldy, int M,
@@ -943,7 +943,6 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const u16* __restrict__
     const int nt0 = 2 * blockIdx.x, m0 = 64 * blockIdx.y, S = gridDim.z, z = blockIdx.z;
     const int s0 = (int)((long long)spt * z / S), s1 = (int)((long long)spt * (z + 1) / S);
     const u32 ring_s = smem_addr(gsm);
-    unsigned char* abuf = gsm + TG_STAGES * SB;  // a step's dequantised A fragments, 8 KB
 
     // Each thread's copy of a step's weights, from a source of its own:
     // codes (threads 0…127) base + 1024·s, scales (128…143) base + 128·g,
@@ -1016,30 +1015,30 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const u16* __restrict__
         if (pslot == ring_end) pslot = ring_s;
 
         const u16* xs = (const u16*)(sl + XO);
-        // Dequantise once a block: warp pw = warp (as producer) turns words
-        // 2(pw & 1), 2(pw & 1) + 1 of every lane of column tile pw >> 2,
-        // half (pw >> 1) & 1 into scaled A fragments (a0…a3 in the mma's
-        // order) at abuf[q][j][wd][lane], 16 bytes each; the consumer warps
-        // (wf, wm = 0 and 1) both read them after the barrier. (Each warp
-        // dequantising its own fragments did the work twice: the two warps of
-        // a column group need the same ones.)
-        {
-            const int pq = warp >> 2, pj = (warp >> 1) & 1, pw = warp & 1;
-            const uint2 cw = *(const uint2*)(sl + 1024 * pq + 512 * pj + 16 * lane + 8 * pw);
-            // scales of this lane's columns 16wd + c and 16wd + 8 + c, wd =
-            // 2pw, 2pw + 1: [c][j8 = 2wd, 2wd + 1] of column tile pq
-            const uint2 sp = *(const uint2*)(sl + SCO + 128 * pq + 16 * c + 8 * pw);
-            u32 zl[2], zh[2];  // per word: −(1024+z) and −(64+z) pairs of its two columns
-            if (ASYM) {
-                const uint4 zp = *(const uint4*)(sl + ZO + 256 * pq + 32 * c + 16 * pw);
-                zl[0] = __byte_perm(zp.x, zp.y, 0x5410), zh[0] = __byte_perm(zp.x, zp.y, 0x7632);
-                zl[1] = __byte_perm(zp.z, zp.w, 0x5410), zh[1] = __byte_perm(zp.z, zp.w, 0x7632);
+        const int q = wf >> 1, wd0 = 2 * (wf & 1);
+        // scales of this lane's columns 16wd + c and 16wd + 8 + c, wd = wd0,
+        // wd0 + 1: [c][j8 = 2wd, 2wd + 1] of column tile q
+        const uint2 sp = *(const uint2*)(sl + SCO + 128 * q + 16 * c + 4 * wd0);
+        u32 zl[2], zh[2];  // per row tile: −(1024+z) and −(64+z) pairs of its two columns
+        if (ASYM) {
+            const uint4 zp = *(const uint4*)(sl + ZO + 256 * q + 32 * c + 8 * wd0);
+            zl[0] = __byte_perm(zp.x, zp.y, 0x5410), zh[0] = __byte_perm(zp.x, zp.y, 0x7632);
+            zl[1] = __byte_perm(zp.z, zp.w, 0x5410), zh[1] = __byte_perm(zp.z, zp.w, 0x7632);
+        }
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            const uint2 cw = *(const uint2*)(sl + 1024 * q + 512 * j + 16 * lane + 8 * (wf & 1));
+            u32 bx[4][2];  // B fragments of the 4 n8 tiles: x rows 32wm + 8nn + c
+#pragma unroll
+            for (int nn = 0; nn < 4; nn++) {
+                const uint2 v = *(const uint2*)(xs + (32 * wm + 8 * nn + c) * TG_XP + 16 * j + 4 * t);
+                bx[nn][0] = v.x, bx[nn][1] = v.y;
             }
 #pragma unroll
-            for (int r = 0; r < 2; r++) {
-                const u32 v = r == 0 ? cw.x : cw.y;
-                const u32 zlr = ASYM ? zl[r] : 0xE408E408u, zhr = ASYM ? zh[r] : 0xD480D480u;
-                const u32 s2 = r == 0 ? sp.x : sp.y;  // (scale of column 16wd + c, of 16wd + 8 + c)
+            for (int rt = 0; rt < 2; rt++) {
+                const u32 v = rt == 0 ? cw.x : cw.y;
+                const u32 zlr = ASYM ? zl[rt] : 0xE408E408u, zhr = ASYM ? zh[rt] : 0xD480D480u;
+                const u32 s2 = rt == 0 ? sp.x : sp.y;  // (scale of column 16wd + c, of 16wd + 8 + c)
                 const u32 sf0 = __byte_perm(s2, 0, 0x1010), sf1 = __byte_perm(s2, 0, 0x3232);
                 u32 q4[4];
                 if (KIND == PACK_INT4) {
@@ -1050,26 +1049,10 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const u16* __restrict__
 #pragma unroll
                     for (int qq = 0; qq < 4; qq++) q4[qq] = hmul2(q4[qq], 0x74007400u);
                 }
-                // (a0, a1, a2, a3) = rows c and c + 8 (columns 16wd + c, + 8) × inputs lo, hi
-                *(uint4*)(abuf + 16 * (((pq * 2 + pj) * 4 + 2 * pw + r) * 32 + lane)) =
-                    make_uint4(hmul2(q4[0], sf0), hmul2(q4[2], sf1), hmul2(q4[1], sf0), hmul2(q4[3], sf1));
-            }
-        }
-        __syncthreads();
-        const int q = wf >> 1;
+                u32 b0 = q4[0], b1 = q4[1], b2 = q4[2], b3 = q4[3];
+                b0 = hmul2(b0, sf0), b1 = hmul2(b1, sf0), b2 = hmul2(b2, sf1), b3 = hmul2(b3, sf1);
 #pragma unroll
-        for (int j = 0; j < 2; j++) {
-            u32 bx[4][2];  // B fragments of the 4 n8 tiles: x rows 32wm + 8nn + c
-#pragma unroll
-            for (int nn = 0; nn < 4; nn++) {
-                const uint2 v = *(const uint2*)(xs + (32 * wm + 8 * nn + c) * TG_XP + 16 * j + 4 * t);
-                bx[nn][0] = v.x, bx[nn][1] = v.y;
-            }
-#pragma unroll
-            for (int rt = 0; rt < 2; rt++) {
-                const uint4 af = *(const uint4*)(abuf + 16 * (((q * 2 + j) * 4 + 2 * (wf & 1) + rt) * 32 + lane));
-#pragma unroll
-                for (int nn = 0; nn < 4; nn++) mma_f16(acc[rt][nn], af.x, af.y, af.z, af.w, bx[nn][0], bx[nn][1]);
+                for (int nn = 0; nn < 4; nn++) mma_f16(acc[rt][nn], b0, b2, b1, b3, bx[nn][0], bx[nn][1]);
             }
         }
         sl += SB;
