@@ -186,7 +186,15 @@ __device__ __forceinline__ void add4(float4& s, const float4& v) {
 // atomic counter per tile, which it resets) adds them in warp order and
 // writes y — deterministic whatever the timing. A tile inside one warp's
 // range is written directly.
-__device__ __forceinline__ void stripe_store(float acc[8][4], int tile, int gw, int W, int per, int spt, int N, const YOut& o,
+//
+// stripe_store writes a tile's sums (or its partial) at the end of the
+// warp's part of it and reports whether this warp arrived last, so that
+// it must add the partials; the kernels do that (stripe_reduce) after
+// their loop, when the loop's registers are free: done inside the loop,
+// the sum's loads in flight added to the loop's registers. Only the first
+// and the last tile of a range can be shared, so a warp defers at most
+// two sums.
+__device__ __forceinline__ bool stripe_store(float acc[8][4], int tile, int gw, int W, int per, int spt, int N, const YOut& o,
                                              int M, float* ws, int* counters) {
     const int lane = threadIdx.x & 31, t = lane & 3, c = lane >> 2;
     const int wf = (tile * spt) / per, wl = min(W - 1, ((tile + 1) * spt - 1) / per);
@@ -198,7 +206,7 @@ __device__ __forceinline__ void stripe_store(float acc[8][4], int tile, int gw, 
             if (c < M) yput2(o, c, n, acc[j8][0], acc[j8][1], N);
             if (c + 8 < M) yput2(o, c + 8, n, acc[j8][2], acc[j8][3], N);
         }
-        return;
+        return false;
     }
     float* slot = ws + (size_t)(tile + gw) * 1024;
 #pragma unroll
@@ -212,12 +220,23 @@ __device__ __forceinline__ void stripe_store(float acc[8][4], int tile, int gw, 
     int last = 0;
     if (lane == 0) last = atomicAdd(&counters[tile], 1) == wl - wf;
     last = __shfl_sync(0xffffffffu, last, 0);
-    if (!last) return;
-    fence_gpu();
-    // The last warp adds the np partial sums (slots tile + wf … tile + wl,
-    // row m at float 64m) in a fixed order: each lane sums float4 chunks
-    // with four loads in flight; at M = 1 the two half-warps take the
-    // even and odd partials and meet through a shuffle.
+    if (last) fence_gpu();
+    return last;
+}
+
+// stripe_reduce adds the partial sums of a shared tile (slots tile + wf …
+// tile + wl, row m at float 64m) in a fixed order and writes y; the warp
+// that stripe_store found last calls it. At M = 1 the two half-warps take
+// the even and odd partials and meet through a shuffle; above, a lane's
+// float4 chunks (it = lane, lane + 32, …: row it/16) are taken SI at a time
+// with all their loads of a round in flight together (one chunk at a
+// time, a lane made ⌈np/4⌉ dependent round trips per chunk, up to 8 chunks
+// at M = 16), each chunk's sum in one fixed order (even partials in s, odd
+// in s2, the tail in s).
+__device__ __forceinline__ void stripe_reduce(int tile, int W, int per, int spt, int N, const YOut& o, int M, const float* ws,
+                                              int* counters) {
+    const int lane = threadIdx.x & 31;
+    const int wf = (tile * spt) / per, wl = min(W - 1, ((tile + 1) * spt - 1) / per);
     const int np = wl - wf + 1;
     const float* base = ws + (size_t)(tile + wf) * 1024;
     if (M == 1) {
@@ -241,21 +260,43 @@ __device__ __forceinline__ void stripe_store(float acc[8][4], int tile, int gw, 
             yput2(o, 0, n + 2, s.z, s.w, N);
         }
     } else {
-        for (int it = lane; it < M * 16; it += 32) {
-            const int m = it >> 4, q = it & 15;
-            const float* p = base + 64 * m + 4 * q;
-            float4 s = make_float4(0.f, 0.f, 0.f, 0.f), s2 = s;
+        constexpr int SI = 2;
+        for (int i0 = lane; i0 < M * 16; i0 += 32 * SI) {
+            const float* p[SI];
+            bool ok[SI];
+            float4 s[SI], s2[SI];
+#pragma unroll
+            for (int k = 0; k < SI; k++) {
+                const int it = i0 + 32 * k;
+                ok[k] = it < M * 16;
+                p[k] = base + (ok[k] ? 64 * (it >> 4) + 4 * (it & 15) : 0);
+                s[k] = s2[k] = make_float4(0.f, 0.f, 0.f, 0.f);
+            }
             int w = 0;
             for (; w + 3 < np; w += 4) {
-                const float4 a = ld_cg4(p + (size_t)w * 1024), b = ld_cg4(p + (size_t)(w + 1) * 1024);
-                const float4 d = ld_cg4(p + (size_t)(w + 2) * 1024), e = ld_cg4(p + (size_t)(w + 3) * 1024);
-                add4(s, a), add4(s2, b), add4(s, d), add4(s2, e);
+                float4 a[SI], b[SI], d[SI], e[SI];
+#pragma unroll
+                for (int k = 0; k < SI; k++)
+                    if (ok[k]) {
+                        a[k] = ld_cg4(p[k] + (size_t)w * 1024), b[k] = ld_cg4(p[k] + (size_t)(w + 1) * 1024);
+                        d[k] = ld_cg4(p[k] + (size_t)(w + 2) * 1024), e[k] = ld_cg4(p[k] + (size_t)(w + 3) * 1024);
+                    }
+#pragma unroll
+                for (int k = 0; k < SI; k++)
+                    if (ok[k]) add4(s[k], a[k]), add4(s2[k], b[k]), add4(s[k], d[k]), add4(s2[k], e[k]);
             }
-            for (; w < np; w++) add4(s, ld_cg4(p + (size_t)w * 1024));
-            add4(s, s2);
-            const int n = tile * 64 + 4 * q;
-            yput2(o, m, n, s.x, s.y, N);
-            yput2(o, m, n + 2, s.z, s.w, N);
+            for (; w < np; w++)
+#pragma unroll
+                for (int k = 0; k < SI; k++)
+                    if (ok[k]) add4(s[k], ld_cg4(p[k] + (size_t)w * 1024));
+#pragma unroll
+            for (int k = 0; k < SI; k++)
+                if (ok[k]) {
+                    add4(s[k], s2[k]);
+                    const int it = i0 + 32 * k, n = tile * 64 + 4 * (it & 15);
+                    yput2(o, it >> 4, n, s[k].x, s[k].y, N);
+                    yput2(o, it >> 4, n + 2, s[k].z, s[k].w, N);
+                }
         }
     }
     if (lane == 0) counters[tile] = 0;
@@ -540,6 +581,7 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
     }
     // the compute cursor: step within the tile
     int cs = i0 % spt, cgk = cs % gsteps;
+    int pend0 = -1, pend1 = -1;  // shared tiles whose sums this warp adds after the loop
     for (int i = i0; i < i1; i++) {
         if (ii < i1) issue(true);
         cp_commit();
@@ -640,9 +682,9 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
             if (AOP) {
                 float t8[8][4];
                 aop_fragments(acc, t8);
-                stripe_store(t8, i / spt, gw, W, per, spt, w.N, o, M, ws, counters);
+                if (stripe_store(t8, i / spt, gw, W, per, spt, w.N, o, M, ws, counters)) (pend0 < 0 ? pend0 : pend1) = i / spt;
             } else {
-                stripe_store(acc, i / spt, gw, W, per, spt, w.N, o, M, ws, counters);
+                if (stripe_store(acc, i / spt, gw, W, per, spt, w.N, o, M, ws, counters)) (pend0 < 0 ? pend0 : pend1) = i / spt;
             }
 #pragma unroll
             for (int jj = 0; jj < NA; jj++) acc[jj][0] = acc[jj][1] = acc[jj][2] = acc[jj][3] = 0.f;
@@ -650,6 +692,9 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
         }
     }
     cp_wait<0>();
+    // the sums of the shared tiles this warp arrived last at (stripe_store)
+    if (pend0 >= 0) stripe_reduce(pend0, W, per, spt, w.N, o, M, ws, counters);
+    if (pend1 >= 0) stripe_reduce(pend1, W, per, spt, w.N, o, M, ws, counters);
 }
 
 #define QMV_KERNEL(NAME, KIND, ASYM, MR)                                                                  \
@@ -742,6 +787,7 @@ __device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x,
             cp_commit();
         }
     }
+    int pend0 = -1, pend1 = -1;  // shared tiles whose sums this warp adds after the loop
     for (int i = i0; i < i1; i++) {
         if (i + DD - 1 < i1) issue(i + DD - 1, true);
         cp_commit();
@@ -814,15 +860,18 @@ __device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x,
             if (AOP) {
                 float t8[8][4];
                 aop_fragments(acc, t8);
-                stripe_store(t8, i / spt, gw, W, per, spt, w.N, o, M, ws, counters);
+                if (stripe_store(t8, i / spt, gw, W, per, spt, w.N, o, M, ws, counters)) (pend0 < 0 ? pend0 : pend1) = i / spt;
             } else {
-                stripe_store(acc, i / spt, gw, W, per, spt, w.N, o, M, ws, counters);
+                if (stripe_store(acc, i / spt, gw, W, per, spt, w.N, o, M, ws, counters)) (pend0 < 0 ? pend0 : pend1) = i / spt;
             }
 #pragma unroll
             for (int jj = 0; jj < NA; jj++) acc[jj][0] = acc[jj][1] = acc[jj][2] = acc[jj][3] = 0.f;
         }
     }
     cp_wait<0>();
+    // the sums of the shared tiles this warp arrived last at (stripe_store)
+    if (pend0 >= 0) stripe_reduce(pend0, W, per, spt, w.N, o, M, ws, counters);
+    if (pend1 >= 0) stripe_reduce(pend1, W, per, spt, w.N, o, M, ws, counters);
 }
 
 #define DMV_KERNEL(NAME, BF, MR)                                                                          \
