@@ -967,7 +967,11 @@ extern "C" __global__ void dequant_pfp4(u16* w16, WDesc w) { dequant4<PACK_FP4>(
 // (The first version loaded x as fp32 into registers one step ahead and
 // converted it into a double buffer: 8 KB of x a block a step from L2
 // against 2 KB of codes, waited for each step, made the kernel take the
-// same time at 32 and 64 rows — latency-bound; docs/cuda-kernels.md.)
+// same time at 32 and 64 rows — latency-bound. This one is bound by
+// issuing instructions, ~120 SASS a step for 16 mma; a warp tile of all 64
+// rows (more mma per dequantised fragment, 128 registers) and dequantising
+// once a block behind a second barrier were both slower:
+// docs/cuda-kernels.md, fifth session.)
 //
 // With S > 1 each block leaves its 64×128 partial sums in ws (slot
 // (tile, z)) and the last of the S blocks of a tile to arrive (counter per
