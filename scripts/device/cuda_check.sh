@@ -26,7 +26,9 @@
 #      F.linear on the same shapes in the same run, joined into
 #      $OUT/perf_table.md by perf_table.py, with the read probe's lines
 #      (TestReadPatternSpeed: bare reads, and the decode kernel's inner
-#      loop built up part by part)
+#      loop built up part by part); with gpubin/cuda-base.test (a test
+#      binary of an earlier commit, e.g. main against a branch) the same
+#      for it in the same call, perf_table-base.md
 #   3. bench: `marlin bench` of the Llama-3-8B shape, BF16 and INT4 g128,
 #      decode with and without CUDA graphs (the synthetic checkpoints are
 #      generated on this machine's disk on first use)
@@ -56,11 +58,11 @@ note() { echo "$*" | tee -a "$summary"; }
 # (an ab run may bring marlin and marlin-base as one archive, pair.tar.xz:
 # compressed together they take little more room than one)
 [ -f gpubin/pair.tar.xz ] && tar -xJf gpubin/pair.tar.xz -C gpubin
-for f in gpubin/cuda.test gpubin/marlin gpubin/marlin-base; do
+for f in gpubin/cuda.test gpubin/marlin gpubin/marlin-base gpubin/cuda-base.test; do
 	if [ ! -x "$f" ] && [ -f "$f.xz" ]; then
 		xz -dkc "$f.xz" >"$f" && chmod +x "$f"
 	fi
-	[ -x "$f" ] || [ "$f" = gpubin/marlin-base ] || { echo "missing $f: build it first (see the top of $0)"; exit 2; }
+	[ -x "$f" ] || [[ "$f" == *-base* ]] || { echo "missing $f: build it first (see the top of $0)"; exit 2; }
 done
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee -a "$summary"
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1 || true)
@@ -120,6 +122,12 @@ if want perf; then
 		} >"$OUT/perf_table$sfx.md" 2>&1
 		cat "$OUT/perf_table$sfx.md"
 	done
+	if [ -x gpubin/cuda-base.test ]; then
+		run "perf-marlin base" 30 200 "$OUT/perf-base.log" bash -c "cd backend/cuda && ../../gpubin/cuda-base.test -test.v -test.timeout 190s -test.run 'TestQMatMulSpeed$|TestReadPatternSpeed$'"
+		python3 scripts/device/perf_table.py "$OUT/perf-base.log" "$OUT/torch.log" >"$OUT/perf_table-base.md" 2>&1
+		echo "base build:"
+		cat "$OUT/perf_table-base.md"
+	fi
 fi
 
 # 3. end to end: the Llama-3-8B shape in BF16 and INT4 g128
