@@ -140,31 +140,27 @@ func TestQMatMul(t *testing.T) {
 	}
 }
 
+// unalignedX checks m's product of M rows of x whose rows start at an odd
+// float offset (not 16-byte aligned) against the float64 reference.
 func unalignedX(t *testing.T, g *Backend, rng *rand.Rand, w *quant.Weight, gw backend.Matrix, name string, n, k, M int) {
 	t.Helper()
-	{
-		cs := struct {
-			name string
-			n, k int
-		}{name, n, k}
-		xv := randn(rng, M*(cs.k+1), 1)
-		xs := make([]float32, M*cs.k)
-		for m := range M {
-			copy(xs[m*cs.k:], xv[m*(cs.k+1)+1:m*(cs.k+1)+1+cs.k])
-		}
-		x := g.NewTensor(M, cs.k+1)
-		g.Write(x, xv)
-		y := g.NewTensor(M, cs.n)
-		g.Write(y, poison(M*cs.n))
-		g.enter()
-		g.matmul(g.tensor(y).ptr(), cs.n, g.tensor(x).ptr()+4, cs.k+1, M, gw.(*matrix))
-		g.leave()
-		got := make([]float32, M*cs.n)
-		if err := g.Read(got, y); err != nil {
-			t.Fatal(err)
-		}
-		checkScaled(t, fmt.Sprintf("%s unaligned x M%d", cs.name, M), got, exactMatMul(w, xs, M), absDot(w, xs, M), matmulTol(gw, M))
+	xv := randn(rng, M*(k+1), 1)
+	xs := make([]float32, M*k)
+	for m := range M {
+		copy(xs[m*k:], xv[m*(k+1)+1:m*(k+1)+1+k])
 	}
+	x := g.NewTensor(M, k+1)
+	g.Write(x, xv)
+	y := g.NewTensor(M, n)
+	g.Write(y, poison(M*n))
+	g.enter()
+	g.matmul(g.tensor(y).ptr(), n, g.tensor(x).ptr()+4, k+1, M, gw.(*matrix))
+	g.leave()
+	got := make([]float32, M*n)
+	if err := g.Read(got, y); err != nil {
+		t.Fatal(err)
+	}
+	checkScaled(t, fmt.Sprintf("%s unaligned x M%d", name, M), got, exactMatMul(w, xs, M), absDot(w, xs, M), matmulTol(gw, M))
 }
 
 // TestGraphSegments runs the same op sequence several times with changing
