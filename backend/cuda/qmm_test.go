@@ -98,7 +98,8 @@ func TestTCSplits(t *testing.T) {
 // what the small cases of TestOps cannot: split-K with the in-kernel
 // reduction (large K, few column tiles), every M from 1 to 16 (the decode
 // kernels), 17, 40, 63, 64 and 100 (tc_qgemm for the packed 4-bit
-// formats, the decode kernels on parts of the rows for the dense ones),
+// formats; for the dense ones the decode kernels on parts of the rows
+// below 64, cuBLAS from 64),
 // GPTQ g128 and per-channel, act-order, FP4 g32, dense bf16/f16, rows of x
 // that are not 16-byte aligned (the generic kernel at 3 rows, tc_qgemm's
 // conversion at 40), and the output of each run poisoned first. Against
