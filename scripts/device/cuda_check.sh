@@ -14,6 +14,14 @@
 # then run this script there with gpubin/ carried along (it is git-ignored),
 # e.g. through the device tool: bash scripts/device/cuda_check.sh
 #
+# To compare against another commit in the same call, add its builds as
+# gpubin/cuda-base.test.xz (the perf step) and gpubin/marlin-base.xz (the
+# ab step), e.g. from a git worktree of it:
+#
+#   git worktree add /tmp/base main && (cd /tmp/base &&
+#     CGO_ENABLED=0 go test -c -ldflags='-s -w' -o "$OLDPWD/gpubin/cuda-base.test" ./backend/cuda)
+#   xz -f -9 gpubin/cuda-base.test
+#
 # Steps, in order of importance, each skipped when too little of BUDGET
 # (seconds, default 280) is left; STEPS (default all) picks some of
 # tests,perf,bench,ab,moe,profile,run,memcheck,racecheck (PERF_ENVS and
