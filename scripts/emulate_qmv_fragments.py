@@ -8,6 +8,7 @@
 # the GPU (TestQMatMul), checks the emulator itself. Prints the mismatches
 # (all 0). Usage: python3 scripts/emulate_qmv_fragments.py
 import random
+from mma_m16n8k16 import mma
 
 random.seed(7)
 M = 5
@@ -28,35 +29,20 @@ def xfrag(l, j, row):
     t = l % 4
     xs = [(x[row][16*j+4*t+u], (row, 16*j+4*t+u)) for u in range(4)]
     return [(xs[0], xs[1]), (xs[2], xs[3])]  # (x[4t],x[4t+1]), (x[4t+2],x[4t+3])
-def mma(afr, bfr):
-    # afr[l] = (a0,a1,a2,a3) pairs, bfr[l] = (b0,b1): returns d[l] = [d0,d1,d2,d3]
-    A = [[None]*16 for _ in range(16)]; B = [[None]*8 for _ in range(16)]
+# labels: (feature or row, input); the products must pair equal inputs
+def mma_in(afr, bfr): return mma(afr, bfr, lambda lab: lab[1])
+# the A-role accumulators shuffled into stripe_store's order (aop_fragments)
+# against ref: mismatches of rows < M
+def aop_mismatches(acc, ref):
+    bad = 0
     for l in range(32):
-        g, t = l // 4, l % 4
-        a0,a1,a2,a3 = afr[l]; b0,b1 = bfr[l]
-        A[g][2*t],A[g][2*t+1] = a0; A[g+8][2*t],A[g+8][2*t+1] = a1
-        A[g][2*t+8],A[g][2*t+9] = a2; A[g+8][2*t+8],A[g+8][2*t+9] = a3
-        B[2*t][g],B[2*t+1][g] = b0; B[2*t+8][g],B[2*t+9][g] = b1
-    # check the relabelled k slots agree between A and B (the same input)
-    D = [[0.0]*8 for _ in range(16)]
-    for r in range(16):
-        for n in range(8):
-            for k in range(16):
-                (av, (fa, ka)), (bv, bid) = A[r][k], B[k][n]
-                D[r][n] += av * bv
-    out = []
-    for l in range(32):
-        g, t = l // 4, l % 4
-        out.append([D[g][2*t], D[g][2*t+1], D[g+8][2*t], D[g+8][2*t+1]])
-    return out, A, B
-def check_slots(A, B):
-    # every product pairs the same input index on both sides
-    for r in range(16):
-        for n in range(8):
-            for k in range(16):
-                (_, ia), (_, ib) = A[r][k], B[k][n]
-                if ia[1] != ib[1]: return False
-    return True
+        t, c = l % 4, l // 4
+        for j8 in range(8):
+            for e in range(2):
+                src = 4*(2*t+e) + (c >> 1)
+                v = acc[src][j8 >> 1][2*(j8 & 1) + (c & 1)]
+                if c < M and abs(v - ref[c][8*j8+2*t+e]) > 1e-9: bad += 1
+    return bad
 
 # AOP: A = weights (b[0], b[2], b[1], b[3]), B = x row c
 acc = [[[0.0]*4 for _ in range(4)] for _ in range(32)]
@@ -69,21 +55,10 @@ for j in range(2):
             c = l // 4
             xf = xfrag(l, j, c)
             bfr.append((xf[0], xf[1]))
-        d, A, B = mma(afr, bfr)
-        assert check_slots(A, B), "slot mismatch"
+        d = mma_in(afr, bfr)
         for l in range(32):
             for e in range(4): acc[l][wd][e] += d[l][e]
-# shuffle to stripe_store's order
-bad = 0
-for l in range(32):
-    t, c = l % 4, l // 4
-    for j8 in range(8):
-        for e in range(2):
-            src = 4*(2*t+e) + (c >> 1)
-            v = acc[src][j8 >> 1][2*(j8 & 1) + (c & 1)]
-            f = 8*j8 + 2*t + e
-            if c < M and abs(v - ref[c][f]) > 1e-9: bad += 1
-print("AOP mismatches:", bad)
+print("AOP mismatches:", aop_mismatches(acc, ref))
 # old path for the emulator's own check: A = x rows c, c+8; B = weights
 acc2 = [[[0.0]*4 for _ in range(8)] for _ in range(32)]
 for j in range(2):
@@ -95,7 +70,7 @@ for j in range(2):
                 xa, xb = xfrag(l, j, c), xfrag(l, j, c+8)
                 afr.append((xa[0], xb[0], xa[1], xb[1]))
                 bfr.append((b[0], b[1]) if half == 0 else (b[2], b[3]))
-            d, A, B = mma(afr, bfr)
+            d = mma_in(afr, bfr)
             for l in range(32):
                 for e in range(4): acc2[l][2*wd+half][e] += d[l][e]
 bad2 = 0
@@ -130,16 +105,7 @@ for wr in range(4):
             afr.append((w0[2*h], w1[2*h], w0[2*h+1], w1[2*h+1]))
             b0, b1 = dx(l, h, l // 4)
             bfr.append((b0, b1))
-        d, A, B = mma(afr, bfr)
-        assert check_slots(A, B), "dmv slot mismatch"
+        d = mma_in(afr, bfr)
         for l in range(32):
             for e in range(4): dacc[l][wr][e] += d[l][e]
-bad3 = 0
-for l in range(32):
-    t, c = l % 4, l // 4
-    for j8 in range(8):
-        for e in range(2):
-            src = 4*(2*t+e) + (c >> 1)
-            v = dacc[src][j8 >> 1][2*(j8 & 1) + (c & 1)]
-            if c < M and abs(v - dref[c][8*j8+2*t+e]) > 1e-9: bad3 += 1
-print("dmv AOP mismatches:", bad3)
+print("dmv AOP mismatches:", aop_mismatches(dacc, dref))

@@ -6,6 +6,7 @@
 # a GPU that every output is written once and right. Prints the mismatches (0).
 # Usage: python3 scripts/emulate_tc_qgemm.py   (~1 min)
 import random
+from mma_m16n8k16 import mma
 random.seed(3)
 N, K, M, G = 200, 96, 37, 32   # N not a multiple of 128, M not of 64
 ASYM = True
@@ -22,22 +23,6 @@ def word(nt, s16, l, w):
     return [(64*nt + 8*tile + c, 16*s16 + inp) for i,(tile,inp) in sorted(m.items())]
 def scale(nt, g, c, j8): return sc[64*nt + 8*j8 + c][g]
 def zero(nt, g, c, j8): return zz[64*nt + 8*j8 + c][g]
-def mma(A, B):  # A[lane] = ((v,k) x8 as a0..a3 pairs), B[lane] = pairs; returns D per lane
-    Am = [[None]*16 for _ in range(16)]; Bm = [[None]*8 for _ in range(16)]
-    for l in range(32):
-        g, t = l // 4, l % 4
-        a0,a1,a2,a3 = A[l]; b0,b1 = B[l]
-        Am[g][2*t],Am[g][2*t+1] = a0; Am[g+8][2*t],Am[g+8][2*t+1] = a1
-        Am[g][2*t+8],Am[g][2*t+9] = a2; Am[g+8][2*t+8],Am[g+8][2*t+9] = a3
-        Bm[2*t][g],Bm[2*t+1][g] = b0; Bm[2*t+8][g],Bm[2*t+9][g] = b1
-    D = [[0.0]*8 for _ in range(16)]
-    for r in range(16):
-        for n in range(8):
-            for k in range(16):
-                (av, ka), (bv, kb) = Am[r][k], Bm[k][n]
-                assert ka == kb, (ka, kb)
-                D[r][n] += av*bv
-    return [[D[l//4][2*(l%4)], D[l//4][2*(l%4)+1], D[l//4+8][2*(l%4)], D[l//4+8][2*(l%4)+1]] for l in range(32)]
 y = [[None]*N for _ in range(M)]
 for bx in range((ntiles + 1)//2):
     for by in range((M + 63)//64):
@@ -67,7 +52,7 @@ for bx in range((ntiles + 1)//2):
                                     xv = [(x[r][32*s + 16*j + 4*t + u] if r < M else 0.0, 16*(2*s+j) + 4*t + u) for u in range(4)]
                                     Bs[nn].append(((xv[0], xv[1]), (xv[2], xv[3])))
                             for nn in range(4):
-                                d = mma(A, Bs[nn])
+                                d = mma(A, Bs[nn], lambda k: k)
                                 for l in range(32):
                                     for e in range(4): acc[(wf, wm, l)][rt][nn][e] += d[l][e]
         for wf in range(4):

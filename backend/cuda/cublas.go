@@ -119,6 +119,26 @@ func (b *Backend) blasReady() *cublas {
 	return b.blas
 }
 
+// xHalf queues x_to_half: x [M, m.cols] (row stride ldx) as fp16 (bf16
+// with bf16) rows of m.cols in scratch, in the packed input order of m's
+// act-order 4-bit weights; the scratch's address, 0 after a failure.
+func (b *Backend) xHalf(x uint64, ldx, M int, m *matrix, bf16 bool) uint64 {
+	K := m.cols
+	x16 := b.scratchBuf("x16", 2*int64(M)*int64(K))
+	if x16 == 0 {
+		return 0
+	}
+	a := b.newArgs()
+	a.ptr(x16)
+	a.ptr(x)
+	a.i32(ldx)
+	a.ptr(m.desc.gidx * boolU64(m.f == fmtPInt4 || m.f == fmtPFP4))
+	a.i32(K)
+	a.i32(int(boolU64(bf16)))
+	b.launch(b.k.xToHalf, (K+255)/256, M, 256, 0, a)
+	return x16
+}
+
 // gemmLarge computes y[M, N] = x[M, K]·Wᵀ through cuBLAS for dense fp16/bf16
 // and packed 4-bit weights; false when it cannot (the caller then runs the
 // tile kernels).
@@ -138,18 +158,10 @@ func (b *Backend) gemmLarge(y uint64, ldy int, x uint64, ldx, M int, m *matrix) 
 	}
 	K, N := m.cols, m.rows
 	// x in fp16/bf16 (and the packed order)
-	x16 := b.scratchBuf("x16", 2*int64(M)*int64(K))
+	x16 := b.xHalf(x, ldx, M, m, bf16)
 	if x16 == 0 {
 		return true
 	}
-	a := b.newArgs()
-	a.ptr(x16)
-	a.ptr(x)
-	a.i32(ldx)
-	a.ptr(m.desc.gidx * boolU64(m.f == fmtPInt4 || m.f == fmtPFP4))
-	a.i32(K)
-	a.i32(int(boolU64(bf16)))
-	b.launch(b.k.xToHalf, (K+255)/256, M, 256, 0, a)
 	w := m.desc.data
 	if m.f == fmtPInt4 || m.f == fmtPFP4 {
 		w = b.scratchBuf("w16", 2*int64(N)*int64(K))

@@ -425,19 +425,10 @@ func (b *Backend) tcQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 		f = b.k.tcQgemm[1]
 	}
 	K := m.cols
-	x16 := b.scratchBuf("x16", 2*int64(M)*int64(K))
+	x16 := b.xHalf(x, ldx, M, m, false)
 	if x16 == 0 {
 		return
 	}
-	a := b.newArgs()
-	a.ptr(x16)
-	a.ptr(x)
-	a.i32(ldx)
-	a.ptr(m.desc.gidx)
-	a.i32(K)
-	a.i32(0)
-	b.launch(b.k.xToHalf, (K+255)/256, M, 256, 0, a)
-
 	gx, gy := (m.rows+127)/128, (M+63)/64
 	S := tcSplits(gx*gy, K/32, b.sms)
 	if gx*gy > counterCap {
@@ -449,7 +440,7 @@ func (b *Backend) tcQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 			return
 		}
 	}
-	a = b.newArgs()
+	a := b.newArgs()
 	a.desc(&m.desc)
 	a.ptr(x16)
 	a.ptr(y)

@@ -424,6 +424,34 @@ __device__ __forceinline__ void aop_fragments(const float acc[4][4], float t8[8]
     }
 }
 
+// stripe_end is a decode kernel's end of its part of a tile: the sums
+// (acc: [4][4] in the A-operand role, else [8][4]) in stripe_store's order
+// stored, the tile noted in pend0 or pend1 when this warp must add the
+// partials after its loop (stripe_finish), and acc zeroed for the next.
+template <bool AOP, int NA>
+__device__ __forceinline__ void stripe_end(float (&acc)[NA][4], int tile, int gw, int W, int per, int spt, int N, const YOut& o,
+                                           int M, float* ws, int* counters, int& pend0, int& pend1) {
+    bool last;
+    if (AOP) {
+        float t8[8][4];
+        aop_fragments(acc, t8);
+        last = stripe_store(t8, tile, gw, W, per, spt, N, o, M, ws, counters);
+    } else {
+        last = stripe_store(acc, tile, gw, W, per, spt, N, o, M, ws, counters);
+    }
+    if (last) (pend0 < 0 ? pend0 : pend1) = tile;
+#pragma unroll
+    for (int j = 0; j < NA; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+}
+
+// stripe_finish adds, after a warp's loop, the partial sums of the shared
+// tiles it arrived last at (stripe_end's pend0, pend1; −1: none).
+__device__ __forceinline__ void stripe_finish(int pend0, int pend1, int W, int per, int spt, int N, const YOut& o, int M,
+                                              float* ws, int* counters) {
+    if (pend0 >= 0) stripe_reduce(pend0, W, per, spt, N, o, M, ws, counters);
+    if (pend1 >= 0) stripe_reduce(pend1, W, per, spt, N, o, M, ws, counters);
+}
+
 // The 4-bit decode kernel: grid of QW-warp blocks, each warp a stripe
 // worker (above) with a private ring of qstages(MR) steps in shared
 // memory, filled by cp.async that many steps ahead: each lane copies its
@@ -679,22 +707,12 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
         }
         __syncwarp();
         if (tile_end || i + 1 == i1) {
-            if (AOP) {
-                float t8[8][4];
-                aop_fragments(acc, t8);
-                if (stripe_store(t8, i / spt, gw, W, per, spt, w.N, o, M, ws, counters)) (pend0 < 0 ? pend0 : pend1) = i / spt;
-            } else {
-                if (stripe_store(acc, i / spt, gw, W, per, spt, w.N, o, M, ws, counters)) (pend0 < 0 ? pend0 : pend1) = i / spt;
-            }
-#pragma unroll
-            for (int jj = 0; jj < NA; jj++) acc[jj][0] = acc[jj][1] = acc[jj][2] = acc[jj][3] = 0.f;
+            stripe_end<AOP>(acc, i / spt, gw, W, per, spt, w.N, o, M, ws, counters, pend0, pend1);
             if (tile_end) cs = 0;
         }
     }
     cp_wait<0>();
-    // the sums of the shared tiles this warp arrived last at (stripe_store)
-    if (pend0 >= 0) stripe_reduce(pend0, W, per, spt, w.N, o, M, ws, counters);
-    if (pend1 >= 0) stripe_reduce(pend1, W, per, spt, w.N, o, M, ws, counters);
+    stripe_finish(pend0, pend1, W, per, spt, w.N, o, M, ws, counters);
 }
 
 #define QMV_KERNEL(NAME, KIND, ASYM, MR)                                                                  \
@@ -856,22 +874,11 @@ __device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x,
             }
         }
         __syncwarp();
-        if ((i + 1) % spt == 0 || i + 1 == i1) {
-            if (AOP) {
-                float t8[8][4];
-                aop_fragments(acc, t8);
-                if (stripe_store(t8, i / spt, gw, W, per, spt, w.N, o, M, ws, counters)) (pend0 < 0 ? pend0 : pend1) = i / spt;
-            } else {
-                if (stripe_store(acc, i / spt, gw, W, per, spt, w.N, o, M, ws, counters)) (pend0 < 0 ? pend0 : pend1) = i / spt;
-            }
-#pragma unroll
-            for (int jj = 0; jj < NA; jj++) acc[jj][0] = acc[jj][1] = acc[jj][2] = acc[jj][3] = 0.f;
-        }
+        if ((i + 1) % spt == 0 || i + 1 == i1)
+            stripe_end<AOP>(acc, i / spt, gw, W, per, spt, w.N, o, M, ws, counters, pend0, pend1);
     }
     cp_wait<0>();
-    // the sums of the shared tiles this warp arrived last at (stripe_store)
-    if (pend0 >= 0) stripe_reduce(pend0, W, per, spt, w.N, o, M, ws, counters);
-    if (pend1 >= 0) stripe_reduce(pend1, W, per, spt, w.N, o, M, ws, counters);
+    stripe_finish(pend0, pend1, W, per, spt, w.N, o, M, ws, counters);
 }
 
 #define DMV_KERNEL(NAME, BF, MR)                                                                          \
