@@ -50,6 +50,7 @@ type kernels struct {
 	qmvInt4, qmvInt4Asym, qmvFP4, dmvF16, dmvBF16 [2]uintptr
 	// the same 4-bit kernels (M ≤ 8) normalising their input (qmv*_norm)
 	qmvNorm                                   map[uintptr]uintptr
+	qmvTC                                     map[uintptr]uintptr // a stripe decode kernel → its tile-cluster version
 	permute, xToHalf, dequantInt4, dequantFP4 uintptr
 	youtApply                                 uintptr        // fused outputs of a plain product (matrix.go)
 	tcQgemm                                   [3]uintptr     // tc_qgemm_int4, _int4_asym, _fp4: prefill-sized 4-bit products (matrix.go tcGemm)
@@ -127,7 +128,7 @@ type Backend struct {
 	pdlOn      bool // programmatic dependent launch of the decode matmuls
 	pdlOps     bool // and of the other kernels written for it (MARLIN_CUDA_PDL_OPS=0: the products only)
 	launchCfg  launchConfig
-	launchAttr launchAttr
+	launchAttr [2]launchAttr
 
 	blas      *cublas // the large-M path (cublas.go), loaded at first use
 	blasTried bool
@@ -331,6 +332,24 @@ func (b *Backend) loadKernels() error {
 		n := get(p.name)
 		k.qmvNorm[p.f] = n
 		b.dynSmem[n] = qmvSmem(8, p.asym, true)
+	}
+	// the tile-cluster versions of the 4-bit decode kernels (qmm.cu's TCL)
+	k.qmvTC = map[uintptr]uintptr{}
+	for i, sfx := range []string{"", "_m16"} {
+		for _, p := range []struct {
+			f    uintptr
+			name string
+		}{{k.qmvInt4[i], "qmv_int4"}, {k.qmvInt4Asym[i], "qmv_int4_asym"}, {k.qmvFP4[i], "qmv_fp4"}} {
+			tc := get(p.name + sfx + "_tc")
+			k.qmvTC[p.f], b.dynSmem[tc] = tc, b.dynSmem[p.f]
+		}
+	}
+	for _, p := range []struct {
+		f    uintptr
+		name string
+	}{{k.qmvInt4[0], "qmv_int4_norm"}, {k.qmvInt4Asym[0], "qmv_int4_asym_norm"}, {k.qmvFP4[0], "qmv_fp4_norm"}} {
+		n, tc := k.qmvNorm[p.f], get(p.name+"_tc")
+		k.qmvTC[n], b.dynSmem[tc] = tc, b.dynSmem[n]
 	}
 	b.loadTrellisKernels(get)
 	k.tcQgemm[0], k.tcQgemm[1], k.tcQgemm[2] = get("tc_qgemm_int4"), get("tc_qgemm_int4_asym"), get("tc_qgemm_fp4")
@@ -731,17 +750,23 @@ func (b *Backend) launch3(f uintptr, gx, gy, gz, bx, smem int, a *launchArgs) {
 // launchOpt is launch3 with the choice of programmatic dependent launch
 // (for kernels written for it: see issue).
 func (b *Backend) launchOpt(f uintptr, gx, gy, gz, bx, smem int, a *launchArgs, pdl bool) {
+	b.launchCluster(f, gx, gy, gz, bx, smem, a, pdl, 1)
+}
+
+// launchCluster is launchOpt in thread-block clusters of cluster blocks
+// along x (1: none).
+func (b *Backend) launchCluster(f uintptr, gx, gy, gz, bx, smem int, a *launchArgs, pdl bool, cluster int) {
 	if b.err != nil || gx <= 0 || gy <= 0 || gz <= 0 {
 		return
 	}
 	if b.recording() {
-		b.seg.addLaunch(f, gx, gy, gz, bx, smem, a, pdl)
+		b.seg.addLaunch(f, gx, gy, gz, bx, smem, a, pdl, cluster)
 		if n := len(b.seg.ops); b.graphChunk > 0 && (n >= b.graphChunk || b.seg.chunks == 0 && n >= b.graphFirst) {
 			b.flushChunk()
 		}
 		return
 	}
-	b.issue(f, gx, gy, gz, bx, smem, unsafe.Pointer(&a.ptrs[0]), pdl)
+	b.issue(f, gx, gy, gz, bx, smem, unsafe.Pointer(&a.ptrs[0]), pdl, cluster)
 	runtime.KeepAlive(a)
 }
 
@@ -750,22 +775,42 @@ func (b *Backend) launchOpt(f uintptr, gx, gy, gz, bx, smem int, a *launchArgs, 
 // cuLaunchKernelEx with programmatic stream serialization: the kernel may
 // start while the previous one finishes (qmm.cu's prologues prefetch
 // weights, then wait for it with griddepcontrol.wait). If the driver
-// refuses that, the backend turns it off and launches plainly.
-func (b *Backend) issue(f uintptr, gx, gy, gz, bx, smem int, params unsafe.Pointer, pdl bool) {
+// refuses that, the backend turns it off and launches plainly. cluster > 1
+// launches thread-block clusters of that many blocks along x
+// (cuLaunchKernelEx with the cluster-dimension attribute; the kernel relies
+// on it, so a refusal is an error).
+func (b *Backend) issue(f uintptr, gx, gy, gz, bx, smem int, params unsafe.Pointer, pdl bool, cluster int) {
 	if b.prof != nil {
 		defer b.prof.around(b, f)()
 	}
-	if pdl && b.pdlOn {
-		cfg := &b.launchCfg
-		*cfg = launchConfig{gridX: uint32(gx), gridY: uint32(gy), gridZ: uint32(gz), blockX: uint32(bx), blockY: 1, blockZ: 1,
-			smem: uint32(smem), stream: b.stream, numAttrs: 1}
-		cfg.attrs = uintptr(unsafe.Pointer(&b.launchAttr))
-		b.launchAttr = launchAttr{id: launchAttrProgrammaticStreamSerialization, value: 1}
-		r := call(b.d.cuLaunchKernelEx, uintptr(unsafe.Pointer(cfg)), f, uintptr(params), 0)
-		if r == cuSuccess {
-			return
+	if pdl && b.pdlOn || cluster > 1 {
+		for {
+			cfg := &b.launchCfg
+			*cfg = launchConfig{gridX: uint32(gx), gridY: uint32(gy), gridZ: uint32(gz), blockX: uint32(bx), blockY: 1, blockZ: 1,
+				smem: uint32(smem), stream: b.stream}
+			cfg.attrs = uintptr(unsafe.Pointer(&b.launchAttr[0]))
+			usePDL := pdl && b.pdlOn
+			if usePDL {
+				b.launchAttr[cfg.numAttrs] = launchAttr{id: launchAttrProgrammaticStreamSerialization, val: [16]uint32{1}}
+				cfg.numAttrs++
+			}
+			if cluster > 1 {
+				b.launchAttr[cfg.numAttrs] = launchAttr{id: launchAttrClusterDimension, val: [16]uint32{uint32(cluster), 1, 1}}
+				cfg.numAttrs++
+			}
+			r := call(b.d.cuLaunchKernelEx, uintptr(unsafe.Pointer(cfg)), f, uintptr(params), 0)
+			switch {
+			case r == cuSuccess:
+				return
+			case usePDL:
+				b.pdlOn = false // and again without it
+				continue
+			case cluster > 1:
+				b.fail(b.d.check(r, fmt.Sprintf("launching %s in clusters of %d", b.names[f], cluster)))
+				return
+			}
+			break
 		}
-		b.pdlOn = false
 	}
 	r := call(b.d.cuLaunchKernel, f, uintptr(gx), uintptr(gy), uintptr(gz), uintptr(bx), 1, 1, uintptr(smem), b.stream,
 		uintptr(params), 0)
@@ -788,14 +833,17 @@ type launchConfig struct {
 }
 
 type launchAttr struct {
-	id    uint32
-	_     uint32
-	value uint32
-	_     [15]uint32
+	id  uint32
+	_   uint32
+	val [16]uint32 // the value union (a cluster dimension: x, y, z)
 }
 
+// CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION and
 // CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
-const launchAttrProgrammaticStreamSerialization = 6
+const (
+	launchAttrClusterDimension                = 4
+	launchAttrProgrammaticStreamSerialization = 6
+)
 
 // gridFor returns the block count of a grid-stride kernel over n elements
 // with 256-thread blocks (capped at 32 blocks per SM).

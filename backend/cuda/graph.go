@@ -58,6 +58,7 @@ type GraphStats struct {
 type segOp struct {
 	f                    uintptr
 	pdl                  bool
+	cluster              int // blocks a thread-block cluster (launchCluster)
 	gx, gy, gz, bx, smem int
 	arg, nargs           int // args: s.offs[arg : arg+nargs] index s.words from word
 	word                 int
@@ -92,11 +93,11 @@ func (s *segment) reset() {
 	s.off, s.sent, s.chunks = 0, 0, 0
 }
 
-func (s *segment) addLaunch(f uintptr, gx, gy, gz, bx, smem int, a *launchArgs, pdl bool) {
-	s.ops = append(s.ops, segOp{f: f, pdl: pdl, gx: gx, gy: gy, gz: gz, bx: bx, smem: smem, arg: len(s.offs), nargs: a.np, word: len(s.words)})
+func (s *segment) addLaunch(f uintptr, gx, gy, gz, bx, smem int, a *launchArgs, pdl bool, cluster int) {
+	s.ops = append(s.ops, segOp{f: f, pdl: pdl, cluster: cluster, gx: gx, gy: gy, gz: gz, bx: bx, smem: smem, arg: len(s.offs), nargs: a.np, word: len(s.words)})
 	s.words = append(s.words, a.vals[:a.nv]...)
 	s.offs = append(s.offs, a.offs[:a.np]...)
-	s.sig = append(s.sig, uint64(f), uint64(gx)|uint64(gy)<<24|uint64(gz)<<48, uint64(bx)|uint64(smem)<<16|uint64(a.np)<<48)
+	s.sig = append(s.sig, uint64(f), uint64(gx)|uint64(gy)<<24|uint64(gz)<<48, uint64(bx)|uint64(smem)<<16|uint64(cluster)<<40|uint64(a.np)<<48)
 	s.sig = append(s.sig, a.vals[:a.nv]...)
 }
 
@@ -260,7 +261,7 @@ func (b *Backend) issueSeg(s *segment) {
 		for j := range op.nargs {
 			params[j] = unsafe.Pointer(&s.words[op.word+int(s.offs[op.arg+j])])
 		}
-		b.issue(op.f, op.gx, op.gy, op.gz, op.bx, op.smem, unsafe.Pointer(&params[0]), op.pdl)
+		b.issue(op.f, op.gx, op.gy, op.gz, op.bx, op.smem, unsafe.Pointer(&params[0]), op.pdl, op.cluster)
 	}
 }
 

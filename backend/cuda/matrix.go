@@ -475,6 +475,35 @@ func tcSplits(tiles, spt, sms int) int {
 	return best
 }
 
+// tileClusterOn: MARLIN_CUDA_TILECLUSTER=0 keeps every decode product on
+// the stripes.
+var tileClusterOn = os.Getenv("MARLIN_CUDA_TILECLUSTER") != "0"
+
+// tileClusters returns the cluster size C (1, 2, 4 or 8) for m's product
+// on the tile-cluster kernel ft, or 0 for the stripes: the largest C whose
+// tiles·C blocks fit the resident blocks at once, each warp keeping at
+// least 4 steps of 32 inputs; 0 when even that leaves multiprocessors
+// without a block (few, short column tiles), without clusters (before
+// sm_90) or with MARLIN_CUDA_TILECLUSTER=0.
+func (b *Backend) tileClusters(ft uintptr, m *matrix) int {
+	if !tileClusterOn || b.cc < 90 || b.d.cuLaunchKernelEx == 0 {
+		return 0
+	}
+	ntiles, spt := (m.rows+63)/64, m.cols/32
+	slots := b.residentBlocks(ft, 128) * b.sms
+	C := 1
+	for C < 8 && ntiles*2*C <= slots && spt >= 4*qmvWarps*2*C {
+		C *= 2
+	}
+	if ntiles*C < b.sms || spt < 4*qmvWarps*C {
+		return 0
+	}
+	return C
+}
+
+// qmvWarps is qmm.cu's QW: the warps of a decode kernel's block.
+const qmvWarps = 4
+
 // Tuning knobs of the decode kernels' grid, read once (for measurements):
 // MARLIN_QMV_BPS caps the blocks per multiprocessor (0: as many as fit),
 // MARLIN_QMV_MINSTEPS is the fewest steps of 32 inputs a warp gets (8:
@@ -549,10 +578,29 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normI
 				return
 			}
 		}
+		ntiles := (m.rows + 63) / 64
+		if ft := b.k.qmvTC[f]; ft != 0 {
+			if C := b.tileClusters(ft, m); C > 0 {
+				// tile clusters (qmm.cu's TCL): C blocks a column tile
+				a := b.newArgs()
+				a.desc(&m.desc)
+				a.ptr(x)
+				a.i32(ldx)
+				a.yout(o)
+				a.i32(M)
+				a.ptr(0) // no partial sums in global memory
+				a.ptr(b.counters.ptr)
+				if nrm != nil {
+					a.ptr(nrm.w)
+					a.f32(nrm.eps)
+				}
+				b.launchCluster(ft, ntiles*C, 1, 1, 128, b.dynSmem[ft], a, true, C)
+				return
+			}
+		}
 		// stripe workers (qmm.cu): one wave of as many blocks as fit on
 		// the multiprocessors at once, each warp at least qmvMinSteps
 		// steps of 32 inputs
-		ntiles := (m.rows + 63) / 64
 		steps := ntiles * (m.cols / 32)
 		bps := b.residentBlocks(f, 128)
 		if qmvBlocksPerSM > 0 {

@@ -173,6 +173,90 @@ __device__ __forceinline__ void add4(float4& s, const float4& v) {
     s.x += v.x, s.y += v.y, s.z += v.z, s.w += v.w;
 }
 
+// Thread-block clusters (sm_90): the block's rank in its cluster, the
+// cluster's size, a barrier of all the cluster's threads (arrive releases,
+// wait acquires by default:
+// shared-memory writes before it are visible after it in every block),
+// and two floats of another block's shared memory (distributed shared
+// memory: the address mapped to block rank's copy). Below sm_90 the
+// kernels that use them are not launched (the host checks the device).
+__device__ __forceinline__ u32 cluster_ctarank() {
+    u32 r = 0;
+#if __CUDA_ARCH__ >= 900
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+#endif
+    return r;
+}
+__device__ __forceinline__ u32 cluster_nctarank() {
+    u32 r = 1;
+#if __CUDA_ARCH__ >= 900
+    asm volatile("mov.u32 %0, %%cluster_nctarank;" : "=r"(r));
+#endif
+    return r;
+}
+__device__ __forceinline__ void cluster_sync() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.aligned;\n\tbarrier.cluster.wait.aligned;" ::: "memory");
+#else
+    __syncthreads();
+#endif
+}
+__device__ __forceinline__ float2 ld_dsmem2(const float* p, u32 rank) {
+    float2 v = make_float2(0.f, 0.f);
+#if __CUDA_ARCH__ >= 900
+    u32 a;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(a) : "r"((u32)__cvta_generic_to_shared(p)), "r"(rank));
+    asm volatile("ld.shared::cluster.v2.f32 {%0, %1}, [%2];" : "=f"(v.x), "=f"(v.y) : "r"(a));
+#endif
+    return v;
+}
+
+// cluster_store ends a decode product run over tile clusters (qmv4's TCL):
+// the C blocks of a thread-block cluster (blockIdx.x / C = the column tile)
+// and their QW warps each hold the sums of one contiguous part of the
+// tile's steps (t8 in stripe_store's order). The warps leave them in
+// shared memory (the ring's, free after the loop) and the block adds its
+// four in warp order; after a cluster barrier block 0 of the cluster adds
+// the blocks' sums in rank order through distributed shared memory and
+// writes y; a last barrier keeps every block's shared memory alive until
+// then. No global partial sums, fences or atomics (the stripes' tail),
+// and one fixed order: deterministic. Needs 5 KB of shared memory a warp
+// (the ring has more).
+__device__ __forceinline__ void cluster_store(const float t8[8][4], int tile, int N, const YOut& o, int M, unsigned char* smem) {
+    const int lane = threadIdx.x & 31, t = lane & 3, c = lane >> 2, warp = threadIdx.x >> 5;
+    float* P = (float*)smem;        // [QW][16 rows][64 columns]: the warps' sums
+    float* B = P + QW * 16 * 64;    // [16][64]: the block's
+    __syncthreads();                // every warp is done with its ring
+    float* mine = P + warp * 1024;
+#pragma unroll
+    for (int j8 = 0; j8 < 8; j8++) {
+        const int col = 8 * j8 + 2 * t;
+        if (c < M) *(float2*)(mine + c * 64 + col) = make_float2(t8[j8][0], t8[j8][1]);
+        if (c + 8 < M) *(float2*)(mine + (c + 8) * 64 + col) = make_float2(t8[j8][2], t8[j8][3]);
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < M * 64; e += blockDim.x) {
+        float s = P[e];
+#pragma unroll
+        for (int q = 1; q < QW; q++) s += P[q * 1024 + e];
+        B[e] = s;
+    }
+    cluster_sync();
+    if (cluster_ctarank() == 0) {
+        const u32 C = cluster_nctarank();
+        for (int e2 = threadIdx.x; e2 < M * 32; e2 += blockDim.x) {
+            const int m = e2 >> 5, n2 = 2 * (e2 & 31);
+            float2 s = *(const float2*)(B + m * 64 + n2);
+            for (u32 r = 1; r < C; r++) {
+                const float2 v = ld_dsmem2(B + m * 64 + n2, r);
+                s.x += v.x, s.y += v.y;
+            }
+            yput2(o, m, tile * 64 + n2, s.x, s.y, N);
+        }
+    }
+    cluster_sync();
+}
+
 // Work split of the decode kernels ("stripes"). A step is 32 inputs of one
 // 64-column tile; the steps are numbered tile-major, i = tile·spt + s with
 // spt = K/32, which for the packed layout is also memory order (step i is
@@ -496,19 +580,24 @@ __device__ __forceinline__ void stripe_finish(int pend0, int pend1, int W, int p
 // and finds r = 1/√(mean(x²) + eps); the ring stages the step's 32 norm
 // weights beside x and the conversion forms (x·r)·nw, rounded as rms_norm
 // rounds it, so the product sees the same fp32 inputs as after rms_norm.
-template <int KIND, bool ASYM, int MR, bool SILU = false, bool NORM = false>
+template <int KIND, bool ASYM, int MR, bool SILU = false, bool NORM = false, bool TCL = false>
 __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x, int ldx, const YOut& o, int M, float* ws,
                                      int* counters, const float* __restrict__ nw = nullptr, float eps = 0.f) {
     extern __shared__ __align__(16) unsigned char qsm[];
     constexpr int SB = qstage_bytes(MR, ASYM, NORM), QD = qstages(MR);
     constexpr int XO = 1024, SO = 1024 + 128 * MR, ZO = SO + 128, NO = ZO + (ASYM ? 256 : 0);
     const int lane = threadIdx.x & 31, t = lane & 3, c = lane >> 2, warp = threadIdx.x >> 5;
-    const int gw = blockIdx.x * QW + warp, W = gridDim.x * QW;
     const int spt = w.K >> 5, groups = w.K / w.group, gsteps = w.group >> 5;  // steps of 32 per group
     const int XR = SILU ? 2 : M;                                               // rows of x staged
     const int ntiles = (w.N + 63) >> 6, T = ntiles * spt;
-    const int per = (T + W - 1) / W, i0 = gw * per, i1 = min(T, i0 + per);
-    if (i0 >= i1 && !NORM) return;  // (with a norm every warp helps find r first)
+    // the warp's steps: its stripe, or (TCL) its part of its cluster's tile
+    const int gw = blockIdx.x * QW + warp, W = gridDim.x * QW, per = (T + W - 1) / W;
+    int i0 = gw * per, i1 = min(T, i0 + per);
+    if (TCL) {
+        const int C = (int)cluster_nctarank(), tile = blockIdx.x / C, part = (int)cluster_ctarank() * QW + warp;
+        i0 = tile * spt + part * spt / (C * QW), i1 = tile * spt + (part + 1) * spt / (C * QW);
+    }
+    if (i0 >= i1 && !NORM && !TCL) return;  // (with a norm every warp helps find r first; TCL: every warp meets the barriers)
     unsigned char* ring = qsm + (size_t)warp * QD * SB;
     const u32 ring_s = smem_addr(ring);
     const V4u* wt = (const V4u*)w.data + lane;
@@ -605,7 +694,7 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
         }
         __syncthreads();
         if (c < M) ra = nr[c];
-        if (i0 >= i1) return;
+        if (i0 >= i1 && !TCL) return;
     }
     // the compute cursor: step within the tile
     int cs = i0 % spt, cgk = cs % gsteps;
@@ -706,12 +795,23 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
             for (int jj = 0; jj < 8; jj++) part[jj][0] = part[jj][1] = part[jj][2] = part[jj][3] = 0.f;
         }
         __syncwarp();
-        if (tile_end || i + 1 == i1) {
+        if (!TCL && (tile_end || i + 1 == i1)) {
             stripe_end<AOP>(acc, i / spt, gw, W, per, spt, w.N, o, M, ws, counters, pend0, pend1);
             if (tile_end) cs = 0;
         }
     }
     cp_wait<0>();
+    if (TCL) {
+        float t8[8][4];
+        if (AOP) {
+            aop_fragments(acc, t8);
+        } else {
+#pragma unroll
+            for (int jj = 0; jj < 8; jj++) t8[jj][0] = acc[jj % NA][0], t8[jj][1] = acc[jj % NA][1], t8[jj][2] = acc[jj % NA][2], t8[jj][3] = acc[jj % NA][3];
+        }
+        cluster_store(t8, blockIdx.x / (int)cluster_nctarank(), w.N, o, M, qsm);
+        return;
+    }
     stripe_finish(pend0, pend1, W, per, spt, w.N, o, M, ws, counters);
 }
 
@@ -736,6 +836,27 @@ QMV_KERNEL(qmv_fp4_m16, PACK_FP4, false, 16)
 QMV_NORM_KERNEL(qmv_int4_norm, PACK_INT4, false)
 QMV_NORM_KERNEL(qmv_int4_asym_norm, PACK_INT4, true)
 QMV_NORM_KERNEL(qmv_fp4_norm, PACK_FP4, false)
+// the same over tile clusters (TCL: see cluster_store)
+#define QMV_TC_KERNEL(NAME, KIND, ASYM, MR)                                                               \
+    extern "C" __global__ void __launch_bounds__(QW * 32)                                                 \
+        NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters) {                 \
+        qmv4<KIND, ASYM, MR, false, false, true>(w, x, ldx, o, M, ws, counters);                          \
+    }
+#define QMV_NORM_TC_KERNEL(NAME, KIND, ASYM)                                                              \
+    extern "C" __global__ void __launch_bounds__(QW * 32)                                                 \
+        NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters, const float* nw,   \
+             float eps) {                                                                                 \
+        qmv4<KIND, ASYM, 8, false, true, true>(w, x, ldx, o, M, ws, counters, nw, eps);                   \
+    }
+QMV_TC_KERNEL(qmv_int4_tc, PACK_INT4, false, 8)
+QMV_TC_KERNEL(qmv_int4_m16_tc, PACK_INT4, false, 16)
+QMV_TC_KERNEL(qmv_int4_asym_tc, PACK_INT4, true, 8)
+QMV_TC_KERNEL(qmv_int4_asym_m16_tc, PACK_INT4, true, 16)
+QMV_TC_KERNEL(qmv_fp4_tc, PACK_FP4, false, 8)
+QMV_TC_KERNEL(qmv_fp4_m16_tc, PACK_FP4, false, 16)
+QMV_NORM_TC_KERNEL(qmv_int4_norm_tc, PACK_INT4, false)
+QMV_NORM_TC_KERNEL(qmv_int4_asym_norm_tc, PACK_INT4, true)
+QMV_NORM_TC_KERNEL(qmv_fp4_norm_tc, PACK_FP4, false)
 
 // The dense 16-bit decode kernel (fp16 or bf16 weights, row-major [N, K]),
 // stripe workers with a DD-stage shared-memory ring as qmv4. In a step (32

@@ -166,6 +166,46 @@ func unalignedX(t *testing.T, g *Backend, rng *rand.Rand, w *quant.Weight, gw ba
 	checkScaled(t, fmt.Sprintf("%s unaligned x M%d", name, M), got, exactMatMul(w, xs, M), absDot(w, xs, M), matmulTol(gw, M))
 }
 
+// TestTileClusters checks the decode kernels' tile-cluster form (qmm.cu's
+// TCL: a column tile's steps shared by a thread-block cluster, summed
+// through distributed shared memory) on matrices wide and long enough to
+// take it — the shapes of TestQMatMul are too small and run on the stripes —
+// at M = 1 … 16, symmetric, asymmetric with act-order, and FP4, against the
+// float64 reference (matmulTol). It first asserts that the backend chose
+// clusters for each (sm_90 and later; earlier devices skip).
+func TestTileClusters(t *testing.T) {
+	g := gpu(t)
+	if g.cc < 90 {
+		t.Skipf("skipping: compute capability %d.%d has no thread-block clusters", g.cc/10, g.cc%10)
+	}
+	rng := rand.New(rand.NewPCG(31, 32))
+	for _, cs := range []struct {
+		name string
+		make func(rng *rand.Rand, n, k int) *quant.Weight
+		n, k int
+	}{
+		{"gptq-int4-g128-sym", gptqWeight(4, 128, false, false, 1), 130 * 64, 1024},
+		{"gptq-int4-g128-asym-actorder", gptqWeight(4, 128, true, true, 0), 70 * 64, 2048},
+		{"fp4-g32", fp4Weight(32), 140*64 - 24, 1024},
+	} {
+		w := cs.make(rng, cs.n, cs.k)
+		gw, err := g.LoadMatrix(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := gw.(*matrix)
+		for _, M := range []int{1, 3, 8, 9, 16} {
+			f := g.fastKernel(m, M)
+			if C := g.tileClusters(g.k.qmvTC[f], m); f == 0 || g.k.qmvTC[f] == 0 || C == 0 {
+				t.Fatalf("%s N%d K%d M%d: no tile-cluster kernel chosen (kernel %#x)", cs.name, cs.n, cs.k, M, f)
+			}
+			xv := randn(rng, M*cs.k, 1)
+			got := gpuMatMul(t, g, gw, xv, M)
+			checkScaled(t, fmt.Sprintf("%s N%d K%d M%d", cs.name, cs.n, cs.k, M), got, exactMatMul(w, xv, M), absDot(w, xv, M), matmulTol(gw, M))
+		}
+	}
+}
+
 // TestGraphSegments runs the same op sequence several times with changing
 // staged inputs (positions of RoPE, tokens of Embed): the second run is
 // captured, later ones replay the graph; every result must equal the

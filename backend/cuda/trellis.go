@@ -294,7 +294,7 @@ func (b *Backend) EncodeTiles(states []uint16, x []float32, K int, cb quant.Code
 	a.ptr(sb.ptr)
 	a.ptr(bp.ptr)
 	a.i32(n)
-	b.issue(f, grid, 1, 1, 1024, b.dynSmem[f], unsafe.Pointer(&a.ptrs[0]), false)
+	b.issue(f, grid, 1, 1, 1024, b.dynSmem[f], unsafe.Pointer(&a.ptrs[0]), false, 1)
 	b.checkCall(call(b.d.cuMemcpyDtoHAsync, uintptr(unsafe.Pointer(&states[0])), uintptr(sb.ptr), uintptr(2*len(states)), b.stream), "cuMemcpyDtoHAsync")
 	b.syncStream()
 	return b.takeErr()

@@ -100,7 +100,7 @@ run() {
 echo "commit $(cat gpubin/commit 2>/dev/null || echo unknown) $(date -u +%FT%TZ)" | tee -a "$summary"
 if want tests; then
 	# TEST_GROUPS (groups separated by ';') overrides the default groups
-	default_groups="TestCompileKernels|TestKernelResources|TestPack|TestTensors|TestStickyErrors|TestClose|TestCollect|TestGraph$|TestCallCost;TestOps;TestQMatMul$|TestGraphSegments|TestFusedOps;TestFixtures|TestBatchedGeneration|TestGPTQCheckpoints;TestExpertsOnDevice|TestExpertsAdd|TestHeadsOnDevice|TestMLA|TestSample|TestTrellis(MatMul|Viterbi|Windows)"
+	default_groups="TestCompileKernels|TestKernelResources|TestPack|TestTensors|TestStickyErrors|TestClose|TestCollect|TestGraph$|TestCallCost;TestOps;TestQMatMul$|TestTileClusters|TestTCSplits|TestGraphSegments|TestFusedOps;TestFixtures|TestBatchedGeneration|TestGPTQCheckpoints;TestExpertsOnDevice|TestExpertsAdd|TestHeadsOnDevice|TestMLA|TestSample|TestTrellis(MatMul|Viterbi|Windows)"
 	IFS=';' read -ra groups <<<"${TEST_GROUPS:-$default_groups}"
 	for group in "${groups[@]}"; do
 		run "tests $group" 20 200 "$OUT/test.part" bash -c "cd backend/cuda && ../../gpubin/cuda.test -test.v -test.timeout 195s -test.run '$group'"
@@ -221,7 +221,7 @@ note "--device auto: runs $(./gpubin/marlin run --ids 1,2,3 -n 2 --temperature 0
 fi
 # 5. memcheck of the op tests
 if want memcheck && [ -n "$sanitizer" ]; then
-	run memcheck 40 200 "$OUT/memcheck.log" bash -c "cd backend/cuda && '$sanitizer' --tool memcheck --error-exitcode 9 ../../gpubin/cuda.test -test.v -test.run 'TestOps|TestQMatMul$|TestGraphSegments|TestFusedOps|TestExpertsOnDevice|TestHeadsOnDevice|TestMLAAttentionLong|TestMLAPrologue|TestExpertsAdd|TestSample' -test.timeout 170s"
+	run memcheck 40 200 "$OUT/memcheck.log" bash -c "cd backend/cuda && '$sanitizer' --tool memcheck --error-exitcode 9 ../../gpubin/cuda.test -test.v -test.run 'TestOps|TestQMatMul$|TestTileClusters|TestGraphSegments|TestFusedOps|TestExpertsOnDevice|TestHeadsOnDevice|TestMLAAttentionLong|TestMLAPrologue|TestExpertsAdd|TestSample' -test.timeout 170s"
 	grep -E '^(    --- |--- |=========)' "$OUT/memcheck.log" | tail -14
 elif want memcheck; then
 	note "memcheck: skipped (no compute-sanitizer)"
