@@ -170,8 +170,9 @@ func unalignedX(t *testing.T, g *Backend, rng *rand.Rand, w *quant.Weight, gw ba
 // TCL: a column tile's steps shared by a thread-block cluster, summed
 // through distributed shared memory) on matrices wide and long enough to
 // take it — the shapes of TestQMatMul are too small and run on the stripes —
-// at M = 1 … 16, symmetric, asymmetric with act-order, and FP4, against the
-// float64 reference (matmulTol). It first asserts that the backend chose
+// at M = 1 … 16, symmetric, asymmetric with act-order, and FP4, and with
+// the input norm inside (M ≤ 4, no act-order), against the float64
+// reference (matmulTol). It first asserts that the backend chose
 // clusters for each (sm_90 and later; earlier devices skip).
 func TestTileClusters(t *testing.T) {
 	g := gpu(t)
@@ -202,6 +203,22 @@ func TestTileClusters(t *testing.T) {
 			xv := randn(rng, M*cs.k, 1)
 			got := gpuMatMul(t, g, gw, xv, M)
 			checkScaled(t, fmt.Sprintf("%s N%d K%d M%d", cs.name, cs.n, cs.k, M), got, exactMatMul(w, xv, M), absDot(w, xv, M), matmulTol(gw, M))
+			if M > 4 || m.desc.gidx != 0 {
+				continue
+			}
+			// the input norm inside the product (qmv*_norm_tc, M ≤ 4)
+			nv := randn(rng, cs.k, 1)
+			norm := &backend.Norm{W: g.LoadVector(nv), Eps: 1e-5}
+			xn := refRMSNorm(xv, nv, norm.Eps)
+			x, y := g.NewTensor(M, cs.k), g.NewTensor(M, cs.n)
+			g.Write(x, xv)
+			g.Write(y, poison(M*cs.n))
+			g.MatMulN([]backend.Tensor{y}, x, []backend.Matrix{gw}, norm)
+			gotN := make([]float32, M*cs.n)
+			if err := g.Read(gotN, y); err != nil {
+				t.Fatal(err)
+			}
+			checkScaled(t, fmt.Sprintf("%s N%d K%d M%d with a norm", cs.name, cs.n, cs.k, M), gotN, exactMatMul(w, xn, M), absDot(w, xn, M), matmulTol(gw, M))
 		}
 	}
 }
