@@ -578,23 +578,28 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normI
 				return
 			}
 		}
+		// the kernel's arguments; ws: the stripes' partial sums (0 for
+		// tile clusters, which need none)
+		args := func(ws uint64) *launchArgs {
+			a := b.newArgs()
+			a.desc(&m.desc)
+			a.ptr(x)
+			a.i32(ldx)
+			a.yout(o)
+			a.i32(M)
+			a.ptr(ws)
+			a.ptr(b.counters.ptr)
+			if nrm != nil {
+				a.ptr(nrm.w)
+				a.f32(nrm.eps)
+			}
+			return a
+		}
 		ntiles := (m.rows + 63) / 64
 		if ft := b.k.qmvTC[f]; ft != 0 {
 			if C := b.tileClusters(ft, m); C > 0 {
 				// tile clusters (qmm.cu's TCL): C blocks a column tile
-				a := b.newArgs()
-				a.desc(&m.desc)
-				a.ptr(x)
-				a.i32(ldx)
-				a.yout(o)
-				a.i32(M)
-				a.ptr(0) // no partial sums in global memory
-				a.ptr(b.counters.ptr)
-				if nrm != nil {
-					a.ptr(nrm.w)
-					a.f32(nrm.eps)
-				}
-				b.launchCluster(ft, ntiles*C, 1, 1, 128, b.dynSmem[ft], a, true, C)
+				b.launchCluster(ft, ntiles*C, 1, 1, 128, b.dynSmem[ft], args(0), true, C)
 				return
 			}
 		}
@@ -615,19 +620,7 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normI
 		if ws == 0 {
 			return
 		}
-		a := b.newArgs()
-		a.desc(&m.desc)
-		a.ptr(x)
-		a.i32(ldx)
-		a.yout(o)
-		a.i32(M)
-		a.ptr(ws)
-		a.ptr(b.counters.ptr)
-		if nrm != nil {
-			a.ptr(nrm.w)
-			a.f32(nrm.eps)
-		}
-		b.launchOpt(f, blocks, 1, 1, 128, b.dynSmem[f], a, true)
+		b.launchOpt(f, blocks, 1, 1, 128, b.dynSmem[f], args(ws), true)
 		return
 	}
 	if nrm != nil {
