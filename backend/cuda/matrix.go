@@ -476,15 +476,17 @@ func tcSplits(tiles, spt, sms int) int {
 }
 
 // tileClusterOn: MARLIN_CUDA_TILECLUSTER=0 keeps every decode product on
-// the stripes.
-var tileClusterOn = os.Getenv("MARLIN_CUDA_TILECLUSTER") != "0"
+// the stripes; tileClusterMinSteps (MARLIN_TC_MINSTEPS, for measurements)
+// is the fewest steps of 32 inputs a warp of a tile cluster gets.
+var tileClusterOn, tileClusterMinSteps = os.Getenv("MARLIN_CUDA_TILECLUSTER") != "0", max(1, envInt("MARLIN_TC_MINSTEPS", 2))
 
 // tileClusters returns the cluster size C (1, 2, 4 or 8) for m's product
 // on the tile-cluster kernel ft, or 0 for the stripes: the largest C whose
 // tiles·C blocks fit the resident blocks at once, each warp keeping at
-// least 4 steps of 32 inputs; 0 when even that leaves multiprocessors
-// without a block (few, short column tiles), without clusters (before
-// sm_90) or with MARLIN_CUDA_TILECLUSTER=0.
+// least tileClusterMinSteps steps of 32 inputs (at 2, GLM's q_a+kv_a and
+// o products take C = 8, its q_b the stripes); 0 when even that leaves
+// multiprocessors without a block (few, short column tiles), without
+// clusters (before sm_90) or with MARLIN_CUDA_TILECLUSTER=0.
 func (b *Backend) tileClusters(ft uintptr, m *matrix) int {
 	if !tileClusterOn || b.cc < 90 || b.d.cuLaunchKernelEx == 0 {
 		return 0
@@ -492,10 +494,10 @@ func (b *Backend) tileClusters(ft uintptr, m *matrix) int {
 	ntiles, spt := (m.rows+63)/64, m.cols/32
 	slots := b.residentBlocks(ft, 128) * b.sms
 	C := 1
-	for C < 8 && ntiles*2*C <= slots && spt >= 4*qmvWarps*2*C {
+	for C < 8 && ntiles*2*C <= slots && spt >= tileClusterMinSteps*qmvWarps*2*C {
 		C *= 2
 	}
-	if ntiles*C < b.sms || spt < 4*qmvWarps*C {
+	if ntiles*C < b.sms || spt < tileClusterMinSteps*qmvWarps*C {
 		return 0
 	}
 	return C
