@@ -122,8 +122,9 @@ type Backend struct {
 	scratch map[string]*buffer
 	ropes   map[*backend.Rope]*ropeTab
 
-	counters *buffer         // zeroed int32 counters of the split-K kernels (each resets what it uses)
-	resident map[uintptr]int // kernel → its blocks resident per multiprocessor
+	counters *buffer            // zeroed int32 counters of the split-K kernels (each resets what it uses)
+	resident map[uintptr]int    // kernel → its blocks resident per multiprocessor
+	clusters map[[2]uintptr]int // (kernel, cluster size) → its clusters resident on the device
 
 	pdlOn      bool // programmatic dependent launch of the decode matmuls
 	pdlOps     bool // and of the other kernels written for it (MARLIN_CUDA_PDL_OPS=0: the products only)
@@ -263,6 +264,7 @@ func (b *Backend) init() error {
 	b.pdlOps = os.Getenv("MARLIN_CUDA_PDL_OPS") != "0"
 	b.graphs = map[uint64]*segGraph{}
 	b.resident = map[uintptr]int{}
+	b.clusters = map[[2]uintptr]int{}
 	return nil
 }
 
@@ -279,6 +281,31 @@ func (b *Backend) residentBlocks(f uintptr, threads int) int {
 		n = 2
 	}
 	b.resident[f] = int(n)
+	return int(n)
+}
+
+// residentClusters returns how many thread-block clusters of C blocks of
+// kernel f (128 threads a block, its dynamic shared memory) the device
+// holds at once: a cluster's blocks must share one GPC, so this can be
+// well below residentBlocks·SMs/C. Without the driver's calculator it
+// assumes no such loss.
+func (b *Backend) residentClusters(f uintptr, C int) int {
+	key := [2]uintptr{f, uintptr(C)}
+	if n, ok := b.clusters[key]; ok {
+		return n
+	}
+	n := int32(b.residentBlocks(f, 128) * b.sms / C)
+	if b.d.cuOccupancyMaxActiveClusters != 0 {
+		attr := launchAttr{id: launchAttrClusterDimension, val: [16]uint32{uint32(C), 1, 1}}
+		cfg := launchConfig{gridX: uint32(C), gridY: 1, gridZ: 1, blockX: 128, blockY: 1, blockZ: 1,
+			smem: uint32(b.dynSmem[f]), stream: b.stream, attrs: uintptr(unsafe.Pointer(&attr)), numAttrs: 1}
+		var got int32
+		if call(b.d.cuOccupancyMaxActiveClusters, uintptr(unsafe.Pointer(&got)), f, uintptr(unsafe.Pointer(&cfg))) == cuSuccess && got > 0 {
+			n = got
+		}
+		runtime.KeepAlive(&attr)
+	}
+	b.clusters[key] = int(n)
 	return int(n)
 }
 

@@ -66,6 +66,7 @@ type driver struct {
 	cuModuleLoadData, cuModuleUnload, cuModuleGetFunction                 uintptr
 	cuLaunchKernel, cuFuncSetAttribute                                    uintptr
 	cuOccupancyMaxActiveBlocksPerMultiprocessor, cuLaunchKernelEx         uintptr
+	cuOccupancyMaxActiveClusters                                          uintptr
 	cuGetErrorName, cuGetErrorString                                      uintptr
 	cuStreamBeginCapture, cuStreamEndCapture                              uintptr
 	cuGraphInstantiate, cuGraphLaunch, cuGraphExecDestroy, cuGraphDestroy uintptr
@@ -140,6 +141,7 @@ func loadDriver() (*driver, error) {
 			{&d.cuFuncSetAttribute, []string{"cuFuncSetAttribute"}, false},
 			{&d.cuOccupancyMaxActiveBlocksPerMultiprocessor, []string{"cuOccupancyMaxActiveBlocksPerMultiprocessor"}, true},
 			{&d.cuLaunchKernelEx, []string{"cuLaunchKernelEx"}, true},
+			{&d.cuOccupancyMaxActiveClusters, []string{"cuOccupancyMaxActiveClusters"}, true},
 			{&d.cuGetErrorName, []string{"cuGetErrorName"}, false},
 			{&d.cuGetErrorString, []string{"cuGetErrorString"}, false},
 			// graph capture: present since CUDA 11.4; optional so that an

@@ -476,31 +476,63 @@ func tcSplits(tiles, spt, sms int) int {
 }
 
 // tileClusterOn: MARLIN_CUDA_TILECLUSTER=0 keeps every decode product on
-// the stripes; tileClusterMinSteps (MARLIN_TC_MINSTEPS, for measurements)
-// is the fewest steps of 32 inputs a warp of a tile cluster gets.
-var tileClusterOn, tileClusterMinSteps = os.Getenv("MARLIN_CUDA_TILECLUSTER") != "0", max(1, envInt("MARLIN_TC_MINSTEPS", 2))
+// the stripes; tileClusterMinSteps (MARLIN_TC_MINSTEPS) is the fewest
+// steps of 32 inputs a warp of a tile cluster gets; tileClusterForce
+// (MARLIN_TC_C = 1, 2, 4 or 8; for measurements) takes that cluster size
+// wherever the steps allow it.
+var (
+	tileClusterOn       = os.Getenv("MARLIN_CUDA_TILECLUSTER") != "0"
+	tileClusterMinSteps = max(1, envInt("MARLIN_TC_MINSTEPS", 2))
+	tileClusterForce    = envInt("MARLIN_TC_C", 0)
+)
 
 // tileClusters returns the cluster size C (1, 2, 4 or 8) for m's product
-// on the tile-cluster kernel ft, or 0 for the stripes: the largest C whose
-// tiles·C blocks fit the resident blocks at once, each warp keeping at
-// least tileClusterMinSteps steps of 32 inputs (at 2, GLM's q_a+kv_a and
-// o products take C = 8, its q_b the stripes); 0 when even that leaves
-// multiprocessors without a block (few, short column tiles), without
-// clusters (before sm_90) or with MARLIN_CUDA_TILECLUSTER=0.
-func (b *Backend) tileClusters(ft uintptr, m *matrix) int {
-	if !tileClusterOn || b.cc < 90 || b.d.cuLaunchKernelEx == 0 {
+// on the tile-cluster kernel ft, or 0 for the stripes (kernel f):
+// without clusters (before sm_90, MARLIN_CUDA_TILECLUSTER=0) or when
+// chooseTileCluster says so.
+func (b *Backend) tileClusters(ft, f uintptr, m *matrix) int {
+	if !tileClusterOn || b.cc < 90 || b.d.cuLaunchKernelEx == 0 || ft == 0 {
 		return 0
 	}
 	ntiles, spt := (m.rows+63)/64, m.cols/32
-	slots := b.residentBlocks(ft, 128) * b.sms
-	C := 1
-	for C < 8 && ntiles*2*C <= slots && spt >= tileClusterMinSteps*qmvWarps*2*C {
-		C *= 2
+	if tileClusterForce > 0 {
+		if spt < tileClusterMinSteps*qmvWarps*tileClusterForce {
+			return 0
+		}
+		return tileClusterForce
 	}
-	if ntiles*C < b.sms || spt < tileClusterMinSteps*qmvWarps*C {
+	return chooseTileCluster(ntiles, spt, b.sms, qmvWarps*b.stripeBlocks(f, ntiles*spt),
+		func(C int) int { return b.residentClusters(ft, C) })
+}
+
+// chooseTileCluster picks the cluster size of a product of ntiles column
+// tiles of spt steps: 0 (the stripes) when the stripes' warps
+// (stripeWarps) share a tile among fewer than 8 (their partial sums are
+// then a small part of the work); else the largest C whose ntiles
+// clusters are resident at once (resident(C): one wave; a second wave
+// made the 28672×8192 product 45% slower) and busy every multiprocessor,
+// each warp keeping at least tileClusterMinSteps steps.
+func chooseTileCluster(ntiles, spt, sms, stripeWarps int, resident func(C int) int) int {
+	if stripeWarps < 8*ntiles {
 		return 0
 	}
-	return C
+	for C := 8; C >= 1; C /= 2 {
+		if spt >= tileClusterMinSteps*qmvWarps*C && ntiles <= resident(C) && ntiles*C >= sms {
+			return C
+		}
+	}
+	return 0
+}
+
+// stripeBlocks is the stripes' grid for a product of steps steps of 32
+// inputs on kernel f: one wave of as many blocks as fit on the
+// multiprocessors at once, each warp at least qmvMinSteps steps.
+func (b *Backend) stripeBlocks(f uintptr, steps int) int {
+	bps := b.residentBlocks(f, 128)
+	if qmvBlocksPerSM > 0 {
+		bps = min(bps, qmvBlocksPerSM)
+	}
+	return max(1, min(bps*b.sms, steps/(4*qmvMinSteps)))
 }
 
 // qmvWarps is qmm.cu's QW: the warps of a decode kernel's block.
@@ -599,21 +631,14 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normI
 		}
 		ntiles := (m.rows + 63) / 64
 		if ft := b.k.qmvTC[f]; ft != 0 {
-			if C := b.tileClusters(ft, m); C > 0 {
+			if C := b.tileClusters(ft, f, m); C > 0 {
 				// tile clusters (qmm.cu's TCL): C blocks a column tile
 				b.launchCluster(ft, ntiles*C, 1, 1, 128, b.dynSmem[ft], args(0), true, C)
 				return
 			}
 		}
-		// stripe workers (qmm.cu): one wave of as many blocks as fit on
-		// the multiprocessors at once, each warp at least qmvMinSteps
-		// steps of 32 inputs
-		steps := ntiles * (m.cols / 32)
-		bps := b.residentBlocks(f, 128)
-		if qmvBlocksPerSM > 0 {
-			bps = min(bps, qmvBlocksPerSM)
-		}
-		blocks := max(1, min(bps*b.sms, steps/(4*qmvMinSteps)))
+		// stripe workers (qmm.cu)
+		blocks := b.stripeBlocks(f, ntiles*(m.cols/32))
 		if ntiles > counterCap {
 			b.fail(fmt.Errorf("cuda: %s: %d column tiles exceed the kernel's %d counters", m.name, ntiles, counterCap))
 			return

@@ -172,14 +172,17 @@ func unalignedX(t *testing.T, g *Backend, rng *rand.Rand, w *quant.Weight, gw ba
 // take it — the shapes of TestQMatMul are too small and run on the stripes —
 // at M = 1 … 16, symmetric, asymmetric with act-order, and FP4, and with
 // the input norm inside (M ≤ 4, no act-order), against the float64
-// reference (matmulTol). It first asserts that the backend chose
-// clusters for each (sm_90 and later; earlier devices skip).
+// reference (matmulTol), with each cluster size (1, 2, 4, 8: forced
+// through tileClusterForce) the steps allow (sm_90 and later; earlier
+// devices skip).
 func TestTileClusters(t *testing.T) {
 	g := gpu(t)
 	if g.cc < 90 {
 		t.Skipf("skipping: compute capability %d.%d has no thread-block clusters", g.cc/10, g.cc%10)
 	}
 	rng := rand.New(rand.NewPCG(31, 32))
+	defer func(c int) { tileClusterForce = c }(tileClusterForce)
+	ran := map[int]bool{}
 	for _, cs := range []struct {
 		name string
 		make func(rng *rand.Rand, n, k int) *quant.Weight
@@ -195,31 +198,41 @@ func TestTileClusters(t *testing.T) {
 			t.Fatal(err)
 		}
 		m := gw.(*matrix)
-		for _, M := range []int{1, 3, 8, 9, 16} {
-			f := g.fastKernel(m, M)
-			if C := g.tileClusters(g.k.qmvTC[f], m); f == 0 || g.k.qmvTC[f] == 0 || C == 0 {
-				t.Fatalf("%s N%d K%d M%d: no tile-cluster kernel chosen (kernel %#x)", cs.name, cs.n, cs.k, M, f)
+		for _, C := range []int{1, 2, 4, 8} {
+			tileClusterForce = C
+			for _, M := range []int{1, 3, 8, 9, 16} {
+				f := g.fastKernel(m, M)
+				if got := g.tileClusters(g.k.qmvTC[f], f, m); f == 0 || g.k.qmvTC[f] == 0 || got != C {
+					if got == 0 && m.cols/32 < tileClusterMinSteps*qmvWarps*C {
+						break // too few steps for C
+					}
+					t.Fatalf("%s N%d K%d M%d: tile clusters of %d, not %d (kernel %#x)", cs.name, cs.n, cs.k, M, got, C, f)
+				}
+				ran[C] = true
+				xv := randn(rng, M*cs.k, 1)
+				got := gpuMatMul(t, g, gw, xv, M)
+				checkScaled(t, fmt.Sprintf("%s N%d K%d M%d C%d", cs.name, cs.n, cs.k, M, C), got, exactMatMul(w, xv, M), absDot(w, xv, M), matmulTol(gw, M))
+				if M > 4 || m.desc.gidx != 0 {
+					continue
+				}
+				// the input norm inside the product (qmv*_norm_tc, M ≤ 4)
+				nv := randn(rng, cs.k, 1)
+				norm := &backend.Norm{W: g.LoadVector(nv), Eps: 1e-5}
+				xn := refRMSNorm(xv, nv, norm.Eps)
+				x, y := g.NewTensor(M, cs.k), g.NewTensor(M, cs.n)
+				g.Write(x, xv)
+				g.Write(y, poison(M*cs.n))
+				g.MatMulN([]backend.Tensor{y}, x, []backend.Matrix{gw}, norm)
+				gotN := make([]float32, M*cs.n)
+				if err := g.Read(gotN, y); err != nil {
+					t.Fatal(err)
+				}
+				checkScaled(t, fmt.Sprintf("%s N%d K%d M%d C%d with a norm", cs.name, cs.n, cs.k, M, C), gotN, exactMatMul(w, xn, M), absDot(w, xn, M), matmulTol(gw, M))
 			}
-			xv := randn(rng, M*cs.k, 1)
-			got := gpuMatMul(t, g, gw, xv, M)
-			checkScaled(t, fmt.Sprintf("%s N%d K%d M%d", cs.name, cs.n, cs.k, M), got, exactMatMul(w, xv, M), absDot(w, xv, M), matmulTol(gw, M))
-			if M > 4 || m.desc.gidx != 0 {
-				continue
-			}
-			// the input norm inside the product (qmv*_norm_tc, M ≤ 4)
-			nv := randn(rng, cs.k, 1)
-			norm := &backend.Norm{W: g.LoadVector(nv), Eps: 1e-5}
-			xn := refRMSNorm(xv, nv, norm.Eps)
-			x, y := g.NewTensor(M, cs.k), g.NewTensor(M, cs.n)
-			g.Write(x, xv)
-			g.Write(y, poison(M*cs.n))
-			g.MatMulN([]backend.Tensor{y}, x, []backend.Matrix{gw}, norm)
-			gotN := make([]float32, M*cs.n)
-			if err := g.Read(gotN, y); err != nil {
-				t.Fatal(err)
-			}
-			checkScaled(t, fmt.Sprintf("%s N%d K%d M%d with a norm", cs.name, cs.n, cs.k, M), gotN, exactMatMul(w, xn, M), absDot(w, xn, M), matmulTol(gw, M))
 		}
+	}
+	if len(ran) != 4 {
+		t.Errorf("cluster sizes run: %v, want 1, 2, 4 and 8", ran)
 	}
 }
 
@@ -292,6 +305,21 @@ func speedShapes() [][2]int {
 		}
 	}
 	return shapes
+}
+
+// speedRows returns the row counts M of TestQMatMulSpeed: 1 to 2048, or
+// those of MARLIN_QMM_M (e.g. 1,4,16).
+func speedRows() []int {
+	rows := []int{1, 4, 16, 32, 64, 512, 2048}
+	if s := os.Getenv("MARLIN_QMM_M"); s != "" {
+		rows = nil
+		for _, f := range strings.Split(s, ",") {
+			if m, err := strconv.Atoi(f); err == nil && m > 0 {
+				rows = append(rows, m)
+			}
+		}
+	}
+	return rows
 }
 
 // loadCopies loads copies of w until together they exceed 200 MB (more
@@ -435,7 +463,16 @@ func TestQMatMulSpeed(t *testing.T) {
 		} {
 			w := f.make(rng, N, K)
 			ms := loadCopies(t, b, w)
-			for _, M := range []int{1, 4, 16, 32, 64, 512, 2048} {
+			if m := ms[0].(*matrix); b.cc >= 90 {
+				// the decode products' work split: stripes or tile clusters
+				fk := b.fastKernel(m, 1)
+				ft := b.k.qmvTC[fk]
+				ntiles, spt := (m.rows+63)/64, m.cols/32
+				fmt.Printf("tcl %s %d %d: %d tiles of %d steps, %d stripe warps; clusters resident at C = 1, 2, 4, 8: %d %d %d %d; chosen C = %d\n",
+					f.name, K, N, ntiles, spt, qmvWarps*b.stripeBlocks(fk, ntiles*spt), b.residentClusters(ft, 1), b.residentClusters(ft, 2),
+					b.residentClusters(ft, 4), b.residentClusters(ft, 8), b.tileClusters(ft, fk, m))
+			}
+			for _, M := range speedRows() {
 				x, y := b.NewTensor(M, K), b.NewTensor(M, N)
 				b.Write(x, randn(rng, M*K, 1))
 				b.SetGraphs(false)

@@ -9,6 +9,7 @@ perf_table.py to join with marlin's figures of the same run.
 usage: python3 torch_linear.py [--shapes 4096x14336,...] [--m 1,4,16,32,64,512,2048]
 """
 import argparse
+import os
 import statistics
 
 import torch
@@ -33,8 +34,9 @@ def timeit(fn, reps, repeats=5):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--shapes", default="4096x14336,14336x4096,8192x28672,28672x8192")
-    ap.add_argument("--m", default="1,4,16,32,64,512,2048")
+    # the shapes of TestQMatMulSpeed: MARLIN_QMM_SHAPES, as there, or its four
+    ap.add_argument("--shapes", default=os.environ.get("MARLIN_QMM_SHAPES") or "4096x14336,14336x4096,8192x28672,28672x8192")
+    ap.add_argument("--m", default=os.environ.get("MARLIN_QMM_M") or "1,4,16,32,64,512,2048")
     args = ap.parse_args()
     dev = torch.device("cuda")
     print("torchdevice", torch.cuda.get_device_name(0).replace(" ", "_"), torch.__version__)
