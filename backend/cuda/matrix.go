@@ -487,10 +487,10 @@ var (
 )
 
 // tileClusters returns the cluster size C (1, 2, 4 or 8) for m's product
-// on the tile-cluster kernel ft, or 0 for the stripes (kernel f):
-// without clusters (before sm_90, MARLIN_CUDA_TILECLUSTER=0) or when
+// of M rows on the tile-cluster kernel ft, or 0 for the stripes (kernel
+// f): without clusters (before sm_90, MARLIN_CUDA_TILECLUSTER=0) or when
 // chooseTileCluster says so.
-func (b *Backend) tileClusters(ft, f uintptr, m *matrix) int {
+func (b *Backend) tileClusters(ft, f uintptr, m *matrix, M int) int {
 	if !tileClusterOn || b.cc < 90 || b.d.cuLaunchKernelEx == 0 || ft == 0 {
 		return 0
 	}
@@ -501,23 +501,30 @@ func (b *Backend) tileClusters(ft, f uintptr, m *matrix) int {
 		}
 		return tileClusterForce
 	}
-	return chooseTileCluster(ntiles, spt, b.sms, qmvWarps*b.stripeBlocks(f, ntiles*spt),
+	return chooseTileCluster(ntiles, spt, M, b.stripeBlocks(f, ntiles*spt), b.residentBlocks(f, 128)*b.sms,
 		func(C int) int { return b.residentClusters(ft, C) })
 }
 
-// chooseTileCluster picks the cluster size of a product of ntiles column
-// tiles of spt steps: 0 (the stripes) when the stripes' warps
-// (stripeWarps) share a tile among fewer than 8 (their partial sums are
-// then a small part of the work); else the largest C whose ntiles
-// clusters are resident at once (resident(C): one wave; a second wave
-// made the 28672×8192 product 45% slower) and busy every multiprocessor,
-// each warp keeping at least tileClusterMinSteps steps.
-func chooseTileCluster(ntiles, spt, sms, stripeWarps int, resident func(C int) int) int {
-	if stripeWarps < 8*ntiles {
+// chooseTileCluster picks the split of a decode product of M rows over
+// ntiles column tiles of spt steps (docs/cuda-kernels.md, sixth session,
+// has the measurements behind it). The stripes (0) fill the device with
+// equal shares of the steps, but the warps that share a tile leave
+// partial sums of M rows in global memory for the last one to add. Tile
+// clusters add them on chip instead, with fewer warps in flight
+// (ntiles·C blocks). Clusters win where the stripes' grid (stripeBlocks
+// of stripeSlots resident) is less than half the device, or where the
+// partial sums' traffic, stripe warps · M · 256 bytes written and read,
+// is a quarter or more of the weights' (1 KB a step). Then C is the
+// largest size whose ntiles clusters are resident at once (resident(C):
+// a second wave made the 28672×8192 product 45% slower), each warp
+// keeping at least tileClusterMinSteps steps.
+func chooseTileCluster(ntiles, spt, M, stripeBlocks, stripeSlots int, resident func(C int) int) int {
+	traffic := 2 * 4 * stripeBlocks * M * 256 // the warps' partials, written and read
+	if 2*stripeBlocks >= stripeSlots && 4*traffic < ntiles*spt*1024 {
 		return 0
 	}
 	for C := 8; C >= 1; C /= 2 {
-		if spt >= tileClusterMinSteps*qmvWarps*C && ntiles <= resident(C) && ntiles*C >= sms {
+		if spt >= tileClusterMinSteps*qmvWarps*C && ntiles <= resident(C) {
 			return C
 		}
 	}
@@ -631,7 +638,7 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normI
 		}
 		ntiles := (m.rows + 63) / 64
 		if ft := b.k.qmvTC[f]; ft != 0 {
-			if C := b.tileClusters(ft, f, m); C > 0 {
+			if C := b.tileClusters(ft, f, m, M); C > 0 {
 				// tile clusters (qmm.cu's TCL): C blocks a column tile
 				b.launchCluster(ft, ntiles*C, 1, 1, 128, b.dynSmem[ft], args(0), true, C)
 				return

@@ -70,6 +70,34 @@ func TestYoutRowsFrom(t *testing.T) {
 	}
 }
 
+// TestChooseTileCluster checks the decode products' choice between the
+// stripes and tile clusters on the H100's numbers (132 multiprocessors, 4
+// blocks of either kernel resident on each; 528, 264, 124 and 62 clusters
+// of 1, 2, 4 and 8) for the shapes measured in docs/cuda-kernels.md
+// (sixth session), each expecting the split that was fastest or within a
+// few percent of it there.
+func TestChooseTileCluster(t *testing.T) {
+	const slots = 528
+	resident := func(C int) int { return map[int]int{1: 528, 2: 264, 4: 124, 8: 62}[C] }
+	for _, c := range []struct {
+		k, n, m, want int
+	}{
+		{14336, 4096, 1, 0}, {14336, 4096, 16, 4}, // one wave of C = 4, not two of 8
+		{28672, 8192, 1, 0}, {28672, 8192, 16, 0},
+		{4096, 14336, 1, 0}, {4096, 14336, 4, 0}, {4096, 14336, 16, 2},
+		{4096, 6144, 1, 0}, {4096, 6144, 16, 4},
+		{8192, 28672, 1, 0}, {8192, 28672, 16, 0},
+		{4096, 128256, 16, 0},
+		{2048, 1344, 1, 8}, {768, 5120, 1, 2}, {1536, 2048, 1, 4}, {5120, 2048, 1, 8}, {2048, 3072, 16, 8},
+	} {
+		ntiles, spt := c.n/64, c.k/32
+		stripes := max(1, min(slots, ntiles*spt/(4*qmvMinSteps)))
+		if got := chooseTileCluster(ntiles, spt, c.m, stripes, slots, resident); got != c.want {
+			t.Errorf("K %d N %d M %d: cluster size %d, want %d", c.k, c.n, c.m, got, c.want)
+		}
+	}
+}
+
 // TestTCSplits checks tc_qgemm's choice of split-K: in range (each split
 // at least 16 steps), none when the tiles alone give every multiprocessor
 // two blocks, and a split that does so when few tiles leave most of them
@@ -202,7 +230,7 @@ func TestTileClusters(t *testing.T) {
 			tileClusterForce = C
 			for _, M := range []int{1, 3, 8, 9, 16} {
 				f := g.fastKernel(m, M)
-				if got := g.tileClusters(g.k.qmvTC[f], f, m); f == 0 || g.k.qmvTC[f] == 0 || got != C {
+				if got := g.tileClusters(g.k.qmvTC[f], f, m, M); f == 0 || g.k.qmvTC[f] == 0 || got != C {
 					if got == 0 && m.cols/32 < tileClusterMinSteps*qmvWarps*C {
 						break // too few steps for C
 					}
@@ -468,9 +496,9 @@ func TestQMatMulSpeed(t *testing.T) {
 				fk := b.fastKernel(m, 1)
 				ft := b.k.qmvTC[fk]
 				ntiles, spt := (m.rows+63)/64, m.cols/32
-				fmt.Printf("tcl %s %d %d: %d tiles of %d steps, %d stripe warps; clusters resident at C = 1, 2, 4, 8: %d %d %d %d; chosen C = %d\n",
+				fmt.Printf("tcl %s %d %d: %d tiles of %d steps, %d stripe warps; clusters resident at C = 1, 2, 4, 8: %d %d %d %d; chosen C = %d at M = 1, %d at M = 16\n",
 					f.name, K, N, ntiles, spt, qmvWarps*b.stripeBlocks(fk, ntiles*spt), b.residentClusters(ft, 1), b.residentClusters(ft, 2),
-					b.residentClusters(ft, 4), b.residentClusters(ft, 8), b.tileClusters(ft, fk, m))
+					b.residentClusters(ft, 4), b.residentClusters(ft, 8), b.tileClusters(ft, fk, m, 1), b.tileClusters(ft, fk, m, 16))
 			}
 			for _, M := range speedRows() {
 				x, y := b.NewTensor(M, K), b.NewTensor(M, N)
