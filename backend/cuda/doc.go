@@ -43,7 +43,10 @@
 // MARLIN_CUDA_PROFILE=1 (kernel times, graphs off), MARLIN_CUDA_NORMFUSE=0
 // (norms as their own launch), MARLIN_CUDA_MOE_FAST=0 (the older expert
 // and routing paths), MARLIN_QMV_BPS and MARLIN_QMV_MINSTEPS (the decode
-// kernels' grid), MARLIN_CUDA_TCGEMM=0, MARLIN_TC_MIN and MARLIN_TC_MAX
+// kernels' grid), MARLIN_CUDA_TILECLUSTER=0 (the decode products always
+// on the stripes), MARLIN_TC_C and MARLIN_TC_MINSTEPS (a forced cluster
+// size, the fewest steps a cluster's warp gets), MARLIN_CUDA_TCGEMM=0,
+// MARLIN_TC_MIN and MARLIN_TC_MAX
 // (tc_qgemm off, or its row range), MARLIN_TRELLIS_TILES and
 // MARLIN_TRELLIS_BLOCKS (the EXL3 kernel's), MARLIN_CUBLAS (the library's
 // path, or off).
