@@ -826,17 +826,17 @@ func (b *Backend) issue(f uintptr, gx, gy, gz, bx, smem int, params unsafe.Point
 				cfg.numAttrs++
 			}
 			r := call(b.d.cuLaunchKernelEx, uintptr(unsafe.Pointer(cfg)), f, uintptr(params), 0)
-			switch {
-			case r == cuSuccess:
+			if r == cuSuccess {
 				return
-			case usePDL:
-				b.pdlOn = false // and again without it
-				continue
-			case cluster > 1:
+			}
+			if !usePDL { // (then cluster > 1)
 				b.fail(b.d.check(r, fmt.Sprintf("launching %s in clusters of %d", b.names[f], cluster)))
 				return
 			}
-			break
+			b.pdlOn = false // and again without it: in clusters, or plainly below
+			if cluster <= 1 {
+				break
+			}
 		}
 	}
 	r := call(b.d.cuLaunchKernel, f, uintptr(gx), uintptr(gy), uintptr(gz), uintptr(bx), 1, 1, uintptr(smem), b.stream,

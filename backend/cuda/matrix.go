@@ -532,15 +532,18 @@ func chooseTileCluster(ntiles, spt, M, stripeBlocks, stripeSlots int, resident f
 }
 
 // stripeBlocks is the stripes' grid for a product of steps steps of 32
-// inputs on kernel f: one wave of as many blocks as fit on the
-// multiprocessors at once, each warp at least qmvMinSteps steps.
+// inputs on kernel f (stripeGrid of its resident blocks).
 func (b *Backend) stripeBlocks(f uintptr, steps int) int {
 	bps := b.residentBlocks(f, 128)
 	if qmvBlocksPerSM > 0 {
 		bps = min(bps, qmvBlocksPerSM)
 	}
-	return max(1, min(bps*b.sms, steps/(4*qmvMinSteps)))
+	return stripeGrid(bps*b.sms, steps)
 }
+
+// stripeGrid is one wave of as many blocks as fit at once (slots), each
+// warp at least qmvMinSteps of the steps.
+func stripeGrid(slots, steps int) int { return max(1, min(slots, steps/(qmvWarps*qmvMinSteps))) }
 
 // qmvWarps is qmm.cu's QW: the warps of a decode kernel's block.
 const qmvWarps = 4

@@ -91,8 +91,7 @@ func TestChooseTileCluster(t *testing.T) {
 		{2048, 1344, 1, 8}, {768, 5120, 1, 2}, {1536, 2048, 1, 4}, {5120, 2048, 1, 8}, {2048, 3072, 16, 8},
 	} {
 		ntiles, spt := c.n/64, c.k/32
-		stripes := max(1, min(slots, ntiles*spt/(4*qmvMinSteps)))
-		if got := chooseTileCluster(ntiles, spt, c.m, stripes, slots, resident); got != c.want {
+		if got := chooseTileCluster(ntiles, spt, c.m, stripeGrid(slots, ntiles*spt), slots, resident); got != c.want {
 			t.Errorf("K %d N %d M %d: cluster size %d, want %d", c.k, c.n, c.m, got, c.want)
 		}
 	}
