@@ -280,3 +280,62 @@ func routeBoth(t *testing.T, g *Backend, c *cpu.Backend, rng *rand.Rand, M, E in
 	compareSelections(t, fmt.Sprintf("route of %d rows", M), g, gs.(*selection), cs, M)
 	return gs, cs
 }
+
+// TestMLADecodeSpeed times the latent attention of one decode row at the
+// GLM-4.7-Flash head shape (20 heads, 576-number keys, 512-number values)
+// over contexts of 512 and 2048 positions, device time from CUDA events
+// with graphs on (the timed sequence repeats: captured, then replayed),
+// the layer rotated among 16 so that the caches (4.7 MB a layer at 2K)
+// exceed the L2 cache. Prints "mla <context> <µs>"; no assertion.
+func TestMLADecodeSpeed(t *testing.T) {
+	g := gpu(t)
+	if testing.Short() {
+		t.Skip("short")
+	}
+	const heads, dk, dv, bs, layers = 20, 576, 512, 16, 16
+	rng := rand.New(rand.NewPCG(53, 54))
+	for _, n := range []int{512, 2048} {
+		spec := backend.KVSpec{Layers: layers, KVHeads: 1, KeyDim: dk, ValueDim: dv, ValueInKey: true, BlockSize: bs, Blocks: n / bs}
+		cache, err := g.NewKVCache(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks := make([]int32, spec.Blocks)
+		for i, b := range rng.Perm(spec.Blocks) {
+			blocks[i] = int32(b)
+		}
+		// prefill every layer's n − 1 positions, then time the decode row
+		var pre backend.Batch
+		pre.Seqs = []backend.Seq{{Start: 0, Len: n - 1, Blocks: blocks}}
+		for i := range n - 1 {
+			pre.Tokens = append(pre.Tokens, 0)
+			pre.Pos = append(pre.Pos, int32(i))
+		}
+		q, k := g.NewTensor(n-1, heads*dk), g.NewTensor(n-1, dk)
+		out := g.NewTensor(n-1, heads*dv)
+		g.Write(q, randn(rng, (n-1)*heads*dk, 1))
+		for l := range layers {
+			g.Write(k, randn(rng, (n-1)*dk, 1))
+			g.Attention(out, q, k, nil, cache, l, &pre, 0.07, nil)
+		}
+		mustSync(t, g)
+		dec := backend.Batch{Tokens: []int32{0}, Pos: []int32{int32(n - 1)}, Seqs: []backend.Seq{{Start: 0, Len: 1, Blocks: blocks}}}
+		q1, k1, o1 := g.NewTensor(1, heads*dk), g.NewTensor(1, dk), g.NewTensor(1, heads*dv)
+		g.Write(q1, randn(rng, heads*dk, 1))
+		g.Write(k1, randn(rng, dk, 1))
+		start, stop := g.newEvent(), g.newEvent()
+		var d float64
+		for range 3 { // eager, captured, replayed
+			start.record()
+			for l := range 4 * layers {
+				g.Attention(o1, q1, k1, nil, cache, l%layers, &dec, 0.07, nil)
+			}
+			stop.record()
+			d = float64(stop.since(start).Nanoseconds()) / 1e3 / (4 * layers)
+		}
+		mustSync(t, g)
+		start.destroy()
+		stop.destroy()
+		fmt.Printf("mla %d %.2f µs\n", n, d)
+	}
+}
