@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,7 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/marlin-llm/marlin/backend"
 	"github.com/marlin-llm/marlin/backend/cpu"
+	"github.com/marlin-llm/marlin/backend/cuda"
 	"github.com/marlin-llm/marlin/chat"
 	"github.com/marlin-llm/marlin/defaultmodel"
 	"github.com/marlin-llm/marlin/engine"
@@ -66,20 +69,41 @@ type testServer struct {
 	url    string
 }
 
-// newDefaultServer serves the embedded default model on the CPU backend.
+// serverDevice picks the backend of newDefaultServer. The default, the CPU,
+// is what CI runs; on a GPU machine `-server.device cuda` runs the same
+// tests (TestBatchInvariance, TestLoad) on the CUDA backend.
+var serverDevice = flag.String("server.device", "cpu", "backend of the test servers: cpu or cuda")
+
+// newDefaultServer serves the embedded default model on the backend
+// -server.device names (the CPU unless told).
 func newDefaultServer(t testing.TB, opts Options, cfg engine.Config) *testServer {
 	t.Helper()
 	dir, tok, tmpl := defaultFiles(t)
-	be := cpu.New(0)
+	var be backend.Backend
+	switch *serverDevice {
+	case "cpu":
+		be = cpu.New(0)
+	case "cuda":
+		g, err := cuda.New(0)
+		if err != nil {
+			t.Fatalf("-server.device cuda: %v", err)
+		}
+		be = g
+	default:
+		t.Fatalf("-server.device %q: want cpu or cuda", *serverDevice)
+	}
 	m, err := model.Load(dir, be)
 	if err != nil {
+		be.Close()
 		t.Fatal(err)
 	}
 	e, err := engine.New(m, be, cfg)
 	if err != nil {
+		m.Close()
+		be.Close()
 		t.Fatal(err)
 	}
-	return startServer(t, opts, &Model{Name: defaultmodel.Name, Engine: e, Tokenizer: tok, Template: tmpl}, func() { m.Close() })
+	return startServer(t, opts, &Model{Name: defaultmodel.Name, Engine: e, Tokenizer: tok, Template: tmpl}, func() { m.Close(); be.Close() })
 }
 
 func startServer(t testing.TB, opts Options, md *Model, closeModel func()) *testServer {

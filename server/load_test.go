@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -205,7 +206,8 @@ func TestLoadSmall(t *testing.T) {
 
 // TestLoad (go test ./server -run TestLoad -load -v): one streaming client
 // alone, then 64 concurrent streaming clients for 60 s against the
-// embedded model on the CPU backend, over loopback. No errors, no truncated
+// embedded model on the CPU backend (-server.device cuda: on the GPU),
+// over loopback. No errors, no truncated
 // or malformed streams, and batching must pay: the aggregate token rate is
 // at least 4× the single client's.
 func TestLoad(t *testing.T) {
@@ -213,6 +215,7 @@ func TestLoad(t *testing.T) {
 		t.Skip("run with -load")
 	}
 	s := newDefaultServer(t, Options{}, loadEngineConfig(*loadClients, *loadTokens))
+	t.Logf("device %s, GOMAXPROCS %d", *serverDevice, runtime.GOMAXPROCS(0))
 	t.Logf("engine alone (no HTTP), 1 client: %.0f tokens/s; %d clients: %.0f tokens/s",
 		engineAlone(t, s, *loadSingle/3, *loadTokens, 1), *loadClients, engineAlone(t, s, *loadSingle/3, *loadTokens, *loadClients))
 	single := runLoad(s.url, 1, *loadSingle, *loadTokens)
