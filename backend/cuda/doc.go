@@ -47,7 +47,6 @@
 // on the stripes), MARLIN_TC_C and MARLIN_TC_MINSTEPS (a forced cluster
 // size, the fewest steps a cluster's warp gets), MARLIN_CUDA_TCGEMM=0,
 // MARLIN_TC_MIN and MARLIN_TC_MAX
-// (tc_qgemm off, or its row range), MARLIN_TRELLIS_TILES and
-// MARLIN_TRELLIS_BLOCKS (the EXL3 kernel's), MARLIN_CUBLAS (the library's
-// path, or off).
+// (tc_qgemm off, or its row range), MARLIN_TRELLIS_BLOCKS (the EXL3
+// kernel's grid), MARLIN_CUBLAS (the library's path, or off).
 package cuda

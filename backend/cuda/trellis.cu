@@ -5,47 +5,68 @@
 //   trellis_in   x' = H128(pad(x) ⊙ suh) in fp16, written in the A-fragment
 //                order of mma.m16n8k16 (16 rows, zeros past M)
 //   tmv_K_CB     y'_partial = x'·Ŵ over a range of input tiles, Ŵ decoded
-//                from the bit stream in registers (no table), straight
-//                into the B fragments; fp32 partial sums per k-split
+//                from the bit stream in registers (no table) straight into
+//                the A fragments; fp32 partial sums per k-split (tmv16_K_CB
+//                for 9 to 16 rows)
 //   trellis_out  y = H128(Σ partials) ⊙ svh, cut to the logical columns
 //
 // The trellis of tile (kt, nt) (16 inputs × 16 outputs) is 256·K bits,
 // stored as 8K little-endian 32-bit words holding the stream MSB first;
 // position t's state is the 16 bits ending at stream bit (t+1)·K (mod
-// 256·K). Positions 8·lane … 8·lane+7 are exactly the B-fragment values of
-// that lane for the two n8 halves of the tile (quant.TensorCoreOrder), so
-// each lane decodes its 8 states from one window of the stream: the 7K+16
-// bits starting at bit (8·lane+1)·K − 16, which lie in 2 words (K ≤ 4) or
-// 3 (K ≤ 8). The window is aligned once (two funnel shifts); state j is
-// then the top 16 bits of the 32-bit field at the constant offset j·K, and
-// for K = 4 (8) the fields of states j and j+4 (j+2) are one register's two
+// 256·K). Positions 8·lane … 8·lane+7 of a tile are, for lane (g, t) =
+// (lane/4, lane%4), the weights of inputs 2t, 2t+1, 2t+8, 2t+9 to output g
+// (positions 0–3) and to output g+8 (4–7) (quant.TensorCoreOrder), so each
+// lane decodes its 8 states from one window of the stream: the 7K+16 bits
+// starting at bit (8·lane+1)·K − 16, which lie in 2 words (K ≤ 4) or 3
+// (K ≤ 8). The window is aligned once (two funnel shifts); state j is then
+// the top 16 bits of the 32-bit field at the constant offset j·K, and for
+// K = 4 (8) the fields of states j and j+4 (j+2) are one register's two
 // halves.
 //
 // Codebooks (bit-exact with quant.Codebook.Decode):
 //   3INST: x = s·89226354 + 64248484; MCG: x = s·0xCBAC1FED; then
-//          (x & 0x8FFF8FFF) ^ 0x3B603B60 and fp16(hi) + fp16(lo), one fp16
-//          add; two states are done together: byte permutes gather the low
-//          halves and the high halves of two states, one add.f16x2.
+//          (x & 0x8FFF8FFF) ^ 0x3B603B60, and the value is fp16(hi) +
+//          fp16(lo), one fp16 add.
 //   MUL1:  x = s·0x83DCD12D; 0x6400 + (byte sum of x) by one dp4a is
-//          fp16(1024 + sum); fma.f16x2 with 0x1EEE and 0xC931.
+//          fp16(1024 + sum); value fp16(fma(1024 + sum, 0x1EEE, 0xC931)).
 //
-// Work split of tmv: grid (column blocks of 128 outputs, block splits of
+// The decode kernel never forms a value. A codebook word x = {lo, hi} goes
+// into the mma as it is, as the A operand (16 outputs × 16 k-slots), with
+// each input of x' duplicated over two k-slots in the B operand: the
+// tensor core then computes x'·lo + x'·hi, both products exact in fp32 —
+// the value's sum without its fp16 rounding, and without the adds and byte
+// permutes that formed it (they were a third of the kernel's
+// instructions). One mma takes 8 inputs: the first the lane's states 0,
+// 4, 2, 6 (inputs 2t and 2t+8 of outputs g and g+8) against x' inputs
+// {2t, 2t+8}, the second states 1, 5, 3, 7 against {2t+1, 2t+9}; the
+// duplicated B registers are formed once per input tile by byte permutes
+// of the lane's x' fragment (whose token g is the B column of the lane).
+// MUL1 puts {1024 + sum, −1536} in the A register (one dp4a from
+// 0xE6006400), so the mma sums x'·(sum − 512); with c = fp16 0x1EEE =
+// 1774/2^18 and d = fp16 0xC931, value = c·(1024 + sum) + d = c·(sum −
+// 512) + e, e = 1536c + d = 3/256 exactly: the partial sum is c·acc +
+// e·Σx', Σx' taken by one more mma of an all-ones A against the same B
+// registers (2·Σx' in every row).
+//
+// Work split of tmv: grid (column blocks of 64 outputs, block splits of
 // K). A block's 4 warps take the same column block and 4 consecutive
-// ranges of KC input tiles; each warp streams its ranges' 8 tiles per
-// input tile (one contiguous run of 256·K bytes) and the 16 rows of x' for
+// ranges of KC input tiles; each warp streams its ranges' 4 tiles per
+// input tile (one contiguous run of 128·K bytes) and the 16 rows of x' for
 // them through a private cp.async ring in shared memory. At the end the
 // four warps' sums are added in shared memory (in warp order) and the
-// block writes one fp32 partial [M, 128] to ws; trellis_out adds the
+// block writes one fp32 partial [M, 64] to ws; trellis_out adds the
 // partials of all blocks in order: deterministic.
 //
 // Precision: x' rounded to fp16 (relative 2^-11), weights exact (the
-// codebook values are fp16 numbers), products and sums fp32. |x'| must
-// stay below 65504.
+// codebook words are fp16 numbers; the kernel's values are the exact sums
+// of which the CPU's are the fp16 roundings), products and sums fp32. |x'|
+// must stay below 65504.
 
 #define TCB_3INST 0
 #define TCB_MCG 1
 #define TCB_MUL1 2
-#define TW 4  // warps per block of tmv
+#define TW 4   // warps per block of tmv
+#define TNW 4  // output tiles per warp of tmv
 
 // ring stages per warp
 __host__ __device__ constexpr int tstages(int K) { return K <= 2 ? 8 : K <= 4 ? 6 : 4; }
@@ -108,13 +129,10 @@ __device__ __forceinline__ u32 tdec2(u32 sa, u32 sb, const TConst& c) {
 }
 
 // The lane's window of a tile (words i0, i1, i2 of tw; bit offset r in
-// word i0) decoded into its four B registers: b[0] = {v0, v1}, b[1] =
-// {v2, v3} (outputs 0–7 of the tile), b[2] = {v4, v5}, b[3] = {v6, v7}
-// (outputs 8–15).
-template <int K, int CB>
-__device__ __forceinline__ void tdecode(const u32* tw, int i0, int i1, int i2, int r, u32 b[4], const TConst& c) {
+// word i0) cut into its 8 states s[0…7] (tile positions 8·lane + j).
+template <int K>
+__device__ __forceinline__ void tstates(const u32* tw, int i0, int i1, int i2, int r, u32 s[8], const TConst& c) {
     const u32 w0 = tw[i0], w1 = tw[i1];
-    u32 s[8];
     if (K <= 4) {
         // V = hi:lo, the window at the top
         const u32 hi = __funnelshift_l(w1, w0, r), lo = w1 << r;
@@ -148,21 +166,38 @@ __device__ __forceinline__ void tdecode(const u32* tw, int i0, int i1, int i2, i
             for (int j = 0; j < 8; j++) s[j] = top16(field(j * K), c);
         }
     }
+}
+
+// The lane's window decoded into the four B registers of the tile's
+// values (the large-M path's decode): b[0] = {v0, v1}, b[1] = {v2, v3}
+// (output g), b[2] = {v4, v5}, b[3] = {v6, v7} (output g + 8).
+template <int K, int CB>
+__device__ __forceinline__ void tdecode(const u32* tw, int i0, int i1, int i2, int r, u32 b[4], const TConst& c) {
+    u32 s[8];
+    tstates<K>(tw, i0, i1, i2, r, s, c);
     b[0] = tdec2<CB>(s[0], s[1], c);
     b[1] = tdec2<CB>(s[2], s[3], c);
     b[2] = tdec2<CB>(s[4], s[5], c);
     b[3] = tdec2<CB>(s[6], s[7], c);
 }
 
+// The codebook word of state s as the decode kernel's A register: {lo,
+// hi} with lo + hi the value (3INST, MCG), or {1024 + sum, −1536} (MUL1).
+template <int CB>
+__device__ __forceinline__ u32 traw(u32 s, const TConst& c) {
+    if (CB == TCB_MUL1) return dp4a_u(s * 0x83DCD12Du, 0x01010101u, 0xE6006400u);
+    const u32 x = CB == TCB_MCG ? s * 0xCBAC1FEDu : s * 89226354u + 64248484u;
+    return lop_and_xor(x, c.cmask, c.cxor);
+}
+
 // tmv: see the top. data: the trellis [KT][NT][16K] int16; xf: x' in
 // fragment order [KT][32][4] u32; ws: partials [gridDim.y][M][NT·16]
-// floats. KC input tiles per warp; NW output tiles (16·NW columns) per
-// block: 8 (tmv_*) or 4 (tmv4_*: half the accumulators, more warps).
-template <int K, int CB, int NW>
+// floats. KC input tiles per warp; MG groups of 8 rows (M ≤ 8·MG).
+template <int K, int CB, int MG>
 __device__ __forceinline__ void tmv(const u32* __restrict__ data, const u32* __restrict__ xf, float* __restrict__ ws, int NT,
                                     int KT, int KC, int M, TConst tc) {
     extern __shared__ __align__(16) unsigned char tsm[];
-    constexpr int D = tstages(K), SB = tstage_bytes(K, NW), WB = twarp_bytes(K, NW), CW = 16 * NW, RS = CW + 4;
+    constexpr int NW = TNW, D = tstages(K), SB = tstage_bytes(K, NW), WB = twarp_bytes(K, NW), CW = 16 * NW, RS = CW + 4;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = lane & 3, g = lane >> 2;
     const int cb = blockIdx.x;
     const int k0 = min(KT, (blockIdx.y * TW + warp) * KC), k1 = min(KT, k0 + KC);
@@ -183,11 +218,14 @@ __device__ __forceinline__ void tmv(const u32* __restrict__ data, const u32* __r
         cp_async16(slot + 32 * K * NW + 16 * lane, (const V4u*)xf + (size_t)kt * 32 + lane);
     };
 
-    float acc[NW][2][4];
+    // acc[nt][mg]: outputs 16nt + g (0, 1) and + 8 (2, 3), rows 8mg + 2t, +1
+    float acc[NW][MG][4], accs[MG][4];
 #pragma unroll
-    for (int i = 0; i < NW; i++)
+    for (int mg = 0; mg < MG; mg++) {
+        accs[mg][0] = accs[mg][1] = accs[mg][2] = accs[mg][3] = 0.f;
 #pragma unroll
-        for (int h = 0; h < 2; h++) acc[i][h][0] = acc[i][h][1] = acc[i][h][2] = acc[i][h][3] = 0.f;
+        for (int i = 0; i < NW; i++) acc[i][mg][0] = acc[i][mg][1] = acc[i][mg][2] = acc[i][mg][3] = 0.f;
+    }
 
 #pragma unroll
     for (int u = 0; u < D - 1; u++) {
@@ -200,28 +238,52 @@ __device__ __forceinline__ void tmv(const u32* __restrict__ data, const u32* __r
         cp_wait<D - 1>();
         __syncwarp();
         const unsigned char* sl = ring + (kt % D) * SB;
-        V4u a = *(const V4u*)(sl + 32 * K * NW + 16 * lane);
-        if (g >= M) a.x = a.z = 0u;  // rows past M (trellis_in writes rows < M only)
-        if (g + 8 >= M) a.y = a.w = 0u;
+        const V4u a = *(const V4u*)(sl + 32 * K * NW + 16 * lane);
+        // B registers: row g (+ 8) of x', each input in both k-slots of its
+        // pair; bx[mg][0] inputs {2t, 2t+8}, bx[mg][1] inputs {2t+1, 2t+9}
+        u32 bx[MG][2][2];
+#pragma unroll
+        for (int mg = 0; mg < MG; mg++) {
+            const bool live = g + 8 * mg < M;  // trellis_in writes rows < M only
+            const u32 lo = live ? (mg ? a.y : a.x) : 0u, hi = live ? (mg ? a.w : a.z) : 0u;
+            bx[mg][0][0] = __byte_perm(lo, 0, 0x1010), bx[mg][0][1] = __byte_perm(hi, 0, 0x1010);
+            bx[mg][1][0] = __byte_perm(lo, 0, 0x3232), bx[mg][1][1] = __byte_perm(hi, 0, 0x3232);
+            if (CB == TCB_MUL1) {
+                mma_f16(accs[mg], 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, bx[mg][0][0], bx[mg][0][1]);
+                mma_f16(accs[mg], 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, bx[mg][1][0], bx[mg][1][1]);
+            }
+        }
 #pragma unroll
         for (int nt = 0; nt < NW; nt++) {
-            u32 bf[4];
-            tdecode<K, CB>((const u32*)(sl + 32 * K * nt), i0, i1, i2, r, bf, tc);
-            mma_f16(acc[nt][0], a.x, a.y, a.z, a.w, bf[0], bf[1]);
-            mma_f16(acc[nt][1], a.x, a.y, a.z, a.w, bf[2], bf[3]);
+            u32 st[8], w[8];
+            tstates<K>((const u32*)(sl + 32 * K * nt), i0, i1, i2, r, st, tc);
+#pragma unroll
+            for (int j = 0; j < 8; j++) w[j] = traw<CB>(st[j], tc);
+#pragma unroll
+            for (int mg = 0; mg < MG; mg++) {
+                mma_f16(acc[nt][mg], w[0], w[4], w[2], w[6], bx[mg][0][0], bx[mg][0][1]);
+                mma_f16(acc[nt][mg], w[1], w[5], w[3], w[7], bx[mg][1][0], bx[mg][1][1]);
+            }
         }
         __syncwarp();
     }
     cp_wait<0>();
+    if (CB == TCB_MUL1) {  // c·acc + e·Σx' (accs holds 2·Σx' in every row)
+#pragma unroll
+        for (int nt = 0; nt < NW; nt++)
+#pragma unroll
+            for (int mg = 0; mg < MG; mg++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) acc[nt][mg][i] = fmaf(acc[nt][mg][i], 1774.f / 262144.f, accs[mg][i] * (3.f / 512.f));
+    }
     __syncthreads();  // every warp is done with its ring: reuse it for the sums
-    float* red = (float*)ring;  // [16][RS]
+    float* red = (float*)ring;  // [16][RS]: row, output
 #pragma unroll
     for (int nt = 0; nt < NW; nt++)
 #pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const int col = 16 * nt + 8 * h + 2 * t;
-            *(float2*)(red + g * RS + col) = make_float2(acc[nt][h][0], acc[nt][h][1]);
-            *(float2*)(red + (g + 8) * RS + col) = make_float2(acc[nt][h][2], acc[nt][h][3]);
+        for (int mg = 0; mg < MG; mg++) {
+            float* p = red + (8 * mg + 2 * t) * RS + 16 * nt + g;
+            p[0] = acc[nt][mg][0], p[RS] = acc[nt][mg][1], p[8] = acc[nt][mg][2], p[RS + 8] = acc[nt][mg][3];
         }
     __syncthreads();
     const int Np = NT * 16;
@@ -258,11 +320,11 @@ __device__ __forceinline__ void tdq(u16* __restrict__ w16, const u32* __restrict
 #define TMV_KERNEL(K, CB, NAME)                                                                            \
     extern "C" __global__ void __launch_bounds__(TW * 32)                                                  \
         tmv_##K##_##NAME(const u32* data, const u32* xf, float* ws, int NT, int KT, int KC, int M, TConst tc) { \
-        tmv<K, CB, 8>(data, xf, ws, NT, KT, KC, M, tc);                                                   \
+        tmv<K, CB, 1>(data, xf, ws, NT, KT, KC, M, tc);                                                   \
     }                                                                                                      \
     extern "C" __global__ void __launch_bounds__(TW * 32)                                                  \
-        tmv4_##K##_##NAME(const u32* data, const u32* xf, float* ws, int NT, int KT, int KC, int M, TConst tc) { \
-        tmv<K, CB, 4>(data, xf, ws, NT, KT, KC, M, tc);                                                   \
+        tmv16_##K##_##NAME(const u32* data, const u32* xf, float* ws, int NT, int KT, int KC, int M, TConst tc) { \
+        tmv<K, CB, 2>(data, xf, ws, NT, KT, KC, M, tc);                                                   \
     }                                                                                                      \
     extern "C" __global__ void __launch_bounds__(256) tdq_##K##_##NAME(u16* w16, const u32* data, int NT, int KT, TConst tc) { \
         tdq<K, CB>(w16, data, NT, KT, tc);                                                                \

@@ -12,7 +12,7 @@ import (
 
 // EXL3 (trellis) weights: the kernels of trellis.cu. A matmul is x' =
 // H(pad(x) ⊙ suh) in fp16 (trellis_in), y' = x'·Ŵ with the trellis decoded
-// in registers (tmv_K_CB, M ≤ 16 rows at a time) or, for M ≥
+// in registers (tmv_K_CB and tmv16_K_CB, M ≤ 16 rows at a time) or, for M ≥
 // trellisGemmRows, Ŵ decoded to an fp16 scratch matrix (tdq_K_CB) and
 // multiplied by cuBLAS, then y = H(y') ⊙ svh (trellis_out).
 
@@ -20,41 +20,34 @@ import (
 // CodebookMCG and CodebookMUL1 (the stored codebooks).
 var trellisCodebooks = [3]string{"3inst", "mcg", "mul1"}
 
-// trellisKernels are trellis.cu's entry points, [codebook][K].
+// trellisKernels are trellis.cu's entry points, [codebook][K]: mv for up
+// to 8 rows, mv16 for 9 to 16.
 type trellisKernels struct {
-	mv, mv4, dq, vit [3][quant.MaxTrellisBits + 1]uintptr
-	in, out          uintptr
+	mv, mv16, dq, vit [3][quant.MaxTrellisBits + 1]uintptr
+	in, out           uintptr
 }
 
-// trellisWarps is the number of warps of a tmv block (TW in trellis.cu).
-const trellisWarps = 4
+// trellisWarps is the number of warps of a tmv block (TW in trellis.cu),
+// trellisTiles the output tiles of 16 columns a warp takes (TNW).
+const trellisWarps, trellisTiles = 4, 4
 
 // trellisGemmRows is the smallest M that takes the cuBLAS path.
 const trellisGemmRows = 64
 
-// tmvSmem mirrors twarp_bytes of trellis.cu: a block's shared memory, for
-// nw output tiles per warp.
-func tmvSmem(K, nw int) int {
+// tmvSmem mirrors twarp_bytes of trellis.cu: a block's shared memory.
+func tmvSmem(K int) int {
 	d := 4
 	if K <= 2 {
 		d = 8
 	} else if K <= 4 {
 		d = 6
 	}
-	return trellisWarps * max(d*(32*K*nw+512), 16*(16*nw+4)*4)
+	return trellisWarps * max(d*(32*K*trellisTiles+512), 16*(16*trellisTiles+4)*4)
 }
 
-// trellisTiles is the output tiles per tmv block: 8 (tmv_K_CB) or 4
-// (tmv4_K_CB, the measured better choice: docs/cuda-kernels.md);
-// MARLIN_TRELLIS_TILES=8 overrides, for experiments. trellisBlocks, when
-// MARLIN_TRELLIS_BLOCKS sets it, replaces trellisSplit's target block
-// count. Both are read once.
-var trellisTiles, trellisBlocks = func() int {
-	if envInt("MARLIN_TRELLIS_TILES", 4) == 8 {
-		return 8
-	}
-	return 4
-}(), envInt("MARLIN_TRELLIS_BLOCKS", 0)
+// trellisBlocks, when MARLIN_TRELLIS_BLOCKS sets it, replaces
+// trellisSplit's target block count (read once, for experiments).
+var trellisBlocks = envInt("MARLIN_TRELLIS_BLOCKS", 0)
 
 // loadTrellisKernels looks up trellis.cu's kernels (get records missing
 // ones) and their shared memory.
@@ -63,10 +56,10 @@ func (b *Backend) loadTrellisKernels(get func(string) uintptr) {
 	for c, cn := range trellisCodebooks {
 		for K := 1; K <= quant.MaxTrellisBits; K++ {
 			t.mv[c][K] = get(fmt.Sprintf("tmv_%d_%s", K, cn))
+			t.mv16[c][K] = get(fmt.Sprintf("tmv16_%d_%s", K, cn))
 			t.dq[c][K] = get(fmt.Sprintf("tdq_%d_%s", K, cn))
-			t.mv4[c][K] = get(fmt.Sprintf("tmv4_%d_%s", K, cn))
-			b.dynSmem[t.mv[c][K]] = tmvSmem(K, 8)
-			b.dynSmem[t.mv4[c][K]] = tmvSmem(K, 4)
+			b.dynSmem[t.mv[c][K]] = tmvSmem(K)
+			b.dynSmem[t.mv16[c][K]] = tmvSmem(K)
 			if K >= 2 {
 				t.vit[c][K] = get(fmt.Sprintf("viterbi_%d_%s", K, cn))
 				b.dynSmem[t.vit[c][K]] = 2 * 4 << (16 - K) // two cost arrays
@@ -162,11 +155,10 @@ var trellisOnly int
 // trellisMV runs the three kernels for M ≤ 16 rows.
 func (b *Backend) trellisMV(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 	tr := m.tr
-	nw := trellisTiles
-	KT, NT, CB := tr.inP/16, tr.outP/16, tr.outP/(16*nw)
+	KT, NT, CB := tr.inP/16, tr.outP/16, tr.outP/(16*trellisTiles)
 	f := b.k.tr.mv[tr.cb][tr.K]
-	if nw == 4 {
-		f = b.k.tr.mv4[tr.cb][tr.K]
+	if M > 8 {
+		f = b.k.tr.mv16[tr.cb][tr.K]
 	}
 	KC, SB := b.trellisSplit(f, KT, CB)
 	xf := b.scratchBuf("trxf", int64(KT)*512) // [KT][32 lanes][4] u32
