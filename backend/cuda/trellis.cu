@@ -2,8 +2,8 @@
 // y = x·W with W = diag(suh)·H·Ŵ·H·diag(svh) (docs/formats.md, "EXL3"), as
 // three kernels:
 //
-//   trellis_in   x' = H128(pad(x) ⊙ suh) in fp16, written in the B-fragment
-//                order of tmv's mma.m16n8k16 (rows 0–7, then 8–15)
+//   trellis_in   x' = H128(pad(x) ⊙ suh) in fp16, written in the A-fragment
+//                order of mma.m16n8k16 (16 rows, zeros past M)
 //   tmv_K_CB     y'_partial = x'·Ŵ over a range of input tiles, Ŵ decoded
 //                from the bit stream in registers (no table) straight into
 //                the A fragments; fp32 partial sums per k-split (tmv16_K_CB
@@ -70,13 +70,12 @@
 
 // ring stages per warp
 __host__ __device__ constexpr int tstages(int K) { return K <= 2 ? 8 : K <= 4 ? 6 : 4; }
-// bytes of a stage: the warp's NW tiles (32·K bytes each), x' of 8·MG rows
-__host__ __device__ constexpr int tstage_bytes(int K, int NW, int MG) { return 32 * K * NW + 256 * MG; }
+// bytes of a stage: the warp's NW tiles (32·K bytes each), x' of 16 rows
+__host__ __device__ constexpr int tstage_bytes(int K, int NW) { return 32 * K * NW + 512; }
 // a warp's shared memory: its ring, at least the [16][16·NW + 4] floats of
 // the final reduction
-__host__ __device__ constexpr int twarp_bytes(int K, int NW, int MG) {
-    return tstages(K) * tstage_bytes(K, NW, MG) > 16 * (16 * NW + 4) * 4 ? tstages(K) * tstage_bytes(K, NW, MG)
-                                                                          : 16 * (16 * NW + 4) * 4;
+__host__ __device__ constexpr int twarp_bytes(int K, int NW) {
+    return tstages(K) * tstage_bytes(K, NW) > 16 * (16 * NW + 4) * 4 ? tstages(K) * tstage_bytes(K, NW) : 16 * (16 * NW + 4) * 4;
 }
 
 __device__ __forceinline__ u32 dp4a_u(u32 a, u32 b, u32 c) {
@@ -192,14 +191,13 @@ __device__ __forceinline__ u32 traw(u32 s, const TConst& c) {
 }
 
 // tmv: see the top. data: the trellis [KT][NT][16K] int16; xf: x' in
-// fragment order [KT][2][32][2] u32 (trellis_in); ws: partials [gridDim.y][M][NT·16]
+// fragment order [KT][32][4] u32; ws: partials [gridDim.y][M][NT·16]
 // floats. KC input tiles per warp; MG groups of 8 rows (M ≤ 8·MG).
 template <int K, int CB, int MG>
 __device__ __forceinline__ void tmv(const u32* __restrict__ data, const u32* __restrict__ xf, float* __restrict__ ws, int NT,
                                     int KT, int KC, int M, TConst tc) {
     extern __shared__ __align__(16) unsigned char tsm[];
-    constexpr int NW = TNW, D = tstages(K), SB = tstage_bytes(K, NW, MG), WB = twarp_bytes(K, NW, MG), CW = 16 * NW,
-                  RS = CW + 4;
+    constexpr int NW = TNW, D = tstages(K), SB = tstage_bytes(K, NW), WB = twarp_bytes(K, NW), CW = 16 * NW, RS = CW + 4;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = lane & 3, g = lane >> 2;
     const int cb = blockIdx.x;
     const int k0 = min(KT, (blockIdx.y * TW + warp) * KC), k1 = min(KT, k0 + KC);
@@ -217,7 +215,7 @@ __device__ __forceinline__ void tmv(const u32* __restrict__ data, const u32* __r
         const V4u* src = (const V4u*)(data + ((size_t)kt * NT + (size_t)cb * NW) * 8 * K);
 #pragma unroll
         for (int q = lane; q < 2 * K * NW; q += 32) cp_async16(slot + 16 * q, src + q);
-        if (lane < 16 * MG) cp_async16(slot + 32 * K * NW + 16 * lane, (const V4u*)xf + (size_t)kt * 32 + lane);
+        cp_async16(slot + 32 * K * NW + 16 * lane, (const V4u*)xf + (size_t)kt * 32 + lane);
     };
 
     // acc[nt][mg]: outputs 16nt + g (0, 1) and + 8 (2, 3), rows 8mg + 2t, +1
@@ -240,14 +238,14 @@ __device__ __forceinline__ void tmv(const u32* __restrict__ data, const u32* __r
         cp_wait<D - 1>();
         __syncwarp();
         const unsigned char* sl = ring + (kt % D) * SB;
+        const V4u a = *(const V4u*)(sl + 32 * K * NW + 16 * lane);
         // B registers: row g (+ 8) of x', each input in both k-slots of its
         // pair; bx[mg][0] inputs {2t, 2t+8}, bx[mg][1] inputs {2t+1, 2t+9}
         u32 bx[MG][2][2];
 #pragma unroll
         for (int mg = 0; mg < MG; mg++) {
-            const uint2 a = *(const uint2*)(sl + 32 * K * NW + 256 * mg + 8 * lane);
             const bool live = g + 8 * mg < M;  // trellis_in writes rows < M only
-            const u32 lo = live ? a.x : 0u, hi = live ? a.y : 0u;
+            const u32 lo = live ? (mg ? a.y : a.x) : 0u, hi = live ? (mg ? a.w : a.z) : 0u;
             bx[mg][0][0] = __byte_perm(lo, 0, 0x1010), bx[mg][0][1] = __byte_perm(hi, 0, 0x1010);
             bx[mg][1][0] = __byte_perm(lo, 0, 0x3232), bx[mg][1][1] = __byte_perm(hi, 0, 0x3232);
             if (CB == TCB_MUL1) {
@@ -360,11 +358,9 @@ __device__ __forceinline__ float fwht128(float v, float* sh) {
 }
 
 // x' of rows 0…15 (zeros past M) in fragment order: element (m, k) is the
-// half (((kt·2 + m/8)·32 + lane)·2 + (k%16)/8)·2 + k%2 with kt = k/16,
-// lane = 4·(m%8) + (k%8)/2: per input tile 256 bytes for rows 0–7, then
-// 256 for rows 8–15, lane (g, t) holding inputs {2t, 2t+1} and {2t+8,
-// 2t+9} of row g (+ 8), from which tmv forms its B registers. Grid
-// (In'/128, M), 128 threads: tmv zeroes rows past M.
+// half ((kt·32 + lane)·4 + q)·2 + k%2 with kt = k/16, lane = 4·(m%8) +
+// (k%8)/2, q = m/8 + 2·((k%16)/8): the A registers a0…a3 of each lane, one
+// 16-byte load. Grid (In'/128, M), 128 threads: tmv zeroes rows past M.
 // With plain set, x' is written row-major [M, In'] instead (the cuBLAS
 // path; grid (In'/128, M)).
 extern "C" __global__ void __launch_bounds__(128)
@@ -380,7 +376,7 @@ extern "C" __global__ void __launch_bounds__(128)
         return;
     }
     const int kt = k >> 4, kk = k & 15, lane = 4 * (m & 7) + ((kk & 7) >> 1);
-    const size_t idx = ((((size_t)kt * 2 + (m >> 3)) * 32 + lane) * 2 + (kk >> 3)) * 2 + (kk & 1);
+    const size_t idx = (((size_t)kt * 32 + lane) * 4 + (m >> 3) + 2 * (kk >> 3)) * 2 + (kk & 1);
     xf[idx] = h;
 }
 

@@ -34,16 +34,15 @@ const trellisWarps, trellisTiles = 4, 4
 // trellisGemmRows is the smallest M that takes the cuBLAS path.
 const trellisGemmRows = 64
 
-// tmvSmem mirrors twarp_bytes of trellis.cu: a block's shared memory, for
-// mg groups of 8 rows.
-func tmvSmem(K, mg int) int {
+// tmvSmem mirrors twarp_bytes of trellis.cu: a block's shared memory.
+func tmvSmem(K int) int {
 	d := 4
 	if K <= 2 {
 		d = 8
 	} else if K <= 4 {
 		d = 6
 	}
-	return trellisWarps * max(d*(32*K*trellisTiles+256*mg), 16*(16*trellisTiles+4)*4)
+	return trellisWarps * max(d*(32*K*trellisTiles+512), 16*(16*trellisTiles+4)*4)
 }
 
 // trellisBlocks, when MARLIN_TRELLIS_BLOCKS sets it, replaces
@@ -59,8 +58,8 @@ func (b *Backend) loadTrellisKernels(get func(string) uintptr) {
 			t.mv[c][K] = get(fmt.Sprintf("tmv_%d_%s", K, cn))
 			t.mv16[c][K] = get(fmt.Sprintf("tmv16_%d_%s", K, cn))
 			t.dq[c][K] = get(fmt.Sprintf("tdq_%d_%s", K, cn))
-			b.dynSmem[t.mv[c][K]] = tmvSmem(K, 1)
-			b.dynSmem[t.mv16[c][K]] = tmvSmem(K, 2)
+			b.dynSmem[t.mv[c][K]] = tmvSmem(K)
+			b.dynSmem[t.mv16[c][K]] = tmvSmem(K)
 			if K >= 2 {
 				t.vit[c][K] = get(fmt.Sprintf("viterbi_%d_%s", K, cn))
 				b.dynSmem[t.vit[c][K]] = 2 * 4 << (16 - K) // two cost arrays
@@ -162,7 +161,7 @@ func (b *Backend) trellisMV(y uint64, ldy int, x uint64, ldx, M int, m *matrix) 
 		f = b.k.tr.mv16[tr.cb][tr.K]
 	}
 	KC, SB := b.trellisSplit(f, KT, CB)
-	xf := b.scratchBuf("trxf", int64(KT)*512) // [KT][2][32 lanes][2] u32
+	xf := b.scratchBuf("trxf", int64(KT)*512) // [KT][32 lanes][4] u32
 	ws := b.scratchBuf("trws", 4*int64(SB)*int64(M)*int64(tr.outP))
 	if xf == 0 || ws == 0 {
 		return
