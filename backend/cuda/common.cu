@@ -198,7 +198,8 @@ template <> struct KContiguous<FMT_GPTQ> { static const bool value = false; };
 //
 // The contract of a kernel the host launches that way (the decode
 // matmuls, the expert products, route_mv, head_mv, mla_prologue,
-// attn_mla, attn_split, moe_combine, rms_norm): before pdl_wait it reads
+// attn_mla, attn_split, moe_combine, rms_norm, trellis_in, tmv,
+// trellis_out): before pdl_wait it reads
 // only constant data (weights, their tables) and writes nothing; some
 // thread of every block calls pdl_wait before the block ends, so that the
 // kernel cannot complete before the one before it (the next kernel's wait

@@ -193,11 +193,11 @@ __device__ __forceinline__ u32 traw(u32 s, const TConst& c) {
 // tmv: see the top. data: the trellis [KT][NT][16K] int16; xf: x' in
 // fragment order [KT][32][4] u32; ws: partials [gridDim.y][M][NT·16]
 // floats. KC input tiles per warp; MG groups of 8 rows (M ≤ 8·MG).
-template <int K, int CB, int MG>
+template <int K, int CB, int MG, int NW>
 __device__ __forceinline__ void tmv(const u32* __restrict__ data, const u32* __restrict__ xf, float* __restrict__ ws, int NT,
                                     int KT, int KC, int M, TConst tc) {
     extern __shared__ __align__(16) unsigned char tsm[];
-    constexpr int NW = TNW, D = tstages(K), SB = tstage_bytes(K, NW), WB = twarp_bytes(K, NW), CW = 16 * NW, RS = CW + 4;
+    constexpr int D = tstages(K), SB = tstage_bytes(K, NW), WB = twarp_bytes(K, NW), CW = 16 * NW, RS = CW + 4;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = lane & 3, g = lane >> 2;
     const int cb = blockIdx.x;
     const int k0 = min(KT, (blockIdx.y * TW + warp) * KC), k1 = min(KT, k0 + KC);
@@ -210,12 +210,14 @@ __device__ __forceinline__ void tmv(const u32* __restrict__ data, const u32* __r
     const int i0 = b0 >> 5, r = b0 & 31;
     const int i1 = i0 + 1 == 8 * K ? 0 : i0 + 1, i2 = i1 + 1 == 8 * K ? 0 : i1 + 1;
 
-    auto issue = [&](int kt) {
+    auto issue_w = [&](int kt) {  // the stage's trellis tiles
         const u32 slot = ring_s + (u32)((kt % D) * SB);
         const V4u* src = (const V4u*)(data + ((size_t)kt * NT + (size_t)cb * NW) * 8 * K);
 #pragma unroll
         for (int q = lane; q < 2 * K * NW; q += 32) cp_async16(slot + 16 * q, src + q);
-        cp_async16(slot + 32 * K * NW + 16 * lane, (const V4u*)xf + (size_t)kt * 32 + lane);
+    };
+    auto issue_x = [&](int kt) {  // and its x' fragments
+        cp_async16(ring_s + (u32)((kt % D) * SB) + 32 * K * NW + 16 * lane, (const V4u*)xf + (size_t)kt * 32 + lane);
     };
 
     // acc[nt][mg]: outputs 16nt + g (0, 1) and + 8 (2, 3), rows 8mg + 2t, +1
@@ -227,13 +229,21 @@ __device__ __forceinline__ void tmv(const u32* __restrict__ data, const u32* __r
         for (int i = 0; i < NW; i++) acc[i][mg][0] = acc[i][mg][1] = acc[i][mg][2] = acc[i][mg][3] = 0.f;
     }
 
+    // programmatic dependent launch: the first stages' tiles (constant) are
+    // requested before the wait, x' (trellis_in's) after it; the first
+    // group then holds all of those tiles
+#pragma unroll
+    for (int u = 0; u < D - 1; u++)
+        if (k0 + u < k1) issue_w(k0 + u);
+    pdl_wait();
+    pdl_trigger();
 #pragma unroll
     for (int u = 0; u < D - 1; u++) {
-        if (k0 + u < k1) issue(k0 + u);
+        if (k0 + u < k1) issue_x(k0 + u);
         cp_commit();
     }
     for (int kt = k0; kt < k1; kt++) {
-        if (kt + D - 1 < k1) issue(kt + D - 1);
+        if (kt + D - 1 < k1) issue_w(kt + D - 1), issue_x(kt + D - 1);
         cp_commit();
         cp_wait<D - 1>();
         __syncwarp();
@@ -320,11 +330,11 @@ __device__ __forceinline__ void tdq(u16* __restrict__ w16, const u32* __restrict
 #define TMV_KERNEL(K, CB, NAME)                                                                            \
     extern "C" __global__ void __launch_bounds__(TW * 32)                                                  \
         tmv_##K##_##NAME(const u32* data, const u32* xf, float* ws, int NT, int KT, int KC, int M, TConst tc) { \
-        tmv<K, CB, 1>(data, xf, ws, NT, KT, KC, M, tc);                                                   \
+        tmv<K, CB, 1, TNW>(data, xf, ws, NT, KT, KC, M, tc);                                                   \
     }                                                                                                      \
     extern "C" __global__ void __launch_bounds__(TW * 32)                                                  \
         tmv16_##K##_##NAME(const u32* data, const u32* xf, float* ws, int NT, int KT, int KC, int M, TConst tc) { \
-        tmv<K, CB, 2>(data, xf, ws, NT, KT, KC, M, tc);                                                   \
+        tmv<K, CB, 2, TNW>(data, xf, ws, NT, KT, KC, M, tc);                                                   \
     }                                                                                                      \
     extern "C" __global__ void __launch_bounds__(256) tdq_##K##_##NAME(u16* w16, const u32* data, int NT, int KT, TConst tc) { \
         tdq<K, CB>(w16, data, NT, KT, tc);                                                                \
@@ -333,6 +343,13 @@ __device__ __forceinline__ void tdq(u16* __restrict__ w16, const u32* __restrict
     TMV_KERNEL(1, CB, NAME) TMV_KERNEL(2, CB, NAME) TMV_KERNEL(3, CB, NAME) TMV_KERNEL(4, CB, NAME) \
     TMV_KERNEL(5, CB, NAME) TMV_KERNEL(6, CB, NAME) TMV_KERNEL(7, CB, NAME) TMV_KERNEL(8, CB, NAME)
 TMV_CB(3inst, TCB_3INST)
+// experiment (MARLIN_TRELLIS_TILES=8): 8 output tiles a warp, M ≤ 8
+#define TMV8_KERNEL(K)                                                                                      \
+    extern "C" __global__ void __launch_bounds__(TW * 32)                                                  \
+        tmv8_##K##_3inst(const u32* data, const u32* xf, float* ws, int NT, int KT, int KC, int M, TConst tc) { \
+        tmv<K, TCB_3INST, 1, 8>(data, xf, ws, NT, KT, KC, M, tc);                                         \
+    }
+TMV8_KERNEL(2) TMV8_KERNEL(3) TMV8_KERNEL(4)
 TMV_CB(mcg, TCB_MCG)
 TMV_CB(mul1, TCB_MUL1)
 
@@ -367,8 +384,11 @@ extern "C" __global__ void __launch_bounds__(128)
     trellis_in(u16* __restrict__ xf, const float* __restrict__ x, int ldx, const u16* __restrict__ suh, int In, int M, int plain) {
     __shared__ float sh[128];
     const int m = blockIdx.y, k = blockIdx.x * 128 + threadIdx.x;
+    const float su = k < In ? f16_to_f32(suh[k]) : 0.f;  // constant: before the wait
+    pdl_wait();
+    pdl_trigger();
     float v = 0.f;
-    if (m < M && k < In) v = x[(size_t)m * ldx + k] * f16_to_f32(suh[k]);
+    if (m < M && k < In) v = x[(size_t)m * ldx + k] * su;
     if (m < M) v = fwht128(v, sh);  // uniform per block
     const u16 h = (u16)(pack_f16x2(v, 0.f) & 0xffffu);
     if (plain) {
@@ -387,10 +407,13 @@ extern "C" __global__ void __launch_bounds__(128)
                 int M) {
     __shared__ float sh[128];
     const int m = blockIdx.y, n = blockIdx.x * 128 + threadIdx.x;
+    const float sv = n < N ? f16_to_f32(svh[n]) : 0.f;  // constant: before the wait
+    pdl_wait();
+    pdl_trigger();
     float v = 0.f;
     for (int s = 0; s < S; s++) v += ws[((size_t)s * M + m) * Np + n];
     v = fwht128(v, sh);
-    if (n < N) y[(size_t)m * ldy + n] = v * f16_to_f32(svh[n]);
+    if (n < N) y[(size_t)m * ldy + n] = v * sv;
 }
 
 // ---- the tail-biting Viterbi search of the quantizer (quant.EncodeTiles) ----

@@ -24,6 +24,7 @@ var trellisCodebooks = [3]string{"3inst", "mcg", "mul1"}
 // to 8 rows, mv16 for 9 to 16.
 type trellisKernels struct {
 	mv, mv16, dq, vit [3][quant.MaxTrellisBits + 1]uintptr
+	mv8               [5]uintptr // experiment: tmv8_K_3inst, K = 2…4
 	in, out           uintptr
 }
 
@@ -31,18 +32,23 @@ type trellisKernels struct {
 // trellisTiles the output tiles of 16 columns a warp takes (TNW).
 const trellisWarps, trellisTiles = 4, 4
 
+// trellisTiles8 (MARLIN_TRELLIS_TILES=8, an experiment) takes tmv8_K_3inst,
+// 8 tiles a warp, where it exists.
+var trellisTiles8 = envInt("MARLIN_TRELLIS_TILES", 4) == 8
+
 // trellisGemmRows is the smallest M that takes the cuBLAS path.
 const trellisGemmRows = 64
 
-// tmvSmem mirrors twarp_bytes of trellis.cu: a block's shared memory.
-func tmvSmem(K int) int {
+// tmvSmem mirrors twarp_bytes of trellis.cu: a block's shared memory, for
+// nw output tiles a warp.
+func tmvSmem(K, nw int) int {
 	d := 4
 	if K <= 2 {
 		d = 8
 	} else if K <= 4 {
 		d = 6
 	}
-	return trellisWarps * max(d*(32*K*trellisTiles+512), 16*(16*trellisTiles+4)*4)
+	return trellisWarps * max(d*(32*K*nw+512), 16*(16*nw+4)*4)
 }
 
 // trellisBlocks, when MARLIN_TRELLIS_BLOCKS sets it, replaces
@@ -58,13 +64,17 @@ func (b *Backend) loadTrellisKernels(get func(string) uintptr) {
 			t.mv[c][K] = get(fmt.Sprintf("tmv_%d_%s", K, cn))
 			t.mv16[c][K] = get(fmt.Sprintf("tmv16_%d_%s", K, cn))
 			t.dq[c][K] = get(fmt.Sprintf("tdq_%d_%s", K, cn))
-			b.dynSmem[t.mv[c][K]] = tmvSmem(K)
-			b.dynSmem[t.mv16[c][K]] = tmvSmem(K)
+			b.dynSmem[t.mv[c][K]] = tmvSmem(K, trellisTiles)
+			b.dynSmem[t.mv16[c][K]] = tmvSmem(K, trellisTiles)
 			if K >= 2 {
 				t.vit[c][K] = get(fmt.Sprintf("viterbi_%d_%s", K, cn))
 				b.dynSmem[t.vit[c][K]] = 2 * 4 << (16 - K) // two cost arrays
 			}
 		}
+	}
+	for K := 2; K <= 4; K++ {
+		t.mv8[K] = get(fmt.Sprintf("tmv8_%d_3inst", K))
+		b.dynSmem[t.mv8[K]] = tmvSmem(K, 8)
 	}
 	t.in, t.out = get("trellis_in"), get("trellis_out")
 }
@@ -127,7 +137,7 @@ func (b *Backend) trellisIn(dst, x uint64, ldx, M int, m *matrix, plain int) {
 	a.i32(m.cols)
 	a.i32(M)
 	a.i32(plain)
-	b.launch(b.k.tr.in, m.tr.inP/128, M, 128, 0, a)
+	b.launchOpt(b.k.tr.in, m.tr.inP/128, M, 1, 128, 0, a, b.pdlOps)
 }
 
 // trellisSplit returns the input tiles per warp (KC) and the block splits
@@ -159,6 +169,8 @@ func (b *Backend) trellisMV(y uint64, ldy int, x uint64, ldx, M int, m *matrix) 
 	f := b.k.tr.mv[tr.cb][tr.K]
 	if M > 8 {
 		f = b.k.tr.mv16[tr.cb][tr.K]
+	} else if trellisTiles8 && tr.cb == 0 && tr.K >= 2 && tr.K <= 4 && tr.outP%128 == 0 {
+		f, CB = b.k.tr.mv8[tr.K], tr.outP/128
 	}
 	KC, SB := b.trellisSplit(f, KT, CB)
 	xf := b.scratchBuf("trxf", int64(KT)*512) // [KT][32 lanes][4] u32
@@ -179,7 +191,7 @@ func (b *Backend) trellisMV(y uint64, ldy int, x uint64, ldx, M int, m *matrix) 
 	a.i32(M)
 	a.tconst()
 	if trellisOnly == 0 || trellisOnly == 2 {
-		b.launch(f, CB, SB, trellisWarps*32, b.dynSmem[f], a)
+		b.launchOpt(f, CB, SB, 1, trellisWarps*32, b.dynSmem[f], a, true)
 	}
 	if trellisOnly == 0 || trellisOnly == 3 {
 		b.trellisOut(y, ldy, ws, SB, M, m)
@@ -197,7 +209,7 @@ func (b *Backend) trellisOut(y uint64, ldy int, ws uint64, S, M int, m *matrix) 
 	a.i32(m.rows)
 	a.i32(tr.outP)
 	a.i32(M)
-	b.launch(b.k.tr.out, tr.outP/128, M, 128, 0, a)
+	b.launchOpt(b.k.tr.out, tr.outP/128, M, 1, 128, 0, a, b.pdlOps)
 }
 
 // trellisGemm is the large-M path: x' row-major in fp16, Ŵ decoded into an
