@@ -343,13 +343,6 @@ __device__ __forceinline__ void tdq(u16* __restrict__ w16, const u32* __restrict
     TMV_KERNEL(1, CB, NAME) TMV_KERNEL(2, CB, NAME) TMV_KERNEL(3, CB, NAME) TMV_KERNEL(4, CB, NAME) \
     TMV_KERNEL(5, CB, NAME) TMV_KERNEL(6, CB, NAME) TMV_KERNEL(7, CB, NAME) TMV_KERNEL(8, CB, NAME)
 TMV_CB(3inst, TCB_3INST)
-// experiment (MARLIN_TRELLIS_TILES=8): 8 output tiles a warp, M ≤ 8
-#define TMV8_KERNEL(K)                                                                                      \
-    extern "C" __global__ void __launch_bounds__(TW * 32)                                                  \
-        tmv8_##K##_3inst(const u32* data, const u32* xf, float* ws, int NT, int KT, int KC, int M, TConst tc) { \
-        tmv<K, TCB_3INST, 1, 8>(data, xf, ws, NT, KT, KC, M, tc);                                         \
-    }
-TMV8_KERNEL(2) TMV8_KERNEL(3) TMV8_KERNEL(4)
 TMV_CB(mcg, TCB_MCG)
 TMV_CB(mul1, TCB_MUL1)
 

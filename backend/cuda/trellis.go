@@ -24,17 +24,12 @@ var trellisCodebooks = [3]string{"3inst", "mcg", "mul1"}
 // to 8 rows, mv16 for 9 to 16.
 type trellisKernels struct {
 	mv, mv16, dq, vit [3][quant.MaxTrellisBits + 1]uintptr
-	mv8               [5]uintptr // experiment: tmv8_K_3inst, K = 2…4
 	in, out           uintptr
 }
 
 // trellisWarps is the number of warps of a tmv block (TW in trellis.cu),
 // trellisTiles the output tiles of 16 columns a warp takes (TNW).
 const trellisWarps, trellisTiles = 4, 4
-
-// trellisTiles8 (MARLIN_TRELLIS_TILES=8, an experiment) takes tmv8_K_3inst,
-// 8 tiles a warp, where it exists.
-var trellisTiles8 = envInt("MARLIN_TRELLIS_TILES", 4) == 8
 
 // trellisGemmRows is the smallest M that takes the cuBLAS path.
 const trellisGemmRows = 64
@@ -71,10 +66,6 @@ func (b *Backend) loadTrellisKernels(get func(string) uintptr) {
 				b.dynSmem[t.vit[c][K]] = 2 * 4 << (16 - K) // two cost arrays
 			}
 		}
-	}
-	for K := 2; K <= 4; K++ {
-		t.mv8[K] = get(fmt.Sprintf("tmv8_%d_3inst", K))
-		b.dynSmem[t.mv8[K]] = tmvSmem(K, 8)
 	}
 	t.in, t.out = get("trellis_in"), get("trellis_out")
 }
@@ -169,8 +160,6 @@ func (b *Backend) trellisMV(y uint64, ldy int, x uint64, ldx, M int, m *matrix) 
 	f := b.k.tr.mv[tr.cb][tr.K]
 	if M > 8 {
 		f = b.k.tr.mv16[tr.cb][tr.K]
-	} else if trellisTiles8 && tr.cb == 0 && tr.K >= 2 && tr.K <= 4 && tr.outP%128 == 0 {
-		f, CB = b.k.tr.mv8[tr.K], tr.outP/128
 	}
 	KC, SB := b.trellisSplit(f, KT, CB)
 	xf := b.scratchBuf("trxf", int64(KT)*512) // [KT][32 lanes][4] u32
