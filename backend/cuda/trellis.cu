@@ -210,15 +210,18 @@ __device__ __forceinline__ void tmv(const u32* __restrict__ data, const u32* __r
     const int i0 = b0 >> 5, r = b0 & 31;
     const int i1 = i0 + 1 == 8 * K ? 0 : i0 + 1, i2 = i1 + 1 == 8 * K ? 0 : i1 + 1;
 
-    auto issue_w = [&](int kt) {  // the stage's trellis tiles
-        const u32 slot = ring_s + (u32)((kt % D) * SB);
-        const V4u* src = (const V4u*)(data + ((size_t)kt * NT + (size_t)cb * NW) * 8 * K);
+    // the next stage to request: its trellis tiles (NW of them, one run of
+    // 32·K·NW bytes), its x' fragments, its slot (a byte offset in the
+    // ring); all advanced by adding
+    const size_t wstep = (size_t)NT * 2 * K;  // 16-byte chunks from one input tile to the next
+    const V4u* wsrc = (const V4u*)data + ((size_t)k0 * NT + (size_t)cb * NW) * 2 * K;
+    const V4u* xsrc = (const V4u*)xf + (size_t)k0 * 32 + lane;
+    auto issue_w = [&](u32 slot) {
 #pragma unroll
-        for (int q = lane; q < 2 * K * NW; q += 32) cp_async16(slot + 16 * q, src + q);
+        for (int q = lane; q < 2 * K * NW; q += 32) cp_async16(ring_s + slot + 16 * q, wsrc + q);
     };
-    auto issue_x = [&](int kt) {  // and its x' fragments
-        cp_async16(ring_s + (u32)((kt % D) * SB) + 32 * K * NW + 16 * lane, (const V4u*)xf + (size_t)kt * 32 + lane);
-    };
+    auto issue_x = [&](u32 slot) { cp_async16(ring_s + slot + 32 * K * NW + 16 * lane, xsrc); };
+    auto next = [](u32 slot) -> u32 { return slot == (D - 1) * SB ? 0u : slot + SB; };
 
     // acc[nt][mg]: outputs 16nt + g (0, 1) and + 8 (2, 3), rows 8mg + 2t, +1
     float acc[NW][MG][4], accs[MG][4];
@@ -233,21 +236,27 @@ __device__ __forceinline__ void tmv(const u32* __restrict__ data, const u32* __r
     // requested before the wait, x' (trellis_in's) after it; the first
     // group then holds all of those tiles
 #pragma unroll
-    for (int u = 0; u < D - 1; u++)
-        if (k0 + u < k1) issue_w(k0 + u);
+    for (int u = 0; u < D - 1; u++) {
+        if (k0 + u < k1) issue_w(u * SB);
+        wsrc += wstep;
+    }
     pdl_wait();
     pdl_trigger();
 #pragma unroll
     for (int u = 0; u < D - 1; u++) {
-        if (k0 + u < k1) issue_x(k0 + u);
+        if (k0 + u < k1) issue_x(u * SB);
+        xsrc += 32;
         cp_commit();
     }
+    u32 wslot = (D - 1) * SB, rslot = 0;
     for (int kt = k0; kt < k1; kt++) {
-        if (kt + D - 1 < k1) issue_w(kt + D - 1), issue_x(kt + D - 1);
+        if (kt + D - 1 < k1) issue_w(wslot), issue_x(wslot);
+        wsrc += wstep, xsrc += 32, wslot = next(wslot);
         cp_commit();
         cp_wait<D - 1>();
         __syncwarp();
-        const unsigned char* sl = ring + (kt % D) * SB;
+        const unsigned char* sl = ring + rslot;
+        rslot = next(rslot);
         const V4u a = *(const V4u*)(sl + 32 * K * NW + 16 * lane);
         // B registers: row g (+ 8) of x', each input in both k-slots of its
         // pair; bx[mg][0] inputs {2t, 2t+8}, bx[mg][1] inputs {2t+1, 2t+9}
