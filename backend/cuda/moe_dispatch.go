@@ -76,7 +76,10 @@ type expertTable struct {
 	ok   bool    // every expert has the same decode kernel
 	kern uintptr // the moe_* kernel
 	silu uintptr // its SILU variant for the down products, or 0
-	buf  *buffer // WDesc [experts][gate, up, down]
+	buf  *buffer // WDesc [experts][gate, up, down] (TDesc for EXL3 experts)
+	// EXL3 experts (trellis.go, expertsTrellis): the first expert's gate
+	// and down, whose bits, codebook and padded shapes all share
+	gateTr, downTr *trellisMat
 }
 
 const mlaHeadsPerBlock = 4 // MLA_GH in mla.cu
@@ -119,6 +122,9 @@ func (b *Backend) newExpertTable(fs []ffn) *expertTable {
 	ms := make([]*matrix, 0, 3*len(fs))
 	for _, f := range fs {
 		ms = append(ms, f.gate, f.up, f.down)
+	}
+	if ms[0].tr != nil {
+		return b.newTrellisExpertTable(ms)
 	}
 	t := &expertTable{}
 	kern := func(m *matrix) uintptr {
@@ -181,6 +187,9 @@ func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, set *expertSet) 
 	t := set.table
 	if !t.ok || b.err != nil {
 		return false
+	}
+	if t.gateTr != nil {
+		return b.expertsTrellis(d, xt, sl, set)
 	}
 	nr := M * K
 	nsel, sh := nr, 0

@@ -15,7 +15,8 @@ import (
 
 // TestExpertsOnDevice checks the device-side expert dispatch (no host
 // synchronisation) against the CPU backend on random data: packed int4
-// (symmetric and with zero points), FP4 and BF16 experts, decode-sized
+// (symmetric and with zero points), FP4, BF16 and EXL3 (trellis.go's
+// expertsTrellis) experts, decode-sized
 // batches (1, 5 and 32 rows of top-4 over 16 experts) and one past
 // moeDeviceSlots (the host-grouped path), outputs poisoned. Both sides
 // route the same logits (the choices must agree: random logits have no
@@ -36,6 +37,8 @@ func TestExpertsOnDevice(t *testing.T) {
 		{"int4-g32-asym", gptqWeight(4, 32, true, false, 0), 5e-3},
 		{"fp4-g32", fp4Weight(32), 5e-3},
 		{"bf16", denseWeight(dtype.BF16), 1e-4},
+		{"exl3-4", exl3Weight(4, quant.Codebook3INST), 5e-3},
+		{"exl3-3-mul1", exl3Weight(3, quant.CodebookMUL1), 5e-3},
 	}
 	for _, cs := range cases {
 		gex, cex := loadExpertsBoth(t, g, c, rng, cs.mk, E, H, I)
@@ -200,8 +203,8 @@ func TestMLAPrologue(t *testing.T) {
 
 // TestExpertsAdd checks the shared expert as one more slot of the device
 // expert launches, added with the routed experts to the residual stream,
-// against the CPU backend's ExpertsAdd on random data: int4 g128 and BF16
-// experts, 1, 5 and 32 rows of top-4 over 16 experts; and a shared expert
+// against the CPU backend's ExpertsAdd on random data: int4 g128, BF16 and
+// EXL3 experts, 1, 5 and 32 rows of top-4 over 16 experts; and a shared expert
 // twice as wide as the routed ones, which takes the other path (routed
 // experts expert by expert, the shared one through SwiGLU and MatMulAdd).
 // The residual stream holds random values (it is added to). Tolerance as
@@ -219,6 +222,7 @@ func TestExpertsAdd(t *testing.T) {
 	}{
 		{"int4-g128", gptqWeight(4, 128, false, false, 0), 5e-3, false},
 		{"bf16", denseWeight(dtype.BF16), 1e-4, false},
+		{"exl3-4", exl3Weight(4, quant.Codebook3INST), 5e-3, false},
 		{"int4-g128-wide-shared", gptqWeight(4, 128, false, false, 0), 5e-3, true},
 	} {
 		gex, cex := loadExpertsBoth(t, g, c, rng, cs.mk, E, H, I)

@@ -418,6 +418,86 @@ extern "C" __global__ void __launch_bounds__(128)
     if (n < N) y[(size_t)m * ldy + n] = v * sv;
 }
 
+// ---- EXL3 experts on the device (moe.cu's dispatch, for trellis weights) ----
+//
+// The jobs and slots of moe.cu's moe_mv (gate+up: job = 2·slot + which,
+// output row which·nsel + slot; down: job = slot, mat0 = 2, x row slot),
+// each job one M = 1 product through the three kernels above, the
+// expert's matrix taken from a table of TDesc (three per expert) by the
+// id the selection holds. Every expert of a table has the same bits,
+// codebook and padded shape. x' and the partial sums of job j live at
+// j·(its size) in their scratch buffers.
+struct TDesc {
+    const u32* data;
+    const u16 *suh, *svh;
+};
+// the expert of slot, its x row (ldx-strided), as moe_mv chooses them
+__device__ __forceinline__ int moe_expert(const int* ids, int slot, int nr, int se) { return slot < nr ? ids[slot] : se; }
+__device__ __forceinline__ int moe_xrow(int slot, int k, int nr, int xPerSlot) {
+    return xPerSlot ? slot : slot < nr ? slot / k : slot - nr;
+}
+
+// x' of job blockIdx.y into xf + job·KT·128 (fragment order, row 0); grid
+// (In'/128, jobs), 128 threads.
+extern "C" __global__ void __launch_bounds__(128)
+    trellis_in_moe(u16* __restrict__ xf, const float* __restrict__ x, int ldx, const TDesc* __restrict__ tab,
+                   const int* __restrict__ ids, int k, int nr, int se, int mats, int mat0, int xPerSlot, int In) {
+    __shared__ float sh[128];
+    pdl_wait();  // the selection and x are earlier kernels'
+    pdl_trigger();
+    const int job = blockIdx.y, slot = job / mats, which = job - slot * mats;
+    const TDesc w = tab[3 * moe_expert(ids, slot, nr, se) + mat0 + which];
+    const int kx = blockIdx.x * 128 + threadIdx.x;
+    float v = kx < In ? x[(size_t)moe_xrow(slot, k, nr, xPerSlot) * ldx + kx] * f16_to_f32(w.suh[kx]) : 0.f;
+    v = fwht128(v, sh);
+    const int kt = kx >> 4, kk = kx & 15, lane = (kk & 7) >> 1;  // row 0: lanes 0–3
+    xf[(size_t)job * gridDim.x * 8 * 256 + (((size_t)kt * 32 + lane) * 4 + 2 * (kk >> 3)) * 2 + (kk & 1)] =
+        (u16)(pack_f16x2(v, 0.f) & 0xffffu);
+}
+
+// tmv for job blockIdx.z (M = 1): grid (column blocks, K splits, jobs).
+template <int K, int CB>
+__device__ __forceinline__ void tmv_moe(const TDesc* __restrict__ tab, const int* __restrict__ ids, int nr, int se, int mats,
+                                        int mat0, const u32* __restrict__ xf, float* __restrict__ ws, int NT, int KT, int KC,
+                                        int S, TConst tc) {
+    pdl_wait();  // the selection (tmv's own wait, after its first requests, is then a no-op)
+    const int job = blockIdx.z, slot = job / mats, which = job - slot * mats;
+    const TDesc w = tab[3 * moe_expert(ids, slot, nr, se) + mat0 + which];
+    tmv<K, CB, 1, TNW>(w.data, xf + (size_t)job * KT * 128, ws + (size_t)job * S * NT * 16, NT, KT, KC, 1, tc);
+}
+
+// y row (which·nsel + slot) = H128(Σ_s partials of the job) ⊙ svh, cut to
+// N; grid (Out'/128, jobs), 128 threads.
+extern "C" __global__ void __launch_bounds__(128)
+    trellis_out_moe(float* __restrict__ y, int ldy, const float* __restrict__ ws, int S, const TDesc* __restrict__ tab,
+                    const int* __restrict__ ids, int nsel, int nr, int se, int mats, int mat0, int N, int Np) {
+    __shared__ float sh[128];
+    pdl_wait();
+    pdl_trigger();
+    const int job = blockIdx.y, slot = job / mats, which = job - slot * mats;
+    const TDesc w = tab[3 * moe_expert(ids, slot, nr, se) + mat0 + which];
+    const int n = blockIdx.x * 128 + threadIdx.x;
+    const float* wj = ws + (size_t)job * S * Np;
+    float v = 0.f;
+    for (int s = 0; s < S; s++) v += wj[(size_t)s * Np + n];
+    v = fwht128(v, sh);
+    if (n < N) y[(size_t)(which * nsel + slot) * ldy + n] = v * f16_to_f32(w.svh[n]);
+}
+
+#define TMV_MOE_KERNEL(K, CB, NAME)                                                                            \
+    extern "C" __global__ void __launch_bounds__(TW * 32)                                                      \
+        tmv_moe_##K##_##NAME(const TDesc* tab, const int* ids, int nr, int se, int mats, int mat0, const u32* xf, \
+                             float* ws, int NT, int KT, int KC, int S, TConst tc) {                            \
+        tmv_moe<K, CB>(tab, ids, nr, se, mats, mat0, xf, ws, NT, KT, KC, S, tc);                              \
+    }
+#define TMV_MOE_CB(NAME, CB)                                                                            \
+    TMV_MOE_KERNEL(1, CB, NAME) TMV_MOE_KERNEL(2, CB, NAME) TMV_MOE_KERNEL(3, CB, NAME) TMV_MOE_KERNEL(4, CB, NAME) \
+    TMV_MOE_KERNEL(5, CB, NAME) TMV_MOE_KERNEL(6, CB, NAME) TMV_MOE_KERNEL(7, CB, NAME) TMV_MOE_KERNEL(8, CB, NAME)
+TMV_MOE_CB(3inst, TCB_3INST)
+TMV_MOE_CB(mcg, TCB_MCG)
+TMV_MOE_CB(mul1, TCB_MUL1)
+
+
 // ---- the tail-biting Viterbi search of the quantizer (quant.EncodeTiles) ----
 //
 // One block of 1024 threads per tile (a persistent grid walks the tiles),

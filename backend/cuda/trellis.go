@@ -23,8 +23,8 @@ var trellisCodebooks = [3]string{"3inst", "mcg", "mul1"}
 // trellisKernels are trellis.cu's entry points, [codebook][K]: mv for up
 // to 8 rows, mv16 for 9 to 16.
 type trellisKernels struct {
-	mv, mv16, dq, vit [3][quant.MaxTrellisBits + 1]uintptr
-	in, out           uintptr
+	mv, mv16, dq, vit, mvMoE [3][quant.MaxTrellisBits + 1]uintptr
+	in, out, inMoE, outMoE   uintptr
 }
 
 // trellisWarps is the number of warps of a tmv block (TW in trellis.cu),
@@ -59,6 +59,8 @@ func (b *Backend) loadTrellisKernels(get func(string) uintptr) {
 			t.mv[c][K] = get(fmt.Sprintf("tmv_%d_%s", K, cn))
 			t.mv16[c][K] = get(fmt.Sprintf("tmv16_%d_%s", K, cn))
 			t.dq[c][K] = get(fmt.Sprintf("tdq_%d_%s", K, cn))
+			t.mvMoE[c][K] = get(fmt.Sprintf("tmv_moe_%d_%s", K, cn))
+			b.dynSmem[t.mvMoE[c][K]] = tmvSmem(K, trellisTiles)
 			b.dynSmem[t.mv[c][K]] = tmvSmem(K, trellisTiles)
 			b.dynSmem[t.mv16[c][K]] = tmvSmem(K, trellisTiles)
 			if K >= 2 {
@@ -68,6 +70,7 @@ func (b *Backend) loadTrellisKernels(get func(string) uintptr) {
 		}
 	}
 	t.in, t.out = get("trellis_in"), get("trellis_out")
+	t.inMoE, t.outMoE = get("trellis_in_moe"), get("trellis_out_moe")
 }
 
 // tconst fills the TConst argument of trellis.cu (constants the kernels
@@ -291,4 +294,136 @@ func (b *Backend) EncodeTiles(states []uint16, x []float32, K int, cb quant.Code
 	b.checkCall(call(b.d.cuMemcpyDtoHAsync, uintptr(unsafe.Pointer(&states[0])), uintptr(sb.ptr), uintptr(2*len(states)), b.stream), "cuMemcpyDtoHAsync")
 	b.syncStream()
 	return b.takeErr()
+}
+
+// tdesc is trellis.cu's TDesc: one EXL3 matrix of an expert table.
+type tdesc struct{ data, suh, svh uint64 }
+
+// newTrellisExpertTable is newExpertTable for EXL3 experts ms ([gate, up,
+// down] an expert): usable on the device when every matrix has the first
+// one's bits and codebook, and the gates, ups and downs their padded
+// shapes.
+func (b *Backend) newTrellisExpertTable(ms []*matrix) *expertTable {
+	t := &expertTable{}
+	g, dn := ms[0].tr, ms[2].tr
+	if g == nil || dn == nil {
+		return t
+	}
+	descs := make([]tdesc, 0, len(ms))
+	for i, m := range ms {
+		tr, ref := m.tr, g
+		if i%3 == 2 {
+			ref = dn
+		}
+		if tr == nil || !m.usable() || tr.K != ref.K || tr.cb != ref.cb || tr.inP != ref.inP || tr.outP != ref.outP ||
+			b.k.tr.mvMoE[tr.cb][tr.K] == 0 {
+			return t
+		}
+		descs = append(descs, tdesc{tr.data, tr.suh, tr.svh})
+	}
+	buf, err := b.upload(unsafe.Pointer(&descs[0]), int64(len(descs))*int64(unsafe.Sizeof(tdesc{})))
+	if err != nil {
+		b.fail(err)
+		return t
+	}
+	t.buf, t.ok, t.gateTr, t.downTr = buf, true, g, dn
+	return t
+}
+
+// expertsTrellis is expertsOnDevice for EXL3 experts: moe.cu's jobs (the
+// gate and up products of every slot, then the down products), each an
+// M = 1 product through trellis_in_moe, tmv_moe and trellis_out_moe, with
+// silu_mul between and moe_combine after — eight launches and no host
+// synchronisation.
+func (b *Backend) expertsTrellis(d, xt *tensor, sl *selection, set *expertSet) bool {
+	M, H, K, I := xt.rows, xt.cols, sl.k, set.mats[0].gate.rows
+	t := set.table
+	nr := M * K
+	nsel, sh := nr, 0
+	if set.sh != nil {
+		nsel, sh = nr+M, 1
+	}
+	gu := b.scratchBuf("moe.gu", 4*2*int64(nsel)*int64(I))
+	h := b.scratchBuf("moe.h", 4*int64(nsel)*int64(I))
+	out := b.scratchBuf("moe.outs", 4*int64(nsel)*int64(H))
+	if gu == 0 || h == 0 || out == 0 {
+		return true // the sticky error is set
+	}
+	// one stage: the jobs' products of tr-shaped [N, In] matrices (mats a
+	// slot from mat0), x rows from x (one a slot with xPerSlot), outputs
+	// to y
+	stage := func(tr *trellisMat, x uint64, ldx int, xPerSlot bool, mats, mat0 int, y uint64, ldy, N, In int) bool {
+		jobs := nsel * mats
+		KT, NT, CB := tr.inP/16, tr.outP/16, tr.outP/(16*trellisTiles)
+		f := b.k.tr.mvMoE[tr.cb][tr.K]
+		KC, SB := b.trellisSplit(f, KT, CB*jobs)
+		xf := b.scratchBuf("trxf.moe", int64(jobs)*int64(KT)*512)
+		ws := b.scratchBuf("trws.moe", 4*int64(jobs)*int64(SB)*int64(tr.outP))
+		if xf == 0 || ws == 0 {
+			return false
+		}
+		a := b.newArgs()
+		a.ptr(xf)
+		a.ptr(x)
+		a.i32(ldx)
+		a.ptr(t.buf.ptr)
+		a.ptr(sl.ids())
+		a.i32(K)
+		a.i32(nr)
+		a.i32(set.routed)
+		a.i32(mats)
+		a.i32(mat0)
+		a.i32(btoi(xPerSlot))
+		a.i32(In)
+		b.launchOpt(b.k.tr.inMoE, tr.inP/128, jobs, 1, 128, 0, a, b.pdlOps)
+		a = b.newArgs()
+		a.ptr(t.buf.ptr)
+		a.ptr(sl.ids())
+		a.i32(nr)
+		a.i32(set.routed)
+		a.i32(mats)
+		a.i32(mat0)
+		a.ptr(xf)
+		a.ptr(ws)
+		a.i32(NT)
+		a.i32(KT)
+		a.i32(KC)
+		a.i32(SB)
+		a.tconst()
+		b.launchOpt(f, CB, SB, jobs, trellisWarps*32, b.dynSmem[f], a, true)
+		a = b.newArgs()
+		a.ptr(y)
+		a.i32(ldy)
+		a.ptr(ws)
+		a.i32(SB)
+		a.ptr(t.buf.ptr)
+		a.ptr(sl.ids())
+		a.i32(nsel)
+		a.i32(nr)
+		a.i32(set.routed)
+		a.i32(mats)
+		a.i32(mat0)
+		a.i32(N)
+		a.i32(tr.outP)
+		b.launchOpt(b.k.tr.outMoE, tr.outP/128, jobs, 1, 128, 0, a, b.pdlOps)
+		return true
+	}
+	if !stage(t.gateTr, xt.ptr(), H, false, 2, 0, gu, I, I, H) {
+		return true
+	}
+	b.siluMul(h, gu, gu+uint64(4*nsel*I), int64(nsel)*int64(I))
+	if !stage(t.downTr, h, I, true, 1, 2, out, H, H, I) {
+		return true
+	}
+	a := b.newArgs()
+	a.ptr(d.ptr())
+	a.ptr(out)
+	a.ptr(sl.ids())
+	a.ptr(sl.weights())
+	a.i32(K)
+	a.i32(H)
+	a.i32(sh)
+	a.i32(1) // accumulate into d
+	b.launchOpt(b.moe.combine, M, 1, 1, threadsFor(min(H, 1024)), 0, a, b.pdlOps)
+	return true
 }
