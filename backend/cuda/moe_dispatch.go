@@ -255,6 +255,13 @@ func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, set *expertSet) 
 	if !mv("moe.ws2", down, out, H, x, I, true, 1, 2, H, I) {
 		return true
 	}
+	b.moeCombine(d, out, sl, M, K, H, sh)
+	return true
+}
+
+// moeCombine queues moe_combine: d[r] += Σ_j wts · out[slot], the K
+// choices of each of the M rows (and the shared expert's row when sh is 1).
+func (b *Backend) moeCombine(d *tensor, out uint64, sl *selection, M, K, H, sh int) {
 	a := b.newArgs()
 	a.ptr(d.ptr())
 	a.ptr(out)
@@ -265,7 +272,6 @@ func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, set *expertSet) 
 	a.i32(sh)
 	a.i32(1) // accumulate into d
 	b.launchOpt(b.moe.combine, M, 1, 1, threadsFor(min(H, 1024)), 0, a, b.pdlOps)
-	return true
 }
 
 func btoi(v bool) int {

@@ -2,8 +2,9 @@
 // y = x·W with W = diag(suh)·H·Ŵ·H·diag(svh) (docs/formats.md, "EXL3"), as
 // three kernels:
 //
-//   trellis_in   x' = H128(pad(x) ⊙ suh) in fp16, written in the A-fragment
-//                order of mma.m16n8k16 (16 rows, zeros past M)
+//   trellis_in   x' = H128(pad(x) ⊙ suh) in fp16, written in mma.m16n8k16's
+//                fragment order (16 rows; tmv forms its B registers from it
+//                and zeroes rows past M)
 //   tmv_K_CB     y'_partial = x'·Ŵ over a range of input tiles, Ŵ decoded
 //                from the bit stream in registers (no table) straight into
 //                the A fragments; fp32 partial sums per k-split (tmv16_K_CB

@@ -415,15 +415,6 @@ func (b *Backend) expertsTrellis(d, xt *tensor, sl *selection, set *expertSet) b
 	if !stage(t.downTr, h, I, true, 1, 2, out, H, H, I) {
 		return true
 	}
-	a := b.newArgs()
-	a.ptr(d.ptr())
-	a.ptr(out)
-	a.ptr(sl.ids())
-	a.ptr(sl.weights())
-	a.i32(K)
-	a.i32(H)
-	a.i32(sh)
-	a.i32(1) // accumulate into d
-	b.launchOpt(b.moe.combine, M, 1, 1, threadsFor(min(H, 1024)), 0, a, b.pdlOps)
+	b.moeCombine(d, out, sl, M, K, H, sh)
 	return true
 }
