@@ -48,6 +48,8 @@ type kernels struct {
 
 	// tensor-core decode kernels, [0]: M ≤ 8, [1]: M ≤ 16
 	qmvInt4, qmvInt4Asym, qmvFP4, dmvF16, dmvBF16 [2]uintptr
+	// the 16-bit ones (M ≤ 8) reading 256 bytes a row at a time (K % 128 == 0)
+	dmvF16Wide, dmvBF16Wide uintptr
 	// the same 4-bit kernels (M ≤ 8) normalising their input (qmv*_norm)
 	qmvNorm                                   map[uintptr]uintptr
 	qmvTC                                     map[uintptr]uintptr // a stripe decode kernel → its tile-cluster version
@@ -90,6 +92,10 @@ func qmvSmem(mr int, asym, norm bool) int {
 // dmvSmem is the ring of a 16-bit decode kernel for mr rows (qmm.cu: 4
 // warps × DD stages × dstage_bytes).
 func dmvSmem(mr int) int { return 4 * 4 * (4096 + 128*mr) }
+
+// dmvWideSmem is the ring of the wide-order 16-bit decode kernel (qmm.cu:
+// 4 warps × DDW stages × dstage_bytes_wide(8)).
+const dmvWideSmem = 4 * 3 * (4096 + 512*8)
 
 // Backend runs the ops on one CUDA device.
 type Backend struct {
@@ -350,6 +356,8 @@ func (b *Backend) loadKernels() error {
 		b.dynSmem[k.qmvInt4Asym[i]] = qmvSmem(mr, true, false)
 		b.dynSmem[k.dmvF16[i]], b.dynSmem[k.dmvBF16[i]] = dmvSmem(mr), dmvSmem(mr)
 	}
+	k.dmvF16Wide, k.dmvBF16Wide = get("dmv_f16_wide"), get("dmv_bf16_wide")
+	b.dynSmem[k.dmvF16Wide], b.dynSmem[k.dmvBF16Wide] = dmvWideSmem, dmvWideSmem
 	k.qmvNorm = map[uintptr]uintptr{}
 	for _, p := range []struct {
 		f    uintptr

@@ -246,12 +246,22 @@ func (b *Backend) fastKernel(m *matrix, M int) uintptr {
 	case fmtPFP4:
 		return b.k.qmvFP4[i]
 	case fmtF16:
+		if i == 0 && m.cols%128 == 0 && dmvWide {
+			return b.k.dmvF16Wide
+		}
 		return b.k.dmvF16[i]
 	case fmtBF16:
+		if i == 0 && m.cols%128 == 0 && dmvWide {
+			return b.k.dmvBF16Wide
+		}
 		return b.k.dmvBF16[i]
 	}
 	return 0
 }
+
+// dmvWide chooses the wide order of the 16-bit decode kernels where it
+// applies (MARLIN_CUDA_DMV_WIDE=0: the narrow one, for measurements).
+var dmvWide = envInt("MARLIN_CUDA_DMV_WIDE", 1) != 0
 
 // yout mirrors struct YOut of qmm.cu (56 bytes): where the columns of a
 // product go (plain, split among up to three outputs, de-interleaved, or

@@ -168,7 +168,8 @@ __device__ __forceinline__ u32 probe_ring(const V4u* __restrict__ p, u64 n) {
 // mode 0: the grid strides over the words, four loads a thread in flight;
 // mode 1: warp w reads 1 KB chunks [w·per, (w+1)·per) in order, four
 // chunks (two loads a lane each) in flight; modes 2–6: the same chunks
-// through qmv4's cp.async ring with probe_ring's WORK 0–4. A result
+// through qmv4's cp.async ring with probe_ring's WORK 0–4; modes 7 and 8
+// a row-major 16-bit matrix in dmv's order and in 16-row steps. A result
 // (XOR of the words or sums) is stored only if it equals a constant, so
 // that the work is not dead code.
 extern "C" __global__ void read_probe(const V4u* __restrict__ p, u64 n, int mode, u32* sink) {
@@ -192,6 +193,28 @@ extern "C" __global__ void read_probe(const V4u* __restrict__ p, u64 n, int mode
         acc = probe_ring<3>(p, n);
     } else if (mode == 6) {
         acc = probe_ring<4>(p, n);
+    } else if (mode == 7 || mode == 8) {
+        // a row-major 16-bit matrix of 4096-byte rows (K = 2048), read in
+        // 4 KB warp steps: mode 7 as dmv (64 rows × 64 bytes a step, a
+        // lane 16 bytes of rows 8·j + c), mode 8 as 16 rows × 256 bytes
+        // (a lane 16 bytes of rows c and c + 8 at 64-byte offsets u)
+        const int lane = threadIdx.x & 31, t = lane & 3, c = lane >> 2;
+        const u64 rowW = 256, rows = n / rowW;  // 16-byte words a row
+        const u64 R = mode == 7 ? 64 : 16, spt = rowW / (256 / R), T = (rows / R) * spt;
+        const u64 W = nt >> 5, w = tid >> 5, per = (T + W - 1) / W, s0 = w * per, s1 = min(T, s0 + per);
+        for (u64 s = s0; s < s1; s++) {
+            const u64 tl = s / spt, st = s - tl * spt;
+            V4u v[8];
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                u64 row, col;
+                if (mode == 7) row = tl * 64 + 8 * j + c, col = st * 4 + t;
+                else row = tl * 16 + c + 8 * (j & 1), col = st * 16 + 4 * (j >> 1) + t;
+                v[j] = ld_stream(p + row * rowW + col);
+            }
+#pragma unroll
+            for (int j = 0; j < 8; j++) eat(v[j]);
+        }
     } else {
         const int lane = threadIdx.x & 31;
         const u64 W = nt >> 5, w = tid >> 5, chunks = n / 64, per = (chunks + W - 1) / W;

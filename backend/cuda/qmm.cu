@@ -420,7 +420,8 @@ __device__ __forceinline__ void split_bf16(float a, float b, u32& hi, u32& lo) {
     lo = pack_bf16x2(a - __uint_as_float(hi << 16), b - __uint_as_float(hi & 0xffff0000u));
 }
 
-#define DD 4  // pipeline stages of the dense kernel
+#define DD 4   // pipeline stages of the dense kernel
+#define DDW 3  // and of its wide order (dmv)
 
 // Pipeline stages of the 4-bit kernel (per warp): 6 for M ≤ 8 and 4 for
 // M ≤ 16 keep four blocks of QW warps resident per multiprocessor.
@@ -435,6 +436,8 @@ __host__ __device__ constexpr int qstage_bytes(int mr, bool asym, bool norm = fa
     return 1024 + 128 * mr + 128 + (asym ? 256 : 0) + (norm ? 128 : 0);
 }
 __host__ __device__ constexpr int dstage_bytes(int mr) { return 4096 + 128 * mr; }
+// The wide dense order's stage: 16 rows' 256 bytes and 128 inputs of x.
+__host__ __device__ constexpr int dstage_bytes_wide(int mr) { return 4096 + 512 * mr; }
 
 __device__ __forceinline__ u32 lop_and_or(u32 a, u32 b, u32 c) {  // (a & b) | c
     u32 r;
@@ -859,41 +862,60 @@ QMV_NORM_TC_KERNEL(qmv_int4_asym_norm_tc, PACK_INT4, true)
 QMV_NORM_TC_KERNEL(qmv_fp4_norm_tc, PACK_FP4, false)
 
 // The dense 16-bit decode kernel (fp16 or bf16 weights, row-major [N, K]),
-// stripe workers with a DD-stage shared-memory ring as qmv4. In a step (32
-// inputs of a 64-column tile) lane (t, c) copies, for each column tile j8,
-// the 8 consecutive weights (16 bytes) of row 64·tile + 8·j8 + c at inputs
-// 8t…8t+7, which are the B fragments of two mma steps (inputs 8t…8t+3 and
+// stripe workers with a shared-memory ring as qmv4: a column tile is 64
+// weight rows, and its K/32 steps of 4 KB are read in one of two orders.
+//
+// Narrow (WIDE = false; 4 stages; any K % 32 == 0): step s is the 64
+// rows' inputs 32s…32s+31. Lane (t, c) copies, for each j8, the 8
+// consecutive weights (16 bytes) of row 64·tile + 8·j8 + c at inputs
+// 8t…8t+7, which are the fragments of two mma steps (inputs 8t…8t+3 and
 // 8t+4…8t+7, with the slot relabelling of the packed kernel); the four
-// lanes t = 0…3 of a row copy its 64 consecutive bytes. Requires K % 32 ==
-// 0 and the alignment of qmv4.
-template <bool BF16, int MR>
+// lanes t = 0…3 of a row copy its 64 consecutive bytes.
+//
+// Wide (WIDE = true; M ≤ 8, K % 128 == 0, 3 stages): step s is the 16
+// rows 16q…16q+15 of the tile, q = s / (K/128), at inputs 128b…128b+127,
+// b = s mod (K/128): every row is read 256 contiguous bytes at a time.
+// Rows read 64 bytes at a time stream at about 2/3 of the rate (the read
+// probe, 1 GiB on the H100: 1981 against 2927 GB/s). Lane (t, c) copies,
+// for u = 0…3 and h = 0, 1, the 8 weights of row 16q + c + 8h at inputs
+// 32u + 8t…+7 to [2u + h][lane]: the same fragments as four narrow steps
+// of one m16 row block, so a row's products and their order are those of
+// the narrow kernel; x's 128 inputs of each row ride in the stage.
+// Requires the alignment of qmv4.
+template <bool BF16, int MR, bool WIDE = false>
 __device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x, int ldx, const YOut& o, int M, float* ws,
                                     int* counters) {
     extern __shared__ __align__(16) unsigned char qsm[];
-    constexpr int SB = dstage_bytes(MR);
+    constexpr int SB = WIDE ? dstage_bytes_wide(MR) : dstage_bytes(MR), D = WIDE ? DDW : DD;
+    constexpr int XI = WIDE ? 128 : 32;  // inputs of x a step
     const int lane = threadIdx.x & 31, t = lane & 3, c = lane >> 2, warp = threadIdx.x >> 5;
     const int gw = blockIdx.x * QW + warp, W = gridDim.x * QW;
-    const int spt = w.K >> 5, ntiles = (w.N + 63) >> 6, T = ntiles * spt;
+    const int spt = w.K >> 5, sq = w.K >> 7, ntiles = (w.N + 63) >> 6, T = ntiles * spt;
     const int per = (T + W - 1) / W, i0 = gw * per, i1 = min(T, i0 + per);
     if (i0 >= i1) return;
-    unsigned char* ring = qsm + (size_t)warp * DD * SB;
+    unsigned char* ring = qsm + (size_t)warp * D * SB;
     const u32 ring_s = smem_addr(ring);
     const u16* wbase = (const u16*)w.data + 8 * t;
 
+    // the inputs k0 of step is of a tile, and (wide) its row block
+    auto step_k0 = [&](int is) { return WIDE ? 128 * (is % sq) : 32 * is; };
+    auto issue_x = [&](u32 slot, int k0) {
+        for (int q = lane; q < M * (XI / 4); q += 32)
+            cp_async16(slot + 4096 + 16 * q, x + (size_t)(q / (XI / 4)) * ldx + k0 + 4 * (q % (XI / 4)));
+    };
     int itl = i0 / spt, is = i0 - itl * spt;  // the issue cursor's tile and step within it
     auto issue = [&](int i, bool with_x) {
-        const u32 slot = ring_s + (u32)((i % DD) * SB);
-        const int tl = itl, k0 = 32 * is;
+        const u32 slot = ring_s + (u32)((i % D) * SB);
+        const int tl = itl, k0 = step_k0(is), qb = WIDE ? is / sq : 0;
         if (++is == spt) is = 0, itl++;
 #pragma unroll
         for (int j8 = 0; j8 < 8; j8++) {
             // rows past N copy row N−1 (never stored)
-            const int n = min(tl * 64 + 8 * j8 + c, w.N - 1);
-            cp_async16(slot + 512 * j8 + 16 * lane, wbase + (size_t)n * w.K + k0);
+            const int r = WIDE ? 16 * qb + c + 8 * (j8 & 1) : 8 * j8 + c;
+            const int n = min(tl * 64 + r, w.N - 1);
+            cp_async16(slot + 512 * j8 + 16 * lane, wbase + (size_t)n * w.K + k0 + (WIDE ? 32 * (j8 >> 1) : 0));
         }
-        if (with_x)
-            for (int q = lane; q < M * 8; q += 32)
-                cp_async16(slot + 4096 + 16 * q, x + (size_t)(q >> 3) * ldx + k0 + 4 * (q & 7));
+        if (with_x) issue_x(slot, k0);
     };
 
     // AOP (M ≤ 8) as in qmv4: the weights are the mma's A — rows 16w + c
@@ -901,13 +923,14 @@ __device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x,
     // each 8 inputs 8t…8t+7 — and x (hi, lo) its B: 16 mma a 4 KB step
     // instead of 32
     constexpr bool AOP = MR == 8;
+    static_assert(AOP || !WIDE, "the wide order is for M ≤ 8");
     constexpr int NA = AOP ? 4 : 8;
     float acc[NA][4];
 #pragma unroll
     for (int j = 0; j < NA; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
     // prologue as in qmv4: weights before waiting for the previous kernel
 #pragma unroll
-    for (int u = 0; u < DD - 1; u++) {
+    for (int u = 0; u < D - 1; u++) {
         if (i0 + u < i1) issue(i0 + u, false);
         cp_commit();
     }
@@ -916,34 +939,26 @@ __device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x,
     {
         int js = i0 % spt;
 #pragma unroll
-        for (int u = 0; u < DD - 1; u++) {
+        for (int u = 0; u < D - 1; u++) {
             if (i0 + u < i1) {
-                const u32 slot = ring_s + (u32)(((i0 + u) % DD) * SB);
-                for (int q = lane; q < M * 8; q += 32)
-                    cp_async16(slot + 4096 + 16 * q, x + (size_t)(q >> 3) * ldx + 32 * js + 4 * (q & 7));
+                issue_x(ring_s + (u32)(((i0 + u) % D) * SB), step_k0(js));
                 if (++js == spt) js = 0;
             }
             cp_commit();
         }
     }
-    int pend0 = -1, pend1 = -1;  // shared tiles whose sums this warp adds after the loop
-    for (int i = i0; i < i1; i++) {
-        if (i + DD - 1 < i1) issue(i + DD - 1, true);
-        cp_commit();
-        cp_wait<DD - 1>();  // as qmv4: W/X groups of the prologue, then one a step
-        __syncwarp();
-        const unsigned char* sl = ring + (i % DD) * SB;
-        // x inputs 8t…8t+7 of rows c and c+8: chunks 2t and 2t+1
+    // x's fragments (hi, lo) of inputs 8t…8t+7 of rows c and c + 8 at
+    // offset xo of the stage's x rows
+    auto x_frags = [&](const unsigned char* sl, int xo, u32 (&a)[2][4], u32 (&l)[2][4]) {
         V4f xa0 = V4f{0.f, 0.f, 0.f, 0.f}, xa1 = xa0, xb0 = xa0, xb1 = xa0;
         if (c < M) {
-            xa0 = *(const V4f*)(sl + 4096 + 128 * c + 32 * t);
-            xa1 = *(const V4f*)(sl + 4096 + 128 * c + 32 * t + 16);
+            xa0 = *(const V4f*)(sl + 4096 + 4 * XI * c + xo + 32 * t);
+            xa1 = *(const V4f*)(sl + 4096 + 4 * XI * c + xo + 32 * t + 16);
         }
         if (MR == 16 && c + 8 < M) {
-            xb0 = *(const V4f*)(sl + 4096 + 128 * (c + 8) + 32 * t);
-            xb1 = *(const V4f*)(sl + 4096 + 128 * (c + 8) + 32 * t + 16);
+            xb0 = *(const V4f*)(sl + 4096 + 4 * XI * (c + 8) + xo + 32 * t);
+            xb1 = *(const V4f*)(sl + 4096 + 4 * XI * (c + 8) + xo + 32 * t + 16);
         }
-        u32 a[2][4], l[2][4];
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             const V4f ra = h == 0 ? xa0 : xa1, rb = h == 0 ? xb0 : xb1;
@@ -964,34 +979,63 @@ __device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x,
                 }
             }
         }
-#pragma unroll
-        for (int wr = 0; wr < 4 && AOP; wr++) {
-            const V4u w0 = *(const V4u*)(sl + 512 * (2 * wr) + 16 * lane), w1 = *(const V4u*)(sl + 512 * (2 * wr + 1) + 16 * lane);
-            if (BF16) {
-                mma_bf16(acc[wr], w0.x, w1.x, w0.y, w1.y, a[0][0], a[0][2]);
-                mma_bf16(acc[wr], w0.x, w1.x, w0.y, w1.y, l[0][0], l[0][2]);
-                mma_bf16(acc[wr], w0.z, w1.z, w0.w, w1.w, a[1][0], a[1][2]);
-                mma_bf16(acc[wr], w0.z, w1.z, w0.w, w1.w, l[1][0], l[1][2]);
-            } else {
-                mma_f16(acc[wr], w0.x, w1.x, w0.y, w1.y, a[0][0], a[0][2]);
-                mma_f16(acc[wr], w0.x, w1.x, w0.y, w1.y, l[0][0], l[0][2]);
-                mma_f16(acc[wr], w0.z, w1.z, w0.w, w1.w, a[1][0], a[1][2]);
-                mma_f16(acc[wr], w0.z, w1.z, w0.w, w1.w, l[1][0], l[1][2]);
-            }
+    };
+    // the four mma of rows 16·blk… (A: the copies w0 = rows c, w1 = rows
+    // c + 8) against x inputs 8t…8t+3 and 8t+4…8t+7
+    auto mma4 = [&](float (&d)[4], const V4u& w0, const V4u& w1, const u32 (&a)[2][4], const u32 (&l)[2][4]) {
+        if (BF16) {
+            mma_bf16(d, w0.x, w1.x, w0.y, w1.y, a[0][0], a[0][2]);
+            mma_bf16(d, w0.x, w1.x, w0.y, w1.y, l[0][0], l[0][2]);
+            mma_bf16(d, w0.z, w1.z, w0.w, w1.w, a[1][0], a[1][2]);
+            mma_bf16(d, w0.z, w1.z, w0.w, w1.w, l[1][0], l[1][2]);
+        } else {
+            mma_f16(d, w0.x, w1.x, w0.y, w1.y, a[0][0], a[0][2]);
+            mma_f16(d, w0.x, w1.x, w0.y, w1.y, l[0][0], l[0][2]);
+            mma_f16(d, w0.z, w1.z, w0.w, w1.w, a[1][0], a[1][2]);
+            mma_f16(d, w0.z, w1.z, w0.w, w1.w, l[1][0], l[1][2]);
         }
+    };
+    int pend0 = -1, pend1 = -1;  // shared tiles whose sums this warp adds after the loop
+    for (int i = i0; i < i1; i++) {
+        if (i + D - 1 < i1) issue(i + D - 1, true);
+        cp_commit();
+        cp_wait<D - 1>();  // as qmv4: W/X groups of the prologue, then one a step
+        __syncwarp();
+        const unsigned char* sl = ring + (i % D) * SB;
+        if (WIDE) {
+            // one m16 row block qb of the tile, four 32-input chunks
+            const int qb = (i % spt) / sq;
 #pragma unroll
-        for (int j8 = 0; j8 < 8 && !AOP; j8++) {
-            const V4u cw = *(const V4u*)(sl + 512 * j8 + 16 * lane);
-            if (BF16) {
-                mma_bf16(acc[j8], a[0][0], a[0][1], a[0][2], a[0][3], cw.x, cw.y);
-                mma_bf16(acc[j8], l[0][0], l[0][1], l[0][2], l[0][3], cw.x, cw.y);
-                mma_bf16(acc[j8], a[1][0], a[1][1], a[1][2], a[1][3], cw.z, cw.w);
-                mma_bf16(acc[j8], l[1][0], l[1][1], l[1][2], l[1][3], cw.z, cw.w);
-            } else {
-                mma_f16(acc[j8], a[0][0], a[0][1], a[0][2], a[0][3], cw.x, cw.y);
-                mma_f16(acc[j8], l[0][0], l[0][1], l[0][2], l[0][3], cw.x, cw.y);
-                mma_f16(acc[j8], a[1][0], a[1][1], a[1][2], a[1][3], cw.z, cw.w);
-                mma_f16(acc[j8], l[1][0], l[1][1], l[1][2], l[1][3], cw.z, cw.w);
+            for (int u = 0; u < 4; u++) {
+                u32 a[2][4], l[2][4];
+                x_frags(sl, 128 * u, a, l);
+                const V4u w0 = *(const V4u*)(sl + 512 * (2 * u) + 16 * lane), w1 = *(const V4u*)(sl + 512 * (2 * u + 1) + 16 * lane);
+#pragma unroll
+                for (int b = 0; b < 4; b++)
+                    if (b == qb) mma4(acc[b], w0, w1, a, l);
+            }
+        } else {
+            u32 a[2][4], l[2][4];
+            x_frags(sl, 0, a, l);
+#pragma unroll
+            for (int wr = 0; wr < 4 && AOP; wr++) {
+                const V4u w0 = *(const V4u*)(sl + 512 * (2 * wr) + 16 * lane), w1 = *(const V4u*)(sl + 512 * (2 * wr + 1) + 16 * lane);
+                mma4(acc[wr], w0, w1, a, l);
+            }
+#pragma unroll
+            for (int j8 = 0; j8 < 8 && !AOP; j8++) {
+                const V4u cw = *(const V4u*)(sl + 512 * j8 + 16 * lane);
+                if (BF16) {
+                    mma_bf16(acc[j8], a[0][0], a[0][1], a[0][2], a[0][3], cw.x, cw.y);
+                    mma_bf16(acc[j8], l[0][0], l[0][1], l[0][2], l[0][3], cw.x, cw.y);
+                    mma_bf16(acc[j8], a[1][0], a[1][1], a[1][2], a[1][3], cw.z, cw.w);
+                    mma_bf16(acc[j8], l[1][0], l[1][1], l[1][2], l[1][3], cw.z, cw.w);
+                } else {
+                    mma_f16(acc[j8], a[0][0], a[0][1], a[0][2], a[0][3], cw.x, cw.y);
+                    mma_f16(acc[j8], l[0][0], l[0][1], l[0][2], l[0][3], cw.x, cw.y);
+                    mma_f16(acc[j8], a[1][0], a[1][1], a[1][2], a[1][3], cw.z, cw.w);
+                    mma_f16(acc[j8], l[1][0], l[1][1], l[1][2], l[1][3], cw.z, cw.w);
+                }
             }
         }
         __syncwarp();
@@ -1002,15 +1046,17 @@ __device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x,
     stripe_finish(pend0, pend1, W, per, spt, w.N, o, M, ws, counters);
 }
 
-#define DMV_KERNEL(NAME, BF, MR)                                                                          \
+#define DMV_KERNEL(NAME, BF, MR, WIDE)                                                                    \
     extern "C" __global__ void __launch_bounds__(QW * 32)                                                 \
         NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters) {                 \
-        dmv<BF, MR>(w, x, ldx, o, M, ws, counters);                                                       \
+        dmv<BF, MR, WIDE>(w, x, ldx, o, M, ws, counters);                                                 \
     }
-DMV_KERNEL(dmv_f16, false, 8)
-DMV_KERNEL(dmv_f16_m16, false, 16)
-DMV_KERNEL(dmv_bf16, true, 8)
-DMV_KERNEL(dmv_bf16_m16, true, 16)
+DMV_KERNEL(dmv_f16, false, 8, false)
+DMV_KERNEL(dmv_f16_m16, false, 16, false)
+DMV_KERNEL(dmv_bf16, true, 8, false)
+DMV_KERNEL(dmv_bf16_m16, true, 16, false)
+DMV_KERNEL(dmv_f16_wide, false, 8, true)
+DMV_KERNEL(dmv_bf16_wide, true, 8, true)
 
 // ---- the large-M path: dequantize, then cuBLAS (cublas.go) ----
 

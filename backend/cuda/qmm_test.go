@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -127,7 +128,8 @@ func TestTCSplits(t *testing.T) {
 // kernels), 17, 40, 63, 64 and 100 (tc_qgemm for the packed 4-bit
 // formats; for the dense ones the decode kernels on parts of the rows
 // below 64, cuBLAS from 64),
-// GPTQ g128 and per-channel, act-order, FP4 g32, dense bf16/f16, rows of x
+// GPTQ g128 and per-channel, act-order, FP4 g32, dense bf16/f16 (the wide
+// and the narrow order of dmv at M ≤ 8), rows of x
 // that are not 16-byte aligned (the generic kernel at 3 rows, tc_qgemm's
 // conversion at 40), and the output of each run poisoned first. Against
 // the float64 product of the reference dequantization, tolerance
@@ -148,6 +150,8 @@ func TestQMatMul(t *testing.T) {
 		{"fp4-g16", fp4Weight(16), 64, 512},
 		{"bf16", denseWeight(dtype.BF16), 150, 2048},
 		{"f16", denseWeight(dtype.F16), 66, 1024},
+		{"f16-split-k", denseWeight(dtype.F16), 333, 6144},
+		{"bf16-narrow", denseWeight(dtype.BF16), 150, 2080}, // K % 128 ≠ 0: dmv's narrow order at M ≤ 8
 	}
 	for _, cs := range cases {
 		w := cs.make(rng, cs.n, cs.k)
@@ -417,7 +421,7 @@ func TestReadPatternSpeed(t *testing.T) {
 	defer start.destroy()
 	defer stop.destroy()
 	for _, size := range []int{total, 30 << 20} {
-		for mode, name := range []string{"grid-stride", "stripes", "ring", "ring+dequant", "ring+mma", "ring+dequant+mma", "ring+dequant+mma(A)"} {
+		for mode, name := range []string{"grid-stride", "stripes", "ring", "ring+dequant", "ring+mma", "ring+dequant+mma", "ring+dequant+mma(A)", "rows64x64B", "rows16x256B"} {
 			run := func(i int) {
 				off := uint64(i*size) % uint64(total-size+1)
 				a := b.newArgs()
@@ -441,6 +445,33 @@ func TestReadPatternSpeed(t *testing.T) {
 		}
 	}
 	mustSync(t, b)
+}
+
+// speedFormat is a weight format TestQMatMulSpeed times.
+type speedFormat struct {
+	name string
+	make func(rng *rand.Rand, n, k int) *quant.Weight
+}
+
+// speedFormats returns the formats TestQMatMulSpeed times: INT4 g128 and
+// FP4 g32, or those named in MARLIN_QMM_FORMATS (int4-g128, fp4-g32, bf16).
+func speedFormats() []speedFormat {
+	all := []speedFormat{
+		{"int4-g128", gptqWeight(4, 128, false, false, 1)},
+		{"fp4-g32", fp4Weight(32)},
+		{"bf16", denseWeight(dtype.BF16)},
+	}
+	names := os.Getenv("MARLIN_QMM_FORMATS")
+	if names == "" {
+		return all[:2]
+	}
+	var fs []speedFormat
+	for _, f := range all {
+		if slices.Contains(strings.Split(names, ","), f.name) {
+			fs = append(fs, f)
+		}
+	}
+	return fs
 }
 
 // TestQMatMulSpeed times the decode kernels on the Llama-3-8B projection
@@ -481,16 +512,10 @@ func TestQMatMulSpeed(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 9))
 	for _, sh := range shapes {
 		K, N := sh[0], sh[1]
-		for _, f := range []struct {
-			name string
-			make func(rng *rand.Rand, n, k int) *quant.Weight
-		}{
-			{"int4-g128", gptqWeight(4, 128, false, false, 1)},
-			{"fp4-g32", fp4Weight(32)},
-		} {
+		for _, f := range speedFormats() {
 			w := f.make(rng, N, K)
 			ms := loadCopies(t, b, w)
-			if m := ms[0].(*matrix); b.cc >= 90 {
+			if m := ms[0].(*matrix); b.cc >= 90 && f.name != "bf16" {
 				// the decode products' work split: stripes or tile clusters
 				fk := b.fastKernel(m, 1)
 				ft := b.k.qmvTC[fk]
