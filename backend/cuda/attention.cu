@@ -111,6 +111,27 @@ extern "C" __global__ void __launch_bounds__(128)
 __host__ __device__ constexpr int split_pitch(int D) { return 4 + 4 * ((D + 3) / 4); }
 #define SPLIT_PMAX 64  // splits merge_splits handles (two a lane)
 
+// warp_factors merges the online-softmax states of a block's W warps for
+// head gi (one thread a head): m_w in sm_m[w·GH + gi] and l_w in
+// sm_l[w·GH + gi] give M = max_w m_w, the factors f_w = e^(m_w − M) (0 for
+// a warp without positions) in f[w·GH + gi], and L = Σ_w l_w·f_w in w
+// order; M and L go to Mo[gi], Lo[gi]. Each output then sums acc_w·f_w —
+// the factors computed once a head instead of once an output.
+__device__ __forceinline__ void warp_factors(const float* sm_m, const float* sm_l, int W, int GH, int gi, float* f,
+                                             float* Mo, float* Lo) {
+    float M = sm_m[gi];
+    for (int w = 1; w < W; w++) M = fmaxf(M, sm_m[w * GH + gi]);
+    float L = 0.f;
+    for (int w = 0; w < W; w++) {
+        const float mw = sm_m[w * GH + gi];
+        const float fw = mw == NEG_INF ? 0.f : expf(mw - M);
+        f[w * GH + gi] = fw;
+        L += sm_l[w * GH + gi] * fw;
+    }
+    Mo[gi] = M;
+    Lo[gi] = L;
+}
+
 // merge_splits: the last block of a split attention merges the P ≤
 // SPLIT_PMAX splits of heads h0 … h0+g−1 of row r into out[r, h, :D]:
 //   out = Σ_p acc_p·f_p / L,  f_p = e^(m_p − M),  M = max_p m_p,
@@ -290,18 +311,17 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
         for (int e = 0; e < E; e++) sm_acc[warp][gi][lane * E + e] = acc[gi][e];
     }
     __syncthreads();
-    // merge the warps: thread i handles (head gi, dim d) pairs
+    // merge the warps: the factors once a head, then thread i handles
+    // (head gi, dim d) pairs
+    __shared__ float sm_wf[ATT_WARPS][G], sm_wM[G], sm_wL[G];
+    if (threadIdx.x < g) warp_factors(&sm_m[0][0], &sm_l[0][0], ATT_WARPS, G, threadIdx.x, &sm_wf[0][0], sm_wM, sm_wL);
+    __syncthreads();
     const size_t pitch = split_pitch(D);  // ws records (merge_splits)
     for (int i = threadIdx.x; i < g * D; i += ATT_WARPS * 32) {
         const int gi = i / D, d = i % D;
-        float M = sm_m[0][gi];
-        for (int w = 1; w < ATT_WARPS; w++) M = fmaxf(M, sm_m[w][gi]);
-        float L = 0.f, A = 0.f;
-        for (int w = 0; w < ATT_WARPS; w++) {
-            const float f = sm_m[w][gi] == NEG_INF ? 0.f : expf(sm_m[w][gi] - M);
-            L += sm_l[w][gi] * f;
-            A += sm_acc[w][gi][d] * f;
-        }
+        const float M = sm_wM[gi], L = sm_wL[gi];
+        float A = 0.f;
+        for (int w = 0; w < ATT_WARPS; w++) A += sm_acc[w][gi][d] * sm_wf[w][gi];
         const int h = kh * g + gi;
         if (P == 1) {
             out[((size_t)r * heads + h) * D + d] = A / L;

@@ -122,7 +122,8 @@ HEAD_MV_KERNEL(head_mv_bf16, FMT_BF16)
 // kv_store: block (0, r, 0) writes kn[r] to the cache cell (stBlk[r],
 // stSlot[r]), and every block reads position n − 1 from kn.
 // Dynamic shared memory: acc [W][GH][32·EV], m and l [W][GH], factors
-// [GH][SPLIT_PMAX] and L [GH] (P ≤ SPLIT_PMAX).
+// [GH][SPLIT_PMAX] and L [GH] (P ≤ SPLIT_PMAX), the warps' factors [W][GH],
+// M and L [GH].
 #define MLA_WARPS 8
 template <int EK, int EV, int GH>
 __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* __restrict__ q, float* __restrict__ kc,
@@ -136,6 +137,9 @@ __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* _
     float* sm_l = sm_m + MLA_WARPS * GH;                  // [W][GH]
     float* sm_f = sm_l + MLA_WARPS * GH;                  // [GH][SPLIT_PMAX]
     float* sm_L = sm_f + GH * SPLIT_PMAX;                 // [GH]
+    float* sm_wf = sm_L + GH;                             // [W][GH] (warp_factors)
+    float* sm_wM = sm_wf + MLA_WARPS * GH;                // [GH]
+    float* sm_wL = sm_wM + GH;                            // [GH]
     pdl_wait();  // (launched with programmatic dependent launch: nothing to prefetch)
     pdl_trigger();
     const int p = blockIdx.x, P = gridDim.x, r = blockIdx.y, hg = blockIdx.z, HG = gridDim.z;
@@ -149,8 +153,10 @@ __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* _
     if (kn != nullptr && p == 0 && hg == 0)
         for (int i = threadIdx.x; i < dk; i += MLA_WARPS * 32)
             kc[((size_t)stBlk[r] * bs + stSlot[r]) * dk + i] = kn[(size_t)r * dk + i];
-    auto key = [&](int t) -> const float* {
-        return kn != nullptr && t == n - 1 ? kn + (size_t)r * dk : kc + ((size_t)tab[t / bs] * bs + (t % bs)) * dk;
+    // the key of position t, which is at block cb, slot cs of the table
+    // (a cursor advanced by adding: no division a position)
+    auto key = [&](int t, int cb, int cs) -> const float* {
+        return kn != nullptr && t == n - 1 ? kn + (size_t)r * dk : kc + ((size_t)tab[cb] * bs + cs) * dk;
     };
 
     float qv[GH][EK], m[GH], l[GH], acc[GH][EV];
@@ -167,9 +173,9 @@ __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* _
         }
     }
     float knext[EK];
-    int t = t0 + warp;
+    int t = t0 + warp, cb = t / bs, cs = t - cb * bs;
     if (t < t1) {
-        const float* kp = key(t);
+        const float* kp = key(t, cb, cs);
 #pragma unroll
         for (int e = 0; e < EK; e++) knext[e] = lane + 32 * e < dk ? kp[lane + 32 * e] : 0.f;
     }
@@ -178,8 +184,9 @@ __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* _
 #pragma unroll
         for (int e = 0; e < EK; e++) kk[e] = knext[e];
         const int tn = t + MLA_WARPS;
+        for (cs += MLA_WARPS; cs >= bs; cs -= bs) cb++;
         if (tn < t1) {
-            const float* kp = key(tn);
+            const float* kp = key(tn, cb, cs);
 #pragma unroll
             for (int e = 0; e < EK; e++) knext[e] = lane + 32 * e < dk ? kp[lane + 32 * e] : 0.f;
         }
@@ -217,18 +224,15 @@ __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* _
         for (int e = 0; e < EV; e++) sm_acc[(warp * GH + gi) * 32 * EV + lane + 32 * e] = acc[gi][e];
     }
     __syncthreads();
+    // the warps' factors once a head (warp_factors), then the outputs
+    if (threadIdx.x < gn) warp_factors(sm_m, sm_l, MLA_WARPS, GH, threadIdx.x, sm_wf, sm_wM, sm_wL);
+    __syncthreads();
     const size_t pitch = split_pitch(dv);  // ws records (merge_splits)
     for (int i = threadIdx.x; i < gn * dv; i += MLA_WARPS * 32) {
         const int gi = i / dv, dd = i - gi * dv;
-        float M = sm_m[gi];
-        for (int w = 1; w < MLA_WARPS; w++) M = fmaxf(M, sm_m[w * GH + gi]);
-        float L = 0.f, A = 0.f;
-        for (int w = 0; w < MLA_WARPS; w++) {
-            const float mw = sm_m[w * GH + gi];
-            const float f = mw == NEG_INF ? 0.f : expf(mw - M);
-            L += sm_l[w * GH + gi] * f;
-            A += sm_acc[(w * GH + gi) * 32 * EV + dd] * f;
-        }
+        const float M = sm_wM[gi], L = sm_wL[gi];
+        float A = 0.f;
+        for (int w = 0; w < MLA_WARPS; w++) A += sm_acc[(w * GH + gi) * 32 * EV + dd] * sm_wf[w * GH + gi];
         const int h = h0 + gi;
         if (P == 1) {
             out[((size_t)r * heads + h) * dv + dd] = A / L;

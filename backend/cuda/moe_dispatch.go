@@ -110,7 +110,7 @@ func (b *Backend) loadMoEKernels(get func(string) uintptr) {
 	for _, d := range [][2]int{{1, 1}, {2, 1}, {2, 2}, {3, 2}, {5, 4}, {9, 8}, {18, 16}} {
 		g := mlaHeadsPerBlock
 		k := mlaKernel{d[0], d[1], get(fmt.Sprintf("attn_mla_%d_%d", d[0], d[1])),
-			4 * (mlaWarps*g*32*d[1] + 2*mlaWarps*g + g*splitPMax + g)}
+			4 * (mlaWarps*g*32*d[1] + 2*mlaWarps*g + g*splitPMax + g + mlaWarps*g + 2*g)}
 		b.dynSmem[k.f] = k.smem
 		s.mla = append(s.mla, k)
 	}
