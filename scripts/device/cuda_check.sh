@@ -24,7 +24,7 @@
 #
 # Steps, in order of importance, each skipped when too little of BUDGET
 # (seconds, default 280) is left; STEPS (default all) picks some of
-# tests,perf,bench,ab,moe,profile,run,memcheck,racecheck (PERF_ENVS and
+# tests,perf,bench,ab,moe,profile,ncu,run,memcheck,racecheck (PERF_ENVS and
 # AB_ARMS, below, compare environment settings of one build):
 #   1. the backend's tests (ops against the CPU, the tensor-core kernels at
 #      split-K sizes, graph segments, fixtures against transformers,
@@ -46,6 +46,7 @@
 #      binaries as gpubin/pair.tar.xz): old and new `marlin bench` decode
 #      alternating on AB_SHAPES; see the step below
 #   3c. profile: kernel times of one decode step (MARLIN_CUDA_PROFILE=1)
+#   3d. ncu: each kernel's warp samples by code region (ncu_regions.py)
 #   4. `marlin run` of the embedded model, greedy, on cuda and on cpu: same text
 #   5. the op tests (dense, MoE and MLA kernels) under compute-sanitizer memcheck
 #   6. racecheck (shared-memory hazards) of the tiled kernels
@@ -55,7 +56,7 @@ cd "$(dirname "$0")/../.."
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 BUDGET=${BUDGET:-280}
-STEPS=${STEPS:-tests,perf,bench,ab,moe,profile,run,memcheck,racecheck}
+STEPS=${STEPS:-tests,perf,bench,ab,moe,profile,run,memcheck,racecheck}  # ncu: only when asked
 want() { [[ ",$STEPS," == *",$1,"* ]]; }
 start=$SECONDS
 left() { echo $((BUDGET - (SECONDS - start))); }
@@ -201,6 +202,26 @@ fi
 if want profile && ! { want ab && ab_ready; }; then
 	MARLIN_CUDA_PROFILE=1 run "profile llama3-8b" 30 150 "$OUT/profile-8b.log" ./gpubin/marlin bench --synthetic llama3-8b --format int4:128 --head-bits 4 --device cuda --prompt 512 --gen 16 --membw=false
 	grep -A16 "kernel times" "$OUT/profile-8b.log"
+fi
+
+# 3d. where each kernel's time goes, by code region: Nsight Compute's
+# warp-state sampling (--section SourceCounters) of NCU_COUNT launches
+# (default 1) after NCU_SKIP (default 200) of each kernel matching
+# NCU_KERNELS (a regex, default GLM's per-layer kernels) in NCU_CMD
+# (default: a 4-layer GLM-4.7-Flash decode at INT4 after a 2K prompt),
+# summed over runs of equally executed instructions by ncu_regions.py
+if want ncu; then
+	ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1 || true)
+	cmd=${NCU_CMD:-./gpubin/marlin bench --synthetic glm4.7-flash --layers 4 --format int4:128 --device cuda --prompt 2048 --gen 8 --membw=false}
+	if [ -n "$ncu" ]; then
+		$cmd >/dev/null 2>&1 # (the synthetic checkpoint first, outside the profile)
+		run ncu 30 300 "$OUT/ncu.log" "$ncu" -k "regex:${NCU_KERNELS:-attn_mla|route_mv|moe_|head_mv|mla_prologue|qmv_}" --launch-skip "${NCU_SKIP:-200}" --launch-count "${NCU_COUNT:-1}" --section SourceCounters --section SpeedOfLight -o "$OUT/regions" $cmd
+		"$ncu" -i "$OUT/regions.ncu-rep" --page source --csv --print-source sass >"$OUT/regions.csv" 2>&1
+		python3 scripts/device/ncu_regions.py "$OUT/regions.csv" | tee "$OUT/regions.txt" | head -120
+		rm -f "$OUT/regions.csv"
+	else
+		note "ncu: skipped (no Nsight Compute)"
+	fi
 fi
 
 if want run; then
