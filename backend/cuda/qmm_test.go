@@ -395,7 +395,9 @@ func matmulTimer(b *Backend, y, x backend.Tensor, ms []backend.Matrix) (timed fu
 // a cp.async ring in shared memory as the decode kernels stream their
 // weights — the ring alone, then with the decode kernels' 4-bit
 // dequantisation, their mma, both, and both with the weights as the mma's
-// A operand (8 mma a KB instead of 16). Once over 1 GiB (the steady
+// A operand (8 mma a KB instead of 16); and a row-major 16-bit matrix read
+// in 4 KB warp steps of 64 rows × 64 bytes (dmv's narrow order) or 16 rows
+// × 256 bytes (its wide order). Once over 1 GiB (the steady
 // state) and over 30 MB regions rotated through it (the 4096×14336 INT4
 // matrix: steady state plus a launch's fixed cost). It prints
 // "readprobe <order> <bytes> <µs> <GB/s>"; no assertion (a measurement).
