@@ -5,6 +5,7 @@ package cuda
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -13,7 +14,9 @@ import (
 
 // TestCompileKernels compiles the kernel sources with NVRTC for sm_80 and
 // sm_90 wherever NVRTC is installed (no GPU or driver needed), so that a
-// syntax error shows up on any machine with the CUDA toolkit.
+// syntax error shows up on any machine with the CUDA toolkit. With
+// MARLIN_CUBIN_OUT set it also writes the sm_90 image there, for
+// scripts/sass_scan.py.
 func TestCompileKernels(t *testing.T) {
 	nv, err := loadNVRTC()
 	if err != nil {
@@ -33,6 +36,11 @@ func TestCompileKernels(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("NVRTC %d.%d (%s): %s image of %d bytes", nv.major, nv.minor, nv.soname, arch, len(img))
+		if out := os.Getenv("MARLIN_CUBIN_OUT"); out != "" && cc == 90 && !ptx {
+			if err := os.WriteFile(out, img, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
 		if !ptx && !strings.HasPrefix(string(img[:4]), "\x7fELF") {
 			t.Errorf("%s: CUBIN is not an ELF image", arch)
 		}
