@@ -245,13 +245,14 @@ func (b *Backend) fastKernel(m *matrix, M int) uintptr {
 		return b.k.qmvInt4[i]
 	case fmtPFP4:
 		return b.k.qmvFP4[i]
-	case fmtF16:
-		if i == 0 && m.cols%128 == 0 && dmvWide {
+	case fmtF16, fmtBF16:
+		wide := i == 0 && m.cols%128 == 0 && dmvWide
+		switch {
+		case m.f == fmtF16 && wide:
 			return b.k.dmvF16Wide
-		}
-		return b.k.dmvF16[i]
-	case fmtBF16:
-		if i == 0 && m.cols%128 == 0 && dmvWide {
+		case m.f == fmtF16:
+			return b.k.dmvF16[i]
+		case wide:
 			return b.k.dmvBF16Wide
 		}
 		return b.k.dmvBF16[i]

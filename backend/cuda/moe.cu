@@ -137,15 +137,24 @@ extern "C" __global__ void scatter_add(float* __restrict__ dst, const float* __r
 //
 // Slots nr … nsel−1 (when nsel > nr) are the shared expert's, one a row:
 // expert se (the table's entry after the routed ones), row slot − nr.
+// The expert of a slot and the row of x it reads (ldx-strided): routed
+// slots s < nr take the selection's expert and token row s / k (or their
+// own row, xPerSlot); the shared expert's slots nr + r take expert se and
+// token row r.
+__device__ __forceinline__ int moe_expert(const int* ids, int slot, int nr, int se) { return slot < nr ? ids[slot] : se; }
+__device__ __forceinline__ int moe_xrow(int slot, int k, int nr, int xPerSlot) {
+    return xPerSlot ? slot : slot < nr ? slot / k : slot - nr;
+}
+
 template <int KIND, bool ASYM, bool DENSE, bool BF16, bool SILU>
 __device__ __forceinline__ void moe_mv(const WDesc* __restrict__ tab, const int* __restrict__ ids, int k, int nsel, int nr,
                                        int se, int mats, int mat0, const float* x, int ldx, int xPerSlot, float* y, int ldy,
                                        float* ws, int wsPer, int* counters, int ctrPer) {
     const int job = blockIdx.y, slot = job / mats, which = job - slot * mats;
     if (slot < nr) pdl_wait();  // the selection is the previous kernel's (the shared expert's weights stream in first)
-    const int e = slot < nr ? ids[slot] : se;
+    const int e = moe_expert(ids, slot, nr, se);
     const WDesc w = tab[3 * e + mat0 + which];
-    const float* xr = x + (size_t)(xPerSlot ? slot : slot < nr ? slot / k : slot - nr) * ldx;
+    const float* xr = x + (size_t)moe_xrow(slot, k, nr, xPerSlot) * ldx;
     // a plain output (qmm.cu's YOut: every column to y0)
     YOut o{};
     o.y0 = y + (size_t)(which * nsel + slot) * ldy;

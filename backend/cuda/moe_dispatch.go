@@ -188,9 +188,6 @@ func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, set *expertSet) 
 	if !t.ok || b.err != nil {
 		return false
 	}
-	if t.gateTr != nil {
-		return b.expertsTrellis(d, xt, sl, set)
-	}
 	nr := M * K
 	nsel, sh := nr, 0
 	if set.sh != nil {
@@ -200,6 +197,10 @@ func (b *Backend) expertsOnDevice(d, xt *tensor, sl *selection, set *expertSet) 
 	out := b.scratchBuf("moe.outs", 4*int64(nsel)*int64(H))
 	if gu == 0 || out == 0 {
 		return true // the sticky error is set
+	}
+	if t.gateTr != nil {
+		b.expertsTrellis(d, xt, sl, set, nsel, sh, gu, out)
+		return true
 	}
 	// mv launches jobs products of [N, Kin] matrices (mats per slot,
 	// starting at mat0 of the expert's three)

@@ -517,9 +517,10 @@ func TestQMatMulSpeed(t *testing.T) {
 		for _, f := range speedFormats() {
 			w := f.make(rng, N, K)
 			ms := loadCopies(t, b, w)
-			if m := ms[0].(*matrix); b.cc >= 90 && f.name != "bf16" {
-				// the decode products' work split: stripes or tile clusters
-				fk := b.fastKernel(m, 1)
+			// the decode products' work split, stripes or tile clusters
+			// (the packed formats' kernels have a tile-cluster form)
+			m := ms[0].(*matrix)
+			if fk := b.fastKernel(m, 1); b.cc >= 90 && b.k.qmvTC[fk] != 0 {
 				ft := b.k.qmvTC[fk]
 				ntiles, spt := (m.rows+63)/64, m.cols/32
 				fmt.Printf("tcl %s %d %d: %d tiles of %d steps, %d stripe warps; clusters resident at C = 1, 2, 4, 8: %d %d %d %d; chosen C = %d at M = 1, %d at M = 16\n",

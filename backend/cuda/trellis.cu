@@ -349,12 +349,13 @@ __device__ __forceinline__ void tdq(u16* __restrict__ w16, const u32* __restrict
     extern "C" __global__ void __launch_bounds__(256) tdq_##K##_##NAME(u16* w16, const u32* data, int NT, int KT, TConst tc) { \
         tdq<K, CB>(w16, data, NT, KT, tc);                                                                \
     }
-#define TMV_CB(NAME, CB) \
-    TMV_KERNEL(1, CB, NAME) TMV_KERNEL(2, CB, NAME) TMV_KERNEL(3, CB, NAME) TMV_KERNEL(4, CB, NAME) \
-    TMV_KERNEL(5, CB, NAME) TMV_KERNEL(6, CB, NAME) TMV_KERNEL(7, CB, NAME) TMV_KERNEL(8, CB, NAME)
-TMV_CB(3inst, TCB_3INST)
-TMV_CB(mcg, TCB_MCG)
-TMV_CB(mul1, TCB_MUL1)
+// KERNEL(K, CB, NAME) for K = 1 … 8
+#define TRELLIS_KS(KERNEL, CB, NAME)                                                              \
+    KERNEL(1, CB, NAME) KERNEL(2, CB, NAME) KERNEL(3, CB, NAME) KERNEL(4, CB, NAME) KERNEL(5, CB, NAME) \
+    KERNEL(6, CB, NAME) KERNEL(7, CB, NAME) KERNEL(8, CB, NAME)
+TRELLIS_KS(TMV_KERNEL, TCB_3INST, 3inst)
+TRELLIS_KS(TMV_KERNEL, TCB_MCG, mcg)
+TRELLIS_KS(TMV_KERNEL, TCB_MUL1, mul1)
 
 // In-place orthonormal Hadamard transform of order 128 across a block of
 // 128 threads (thread i holds element i), in the butterfly order of
@@ -432,24 +433,32 @@ struct TDesc {
     const u32* data;
     const u16 *suh, *svh;
 };
-// the expert of slot, its x row (ldx-strided), as moe_mv chooses them
-__device__ __forceinline__ int moe_expert(const int* ids, int slot, int nr, int se) { return slot < nr ? ids[slot] : se; }
-__device__ __forceinline__ int moe_xrow(int slot, int k, int nr, int xPerSlot) {
-    return xPerSlot ? slot : slot < nr ? slot / k : slot - nr;
+// job's slot, which matrix of the slot it multiplies, and that matrix's
+// TDesc (moe.cu's moe_expert chooses the expert)
+struct TJob {
+    int slot, which;
+    TDesc w;
+};
+__device__ __forceinline__ TJob trellis_job(const TDesc* tab, const int* ids, int job, int nr, int se, int mats, int mat0) {
+    const int slot = job / mats, which = job - slot * mats;
+    return TJob{slot, which, tab[3 * moe_expert(ids, slot, nr, se) + mat0 + which]};
 }
 
+// The three kernels take the jobs' table arguments first, in one order:
+// (tab, ids, nr, se, mats, mat0).
+//
 // x' of job blockIdx.y into xf + job·KT·128 (fragment order, row 0); grid
 // (In'/128, jobs), 128 threads.
 extern "C" __global__ void __launch_bounds__(128)
-    trellis_in_moe(u16* __restrict__ xf, const float* __restrict__ x, int ldx, const TDesc* __restrict__ tab,
-                   const int* __restrict__ ids, int k, int nr, int se, int mats, int mat0, int xPerSlot, int In) {
+    trellis_in_moe(const TDesc* __restrict__ tab, const int* __restrict__ ids, int nr, int se, int mats, int mat0,
+                   u16* __restrict__ xf, const float* __restrict__ x, int ldx, int k, int xPerSlot, int In) {
     __shared__ float sh[128];
     pdl_wait();  // the selection and x are earlier kernels'
     pdl_trigger();
-    const int job = blockIdx.y, slot = job / mats, which = job - slot * mats;
-    const TDesc w = tab[3 * moe_expert(ids, slot, nr, se) + mat0 + which];
+    const int job = blockIdx.y;
+    const TJob j = trellis_job(tab, ids, job, nr, se, mats, mat0);
     const int kx = blockIdx.x * 128 + threadIdx.x;
-    float v = kx < In ? x[(size_t)moe_xrow(slot, k, nr, xPerSlot) * ldx + kx] * f16_to_f32(w.suh[kx]) : 0.f;
+    float v = kx < In ? x[(size_t)moe_xrow(j.slot, k, nr, xPerSlot) * ldx + kx] * f16_to_f32(j.w.suh[kx]) : 0.f;
     v = fwht128(v, sh);
     const int kt = kx >> 4, kk = kx & 15, lane = (kk & 7) >> 1;  // row 0: lanes 0–3
     xf[(size_t)job * gridDim.x * 8 * 256 + (((size_t)kt * 32 + lane) * 4 + 2 * (kk >> 3)) * 2 + (kk & 1)] =
@@ -462,27 +471,26 @@ __device__ __forceinline__ void tmv_moe(const TDesc* __restrict__ tab, const int
                                         int mat0, const u32* __restrict__ xf, float* __restrict__ ws, int NT, int KT, int KC,
                                         int S, TConst tc) {
     pdl_wait();  // the selection (tmv's own wait, after its first requests, is then a no-op)
-    const int job = blockIdx.z, slot = job / mats, which = job - slot * mats;
-    const TDesc w = tab[3 * moe_expert(ids, slot, nr, se) + mat0 + which];
-    tmv<K, CB, 1, TNW>(w.data, xf + (size_t)job * KT * 128, ws + (size_t)job * S * NT * 16, NT, KT, KC, 1, tc);
+    const int job = blockIdx.z;
+    tmv<K, CB, 1, TNW>(trellis_job(tab, ids, job, nr, se, mats, mat0).w.data, xf + (size_t)job * KT * 128, ws + (size_t)job * S * NT * 16, NT, KT, KC, 1, tc);
 }
 
 // y row (which·nsel + slot) = H128(Σ_s partials of the job) ⊙ svh, cut to
 // N; grid (Out'/128, jobs), 128 threads.
 extern "C" __global__ void __launch_bounds__(128)
-    trellis_out_moe(float* __restrict__ y, int ldy, const float* __restrict__ ws, int S, const TDesc* __restrict__ tab,
-                    const int* __restrict__ ids, int nsel, int nr, int se, int mats, int mat0, int N, int Np) {
+    trellis_out_moe(const TDesc* __restrict__ tab, const int* __restrict__ ids, int nr, int se, int mats, int mat0,
+                    float* __restrict__ y, int ldy, const float* __restrict__ ws, int S, int nsel, int N, int Np) {
     __shared__ float sh[128];
     pdl_wait();
     pdl_trigger();
-    const int job = blockIdx.y, slot = job / mats, which = job - slot * mats;
-    const TDesc w = tab[3 * moe_expert(ids, slot, nr, se) + mat0 + which];
+    const int job = blockIdx.y;
+    const TJob j = trellis_job(tab, ids, job, nr, se, mats, mat0);
     const int n = blockIdx.x * 128 + threadIdx.x;
     const float* wj = ws + (size_t)job * S * Np;
     float v = 0.f;
     for (int s = 0; s < S; s++) v += wj[(size_t)s * Np + n];
     v = fwht128(v, sh);
-    if (n < N) y[(size_t)(which * nsel + slot) * ldy + n] = v * f16_to_f32(w.svh[n]);
+    if (n < N) y[(size_t)(j.which * nsel + j.slot) * ldy + n] = v * f16_to_f32(j.w.svh[n]);
 }
 
 #define TMV_MOE_KERNEL(K, CB, NAME)                                                                            \
@@ -491,12 +499,9 @@ extern "C" __global__ void __launch_bounds__(128)
                              float* ws, int NT, int KT, int KC, int S, TConst tc) {                            \
         tmv_moe<K, CB>(tab, ids, nr, se, mats, mat0, xf, ws, NT, KT, KC, S, tc);                              \
     }
-#define TMV_MOE_CB(NAME, CB)                                                                            \
-    TMV_MOE_KERNEL(1, CB, NAME) TMV_MOE_KERNEL(2, CB, NAME) TMV_MOE_KERNEL(3, CB, NAME) TMV_MOE_KERNEL(4, CB, NAME) \
-    TMV_MOE_KERNEL(5, CB, NAME) TMV_MOE_KERNEL(6, CB, NAME) TMV_MOE_KERNEL(7, CB, NAME) TMV_MOE_KERNEL(8, CB, NAME)
-TMV_MOE_CB(3inst, TCB_3INST)
-TMV_MOE_CB(mcg, TCB_MCG)
-TMV_MOE_CB(mul1, TCB_MUL1)
+TRELLIS_KS(TMV_MOE_KERNEL, TCB_3INST, 3inst)
+TRELLIS_KS(TMV_MOE_KERNEL, TCB_MCG, mcg)
+TRELLIS_KS(TMV_MOE_KERNEL, TCB_MUL1, mul1)
 
 
 // ---- the tail-biting Viterbi search of the quantizer (quant.EncodeTiles) ----

@@ -334,20 +334,15 @@ func (b *Backend) newTrellisExpertTable(ms []*matrix) *expertTable {
 // gate and up products of every slot, then the down products), each an
 // M = 1 product through trellis_in_moe, tmv_moe and trellis_out_moe, with
 // silu_mul between and moe_combine after — eight launches and no host
-// synchronisation.
-func (b *Backend) expertsTrellis(d, xt *tensor, sl *selection, set *expertSet) bool {
+// synchronisation. nsel, sh, gu and out are expertsOnDevice's: the slots
+// (sh of them a row the shared expert's), the gate+up and down outputs.
+func (b *Backend) expertsTrellis(d, xt *tensor, sl *selection, set *expertSet, nsel, sh int, gu, out uint64) {
 	M, H, K, I := xt.rows, xt.cols, sl.k, set.mats[0].gate.rows
 	t := set.table
 	nr := M * K
-	nsel, sh := nr, 0
-	if set.sh != nil {
-		nsel, sh = nr+M, 1
-	}
-	gu := b.scratchBuf("moe.gu", 4*2*int64(nsel)*int64(I))
 	h := b.scratchBuf("moe.h", 4*int64(nsel)*int64(I))
-	out := b.scratchBuf("moe.outs", 4*int64(nsel)*int64(H))
-	if gu == 0 || h == 0 || out == 0 {
-		return true // the sticky error is set
+	if h == 0 {
+		return // the sticky error is set
 	}
 	// one stage: the jobs' products of tr-shaped [N, In] matrices (mats a
 	// slot from mat0), x rows from x (one a slot with xPerSlot), outputs
@@ -362,27 +357,26 @@ func (b *Backend) expertsTrellis(d, xt *tensor, sl *selection, set *expertSet) b
 		if xf == 0 || ws == 0 {
 			return false
 		}
-		a := b.newArgs()
+		// each kernel's first arguments: the jobs' table (trellis.cu)
+		jobArgs := func() *launchArgs {
+			a := b.newArgs()
+			a.ptr(t.buf.ptr)
+			a.ptr(sl.ids())
+			a.i32(nr)
+			a.i32(set.routed)
+			a.i32(mats)
+			a.i32(mat0)
+			return a
+		}
+		a := jobArgs()
 		a.ptr(xf)
 		a.ptr(x)
 		a.i32(ldx)
-		a.ptr(t.buf.ptr)
-		a.ptr(sl.ids())
 		a.i32(K)
-		a.i32(nr)
-		a.i32(set.routed)
-		a.i32(mats)
-		a.i32(mat0)
 		a.i32(btoi(xPerSlot))
 		a.i32(In)
 		b.launchOpt(b.k.tr.inMoE, tr.inP/128, jobs, 1, 128, 0, a, b.pdlOps)
-		a = b.newArgs()
-		a.ptr(t.buf.ptr)
-		a.ptr(sl.ids())
-		a.i32(nr)
-		a.i32(set.routed)
-		a.i32(mats)
-		a.i32(mat0)
+		a = jobArgs()
 		a.ptr(xf)
 		a.ptr(ws)
 		a.i32(NT)
@@ -391,30 +385,23 @@ func (b *Backend) expertsTrellis(d, xt *tensor, sl *selection, set *expertSet) b
 		a.i32(SB)
 		a.tconst()
 		b.launchOpt(f, CB, SB, jobs, trellisWarps*32, b.dynSmem[f], a, true)
-		a = b.newArgs()
+		a = jobArgs()
 		a.ptr(y)
 		a.i32(ldy)
 		a.ptr(ws)
 		a.i32(SB)
-		a.ptr(t.buf.ptr)
-		a.ptr(sl.ids())
 		a.i32(nsel)
-		a.i32(nr)
-		a.i32(set.routed)
-		a.i32(mats)
-		a.i32(mat0)
 		a.i32(N)
 		a.i32(tr.outP)
 		b.launchOpt(b.k.tr.outMoE, tr.outP/128, jobs, 1, 128, 0, a, b.pdlOps)
 		return true
 	}
 	if !stage(t.gateTr, xt.ptr(), H, false, 2, 0, gu, I, I, H) {
-		return true
+		return
 	}
 	b.siluMul(h, gu, gu+uint64(4*nsel*I), int64(nsel)*int64(I))
 	if !stage(t.downTr, h, I, true, 1, 2, out, H, H, I) {
-		return true
+		return
 	}
 	b.moeCombine(d, out, sl, M, K, H, sh)
-	return true
 }
