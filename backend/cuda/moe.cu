@@ -115,6 +115,15 @@ extern "C" __global__ void scatter_add(float* __restrict__ dst, const float* __r
     for (int c = threadIdx.x; c < cols; c += blockDim.x) d[c] += wt * s[c];
 }
 
+// The expert of a slot and the row of x it reads (ldx-strided): routed
+// slots s < nr take the selection's expert and token row s / k (or their
+// own row, xPerSlot); the shared expert's slots nr + r take expert se and
+// token row r.
+__device__ __forceinline__ int moe_expert(const int* ids, int slot, int nr, int se) { return slot < nr ? ids[slot] : se; }
+__device__ __forceinline__ int moe_xrow(int slot, int k, int nr, int xPerSlot) {
+    return xPerSlot ? slot : slot < nr ? slot / k : slot - nr;
+}
+
 // ---- device-side expert dispatch (decode-sized batches) ----
 //
 // A "job" is one matrix-vector product of one selection slot (row r,
@@ -137,15 +146,6 @@ extern "C" __global__ void scatter_add(float* __restrict__ dst, const float* __r
 //
 // Slots nr … nsel−1 (when nsel > nr) are the shared expert's, one a row:
 // expert se (the table's entry after the routed ones), row slot − nr.
-// The expert of a slot and the row of x it reads (ldx-strided): routed
-// slots s < nr take the selection's expert and token row s / k (or their
-// own row, xPerSlot); the shared expert's slots nr + r take expert se and
-// token row r.
-__device__ __forceinline__ int moe_expert(const int* ids, int slot, int nr, int se) { return slot < nr ? ids[slot] : se; }
-__device__ __forceinline__ int moe_xrow(int slot, int k, int nr, int xPerSlot) {
-    return xPerSlot ? slot : slot < nr ? slot / k : slot - nr;
-}
-
 template <int KIND, bool ASYM, bool DENSE, bool BF16, bool SILU>
 __device__ __forceinline__ void moe_mv(const WDesc* __restrict__ tab, const int* __restrict__ ids, int k, int nsel, int nr,
                                        int se, int mats, int mat0, const float* x, int ldx, int xPerSlot, float* y, int ldy,
