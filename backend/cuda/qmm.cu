@@ -996,24 +996,40 @@ __device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x,
         }
     };
     int pend0 = -1, pend1 = -1;  // shared tiles whose sums this warp adds after the loop
+    // the compute cursor: step cs of the tile and (wide) step cq of row
+    // block qb. A stripe meets each row block of a tile in one run of
+    // steps, so the run's mma go to accq (a fixed register set: indexing
+    // acc by the run-time qb made every step issue all four blocks' mma
+    // under predicates) and accq lands in acc[qb] — still zero — at the
+    // run's end: the same sums, bit for bit
+    int cs = i0 % spt, cq = cs % sq, qb = cs / sq;
+    float accq[4] = {0.f, 0.f, 0.f, 0.f};
     for (int i = i0; i < i1; i++) {
         if (i + D - 1 < i1) issue(i + D - 1, true);
         cp_commit();
         cp_wait<D - 1>();  // as qmv4: W/X groups of the prologue, then one a step
         __syncwarp();
         const unsigned char* sl = ring + (i % D) * SB;
+        const bool tile_end = ++cs == spt;
         if (WIDE) {
-            // one m16 row block qb of the tile, four 32-input chunks
-            const int qb = (i % spt) / sq;
+            // row block qb of the tile, four 32-input chunks
 #pragma unroll
             for (int u = 0; u < 4; u++) {
                 u32 a[2][4], l[2][4];
                 x_frags(sl, 128 * u, a, l);
                 const V4u w0 = *(const V4u*)(sl + 512 * (2 * u) + 16 * lane), w1 = *(const V4u*)(sl + 512 * (2 * u + 1) + 16 * lane);
+                mma4(accq, w0, w1, a, l);
+            }
+            const bool run_end = ++cq == sq;
+            if (run_end || i + 1 == i1) {
 #pragma unroll
                 for (int b = 0; b < 4; b++)
-                    if (b == qb) mma4(acc[b], w0, w1, a, l);
+                    if (b == qb)
+#pragma unroll
+                        for (int e = 0; e < 4; e++) acc[b][e] += accq[e];
+                accq[0] = accq[1] = accq[2] = accq[3] = 0.f;
             }
+            if (run_end) cq = 0, qb = tile_end ? 0 : qb + 1;
         } else {
             u32 a[2][4], l[2][4];
             x_frags(sl, 0, a, l);
@@ -1039,8 +1055,9 @@ __device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x,
             }
         }
         __syncwarp();
-        if ((i + 1) % spt == 0 || i + 1 == i1)
+        if (tile_end || i + 1 == i1)
             stripe_end<AOP>(acc, i / spt, gw, W, per, spt, w.N, o, M, ws, counters, pend0, pend1);
+        if (tile_end) cs = 0;
     }
     cp_wait<0>();
     stripe_finish(pend0, pend1, W, per, spt, w.N, o, M, ws, counters);
