@@ -5,17 +5,25 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/marlin-llm/marlin/backend"
 	"github.com/marlin-llm/marlin/model"
 )
 
-// PerplexityResult is the outcome of Perplexity.
+// PerplexityResult is the outcome of Perplexity (and of PerplexityKL,
+// which also fills the comparison fields).
 type PerplexityResult struct {
 	PPL    float64 // exp(NLL / Tokens)
 	NLL    float64 // total negative log-likelihood, in nats
 	Tokens int     // tokens scored
 	Ctx    int
+
+	// PerplexityKL only: the base model's perplexity on the same tokens,
+	// the mean over the scored positions of KL(base ‖ m) between the two
+	// models' next-token distributions (nats), and the fraction of those
+	// positions where both models' most likely token is the same.
+	BasePPL, KL, Top1 float64
 }
 
 // Perplexity scores ids with m: the stream is cut into consecutive windows of
@@ -25,12 +33,58 @@ type PerplexityResult struct {
 // with transformers. progress, when set, is called after each window with
 // the tokens done so far.
 func Perplexity(ctx context.Context, m model.Model, be backend.Backend, ids []int32, window int, bos int32, progress func(done, total int)) (PerplexityResult, error) {
+	return score(ctx, scorer{m, be}, nil, ids, window, bos, progress)
+}
+
+// PerplexityKL is Perplexity of m that also runs base (typically the
+// unquantized model m was made from, on its own backend) over the same
+// windows and compares the two models' next-token distributions at every
+// scored position: KL(base ‖ m) = Σ_v p_base(v)·log(p_base(v)/p_m(v)),
+// which measures m's deviation over the whole distribution rather than at
+// the one token the text holds. The models must share the vocabulary.
+func PerplexityKL(ctx context.Context, m model.Model, be backend.Backend, base model.Model, baseBE backend.Backend, ids []int32, window int, bos int32, progress func(done, total int)) (PerplexityResult, error) {
+	if mv, bv := m.Info().Vocab, base.Info().Vocab; mv != bv {
+		return PerplexityResult{}, fmt.Errorf("perplexity: vocabularies differ (%d and %d tokens)", mv, bv)
+	}
+	return score(ctx, scorer{m, be}, &scorer{base, baseBE}, ids, window, bos, progress)
+}
+
+// scorer is a model with the backend it runs on.
+type scorer struct {
+	m  model.Model
+	be backend.Backend
+}
+
+// cache returns a KV cache holding one window of the model, and its blocks.
+func (s scorer) cache(window int) (backend.KVCache, []int32, error) {
+	const blockSize = 16
+	spec := s.m.Info().KV
+	spec.BlockSize = blockSize
+	spec.Blocks = (window + blockSize - 1) / blockSize
+	cache, err := s.be.NewKVCache(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	blocks := make([]int32, spec.Blocks)
+	for i := range blocks {
+		blocks[i] = int32(i)
+	}
+	return cache, blocks, nil
+}
+
+// score is Perplexity, and PerplexityKL when base is set.
+func score(ctx context.Context, s scorer, base *scorer, ids []int32, window int, bos int32, progress func(done, total int)) (PerplexityResult, error) {
 	if window < 2 {
 		return PerplexityResult{}, fmt.Errorf("perplexity: context %d must be at least 2", window)
 	}
-	info := m.Info()
-	if info.ContextLength > 0 && window > info.ContextLength {
-		return PerplexityResult{}, fmt.Errorf("perplexity: context %d exceeds the model's %d", window, info.ContextLength)
+	info := s.m.Info()
+	for _, sc := range []*scorer{&s, base} {
+		if sc == nil {
+			continue
+		}
+		if n := sc.m.Info().ContextLength; n > 0 && window > n {
+			return PerplexityResult{}, fmt.Errorf("perplexity: context %d exceeds the model's %d", window, n)
+		}
 	}
 	if len(ids) == 0 {
 		return PerplexityResult{}, errors.New("perplexity: no tokens to score")
@@ -39,20 +93,22 @@ func Perplexity(ctx context.Context, m model.Model, be backend.Backend, ids []in
 	if bos >= 0 {
 		step = window - 1
 	}
-	const blockSize = 16
-	spec := info.KV
-	spec.BlockSize = blockSize
-	spec.Blocks = (window + blockSize - 1) / blockSize
-	cache, err := be.NewKVCache(spec)
+	cache, blocks, err := s.cache(window)
 	if err != nil {
 		return PerplexityResult{}, err
 	}
-	blocks := make([]int32, spec.Blocks)
-	for i := range blocks {
-		blocks[i] = int32(i)
+	var baseCache backend.KVCache
+	var baseBlocks []int32
+	if base != nil {
+		if baseCache, baseBlocks, err = base.cache(window); err != nil {
+			return PerplexityResult{}, err
+		}
 	}
 	res := PerplexityResult{Ctx: window}
+	var baseNLL, kl float64
+	var agree int
 	vocab := info.Vocab
+	var buf, baseBuf []float32
 	for start := 0; start < len(ids); start += step {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -80,15 +136,29 @@ func Perplexity(ctx context.Context, m model.Model, be backend.Backend, ids []in
 			chunk = chunk[1:]
 		}
 		b.Seqs = []backend.Seq{{Start: 0, Len: len(b.Tokens), Blocks: blocks}}
-		logits := m.Forward(b, cache, rows)
-		buf := make([]float32, len(rows)*vocab)
-		if err := be.Read(buf, logits); err != nil {
+		buf = slices.Grow(buf[:0], len(rows)*vocab)[:len(rows)*vocab]
+		if err := s.be.Read(buf, s.m.Forward(b, cache, rows)); err != nil {
 			return res, err
+		}
+		if base != nil {
+			b.Seqs = []backend.Seq{{Start: 0, Len: len(b.Tokens), Blocks: baseBlocks}}
+			baseBuf = slices.Grow(baseBuf[:0], len(rows)*vocab)[:len(rows)*vocab]
+			if err := base.be.Read(baseBuf, base.m.Forward(b, baseCache, rows)); err != nil {
+				return res, err
+			}
 		}
 		for i, t := range chunk {
 			row := buf[i*vocab : (i+1)*vocab]
 			res.NLL -= logProb(row, t)
 			res.Tokens++
+			if base != nil {
+				brow := baseBuf[i*vocab : (i+1)*vocab]
+				baseNLL -= logProb(brow, t)
+				kl += klDiv(brow, row)
+				if argmax(brow) == argmax(row) {
+					agree++
+				}
+			}
 		}
 		if progress != nil {
 			progress(min(start+step, len(ids)), len(ids))
@@ -97,13 +167,19 @@ func Perplexity(ctx context.Context, m model.Model, be backend.Backend, ids []in
 	if res.Tokens == 0 {
 		return res, errors.New("perplexity: no tokens to score")
 	}
-	res.PPL = math.Exp(res.NLL / float64(res.Tokens))
+	n := float64(res.Tokens)
+	res.PPL = math.Exp(res.NLL / n)
+	if base != nil {
+		res.BasePPL = math.Exp(baseNLL / n)
+		res.KL = kl / n
+		res.Top1 = float64(agree) / n
+	}
 	return res, nil
 }
 
-// logProb returns log softmax(row)[t] computed in float64.
-func logProb(row []float32, t int32) float64 {
-	m := math.Inf(-1)
+// logSumExp returns the maximum of row and log Σ exp(row − max), in float64.
+func logSumExp(row []float32) (m, lse float64) {
+	m = math.Inf(-1)
 	for _, v := range row {
 		m = math.Max(m, float64(v))
 	}
@@ -111,5 +187,36 @@ func logProb(row []float32, t int32) float64 {
 	for _, v := range row {
 		s += math.Exp(float64(v) - m)
 	}
-	return float64(row[t]) - m - math.Log(s)
+	return m, math.Log(s)
+}
+
+// klDiv returns KL(softmax(p) ‖ softmax(q)) of two rows of logits, in
+// float64: Σ_v p_v·(log p_v − log q_v).
+func klDiv(p, q []float32) float64 {
+	pm, pl := logSumExp(p)
+	qm, ql := logSumExp(q)
+	var kl float64
+	for v := range p {
+		lp := float64(p[v]) - pm - pl
+		lq := float64(q[v]) - qm - ql
+		kl += math.Exp(lp) * (lp - lq)
+	}
+	return max(kl, 0)
+}
+
+// argmax returns the index of the first largest value of row.
+func argmax(row []float32) int {
+	best := 0
+	for i, v := range row {
+		if v > row[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+// logProb returns log softmax(row)[t] computed in float64.
+func logProb(row []float32, t int32) float64 {
+	m, lse := logSumExp(row)
+	return float64(row[t]) - m - lse
 }
