@@ -17,11 +17,11 @@ import (
 	"github.com/marlin-llm/marlin/backend"
 )
 
-//go:embed common.cu qmm.cu matmul.cu ops.cu attention.cu moe.cu mla.cu trellis.cu sample.cu
+//go:embed common.cu qmm.cu hopper.cu matmul.cu ops.cu attention.cu moe.cu mla.cu trellis.cu sample.cu
 var kernelFS embed.FS
 
 // kernelFiles is the order in which the sources are concatenated.
-var kernelFiles = []string{"common.cu", "qmm.cu", "matmul.cu", "ops.cu", "attention.cu", "moe.cu", "mla.cu", "trellis.cu", "sample.cu"}
+var kernelFiles = []string{"common.cu", "qmm.cu", "hopper.cu", "matmul.cu", "ops.cu", "attention.cu", "moe.cu", "mla.cu", "trellis.cu", "sample.cu"}
 
 // kernelSource returns the program NVRTC compiles: every .cu file, each
 // preceded by a #line directive so that compile errors name it.
@@ -56,8 +56,26 @@ type kernels struct {
 	permute, xToHalf, dequantInt4, dequantFP4 uintptr
 	youtApply                                 uintptr        // fused outputs of a plain product (matrix.go)
 	tcQgemm                                   [3]uintptr     // tc_qgemm_int4, _int4_asym, _fp4: prefill-sized 4-bit products (matrix.go tcGemm)
+	wgQgemm                                   [2][3]uintptr  // wg_qgemm_{int4, int4_asym, fp4}_{64, 128}: the same on the warpgroup MMA (sm_90a; matrix.go wgGemm)
 	attnSplit                                 [2][4]uintptr  // [D 64, 128][G 1, 2, 4, 8]
 	tr                                        trellisKernels // EXL3 (trellis.go)
+}
+
+// wgTokens are the token tiles of wg_qgemm's two forms (hopper.cu): 64
+// tokens × 2 column tiles a block, and 128 tokens × 4 column tiles.
+var wgTokens = [2]int{64, 128}
+
+// wgSmem is wg_qgemm's dynamic shared memory for a token tile of bt (hopper.cu's
+// wg_smem: 5 ring stages of each column tile's 1 KB of codes, 128 B of
+// scales and, with zero points, 256 B of zero pairs, and bt tokens × 32
+// inputs of x in fp16).
+func wgSmem(bt int, asym bool) int {
+	ct := bt / 64 // column tiles a warpgroup
+	st := 2*ct*(1024+128) + 64*bt
+	if asym {
+		st += 2 * ct * 256
+	}
+	return 5 * st
 }
 
 // tgSmem is tc_qgemm's dynamic shared memory (qmm.cu's tg_smem: 5 ring
@@ -99,20 +117,23 @@ const dmvWideSmem = 4 * 3 * (4096 + 512*8)
 
 // Backend runs the ops on one CUDA device.
 type Backend struct {
-	d         *driver
-	nv        *nvrtc
-	ordinal   int
-	dev       int32
-	ctx       uintptr // the device's primary context
-	stream    uintptr
-	module    uintptr
-	k         kernels
-	names     map[uintptr]string // kernel → name, for error messages
-	cc, sms   int                // compute capability (major·10+minor), multiprocessors
-	smemOptin int                // largest dynamic shared memory a block may opt into
-	desc      string
-	totalMem  int64
-	fromCache bool // the module came from the disk cache
+	d          *driver
+	nv         *nvrtc
+	wgmma      bool  // 4-bit products of more than 16 rows on wg_qgemm (hopper.cu; matrix.go wgGemm)
+	wgmmaReady bool  // the module has wg_qgemm (an sm_90a image)
+	wgmmaErr   error // why the sm_90a compilation failed, if it did (the module is then plain sm_90)
+	ordinal    int
+	dev        int32
+	ctx        uintptr // the device's primary context
+	stream     uintptr
+	module     uintptr
+	k          kernels
+	names      map[uintptr]string // kernel → name, for error messages
+	cc, sms    int                // compute capability (major·10+minor), multiprocessors
+	smemOptin  int                // largest dynamic shared memory a block may opt into
+	desc       string
+	totalMem   int64
+	fromCache  bool // the module came from the disk cache
 
 	mu     sync.Mutex
 	closed atomic.Bool
@@ -227,6 +248,12 @@ func (b *Backend) init() error {
 	}
 	src := kernelSource()
 	img, path, cached, err := b.nv.image(src, b.cc, false)
+	if arch, _, _ := b.nv.target(b.cc); err != nil && arch == "sm_90a" {
+		// without Hopper's own target the warpgroup-MMA kernels are empty
+		// stubs and everything else is the same: compile for plain sm_90
+		b.wgmmaErr, b.nv.plain = err, true
+		img, path, cached, err = b.nv.image(src, b.cc, false)
+	}
 	if err != nil {
 		return err
 	}
@@ -242,6 +269,14 @@ func (b *Backend) init() error {
 		return err
 	}
 	b.fromCache = cached
+	// the warpgroup-MMA products need the sm_90a image (nvrtc.target);
+	// measured slower than tc_qgemm and cuBLAS at most sizes
+	// (docs/cuda-kernels.md, ninth session), they run only with
+	// MARLIN_CUDA_WGMMA=1 (and in the tests)
+	if arch, _, err := b.nv.target(b.cc); err == nil && arch == "sm_90a" {
+		b.wgmmaReady = true
+		b.wgmma = os.Getenv("MARLIN_CUDA_WGMMA") == "1"
+	}
 	if err := b.loadKernels(); err != nil {
 		return err
 	}
@@ -389,6 +424,12 @@ func (b *Backend) loadKernels() error {
 	b.loadTrellisKernels(get)
 	k.tcQgemm[0], k.tcQgemm[1], k.tcQgemm[2] = get("tc_qgemm_int4"), get("tc_qgemm_int4_asym"), get("tc_qgemm_fp4")
 	b.dynSmem[k.tcQgemm[0]], b.dynSmem[k.tcQgemm[1]], b.dynSmem[k.tcQgemm[2]] = tgSmem(false), tgSmem(true), tgSmem(false)
+	for i, bt := range wgTokens {
+		for j, kind := range []string{"int4", "int4_asym", "fp4"} {
+			f := get(fmt.Sprintf("wg_qgemm_%s_%d", kind, bt))
+			k.wgQgemm[i][j], b.dynSmem[f] = f, wgSmem(bt, j == 1)
+		}
+	}
 	for i, d := range []int{64, 128} {
 		for j, g := range []int{1, 2, 4, 8} {
 			k.attnSplit[i][j] = get(fmt.Sprintf("attn_split_%d_%d", d, g))

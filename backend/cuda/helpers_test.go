@@ -32,7 +32,10 @@ func gpu(t testing.TB) *Backend {
 	sharedOnce.Do(func() {
 		shared, sharedErr = New(0)
 		if sharedErr == nil {
-			fmt.Fprintf(os.Stderr, "cuda tests on %s (kernels from the disk cache: %v)\n", shared.Describe(), shared.fromCache)
+			fmt.Fprintf(os.Stderr, "cuda tests on %s (kernels from the disk cache: %v; warpgroup MMA kernels: %v, on: %v)\n", shared.Describe(), shared.fromCache, shared.wgmmaReady, shared.wgmma)
+			if shared.wgmmaErr != nil {
+				fmt.Fprintf(os.Stderr, "sm_90a compilation failed: %v\n", shared.wgmmaErr)
+			}
 		}
 	})
 	if sharedErr != nil {

@@ -383,7 +383,7 @@ func (b *Backend) decodeParts(m *matrix, M int) int {
 // fastPath reports whether matmulOut runs m at M rows on the tensor-core
 // decode kernels (which write any yout themselves).
 func (b *Backend) fastPath(m *matrix, M int, x uint64, ldx int) bool {
-	if b.decodeParts(m, M) == 0 || b.tcGemm(m, M) {
+	if b.decodeParts(m, M) == 0 || b.wgGemm(m, M) || b.tcGemm(m, M) {
 		return false
 	}
 	return (m.f == fmtPInt4 || m.f == fmtPFP4) && m.desc.gidx != 0 || x%16 == 0 && ldx%4 == 0
@@ -436,7 +436,7 @@ func (b *Backend) tcQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 		f = b.k.tcQgemm[1]
 	}
 	K := m.cols
-	x16 := b.xHalf(x, ldx, M, m, false)
+	x16 := b.xHalf(x, ldx, M, m, false, false)
 	if x16 == 0 {
 		return
 	}
@@ -448,6 +448,64 @@ func (b *Backend) tcQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 	var ws uint64
 	if S > 1 {
 		if ws = b.scratchBuf("tcws", 4*int64(gx*gy)*int64(S)*8192); ws == 0 {
+			return
+		}
+	}
+	a := b.newArgs()
+	a.desc(&m.desc)
+	a.ptr(x16)
+	a.ptr(y)
+	a.i32(ldy)
+	a.i32(M)
+	a.ptr(ws)
+	a.ptr(b.counters.ptr)
+	b.launchOpt(f, gx, gy, S, 256, b.dynSmem[f], a, true)
+}
+
+// wgGemmMin (MARLIN_WG_MIN, for measurements) is the fewest rows a
+// product takes wg_qgemm with.
+var wgGemmMin = envInt("MARLIN_WG_MIN", 17)
+
+// wgGemm reports whether matmulOut runs m's product of M rows on wg_qgemm
+// (hopper.cu, the warpgroup MMA of sm_90a devices): packed INT4 or FP4 as
+// tcGemm takes them, from wgGemmMin rows up, in place of tc_qgemm and of
+// dequantisation + cuBLAS — when turned on (MARLIN_CUDA_WGMMA=1): as
+// written it is slower than those at most sizes (docs/cuda-kernels.md).
+func (b *Backend) wgGemm(m *matrix, M int) bool {
+	return b.wgmma && M >= wgGemmMin && (m.f == fmtPInt4 || m.f == fmtPFP4) && m.tr == nil &&
+		m.cols%32 == 0 && m.desc.group%32 == 0 && b.k.wgQgemm[0][0] != 0
+}
+
+// wgQgemm queues x_to_half and wg_qgemm for y[M, N] = x[M, K]·Wᵀ: blocks
+// of 128 columns × 64 tokens up to 64 rows, else 256 columns × 128 tokens;
+// K split among S blocks as tcQgemm splits it.
+func (b *Backend) wgQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
+	i := 0
+	if M > wgTokens[0] {
+		i = 1
+	}
+	bt := wgTokens[i]
+	f := b.k.wgQgemm[i][0]
+	switch {
+	case m.f == fmtPFP4:
+		f = b.k.wgQgemm[i][2]
+	case m.asym:
+		f = b.k.wgQgemm[i][1]
+	}
+	K := m.cols
+	x16 := b.xHalf(x, ldx, M, m, false, true)
+	if x16 == 0 {
+		return
+	}
+	cols := 2 * bt // output columns a block: two warpgroups of bt/64 column tiles
+	gx, gy := (m.rows+cols-1)/cols, (M+bt-1)/bt
+	S := tcSplits(gx*gy, K/32, b.sms)
+	if gx*gy > counterCap {
+		S = 1
+	}
+	var ws uint64
+	if S > 1 { // partial sums: 256 threads × 32·(bt/64)² floats a block
+		if ws = b.scratchBuf("wgws", 4*int64(gx*gy)*int64(S)*256*32*int64(bt/64*bt/64)); ws == 0 {
 			return
 		}
 	}
@@ -606,6 +664,10 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normI
 	y, ldy := o.y0, int(o.ld0) // a plain output, unless on the fast path
 	if m.tr != nil {
 		b.trellisMatMul(y, ldy, x, ldx, M, m)
+		return
+	}
+	if b.wgGemm(m, M) {
+		b.wgQgemm(y, ldy, x, ldx, M, m)
 		return
 	}
 	if b.tcGemm(m, M) {

@@ -28,6 +28,7 @@ var nvrtcLibs = []string{"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2",
 type nvrtc struct {
 	soname       string
 	major, minor int
+	plain        bool  // compile for sm_90, not sm_90a (after the sm_90a compile failed)
 	archs        []int // supported sm_XY as XY (empty when NVRTC cannot say)
 
 	create, compile, destroy       uintptr
@@ -102,8 +103,15 @@ func loadNVRTC() (*nvrtc, error) {
 // (major·10 + minor): a CUBIN for sm_cc when NVRTC supports it, else PTX
 // for the newest supported architecture not above it (the driver JIT-
 // compiles PTX for newer devices).
+//
+// On sm_90 with NVRTC 12 or newer the CUBIN is for sm_90a, Hopper's
+// architecture-specific target, which the warpgroup MMA (hopper.cu) needs;
+// the image then runs on sm_90 devices only, which is all it is loaded on.
 func (n *nvrtc) target(cc int) (arch string, ptx bool, err error) {
 	if len(n.archs) == 0 || slices.Contains(n.archs, cc) {
+		if cc == 90 && n.major >= 12 && !n.plain {
+			return "sm_90a", false, nil
+		}
 		return fmt.Sprintf("sm_%d", cc), false, nil
 	}
 	best := 0
@@ -140,6 +148,9 @@ func (n *nvrtc) build(src, name, arch string, ptx bool, opts []string) ([]byte, 
 	r := call(n.compile, prog, uintptr(len(ptrs)), uintptr(unsafe.Pointer(&ptrs[0])))
 	if r != 0 {
 		return nil, fmt.Errorf("cuda: NVRTC %d.%d compiling %s for %s: %s\n%s", n.major, n.minor, name, arch, n.errString(int32(r)), n.programLog(prog))
+	}
+	if os.Getenv("MARLIN_NVRTC_LOG") == "1" { // the compiler's warnings and advisories, for kernel work
+		fmt.Fprintf(os.Stderr, "NVRTC %d.%d log (%s):\n%s\n", n.major, n.minor, arch, n.programLog(prog))
 	}
 	sizeFn, getFn := n.cubinSize, n.cubin
 	if ptx {

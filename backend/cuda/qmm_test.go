@@ -27,8 +27,8 @@ import (
 // by at most ~2·2^-11 (fp16) or 2^-8 (bf16) relatively: 2e-3 and 5e-3.
 func matmulTol(w backend.Matrix, M int) float64 {
 	m := w.(*matrix)
-	if m.owner.tcGemm(m, M) {
-		return 2e-3 // tc_qgemm: x and (q − z)·s rounded to fp16
+	if m.owner.wgGemm(m, M) || m.owner.tcGemm(m, M) {
+		return 2e-3 // wg_qgemm, tc_qgemm: x and (q − z)·s rounded to fp16
 	}
 	if M >= gemmMinRows && m.cols%8 == 0 && m.owner.blas != nil {
 		// the cuBLAS path (cublas.go): x in fp16 (bf16), 4-bit weights
@@ -153,23 +153,38 @@ func TestQMatMul(t *testing.T) {
 		{"f16-split-k", denseWeight(dtype.F16), 333, 6144},
 		{"bf16-narrow", denseWeight(dtype.BF16), 150, 2080}, // K % 128 ≠ 0: dmv's narrow order at M ≤ 8
 	}
-	for _, cs := range cases {
-		w := cs.make(rng, cs.n, cs.k)
-		gw, err := g.LoadMatrix(w)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, M := range []int{1, 2, 3, 4, 7, 8, 15, 16, 17, 40, 63, 64, 100} {
-			xv := randn(rng, M*cs.k, 1)
-			want := exactMatMul(w, xv, M)
-			scale := absDot(w, xv, M)
-			got := gpuMatMul(t, g, gw, xv, M)
-			checkScaled(t, fmt.Sprintf("%s N%d K%d M%d", cs.name, cs.n, cs.k, M), got, want, scale, matmulTol(gw, M))
-		}
-		// x rows at an odd offset: not 16-byte aligned (the generic
-		// kernel at 3 rows, tc_qgemm's conversion at 40)
-		for _, M := range []int{3, 40} {
-			unalignedX(t, g, rng, w, gw, cs.name, cs.n, cs.k, M)
+	// With an sm_90a image the first pass runs the 4-bit products of 17
+	// rows and more on wg_qgemm (off by default in the product), the
+	// second on tc_qgemm and cuBLAS.
+	passes := []bool{g.wgmmaReady}
+	if g.wgmmaReady {
+		passes = append(passes, false)
+		defer func(on bool) { g.wgmma = on }(g.wgmma)
+	}
+	for _, wg := range passes {
+		g.wgmma = wg
+		for _, cs := range cases {
+			w := cs.make(rng, cs.n, cs.k)
+			gw, err := g.LoadMatrix(w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			Ms := []int{1, 2, 3, 4, 7, 8, 15, 16, 17, 40, 63, 64, 65, 100, 130, 300}
+			if len(passes) > 1 && !wg {
+				Ms = []int{17, 64, 100, 300}
+			}
+			for _, M := range Ms {
+				xv := randn(rng, M*cs.k, 1)
+				want := exactMatMul(w, xv, M)
+				scale := absDot(w, xv, M)
+				got := gpuMatMul(t, g, gw, xv, M)
+				checkScaled(t, fmt.Sprintf("%s N%d K%d M%d wgmma %v", cs.name, cs.n, cs.k, M, wg), got, want, scale, matmulTol(gw, M))
+			}
+			// x rows at an odd offset: not 16-byte aligned (the generic
+			// kernel at 3 rows, tc_qgemm's or wg_qgemm's conversion at 40)
+			for _, M := range []int{3, 40} {
+				unalignedX(t, g, rng, w, gw, cs.name, cs.n, cs.k, M)
+			}
 		}
 	}
 }

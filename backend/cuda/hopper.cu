@@ -1,0 +1,319 @@
+// ---- 4-bit products on Hopper's warpgroup MMA (wgmma; sm_90a only) ----
+//
+// wg_qgemm: y[M, N] = x[M, K]·Wᵀ for packed INT4 (symmetric or with zero
+// points) and FP4 weights, as tc_qgemm (qmm.cu) computes it — the same
+// packed layout, the same dequantisation ((q − z)·s rounded once to fp16),
+// x in fp16 in the packed input order — but on the warpgroup MMA, which
+// tc_qgemm could not use: one wgmma.m64n64k16 does the work of 32
+// mma.sync.m16n8k16 and takes its B operand straight from shared memory,
+// so the instructions a step are the dequantisation and little else
+// (tc_qgemm was bound by issuing ~9 instructions an mma).
+//
+// x's input order: the packed layout puts inputs 4t … 4t+3 of a 16-input
+// half in lane t's registers a0 (4t, 4t+1) and a2 (4t+2, 4t+3), which the
+// MMA reads as its k = 2t, 2t+1 and 8+2t, 8+2t+1. tc_qgemm loads its B
+// fragments to match; here B is read by the hardware in k order, so x16
+// comes in that order (x_to_half's mma flag): positions 0 … 7 of each 16
+// hold inputs 0, 1, 4, 5, 8, 9, 12, 13 and 8 … 15 inputs 2, 3, 6, 7, 10,
+// 11, 14, 15.
+//
+// Operand roles: the weights are the MMA's A (64 output columns × 16
+// inputs a warpgroup, in registers) and x its B (16 inputs × 64 tokens, in
+// shared memory). A warpgroup's four warps each hold 16 of the 64 rows of
+// A in the register layout of mma.m16n8k16's A fragment, which is what one
+// 32-bit word of the packed layout dequantises to (qmv4's "Operand roles"):
+// warp wl of a warpgroup takes word wl of each lane's 16 bytes of a column
+// tile's 16-input half — column rows 16wl … 16wl + 15.
+//
+// Block: 2 warpgroups (256 threads), 2·CT packed column tiles (64 output
+// columns each; warpgroup g owns tiles CT·g … CT·g + CT − 1) × BT tokens
+// (BT/64 sub-tiles of 64, one wgmma each). K in steps of 32 inputs
+// (two k16 halves), blockIdx.z taking steps [z·spt/S, (z+1)·spt/S).
+// Per step, by cp.async into a ring of WG_STAGES stages, WG_STAGES − 2
+// steps ahead: the tiles' codes (1 KB each), scales (128 B), zero pairs
+// (256 B), and x's BT × 32 inputs in the wgmma's canonical K-major layout
+// without swizzle: 8 × 8 "core matrices" (8 tokens × 16 bytes, 128 bytes
+// contiguous), core matrix (n8, k8) at 128·(4·n8 + k8). So the descriptor
+// of a k16 half j of a 64-token sub-tile u starts at 256j + 4096u, the
+// next core matrix along K is 128 bytes on (LBO), along the tokens 512
+// (SBO). A thread's 16-byte copies of x are chunks 16·id of the stage,
+// id = tid + 256i: token 8(id >> 5) + (id & 7), inputs 8((id >> 3) & 3) …
+// +7 — each warp reads 8 tokens × 64 contiguous bytes and writes 512
+// contiguous bytes.
+//
+// The ring runs two slots of slack instead of one: step s's wgmma are
+// still in flight (wgmma.wait_group 1) while step s + 1 is dequantised,
+// so the slot refilled at step s is the one of step s − 2, which every
+// warp has waited for before the barrier that precedes the refill. The
+// cp.async writes reach the async proxy that wgmma reads through by a
+// fence.proxy.async before that barrier.
+//
+// With S > 1 each block leaves its partial sums in ws (slot (tile, z)) and
+// the last of the S blocks of a tile (counter per tile, reset by it) adds
+// them in z order: deterministic. Requires K % 32 == 0, group % 32 == 0,
+// x16 rows of K fp16 (K % 8 == 0); dynamic shared memory wg_smem.
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define WG_ON 1
+#else
+#define WG_ON 0  // compiled for another target: the kernels are empty and never launched
+#endif
+#define WG_STAGES 5
+__host__ __device__ constexpr int wg_sco(int ct) { return 2048 * ct; }
+__host__ __device__ constexpr int wg_zo(int ct) { return 2048 * ct + 256 * ct; }
+__host__ __device__ constexpr int wg_xo(int ct, bool asym) { return wg_zo(ct) + (asym ? 512 * ct : 0); }
+__host__ __device__ constexpr int wg_stage(int bt, int ct, bool asym) { return wg_xo(ct, asym) + 64 * bt; }
+__host__ __device__ constexpr int wg_smem(int bt, int ct, bool asym) { return WG_STAGES * wg_stage(bt, ct, asym); }
+
+#if WG_ON
+// wg_desc is the shared-memory descriptor of one k16 half of a 64-token
+// x sub-tile at saddr: no swizzle, LBO 128 bytes (next core matrix along
+// K), SBO 512 bytes (next 8 tokens); the fields hold byte values >> 4.
+__device__ __forceinline__ unsigned long long wg_desc(u32 saddr) {
+    return (unsigned long long)((saddr & 0x3FFFF) >> 4) | ((unsigned long long)(128 >> 4) << 16) |
+           ((unsigned long long)(512 >> 4) << 32);
+}
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+template <int N> __device__ __forceinline__ void wg_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory"); }
+__device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+
+// wg_mma64: d += A·B for this warpgroup, A 64 × 16 from registers (this
+// warp's fragment a0…a3 of its 16 rows), B 16 × 64 at desc; d in the
+// accumulator layout of mma.m16n8k16 per n8 chunk i: d[4i], d[4i+1] at row
+// 16wl + c, columns 8i + 2t, +1; d[4i+2], d[4i+3] at row 16wl + c + 8.
+__device__ __forceinline__ void wg_mma64(float* d, u32 a0, u32 a1, u32 a2, u32 a3, unsigned long long desc) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+        "{%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc), "r"(1));
+}
+
+// wg_keep marks a set of A fragments as used here: placed after the
+// wait_group that ends their wgmma, it keeps the compiler from giving their
+// registers to the next set while those products may still read them.
+template <int CT> __device__ __forceinline__ void wg_keep(const u32 (&a)[CT][2][4]) {
+#pragma unroll
+    for (int ct = 0; ct < CT; ct++)
+#pragma unroll
+        for (int j = 0; j < 2; j++) asm volatile("" ::"r"(a[ct][j][0]), "r"(a[ct][j][1]), "r"(a[ct][j][2]), "r"(a[ct][j][3]));
+}
+#endif
+
+template <int KIND, bool ASYM, int BT, int CT>
+__device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__ x16, float* __restrict__ y, int ldy, int M,
+                                         float* ws, int* counters) {
+#if WG_ON
+    extern __shared__ __align__(128) unsigned char gsm[];
+    constexpr int SB = wg_stage(BT, CT, ASYM), SCO = wg_sco(CT), ZO = wg_zo(CT), XO = wg_xo(CT, ASYM);
+    constexpr int NT = 2 * CT, NU = BT / 64, PD = WG_STAGES - 2;  // tiles a block, 64-token sub-tiles, steps ahead
+    constexpr int WC = NT * (64 + 8 + (ASYM ? 16 : 0));             // 16-byte weight chunks a step
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wl = warp & 3, wgi = warp >> 2, t = lane & 3, c = lane >> 2;
+    const int spt = w.K >> 5, ntiles = (w.N + 63) >> 6, groups = w.K / w.group, gsteps = w.group >> 5;
+    const int nt0 = NT * blockIdx.x, m0 = BT * blockIdx.y, S = gridDim.z, z = blockIdx.z;
+    const int s0 = (int)((long long)spt * z / S), s1 = (int)((long long)spt * (z + 1) / S);
+    const u32 ring_s = smem_addr(gsm);
+
+    // this thread's (at most two) weight chunks a step: codes of tile i
+    // (chunk 16·(id & 63) of its 1 KB, source + 1024 a step), then scales
+    // (128 B a tile, source + 128 a group), then zero pairs (256 B a tile,
+    // + 256 a group); a tile past the last is read as the last (its
+    // outputs are not stored)
+    const unsigned char* wp[2];
+    int wdst[2], wstep[2], wgrp[2];
+    bool hasw[2];
+#pragma unroll
+    for (int k = 0; k < 2; k++) {
+        const int id = tid + 256 * k;
+        hasw[k] = id < WC, wp[k] = (const unsigned char*)w.data, wdst[k] = 0, wstep[k] = 0, wgrp[k] = 0;
+        if (id < 64 * NT) {
+            const int nt = min(nt0 + (id >> 6), ntiles - 1);
+            wp[k] += (size_t)nt * spt * 1024 + 16 * (id & 63), wdst[k] = 16 * id, wstep[k] = 1024;
+        } else if (id < 72 * NT) {
+            const int j = id - 64 * NT, nt = min(nt0 + (j >> 3), ntiles - 1);
+            wp[k] = (const unsigned char*)w.scales + (size_t)nt * groups * 128 + 16 * (j & 7), wdst[k] = SCO + 16 * j, wgrp[k] = 128;
+        } else if (ASYM && id < WC) {
+            const int j = id - 72 * NT, nt = min(nt0 + (j >> 4), ntiles - 1);
+            wp[k] = (const unsigned char*)w.zeros + (size_t)nt * groups * 256 + 16 * (j & 15), wdst[k] = ZO + 16 * j, wgrp[k] = 256;
+        }
+        wp[k] += (size_t)s0 * wstep[k] + (size_t)(s0 / gsteps) * wgrp[k];
+    }
+    // x's chunks: NU a thread (see the layout above), zeros past row M − 1
+    const u16* xp[NU];
+    int xbytes[NU];
+#pragma unroll
+    for (int i = 0; i < NU; i++) {
+        const int id = tid + 256 * i, n = m0 + 8 * (id >> 5) + (id & 7);
+        xbytes[i] = n < M ? 16 : 0;
+        xp[i] = x16 + (size_t)min(n, M - 1) * w.K + 8 * ((id >> 3) & 3) + 32 * s0;
+    }
+    int gs = s0 % gsteps;  // the next step to copy: its place in its group
+    auto copy_w = [&](u32 slot) {
+#pragma unroll
+        for (int k = 0; k < 2; k++)
+            if (hasw[k]) cp_async16(slot + wdst[k], wp[k]);
+#pragma unroll
+        for (int k = 0; k < 2; k++) wp[k] += wstep[k];
+        if (++gs == gsteps) {
+            gs = 0;
+#pragma unroll
+            for (int k = 0; k < 2; k++) wp[k] += wgrp[k];
+        }
+    };
+    auto copy_x = [&](u32 slot) {
+#pragma unroll
+        for (int i = 0; i < NU; i++) cp_async16_zfill(slot + 16 * (tid + 256 * i), xp[i], xbytes[i]), xp[i] += 32;
+    };
+
+    float acc[CT][BT / 2];  // acc[ct][4i + e]: n8 chunk i of the tile's tokens
+#pragma unroll
+    for (int a = 0; a < CT; a++)
+#pragma unroll
+        for (int e = 0; e < BT / 2; e++) acc[a][e] = 0.f;
+
+    // prologue: the weights of the first PD steps before waiting for the
+    // previous kernel, x after it; one commit group a step
+#pragma unroll
+    for (int u = 0; u < PD; u++)
+        if (s0 + u < s1) copy_w(ring_s + (u32)(u * SB));
+    pdl_wait();
+    pdl_trigger();
+#pragma unroll
+    for (int u = 0; u < PD; u++) {
+        if (s0 + u < s1) copy_x(ring_s + (u32)(u * SB) + XO);
+        cp_commit();
+    }
+    // One step of 32 inputs into the A fragments a ([tile][k16 half]
+    // [register]). The loop runs two steps a turn with two register sets:
+    // step s's wgmma read theirs until the wait_group 1 at the end of step
+    // s + 1, so step s + 1 dequantises into the other set; with one set
+    // (a rolled loop) ptxas has to wait for each step's products before
+    // the next dequantisation overwrites their operands, and the kernel ran
+    // at a third of the tensor cores' rate.
+    int sc = s0, slot = 0, pslot = PD;  // the step, its slot, the next copy's slot
+    auto step = [&](u32 (&a)[CT][2][4], const u32 (&prev)[CT][2][4]) {
+        cp_wait<PD - 1>();     // step sc landed (this thread's copies) …
+        fence_async_shared();  // … visible to wgmma's reads …
+        __syncthreads();       // … for everyone; step sc − 2's slot is free
+        if (sc + PD < s1) {
+            const u32 ps = ring_s + (u32)(pslot * SB);
+            copy_w(ps);
+            copy_x(ps + XO);
+        }
+        cp_commit();
+        pslot = pslot == WG_STAGES - 1 ? 0 : pslot + 1;
+
+        const unsigned char* sl = gsm + slot * SB;
+#pragma unroll
+        for (int ct = 0; ct < CT; ct++) {
+            const int i = CT * wgi + ct;
+            // scales of this lane's columns 16wl + c (low half) and 16wl + 8 + c
+            const u32 s2 = *(const u32*)(sl + SCO + 128 * i + 16 * c + 4 * wl);
+            const u32 sf0 = __byte_perm(s2, 0, 0x1010), sf1 = __byte_perm(s2, 0, 0x3232);
+            u32 zl = 0xE408E408u, zh = 0xD480D480u;  // symmetric: z = 8
+            if (ASYM) {
+                const uint2 zp = *(const uint2*)(sl + ZO + 256 * i + 32 * c + 8 * wl);
+                zl = __byte_perm(zp.x, zp.y, 0x5410), zh = __byte_perm(zp.x, zp.y, 0x7632);
+            }
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                const u32 v = *(const u32*)(sl + 1024 * i + 512 * j + 16 * lane + 4 * wl);
+                u32 q4[4];
+                if (KIND == PACK_INT4) {
+                    dequant_int4(v, zl, zh, q4);
+                } else {
+                    dequant_fp4(v, q4);  // value·2^-14, times 2^14 exactly, then the scale
+#pragma unroll
+                    for (int qq = 0; qq < 4; qq++) q4[qq] = hmul2(q4[qq], 0x74007400u);
+                }
+                a[ct][j][0] = hmul2(q4[0], sf0), a[ct][j][1] = hmul2(q4[2], sf1);
+                a[ct][j][2] = hmul2(q4[1], sf0), a[ct][j][3] = hmul2(q4[3], sf1);
+            }
+        }
+        const u32 xs = ring_s + (u32)(slot * SB + XO);
+        wg_fence();
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+#pragma unroll
+            for (int ct = 0; ct < CT; ct++)
+#pragma unroll
+                for (int u = 0; u < NU; u++)
+                    wg_mma64(acc[ct] + 32 * u, a[ct][j][0], a[ct][j][1], a[ct][j][2], a[ct][j][3], wg_desc(xs + 256 * j + 4096 * u));
+        wg_commit();
+        wg_wait<1>();  // step sc − 1's products done: its registers and slot are free
+        wg_keep(prev);
+        slot = slot == WG_STAGES - 1 ? 0 : slot + 1;
+        sc++;
+    };
+    u32 a0[CT][2][4], a1[CT][2][4] = {};
+    while (sc < s1) {
+        step(a0, a1);
+        if (sc < s1) step(a1, a0);
+    }
+    wg_wait<0>();
+    cp_wait<0>();
+
+    // acc[ct][4i + e]: output column 64(nt0 + CT·wgi + ct) + 16wl + c +
+    // 8(e >> 1), token m0 + 8i + 2t + (e & 1)
+    auto put = [&](const float (&v)[CT][BT / 2]) {
+#pragma unroll
+        for (int ct = 0; ct < CT; ct++)
+#pragma unroll
+            for (int e = 0; e < BT / 2; e++) {
+                const int f = 64 * (nt0 + CT * wgi + ct) + 16 * wl + c + 8 * ((e >> 1) & 1);
+                const int r = m0 + 8 * (e >> 2) + 2 * t + (e & 1);
+                if (f < w.N && r < M) y[(size_t)r * ldy + f] = v[ct][e];
+            }
+    };
+    if (S == 1) {
+        put(acc);
+        return;
+    }
+    constexpr int PER = CT * BT / 2;  // partial sums a thread
+    const int tile = blockIdx.y * gridDim.x + blockIdx.x;
+    float* part = ws + (((size_t)tile * S + z) * 256 + tid) * PER;
+#pragma unroll
+    for (int ct = 0; ct < CT; ct++)
+#pragma unroll
+        for (int e = 0; e < BT / 2; e += 4)
+            *(V4f*)(part + ct * (BT / 2) + e) = V4f{acc[ct][e], acc[ct][e + 1], acc[ct][e + 2], acc[ct][e + 3]};
+    if (!last_split(&counters[tile], S)) return;
+#pragma unroll
+    for (int ct = 0; ct < CT; ct++)
+#pragma unroll
+        for (int e = 0; e < BT / 2; e++) acc[ct][e] = 0.f;
+    for (int zz = 0; zz < S; zz++) {
+        const float* p = ws + (((size_t)tile * S + zz) * 256 + tid) * PER;
+#pragma unroll
+        for (int ct = 0; ct < CT; ct++)
+#pragma unroll
+            for (int e = 0; e < BT / 2; e += 4) {
+                const float4 v = ld_cg4(p + ct * (BT / 2) + e);
+                acc[ct][e] += v.x, acc[ct][e + 1] += v.y, acc[ct][e + 2] += v.z, acc[ct][e + 3] += v.w;
+            }
+    }
+    put(acc);
+    if (tid == 0) counters[tile] = 0;
+#endif
+}
+
+// wg_qgemm_{int4, int4_asym, fp4}_{BT}: BT = 64 (one token sub-tile, one
+// column tile a warpgroup: 128 × 64 blocks, for up to 64 rows) and 128
+// (two sub-tiles, two column tiles a warpgroup: 256 × 128 blocks).
+#define WG_QGEMM_KERNEL(NAME, KIND, ASYM, BT, CT)                                                            \
+    extern "C" __global__ void __launch_bounds__(256, BT == 64 ? 2 : 1)                                      \
+        NAME(WDesc w, const u16* x16, float* y, int ldy, int M, float* ws, int* counters) {                  \
+        wg_qgemm<KIND, ASYM, BT, CT>(w, x16, y, ldy, M, ws, counters);                                       \
+    }
+WG_QGEMM_KERNEL(wg_qgemm_int4_64, PACK_INT4, false, 64, 1)
+WG_QGEMM_KERNEL(wg_qgemm_int4_asym_64, PACK_INT4, true, 64, 1)
+WG_QGEMM_KERNEL(wg_qgemm_fp4_64, PACK_FP4, false, 64, 1)
+WG_QGEMM_KERNEL(wg_qgemm_int4_128, PACK_INT4, false, 128, 2)
+WG_QGEMM_KERNEL(wg_qgemm_int4_asym_128, PACK_INT4, true, 128, 2)
+WG_QGEMM_KERNEL(wg_qgemm_fp4_128, PACK_FP4, false, 128, 2)
