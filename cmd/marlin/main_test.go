@@ -90,6 +90,33 @@ func TestFixturesThroughCLI(t *testing.T) {
 	}
 }
 
+// TestRunWholeContext: -n 0 generates until the model's context is full
+// (it once sized the engine's context for one token).
+func TestRunWholeContext(t *testing.T) {
+	fixture := "../../testdata/models/llama-mqa-f32-bias"
+	out, code := capture(t, "run", fixture, "--ids", "1,2,3", "-n", "0", "--temperature", "0", "--ignore-eos", "--json")
+	if code != 0 {
+		t.Fatalf("run exited %d: %s", code, out)
+	}
+	var gen struct{ IDs []int32 }
+	if err := json.Unmarshal([]byte(out), &gen); err != nil {
+		t.Fatalf("%v: %q", err, out)
+	}
+	cfg, err := os.ReadFile(fixture + "/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		MaxPos int `json:"max_position_embeddings"`
+	}
+	if err := json.Unmarshal(cfg, &c); err != nil {
+		t.Fatal(err)
+	}
+	if want := c.MaxPos - 3; len(gen.IDs) != want {
+		t.Errorf("-n 0 generated %d tokens, want %d (context %d, prompt 3)", len(gen.IDs), want, c.MaxPos)
+	}
+}
+
 // TestCLIErrors: bad invocations and inputs exit non-zero with a message.
 func TestCLIErrors(t *testing.T) {
 	fixture := "../../testdata/models/llama-mqa-f32-bias"

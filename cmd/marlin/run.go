@@ -109,8 +109,13 @@ func runCmd(args []string) error {
 			ids = []int32{info.BOS}
 		}
 	}
-	// a context as long as this run needs (the engine caps it at the model's)
-	e, err := engine.New(s.m, s.be, engine.Config{MaxSeqs: 1, ContextLength: len(ids) + sf.maxTokens + 1, KVType: kvType})
+	// a context as long as this run needs (the engine caps it at the
+	// model's); with -n 0, the model's whole context
+	ctxLen := len(ids) + sf.maxTokens + 1
+	if sf.maxTokens <= 0 {
+		ctxLen = 0
+	}
+	e, err := engine.New(s.m, s.be, engine.Config{MaxSeqs: 1, ContextLength: ctxLen, KVType: kvType})
 	if err != nil {
 		return err
 	}
