@@ -48,6 +48,12 @@
 // cp.async writes reach the async proxy that wgmma reads through by a
 // fence.proxy.async before that barrier.
 //
+// As written it is slower than tc_qgemm and dequantisation + cuBLAS at
+// most sizes (so off by default): that fence compiles to MEMBAR.ALL.CTA,
+// which waits for the thread's copies of the steps ahead as well, and in
+// the 64-token form ptxas reuses the A registers and serialises the wgmma
+// (docs/cuda-kernels.md, ninth session; branch wg-bulk-x has both fixed).
+//
 // With S > 1 each block leaves its partial sums in ws (slot (tile, z)) and
 // the last of the S blocks of a tile (counter per tile, reset by it) adds
 // them in z order: deterministic. Requires K % 32 == 0, group % 32 == 0,
