@@ -14,6 +14,10 @@ accumulator indexed at run time, as dmv's wide order once did: 128 HMMA
 for 16), local-memory loads and stores (spills or arrays the compiler
 could not keep in registers), and the reciprocal of an integer division
 (a run-time division or modulo). Kernels with any of them come first.
+For Hopper's warpgroup MMA (an sm_90a image: NVRTC 12 or newer) it also
+counts HGMMA, the waits that drain all of them (WARPGROUP.DEPBAR.LE gsb0,
+0x0: one after every HGMMA is ptxas serialising them) and full memory
+barriers (MEMBAR: fence.proxy.async compiles to one).
 """
 import argparse
 import re
@@ -47,6 +51,12 @@ def main():
                 s["hmma"] += 1
                 if pred:
                     s["hmma predicated"] += 1
+            elif base == "HGMMA":
+                s["hgmma"] += 1
+            elif op.startswith("WARPGROUP.DEPBAR") and "gsb0, 0x0" in line:
+                s["wgmma drain"] += 1
+            elif base == "MEMBAR":
+                s["membar"] += 1
             elif base in ("LDL", "STL"):
                 s["local"] += 1
             elif op.startswith("MUFU.RCP") and not op.startswith("MUFU.RCP64"):
@@ -55,9 +65,10 @@ def main():
         print("no kernels found", file=sys.stderr)
         sys.exit(1)
     flagged = lambda s: s["hmma predicated"] + s["local"]
-    print(f"{'kernel':40s} {'instr':>7s} {'hmma':>5s} {'pred':>5s} {'local':>6s} {'rcp':>4s}")
+    print(f"{'kernel':40s} {'instr':>7s} {'hmma':>5s} {'pred':>5s} {'local':>6s} {'rcp':>4s} {'hgmma':>6s} {'drain':>6s} {'membar':>7s}")
     for fn, s in sorted(stats.items(), key=lambda kv: (-flagged(kv[1]), kv[0])):
-        print(f"{fn:40s} {s['instructions']:7d} {s['hmma']:5d} {s['hmma predicated']:5d} {s['local']:6d} {s['int division']:4d}")
+        print(f"{fn:40s} {s['instructions']:7d} {s['hmma']:5d} {s['hmma predicated']:5d} {s['local']:6d} {s['int division']:4d}"
+              f" {s['hgmma']:6d} {s['wgmma drain']:6d} {s['membar']:7d}")
 
 
 if __name__ == "__main__":
