@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/marlin-llm/marlin/backend"
+	"github.com/marlin-llm/marlin/backend/sampling"
 	"github.com/marlin-llm/marlin/model"
 )
 
@@ -149,13 +150,15 @@ func score(ctx context.Context, s scorer, base *scorer, ids []int32, window int,
 		}
 		for i, t := range chunk {
 			row := buf[i*vocab : (i+1)*vocab]
-			res.NLL -= logProb(row, t)
+			z := logNorm(row)
+			res.NLL -= float64(row[t]) - z
 			res.Tokens++
 			if base != nil {
 				brow := baseBuf[i*vocab : (i+1)*vocab]
-				baseNLL -= logProb(brow, t)
-				kl += klDiv(brow, row)
-				if argmax(brow) == argmax(row) {
+				bz := logNorm(brow)
+				baseNLL -= float64(brow[t]) - bz
+				kl += klDiv(brow, row, bz, z)
+				if sampling.Argmax(brow) == sampling.Argmax(row) {
 					agree++
 				}
 			}
@@ -177,9 +180,10 @@ func score(ctx context.Context, s scorer, base *scorer, ids []int32, window int,
 	return res, nil
 }
 
-// logSumExp returns the maximum of row and log Σ exp(row − max), in float64.
-func logSumExp(row []float32) (m, lse float64) {
-	m = math.Inf(-1)
+// logNorm returns log Σ exp(row), computed in float64 from the maximum,
+// so that log softmax(row)[v] = row[v] − logNorm(row).
+func logNorm(row []float32) float64 {
+	m := math.Inf(-1)
 	for _, v := range row {
 		m = math.Max(m, float64(v))
 	}
@@ -187,36 +191,16 @@ func logSumExp(row []float32) (m, lse float64) {
 	for _, v := range row {
 		s += math.Exp(float64(v) - m)
 	}
-	return m, math.Log(s)
+	return m + math.Log(s)
 }
 
-// klDiv returns KL(softmax(p) ‖ softmax(q)) of two rows of logits, in
-// float64: Σ_v p_v·(log p_v − log q_v).
-func klDiv(p, q []float32) float64 {
-	pm, pl := logSumExp(p)
-	qm, ql := logSumExp(q)
+// klDiv returns KL(softmax(p) ‖ softmax(q)) of two rows of logits whose
+// logNorm are pz and qz, in float64: Σ_v p_v·(log p_v − log q_v).
+func klDiv(p, q []float32, pz, qz float64) float64 {
 	var kl float64
 	for v := range p {
-		lp := float64(p[v]) - pm - pl
-		lq := float64(q[v]) - qm - ql
-		kl += math.Exp(lp) * (lp - lq)
+		lp := float64(p[v]) - pz
+		kl += math.Exp(lp) * (lp - (float64(q[v]) - qz))
 	}
 	return max(kl, 0)
-}
-
-// argmax returns the index of the first largest value of row.
-func argmax(row []float32) int {
-	best := 0
-	for i, v := range row {
-		if v > row[best] {
-			best = i
-		}
-	}
-	return best
-}
-
-// logProb returns log softmax(row)[t] computed in float64.
-func logProb(row []float32, t int32) float64 {
-	m, lse := logSumExp(row)
-	return float64(row[t]) - m - lse
 }

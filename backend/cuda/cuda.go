@@ -248,10 +248,11 @@ func (b *Backend) init() error {
 	}
 	src := kernelSource()
 	img, path, cached, err := b.nv.image(src, b.cc, false)
-	if arch, _, _ := b.nv.target(b.cc); err != nil && arch == "sm_90a" {
+	arch, _, _ := b.nv.target(b.cc)
+	if err != nil && arch == "sm_90a" {
 		// without Hopper's own target the warpgroup-MMA kernels are empty
 		// stubs and everything else is the same: compile for plain sm_90
-		b.wgmmaErr, b.nv.plain = err, true
+		b.wgmmaErr, b.nv.plain, arch = err, true, "sm_90"
 		img, path, cached, err = b.nv.image(src, b.cc, false)
 	}
 	if err != nil {
@@ -273,10 +274,8 @@ func (b *Backend) init() error {
 	// measured slower than tc_qgemm and cuBLAS at most sizes
 	// (docs/cuda-kernels.md, ninth session), they run only with
 	// MARLIN_CUDA_WGMMA=1 (and in the tests)
-	if arch, _, err := b.nv.target(b.cc); err == nil && arch == "sm_90a" {
-		b.wgmmaReady = true
-		b.wgmma = os.Getenv("MARLIN_CUDA_WGMMA") == "1"
-	}
+	b.wgmmaReady = arch == "sm_90a"
+	b.wgmma = b.wgmmaReady && os.Getenv("MARLIN_CUDA_WGMMA") == "1"
 	if err := b.loadKernels(); err != nil {
 		return err
 	}

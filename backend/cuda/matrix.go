@@ -416,11 +416,9 @@ func (b *Backend) packedOrder(x uint64, ldx, M int, m *matrix) (uint64, int) {
 var tcGemmOn, tcGemmMin, tcGemmMax = os.Getenv("MARLIN_CUDA_TCGEMM") != "0", envInt("MARLIN_TC_MIN", 17), envInt("MARLIN_TC_MAX", 256)
 
 // tcGemm reports whether matmulOut runs m's product of M rows on tc_qgemm
-// (qmm.cu): packed INT4 or FP4 (any act-order: x_to_half permutes x into
-// the packed order as it converts it), tcGemmMin to tcGemmMax rows.
+// (qmm.cu): the products packedGemmable takes, tcGemmMin to tcGemmMax rows.
 func (b *Backend) tcGemm(m *matrix, M int) bool {
-	return tcGemmOn && M >= tcGemmMin && M <= tcGemmMax && (m.f == fmtPInt4 || m.f == fmtPFP4) && m.tr == nil &&
-		m.cols%32 == 0 && m.desc.group%32 == 0 && b.k.tcQgemm[0] != 0
+	return tcGemmOn && M >= tcGemmMin && M <= tcGemmMax && packedGemmable(m) && b.k.tcQgemm[0] != 0
 }
 
 // tcQgemm queues x_to_half (x [M, K], row stride ldx, into fp16 scratch in
@@ -428,26 +426,32 @@ func (b *Backend) tcGemm(m *matrix, M int) bool {
 // 128 columns × 64 rows, the steps of K split among S blocks whose partial
 // sums the last of them adds (deterministic; S from tcSplits).
 func (b *Backend) tcQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
-	f := b.k.tcQgemm[0]
+	if x16 := b.xHalf(x, ldx, M, m, false, false); x16 != 0 {
+		b.packedGemm(b.k.tcQgemm, "tcws", y, ldy, x16, M, m, 128, 64, 8192)
+	}
+}
+
+// packedGemm queues one of a set of 4-bit GEMM kernels sharing tc_qgemm's
+// arguments — fs[0] for INT4, [1] INT4 with zero points, [2] FP4 — for
+// y[M, N] = x16[M, K]·Wᵀ in blocks of 256 threads, cols output columns ×
+// rows of x each, K split among S blocks (tcSplits) whose partial sums,
+// part floats a block, the last of them adds from the scratch named ws.
+func (b *Backend) packedGemm(fs [3]uintptr, ws string, y uint64, ldy int, x16 uint64, M int, m *matrix, cols, rows, part int) {
+	f := fs[0]
 	switch {
 	case m.f == fmtPFP4:
-		f = b.k.tcQgemm[2]
+		f = fs[2]
 	case m.asym:
-		f = b.k.tcQgemm[1]
+		f = fs[1]
 	}
-	K := m.cols
-	x16 := b.xHalf(x, ldx, M, m, false, false)
-	if x16 == 0 {
-		return
-	}
-	gx, gy := (m.rows+127)/128, (M+63)/64
-	S := tcSplits(gx*gy, K/32, b.sms)
+	gx, gy := (m.rows+cols-1)/cols, (M+rows-1)/rows
+	S := tcSplits(gx*gy, m.cols/32, b.sms)
 	if gx*gy > counterCap {
 		S = 1
 	}
-	var ws uint64
+	var wsp uint64
 	if S > 1 {
-		if ws = b.scratchBuf("tcws", 4*int64(gx*gy)*int64(S)*8192); ws == 0 {
+		if wsp = b.scratchBuf(ws, 4*int64(gx*gy)*int64(S)*int64(part)); wsp == 0 {
 			return
 		}
 	}
@@ -457,9 +461,16 @@ func (b *Backend) tcQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 	a.ptr(y)
 	a.i32(ldy)
 	a.i32(M)
-	a.ptr(ws)
+	a.ptr(wsp)
 	a.ptr(b.counters.ptr)
 	b.launchOpt(f, gx, gy, S, 256, b.dynSmem[f], a, true)
+}
+
+// packedGemmable reports whether tc_qgemm and wg_qgemm take m: packed INT4
+// or FP4 (any act-order: x_to_half permutes x into the packed order as it
+// converts it), K and the group multiples of 32.
+func packedGemmable(m *matrix) bool {
+	return (m.f == fmtPInt4 || m.f == fmtPFP4) && m.tr == nil && m.cols%32 == 0 && m.desc.group%32 == 0
 }
 
 // wgGemmMin (MARLIN_WG_MIN, for measurements) is the fewest rows a
@@ -467,57 +478,28 @@ func (b *Backend) tcQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 var wgGemmMin = envInt("MARLIN_WG_MIN", 17)
 
 // wgGemm reports whether matmulOut runs m's product of M rows on wg_qgemm
-// (hopper.cu, the warpgroup MMA of sm_90a devices): packed INT4 or FP4 as
-// tcGemm takes them, from wgGemmMin rows up, in place of tc_qgemm and of
+// (hopper.cu, the warpgroup MMA of sm_90a devices): the products tcGemm
+// takes, from wgGemmMin rows up, in place of tc_qgemm and of
 // dequantisation + cuBLAS — when turned on (MARLIN_CUDA_WGMMA=1): as
 // written it is slower than those at most sizes (docs/cuda-kernels.md).
 func (b *Backend) wgGemm(m *matrix, M int) bool {
-	return b.wgmma && M >= wgGemmMin && (m.f == fmtPInt4 || m.f == fmtPFP4) && m.tr == nil &&
-		m.cols%32 == 0 && m.desc.group%32 == 0 && b.k.wgQgemm[0][0] != 0
+	return b.wgmma && M >= wgGemmMin && packedGemmable(m) && b.k.wgQgemm[0][0] != 0
 }
 
-// wgQgemm queues x_to_half and wg_qgemm for y[M, N] = x[M, K]·Wᵀ: blocks
-// of 128 columns × 64 tokens up to 64 rows, else 256 columns × 128 tokens;
-// K split among S blocks as tcQgemm splits it.
+// wgQgemm queues x_to_half (in the MMA's input order) and wg_qgemm for
+// y[M, N] = x[M, K]·Wᵀ: blocks of 128 columns × 64 tokens up to 64 rows,
+// else 256 columns × 128 tokens (two warpgroups of bt/64 column tiles);
+// K split as tcQgemm splits it.
 func (b *Backend) wgQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 	i := 0
 	if M > wgTokens[0] {
 		i = 1
 	}
 	bt := wgTokens[i]
-	f := b.k.wgQgemm[i][0]
-	switch {
-	case m.f == fmtPFP4:
-		f = b.k.wgQgemm[i][2]
-	case m.asym:
-		f = b.k.wgQgemm[i][1]
+	if x16 := b.xHalf(x, ldx, M, m, false, true); x16 != 0 {
+		// partial sums: 256 threads × 32·(bt/64)² floats a block
+		b.packedGemm(b.k.wgQgemm[i], "wgws", y, ldy, x16, M, m, 2*bt, bt, 256*32*(bt/64)*(bt/64))
 	}
-	K := m.cols
-	x16 := b.xHalf(x, ldx, M, m, false, true)
-	if x16 == 0 {
-		return
-	}
-	cols := 2 * bt // output columns a block: two warpgroups of bt/64 column tiles
-	gx, gy := (m.rows+cols-1)/cols, (M+bt-1)/bt
-	S := tcSplits(gx*gy, K/32, b.sms)
-	if gx*gy > counterCap {
-		S = 1
-	}
-	var ws uint64
-	if S > 1 { // partial sums: 256 threads × 32·(bt/64)² floats a block
-		if ws = b.scratchBuf("wgws", 4*int64(gx*gy)*int64(S)*256*32*int64(bt/64*bt/64)); ws == 0 {
-			return
-		}
-	}
-	a := b.newArgs()
-	a.desc(&m.desc)
-	a.ptr(x16)
-	a.ptr(y)
-	a.i32(ldy)
-	a.i32(M)
-	a.ptr(ws)
-	a.ptr(b.counters.ptr)
-	b.launchOpt(f, gx, gy, S, 256, b.dynSmem[f], a, true)
 }
 
 // tcSplits picks tc_qgemm's split of K for tiles output tiles of spt steps

@@ -482,9 +482,10 @@ func speedFormats() []speedFormat {
 	if names == "" {
 		return all[:2]
 	}
+	want := strings.Split(names, ",")
 	var fs []speedFormat
 	for _, f := range all {
-		if slices.Contains(strings.Split(names, ","), f.name) {
+		if slices.Contains(want, f.name) {
 			fs = append(fs, f)
 		}
 	}
