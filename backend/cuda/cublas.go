@@ -121,9 +121,8 @@ func (b *Backend) blasReady() *cublas {
 
 // xHalf queues x_to_half: x [M, m.cols] (row stride ldx) as fp16 (bf16
 // with bf16) rows of m.cols in scratch, in the packed input order of m's
-// act-order 4-bit weights (with mma, within each 16 inputs in the order
-// wg_qgemm's MMA reads them); the scratch's address, 0 after a failure.
-func (b *Backend) xHalf(x uint64, ldx, M int, m *matrix, bf16, mma bool) uint64 {
+// act-order 4-bit weights; the scratch's address, 0 after a failure.
+func (b *Backend) xHalf(x uint64, ldx, M int, m *matrix, bf16 bool) uint64 {
 	K := m.cols
 	x16 := b.scratchBuf("x16", 2*int64(M)*int64(K))
 	if x16 == 0 {
@@ -136,7 +135,6 @@ func (b *Backend) xHalf(x uint64, ldx, M int, m *matrix, bf16, mma bool) uint64 
 	a.ptr(m.desc.gidx * boolU64(m.f == fmtPInt4 || m.f == fmtPFP4))
 	a.i32(K)
 	a.i32(int(boolU64(bf16)))
-	a.i32(int(boolU64(mma)))
 	b.launch(b.k.xToHalf, (K+255)/256, M, 256, 0, a)
 	return x16
 }
@@ -160,7 +158,7 @@ func (b *Backend) gemmLarge(y uint64, ldy int, x uint64, ldx, M int, m *matrix) 
 	}
 	K, N := m.cols, m.rows
 	// x in fp16/bf16 (and the packed order)
-	x16 := b.xHalf(x, ldx, M, m, bf16, false)
+	x16 := b.xHalf(x, ldx, M, m, bf16)
 	if x16 == 0 {
 		return true
 	}

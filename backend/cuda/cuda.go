@@ -51,14 +51,14 @@ type kernels struct {
 	// the 16-bit ones (M ≤ 8) reading 256 bytes a row at a time (K % 128 == 0)
 	dmvF16Wide, dmvBF16Wide uintptr
 	// the same 4-bit kernels (M ≤ 8) normalising their input (qmv*_norm)
-	qmvNorm                                   map[uintptr]uintptr
-	qmvTC                                     map[uintptr]uintptr // a stripe decode kernel → its tile-cluster version
-	permute, xToHalf, dequantInt4, dequantFP4 uintptr
-	youtApply                                 uintptr        // fused outputs of a plain product (matrix.go)
-	tcQgemm                                   [3]uintptr     // tc_qgemm_int4, _int4_asym, _fp4: prefill-sized 4-bit products (matrix.go tcGemm)
-	wgQgemm                                   [2][3]uintptr  // wg_qgemm_{int4, int4_asym, fp4}_{64, 128}: the same on the warpgroup MMA (sm_90a; matrix.go wgGemm)
-	attnSplit                                 [2][4]uintptr  // [D 64, 128][G 1, 2, 4, 8]
-	tr                                        trellisKernels // EXL3 (trellis.go)
+	qmvNorm                                             map[uintptr]uintptr
+	qmvTC                                               map[uintptr]uintptr // a stripe decode kernel → its tile-cluster version
+	permute, xToHalf, xToTiles, dequantInt4, dequantFP4 uintptr
+	youtApply                                           uintptr        // fused outputs of a plain product (matrix.go)
+	tcQgemm                                             [3]uintptr     // tc_qgemm_int4, _int4_asym, _fp4: prefill-sized 4-bit products (matrix.go tcGemm)
+	wgQgemm                                             [2][3]uintptr  // wg_qgemm_{int4, int4_asym, fp4}_{64, 128}: the same on the warpgroup MMA (sm_90a; matrix.go wgGemm)
+	attnSplit                                           [2][4]uintptr  // [D 64, 128][G 1, 2, 4, 8]
+	tr                                                  trellisKernels // EXL3 (trellis.go)
 }
 
 // wgTokens are the token tiles of wg_qgemm's two forms (hopper.cu): 64
@@ -68,14 +68,14 @@ var wgTokens = [2]int{64, 128}
 // wgSmem is wg_qgemm's dynamic shared memory for a token tile of bt (hopper.cu's
 // wg_smem: 5 ring stages of each column tile's 1 KB of codes, 128 B of
 // scales and, with zero points, 256 B of zero pairs, and bt tokens × 32
-// inputs of x in fp16).
+// inputs of x in fp16; then an 8-byte mbarrier a stage).
 func wgSmem(bt int, asym bool) int {
 	ct := bt / 64 // column tiles a warpgroup
 	st := 2*ct*(1024+128) + 64*bt
 	if asym {
 		st += 2 * ct * 256
 	}
-	return 5 * st
+	return 5*st + 8*5
 }
 
 // tgSmem is tc_qgemm's dynamic shared memory (qmm.cu's tg_smem: 5 ring
@@ -379,7 +379,7 @@ func (b *Backend) loadKernels() error {
 	}
 	k.permute = get("permute_cols")
 	k.youtApply = get("yout_apply")
-	k.xToHalf, k.dequantInt4, k.dequantFP4 = get("x_to_half"), get("dequant_pint4"), get("dequant_pfp4")
+	k.xToHalf, k.xToTiles, k.dequantInt4, k.dequantFP4 = get("x_to_half"), get("x_to_tiles"), get("dequant_pint4"), get("dequant_pfp4")
 	// the decode kernels' shared-memory rings (qmm.cu: QW warps × stages ×
 	// stage bytes)
 	b.dynSmem = map[uintptr]int{}

@@ -12,10 +12,9 @@
 // x's input order: the packed layout puts inputs 4t … 4t+3 of a 16-input
 // half in lane t's registers a0 (4t, 4t+1) and a2 (4t+2, 4t+3), which the
 // MMA reads as its k = 2t, 2t+1 and 8+2t, 8+2t+1. tc_qgemm loads its B
-// fragments to match; here B is read by the hardware in k order, so x16
-// comes in that order (x_to_half's mma flag): positions 0 … 7 of each 16
-// hold inputs 0, 1, 4, 5, 8, 9, 12, 13 and 8 … 15 inputs 2, 3, 6, 7, 10,
-// 11, 14, 15.
+// fragments to match; here B is read by the hardware in k order, so x
+// comes in that order (x_to_tiles): positions 0 … 7 of each 16 hold inputs
+// 0, 1, 4, 5, 8, 9, 12, 13 and 8 … 15 inputs 2, 3, 6, 7, 10, 11, 14, 15.
 //
 // Operand roles: the weights are the MMA's A (64 output columns × 16
 // inputs a warpgroup, in registers) and x its B (16 inputs × 64 tokens, in
@@ -29,24 +28,25 @@
 // columns each; warpgroup g owns tiles CT·g … CT·g + CT − 1) × BT tokens
 // (BT/64 sub-tiles of 64, one wgmma each). K in steps of 32 inputs
 // (two k16 halves), blockIdx.z taking steps [z·spt/S, (z+1)·spt/S).
-// Per step, by cp.async into a ring of WG_STAGES stages, WG_STAGES − 2
-// steps ahead: the tiles' codes (1 KB each), scales (128 B), zero pairs
-// (256 B), and x's BT × 32 inputs in the wgmma's canonical K-major layout
-// without swizzle: 8 × 8 "core matrices" (8 tokens × 16 bytes, 128 bytes
-// contiguous), core matrix (n8, k8) at 128·(4·n8 + k8). So the descriptor
-// of a k16 half j of a 64-token sub-tile u starts at 256j + 4096u, the
-// next core matrix along K is 128 bytes on (LBO), along the tokens 512
-// (SBO). A thread's 16-byte copies of x are chunks 16·id of the stage,
-// id = tid + 256i: token 8(id >> 5) + (id & 7), inputs 8((id >> 3) & 3) …
-// +7 — each warp reads 8 tokens × 64 contiguous bytes and writes 512
-// contiguous bytes.
+// Per step, into a ring of WG_STAGES stages, WG_STAGES − 2 steps ahead:
+// the tiles' codes (1 KB each), scales (128 B) and zero pairs (256 B) by
+// cp.async (read back by the threads that dequantise them), and x's BT ×
+// 32 inputs by one bulk copy (cp.async.bulk, completing on the stage's
+// mbarrier) in the wgmma's canonical K-major layout without swizzle: 8 × 8
+// "core matrices" (8 tokens × 16 bytes, 128 bytes contiguous), core matrix
+// (n8, k8) at 128·(4·n8 + k8) — the layout x_to_tiles writes, so a step's
+// BT tokens are BT·64 contiguous bytes. The descriptor of a k16 half j of
+// a 64-token sub-tile u starts at 256j + 4096u, the next core matrix along
+// K is 128 bytes on (LBO), along the tokens 512 (SBO). The bulk copy
+// writes through the async proxy that wgmma reads through: with x copied
+// by cp.async (the generic proxy) the step needed a fence.proxy.async,
+// which compiles to MEMBAR.ALL.CTA and made every step wait for the
+// thread's copies of the steps ahead too.
 //
 // The ring runs two slots of slack instead of one: step s's wgmma are
 // still in flight (wgmma.wait_group 1) while step s + 1 is dequantised,
 // so the slot refilled at step s is the one of step s − 2, which every
-// warp has waited for before the barrier that precedes the refill. The
-// cp.async writes reach the async proxy that wgmma reads through by a
-// fence.proxy.async before that barrier.
+// warp has waited for before the barrier that precedes the refill.
 //
 // As written it is slower than tc_qgemm and dequantisation + cuBLAS at
 // most sizes (so off by default): that fence compiles to MEMBAR.ALL.CTA,
@@ -57,7 +57,7 @@
 // With S > 1 each block leaves its partial sums in ws (slot (tile, z)) and
 // the last of the S blocks of a tile (counter per tile, reset by it) adds
 // them in z order: deterministic. Requires K % 32 == 0, group % 32 == 0,
-// x16 rows of K fp16 (K % 8 == 0); dynamic shared memory wg_smem.
+// x16 from x_to_tiles; dynamic shared memory wg_smem.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define WG_ON 1
 #else
@@ -68,7 +68,8 @@ __host__ __device__ constexpr int wg_sco(int ct) { return 2048 * ct; }
 __host__ __device__ constexpr int wg_zo(int ct) { return 2048 * ct + 256 * ct; }
 __host__ __device__ constexpr int wg_xo(int ct, bool asym) { return wg_zo(ct) + (asym ? 512 * ct : 0); }
 __host__ __device__ constexpr int wg_stage(int bt, int ct, bool asym) { return wg_xo(ct, asym) + 64 * bt; }
-__host__ __device__ constexpr int wg_smem(int bt, int ct, bool asym) { return WG_STAGES * wg_stage(bt, ct, asym); }
+// (the ring, then an mbarrier a stage: x's bulk copies complete on it)
+__host__ __device__ constexpr int wg_smem(int bt, int ct, bool asym) { return WG_STAGES * wg_stage(bt, ct, asym) + 8 * WG_STAGES; }
 
 #if WG_ON
 // wg_desc is the shared-memory descriptor of one k16 half of a 64-token
@@ -81,7 +82,32 @@ __device__ __forceinline__ unsigned long long wg_desc(u32 saddr) {
 __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
 template <int N> __device__ __forceinline__ void wg_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory"); }
-__device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+
+// mbarriers (one a ring stage) and the bulk copy that completes on them:
+// x reaches shared memory through the async proxy, which wgmma reads
+// through too, so no proxy fence is needed between them (a
+// fence.proxy.async a step compiled to MEMBAR.ALL.CTA, waiting for the
+// thread's copies of the steps ahead as well).
+__device__ __forceinline__ void mbar_init(u32 bar, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect(u32 bar, int bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(u32 bar, int parity) {
+    u32 done = 0;
+    do {
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.b32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done)
+                     : "r"(bar), "r"(parity)
+                     : "memory");
+    } while (!done);
+}
+__device__ __forceinline__ void bulk_copy(u32 dst, const void* src, int bytes, u32 bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(dst), "l"(src),
+                 "r"(bytes), "r"(bar)
+                 : "memory");
+}
 
 // wg_mma64: d += A·B for this warpgroup, A 64 × 16 from registers (this
 // warp's fragment a0…a3 of its 16 rows), B 16 × 64 at desc; d in the
@@ -101,14 +127,21 @@ __device__ __forceinline__ void wg_mma64(float* d, u32 a0, u32 a1, u32 a2, u32 a
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc), "r"(1));
 }
 
-// wg_keep marks a set of A fragments as used here: placed after the
-// wait_group that ends their wgmma, it keeps the compiler from giving their
-// registers to the next set while those products may still read them.
-template <int CT> __device__ __forceinline__ void wg_keep(const u32 (&a)[CT][2][4]) {
+// wg_keep holds a set of A fragments in their registers until here: a
+// store of them under a predicate that is false at run time (never = M <
+// 0), placed after the wait_group that ends their wgmma. ptxas frees an
+// operand register once the wgmma that reads it is issued and, when it then
+// reuses the register for the next fragments, has to wait for that wgmma
+// to finish first ("wgmma serialized", C7513); an empty asm that only
+// names them is no use, it leaves no instruction behind.
+template <int CT> __device__ __forceinline__ void wg_keep(const u32 (&a)[CT][2][4], int never, u32 sink) {
 #pragma unroll
     for (int ct = 0; ct < CT; ct++)
 #pragma unroll
-        for (int j = 0; j < 2; j++) asm volatile("" ::"r"(a[ct][j][0]), "r"(a[ct][j][1]), "r"(a[ct][j][2]), "r"(a[ct][j][3]));
+        for (int j = 0; j < 2; j++)
+            asm volatile("{\n.reg .pred p;\nsetp.lt.s32 p, %4, 0;\n@p st.shared.v4.b32 [%5], {%0, %1, %2, %3};\n}\n" ::"r"(a[ct][j][0]),
+                         "r"(a[ct][j][1]), "r"(a[ct][j][2]), "r"(a[ct][j][3]), "r"(never), "r"(sink)
+                         : "memory");
 }
 #endif
 
@@ -150,15 +183,18 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
         }
         wp[k] += (size_t)s0 * wstep[k] + (size_t)(s0 / gsteps) * wgrp[k];
     }
-    // x's chunks: NU a thread (see the layout above), zeros past row M − 1
-    const u16* xp[NU];
-    int xbytes[NU];
+    // x: x_to_tiles laid each step's 64-token blocks out as the stage
+    // holds them, so a block's BT tokens of a step are BT·64 contiguous
+    // bytes, one bulk copy by thread 0 (tokens past M are zeros there)
+    const int TB = (M + 63) >> 6;  // 64-token blocks of x16
+    const u16* xsrc = x16 + ((size_t)s0 * TB + (m0 >> 6)) * 2048;
+    const u32 bars = ring_s + (u32)(WG_STAGES * SB);
+    if (tid == 0) {
 #pragma unroll
-    for (int i = 0; i < NU; i++) {
-        const int id = tid + 256 * i, n = m0 + 8 * (id >> 5) + (id & 7);
-        xbytes[i] = n < M ? 16 : 0;
-        xp[i] = x16 + (size_t)min(n, M - 1) * w.K + 8 * ((id >> 3) & 3) + 32 * s0;
+        for (int u = 0; u < WG_STAGES; u++) mbar_init(bars + 8 * u, 1);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
+    __syncthreads();
     int gs = s0 % gsteps;  // the next step to copy: its place in its group
     auto copy_w = [&](u32 slot) {
 #pragma unroll
@@ -172,9 +208,12 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
             for (int k = 0; k < 2; k++) wp[k] += wgrp[k];
         }
     };
-    auto copy_x = [&](u32 slot) {
-#pragma unroll
-        for (int i = 0; i < NU; i++) cp_async16_zfill(slot + 16 * (tid + 256 * i), xp[i], xbytes[i]), xp[i] += 32;
+    auto copy_x = [&](u32 slot, int u) {  // thread 0: step's x into ring slot u
+        if (tid == 0) {
+            mbar_expect(bars + 8 * u, 64 * BT);
+            bulk_copy(slot, xsrc, 64 * BT, bars + 8 * u);
+        }
+        xsrc += (size_t)TB * 2048;
     };
 
     float acc[CT][BT / 2];  // acc[ct][4i + e]: n8 chunk i of the tile's tokens
@@ -192,7 +231,7 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
     pdl_trigger();
 #pragma unroll
     for (int u = 0; u < PD; u++) {
-        if (s0 + u < s1) copy_x(ring_s + (u32)(u * SB) + XO);
+        if (s0 + u < s1) copy_x(ring_s + (u32)(u * SB) + XO, u);
         cp_commit();
     }
     // One step of 32 inputs into the A fragments a ([tile][k16 half]
@@ -202,15 +241,15 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
     // (a rolled loop) ptxas has to wait for each step's products before
     // the next dequantisation overwrites their operands, and the kernel ran
     // at a third of the tensor cores' rate.
-    int sc = s0, slot = 0, pslot = PD;  // the step, its slot, the next copy's slot
+    int sc = s0, slot = 0, pslot = PD, phase = 0;  // the step, its slot and the slot's fill parity, the next copy's slot
     auto step = [&](u32 (&a)[CT][2][4], const u32 (&prev)[CT][2][4]) {
-        cp_wait<PD - 1>();     // step sc landed (this thread's copies) …
-        fence_async_shared();  // … visible to wgmma's reads …
-        __syncthreads();       // … for everyone; step sc − 2's slot is free
+        cp_wait<PD - 1>();                  // step sc's weights landed (this thread's copies) …
+        mbar_wait(bars + 8 * slot, phase);  // … and its x
+        __syncthreads();                    // everyone's weights; step sc − 2's slot is free
         if (sc + PD < s1) {
             const u32 ps = ring_s + (u32)(pslot * SB);
             copy_w(ps);
-            copy_x(ps + XO);
+            copy_x(ps + XO, pslot);
         }
         cp_commit();
         pslot = pslot == WG_STAGES - 1 ? 0 : pslot + 1;
@@ -253,8 +292,8 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
                     wg_mma64(acc[ct] + 32 * u, a[ct][j][0], a[ct][j][1], a[ct][j][2], a[ct][j][3], wg_desc(xs + 256 * j + 4096 * u));
         wg_commit();
         wg_wait<1>();  // step sc − 1's products done: its registers and slot are free
-        wg_keep(prev);
-        slot = slot == WG_STAGES - 1 ? 0 : slot + 1;
+        wg_keep(prev, M, ring_s);
+        if (++slot == WG_STAGES) slot = 0, phase ^= 1;
         sc++;
     };
     u32 a0[CT][2][4], a1[CT][2][4] = {};
@@ -307,6 +346,28 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
     put(acc);
     if (tid == 0) counters[tile] = 0;
 #endif
+}
+
+// x_to_tiles: x [M, K] in fp16 laid out for wg_qgemm's bulk copies: for
+// each step s of 32 inputs and each block tb of 64 tokens, 4096 contiguous
+// bytes (at (s·TB + tb)·4096, TB = ⌈M/64⌉) in the stage's core-matrix
+// order — core matrix (n8, k8) at 128·(4·n8 + k8), its row r token 64tb +
+// 8n8 + r, its 8 values the step's positions 8k8 … 8k8 + 7 in the MMA's k
+// order (position 2t + e of a 16-input half holds input 4t + e, 8 + 2t + e
+// input 4t + 2 + e) —, act-order weights' permutation applied, tokens past
+// M zero. One thread an element; grid ⌈64·K·TB / 256⌉ blocks of 256.
+extern "C" __global__ void x_to_tiles(u16* __restrict__ xt, const float* __restrict__ x, int ldx, const int* __restrict__ perm,
+                                      int K, int M) {
+    const int TB = (M + 63) >> 6;
+    const long o = (long)blockIdx.x * 256 + threadIdx.x;
+    if (o >= 64L * K * TB) return;
+    const int e = (int)(o & 7), r = (int)(o >> 3) & 7, k8 = (int)(o >> 6) & 3, n8 = (int)(o >> 8) & 7;
+    const long blk = o >> 11;  // s·TB + tb
+    const int tb = (int)(blk % TB), s = (int)(blk / TB);
+    const int m = 64 * tb + 8 * n8 + r, pos = 8 * k8 + e, q = pos & 15;
+    const int p = 32 * s + 16 * (pos >> 4) + 4 * ((q & 7) >> 1) + 2 * (q >> 3) + (q & 1);
+    const float v = m < M ? x[(size_t)m * ldx + (perm ? perm[p] : p)] : 0.f;
+    xt[o] = (u16)(pack_f16x2(v, 0.f) & 0xffffu);
 }
 
 // wg_qgemm_{int4, int4_asym, fp4}_{BT}: BT = 64 (one token sub-tile, one

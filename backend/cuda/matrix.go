@@ -426,7 +426,7 @@ func (b *Backend) tcGemm(m *matrix, M int) bool {
 // 128 columns × 64 rows, the steps of K split among S blocks whose partial
 // sums the last of them adds (deterministic; S from tcSplits).
 func (b *Backend) tcQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
-	if x16 := b.xHalf(x, ldx, M, m, false, false); x16 != 0 {
+	if x16 := b.xHalf(x, ldx, M, m, false); x16 != 0 {
 		b.packedGemm(b.k.tcQgemm, "tcws", y, ldy, x16, M, m, 128, 64, 8192)
 	}
 }
@@ -486,7 +486,29 @@ func (b *Backend) wgGemm(m *matrix, M int) bool {
 	return b.wgmma && M >= wgGemmMin && packedGemmable(m) && b.k.wgQgemm[0][0] != 0
 }
 
-// wgQgemm queues x_to_half (in the MMA's input order) and wg_qgemm for
+// xTiles queues x_to_tiles: x [M, m.cols] (row stride ldx) in fp16 in
+// scratch, laid out for wg_qgemm's bulk copies (hopper.cu), in the packed
+// input order of m's act-order weights; the scratch's address, 0 after a
+// failure.
+func (b *Backend) xTiles(x uint64, ldx, M int, m *matrix) uint64 {
+	K, TB := m.cols, (M+63)/64
+	n := 64 * int64(K) * int64(TB)
+	xt := b.scratchBuf("xtiles", 2*n)
+	if xt == 0 {
+		return 0
+	}
+	a := b.newArgs()
+	a.ptr(xt)
+	a.ptr(x)
+	a.i32(ldx)
+	a.ptr(m.desc.gidx)
+	a.i32(K)
+	a.i32(M)
+	b.launch(b.k.xToTiles, int((n+255)/256), 1, 256, 0, a)
+	return xt
+}
+
+// wgQgemm queues x_to_tiles and wg_qgemm for
 // y[M, N] = x[M, K]·Wᵀ: blocks of 128 columns × 64 tokens up to 64 rows,
 // else 256 columns × 128 tokens (two warpgroups of bt/64 column tiles);
 // K split as tcQgemm splits it.
@@ -496,7 +518,7 @@ func (b *Backend) wgQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 		i = 1
 	}
 	bt := wgTokens[i]
-	if x16 := b.xHalf(x, ldx, M, m, false, true); x16 != 0 {
+	if x16 := b.xTiles(x, ldx, M, m); x16 != 0 {
 		// partial sums: 256 threads × 32·(bt/64)² floats a block
 		b.packedGemm(b.k.wgQgemm[i], "wgws", y, ldy, x16, M, m, 2*bt, bt, 256*32*(bt/64)*(bt/64))
 	}

@@ -1077,19 +1077,14 @@ DMV_KERNEL(dmv_bf16_wide, true, 8, true)
 
 // ---- the large-M path: dequantize, then cuBLAS (cublas.go) ----
 
-// x16[m, p] = half(x[m, perm ? perm[q] : q]) (fp16, or bf16 for bf16
+// x16[m, p] = half(x[m, perm ? perm[p] : p]) (fp16, or bf16 for bf16
 // weights): the activations in the GEMM's input type and, for act-order
-// weights, in the packed input order; q = p, or with mma the order in
-// which the warpgroup MMA reads the packed fragments' inputs (hopper.cu):
-// position 2t + e of each 16 holds input 4t + e, position 8 + 2t + e input
-// 4t + 2 + e. Grid (⌈K/256⌉, M), 256 threads.
+// weights, in the packed input order. Grid (⌈K/256⌉, M), 256 threads.
 extern "C" __global__ void x_to_half(u16* __restrict__ x16, const float* __restrict__ x, int ldx, const int* __restrict__ perm,
-                                     int K, int bf16, int mma) {
+                                     int K, int bf16) {
     const int m = blockIdx.y, p = blockIdx.x * 256 + threadIdx.x;
     if (p >= K) return;
-    const int r = p & 15;
-    const int q = mma ? (p - r) + 4 * ((r & 7) >> 1) + 2 * (r >> 3) + (r & 1) : p;
-    const float v = x[(size_t)m * ldx + (perm ? perm[q] : q)];
+    const float v = x[(size_t)m * ldx + (perm ? perm[p] : p)];
     u32 h = bf16 ? pack_bf16x2(v, 0.f) : pack_f16x2(v, 0.f);
     x16[(size_t)m * K + p] = (u16)(h & 0xffffu);
 }
