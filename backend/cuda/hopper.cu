@@ -64,6 +64,9 @@
 #define WG_ON 0  // compiled for another target: the kernels are empty and never launched
 #endif
 #define WG_STAGES 5
+// wg_blocks: x_to_tiles' 64-token blocks a step for M tokens, padded to
+// the 128-token form's tile, so that its last tile's copy stays inside
+__host__ __device__ constexpr int wg_blocks(int M) { return 2 * ((M + 127) >> 7); }
 __host__ __device__ constexpr int wg_sco(int ct) { return 2048 * ct; }
 __host__ __device__ constexpr int wg_zo(int ct) { return 2048 * ct + 256 * ct; }
 __host__ __device__ constexpr int wg_xo(int ct, bool asym) { return wg_zo(ct) + (asym ? 512 * ct : 0); }
@@ -186,7 +189,7 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
     // x: x_to_tiles laid each step's 64-token blocks out as the stage
     // holds them, so a block's BT tokens of a step are BT·64 contiguous
     // bytes, one bulk copy by thread 0 (tokens past M are zeros there)
-    const int TB = (M + 63) >> 6;  // 64-token blocks of x16
+    const int TB = wg_blocks(M);  // 64-token blocks of x16 a step
     const u16* xsrc = x16 + ((size_t)s0 * TB + (m0 >> 6)) * 2048;
     const u32 bars = ring_s + (u32)(WG_STAGES * SB);
     if (tid == 0) {
@@ -350,7 +353,7 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
 
 // x_to_tiles: x [M, K] in fp16 laid out for wg_qgemm's bulk copies: for
 // each step s of 32 inputs and each block tb of 64 tokens, 4096 contiguous
-// bytes (at (s·TB + tb)·4096, TB = ⌈M/64⌉) in the stage's core-matrix
+// bytes (at (s·TB + tb)·4096, TB = wg_blocks(M)) in the stage's core-matrix
 // order — core matrix (n8, k8) at 128·(4·n8 + k8), its row r token 64tb +
 // 8n8 + r, its 8 values the step's positions 8k8 … 8k8 + 7 in the MMA's k
 // order (position 2t + e of a 16-input half holds input 4t + e, 8 + 2t + e
@@ -358,7 +361,7 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
 // M zero. One thread an element; grid ⌈64·K·TB / 256⌉ blocks of 256.
 extern "C" __global__ void x_to_tiles(u16* __restrict__ xt, const float* __restrict__ x, int ldx, const int* __restrict__ perm,
                                       int K, int M) {
-    const int TB = (M + 63) >> 6;
+    const int TB = wg_blocks(M);
     const long o = (long)blockIdx.x * 256 + threadIdx.x;
     if (o >= 64L * K * TB) return;
     const int e = (int)(o & 7), r = (int)(o >> 3) & 7, k8 = (int)(o >> 6) & 3, n8 = (int)(o >> 8) & 7;

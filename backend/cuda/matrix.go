@@ -491,7 +491,7 @@ func (b *Backend) wgGemm(m *matrix, M int) bool {
 // input order of m's act-order weights; the scratch's address, 0 after a
 // failure.
 func (b *Backend) xTiles(x uint64, ldx, M int, m *matrix) uint64 {
-	K, TB := m.cols, (M+63)/64
+	K, TB := m.cols, 2*((M+127)/128) // hopper.cu's wg_blocks
 	n := 64 * int64(K) * int64(TB)
 	xt := b.scratchBuf("xtiles", 2*n)
 	if xt == 0 {
