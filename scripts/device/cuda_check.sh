@@ -114,7 +114,7 @@ if want tests; then
 	# (TestCompileKernels is left to CI and the dev VM: on the device it
 	# compiles the module twice more, ~160 s; the first test of a group
 	# compiles it once, ~80 s, unless the disk cache has it)
-	default_groups="TestKernelResources|TestPack|TestTensors|TestStickyErrors|TestClose|TestCollect|TestGraph$|TestCallCost;TestOps;TestQMatMul$|TestTileClusters|TestTCSplits|TestGraphSegments|TestFusedOps;TestFixtures|TestBatchedGeneration|TestGPTQCheckpoints;TestExpertsOnDevice|TestExpertsAdd|TestHeadsOnDevice|TestMLA|TestSample|TestTrellis(MatMul|Viterbi|Windows)"
+	default_groups="TestKernelResources|TestPack|TestTensors|TestStickyErrors|TestClose|TestCollect|TestGraph$|TestCallCost;TestOps;TestQMatMul$|TestXTiles|TestTileClusters|TestTCSplits|TestGraphSegments|TestFusedOps;TestFixtures|TestBatchedGeneration|TestGPTQCheckpoints;TestExpertsOnDevice|TestExpertsAdd|TestHeadsOnDevice|TestMLA|TestSample|TestTrellis(MatMul|Viterbi|Windows)"
 	IFS=';' read -ra groups <<<"${TEST_GROUPS:-$default_groups}"
 	for group in "${groups[@]}"; do
 		run "tests $group" 20 280 "$OUT/test.part" bash -c "cd backend/cuda && ../../gpubin/cuda.test -test.v -test.timeout 275s -test.run '$group'"
@@ -255,7 +255,7 @@ note "--device auto: runs $(./gpubin/marlin run --ids 1,2,3 -n 2 --temperature 0
 fi
 # 5. memcheck of the op tests
 if want memcheck && [ -n "$sanitizer" ]; then
-	run memcheck 40 200 "$OUT/memcheck.log" bash -c "cd backend/cuda && '$sanitizer' --tool memcheck --error-exitcode 9 ../../gpubin/cuda.test -test.v -test.run 'TestOps|TestQMatMul$|TestTileClusters|TestGraphSegments|TestFusedOps|TestExpertsOnDevice|TestHeadsOnDevice|TestMLAAttentionLong|TestMLAPrologue|TestExpertsAdd|TestSample' -test.timeout 170s"
+	run memcheck 40 200 "$OUT/memcheck.log" bash -c "cd backend/cuda && '$sanitizer' --tool memcheck --error-exitcode 9 ../../gpubin/cuda.test -test.v -test.run 'TestOps|TestQMatMul$|TestXTiles|TestTileClusters|TestGraphSegments|TestFusedOps|TestExpertsOnDevice|TestHeadsOnDevice|TestMLAAttentionLong|TestMLAPrologue|TestExpertsAdd|TestSample' -test.timeout 170s"
 	grep -E '^(    --- |--- |=========)' "$OUT/memcheck.log" | tail -14
 elif want memcheck; then
 	note "memcheck: skipped (no compute-sanitizer)"
