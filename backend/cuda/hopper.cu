@@ -48,11 +48,10 @@
 // so the slot refilled at step s is the one of step s − 2, which every
 // warp has waited for before the barrier that precedes the refill.
 //
-// As written it is slower than tc_qgemm and dequantisation + cuBLAS at
-// most sizes (so off by default): that fence compiles to MEMBAR.ALL.CTA,
-// which waits for the thread's copies of the steps ahead as well, and in
-// the 64-token form ptxas reuses the A registers and serialises the wgmma
-// (docs/cuda-kernels.md, ninth session; branch wg-bulk-x has both fixed).
+// (The version before this one, with x by cp.async and a fence, was
+// slower than tc_qgemm and dequantisation + cuBLAS at most sizes, and is
+// off by default: docs/cuda-kernels.md, ninth session. Measure this one
+// before turning it on.)
 //
 // With S > 1 each block leaves its partial sums in ws (slot (tile, z)) and
 // the last of the S blocks of a tile (counter per tile, reset by it) adds
