@@ -56,24 +56,29 @@ type kernels struct {
 	permute, xToHalf, xToTiles, dequantInt4, dequantFP4 uintptr
 	youtApply                                           uintptr        // fused outputs of a plain product (matrix.go)
 	tcQgemm                                             [3]uintptr     // tc_qgemm_int4, _int4_asym, _fp4: prefill-sized 4-bit products (matrix.go tcGemm)
-	wgQgemm                                             [2][3]uintptr  // wg_qgemm_{int4, int4_asym, fp4}_{64, 128}: the same on the warpgroup MMA (sm_90a; matrix.go wgGemm)
+	wgQgemm                                             [len(wgForms)][3]uintptr // wg_qgemm_{int4, int4_asym, fp4}_{form}: the same on the warpgroup MMA (sm_90a; matrix.go wgGemm)
 	attnSplit                                           [2][4]uintptr  // [D 64, 128][G 1, 2, 4, 8]
 	tr                                                  trellisKernels // EXL3 (trellis.go)
 }
 
-// wgTokens are the token tiles of wg_qgemm's two forms (hopper.cu): 64
-// tokens × 2 column tiles a block, and 128 tokens × 4 column tiles.
-var wgTokens = [2]int{64, 128}
+// wgForm is one form of wg_qgemm (hopper.cu): a block of 2·ct column
+// tiles of 64 outputs (ct a warpgroup) × bt tokens.
+type wgForm struct {
+	name   string // the kernels' suffix
+	bt, ct int
+}
 
-// wgSmem is wg_qgemm's dynamic shared memory for a token tile of bt (hopper.cu's
+// wgForms are wg_qgemm's forms; matrix.go's wgQgemm picks one.
+var wgForms = [3]wgForm{{"64", 64, 1}, {"64w", 64, 2}, {"128", 128, 2}}
+
+// wgSmem is wg_qgemm's dynamic shared memory for form f (hopper.cu's
 // wg_smem: 5 ring stages of each column tile's 1 KB of codes, 128 B of
 // scales and, with zero points, 256 B of zero pairs, and bt tokens × 32
 // inputs of x in fp16; then an 8-byte mbarrier a stage).
-func wgSmem(bt int, asym bool) int {
-	ct := bt / 64 // column tiles a warpgroup
-	st := 2*ct*(1024+128) + 64*bt
+func wgSmem(f wgForm, asym bool) int {
+	st := 2*f.ct*(1024+128) + 64*f.bt
 	if asym {
-		st += 2 * ct * 256
+		st += 2 * f.ct * 256
 	}
 	return 5*st + 8*5
 }
@@ -119,7 +124,7 @@ const dmvWideSmem = 4 * 3 * (4096 + 512*8)
 type Backend struct {
 	d          *driver
 	nv         *nvrtc
-	wgmma      bool  // 4-bit products of more than 16 rows on wg_qgemm (hopper.cu; matrix.go wgGemm)
+	wgmma      bool  // 4-bit products of 17 … wgGemmMax rows on wg_qgemm (hopper.cu; matrix.go wgGemm)
 	wgmmaReady bool  // the module has wg_qgemm (an sm_90a image)
 	wgmmaErr   error // why the sm_90a compilation failed, if it did (the module is then plain sm_90)
 	ordinal    int
@@ -271,11 +276,9 @@ func (b *Backend) init() error {
 	}
 	b.fromCache = cached
 	// the warpgroup-MMA products need the sm_90a image (nvrtc.target);
-	// measured slower than tc_qgemm and cuBLAS at most sizes
-	// (docs/cuda-kernels.md, ninth session), they run only with
-	// MARLIN_CUDA_WGMMA=1 (and in the tests)
+	// MARLIN_CUDA_WGMMA=0 turns them off (matrix.go wgGemm)
 	b.wgmmaReady = arch == "sm_90a"
-	b.wgmma = b.wgmmaReady && os.Getenv("MARLIN_CUDA_WGMMA") == "1"
+	b.wgmma = b.wgmmaReady && os.Getenv("MARLIN_CUDA_WGMMA") != "0"
 	if err := b.loadKernels(); err != nil {
 		return err
 	}
@@ -423,10 +426,10 @@ func (b *Backend) loadKernels() error {
 	b.loadTrellisKernels(get)
 	k.tcQgemm[0], k.tcQgemm[1], k.tcQgemm[2] = get("tc_qgemm_int4"), get("tc_qgemm_int4_asym"), get("tc_qgemm_fp4")
 	b.dynSmem[k.tcQgemm[0]], b.dynSmem[k.tcQgemm[1]], b.dynSmem[k.tcQgemm[2]] = tgSmem(false), tgSmem(true), tgSmem(false)
-	for i, bt := range wgTokens {
+	for i, form := range wgForms {
 		for j, kind := range []string{"int4", "int4_asym", "fp4"} {
-			f := get(fmt.Sprintf("wg_qgemm_%s_%d", kind, bt))
-			k.wgQgemm[i][j], b.dynSmem[f] = f, wgSmem(bt, j == 1)
+			f := get(fmt.Sprintf("wg_qgemm_%s_%s", kind, form.name))
+			k.wgQgemm[i][j], b.dynSmem[f] = f, wgSmem(form, j == 1)
 		}
 	}
 	for i, d := range []int{64, 128} {

@@ -372,9 +372,11 @@ extern "C" __global__ void x_to_tiles(u16* __restrict__ xt, const float* __restr
     xt[o] = (u16)(pack_f16x2(v, 0.f) & 0xffffu);
 }
 
-// wg_qgemm_{int4, int4_asym, fp4}_{BT}: BT = 64 (one token sub-tile, one
-// column tile a warpgroup: 128 × 64 blocks, for up to 64 rows) and 128
-// (two sub-tiles, two column tiles a warpgroup: 256 × 128 blocks).
+// wg_qgemm_{int4, int4_asym, fp4}_{form}: the forms of wgForms
+// (cuda.go) — 64 (one token sub-tile, one column tile a warpgroup: 128 × 64
+// blocks), 64w (one sub-tile, two column tiles a warpgroup: 256 × 64, half
+// the reads of x a column) and 128 (two sub-tiles, two column tiles a
+// warpgroup: 256 × 128 blocks).
 #define WG_QGEMM_KERNEL(NAME, KIND, ASYM, BT, CT)                                                            \
     extern "C" __global__ void __launch_bounds__(256, BT == 64 ? 2 : 1)                                      \
         NAME(WDesc w, const u16* x16, float* y, int ldy, int M, float* ws, int* counters) {                  \
@@ -383,6 +385,9 @@ extern "C" __global__ void x_to_tiles(u16* __restrict__ xt, const float* __restr
 WG_QGEMM_KERNEL(wg_qgemm_int4_64, PACK_INT4, false, 64, 1)
 WG_QGEMM_KERNEL(wg_qgemm_int4_asym_64, PACK_INT4, true, 64, 1)
 WG_QGEMM_KERNEL(wg_qgemm_fp4_64, PACK_FP4, false, 64, 1)
+WG_QGEMM_KERNEL(wg_qgemm_int4_64w, PACK_INT4, false, 64, 2)
+WG_QGEMM_KERNEL(wg_qgemm_int4_asym_64w, PACK_INT4, true, 64, 2)
+WG_QGEMM_KERNEL(wg_qgemm_fp4_64w, PACK_FP4, false, 64, 2)
 WG_QGEMM_KERNEL(wg_qgemm_int4_128, PACK_INT4, false, 128, 2)
 WG_QGEMM_KERNEL(wg_qgemm_int4_asym_128, PACK_INT4, true, 128, 2)
 WG_QGEMM_KERNEL(wg_qgemm_fp4_128, PACK_FP4, false, 128, 2)

@@ -473,17 +473,25 @@ func packedGemmable(m *matrix) bool {
 	return (m.f == fmtPInt4 || m.f == fmtPFP4) && m.tr == nil && m.cols%32 == 0 && m.desc.group%32 == 0
 }
 
-// wgGemmMin (MARLIN_WG_MIN, for measurements) is the fewest rows a
-// product takes wg_qgemm with.
-var wgGemmMin = envInt("MARLIN_WG_MIN", 17)
+// wgGemmMin and wgGemmMax (MARLIN_WG_MIN, MARLIN_WG_MAX; for
+// measurements) are the fewest and most rows a product takes wg_qgemm
+// with; wgFormForce (MARLIN_WG_FORM, an index into wgForms) takes that form
+// at every size. The default range is where wg_qgemm was measured faster
+// than tc_qgemm on all four shapes of the table (17 … 64 rows:
+// 7–22% faster, docs/cuda-kernels.md, tenth session); above it, it wins on
+// some shapes and loses on others.
+var (
+	wgGemmMin   = envInt("MARLIN_WG_MIN", 17)
+	wgGemmMax   = envInt("MARLIN_WG_MAX", 64)
+	wgFormForce = envInt("MARLIN_WG_FORM", -1)
+)
 
 // wgGemm reports whether matmulOut runs m's product of M rows on wg_qgemm
 // (hopper.cu, the warpgroup MMA of sm_90a devices): the products tcGemm
-// takes, from wgGemmMin rows up, in place of tc_qgemm and of
-// dequantisation + cuBLAS — when turned on (MARLIN_CUDA_WGMMA=1): as
-// written it is slower than those at most sizes (docs/cuda-kernels.md).
+// takes, from wgGemmMin to wgGemmMax rows, in place of tc_qgemm and of
+// dequantisation + cuBLAS (unless MARLIN_CUDA_WGMMA=0).
 func (b *Backend) wgGemm(m *matrix, M int) bool {
-	return b.wgmma && M >= wgGemmMin && packedGemmable(m) && b.k.wgQgemm[0][0] != 0
+	return b.wgmma && M >= wgGemmMin && M <= wgGemmMax && packedGemmable(m) && b.k.wgQgemm[0][0] != 0
 }
 
 // xTiles queues x_to_tiles: x [M, m.cols] (row stride ldx) in fp16 in
@@ -508,19 +516,21 @@ func (b *Backend) xTiles(x uint64, ldx, M int, m *matrix) uint64 {
 	return xt
 }
 
-// wgQgemm queues x_to_tiles and wg_qgemm for
-// y[M, N] = x[M, K]·Wᵀ: blocks of 128 columns × 64 tokens up to 64 rows,
-// else 256 columns × 128 tokens (two warpgroups of bt/64 column tiles);
-// K split as tcQgemm splits it.
+// wgQgemm queues x_to_tiles and wg_qgemm for y[M, N] = x[M, K]·Wᵀ:
+// blocks of 128 columns × 64 tokens up to 64 rows, else 256 columns × 128
+// tokens (wgForms; MARLIN_WG_FORM forces one); K split as tcQgemm splits it.
 func (b *Backend) wgQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 	i := 0
-	if M > wgTokens[0] {
-		i = 1
+	switch {
+	case wgFormForce >= 0 && wgFormForce < len(wgForms):
+		i = wgFormForce
+	case M > 64:
+		i = 2
 	}
-	bt := wgTokens[i]
+	f := wgForms[i]
 	if x16 := b.xTiles(x, ldx, M, m); x16 != 0 {
-		// partial sums: 256 threads × 32·(bt/64)² floats a block
-		b.packedGemm(b.k.wgQgemm[i], "wgws", y, ldy, x16, M, m, 2*bt, bt, 256*32*(bt/64)*(bt/64))
+		// partial sums: 256 threads × ct·bt/2 floats a block
+		b.packedGemm(b.k.wgQgemm[i], "wgws", y, ldy, x16, M, m, 128*f.ct, f.bt, 256*f.ct*f.bt/2)
 	}
 }
 

@@ -4,6 +4,7 @@ package cuda
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -154,15 +155,20 @@ func TestQMatMul(t *testing.T) {
 		{"bf16-narrow", denseWeight(dtype.BF16), 150, 2080}, // K % 128 ≠ 0: dmv's narrow order at M ≤ 8
 	}
 	// With an sm_90a image the first pass runs the 4-bit products of 17
-	// rows and more on wg_qgemm (off by default in the product), the
-	// second on tc_qgemm and cuBLAS.
-	passes := []bool{g.wgmmaReady}
-	if g.wgmmaReady {
-		passes = append(passes, false)
-		defer func(on bool) { g.wgmma = on }(g.wgmma)
+	// rows and more on wg_qgemm (its default forms, at every size), the
+	// second on its 64w form (forced), the last on tc_qgemm and cuBLAS.
+	type pass struct {
+		wg   bool
+		form int
 	}
-	for _, wg := range passes {
-		g.wgmma = wg
+	passes := []pass{{false, -1}}
+	if g.wgmmaReady {
+		passes = []pass{{true, -1}, {true, 1}, {false, -1}}
+		defer func(on bool, hi, form int) { g.wgmma, wgGemmMax, wgFormForce = on, hi, form }(g.wgmma, wgGemmMax, wgFormForce)
+		wgGemmMax = math.MaxInt
+	}
+	for i, p := range passes {
+		g.wgmma, wgFormForce = p.wg, p.form
 		for _, cs := range cases {
 			w := cs.make(rng, cs.n, cs.k)
 			gw, err := g.LoadMatrix(w)
@@ -170,7 +176,7 @@ func TestQMatMul(t *testing.T) {
 				t.Fatal(err)
 			}
 			Ms := []int{1, 2, 3, 4, 7, 8, 15, 16, 17, 40, 63, 64, 65, 100, 130, 300}
-			if len(passes) > 1 && !wg {
+			if i > 0 {
 				Ms = []int{17, 64, 100, 300}
 			}
 			for _, M := range Ms {
@@ -178,7 +184,7 @@ func TestQMatMul(t *testing.T) {
 				want := exactMatMul(w, xv, M)
 				scale := absDot(w, xv, M)
 				got := gpuMatMul(t, g, gw, xv, M)
-				checkScaled(t, fmt.Sprintf("%s N%d K%d M%d wgmma %v", cs.name, cs.n, cs.k, M, wg), got, want, scale, matmulTol(gw, M))
+				checkScaled(t, fmt.Sprintf("%s N%d K%d M%d wgmma %v form %d", cs.name, cs.n, cs.k, M, p.wg, p.form), got, want, scale, matmulTol(gw, M))
 			}
 			// x rows at an odd offset: not 16-byte aligned (the generic
 			// kernel at 3 rows, tc_qgemm's or wg_qgemm's conversion at 40)

@@ -253,9 +253,9 @@ fi
 note "--device auto: runs $(./gpubin/marlin run --ids 1,2,3 -n 2 --temperature 0 --device auto -v 2>&1 | grep -o ' on [a-z0-9:]* in' | head -1)"
 
 fi
-# 5. memcheck of the op tests
+# 5. memcheck of the op tests (MEMCHECK_RUN: another -test.run pattern)
 if want memcheck && [ -n "$sanitizer" ]; then
-	run memcheck 40 200 "$OUT/memcheck.log" bash -c "cd backend/cuda && '$sanitizer' --tool memcheck --error-exitcode 9 ../../gpubin/cuda.test -test.v -test.run 'TestOps|TestQMatMul$|TestXTiles|TestTileClusters|TestGraphSegments|TestFusedOps|TestExpertsOnDevice|TestHeadsOnDevice|TestMLAAttentionLong|TestMLAPrologue|TestExpertsAdd|TestSample' -test.timeout 170s"
+	run memcheck 40 200 "$OUT/memcheck.log" bash -c "cd backend/cuda && '$sanitizer' --tool memcheck --error-exitcode 9 ../../gpubin/cuda.test -test.v -test.run '${MEMCHECK_RUN:-TestOps|TestQMatMul$|TestXTiles|TestTileClusters|TestGraphSegments|TestFusedOps|TestExpertsOnDevice|TestHeadsOnDevice|TestMLAAttentionLong|TestMLAPrologue|TestExpertsAdd|TestSample}' -test.timeout 170s"
 	grep -E '^(    --- |--- |=========)' "$OUT/memcheck.log" | tail -14
 elif want memcheck; then
 	note "memcheck: skipped (no compute-sanitizer)"
