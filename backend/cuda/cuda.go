@@ -54,11 +54,11 @@ type kernels struct {
 	qmvNorm                                             map[uintptr]uintptr
 	qmvTC                                               map[uintptr]uintptr // a stripe decode kernel → its tile-cluster version
 	permute, xToHalf, xToTiles, dequantInt4, dequantFP4 uintptr
-	youtApply                                           uintptr        // fused outputs of a plain product (matrix.go)
-	tcQgemm                                             [3]uintptr     // tc_qgemm_int4, _int4_asym, _fp4: prefill-sized 4-bit products (matrix.go tcGemm)
+	youtApply                                           uintptr                  // fused outputs of a plain product (matrix.go)
+	tcQgemm                                             [3]uintptr               // tc_qgemm_int4, _int4_asym, _fp4: prefill-sized 4-bit products (matrix.go tcGemm)
 	wgQgemm                                             [len(wgForms)][3]uintptr // wg_qgemm_{int4, int4_asym, fp4}_{form}: the same on the warpgroup MMA (sm_90a; matrix.go wgGemm)
-	attnSplit                                           [2][4]uintptr  // [D 64, 128][G 1, 2, 4, 8]
-	tr                                                  trellisKernels // EXL3 (trellis.go)
+	attnSplit                                           [2][4]uintptr            // [D 64, 128][G 1, 2, 4, 8]
+	tr                                                  trellisKernels           // EXL3 (trellis.go)
 }
 
 // wgForm is one form of wg_qgemm (hopper.cu): a block of 2·ct column
