@@ -62,17 +62,19 @@ type kernels struct {
 }
 
 // wgForm is one form of wg_qgemm (hopper.cu): a block of 2·ct column
-// tiles of 64 outputs (ct a warpgroup) × bt tokens.
+// tiles of 64 outputs (ct a warpgroup) × bt tokens, with a ring of st
+// stages.
 type wgForm struct {
-	name   string // the kernels' suffix
-	bt, ct int
+	name       string // the kernels' suffix
+	bt, ct, st int
 }
 
-// wgForms are wg_qgemm's forms; matrix.go's wgQgemm picks one.
-var wgForms = [3]wgForm{{"64", 64, 1}, {"64w", 64, 2}, {"128", 128, 2}}
+// wgForms are wg_qgemm's forms (hopper.cu's WG_QGEMM_FORM); matrix.go's
+// wgQgemm picks one.
+var wgForms = [3]wgForm{{"64", 64, 1, 12}, {"64w", 64, 2, 10}, {"128", 128, 2, 12}}
 
 // wgSmem is wg_qgemm's dynamic shared memory for form f (hopper.cu's
-// wg_smem: 5 ring stages of each column tile's 1 KB of codes, 128 B of
+// wg_smem: st ring stages of each column tile's 1 KB of codes, 128 B of
 // scales and, with zero points, 256 B of zero pairs, and bt tokens × 32
 // inputs of x in fp16; then an 8-byte mbarrier a stage).
 func wgSmem(f wgForm, asym bool) int {
@@ -80,7 +82,7 @@ func wgSmem(f wgForm, asym bool) int {
 	if asym {
 		st += 2 * f.ct * 256
 	}
-	return 5*st + 8*5
+	return f.st*st + 8*f.st
 }
 
 // tgSmem is tc_qgemm's dynamic shared memory (qmm.cu's tg_smem: 5 ring
@@ -429,7 +431,9 @@ func (b *Backend) loadKernels() error {
 	for i, form := range wgForms {
 		for j, kind := range []string{"int4", "int4_asym", "fp4"} {
 			f := get(fmt.Sprintf("wg_qgemm_%s_%s", kind, form.name))
-			k.wgQgemm[i][j], b.dynSmem[f] = f, wgSmem(form, j == 1)
+			if b.wgmmaReady { // (elsewhere empty stubs, never launched: their rings need not fit)
+				k.wgQgemm[i][j], b.dynSmem[f] = f, wgSmem(form, j == 1)
+			}
 		}
 	}
 	for i, d := range []int{64, 128} {
