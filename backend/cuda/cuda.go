@@ -71,7 +71,7 @@ type wgForm struct {
 
 // wgForms are wg_qgemm's forms (hopper.cu's WG_QGEMM_FORM); matrix.go's
 // wgQgemm picks one.
-var wgForms = [3]wgForm{{"64", 64, 1, 12}, {"64w", 64, 2, 10}, {"128", 128, 2, 12}}
+var wgForms = [3]wgForm{{"64", 64, 1, 5}, {"64w", 64, 2, 5}, {"128", 128, 2, 5}}
 
 // wgSmem is wg_qgemm's dynamic shared memory for form f (hopper.cu's
 // wg_smem: st ring stages of each column tile's 1 KB of codes, 128 B of

@@ -376,11 +376,9 @@ extern "C" __global__ void x_to_tiles(u16* __restrict__ xt, const float* __restr
 // blocks, two a multiprocessor), 64w (one sub-tile, two column tiles a
 // warpgroup: 256 × 64, half the reads of x a column) and 128 (two
 // sub-tiles, two column tiles a warpgroup: 256 × 128 blocks, one a
-// multiprocessor) — each with a ring as deep as two blocks (one for 128)
-// of a multiprocessor fit: a block has only ST − 2 steps of weights in
-// flight, a few KB, and a step waits out a whole memory latency when they
-// are too few (5 stages: 0.7 µs a step at 64 rows, ~1300 cycles for 128
-// of tensor work).
+// multiprocessor). Rings of 5 stages: deeper ones (12, 10, 12 stages, as
+// many as the shared memory holds) measured the same at every size, so a
+// step does not wait for its loads (docs/cuda-kernels.md, tenth session).
 #define WG_QGEMM_KERNEL(NAME, KIND, ASYM, BT, CT, ST)                                                        \
     extern "C" __global__ void __launch_bounds__(256, BT == 64 ? 2 : 1)                                      \
         NAME(WDesc w, const u16* x16, float* y, int ldy, int M, float* ws, int* counters) {                  \
@@ -390,6 +388,6 @@ extern "C" __global__ void x_to_tiles(u16* __restrict__ xt, const float* __restr
     WG_QGEMM_KERNEL(wg_qgemm_int4_##SUFFIX, PACK_INT4, false, BT, CT, ST)                                  \
     WG_QGEMM_KERNEL(wg_qgemm_int4_asym_##SUFFIX, PACK_INT4, true, BT, CT, ST)                              \
     WG_QGEMM_KERNEL(wg_qgemm_fp4_##SUFFIX, PACK_FP4, false, BT, CT, ST)
-WG_QGEMM_FORM(64, 64, 1, 12)
-WG_QGEMM_FORM(64w, 64, 2, 10)
-WG_QGEMM_FORM(128, 128, 2, 12)
+WG_QGEMM_FORM(64, 64, 1, 5)
+WG_QGEMM_FORM(64w, 64, 2, 5)
+WG_QGEMM_FORM(128, 128, 2, 5)

@@ -477,12 +477,12 @@ func packedGemmable(m *matrix) bool {
 // measurements) are the fewest and most rows a product takes wg_qgemm
 // with; wgFormForce (MARLIN_WG_FORM, an index into wgForms) takes that form
 // at every size. The default range is where wg_qgemm was measured faster
-// than tc_qgemm on all four shapes of the table (17 … 64 rows:
-// 7–22% faster, docs/cuda-kernels.md, tenth session); above it, it wins on
-// some shapes and loses on others.
+// than tc_qgemm on all four shapes of the table (docs/cuda-kernels.md,
+// tenth session: 17 … 256 rows, 5–40% less time); at 512 rows it wins on some
+// shapes and loses on others, at 2048 it loses on all.
 var (
 	wgGemmMin   = envInt("MARLIN_WG_MIN", 17)
-	wgGemmMax   = envInt("MARLIN_WG_MAX", 64)
+	wgGemmMax   = envInt("MARLIN_WG_MAX", 256)
 	wgFormForce = envInt("MARLIN_WG_FORM", -1)
 )
 
@@ -516,22 +516,37 @@ func (b *Backend) xTiles(x uint64, ldx, M int, m *matrix) uint64 {
 	return xt
 }
 
-// wgQgemm queues x_to_tiles and wg_qgemm for y[M, N] = x[M, K]·Wᵀ:
-// blocks of 128 columns × 64 tokens up to 64 rows, else 256 columns × 128
-// tokens (wgForms; MARLIN_WG_FORM forces one); K split as tcQgemm splits it.
+// wgQgemm queues x_to_tiles and wg_qgemm for y[M, N] = x[M, K]·Wᵀ in
+// the form wgFormFor picks (MARLIN_WG_FORM forces one); K split as tcQgemm
+// splits it.
 func (b *Backend) wgQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
-	i := 0
-	switch {
-	case wgFormForce >= 0 && wgFormForce < len(wgForms):
+	i := wgFormFor(M, m.rows, m.cols)
+	if wgFormForce >= 0 && wgFormForce < len(wgForms) {
 		i = wgFormForce
-	case M > 64:
-		i = 2
 	}
 	f := wgForms[i]
 	if x16 := b.xTiles(x, ldx, M, m); x16 != 0 {
 		// partial sums: 256 threads × ct·bt/2 floats a block
 		b.packedGemm(b.k.wgQgemm[i], "wgws", y, ldy, x16, M, m, 128*f.ct, f.bt, 256*f.ct*f.bt/2)
 	}
+}
+
+// wgFormFor picks wg_qgemm's form (an index into wgForms) for M rows of
+// an N × K weight, as measured on the H100 (docs/cuda-kernels.md, tenth
+// session): 128 × 64 blocks up to 64 rows; 256 × 64 blocks (64w: half the
+// reads of x a column) from 129 rows, and from 65 for weights of 2^27
+// values and more, where it was 14–31% faster at 128 rows and 10% slower
+// on the smaller two; the 128-token form beyond that.
+func wgFormFor(M, N, K int) int {
+	switch {
+	case M <= 64:
+		return 0
+	case M <= 256 && (M > 128 || int64(N)*int64(K) >= 1<<27):
+		return 1
+	case M <= 128:
+		return 0
+	}
+	return 2
 }
 
 // tcSplits picks tc_qgemm's split of K for tiles output tiles of spt steps

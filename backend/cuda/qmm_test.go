@@ -123,6 +123,22 @@ func TestTCSplits(t *testing.T) {
 	}
 }
 
+// TestWGFormFor checks wg_qgemm's form choice at the edges of its ranges
+// (the measured table it follows: docs/cuda-kernels.md, tenth session).
+func TestWGFormFor(t *testing.T) {
+	for _, c := range []struct{ M, N, K, want int }{
+		{17, 4096, 14336, 0}, {64, 28672, 8192, 0}, // 128 × 64 blocks up to 64 rows
+		{65, 4096, 14336, 0}, {128, 14336, 4096, 0}, // small weights: still 128 × 64 at 65–128
+		{65, 28672, 8192, 1}, {128, 8192, 28672, 1}, // 2^27 values and more: 256 × 64 from 65
+		{129, 4096, 14336, 1}, {256, 14336, 4096, 1}, // 256 × 64 at 129–256 for all
+		{257, 4096, 14336, 2}, {2048, 28672, 8192, 2}, // the 128-token form beyond
+	} {
+		if got := wgFormFor(c.M, c.N, c.K); got != c.want {
+			t.Errorf("wgFormFor(%d, %d, %d) = %d (%s), want %d (%s)", c.M, c.N, c.K, got, wgForms[got].name, c.want, wgForms[c.want].name)
+		}
+	}
+}
+
 // TestQMatMul checks the quantized products at the sizes that exercise
 // what the small cases of TestOps cannot: split-K with the in-kernel
 // reduction (large K, few column tiles), every M from 1 to 16 (the decode
