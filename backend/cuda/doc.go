@@ -28,8 +28,8 @@
 // formats without a fast kernel use the generic SIMT tile kernels of
 // matmul.cu. On sm_90 (with NVRTC 12 or newer) the module is built for
 // sm_90a and also holds wg_qgemm (hopper.cu: the same 4-bit products on
-// the warpgroup MMA), tested but off unless MARLIN_CUDA_WGMMA=1: as
-// written it is slower than tc_qgemm and cuBLAS at most sizes. Attention is flash-decoding (split over positions, GQA heads
+// the warpgroup MMA), which takes the 4-bit products of 17–256 rows in
+// place of tc_qgemm (matrix.go wgGemm, wgFormFor). Attention is flash-decoding (split over positions, GQA heads
 // sharing each key/value load) for heads of 64 or 128 dims, the generic
 // kernel otherwise (MLA). docs/cuda-kernels.md has each kernel's history
 // and measurements.
@@ -52,7 +52,8 @@
 // MARLIN_TC_MIN and MARLIN_TC_MAX
 // (tc_qgemm off, or its row range), MARLIN_TRELLIS_BLOCKS (the EXL3
 // kernel's grid), MARLIN_CUBLAS (the library's path, or off),
-// MARLIN_CUDA_WGMMA=1 and MARLIN_WG_MIN (wg_qgemm on, from that many rows),
+// MARLIN_CUDA_WGMMA=0, MARLIN_WG_MIN and MARLIN_WG_MAX (wg_qgemm off, or
+// its row range), MARLIN_WG_FORM (one of its forms at every size),
 // MARLIN_NVRTC_LOG=1 (NVRTC's log, ptxas's advisories included, on
 // stderr when the module is compiled).
 package cuda
