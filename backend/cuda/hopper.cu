@@ -358,7 +358,7 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
 // order (position 2t + e of a 16-input half holds input 4t + e, 8 + 2t + e
 // input 4t + 2 + e) —, act-order weights' permutation applied, tokens past
 // M zero. One thread an element; grid ⌈64·K·TB / 256⌉ blocks of 256.
-extern "C" __global__ void x_to_tiles(u16* __restrict__ xt, const float* __restrict__ x, int ldx, const int* __restrict__ perm,
+MARLIN_KERNEL void x_to_tiles(u16* __restrict__ xt, const float* __restrict__ x, int ldx, const int* __restrict__ perm,
                                       int K, int M) {
     const int TB = wg_blocks(M);
     const long o = (long)blockIdx.x * 256 + threadIdx.x;
@@ -381,7 +381,7 @@ extern "C" __global__ void x_to_tiles(u16* __restrict__ xt, const float* __restr
 // many as the shared memory holds) measured the same at every size, so a
 // step does not wait for its loads (docs/cuda-kernels.md, tenth session).
 #define WG_QGEMM_KERNEL(NAME, KIND, ASYM, BT, CT, ST)                                                        \
-    extern "C" __global__ void __launch_bounds__(256, BT == 64 ? 2 : 1)                                      \
+    MARLIN_KERNEL void __launch_bounds__(256, BT == 64 ? 2 : 1)                                      \
         NAME(WDesc w, const u16* x16, float* y, int ldy, int M, float* ws, int* counters) {                  \
         wg_qgemm<KIND, ASYM, BT, CT, ST>(w, x16, y, ldy, M, ws, counters);                                   \
     }

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/marlin-llm/marlin/backend"
 	"github.com/marlin-llm/marlin/backend/cpu"
@@ -447,13 +446,11 @@ func TestReadPatternSpeed(t *testing.T) {
 	buf := b.NewTensor(1, total/4)
 	sink := b.NewTensor(1, 1024)
 	mustSync(t, b)
-	var f uintptr
-	cname := cstr("read_probe")
 	b.enter()
-	r := call(b.d.cuModuleGetFunction, uintptr(unsafe.Pointer(&f)), b.module, uintptr(unsafe.Pointer(&cname[0])))
+	f := b.function("read_probe")
 	b.leave()
-	if r != cuSuccess {
-		t.Fatalf("read_probe: %v", b.d.check(r, "cuModuleGetFunction"))
+	if f == 0 {
+		t.Fatal("read_probe: not in the modules")
 	}
 	b.SetGraphs(false)
 	start, stop := b.newEvent(), b.newEvent()
