@@ -357,19 +357,24 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
 // 8n8 + r, its 8 values the step's positions 8k8 … 8k8 + 7 in the MMA's k
 // order (position 2t + e of a 16-input half holds input 4t + e, 8 + 2t + e
 // input 4t + 2 + e) —, act-order weights' permutation applied, tokens past
-// M zero. One thread an element; grid ⌈64·K·TB / 256⌉ blocks of 256.
+// M zero. One thread a core-matrix row (8 values, one 16-byte store): its
+// positions 8k8 + e are the step's inputs 16(k8 >> 1) + 2(k8 & 1) + 4(e >>
+// 1) + (e & 1), pairs 4 apart. Grid ⌈8·K·TB / 256⌉ blocks of 256.
 MARLIN_KERNEL void x_to_tiles(u16* __restrict__ xt, const float* __restrict__ x, int ldx, const int* __restrict__ perm,
                                       int K, int M) {
     const int TB = wg_blocks(M);
-    const long o = (long)blockIdx.x * 256 + threadIdx.x;
-    if (o >= 64L * K * TB) return;
-    const int e = (int)(o & 7), r = (int)(o >> 3) & 7, k8 = (int)(o >> 6) & 3, n8 = (int)(o >> 8) & 7;
-    const long blk = o >> 11;  // s·TB + tb
-    const int tb = (int)(blk % TB), s = (int)(blk / TB);
-    const int m = 64 * tb + 8 * n8 + r, pos = 8 * k8 + e, q = pos & 15;
-    const int p = 32 * s + 16 * (pos >> 4) + 4 * ((q & 7) >> 1) + 2 * (q >> 3) + (q & 1);
-    const float v = m < M ? x[(size_t)m * ldx + (perm ? perm[p] : p)] : 0.f;
-    xt[o] = (u16)(pack_f16x2(v, 0.f) & 0xffffu);
+    const int o8 = blockIdx.x * 256 + threadIdx.x;  // 8·K·TB rows: < 2^31 for any K × M that fits a device
+    if (o8 >= 8 * K * TB) return;
+    const int r = o8 & 7, k8 = (o8 >> 3) & 3, n8 = (o8 >> 5) & 7, blk = o8 >> 8;  // blk = s·TB + tb
+    const int tb = blk % TB, s = blk / TB, m = 64 * tb + 8 * n8 + r;
+    const int p0 = 32 * s + 16 * (k8 >> 1) + 2 * (k8 & 1);
+    float v[8];
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+        const int p = p0 + 4 * (e >> 1) + (e & 1);
+        v[e] = m < M ? x[(size_t)m * ldx + (perm ? perm[p] : p)] : 0.f;
+    }
+    *(V4u*)(xt + 8 * (size_t)o8) = V4u{pack_f16x2(v[0], v[1]), pack_f16x2(v[2], v[3]), pack_f16x2(v[4], v[5]), pack_f16x2(v[6], v[7])};
 }
 
 // wg_qgemm_{int4, int4_asym, fp4}_{form}: the forms of wgForms

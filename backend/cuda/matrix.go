@@ -512,7 +512,7 @@ func (b *Backend) xTiles(x uint64, ldx, M int, m *matrix) uint64 {
 	a.ptr(m.desc.gidx)
 	a.i32(K)
 	a.i32(M)
-	b.launch(b.k.xToTiles, int((n+255)/256), 1, 256, 0, a)
+	b.launch(b.k.xToTiles, int((n/8+255)/256), 1, 256, 0, a) // a thread a core-matrix row of 8
 	return xt
 }
 
