@@ -128,13 +128,14 @@ var wgForms = [3]wgForm{{"64", 64, 1, 5}, {"64w", 64, 2, 5}, {"128", 128, 2, 5}}
 // wgSmem is wg_qgemm's dynamic shared memory for form f (hopper.cu's
 // wg_smem: st ring stages of each column tile's 1 KB of codes, 128 B of
 // scales and, with zero points, 256 B of zero pairs, and bt tokens × 32
-// inputs of x in fp16; then an 8-byte mbarrier a stage).
+// inputs of x in fp16 — or, where larger, the cluster sum's 256 threads ×
+// ct·bt/2 floats —, then an 8-byte mbarrier a stage).
 func wgSmem(f wgForm, asym bool) int {
 	st := 2*f.ct*(1024+128) + 64*f.bt
 	if asym {
 		st += 2 * f.ct * 256
 	}
-	return f.st*st + 8*f.st
+	return max(f.st*st, 512*f.ct*f.bt) + 8*f.st
 }
 
 // tgSmem is tc_qgemm's dynamic shared memory (qmm.cu's tg_smem: 5 ring
@@ -394,15 +395,15 @@ func (b *Backend) residentBlocks(f uintptr, threads int) int {
 // holds at once: a cluster's blocks must share one GPC, so this can be
 // well below residentBlocks·SMs/C. Without the driver's calculator it
 // assumes no such loss.
-func (b *Backend) residentClusters(f uintptr, C int) int {
+func (b *Backend) residentClusters(f uintptr, threads, C int) int {
 	key := [2]uintptr{f, uintptr(C)}
 	if n, ok := b.clusters[key]; ok {
 		return n
 	}
-	n := int32(b.residentBlocks(f, 128) * b.sms / C)
+	n := int32(b.residentBlocks(f, threads) * b.sms / C)
 	if b.d.cuOccupancyMaxActiveClusters != 0 {
 		attr := launchAttr{id: launchAttrClusterDimension, val: [16]uint32{uint32(C), 1, 1}}
-		cfg := launchConfig{gridX: uint32(C), gridY: 1, gridZ: 1, blockX: 128, blockY: 1, blockZ: 1,
+		cfg := launchConfig{gridX: uint32(C), gridY: 1, gridZ: 1, blockX: uint32(threads), blockY: 1, blockZ: 1,
 			smem: uint32(b.dynSmem[f]), stream: b.stream, attrs: uintptr(unsafe.Pointer(&attr)), numAttrs: 1}
 		var got int32
 		if call(b.d.cuOccupancyMaxActiveClusters, uintptr(unsafe.Pointer(&got)), f, uintptr(unsafe.Pointer(&cfg))) == cuSuccess && got > 0 {

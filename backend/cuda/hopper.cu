@@ -71,7 +71,12 @@ __host__ __device__ constexpr int wg_zo(int ct) { return 2048 * ct + 256 * ct; }
 __host__ __device__ constexpr int wg_xo(int ct, bool asym) { return wg_zo(ct) + (asym ? 512 * ct : 0); }
 __host__ __device__ constexpr int wg_stage(int bt, int ct, bool asym) { return wg_xo(ct, asym) + 64 * bt; }
 // (the ring, then an mbarrier a stage: x's bulk copies complete on it)
-__host__ __device__ constexpr int wg_smem(int bt, int ct, bool asym, int st) { return st * wg_stage(bt, ct, asym) + 8 * st; }
+// (the ring, or the cluster sum's 256 threads × ct·bt/2 floats where that
+// is larger, then an mbarrier a stage)
+__host__ __device__ constexpr int wg_bars(int bt, int ct, bool asym, int st) {
+    return st * wg_stage(bt, ct, asym) > 512 * ct * bt ? st * wg_stage(bt, ct, asym) : 512 * ct * bt;
+}
+__host__ __device__ constexpr int wg_smem(int bt, int ct, bool asym, int st) { return wg_bars(bt, ct, asym, st) + 8 * st; }
 
 #if WG_ON
 // wg_desc is the shared-memory descriptor of one k16 half of a 64-token
@@ -157,7 +162,11 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
     constexpr int WC = NT * (64 + 8 + (ASYM ? 16 : 0));             // 16-byte weight chunks a step
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wl = warp & 3, wgi = warp >> 2, t = lane & 3, c = lane >> 2;
     const int spt = w.K >> 5, ntiles = (w.N + 63) >> 6, groups = w.K / w.group, gsteps = w.group >> 5;
-    const int nt0 = NT * blockIdx.x, m0 = BT * blockIdx.y, S = gridDim.z, z = blockIdx.z;
+    // K split S ways: along z (partial sums through ws), or in a
+    // thread-block cluster of S blocks along x (summed through distributed
+    // shared memory; see the end)
+    const int C = (int)cluster_nctarank(), S = C > 1 ? C : (int)gridDim.z, z = C > 1 ? (int)cluster_ctarank() : (int)blockIdx.z;
+    const int nt0 = NT * (int)(blockIdx.x / C), m0 = BT * blockIdx.y;
     const int s0 = (int)((long long)spt * z / S), s1 = (int)((long long)spt * (z + 1) / S);
     const u32 ring_s = smem_addr(gsm);
 
@@ -190,7 +199,7 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
     // bytes, one bulk copy by thread 0 (tokens past M are zeros there)
     const int TB = wg_blocks(M);  // 64-token blocks of x16 a step
     const u16* xsrc = x16 + ((size_t)s0 * TB + (m0 >> 6)) * 2048;
-    const u32 bars = ring_s + (u32)(ST * SB);
+    const u32 bars = ring_s + (u32)wg_bars(BT, CT, ASYM, ST);
     if (tid == 0) {
 #pragma unroll
         for (int u = 0; u < ST; u++) mbar_init(bars + 8 * u, 1);
@@ -323,6 +332,40 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
         return;
     }
     constexpr int PER = CT * BT / 2;  // partial sums a thread
+    if (C > 1) {
+        // the cluster's blocks hold the tile's S partial sums: blocks 1 …
+        // S − 1 leave theirs in shared memory (the ring's, free now; four
+        // floats a thread, thread-contiguous, so a warp's stores and loads
+        // hit every bank once), block 0 adds them in rank order through
+        // distributed shared memory and writes y — no partial sums through
+        // L2, no fence, no counter (ncu at 64 rows: the global tail held a
+        // quarter of the kernel's samples); the same order as the global
+        // path, so the same results. A last barrier keeps every block's
+        // shared memory alive until block 0 has read it.
+        float* red = (float*)gsm;
+        __syncthreads();  // every warp past its last read of the ring
+        if (z > 0) {
+#pragma unroll
+            for (int ct = 0; ct < CT; ct++)
+#pragma unroll
+                for (int e = 0; e < BT / 2; e += 4)
+                    *(V4f*)(red + ((ct * (BT / 2) + e) >> 2) * 1024 + 4 * tid) = V4f{acc[ct][e], acc[ct][e + 1], acc[ct][e + 2], acc[ct][e + 3]};
+        }
+        cluster_sync();
+        if (z == 0) {
+            for (int r = 1; r < S; r++)
+#pragma unroll
+                for (int ct = 0; ct < CT; ct++)
+#pragma unroll
+                    for (int e = 0; e < BT / 2; e += 4) {
+                        const float4 v = ld_dsmem4(red + ((ct * (BT / 2) + e) >> 2) * 1024 + 4 * tid, (u32)r);
+                        acc[ct][e] += v.x, acc[ct][e + 1] += v.y, acc[ct][e + 2] += v.z, acc[ct][e + 3] += v.w;
+                    }
+            put(acc);
+        }
+        cluster_sync();
+        return;
+    }
     const int tile = blockIdx.y * gridDim.x + blockIdx.x;
     float* part = ws + (((size_t)tile * S + z) * 256 + tid) * PER;
 #pragma unroll

@@ -427,7 +427,7 @@ func (b *Backend) tcGemm(m *matrix, M int) bool {
 // sums the last of them adds (deterministic; S from tcSplits).
 func (b *Backend) tcQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 	if x16 := b.xHalf(x, ldx, M, m, false); x16 != 0 {
-		b.packedGemm(b.k.tcQgemm, "tcws", y, ldy, x16, M, m, 128, 64, 8192)
+		b.packedGemm(b.k.tcQgemm, "tcws", y, ldy, x16, M, m, 128, 64, 8192, false)
 	}
 }
 
@@ -435,8 +435,11 @@ func (b *Backend) tcQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 // arguments — fs[0] for INT4, [1] INT4 with zero points, [2] FP4 — for
 // y[M, N] = x16[M, K]·Wᵀ in blocks of 256 threads, cols output columns ×
 // rows of x each, K split among S blocks (tcSplits) whose partial sums,
-// part floats a block, the last of them adds from the scratch named ws.
-func (b *Backend) packedGemm(fs [3]uintptr, ws string, y uint64, ldy int, x16 uint64, M int, m *matrix, cols, rows, part int) {
+// part floats a block, the last of them adds from the scratch named ws —
+// or, with cluster (a kernel that can, hopper.cu's wg_qgemm) where the
+// device has clusters and S ≤ 8, the S blocks of a tile form a
+// thread-block cluster along x and sum through distributed shared memory.
+func (b *Backend) packedGemm(fs [3]uintptr, ws string, y uint64, ldy int, x16 uint64, M int, m *matrix, cols, rows, part int, cluster bool) {
 	f := fs[0]
 	switch {
 	case m.f == fmtPFP4:
@@ -449,8 +452,9 @@ func (b *Backend) packedGemm(fs [3]uintptr, ws string, y uint64, ldy int, x16 ui
 	if gx*gy > counterCap {
 		S = 1
 	}
+	cluster = cluster && S > 1 && S <= 8 && b.cc >= 90 && b.d.cuLaunchKernelEx != 0 && b.residentClusters(f, 256, S) > 0
 	var wsp uint64
-	if S > 1 {
+	if S > 1 && !cluster {
 		if wsp = b.scratchBuf(ws, 4*int64(gx*gy)*int64(S)*int64(part)); wsp == 0 {
 			return
 		}
@@ -463,6 +467,10 @@ func (b *Backend) packedGemm(fs [3]uintptr, ws string, y uint64, ldy int, x16 ui
 	a.i32(M)
 	a.ptr(wsp)
 	a.ptr(b.counters.ptr)
+	if cluster {
+		b.launchCluster(f, gx*S, gy, 1, 256, b.dynSmem[f], a, true, S)
+		return
+	}
 	b.launchOpt(f, gx, gy, S, 256, b.dynSmem[f], a, true)
 }
 
@@ -484,6 +492,7 @@ var (
 	wgGemmMin   = envInt("MARLIN_WG_MIN", 17)
 	wgGemmMax   = envInt("MARLIN_WG_MAX", 256)
 	wgFormForce = envInt("MARLIN_WG_FORM", -1)
+	wgClusterOn = os.Getenv("MARLIN_WG_CLUSTER") != "0" // K splits summed in a cluster (packedGemm)
 )
 
 // wgGemm reports whether matmulOut runs m's product of M rows on wg_qgemm
@@ -527,7 +536,7 @@ func (b *Backend) wgQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 	f := wgForms[i]
 	if x16 := b.xTiles(x, ldx, M, m); x16 != 0 {
 		// partial sums: 256 threads × ct·bt/2 floats a block
-		b.packedGemm(b.k.wgQgemm[i], "wgws", y, ldy, x16, M, m, 128*f.ct, f.bt, 256*f.ct*f.bt/2)
+		b.packedGemm(b.k.wgQgemm[i], "wgws", y, ldy, x16, M, m, 128*f.ct, f.bt, 256*f.ct*f.bt/2, wgClusterOn)
 	}
 }
 
@@ -600,7 +609,7 @@ func (b *Backend) tileClusters(ft, f uintptr, m *matrix, M int) int {
 		return tileClusterForce
 	}
 	return chooseTileCluster(ntiles, spt, M, b.stripeBlocks(f, ntiles*spt), b.residentBlocks(f, 128)*b.sms,
-		func(C int) int { return b.residentClusters(ft, C) })
+		func(C int) int { return b.residentClusters(ft, 128, C) })
 }
 
 // chooseTileCluster picks the split of a decode product of M rows over

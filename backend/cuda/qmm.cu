@@ -177,8 +177,8 @@ __device__ __forceinline__ void add4(float4& s, const float4& v) {
 // cluster's size, a barrier of all the cluster's threads (arrive releases,
 // wait acquires by default:
 // shared-memory writes before it are visible after it in every block),
-// and two floats of another block's shared memory (distributed shared
-// memory: the address mapped to block rank's copy). Below sm_90 the
+// and two or four floats of another block's shared memory (distributed
+// shared memory: the address mapped to block rank's copy). Below sm_90 the
 // kernels that use them are not launched (the host checks the device).
 __device__ __forceinline__ u32 cluster_ctarank() {
     u32 r = 0;
@@ -207,6 +207,16 @@ __device__ __forceinline__ float2 ld_dsmem2(const float* p, u32 rank) {
     u32 a;
     asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(a) : "r"((u32)__cvta_generic_to_shared(p)), "r"(rank));
     asm volatile("ld.shared::cluster.v2.f32 {%0, %1}, [%2];" : "=f"(v.x), "=f"(v.y) : "r"(a));
+#endif
+    return v;
+}
+
+__device__ __forceinline__ float4 ld_dsmem4(const float* p, u32 rank) {  // four floats, 16-byte aligned
+    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+#if __CUDA_ARCH__ >= 900
+    u32 a;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(a) : "r"((u32)__cvta_generic_to_shared(p)), "r"(rank));
+    asm volatile("ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(a));
 #endif
     return v;
 }

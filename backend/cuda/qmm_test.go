@@ -171,19 +171,24 @@ func TestQMatMul(t *testing.T) {
 	}
 	// With an sm_90a image the first pass runs the 4-bit products of 17
 	// rows and more on wg_qgemm (its default forms, at every size), the
-	// second on its 64w form (forced), the last on tc_qgemm and cuBLAS.
+	// second on its 64w form (forced), the third with K splits summed
+	// through global memory instead of a cluster, the last on tc_qgemm and
+	// cuBLAS.
 	type pass struct {
-		wg   bool
-		form int
+		wg      bool
+		form    int
+		cluster bool
 	}
-	passes := []pass{{false, -1}}
+	passes := []pass{{false, -1, true}}
 	if g.wgmmaReady {
-		passes = []pass{{true, -1}, {true, 1}, {false, -1}}
-		defer func(on bool, hi, form int) { g.wgmma, wgGemmMax, wgFormForce = on, hi, form }(g.wgmma, wgGemmMax, wgFormForce)
+		passes = []pass{{true, -1, true}, {true, 1, true}, {true, -1, false}, {false, -1, true}}
+		defer func(on bool, hi, form int, cl bool) {
+			g.wgmma, wgGemmMax, wgFormForce, wgClusterOn = on, hi, form, cl
+		}(g.wgmma, wgGemmMax, wgFormForce, wgClusterOn)
 		wgGemmMax = math.MaxInt
 	}
 	for i, p := range passes {
-		g.wgmma, wgFormForce = p.wg, p.form
+		g.wgmma, wgFormForce, wgClusterOn = p.wg, p.form, p.cluster
 		for _, cs := range cases {
 			w := cs.make(rng, cs.n, cs.k)
 			gw, err := g.LoadMatrix(w)
@@ -199,7 +204,7 @@ func TestQMatMul(t *testing.T) {
 				want := exactMatMul(w, xv, M)
 				scale := absDot(w, xv, M)
 				got := gpuMatMul(t, g, gw, xv, M)
-				checkScaled(t, fmt.Sprintf("%s N%d K%d M%d wgmma %v form %d", cs.name, cs.n, cs.k, M, p.wg, p.form), got, want, scale, matmulTol(gw, M))
+				checkScaled(t, fmt.Sprintf("%s N%d K%d M%d wgmma %v form %d cluster %v", cs.name, cs.n, cs.k, M, p.wg, p.form, p.cluster), got, want, scale, matmulTol(gw, M))
 			}
 			// x rows at an odd offset: not 16-byte aligned (the generic
 			// kernel at 3 rows, tc_qgemm's or wg_qgemm's conversion at 40)
@@ -559,8 +564,8 @@ func TestQMatMulSpeed(t *testing.T) {
 				ft := b.k.qmvTC[fk]
 				ntiles, spt := (m.rows+63)/64, m.cols/32
 				fmt.Printf("tcl %s %d %d: %d tiles of %d steps, %d stripe warps; clusters resident at C = 1, 2, 4, 8: %d %d %d %d; chosen C = %d at M = 1, %d at M = 16\n",
-					f.name, K, N, ntiles, spt, qmvWarps*b.stripeBlocks(fk, ntiles*spt), b.residentClusters(ft, 1), b.residentClusters(ft, 2),
-					b.residentClusters(ft, 4), b.residentClusters(ft, 8), b.tileClusters(ft, fk, m, 1), b.tileClusters(ft, fk, m, 16))
+					f.name, K, N, ntiles, spt, qmvWarps*b.stripeBlocks(fk, ntiles*spt), b.residentClusters(ft, 128, 1), b.residentClusters(ft, 128, 2),
+					b.residentClusters(ft, 128, 4), b.residentClusters(ft, 128, 8), b.tileClusters(ft, fk, m, 1), b.tileClusters(ft, fk, m, 16))
 			}
 			for _, M := range speedRows() {
 				x, y := b.NewTensor(M, K), b.NewTensor(M, N)
