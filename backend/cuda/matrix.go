@@ -449,6 +449,9 @@ func (b *Backend) packedGemm(fs [3]uintptr, ws string, y uint64, ldy int, x16 ui
 	}
 	gx, gy := (m.rows+cols-1)/cols, (M+rows-1)/rows
 	S := tcSplits(gx*gy, m.cols/32, b.sms)
+	if cluster && wgSplitForce > 0 { // (a measurement: wg_qgemm's split)
+		S = min(wgSplitForce, max(1, m.cols/32))
+	}
 	if gx*gy > counterCap {
 		S = 1
 	}
@@ -493,6 +496,11 @@ var (
 	wgGemmMax   = envInt("MARLIN_WG_MAX", 256)
 	wgFormForce = envInt("MARLIN_WG_FORM", -1)
 	wgClusterOn = os.Getenv("MARLIN_WG_CLUSTER") != "0" // K splits summed in a cluster (packedGemm)
+	// wgSplitForce (MARLIN_WG_SPLIT; with the cluster sum on) takes that
+	// split of K for every wg_qgemm product, for measuring the balance of
+	// its blocks over the multiprocessors (docs/cuda-kernels.md, design note
+	// of the tenth session)
+	wgSplitForce = envInt("MARLIN_WG_SPLIT", 0)
 )
 
 // wgGemm reports whether matmulOut runs m's product of M rows on wg_qgemm
