@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/marlin-llm/marlin/backend"
 	"github.com/marlin-llm/marlin/backend/cpu"
@@ -30,9 +31,11 @@ var (
 func gpu(t testing.TB) *Backend {
 	t.Helper()
 	sharedOnce.Do(func() {
+		t0 := time.Now()
 		shared, sharedErr = New(0)
 		if sharedErr == nil {
-			fmt.Fprintf(os.Stderr, "cuda tests on %s (kernels from the disk cache: %v; warpgroup MMA kernels: %v, on: %v)\n", shared.Describe(), shared.fromCache, shared.wgmmaReady, shared.wgmma)
+			fmt.Fprintf(os.Stderr, "cuda tests on %s (ready in %.1f s, kernels from the disk cache: %v; warpgroup MMA kernels: %v, on: %v)\n",
+				shared.Describe(), time.Since(t0).Seconds(), shared.fromCache, shared.wgmmaReady, shared.wgmma)
 			if shared.wgmmaErr != nil {
 				fmt.Fprintf(os.Stderr, "sm_90a compilation failed: %v\n", shared.wgmmaErr)
 			}
