@@ -114,28 +114,28 @@ type kernels struct {
 }
 
 // wgForm is one form of wg_qgemm (hopper.cu): a block of 2·ct column
-// tiles of 64 outputs (ct a warpgroup) × bt tokens, with a ring of st
-// stages.
+// tiles of 64 outputs (ct a warpgroup) × bt tokens.
 type wgForm struct {
-	name       string // the kernels' suffix
-	bt, ct, st int
+	name   string // the kernels' suffix
+	bt, ct int
 }
 
 // wgForms are wg_qgemm's forms (hopper.cu's WG_QGEMM_FORM); matrix.go's
 // wgQgemm picks one.
-var wgForms = [3]wgForm{{"64", 64, 1, 5}, {"64w", 64, 2, 5}, {"128", 128, 2, 5}}
+var wgForms = [3]wgForm{{"64", 64, 1}, {"64w", 64, 2}, {"128", 128, 2}}
 
 // wgSmem is wg_qgemm's dynamic shared memory for form f (hopper.cu's
-// wg_smem: st ring stages of each column tile's 1 KB of codes, 128 B of
-// scales and, with zero points, 256 B of zero pairs, and bt tokens × 32
-// inputs of x in fp16 — or, where larger, the cluster sum's 256 threads ×
-// ct·bt/2 floats —, then an 8-byte mbarrier a stage).
+// wg_smem: WG_STAGES = 5 ring stages of each column tile's 1 KB of codes,
+// 128 B of scales and, with zero points, 256 B of zero pairs, and bt
+// tokens × 32 inputs of x in fp16 — or, where larger, the cluster sum's
+// 256 threads × ct·bt/2 floats —, then an 8-byte mbarrier a stage).
 func wgSmem(f wgForm, asym bool) int {
 	st := 2*f.ct*(1024+128) + 64*f.bt
 	if asym {
 		st += 2 * f.ct * 256
 	}
-	return max(f.st*st, 512*f.ct*f.bt) + 8*f.st
+	const stages = 5
+	return max(stages*st, 512*f.ct*f.bt) + 8*stages
 }
 
 // tgSmem is tc_qgemm's dynamic shared memory (qmm.cu's tg_smem: 5 ring

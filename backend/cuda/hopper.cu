@@ -28,7 +28,7 @@
 // columns each; warpgroup g owns tiles CT·g … CT·g + CT − 1) × BT tokens
 // (BT/64 sub-tiles of 64, one wgmma each). K in steps of 32 inputs
 // (two k16 halves), blockIdx.z taking steps [z·spt/S, (z+1)·spt/S).
-// Per step, into a ring of ST stages, ST − 2 steps ahead:
+// Per step, into a ring of WG_STAGES stages, WG_STAGES − 2 steps ahead:
 // the tiles' codes (1 KB each), scales (128 B) and zero pairs (256 B) by
 // cp.async (read back by the threads that dequantise them), and x's BT ×
 // 32 inputs by one bulk copy (cp.async.bulk, completing on the stage's
@@ -63,6 +63,10 @@
 #else
 #define WG_ON 0  // compiled for another target: the kernels are empty and never launched
 #endif
+// the ring's stages (deeper rings — 10 and 12 stages, as many as the
+// shared memory holds — measured the same at every size: a step does not
+// wait for its loads; docs/cuda-kernels.md, tenth session)
+#define WG_STAGES 5
 // wg_blocks: x_to_tiles' 64-token blocks a step for M tokens, padded to
 // the 128-token form's tile, so that its last tile's copy stays inside
 __host__ __device__ constexpr int wg_blocks(int M) { return 2 * ((M + 127) >> 7); }
@@ -70,13 +74,12 @@ __host__ __device__ constexpr int wg_sco(int ct) { return 2048 * ct; }
 __host__ __device__ constexpr int wg_zo(int ct) { return 2048 * ct + 256 * ct; }
 __host__ __device__ constexpr int wg_xo(int ct, bool asym) { return wg_zo(ct) + (asym ? 512 * ct : 0); }
 __host__ __device__ constexpr int wg_stage(int bt, int ct, bool asym) { return wg_xo(ct, asym) + 64 * bt; }
-// (the ring, then an mbarrier a stage: x's bulk copies complete on it)
 // (the ring, or the cluster sum's 256 threads × ct·bt/2 floats where that
 // is larger, then an mbarrier a stage)
-__host__ __device__ constexpr int wg_bars(int bt, int ct, bool asym, int st) {
-    return st * wg_stage(bt, ct, asym) > 512 * ct * bt ? st * wg_stage(bt, ct, asym) : 512 * ct * bt;
+__host__ __device__ constexpr int wg_bars(int bt, int ct, bool asym) {
+    return WG_STAGES * wg_stage(bt, ct, asym) > 512 * ct * bt ? WG_STAGES * wg_stage(bt, ct, asym) : 512 * ct * bt;
 }
-__host__ __device__ constexpr int wg_smem(int bt, int ct, bool asym, int st) { return wg_bars(bt, ct, asym, st) + 8 * st; }
+__host__ __device__ constexpr int wg_smem(int bt, int ct, bool asym) { return wg_bars(bt, ct, asym) + 8 * WG_STAGES; }
 
 #if WG_ON
 // wg_desc is the shared-memory descriptor of one k16 half of a 64-token
@@ -152,13 +155,13 @@ template <int CT> __device__ __forceinline__ void wg_keep(const u32 (&a)[CT][2][
 }
 #endif
 
-template <int KIND, bool ASYM, int BT, int CT, int ST>
+template <int KIND, bool ASYM, int BT, int CT>
 __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__ x16, float* __restrict__ y, int ldy, int M,
                                          float* ws, int* counters) {
 #if WG_ON
     extern __shared__ __align__(128) unsigned char gsm[];
     constexpr int SB = wg_stage(BT, CT, ASYM), SCO = wg_sco(CT), ZO = wg_zo(CT), XO = wg_xo(CT, ASYM);
-    constexpr int NT = 2 * CT, NU = BT / 64, PD = ST - 2;  // tiles a block, 64-token sub-tiles, steps ahead
+    constexpr int NT = 2 * CT, NU = BT / 64, PD = WG_STAGES - 2;  // tiles a block, 64-token sub-tiles, steps ahead
     constexpr int WC = NT * (64 + 8 + (ASYM ? 16 : 0));             // 16-byte weight chunks a step
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wl = warp & 3, wgi = warp >> 2, t = lane & 3, c = lane >> 2;
     const int spt = w.K >> 5, ntiles = (w.N + 63) >> 6, groups = w.K / w.group, gsteps = w.group >> 5;
@@ -199,10 +202,10 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
     // bytes, one bulk copy by thread 0 (tokens past M are zeros there)
     const int TB = wg_blocks(M);  // 64-token blocks of x16 a step
     const u16* xsrc = x16 + ((size_t)s0 * TB + (m0 >> 6)) * 2048;
-    const u32 bars = ring_s + (u32)wg_bars(BT, CT, ASYM, ST);
+    const u32 bars = ring_s + (u32)wg_bars(BT, CT, ASYM);
     if (tid == 0) {
 #pragma unroll
-        for (int u = 0; u < ST; u++) mbar_init(bars + 8 * u, 1);
+        for (int u = 0; u < WG_STAGES; u++) mbar_init(bars + 8 * u, 1);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncthreads();
@@ -263,7 +266,7 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
             copy_x(ps + XO, pslot);
         }
         cp_commit();
-        pslot = pslot == ST - 1 ? 0 : pslot + 1;
+        pslot = pslot == WG_STAGES - 1 ? 0 : pslot + 1;
 
         const unsigned char* sl = gsm + slot * SB;
 #pragma unroll
@@ -304,7 +307,7 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
         wg_commit();
         wg_wait<1>();  // step sc − 1's products done: its registers and slot are free
         wg_keep(prev, M, ring_s);
-        if (++slot == ST) slot = 0, phase ^= 1;
+        if (++slot == WG_STAGES) slot = 0, phase ^= 1;
         sc++;
     };
     u32 a0[CT][2][4], a1[CT][2][4] = {};
@@ -425,18 +428,16 @@ MARLIN_KERNEL void x_to_tiles(u16* __restrict__ xt, const float* __restrict__ x,
 // blocks, two a multiprocessor), 64w (one sub-tile, two column tiles a
 // warpgroup: 256 × 64, half the reads of x a column) and 128 (two
 // sub-tiles, two column tiles a warpgroup: 256 × 128 blocks, one a
-// multiprocessor). Rings of 5 stages: deeper ones (12, 10, 12 stages, as
-// many as the shared memory holds) measured the same at every size, so a
-// step does not wait for its loads (docs/cuda-kernels.md, tenth session).
-#define WG_QGEMM_KERNEL(NAME, KIND, ASYM, BT, CT, ST)                                                        \
+// multiprocessor).
+#define WG_QGEMM_KERNEL(NAME, KIND, ASYM, BT, CT)                                                            \
     MARLIN_KERNEL void __launch_bounds__(256, BT == 64 ? 2 : 1)                                      \
         NAME(WDesc w, const u16* x16, float* y, int ldy, int M, float* ws, int* counters) {                  \
-        wg_qgemm<KIND, ASYM, BT, CT, ST>(w, x16, y, ldy, M, ws, counters);                                   \
+        wg_qgemm<KIND, ASYM, BT, CT>(w, x16, y, ldy, M, ws, counters);                                       \
     }
-#define WG_QGEMM_FORM(SUFFIX, BT, CT, ST)                                                                    \
-    WG_QGEMM_KERNEL(wg_qgemm_int4_##SUFFIX, PACK_INT4, false, BT, CT, ST)                                  \
-    WG_QGEMM_KERNEL(wg_qgemm_int4_asym_##SUFFIX, PACK_INT4, true, BT, CT, ST)                              \
-    WG_QGEMM_KERNEL(wg_qgemm_fp4_##SUFFIX, PACK_FP4, false, BT, CT, ST)
-WG_QGEMM_FORM(64, 64, 1, 5)
-WG_QGEMM_FORM(64w, 64, 2, 5)
-WG_QGEMM_FORM(128, 128, 2, 5)
+#define WG_QGEMM_FORM(SUFFIX, BT, CT)                                                                        \
+    WG_QGEMM_KERNEL(wg_qgemm_int4_##SUFFIX, PACK_INT4, false, BT, CT)                                      \
+    WG_QGEMM_KERNEL(wg_qgemm_int4_asym_##SUFFIX, PACK_INT4, true, BT, CT)                                  \
+    WG_QGEMM_KERNEL(wg_qgemm_fp4_##SUFFIX, PACK_FP4, false, BT, CT)
+WG_QGEMM_FORM(64, 64, 1)
+WG_QGEMM_FORM(64w, 64, 2)
+WG_QGEMM_FORM(128, 128, 2)

@@ -556,14 +556,12 @@ func (b *Backend) wgQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 // on the smaller two; the 128-token form beyond that.
 func wgFormFor(M, N, K int) int {
 	switch {
-	case M <= 64:
-		return 0
-	case M <= 256 && (M > 128 || int64(N)*int64(K) >= 1<<27):
+	case M > 256:
+		return 2
+	case M > 128, M > 64 && int64(N)*int64(K) >= 1<<27:
 		return 1
-	case M <= 128:
-		return 0
 	}
-	return 2
+	return 0
 }
 
 // tcSplits picks tc_qgemm's split of K for tiles output tiles of spt steps
