@@ -52,7 +52,18 @@ func TestCompileKernels(t *testing.T) {
 			t.Fatal(err)
 		}
 		imgs, _ := buildParts(t, nv, arch, ptx, compileOptions)
+		owner := map[string]int{} // every kernel in one image, as New's lookup assumes
 		for i, img := range imgs {
+			names, err := entryPoints(img)
+			if err != nil {
+				t.Errorf("%s: image %d: %v", arch, i, err)
+			}
+			for _, name := range names {
+				if j, dup := owner[name]; dup {
+					t.Errorf("%s: kernel %s in images %d and %d", arch, name, j, i)
+				}
+				owner[name] = i
+			}
 			t.Logf("NVRTC %d.%d (%s): %s image %d (%v) of %d bytes", nv.major, nv.minor, nv.soname, arch, i, kernelParts[i], len(img))
 			if dir := os.Getenv("MARLIN_CUBIN_OUT"); dir != "" && cc == 90 && !ptx {
 				if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -66,6 +77,7 @@ func TestCompileKernels(t *testing.T) {
 				t.Errorf("%s: image %d is not an ELF image", arch, i)
 			}
 		}
+		t.Logf("%s: %d kernels in %d images", arch, len(owner), len(imgs))
 	}
 }
 
@@ -97,6 +109,21 @@ func TestKernelParts(t *testing.T) {
 	}
 	for name := range in {
 		t.Errorf("kernelParts names %s, which is no section", name)
+	}
+}
+
+// TestEntryPoints checks the kernel names read from PTX (the cubins are
+// TestCompileKernels's) and the errors for images that are neither.
+func TestEntryPoints(t *testing.T) {
+	ptx := ".version 8.0\n.target sm_90\n.visible .entry add_f32(\n\t.param .u64 p0\n)\n{\n}\n.func helper()\n.visible .entry rope (\n)\n\x00"
+	names, err := entryPoints([]byte(ptx))
+	if err != nil || !slices.Equal(names, []string{"add_f32", "rope"}) {
+		t.Errorf("PTX: %q, %v; want [add_f32 rope]", names, err)
+	}
+	for _, bad := range []string{"", "garbage", "\x7fELF\x02\x01\x01", "\x7fELF" + strings.Repeat("\xff", 200)} {
+		if names, err := entryPoints([]byte(bad)); err == nil {
+			t.Errorf("%q: %q and no error", bad, names)
+		}
 	}
 }
 

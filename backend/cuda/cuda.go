@@ -186,7 +186,8 @@ type Backend struct {
 	dev        int32
 	ctx        uintptr // the device's primary context
 	stream     uintptr
-	modules    []uintptr // one a kernelParts program
+	modules    []uintptr          // one a kernelParts program
+	module     map[string]uintptr // kernel name → the module that has it
 	k          kernels
 	names      map[uintptr]string // kernel → name, for error messages
 	cc, sms    int                // compute capability (major·10+minor), multiprocessors
@@ -261,7 +262,7 @@ func New(ordinal int) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Backend{d: d, nv: nv, ordinal: ordinal, names: map[uintptr]string{}, allocs: map[uint64]int64{},
+	b := &Backend{d: d, nv: nv, ordinal: ordinal, names: map[uintptr]string{}, module: map[string]uintptr{}, allocs: map[uint64]int64{},
 		args: new(launchArgs), scratch: map[string]*buffer{}, ropes: map[*backend.Rope]*ropeTab{}}
 	if err := d.check(call(d.cuDeviceGet, uintptr(unsafe.Pointer(&b.dev)), uintptr(ordinal)), "cuDeviceGet"); err != nil {
 		return nil, err
@@ -328,14 +329,21 @@ func (b *Backend) init() error {
 			if err != nil {
 				return err
 			}
-			paths[i] = fpaths[0]
-			r = call(d.cuModuleLoadData, uintptr(unsafe.Pointer(&mod)), uintptr(unsafe.Pointer(&fresh[0][0])))
+			paths[i], img = fpaths[0], fresh[0]
+			r = call(d.cuModuleLoadData, uintptr(unsafe.Pointer(&mod)), uintptr(unsafe.Pointer(&img[0])))
 			cached[i] = false
 		}
 		if err := d.check(r, "cuModuleLoadData "+paths[i]); err != nil {
 			return err
 		}
 		b.modules = append(b.modules, mod)
+		names, err := entryPoints(img)
+		if err != nil {
+			return fmt.Errorf("cuda: the kernels of program %d: %w", i, err)
+		}
+		for _, name := range names {
+			b.module[name] = mod
+		}
 	}
 	b.fromCache = !slices.Contains(cached, false)
 	// the warpgroup-MMA products need the sm_90a image (nvrtc.target);
@@ -415,17 +423,19 @@ func (b *Backend) residentClusters(f uintptr, threads, C int) int {
 	return int(n)
 }
 
-// function returns the kernel called name from whichever module defines
-// it (kernelParts), or 0.
+// function returns the kernel called name from the module that defines
+// it (kernelParts; entryPoints read which), or 0.
 func (b *Backend) function(name string) uintptr {
-	cname := cstr(name)
-	for _, m := range b.modules {
-		var f uintptr
-		if call(b.d.cuModuleGetFunction, uintptr(unsafe.Pointer(&f)), m, uintptr(unsafe.Pointer(&cname[0]))) == cuSuccess {
-			return f
-		}
+	m, ok := b.module[name]
+	if !ok {
+		return 0
 	}
-	return 0
+	cname := cstr(name)
+	var f uintptr
+	if call(b.d.cuModuleGetFunction, uintptr(unsafe.Pointer(&f)), m, uintptr(unsafe.Pointer(&cname[0]))) != cuSuccess {
+		return 0
+	}
+	return f
 }
 
 // loadKernels looks up every entry point in the modules.

@@ -427,19 +427,22 @@ func (b *Backend) tcGemm(m *matrix, M int) bool {
 // sums the last of them adds (deterministic; S from tcSplits).
 func (b *Backend) tcQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 	if x16 := b.xHalf(x, ldx, M, m, false); x16 != 0 {
-		b.packedGemm(b.k.tcQgemm, "tcws", y, ldy, x16, M, m, 128, 64, 8192, false)
+		b.packedGemm(b.k.tcQgemm, "tcws", y, ldy, x16, M, m, 128, 64, 8192, func(_ uintptr, tiles, spt int) (int, bool) {
+			return tcSplits(tiles, spt, b.sms), false
+		})
 	}
 }
 
 // packedGemm queues one of a set of 4-bit GEMM kernels sharing tc_qgemm's
 // arguments — fs[0] for INT4, [1] INT4 with zero points, [2] FP4 — for
 // y[M, N] = x16[M, K]·Wᵀ in blocks of 256 threads, cols output columns ×
-// rows of x each, K split among S blocks (tcSplits) whose partial sums,
-// part floats a block, the last of them adds from the scratch named ws —
-// or, with cluster (a kernel that can, hopper.cu's wg_qgemm) where the
-// device has clusters and S ≤ 8, the S blocks of a tile form a
+// rows of x each, K split among S blocks (split picks it for the kernel
+// and the grid of output tiles): without cluster the last of a tile's S
+// blocks adds their partial sums, part floats a block, from the scratch
+// named ws; with it (hopper.cu's wg_qgemm, S ≤ 8) the S blocks form a
 // thread-block cluster along x and sum through distributed shared memory.
-func (b *Backend) packedGemm(fs [3]uintptr, ws string, y uint64, ldy int, x16 uint64, M int, m *matrix, cols, rows, part int, cluster bool) {
+func (b *Backend) packedGemm(fs [3]uintptr, ws string, y uint64, ldy int, x16 uint64, M int, m *matrix, cols, rows, part int,
+	split func(f uintptr, tiles, spt int) (S int, cluster bool)) {
 	f := fs[0]
 	switch {
 	case m.f == fmtPFP4:
@@ -448,14 +451,10 @@ func (b *Backend) packedGemm(fs [3]uintptr, ws string, y uint64, ldy int, x16 ui
 		f = fs[1]
 	}
 	gx, gy := (m.rows+cols-1)/cols, (M+rows-1)/rows
-	S := tcSplits(gx*gy, m.cols/32, b.sms)
-	if cluster && wgSplitForce > 0 { // (a measurement: wg_qgemm's split)
-		S = min(wgSplitForce, max(1, m.cols/32))
-	}
-	if gx*gy > counterCap {
+	S, cluster := split(f, gx*gy, m.cols/32)
+	if gx*gy > counterCap && !cluster {
 		S = 1
 	}
-	cluster = cluster && S > 1 && S <= 8 && b.cc >= 90 && b.d.cuLaunchKernelEx != 0 && b.residentClusters(f, 256, S) > 0
 	var wsp uint64
 	if S > 1 && !cluster {
 		if wsp = b.scratchBuf(ws, 4*int64(gx*gy)*int64(S)*int64(part)); wsp == 0 {
@@ -495,13 +494,64 @@ var (
 	wgGemmMin   = envInt("MARLIN_WG_MIN", 17)
 	wgGemmMax   = envInt("MARLIN_WG_MAX", 256)
 	wgFormForce = envInt("MARLIN_WG_FORM", -1)
-	wgClusterOn = os.Getenv("MARLIN_WG_CLUSTER") != "0" // K splits summed in a cluster (packedGemm)
-	// wgSplitForce (MARLIN_WG_SPLIT; with the cluster sum on) takes that
-	// split of K for every wg_qgemm product, for measuring the balance of
-	// its blocks over the multiprocessors (docs/cuda-kernels.md, design note
-	// of the tenth session)
+	wgClusterOn = os.Getenv("MARLIN_WG_CLUSTER") != "0" // K splits summed in a cluster (wgSplit)
+	// wgSplitForce (MARLIN_WG_SPLIT) takes that split of K for every
+	// wg_qgemm product (summed in a cluster where it can be), for measuring
+	// the balance of its blocks over the multiprocessors
 	wgSplitForce = envInt("MARLIN_WG_SPLIT", 0)
 )
+
+// wgSplit picks the split of K of wg_qgemm kernel f over tiles output
+// tiles of spt steps of 32 inputs each, and whether the S blocks of a
+// tile sum in a cluster (chooseWGSplit) — clusters where the device has
+// them and MARLIN_WG_CLUSTER is not 0.
+func (b *Backend) wgSplit(f uintptr, tiles, spt int) (int, bool) {
+	clusters := wgClusterOn && b.cc >= 90 && b.d.cuLaunchKernelEx != 0
+	resident := func(C int) int {
+		if !clusters {
+			return 0
+		}
+		return b.residentClusters(f, 256, C)
+	}
+	if wgSplitForce > 0 {
+		S := min(wgSplitForce, max(1, spt))
+		return S, S > 1 && S <= 8 && resident(S) > 0
+	}
+	return chooseWGSplit(tiles, spt, b.sms, resident)
+}
+
+// chooseWGSplit models the time of a split-K product of tiles output tiles
+// of spt steps on sms multiprocessors as tcSplits does — a block costs its
+// steps plus a fixed part, a multiprocessor's blocks run at a lone
+// block's speed until two share it — for two ways of adding the S partial
+// sums of a tile: through L2 by the last of its blocks (tcSplits, S up to
+// 16, ~10 steps a block), or in a thread-block cluster of S ≤ 8 blocks
+// through distributed shared memory (~4 steps, as unsplit), whose blocks
+// must be resident together: where only resident(S) clusters fit at once,
+// the tiles run in waves of that many. It returns S and whether to sum in
+// clusters (resident(S) = 0: not at that size).
+func chooseWGSplit(tiles, spt, sms int, resident func(C int) int) (int, bool) {
+	S := tcSplits(tiles, spt, sms)
+	cost := func(s, c, waves, perWave int) int {
+		perSM := (perWave*s + sms - 1) / max(sms, 1)
+		return waves * ((spt+s-1)/s + c) * max(2, perSM)
+	}
+	c := 4
+	if S > 1 {
+		c = 10
+	}
+	best, cluster := cost(S, c, 1, tiles), false
+	for s := 2; s <= 8 && spt/s >= 16; s++ {
+		R := resident(s)
+		if R <= 0 {
+			continue
+		}
+		if t := cost(s, 4, (tiles+R-1)/R, min(tiles, R)); t < best {
+			best, S, cluster = t, s, true
+		}
+	}
+	return S, cluster
+}
 
 // wgGemm reports whether matmulOut runs m's product of M rows on wg_qgemm
 // (hopper.cu, the warpgroup MMA of sm_90a devices): the products tcGemm
@@ -544,7 +594,7 @@ func (b *Backend) wgQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 	f := wgForms[i]
 	if x16 := b.xTiles(x, ldx, M, m); x16 != 0 {
 		// partial sums: 256 threads × ct·bt/2 floats a block
-		b.packedGemm(b.k.wgQgemm[i], "wgws", y, ldy, x16, M, m, 128*f.ct, f.bt, 256*f.ct*f.bt/2, wgClusterOn)
+		b.packedGemm(b.k.wgQgemm[i], "wgws", y, ldy, x16, M, m, 128*f.ct, f.bt, 256*f.ct*f.bt/2, b.wgSplit)
 	}
 }
 

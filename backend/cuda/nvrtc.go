@@ -3,7 +3,9 @@
 package cuda
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"debug/elf"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -261,4 +263,49 @@ func (n *nvrtc) images(srcs []string, cc int, noCache bool) (imgs [][]byte, path
 		return nil, nil, nil, err
 	}
 	return imgs, paths, fromCache, nil
+}
+
+// entryPoints returns the names of the kernels in a device image: the
+// global functions of a cubin's symbol table, or the .entry directives of
+// PTX. It lets the backend ask each kernel of the one module that has it.
+func entryPoints(img []byte) ([]string, error) {
+	if !bytes.HasPrefix(img, []byte(elf.ELFMAG)) {
+		var names []string
+		for _, l := range strings.Split(string(bytes.TrimRight(img, "\x00")), "\n") {
+			if _, rest, ok := strings.Cut(l, ".entry "); ok {
+				if name, _, ok := strings.Cut(rest, "("); ok {
+					names = append(names, strings.TrimSpace(name))
+				}
+			}
+		}
+		if len(names) == 0 {
+			return nil, errors.New("PTX without an .entry")
+		}
+		return names, nil
+	}
+	// a cubin keeps the CUDA ABI version in e_version (bytes 20–23), where
+	// debug/elf wants EV_CURRENT: read a copy that says so
+	if len(img) < 64 {
+		return nil, errors.New("cubin shorter than its ELF header")
+	}
+	c := slices.Clone(img)
+	c[20], c[21], c[22], c[23] = byte(elf.EV_CURRENT), 0, 0, 0
+	f, err := elf.NewFile(bytes.NewReader(c))
+	if err != nil {
+		return nil, err
+	}
+	syms, err := f.Symbols()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, s := range syms {
+		if elf.ST_TYPE(s.Info) == elf.STT_FUNC && elf.ST_BIND(s.Info) == elf.STB_GLOBAL {
+			names = append(names, s.Name)
+		}
+	}
+	if len(names) == 0 {
+		return nil, errors.New("cubin without a global function")
+	}
+	return names, nil
 }

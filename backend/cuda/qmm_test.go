@@ -138,6 +138,36 @@ func TestWGFormFor(t *testing.T) {
 	}
 }
 
+// TestChooseWGSplit checks wg_qgemm's choice of split and sum on shapes
+// of the table (132 multiprocessors) against made-up residencies.
+func TestChooseWGSplit(t *testing.T) {
+	none := func(int) int { return 0 }
+	all := func(C int) int { return 2 * 132 / C } // two blocks a multiprocessor, any cluster fits
+	few := func(C int) int { return []int{0, 264, 120, 80, 40, 24, 20, 16, 12}[C] }
+	for _, c := range []struct {
+		name        string
+		tiles, spt  int
+		resident    func(int) int
+		wantS       int
+		wantCluster bool
+	}{
+		{"no clusters: tcSplits", 112, 128, none, tcSplits(112, 128, 132), false},
+		{"no clusters: tcSplits, long K", 32, 448, none, tcSplits(32, 448, 132), false},
+		{"4096x14336 at 64 rows: pairs", 112, 128, all, 2, true},
+		{"28672x8192 at 64 rows: four, one wave", 64, 896, all, 4, true},
+		{"28672x8192 at 64 rows: four don't fit, L2", 64, 896, few, tcSplits(64, 896, 132), false},
+		{"short K: no split", 448, 16, all, 1, false},
+	} {
+		S, cl := chooseWGSplit(c.tiles, c.spt, 132, c.resident)
+		if S != c.wantS || cl != c.wantCluster {
+			t.Errorf("%s: chooseWGSplit(%d, %d) = %d, %v; want %d, %v", c.name, c.tiles, c.spt, S, cl, c.wantS, c.wantCluster)
+		}
+		if cl && (S < 2 || S > 8 || c.resident(S) == 0) || S < 1 || S > 1 && c.spt/S < 16 {
+			t.Errorf("%s: split %d (cluster %v) out of range", c.name, S, cl)
+		}
+	}
+}
+
 // TestQMatMul checks the quantized products at the sizes that exercise
 // what the small cases of TestOps cannot: split-K with the in-kernel
 // reduction (large K, few column tiles), every M from 1 to 16 (the decode
@@ -172,23 +202,25 @@ func TestQMatMul(t *testing.T) {
 	// With an sm_90a image the first pass runs the 4-bit products of 17
 	// rows and more on wg_qgemm (its default forms, at every size), the
 	// second on its 64w form (forced), the third with K splits summed
-	// through global memory instead of a cluster, the last on tc_qgemm and
+	// through global memory instead of a cluster, the fourth with every
+	// product split in three (a cluster of 3), the last on tc_qgemm and
 	// cuBLAS.
 	type pass struct {
 		wg      bool
 		form    int
 		cluster bool
+		split   int
 	}
-	passes := []pass{{false, -1, true}}
+	passes := []pass{{false, -1, true, 0}}
 	if g.wgmmaReady {
-		passes = []pass{{true, -1, true}, {true, 1, true}, {true, -1, false}, {false, -1, true}}
-		defer func(on bool, hi, form int, cl bool) {
-			g.wgmma, wgGemmMax, wgFormForce, wgClusterOn = on, hi, form, cl
-		}(g.wgmma, wgGemmMax, wgFormForce, wgClusterOn)
+		passes = []pass{{true, -1, true, 0}, {true, 1, true, 0}, {true, -1, false, 0}, {true, -1, true, 3}, {false, -1, true, 0}}
+		defer func(on bool, hi, form int, cl bool, split int) {
+			g.wgmma, wgGemmMax, wgFormForce, wgClusterOn, wgSplitForce = on, hi, form, cl, split
+		}(g.wgmma, wgGemmMax, wgFormForce, wgClusterOn, wgSplitForce)
 		wgGemmMax = math.MaxInt
 	}
 	for i, p := range passes {
-		g.wgmma, wgFormForce, wgClusterOn = p.wg, p.form, p.cluster
+		g.wgmma, wgFormForce, wgClusterOn, wgSplitForce = p.wg, p.form, p.cluster, p.split
 		for _, cs := range cases {
 			w := cs.make(rng, cs.n, cs.k)
 			gw, err := g.LoadMatrix(w)
@@ -568,6 +600,25 @@ func TestQMatMulSpeed(t *testing.T) {
 					b.residentClusters(ft, 128, 4), b.residentClusters(ft, 128, 8), b.tileClusters(ft, fk, m, 1), b.tileClusters(ft, fk, m, 16))
 			}
 			for _, M := range speedRows() {
+				if b.wgGemm(m, M) { // wg_qgemm's form, split and sum, and the residencies they came from
+					i := wgFormFor(M, N, K)
+					if wgFormForce >= 0 && wgFormForce < len(wgForms) {
+						i = wgFormForce
+					}
+					wf, fs := wgForms[i], b.k.wgQgemm[i]
+					wk := fs[0]
+					if m.f == fmtPFP4 {
+						wk = fs[2]
+					}
+					tiles, spt := (N+128*wf.ct-1)/(128*wf.ct)*((M+wf.bt-1)/wf.bt), K/32
+					S, cl := b.wgSplit(wk, tiles, spt)
+					res := make([]int, 9)
+					for C := 2; C <= 8; C++ {
+						res[C] = b.residentClusters(wk, 256, C)
+					}
+					fmt.Printf("wgsplit %s %d %d %d: form %s, %d tiles of %d steps, split %d, cluster %v; %d blocks a multiprocessor, clusters resident at C = 2 … 8: %v\n",
+						f.name, K, N, M, wf.name, tiles, spt, S, cl, b.residentBlocks(wk, 256), res[2:])
+				}
 				x, y := b.NewTensor(M, K), b.NewTensor(M, N)
 				b.Write(x, randn(rng, M*K, 1))
 				b.SetGraphs(false)
