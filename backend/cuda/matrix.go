@@ -503,51 +503,57 @@ var (
 
 // wgSplit picks the split of K of wg_qgemm kernel f over tiles output
 // tiles of spt steps of 32 inputs each, and whether the S blocks of a
-// tile sum in a cluster (chooseWGSplit) — clusters where the device has
-// them and MARLIN_WG_CLUSTER is not 0.
+// tile sum in a cluster (chooseWGSplit; pairs where the device has
+// clusters and MARLIN_WG_CLUSTER is not 0). MARLIN_WG_SPLIT forces S, in
+// a cluster where one of S blocks fits.
 func (b *Backend) wgSplit(f uintptr, tiles, spt int) (int, bool) {
 	clusters := wgClusterOn && b.cc >= 90 && b.d.cuLaunchKernelEx != 0
-	resident := func(C int) int {
-		if !clusters {
-			return 0
-		}
-		return b.residentClusters(f, 256, C)
-	}
 	if wgSplitForce > 0 {
 		S := min(wgSplitForce, max(1, spt))
-		return S, S > 1 && S <= 8 && resident(S) > 0
+		return S, clusters && S > 1 && S <= 8 && b.residentClusters(f, 256, S) > 0
 	}
-	return chooseWGSplit(tiles, spt, b.sms, resident)
+	perSM, pairs := b.residentBlocks(f, 256), 0
+	if clusters {
+		pairs = b.residentClusters(f, 256, 2)
+	}
+	return chooseWGSplit(tiles, spt, b.sms, perSM, pairs)
 }
 
-// chooseWGSplit models the time of a split-K product of tiles output tiles
-// of spt steps on sms multiprocessors as tcSplits does — a block costs its
-// steps plus a fixed part, a multiprocessor's blocks run at a lone
-// block's speed until two share it — for two ways of adding the S partial
-// sums of a tile: through L2 by the last of its blocks (tcSplits, S up to
-// 16, ~10 steps a block), or in a thread-block cluster of S ≤ 8 blocks
-// through distributed shared memory (~4 steps, as unsplit), whose blocks
-// must be resident together: where only resident(S) clusters fit at once,
-// the tiles run in waves of that many. It returns S and whether to sum in
-// clusters (resident(S) = 0: not at that size).
-func chooseWGSplit(tiles, spt, sms int, resident func(C int) int) (int, bool) {
-	S := tcSplits(tiles, spt, sms)
-	cost := func(s, c, waves, perWave int) int {
-		perSM := (perWave*s + sms - 1) / max(sms, 1)
-		return waves * ((spt+s-1)/s + c) * max(2, perSM)
-	}
-	c := 4
-	if S > 1 {
-		c = 10
-	}
-	best, cluster := cost(S, c, 1, tiles), false
-	for s := 2; s <= 8 && spt/s >= 16; s++ {
-		R := resident(s)
-		if R <= 0 {
-			continue
+// chooseWGSplit picks wg_qgemm's split of K — S and whether a tile's S
+// blocks add their partial sums in a cluster — for tiles output tiles of
+// spt steps of 32 inputs on sms multiprocessors that hold perSM blocks
+// each and, where pairs > 0, that many clusters of two at once.
+//
+// It minimises a model fitted to the H100 (docs/cuda-kernels.md, eleventh
+// session: the best of 11 splits on 32 products within 10% in sum): a
+// block costs its steps plus 4 (its prologue), or plus 20 where the last
+// of a tile's blocks adds their partial sums through L2; blocks run in
+// rounds of perSM a multiprocessor; a last round of at most one block a
+// multiprocessor costs 1.1 blocks' time (one block of wg_qgemm keeps a
+// multiprocessor half busy: it is bound by issue, not memory). The
+// candidates are no split, a split of 2 … 16 (each at least 16 steps)
+// summed through L2, and a split of two summed in a cluster; larger
+// clusters (3 … 8, which the kernel takes) measured slower, the
+// scheduler placing their blocks on fewer multiprocessors.
+func chooseWGSplit(tiles, spt, sms, perSM, pairs int) (S int, cluster bool) {
+	cost := func(s, c, slots int) int { // in tenths of a block's time
+		blocks, steps := tiles*s, (spt+s-1)/s+c
+		t := blocks / slots * 10 * (slots / sms)
+		if rem := blocks % slots; rem > 0 {
+			t += max(11, 10*((rem+sms-1)/sms))
 		}
-		if t := cost(s, 4, (tiles+R-1)/R, min(tiles, R)); t < best {
-			best, S, cluster = t, s, true
+		return t * steps
+	}
+	slots := max(1, perSM) * sms
+	S, best := 1, cost(1, 4, slots)
+	for s := 2; s <= 16 && spt/s >= 16; s++ {
+		if t := cost(s, 20, slots); t < best {
+			S, best = s, t
+		}
+	}
+	if pairs > 0 && spt/2 >= 16 {
+		if t := cost(2, 4, min(slots, 2*pairs)); t < best {
+			S, cluster = 2, true
 		}
 	}
 	return S, cluster

@@ -138,32 +138,43 @@ func TestWGFormFor(t *testing.T) {
 	}
 }
 
-// TestChooseWGSplit checks wg_qgemm's choice of split and sum on shapes
-// of the table (132 multiprocessors) against made-up residencies.
+// TestChooseWGSplit checks wg_qgemm's choice of split and sum on the
+// products of the table (H100: 132 multiprocessors, 2 blocks of
+// wg_qgemm each, 132 pairs) against the best measured of 11 splits
+// (docs/cuda-kernels.md, eleventh session).
 func TestChooseWGSplit(t *testing.T) {
-	none := func(int) int { return 0 }
-	all := func(C int) int { return 2 * 132 / C } // two blocks a multiprocessor, any cluster fits
-	few := func(C int) int { return []int{0, 264, 120, 80, 40, 24, 20, 16, 12}[C] }
 	for _, c := range []struct {
 		name        string
 		tiles, spt  int
-		resident    func(int) int
+		pairs       int
 		wantS       int
 		wantCluster bool
 	}{
-		{"no clusters: tcSplits", 112, 128, none, tcSplits(112, 128, 132), false},
-		{"no clusters: tcSplits, long K", 32, 448, none, tcSplits(32, 448, 132), false},
-		{"4096x14336 at 64 rows: pairs", 112, 128, all, 2, true},
-		{"28672x8192 at 64 rows: four, one wave", 64, 896, all, 4, true},
-		{"28672x8192 at 64 rows: four don't fit, L2", 64, 896, few, tcSplits(64, 896, 132), false},
-		{"short K: no split", 448, 16, all, 1, false},
+		{"4096x14336 at 64 rows", 112, 128, 132, 2, true},
+		{"4096x14336 at 64 rows, no clusters", 112, 128, 0, 1, false},
+		{"4096x14336 at 256 rows", 224, 128, 132, 1, false},
+		{"8192x28672 at 64 rows", 224, 256, 132, 1, false},
+		{"8192x28672 at 256 rows", 448, 256, 132, 2, true},
+		{"14336x4096 at 64 rows", 32, 448, 132, 4, false},
+		{"14336x4096 at 256 rows", 64, 448, 132, 2, true},
+		{"28672x8192 at 64 rows", 64, 896, 132, 4, false},
+		{"28672x8192 at 256 rows", 128, 896, 132, 2, true},
+		{"short K: no split", 448, 16, 132, 1, false},
 	} {
-		S, cl := chooseWGSplit(c.tiles, c.spt, 132, c.resident)
+		S, cl := chooseWGSplit(c.tiles, c.spt, 132, 2, c.pairs)
 		if S != c.wantS || cl != c.wantCluster {
 			t.Errorf("%s: chooseWGSplit(%d, %d) = %d, %v; want %d, %v", c.name, c.tiles, c.spt, S, cl, c.wantS, c.wantCluster)
 		}
-		if cl && (S < 2 || S > 8 || c.resident(S) == 0) || S < 1 || S > 1 && c.spt/S < 16 {
-			t.Errorf("%s: split %d (cluster %v) out of range", c.name, S, cl)
+	}
+	// any shape: a split in range, a cluster only of two and only with pairs
+	for tiles := 1; tiles <= 600; tiles += 7 {
+		for spt := 1; spt <= 1000; spt += 13 {
+			for _, pairs := range []int{0, 40, 132} {
+				S, cl := chooseWGSplit(tiles, spt, 132, 2, pairs)
+				if S < 1 || S > 16 || S > 1 && spt/S < 16 || cl && (S != 2 || pairs == 0) {
+					t.Fatalf("chooseWGSplit(%d, %d, pairs %d) = %d, %v: out of range", tiles, spt, pairs, S, cl)
+				}
+			}
 		}
 	}
 }
