@@ -4,8 +4,8 @@
 Build the sm_90 image and disassemble it (no GPU needed; NVRTC and
 cuobjdump from the CUDA toolkit):
 
-    MARLIN_CUBIN_OUT=/tmp/marlin.cubin go test ./backend/cuda -run TestCompileKernels -count=1
-    cuobjdump -sass /tmp/marlin.cubin > /tmp/marlin.sass
+    MARLIN_CUBIN_OUT=/tmp/cubin go test ./backend/cuda -run TestCompileKernels -count=1
+    for f in /tmp/cubin/part-*.cubin; do cuobjdump -sass $f; done > /tmp/marlin.sass
     python3 scripts/sass_scan.py /tmp/marlin.sass [--kernel REGEX]
 
 For each kernel it prints the instruction count and the instructions that

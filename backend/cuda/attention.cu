@@ -14,7 +14,7 @@
 
 // Store each row's keys and values in the cache. One block per row,
 // threads over kvHeads·dk (then kvHeads·dv) values.
-extern "C" __global__ void kv_store(float* __restrict__ kc, float* __restrict__ vc, const float* __restrict__ k,
+MARLIN_KERNEL void kv_store(float* __restrict__ kc, float* __restrict__ vc, const float* __restrict__ k,
                                     const float* __restrict__ v, const int* __restrict__ stBlk,
                                     const int* __restrict__ stSlot, int kvHeads, int dk, int dv, int bs) {
     const int r = blockIdx.x, blk = stBlk[r], slot = stSlot[r];
@@ -45,7 +45,7 @@ extern "C" __global__ void kv_store(float* __restrict__ kc, float* __restrict__ 
 //
 // Shared memory (dynamic): q [dk], acc [ATT_WARPS][dv], m and l
 // [ATT_WARPS] each.
-extern "C" __global__ void __launch_bounds__(128)
+MARLIN_KERNEL void __launch_bounds__(128)
     attention(float* __restrict__ out, const float* __restrict__ q, const float* __restrict__ kc,
               const float* __restrict__ vc, const int* __restrict__ rowN, const int* __restrict__ rowTab,
               const int* __restrict__ tables, int heads, int kvHeads, int dk, int dv, int ldv, int bs, float scale) {
@@ -341,7 +341,7 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
 }
 
 #define ATTN_SPLIT(D, G)                                                                                              \
-    extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32)                                                      \
+    MARLIN_KERNEL void __launch_bounds__(ATT_WARPS * 32)                                                      \
         attn_split_##D##_##G(float* out, const float* q, float* kc, float* vc, const int* rowN, const int* rowTab,     \
                              const int* tables, int heads, int kvHeads, int ldv, int bs, float scale, float* ws,      \
                              int* counters, const float* kn, const float* vn, const int* stBlk, const int* stSlot,   \

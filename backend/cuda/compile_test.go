@@ -6,17 +6,38 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
-	"unsafe"
 )
+
+// buildParts compiles every program of kernelSources for arch with opts,
+// at the same time as the backend does, and returns the images and logs.
+func buildParts(t *testing.T, nv *nvrtc, arch string, ptx bool, opts []string) (imgs [][]byte, logs []string) {
+	t.Helper()
+	srcs := kernelSources()
+	imgs, logs = make([][]byte, len(srcs)), make([]string, len(srcs))
+	errs := make([]error, len(srcs))
+	var wg sync.WaitGroup
+	for i, src := range srcs {
+		wg.Go(func() {
+			imgs[i], logs[i], errs[i] = nv.build(src, fmt.Sprintf("marlin_kernels_%d.cu", i), arch, ptx, opts)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	return imgs, logs
+}
 
 // TestCompileKernels compiles the kernel sources with NVRTC for sm_80 and
 // sm_90 wherever NVRTC is installed (no GPU or driver needed), so that a
 // syntax error shows up on any machine with the CUDA toolkit. With
-// MARLIN_CUBIN_OUT set it also writes the sm_90 image there, for
-// scripts/sass_scan.py.
+// MARLIN_CUBIN_OUT=DIR it also writes the sm_90 images there
+// (part-N.cubin, one a program of kernelParts), for scripts/sass_scan.py.
 func TestCompileKernels(t *testing.T) {
 	nv, err := loadNVRTC()
 	if err != nil {
@@ -25,24 +46,83 @@ func TestCompileKernels(t *testing.T) {
 		}
 		t.Fatal(err)
 	}
-	src := kernelSource()
 	for _, cc := range []int{90, 80} {
 		arch, ptx, err := nv.target(cc)
 		if err != nil {
 			t.Fatal(err)
 		}
-		img, err := nv.build(src, "marlin_kernels.cu", arch, ptx, compileOptions)
+		imgs, _ := buildParts(t, nv, arch, ptx, compileOptions)
+		owner := map[string]int{} // every kernel in one image, as New's lookup assumes
+		for i, img := range imgs {
+			names, err := entryPoints(img)
+			if err != nil {
+				t.Errorf("%s: image %d: %v", arch, i, err)
+			}
+			for _, name := range names {
+				if j, dup := owner[name]; dup {
+					t.Errorf("%s: kernel %s in images %d and %d", arch, name, j, i)
+				}
+				owner[name] = i
+			}
+			t.Logf("NVRTC %d.%d (%s): %s image %d (%v) of %d bytes", nv.major, nv.minor, nv.soname, arch, i, kernelParts[i], len(img))
+			if dir := os.Getenv("MARLIN_CUBIN_OUT"); dir != "" && cc == 90 && !ptx {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("part-%d.cubin", i)), img, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !ptx && !strings.HasPrefix(string(img[:4]), "\x7fELF") {
+				t.Errorf("%s: image %d is not an ELF image", arch, i)
+			}
+		}
+		t.Logf("%s: %d kernels in %d images", arch, len(owner), len(imgs))
+	}
+}
+
+// TestKernelParts checks that every section of the kernel sources that
+// holds a MARLIN_KERNEL site is in exactly one program of kernelParts, and
+// that the parts name no section that does not exist.
+func TestKernelParts(t *testing.T) {
+	in := map[string]int{}
+	for _, part := range kernelParts {
+		for _, name := range part {
+			in[name]++
+		}
+	}
+	for _, f := range kernelFiles {
+		b, err := kernelFS.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("NVRTC %d.%d (%s): %s image of %d bytes", nv.major, nv.minor, nv.soname, arch, len(img))
-		if out := os.Getenv("MARLIN_CUBIN_OUT"); out != "" && cc == 90 && !ptx {
-			if err := os.WriteFile(out, img, 0o644); err != nil {
-				t.Fatal(err)
+		names, texts, _ := kernelSections(f, string(b))
+		for i, name := range names {
+			switch n := in[name]; {
+			case n > 1:
+				t.Errorf("section %s is in %d parts", name, n)
+			case n == 0 && strings.Contains(texts[i], "MARLIN_KERNEL"):
+				t.Errorf("section %s has kernels but is in no part", name)
 			}
+			delete(in, name)
 		}
-		if !ptx && !strings.HasPrefix(string(img[:4]), "\x7fELF") {
-			t.Errorf("%s: CUBIN is not an ELF image", arch)
+	}
+	for name := range in {
+		t.Errorf("kernelParts names %s, which is no section", name)
+	}
+}
+
+// TestEntryPoints checks the kernel names read from PTX (the cubins are
+// TestCompileKernels's) and the errors for images that are neither.
+func TestEntryPoints(t *testing.T) {
+	ptx := ".version 8.0\n.target sm_90\n.visible .entry add_f32(\n\t.param .u64 p0\n)\n{\n}\n.func helper()\n.visible .entry rope (\n)\n\x00"
+	names, err := entryPoints([]byte(ptx))
+	if err != nil || !slices.Equal(names, []string{"add_f32", "rope"}) {
+		t.Errorf("PTX: %q, %v; want [add_f32 rope]", names, err)
+	}
+	for _, bad := range []string{"", "garbage", "\x7fELF\x02\x01\x01", "\x7fELF" + strings.Repeat("\xff", 200)} {
+		if names, err := entryPoints([]byte(bad)); err == nil {
+			t.Errorf("%q: %q and no error", bad, names)
 		}
 	}
 }
@@ -74,27 +154,34 @@ func TestKernelResources(t *testing.T) {
 	if !slices.Contains(n.archs, 90) && len(n.archs) > 0 {
 		t.Skip("skipping: NVRTC without sm_90")
 	}
-	var prog uintptr
-	csrc, cname := cstr(kernelSource()), cstr("marlin_kernels.cu")
-	if r := call(n.create, uintptr(unsafe.Pointer(&prog)), uintptr(unsafe.Pointer(&csrc[0])), uintptr(unsafe.Pointer(&cname[0])), 0, 0, 0); r != 0 {
-		t.Fatal(n.errString(int32(r)))
-	}
-	defer call(n.destroy, uintptr(unsafe.Pointer(&prog)))
 	arch, _, err := n.target(90) // sm_90a with NVRTC 12 and newer, as the backend compiles
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := append([]string{"--gpu-architecture=" + arch, "--ptxas-options=-v"}, compileOptions...)
-	cs := make([][]byte, len(opts))
-	ptrs := make([]*byte, len(opts))
-	for i, o := range opts {
-		cs[i] = cstr(o)
-		ptrs[i] = &cs[i][0]
+	_, logs := buildParts(t, n, arch, false, append([]string{"--ptxas-options=-v"}, compileOptions...))
+	// each kernel compiled by one program only (the others' MARLIN_KERNEL
+	// sites stay uncompiled templates), and every program compiles some
+	owner := map[string]int{}
+	for i, log := range logs {
+		count := 0
+		for _, l := range strings.Split(log, "\n") {
+			_, name, ok := strings.Cut(l, "Compiling entry function '")
+			if !ok {
+				continue
+			}
+			name, _, _ = strings.Cut(name, "'")
+			if j, dup := owner[name]; dup && j != i {
+				t.Errorf("kernel %s compiled by programs %d and %d", name, j, i)
+			}
+			owner[name] = i
+			count++
+		}
+		if count == 0 {
+			t.Errorf("program %d (%v) compiled no kernel", i, kernelParts[i])
+		}
 	}
-	if r := call(n.compile, prog, uintptr(len(ptrs)), uintptr(unsafe.Pointer(&ptrs[0]))); r != 0 {
-		t.Fatalf("%s\n%s", n.errString(int32(r)), n.programLog(prog))
-	}
-	lines := strings.Split(n.programLog(prog), "\n")
+	t.Logf("%d kernels in %d programs", len(owner), len(logs))
+	lines := strings.Split(strings.Join(logs, "\n"), "\n")
 	for i, l := range lines {
 		for _, k := range []string{"qmv_", "dmv_", "attn_split_128_4", "tc_gemm", "tmv_", "tmv16_", "tdq_", "viterbi_", "moe_", "head_mv_", "attn_mla_", "sample_", "route_mv_", "tc_qgemm", "wg_qgemm"} {
 			if strings.Contains(l, "Compiling entry function '"+k) && i+3 < len(lines) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,18 +24,69 @@ var kernelFS embed.FS
 // kernelFiles is the order in which the sources are concatenated.
 var kernelFiles = []string{"common.cu", "qmm.cu", "hopper.cu", "matmul.cu", "ops.cu", "attention.cu", "moe.cu", "mla.cu", "trellis.cu", "sample.cu"}
 
-// kernelSource returns the program NVRTC compiles: every .cu file, each
-// preceded by a #line directive so that compile errors name it.
-func kernelSource() string {
-	var sb strings.Builder
-	for _, f := range kernelFiles {
-		b, err := kernelFS.ReadFile(f)
-		if err != nil {
-			panic(err) // embedded: cannot happen
+// kernelParts are the programs NVRTC compiles, at the same time, into one
+// module each: every program holds every file (the device helpers are
+// shared), but defines the kernels of its part's sections only — the
+// other MARLIN_KERNEL sites become uninstantiated templates, parsed but
+// never compiled — so that ptxas, most of the time of a fresh build (~45 s
+// for sm_90a as one program on the dev VM, ~90 s on the H100's host), runs
+// on the parts in parallel. A section is a file ("qmm.cu") or the part of
+// one after a line "// kernels: NAME" ("qmm.cu/NAME"), up to the next;
+// every section is in exactly one part (TestKernelParts).
+// The parts are balanced by their compile times (NVRTC 12.4, sm_90a, dev
+// VM: 0.4–11 s a section, ~5 s a part).
+var kernelParts = [][]string{
+	{"qmm.cu"},
+	{"qmm.cu/qmv_norm", "qmm.cu/gemm"},
+	{"qmm.cu/dmv"},
+	{"qmm.cu/qmv_tc", "trellis.cu", "ops.cu", "sample.cu"},
+	{"hopper.cu", "matmul.cu"},
+	{"attention.cu", "trellis.cu/mcg"},
+	{"moe.cu", "trellis.cu/mul1"},
+	{"mla.cu", "trellis.cu/rest"},
+	{"trellis.cu/viterbi"},
+}
+
+// kernelSections splits file f into its sections: names and texts, and
+// the line each starts at.
+func kernelSections(f string, text string) (names []string, texts []string, lines []int) {
+	names, lines = []string{f}, []int{1}
+	start, off := 0, 0
+	for i, l := range strings.SplitAfter(text, "\n") {
+		if name, ok := strings.CutPrefix(strings.TrimSpace(l), "// kernels: "); ok {
+			texts, start = append(texts, text[start:off]), off
+			names, lines = append(names, f+"/"+name), append(lines, i+1)
 		}
-		fmt.Fprintf(&sb, "#line 1 \"%s\"\n%s\n", f, b)
+		off += len(l)
 	}
-	return sb.String()
+	return names, append(texts, text[start:]), lines
+}
+
+// kernelSources returns the programs of kernelParts: every .cu file, each
+// section preceded by its MARLIN_KERNEL definition (extern "C" __global__
+// in its part, a template elsewhere) and a #line directive so that
+// compile errors name the file and line.
+func kernelSources() []string {
+	srcs := make([]string, len(kernelParts))
+	for i, part := range kernelParts {
+		var sb strings.Builder
+		for _, f := range kernelFiles {
+			b, err := kernelFS.ReadFile(f)
+			if err != nil {
+				panic(err) // embedded: cannot happen
+			}
+			names, texts, lines := kernelSections(f, string(b))
+			for j, name := range names {
+				def := "template <int marlin_elsewhere = 0> __global__"
+				if slices.Contains(part, name) {
+					def = `extern "C" __global__`
+				}
+				fmt.Fprintf(&sb, "#undef MARLIN_KERNEL\n#define MARLIN_KERNEL %s\n#line %d \"%s\"\n%s\n", def, lines[j], f, texts[j])
+			}
+		}
+		srcs[i] = sb.String()
+	}
+	return srcs
 }
 
 // kernels are the module's entry points.
@@ -75,14 +127,15 @@ var wgForms = [3]wgForm{{"64", 64, 1}, {"64w", 64, 2}, {"128", 128, 2}}
 // wgSmem is wg_qgemm's dynamic shared memory for form f (hopper.cu's
 // wg_smem: WG_STAGES = 5 ring stages of each column tile's 1 KB of codes,
 // 128 B of scales and, with zero points, 256 B of zero pairs, and bt
-// tokens × 32 inputs of x in fp16; then an 8-byte mbarrier a stage).
+// tokens × 32 inputs of x in fp16 — or, where larger, the cluster sum's
+// 256 threads × ct·bt/2 floats —, then an 8-byte mbarrier a stage).
 func wgSmem(f wgForm, asym bool) int {
 	st := 2*f.ct*(1024+128) + 64*f.bt
 	if asym {
 		st += 2 * f.ct * 256
 	}
 	const stages = 5
-	return stages*st + 8*stages
+	return max(stages*st, 512*f.ct*f.bt) + 8*stages
 }
 
 // tgSmem is tc_qgemm's dynamic shared memory (qmm.cu's tg_smem: 5 ring
@@ -133,14 +186,15 @@ type Backend struct {
 	dev        int32
 	ctx        uintptr // the device's primary context
 	stream     uintptr
-	module     uintptr
+	modules    []uintptr          // one a kernelParts program
+	module     map[string]uintptr // kernel name → the module that has it
 	k          kernels
 	names      map[uintptr]string // kernel → name, for error messages
 	cc, sms    int                // compute capability (major·10+minor), multiprocessors
 	smemOptin  int                // largest dynamic shared memory a block may opt into
 	desc       string
 	totalMem   int64
-	fromCache  bool // the module came from the disk cache
+	fromCache  bool // every module came from the disk cache
 
 	mu     sync.Mutex
 	closed atomic.Bool
@@ -208,7 +262,7 @@ func New(ordinal int) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Backend{d: d, nv: nv, ordinal: ordinal, names: map[uintptr]string{}, allocs: map[uint64]int64{},
+	b := &Backend{d: d, nv: nv, ordinal: ordinal, names: map[uintptr]string{}, module: map[string]uintptr{}, allocs: map[uint64]int64{},
 		args: new(launchArgs), scratch: map[string]*buffer{}, ropes: map[*backend.Rope]*ropeTab{}}
 	if err := d.check(call(d.cuDeviceGet, uintptr(unsafe.Pointer(&b.dev)), uintptr(ordinal)), "cuDeviceGet"); err != nil {
 		return nil, err
@@ -244,7 +298,9 @@ func New(ordinal int) (*Backend, error) {
 	return b, nil
 }
 
-// init creates the stream and loads the module (the context is current).
+// init creates the stream and loads the modules, one a program of
+// kernelParts, compiled at the same time or from the disk cache (the
+// context is current).
 func (b *Backend) init() error {
 	d := b.d
 	if err := d.check(call(d.cuCtxSetCurrent, b.ctx), "cuCtxSetCurrent"); err != nil {
@@ -253,30 +309,43 @@ func (b *Backend) init() error {
 	if err := d.check(call(d.cuStreamCreate, uintptr(unsafe.Pointer(&b.stream)), streamNonBlocking), "cuStreamCreate"); err != nil {
 		return err
 	}
-	src := kernelSource()
-	img, path, cached, err := b.nv.image(src, b.cc, false)
+	srcs := kernelSources()
+	imgs, paths, cached, err := b.nv.images(srcs, b.cc, false)
 	arch, _, _ := b.nv.target(b.cc)
 	if err != nil && arch == "sm_90a" {
 		// without Hopper's own target the warpgroup-MMA kernels are empty
 		// stubs and everything else is the same: compile for plain sm_90
 		b.wgmmaErr, b.nv.plain, arch = err, true, "sm_90"
-		img, path, cached, err = b.nv.image(src, b.cc, false)
+		imgs, paths, cached, err = b.nv.images(srcs, b.cc, false)
 	}
 	if err != nil {
 		return err
 	}
-	r := call(d.cuModuleLoadData, uintptr(unsafe.Pointer(&b.module)), uintptr(unsafe.Pointer(&img[0])))
-	if r != cuSuccess && cached { // a stale or damaged cache file: compile afresh
-		img, path, cached, err = b.nv.image(src, b.cc, true)
-		if err != nil {
+	for i, img := range imgs {
+		var mod uintptr
+		r := call(d.cuModuleLoadData, uintptr(unsafe.Pointer(&mod)), uintptr(unsafe.Pointer(&img[0])))
+		if r != cuSuccess && cached[i] { // a stale or damaged cache file: compile afresh
+			fresh, fpaths, _, err := b.nv.images(srcs[i:i+1], b.cc, true)
+			if err != nil {
+				return err
+			}
+			paths[i], img = fpaths[0], fresh[0]
+			r = call(d.cuModuleLoadData, uintptr(unsafe.Pointer(&mod)), uintptr(unsafe.Pointer(&img[0])))
+			cached[i] = false
+		}
+		if err := d.check(r, "cuModuleLoadData "+paths[i]); err != nil {
 			return err
 		}
-		r = call(d.cuModuleLoadData, uintptr(unsafe.Pointer(&b.module)), uintptr(unsafe.Pointer(&img[0])))
+		b.modules = append(b.modules, mod)
+		names, err := entryPoints(img)
+		if err != nil {
+			return fmt.Errorf("cuda: the kernels of program %d: %w", i, err)
+		}
+		for _, name := range names {
+			b.module[name] = mod
+		}
 	}
-	if err := d.check(r, "cuModuleLoadData "+path); err != nil {
-		return err
-	}
-	b.fromCache = cached
+	b.fromCache = !slices.Contains(cached, false)
 	// the warpgroup-MMA products need the sm_90a image (nvrtc.target);
 	// MARLIN_CUDA_WGMMA=0 turns them off (matrix.go wgGemm)
 	b.wgmmaReady = arch == "sm_90a"
@@ -334,15 +403,15 @@ func (b *Backend) residentBlocks(f uintptr, threads int) int {
 // holds at once: a cluster's blocks must share one GPC, so this can be
 // well below residentBlocks·SMs/C. Without the driver's calculator it
 // assumes no such loss.
-func (b *Backend) residentClusters(f uintptr, C int) int {
+func (b *Backend) residentClusters(f uintptr, threads, C int) int {
 	key := [2]uintptr{f, uintptr(C)}
 	if n, ok := b.clusters[key]; ok {
 		return n
 	}
-	n := int32(b.residentBlocks(f, 128) * b.sms / C)
+	n := int32(b.residentBlocks(f, threads) * b.sms / C)
 	if b.d.cuOccupancyMaxActiveClusters != 0 {
 		attr := launchAttr{id: launchAttrClusterDimension, val: [16]uint32{uint32(C), 1, 1}}
-		cfg := launchConfig{gridX: uint32(C), gridY: 1, gridZ: 1, blockX: 128, blockY: 1, blockZ: 1,
+		cfg := launchConfig{gridX: uint32(C), gridY: 1, gridZ: 1, blockX: uint32(threads), blockY: 1, blockZ: 1,
 			smem: uint32(b.dynSmem[f]), stream: b.stream, attrs: uintptr(unsafe.Pointer(&attr)), numAttrs: 1}
 		var got int32
 		if call(b.d.cuOccupancyMaxActiveClusters, uintptr(unsafe.Pointer(&got)), f, uintptr(unsafe.Pointer(&cfg))) == cuSuccess && got > 0 {
@@ -354,13 +423,27 @@ func (b *Backend) residentClusters(f uintptr, C int) int {
 	return int(n)
 }
 
-// loadKernels looks up every entry point of the module.
+// function returns the kernel called name from the module that defines
+// it (kernelParts; entryPoints read which), or 0.
+func (b *Backend) function(name string) uintptr {
+	m, ok := b.module[name]
+	if !ok {
+		return 0
+	}
+	cname := cstr(name)
+	var f uintptr
+	if call(b.d.cuModuleGetFunction, uintptr(unsafe.Pointer(&f)), m, uintptr(unsafe.Pointer(&cname[0]))) != cuSuccess {
+		return 0
+	}
+	return f
+}
+
+// loadKernels looks up every entry point in the modules.
 func (b *Backend) loadKernels() error {
 	var missing []string
 	get := func(name string) uintptr {
-		var f uintptr
-		cname := cstr(name)
-		if call(b.d.cuModuleGetFunction, uintptr(unsafe.Pointer(&f)), b.module, uintptr(unsafe.Pointer(&cname[0]))) != cuSuccess {
+		f := b.function(name)
+		if f == 0 {
 			missing = append(missing, name)
 			return 0
 		}
@@ -443,7 +526,7 @@ func (b *Backend) loadKernels() error {
 	}
 	b.loadMoEKernels(get) // moe_dispatch.go: device-side experts, batched heads, MLA attention
 	if len(missing) > 0 {
-		return fmt.Errorf("cuda: kernels missing from the module: %s", strings.Join(missing, ", "))
+		return fmt.Errorf("cuda: kernels missing from the modules: %s", strings.Join(missing, ", "))
 	}
 	// attention's dynamic shared memory grows with the head sizes (MLA:
 	// 576 + 4·512 floats); allow it up to the device's opt-in limit
@@ -468,10 +551,10 @@ func (b *Backend) loadKernels() error {
 // teardown releases what New acquired (the context must be current).
 func (b *Backend) teardown() {
 	d := b.d
-	if b.module != 0 {
-		call(d.cuModuleUnload, b.module)
-		b.module = 0
+	for _, m := range b.modules {
+		call(d.cuModuleUnload, m)
 	}
+	b.modules = nil
 	if b.stream != 0 {
 		call(d.cuStreamDestroy, b.stream)
 		b.stream = 0
@@ -577,7 +660,7 @@ func (b *Backend) freeNow(p uint64) {
 }
 
 // Close implements backend.Backend: it waits for queued work and frees
-// every allocation, the module, the stream and the context reference.
+// every allocation, the modules, the stream and the context reference.
 // Using the backend afterwards panics (Read returns an error).
 func (b *Backend) Close() error {
 	b.mu.Lock()

@@ -5,8 +5,9 @@
 //
 // Kernels are CUDA C++ in the package's .cu files, embedded in the binary,
 // compiled by NVRTC for the device's architecture when a Backend is first
-// created and cached on disk (os.UserCacheDir()/marlin/cubin, keyed by the
-// SHA-256 of source, architecture, options and NVRTC version).
+// created — as several programs at once (kernelParts), one module each —
+// and cached on disk (os.UserCacheDir()/marlin/cubin, keyed by the SHA-256
+// of each program's source, architecture, options and NVRTC version).
 //
 // Activations are float32 tensors in device memory (the interface's
 // type: the kernels convert x to fp16/bf16 where the tensor cores need it,

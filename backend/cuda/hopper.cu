@@ -74,8 +74,12 @@ __host__ __device__ constexpr int wg_sco(int ct) { return 2048 * ct; }
 __host__ __device__ constexpr int wg_zo(int ct) { return 2048 * ct + 256 * ct; }
 __host__ __device__ constexpr int wg_xo(int ct, bool asym) { return wg_zo(ct) + (asym ? 512 * ct : 0); }
 __host__ __device__ constexpr int wg_stage(int bt, int ct, bool asym) { return wg_xo(ct, asym) + 64 * bt; }
-// (the ring, then an mbarrier a stage: x's bulk copies complete on it)
-__host__ __device__ constexpr int wg_smem(int bt, int ct, bool asym) { return WG_STAGES * wg_stage(bt, ct, asym) + 8 * WG_STAGES; }
+// (the ring, or the cluster sum's 256 threads × ct·bt/2 floats where that
+// is larger, then an mbarrier a stage)
+__host__ __device__ constexpr int wg_bars(int bt, int ct, bool asym) {
+    return WG_STAGES * wg_stage(bt, ct, asym) > 512 * ct * bt ? WG_STAGES * wg_stage(bt, ct, asym) : 512 * ct * bt;
+}
+__host__ __device__ constexpr int wg_smem(int bt, int ct, bool asym) { return wg_bars(bt, ct, asym) + 8 * WG_STAGES; }
 
 #if WG_ON
 // wg_desc is the shared-memory descriptor of one k16 half of a 64-token
@@ -161,7 +165,11 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
     constexpr int WC = NT * (64 + 8 + (ASYM ? 16 : 0));             // 16-byte weight chunks a step
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wl = warp & 3, wgi = warp >> 2, t = lane & 3, c = lane >> 2;
     const int spt = w.K >> 5, ntiles = (w.N + 63) >> 6, groups = w.K / w.group, gsteps = w.group >> 5;
-    const int nt0 = NT * blockIdx.x, m0 = BT * blockIdx.y, S = gridDim.z, z = blockIdx.z;
+    // K split S ways: along z (partial sums through ws), or in a
+    // thread-block cluster of S blocks along x (summed through distributed
+    // shared memory; see the end)
+    const int C = (int)cluster_nctarank(), S = C > 1 ? C : (int)gridDim.z, z = C > 1 ? (int)cluster_ctarank() : (int)blockIdx.z;
+    const int nt0 = NT * (int)(blockIdx.x / C), m0 = BT * blockIdx.y;
     const int s0 = (int)((long long)spt * z / S), s1 = (int)((long long)spt * (z + 1) / S);
     const u32 ring_s = smem_addr(gsm);
 
@@ -194,7 +202,7 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
     // bytes, one bulk copy by thread 0 (tokens past M are zeros there)
     const int TB = wg_blocks(M);  // 64-token blocks of x16 a step
     const u16* xsrc = x16 + ((size_t)s0 * TB + (m0 >> 6)) * 2048;
-    const u32 bars = ring_s + (u32)(WG_STAGES * SB);
+    const u32 bars = ring_s + (u32)wg_bars(BT, CT, ASYM);
     if (tid == 0) {
 #pragma unroll
         for (int u = 0; u < WG_STAGES; u++) mbar_init(bars + 8 * u, 1);
@@ -327,6 +335,40 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
         return;
     }
     constexpr int PER = CT * BT / 2;  // partial sums a thread
+    if (C > 1) {
+        // the cluster's blocks hold the tile's S partial sums: blocks 1 …
+        // S − 1 leave theirs in shared memory (the ring's, free now; four
+        // floats a thread, thread-contiguous, so a warp's stores and loads
+        // hit every bank once), block 0 adds them in rank order through
+        // distributed shared memory and writes y — no partial sums through
+        // L2, no fence, no counter (ncu at 64 rows: the global tail held a
+        // quarter of the kernel's samples); the same order as the global
+        // path, so the same results. A last barrier keeps every block's
+        // shared memory alive until block 0 has read it.
+        float* red = (float*)gsm;
+        __syncthreads();  // every warp past its last read of the ring
+        if (z > 0) {
+#pragma unroll
+            for (int ct = 0; ct < CT; ct++)
+#pragma unroll
+                for (int e = 0; e < BT / 2; e += 4)
+                    *(V4f*)(red + ((ct * (BT / 2) + e) >> 2) * 1024 + 4 * tid) = V4f{acc[ct][e], acc[ct][e + 1], acc[ct][e + 2], acc[ct][e + 3]};
+        }
+        cluster_sync();
+        if (z == 0) {
+            for (int r = 1; r < S; r++)
+#pragma unroll
+                for (int ct = 0; ct < CT; ct++)
+#pragma unroll
+                    for (int e = 0; e < BT / 2; e += 4) {
+                        const float4 v = ld_dsmem4(red + ((ct * (BT / 2) + e) >> 2) * 1024 + 4 * tid, (u32)r);
+                        acc[ct][e] += v.x, acc[ct][e + 1] += v.y, acc[ct][e + 2] += v.z, acc[ct][e + 3] += v.w;
+                    }
+            put(acc);
+        }
+        cluster_sync();
+        return;
+    }
     const int tile = blockIdx.y * gridDim.x + blockIdx.x;
     float* part = ws + (((size_t)tile * S + z) * 256 + tid) * PER;
 #pragma unroll
@@ -361,19 +403,24 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
 // 8n8 + r, its 8 values the step's positions 8k8 … 8k8 + 7 in the MMA's k
 // order (position 2t + e of a 16-input half holds input 4t + e, 8 + 2t + e
 // input 4t + 2 + e) —, act-order weights' permutation applied, tokens past
-// M zero. One thread an element; grid ⌈64·K·TB / 256⌉ blocks of 256.
-extern "C" __global__ void x_to_tiles(u16* __restrict__ xt, const float* __restrict__ x, int ldx, const int* __restrict__ perm,
+// M zero. One thread a core-matrix row (8 values, one 16-byte store): its
+// positions 8k8 + e are the step's inputs 16(k8 >> 1) + 2(k8 & 1) + 4(e >>
+// 1) + (e & 1), pairs 4 apart. Grid ⌈8·K·TB / 256⌉ blocks of 256.
+MARLIN_KERNEL void x_to_tiles(u16* __restrict__ xt, const float* __restrict__ x, int ldx, const int* __restrict__ perm,
                                       int K, int M) {
     const int TB = wg_blocks(M);
-    const long o = (long)blockIdx.x * 256 + threadIdx.x;
-    if (o >= 64L * K * TB) return;
-    const int e = (int)(o & 7), r = (int)(o >> 3) & 7, k8 = (int)(o >> 6) & 3, n8 = (int)(o >> 8) & 7;
-    const long blk = o >> 11;  // s·TB + tb
-    const int tb = (int)(blk % TB), s = (int)(blk / TB);
-    const int m = 64 * tb + 8 * n8 + r, pos = 8 * k8 + e, q = pos & 15;
-    const int p = 32 * s + 16 * (pos >> 4) + 4 * ((q & 7) >> 1) + 2 * (q >> 3) + (q & 1);
-    const float v = m < M ? x[(size_t)m * ldx + (perm ? perm[p] : p)] : 0.f;
-    xt[o] = (u16)(pack_f16x2(v, 0.f) & 0xffffu);
+    const int o8 = blockIdx.x * 256 + threadIdx.x;  // 8·K·TB rows: < 2^31 for any K × M that fits a device
+    if (o8 >= 8 * K * TB) return;
+    const int r = o8 & 7, k8 = (o8 >> 3) & 3, n8 = (o8 >> 5) & 7, blk = o8 >> 8;  // blk = s·TB + tb
+    const int tb = blk % TB, s = blk / TB, m = 64 * tb + 8 * n8 + r;
+    const int p0 = 32 * s + 16 * (k8 >> 1) + 2 * (k8 & 1);
+    float v[8];
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+        const int p = p0 + 4 * (e >> 1) + (e & 1);
+        v[e] = m < M ? x[(size_t)m * ldx + (perm ? perm[p] : p)] : 0.f;
+    }
+    *(V4u*)(xt + 8 * (size_t)o8) = V4u{pack_f16x2(v[0], v[1]), pack_f16x2(v[2], v[3]), pack_f16x2(v[4], v[5]), pack_f16x2(v[6], v[7])};
 }
 
 // wg_qgemm_{int4, int4_asym, fp4}_{form}: the forms of wgForms
@@ -383,7 +430,7 @@ extern "C" __global__ void x_to_tiles(u16* __restrict__ xt, const float* __restr
 // sub-tiles, two column tiles a warpgroup: 256 × 128 blocks, one a
 // multiprocessor).
 #define WG_QGEMM_KERNEL(NAME, KIND, ASYM, BT, CT)                                                            \
-    extern "C" __global__ void __launch_bounds__(256, BT == 64 ? 2 : 1)                                      \
+    MARLIN_KERNEL void __launch_bounds__(256, BT == 64 ? 2 : 1)                                      \
         NAME(WDesc w, const u16* x16, float* y, int ldy, int M, float* ws, int* counters) {                  \
         wg_qgemm<KIND, ASYM, BT, CT>(w, x16, y, ldy, M, ws, counters);                                       \
     }

@@ -93,15 +93,15 @@ __device__ __forceinline__ void embed_rows(const WDesc& w, const int* __restrict
 }
 
 #define MATMUL_KERNELS(F, NAME)                                                                              \
-    extern "C" __global__ void __launch_bounds__(256)                                                        \
+    MARLIN_KERNEL void __launch_bounds__(256)                                                        \
         mm_small_##NAME(WDesc w, const float* x, int ldx, float* y, int ldy, int M) {                        \
         matmul_tile<F, 8, 32, 128, 1, 1>(w, x, ldx, y, ldy, M);                                              \
     }                                                                                                        \
-    extern "C" __global__ void __launch_bounds__(256)                                                        \
+    MARLIN_KERNEL void __launch_bounds__(256)                                                        \
         mm_large_##NAME(WDesc w, const float* x, int ldx, float* y, int ldy, int M) {                        \
         matmul_tile<F, 64, 64, 32, 4, 4>(w, x, ldx, y, ldy, M);                                              \
     }                                                                                                        \
-    extern "C" __global__ void embed_##NAME(WDesc w, const int* tokens, float* y, int ldy) {                 \
+    MARLIN_KERNEL void embed_##NAME(WDesc w, const int* tokens, float* y, int ldy) {                 \
         embed_rows<F>(w, tokens, y, ldy);                                                                    \
     }
 

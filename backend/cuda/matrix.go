@@ -427,16 +427,22 @@ func (b *Backend) tcGemm(m *matrix, M int) bool {
 // sums the last of them adds (deterministic; S from tcSplits).
 func (b *Backend) tcQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 	if x16 := b.xHalf(x, ldx, M, m, false); x16 != 0 {
-		b.packedGemm(b.k.tcQgemm, "tcws", y, ldy, x16, M, m, 128, 64, 8192)
+		b.packedGemm(b.k.tcQgemm, "tcws", y, ldy, x16, M, m, 128, 64, 8192, func(_ uintptr, tiles, spt int) (int, bool) {
+			return tcSplits(tiles, spt, b.sms), false
+		})
 	}
 }
 
 // packedGemm queues one of a set of 4-bit GEMM kernels sharing tc_qgemm's
 // arguments — fs[0] for INT4, [1] INT4 with zero points, [2] FP4 — for
 // y[M, N] = x16[M, K]·Wᵀ in blocks of 256 threads, cols output columns ×
-// rows of x each, K split among S blocks (tcSplits) whose partial sums,
-// part floats a block, the last of them adds from the scratch named ws.
-func (b *Backend) packedGemm(fs [3]uintptr, ws string, y uint64, ldy int, x16 uint64, M int, m *matrix, cols, rows, part int) {
+// rows of x each, K split among S blocks (split picks it for the kernel
+// and the grid of output tiles): without cluster the last of a tile's S
+// blocks adds their partial sums, part floats a block, from the scratch
+// named ws; with it (hopper.cu's wg_qgemm, S ≤ 8) the S blocks form a
+// thread-block cluster along x and sum through distributed shared memory.
+func (b *Backend) packedGemm(fs [3]uintptr, ws string, y uint64, ldy int, x16 uint64, M int, m *matrix, cols, rows, part int,
+	split func(f uintptr, tiles, spt int) (S int, cluster bool)) {
 	f := fs[0]
 	switch {
 	case m.f == fmtPFP4:
@@ -445,12 +451,12 @@ func (b *Backend) packedGemm(fs [3]uintptr, ws string, y uint64, ldy int, x16 ui
 		f = fs[1]
 	}
 	gx, gy := (m.rows+cols-1)/cols, (M+rows-1)/rows
-	S := tcSplits(gx*gy, m.cols/32, b.sms)
-	if gx*gy > counterCap {
+	S, cluster := split(f, gx*gy, m.cols/32)
+	if gx*gy > counterCap && !cluster {
 		S = 1
 	}
 	var wsp uint64
-	if S > 1 {
+	if S > 1 && !cluster {
 		if wsp = b.scratchBuf(ws, 4*int64(gx*gy)*int64(S)*int64(part)); wsp == 0 {
 			return
 		}
@@ -463,6 +469,10 @@ func (b *Backend) packedGemm(fs [3]uintptr, ws string, y uint64, ldy int, x16 ui
 	a.i32(M)
 	a.ptr(wsp)
 	a.ptr(b.counters.ptr)
+	if cluster {
+		b.launchCluster(f, gx*S, gy, 1, 256, b.dynSmem[f], a, true, S)
+		return
+	}
 	b.launchOpt(f, gx, gy, S, 256, b.dynSmem[f], a, true)
 }
 
@@ -484,7 +494,70 @@ var (
 	wgGemmMin   = envInt("MARLIN_WG_MIN", 17)
 	wgGemmMax   = envInt("MARLIN_WG_MAX", 256)
 	wgFormForce = envInt("MARLIN_WG_FORM", -1)
+	wgClusterOn = os.Getenv("MARLIN_WG_CLUSTER") != "0" // K splits summed in a cluster (wgSplit)
+	// wgSplitForce (MARLIN_WG_SPLIT) takes that split of K for every
+	// wg_qgemm product (summed in a cluster where it can be), for measuring
+	// the balance of its blocks over the multiprocessors
+	wgSplitForce = envInt("MARLIN_WG_SPLIT", 0)
 )
+
+// wgSplit picks the split of K of wg_qgemm kernel f over tiles output
+// tiles of spt steps of 32 inputs each, and whether the S blocks of a
+// tile sum in a cluster (chooseWGSplit; pairs where the device has
+// clusters and MARLIN_WG_CLUSTER is not 0). MARLIN_WG_SPLIT forces S, in
+// a cluster where one of S blocks fits.
+func (b *Backend) wgSplit(f uintptr, tiles, spt int) (int, bool) {
+	clusters := wgClusterOn && b.cc >= 90 && b.d.cuLaunchKernelEx != 0
+	if wgSplitForce > 0 {
+		S := min(wgSplitForce, max(1, spt))
+		return S, clusters && S > 1 && S <= 8 && b.residentClusters(f, 256, S) > 0
+	}
+	perSM, pairs := b.residentBlocks(f, 256), 0
+	if clusters {
+		pairs = b.residentClusters(f, 256, 2)
+	}
+	return chooseWGSplit(tiles, spt, b.sms, perSM, pairs)
+}
+
+// chooseWGSplit picks wg_qgemm's split of K — S and whether a tile's S
+// blocks add their partial sums in a cluster — for tiles output tiles of
+// spt steps of 32 inputs on sms multiprocessors that hold perSM blocks
+// each and, where pairs > 0, that many clusters of two at once.
+//
+// It minimises a model fitted to the H100 (docs/cuda-kernels.md, eleventh
+// session: the best of 11 splits on 32 products within 10% in sum): a
+// block costs its steps plus 4 (its prologue), or plus 20 where the last
+// of a tile's blocks adds their partial sums through L2; blocks run in
+// rounds of perSM a multiprocessor; a last round of at most one block a
+// multiprocessor costs 1.1 blocks' time (one block of wg_qgemm keeps a
+// multiprocessor half busy: it is bound by issue, not memory). The
+// candidates are no split, a split of 2 … 16 (each at least 16 steps)
+// summed through L2, and a split of two summed in a cluster; larger
+// clusters (3 … 8, which the kernel takes) measured slower, the
+// scheduler placing their blocks on fewer multiprocessors.
+func chooseWGSplit(tiles, spt, sms, perSM, pairs int) (S int, cluster bool) {
+	cost := func(s, c, slots int) int { // in tenths of a block's time
+		blocks, steps := tiles*s, (spt+s-1)/s+c
+		t := blocks / slots * 10 * (slots / sms)
+		if rem := blocks % slots; rem > 0 {
+			t += max(11, 10*((rem+sms-1)/sms))
+		}
+		return t * steps
+	}
+	slots := max(1, perSM) * sms
+	S, best := 1, cost(1, 4, slots)
+	for s := 2; s <= 16 && spt/s >= 16; s++ {
+		if t := cost(s, 20, slots); t < best {
+			S, best = s, t
+		}
+	}
+	if pairs > 0 && spt/2 >= 16 {
+		if t := cost(2, 4, min(slots, 2*pairs)); t < best {
+			S, cluster = 2, true
+		}
+	}
+	return S, cluster
+}
 
 // wgGemm reports whether matmulOut runs m's product of M rows on wg_qgemm
 // (hopper.cu, the warpgroup MMA of sm_90a devices): the products tcGemm
@@ -512,7 +585,7 @@ func (b *Backend) xTiles(x uint64, ldx, M int, m *matrix) uint64 {
 	a.ptr(m.desc.gidx)
 	a.i32(K)
 	a.i32(M)
-	b.launch(b.k.xToTiles, int((n+255)/256), 1, 256, 0, a)
+	b.launch(b.k.xToTiles, int((n/8+255)/256), 1, 256, 0, a) // a thread a core-matrix row of 8
 	return xt
 }
 
@@ -527,7 +600,7 @@ func (b *Backend) wgQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 	f := wgForms[i]
 	if x16 := b.xTiles(x, ldx, M, m); x16 != 0 {
 		// partial sums: 256 threads × ct·bt/2 floats a block
-		b.packedGemm(b.k.wgQgemm[i], "wgws", y, ldy, x16, M, m, 128*f.ct, f.bt, 256*f.ct*f.bt/2)
+		b.packedGemm(b.k.wgQgemm[i], "wgws", y, ldy, x16, M, m, 128*f.ct, f.bt, 256*f.ct*f.bt/2, b.wgSplit)
 	}
 }
 
@@ -598,7 +671,7 @@ func (b *Backend) tileClusters(ft, f uintptr, m *matrix, M int) int {
 		return tileClusterForce
 	}
 	return chooseTileCluster(ntiles, spt, M, b.stripeBlocks(f, ntiles*spt), b.residentBlocks(f, 128)*b.sms,
-		func(C int) int { return b.residentClusters(ft, C) })
+		func(C int) int { return b.residentClusters(ft, 128, C) })
 }
 
 // chooseTileCluster picks the split of a decode product of M rows over

@@ -94,7 +94,7 @@ __device__ __forceinline__ void head_mv(const u64* __restrict__ wp, int N, int K
 }
 
 #define HEAD_MV_KERNEL(NAME, F)                                                                                 \
-    extern "C" __global__ void __launch_bounds__(256)                                                          \
+    MARLIN_KERNEL void __launch_bounds__(256)                                                          \
         NAME(const u64* wp, int N, int K, const float* x, int ldx, int xStride, float* y, int ldy, int yStride, \
              int M) {                                                                                           \
         head_mv<F>(wp, N, K, x, ldx, xStride, y, ldy, yStride, M);                                              \
@@ -252,7 +252,7 @@ __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* _
 
 #define MLA_GH 4  // query heads per block
 #define ATTN_MLA(EK, EV)                                                                                             \
-    extern "C" __global__ void __launch_bounds__(MLA_WARPS * 32)                                                     \
+    MARLIN_KERNEL void __launch_bounds__(MLA_WARPS * 32)                                                     \
         attn_mla_##EK##_##EV(float* out, const float* q, float* kc, const int* rowN, const int* rowTab,              \
                              const int* tables, int heads, int dk, int dv, int bs, float scale, float* ws,           \
                              int* counters, const float* kn, const int* stBlk, const int* stSlot) {                  \
@@ -276,7 +276,7 @@ ATTN_MLA(18, 16)
 //   qf[r, h·(lora+rp) + lora + i] = rope(q[r, h·hd + nope + i]), i < rp,
 // the first 2·half of the rp values rotated, the rest copied. Same
 // float operations as the separate kernels.
-extern "C" __global__ void __launch_bounds__(1024)
+MARLIN_KERNEL void __launch_bounds__(1024)
     mla_prologue(float* __restrict__ key, float* __restrict__ qf, const float* __restrict__ kva, const float* __restrict__ q,
                  const float* __restrict__ w, float eps, int lora, int rp, int heads, int nope, const int* __restrict__ pos,
                  const float* __restrict__ cosT, const float* __restrict__ sinT, int half, int interleaved) {

@@ -15,7 +15,7 @@
 //            normalize, times scale.
 // Shared memory (dynamic): p [E], rank [E], group scores [G], then int
 // flags for used experts [E] and kept groups [G].
-extern "C" __global__ void route(int* __restrict__ ids, float* __restrict__ wts, const float* __restrict__ logits,
+MARLIN_KERNEL void route(int* __restrict__ ids, float* __restrict__ wts, const float* __restrict__ logits,
                                  const float* __restrict__ bias, int E, int topK, int sigmoid, int normalize, int groups,
                                  int topGroups, int maskZero, float scale) {
     extern __shared__ float sm[];
@@ -95,7 +95,7 @@ extern "C" __global__ void route(int* __restrict__ ids, float* __restrict__ wts,
 
 // dst row j = src row slots[j] / k (the token of selection slot j), cols
 // values. One block per gathered row.
-extern "C" __global__ void gather_rows(float* __restrict__ dst, const float* __restrict__ src, const int* __restrict__ slots, int k,
+MARLIN_KERNEL void gather_rows(float* __restrict__ dst, const float* __restrict__ src, const int* __restrict__ slots, int k,
                                        int cols) {
     const float* s = src + (size_t)(slots[blockIdx.x] / k) * cols;
     float* d = dst + (size_t)blockIdx.x * cols;
@@ -106,7 +106,7 @@ extern "C" __global__ void gather_rows(float* __restrict__ dst, const float* __r
 // added to their tokens' rows, weighted. One block per row j; the rows of
 // one launch are distinct tokens (an expert is chosen at most once per
 // token), so no two blocks write the same row.
-extern "C" __global__ void scatter_add(float* __restrict__ dst, const float* __restrict__ src, const int* __restrict__ slots,
+MARLIN_KERNEL void scatter_add(float* __restrict__ dst, const float* __restrict__ src, const int* __restrict__ slots,
                                        const float* __restrict__ wts, int k, int cols) {
     const int slot = slots[blockIdx.x];
     const float wt = wts[slot];
@@ -167,7 +167,7 @@ __device__ __forceinline__ void moe_mv(const WDesc* __restrict__ tab, const int*
 }
 
 #define MOE_MV_KERNEL(NAME, KIND, ASYM, DENSE, BF, SILU)                                                             \
-    extern "C" __global__ void __launch_bounds__(QW * 32)                                                            \
+    MARLIN_KERNEL void __launch_bounds__(QW * 32)                                                            \
         NAME(const WDesc* tab, const int* ids, int k, int nsel, int nr, int se, int mats, int mat0, const float* x,  \
              int ldx, int xPerSlot, float* y, int ldy, float* ws, int wsPer, int* counters, int ctrPer) {            \
         moe_mv<KIND, ASYM, DENSE, BF, SILU>(tab, ids, k, nsel, nr, se, mats, mat0, x, ldx, xPerSlot, y, ldy, ws,     \
@@ -188,7 +188,7 @@ MOE_MV_KERNEL(moe_qmv_fp4_silu, PACK_FP4, false, false, false, true)
 // shared, the shared expert's output (row rows·k + r of out) is added to
 // the sum; with accum, the sum is added to dst (h += experts + shared, in
 // the order of the CPU backend's ExpertsAdd).
-extern "C" __global__ void moe_combine(float* __restrict__ dst, const float* __restrict__ out, const int* __restrict__ ids,
+MARLIN_KERNEL void moe_combine(float* __restrict__ dst, const float* __restrict__ out, const int* __restrict__ ids,
                                        const float* __restrict__ wts, int k, int cols, int shared, int accum) {
     __shared__ int order[32], sid[32];
     __shared__ float sw[32];
@@ -309,7 +309,7 @@ __device__ __forceinline__ void route_row(int* __restrict__ ids, float* __restri
 
 // route_warp: route_row for each row of the logits [rows, E], a warp a
 // row, blocks of 4 warps.
-extern "C" __global__ void route_warp(int* __restrict__ ids, float* __restrict__ wts, const float* __restrict__ logits,
+MARLIN_KERNEL void route_warp(int* __restrict__ ids, float* __restrict__ wts, const float* __restrict__ logits,
                                       const float* __restrict__ bias, int rows, int E, int topK, int sigmoid,
                                       int normalize, float scale) {
     const int r = blockIdx.x * 4 + (threadIdx.x >> 5);
@@ -434,7 +434,7 @@ __device__ __forceinline__ void route_mv(int* __restrict__ ids, float* __restric
 }
 
 #define ROUTE_MV_KERNEL(NAME, F)                                                                                    \
-    extern "C" __global__ void __launch_bounds__(RW * 32)                                                          \
+    MARLIN_KERNEL void __launch_bounds__(RW * 32)                                                          \
         NAME(int* ids, float* wts, const float* x, int ldx, float* xn, int ldxn, const float* nw, float eps, WDesc w, \
              const float* bias, int topK, int sigmoid, int normalize, float scale, float* lg, int* counters) {      \
         route_mv<F>(ids, wts, x, ldx, xn, ldxn, nw, eps, w, bias, topK, sigmoid, normalize, scale, lg, counters);   \

@@ -3,11 +3,15 @@
 package cuda
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"debug/elf"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -130,12 +134,14 @@ func (n *nvrtc) target(cc int) (arch string, ptx bool, err error) {
 func cstr(s string) []byte { return append([]byte(s), 0) }
 
 // build compiles src for arch (sm_XY for a CUBIN, compute_XY for PTX) and
-// returns the image for cuModuleLoadData. Compile errors carry NVRTC's log.
-func (n *nvrtc) build(src, name, arch string, ptx bool, opts []string) ([]byte, error) {
+// returns the image for cuModuleLoadData and NVRTC's log (ptxas's
+// advisories, and its resource report with --ptxas-options=-v). Compile
+// errors carry the log.
+func (n *nvrtc) build(src, name, arch string, ptx bool, opts []string) ([]byte, string, error) {
 	var prog uintptr
 	csrc, cname := cstr(src), cstr(name)
 	if r := call(n.create, uintptr(unsafe.Pointer(&prog)), uintptr(unsafe.Pointer(&csrc[0])), uintptr(unsafe.Pointer(&cname[0])), 0, 0, 0); r != 0 {
-		return nil, fmt.Errorf("cuda: nvrtcCreateProgram: %s", n.errString(int32(r)))
+		return nil, "", fmt.Errorf("cuda: nvrtcCreateProgram: %s", n.errString(int32(r)))
 	}
 	defer call(n.destroy, uintptr(unsafe.Pointer(&prog)))
 	all := append([]string{"--gpu-architecture=" + arch}, opts...)
@@ -146,11 +152,12 @@ func (n *nvrtc) build(src, name, arch string, ptx bool, opts []string) ([]byte, 
 		ptrs[i] = &cs[i][0]
 	}
 	r := call(n.compile, prog, uintptr(len(ptrs)), uintptr(unsafe.Pointer(&ptrs[0])))
+	log := n.programLog(prog)
 	if r != 0 {
-		return nil, fmt.Errorf("cuda: NVRTC %d.%d compiling %s for %s: %s\n%s", n.major, n.minor, name, arch, n.errString(int32(r)), n.programLog(prog))
+		return nil, log, fmt.Errorf("cuda: NVRTC %d.%d compiling %s for %s: %s\n%s", n.major, n.minor, name, arch, n.errString(int32(r)), log)
 	}
 	if os.Getenv("MARLIN_NVRTC_LOG") == "1" { // the compiler's warnings and advisories, for kernel work
-		fmt.Fprintf(os.Stderr, "NVRTC %d.%d log (%s):\n%s\n", n.major, n.minor, arch, n.programLog(prog))
+		fmt.Fprintf(os.Stderr, "NVRTC %d.%d log (%s, %s):\n%s\n", n.major, n.minor, name, arch, log)
 	}
 	sizeFn, getFn := n.cubinSize, n.cubin
 	if ptx {
@@ -158,13 +165,13 @@ func (n *nvrtc) build(src, name, arch string, ptx bool, opts []string) ([]byte, 
 	}
 	var size uintptr
 	if r := call(sizeFn, prog, uintptr(unsafe.Pointer(&size))); r != 0 || size == 0 {
-		return nil, fmt.Errorf("cuda: NVRTC: no image for %s: %s", arch, n.errString(int32(r)))
+		return nil, log, fmt.Errorf("cuda: NVRTC: no image for %s: %s", arch, n.errString(int32(r)))
 	}
 	img := make([]byte, size)
 	if r := call(getFn, prog, uintptr(unsafe.Pointer(&img[0]))); r != 0 {
-		return nil, fmt.Errorf("cuda: NVRTC: reading the image: %s", n.errString(int32(r)))
+		return nil, log, fmt.Errorf("cuda: NVRTC: reading the image: %s", n.errString(int32(r)))
 	}
-	return img, nil
+	return img, log, nil
 }
 
 // programLog returns NVRTC's compile log of prog.
@@ -202,43 +209,103 @@ func (n *nvrtc) cacheKey(src, arch string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// image returns the compiled module for src on a device of compute
-// capability cc, from the disk cache when present (fromCache reports
-// which). A cached file that the driver rejects is recompiled by the
-// caller with noCache.
-func (n *nvrtc) image(src string, cc int, noCache bool) (img []byte, path string, fromCache bool, err error) {
+// images returns the device images of the programs srcs for compute
+// capability cc (cubins, or PTX where NVRTC lacks the architecture): each
+// from the disk cache unless noCache, else compiled — the programs at the
+// same time, ptxas being single-threaded — and cached (best effort: a
+// read-only cache only costs a compile); fromCache[i] tells where image i
+// came from.
+func (n *nvrtc) images(srcs []string, cc int, noCache bool) (imgs [][]byte, paths []string, fromCache []bool, err error) {
 	arch, ptx, err := n.target(cc)
 	if err != nil {
-		return nil, "", false, err
+		return nil, nil, nil, err
 	}
 	ext := ".cubin"
 	if ptx {
 		ext = ".ptx"
 	}
-	if dir := cacheDir(); dir != "" {
-		path = filepath.Join(dir, n.cacheKey(src, arch)+ext)
-		if !noCache {
-			if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
-				return b, path, true, nil
-			}
-		}
-	}
-	img, err = n.build(src, "marlin_kernels.cu", arch, ptx, compileOptions)
-	if err != nil {
-		return nil, "", false, err
-	}
-	if ptx {
-		img = append(img, 0) // cuModuleLoadData wants PTX NUL-terminated
-	}
-	if path != "" { // best effort: a read-only cache only costs a compile
-		if os.MkdirAll(filepath.Dir(path), 0o755) == nil {
-			tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
-			if os.WriteFile(tmp, img, 0o644) == nil {
-				if os.Rename(tmp, path) != nil {
-					os.Remove(tmp)
+	imgs, paths, fromCache = make([][]byte, len(srcs)), make([]string, len(srcs)), make([]bool, len(srcs))
+	errs := make([]error, len(srcs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.NumCPU()) // as many compiles at once as cores: each holds its own parse and ptxas
+	for i, src := range srcs {
+		if dir := cacheDir(); dir != "" {
+			paths[i] = filepath.Join(dir, n.cacheKey(src, arch)+ext)
+			if !noCache {
+				if b, err := os.ReadFile(paths[i]); err == nil && len(b) > 0 {
+					imgs[i], fromCache[i] = b, true
+					continue
 				}
 			}
 		}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			img, _, err := n.build(src, fmt.Sprintf("marlin_kernels_%d.cu", i), arch, ptx, compileOptions)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			if ptx {
+				img = append(img, 0) // cuModuleLoadData wants PTX NUL-terminated
+			}
+			imgs[i] = img
+			if path := paths[i]; path != "" && os.MkdirAll(filepath.Dir(path), 0o755) == nil {
+				tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
+				if os.WriteFile(tmp, img, 0o644) != nil || os.Rename(tmp, path) != nil {
+					os.Remove(tmp)
+				}
+			}
+		})
 	}
-	return img, path, false, nil
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, nil, err
+	}
+	return imgs, paths, fromCache, nil
+}
+
+// entryPoints returns the names of the kernels in a device image: the
+// global functions of a cubin's symbol table, or the .entry directives of
+// PTX. It lets the backend ask each kernel of the one module that has it.
+func entryPoints(img []byte) ([]string, error) {
+	if !bytes.HasPrefix(img, []byte(elf.ELFMAG)) {
+		var names []string
+		for _, l := range strings.Split(string(bytes.TrimRight(img, "\x00")), "\n") {
+			if _, rest, ok := strings.Cut(l, ".entry "); ok {
+				if name, _, ok := strings.Cut(rest, "("); ok {
+					names = append(names, strings.TrimSpace(name))
+				}
+			}
+		}
+		if len(names) == 0 {
+			return nil, errors.New("PTX without an .entry")
+		}
+		return names, nil
+	}
+	// a cubin keeps the CUDA ABI version in e_version (bytes 20–23), where
+	// debug/elf wants EV_CURRENT: read a copy that says so
+	if len(img) < 64 {
+		return nil, errors.New("cubin shorter than its ELF header")
+	}
+	c := slices.Clone(img)
+	c[20], c[21], c[22], c[23] = byte(elf.EV_CURRENT), 0, 0, 0
+	f, err := elf.NewFile(bytes.NewReader(c))
+	if err != nil {
+		return nil, err
+	}
+	syms, err := f.Symbols()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, s := range syms {
+		if elf.ST_TYPE(s.Info) == elf.STT_FUNC && elf.ST_BIND(s.Info) == elf.STB_GLOBAL {
+			names = append(names, s.Name)
+		}
+	}
+	if len(names) == 0 {
+		return nil, errors.New("cubin without a global function")
+	}
+	return names, nil
 }

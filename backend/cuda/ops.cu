@@ -3,19 +3,19 @@
 // element per thread per step.
 
 // dst[i] += x[i]
-extern "C" __global__ void add_f32(float* __restrict__ dst, const float* __restrict__ x, u64 n) {
+MARLIN_KERNEL void add_f32(float* __restrict__ dst, const float* __restrict__ x, u64 n) {
     pdl_trigger();
     for (u64 i = blockIdx.x * (u64)blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x) dst[i] += x[i];
 }
 
 // dst[r, c] += b[c] for a [rows, cols] tensor (n = rows·cols).
-extern "C" __global__ void add_bias(float* __restrict__ dst, const float* __restrict__ b, int cols, u64 n) {
+MARLIN_KERNEL void add_bias(float* __restrict__ dst, const float* __restrict__ b, int cols, u64 n) {
     for (u64 i = blockIdx.x * (u64)blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x) dst[i] += b[i % cols];
 }
 
 // dst = silu(g)·u = g/(1+e^-g)·u, in that order in float32 (as the CPU's
 // vkernels.SiLUMul). dst may be g or u.
-extern "C" __global__ void silu_mul(float* dst, const float* g, const float* u, u64 n) {
+MARLIN_KERNEL void silu_mul(float* dst, const float* g, const float* u, u64 n) {
     pdl_trigger();
     for (u64 i = blockIdx.x * (u64)blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x) {
         float x = g[i];
@@ -30,7 +30,7 @@ extern "C" __global__ void silu_mul(float* dst, const float* g, const float* u, 
 // sum, its loads four at a time, then warp shuffles and one shared array),
 // r = 1/√(Σx²/n + eps) is rounded once to float32, and each output is
 // (x·r)·w in float32 — the CPU reference's order. dst may be x.
-extern "C" __global__ void __launch_bounds__(1024) rms_norm(float* dst, const float* x, const float* __restrict__ w, int n, float eps) {
+MARLIN_KERNEL void __launch_bounds__(1024) rms_norm(float* dst, const float* x, const float* __restrict__ w, int n, float eps) {
     pdl_wait();
     pdl_trigger();
     const size_t base = (size_t)blockIdx.x * n;
@@ -53,7 +53,7 @@ extern "C" __global__ void __launch_bounds__(1024) rms_norm(float* dst, const fl
 // by the angle of position pos[row]: a' = a·c − b·s, b' = b·c + a·s with
 // (c, s) = tables[pos][j] (cos and sin, already times Rope.Scale, computed
 // on the host like the CPU backend's).
-extern "C" __global__ void rope(float* x, int ldx, const int* __restrict__ pos, const float* __restrict__ cosT,
+MARLIN_KERNEL void rope(float* x, int ldx, const int* __restrict__ pos, const float* __restrict__ cosT,
                                 const float* __restrict__ sinT, int half, int heads, int headDim, int offset,
                                 int interleaved) {
     const int row = blockIdx.x;
@@ -71,7 +71,7 @@ extern "C" __global__ void rope(float* x, int ldx, const int* __restrict__ pos, 
 }
 
 // dst row i = src row rows[i] (cols values). One block per row.
-extern "C" __global__ void copy_rows(float* __restrict__ dst, const float* __restrict__ src, const int* __restrict__ rows, int cols) {
+MARLIN_KERNEL void copy_rows(float* __restrict__ dst, const float* __restrict__ src, const int* __restrict__ rows, int cols) {
     pdl_trigger();
     const float* s = src + (size_t)rows[blockIdx.x] * cols;
     float* d = dst + (size_t)blockIdx.x * cols;
@@ -80,7 +80,7 @@ extern "C" __global__ void copy_rows(float* __restrict__ dst, const float* __res
 
 // For each row and head h: n values from src[h·srcStride + srcOff] to
 // dst[h·dstStride + dstOff]. One block per row, threads over heads·n.
-extern "C" __global__ void copy_cols(float* __restrict__ dst, int ldd, const float* __restrict__ src, int lds, int heads, int n,
+MARLIN_KERNEL void copy_cols(float* __restrict__ dst, int ldd, const float* __restrict__ src, int lds, int heads, int n,
                                      int dstStride, int dstOff, int srcStride, int srcOff) {
     const float* s = src + (size_t)blockIdx.x * lds;
     float* d = dst + (size_t)blockIdx.x * ldd;
@@ -172,7 +172,7 @@ __device__ __forceinline__ u32 probe_ring(const V4u* __restrict__ p, u64 n) {
 // a row-major 16-bit matrix in dmv's order and in 16-row steps. A result
 // (XOR of the words or sums) is stored only if it equals a constant, so
 // that the work is not dead code.
-extern "C" __global__ void read_probe(const V4u* __restrict__ p, u64 n, int mode, u32* sink) {
+MARLIN_KERNEL void read_probe(const V4u* __restrict__ p, u64 n, int mode, u32* sink) {
     const u64 nt = (u64)gridDim.x * blockDim.x, tid = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     u32 acc = 0;
     auto eat = [&](const V4u& v) { acc ^= v.x ^ v.y ^ v.z ^ v.w; };

@@ -102,7 +102,7 @@ template <> __device__ __forceinline__ float wload<FMT_PINT4>(const WDesc& w, in
 template <> __device__ __forceinline__ float wload<FMT_PFP4>(const WDesc& w, int n, int k) { return pload<PACK_FP4>(w, n, k); }
 
 // xp[m, p] = x[m, perm[p]]: the inputs in the packed (act-order) order.
-extern "C" __global__ void permute_cols(float* __restrict__ xp, const float* __restrict__ x, int ldx,
+MARLIN_KERNEL void permute_cols(float* __restrict__ xp, const float* __restrict__ x, int ldx,
                                         const int* __restrict__ perm, int K) {
     const int m = blockIdx.x;
     for (int p = threadIdx.x; p < K; p += blockDim.x) xp[(size_t)m * K + p] = x[(size_t)m * ldx + perm[p]];
@@ -155,7 +155,7 @@ __device__ __forceinline__ void yput2(const YOut& o, int m, int n, float a, floa
 // y = src [M, N] (row-major) sent through o: the fused outputs of the
 // paths that produce a plain product first (M > 16, unaligned x). One
 // thread per pair of columns, grid-stride.
-extern "C" __global__ void yout_apply(YOut o, const float* __restrict__ src, int M, int N) {
+MARLIN_KERNEL void yout_apply(YOut o, const float* __restrict__ src, int M, int N) {
     const int pairs = (N + 1) >> 1;
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < (long)M * pairs; i += (long)gridDim.x * blockDim.x) {
         const int m = (int)(i / pairs), n = 2 * (int)(i % pairs);
@@ -177,8 +177,8 @@ __device__ __forceinline__ void add4(float4& s, const float4& v) {
 // cluster's size, a barrier of all the cluster's threads (arrive releases,
 // wait acquires by default:
 // shared-memory writes before it are visible after it in every block),
-// and two floats of another block's shared memory (distributed shared
-// memory: the address mapped to block rank's copy). Below sm_90 the
+// and two or four floats of another block's shared memory (distributed
+// shared memory: the address mapped to block rank's copy). Below sm_90 the
 // kernels that use them are not launched (the host checks the device).
 __device__ __forceinline__ u32 cluster_ctarank() {
     u32 r = 0;
@@ -207,6 +207,16 @@ __device__ __forceinline__ float2 ld_dsmem2(const float* p, u32 rank) {
     u32 a;
     asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(a) : "r"((u32)__cvta_generic_to_shared(p)), "r"(rank));
     asm volatile("ld.shared::cluster.v2.f32 {%0, %1}, [%2];" : "=f"(v.x), "=f"(v.y) : "r"(a));
+#endif
+    return v;
+}
+
+__device__ __forceinline__ float4 ld_dsmem4(const float* p, u32 rank) {  // four floats, 16-byte aligned
+    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+#if __CUDA_ARCH__ >= 900
+    u32 a;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(a) : "r"((u32)__cvta_generic_to_shared(p)), "r"(rank));
+    asm volatile("ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(a));
 #endif
     return v;
 }
@@ -819,13 +829,13 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
 }
 
 #define QMV_KERNEL(NAME, KIND, ASYM, MR)                                                                  \
-    extern "C" __global__ void __launch_bounds__(QW * 32)                                                 \
+    MARLIN_KERNEL void __launch_bounds__(QW * 32)                                                 \
         NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters) {                 \
         qmv4<KIND, ASYM, MR>(w, x, ldx, o, M, ws, counters);                                              \
     }
 // the same with the input's RMS norm (M ≤ 4: MR = 8)
 #define QMV_NORM_KERNEL(NAME, KIND, ASYM)                                                                 \
-    extern "C" __global__ void __launch_bounds__(QW * 32)                                                 \
+    MARLIN_KERNEL void __launch_bounds__(QW * 32)                                                 \
         NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters, const float* nw,   \
              float eps) {                                                                                 \
         qmv4<KIND, ASYM, 8, false, true>(w, x, ldx, o, M, ws, counters, nw, eps);                         \
@@ -836,21 +846,23 @@ QMV_KERNEL(qmv_int4_asym, PACK_INT4, true, 8)
 QMV_KERNEL(qmv_int4_asym_m16, PACK_INT4, true, 16)
 QMV_KERNEL(qmv_fp4, PACK_FP4, false, 8)
 QMV_KERNEL(qmv_fp4_m16, PACK_FP4, false, 16)
+// kernels: qmv_norm
 QMV_NORM_KERNEL(qmv_int4_norm, PACK_INT4, false)
 QMV_NORM_KERNEL(qmv_int4_asym_norm, PACK_INT4, true)
 QMV_NORM_KERNEL(qmv_fp4_norm, PACK_FP4, false)
 // the same over tile clusters (TCL: see cluster_store)
 #define QMV_TC_KERNEL(NAME, KIND, ASYM, MR)                                                               \
-    extern "C" __global__ void __launch_bounds__(QW * 32)                                                 \
+    MARLIN_KERNEL void __launch_bounds__(QW * 32)                                                 \
         NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters) {                 \
         qmv4<KIND, ASYM, MR, false, false, true>(w, x, ldx, o, M, ws, counters);                          \
     }
 #define QMV_NORM_TC_KERNEL(NAME, KIND, ASYM)                                                              \
-    extern "C" __global__ void __launch_bounds__(QW * 32)                                                 \
+    MARLIN_KERNEL void __launch_bounds__(QW * 32)                                                 \
         NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters, const float* nw,   \
              float eps) {                                                                                 \
         qmv4<KIND, ASYM, 8, false, true, true>(w, x, ldx, o, M, ws, counters, nw, eps);                   \
     }
+// kernels: qmv_tc
 QMV_TC_KERNEL(qmv_int4_tc, PACK_INT4, false, 8)
 QMV_TC_KERNEL(qmv_int4_m16_tc, PACK_INT4, false, 16)
 QMV_TC_KERNEL(qmv_int4_asym_tc, PACK_INT4, true, 8)
@@ -1064,10 +1076,11 @@ __device__ __forceinline__ void dmv(const WDesc& w, const float* __restrict__ x,
 }
 
 #define DMV_KERNEL(NAME, BF, MR, WIDE)                                                                    \
-    extern "C" __global__ void __launch_bounds__(QW * 32)                                                 \
+    MARLIN_KERNEL void __launch_bounds__(QW * 32)                                                 \
         NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters) {                 \
         dmv<BF, MR, WIDE>(w, x, ldx, o, M, ws, counters);                                                 \
     }
+// kernels: dmv
 DMV_KERNEL(dmv_f16, false, 8, false)
 DMV_KERNEL(dmv_f16_m16, false, 16, false)
 DMV_KERNEL(dmv_bf16, true, 8, false)
@@ -1075,12 +1088,13 @@ DMV_KERNEL(dmv_bf16_m16, true, 16, false)
 DMV_KERNEL(dmv_f16_wide, false, 8, true)
 DMV_KERNEL(dmv_bf16_wide, true, 8, true)
 
+// kernels: gemm
 // ---- the large-M path: dequantize, then cuBLAS (cublas.go) ----
 
 // x16[m, p] = half(x[m, perm ? perm[p] : p]) (fp16, or bf16 for bf16
 // weights): the activations in the GEMM's input type and, for act-order
 // weights, in the packed input order. Grid (⌈K/256⌉, M), 256 threads.
-extern "C" __global__ void x_to_half(u16* __restrict__ x16, const float* __restrict__ x, int ldx, const int* __restrict__ perm,
+MARLIN_KERNEL void x_to_half(u16* __restrict__ x16, const float* __restrict__ x, int ldx, const int* __restrict__ perm,
                                      int K, int bf16) {
     const int m = blockIdx.y, p = blockIdx.x * 256 + threadIdx.x;
     if (p >= K) return;
@@ -1126,8 +1140,8 @@ __device__ __forceinline__ void dequant4(u16* __restrict__ w16, const WDesc& w) 
         *(uint2*)(w16 + (size_t)n * w.K + 16 * s + 4 * t) = make_uint2(lo, hi);
     }
 }
-extern "C" __global__ void dequant_pint4(u16* w16, WDesc w) { dequant4<PACK_INT4>(w16, w); }
-extern "C" __global__ void dequant_pfp4(u16* w16, WDesc w) { dequant4<PACK_FP4>(w16, w); }
+MARLIN_KERNEL void dequant_pint4(u16* w16, WDesc w) { dequant4<PACK_INT4>(w16, w); }
+MARLIN_KERNEL void dequant_pfp4(u16* w16, WDesc w) { dequant4<PACK_FP4>(w16, w); }
 
 // ---- prefill-sized products of packed INT4 weights on the tensor cores ----
 //
@@ -1350,7 +1364,7 @@ __device__ __forceinline__ void tc_qgemm(const WDesc& w, const u16* __restrict__
 }
 
 #define TC_QGEMM_KERNEL(NAME, KIND, ASYM)                                                                  \
-    extern "C" __global__ void __launch_bounds__(TG_WARPS * 32)                                            \
+    MARLIN_KERNEL void __launch_bounds__(TG_WARPS * 32)                                            \
         NAME(WDesc w, const u16* x16, float* y, int ldy, int M, float* ws, int* counters) {                \
         tc_qgemm<KIND, ASYM>(w, x16, y, ldy, M, ws, counters);                                             \
     }

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/marlin-llm/marlin/backend"
 	"github.com/marlin-llm/marlin/backend/cpu"
@@ -139,6 +138,47 @@ func TestWGFormFor(t *testing.T) {
 	}
 }
 
+// TestChooseWGSplit checks wg_qgemm's choice of split and sum on the
+// products of the table (H100: 132 multiprocessors, 2 blocks of
+// wg_qgemm each, 132 pairs) against the best measured of 11 splits
+// (docs/cuda-kernels.md, eleventh session).
+func TestChooseWGSplit(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		tiles, spt  int
+		pairs       int
+		wantS       int
+		wantCluster bool
+	}{
+		{"4096x14336 at 64 rows", 112, 128, 132, 2, true},
+		{"4096x14336 at 64 rows, no clusters", 112, 128, 0, 1, false},
+		{"4096x14336 at 256 rows", 224, 128, 132, 1, false},
+		{"8192x28672 at 64 rows", 224, 256, 132, 1, false},
+		{"8192x28672 at 256 rows", 448, 256, 132, 2, true},
+		{"14336x4096 at 64 rows", 32, 448, 132, 4, false},
+		{"14336x4096 at 256 rows", 64, 448, 132, 2, true},
+		{"28672x8192 at 64 rows", 64, 896, 132, 4, false},
+		{"28672x8192 at 256 rows", 128, 896, 132, 2, true},
+		{"short K: no split", 448, 16, 132, 1, false},
+	} {
+		S, cl := chooseWGSplit(c.tiles, c.spt, 132, 2, c.pairs)
+		if S != c.wantS || cl != c.wantCluster {
+			t.Errorf("%s: chooseWGSplit(%d, %d) = %d, %v; want %d, %v", c.name, c.tiles, c.spt, S, cl, c.wantS, c.wantCluster)
+		}
+	}
+	// any shape: a split in range, a cluster only of two and only with pairs
+	for tiles := 1; tiles <= 600; tiles += 7 {
+		for spt := 1; spt <= 1000; spt += 13 {
+			for _, pairs := range []int{0, 40, 132} {
+				S, cl := chooseWGSplit(tiles, spt, 132, 2, pairs)
+				if S < 1 || S > 16 || S > 1 && spt/S < 16 || cl && (S != 2 || pairs == 0) {
+					t.Fatalf("chooseWGSplit(%d, %d, pairs %d) = %d, %v: out of range", tiles, spt, pairs, S, cl)
+				}
+			}
+		}
+	}
+}
+
 // TestQMatMul checks the quantized products at the sizes that exercise
 // what the small cases of TestOps cannot: split-K with the in-kernel
 // reduction (large K, few column tiles), every M from 1 to 16 (the decode
@@ -172,19 +212,26 @@ func TestQMatMul(t *testing.T) {
 	}
 	// With an sm_90a image the first pass runs the 4-bit products of 17
 	// rows and more on wg_qgemm (its default forms, at every size), the
-	// second on its 64w form (forced), the last on tc_qgemm and cuBLAS.
+	// second on its 64w form (forced), the third with K splits summed
+	// through global memory instead of a cluster, the fourth with every
+	// product split in three (a cluster of 3), the last on tc_qgemm and
+	// cuBLAS.
 	type pass struct {
-		wg   bool
-		form int
+		wg      bool
+		form    int
+		cluster bool
+		split   int
 	}
-	passes := []pass{{false, -1}}
+	passes := []pass{{false, -1, true, 0}}
 	if g.wgmmaReady {
-		passes = []pass{{true, -1}, {true, 1}, {false, -1}}
-		defer func(on bool, hi, form int) { g.wgmma, wgGemmMax, wgFormForce = on, hi, form }(g.wgmma, wgGemmMax, wgFormForce)
+		passes = []pass{{true, -1, true, 0}, {true, 1, true, 0}, {true, -1, false, 0}, {true, -1, true, 3}, {false, -1, true, 0}}
+		defer func(on bool, hi, form int, cl bool, split int) {
+			g.wgmma, wgGemmMax, wgFormForce, wgClusterOn, wgSplitForce = on, hi, form, cl, split
+		}(g.wgmma, wgGemmMax, wgFormForce, wgClusterOn, wgSplitForce)
 		wgGemmMax = math.MaxInt
 	}
 	for i, p := range passes {
-		g.wgmma, wgFormForce = p.wg, p.form
+		g.wgmma, wgFormForce, wgClusterOn, wgSplitForce = p.wg, p.form, p.cluster, p.split
 		for _, cs := range cases {
 			w := cs.make(rng, cs.n, cs.k)
 			gw, err := g.LoadMatrix(w)
@@ -200,7 +247,7 @@ func TestQMatMul(t *testing.T) {
 				want := exactMatMul(w, xv, M)
 				scale := absDot(w, xv, M)
 				got := gpuMatMul(t, g, gw, xv, M)
-				checkScaled(t, fmt.Sprintf("%s N%d K%d M%d wgmma %v form %d", cs.name, cs.n, cs.k, M, p.wg, p.form), got, want, scale, matmulTol(gw, M))
+				checkScaled(t, fmt.Sprintf("%s N%d K%d M%d wgmma %v form %d cluster %v", cs.name, cs.n, cs.k, M, p.wg, p.form, p.cluster), got, want, scale, matmulTol(gw, M))
 			}
 			// x rows at an odd offset: not 16-byte aligned (the generic
 			// kernel at 3 rows, tc_qgemm's or wg_qgemm's conversion at 40)
@@ -447,13 +494,11 @@ func TestReadPatternSpeed(t *testing.T) {
 	buf := b.NewTensor(1, total/4)
 	sink := b.NewTensor(1, 1024)
 	mustSync(t, b)
-	var f uintptr
-	cname := cstr("read_probe")
 	b.enter()
-	r := call(b.d.cuModuleGetFunction, uintptr(unsafe.Pointer(&f)), b.module, uintptr(unsafe.Pointer(&cname[0])))
+	f := b.function("read_probe")
 	b.leave()
-	if r != cuSuccess {
-		t.Fatalf("read_probe: %v", b.d.check(r, "cuModuleGetFunction"))
+	if f == 0 {
+		t.Fatal("read_probe: not in the modules")
 	}
 	b.SetGraphs(false)
 	start, stop := b.newEvent(), b.newEvent()
@@ -562,10 +607,29 @@ func TestQMatMulSpeed(t *testing.T) {
 				ft := b.k.qmvTC[fk]
 				ntiles, spt := (m.rows+63)/64, m.cols/32
 				fmt.Printf("tcl %s %d %d: %d tiles of %d steps, %d stripe warps; clusters resident at C = 1, 2, 4, 8: %d %d %d %d; chosen C = %d at M = 1, %d at M = 16\n",
-					f.name, K, N, ntiles, spt, qmvWarps*b.stripeBlocks(fk, ntiles*spt), b.residentClusters(ft, 1), b.residentClusters(ft, 2),
-					b.residentClusters(ft, 4), b.residentClusters(ft, 8), b.tileClusters(ft, fk, m, 1), b.tileClusters(ft, fk, m, 16))
+					f.name, K, N, ntiles, spt, qmvWarps*b.stripeBlocks(fk, ntiles*spt), b.residentClusters(ft, 128, 1), b.residentClusters(ft, 128, 2),
+					b.residentClusters(ft, 128, 4), b.residentClusters(ft, 128, 8), b.tileClusters(ft, fk, m, 1), b.tileClusters(ft, fk, m, 16))
 			}
 			for _, M := range speedRows() {
+				if b.wgGemm(m, M) { // wg_qgemm's form, split and sum, and the residencies they came from
+					i := wgFormFor(M, N, K)
+					if wgFormForce >= 0 && wgFormForce < len(wgForms) {
+						i = wgFormForce
+					}
+					wf, fs := wgForms[i], b.k.wgQgemm[i]
+					wk := fs[0]
+					if m.f == fmtPFP4 {
+						wk = fs[2]
+					}
+					tiles, spt := (N+128*wf.ct-1)/(128*wf.ct)*((M+wf.bt-1)/wf.bt), K/32
+					S, cl := b.wgSplit(wk, tiles, spt)
+					res := make([]int, 9)
+					for C := 2; C <= 8; C++ {
+						res[C] = b.residentClusters(wk, 256, C)
+					}
+					fmt.Printf("wgsplit %s %d %d %d: form %s, %d tiles of %d steps, split %d, cluster %v; %d blocks a multiprocessor, clusters resident at C = 2 … 8: %v\n",
+						f.name, K, N, M, wf.name, tiles, spt, S, cl, b.residentBlocks(wk, 256), res[2:])
+				}
 				x, y := b.NewTensor(M, K), b.NewTensor(M, N)
 				b.Write(x, randn(rng, M*K, 1))
 				b.SetGraphs(false)

@@ -94,7 +94,7 @@ __device__ __forceinline__ int block_excl_scan_i(int v, int* total) {
 
 // sample_rows: out[r] = the token drawn from row r of logits [rows, V]
 // with params[r]. Blocks of SAMPLE_THREADS, one per row.
-extern "C" __global__ void sample_rows(int* __restrict__ out, const float* __restrict__ logits,
+MARLIN_KERNEL void sample_rows(int* __restrict__ out, const float* __restrict__ logits,
                                        const SampleParams* __restrict__ params, int V) {
     const int r = blockIdx.x, t = threadIdx.x;
     const float* row = logits + (size_t)r * V;

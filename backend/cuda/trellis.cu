@@ -338,15 +338,15 @@ __device__ __forceinline__ void tdq(u16* __restrict__ w16, const u32* __restrict
 }
 
 #define TMV_KERNEL(K, CB, NAME)                                                                            \
-    extern "C" __global__ void __launch_bounds__(TW * 32)                                                  \
+    MARLIN_KERNEL void __launch_bounds__(TW * 32)                                                  \
         tmv_##K##_##NAME(const u32* data, const u32* xf, float* ws, int NT, int KT, int KC, int M, TConst tc) { \
         tmv<K, CB, 1, TNW>(data, xf, ws, NT, KT, KC, M, tc);                                                   \
     }                                                                                                      \
-    extern "C" __global__ void __launch_bounds__(TW * 32)                                                  \
+    MARLIN_KERNEL void __launch_bounds__(TW * 32)                                                  \
         tmv16_##K##_##NAME(const u32* data, const u32* xf, float* ws, int NT, int KT, int KC, int M, TConst tc) { \
         tmv<K, CB, 2, TNW>(data, xf, ws, NT, KT, KC, M, tc);                                                   \
     }                                                                                                      \
-    extern "C" __global__ void __launch_bounds__(256) tdq_##K##_##NAME(u16* w16, const u32* data, int NT, int KT, TConst tc) { \
+    MARLIN_KERNEL void __launch_bounds__(256) tdq_##K##_##NAME(u16* w16, const u32* data, int NT, int KT, TConst tc) { \
         tdq<K, CB>(w16, data, NT, KT, tc);                                                                \
     }
 // KERNEL(K, CB, NAME) for K = 1 … 8
@@ -354,8 +354,11 @@ __device__ __forceinline__ void tdq(u16* __restrict__ w16, const u32* __restrict
     KERNEL(1, CB, NAME) KERNEL(2, CB, NAME) KERNEL(3, CB, NAME) KERNEL(4, CB, NAME) KERNEL(5, CB, NAME) \
     KERNEL(6, CB, NAME) KERNEL(7, CB, NAME) KERNEL(8, CB, NAME)
 TRELLIS_KS(TMV_KERNEL, TCB_3INST, 3inst)
+// kernels: mcg
 TRELLIS_KS(TMV_KERNEL, TCB_MCG, mcg)
+// kernels: mul1
 TRELLIS_KS(TMV_KERNEL, TCB_MUL1, mul1)
+// kernels: rest
 
 // In-place orthonormal Hadamard transform of order 128 across a block of
 // 128 threads (thread i holds element i), in the butterfly order of
@@ -384,7 +387,7 @@ __device__ __forceinline__ float fwht128(float v, float* sh) {
 // 16-byte load. Grid (In'/128, M), 128 threads: tmv zeroes rows past M.
 // With plain set, x' is written row-major [M, In'] instead (the cuBLAS
 // path; grid (In'/128, M)).
-extern "C" __global__ void __launch_bounds__(128)
+MARLIN_KERNEL void __launch_bounds__(128)
     trellis_in(u16* __restrict__ xf, const float* __restrict__ x, int ldx, const u16* __restrict__ suh, int In, int M, int plain) {
     __shared__ float sh[128];
     const int m = blockIdx.y, k = blockIdx.x * 128 + threadIdx.x;
@@ -406,7 +409,7 @@ extern "C" __global__ void __launch_bounds__(128)
 
 // y[m, n] = svh[n] · H128(Σ_s ws[s, m, :])[n] for n < N. Grid (Out'/128,
 // M), 128 threads.
-extern "C" __global__ void __launch_bounds__(128)
+MARLIN_KERNEL void __launch_bounds__(128)
     trellis_out(float* __restrict__ y, int ldy, const float* __restrict__ ws, int S, const u16* __restrict__ svh, int N, int Np,
                 int M) {
     __shared__ float sh[128];
@@ -449,7 +452,7 @@ __device__ __forceinline__ TJob trellis_job(const TDesc* tab, const int* ids, in
 //
 // x' of job blockIdx.y into xf + job·KT·128 (fragment order, row 0); grid
 // (In'/128, jobs), 128 threads.
-extern "C" __global__ void __launch_bounds__(128)
+MARLIN_KERNEL void __launch_bounds__(128)
     trellis_in_moe(const TDesc* __restrict__ tab, const int* __restrict__ ids, int nr, int se, int mats, int mat0,
                    u16* __restrict__ xf, const float* __restrict__ x, int ldx, int k, int xPerSlot, int In) {
     __shared__ float sh[128];
@@ -477,7 +480,7 @@ __device__ __forceinline__ void tmv_moe(const TDesc* __restrict__ tab, const int
 
 // y row (which·nsel + slot) = H128(Σ_s partials of the job) ⊙ svh, cut to
 // N; grid (Out'/128, jobs), 128 threads.
-extern "C" __global__ void __launch_bounds__(128)
+MARLIN_KERNEL void __launch_bounds__(128)
     trellis_out_moe(const TDesc* __restrict__ tab, const int* __restrict__ ids, int nr, int se, int mats, int mat0,
                     float* __restrict__ y, int ldy, const float* __restrict__ ws, int S, int nsel, int N, int Np) {
     __shared__ float sh[128];
@@ -494,7 +497,7 @@ extern "C" __global__ void __launch_bounds__(128)
 }
 
 #define TMV_MOE_KERNEL(K, CB, NAME)                                                                            \
-    extern "C" __global__ void __launch_bounds__(TW * 32)                                                      \
+    MARLIN_KERNEL void __launch_bounds__(TW * 32)                                                      \
         tmv_moe_##K##_##NAME(const TDesc* tab, const int* ids, int nr, int se, int mats, int mat0, const u32* xf, \
                              float* ws, int NT, int KT, int KC, int S, TConst tc) {                            \
         tmv_moe<K, CB>(tab, ids, nr, se, mats, mat0, xf, ws, NT, KT, KC, S, tc);                              \
@@ -629,13 +632,14 @@ __device__ __forceinline__ void viterbi(const float* __restrict__ x, u16* __rest
 }
 
 #define VIT_KERNEL(K, CB, NAME)                                                                                  \
-    extern "C" __global__ void __launch_bounds__(1024)                                                           \
+    MARLIN_KERNEL void __launch_bounds__(1024)                                                           \
         viterbi_##K##_##NAME(const float* x, u16* states, unsigned char* bpws, int ntiles) {                     \
         viterbi<K, CB>(x, states, bpws, ntiles);                                                                 \
     }
 #define VIT_CB(NAME, CB) \
     VIT_KERNEL(2, CB, NAME) VIT_KERNEL(3, CB, NAME) VIT_KERNEL(4, CB, NAME) VIT_KERNEL(5, CB, NAME) \
     VIT_KERNEL(6, CB, NAME) VIT_KERNEL(7, CB, NAME) VIT_KERNEL(8, CB, NAME)
+// kernels: viterbi
 VIT_CB(3inst, TCB_3INST)
 VIT_CB(mcg, TCB_MCG)
 VIT_CB(mul1, TCB_MUL1)
