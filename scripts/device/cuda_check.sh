@@ -172,14 +172,14 @@ if want ab && ab_ready; then
 	arms=("marlin-base|" "marlin|")
 	[ -n "${AB_ARMS:-}" ] && IFS=';' read -ra arms <<<"$AB_ARMS"
 	IFS=';' read -ra shapes <<<"${AB_SHAPES:-llama3-8b:int4:128:--head-bits 4;glm4.7-flash:int4:128}"
-	for sh in "${shapes[@]}"; do
-		IFS=':' read -r model fmt grp extra <<<"$sh"
+	for si in "${!shapes[@]}"; do
+		IFS=':' read -r model fmt grp extra <<<"${shapes[$si]}"
 		for i in $(seq "${AB_RUNS:-2}"); do
 			for arm in "${arms[@]}"; do
 				IFS='|' read -r bin envset <<<"$arm"
-				log="$OUT/ab-$model-$bin-${envset//[^A-Za-z0-9_]/_}-$i.log"
+				log="$OUT/ab$si-$model-$bin-${envset//[^A-Za-z0-9_]/_}-$i.log"
 				run "ab $model $bin $envset $i" 30 300 "$log" env $envset ./gpubin/$bin bench --synthetic "$model" --format "$fmt:$grp" $extra --device cuda --prompt 512 --gen 64 --membw=false --json
-				note "  $(grep -ohE '"(prefill|decode)_tokens_per_second[a-z_]*": [0-9.]+|"decode_forward_ms": [0-9.]+|^segments: .*' "$log" | tr '\n' ' ')"
+				note "  $(grep -ohE '"(batch_)?(prefill|decode)_tokens_per_second[a-z_]*": [0-9.]+|"decode_forward_ms": [0-9.]+' "$log" | tr '\n' ' ')"
 			done
 		done
 		if want profile; then
