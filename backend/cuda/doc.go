@@ -30,7 +30,8 @@
 // matmul.cu. On sm_90 (with NVRTC 12 or newer) the module is built for
 // sm_90a and also holds wg_qgemm (hopper.cu: the same 4-bit products on
 // the warpgroup MMA), which takes the 4-bit products of 17–256 rows in
-// place of tc_qgemm (matrix.go wgGemm, wgFormFor). Attention is flash-decoding (split over positions, GQA heads
+// place of tc_qgemm (matrix.go wgGemm, wgFormFor; chooseWGSplit splits K,
+// a split of two summed in a thread-block cluster). Attention is flash-decoding (split over positions, GQA heads
 // sharing each key/value load) for heads of 64 or 128 dims, the generic
 // kernel otherwise (MLA). docs/cuda-kernels.md has each kernel's history
 // and measurements.
@@ -55,6 +56,8 @@
 // kernel's grid), MARLIN_CUBLAS (the library's path, or off),
 // MARLIN_CUDA_WGMMA=0, MARLIN_WG_MIN and MARLIN_WG_MAX (wg_qgemm off, or
 // its row range), MARLIN_WG_FORM (one of its forms at every size),
+// MARLIN_WG_SPLIT (its split of K, in a cluster where one fits) and
+// MARLIN_WG_CLUSTER=0 (its splits summed through L2),
 // MARLIN_NVRTC_LOG=1 (NVRTC's log, ptxas's advisories included, on
 // stderr when the module is compiled).
 package cuda
