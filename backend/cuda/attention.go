@@ -53,6 +53,11 @@ func (b *Backend) NewKVCache(s backend.KVSpec) (backend.KVCache, error) {
 	return c, nil
 }
 
+// attnSplitForce (MARLIN_ATTN_P; for measurements) takes that many splits
+// of the positions for every decode-sized flash-decoding launch, attn_split
+// and attn_mla (at most splitPMax).
+var attnSplitForce = envInt("MARLIN_ATTN_P", 0)
+
 // Attention implements backend.Backend. The host builds, per row, the
 // number of positions it sees, its sequence's block table and the cache
 // cell that receives its key and value; kv_store writes every row's keys
@@ -232,6 +237,9 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 		switch {
 		case M <= 16 && M*s.KVHeads <= counterCap:
 			P = 32 // ~16 positions a block at 512 tokens: short dependent chains
+			if attnSplitForce > 0 {
+				P = min(attnSplitForce, splitPMax)
+			}
 		case M*s.KVHeads <= counterCap:
 			P = 4 // prefill: 4× the blocks, a quarter of each one's sequential positions
 		}

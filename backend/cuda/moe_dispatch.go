@@ -366,6 +366,9 @@ func (b *Backend) mlaAttention(k *mlaKernel, o, qt, kt *tensor, kc, meta uint64,
 	// registers), one split for prefill; a function of M alone, so that a
 	// captured decode step replays at any context length
 	P := max(1, min(splitPMax, b.sms/(M*HG)))
+	if attnSplitForce > 0 && M <= 16 {
+		P = min(attnSplitForce, splitPMax)
+	}
 	if M*HG > counterCap {
 		P = 1
 	}
