@@ -236,7 +236,14 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 		var ws uint64
 		switch {
 		case M <= 16 && M*s.KVHeads <= counterCap:
-			P = 32 // ~16 positions a block at 512 tokens: short dependent chains
+			// short dependent chains: ~16 positions a block at 512 tokens,
+			// 8 for one row (Llama-3-8B INT4 decode, H100: P = 8, 16, 32,
+			// 64 gave 272, 298, 307, 312 tok/s; docs/cuda-kernels.md,
+			// eleventh session)
+			P = 32
+			if M == 1 {
+				P = 64
+			}
 			if attnSplitForce > 0 {
 				P = min(attnSplitForce, splitPMax)
 			}

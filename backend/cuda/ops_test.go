@@ -3,6 +3,7 @@
 package cuda
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -286,19 +287,22 @@ func testAttention(t *testing.T, g *Backend, c *cpu.Backend) {
 		heads, kvHeads, dk, dv, bs int
 		latent                     bool
 		rope                       int
+		seqs                       int // sequences a batch (0: 3); one row decodes with more splits
 	}{
-		{4, 2, 32, 32, 16, false, 0},
-		{6, 1, 8, 8, 4, false, 1},
-		{8, 8, 24, 24, 3, false, 2},
-		{10, 1, 40, 32, 16, true, 0},
-		{9, 3, 16, 16, 5, false, 0},
-		{4, 1, 576, 512, 16, true, 0}, // GLM-4.7-Flash's latent head
-		{2, 2, 128, 128, 16, false, 0},
+		{4, 2, 32, 32, 16, false, 0, 0},
+		{6, 1, 8, 8, 4, false, 1, 0},
+		{8, 8, 24, 24, 3, false, 2, 0},
+		{10, 1, 40, 32, 16, true, 0, 0},
+		{9, 3, 16, 16, 5, false, 0, 0},
+		{4, 1, 576, 512, 16, true, 0, 0}, // GLM-4.7-Flash's latent head
+		{2, 2, 128, 128, 16, false, 0, 0},
 		// the flash-decoding kernel: G = 4 (Llama-3), 3 (rounded up to 4), 8
-		{32, 8, 128, 128, 16, false, 1},
-		{12, 4, 64, 64, 16, false, 2},
-		{16, 2, 128, 128, 7, false, 3},
-		{32, 8, 128, 128, 16, false, 0},
+		{32, 8, 128, 128, 16, false, 1, 0},
+		{12, 4, 64, 64, 16, false, 2, 0},
+		{16, 2, 128, 128, 7, false, 3, 0},
+		{32, 8, 128, 128, 16, false, 0, 0},
+		{32, 8, 128, 128, 16, false, 1, 1},
+		{12, 4, 64, 64, 5, false, 0, 1},
 	}
 	for _, cs := range cases {
 		var rope *backend.Rope
@@ -316,7 +320,7 @@ func testAttention(t *testing.T, g *Backend, c *cpu.Backend) {
 		}
 		cc, _ := c.NewKVCache(spec)
 		perm := rng.Perm(spec.Blocks)
-		nseq := 3
+		nseq := cmp.Or(cs.seqs, 3)
 		tables := make([][]int32, nseq)
 		for s := range tables {
 			for i := range 60 / nseq {
