@@ -217,7 +217,7 @@ type Backend struct {
 	pdlOn      bool // programmatic dependent launch of the decode matmuls
 	pdlOps     bool // and of the other kernels written for it (MARLIN_CUDA_PDL_OPS=0: the products only)
 	launchCfg  launchConfig
-	launchAttr [2]launchAttr
+	launchAttr [3]launchAttr
 
 	blas      *cublas // the large-M path (cublas.go), loaded at first use
 	blasTried bool
@@ -962,6 +962,10 @@ func (b *Backend) issue(f uintptr, gx, gy, gz, bx, smem int, params unsafe.Point
 			if cluster > 1 {
 				b.launchAttr[cfg.numAttrs] = launchAttr{id: launchAttrClusterDimension, val: [16]uint32{uint32(cluster), 1, 1}}
 				cfg.numAttrs++
+				if clusterPolicy > 0 {
+					b.launchAttr[cfg.numAttrs] = launchAttr{id: launchAttrClusterSchedulingPolicy, val: [16]uint32{uint32(clusterPolicy)}}
+					cfg.numAttrs++
+				}
 			}
 			r := call(b.d.cuLaunchKernelEx, uintptr(unsafe.Pointer(cfg)), f, uintptr(params), 0)
 			if r == cuSuccess {
@@ -1003,12 +1007,20 @@ type launchAttr struct {
 	val [16]uint32 // the value union (a cluster dimension: x, y, z)
 }
 
-// CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION and
+// CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION,
+// CU_LAUNCH_ATTRIBUTE_CLUSTER_SCHEDULING_POLICY_PREFERENCE and
 // CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
 const (
 	launchAttrClusterDimension                = 4
+	launchAttrClusterSchedulingPolicy         = 5
 	launchAttrProgrammaticStreamSerialization = 6
 )
+
+// clusterPolicy (MARLIN_CLUSTER_POLICY; for measurements) asks the driver
+// to place every cluster launch's blocks by CUclusterSchedulingPolicy 1
+// (spread over the multiprocessors) or 2 (load balancing) instead of its
+// default.
+var clusterPolicy = envInt("MARLIN_CLUSTER_POLICY", 0)
 
 // gridFor returns the block count of a grid-stride kernel over n elements
 // with 256-thread blocks (capped at 32 blocks per SM).

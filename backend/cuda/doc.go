@@ -59,6 +59,8 @@
 // MARLIN_WG_SPLIT (its split of K, in a cluster where one fits) and
 // MARLIN_WG_CLUSTER=0 (its splits summed through L2),
 // MARLIN_ATTN_P (the splits of decode attention, attn_split and attn_mla),
+// MARLIN_CLUSTER_POLICY (1 spread, 2 load balancing: the placement of
+// every cluster launch's blocks),
 // MARLIN_NVRTC_LOG=1 (NVRTC's log, ptxas's advisories included, on
 // stderr when the module is compiled).
 package cuda
