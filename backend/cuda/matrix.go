@@ -536,9 +536,10 @@ func (b *Backend) wgSplit(f uintptr, tiles, spt int) (int, bool) {
 // clusters (3 … 8, which the kernel takes) measured slower, the
 // scheduler placing their blocks on fewer multiprocessors.
 func chooseWGSplit(tiles, spt, sms, perSM, pairs int) (S int, cluster bool) {
+	sms = max(1, sms)
 	cost := func(s, c, slots int) int { // in tenths of a block's time
 		blocks, steps := tiles*s, (spt+s-1)/s+c
-		t := blocks / slots * 10 * (slots / sms)
+		t := blocks / slots * 10 * ((slots + sms - 1) / sms) // full rounds
 		if rem := blocks % slots; rem > 0 {
 			t += max(11, 10*((rem+sms-1)/sms))
 		}
