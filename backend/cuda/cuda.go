@@ -945,6 +945,9 @@ func (b *Backend) launchCluster(f uintptr, gx, gy, gz, bx, smem int, a *launchAr
 // (cuLaunchKernelEx with the cluster-dimension attribute; the kernel relies
 // on it, so a refusal is an error).
 func (b *Backend) issue(f uintptr, gx, gy, gz, bx, smem int, params unsafe.Pointer, pdl bool, cluster int) {
+	if len(skipKernels) > 0 && skipKernels[b.names[f]] {
+		return
+	}
 	if b.prof != nil {
 		defer b.prof.around(b, f)()
 	}

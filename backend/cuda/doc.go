@@ -45,7 +45,9 @@
 // MARLIN_CUDA_GRAPH_CHUNK and MARLIN_CUDA_GRAPH_FIRST (ops per chunk, and
 // in a segment's first chunk), MARLIN_CUDA_PDL=0 (no programmatic
 // dependent launch; MARLIN_CUDA_PDL_OPS=0: only for the products),
-// MARLIN_CUDA_PROFILE=1 (kernel times, graphs off), MARLIN_CUDA_NORMFUSE=0
+// MARLIN_CUDA_PROFILE=1 (kernel times, graphs off), MARLIN_CUDA_SKIP
+// (kernels never launched: wrong results, for timing what each costs a
+// step), MARLIN_CUDA_NORMFUSE=0
 // (norms as their own launch), MARLIN_CUDA_MOE_FAST=0 (the older expert
 // and routing paths), MARLIN_QMV_BPS and MARLIN_QMV_MINSTEPS (the decode
 // kernels' grid), MARLIN_CUDA_TILECLUSTER=0 (the decode products always

@@ -4,6 +4,7 @@ package cuda
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"unsafe"
@@ -30,6 +31,22 @@ type profStat struct {
 	calls int
 	ms    float64
 }
+
+// skipKernels (MARLIN_CUDA_SKIP: kernel names, separated by commas) are
+// never launched. The results are then wrong; what it is for is timing: a
+// decode step's time with and without a kernel, graphs and programmatic
+// dependent launch on, is what that kernel costs the step as it runs,
+// which the profiler's serialised times overstate for kernels whose start
+// overlaps the previous one's tail.
+var skipKernels = func() map[string]bool {
+	m := map[string]bool{}
+	for _, n := range strings.Split(os.Getenv("MARLIN_CUDA_SKIP"), ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			m[n] = true
+		}
+	}
+	return m
+}()
 
 func newProfiler() *profiler { return &profiler{stats: map[string]*profStat{}} }
 
