@@ -3,6 +3,8 @@
 package cuda
 
 import (
+	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -112,11 +114,80 @@ func TestKernelParts(t *testing.T) {
 	}
 }
 
-// TestEntryPoints checks the kernel names read from PTX (the cubins are
-// TestCompileKernels's) and the errors for images that are neither.
+// cubinLike returns a minimal ELF64 image shaped as NVRTC's cubins are —
+// the CUDA OS/ABI, machine EM_CUDA and the ABI version in e_version, which
+// debug/elf refuses — whose symbol table holds the global functions
+// globals and the local function "helper".
+func cubinLike(globals ...string) []byte {
+	le := binary.LittleEndian
+	strtab := []byte{0}
+	type sym struct {
+		name uint32
+		info byte
+	}
+	syms := []sym{{}} // the null symbol
+	add := func(name string, info byte) {
+		syms = append(syms, sym{uint32(len(strtab)), info})
+		strtab = append(append(strtab, name...), 0)
+	}
+	add("helper", byte(elf.STB_LOCAL)<<4|byte(elf.STT_FUNC))
+	for _, g := range globals {
+		add(g, byte(elf.STB_GLOBAL)<<4|byte(elf.STT_FUNC))
+	}
+	symtab := make([]byte, 24*len(syms))
+	for i, s := range syms {
+		le.PutUint32(symtab[24*i:], s.name)
+		symtab[24*i+4] = s.info
+	}
+	shstrtab := []byte("\x00.strtab\x00.symtab\x00.shstrtab\x00")
+	img := make([]byte, 64)
+	copy(img, []byte{0x7f, 'E', 'L', 'F', 2, 1, 1, 0x33, 7})
+	le.PutUint16(img[16:], uint16(elf.ET_EXEC))
+	le.PutUint16(img[18:], uint16(elf.EM_CUDA))
+	le.PutUint32(img[20:], 124) // the CUDA ABI version, not EV_CURRENT
+	offs := []int{}
+	for _, d := range [][]byte{strtab, symtab, shstrtab} {
+		offs = append(offs, len(img))
+		img = append(img, d...)
+	}
+	shoff := len(img)
+	le.PutUint64(img[40:], uint64(shoff))
+	le.PutUint16(img[52:], 64) // e_ehsize
+	le.PutUint16(img[58:], 64) // e_shentsize
+	le.PutUint16(img[60:], 4)  // e_shnum
+	le.PutUint16(img[62:], 3)  // e_shstrndx
+	sh := func(name uint32, typ elf.SectionType, off, size int, link, info uint32, entsize uint64) {
+		h := make([]byte, 64)
+		le.PutUint32(h[0:], name)
+		le.PutUint32(h[4:], uint32(typ))
+		le.PutUint64(h[24:], uint64(off))
+		le.PutUint64(h[32:], uint64(size))
+		le.PutUint32(h[40:], link)
+		le.PutUint32(h[44:], info)
+		le.PutUint64(h[48:], 1)
+		le.PutUint64(h[56:], entsize)
+		img = append(img, h...)
+	}
+	sh(0, elf.SHT_NULL, 0, 0, 0, 0, 0)
+	sh(1, elf.SHT_STRTAB, offs[0], len(strtab), 0, 0, 0)
+	sh(9, elf.SHT_SYMTAB, offs[1], len(symtab), 1, 2, 24)
+	sh(17, elf.SHT_STRTAB, offs[2], len(shstrtab), 0, 0, 0)
+	return img
+}
+
+// TestEntryPoints checks the kernel names read from a cubin-shaped ELF
+// image and from PTX (NVRTC's own cubins are TestCompileKernels's), and the
+// errors for images that are neither.
 func TestEntryPoints(t *testing.T) {
+	names, err := entryPoints(cubinLike("rope", "add_f32"))
+	if err != nil || !slices.Equal(names, []string{"rope", "add_f32"}) {
+		t.Errorf("cubin: %q, %v; want [rope add_f32]", names, err)
+	}
+	if names, err := entryPoints(cubinLike()); err == nil {
+		t.Errorf("cubin without kernels: %q and no error", names)
+	}
 	ptx := ".version 8.0\n.target sm_90\n.visible .entry add_f32(\n\t.param .u64 p0\n)\n{\n}\n.func helper()\n.visible .entry rope (\n)\n\x00"
-	names, err := entryPoints([]byte(ptx))
+	names, err = entryPoints([]byte(ptx))
 	if err != nil || !slices.Equal(names, []string{"add_f32", "rope"}) {
 		t.Errorf("PTX: %q, %v; want [add_f32 rope]", names, err)
 	}
