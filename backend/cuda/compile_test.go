@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // buildParts compiles every program of kernelSources for arch with opts,
@@ -196,6 +197,43 @@ func TestEntryPoints(t *testing.T) {
 			t.Errorf("%q: %q and no error", bad, names)
 		}
 	}
+}
+
+// TestPruneCache checks that pruning the kernel cache removes the images
+// (and leftover temporary files) last used before the cutoff, and keeps
+// recent images and every other file.
+func TestPruneCache(t *testing.T) {
+	dir := t.TempDir()
+	old, now := time.Now().Add(-40*24*time.Hour), time.Now()
+	files := map[string]time.Time{
+		"aaa.cubin": old, "bbb.ptx": old, "ccc.cubin.123.tmp": old, // removed
+		"ddd.cubin": now, "eee.ptx": now, // recently used
+		"notes.txt": old, // not the cache's
+	}
+	for name, mt := range files {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(path, mt, mt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "old.cubin"), 0o755); err != nil { // a directory: left alone
+		t.Fatal(err)
+	}
+	pruneCache(dir, now.Add(-cacheMaxAge))
+	for name, mt := range files {
+		_, err := os.Stat(filepath.Join(dir, name))
+		gone := errors.Is(err, os.ErrNotExist)
+		if want := mt.Equal(old) && name != "notes.txt"; gone != want {
+			t.Errorf("%s: removed %v, want %v", name, gone, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "old.cubin")); err != nil {
+		t.Errorf("the directory old.cubin: %v", err)
+	}
+	pruneCache(filepath.Join(dir, "missing"), now) // no such folder: nothing to do, no panic
 }
 
 // TestNoDriver checks the message New gives on a machine without CUDA.

@@ -7,7 +7,8 @@
 // compiled by NVRTC for the device's architecture when a Backend is first
 // created — as several programs at once (kernelParts), one module each —
 // and cached on disk (os.UserCacheDir()/marlin/cubin, keyed by the SHA-256
-// of each program's source, architecture, options and NVRTC version).
+// of each program's source, architecture, options and NVRTC version;
+// images unused for 30 days are removed when new ones are written).
 //
 // Activations are float32 tensors in device memory (the interface's
 // type: the kernels convert x to fp16/bf16 where the tensor cores need it,

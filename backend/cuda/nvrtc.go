@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/ebitengine/purego"
@@ -234,6 +235,8 @@ func (n *nvrtc) images(srcs []string, cc int, noCache bool) (imgs [][]byte, path
 			if !noCache {
 				if b, err := os.ReadFile(paths[i]); err == nil && len(b) > 0 {
 					imgs[i], fromCache[i] = b, true
+					now := time.Now()
+					os.Chtimes(paths[i], now, now) // in use (pruneCache keeps it); best effort
 					continue
 				}
 			}
@@ -262,7 +265,35 @@ func (n *nvrtc) images(srcs []string, cc int, noCache bool) (imgs [][]byte, path
 	if err := errors.Join(errs...); err != nil {
 		return nil, nil, nil, err
 	}
+	if dir := cacheDir(); dir != "" && slices.Contains(fromCache, false) {
+		pruneCache(dir, time.Now().Add(-cacheMaxAge))
+	}
 	return imgs, paths, fromCache, nil
+}
+
+// cacheMaxAge is how long a cached image is kept after its last use: each
+// new version of the kernel sources (or of NVRTC, or another device)
+// writes new files, ~7 MB a build, which nothing else would remove.
+const cacheMaxAge = 30 * 24 * time.Hour
+
+// pruneCache removes the cached images in dir (.cubin, .ptx, and
+// temporary files of interrupted writes) last used before cutoff — a cache
+// hit sets a file's modification time — and nothing else. Best effort:
+// failures are ignored, the cache is only an optimisation.
+func pruneCache(dir string, cutoff time.Time) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || !(strings.HasSuffix(name, ".cubin") || strings.HasSuffix(name, ".ptx") || strings.HasSuffix(name, ".tmp")) {
+			continue
+		}
+		if info, err := e.Info(); err == nil && info.ModTime().Before(cutoff) {
+			os.Remove(filepath.Join(dir, name))
+		}
+	}
 }
 
 // entryPoints returns the names of the kernels in a device image: the
