@@ -41,7 +41,7 @@ func TestXTiles(t *testing.T) {
 		xt := g.xTiles(g.tensor(x).ptr(), K, M, m)
 		g.leave()
 		mustSync(t, g)
-		TB := 2 * ((M + 127) / 128)
+		TB := wgBlocks(M)
 		got := make([]uint16, 64*K*TB)
 		g.enter()
 		g.checkCall(call(g.d.cuMemcpyDtoHAsync, uintptr(unsafe.Pointer(&got[0])), uintptr(xt), uintptr(2*len(got)), g.stream), "cuMemcpyDtoHAsync")

@@ -427,10 +427,26 @@ func (b *Backend) tcGemm(m *matrix, M int) bool {
 // sums the last of them adds (deterministic; S from tcSplits).
 func (b *Backend) tcQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 	if x16 := b.xHalf(x, ldx, M, m, false); x16 != 0 {
-		b.packedGemm(b.k.tcQgemm, "tcws", y, ldy, x16, M, m, 128, 64, 8192, func(_ uintptr, tiles, spt int) (int, bool) {
-			return tcSplits(tiles, spt, b.sms), false
-		})
+		b.packedGemm(b.k.tcQgemm, "tcws", y, ldy, x16, M, m, 128, 64, 8192, b.tcSplit)
 	}
+}
+
+// tcSplit is tc_qgemm's split of K for packedGemm: tcSplits, partial sums
+// through L2.
+func (b *Backend) tcSplit(_ uintptr, tiles, spt int) (int, bool) {
+	return tcSplits(tiles, spt, b.sms), false
+}
+
+// packedKernel returns the kernel of the set fs (packedGemm's) for m's
+// format.
+func packedKernel(fs [3]uintptr, m *matrix) uintptr {
+	switch {
+	case m.f == fmtPFP4:
+		return fs[2]
+	case m.asym:
+		return fs[1]
+	}
+	return fs[0]
 }
 
 // packedGemm queues one of a set of 4-bit GEMM kernels sharing tc_qgemm's
@@ -443,13 +459,7 @@ func (b *Backend) tcQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 // thread-block cluster along x and sum through distributed shared memory.
 func (b *Backend) packedGemm(fs [3]uintptr, ws string, y uint64, ldy int, x16 uint64, M int, m *matrix, cols, rows, part int,
 	split func(f uintptr, tiles, spt int) (S int, cluster bool)) {
-	f := fs[0]
-	switch {
-	case m.f == fmtPFP4:
-		f = fs[2]
-	case m.asym:
-		f = fs[1]
-	}
+	f := packedKernel(fs, m)
 	gx, gy := (m.rows+cols-1)/cols, (M+rows-1)/rows
 	S, cluster := split(f, gx*gy, m.cols/32)
 	if gx*gy > counterCap && !cluster {
@@ -573,7 +583,7 @@ func (b *Backend) wgGemm(m *matrix, M int) bool {
 // input order of m's act-order weights; the scratch's address, 0 after a
 // failure.
 func (b *Backend) xTiles(x uint64, ldx, M int, m *matrix) uint64 {
-	K, TB := m.cols, 2*((M+127)/128) // hopper.cu's wg_blocks
+	K, TB := m.cols, wgBlocks(M)
 	n := 64 * int64(K) * int64(TB)
 	xt := b.scratchBuf("xtiles", 2*n)
 	if xt == 0 {
@@ -590,19 +600,28 @@ func (b *Backend) xTiles(x uint64, ldx, M int, m *matrix) uint64 {
 	return xt
 }
 
+// wgBlocks is hopper.cu's wg_blocks: x_to_tiles' 64-token blocks a step
+// for M tokens, padded to the 128-token form's tile.
+func wgBlocks(M int) int { return 2 * ((M + 127) / 128) }
+
 // wgQgemm queues x_to_tiles and wg_qgemm for y[M, N] = x[M, K]·Wᵀ in
-// the form wgFormFor picks (MARLIN_WG_FORM forces one); K split as tcQgemm
-// splits it.
+// the form wgFormOf picks; K split as wgSplit picks.
 func (b *Backend) wgQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
-	i := wgFormFor(M, m.rows, m.cols)
-	if wgFormForce >= 0 && wgFormForce < len(wgForms) {
-		i = wgFormForce
-	}
+	i := wgFormOf(M, m.rows, m.cols)
 	f := wgForms[i]
 	if x16 := b.xTiles(x, ldx, M, m); x16 != 0 {
 		// partial sums: 256 threads × ct·bt/2 floats a block
 		b.packedGemm(b.k.wgQgemm[i], "wgws", y, ldy, x16, M, m, 128*f.ct, f.bt, 256*f.ct*f.bt/2, b.wgSplit)
 	}
+}
+
+// wgFormOf is the form wg_qgemm runs M rows of an N × K weight in:
+// wgFormFor's, or the one MARLIN_WG_FORM forces.
+func wgFormOf(M, N, K int) int {
+	if wgFormForce >= 0 && wgFormForce < len(wgForms) {
+		return wgFormForce
+	}
+	return wgFormFor(M, N, K)
 }
 
 // wgFormFor picks wg_qgemm's form (an index into wgForms) for M rows of

@@ -229,8 +229,9 @@ func (n *nvrtc) images(srcs []string, cc int, noCache bool) (imgs [][]byte, path
 	errs := make([]error, len(srcs))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, runtime.NumCPU()) // as many compiles at once as cores: each holds its own parse and ptxas
+	dir := cacheDir()
 	for i, src := range srcs {
-		if dir := cacheDir(); dir != "" {
+		if dir != "" {
 			paths[i] = filepath.Join(dir, n.cacheKey(src, arch)+ext)
 			if !noCache {
 				if b, err := os.ReadFile(paths[i]); err == nil && len(b) > 0 {
@@ -265,7 +266,7 @@ func (n *nvrtc) images(srcs []string, cc int, noCache bool) (imgs [][]byte, path
 	if err := errors.Join(errs...); err != nil {
 		return nil, nil, nil, err
 	}
-	if dir := cacheDir(); dir != "" && slices.Contains(fromCache, false) {
+	if dir != "" && slices.Contains(fromCache, false) {
 		pruneCache(dir, time.Now().Add(-cacheMaxAge))
 	}
 	return imgs, paths, fromCache, nil

@@ -612,15 +612,8 @@ func TestQMatMulSpeed(t *testing.T) {
 			}
 			for _, M := range speedRows() {
 				if b.wgGemm(m, M) { // wg_qgemm's form, split and sum, and the residencies they came from
-					i := wgFormFor(M, N, K)
-					if wgFormForce >= 0 && wgFormForce < len(wgForms) {
-						i = wgFormForce
-					}
-					wf, fs := wgForms[i], b.k.wgQgemm[i]
-					wk := fs[0]
-					if m.f == fmtPFP4 {
-						wk = fs[2]
-					}
+					i := wgFormOf(M, N, K)
+					wf, wk := wgForms[i], packedKernel(b.k.wgQgemm[i], m)
 					tiles, spt := (N+128*wf.ct-1)/(128*wf.ct)*((M+wf.bt-1)/wf.bt), K/32
 					S, cl := b.wgSplit(wk, tiles, spt)
 					res := make([]int, 9)
