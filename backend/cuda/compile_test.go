@@ -11,26 +11,19 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
 // buildParts compiles every program of kernelSources for arch with opts,
-// at the same time as the backend does, and returns the images and logs.
+// at the same time as the backend does (buildAll), and returns the images
+// and logs.
 func buildParts(t *testing.T, nv *nvrtc, arch string, ptx bool, opts []string) (imgs [][]byte, logs []string) {
 	t.Helper()
 	srcs := kernelSources()
-	imgs, logs = make([][]byte, len(srcs)), make([]string, len(srcs))
-	errs := make([]error, len(srcs))
-	var wg sync.WaitGroup
-	for i, src := range srcs {
-		wg.Go(func() {
-			imgs[i], logs[i], errs[i] = nv.build(src, fmt.Sprintf("marlin_kernels_%d.cu", i), arch, ptx, opts)
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	imgs = make([][]byte, len(srcs))
+	logs, err := nv.buildAll(srcs, imgs, arch, ptx, opts)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return imgs, logs

@@ -212,10 +212,9 @@ func (n *nvrtc) cacheKey(src, arch string) string {
 
 // images returns the device images of the programs srcs for compute
 // capability cc (cubins, or PTX where NVRTC lacks the architecture): each
-// from the disk cache unless noCache, else compiled — the programs at the
-// same time, ptxas being single-threaded — and cached (best effort: a
-// read-only cache only costs a compile); fromCache[i] tells where image i
-// came from.
+// from the disk cache unless noCache, else compiled (buildAll) and cached
+// (best effort: a read-only cache only costs a compile); fromCache[i]
+// tells where image i came from.
 func (n *nvrtc) images(srcs []string, cc int, noCache bool) (imgs [][]byte, paths []string, fromCache []bool, err error) {
 	arch, ptx, err := n.target(cc)
 	if err != nil {
@@ -226,50 +225,66 @@ func (n *nvrtc) images(srcs []string, cc int, noCache bool) (imgs [][]byte, path
 		ext = ".ptx"
 	}
 	imgs, paths, fromCache = make([][]byte, len(srcs)), make([]string, len(srcs)), make([]bool, len(srcs))
-	errs := make([]error, len(srcs))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, runtime.NumCPU()) // as many compiles at once as cores: each holds its own parse and ptxas
 	dir := cacheDir()
 	for i, src := range srcs {
-		if dir != "" {
-			paths[i] = filepath.Join(dir, n.cacheKey(src, arch)+ext)
-			if !noCache {
-				if b, err := os.ReadFile(paths[i]); err == nil && len(b) > 0 {
-					imgs[i], fromCache[i] = b, true
-					now := time.Now()
-					os.Chtimes(paths[i], now, now) // in use (pruneCache keeps it); best effort
-					continue
-				}
+		if dir == "" {
+			continue
+		}
+		paths[i] = filepath.Join(dir, n.cacheKey(src, arch)+ext)
+		if !noCache {
+			if b, err := os.ReadFile(paths[i]); err == nil && len(b) > 0 {
+				imgs[i], fromCache[i] = b, true
+				now := time.Now()
+				os.Chtimes(paths[i], now, now) // in use (pruneCache keeps it); best effort
 			}
+		}
+	}
+	if !slices.Contains(fromCache, false) {
+		return imgs, paths, fromCache, nil
+	}
+	if _, err := n.buildAll(srcs, imgs, arch, ptx, compileOptions); err != nil {
+		return nil, nil, nil, err
+	}
+	for i, img := range imgs {
+		if fromCache[i] {
+			continue
+		}
+		if ptx {
+			imgs[i] = append(img, 0) // cuModuleLoadData wants PTX NUL-terminated
+		}
+		if path := paths[i]; path != "" && os.MkdirAll(filepath.Dir(path), 0o755) == nil {
+			tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
+			if os.WriteFile(tmp, imgs[i], 0o644) != nil || os.Rename(tmp, path) != nil {
+				os.Remove(tmp)
+			}
+		}
+	}
+	if dir != "" {
+		pruneCache(dir, time.Now().Add(-cacheMaxAge))
+	}
+	return imgs, paths, fromCache, nil
+}
+
+// buildAll compiles the programs srcs[i] whose imgs[i] is nil into imgs
+// (build), at the same time — ptxas is single-threaded — with at most as
+// many compiles at once as cores (each holds its own parse and ptxas), and
+// returns their logs.
+func (n *nvrtc) buildAll(srcs []string, imgs [][]byte, arch string, ptx bool, opts []string) ([]string, error) {
+	logs, errs := make([]string, len(srcs)), make([]error, len(srcs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.NumCPU())
+	for i, src := range srcs {
+		if imgs[i] != nil {
+			continue
 		}
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			img, _, err := n.build(src, fmt.Sprintf("marlin_kernels_%d.cu", i), arch, ptx, compileOptions)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			if ptx {
-				img = append(img, 0) // cuModuleLoadData wants PTX NUL-terminated
-			}
-			imgs[i] = img
-			if path := paths[i]; path != "" && os.MkdirAll(filepath.Dir(path), 0o755) == nil {
-				tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
-				if os.WriteFile(tmp, img, 0o644) != nil || os.Rename(tmp, path) != nil {
-					os.Remove(tmp)
-				}
-			}
+			imgs[i], logs[i], errs[i] = n.build(src, fmt.Sprintf("marlin_kernels_%d.cu", i), arch, ptx, opts)
 		})
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, nil, nil, err
-	}
-	if dir != "" && slices.Contains(fromCache, false) {
-		pruneCache(dir, time.Now().Add(-cacheMaxAge))
-	}
-	return imgs, paths, fromCache, nil
+	return logs, errors.Join(errs...)
 }
 
 // cacheMaxAge is how long a cached image is kept after its last use: each
