@@ -286,9 +286,9 @@ func TestCommitAtomic(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for !stop.Load() {
-				entries, err := os.ReadDir(out)
-				if err != nil {
-					continue // absent (or mid-swap): fine
+				entries, ok := listIfStill(out)
+				if !ok {
+					continue // absent, or swapped away while listed: fine
 				}
 				names := make(map[string]bool)
 				for _, e := range entries {
@@ -320,6 +320,31 @@ func TestCommitAtomic(t *testing.T) {
 		}
 		c.Close()
 	}
+}
+
+// listIfStill lists the folder at path and reports whether that same folder
+// was still at path after the listing. A listing of a folder that was
+// swapped away meanwhile (the old one, being deleted) says nothing about
+// what path shows.
+func listIfStill(path string) ([]os.DirEntry, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	before, err := f.Stat()
+	if err != nil {
+		return nil, false
+	}
+	entries, err := f.ReadDir(-1)
+	if err != nil {
+		return nil, false
+	}
+	after, err := os.Stat(path)
+	if err != nil || !os.SameFile(before, after) {
+		return nil, false
+	}
+	return entries, true
 }
 
 func TestWriterNoTensors(t *testing.T) {
