@@ -151,8 +151,21 @@ __device__ __forceinline__ void moe_mv(const WDesc* __restrict__ tab, const int*
                                        int se, int mats, int mat0, const float* x, int ldx, int xPerSlot, float* y, int ldy,
                                        float* ws, int wsPer, int* counters, int ctrPer) {
     const int job = blockIdx.y, slot = job / mats, which = job - slot * mats;
-    if (slot < nr) pdl_wait();  // the selection is the previous kernel's (the shared expert's weights stream in first)
-    const int e = moe_expert(ids, slot, nr, se);
+    // The selection: in the gate/up launch the previous kernel's, so its
+    // routed slots wait for it (the shared expert's weights stream in
+    // first). The SILU kernels' down launch comes right after gate/up,
+    // whose blocks all waited for the routing before this launch could
+    // start (a dependent launch starts once every block of the previous
+    // one has triggered or exited): it reads the selection at once,
+    // through L2 (a finished grid's writes), so that its weights stream in
+    // while gate/up ends (qmv4's prologue, before its own wait for x).
+    int e;
+    if (SILU) {
+        e = slot < nr ? ld_cg_i32(ids + slot) : se;
+    } else {
+        if (slot < nr) pdl_wait();
+        e = moe_expert(ids, slot, nr, se);
+    }
     const WDesc w = tab[3 * e + mat0 + which];
     const float* xr = x + (size_t)moe_xrow(slot, k, nr, xPerSlot) * ldx;
     // a plain output (qmm.cu's YOut: every column to y0)

@@ -80,6 +80,11 @@ __device__ __forceinline__ float ld_cg(const float* p) {
     asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p));
     return v;
 }
+__device__ __forceinline__ int ld_cg_i32(const int* p) {
+    int v;
+    asm volatile("ld.global.cg.s32 %0, [%1];" : "=r"(v) : "l"(p));
+    return v;
+}
 
 // Element (n, k) of a packed 4-bit weight (k in the packed input order),
 // for the generic tile and embedding kernels: the inverse of the mapping
