@@ -201,14 +201,18 @@ MOE_MV_KERNEL(moe_qmv_fp4_silu, PACK_FP4, false, false, false, true)
 // shared, the shared expert's output (row rows·k + r of out) is added to
 // the sum; with accum, the sum is added to dst (h += experts + shared, in
 // the order of the CPU backend's ExpertsAdd).
+//
+// Only out is the previous kernel's (the down products'): the choices, the
+// weights (the routing's) and dst (the residual stream, last written by
+// the attention block's output product) come from earlier launches, so
+// they are read and the choices sorted before the wait (pdl_wait's
+// contract, common.cu), leaving one round trip after it.
 MARLIN_KERNEL void moe_combine(float* __restrict__ dst, const float* __restrict__ out, const int* __restrict__ ids,
                                        const float* __restrict__ wts, int k, int cols, int shared, int accum) {
     __shared__ int order[32], sid[32];
     __shared__ float sw[32];
-    pdl_wait();
-    pdl_trigger();
     const int r = blockIdx.x;
-    if (threadIdx.x < k) sid[threadIdx.x] = ids[r * k + threadIdx.x], sw[threadIdx.x] = wts[r * k + threadIdx.x];
+    if (threadIdx.x < k) sid[threadIdx.x] = ld_cg_i32(ids + r * k + threadIdx.x), sw[threadIdx.x] = ld_cg(wts + r * k + threadIdx.x);
     __syncthreads();
     if (threadIdx.x == 0) {
         // insertion sort of the row's slots by expert id (ids are distinct)
@@ -223,11 +227,17 @@ MARLIN_KERNEL void moe_combine(float* __restrict__ dst, const float* __restrict_
         }
     }
     __syncthreads();
-    // a column's loads (8 choices at a time, the shared expert's and dst's
-    // values) are issued before its sums
+    // dst's values of the thread's first two columns before the wait
+    const int c0 = threadIdx.x, c1 = threadIdx.x + blockDim.x;
+    const float d00 = accum && c0 < cols ? ld_cg(dst + (size_t)r * cols + c0) : 0.f;
+    const float d01 = accum && c1 < cols ? ld_cg(dst + (size_t)r * cols + c1) : 0.f;
+    pdl_wait();
+    pdl_trigger();
+    // a column's loads (8 choices at a time, the shared expert's value) are
+    // issued before its sums
     for (int c = threadIdx.x; c < cols; c += blockDim.x) {
         const float sh = shared ? out[((size_t)gridDim.x * k + r) * cols + c] : 0.f;
-        const float d0 = accum ? dst[(size_t)r * cols + c] : 0.f;
+        const float d0 = !accum ? 0.f : c == c0 ? d00 : c == c1 ? d01 : dst[(size_t)r * cols + c];
         float s = 0.f;
         for (int j0 = 0; j0 < k; j0 += 8) {
             float v[8];
