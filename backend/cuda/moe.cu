@@ -373,9 +373,15 @@ __device__ __forceinline__ float4 dense4(const void* data, size_t off) {
 // and the row's last block to finish (a counter per row, which it resets)
 // routes them with route_row. Requires K % 4 == 0, ldx % 4 == 0, E ≤ 256,
 // topK ≤ 32; dynamic shared memory (K + E) floats.
+//
+// CL (sm_90, nb ≤ 8, the row's blocks one thread-block cluster): the
+// logits stay in each block's shared memory instead; after a cluster
+// barrier block 0 gathers them through distributed shared memory and
+// routes, and a second barrier keeps the others' shared memory until it
+// has — no global logits, fence, counter or L2 read on the row's path.
 #define RW 8
 #define RU 16
-template <int F>
+template <int F, bool CL>
 __device__ __forceinline__ void route_mv(int* __restrict__ ids, float* __restrict__ wts, const float* x, int ldx,
                                          float* xn, int ldxn, const float* __restrict__ nw, float eps, const WDesc& w,
                                          const float* __restrict__ bias, int topK, int sigmoid, int normalize,
@@ -441,27 +447,50 @@ __device__ __forceinline__ void route_mv(int* __restrict__ ids, float* __restric
             }
         }
         s = warp_sum(s);
-        if (lane == 0) lg[(size_t)r * E + e] = s;
+        if (lane == 0) {
+            if (CL)
+                rsm[K + e] = s;
+            else
+                lg[(size_t)r * E + e] = s;
+        }
         if (e + estep < E) load(e + estep, 0);
     }
 
-    // the row's last block routes
-    if (!last_split(&counters[r], gridDim.x)) return;
     float* lgs = rsm + K;
-    for (int i = threadIdx.x; i < E; i += nt) lgs[i] = ld_cg(lg + (size_t)r * E + i);
-    __syncthreads();
+    if (CL) {
+        // block 0 of the cluster gathers the row's logits (expert e was
+        // computed by block (e mod estep) / RW) and routes
+        cluster_sync();
+        const bool first = blockIdx.x == 0;
+        if (first)
+            for (int i = threadIdx.x; i < E; i += nt) {
+                const int b = (i % estep) / RW;
+                if (b != 0) lgs[i] = ld_dsmem1(lgs + i, (u32)b);
+            }
+        cluster_sync();
+        if (!first) return;
+    } else {
+        // the row's last block routes
+        if (!last_split(&counters[r], gridDim.x)) return;
+        for (int i = threadIdx.x; i < E; i += nt) lgs[i] = ld_cg(lg + (size_t)r * E + i);
+        __syncthreads();
+    }
     if (warp == 0) {
         route_row(ids + (size_t)r * topK, wts + (size_t)r * topK, lgs, bias, E, topK, sigmoid, normalize, scale);
-        if (lane == 0) counters[r] = 0;
+        if (lane == 0 && !CL) counters[r] = 0;
     }
 }
 
-#define ROUTE_MV_KERNEL(NAME, F)                                                                                    \
-    MARLIN_KERNEL void __launch_bounds__(RW * 32)                                                          \
+#define ROUTE_MV_KERNEL(NAME, F, CL)                                                                                \
+    MARLIN_KERNEL void __launch_bounds__(RW * 32)                                                                   \
         NAME(int* ids, float* wts, const float* x, int ldx, float* xn, int ldxn, const float* nw, float eps, WDesc w, \
              const float* bias, int topK, int sigmoid, int normalize, float scale, float* lg, int* counters) {      \
-        route_mv<F>(ids, wts, x, ldx, xn, ldxn, nw, eps, w, bias, topK, sigmoid, normalize, scale, lg, counters);   \
+        route_mv<F, CL>(ids, wts, x, ldx, xn, ldxn, nw, eps, w, bias, topK, sigmoid, normalize, scale, lg, counters); \
     }
-ROUTE_MV_KERNEL(route_mv_f32, FMT_F32)
-ROUTE_MV_KERNEL(route_mv_f16, FMT_F16)
-ROUTE_MV_KERNEL(route_mv_bf16, FMT_BF16)
+ROUTE_MV_KERNEL(route_mv_f32, FMT_F32, false)
+ROUTE_MV_KERNEL(route_mv_f16, FMT_F16, false)
+ROUTE_MV_KERNEL(route_mv_bf16, FMT_BF16, false)
+// the same in a cluster a row (CL)
+ROUTE_MV_KERNEL(route_mv_f32_cl, FMT_F32, true)
+ROUTE_MV_KERNEL(route_mv_f16_cl, FMT_F16, true)
+ROUTE_MV_KERNEL(route_mv_bf16_cl, FMT_BF16, true)
