@@ -204,6 +204,10 @@ template <> struct KContiguous<FMT_GPTQ> { static const bool value = false; };
 // thread of every block calls pdl_wait before the block ends, so that the
 // kernel cannot complete before the one before it (the next kernel's wait
 // then covers every earlier one); and it calls pdl_trigger after its wait.
+// So when a kernel starts, every block of the one before it has passed its
+// wait: what the kernels before that one wrote is complete, and a kernel
+// may read it before its own wait, through L2 (ld.cg) — the expert ids in
+// the down products and moe_combine, the residual stream in moe_combine.
 __device__ __forceinline__ void pdl_trigger() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;");

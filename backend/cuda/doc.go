@@ -50,7 +50,8 @@
 // (kernels never launched: wrong results, for timing what each costs a
 // step), MARLIN_CUDA_NORMFUSE=0
 // (norms as their own launch), MARLIN_CUDA_MOE_FAST=0 (the older expert
-// and routing paths), MARLIN_QMV_BPS and MARLIN_QMV_MINSTEPS (the decode
+// and routing paths), MARLIN_CUDA_ROUTE_CLUSTER=0 (route_mv's rows
+// without thread-block clusters), MARLIN_QMV_BPS and MARLIN_QMV_MINSTEPS (the decode
 // kernels' grid), MARLIN_CUDA_TILECLUSTER=0 (the decode products always
 // on the stripes), MARLIN_TC_C and MARLIN_TC_MINSTEPS (a forced cluster
 // size, the fewest steps a cluster's warp gets), MARLIN_CUDA_TCGEMM=0,

@@ -151,8 +151,21 @@ __device__ __forceinline__ void moe_mv(const WDesc* __restrict__ tab, const int*
                                        int se, int mats, int mat0, const float* x, int ldx, int xPerSlot, float* y, int ldy,
                                        float* ws, int wsPer, int* counters, int ctrPer) {
     const int job = blockIdx.y, slot = job / mats, which = job - slot * mats;
-    if (slot < nr) pdl_wait();  // the selection is the previous kernel's (the shared expert's weights stream in first)
-    const int e = moe_expert(ids, slot, nr, se);
+    // The selection: in the gate/up launch the previous kernel's, so its
+    // routed slots wait for it (the shared expert's weights stream in
+    // first). The SILU kernels' down launch comes right after gate/up,
+    // whose blocks all waited for the routing before this launch could
+    // start (a dependent launch starts once every block of the previous
+    // one has triggered or exited): it reads the selection at once,
+    // through L2 (a finished grid's writes), so that its weights stream in
+    // while gate/up ends (qmv4's prologue, before its own wait for x).
+    int e;
+    if (SILU) {
+        e = slot < nr ? ld_cg_i32(ids + slot) : se;
+    } else {
+        if (slot < nr) pdl_wait();
+        e = moe_expert(ids, slot, nr, se);
+    }
     const WDesc w = tab[3 * e + mat0 + which];
     const float* xr = x + (size_t)moe_xrow(slot, k, nr, xPerSlot) * ldx;
     // a plain output (qmm.cu's YOut: every column to y0)
@@ -188,14 +201,18 @@ MOE_MV_KERNEL(moe_qmv_fp4_silu, PACK_FP4, false, false, false, true)
 // shared, the shared expert's output (row rows·k + r of out) is added to
 // the sum; with accum, the sum is added to dst (h += experts + shared, in
 // the order of the CPU backend's ExpertsAdd).
+//
+// Only out is the previous kernel's (the down products'): the choices, the
+// weights (the routing's) and dst (the residual stream, last written by
+// the attention block's output product) come from earlier launches, so
+// they are read and the choices sorted before the wait (pdl_wait's
+// contract, common.cu), leaving one round trip after it.
 MARLIN_KERNEL void moe_combine(float* __restrict__ dst, const float* __restrict__ out, const int* __restrict__ ids,
                                        const float* __restrict__ wts, int k, int cols, int shared, int accum) {
     __shared__ int order[32], sid[32];
     __shared__ float sw[32];
-    pdl_wait();
-    pdl_trigger();
     const int r = blockIdx.x;
-    if (threadIdx.x < k) sid[threadIdx.x] = ids[r * k + threadIdx.x], sw[threadIdx.x] = wts[r * k + threadIdx.x];
+    if (threadIdx.x < k) sid[threadIdx.x] = ld_cg_i32(ids + r * k + threadIdx.x), sw[threadIdx.x] = ld_cg(wts + r * k + threadIdx.x);
     __syncthreads();
     if (threadIdx.x == 0) {
         // insertion sort of the row's slots by expert id (ids are distinct)
@@ -210,11 +227,17 @@ MARLIN_KERNEL void moe_combine(float* __restrict__ dst, const float* __restrict_
         }
     }
     __syncthreads();
-    // a column's loads (8 choices at a time, the shared expert's and dst's
-    // values) are issued before its sums
+    // dst's values of the thread's first two columns before the wait
+    const int c0 = threadIdx.x, c1 = threadIdx.x + blockDim.x;
+    const float d00 = accum && c0 < cols ? ld_cg(dst + (size_t)r * cols + c0) : 0.f;
+    const float d01 = accum && c1 < cols ? ld_cg(dst + (size_t)r * cols + c1) : 0.f;
+    pdl_wait();
+    pdl_trigger();
+    // a column's loads (8 choices at a time, the shared expert's value) are
+    // issued before its sums
     for (int c = threadIdx.x; c < cols; c += blockDim.x) {
         const float sh = shared ? out[((size_t)gridDim.x * k + r) * cols + c] : 0.f;
-        const float d0 = accum ? dst[(size_t)r * cols + c] : 0.f;
+        const float d0 = !accum ? 0.f : c == c0 ? d00 : c == c1 ? d01 : dst[(size_t)r * cols + c];
         float s = 0.f;
         for (int j0 = 0; j0 < k; j0 += 8) {
             float v[8];
@@ -350,9 +373,15 @@ __device__ __forceinline__ float4 dense4(const void* data, size_t off) {
 // and the row's last block to finish (a counter per row, which it resets)
 // routes them with route_row. Requires K % 4 == 0, ldx % 4 == 0, E ≤ 256,
 // topK ≤ 32; dynamic shared memory (K + E) floats.
+//
+// CL (sm_90, nb ≤ 8, the row's blocks one thread-block cluster): the
+// logits stay in each block's shared memory instead; after a cluster
+// barrier block 0 gathers them through distributed shared memory and
+// routes, and a second barrier keeps the others' shared memory until it
+// has — no global logits, fence, counter or L2 read on the row's path.
 #define RW 8
 #define RU 16
-template <int F>
+template <int F, bool CL>
 __device__ __forceinline__ void route_mv(int* __restrict__ ids, float* __restrict__ wts, const float* x, int ldx,
                                          float* xn, int ldxn, const float* __restrict__ nw, float eps, const WDesc& w,
                                          const float* __restrict__ bias, int topK, int sigmoid, int normalize,
@@ -418,27 +447,50 @@ __device__ __forceinline__ void route_mv(int* __restrict__ ids, float* __restric
             }
         }
         s = warp_sum(s);
-        if (lane == 0) lg[(size_t)r * E + e] = s;
+        if (lane == 0) {
+            if (CL)
+                rsm[K + e] = s;
+            else
+                lg[(size_t)r * E + e] = s;
+        }
         if (e + estep < E) load(e + estep, 0);
     }
 
-    // the row's last block routes
-    if (!last_split(&counters[r], gridDim.x)) return;
     float* lgs = rsm + K;
-    for (int i = threadIdx.x; i < E; i += nt) lgs[i] = ld_cg(lg + (size_t)r * E + i);
-    __syncthreads();
+    if (CL) {
+        // block 0 of the cluster gathers the row's logits (expert e was
+        // computed by block (e mod estep) / RW) and routes
+        cluster_sync();
+        const bool first = blockIdx.x == 0;
+        if (first)
+            for (int i = threadIdx.x; i < E; i += nt) {
+                const int b = (i % estep) / RW;
+                if (b != 0) lgs[i] = ld_dsmem1(lgs + i, (u32)b);
+            }
+        cluster_sync();
+        if (!first) return;
+    } else {
+        // the row's last block routes
+        if (!last_split(&counters[r], gridDim.x)) return;
+        for (int i = threadIdx.x; i < E; i += nt) lgs[i] = ld_cg(lg + (size_t)r * E + i);
+        __syncthreads();
+    }
     if (warp == 0) {
         route_row(ids + (size_t)r * topK, wts + (size_t)r * topK, lgs, bias, E, topK, sigmoid, normalize, scale);
-        if (lane == 0) counters[r] = 0;
+        if (lane == 0 && !CL) counters[r] = 0;
     }
 }
 
-#define ROUTE_MV_KERNEL(NAME, F)                                                                                    \
-    MARLIN_KERNEL void __launch_bounds__(RW * 32)                                                          \
+#define ROUTE_MV_KERNEL(NAME, F, CL)                                                                                \
+    MARLIN_KERNEL void __launch_bounds__(RW * 32)                                                                   \
         NAME(int* ids, float* wts, const float* x, int ldx, float* xn, int ldxn, const float* nw, float eps, WDesc w, \
              const float* bias, int topK, int sigmoid, int normalize, float scale, float* lg, int* counters) {      \
-        route_mv<F>(ids, wts, x, ldx, xn, ldxn, nw, eps, w, bias, topK, sigmoid, normalize, scale, lg, counters);   \
+        route_mv<F, CL>(ids, wts, x, ldx, xn, ldxn, nw, eps, w, bias, topK, sigmoid, normalize, scale, lg, counters); \
     }
-ROUTE_MV_KERNEL(route_mv_f32, FMT_F32)
-ROUTE_MV_KERNEL(route_mv_f16, FMT_F16)
-ROUTE_MV_KERNEL(route_mv_bf16, FMT_BF16)
+ROUTE_MV_KERNEL(route_mv_f32, FMT_F32, false)
+ROUTE_MV_KERNEL(route_mv_f16, FMT_F16, false)
+ROUTE_MV_KERNEL(route_mv_bf16, FMT_BF16, false)
+// the same in a cluster a row (CL)
+ROUTE_MV_KERNEL(route_mv_f32_cl, FMT_F32, true)
+ROUTE_MV_KERNEL(route_mv_f16_cl, FMT_F16, true)
+ROUTE_MV_KERNEL(route_mv_bf16_cl, FMT_BF16, true)

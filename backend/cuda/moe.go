@@ -5,6 +5,7 @@ package cuda
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"unsafe"
 
@@ -140,8 +141,14 @@ func (b *Backend) Route(s backend.Selection, xn, x backend.Tensor, norm *backend
 		a.f32(scale)
 		a.ptr(lgs)
 		a.ptr(b.counters.ptr)
-		// route_mv (moe.cu): blocks of 8 warps, a warp an expert
-		b.launchOpt(b.moe.routeMV[w.f], (E+7)/8, M, 1, 256, 4*(w.cols+E), a, b.pdlOps)
+		// route_mv (moe.cu): blocks of 8 warps, a warp an expert; a row's
+		// blocks in one cluster where they fit one (route_mv_*_cl)
+		nb := (E + 7) / 8
+		if routeClusterOn && nb > 1 && nb <= 8 && b.cc >= 90 && b.d.cuLaunchKernelEx != 0 && b.moe.routeMVCl[w.f] != 0 {
+			b.launchCluster(b.moe.routeMVCl[w.f], nb, M, 1, 256, 4*(w.cols+E), a, b.pdlOps, nb)
+			return
+		}
+		b.launchOpt(b.moe.routeMV[w.f], nb, M, 1, 256, 4*(w.cols+E), a, b.pdlOps)
 		return
 	}
 	if !b.usable(lg) {
@@ -182,6 +189,11 @@ func (b *Backend) Route(s backend.Selection, xn, x backend.Tensor, norm *backend
 	smem := 4 * (3*E + 2*groups)
 	b.launch(b.k.route, lg.rows, 1, 1, smem, a)
 }
+
+// routeClusterOn runs route_mv's rows in thread-block clusters where they
+// fit one (MARLIN_CUDA_ROUTE_CLUSTER=0: the counter and global logits of
+// the plain kernel, for measurements).
+var routeClusterOn = os.Getenv("MARLIN_CUDA_ROUTE_CLUSTER") != "0"
 
 // ExpertsAdd implements backend.Backend. Decode-sized batches (at most
 // moeDeviceSlots chosen experts in all, the shared expert counting as one

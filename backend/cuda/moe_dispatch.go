@@ -39,10 +39,14 @@ type moeState struct {
 	routeWarp uintptr
 	// route_mv_* (moe.cu): the router's product and route_warp's choice in
 	// one launch, by the router's format (float32, fp16, bf16)
-	routeMV  [numFmts]uintptr
-	headMV   [3]uintptr // head_mv_f32, _f16, _bf16
-	mla      []mlaKernel
-	prologue uintptr // mla_prologue
+	routeMV [numFmts]uintptr
+	// route_mv_*_cl: the same with a row's blocks in one thread-block
+	// cluster (sm_90, at most 8 blocks: 64 experts), the logits gathered
+	// through distributed shared memory
+	routeMVCl [numFmts]uintptr
+	headMV    [3]uintptr // head_mv_f32, _f16, _bf16
+	mla       []mlaKernel
+	prologue  uintptr // mla_prologue
 }
 
 // listTables are the device tables built for lists of matrices that start
@@ -104,6 +108,7 @@ func (b *Backend) loadMoEKernels(get func(string) uintptr) {
 	s.prologue = get("mla_prologue")
 	s.routeWarp = get("route_warp")
 	s.routeMV[fmtF32], s.routeMV[fmtF16], s.routeMV[fmtBF16] = get("route_mv_f32"), get("route_mv_f16"), get("route_mv_bf16")
+	s.routeMVCl[fmtF32], s.routeMVCl[fmtF16], s.routeMVCl[fmtBF16] = get("route_mv_f32_cl"), get("route_mv_f16_cl"), get("route_mv_bf16_cl")
 	for i, n := range []string{"head_mv_f32", "head_mv_f16", "head_mv_bf16"} {
 		s.headMV[i] = get(n)
 	}

@@ -343,3 +343,57 @@ func TestMLADecodeSpeed(t *testing.T) {
 		fmt.Printf("mla %d %.2f µs\n", n, d)
 	}
 }
+
+// TestRouteClusters checks route_mv with a row's blocks in one
+// thread-block cluster (route_mv_*_cl: 2 … 8 blocks of 8 experts) and
+// without, against the CPU's Route on random data: 8 experts (one block,
+// never a cluster), 40, 64 (GLM-4.7-Flash's count, a cluster of 8) and 72
+// (nine blocks: no cluster); GLM's sigmoid routing with a selection bias
+// and scale, and softmax; the block's norm folded in or not; 1 and 3
+// rows. Choices must agree, weights to 1e-5 relative (the logits' float32
+// sums differ in order from the CPU's), the normed rows to 1e-6.
+func TestRouteClusters(t *testing.T) {
+	g := gpu(t)
+	c := cpu.New(2)
+	rng := rand.New(rand.NewPCG(61, 62))
+	const H = 256
+	defer func() { routeClusterOn = true }()
+	for _, E := range []int{8, 40, 64, 72} {
+		bias := randn(rng, E, 0.05)
+		grt, crt := loadBoth(t, g, c, denseWeight(dtype.BF16)(rng, E, H))
+		for _, r := range []backend.Router{
+			{TopK: 4, Sigmoid: true, Normalize: true, Scale: 1.8},
+			{TopK: 2, Normalize: true},
+		} {
+			gr, cr := r, r
+			if r.Sigmoid {
+				gr.Bias, cr.Bias = g.LoadVector(bias), c.LoadVector(bias)
+			}
+			for _, cl := range []bool{true, false} {
+				routeClusterOn = cl
+				for _, M := range []int{1, 3} {
+					for _, norm := range []bool{false, true} {
+						name := fmt.Sprintf("E%d sigmoid %v cluster %v M%d norm %v", E, r.Sigmoid, cl, M, norm)
+						x := tensors(t, g, c, M, H, randn(rng, M*H, 1))
+						gs, cs := g.NewSelection(M, r.TopK), c.NewSelection(M, r.TopK)
+						if norm {
+							nw := randn(rng, H, 1)
+							gn := &backend.Norm{W: g.LoadVector(nw), Eps: 1e-5}
+							cn := &backend.Norm{W: c.LoadVector(nw), Eps: 1e-5}
+							xn := tensors(t, g, c, M, H, randn(rng, M*H, 1)) // (poisoned)
+							g.Route(gs, xn.g, x.g, gn, grt, &gr)
+							c.Route(cs, xn.c, x.c, cn, crt, &cr)
+							got, want := xn.read(t, g, c)
+							compare(t, name+" xn", got, want, 0, 1e-6*maxAbs(want))
+						} else {
+							g.Route(gs, nil, x.g, nil, grt, &gr)
+							c.Route(cs, nil, x.c, nil, crt, &cr)
+						}
+						compareSelections(t, name, g, gs.(*selection), cs, M)
+					}
+				}
+			}
+		}
+	}
+	mustSync(t, g)
+}

@@ -80,6 +80,11 @@ __device__ __forceinline__ float ld_cg(const float* p) {
     asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p));
     return v;
 }
+__device__ __forceinline__ int ld_cg_i32(const int* p) {
+    int v;
+    asm volatile("ld.global.cg.s32 %0, [%1];" : "=r"(v) : "l"(p));
+    return v;
+}
 
 // Element (n, k) of a packed 4-bit weight (k in the packed input order),
 // for the generic tile and embedding kernels: the inverse of the mapping
@@ -200,6 +205,15 @@ __device__ __forceinline__ void cluster_sync() {
 #else
     __syncthreads();
 #endif
+}
+__device__ __forceinline__ float ld_dsmem1(const float* p, u32 rank) {
+    float v = 0.f;
+#if __CUDA_ARCH__ >= 900
+    u32 a;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(a) : "r"((u32)__cvta_generic_to_shared(p)), "r"(rank));
+    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(a));
+#endif
+    return v;
 }
 __device__ __forceinline__ float2 ld_dsmem2(const float* p, u32 rank) {
     float2 v = make_float2(0.f, 0.f);
