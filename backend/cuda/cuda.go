@@ -107,6 +107,7 @@ type kernels struct {
 	qmvTC                                               map[uintptr]uintptr // a stripe decode kernel → its tile-cluster version
 	permute, xToHalf, xToTiles, dequantInt4, dequantFP4 uintptr
 	youtApply                                           uintptr                  // fused outputs of a plain product (matrix.go)
+	qmvGPTQ8                                            uintptr                  // 8-bit GPTQ products of ≤ 8 rows in the stored layout (matmul.cu)
 	tcQgemm                                             [3]uintptr               // tc_qgemm_int4, _int4_asym, _fp4: prefill-sized 4-bit products (matrix.go tcGemm)
 	wgQgemm                                             [len(wgForms)][3]uintptr // wg_qgemm_{int4, int4_asym, fp4}_{form}: the same on the warpgroup MMA (sm_90a; matrix.go wgGemm)
 	attnSplit                                           [2][4]uintptr            // [D 64, 128][G 1, 2, 4, 8]
@@ -467,6 +468,7 @@ func (b *Backend) loadKernels() error {
 	}
 	k.permute = get("permute_cols")
 	k.youtApply = get("yout_apply")
+	k.qmvGPTQ8 = get("qmv_gptq8")
 	k.xToHalf, k.xToTiles, k.dequantInt4, k.dequantFP4 = get("x_to_half"), get("x_to_tiles"), get("dequant_pint4"), get("dequant_pfp4")
 	// the decode kernels' shared-memory rings (qmm.cu: QW warps × stages ×
 	// stage bytes)

@@ -27,8 +27,10 @@
 // operand); dense ones of 17–63 rows the decode kernels in parts of ≤ 16
 // rows. Larger products (prefill) convert x to fp16/bf16, dequantize
 // packed weights to fp16 and call cuBLAS (cublas.go, opened with dlopen);
-// formats without a fast kernel use the generic SIMT tile kernels of
-// matmul.cu. On sm_90 (with NVRTC 12 or newer) the module is built for
+// 8-bit GPTQ products of ≤ 8 rows run qmv_gptq8 (matmul.cu: the stored
+// layout, 16 weights a 16-byte load, K split across blocks); formats
+// without a fast kernel use the generic SIMT tile kernels of matmul.cu.
+// On sm_90 (with NVRTC 12 or newer) the module is built for
 // sm_90a and also holds wg_qgemm (hopper.cu: the same 4-bit products on
 // the warpgroup MMA), which takes the 4-bit products of 17–256 rows in
 // place of tc_qgemm (matrix.go wgGemm, wgFormFor; chooseWGSplit splits K,
@@ -58,7 +60,8 @@
 // MARLIN_TC_MIN and MARLIN_TC_MAX
 // (tc_qgemm off, or its row range), MARLIN_TRELLIS_BLOCKS (the EXL3
 // kernel's grid), MARLIN_CUBLAS (the library's path, or off),
-// MARLIN_CUDA_WGMMA=0, MARLIN_WG_MIN and MARLIN_WG_MAX (wg_qgemm off, or
+// MARLIN_CUDA_GPTQ8=0 (8-bit GPTQ decode products on the generic
+// kernel), MARLIN_CUDA_WGMMA=0, MARLIN_WG_MIN and MARLIN_WG_MAX (wg_qgemm off, or
 // its row range), MARLIN_WG_FORM (one of its forms at every size),
 // MARLIN_WG_SPLIT (its split of K, in a cluster where one fits) and
 // MARLIN_WG_CLUSTER=0 (its splits summed through L2),

@@ -115,3 +115,111 @@ MATMUL_KERNELS(FMT_NVFP4, nvfp4)
 MATMUL_KERNELS(FMT_GPTQ, gptq)
 MATMUL_KERNELS(FMT_PINT4, pint4)
 MATMUL_KERNELS(FMT_PFP4, pfp4)
+
+// ---- 8-bit GPTQ decode (M ≤ 8 rows) ----
+//
+// qmv_gptq8: y[M, N] = x·Wᵀ for a GPTQ 8-bit weight in its stored layout
+// (qweight [K/4, N] u32, four consecutive inputs of one column a word, byte
+// j = input 4i + j; scales [G, N] fp16; qzeros [G, N/4] u32, four columns'
+// zero points a word; g_idx optional), with the arithmetic of wload:
+// each weight is (q − z)·s rounded once, then one fused multiply-add per
+// product in float32.
+//
+// Thread t of block (bx, sp) owns columns n0 = 4·(128·bx + t) … n0 + 3
+// and the word rows of split sp (rows [sp·per, (sp+1)·per) of K/4): one
+// 16-byte load a row brings its four columns' sixteen weights, a warp's
+// loads are 512 contiguous bytes, and GQ rows are requested before the
+// first is used. A byte q becomes the float 2^23 + q by one byte permute
+// (exponent bits 0x4B), so q − z is one subtraction of 2^23 + z (exact).
+// The scale and zero points of the four columns are reloaded where an
+// input's group changes (found by one division a group, or read from
+// act-order's g_idx for every input). x's inputs
+// of the split are staged in shared memory (M·4·per floats).
+//
+// With one split the sums go to y; otherwise each split stores its partial
+// sums in ws [S][M][N] and the last block of a column tile to finish (a
+// counter per tile, which it resets) adds them in split order and writes
+// y: deterministic. Requires N % 4 == 0 (16-byte rows); bits 8.
+#define G8T 128  // threads a block
+#define GQ 4     // word rows in flight a thread
+MARLIN_KERNEL void __launch_bounds__(G8T)
+    qmv_gptq8(WDesc w, const float* __restrict__ x, int ldx, float* __restrict__ y, int ldy, int M, int per,
+              float* __restrict__ ws, int* __restrict__ counters) {
+    extern __shared__ float xs8[];  // [M][4·per]
+    const int t = threadIdx.x, n0 = 4 * (blockIdx.x * G8T + t), S = gridDim.y, sp = blockIdx.y;
+    const int rows = w.K >> 2, i0 = sp * per, i1 = min(rows, i0 + per), kn = 4 * (i1 - i0);
+    for (int e = t; e < M * kn; e += G8T) {
+        const int m = e / kn, kk = e - m * kn;
+        xs8[m * 4 * per + kk] = x[(size_t)m * ldx + 4 * i0 + kk];
+    }
+    __syncthreads();
+    const bool live = n0 < w.N;
+    float acc[8][4];
+#pragma unroll
+    for (int m = 0; m < 8; m++) acc[m][0] = acc[m][1] = acc[m][2] = acc[m][3] = 0.f;
+    const V4u* q = (const V4u*)w.data + (n0 >> 2);
+    const size_t pitch = (size_t)w.N >> 2;  // uint4 a row
+    int gcur = -1, gnext = 0;  // the current group; without g_idx the first input of the next
+    float s[4], zb[4];         // the group's scales, and 2^23 + its zero points
+    for (int i = i0; live && i < i1; i += GQ) {
+        V4u v[GQ];
+#pragma unroll
+        for (int u = 0; u < GQ; u++) v[u] = i + u < i1 ? ld_stream(q + (size_t)(i + u) * pitch) : V4u{0u, 0u, 0u, 0u};
+#pragma unroll
+        for (int u = 0; u < GQ; u++) {
+            if (i + u >= i1) break;
+            const u32 col[4] = {v[u].x, v[u].y, v[u].z, v[u].w};
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int k = 4 * (i + u) + j;
+                int g = gcur;
+                if (w.gidx)
+                    g = w.gidx[k];
+                else if (k >= gnext)
+                    g = k / w.group, gnext = (g + 1) * w.group;
+                if (g != gcur) {
+                    gcur = g;
+                    const uint2 sv = *(const uint2*)((const u16*)w.scales + (size_t)g * w.N + n0);
+                    s[0] = f16_to_f32((u16)(sv.x & 0xffffu)), s[1] = f16_to_f32((u16)(sv.x >> 16));
+                    s[2] = f16_to_f32((u16)(sv.y & 0xffffu)), s[3] = f16_to_f32((u16)(sv.y >> 16));
+                    const u32 zw = w.zeros ? ((const u32*)w.zeros)[(size_t)g * w.zcols + (n0 >> 2)] : 0x80808080u;
+                    const int zo = w.zeros ? w.zoff : 0;
+#pragma unroll
+                    for (int c = 0; c < 4; c++) zb[c] = 8388608.f + (float)((int)((zw >> (8 * c)) & 255u) + zo);
+                }
+                const int kk = k - 4 * i0;
+#pragma unroll
+                for (int c = 0; c < 4; c++) {
+                    const float wv = (__uint_as_float(__byte_perm(col[c], 0x4B000000u, 0x7540 + j)) - zb[c]) * s[c];
+#pragma unroll
+                    for (int m = 0; m < 8; m++)
+                        if (m < M) acc[m][c] = fmaf(xs8[m * 4 * per + kk], wv, acc[m][c]);
+                }
+            }
+        }
+    }
+    // (rows m < M, unrolled so that acc stays in registers; y may be
+    // unaligned: scalar stores)
+    if (S == 1) {
+        if (live)
+#pragma unroll
+            for (int m = 0; m < 8; m++)
+                if (m < M)
+#pragma unroll
+                    for (int c = 0; c < 4; c++) y[(size_t)m * ldy + n0 + c] = acc[m][c];
+        return;
+    }
+    if (live)
+#pragma unroll
+        for (int m = 0; m < 8; m++)
+            if (m < M) *(float4*)(ws + ((size_t)sp * M + m) * w.N + n0) = make_float4(acc[m][0], acc[m][1], acc[m][2], acc[m][3]);
+    if (!last_split(&counters[blockIdx.x], S)) return;
+    if (live)
+        for (int m = 0; m < M; m++) {
+            float4 r = ld_cg4(ws + (size_t)m * w.N + n0);
+            for (int p = 1; p < S; p++) add4(r, ld_cg4(ws + ((size_t)p * M + m) * w.N + n0));
+            y[(size_t)m * ldy + n0] = r.x, y[(size_t)m * ldy + n0 + 1] = r.y;
+            y[(size_t)m * ldy + n0 + 2] = r.z, y[(size_t)m * ldy + n0 + 3] = r.w;
+        }
+    if (t == 0) counters[blockIdx.x] = 0;
+}

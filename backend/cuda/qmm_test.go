@@ -209,6 +209,13 @@ func TestQMatMul(t *testing.T) {
 		{"f16", denseWeight(dtype.F16), 66, 1024},
 		{"f16-split-k", denseWeight(dtype.F16), 333, 6144},
 		{"bf16-narrow", denseWeight(dtype.BF16), 150, 2080}, // K % 128 ≠ 0: dmv's narrow order at M ≤ 8
+		// 8-bit GPTQ: qmv_gptq8 at M ≤ 8 (K split 64 ways, a partial
+		// block of columns; act-order; two blocks, four splits), the
+		// generic kernel where N % 4 ≠ 0
+		{"gptq-int8-g128-sym", gptqWeight(8, 128, false, false, 1), 204, 4096},
+		{"gptq-int8-g64-asym-actorder", gptqWeight(8, 64, true, true, 1), 100, 1024},
+		{"gptq-int8-perchannel-asym-v2", gptqWeight(8, 0, true, false, 0), 520, 256},
+		{"gptq-int8-g32-sym-n70", gptqWeight(8, 32, false, false, 1), 70, 512},
 	}
 	// With an sm_90a image the first pass runs the 4-bit products of 17
 	// rows and more on wg_qgemm (its default forms, at every size), the
@@ -538,12 +545,14 @@ type speedFormat struct {
 }
 
 // speedFormats returns the formats TestQMatMulSpeed times: INT4 g128 and
-// FP4 g32, or those named in MARLIN_QMM_FORMATS (int4-g128, fp4-g32, bf16).
+// FP4 g32, or those named in MARLIN_QMM_FORMATS (int4-g128, fp4-g32, bf16,
+// int8-g128).
 func speedFormats() []speedFormat {
 	all := []speedFormat{
 		{"int4-g128", gptqWeight(4, 128, false, false, 1)},
 		{"fp4-g32", fp4Weight(32)},
 		{"bf16", denseWeight(dtype.BF16)},
+		{"int8-g128", gptqWeight(8, 128, false, false, 1)},
 	}
 	names := os.Getenv("MARLIN_QMM_FORMATS")
 	if names == "" {
