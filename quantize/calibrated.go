@@ -343,6 +343,9 @@ func runCalibrated(src, dst string, opt Options) (*Report, error) {
 			r.cfg.AvgBits = math.Round(kp/p*1000) / 1000
 		}
 	}
+	if err := someQuantized(r.rep, opt); err != nil {
+		return nil, err
+	}
 	raw, err := rewriteConfig(src, r.cfg, r.untie)
 	if err != nil {
 		return nil, err

@@ -72,9 +72,10 @@ type Options struct {
 	Threads int
 	// Layer, when set, is called after each weight is quantized.
 	Layer func(LayerReport)
-	// Context, when set, stops a calibrated run between two weights once
-	// it is done: Run then returns an error wrapping its Err, and a run of
-	// the same job later resumes from the journal (resume.go).
+	// Context, when set, stops a run between two weights once it is done:
+	// Run then returns an error wrapping its Err and nothing is written
+	// (the temporary folder is removed); a calibrated run of the same job
+	// later resumes from the journal (resume.go).
 	Context context.Context
 }
 
@@ -145,6 +146,9 @@ func Run(src, dst string, opt Options) (*Report, error) {
 	// the embedding's name, which every reader resolves.
 	rename := tiedRenames(ck)
 	for _, stored := range names {
+		if opt.Context != nil && opt.Context.Err() != nil {
+			return nil, fmt.Errorf("stopped before %s (nothing written): %w", stored, context.Cause(opt.Context))
+		}
 		t, _ := ck.Tensor(stored)
 		name := stored
 		if r, ok := rename[stored]; ok {
@@ -200,6 +204,9 @@ func Run(src, dst string, opt Options) (*Report, error) {
 			opt.Progress(done, total)
 		}
 	}
+	if err := someQuantized(rep, opt); err != nil {
+		return nil, err
+	}
 	cfg, err := rewriteConfig(src, Config(opt), untie)
 	if err != nil {
 		return nil, err
@@ -219,6 +226,17 @@ func Run(src, dst string, opt Options) (*Report, error) {
 		return nil, err
 	}
 	return rep, nil
+}
+
+// someQuantized refuses a run in which no weight could be stored in the
+// requested format (every linear weight kept, e.g. a group size that
+// divides none of their input dimensions): such a folder would claim a
+// quantization it does not have.
+func someQuantized(rep *Report, opt Options) error {
+	if rep.Quantized > 0 {
+		return nil
+	}
+	return fmt.Errorf("no weight could be quantized as %v (each was kept as it is; see the notes above): nothing written", opt.Spec)
 }
 
 // Config returns the quantization_config of a checkpoint quantized with

@@ -1,6 +1,8 @@
 package quantize_test
 
 import (
+	"context"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -88,8 +90,8 @@ func TestQuantizeFormats(t *testing.T) {
 }
 
 // TestQuantizeRefusals: an existing output is kept unless forced, a
-// quantized source is refused, a broken source leaves no output and no
-// temporary folder behind.
+// quantized source is refused; a broken source, a format no weight can take
+// and a cancelled run leave no output and no temporary folder behind.
 func TestQuantizeRefusals(t *testing.T) {
 	spec, _ := quant.ParseSpec("int8", 16, true)
 	dir := t.TempDir()
@@ -118,6 +120,18 @@ func TestQuantizeRefusals(t *testing.T) {
 	}
 	if _, err := quantize.Run(bad, filepath.Join(dir, "out2"), quantize.Options{Spec: spec}); err == nil {
 		t.Error("quantized a truncated checkpoint")
+	}
+	// a group that divides no input dimension (48, 96): every weight would
+	// be kept, and the folder would claim a quantization it lacks
+	g40, _ := quant.ParseSpec("int4", 40, true)
+	if _, err := quantize.Run(src, filepath.Join(dir, "out3"), quantize.Options{Spec: g40}); err == nil || !strings.Contains(err.Error(), "no weight could be quantized") {
+		t.Errorf("group 40: %v", err)
+	}
+	// a cancelled run (Ctrl-C) writes nothing
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := quantize.Run(src, filepath.Join(dir, "out4"), quantize.Options{Spec: spec, Context: ctx}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: %v", err)
 	}
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {

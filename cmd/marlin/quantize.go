@@ -175,13 +175,12 @@ func quantizeCmd(args []string) error {
 		defer stop()
 		opt.EXL3.GPU = gpu
 	}
-	if opt.Method != quantize.RTN {
-		// Ctrl-C or SIGTERM stops after the weight in progress; what is done
-		// stays journaled in OUT.partial, and the same command resumes
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		opt.Context = ctx
-	}
+	// Ctrl-C or SIGTERM stops after the weight in progress and removes the
+	// unfinished output; a calibrated run's work stays journaled in
+	// OUT.partial, and the same command resumes
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	opt.Context = ctx
 	start := time.Now()
 	rep, err := quantize.Run(pos[0], pos[1], opt)
 	if bar != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/marlin-llm/marlin/engine"
@@ -143,7 +144,20 @@ func runCmd(args []string) error {
 	out := os.Stdout
 	var text strings.Builder
 	lastNL := true
+	// the prompt is shown, then its continuation, once the request is
+	// accepted (a refused one prints only its error); the first token may
+	// come through req.Stop on the engine's goroutine, hence the Once
+	var shown sync.Once
+	showPrompt := func() {
+		shown.Do(func() {
+			if *idsFlag == "" && !*asJSON && prompt != "" {
+				io.WriteString(out, prompt)
+				lastNL = strings.HasSuffix(prompt, "\n")
+			}
+		})
+	}
 	emit := func(t string) {
+		showPrompt()
 		if t == "" {
 			return
 		}
@@ -161,15 +175,12 @@ func runCmd(args []string) error {
 			return stopped
 		}
 	}
-	if *idsFlag == "" {
-		emit(prompt) // show the prompt, then its continuation
-		text.Reset()
-	}
 	start := time.Now()
 	events, err := e.Submit(ctx, req)
 	if err != nil {
 		return err
 	}
+	showPrompt()
 	var gen []int32
 	var first time.Duration
 	var final engine.Event

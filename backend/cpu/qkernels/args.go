@@ -64,9 +64,9 @@ type fpgArgs struct {
 	y       uintptr // 48: dst at (x row 0, column n0)
 	ystride int     // 56: bytes between dst rows
 	nrows   int     // 64: weight rows
-	nchunks int     // 72: chunks of 64 inputs per row
-	bchunks int     // 80: chunks per K block
-	cpg     int     // 88: chunks per fp16 scale (FP4 with group 64·j)
+	nchunks int     // 72: units per row (spans of 128 inputs for e2m1, chunks of 64 for FP8)
+	bchunks int     // 80: units per K block
+	cpg     int     // 88: spans (f4b) or half spans (f4h) per fp16 scale (FP4 with group 64·j)
 	left    int     // 96: loop counter (assembly)
 	written int     // 104: loop state (assembly)
 	sleft   int     // 112: loop counter (assembly)
@@ -78,8 +78,8 @@ type fppArgs struct {
 	panel   uintptr    // 0
 	w       [4]uintptr // 8
 	s       [4]uintptr // 40
-	nchunks int        // 72
-	cpg     int        // 80
+	nchunks int        // 72: units (as in fpgArgs)
+	cpg     int        // 80: as in fpgArgs
 	sleft   int        // 88: loop counter (assembly)
 }
 

@@ -251,10 +251,20 @@ func gptqZPrefetch(rows, N, ncols int) int {
 }
 
 // fpPrepZ stores one x row in the element order of the AVX-512 e2m1
-// kernels (prep512_amd64.s).
+// kernels (prep512_amd64.s): for each span s of 128 inputs,
+// xp[128s + 16j + l] = x[128s + 8l + j].
 //
 //go:noescape
-func fpPrepZ(xp *float32, x *float32, nch int)
+func fpPrepZ(xp *float32, x *float32, nspans int)
+
+// fpUnit returns the inputs a unit of the AVX-512 row-major kernels
+// covers: a span of 128 for the e2m1 formats, a chunk of 64 for FP8.
+func fpUnit(w *quant.Weight) int {
+	if w.Format == quant.FP8 {
+		return 64
+	}
+	return 128
+}
 
 // fpPanelMinM is the smallest M that packs decoded weight panels for
 // kernels.PanelGEMM (the prefill path: each weight is decoded once per
@@ -263,59 +273,70 @@ func fpPrepZ(xp *float32, x *float32, nch int)
 // choice only.
 var fpPanelMinM = 8
 
-// fpZBlock returns the chunks (of 64 inputs) per K block of the AVX-512
-// row-major kernels: nch is cut into equal blocks of at most 16 chunks (the
-// 1024 elements of the dense kernels' blocks), a multiple of the chunks per
-// scale (FP4 with groups of 64·j). It depends only on the weight.
-func fpZBlock(w *quant.Weight, nch int) int {
-	cpg := 1
+// fpZBlock returns the units (fpUnit) per K block of the AVX-512
+// row-major kernels: nu units are cut into equal blocks of at most 1024
+// inputs (the dense kernels' blocks), each starting on a new FP4 scale
+// (groups of 64·j: a multiple of the scale's length). It depends only on
+// the weight.
+func fpZBlock(w *quant.Weight, nu int) int {
+	unit := fpUnit(w)
+	m := 1 // units per block must be a multiple of m
 	if w.Format == quant.FP4 && w.Group%64 == 0 {
-		cpg = w.Group / 64
+		m = w.Group / gcd(w.Group, unit)
 	}
-	nkb := (nch + 15) / 16
-	b := (nch + nkb - 1) / nkb
-	return (b + cpg - 1) / cpg * cpg
+	nkb := (nu*unit + 1023) / 1024
+	b := (nu + nkb - 1) / nkb
+	return (b + m - 1) / m * m
 }
 
 // fpZ runs the AVX-512 row-major kernels on rows [n0, n1): the weights are
 // decoded exactly and summed in the order of the dense AVX-512 kernels
-// (K blocks of fpZBlock chunks, two chains per block), then the inputs
-// past 64·⌊K/64⌋ are added and the row's factor applied, the same way for
-// every M (see gen/fp512.go).
+// (K blocks of fpZBlock units, two chains per block), then the inputs
+// past the last whole unit are added and the row's factor applied, the
+// same way for every M (see gen/fp512.go).
 func fpZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weight, n0, n1 int) bool {
 	kind := fpKind(w)
 	K := w.In
-	if kind == "" || K < 64 {
+	unit := fpUnit(w)
+	if kind == "" || K < unit {
 		return false
 	}
-	nch := K / 64
+	nu := K / unit
 	rowBytes := K / 2
-	sstride, sPerChunk := 0, 0 // scale bytes per row, per chunk (FP4 g64·j: per cpg chunks)
+	sstride, sPerUnit := 0, 0 // scale bytes per row, per unit (FP4 g64·j: see soff)
 	switch w.Format {
 	case quant.FP8:
 		rowBytes = K
 	case quant.FP4:
-		sstride, sPerChunk = 2*(K/w.Group), 4
+		sstride, sPerUnit = 2*(K/w.Group), 8
 	case quant.MXFP4:
-		sstride, sPerChunk = K/32, 2
+		sstride, sPerUnit = K/32, 4
 	case quant.NVFP4:
-		sstride, sPerChunk = K/16, 4
+		sstride, sPerUnit = K/16, 8
 	}
-	cpg := max(1, w.Group/64)
-	bch := fpZBlock(w, nch)
+	cpg := 0 // FP4 with groups of 64·j: spans (f4b) or half spans (f4h) a scale
+	if kind == "f4b" {
+		cpg = w.Group / 64
+		if w.Group%128 == 0 {
+			cpg = w.Group / 128
+		} else {
+			kind = "f4h"
+		}
+	}
+	bu := fpZBlock(w, nu)
 	nr := n1 - n0
 	wp := unsafe.Pointer(&w.Data[n0*rowBytes])
 	sp := unsafe.Pointer(&w.Scales[0])
 	if w.Format != quant.FP8 {
 		sp = unsafe.Pointer(&w.Scales[n0*sstride])
 	}
-	// x in the kernels' element order (e2m1: even/odd elements of each 32)
+	// x in the kernels' element order (e2m1: see fpPrepZ)
 	xz, ldx := x, K
 	if w.Format != quant.FP8 {
-		xz = sc.floats2(M * 64 * nch)
-		ldx = 64 * nch
+		xz = sc.floats2(M * unit * nu)
+		ldx = unit * nu
 		for m := 0; m < M; m++ {
-			fpPrepZ(&xz[m*ldx], &x[m*K], nch)
+			fpPrepZ(&xz[m*ldx], &x[m*K], nu)
 		}
 	}
 	if M < fpPanelMinM {
@@ -326,7 +347,7 @@ func fpZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weigh
 				w: uintptr(wp), wstride: rowBytes, s: uintptr(sp), sstride: sstride,
 				x: uintptr(unsafe.Pointer(&xz[m0*ldx])), xstride: 4 * ldx,
 				y: uintptr(unsafe.Pointer(&dst[m0*ldd+n0])), ystride: 4 * ldd,
-				nrows: nr, nchunks: nch, bchunks: bch, cpg: cpg,
+				nrows: nr, nchunks: nu, bchunks: bu, cpg: cpg,
 			}
 			if mc == 1 && nr >= 2 {
 				// two weight rows at a time, then the odd one
@@ -338,7 +359,7 @@ func fpZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weigh
 						s: uintptr(sp) + uintptr((nr-1)*sstride), sstride: sstride,
 						x: uintptr(unsafe.Pointer(&xz[m0*ldx])), xstride: 4 * ldx,
 						y: uintptr(unsafe.Pointer(&dst[m0*ldd+n1-1])), ystride: 4 * ldd,
-						nrows: 1, nchunks: nch, bchunks: bch, cpg: cpg,
+						nrows: 1, nchunks: nu, bchunks: bu, cpg: cpg,
 					}
 					fpgKernels[kind][1](a)
 				}
@@ -350,16 +371,16 @@ func fpZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weigh
 	} else {
 		// panels of up to fpPanelRows weight rows, one K block at a time
 		const fpPanelRows = 120
-		gfl := 256 * bch // floats per panel group
+		gfl := 4 * unit * bu // floats per panel group (4 rows)
 		panel := sc.floats(fpPanelRows / 4 * gfl)
-		zero := sc.bytes(64*bch + 64)
+		zero := sc.bytes(64*bu + 64)
 		clear(zero)
 		a := &sc.pa
-		for c0 := 0; c0 < nch; c0 += bch {
-			bc := min(bch, nch-c0)
-			soff := c0 * sPerChunk
-			if kind == "f4b" {
-				soff = 2 * (c0 / cpg)
+		for u0 := 0; u0 < nu; u0 += bu {
+			bc := min(bu, nu-u0)
+			soff := u0 * sPerUnit
+			if cpg > 0 {
+				soff = 2 * (u0 * unit / w.Group) // blocks start on a new scale
 			}
 			for jc := 0; jc < nr; jc += fpPanelRows {
 				nb := min(fpPanelRows, nr-jc)
@@ -368,7 +389,7 @@ func fpZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weigh
 					for j := range a.w {
 						r := jc + 4*g + j
 						if r < nb+jc {
-							a.w[j] = uintptr(wp) + uintptr(r*rowBytes+c0*64*rowBytes/K)
+							a.w[j] = uintptr(wp) + uintptr(r*rowBytes+u0*unit*rowBytes/K)
 							a.s[j] = uintptr(sp) + uintptr(r*sstride+soff)
 						} else {
 							a.w[j] = uintptr(unsafe.Pointer(&zero[0]))
@@ -377,7 +398,7 @@ func fpZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weigh
 					}
 					fppKernels[kind](a)
 				}
-				kernels.PanelGEMM(dst[n0+jc:], ldd, xz[c0*64:], ldx, M, 64*bc, panel, nb, c0 > 0)
+				kernels.PanelGEMM(dst[n0+jc:], ldd, xz[u0*unit:], ldx, M, unit*bc, panel, nb, u0 > 0)
 			}
 		}
 		runtime.KeepAlive(zero)
@@ -386,7 +407,7 @@ func fpZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weigh
 	runtime.KeepAlive(w)
 	runtime.KeepAlive(xz)
 	runtime.KeepAlive(dst)
-	fpZFinish(dst, ldd, x, M, w, n0, n1, 64*nch)
+	fpZFinish(dst, ldd, x, M, w, n0, n1, unit*nu)
 	return true
 }
 
@@ -401,7 +422,7 @@ func fpZFinish(dst []float32, ldd int, x []float32, M int, w *quant.Weight, n0, 
 	case quant.NVFP4:
 		post = w.GlobalScale
 	}
-	var wt [64]float32
+	var wt [128]float32
 	for n := n0; n < n1; n++ {
 		f := post
 		if w.Format == quant.FP8 {

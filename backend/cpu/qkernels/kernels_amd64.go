@@ -385,6 +385,15 @@ func gcd(a, b int) int {
 	return a
 }
 
+// fpMinK returns the smallest input count the row-major assembly takes:
+// one unit of the AVX-512 kernels (fpUnit), 64 inputs for AVX2.
+func fpMinK(w *quant.Weight) int {
+	if useAVX512 {
+		return fpUnit(w)
+	}
+	return 64
+}
+
 func fpSIMD(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weight, n0, n1 int) bool {
 	if useAVX512 {
 		return fpZ(sc, dst, ldd, x, M, w, n0, n1)

@@ -12,6 +12,7 @@ var useAVX512 = false
 
 func gptqAligned(w *quant.Weight) bool { return false }
 func fpKind(w *quant.Weight) string    { return "" }
+func fpMinK(w *quant.Weight) int       { return 64 }
 
 func gptqSIMD(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weight, n0, n1 int) bool {
 	return false

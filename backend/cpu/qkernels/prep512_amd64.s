@@ -92,41 +92,92 @@ prepdone:
 	VZEROUPPER
 	RET
 
-// func fpPrepZ(xp *float32, x *float32, nch int)
+// func fpPrepZ(xp *float32, x *float32, nspans int)
 //
 // One x row in the element order of the AVX-512 e2m1 kernels: for each
-// chunk c of 64 inputs, xp[64c + 16v + d] = x[64c + 2d] (v = 0),
-// x[64c + 2d + 1] (v = 1), x[64c + 32 + 2d] (v = 2), x[64c + 33 + 2d]
-// (v = 3): VPERMT2PS picks the even and the odd elements of two vectors.
+// span s of 128 inputs, xp[128s + 16j + l] = x[128s + 8l + j] (vector j
+// holds the inputs ≡ j mod 8). Three rounds of splitting every run of 32
+// into its even and its odd elements (VPERMT2PS) take the 128 inputs to
+// the residues mod 8 in bit-reversed order (0, 4, 2, 6, 1, 5, 3, 7).
 //
-// Registers: DI xp, SI x, CX chunks left, Z30/Z31 the even/odd indices,
-// Z0..Z5 temporaries.
+// Registers: DI xp, SI x, CX spans left, Z30/Z31 the even/odd indices,
+// Z0..Z23 the rounds.
 TEXT ·fpPrepZ(SB), NOSPLIT, $0-24
 	MOVQ	xp+0(FP), DI
 	MOVQ	x+8(FP), SI
-	MOVQ	nch+16(FP), CX
+	MOVQ	nspans+16(FP), CX
 	TESTQ	CX, CX
 	JLE	fpprepdone
 	VMOVDQU32	evenidx<>(SB), Z30
 	VMOVDQU32	oddidx<>(SB), Z31
 
 fpprepload:
-	VMOVUPS	(SI), Z0
+	VMOVUPS	0(SI), Z0
 	VMOVUPS	64(SI), Z1
 	VMOVUPS	128(SI), Z2
 	VMOVUPS	192(SI), Z3
-	VMOVAPS	Z0, Z4
-	VPERMT2PS	Z1, Z30, Z4             // even elements of (Z0, Z1)
-	VPERMT2PS	Z1, Z31, Z0             // odd elements
-	VMOVAPS	Z2, Z5
-	VPERMT2PS	Z3, Z30, Z5
-	VPERMT2PS	Z3, Z31, Z2
-	VMOVUPS	Z4, (DI)
-	VMOVUPS	Z0, 64(DI)
-	VMOVUPS	Z5, 128(DI)
-	VMOVUPS	Z2, 192(DI)
-	ADDQ	$256, SI
-	ADDQ	$256, DI
+	VMOVUPS	256(SI), Z4
+	VMOVUPS	320(SI), Z5
+	VMOVUPS	384(SI), Z6
+	VMOVUPS	448(SI), Z7
+	VMOVAPS	Z0, Z8
+	VPERMT2PS	Z1, Z30, Z8
+	VMOVAPS	Z0, Z12
+	VPERMT2PS	Z1, Z31, Z12
+	VMOVAPS	Z2, Z9
+	VPERMT2PS	Z3, Z30, Z9
+	VMOVAPS	Z2, Z13
+	VPERMT2PS	Z3, Z31, Z13
+	VMOVAPS	Z4, Z10
+	VPERMT2PS	Z5, Z30, Z10
+	VMOVAPS	Z4, Z14
+	VPERMT2PS	Z5, Z31, Z14
+	VMOVAPS	Z6, Z11
+	VPERMT2PS	Z7, Z30, Z11
+	VMOVAPS	Z6, Z15
+	VPERMT2PS	Z7, Z31, Z15
+	VMOVAPS	Z8, Z16
+	VPERMT2PS	Z9, Z30, Z16
+	VMOVAPS	Z8, Z18
+	VPERMT2PS	Z9, Z31, Z18
+	VMOVAPS	Z10, Z17
+	VPERMT2PS	Z11, Z30, Z17
+	VMOVAPS	Z10, Z19
+	VPERMT2PS	Z11, Z31, Z19
+	VMOVAPS	Z12, Z20
+	VPERMT2PS	Z13, Z30, Z20
+	VMOVAPS	Z12, Z22
+	VPERMT2PS	Z13, Z31, Z22
+	VMOVAPS	Z14, Z21
+	VPERMT2PS	Z15, Z30, Z21
+	VMOVAPS	Z14, Z23
+	VPERMT2PS	Z15, Z31, Z23
+	VMOVAPS	Z16, Z0
+	VPERMT2PS	Z17, Z30, Z0
+	VMOVAPS	Z16, Z1
+	VPERMT2PS	Z17, Z31, Z1
+	VMOVAPS	Z18, Z2
+	VPERMT2PS	Z19, Z30, Z2
+	VMOVAPS	Z18, Z3
+	VPERMT2PS	Z19, Z31, Z3
+	VMOVAPS	Z20, Z4
+	VPERMT2PS	Z21, Z30, Z4
+	VMOVAPS	Z20, Z5
+	VPERMT2PS	Z21, Z31, Z5
+	VMOVAPS	Z22, Z6
+	VPERMT2PS	Z23, Z30, Z6
+	VMOVAPS	Z22, Z7
+	VPERMT2PS	Z23, Z31, Z7
+	VMOVUPS	Z0, 0(DI)
+	VMOVUPS	Z1, 256(DI)
+	VMOVUPS	Z2, 128(DI)
+	VMOVUPS	Z3, 384(DI)
+	VMOVUPS	Z4, 64(DI)
+	VMOVUPS	Z5, 320(DI)
+	VMOVUPS	Z6, 192(DI)
+	VMOVUPS	Z7, 448(DI)
+	ADDQ	$512, SI
+	ADDQ	$512, DI
 	DECQ	CX
 	JNZ	fpprepload
 

@@ -137,7 +137,7 @@ func Coverage(w *quant.Weight) bool {
 	case quant.GPTQ:
 		return gptqAligned(w)
 	case quant.FP8, quant.FP4, quant.MXFP4, quant.NVFP4:
-		return fpKind(w) != "" && w.In >= 64
+		return fpKind(w) != "" && w.In >= fpMinK(w)
 	case quant.Dense:
 		return kernels.HasSIMD()
 	}

@@ -48345,13 +48345,14 @@ GLOBL gptqzm8<>(SB), RODATA|NOPTR, $12
 //
 // (x rows in the decode order, see fpPrepZ).
 // Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
-// the decoded chunk, Z12 the e2m1 table, Z13..Z15 the scaled tables (NVFP4:
-// Z13/Z14 the scale vectors), Z22 the FP8 word mask, Z23/Z24 temporaries,
-// K1 = 0xff00 (NVFP4). GPRs: DI
-// args, AX weights, R9 scales, BX byte offset into the x rows, R8/R10/R11/
-// R13 x rows, SI dst of the row, DX rows left, CX chunks left in the block,
-// R12 scale table, R14 temp. Counters in the args: chunks left in the row
-// (96), "dst written" (104), chunks left on this scale (112, FP4 g64·j).
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
 // Two weight rows at a time: Z0/Z1 and Z2/Z3 the chains of rows j and j+1,
 // R10/R11 the weight/scale row strides (row j+1 at (AX)(R10*1), its scales
 // at (R9)(R11*1)), R13 the prefetch pointer (the next pair of rows).
@@ -48362,9 +48363,9 @@ TEXT ·fpgnvM1R2(SB), NOSPLIT, $0-8
 	MOVQ	48(DI), SI
 	MOVQ	64(DI), DX
 	VMOVUPS	e2m1f32<>(SB), Z12
-	LEAQ	e4m3tab<>(SB), R12
-	MOVL	$0xff00, R14
-	KMOVW	R14, K1
+	VMOVDQU32	pairwidx<>(SB), Z15
+	VPBROADCASTW	fp8mask<>(SB), Z22
+	VMULPS.BCST	f256<>(SB), Z12, Z12	// e2m1 · 2^8: the scales come as e4m3 · 2^-8
 	MOVQ	8(DI), R10	// the second row: (AX)(R10*1), scales (R9)(R11*1); R13 prefetch
 	MOVQ	24(DI), R11
 fpgnvM1R2_row:
@@ -48373,7 +48374,7 @@ fpgnvM1R2_row:
 	MOVQ	16(DI), R9
 	XORQ	BX, BX
 	MOVQ	72(DI), R14
-	MOVQ	R14, 96(DI)	// chunks left in the row
+	MOVQ	R14, 96(DI)	// units left in the row
 	MOVQ	$0, 104(DI)	// dst not yet written
 fpgnvM1R2_block:
 	VPXORD	Z0, Z0, Z0
@@ -48387,58 +48388,84 @@ fpgnvM1R2_block:
 fpgnvM1R2_chunk:
 	PREFETCHNTA	(R13)
 	PREFETCHNTA	(R13)(R10*1)
-	MOVBLZX	0(R9), R14
-	VBROADCASTSS	(R12)(R14*4), Z13
-	MOVBLZX	1(R9), R14
-	VBROADCASTSS	(R12)(R14*4), K1, Z13
-	MOVBLZX	2(R9), R14
-	VBROADCASTSS	(R12)(R14*4), Z14
-	MOVBLZX	3(R9), R14
-	VBROADCASTSS	(R12)(R14*4), K1, Z14
-	VPMOVZXBD	0(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z12, Z23, Z8
-	VPERMD	Z12, Z24, Z9
+	VMOVDQU32	(AX), Z16
+	VMOVDQU32	(AX)(R10*1), Z17
+	VPMOVSXBW	(R9), X23
+	VPSLLW	$7, X23, X23
+	VPANDD	X22, X23, X23
+	VPERMW	Z23, Z15, Z23
+	VCVTPH2PS	Y23, Z13
+	VPMOVSXBW	(R9)(R11*1), X23
+	VPSLLW	$7, X23, X23
+	VPANDD	X22, X23, X23
+	VPERMW	Z23, Z15, Z23
+	VCVTPH2PS	Y23, Z14
+	VPERMD	Z12, Z16, Z8
 	VMULPS	Z13, Z8, Z8
-	VMULPS	Z13, Z9, Z9
-	VPMOVZXBD	16(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z12, Z23, Z10
-	VPERMD	Z12, Z24, Z11
-	VMULPS	Z14, Z10, Z10
-	VMULPS	Z14, Z11, Z11
 	VFMADD231PS	0(R8)(BX*1), Z8, Z0
-	VFMADD231PS	64(R8)(BX*1), Z9, Z1
-	VFMADD231PS	128(R8)(BX*1), Z10, Z0
-	VFMADD231PS	192(R8)(BX*1), Z11, Z1
-	MOVBLZX	0(R9)(R11*1), R14
-	VBROADCASTSS	(R12)(R14*4), Z13
-	MOVBLZX	1(R9)(R11*1), R14
-	VBROADCASTSS	(R12)(R14*4), K1, Z13
-	MOVBLZX	2(R9)(R11*1), R14
-	VBROADCASTSS	(R12)(R14*4), Z14
-	MOVBLZX	3(R9)(R11*1), R14
-	VBROADCASTSS	(R12)(R14*4), K1, Z14
-	VPMOVZXBD	0(AX)(R10*1), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z12, Z23, Z8
+	VPSRLD	$4, Z16, Z24
 	VPERMD	Z12, Z24, Z9
-	VMULPS	Z13, Z8, Z8
 	VMULPS	Z13, Z9, Z9
-	VPMOVZXBD	16(AX)(R10*1), Z23
-	VPSRLD	$4, Z23, Z24
+	VFMADD231PS	64(R8)(BX*1), Z9, Z1
+	VPSRLD	$8, Z16, Z23
 	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	128(R8)(BX*1), Z10, Z0
+	VPSRLD	$12, Z16, Z24
 	VPERMD	Z12, Z24, Z11
-	VMULPS	Z14, Z10, Z10
-	VMULPS	Z14, Z11, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	192(R8)(BX*1), Z11, Z1
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z13, Z8, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z0
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z1
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z0
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z1
+	VPERMD	Z12, Z17, Z8
+	VMULPS	Z14, Z8, Z8
 	VFMADD231PS	0(R8)(BX*1), Z8, Z2
+	VPSRLD	$4, Z17, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z14, Z9, Z9
 	VFMADD231PS	64(R8)(BX*1), Z9, Z3
+	VPSRLD	$8, Z17, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z14, Z10, Z10
 	VFMADD231PS	128(R8)(BX*1), Z10, Z2
+	VPSRLD	$12, Z17, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z14, Z11, Z11
 	VFMADD231PS	192(R8)(BX*1), Z11, Z3
-	ADDQ	$32, AX
-	ADDQ	$32, R13
-	ADDQ	$256, BX
-	ADDQ	$4, R9
+	VPSRLD	$16, Z17, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z14, Z8, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z2
+	VPSRLD	$20, Z17, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z14, Z9, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z3
+	VPSRLD	$24, Z17, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z14, Z10, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z2
+	VPSRLD	$28, Z17, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z14, Z11, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z3
+	ADDQ	$64, AX
+	ADDQ	$64, R13
+	ADDQ	$512, BX
+	ADDQ	$8, R9
 	DECQ	96(DI)
 	DECQ	CX
 	JNZ	fpgnvM1R2_chunk
@@ -48492,13 +48519,14 @@ fpgnvM1R2_set1:
 //
 // (x rows in the decode order, see fpPrepZ).
 // Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
-// the decoded chunk, Z12 the e2m1 table, Z13..Z15 the scaled tables (NVFP4:
-// Z13/Z14 the scale vectors), Z22 the FP8 word mask, Z23/Z24 temporaries,
-// K1 = 0xff00 (NVFP4). GPRs: DI
-// args, AX weights, R9 scales, BX byte offset into the x rows, R8/R10/R11/
-// R13 x rows, SI dst of the row, DX rows left, CX chunks left in the block,
-// R12 scale table, R14 temp. Counters in the args: chunks left in the row
-// (96), "dst written" (104), chunks left on this scale (112, FP4 g64·j).
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
 TEXT ·fpgnvM1(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	32(DI), R8
@@ -48506,15 +48534,15 @@ TEXT ·fpgnvM1(SB), NOSPLIT, $0-8
 	MOVQ	48(DI), SI
 	MOVQ	64(DI), DX
 	VMOVUPS	e2m1f32<>(SB), Z12
-	LEAQ	e4m3tab<>(SB), R12
-	MOVL	$0xff00, R14
-	KMOVW	R14, K1
+	VMOVDQU32	pairwidx<>(SB), Z15
+	VPBROADCASTW	fp8mask<>(SB), Z22
+	VMULPS.BCST	f256<>(SB), Z12, Z12	// e2m1 · 2^8: the scales come as e4m3 · 2^-8
 fpgnvM1_row:
 	MOVQ	0(DI), AX
 	MOVQ	16(DI), R9
 	XORQ	BX, BX
 	MOVQ	72(DI), R14
-	MOVQ	R14, 96(DI)	// chunks left in the row
+	MOVQ	R14, 96(DI)	// units left in the row
 	MOVQ	$0, 104(DI)	// dst not yet written
 fpgnvM1_block:
 	VPXORD	Z0, Z0, Z0
@@ -48525,33 +48553,46 @@ fpgnvM1_block:
 	MOVQ	96(DI), CX
 fpgnvM1_chunk:
 	PREFETCHNTA	1024(AX)
-	MOVBLZX	0(R9), R14
-	VBROADCASTSS	(R12)(R14*4), Z13
-	MOVBLZX	1(R9), R14
-	VBROADCASTSS	(R12)(R14*4), K1, Z13
-	MOVBLZX	2(R9), R14
-	VBROADCASTSS	(R12)(R14*4), Z14
-	MOVBLZX	3(R9), R14
-	VBROADCASTSS	(R12)(R14*4), K1, Z14
-	VPMOVZXBD	0(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z12, Z23, Z8
-	VPERMD	Z12, Z24, Z9
+	VMOVDQU32	(AX), Z16
+	VPMOVSXBW	(R9), X23
+	VPSLLW	$7, X23, X23
+	VPANDD	X22, X23, X23
+	VPERMW	Z23, Z15, Z23
+	VCVTPH2PS	Y23, Z13
+	VPERMD	Z12, Z16, Z8
 	VMULPS	Z13, Z8, Z8
-	VMULPS	Z13, Z9, Z9
-	VPMOVZXBD	16(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z12, Z23, Z10
-	VPERMD	Z12, Z24, Z11
-	VMULPS	Z14, Z10, Z10
-	VMULPS	Z14, Z11, Z11
 	VFMADD231PS	0(R8)(BX*1), Z8, Z0
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
 	VFMADD231PS	64(R8)(BX*1), Z9, Z1
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
 	VFMADD231PS	128(R8)(BX*1), Z10, Z0
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
 	VFMADD231PS	192(R8)(BX*1), Z11, Z1
-	ADDQ	$32, AX
-	ADDQ	$256, BX
-	ADDQ	$4, R9
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z13, Z8, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z0
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z1
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z0
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z1
+	ADDQ	$64, AX
+	ADDQ	$512, BX
+	ADDQ	$8, R9
 	DECQ	96(DI)
 	DECQ	CX
 	JNZ	fpgnvM1_chunk
@@ -48589,13 +48630,14 @@ fpgnvM1_set0:
 //
 // (x rows in the decode order, see fpPrepZ).
 // Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
-// the decoded chunk, Z12 the e2m1 table, Z13..Z15 the scaled tables (NVFP4:
-// Z13/Z14 the scale vectors), Z22 the FP8 word mask, Z23/Z24 temporaries,
-// K1 = 0xff00 (NVFP4). GPRs: DI
-// args, AX weights, R9 scales, BX byte offset into the x rows, R8/R10/R11/
-// R13 x rows, SI dst of the row, DX rows left, CX chunks left in the block,
-// R12 scale table, R14 temp. Counters in the args: chunks left in the row
-// (96), "dst written" (104), chunks left on this scale (112, FP4 g64·j).
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
 TEXT ·fpgnvM2(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	32(DI), R8
@@ -48604,15 +48646,15 @@ TEXT ·fpgnvM2(SB), NOSPLIT, $0-8
 	MOVQ	48(DI), SI
 	MOVQ	64(DI), DX
 	VMOVUPS	e2m1f32<>(SB), Z12
-	LEAQ	e4m3tab<>(SB), R12
-	MOVL	$0xff00, R14
-	KMOVW	R14, K1
+	VMOVDQU32	pairwidx<>(SB), Z15
+	VPBROADCASTW	fp8mask<>(SB), Z22
+	VMULPS.BCST	f256<>(SB), Z12, Z12	// e2m1 · 2^8: the scales come as e4m3 · 2^-8
 fpgnvM2_row:
 	MOVQ	0(DI), AX
 	MOVQ	16(DI), R9
 	XORQ	BX, BX
 	MOVQ	72(DI), R14
-	MOVQ	R14, 96(DI)	// chunks left in the row
+	MOVQ	R14, 96(DI)	// units left in the row
 	MOVQ	$0, 104(DI)	// dst not yet written
 fpgnvM2_block:
 	VPXORD	Z0, Z0, Z0
@@ -48625,37 +48667,54 @@ fpgnvM2_block:
 	MOVQ	96(DI), CX
 fpgnvM2_chunk:
 	PREFETCHNTA	1024(AX)
-	MOVBLZX	0(R9), R14
-	VBROADCASTSS	(R12)(R14*4), Z13
-	MOVBLZX	1(R9), R14
-	VBROADCASTSS	(R12)(R14*4), K1, Z13
-	MOVBLZX	2(R9), R14
-	VBROADCASTSS	(R12)(R14*4), Z14
-	MOVBLZX	3(R9), R14
-	VBROADCASTSS	(R12)(R14*4), K1, Z14
-	VPMOVZXBD	0(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z12, Z23, Z8
-	VPERMD	Z12, Z24, Z9
+	VMOVDQU32	(AX), Z16
+	VPMOVSXBW	(R9), X23
+	VPSLLW	$7, X23, X23
+	VPANDD	X22, X23, X23
+	VPERMW	Z23, Z15, Z23
+	VCVTPH2PS	Y23, Z13
+	VPERMD	Z12, Z16, Z8
 	VMULPS	Z13, Z8, Z8
-	VMULPS	Z13, Z9, Z9
-	VPMOVZXBD	16(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z12, Z23, Z10
-	VPERMD	Z12, Z24, Z11
-	VMULPS	Z14, Z10, Z10
-	VMULPS	Z14, Z11, Z11
 	VFMADD231PS	0(R8)(BX*1), Z8, Z0
-	VFMADD231PS	64(R8)(BX*1), Z9, Z1
-	VFMADD231PS	128(R8)(BX*1), Z10, Z0
-	VFMADD231PS	192(R8)(BX*1), Z11, Z1
 	VFMADD231PS	0(R10)(BX*1), Z8, Z2
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	64(R8)(BX*1), Z9, Z1
 	VFMADD231PS	64(R10)(BX*1), Z9, Z3
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	128(R8)(BX*1), Z10, Z0
 	VFMADD231PS	128(R10)(BX*1), Z10, Z2
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	192(R8)(BX*1), Z11, Z1
 	VFMADD231PS	192(R10)(BX*1), Z11, Z3
-	ADDQ	$32, AX
-	ADDQ	$256, BX
-	ADDQ	$4, R9
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z13, Z8, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z0
+	VFMADD231PS	256(R10)(BX*1), Z8, Z2
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z1
+	VFMADD231PS	320(R10)(BX*1), Z9, Z3
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z0
+	VFMADD231PS	384(R10)(BX*1), Z10, Z2
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z1
+	VFMADD231PS	448(R10)(BX*1), Z11, Z3
+	ADDQ	$64, AX
+	ADDQ	$512, BX
+	ADDQ	$8, R9
 	DECQ	96(DI)
 	DECQ	CX
 	JNZ	fpgnvM2_chunk
@@ -48706,13 +48765,14 @@ fpgnvM2_set1:
 //
 // (x rows in the decode order, see fpPrepZ).
 // Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
-// the decoded chunk, Z12 the e2m1 table, Z13..Z15 the scaled tables (NVFP4:
-// Z13/Z14 the scale vectors), Z22 the FP8 word mask, Z23/Z24 temporaries,
-// K1 = 0xff00 (NVFP4). GPRs: DI
-// args, AX weights, R9 scales, BX byte offset into the x rows, R8/R10/R11/
-// R13 x rows, SI dst of the row, DX rows left, CX chunks left in the block,
-// R12 scale table, R14 temp. Counters in the args: chunks left in the row
-// (96), "dst written" (104), chunks left on this scale (112, FP4 g64·j).
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
 TEXT ·fpgnvM3(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	32(DI), R8
@@ -48722,15 +48782,15 @@ TEXT ·fpgnvM3(SB), NOSPLIT, $0-8
 	MOVQ	48(DI), SI
 	MOVQ	64(DI), DX
 	VMOVUPS	e2m1f32<>(SB), Z12
-	LEAQ	e4m3tab<>(SB), R12
-	MOVL	$0xff00, R14
-	KMOVW	R14, K1
+	VMOVDQU32	pairwidx<>(SB), Z15
+	VPBROADCASTW	fp8mask<>(SB), Z22
+	VMULPS.BCST	f256<>(SB), Z12, Z12	// e2m1 · 2^8: the scales come as e4m3 · 2^-8
 fpgnvM3_row:
 	MOVQ	0(DI), AX
 	MOVQ	16(DI), R9
 	XORQ	BX, BX
 	MOVQ	72(DI), R14
-	MOVQ	R14, 96(DI)	// chunks left in the row
+	MOVQ	R14, 96(DI)	// units left in the row
 	MOVQ	$0, 104(DI)	// dst not yet written
 fpgnvM3_block:
 	VPXORD	Z0, Z0, Z0
@@ -48745,41 +48805,62 @@ fpgnvM3_block:
 	MOVQ	96(DI), CX
 fpgnvM3_chunk:
 	PREFETCHNTA	1024(AX)
-	MOVBLZX	0(R9), R14
-	VBROADCASTSS	(R12)(R14*4), Z13
-	MOVBLZX	1(R9), R14
-	VBROADCASTSS	(R12)(R14*4), K1, Z13
-	MOVBLZX	2(R9), R14
-	VBROADCASTSS	(R12)(R14*4), Z14
-	MOVBLZX	3(R9), R14
-	VBROADCASTSS	(R12)(R14*4), K1, Z14
-	VPMOVZXBD	0(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z12, Z23, Z8
-	VPERMD	Z12, Z24, Z9
+	VMOVDQU32	(AX), Z16
+	VPMOVSXBW	(R9), X23
+	VPSLLW	$7, X23, X23
+	VPANDD	X22, X23, X23
+	VPERMW	Z23, Z15, Z23
+	VCVTPH2PS	Y23, Z13
+	VPERMD	Z12, Z16, Z8
 	VMULPS	Z13, Z8, Z8
-	VMULPS	Z13, Z9, Z9
-	VPMOVZXBD	16(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z12, Z23, Z10
-	VPERMD	Z12, Z24, Z11
-	VMULPS	Z14, Z10, Z10
-	VMULPS	Z14, Z11, Z11
 	VFMADD231PS	0(R8)(BX*1), Z8, Z0
-	VFMADD231PS	64(R8)(BX*1), Z9, Z1
-	VFMADD231PS	128(R8)(BX*1), Z10, Z0
-	VFMADD231PS	192(R8)(BX*1), Z11, Z1
 	VFMADD231PS	0(R10)(BX*1), Z8, Z2
-	VFMADD231PS	64(R10)(BX*1), Z9, Z3
-	VFMADD231PS	128(R10)(BX*1), Z10, Z2
-	VFMADD231PS	192(R10)(BX*1), Z11, Z3
 	VFMADD231PS	0(R11)(BX*1), Z8, Z4
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	64(R8)(BX*1), Z9, Z1
+	VFMADD231PS	64(R10)(BX*1), Z9, Z3
 	VFMADD231PS	64(R11)(BX*1), Z9, Z5
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	128(R8)(BX*1), Z10, Z0
+	VFMADD231PS	128(R10)(BX*1), Z10, Z2
 	VFMADD231PS	128(R11)(BX*1), Z10, Z4
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	192(R8)(BX*1), Z11, Z1
+	VFMADD231PS	192(R10)(BX*1), Z11, Z3
 	VFMADD231PS	192(R11)(BX*1), Z11, Z5
-	ADDQ	$32, AX
-	ADDQ	$256, BX
-	ADDQ	$4, R9
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z13, Z8, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z0
+	VFMADD231PS	256(R10)(BX*1), Z8, Z2
+	VFMADD231PS	256(R11)(BX*1), Z8, Z4
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z1
+	VFMADD231PS	320(R10)(BX*1), Z9, Z3
+	VFMADD231PS	320(R11)(BX*1), Z9, Z5
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z0
+	VFMADD231PS	384(R10)(BX*1), Z10, Z2
+	VFMADD231PS	384(R11)(BX*1), Z10, Z4
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z1
+	VFMADD231PS	448(R10)(BX*1), Z11, Z3
+	VFMADD231PS	448(R11)(BX*1), Z11, Z5
+	ADDQ	$64, AX
+	ADDQ	$512, BX
+	ADDQ	$8, R9
 	DECQ	96(DI)
 	DECQ	CX
 	JNZ	fpgnvM3_chunk
@@ -48843,13 +48924,14 @@ fpgnvM3_set2:
 //
 // (x rows in the decode order, see fpPrepZ).
 // Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
-// the decoded chunk, Z12 the e2m1 table, Z13..Z15 the scaled tables (NVFP4:
-// Z13/Z14 the scale vectors), Z22 the FP8 word mask, Z23/Z24 temporaries,
-// K1 = 0xff00 (NVFP4). GPRs: DI
-// args, AX weights, R9 scales, BX byte offset into the x rows, R8/R10/R11/
-// R13 x rows, SI dst of the row, DX rows left, CX chunks left in the block,
-// R12 scale table, R14 temp. Counters in the args: chunks left in the row
-// (96), "dst written" (104), chunks left on this scale (112, FP4 g64·j).
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
 TEXT ·fpgnvM4(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	32(DI), R8
@@ -48860,15 +48942,15 @@ TEXT ·fpgnvM4(SB), NOSPLIT, $0-8
 	MOVQ	48(DI), SI
 	MOVQ	64(DI), DX
 	VMOVUPS	e2m1f32<>(SB), Z12
-	LEAQ	e4m3tab<>(SB), R12
-	MOVL	$0xff00, R14
-	KMOVW	R14, K1
+	VMOVDQU32	pairwidx<>(SB), Z15
+	VPBROADCASTW	fp8mask<>(SB), Z22
+	VMULPS.BCST	f256<>(SB), Z12, Z12	// e2m1 · 2^8: the scales come as e4m3 · 2^-8
 fpgnvM4_row:
 	MOVQ	0(DI), AX
 	MOVQ	16(DI), R9
 	XORQ	BX, BX
 	MOVQ	72(DI), R14
-	MOVQ	R14, 96(DI)	// chunks left in the row
+	MOVQ	R14, 96(DI)	// units left in the row
 	MOVQ	$0, 104(DI)	// dst not yet written
 fpgnvM4_block:
 	VPXORD	Z0, Z0, Z0
@@ -48885,45 +48967,70 @@ fpgnvM4_block:
 	MOVQ	96(DI), CX
 fpgnvM4_chunk:
 	PREFETCHNTA	1024(AX)
-	MOVBLZX	0(R9), R14
-	VBROADCASTSS	(R12)(R14*4), Z13
-	MOVBLZX	1(R9), R14
-	VBROADCASTSS	(R12)(R14*4), K1, Z13
-	MOVBLZX	2(R9), R14
-	VBROADCASTSS	(R12)(R14*4), Z14
-	MOVBLZX	3(R9), R14
-	VBROADCASTSS	(R12)(R14*4), K1, Z14
-	VPMOVZXBD	0(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z12, Z23, Z8
-	VPERMD	Z12, Z24, Z9
+	VMOVDQU32	(AX), Z16
+	VPMOVSXBW	(R9), X23
+	VPSLLW	$7, X23, X23
+	VPANDD	X22, X23, X23
+	VPERMW	Z23, Z15, Z23
+	VCVTPH2PS	Y23, Z13
+	VPERMD	Z12, Z16, Z8
 	VMULPS	Z13, Z8, Z8
-	VMULPS	Z13, Z9, Z9
-	VPMOVZXBD	16(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z12, Z23, Z10
-	VPERMD	Z12, Z24, Z11
-	VMULPS	Z14, Z10, Z10
-	VMULPS	Z14, Z11, Z11
 	VFMADD231PS	0(R8)(BX*1), Z8, Z0
-	VFMADD231PS	64(R8)(BX*1), Z9, Z1
-	VFMADD231PS	128(R8)(BX*1), Z10, Z0
-	VFMADD231PS	192(R8)(BX*1), Z11, Z1
 	VFMADD231PS	0(R10)(BX*1), Z8, Z2
-	VFMADD231PS	64(R10)(BX*1), Z9, Z3
-	VFMADD231PS	128(R10)(BX*1), Z10, Z2
-	VFMADD231PS	192(R10)(BX*1), Z11, Z3
 	VFMADD231PS	0(R11)(BX*1), Z8, Z4
-	VFMADD231PS	64(R11)(BX*1), Z9, Z5
-	VFMADD231PS	128(R11)(BX*1), Z10, Z4
-	VFMADD231PS	192(R11)(BX*1), Z11, Z5
 	VFMADD231PS	0(R13)(BX*1), Z8, Z6
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	64(R8)(BX*1), Z9, Z1
+	VFMADD231PS	64(R10)(BX*1), Z9, Z3
+	VFMADD231PS	64(R11)(BX*1), Z9, Z5
 	VFMADD231PS	64(R13)(BX*1), Z9, Z7
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	128(R8)(BX*1), Z10, Z0
+	VFMADD231PS	128(R10)(BX*1), Z10, Z2
+	VFMADD231PS	128(R11)(BX*1), Z10, Z4
 	VFMADD231PS	128(R13)(BX*1), Z10, Z6
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	192(R8)(BX*1), Z11, Z1
+	VFMADD231PS	192(R10)(BX*1), Z11, Z3
+	VFMADD231PS	192(R11)(BX*1), Z11, Z5
 	VFMADD231PS	192(R13)(BX*1), Z11, Z7
-	ADDQ	$32, AX
-	ADDQ	$256, BX
-	ADDQ	$4, R9
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z13, Z8, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z0
+	VFMADD231PS	256(R10)(BX*1), Z8, Z2
+	VFMADD231PS	256(R11)(BX*1), Z8, Z4
+	VFMADD231PS	256(R13)(BX*1), Z8, Z6
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z1
+	VFMADD231PS	320(R10)(BX*1), Z9, Z3
+	VFMADD231PS	320(R11)(BX*1), Z9, Z5
+	VFMADD231PS	320(R13)(BX*1), Z9, Z7
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z0
+	VFMADD231PS	384(R10)(BX*1), Z10, Z2
+	VFMADD231PS	384(R11)(BX*1), Z10, Z4
+	VFMADD231PS	384(R13)(BX*1), Z10, Z6
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z1
+	VFMADD231PS	448(R10)(BX*1), Z11, Z3
+	VFMADD231PS	448(R11)(BX*1), Z11, Z5
+	VFMADD231PS	448(R13)(BX*1), Z11, Z7
+	ADDQ	$64, AX
+	ADDQ	$512, BX
+	ADDQ	$8, R9
 	DECQ	96(DI)
 	DECQ	CX
 	JNZ	fpgnvM4_chunk
@@ -49000,13 +49107,14 @@ fpgnvM4_set3:
 //
 // (x rows in the decode order, see fpPrepZ).
 // Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
-// the decoded chunk, Z12 the e2m1 table, Z13..Z15 the scaled tables (NVFP4:
-// Z13/Z14 the scale vectors), Z22 the FP8 word mask, Z23/Z24 temporaries,
-// K1 = 0xff00 (NVFP4). GPRs: DI
-// args, AX weights, R9 scales, BX byte offset into the x rows, R8/R10/R11/
-// R13 x rows, SI dst of the row, DX rows left, CX chunks left in the block,
-// R12 scale table, R14 temp. Counters in the args: chunks left in the row
-// (96), "dst written" (104), chunks left on this scale (112, FP4 g64·j).
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
 // Two weight rows at a time: Z0/Z1 and Z2/Z3 the chains of rows j and j+1,
 // R10/R11 the weight/scale row strides (row j+1 at (AX)(R10*1), its scales
 // at (R9)(R11*1)), R13 the prefetch pointer (the next pair of rows).
@@ -49017,7 +49125,8 @@ TEXT ·fpgmxM1R2(SB), NOSPLIT, $0-8
 	MOVQ	48(DI), SI
 	MOVQ	64(DI), DX
 	VMOVUPS	e2m1f32<>(SB), Z12
-	LEAQ	e8m0tab<>(SB), R12
+	VMOVDQU32	quarteridx<>(SB), Z15
+	VPBROADCASTD	e8m0min<>(SB), Z21
 	MOVQ	8(DI), R10	// the second row: (AX)(R10*1), scales (R9)(R11*1); R13 prefetch
 	MOVQ	24(DI), R11
 fpgmxM1R2_row:
@@ -49026,7 +49135,7 @@ fpgmxM1R2_row:
 	MOVQ	16(DI), R9
 	XORQ	BX, BX
 	MOVQ	72(DI), R14
-	MOVQ	R14, 96(DI)	// chunks left in the row
+	MOVQ	R14, 96(DI)	// units left in the row
 	MOVQ	$0, 104(DI)	// dst not yet written
 fpgmxM1R2_block:
 	VPXORD	Z0, Z0, Z0
@@ -49040,42 +49149,82 @@ fpgmxM1R2_block:
 fpgmxM1R2_chunk:
 	PREFETCHNTA	(R13)
 	PREFETCHNTA	(R13)(R10*1)
-	MOVBLZX	0(R9), R14
-	VMULPS.BCST	(R12)(R14*4), Z12, Z13
-	MOVBLZX	1(R9), R14
-	VMULPS.BCST	(R12)(R14*4), Z12, Z15
-	VPMOVZXBD	0(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z8
-	VPERMD	Z13, Z24, Z9
-	VPMOVZXBD	16(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z15, Z23, Z10
-	VPERMD	Z15, Z24, Z11
+	VMOVDQU32	(AX), Z16
+	VMOVDQU32	(AX)(R10*1), Z17
+	VPMOVZXBD	(R9), X23
+	VPSLLD	$23, X23, X23
+	VPMAXUD	X21, X23, X23
+	VPERMPS	Z23, Z15, Z13
+	VPMOVZXBD	(R9)(R11*1), X23
+	VPSLLD	$23, X23, X23
+	VPMAXUD	X21, X23, X23
+	VPERMPS	Z23, Z15, Z14
+	VPERMD	Z12, Z16, Z8
+	VMULPS	Z13, Z8, Z8
 	VFMADD231PS	0(R8)(BX*1), Z8, Z0
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
 	VFMADD231PS	64(R8)(BX*1), Z9, Z1
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
 	VFMADD231PS	128(R8)(BX*1), Z10, Z0
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
 	VFMADD231PS	192(R8)(BX*1), Z11, Z1
-	MOVBLZX	0(R9)(R11*1), R14
-	VMULPS.BCST	(R12)(R14*4), Z12, Z13
-	MOVBLZX	1(R9)(R11*1), R14
-	VMULPS.BCST	(R12)(R14*4), Z12, Z15
-	VPMOVZXBD	0(AX)(R10*1), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z8
-	VPERMD	Z13, Z24, Z9
-	VPMOVZXBD	16(AX)(R10*1), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z15, Z23, Z10
-	VPERMD	Z15, Z24, Z11
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z13, Z8, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z0
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z1
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z0
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z1
+	VPERMD	Z12, Z17, Z8
+	VMULPS	Z14, Z8, Z8
 	VFMADD231PS	0(R8)(BX*1), Z8, Z2
+	VPSRLD	$4, Z17, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z14, Z9, Z9
 	VFMADD231PS	64(R8)(BX*1), Z9, Z3
+	VPSRLD	$8, Z17, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z14, Z10, Z10
 	VFMADD231PS	128(R8)(BX*1), Z10, Z2
+	VPSRLD	$12, Z17, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z14, Z11, Z11
 	VFMADD231PS	192(R8)(BX*1), Z11, Z3
-	ADDQ	$32, AX
-	ADDQ	$32, R13
-	ADDQ	$256, BX
-	ADDQ	$2, R9
+	VPSRLD	$16, Z17, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z14, Z8, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z2
+	VPSRLD	$20, Z17, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z14, Z9, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z3
+	VPSRLD	$24, Z17, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z14, Z10, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z2
+	VPSRLD	$28, Z17, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z14, Z11, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z3
+	ADDQ	$64, AX
+	ADDQ	$64, R13
+	ADDQ	$512, BX
+	ADDQ	$4, R9
 	DECQ	96(DI)
 	DECQ	CX
 	JNZ	fpgmxM1R2_chunk
@@ -49129,13 +49278,14 @@ fpgmxM1R2_set1:
 //
 // (x rows in the decode order, see fpPrepZ).
 // Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
-// the decoded chunk, Z12 the e2m1 table, Z13..Z15 the scaled tables (NVFP4:
-// Z13/Z14 the scale vectors), Z22 the FP8 word mask, Z23/Z24 temporaries,
-// K1 = 0xff00 (NVFP4). GPRs: DI
-// args, AX weights, R9 scales, BX byte offset into the x rows, R8/R10/R11/
-// R13 x rows, SI dst of the row, DX rows left, CX chunks left in the block,
-// R12 scale table, R14 temp. Counters in the args: chunks left in the row
-// (96), "dst written" (104), chunks left on this scale (112, FP4 g64·j).
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
 TEXT ·fpgmxM1(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	32(DI), R8
@@ -49143,13 +49293,14 @@ TEXT ·fpgmxM1(SB), NOSPLIT, $0-8
 	MOVQ	48(DI), SI
 	MOVQ	64(DI), DX
 	VMOVUPS	e2m1f32<>(SB), Z12
-	LEAQ	e8m0tab<>(SB), R12
+	VMOVDQU32	quarteridx<>(SB), Z15
+	VPBROADCASTD	e8m0min<>(SB), Z21
 fpgmxM1_row:
 	MOVQ	0(DI), AX
 	MOVQ	16(DI), R9
 	XORQ	BX, BX
 	MOVQ	72(DI), R14
-	MOVQ	R14, 96(DI)	// chunks left in the row
+	MOVQ	R14, 96(DI)	// units left in the row
 	MOVQ	$0, 104(DI)	// dst not yet written
 fpgmxM1_block:
 	VPXORD	Z0, Z0, Z0
@@ -49160,25 +49311,45 @@ fpgmxM1_block:
 	MOVQ	96(DI), CX
 fpgmxM1_chunk:
 	PREFETCHNTA	1024(AX)
-	MOVBLZX	0(R9), R14
-	VMULPS.BCST	(R12)(R14*4), Z12, Z13
-	MOVBLZX	1(R9), R14
-	VMULPS.BCST	(R12)(R14*4), Z12, Z15
-	VPMOVZXBD	0(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z8
-	VPERMD	Z13, Z24, Z9
-	VPMOVZXBD	16(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z15, Z23, Z10
-	VPERMD	Z15, Z24, Z11
+	VMOVDQU32	(AX), Z16
+	VPMOVZXBD	(R9), X23
+	VPSLLD	$23, X23, X23
+	VPMAXUD	X21, X23, X23
+	VPERMPS	Z23, Z15, Z13
+	VPERMD	Z12, Z16, Z8
+	VMULPS	Z13, Z8, Z8
 	VFMADD231PS	0(R8)(BX*1), Z8, Z0
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
 	VFMADD231PS	64(R8)(BX*1), Z9, Z1
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
 	VFMADD231PS	128(R8)(BX*1), Z10, Z0
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
 	VFMADD231PS	192(R8)(BX*1), Z11, Z1
-	ADDQ	$32, AX
-	ADDQ	$256, BX
-	ADDQ	$2, R9
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z13, Z8, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z0
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z1
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z0
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z1
+	ADDQ	$64, AX
+	ADDQ	$512, BX
+	ADDQ	$4, R9
 	DECQ	96(DI)
 	DECQ	CX
 	JNZ	fpgmxM1_chunk
@@ -49216,13 +49387,14 @@ fpgmxM1_set0:
 //
 // (x rows in the decode order, see fpPrepZ).
 // Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
-// the decoded chunk, Z12 the e2m1 table, Z13..Z15 the scaled tables (NVFP4:
-// Z13/Z14 the scale vectors), Z22 the FP8 word mask, Z23/Z24 temporaries,
-// K1 = 0xff00 (NVFP4). GPRs: DI
-// args, AX weights, R9 scales, BX byte offset into the x rows, R8/R10/R11/
-// R13 x rows, SI dst of the row, DX rows left, CX chunks left in the block,
-// R12 scale table, R14 temp. Counters in the args: chunks left in the row
-// (96), "dst written" (104), chunks left on this scale (112, FP4 g64·j).
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
 TEXT ·fpgmxM2(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	32(DI), R8
@@ -49231,13 +49403,14 @@ TEXT ·fpgmxM2(SB), NOSPLIT, $0-8
 	MOVQ	48(DI), SI
 	MOVQ	64(DI), DX
 	VMOVUPS	e2m1f32<>(SB), Z12
-	LEAQ	e8m0tab<>(SB), R12
+	VMOVDQU32	quarteridx<>(SB), Z15
+	VPBROADCASTD	e8m0min<>(SB), Z21
 fpgmxM2_row:
 	MOVQ	0(DI), AX
 	MOVQ	16(DI), R9
 	XORQ	BX, BX
 	MOVQ	72(DI), R14
-	MOVQ	R14, 96(DI)	// chunks left in the row
+	MOVQ	R14, 96(DI)	// units left in the row
 	MOVQ	$0, 104(DI)	// dst not yet written
 fpgmxM2_block:
 	VPXORD	Z0, Z0, Z0
@@ -49250,29 +49423,53 @@ fpgmxM2_block:
 	MOVQ	96(DI), CX
 fpgmxM2_chunk:
 	PREFETCHNTA	1024(AX)
-	MOVBLZX	0(R9), R14
-	VMULPS.BCST	(R12)(R14*4), Z12, Z13
-	MOVBLZX	1(R9), R14
-	VMULPS.BCST	(R12)(R14*4), Z12, Z15
-	VPMOVZXBD	0(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z8
-	VPERMD	Z13, Z24, Z9
-	VPMOVZXBD	16(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z15, Z23, Z10
-	VPERMD	Z15, Z24, Z11
+	VMOVDQU32	(AX), Z16
+	VPMOVZXBD	(R9), X23
+	VPSLLD	$23, X23, X23
+	VPMAXUD	X21, X23, X23
+	VPERMPS	Z23, Z15, Z13
+	VPERMD	Z12, Z16, Z8
+	VMULPS	Z13, Z8, Z8
 	VFMADD231PS	0(R8)(BX*1), Z8, Z0
-	VFMADD231PS	64(R8)(BX*1), Z9, Z1
-	VFMADD231PS	128(R8)(BX*1), Z10, Z0
-	VFMADD231PS	192(R8)(BX*1), Z11, Z1
 	VFMADD231PS	0(R10)(BX*1), Z8, Z2
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	64(R8)(BX*1), Z9, Z1
 	VFMADD231PS	64(R10)(BX*1), Z9, Z3
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	128(R8)(BX*1), Z10, Z0
 	VFMADD231PS	128(R10)(BX*1), Z10, Z2
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	192(R8)(BX*1), Z11, Z1
 	VFMADD231PS	192(R10)(BX*1), Z11, Z3
-	ADDQ	$32, AX
-	ADDQ	$256, BX
-	ADDQ	$2, R9
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z13, Z8, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z0
+	VFMADD231PS	256(R10)(BX*1), Z8, Z2
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z1
+	VFMADD231PS	320(R10)(BX*1), Z9, Z3
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z0
+	VFMADD231PS	384(R10)(BX*1), Z10, Z2
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z1
+	VFMADD231PS	448(R10)(BX*1), Z11, Z3
+	ADDQ	$64, AX
+	ADDQ	$512, BX
+	ADDQ	$4, R9
 	DECQ	96(DI)
 	DECQ	CX
 	JNZ	fpgmxM2_chunk
@@ -49323,13 +49520,14 @@ fpgmxM2_set1:
 //
 // (x rows in the decode order, see fpPrepZ).
 // Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
-// the decoded chunk, Z12 the e2m1 table, Z13..Z15 the scaled tables (NVFP4:
-// Z13/Z14 the scale vectors), Z22 the FP8 word mask, Z23/Z24 temporaries,
-// K1 = 0xff00 (NVFP4). GPRs: DI
-// args, AX weights, R9 scales, BX byte offset into the x rows, R8/R10/R11/
-// R13 x rows, SI dst of the row, DX rows left, CX chunks left in the block,
-// R12 scale table, R14 temp. Counters in the args: chunks left in the row
-// (96), "dst written" (104), chunks left on this scale (112, FP4 g64·j).
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
 TEXT ·fpgmxM3(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	32(DI), R8
@@ -49339,13 +49537,14 @@ TEXT ·fpgmxM3(SB), NOSPLIT, $0-8
 	MOVQ	48(DI), SI
 	MOVQ	64(DI), DX
 	VMOVUPS	e2m1f32<>(SB), Z12
-	LEAQ	e8m0tab<>(SB), R12
+	VMOVDQU32	quarteridx<>(SB), Z15
+	VPBROADCASTD	e8m0min<>(SB), Z21
 fpgmxM3_row:
 	MOVQ	0(DI), AX
 	MOVQ	16(DI), R9
 	XORQ	BX, BX
 	MOVQ	72(DI), R14
-	MOVQ	R14, 96(DI)	// chunks left in the row
+	MOVQ	R14, 96(DI)	// units left in the row
 	MOVQ	$0, 104(DI)	// dst not yet written
 fpgmxM3_block:
 	VPXORD	Z0, Z0, Z0
@@ -49360,33 +49559,61 @@ fpgmxM3_block:
 	MOVQ	96(DI), CX
 fpgmxM3_chunk:
 	PREFETCHNTA	1024(AX)
-	MOVBLZX	0(R9), R14
-	VMULPS.BCST	(R12)(R14*4), Z12, Z13
-	MOVBLZX	1(R9), R14
-	VMULPS.BCST	(R12)(R14*4), Z12, Z15
-	VPMOVZXBD	0(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z8
-	VPERMD	Z13, Z24, Z9
-	VPMOVZXBD	16(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z15, Z23, Z10
-	VPERMD	Z15, Z24, Z11
+	VMOVDQU32	(AX), Z16
+	VPMOVZXBD	(R9), X23
+	VPSLLD	$23, X23, X23
+	VPMAXUD	X21, X23, X23
+	VPERMPS	Z23, Z15, Z13
+	VPERMD	Z12, Z16, Z8
+	VMULPS	Z13, Z8, Z8
 	VFMADD231PS	0(R8)(BX*1), Z8, Z0
-	VFMADD231PS	64(R8)(BX*1), Z9, Z1
-	VFMADD231PS	128(R8)(BX*1), Z10, Z0
-	VFMADD231PS	192(R8)(BX*1), Z11, Z1
 	VFMADD231PS	0(R10)(BX*1), Z8, Z2
-	VFMADD231PS	64(R10)(BX*1), Z9, Z3
-	VFMADD231PS	128(R10)(BX*1), Z10, Z2
-	VFMADD231PS	192(R10)(BX*1), Z11, Z3
 	VFMADD231PS	0(R11)(BX*1), Z8, Z4
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	64(R8)(BX*1), Z9, Z1
+	VFMADD231PS	64(R10)(BX*1), Z9, Z3
 	VFMADD231PS	64(R11)(BX*1), Z9, Z5
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	128(R8)(BX*1), Z10, Z0
+	VFMADD231PS	128(R10)(BX*1), Z10, Z2
 	VFMADD231PS	128(R11)(BX*1), Z10, Z4
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	192(R8)(BX*1), Z11, Z1
+	VFMADD231PS	192(R10)(BX*1), Z11, Z3
 	VFMADD231PS	192(R11)(BX*1), Z11, Z5
-	ADDQ	$32, AX
-	ADDQ	$256, BX
-	ADDQ	$2, R9
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z13, Z8, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z0
+	VFMADD231PS	256(R10)(BX*1), Z8, Z2
+	VFMADD231PS	256(R11)(BX*1), Z8, Z4
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z1
+	VFMADD231PS	320(R10)(BX*1), Z9, Z3
+	VFMADD231PS	320(R11)(BX*1), Z9, Z5
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z0
+	VFMADD231PS	384(R10)(BX*1), Z10, Z2
+	VFMADD231PS	384(R11)(BX*1), Z10, Z4
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z1
+	VFMADD231PS	448(R10)(BX*1), Z11, Z3
+	VFMADD231PS	448(R11)(BX*1), Z11, Z5
+	ADDQ	$64, AX
+	ADDQ	$512, BX
+	ADDQ	$4, R9
 	DECQ	96(DI)
 	DECQ	CX
 	JNZ	fpgmxM3_chunk
@@ -49450,13 +49677,14 @@ fpgmxM3_set2:
 //
 // (x rows in the decode order, see fpPrepZ).
 // Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
-// the decoded chunk, Z12 the e2m1 table, Z13..Z15 the scaled tables (NVFP4:
-// Z13/Z14 the scale vectors), Z22 the FP8 word mask, Z23/Z24 temporaries,
-// K1 = 0xff00 (NVFP4). GPRs: DI
-// args, AX weights, R9 scales, BX byte offset into the x rows, R8/R10/R11/
-// R13 x rows, SI dst of the row, DX rows left, CX chunks left in the block,
-// R12 scale table, R14 temp. Counters in the args: chunks left in the row
-// (96), "dst written" (104), chunks left on this scale (112, FP4 g64·j).
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
 TEXT ·fpgmxM4(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	32(DI), R8
@@ -49467,13 +49695,14 @@ TEXT ·fpgmxM4(SB), NOSPLIT, $0-8
 	MOVQ	48(DI), SI
 	MOVQ	64(DI), DX
 	VMOVUPS	e2m1f32<>(SB), Z12
-	LEAQ	e8m0tab<>(SB), R12
+	VMOVDQU32	quarteridx<>(SB), Z15
+	VPBROADCASTD	e8m0min<>(SB), Z21
 fpgmxM4_row:
 	MOVQ	0(DI), AX
 	MOVQ	16(DI), R9
 	XORQ	BX, BX
 	MOVQ	72(DI), R14
-	MOVQ	R14, 96(DI)	// chunks left in the row
+	MOVQ	R14, 96(DI)	// units left in the row
 	MOVQ	$0, 104(DI)	// dst not yet written
 fpgmxM4_block:
 	VPXORD	Z0, Z0, Z0
@@ -49490,37 +49719,69 @@ fpgmxM4_block:
 	MOVQ	96(DI), CX
 fpgmxM4_chunk:
 	PREFETCHNTA	1024(AX)
-	MOVBLZX	0(R9), R14
-	VMULPS.BCST	(R12)(R14*4), Z12, Z13
-	MOVBLZX	1(R9), R14
-	VMULPS.BCST	(R12)(R14*4), Z12, Z15
-	VPMOVZXBD	0(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z8
-	VPERMD	Z13, Z24, Z9
-	VPMOVZXBD	16(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z15, Z23, Z10
-	VPERMD	Z15, Z24, Z11
+	VMOVDQU32	(AX), Z16
+	VPMOVZXBD	(R9), X23
+	VPSLLD	$23, X23, X23
+	VPMAXUD	X21, X23, X23
+	VPERMPS	Z23, Z15, Z13
+	VPERMD	Z12, Z16, Z8
+	VMULPS	Z13, Z8, Z8
 	VFMADD231PS	0(R8)(BX*1), Z8, Z0
-	VFMADD231PS	64(R8)(BX*1), Z9, Z1
-	VFMADD231PS	128(R8)(BX*1), Z10, Z0
-	VFMADD231PS	192(R8)(BX*1), Z11, Z1
 	VFMADD231PS	0(R10)(BX*1), Z8, Z2
-	VFMADD231PS	64(R10)(BX*1), Z9, Z3
-	VFMADD231PS	128(R10)(BX*1), Z10, Z2
-	VFMADD231PS	192(R10)(BX*1), Z11, Z3
 	VFMADD231PS	0(R11)(BX*1), Z8, Z4
-	VFMADD231PS	64(R11)(BX*1), Z9, Z5
-	VFMADD231PS	128(R11)(BX*1), Z10, Z4
-	VFMADD231PS	192(R11)(BX*1), Z11, Z5
 	VFMADD231PS	0(R13)(BX*1), Z8, Z6
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	64(R8)(BX*1), Z9, Z1
+	VFMADD231PS	64(R10)(BX*1), Z9, Z3
+	VFMADD231PS	64(R11)(BX*1), Z9, Z5
 	VFMADD231PS	64(R13)(BX*1), Z9, Z7
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	128(R8)(BX*1), Z10, Z0
+	VFMADD231PS	128(R10)(BX*1), Z10, Z2
+	VFMADD231PS	128(R11)(BX*1), Z10, Z4
 	VFMADD231PS	128(R13)(BX*1), Z10, Z6
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	192(R8)(BX*1), Z11, Z1
+	VFMADD231PS	192(R10)(BX*1), Z11, Z3
+	VFMADD231PS	192(R11)(BX*1), Z11, Z5
 	VFMADD231PS	192(R13)(BX*1), Z11, Z7
-	ADDQ	$32, AX
-	ADDQ	$256, BX
-	ADDQ	$2, R9
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z13, Z8, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z0
+	VFMADD231PS	256(R10)(BX*1), Z8, Z2
+	VFMADD231PS	256(R11)(BX*1), Z8, Z4
+	VFMADD231PS	256(R13)(BX*1), Z8, Z6
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z1
+	VFMADD231PS	320(R10)(BX*1), Z9, Z3
+	VFMADD231PS	320(R11)(BX*1), Z9, Z5
+	VFMADD231PS	320(R13)(BX*1), Z9, Z7
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z0
+	VFMADD231PS	384(R10)(BX*1), Z10, Z2
+	VFMADD231PS	384(R11)(BX*1), Z10, Z4
+	VFMADD231PS	384(R13)(BX*1), Z10, Z6
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z1
+	VFMADD231PS	448(R10)(BX*1), Z11, Z3
+	VFMADD231PS	448(R11)(BX*1), Z11, Z5
+	VFMADD231PS	448(R13)(BX*1), Z11, Z7
+	ADDQ	$64, AX
+	ADDQ	$512, BX
+	ADDQ	$4, R9
 	DECQ	96(DI)
 	DECQ	CX
 	JNZ	fpgmxM4_chunk
@@ -49597,13 +49858,14 @@ fpgmxM4_set3:
 //
 // (x rows in the decode order, see fpPrepZ).
 // Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
-// the decoded chunk, Z12 the e2m1 table, Z13..Z15 the scaled tables (NVFP4:
-// Z13/Z14 the scale vectors), Z22 the FP8 word mask, Z23/Z24 temporaries,
-// K1 = 0xff00 (NVFP4). GPRs: DI
-// args, AX weights, R9 scales, BX byte offset into the x rows, R8/R10/R11/
-// R13 x rows, SI dst of the row, DX rows left, CX chunks left in the block,
-// R12 scale table, R14 temp. Counters in the args: chunks left in the row
-// (96), "dst written" (104), chunks left on this scale (112, FP4 g64·j).
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
 // Two weight rows at a time: Z0/Z1 and Z2/Z3 the chains of rows j and j+1,
 // R10/R11 the weight/scale row strides (row j+1 at (AX)(R10*1), its scales
 // at (R9)(R11*1)), R13 the prefetch pointer (the next pair of rows).
@@ -49614,6 +49876,7 @@ TEXT ·fpgf4sM1R2(SB), NOSPLIT, $0-8
 	MOVQ	48(DI), SI
 	MOVQ	64(DI), DX
 	VMOVUPS	e2m1f32<>(SB), Z12
+	VMOVDQU32	quarteridx<>(SB), Z15
 	MOVQ	8(DI), R10	// the second row: (AX)(R10*1), scales (R9)(R11*1); R13 prefetch
 	MOVQ	24(DI), R11
 fpgf4sM1R2_row:
@@ -49622,7 +49885,7 @@ fpgf4sM1R2_row:
 	MOVQ	16(DI), R9
 	XORQ	BX, BX
 	MOVQ	72(DI), R14
-	MOVQ	R14, 96(DI)	// chunks left in the row
+	MOVQ	R14, 96(DI)	// units left in the row
 	MOVQ	$0, 104(DI)	// dst not yet written
 fpgf4sM1R2_block:
 	VPXORD	Z0, Z0, Z0
@@ -49636,46 +49899,78 @@ fpgf4sM1R2_block:
 fpgf4sM1R2_chunk:
 	PREFETCHNTA	(R13)
 	PREFETCHNTA	(R13)(R10*1)
-	VPBROADCASTW	0(R9), Y24
-	VCVTPH2PS	Y24, Z24
-	VMULPS	Z24, Z12, Z13
-	VPBROADCASTW	2(R9), Y24
-	VCVTPH2PS	Y24, Z24
-	VMULPS	Z24, Z12, Z15
-	VPMOVZXBD	0(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z8
-	VPERMD	Z13, Z24, Z9
-	VPMOVZXBD	16(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z15, Z23, Z10
-	VPERMD	Z15, Z24, Z11
+	VMOVDQU32	(AX), Z16
+	VMOVDQU32	(AX)(R10*1), Z17
+	VCVTPH2PS	(R9), X23
+	VPERMPS	Z23, Z15, Z13
+	VCVTPH2PS	(R9)(R11*1), X23
+	VPERMPS	Z23, Z15, Z14
+	VPERMD	Z12, Z16, Z8
+	VMULPS	Z13, Z8, Z8
 	VFMADD231PS	0(R8)(BX*1), Z8, Z0
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
 	VFMADD231PS	64(R8)(BX*1), Z9, Z1
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
 	VFMADD231PS	128(R8)(BX*1), Z10, Z0
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
 	VFMADD231PS	192(R8)(BX*1), Z11, Z1
-	VPBROADCASTW	0(R9)(R11*1), Y24
-	VCVTPH2PS	Y24, Z24
-	VMULPS	Z24, Z12, Z13
-	VPBROADCASTW	2(R9)(R11*1), Y24
-	VCVTPH2PS	Y24, Z24
-	VMULPS	Z24, Z12, Z15
-	VPMOVZXBD	0(AX)(R10*1), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z8
-	VPERMD	Z13, Z24, Z9
-	VPMOVZXBD	16(AX)(R10*1), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z15, Z23, Z10
-	VPERMD	Z15, Z24, Z11
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z13, Z8, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z0
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z1
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z0
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z1
+	VPERMD	Z12, Z17, Z8
+	VMULPS	Z14, Z8, Z8
 	VFMADD231PS	0(R8)(BX*1), Z8, Z2
+	VPSRLD	$4, Z17, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z14, Z9, Z9
 	VFMADD231PS	64(R8)(BX*1), Z9, Z3
+	VPSRLD	$8, Z17, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z14, Z10, Z10
 	VFMADD231PS	128(R8)(BX*1), Z10, Z2
+	VPSRLD	$12, Z17, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z14, Z11, Z11
 	VFMADD231PS	192(R8)(BX*1), Z11, Z3
-	ADDQ	$32, AX
-	ADDQ	$32, R13
-	ADDQ	$256, BX
-	ADDQ	$4, R9
+	VPSRLD	$16, Z17, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z14, Z8, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z2
+	VPSRLD	$20, Z17, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z14, Z9, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z3
+	VPSRLD	$24, Z17, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z14, Z10, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z2
+	VPSRLD	$28, Z17, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z14, Z11, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z3
+	ADDQ	$64, AX
+	ADDQ	$64, R13
+	ADDQ	$512, BX
+	ADDQ	$8, R9
 	DECQ	96(DI)
 	DECQ	CX
 	JNZ	fpgf4sM1R2_chunk
@@ -49729,13 +50024,14 @@ fpgf4sM1R2_set1:
 //
 // (x rows in the decode order, see fpPrepZ).
 // Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
-// the decoded chunk, Z12 the e2m1 table, Z13..Z15 the scaled tables (NVFP4:
-// Z13/Z14 the scale vectors), Z22 the FP8 word mask, Z23/Z24 temporaries,
-// K1 = 0xff00 (NVFP4). GPRs: DI
-// args, AX weights, R9 scales, BX byte offset into the x rows, R8/R10/R11/
-// R13 x rows, SI dst of the row, DX rows left, CX chunks left in the block,
-// R12 scale table, R14 temp. Counters in the args: chunks left in the row
-// (96), "dst written" (104), chunks left on this scale (112, FP4 g64·j).
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
 TEXT ·fpgf4sM1(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	32(DI), R8
@@ -49743,12 +50039,13 @@ TEXT ·fpgf4sM1(SB), NOSPLIT, $0-8
 	MOVQ	48(DI), SI
 	MOVQ	64(DI), DX
 	VMOVUPS	e2m1f32<>(SB), Z12
+	VMOVDQU32	quarteridx<>(SB), Z15
 fpgf4sM1_row:
 	MOVQ	0(DI), AX
 	MOVQ	16(DI), R9
 	XORQ	BX, BX
 	MOVQ	72(DI), R14
-	MOVQ	R14, 96(DI)	// chunks left in the row
+	MOVQ	R14, 96(DI)	// units left in the row
 	MOVQ	$0, 104(DI)	// dst not yet written
 fpgf4sM1_block:
 	VPXORD	Z0, Z0, Z0
@@ -49759,27 +50056,43 @@ fpgf4sM1_block:
 	MOVQ	96(DI), CX
 fpgf4sM1_chunk:
 	PREFETCHNTA	1024(AX)
-	VPBROADCASTW	0(R9), Y24
-	VCVTPH2PS	Y24, Z24
-	VMULPS	Z24, Z12, Z13
-	VPBROADCASTW	2(R9), Y24
-	VCVTPH2PS	Y24, Z24
-	VMULPS	Z24, Z12, Z15
-	VPMOVZXBD	0(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z8
-	VPERMD	Z13, Z24, Z9
-	VPMOVZXBD	16(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z15, Z23, Z10
-	VPERMD	Z15, Z24, Z11
+	VMOVDQU32	(AX), Z16
+	VCVTPH2PS	(R9), X23
+	VPERMPS	Z23, Z15, Z13
+	VPERMD	Z12, Z16, Z8
+	VMULPS	Z13, Z8, Z8
 	VFMADD231PS	0(R8)(BX*1), Z8, Z0
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
 	VFMADD231PS	64(R8)(BX*1), Z9, Z1
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
 	VFMADD231PS	128(R8)(BX*1), Z10, Z0
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
 	VFMADD231PS	192(R8)(BX*1), Z11, Z1
-	ADDQ	$32, AX
-	ADDQ	$256, BX
-	ADDQ	$4, R9
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z13, Z8, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z0
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z1
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z0
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z1
+	ADDQ	$64, AX
+	ADDQ	$512, BX
+	ADDQ	$8, R9
 	DECQ	96(DI)
 	DECQ	CX
 	JNZ	fpgf4sM1_chunk
@@ -49817,13 +50130,14 @@ fpgf4sM1_set0:
 //
 // (x rows in the decode order, see fpPrepZ).
 // Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
-// the decoded chunk, Z12 the e2m1 table, Z13..Z15 the scaled tables (NVFP4:
-// Z13/Z14 the scale vectors), Z22 the FP8 word mask, Z23/Z24 temporaries,
-// K1 = 0xff00 (NVFP4). GPRs: DI
-// args, AX weights, R9 scales, BX byte offset into the x rows, R8/R10/R11/
-// R13 x rows, SI dst of the row, DX rows left, CX chunks left in the block,
-// R12 scale table, R14 temp. Counters in the args: chunks left in the row
-// (96), "dst written" (104), chunks left on this scale (112, FP4 g64·j).
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
 TEXT ·fpgf4sM2(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	32(DI), R8
@@ -49832,12 +50146,13 @@ TEXT ·fpgf4sM2(SB), NOSPLIT, $0-8
 	MOVQ	48(DI), SI
 	MOVQ	64(DI), DX
 	VMOVUPS	e2m1f32<>(SB), Z12
+	VMOVDQU32	quarteridx<>(SB), Z15
 fpgf4sM2_row:
 	MOVQ	0(DI), AX
 	MOVQ	16(DI), R9
 	XORQ	BX, BX
 	MOVQ	72(DI), R14
-	MOVQ	R14, 96(DI)	// chunks left in the row
+	MOVQ	R14, 96(DI)	// units left in the row
 	MOVQ	$0, 104(DI)	// dst not yet written
 fpgf4sM2_block:
 	VPXORD	Z0, Z0, Z0
@@ -49850,31 +50165,51 @@ fpgf4sM2_block:
 	MOVQ	96(DI), CX
 fpgf4sM2_chunk:
 	PREFETCHNTA	1024(AX)
-	VPBROADCASTW	0(R9), Y24
-	VCVTPH2PS	Y24, Z24
-	VMULPS	Z24, Z12, Z13
-	VPBROADCASTW	2(R9), Y24
-	VCVTPH2PS	Y24, Z24
-	VMULPS	Z24, Z12, Z15
-	VPMOVZXBD	0(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z8
-	VPERMD	Z13, Z24, Z9
-	VPMOVZXBD	16(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z15, Z23, Z10
-	VPERMD	Z15, Z24, Z11
+	VMOVDQU32	(AX), Z16
+	VCVTPH2PS	(R9), X23
+	VPERMPS	Z23, Z15, Z13
+	VPERMD	Z12, Z16, Z8
+	VMULPS	Z13, Z8, Z8
 	VFMADD231PS	0(R8)(BX*1), Z8, Z0
-	VFMADD231PS	64(R8)(BX*1), Z9, Z1
-	VFMADD231PS	128(R8)(BX*1), Z10, Z0
-	VFMADD231PS	192(R8)(BX*1), Z11, Z1
 	VFMADD231PS	0(R10)(BX*1), Z8, Z2
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	64(R8)(BX*1), Z9, Z1
 	VFMADD231PS	64(R10)(BX*1), Z9, Z3
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	128(R8)(BX*1), Z10, Z0
 	VFMADD231PS	128(R10)(BX*1), Z10, Z2
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	192(R8)(BX*1), Z11, Z1
 	VFMADD231PS	192(R10)(BX*1), Z11, Z3
-	ADDQ	$32, AX
-	ADDQ	$256, BX
-	ADDQ	$4, R9
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z13, Z8, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z0
+	VFMADD231PS	256(R10)(BX*1), Z8, Z2
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z1
+	VFMADD231PS	320(R10)(BX*1), Z9, Z3
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z0
+	VFMADD231PS	384(R10)(BX*1), Z10, Z2
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z1
+	VFMADD231PS	448(R10)(BX*1), Z11, Z3
+	ADDQ	$64, AX
+	ADDQ	$512, BX
+	ADDQ	$8, R9
 	DECQ	96(DI)
 	DECQ	CX
 	JNZ	fpgf4sM2_chunk
@@ -49925,13 +50260,14 @@ fpgf4sM2_set1:
 //
 // (x rows in the decode order, see fpPrepZ).
 // Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
-// the decoded chunk, Z12 the e2m1 table, Z13..Z15 the scaled tables (NVFP4:
-// Z13/Z14 the scale vectors), Z22 the FP8 word mask, Z23/Z24 temporaries,
-// K1 = 0xff00 (NVFP4). GPRs: DI
-// args, AX weights, R9 scales, BX byte offset into the x rows, R8/R10/R11/
-// R13 x rows, SI dst of the row, DX rows left, CX chunks left in the block,
-// R12 scale table, R14 temp. Counters in the args: chunks left in the row
-// (96), "dst written" (104), chunks left on this scale (112, FP4 g64·j).
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
 TEXT ·fpgf4sM3(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	32(DI), R8
@@ -49941,12 +50277,13 @@ TEXT ·fpgf4sM3(SB), NOSPLIT, $0-8
 	MOVQ	48(DI), SI
 	MOVQ	64(DI), DX
 	VMOVUPS	e2m1f32<>(SB), Z12
+	VMOVDQU32	quarteridx<>(SB), Z15
 fpgf4sM3_row:
 	MOVQ	0(DI), AX
 	MOVQ	16(DI), R9
 	XORQ	BX, BX
 	MOVQ	72(DI), R14
-	MOVQ	R14, 96(DI)	// chunks left in the row
+	MOVQ	R14, 96(DI)	// units left in the row
 	MOVQ	$0, 104(DI)	// dst not yet written
 fpgf4sM3_block:
 	VPXORD	Z0, Z0, Z0
@@ -49961,35 +50298,59 @@ fpgf4sM3_block:
 	MOVQ	96(DI), CX
 fpgf4sM3_chunk:
 	PREFETCHNTA	1024(AX)
-	VPBROADCASTW	0(R9), Y24
-	VCVTPH2PS	Y24, Z24
-	VMULPS	Z24, Z12, Z13
-	VPBROADCASTW	2(R9), Y24
-	VCVTPH2PS	Y24, Z24
-	VMULPS	Z24, Z12, Z15
-	VPMOVZXBD	0(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z8
-	VPERMD	Z13, Z24, Z9
-	VPMOVZXBD	16(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z15, Z23, Z10
-	VPERMD	Z15, Z24, Z11
+	VMOVDQU32	(AX), Z16
+	VCVTPH2PS	(R9), X23
+	VPERMPS	Z23, Z15, Z13
+	VPERMD	Z12, Z16, Z8
+	VMULPS	Z13, Z8, Z8
 	VFMADD231PS	0(R8)(BX*1), Z8, Z0
-	VFMADD231PS	64(R8)(BX*1), Z9, Z1
-	VFMADD231PS	128(R8)(BX*1), Z10, Z0
-	VFMADD231PS	192(R8)(BX*1), Z11, Z1
 	VFMADD231PS	0(R10)(BX*1), Z8, Z2
-	VFMADD231PS	64(R10)(BX*1), Z9, Z3
-	VFMADD231PS	128(R10)(BX*1), Z10, Z2
-	VFMADD231PS	192(R10)(BX*1), Z11, Z3
 	VFMADD231PS	0(R11)(BX*1), Z8, Z4
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	64(R8)(BX*1), Z9, Z1
+	VFMADD231PS	64(R10)(BX*1), Z9, Z3
 	VFMADD231PS	64(R11)(BX*1), Z9, Z5
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	128(R8)(BX*1), Z10, Z0
+	VFMADD231PS	128(R10)(BX*1), Z10, Z2
 	VFMADD231PS	128(R11)(BX*1), Z10, Z4
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	192(R8)(BX*1), Z11, Z1
+	VFMADD231PS	192(R10)(BX*1), Z11, Z3
 	VFMADD231PS	192(R11)(BX*1), Z11, Z5
-	ADDQ	$32, AX
-	ADDQ	$256, BX
-	ADDQ	$4, R9
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z13, Z8, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z0
+	VFMADD231PS	256(R10)(BX*1), Z8, Z2
+	VFMADD231PS	256(R11)(BX*1), Z8, Z4
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z1
+	VFMADD231PS	320(R10)(BX*1), Z9, Z3
+	VFMADD231PS	320(R11)(BX*1), Z9, Z5
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z0
+	VFMADD231PS	384(R10)(BX*1), Z10, Z2
+	VFMADD231PS	384(R11)(BX*1), Z10, Z4
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z1
+	VFMADD231PS	448(R10)(BX*1), Z11, Z3
+	VFMADD231PS	448(R11)(BX*1), Z11, Z5
+	ADDQ	$64, AX
+	ADDQ	$512, BX
+	ADDQ	$8, R9
 	DECQ	96(DI)
 	DECQ	CX
 	JNZ	fpgf4sM3_chunk
@@ -50053,13 +50414,14 @@ fpgf4sM3_set2:
 //
 // (x rows in the decode order, see fpPrepZ).
 // Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
-// the decoded chunk, Z12 the e2m1 table, Z13..Z15 the scaled tables (NVFP4:
-// Z13/Z14 the scale vectors), Z22 the FP8 word mask, Z23/Z24 temporaries,
-// K1 = 0xff00 (NVFP4). GPRs: DI
-// args, AX weights, R9 scales, BX byte offset into the x rows, R8/R10/R11/
-// R13 x rows, SI dst of the row, DX rows left, CX chunks left in the block,
-// R12 scale table, R14 temp. Counters in the args: chunks left in the row
-// (96), "dst written" (104), chunks left on this scale (112, FP4 g64·j).
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
 TEXT ·fpgf4sM4(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	32(DI), R8
@@ -50070,12 +50432,13 @@ TEXT ·fpgf4sM4(SB), NOSPLIT, $0-8
 	MOVQ	48(DI), SI
 	MOVQ	64(DI), DX
 	VMOVUPS	e2m1f32<>(SB), Z12
+	VMOVDQU32	quarteridx<>(SB), Z15
 fpgf4sM4_row:
 	MOVQ	0(DI), AX
 	MOVQ	16(DI), R9
 	XORQ	BX, BX
 	MOVQ	72(DI), R14
-	MOVQ	R14, 96(DI)	// chunks left in the row
+	MOVQ	R14, 96(DI)	// units left in the row
 	MOVQ	$0, 104(DI)	// dst not yet written
 fpgf4sM4_block:
 	VPXORD	Z0, Z0, Z0
@@ -50092,39 +50455,67 @@ fpgf4sM4_block:
 	MOVQ	96(DI), CX
 fpgf4sM4_chunk:
 	PREFETCHNTA	1024(AX)
-	VPBROADCASTW	0(R9), Y24
-	VCVTPH2PS	Y24, Z24
-	VMULPS	Z24, Z12, Z13
-	VPBROADCASTW	2(R9), Y24
-	VCVTPH2PS	Y24, Z24
-	VMULPS	Z24, Z12, Z15
-	VPMOVZXBD	0(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z8
-	VPERMD	Z13, Z24, Z9
-	VPMOVZXBD	16(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z15, Z23, Z10
-	VPERMD	Z15, Z24, Z11
+	VMOVDQU32	(AX), Z16
+	VCVTPH2PS	(R9), X23
+	VPERMPS	Z23, Z15, Z13
+	VPERMD	Z12, Z16, Z8
+	VMULPS	Z13, Z8, Z8
 	VFMADD231PS	0(R8)(BX*1), Z8, Z0
-	VFMADD231PS	64(R8)(BX*1), Z9, Z1
-	VFMADD231PS	128(R8)(BX*1), Z10, Z0
-	VFMADD231PS	192(R8)(BX*1), Z11, Z1
 	VFMADD231PS	0(R10)(BX*1), Z8, Z2
-	VFMADD231PS	64(R10)(BX*1), Z9, Z3
-	VFMADD231PS	128(R10)(BX*1), Z10, Z2
-	VFMADD231PS	192(R10)(BX*1), Z11, Z3
 	VFMADD231PS	0(R11)(BX*1), Z8, Z4
-	VFMADD231PS	64(R11)(BX*1), Z9, Z5
-	VFMADD231PS	128(R11)(BX*1), Z10, Z4
-	VFMADD231PS	192(R11)(BX*1), Z11, Z5
 	VFMADD231PS	0(R13)(BX*1), Z8, Z6
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	64(R8)(BX*1), Z9, Z1
+	VFMADD231PS	64(R10)(BX*1), Z9, Z3
+	VFMADD231PS	64(R11)(BX*1), Z9, Z5
 	VFMADD231PS	64(R13)(BX*1), Z9, Z7
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	128(R8)(BX*1), Z10, Z0
+	VFMADD231PS	128(R10)(BX*1), Z10, Z2
+	VFMADD231PS	128(R11)(BX*1), Z10, Z4
 	VFMADD231PS	128(R13)(BX*1), Z10, Z6
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	192(R8)(BX*1), Z11, Z1
+	VFMADD231PS	192(R10)(BX*1), Z11, Z3
+	VFMADD231PS	192(R11)(BX*1), Z11, Z5
 	VFMADD231PS	192(R13)(BX*1), Z11, Z7
-	ADDQ	$32, AX
-	ADDQ	$256, BX
-	ADDQ	$4, R9
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z13, Z8, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z0
+	VFMADD231PS	256(R10)(BX*1), Z8, Z2
+	VFMADD231PS	256(R11)(BX*1), Z8, Z4
+	VFMADD231PS	256(R13)(BX*1), Z8, Z6
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z1
+	VFMADD231PS	320(R10)(BX*1), Z9, Z3
+	VFMADD231PS	320(R11)(BX*1), Z9, Z5
+	VFMADD231PS	320(R13)(BX*1), Z9, Z7
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z0
+	VFMADD231PS	384(R10)(BX*1), Z10, Z2
+	VFMADD231PS	384(R11)(BX*1), Z10, Z4
+	VFMADD231PS	384(R13)(BX*1), Z10, Z6
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z1
+	VFMADD231PS	448(R10)(BX*1), Z11, Z3
+	VFMADD231PS	448(R11)(BX*1), Z11, Z5
+	VFMADD231PS	448(R13)(BX*1), Z11, Z7
+	ADDQ	$64, AX
+	ADDQ	$512, BX
+	ADDQ	$8, R9
 	DECQ	96(DI)
 	DECQ	CX
 	JNZ	fpgf4sM4_chunk
@@ -50201,13 +50592,14 @@ fpgf4sM4_set3:
 //
 // (x rows in the decode order, see fpPrepZ).
 // Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
-// the decoded chunk, Z12 the e2m1 table, Z13..Z15 the scaled tables (NVFP4:
-// Z13/Z14 the scale vectors), Z22 the FP8 word mask, Z23/Z24 temporaries,
-// K1 = 0xff00 (NVFP4). GPRs: DI
-// args, AX weights, R9 scales, BX byte offset into the x rows, R8/R10/R11/
-// R13 x rows, SI dst of the row, DX rows left, CX chunks left in the block,
-// R12 scale table, R14 temp. Counters in the args: chunks left in the row
-// (96), "dst written" (104), chunks left on this scale (112, FP4 g64·j).
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
 // Two weight rows at a time: Z0/Z1 and Z2/Z3 the chains of rows j and j+1,
 // R10/R11 the weight/scale row strides (row j+1 at (AX)(R10*1), its scales
 // at (R9)(R11*1)), R13 the prefetch pointer (the next pair of rows).
@@ -50226,7 +50618,7 @@ fpgf4bM1R2_row:
 	MOVQ	16(DI), R9
 	XORQ	BX, BX
 	MOVQ	72(DI), R14
-	MOVQ	R14, 96(DI)	// chunks left in the row
+	MOVQ	R14, 96(DI)	// units left in the row
 	MOVQ	$0, 104(DI)	// dst not yet written
 	MOVQ	88(DI), R14
 	MOVQ	R14, 112(DI)
@@ -50242,45 +50634,69 @@ fpgf4bM1R2_block:
 fpgf4bM1R2_chunk:
 	PREFETCHNTA	(R13)
 	PREFETCHNTA	(R13)(R10*1)
-	VPBROADCASTW	0(R9), Y24
-	VCVTPH2PS	Y24, Z24
-	VMULPS	Z24, Z12, Z13
-	VPMOVZXBD	0(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z8
-	VPERMD	Z13, Z24, Z9
-	VPMOVZXBD	16(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z10
-	VPERMD	Z13, Z24, Z11
-	VFMADD231PS	0(R8)(BX*1), Z8, Z0
-	VFMADD231PS	64(R8)(BX*1), Z9, Z1
-	VFMADD231PS	128(R8)(BX*1), Z10, Z0
-	VFMADD231PS	192(R8)(BX*1), Z11, Z1
-	VPBROADCASTW	0(R9)(R11*1), Y24
-	VCVTPH2PS	Y24, Z24
-	VMULPS	Z24, Z12, Z13
-	VPMOVZXBD	0(AX)(R10*1), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z8
-	VPERMD	Z13, Z24, Z9
-	VPMOVZXBD	16(AX)(R10*1), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z10
-	VPERMD	Z13, Z24, Z11
-	VFMADD231PS	0(R8)(BX*1), Z8, Z2
-	VFMADD231PS	64(R8)(BX*1), Z9, Z3
-	VFMADD231PS	128(R8)(BX*1), Z10, Z2
-	VFMADD231PS	192(R8)(BX*1), Z11, Z3
-	ADDQ	$32, AX
-	ADDQ	$32, R13
-	ADDQ	$256, BX
+	VMOVDQU32	(AX), Z16
+	VMOVDQU32	(AX)(R10*1), Z17
+	VPBROADCASTW	(R9), Y23
+	VCVTPH2PS	Y23, Z23
+	VMULPS	Z23, Z12, Z13
+	VPBROADCASTW	(R9)(R11*1), Y23
+	VCVTPH2PS	Y23, Z23
+	VMULPS	Z23, Z12, Z14
 	DECQ	112(DI)
-	JNZ	fpgf4bM1R2_same
+	JNZ	fpgf4bM1R2_same0
 	MOVQ	88(DI), R14
 	MOVQ	R14, 112(DI)
 	ADDQ	$2, R9
-fpgf4bM1R2_same:
+fpgf4bM1R2_same0:
+	VPERMD	Z13, Z16, Z8
+	VFMADD231PS	0(R8)(BX*1), Z8, Z0
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z13, Z24, Z9
+	VFMADD231PS	64(R8)(BX*1), Z9, Z1
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z13, Z23, Z10
+	VFMADD231PS	128(R8)(BX*1), Z10, Z0
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z13, Z24, Z11
+	VFMADD231PS	192(R8)(BX*1), Z11, Z1
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z13, Z23, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z0
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z13, Z24, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z1
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z13, Z23, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z0
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z13, Z24, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z1
+	VPERMD	Z14, Z17, Z8
+	VFMADD231PS	0(R8)(BX*1), Z8, Z2
+	VPSRLD	$4, Z17, Z24
+	VPERMD	Z14, Z24, Z9
+	VFMADD231PS	64(R8)(BX*1), Z9, Z3
+	VPSRLD	$8, Z17, Z23
+	VPERMD	Z14, Z23, Z10
+	VFMADD231PS	128(R8)(BX*1), Z10, Z2
+	VPSRLD	$12, Z17, Z24
+	VPERMD	Z14, Z24, Z11
+	VFMADD231PS	192(R8)(BX*1), Z11, Z3
+	VPSRLD	$16, Z17, Z23
+	VPERMD	Z14, Z23, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z2
+	VPSRLD	$20, Z17, Z24
+	VPERMD	Z14, Z24, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z3
+	VPSRLD	$24, Z17, Z23
+	VPERMD	Z14, Z23, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z2
+	VPSRLD	$28, Z17, Z24
+	VPERMD	Z14, Z24, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z3
+	ADDQ	$64, AX
+	ADDQ	$64, R13
+	ADDQ	$512, BX
 	DECQ	96(DI)
 	DECQ	CX
 	JNZ	fpgf4bM1R2_chunk
@@ -50334,13 +50750,14 @@ fpgf4bM1R2_set1:
 //
 // (x rows in the decode order, see fpPrepZ).
 // Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
-// the decoded chunk, Z12 the e2m1 table, Z13..Z15 the scaled tables (NVFP4:
-// Z13/Z14 the scale vectors), Z22 the FP8 word mask, Z23/Z24 temporaries,
-// K1 = 0xff00 (NVFP4). GPRs: DI
-// args, AX weights, R9 scales, BX byte offset into the x rows, R8/R10/R11/
-// R13 x rows, SI dst of the row, DX rows left, CX chunks left in the block,
-// R12 scale table, R14 temp. Counters in the args: chunks left in the row
-// (96), "dst written" (104), chunks left on this scale (112, FP4 g64·j).
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
 TEXT ·fpgf4bM1(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	32(DI), R8
@@ -50353,7 +50770,7 @@ fpgf4bM1_row:
 	MOVQ	16(DI), R9
 	XORQ	BX, BX
 	MOVQ	72(DI), R14
-	MOVQ	R14, 96(DI)	// chunks left in the row
+	MOVQ	R14, 96(DI)	// units left in the row
 	MOVQ	$0, 104(DI)	// dst not yet written
 	MOVQ	88(DI), R14
 	MOVQ	R14, 112(DI)
@@ -50366,29 +50783,41 @@ fpgf4bM1_block:
 	MOVQ	96(DI), CX
 fpgf4bM1_chunk:
 	PREFETCHNTA	1024(AX)
-	VPBROADCASTW	0(R9), Y24
-	VCVTPH2PS	Y24, Z24
-	VMULPS	Z24, Z12, Z13
-	VPMOVZXBD	0(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z8
-	VPERMD	Z13, Z24, Z9
-	VPMOVZXBD	16(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z10
-	VPERMD	Z13, Z24, Z11
-	VFMADD231PS	0(R8)(BX*1), Z8, Z0
-	VFMADD231PS	64(R8)(BX*1), Z9, Z1
-	VFMADD231PS	128(R8)(BX*1), Z10, Z0
-	VFMADD231PS	192(R8)(BX*1), Z11, Z1
-	ADDQ	$32, AX
-	ADDQ	$256, BX
+	VMOVDQU32	(AX), Z16
+	VPBROADCASTW	(R9), Y23
+	VCVTPH2PS	Y23, Z23
+	VMULPS	Z23, Z12, Z13
 	DECQ	112(DI)
-	JNZ	fpgf4bM1_same
+	JNZ	fpgf4bM1_same0
 	MOVQ	88(DI), R14
 	MOVQ	R14, 112(DI)
 	ADDQ	$2, R9
-fpgf4bM1_same:
+fpgf4bM1_same0:
+	VPERMD	Z13, Z16, Z8
+	VFMADD231PS	0(R8)(BX*1), Z8, Z0
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z13, Z24, Z9
+	VFMADD231PS	64(R8)(BX*1), Z9, Z1
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z13, Z23, Z10
+	VFMADD231PS	128(R8)(BX*1), Z10, Z0
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z13, Z24, Z11
+	VFMADD231PS	192(R8)(BX*1), Z11, Z1
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z13, Z23, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z0
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z13, Z24, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z1
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z13, Z23, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z0
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z13, Z24, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z1
+	ADDQ	$64, AX
+	ADDQ	$512, BX
 	DECQ	96(DI)
 	DECQ	CX
 	JNZ	fpgf4bM1_chunk
@@ -50426,13 +50855,14 @@ fpgf4bM1_set0:
 //
 // (x rows in the decode order, see fpPrepZ).
 // Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
-// the decoded chunk, Z12 the e2m1 table, Z13..Z15 the scaled tables (NVFP4:
-// Z13/Z14 the scale vectors), Z22 the FP8 word mask, Z23/Z24 temporaries,
-// K1 = 0xff00 (NVFP4). GPRs: DI
-// args, AX weights, R9 scales, BX byte offset into the x rows, R8/R10/R11/
-// R13 x rows, SI dst of the row, DX rows left, CX chunks left in the block,
-// R12 scale table, R14 temp. Counters in the args: chunks left in the row
-// (96), "dst written" (104), chunks left on this scale (112, FP4 g64·j).
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
 TEXT ·fpgf4bM2(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	32(DI), R8
@@ -50446,7 +50876,7 @@ fpgf4bM2_row:
 	MOVQ	16(DI), R9
 	XORQ	BX, BX
 	MOVQ	72(DI), R14
-	MOVQ	R14, 96(DI)	// chunks left in the row
+	MOVQ	R14, 96(DI)	// units left in the row
 	MOVQ	$0, 104(DI)	// dst not yet written
 	MOVQ	88(DI), R14
 	MOVQ	R14, 112(DI)
@@ -50461,33 +50891,49 @@ fpgf4bM2_block:
 	MOVQ	96(DI), CX
 fpgf4bM2_chunk:
 	PREFETCHNTA	1024(AX)
-	VPBROADCASTW	0(R9), Y24
-	VCVTPH2PS	Y24, Z24
-	VMULPS	Z24, Z12, Z13
-	VPMOVZXBD	0(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z8
-	VPERMD	Z13, Z24, Z9
-	VPMOVZXBD	16(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z10
-	VPERMD	Z13, Z24, Z11
-	VFMADD231PS	0(R8)(BX*1), Z8, Z0
-	VFMADD231PS	64(R8)(BX*1), Z9, Z1
-	VFMADD231PS	128(R8)(BX*1), Z10, Z0
-	VFMADD231PS	192(R8)(BX*1), Z11, Z1
-	VFMADD231PS	0(R10)(BX*1), Z8, Z2
-	VFMADD231PS	64(R10)(BX*1), Z9, Z3
-	VFMADD231PS	128(R10)(BX*1), Z10, Z2
-	VFMADD231PS	192(R10)(BX*1), Z11, Z3
-	ADDQ	$32, AX
-	ADDQ	$256, BX
+	VMOVDQU32	(AX), Z16
+	VPBROADCASTW	(R9), Y23
+	VCVTPH2PS	Y23, Z23
+	VMULPS	Z23, Z12, Z13
 	DECQ	112(DI)
-	JNZ	fpgf4bM2_same
+	JNZ	fpgf4bM2_same0
 	MOVQ	88(DI), R14
 	MOVQ	R14, 112(DI)
 	ADDQ	$2, R9
-fpgf4bM2_same:
+fpgf4bM2_same0:
+	VPERMD	Z13, Z16, Z8
+	VFMADD231PS	0(R8)(BX*1), Z8, Z0
+	VFMADD231PS	0(R10)(BX*1), Z8, Z2
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z13, Z24, Z9
+	VFMADD231PS	64(R8)(BX*1), Z9, Z1
+	VFMADD231PS	64(R10)(BX*1), Z9, Z3
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z13, Z23, Z10
+	VFMADD231PS	128(R8)(BX*1), Z10, Z0
+	VFMADD231PS	128(R10)(BX*1), Z10, Z2
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z13, Z24, Z11
+	VFMADD231PS	192(R8)(BX*1), Z11, Z1
+	VFMADD231PS	192(R10)(BX*1), Z11, Z3
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z13, Z23, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z0
+	VFMADD231PS	256(R10)(BX*1), Z8, Z2
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z13, Z24, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z1
+	VFMADD231PS	320(R10)(BX*1), Z9, Z3
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z13, Z23, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z0
+	VFMADD231PS	384(R10)(BX*1), Z10, Z2
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z13, Z24, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z1
+	VFMADD231PS	448(R10)(BX*1), Z11, Z3
+	ADDQ	$64, AX
+	ADDQ	$512, BX
 	DECQ	96(DI)
 	DECQ	CX
 	JNZ	fpgf4bM2_chunk
@@ -50538,13 +50984,14 @@ fpgf4bM2_set1:
 //
 // (x rows in the decode order, see fpPrepZ).
 // Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
-// the decoded chunk, Z12 the e2m1 table, Z13..Z15 the scaled tables (NVFP4:
-// Z13/Z14 the scale vectors), Z22 the FP8 word mask, Z23/Z24 temporaries,
-// K1 = 0xff00 (NVFP4). GPRs: DI
-// args, AX weights, R9 scales, BX byte offset into the x rows, R8/R10/R11/
-// R13 x rows, SI dst of the row, DX rows left, CX chunks left in the block,
-// R12 scale table, R14 temp. Counters in the args: chunks left in the row
-// (96), "dst written" (104), chunks left on this scale (112, FP4 g64·j).
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
 TEXT ·fpgf4bM3(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	32(DI), R8
@@ -50559,7 +51006,7 @@ fpgf4bM3_row:
 	MOVQ	16(DI), R9
 	XORQ	BX, BX
 	MOVQ	72(DI), R14
-	MOVQ	R14, 96(DI)	// chunks left in the row
+	MOVQ	R14, 96(DI)	// units left in the row
 	MOVQ	$0, 104(DI)	// dst not yet written
 	MOVQ	88(DI), R14
 	MOVQ	R14, 112(DI)
@@ -50576,37 +51023,57 @@ fpgf4bM3_block:
 	MOVQ	96(DI), CX
 fpgf4bM3_chunk:
 	PREFETCHNTA	1024(AX)
-	VPBROADCASTW	0(R9), Y24
-	VCVTPH2PS	Y24, Z24
-	VMULPS	Z24, Z12, Z13
-	VPMOVZXBD	0(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z8
-	VPERMD	Z13, Z24, Z9
-	VPMOVZXBD	16(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z10
-	VPERMD	Z13, Z24, Z11
-	VFMADD231PS	0(R8)(BX*1), Z8, Z0
-	VFMADD231PS	64(R8)(BX*1), Z9, Z1
-	VFMADD231PS	128(R8)(BX*1), Z10, Z0
-	VFMADD231PS	192(R8)(BX*1), Z11, Z1
-	VFMADD231PS	0(R10)(BX*1), Z8, Z2
-	VFMADD231PS	64(R10)(BX*1), Z9, Z3
-	VFMADD231PS	128(R10)(BX*1), Z10, Z2
-	VFMADD231PS	192(R10)(BX*1), Z11, Z3
-	VFMADD231PS	0(R11)(BX*1), Z8, Z4
-	VFMADD231PS	64(R11)(BX*1), Z9, Z5
-	VFMADD231PS	128(R11)(BX*1), Z10, Z4
-	VFMADD231PS	192(R11)(BX*1), Z11, Z5
-	ADDQ	$32, AX
-	ADDQ	$256, BX
+	VMOVDQU32	(AX), Z16
+	VPBROADCASTW	(R9), Y23
+	VCVTPH2PS	Y23, Z23
+	VMULPS	Z23, Z12, Z13
 	DECQ	112(DI)
-	JNZ	fpgf4bM3_same
+	JNZ	fpgf4bM3_same0
 	MOVQ	88(DI), R14
 	MOVQ	R14, 112(DI)
 	ADDQ	$2, R9
-fpgf4bM3_same:
+fpgf4bM3_same0:
+	VPERMD	Z13, Z16, Z8
+	VFMADD231PS	0(R8)(BX*1), Z8, Z0
+	VFMADD231PS	0(R10)(BX*1), Z8, Z2
+	VFMADD231PS	0(R11)(BX*1), Z8, Z4
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z13, Z24, Z9
+	VFMADD231PS	64(R8)(BX*1), Z9, Z1
+	VFMADD231PS	64(R10)(BX*1), Z9, Z3
+	VFMADD231PS	64(R11)(BX*1), Z9, Z5
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z13, Z23, Z10
+	VFMADD231PS	128(R8)(BX*1), Z10, Z0
+	VFMADD231PS	128(R10)(BX*1), Z10, Z2
+	VFMADD231PS	128(R11)(BX*1), Z10, Z4
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z13, Z24, Z11
+	VFMADD231PS	192(R8)(BX*1), Z11, Z1
+	VFMADD231PS	192(R10)(BX*1), Z11, Z3
+	VFMADD231PS	192(R11)(BX*1), Z11, Z5
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z13, Z23, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z0
+	VFMADD231PS	256(R10)(BX*1), Z8, Z2
+	VFMADD231PS	256(R11)(BX*1), Z8, Z4
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z13, Z24, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z1
+	VFMADD231PS	320(R10)(BX*1), Z9, Z3
+	VFMADD231PS	320(R11)(BX*1), Z9, Z5
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z13, Z23, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z0
+	VFMADD231PS	384(R10)(BX*1), Z10, Z2
+	VFMADD231PS	384(R11)(BX*1), Z10, Z4
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z13, Z24, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z1
+	VFMADD231PS	448(R10)(BX*1), Z11, Z3
+	VFMADD231PS	448(R11)(BX*1), Z11, Z5
+	ADDQ	$64, AX
+	ADDQ	$512, BX
 	DECQ	96(DI)
 	DECQ	CX
 	JNZ	fpgf4bM3_chunk
@@ -50670,13 +51137,14 @@ fpgf4bM3_set2:
 //
 // (x rows in the decode order, see fpPrepZ).
 // Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
-// the decoded chunk, Z12 the e2m1 table, Z13..Z15 the scaled tables (NVFP4:
-// Z13/Z14 the scale vectors), Z22 the FP8 word mask, Z23/Z24 temporaries,
-// K1 = 0xff00 (NVFP4). GPRs: DI
-// args, AX weights, R9 scales, BX byte offset into the x rows, R8/R10/R11/
-// R13 x rows, SI dst of the row, DX rows left, CX chunks left in the block,
-// R12 scale table, R14 temp. Counters in the args: chunks left in the row
-// (96), "dst written" (104), chunks left on this scale (112, FP4 g64·j).
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
 TEXT ·fpgf4bM4(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	32(DI), R8
@@ -50692,7 +51160,7 @@ fpgf4bM4_row:
 	MOVQ	16(DI), R9
 	XORQ	BX, BX
 	MOVQ	72(DI), R14
-	MOVQ	R14, 96(DI)	// chunks left in the row
+	MOVQ	R14, 96(DI)	// units left in the row
 	MOVQ	$0, 104(DI)	// dst not yet written
 	MOVQ	88(DI), R14
 	MOVQ	R14, 112(DI)
@@ -50711,41 +51179,65 @@ fpgf4bM4_block:
 	MOVQ	96(DI), CX
 fpgf4bM4_chunk:
 	PREFETCHNTA	1024(AX)
-	VPBROADCASTW	0(R9), Y24
-	VCVTPH2PS	Y24, Z24
-	VMULPS	Z24, Z12, Z13
-	VPMOVZXBD	0(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z8
-	VPERMD	Z13, Z24, Z9
-	VPMOVZXBD	16(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z10
-	VPERMD	Z13, Z24, Z11
-	VFMADD231PS	0(R8)(BX*1), Z8, Z0
-	VFMADD231PS	64(R8)(BX*1), Z9, Z1
-	VFMADD231PS	128(R8)(BX*1), Z10, Z0
-	VFMADD231PS	192(R8)(BX*1), Z11, Z1
-	VFMADD231PS	0(R10)(BX*1), Z8, Z2
-	VFMADD231PS	64(R10)(BX*1), Z9, Z3
-	VFMADD231PS	128(R10)(BX*1), Z10, Z2
-	VFMADD231PS	192(R10)(BX*1), Z11, Z3
-	VFMADD231PS	0(R11)(BX*1), Z8, Z4
-	VFMADD231PS	64(R11)(BX*1), Z9, Z5
-	VFMADD231PS	128(R11)(BX*1), Z10, Z4
-	VFMADD231PS	192(R11)(BX*1), Z11, Z5
-	VFMADD231PS	0(R13)(BX*1), Z8, Z6
-	VFMADD231PS	64(R13)(BX*1), Z9, Z7
-	VFMADD231PS	128(R13)(BX*1), Z10, Z6
-	VFMADD231PS	192(R13)(BX*1), Z11, Z7
-	ADDQ	$32, AX
-	ADDQ	$256, BX
+	VMOVDQU32	(AX), Z16
+	VPBROADCASTW	(R9), Y23
+	VCVTPH2PS	Y23, Z23
+	VMULPS	Z23, Z12, Z13
 	DECQ	112(DI)
-	JNZ	fpgf4bM4_same
+	JNZ	fpgf4bM4_same0
 	MOVQ	88(DI), R14
 	MOVQ	R14, 112(DI)
 	ADDQ	$2, R9
-fpgf4bM4_same:
+fpgf4bM4_same0:
+	VPERMD	Z13, Z16, Z8
+	VFMADD231PS	0(R8)(BX*1), Z8, Z0
+	VFMADD231PS	0(R10)(BX*1), Z8, Z2
+	VFMADD231PS	0(R11)(BX*1), Z8, Z4
+	VFMADD231PS	0(R13)(BX*1), Z8, Z6
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z13, Z24, Z9
+	VFMADD231PS	64(R8)(BX*1), Z9, Z1
+	VFMADD231PS	64(R10)(BX*1), Z9, Z3
+	VFMADD231PS	64(R11)(BX*1), Z9, Z5
+	VFMADD231PS	64(R13)(BX*1), Z9, Z7
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z13, Z23, Z10
+	VFMADD231PS	128(R8)(BX*1), Z10, Z0
+	VFMADD231PS	128(R10)(BX*1), Z10, Z2
+	VFMADD231PS	128(R11)(BX*1), Z10, Z4
+	VFMADD231PS	128(R13)(BX*1), Z10, Z6
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z13, Z24, Z11
+	VFMADD231PS	192(R8)(BX*1), Z11, Z1
+	VFMADD231PS	192(R10)(BX*1), Z11, Z3
+	VFMADD231PS	192(R11)(BX*1), Z11, Z5
+	VFMADD231PS	192(R13)(BX*1), Z11, Z7
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z13, Z23, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z0
+	VFMADD231PS	256(R10)(BX*1), Z8, Z2
+	VFMADD231PS	256(R11)(BX*1), Z8, Z4
+	VFMADD231PS	256(R13)(BX*1), Z8, Z6
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z13, Z24, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z1
+	VFMADD231PS	320(R10)(BX*1), Z9, Z3
+	VFMADD231PS	320(R11)(BX*1), Z9, Z5
+	VFMADD231PS	320(R13)(BX*1), Z9, Z7
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z13, Z23, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z0
+	VFMADD231PS	384(R10)(BX*1), Z10, Z2
+	VFMADD231PS	384(R11)(BX*1), Z10, Z4
+	VFMADD231PS	384(R13)(BX*1), Z10, Z6
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z13, Z24, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z1
+	VFMADD231PS	448(R10)(BX*1), Z11, Z3
+	VFMADD231PS	448(R11)(BX*1), Z11, Z5
+	VFMADD231PS	448(R13)(BX*1), Z11, Z7
+	ADDQ	$64, AX
+	ADDQ	$512, BX
 	DECQ	96(DI)
 	DECQ	CX
 	JNZ	fpgf4bM4_chunk
@@ -50822,13 +51314,14 @@ fpgf4bM4_set3:
 //
 // (x rows in the decode order, see fpPrepZ).
 // Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
-// the decoded chunk, Z12 the e2m1 table, Z13..Z15 the scaled tables (NVFP4:
-// Z13/Z14 the scale vectors), Z22 the FP8 word mask, Z23/Z24 temporaries,
-// K1 = 0xff00 (NVFP4). GPRs: DI
-// args, AX weights, R9 scales, BX byte offset into the x rows, R8/R10/R11/
-// R13 x rows, SI dst of the row, DX rows left, CX chunks left in the block,
-// R12 scale table, R14 temp. Counters in the args: chunks left in the row
-// (96), "dst written" (104), chunks left on this scale (112, FP4 g64·j).
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
 // Two weight rows at a time: Z0/Z1 and Z2/Z3 the chains of rows j and j+1,
 // R10/R11 the weight/scale row strides (row j+1 at (AX)(R10*1), its scales
 // at (R9)(R11*1)), R13 the prefetch pointer (the next pair of rows).
@@ -50847,7 +51340,7 @@ fpgf8M1R2_row:
 	MOVQ	16(DI), R9
 	XORQ	BX, BX
 	MOVQ	72(DI), R14
-	MOVQ	R14, 96(DI)	// chunks left in the row
+	MOVQ	R14, 96(DI)	// units left in the row
 	MOVQ	$0, 104(DI)	// dst not yet written
 fpgf8M1R2_block:
 	VPXORD	Z0, Z0, Z0
@@ -50949,13 +51442,14 @@ fpgf8M1R2_set1:
 //
 // (x rows in the decode order, see fpPrepZ).
 // Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
-// the decoded chunk, Z12 the e2m1 table, Z13..Z15 the scaled tables (NVFP4:
-// Z13/Z14 the scale vectors), Z22 the FP8 word mask, Z23/Z24 temporaries,
-// K1 = 0xff00 (NVFP4). GPRs: DI
-// args, AX weights, R9 scales, BX byte offset into the x rows, R8/R10/R11/
-// R13 x rows, SI dst of the row, DX rows left, CX chunks left in the block,
-// R12 scale table, R14 temp. Counters in the args: chunks left in the row
-// (96), "dst written" (104), chunks left on this scale (112, FP4 g64·j).
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
 TEXT ·fpgf8M1(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	32(DI), R8
@@ -50968,7 +51462,7 @@ fpgf8M1_row:
 	MOVQ	16(DI), R9
 	XORQ	BX, BX
 	MOVQ	72(DI), R14
-	MOVQ	R14, 96(DI)	// chunks left in the row
+	MOVQ	R14, 96(DI)	// units left in the row
 	MOVQ	$0, 104(DI)	// dst not yet written
 fpgf8M1_block:
 	VPXORD	Z0, Z0, Z0
@@ -51034,13 +51528,14 @@ fpgf8M1_set0:
 //
 // (x rows in the decode order, see fpPrepZ).
 // Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
-// the decoded chunk, Z12 the e2m1 table, Z13..Z15 the scaled tables (NVFP4:
-// Z13/Z14 the scale vectors), Z22 the FP8 word mask, Z23/Z24 temporaries,
-// K1 = 0xff00 (NVFP4). GPRs: DI
-// args, AX weights, R9 scales, BX byte offset into the x rows, R8/R10/R11/
-// R13 x rows, SI dst of the row, DX rows left, CX chunks left in the block,
-// R12 scale table, R14 temp. Counters in the args: chunks left in the row
-// (96), "dst written" (104), chunks left on this scale (112, FP4 g64·j).
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
 TEXT ·fpgf8M2(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	32(DI), R8
@@ -51054,7 +51549,7 @@ fpgf8M2_row:
 	MOVQ	16(DI), R9
 	XORQ	BX, BX
 	MOVQ	72(DI), R14
-	MOVQ	R14, 96(DI)	// chunks left in the row
+	MOVQ	R14, 96(DI)	// units left in the row
 	MOVQ	$0, 104(DI)	// dst not yet written
 fpgf8M2_block:
 	VPXORD	Z0, Z0, Z0
@@ -51139,13 +51634,14 @@ fpgf8M2_set1:
 //
 // (x rows in the decode order, see fpPrepZ).
 // Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
-// the decoded chunk, Z12 the e2m1 table, Z13..Z15 the scaled tables (NVFP4:
-// Z13/Z14 the scale vectors), Z22 the FP8 word mask, Z23/Z24 temporaries,
-// K1 = 0xff00 (NVFP4). GPRs: DI
-// args, AX weights, R9 scales, BX byte offset into the x rows, R8/R10/R11/
-// R13 x rows, SI dst of the row, DX rows left, CX chunks left in the block,
-// R12 scale table, R14 temp. Counters in the args: chunks left in the row
-// (96), "dst written" (104), chunks left on this scale (112, FP4 g64·j).
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
 TEXT ·fpgf8M3(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	32(DI), R8
@@ -51160,7 +51656,7 @@ fpgf8M3_row:
 	MOVQ	16(DI), R9
 	XORQ	BX, BX
 	MOVQ	72(DI), R14
-	MOVQ	R14, 96(DI)	// chunks left in the row
+	MOVQ	R14, 96(DI)	// units left in the row
 	MOVQ	$0, 104(DI)	// dst not yet written
 fpgf8M3_block:
 	VPXORD	Z0, Z0, Z0
@@ -51264,13 +51760,14 @@ fpgf8M3_set2:
 //
 // (x rows in the decode order, see fpPrepZ).
 // Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
-// the decoded chunk, Z12 the e2m1 table, Z13..Z15 the scaled tables (NVFP4:
-// Z13/Z14 the scale vectors), Z22 the FP8 word mask, Z23/Z24 temporaries,
-// K1 = 0xff00 (NVFP4). GPRs: DI
-// args, AX weights, R9 scales, BX byte offset into the x rows, R8/R10/R11/
-// R13 x rows, SI dst of the row, DX rows left, CX chunks left in the block,
-// R12 scale table, R14 temp. Counters in the args: chunks left in the row
-// (96), "dst written" (104), chunks left on this scale (112, FP4 g64·j).
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
 TEXT ·fpgf8M4(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	32(DI), R8
@@ -51286,7 +51783,7 @@ fpgf8M4_row:
 	MOVQ	16(DI), R9
 	XORQ	BX, BX
 	MOVQ	72(DI), R14
-	MOVQ	R14, 96(DI)	// chunks left in the row
+	MOVQ	R14, 96(DI)	// units left in the row
 	MOVQ	$0, 104(DI)	// dst not yet written
 fpgf8M4_block:
 	VPXORD	Z0, Z0, Z0
@@ -51401,20 +51898,840 @@ fpgf8M4_set3:
 	VZEROUPPER
 	RET
 
+// func fpgf4hM1R2(a *fpgArgs)
+//
+// f4h matrix-vector kernel, 1 x row(s): for weight rows j < nrows,
+//
+//	dst[m·ldd + j] = Σ_blocks (reduce(E + O) of the block)   for m < 1
+//
+// (x rows in the decode order, see fpPrepZ).
+// Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
+// Two weight rows at a time: Z0/Z1 and Z2/Z3 the chains of rows j and j+1,
+// R10/R11 the weight/scale row strides (row j+1 at (AX)(R10*1), its scales
+// at (R9)(R11*1)), R13 the prefetch pointer (the next pair of rows).
+TEXT ·fpgf4hM1R2(SB), NOSPLIT, $0-8
+	MOVQ	a+0(FP), DI
+	MOVQ	32(DI), R8
+	MOVQ	40(DI), R14
+	MOVQ	48(DI), SI
+	MOVQ	64(DI), DX
+	VMOVUPS	e2m1f32<>(SB), Z12
+	MOVL	$0x00ff, R14
+	KMOVW	R14, K1
+	MOVL	$0xff00, R14
+	KMOVW	R14, K2
+	MOVQ	8(DI), R10	// the second row: (AX)(R10*1), scales (R9)(R11*1); R13 prefetch
+	MOVQ	24(DI), R11
+fpgf4hM1R2_row:
+	MOVQ	0(DI), AX
+	LEAQ	(AX)(R10*2), R13	// prefetch pointer: the next pair of rows
+	MOVQ	16(DI), R9
+	XORQ	BX, BX
+	MOVQ	72(DI), R14
+	MOVQ	R14, 96(DI)	// units left in the row
+	MOVQ	$0, 104(DI)	// dst not yet written
+	MOVQ	88(DI), R14
+	MOVQ	R14, 112(DI)
+fpgf4hM1R2_block:
+	VPXORD	Z0, Z0, Z0
+	VPXORD	Z1, Z1, Z1
+	VPXORD	Z2, Z2, Z2
+	VPXORD	Z3, Z3, Z3
+	MOVQ	80(DI), CX
+	CMPQ	CX, 96(DI)
+	JBE	fpgf4hM1R2_chunk
+	MOVQ	96(DI), CX
+fpgf4hM1R2_chunk:
+	PREFETCHNTA	(R13)
+	PREFETCHNTA	(R13)(R10*1)
+	VMOVDQU32	(AX), Z16
+	VMOVDQU32	(AX)(R10*1), Z17
+	VPBROADCASTW	(R9), K1, Y23
+	VPBROADCASTW	(R9)(R11*1), K1, Y24
+	DECQ	112(DI)
+	JNZ	fpgf4hM1R2_same0
+	MOVQ	88(DI), R14
+	MOVQ	R14, 112(DI)
+	ADDQ	$2, R9
+fpgf4hM1R2_same0:
+	VPBROADCASTW	(R9), K2, Y23
+	VPBROADCASTW	(R9)(R11*1), K2, Y24
+	DECQ	112(DI)
+	JNZ	fpgf4hM1R2_same1
+	MOVQ	88(DI), R14
+	MOVQ	R14, 112(DI)
+	ADDQ	$2, R9
+fpgf4hM1R2_same1:
+	VCVTPH2PS	Y23, Z13
+	VCVTPH2PS	Y24, Z14
+	VPERMD	Z12, Z16, Z8
+	VMULPS	Z13, Z8, Z8
+	VFMADD231PS	0(R8)(BX*1), Z8, Z0
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	64(R8)(BX*1), Z9, Z1
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	128(R8)(BX*1), Z10, Z0
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	192(R8)(BX*1), Z11, Z1
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z13, Z8, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z0
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z1
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z0
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z1
+	VPERMD	Z12, Z17, Z8
+	VMULPS	Z14, Z8, Z8
+	VFMADD231PS	0(R8)(BX*1), Z8, Z2
+	VPSRLD	$4, Z17, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z14, Z9, Z9
+	VFMADD231PS	64(R8)(BX*1), Z9, Z3
+	VPSRLD	$8, Z17, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z14, Z10, Z10
+	VFMADD231PS	128(R8)(BX*1), Z10, Z2
+	VPSRLD	$12, Z17, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z14, Z11, Z11
+	VFMADD231PS	192(R8)(BX*1), Z11, Z3
+	VPSRLD	$16, Z17, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z14, Z8, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z2
+	VPSRLD	$20, Z17, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z14, Z9, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z3
+	VPSRLD	$24, Z17, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z14, Z10, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z2
+	VPSRLD	$28, Z17, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z14, Z11, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z3
+	ADDQ	$64, AX
+	ADDQ	$64, R13
+	ADDQ	$512, BX
+	DECQ	96(DI)
+	DECQ	CX
+	JNZ	fpgf4hM1R2_chunk
+	MOVQ	SI, R14
+	VADDPS	Z1, Z0, Z0
+	VEXTRACTF32X8	$1, Z0, Y24
+	VADDPS	Y24, Y0, Y0
+	VEXTRACTF32X4	$1, Y0, X24
+	VADDPS	X24, X0, X0
+	VHADDPS	X0, X0, X0
+	VHADDPS	X0, X0, X0
+	CMPQ	104(DI), $0
+	JEQ	fpgf4hM1R2_set0
+	VADDSS	0(R14), X0, X0
+fpgf4hM1R2_set0:
+	VMOVSS	X0, 0(R14)
+	VADDPS	Z3, Z2, Z2
+	VEXTRACTF32X8	$1, Z2, Y24
+	VADDPS	Y24, Y2, Y2
+	VEXTRACTF32X4	$1, Y2, X24
+	VADDPS	X24, X2, X2
+	VHADDPS	X2, X2, X2
+	VHADDPS	X2, X2, X2
+	CMPQ	104(DI), $0
+	JEQ	fpgf4hM1R2_set1
+	VADDSS	4(R14), X2, X2
+fpgf4hM1R2_set1:
+	VMOVSS	X2, 4(R14)
+	MOVQ	$1, 104(DI)
+	CMPQ	96(DI), $0
+	JNE	fpgf4hM1R2_block
+	MOVQ	8(DI), R14
+	ADDQ	R14, 0(DI)
+	MOVQ	24(DI), R14
+	ADDQ	R14, 16(DI)
+	MOVQ	8(DI), R14
+	ADDQ	R14, 0(DI)
+	MOVQ	24(DI), R14
+	ADDQ	R14, 16(DI)
+	ADDQ	$8, SI
+	DECQ	DX
+	JNZ	fpgf4hM1R2_row
+	VZEROUPPER
+	RET
+
+// func fpgf4hM1(a *fpgArgs)
+//
+// f4h matrix-vector kernel, 1 x row(s): for weight rows j < nrows,
+//
+//	dst[m·ldd + j] = Σ_blocks (reduce(E + O) of the block)   for m < 1
+//
+// (x rows in the decode order, see fpPrepZ).
+// Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
+TEXT ·fpgf4hM1(SB), NOSPLIT, $0-8
+	MOVQ	a+0(FP), DI
+	MOVQ	32(DI), R8
+	MOVQ	40(DI), R14
+	MOVQ	48(DI), SI
+	MOVQ	64(DI), DX
+	VMOVUPS	e2m1f32<>(SB), Z12
+	MOVL	$0x00ff, R14
+	KMOVW	R14, K1
+	MOVL	$0xff00, R14
+	KMOVW	R14, K2
+fpgf4hM1_row:
+	MOVQ	0(DI), AX
+	MOVQ	16(DI), R9
+	XORQ	BX, BX
+	MOVQ	72(DI), R14
+	MOVQ	R14, 96(DI)	// units left in the row
+	MOVQ	$0, 104(DI)	// dst not yet written
+	MOVQ	88(DI), R14
+	MOVQ	R14, 112(DI)
+fpgf4hM1_block:
+	VPXORD	Z0, Z0, Z0
+	VPXORD	Z1, Z1, Z1
+	MOVQ	80(DI), CX
+	CMPQ	CX, 96(DI)
+	JBE	fpgf4hM1_chunk
+	MOVQ	96(DI), CX
+fpgf4hM1_chunk:
+	PREFETCHNTA	1024(AX)
+	VMOVDQU32	(AX), Z16
+	VPBROADCASTW	(R9), K1, Y23
+	DECQ	112(DI)
+	JNZ	fpgf4hM1_same0
+	MOVQ	88(DI), R14
+	MOVQ	R14, 112(DI)
+	ADDQ	$2, R9
+fpgf4hM1_same0:
+	VPBROADCASTW	(R9), K2, Y23
+	DECQ	112(DI)
+	JNZ	fpgf4hM1_same1
+	MOVQ	88(DI), R14
+	MOVQ	R14, 112(DI)
+	ADDQ	$2, R9
+fpgf4hM1_same1:
+	VCVTPH2PS	Y23, Z13
+	VPERMD	Z12, Z16, Z8
+	VMULPS	Z13, Z8, Z8
+	VFMADD231PS	0(R8)(BX*1), Z8, Z0
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	64(R8)(BX*1), Z9, Z1
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	128(R8)(BX*1), Z10, Z0
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	192(R8)(BX*1), Z11, Z1
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z13, Z8, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z0
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z1
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z0
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z1
+	ADDQ	$64, AX
+	ADDQ	$512, BX
+	DECQ	96(DI)
+	DECQ	CX
+	JNZ	fpgf4hM1_chunk
+	MOVQ	SI, R14
+	VADDPS	Z1, Z0, Z0
+	VEXTRACTF32X8	$1, Z0, Y24
+	VADDPS	Y24, Y0, Y0
+	VEXTRACTF32X4	$1, Y0, X24
+	VADDPS	X24, X0, X0
+	VHADDPS	X0, X0, X0
+	VHADDPS	X0, X0, X0
+	CMPQ	104(DI), $0
+	JEQ	fpgf4hM1_set0
+	VADDSS	(R14), X0, X0
+fpgf4hM1_set0:
+	VMOVSS	X0, (R14)
+	MOVQ	$1, 104(DI)
+	CMPQ	96(DI), $0
+	JNE	fpgf4hM1_block
+	MOVQ	8(DI), R14
+	ADDQ	R14, 0(DI)
+	MOVQ	24(DI), R14
+	ADDQ	R14, 16(DI)
+	ADDQ	$4, SI
+	DECQ	DX
+	JNZ	fpgf4hM1_row
+	VZEROUPPER
+	RET
+
+// func fpgf4hM2(a *fpgArgs)
+//
+// f4h matrix-vector kernel, 2 x row(s): for weight rows j < nrows,
+//
+//	dst[m·ldd + j] = Σ_blocks (reduce(E + O) of the block)   for m < 2
+//
+// (x rows in the decode order, see fpPrepZ).
+// Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
+TEXT ·fpgf4hM2(SB), NOSPLIT, $0-8
+	MOVQ	a+0(FP), DI
+	MOVQ	32(DI), R8
+	MOVQ	40(DI), R14
+	LEAQ	(R8)(R14*1), R10
+	MOVQ	48(DI), SI
+	MOVQ	64(DI), DX
+	VMOVUPS	e2m1f32<>(SB), Z12
+	MOVL	$0x00ff, R14
+	KMOVW	R14, K1
+	MOVL	$0xff00, R14
+	KMOVW	R14, K2
+fpgf4hM2_row:
+	MOVQ	0(DI), AX
+	MOVQ	16(DI), R9
+	XORQ	BX, BX
+	MOVQ	72(DI), R14
+	MOVQ	R14, 96(DI)	// units left in the row
+	MOVQ	$0, 104(DI)	// dst not yet written
+	MOVQ	88(DI), R14
+	MOVQ	R14, 112(DI)
+fpgf4hM2_block:
+	VPXORD	Z0, Z0, Z0
+	VPXORD	Z1, Z1, Z1
+	VPXORD	Z2, Z2, Z2
+	VPXORD	Z3, Z3, Z3
+	MOVQ	80(DI), CX
+	CMPQ	CX, 96(DI)
+	JBE	fpgf4hM2_chunk
+	MOVQ	96(DI), CX
+fpgf4hM2_chunk:
+	PREFETCHNTA	1024(AX)
+	VMOVDQU32	(AX), Z16
+	VPBROADCASTW	(R9), K1, Y23
+	DECQ	112(DI)
+	JNZ	fpgf4hM2_same0
+	MOVQ	88(DI), R14
+	MOVQ	R14, 112(DI)
+	ADDQ	$2, R9
+fpgf4hM2_same0:
+	VPBROADCASTW	(R9), K2, Y23
+	DECQ	112(DI)
+	JNZ	fpgf4hM2_same1
+	MOVQ	88(DI), R14
+	MOVQ	R14, 112(DI)
+	ADDQ	$2, R9
+fpgf4hM2_same1:
+	VCVTPH2PS	Y23, Z13
+	VPERMD	Z12, Z16, Z8
+	VMULPS	Z13, Z8, Z8
+	VFMADD231PS	0(R8)(BX*1), Z8, Z0
+	VFMADD231PS	0(R10)(BX*1), Z8, Z2
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	64(R8)(BX*1), Z9, Z1
+	VFMADD231PS	64(R10)(BX*1), Z9, Z3
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	128(R8)(BX*1), Z10, Z0
+	VFMADD231PS	128(R10)(BX*1), Z10, Z2
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	192(R8)(BX*1), Z11, Z1
+	VFMADD231PS	192(R10)(BX*1), Z11, Z3
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z13, Z8, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z0
+	VFMADD231PS	256(R10)(BX*1), Z8, Z2
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z1
+	VFMADD231PS	320(R10)(BX*1), Z9, Z3
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z0
+	VFMADD231PS	384(R10)(BX*1), Z10, Z2
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z1
+	VFMADD231PS	448(R10)(BX*1), Z11, Z3
+	ADDQ	$64, AX
+	ADDQ	$512, BX
+	DECQ	96(DI)
+	DECQ	CX
+	JNZ	fpgf4hM2_chunk
+	MOVQ	SI, R14
+	VADDPS	Z1, Z0, Z0
+	VEXTRACTF32X8	$1, Z0, Y24
+	VADDPS	Y24, Y0, Y0
+	VEXTRACTF32X4	$1, Y0, X24
+	VADDPS	X24, X0, X0
+	VHADDPS	X0, X0, X0
+	VHADDPS	X0, X0, X0
+	CMPQ	104(DI), $0
+	JEQ	fpgf4hM2_set0
+	VADDSS	(R14), X0, X0
+fpgf4hM2_set0:
+	VMOVSS	X0, (R14)
+	ADDQ	56(DI), R14
+	VADDPS	Z3, Z2, Z2
+	VEXTRACTF32X8	$1, Z2, Y24
+	VADDPS	Y24, Y2, Y2
+	VEXTRACTF32X4	$1, Y2, X24
+	VADDPS	X24, X2, X2
+	VHADDPS	X2, X2, X2
+	VHADDPS	X2, X2, X2
+	CMPQ	104(DI), $0
+	JEQ	fpgf4hM2_set1
+	VADDSS	(R14), X2, X2
+fpgf4hM2_set1:
+	VMOVSS	X2, (R14)
+	MOVQ	$1, 104(DI)
+	CMPQ	96(DI), $0
+	JNE	fpgf4hM2_block
+	MOVQ	8(DI), R14
+	ADDQ	R14, 0(DI)
+	MOVQ	24(DI), R14
+	ADDQ	R14, 16(DI)
+	ADDQ	$4, SI
+	DECQ	DX
+	JNZ	fpgf4hM2_row
+	VZEROUPPER
+	RET
+
+// func fpgf4hM3(a *fpgArgs)
+//
+// f4h matrix-vector kernel, 3 x row(s): for weight rows j < nrows,
+//
+//	dst[m·ldd + j] = Σ_blocks (reduce(E + O) of the block)   for m < 3
+//
+// (x rows in the decode order, see fpPrepZ).
+// Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
+TEXT ·fpgf4hM3(SB), NOSPLIT, $0-8
+	MOVQ	a+0(FP), DI
+	MOVQ	32(DI), R8
+	MOVQ	40(DI), R14
+	LEAQ	(R8)(R14*1), R10
+	LEAQ	(R10)(R14*1), R11
+	MOVQ	48(DI), SI
+	MOVQ	64(DI), DX
+	VMOVUPS	e2m1f32<>(SB), Z12
+	MOVL	$0x00ff, R14
+	KMOVW	R14, K1
+	MOVL	$0xff00, R14
+	KMOVW	R14, K2
+fpgf4hM3_row:
+	MOVQ	0(DI), AX
+	MOVQ	16(DI), R9
+	XORQ	BX, BX
+	MOVQ	72(DI), R14
+	MOVQ	R14, 96(DI)	// units left in the row
+	MOVQ	$0, 104(DI)	// dst not yet written
+	MOVQ	88(DI), R14
+	MOVQ	R14, 112(DI)
+fpgf4hM3_block:
+	VPXORD	Z0, Z0, Z0
+	VPXORD	Z1, Z1, Z1
+	VPXORD	Z2, Z2, Z2
+	VPXORD	Z3, Z3, Z3
+	VPXORD	Z4, Z4, Z4
+	VPXORD	Z5, Z5, Z5
+	MOVQ	80(DI), CX
+	CMPQ	CX, 96(DI)
+	JBE	fpgf4hM3_chunk
+	MOVQ	96(DI), CX
+fpgf4hM3_chunk:
+	PREFETCHNTA	1024(AX)
+	VMOVDQU32	(AX), Z16
+	VPBROADCASTW	(R9), K1, Y23
+	DECQ	112(DI)
+	JNZ	fpgf4hM3_same0
+	MOVQ	88(DI), R14
+	MOVQ	R14, 112(DI)
+	ADDQ	$2, R9
+fpgf4hM3_same0:
+	VPBROADCASTW	(R9), K2, Y23
+	DECQ	112(DI)
+	JNZ	fpgf4hM3_same1
+	MOVQ	88(DI), R14
+	MOVQ	R14, 112(DI)
+	ADDQ	$2, R9
+fpgf4hM3_same1:
+	VCVTPH2PS	Y23, Z13
+	VPERMD	Z12, Z16, Z8
+	VMULPS	Z13, Z8, Z8
+	VFMADD231PS	0(R8)(BX*1), Z8, Z0
+	VFMADD231PS	0(R10)(BX*1), Z8, Z2
+	VFMADD231PS	0(R11)(BX*1), Z8, Z4
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	64(R8)(BX*1), Z9, Z1
+	VFMADD231PS	64(R10)(BX*1), Z9, Z3
+	VFMADD231PS	64(R11)(BX*1), Z9, Z5
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	128(R8)(BX*1), Z10, Z0
+	VFMADD231PS	128(R10)(BX*1), Z10, Z2
+	VFMADD231PS	128(R11)(BX*1), Z10, Z4
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	192(R8)(BX*1), Z11, Z1
+	VFMADD231PS	192(R10)(BX*1), Z11, Z3
+	VFMADD231PS	192(R11)(BX*1), Z11, Z5
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z13, Z8, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z0
+	VFMADD231PS	256(R10)(BX*1), Z8, Z2
+	VFMADD231PS	256(R11)(BX*1), Z8, Z4
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z1
+	VFMADD231PS	320(R10)(BX*1), Z9, Z3
+	VFMADD231PS	320(R11)(BX*1), Z9, Z5
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z0
+	VFMADD231PS	384(R10)(BX*1), Z10, Z2
+	VFMADD231PS	384(R11)(BX*1), Z10, Z4
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z1
+	VFMADD231PS	448(R10)(BX*1), Z11, Z3
+	VFMADD231PS	448(R11)(BX*1), Z11, Z5
+	ADDQ	$64, AX
+	ADDQ	$512, BX
+	DECQ	96(DI)
+	DECQ	CX
+	JNZ	fpgf4hM3_chunk
+	MOVQ	SI, R14
+	VADDPS	Z1, Z0, Z0
+	VEXTRACTF32X8	$1, Z0, Y24
+	VADDPS	Y24, Y0, Y0
+	VEXTRACTF32X4	$1, Y0, X24
+	VADDPS	X24, X0, X0
+	VHADDPS	X0, X0, X0
+	VHADDPS	X0, X0, X0
+	CMPQ	104(DI), $0
+	JEQ	fpgf4hM3_set0
+	VADDSS	(R14), X0, X0
+fpgf4hM3_set0:
+	VMOVSS	X0, (R14)
+	ADDQ	56(DI), R14
+	VADDPS	Z3, Z2, Z2
+	VEXTRACTF32X8	$1, Z2, Y24
+	VADDPS	Y24, Y2, Y2
+	VEXTRACTF32X4	$1, Y2, X24
+	VADDPS	X24, X2, X2
+	VHADDPS	X2, X2, X2
+	VHADDPS	X2, X2, X2
+	CMPQ	104(DI), $0
+	JEQ	fpgf4hM3_set1
+	VADDSS	(R14), X2, X2
+fpgf4hM3_set1:
+	VMOVSS	X2, (R14)
+	ADDQ	56(DI), R14
+	VADDPS	Z5, Z4, Z4
+	VEXTRACTF32X8	$1, Z4, Y24
+	VADDPS	Y24, Y4, Y4
+	VEXTRACTF32X4	$1, Y4, X24
+	VADDPS	X24, X4, X4
+	VHADDPS	X4, X4, X4
+	VHADDPS	X4, X4, X4
+	CMPQ	104(DI), $0
+	JEQ	fpgf4hM3_set2
+	VADDSS	(R14), X4, X4
+fpgf4hM3_set2:
+	VMOVSS	X4, (R14)
+	MOVQ	$1, 104(DI)
+	CMPQ	96(DI), $0
+	JNE	fpgf4hM3_block
+	MOVQ	8(DI), R14
+	ADDQ	R14, 0(DI)
+	MOVQ	24(DI), R14
+	ADDQ	R14, 16(DI)
+	ADDQ	$4, SI
+	DECQ	DX
+	JNZ	fpgf4hM3_row
+	VZEROUPPER
+	RET
+
+// func fpgf4hM4(a *fpgArgs)
+//
+// f4h matrix-vector kernel, 4 x row(s): for weight rows j < nrows,
+//
+//	dst[m·ldd + j] = Σ_blocks (reduce(E + O) of the block)   for m < 4
+//
+// (x rows in the decode order, see fpPrepZ).
+// Register plan: Z(2m)/Z(2m+1) the E/O accumulators of x row m, Z8..Z11
+// decoded vectors, Z12 the e2m1 table, Z13/Z14 the span's scale vectors
+// (or scaled tables) of the (two) rows, Z15 the scale index, Z16/Z17 the
+// span's codes, Z21/Z22 constants, Z23/Z24 temporaries, K1/K2 masks (see
+// spanSetup). GPRs: DI args, AX weights, R9 scales, BX byte offset into
+// the x rows, R8/R10/R11/R13 x rows, SI dst of the row, DX rows left, CX
+// units left in the block, R14 temp. Counters in the args: units left in
+// the row (96), "dst written" (104), spans or half spans left on this
+// scale (112, FP4 g64·j).
+TEXT ·fpgf4hM4(SB), NOSPLIT, $0-8
+	MOVQ	a+0(FP), DI
+	MOVQ	32(DI), R8
+	MOVQ	40(DI), R14
+	LEAQ	(R8)(R14*1), R10
+	LEAQ	(R10)(R14*1), R11
+	LEAQ	(R11)(R14*1), R13
+	MOVQ	48(DI), SI
+	MOVQ	64(DI), DX
+	VMOVUPS	e2m1f32<>(SB), Z12
+	MOVL	$0x00ff, R14
+	KMOVW	R14, K1
+	MOVL	$0xff00, R14
+	KMOVW	R14, K2
+fpgf4hM4_row:
+	MOVQ	0(DI), AX
+	MOVQ	16(DI), R9
+	XORQ	BX, BX
+	MOVQ	72(DI), R14
+	MOVQ	R14, 96(DI)	// units left in the row
+	MOVQ	$0, 104(DI)	// dst not yet written
+	MOVQ	88(DI), R14
+	MOVQ	R14, 112(DI)
+fpgf4hM4_block:
+	VPXORD	Z0, Z0, Z0
+	VPXORD	Z1, Z1, Z1
+	VPXORD	Z2, Z2, Z2
+	VPXORD	Z3, Z3, Z3
+	VPXORD	Z4, Z4, Z4
+	VPXORD	Z5, Z5, Z5
+	VPXORD	Z6, Z6, Z6
+	VPXORD	Z7, Z7, Z7
+	MOVQ	80(DI), CX
+	CMPQ	CX, 96(DI)
+	JBE	fpgf4hM4_chunk
+	MOVQ	96(DI), CX
+fpgf4hM4_chunk:
+	PREFETCHNTA	1024(AX)
+	VMOVDQU32	(AX), Z16
+	VPBROADCASTW	(R9), K1, Y23
+	DECQ	112(DI)
+	JNZ	fpgf4hM4_same0
+	MOVQ	88(DI), R14
+	MOVQ	R14, 112(DI)
+	ADDQ	$2, R9
+fpgf4hM4_same0:
+	VPBROADCASTW	(R9), K2, Y23
+	DECQ	112(DI)
+	JNZ	fpgf4hM4_same1
+	MOVQ	88(DI), R14
+	MOVQ	R14, 112(DI)
+	ADDQ	$2, R9
+fpgf4hM4_same1:
+	VCVTPH2PS	Y23, Z13
+	VPERMD	Z12, Z16, Z8
+	VMULPS	Z13, Z8, Z8
+	VFMADD231PS	0(R8)(BX*1), Z8, Z0
+	VFMADD231PS	0(R10)(BX*1), Z8, Z2
+	VFMADD231PS	0(R11)(BX*1), Z8, Z4
+	VFMADD231PS	0(R13)(BX*1), Z8, Z6
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	64(R8)(BX*1), Z9, Z1
+	VFMADD231PS	64(R10)(BX*1), Z9, Z3
+	VFMADD231PS	64(R11)(BX*1), Z9, Z5
+	VFMADD231PS	64(R13)(BX*1), Z9, Z7
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	128(R8)(BX*1), Z10, Z0
+	VFMADD231PS	128(R10)(BX*1), Z10, Z2
+	VFMADD231PS	128(R11)(BX*1), Z10, Z4
+	VFMADD231PS	128(R13)(BX*1), Z10, Z6
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	192(R8)(BX*1), Z11, Z1
+	VFMADD231PS	192(R10)(BX*1), Z11, Z3
+	VFMADD231PS	192(R11)(BX*1), Z11, Z5
+	VFMADD231PS	192(R13)(BX*1), Z11, Z7
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z13, Z8, Z8
+	VFMADD231PS	256(R8)(BX*1), Z8, Z0
+	VFMADD231PS	256(R10)(BX*1), Z8, Z2
+	VFMADD231PS	256(R11)(BX*1), Z8, Z4
+	VFMADD231PS	256(R13)(BX*1), Z8, Z6
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VFMADD231PS	320(R8)(BX*1), Z9, Z1
+	VFMADD231PS	320(R10)(BX*1), Z9, Z3
+	VFMADD231PS	320(R11)(BX*1), Z9, Z5
+	VFMADD231PS	320(R13)(BX*1), Z9, Z7
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VFMADD231PS	384(R8)(BX*1), Z10, Z0
+	VFMADD231PS	384(R10)(BX*1), Z10, Z2
+	VFMADD231PS	384(R11)(BX*1), Z10, Z4
+	VFMADD231PS	384(R13)(BX*1), Z10, Z6
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VFMADD231PS	448(R8)(BX*1), Z11, Z1
+	VFMADD231PS	448(R10)(BX*1), Z11, Z3
+	VFMADD231PS	448(R11)(BX*1), Z11, Z5
+	VFMADD231PS	448(R13)(BX*1), Z11, Z7
+	ADDQ	$64, AX
+	ADDQ	$512, BX
+	DECQ	96(DI)
+	DECQ	CX
+	JNZ	fpgf4hM4_chunk
+	MOVQ	SI, R14
+	VADDPS	Z1, Z0, Z0
+	VEXTRACTF32X8	$1, Z0, Y24
+	VADDPS	Y24, Y0, Y0
+	VEXTRACTF32X4	$1, Y0, X24
+	VADDPS	X24, X0, X0
+	VHADDPS	X0, X0, X0
+	VHADDPS	X0, X0, X0
+	CMPQ	104(DI), $0
+	JEQ	fpgf4hM4_set0
+	VADDSS	(R14), X0, X0
+fpgf4hM4_set0:
+	VMOVSS	X0, (R14)
+	ADDQ	56(DI), R14
+	VADDPS	Z3, Z2, Z2
+	VEXTRACTF32X8	$1, Z2, Y24
+	VADDPS	Y24, Y2, Y2
+	VEXTRACTF32X4	$1, Y2, X24
+	VADDPS	X24, X2, X2
+	VHADDPS	X2, X2, X2
+	VHADDPS	X2, X2, X2
+	CMPQ	104(DI), $0
+	JEQ	fpgf4hM4_set1
+	VADDSS	(R14), X2, X2
+fpgf4hM4_set1:
+	VMOVSS	X2, (R14)
+	ADDQ	56(DI), R14
+	VADDPS	Z5, Z4, Z4
+	VEXTRACTF32X8	$1, Z4, Y24
+	VADDPS	Y24, Y4, Y4
+	VEXTRACTF32X4	$1, Y4, X24
+	VADDPS	X24, X4, X4
+	VHADDPS	X4, X4, X4
+	VHADDPS	X4, X4, X4
+	CMPQ	104(DI), $0
+	JEQ	fpgf4hM4_set2
+	VADDSS	(R14), X4, X4
+fpgf4hM4_set2:
+	VMOVSS	X4, (R14)
+	ADDQ	56(DI), R14
+	VADDPS	Z7, Z6, Z6
+	VEXTRACTF32X8	$1, Z6, Y24
+	VADDPS	Y24, Y6, Y6
+	VEXTRACTF32X4	$1, Y6, X24
+	VADDPS	X24, X6, X6
+	VHADDPS	X6, X6, X6
+	VHADDPS	X6, X6, X6
+	CMPQ	104(DI), $0
+	JEQ	fpgf4hM4_set3
+	VADDSS	(R14), X6, X6
+fpgf4hM4_set3:
+	VMOVSS	X6, (R14)
+	MOVQ	$1, 104(DI)
+	CMPQ	96(DI), $0
+	JNE	fpgf4hM4_block
+	MOVQ	8(DI), R14
+	ADDQ	R14, 0(DI)
+	MOVQ	24(DI), R14
+	ADDQ	R14, 16(DI)
+	ADDQ	$4, SI
+	DECQ	DX
+	JNZ	fpgf4hM4_row
+	VZEROUPPER
+	RET
+
 // func fppnv(a *fppArgs)
 //
-// nv panel packing: 4 weight rows (w[j], scales s[j]), nchunks chunks of 64,
+// nv panel packing: 4 weight rows (w[j], scales s[j]), nchunks units,
 // decoded exactly (as in the matrix-vector kernel) and stored for
 // kernels.PanelGEMM: step t of row j at panel + (4t + j)·64 bytes.
-// Registers as in the matrix-vector kernels; DX chunks left, SI the panel
-// position of row j, R8 8·j (index into w[] and s[]); chunks left on this
+// Registers as in the matrix-vector kernels; DX units left, SI the panel
+// position of row j, R8 8·j (index into w[] and s[]); halves left on this
 // scale in the args (88, FP4 g64·j).
 TEXT ·fppnv(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	VMOVUPS	e2m1f32<>(SB), Z12
-	LEAQ	e4m3tab<>(SB), R12
-	MOVL	$0xff00, R14
-	KMOVW	R14, K1
+	VMOVDQU32	pairwidx<>(SB), Z15
+	VPBROADCASTW	fp8mask<>(SB), Z22
+	VMULPS.BCST	f256<>(SB), Z12, Z12	// e2m1 · 2^8: the scales come as e4m3 · 2^-8
 	XORQ	R8, R8
 fppnv_rowj:
 	MOVQ	8(DI)(R8*1), AX
@@ -51423,33 +52740,46 @@ fppnv_rowj:
 	LEAQ	(SI)(R8*8), SI	// + 64·j bytes
 	MOVQ	72(DI), DX
 fppnv_chunk:
-	MOVBLZX	0(R9), R14
-	VBROADCASTSS	(R12)(R14*4), Z13
-	MOVBLZX	1(R9), R14
-	VBROADCASTSS	(R12)(R14*4), K1, Z13
-	MOVBLZX	2(R9), R14
-	VBROADCASTSS	(R12)(R14*4), Z14
-	MOVBLZX	3(R9), R14
-	VBROADCASTSS	(R12)(R14*4), K1, Z14
-	VPMOVZXBD	0(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z12, Z23, Z8
-	VPERMD	Z12, Z24, Z9
+	VMOVDQU32	(AX), Z16
+	VPMOVSXBW	(R9), X23
+	VPSLLW	$7, X23, X23
+	VPANDD	X22, X23, X23
+	VPERMW	Z23, Z15, Z23
+	VCVTPH2PS	Y23, Z13
+	VPERMD	Z12, Z16, Z8
 	VMULPS	Z13, Z8, Z8
-	VMULPS	Z13, Z9, Z9
-	VPMOVZXBD	16(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z12, Z23, Z10
-	VPERMD	Z12, Z24, Z11
-	VMULPS	Z14, Z10, Z10
-	VMULPS	Z14, Z11, Z11
 	VMOVUPS	Z8, 0(SI)
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
 	VMOVUPS	Z9, 256(SI)
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
 	VMOVUPS	Z10, 512(SI)
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
 	VMOVUPS	Z11, 768(SI)
-	ADDQ	$1024, SI
-	ADDQ	$32, AX
-	ADDQ	$4, R9
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z13, Z8, Z8
+	VMOVUPS	Z8, 1024(SI)
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VMOVUPS	Z9, 1280(SI)
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VMOVUPS	Z10, 1536(SI)
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VMOVUPS	Z11, 1792(SI)
+	ADDQ	$2048, SI
+	ADDQ	$64, AX
+	ADDQ	$8, R9
 	DECQ	DX
 	JNZ	fppnv_chunk
 	ADDQ	$8, R8
@@ -51460,16 +52790,17 @@ fppnv_chunk:
 
 // func fppmx(a *fppArgs)
 //
-// mx panel packing: 4 weight rows (w[j], scales s[j]), nchunks chunks of 64,
+// mx panel packing: 4 weight rows (w[j], scales s[j]), nchunks units,
 // decoded exactly (as in the matrix-vector kernel) and stored for
 // kernels.PanelGEMM: step t of row j at panel + (4t + j)·64 bytes.
-// Registers as in the matrix-vector kernels; DX chunks left, SI the panel
-// position of row j, R8 8·j (index into w[] and s[]); chunks left on this
+// Registers as in the matrix-vector kernels; DX units left, SI the panel
+// position of row j, R8 8·j (index into w[] and s[]); halves left on this
 // scale in the args (88, FP4 g64·j).
 TEXT ·fppmx(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	VMOVUPS	e2m1f32<>(SB), Z12
-	LEAQ	e8m0tab<>(SB), R12
+	VMOVDQU32	quarteridx<>(SB), Z15
+	VPBROADCASTD	e8m0min<>(SB), Z21
 	XORQ	R8, R8
 fppmx_rowj:
 	MOVQ	8(DI)(R8*1), AX
@@ -51478,25 +52809,45 @@ fppmx_rowj:
 	LEAQ	(SI)(R8*8), SI	// + 64·j bytes
 	MOVQ	72(DI), DX
 fppmx_chunk:
-	MOVBLZX	0(R9), R14
-	VMULPS.BCST	(R12)(R14*4), Z12, Z13
-	MOVBLZX	1(R9), R14
-	VMULPS.BCST	(R12)(R14*4), Z12, Z15
-	VPMOVZXBD	0(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z8
-	VPERMD	Z13, Z24, Z9
-	VPMOVZXBD	16(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z15, Z23, Z10
-	VPERMD	Z15, Z24, Z11
+	VMOVDQU32	(AX), Z16
+	VPMOVZXBD	(R9), X23
+	VPSLLD	$23, X23, X23
+	VPMAXUD	X21, X23, X23
+	VPERMPS	Z23, Z15, Z13
+	VPERMD	Z12, Z16, Z8
+	VMULPS	Z13, Z8, Z8
 	VMOVUPS	Z8, 0(SI)
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
 	VMOVUPS	Z9, 256(SI)
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
 	VMOVUPS	Z10, 512(SI)
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
 	VMOVUPS	Z11, 768(SI)
-	ADDQ	$1024, SI
-	ADDQ	$32, AX
-	ADDQ	$2, R9
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z13, Z8, Z8
+	VMOVUPS	Z8, 1024(SI)
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VMOVUPS	Z9, 1280(SI)
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VMOVUPS	Z10, 1536(SI)
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VMOVUPS	Z11, 1792(SI)
+	ADDQ	$2048, SI
+	ADDQ	$64, AX
+	ADDQ	$4, R9
 	DECQ	DX
 	JNZ	fppmx_chunk
 	ADDQ	$8, R8
@@ -51507,15 +52858,16 @@ fppmx_chunk:
 
 // func fppf4s(a *fppArgs)
 //
-// f4s panel packing: 4 weight rows (w[j], scales s[j]), nchunks chunks of 64,
+// f4s panel packing: 4 weight rows (w[j], scales s[j]), nchunks units,
 // decoded exactly (as in the matrix-vector kernel) and stored for
 // kernels.PanelGEMM: step t of row j at panel + (4t + j)·64 bytes.
-// Registers as in the matrix-vector kernels; DX chunks left, SI the panel
-// position of row j, R8 8·j (index into w[] and s[]); chunks left on this
+// Registers as in the matrix-vector kernels; DX units left, SI the panel
+// position of row j, R8 8·j (index into w[] and s[]); halves left on this
 // scale in the args (88, FP4 g64·j).
 TEXT ·fppf4s(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	VMOVUPS	e2m1f32<>(SB), Z12
+	VMOVDQU32	quarteridx<>(SB), Z15
 	XORQ	R8, R8
 fppf4s_rowj:
 	MOVQ	8(DI)(R8*1), AX
@@ -51524,27 +52876,43 @@ fppf4s_rowj:
 	LEAQ	(SI)(R8*8), SI	// + 64·j bytes
 	MOVQ	72(DI), DX
 fppf4s_chunk:
-	VPBROADCASTW	0(R9), Y24
-	VCVTPH2PS	Y24, Z24
-	VMULPS	Z24, Z12, Z13
-	VPBROADCASTW	2(R9), Y24
-	VCVTPH2PS	Y24, Z24
-	VMULPS	Z24, Z12, Z15
-	VPMOVZXBD	0(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z8
-	VPERMD	Z13, Z24, Z9
-	VPMOVZXBD	16(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z15, Z23, Z10
-	VPERMD	Z15, Z24, Z11
+	VMOVDQU32	(AX), Z16
+	VCVTPH2PS	(R9), X23
+	VPERMPS	Z23, Z15, Z13
+	VPERMD	Z12, Z16, Z8
+	VMULPS	Z13, Z8, Z8
 	VMOVUPS	Z8, 0(SI)
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
 	VMOVUPS	Z9, 256(SI)
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
 	VMOVUPS	Z10, 512(SI)
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
 	VMOVUPS	Z11, 768(SI)
-	ADDQ	$1024, SI
-	ADDQ	$32, AX
-	ADDQ	$4, R9
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z13, Z8, Z8
+	VMOVUPS	Z8, 1024(SI)
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VMOVUPS	Z9, 1280(SI)
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VMOVUPS	Z10, 1536(SI)
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VMOVUPS	Z11, 1792(SI)
+	ADDQ	$2048, SI
+	ADDQ	$64, AX
+	ADDQ	$8, R9
 	DECQ	DX
 	JNZ	fppf4s_chunk
 	ADDQ	$8, R8
@@ -51555,11 +52923,11 @@ fppf4s_chunk:
 
 // func fppf4b(a *fppArgs)
 //
-// f4b panel packing: 4 weight rows (w[j], scales s[j]), nchunks chunks of 64,
+// f4b panel packing: 4 weight rows (w[j], scales s[j]), nchunks units,
 // decoded exactly (as in the matrix-vector kernel) and stored for
 // kernels.PanelGEMM: step t of row j at panel + (4t + j)·64 bytes.
-// Registers as in the matrix-vector kernels; DX chunks left, SI the panel
-// position of row j, R8 8·j (index into w[] and s[]); chunks left on this
+// Registers as in the matrix-vector kernels; DX units left, SI the panel
+// position of row j, R8 8·j (index into w[] and s[]); halves left on this
 // scale in the args (88, FP4 g64·j).
 TEXT ·fppf4b(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
@@ -51574,29 +52942,41 @@ fppf4b_rowj:
 	MOVQ	80(DI), R14
 	MOVQ	R14, 88(DI)
 fppf4b_chunk:
-	VPBROADCASTW	0(R9), Y24
-	VCVTPH2PS	Y24, Z24
-	VMULPS	Z24, Z12, Z13
-	VPMOVZXBD	0(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z8
-	VPERMD	Z13, Z24, Z9
-	VPMOVZXBD	16(AX), Z23
-	VPSRLD	$4, Z23, Z24
-	VPERMD	Z13, Z23, Z10
-	VPERMD	Z13, Z24, Z11
-	VMOVUPS	Z8, 0(SI)
-	VMOVUPS	Z9, 256(SI)
-	VMOVUPS	Z10, 512(SI)
-	VMOVUPS	Z11, 768(SI)
-	ADDQ	$1024, SI
-	ADDQ	$32, AX
+	VMOVDQU32	(AX), Z16
+	VPBROADCASTW	(R9), Y23
+	VCVTPH2PS	Y23, Z23
+	VMULPS	Z23, Z12, Z13
 	DECQ	88(DI)
-	JNZ	fppf4b_same
+	JNZ	fppf4b_same0
 	MOVQ	80(DI), R14
 	MOVQ	R14, 88(DI)
 	ADDQ	$2, R9
-fppf4b_same:
+fppf4b_same0:
+	VPERMD	Z13, Z16, Z8
+	VMOVUPS	Z8, 0(SI)
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z13, Z24, Z9
+	VMOVUPS	Z9, 256(SI)
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z13, Z23, Z10
+	VMOVUPS	Z10, 512(SI)
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z13, Z24, Z11
+	VMOVUPS	Z11, 768(SI)
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z13, Z23, Z8
+	VMOVUPS	Z8, 1024(SI)
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z13, Z24, Z9
+	VMOVUPS	Z9, 1280(SI)
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z13, Z23, Z10
+	VMOVUPS	Z10, 1536(SI)
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z13, Z24, Z11
+	VMOVUPS	Z11, 1792(SI)
+	ADDQ	$2048, SI
+	ADDQ	$64, AX
 	DECQ	DX
 	JNZ	fppf4b_chunk
 	ADDQ	$8, R8
@@ -51607,11 +52987,11 @@ fppf4b_same:
 
 // func fppf8(a *fppArgs)
 //
-// f8 panel packing: 4 weight rows (w[j], scales s[j]), nchunks chunks of 64,
+// f8 panel packing: 4 weight rows (w[j], scales s[j]), nchunks units,
 // decoded exactly (as in the matrix-vector kernel) and stored for
 // kernels.PanelGEMM: step t of row j at panel + (4t + j)·64 bytes.
-// Registers as in the matrix-vector kernels; DX chunks left, SI the panel
-// position of row j, R8 8·j (index into w[] and s[]); chunks left on this
+// Registers as in the matrix-vector kernels; DX units left, SI the panel
+// position of row j, R8 8·j (index into w[] and s[]); halves left on this
 // scale in the args (88, FP4 g64·j).
 TEXT ·fppf8(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
@@ -51650,6 +53030,88 @@ fppf8_chunk:
 	VZEROUPPER
 	RET
 
+// func fppf4h(a *fppArgs)
+//
+// f4h panel packing: 4 weight rows (w[j], scales s[j]), nchunks units,
+// decoded exactly (as in the matrix-vector kernel) and stored for
+// kernels.PanelGEMM: step t of row j at panel + (4t + j)·64 bytes.
+// Registers as in the matrix-vector kernels; DX units left, SI the panel
+// position of row j, R8 8·j (index into w[] and s[]); halves left on this
+// scale in the args (88, FP4 g64·j).
+TEXT ·fppf4h(SB), NOSPLIT, $0-8
+	MOVQ	a+0(FP), DI
+	VMOVUPS	e2m1f32<>(SB), Z12
+	MOVL	$0x00ff, R14
+	KMOVW	R14, K1
+	MOVL	$0xff00, R14
+	KMOVW	R14, K2
+	XORQ	R8, R8
+fppf4h_rowj:
+	MOVQ	8(DI)(R8*1), AX
+	MOVQ	40(DI)(R8*1), R9
+	MOVQ	0(DI), SI
+	LEAQ	(SI)(R8*8), SI	// + 64·j bytes
+	MOVQ	72(DI), DX
+	MOVQ	80(DI), R14
+	MOVQ	R14, 88(DI)
+fppf4h_chunk:
+	VMOVDQU32	(AX), Z16
+	VPBROADCASTW	(R9), K1, Y23
+	DECQ	88(DI)
+	JNZ	fppf4h_same0
+	MOVQ	80(DI), R14
+	MOVQ	R14, 88(DI)
+	ADDQ	$2, R9
+fppf4h_same0:
+	VPBROADCASTW	(R9), K2, Y23
+	DECQ	88(DI)
+	JNZ	fppf4h_same1
+	MOVQ	80(DI), R14
+	MOVQ	R14, 88(DI)
+	ADDQ	$2, R9
+fppf4h_same1:
+	VCVTPH2PS	Y23, Z13
+	VPERMD	Z12, Z16, Z8
+	VMULPS	Z13, Z8, Z8
+	VMOVUPS	Z8, 0(SI)
+	VPSRLD	$4, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VMOVUPS	Z9, 256(SI)
+	VPSRLD	$8, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VMOVUPS	Z10, 512(SI)
+	VPSRLD	$12, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VMOVUPS	Z11, 768(SI)
+	VPSRLD	$16, Z16, Z23
+	VPERMD	Z12, Z23, Z8
+	VMULPS	Z13, Z8, Z8
+	VMOVUPS	Z8, 1024(SI)
+	VPSRLD	$20, Z16, Z24
+	VPERMD	Z12, Z24, Z9
+	VMULPS	Z13, Z9, Z9
+	VMOVUPS	Z9, 1280(SI)
+	VPSRLD	$24, Z16, Z23
+	VPERMD	Z12, Z23, Z10
+	VMULPS	Z13, Z10, Z10
+	VMOVUPS	Z10, 1536(SI)
+	VPSRLD	$28, Z16, Z24
+	VPERMD	Z12, Z24, Z11
+	VMULPS	Z13, Z11, Z11
+	VMOVUPS	Z11, 1792(SI)
+	ADDQ	$2048, SI
+	ADDQ	$64, AX
+	DECQ	DX
+	JNZ	fppf4h_chunk
+	ADDQ	$8, R8
+	CMPQ	R8, $32
+	JB	fppf4h_rowj
+	VZEROUPPER
+	RET
+
 // e2m1 code → float32 bits.
 DATA e2m1f32<>+0(SB)/4, $0x00000000
 DATA e2m1f32<>+4(SB)/4, $0x3f000000
@@ -51669,522 +53131,62 @@ DATA e2m1f32<>+56(SB)/4, $0xc0800000
 DATA e2m1f32<>+60(SB)/4, $0xc0c00000
 GLOBL e2m1f32<>(SB), RODATA|NOPTR, $64
 
+// Lane → scale index of the e2m1 spans: l/4 (four scales a span, dwords), l/2 (eight, words).
+DATA quarteridx<>+0(SB)/4, $0
+DATA quarteridx<>+4(SB)/4, $0
+DATA quarteridx<>+8(SB)/4, $0
+DATA quarteridx<>+12(SB)/4, $0
+DATA quarteridx<>+16(SB)/4, $1
+DATA quarteridx<>+20(SB)/4, $1
+DATA quarteridx<>+24(SB)/4, $1
+DATA quarteridx<>+28(SB)/4, $1
+DATA quarteridx<>+32(SB)/4, $2
+DATA quarteridx<>+36(SB)/4, $2
+DATA quarteridx<>+40(SB)/4, $2
+DATA quarteridx<>+44(SB)/4, $2
+DATA quarteridx<>+48(SB)/4, $3
+DATA quarteridx<>+52(SB)/4, $3
+DATA quarteridx<>+56(SB)/4, $3
+DATA quarteridx<>+60(SB)/4, $3
+GLOBL quarteridx<>(SB), RODATA|NOPTR, $64
+DATA pairwidx<>+0(SB)/2, $0
+DATA pairwidx<>+2(SB)/2, $0
+DATA pairwidx<>+4(SB)/2, $1
+DATA pairwidx<>+6(SB)/2, $1
+DATA pairwidx<>+8(SB)/2, $2
+DATA pairwidx<>+10(SB)/2, $2
+DATA pairwidx<>+12(SB)/2, $3
+DATA pairwidx<>+14(SB)/2, $3
+DATA pairwidx<>+16(SB)/2, $4
+DATA pairwidx<>+18(SB)/2, $4
+DATA pairwidx<>+20(SB)/2, $5
+DATA pairwidx<>+22(SB)/2, $5
+DATA pairwidx<>+24(SB)/2, $6
+DATA pairwidx<>+26(SB)/2, $6
+DATA pairwidx<>+28(SB)/2, $7
+DATA pairwidx<>+30(SB)/2, $7
+DATA pairwidx<>+32(SB)/2, $0
+DATA pairwidx<>+34(SB)/2, $0
+DATA pairwidx<>+36(SB)/2, $1
+DATA pairwidx<>+38(SB)/2, $1
+DATA pairwidx<>+40(SB)/2, $2
+DATA pairwidx<>+42(SB)/2, $2
+DATA pairwidx<>+44(SB)/2, $3
+DATA pairwidx<>+46(SB)/2, $3
+DATA pairwidx<>+48(SB)/2, $4
+DATA pairwidx<>+50(SB)/2, $4
+DATA pairwidx<>+52(SB)/2, $5
+DATA pairwidx<>+54(SB)/2, $5
+DATA pairwidx<>+56(SB)/2, $6
+DATA pairwidx<>+58(SB)/2, $6
+DATA pairwidx<>+60(SB)/2, $7
+DATA pairwidx<>+62(SB)/2, $7
+GLOBL pairwidx<>(SB), RODATA|NOPTR, $64
+DATA e8m0min<>+0(SB)/4, $0x00400000
+GLOBL e8m0min<>(SB), RODATA|NOPTR, $4
+DATA f256<>+0(SB)/4, $0x43800000
+GLOBL f256<>(SB), RODATA|NOPTR, $4
+
 // FP8 fix-up mask (binary16 sign and exponent/mantissa bits, bit 14 clear).
 DATA fp8mask<>+0(SB)/2, $0xbf80
 GLOBL fp8mask<>(SB), RODATA|NOPTR, $2
-
-// e4m3 and e8m0 scale codes → float32 bits.
-DATA e4m3tab<>+0(SB)/4, $0x00000000
-DATA e4m3tab<>+4(SB)/4, $0x3b000000
-DATA e4m3tab<>+8(SB)/4, $0x3b800000
-DATA e4m3tab<>+12(SB)/4, $0x3bc00000
-DATA e4m3tab<>+16(SB)/4, $0x3c000000
-DATA e4m3tab<>+20(SB)/4, $0x3c200000
-DATA e4m3tab<>+24(SB)/4, $0x3c400000
-DATA e4m3tab<>+28(SB)/4, $0x3c600000
-DATA e4m3tab<>+32(SB)/4, $0x3c800000
-DATA e4m3tab<>+36(SB)/4, $0x3c900000
-DATA e4m3tab<>+40(SB)/4, $0x3ca00000
-DATA e4m3tab<>+44(SB)/4, $0x3cb00000
-DATA e4m3tab<>+48(SB)/4, $0x3cc00000
-DATA e4m3tab<>+52(SB)/4, $0x3cd00000
-DATA e4m3tab<>+56(SB)/4, $0x3ce00000
-DATA e4m3tab<>+60(SB)/4, $0x3cf00000
-DATA e4m3tab<>+64(SB)/4, $0x3d000000
-DATA e4m3tab<>+68(SB)/4, $0x3d100000
-DATA e4m3tab<>+72(SB)/4, $0x3d200000
-DATA e4m3tab<>+76(SB)/4, $0x3d300000
-DATA e4m3tab<>+80(SB)/4, $0x3d400000
-DATA e4m3tab<>+84(SB)/4, $0x3d500000
-DATA e4m3tab<>+88(SB)/4, $0x3d600000
-DATA e4m3tab<>+92(SB)/4, $0x3d700000
-DATA e4m3tab<>+96(SB)/4, $0x3d800000
-DATA e4m3tab<>+100(SB)/4, $0x3d900000
-DATA e4m3tab<>+104(SB)/4, $0x3da00000
-DATA e4m3tab<>+108(SB)/4, $0x3db00000
-DATA e4m3tab<>+112(SB)/4, $0x3dc00000
-DATA e4m3tab<>+116(SB)/4, $0x3dd00000
-DATA e4m3tab<>+120(SB)/4, $0x3de00000
-DATA e4m3tab<>+124(SB)/4, $0x3df00000
-DATA e4m3tab<>+128(SB)/4, $0x3e000000
-DATA e4m3tab<>+132(SB)/4, $0x3e100000
-DATA e4m3tab<>+136(SB)/4, $0x3e200000
-DATA e4m3tab<>+140(SB)/4, $0x3e300000
-DATA e4m3tab<>+144(SB)/4, $0x3e400000
-DATA e4m3tab<>+148(SB)/4, $0x3e500000
-DATA e4m3tab<>+152(SB)/4, $0x3e600000
-DATA e4m3tab<>+156(SB)/4, $0x3e700000
-DATA e4m3tab<>+160(SB)/4, $0x3e800000
-DATA e4m3tab<>+164(SB)/4, $0x3e900000
-DATA e4m3tab<>+168(SB)/4, $0x3ea00000
-DATA e4m3tab<>+172(SB)/4, $0x3eb00000
-DATA e4m3tab<>+176(SB)/4, $0x3ec00000
-DATA e4m3tab<>+180(SB)/4, $0x3ed00000
-DATA e4m3tab<>+184(SB)/4, $0x3ee00000
-DATA e4m3tab<>+188(SB)/4, $0x3ef00000
-DATA e4m3tab<>+192(SB)/4, $0x3f000000
-DATA e4m3tab<>+196(SB)/4, $0x3f100000
-DATA e4m3tab<>+200(SB)/4, $0x3f200000
-DATA e4m3tab<>+204(SB)/4, $0x3f300000
-DATA e4m3tab<>+208(SB)/4, $0x3f400000
-DATA e4m3tab<>+212(SB)/4, $0x3f500000
-DATA e4m3tab<>+216(SB)/4, $0x3f600000
-DATA e4m3tab<>+220(SB)/4, $0x3f700000
-DATA e4m3tab<>+224(SB)/4, $0x3f800000
-DATA e4m3tab<>+228(SB)/4, $0x3f900000
-DATA e4m3tab<>+232(SB)/4, $0x3fa00000
-DATA e4m3tab<>+236(SB)/4, $0x3fb00000
-DATA e4m3tab<>+240(SB)/4, $0x3fc00000
-DATA e4m3tab<>+244(SB)/4, $0x3fd00000
-DATA e4m3tab<>+248(SB)/4, $0x3fe00000
-DATA e4m3tab<>+252(SB)/4, $0x3ff00000
-DATA e4m3tab<>+256(SB)/4, $0x40000000
-DATA e4m3tab<>+260(SB)/4, $0x40100000
-DATA e4m3tab<>+264(SB)/4, $0x40200000
-DATA e4m3tab<>+268(SB)/4, $0x40300000
-DATA e4m3tab<>+272(SB)/4, $0x40400000
-DATA e4m3tab<>+276(SB)/4, $0x40500000
-DATA e4m3tab<>+280(SB)/4, $0x40600000
-DATA e4m3tab<>+284(SB)/4, $0x40700000
-DATA e4m3tab<>+288(SB)/4, $0x40800000
-DATA e4m3tab<>+292(SB)/4, $0x40900000
-DATA e4m3tab<>+296(SB)/4, $0x40a00000
-DATA e4m3tab<>+300(SB)/4, $0x40b00000
-DATA e4m3tab<>+304(SB)/4, $0x40c00000
-DATA e4m3tab<>+308(SB)/4, $0x40d00000
-DATA e4m3tab<>+312(SB)/4, $0x40e00000
-DATA e4m3tab<>+316(SB)/4, $0x40f00000
-DATA e4m3tab<>+320(SB)/4, $0x41000000
-DATA e4m3tab<>+324(SB)/4, $0x41100000
-DATA e4m3tab<>+328(SB)/4, $0x41200000
-DATA e4m3tab<>+332(SB)/4, $0x41300000
-DATA e4m3tab<>+336(SB)/4, $0x41400000
-DATA e4m3tab<>+340(SB)/4, $0x41500000
-DATA e4m3tab<>+344(SB)/4, $0x41600000
-DATA e4m3tab<>+348(SB)/4, $0x41700000
-DATA e4m3tab<>+352(SB)/4, $0x41800000
-DATA e4m3tab<>+356(SB)/4, $0x41900000
-DATA e4m3tab<>+360(SB)/4, $0x41a00000
-DATA e4m3tab<>+364(SB)/4, $0x41b00000
-DATA e4m3tab<>+368(SB)/4, $0x41c00000
-DATA e4m3tab<>+372(SB)/4, $0x41d00000
-DATA e4m3tab<>+376(SB)/4, $0x41e00000
-DATA e4m3tab<>+380(SB)/4, $0x41f00000
-DATA e4m3tab<>+384(SB)/4, $0x42000000
-DATA e4m3tab<>+388(SB)/4, $0x42100000
-DATA e4m3tab<>+392(SB)/4, $0x42200000
-DATA e4m3tab<>+396(SB)/4, $0x42300000
-DATA e4m3tab<>+400(SB)/4, $0x42400000
-DATA e4m3tab<>+404(SB)/4, $0x42500000
-DATA e4m3tab<>+408(SB)/4, $0x42600000
-DATA e4m3tab<>+412(SB)/4, $0x42700000
-DATA e4m3tab<>+416(SB)/4, $0x42800000
-DATA e4m3tab<>+420(SB)/4, $0x42900000
-DATA e4m3tab<>+424(SB)/4, $0x42a00000
-DATA e4m3tab<>+428(SB)/4, $0x42b00000
-DATA e4m3tab<>+432(SB)/4, $0x42c00000
-DATA e4m3tab<>+436(SB)/4, $0x42d00000
-DATA e4m3tab<>+440(SB)/4, $0x42e00000
-DATA e4m3tab<>+444(SB)/4, $0x42f00000
-DATA e4m3tab<>+448(SB)/4, $0x43000000
-DATA e4m3tab<>+452(SB)/4, $0x43100000
-DATA e4m3tab<>+456(SB)/4, $0x43200000
-DATA e4m3tab<>+460(SB)/4, $0x43300000
-DATA e4m3tab<>+464(SB)/4, $0x43400000
-DATA e4m3tab<>+468(SB)/4, $0x43500000
-DATA e4m3tab<>+472(SB)/4, $0x43600000
-DATA e4m3tab<>+476(SB)/4, $0x43700000
-DATA e4m3tab<>+480(SB)/4, $0x43800000
-DATA e4m3tab<>+484(SB)/4, $0x43900000
-DATA e4m3tab<>+488(SB)/4, $0x43a00000
-DATA e4m3tab<>+492(SB)/4, $0x43b00000
-DATA e4m3tab<>+496(SB)/4, $0x43c00000
-DATA e4m3tab<>+500(SB)/4, $0x43d00000
-DATA e4m3tab<>+504(SB)/4, $0x43e00000
-DATA e4m3tab<>+508(SB)/4, $0x7fc00000
-DATA e4m3tab<>+512(SB)/4, $0x80000000
-DATA e4m3tab<>+516(SB)/4, $0xbb000000
-DATA e4m3tab<>+520(SB)/4, $0xbb800000
-DATA e4m3tab<>+524(SB)/4, $0xbbc00000
-DATA e4m3tab<>+528(SB)/4, $0xbc000000
-DATA e4m3tab<>+532(SB)/4, $0xbc200000
-DATA e4m3tab<>+536(SB)/4, $0xbc400000
-DATA e4m3tab<>+540(SB)/4, $0xbc600000
-DATA e4m3tab<>+544(SB)/4, $0xbc800000
-DATA e4m3tab<>+548(SB)/4, $0xbc900000
-DATA e4m3tab<>+552(SB)/4, $0xbca00000
-DATA e4m3tab<>+556(SB)/4, $0xbcb00000
-DATA e4m3tab<>+560(SB)/4, $0xbcc00000
-DATA e4m3tab<>+564(SB)/4, $0xbcd00000
-DATA e4m3tab<>+568(SB)/4, $0xbce00000
-DATA e4m3tab<>+572(SB)/4, $0xbcf00000
-DATA e4m3tab<>+576(SB)/4, $0xbd000000
-DATA e4m3tab<>+580(SB)/4, $0xbd100000
-DATA e4m3tab<>+584(SB)/4, $0xbd200000
-DATA e4m3tab<>+588(SB)/4, $0xbd300000
-DATA e4m3tab<>+592(SB)/4, $0xbd400000
-DATA e4m3tab<>+596(SB)/4, $0xbd500000
-DATA e4m3tab<>+600(SB)/4, $0xbd600000
-DATA e4m3tab<>+604(SB)/4, $0xbd700000
-DATA e4m3tab<>+608(SB)/4, $0xbd800000
-DATA e4m3tab<>+612(SB)/4, $0xbd900000
-DATA e4m3tab<>+616(SB)/4, $0xbda00000
-DATA e4m3tab<>+620(SB)/4, $0xbdb00000
-DATA e4m3tab<>+624(SB)/4, $0xbdc00000
-DATA e4m3tab<>+628(SB)/4, $0xbdd00000
-DATA e4m3tab<>+632(SB)/4, $0xbde00000
-DATA e4m3tab<>+636(SB)/4, $0xbdf00000
-DATA e4m3tab<>+640(SB)/4, $0xbe000000
-DATA e4m3tab<>+644(SB)/4, $0xbe100000
-DATA e4m3tab<>+648(SB)/4, $0xbe200000
-DATA e4m3tab<>+652(SB)/4, $0xbe300000
-DATA e4m3tab<>+656(SB)/4, $0xbe400000
-DATA e4m3tab<>+660(SB)/4, $0xbe500000
-DATA e4m3tab<>+664(SB)/4, $0xbe600000
-DATA e4m3tab<>+668(SB)/4, $0xbe700000
-DATA e4m3tab<>+672(SB)/4, $0xbe800000
-DATA e4m3tab<>+676(SB)/4, $0xbe900000
-DATA e4m3tab<>+680(SB)/4, $0xbea00000
-DATA e4m3tab<>+684(SB)/4, $0xbeb00000
-DATA e4m3tab<>+688(SB)/4, $0xbec00000
-DATA e4m3tab<>+692(SB)/4, $0xbed00000
-DATA e4m3tab<>+696(SB)/4, $0xbee00000
-DATA e4m3tab<>+700(SB)/4, $0xbef00000
-DATA e4m3tab<>+704(SB)/4, $0xbf000000
-DATA e4m3tab<>+708(SB)/4, $0xbf100000
-DATA e4m3tab<>+712(SB)/4, $0xbf200000
-DATA e4m3tab<>+716(SB)/4, $0xbf300000
-DATA e4m3tab<>+720(SB)/4, $0xbf400000
-DATA e4m3tab<>+724(SB)/4, $0xbf500000
-DATA e4m3tab<>+728(SB)/4, $0xbf600000
-DATA e4m3tab<>+732(SB)/4, $0xbf700000
-DATA e4m3tab<>+736(SB)/4, $0xbf800000
-DATA e4m3tab<>+740(SB)/4, $0xbf900000
-DATA e4m3tab<>+744(SB)/4, $0xbfa00000
-DATA e4m3tab<>+748(SB)/4, $0xbfb00000
-DATA e4m3tab<>+752(SB)/4, $0xbfc00000
-DATA e4m3tab<>+756(SB)/4, $0xbfd00000
-DATA e4m3tab<>+760(SB)/4, $0xbfe00000
-DATA e4m3tab<>+764(SB)/4, $0xbff00000
-DATA e4m3tab<>+768(SB)/4, $0xc0000000
-DATA e4m3tab<>+772(SB)/4, $0xc0100000
-DATA e4m3tab<>+776(SB)/4, $0xc0200000
-DATA e4m3tab<>+780(SB)/4, $0xc0300000
-DATA e4m3tab<>+784(SB)/4, $0xc0400000
-DATA e4m3tab<>+788(SB)/4, $0xc0500000
-DATA e4m3tab<>+792(SB)/4, $0xc0600000
-DATA e4m3tab<>+796(SB)/4, $0xc0700000
-DATA e4m3tab<>+800(SB)/4, $0xc0800000
-DATA e4m3tab<>+804(SB)/4, $0xc0900000
-DATA e4m3tab<>+808(SB)/4, $0xc0a00000
-DATA e4m3tab<>+812(SB)/4, $0xc0b00000
-DATA e4m3tab<>+816(SB)/4, $0xc0c00000
-DATA e4m3tab<>+820(SB)/4, $0xc0d00000
-DATA e4m3tab<>+824(SB)/4, $0xc0e00000
-DATA e4m3tab<>+828(SB)/4, $0xc0f00000
-DATA e4m3tab<>+832(SB)/4, $0xc1000000
-DATA e4m3tab<>+836(SB)/4, $0xc1100000
-DATA e4m3tab<>+840(SB)/4, $0xc1200000
-DATA e4m3tab<>+844(SB)/4, $0xc1300000
-DATA e4m3tab<>+848(SB)/4, $0xc1400000
-DATA e4m3tab<>+852(SB)/4, $0xc1500000
-DATA e4m3tab<>+856(SB)/4, $0xc1600000
-DATA e4m3tab<>+860(SB)/4, $0xc1700000
-DATA e4m3tab<>+864(SB)/4, $0xc1800000
-DATA e4m3tab<>+868(SB)/4, $0xc1900000
-DATA e4m3tab<>+872(SB)/4, $0xc1a00000
-DATA e4m3tab<>+876(SB)/4, $0xc1b00000
-DATA e4m3tab<>+880(SB)/4, $0xc1c00000
-DATA e4m3tab<>+884(SB)/4, $0xc1d00000
-DATA e4m3tab<>+888(SB)/4, $0xc1e00000
-DATA e4m3tab<>+892(SB)/4, $0xc1f00000
-DATA e4m3tab<>+896(SB)/4, $0xc2000000
-DATA e4m3tab<>+900(SB)/4, $0xc2100000
-DATA e4m3tab<>+904(SB)/4, $0xc2200000
-DATA e4m3tab<>+908(SB)/4, $0xc2300000
-DATA e4m3tab<>+912(SB)/4, $0xc2400000
-DATA e4m3tab<>+916(SB)/4, $0xc2500000
-DATA e4m3tab<>+920(SB)/4, $0xc2600000
-DATA e4m3tab<>+924(SB)/4, $0xc2700000
-DATA e4m3tab<>+928(SB)/4, $0xc2800000
-DATA e4m3tab<>+932(SB)/4, $0xc2900000
-DATA e4m3tab<>+936(SB)/4, $0xc2a00000
-DATA e4m3tab<>+940(SB)/4, $0xc2b00000
-DATA e4m3tab<>+944(SB)/4, $0xc2c00000
-DATA e4m3tab<>+948(SB)/4, $0xc2d00000
-DATA e4m3tab<>+952(SB)/4, $0xc2e00000
-DATA e4m3tab<>+956(SB)/4, $0xc2f00000
-DATA e4m3tab<>+960(SB)/4, $0xc3000000
-DATA e4m3tab<>+964(SB)/4, $0xc3100000
-DATA e4m3tab<>+968(SB)/4, $0xc3200000
-DATA e4m3tab<>+972(SB)/4, $0xc3300000
-DATA e4m3tab<>+976(SB)/4, $0xc3400000
-DATA e4m3tab<>+980(SB)/4, $0xc3500000
-DATA e4m3tab<>+984(SB)/4, $0xc3600000
-DATA e4m3tab<>+988(SB)/4, $0xc3700000
-DATA e4m3tab<>+992(SB)/4, $0xc3800000
-DATA e4m3tab<>+996(SB)/4, $0xc3900000
-DATA e4m3tab<>+1000(SB)/4, $0xc3a00000
-DATA e4m3tab<>+1004(SB)/4, $0xc3b00000
-DATA e4m3tab<>+1008(SB)/4, $0xc3c00000
-DATA e4m3tab<>+1012(SB)/4, $0xc3d00000
-DATA e4m3tab<>+1016(SB)/4, $0xc3e00000
-DATA e4m3tab<>+1020(SB)/4, $0xffc00000
-GLOBL e4m3tab<>(SB), RODATA|NOPTR, $1024
-DATA e8m0tab<>+0(SB)/4, $0x00400000
-DATA e8m0tab<>+4(SB)/4, $0x00800000
-DATA e8m0tab<>+8(SB)/4, $0x01000000
-DATA e8m0tab<>+12(SB)/4, $0x01800000
-DATA e8m0tab<>+16(SB)/4, $0x02000000
-DATA e8m0tab<>+20(SB)/4, $0x02800000
-DATA e8m0tab<>+24(SB)/4, $0x03000000
-DATA e8m0tab<>+28(SB)/4, $0x03800000
-DATA e8m0tab<>+32(SB)/4, $0x04000000
-DATA e8m0tab<>+36(SB)/4, $0x04800000
-DATA e8m0tab<>+40(SB)/4, $0x05000000
-DATA e8m0tab<>+44(SB)/4, $0x05800000
-DATA e8m0tab<>+48(SB)/4, $0x06000000
-DATA e8m0tab<>+52(SB)/4, $0x06800000
-DATA e8m0tab<>+56(SB)/4, $0x07000000
-DATA e8m0tab<>+60(SB)/4, $0x07800000
-DATA e8m0tab<>+64(SB)/4, $0x08000000
-DATA e8m0tab<>+68(SB)/4, $0x08800000
-DATA e8m0tab<>+72(SB)/4, $0x09000000
-DATA e8m0tab<>+76(SB)/4, $0x09800000
-DATA e8m0tab<>+80(SB)/4, $0x0a000000
-DATA e8m0tab<>+84(SB)/4, $0x0a800000
-DATA e8m0tab<>+88(SB)/4, $0x0b000000
-DATA e8m0tab<>+92(SB)/4, $0x0b800000
-DATA e8m0tab<>+96(SB)/4, $0x0c000000
-DATA e8m0tab<>+100(SB)/4, $0x0c800000
-DATA e8m0tab<>+104(SB)/4, $0x0d000000
-DATA e8m0tab<>+108(SB)/4, $0x0d800000
-DATA e8m0tab<>+112(SB)/4, $0x0e000000
-DATA e8m0tab<>+116(SB)/4, $0x0e800000
-DATA e8m0tab<>+120(SB)/4, $0x0f000000
-DATA e8m0tab<>+124(SB)/4, $0x0f800000
-DATA e8m0tab<>+128(SB)/4, $0x10000000
-DATA e8m0tab<>+132(SB)/4, $0x10800000
-DATA e8m0tab<>+136(SB)/4, $0x11000000
-DATA e8m0tab<>+140(SB)/4, $0x11800000
-DATA e8m0tab<>+144(SB)/4, $0x12000000
-DATA e8m0tab<>+148(SB)/4, $0x12800000
-DATA e8m0tab<>+152(SB)/4, $0x13000000
-DATA e8m0tab<>+156(SB)/4, $0x13800000
-DATA e8m0tab<>+160(SB)/4, $0x14000000
-DATA e8m0tab<>+164(SB)/4, $0x14800000
-DATA e8m0tab<>+168(SB)/4, $0x15000000
-DATA e8m0tab<>+172(SB)/4, $0x15800000
-DATA e8m0tab<>+176(SB)/4, $0x16000000
-DATA e8m0tab<>+180(SB)/4, $0x16800000
-DATA e8m0tab<>+184(SB)/4, $0x17000000
-DATA e8m0tab<>+188(SB)/4, $0x17800000
-DATA e8m0tab<>+192(SB)/4, $0x18000000
-DATA e8m0tab<>+196(SB)/4, $0x18800000
-DATA e8m0tab<>+200(SB)/4, $0x19000000
-DATA e8m0tab<>+204(SB)/4, $0x19800000
-DATA e8m0tab<>+208(SB)/4, $0x1a000000
-DATA e8m0tab<>+212(SB)/4, $0x1a800000
-DATA e8m0tab<>+216(SB)/4, $0x1b000000
-DATA e8m0tab<>+220(SB)/4, $0x1b800000
-DATA e8m0tab<>+224(SB)/4, $0x1c000000
-DATA e8m0tab<>+228(SB)/4, $0x1c800000
-DATA e8m0tab<>+232(SB)/4, $0x1d000000
-DATA e8m0tab<>+236(SB)/4, $0x1d800000
-DATA e8m0tab<>+240(SB)/4, $0x1e000000
-DATA e8m0tab<>+244(SB)/4, $0x1e800000
-DATA e8m0tab<>+248(SB)/4, $0x1f000000
-DATA e8m0tab<>+252(SB)/4, $0x1f800000
-DATA e8m0tab<>+256(SB)/4, $0x20000000
-DATA e8m0tab<>+260(SB)/4, $0x20800000
-DATA e8m0tab<>+264(SB)/4, $0x21000000
-DATA e8m0tab<>+268(SB)/4, $0x21800000
-DATA e8m0tab<>+272(SB)/4, $0x22000000
-DATA e8m0tab<>+276(SB)/4, $0x22800000
-DATA e8m0tab<>+280(SB)/4, $0x23000000
-DATA e8m0tab<>+284(SB)/4, $0x23800000
-DATA e8m0tab<>+288(SB)/4, $0x24000000
-DATA e8m0tab<>+292(SB)/4, $0x24800000
-DATA e8m0tab<>+296(SB)/4, $0x25000000
-DATA e8m0tab<>+300(SB)/4, $0x25800000
-DATA e8m0tab<>+304(SB)/4, $0x26000000
-DATA e8m0tab<>+308(SB)/4, $0x26800000
-DATA e8m0tab<>+312(SB)/4, $0x27000000
-DATA e8m0tab<>+316(SB)/4, $0x27800000
-DATA e8m0tab<>+320(SB)/4, $0x28000000
-DATA e8m0tab<>+324(SB)/4, $0x28800000
-DATA e8m0tab<>+328(SB)/4, $0x29000000
-DATA e8m0tab<>+332(SB)/4, $0x29800000
-DATA e8m0tab<>+336(SB)/4, $0x2a000000
-DATA e8m0tab<>+340(SB)/4, $0x2a800000
-DATA e8m0tab<>+344(SB)/4, $0x2b000000
-DATA e8m0tab<>+348(SB)/4, $0x2b800000
-DATA e8m0tab<>+352(SB)/4, $0x2c000000
-DATA e8m0tab<>+356(SB)/4, $0x2c800000
-DATA e8m0tab<>+360(SB)/4, $0x2d000000
-DATA e8m0tab<>+364(SB)/4, $0x2d800000
-DATA e8m0tab<>+368(SB)/4, $0x2e000000
-DATA e8m0tab<>+372(SB)/4, $0x2e800000
-DATA e8m0tab<>+376(SB)/4, $0x2f000000
-DATA e8m0tab<>+380(SB)/4, $0x2f800000
-DATA e8m0tab<>+384(SB)/4, $0x30000000
-DATA e8m0tab<>+388(SB)/4, $0x30800000
-DATA e8m0tab<>+392(SB)/4, $0x31000000
-DATA e8m0tab<>+396(SB)/4, $0x31800000
-DATA e8m0tab<>+400(SB)/4, $0x32000000
-DATA e8m0tab<>+404(SB)/4, $0x32800000
-DATA e8m0tab<>+408(SB)/4, $0x33000000
-DATA e8m0tab<>+412(SB)/4, $0x33800000
-DATA e8m0tab<>+416(SB)/4, $0x34000000
-DATA e8m0tab<>+420(SB)/4, $0x34800000
-DATA e8m0tab<>+424(SB)/4, $0x35000000
-DATA e8m0tab<>+428(SB)/4, $0x35800000
-DATA e8m0tab<>+432(SB)/4, $0x36000000
-DATA e8m0tab<>+436(SB)/4, $0x36800000
-DATA e8m0tab<>+440(SB)/4, $0x37000000
-DATA e8m0tab<>+444(SB)/4, $0x37800000
-DATA e8m0tab<>+448(SB)/4, $0x38000000
-DATA e8m0tab<>+452(SB)/4, $0x38800000
-DATA e8m0tab<>+456(SB)/4, $0x39000000
-DATA e8m0tab<>+460(SB)/4, $0x39800000
-DATA e8m0tab<>+464(SB)/4, $0x3a000000
-DATA e8m0tab<>+468(SB)/4, $0x3a800000
-DATA e8m0tab<>+472(SB)/4, $0x3b000000
-DATA e8m0tab<>+476(SB)/4, $0x3b800000
-DATA e8m0tab<>+480(SB)/4, $0x3c000000
-DATA e8m0tab<>+484(SB)/4, $0x3c800000
-DATA e8m0tab<>+488(SB)/4, $0x3d000000
-DATA e8m0tab<>+492(SB)/4, $0x3d800000
-DATA e8m0tab<>+496(SB)/4, $0x3e000000
-DATA e8m0tab<>+500(SB)/4, $0x3e800000
-DATA e8m0tab<>+504(SB)/4, $0x3f000000
-DATA e8m0tab<>+508(SB)/4, $0x3f800000
-DATA e8m0tab<>+512(SB)/4, $0x40000000
-DATA e8m0tab<>+516(SB)/4, $0x40800000
-DATA e8m0tab<>+520(SB)/4, $0x41000000
-DATA e8m0tab<>+524(SB)/4, $0x41800000
-DATA e8m0tab<>+528(SB)/4, $0x42000000
-DATA e8m0tab<>+532(SB)/4, $0x42800000
-DATA e8m0tab<>+536(SB)/4, $0x43000000
-DATA e8m0tab<>+540(SB)/4, $0x43800000
-DATA e8m0tab<>+544(SB)/4, $0x44000000
-DATA e8m0tab<>+548(SB)/4, $0x44800000
-DATA e8m0tab<>+552(SB)/4, $0x45000000
-DATA e8m0tab<>+556(SB)/4, $0x45800000
-DATA e8m0tab<>+560(SB)/4, $0x46000000
-DATA e8m0tab<>+564(SB)/4, $0x46800000
-DATA e8m0tab<>+568(SB)/4, $0x47000000
-DATA e8m0tab<>+572(SB)/4, $0x47800000
-DATA e8m0tab<>+576(SB)/4, $0x48000000
-DATA e8m0tab<>+580(SB)/4, $0x48800000
-DATA e8m0tab<>+584(SB)/4, $0x49000000
-DATA e8m0tab<>+588(SB)/4, $0x49800000
-DATA e8m0tab<>+592(SB)/4, $0x4a000000
-DATA e8m0tab<>+596(SB)/4, $0x4a800000
-DATA e8m0tab<>+600(SB)/4, $0x4b000000
-DATA e8m0tab<>+604(SB)/4, $0x4b800000
-DATA e8m0tab<>+608(SB)/4, $0x4c000000
-DATA e8m0tab<>+612(SB)/4, $0x4c800000
-DATA e8m0tab<>+616(SB)/4, $0x4d000000
-DATA e8m0tab<>+620(SB)/4, $0x4d800000
-DATA e8m0tab<>+624(SB)/4, $0x4e000000
-DATA e8m0tab<>+628(SB)/4, $0x4e800000
-DATA e8m0tab<>+632(SB)/4, $0x4f000000
-DATA e8m0tab<>+636(SB)/4, $0x4f800000
-DATA e8m0tab<>+640(SB)/4, $0x50000000
-DATA e8m0tab<>+644(SB)/4, $0x50800000
-DATA e8m0tab<>+648(SB)/4, $0x51000000
-DATA e8m0tab<>+652(SB)/4, $0x51800000
-DATA e8m0tab<>+656(SB)/4, $0x52000000
-DATA e8m0tab<>+660(SB)/4, $0x52800000
-DATA e8m0tab<>+664(SB)/4, $0x53000000
-DATA e8m0tab<>+668(SB)/4, $0x53800000
-DATA e8m0tab<>+672(SB)/4, $0x54000000
-DATA e8m0tab<>+676(SB)/4, $0x54800000
-DATA e8m0tab<>+680(SB)/4, $0x55000000
-DATA e8m0tab<>+684(SB)/4, $0x55800000
-DATA e8m0tab<>+688(SB)/4, $0x56000000
-DATA e8m0tab<>+692(SB)/4, $0x56800000
-DATA e8m0tab<>+696(SB)/4, $0x57000000
-DATA e8m0tab<>+700(SB)/4, $0x57800000
-DATA e8m0tab<>+704(SB)/4, $0x58000000
-DATA e8m0tab<>+708(SB)/4, $0x58800000
-DATA e8m0tab<>+712(SB)/4, $0x59000000
-DATA e8m0tab<>+716(SB)/4, $0x59800000
-DATA e8m0tab<>+720(SB)/4, $0x5a000000
-DATA e8m0tab<>+724(SB)/4, $0x5a800000
-DATA e8m0tab<>+728(SB)/4, $0x5b000000
-DATA e8m0tab<>+732(SB)/4, $0x5b800000
-DATA e8m0tab<>+736(SB)/4, $0x5c000000
-DATA e8m0tab<>+740(SB)/4, $0x5c800000
-DATA e8m0tab<>+744(SB)/4, $0x5d000000
-DATA e8m0tab<>+748(SB)/4, $0x5d800000
-DATA e8m0tab<>+752(SB)/4, $0x5e000000
-DATA e8m0tab<>+756(SB)/4, $0x5e800000
-DATA e8m0tab<>+760(SB)/4, $0x5f000000
-DATA e8m0tab<>+764(SB)/4, $0x5f800000
-DATA e8m0tab<>+768(SB)/4, $0x60000000
-DATA e8m0tab<>+772(SB)/4, $0x60800000
-DATA e8m0tab<>+776(SB)/4, $0x61000000
-DATA e8m0tab<>+780(SB)/4, $0x61800000
-DATA e8m0tab<>+784(SB)/4, $0x62000000
-DATA e8m0tab<>+788(SB)/4, $0x62800000
-DATA e8m0tab<>+792(SB)/4, $0x63000000
-DATA e8m0tab<>+796(SB)/4, $0x63800000
-DATA e8m0tab<>+800(SB)/4, $0x64000000
-DATA e8m0tab<>+804(SB)/4, $0x64800000
-DATA e8m0tab<>+808(SB)/4, $0x65000000
-DATA e8m0tab<>+812(SB)/4, $0x65800000
-DATA e8m0tab<>+816(SB)/4, $0x66000000
-DATA e8m0tab<>+820(SB)/4, $0x66800000
-DATA e8m0tab<>+824(SB)/4, $0x67000000
-DATA e8m0tab<>+828(SB)/4, $0x67800000
-DATA e8m0tab<>+832(SB)/4, $0x68000000
-DATA e8m0tab<>+836(SB)/4, $0x68800000
-DATA e8m0tab<>+840(SB)/4, $0x69000000
-DATA e8m0tab<>+844(SB)/4, $0x69800000
-DATA e8m0tab<>+848(SB)/4, $0x6a000000
-DATA e8m0tab<>+852(SB)/4, $0x6a800000
-DATA e8m0tab<>+856(SB)/4, $0x6b000000
-DATA e8m0tab<>+860(SB)/4, $0x6b800000
-DATA e8m0tab<>+864(SB)/4, $0x6c000000
-DATA e8m0tab<>+868(SB)/4, $0x6c800000
-DATA e8m0tab<>+872(SB)/4, $0x6d000000
-DATA e8m0tab<>+876(SB)/4, $0x6d800000
-DATA e8m0tab<>+880(SB)/4, $0x6e000000
-DATA e8m0tab<>+884(SB)/4, $0x6e800000
-DATA e8m0tab<>+888(SB)/4, $0x6f000000
-DATA e8m0tab<>+892(SB)/4, $0x6f800000
-DATA e8m0tab<>+896(SB)/4, $0x70000000
-DATA e8m0tab<>+900(SB)/4, $0x70800000
-DATA e8m0tab<>+904(SB)/4, $0x71000000
-DATA e8m0tab<>+908(SB)/4, $0x71800000
-DATA e8m0tab<>+912(SB)/4, $0x72000000
-DATA e8m0tab<>+916(SB)/4, $0x72800000
-DATA e8m0tab<>+920(SB)/4, $0x73000000
-DATA e8m0tab<>+924(SB)/4, $0x73800000
-DATA e8m0tab<>+928(SB)/4, $0x74000000
-DATA e8m0tab<>+932(SB)/4, $0x74800000
-DATA e8m0tab<>+936(SB)/4, $0x75000000
-DATA e8m0tab<>+940(SB)/4, $0x75800000
-DATA e8m0tab<>+944(SB)/4, $0x76000000
-DATA e8m0tab<>+948(SB)/4, $0x76800000
-DATA e8m0tab<>+952(SB)/4, $0x77000000
-DATA e8m0tab<>+956(SB)/4, $0x77800000
-DATA e8m0tab<>+960(SB)/4, $0x78000000
-DATA e8m0tab<>+964(SB)/4, $0x78800000
-DATA e8m0tab<>+968(SB)/4, $0x79000000
-DATA e8m0tab<>+972(SB)/4, $0x79800000
-DATA e8m0tab<>+976(SB)/4, $0x7a000000
-DATA e8m0tab<>+980(SB)/4, $0x7a800000
-DATA e8m0tab<>+984(SB)/4, $0x7b000000
-DATA e8m0tab<>+988(SB)/4, $0x7b800000
-DATA e8m0tab<>+992(SB)/4, $0x7c000000
-DATA e8m0tab<>+996(SB)/4, $0x7c800000
-DATA e8m0tab<>+1000(SB)/4, $0x7d000000
-DATA e8m0tab<>+1004(SB)/4, $0x7d800000
-DATA e8m0tab<>+1008(SB)/4, $0x7e000000
-DATA e8m0tab<>+1012(SB)/4, $0x7e800000
-DATA e8m0tab<>+1016(SB)/4, $0x7f000000
-DATA e8m0tab<>+1020(SB)/4, $0x7fc00000
-GLOBL e8m0tab<>(SB), RODATA|NOPTR, $1024

@@ -46,6 +46,7 @@ var fpgKernels = map[string]map[int]func(*fpgArgs){
 	"f4s": {-2: fpgf4sM1R2, 1: fpgf4sM1, 2: fpgf4sM2, 3: fpgf4sM3, 4: fpgf4sM4},
 	"f4b": {-2: fpgf4bM1R2, 1: fpgf4bM1, 2: fpgf4bM2, 3: fpgf4bM3, 4: fpgf4bM4},
 	"f8":  {-2: fpgf8M1R2, 1: fpgf8M1, 2: fpgf8M2, 3: fpgf8M3, 4: fpgf8M4},
+	"f4h": {-2: fpgf4hM1R2, 1: fpgf4hM1, 2: fpgf4hM2, 3: fpgf4hM3, 4: fpgf4hM4},
 }
 
 var fppKernels = map[string]func(*fppArgs){
@@ -54,6 +55,7 @@ var fppKernels = map[string]func(*fppArgs){
 	"f4s": fppf4s,
 	"f4b": fppf4b,
 	"f8":  fppf8,
+	"f4h": fppf4h,
 }
 
 //go:noescape
@@ -360,6 +362,21 @@ func fpgf8M3(a *fpgArgs)
 func fpgf8M4(a *fpgArgs)
 
 //go:noescape
+func fpgf4hM1R2(a *fpgArgs)
+
+//go:noescape
+func fpgf4hM1(a *fpgArgs)
+
+//go:noescape
+func fpgf4hM2(a *fpgArgs)
+
+//go:noescape
+func fpgf4hM3(a *fpgArgs)
+
+//go:noescape
+func fpgf4hM4(a *fpgArgs)
+
+//go:noescape
 func fppnv(a *fppArgs)
 
 //go:noescape
@@ -373,3 +390,6 @@ func fppf4b(a *fppArgs)
 
 //go:noescape
 func fppf8(a *fppArgs)
+
+//go:noescape
+func fppf4h(a *fppArgs)

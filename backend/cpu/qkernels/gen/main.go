@@ -134,7 +134,7 @@ func main512() {
 	// row-major formats
 	gb.WriteString("// fpgKernels[kind][mc] are the AVX-512 row-major matrix-vector kernels\n// (mc = −2: one x row, two weight rows at a time), fppKernels[kind] the\n// panel packing ones.\n")
 	gb.WriteString("var fpgKernels = map[string]map[int]func(*fpgArgs){\n")
-	for _, k := range fpKinds {
+	for _, k := range fp512Kinds {
 		fmt.Fprintf(&gb, "%q: {", k.name)
 		fpgKernel(&sb, k, 1, 2)
 		fmt.Fprintf(&gb, "-2: fpg%sM1R2,", k.name)
@@ -147,7 +147,7 @@ func main512() {
 		gb.WriteString("},\n")
 	}
 	gb.WriteString("}\n\nvar fppKernels = map[string]func(*fppArgs){\n")
-	for _, k := range fpKinds {
+	for _, k := range fp512Kinds {
 		fppKernel(&sb, k)
 		fmt.Fprintf(&gb, "%q: fpp%s,\n", k.name, k.name)
 		fmt.Fprintf(&decls, "//go:noescape\nfunc fpp%s(a *fppArgs)\n\n", k.name)
