@@ -193,6 +193,28 @@ func testKernels(t *testing.T) {
 			}
 		}
 	}
+	// model-sized inputs at batch sizes that leave a one-row pass after the
+	// wide ones (9, 17): K tiles and blocks with tails and a short last one
+	for _, c := range kernelCases() {
+		if c.bits == 2 || (c.f == quant.GPTQ && c.group != 32 && c.group != 128) {
+			continue // the same code paths as the cases kept
+		}
+		for _, in := range []int{2880, 9728} {
+			group := c.group
+			if group == 0 || c.f == quant.FP8 {
+				group = in
+			}
+			if in%group != 0 {
+				continue
+			}
+			const out = 19
+			w := randomWeight(t, rng, c.f, out, in, c.bits, group, c.off, c.sym, c.act, c.nilZeros)
+			x := randX(rng, 17*in)
+			for _, M := range []int{9, 17} {
+				checkMatMul(t, w, x, M, 2, out, c.String()+fmt.Sprintf("/in%d", in))
+			}
+		}
+	}
 	// a wider weight so the wide column blocks of the assembly run
 	for _, c := range kernelCases() {
 		in := 256
