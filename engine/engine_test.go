@@ -58,7 +58,7 @@ func prompts(n int, rng *rand.Rand) [][]int32 {
 }
 
 // TestBatchInvariance: concurrent greedy requests (batched together, with
-// chunked prefill and preemption under a small cache) produce exactly the
+// chunked prefill, and with preemption under a small cache) produce exactly the
 // tokens each produces alone. The CPU kernels compute every output with the
 // same summation order whatever the batch, so equality is exact.
 func TestBatchInvariance(t *testing.T) {
@@ -73,23 +73,35 @@ func TestBatchInvariance(t *testing.T) {
 		}
 		want[i], _ = collect(t, ch)
 	}
-	for _, cfg := range []engine.Config{
-		{MaxSeqs: 32, ChunkTokens: 64},
-		{MaxSeqs: 32, ChunkTokens: 7, BlockSize: 4, CacheTokens: 600}, // small cache: forces preemption
+	for _, c := range []struct {
+		cfg     engine.Config
+		preempt bool
+	}{
+		{engine.Config{MaxSeqs: 32, ChunkTokens: 64}, false},
+		{engine.Config{MaxSeqs: 32, ChunkTokens: 7, BlockSize: 4, CacheTokens: 600}, false}, // small chunks
+		// a cache (one context, ~150 blocks of 4) that the 24 sequences
+		// outgrow together once they all decode: preemption
+		{engine.Config{MaxSeqs: 32, ChunkTokens: 64, BlockSize: 4, CacheTokens: 600}, true},
 	} {
+		cfg := c.cfg
 		t.Run(fmt.Sprintf("chunk%d-cache%d", cfg.ChunkTokens, cfg.CacheTokens), func(t *testing.T) {
 			e := newEngine(t, cfg)
+			// all submitted at once (each channel holds its events), so that
+			// they run together whatever the machine's timing
 			got := make([][]int32, len(ps))
-			var wg sync.WaitGroup
+			chs := make([]<-chan engine.Event, len(ps))
 			for i, p := range ps {
+				ch, err := e.Submit(context.Background(), engine.Request{Prompt: p, MaxTokens: 20, Logprobs: -1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				chs[i] = ch
+			}
+			var wg sync.WaitGroup
+			for i, ch := range chs {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					ch, err := e.Submit(context.Background(), engine.Request{Prompt: p, MaxTokens: 20, Logprobs: -1})
-					if err != nil {
-						t.Error(err)
-						return
-					}
 					got[i], _ = collect(t, ch)
 				}()
 			}
@@ -102,6 +114,9 @@ func TestBatchInvariance(t *testing.T) {
 			st := e.Stats()
 			if st.KVBlocksUsed != 0 || st.Running != 0 {
 				t.Errorf("after all requests: %+v", st)
+			}
+			if c.preempt && st.Preemptions == 0 {
+				t.Errorf("no sequence was preempted (%+v): the case tests nothing", st)
 			}
 			t.Logf("stats %+v", st)
 		})

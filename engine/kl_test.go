@@ -150,7 +150,10 @@ func TestPerplexityKL(t *testing.T) {
 		kl /= float64(n)
 		top1 := float64(agree) / float64(n)
 		t.Logf("bos %d: %d tokens, ppl %.4f (base %.4f), KL %.6f (plain %.6f), top-1 %.4f (plain %.4f)", bos, res.Tokens, res.PPL, res.BasePPL, res.KL, kl, res.Top1, top1)
-		if n != res.Tokens || math.Abs(res.KL-kl) > 1e-9*kl || res.Top1 != top1 {
+		// 1e-6: the windows' logits come from batches of another make-up
+		// than windowLogits', which on CPUs without AVX-512 (kernels without
+		// batch invariance) moves them by float32 ulps; bitwise elsewhere
+		if n != res.Tokens || math.Abs(res.KL-kl) > 1e-6*kl || res.Top1 != top1 {
 			t.Errorf("bos %d: KL %v top-1 %v over %d tokens; plain %v, %v over %d", bos, res.KL, res.Top1, res.Tokens, kl, top1, n)
 		}
 		if kl <= 0 || top1 == 1 {

@@ -371,13 +371,13 @@ func fpZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weigh
 	} else {
 		// panels of up to fpPanelRows weight rows, one K block at a time
 		const fpPanelRows = 120
-		gfl := 4 * unit * bu // floats per panel group (4 rows)
-		panel := sc.floats(fpPanelRows / 4 * gfl)
+		panel := sc.floats(fpPanelRows * unit * bu)
 		zero := sc.bytes(64*bu + 64)
 		clear(zero)
 		a := &sc.pa
 		for u0 := 0; u0 < nu; u0 += bu {
 			bc := min(bu, nu-u0)
+			gfl := 4 * unit * bc // floats per panel group of 4 rows: PanelGEMM's [⌈k/16⌉][4][16] for this block's k
 			soff := u0 * sPerUnit
 			if cpg > 0 {
 				soff = 2 * (u0 * unit / w.Group) // blocks start on a new scale

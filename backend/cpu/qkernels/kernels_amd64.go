@@ -474,8 +474,16 @@ func fpY(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weigh
 		sPerChunk = 4
 	}
 	for t0 := 0; t0 < nch; t0 += tile {
-		tc := min(tile, nch-t0)
 		for _, ch := range chunks {
+			tc := min(tile, nch-t0)
+			if ch.mc == 1 {
+				// the one-row kernels store their sums (no accum): one call
+				// over every chunk
+				if t0 > 0 {
+					continue
+				}
+				tc = nch
+			}
 			soff := uintptr(t0 * sPerChunk)
 			if kind == "f4b" {
 				soff = uintptr(2 * (t0 * 64 / w.Group))

@@ -193,6 +193,28 @@ func testKernels(t *testing.T) {
 			}
 		}
 	}
+	// model-sized inputs at batch sizes that leave a one-row pass after the
+	// wide ones (9, 17): K tiles and blocks with tails and a short last one
+	for _, c := range kernelCases() {
+		if c.bits == 2 || (c.f == quant.GPTQ && c.group != 32 && c.group != 128) {
+			continue // the same code paths as the cases kept
+		}
+		for _, in := range []int{2880, 9728} {
+			group := c.group
+			if group == 0 || c.f == quant.FP8 {
+				group = in
+			}
+			if in%group != 0 {
+				continue
+			}
+			const out = 19
+			w := randomWeight(t, rng, c.f, out, in, c.bits, group, c.off, c.sym, c.act, c.nilZeros)
+			x := randX(rng, 17*in)
+			for _, M := range []int{9, 17} {
+				checkMatMul(t, w, x, M, 2, out, c.String()+fmt.Sprintf("/in%d", in))
+			}
+		}
+	}
 	// a wider weight so the wide column blocks of the assembly run
 	for _, c := range kernelCases() {
 		in := 256
@@ -297,6 +319,54 @@ func TestBatchInvariance(t *testing.T) {
 							}
 						}
 					}
+				}
+			}
+		}
+	}
+}
+
+// TestFPBlocks covers the K blocks of the row-major formats: a last block
+// shorter than the others (K = 2944: 23 spans of 128, or 46 chunks of 64
+// for FP8, in blocks of 8 + 8 + 7 or 16 + 16 + 14 — the decoded panels'
+// layout must follow each block's length), and FP4 groups longer than the
+// kernels' units, 192 (a scale every three half spans) and 256 (every two
+// spans), whose blocks must each start on a new scale. Against the
+// reference, and (AVX-512, portable code) bitwise the same at every M (the
+// matrix-vector kernels below 8 rows, the decoded panels from 8).
+func TestFPBlocks(t *testing.T) {
+	rng := rand.New(rand.NewSource(11))
+	type fcase struct {
+		f         quant.Format
+		group, in int
+	}
+	var cs []fcase
+	for _, c := range []fcase{{quant.FP8, 2944, 0}, {quant.FP4, 32, 0}, {quant.FP4, 64, 0}, {quant.FP4, 128, 0}, {quant.MXFP4, 32, 0}, {quant.NVFP4, 16, 0}} {
+		c.in = 2944
+		cs = append(cs, c)
+	}
+	for _, g := range []int{192, 256} {
+		cs = append(cs, fcase{quant.FP4, g, 768}, fcase{quant.FP4, g, 3072})
+	}
+	for _, c := range cs {
+		const out = 29
+		w := randomWeight(t, rng, c.f, out, c.in, 4, c.group, 0, true, false, false)
+		x := randX(rng, 16*c.in)
+		name := fmt.Sprintf("%v/g%d/in%d", c.f, c.group, c.in)
+		for _, M := range []int{1, 2, 5, 9, 16} {
+			checkMatMul(t, w, x, M, 0, out, name)
+			checkMatMul(t, w, x, M, 3, out-1, name)
+		}
+		if useSIMD && !useAVX512 {
+			continue // the AVX2 kernels do not promise batch invariance
+		}
+		all := make([]float32, 16*out)
+		MatMul(all, out, x, 16, w, 0, out)
+		for _, mc := range []int{1, 3, 8} {
+			part := make([]float32, mc*out)
+			MatMul(part, out, x[2*c.in:(2+mc)*c.in], mc, w, 0, out)
+			for i := range part {
+				if math.Float32bits(part[i]) != math.Float32bits(all[2*out+i]) {
+					t.Fatalf("%s: M=%d element %d: %g, with M=16 %g", name, mc, i, part[i], all[2*out+i])
 				}
 			}
 		}
