@@ -61,15 +61,12 @@ func QuantizeGPTQ(w []float32, out, in int, h []float64, spec Spec, opt GPTQOpti
 	if spec.Format != GPTQ {
 		return nil, nil, fmt.Errorf("quant: QuantizeGPTQ: format %v (want the GPTQ integers)", spec.Format)
 	}
-	if spec.Bits != 2 && spec.Bits != 3 && spec.Bits != 4 && spec.Bits != 8 {
-		return nil, nil, fmt.Errorf("quant: GPTQ bits %d not supported (want 2, 3, 4 or 8)", spec.Bits)
+	if err := spec.Fits(in); err != nil {
+		return nil, nil, err
 	}
 	group := spec.Group
 	if group <= 0 {
 		group = in
-	}
-	if in%group != 0 {
-		return nil, nil, fmt.Errorf("quant: group size %d does not divide In = %d", group, in)
 	}
 	for i, v := range w {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {

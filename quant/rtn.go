@@ -94,6 +94,41 @@ func ParseSpec(format string, group int, sym bool) (Spec, error) {
 	return Spec{}, fmt.Errorf("quant: unknown format %q (want int8, int4, int3, int2, fp4, mxfp4, nvfp4 or fp8)", format)
 }
 
+// Fits reports why spec cannot store a weight with in input columns (a
+// group that does not divide in, unsupported bits), or nil when it can.
+func (s Spec) Fits(in int) error {
+	group := s.Group
+	if group <= 0 {
+		group = in
+	}
+	switch s.Format {
+	case GPTQ:
+		if s.Bits != 2 && s.Bits != 3 && s.Bits != 4 && s.Bits != 8 {
+			return fmt.Errorf("quant: GPTQ bits %d not supported (want 2, 3, 4 or 8)", s.Bits)
+		}
+		if in%group != 0 {
+			return fmt.Errorf("quant: group size %d does not divide In = %d", group, in)
+		}
+	case FP4:
+		if in%group != 0 || group%2 != 0 {
+			return fmt.Errorf("quant: fp4 group size %d does not divide In = %d (or is odd)", group, in)
+		}
+	case MXFP4:
+		if in%32 != 0 {
+			return fmt.Errorf("quant: mxfp4 needs In (%d) to be a multiple of 32", in)
+		}
+	case NVFP4:
+		if in%16 != 0 {
+			return fmt.Errorf("quant: nvfp4 needs In (%d) to be a multiple of 16", in)
+		}
+	case FP8:
+		if s.Group != 0 && s.Group != in {
+			return fmt.Errorf("quant: fp8 has one scale per output row; group %d not supported", s.Group)
+		}
+	}
+	return nil
+}
+
 // QuantizeRTN quantizes the row-major [out, in] matrix w (the HF Linear
 // layout) to spec by rounding to nearest. With spec.MaxScale each group's
 // scale comes from its extreme values (plain round-to-nearest):
@@ -133,6 +168,9 @@ func QuantizeRTN(w []float32, out, in int, spec Spec) (*Weight, error) {
 			return nil, fmt.Errorf("quant: QuantizeRTN: weight [%d, %d] is %g", i/in, i%in, v)
 		}
 	}
+	if err := spec.Fits(in); err != nil {
+		return nil, err
+	}
 	group := spec.Group
 	if group <= 0 {
 		group = in
@@ -141,38 +179,20 @@ func QuantizeRTN(w []float32, out, in int, spec Spec) (*Weight, error) {
 	search := !spec.MaxScale
 	switch spec.Format {
 	case GPTQ:
-		if spec.Bits != 2 && spec.Bits != 3 && spec.Bits != 4 && spec.Bits != 8 {
-			return nil, fmt.Errorf("quant: GPTQ bits %d not supported (want 2, 3, 4 or 8)", spec.Bits)
-		}
-		if in%group != 0 {
-			return nil, fmt.Errorf("quant: group size %d does not divide In = %d", group, in)
-		}
 		c.Bits, c.Sym = spec.Bits, spec.Sym
 		if !spec.V2 {
 			c.ZeroOffset = 1
 		}
 		rtnGPTQ(c, w, search)
 	case FP4:
-		if in%group != 0 || group%2 != 0 {
-			return nil, fmt.Errorf("quant: fp4 group size %d does not divide In = %d (or is odd)", group, in)
-		}
 		rtnFP4(c, w, search)
 	case MXFP4:
-		if in%32 != 0 {
-			return nil, fmt.Errorf("quant: mxfp4 needs In (%d) to be a multiple of 32", in)
-		}
 		c.Group = 32
 		rtnMXFP4(c, w, search)
 	case NVFP4:
-		if in%16 != 0 {
-			return nil, fmt.Errorf("quant: nvfp4 needs In (%d) to be a multiple of 16", in)
-		}
 		c.Group = 16
 		rtnNVFP4(c, w, search)
 	case FP8:
-		if spec.Group != 0 && spec.Group != in {
-			return nil, fmt.Errorf("quant: fp8 has one scale per output row; group %d not supported", spec.Group)
-		}
 		c.Group = in
 		c.Scales = make([]float32, out)
 		for n := 0; n < out; n++ {

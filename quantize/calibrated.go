@@ -78,6 +78,9 @@ func runCalibrated(src, dst string, opt Options) (*Report, error) {
 	if opt.Head != nil && opt.Head.Format != opt.Spec.Format {
 		return nil, fmt.Errorf("--head-bits must use the same format family as the body (%s)", opt.Spec.Format)
 	}
+	if err := checkFits(ck, opt); err != nil {
+		return nil, err
+	}
 	var tok *tokenizer.Tokenizer
 	if opt.Calib.Tokens == nil {
 		if tok, err = tokenizer.Load(src); err != nil {

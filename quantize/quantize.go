@@ -127,6 +127,9 @@ func Run(src, dst string, opt Options) (*Report, error) {
 	if opt.Head != nil && opt.Head.Format != opt.Spec.Format {
 		return nil, fmt.Errorf("--head-bits must use the same format family as the body (%s)", opt.Spec.Format)
 	}
+	if err := checkFits(ck, opt); err != nil {
+		return nil, err
+	}
 	w, err := hf.NewWriter(dst, opt.Force)
 	if err != nil {
 		return nil, err
@@ -226,6 +229,31 @@ func Run(src, dst string, opt Options) (*Report, error) {
 		return nil, err
 	}
 	return rep, nil
+}
+
+// checkFits refuses, before any work, a run in which no weight the run
+// would quantize fits the requested format (a group that divides none of
+// their input dimensions, say); weights that do not fit while others do are
+// kept with a note as they come.
+func checkFits(ck *hf.Checkpoint, opt Options) error {
+	var first error
+	for _, n := range ck.Names() {
+		ti, _ := ck.Info(n)
+		if len(ti.Shape) != 2 || !Quantized(n, ti.Shape, false) {
+			continue
+		}
+		err := opt.Spec.Fits(ti.Shape[1])
+		if err == nil {
+			return nil
+		}
+		if first == nil {
+			first = fmt.Errorf("%s: %w", n, err)
+		}
+	}
+	if first != nil {
+		return fmt.Errorf("no weight can be quantized as %v (%v, and likewise every other): nothing written", opt.Spec, first)
+	}
+	return nil
 }
 
 // someQuantized refuses a run in which no weight could be stored in the

@@ -124,8 +124,13 @@ func TestQuantizeRefusals(t *testing.T) {
 	// a group that divides no input dimension (48, 96): every weight would
 	// be kept, and the folder would claim a quantization it lacks
 	g40, _ := quant.ParseSpec("int4", 40, true)
-	if _, err := quantize.Run(src, filepath.Join(dir, "out3"), quantize.Options{Spec: g40}); err == nil || !strings.Contains(err.Error(), "no weight could be quantized") {
+	if _, err := quantize.Run(src, filepath.Join(dir, "out3"), quantize.Options{Spec: g40}); err == nil || !strings.Contains(err.Error(), "no weight can be quantized") {
 		t.Errorf("group 40: %v", err)
+	}
+	// the same refused before calibrating (no journal left behind either)
+	calib := &quantize.Calibration{Text: []byte("the king is dead, long live the king")}
+	if _, err := quantize.Run(src, filepath.Join(dir, "out5"), quantize.Options{Method: quantize.GPTQ, Spec: g40, Calib: calib}); err == nil || !strings.Contains(err.Error(), "no weight can be quantized") {
+		t.Errorf("gptq, group 40: %v", err)
 	}
 	// a cancelled run (Ctrl-C) writes nothing
 	ctx, cancel := context.WithCancel(context.Background())

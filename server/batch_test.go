@@ -14,7 +14,8 @@ import (
 // TestBatchInvariance: 32 concurrent greedy requests with different prompts
 // through the HTTP API produce exactly the tokens each produces alone
 // (the CPU backend computes each row the same way whatever the batch) —
-// also with chunked prefill and preemption under a small KV cache.
+// also with chunked prefill, and with preemption under a small KV cache
+// (asserted: the case with small chunks alone never preempted).
 func TestBatchInvariance(t *testing.T) {
 	words := strings.Fields("the king queen lord love death night day sword crown heaven earth fair foul speak hear blood honour grace war peace tomorrow")
 	rng := rand.New(rand.NewPCG(7, 8))
@@ -80,10 +81,17 @@ func TestBatchInvariance(t *testing.T) {
 		}
 		want[i] = ids
 	}
-	for _, cfg := range []engine.Config{
-		{MaxSeqs: 64},
-		{MaxSeqs: 32, ChunkTokens: 7, BlockSize: 2, CacheTokens: 520}, // chunked prefill, small cache
+	for _, c := range []struct {
+		cfg     engine.Config
+		preempt bool
+	}{
+		{engine.Config{MaxSeqs: 64}, false},
+		{engine.Config{MaxSeqs: 32, ChunkTokens: 7, BlockSize: 2, CacheTokens: 520}, false}, // chunked prefill, small cache
+		// the small cache with larger chunks: the 32 sequences outgrow it
+		// together (6–12 preemptions measured)
+		{engine.Config{MaxSeqs: 32, ChunkTokens: 64, BlockSize: 2, CacheTokens: 520}, true},
 	} {
+		cfg := c.cfg
 		t.Run(fmt.Sprintf("chunk%d-cache%d", cfg.ChunkTokens, cfg.CacheTokens), func(t *testing.T) {
 			s := newDefaultServer(t, Options{}, cfg)
 			got := make([][]int32, len(prompts))
@@ -108,6 +116,9 @@ func TestBatchInvariance(t *testing.T) {
 			st := s.engine.Stats()
 			if st.KVBlocksUsed != 0 || st.Running != 0 {
 				t.Errorf("after all requests: %+v", st)
+			}
+			if c.preempt && st.Preemptions == 0 {
+				t.Errorf("no sequence was preempted (%+v): the case tests nothing", st)
 			}
 			t.Logf("engine: %d steps for %d tokens, %d preemptions", st.Steps, len(prompts)*maxTokens, st.Preemptions)
 		})

@@ -44,7 +44,9 @@
 #      at batch 1 and 32 with a 2K prefill, and Mixtral-8x7B at INT4
 #   3a. ab (with gpubin/marlin-base, a build of an earlier commit, or both
 #      binaries as gpubin/pair.tar.xz): old and new `marlin bench` decode
-#      alternating on AB_SHAPES; see the step below
+#      alternating on AB_SHAPES; see the step below (KEEP_SYNTH=1 keeps
+#      the GLM checkpoint it builds for a next call on the same warm
+#      machine, which then skips the ~60–100 s of building it again)
 #   3c. profile: kernel times of one decode step (MARLIN_CUDA_PROFILE=1)
 #   3d. ncu: each kernel's warp samples by code region (ncu_regions.py)
 #   4. `marlin run` of the embedded model, greedy, on cuda and on cpu: same text
@@ -187,7 +189,7 @@ if want ab && ab_ready; then
 			MARLIN_CUDA_PROFILE=1 run "profile $model" 30 90 "$OUT/profile-$model.log" ./gpubin/marlin bench --synthetic "$model" --format "$fmt:$grp" $extra --device cuda --prompt 512 --gen 16 --membw=false
 			grep -A24 "kernel times" "$OUT/profile-$model.log" | head -26
 		fi
-		want moe || rm -rf "${XDG_CACHE_HOME:-$HOME/.cache}"/marlin/synthetic/glm* # (moe uses it, then removes it)
+		want moe || [ "${KEEP_SYNTH:-0}" = 1 ] || rm -rf "${XDG_CACHE_HOME:-$HOME/.cache}"/marlin/synthetic/glm* # (moe uses it, then removes it)
 	done
 fi
 
