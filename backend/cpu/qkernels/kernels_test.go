@@ -91,6 +91,17 @@ type kcase struct {
 	sym, act, nilZeros bool
 }
 
+// groupFor returns the group size of case c's weight with in inputs (the
+// whole row when the case has none, and always for FP8), and whether the
+// format can hold that many inputs.
+func (c kcase) groupFor(in int) (int, bool) {
+	group := c.group
+	if group == 0 || c.f == quant.FP8 {
+		group = in
+	}
+	return group, in%group == 0 && (c.f != quant.NVFP4 || in%16 == 0) && (c.f != quant.MXFP4 || in%32 == 0)
+}
+
 func (c kcase) String() string {
 	return fmt.Sprintf("%v/b%d/g%d/off%d/sym%v/act%v/nilz%v", c.f, c.bits, c.group, c.off, c.sym, c.act, c.nilZeros)
 }
@@ -170,14 +181,8 @@ func testKernels(t *testing.T) {
 	rng := rand.New(rand.NewSource(7))
 	for _, c := range kernelCases() {
 		for _, in := range []int{96, 160, 256, 4160} {
-			group := c.group
-			if group == 0 {
-				group = in
-			}
-			if c.f == quant.FP8 {
-				group = in
-			}
-			if in%group != 0 || (c.f == quant.NVFP4 && in%16 != 0) || (c.f == quant.MXFP4 && in%32 != 0) {
+			group, ok := c.groupFor(in)
+			if !ok {
 				continue
 			}
 			out := 37
@@ -200,11 +205,8 @@ func testKernels(t *testing.T) {
 			continue // the same code paths as the cases kept
 		}
 		for _, in := range []int{2880, 9728} {
-			group := c.group
-			if group == 0 || c.f == quant.FP8 {
-				group = in
-			}
-			if in%group != 0 {
+			group, ok := c.groupFor(in)
+			if !ok {
 				continue
 			}
 			const out = 19
@@ -295,11 +297,8 @@ func TestBatchInvariance(t *testing.T) {
 				continue // act-order and odd groups: AVX2 list kernels
 			}
 			for _, in := range []int{256, 4160} {
-				group := c.group
-				if group == 0 || c.f == quant.FP8 {
-					group = in
-				}
-				if in%group != 0 {
+				group, ok := c.groupFor(in)
+				if !ok {
 					continue
 				}
 				const M, out = 64, 203

@@ -73,6 +73,16 @@ func spanSetup(w func(string, ...any), k fpKind) {
 	}
 }
 
+// unitSetup loads the constants of kind k's kernels: spanSetup's for
+// e2m1, the FP8 word mask (Z22) otherwise.
+func unitSetup(w func(string, ...any), k fpKind) {
+	if k.e2m1 {
+		spanSetup(w, k)
+		return
+	}
+	w("VPBROADCASTW\tfp8mask<>(SB), Z22")
+}
+
 // spanScales emits the scale vectors of one span, S_r in Z(13+r), for the
 // weight rows whose scales are at sas[r] (lane l: the scale of elements
 // 8l …). With one scale a span (FP4 with groups of 128·j) S_r is instead
@@ -222,11 +232,7 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	}
 	w("MOVQ\t48(DI), SI")
 	w("MOVQ\t64(DI), DX")
-	if k.e2m1 {
-		spanSetup(w, k)
-	} else {
-		w("VPBROADCASTW\tfp8mask<>(SB), Z22")
-	}
+	unitSetup(w, k)
 	if nw == 2 {
 		w("MOVQ\t8(DI), R10\t// the second row: (AX)(R10*1), scales (R9)(R11*1); R13 prefetch")
 		w("MOVQ\t24(DI), R11")
@@ -361,11 +367,7 @@ func fppKernel(sb *strings.Builder, k fpKind) {
 TEXT ·%s(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 `, name, k.name, name)
-	if k.e2m1 {
-		spanSetup(w, k)
-	} else {
-		w("VPBROADCASTW\tfp8mask<>(SB), Z22")
-	}
+	unitSetup(w, k)
 	w("XORQ\tR8, R8")
 	fmt.Fprintf(sb, "%s_rowj:\n", name)
 	w("MOVQ\t8(DI)(R8*1), AX")
