@@ -38,7 +38,7 @@ var kernelFiles = []string{"common.cu", "qmm.cu", "hopper.cu", "matmul.cu", "ops
 var kernelParts = [][]string{
 	{"qmm.cu"},
 	{"qmm.cu/qmv_norm", "qmm.cu/gemm"},
-	{"qmm.cu/dmv"},
+	{"qmm.cu/dmv", "qmm.cu/qmv8"},
 	{"qmm.cu/qmv_tc", "trellis.cu", "ops.cu", "sample.cu"},
 	{"hopper.cu", "matmul.cu"},
 	{"attention.cu", "trellis.cu/mcg"},
@@ -107,7 +107,7 @@ type kernels struct {
 	qmvTC                                               map[uintptr]uintptr // a stripe decode kernel → its tile-cluster version
 	permute, xToHalf, xToTiles, dequantInt4, dequantFP4 uintptr
 	youtApply                                           uintptr                  // fused outputs of a plain product (matrix.go)
-	qmvGPTQ8                                            uintptr                  // 8-bit GPTQ products of ≤ 8 rows in the stored layout (matmul.cu)
+	qmvGPTQ8                                            [2]uintptr               // 8-bit GPTQ decode products in the stored layout (qmm.cu qmv8): symmetric, with zero points
 	tcQgemm                                             [3]uintptr               // tc_qgemm_int4, _int4_asym, _fp4: prefill-sized 4-bit products (matrix.go tcGemm)
 	wgQgemm                                             [len(wgForms)][3]uintptr // wg_qgemm_{int4, int4_asym, fp4}_{form}: the same on the warpgroup MMA (sm_90a; matrix.go wgGemm)
 	attnSplit                                           [2][4]uintptr            // [D 64, 128][G 1, 2, 4, 8]
@@ -166,6 +166,16 @@ func qmvSmem(mr int, asym, norm bool) int {
 		b += 128
 	}
 	return 4 * stages * b
+}
+
+// q8Smem is the ring of the 8-bit GPTQ decode kernel (qmm.cu: 4 warps ×
+// Q8D stages × q8stage_bytes).
+func q8Smem(asym bool) int {
+	b := 8*72*4 + 128*8 + 128
+	if asym {
+		b += 64
+	}
+	return 4 * 4 * b
 }
 
 // dmvSmem is the ring of a 16-bit decode kernel for mr rows (qmm.cu: 4
@@ -468,7 +478,7 @@ func (b *Backend) loadKernels() error {
 	}
 	k.permute = get("permute_cols")
 	k.youtApply = get("yout_apply")
-	k.qmvGPTQ8 = get("qmv_gptq8")
+	k.qmvGPTQ8[0], k.qmvGPTQ8[1] = get("qmv_gptq8"), get("qmv_gptq8_asym")
 	k.xToHalf, k.xToTiles, k.dequantInt4, k.dequantFP4 = get("x_to_half"), get("x_to_tiles"), get("dequant_pint4"), get("dequant_pfp4")
 	// the decode kernels' shared-memory rings (qmm.cu: QW warps × stages ×
 	// stage bytes)
@@ -480,6 +490,7 @@ func (b *Backend) loadKernels() error {
 		b.dynSmem[k.qmvInt4Asym[i]] = qmvSmem(mr, true, false)
 		b.dynSmem[k.dmvF16[i]], b.dynSmem[k.dmvBF16[i]] = dmvSmem(mr), dmvSmem(mr)
 	}
+	b.dynSmem[k.qmvGPTQ8[0]], b.dynSmem[k.qmvGPTQ8[1]] = q8Smem(false), q8Smem(true)
 	k.dmvF16Wide, k.dmvBF16Wide = get("dmv_f16_wide"), get("dmv_bf16_wide")
 	b.dynSmem[k.dmvF16Wide], b.dynSmem[k.dmvBF16Wide] = dmvWideSmem, dmvWideSmem
 	k.qmvNorm = map[uintptr]uintptr{}
@@ -502,6 +513,13 @@ func (b *Backend) loadKernels() error {
 			tc := get(p.name + sfx + "_tc")
 			k.qmvTC[p.f], b.dynSmem[tc] = tc, b.dynSmem[p.f]
 		}
+	}
+	for _, p := range []struct {
+		f    uintptr
+		name string
+	}{{k.qmvGPTQ8[0], "qmv_gptq8"}, {k.qmvGPTQ8[1], "qmv_gptq8_asym"}} {
+		tc := get(p.name + "_tc")
+		k.qmvTC[p.f], b.dynSmem[tc] = tc, b.dynSmem[p.f]
 	}
 	for _, p := range []struct {
 		f    uintptr

@@ -27,9 +27,10 @@
 // operand); dense ones of 17–63 rows the decode kernels in parts of ≤ 16
 // rows. Larger products (prefill) convert x to fp16/bf16, dequantize
 // packed weights to fp16 and call cuBLAS (cublas.go, opened with dlopen);
-// 8-bit GPTQ products of ≤ 8 rows run qmv_gptq8 (matmul.cu: the stored
-// layout, 16 weights a 16-byte load, K split across blocks); formats
-// without a fast kernel use the generic SIMT tile kernels of matmul.cu.
+// 8-bit GPTQ products of ≤ 8 rows run qmv8 (qmm.cu: the stored layout,
+// no g_idx, on the tensor cores with the 4-bit kernels' ring and stripes);
+// formats without a fast kernel use the generic SIMT tile kernels of
+// matmul.cu.
 // On sm_90 (with NVRTC 12 or newer) the module is built for
 // sm_90a and also holds wg_qgemm (hopper.cu: the same 4-bit products on
 // the warpgroup MMA), which takes the 4-bit products of 17–256 rows in

@@ -245,6 +245,15 @@ func (b *Backend) fastKernel(m *matrix, M int) uintptr {
 		return b.k.qmvInt4[i]
 	case fmtPFP4:
 		return b.k.qmvFP4[i]
+	case fmtGPTQ:
+		// 8-bit in the stored layout (qmm.cu's qmv8): up to 8 rows, no
+		// g_idx, whole steps a group, 16-byte copies of the scales (and
+		// zero points)
+		asym := m.desc.zeros != 0
+		if gptq8On && i == 0 && m.desc.bits == 8 && m.desc.gidx == 0 && m.desc.group%32 == 0 &&
+			(m.rows%8 == 0 && !asym || m.rows%16 == 0) {
+			return b.k.qmvGPTQ8[btoi(asym)]
+		}
 	case fmtF16, fmtBF16:
 		wide := i == 0 && m.cols%128 == 0 && dmvWide
 		switch {
@@ -259,6 +268,10 @@ func (b *Backend) fastKernel(m *matrix, M int) uintptr {
 	}
 	return 0
 }
+
+// gptq8On runs 8-bit GPTQ products of ≤ 8 rows on qmv8
+// (MARLIN_CUDA_GPTQ8=0: the generic tile kernel, for measurements).
+var gptq8On = os.Getenv("MARLIN_CUDA_GPTQ8") != "0"
 
 // dmvWide chooses the wide order of the 16-bit decode kernels where it
 // applies (MARLIN_CUDA_DMV_WIDE=0: the narrow one, for measurements).
@@ -857,10 +870,6 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normI
 		b.fail(fmt.Errorf("cuda: %s: a norm for a kernel that cannot apply it", m.name))
 		return
 	}
-	if gptq8On && m.f == fmtGPTQ && m.desc.bits == 8 && M <= 8 && m.rows%4 == 0 && m.cols%4 == 0 && b.k.qmvGPTQ8 != 0 {
-		b.gptq8(y, ldy, x, ldx, M, m)
-		return
-	}
 	a := b.newArgs()
 	a.desc(&m.desc)
 	a.ptr(x)
@@ -873,44 +882,6 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normI
 	} else {
 		b.launch(b.k.mmLarge[m.f], (m.rows+63)/64, (M+63)/64, 256, 0, a)
 	}
-}
-
-// gptq8On runs 8-bit GPTQ products of ≤ 8 rows on qmv_gptq8
-// (MARLIN_CUDA_GPTQ8=0: the generic tile kernel, for measurements).
-var gptq8On = os.Getenv("MARLIN_CUDA_GPTQ8") != "0"
-
-// gptq8 queues qmv_gptq8 (matmul.cu): an 8-bit GPTQ product of M ≤ 8
-// rows in the stored layout, blocks of 512 columns, K split into S parts
-// of per word rows (4 inputs a row) so that the grid has about four blocks
-// a multiprocessor, each part at most 256 rows (its x in 32 KB of shared
-// memory at 8 rows) and, when split, at least 16.
-func (b *Backend) gptq8(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
-	const threads, cols = 128, 512 // matmul.cu's G8T, and its columns a block
-	tiles, rows := (m.rows+cols-1)/cols, m.cols/4
-	S := max((rows+255)/256, min((4*b.sms+tiles-1)/tiles, rows/16))
-	per := (rows + S - 1) / S
-	S = (rows + per - 1) / per
-	var ws uint64
-	if S > 1 {
-		if tiles > counterCap {
-			b.fail(fmt.Errorf("cuda: %s: %d column tiles exceed the kernel's %d counters", m.name, tiles, counterCap))
-			return
-		}
-		if ws = b.scratchBuf("gptq8.ws", 4*int64(S)*int64(M)*int64(m.rows)); ws == 0 {
-			return
-		}
-	}
-	a := b.newArgs()
-	a.desc(&m.desc)
-	a.ptr(x)
-	a.i32(ldx)
-	a.ptr(y)
-	a.i32(ldy)
-	a.i32(M)
-	a.i32(per)
-	a.ptr(ws)
-	a.ptr(b.counters.ptr)
-	b.launch(b.k.qmvGPTQ8, tiles, S, threads, 4*M*4*per, a)
 }
 
 // MatMul implements backend.Backend.

@@ -887,6 +887,189 @@ QMV_NORM_TC_KERNEL(qmv_int4_norm_tc, PACK_INT4, false)
 QMV_NORM_TC_KERNEL(qmv_int4_asym_norm_tc, PACK_INT4, true)
 QMV_NORM_TC_KERNEL(qmv_fp4_norm_tc, PACK_FP4, false)
 
+// ---- 8-bit GPTQ decode in the stored layout (M ≤ 8 rows) ----
+//
+// qmv8 multiplies x by a GPTQ 8-bit weight as the checkpoint stores it —
+// qweight [K/4, N] u32, byte j of word (r, n) = input 4r + j of column n;
+// scales [G, N] fp16; qzeros [G, N/4] u32 (byte n of a row = column n's
+// zero point, plus zoff) or none (symmetric: 128) — on the tensor cores,
+// with the stripes (or tile clusters) and the per-warp cp.async ring of
+// qmv4: no rewrite at load, so checkpoints stay as other tools read them.
+//
+// A step is 32 inputs of a 64-column tile: the 8 word rows 8s…8s+7 of the
+// tile's columns, 8 × 256 contiguous bytes (16 lanes a row, 16 bytes
+// each), staged with a row pitch of Q8P = 72 words so that the lanes
+// (t, c) reading word (4j + t, 16wd + c) hit 32 different banks.
+//
+// Operands as qmv4 at MR = 8 (AOP): the weights are the mma's A — rows g
+// and g + 8 of row tile wd are columns 16wd + c and 16wd + 8 + c — and x
+// row c is B's column c. A word holds inputs 4t…4t+3 of one column, which
+// are exactly the lane's four k slots 2t, 2t+1, 2t+8, 2t+9 relabelled
+// (x is loaded in the same order), so a word is a0/a2 (or a1/a3) as is:
+// one byte permute puts two codes under the fp16 exponent 0x64 (1024 + q,
+// exact), one f16x2 subtraction of 1024 + z leaves q − z in [−256, 255],
+// exact. x is rounded to fp16 once (|x| < 65504, relative error 2^-11 a
+// product); each group's sums are fp32 and scaled (fp32) when it ends.
+//
+// Requires K % 32 == 0, group % 32 == 0 (and K % group == 0), N % 8 == 0
+// (16 % with zero points: the scales' and zeros' 16-byte copies), no
+// g_idx, x 16-byte aligned with ldx % 4 == 0; the host checks (fastKernel).
+#define Q8D 4   // ring stages a warp (2 KB of weights each)
+#define Q8P 72  // words a staged row of 64 columns (64 + 8: no bank conflicts)
+__host__ __device__ constexpr int q8stage_bytes(bool asym) { return 8 * Q8P * 4 + 128 * 8 + 128 + (asym ? 64 : 0); }
+
+template <bool ASYM, bool TCL>
+__device__ __forceinline__ void qmv8(const WDesc& w, const float* __restrict__ x, int ldx, const YOut& o, int M, float* ws,
+                                     int* counters) {
+    extern __shared__ __align__(16) unsigned char qsm[];
+    constexpr int SB = q8stage_bytes(ASYM), XO = 8 * Q8P * 4, SO = XO + 128 * 8, ZO = SO + 128;
+    const int lane = threadIdx.x & 31, t = lane & 3, c = lane >> 2, warp = threadIdx.x >> 5;
+    const int spt = w.K >> 5, gsteps = w.group >> 5, ntiles = (w.N + 63) >> 6, T = ntiles * spt;
+    const int gw = blockIdx.x * QW + warp, W = gridDim.x * QW, per = (T + W - 1) / W;
+    int i0 = gw * per, i1 = min(T, i0 + per);
+    if (TCL) {
+        const int C = (int)cluster_nctarank(), tile = blockIdx.x / C, part = (int)cluster_ctarank() * QW + warp;
+        i0 = tile * spt + part * spt / (C * QW), i1 = tile * spt + (part + 1) * spt / (C * QW);
+    }
+    if (i0 >= i1 && !TCL) return;
+    unsigned char* ring = qsm + (size_t)warp * Q8D * SB;
+    const u32 ring_s = smem_addr(ring);
+    const u32* qw = (const u32*)w.data;
+
+    // the issue cursor: step ii, its column tile and step within the tile
+    int ii = i0, itl = i0 / spt, is = i0 - itl * spt;
+    // the copies of step ii: weights and zero points every step, the scales
+    // where a group ends (or the warp's range), and, with_x, x
+    auto issue = [&](bool with_x) {
+        const u32 slot = ring_s + (u32)((ii % Q8D) * SB);
+        const int n0 = itl * 64, g = is / gsteps;
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const int q = lane + 32 * u, r = q >> 4, col = n0 + 4 * (q & 15);
+            const bool in = col < w.N;
+            cp_async16_zfill(slot + (u32)(4 * Q8P * r + 16 * (q & 15)), in ? qw + (size_t)(8 * is + r) * w.N + col : qw, in ? 16 : 0);
+        }
+        if (with_x)
+            for (int q = lane; q < M * 8; q += 32) cp_async16(slot + XO + 16 * q, x + (size_t)(q >> 3) * ldx + 32 * is + 4 * (q & 7));
+        if (lane < 8 && ((is + 1) % gsteps == 0 || ii + 1 == i1)) {
+            const int col = n0 + 8 * lane;
+            const bool in = col < w.N;
+            cp_async16_zfill(slot + SO + 16 * lane, (const u16*)w.scales + (in ? (size_t)g * w.N + col : 0), in ? 16 : 0);
+        }
+        if (ASYM && lane < 4) {
+            const int col = n0 + 16 * lane;
+            const bool in = col < w.N;
+            cp_async16_zfill(slot + ZO + 16 * lane, (const u8*)w.zeros + (in ? (size_t)g * 4 * w.zcols + col : 0), in ? 16 : 0);
+        }
+        ii++;
+        if (++is == spt) is = 0, itl++;
+    };
+
+    float acc[4][4], part[4][4];  // [row tile wd][d0…d3]
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc[j][e] = part[j][e] = 0.f;
+    // Prologue (as qmv4): the constant data of the first Q8D − 1 steps
+    // before the wait for the previous kernel, then their x, a group each.
+#pragma unroll
+    for (int u = 0; u < Q8D - 1; u++) {
+        if (ii < i1) issue(false);
+        cp_commit();
+    }
+    pdl_wait();
+    pdl_trigger();
+    {
+        int js = i0 % spt;
+#pragma unroll
+        for (int u = 0; u < Q8D - 1; u++) {
+            if (i0 + u < i1) {
+                const u32 slot = ring_s + (u32)(((i0 + u) % Q8D) * SB);
+                for (int q = lane; q < M * 8; q += 32) cp_async16(slot + XO + 16 * q, x + (size_t)(q >> 3) * ldx + 32 * js + 4 * (q & 7));
+                if (++js == spt) js = 0;
+            }
+            cp_commit();
+        }
+    }
+    int cs = i0 % spt, cgk = cs % gsteps;
+    int pend0 = -1, pend1 = -1;
+    for (int i = i0; i < i1; i++) {
+        if (ii < i1) issue(true);
+        cp_commit();
+        cp_wait<Q8D - 1>();
+        __syncwarp();
+        const unsigned char* sl = ring + (i % Q8D) * SB;
+        // 1024 + z of columns 16wd + c (low tile rows) and 16wd + 8 + c, as f16x2 pairs
+        u32 zl[4], zh[4];
+#pragma unroll
+        for (int wd = 0; wd < 4; wd++) {
+            if (ASYM) {
+                zl[wd] = (0x6400u + sl[ZO + 16 * wd + c] + w.zoff) * 0x10001u;
+                zh[wd] = (0x6400u + sl[ZO + 16 * wd + 8 + c] + w.zoff) * 0x10001u;
+            } else {
+                zl[wd] = zh[wd] = 0x64806480u;  // z = 128
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            // x row c at inputs 16j + 4t … 16j + 4t + 3: B's k slots 2t, 2t+1 (b0), 2t+8, 2t+9 (b1)
+            V4f xa = V4f{0.f, 0.f, 0.f, 0.f};
+            if (c < M) xa = *(const V4f*)(sl + XO + 128 * c + 16 * (4 * j + t));
+            const u32 b0 = pack_f16x2(xa.x, xa.y), b1 = pack_f16x2(xa.z, xa.w);
+            const u32* row = (const u32*)sl + Q8P * (4 * j + t);
+#pragma unroll
+            for (int wd = 0; wd < 4; wd++) {
+                const u32 lo = row[16 * wd + c], hi = row[16 * wd + 8 + c];  // word row 4j + t of the two columns
+                const u32 a0 = hsub2(__byte_perm(lo, 0x64646464u, 0x4140), zl[wd]);
+                const u32 a2 = hsub2(__byte_perm(lo, 0x64646464u, 0x4342), zl[wd]);
+                const u32 a1 = hsub2(__byte_perm(hi, 0x64646464u, 0x4140), zh[wd]);
+                const u32 a3 = hsub2(__byte_perm(hi, 0x64646464u, 0x4342), zh[wd]);
+                mma_f16(part[wd], a0, a1, a2, a3, b0, b1);
+            }
+        }
+        const bool tile_end = ++cs == spt;
+        const bool group_end = ++cgk == gsteps;
+        if (group_end) cgk = 0;
+        if (group_end || i + 1 == i1) {
+            const u16* sc = (const u16*)(sl + SO);
+#pragma unroll
+            for (int wd = 0; wd < 4; wd++) {
+                const float s0 = f16_to_f32(sc[16 * wd + c]), s1 = f16_to_f32(sc[16 * wd + 8 + c]);
+                acc[wd][0] = fmaf(part[wd][0], s0, acc[wd][0]);
+                acc[wd][1] = fmaf(part[wd][1], s0, acc[wd][1]);
+                acc[wd][2] = fmaf(part[wd][2], s1, acc[wd][2]);
+                acc[wd][3] = fmaf(part[wd][3], s1, acc[wd][3]);
+                part[wd][0] = part[wd][1] = part[wd][2] = part[wd][3] = 0.f;
+            }
+        }
+        __syncwarp();
+        if (!TCL && (tile_end || i + 1 == i1)) {
+            stripe_end<true>(acc, i / spt, gw, W, per, spt, w.N, o, M, ws, counters, pend0, pend1);
+            if (tile_end) cs = 0;
+        }
+        if (TCL && tile_end) cs = 0;
+    }
+    cp_wait<0>();
+    if (TCL) {
+        float t8[8][4];
+        aop_fragments(acc, t8);
+        cluster_store(t8, blockIdx.x / (int)cluster_nctarank(), w.N, o, M, qsm);
+        return;
+    }
+    stripe_finish(pend0, pend1, W, per, spt, w.N, o, M, ws, counters);
+}
+
+#define QMV8_KERNEL(NAME, ASYM, TCL)                                                                      \
+    MARLIN_KERNEL void __launch_bounds__(QW * 32)                                                 \
+        NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters) {                 \
+        qmv8<ASYM, TCL>(w, x, ldx, o, M, ws, counters);                                                   \
+    }
+// kernels: qmv8
+QMV8_KERNEL(qmv_gptq8, false, false)
+QMV8_KERNEL(qmv_gptq8_asym, true, false)
+QMV8_KERNEL(qmv_gptq8_tc, false, true)
+QMV8_KERNEL(qmv_gptq8_asym_tc, true, true)
+
 // The dense 16-bit decode kernel (fp16 or bf16 weights, row-major [N, K]),
 // stripe workers with a shared-memory ring as qmv4: a column tile is 64
 // weight rows, and its K/32 steps of 4 KB are read in one of two orders.

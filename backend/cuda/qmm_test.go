@@ -48,6 +48,10 @@ func matmulTol(w backend.Matrix, M int) float64 {
 		if m.f != fmtF16 || m.cols%32 == 0 {
 			return 2e-3
 		}
+	case fmtGPTQ:
+		if m.owner.fastKernel(m, M) != 0 {
+			return 2e-3 // qmv8: x rounded to fp16
+		}
 	case fmtBF16:
 		if m.cols%32 == 0 {
 			return 5e-3
@@ -209,12 +213,15 @@ func TestQMatMul(t *testing.T) {
 		{"f16", denseWeight(dtype.F16), 66, 1024},
 		{"f16-split-k", denseWeight(dtype.F16), 333, 6144},
 		{"bf16-narrow", denseWeight(dtype.BF16), 150, 2080}, // K % 128 ≠ 0: dmv's narrow order at M ≤ 8
-		// 8-bit GPTQ: qmv_gptq8 at M ≤ 8 (K split 64 ways, a partial
-		// block of columns; act-order; two blocks, four splits), the
-		// generic kernel where N % 4 ≠ 0
-		{"gptq-int8-g128-sym", gptqWeight(8, 128, false, false, 1), 204, 4096},
-		{"gptq-int8-g64-asym-actorder", gptqWeight(8, 64, true, true, 1), 100, 1024},
-		{"gptq-int8-perchannel-asym-v2", gptqWeight(8, 0, true, false, 0), 520, 256},
+		// 8-bit GPTQ: qmv8 at M ≤ 8 (symmetric with a partial column
+		// tile and many warps a tile; per-channel zero points, v2; g32
+		// v1 zero points), the generic kernel with act-order, where
+		// N % 8 ≠ 0, and with zero points where N % 16 ≠ 0
+		{"gptq-int8-g128-sym", gptqWeight(8, 128, false, false, 1), 200, 4096},
+		{"gptq-int8-perchannel-asym-v2", gptqWeight(8, 0, true, false, 0), 528, 256},
+		{"gptq-int8-g32-asym", gptqWeight(8, 32, true, false, 1), 1040, 512},
+		{"gptq-int8-g64-asym-actorder", gptqWeight(8, 64, true, true, 1), 96, 1024},
+		{"gptq-int8-g128-asym-n520", gptqWeight(8, 128, true, false, 1), 520, 512},
 		{"gptq-int8-g32-sym-n70", gptqWeight(8, 32, false, false, 1), 70, 512},
 	}
 	// With an sm_90a image the first pass runs the 4-bit products of 17
@@ -240,27 +247,36 @@ func TestQMatMul(t *testing.T) {
 	for i, p := range passes {
 		g.wgmma, wgFormForce, wgClusterOn, wgSplitForce = p.wg, p.form, p.cluster, p.split
 		for _, cs := range cases {
-			w := cs.make(rng, cs.n, cs.k)
-			gw, err := g.LoadMatrix(w)
-			if err != nil {
-				t.Fatal(err)
-			}
-			Ms := []int{1, 2, 3, 4, 7, 8, 15, 16, 17, 40, 63, 64, 65, 100, 130, 300}
-			if i > 0 {
-				Ms = []int{17, 64, 100, 300}
-			}
-			for _, M := range Ms {
-				xv := randn(rng, M*cs.k, 1)
-				want := exactMatMul(w, xv, M)
-				scale := absDot(w, xv, M)
-				got := gpuMatMul(t, g, gw, xv, M)
-				checkScaled(t, fmt.Sprintf("%s N%d K%d M%d wgmma %v form %d cluster %v", cs.name, cs.n, cs.k, M, p.wg, p.form, p.cluster), got, want, scale, matmulTol(gw, M))
-			}
-			// x rows at an odd offset: not 16-byte aligned (the generic
-			// kernel at 3 rows, tc_qgemm's or wg_qgemm's conversion at 40)
-			for _, M := range []int{3, 40} {
-				unalignedX(t, g, rng, w, gw, cs.name, cs.n, cs.k, M)
-			}
+			// (subtests pass0/NAME … : memcheck runs one format's cases)
+			t.Run(fmt.Sprintf("pass%d/%s", i, cs.name), func(t *testing.T) {
+				w := cs.make(rng, cs.n, cs.k)
+				gw, err := g.LoadMatrix(w)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if w.Format == quant.GPTQ && w.Bits == 8 {
+					fast := w.GIdx == nil && (w.Zeros == nil && cs.n%8 == 0 || cs.n%16 == 0)
+					if got := g.fastKernel(gw.(*matrix), 1) != 0; got != fast {
+						t.Fatalf("%s N%d: on qmv8 %v, want %v", cs.name, cs.n, got, fast)
+					}
+				}
+				Ms := []int{1, 2, 3, 4, 7, 8, 15, 16, 17, 40, 63, 64, 65, 100, 130, 300}
+				if i > 0 {
+					Ms = []int{17, 64, 100, 300}
+				}
+				for _, M := range Ms {
+					xv := randn(rng, M*cs.k, 1)
+					want := exactMatMul(w, xv, M)
+					scale := absDot(w, xv, M)
+					got := gpuMatMul(t, g, gw, xv, M)
+					checkScaled(t, fmt.Sprintf("%s N%d K%d M%d wgmma %v form %d cluster %v", cs.name, cs.n, cs.k, M, p.wg, p.form, p.cluster), got, want, scale, matmulTol(gw, M))
+				}
+				// x rows at an odd offset: not 16-byte aligned (the generic
+				// kernel at 3 rows, tc_qgemm's or wg_qgemm's conversion at 40)
+				for _, M := range []int{3, 40} {
+					unalignedX(t, g, rng, w, gw, cs.name, cs.n, cs.k, M)
+				}
+			})
 		}
 	}
 }
@@ -313,6 +329,8 @@ func TestTileClusters(t *testing.T) {
 		{"gptq-int4-g128-sym", gptqWeight(4, 128, false, false, 1), 130 * 64, 1024},
 		{"gptq-int4-g128-asym-actorder", gptqWeight(4, 128, true, true, 0), 70 * 64, 2048},
 		{"fp4-g32", fp4Weight(32), 140*64 - 24, 1024},
+		{"gptq-int8-g128-sym", gptqWeight(8, 128, false, false, 1), 100*64 - 8, 1024},
+		{"gptq-int8-g32-asym", gptqWeight(8, 32, true, false, 1), 90 * 64, 2048},
 	} {
 		w := cs.make(rng, cs.n, cs.k)
 		gw, err := g.LoadMatrix(w)
@@ -323,6 +341,9 @@ func TestTileClusters(t *testing.T) {
 		for _, C := range []int{1, 2, 4, 8} {
 			tileClusterForce = C
 			for _, M := range []int{1, 3, 8, 9, 16} {
+				if m.f == fmtGPTQ && M > 8 {
+					break // (qmv8: M ≤ 8)
+				}
 				f := g.fastKernel(m, M)
 				if got := g.tileClusters(g.k.qmvTC[f], f, m, M); f == 0 || g.k.qmvTC[f] == 0 || got != C {
 					if got == 0 && m.cols/32 < tileClusterMinSteps*qmvWarps*C {
