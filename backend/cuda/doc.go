@@ -15,8 +15,10 @@
 // which keeps every op comparable with the CPU reference). Weights are
 // uploaded in their stored format (dense F32/F16/BF16, GPTQ int2/3/4/8 with
 // g_idx, FP8, FP4, MXFP4, NVFP4), except GPTQ int4 and FP4 with groups of a
-// multiple of 16, which are rewritten once at load into the packed layout
-// of pack.go (fragment order for mma.m16n8k16, one 128-bit load a lane).
+// multiple of 16, and MXFP4 whose e8m0 scales fp16 holds exactly, which are
+// rewritten once at load into the packed layout of pack.go (fragment order
+// for mma.m16n8k16, one 128-bit load a lane; MXFP4 as FP4 g32 with fp16
+// scales).
 //
 // Matrix products: M ≤ 16 rows (decode) run the tensor-core kernels of
 // qmm.cu (packed 4-bit and dense 16-bit weights: a shared-memory cp.async

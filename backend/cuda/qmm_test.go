@@ -209,6 +209,7 @@ func TestQMatMul(t *testing.T) {
 		{"gptq-int4-g32-sym", gptqWeight(4, 32, false, false, 1), 1000, 512},
 		{"fp4-g32", fp4Weight(32), 130, 4096},
 		{"fp4-g16", fp4Weight(16), 64, 512},
+		{"mxfp4", mxfp4Weight, 130, 2048}, // packed as FP4 g32 (pack.go)
 		{"bf16", denseWeight(dtype.BF16), 150, 2048},
 		{"f16", denseWeight(dtype.F16), 66, 1024},
 		{"f16-split-k", denseWeight(dtype.F16), 333, 6144},
