@@ -567,13 +567,16 @@ type speedFormat struct {
 
 // speedFormats returns the formats TestQMatMulSpeed times: INT4 g128 and
 // FP4 g32, or those named in MARLIN_QMM_FORMATS (int4-g128, fp4-g32, bf16,
-// int8-g128).
+// int8-g128, fp8, mxfp4, nvfp4).
 func speedFormats() []speedFormat {
 	all := []speedFormat{
 		{"int4-g128", gptqWeight(4, 128, false, false, 1)},
 		{"fp4-g32", fp4Weight(32)},
 		{"bf16", denseWeight(dtype.BF16)},
 		{"int8-g128", gptqWeight(8, 128, false, false, 1)},
+		{"fp8", fp8Weight},
+		{"mxfp4", mxfp4Weight},
+		{"nvfp4", nvfp4Weight},
 	}
 	names := os.Getenv("MARLIN_QMM_FORMATS")
 	if names == "" {
