@@ -33,11 +33,13 @@ func matmulTol(w backend.Matrix, M int) float64 {
 	if M >= gemmMinRows && m.cols%8 == 0 && m.owner.blas != nil {
 		// the cuBLAS path (cublas.go): x in fp16 (bf16), 4-bit weights
 		// rounded to fp16
-		switch m.f {
-		case fmtPInt4, fmtPFP4, fmtF16:
+		switch {
+		case m.f == fmtPInt4, m.f == fmtPFP4, m.f == fmtF16:
 			return 2e-3
-		case fmtBF16:
+		case m.f == fmtBF16:
 			return 6e-3
+		case m.owner.dequantKernel(m) != 0:
+			return 2e-3 // dequant_rows: (q − z)·s and x rounded to fp16
 		}
 	}
 	if M > 16 && (M >= gemmMinRows || m.owner.decodeParts(m, M) == 0) {
