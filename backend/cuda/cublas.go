@@ -140,14 +140,18 @@ func (b *Backend) xHalf(x uint64, ldx, M int, m *matrix, bf16 bool) uint64 {
 }
 
 // gemmLarge computes y[M, N] = x[M, K]·Wᵀ through cuBLAS for dense fp16/bf16
-// and packed 4-bit weights; false when it cannot (the caller then runs the
-// tile kernels).
+// weights, and for the quantized formats dequantized to fp16 first (packed
+// 4-bit: dequant4 of qmm.cu; GPTQ of any bits, FP8, FP4, MXFP4 and NVFP4
+// in their stored layouts: dequant_rows of matmul.cu); false when it
+// cannot (the caller then runs the tile kernels).
 func (b *Backend) gemmLarge(y uint64, ldy int, x uint64, ldx, M int, m *matrix) bool {
 	bf16 := m.f == fmtBF16
 	switch m.f {
 	case fmtF16, fmtBF16, fmtPInt4, fmtPFP4:
 	default:
-		return false
+		if b.dequantKernel(m) == 0 {
+			return false
+		}
 	}
 	if M < gemmMinRows || m.cols%8 != 0 || ldy%4 != 0 {
 		return false
@@ -163,7 +167,20 @@ func (b *Backend) gemmLarge(y uint64, ldy int, x uint64, ldx, M int, m *matrix) 
 		return true
 	}
 	w := m.desc.data
-	if m.f == fmtPInt4 || m.f == fmtPFP4 {
+	opW, ldw := cublasOpT, K // W [N, K] row-major: Wᵀ of a K×N column-major matrix
+	if f := b.dequantKernel(m); f != 0 {
+		if w = b.scratchBuf("w16", 2*int64(N)*int64(K)); w == 0 {
+			return true
+		}
+		inner, outer := K, N
+		if m.f == fmtGPTQ { // written [K, N] (matmul.cu's dequant_rows): an N×K column-major matrix
+			inner, outer, opW, ldw = N, K, cublasOpN, N
+		}
+		a := b.newArgs()
+		a.ptr(w)
+		a.desc(&m.desc)
+		b.launch(f, min((inner+255)/256, 64), min(outer, 65535), 256, 0, a)
+	} else if m.f == fmtPInt4 || m.f == fmtPFP4 {
 		w = b.scratchBuf("w16", 2*int64(N)*int64(K))
 		if w == 0 {
 			return true
@@ -188,14 +205,23 @@ func (b *Backend) gemmLarge(y uint64, ldy int, x uint64, ldx, M int, m *matrix) 
 		dt = cudaR16BF
 	}
 	alpha, beta := float32(1), float32(0)
-	// column-major view: Y (N×M, ld ldy) = Wᵀ (W: K×N, ld K) · X16 (K×M, ld K)
-	r := call(c.gemmEx, c.handle, cublasOpT, cublasOpN, uintptr(N), uintptr(M), uintptr(K),
-		uintptr(unsafe.Pointer(&alpha)), uintptr(w), dt, uintptr(K), uintptr(x16), dt, uintptr(K),
+	// column-major view: Y (N×M, ld ldy) = op(W) (N×K) · X16 (K×M, ld K)
+	r := call(c.gemmEx, c.handle, uintptr(opW), cublasOpN, uintptr(N), uintptr(M), uintptr(K),
+		uintptr(unsafe.Pointer(&alpha)), uintptr(w), dt, uintptr(ldw), uintptr(x16), dt, uintptr(K),
 		uintptr(unsafe.Pointer(&beta)), uintptr(y), cudaR32F, uintptr(ldy), cublasCompute32F, uintptr(cublasGemmDefault&0xffffffff))
 	if r != cublasStatusOK {
 		b.fail(fmt.Errorf("cuda: cublasGemmEx (%s, M %d): status %d", m.name, M, r))
 	}
 	return true
+}
+
+// dequantKernel returns matmul.cu's dequant_rows kernel for m's stored
+// format, or 0 (packed, dense, EXL3: none).
+func (b *Backend) dequantKernel(m *matrix) uintptr {
+	if m.f >= numFmts {
+		return 0
+	}
+	return b.k.dequant[m.f]
 }
 
 func boolU64(v bool) uint64 {

@@ -92,6 +92,7 @@ func kernelSources() []string {
 // kernels are the module's entry points.
 type kernels struct {
 	mmSmall, mmLarge, embed [numFmts]uintptr
+	dequant                 [numFmts]uintptr // W as fp16 for cuBLAS (matmul.cu dequant_rows; 0: none for the format)
 
 	add, addBias, siluMul, rmsNorm, rope, copyRows, copyCols uintptr
 	kvStore, attention                                       uintptr
@@ -466,6 +467,9 @@ func (b *Backend) loadKernels() error {
 		k.mmSmall[f] = get("mm_small_" + fmtNames[f])
 		k.mmLarge[f] = get("mm_large_" + fmtNames[f])
 		k.embed[f] = get("embed_" + fmtNames[f])
+	}
+	for _, f := range []int{fmtFP8, fmtFP4, fmtMXFP4, fmtNVFP4, fmtGPTQ} {
+		k.dequant[f] = get("dequant_" + fmtNames[f])
 	}
 	k.add, k.addBias, k.siluMul, k.rmsNorm = get("add_f32"), get("add_bias"), get("silu_mul"), get("rms_norm")
 	k.rope, k.copyRows, k.copyCols = get("rope"), get("copy_rows"), get("copy_cols")

@@ -105,6 +105,28 @@ __device__ __forceinline__ void embed_rows(const WDesc& w, const int* __restrict
         embed_rows<F>(w, tokens, y, ldy);                                                                    \
     }
 
+// dequant_rows writes W as fp16 for the cuBLAS path (cublas.go's
+// gemmLarge) of the formats without a packed layout: [N, K] row-major for
+// those whose rows run along K, [K, N] for GPTQ (qweight runs along N), so
+// that consecutive threads read and write consecutive addresses either way.
+// Each value is wload's float32, rounded to fp16 once. Grid: x over the
+// contiguous dimension, y (grid-stride) over the other.
+template <int F>
+__device__ __forceinline__ void dequant_rows(u16* __restrict__ w16, const WDesc& w) {
+    const bool kc = KContiguous<F>::value;
+    const int outer = kc ? w.N : w.K, inner = kc ? w.K : w.N;
+    for (int r = blockIdx.y; r < outer; r += gridDim.y)
+        for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < inner; i += gridDim.x * blockDim.x)
+            w16[(size_t)r * inner + i] = (u16)(pack_f16x2(kc ? wload<F>(w, r, i) : wload<F>(w, i, r), 0.f) & 0xffffu);
+}
+#define DEQUANT_KERNEL(F, NAME) \
+    MARLIN_KERNEL void dequant_##NAME(u16* w16, WDesc w) { dequant_rows<F>(w16, w); }
+DEQUANT_KERNEL(FMT_FP8, fp8)
+DEQUANT_KERNEL(FMT_FP4, fp4)
+DEQUANT_KERNEL(FMT_MXFP4, mxfp4)
+DEQUANT_KERNEL(FMT_NVFP4, nvfp4)
+DEQUANT_KERNEL(FMT_GPTQ, gptq)
+
 MATMUL_KERNELS(FMT_F32, f32)
 MATMUL_KERNELS(FMT_F16, f16)
 MATMUL_KERNELS(FMT_BF16, bf16)

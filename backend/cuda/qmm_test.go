@@ -33,11 +33,13 @@ func matmulTol(w backend.Matrix, M int) float64 {
 	if M >= gemmMinRows && m.cols%8 == 0 && m.owner.blas != nil {
 		// the cuBLAS path (cublas.go): x in fp16 (bf16), 4-bit weights
 		// rounded to fp16
-		switch m.f {
-		case fmtPInt4, fmtPFP4, fmtF16:
+		switch {
+		case m.f == fmtPInt4, m.f == fmtPFP4, m.f == fmtF16:
 			return 2e-3
-		case fmtBF16:
+		case m.f == fmtBF16:
 			return 6e-3
+		case m.owner.dequantKernel(m) != 0:
+			return 2e-3 // dequant_rows: (q − z)·s and x rounded to fp16
 		}
 	}
 	if M > 16 && (M >= gemmMinRows || m.owner.decodeParts(m, M) == 0) {
@@ -568,13 +570,16 @@ type speedFormat struct {
 
 // speedFormats returns the formats TestQMatMulSpeed times: INT4 g128 and
 // FP4 g32, or those named in MARLIN_QMM_FORMATS (int4-g128, fp4-g32, bf16,
-// int8-g128).
+// int8-g128, fp8, mxfp4, nvfp4).
 func speedFormats() []speedFormat {
 	all := []speedFormat{
 		{"int4-g128", gptqWeight(4, 128, false, false, 1)},
 		{"fp4-g32", fp4Weight(32)},
 		{"bf16", denseWeight(dtype.BF16)},
 		{"int8-g128", gptqWeight(8, 128, false, false, 1)},
+		{"fp8", fp8Weight},
+		{"mxfp4", mxfp4Weight},
+		{"nvfp4", nvfp4Weight},
 	}
 	names := os.Getenv("MARLIN_QMM_FORMATS")
 	if names == "" {
