@@ -245,6 +245,10 @@ func (b *Backend) fastKernel(m *matrix, M int) uintptr {
 		return b.k.qmvInt4[i]
 	case fmtPFP4:
 		return b.k.qmvFP4[i]
+	case fmtFP8:
+		if gptq8On && i == 0 { // qmm.cu's qmv8, up to 8 rows
+			return b.k.qmvFP8
+		}
 	case fmtGPTQ:
 		// 8-bit in the stored layout (qmm.cu's qmv8): up to 8 rows, no
 		// g_idx, whole steps a group, 16-byte copies of the scales (and
@@ -269,7 +273,7 @@ func (b *Backend) fastKernel(m *matrix, M int) uintptr {
 	return 0
 }
 
-// gptq8On runs 8-bit GPTQ products of ≤ 8 rows on qmv8
+// gptq8On runs 8-bit GPTQ and FP8 products of ≤ 8 rows on qmv8
 // (MARLIN_CUDA_GPTQ8=0: the generic tile kernel, for measurements).
 var gptq8On = os.Getenv("MARLIN_CUDA_GPTQ8") != "0"
 
