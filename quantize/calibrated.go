@@ -67,20 +67,11 @@ func runCalibrated(src, dst string, opt Options) (*Report, error) {
 	if opt.Calib == nil || len(opt.Calib.Text) == 0 && len(opt.Calib.Tokens) == 0 {
 		return nil, fmt.Errorf("%v needs calibration text", opt.Method)
 	}
-	ck, err := hf.Open(src)
+	ck, err := openSource(src, opt)
 	if err != nil {
 		return nil, err
 	}
 	defer ck.Close()
-	if len(ck.Config.QuantizationConfig) > 0 {
-		return nil, fmt.Errorf("%s is already quantized (config.json has a quantization_config)", src)
-	}
-	if opt.Head != nil && opt.Head.Format != opt.Spec.Format {
-		return nil, fmt.Errorf("--head-bits must use the same format family as the body (%s)", opt.Spec.Format)
-	}
-	if err := checkFits(ck, opt); err != nil {
-		return nil, err
-	}
 	var tok *tokenizer.Tokenizer
 	if opt.Calib.Tokens == nil {
 		if tok, err = tokenizer.Load(src); err != nil {

@@ -116,20 +116,11 @@ func Run(src, dst string, opt Options) (*Report, error) {
 	if opt.Method != RTN {
 		return runCalibrated(src, dst, opt)
 	}
-	ck, err := hf.Open(src)
+	ck, err := openSource(src, opt)
 	if err != nil {
 		return nil, err
 	}
 	defer ck.Close()
-	if len(ck.Config.QuantizationConfig) > 0 {
-		return nil, fmt.Errorf("%s is already quantized (config.json has a quantization_config)", src)
-	}
-	if opt.Head != nil && opt.Head.Format != opt.Spec.Format {
-		return nil, fmt.Errorf("--head-bits must use the same format family as the body (%s)", opt.Spec.Format)
-	}
-	if err := checkFits(ck, opt); err != nil {
-		return nil, err
-	}
 	w, err := hf.NewWriter(dst, opt.Force)
 	if err != nil {
 		return nil, err
@@ -229,6 +220,29 @@ func Run(src, dst string, opt Options) (*Report, error) {
 		return nil, err
 	}
 	return rep, nil
+}
+
+// openSource opens the checkpoint to quantize and refuses, before any
+// work, one that is already quantized, a head format of another family
+// than the body's, or a format that fits none of its weights (checkFits).
+func openSource(src string, opt Options) (*hf.Checkpoint, error) {
+	ck, err := hf.Open(src)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case len(ck.Config.QuantizationConfig) > 0:
+		err = fmt.Errorf("%s is already quantized (config.json has a quantization_config)", src)
+	case opt.Head != nil && opt.Head.Format != opt.Spec.Format:
+		err = fmt.Errorf("--head-bits must use the same format family as the body (%s)", opt.Spec.Format)
+	default:
+		err = checkFits(ck, opt)
+	}
+	if err != nil {
+		ck.Close()
+		return nil, err
+	}
+	return ck, nil
 }
 
 // checkFits refuses, before any work, a run in which no weight the run

@@ -376,19 +376,7 @@ func TestRouteClusters(t *testing.T) {
 						name := fmt.Sprintf("E%d sigmoid %v cluster %v M%d norm %v", E, r.Sigmoid, cl, M, norm)
 						x := tensors(t, g, c, M, H, randn(rng, M*H, 1))
 						gs, cs := g.NewSelection(M, r.TopK), c.NewSelection(M, r.TopK)
-						if norm {
-							nw := randn(rng, H, 1)
-							gn := &backend.Norm{W: g.LoadVector(nw), Eps: 1e-5}
-							cn := &backend.Norm{W: c.LoadVector(nw), Eps: 1e-5}
-							xn := tensors(t, g, c, M, H, randn(rng, M*H, 1)) // (poisoned)
-							g.Route(gs, xn.g, x.g, gn, grt, &gr)
-							c.Route(cs, xn.c, x.c, cn, crt, &cr)
-							got, want := xn.read(t, g, c)
-							compare(t, name+" xn", got, want, 0, 1e-6*maxAbs(want))
-						} else {
-							g.Route(gs, nil, x.g, nil, grt, &gr)
-							c.Route(cs, nil, x.c, nil, crt, &cr)
-						}
+						routeInto(t, g, c, rng, name, gs, cs, x, grt, crt, &gr, &cr, norm)
 						compareSelections(t, name, g, gs.(*selection), cs, M)
 					}
 				}

@@ -414,21 +414,11 @@ func testMoE(t *testing.T, g *Backend, c *cpu.Backend) {
 				name := fmt.Sprintf("router %d bias %v M%d", ri, withBias, M)
 				x := tensors(t, g, c, M, H, randn(rng, M*H, 1))
 				gs, cs := g.NewSelection(M+2, r.TopK), c.NewSelection(M+2, r.TopK)
-				if (ri+M)%2 == 0 { // the block's norm folded into the router
+				norm := (ri+M)%2 == 0 // the block's norm folded into the router
+				if norm {
 					name += " norm"
-					nw := randn(rng, H, 1)
-					gn := &backend.Norm{W: g.LoadVector(nw), Eps: 1e-5}
-					cn := &backend.Norm{W: c.LoadVector(nw), Eps: 1e-5}
-					xn := tensors(t, g, c, M, H, randn(rng, M*H, 1)) // (poisoned)
-					g.Route(gs, xn.g, x.g, gn, grt, &gr)
-					c.Route(cs, xn.c, x.c, cn, crt, &cr)
-					got, want := xn.read(t, g, c)
-					compare(t, name+" xn", got, want, 0, 1e-6*maxAbs(want))
-					x = xn
-				} else {
-					g.Route(gs, nil, x.g, nil, grt, &gr)
-					c.Route(cs, nil, x.c, nil, crt, &cr)
 				}
+				x = routeInto(t, g, c, rng, name, gs, cs, x, grt, crt, &gr, &cr, norm)
 				compareSelections(t, name, g, gs.(*selection), cs, M)
 				h0 := randn(rng, M*H, 1)
 				d := tensors(t, g, c, M, H, h0)
@@ -443,8 +433,29 @@ func testMoE(t *testing.T, g *Backend, c *cpu.Backend) {
 	mustSync(t, g)
 }
 
-// checkSelection reads the GPU's choices back: distinct experts in range,
-// finite positive weights.
+// routeInto routes x on both backends into the selections gs and cs: with
+// norm, through an RMS norm of random weights folded into the router,
+// whose output xn it checks against the CPU's (1e-6 of the largest value)
+// and returns as the routed input; else x itself.
+func routeInto(t *testing.T, g *Backend, c *cpu.Backend, rng *rand.Rand, name string, gs, cs backend.Selection, x pair,
+	grt, crt backend.Matrix, gr, cr *backend.Router, norm bool) pair {
+	t.Helper()
+	if !norm {
+		g.Route(gs, nil, x.g, nil, grt, gr)
+		c.Route(cs, nil, x.c, nil, crt, cr)
+		return x
+	}
+	nw := randn(rng, x.cols, 1)
+	gn := &backend.Norm{W: g.LoadVector(nw), Eps: 1e-5}
+	cn := &backend.Norm{W: c.LoadVector(nw), Eps: 1e-5}
+	xn := tensors(t, g, c, x.rows, x.cols, randn(rng, x.rows*x.cols, 1)) // (poisoned)
+	g.Route(gs, xn.g, x.g, gn, grt, gr)
+	c.Route(cs, xn.c, x.c, cn, crt, cr)
+	got, want := xn.read(t, g, c)
+	compare(t, name+" xn", got, want, 0, 1e-6*maxAbs(want))
+	return xn
+}
+
 // compareSelections checks that the first M rows of the GPU selection gs
 // chose the experts of the CPU's cs, in the same order, with weights
 // within 1e-5 relative.
@@ -463,6 +474,8 @@ func compareSelections(t *testing.T, name string, g *Backend, gs *selection, cs 
 	}
 }
 
+// checkSelection reads the GPU's choices back: distinct experts in range,
+// finite positive weights.
 func checkSelection(t *testing.T, name string, g *Backend, s *selection, M, E int) {
 	t.Helper()
 	tmp := &tensor{buf: s.buf, rows: 2 * s.rows, cols: s.k}

@@ -567,6 +567,43 @@ __device__ __forceinline__ void stripe_finish(int pend0, int pend1, int W, int p
     if (pend1 >= 0) stripe_reduce(pend1, W, per, spt, N, o, M, ws, counters);
 }
 
+// stage_x copies rows 0 … rows−1 of x at the 32 inputs of step s of a
+// column tile (8 chunks of 16 bytes a row, lanes in turn) to the ring slot
+// address dst: a decode kernel's x for one step (qmv4, qmv8).
+__device__ __forceinline__ void stage_x(u32 dst, const float* x, int ldx, int rows, int s) {
+    for (int q = threadIdx.x & 31; q < rows * 8; q += 32) cp_async16(dst + 16 * q, x + (size_t)(q >> 3) * ldx + 32 * s + 4 * (q & 7));
+}
+
+// ring_prologue fills the first QD − 1 stages of a decode warp's ring
+// (qmv4, qmv8: stages of SB bytes at ring_s, x at offset XO, the warp's
+// steps [i0, i1)). The constant data of those steps (issue(false), which
+// advances the issue cursor ii) are requested before waiting for the
+// previous kernel (programmatic dependent launch: they stream in while it
+// finishes), then x for each of those steps in a group of its own. Groups
+// in commit order: W0…W(QD−2), X0…X(QD−2), then one per step; at step k
+// the groups after the ones it needs (Wk and Xk, or its own) are always
+// QD−1, so every step waits with cp.async.wait_group QD−1.
+template <int QD, typename Issue>
+__device__ __forceinline__ void ring_prologue(Issue& issue, const int& ii, int i0, int i1, u32 ring_s, int SB, int XO,
+                                              const float* x, int ldx, int rows, int spt) {
+#pragma unroll
+    for (int u = 0; u < QD - 1; u++) {
+        if (ii < i1) issue(false);
+        cp_commit();
+    }
+    pdl_wait();
+    pdl_trigger();
+    int js = i0 % spt;
+#pragma unroll
+    for (int u = 0; u < QD - 1; u++) {
+        if (i0 + u < i1) {
+            stage_x(ring_s + (u32)(((i0 + u) % QD) * SB) + XO, x, ldx, rows, js);
+            if (++js == spt) js = 0;
+        }
+        cp_commit();
+    }
+}
+
 // The 4-bit decode kernel: grid of QW-warp blocks, each warp a stripe
 // worker (above) with a private ring of qstages(MR) steps in shared
 // memory, filled by cp.async that many steps ahead: each lane copies its
@@ -643,8 +680,7 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
         cp_async16(slot + 16 * lane, wt + (size_t)(2 * ii) * 32);
         cp_async16(slot + 512 + 16 * lane, wt + (size_t)(2 * ii + 1) * 32);
         // x: rows < M (SILU: g and u), 8 chunks of 16 bytes a row
-        if (with_x)
-            for (int q = lane; q < XR * 8; q += 32) cp_async16(slot + XO + 16 * q, x + (size_t)(q >> 3) * ldx + 32 * is + 4 * (q & 7));
+        if (with_x) stage_x(slot + XO, x, ldx, XR, is);
         if (NORM && lane < 8) cp_async16(slot + NO + 16 * lane, nw + 32 * is + 4 * lane);
         if (lane < 8) cp_async16(slot + SO + 16 * lane, (const V4u*)w.scales + (size_t)ig * 8 + lane);
         if (ASYM && lane < 16) cp_async16(slot + ZO + 16 * lane, (const V4u*)w.zeros + (size_t)ig * 16 + lane);
@@ -663,32 +699,7 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
     for (int j = 0; j < NA; j++)
 #pragma unroll
         for (int e = 0; e < 4; e++) acc[j][e] = part[j][e] = 0.f;
-    // Prologue: the weights of the first QD−1 steps are requested before
-    // waiting for the previous kernel (programmatic dependent launch: they
-    // stream in while it finishes), then x for each of those steps in a
-    // group of its own. Groups in commit order: W0…W(QD−2), X0…X(QD−2),
-    // then one per step; at step k the groups after the ones it needs (Wk
-    // and Xk, or its own) are always QD−1, so every step waits with
-    // cp.async.wait_group QD−1.
-#pragma unroll
-    for (int u = 0; u < QD - 1; u++) {
-        if (ii < i1) issue(false);
-        cp_commit();
-    }
-    pdl_wait();
-    pdl_trigger();
-    {
-        int js = i0 % spt;
-#pragma unroll
-        for (int u = 0; u < QD - 1; u++) {
-            if (i0 + u < i1) {
-                const u32 slot = ring_s + (u32)(((i0 + u) % QD) * SB);
-                for (int q = lane; q < XR * 8; q += 32) cp_async16(slot + XO + 16 * q, x + (size_t)(q >> 3) * ldx + 32 * js + 4 * (q & 7));
-                if (++js == spt) js = 0;
-            }
-            cp_commit();
-        }
-    }
+    ring_prologue<QD>(issue, ii, i0, i1, ring_s, SB, XO, x, ldx, XR, spt);
     // the input's RMS norm: r of row c (lanes c < M) while the copies fly
     float ra = 0.f;
     if (NORM) {
@@ -982,8 +993,7 @@ __device__ __forceinline__ void qmv8(const WDesc& w, const float* __restrict__ x
                 cp_async16_zfill(slot + (u32)(32 * r + 16 * (h ^ ((r >> 2) & 1))), src, in ? 16 : 0);
             }
         }
-        if (with_x)
-            for (int q = lane; q < M * 8; q += 32) cp_async16(slot + XO + 16 * q, x + (size_t)(q >> 3) * ldx + 32 * is + 4 * (q & 7));
+        if (with_x) stage_x(slot + XO, x, ldx, M, is);
         if (GPTQ && lane < 8 && ((is + 1) % gsteps == 0 || ii + 1 == i1)) {
             const int col = n0 + 8 * lane;
             const bool in = col < w.N;
@@ -1003,27 +1013,7 @@ __device__ __forceinline__ void qmv8(const WDesc& w, const float* __restrict__ x
     for (int j = 0; j < 4; j++)
 #pragma unroll
         for (int e = 0; e < 4; e++) acc[j][e] = part[j][e] = 0.f;
-    // Prologue (as qmv4): the constant data of the first Q8D − 1 steps
-    // before the wait for the previous kernel, then their x, a group each.
-#pragma unroll
-    for (int u = 0; u < Q8D - 1; u++) {
-        if (ii < i1) issue(false);
-        cp_commit();
-    }
-    pdl_wait();
-    pdl_trigger();
-    {
-        int js = i0 % spt;
-#pragma unroll
-        for (int u = 0; u < Q8D - 1; u++) {
-            if (i0 + u < i1) {
-                const u32 slot = ring_s + (u32)(((i0 + u) % Q8D) * SB);
-                for (int q = lane; q < M * 8; q += 32) cp_async16(slot + XO + 16 * q, x + (size_t)(q >> 3) * ldx + 32 * js + 4 * (q & 7));
-                if (++js == spt) js = 0;
-            }
-            cp_commit();
-        }
-    }
+    ring_prologue<Q8D>(issue, ii, i0, i1, ring_s, SB, XO, x, ldx, M, spt);
     int cs = i0 % spt, cgk = cs % gsteps;
     int pend0 = -1, pend1 = -1;
     for (int i = i0; i < i1; i++) {
