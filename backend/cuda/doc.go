@@ -30,10 +30,11 @@
 // rows. Larger products (prefill) convert x to fp16/bf16, dequantize
 // quantized weights to fp16 (packed ones by dequant4, the stored formats by
 // matmul.cu's dequant_rows) and call cuBLAS (cublas.go, opened with
-// dlopen); 8-bit GPTQ and FP8 products of ≤ 8 rows run qmv8 (qmm.cu: the
+// dlopen); 8-bit GPTQ and FP8 products of ≤ 16 rows run qmv8 (qmm.cu: the
 // stored layouts, no g_idx, on the tensor cores with the 4-bit kernels'
-// ring and stripes); the other sizes and formats use the generic SIMT
-// tile kernels of matmul.cu.
+// ring and stripes; 8 rows a launch), and the stored formats dequantize +
+// cuBLAS at every size qmv8 does not take (takesGemm); without cuBLAS
+// the generic SIMT tile kernels of matmul.cu run.
 // On sm_90 (with NVRTC 12 or newer) the module is built for
 // sm_90a and also holds wg_qgemm (hopper.cu: the same 4-bit products on
 // the warpgroup MMA), which takes the 4-bit products of 17–256 rows in

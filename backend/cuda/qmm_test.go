@@ -30,7 +30,7 @@ func matmulTol(w backend.Matrix, M int) float64 {
 	if m.owner.wgGemm(m, M) || m.owner.tcGemm(m, M) {
 		return 2e-3 // wg_qgemm, tc_qgemm: x and (q − z)·s rounded to fp16
 	}
-	if M >= gemmMinRows && m.cols%8 == 0 && m.owner.blas != nil {
+	if m.owner.takesGemm(m, M) && m.cols%8 == 0 && m.owner.blas != nil {
 		// the cuBLAS path (cublas.go): x in fp16 (bf16), 4-bit weights
 		// rounded to fp16
 		switch {
@@ -42,7 +42,7 @@ func matmulTol(w backend.Matrix, M int) float64 {
 			return 2e-3 // dequant_rows: (q − z)·s and x rounded to fp16
 		}
 	}
-	if M > 16 && (M >= gemmMinRows || m.owner.decodeParts(m, M) == 0) {
+	if M > 16 && m.owner.decodeParts(m, M) == 0 {
 		return 1e-5
 	}
 	switch m.f {
@@ -51,8 +51,8 @@ func matmulTol(w backend.Matrix, M int) float64 {
 			return 2e-3
 		}
 	case fmtGPTQ, fmtFP8:
-		if m.owner.fastKernel(m, M) != 0 {
-			return 2e-3 // qmv8: x rounded to fp16
+		if m.owner.decodeParts(m, M) != 0 {
+			return 2e-3 // qmv8 (in parts of 8 rows): x rounded to fp16
 		}
 	case fmtBF16:
 		if m.cols%32 == 0 {
