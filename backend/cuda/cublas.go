@@ -12,9 +12,11 @@ import (
 	"github.com/ebitengine/purego"
 )
 
-// The large-M path (prefill, M ≥ gemmMinRows): x is converted to fp16 (bf16
-// for bf16 weights), packed 4-bit weights are dequantized into an fp16
-// scratch matrix (qmm.cu: x_to_half, dequant_pint4/pfp4), and cuBLAS's
+// The large-M path (prefill, M ≥ gemmMinRows; for the formats without
+// kernels of their own above the decode sizes every M past those, see
+// takesGemm): x is converted to fp16 (bf16 for bf16 weights), quantized
+// weights are dequantized into an fp16 scratch matrix (qmm.cu: x_to_half,
+// dequant_pint4/pfp4; matmul.cu: dequant_rows), and cuBLAS's
 // cublasGemmEx multiplies them on the tensor cores with fp32 accumulation
 // and an fp32 result. cuBLAS is opened with dlopen through purego at the
 // first such product; without it (or with MARLIN_CUBLAS=off) the tile
@@ -25,7 +27,8 @@ import (
 // rounded to fp16 once, fp32 sums — the bf16 tolerance of a transformers
 // run, not the float32 of the decode kernels.
 
-// gemmMinRows is the smallest M that takes the cuBLAS path.
+// gemmMinRows is the smallest M that takes the cuBLAS path for the formats
+// with kernels of their own at every size (takesGemm).
 const gemmMinRows = 64
 
 // cuBLAS enumerations (cublas_api.h, library_types.h).
@@ -140,16 +143,20 @@ func (b *Backend) xHalf(x uint64, ldx, M int, m *matrix, bf16 bool) uint64 {
 }
 
 // gemmLarge computes y[M, N] = x[M, K]·Wᵀ through cuBLAS for dense fp16/bf16
-// and packed 4-bit weights; false when it cannot (the caller then runs the
-// tile kernels).
+// weights, and for the quantized formats dequantized to fp16 first (packed
+// 4-bit: dequant4 of qmm.cu; GPTQ of any bits, FP8, FP4, MXFP4 and NVFP4
+// in their stored layouts: dequant_rows of matmul.cu); false when it
+// cannot (the caller then runs the tile kernels).
 func (b *Backend) gemmLarge(y uint64, ldy int, x uint64, ldx, M int, m *matrix) bool {
 	bf16 := m.f == fmtBF16
 	switch m.f {
 	case fmtF16, fmtBF16, fmtPInt4, fmtPFP4:
 	default:
-		return false
+		if b.dequantKernel(m) == 0 {
+			return false
+		}
 	}
-	if M < gemmMinRows || m.cols%8 != 0 || ldy%4 != 0 {
+	if !b.takesGemm(m, M) || m.cols%8 != 0 || ldy%4 != 0 {
 		return false
 	}
 	c := b.blasReady()
@@ -163,7 +170,20 @@ func (b *Backend) gemmLarge(y uint64, ldy int, x uint64, ldx, M int, m *matrix) 
 		return true
 	}
 	w := m.desc.data
-	if m.f == fmtPInt4 || m.f == fmtPFP4 {
+	opW, ldw := cublasOpT, K // W [N, K] row-major: Wᵀ of a K×N column-major matrix
+	if f := b.dequantKernel(m); f != 0 {
+		if w = b.scratchBuf("w16", 2*int64(N)*int64(K)); w == 0 {
+			return true
+		}
+		inner, outer := K, N
+		if m.f == fmtGPTQ { // written [K, N] (matmul.cu's dequant_rows): an N×K column-major matrix
+			inner, outer, opW, ldw = N, K, cublasOpN, N
+		}
+		a := b.newArgs()
+		a.ptr(w)
+		a.desc(&m.desc)
+		b.launch(f, min((inner+8*256-1)/(8*256), 64), min(outer, 65535), 256, 0, a)
+	} else if m.f == fmtPInt4 || m.f == fmtPFP4 {
 		w = b.scratchBuf("w16", 2*int64(N)*int64(K))
 		if w == 0 {
 			return true
@@ -188,14 +208,44 @@ func (b *Backend) gemmLarge(y uint64, ldy int, x uint64, ldx, M int, m *matrix) 
 		dt = cudaR16BF
 	}
 	alpha, beta := float32(1), float32(0)
-	// column-major view: Y (N×M, ld ldy) = Wᵀ (W: K×N, ld K) · X16 (K×M, ld K)
-	r := call(c.gemmEx, c.handle, cublasOpT, cublasOpN, uintptr(N), uintptr(M), uintptr(K),
-		uintptr(unsafe.Pointer(&alpha)), uintptr(w), dt, uintptr(K), uintptr(x16), dt, uintptr(K),
+	// column-major view: Y (N×M, ld ldy) = op(W) (N×K) · X16 (K×M, ld K)
+	r := call(c.gemmEx, c.handle, uintptr(opW), cublasOpN, uintptr(N), uintptr(M), uintptr(K),
+		uintptr(unsafe.Pointer(&alpha)), uintptr(w), dt, uintptr(ldw), uintptr(x16), dt, uintptr(K),
 		uintptr(unsafe.Pointer(&beta)), uintptr(y), cudaR32F, uintptr(ldy), cublasCompute32F, uintptr(cublasGemmDefault&0xffffffff))
 	if r != cublasStatusOK {
 		b.fail(fmt.Errorf("cuda: cublasGemmEx (%s, M %d): status %d", m.name, M, r))
 	}
 	return true
+}
+
+// takesGemm reports whether an M-row product of m belongs on the cuBLAS
+// path (gemmLarge, which may still decline it for alignment): from
+// gemmMinRows rows for the formats with tensor-core kernels of their own
+// at every size (dense 16-bit, packed 4-bit); for those dequant_rows
+// serves, at every M the decode kernels do not cover (qmv8: 8 rows a
+// launch, up to 16 in two launches; none: every M), since their only
+// other kernels are matmul.cu's SIMT tiles, 4–50× slower than
+// dequantizing and cuBLAS (FP8 4096×14336 at 16 rows: 760 µs, torch's fp16
+// F.linear 46 µs; H100).
+func (b *Backend) takesGemm(m *matrix, M int) bool {
+	switch {
+	case m.f == fmtF16, m.f == fmtBF16, m.f == fmtPInt4, m.f == fmtPFP4:
+		return M >= gemmMinRows
+	case b.dequantKernel(m) == 0:
+		return false
+	case b.fastKernel(m, 1) != 0:
+		return M > 16
+	}
+	return true
+}
+
+// dequantKernel returns matmul.cu's dequant_rows kernel for m's stored
+// format, or 0 (packed, dense, EXL3: none).
+func (b *Backend) dequantKernel(m *matrix) uintptr {
+	if m.f >= numFmts {
+		return 0
+	}
+	return b.k.dequant[m.f]
 }
 
 func boolU64(v bool) uint64 {

@@ -92,6 +92,7 @@ func kernelSources() []string {
 // kernels are the module's entry points.
 type kernels struct {
 	mmSmall, mmLarge, embed [numFmts]uintptr
+	dequant                 [numFmts]uintptr // W as fp16 for cuBLAS (matmul.cu dequant_rows; 0: none for the format)
 
 	add, addBias, siluMul, rmsNorm, rope, copyRows, copyCols uintptr
 	kvStore, attention                                       uintptr
@@ -108,6 +109,7 @@ type kernels struct {
 	permute, xToHalf, xToTiles, dequantInt4, dequantFP4 uintptr
 	youtApply                                           uintptr                  // fused outputs of a plain product (matrix.go)
 	qmvGPTQ8                                            [2]uintptr               // 8-bit GPTQ decode products in the stored layout (qmm.cu qmv8): symmetric, with zero points
+	qmvFP8                                              uintptr                  // FP8 decode products in the stored layout (qmm.cu qmv8)
 	tcQgemm                                             [3]uintptr               // tc_qgemm_int4, _int4_asym, _fp4: prefill-sized 4-bit products (matrix.go tcGemm)
 	wgQgemm                                             [len(wgForms)][3]uintptr // wg_qgemm_{int4, int4_asym, fp4}_{form}: the same on the warpgroup MMA (sm_90a; matrix.go wgGemm)
 	attnSplit                                           [2][4]uintptr            // [D 64, 128][G 1, 2, 4, 8]
@@ -168,10 +170,13 @@ func qmvSmem(mr int, asym, norm bool) int {
 	return 4 * stages * b
 }
 
-// q8Smem is the ring of the 8-bit GPTQ decode kernel (qmm.cu: 4 warps ×
-// Q8D stages × q8stage_bytes).
-func q8Smem(asym bool) int {
-	b := 8*72*4 + 128*8 + 128
+// q8Smem is the ring of an 8-bit decode kernel, GPTQ or FP8 (qmm.cu qmv8:
+// 4 warps × Q8D stages × q8stage_bytes).
+func q8Smem(gptq, asym bool) int {
+	b := 64*32 + 128*8 // FP8: the 64 rows' 32 bytes, and x
+	if gptq {
+		b = 8*72*4 + 128*8 + 128 // word rows at a 72-word pitch, x, scales
+	}
 	if asym {
 		b += 64
 	}
@@ -467,6 +472,9 @@ func (b *Backend) loadKernels() error {
 		k.mmLarge[f] = get("mm_large_" + fmtNames[f])
 		k.embed[f] = get("embed_" + fmtNames[f])
 	}
+	for _, f := range []int{fmtFP8, fmtFP4, fmtMXFP4, fmtNVFP4, fmtGPTQ} {
+		k.dequant[f] = get("dequant_" + fmtNames[f])
+	}
 	k.add, k.addBias, k.siluMul, k.rmsNorm = get("add_f32"), get("add_bias"), get("silu_mul"), get("rms_norm")
 	k.rope, k.copyRows, k.copyCols = get("rope"), get("copy_rows"), get("copy_cols")
 	k.kvStore, k.attention = get("kv_store"), get("attention")
@@ -478,7 +486,7 @@ func (b *Backend) loadKernels() error {
 	}
 	k.permute = get("permute_cols")
 	k.youtApply = get("yout_apply")
-	k.qmvGPTQ8[0], k.qmvGPTQ8[1] = get("qmv_gptq8"), get("qmv_gptq8_asym")
+	k.qmvGPTQ8[0], k.qmvGPTQ8[1], k.qmvFP8 = get("qmv_gptq8"), get("qmv_gptq8_asym"), get("qmv_fp8")
 	k.xToHalf, k.xToTiles, k.dequantInt4, k.dequantFP4 = get("x_to_half"), get("x_to_tiles"), get("dequant_pint4"), get("dequant_pfp4")
 	// the decode kernels' shared-memory rings (qmm.cu: QW warps × stages ×
 	// stage bytes)
@@ -490,7 +498,7 @@ func (b *Backend) loadKernels() error {
 		b.dynSmem[k.qmvInt4Asym[i]] = qmvSmem(mr, true, false)
 		b.dynSmem[k.dmvF16[i]], b.dynSmem[k.dmvBF16[i]] = dmvSmem(mr), dmvSmem(mr)
 	}
-	b.dynSmem[k.qmvGPTQ8[0]], b.dynSmem[k.qmvGPTQ8[1]] = q8Smem(false), q8Smem(true)
+	b.dynSmem[k.qmvGPTQ8[0]], b.dynSmem[k.qmvGPTQ8[1]], b.dynSmem[k.qmvFP8] = q8Smem(true, false), q8Smem(true, true), q8Smem(false, false)
 	k.dmvF16Wide, k.dmvBF16Wide = get("dmv_f16_wide"), get("dmv_bf16_wide")
 	b.dynSmem[k.dmvF16Wide], b.dynSmem[k.dmvBF16Wide] = dmvWideSmem, dmvWideSmem
 	k.qmvNorm = map[uintptr]uintptr{}
@@ -517,7 +525,7 @@ func (b *Backend) loadKernels() error {
 	for _, p := range []struct {
 		f    uintptr
 		name string
-	}{{k.qmvGPTQ8[0], "qmv_gptq8"}, {k.qmvGPTQ8[1], "qmv_gptq8_asym"}} {
+	}{{k.qmvGPTQ8[0], "qmv_gptq8"}, {k.qmvGPTQ8[1], "qmv_gptq8_asym"}, {k.qmvFP8, "qmv_fp8"}} {
 		tc := get(p.name + "_tc")
 		k.qmvTC[p.f], b.dynSmem[tc] = tc, b.dynSmem[p.f]
 	}

@@ -15,8 +15,10 @@
 // which keeps every op comparable with the CPU reference). Weights are
 // uploaded in their stored format (dense F32/F16/BF16, GPTQ int2/3/4/8 with
 // g_idx, FP8, FP4, MXFP4, NVFP4), except GPTQ int4 and FP4 with groups of a
-// multiple of 16, which are rewritten once at load into the packed layout
-// of pack.go (fragment order for mma.m16n8k16, one 128-bit load a lane).
+// multiple of 16, and MXFP4 whose e8m0 scales fp16 holds exactly, which are
+// rewritten once at load into the packed layout of pack.go (fragment order
+// for mma.m16n8k16, one 128-bit load a lane; MXFP4 as FP4 g32 with fp16
+// scales).
 //
 // Matrix products: M ≤ 16 rows (decode) run the tensor-core kernels of
 // qmm.cu (packed 4-bit and dense 16-bit weights: a shared-memory cp.async
@@ -26,11 +28,13 @@
 // x converted to fp16 once, the weights dequantised into the mma's A
 // operand); dense ones of 17–63 rows the decode kernels in parts of ≤ 16
 // rows. Larger products (prefill) convert x to fp16/bf16, dequantize
-// packed weights to fp16 and call cuBLAS (cublas.go, opened with dlopen);
-// 8-bit GPTQ products of ≤ 8 rows run qmv8 (qmm.cu: the stored layout,
-// no g_idx, on the tensor cores with the 4-bit kernels' ring and stripes);
-// formats without a fast kernel use the generic SIMT tile kernels of
-// matmul.cu.
+// quantized weights to fp16 (packed ones by dequant4, the stored formats by
+// matmul.cu's dequant_rows) and call cuBLAS (cublas.go, opened with
+// dlopen); 8-bit GPTQ and FP8 products of ≤ 16 rows run qmv8 (qmm.cu: the
+// stored layouts, no g_idx, on the tensor cores with the 4-bit kernels'
+// ring and stripes; 8 rows a launch), and the stored formats dequantize +
+// cuBLAS at every size qmv8 does not take (takesGemm); without cuBLAS
+// the generic SIMT tile kernels of matmul.cu run.
 // On sm_90 (with NVRTC 12 or newer) the module is built for
 // sm_90a and also holds wg_qgemm (hopper.cu: the same 4-bit products on
 // the warpgroup MMA), which takes the 4-bit products of 17–256 rows in

@@ -245,6 +245,10 @@ func (b *Backend) fastKernel(m *matrix, M int) uintptr {
 		return b.k.qmvInt4[i]
 	case fmtPFP4:
 		return b.k.qmvFP4[i]
+	case fmtFP8:
+		if gptq8On && i == 0 { // qmm.cu's qmv8, up to 8 rows
+			return b.k.qmvFP8
+		}
 	case fmtGPTQ:
 		// 8-bit in the stored layout (qmm.cu's qmv8): up to 8 rows, no
 		// g_idx, whole steps a group, 16-byte copies of the scales (and
@@ -269,7 +273,7 @@ func (b *Backend) fastKernel(m *matrix, M int) uintptr {
 	return 0
 }
 
-// gptq8On runs 8-bit GPTQ products of ≤ 8 rows on qmv8
+// gptq8On runs 8-bit GPTQ and FP8 products of ≤ 8 rows on qmv8
 // (MARLIN_CUDA_GPTQ8=0: the generic tile kernel, for measurements).
 var gptq8On = os.Getenv("MARLIN_CUDA_GPTQ8") != "0"
 
@@ -377,20 +381,32 @@ func (b *Backend) outFor(m *matrix, y uint64, ldy, M int) (*matrix, yout) {
 }
 
 // decodeParts returns into how many launches of the tensor-core decode
-// kernels (M ≤ 16 rows each) matmulOut cuts an M-row product of m: 1 up
-// to 16 rows; below the cuBLAS path (17 to gemmMinRows−1 rows) ⌈M/16⌉
-// launches of equal shares of the rows — each reads the weights again,
-// yet the SIMT tile kernels that took these sizes were several times
-// slower still (mm_large_pint4: 324 µs for a GLM attention projection at
-// 32 rows, H100); 0 where the decode kernels do not apply.
+// kernels matmulOut cuts an M-row product of m: 1 up to the rows one
+// launch takes (decodeRows: 16, qmv8 8); above, up to the cuBLAS path
+// (takesGemm), ⌈M/rows⌉ launches of equal shares of the rows — each reads
+// the weights again, yet the SIMT tile kernels that took these sizes were
+// several times slower still (mm_large_pint4: 324 µs for a GLM attention
+// projection at 32 rows, H100); 0 where the decode kernels do not apply.
 func (b *Backend) decodeParts(m *matrix, M int) int {
+	per := decodeRows(m)
 	switch {
-	case M > 16 && M >= gemmMinRows, b.fastKernel(m, min(M, 16)) == 0:
+	case b.fastKernel(m, min(M, per)) == 0:
 		return 0
-	case M <= 16:
+	case M <= per:
 		return 1
+	case b.takesGemm(m, M):
+		return 0
 	}
-	return (M + 15) / 16
+	return (M + per - 1) / per
+}
+
+// decodeRows is the most rows of x one launch of m's decode kernel takes:
+// 8 for qmv8 (8-bit GPTQ, FP8), 16 for the others.
+func decodeRows(m *matrix) int {
+	if m.f == fmtGPTQ || m.f == fmtFP8 {
+		return 8
+	}
+	return 16
 }
 
 // fastPath reports whether matmulOut runs m at M rows on the tensor-core
@@ -807,7 +823,7 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normI
 		b.tcQgemm(y, ldy, x, ldx, M, m)
 		return
 	}
-	if M >= gemmMinRows && b.gemmLarge(y, ldy, x, ldx, M, m) {
+	if b.gemmLarge(y, ldy, x, ldx, M, m) {
 		return
 	}
 	if n := b.decodeParts(m, M); n > 1 && b.fastPath(m, M, x, ldx) {

@@ -14,8 +14,9 @@ import (
 // The packed 4-bit layout of the fast quantized kernels (qmm.cu).
 //
 // GPTQ int4 (sym or asym, any group that is a multiple of 16, act-order
-// through a permutation of the inputs) and FP4 (e2m1 with fp16 scales,
-// group a multiple of 16) weights are rewritten once, at load, into the
+// through a permutation of the inputs), FP4 (e2m1 with fp16 scales,
+// group a multiple of 16) and MXFP4 weights (their e8m0 scales as fp16,
+// where that is exact: packable) are rewritten once, at load, into the
 // order in which the tensor-core fragments of mma.m16n8k16 consume them, so
 // that each lane of a warp fetches its share of a 16×64 weight tile with a
 // single 128-bit load and dequantizes it in registers.
@@ -101,6 +102,15 @@ func packable(w *quant.Weight) (int, string) {
 			return 0, fmt.Sprintf("%d-bit GPTQ", w.Bits)
 		}
 	case quant.FP4:
+	case quant.MXFP4:
+		// e8m0 scales become fp16 ones: exact where 2^(e−127) and every
+		// e2m1 multiple of it are fp16 numbers (the larger-batch kernels
+		// round e2m1·s to fp16): exponents −23 … 13
+		for _, e := range w.Scales {
+			if e < 127-23 || e > 127+13 {
+				return 0, fmt.Sprintf("an e8m0 scale 2^%d outside fp16's exact range", int(e)-127)
+			}
+		}
 	default:
 		return 0, "format " + w.Format.String()
 	}
@@ -203,6 +213,9 @@ func packRows(ws []*quant.Weight, n int, src func(int) (int, int), kind int) *pa
 		w := ws[i]
 		if kind == packKindInt4 {
 			return binary.LittleEndian.Uint16(w.Scales[2*(grp*w.Out+n):])
+		}
+		if w.Format == quant.MXFP4 {
+			return dtype.F32ToF16(dtype.E8M0ToF32(w.Scales[n*(w.In/g)+grp])) // (packable checked the range: exact)
 		}
 		return binary.LittleEndian.Uint16(w.Scales[2*(n*(w.In/g)+grp):])
 	}

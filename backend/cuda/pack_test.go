@@ -55,6 +55,15 @@ func TestPack(t *testing.T) {
 		return &quant.Weight{Name: "fp4", Format: quant.FP4, Out: n, In: k, Bits: 4, Group: group, Data: rbytes(n * k / 2),
 			Scales: f16(n*(k/group), 0.01, 0.1)}
 	}
+	// MXFP4: e8m0 scales over the whole range packed exactly (2^-23 … 2^13)
+	mxfp4 := func(n, k int, lo, hi int) *quant.Weight {
+		sc := make([]byte, n*(k/32))
+		for i := range sc {
+			sc[i] = byte(lo + rng.IntN(hi-lo+1))
+		}
+		sc[0], sc[len(sc)-1] = byte(lo), byte(hi)
+		return &quant.Weight{Name: "mxfp4", Format: quant.MXFP4, Out: n, In: k, Bits: 4, Group: 32, Data: rbytes(n * k / 2), Scales: sc}
+	}
 	uniform := gptq(64, 128, 32, true, false, 1)
 	for i := range uniform.Zeros {
 		uniform.Zeros[i] = 0x77 // stored 7 + offset 1 = 8: packed as symmetric
@@ -67,6 +76,7 @@ func TestPack(t *testing.T) {
 		uniform, gptq(70, 256, 128, false, false, 1), gptq(64, 160, 32, true, false, 1), gptq(130, 256, 32, true, true, 0),
 		gptq(37, 64, 0, true, false, 1), gptq(200, 384, 128, false, true, 1),
 		fp4(70, 256, 32), fp4(129, 96, 16), fp4(64, 128, 128),
+		mxfp4(70, 256, 127-23, 127+13), mxfp4(130, 64, 118, 129),
 	} {
 		if err := w.Validate(); err != nil {
 			t.Fatal(err)
@@ -98,6 +108,7 @@ func TestPack(t *testing.T) {
 		{gptq(100, 256, 32, false, false, 1), gptq(100, 256, 32, true, false, 0)},
 		{fp4(64, 128, 32), fp4(33, 128, 32)},
 		{fp4(70, 96, 16), fp4(70, 96, 16)},
+		{mxfp4(64, 128, 110, 130), mxfp4(64, 128, 110, 130)},
 	} {
 		if !groupable(grp) {
 			t.Fatalf("%s…: not groupable", grp[0])
@@ -136,7 +147,9 @@ func TestPack(t *testing.T) {
 	}
 
 	// refusals: 8-bit, a group not a multiple of 16, K not a multiple of 16,
-	// an act-order g_idx with uneven groups
+	// an act-order g_idx with uneven groups, MXFP4 scales that fp16 does
+	// not hold exactly (2^-24: 0.5·2^-24 is not an fp16 number; 2^14:
+	// 6·2^14 overflows; e8m0 0xFF is NaN)
 	uneven := gptq(64, 64, 32, false, true, 1)
 	for i := range uneven.GIdx {
 		uneven.GIdx[i] = 0
@@ -145,6 +158,7 @@ func TestPack(t *testing.T) {
 	for _, w := range []*quant.Weight{
 		{Format: quant.GPTQ, Bits: 8, Out: 64, In: 64, Group: 32},
 		fp4(64, 160, 10), fp4(64, 40, 20), uneven,
+		mxfp4(64, 64, 127-24, 127), mxfp4(64, 64, 127, 127+14), mxfp4(64, 64, 127, 255),
 	} {
 		if kind, why := packable(w); kind != 0 || why == "" {
 			t.Errorf("%s: packable %d (%q)", fmt.Sprint(w.Format, w.Bits, w.In, w.Group), kind, why)

@@ -478,6 +478,10 @@ __device__ __forceinline__ u32 hfma2(u32 a, u32 b, u32 c) {
     asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
     return r;
 }
+// e4m3x2_f16: two e4m3 codes in the high bytes of the halves of p (s eeee
+// mmm in bits 15…8 and 31…24) as fp16 bits s0eeeemmm0000000: each value
+// times 2^-8, exactly (qmv8).
+__device__ __forceinline__ u32 e4m3x2_f16(u32 p) { return ((p >> 1) & 0x3F803F80u) | (p & 0x80008000u); }
 __device__ __forceinline__ float2 h2_to_f2(u32 h) {
     float2 f;
     asm("{ .reg .f16 l, h; mov.b32 {l, h}, %2; cvt.f32.f16 %0, l; cvt.f32.f16 %1, h; }" : "=f"(f.x), "=f"(f.y) : "r"(h));
@@ -898,44 +902,65 @@ QMV_NORM_TC_KERNEL(qmv_int4_norm_tc, PACK_INT4, false)
 QMV_NORM_TC_KERNEL(qmv_int4_asym_norm_tc, PACK_INT4, true)
 QMV_NORM_TC_KERNEL(qmv_fp4_norm_tc, PACK_FP4, false)
 
-// ---- 8-bit GPTQ decode in the stored layout (M ≤ 8 rows) ----
+// ---- 8-bit decode in the stored layouts (M ≤ 8 rows): GPTQ INT8, FP8 ----
 //
-// qmv8 multiplies x by a GPTQ 8-bit weight as the checkpoint stores it —
-// qweight [K/4, N] u32, byte j of word (r, n) = input 4r + j of column n;
-// scales [G, N] fp16; qzeros [G, N/4] u32 (byte n of a row = column n's
-// zero point, plus zoff) or none (symmetric: 128) — on the tensor cores,
-// with the stripes (or tile clusters) and the per-warp cp.async ring of
-// qmv4: no rewrite at load, so checkpoints stay as other tools read them.
+// qmv8 multiplies x by an 8-bit weight as the checkpoint stores it, on the
+// tensor cores, with the stripes (or tile clusters) and the per-warp
+// cp.async ring of qmv4: no rewrite at load, so checkpoints stay as other
+// tools read them. Two layouts:
 //
-// A step is 32 inputs of a 64-column tile: the 8 word rows 8s…8s+7 of the
-// tile's columns, 8 × 256 contiguous bytes (16 lanes a row, 16 bytes
-// each), staged with a row pitch of Q8P = 72 words so that the lanes
-// (t, c) reading word (4j + t, 16wd + c) hit 32 different banks.
+//   Q8_GPTQ  qweight [K/4, N] u32, byte j of word (r, n) = input 4r + j of
+//            column n; scales [G, N] fp16; qzeros [G, N/4] u32 (byte n of a
+//            row = column n's zero point, plus zoff) or none (symmetric:
+//            128). A step (32 inputs of a 64-column tile) is 8 word rows of
+//            256 contiguous bytes (16 lanes a row), staged with a row pitch
+//            of Q8P = 72 words so that the lanes (t, c) reading word
+//            (4j + t, 16wd + c) hit 32 different banks.
+//   Q8_FP8   e4m3 bytes [N, K] row-major, one float32 scale a row. A step
+//            is the 64 rows' 32 bytes at its inputs (two 16-byte chunks a
+//            row), staged at a row pitch of 8 words with the chunks of rows
+//            whose bit 2 is set swapped, so that the lanes' words
+//            (16wd + c, 4j + t) again hit 32 different banks.
 //
 // Operands as qmv4 at MR = 8 (AOP): the weights are the mma's A — rows g
 // and g + 8 of row tile wd are columns 16wd + c and 16wd + 8 + c — and x
-// row c is B's column c. A word holds inputs 4t…4t+3 of one column, which
-// are exactly the lane's four k slots 2t, 2t+1, 2t+8, 2t+9 relabelled
-// (x is loaded in the same order), so a word is a0/a2 (or a1/a3) as is:
-// one byte permute puts two codes under the fp16 exponent 0x64 (1024 + q,
-// exact), one f16x2 subtraction of 1024 + z leaves q − z in [−256, 255],
-// exact. x is rounded to fp16 once (|x| < 65504, relative error 2^-11 a
-// product); each group's sums are fp32 and scaled (fp32) when it ends.
+// row c is B's column c. Either layout gives a lane a 32-bit word with
+// inputs 4t…4t+3 of one column, exactly its four k slots 2t, 2t+1, 2t+8,
+// 2t+9 relabelled (x is loaded in the same order), so a word is two A
+// registers after a byte permute each:
 //
-// Requires K % 32 == 0, group % 32 == 0 (and K % group == 0), N % 8 == 0
-// (16 % with zero points: the scales' and zeros' 16-byte copies), no
-// g_idx, x 16-byte aligned with ldx % 4 == 0; the host checks (fastKernel).
+//   GPTQ  1024 + q under the fp16 exponent 0x64, then one f16x2
+//         subtraction of 1024 + z: q − z in [−256, 255], exact;
+//   FP8   the byte under the high byte of each half, then one shift and
+//         one lop3: s eeee mmm → fp16 s0eeeemmm0000000, the e4m3 value
+//         times 2^-8, exactly (subnormals too; the NaN codes 0x7F/0xFF
+//         become ±480, which no checkpoint holds).
+//
+// x is rounded to fp16 once (|x| < 65504, relative error 2^-11 a product);
+// each group's sums (FP8: the tile's) are fp32 and scaled (fp32) when it
+// ends.
+//
+// Requires K % 32 == 0, x 16-byte aligned with ldx % 4 == 0; GPTQ: group
+// % 32 == 0 (and K % group == 0), N % 8 == 0 (16 with zero points: the
+// scales' and zeros' 16-byte copies), no g_idx; FP8: K % 16 == 0 follows.
+// The host checks (fastKernel).
+#define Q8_GPTQ 1
+#define Q8_FP8 2
 #define Q8D 4   // ring stages a warp (2 KB of weights each)
-#define Q8P 72  // words a staged row of 64 columns (64 + 8: no bank conflicts)
-__host__ __device__ constexpr int q8stage_bytes(bool asym) { return 8 * Q8P * 4 + 128 * 8 + 128 + (asym ? 64 : 0); }
+#define Q8P 72  // words a staged GPTQ row of 64 columns (64 + 8: no bank conflicts)
+__host__ __device__ constexpr int q8weight_bytes(int kind) { return kind == Q8_GPTQ ? 8 * Q8P * 4 : 64 * 32; }
+__host__ __device__ constexpr int q8stage_bytes(int kind, bool asym) {
+    return q8weight_bytes(kind) + 128 * 8 + (kind == Q8_GPTQ ? 128 : 0) + (asym ? 64 : 0);
+}
 
-template <bool ASYM, bool TCL>
+template <int KIND, bool ASYM, bool TCL>
 __device__ __forceinline__ void qmv8(const WDesc& w, const float* __restrict__ x, int ldx, const YOut& o, int M, float* ws,
                                      int* counters) {
     extern __shared__ __align__(16) unsigned char qsm[];
-    constexpr int SB = q8stage_bytes(ASYM), XO = 8 * Q8P * 4, SO = XO + 128 * 8, ZO = SO + 128;
+    constexpr bool GPTQ = KIND == Q8_GPTQ;
+    constexpr int SB = q8stage_bytes(KIND, ASYM), XO = q8weight_bytes(KIND), SO = XO + 128 * 8, ZO = SO + 128;
     const int lane = threadIdx.x & 31, t = lane & 3, c = lane >> 2, warp = threadIdx.x >> 5;
-    const int spt = w.K >> 5, gsteps = w.group >> 5, ntiles = (w.N + 63) >> 6, T = ntiles * spt;
+    const int spt = w.K >> 5, gsteps = GPTQ ? w.group >> 5 : spt, ntiles = (w.N + 63) >> 6, T = ntiles * spt;
     const int gw = blockIdx.x * QW + warp, W = gridDim.x * QW, per = (T + W - 1) / W;
     int i0 = gw * per, i1 = min(T, i0 + per);
     if (TCL) {
@@ -945,23 +970,31 @@ __device__ __forceinline__ void qmv8(const WDesc& w, const float* __restrict__ x
     if (i0 >= i1 && !TCL) return;
     unsigned char* ring = qsm + (size_t)warp * Q8D * SB;
     const u32 ring_s = smem_addr(ring);
-    const u32* qw = (const u32*)w.data;
 
     // the issue cursor: step ii, its column tile and step within the tile
     int ii = i0, itl = i0 / spt, is = i0 - itl * spt;
-    // the copies of step ii: weights and zero points every step, the scales
-    // where a group ends (or the warp's range), and, with_x, x
+    // the copies of step ii: weights (and GPTQ's zero points) every step,
+    // GPTQ's scales where a group ends (or the warp's range), and, with_x, x
     auto issue = [&](bool with_x) {
         const u32 slot = ring_s + (u32)((ii % Q8D) * SB);
         const int n0 = itl * 64, g = is / gsteps;
 #pragma unroll
         for (int u = 0; u < 4; u++) {
-            const int q = lane + 32 * u, r = q >> 4, col = n0 + 4 * (q & 15);
-            const bool in = col < w.N;
-            cp_async16_zfill(slot + (u32)(4 * Q8P * r + 16 * (q & 15)), in ? qw + (size_t)(8 * is + r) * w.N + col : qw, in ? 16 : 0);
+            const int q = lane + 32 * u;
+            if (GPTQ) {  // word row r = q/16, columns n0 + 4(q%16) … +3
+                const int r = q >> 4, col = n0 + 4 * (q & 15);
+                const bool in = col < w.N;
+                const u32* src = (const u32*)w.data + (in ? (size_t)(8 * is + r) * w.N + col : 0);
+                cp_async16_zfill(slot + (u32)(4 * Q8P * r + 16 * (q & 15)), src, in ? 16 : 0);
+            } else {  // row n0 + q/2, chunk q%2 of its 32 bytes (swapped where bit 2 of the row is set)
+                const int r = q >> 1, h = q & 1, n = n0 + r;
+                const bool in = n < w.N;
+                const u8* src = (const u8*)w.data + (in ? (size_t)n * w.K + 32 * is + 16 * h : 0);
+                cp_async16_zfill(slot + (u32)(32 * r + 16 * (h ^ ((r >> 2) & 1))), src, in ? 16 : 0);
+            }
         }
         if (with_x) stage_x(slot + XO, x, ldx, M, is);
-        if (lane < 8 && ((is + 1) % gsteps == 0 || ii + 1 == i1)) {
+        if (GPTQ && lane < 8 && ((is + 1) % gsteps == 0 || ii + 1 == i1)) {
             const int col = n0 + 8 * lane;
             const bool in = col < w.N;
             cp_async16_zfill(slot + SO + 16 * lane, (const u16*)w.scales + (in ? (size_t)g * w.N + col : 0), in ? 16 : 0);
@@ -989,7 +1022,7 @@ __device__ __forceinline__ void qmv8(const WDesc& w, const float* __restrict__ x
         cp_wait<Q8D - 1>();
         __syncwarp();
         const unsigned char* sl = ring + (i % Q8D) * SB;
-        // 1024 + z of columns 16wd + c (low tile rows) and 16wd + 8 + c, as f16x2 pairs
+        // GPTQ: 1024 + z of columns 16wd + c (A's row g) and 16wd + 8 + c (g + 8), as f16x2 pairs
         u32 zl[4], zh[4];
 #pragma unroll
         for (int wd = 0; wd < 4; wd++) {
@@ -1006,14 +1039,27 @@ __device__ __forceinline__ void qmv8(const WDesc& w, const float* __restrict__ x
             V4f xa = V4f{0.f, 0.f, 0.f, 0.f};
             if (c < M) xa = *(const V4f*)(sl + XO + 128 * c + 16 * (4 * j + t));
             const u32 b0 = pack_f16x2(xa.x, xa.y), b1 = pack_f16x2(xa.z, xa.w);
-            const u32* row = (const u32*)sl + Q8P * (4 * j + t);
 #pragma unroll
             for (int wd = 0; wd < 4; wd++) {
-                const u32 lo = row[16 * wd + c], hi = row[16 * wd + 8 + c];  // word row 4j + t of the two columns
-                const u32 a0 = hsub2(__byte_perm(lo, 0x64646464u, 0x4140), zl[wd]);
-                const u32 a2 = hsub2(__byte_perm(lo, 0x64646464u, 0x4342), zl[wd]);
-                const u32 a1 = hsub2(__byte_perm(hi, 0x64646464u, 0x4140), zh[wd]);
-                const u32 a3 = hsub2(__byte_perm(hi, 0x64646464u, 0x4342), zh[wd]);
+                u32 lo, hi;  // inputs 16j + 4t … +3 of columns 16wd + c and 16wd + 8 + c
+                if (GPTQ) {
+                    const u32* row = (const u32*)sl + Q8P * (4 * j + t);
+                    lo = row[16 * wd + c], hi = row[16 * wd + 8 + c];
+                } else {
+                    // row 16wd + c (+ 8: the same bit 2), word 4j + t of its 32 bytes, chunk j swapped where c & 4
+                    const int wi = 4 * (j ^ ((c >> 2) & 1)) + t;
+                    lo = ((const u32*)sl)[8 * (16 * wd + c) + wi], hi = ((const u32*)sl)[8 * (16 * wd + 8 + c) + wi];
+                }
+                u32 a0, a1, a2, a3;
+                if (GPTQ) {
+                    a0 = hsub2(__byte_perm(lo, 0x64646464u, 0x4140), zl[wd]);
+                    a2 = hsub2(__byte_perm(lo, 0x64646464u, 0x4342), zl[wd]);
+                    a1 = hsub2(__byte_perm(hi, 0x64646464u, 0x4140), zh[wd]);
+                    a3 = hsub2(__byte_perm(hi, 0x64646464u, 0x4342), zh[wd]);
+                } else {
+                    a0 = e4m3x2_f16(__byte_perm(lo, 0u, 0x1404)), a2 = e4m3x2_f16(__byte_perm(lo, 0u, 0x3424));
+                    a1 = e4m3x2_f16(__byte_perm(hi, 0u, 0x1404)), a3 = e4m3x2_f16(__byte_perm(hi, 0u, 0x3424));
+                }
                 mma_f16(part[wd], a0, a1, a2, a3, b0, b1);
             }
         }
@@ -1021,10 +1067,17 @@ __device__ __forceinline__ void qmv8(const WDesc& w, const float* __restrict__ x
         const bool group_end = ++cgk == gsteps;
         if (group_end) cgk = 0;
         if (group_end || i + 1 == i1) {
-            const u16* sc = (const u16*)(sl + SO);
 #pragma unroll
             for (int wd = 0; wd < 4; wd++) {
-                const float s0 = f16_to_f32(sc[16 * wd + c]), s1 = f16_to_f32(sc[16 * wd + 8 + c]);
+                float s0, s1;
+                if (GPTQ) {
+                    const u16* sc = (const u16*)(sl + SO);
+                    s0 = f16_to_f32(sc[16 * wd + c]), s1 = f16_to_f32(sc[16 * wd + 8 + c]);
+                } else {  // the rows' float32 scales ×2^8 (the fp16 codes are the values ×2^-8)
+                    const int n = (i / spt) * 64 + 16 * wd + c;
+                    const float* sc = (const float*)w.scales;
+                    s0 = n < w.N ? 256.f * sc[n] : 0.f, s1 = n + 8 < w.N ? 256.f * sc[n + 8] : 0.f;
+                }
                 acc[wd][0] = fmaf(part[wd][0], s0, acc[wd][0]);
                 acc[wd][1] = fmaf(part[wd][1], s0, acc[wd][1]);
                 acc[wd][2] = fmaf(part[wd][2], s1, acc[wd][2]);
@@ -1049,16 +1102,18 @@ __device__ __forceinline__ void qmv8(const WDesc& w, const float* __restrict__ x
     stripe_finish(pend0, pend1, W, per, spt, w.N, o, M, ws, counters);
 }
 
-#define QMV8_KERNEL(NAME, ASYM, TCL)                                                                      \
+#define QMV8_KERNEL(NAME, KIND, ASYM, TCL)                                                                \
     MARLIN_KERNEL void __launch_bounds__(QW * 32)                                                 \
         NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters) {                 \
-        qmv8<ASYM, TCL>(w, x, ldx, o, M, ws, counters);                                                   \
+        qmv8<KIND, ASYM, TCL>(w, x, ldx, o, M, ws, counters);                                             \
     }
 // kernels: qmv8
-QMV8_KERNEL(qmv_gptq8, false, false)
-QMV8_KERNEL(qmv_gptq8_asym, true, false)
-QMV8_KERNEL(qmv_gptq8_tc, false, true)
-QMV8_KERNEL(qmv_gptq8_asym_tc, true, true)
+QMV8_KERNEL(qmv_gptq8, Q8_GPTQ, false, false)
+QMV8_KERNEL(qmv_gptq8_asym, Q8_GPTQ, true, false)
+QMV8_KERNEL(qmv_fp8, Q8_FP8, false, false)
+QMV8_KERNEL(qmv_gptq8_tc, Q8_GPTQ, false, true)
+QMV8_KERNEL(qmv_gptq8_asym_tc, Q8_GPTQ, true, true)
+QMV8_KERNEL(qmv_fp8_tc, Q8_FP8, false, true)
 
 // The dense 16-bit decode kernel (fp16 or bf16 weights, row-major [N, K]),
 // stripe workers with a shared-memory ring as qmv4: a column tile is 64

@@ -30,17 +30,19 @@ func matmulTol(w backend.Matrix, M int) float64 {
 	if m.owner.wgGemm(m, M) || m.owner.tcGemm(m, M) {
 		return 2e-3 // wg_qgemm, tc_qgemm: x and (q − z)·s rounded to fp16
 	}
-	if M >= gemmMinRows && m.cols%8 == 0 && m.owner.blas != nil {
+	if m.owner.takesGemm(m, M) && m.cols%8 == 0 && m.owner.blas != nil {
 		// the cuBLAS path (cublas.go): x in fp16 (bf16), 4-bit weights
 		// rounded to fp16
-		switch m.f {
-		case fmtPInt4, fmtPFP4, fmtF16:
+		switch {
+		case m.f == fmtPInt4, m.f == fmtPFP4, m.f == fmtF16:
 			return 2e-3
-		case fmtBF16:
+		case m.f == fmtBF16:
 			return 6e-3
+		case m.owner.dequantKernel(m) != 0:
+			return 2e-3 // dequant_rows: (q − z)·s and x rounded to fp16
 		}
 	}
-	if M > 16 && (M >= gemmMinRows || m.owner.decodeParts(m, M) == 0) {
+	if M > 16 && m.owner.decodeParts(m, M) == 0 {
 		return 1e-5
 	}
 	switch m.f {
@@ -48,9 +50,9 @@ func matmulTol(w backend.Matrix, M int) float64 {
 		if m.f != fmtF16 || m.cols%32 == 0 {
 			return 2e-3
 		}
-	case fmtGPTQ:
-		if m.owner.fastKernel(m, M) != 0 {
-			return 2e-3 // qmv8: x rounded to fp16
+	case fmtGPTQ, fmtFP8:
+		if m.owner.decodeParts(m, M) != 0 {
+			return 2e-3 // qmv8 (in parts of 8 rows): x rounded to fp16
 		}
 	case fmtBF16:
 		if m.cols%32 == 0 {
@@ -209,6 +211,7 @@ func TestQMatMul(t *testing.T) {
 		{"gptq-int4-g32-sym", gptqWeight(4, 32, false, false, 1), 1000, 512},
 		{"fp4-g32", fp4Weight(32), 130, 4096},
 		{"fp4-g16", fp4Weight(16), 64, 512},
+		{"mxfp4", mxfp4Weight, 130, 2048}, // packed as FP4 g32 (pack.go)
 		{"bf16", denseWeight(dtype.BF16), 150, 2048},
 		{"f16", denseWeight(dtype.F16), 66, 1024},
 		{"f16-split-k", denseWeight(dtype.F16), 333, 6144},
@@ -223,6 +226,9 @@ func TestQMatMul(t *testing.T) {
 		{"gptq-int8-g64-asym-actorder", gptqWeight(8, 64, true, true, 1), 96, 1024},
 		{"gptq-int8-g128-asym-n520", gptqWeight(8, 128, true, false, 1), 520, 512},
 		{"gptq-int8-g32-sym-n70", gptqWeight(8, 32, false, false, 1), 70, 512},
+		// FP8: qmv8 at M ≤ 8 (a partial column tile; K split among many warps)
+		{"fp8", fp8Weight, 130, 2048},
+		{"fp8-long", fp8Weight, 64, 8192},
 	}
 	// With an sm_90a image the first pass runs the 4-bit products of 17
 	// rows and more on wg_qgemm (its default forms, at every size), the
@@ -259,6 +265,9 @@ func TestQMatMul(t *testing.T) {
 					if got := g.fastKernel(gw.(*matrix), 1) != 0; got != fast {
 						t.Fatalf("%s N%d: on qmv8 %v, want %v", cs.name, cs.n, got, fast)
 					}
+				}
+				if w.Format == quant.FP8 && g.fastKernel(gw.(*matrix), 1) == 0 {
+					t.Fatalf("%s N%d K%d: not on qmv8", cs.name, cs.n, cs.k)
 				}
 				Ms := []int{1, 2, 3, 4, 7, 8, 15, 16, 17, 40, 63, 64, 65, 100, 130, 300}
 				if i > 0 {
@@ -331,6 +340,7 @@ func TestTileClusters(t *testing.T) {
 		{"fp4-g32", fp4Weight(32), 140*64 - 24, 1024},
 		{"gptq-int8-g128-sym", gptqWeight(8, 128, false, false, 1), 100*64 - 8, 1024},
 		{"gptq-int8-g32-asym", gptqWeight(8, 32, true, false, 1), 90 * 64, 2048},
+		{"fp8", fp8Weight, 100*64 - 3, 1024},
 	} {
 		w := cs.make(rng, cs.n, cs.k)
 		gw, err := g.LoadMatrix(w)
@@ -341,7 +351,7 @@ func TestTileClusters(t *testing.T) {
 		for _, C := range []int{1, 2, 4, 8} {
 			tileClusterForce = C
 			for _, M := range []int{1, 3, 8, 9, 16} {
-				if m.f == fmtGPTQ && M > 8 {
+				if (m.f == fmtGPTQ || m.f == fmtFP8) && M > 8 {
 					break // (qmv8: M ≤ 8)
 				}
 				f := g.fastKernel(m, M)
