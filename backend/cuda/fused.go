@@ -23,8 +23,8 @@ import (
 // shapes, are stacked when every part but the last has a multiple of 64
 // rows (a whole number of the packed layout's column tiles, so that each
 // part is a view of its rows). Both need the packed 4-bit layout (the same
-// kind and group, no act-order) or dense fp16/bf16 of one type for all;
-// otherwise each weight is loaded on its own.
+// kind and group, no act-order), dense fp16/bf16 of one type, or FP8 for
+// all; otherwise each weight is loaded on its own.
 func (b *Backend) LoadMatrices(ws []*quant.Weight) ([]backend.Matrix, error) {
 	if !groupable(ws) {
 		return backend.LoadEach(b.LoadMatrix, ws)
@@ -56,12 +56,22 @@ func (b *Backend) LoadMatrices(ws []*quant.Weight) ([]backend.Matrix, error) {
 	if kind, _ := packable(w0); kind != 0 {
 		g.all, err = b.uploadPacked(packRows(ws, N, src, kind), name)
 	} else {
+		// dense fp16/bf16 or FP8 (codes, then one float32 scale a row):
+		// the rows in their order, uploaded as one weight
 		es := w0.DType.Size()
 		cw := &quant.Weight{Name: name, Format: quant.Dense, DType: w0.DType, Out: N, In: w0.In, Data: make([]byte, N*w0.In*es)}
+		if w0.Format == quant.FP8 {
+			es = 1
+			cw = &quant.Weight{Name: name, Format: quant.FP8, Bits: w0.Bits, Group: w0.Group, Out: N, In: w0.In,
+				Data: make([]byte, N*w0.In), Scales: make([]byte, 4*N)}
+		}
 		row := w0.In * es
 		for r := range N {
 			i, n := src(r)
 			copy(cw.Data[r*row:(r+1)*row], ws[i].Data[n*row:(n+1)*row])
+			if cw.Scales != nil {
+				copy(cw.Scales[4*r:4*r+4], ws[i].Scales[4*n:4*n+4])
+			}
 		}
 		var m backend.Matrix
 		if m, err = b.LoadMatrix(cw); err == nil {
@@ -90,6 +100,13 @@ func (b *Backend) LoadMatrices(ws []*quant.Weight) ([]backend.Matrix, error) {
 				p.desc.zeros += t0 * groups * packZeroBytes
 				p.bytes += int64(nt * groups * packZeroBytes)
 			}
+		} else if all.f == fmtFP8 {
+			// whole column tiles of the tiled layout (pack.go) and the
+			// parts' scales
+			t0, nt, S := uint64(g.off[i]/64), uint64((w.Out+63)/64), uint64((w.In+31)/32)
+			p.desc.data += t0 * S * fp8StepBytes
+			p.desc.scales += 4 * uint64(g.off[i])
+			p.bytes = int64(nt*S*fp8StepBytes) + 4*int64(w.Out)
 		} else {
 			es := uint64(w.DType.Size())
 			p.desc.data += uint64(g.off[i]) * uint64(w.In) * es

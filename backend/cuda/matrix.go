@@ -156,7 +156,11 @@ func (b *Backend) LoadMatrix(w *quant.Weight) (backend.Matrix, error) {
 	d := &m.desc
 	d.n, d.k = int32(w.Out), int32(w.In)
 	d.bits, d.group = int32(w.Bits), int32(w.Group)
-	d.data = up(w.Data)
+	if w.Format == quant.FP8 {
+		d.data = up(tileFP8(w.Data, w.Out, w.In)) // (pack.go)
+	} else {
+		d.data = up(w.Data)
+	}
 	d.scales = up(w.Scales)
 	switch w.Format {
 	case quant.GPTQ:

@@ -145,6 +145,13 @@ func TestPack(t *testing.T) {
 	if groupable([]*quant.Weight{gptq(64, 256, 32, false, true, 1), gptq(64, 256, 32, false, true, 1)}) {
 		t.Error("act-order weights: groupable")
 	}
+	f8 := func(n, k int) *quant.Weight { return fp8Weight(rng, n, k) }
+	if !groupable([]*quant.Weight{f8(128, 96), f8(64, 96), f8(70, 96)}) || !groupable([]*quant.Weight{f8(70, 96), f8(70, 96)}) {
+		t.Error("FP8 q, k, v or an FP8 pair: not groupable")
+	}
+	if groupable([]*quant.Weight{f8(64, 256), gptq(64, 256, 32, false, false, 1)}) || groupable([]*quant.Weight{f8(70, 96), f8(64, 96)}) {
+		t.Error("FP8 with GPTQ, or stacked FP8 parts of 70 and 64 rows: groupable")
+	}
 
 	// refusals: 8-bit, a group not a multiple of 16, K not a multiple of 16,
 	// an act-order g_idx with uneven groups, MXFP4 scales that fp16 does
@@ -162,6 +169,38 @@ func TestPack(t *testing.T) {
 	} {
 		if kind, why := packable(w); kind != 0 || why == "" {
 			t.Errorf("%s: packable %d (%q)", fmt.Sprint(w.Format, w.Bits, w.In, w.Group), kind, why)
+		}
+	}
+}
+
+// TestTileFP8 checks the tiled FP8 layout against its definition (pack.go)
+// on random codes, with rows and inputs that fill no whole tile: every
+// code at its place, zeros past N and K.
+func TestTileFP8(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, sh := range [][2]int{{64, 32}, {130, 96}, {70, 131}, {1, 5}} {
+		n, k := sh[0], sh[1]
+		data := randBytes(rng, n*k)
+		got := tileFP8(data, n, k)
+		S := (k + 31) / 32
+		if want := (n + 63) / 64 * S * 2048; len(got) != want {
+			t.Fatalf("%d×%d: %d bytes, want %d", n, k, len(got), want)
+		}
+		for nt := range (n + 63) / 64 {
+			for s := range S {
+				for r := range 64 {
+					for kk := range 32 {
+						row, col := 64*nt+r, 32*s+kk
+						var want byte
+						if row < n && col < k {
+							want = data[row*k+col]
+						}
+						if g := got[(nt*S+s)*2048+32*r+kk]; g != want {
+							t.Fatalf("%d×%d: code (%d, %d) = %#x, want %#x", n, k, row, col, g, want)
+						}
+					}
+				}
+			}
 		}
 	}
 }

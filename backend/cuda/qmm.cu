@@ -902,12 +902,12 @@ QMV_NORM_TC_KERNEL(qmv_int4_norm_tc, PACK_INT4, false)
 QMV_NORM_TC_KERNEL(qmv_int4_asym_norm_tc, PACK_INT4, true)
 QMV_NORM_TC_KERNEL(qmv_fp4_norm_tc, PACK_FP4, false)
 
-// ---- 8-bit decode in the stored layouts (M ≤ 8 rows): GPTQ INT8, FP8 ----
+// ---- 8-bit decode (M ≤ 8 rows a launch): GPTQ INT8, FP8 ----
 //
-// qmv8 multiplies x by an 8-bit weight as the checkpoint stores it, on the
-// tensor cores, with the stripes (or tile clusters) and the per-warp
-// cp.async ring of qmv4: no rewrite at load, so checkpoints stay as other
-// tools read them. Two layouts:
+// qmv8 multiplies x by an 8-bit weight on the tensor cores, with the
+// stripes (or tile clusters) and the per-warp cp.async ring of qmv4.
+// GPTQ INT8 is read as the checkpoint stores it (its 256-byte rows stream
+// well); FP8 in 2 KB steps that pack.go writes at load. Two layouts:
 //
 //   Q8_GPTQ  qweight [K/4, N] u32, byte j of word (r, n) = input 4r + j of
 //            column n; scales [G, N] fp16; qzeros [G, N/4] u32 (byte n of a
@@ -916,11 +916,14 @@ QMV_NORM_TC_KERNEL(qmv_fp4_norm_tc, PACK_FP4, false)
 //            256 contiguous bytes (16 lanes a row), staged with a row pitch
 //            of Q8P = 72 words so that the lanes (t, c) reading word
 //            (4j + t, 16wd + c) hit 32 different banks.
-//   Q8_FP8   e4m3 bytes [N, K] row-major, one float32 scale a row. A step
-//            is the 64 rows' 32 bytes at its inputs (two 16-byte chunks a
-//            row), staged at a row pitch of 8 words with the chunks of rows
-//            whose bit 2 is set swapped, so that the lanes' words
-//            (16wd + c, 4j + t) again hit 32 different banks.
+//   Q8_FP8   e4m3 bytes in pack.go's tiled layout: step i (tile-major, as
+//            the stripes number them) is 2048 contiguous bytes at 2048·i,
+//            the 64 rows' 32 bytes at its inputs (rows past N zero); one
+//            float32 scale a row. Staged at a row pitch of 8 words with the
+//            two 16-byte chunks of rows whose bit 2 is set swapped, so that
+//            the lanes' words (16wd + c, 4j + t) again hit 32 different
+//            banks. (Read from the stored [N, K] rows instead, 32 bytes of
+//            64 rows a step, it ran at 51–59% of a device copy, H100.)
 //
 // Operands as qmv4 at MR = 8 (AOP): the weights are the mma's A — rows g
 // and g + 8 of row tile wd are columns 16wd + c and 16wd + 8 + c — and x
@@ -987,10 +990,9 @@ __device__ __forceinline__ void qmv8(const WDesc& w, const float* __restrict__ x
                 const u32* src = (const u32*)w.data + (in ? (size_t)(8 * is + r) * w.N + col : 0);
                 cp_async16_zfill(slot + (u32)(4 * Q8P * r + 16 * (q & 15)), src, in ? 16 : 0);
             } else {  // row n0 + q/2, chunk q%2 of its 32 bytes (swapped where bit 2 of the row is set)
-                const int r = q >> 1, h = q & 1, n = n0 + r;
-                const bool in = n < w.N;
-                const u8* src = (const u8*)w.data + (in ? (size_t)n * w.K + 32 * is + 16 * h : 0);
-                cp_async16_zfill(slot + (u32)(32 * r + 16 * (h ^ ((r >> 2) & 1))), src, in ? 16 : 0);
+                const int r = q >> 1, h = q & 1;
+                const u8* src = (const u8*)w.data + ((size_t)ii << 11) + 16 * q;  // the step's 2 KB (rows past N: zero)
+                cp_async16_zfill(slot + (u32)(32 * r + 16 * (h ^ ((r >> 2) & 1))), src, 16);
             }
         }
         if (with_x) stage_x(slot + XO, x, ldx, M, is);
