@@ -140,9 +140,12 @@ template <> __device__ __forceinline__ float wload<FMT_BF16>(const WDesc& w, int
 // FP8: e4m3 in the tiled layout of pack.go (steps of 64 rows × 32 inputs,
 // 2048 contiguous bytes each, ⌈K/32⌉ steps a column tile) times a float32
 // scale a row.
-template <> __device__ __forceinline__ float wload<FMT_FP8>(const WDesc& w, int n, int k) {
+__device__ __forceinline__ size_t fp8_offset(const WDesc& w, int n, int k) {
     const size_t step = (size_t)(n >> 6) * ((w.K + 31) >> 5) + (k >> 5);
-    return e4m3_to_f32(((const u8*)w.data)[2048 * step + 32 * (n & 63) + (k & 31)]) * ((const float*)w.scales)[n];
+    return 2048 * step + 32 * (n & 63) + (k & 31);
+}
+template <> __device__ __forceinline__ float wload<FMT_FP8>(const WDesc& w, int n, int k) {
+    return e4m3_to_f32(((const u8*)w.data)[fp8_offset(w, n, k)]) * ((const float*)w.scales)[n];
 }
 // The e2m1 code of element (n, k): byte k/2 of row n, low nibble for even k.
 __device__ __forceinline__ u32 nibble(const WDesc& w, int n, int k) {

@@ -7,7 +7,6 @@ import (
 	"math"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/marlin-llm/marlin/backend"
@@ -133,11 +132,13 @@ func TestBatchedGeneration(t *testing.T) {
 
 // TestGPTQCheckpoints loads the GPTQ checkpoints of testdata/gptq (2/3/4/8
 // bits, sym and asym, act-order) on the GPU: their logits must equal the
-// CPU's within 1e-4 · max|logit| and the GPU logits of the dense
-// checkpoint of the dequantized weights within 1e-4 · max|logit| (the same
-// float32 values enter; the sums differ in order only) — except 4-bit
-// checkpoints, which run on the tensor-core kernels with x rounded to fp16
-// (qmm.cu; exact weights): 2e-3 · max|logit| for them.
+// CPU's and the GPU logits of the dense checkpoint of the dequantized
+// weights within 2e-3 · max|logit|. Every GPTQ product on the GPU rounds x
+// to fp16 — the decode kernels of qmm.cu (4-bit packed, 8-bit qmv8) and
+// dequantize + cuBLAS for the rest (2- and 3-bit, act-order 8-bit, at
+// every size) — so a product is off by up to ~2^-11 relatively (the
+// checkpoints measured up to 1.2e-3 · max|logit|, H100, 2026-11-27);
+// the float32 tile kernels they ran on before met 1e-4.
 func TestGPTQCheckpoints(t *testing.T) {
 	be := gpu(t)
 	c := cpu.New(2)
@@ -158,10 +159,7 @@ func TestGPTQCheckpoints(t *testing.T) {
 				return m
 			}
 			gq, gd, cq := forwardAll(t, load(q, be), be, ids), forwardAll(t, load(dense, be), be, ids), forwardAll(t, load(q, c), c, ids)
-			tol := 1e-4
-			if strings.HasPrefix(filepath.Base(q), "int4") {
-				tol = 2e-3
-			}
+			const tol = 2e-3
 			for p := range gq {
 				for _, other := range []struct {
 					name string

@@ -123,10 +123,20 @@ __device__ __forceinline__ void dequant_rows(u16* __restrict__ w16, const WDesc&
         for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += gridDim.x * blockDim.x) {
             const int i0 = 8 * c;
             float v[8];
+            if (F == FMT_FP8 && inner % 8 == 0) {
+                // the 8 codes lie together in one row's 32 bytes of a step:
+                // one 8-byte load (wload's address arithmetic a value made
+                // this 15% slower than the row-major layout's)
+                const u64 q = *(const u64*)((const u8*)w.data + fp8_offset(w, r, i0));
+                const float s = ((const float*)w.scales)[r];
 #pragma unroll
-            for (int j = 0; j < 8; j++) {
-                const int i = min(i0 + j, inner - 1); // past the end: a repeat, not stored
-                v[j] = kc ? wload<F>(w, r, i) : wload<F>(w, i, r);
+                for (int j = 0; j < 8; j++) v[j] = e4m3_to_f32((u32)(q >> (8 * j)) & 0xffu) * s;
+            } else {
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    const int i = min(i0 + j, inner - 1); // past the end: a repeat, not stored
+                    v[j] = kc ? wload<F>(w, r, i) : wload<F>(w, i, r);
+                }
             }
             u16* dst = w16 + (size_t)r * inner + i0;
             const V4u h = {pack_f16x2(v[0], v[1]), pack_f16x2(v[2], v[3]), pack_f16x2(v[4], v[5]), pack_f16x2(v[6], v[7])};
