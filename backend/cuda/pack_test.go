@@ -3,6 +3,7 @@ package cuda
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -145,7 +146,13 @@ func TestPack(t *testing.T) {
 	if groupable([]*quant.Weight{gptq(64, 256, 32, false, true, 1), gptq(64, 256, 32, false, true, 1)}) {
 		t.Error("act-order weights: groupable")
 	}
-	f8 := func(n, k int) *quant.Weight { return fp8Weight(rng, n, k) }
+	f8 := func(n, k int) *quant.Weight {
+		sc := make([]byte, 4*n)
+		for i := range n {
+			binary.LittleEndian.PutUint32(sc[4*i:], math.Float32bits(0.01+0.01*rng.Float32()))
+		}
+		return &quant.Weight{Name: "fp8", Format: quant.FP8, Out: n, In: k, Bits: 8, Group: k, Data: rbytes(n * k), Scales: sc}
+	}
 	if !groupable([]*quant.Weight{f8(128, 96), f8(64, 96), f8(70, 96)}) || !groupable([]*quant.Weight{f8(70, 96), f8(70, 96)}) {
 		t.Error("FP8 q, k, v or an FP8 pair: not groupable")
 	}
@@ -180,7 +187,10 @@ func TestTileFP8(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	for _, sh := range [][2]int{{64, 32}, {130, 96}, {70, 131}, {1, 5}} {
 		n, k := sh[0], sh[1]
-		data := randBytes(rng, n*k)
+		data := make([]byte, n*k)
+		for i := range data {
+			data[i] = byte(rng.UintN(256))
+		}
 		got := tileFP8(data, n, k)
 		S := (k + 31) / 32
 		if want := (n + 63) / 64 * S * 2048; len(got) != want {
