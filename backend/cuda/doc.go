@@ -15,10 +15,13 @@
 // which keeps every op comparable with the CPU reference). Weights are
 // uploaded in their stored format (dense F32/F16/BF16, GPTQ int2/3/4/8 with
 // g_idx, FP8, FP4, MXFP4, NVFP4), except GPTQ int4 and FP4 with groups of a
-// multiple of 16, and MXFP4 whose e8m0 scales fp16 holds exactly, which are
-// rewritten once at load into the packed layout of pack.go (fragment order
-// for mma.m16n8k16, one 128-bit load a lane; MXFP4 as FP4 g32 with fp16
-// scales).
+// multiple of 16, MXFP4 whose e8m0 scales fp16 holds exactly and NVFP4
+// whose scales' e2m1 multiples fp16 holds, which are rewritten once at load
+// into the packed layout of pack.go (fragment order for mma.m16n8k16, one
+// 128-bit load a lane; MXFP4 as FP4 g32 and NVFP4 as FP4 g16 with fp16
+// scales, NVFP4's e4m3 scale times its global scale rounded once), and
+// FP8, whose codes pack.go rewrites into 2 KB steps of 64 rows × 32
+// inputs.
 //
 // Matrix products: M ≤ 16 rows (decode) run the tensor-core kernels of
 // qmm.cu (packed 4-bit and dense 16-bit weights: a shared-memory cp.async

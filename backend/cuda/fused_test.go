@@ -43,6 +43,7 @@ func TestFusedOps(t *testing.T) {
 		{"int4-actorder", gptqWeight(4, 128, true, true, 0)},
 		{"int8-g128", gptqWeight(8, 128, false, false, 1)},
 		{"fp8", fp8Weight},
+		{"nvfp4", nvfp4Weight},
 	}
 	shapes := []struct {
 		name string

@@ -3,6 +3,7 @@ package cuda
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -15,8 +16,10 @@ import (
 //
 // GPTQ int4 (sym or asym, any group that is a multiple of 16, act-order
 // through a permutation of the inputs), FP4 (e2m1 with fp16 scales,
-// group a multiple of 16) and MXFP4 weights (their e8m0 scales as fp16,
-// where that is exact: packable) are rewritten once, at load, into the
+// group a multiple of 16), MXFP4 weights (their e8m0 scales as fp16,
+// where that is exact) and NVFP4 weights (each e4m3 scale times the
+// global scale as one fp16 scale, rounded once, where fp16 holds its
+// multiples: packable) are rewritten once, at load, into the
 // order in which the tensor-core fragments of mma.m16n8k16 consume them, so
 // that each lane of a warp fetches its share of a 16×64 weight tile with a
 // single 128-bit load and dequantizes it in registers.
@@ -111,6 +114,18 @@ func packable(w *quant.Weight) (int, string) {
 				return 0, fmt.Sprintf("an e8m0 scale 2^%d outside fp16's exact range", int(e)-127)
 			}
 		}
+	case quant.NVFP4:
+		// each e4m3 scale times the global scale becomes one fp16 scale,
+		// rounded once: off by ≤ 2^-11 relatively (the size of the
+		// kernels' own rounding of x), or by ≤ 2^-25 for scales below
+		// fp16's normal range (blocks of weights under ~1e-4, far inside
+		// one 4-bit step of any real row); where every e2m1 multiple of
+		// it is finite in fp16 (|s| ≤ 65504/6; NaN codes: never)
+		for _, c := range w.Scales {
+			if s := math.Abs(float64(nvfp4Scale(w, c))); !(s <= 65504.0/6) {
+				return 0, fmt.Sprintf("an NVFP4 scale %g (e4m3 × global) beyond fp16's range for e2m1 multiples", s)
+			}
+		}
 	default:
 		return 0, "format " + w.Format.String()
 	}
@@ -130,6 +145,12 @@ func packable(w *quant.Weight) (int, string) {
 		return packKindInt4, ""
 	}
 	return packKindFP4, ""
+}
+
+// nvfp4Scale is the scale of an NVFP4 block of w with e4m3 code c: the
+// code's value times the weight's global scale, in float32.
+func nvfp4Scale(w *quant.Weight, c byte) float32 {
+	return dtype.E4M3ToF32(c) * w.GlobalScale
 }
 
 // actOrderPerm sorts the inputs by g_idx (stably) and checks that position
@@ -214,8 +235,11 @@ func packRows(ws []*quant.Weight, n int, src func(int) (int, int), kind int) *pa
 		if kind == packKindInt4 {
 			return binary.LittleEndian.Uint16(w.Scales[2*(grp*w.Out+n):])
 		}
-		if w.Format == quant.MXFP4 {
+		switch w.Format {
+		case quant.MXFP4:
 			return dtype.F32ToF16(dtype.E8M0ToF32(w.Scales[n*(w.In/g)+grp])) // (packable checked the range: exact)
+		case quant.NVFP4:
+			return dtype.F32ToF16(nvfp4Scale(w, w.Scales[n*(w.In/g)+grp])) // (rounded once; packable checked the range)
 		}
 		return binary.LittleEndian.Uint16(w.Scales[2*(n*(w.In/g)+grp):])
 	}

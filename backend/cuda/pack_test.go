@@ -65,6 +65,17 @@ func TestPack(t *testing.T) {
 		sc[0], sc[len(sc)-1] = byte(lo), byte(hi)
 		return &quant.Weight{Name: "mxfp4", Format: quant.MXFP4, Out: n, In: k, Bits: 4, Group: 32, Data: rbytes(n * k / 2), Scales: sc}
 	}
+	// NVFP4: e4m3 scales (random codes below the NaN ones) and global
+	// scales whose products reach fp16's largest (0.25·448 … ) and its
+	// subnormal range (0.001·2^-9 …)
+	nvfp4 := func(n, k int, global float32) *quant.Weight {
+		sc := make([]byte, n*(k/16))
+		for i := range sc {
+			sc[i] = byte(rng.IntN(0x7f))
+		}
+		return &quant.Weight{Name: "nvfp4", Format: quant.NVFP4, Out: n, In: k, Bits: 4, Group: 16, Data: rbytes(n * k / 2),
+			Scales: sc, GlobalScale: global}
+	}
 	uniform := gptq(64, 128, 32, true, false, 1)
 	for i := range uniform.Zeros {
 		uniform.Zeros[i] = 0x77 // stored 7 + offset 1 = 8: packed as symmetric
@@ -78,6 +89,7 @@ func TestPack(t *testing.T) {
 		gptq(37, 64, 0, true, false, 1), gptq(200, 384, 128, false, true, 1),
 		fp4(70, 256, 32), fp4(129, 96, 16), fp4(64, 128, 128),
 		mxfp4(70, 256, 127-23, 127+13), mxfp4(130, 64, 118, 129),
+		nvfp4(70, 256, 0.25), nvfp4(130, 64, 0.001),
 	} {
 		if err := w.Validate(); err != nil {
 			t.Fatal(err)
@@ -92,7 +104,15 @@ func TestPack(t *testing.T) {
 		for n := range w.Out {
 			w.DequantizeRow(row, n)
 			for k, want := range row {
-				if got := p.value(n, k); got != want && bad < 5 {
+				// exact, but NVFP4's scales, rounded to fp16 once: 2^-11
+				// relatively, 2^-25 absolutely below fp16's normal range
+				// (times e2m1's largest value, 6)
+				got := p.value(n, k)
+				ok := got == want
+				if w.Format == quant.NVFP4 {
+					ok = math.Abs(float64(got-want)) <= 0x1p-11*math.Abs(float64(want))+6*0x1p-25
+				}
+				if !ok && bad < 5 {
 					t.Errorf("%s: (%d, %d): packed %g, reference %g", w, n, k, got, want)
 					bad++
 				}
@@ -169,10 +189,13 @@ func TestPack(t *testing.T) {
 		uneven.GIdx[i] = 0
 	}
 	uneven.GIdx[5] = 1
+	nvfp4nan := nvfp4(64, 64, 1)
+	nvfp4nan.Scales[3] = 0x7f
 	for _, w := range []*quant.Weight{
 		{Format: quant.GPTQ, Bits: 8, Out: 64, In: 64, Group: 32},
 		fp4(64, 160, 10), fp4(64, 40, 20), uneven,
 		mxfp4(64, 64, 127-24, 127), mxfp4(64, 64, 127, 127+14), mxfp4(64, 64, 127, 255),
+		nvfp4(64, 64, 100), nvfp4nan,
 	} {
 		if kind, why := packable(w); kind != 0 || why == "" {
 			t.Errorf("%s: packable %d (%q)", fmt.Sprint(w.Format, w.Bits, w.In, w.Group), kind, why)

@@ -25,6 +25,8 @@ import (
 // weights), whose operands are x rounded to fp16
 // (bf16 for bf16 weights) and weights rounded to fp16, each product is off
 // by at most ~2·2^-11 (fp16) or 2^-8 (bf16) relatively: 2e-3 and 5e-3.
+// (Packed NVFP4's scales, rounded to fp16 at load, add 2^-11: ~3·2^-11,
+// still under 2e-3.)
 func matmulTol(w backend.Matrix, M int) float64 {
 	m := w.(*matrix)
 	if m.owner.wgGemm(m, M) || m.owner.tcGemm(m, M) {
@@ -212,6 +214,7 @@ func TestQMatMul(t *testing.T) {
 		{"fp4-g32", fp4Weight(32), 130, 4096},
 		{"fp4-g16", fp4Weight(16), 64, 512},
 		{"mxfp4", mxfp4Weight, 130, 2048}, // packed as FP4 g32 (pack.go)
+		{"nvfp4", nvfp4Weight, 130, 2048}, // packed as FP4 g16, scales rounded to fp16 (pack.go)
 		{"bf16", denseWeight(dtype.BF16), 150, 2048},
 		{"f16", denseWeight(dtype.F16), 66, 1024},
 		{"f16-split-k", denseWeight(dtype.F16), 333, 6144},
