@@ -101,6 +101,7 @@ type kernels struct {
 
 	// tensor-core decode kernels, [0]: M ≤ 8, [1]: M ≤ 16
 	qmvInt4, qmvInt4Asym, qmvFP4, dmvF16, dmvBF16 [2]uintptr
+	qmvFP4G16                                     [2]uintptr // FP4 with groups of 16 (qmm.cu qmv4, PACK_FP4G16)
 	// the 16-bit ones (M ≤ 8) reading 256 bytes a row at a time (K % 128 == 0)
 	dmvF16Wide, dmvBF16Wide uintptr
 	// the same 4-bit kernels (M ≤ 8) normalising their input (qmv*_norm)
@@ -154,8 +155,9 @@ func tgSmem(asym bool) int {
 
 // qmvSmem is the shared-memory ring of a 4-bit decode kernel for mr rows
 // (qmm.cu: 4 warps × qstages stages × qstage_bytes; with zero points, 256
-// bytes more a stage; with the input's norm, 128).
-func qmvSmem(mr int, asym, norm bool) int {
+// bytes more a stage; with the input's norm, 128; with groups of 16, 128
+// for the second group's scales).
+func qmvSmem(mr int, asym, norm, g16 bool) int {
 	stages := 6 // qstages
 	if mr == 16 {
 		stages = 4
@@ -165,6 +167,9 @@ func qmvSmem(mr int, asym, norm bool) int {
 		b += 256
 	}
 	if norm {
+		b += 128
+	}
+	if g16 {
 		b += 128
 	}
 	return 4 * stages * b
@@ -482,6 +487,7 @@ func (b *Backend) loadKernels() error {
 	k.sample = get("sample_rows")
 	for i, sfx := range []string{"", "_m16"} {
 		k.qmvInt4[i], k.qmvInt4Asym[i], k.qmvFP4[i] = get("qmv_int4"+sfx), get("qmv_int4_asym"+sfx), get("qmv_fp4"+sfx)
+		k.qmvFP4G16[i] = get("qmv_fp4_g16" + sfx)
 		k.dmvF16[i], k.dmvBF16[i] = get("dmv_f16"+sfx), get("dmv_bf16"+sfx)
 	}
 	k.permute = get("permute_cols")
@@ -493,9 +499,10 @@ func (b *Backend) loadKernels() error {
 	b.dynSmem = map[uintptr]int{}
 	for i, mr := range []int{8, 16} {
 		for _, f := range []uintptr{k.qmvInt4[i], k.qmvFP4[i]} {
-			b.dynSmem[f] = qmvSmem(mr, false, false)
+			b.dynSmem[f] = qmvSmem(mr, false, false, false)
 		}
-		b.dynSmem[k.qmvInt4Asym[i]] = qmvSmem(mr, true, false)
+		b.dynSmem[k.qmvInt4Asym[i]] = qmvSmem(mr, true, false, false)
+		b.dynSmem[k.qmvFP4G16[i]] = qmvSmem(mr, false, false, true)
 		b.dynSmem[k.dmvF16[i]], b.dynSmem[k.dmvBF16[i]] = dmvSmem(mr), dmvSmem(mr)
 	}
 	b.dynSmem[k.qmvGPTQ8[0]], b.dynSmem[k.qmvGPTQ8[1]], b.dynSmem[k.qmvFP8] = q8Smem(true, false), q8Smem(true, true), q8Smem(false, false)
@@ -509,7 +516,7 @@ func (b *Backend) loadKernels() error {
 	}{{k.qmvInt4[0], "qmv_int4_norm", false}, {k.qmvInt4Asym[0], "qmv_int4_asym_norm", true}, {k.qmvFP4[0], "qmv_fp4_norm", false}} {
 		n := get(p.name)
 		k.qmvNorm[p.f] = n
-		b.dynSmem[n] = qmvSmem(8, p.asym, true)
+		b.dynSmem[n] = qmvSmem(8, p.asym, true, false)
 	}
 	// the tile-cluster versions of the 4-bit decode kernels (qmm.cu's TCL)
 	k.qmvTC = map[uintptr]uintptr{}

@@ -84,7 +84,7 @@ func (b *Backend) LoadMatrices(ws []*quant.Weight) ([]backend.Matrix, error) {
 	all := g.all
 	for i, w := range ws {
 		p := &matrix{owner: b, f: all.f, desc: all.desc, bufs: all.bufs, rows: w.Out, cols: w.In, name: w.String(),
-			asym: all.asym, grp: g, part: i}
+			asym: all.asym, grp: g, part: i, rounding: all.rounding}
 		p.desc.n = int32(w.Out)
 		if g.inter {
 			p.bytes = all.bytes / 2

@@ -56,6 +56,7 @@ type matrix struct {
 	tr         *trellisMat // EXL3 weights (trellis.go); f is then numFmts
 	grp        *group      // the weights loaded together with this one, or nil
 	part       int         // this weight's index in grp
+	rounding   float64     // the packed layout's largest relative change of a weight (packed.rounding)
 	// device tables of the lists this matrix heads (moe_dispatch.go): a
 	// layer's experts (it is the first gate) or a HeadMatMul's heads
 	lists *listTables
@@ -210,7 +211,7 @@ func (b *Backend) uploadPacked(p *packed, name string) (*matrix, error) {
 	if p.kind == packKindFP4 {
 		f = fmtPFP4
 	}
-	m := &matrix{owner: b, f: f, rows: p.n, cols: p.k, name: name, asym: p.zeros != nil}
+	m := &matrix{owner: b, f: f, rows: p.n, cols: p.k, name: name, asym: p.zeros != nil, rounding: p.rounding}
 	var err error
 	up := func(data []byte) uint64 { return b.put(m, &err, data) }
 	d := &m.desc
@@ -238,8 +239,8 @@ func (b *Backend) fastKernel(m *matrix, M int) uintptr {
 	if M > 8 {
 		i = 1
 	}
-	if (m.f == fmtPInt4 || m.f == fmtPFP4) && m.desc.group%32 != 0 {
-		return 0 // qmv4 scales whole steps of 32 inputs
+	if (m.f == fmtPInt4 || m.f == fmtPFP4) && m.desc.group%32 != 0 && (m.f != fmtPFP4 || m.desc.group != 16) {
+		return 0 // qmv4 scales whole steps of 32 inputs, or FP4's halves of 16
 	}
 	switch m.f {
 	case fmtPInt4:
@@ -248,6 +249,9 @@ func (b *Backend) fastKernel(m *matrix, M int) uintptr {
 		}
 		return b.k.qmvInt4[i]
 	case fmtPFP4:
+		if m.desc.group == 16 {
+			return b.k.qmvFP4G16[i]
+		}
 		return b.k.qmvFP4[i]
 	case fmtFP8:
 		if gptq8On && i == 0 { // qmm.cu's qmv8, up to 8 rows
@@ -355,7 +359,7 @@ func (b *Backend) normInput(x *tensor, n *backend.Norm, m *matrix) (uint64, *nor
 	}
 	M, xp := x.rows, x.ptr()
 	if normFuse && m != nil && M <= 4 && m.tr == nil && (m.f == fmtPInt4 || m.f == fmtPFP4) && m.desc.gidx == 0 &&
-		b.fastKernel(m, M) != 0 && xp%16 == 0 && x.cols%4 == 0 {
+		b.k.qmvNorm[b.fastKernel(m, M)] != 0 && xp%16 == 0 && x.cols%4 == 0 {
 		return xp, &normIn{w: g.buf.ptr, eps: n.Eps}
 	}
 	xn := b.scratchBuf("xnorm", 4*int64(M)*int64(x.cols))

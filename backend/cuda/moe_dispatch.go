@@ -99,7 +99,7 @@ func (b *Backend) loadMoEKernels(get func(string) uintptr) {
 	}
 	// the rings of the decode kernels they run (M ≤ 8), the same for a
 	// kernel's SILU variant
-	b.dynSmem[s.mv[0]], b.dynSmem[s.mv[1]], b.dynSmem[s.mv[2]] = qmvSmem(8, false, false), qmvSmem(8, true, false), qmvSmem(8, false, false)
+	b.dynSmem[s.mv[0]], b.dynSmem[s.mv[1]], b.dynSmem[s.mv[2]] = qmvSmem(8, false, false, false), qmvSmem(8, true, false, false), qmvSmem(8, false, false, false)
 	b.dynSmem[s.mv[3]], b.dynSmem[s.mv[4]] = dmvSmem(8), dmvSmem(8)
 	for i := range 3 {
 		b.dynSmem[s.mvSilu[i]] = b.dynSmem[s.mv[i]]
@@ -133,8 +133,8 @@ func (b *Backend) newExpertTable(fs []ffn) *expertTable {
 	}
 	t := &expertTable{}
 	kern := func(m *matrix) uintptr {
-		if b.fastKernel(m, 1) == 0 || m.desc.gidx != 0 || !m.usable() {
-			return 0
+		if b.fastKernel(m, 1) == 0 || m.desc.gidx != 0 || !m.usable() || m.desc.group%32 != 0 && (m.f == fmtPInt4 || m.f == fmtPFP4) {
+			return 0 // (the expert kernels scale whole steps: no FP4 g16)
 		}
 		switch {
 		case m.f == fmtPInt4 && m.asym:

@@ -84,6 +84,10 @@ type packed struct {
 	zeros      []byte  // nil: symmetric
 	perm       []int32 // nil: identity
 	permGroups []int32 // g_idx in packed order (for checks)
+	// rounding bounds how far a packed weight may lie from the
+	// checkpoint's, relatively: 2^-11 for NVFP4 (its scales rounded to
+	// fp16 once), 0 for the others (exact)
+	rounding float64
 }
 
 // Bytes of the layout per column tile of 64 outputs: the codes of one
@@ -211,6 +215,11 @@ func packRows(ws []*quant.Weight, n int, src func(int) (int, int), kind int) *pa
 		g = w0.In
 	}
 	p := &packed{kind: kind, n: n, k: w0.In, ntiles: (n + 63) / 64, steps: w0.In / 16, group: g, groups: w0.In / g}
+	for _, w := range ws {
+		if w.Format == quant.NVFP4 {
+			p.rounding = 0x1p-11
+		}
+	}
 	if w0.GIdx != nil {
 		p.perm, _ = actOrderPerm(w0.GIdx, g)
 	}

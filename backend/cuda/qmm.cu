@@ -33,6 +33,7 @@ struct alignas(16) V4f {
 
 #define PACK_INT4 1
 #define PACK_FP4 2
+#define PACK_FP4G16 3  // qmv4 only: FP4 with groups of 16, two a step
 
 __device__ __forceinline__ u32 pack_f16x2(float lo, float hi) {
     u32 r;
@@ -452,12 +453,13 @@ __device__ __forceinline__ void split_bf16(float a, float b, u32& hi, u32& lo) {
 __host__ __device__ constexpr int qstages(int mr) { return mr == 8 ? 6 : 4; }
 // Bytes of one warp's pipeline stage. 4-bit: the two 512-byte weight tiles
 // of the step ([j][lane] 16 bytes each), x rows 0…MR−1 (32 floats each),
-// the step's scales [c][j8] (128 bytes: a step lies in one group), zero
-// pairs [c][j8] (256 bytes, asymmetric weights) and the step's 32 weights
-// of the input's RMS norm (128 bytes). Dense: the 64 rows' 64 bytes
-// ([j8][lane] 16 bytes each) and x.
-__host__ __device__ constexpr int qstage_bytes(int mr, bool asym, bool norm = false) {
-    return 1024 + 128 * mr + 128 + (asym ? 256 : 0) + (norm ? 128 : 0);
+// the step's scales [c][j8] (128 bytes: a step lies in one group; groups
+// of 16: 256, the two halves' groups), zero pairs [c][j8] (256 bytes,
+// asymmetric weights) and the step's 32 weights of the input's RMS norm
+// (128 bytes). Dense: the 64 rows' 64 bytes ([j8][lane] 16 bytes each)
+// and x.
+__host__ __device__ constexpr int qstage_bytes(int mr, bool asym, bool norm = false, bool g16 = false) {
+    return 1024 + 128 * mr + (g16 ? 256 : 128) + (asym ? 256 : 0) + (norm ? 128 : 0);
 }
 __host__ __device__ constexpr int dstage_bytes(int mr) { return 4096 + 128 * mr; }
 // The wide dense order's stage: 16 rows' 256 bytes and 128 inputs of x.
@@ -632,9 +634,11 @@ __device__ __forceinline__ void ring_prologue(Issue& issue, const int& ii, int i
 // half the tensor-core work and accumulators. The result fragment (rows:
 // columns, cols: tokens) is shuffled into stripe_store's order at the
 // tile's end.
-// MR = 8 or 16 rows of x (M ≤ MR). Requires K % 32 == 0, group % 32 == 0,
-// ldx % 4 == 0 and x 16-byte aligned (the host checks; otherwise it uses
-// the tile kernels).
+// MR = 8 or 16 rows of x (M ≤ MR). Requires K % 32 == 0, group % 32 == 0
+// (KIND PACK_FP4G16: FP4 with groups of exactly 16, each half step its own
+// group, scaled as the half ends; no zero points, no norm), ldx % 4 == 0
+// and x 16-byte aligned (the host checks; otherwise it uses the tile
+// kernels).
 //
 // SILU (M = 1 only: the experts' down products, moe.cu): the input is
 // silu(g)·u of two rows, g at x and u at x + ldx, staged as rows 0 and 1
@@ -652,10 +656,13 @@ template <int KIND, bool ASYM, int MR, bool SILU = false, bool NORM = false, boo
 __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x, int ldx, const YOut& o, int M, float* ws,
                                      int* counters, const float* __restrict__ nw = nullptr, float eps = 0.f) {
     extern __shared__ __align__(16) unsigned char qsm[];
-    constexpr int SB = qstage_bytes(MR, ASYM, NORM), QD = qstages(MR);
-    constexpr int XO = 1024, SO = 1024 + 128 * MR, ZO = SO + 128, NO = ZO + (ASYM ? 256 : 0);
+    constexpr bool G16 = KIND == PACK_FP4G16, FP4 = KIND != PACK_INT4;
+    static_assert(!G16 || (!ASYM && !NORM), "groups of 16: FP4 only, no norm");
+    constexpr int SB = qstage_bytes(MR, ASYM, NORM, G16), QD = qstages(MR);
+    constexpr int XO = 1024, SO = 1024 + 128 * MR, ZO = SO + (G16 ? 256 : 128), NO = ZO + (ASYM ? 256 : 0);
     const int lane = threadIdx.x & 31, t = lane & 3, c = lane >> 2, warp = threadIdx.x >> 5;
-    const int spt = w.K >> 5, groups = w.K / w.group, gsteps = w.group >> 5;  // steps of 32 per group
+    // steps of 32 per group (G16: one, and the step's first group is 2·step)
+    const int spt = w.K >> 5, groups = w.K / w.group, gsteps = G16 ? 1 : w.group >> 5;
     const int XR = SILU ? 2 : M;                                               // rows of x staged
     const int ntiles = (w.N + 63) >> 6, T = ntiles * spt;
     // the warp's steps: its stripe, or (TCL) its part of its cluster's tile
@@ -672,7 +679,7 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
 
     // the issue cursor: step ii, its tile, step within the tile, and group
     int ii = i0, itl = i0 / spt, is = i0 - itl * spt;
-    int ig = itl * groups + is / gsteps, igk = is % gsteps;
+    int ig = itl * groups + (G16 ? 2 * is : is / gsteps), igk = is % gsteps;
     // the copies of step ii: weights, scales and zero points (constant
     // data), and, with_x, the step's inputs x (the previous kernel's output)
     auto issue = [&](bool with_x) {
@@ -682,11 +689,11 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
         // x: rows < M (SILU: g and u), 8 chunks of 16 bytes a row
         if (with_x) stage_x(slot + XO, x, ldx, XR, is);
         if (NORM && lane < 8) cp_async16(slot + NO + 16 * lane, nw + 32 * is + 4 * lane);
-        if (lane < 8) cp_async16(slot + SO + 16 * lane, (const V4u*)w.scales + (size_t)ig * 8 + lane);
+        if (lane < (G16 ? 16 : 8)) cp_async16(slot + SO + 16 * lane, (const V4u*)w.scales + (size_t)ig * 8 + lane);
         if (ASYM && lane < 16) cp_async16(slot + ZO + 16 * lane, (const V4u*)w.zeros + (size_t)ig * 16 + lane);
         ii++;
         if (++is == spt) is = 0;
-        if (++igk == gsteps) igk = 0, ig++;  // groups end at tile ends too
+        if (++igk == gsteps) igk = 0, ig += G16 ? 2 : 1;  // groups end at tile ends too
     };
 
     // AOP (M ≤ 8): the weights are the mma's A operand and x its B (see
@@ -738,6 +745,48 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
         if (c < M) ra = nr[c];
         if (i0 >= i1 && !TCL) return;
     }
+    // scale_part adds a group's sums (part) times its scales ([c][j8] fp16
+    // at scl) to acc and clears part: where a group ends, or the warp's range
+    // (G16: after each half step)
+    auto scale_part = [&](const unsigned char* scl) {
+        if (AOP) {
+            // the group's scales of this lane's columns 16wd + c (d0, d1) and
+            // 16wd + 8 + c (d2, d3): scales [c][j8], j8 = 2wd and 2wd + 1
+            const V4u sc = *(const V4u*)(scl + 16 * c);
+            const u32 sv[4] = {sc.x, sc.y, sc.z, sc.w};
+#pragma unroll
+            for (int wd = 0; wd < 4; wd++) {
+                float2 f = h2_to_f2(sv[wd]);
+                if (FP4) f.x *= 16384.f, f.y *= 16384.f;
+                acc[wd][0] = fmaf(part[wd][0], f.x, acc[wd][0]);
+                acc[wd][1] = fmaf(part[wd][1], f.x, acc[wd][1]);
+                acc[wd][2] = fmaf(part[wd][2], f.y, acc[wd][2]);
+                acc[wd][3] = fmaf(part[wd][3], f.y, acc[wd][3]);
+                part[wd][0] = part[wd][1] = part[wd][2] = part[wd][3] = 0.f;
+            }
+        } else {
+            // the group's scales for this lane's output columns 2t, 2t+1
+            const V4u s0 = *(const V4u*)(scl + 16 * (2 * t)), s1 = *(const V4u*)(scl + 16 * (2 * t + 1));
+            const u32 sa[4] = {s0.x, s0.y, s0.z, s0.w}, sb[4] = {s1.x, s1.y, s1.z, s1.w};
+#pragma unroll
+            for (int wd = 0; wd < 4; wd++) {
+                float2 fa = h2_to_f2(sa[wd]), fb = h2_to_f2(sb[wd]);  // tiles 2wd, 2wd+1 of columns 2t and 2t+1
+                if (FP4) {
+                    fa.x *= 16384.f, fa.y *= 16384.f, fb.x *= 16384.f, fb.y *= 16384.f;
+                }
+                acc[2 * wd][0] = fmaf(part[2 * wd][0], fa.x, acc[2 * wd][0]);
+                acc[2 * wd][1] = fmaf(part[2 * wd][1], fb.x, acc[2 * wd][1]);
+                acc[2 * wd][2] = fmaf(part[2 * wd][2], fa.x, acc[2 * wd][2]);
+                acc[2 * wd][3] = fmaf(part[2 * wd][3], fb.x, acc[2 * wd][3]);
+                acc[2 * wd + 1][0] = fmaf(part[2 * wd + 1][0], fa.y, acc[2 * wd + 1][0]);
+                acc[2 * wd + 1][1] = fmaf(part[2 * wd + 1][1], fb.y, acc[2 * wd + 1][1]);
+                acc[2 * wd + 1][2] = fmaf(part[2 * wd + 1][2], fa.y, acc[2 * wd + 1][2]);
+                acc[2 * wd + 1][3] = fmaf(part[2 * wd + 1][3], fb.y, acc[2 * wd + 1][3]);
+            }
+#pragma unroll
+            for (int jj = 0; jj < 8; jj++) part[jj][0] = part[jj][1] = part[jj][2] = part[jj][3] = 0.f;
+        }
+    };
     // the compute cursor: step within the tile
     int cs = i0 % spt, cgk = cs % gsteps;
     int pend0 = -1, pend1 = -1;  // shared tiles whose sums this warp adds after the loop
@@ -795,47 +844,12 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
                     mma_f16(part[2 * wd + 1], a0, a1, a2, a3, b[2], b[3]);
                 }
             }
+            if (G16) scale_part(sl + SO + 128 * j);  // half j is group 2·step + j
         }
         const bool tile_end = ++cs == spt;
         const bool group_end = ++cgk == gsteps;
         if (group_end) cgk = 0;
-        if (AOP && (group_end || i + 1 == i1)) {
-            // the group's scales of this lane's columns 16wd + c (d0, d1) and
-            // 16wd + 8 + c (d2, d3): scales [c][j8], j8 = 2wd and 2wd + 1
-            const V4u sc = *(const V4u*)(sl + SO + 16 * c);
-            const u32 sv[4] = {sc.x, sc.y, sc.z, sc.w};
-#pragma unroll
-            for (int wd = 0; wd < 4; wd++) {
-                float2 f = h2_to_f2(sv[wd]);
-                if (KIND == PACK_FP4) f.x *= 16384.f, f.y *= 16384.f;
-                acc[wd][0] = fmaf(part[wd][0], f.x, acc[wd][0]);
-                acc[wd][1] = fmaf(part[wd][1], f.x, acc[wd][1]);
-                acc[wd][2] = fmaf(part[wd][2], f.y, acc[wd][2]);
-                acc[wd][3] = fmaf(part[wd][3], f.y, acc[wd][3]);
-                part[wd][0] = part[wd][1] = part[wd][2] = part[wd][3] = 0.f;
-            }
-        } else if (!AOP && (group_end || i + 1 == i1)) {
-            // the group's scales for this lane's output columns 2t, 2t+1
-            const V4u s0 = *(const V4u*)(sl + SO + 16 * (2 * t)), s1 = *(const V4u*)(sl + SO + 16 * (2 * t + 1));
-            const u32 sa[4] = {s0.x, s0.y, s0.z, s0.w}, sb[4] = {s1.x, s1.y, s1.z, s1.w};
-#pragma unroll
-            for (int wd = 0; wd < 4; wd++) {
-                float2 fa = h2_to_f2(sa[wd]), fb = h2_to_f2(sb[wd]);  // tiles 2wd, 2wd+1 of columns 2t and 2t+1
-                if (KIND == PACK_FP4) {
-                    fa.x *= 16384.f, fa.y *= 16384.f, fb.x *= 16384.f, fb.y *= 16384.f;
-                }
-                acc[2 * wd][0] = fmaf(part[2 * wd][0], fa.x, acc[2 * wd][0]);
-                acc[2 * wd][1] = fmaf(part[2 * wd][1], fb.x, acc[2 * wd][1]);
-                acc[2 * wd][2] = fmaf(part[2 * wd][2], fa.x, acc[2 * wd][2]);
-                acc[2 * wd][3] = fmaf(part[2 * wd][3], fb.x, acc[2 * wd][3]);
-                acc[2 * wd + 1][0] = fmaf(part[2 * wd + 1][0], fa.y, acc[2 * wd + 1][0]);
-                acc[2 * wd + 1][1] = fmaf(part[2 * wd + 1][1], fb.y, acc[2 * wd + 1][1]);
-                acc[2 * wd + 1][2] = fmaf(part[2 * wd + 1][2], fa.y, acc[2 * wd + 1][2]);
-                acc[2 * wd + 1][3] = fmaf(part[2 * wd + 1][3], fb.y, acc[2 * wd + 1][3]);
-            }
-#pragma unroll
-            for (int jj = 0; jj < 8; jj++) part[jj][0] = part[jj][1] = part[jj][2] = part[jj][3] = 0.f;
-        }
+        if (!G16 && (group_end || i + 1 == i1)) scale_part(sl + SO);
         __syncwarp();
         if (!TCL && (tile_end || i + 1 == i1)) {
             stripe_end<AOP>(acc, i / spt, gw, W, per, spt, w.N, o, M, ws, counters, pend0, pend1);
@@ -875,6 +889,8 @@ QMV_KERNEL(qmv_int4_asym, PACK_INT4, true, 8)
 QMV_KERNEL(qmv_int4_asym_m16, PACK_INT4, true, 16)
 QMV_KERNEL(qmv_fp4, PACK_FP4, false, 8)
 QMV_KERNEL(qmv_fp4_m16, PACK_FP4, false, 16)
+QMV_KERNEL(qmv_fp4_g16, PACK_FP4G16, false, 8)
+QMV_KERNEL(qmv_fp4_g16_m16, PACK_FP4G16, false, 16)
 // kernels: qmv_norm
 QMV_NORM_KERNEL(qmv_int4_norm, PACK_INT4, false)
 QMV_NORM_KERNEL(qmv_int4_asym_norm, PACK_INT4, true)

@@ -25,9 +25,15 @@ import (
 // weights), whose operands are x rounded to fp16
 // (bf16 for bf16 weights) and weights rounded to fp16, each product is off
 // by at most ~2·2^-11 (fp16) or 2^-8 (bf16) relatively: 2e-3 and 5e-3.
-// (Packed NVFP4's scales, rounded to fp16 at load, add 2^-11: ~3·2^-11,
-// still under 2e-3.)
+// Weights that packing moved (NVFP4: its scales rounded to fp16 once) add
+// that bound, the matrix's rounding (2^-11), to every kernel's.
 func matmulTol(w backend.Matrix, M int) float64 {
+	return kernelTol(w, M) + w.(*matrix).rounding
+}
+
+// kernelTol is matmulTol's part for the kernel that runs an M-row product
+// of w.
+func kernelTol(w backend.Matrix, M int) float64 {
 	m := w.(*matrix)
 	if m.owner.wgGemm(m, M) || m.owner.tcGemm(m, M) {
 		return 2e-3 // wg_qgemm, tc_qgemm: x and (q − z)·s rounded to fp16
