@@ -136,7 +136,6 @@ template <> __device__ __forceinline__ float wload<FMT_F16>(const WDesc& w, int 
 template <> __device__ __forceinline__ float wload<FMT_BF16>(const WDesc& w, int n, int k) {
     return bf16_to_f32(((const u16*)w.data)[(size_t)n * w.K + k]);
 }
-// FP8: e4m3 [N, K] times one float32 scale per row.
 // FP8: e4m3 in the tiled layout of pack.go (steps of 64 rows × 32 inputs,
 // 2048 contiguous bytes each, ⌈K/32⌉ steps a column tile) times a float32
 // scale a row.

@@ -144,18 +144,11 @@ func (b *Backend) xHalf(x uint64, ldx, M int, m *matrix, bf16 bool) uint64 {
 
 // gemmLarge computes y[M, N] = x[M, K]·Wᵀ through cuBLAS for dense fp16/bf16
 // weights, and for the quantized formats dequantized to fp16 first (packed
-// 4-bit: dequant4 of qmm.cu; GPTQ of any bits, FP8, FP4, MXFP4 and NVFP4
-// in their stored layouts: dequant_rows of matmul.cu); false when it
-// cannot (the caller then runs the tile kernels).
+// 4-bit: dequant4 of qmm.cu; GPTQ of any bits, FP8 (tiled), FP4, MXFP4 and
+// NVFP4: dequant_rows of matmul.cu) where takesGemm says so; false when it
+// does not or cannot (the caller then runs the other kernels).
 func (b *Backend) gemmLarge(y uint64, ldy int, x uint64, ldx, M int, m *matrix) bool {
 	bf16 := m.f == fmtBF16
-	switch m.f {
-	case fmtF16, fmtBF16, fmtPInt4, fmtPFP4:
-	default:
-		if b.dequantKernel(m) == 0 {
-			return false
-		}
-	}
 	if !b.takesGemm(m, M) || m.cols%8 != 0 || ldy%4 != 0 {
 		return false
 	}

@@ -110,7 +110,7 @@ type kernels struct {
 	permute, xToHalf, xToTiles, dequantInt4, dequantFP4 uintptr
 	youtApply                                           uintptr                  // fused outputs of a plain product (matrix.go)
 	qmvGPTQ8                                            [2]uintptr               // 8-bit GPTQ decode products in the stored layout (qmm.cu qmv8): symmetric, with zero points
-	qmvFP8                                              uintptr                  // FP8 decode products in the stored layout (qmm.cu qmv8)
+	qmvFP8                                              uintptr                  // FP8 decode products in pack.go's tiled layout (qmm.cu qmv8)
 	tcQgemm                                             [3]uintptr               // tc_qgemm_int4, _int4_asym, _fp4: prefill-sized 4-bit products (matrix.go tcGemm)
 	wgQgemm                                             [len(wgForms)][3]uintptr // wg_qgemm_{int4, int4_asym, fp4}_{form}: the same on the warpgroup MMA (sm_90a; matrix.go wgGemm)
 	attnSplit                                           [2][4]uintptr            // [D 64, 128][G 1, 2, 4, 8]

@@ -33,9 +33,10 @@
 // rows. Larger products (prefill) convert x to fp16/bf16, dequantize
 // quantized weights to fp16 (packed ones by dequant4, the stored formats by
 // matmul.cu's dequant_rows) and call cuBLAS (cublas.go, opened with
-// dlopen); 8-bit GPTQ and FP8 products of ≤ 16 rows run qmv8 (qmm.cu: the
-// stored layouts, no g_idx, on the tensor cores with the 4-bit kernels'
-// ring and stripes; 8 rows a launch), and the stored formats dequantize +
+// dlopen); 8-bit GPTQ and FP8 products of ≤ 16 rows run qmv8 (qmm.cu:
+// GPTQ in its stored layout without g_idx, FP8 tiled at load, on the
+// tensor cores with the 4-bit kernels' ring and stripes; 8 rows a
+// launch), and the stored formats dequantize +
 // cuBLAS at every size qmv8 does not take (takesGemm); without cuBLAS
 // the generic SIMT tile kernels of matmul.cu run.
 // On sm_90 (with NVRTC 12 or newer) the module is built for

@@ -281,7 +281,7 @@ func (b *Backend) fastKernel(m *matrix, M int) uintptr {
 	return 0
 }
 
-// gptq8On runs 8-bit GPTQ and FP8 products of ≤ 8 rows on qmv8
+// gptq8On runs 8-bit GPTQ and FP8 decode products on qmv8 (≤ 8 rows a launch)
 // (MARLIN_CUDA_GPTQ8=0: the generic tile kernel, for measurements).
 var gptq8On = os.Getenv("MARLIN_CUDA_GPTQ8") != "0"
 

@@ -1008,7 +1008,7 @@ __device__ __forceinline__ void qmv8(const WDesc& w, const float* __restrict__ x
             } else {  // row n0 + q/2, chunk q%2 of its 32 bytes (swapped where bit 2 of the row is set)
                 const int r = q >> 1, h = q & 1;
                 const u8* src = (const u8*)w.data + ((size_t)ii << 11) + 16 * q;  // the step's 2 KB (rows past N: zero)
-                cp_async16_zfill(slot + (u32)(32 * r + 16 * (h ^ ((r >> 2) & 1))), src, 16);
+                cp_async16(slot + (u32)(32 * r + 16 * (h ^ ((r >> 2) & 1))), src);
             }
         }
         if (with_x) stage_x(slot + XO, x, ldx, M, is);

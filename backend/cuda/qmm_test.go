@@ -225,9 +225,9 @@ func TestQMatMul(t *testing.T) {
 		{"f16", denseWeight(dtype.F16), 66, 1024},
 		{"f16-split-k", denseWeight(dtype.F16), 333, 6144},
 		{"bf16-narrow", denseWeight(dtype.BF16), 150, 2080}, // K % 128 ≠ 0: dmv's narrow order at M ≤ 8
-		// 8-bit GPTQ: qmv8 at M ≤ 8 (symmetric with a partial column
+		// 8-bit GPTQ: qmv8 up to 16 rows (symmetric with a partial column
 		// tile and many warps a tile; per-channel zero points, v2; g32
-		// v1 zero points), the generic kernel with act-order, where
+		// v1 zero points), dequantize + cuBLAS with act-order, where
 		// N % 8 ≠ 0, and with zero points where N % 16 ≠ 0
 		{"gptq-int8-g128-sym", gptqWeight(8, 128, false, false, 1), 200, 4096},
 		{"gptq-int8-perchannel-asym-v2", gptqWeight(8, 0, true, false, 0), 528, 256},
@@ -235,7 +235,7 @@ func TestQMatMul(t *testing.T) {
 		{"gptq-int8-g64-asym-actorder", gptqWeight(8, 64, true, true, 1), 96, 1024},
 		{"gptq-int8-g128-asym-n520", gptqWeight(8, 128, true, false, 1), 520, 512},
 		{"gptq-int8-g32-sym-n70", gptqWeight(8, 32, false, false, 1), 70, 512},
-		// FP8: qmv8 at M ≤ 8 (a partial column tile; K split among many warps)
+		// FP8: qmv8 up to 16 rows (a partial column tile; K split among many warps)
 		{"fp8", fp8Weight, 130, 2048},
 		{"fp8-long", fp8Weight, 64, 8192},
 	}
