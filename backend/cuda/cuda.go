@@ -112,7 +112,7 @@ type kernels struct {
 	qmvGPTQ8                                            [2]uintptr               // 8-bit GPTQ decode products in the stored layout (qmm.cu qmv8): symmetric, with zero points
 	qmvFP8                                              uintptr                  // FP8 decode products in pack.go's tiled layout (qmm.cu qmv8)
 	tcQgemm                                             [3]uintptr               // tc_qgemm_int4, _int4_asym, _fp4: prefill-sized 4-bit products (matrix.go tcGemm)
-	wgQgemm                                             [len(wgForms)][3]uintptr // wg_qgemm_{int4, int4_asym, fp4}_{form}: the same on the warpgroup MMA (sm_90a; matrix.go wgGemm)
+	wgQgemm                                             [len(wgForms)][4]uintptr // wg_qgemm_{int4, int4_asym, fp4, fp4_g16}_{form}: the same on the warpgroup MMA (sm_90a; matrix.go wgGemm)
 	attnSplit                                           [2][4]uintptr            // [D 64, 128][G 1, 2, 4, 8]
 	tr                                                  trellisKernels           // EXL3 (trellis.go)
 }
@@ -130,13 +130,17 @@ var wgForms = [3]wgForm{{"64", 64, 1}, {"64w", 64, 2}, {"128", 128, 2}}
 
 // wgSmem is wg_qgemm's dynamic shared memory for form f (hopper.cu's
 // wg_smem: WG_STAGES = 5 ring stages of each column tile's 1 KB of codes,
-// 128 B of scales and, with zero points, 256 B of zero pairs, and bt
-// tokens × 32 inputs of x in fp16 — or, where larger, the cluster sum's
-// 256 threads × ct·bt/2 floats —, then an 8-byte mbarrier a stage).
-func wgSmem(f wgForm, asym bool) int {
+// 128 B of scales (g16: 256 B, two groups) and, with zero points, 256 B
+// of zero pairs, and bt tokens × 32 inputs of x in fp16 — or, where
+// larger, the cluster sum's 256 threads × ct·bt/2 floats —, then an
+// 8-byte mbarrier a stage).
+func wgSmem(f wgForm, asym, g16 bool) int {
 	st := 2*f.ct*(1024+128) + 64*f.bt
 	if asym {
 		st += 2 * f.ct * 256
+	}
+	if g16 {
+		st += 2 * f.ct * 128
 	}
 	const stages = 5
 	return max(stages*st, 512*f.ct*f.bt) + 8*stages
@@ -547,10 +551,10 @@ func (b *Backend) loadKernels() error {
 	k.tcQgemm[0], k.tcQgemm[1], k.tcQgemm[2] = get("tc_qgemm_int4"), get("tc_qgemm_int4_asym"), get("tc_qgemm_fp4")
 	b.dynSmem[k.tcQgemm[0]], b.dynSmem[k.tcQgemm[1]], b.dynSmem[k.tcQgemm[2]] = tgSmem(false), tgSmem(true), tgSmem(false)
 	for i, form := range wgForms {
-		for j, kind := range []string{"int4", "int4_asym", "fp4"} {
+		for j, kind := range []string{"int4", "int4_asym", "fp4", "fp4_g16"} {
 			f := get(fmt.Sprintf("wg_qgemm_%s_%s", kind, form.name))
 			if b.wgmmaReady { // (elsewhere empty stubs, never launched: their rings need not fit)
-				k.wgQgemm[i][j], b.dynSmem[f] = f, wgSmem(form, j == 1)
+				k.wgQgemm[i][j], b.dynSmem[f] = f, wgSmem(form, j == 1, j == 3)
 			}
 		}
 	}

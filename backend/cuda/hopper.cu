@@ -56,8 +56,9 @@
 //
 // With S > 1 each block leaves its partial sums in ws (slot (tile, z)) and
 // the last of the S blocks of a tile (counter per tile, reset by it) adds
-// them in z order: deterministic. Requires K % 32 == 0, group % 32 == 0,
-// x16 from x_to_tiles; dynamic shared memory wg_smem.
+// them in z order: deterministic. Requires K % 32 == 0, group % 32 == 0
+// (KIND PACK_FP4G16: exactly 16), x16 from x_to_tiles; dynamic shared
+// memory wg_smem.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define WG_ON 1
 #else
@@ -70,16 +71,19 @@
 // wg_blocks: x_to_tiles' 64-token blocks a step for M tokens, padded to
 // the 128-token form's tile, so that its last tile's copy stays inside
 __host__ __device__ constexpr int wg_blocks(int M) { return 2 * ((M + 127) >> 7); }
+// A stage: the 2·ct tiles' codes (1 KB each), their scales (128 B each, or
+// 256 B with groups of 16: a step holds two groups), with zero points their
+// zero pairs (256 B each), then x's bt tokens × 32 inputs in fp16.
 __host__ __device__ constexpr int wg_sco(int ct) { return 2048 * ct; }
-__host__ __device__ constexpr int wg_zo(int ct) { return 2048 * ct + 256 * ct; }
-__host__ __device__ constexpr int wg_xo(int ct, bool asym) { return wg_zo(ct) + (asym ? 512 * ct : 0); }
-__host__ __device__ constexpr int wg_stage(int bt, int ct, bool asym) { return wg_xo(ct, asym) + 64 * bt; }
+__host__ __device__ constexpr int wg_zo(int ct, bool g16) { return 2048 * ct + (g16 ? 512 : 256) * ct; }
+__host__ __device__ constexpr int wg_xo(int ct, bool asym, bool g16) { return wg_zo(ct, g16) + (asym ? 512 * ct : 0); }
+__host__ __device__ constexpr int wg_stage(int bt, int ct, bool asym, bool g16) { return wg_xo(ct, asym, g16) + 64 * bt; }
 // (the ring, or the cluster sum's 256 threads × ct·bt/2 floats where that
 // is larger, then an mbarrier a stage)
-__host__ __device__ constexpr int wg_bars(int bt, int ct, bool asym) {
-    return WG_STAGES * wg_stage(bt, ct, asym) > 512 * ct * bt ? WG_STAGES * wg_stage(bt, ct, asym) : 512 * ct * bt;
+__host__ __device__ constexpr int wg_bars(int bt, int ct, bool asym, bool g16) {
+    return WG_STAGES * wg_stage(bt, ct, asym, g16) > 512 * ct * bt ? WG_STAGES * wg_stage(bt, ct, asym, g16) : 512 * ct * bt;
 }
-__host__ __device__ constexpr int wg_smem(int bt, int ct, bool asym) { return wg_bars(bt, ct, asym) + 8 * WG_STAGES; }
+__host__ __device__ constexpr int wg_smem(int bt, int ct, bool asym, bool g16) { return wg_bars(bt, ct, asym, g16) + 8 * WG_STAGES; }
 
 #if WG_ON
 // wg_desc is the shared-memory descriptor of one k16 half of a 64-token
@@ -160,11 +164,17 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
                                          float* ws, int* counters) {
 #if WG_ON
     extern __shared__ __align__(128) unsigned char gsm[];
-    constexpr int SB = wg_stage(BT, CT, ASYM), SCO = wg_sco(CT), ZO = wg_zo(CT), XO = wg_xo(CT, ASYM);
+    // G16: FP4 with groups of exactly 16 (NVFP4 as pack.go packs it): the
+    // step's two k16 halves are groups 2·step and 2·step + 1, each scaled
+    // by its own scales as it is dequantised
+    constexpr bool G16 = KIND == PACK_FP4G16;
+    static_assert(!G16 || !ASYM, "groups of 16: FP4 only");
+    constexpr int SB = wg_stage(BT, CT, ASYM, G16), SCO = wg_sco(CT), ZO = wg_zo(CT, G16), XO = wg_xo(CT, ASYM, G16);
     constexpr int NT = 2 * CT, NU = BT / 64, PD = WG_STAGES - 2;  // tiles a block, 64-token sub-tiles, steps ahead
-    constexpr int WC = NT * (64 + 8 + (ASYM ? 16 : 0));             // 16-byte weight chunks a step
+    constexpr int SCH = G16 ? 16 : 8, SCT = 16 * SCH;               // 16-byte chunks of a tile's scales a step, their bytes
+    constexpr int WC = NT * (64 + SCH + (ASYM ? 16 : 0));           // 16-byte weight chunks a step
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wl = warp & 3, wgi = warp >> 2, t = lane & 3, c = lane >> 2;
-    const int spt = w.K >> 5, ntiles = (w.N + 63) >> 6, groups = w.K / w.group, gsteps = w.group >> 5;
+    const int spt = w.K >> 5, ntiles = (w.N + 63) >> 6, groups = w.K / w.group, gsteps = G16 ? 1 : w.group >> 5;
     // K split S ways: along z (partial sums through ws), or in a
     // thread-block cluster of S blocks along x (summed through distributed
     // shared memory; see the end)
@@ -175,9 +185,9 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
 
     // this thread's (at most two) weight chunks a step: codes of tile i
     // (chunk 16·(id & 63) of its 1 KB, source + 1024 a step), then scales
-    // (128 B a tile, source + 128 a group), then zero pairs (256 B a tile,
-    // + 256 a group); a tile past the last is read as the last (its
-    // outputs are not stored)
+    // (128 B a tile, source + 128 a group; G16 256 B, + 256 a step), then
+    // zero pairs (256 B a tile, + 256 a group); a tile past the last is
+    // read as the last (its outputs are not stored)
     const unsigned char* wp[2];
     int wdst[2], wstep[2], wgrp[2];
     bool hasw[2];
@@ -188,9 +198,9 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
         if (id < 64 * NT) {
             const int nt = min(nt0 + (id >> 6), ntiles - 1);
             wp[k] += (size_t)nt * spt * 1024 + 16 * (id & 63), wdst[k] = 16 * id, wstep[k] = 1024;
-        } else if (id < 72 * NT) {
-            const int j = id - 64 * NT, nt = min(nt0 + (j >> 3), ntiles - 1);
-            wp[k] = (const unsigned char*)w.scales + (size_t)nt * groups * 128 + 16 * (j & 7), wdst[k] = SCO + 16 * j, wgrp[k] = 128;
+        } else if (id < (64 + SCH) * NT) {
+            const int j = id - 64 * NT, nt = min(nt0 + j / SCH, ntiles - 1);
+            wp[k] = (const unsigned char*)w.scales + (size_t)nt * groups * 128 + 16 * (j % SCH), wdst[k] = SCO + 16 * j, wgrp[k] = SCT;
         } else if (ASYM && id < WC) {
             const int j = id - 72 * NT, nt = min(nt0 + (j >> 4), ntiles - 1);
             wp[k] = (const unsigned char*)w.zeros + (size_t)nt * groups * 256 + 16 * (j & 15), wdst[k] = ZO + 16 * j, wgrp[k] = 256;
@@ -202,7 +212,7 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
     // bytes, one bulk copy by thread 0 (tokens past M are zeros there)
     const int TB = wg_blocks(M);  // 64-token blocks of x16 a step
     const u16* xsrc = x16 + ((size_t)s0 * TB + (m0 >> 6)) * 2048;
-    const u32 bars = ring_s + (u32)wg_bars(BT, CT, ASYM);
+    const u32 bars = ring_s + (u32)wg_bars(BT, CT, ASYM, G16);
     if (tid == 0) {
 #pragma unroll
         for (int u = 0; u < WG_STAGES; u++) mbar_init(bars + 8 * u, 1);
@@ -272,9 +282,11 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
 #pragma unroll
         for (int ct = 0; ct < CT; ct++) {
             const int i = CT * wgi + ct;
-            // scales of this lane's columns 16wl + c (low half) and 16wl + 8 + c
-            const u32 s2 = *(const u32*)(sl + SCO + 128 * i + 16 * c + 4 * wl);
-            const u32 sf0 = __byte_perm(s2, 0, 0x1010), sf1 = __byte_perm(s2, 0, 0x3232);
+            // scales of this lane's columns 16wl + c (low half) and 16wl + 8 + c,
+            // for the whole step (G16: for k16 half j, group 2·step + j)
+            u32 s2[2];
+            s2[0] = *(const u32*)(sl + SCO + SCT * i + 16 * c + 4 * wl);
+            s2[1] = G16 ? *(const u32*)(sl + SCO + SCT * i + 128 + 16 * c + 4 * wl) : s2[0];
             u32 zl = 0xE408E408u, zh = 0xD480D480u;  // symmetric: z = 8
             if (ASYM) {
                 const uint2 zp = *(const uint2*)(sl + ZO + 256 * i + 32 * c + 8 * wl);
@@ -282,6 +294,7 @@ __device__ __forceinline__ void wg_qgemm(const WDesc& w, const u16* __restrict__
             }
 #pragma unroll
             for (int j = 0; j < 2; j++) {
+                const u32 sf0 = __byte_perm(s2[j], 0, 0x1010), sf1 = __byte_perm(s2[j], 0, 0x3232);
                 const u32 v = *(const u32*)(sl + 1024 * i + 512 * j + 16 * lane + 4 * wl);
                 u32 q4[4];
                 if (KIND == PACK_INT4) {
@@ -423,7 +436,7 @@ MARLIN_KERNEL void x_to_tiles(u16* __restrict__ xt, const float* __restrict__ x,
     *(V4u*)(xt + 8 * (size_t)o8) = V4u{pack_f16x2(v[0], v[1]), pack_f16x2(v[2], v[3]), pack_f16x2(v[4], v[5]), pack_f16x2(v[6], v[7])};
 }
 
-// wg_qgemm_{int4, int4_asym, fp4}_{form}: the forms of wgForms
+// wg_qgemm_{int4, int4_asym, fp4, fp4_g16}_{form}: the forms of wgForms
 // (cuda.go) — 64 (one token sub-tile, one column tile a warpgroup: 128 × 64
 // blocks, two a multiprocessor), 64w (one sub-tile, two column tiles a
 // warpgroup: 256 × 64, half the reads of x a column) and 128 (two
@@ -437,7 +450,8 @@ MARLIN_KERNEL void x_to_tiles(u16* __restrict__ xt, const float* __restrict__ x,
 #define WG_QGEMM_FORM(SUFFIX, BT, CT)                                                                        \
     WG_QGEMM_KERNEL(wg_qgemm_int4_##SUFFIX, PACK_INT4, false, BT, CT)                                      \
     WG_QGEMM_KERNEL(wg_qgemm_int4_asym_##SUFFIX, PACK_INT4, true, BT, CT)                                  \
-    WG_QGEMM_KERNEL(wg_qgemm_fp4_##SUFFIX, PACK_FP4, false, BT, CT)
+    WG_QGEMM_KERNEL(wg_qgemm_fp4_##SUFFIX, PACK_FP4, false, BT, CT)                                        \
+    WG_QGEMM_KERNEL(wg_qgemm_fp4_g16_##SUFFIX, PACK_FP4G16, false, BT, CT)
 WG_QGEMM_FORM(64, 64, 1)
 WG_QGEMM_FORM(64w, 64, 2)
 WG_QGEMM_FORM(128, 128, 2)

@@ -464,7 +464,7 @@ func (b *Backend) tcGemm(m *matrix, M int) bool {
 // sums the last of them adds (deterministic; S from tcSplits).
 func (b *Backend) tcQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 	if x16 := b.xHalf(x, ldx, M, m, false); x16 != 0 {
-		b.packedGemm(b.k.tcQgemm, "tcws", y, ldy, x16, M, m, 128, 64, 8192, b.tcSplit)
+		b.packedGemm(b.k.tcQgemm[:], "tcws", y, ldy, x16, M, m, 128, 64, 8192, b.tcSplit)
 	}
 }
 
@@ -476,8 +476,10 @@ func (b *Backend) tcSplit(_ uintptr, tiles, spt int) (int, bool) {
 
 // packedKernel returns the kernel of the set fs (packedGemm's) for m's
 // format.
-func packedKernel(fs [3]uintptr, m *matrix) uintptr {
+func packedKernel(fs []uintptr, m *matrix) uintptr {
 	switch {
+	case m.f == fmtPFP4 && m.desc.group == 16:
+		return fs[3]
 	case m.f == fmtPFP4:
 		return fs[2]
 	case m.asym:
@@ -487,14 +489,15 @@ func packedKernel(fs [3]uintptr, m *matrix) uintptr {
 }
 
 // packedGemm queues one of a set of 4-bit GEMM kernels sharing tc_qgemm's
-// arguments — fs[0] for INT4, [1] INT4 with zero points, [2] FP4 — for
+// arguments — fs[0] for INT4, [1] INT4 with zero points, [2] FP4, [3] FP4
+// with groups of 16 (wg_qgemm only) — for
 // y[M, N] = x16[M, K]·Wᵀ in blocks of 256 threads, cols output columns ×
 // rows of x each, K split among S blocks (split picks it for the kernel
 // and the grid of output tiles): without cluster the last of a tile's S
 // blocks adds their partial sums, part floats a block, from the scratch
 // named ws; with it (hopper.cu's wg_qgemm, S ≤ 8) the S blocks form a
 // thread-block cluster along x and sum through distributed shared memory.
-func (b *Backend) packedGemm(fs [3]uintptr, ws string, y uint64, ldy int, x16 uint64, M int, m *matrix, cols, rows, part int,
+func (b *Backend) packedGemm(fs []uintptr, ws string, y uint64, ldy int, x16 uint64, M int, m *matrix, cols, rows, part int,
 	split func(f uintptr, tiles, spt int) (S int, cluster bool)) {
 	f := packedKernel(fs, m)
 	gx, gy := (m.rows+cols-1)/cols, (M+rows-1)/rows
@@ -528,6 +531,13 @@ func (b *Backend) packedGemm(fs [3]uintptr, ws string, y uint64, ldy int, x16 ui
 // converts it), K and the group multiples of 32.
 func packedGemmable(m *matrix) bool {
 	return (m.f == fmtPInt4 || m.f == fmtPFP4) && m.tr == nil && m.cols%32 == 0 && m.desc.group%32 == 0
+}
+
+// wgGemmable reports whether wg_qgemm takes m: what packedGemmable takes,
+// and FP4 with groups of 16 (NVFP4 as pack.go packs it; tc_qgemm has no
+// such form).
+func wgGemmable(m *matrix) bool {
+	return packedGemmable(m) || m.f == fmtPFP4 && m.desc.group == 16 && m.tr == nil && m.cols%32 == 0
 }
 
 // wgGemmMin and wgGemmMax (MARLIN_WG_MIN, MARLIN_WG_MAX; for
@@ -608,11 +618,11 @@ func chooseWGSplit(tiles, spt, sms, perSM, pairs int) (S int, cluster bool) {
 }
 
 // wgGemm reports whether matmulOut runs m's product of M rows on wg_qgemm
-// (hopper.cu, the warpgroup MMA of sm_90a devices): the products tcGemm
-// takes, from wgGemmMin to wgGemmMax rows, in place of tc_qgemm and of
+// (hopper.cu, the warpgroup MMA of sm_90a devices): the products
+// wgGemmable takes (tcGemm's and FP4 g16), from wgGemmMin to wgGemmMax rows, in place of tc_qgemm and of
 // dequantisation + cuBLAS (unless MARLIN_CUDA_WGMMA=0).
 func (b *Backend) wgGemm(m *matrix, M int) bool {
-	return b.wgmma && M >= wgGemmMin && M <= wgGemmMax && packedGemmable(m) && b.k.wgQgemm[0][0] != 0
+	return b.wgmma && M >= wgGemmMin && M <= wgGemmMax && wgGemmable(m) && b.k.wgQgemm[0][0] != 0
 }
 
 // xTiles queues x_to_tiles: x [M, m.cols] (row stride ldx) in fp16 in
@@ -648,7 +658,7 @@ func (b *Backend) wgQgemm(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 	f := wgForms[i]
 	if x16 := b.xTiles(x, ldx, M, m); x16 != 0 {
 		// partial sums: 256 threads × ct·bt/2 floats a block
-		b.packedGemm(b.k.wgQgemm[i], "wgws", y, ldy, x16, M, m, 128*f.ct, f.bt, 256*f.ct*f.bt/2, b.wgSplit)
+		b.packedGemm(b.k.wgQgemm[i][:], "wgws", y, ldy, x16, M, m, 128*f.ct, f.bt, 256*f.ct*f.bt/2, b.wgSplit)
 	}
 }
 

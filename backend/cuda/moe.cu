@@ -194,6 +194,8 @@ MOE_MV_KERNEL(moe_dmv_bf16, 0, false, true, true, false)
 MOE_MV_KERNEL(moe_qmv_int4_silu, PACK_INT4, false, false, false, true)
 MOE_MV_KERNEL(moe_qmv_int4_asym_silu, PACK_INT4, true, false, false, true)
 MOE_MV_KERNEL(moe_qmv_fp4_silu, PACK_FP4, false, false, false, true)
+MOE_MV_KERNEL(moe_qmv_fp4_g16, PACK_FP4G16, false, false, false, false)
+MOE_MV_KERNEL(moe_qmv_fp4_g16_silu, PACK_FP4G16, false, false, false, true)
 
 // dst[r, :] = Σ_j wts[r·k + j] · out[r·k + j, :], the k choices of row r
 // taken in increasing expert id (the CPU's order of accumulation: it adds

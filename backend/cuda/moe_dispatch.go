@@ -30,10 +30,11 @@ const moeDeviceSlots = 256
 // moeState holds the kernels of these paths.
 type moeState struct {
 	off bool       // MARLIN_CUDA_MOE_FAST=0: the older paths, for comparison
-	mv  [5]uintptr // moe_qmv_int4, _int4_asym, _fp4, moe_dmv_f16, _bf16
+	mv  [6]uintptr // moe_qmv_int4, _int4_asym, _fp4, moe_dmv_f16, _bf16, moe_qmv_fp4_g16
 	// the 4-bit kernels' down products that form silu(gate)·up themselves
-	// (moe_qmv_int4_silu, _int4_asym_silu, _fp4_silu; 0 for the dense ones)
-	mvSilu  [5]uintptr
+	// (moe_qmv_int4_silu, _int4_asym_silu, _fp4_silu, _fp4_g16_silu; 0 for
+	// the dense ones)
+	mvSilu  [6]uintptr
 	combine uintptr
 	// route_warp (moe.cu): Route without expert groups, a warp a row
 	routeWarp uintptr
@@ -91,17 +92,17 @@ const mlaHeadsPerBlock = 4 // MLA_GH in mla.cu
 func (b *Backend) loadMoEKernels(get func(string) uintptr) {
 	s := &b.moe
 	s.off = os.Getenv("MARLIN_CUDA_MOE_FAST") == "0"
-	for i, n := range []string{"moe_qmv_int4", "moe_qmv_int4_asym", "moe_qmv_fp4", "moe_dmv_f16", "moe_dmv_bf16"} {
+	for i, n := range []string{"moe_qmv_int4", "moe_qmv_int4_asym", "moe_qmv_fp4", "moe_dmv_f16", "moe_dmv_bf16", "moe_qmv_fp4_g16"} {
 		s.mv[i] = get(n)
-		if i < 3 {
+		if i != 3 && i != 4 {
 			s.mvSilu[i] = get(n + "_silu")
 		}
 	}
 	// the rings of the decode kernels they run (M ≤ 8), the same for a
 	// kernel's SILU variant
 	b.dynSmem[s.mv[0]], b.dynSmem[s.mv[1]], b.dynSmem[s.mv[2]] = qmvSmem(8, false, false, false), qmvSmem(8, true, false, false), qmvSmem(8, false, false, false)
-	b.dynSmem[s.mv[3]], b.dynSmem[s.mv[4]] = dmvSmem(8), dmvSmem(8)
-	for i := range 3 {
+	b.dynSmem[s.mv[3]], b.dynSmem[s.mv[4]], b.dynSmem[s.mv[5]] = dmvSmem(8), dmvSmem(8), qmvSmem(8, false, false, true)
+	for _, i := range []int{0, 1, 2, 5} {
 		b.dynSmem[s.mvSilu[i]] = b.dynSmem[s.mv[i]]
 	}
 	s.combine = get("moe_combine")
@@ -133,10 +134,12 @@ func (b *Backend) newExpertTable(fs []ffn) *expertTable {
 	}
 	t := &expertTable{}
 	kern := func(m *matrix) uintptr {
-		if b.fastKernel(m, 1) == 0 || m.desc.gidx != 0 || !m.usable() || m.desc.group%32 != 0 && (m.f == fmtPInt4 || m.f == fmtPFP4) {
-			return 0 // (the expert kernels scale whole steps: no FP4 g16)
+		if b.fastKernel(m, 1) == 0 || m.desc.gidx != 0 || !m.usable() {
+			return 0
 		}
 		switch {
+		case m.f == fmtPFP4 && m.desc.group == 16:
+			return b.moe.mv[5]
 		case m.f == fmtPInt4 && m.asym:
 			return b.moe.mv[1]
 		case m.f == fmtPInt4:

@@ -36,6 +36,7 @@ func TestExpertsOnDevice(t *testing.T) {
 		{"int4-g128", gptqWeight(4, 128, false, false, 0), 5e-3},
 		{"int4-g32-asym", gptqWeight(4, 32, true, false, 0), 5e-3},
 		{"fp4-g32", fp4Weight(32), 5e-3},
+		{"nvfp4", nvfp4Weight, 5e-3}, // packed as FP4 g16: moe_qmv_fp4_g16
 		{"bf16", denseWeight(dtype.BF16), 1e-4},
 		{"exl3-4", exl3Weight(4, quant.Codebook3INST), 5e-3},
 		{"exl3-3-mul1", exl3Weight(3, quant.CodebookMUL1), 5e-3},
@@ -221,6 +222,7 @@ func TestExpertsAdd(t *testing.T) {
 		wide bool // shared expert of intermediate 2·I
 	}{
 		{"int4-g128", gptqWeight(4, 128, false, false, 0), 5e-3, false},
+		{"nvfp4", nvfp4Weight, 5e-3, false},
 		{"bf16", denseWeight(dtype.BF16), 1e-4, false},
 		{"exl3-4", exl3Weight(4, quant.Codebook3INST), 5e-3, false},
 		{"int4-g128-wide-shared", gptqWeight(4, 128, false, false, 0), 5e-3, true},

@@ -33,7 +33,7 @@ struct alignas(16) V4f {
 
 #define PACK_INT4 1
 #define PACK_FP4 2
-#define PACK_FP4G16 3  // qmv4 only: FP4 with groups of 16, two a step
+#define PACK_FP4G16 3  // qmv4 and wg_qgemm (hopper.cu): FP4 with groups of 16, two a step
 
 __device__ __forceinline__ u32 pack_f16x2(float lo, float hi) {
     u32 r;

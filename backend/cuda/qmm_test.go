@@ -665,7 +665,7 @@ func TestQMatMulSpeed(t *testing.T) {
 			for _, M := range speedRows() {
 				if b.wgGemm(m, M) { // wg_qgemm's form, split and sum, and the residencies they came from
 					i := wgFormOf(M, N, K)
-					wf, wk := wgForms[i], packedKernel(b.k.wgQgemm[i], m)
+					wf, wk := wgForms[i], packedKernel(b.k.wgQgemm[i][:], m)
 					tiles, spt := (N+128*wf.ct-1)/(128*wf.ct)*((M+wf.bt-1)/wf.bt), K/32
 					S, cl := b.wgSplit(wk, tiles, spt)
 					res := make([]int, 9)
