@@ -41,9 +41,10 @@
 // the generic SIMT tile kernels of matmul.cu run.
 // On sm_90 (with NVRTC 12 or newer) the module is built for
 // sm_90a and also holds wg_qgemm (hopper.cu: the same 4-bit products on
-// the warpgroup MMA), which takes the 4-bit products of 17–256 rows in
-// place of tc_qgemm (matrix.go wgGemm, wgFormFor; chooseWGSplit splits K,
-// a split of two summed in a thread-block cluster). Attention is flash-decoding (split over positions, GQA heads
+// the warpgroup MMA, FP4 with groups of 16 — NVFP4 — included), which
+// takes the 4-bit products of 17–256 rows in place of tc_qgemm (matrix.go
+// wgGemm, wgFormFor; chooseWGSplit splits K, a split of two summed in a
+// thread-block cluster). Attention is flash-decoding (split over positions, GQA heads
 // sharing each key/value load) for heads of 64 or 128 dims, the generic
 // kernel otherwise (MLA). docs/cuda-kernels.md has each kernel's history
 // and measurements.
