@@ -71,8 +71,8 @@ type KVSpec struct {
 	BlockSize  int
 	Blocks     int
 	// DType is the element type keys and values are stored in: F32 (also
-	// the zero value), F16 or BF16. A backend may store more precisely
-	// than asked (the CUDA backend keeps float32); it never stores less.
+	// the zero value), F16 or BF16 (rounded to nearest-even as they are
+	// stored; attention then reads every position as stored).
 	DType dtype.DType
 }
 

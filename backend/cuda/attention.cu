@@ -12,23 +12,92 @@
 //   stBlk[r]   cache block that receives row r's key/value (−1: none)
 //   stSlot[r]  slot within that block
 
+// The cache's numbers (KVSpec.DType): float32 (KV_F32), or IEEE binary16
+// (KV_F16) or bfloat16 (KV_BF16) kept as u16, rounded to nearest-even on
+// the way in as the CPU's cache rounds them (dtype.F32ToF16, F32ToBF16).
+// kv<KV>::t is the stored type, put rounds a number into it, get widens
+// one back (exactly). A row's own new key and value, which the decode
+// kernels read from their inputs rather than from the cache, go through
+// kv_round first: every position is attended to as stored, as on the CPU
+// (which stores a batch's keys before it attends).
+#define KV_F32 0
+#define KV_F16 1
+#define KV_BF16 2
+template <int KV> struct kv;
+template <> struct kv<KV_F32> {
+    typedef float t;
+    static __device__ __forceinline__ float get(float v) { return v; }
+    static __device__ __forceinline__ float put(float v) { return v; }
+};
+template <> struct kv<KV_F16> {
+    typedef u16 t;
+    static __device__ __forceinline__ float get(u16 h) { return f16_to_f32(h); }
+    static __device__ __forceinline__ u16 put(float v) {
+        u16 h;
+        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
+        return h;
+    }
+};
+template <> struct kv<KV_BF16> {
+    typedef u16 t;
+    static __device__ __forceinline__ float get(u16 h) { return bf16_to_f32(h); }
+    static __device__ __forceinline__ u16 put(float v) {
+        u16 h;
+        asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(v));
+        return h;
+    }
+};
+template <int KV> __device__ __forceinline__ float kv_round(float v) { return kv<KV>::get(kv<KV>::put(v)); }
+
+// kv_loadn widens the N (1, 2 or 4) consecutive cache numbers at p into
+// v with one load (p aligned to N numbers).
+template <int KV, int N> __device__ __forceinline__ void kv_loadn(const typename kv<KV>::t* p, float (&v)[N]) {
+    if constexpr (KV == KV_F32 && N == 4) {
+        const float4 f = *(const float4*)p;
+        v[0] = f.x, v[1] = f.y, v[2] = f.z, v[3] = f.w;
+    } else if constexpr (KV == KV_F32 && N == 2) {
+        const float2 f = *(const float2*)p;
+        v[0] = f.x, v[1] = f.y;
+    } else if constexpr (N == 4) {
+        const uint2 u = *(const uint2*)p;
+        v[0] = kv<KV>::get((u16)(u.x & 0xffffu)), v[1] = kv<KV>::get((u16)(u.x >> 16));
+        v[2] = kv<KV>::get((u16)(u.y & 0xffffu)), v[3] = kv<KV>::get((u16)(u.y >> 16));
+    } else if constexpr (N == 2 && KV != KV_F32) {
+        const u32 u = *(const u32*)p;
+        v[0] = kv<KV>::get((u16)(u & 0xffffu)), v[1] = kv<KV>::get((u16)(u >> 16));
+    } else {
+#pragma unroll
+        for (int e = 0; e < N; e++) v[e] = kv<KV>::get(p[e]);
+    }
+}
+
 // Store each row's keys and values in the cache. One block per row,
 // threads over kvHeads·dk (then kvHeads·dv) values.
-MARLIN_KERNEL void kv_store(float* __restrict__ kc, float* __restrict__ vc, const float* __restrict__ k,
-                                    const float* __restrict__ v, const int* __restrict__ stBlk,
-                                    const int* __restrict__ stSlot, int kvHeads, int dk, int dv, int bs) {
+template <int KV>
+__device__ __forceinline__ void kv_store(typename kv<KV>::t* __restrict__ kc, typename kv<KV>::t* __restrict__ vc,
+                                         const float* __restrict__ k, const float* __restrict__ v,
+                                         const int* __restrict__ stBlk, const int* __restrict__ stSlot, int kvHeads, int dk,
+                                         int dv, int bs) {
     const int r = blockIdx.x, blk = stBlk[r], slot = stSlot[r];
     if (blk < 0) return;
     for (int i = threadIdx.x; i < kvHeads * dk; i += blockDim.x) {
         int h = i / dk, d = i % dk;
-        kc[(((size_t)blk * kvHeads + h) * bs + slot) * dk + d] = k[(size_t)r * kvHeads * dk + i];
+        kc[(((size_t)blk * kvHeads + h) * bs + slot) * dk + d] = kv<KV>::put(k[(size_t)r * kvHeads * dk + i]);
     }
     if (v == nullptr) return;
     for (int i = threadIdx.x; i < kvHeads * dv; i += blockDim.x) {
         int h = i / dv, d = i % dv;
-        vc[(((size_t)blk * kvHeads + h) * bs + slot) * dv + d] = v[(size_t)r * kvHeads * dv + i];
+        vc[(((size_t)blk * kvHeads + h) * bs + slot) * dv + d] = kv<KV>::put(v[(size_t)r * kvHeads * dv + i]);
     }
 }
+#define KV_STORE(NAME, KV)                                                                                           \
+    MARLIN_KERNEL void NAME(kv<KV>::t* kc, kv<KV>::t* vc, const float* k, const float* v, const int* stBlk,          \
+                            const int* stSlot, int kvHeads, int dk, int dv, int bs) {                                \
+        kv_store<KV>(kc, vc, k, v, stBlk, stSlot, kvHeads, dk, dv, bs);                                              \
+    }
+KV_STORE(kv_store, KV_F32)
+KV_STORE(kv_store_f16, KV_F16)
+KV_STORE(kv_store_bf16, KV_BF16)
 
 #define ATT_WARPS 4
 
@@ -45,10 +114,12 @@ MARLIN_KERNEL void kv_store(float* __restrict__ kc, float* __restrict__ vc, cons
 //
 // Shared memory (dynamic): q [dk], acc [ATT_WARPS][dv], m and l
 // [ATT_WARPS] each.
-MARLIN_KERNEL void __launch_bounds__(128)
-    attention(float* __restrict__ out, const float* __restrict__ q, const float* __restrict__ kc,
-              const float* __restrict__ vc, const int* __restrict__ rowN, const int* __restrict__ rowTab,
-              const int* __restrict__ tables, int heads, int kvHeads, int dk, int dv, int ldv, int bs, float scale) {
+template <int KV>
+__device__ __forceinline__ void attention(float* __restrict__ out, const float* __restrict__ q,
+                                          const typename kv<KV>::t* __restrict__ kc, const typename kv<KV>::t* __restrict__ vc,
+                                          const int* __restrict__ rowN, const int* __restrict__ rowTab,
+                                          const int* __restrict__ tables, int heads, int kvHeads, int dk, int dv, int ldv,
+                                          int bs, float scale) {
     extern __shared__ float sm[];
     float* qs = sm;
     float* acc = sm + dk;
@@ -69,17 +140,17 @@ MARLIN_KERNEL void __launch_bounds__(128)
     float m = NEG_INF, l = 0.f;
     for (int t = warp; t < n; t += ATT_WARPS) {
         const size_t cell = ((size_t)tab[t / bs] * kvHeads + kh) * bs + (t % bs);
-        const float* kp = kc + cell * dk;
+        const typename kv<KV>::t* kp = kc + cell * dk;
         float d = 0.f;
-        for (int i = lane; i < dk; i += 32) d = fmaf(qs[i], kp[i], d);
+        for (int i = lane; i < dk; i += 32) d = fmaf(qs[i], kv<KV>::get(kp[i]), d);
         d = warp_sum(d);
         const float s = d * scale;
         const float mn = fmaxf(m, s);
         const float corr = expf(m - mn);  // 0 for the first position (m = −∞)
         const float p = expf(s - mn);
         l = l * corr + p;
-        const float* vp = vc + cell * ldv;
-        for (int i = lane; i < dv; i += 32) a[i] = a[i] * corr + p * vp[i];
+        const typename kv<KV>::t* vp = vc + cell * ldv;
+        for (int i = lane; i < dv; i += 32) a[i] = a[i] * corr + p * kv<KV>::get(vp[i]);
         m = mn;
     }
     if (lane == 0) {
@@ -102,6 +173,15 @@ MARLIN_KERNEL void __launch_bounds__(128)
         o[i] = s * inv;
     }
 }
+#define ATTENTION(NAME, KV)                                                                                          \
+    MARLIN_KERNEL void __launch_bounds__(128)                                                                \
+        NAME(float* out, const float* q, const kv<KV>::t* kc, const kv<KV>::t* vc, const int* rowN, const int* rowTab, \
+             const int* tables, int heads, int kvHeads, int dk, int dv, int ldv, int bs, float scale) {              \
+        attention<KV>(out, q, kc, vc, rowN, rowTab, tables, heads, kvHeads, dk, dv, ldv, bs, scale);                 \
+    }
+ATTENTION(attention, KV_F32)
+ATTENTION(attention_f16, KV_F16)
+ATTENTION(attention_bf16, KV_BF16)
 
 // Split-K attention (flash-decoding: attn_split, attn_mla) writes one
 // record a (row, head, split) to ws, at ((r·heads + h)·P + p)·pitch: m (the
@@ -224,9 +304,10 @@ __device__ __forceinline__ float rope_at(const float* v, int d, const float* cos
 // With cosT != nullptr (decode only) q and the new keys are rotated here
 // as the rope kernel would first (rope_at), and the cache gets the
 // rotated keys.
-template <int D, int G>
-__device__ __forceinline__ void attn_split(float* __restrict__ out, const float* __restrict__ q, float* __restrict__ kc,
-                                           float* __restrict__ vc, const int* __restrict__ rowN,
+template <int D, int G, int KV>
+__device__ __forceinline__ void attn_split(float* __restrict__ out, const float* __restrict__ q,
+                                           typename kv<KV>::t* __restrict__ kc, typename kv<KV>::t* __restrict__ vc,
+                                           const int* __restrict__ rowN,
                                            const int* __restrict__ rowTab, const int* __restrict__ tables, int heads,
                                            int kvHeads, int ldv, int bs, float scale, float* ws, int* counters,
                                            const float* __restrict__ kn, const float* __restrict__ vn,
@@ -248,8 +329,8 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     if (kn != nullptr && p == 0 && stBlk[r] >= 0) {
         const size_t cell = ((size_t)stBlk[r] * kvHeads + kh) * bs + stSlot[r];
         for (int i = threadIdx.x; i < D; i += ATT_WARPS * 32) {
-            kc[cell * D + i] = rope_at(kn + own, i, cosT, sinT, rp, half, inter);
-            vc[cell * ldv + i] = vn[own + i];
+            kc[cell * D + i] = kv<KV>::put(rope_at(kn + own, i, cosT, sinT, rp, half, inter));
+            vc[cell * ldv + i] = kv<KV>::put(vn[own + i]);
         }
     }
 
@@ -275,14 +356,14 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
 #pragma unroll 2
     for (int t = t0 + warp; t < t1; t += ATT_WARPS) {
         const size_t cell = ((size_t)tab[t / bs] * kvHeads + kh) * bs + (t % bs);
-        const float* kp = kc + cell * D + lane * E;
-        const float* vp = vc + cell * ldv + lane * E;
-        if (kn != nullptr && t == n - 1) kp = (cosT != nullptr ? sm_kn : kn + own) + lane * E, vp = vn + own + lane * E;
         float kk[E], vv[E];
+        if (kn != nullptr && t == n - 1) {  // the row's own key and value, as the cache holds them
+            const float* kp = (cosT != nullptr ? sm_kn : kn + own) + lane * E;
 #pragma unroll
-        for (int e = 0; e < E; e++) {
-            kk[e] = kp[e];
-            vv[e] = vp[e];
+            for (int e = 0; e < E; e++) kk[e] = kv_round<KV>(kp[e]), vv[e] = kv_round<KV>(vn[own + lane * E + e]);
+        } else {
+            kv_loadn<KV, E>(kc + cell * D + lane * E, kk);
+            kv_loadn<KV, E>(vc + cell * ldv + lane * E, vv);
         }
 #pragma unroll
         for (int gi = 0; gi < G; gi++) {
@@ -340,15 +421,22 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     if (threadIdx.x == 0) counters[r * kvHeads + kh] = 0;
 }
 
-#define ATTN_SPLIT(D, G)                                                                                              \
+// attn_split_{D}_{G}[_f16, _bf16]: the cache's number type a suffix
+// (none for float32).
+#define ATTN_SPLIT_KV(D, G, KV, SUFFIX)                                                                               \
     MARLIN_KERNEL void __launch_bounds__(ATT_WARPS * 32)                                                      \
-        attn_split_##D##_##G(float* out, const float* q, float* kc, float* vc, const int* rowN, const int* rowTab,     \
-                             const int* tables, int heads, int kvHeads, int ldv, int bs, float scale, float* ws,      \
-                             int* counters, const float* kn, const float* vn, const int* stBlk, const int* stSlot,   \
-                             const float* cosT, const float* sinT, int half, int inter) {                             \
-        attn_split<D, G>(out, q, kc, vc, rowN, rowTab, tables, heads, kvHeads, ldv, bs, scale, ws, counters, kn, vn,  \
-                         stBlk, stSlot, cosT, sinT, half, inter);                                                     \
+        attn_split_##D##_##G##SUFFIX(float* out, const float* q, kv<KV>::t* kc, kv<KV>::t* vc, const int* rowN,        \
+                                     const int* rowTab, const int* tables, int heads, int kvHeads, int ldv, int bs,    \
+                                     float scale, float* ws, int* counters, const float* kn, const float* vn,          \
+                                     const int* stBlk, const int* stSlot, const float* cosT, const float* sinT,        \
+                                     int half, int inter) {                                                           \
+        attn_split<D, G, KV>(out, q, kc, vc, rowN, rowTab, tables, heads, kvHeads, ldv, bs, scale, ws, counters, kn,   \
+                             vn, stBlk, stSlot, cosT, sinT, half, inter);                                             \
     }
+#define ATTN_SPLIT(D, G)                 \
+    ATTN_SPLIT_KV(D, G, KV_F32, )        \
+    ATTN_SPLIT_KV(D, G, KV_F16, _f16)    \
+    ATTN_SPLIT_KV(D, G, KV_BF16, _bf16)
 ATTN_SPLIT(64, 1)
 ATTN_SPLIT(64, 2)
 ATTN_SPLIT(64, 4)

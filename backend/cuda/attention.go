@@ -6,24 +6,39 @@ import (
 	"fmt"
 
 	"github.com/marlin-llm/marlin/backend"
+	"github.com/marlin-llm/marlin/dtype"
 )
 
 // kvCache is the paged KV cache in one device allocation, per layer a key
 // slab [block][kvHead][slot][KeyDim] followed (unless ValueInKey) by a
-// value slab [block][kvHead][slot][ValueDim] (see attention.cu).
+// value slab [block][kvHead][slot][ValueDim] (see attention.cu), of
+// float32, binary16 or bfloat16 numbers as the spec's DType asks.
 type kvCache struct {
 	owner      *Backend
 	spec       backend.KVSpec
 	buf        *buffer
+	typ        int   // the numbers' type: an index into kvSuffixes
+	bytes      int64 // the cache's size (buf may be rounded up)
 	layerBytes int64 // one layer's keys and values
 	keyBytes   int64 // one layer's keys
 }
+
+// The cache's number types, as attention.cu's KV_F32, KV_F16 and KV_BF16
+// index them; kvSuffixes name their kernels (kv_store_f16, …).
+const (
+	kvF32 = iota
+	kvF16
+	kvBF16
+	numKV
+)
+
+var kvSuffixes = [numKV]string{"", "_f16", "_bf16"}
 
 // Spec implements backend.KVCache.
 func (c *kvCache) Spec() backend.KVSpec { return c.spec }
 
 // Bytes implements backend.KVCache.
-func (c *kvCache) Bytes() int64 { return c.buf.size }
+func (c *kvCache) Bytes() int64 { return c.bytes }
 
 // NewKVCache implements backend.Backend. The cache starts zeroed.
 func (b *Backend) NewKVCache(s backend.KVSpec) (backend.KVCache, error) {
@@ -33,6 +48,16 @@ func (b *Backend) NewKVCache(s backend.KVSpec) (backend.KVCache, error) {
 	if s.ValueInKey && s.ValueDim > s.KeyDim {
 		return nil, fmt.Errorf("cuda: KV cache values (%d) longer than the keys (%d) that hold them", s.ValueDim, s.KeyDim)
 	}
+	typ := kvF32
+	switch s.DType {
+	case dtype.Invalid, dtype.F32:
+	case dtype.F16:
+		typ = kvF16
+	case dtype.BF16:
+		typ = kvBF16
+	default:
+		return nil, fmt.Errorf("cuda: KV cache type %v not supported (f32, f16, bf16)", s.DType)
+	}
 	slots := int64(s.Blocks) * int64(s.BlockSize) * int64(s.KVHeads)
 	per := int64(s.KeyDim + s.ValueDim)
 	if s.ValueInKey {
@@ -41,10 +66,12 @@ func (b *Backend) NewKVCache(s backend.KVSpec) (backend.KVCache, error) {
 	if slots*per*int64(s.Layers) > 1<<40 {
 		return nil, fmt.Errorf("cuda: KV cache of %d blocks is too large", s.Blocks)
 	}
-	c := &kvCache{owner: b, spec: s, layerBytes: 4 * slots * per, keyBytes: 4 * slots * int64(s.KeyDim)}
+	es := int64(s.ElemBytes())
+	c := &kvCache{owner: b, spec: s, typ: typ, layerBytes: es * slots * per, keyBytes: es * slots * int64(s.KeyDim)}
+	c.bytes = c.layerBytes * int64(s.Layers)
 	b.enter()
 	defer b.leave()
-	buf, err := b.alloc(c.layerBytes * int64(s.Layers))
+	buf, err := b.alloc((c.bytes + 15) &^ 15)
 	if err != nil {
 		return nil, fmt.Errorf("cuda: KV cache: %w", err)
 	}
@@ -150,18 +177,21 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 	// the latent cache of MLA (one KV head, values in the keys) has its
 	// own kernel (mla.cu); the others the split kernel where it has the
 	// head size
-	var mla *mlaKernel
+	var mla uintptr
+	var mlaSmem int
 	if s.ValueInKey && s.KVHeads == 1 {
-		mla = b.mlaKernelFor(s.KeyDim, s.ValueDim)
+		if k := b.mlaKernelFor(s.KeyDim, s.ValueDim); k != nil {
+			mla, mlaSmem = k.f[c.typ], k.smem
+		}
 	}
 	f := uintptr(0)
-	if mla == nil {
-		f = b.splitAttention(heads, s)
+	if mla == 0 {
+		f = b.splitAttention(heads, s, c.typ)
 	}
 	// decode (each row the one new token of its sequence): the split and
 	// MLA kernels store the keys and values themselves (one launch less),
 	// and the split kernel rotates q and the new keys (two less)
-	fuseStore := (f != 0 || mla != nil) && M <= 16 && len(bt.Seqs) == M
+	fuseStore := (f != 0 || mla != 0) && M <= 16 && len(bt.Seqs) == M
 	for _, sq := range bt.Seqs {
 		fuseStore = fuseStore && sq.Len == 1
 	}
@@ -222,11 +252,11 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 		a.i32(s.KeyDim)
 		a.i32(s.ValueDim)
 		a.i32(BS)
-		b.launch(b.k.kvStore, M, 1, threadsFor(s.KVHeads*max(s.KeyDim, s.ValueDim)), 0, a)
+		b.launch(b.k.kvStore[c.typ], M, 1, threadsFor(s.KVHeads*max(s.KeyDim, s.ValueDim)), 0, a)
 	}
 
-	if mla != nil {
-		b.mlaAttention(mla, o, qt, kt, kc, mp, M, heads, s, scale, fuseStore)
+	if mla != 0 {
+		b.mlaAttention(mla, mlaSmem, o, qt, kt, kc, mp, M, heads, s, scale, fuseStore)
 		return
 	}
 	if f != 0 {
@@ -300,7 +330,7 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 	a.i32(ldv)
 	a.i32(BS)
 	a.f32(scale)
-	b.launch(b.k.attention, M, heads, 128, smem, a)
+	b.launch(b.k.attention[c.typ], M, heads, 128, smem, a)
 }
 
 // rowMeta adds the attention kernels' row arguments from the metadata
@@ -314,8 +344,8 @@ func (a *launchArgs) rowMeta(meta uint64, M int) {
 
 // splitAttention returns the flash-decoding kernel for heads of 64 or 128
 // key and value dims with at most 8 query heads per KV head (separate
-// values), or 0 (the generic kernel).
-func (b *Backend) splitAttention(heads int, s backend.KVSpec) uintptr {
+// values) over a cache of numbers of type typ, or 0 (the generic kernel).
+func (b *Backend) splitAttention(heads int, s backend.KVSpec, typ int) uintptr {
 	if s.ValueInKey || s.KeyDim != s.ValueDim || (s.KeyDim != 64 && s.KeyDim != 128) {
 		return 0
 	}
@@ -325,13 +355,13 @@ func (b *Backend) splitAttention(heads int, s backend.KVSpec) uintptr {
 	}
 	switch g := heads / s.KVHeads; {
 	case g <= 1:
-		return b.k.attnSplit[d][0]
+		return b.k.attnSplit[typ][d][0]
 	case g <= 2:
-		return b.k.attnSplit[d][1]
+		return b.k.attnSplit[typ][d][1]
 	case g <= 4:
-		return b.k.attnSplit[d][2]
+		return b.k.attnSplit[typ][d][2]
 	case g <= 8:
-		return b.k.attnSplit[d][3]
+		return b.k.attnSplit[typ][d][3]
 	}
 	return 0
 }

@@ -95,7 +95,7 @@ type kernels struct {
 	dequant                 [numFmts]uintptr // W as fp16 for cuBLAS (matmul.cu dequant_rows; 0: none for the format)
 
 	add, addBias, siluMul, rmsNorm, rope, copyRows, copyCols uintptr
-	kvStore, attention                                       uintptr
+	kvStore, attention                                       [numKV]uintptr // by the cache's number type (kvTypes)
 	route, gatherRows, scatterAdd                            uintptr
 	sample                                                   uintptr // sample.cu
 
@@ -113,7 +113,7 @@ type kernels struct {
 	qmvFP8                                              uintptr                  // FP8 decode products in pack.go's tiled layout (qmm.cu qmv8)
 	tcQgemm                                             [3]uintptr               // tc_qgemm_int4, _int4_asym, _fp4: prefill-sized 4-bit products (matrix.go tcGemm)
 	wgQgemm                                             [len(wgForms)][4]uintptr // wg_qgemm_{int4, int4_asym, fp4, fp4_g16}_{form}: the same on the warpgroup MMA (sm_90a; matrix.go wgGemm)
-	attnSplit                                           [2][4]uintptr            // [D 64, 128][G 1, 2, 4, 8]
+	attnSplit                                           [numKV][2][4]uintptr     // [cache number type][D 64, 128][G 1, 2, 4, 8]
 	tr                                                  trellisKernels           // EXL3 (trellis.go)
 }
 
@@ -486,7 +486,9 @@ func (b *Backend) loadKernels() error {
 	}
 	k.add, k.addBias, k.siluMul, k.rmsNorm = get("add_f32"), get("add_bias"), get("silu_mul"), get("rms_norm")
 	k.rope, k.copyRows, k.copyCols = get("rope"), get("copy_rows"), get("copy_cols")
-	k.kvStore, k.attention = get("kv_store"), get("attention")
+	for i, sfx := range kvSuffixes {
+		k.kvStore[i], k.attention[i] = get("kv_store"+sfx), get("attention"+sfx)
+	}
 	k.route, k.gatherRows, k.scatterAdd = get("route"), get("gather_rows"), get("scatter_add")
 	k.sample = get("sample_rows")
 	for i, sfx := range []string{"", "_m16"} {
@@ -558,9 +560,11 @@ func (b *Backend) loadKernels() error {
 			}
 		}
 	}
-	for i, d := range []int{64, 128} {
-		for j, g := range []int{1, 2, 4, 8} {
-			k.attnSplit[i][j] = get(fmt.Sprintf("attn_split_%d_%d", d, g))
+	for t, sfx := range kvSuffixes {
+		for i, d := range []int{64, 128} {
+			for j, g := range []int{1, 2, 4, 8} {
+				k.attnSplit[t][i][j] = get(fmt.Sprintf("attn_split_%d_%d%s", d, g, sfx))
+			}
 		}
 	}
 	b.loadMoEKernels(get) // moe_dispatch.go: device-side experts, batched heads, MLA attention
@@ -570,8 +574,10 @@ func (b *Backend) loadKernels() error {
 	// attention's dynamic shared memory grows with the head sizes (MLA:
 	// 576 + 4·512 floats); allow it up to the device's opt-in limit
 	if b.smemOptin > 48<<10 {
-		if err := b.d.check(call(b.d.cuFuncSetAttribute, k.attention, funcAttrMaxDynamicSharedSize, uintptr(b.smemOptin)), "cuFuncSetAttribute"); err != nil {
-			return err
+		for _, f := range k.attention {
+			if err := b.d.check(call(b.d.cuFuncSetAttribute, f, funcAttrMaxDynamicSharedSize, uintptr(b.smemOptin)), "cuFuncSetAttribute"); err != nil {
+				return err
+			}
 		}
 	}
 	for f, n := range b.dynSmem {

@@ -125,8 +125,8 @@ HEAD_MV_KERNEL(head_mv_bf16, FMT_BF16)
 // [GH][SPLIT_PMAX] and L [GH] (P ≤ SPLIT_PMAX), the warps' factors [W][GH],
 // M and L [GH].
 #define MLA_WARPS 8
-template <int EK, int EV, int GH>
-__device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* __restrict__ q, float* __restrict__ kc,
+template <int EK, int EV, int GH, int KV>
+__device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* __restrict__ q, typename kv<KV>::t* __restrict__ kc,
                                          const int* __restrict__ rowN, const int* __restrict__ rowTab,
                                          const int* __restrict__ tables, int heads, int dk, int dv, int bs, float scale,
                                          float* ws, int* counters, const float* __restrict__ kn,
@@ -152,11 +152,25 @@ __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* _
     // cell, and every block reads that position from kn instead
     if (kn != nullptr && p == 0 && hg == 0)
         for (int i = threadIdx.x; i < dk; i += MLA_WARPS * 32)
-            kc[((size_t)stBlk[r] * bs + stSlot[r]) * dk + i] = kn[(size_t)r * dk + i];
-    // the key of position t, which is at block cb, slot cs of the table
-    // (a cursor advanced by adding: no division a position)
-    auto key = [&](int t, int cb, int cs) -> const float* {
-        return kn != nullptr && t == n - 1 ? kn + (size_t)r * dk : kc + ((size_t)tab[cb] * bs + cs) * dk;
+            kc[((size_t)stBlk[r] * bs + stSlot[r]) * dk + i] = kv<KV>::put(kn[(size_t)r * dk + i]);
+    // this lane's dims of the key of position t, which is at block cb,
+    // slot cs of the table (a cursor advanced by adding: no division a
+    // position), as stored (the row's own new key from kn, rounded as the
+    // cache holds it). They stay in the stored type until the position is
+    // used: widened at the load, a 16-bit key's loads would be waited for
+    // there and the prefetch of the next position lost (twice the time
+    // of a float32 cache, H100).
+    typedef typename kv<KV>::t T;
+    auto key = [&](int t, int cb, int cs, T (&k)[EK]) {
+        if (kn != nullptr && t == n - 1) {
+            const float* kp = kn + (size_t)r * dk;
+#pragma unroll
+            for (int e = 0; e < EK; e++) k[e] = kv<KV>::put(lane + 32 * e < dk ? kp[lane + 32 * e] : 0.f);
+        } else {
+            const T* kp = kc + ((size_t)tab[cb] * bs + cs) * dk;
+#pragma unroll
+            for (int e = 0; e < EK; e++) k[e] = lane + 32 * e < dk ? kp[lane + 32 * e] : kv<KV>::put(0.f);
+        }
     };
 
     float qv[GH][EK], m[GH], l[GH], acc[GH][EV];
@@ -172,24 +186,16 @@ __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* _
             qv[gi][e] = gi < gn && d < dk ? q[((size_t)r * heads + h0 + gi) * dk + d] : 0.f;
         }
     }
-    float knext[EK];
+    T knext[EK];
     int t = t0 + warp, cb = t / bs, cs = t - cb * bs;
-    if (t < t1) {
-        const float* kp = key(t, cb, cs);
-#pragma unroll
-        for (int e = 0; e < EK; e++) knext[e] = lane + 32 * e < dk ? kp[lane + 32 * e] : 0.f;
-    }
+    if (t < t1) key(t, cb, cs, knext);
     for (; t < t1; t += MLA_WARPS) {
         float kk[EK];
 #pragma unroll
-        for (int e = 0; e < EK; e++) kk[e] = knext[e];
+        for (int e = 0; e < EK; e++) kk[e] = kv<KV>::get(knext[e]);
         const int tn = t + MLA_WARPS;
         for (cs += MLA_WARPS; cs >= bs; cs -= bs) cb++;
-        if (tn < t1) {
-            const float* kp = key(tn, cb, cs);
-#pragma unroll
-            for (int e = 0; e < EK; e++) knext[e] = lane + 32 * e < dk ? kp[lane + 32 * e] : 0.f;
-        }
+        if (tn < t1) key(tn, cb, cs, knext);
         float d[GH];
 #pragma unroll
         for (int gi = 0; gi < GH; gi++) {
@@ -251,14 +257,20 @@ __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* _
 }
 
 #define MLA_GH 4  // query heads per block
-#define ATTN_MLA(EK, EV)                                                                                             \
+// attn_mla_{EK}_{EV}[_f16, _bf16]: the cache's number type a suffix (none
+// for float32)
+#define ATTN_MLA_KV(EK, EV, KV, SUFFIX)                                                                               \
     MARLIN_KERNEL void __launch_bounds__(MLA_WARPS * 32)                                                     \
-        attn_mla_##EK##_##EV(float* out, const float* q, float* kc, const int* rowN, const int* rowTab,              \
-                             const int* tables, int heads, int dk, int dv, int bs, float scale, float* ws,           \
-                             int* counters, const float* kn, const int* stBlk, const int* stSlot) {                  \
-        attn_mla<EK, EV, MLA_GH>(out, q, kc, rowN, rowTab, tables, heads, dk, dv, bs, scale, ws, counters, kn,      \
-                                 stBlk, stSlot);                                                                     \
+        attn_mla_##EK##_##EV##SUFFIX(float* out, const float* q, kv<KV>::t* kc, const int* rowN, const int* rowTab,   \
+                                     const int* tables, int heads, int dk, int dv, int bs, float scale, float* ws,   \
+                                     int* counters, const float* kn, const int* stBlk, const int* stSlot) {          \
+        attn_mla<EK, EV, MLA_GH, KV>(out, q, kc, rowN, rowTab, tables, heads, dk, dv, bs, scale, ws, counters, kn,  \
+                                     stBlk, stSlot);                                                                 \
     }
+#define ATTN_MLA(EK, EV)                  \
+    ATTN_MLA_KV(EK, EV, KV_F32, )         \
+    ATTN_MLA_KV(EK, EV, KV_F16, _f16)     \
+    ATTN_MLA_KV(EK, EV, KV_BF16, _bf16)
 ATTN_MLA(1, 1)
 ATTN_MLA(2, 1)
 ATTN_MLA(2, 2)

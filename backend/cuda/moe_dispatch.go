@@ -60,9 +60,9 @@ type listTables struct {
 }
 
 type mlaKernel struct {
-	ek, ev int // key and value dims a lane holds (dk ≤ 32·ek, dv ≤ 32·ev)
-	f      uintptr
-	smem   int // dynamic shared memory of a block
+	ek, ev int            // key and value dims a lane holds (dk ≤ 32·ek, dv ≤ 32·ev)
+	f      [numKV]uintptr // by the cache's number type (kvSuffixes)
+	smem   int            // dynamic shared memory of a block
 }
 
 // mla.cu's MLA_WARPS, and attention.cu's SPLIT_PMAX (the most splits of a
@@ -115,9 +115,11 @@ func (b *Backend) loadMoEKernels(get func(string) uintptr) {
 	}
 	for _, d := range [][2]int{{1, 1}, {2, 1}, {2, 2}, {3, 2}, {5, 4}, {9, 8}, {18, 16}} {
 		g := mlaHeadsPerBlock
-		k := mlaKernel{d[0], d[1], get(fmt.Sprintf("attn_mla_%d_%d", d[0], d[1])),
-			4 * (mlaWarps*g*32*d[1] + 2*mlaWarps*g + g*splitPMax + g + mlaWarps*g + 2*g)}
-		b.dynSmem[k.f] = k.smem
+		k := mlaKernel{ek: d[0], ev: d[1], smem: 4 * (mlaWarps*g*32*d[1] + 2*mlaWarps*g + g*splitPMax + g + mlaWarps*g + 2*g)}
+		for t, sfx := range kvSuffixes {
+			k.f[t] = get(fmt.Sprintf("attn_mla_%d_%d%s", d[0], d[1], sfx))
+			b.dynSmem[k.f[t]] = k.smem
+		}
 		s.mla = append(s.mla, k)
 	}
 }
@@ -367,7 +369,7 @@ func (b *Backend) mlaKernelFor(dk, dv int) *mlaKernel {
 // With store (decode: every row the one new token of its sequence) the
 // kernel also writes the rows' latent keys kt to the cache, in place of
 // kv_store.
-func (b *Backend) mlaAttention(k *mlaKernel, o, qt, kt *tensor, kc, meta uint64, M, heads int, s backend.KVSpec, scale float32, store bool) {
+func (b *Backend) mlaAttention(f uintptr, smem int, o, qt, kt *tensor, kc, meta uint64, M, heads int, s backend.KVSpec, scale float32, store bool) {
 	HG := (heads + mlaHeadsPerBlock - 1) / mlaHeadsPerBlock
 	// splits of the positions: about one block per multiprocessor at
 	// decode sizes (a block of the GLM shape fills one with its
@@ -399,7 +401,7 @@ func (b *Backend) mlaAttention(k *mlaKernel, o, qt, kt *tensor, kc, meta uint64,
 	a.ptr(ws)
 	a.ptr(b.counters.ptr)
 	a.ptrsIf(store, kt.ptr(), meta+uint64(4*2*M), meta+uint64(4*3*M))
-	b.launchOpt(k.f, P, M, HG, 32*mlaWarps, k.smem, a, b.pdlOps)
+	b.launchOpt(f, P, M, HG, 32*mlaWarps, smem, a, b.pdlOps)
 }
 
 // MLAPrologue implements backend.Backend in one launch (mla_prologue in

@@ -100,14 +100,21 @@ func TestHeadsOnDevice(t *testing.T) {
 // TestMLAAttentionLong runs the latent (MLA) attention kernel at
 // GLM-4.7-Flash's shape (20 heads sharing one 576-number key whose first
 // 512 numbers are the value) over contexts up to ~1300 positions: prefill
-// chunks, decode rows of four sequences, mixed, against the CPU. Tolerance as testAttention:
-// 2e-5·(1 + |cpu|).
+// chunks, decode rows of four sequences, mixed, against the CPU, over a
+// float32 and a bfloat16 cache. Tolerance as testAttention: 2e-5·(1 +
+// |cpu|).
 func TestMLAAttentionLong(t *testing.T) {
+	for _, dt := range []dtype.DType{dtype.F32, dtype.BF16} {
+		t.Run(dt.String(), func(t *testing.T) { testMLAAttentionLong(t, dt) })
+	}
+}
+
+func testMLAAttentionLong(t *testing.T, dt dtype.DType) {
 	g := gpu(t)
 	c := cpu.New(2)
 	rng := rand.New(rand.NewPCG(45, 46))
 	const heads, dk, dv, bs = 20, 576, 512, 16
-	spec := backend.KVSpec{Layers: 1, KVHeads: 1, KeyDim: dk, ValueDim: dv, ValueInKey: true, BlockSize: bs, Blocks: 4 * 80}
+	spec := backend.KVSpec{Layers: 1, KVHeads: 1, KeyDim: dk, ValueDim: dv, ValueInKey: true, BlockSize: bs, Blocks: 4 * 80, DType: dt}
 	gc, err := g.NewKVCache(spec)
 	if err != nil {
 		t.Fatal(err)

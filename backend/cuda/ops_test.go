@@ -279,8 +279,17 @@ func testCopies(t *testing.T, g *Backend, c *cpu.Backend) {
 // heads of 64 and 128, which then stores the keys and values and rotates
 // q and the new keys itself), with and without a rotary embedding, and
 // compares every output with the CPU's; each step also reads the keys the
-// steps before it stored.
+// steps before it stored. Every case runs over a float32, a binary16 and
+// a bfloat16 cache: both backends round what they store the same way
+// (to nearest-even) and attend to every position as stored, so the
+// tolerance stays the float32 one.
 func testAttention(t *testing.T, g *Backend, c *cpu.Backend) {
+	for _, dt := range []dtype.DType{dtype.F32, dtype.F16, dtype.BF16} {
+		testAttentionOf(t, g, c, dt)
+	}
+}
+
+func testAttentionOf(t *testing.T, g *Backend, c *cpu.Backend, dt dtype.DType) {
 	rng := rand.New(rand.NewPCG(15, 16))
 	// rope: 0 none, 1 rotate-half over the whole head, 2 interleaved, 3
 	// rotate-half over a quarter of the head (partial rotary)
@@ -314,7 +323,7 @@ func testAttention(t *testing.T, g *Backend, c *cpu.Backend) {
 			}
 			rope = testRope(half, 1, cs.rope == 2)
 		}
-		spec := backend.KVSpec{Layers: 2, KVHeads: cs.kvHeads, KeyDim: cs.dk, ValueDim: cs.dv, ValueInKey: cs.latent, BlockSize: cs.bs, Blocks: 200}
+		spec := backend.KVSpec{Layers: 2, KVHeads: cs.kvHeads, KeyDim: cs.dk, ValueDim: cs.dv, ValueInKey: cs.latent, BlockSize: cs.bs, Blocks: 200, DType: dt}
 		gc, err := g.NewKVCache(spec)
 		if err != nil {
 			t.Fatal(err)
@@ -362,7 +371,7 @@ func testAttention(t *testing.T, g *Backend, c *cpu.Backend) {
 			g.Attention(out.g, q.g, k.g, gv, gc, 1, &bt, scale, rope)
 			c.Attention(out.c, q.c, k.c, cv, cc, 1, &bt, scale, rope)
 			got, want := out.read(t, g, c)
-			compare(t, fmt.Sprintf("Attention %+v step %d", cs, step), got, want, 2e-5, 2e-5)
+			compare(t, fmt.Sprintf("Attention %v %+v step %d", dt, cs, step), got, want, 2e-5, 2e-5)
 		}
 		if gc.Bytes() != cc.Bytes() {
 			t.Errorf("KV cache of %d bytes, CPU %d", gc.Bytes(), cc.Bytes())

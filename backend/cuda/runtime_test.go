@@ -79,6 +79,10 @@ func TestStickyErrors(t *testing.T) {
 	if _, err := b.NewKVCache(bigSpec()); err == nil {
 		t.Error("huge KV cache: no error")
 	}
+	f8 := backend.KVSpec{Layers: 1, KVHeads: 1, KeyDim: 8, ValueDim: 8, BlockSize: 4, Blocks: 2, DType: dtype.F8E4M3}
+	if _, err := b.NewKVCache(f8); err == nil || !strings.Contains(err.Error(), "not supported") {
+		t.Errorf("KV cache of FP8 numbers: error %v, want one saying the type is not supported", err)
+	}
 	w := &quant.Weight{Name: "w", Format: quant.Dense, DType: dtype.F32, Out: 3, In: 2, Data: make([]byte, 24)}
 	if _, err := b.LoadMatrix(w); err != nil {
 		t.Fatalf("LoadMatrix after errors: %v", err)
