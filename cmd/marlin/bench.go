@@ -155,7 +155,7 @@ func benchOne(mo *modelOpts, dir string, promptN, genN, batchN int, membw bool, 
 	defer s.Close()
 	info := s.m.Info()
 	kvSpec := info.KV
-	kvSpec.DType = kvType
+	kvSpec.DType = kvTypeFor(kvType, s.be)
 	res := &benchResult{Model: s.dir, Device: s.be.Name(), Formats: info.Formats, WeightBytes: info.WeightBytes,
 		DecodeBytes: info.DecodeBytes, Date: time.Now().UTC().Format(time.RFC3339), GoVersion: runtime.Version()}
 	if c, ok := s.be.(*cpu.Backend); ok {

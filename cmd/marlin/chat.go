@@ -124,7 +124,7 @@ func chatCmd(args []string) error {
 		return err
 	}
 	info := s.m.Info()
-	e, err := engine.New(s.m, s.be, engine.Config{MaxSeqs: 1, ContextLength: *ctxLen, KVType: kvType})
+	e, err := engine.New(s.m, s.be, engine.Config{MaxSeqs: 1, ContextLength: *ctxLen, KVType: kvTypeFor(kvType, s.be)})
 	if err != nil {
 		return err
 	}

@@ -137,11 +137,14 @@ func tokenizerPresent(dir string) bool {
 }
 
 // addKVTypeFlag adds --kv-type, the element type of the KV cache of
-// commands that run the engine.
+// commands that run the engine; "auto" reads as dtype.Invalid, which
+// kvTypeFor resolves once the backend is known.
 func addKVTypeFlag(f *flags) func() (dtype.DType, error) {
-	kv := f.String("kv-type", "f32", "KV cache numbers: f32 (exact), f16 or bf16 (half the memory)")
+	kv := f.String("kv-type", "auto", "KV cache numbers: auto (f16 on a GPU, f32 on the CPU), f32 (exact), f16 or bf16 (half the memory)")
 	return func() (dtype.DType, error) {
 		switch *kv {
+		case "auto":
+			return dtype.Invalid, nil
 		case "f32":
 			return dtype.F32, nil
 		case "f16":
@@ -149,6 +152,21 @@ func addKVTypeFlag(f *flags) func() (dtype.DType, error) {
 		case "bf16":
 			return dtype.BF16, nil
 		}
-		return dtype.Invalid, usagef("--kv-type %q: want f32, f16 or bf16", *kv)
+		return dtype.Invalid, usagef("--kv-type %q: want auto, f32, f16 or bf16", *kv)
 	}
+}
+
+// kvTypeFor resolves --kv-type auto (dtype.Invalid) for backend be: binary16
+// on a GPU, where attention reads a 16-bit cache as fast as a float32 one
+// and half the memory holds twice the tokens (docs/perf.md), float32 on
+// the CPU, where widening each 16-bit block costs what reading fewer
+// bytes saves. Other types are kept.
+func kvTypeFor(t dtype.DType, be backend.Backend) dtype.DType {
+	if t != dtype.Invalid {
+		return t
+	}
+	if _, ok := be.(*cpu.Backend); ok {
+		return dtype.F32
+	}
+	return dtype.F16
 }

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/marlin-llm/marlin/backend"
+	"github.com/marlin-llm/marlin/backend/cpu"
+	"github.com/marlin-llm/marlin/dtype"
 	"github.com/marlin-llm/marlin/internal/fixture"
 )
 
@@ -75,7 +78,8 @@ func TestFixturesThroughCLI(t *testing.T) {
 					t.Errorf("position %d: max |Δ| %.3g > 1e-4 × %.3g", p, d, m)
 				}
 			}
-			out, code = capture(t, "run", dir, "--ids", ids(ref.IDs), "-n", "12", "--temperature", "0", "--ignore-eos", "--json")
+			// (a float32 cache: a GPU's default 16-bit one could turn a near tie)
+			out, code = capture(t, "run", dir, "--ids", ids(ref.IDs), "-n", "12", "--temperature", "0", "--ignore-eos", "--kv-type", "f32", "--json")
 			if code != 0 {
 				t.Fatalf("run exited %d", code)
 			}
@@ -131,6 +135,7 @@ func TestCLIErrors(t *testing.T) {
 		{"nosuchcommand"},
 		{"perplexity", fixture},
 		{"serve", fixture, "--port", "0"}, // no tokenizer: the load fails and serve says so
+		{"run", fixture, "--ids", "1", "--kv-type", "f8"},
 	} {
 		old := os.Stderr
 		r, w, _ := os.Pipe()
@@ -142,6 +147,26 @@ func TestCLIErrors(t *testing.T) {
 		io.Copy(&msg, r)
 		if code == 0 || msg.Len() == 0 {
 			t.Errorf("%v: exit %d, stderr %q", args, code, msg.String())
+		}
+	}
+}
+
+// TestKVTypeFor: --kv-type auto is float32 on the CPU and binary16 on any
+// other backend; an explicit type is kept on both.
+func TestKVTypeFor(t *testing.T) {
+	c := cpu.New(1)
+	for _, tc := range []struct {
+		in   dtype.DType
+		be   backend.Backend
+		want dtype.DType
+	}{
+		{dtype.Invalid, c, dtype.F32},
+		{dtype.Invalid, nil, dtype.F16}, // not the CPU
+		{dtype.BF16, c, dtype.BF16},
+		{dtype.F32, nil, dtype.F32},
+	} {
+		if got := kvTypeFor(tc.in, tc.be); got != tc.want {
+			t.Errorf("kvTypeFor(%v, %T) = %v, want %v", tc.in, tc.be, got, tc.want)
 		}
 	}
 }

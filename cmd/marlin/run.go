@@ -116,7 +116,7 @@ func runCmd(args []string) error {
 	if sf.maxTokens <= 0 {
 		ctxLen = 0
 	}
-	e, err := engine.New(s.m, s.be, engine.Config{MaxSeqs: 1, ContextLength: ctxLen, KVType: kvType})
+	e, err := engine.New(s.m, s.be, engine.Config{MaxSeqs: 1, ContextLength: ctxLen, KVType: kvTypeFor(kvType, s.be)})
 	if err != nil {
 		return err
 	}

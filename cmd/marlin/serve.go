@@ -118,7 +118,7 @@ func serveCmd(args []string) error {
 			fail(err)
 			return
 		}
-		e, err := engine.New(s.m, s.be, engine.Config{MaxSeqs: *maxSeqs, MaxWaiting: *maxWaiting, ContextLength: *ctxLen, CacheTokens: *cacheTokens, ChunkTokens: *chunk, KVType: kvType})
+		e, err := engine.New(s.m, s.be, engine.Config{MaxSeqs: *maxSeqs, MaxWaiting: *maxWaiting, ContextLength: *ctxLen, CacheTokens: *cacheTokens, ChunkTokens: *chunk, KVType: kvTypeFor(kvType, s.be)})
 		if err != nil {
 			s.Close()
 			loadErr.Store(&err)
