@@ -140,7 +140,7 @@ func tokenizerPresent(dir string) bool {
 // commands that run the engine; "auto" reads as dtype.Invalid, which
 // kvTypeFor resolves once the backend is known.
 func addKVTypeFlag(f *flags) func() (dtype.DType, error) {
-	kv := f.String("kv-type", "auto", "KV cache numbers: auto (f16 on a GPU, f32 on the CPU), f32 (exact), f16 or bf16 (half the memory)")
+	kv := f.String("kv-type", "auto", "KV cache numbers: auto (bf16 on a GPU, f32 on the CPU), f32 (exact), f16 or bf16 (half the memory)")
 	return func() (dtype.DType, error) {
 		switch *kv {
 		case "auto":
@@ -156,11 +156,12 @@ func addKVTypeFlag(f *flags) func() (dtype.DType, error) {
 	}
 }
 
-// kvTypeFor resolves --kv-type auto (dtype.Invalid) for backend be: binary16
-// on a GPU, where attention reads a 16-bit cache as fast as a float32 one
-// and half the memory holds twice the tokens (docs/perf.md), float32 on
-// the CPU, where widening each 16-bit block costs what reading fewer
-// bytes saves. Other types are kept.
+// kvTypeFor resolves --kv-type auto (dtype.Invalid) for backend be:
+// bfloat16 on a GPU, where attention reads it as fast as a float32 cache
+// and half the memory holds twice the tokens (docs/perf.md; the type
+// measured there, widened by a shift, and the range of the activations it
+// holds), float32 on the CPU, where widening each 16-bit block costs what
+// reading fewer bytes saves. Other types are kept.
 func kvTypeFor(t dtype.DType, be backend.Backend) dtype.DType {
 	if t != dtype.Invalid {
 		return t
@@ -168,5 +169,5 @@ func kvTypeFor(t dtype.DType, be backend.Backend) dtype.DType {
 	if _, ok := be.(*cpu.Backend); ok {
 		return dtype.F32
 	}
-	return dtype.F16
+	return dtype.BF16
 }

@@ -151,7 +151,7 @@ func TestCLIErrors(t *testing.T) {
 	}
 }
 
-// TestKVTypeFor: --kv-type auto is float32 on the CPU and binary16 on any
+// TestKVTypeFor: --kv-type auto is float32 on the CPU and bfloat16 on any
 // other backend; an explicit type is kept on both.
 func TestKVTypeFor(t *testing.T) {
 	c := cpu.New(1)
@@ -161,7 +161,7 @@ func TestKVTypeFor(t *testing.T) {
 		want dtype.DType
 	}{
 		{dtype.Invalid, c, dtype.F32},
-		{dtype.Invalid, nil, dtype.F16}, // not the CPU
+		{dtype.Invalid, nil, dtype.BF16}, // not the CPU
 		{dtype.BF16, c, dtype.BF16},
 		{dtype.F32, nil, dtype.F32},
 	} {
