@@ -30,11 +30,11 @@ const moeDeviceSlots = 256
 // moeState holds the kernels of these paths.
 type moeState struct {
 	off bool       // MARLIN_CUDA_MOE_FAST=0: the older paths, for comparison
-	mv  [6]uintptr // moe_qmv_int4, _int4_asym, _fp4, moe_dmv_f16, _bf16, moe_qmv_fp4_g16
+	mv  [9]uintptr // moe_qmv_int4, _int4_asym, _fp4, moe_dmv_f16, _bf16, moe_qmv_fp4_g16, _fp8, _gptq8, _gptq8_asym
 	// the 4-bit kernels' down products that form silu(gate)·up themselves
 	// (moe_qmv_int4_silu, _int4_asym_silu, _fp4_silu, _fp4_g16_silu; 0 for
-	// the dense ones)
-	mvSilu  [6]uintptr
+	// the dense and 8-bit ones)
+	mvSilu  [9]uintptr
 	combine uintptr
 	// route_warp (moe.cu): Route without expert groups, a warp a row
 	routeWarp uintptr
@@ -92,9 +92,10 @@ const mlaHeadsPerBlock = 4 // MLA_GH in mla.cu
 func (b *Backend) loadMoEKernels(get func(string) uintptr) {
 	s := &b.moe
 	s.off = os.Getenv("MARLIN_CUDA_MOE_FAST") == "0"
-	for i, n := range []string{"moe_qmv_int4", "moe_qmv_int4_asym", "moe_qmv_fp4", "moe_dmv_f16", "moe_dmv_bf16", "moe_qmv_fp4_g16"} {
+	for i, n := range []string{"moe_qmv_int4", "moe_qmv_int4_asym", "moe_qmv_fp4", "moe_dmv_f16", "moe_dmv_bf16", "moe_qmv_fp4_g16",
+		"moe_qmv_fp8", "moe_qmv_gptq8", "moe_qmv_gptq8_asym"} {
 		s.mv[i] = get(n)
-		if i != 3 && i != 4 {
+		if i <= 2 || i == 5 {
 			s.mvSilu[i] = get(n + "_silu")
 		}
 	}
@@ -102,6 +103,7 @@ func (b *Backend) loadMoEKernels(get func(string) uintptr) {
 	// kernel's SILU variant
 	b.dynSmem[s.mv[0]], b.dynSmem[s.mv[1]], b.dynSmem[s.mv[2]] = qmvSmem(8, false, false, false), qmvSmem(8, true, false, false), qmvSmem(8, false, false, false)
 	b.dynSmem[s.mv[3]], b.dynSmem[s.mv[4]], b.dynSmem[s.mv[5]] = dmvSmem(8), dmvSmem(8), qmvSmem(8, false, false, true)
+	b.dynSmem[s.mv[6]], b.dynSmem[s.mv[7]], b.dynSmem[s.mv[8]] = q8Smem(false, false), q8Smem(true, false), q8Smem(true, true)
 	for _, i := range []int{0, 1, 2, 5} {
 		b.dynSmem[s.mvSilu[i]] = b.dynSmem[s.mv[i]]
 	}
@@ -152,6 +154,12 @@ func (b *Backend) newExpertTable(fs []ffn) *expertTable {
 			return b.moe.mv[3]
 		case m.f == fmtBF16:
 			return b.moe.mv[4]
+		case m.f == fmtFP8:
+			return b.moe.mv[6]
+		case m.f == fmtGPTQ && m.desc.bits == 8 && m.desc.zeros != 0:
+			return b.moe.mv[8]
+		case m.f == fmtGPTQ && m.desc.bits == 8:
+			return b.moe.mv[7]
 		}
 		return 0
 	}

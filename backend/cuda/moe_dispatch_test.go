@@ -37,6 +37,9 @@ func TestExpertsOnDevice(t *testing.T) {
 		{"int4-g32-asym", gptqWeight(4, 32, true, false, 0), 5e-3},
 		{"fp4-g32", fp4Weight(32), 5e-3},
 		{"nvfp4", nvfp4Weight, 5e-3}, // packed as FP4 g16: moe_qmv_fp4_g16
+		{"fp8", fp8Weight, 5e-3},     // qmv8 in the tiled layout: moe_qmv_fp8
+		{"int8-g128", gptqWeight(8, 128, false, false, 0), 5e-3},
+		{"int8-g32-asym", gptqWeight(8, 32, true, false, 1), 5e-3},
 		{"bf16", denseWeight(dtype.BF16), 1e-4},
 		{"exl3-4", exl3Weight(4, quant.Codebook3INST), 5e-3},
 		{"exl3-3-mul1", exl3Weight(3, quant.CodebookMUL1), 5e-3},
@@ -230,6 +233,8 @@ func TestExpertsAdd(t *testing.T) {
 	}{
 		{"int4-g128", gptqWeight(4, 128, false, false, 0), 5e-3, false},
 		{"nvfp4", nvfp4Weight, 5e-3, false},
+		{"fp8", fp8Weight, 5e-3, false},
+		{"int8-g128-asym", gptqWeight(8, 128, true, false, 1), 5e-3, false},
 		{"bf16", denseWeight(dtype.BF16), 1e-4, false},
 		{"exl3-4", exl3Weight(4, quant.Codebook3INST), 5e-3, false},
 		{"int4-g128-wide-shared", gptqWeight(4, 128, false, false, 0), 5e-3, true},
