@@ -17,7 +17,9 @@ import (
 //
 //   - expertsOnDevice: the chosen experts' gate and up products of every
 //     (row, choice) slot in one launch, SiLU·up, the down products in one
-//     launch, then a weighted sum per row (moe.cu);
+//     launch, then a weighted sum per row (moe.cu) — for experts in packed
+//     INT4/FP4 (NVFP4 as FP4 g16), fp16/bf16, FP8, 8-bit GPTQ (qmv8) and
+//     EXL3 (trellis.go); others take the host-grouped path;
 //   - headsOnDevice: every head of HeadMatMul in one launch (mla.cu);
 //   - mlaAttention: flash-decoding over the latent cache (mla.cu).
 
