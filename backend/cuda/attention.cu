@@ -71,6 +71,18 @@ template <int KV, int N> __device__ __forceinline__ void kv_loadn(const typename
     }
 }
 
+// kv_ld_cg loads one stored number through L2 (ld.global.cg), for the
+// reads a kernel makes before its pdl_wait (common.cu).
+template <int KV> __device__ __forceinline__ typename kv<KV>::t kv_ld_cg(const typename kv<KV>::t* p) {
+    if constexpr (KV == KV_F32) {
+        return ld_cg(p);
+    } else {
+        u16 h;
+        asm volatile("ld.global.cg.u16 %0, [%1];" : "=h"(h) : "l"(p));
+        return h;
+    }
+}
+
 // kv_loadn_cg is kv_loadn through L2 (ld.global.cg), for the reads a
 // kernel makes before its pdl_wait (common.cu).
 template <int KV, int N> __device__ __forceinline__ void kv_loadn_cg(const typename kv<KV>::t* p, float (&v)[N]) {
