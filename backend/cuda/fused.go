@@ -24,7 +24,9 @@ import (
 // rows (a whole number of the packed layout's column tiles, so that each
 // part is a view of its rows). Both need the packed 4-bit layout (the same
 // kind and group, no act-order), dense fp16/bf16 of one type, or FP8 for
-// all; otherwise each weight is loaded on its own.
+// all; 8-bit GPTQ pairs only (gptq8Pair: its stored layout interleaves,
+// but a stacked part would be a strided view); otherwise each weight is
+// loaded on its own.
 func (b *Backend) LoadMatrices(ws []*quant.Weight) ([]backend.Matrix, error) {
 	if !groupable(ws) {
 		return backend.LoadEach(b.LoadMatrix, ws)
@@ -55,6 +57,11 @@ func (b *Backend) LoadMatrices(ws []*quant.Weight) ([]backend.Matrix, error) {
 	var err error
 	if kind, _ := packable(w0); kind != 0 {
 		g.all, err = b.uploadPacked(packRows(ws, N, src, kind), name)
+	} else if gptq8Pair(ws) {
+		var m backend.Matrix
+		if m, err = b.LoadMatrix(gptq8Interleave(ws[0], ws[1], name)); err == nil {
+			g.all = m.(*matrix)
+		}
 	} else {
 		// dense fp16/bf16 or FP8 (codes, then one float32 scale a row):
 		// the rows in their order, uploaded as one weight

@@ -45,6 +45,8 @@ type benchResult struct {
 	KV8KBytes      int64   `json:"kv_bytes_8k_tokens"`
 	BandwidthShare float64 `json:"decode_share_of_copy_bandwidth,omitempty"`
 	KVBytesPerTok  int64   `json:"kv_bytes_per_token"`
+	// KVType is the cache's number type (--kv-type, auto resolved).
+	KVType string `json:"kv_type"`
 	// Batch sequences decoding together (--batch): their tokens/s in all.
 	Batch           int     `json:"batch,omitempty"`
 	BatchDecodeTokS float64 `json:"batch_decode_tokens_per_second,omitempty"`
@@ -136,8 +138,8 @@ func benchCmd(args []string) error {
 	}
 	for _, r := range results {
 		if r.DecodeNoGraphTokS > 0 {
-			fmt.Printf("%-48s decode %.2f tok/s with CUDA graphs, %.2f without; memory: weights %.2f GB + KV of 8K tokens %.2f GB = %.2f GB\n",
-				filepath.Base(r.Model), r.DecodeTokS, r.DecodeNoGraphTokS, float64(r.WeightBytes)/1e9, float64(r.KV8KBytes)/1e9,
+			fmt.Printf("%-48s decode %.2f tok/s with CUDA graphs, %.2f without; memory: weights %.2f GB + KV of 8K tokens (%s) %.2f GB = %.2f GB\n",
+				filepath.Base(r.Model), r.DecodeTokS, r.DecodeNoGraphTokS, float64(r.WeightBytes)/1e9, r.KVType, float64(r.KV8KBytes)/1e9,
 				float64(r.WeightBytes+r.KV8KBytes)/1e9)
 		}
 	}
@@ -187,6 +189,7 @@ func benchOne(mo *modelOpts, dir string, promptN, genN, batchN int, membw bool, 
 	}
 	// as the backend stores it (it may keep more precision than asked)
 	res.KVBytesPerTok = cache.Bytes() / int64(spec.Blocks*spec.BlockSize)
+	res.KVType = strings.ToLower(spec.DType.String())
 	res.KV8KBytes = 8192 * res.KVBytesPerTok
 	blocks := make([]int32, spec.Blocks)
 	for i := range blocks {
