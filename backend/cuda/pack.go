@@ -391,22 +391,61 @@ func (p *packed) value(n, k int) float32 {
 }
 
 // groupable reports whether LoadMatrices stores ws together (see there).
-// gptq8Pair reports whether ws is a SwiGLU pair of 8-bit GPTQ weights that
-// LoadMatrices can interleave in the stored layout (gptq8Interleave): the
-// same shape, group and zero-point convention, no act-order, rows a
-// multiple of 8 (whole qzeros words, and qmv8's 16-byte copies of the
-// interleaved scales and zero points).
-func gptq8Pair(ws []*quant.Weight) bool {
-	if len(ws) != 2 {
+// gptq8Group reports whether ws (two or three weights) can be grouped by
+// LoadMatrices in the 8-bit GPTQ stored layout: a SwiGLU pair interleaved
+// (gptq8Interleave) or parts stacked (gptq8Stack), with the same input
+// size, group and zero-point convention, no act-order, rows a multiple of
+// 8 (whole qzeros words, and qmv8's 16-byte copies of scales and zero
+// points at every part's start).
+func gptq8Group(ws []*quant.Weight) bool {
+	if len(ws) < 2 || len(ws) > 3 {
 		return false
 	}
-	a, b := ws[0], ws[1]
+	a := ws[0]
 	for _, w := range ws {
-		if w.Format != quant.GPTQ || w.Bits != 8 || w.GIdx != nil || w.Out%8 != 0 || w.Validate() != nil {
+		if w.Format != quant.GPTQ || w.Bits != 8 || w.GIdx != nil || w.Out%8 != 0 || w.Validate() != nil ||
+			w.In != a.In || w.Group != a.Group || w.ZeroOffset != a.ZeroOffset || (w.Zeros == nil) != (a.Zeros == nil) {
 			return false
 		}
 	}
-	return a.Out == b.Out && a.In == b.In && a.Group == b.Group && a.ZeroOffset == b.ZeroOffset && (a.Zeros == nil) == (b.Zeros == nil)
+	return true
+}
+
+// gptq8Stack returns ws as one 8-bit GPTQ weight whose rows are ws[0]'s,
+// then ws[1]'s, …: in the stored layout the rows are columns, so each row
+// of qweight [In/4, Out] words, scales [Groups, Out] fp16 and qzeros
+// [Groups, Out/4] words (a byte a row) is the parts' rows side by side.
+// A part of the result is not a view of it (its columns are strided), so
+// LoadMatrices marks the group whole.
+func gptq8Stack(ws []*quant.Weight, name string) *quant.Weight {
+	a := ws[0]
+	N := 0
+	uniform := true
+	for _, w := range ws {
+		N += w.Out
+		uniform = uniform && w.ZerosUniform && (w.Zeros == nil || w.Zeros[0] == a.Zeros[0])
+	}
+	cw := &quant.Weight{Name: name, Format: quant.GPTQ, Bits: 8, Group: a.Group, Sym: a.Sym, ZeroOffset: a.ZeroOffset,
+		Out: N, In: a.In, ZerosUniform: uniform}
+	side := func(part func(w *quant.Weight) []byte, es int) []byte {
+		rows := len(part(a)) / (a.Out * es)
+		out := make([]byte, 0, rows*N*es)
+		for r := range rows {
+			for _, w := range ws {
+				out = append(out, part(w)[r*w.Out*es:(r+1)*w.Out*es]...)
+			}
+		}
+		return out
+	}
+	cw.Data = side(func(w *quant.Weight) []byte { return w.Data }, 4)
+	cw.Scales = side(func(w *quant.Weight) []byte { return w.Scales }, 2)
+	if a.Zeros != nil {
+		cw.Zeros = side(func(w *quant.Weight) []byte { return w.Zeros }, 1)
+	}
+	for _, w := range ws {
+		cw.Sym = cw.Sym && w.Sym
+	}
+	return cw
 }
 
 // gptq8Interleave returns the pair (gate, up) as one 8-bit GPTQ weight of
@@ -449,7 +488,7 @@ func groupable(ws []*quant.Weight) bool {
 	kind, _ := packable(w0)
 	dense := w0.Format == quant.Dense && (w0.DType == dtype.F16 || w0.DType == dtype.BF16)
 	inter := len(ws) == 2 && ws[0].Out == ws[1].Out
-	if gptq8Pair(ws) {
+	if gptq8Group(ws) {
 		return true
 	}
 	if kind == 0 && !dense && w0.Format != quant.FP8 {

@@ -238,11 +238,12 @@ func TestTileFP8(t *testing.T) {
 	}
 }
 
-// TestGPTQ8Interleave checks the interleaved 8-bit GPTQ pair on the host:
-// row 2j of the pair dequantizes to gate's row j and row 2j + 1 to up's,
-// symmetric (no qzeros) and with zero points (v1 offset); and gptq8Pair
-// refuses what the interleave and qmv8 cannot take.
-func TestGPTQ8Interleave(t *testing.T) {
+// TestGPTQ8Groups checks the grouped 8-bit GPTQ weights on the host: row
+// 2j of an interleaved pair dequantizes to gate's row j and row 2j + 1 to
+// up's; a stack's rows are its parts' in order; symmetric (no qzeros) and
+// with zero points (v1 offset); and gptq8Group refuses what the layouts
+// and qmv8 cannot take.
+func TestGPTQ8Groups(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	rbytes := func(n int) []byte {
 		b := make([]byte, n)
@@ -264,7 +265,7 @@ func TestGPTQ8Interleave(t *testing.T) {
 	}
 	for _, asym := range []bool{false, true} {
 		a, b := mk(24, 256, 64, asym), mk(24, 256, 64, asym)
-		if !gptq8Pair([]*quant.Weight{a, b}) {
+		if !gptq8Group([]*quant.Weight{a, b}) {
 			t.Fatalf("asym %v: pair refused", asym)
 		}
 		p := gptq8Interleave(a, b, "pair")
@@ -282,12 +283,35 @@ func TestGPTQ8Interleave(t *testing.T) {
 			}
 		}
 	}
+	for _, asym := range []bool{false, true} {
+		ws := []*quant.Weight{mk(32, 256, 64, asym), mk(8, 256, 64, asym), mk(16, 256, 64, asym)}
+		if !gptq8Group(ws) {
+			t.Fatalf("asym %v: stack refused", asym)
+		}
+		st := gptq8Stack(ws, "stack")
+		if err := st.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		got, want := make([]float32, 256), make([]float32, 256)
+		r := 0
+		for _, w := range ws {
+			for j := range w.Out {
+				st.DequantizeRow(got, r)
+				w.DequantizeRow(want, j)
+				for i := range got {
+					if got[i] != want[i] {
+						t.Fatalf("asym %v: stack row %d input %d: %g, want %g", asym, r, i, got[i], want[i])
+					}
+				}
+				r++
+			}
+		}
+	}
 	a := mk(24, 256, 64, false)
 	for _, c := range []struct {
 		name string
 		b    *quant.Weight
 	}{
-		{"other shape", mk(32, 256, 64, false)},
 		{"other group", mk(24, 256, 128, false)},
 		{"zeros in one only", mk(24, 256, 64, true)},
 		{"rows not a multiple of 8", mk(20, 256, 64, false)},
@@ -296,7 +320,7 @@ func TestGPTQ8Interleave(t *testing.T) {
 		if c.name == "rows not a multiple of 8" {
 			aa = mk(20, 256, 64, false)
 		}
-		if gptq8Pair([]*quant.Weight{aa, c.b}) {
+		if gptq8Group([]*quant.Weight{aa, c.b}) {
 			t.Errorf("%s: pair accepted", c.name)
 		}
 	}
