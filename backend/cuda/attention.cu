@@ -50,24 +50,35 @@ template <> struct kv<KV_BF16> {
 template <int KV> __device__ __forceinline__ float kv_round(float v) { return kv<KV>::get(kv<KV>::put(v)); }
 
 // kv_loadn widens the N (1, 2 or 4) consecutive cache numbers at p into
-// v with one load (p aligned to N numbers).
-template <int KV, int N> __device__ __forceinline__ void kv_loadn(const typename kv<KV>::t* p, float (&v)[N]) {
-    if constexpr (KV == KV_F32 && N == 4) {
-        const float4 f = *(const float4*)p;
-        v[0] = f.x, v[1] = f.y, v[2] = f.z, v[3] = f.w;
-    } else if constexpr (KV == KV_F32 && N == 2) {
-        const float2 f = *(const float2*)p;
-        v[0] = f.x, v[1] = f.y;
-    } else if constexpr (N == 4) {
+// v with one load of their 4, 8 or 16 bytes (p aligned to them); CG loads
+// through L2 (ld.global.cg), for the reads a kernel makes before its
+// pdl_wait (common.cu).
+template <int KV, int N, bool CG = false>
+__device__ __forceinline__ void kv_loadn(const typename kv<KV>::t* p, float (&v)[N]) {
+    constexpr int W = N * (int)sizeof(typename kv<KV>::t) / 4;  // 32-bit words
+    static_assert(W == 1 || W == 2 || W == 4, "kv_loadn: 4, 8 or 16 bytes");
+    u32 w[W];
+    if constexpr (CG && W == 4) {
+        asm volatile("ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(w[0]), "=r"(w[1]), "=r"(w[2]), "=r"(w[3]) : "l"(p));
+    } else if constexpr (CG && W == 2) {
+        asm volatile("ld.global.cg.v2.u32 {%0, %1}, [%2];" : "=r"(w[0]), "=r"(w[1]) : "l"(p));
+    } else if constexpr (CG) {
+        asm volatile("ld.global.cg.u32 %0, [%1];" : "=r"(w[0]) : "l"(p));
+    } else if constexpr (W == 4) {
+        const uint4 u = *(const uint4*)p;
+        w[0] = u.x, w[1] = u.y, w[2] = u.z, w[3] = u.w;
+    } else if constexpr (W == 2) {
         const uint2 u = *(const uint2*)p;
-        v[0] = kv<KV>::get((u16)(u.x & 0xffffu)), v[1] = kv<KV>::get((u16)(u.x >> 16));
-        v[2] = kv<KV>::get((u16)(u.y & 0xffffu)), v[3] = kv<KV>::get((u16)(u.y >> 16));
-    } else if constexpr (N == 2 && KV != KV_F32) {
-        const u32 u = *(const u32*)p;
-        v[0] = kv<KV>::get((u16)(u & 0xffffu)), v[1] = kv<KV>::get((u16)(u >> 16));
+        w[0] = u.x, w[1] = u.y;
     } else {
+        w[0] = *(const u32*)p;
+    }
 #pragma unroll
-        for (int e = 0; e < N; e++) v[e] = kv<KV>::get(p[e]);
+    for (int e = 0; e < N; e++) {
+        if constexpr (KV == KV_F32)
+            v[e] = __uint_as_float(w[e]);
+        else
+            v[e] = kv<KV>::get((u16)(w[e >> 1] >> (16 * (e & 1))));
     }
 }
 
@@ -80,27 +91,6 @@ template <int KV> __device__ __forceinline__ typename kv<KV>::t kv_ld_cg(const t
         u16 h;
         asm volatile("ld.global.cg.u16 %0, [%1];" : "=h"(h) : "l"(p));
         return h;
-    }
-}
-
-// kv_loadn_cg is kv_loadn through L2 (ld.global.cg), for the reads a
-// kernel makes before its pdl_wait (common.cu).
-template <int KV, int N> __device__ __forceinline__ void kv_loadn_cg(const typename kv<KV>::t* p, float (&v)[N]) {
-    constexpr int W = N * (int)sizeof(typename kv<KV>::t) / 4;  // 32-bit words: 1, 2 or 4
-    static_assert(W == 1 || W == 2 || W == 4, "kv_loadn_cg: 4, 8 or 16 bytes");
-    u32 w[W];
-    if constexpr (W == 4)
-        asm volatile("ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(w[0]), "=r"(w[1]), "=r"(w[2]), "=r"(w[3]) : "l"(p));
-    else if constexpr (W == 2)
-        asm volatile("ld.global.cg.v2.u32 {%0, %1}, [%2];" : "=r"(w[0]), "=r"(w[1]) : "l"(p));
-    else
-        asm volatile("ld.global.cg.u32 %0, [%1];" : "=r"(w[0]) : "l"(p));
-#pragma unroll
-    for (int e = 0; e < N; e++) {
-        if constexpr (KV == KV_F32)
-            v[e] = __uint_as_float(w[e]);
-        else
-            v[e] = kv<KV>::get((u16)(w[e >> 1] >> (16 * (e & 1))));
     }
 }
 
@@ -371,8 +361,8 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     float kf[E], vf[E];
     if (pre) {
         const size_t cell = ((size_t)ld_cg_i32(tab + tf / bs) * kvHeads + kh) * bs + (tf % bs);
-        kv_loadn_cg<KV, E>(kc + cell * D + lane * E, kf);
-        kv_loadn_cg<KV, E>(vc + cell * ldv + lane * E, vf);
+        kv_loadn<KV, E, true>(kc + cell * D + lane * E, kf);
+        kv_loadn<KV, E, true>(vc + cell * ldv + lane * E, vf);
     }
     pdl_wait();
     pdl_trigger();

@@ -164,32 +164,29 @@ func (b *Backend) gemmLarge(y uint64, ldy int, x uint64, ldx, M int, m *matrix) 
 	}
 	w := m.desc.data
 	opW, ldw := cublasOpT, K // W [N, K] row-major: Wᵀ of a K×N column-major matrix
-	if f := b.dequantKernel(m); f != 0 {
-		if w = b.scratchBuf("w16", 2*int64(N)*int64(K)); w == 0 {
-			return true
-		}
+	// quantized weights: dequantized to fp16 into scratch first
+	f, gx, gy := b.dequantKernel(m), 0, 0
+	switch {
+	case f != 0: // matmul.cu's dequant_rows: 8 values a thread along the contiguous dimension
 		inner, outer := K, N
-		if m.f == fmtGPTQ { // written [K, N] (matmul.cu's dequant_rows): an N×K column-major matrix
+		if m.f == fmtGPTQ { // written [K, N]: an N×K column-major matrix
 			inner, outer, opW, ldw = N, K, cublasOpN, N
 		}
-		a := b.newArgs()
-		a.ptr(w)
-		a.desc(&m.desc)
-		b.launch(f, min((inner+8*256-1)/(8*256), 64), min(outer, 65535), 256, 0, a)
-	} else if m.f == fmtPInt4 || m.f == fmtPFP4 {
-		w = b.scratchBuf("w16", 2*int64(N)*int64(K))
-		if w == 0 {
-			return true
-		}
-		tiles := ((N + 63) / 64) * (K / 16)
-		a := b.newArgs()
-		a.ptr(w)
-		a.desc(&m.desc)
-		f := b.k.dequantInt4
+		gx, gy = min((inner+8*256-1)/(8*256), 64), min(outer, 65535)
+	case m.f == fmtPInt4 || m.f == fmtPFP4: // qmm.cu's dequant4: 8 tiles of 64 × 16 a block
+		f, gx, gy = b.k.dequantInt4, (((N+63)/64)*(K/16)+7)/8, 1
 		if m.f == fmtPFP4 {
 			f = b.k.dequantFP4
 		}
-		b.launch(f, (tiles+7)/8, 1, 256, 0, a)
+	}
+	if f != 0 {
+		if w = b.scratchBuf("w16", 2*int64(N)*int64(K)); w == 0 {
+			return true
+		}
+		a := b.newArgs()
+		a.ptr(w)
+		a.desc(&m.desc)
+		b.launch(f, gx, gy, 256, 0, a)
 	}
 	// cuBLAS is not recorded: issue what was recorded first, in order
 	b.flush()

@@ -95,7 +95,7 @@ type kernels struct {
 	dequant                 [numFmts]uintptr // W as fp16 for cuBLAS (matmul.cu dequant_rows; 0: none for the format)
 
 	add, addBias, siluMul, rmsNorm, rope, copyRows, copyCols uintptr
-	kvStore, attention                                       [numKV]uintptr // by the cache's number type (kvTypes)
+	kvStore, attention                                       [numKV]uintptr // by the cache's number type (kvSuffixes)
 	route, gatherRows, scatterAdd                            uintptr
 	sample                                                   uintptr // sample.cu
 

@@ -242,7 +242,7 @@ func (b *Backend) fastKernel(m *matrix, M int) uintptr {
 	if M > 8 {
 		i = 1
 	}
-	if (m.f == fmtPInt4 || m.f == fmtPFP4) && m.desc.group%32 != 0 && (m.f != fmtPFP4 || m.desc.group != 16) {
+	if (m.f == fmtPInt4 || m.f == fmtPFP4) && m.desc.group%32 != 0 && !fp4G16(m) {
 		return 0 // qmv4 scales whole steps of 32 inputs, or FP4's halves of 16
 	}
 	switch m.f {
@@ -252,7 +252,7 @@ func (b *Backend) fastKernel(m *matrix, M int) uintptr {
 		}
 		return b.k.qmvInt4[i]
 	case fmtPFP4:
-		if m.desc.group == 16 {
+		if fp4G16(m) {
 			return b.k.qmvFP4G16[i]
 		}
 		return b.k.qmvFP4[i]
@@ -497,7 +497,7 @@ func (b *Backend) tcSplit(_ uintptr, tiles, spt int) (int, bool) {
 // format.
 func packedKernel(fs []uintptr, m *matrix) uintptr {
 	switch {
-	case m.f == fmtPFP4 && m.desc.group == 16:
+	case fp4G16(m):
 		return fs[3]
 	case m.f == fmtPFP4:
 		return fs[2]
@@ -553,11 +553,14 @@ func packedGemmable(m *matrix) bool {
 }
 
 // wgGemmable reports whether wg_qgemm takes m: what packedGemmable takes,
-// and FP4 with groups of 16 (NVFP4 as pack.go packs it; tc_qgemm has no
-// such form).
+// and FP4 with groups of 16 (tc_qgemm has no such form).
 func wgGemmable(m *matrix) bool {
-	return packedGemmable(m) || m.f == fmtPFP4 && m.desc.group == 16 && m.tr == nil && m.cols%32 == 0
+	return packedGemmable(m) || fp4G16(m) && m.tr == nil && m.cols%32 == 0
 }
+
+// fp4G16 reports whether m is packed FP4 with groups of 16 (NVFP4 as
+// pack.go packs it), which the kernels scale a half step at a time.
+func fp4G16(m *matrix) bool { return m.f == fmtPFP4 && m.desc.group == 16 }
 
 // wgGemmMin and wgGemmMax (MARLIN_WG_MIN, MARLIN_WG_MAX; for
 // measurements) are the fewest and most rows a product takes wg_qgemm
@@ -638,8 +641,9 @@ func chooseWGSplit(tiles, spt, sms, perSM, pairs int) (S int, cluster bool) {
 
 // wgGemm reports whether matmulOut runs m's product of M rows on wg_qgemm
 // (hopper.cu, the warpgroup MMA of sm_90a devices): the products
-// wgGemmable takes (tcGemm's and FP4 g16), from wgGemmMin to wgGemmMax rows, in place of tc_qgemm and of
-// dequantisation + cuBLAS (unless MARLIN_CUDA_WGMMA=0).
+// wgGemmable takes (tcGemm's and FP4 g16), from wgGemmMin to wgGemmMax
+// rows, in place of tc_qgemm and of dequantisation + cuBLAS (unless
+// MARLIN_CUDA_WGMMA=0).
 func (b *Backend) wgGemm(m *matrix, M int) bool {
 	return b.wgmma && M >= wgGemmMin && M <= wgGemmMax && wgGemmable(m) && b.k.wgQgemm[0][0] != 0
 }

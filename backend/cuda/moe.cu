@@ -150,7 +150,7 @@ __device__ __forceinline__ int moe_xrow(int slot, int k, int nr, int xPerSlot) {
 // The kernel of a product: qmv4 (packed 4-bit; KIND a PACK_* kind), dmv
 // (DENSE: fp16 or bf16), or qmv8 (Q8: 8-bit GPTQ or FP8; KIND Q8_GPTQ or
 // Q8_FP8, no SILU form: silu_mul runs before the down launch).
-template <int KIND, bool ASYM, bool DENSE, bool BF16, bool SILU, bool Q8 = false>
+template <int KIND, bool ASYM, bool DENSE, bool BF16, bool SILU, bool Q8>
 __device__ __forceinline__ void moe_mv(const WDesc* __restrict__ tab, const int* __restrict__ ids, int k, int nsel, int nr,
                                        int se, int mats, int mat0, const float* x, int ldx, int xPerSlot, float* y, int ldy,
                                        float* ws, int wsPer, int* counters, int ctrPer) {
@@ -185,27 +185,26 @@ __device__ __forceinline__ void moe_mv(const WDesc* __restrict__ tab, const int*
         qmv4<KIND, ASYM, 8, SILU>(w, xr, SILU ? nsel * ldx : ldx, o, 1, ws + (size_t)job * wsPer, counters + job * ctrPer);
 }
 
-#define MOE_MV_KERNEL_Q(NAME, KIND, ASYM, DENSE, BF, SILU, Q8)                                                      \
+#define MOE_MV_KERNEL(NAME, KIND, ASYM, DENSE, BF, SILU, Q8)                                                        \
     MARLIN_KERNEL void __launch_bounds__(QW * 32)                                                            \
         NAME(const WDesc* tab, const int* ids, int k, int nsel, int nr, int se, int mats, int mat0, const float* x,  \
              int ldx, int xPerSlot, float* y, int ldy, float* ws, int wsPer, int* counters, int ctrPer) {            \
         moe_mv<KIND, ASYM, DENSE, BF, SILU, Q8>(tab, ids, k, nsel, nr, se, mats, mat0, x, ldx, xPerSlot, y, ldy, ws, \
                                                 wsPer, counters, ctrPer);                                            \
     }
-#define MOE_MV_KERNEL(NAME, KIND, ASYM, DENSE, BF, SILU) MOE_MV_KERNEL_Q(NAME, KIND, ASYM, DENSE, BF, SILU, false)
-MOE_MV_KERNEL(moe_qmv_int4, PACK_INT4, false, false, false, false)
-MOE_MV_KERNEL(moe_qmv_int4_asym, PACK_INT4, true, false, false, false)
-MOE_MV_KERNEL(moe_qmv_fp4, PACK_FP4, false, false, false, false)
-MOE_MV_KERNEL(moe_dmv_f16, 0, false, true, false, false)
-MOE_MV_KERNEL(moe_dmv_bf16, 0, false, true, true, false)
-MOE_MV_KERNEL(moe_qmv_int4_silu, PACK_INT4, false, false, false, true)
-MOE_MV_KERNEL(moe_qmv_int4_asym_silu, PACK_INT4, true, false, false, true)
-MOE_MV_KERNEL(moe_qmv_fp4_silu, PACK_FP4, false, false, false, true)
-MOE_MV_KERNEL(moe_qmv_fp4_g16, PACK_FP4G16, false, false, false, false)
-MOE_MV_KERNEL(moe_qmv_fp4_g16_silu, PACK_FP4G16, false, false, false, true)
-MOE_MV_KERNEL_Q(moe_qmv_fp8, Q8_FP8, false, false, false, false, true)
-MOE_MV_KERNEL_Q(moe_qmv_gptq8, Q8_GPTQ, false, false, false, false, true)
-MOE_MV_KERNEL_Q(moe_qmv_gptq8_asym, Q8_GPTQ, true, false, false, false, true)
+MOE_MV_KERNEL(moe_qmv_int4, PACK_INT4, false, false, false, false, false)
+MOE_MV_KERNEL(moe_qmv_int4_asym, PACK_INT4, true, false, false, false, false)
+MOE_MV_KERNEL(moe_qmv_fp4, PACK_FP4, false, false, false, false, false)
+MOE_MV_KERNEL(moe_dmv_f16, 0, false, true, false, false, false)
+MOE_MV_KERNEL(moe_dmv_bf16, 0, false, true, true, false, false)
+MOE_MV_KERNEL(moe_qmv_int4_silu, PACK_INT4, false, false, false, true, false)
+MOE_MV_KERNEL(moe_qmv_int4_asym_silu, PACK_INT4, true, false, false, true, false)
+MOE_MV_KERNEL(moe_qmv_fp4_silu, PACK_FP4, false, false, false, true, false)
+MOE_MV_KERNEL(moe_qmv_fp4_g16, PACK_FP4G16, false, false, false, false, false)
+MOE_MV_KERNEL(moe_qmv_fp4_g16_silu, PACK_FP4G16, false, false, false, true, false)
+MOE_MV_KERNEL(moe_qmv_fp8, Q8_FP8, false, false, false, false, true)
+MOE_MV_KERNEL(moe_qmv_gptq8, Q8_GPTQ, false, false, false, false, true)
+MOE_MV_KERNEL(moe_qmv_gptq8_asym, Q8_GPTQ, true, false, false, false, true)
 
 // dst[r, :] = Σ_j wts[r·k + j] · out[r·k + j, :], the k choices of row r
 // taken in increasing expert id (the CPU's order of accumulation: it adds

@@ -31,12 +31,11 @@ const moeDeviceSlots = 256
 
 // moeState holds the kernels of these paths.
 type moeState struct {
-	off bool       // MARLIN_CUDA_MOE_FAST=0: the older paths, for comparison
-	mv  [9]uintptr // moe_qmv_int4, _int4_asym, _fp4, moe_dmv_f16, _bf16, moe_qmv_fp4_g16, _fp8, _gptq8, _gptq8_asym
+	off bool              // MARLIN_CUDA_MOE_FAST=0: the older paths, for comparison
+	mv  [numMoEMV]uintptr // the expert product kernels (moeMVKernels)
 	// the 4-bit kernels' down products that form silu(gate)·up themselves
-	// (moe_qmv_int4_silu, _int4_asym_silu, _fp4_silu, _fp4_g16_silu; 0 for
-	// the dense and 8-bit ones)
-	mvSilu  [9]uintptr
+	// (moe_qmv_int4_silu, …; 0 for the dense and 8-bit ones)
+	mvSilu  [numMoEMV]uintptr
 	combine uintptr
 	// route_warp (moe.cu): Route without expert groups, a warp a row
 	routeWarp uintptr
@@ -91,23 +90,48 @@ type expertTable struct {
 
 const mlaHeadsPerBlock = 4 // MLA_GH in mla.cu
 
+// The expert product kernels of moe.cu (moeState.mv), by weight format.
+const (
+	moeInt4 = iota
+	moeInt4Asym
+	moeFP4
+	moeF16
+	moeBF16
+	moeFP4G16
+	moeFP8
+	moeGPTQ8
+	moeGPTQ8Asym
+	numMoEMV
+)
+
+// moeMVKernels are their names, the rings of the decode kernels they run
+// (M ≤ 8), and whether a SILU variant (name + "_silu") exists.
+var moeMVKernels = [numMoEMV]struct {
+	name string
+	smem int
+	silu bool
+}{
+	moeInt4:      {"moe_qmv_int4", qmvSmem(8, false, false, false), true},
+	moeInt4Asym:  {"moe_qmv_int4_asym", qmvSmem(8, true, false, false), true},
+	moeFP4:       {"moe_qmv_fp4", qmvSmem(8, false, false, false), true},
+	moeF16:       {"moe_dmv_f16", dmvSmem(8), false},
+	moeBF16:      {"moe_dmv_bf16", dmvSmem(8), false},
+	moeFP4G16:    {"moe_qmv_fp4_g16", qmvSmem(8, false, false, true), true},
+	moeFP8:       {"moe_qmv_fp8", q8Smem(false, false), false},
+	moeGPTQ8:     {"moe_qmv_gptq8", q8Smem(true, false), false},
+	moeGPTQ8Asym: {"moe_qmv_gptq8_asym", q8Smem(true, true), false},
+}
+
 func (b *Backend) loadMoEKernels(get func(string) uintptr) {
 	s := &b.moe
 	s.off = os.Getenv("MARLIN_CUDA_MOE_FAST") == "0"
-	for i, n := range []string{"moe_qmv_int4", "moe_qmv_int4_asym", "moe_qmv_fp4", "moe_dmv_f16", "moe_dmv_bf16", "moe_qmv_fp4_g16",
-		"moe_qmv_fp8", "moe_qmv_gptq8", "moe_qmv_gptq8_asym"} {
-		s.mv[i] = get(n)
-		if i <= 2 || i == 5 {
-			s.mvSilu[i] = get(n + "_silu")
+	for i, k := range moeMVKernels {
+		s.mv[i] = get(k.name)
+		b.dynSmem[s.mv[i]] = k.smem
+		if k.silu {
+			s.mvSilu[i] = get(k.name + "_silu")
+			b.dynSmem[s.mvSilu[i]] = k.smem
 		}
-	}
-	// the rings of the decode kernels they run (M ≤ 8), the same for a
-	// kernel's SILU variant
-	b.dynSmem[s.mv[0]], b.dynSmem[s.mv[1]], b.dynSmem[s.mv[2]] = qmvSmem(8, false, false, false), qmvSmem(8, true, false, false), qmvSmem(8, false, false, false)
-	b.dynSmem[s.mv[3]], b.dynSmem[s.mv[4]], b.dynSmem[s.mv[5]] = dmvSmem(8), dmvSmem(8), qmvSmem(8, false, false, true)
-	b.dynSmem[s.mv[6]], b.dynSmem[s.mv[7]], b.dynSmem[s.mv[8]] = q8Smem(false, false), q8Smem(true, false), q8Smem(true, true)
-	for _, i := range []int{0, 1, 2, 5} {
-		b.dynSmem[s.mvSilu[i]] = b.dynSmem[s.mv[i]]
 	}
 	s.combine = get("moe_combine")
 	s.prologue = get("mla_prologue")
@@ -144,24 +168,24 @@ func (b *Backend) newExpertTable(fs []ffn) *expertTable {
 			return 0
 		}
 		switch {
-		case m.f == fmtPFP4 && m.desc.group == 16:
-			return b.moe.mv[5]
+		case fp4G16(m):
+			return b.moe.mv[moeFP4G16]
 		case m.f == fmtPInt4 && m.asym:
-			return b.moe.mv[1]
+			return b.moe.mv[moeInt4Asym]
 		case m.f == fmtPInt4:
-			return b.moe.mv[0]
+			return b.moe.mv[moeInt4]
 		case m.f == fmtPFP4:
-			return b.moe.mv[2]
+			return b.moe.mv[moeFP4]
 		case m.f == fmtF16:
-			return b.moe.mv[3]
+			return b.moe.mv[moeF16]
 		case m.f == fmtBF16:
-			return b.moe.mv[4]
+			return b.moe.mv[moeBF16]
 		case m.f == fmtFP8:
-			return b.moe.mv[6]
+			return b.moe.mv[moeFP8]
 		case m.f == fmtGPTQ && m.desc.bits == 8 && m.desc.zeros != 0:
-			return b.moe.mv[8]
+			return b.moe.mv[moeGPTQ8Asym]
 		case m.f == fmtGPTQ && m.desc.bits == 8:
-			return b.moe.mv[7]
+			return b.moe.mv[moeGPTQ8]
 		}
 		return 0
 	}

@@ -187,7 +187,7 @@ func benchOne(mo *modelOpts, dir string, promptN, genN, batchN int, membw bool, 
 	if err != nil {
 		return nil, err
 	}
-	// as the backend stores it (it may keep more precision than asked)
+	// as the backend stores it
 	res.KVBytesPerTok = cache.Bytes() / int64(spec.Blocks*spec.BlockSize)
 	res.KVType = strings.ToLower(spec.DType.String())
 	res.KV8KBytes = 8192 * res.KVBytesPerTok
