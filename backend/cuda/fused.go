@@ -58,8 +58,10 @@ func (b *Backend) LoadMatrices(ws []*quant.Weight) ([]backend.Matrix, error) {
 	if kind, _ := packable(w0); kind != 0 {
 		g.all, err = b.uploadPacked(packRows(ws, N, src, kind), name)
 	} else if gptq8Group(ws) {
-		cw := gptq8Interleave(ws[0], ws[1], name)
-		if !g.inter {
+		var cw *quant.Weight
+		if g.inter {
+			cw = gptq8Interleave(ws[0], ws[1], name)
+		} else {
 			cw, g.whole = gptq8Stack(ws, name), true
 		}
 		var m backend.Matrix
