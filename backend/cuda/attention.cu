@@ -82,6 +82,18 @@ __device__ __forceinline__ void kv_loadn(const typename kv<KV>::t* p, float (&v)
     }
 }
 
+// kv_ld_cg loads one stored number through L2 (ld.global.cg), for the
+// reads a kernel makes before its pdl_wait (common.cu).
+template <int KV> __device__ __forceinline__ typename kv<KV>::t kv_ld_cg(const typename kv<KV>::t* p) {
+    if constexpr (KV == KV_F32) {
+        return ld_cg(p);
+    } else {
+        u16 h;
+        asm volatile("ld.global.cg.u16 %0, [%1];" : "=h"(h) : "l"(p));
+        return h;
+    }
+}
+
 // Store each row's keys and values in the cache. One block per row,
 // threads over kvHeads·dk (then kvHeads·dv) values.
 template <int KV>
@@ -330,17 +342,20 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     const int kh = blockIdx.x, r = blockIdx.y, p = blockIdx.z, P = gridDim.z;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = heads / kvHeads;
-    // Before the wait (pdl_wait's contract, common.cu): the row metadata,
-    // which the host staged before the previous kernel (graph.go's arena
-    // is uploaded at a segment's start; outside graphs a copy precedes
-    // this launch), and, in decode, the key and value of each warp's
+    // Decode reads before its wait (pdl_wait's contract, common.cu): the
+    // row metadata, which the host staged before the previous kernel
+    // (graph.go's arena is uploaded at a segment's start; outside graphs a
+    // copy precedes this launch), and the key and value of each warp's
     // first position — written by earlier steps (the row's own new
     // position n − 1, from kn/vn, is the only one this step writes) — all
-    // through L2. Their round trips then overlap the previous kernel's
+    // through L2, so that their round trips overlap the previous kernel's
     // tail instead of following it (Llama-3-8B INT4 decode +1.7%, H100).
-    const int n = ld_cg_i32(rowN + r);
-    const int* tab = tables + ld_cg_i32(rowTab + r);
-    const int ch = (n + P - 1) / P, t0 = p * ch, t1 = min(n, t0 + ch);
+    // Prefill (kn null: kv_store, the launch before, wrote the cache) reads
+    // everything after the wait, with plain loads, as before.
+    int n = 0;
+    const int* tab = tables;
+    if (kn != nullptr) n = ld_cg_i32(rowN + r), tab += ld_cg_i32(rowTab + r);
+    int ch = (n + P - 1) / P, t0 = p * ch, t1 = min(n, t0 + ch);
     const int tf = t0 + warp;  // the warp's first position
     const bool pre = kn != nullptr && tf < t1 && tf != n - 1;
     float kf[E], vf[E];
@@ -351,6 +366,10 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     }
     pdl_wait();
     pdl_trigger();
+    if (kn == nullptr) {
+        n = rowN[r], tab += rowTab[r];
+        ch = (n + P - 1) / P, t0 = p * ch, t1 = min(n, t0 + ch);
+    }
     const size_t own = ((size_t)r * kvHeads + kh) * D;  // this row's new key/value of head kh in kn, vn
     const size_t rp = (size_t)(n - 1) * half;           // the row's position in the rotary tables
     if (kn != nullptr && p == 0 && stBlk[r] >= 0) {

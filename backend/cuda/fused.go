@@ -24,7 +24,9 @@ import (
 // rows (a whole number of the packed layout's column tiles, so that each
 // part is a view of its rows). Both need the packed 4-bit layout (the same
 // kind and group, no act-order), dense fp16/bf16 of one type, or FP8 for
-// all; otherwise each weight is loaded on its own.
+// all; or 8-bit GPTQ (gptq8Group: interleaved or stacked in the stored
+// layout, where a stacked part is no view: used alone it runs the whole
+// group, outFor); otherwise each weight is loaded on its own.
 func (b *Backend) LoadMatrices(ws []*quant.Weight) ([]backend.Matrix, error) {
 	if !groupable(ws) {
 		return backend.LoadEach(b.LoadMatrix, ws)
@@ -55,6 +57,17 @@ func (b *Backend) LoadMatrices(ws []*quant.Weight) ([]backend.Matrix, error) {
 	var err error
 	if kind, _ := packable(w0); kind != 0 {
 		g.all, err = b.uploadPacked(packRows(ws, N, src, kind), name)
+	} else if gptq8Group(ws) {
+		var cw *quant.Weight
+		if g.inter {
+			cw = gptq8Interleave(ws[0], ws[1], name)
+		} else {
+			cw, g.whole = gptq8Stack(ws, name), true
+		}
+		var m backend.Matrix
+		if m, err = b.LoadMatrix(cw); err == nil {
+			g.all = m.(*matrix)
+		}
 	} else {
 		// dense fp16/bf16 or FP8 (codes, then one float32 scale a row):
 		// the rows in their order, uploaded as one weight
@@ -88,6 +101,8 @@ func (b *Backend) LoadMatrices(ws []*quant.Weight) ([]backend.Matrix, error) {
 		p.desc.n = int32(w.Out)
 		if g.inter {
 			p.bytes = all.bytes / 2
+		} else if g.whole {
+			p.bytes = all.bytes // (alone it reads the whole group)
 		} else if all.f == fmtPInt4 || all.f == fmtPFP4 {
 			// whole column tiles: data, scales (and zero points) of tiles
 			// off/64 onwards

@@ -20,9 +20,10 @@ import (
 // with every output poisoned first: stacked groups (q, k, v shapes, the
 // last part not a multiple of 64 rows, and a split-K-heavy one with K =
 // 4096 and few column tiles), interleaved pairs (gate, up, rows not a
-// multiple of 64), in the packed 4-bit, dense and tiled FP8 layouts, and
-// weights that cannot be grouped (act-order, 8-bit GPTQ: each loaded
-// alone), at decode sizes (the fused epilogues of the tensor-core
+// multiple of 64), in the packed 4-bit, dense and tiled FP8 layouts, 8-bit
+// GPTQ grouped in its stored layout (a stacked part used alone runs the
+// whole group), and weights that cannot be grouped (act-order: each
+// loaded alone), at decode sizes (the fused epilogues of the tensor-core
 // kernels) and M = 64 (a plain product, then yout_apply). Each part is
 // also multiplied alone (views; an interleaved part runs its pair).
 // Tolerances: matmulTol of the part relative to Σ|x·w| (plus |h| for

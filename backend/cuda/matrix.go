@@ -72,6 +72,9 @@ type group struct {
 	parts []*matrix
 	off   []int // stacked: the first row of each part in all
 	inter bool
+	// whole: the stacked parts are not views of all (8-bit GPTQ: rows are
+	// the stored layout's columns); a part used alone runs all (outFor)
+	whole bool
 }
 
 // Rows implements backend.Matrix.
@@ -375,8 +378,24 @@ func (b *Backend) normInput(x *tensor, n *backend.Norm, m *matrix) (uint64, *nor
 // with the other part's half going to scratch.
 func (b *Backend) outFor(m *matrix, y uint64, ldy, M int) (*matrix, yout) {
 	g := m.grp
-	if g == nil || !g.inter {
+	if g == nil || !g.inter && !g.whole {
 		return m, plainOut(y, ldy, m.rows)
+	}
+	if g.whole {
+		// the whole group, this part's columns to y and the others' to
+		// scratch (each at its own columns of a row of all's width)
+		other := b.scratchBuf("partout", 4*int64(M)*int64(g.all.rows))
+		o := yout{mode: youtSplit, n1: int32(g.all.rows), n2: int32(g.all.rows)}
+		ys, lds := []*uint64{&o.y0, &o.y1, &o.y2}, []*int32{&o.ld0, &o.ld1, &o.ld2}
+		for i := range g.parts {
+			*ys[i], *lds[i] = other+uint64(4*g.off[i]), int32(g.all.rows)
+		}
+		*ys[m.part], *lds[m.part] = y, int32(ldy)
+		o.n1 = int32(g.off[1])
+		if len(g.parts) > 2 {
+			o.n2 = int32(g.off[2])
+		}
+		return g.all, o
 	}
 	other := b.scratchBuf("pairout", 4*int64(M)*int64(m.rows))
 	o := yout{mode: youtPair, y0: other, ld0: int32(m.rows), y1: other, ld1: int32(m.rows)}
@@ -983,8 +1002,8 @@ func (b *Backend) Embed(dst backend.Tensor, table backend.Matrix, tokens []int32
 		b.fail(fmt.Errorf("cuda: %s: EXL3 embedding tables are not supported", m.name))
 		return
 	}
-	if m.grp != nil && m.grp.inter {
-		b.fail(fmt.Errorf("cuda: %s is half of an interleaved pair: not an embedding table", m.name))
+	if m.grp != nil && (m.grp.inter || m.grp.whole) {
+		b.fail(fmt.Errorf("cuda: %s is part of a grouped matrix: not an embedding table", m.name))
 		return
 	}
 	tok := b.stageInts(tokens)

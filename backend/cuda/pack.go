@@ -391,6 +391,95 @@ func (p *packed) value(n, k int) float32 {
 }
 
 // groupable reports whether LoadMatrices stores ws together (see there).
+// gptq8Group reports whether ws (two or three weights) can be grouped by
+// LoadMatrices in the 8-bit GPTQ stored layout: a SwiGLU pair interleaved
+// (gptq8Interleave) or parts stacked (gptq8Stack), with the same input
+// size, group and zero-point convention, no act-order, rows a multiple of
+// 8 (whole qzeros words, and qmv8's 16-byte copies of scales and zero
+// points at every part's start).
+func gptq8Group(ws []*quant.Weight) bool {
+	if len(ws) < 2 || len(ws) > 3 {
+		return false
+	}
+	a := ws[0]
+	for _, w := range ws {
+		if w.Format != quant.GPTQ || w.Bits != 8 || w.GIdx != nil || w.Out%8 != 0 || w.Validate() != nil ||
+			w.In != a.In || w.Group != a.Group || w.ZeroOffset != a.ZeroOffset || (w.Zeros == nil) != (a.Zeros == nil) {
+			return false
+		}
+	}
+	return true
+}
+
+// gptq8Stack returns ws as one 8-bit GPTQ weight whose rows are ws[0]'s,
+// then ws[1]'s, …: in the stored layout the rows are columns, so each row
+// of qweight [In/4, Out] words, scales [Groups, Out] fp16 and qzeros
+// [Groups, Out/4] words (a byte a row) is the parts' rows side by side.
+// A part of the result is not a view of it (its columns are strided), so
+// LoadMatrices marks the group whole.
+func gptq8Stack(ws []*quant.Weight, name string) *quant.Weight {
+	a := ws[0]
+	N := 0
+	uniform := true
+	for _, w := range ws {
+		N += w.Out
+		uniform = uniform && w.ZerosUniform && (w.Zeros == nil || w.Zeros[0] == a.Zeros[0])
+	}
+	cw := &quant.Weight{Name: name, Format: quant.GPTQ, Bits: 8, Group: a.Group, Sym: a.Sym, ZeroOffset: a.ZeroOffset,
+		Out: N, In: a.In, ZerosUniform: uniform}
+	side := func(part func(w *quant.Weight) []byte, es int) []byte {
+		rows := len(part(a)) / (a.Out * es)
+		out := make([]byte, 0, rows*N*es)
+		for r := range rows {
+			for _, w := range ws {
+				out = append(out, part(w)[r*w.Out*es:(r+1)*w.Out*es]...)
+			}
+		}
+		return out
+	}
+	cw.Data = side(func(w *quant.Weight) []byte { return w.Data }, 4)
+	cw.Scales = side(func(w *quant.Weight) []byte { return w.Scales }, 2)
+	if a.Zeros != nil {
+		cw.Zeros = side(func(w *quant.Weight) []byte { return w.Zeros }, 1)
+	}
+	for _, w := range ws {
+		cw.Sym = cw.Sym && w.Sym
+	}
+	return cw
+}
+
+// gptq8Interleave returns the pair (gate, up) as one 8-bit GPTQ weight of
+// 2·Out rows whose row 2j is gate's j and 2j + 1 up's j: in the stored
+// layout the rows are columns of qweight [In/4, Out] words, of scales
+// [Groups, Out] fp16 and of qzeros [Groups, Out/4] words (a byte a row),
+// so each is interleaved word by word, half by half, or byte by byte.
+func gptq8Interleave(a, b *quant.Weight, name string) *quant.Weight {
+	N := a.Out
+	cw := &quant.Weight{Name: name, Format: quant.GPTQ, Bits: 8, Group: a.Group, Sym: a.Sym && b.Sym, ZeroOffset: a.ZeroOffset,
+		Out: 2 * N, In: a.In, ZerosUniform: a.ZerosUniform && b.ZerosUniform}
+	inter := func(x, y []byte, es int) []byte {
+		rows := len(x) / (N * es)
+		out := make([]byte, 2*len(x))
+		for r := range rows {
+			for j := range N {
+				d := (r*2*N + 2*j) * es
+				copy(out[d:d+es], x[(r*N+j)*es:])
+				copy(out[d+es:d+2*es], y[(r*N+j)*es:])
+			}
+		}
+		return out
+	}
+	cw.Data = inter(a.Data, b.Data, 4)
+	cw.Scales = inter(a.Scales, b.Scales, 2)
+	if a.Zeros != nil {
+		cw.Zeros = inter(a.Zeros, b.Zeros, 1)
+	}
+	if a.ZerosUniform && b.ZerosUniform && a.Zeros != nil && a.Zeros[0] != b.Zeros[0] {
+		cw.ZerosUniform = false // uniform in each, not across both
+	}
+	return cw
+}
+
 func groupable(ws []*quant.Weight) bool {
 	if len(ws) < 2 || len(ws) > 3 { // YOut has three outputs
 		return false
@@ -398,10 +487,13 @@ func groupable(ws []*quant.Weight) bool {
 	w0 := ws[0]
 	kind, _ := packable(w0)
 	dense := w0.Format == quant.Dense && (w0.DType == dtype.F16 || w0.DType == dtype.BF16)
+	inter := len(ws) == 2 && ws[0].Out == ws[1].Out
+	if gptq8Group(ws) {
+		return true
+	}
 	if kind == 0 && !dense && w0.Format != quant.FP8 {
 		return false
 	}
-	inter := len(ws) == 2 && ws[0].Out == ws[1].Out
 	for i, w := range ws {
 		if w.Validate() != nil || w.In != w0.In || w.Format != w0.Format || w.Out <= 0 {
 			return false

@@ -237,3 +237,91 @@ func TestTileFP8(t *testing.T) {
 		}
 	}
 }
+
+// TestGPTQ8Groups checks the grouped 8-bit GPTQ weights on the host: row
+// 2j of an interleaved pair dequantizes to gate's row j and row 2j + 1 to
+// up's; a stack's rows are its parts' in order; symmetric (no qzeros) and
+// with zero points (v1 offset); and gptq8Group refuses what the layouts
+// and qmv8 cannot take.
+func TestGPTQ8Groups(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	rbytes := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.UintN(256))
+		}
+		return b
+	}
+	mk := func(n, k, g int, asym bool) *quant.Weight {
+		w := &quant.Weight{Name: "int8", Format: quant.GPTQ, Out: n, In: k, Bits: 8, Group: g, Sym: !asym, ZeroOffset: 1,
+			Data: rbytes(k * n), Scales: make([]byte, 2*(k/g)*n)}
+		for i := 0; i < len(w.Scales); i += 2 {
+			binary.LittleEndian.PutUint16(w.Scales[i:], dtype.F32ToF16(float32(0.001+0.01*rng.Float64())))
+		}
+		if asym {
+			w.Zeros = rbytes((k / g) * n)
+		}
+		return w
+	}
+	for _, asym := range []bool{false, true} {
+		a, b := mk(24, 256, 64, asym), mk(24, 256, 64, asym)
+		if !gptq8Group([]*quant.Weight{a, b}) {
+			t.Fatalf("asym %v: pair refused", asym)
+		}
+		p := gptq8Interleave(a, b, "pair")
+		if err := p.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		got, want := make([]float32, 256), make([]float32, 256)
+		for j := range 2 * a.Out {
+			p.DequantizeRow(got, j)
+			[]*quant.Weight{a, b}[j&1].DequantizeRow(want, j>>1)
+			for i := range got {
+				if got[i] != want[i] {
+					t.Fatalf("asym %v: row %d input %d: %g, want %g", asym, j, i, got[i], want[i])
+				}
+			}
+		}
+	}
+	for _, asym := range []bool{false, true} {
+		ws := []*quant.Weight{mk(32, 256, 64, asym), mk(8, 256, 64, asym), mk(16, 256, 64, asym)}
+		if !gptq8Group(ws) {
+			t.Fatalf("asym %v: stack refused", asym)
+		}
+		st := gptq8Stack(ws, "stack")
+		if err := st.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		got, want := make([]float32, 256), make([]float32, 256)
+		r := 0
+		for _, w := range ws {
+			for j := range w.Out {
+				st.DequantizeRow(got, r)
+				w.DequantizeRow(want, j)
+				for i := range got {
+					if got[i] != want[i] {
+						t.Fatalf("asym %v: stack row %d input %d: %g, want %g", asym, r, i, got[i], want[i])
+					}
+				}
+				r++
+			}
+		}
+	}
+	a := mk(24, 256, 64, false)
+	for _, c := range []struct {
+		name string
+		b    *quant.Weight
+	}{
+		{"other group", mk(24, 256, 128, false)},
+		{"zeros in one only", mk(24, 256, 64, true)},
+		{"rows not a multiple of 8", mk(20, 256, 64, false)},
+	} {
+		aa := a
+		if c.name == "rows not a multiple of 8" {
+			aa = mk(20, 256, 64, false)
+		}
+		if gptq8Group([]*quant.Weight{aa, c.b}) {
+			t.Errorf("%s: pair accepted", c.name)
+		}
+	}
+}
