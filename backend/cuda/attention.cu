@@ -82,18 +82,6 @@ __device__ __forceinline__ void kv_loadn(const typename kv<KV>::t* p, float (&v)
     }
 }
 
-// kv_ld_cg loads one stored number through L2 (ld.global.cg), for the
-// reads a kernel makes before its pdl_wait (common.cu).
-template <int KV> __device__ __forceinline__ typename kv<KV>::t kv_ld_cg(const typename kv<KV>::t* p) {
-    if constexpr (KV == KV_F32) {
-        return ld_cg(p);
-    } else {
-        u16 h;
-        asm volatile("ld.global.cg.u16 %0, [%1];" : "=h"(h) : "l"(p));
-        return h;
-    }
-}
-
 // Store each row's keys and values in the cache. One block per row,
 // threads over kvHeads·dk (then kvHeads·dv) values.
 template <int KV>

@@ -215,7 +215,7 @@ template <> struct KContiguous<FMT_GPTQ> { static const bool value = false; };
 // may read it before its own wait, through L2 (ld.cg) — the expert ids in
 // the down products and moe_combine, the residual stream in moe_combine,
 // the row metadata and the cached keys and values of earlier steps in
-// attn_split and attn_mla.
+// attn_split.
 __device__ __forceinline__ void pdl_trigger() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;");

@@ -140,32 +140,13 @@ __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* _
     float* sm_wf = sm_L + GH;                             // [W][GH] (warp_factors)
     float* sm_wM = sm_wf + MLA_WARPS * GH;                // [GH]
     float* sm_wL = sm_wM + GH;                            // [GH]
-    typedef typename kv<KV>::t T;
+    pdl_wait();  // (launched with programmatic dependent launch: nothing to prefetch)
+    pdl_trigger();
     const int p = blockIdx.x, P = gridDim.x, r = blockIdx.y, hg = blockIdx.z, HG = gridDim.z;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    // Decode reads before its wait, through L2, as attn_split does
-    // (attention.cu): the row metadata (staged before the previous
-    // kernel) and each warp's first cached key (written by earlier steps;
-    // the row's own position n − 1 comes from kn, after the wait).
-    // Prefill (kv_store, the launch before, wrote the cache) reads after.
-    int n = 0;
-    const int* tab = tables;
-    if (kn != nullptr) n = ld_cg_i32(rowN + r), tab += ld_cg_i32(rowTab + r);
-    int ch = (n + P - 1) / P, t0 = p * ch, t1 = min(n, t0 + ch);
-    T knext[EK];
-    const bool pre = kn != nullptr && t0 + warp < t1 && t0 + warp != n - 1;
-    if (pre) {
-        const int tf = t0 + warp;
-        const T* kp = kc + ((size_t)ld_cg_i32(tab + tf / bs) * bs + tf % bs) * dk;
-#pragma unroll
-        for (int e = 0; e < EK; e++) knext[e] = lane + 32 * e < dk ? kv_ld_cg<KV>(kp + lane + 32 * e) : kv<KV>::put(0.f);
-    }
-    pdl_wait();
-    pdl_trigger();
-    if (kn == nullptr) {
-        n = rowN[r], tab += rowTab[r];
-        ch = (n + P - 1) / P, t0 = p * ch, t1 = min(n, t0 + ch);
-    }
+    const int n = rowN[r];
+    const int* tab = tables + rowTab[r];
+    const int ch = (n + P - 1) / P, t0 = p * ch, t1 = min(n, t0 + ch);
     const int h0 = hg * GH, gn = min(GH, heads - h0);
     // decode: block (0, r, 0) stores row r's new latent key in its cache
     // cell, and every block reads that position from kn instead
@@ -179,6 +160,7 @@ __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* _
     // used: widened at the load, a 16-bit key's loads would be waited for
     // there and the prefetch of the next position lost (twice the time
     // of a float32 cache, H100).
+    typedef typename kv<KV>::t T;
     auto key = [&](int t, int cb, int cs, T (&k)[EK]) {
         if (kn != nullptr && t == n - 1) {
             const float* kp = kn + (size_t)r * dk;
@@ -204,8 +186,9 @@ __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* _
             qv[gi][e] = gi < gn && d < dk ? q[((size_t)r * heads + h0 + gi) * dk + d] : 0.f;
         }
     }
+    T knext[EK];
     int t = t0 + warp, cb = t / bs, cs = t - cb * bs;
-    if (t < t1 && !pre) key(t, cb, cs, knext);
+    if (t < t1) key(t, cb, cs, knext);
     for (; t < t1; t += MLA_WARPS) {
         float kk[EK];
 #pragma unroll
