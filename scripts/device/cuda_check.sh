@@ -226,12 +226,13 @@ fi
 # NCU_KERNELS (a regex, default GLM's per-layer kernels) in NCU_CMD
 # (default: a 4-layer GLM-4.7-Flash decode at INT4 after a 2K prompt),
 # summed over runs of equally executed instructions by ncu_regions.py
+# (NCU_EXTRA: more ncu flags, e.g. --filter-mode per-launch-config)
 if want ncu; then
 	ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1 || true)
 	cmd=${NCU_CMD:-./gpubin/marlin bench --synthetic glm4.7-flash --layers 4 --format int4:128 --device cuda --prompt 2048 --gen 8 --membw=false}
 	if [ -n "$ncu" ]; then
 		$cmd >/dev/null 2>&1 # (the synthetic checkpoint first, outside the profile)
-		run ncu 30 300 "$OUT/ncu.log" "$ncu" -k "regex:${NCU_KERNELS:-attn_mla|route_mv|moe_|head_mv|mla_prologue|qmv_}" --launch-skip "${NCU_SKIP:-200}" --launch-count "${NCU_COUNT:-1}" --section SourceCounters --section SpeedOfLight -o "$OUT/regions" $cmd
+		run ncu 30 300 "$OUT/ncu.log" "$ncu" -k "regex:${NCU_KERNELS:-attn_mla|route_mv|moe_|head_mv|mla_prologue|qmv_}" --launch-skip "${NCU_SKIP:-200}" --launch-count "${NCU_COUNT:-1}" ${NCU_EXTRA:-} --section SourceCounters --section SpeedOfLight -o "$OUT/regions" $cmd
 		"$ncu" -i "$OUT/regions.ncu-rep" --page source --csv --print-source sass >"$OUT/regions.csv" 2>&1
 		python3 scripts/device/ncu_regions.py "$OUT/regions.csv" | tee "$OUT/regions.txt" | head -120
 		rm -f "$OUT/regions.csv"
