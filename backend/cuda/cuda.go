@@ -37,7 +37,7 @@ var kernelFiles = []string{"common.cu", "qmm.cu", "hopper.cu", "matmul.cu", "ops
 // VM: 0.4–11 s a section, ~5 s a part).
 var kernelParts = [][]string{
 	{"qmm.cu"},
-	{"qmm.cu/qmv_norm", "qmm.cu/gemm"},
+	{"qmm.cu/gemm"},
 	{"qmm.cu/dmv", "qmm.cu/qmv8"},
 	{"qmm.cu/qmv_tc", "trellis.cu", "ops.cu", "sample.cu"},
 	{"hopper.cu", "matmul.cu"},
@@ -104,8 +104,9 @@ type kernels struct {
 	qmvFP4G16                                     [2]uintptr // FP4 with groups of 16 (qmm.cu qmv4, PACK_FP4G16)
 	// the 16-bit ones (M ≤ 8) reading 256 bytes a row at a time (K % 128 == 0)
 	dmvF16Wide, dmvBF16Wide uintptr
-	// the same 4-bit kernels (M ≤ 8) normalising their input (qmv*_norm)
-	qmvNorm                                             map[uintptr]uintptr
+	// a 4-bit stripe decode kernel (M ≤ 8) → its tile-cluster version
+	// normalising its input (qmv*_norm_tc)
+	qmvNormTC                                           map[uintptr]uintptr
 	qmvTC                                               map[uintptr]uintptr // a stripe decode kernel → its tile-cluster version
 	permute, xToHalf, xToTiles, dequantInt4, dequantFP4 uintptr
 	youtApply                                           uintptr                  // fused outputs of a plain product (matrix.go)
@@ -514,16 +515,6 @@ func (b *Backend) loadKernels() error {
 	b.dynSmem[k.qmvGPTQ8[0]], b.dynSmem[k.qmvGPTQ8[1]], b.dynSmem[k.qmvFP8] = q8Smem(true, false), q8Smem(true, true), q8Smem(false, false)
 	k.dmvF16Wide, k.dmvBF16Wide = get("dmv_f16_wide"), get("dmv_bf16_wide")
 	b.dynSmem[k.dmvF16Wide], b.dynSmem[k.dmvBF16Wide] = dmvWideSmem, dmvWideSmem
-	k.qmvNorm = map[uintptr]uintptr{}
-	for _, p := range []struct {
-		f    uintptr
-		name string
-		asym bool
-	}{{k.qmvInt4[0], "qmv_int4_norm", false}, {k.qmvInt4Asym[0], "qmv_int4_asym_norm", true}, {k.qmvFP4[0], "qmv_fp4_norm", false}} {
-		n := get(p.name)
-		k.qmvNorm[p.f] = n
-		b.dynSmem[n] = qmvSmem(8, p.asym, true, false)
-	}
 	// the tile-cluster versions of the 4-bit decode kernels (qmm.cu's TCL)
 	k.qmvTC = map[uintptr]uintptr{}
 	for i, sfx := range []string{"", "_m16"} {
@@ -542,12 +533,14 @@ func (b *Backend) loadKernels() error {
 		tc := get(p.name + "_tc")
 		k.qmvTC[p.f], b.dynSmem[tc] = tc, b.dynSmem[p.f]
 	}
+	k.qmvNormTC = map[uintptr]uintptr{}
 	for _, p := range []struct {
 		f    uintptr
 		name string
-	}{{k.qmvInt4[0], "qmv_int4_norm"}, {k.qmvInt4Asym[0], "qmv_int4_asym_norm"}, {k.qmvFP4[0], "qmv_fp4_norm"}} {
-		n, tc := k.qmvNorm[p.f], get(p.name+"_tc")
-		k.qmvTC[n], b.dynSmem[tc] = tc, b.dynSmem[n]
+		asym bool
+	}{{k.qmvInt4[0], "qmv_int4_norm_tc", false}, {k.qmvInt4Asym[0], "qmv_int4_asym_norm_tc", true}, {k.qmvFP4[0], "qmv_fp4_norm_tc", false}} {
+		n := get(p.name)
+		k.qmvNormTC[p.f], b.dynSmem[n] = n, qmvSmem(8, p.asym, true, false)
 	}
 	b.loadTrellisKernels(get)
 	k.tcQgemm[0], k.tcQgemm[1], k.tcQgemm[2] = get("tc_qgemm_int4"), get("tc_qgemm_int4_asym"), get("tc_qgemm_fp4")

@@ -338,7 +338,7 @@ func (b *Backend) matmul(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 }
 
 // normIn is the RMS norm a decode kernel applies to its input (qmm.cu's
-// qmv*_norm kernels): the norm weights' device address and epsilon.
+// qmv*_norm_tc kernels): the norm weights' device address and epsilon.
 type normIn struct {
 	w   uint64
 	eps float32
@@ -350,10 +350,18 @@ var normFuse = os.Getenv("MARLIN_CUDA_NORMFUSE") != "0"
 
 // normInput returns the input of a product of x [M, K] (contiguous rows)
 // with norm n: x itself and the norm for the kernel to apply, when the one
-// launch of m (nil: not one launch) is a 4-bit decode kernel and M ≤ 4
-// (each block then reads the whole rows to find their norms: cheap for a
-// few rows only); else rmsnorm(x) in scratch and no norm. 0 after a
-// failure.
+// launch of m (nil: not one launch) is a 4-bit decode kernel on tile
+// clusters (normCluster) and M ≤ 4; else rmsnorm(x) in scratch and no
+// norm. 0 after a failure.
+//
+// Every block of a kernel that applies the norm first reads the whole
+// rows and reduces them (two barriers) before its first step. That pays
+// for the small products that run on tile clusters (GLM-4.7-Flash's
+// attention projections, H100: 225.8 / 220.8 tok/s unfused against 235.6
+// / 234.0 fused), not for the large ones that run on the stripes (the
+// Llama-3-8B shape's q/k/v and gate/up: 311.2 / 316.3 fused against 331.8
+// / 335.9 with rms_norm's launch before the plain kernel; the eighteenth
+// session, docs/cuda-kernels.md).
 func (b *Backend) normInput(x *tensor, n *backend.Norm, m *matrix) (uint64, *normIn) {
 	g := b.vec(n.W)
 	checkShape("norm", g.n == x.cols, "weight %d for x [%d, %d]", g.n, x.rows, x.cols)
@@ -362,8 +370,10 @@ func (b *Backend) normInput(x *tensor, n *backend.Norm, m *matrix) (uint64, *nor
 	}
 	M, xp := x.rows, x.ptr()
 	if normFuse && m != nil && M <= 4 && m.tr == nil && (m.f == fmtPInt4 || m.f == fmtPFP4) && m.desc.gidx == 0 &&
-		b.k.qmvNorm[b.fastKernel(m, M)] != 0 && xp%16 == 0 && x.cols%4 == 0 {
-		return xp, &normIn{w: g.buf.ptr, eps: n.Eps}
+		xp%16 == 0 && x.cols%4 == 0 {
+		if _, C := b.normCluster(m, M); C > 0 {
+			return xp, &normIn{w: g.buf.ptr, eps: n.Eps}
+		}
 	}
 	xn := b.scratchBuf("xnorm", 4*int64(M)*int64(x.cols))
 	if xn == 0 {
@@ -371,6 +381,18 @@ func (b *Backend) normInput(x *tensor, n *backend.Norm, m *matrix) (uint64, *nor
 	}
 	b.rmsNorm(xn, xp, g, int(x.n()), n.Eps)
 	return xn, nil
+}
+
+// normCluster returns the tile-cluster kernel that applies an input norm
+// for m's product of M rows and its cluster size, or C = 0 where the
+// product would not run on tile clusters (tileClusters) or has no such
+// kernel.
+func (b *Backend) normCluster(m *matrix, M int) (ft uintptr, C int) {
+	f := b.fastKernel(m, M)
+	if ft = b.k.qmvNormTC[f]; ft == 0 {
+		return 0, 0
+	}
+	return ft, b.tileClusters(ft, f, m, M)
 }
 
 // outFor returns the matrix that computes m's product and the outputs that
@@ -829,8 +851,8 @@ func envInt(name string, def int) int {
 // output, so other outputs get the product in scratch first, then
 // yout_apply.
 //
-// With nrm not nil (normInput's choice: the 4-bit decode kernel at M ≤ 4)
-// the kernel applies that norm to x.
+// With nrm not nil (normInput's choice: the 4-bit decode kernel on tile
+// clusters at M ≤ 4) the kernel applies that norm to x.
 func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normIn) {
 	if !m.usable() {
 		b.fail(fmt.Errorf("cuda: use of %s, whose upload failed", m.name))
@@ -879,12 +901,6 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normI
 		return
 	}
 	if f := b.fastKernel(m, M); f != 0 && x%16 == 0 && ldx%4 == 0 {
-		if nrm != nil {
-			if f = b.k.qmvNorm[f]; f == 0 {
-				b.fail(fmt.Errorf("cuda: %s: no decode kernel that applies a norm at %d rows", m.name, M))
-				return
-			}
-		}
 		// the kernel's arguments; ws: the stripes' partial sums (0 for
 		// tile clusters, which need none)
 		args := func(ws uint64) *launchArgs {
@@ -903,6 +919,15 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normI
 			return a
 		}
 		ntiles := (m.rows + 63) / 64
+		if nrm != nil {
+			ft, C := b.normCluster(m, M)
+			if C == 0 {
+				b.fail(fmt.Errorf("cuda: %s: no tile-cluster decode kernel that applies a norm at %d rows", m.name, M))
+				return
+			}
+			b.launchCluster(ft, ntiles*C, 1, 1, 128, b.dynSmem[ft], args(0), true, C)
+			return
+		}
 		if ft := b.k.qmvTC[f]; ft != 0 {
 			if C := b.tileClusters(ft, f, m, M); C > 0 {
 				// tile clusters (qmm.cu's TCL): C blocks a column tile

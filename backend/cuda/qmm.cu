@@ -645,9 +645,10 @@ __device__ __forceinline__ void ring_prologue(Issue& issue, const int& ii, int i
 // of the ring's x and combined where x is converted, with the float
 // operations of silu_mul — the SwiGLU activation without its own launch.
 //
-// NORM (M ≤ 4, not SILU; kernels of their own, so that the others keep
-// their registers): the input is rmsnorm(x) with weights nw
-// (backend.Norm), the RMSNorm launch before the product folded into it.
+// NORM (M ≤ 4, not SILU, tile clusters only; kernels of their own, so that
+// the others keep their registers): the input is rmsnorm(x) with weights
+// nw (backend.Norm), the RMSNorm launch before the product folded into it
+// (where that pays: matrix.go normInput).
 // Once x is ready the block sums each row's squares (float64, as rms_norm)
 // and finds r = 1/√(mean(x²) + eps); the ring stages the step's 32 norm
 // weights beside x and the conversion forms (x·r)·nw, rounded as rms_norm
@@ -658,6 +659,7 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
     extern __shared__ __align__(16) unsigned char qsm[];
     constexpr bool G16 = KIND == PACK_FP4G16, FP4 = KIND != PACK_INT4;
     static_assert(!G16 || (!ASYM && !NORM), "groups of 16: FP4 only, no norm");
+    static_assert(!NORM || TCL, "the norm on tile clusters only (matrix.go normInput)");
     constexpr int SB = qstage_bytes(MR, ASYM, NORM, G16), QD = qstages(MR);
     constexpr int XO = 1024, SO = 1024 + 128 * MR, ZO = SO + (G16 ? 256 : 128), NO = ZO + (ASYM ? 256 : 0);
     const int lane = threadIdx.x & 31, t = lane & 3, c = lane >> 2, warp = threadIdx.x >> 5;
@@ -672,7 +674,7 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
         const int C = (int)cluster_nctarank(), tile = blockIdx.x / C, part = (int)cluster_ctarank() * QW + warp;
         i0 = tile * spt + part * spt / (C * QW), i1 = tile * spt + (part + 1) * spt / (C * QW);
     }
-    if (i0 >= i1 && !NORM && !TCL) return;  // (with a norm every warp helps find r first; TCL: every warp meets the barriers)
+    if (i0 >= i1 && !TCL) return;  // (TCL: every warp meets the barriers, and with a norm helps find r first)
     unsigned char* ring = qsm + (size_t)warp * QD * SB;
     const u32 ring_s = smem_addr(ring);
     const V4u* wt = (const V4u*)w.data + lane;
@@ -743,7 +745,6 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
         }
         __syncthreads();
         if (c < M) ra = nr[c];
-        if (i0 >= i1 && !TCL) return;
     }
     // scale_part adds a group's sums (part) times its scales ([c][j8] fp16
     // at scl) to acc and clears part: where a group ends, or the warp's range
@@ -876,13 +877,6 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
         NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters) {                 \
         qmv4<KIND, ASYM, MR>(w, x, ldx, o, M, ws, counters);                                              \
     }
-// the same with the input's RMS norm (M ≤ 4: MR = 8)
-#define QMV_NORM_KERNEL(NAME, KIND, ASYM)                                                                 \
-    MARLIN_KERNEL void __launch_bounds__(QW * 32)                                                 \
-        NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters, const float* nw,   \
-             float eps) {                                                                                 \
-        qmv4<KIND, ASYM, 8, false, true>(w, x, ldx, o, M, ws, counters, nw, eps);                         \
-    }
 QMV_KERNEL(qmv_int4, PACK_INT4, false, 8)
 QMV_KERNEL(qmv_int4_m16, PACK_INT4, false, 16)
 QMV_KERNEL(qmv_int4_asym, PACK_INT4, true, 8)
@@ -891,10 +885,6 @@ QMV_KERNEL(qmv_fp4, PACK_FP4, false, 8)
 QMV_KERNEL(qmv_fp4_m16, PACK_FP4, false, 16)
 QMV_KERNEL(qmv_fp4_g16, PACK_FP4G16, false, 8)
 QMV_KERNEL(qmv_fp4_g16_m16, PACK_FP4G16, false, 16)
-// kernels: qmv_norm
-QMV_NORM_KERNEL(qmv_int4_norm, PACK_INT4, false)
-QMV_NORM_KERNEL(qmv_int4_asym_norm, PACK_INT4, true)
-QMV_NORM_KERNEL(qmv_fp4_norm, PACK_FP4, false)
 // the same over tile clusters (TCL: see cluster_store)
 #define QMV_TC_KERNEL(NAME, KIND, ASYM, MR)                                                               \
     MARLIN_KERNEL void __launch_bounds__(QW * 32)                                                 \

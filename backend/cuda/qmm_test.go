@@ -378,6 +378,9 @@ func TestTileClusters(t *testing.T) {
 					continue
 				}
 				// the input norm inside the product (qmv*_norm_tc, M ≤ 4)
+				if _, nc := g.normCluster(m, M); (m.f == fmtPInt4 || m.f == fmtPFP4) && nc != C {
+					t.Fatalf("%s N%d K%d M%d: the norm on clusters of %d, not %d", cs.name, cs.n, cs.k, M, nc, C)
+				}
 				nv := randn(rng, cs.k, 1)
 				norm := &backend.Norm{W: g.LoadVector(nv), Eps: 1e-5}
 				xn := refRMSNorm(xv, nv, norm.Eps)
