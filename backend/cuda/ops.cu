@@ -29,22 +29,38 @@ MARLIN_KERNEL void silu_mul(float* dst, const float* g, const float* u, u64 n) {
 // sum of squares is accumulated in float64 (each thread a strided partial
 // sum, its loads four at a time, then warp shuffles and one shared array),
 // r = 1/√(Σx²/n + eps) is rounded once to float32, and each output is
-// (x·r)·w in float32 — the CPU reference's order. dst may be x.
+// (x·r)·w in float32 — the CPU reference's order. dst may be x (every load
+// of the block precedes rms_scale's barriers). The first pass's four
+// values a thread stay in registers, and their weights are read before the
+// wait (constant data), so that a row of up to 4·blockDim.x values takes
+// one round trip after it.
 MARLIN_KERNEL void __launch_bounds__(1024) rms_norm(float* dst, const float* x, const float* __restrict__ w, int n, float eps) {
+    const int nt = blockDim.x;
+    float w0[4];
+#pragma unroll
+    for (int u = 0; u < 4; u++) w0[u] = threadIdx.x + u * nt < n ? w[threadIdx.x + u * nt] : 0.f;
     pdl_wait();
     pdl_trigger();
     const size_t base = (size_t)blockIdx.x * n;
-    const int nt = blockDim.x;
     double ss = 0;
+    float x0[4];
     for (int i0 = threadIdx.x; i0 < n; i0 += 4 * nt) {  // four loads in flight, then the sums
         float v[4];
 #pragma unroll
         for (int u = 0; u < 4; u++) v[u] = i0 + u * nt < n ? x[base + i0 + u * nt] : 0.f;
 #pragma unroll
-        for (int u = 0; u < 4; u++) ss += (double)v[u] * v[u];
+        for (int u = 0; u < 4; u++) {
+            ss += (double)v[u] * v[u];
+            if (i0 == (int)threadIdx.x) x0[u] = v[u];
+        }
     }
     const float r = rms_scale(ss, n, eps);
-    for (int i = threadIdx.x; i < n; i += nt) dst[base + i] = __fmul_rn(__fmul_rn(x[base + i], r), w[i]);
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+        const int i = threadIdx.x + u * nt;
+        if (i < n) dst[base + i] = __fmul_rn(__fmul_rn(x0[u], r), w0[u]);
+    }
+    for (int i = threadIdx.x + 4 * nt; i < n; i += nt) dst[base + i] = __fmul_rn(__fmul_rn(x[base + i], r), w[i]);
 }
 
 // Rotary embedding, in place. One block per row, threads over (head, pair)

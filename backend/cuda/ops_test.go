@@ -194,12 +194,13 @@ func testElementwise(t *testing.T, g *Backend, c *cpu.Backend) {
 	mustSync(t, g)
 }
 
-// testRMSNorm: whole rows and per-head chunks, in place and not. Both
+// testRMSNorm: whole rows and per-head chunks, in place and not, and rows
+// longer than one pass of the widest block (6000 > 4·1024). Both
 // sides sum squares in float64 and apply (x·r)·w in float32: tolerance
 // 1e-6 relative (r may round differently by 1 ulp).
 func testRMSNorm(t *testing.T, g *Backend, c *cpu.Backend) {
 	rng := rand.New(rand.NewPCG(9, 10))
-	for _, cs := range []struct{ M, cols, n int }{{1, 48, 48}, {5, 96, 16}, {33, 1000, 1000}, {4, 576, 64}} {
+	for _, cs := range []struct{ M, cols, n int }{{1, 48, 48}, {5, 96, 16}, {33, 1000, 1000}, {4, 576, 64}, {2, 6000, 6000}} {
 		wv := randn(rng, cs.n, 1)
 		gw, cw := g.LoadVector(wv), c.LoadVector(wv)
 		xv := randn(rng, cs.M*cs.cols, 3)
