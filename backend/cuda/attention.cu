@@ -277,18 +277,25 @@ __device__ __forceinline__ void merge_splits(float* __restrict__ out, const floa
     }
 }
 
-// rope_at returns dim d of the head at v rotated as the rope kernel (ops.cu)
-// rotates it, with the same float operations: pair j of dims (j, j+half)
-// or, interleaved, (2j, 2j+1), by the angle whose cos and sin are
-// cosT[p + j], sinT[p + j] (p = position·half); dims past 2·half, or all
-// of them when cosT is null, are returned as they are.
-__device__ __forceinline__ float rope_at(const float* v, int d, const float* cosT, const float* sinT, size_t p, int half,
-                                        int inter) {
-    if (cosT == nullptr || d >= 2 * half) return v[d];
+// Rotary embedding of single dims, as the rope kernel (ops.cu) rotates
+// them, with the same float operations: pair j of dims (j, j+half) or,
+// interleaved, (2j, 2j+1), by the angle whose cos and sin are cosT[p + j],
+// sinT[p + j] (p = position·half); dims past 2·half, or all of them
+// without tables, stay as they are. rope_cs reads dim d's cos and sin
+// (constant data: a kernel may read them before its wait), rope_with
+// rotates dim d of the head at v with them (rot: there are tables).
+__device__ __forceinline__ void rope_cs(int d, const float* cosT, const float* sinT, size_t p, int half, int inter, float& c,
+                                        float& s) {
+    c = s = 0.f;
+    if (cosT == nullptr || d >= 2 * half) return;
+    const int j = inter ? d >> 1 : d < half ? d : d - half;
+    c = cosT[p + j], s = sinT[p + j];
+}
+__device__ __forceinline__ float rope_with(const float* v, int d, float c, float s, int half, int inter, bool rot) {
+    if (!rot || d >= 2 * half) return v[d];
     const bool first = inter ? (d & 1) == 0 : d < half;
-    const int j = inter ? d >> 1 : first ? d : d - half;
     const int o = inter ? d ^ 1 : first ? d + half : d - half;  // the other dim of the pair
-    const float c = cosT[p + j], s = sinT[p + j], a = v[d], b = v[o];
+    const float a = v[d], b = v[o];
     return first ? __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s)) : __fadd_rn(__fmul_rn(a, c), __fmul_rn(b, s));
 }
 
@@ -313,8 +320,8 @@ __device__ __forceinline__ float rope_at(const float* v, int d, const float* cos
 // D], and block (kh, r, 0) writes that head's key and value to the cache
 // cell (stBlk[r], stSlot[r]); no other block of the launch reads that cell.
 // With cosT != nullptr (decode only) q and the new keys are rotated here
-// as the rope kernel would first (rope_at), and the cache gets the
-// rotated keys.
+// as the rope kernel would first (rope_cs, rope_with; the tables' values
+// read before the wait), and the cache gets the rotated keys.
 template <int D, int G, int KV>
 __device__ __forceinline__ void attn_split(float* __restrict__ out, const float* __restrict__ q,
                                            typename kv<KV>::t* __restrict__ kc, typename kv<KV>::t* __restrict__ vc,
@@ -337,7 +344,8 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     // first position — written by earlier steps (the row's own new
     // position n − 1, from kn/vn, is the only one this step writes) — all
     // through L2, so that their round trips overlap the previous kernel's
-    // tail instead of following it (Llama-3-8B INT4 decode +1.7%, H100).
+    // tail instead of following it (Llama-3-8B INT4 decode +1.7%, H100);
+    // and the rotary tables' values at n − 1 (constant data).
     // Prefill (kn null: kv_store, the launch before, wrote the cache) reads
     // everything after the wait, with plain loads, as before.
     int n = 0;
@@ -347,6 +355,15 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     const int tf = t0 + warp;  // the warp's first position
     const bool pre = kn != nullptr && tf < t1 && tf != n - 1;
     float kf[E], vf[E];
+    // the rotary tables' cos and sin at the row's position n − 1 (decode
+    // only), for the lane's E dims of q and the thread's dim of the new key
+    const bool rot = cosT != nullptr && kn != nullptr;
+    const float* cosR = rot ? cosT : nullptr;
+    const size_t rp = rot ? (size_t)(n - 1) * half : 0;
+    float cq[E], sq[E], ck, sk;
+#pragma unroll
+    for (int e = 0; e < E; e++) rope_cs(lane * E + e, cosR, sinT, rp, half, inter, cq[e], sq[e]);
+    rope_cs(threadIdx.x, cosR, sinT, rp, half, inter, ck, sk);
     if (pre) {
         const size_t cell = ((size_t)ld_cg_i32(tab + tf / bs) * kvHeads + kh) * bs + (tf % bs);
         kv_loadn<KV, E, true>(kc + cell * D + lane * E, kf);
@@ -359,20 +376,18 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
         ch = (n + P - 1) / P, t0 = p * ch, t1 = min(n, t0 + ch);
     }
     const size_t own = ((size_t)r * kvHeads + kh) * D;  // this row's new key/value of head kh in kn, vn
-    const size_t rp = (size_t)(n - 1) * half;           // the row's position in the rotary tables
-    if (kn != nullptr && p == 0 && stBlk[r] >= 0) {
+    static_assert(D <= ATT_WARPS * 32, "attn_split: a thread a dim of the new key");
+    const int i = threadIdx.x;
+    if (kn != nullptr && p == 0 && stBlk[r] >= 0 && i < D) {
         const size_t cell = ((size_t)stBlk[r] * kvHeads + kh) * bs + stSlot[r];
-        for (int i = threadIdx.x; i < D; i += ATT_WARPS * 32) {
-            kc[cell * D + i] = kv<KV>::put(rope_at(kn + own, i, cosT, sinT, rp, half, inter));
-            vc[cell * ldv + i] = kv<KV>::put(vn[own + i]);
-        }
+        kc[cell * D + i] = kv<KV>::put(rope_with(kn + own, i, ck, sk, half, inter, rot));
+        vc[cell * ldv + i] = kv<KV>::put(vn[own + i]);
     }
 
     // the new key of head kh, rotated, for the split that reads it
     __shared__ float sm_kn[D];
-    if (cosT != nullptr) {
-        if (t1 == n)
-            for (int i = threadIdx.x; i < D; i += ATT_WARPS * 32) sm_kn[i] = rope_at(kn + own, i, cosT, sinT, rp, half, inter);
+    if (rot) {
+        if (t1 == n && i < D) sm_kn[i] = rope_with(kn + own, i, ck, sk, half, inter, true);
         __syncthreads();
     }
 
@@ -384,7 +399,7 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
 #pragma unroll
         for (int e = 0; e < E; e++) {
             acc[gi][e] = 0.f;
-            qv[gi][e] = gi < g ? rope_at(q + ((size_t)r * heads + kh * g + gi) * D, lane * E + e, cosT, sinT, rp, half, inter) : 0.f;
+            qv[gi][e] = gi < g ? rope_with(q + ((size_t)r * heads + kh * g + gi) * D, lane * E + e, cq[e], sq[e], half, inter, rot) : 0.f;
         }
     }
 #pragma unroll 2
