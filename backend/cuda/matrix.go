@@ -360,7 +360,7 @@ var normFuse = os.Getenv("MARLIN_CUDA_NORMFUSE") != "0"
 // attention projections, H100: 225.8 / 220.8 tok/s unfused against 235.6
 // / 234.0 fused), not for the large ones that run on the stripes (the
 // Llama-3-8B shape's q/k/v and gate/up: 311.2 / 316.3 fused against 331.8
-// / 335.9 with rms_norm's launch before the plain kernel; the eighteenth
+// / 335.9 with rms_norm's launch before the plain kernel; the seventeenth
 // session, docs/cuda-kernels.md).
 func (b *Backend) normInput(x *tensor, n *backend.Norm, m *matrix) (uint64, *normIn) {
 	g := b.vec(n.W)
