@@ -411,6 +411,16 @@ __device__ __forceinline__ void route_mv(int* __restrict__ ids, float* __restric
     };
     int e = blockIdx.x * RW + warp;
     load(e, 0);
+    // the norm weights of the block's first NWR·nt inputs (each thread
+    // copies the ones it applies; the rest are read after the wait) and
+    // the score biases for the routing (the barrier after the norm
+    // publishes them), into shared memory: constant data, read before the
+    // wait too, so that no DRAM round trip follows it
+    constexpr int NWR = 8;
+    __shared__ float snw[NWR * RW * 32], sbias[256];
+    if (nw != nullptr)
+        for (int i = threadIdx.x; i < min(K, NWR * nt); i += nt) snw[i] = nw[i];
+    for (int i = threadIdx.x; i < E; i += nt) sbias[i] = bias != nullptr ? bias[i] : 0.f;  // (p + 0 is p)
     pdl_wait();
     pdl_trigger();
 
@@ -436,7 +446,7 @@ __device__ __forceinline__ void route_mv(int* __restrict__ ids, float* __restric
         const float rr = rms_scale(ss, K, eps);
         float* xo = xn + (size_t)r * ldxn;
         for (int i = threadIdx.x; i < K; i += nt) {
-            const float v = __fmul_rn(__fmul_rn(xs[i], rr), nw[i]);
+            const float v = __fmul_rn(__fmul_rn(xs[i], rr), i < NWR * nt ? snw[i] : nw[i]);
             xs[i] = v;
             if (blockIdx.x == 0) xo[i] = v;
         }
@@ -487,7 +497,7 @@ __device__ __forceinline__ void route_mv(int* __restrict__ ids, float* __restric
         __syncthreads();
     }
     if (warp == 0) {
-        route_row(ids + (size_t)r * topK, wts + (size_t)r * topK, lgs, bias, E, topK, sigmoid, normalize, scale);
+        route_row(ids + (size_t)r * topK, wts + (size_t)r * topK, lgs, sbias, E, topK, sigmoid, normalize, scale);
         if (lane == 0 && !CL) counters[r] = 0;
     }
 }
