@@ -29,23 +29,16 @@ template <> struct kv<KV_F32> {
     static __device__ __forceinline__ float get(float v) { return v; }
     static __device__ __forceinline__ float put(float v) { return v; }
 };
+// (put: the low half of qmm.cu's pack_f16x2 / pack_bf16x2, cvt.rn)
 template <> struct kv<KV_F16> {
     typedef u16 t;
     static __device__ __forceinline__ float get(u16 h) { return f16_to_f32(h); }
-    static __device__ __forceinline__ u16 put(float v) {
-        u16 h;
-        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
-        return h;
-    }
+    static __device__ __forceinline__ u16 put(float v) { return (u16)pack_f16x2(v, 0.f); }
 };
 template <> struct kv<KV_BF16> {
     typedef u16 t;
     static __device__ __forceinline__ float get(u16 h) { return bf16_to_f32(h); }
-    static __device__ __forceinline__ u16 put(float v) {
-        u16 h;
-        asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(v));
-        return h;
-    }
+    static __device__ __forceinline__ u16 put(float v) { return (u16)pack_bf16x2(v, 0.f); }
 };
 template <int KV> __device__ __forceinline__ float kv_round(float v) { return kv<KV>::get(kv<KV>::put(v)); }
 

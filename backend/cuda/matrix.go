@@ -338,10 +338,13 @@ func (b *Backend) matmul(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 }
 
 // normIn is the RMS norm a decode kernel applies to its input (qmm.cu's
-// qmv*_norm_tc kernels): the norm weights' device address and epsilon.
+// qmv*_norm_tc kernels): the norm weights' device address and epsilon, and
+// the kernel and cluster size normCluster chose for the product.
 type normIn struct {
 	w   uint64
 	eps float32
+	f   uintptr
+	c   int
 }
 
 // normFuse (MARLIN_CUDA_NORMFUSE=0 turns it off, for measurements) lets the
@@ -371,8 +374,8 @@ func (b *Backend) normInput(x *tensor, n *backend.Norm, m *matrix) (uint64, *nor
 	M, xp := x.rows, x.ptr()
 	if normFuse && m != nil && M <= 4 && m.tr == nil && (m.f == fmtPInt4 || m.f == fmtPFP4) && m.desc.gidx == 0 &&
 		xp%16 == 0 && x.cols%4 == 0 {
-		if _, C := b.normCluster(m, M); C > 0 {
-			return xp, &normIn{w: g.buf.ptr, eps: n.Eps}
+		if ft, C := b.normCluster(m, M); C > 0 {
+			return xp, &normIn{w: g.buf.ptr, eps: n.Eps, f: ft, c: C}
 		}
 	}
 	xn := b.scratchBuf("xnorm", 4*int64(M)*int64(x.cols))
@@ -919,13 +922,8 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normI
 			return a
 		}
 		ntiles := (m.rows + 63) / 64
-		if nrm != nil {
-			ft, C := b.normCluster(m, M)
-			if C == 0 {
-				b.fail(fmt.Errorf("cuda: %s: no tile-cluster decode kernel that applies a norm at %d rows", m.name, M))
-				return
-			}
-			b.launchCluster(ft, ntiles*C, 1, 1, 128, b.dynSmem[ft], args(0), true, C)
+		if nrm != nil { // (normInput chose the kernel and its clusters for this product)
+			b.launchCluster(nrm.f, ntiles*nrm.c, 1, 1, 128, b.dynSmem[nrm.f], args(0), true, nrm.c)
 			return
 		}
 		if ft := b.k.qmvTC[f]; ft != 0 {

@@ -390,7 +390,6 @@ func (p *packed) value(n, k int) float32 {
 	return (float32(code) - z) * sc
 }
 
-// groupable reports whether LoadMatrices stores ws together (see there).
 // gptq8Group reports whether ws (two or three weights) can be grouped by
 // LoadMatrices in the 8-bit GPTQ stored layout: a SwiGLU pair interleaved
 // (gptq8Interleave) or parts stacked (gptq8Stack), with the same input
@@ -418,18 +417,10 @@ func gptq8Group(ws []*quant.Weight) bool {
 // A part of the result is not a view of it (its columns are strided), so
 // LoadMatrices marks the group whole.
 func gptq8Stack(ws []*quant.Weight, name string) *quant.Weight {
-	a := ws[0]
-	N := 0
-	uniform := true
-	for _, w := range ws {
-		N += w.Out
-		uniform = uniform && w.ZerosUniform && (w.Zeros == nil || w.Zeros[0] == a.Zeros[0])
-	}
-	cw := &quant.Weight{Name: name, Format: quant.GPTQ, Bits: 8, Group: a.Group, Sym: a.Sym, ZeroOffset: a.ZeroOffset,
-		Out: N, In: a.In, ZerosUniform: uniform}
+	cw := gptq8Joined(ws, name)
 	side := func(part func(w *quant.Weight) []byte, es int) []byte {
-		rows := len(part(a)) / (a.Out * es)
-		out := make([]byte, 0, rows*N*es)
+		rows := len(part(ws[0])) / (ws[0].Out * es)
+		out := make([]byte, 0, rows*cw.Out*es)
 		for r := range rows {
 			for _, w := range ws {
 				out = append(out, part(w)[r*w.Out*es:(r+1)*w.Out*es]...)
@@ -439,11 +430,23 @@ func gptq8Stack(ws []*quant.Weight, name string) *quant.Weight {
 	}
 	cw.Data = side(func(w *quant.Weight) []byte { return w.Data }, 4)
 	cw.Scales = side(func(w *quant.Weight) []byte { return w.Scales }, 2)
-	if a.Zeros != nil {
+	if ws[0].Zeros != nil {
 		cw.Zeros = side(func(w *quant.Weight) []byte { return w.Zeros }, 1)
 	}
+	return cw
+}
+
+// gptq8Joined is the header of ws joined into one 8-bit GPTQ weight (the
+// data left to the caller): their rows summed, symmetric where every part
+// is, and with uniform zero points where every part has the same one.
+func gptq8Joined(ws []*quant.Weight, name string) *quant.Weight {
+	a := ws[0]
+	cw := &quant.Weight{Name: name, Format: quant.GPTQ, Bits: 8, Group: a.Group, Sym: true, ZeroOffset: a.ZeroOffset,
+		In: a.In, ZerosUniform: true}
 	for _, w := range ws {
+		cw.Out += w.Out
 		cw.Sym = cw.Sym && w.Sym
+		cw.ZerosUniform = cw.ZerosUniform && w.ZerosUniform && (w.Zeros == nil || w.Zeros[0] == a.Zeros[0])
 	}
 	return cw
 }
@@ -455,8 +458,7 @@ func gptq8Stack(ws []*quant.Weight, name string) *quant.Weight {
 // so each is interleaved word by word, half by half, or byte by byte.
 func gptq8Interleave(a, b *quant.Weight, name string) *quant.Weight {
 	N := a.Out
-	cw := &quant.Weight{Name: name, Format: quant.GPTQ, Bits: 8, Group: a.Group, Sym: a.Sym && b.Sym, ZeroOffset: a.ZeroOffset,
-		Out: 2 * N, In: a.In, ZerosUniform: a.ZerosUniform && b.ZerosUniform}
+	cw := gptq8Joined([]*quant.Weight{a, b}, name)
 	inter := func(x, y []byte, es int) []byte {
 		rows := len(x) / (N * es)
 		out := make([]byte, 2*len(x))
@@ -474,12 +476,10 @@ func gptq8Interleave(a, b *quant.Weight, name string) *quant.Weight {
 	if a.Zeros != nil {
 		cw.Zeros = inter(a.Zeros, b.Zeros, 1)
 	}
-	if a.ZerosUniform && b.ZerosUniform && a.Zeros != nil && a.Zeros[0] != b.Zeros[0] {
-		cw.ZerosUniform = false // uniform in each, not across both
-	}
 	return cw
 }
 
+// groupable reports whether LoadMatrices stores ws together (see there).
 func groupable(ws []*quant.Weight) bool {
 	if len(ws) < 2 || len(ws) > 3 { // YOut has three outputs
 		return false
