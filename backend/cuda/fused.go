@@ -182,24 +182,13 @@ func (b *Backend) MatMulN(dst []backend.Tensor, x backend.Tensor, w []backend.Ma
 		}
 		return
 	}
-	g := ms[0].grp
-	o := yout{mode: youtSplit}
-	if g.inter {
-		o.mode = youtPair
-	}
-	ys := []*uint64{&o.y0, &o.y1, &o.y2}
-	lds := []*int32{&o.ld0, &o.ld1, &o.ld2}
+	var ys [3]uint64
+	var lds [3]int32
 	for i, d := range ds {
-		*ys[i], *lds[i] = d.ptr(), int32(d.cols)
+		ys[i], lds[i] = d.ptr(), int32(d.cols)
 	}
-	o.n1, o.n2 = int32(g.all.rows), int32(g.all.rows)
-	if !g.inter {
-		o.n1 = int32(g.off[1])
-		if len(ds) > 2 {
-			o.n2 = int32(g.off[2])
-		}
-	}
-	b.matmulOut(&o, xp, xt.cols, xt.rows, g.all, nrm)
+	o := ms[0].grp.out(ys[:len(ds)], lds[:len(ds)])
+	b.matmulOut(&o, xp, xt.cols, xt.rows, ms[0].grp.all, nrm)
 }
 
 // MatMulAdd implements backend.Backend: the product is added to dst by the

@@ -398,38 +398,48 @@ func (b *Backend) normCluster(m *matrix, M int) (ft uintptr, C int) {
 	return ft, b.tileClusters(ft, f, m, M)
 }
 
+// out is the yout of g's one launch that sends part i's outputs to ys[i]
+// (row stride lds[i]): a pair's interleaved columns (youtPair), or a
+// stack's column ranges (youtSplit: parts from off[1] and off[2] on).
+func (g *group) out(ys []uint64, lds []int32) yout {
+	o := yout{mode: youtSplit, n1: int32(g.all.rows), n2: int32(g.all.rows)}
+	if g.inter {
+		o.mode = youtPair
+	} else {
+		o.n1 = int32(g.off[1])
+		if len(g.parts) > 2 {
+			o.n2 = int32(g.off[2])
+		}
+	}
+	dst, ld := []*uint64{&o.y0, &o.y1, &o.y2}, []*int32{&o.ld0, &o.ld1, &o.ld2}
+	for i := range ys {
+		*dst[i], *ld[i] = ys[i], lds[i]
+	}
+	return o
+}
+
 // outFor returns the matrix that computes m's product and the outputs that
-// send it to y: m itself, or, for a part of an interleaved pair, the pair,
-// with the other part's half going to scratch.
+// send it to y: m itself, or, for a part of an interleaved pair or of a
+// group whose parts are not views (group.whole), the whole group, with the
+// other parts' outputs going to scratch.
 func (b *Backend) outFor(m *matrix, y uint64, ldy, M int) (*matrix, yout) {
 	g := m.grp
 	if g == nil || !g.inter && !g.whole {
 		return m, plainOut(y, ldy, m.rows)
 	}
-	if g.whole {
-		// the whole group, this part's columns to y and the others' to
-		// scratch (each at its own columns of a row of all's width)
+	var ys [3]uint64 // (arrays: no allocation an op)
+	var lds [3]int32
+	if g.inter { // the other half, a row of m.rows
+		other := b.scratchBuf("pairout", 4*int64(M)*int64(m.rows))
+		ys[0], ys[1], lds[0], lds[1] = other, other, int32(m.rows), int32(m.rows)
+	} else { // each other part at its own columns of a row of all's width
 		other := b.scratchBuf("partout", 4*int64(M)*int64(g.all.rows))
-		o := yout{mode: youtSplit, n1: int32(g.all.rows), n2: int32(g.all.rows)}
-		ys, lds := []*uint64{&o.y0, &o.y1, &o.y2}, []*int32{&o.ld0, &o.ld1, &o.ld2}
 		for i := range g.parts {
-			*ys[i], *lds[i] = other+uint64(4*g.off[i]), int32(g.all.rows)
+			ys[i], lds[i] = other+uint64(4*g.off[i]), int32(g.all.rows)
 		}
-		*ys[m.part], *lds[m.part] = y, int32(ldy)
-		o.n1 = int32(g.off[1])
-		if len(g.parts) > 2 {
-			o.n2 = int32(g.off[2])
-		}
-		return g.all, o
 	}
-	other := b.scratchBuf("pairout", 4*int64(M)*int64(m.rows))
-	o := yout{mode: youtPair, y0: other, ld0: int32(m.rows), y1: other, ld1: int32(m.rows)}
-	if m.part == 0 {
-		o.y0, o.ld0 = y, int32(ldy)
-	} else {
-		o.y1, o.ld1 = y, int32(ldy)
-	}
-	return g.all, o
+	ys[m.part], lds[m.part] = y, int32(ldy)
+	return g.all, g.out(ys[:len(g.parts)], lds[:len(g.parts)])
 }
 
 // decodeParts returns into how many launches of the tensor-core decode
