@@ -52,6 +52,25 @@ var gptqPrepTabs = func() map[int]*gptqPrepTab {
 //go:noescape
 func gptqPrepZ(xf *float32, xfStride int, x *float32, sx *float32, sxStride int, tab *gptqPrepTab, units int, negOff float32)
 
+// hasVNNI reports whether the 4-bit GPTQ kernels can take their integer
+// form (AVX512_VNNI: VPDPBUSD), and useVNNI selects it; the tests switch it
+// off to cover the float kernels. Where both exist the VNNI kernels run:
+// on a core whose 512-bit float units are half width (Zen 4) they decode
+// about twice as many weights a cycle (see docs/perf.md).
+var (
+	hasVNNI = hasAVX512 && cpu.X86.HasAVX512VNNI
+	useVNNI = hasVNNI
+)
+
+// gptqVPrepZ computes the x blocks [unit][row] of one x row for the VNNI
+// kernels and its per-unit sums (prep512_amd64.s).
+//
+//go:noescape
+func gptqVPrepZ(xd *byte, xdStride int, x *float32, sx *float32, sxStride int, units int, negOff float32)
+
+// gptqVRowChunk picks the x rows of one VNNI kernel pass (1–4).
+func gptqVRowChunk(left int) int { return min(left, 4) }
+
 // sum64 returns float32(Σ float64(v)) for len(v) a multiple of 32, each 32
 // summed in the order of gptqPrepZ (for sub-groups of 64 or 128 rows, an
 // experiment of the benchmarks).
@@ -90,7 +109,9 @@ type gptqZSet struct {
 // Every x row and every column is computed by the same sequence of float32
 // operations whichever kernel takes it (the kernels differ only in how many
 // rows and columns share each decoded weight vector), so the results do not
-// depend on M.
+// depend on M. 4-bit weights on CPUs with VNNI take the integer kernels
+// (gptqVKernels, x blocks from gptqVPrepZ) at every M, which keep that
+// property: their unit sums are exact integers.
 func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weight, a0, a1 int) {
 	K, N, bits := w.In, w.Out, w.Bits
 	sub := gptqSubRows
@@ -124,28 +145,53 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 		}
 		pkspf = max(1, gptqPackAhead) * pk.full
 	}
+	vnni := bits == 4 && useVNNI
 	for m0 := 0; m0 < M; {
-		mc := gptqRowChunk(M - m0)
-		ks := gptqZKernels[bits][mc]
-		buf := sc.floats(units*F*mc + 2*nsub*mc)
-		xf, sx := buf[:units*F*mc], buf[units*F*mc:]
-		for m := 0; m < mc; m++ {
-			xr := x[(m0+m)*K : (m0+m+1)*K]
-			if sub == 32 {
-				gptqPrepZ(&xf[m*F], 4*F*mc, &xr[0], &sx[2*m], 8*mc, gptqPrepTabs[bits], units, -off)
-				continue
+		var mc int
+		var ks gptqZSet
+		var buf, xf, sx []float32
+		if vnni {
+			// x blocks of 128 bytes a unit and row (gptqVPrepZ), the
+			// unit sums after them
+			mc = gptqVRowChunk(M - m0)
+			ks = gptqVKernels[mc]
+			buf = sc.floats(32*units*mc + 2*units*mc + 2*nsub*mc)
+			xf, sx = buf[:32*units*mc], buf[32*units*mc:34*units*mc]
+			for m := 0; m < mc; m++ {
+				xr := x[(m0+m)*K : (m0+m+1)*K]
+				gptqVPrepZ((*byte)(unsafe.Pointer(&xf[32*m])), 128*mc, &xr[0], &sx[2*m], 8*mc, units, -off)
 			}
-			for u := 0; u < units; u++ {
-				xu := (*[32]float32)(xr[32*u : 32*u+32])
-				d := xf[(u*mc+m)*F : (u*mc+m+1)*F]
-				for f, k := range fk {
-					d[f] = xu[k&31] * coef[f]
+		} else {
+			mc = gptqRowChunk(M - m0)
+			ks = gptqZKernels[bits][mc]
+			buf = sc.floats(units*F*mc + 2*nsub*mc)
+			xf, sx = buf[:units*F*mc], buf[units*F*mc:]
+			for m := 0; m < mc; m++ {
+				xr := x[(m0+m)*K : (m0+m+1)*K]
+				if sub == 32 {
+					gptqPrepZ(&xf[m*F], 4*F*mc, &xr[0], &sx[2*m], 8*mc, gptqPrepTabs[bits], units, -off)
+					continue
+				}
+				for u := 0; u < units; u++ {
+					xu := (*[32]float32)(xr[32*u : 32*u+32])
+					d := xf[(u*mc+m)*F : (u*mc+m+1)*F]
+					for f, k := range fk {
+						d[f] = xu[k&31] * coef[f]
+					}
 				}
 			}
-			for s := 0; s < nsub; s++ {
-				t := sum64(xr[s*sub : (s+1)*sub])
-				sx[2*(s*mc+m)] = -off * t
-				sx[2*(s*mc+m)+1] = t
+		}
+		if sub != 32 {
+			// sums of the longer sub-groups (the VNNI prep's unit sums are
+			// left unused)
+			sx = buf[len(buf)-2*nsub*mc:]
+			for m := 0; m < mc; m++ {
+				xr := x[(m0+m)*K : (m0+m+1)*K]
+				for s := 0; s < nsub; s++ {
+					t := sum64(xr[s*sub : (s+1)*sub])
+					sx[2*(s*mc+m)] = -off * t
+					sx[2*(s*mc+m)+1] = t
+				}
 			}
 		}
 		a := &sc.ga

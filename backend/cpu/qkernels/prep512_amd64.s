@@ -6,6 +6,32 @@
 
 #include "textflag.h"
 
+// UNITSUM stores the sums of a unit (its 32 inputs in Z0, Z1) at (DX):
+// s = float32(Σ_i float64(x_i)) at 4(DX) and negOff·s (negOff in X23) at
+// 0(DX). The float64 sum is taken as 4 vectors of 8 (inputs i ≡ j mod 8 of
+// each quarter), added pairwise and then reduced by halving: the same order
+// for every row (sum64 is the Go equivalent). Clobbers Z4..Z7.
+#define UNITSUM \
+	VCVTPS2PD	Y0, Z4; \
+	VEXTRACTF32X8	$1, Z0, Y5; \
+	VCVTPS2PD	Y5, Z5; \
+	VCVTPS2PD	Y1, Z6; \
+	VEXTRACTF32X8	$1, Z1, Y7; \
+	VCVTPS2PD	Y7, Z7; \
+	VADDPD	Z5, Z4, Z4; \
+	VADDPD	Z7, Z6, Z6; \
+	VADDPD	Z6, Z4, Z4; \
+	VEXTRACTF64X4	$1, Z4, Y5; \
+	VADDPD	Y5, Y4, Y4; \
+	VEXTRACTF128	$1, Y4, X5; \
+	VADDPD	X5, X4, X4; \
+	VPERMILPD	$1, X4, X5; \
+	VADDSD	X5, X4, X4; \
+	VCVTSD2SS	X4, X4, X4; \
+	VMOVSS	X4, 4(DX); \
+	VMULSS	X23, X4, X4; \
+	VMOVSS	X4, (DX)
+
 // func gptqPrepZ(xf *float32, xfStride int, x *float32, sx *float32, sxStride int, tab *gptqPrepTab, units int, negOff float32)
 //
 // The x coefficients and sums of one x row for the AVX-512 GPTQ kernels:
@@ -63,25 +89,7 @@ preploop:
 	VMOVUPS	Z2, K1, 128(DI)
 
 prepsum:
-	VCVTPS2PD	Y0, Z4
-	VEXTRACTF32X8	$1, Z0, Y5
-	VCVTPS2PD	Y5, Z5
-	VCVTPS2PD	Y1, Z6
-	VEXTRACTF32X8	$1, Z1, Y7
-	VCVTPS2PD	Y7, Z7
-	VADDPD	Z5, Z4, Z4
-	VADDPD	Z7, Z6, Z6
-	VADDPD	Z6, Z4, Z4
-	VEXTRACTF64X4	$1, Z4, Y5
-	VADDPD	Y5, Y4, Y4
-	VEXTRACTF128	$1, Y4, X5
-	VADDPD	X5, X4, X4
-	VPERMILPD	$1, X4, X5
-	VADDSD	X5, X4, X4
-	VCVTSD2SS	X4, X4, X4
-	VMOVSS	X4, 4(DX)
-	VMULSS	X23, X4, X4
-	VMOVSS	X4, (DX)
+	UNITSUM
 	ADDQ	$128, SI
 	ADDQ	R8, DI
 	ADDQ	R9, DX
@@ -89,6 +97,128 @@ prepsum:
 	JNZ	preploop
 
 prepdone:
+	VZEROUPPER
+	RET
+
+// func gptqVPrepZ(xd *byte, xdStride int, x *float32, sx *float32, sxStride int, units int, negOff float32)
+//
+// The x block of one x row for the VNNI 4-bit GPTQ kernels (see
+// gen/gptq512.go, gptq512VNNI), unit by unit (xd advanced by xdStride, sx
+// by sxStride bytes): with E the biased exponent of the unit's largest
+// |x| (0 if subnormal), X = round(x·2^(148−E)) to nearest even, so that
+// |X| ≤ 2^22 (VSCALEFPS, VCVTPS2DQ); its digits d0 = X mod± 2^8,
+// d1 = (X − d0)/2^8 mod± 2^8, d2 = the rest (|d2| ≤ 65), each 32 bytes
+// in nibble order (position 8r + 4h + j holds input 8r + 2j + h), at 0,
+// 32, 64; the float 2^(E−148) at 96. A unit of zeros stores zero digits
+// and factor; a unit with an Inf or NaN zero digits and a NaN factor, so
+// that the products are NaN. The sums as UNITSUM.
+//
+// Registers: DI xd, SI x, DX sx, R8 xd stride, R9 sx stride, CX units,
+// X23 negOff, Z24/Z25 the nibble-order indices, Z26 the |x| mask, AX E,
+// BX and R10 temps, Z0..Z7 temporaries, Z8/Z9 X and its digits.
+TEXT ·gptqVPrepZ(SB), NOSPLIT, $0-52
+	MOVQ	xd+0(FP), DI
+	MOVQ	xdStride+8(FP), R8
+	MOVQ	x+16(FP), SI
+	MOVQ	sx+24(FP), DX
+	MOVQ	sxStride+32(FP), R9
+	MOVQ	units+40(FP), CX
+	VMOVSS	negOff+48(FP), X23
+	TESTQ	CX, CX
+	JLE	vprepdone
+	VMOVDQU32	nibidx<>+0(SB), Z24
+	VMOVDQU32	nibidx<>+64(SB), Z25
+	MOVL	$0x7fffffff, BX
+	VPBROADCASTD	BX, Z26
+
+vpreploop:
+	VMOVUPS	(SI), Z0
+	VMOVUPS	64(SI), Z1
+	VPANDD	Z26, Z0, Z2
+	VPANDD	Z26, Z1, Z3
+	VPMAXUD	Z3, Z2, Z2
+	VEXTRACTI64X4	$1, Z2, Y3
+	VPMAXUD	Y3, Y2, Y2
+	VEXTRACTI128	$1, Y2, X3
+	VPMAXUD	X3, X2, X2
+	VPSHUFD	$0x4e, X2, X3
+	VPMAXUD	X3, X2, X2
+	VPSHUFD	$0xb1, X2, X3
+	VPMAXUD	X3, X2, X2
+	VMOVD	X2, AX
+	CMPL	AX, $0x7f800000
+	JAE	vprepnan
+	TESTL	AX, AX
+	JZ	vprepzero
+	SHRL	$23, AX
+	MOVL	$148, BX
+	SUBL	AX, BX
+	VCVTSI2SSL	BX, X2, X2
+	VBROADCASTSS	X2, Z2
+	VMOVAPS	Z0, Z8
+	VPERMT2PS	Z1, Z24, Z8
+	VMOVAPS	Z0, Z9
+	VPERMT2PS	Z1, Z25, Z9
+	VSCALEFPS	Z2, Z8, Z8
+	VSCALEFPS	Z2, Z9, Z9
+	VCVTPS2DQ	Z8, Z8
+	VCVTPS2DQ	Z9, Z9
+	// factor 2^(E−148): normal from E = 22 on, else the subnormal 1 << (E+1)
+	LEAL	-21(AX), BX
+	SHLL	$23, BX
+	CMPL	AX, $22
+	JAE	vprepfactor
+	MOVQ	CX, R10
+	LEAL	1(AX), CX
+	MOVL	$1, BX
+	SHLL	CX, BX
+	MOVQ	R10, CX
+vprepfactor:
+	MOVL	BX, 96(DI)
+	VPMOVDB	Z8, 0(DI)
+	VPMOVDB	Z9, 16(DI)
+	VPSLLD	$24, Z8, Z2
+	VPSLLD	$24, Z9, Z3
+	VPSRAD	$24, Z2, Z2
+	VPSRAD	$24, Z3, Z3
+	VPSUBD	Z2, Z8, Z8
+	VPSUBD	Z3, Z9, Z9
+	VPSRAD	$8, Z8, Z8
+	VPSRAD	$8, Z9, Z9
+	VPMOVDB	Z8, 32(DI)
+	VPMOVDB	Z9, 48(DI)
+	VPSLLD	$24, Z8, Z2
+	VPSLLD	$24, Z9, Z3
+	VPSRAD	$24, Z2, Z2
+	VPSRAD	$24, Z3, Z3
+	VPSUBD	Z2, Z8, Z8
+	VPSUBD	Z3, Z9, Z9
+	VPSRAD	$8, Z8, Z8
+	VPSRAD	$8, Z9, Z9
+	VPMOVDB	Z8, 64(DI)
+	VPMOVDB	Z9, 80(DI)
+	JMP	vprepsum
+
+vprepnan:
+	MOVL	$0x7fc00000, BX
+	JMP	vprepclear
+vprepzero:
+	XORL	BX, BX
+vprepclear:
+	MOVL	BX, 96(DI)
+	VPXORD	Z2, Z2, Z2
+	VMOVDQU32	Z2, 0(DI)
+	VMOVDQU32	Y2, 64(DI)
+
+vprepsum:
+	UNITSUM
+	ADDQ	$128, SI
+	ADDQ	R8, DI
+	ADDQ	R9, DX
+	DECQ	CX
+	JNZ	vpreploop
+
+vprepdone:
 	VZEROUPPER
 	RET
 
@@ -220,3 +350,39 @@ DATA oddidx<>+52(SB)/4, $27
 DATA oddidx<>+56(SB)/4, $29
 DATA oddidx<>+60(SB)/4, $31
 GLOBL oddidx<>(SB), RODATA|NOPTR, $64
+
+// Input order of the VNNI x digits: position 8r + 4h + j holds input
+// 8r + 2j + h (the even inputs of qweight row r, then the odd ones).
+DATA nibidx<>+0(SB)/4, $0
+DATA nibidx<>+4(SB)/4, $2
+DATA nibidx<>+8(SB)/4, $4
+DATA nibidx<>+12(SB)/4, $6
+DATA nibidx<>+16(SB)/4, $1
+DATA nibidx<>+20(SB)/4, $3
+DATA nibidx<>+24(SB)/4, $5
+DATA nibidx<>+28(SB)/4, $7
+DATA nibidx<>+32(SB)/4, $8
+DATA nibidx<>+36(SB)/4, $10
+DATA nibidx<>+40(SB)/4, $12
+DATA nibidx<>+44(SB)/4, $14
+DATA nibidx<>+48(SB)/4, $9
+DATA nibidx<>+52(SB)/4, $11
+DATA nibidx<>+56(SB)/4, $13
+DATA nibidx<>+60(SB)/4, $15
+DATA nibidx<>+64(SB)/4, $16
+DATA nibidx<>+68(SB)/4, $18
+DATA nibidx<>+72(SB)/4, $20
+DATA nibidx<>+76(SB)/4, $22
+DATA nibidx<>+80(SB)/4, $17
+DATA nibidx<>+84(SB)/4, $19
+DATA nibidx<>+88(SB)/4, $21
+DATA nibidx<>+92(SB)/4, $23
+DATA nibidx<>+96(SB)/4, $24
+DATA nibidx<>+100(SB)/4, $26
+DATA nibidx<>+104(SB)/4, $28
+DATA nibidx<>+108(SB)/4, $30
+DATA nibidx<>+112(SB)/4, $25
+DATA nibidx<>+116(SB)/4, $27
+DATA nibidx<>+120(SB)/4, $29
+DATA nibidx<>+124(SB)/4, $31
+GLOBL nibidx<>(SB), RODATA|NOPTR, $128

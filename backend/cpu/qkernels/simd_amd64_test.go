@@ -47,6 +47,22 @@ func init() {
 	if os.Getenv("QBENCH_AVX2") != "" {
 		useAVX512 = false
 	}
+	// QBENCH_NOVNNI=1 runs them with the float AVX-512 4-bit GPTQ kernels.
+	if os.Getenv("QBENCH_NOVNNI") != "" {
+		useVNNI = false
+	}
+}
+
+// TestMatMulNoVNNI runs the kernel tests with the float AVX-512 4-bit GPTQ
+// kernels, which AVX-512 CPUs without VNNI use (with VNNI the tests above
+// run the integer ones).
+func TestMatMulNoVNNI(t *testing.T) {
+	if !hasVNNI {
+		t.Skip("no AVX512_VNNI: the tests above already run the float kernels")
+	}
+	useVNNI = false
+	defer func() { useVNNI = true }()
+	testKernels(t)
 }
 
 // TestMatMulAVX2 runs the kernel tests on the AVX2 kernels (the AVX-512

@@ -37,6 +37,15 @@ var gptqZKernels = map[int]map[int]gptqZSet{
 	},
 }
 
+// gptqVKernels[mc]: the AVX-512 VNNI 4-bit GPTQ kernels for mc x rows, as
+// gptqZKernels.
+var gptqVKernels = map[int]gptqZSet{
+	1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqzv4M1C4, gptqzv4M1C2, gptqzv4M1C1}, gptqyv4M1},
+	2: {[]int{2, 1}, []func(*gptqArgs){gptqzv4M2C2, gptqzv4M2C1}, gptqyv4M2},
+	3: {[]int{2, 1}, []func(*gptqArgs){gptqzv4M3C2, gptqzv4M3C1}, gptqyv4M3},
+	4: {[]int{1}, []func(*gptqArgs){gptqzv4M4C1}, gptqyv4M4},
+}
+
 // fpgKernels[kind][mc] are the AVX-512 row-major matrix-vector kernels
 // (mc = −2: one x row, two weight rows at a time), fppKernels[kind] the
 // panel packing ones.
@@ -285,6 +294,42 @@ func gptqz8M8C1(a *gptqArgs)
 
 //go:noescape
 func gptqy8M8(a *gptqArgs)
+
+//go:noescape
+func gptqzv4M1C4(a *gptqArgs)
+
+//go:noescape
+func gptqzv4M1C2(a *gptqArgs)
+
+//go:noescape
+func gptqzv4M1C1(a *gptqArgs)
+
+//go:noescape
+func gptqyv4M1(a *gptqArgs)
+
+//go:noescape
+func gptqzv4M2C2(a *gptqArgs)
+
+//go:noescape
+func gptqzv4M2C1(a *gptqArgs)
+
+//go:noescape
+func gptqyv4M2(a *gptqArgs)
+
+//go:noescape
+func gptqzv4M3C2(a *gptqArgs)
+
+//go:noescape
+func gptqzv4M3C1(a *gptqArgs)
+
+//go:noescape
+func gptqyv4M3(a *gptqArgs)
+
+//go:noescape
+func gptqzv4M4C1(a *gptqArgs)
+
+//go:noescape
+func gptqyv4M4(a *gptqArgs)
 
 //go:noescape
 func fpgnvM1R2(a *fpgArgs)

@@ -53,6 +53,15 @@ func gptq512Wide(bits, mc int) int {
 	return min(lim, max(1, 16/bits))
 }
 
+// gptqVRows are the x-row counts of the VNNI kernels, and gptqVCs their
+// column blockings, widest first: each (x row, column vector) holds four
+// accumulators (three digit sums and the float sum), so mc·C ≤ 4 with the
+// nibbles and the mask beside them; prefill passes take 4 rows.
+var (
+	gptqVRows = []int{1, 2, 3, 4}
+	gptqVCs   = map[int][]int{1: {4, 2, 1}, 2: {2, 1}, 3: {2, 1}, 4: {1}}
+)
+
 // gptq512Rows are the x-row counts of the kernels.
 var gptq512Rows = []int{1, 2, 3, 4, 8}
 
@@ -68,18 +77,22 @@ func gptq512Cs(bits, mc int) []int {
 	return cs
 }
 
-func gptq512Name(bits, mc, c int, half bool) string {
-	if half {
-		return fmt.Sprintf("gptqy%dM%d", bits, mc)
+func gptq512Name(bits, mc, c int, half, vnni bool) string {
+	v := ""
+	if vnni {
+		v = "v"
 	}
-	return fmt.Sprintf("gptqz%dM%dC%d", bits, mc, c)
+	if half {
+		return fmt.Sprintf("gptqy%s%dM%d", v, bits, mc)
+	}
+	return fmt.Sprintf("gptqz%s%dM%dC%d", v, bits, mc, c)
 }
 
 // gptq512Kernel emits one AVX-512 GPTQ kernel: bits-bit weights, mc x rows,
-// c column vectors of 16 (half: one vector of 8, ymm) per block.
-func gptq512Kernel(sb *strings.Builder, bits, mc, c int, half bool) {
-	fs := gptqFields(bits)
-	name := gptq512Name(bits, mc, c, half)
+// c column vectors of 16 (half: one vector of 8, ymm) per block; vnni: the
+// integer form of the 4-bit kernels (gptq512VNNI).
+func gptq512Kernel(sb *strings.Builder, bits, mc, c int, half, vnni bool) {
+	name := gptq512Name(bits, mc, c, half, vnni)
 	w := func(format string, args ...any) { fmt.Fprintf(sb, "\t"+format+"\n", args...) }
 	P, VB := "Z", 64 // register prefix, vector bytes
 	if half {
@@ -87,60 +100,21 @@ func gptq512Kernel(sb *strings.Builder, bits, mc, c int, half bool) {
 	}
 	reg := func(i int) string { return fmt.Sprintf("%s%d", P, i) }
 	xreg := func(i int) string { return fmt.Sprintf("X%d", i) }
-	na := mc * c
 	acc := func(m, ci int) string { return reg(m*c + ci) }
-	word := func(ci int) string { return reg(na + ci) }
-	next := na + c
-	bregs := next+mc+2 <= 32
-	xbIdx := next
-	if bregs {
-		next += mc
+	var u gptqUnit
+	if vnni {
+		u = gptq512VNNI(w, reg, acc, mc, c, VB, half)
+	} else {
+		u = gptq512Fields(w, reg, acc, bits, mc, c, VB, half)
 	}
-	xb := func(m int) string { return reg(xbIdx + m) }
-	T := []int{next, next + 1}
-	next += 2
-	if next > 32 {
-		panic("registers")
-	}
-	// AND masks in the spare registers, most used first.
-	masks := gptqMasks(bits)
-	uses := make([]int, len(masks))
-	for _, f := range fs {
-		if f.mask != 0 {
-			uses[maskIndex(bits, f.mask)]++
-		}
-	}
-	maskReg := map[int]int{}
-	for next < 32 {
-		best := -1
-		for i := range masks {
-			if _, ok := maskReg[i]; !ok && uses[i] > 0 && (best < 0 || uses[i] > uses[best]) {
-				best = i
-			}
-		}
-		if best < 0 {
-			break
-		}
-		maskReg[best] = next
-		next++
-	}
-	xsz := 4 * len(fs) * mc // x-coefficient bytes per unit
+	T := u.T
 
 	fmt.Fprintf(sb, `
 // func %s(a *gptqArgs)
 //
-// AVX-512 GPTQ %d-bit kernel, %d x row(s), %d %s column vector(s) per block.
-// Register plan: %s0..%s%d accumulators acc[m][c] (m-major, one chain
-// each), %s%d..%s%d the qweight words of the current row, `, name, bits, mc, c, map[bool]string{false: "16-column zmm", true: "8-column ymm"}[half],
-		P, P, na-1, P, na, P, na+c-1)
-	if bregs {
-		fmt.Fprintf(sb, "%s%d..%s%d the\n// broadcast x coefficients of the current field, ", P, xbIdx, P, xbIdx+mc-1)
-	} else {
-		sb.WriteString("the x\n// coefficients as embedded-broadcast FMA operands, ")
-	}
-	fmt.Fprintf(sb, "%s%d/%s%d the extracted fields\n", P, T[0], P, T[1])
-	fmt.Fprintf(sb, "// (alternating), %d AND mask(s) in %s%d.., the others as embedded broadcasts.\n", len(maskReg), P, T[1]+1)
-	fmt.Fprintf(sb, `// GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
+// AVX-512 GPTQ %d-bit kernel%s, %d x row(s), %d %s column vector(s) per block.
+%s
+// GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
 // sub-group, AX current qweight row, R8 qweight row stride, BX x
 // coefficients, CX unit counter, DX column-block counter, R9 scales, R10
 // zeros, R11 dst, R12 dst row stride, R13 sx/init pairs, R14 prefetch
@@ -150,16 +124,12 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
 	MOVQ	88(DI), R12
-`, name)
+`, name, bits, map[bool]string{true: " (VNNI)"}[vnni], mc, c, map[bool]string{false: "16-column zmm", true: "8-column ymm"}[half], u.plan, name)
 	if !half && (bits == 3 || bits == 4) {
 		w("MOVL\t$0xff00, R14")
 		w("KMOVW\tR14, K1")
 	}
-	for i := range masks {
-		if r, ok := maskReg[i]; ok {
-			w("VPBROADCASTD\tgptqzm%d<>+%d(SB), %s", bits, 4*i, reg(r))
-		}
-	}
+	u.setup()
 	// save the pointers the sub-group loop advances (restored, one column
 	// tile further, for each further tile of the packed layout)
 	for i, off := range gptqTileSaved {
@@ -190,49 +160,8 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	w("MOVQ\t48(DI), BX")
 	w("MOVQ\t112(DI), CX")
 	fmt.Fprintf(sb, "%s_unit:\n", name)
-	fi, tn := 0, 0
-	for r := 0; r < bits; r++ {
-		for ci := 0; ci < c; ci++ {
-			w("VMOVDQU32\t%d(AX), %s", VB*ci, word(ci))
-		}
-		if !half {
-			// the same columns of the next sub-group (or further along
-			// these rows, see gptqZPrefetch), one line per 64 bytes read
-			for l := 0; l < c; l++ {
-				w("PREFETCHT1\t%d(AX)(R14*1)", 64*l)
-			}
-		}
-		for ; fi < len(fs) && fs[fi].row == r; fi++ {
-			f := fs[fi]
-			for m := 0; m < mc && bregs; m++ {
-				w("VBROADCASTSS\t%d(BX), %s", 4*(m*len(fs)+fi), xb(m))
-			}
-			for ci := 0; ci < c; ci++ {
-				t := reg(T[tn%2])
-				tn++
-				if f.mask != 0 {
-					mi := maskIndex(bits, f.mask)
-					if r, ok := maskReg[mi]; ok {
-						w("VPANDD\t%s, %s, %s", reg(r), word(ci), t)
-					} else {
-						w("VPANDD.BCST\tgptqzm%d<>+%d(SB), %s, %s", bits, 4*mi, word(ci), t)
-					}
-				} else {
-					w("VPSRLD\t$%d, %s, %s", f.shift, word(ci), t)
-				}
-				w("VCVTDQ2PS\t%s, %s", t, t)
-				for m := 0; m < mc; m++ {
-					if bregs {
-						w("VFMADD231PS\t%s, %s, %s", xb(m), t, acc(m, ci))
-					} else {
-						w("VFMADD231PS.BCST\t%d(BX), %s, %s", 4*(m*len(fs)+fi), t, acc(m, ci))
-					}
-				}
-			}
-		}
-		w("ADDQ\tR8, AX")
-	}
-	w("ADDQ\t$%d, BX", xsz)
+	u.body()
+	w("ADDQ\t$%d, BX", u.xsz)
 	w("DECQ\tCX")
 	w("JNZ\t%s_unit", name)
 
@@ -324,7 +253,7 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	w("IMULQ\tR8, R14")
 	w("ADDQ\tR14, 0(DI)")
 	w("MOVQ\t112(DI), R14")
-	w("IMULQ\t$%d, R14", xsz)
+	w("IMULQ\t$%d, R14", u.xsz)
 	w("ADDQ\tR14, 48(DI)")
 	w("ADDQ\t$%d, 64(DI)", 8*mc)
 	w("DECQ\t144(DI)")
@@ -359,6 +288,202 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	fmt.Fprintf(sb, "%s_done:\n", name)
 	w("VZEROUPPER")
 	w("RET")
+}
+
+// gptqUnit is what differs between the kernel families: the register plan
+// and the work of one unit of 32 input rows (the loops, the epilogue and
+// the argument block are shared).
+type gptqUnit struct {
+	T           [2]int // the epilogue's two temporaries (free after the unit loop)
+	xsz         int    // x bytes per unit, all rows
+	plan        string // the register plan, for the kernel's comment
+	setup, body func() // constants into registers; one unit's instructions
+}
+
+// gptq512Fields is the float form: every field of a qweight row extracted
+// (AND or shift), converted and multiplied by its x coefficient.
+func gptq512Fields(w func(string, ...any), reg func(int) string, acc func(int, int) string, bits, mc, c, VB int, half bool) gptqUnit {
+	fs := gptqFields(bits)
+	na := mc * c
+	word := func(ci int) string { return reg(na + ci) }
+	next := na + c
+	bregs := next+mc+2 <= 32
+	xbIdx := next
+	if bregs {
+		next += mc
+	}
+	xb := func(m int) string { return reg(xbIdx + m) }
+	T := [2]int{next, next + 1}
+	next += 2
+	if next > 32 {
+		panic("registers")
+	}
+	// AND masks in the spare registers, most used first.
+	masks := gptqMasks(bits)
+	uses := make([]int, len(masks))
+	for _, f := range fs {
+		if f.mask != 0 {
+			uses[maskIndex(bits, f.mask)]++
+		}
+	}
+	maskReg := map[int]int{}
+	for next < 32 {
+		best := -1
+		for i := range masks {
+			if _, ok := maskReg[i]; !ok && uses[i] > 0 && (best < 0 || uses[i] > uses[best]) {
+				best = i
+			}
+		}
+		if best < 0 {
+			break
+		}
+		maskReg[best] = next
+		next++
+	}
+	var pb strings.Builder
+	fmt.Fprintf(&pb, "// Register plan: %s..%s accumulators acc[m][c] (m-major, one chain\n// each), %s..%s the qweight words of the current row, ", reg(0), reg(na-1), reg(na), reg(na+c-1))
+	if bregs {
+		fmt.Fprintf(&pb, "%s..%s the\n// broadcast x coefficients of the current field, ", xb(0), xb(mc-1))
+	} else {
+		pb.WriteString("the x\n// coefficients as embedded-broadcast FMA operands, ")
+	}
+	fmt.Fprintf(&pb, "%s/%s the extracted fields\n", reg(T[0]), reg(T[1]))
+	fmt.Fprintf(&pb, "// (alternating), %d AND mask(s) in %s.., the others as embedded broadcasts.", len(maskReg), reg(T[1]+1))
+	setup := func() {
+		for i := range masks {
+			if r, ok := maskReg[i]; ok {
+				w("VPBROADCASTD\tgptqzm%d<>+%d(SB), %s", bits, 4*i, reg(r))
+			}
+		}
+	}
+	body := func() {
+		fi, tn := 0, 0
+		for r := 0; r < bits; r++ {
+			for ci := 0; ci < c; ci++ {
+				w("VMOVDQU32\t%d(AX), %s", VB*ci, word(ci))
+			}
+			if !half {
+				// the same columns of the next sub-group (or further along
+				// these rows, see gptqZPrefetch), one line per 64 bytes read
+				for l := 0; l < c; l++ {
+					w("PREFETCHT1\t%d(AX)(R14*1)", 64*l)
+				}
+			}
+			for ; fi < len(fs) && fs[fi].row == r; fi++ {
+				f := fs[fi]
+				for m := 0; m < mc && bregs; m++ {
+					w("VBROADCASTSS\t%d(BX), %s", 4*(m*len(fs)+fi), xb(m))
+				}
+				for ci := 0; ci < c; ci++ {
+					t := reg(T[tn%2])
+					tn++
+					if f.mask != 0 {
+						mi := maskIndex(bits, f.mask)
+						if r, ok := maskReg[mi]; ok {
+							w("VPANDD\t%s, %s, %s", reg(r), word(ci), t)
+						} else {
+							w("VPANDD.BCST\tgptqzm%d<>+%d(SB), %s, %s", bits, 4*mi, word(ci), t)
+						}
+					} else {
+						w("VPSRLD\t$%d, %s, %s", f.shift, word(ci), t)
+					}
+					w("VCVTDQ2PS\t%s, %s", t, t)
+					for m := 0; m < mc; m++ {
+						if bregs {
+							w("VFMADD231PS\t%s, %s, %s", xb(m), t, acc(m, ci))
+						} else {
+							w("VFMADD231PS.BCST\t%d(BX), %s, %s", 4*(m*len(fs)+fi), t, acc(m, ci))
+						}
+					}
+				}
+			}
+			w("ADDQ\tR8, AX")
+		}
+	}
+	return gptqUnit{T: T, xsz: 4 * len(fs) * mc, plan: pb.String(), setup: setup, body: body}
+}
+
+// gptq512VNNI is the integer form of the 4-bit kernels (CPUs with
+// AVX512_VNNI). Per unit of 32 input rows and x row, gptqVPrepZ has
+// rounded x to integers X·2^e (|X| ≤ 2^22, e per unit) and split X into
+// three signed base-256 digits, X = d0 + 2^8·d1 + 2^16·d2, stored as bytes
+// in the order of the nibbles: for qweight row r, the four even inputs
+// 8r, 8r+2, 8r+4, 8r+6 (the low nibble of each code byte), then the four
+// odd ones. A unit's x block, 128 bytes a row: digit d of row r, half h
+// at 32d + 8r + 4h, then the float 2^e at 96.
+//
+// For each qweight row: the low nibbles (VPANDD 0x0f0f0f0f) and the high
+// ones (VPSRLD 4, VPANDD) as unsigned bytes, and VPDPBUSD with each digit's
+// four bytes broadcast adds four products to every column's lane. The three
+// digit sums S_d of the unit are exact int32 (|S_d| ≤ 32·15·128), and so is
+// S = S0 + 2^8·S1 + 2^16·S2 = Σ q·X (|S| ≤ 32·15·2^22 < 2^31). Then
+// acc += float(S)·2^e: one rounding a unit where the float form rounds
+// every field's FMA, so the results differ from it in the last bits, but
+// they do not depend on the blocking (the integer sums are exact), and the
+// kernels are batch-invariant as the float ones are.
+func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int) string, mc, c, VB int, half bool) gptqUnit {
+	na := mc * c
+	iacc := func(m, ci, d int) string { return reg(na + 3*(m*c+ci) + d) }
+	lo := func(ci int) string { return reg(4*na + 2*ci) }
+	hi := func(ci int) string { return reg(4*na + 2*ci + 1) }
+	mask := reg(4*na + 2*c)
+	if 4*na+2*c+1 > 32 {
+		panic("registers")
+	}
+	plan := fmt.Sprintf("// Register plan: %s..%s float accumulators acc[m][c], %s..%s the unit's\n"+
+		"// digit sums [m][c][digit], %s.. the low and high nibbles of each column\n"+
+		"// vector's qweight row, %s the nibble mask 0x0f0f0f0f.",
+		reg(0), reg(na-1), reg(na), reg(4*na-1), lo(0), mask)
+	setup := func() {
+		w("MOVL\t$0x0f0f0f0f, R14")
+		w("VPBROADCASTD\tR14, %s", mask)
+	}
+	body := func() {
+		for m := 0; m < mc; m++ {
+			for ci := 0; ci < c; ci++ {
+				for d := 0; d < 3; d++ {
+					w("VPXORD\t%s, %s, %s", iacc(m, ci, d), iacc(m, ci, d), iacc(m, ci, d))
+				}
+			}
+		}
+		for r := 0; r < 4; r++ {
+			for ci := 0; ci < c; ci++ {
+				w("VMOVDQU32\t%d(AX), %s", VB*ci, hi(ci))
+			}
+			if !half {
+				for l := 0; l < c; l++ {
+					w("PREFETCHT1\t%d(AX)(R14*1)", 64*l)
+				}
+			}
+			for ci := 0; ci < c; ci++ {
+				w("VPANDD\t%s, %s, %s", mask, hi(ci), lo(ci))
+				w("VPSRLD\t$4, %s, %s", hi(ci), hi(ci))
+				w("VPANDD\t%s, %s, %s", mask, hi(ci), hi(ci))
+			}
+			for m := 0; m < mc; m++ {
+				for ci := 0; ci < c; ci++ {
+					for d := 0; d < 3; d++ {
+						off := 128*m + 32*d + 8*r
+						w("VPDPBUSD.BCST\t%d(BX), %s, %s", off, lo(ci), iacc(m, ci, d))
+						w("VPDPBUSD.BCST\t%d(BX), %s, %s", off+4, hi(ci), iacc(m, ci, d))
+					}
+				}
+			}
+			w("ADDQ\tR8, AX")
+		}
+		for m := 0; m < mc; m++ {
+			for ci := 0; ci < c; ci++ {
+				s0, s1, s2 := iacc(m, ci, 0), iacc(m, ci, 1), iacc(m, ci, 2)
+				w("VPSLLD\t$8, %s, %s", s1, s1)
+				w("VPSLLD\t$16, %s, %s", s2, s2)
+				w("VPADDD\t%s, %s, %s", s1, s0, s0)
+				w("VPADDD\t%s, %s, %s", s2, s0, s0)
+				w("VCVTDQ2PS\t%s, %s", s0, s0)
+				w("VFMADD231PS.BCST\t%d(BX), %s, %s", 128*m+96, s0, acc(m, ci))
+			}
+		}
+	}
+	return gptqUnit{T: [2]int{4 * na, 4*na + 1}, xsz: 128 * mc, plan: plan, setup: setup, body: body}
 }
 
 // gptqTileSaved are the argument-block offsets of the pointers the

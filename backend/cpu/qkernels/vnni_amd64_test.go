@@ -1,0 +1,202 @@
+//go:build amd64 && !purego
+
+package qkernels
+
+import (
+	"fmt"
+	"math"
+	"math/rand"
+	"runtime"
+	"sort"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/marlin-llm/marlin/quant"
+)
+
+// vnniPrepRef is the plain form of gptqVPrepZ for one unit of 32 inputs:
+// the 128-byte x block (three digit arrays in nibble order, then the
+// factor) and the unit's sum.
+func vnniPrepRef(x []float32) (blk [128]byte, sum float32) {
+	var maxBits uint32
+	for _, v := range x {
+		maxBits = max(maxBits, math.Float32bits(v)&0x7fffffff)
+	}
+	var factor float32
+	switch {
+	case maxBits >= 0x7f800000:
+		factor = float32(math.NaN())
+	case maxBits != 0:
+		E := int(maxBits >> 23)
+		factor = float32(math.Ldexp(1, E-148))
+		for p := 0; p < 32; p++ {
+			k := 8*(p/8) + 2*(p%4) + (p%8)/4
+			X := int32(math.RoundToEven(math.Ldexp(float64(x[k]), 148-E)))
+			d0 := int8(X)
+			X1 := (X - int32(d0)) >> 8
+			d1 := int8(X1)
+			d2 := int8((X1 - int32(d1)) >> 8)
+			blk[p], blk[32+p], blk[64+p] = byte(d0), byte(d1), byte(d2)
+		}
+	}
+	*(*float32)(unsafe.Pointer(&blk[96])) = factor
+	return blk, sum64(x)
+}
+
+// TestVNNIPrep checks gptqVPrepZ byte for byte against vnniPrepRef on
+// random units and on the edges: zeros, a subnormal or the largest finite
+// maximum, Inf and NaN, and values that round to ±2^22; and that the
+// digits give back x: Σ_d 2^(8d)·d_d·factor is x within half a step of
+// 2^-22 of the unit's largest |x|.
+func TestVNNIPrep(t *testing.T) {
+	if !hasAVX512 {
+		t.Skip("no AVX-512")
+	}
+	rng := rand.New(rand.NewSource(5))
+	var units [][]float32
+	for i := 0; i < 40; i++ {
+		u := make([]float32, 32)
+		scale := math.Ldexp(1, rng.Intn(60)-30)
+		for k := range u {
+			u[k] = float32(rng.NormFloat64() * scale)
+		}
+		units = append(units, u)
+	}
+	edge := func(f func(u []float32)) {
+		u := make([]float32, 32)
+		for k := range u {
+			u[k] = float32(rng.NormFloat64())
+		}
+		f(u)
+		units = append(units, u)
+	}
+	edge(func(u []float32) { clear(u) })
+	edge(func(u []float32) {
+		for k := range u {
+			u[k] = math.Float32frombits(uint32(rng.Intn(1 << 23)))
+		}
+	})
+	edge(func(u []float32) { u[3] = math.MaxFloat32; u[4] = -math.MaxFloat32 / 3 })
+	edge(func(u []float32) { u[7] = float32(math.Inf(-1)) })
+	edge(func(u []float32) { u[30] = float32(math.NaN()) })
+	edge(func(u []float32) { u[0] = 2; u[1] = -(2 - 1.0/(1<<22)) }) // rounds to 2^22
+	edge(func(u []float32) { u[9] = 1e-40 })
+	x := make([]float32, 0, 32*len(units))
+	for _, u := range units {
+		x = append(x, u...)
+	}
+	n := len(units)
+	xd := make([]byte, 128*n)
+	sx := make([]float32, 2*n)
+	gptqVPrepZ(&xd[0], 128, &x[0], &sx[0], 8, n, -3)
+	for i, u := range units {
+		want, s := vnniPrepRef(u)
+		got := xd[128*i : 128*i+100]
+		for b := range got {
+			if got[b] != want[b] {
+				t.Fatalf("unit %d (%v): byte %d = %#x, want %#x", i, u[:4], b, got[b], want[b])
+			}
+		}
+		if math.Float32bits(sx[2*i+1]) != math.Float32bits(s) || math.Float32bits(sx[2*i]) != math.Float32bits(-3*s) {
+			t.Fatalf("unit %d: sums %v, want %v %v", i, sx[2*i:2*i+2], -3*s, s)
+		}
+		f := float64(*(*float32)(unsafe.Pointer(&got[96])))
+		if math.IsNaN(f) || f == 0 {
+			continue
+		}
+		var mx float64
+		for _, v := range u {
+			mx = max(mx, math.Abs(float64(v)))
+		}
+		for p := 0; p < 32; p++ {
+			k := 8*(p/8) + 2*(p%4) + (p%8)/4
+			X := float64(int8(got[p])) + 256*float64(int8(got[32+p])) + 65536*float64(int8(got[64+p]))
+			if math.Abs(X) > 1<<22 {
+				t.Fatalf("unit %d: |X| = %g > 2^22", i, X)
+			}
+			if d := math.Abs(X*f - float64(u[k])); d > mx*math.Ldexp(1, -22) {
+				t.Fatalf("unit %d input %d: %g from the digits, x %g", i, k, X*f, u[k])
+			}
+		}
+	}
+}
+
+// TestVNNINonFinite checks that the VNNI kernels give NaN, not garbage,
+// for the columns of a product whose x has an Inf or a NaN.
+func TestVNNINonFinite(t *testing.T) {
+	if !hasVNNI {
+		t.Skip("no AVX512_VNNI")
+	}
+	rng := rand.New(rand.NewSource(6))
+	w := randomWeight(t, rng, quant.GPTQ, 64, 256, 4, 32, 1, true, false, false)
+	for _, bad := range []float32{float32(math.Inf(1)), float32(math.NaN())} {
+		x := randX(rng, 256)
+		x[77] = bad
+		dst := make([]float32, 64)
+		MatMul(dst, 64, x, 1, w, 0, 64)
+		for n, v := range dst {
+			if !math.IsNaN(float64(v)) {
+				t.Fatalf("x[77] = %v: column %d = %v, want NaN", bad, n, v)
+			}
+		}
+	}
+}
+
+// BenchmarkVNNIAB alternates the VNNI and the float 4-bit kernels in one
+// process on the Llama-3.2-1B shapes (2 goroutines, weights rotated
+// through ≥ 512 MB of copies): each iteration runs every shape once with
+// each, and the medians over iterations are reported as GB/s of weight
+// bytes and their ratio (vnni/float). Alternating in one process is what
+// makes the ratio reliable on a VM whose bandwidth moves from minute to
+// minute. QBENCH_M=1,2,4 chooses the rows.
+//
+//	go test -run '^$' -bench VNNIAB -benchtime 25x ./backend/cpu/qkernels
+func BenchmarkVNNIAB(b *testing.B) {
+	if !hasVNNI {
+		b.Skip("no AVX512_VNNI")
+	}
+	p := newPool2()
+	defer p.close()
+	rng := rand.New(rand.NewSource(1))
+	shapes := [][2]int{{2048, 8192}, {8192, 2048}, {2048, 2048}}
+	for _, g := range []int{32, 128} {
+		var wss [][]*quant.Weight
+		for _, s := range shapes {
+			wss = append(wss, replicate(gptqBench(4, g, true)(rng, s[1], s[0])))
+		}
+		for _, M := range []int{1, 2, 4} {
+			if !selected("QBENCH_M", fmt.Sprint(M)) {
+				continue
+			}
+			b.Run(fmt.Sprintf("int4g%d/M%d", g, M), func(b *testing.B) {
+				defer func() { useVNNI = true }()
+				res := map[bool][]float64{}
+				for b.Loop() {
+					for _, v := range []bool{true, false} {
+						useVNNI = v
+						var bytes float64
+						t0 := time.Now()
+						for si, s := range shapes {
+							K, N := s[0], s[1]
+							x := randX(rng, M*K)
+							dst := make([]float32, M*N)
+							for _, w := range wss[si] {
+								p.run(func(gi int) { MatMul(dst, N, x, M, w, gi*N/2, (gi+1)*N/2) })
+								bytes += float64(weightBytes(w))
+							}
+						}
+						res[v] = append(res[v], bytes/time.Since(t0).Seconds()/1e9)
+					}
+				}
+				med := func(r []float64) float64 { sort.Float64s(r); return r[len(r)/2] }
+				v, f := med(res[true]), med(res[false])
+				b.ReportMetric(v, "vnni_GB/s")
+				b.ReportMetric(f, "float_GB/s")
+				b.ReportMetric(v/f, "ratio")
+			})
+		}
+		wss = nil
+		runtime.GC()
+	}
+}
