@@ -100,34 +100,35 @@ prepdone:
 	VZEROUPPER
 	RET
 
-// func gptqVPrepZ(xd *byte, xdStride int, x *float32, sx *float32, sxStride int, units int, negOff float32)
+// func gptqVPrepZ(xd *byte, xdStride int, x *float32, order *[32]int32, sx *float32, sxStride int, units int, negOff float32)
 //
-// The x block of one x row for the VNNI 4-bit GPTQ kernels (see
-// gen/gptq512.go, gptq512VNNI), unit by unit (xd advanced by xdStride, sx
-// by sxStride bytes): with E the biased exponent of the unit's largest
-// |x| (0 if subnormal), X = round(x·2^(148−E)) to nearest even, so that
-// |X| ≤ 2^22 (VSCALEFPS, VCVTPS2DQ); its digits d0 = X mod± 2^8,
-// d1 = (X − d0)/2^8 mod± 2^8, d2 = the rest (|d2| ≤ 65), each 32 bytes
-// in nibble order (position 8r + 4h + j holds input 8r + 2j + h), at 0,
-// 32, 64; the float 2^(E−148) at 96. A unit of zeros stores zero digits
-// and factor; a unit with an Inf or NaN zero digits and a NaN factor, so
-// that the products are NaN. The sums as UNITSUM.
+// The x block of one x row for the VNNI GPTQ kernels (see gen/gptq512.go,
+// gptq512VNNI), unit by unit (xd advanced by xdStride, sx by sxStride
+// bytes): with E the biased exponent of the unit's largest |x| (0 if
+// subnormal), X = round(x·2^(148−E)) to nearest even, so that |X| ≤ 2^22
+// (VSCALEFPS, VCVTPS2DQ); its digits d0 = X mod± 2^8, d1 = (X − d0)/2^8
+// mod± 2^8, d2 = the rest (|d2| ≤ 65), each 32 bytes, byte p holding input
+// order[p] of the unit, at 0, 32, 64; the float 2^(E−148) at 96. A unit of
+// zeros stores zero digits and factor; a unit with an Inf or NaN zero
+// digits and a NaN factor, so that the products are NaN. The sums as
+// UNITSUM.
 //
 // Registers: DI xd, SI x, DX sx, R8 xd stride, R9 sx stride, CX units,
-// X23 negOff, Z24/Z25 the nibble-order indices, Z26 the |x| mask, AX E,
-// BX and R10 temps, Z0..Z7 temporaries, Z8/Z9 X and its digits.
-TEXT ·gptqVPrepZ(SB), NOSPLIT, $0-52
+// X23 negOff, Z24/Z25 the order, Z26 the |x| mask, AX E, BX and R10 temps,
+// Z0..Z7 temporaries, Z8/Z9 X and its digits.
+TEXT ·gptqVPrepZ(SB), NOSPLIT, $0-60
 	MOVQ	xd+0(FP), DI
 	MOVQ	xdStride+8(FP), R8
 	MOVQ	x+16(FP), SI
-	MOVQ	sx+24(FP), DX
-	MOVQ	sxStride+32(FP), R9
-	MOVQ	units+40(FP), CX
-	VMOVSS	negOff+48(FP), X23
+	MOVQ	order+24(FP), AX
+	MOVQ	sx+32(FP), DX
+	MOVQ	sxStride+40(FP), R9
+	MOVQ	units+48(FP), CX
+	VMOVSS	negOff+56(FP), X23
 	TESTQ	CX, CX
 	JLE	vprepdone
-	VMOVDQU32	nibidx<>+0(SB), Z24
-	VMOVDQU32	nibidx<>+64(SB), Z25
+	VMOVDQU32	0(AX), Z24
+	VMOVDQU32	64(AX), Z25
 	MOVL	$0x7fffffff, BX
 	VPBROADCASTD	BX, Z26
 
@@ -350,39 +351,3 @@ DATA oddidx<>+52(SB)/4, $27
 DATA oddidx<>+56(SB)/4, $29
 DATA oddidx<>+60(SB)/4, $31
 GLOBL oddidx<>(SB), RODATA|NOPTR, $64
-
-// Input order of the VNNI x digits: position 8r + 4h + j holds input
-// 8r + 2j + h (the even inputs of qweight row r, then the odd ones).
-DATA nibidx<>+0(SB)/4, $0
-DATA nibidx<>+4(SB)/4, $2
-DATA nibidx<>+8(SB)/4, $4
-DATA nibidx<>+12(SB)/4, $6
-DATA nibidx<>+16(SB)/4, $1
-DATA nibidx<>+20(SB)/4, $3
-DATA nibidx<>+24(SB)/4, $5
-DATA nibidx<>+28(SB)/4, $7
-DATA nibidx<>+32(SB)/4, $8
-DATA nibidx<>+36(SB)/4, $10
-DATA nibidx<>+40(SB)/4, $12
-DATA nibidx<>+44(SB)/4, $14
-DATA nibidx<>+48(SB)/4, $9
-DATA nibidx<>+52(SB)/4, $11
-DATA nibidx<>+56(SB)/4, $13
-DATA nibidx<>+60(SB)/4, $15
-DATA nibidx<>+64(SB)/4, $16
-DATA nibidx<>+68(SB)/4, $18
-DATA nibidx<>+72(SB)/4, $20
-DATA nibidx<>+76(SB)/4, $22
-DATA nibidx<>+80(SB)/4, $17
-DATA nibidx<>+84(SB)/4, $19
-DATA nibidx<>+88(SB)/4, $21
-DATA nibidx<>+92(SB)/4, $23
-DATA nibidx<>+96(SB)/4, $24
-DATA nibidx<>+100(SB)/4, $26
-DATA nibidx<>+104(SB)/4, $28
-DATA nibidx<>+108(SB)/4, $30
-DATA nibidx<>+112(SB)/4, $25
-DATA nibidx<>+116(SB)/4, $27
-DATA nibidx<>+120(SB)/4, $29
-DATA nibidx<>+124(SB)/4, $31
-GLOBL nibidx<>(SB), RODATA|NOPTR, $128

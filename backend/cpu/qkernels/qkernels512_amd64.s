@@ -10,7 +10,9 @@
 // embedded broadcasts (".BCST" memory operands: one 4-byte value broadcast
 // to every lane as part of the instruction). Zen 5 runs 512-bit operations
 // at full width (2 FMA, 2 conversions, 4 logic ops per cycle), so every
-// instruction does twice the work of its AVX2 form.
+// instruction does twice the work of its AVX2 form; Zen 4 splits them into
+// two 256-bit halves (one 512-bit FMA or VPDPBUSD a cycle), which is where
+// the VNNI form of the 4-bit kernels pays most.
 //
 // Summation order: the kernels compute each output element with the same
 // sequence of float32 operations whatever the number of x rows of the call,
@@ -48341,8 +48343,8 @@ GLOBL gptqzm8<>(SB), RODATA|NOPTR, $12
 //
 // AVX-512 GPTQ 4-bit kernel (VNNI), 1 x row(s), 4 16-column zmm column vector(s) per block.
 // Register plan: Z0..Z3 float accumulators acc[m][c], Z4..Z15 the unit's
-// digit sums [m][c][digit], Z16.. the low and high nibbles of each column
-// vector's qweight row, Z24 the nibble mask 0x0f0f0f0f.
+// digit sums [m][c][digit], Z16.. each column vector's codes of the
+// current qweight row (low and high nibbles), Z24 the nibble mask 0x0f0f0f0f.
 // GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
 // sub-group, AX current qweight row, R8 qweight row stride, BX x
 // coefficients, CX unit counter, DX column-block counter, R9 scales, R10
@@ -48738,8 +48740,8 @@ gptqzv4M1C4_done:
 //
 // AVX-512 GPTQ 4-bit kernel (VNNI), 1 x row(s), 2 16-column zmm column vector(s) per block.
 // Register plan: Z0..Z1 float accumulators acc[m][c], Z2..Z7 the unit's
-// digit sums [m][c][digit], Z8.. the low and high nibbles of each column
-// vector's qweight row, Z12 the nibble mask 0x0f0f0f0f.
+// digit sums [m][c][digit], Z8.. each column vector's codes of the
+// current qweight row (low and high nibbles), Z12 the nibble mask 0x0f0f0f0f.
 // GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
 // sub-group, AX current qweight row, R8 qweight row stride, BX x
 // coefficients, CX unit counter, DX column-block counter, R9 scales, R10
@@ -48998,8 +49000,8 @@ gptqzv4M1C2_done:
 //
 // AVX-512 GPTQ 4-bit kernel (VNNI), 1 x row(s), 1 16-column zmm column vector(s) per block.
 // Register plan: Z0..Z0 float accumulators acc[m][c], Z1..Z3 the unit's
-// digit sums [m][c][digit], Z4.. the low and high nibbles of each column
-// vector's qweight row, Z6 the nibble mask 0x0f0f0f0f.
+// digit sums [m][c][digit], Z4.. each column vector's codes of the
+// current qweight row (low and high nibbles), Z6 the nibble mask 0x0f0f0f0f.
 // GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
 // sub-group, AX current qweight row, R8 qweight row stride, BX x
 // coefficients, CX unit counter, DX column-block counter, R9 scales, R10
@@ -49190,8 +49192,8 @@ gptqzv4M1C1_done:
 //
 // AVX-512 GPTQ 4-bit kernel (VNNI), 1 x row(s), 1 8-column ymm column vector(s) per block.
 // Register plan: Y0..Y0 float accumulators acc[m][c], Y1..Y3 the unit's
-// digit sums [m][c][digit], Y4.. the low and high nibbles of each column
-// vector's qweight row, Y6 the nibble mask 0x0f0f0f0f.
+// digit sums [m][c][digit], Y4.. each column vector's codes of the
+// current qweight row (low and high nibbles), Y6 the nibble mask 0x0f0f0f0f.
 // GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
 // sub-group, AX current qweight row, R8 qweight row stride, BX x
 // coefficients, CX unit counter, DX column-block counter, R9 scales, R10
@@ -49375,8 +49377,8 @@ gptqyv4M1_done:
 //
 // AVX-512 GPTQ 4-bit kernel (VNNI), 2 x row(s), 2 16-column zmm column vector(s) per block.
 // Register plan: Z0..Z3 float accumulators acc[m][c], Z4..Z15 the unit's
-// digit sums [m][c][digit], Z16.. the low and high nibbles of each column
-// vector's qweight row, Z20 the nibble mask 0x0f0f0f0f.
+// digit sums [m][c][digit], Z16.. each column vector's codes of the
+// current qweight row (low and high nibbles), Z20 the nibble mask 0x0f0f0f0f.
 // GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
 // sub-group, AX current qweight row, R8 qweight row stride, BX x
 // coefficients, CX unit counter, DX column-block counter, R9 scales, R10
@@ -49717,8 +49719,8 @@ gptqzv4M2C2_done:
 //
 // AVX-512 GPTQ 4-bit kernel (VNNI), 2 x row(s), 1 16-column zmm column vector(s) per block.
 // Register plan: Z0..Z1 float accumulators acc[m][c], Z2..Z7 the unit's
-// digit sums [m][c][digit], Z8.. the low and high nibbles of each column
-// vector's qweight row, Z10 the nibble mask 0x0f0f0f0f.
+// digit sums [m][c][digit], Z8.. each column vector's codes of the
+// current qweight row (low and high nibbles), Z10 the nibble mask 0x0f0f0f0f.
 // GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
 // sub-group, AX current qweight row, R8 qweight row stride, BX x
 // coefficients, CX unit counter, DX column-block counter, R9 scales, R10
@@ -49950,8 +49952,8 @@ gptqzv4M2C1_done:
 //
 // AVX-512 GPTQ 4-bit kernel (VNNI), 2 x row(s), 1 8-column ymm column vector(s) per block.
 // Register plan: Y0..Y1 float accumulators acc[m][c], Y2..Y7 the unit's
-// digit sums [m][c][digit], Y8.. the low and high nibbles of each column
-// vector's qweight row, Y10 the nibble mask 0x0f0f0f0f.
+// digit sums [m][c][digit], Y8.. each column vector's codes of the
+// current qweight row (low and high nibbles), Y10 the nibble mask 0x0f0f0f0f.
 // GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
 // sub-group, AX current qweight row, R8 qweight row stride, BX x
 // coefficients, CX unit counter, DX column-block counter, R9 scales, R10
@@ -50176,8 +50178,8 @@ gptqyv4M2_done:
 //
 // AVX-512 GPTQ 4-bit kernel (VNNI), 3 x row(s), 2 16-column zmm column vector(s) per block.
 // Register plan: Z0..Z5 float accumulators acc[m][c], Z6..Z23 the unit's
-// digit sums [m][c][digit], Z24.. the low and high nibbles of each column
-// vector's qweight row, Z28 the nibble mask 0x0f0f0f0f.
+// digit sums [m][c][digit], Z24.. each column vector's codes of the
+// current qweight row (low and high nibbles), Z28 the nibble mask 0x0f0f0f0f.
 // GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
 // sub-group, AX current qweight row, R8 qweight row stride, BX x
 // coefficients, CX unit counter, DX column-block counter, R9 scales, R10
@@ -50600,8 +50602,8 @@ gptqzv4M3C2_done:
 //
 // AVX-512 GPTQ 4-bit kernel (VNNI), 3 x row(s), 1 16-column zmm column vector(s) per block.
 // Register plan: Z0..Z2 float accumulators acc[m][c], Z3..Z11 the unit's
-// digit sums [m][c][digit], Z12.. the low and high nibbles of each column
-// vector's qweight row, Z14 the nibble mask 0x0f0f0f0f.
+// digit sums [m][c][digit], Z12.. each column vector's codes of the
+// current qweight row (low and high nibbles), Z14 the nibble mask 0x0f0f0f0f.
 // GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
 // sub-group, AX current qweight row, R8 qweight row stride, BX x
 // coefficients, CX unit counter, DX column-block counter, R9 scales, R10
@@ -50874,8 +50876,8 @@ gptqzv4M3C1_done:
 //
 // AVX-512 GPTQ 4-bit kernel (VNNI), 3 x row(s), 1 8-column ymm column vector(s) per block.
 // Register plan: Y0..Y2 float accumulators acc[m][c], Y3..Y11 the unit's
-// digit sums [m][c][digit], Y12.. the low and high nibbles of each column
-// vector's qweight row, Y14 the nibble mask 0x0f0f0f0f.
+// digit sums [m][c][digit], Y12.. each column vector's codes of the
+// current qweight row (low and high nibbles), Y14 the nibble mask 0x0f0f0f0f.
 // GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
 // sub-group, AX current qweight row, R8 qweight row stride, BX x
 // coefficients, CX unit counter, DX column-block counter, R9 scales, R10
@@ -51141,8 +51143,8 @@ gptqyv4M3_done:
 //
 // AVX-512 GPTQ 4-bit kernel (VNNI), 4 x row(s), 1 16-column zmm column vector(s) per block.
 // Register plan: Z0..Z3 float accumulators acc[m][c], Z4..Z15 the unit's
-// digit sums [m][c][digit], Z16.. the low and high nibbles of each column
-// vector's qweight row, Z18 the nibble mask 0x0f0f0f0f.
+// digit sums [m][c][digit], Z16.. each column vector's codes of the
+// current qweight row (low and high nibbles), Z18 the nibble mask 0x0f0f0f0f.
 // GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
 // sub-group, AX current qweight row, R8 qweight row stride, BX x
 // coefficients, CX unit counter, DX column-block counter, R9 scales, R10
@@ -51456,8 +51458,8 @@ gptqzv4M4C1_done:
 //
 // AVX-512 GPTQ 4-bit kernel (VNNI), 4 x row(s), 1 8-column ymm column vector(s) per block.
 // Register plan: Y0..Y3 float accumulators acc[m][c], Y4..Y15 the unit's
-// digit sums [m][c][digit], Y16.. the low and high nibbles of each column
-// vector's qweight row, Y18 the nibble mask 0x0f0f0f0f.
+// digit sums [m][c][digit], Y16.. each column vector's codes of the
+// current qweight row (low and high nibbles), Y18 the nibble mask 0x0f0f0f0f.
 // GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
 // sub-group, AX current qweight row, R8 qweight row stride, BX x
 // coefficients, CX unit counter, DX column-block counter, R9 scales, R10
@@ -51759,6 +51761,2934 @@ gptqyv4M4_same:
 gptqyv4M4_done:
 	VZEROUPPER
 	RET
+
+// func gptqzv8M1C2(a *gptqArgs)
+//
+// AVX-512 GPTQ 8-bit kernel (VNNI), 1 x row(s), 2 16-column zmm column vector(s) per block.
+// Register plan: Z0..Z1 float accumulators acc[m][c], Z2..Z7 the unit's
+// digit sums [m][c][digit], Z8.. each column vector's codes of the
+// current qweight row.
+// GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
+// sub-group, AX current qweight row, R8 qweight row stride, BX x
+// coefficients, CX unit counter, DX column-block counter, R9 scales, R10
+// zeros, R11 dst, R12 dst row stride, R13 sx/init pairs, R14 prefetch
+// distance in the unit loop, temp elsewhere. K1 = 0xff00 selects the upper
+// 8 lanes when the zero points of 16 columns come from two dwords.
+TEXT ·gptqzv8M1C2(SB), NOSPLIT, $0-8
+	MOVQ	a+0(FP), DI
+	MOVQ	8(DI), R8
+	MOVQ	88(DI), R12
+	MOVQ	0(DI), R14
+	MOVQ	R14, 184(DI)
+	MOVQ	16(DI), R14
+	MOVQ	R14, 192(DI)
+	MOVQ	32(DI), R14
+	MOVQ	R14, 200(DI)
+	MOVQ	48(DI), R14
+	MOVQ	R14, 208(DI)
+	MOVQ	64(DI), R14
+	MOVQ	R14, 216(DI)
+	MOVQ	80(DI), R14
+	MOVQ	R14, 224(DI)
+gptqzv8M1C2_tile:
+	MOVQ	104(DI), R14
+	MOVQ	R14, 136(DI)	// remaining sub-groups
+	MOVQ	120(DI), R14
+	MOVQ	R14, 144(DI)	// sub-groups left in this real group
+gptqzv8M1C2_sub:
+	MOVQ	0(DI), SI	// qweight at this sub-group's first row
+	MOVQ	32(DI), R9
+	MOVQ	16(DI), R10
+	MOVQ	80(DI), R11
+	MOVQ	96(DI), DX
+gptqzv8M1C2_col:
+	MOVQ	64(DI), R13
+	VBROADCASTSS	0(R13), Z0
+	VMOVAPS	Z0, Z1
+	MOVQ	SI, AX
+	MOVQ	128(DI), R14	// prefetch distance
+	MOVQ	48(DI), BX
+	MOVQ	112(DI), CX
+gptqzv8M1C2_unit:
+	VPXORD	Z2, Z2, Z2
+	VPXORD	Z3, Z3, Z3
+	VPXORD	Z4, Z4, Z4
+	VPXORD	Z5, Z5, Z5
+	VPXORD	Z6, Z6, Z6
+	VPXORD	Z7, Z7, Z7
+	VMOVDQU32	0(AX), Z8
+	VMOVDQU32	64(AX), Z9
+	PREFETCHT1	0(AX)(R14*1)
+	PREFETCHT1	64(AX)(R14*1)
+	VPDPBUSD.BCST	0(BX), Z8, Z2
+	VPDPBUSD.BCST	32(BX), Z8, Z3
+	VPDPBUSD.BCST	64(BX), Z8, Z4
+	VPDPBUSD.BCST	0(BX), Z9, Z5
+	VPDPBUSD.BCST	32(BX), Z9, Z6
+	VPDPBUSD.BCST	64(BX), Z9, Z7
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z8
+	VMOVDQU32	64(AX), Z9
+	PREFETCHT1	0(AX)(R14*1)
+	PREFETCHT1	64(AX)(R14*1)
+	VPDPBUSD.BCST	4(BX), Z8, Z2
+	VPDPBUSD.BCST	36(BX), Z8, Z3
+	VPDPBUSD.BCST	68(BX), Z8, Z4
+	VPDPBUSD.BCST	4(BX), Z9, Z5
+	VPDPBUSD.BCST	36(BX), Z9, Z6
+	VPDPBUSD.BCST	68(BX), Z9, Z7
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z8
+	VMOVDQU32	64(AX), Z9
+	PREFETCHT1	0(AX)(R14*1)
+	PREFETCHT1	64(AX)(R14*1)
+	VPDPBUSD.BCST	8(BX), Z8, Z2
+	VPDPBUSD.BCST	40(BX), Z8, Z3
+	VPDPBUSD.BCST	72(BX), Z8, Z4
+	VPDPBUSD.BCST	8(BX), Z9, Z5
+	VPDPBUSD.BCST	40(BX), Z9, Z6
+	VPDPBUSD.BCST	72(BX), Z9, Z7
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z8
+	VMOVDQU32	64(AX), Z9
+	PREFETCHT1	0(AX)(R14*1)
+	PREFETCHT1	64(AX)(R14*1)
+	VPDPBUSD.BCST	12(BX), Z8, Z2
+	VPDPBUSD.BCST	44(BX), Z8, Z3
+	VPDPBUSD.BCST	76(BX), Z8, Z4
+	VPDPBUSD.BCST	12(BX), Z9, Z5
+	VPDPBUSD.BCST	44(BX), Z9, Z6
+	VPDPBUSD.BCST	76(BX), Z9, Z7
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z8
+	VMOVDQU32	64(AX), Z9
+	PREFETCHT1	0(AX)(R14*1)
+	PREFETCHT1	64(AX)(R14*1)
+	VPDPBUSD.BCST	16(BX), Z8, Z2
+	VPDPBUSD.BCST	48(BX), Z8, Z3
+	VPDPBUSD.BCST	80(BX), Z8, Z4
+	VPDPBUSD.BCST	16(BX), Z9, Z5
+	VPDPBUSD.BCST	48(BX), Z9, Z6
+	VPDPBUSD.BCST	80(BX), Z9, Z7
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z8
+	VMOVDQU32	64(AX), Z9
+	PREFETCHT1	0(AX)(R14*1)
+	PREFETCHT1	64(AX)(R14*1)
+	VPDPBUSD.BCST	20(BX), Z8, Z2
+	VPDPBUSD.BCST	52(BX), Z8, Z3
+	VPDPBUSD.BCST	84(BX), Z8, Z4
+	VPDPBUSD.BCST	20(BX), Z9, Z5
+	VPDPBUSD.BCST	52(BX), Z9, Z6
+	VPDPBUSD.BCST	84(BX), Z9, Z7
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z8
+	VMOVDQU32	64(AX), Z9
+	PREFETCHT1	0(AX)(R14*1)
+	PREFETCHT1	64(AX)(R14*1)
+	VPDPBUSD.BCST	24(BX), Z8, Z2
+	VPDPBUSD.BCST	56(BX), Z8, Z3
+	VPDPBUSD.BCST	88(BX), Z8, Z4
+	VPDPBUSD.BCST	24(BX), Z9, Z5
+	VPDPBUSD.BCST	56(BX), Z9, Z6
+	VPDPBUSD.BCST	88(BX), Z9, Z7
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z8
+	VMOVDQU32	64(AX), Z9
+	PREFETCHT1	0(AX)(R14*1)
+	PREFETCHT1	64(AX)(R14*1)
+	VPDPBUSD.BCST	28(BX), Z8, Z2
+	VPDPBUSD.BCST	60(BX), Z8, Z3
+	VPDPBUSD.BCST	92(BX), Z8, Z4
+	VPDPBUSD.BCST	28(BX), Z9, Z5
+	VPDPBUSD.BCST	60(BX), Z9, Z6
+	VPDPBUSD.BCST	92(BX), Z9, Z7
+	ADDQ	R8, AX
+	VCVTDQ2PS	Z2, Z2
+	VCVTDQ2PS	Z3, Z3
+	VCVTDQ2PS	Z4, Z4
+	VFMADD231PS.BCST	gptqv256<>(SB), Z4, Z3
+	VFMADD231PS.BCST	gptqv256<>(SB), Z3, Z2
+	VFMADD231PS.BCST	96(BX), Z2, Z0
+	VCVTDQ2PS	Z5, Z5
+	VCVTDQ2PS	Z6, Z6
+	VCVTDQ2PS	Z7, Z7
+	VFMADD231PS.BCST	gptqv256<>(SB), Z7, Z6
+	VFMADD231PS.BCST	gptqv256<>(SB), Z6, Z5
+	VFMADD231PS.BCST	96(BX), Z5, Z1
+	ADDQ	$128, BX
+	DECQ	CX
+	JNZ	gptqzv8M1C2_unit
+	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
+	// zero was folded into acc's initial value, only y += scale·acc)
+	MOVQ	152(DI), R14
+	PREFETCHT1	0(R9)(R14*1)
+	CMPQ	56(DI), $0
+	JNE	gptqzv8M1C2_uniform
+	MOVQ	160(DI), R14
+	PREFETCHT1	(R10)(R14*1)
+	VPMOVZXBD	0(R10), Z8
+	VCVTDQ2PS	Z8, Z8
+	VCVTPH2PS	0(R9), Z9
+	MOVQ	R11, R14
+	VFNMADD231PS.BCST	4(R13), Z8, Z0
+	VFMADD213PS	0(R14), Z9, Z0
+	VMOVUPS	Z0, 0(R14)
+	VPMOVZXBD	16(R10), Z8
+	VCVTDQ2PS	Z8, Z8
+	VCVTPH2PS	32(R9), Z9
+	MOVQ	R11, R14
+	VFNMADD231PS.BCST	4(R13), Z8, Z1
+	VFMADD213PS	64(R14), Z9, Z1
+	VMOVUPS	Z1, 64(R14)
+	JMP	gptqzv8M1C2_next
+gptqzv8M1C2_uniform:
+	VCVTPH2PS	0(R9), Z9
+	MOVQ	R11, R14
+	VFMADD213PS	0(R14), Z9, Z0
+	VMOVUPS	Z0, 0(R14)
+	VCVTPH2PS	32(R9), Z9
+	MOVQ	R11, R14
+	VFMADD213PS	64(R14), Z9, Z1
+	VMOVUPS	Z1, 64(R14)
+gptqzv8M1C2_next:
+	ADDQ	$128, SI
+	ADDQ	$64, R9
+	ADDQ	$32, R10
+	ADDQ	$128, R11
+	DECQ	DX
+	JNZ	gptqzv8M1C2_col
+	MOVQ	112(DI), R14
+	IMULQ	$8, R14
+	IMULQ	R8, R14
+	ADDQ	R14, 0(DI)
+	MOVQ	112(DI), R14
+	IMULQ	$128, R14
+	ADDQ	R14, 48(DI)
+	ADDQ	$8, 64(DI)
+	DECQ	144(DI)
+	JNZ	gptqzv8M1C2_same
+	MOVQ	120(DI), R14
+	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
+	MOVQ	40(DI), R14
+	ADDQ	R14, 32(DI)
+	MOVQ	24(DI), R14
+	ADDQ	R14, 16(DI)
+gptqzv8M1C2_same:
+	DECQ	136(DI)
+	JNZ	gptqzv8M1C2_sub
+	DECQ	168(DI)
+	JZ	gptqzv8M1C2_done
+	MOVQ	184(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 184(DI)
+	MOVQ	R14, 0(DI)
+	MOVQ	192(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 192(DI)
+	MOVQ	R14, 16(DI)
+	MOVQ	200(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 200(DI)
+	MOVQ	R14, 32(DI)
+	MOVQ	208(DI), R14
+	MOVQ	R14, 208(DI)
+	MOVQ	R14, 48(DI)
+	MOVQ	216(DI), R14
+	MOVQ	R14, 216(DI)
+	MOVQ	R14, 64(DI)
+	MOVQ	224(DI), R14
+	ADDQ	232(DI), R14
+	MOVQ	R14, 224(DI)
+	MOVQ	R14, 80(DI)
+	JMP	gptqzv8M1C2_tile
+gptqzv8M1C2_done:
+	VZEROUPPER
+	RET
+
+// func gptqzv8M1C1(a *gptqArgs)
+//
+// AVX-512 GPTQ 8-bit kernel (VNNI), 1 x row(s), 1 16-column zmm column vector(s) per block.
+// Register plan: Z0..Z0 float accumulators acc[m][c], Z1..Z3 the unit's
+// digit sums [m][c][digit], Z4.. each column vector's codes of the
+// current qweight row.
+// GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
+// sub-group, AX current qweight row, R8 qweight row stride, BX x
+// coefficients, CX unit counter, DX column-block counter, R9 scales, R10
+// zeros, R11 dst, R12 dst row stride, R13 sx/init pairs, R14 prefetch
+// distance in the unit loop, temp elsewhere. K1 = 0xff00 selects the upper
+// 8 lanes when the zero points of 16 columns come from two dwords.
+TEXT ·gptqzv8M1C1(SB), NOSPLIT, $0-8
+	MOVQ	a+0(FP), DI
+	MOVQ	8(DI), R8
+	MOVQ	88(DI), R12
+	MOVQ	0(DI), R14
+	MOVQ	R14, 184(DI)
+	MOVQ	16(DI), R14
+	MOVQ	R14, 192(DI)
+	MOVQ	32(DI), R14
+	MOVQ	R14, 200(DI)
+	MOVQ	48(DI), R14
+	MOVQ	R14, 208(DI)
+	MOVQ	64(DI), R14
+	MOVQ	R14, 216(DI)
+	MOVQ	80(DI), R14
+	MOVQ	R14, 224(DI)
+gptqzv8M1C1_tile:
+	MOVQ	104(DI), R14
+	MOVQ	R14, 136(DI)	// remaining sub-groups
+	MOVQ	120(DI), R14
+	MOVQ	R14, 144(DI)	// sub-groups left in this real group
+gptqzv8M1C1_sub:
+	MOVQ	0(DI), SI	// qweight at this sub-group's first row
+	MOVQ	32(DI), R9
+	MOVQ	16(DI), R10
+	MOVQ	80(DI), R11
+	MOVQ	96(DI), DX
+gptqzv8M1C1_col:
+	MOVQ	64(DI), R13
+	VBROADCASTSS	0(R13), Z0
+	MOVQ	SI, AX
+	MOVQ	128(DI), R14	// prefetch distance
+	MOVQ	48(DI), BX
+	MOVQ	112(DI), CX
+gptqzv8M1C1_unit:
+	VPXORD	Z1, Z1, Z1
+	VPXORD	Z2, Z2, Z2
+	VPXORD	Z3, Z3, Z3
+	VMOVDQU32	0(AX), Z4
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	0(BX), Z4, Z1
+	VPDPBUSD.BCST	32(BX), Z4, Z2
+	VPDPBUSD.BCST	64(BX), Z4, Z3
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z4
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	4(BX), Z4, Z1
+	VPDPBUSD.BCST	36(BX), Z4, Z2
+	VPDPBUSD.BCST	68(BX), Z4, Z3
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z4
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	8(BX), Z4, Z1
+	VPDPBUSD.BCST	40(BX), Z4, Z2
+	VPDPBUSD.BCST	72(BX), Z4, Z3
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z4
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	12(BX), Z4, Z1
+	VPDPBUSD.BCST	44(BX), Z4, Z2
+	VPDPBUSD.BCST	76(BX), Z4, Z3
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z4
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	16(BX), Z4, Z1
+	VPDPBUSD.BCST	48(BX), Z4, Z2
+	VPDPBUSD.BCST	80(BX), Z4, Z3
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z4
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	20(BX), Z4, Z1
+	VPDPBUSD.BCST	52(BX), Z4, Z2
+	VPDPBUSD.BCST	84(BX), Z4, Z3
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z4
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	24(BX), Z4, Z1
+	VPDPBUSD.BCST	56(BX), Z4, Z2
+	VPDPBUSD.BCST	88(BX), Z4, Z3
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z4
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	28(BX), Z4, Z1
+	VPDPBUSD.BCST	60(BX), Z4, Z2
+	VPDPBUSD.BCST	92(BX), Z4, Z3
+	ADDQ	R8, AX
+	VCVTDQ2PS	Z1, Z1
+	VCVTDQ2PS	Z2, Z2
+	VCVTDQ2PS	Z3, Z3
+	VFMADD231PS.BCST	gptqv256<>(SB), Z3, Z2
+	VFMADD231PS.BCST	gptqv256<>(SB), Z2, Z1
+	VFMADD231PS.BCST	96(BX), Z1, Z0
+	ADDQ	$128, BX
+	DECQ	CX
+	JNZ	gptqzv8M1C1_unit
+	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
+	// zero was folded into acc's initial value, only y += scale·acc)
+	MOVQ	152(DI), R14
+	PREFETCHT1	0(R9)(R14*1)
+	CMPQ	56(DI), $0
+	JNE	gptqzv8M1C1_uniform
+	MOVQ	160(DI), R14
+	PREFETCHT1	(R10)(R14*1)
+	VPMOVZXBD	0(R10), Z4
+	VCVTDQ2PS	Z4, Z4
+	VCVTPH2PS	0(R9), Z5
+	MOVQ	R11, R14
+	VFNMADD231PS.BCST	4(R13), Z4, Z0
+	VFMADD213PS	0(R14), Z5, Z0
+	VMOVUPS	Z0, 0(R14)
+	JMP	gptqzv8M1C1_next
+gptqzv8M1C1_uniform:
+	VCVTPH2PS	0(R9), Z5
+	MOVQ	R11, R14
+	VFMADD213PS	0(R14), Z5, Z0
+	VMOVUPS	Z0, 0(R14)
+gptqzv8M1C1_next:
+	ADDQ	$64, SI
+	ADDQ	$32, R9
+	ADDQ	$16, R10
+	ADDQ	$64, R11
+	DECQ	DX
+	JNZ	gptqzv8M1C1_col
+	MOVQ	112(DI), R14
+	IMULQ	$8, R14
+	IMULQ	R8, R14
+	ADDQ	R14, 0(DI)
+	MOVQ	112(DI), R14
+	IMULQ	$128, R14
+	ADDQ	R14, 48(DI)
+	ADDQ	$8, 64(DI)
+	DECQ	144(DI)
+	JNZ	gptqzv8M1C1_same
+	MOVQ	120(DI), R14
+	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
+	MOVQ	40(DI), R14
+	ADDQ	R14, 32(DI)
+	MOVQ	24(DI), R14
+	ADDQ	R14, 16(DI)
+gptqzv8M1C1_same:
+	DECQ	136(DI)
+	JNZ	gptqzv8M1C1_sub
+	DECQ	168(DI)
+	JZ	gptqzv8M1C1_done
+	MOVQ	184(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 184(DI)
+	MOVQ	R14, 0(DI)
+	MOVQ	192(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 192(DI)
+	MOVQ	R14, 16(DI)
+	MOVQ	200(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 200(DI)
+	MOVQ	R14, 32(DI)
+	MOVQ	208(DI), R14
+	MOVQ	R14, 208(DI)
+	MOVQ	R14, 48(DI)
+	MOVQ	216(DI), R14
+	MOVQ	R14, 216(DI)
+	MOVQ	R14, 64(DI)
+	MOVQ	224(DI), R14
+	ADDQ	232(DI), R14
+	MOVQ	R14, 224(DI)
+	MOVQ	R14, 80(DI)
+	JMP	gptqzv8M1C1_tile
+gptqzv8M1C1_done:
+	VZEROUPPER
+	RET
+
+// func gptqyv8M1(a *gptqArgs)
+//
+// AVX-512 GPTQ 8-bit kernel (VNNI), 1 x row(s), 1 8-column ymm column vector(s) per block.
+// Register plan: Y0..Y0 float accumulators acc[m][c], Y1..Y3 the unit's
+// digit sums [m][c][digit], Y4.. each column vector's codes of the
+// current qweight row.
+// GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
+// sub-group, AX current qweight row, R8 qweight row stride, BX x
+// coefficients, CX unit counter, DX column-block counter, R9 scales, R10
+// zeros, R11 dst, R12 dst row stride, R13 sx/init pairs, R14 prefetch
+// distance in the unit loop, temp elsewhere. K1 = 0xff00 selects the upper
+// 8 lanes when the zero points of 16 columns come from two dwords.
+TEXT ·gptqyv8M1(SB), NOSPLIT, $0-8
+	MOVQ	a+0(FP), DI
+	MOVQ	8(DI), R8
+	MOVQ	88(DI), R12
+	MOVQ	0(DI), R14
+	MOVQ	R14, 184(DI)
+	MOVQ	16(DI), R14
+	MOVQ	R14, 192(DI)
+	MOVQ	32(DI), R14
+	MOVQ	R14, 200(DI)
+	MOVQ	48(DI), R14
+	MOVQ	R14, 208(DI)
+	MOVQ	64(DI), R14
+	MOVQ	R14, 216(DI)
+	MOVQ	80(DI), R14
+	MOVQ	R14, 224(DI)
+gptqyv8M1_tile:
+	MOVQ	104(DI), R14
+	MOVQ	R14, 136(DI)	// remaining sub-groups
+	MOVQ	120(DI), R14
+	MOVQ	R14, 144(DI)	// sub-groups left in this real group
+gptqyv8M1_sub:
+	MOVQ	0(DI), SI	// qweight at this sub-group's first row
+	MOVQ	32(DI), R9
+	MOVQ	16(DI), R10
+	MOVQ	80(DI), R11
+	MOVQ	96(DI), DX
+gptqyv8M1_col:
+	MOVQ	64(DI), R13
+	VBROADCASTSS	0(R13), Y0
+	MOVQ	SI, AX
+	MOVQ	128(DI), R14	// prefetch distance
+	MOVQ	48(DI), BX
+	MOVQ	112(DI), CX
+gptqyv8M1_unit:
+	VPXORD	Y1, Y1, Y1
+	VPXORD	Y2, Y2, Y2
+	VPXORD	Y3, Y3, Y3
+	VMOVDQU32	0(AX), Y4
+	VPDPBUSD.BCST	0(BX), Y4, Y1
+	VPDPBUSD.BCST	32(BX), Y4, Y2
+	VPDPBUSD.BCST	64(BX), Y4, Y3
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y4
+	VPDPBUSD.BCST	4(BX), Y4, Y1
+	VPDPBUSD.BCST	36(BX), Y4, Y2
+	VPDPBUSD.BCST	68(BX), Y4, Y3
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y4
+	VPDPBUSD.BCST	8(BX), Y4, Y1
+	VPDPBUSD.BCST	40(BX), Y4, Y2
+	VPDPBUSD.BCST	72(BX), Y4, Y3
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y4
+	VPDPBUSD.BCST	12(BX), Y4, Y1
+	VPDPBUSD.BCST	44(BX), Y4, Y2
+	VPDPBUSD.BCST	76(BX), Y4, Y3
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y4
+	VPDPBUSD.BCST	16(BX), Y4, Y1
+	VPDPBUSD.BCST	48(BX), Y4, Y2
+	VPDPBUSD.BCST	80(BX), Y4, Y3
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y4
+	VPDPBUSD.BCST	20(BX), Y4, Y1
+	VPDPBUSD.BCST	52(BX), Y4, Y2
+	VPDPBUSD.BCST	84(BX), Y4, Y3
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y4
+	VPDPBUSD.BCST	24(BX), Y4, Y1
+	VPDPBUSD.BCST	56(BX), Y4, Y2
+	VPDPBUSD.BCST	88(BX), Y4, Y3
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y4
+	VPDPBUSD.BCST	28(BX), Y4, Y1
+	VPDPBUSD.BCST	60(BX), Y4, Y2
+	VPDPBUSD.BCST	92(BX), Y4, Y3
+	ADDQ	R8, AX
+	VCVTDQ2PS	Y1, Y1
+	VCVTDQ2PS	Y2, Y2
+	VCVTDQ2PS	Y3, Y3
+	VFMADD231PS.BCST	gptqv256<>(SB), Y3, Y2
+	VFMADD231PS.BCST	gptqv256<>(SB), Y2, Y1
+	VFMADD231PS.BCST	96(BX), Y1, Y0
+	ADDQ	$128, BX
+	DECQ	CX
+	JNZ	gptqyv8M1_unit
+	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
+	// zero was folded into acc's initial value, only y += scale·acc)
+	MOVQ	152(DI), R14
+	PREFETCHT1	0(R9)(R14*1)
+	CMPQ	56(DI), $0
+	JNE	gptqyv8M1_uniform
+	MOVQ	160(DI), R14
+	PREFETCHT1	(R10)(R14*1)
+	VPMOVZXBD	0(R10), Y4
+	VCVTDQ2PS	Y4, Y4
+	VCVTPH2PS	0(R9), Y5
+	MOVQ	R11, R14
+	VFNMADD231PS.BCST	4(R13), Y4, Y0
+	VFMADD213PS	0(R14), Y5, Y0
+	VMOVUPS	Y0, 0(R14)
+	JMP	gptqyv8M1_next
+gptqyv8M1_uniform:
+	VCVTPH2PS	0(R9), Y5
+	MOVQ	R11, R14
+	VFMADD213PS	0(R14), Y5, Y0
+	VMOVUPS	Y0, 0(R14)
+gptqyv8M1_next:
+	ADDQ	$32, SI
+	ADDQ	$16, R9
+	ADDQ	$8, R10
+	ADDQ	$32, R11
+	DECQ	DX
+	JNZ	gptqyv8M1_col
+	MOVQ	112(DI), R14
+	IMULQ	$8, R14
+	IMULQ	R8, R14
+	ADDQ	R14, 0(DI)
+	MOVQ	112(DI), R14
+	IMULQ	$128, R14
+	ADDQ	R14, 48(DI)
+	ADDQ	$8, 64(DI)
+	DECQ	144(DI)
+	JNZ	gptqyv8M1_same
+	MOVQ	120(DI), R14
+	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
+	MOVQ	40(DI), R14
+	ADDQ	R14, 32(DI)
+	MOVQ	24(DI), R14
+	ADDQ	R14, 16(DI)
+gptqyv8M1_same:
+	DECQ	136(DI)
+	JNZ	gptqyv8M1_sub
+	DECQ	168(DI)
+	JZ	gptqyv8M1_done
+	MOVQ	184(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 184(DI)
+	MOVQ	R14, 0(DI)
+	MOVQ	192(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 192(DI)
+	MOVQ	R14, 16(DI)
+	MOVQ	200(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 200(DI)
+	MOVQ	R14, 32(DI)
+	MOVQ	208(DI), R14
+	MOVQ	R14, 208(DI)
+	MOVQ	R14, 48(DI)
+	MOVQ	216(DI), R14
+	MOVQ	R14, 216(DI)
+	MOVQ	R14, 64(DI)
+	MOVQ	224(DI), R14
+	ADDQ	232(DI), R14
+	MOVQ	R14, 224(DI)
+	MOVQ	R14, 80(DI)
+	JMP	gptqyv8M1_tile
+gptqyv8M1_done:
+	VZEROUPPER
+	RET
+
+// func gptqzv8M2C2(a *gptqArgs)
+//
+// AVX-512 GPTQ 8-bit kernel (VNNI), 2 x row(s), 2 16-column zmm column vector(s) per block.
+// Register plan: Z0..Z3 float accumulators acc[m][c], Z4..Z15 the unit's
+// digit sums [m][c][digit], Z16.. each column vector's codes of the
+// current qweight row.
+// GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
+// sub-group, AX current qweight row, R8 qweight row stride, BX x
+// coefficients, CX unit counter, DX column-block counter, R9 scales, R10
+// zeros, R11 dst, R12 dst row stride, R13 sx/init pairs, R14 prefetch
+// distance in the unit loop, temp elsewhere. K1 = 0xff00 selects the upper
+// 8 lanes when the zero points of 16 columns come from two dwords.
+TEXT ·gptqzv8M2C2(SB), NOSPLIT, $0-8
+	MOVQ	a+0(FP), DI
+	MOVQ	8(DI), R8
+	MOVQ	88(DI), R12
+	MOVQ	0(DI), R14
+	MOVQ	R14, 184(DI)
+	MOVQ	16(DI), R14
+	MOVQ	R14, 192(DI)
+	MOVQ	32(DI), R14
+	MOVQ	R14, 200(DI)
+	MOVQ	48(DI), R14
+	MOVQ	R14, 208(DI)
+	MOVQ	64(DI), R14
+	MOVQ	R14, 216(DI)
+	MOVQ	80(DI), R14
+	MOVQ	R14, 224(DI)
+gptqzv8M2C2_tile:
+	MOVQ	104(DI), R14
+	MOVQ	R14, 136(DI)	// remaining sub-groups
+	MOVQ	120(DI), R14
+	MOVQ	R14, 144(DI)	// sub-groups left in this real group
+gptqzv8M2C2_sub:
+	MOVQ	0(DI), SI	// qweight at this sub-group's first row
+	MOVQ	32(DI), R9
+	MOVQ	16(DI), R10
+	MOVQ	80(DI), R11
+	MOVQ	96(DI), DX
+gptqzv8M2C2_col:
+	MOVQ	64(DI), R13
+	VBROADCASTSS	0(R13), Z0
+	VMOVAPS	Z0, Z1
+	VBROADCASTSS	8(R13), Z2
+	VMOVAPS	Z2, Z3
+	MOVQ	SI, AX
+	MOVQ	128(DI), R14	// prefetch distance
+	MOVQ	48(DI), BX
+	MOVQ	112(DI), CX
+gptqzv8M2C2_unit:
+	VPXORD	Z4, Z4, Z4
+	VPXORD	Z5, Z5, Z5
+	VPXORD	Z6, Z6, Z6
+	VPXORD	Z7, Z7, Z7
+	VPXORD	Z8, Z8, Z8
+	VPXORD	Z9, Z9, Z9
+	VPXORD	Z10, Z10, Z10
+	VPXORD	Z11, Z11, Z11
+	VPXORD	Z12, Z12, Z12
+	VPXORD	Z13, Z13, Z13
+	VPXORD	Z14, Z14, Z14
+	VPXORD	Z15, Z15, Z15
+	VMOVDQU32	0(AX), Z16
+	VMOVDQU32	64(AX), Z17
+	PREFETCHT1	0(AX)(R14*1)
+	PREFETCHT1	64(AX)(R14*1)
+	VPDPBUSD.BCST	0(BX), Z16, Z4
+	VPDPBUSD.BCST	32(BX), Z16, Z5
+	VPDPBUSD.BCST	64(BX), Z16, Z6
+	VPDPBUSD.BCST	0(BX), Z17, Z7
+	VPDPBUSD.BCST	32(BX), Z17, Z8
+	VPDPBUSD.BCST	64(BX), Z17, Z9
+	VPDPBUSD.BCST	128(BX), Z16, Z10
+	VPDPBUSD.BCST	160(BX), Z16, Z11
+	VPDPBUSD.BCST	192(BX), Z16, Z12
+	VPDPBUSD.BCST	128(BX), Z17, Z13
+	VPDPBUSD.BCST	160(BX), Z17, Z14
+	VPDPBUSD.BCST	192(BX), Z17, Z15
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z16
+	VMOVDQU32	64(AX), Z17
+	PREFETCHT1	0(AX)(R14*1)
+	PREFETCHT1	64(AX)(R14*1)
+	VPDPBUSD.BCST	4(BX), Z16, Z4
+	VPDPBUSD.BCST	36(BX), Z16, Z5
+	VPDPBUSD.BCST	68(BX), Z16, Z6
+	VPDPBUSD.BCST	4(BX), Z17, Z7
+	VPDPBUSD.BCST	36(BX), Z17, Z8
+	VPDPBUSD.BCST	68(BX), Z17, Z9
+	VPDPBUSD.BCST	132(BX), Z16, Z10
+	VPDPBUSD.BCST	164(BX), Z16, Z11
+	VPDPBUSD.BCST	196(BX), Z16, Z12
+	VPDPBUSD.BCST	132(BX), Z17, Z13
+	VPDPBUSD.BCST	164(BX), Z17, Z14
+	VPDPBUSD.BCST	196(BX), Z17, Z15
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z16
+	VMOVDQU32	64(AX), Z17
+	PREFETCHT1	0(AX)(R14*1)
+	PREFETCHT1	64(AX)(R14*1)
+	VPDPBUSD.BCST	8(BX), Z16, Z4
+	VPDPBUSD.BCST	40(BX), Z16, Z5
+	VPDPBUSD.BCST	72(BX), Z16, Z6
+	VPDPBUSD.BCST	8(BX), Z17, Z7
+	VPDPBUSD.BCST	40(BX), Z17, Z8
+	VPDPBUSD.BCST	72(BX), Z17, Z9
+	VPDPBUSD.BCST	136(BX), Z16, Z10
+	VPDPBUSD.BCST	168(BX), Z16, Z11
+	VPDPBUSD.BCST	200(BX), Z16, Z12
+	VPDPBUSD.BCST	136(BX), Z17, Z13
+	VPDPBUSD.BCST	168(BX), Z17, Z14
+	VPDPBUSD.BCST	200(BX), Z17, Z15
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z16
+	VMOVDQU32	64(AX), Z17
+	PREFETCHT1	0(AX)(R14*1)
+	PREFETCHT1	64(AX)(R14*1)
+	VPDPBUSD.BCST	12(BX), Z16, Z4
+	VPDPBUSD.BCST	44(BX), Z16, Z5
+	VPDPBUSD.BCST	76(BX), Z16, Z6
+	VPDPBUSD.BCST	12(BX), Z17, Z7
+	VPDPBUSD.BCST	44(BX), Z17, Z8
+	VPDPBUSD.BCST	76(BX), Z17, Z9
+	VPDPBUSD.BCST	140(BX), Z16, Z10
+	VPDPBUSD.BCST	172(BX), Z16, Z11
+	VPDPBUSD.BCST	204(BX), Z16, Z12
+	VPDPBUSD.BCST	140(BX), Z17, Z13
+	VPDPBUSD.BCST	172(BX), Z17, Z14
+	VPDPBUSD.BCST	204(BX), Z17, Z15
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z16
+	VMOVDQU32	64(AX), Z17
+	PREFETCHT1	0(AX)(R14*1)
+	PREFETCHT1	64(AX)(R14*1)
+	VPDPBUSD.BCST	16(BX), Z16, Z4
+	VPDPBUSD.BCST	48(BX), Z16, Z5
+	VPDPBUSD.BCST	80(BX), Z16, Z6
+	VPDPBUSD.BCST	16(BX), Z17, Z7
+	VPDPBUSD.BCST	48(BX), Z17, Z8
+	VPDPBUSD.BCST	80(BX), Z17, Z9
+	VPDPBUSD.BCST	144(BX), Z16, Z10
+	VPDPBUSD.BCST	176(BX), Z16, Z11
+	VPDPBUSD.BCST	208(BX), Z16, Z12
+	VPDPBUSD.BCST	144(BX), Z17, Z13
+	VPDPBUSD.BCST	176(BX), Z17, Z14
+	VPDPBUSD.BCST	208(BX), Z17, Z15
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z16
+	VMOVDQU32	64(AX), Z17
+	PREFETCHT1	0(AX)(R14*1)
+	PREFETCHT1	64(AX)(R14*1)
+	VPDPBUSD.BCST	20(BX), Z16, Z4
+	VPDPBUSD.BCST	52(BX), Z16, Z5
+	VPDPBUSD.BCST	84(BX), Z16, Z6
+	VPDPBUSD.BCST	20(BX), Z17, Z7
+	VPDPBUSD.BCST	52(BX), Z17, Z8
+	VPDPBUSD.BCST	84(BX), Z17, Z9
+	VPDPBUSD.BCST	148(BX), Z16, Z10
+	VPDPBUSD.BCST	180(BX), Z16, Z11
+	VPDPBUSD.BCST	212(BX), Z16, Z12
+	VPDPBUSD.BCST	148(BX), Z17, Z13
+	VPDPBUSD.BCST	180(BX), Z17, Z14
+	VPDPBUSD.BCST	212(BX), Z17, Z15
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z16
+	VMOVDQU32	64(AX), Z17
+	PREFETCHT1	0(AX)(R14*1)
+	PREFETCHT1	64(AX)(R14*1)
+	VPDPBUSD.BCST	24(BX), Z16, Z4
+	VPDPBUSD.BCST	56(BX), Z16, Z5
+	VPDPBUSD.BCST	88(BX), Z16, Z6
+	VPDPBUSD.BCST	24(BX), Z17, Z7
+	VPDPBUSD.BCST	56(BX), Z17, Z8
+	VPDPBUSD.BCST	88(BX), Z17, Z9
+	VPDPBUSD.BCST	152(BX), Z16, Z10
+	VPDPBUSD.BCST	184(BX), Z16, Z11
+	VPDPBUSD.BCST	216(BX), Z16, Z12
+	VPDPBUSD.BCST	152(BX), Z17, Z13
+	VPDPBUSD.BCST	184(BX), Z17, Z14
+	VPDPBUSD.BCST	216(BX), Z17, Z15
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z16
+	VMOVDQU32	64(AX), Z17
+	PREFETCHT1	0(AX)(R14*1)
+	PREFETCHT1	64(AX)(R14*1)
+	VPDPBUSD.BCST	28(BX), Z16, Z4
+	VPDPBUSD.BCST	60(BX), Z16, Z5
+	VPDPBUSD.BCST	92(BX), Z16, Z6
+	VPDPBUSD.BCST	28(BX), Z17, Z7
+	VPDPBUSD.BCST	60(BX), Z17, Z8
+	VPDPBUSD.BCST	92(BX), Z17, Z9
+	VPDPBUSD.BCST	156(BX), Z16, Z10
+	VPDPBUSD.BCST	188(BX), Z16, Z11
+	VPDPBUSD.BCST	220(BX), Z16, Z12
+	VPDPBUSD.BCST	156(BX), Z17, Z13
+	VPDPBUSD.BCST	188(BX), Z17, Z14
+	VPDPBUSD.BCST	220(BX), Z17, Z15
+	ADDQ	R8, AX
+	VCVTDQ2PS	Z4, Z4
+	VCVTDQ2PS	Z5, Z5
+	VCVTDQ2PS	Z6, Z6
+	VFMADD231PS.BCST	gptqv256<>(SB), Z6, Z5
+	VFMADD231PS.BCST	gptqv256<>(SB), Z5, Z4
+	VFMADD231PS.BCST	96(BX), Z4, Z0
+	VCVTDQ2PS	Z7, Z7
+	VCVTDQ2PS	Z8, Z8
+	VCVTDQ2PS	Z9, Z9
+	VFMADD231PS.BCST	gptqv256<>(SB), Z9, Z8
+	VFMADD231PS.BCST	gptqv256<>(SB), Z8, Z7
+	VFMADD231PS.BCST	96(BX), Z7, Z1
+	VCVTDQ2PS	Z10, Z10
+	VCVTDQ2PS	Z11, Z11
+	VCVTDQ2PS	Z12, Z12
+	VFMADD231PS.BCST	gptqv256<>(SB), Z12, Z11
+	VFMADD231PS.BCST	gptqv256<>(SB), Z11, Z10
+	VFMADD231PS.BCST	224(BX), Z10, Z2
+	VCVTDQ2PS	Z13, Z13
+	VCVTDQ2PS	Z14, Z14
+	VCVTDQ2PS	Z15, Z15
+	VFMADD231PS.BCST	gptqv256<>(SB), Z15, Z14
+	VFMADD231PS.BCST	gptqv256<>(SB), Z14, Z13
+	VFMADD231PS.BCST	224(BX), Z13, Z3
+	ADDQ	$256, BX
+	DECQ	CX
+	JNZ	gptqzv8M2C2_unit
+	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
+	// zero was folded into acc's initial value, only y += scale·acc)
+	MOVQ	152(DI), R14
+	PREFETCHT1	0(R9)(R14*1)
+	CMPQ	56(DI), $0
+	JNE	gptqzv8M2C2_uniform
+	MOVQ	160(DI), R14
+	PREFETCHT1	(R10)(R14*1)
+	VPMOVZXBD	0(R10), Z16
+	VCVTDQ2PS	Z16, Z16
+	VCVTPH2PS	0(R9), Z17
+	MOVQ	R11, R14
+	VFNMADD231PS.BCST	4(R13), Z16, Z0
+	VFMADD213PS	0(R14), Z17, Z0
+	VMOVUPS	Z0, 0(R14)
+	ADDQ	R12, R14
+	VFNMADD231PS.BCST	12(R13), Z16, Z2
+	VFMADD213PS	0(R14), Z17, Z2
+	VMOVUPS	Z2, 0(R14)
+	VPMOVZXBD	16(R10), Z16
+	VCVTDQ2PS	Z16, Z16
+	VCVTPH2PS	32(R9), Z17
+	MOVQ	R11, R14
+	VFNMADD231PS.BCST	4(R13), Z16, Z1
+	VFMADD213PS	64(R14), Z17, Z1
+	VMOVUPS	Z1, 64(R14)
+	ADDQ	R12, R14
+	VFNMADD231PS.BCST	12(R13), Z16, Z3
+	VFMADD213PS	64(R14), Z17, Z3
+	VMOVUPS	Z3, 64(R14)
+	JMP	gptqzv8M2C2_next
+gptqzv8M2C2_uniform:
+	VCVTPH2PS	0(R9), Z17
+	MOVQ	R11, R14
+	VFMADD213PS	0(R14), Z17, Z0
+	VMOVUPS	Z0, 0(R14)
+	ADDQ	R12, R14
+	VFMADD213PS	0(R14), Z17, Z2
+	VMOVUPS	Z2, 0(R14)
+	VCVTPH2PS	32(R9), Z17
+	MOVQ	R11, R14
+	VFMADD213PS	64(R14), Z17, Z1
+	VMOVUPS	Z1, 64(R14)
+	ADDQ	R12, R14
+	VFMADD213PS	64(R14), Z17, Z3
+	VMOVUPS	Z3, 64(R14)
+gptqzv8M2C2_next:
+	ADDQ	$128, SI
+	ADDQ	$64, R9
+	ADDQ	$32, R10
+	ADDQ	$128, R11
+	DECQ	DX
+	JNZ	gptqzv8M2C2_col
+	MOVQ	112(DI), R14
+	IMULQ	$8, R14
+	IMULQ	R8, R14
+	ADDQ	R14, 0(DI)
+	MOVQ	112(DI), R14
+	IMULQ	$256, R14
+	ADDQ	R14, 48(DI)
+	ADDQ	$16, 64(DI)
+	DECQ	144(DI)
+	JNZ	gptqzv8M2C2_same
+	MOVQ	120(DI), R14
+	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
+	MOVQ	40(DI), R14
+	ADDQ	R14, 32(DI)
+	MOVQ	24(DI), R14
+	ADDQ	R14, 16(DI)
+gptqzv8M2C2_same:
+	DECQ	136(DI)
+	JNZ	gptqzv8M2C2_sub
+	DECQ	168(DI)
+	JZ	gptqzv8M2C2_done
+	MOVQ	184(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 184(DI)
+	MOVQ	R14, 0(DI)
+	MOVQ	192(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 192(DI)
+	MOVQ	R14, 16(DI)
+	MOVQ	200(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 200(DI)
+	MOVQ	R14, 32(DI)
+	MOVQ	208(DI), R14
+	MOVQ	R14, 208(DI)
+	MOVQ	R14, 48(DI)
+	MOVQ	216(DI), R14
+	MOVQ	R14, 216(DI)
+	MOVQ	R14, 64(DI)
+	MOVQ	224(DI), R14
+	ADDQ	232(DI), R14
+	MOVQ	R14, 224(DI)
+	MOVQ	R14, 80(DI)
+	JMP	gptqzv8M2C2_tile
+gptqzv8M2C2_done:
+	VZEROUPPER
+	RET
+
+// func gptqzv8M2C1(a *gptqArgs)
+//
+// AVX-512 GPTQ 8-bit kernel (VNNI), 2 x row(s), 1 16-column zmm column vector(s) per block.
+// Register plan: Z0..Z1 float accumulators acc[m][c], Z2..Z7 the unit's
+// digit sums [m][c][digit], Z8.. each column vector's codes of the
+// current qweight row.
+// GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
+// sub-group, AX current qweight row, R8 qweight row stride, BX x
+// coefficients, CX unit counter, DX column-block counter, R9 scales, R10
+// zeros, R11 dst, R12 dst row stride, R13 sx/init pairs, R14 prefetch
+// distance in the unit loop, temp elsewhere. K1 = 0xff00 selects the upper
+// 8 lanes when the zero points of 16 columns come from two dwords.
+TEXT ·gptqzv8M2C1(SB), NOSPLIT, $0-8
+	MOVQ	a+0(FP), DI
+	MOVQ	8(DI), R8
+	MOVQ	88(DI), R12
+	MOVQ	0(DI), R14
+	MOVQ	R14, 184(DI)
+	MOVQ	16(DI), R14
+	MOVQ	R14, 192(DI)
+	MOVQ	32(DI), R14
+	MOVQ	R14, 200(DI)
+	MOVQ	48(DI), R14
+	MOVQ	R14, 208(DI)
+	MOVQ	64(DI), R14
+	MOVQ	R14, 216(DI)
+	MOVQ	80(DI), R14
+	MOVQ	R14, 224(DI)
+gptqzv8M2C1_tile:
+	MOVQ	104(DI), R14
+	MOVQ	R14, 136(DI)	// remaining sub-groups
+	MOVQ	120(DI), R14
+	MOVQ	R14, 144(DI)	// sub-groups left in this real group
+gptqzv8M2C1_sub:
+	MOVQ	0(DI), SI	// qweight at this sub-group's first row
+	MOVQ	32(DI), R9
+	MOVQ	16(DI), R10
+	MOVQ	80(DI), R11
+	MOVQ	96(DI), DX
+gptqzv8M2C1_col:
+	MOVQ	64(DI), R13
+	VBROADCASTSS	0(R13), Z0
+	VBROADCASTSS	8(R13), Z1
+	MOVQ	SI, AX
+	MOVQ	128(DI), R14	// prefetch distance
+	MOVQ	48(DI), BX
+	MOVQ	112(DI), CX
+gptqzv8M2C1_unit:
+	VPXORD	Z2, Z2, Z2
+	VPXORD	Z3, Z3, Z3
+	VPXORD	Z4, Z4, Z4
+	VPXORD	Z5, Z5, Z5
+	VPXORD	Z6, Z6, Z6
+	VPXORD	Z7, Z7, Z7
+	VMOVDQU32	0(AX), Z8
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	0(BX), Z8, Z2
+	VPDPBUSD.BCST	32(BX), Z8, Z3
+	VPDPBUSD.BCST	64(BX), Z8, Z4
+	VPDPBUSD.BCST	128(BX), Z8, Z5
+	VPDPBUSD.BCST	160(BX), Z8, Z6
+	VPDPBUSD.BCST	192(BX), Z8, Z7
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z8
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	4(BX), Z8, Z2
+	VPDPBUSD.BCST	36(BX), Z8, Z3
+	VPDPBUSD.BCST	68(BX), Z8, Z4
+	VPDPBUSD.BCST	132(BX), Z8, Z5
+	VPDPBUSD.BCST	164(BX), Z8, Z6
+	VPDPBUSD.BCST	196(BX), Z8, Z7
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z8
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	8(BX), Z8, Z2
+	VPDPBUSD.BCST	40(BX), Z8, Z3
+	VPDPBUSD.BCST	72(BX), Z8, Z4
+	VPDPBUSD.BCST	136(BX), Z8, Z5
+	VPDPBUSD.BCST	168(BX), Z8, Z6
+	VPDPBUSD.BCST	200(BX), Z8, Z7
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z8
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	12(BX), Z8, Z2
+	VPDPBUSD.BCST	44(BX), Z8, Z3
+	VPDPBUSD.BCST	76(BX), Z8, Z4
+	VPDPBUSD.BCST	140(BX), Z8, Z5
+	VPDPBUSD.BCST	172(BX), Z8, Z6
+	VPDPBUSD.BCST	204(BX), Z8, Z7
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z8
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	16(BX), Z8, Z2
+	VPDPBUSD.BCST	48(BX), Z8, Z3
+	VPDPBUSD.BCST	80(BX), Z8, Z4
+	VPDPBUSD.BCST	144(BX), Z8, Z5
+	VPDPBUSD.BCST	176(BX), Z8, Z6
+	VPDPBUSD.BCST	208(BX), Z8, Z7
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z8
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	20(BX), Z8, Z2
+	VPDPBUSD.BCST	52(BX), Z8, Z3
+	VPDPBUSD.BCST	84(BX), Z8, Z4
+	VPDPBUSD.BCST	148(BX), Z8, Z5
+	VPDPBUSD.BCST	180(BX), Z8, Z6
+	VPDPBUSD.BCST	212(BX), Z8, Z7
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z8
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	24(BX), Z8, Z2
+	VPDPBUSD.BCST	56(BX), Z8, Z3
+	VPDPBUSD.BCST	88(BX), Z8, Z4
+	VPDPBUSD.BCST	152(BX), Z8, Z5
+	VPDPBUSD.BCST	184(BX), Z8, Z6
+	VPDPBUSD.BCST	216(BX), Z8, Z7
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z8
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	28(BX), Z8, Z2
+	VPDPBUSD.BCST	60(BX), Z8, Z3
+	VPDPBUSD.BCST	92(BX), Z8, Z4
+	VPDPBUSD.BCST	156(BX), Z8, Z5
+	VPDPBUSD.BCST	188(BX), Z8, Z6
+	VPDPBUSD.BCST	220(BX), Z8, Z7
+	ADDQ	R8, AX
+	VCVTDQ2PS	Z2, Z2
+	VCVTDQ2PS	Z3, Z3
+	VCVTDQ2PS	Z4, Z4
+	VFMADD231PS.BCST	gptqv256<>(SB), Z4, Z3
+	VFMADD231PS.BCST	gptqv256<>(SB), Z3, Z2
+	VFMADD231PS.BCST	96(BX), Z2, Z0
+	VCVTDQ2PS	Z5, Z5
+	VCVTDQ2PS	Z6, Z6
+	VCVTDQ2PS	Z7, Z7
+	VFMADD231PS.BCST	gptqv256<>(SB), Z7, Z6
+	VFMADD231PS.BCST	gptqv256<>(SB), Z6, Z5
+	VFMADD231PS.BCST	224(BX), Z5, Z1
+	ADDQ	$256, BX
+	DECQ	CX
+	JNZ	gptqzv8M2C1_unit
+	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
+	// zero was folded into acc's initial value, only y += scale·acc)
+	MOVQ	152(DI), R14
+	PREFETCHT1	0(R9)(R14*1)
+	CMPQ	56(DI), $0
+	JNE	gptqzv8M2C1_uniform
+	MOVQ	160(DI), R14
+	PREFETCHT1	(R10)(R14*1)
+	VPMOVZXBD	0(R10), Z8
+	VCVTDQ2PS	Z8, Z8
+	VCVTPH2PS	0(R9), Z9
+	MOVQ	R11, R14
+	VFNMADD231PS.BCST	4(R13), Z8, Z0
+	VFMADD213PS	0(R14), Z9, Z0
+	VMOVUPS	Z0, 0(R14)
+	ADDQ	R12, R14
+	VFNMADD231PS.BCST	12(R13), Z8, Z1
+	VFMADD213PS	0(R14), Z9, Z1
+	VMOVUPS	Z1, 0(R14)
+	JMP	gptqzv8M2C1_next
+gptqzv8M2C1_uniform:
+	VCVTPH2PS	0(R9), Z9
+	MOVQ	R11, R14
+	VFMADD213PS	0(R14), Z9, Z0
+	VMOVUPS	Z0, 0(R14)
+	ADDQ	R12, R14
+	VFMADD213PS	0(R14), Z9, Z1
+	VMOVUPS	Z1, 0(R14)
+gptqzv8M2C1_next:
+	ADDQ	$64, SI
+	ADDQ	$32, R9
+	ADDQ	$16, R10
+	ADDQ	$64, R11
+	DECQ	DX
+	JNZ	gptqzv8M2C1_col
+	MOVQ	112(DI), R14
+	IMULQ	$8, R14
+	IMULQ	R8, R14
+	ADDQ	R14, 0(DI)
+	MOVQ	112(DI), R14
+	IMULQ	$256, R14
+	ADDQ	R14, 48(DI)
+	ADDQ	$16, 64(DI)
+	DECQ	144(DI)
+	JNZ	gptqzv8M2C1_same
+	MOVQ	120(DI), R14
+	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
+	MOVQ	40(DI), R14
+	ADDQ	R14, 32(DI)
+	MOVQ	24(DI), R14
+	ADDQ	R14, 16(DI)
+gptqzv8M2C1_same:
+	DECQ	136(DI)
+	JNZ	gptqzv8M2C1_sub
+	DECQ	168(DI)
+	JZ	gptqzv8M2C1_done
+	MOVQ	184(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 184(DI)
+	MOVQ	R14, 0(DI)
+	MOVQ	192(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 192(DI)
+	MOVQ	R14, 16(DI)
+	MOVQ	200(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 200(DI)
+	MOVQ	R14, 32(DI)
+	MOVQ	208(DI), R14
+	MOVQ	R14, 208(DI)
+	MOVQ	R14, 48(DI)
+	MOVQ	216(DI), R14
+	MOVQ	R14, 216(DI)
+	MOVQ	R14, 64(DI)
+	MOVQ	224(DI), R14
+	ADDQ	232(DI), R14
+	MOVQ	R14, 224(DI)
+	MOVQ	R14, 80(DI)
+	JMP	gptqzv8M2C1_tile
+gptqzv8M2C1_done:
+	VZEROUPPER
+	RET
+
+// func gptqyv8M2(a *gptqArgs)
+//
+// AVX-512 GPTQ 8-bit kernel (VNNI), 2 x row(s), 1 8-column ymm column vector(s) per block.
+// Register plan: Y0..Y1 float accumulators acc[m][c], Y2..Y7 the unit's
+// digit sums [m][c][digit], Y8.. each column vector's codes of the
+// current qweight row.
+// GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
+// sub-group, AX current qweight row, R8 qweight row stride, BX x
+// coefficients, CX unit counter, DX column-block counter, R9 scales, R10
+// zeros, R11 dst, R12 dst row stride, R13 sx/init pairs, R14 prefetch
+// distance in the unit loop, temp elsewhere. K1 = 0xff00 selects the upper
+// 8 lanes when the zero points of 16 columns come from two dwords.
+TEXT ·gptqyv8M2(SB), NOSPLIT, $0-8
+	MOVQ	a+0(FP), DI
+	MOVQ	8(DI), R8
+	MOVQ	88(DI), R12
+	MOVQ	0(DI), R14
+	MOVQ	R14, 184(DI)
+	MOVQ	16(DI), R14
+	MOVQ	R14, 192(DI)
+	MOVQ	32(DI), R14
+	MOVQ	R14, 200(DI)
+	MOVQ	48(DI), R14
+	MOVQ	R14, 208(DI)
+	MOVQ	64(DI), R14
+	MOVQ	R14, 216(DI)
+	MOVQ	80(DI), R14
+	MOVQ	R14, 224(DI)
+gptqyv8M2_tile:
+	MOVQ	104(DI), R14
+	MOVQ	R14, 136(DI)	// remaining sub-groups
+	MOVQ	120(DI), R14
+	MOVQ	R14, 144(DI)	// sub-groups left in this real group
+gptqyv8M2_sub:
+	MOVQ	0(DI), SI	// qweight at this sub-group's first row
+	MOVQ	32(DI), R9
+	MOVQ	16(DI), R10
+	MOVQ	80(DI), R11
+	MOVQ	96(DI), DX
+gptqyv8M2_col:
+	MOVQ	64(DI), R13
+	VBROADCASTSS	0(R13), Y0
+	VBROADCASTSS	8(R13), Y1
+	MOVQ	SI, AX
+	MOVQ	128(DI), R14	// prefetch distance
+	MOVQ	48(DI), BX
+	MOVQ	112(DI), CX
+gptqyv8M2_unit:
+	VPXORD	Y2, Y2, Y2
+	VPXORD	Y3, Y3, Y3
+	VPXORD	Y4, Y4, Y4
+	VPXORD	Y5, Y5, Y5
+	VPXORD	Y6, Y6, Y6
+	VPXORD	Y7, Y7, Y7
+	VMOVDQU32	0(AX), Y8
+	VPDPBUSD.BCST	0(BX), Y8, Y2
+	VPDPBUSD.BCST	32(BX), Y8, Y3
+	VPDPBUSD.BCST	64(BX), Y8, Y4
+	VPDPBUSD.BCST	128(BX), Y8, Y5
+	VPDPBUSD.BCST	160(BX), Y8, Y6
+	VPDPBUSD.BCST	192(BX), Y8, Y7
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y8
+	VPDPBUSD.BCST	4(BX), Y8, Y2
+	VPDPBUSD.BCST	36(BX), Y8, Y3
+	VPDPBUSD.BCST	68(BX), Y8, Y4
+	VPDPBUSD.BCST	132(BX), Y8, Y5
+	VPDPBUSD.BCST	164(BX), Y8, Y6
+	VPDPBUSD.BCST	196(BX), Y8, Y7
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y8
+	VPDPBUSD.BCST	8(BX), Y8, Y2
+	VPDPBUSD.BCST	40(BX), Y8, Y3
+	VPDPBUSD.BCST	72(BX), Y8, Y4
+	VPDPBUSD.BCST	136(BX), Y8, Y5
+	VPDPBUSD.BCST	168(BX), Y8, Y6
+	VPDPBUSD.BCST	200(BX), Y8, Y7
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y8
+	VPDPBUSD.BCST	12(BX), Y8, Y2
+	VPDPBUSD.BCST	44(BX), Y8, Y3
+	VPDPBUSD.BCST	76(BX), Y8, Y4
+	VPDPBUSD.BCST	140(BX), Y8, Y5
+	VPDPBUSD.BCST	172(BX), Y8, Y6
+	VPDPBUSD.BCST	204(BX), Y8, Y7
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y8
+	VPDPBUSD.BCST	16(BX), Y8, Y2
+	VPDPBUSD.BCST	48(BX), Y8, Y3
+	VPDPBUSD.BCST	80(BX), Y8, Y4
+	VPDPBUSD.BCST	144(BX), Y8, Y5
+	VPDPBUSD.BCST	176(BX), Y8, Y6
+	VPDPBUSD.BCST	208(BX), Y8, Y7
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y8
+	VPDPBUSD.BCST	20(BX), Y8, Y2
+	VPDPBUSD.BCST	52(BX), Y8, Y3
+	VPDPBUSD.BCST	84(BX), Y8, Y4
+	VPDPBUSD.BCST	148(BX), Y8, Y5
+	VPDPBUSD.BCST	180(BX), Y8, Y6
+	VPDPBUSD.BCST	212(BX), Y8, Y7
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y8
+	VPDPBUSD.BCST	24(BX), Y8, Y2
+	VPDPBUSD.BCST	56(BX), Y8, Y3
+	VPDPBUSD.BCST	88(BX), Y8, Y4
+	VPDPBUSD.BCST	152(BX), Y8, Y5
+	VPDPBUSD.BCST	184(BX), Y8, Y6
+	VPDPBUSD.BCST	216(BX), Y8, Y7
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y8
+	VPDPBUSD.BCST	28(BX), Y8, Y2
+	VPDPBUSD.BCST	60(BX), Y8, Y3
+	VPDPBUSD.BCST	92(BX), Y8, Y4
+	VPDPBUSD.BCST	156(BX), Y8, Y5
+	VPDPBUSD.BCST	188(BX), Y8, Y6
+	VPDPBUSD.BCST	220(BX), Y8, Y7
+	ADDQ	R8, AX
+	VCVTDQ2PS	Y2, Y2
+	VCVTDQ2PS	Y3, Y3
+	VCVTDQ2PS	Y4, Y4
+	VFMADD231PS.BCST	gptqv256<>(SB), Y4, Y3
+	VFMADD231PS.BCST	gptqv256<>(SB), Y3, Y2
+	VFMADD231PS.BCST	96(BX), Y2, Y0
+	VCVTDQ2PS	Y5, Y5
+	VCVTDQ2PS	Y6, Y6
+	VCVTDQ2PS	Y7, Y7
+	VFMADD231PS.BCST	gptqv256<>(SB), Y7, Y6
+	VFMADD231PS.BCST	gptqv256<>(SB), Y6, Y5
+	VFMADD231PS.BCST	224(BX), Y5, Y1
+	ADDQ	$256, BX
+	DECQ	CX
+	JNZ	gptqyv8M2_unit
+	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
+	// zero was folded into acc's initial value, only y += scale·acc)
+	MOVQ	152(DI), R14
+	PREFETCHT1	0(R9)(R14*1)
+	CMPQ	56(DI), $0
+	JNE	gptqyv8M2_uniform
+	MOVQ	160(DI), R14
+	PREFETCHT1	(R10)(R14*1)
+	VPMOVZXBD	0(R10), Y8
+	VCVTDQ2PS	Y8, Y8
+	VCVTPH2PS	0(R9), Y9
+	MOVQ	R11, R14
+	VFNMADD231PS.BCST	4(R13), Y8, Y0
+	VFMADD213PS	0(R14), Y9, Y0
+	VMOVUPS	Y0, 0(R14)
+	ADDQ	R12, R14
+	VFNMADD231PS.BCST	12(R13), Y8, Y1
+	VFMADD213PS	0(R14), Y9, Y1
+	VMOVUPS	Y1, 0(R14)
+	JMP	gptqyv8M2_next
+gptqyv8M2_uniform:
+	VCVTPH2PS	0(R9), Y9
+	MOVQ	R11, R14
+	VFMADD213PS	0(R14), Y9, Y0
+	VMOVUPS	Y0, 0(R14)
+	ADDQ	R12, R14
+	VFMADD213PS	0(R14), Y9, Y1
+	VMOVUPS	Y1, 0(R14)
+gptqyv8M2_next:
+	ADDQ	$32, SI
+	ADDQ	$16, R9
+	ADDQ	$8, R10
+	ADDQ	$32, R11
+	DECQ	DX
+	JNZ	gptqyv8M2_col
+	MOVQ	112(DI), R14
+	IMULQ	$8, R14
+	IMULQ	R8, R14
+	ADDQ	R14, 0(DI)
+	MOVQ	112(DI), R14
+	IMULQ	$256, R14
+	ADDQ	R14, 48(DI)
+	ADDQ	$16, 64(DI)
+	DECQ	144(DI)
+	JNZ	gptqyv8M2_same
+	MOVQ	120(DI), R14
+	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
+	MOVQ	40(DI), R14
+	ADDQ	R14, 32(DI)
+	MOVQ	24(DI), R14
+	ADDQ	R14, 16(DI)
+gptqyv8M2_same:
+	DECQ	136(DI)
+	JNZ	gptqyv8M2_sub
+	DECQ	168(DI)
+	JZ	gptqyv8M2_done
+	MOVQ	184(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 184(DI)
+	MOVQ	R14, 0(DI)
+	MOVQ	192(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 192(DI)
+	MOVQ	R14, 16(DI)
+	MOVQ	200(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 200(DI)
+	MOVQ	R14, 32(DI)
+	MOVQ	208(DI), R14
+	MOVQ	R14, 208(DI)
+	MOVQ	R14, 48(DI)
+	MOVQ	216(DI), R14
+	MOVQ	R14, 216(DI)
+	MOVQ	R14, 64(DI)
+	MOVQ	224(DI), R14
+	ADDQ	232(DI), R14
+	MOVQ	R14, 224(DI)
+	MOVQ	R14, 80(DI)
+	JMP	gptqyv8M2_tile
+gptqyv8M2_done:
+	VZEROUPPER
+	RET
+
+// func gptqzv8M3C2(a *gptqArgs)
+//
+// AVX-512 GPTQ 8-bit kernel (VNNI), 3 x row(s), 2 16-column zmm column vector(s) per block.
+// Register plan: Z0..Z5 float accumulators acc[m][c], Z6..Z23 the unit's
+// digit sums [m][c][digit], Z24.. each column vector's codes of the
+// current qweight row.
+// GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
+// sub-group, AX current qweight row, R8 qweight row stride, BX x
+// coefficients, CX unit counter, DX column-block counter, R9 scales, R10
+// zeros, R11 dst, R12 dst row stride, R13 sx/init pairs, R14 prefetch
+// distance in the unit loop, temp elsewhere. K1 = 0xff00 selects the upper
+// 8 lanes when the zero points of 16 columns come from two dwords.
+TEXT ·gptqzv8M3C2(SB), NOSPLIT, $0-8
+	MOVQ	a+0(FP), DI
+	MOVQ	8(DI), R8
+	MOVQ	88(DI), R12
+	MOVQ	0(DI), R14
+	MOVQ	R14, 184(DI)
+	MOVQ	16(DI), R14
+	MOVQ	R14, 192(DI)
+	MOVQ	32(DI), R14
+	MOVQ	R14, 200(DI)
+	MOVQ	48(DI), R14
+	MOVQ	R14, 208(DI)
+	MOVQ	64(DI), R14
+	MOVQ	R14, 216(DI)
+	MOVQ	80(DI), R14
+	MOVQ	R14, 224(DI)
+gptqzv8M3C2_tile:
+	MOVQ	104(DI), R14
+	MOVQ	R14, 136(DI)	// remaining sub-groups
+	MOVQ	120(DI), R14
+	MOVQ	R14, 144(DI)	// sub-groups left in this real group
+gptqzv8M3C2_sub:
+	MOVQ	0(DI), SI	// qweight at this sub-group's first row
+	MOVQ	32(DI), R9
+	MOVQ	16(DI), R10
+	MOVQ	80(DI), R11
+	MOVQ	96(DI), DX
+gptqzv8M3C2_col:
+	MOVQ	64(DI), R13
+	VBROADCASTSS	0(R13), Z0
+	VMOVAPS	Z0, Z1
+	VBROADCASTSS	8(R13), Z2
+	VMOVAPS	Z2, Z3
+	VBROADCASTSS	16(R13), Z4
+	VMOVAPS	Z4, Z5
+	MOVQ	SI, AX
+	MOVQ	128(DI), R14	// prefetch distance
+	MOVQ	48(DI), BX
+	MOVQ	112(DI), CX
+gptqzv8M3C2_unit:
+	VPXORD	Z6, Z6, Z6
+	VPXORD	Z7, Z7, Z7
+	VPXORD	Z8, Z8, Z8
+	VPXORD	Z9, Z9, Z9
+	VPXORD	Z10, Z10, Z10
+	VPXORD	Z11, Z11, Z11
+	VPXORD	Z12, Z12, Z12
+	VPXORD	Z13, Z13, Z13
+	VPXORD	Z14, Z14, Z14
+	VPXORD	Z15, Z15, Z15
+	VPXORD	Z16, Z16, Z16
+	VPXORD	Z17, Z17, Z17
+	VPXORD	Z18, Z18, Z18
+	VPXORD	Z19, Z19, Z19
+	VPXORD	Z20, Z20, Z20
+	VPXORD	Z21, Z21, Z21
+	VPXORD	Z22, Z22, Z22
+	VPXORD	Z23, Z23, Z23
+	VMOVDQU32	0(AX), Z24
+	VMOVDQU32	64(AX), Z25
+	PREFETCHT1	0(AX)(R14*1)
+	PREFETCHT1	64(AX)(R14*1)
+	VPDPBUSD.BCST	0(BX), Z24, Z6
+	VPDPBUSD.BCST	32(BX), Z24, Z7
+	VPDPBUSD.BCST	64(BX), Z24, Z8
+	VPDPBUSD.BCST	0(BX), Z25, Z9
+	VPDPBUSD.BCST	32(BX), Z25, Z10
+	VPDPBUSD.BCST	64(BX), Z25, Z11
+	VPDPBUSD.BCST	128(BX), Z24, Z12
+	VPDPBUSD.BCST	160(BX), Z24, Z13
+	VPDPBUSD.BCST	192(BX), Z24, Z14
+	VPDPBUSD.BCST	128(BX), Z25, Z15
+	VPDPBUSD.BCST	160(BX), Z25, Z16
+	VPDPBUSD.BCST	192(BX), Z25, Z17
+	VPDPBUSD.BCST	256(BX), Z24, Z18
+	VPDPBUSD.BCST	288(BX), Z24, Z19
+	VPDPBUSD.BCST	320(BX), Z24, Z20
+	VPDPBUSD.BCST	256(BX), Z25, Z21
+	VPDPBUSD.BCST	288(BX), Z25, Z22
+	VPDPBUSD.BCST	320(BX), Z25, Z23
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z24
+	VMOVDQU32	64(AX), Z25
+	PREFETCHT1	0(AX)(R14*1)
+	PREFETCHT1	64(AX)(R14*1)
+	VPDPBUSD.BCST	4(BX), Z24, Z6
+	VPDPBUSD.BCST	36(BX), Z24, Z7
+	VPDPBUSD.BCST	68(BX), Z24, Z8
+	VPDPBUSD.BCST	4(BX), Z25, Z9
+	VPDPBUSD.BCST	36(BX), Z25, Z10
+	VPDPBUSD.BCST	68(BX), Z25, Z11
+	VPDPBUSD.BCST	132(BX), Z24, Z12
+	VPDPBUSD.BCST	164(BX), Z24, Z13
+	VPDPBUSD.BCST	196(BX), Z24, Z14
+	VPDPBUSD.BCST	132(BX), Z25, Z15
+	VPDPBUSD.BCST	164(BX), Z25, Z16
+	VPDPBUSD.BCST	196(BX), Z25, Z17
+	VPDPBUSD.BCST	260(BX), Z24, Z18
+	VPDPBUSD.BCST	292(BX), Z24, Z19
+	VPDPBUSD.BCST	324(BX), Z24, Z20
+	VPDPBUSD.BCST	260(BX), Z25, Z21
+	VPDPBUSD.BCST	292(BX), Z25, Z22
+	VPDPBUSD.BCST	324(BX), Z25, Z23
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z24
+	VMOVDQU32	64(AX), Z25
+	PREFETCHT1	0(AX)(R14*1)
+	PREFETCHT1	64(AX)(R14*1)
+	VPDPBUSD.BCST	8(BX), Z24, Z6
+	VPDPBUSD.BCST	40(BX), Z24, Z7
+	VPDPBUSD.BCST	72(BX), Z24, Z8
+	VPDPBUSD.BCST	8(BX), Z25, Z9
+	VPDPBUSD.BCST	40(BX), Z25, Z10
+	VPDPBUSD.BCST	72(BX), Z25, Z11
+	VPDPBUSD.BCST	136(BX), Z24, Z12
+	VPDPBUSD.BCST	168(BX), Z24, Z13
+	VPDPBUSD.BCST	200(BX), Z24, Z14
+	VPDPBUSD.BCST	136(BX), Z25, Z15
+	VPDPBUSD.BCST	168(BX), Z25, Z16
+	VPDPBUSD.BCST	200(BX), Z25, Z17
+	VPDPBUSD.BCST	264(BX), Z24, Z18
+	VPDPBUSD.BCST	296(BX), Z24, Z19
+	VPDPBUSD.BCST	328(BX), Z24, Z20
+	VPDPBUSD.BCST	264(BX), Z25, Z21
+	VPDPBUSD.BCST	296(BX), Z25, Z22
+	VPDPBUSD.BCST	328(BX), Z25, Z23
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z24
+	VMOVDQU32	64(AX), Z25
+	PREFETCHT1	0(AX)(R14*1)
+	PREFETCHT1	64(AX)(R14*1)
+	VPDPBUSD.BCST	12(BX), Z24, Z6
+	VPDPBUSD.BCST	44(BX), Z24, Z7
+	VPDPBUSD.BCST	76(BX), Z24, Z8
+	VPDPBUSD.BCST	12(BX), Z25, Z9
+	VPDPBUSD.BCST	44(BX), Z25, Z10
+	VPDPBUSD.BCST	76(BX), Z25, Z11
+	VPDPBUSD.BCST	140(BX), Z24, Z12
+	VPDPBUSD.BCST	172(BX), Z24, Z13
+	VPDPBUSD.BCST	204(BX), Z24, Z14
+	VPDPBUSD.BCST	140(BX), Z25, Z15
+	VPDPBUSD.BCST	172(BX), Z25, Z16
+	VPDPBUSD.BCST	204(BX), Z25, Z17
+	VPDPBUSD.BCST	268(BX), Z24, Z18
+	VPDPBUSD.BCST	300(BX), Z24, Z19
+	VPDPBUSD.BCST	332(BX), Z24, Z20
+	VPDPBUSD.BCST	268(BX), Z25, Z21
+	VPDPBUSD.BCST	300(BX), Z25, Z22
+	VPDPBUSD.BCST	332(BX), Z25, Z23
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z24
+	VMOVDQU32	64(AX), Z25
+	PREFETCHT1	0(AX)(R14*1)
+	PREFETCHT1	64(AX)(R14*1)
+	VPDPBUSD.BCST	16(BX), Z24, Z6
+	VPDPBUSD.BCST	48(BX), Z24, Z7
+	VPDPBUSD.BCST	80(BX), Z24, Z8
+	VPDPBUSD.BCST	16(BX), Z25, Z9
+	VPDPBUSD.BCST	48(BX), Z25, Z10
+	VPDPBUSD.BCST	80(BX), Z25, Z11
+	VPDPBUSD.BCST	144(BX), Z24, Z12
+	VPDPBUSD.BCST	176(BX), Z24, Z13
+	VPDPBUSD.BCST	208(BX), Z24, Z14
+	VPDPBUSD.BCST	144(BX), Z25, Z15
+	VPDPBUSD.BCST	176(BX), Z25, Z16
+	VPDPBUSD.BCST	208(BX), Z25, Z17
+	VPDPBUSD.BCST	272(BX), Z24, Z18
+	VPDPBUSD.BCST	304(BX), Z24, Z19
+	VPDPBUSD.BCST	336(BX), Z24, Z20
+	VPDPBUSD.BCST	272(BX), Z25, Z21
+	VPDPBUSD.BCST	304(BX), Z25, Z22
+	VPDPBUSD.BCST	336(BX), Z25, Z23
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z24
+	VMOVDQU32	64(AX), Z25
+	PREFETCHT1	0(AX)(R14*1)
+	PREFETCHT1	64(AX)(R14*1)
+	VPDPBUSD.BCST	20(BX), Z24, Z6
+	VPDPBUSD.BCST	52(BX), Z24, Z7
+	VPDPBUSD.BCST	84(BX), Z24, Z8
+	VPDPBUSD.BCST	20(BX), Z25, Z9
+	VPDPBUSD.BCST	52(BX), Z25, Z10
+	VPDPBUSD.BCST	84(BX), Z25, Z11
+	VPDPBUSD.BCST	148(BX), Z24, Z12
+	VPDPBUSD.BCST	180(BX), Z24, Z13
+	VPDPBUSD.BCST	212(BX), Z24, Z14
+	VPDPBUSD.BCST	148(BX), Z25, Z15
+	VPDPBUSD.BCST	180(BX), Z25, Z16
+	VPDPBUSD.BCST	212(BX), Z25, Z17
+	VPDPBUSD.BCST	276(BX), Z24, Z18
+	VPDPBUSD.BCST	308(BX), Z24, Z19
+	VPDPBUSD.BCST	340(BX), Z24, Z20
+	VPDPBUSD.BCST	276(BX), Z25, Z21
+	VPDPBUSD.BCST	308(BX), Z25, Z22
+	VPDPBUSD.BCST	340(BX), Z25, Z23
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z24
+	VMOVDQU32	64(AX), Z25
+	PREFETCHT1	0(AX)(R14*1)
+	PREFETCHT1	64(AX)(R14*1)
+	VPDPBUSD.BCST	24(BX), Z24, Z6
+	VPDPBUSD.BCST	56(BX), Z24, Z7
+	VPDPBUSD.BCST	88(BX), Z24, Z8
+	VPDPBUSD.BCST	24(BX), Z25, Z9
+	VPDPBUSD.BCST	56(BX), Z25, Z10
+	VPDPBUSD.BCST	88(BX), Z25, Z11
+	VPDPBUSD.BCST	152(BX), Z24, Z12
+	VPDPBUSD.BCST	184(BX), Z24, Z13
+	VPDPBUSD.BCST	216(BX), Z24, Z14
+	VPDPBUSD.BCST	152(BX), Z25, Z15
+	VPDPBUSD.BCST	184(BX), Z25, Z16
+	VPDPBUSD.BCST	216(BX), Z25, Z17
+	VPDPBUSD.BCST	280(BX), Z24, Z18
+	VPDPBUSD.BCST	312(BX), Z24, Z19
+	VPDPBUSD.BCST	344(BX), Z24, Z20
+	VPDPBUSD.BCST	280(BX), Z25, Z21
+	VPDPBUSD.BCST	312(BX), Z25, Z22
+	VPDPBUSD.BCST	344(BX), Z25, Z23
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z24
+	VMOVDQU32	64(AX), Z25
+	PREFETCHT1	0(AX)(R14*1)
+	PREFETCHT1	64(AX)(R14*1)
+	VPDPBUSD.BCST	28(BX), Z24, Z6
+	VPDPBUSD.BCST	60(BX), Z24, Z7
+	VPDPBUSD.BCST	92(BX), Z24, Z8
+	VPDPBUSD.BCST	28(BX), Z25, Z9
+	VPDPBUSD.BCST	60(BX), Z25, Z10
+	VPDPBUSD.BCST	92(BX), Z25, Z11
+	VPDPBUSD.BCST	156(BX), Z24, Z12
+	VPDPBUSD.BCST	188(BX), Z24, Z13
+	VPDPBUSD.BCST	220(BX), Z24, Z14
+	VPDPBUSD.BCST	156(BX), Z25, Z15
+	VPDPBUSD.BCST	188(BX), Z25, Z16
+	VPDPBUSD.BCST	220(BX), Z25, Z17
+	VPDPBUSD.BCST	284(BX), Z24, Z18
+	VPDPBUSD.BCST	316(BX), Z24, Z19
+	VPDPBUSD.BCST	348(BX), Z24, Z20
+	VPDPBUSD.BCST	284(BX), Z25, Z21
+	VPDPBUSD.BCST	316(BX), Z25, Z22
+	VPDPBUSD.BCST	348(BX), Z25, Z23
+	ADDQ	R8, AX
+	VCVTDQ2PS	Z6, Z6
+	VCVTDQ2PS	Z7, Z7
+	VCVTDQ2PS	Z8, Z8
+	VFMADD231PS.BCST	gptqv256<>(SB), Z8, Z7
+	VFMADD231PS.BCST	gptqv256<>(SB), Z7, Z6
+	VFMADD231PS.BCST	96(BX), Z6, Z0
+	VCVTDQ2PS	Z9, Z9
+	VCVTDQ2PS	Z10, Z10
+	VCVTDQ2PS	Z11, Z11
+	VFMADD231PS.BCST	gptqv256<>(SB), Z11, Z10
+	VFMADD231PS.BCST	gptqv256<>(SB), Z10, Z9
+	VFMADD231PS.BCST	96(BX), Z9, Z1
+	VCVTDQ2PS	Z12, Z12
+	VCVTDQ2PS	Z13, Z13
+	VCVTDQ2PS	Z14, Z14
+	VFMADD231PS.BCST	gptqv256<>(SB), Z14, Z13
+	VFMADD231PS.BCST	gptqv256<>(SB), Z13, Z12
+	VFMADD231PS.BCST	224(BX), Z12, Z2
+	VCVTDQ2PS	Z15, Z15
+	VCVTDQ2PS	Z16, Z16
+	VCVTDQ2PS	Z17, Z17
+	VFMADD231PS.BCST	gptqv256<>(SB), Z17, Z16
+	VFMADD231PS.BCST	gptqv256<>(SB), Z16, Z15
+	VFMADD231PS.BCST	224(BX), Z15, Z3
+	VCVTDQ2PS	Z18, Z18
+	VCVTDQ2PS	Z19, Z19
+	VCVTDQ2PS	Z20, Z20
+	VFMADD231PS.BCST	gptqv256<>(SB), Z20, Z19
+	VFMADD231PS.BCST	gptqv256<>(SB), Z19, Z18
+	VFMADD231PS.BCST	352(BX), Z18, Z4
+	VCVTDQ2PS	Z21, Z21
+	VCVTDQ2PS	Z22, Z22
+	VCVTDQ2PS	Z23, Z23
+	VFMADD231PS.BCST	gptqv256<>(SB), Z23, Z22
+	VFMADD231PS.BCST	gptqv256<>(SB), Z22, Z21
+	VFMADD231PS.BCST	352(BX), Z21, Z5
+	ADDQ	$384, BX
+	DECQ	CX
+	JNZ	gptqzv8M3C2_unit
+	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
+	// zero was folded into acc's initial value, only y += scale·acc)
+	MOVQ	152(DI), R14
+	PREFETCHT1	0(R9)(R14*1)
+	CMPQ	56(DI), $0
+	JNE	gptqzv8M3C2_uniform
+	MOVQ	160(DI), R14
+	PREFETCHT1	(R10)(R14*1)
+	VPMOVZXBD	0(R10), Z24
+	VCVTDQ2PS	Z24, Z24
+	VCVTPH2PS	0(R9), Z25
+	MOVQ	R11, R14
+	VFNMADD231PS.BCST	4(R13), Z24, Z0
+	VFMADD213PS	0(R14), Z25, Z0
+	VMOVUPS	Z0, 0(R14)
+	ADDQ	R12, R14
+	VFNMADD231PS.BCST	12(R13), Z24, Z2
+	VFMADD213PS	0(R14), Z25, Z2
+	VMOVUPS	Z2, 0(R14)
+	ADDQ	R12, R14
+	VFNMADD231PS.BCST	20(R13), Z24, Z4
+	VFMADD213PS	0(R14), Z25, Z4
+	VMOVUPS	Z4, 0(R14)
+	VPMOVZXBD	16(R10), Z24
+	VCVTDQ2PS	Z24, Z24
+	VCVTPH2PS	32(R9), Z25
+	MOVQ	R11, R14
+	VFNMADD231PS.BCST	4(R13), Z24, Z1
+	VFMADD213PS	64(R14), Z25, Z1
+	VMOVUPS	Z1, 64(R14)
+	ADDQ	R12, R14
+	VFNMADD231PS.BCST	12(R13), Z24, Z3
+	VFMADD213PS	64(R14), Z25, Z3
+	VMOVUPS	Z3, 64(R14)
+	ADDQ	R12, R14
+	VFNMADD231PS.BCST	20(R13), Z24, Z5
+	VFMADD213PS	64(R14), Z25, Z5
+	VMOVUPS	Z5, 64(R14)
+	JMP	gptqzv8M3C2_next
+gptqzv8M3C2_uniform:
+	VCVTPH2PS	0(R9), Z25
+	MOVQ	R11, R14
+	VFMADD213PS	0(R14), Z25, Z0
+	VMOVUPS	Z0, 0(R14)
+	ADDQ	R12, R14
+	VFMADD213PS	0(R14), Z25, Z2
+	VMOVUPS	Z2, 0(R14)
+	ADDQ	R12, R14
+	VFMADD213PS	0(R14), Z25, Z4
+	VMOVUPS	Z4, 0(R14)
+	VCVTPH2PS	32(R9), Z25
+	MOVQ	R11, R14
+	VFMADD213PS	64(R14), Z25, Z1
+	VMOVUPS	Z1, 64(R14)
+	ADDQ	R12, R14
+	VFMADD213PS	64(R14), Z25, Z3
+	VMOVUPS	Z3, 64(R14)
+	ADDQ	R12, R14
+	VFMADD213PS	64(R14), Z25, Z5
+	VMOVUPS	Z5, 64(R14)
+gptqzv8M3C2_next:
+	ADDQ	$128, SI
+	ADDQ	$64, R9
+	ADDQ	$32, R10
+	ADDQ	$128, R11
+	DECQ	DX
+	JNZ	gptqzv8M3C2_col
+	MOVQ	112(DI), R14
+	IMULQ	$8, R14
+	IMULQ	R8, R14
+	ADDQ	R14, 0(DI)
+	MOVQ	112(DI), R14
+	IMULQ	$384, R14
+	ADDQ	R14, 48(DI)
+	ADDQ	$24, 64(DI)
+	DECQ	144(DI)
+	JNZ	gptqzv8M3C2_same
+	MOVQ	120(DI), R14
+	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
+	MOVQ	40(DI), R14
+	ADDQ	R14, 32(DI)
+	MOVQ	24(DI), R14
+	ADDQ	R14, 16(DI)
+gptqzv8M3C2_same:
+	DECQ	136(DI)
+	JNZ	gptqzv8M3C2_sub
+	DECQ	168(DI)
+	JZ	gptqzv8M3C2_done
+	MOVQ	184(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 184(DI)
+	MOVQ	R14, 0(DI)
+	MOVQ	192(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 192(DI)
+	MOVQ	R14, 16(DI)
+	MOVQ	200(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 200(DI)
+	MOVQ	R14, 32(DI)
+	MOVQ	208(DI), R14
+	MOVQ	R14, 208(DI)
+	MOVQ	R14, 48(DI)
+	MOVQ	216(DI), R14
+	MOVQ	R14, 216(DI)
+	MOVQ	R14, 64(DI)
+	MOVQ	224(DI), R14
+	ADDQ	232(DI), R14
+	MOVQ	R14, 224(DI)
+	MOVQ	R14, 80(DI)
+	JMP	gptqzv8M3C2_tile
+gptqzv8M3C2_done:
+	VZEROUPPER
+	RET
+
+// func gptqzv8M3C1(a *gptqArgs)
+//
+// AVX-512 GPTQ 8-bit kernel (VNNI), 3 x row(s), 1 16-column zmm column vector(s) per block.
+// Register plan: Z0..Z2 float accumulators acc[m][c], Z3..Z11 the unit's
+// digit sums [m][c][digit], Z12.. each column vector's codes of the
+// current qweight row.
+// GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
+// sub-group, AX current qweight row, R8 qweight row stride, BX x
+// coefficients, CX unit counter, DX column-block counter, R9 scales, R10
+// zeros, R11 dst, R12 dst row stride, R13 sx/init pairs, R14 prefetch
+// distance in the unit loop, temp elsewhere. K1 = 0xff00 selects the upper
+// 8 lanes when the zero points of 16 columns come from two dwords.
+TEXT ·gptqzv8M3C1(SB), NOSPLIT, $0-8
+	MOVQ	a+0(FP), DI
+	MOVQ	8(DI), R8
+	MOVQ	88(DI), R12
+	MOVQ	0(DI), R14
+	MOVQ	R14, 184(DI)
+	MOVQ	16(DI), R14
+	MOVQ	R14, 192(DI)
+	MOVQ	32(DI), R14
+	MOVQ	R14, 200(DI)
+	MOVQ	48(DI), R14
+	MOVQ	R14, 208(DI)
+	MOVQ	64(DI), R14
+	MOVQ	R14, 216(DI)
+	MOVQ	80(DI), R14
+	MOVQ	R14, 224(DI)
+gptqzv8M3C1_tile:
+	MOVQ	104(DI), R14
+	MOVQ	R14, 136(DI)	// remaining sub-groups
+	MOVQ	120(DI), R14
+	MOVQ	R14, 144(DI)	// sub-groups left in this real group
+gptqzv8M3C1_sub:
+	MOVQ	0(DI), SI	// qweight at this sub-group's first row
+	MOVQ	32(DI), R9
+	MOVQ	16(DI), R10
+	MOVQ	80(DI), R11
+	MOVQ	96(DI), DX
+gptqzv8M3C1_col:
+	MOVQ	64(DI), R13
+	VBROADCASTSS	0(R13), Z0
+	VBROADCASTSS	8(R13), Z1
+	VBROADCASTSS	16(R13), Z2
+	MOVQ	SI, AX
+	MOVQ	128(DI), R14	// prefetch distance
+	MOVQ	48(DI), BX
+	MOVQ	112(DI), CX
+gptqzv8M3C1_unit:
+	VPXORD	Z3, Z3, Z3
+	VPXORD	Z4, Z4, Z4
+	VPXORD	Z5, Z5, Z5
+	VPXORD	Z6, Z6, Z6
+	VPXORD	Z7, Z7, Z7
+	VPXORD	Z8, Z8, Z8
+	VPXORD	Z9, Z9, Z9
+	VPXORD	Z10, Z10, Z10
+	VPXORD	Z11, Z11, Z11
+	VMOVDQU32	0(AX), Z12
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	0(BX), Z12, Z3
+	VPDPBUSD.BCST	32(BX), Z12, Z4
+	VPDPBUSD.BCST	64(BX), Z12, Z5
+	VPDPBUSD.BCST	128(BX), Z12, Z6
+	VPDPBUSD.BCST	160(BX), Z12, Z7
+	VPDPBUSD.BCST	192(BX), Z12, Z8
+	VPDPBUSD.BCST	256(BX), Z12, Z9
+	VPDPBUSD.BCST	288(BX), Z12, Z10
+	VPDPBUSD.BCST	320(BX), Z12, Z11
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z12
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	4(BX), Z12, Z3
+	VPDPBUSD.BCST	36(BX), Z12, Z4
+	VPDPBUSD.BCST	68(BX), Z12, Z5
+	VPDPBUSD.BCST	132(BX), Z12, Z6
+	VPDPBUSD.BCST	164(BX), Z12, Z7
+	VPDPBUSD.BCST	196(BX), Z12, Z8
+	VPDPBUSD.BCST	260(BX), Z12, Z9
+	VPDPBUSD.BCST	292(BX), Z12, Z10
+	VPDPBUSD.BCST	324(BX), Z12, Z11
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z12
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	8(BX), Z12, Z3
+	VPDPBUSD.BCST	40(BX), Z12, Z4
+	VPDPBUSD.BCST	72(BX), Z12, Z5
+	VPDPBUSD.BCST	136(BX), Z12, Z6
+	VPDPBUSD.BCST	168(BX), Z12, Z7
+	VPDPBUSD.BCST	200(BX), Z12, Z8
+	VPDPBUSD.BCST	264(BX), Z12, Z9
+	VPDPBUSD.BCST	296(BX), Z12, Z10
+	VPDPBUSD.BCST	328(BX), Z12, Z11
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z12
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	12(BX), Z12, Z3
+	VPDPBUSD.BCST	44(BX), Z12, Z4
+	VPDPBUSD.BCST	76(BX), Z12, Z5
+	VPDPBUSD.BCST	140(BX), Z12, Z6
+	VPDPBUSD.BCST	172(BX), Z12, Z7
+	VPDPBUSD.BCST	204(BX), Z12, Z8
+	VPDPBUSD.BCST	268(BX), Z12, Z9
+	VPDPBUSD.BCST	300(BX), Z12, Z10
+	VPDPBUSD.BCST	332(BX), Z12, Z11
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z12
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	16(BX), Z12, Z3
+	VPDPBUSD.BCST	48(BX), Z12, Z4
+	VPDPBUSD.BCST	80(BX), Z12, Z5
+	VPDPBUSD.BCST	144(BX), Z12, Z6
+	VPDPBUSD.BCST	176(BX), Z12, Z7
+	VPDPBUSD.BCST	208(BX), Z12, Z8
+	VPDPBUSD.BCST	272(BX), Z12, Z9
+	VPDPBUSD.BCST	304(BX), Z12, Z10
+	VPDPBUSD.BCST	336(BX), Z12, Z11
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z12
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	20(BX), Z12, Z3
+	VPDPBUSD.BCST	52(BX), Z12, Z4
+	VPDPBUSD.BCST	84(BX), Z12, Z5
+	VPDPBUSD.BCST	148(BX), Z12, Z6
+	VPDPBUSD.BCST	180(BX), Z12, Z7
+	VPDPBUSD.BCST	212(BX), Z12, Z8
+	VPDPBUSD.BCST	276(BX), Z12, Z9
+	VPDPBUSD.BCST	308(BX), Z12, Z10
+	VPDPBUSD.BCST	340(BX), Z12, Z11
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z12
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	24(BX), Z12, Z3
+	VPDPBUSD.BCST	56(BX), Z12, Z4
+	VPDPBUSD.BCST	88(BX), Z12, Z5
+	VPDPBUSD.BCST	152(BX), Z12, Z6
+	VPDPBUSD.BCST	184(BX), Z12, Z7
+	VPDPBUSD.BCST	216(BX), Z12, Z8
+	VPDPBUSD.BCST	280(BX), Z12, Z9
+	VPDPBUSD.BCST	312(BX), Z12, Z10
+	VPDPBUSD.BCST	344(BX), Z12, Z11
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z12
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	28(BX), Z12, Z3
+	VPDPBUSD.BCST	60(BX), Z12, Z4
+	VPDPBUSD.BCST	92(BX), Z12, Z5
+	VPDPBUSD.BCST	156(BX), Z12, Z6
+	VPDPBUSD.BCST	188(BX), Z12, Z7
+	VPDPBUSD.BCST	220(BX), Z12, Z8
+	VPDPBUSD.BCST	284(BX), Z12, Z9
+	VPDPBUSD.BCST	316(BX), Z12, Z10
+	VPDPBUSD.BCST	348(BX), Z12, Z11
+	ADDQ	R8, AX
+	VCVTDQ2PS	Z3, Z3
+	VCVTDQ2PS	Z4, Z4
+	VCVTDQ2PS	Z5, Z5
+	VFMADD231PS.BCST	gptqv256<>(SB), Z5, Z4
+	VFMADD231PS.BCST	gptqv256<>(SB), Z4, Z3
+	VFMADD231PS.BCST	96(BX), Z3, Z0
+	VCVTDQ2PS	Z6, Z6
+	VCVTDQ2PS	Z7, Z7
+	VCVTDQ2PS	Z8, Z8
+	VFMADD231PS.BCST	gptqv256<>(SB), Z8, Z7
+	VFMADD231PS.BCST	gptqv256<>(SB), Z7, Z6
+	VFMADD231PS.BCST	224(BX), Z6, Z1
+	VCVTDQ2PS	Z9, Z9
+	VCVTDQ2PS	Z10, Z10
+	VCVTDQ2PS	Z11, Z11
+	VFMADD231PS.BCST	gptqv256<>(SB), Z11, Z10
+	VFMADD231PS.BCST	gptqv256<>(SB), Z10, Z9
+	VFMADD231PS.BCST	352(BX), Z9, Z2
+	ADDQ	$384, BX
+	DECQ	CX
+	JNZ	gptqzv8M3C1_unit
+	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
+	// zero was folded into acc's initial value, only y += scale·acc)
+	MOVQ	152(DI), R14
+	PREFETCHT1	0(R9)(R14*1)
+	CMPQ	56(DI), $0
+	JNE	gptqzv8M3C1_uniform
+	MOVQ	160(DI), R14
+	PREFETCHT1	(R10)(R14*1)
+	VPMOVZXBD	0(R10), Z12
+	VCVTDQ2PS	Z12, Z12
+	VCVTPH2PS	0(R9), Z13
+	MOVQ	R11, R14
+	VFNMADD231PS.BCST	4(R13), Z12, Z0
+	VFMADD213PS	0(R14), Z13, Z0
+	VMOVUPS	Z0, 0(R14)
+	ADDQ	R12, R14
+	VFNMADD231PS.BCST	12(R13), Z12, Z1
+	VFMADD213PS	0(R14), Z13, Z1
+	VMOVUPS	Z1, 0(R14)
+	ADDQ	R12, R14
+	VFNMADD231PS.BCST	20(R13), Z12, Z2
+	VFMADD213PS	0(R14), Z13, Z2
+	VMOVUPS	Z2, 0(R14)
+	JMP	gptqzv8M3C1_next
+gptqzv8M3C1_uniform:
+	VCVTPH2PS	0(R9), Z13
+	MOVQ	R11, R14
+	VFMADD213PS	0(R14), Z13, Z0
+	VMOVUPS	Z0, 0(R14)
+	ADDQ	R12, R14
+	VFMADD213PS	0(R14), Z13, Z1
+	VMOVUPS	Z1, 0(R14)
+	ADDQ	R12, R14
+	VFMADD213PS	0(R14), Z13, Z2
+	VMOVUPS	Z2, 0(R14)
+gptqzv8M3C1_next:
+	ADDQ	$64, SI
+	ADDQ	$32, R9
+	ADDQ	$16, R10
+	ADDQ	$64, R11
+	DECQ	DX
+	JNZ	gptqzv8M3C1_col
+	MOVQ	112(DI), R14
+	IMULQ	$8, R14
+	IMULQ	R8, R14
+	ADDQ	R14, 0(DI)
+	MOVQ	112(DI), R14
+	IMULQ	$384, R14
+	ADDQ	R14, 48(DI)
+	ADDQ	$24, 64(DI)
+	DECQ	144(DI)
+	JNZ	gptqzv8M3C1_same
+	MOVQ	120(DI), R14
+	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
+	MOVQ	40(DI), R14
+	ADDQ	R14, 32(DI)
+	MOVQ	24(DI), R14
+	ADDQ	R14, 16(DI)
+gptqzv8M3C1_same:
+	DECQ	136(DI)
+	JNZ	gptqzv8M3C1_sub
+	DECQ	168(DI)
+	JZ	gptqzv8M3C1_done
+	MOVQ	184(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 184(DI)
+	MOVQ	R14, 0(DI)
+	MOVQ	192(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 192(DI)
+	MOVQ	R14, 16(DI)
+	MOVQ	200(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 200(DI)
+	MOVQ	R14, 32(DI)
+	MOVQ	208(DI), R14
+	MOVQ	R14, 208(DI)
+	MOVQ	R14, 48(DI)
+	MOVQ	216(DI), R14
+	MOVQ	R14, 216(DI)
+	MOVQ	R14, 64(DI)
+	MOVQ	224(DI), R14
+	ADDQ	232(DI), R14
+	MOVQ	R14, 224(DI)
+	MOVQ	R14, 80(DI)
+	JMP	gptqzv8M3C1_tile
+gptqzv8M3C1_done:
+	VZEROUPPER
+	RET
+
+// func gptqyv8M3(a *gptqArgs)
+//
+// AVX-512 GPTQ 8-bit kernel (VNNI), 3 x row(s), 1 8-column ymm column vector(s) per block.
+// Register plan: Y0..Y2 float accumulators acc[m][c], Y3..Y11 the unit's
+// digit sums [m][c][digit], Y12.. each column vector's codes of the
+// current qweight row.
+// GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
+// sub-group, AX current qweight row, R8 qweight row stride, BX x
+// coefficients, CX unit counter, DX column-block counter, R9 scales, R10
+// zeros, R11 dst, R12 dst row stride, R13 sx/init pairs, R14 prefetch
+// distance in the unit loop, temp elsewhere. K1 = 0xff00 selects the upper
+// 8 lanes when the zero points of 16 columns come from two dwords.
+TEXT ·gptqyv8M3(SB), NOSPLIT, $0-8
+	MOVQ	a+0(FP), DI
+	MOVQ	8(DI), R8
+	MOVQ	88(DI), R12
+	MOVQ	0(DI), R14
+	MOVQ	R14, 184(DI)
+	MOVQ	16(DI), R14
+	MOVQ	R14, 192(DI)
+	MOVQ	32(DI), R14
+	MOVQ	R14, 200(DI)
+	MOVQ	48(DI), R14
+	MOVQ	R14, 208(DI)
+	MOVQ	64(DI), R14
+	MOVQ	R14, 216(DI)
+	MOVQ	80(DI), R14
+	MOVQ	R14, 224(DI)
+gptqyv8M3_tile:
+	MOVQ	104(DI), R14
+	MOVQ	R14, 136(DI)	// remaining sub-groups
+	MOVQ	120(DI), R14
+	MOVQ	R14, 144(DI)	// sub-groups left in this real group
+gptqyv8M3_sub:
+	MOVQ	0(DI), SI	// qweight at this sub-group's first row
+	MOVQ	32(DI), R9
+	MOVQ	16(DI), R10
+	MOVQ	80(DI), R11
+	MOVQ	96(DI), DX
+gptqyv8M3_col:
+	MOVQ	64(DI), R13
+	VBROADCASTSS	0(R13), Y0
+	VBROADCASTSS	8(R13), Y1
+	VBROADCASTSS	16(R13), Y2
+	MOVQ	SI, AX
+	MOVQ	128(DI), R14	// prefetch distance
+	MOVQ	48(DI), BX
+	MOVQ	112(DI), CX
+gptqyv8M3_unit:
+	VPXORD	Y3, Y3, Y3
+	VPXORD	Y4, Y4, Y4
+	VPXORD	Y5, Y5, Y5
+	VPXORD	Y6, Y6, Y6
+	VPXORD	Y7, Y7, Y7
+	VPXORD	Y8, Y8, Y8
+	VPXORD	Y9, Y9, Y9
+	VPXORD	Y10, Y10, Y10
+	VPXORD	Y11, Y11, Y11
+	VMOVDQU32	0(AX), Y12
+	VPDPBUSD.BCST	0(BX), Y12, Y3
+	VPDPBUSD.BCST	32(BX), Y12, Y4
+	VPDPBUSD.BCST	64(BX), Y12, Y5
+	VPDPBUSD.BCST	128(BX), Y12, Y6
+	VPDPBUSD.BCST	160(BX), Y12, Y7
+	VPDPBUSD.BCST	192(BX), Y12, Y8
+	VPDPBUSD.BCST	256(BX), Y12, Y9
+	VPDPBUSD.BCST	288(BX), Y12, Y10
+	VPDPBUSD.BCST	320(BX), Y12, Y11
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y12
+	VPDPBUSD.BCST	4(BX), Y12, Y3
+	VPDPBUSD.BCST	36(BX), Y12, Y4
+	VPDPBUSD.BCST	68(BX), Y12, Y5
+	VPDPBUSD.BCST	132(BX), Y12, Y6
+	VPDPBUSD.BCST	164(BX), Y12, Y7
+	VPDPBUSD.BCST	196(BX), Y12, Y8
+	VPDPBUSD.BCST	260(BX), Y12, Y9
+	VPDPBUSD.BCST	292(BX), Y12, Y10
+	VPDPBUSD.BCST	324(BX), Y12, Y11
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y12
+	VPDPBUSD.BCST	8(BX), Y12, Y3
+	VPDPBUSD.BCST	40(BX), Y12, Y4
+	VPDPBUSD.BCST	72(BX), Y12, Y5
+	VPDPBUSD.BCST	136(BX), Y12, Y6
+	VPDPBUSD.BCST	168(BX), Y12, Y7
+	VPDPBUSD.BCST	200(BX), Y12, Y8
+	VPDPBUSD.BCST	264(BX), Y12, Y9
+	VPDPBUSD.BCST	296(BX), Y12, Y10
+	VPDPBUSD.BCST	328(BX), Y12, Y11
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y12
+	VPDPBUSD.BCST	12(BX), Y12, Y3
+	VPDPBUSD.BCST	44(BX), Y12, Y4
+	VPDPBUSD.BCST	76(BX), Y12, Y5
+	VPDPBUSD.BCST	140(BX), Y12, Y6
+	VPDPBUSD.BCST	172(BX), Y12, Y7
+	VPDPBUSD.BCST	204(BX), Y12, Y8
+	VPDPBUSD.BCST	268(BX), Y12, Y9
+	VPDPBUSD.BCST	300(BX), Y12, Y10
+	VPDPBUSD.BCST	332(BX), Y12, Y11
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y12
+	VPDPBUSD.BCST	16(BX), Y12, Y3
+	VPDPBUSD.BCST	48(BX), Y12, Y4
+	VPDPBUSD.BCST	80(BX), Y12, Y5
+	VPDPBUSD.BCST	144(BX), Y12, Y6
+	VPDPBUSD.BCST	176(BX), Y12, Y7
+	VPDPBUSD.BCST	208(BX), Y12, Y8
+	VPDPBUSD.BCST	272(BX), Y12, Y9
+	VPDPBUSD.BCST	304(BX), Y12, Y10
+	VPDPBUSD.BCST	336(BX), Y12, Y11
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y12
+	VPDPBUSD.BCST	20(BX), Y12, Y3
+	VPDPBUSD.BCST	52(BX), Y12, Y4
+	VPDPBUSD.BCST	84(BX), Y12, Y5
+	VPDPBUSD.BCST	148(BX), Y12, Y6
+	VPDPBUSD.BCST	180(BX), Y12, Y7
+	VPDPBUSD.BCST	212(BX), Y12, Y8
+	VPDPBUSD.BCST	276(BX), Y12, Y9
+	VPDPBUSD.BCST	308(BX), Y12, Y10
+	VPDPBUSD.BCST	340(BX), Y12, Y11
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y12
+	VPDPBUSD.BCST	24(BX), Y12, Y3
+	VPDPBUSD.BCST	56(BX), Y12, Y4
+	VPDPBUSD.BCST	88(BX), Y12, Y5
+	VPDPBUSD.BCST	152(BX), Y12, Y6
+	VPDPBUSD.BCST	184(BX), Y12, Y7
+	VPDPBUSD.BCST	216(BX), Y12, Y8
+	VPDPBUSD.BCST	280(BX), Y12, Y9
+	VPDPBUSD.BCST	312(BX), Y12, Y10
+	VPDPBUSD.BCST	344(BX), Y12, Y11
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y12
+	VPDPBUSD.BCST	28(BX), Y12, Y3
+	VPDPBUSD.BCST	60(BX), Y12, Y4
+	VPDPBUSD.BCST	92(BX), Y12, Y5
+	VPDPBUSD.BCST	156(BX), Y12, Y6
+	VPDPBUSD.BCST	188(BX), Y12, Y7
+	VPDPBUSD.BCST	220(BX), Y12, Y8
+	VPDPBUSD.BCST	284(BX), Y12, Y9
+	VPDPBUSD.BCST	316(BX), Y12, Y10
+	VPDPBUSD.BCST	348(BX), Y12, Y11
+	ADDQ	R8, AX
+	VCVTDQ2PS	Y3, Y3
+	VCVTDQ2PS	Y4, Y4
+	VCVTDQ2PS	Y5, Y5
+	VFMADD231PS.BCST	gptqv256<>(SB), Y5, Y4
+	VFMADD231PS.BCST	gptqv256<>(SB), Y4, Y3
+	VFMADD231PS.BCST	96(BX), Y3, Y0
+	VCVTDQ2PS	Y6, Y6
+	VCVTDQ2PS	Y7, Y7
+	VCVTDQ2PS	Y8, Y8
+	VFMADD231PS.BCST	gptqv256<>(SB), Y8, Y7
+	VFMADD231PS.BCST	gptqv256<>(SB), Y7, Y6
+	VFMADD231PS.BCST	224(BX), Y6, Y1
+	VCVTDQ2PS	Y9, Y9
+	VCVTDQ2PS	Y10, Y10
+	VCVTDQ2PS	Y11, Y11
+	VFMADD231PS.BCST	gptqv256<>(SB), Y11, Y10
+	VFMADD231PS.BCST	gptqv256<>(SB), Y10, Y9
+	VFMADD231PS.BCST	352(BX), Y9, Y2
+	ADDQ	$384, BX
+	DECQ	CX
+	JNZ	gptqyv8M3_unit
+	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
+	// zero was folded into acc's initial value, only y += scale·acc)
+	MOVQ	152(DI), R14
+	PREFETCHT1	0(R9)(R14*1)
+	CMPQ	56(DI), $0
+	JNE	gptqyv8M3_uniform
+	MOVQ	160(DI), R14
+	PREFETCHT1	(R10)(R14*1)
+	VPMOVZXBD	0(R10), Y12
+	VCVTDQ2PS	Y12, Y12
+	VCVTPH2PS	0(R9), Y13
+	MOVQ	R11, R14
+	VFNMADD231PS.BCST	4(R13), Y12, Y0
+	VFMADD213PS	0(R14), Y13, Y0
+	VMOVUPS	Y0, 0(R14)
+	ADDQ	R12, R14
+	VFNMADD231PS.BCST	12(R13), Y12, Y1
+	VFMADD213PS	0(R14), Y13, Y1
+	VMOVUPS	Y1, 0(R14)
+	ADDQ	R12, R14
+	VFNMADD231PS.BCST	20(R13), Y12, Y2
+	VFMADD213PS	0(R14), Y13, Y2
+	VMOVUPS	Y2, 0(R14)
+	JMP	gptqyv8M3_next
+gptqyv8M3_uniform:
+	VCVTPH2PS	0(R9), Y13
+	MOVQ	R11, R14
+	VFMADD213PS	0(R14), Y13, Y0
+	VMOVUPS	Y0, 0(R14)
+	ADDQ	R12, R14
+	VFMADD213PS	0(R14), Y13, Y1
+	VMOVUPS	Y1, 0(R14)
+	ADDQ	R12, R14
+	VFMADD213PS	0(R14), Y13, Y2
+	VMOVUPS	Y2, 0(R14)
+gptqyv8M3_next:
+	ADDQ	$32, SI
+	ADDQ	$16, R9
+	ADDQ	$8, R10
+	ADDQ	$32, R11
+	DECQ	DX
+	JNZ	gptqyv8M3_col
+	MOVQ	112(DI), R14
+	IMULQ	$8, R14
+	IMULQ	R8, R14
+	ADDQ	R14, 0(DI)
+	MOVQ	112(DI), R14
+	IMULQ	$384, R14
+	ADDQ	R14, 48(DI)
+	ADDQ	$24, 64(DI)
+	DECQ	144(DI)
+	JNZ	gptqyv8M3_same
+	MOVQ	120(DI), R14
+	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
+	MOVQ	40(DI), R14
+	ADDQ	R14, 32(DI)
+	MOVQ	24(DI), R14
+	ADDQ	R14, 16(DI)
+gptqyv8M3_same:
+	DECQ	136(DI)
+	JNZ	gptqyv8M3_sub
+	DECQ	168(DI)
+	JZ	gptqyv8M3_done
+	MOVQ	184(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 184(DI)
+	MOVQ	R14, 0(DI)
+	MOVQ	192(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 192(DI)
+	MOVQ	R14, 16(DI)
+	MOVQ	200(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 200(DI)
+	MOVQ	R14, 32(DI)
+	MOVQ	208(DI), R14
+	MOVQ	R14, 208(DI)
+	MOVQ	R14, 48(DI)
+	MOVQ	216(DI), R14
+	MOVQ	R14, 216(DI)
+	MOVQ	R14, 64(DI)
+	MOVQ	224(DI), R14
+	ADDQ	232(DI), R14
+	MOVQ	R14, 224(DI)
+	MOVQ	R14, 80(DI)
+	JMP	gptqyv8M3_tile
+gptqyv8M3_done:
+	VZEROUPPER
+	RET
+
+// func gptqzv8M4C1(a *gptqArgs)
+//
+// AVX-512 GPTQ 8-bit kernel (VNNI), 4 x row(s), 1 16-column zmm column vector(s) per block.
+// Register plan: Z0..Z3 float accumulators acc[m][c], Z4..Z15 the unit's
+// digit sums [m][c][digit], Z16.. each column vector's codes of the
+// current qweight row.
+// GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
+// sub-group, AX current qweight row, R8 qweight row stride, BX x
+// coefficients, CX unit counter, DX column-block counter, R9 scales, R10
+// zeros, R11 dst, R12 dst row stride, R13 sx/init pairs, R14 prefetch
+// distance in the unit loop, temp elsewhere. K1 = 0xff00 selects the upper
+// 8 lanes when the zero points of 16 columns come from two dwords.
+TEXT ·gptqzv8M4C1(SB), NOSPLIT, $0-8
+	MOVQ	a+0(FP), DI
+	MOVQ	8(DI), R8
+	MOVQ	88(DI), R12
+	MOVQ	0(DI), R14
+	MOVQ	R14, 184(DI)
+	MOVQ	16(DI), R14
+	MOVQ	R14, 192(DI)
+	MOVQ	32(DI), R14
+	MOVQ	R14, 200(DI)
+	MOVQ	48(DI), R14
+	MOVQ	R14, 208(DI)
+	MOVQ	64(DI), R14
+	MOVQ	R14, 216(DI)
+	MOVQ	80(DI), R14
+	MOVQ	R14, 224(DI)
+gptqzv8M4C1_tile:
+	MOVQ	104(DI), R14
+	MOVQ	R14, 136(DI)	// remaining sub-groups
+	MOVQ	120(DI), R14
+	MOVQ	R14, 144(DI)	// sub-groups left in this real group
+gptqzv8M4C1_sub:
+	MOVQ	0(DI), SI	// qweight at this sub-group's first row
+	MOVQ	32(DI), R9
+	MOVQ	16(DI), R10
+	MOVQ	80(DI), R11
+	MOVQ	96(DI), DX
+gptqzv8M4C1_col:
+	MOVQ	64(DI), R13
+	VBROADCASTSS	0(R13), Z0
+	VBROADCASTSS	8(R13), Z1
+	VBROADCASTSS	16(R13), Z2
+	VBROADCASTSS	24(R13), Z3
+	MOVQ	SI, AX
+	MOVQ	128(DI), R14	// prefetch distance
+	MOVQ	48(DI), BX
+	MOVQ	112(DI), CX
+gptqzv8M4C1_unit:
+	VPXORD	Z4, Z4, Z4
+	VPXORD	Z5, Z5, Z5
+	VPXORD	Z6, Z6, Z6
+	VPXORD	Z7, Z7, Z7
+	VPXORD	Z8, Z8, Z8
+	VPXORD	Z9, Z9, Z9
+	VPXORD	Z10, Z10, Z10
+	VPXORD	Z11, Z11, Z11
+	VPXORD	Z12, Z12, Z12
+	VPXORD	Z13, Z13, Z13
+	VPXORD	Z14, Z14, Z14
+	VPXORD	Z15, Z15, Z15
+	VMOVDQU32	0(AX), Z16
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	0(BX), Z16, Z4
+	VPDPBUSD.BCST	32(BX), Z16, Z5
+	VPDPBUSD.BCST	64(BX), Z16, Z6
+	VPDPBUSD.BCST	128(BX), Z16, Z7
+	VPDPBUSD.BCST	160(BX), Z16, Z8
+	VPDPBUSD.BCST	192(BX), Z16, Z9
+	VPDPBUSD.BCST	256(BX), Z16, Z10
+	VPDPBUSD.BCST	288(BX), Z16, Z11
+	VPDPBUSD.BCST	320(BX), Z16, Z12
+	VPDPBUSD.BCST	384(BX), Z16, Z13
+	VPDPBUSD.BCST	416(BX), Z16, Z14
+	VPDPBUSD.BCST	448(BX), Z16, Z15
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z16
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	4(BX), Z16, Z4
+	VPDPBUSD.BCST	36(BX), Z16, Z5
+	VPDPBUSD.BCST	68(BX), Z16, Z6
+	VPDPBUSD.BCST	132(BX), Z16, Z7
+	VPDPBUSD.BCST	164(BX), Z16, Z8
+	VPDPBUSD.BCST	196(BX), Z16, Z9
+	VPDPBUSD.BCST	260(BX), Z16, Z10
+	VPDPBUSD.BCST	292(BX), Z16, Z11
+	VPDPBUSD.BCST	324(BX), Z16, Z12
+	VPDPBUSD.BCST	388(BX), Z16, Z13
+	VPDPBUSD.BCST	420(BX), Z16, Z14
+	VPDPBUSD.BCST	452(BX), Z16, Z15
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z16
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	8(BX), Z16, Z4
+	VPDPBUSD.BCST	40(BX), Z16, Z5
+	VPDPBUSD.BCST	72(BX), Z16, Z6
+	VPDPBUSD.BCST	136(BX), Z16, Z7
+	VPDPBUSD.BCST	168(BX), Z16, Z8
+	VPDPBUSD.BCST	200(BX), Z16, Z9
+	VPDPBUSD.BCST	264(BX), Z16, Z10
+	VPDPBUSD.BCST	296(BX), Z16, Z11
+	VPDPBUSD.BCST	328(BX), Z16, Z12
+	VPDPBUSD.BCST	392(BX), Z16, Z13
+	VPDPBUSD.BCST	424(BX), Z16, Z14
+	VPDPBUSD.BCST	456(BX), Z16, Z15
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z16
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	12(BX), Z16, Z4
+	VPDPBUSD.BCST	44(BX), Z16, Z5
+	VPDPBUSD.BCST	76(BX), Z16, Z6
+	VPDPBUSD.BCST	140(BX), Z16, Z7
+	VPDPBUSD.BCST	172(BX), Z16, Z8
+	VPDPBUSD.BCST	204(BX), Z16, Z9
+	VPDPBUSD.BCST	268(BX), Z16, Z10
+	VPDPBUSD.BCST	300(BX), Z16, Z11
+	VPDPBUSD.BCST	332(BX), Z16, Z12
+	VPDPBUSD.BCST	396(BX), Z16, Z13
+	VPDPBUSD.BCST	428(BX), Z16, Z14
+	VPDPBUSD.BCST	460(BX), Z16, Z15
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z16
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	16(BX), Z16, Z4
+	VPDPBUSD.BCST	48(BX), Z16, Z5
+	VPDPBUSD.BCST	80(BX), Z16, Z6
+	VPDPBUSD.BCST	144(BX), Z16, Z7
+	VPDPBUSD.BCST	176(BX), Z16, Z8
+	VPDPBUSD.BCST	208(BX), Z16, Z9
+	VPDPBUSD.BCST	272(BX), Z16, Z10
+	VPDPBUSD.BCST	304(BX), Z16, Z11
+	VPDPBUSD.BCST	336(BX), Z16, Z12
+	VPDPBUSD.BCST	400(BX), Z16, Z13
+	VPDPBUSD.BCST	432(BX), Z16, Z14
+	VPDPBUSD.BCST	464(BX), Z16, Z15
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z16
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	20(BX), Z16, Z4
+	VPDPBUSD.BCST	52(BX), Z16, Z5
+	VPDPBUSD.BCST	84(BX), Z16, Z6
+	VPDPBUSD.BCST	148(BX), Z16, Z7
+	VPDPBUSD.BCST	180(BX), Z16, Z8
+	VPDPBUSD.BCST	212(BX), Z16, Z9
+	VPDPBUSD.BCST	276(BX), Z16, Z10
+	VPDPBUSD.BCST	308(BX), Z16, Z11
+	VPDPBUSD.BCST	340(BX), Z16, Z12
+	VPDPBUSD.BCST	404(BX), Z16, Z13
+	VPDPBUSD.BCST	436(BX), Z16, Z14
+	VPDPBUSD.BCST	468(BX), Z16, Z15
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z16
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	24(BX), Z16, Z4
+	VPDPBUSD.BCST	56(BX), Z16, Z5
+	VPDPBUSD.BCST	88(BX), Z16, Z6
+	VPDPBUSD.BCST	152(BX), Z16, Z7
+	VPDPBUSD.BCST	184(BX), Z16, Z8
+	VPDPBUSD.BCST	216(BX), Z16, Z9
+	VPDPBUSD.BCST	280(BX), Z16, Z10
+	VPDPBUSD.BCST	312(BX), Z16, Z11
+	VPDPBUSD.BCST	344(BX), Z16, Z12
+	VPDPBUSD.BCST	408(BX), Z16, Z13
+	VPDPBUSD.BCST	440(BX), Z16, Z14
+	VPDPBUSD.BCST	472(BX), Z16, Z15
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Z16
+	PREFETCHT1	0(AX)(R14*1)
+	VPDPBUSD.BCST	28(BX), Z16, Z4
+	VPDPBUSD.BCST	60(BX), Z16, Z5
+	VPDPBUSD.BCST	92(BX), Z16, Z6
+	VPDPBUSD.BCST	156(BX), Z16, Z7
+	VPDPBUSD.BCST	188(BX), Z16, Z8
+	VPDPBUSD.BCST	220(BX), Z16, Z9
+	VPDPBUSD.BCST	284(BX), Z16, Z10
+	VPDPBUSD.BCST	316(BX), Z16, Z11
+	VPDPBUSD.BCST	348(BX), Z16, Z12
+	VPDPBUSD.BCST	412(BX), Z16, Z13
+	VPDPBUSD.BCST	444(BX), Z16, Z14
+	VPDPBUSD.BCST	476(BX), Z16, Z15
+	ADDQ	R8, AX
+	VCVTDQ2PS	Z4, Z4
+	VCVTDQ2PS	Z5, Z5
+	VCVTDQ2PS	Z6, Z6
+	VFMADD231PS.BCST	gptqv256<>(SB), Z6, Z5
+	VFMADD231PS.BCST	gptqv256<>(SB), Z5, Z4
+	VFMADD231PS.BCST	96(BX), Z4, Z0
+	VCVTDQ2PS	Z7, Z7
+	VCVTDQ2PS	Z8, Z8
+	VCVTDQ2PS	Z9, Z9
+	VFMADD231PS.BCST	gptqv256<>(SB), Z9, Z8
+	VFMADD231PS.BCST	gptqv256<>(SB), Z8, Z7
+	VFMADD231PS.BCST	224(BX), Z7, Z1
+	VCVTDQ2PS	Z10, Z10
+	VCVTDQ2PS	Z11, Z11
+	VCVTDQ2PS	Z12, Z12
+	VFMADD231PS.BCST	gptqv256<>(SB), Z12, Z11
+	VFMADD231PS.BCST	gptqv256<>(SB), Z11, Z10
+	VFMADD231PS.BCST	352(BX), Z10, Z2
+	VCVTDQ2PS	Z13, Z13
+	VCVTDQ2PS	Z14, Z14
+	VCVTDQ2PS	Z15, Z15
+	VFMADD231PS.BCST	gptqv256<>(SB), Z15, Z14
+	VFMADD231PS.BCST	gptqv256<>(SB), Z14, Z13
+	VFMADD231PS.BCST	480(BX), Z13, Z3
+	ADDQ	$512, BX
+	DECQ	CX
+	JNZ	gptqzv8M4C1_unit
+	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
+	// zero was folded into acc's initial value, only y += scale·acc)
+	MOVQ	152(DI), R14
+	PREFETCHT1	0(R9)(R14*1)
+	CMPQ	56(DI), $0
+	JNE	gptqzv8M4C1_uniform
+	MOVQ	160(DI), R14
+	PREFETCHT1	(R10)(R14*1)
+	VPMOVZXBD	0(R10), Z16
+	VCVTDQ2PS	Z16, Z16
+	VCVTPH2PS	0(R9), Z17
+	MOVQ	R11, R14
+	VFNMADD231PS.BCST	4(R13), Z16, Z0
+	VFMADD213PS	0(R14), Z17, Z0
+	VMOVUPS	Z0, 0(R14)
+	ADDQ	R12, R14
+	VFNMADD231PS.BCST	12(R13), Z16, Z1
+	VFMADD213PS	0(R14), Z17, Z1
+	VMOVUPS	Z1, 0(R14)
+	ADDQ	R12, R14
+	VFNMADD231PS.BCST	20(R13), Z16, Z2
+	VFMADD213PS	0(R14), Z17, Z2
+	VMOVUPS	Z2, 0(R14)
+	ADDQ	R12, R14
+	VFNMADD231PS.BCST	28(R13), Z16, Z3
+	VFMADD213PS	0(R14), Z17, Z3
+	VMOVUPS	Z3, 0(R14)
+	JMP	gptqzv8M4C1_next
+gptqzv8M4C1_uniform:
+	VCVTPH2PS	0(R9), Z17
+	MOVQ	R11, R14
+	VFMADD213PS	0(R14), Z17, Z0
+	VMOVUPS	Z0, 0(R14)
+	ADDQ	R12, R14
+	VFMADD213PS	0(R14), Z17, Z1
+	VMOVUPS	Z1, 0(R14)
+	ADDQ	R12, R14
+	VFMADD213PS	0(R14), Z17, Z2
+	VMOVUPS	Z2, 0(R14)
+	ADDQ	R12, R14
+	VFMADD213PS	0(R14), Z17, Z3
+	VMOVUPS	Z3, 0(R14)
+gptqzv8M4C1_next:
+	ADDQ	$64, SI
+	ADDQ	$32, R9
+	ADDQ	$16, R10
+	ADDQ	$64, R11
+	DECQ	DX
+	JNZ	gptqzv8M4C1_col
+	MOVQ	112(DI), R14
+	IMULQ	$8, R14
+	IMULQ	R8, R14
+	ADDQ	R14, 0(DI)
+	MOVQ	112(DI), R14
+	IMULQ	$512, R14
+	ADDQ	R14, 48(DI)
+	ADDQ	$32, 64(DI)
+	DECQ	144(DI)
+	JNZ	gptqzv8M4C1_same
+	MOVQ	120(DI), R14
+	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
+	MOVQ	40(DI), R14
+	ADDQ	R14, 32(DI)
+	MOVQ	24(DI), R14
+	ADDQ	R14, 16(DI)
+gptqzv8M4C1_same:
+	DECQ	136(DI)
+	JNZ	gptqzv8M4C1_sub
+	DECQ	168(DI)
+	JZ	gptqzv8M4C1_done
+	MOVQ	184(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 184(DI)
+	MOVQ	R14, 0(DI)
+	MOVQ	192(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 192(DI)
+	MOVQ	R14, 16(DI)
+	MOVQ	200(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 200(DI)
+	MOVQ	R14, 32(DI)
+	MOVQ	208(DI), R14
+	MOVQ	R14, 208(DI)
+	MOVQ	R14, 48(DI)
+	MOVQ	216(DI), R14
+	MOVQ	R14, 216(DI)
+	MOVQ	R14, 64(DI)
+	MOVQ	224(DI), R14
+	ADDQ	232(DI), R14
+	MOVQ	R14, 224(DI)
+	MOVQ	R14, 80(DI)
+	JMP	gptqzv8M4C1_tile
+gptqzv8M4C1_done:
+	VZEROUPPER
+	RET
+
+// func gptqyv8M4(a *gptqArgs)
+//
+// AVX-512 GPTQ 8-bit kernel (VNNI), 4 x row(s), 1 8-column ymm column vector(s) per block.
+// Register plan: Y0..Y3 float accumulators acc[m][c], Y4..Y15 the unit's
+// digit sums [m][c][digit], Y16.. each column vector's codes of the
+// current qweight row.
+// GPRs as in the AVX2 kernels: DI args, SI qweight block base of this
+// sub-group, AX current qweight row, R8 qweight row stride, BX x
+// coefficients, CX unit counter, DX column-block counter, R9 scales, R10
+// zeros, R11 dst, R12 dst row stride, R13 sx/init pairs, R14 prefetch
+// distance in the unit loop, temp elsewhere. K1 = 0xff00 selects the upper
+// 8 lanes when the zero points of 16 columns come from two dwords.
+TEXT ·gptqyv8M4(SB), NOSPLIT, $0-8
+	MOVQ	a+0(FP), DI
+	MOVQ	8(DI), R8
+	MOVQ	88(DI), R12
+	MOVQ	0(DI), R14
+	MOVQ	R14, 184(DI)
+	MOVQ	16(DI), R14
+	MOVQ	R14, 192(DI)
+	MOVQ	32(DI), R14
+	MOVQ	R14, 200(DI)
+	MOVQ	48(DI), R14
+	MOVQ	R14, 208(DI)
+	MOVQ	64(DI), R14
+	MOVQ	R14, 216(DI)
+	MOVQ	80(DI), R14
+	MOVQ	R14, 224(DI)
+gptqyv8M4_tile:
+	MOVQ	104(DI), R14
+	MOVQ	R14, 136(DI)	// remaining sub-groups
+	MOVQ	120(DI), R14
+	MOVQ	R14, 144(DI)	// sub-groups left in this real group
+gptqyv8M4_sub:
+	MOVQ	0(DI), SI	// qweight at this sub-group's first row
+	MOVQ	32(DI), R9
+	MOVQ	16(DI), R10
+	MOVQ	80(DI), R11
+	MOVQ	96(DI), DX
+gptqyv8M4_col:
+	MOVQ	64(DI), R13
+	VBROADCASTSS	0(R13), Y0
+	VBROADCASTSS	8(R13), Y1
+	VBROADCASTSS	16(R13), Y2
+	VBROADCASTSS	24(R13), Y3
+	MOVQ	SI, AX
+	MOVQ	128(DI), R14	// prefetch distance
+	MOVQ	48(DI), BX
+	MOVQ	112(DI), CX
+gptqyv8M4_unit:
+	VPXORD	Y4, Y4, Y4
+	VPXORD	Y5, Y5, Y5
+	VPXORD	Y6, Y6, Y6
+	VPXORD	Y7, Y7, Y7
+	VPXORD	Y8, Y8, Y8
+	VPXORD	Y9, Y9, Y9
+	VPXORD	Y10, Y10, Y10
+	VPXORD	Y11, Y11, Y11
+	VPXORD	Y12, Y12, Y12
+	VPXORD	Y13, Y13, Y13
+	VPXORD	Y14, Y14, Y14
+	VPXORD	Y15, Y15, Y15
+	VMOVDQU32	0(AX), Y16
+	VPDPBUSD.BCST	0(BX), Y16, Y4
+	VPDPBUSD.BCST	32(BX), Y16, Y5
+	VPDPBUSD.BCST	64(BX), Y16, Y6
+	VPDPBUSD.BCST	128(BX), Y16, Y7
+	VPDPBUSD.BCST	160(BX), Y16, Y8
+	VPDPBUSD.BCST	192(BX), Y16, Y9
+	VPDPBUSD.BCST	256(BX), Y16, Y10
+	VPDPBUSD.BCST	288(BX), Y16, Y11
+	VPDPBUSD.BCST	320(BX), Y16, Y12
+	VPDPBUSD.BCST	384(BX), Y16, Y13
+	VPDPBUSD.BCST	416(BX), Y16, Y14
+	VPDPBUSD.BCST	448(BX), Y16, Y15
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y16
+	VPDPBUSD.BCST	4(BX), Y16, Y4
+	VPDPBUSD.BCST	36(BX), Y16, Y5
+	VPDPBUSD.BCST	68(BX), Y16, Y6
+	VPDPBUSD.BCST	132(BX), Y16, Y7
+	VPDPBUSD.BCST	164(BX), Y16, Y8
+	VPDPBUSD.BCST	196(BX), Y16, Y9
+	VPDPBUSD.BCST	260(BX), Y16, Y10
+	VPDPBUSD.BCST	292(BX), Y16, Y11
+	VPDPBUSD.BCST	324(BX), Y16, Y12
+	VPDPBUSD.BCST	388(BX), Y16, Y13
+	VPDPBUSD.BCST	420(BX), Y16, Y14
+	VPDPBUSD.BCST	452(BX), Y16, Y15
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y16
+	VPDPBUSD.BCST	8(BX), Y16, Y4
+	VPDPBUSD.BCST	40(BX), Y16, Y5
+	VPDPBUSD.BCST	72(BX), Y16, Y6
+	VPDPBUSD.BCST	136(BX), Y16, Y7
+	VPDPBUSD.BCST	168(BX), Y16, Y8
+	VPDPBUSD.BCST	200(BX), Y16, Y9
+	VPDPBUSD.BCST	264(BX), Y16, Y10
+	VPDPBUSD.BCST	296(BX), Y16, Y11
+	VPDPBUSD.BCST	328(BX), Y16, Y12
+	VPDPBUSD.BCST	392(BX), Y16, Y13
+	VPDPBUSD.BCST	424(BX), Y16, Y14
+	VPDPBUSD.BCST	456(BX), Y16, Y15
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y16
+	VPDPBUSD.BCST	12(BX), Y16, Y4
+	VPDPBUSD.BCST	44(BX), Y16, Y5
+	VPDPBUSD.BCST	76(BX), Y16, Y6
+	VPDPBUSD.BCST	140(BX), Y16, Y7
+	VPDPBUSD.BCST	172(BX), Y16, Y8
+	VPDPBUSD.BCST	204(BX), Y16, Y9
+	VPDPBUSD.BCST	268(BX), Y16, Y10
+	VPDPBUSD.BCST	300(BX), Y16, Y11
+	VPDPBUSD.BCST	332(BX), Y16, Y12
+	VPDPBUSD.BCST	396(BX), Y16, Y13
+	VPDPBUSD.BCST	428(BX), Y16, Y14
+	VPDPBUSD.BCST	460(BX), Y16, Y15
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y16
+	VPDPBUSD.BCST	16(BX), Y16, Y4
+	VPDPBUSD.BCST	48(BX), Y16, Y5
+	VPDPBUSD.BCST	80(BX), Y16, Y6
+	VPDPBUSD.BCST	144(BX), Y16, Y7
+	VPDPBUSD.BCST	176(BX), Y16, Y8
+	VPDPBUSD.BCST	208(BX), Y16, Y9
+	VPDPBUSD.BCST	272(BX), Y16, Y10
+	VPDPBUSD.BCST	304(BX), Y16, Y11
+	VPDPBUSD.BCST	336(BX), Y16, Y12
+	VPDPBUSD.BCST	400(BX), Y16, Y13
+	VPDPBUSD.BCST	432(BX), Y16, Y14
+	VPDPBUSD.BCST	464(BX), Y16, Y15
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y16
+	VPDPBUSD.BCST	20(BX), Y16, Y4
+	VPDPBUSD.BCST	52(BX), Y16, Y5
+	VPDPBUSD.BCST	84(BX), Y16, Y6
+	VPDPBUSD.BCST	148(BX), Y16, Y7
+	VPDPBUSD.BCST	180(BX), Y16, Y8
+	VPDPBUSD.BCST	212(BX), Y16, Y9
+	VPDPBUSD.BCST	276(BX), Y16, Y10
+	VPDPBUSD.BCST	308(BX), Y16, Y11
+	VPDPBUSD.BCST	340(BX), Y16, Y12
+	VPDPBUSD.BCST	404(BX), Y16, Y13
+	VPDPBUSD.BCST	436(BX), Y16, Y14
+	VPDPBUSD.BCST	468(BX), Y16, Y15
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y16
+	VPDPBUSD.BCST	24(BX), Y16, Y4
+	VPDPBUSD.BCST	56(BX), Y16, Y5
+	VPDPBUSD.BCST	88(BX), Y16, Y6
+	VPDPBUSD.BCST	152(BX), Y16, Y7
+	VPDPBUSD.BCST	184(BX), Y16, Y8
+	VPDPBUSD.BCST	216(BX), Y16, Y9
+	VPDPBUSD.BCST	280(BX), Y16, Y10
+	VPDPBUSD.BCST	312(BX), Y16, Y11
+	VPDPBUSD.BCST	344(BX), Y16, Y12
+	VPDPBUSD.BCST	408(BX), Y16, Y13
+	VPDPBUSD.BCST	440(BX), Y16, Y14
+	VPDPBUSD.BCST	472(BX), Y16, Y15
+	ADDQ	R8, AX
+	VMOVDQU32	0(AX), Y16
+	VPDPBUSD.BCST	28(BX), Y16, Y4
+	VPDPBUSD.BCST	60(BX), Y16, Y5
+	VPDPBUSD.BCST	92(BX), Y16, Y6
+	VPDPBUSD.BCST	156(BX), Y16, Y7
+	VPDPBUSD.BCST	188(BX), Y16, Y8
+	VPDPBUSD.BCST	220(BX), Y16, Y9
+	VPDPBUSD.BCST	284(BX), Y16, Y10
+	VPDPBUSD.BCST	316(BX), Y16, Y11
+	VPDPBUSD.BCST	348(BX), Y16, Y12
+	VPDPBUSD.BCST	412(BX), Y16, Y13
+	VPDPBUSD.BCST	444(BX), Y16, Y14
+	VPDPBUSD.BCST	476(BX), Y16, Y15
+	ADDQ	R8, AX
+	VCVTDQ2PS	Y4, Y4
+	VCVTDQ2PS	Y5, Y5
+	VCVTDQ2PS	Y6, Y6
+	VFMADD231PS.BCST	gptqv256<>(SB), Y6, Y5
+	VFMADD231PS.BCST	gptqv256<>(SB), Y5, Y4
+	VFMADD231PS.BCST	96(BX), Y4, Y0
+	VCVTDQ2PS	Y7, Y7
+	VCVTDQ2PS	Y8, Y8
+	VCVTDQ2PS	Y9, Y9
+	VFMADD231PS.BCST	gptqv256<>(SB), Y9, Y8
+	VFMADD231PS.BCST	gptqv256<>(SB), Y8, Y7
+	VFMADD231PS.BCST	224(BX), Y7, Y1
+	VCVTDQ2PS	Y10, Y10
+	VCVTDQ2PS	Y11, Y11
+	VCVTDQ2PS	Y12, Y12
+	VFMADD231PS.BCST	gptqv256<>(SB), Y12, Y11
+	VFMADD231PS.BCST	gptqv256<>(SB), Y11, Y10
+	VFMADD231PS.BCST	352(BX), Y10, Y2
+	VCVTDQ2PS	Y13, Y13
+	VCVTDQ2PS	Y14, Y14
+	VCVTDQ2PS	Y15, Y15
+	VFMADD231PS.BCST	gptqv256<>(SB), Y15, Y14
+	VFMADD231PS.BCST	gptqv256<>(SB), Y14, Y13
+	VFMADD231PS.BCST	480(BX), Y13, Y3
+	ADDQ	$512, BX
+	DECQ	CX
+	JNZ	gptqyv8M4_unit
+	// epilogue: acc −= z·Σx; y += scale·acc (uniform zero points: the
+	// zero was folded into acc's initial value, only y += scale·acc)
+	MOVQ	152(DI), R14
+	PREFETCHT1	0(R9)(R14*1)
+	CMPQ	56(DI), $0
+	JNE	gptqyv8M4_uniform
+	MOVQ	160(DI), R14
+	PREFETCHT1	(R10)(R14*1)
+	VPMOVZXBD	0(R10), Y16
+	VCVTDQ2PS	Y16, Y16
+	VCVTPH2PS	0(R9), Y17
+	MOVQ	R11, R14
+	VFNMADD231PS.BCST	4(R13), Y16, Y0
+	VFMADD213PS	0(R14), Y17, Y0
+	VMOVUPS	Y0, 0(R14)
+	ADDQ	R12, R14
+	VFNMADD231PS.BCST	12(R13), Y16, Y1
+	VFMADD213PS	0(R14), Y17, Y1
+	VMOVUPS	Y1, 0(R14)
+	ADDQ	R12, R14
+	VFNMADD231PS.BCST	20(R13), Y16, Y2
+	VFMADD213PS	0(R14), Y17, Y2
+	VMOVUPS	Y2, 0(R14)
+	ADDQ	R12, R14
+	VFNMADD231PS.BCST	28(R13), Y16, Y3
+	VFMADD213PS	0(R14), Y17, Y3
+	VMOVUPS	Y3, 0(R14)
+	JMP	gptqyv8M4_next
+gptqyv8M4_uniform:
+	VCVTPH2PS	0(R9), Y17
+	MOVQ	R11, R14
+	VFMADD213PS	0(R14), Y17, Y0
+	VMOVUPS	Y0, 0(R14)
+	ADDQ	R12, R14
+	VFMADD213PS	0(R14), Y17, Y1
+	VMOVUPS	Y1, 0(R14)
+	ADDQ	R12, R14
+	VFMADD213PS	0(R14), Y17, Y2
+	VMOVUPS	Y2, 0(R14)
+	ADDQ	R12, R14
+	VFMADD213PS	0(R14), Y17, Y3
+	VMOVUPS	Y3, 0(R14)
+gptqyv8M4_next:
+	ADDQ	$32, SI
+	ADDQ	$16, R9
+	ADDQ	$8, R10
+	ADDQ	$32, R11
+	DECQ	DX
+	JNZ	gptqyv8M4_col
+	MOVQ	112(DI), R14
+	IMULQ	$8, R14
+	IMULQ	R8, R14
+	ADDQ	R14, 0(DI)
+	MOVQ	112(DI), R14
+	IMULQ	$512, R14
+	ADDQ	R14, 48(DI)
+	ADDQ	$32, 64(DI)
+	DECQ	144(DI)
+	JNZ	gptqyv8M4_same
+	MOVQ	120(DI), R14
+	MOVQ	R14, 144(DI)
+	MOVQ	72(DI), R14	// packed layout: skip the group's scales and zero points
+	ADDQ	R14, 0(DI)
+	MOVQ	40(DI), R14
+	ADDQ	R14, 32(DI)
+	MOVQ	24(DI), R14
+	ADDQ	R14, 16(DI)
+gptqyv8M4_same:
+	DECQ	136(DI)
+	JNZ	gptqyv8M4_sub
+	DECQ	168(DI)
+	JZ	gptqyv8M4_done
+	MOVQ	184(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 184(DI)
+	MOVQ	R14, 0(DI)
+	MOVQ	192(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 192(DI)
+	MOVQ	R14, 16(DI)
+	MOVQ	200(DI), R14
+	ADDQ	176(DI), R14
+	MOVQ	R14, 200(DI)
+	MOVQ	R14, 32(DI)
+	MOVQ	208(DI), R14
+	MOVQ	R14, 208(DI)
+	MOVQ	R14, 48(DI)
+	MOVQ	216(DI), R14
+	MOVQ	R14, 216(DI)
+	MOVQ	R14, 64(DI)
+	MOVQ	224(DI), R14
+	ADDQ	232(DI), R14
+	MOVQ	R14, 224(DI)
+	MOVQ	R14, 80(DI)
+	JMP	gptqyv8M4_tile
+gptqyv8M4_done:
+	VZEROUPPER
+	RET
+
+// 256.0, the digit weight of the 8-bit VNNI kernels' float sums.
+DATA gptqv256<>+0(SB)/4, $0x43800000
+GLOBL gptqv256<>(SB), RODATA|NOPTR, $4
 
 // func fpgnvM1R2(a *fpgArgs)
 //

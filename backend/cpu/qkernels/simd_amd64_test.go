@@ -47,32 +47,21 @@ func init() {
 	if os.Getenv("QBENCH_AVX2") != "" {
 		useAVX512 = false
 	}
-	// QBENCH_NOVNNI=1 runs them with the float AVX-512 4-bit GPTQ kernels.
-	if os.Getenv("QBENCH_NOVNNI") != "" {
-		useVNNI = false
+	// QBENCH_VNNI=1 runs them with the VNNI 4- and 8-bit GPTQ kernels.
+	if os.Getenv("QBENCH_VNNI") != "" {
+		useVNNI = hasVNNI
 	}
 }
 
-// TestMatMulNoVNNI runs the kernel tests with the float AVX-512 4-bit GPTQ
-// kernels, which AVX-512 CPUs without VNNI use (with VNNI the tests above
-// run the integer ones).
-func TestMatMulNoVNNI(t *testing.T) {
+// TestMatMulVNNI runs the kernel tests and the batch-invariance test on the
+// VNNI form of the 4- and 8-bit GPTQ kernels (MARLIN_CPU_VNNI=1).
+func TestMatMulVNNI(t *testing.T) {
 	if !hasVNNI {
-		t.Skip("no AVX512_VNNI: the tests above already run the float kernels")
+		t.Skip("no AVX512_VNNI")
 	}
-	useVNNI = false
-	defer func() { useVNNI = true }()
+	saved := useVNNI
+	useVNNI = true
+	defer func() { useVNNI = saved }()
 	testKernels(t)
-}
-
-// TestMatMulAVX2 runs the kernel tests on the AVX2 kernels (the AVX-512
-// ones switched off), which CPUs without AVX-512 use.
-func TestMatMulAVX2(t *testing.T) {
-	if !hasSIMD {
-		t.Skip("no AVX2")
-	}
-	saved := useAVX512
-	useAVX512 = false
-	defer func() { useAVX512 = saved }()
-	testKernels(t)
+	TestBatchInvariance(t)
 }

@@ -16,9 +16,9 @@ import (
 )
 
 // vnniPrepRef is the plain form of gptqVPrepZ for one unit of 32 inputs:
-// the 128-byte x block (three digit arrays in nibble order, then the
-// factor) and the unit's sum.
-func vnniPrepRef(x []float32) (blk [128]byte, sum float32) {
+// the 128-byte x block (three digit arrays, byte p for input order(p),
+// then the factor) and the unit's sum.
+func vnniPrepRef(x []float32, order func(p int) int) (blk [128]byte, sum float32) {
 	var maxBits uint32
 	for _, v := range x {
 		maxBits = max(maxBits, math.Float32bits(v)&0x7fffffff)
@@ -31,8 +31,7 @@ func vnniPrepRef(x []float32) (blk [128]byte, sum float32) {
 		E := int(maxBits >> 23)
 		factor = float32(math.Ldexp(1, E-148))
 		for p := 0; p < 32; p++ {
-			k := 8*(p/8) + 2*(p%4) + (p%8)/4
-			X := int32(math.RoundToEven(math.Ldexp(float64(x[k]), 148-E)))
+			X := int32(math.RoundToEven(math.Ldexp(float64(x[order(p)]), 148-E)))
 			d0 := int8(X)
 			X1 := (X - int32(d0)) >> 8
 			d1 := int8(X1)
@@ -87,36 +86,43 @@ func TestVNNIPrep(t *testing.T) {
 		x = append(x, u...)
 	}
 	n := len(units)
-	xd := make([]byte, 128*n)
-	sx := make([]float32, 2*n)
-	gptqVPrepZ(&xd[0], 128, &x[0], &sx[0], 8, n, -3)
-	for i, u := range units {
-		want, s := vnniPrepRef(u)
-		got := xd[128*i : 128*i+100]
-		for b := range got {
-			if got[b] != want[b] {
-				t.Fatalf("unit %d (%v): byte %d = %#x, want %#x", i, u[:4], b, got[b], want[b])
+	// the orders written plainly: 4 bits the even inputs of each group of
+	// 8, then the odd ones; 8 bits the identity
+	orders := map[int]func(p int) int{
+		4: func(p int) int { return p/8*8 + []int{0, 2, 4, 6, 1, 3, 5, 7}[p%8] },
+		8: func(p int) int { return p },
+	}
+	for bits, order := range orders {
+		xd := make([]byte, 128*n)
+		sx := make([]float32, 2*n)
+		gptqVPrepZ(&xd[0], 128, &x[0], gptqVOrder[bits], &sx[0], 8, n, -3)
+		for i, u := range units {
+			want, s := vnniPrepRef(u, order)
+			got := xd[128*i : 128*i+100]
+			for b := range got {
+				if got[b] != want[b] {
+					t.Fatalf("%d bits, unit %d (%v): byte %d = %#x, want %#x", bits, i, u[:4], b, got[b], want[b])
+				}
 			}
-		}
-		if math.Float32bits(sx[2*i+1]) != math.Float32bits(s) || math.Float32bits(sx[2*i]) != math.Float32bits(-3*s) {
-			t.Fatalf("unit %d: sums %v, want %v %v", i, sx[2*i:2*i+2], -3*s, s)
-		}
-		f := float64(*(*float32)(unsafe.Pointer(&got[96])))
-		if math.IsNaN(f) || f == 0 {
-			continue
-		}
-		var mx float64
-		for _, v := range u {
-			mx = max(mx, math.Abs(float64(v)))
-		}
-		for p := 0; p < 32; p++ {
-			k := 8*(p/8) + 2*(p%4) + (p%8)/4
-			X := float64(int8(got[p])) + 256*float64(int8(got[32+p])) + 65536*float64(int8(got[64+p]))
-			if math.Abs(X) > 1<<22 {
-				t.Fatalf("unit %d: |X| = %g > 2^22", i, X)
+			if math.Float32bits(sx[2*i+1]) != math.Float32bits(s) || math.Float32bits(sx[2*i]) != math.Float32bits(-3*s) {
+				t.Fatalf("unit %d: sums %v, want %v %v", i, sx[2*i:2*i+2], -3*s, s)
 			}
-			if d := math.Abs(X*f - float64(u[k])); d > mx*math.Ldexp(1, -22) {
-				t.Fatalf("unit %d input %d: %g from the digits, x %g", i, k, X*f, u[k])
+			f := float64(*(*float32)(unsafe.Pointer(&got[96])))
+			if math.IsNaN(f) || f == 0 {
+				continue
+			}
+			var mx float64
+			for _, v := range u {
+				mx = max(mx, math.Abs(float64(v)))
+			}
+			for p := 0; p < 32; p++ {
+				X := float64(int8(got[p])) + 256*float64(int8(got[32+p])) + 65536*float64(int8(got[64+p]))
+				if math.Abs(X) > 1<<22 {
+					t.Fatalf("unit %d: |X| = %g > 2^22", i, X)
+				}
+				if k := order(p); math.Abs(X*f-float64(u[k])) > mx*math.Ldexp(1, -22) {
+					t.Fatalf("unit %d input %d: %g from the digits, x %g", i, k, X*f, u[k])
+				}
 			}
 		}
 	}
@@ -128,8 +134,17 @@ func TestVNNINonFinite(t *testing.T) {
 	if !hasVNNI {
 		t.Skip("no AVX512_VNNI")
 	}
+	saved := useVNNI
+	useVNNI = true
+	defer func() { useVNNI = saved }()
 	rng := rand.New(rand.NewSource(6))
-	w := randomWeight(t, rng, quant.GPTQ, 64, 256, 4, 32, 1, true, false, false)
+	for _, bits := range []int{4, 8} {
+		w := randomWeight(t, rng, quant.GPTQ, 64, 256, bits, 32, 1, true, false, false)
+		testNonFinite(t, rng, w)
+	}
+}
+
+func testNonFinite(t *testing.T, rng *rand.Rand, w *quant.Weight) {
 	for _, bad := range []float32{float32(math.Inf(1)), float32(math.NaN())} {
 		x := randX(rng, 256)
 		x[77] = bad
@@ -137,19 +152,20 @@ func TestVNNINonFinite(t *testing.T) {
 		MatMul(dst, 64, x, 1, w, 0, 64)
 		for n, v := range dst {
 			if !math.IsNaN(float64(v)) {
-				t.Fatalf("x[77] = %v: column %d = %v, want NaN", bad, n, v)
+				t.Fatalf("%d bits, x[77] = %v: column %d = %v, want NaN", w.Bits, bad, n, v)
 			}
 		}
 	}
 }
 
-// BenchmarkVNNIAB alternates the VNNI and the float 4-bit kernels in one
+// BenchmarkVNNIAB alternates the VNNI and the float 4- and 8-bit kernels in one
 // process on the Llama-3.2-1B shapes (2 goroutines, weights rotated
 // through ≥ 512 MB of copies): each iteration runs every shape once with
 // each, and the medians over iterations are reported as GB/s of weight
 // bytes and their ratio (vnni/float). Alternating in one process is what
 // makes the ratio reliable on a VM whose bandwidth moves from minute to
-// minute. QBENCH_M=1,2,4 chooses the rows.
+// minute. QBENCH_FORMATS=int4g32,int4g128,int8g128 and QBENCH_M=1,2,4
+// choose.
 //
 //	go test -run '^$' -bench VNNIAB -benchtime 25x ./backend/cpu/qkernels
 func BenchmarkVNNIAB(b *testing.B) {
@@ -160,17 +176,21 @@ func BenchmarkVNNIAB(b *testing.B) {
 	defer p.close()
 	rng := rand.New(rand.NewSource(1))
 	shapes := [][2]int{{2048, 8192}, {8192, 2048}, {2048, 2048}}
-	for _, g := range []int{32, 128} {
+	for _, f := range [][2]int{{4, 32}, {4, 128}, {8, 128}} {
+		bits, g := f[0], f[1]
+		if !selected("QBENCH_FORMATS", fmt.Sprintf("int%dg%d", bits, g)) {
+			continue
+		}
 		var wss [][]*quant.Weight
 		for _, s := range shapes {
-			wss = append(wss, replicate(gptqBench(4, g, true)(rng, s[1], s[0])))
+			wss = append(wss, replicate(gptqBench(bits, g, true)(rng, s[1], s[0])))
 		}
 		for _, M := range []int{1, 2, 4} {
 			if !selected("QBENCH_M", fmt.Sprint(M)) {
 				continue
 			}
-			b.Run(fmt.Sprintf("int4g%d/M%d", g, M), func(b *testing.B) {
-				defer func() { useVNNI = true }()
+			b.Run(fmt.Sprintf("int%dg%d/M%d", bits, g, M), func(b *testing.B) {
+				defer func(v bool) { useVNNI = v }(useVNNI)
 				res := map[bool][]float64{}
 				for b.Loop() {
 					for _, v := range []bool{true, false} {
