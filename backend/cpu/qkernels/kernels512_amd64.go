@@ -3,7 +3,6 @@
 package qkernels
 
 import (
-	"os"
 	"runtime"
 	"unsafe"
 
@@ -53,39 +52,34 @@ var gptqPrepTabs = func() map[int]*gptqPrepTab {
 //go:noescape
 func gptqPrepZ(xf *float32, xfStride int, x *float32, sx *float32, sxStride int, tab *gptqPrepTab, units int, negOff float32)
 
-// hasVNNI reports whether the 4- and 8-bit GPTQ kernels can take their
-// integer form (AVX512_VNNI: VPDPBUSD), and useVNNI selects it: only when
-// asked, with MARLIN_CPU_VNNI=1. On a core whose 512-bit float units are
-// half width (Zen 4) the integer form decodes about 1.8× the weights a
-// cycle and prefills 30–35% faster, but one-row decode, the common case,
-// measured lower in most alternating end-to-end runs (about −7% median,
-// ±5% noise; docs/perf.md), so the float form stays the default. The
-// choice holds for the whole process: both forms are batch-invariant on
-// their own, not with each other.
+// hasVNNI reports whether the 4-bit GPTQ kernels can take their integer
+// form (AVX512_VNNI: VPDPBUSD), and useVNNI selects it (the tests switch it
+// off to cover the float kernels; GODEBUG=cpu.avx512vnni=off does for a
+// process). Measured in one process on Zen 4 it streams one-row decode
+// about 10% faster than the float form, 2–4 rows 20–30% faster, and
+// prefills 30–35% faster (docs/perf.md).
 var (
 	hasVNNI = hasAVX512 && cpu.X86.HasAVX512VNNI
-	useVNNI = hasVNNI && os.Getenv("MARLIN_CPU_VNNI") == "1"
+	useVNNI = hasVNNI
 )
 
 // gptqVPrepZ computes the x blocks [unit][row] of one x row for the VNNI
-// kernels, in the order of gptqVOrder[bits], and its per-unit sums
-// (prep512_amd64.s).
+// kernels, byte p of each digit array holding input order[p] of its unit
+// (gptqVOrder), and the per-unit sums (prep512_amd64.s).
 //
 //go:noescape
 func gptqVPrepZ(xd *byte, xdStride int, x *float32, order *[32]int32, sx *float32, sxStride int, units int, negOff float32)
 
-// gptqVOrder[bits][p] is the input of a unit whose digits go to byte p of
-// each digit array: the codes' order in their qweight words. 4 bits: per
-// qweight row r the even inputs 8r, 8r+2, 8r+4, 8r+6 (the low nibbles),
-// then the odd ones; 8 bits: the inputs in order.
-var gptqVOrder = map[int]*[32]int32{4: new([32]int32), 8: new([32]int32)}
-
-func init() {
+// gptqVOrder is the nibbles' order in a qweight row: for qweight row r of a
+// unit the even inputs 8r, 8r+2, 8r+4, 8r+6 (the low nibbles of the code
+// bytes), then the odd ones.
+var gptqVOrder = func() *[32]int32 {
+	var o [32]int32
 	for p := range int32(32) {
-		gptqVOrder[4][p] = 8*(p/8) + 2*(p%4) + (p%8)/4
-		gptqVOrder[8][p] = p
+		o[p] = 8*(p/8) + 2*(p%4) + (p%8)/4
 	}
-}
+	return &o
+}()
 
 // gptqVRowChunk picks the x rows of one VNNI kernel pass (1–4).
 func gptqVRowChunk(left int) int { return min(left, 4) }
@@ -128,7 +122,7 @@ type gptqZSet struct {
 // Every x row and every column is computed by the same sequence of float32
 // operations whichever kernel takes it (the kernels differ only in how many
 // rows and columns share each decoded weight vector), so the results do not
-// depend on M. 4- and 8-bit weights on CPUs with VNNI take the integer kernels
+// depend on M. 4-bit weights on CPUs with VNNI take the integer kernels
 // (gptqVKernels, x blocks from gptqVPrepZ) at every M, which keep that
 // property: their unit sums are exact integers.
 func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weight, a0, a1 int) {
@@ -164,7 +158,7 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 		}
 		pkspf = max(1, gptqPackAhead) * pk.full
 	}
-	vnni := (bits == 4 || bits == 8) && useVNNI
+	vnni := bits == 4 && useVNNI
 	for m0 := 0; m0 < M; {
 		var mc int
 		var ks gptqZSet
@@ -173,12 +167,12 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 			// x blocks of 128 bytes a unit and row (gptqVPrepZ), the
 			// unit sums after them
 			mc = gptqVRowChunk(M - m0)
-			ks = gptqVKernels[bits][mc]
+			ks = gptqVKernels[mc]
 			buf = sc.floats(32*units*mc + 2*units*mc + 2*nsub*mc)
 			xf, sx = buf[:32*units*mc], buf[32*units*mc:34*units*mc]
 			for m := 0; m < mc; m++ {
 				xr := x[(m0+m)*K : (m0+m+1)*K]
-				gptqVPrepZ((*byte)(unsafe.Pointer(&xf[32*m])), 128*mc, &xr[0], gptqVOrder[bits], &sx[2*m], 8*mc, units, -off)
+				gptqVPrepZ((*byte)(unsafe.Pointer(&xf[32*m])), 128*mc, &xr[0], gptqVOrder, &sx[2*m], 8*mc, units, -off)
 			}
 		} else {
 			mc = gptqRowChunk(M - m0)

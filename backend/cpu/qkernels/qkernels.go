@@ -28,16 +28,15 @@
 // weight panels fed to kernels.PanelGEMM (each weight decoded once per
 // call, then the dense prefill micro-kernel).
 //
-// AVX-512 4- and 8-bit GPTQ kernels have an integer form for CPUs with
-// AVX512_VNNI (gen/gptq512.go, gptq512VNNI), chosen with MARLIN_CPU_VNNI=1:
-// x is rounded per 32 inputs to integers |X| ≤ 2^22 times a power of two,
-// split into three byte digits, and VPDPBUSD multiplies the codes (as
-// unsigned bytes) by the digits; the digit sums are exact integers,
-// converted to float32 once a unit. On Zen 4 it decodes about 1.8× the
-// weights a cycle of the float form in cache and prefills 30–35% faster,
-// but streams one-row decode no faster (lower in most end-to-end runs), so
-// it is not the default (docs/perf.md). It runs at every M when chosen, so
-// batch invariance holds either way.
+// AVX-512 4-bit GPTQ kernels have an integer form for CPUs with
+// AVX512_VNNI (gen/gptq512.go, gptq512VNNI), used wherever it exists: x is
+// rounded per 32 inputs to integers |X| ≤ 2^22 times a power of two, split
+// into three byte digits, and VPDPBUSD multiplies the code nibbles by the
+// digits; the digit sums are exact integers, converted to float32 once a
+// unit. On Zen 4 it decodes 1.8× the weights a cycle of the float form in
+// cache, streams one-row decode ~10% faster and prefills 30–35% faster
+// (docs/perf.md). It runs at every M, so batch invariance holds;
+// GODEBUG=cpu.avx512vnni=off selects the float form.
 //
 // AVX-512 GPTQ weights without act-order are read from a packed copy
 // made on their first call (pack512_amd64.go): per tile of output columns,

@@ -47,20 +47,21 @@ func init() {
 	if os.Getenv("QBENCH_AVX2") != "" {
 		useAVX512 = false
 	}
-	// QBENCH_VNNI=1 runs them with the VNNI 4- and 8-bit GPTQ kernels.
-	if os.Getenv("QBENCH_VNNI") != "" {
-		useVNNI = hasVNNI
+	// QBENCH_NOVNNI=1 runs them with the float AVX-512 4-bit GPTQ kernels.
+	if os.Getenv("QBENCH_NOVNNI") != "" {
+		useVNNI = false
 	}
 }
 
-// TestMatMulVNNI runs the kernel tests and the batch-invariance test on the
-// VNNI form of the 4- and 8-bit GPTQ kernels (MARLIN_CPU_VNNI=1).
-func TestMatMulVNNI(t *testing.T) {
+// TestMatMulNoVNNI runs the kernel tests and the batch-invariance test on
+// the float AVX-512 4-bit GPTQ kernels, which AVX-512 CPUs without VNNI use
+// (with VNNI the tests above run the integer ones).
+func TestMatMulNoVNNI(t *testing.T) {
 	if !hasVNNI {
-		t.Skip("no AVX512_VNNI")
+		t.Skip("no AVX512_VNNI: the tests above already run the float kernels")
 	}
 	saved := useVNNI
-	useVNNI = true
+	useVNNI = false
 	defer func() { useVNNI = saved }()
 	testKernels(t)
 	TestBatchInvariance(t)

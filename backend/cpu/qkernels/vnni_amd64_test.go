@@ -86,43 +86,38 @@ func TestVNNIPrep(t *testing.T) {
 		x = append(x, u...)
 	}
 	n := len(units)
-	// the orders written plainly: 4 bits the even inputs of each group of
-	// 8, then the odd ones; 8 bits the identity
-	orders := map[int]func(p int) int{
-		4: func(p int) int { return p/8*8 + []int{0, 2, 4, 6, 1, 3, 5, 7}[p%8] },
-		8: func(p int) int { return p },
-	}
-	for bits, order := range orders {
-		xd := make([]byte, 128*n)
-		sx := make([]float32, 2*n)
-		gptqVPrepZ(&xd[0], 128, &x[0], gptqVOrder[bits], &sx[0], 8, n, -3)
-		for i, u := range units {
-			want, s := vnniPrepRef(u, order)
-			got := xd[128*i : 128*i+100]
-			for b := range got {
-				if got[b] != want[b] {
-					t.Fatalf("%d bits, unit %d (%v): byte %d = %#x, want %#x", bits, i, u[:4], b, got[b], want[b])
-				}
+	// the order written plainly: the even inputs of each group of 8, then
+	// the odd ones
+	order := func(p int) int { return p/8*8 + []int{0, 2, 4, 6, 1, 3, 5, 7}[p%8] }
+	xd := make([]byte, 128*n)
+	sx := make([]float32, 2*n)
+	gptqVPrepZ(&xd[0], 128, &x[0], gptqVOrder, &sx[0], 8, n, -3)
+	for i, u := range units {
+		want, s := vnniPrepRef(u, order)
+		got := xd[128*i : 128*i+100]
+		for b := range got {
+			if got[b] != want[b] {
+				t.Fatalf("unit %d (%v): byte %d = %#x, want %#x", i, u[:4], b, got[b], want[b])
 			}
-			if math.Float32bits(sx[2*i+1]) != math.Float32bits(s) || math.Float32bits(sx[2*i]) != math.Float32bits(-3*s) {
-				t.Fatalf("unit %d: sums %v, want %v %v", i, sx[2*i:2*i+2], -3*s, s)
+		}
+		if math.Float32bits(sx[2*i+1]) != math.Float32bits(s) || math.Float32bits(sx[2*i]) != math.Float32bits(-3*s) {
+			t.Fatalf("unit %d: sums %v, want %v %v", i, sx[2*i:2*i+2], -3*s, s)
+		}
+		f := float64(*(*float32)(unsafe.Pointer(&got[96])))
+		if math.IsNaN(f) || f == 0 {
+			continue
+		}
+		var mx float64
+		for _, v := range u {
+			mx = max(mx, math.Abs(float64(v)))
+		}
+		for p := 0; p < 32; p++ {
+			X := float64(int8(got[p])) + 256*float64(int8(got[32+p])) + 65536*float64(int8(got[64+p]))
+			if math.Abs(X) > 1<<22 {
+				t.Fatalf("unit %d: |X| = %g > 2^22", i, X)
 			}
-			f := float64(*(*float32)(unsafe.Pointer(&got[96])))
-			if math.IsNaN(f) || f == 0 {
-				continue
-			}
-			var mx float64
-			for _, v := range u {
-				mx = max(mx, math.Abs(float64(v)))
-			}
-			for p := 0; p < 32; p++ {
-				X := float64(int8(got[p])) + 256*float64(int8(got[32+p])) + 65536*float64(int8(got[64+p]))
-				if math.Abs(X) > 1<<22 {
-					t.Fatalf("unit %d: |X| = %g > 2^22", i, X)
-				}
-				if k := order(p); math.Abs(X*f-float64(u[k])) > mx*math.Ldexp(1, -22) {
-					t.Fatalf("unit %d input %d: %g from the digits, x %g", i, k, X*f, u[k])
-				}
+			if k := order(p); math.Abs(X*f-float64(u[k])) > mx*math.Ldexp(1, -22) {
+				t.Fatalf("unit %d input %d: %g from the digits, x %g", i, k, X*f, u[k])
 			}
 		}
 	}
@@ -134,17 +129,8 @@ func TestVNNINonFinite(t *testing.T) {
 	if !hasVNNI {
 		t.Skip("no AVX512_VNNI")
 	}
-	saved := useVNNI
-	useVNNI = true
-	defer func() { useVNNI = saved }()
 	rng := rand.New(rand.NewSource(6))
-	for _, bits := range []int{4, 8} {
-		w := randomWeight(t, rng, quant.GPTQ, 64, 256, bits, 32, 1, true, false, false)
-		testNonFinite(t, rng, w)
-	}
-}
-
-func testNonFinite(t *testing.T, rng *rand.Rand, w *quant.Weight) {
+	w := randomWeight(t, rng, quant.GPTQ, 64, 256, 4, 32, 1, true, false, false)
 	for _, bad := range []float32{float32(math.Inf(1)), float32(math.NaN())} {
 		x := randX(rng, 256)
 		x[77] = bad
@@ -152,20 +138,19 @@ func testNonFinite(t *testing.T, rng *rand.Rand, w *quant.Weight) {
 		MatMul(dst, 64, x, 1, w, 0, 64)
 		for n, v := range dst {
 			if !math.IsNaN(float64(v)) {
-				t.Fatalf("%d bits, x[77] = %v: column %d = %v, want NaN", w.Bits, bad, n, v)
+				t.Fatalf("x[77] = %v: column %d = %v, want NaN", bad, n, v)
 			}
 		}
 	}
 }
 
-// BenchmarkVNNIAB alternates the VNNI and the float 4- and 8-bit kernels in one
+// BenchmarkVNNIAB alternates the VNNI and the float 4-bit kernels in one
 // process on the Llama-3.2-1B shapes (2 goroutines, weights rotated
 // through ≥ 512 MB of copies): each iteration runs every shape once with
 // each, and the medians over iterations are reported as GB/s of weight
 // bytes and their ratio (vnni/float). Alternating in one process is what
 // makes the ratio reliable on a VM whose bandwidth moves from minute to
-// minute. QBENCH_FORMATS=int4g32,int4g128,int8g128 and QBENCH_M=1,2,4
-// choose.
+// minute. QBENCH_FORMATS=int4g32,int4g128 and QBENCH_M=1,2,4 choose.
 //
 //	go test -run '^$' -bench VNNIAB -benchtime 25x ./backend/cpu/qkernels
 func BenchmarkVNNIAB(b *testing.B) {
@@ -176,7 +161,7 @@ func BenchmarkVNNIAB(b *testing.B) {
 	defer p.close()
 	rng := rand.New(rand.NewSource(1))
 	shapes := [][2]int{{2048, 8192}, {8192, 2048}, {2048, 2048}}
-	for _, f := range [][2]int{{4, 32}, {4, 128}, {8, 128}} {
+	for _, f := range [][2]int{{4, 32}, {4, 128}} {
 		bits, g := f[0], f[1]
 		if !selected("QBENCH_FORMATS", fmt.Sprintf("int%dg%d", bits, g)) {
 			continue

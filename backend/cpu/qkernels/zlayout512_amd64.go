@@ -37,21 +37,13 @@ var gptqZKernels = map[int]map[int]gptqZSet{
 	},
 }
 
-// gptqVKernels[bits][mc]: the AVX-512 VNNI GPTQ kernels (4 and 8 bits), as
+// gptqVKernels[mc]: the AVX-512 VNNI 4-bit GPTQ kernels for mc x rows, as
 // gptqZKernels.
-var gptqVKernels = map[int]map[int]gptqZSet{
-	4: {
-		1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqzv4M1C4, gptqzv4M1C2, gptqzv4M1C1}, gptqyv4M1},
-		2: {[]int{2, 1}, []func(*gptqArgs){gptqzv4M2C2, gptqzv4M2C1}, gptqyv4M2},
-		3: {[]int{2, 1}, []func(*gptqArgs){gptqzv4M3C2, gptqzv4M3C1}, gptqyv4M3},
-		4: {[]int{1}, []func(*gptqArgs){gptqzv4M4C1}, gptqyv4M4},
-	},
-	8: {
-		1: {[]int{2, 1}, []func(*gptqArgs){gptqzv8M1C2, gptqzv8M1C1}, gptqyv8M1},
-		2: {[]int{2, 1}, []func(*gptqArgs){gptqzv8M2C2, gptqzv8M2C1}, gptqyv8M2},
-		3: {[]int{2, 1}, []func(*gptqArgs){gptqzv8M3C2, gptqzv8M3C1}, gptqyv8M3},
-		4: {[]int{1}, []func(*gptqArgs){gptqzv8M4C1}, gptqyv8M4},
-	},
+var gptqVKernels = map[int]gptqZSet{
+	1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqzv4M1C4, gptqzv4M1C2, gptqzv4M1C1}, gptqyv4M1},
+	2: {[]int{2, 1}, []func(*gptqArgs){gptqzv4M2C2, gptqzv4M2C1}, gptqyv4M2},
+	3: {[]int{2, 1}, []func(*gptqArgs){gptqzv4M3C2, gptqzv4M3C1}, gptqyv4M3},
+	4: {[]int{1}, []func(*gptqArgs){gptqzv4M4C1}, gptqyv4M4},
 }
 
 // fpgKernels[kind][mc] are the AVX-512 row-major matrix-vector kernels
@@ -338,39 +330,6 @@ func gptqzv4M4C1(a *gptqArgs)
 
 //go:noescape
 func gptqyv4M4(a *gptqArgs)
-
-//go:noescape
-func gptqzv8M1C2(a *gptqArgs)
-
-//go:noescape
-func gptqzv8M1C1(a *gptqArgs)
-
-//go:noescape
-func gptqyv8M1(a *gptqArgs)
-
-//go:noescape
-func gptqzv8M2C2(a *gptqArgs)
-
-//go:noescape
-func gptqzv8M2C1(a *gptqArgs)
-
-//go:noescape
-func gptqyv8M2(a *gptqArgs)
-
-//go:noescape
-func gptqzv8M3C2(a *gptqArgs)
-
-//go:noescape
-func gptqzv8M3C1(a *gptqArgs)
-
-//go:noescape
-func gptqyv8M3(a *gptqArgs)
-
-//go:noescape
-func gptqzv8M4C1(a *gptqArgs)
-
-//go:noescape
-func gptqyv8M4(a *gptqArgs)
 
 //go:noescape
 func fpgnvM1R2(a *fpgArgs)

@@ -54,16 +54,12 @@ func gptq512Wide(bits, mc int) int {
 }
 
 // gptqVRows are the x-row counts of the VNNI kernels, and gptqVCs their
-// column blockings by bit width, widest first: each (x row, column vector)
-// holds four accumulators (three digit sums and the float sum), so mc·C ≤
-// 4 with the codes beside them (as gptq512Wide, 4 vectors of 4-bit codes
-// and 2 of 8-bit ones at one row); prefill passes take 4 rows.
+// column blockings, widest first: each (x row, column vector) holds four
+// accumulators (three digit sums and the float sum), so mc·C ≤ 4 with the
+// nibbles and the mask beside them; prefill passes take 4 rows.
 var (
 	gptqVRows = []int{1, 2, 3, 4}
-	gptqVCs   = map[int]map[int][]int{
-		4: {1: {4, 2, 1}, 2: {2, 1}, 3: {2, 1}, 4: {1}},
-		8: {1: {2, 1}, 2: {2, 1}, 3: {2, 1}, 4: {1}},
-	}
+	gptqVCs   = map[int][]int{1: {4, 2, 1}, 2: {2, 1}, 3: {2, 1}, 4: {1}}
 )
 
 // gptq512Rows are the x-row counts of the kernels.
@@ -107,7 +103,7 @@ func gptq512Kernel(sb *strings.Builder, bits, mc, c int, half, vnni bool) {
 	acc := func(m, ci int) string { return reg(m*c + ci) }
 	var u gptqUnit
 	if vnni {
-		u = gptq512VNNI(w, reg, acc, bits, mc, c, VB, half)
+		u = gptq512VNNI(w, reg, acc, mc, c, VB, half)
 	} else {
 		u = gptq512Fields(w, reg, acc, bits, mc, c, VB, half)
 	}
@@ -407,52 +403,43 @@ func gptq512Fields(w func(string, ...any), reg func(int) string, acc func(int, i
 	return gptqUnit{T: T, xsz: 4 * len(fs) * mc, plan: pb.String(), setup: setup, body: body}
 }
 
-// gptq512VNNI is the integer form of the 4- and 8-bit kernels (CPUs with
+// gptq512VNNI is the integer form of the 4-bit kernels (CPUs with
 // AVX512_VNNI). Per unit of 32 input rows and x row, gptqVPrepZ has
 // rounded x to integers X·2^e (|X| ≤ 2^22, e per unit) and split X into
 // three signed base-256 digits, X = d0 + 2^8·d1 + 2^16·d2, stored as bytes
-// in the order of the codes: for 4 bits, per qweight row r the four even
-// inputs 8r, 8r+2, 8r+4, 8r+6 (the low nibble of each code byte), then the
-// four odd ones; for 8 bits the inputs in order (qweight row r holds inputs
-// 4r..4r+3, one a byte). A unit's x block, 128 bytes a row: the digits d
-// at 32d.., then the float 2^e at 96.
+// in the order of the nibbles: for qweight row r, the four even inputs
+// 8r, 8r+2, 8r+4, 8r+6 (the low nibble of each code byte), then the four
+// odd ones. A unit's x block, 128 bytes a row: digit d of row r, half h
+// at 32d + 8r + 4h, then the float 2^e at 96.
 //
-// For each qweight row, the codes as unsigned bytes — 4 bits: the low
-// nibbles (VPANDD 0x0f0f0f0f) and the high ones (VPSRLD 4, VPANDD); 8 bits:
-// the word itself — and VPDPBUSD with each digit's four bytes broadcast
-// adds four products to every column's lane. The three digit sums S_d of a
-// unit are exact int32 (|S_d| ≤ 32·255·128). 4 bits: so is S = S0 + 2^8·S1
-// + 2^16·S2 = Σ q·X (|S| ≤ 32·15·2^22 < 2^31), converted once; 8 bits (S
-// can exceed 2^31): S = (S2·2^8 + S1)·2^8 + S0 in float32, two roundings.
-// Then acc += S·2^e. The results differ from the float form's in the last
-// bits (a rounding a unit instead of one an FMA), but not with the
-// blocking (the digit sums are exact), so the kernels are batch-invariant
-// as the float ones are.
-func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int) string, bits, mc, c, VB int, half bool) gptqUnit {
+// For each qweight row: the low nibbles (VPANDD 0x0f0f0f0f) and the high
+// ones (VPSRLD 4, VPANDD) as unsigned bytes, and VPDPBUSD with each digit's
+// four bytes broadcast adds four products to every column's lane. The three
+// digit sums S_d of the unit are exact int32 (|S_d| ≤ 32·15·128), and so is
+// S = S0 + 2^8·S1 + 2^16·S2 = Σ q·X (|S| ≤ 32·15·2^22 < 2^31). Then
+// acc += float(S)·2^e: one rounding a unit where the float form rounds
+// every field's FMA, so the results differ from it in the last bits, but
+// they do not depend on the blocking (the integer sums are exact), and the
+// kernels are batch-invariant as the float ones are. (An 8-bit form, the
+// code words as they are and the digit sums combined in float32, was
+// measured and dropped: 6% slower than the float kernel at one x row.)
+func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int) string, mc, c, VB int, half bool) gptqUnit {
 	na := mc * c
 	iacc := func(m, ci, d int) string { return reg(na + 3*(m*c+ci) + d) }
-	// code registers: 4 bits the low and high nibbles, 8 bits the word
-	per := map[int]int{4: 2, 8: 1}[bits]
-	lo := func(ci int) string { return reg(4*na + per*ci) }
-	hi := func(ci int) string { return reg(4*na + per*ci + per - 1) }
-	mask := reg(4*na + per*c)
-	if 4*na+per*c+1 > 32 {
+	lo := func(ci int) string { return reg(4*na + 2*ci) }
+	hi := func(ci int) string { return reg(4*na + 2*ci + 1) }
+	mask := reg(4*na + 2*c)
+	if 4*na+2*c+1 > 32 {
 		panic("registers")
 	}
 	plan := fmt.Sprintf("// Register plan: %s..%s float accumulators acc[m][c], %s..%s the unit's\n"+
-		"// digit sums [m][c][digit], %s.. each column vector's codes of the\n// current qweight row", reg(0), reg(na-1), reg(na), reg(4*na-1), lo(0))
-	if bits == 4 {
-		plan += fmt.Sprintf(" (low and high nibbles), %s the nibble mask 0x0f0f0f0f.", mask)
-	} else {
-		plan += "."
-	}
+		"// digit sums [m][c][digit], %s.. the low and high nibbles of each column\n"+
+		"// vector's qweight row, %s the nibble mask 0x0f0f0f0f.",
+		reg(0), reg(na-1), reg(na), reg(4*na-1), lo(0), mask)
 	setup := func() {
-		if bits == 4 {
-			w("MOVL\t$0x0f0f0f0f, R14")
-			w("VPBROADCASTD\tR14, %s", mask)
-		}
+		w("MOVL\t$0x0f0f0f0f, R14")
+		w("VPBROADCASTD\tR14, %s", mask)
 	}
-	rows := bits // qweight rows a unit
 	body := func() {
 		for m := 0; m < mc; m++ {
 			for ci := 0; ci < c; ci++ {
@@ -461,16 +448,19 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 				}
 			}
 		}
-		for r := 0; r < rows; r++ {
+		for r := 0; r < 4; r++ {
 			for ci := 0; ci < c; ci++ {
 				w("VMOVDQU32\t%d(AX), %s", VB*ci, hi(ci))
 			}
+			// software prefetch of the stream as in the float kernels
+			// (without it, measured in one process on Zen 4: one x row
+			// g32 ±7%, g128 −20%, 2 and 4 rows −20–30%)
 			if !half {
 				for l := 0; l < c; l++ {
 					w("PREFETCHT1\t%d(AX)(R14*1)", 64*l)
 				}
 			}
-			for ci := 0; ci < c && bits == 4; ci++ {
+			for ci := 0; ci < c; ci++ {
 				w("VPANDD\t%s, %s, %s", mask, hi(ci), lo(ci))
 				w("VPSRLD\t$4, %s, %s", hi(ci), hi(ci))
 				w("VPANDD\t%s, %s, %s", mask, hi(ci), hi(ci))
@@ -478,13 +468,9 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 			for m := 0; m < mc; m++ {
 				for ci := 0; ci < c; ci++ {
 					for d := 0; d < 3; d++ {
-						if bits == 4 {
-							off := 128*m + 32*d + 8*r
-							w("VPDPBUSD.BCST\t%d(BX), %s, %s", off, lo(ci), iacc(m, ci, d))
-							w("VPDPBUSD.BCST\t%d(BX), %s, %s", off+4, hi(ci), iacc(m, ci, d))
-						} else {
-							w("VPDPBUSD.BCST\t%d(BX), %s, %s", 128*m+32*d+4*r, hi(ci), iacc(m, ci, d))
-						}
+						off := 128*m + 32*d + 8*r
+						w("VPDPBUSD.BCST\t%d(BX), %s, %s", off, lo(ci), iacc(m, ci, d))
+						w("VPDPBUSD.BCST\t%d(BX), %s, %s", off+4, hi(ci), iacc(m, ci, d))
 					}
 				}
 			}
@@ -493,19 +479,11 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 		for m := 0; m < mc; m++ {
 			for ci := 0; ci < c; ci++ {
 				s0, s1, s2 := iacc(m, ci, 0), iacc(m, ci, 1), iacc(m, ci, 2)
-				if bits == 4 {
-					w("VPSLLD\t$8, %s, %s", s1, s1)
-					w("VPSLLD\t$16, %s, %s", s2, s2)
-					w("VPADDD\t%s, %s, %s", s1, s0, s0)
-					w("VPADDD\t%s, %s, %s", s2, s0, s0)
-					w("VCVTDQ2PS\t%s, %s", s0, s0)
-				} else {
-					for _, v := range []string{s0, s1, s2} {
-						w("VCVTDQ2PS\t%s, %s", v, v)
-					}
-					w("VFMADD231PS.BCST\tgptqv256<>(SB), %s, %s", s2, s1)
-					w("VFMADD231PS.BCST\tgptqv256<>(SB), %s, %s", s1, s0)
-				}
+				w("VPSLLD\t$8, %s, %s", s1, s1)
+				w("VPSLLD\t$16, %s, %s", s2, s2)
+				w("VPADDD\t%s, %s, %s", s1, s0, s0)
+				w("VPADDD\t%s, %s, %s", s2, s0, s0)
+				w("VCVTDQ2PS\t%s, %s", s0, s0)
 				w("VFMADD231PS.BCST\t%d(BX), %s, %s", 128*m+96, s0, acc(m, ci))
 			}
 		}

@@ -136,17 +136,12 @@ func main512() {
 		gptq512Data(&sb, bits)
 	}
 	gb.WriteString("}\n\n")
-	gb.WriteString("// gptqVKernels[bits][mc]: the AVX-512 VNNI GPTQ kernels (4 and 8 bits), as\n// gptqZKernels.\n")
-	gb.WriteString("var gptqVKernels = map[int]map[int]gptqZSet{\n")
-	for _, bits := range []int{4, 8} {
-		fmt.Fprintf(&gb, "%d: {\n", bits)
-		for _, mc := range gptqVRows {
-			gptq512Set(&sb, &gb, &decls, bits, mc, gptqVCs[bits][mc], true)
-		}
-		gb.WriteString("},\n")
+	gb.WriteString("// gptqVKernels[mc]: the AVX-512 VNNI 4-bit GPTQ kernels for mc x rows, as\n// gptqZKernels.\n")
+	gb.WriteString("var gptqVKernels = map[int]gptqZSet{\n")
+	for _, mc := range gptqVRows {
+		gptq512Set(&sb, &gb, &decls, 4, mc, gptqVCs[mc], true)
 	}
 	gb.WriteString("}\n\n")
-	sb.WriteString("\n// 256.0, the digit weight of the 8-bit VNNI kernels' float sums.\nDATA gptqv256<>+0(SB)/4, $0x43800000\nGLOBL gptqv256<>(SB), RODATA|NOPTR, $4\n")
 	// row-major formats
 	gb.WriteString("// fpgKernels[kind][mc] are the AVX-512 row-major matrix-vector kernels\n// (mc = −2: one x row, two weight rows at a time), fppKernels[kind] the\n// panel packing ones.\n")
 	gb.WriteString("var fpgKernels = map[string]map[int]func(*fpgArgs){\n")
