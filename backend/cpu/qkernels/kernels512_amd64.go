@@ -56,8 +56,8 @@ func gptqPrepZ(xf *float32, xfStride int, x *float32, sx *float32, sxStride int,
 // form (AVX512_VNNI: VPDPBUSD), and useVNNI selects it (the tests switch it
 // off to cover the float kernels; GODEBUG=cpu.avx512vnni=off does for a
 // process). Measured in one process on Zen 4 it streams one-row decode
-// about 10% faster than the float form, 2–4 rows 20–30% faster, and
-// prefills 30–35% faster (docs/perf.md).
+// level with the float form or a little ahead (2–10% at the median), 2–4
+// rows 20–35% faster, and prefills 30–35% faster (docs/perf.md).
 var (
 	hasVNNI = hasAVX512 && cpu.X86.HasAVX512VNNI
 	useVNNI = hasVNNI
