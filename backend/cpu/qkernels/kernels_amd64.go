@@ -80,7 +80,14 @@ func gptqSIMD(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.
 		return false
 	}
 	if !gptqFast(w) {
-		gptqActSIMD(sc, dst, ldd, x, M, w, a0, a1)
+		if ap := actPermOf(w); ap != nil {
+			// act-order sorted by group: the fast kernels on x gathered
+			xp := sc.gathered(M * w.In)
+			ap.gather(xp, x, M)
+			gptqFastSIMD(sc, dst, ldd, xp, M, ap.wp, a0, a1)
+		} else {
+			gptqActSIMD(sc, dst, ldd, x, M, w, a0, a1)
+		}
 		if n0 < a0 {
 			gptqGeneric(sc, dst, ldd, x, M, w, n0, a0)
 		}
@@ -89,11 +96,7 @@ func gptqSIMD(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.
 		}
 		return true
 	}
-	if useAVX512 {
-		gptqZ(sc, dst, ldd, x, M, w, a0, a1)
-	} else {
-		gptqY(sc, dst, ldd, x, M, w, a0, a1)
-	}
+	gptqFastSIMD(sc, dst, ldd, x, M, w, a0, a1)
 	if n0 < a0 {
 		gptqGeneric(sc, dst, ldd, x, M, w, n0, a0)
 	}
@@ -103,14 +106,29 @@ func gptqSIMD(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.
 	return true
 }
 
-// prepareGPTQ makes the packed copy of w when the AVX-512 kernels will
-// read it (the fast kernels, at least one 8-column block).
+// gptqFastSIMD runs the fixed-mask kernels (gptqFast) on the 8-aligned
+// columns [a0, a1).
+func gptqFastSIMD(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weight, a0, a1 int) {
+	if useAVX512 {
+		gptqZ(sc, dst, ldd, x, M, w, a0, a1)
+	} else {
+		gptqY(sc, dst, ldd, x, M, w, a0, a1)
+	}
+}
+
+// prepareGPTQ makes the kernels' copies of w now: an act-order weight's
+// sorted form, and the packed copy when the AVX-512 kernels will read it
+// (the fast kernels, at least one 8-column block).
 func prepareGPTQ(w *quant.Weight) bool {
+	copied := false
+	if ap := actPermOf(w); ap != nil {
+		w, copied = ap.wp, true
+	}
 	if useAVX512 && gptqUsePack && gptqFast(w) && w.Out >= 8 {
 		gptqPackOf(w)
 		return true
 	}
-	return false
+	return copied
 }
 
 // gptqY runs the AVX2 fast GPTQ kernels on the 8-aligned columns [a0, a1).

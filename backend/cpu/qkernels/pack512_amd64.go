@@ -4,10 +4,7 @@ package qkernels
 
 import (
 	"runtime"
-	"sync"
-	"sync/atomic"
 	"unsafe"
-	"weak"
 
 	"github.com/marlin-llm/marlin/internal/pages"
 	"github.com/marlin-llm/marlin/quant"
@@ -130,54 +127,17 @@ func (p *gptqPacked) matches(w *quant.Weight) bool {
 		p.zp == unsafe.Pointer(unsafe.SliceData(w.Zeros)) && p.uniform == w.ZerosUniform && p.bits == w.Bits
 }
 
-type gptqPackEntry struct {
-	w weak.Pointer[quant.Weight]
-	p atomic.Pointer[gptqPacked]
-}
+// gptqPacks holds the packed copies of live Weights.
+var gptqPacks perWeight[gptqPacked]
 
-// gptqPacks maps live Weights (by address) to their packed copies; an
-// entry is valid only while its weak pointer still points to the Weight
-// asking (a Weight allocated later at the same address gets a new entry),
-// and goes when its Weight is collected.
-var (
-	gptqPacks  sync.Map // uintptr(*quant.Weight) → *gptqPackEntry
-	gptqPackMu sync.Mutex
-)
-
-// gptqPackOf returns w's packed copy, making it on first use (concurrent
-// callers wait for the one that makes it).
+// gptqPackOf returns w's packed copy, making it on first use (and then
+// releasing the pages of a mapped checkpoint's bytes).
 func gptqPackOf(w *quant.Weight) *gptqPacked {
-	if v, ok := gptqPacks.Load(uintptr(unsafe.Pointer(w))); ok {
-		e := v.(*gptqPackEntry)
-		if p := e.p.Load(); p != nil && e.w.Value() == w && p.matches(w) {
-			return p
-		}
-	}
-	return gptqPackSlow(w)
-}
-
-func gptqPackSlow(w *quant.Weight) *gptqPacked {
-	gptqPackMu.Lock()
-	defer gptqPackMu.Unlock()
-	defer releaseSource(w)
-	key := uintptr(unsafe.Pointer(w))
-	if v, ok := gptqPacks.Load(key); ok {
-		e := v.(*gptqPackEntry)
-		if e.w.Value() == w {
-			p := e.p.Load()
-			if p == nil || !p.matches(w) {
-				p = newGptqPacked(w)
-				e.p.Store(p)
-			}
-			return p
-		}
-	}
-	e := &gptqPackEntry{w: weak.Make(w)}
-	p := newGptqPacked(w)
-	e.p.Store(p)
-	gptqPacks.Store(key, e)
-	runtime.AddCleanup(w, func(e *gptqPackEntry) { gptqPacks.CompareAndDelete(key, e) }, e)
-	return p
+	return gptqPacks.get(w, func(w *quant.Weight) *gptqPacked {
+		p := newGptqPacked(w)
+		releaseSource(w)
+		return p
+	}, (*gptqPacked).matches)
 }
 
 // releaseSource drops the resident pages of a mapped weight's checkpoint

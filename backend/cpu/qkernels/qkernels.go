@@ -35,8 +35,14 @@
 // digits; the digit sums are exact integers, converted to float32 once a
 // unit. On Zen 4 it decodes 1.8× the weights a cycle of the float form in
 // cache, streams one-row decode level with it or a little ahead, batches
-// of 2–4 rows 20–35% faster, and prefills 30–35% faster (docs/perf.md). It runs at every M, so batch invariance holds;
-// GODEBUG=cpu.avx512vnni=off selects the float form.
+// of 2–4 rows 20–35% faster, and prefills 30–35% faster (docs/perf.md).
+// It runs at every M, so batch invariance holds; GODEBUG=cpu.avx512vnni=off
+// selects the float form.
+//
+// Act-order GPTQ weights (g_idx) of 2, 4 or 8 bits whose groups all hold
+// Group rows run on the same fast kernels: a copy of their codes has the
+// input rows sorted by group, and each call gathers x into that order
+// (actorder.go); 3-bit ones and other shapes take the list-based kernels.
 //
 // AVX-512 GPTQ weights without act-order are read from a packed copy
 // made on their first call (pack512_amd64.go): per tile of output columns,
@@ -47,14 +53,15 @@
 // The copy costs the size of the codes and scales again (the checkpoint's
 // pages, usually a file mapping, are no longer read afterwards).
 //
-// Batch invariance: the AVX-512 kernels (GPTQ without act-order, and the
-// row-major formats) and the portable code compute every output element
-// with the same sequence of operations whatever the number of rows M of
-// the call, so a request's results do not depend on the batch it is in.
+// Batch invariance: the AVX-512 kernels (GPTQ, act-order sorted by group
+// included, and the row-major formats) and the portable code compute every
+// output element with the same sequence of operations whatever the number
+// of rows M of the call, so a request's results do not depend on the batch
+// it is in.
 // The AVX2 kernels do not promise this (with one x row, GPTQ alternates
 // two accumulators and the row-major formats scale block sums; with
-// several, neither), nor does the act-order GPTQ kernel (AVX2 on every
-// machine).
+// several, neither), nor does the list-based act-order GPTQ kernel (AVX2 on
+// every machine).
 //
 // Concurrency: MatMul only reads its inputs and writes the documented part
 // of dst, so calls on disjoint [n0, n1) ranges may run at once. Scratch
@@ -175,6 +182,7 @@ type scratch struct {
 	i   []int32   // k lists
 	b   []byte    // synthesized zero points; AVX-512 FP: zero rows
 	o   []int32   // act-order: list position → input row
+	xg  []float32 // act-order sorted by group: x gathered
 	ga  gptqArgs
 	aa  gptqActArgs
 	fa  fpArgs
@@ -194,6 +202,15 @@ func (s *scratch) floats2(n int) []float32 {
 		s.f2 = make([]float32, n+n/4)
 	}
 	return s.f2[:n]
+}
+
+// gathered returns the buffer of x gathered for a sorted act-order weight
+// (length n, contents undefined), independent of the others.
+func (s *scratch) gathered(n int) []float32 {
+	if cap(s.xg) < n {
+		s.xg = make([]float32, n+n/4)
+	}
+	return s.xg[:n]
 }
 
 // floats returns a float32 buffer of length n (contents undefined).
