@@ -21,8 +21,8 @@ import (
 // GB/s where the fast ones stream ~20.
 //
 // Cost: the sorted copy of the codes (on AVX-512 the packed copy is made
-// from it, so act-order weights keep two copies of their codes where other
-// weights keep one) and a gather of x a call.
+// from it and the sorted codes are dropped: one copy, as for other
+// weights) and a gather of x a call.
 
 // actPerm is an act-order weight's sorted form; wp is nil when the weight
 // cannot take it (3-bit codes, whose values straddle words; groups of
@@ -50,23 +50,42 @@ func actPermOf(w *quant.Weight) *actPerm {
 
 func newActPerm(w *quant.Weight) *actPerm {
 	ap := &actPerm{src: &w.GIdx[0]}
+	perm, data := sortByGroup(w)
+	if perm == nil {
+		return ap
+	}
+	wp := *w
+	wp.Data, wp.GIdx, wp.Mapped = data, nil, false
+	ap.perm, ap.wp = perm, &wp
+	packSorted(&wp)
+	if w.Mapped {
+		// the kernels read the sorted copy from now on (the edge columns
+		// fault the few pages they need back in)
+		pages.Release(w.Data)
+	}
+	return ap
+}
+
+// sortByGroup returns the order of w's input rows sorted by group (stable)
+// and w's codes with the rows in that order, or nil when w cannot take it.
+func sortByGroup(w *quant.Weight) (perm []int32, data []byte) {
 	K, N, G, bits := w.In, w.Out, w.Group, w.Bits
 	if bits == 3 || K%32 != 0 || G%32 != 0 || K%G != 0 {
-		return ap
+		return nil, nil
 	}
 	count := make([]int, K/G)
 	for _, g := range w.GIdx {
 		if g < 0 || int(g) >= len(count) {
-			return ap
+			return nil, nil
 		}
 		count[g]++
 	}
 	for _, c := range count {
 		if c != G {
-			return ap
+			return nil, nil
 		}
 	}
-	perm := make([]int32, K)
+	perm = make([]int32, K)
 	for k := range perm {
 		perm[k] = int32(k)
 	}
@@ -77,7 +96,7 @@ func newActPerm(w *quant.Weight) *actPerm {
 	per := 32 / bits
 	mask := uint32(1)<<uint(bits) - 1
 	src := w.Data
-	data := make([]byte, len(src))
+	data = make([]byte, len(src))
 	word := func(b []byte, i int) uint32 {
 		return uint32(b[4*i]) | uint32(b[4*i+1])<<8 | uint32(b[4*i+2])<<16 | uint32(b[4*i+3])<<24
 	}
@@ -105,15 +124,7 @@ func newActPerm(w *quant.Weight) *actPerm {
 		})
 	}
 	wg.Wait()
-	wp := *w
-	wp.Data, wp.GIdx, wp.Mapped = data, nil, false
-	ap.perm, ap.wp = perm, &wp
-	if w.Mapped {
-		// the kernels read the sorted copy from now on (the edge columns
-		// fault the few pages they need back in)
-		pages.Release(w.Data)
-	}
-	return ap
+	return perm, data
 }
 
 // gather writes the M rows of x in the sorted order to xp.

@@ -80,7 +80,7 @@ func gptqSIMD(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.
 		return false
 	}
 	if !gptqFast(w) {
-		if ap := actPermOf(w); ap != nil {
+		if ap := actPermOf(w); ap != nil && (ap.wp.Data != nil || useAVX512 && gptqUsePack) {
 			// act-order sorted by group: the fast kernels on x gathered
 			xp := sc.gathered(M * w.In)
 			ap.gather(xp, x, M)

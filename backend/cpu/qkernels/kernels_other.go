@@ -24,3 +24,6 @@ func fpSIMD(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.We
 
 // prepareGPTQ: the portable kernels read the checkpoint layout.
 func prepareGPTQ(w *quant.Weight) bool { return false }
+
+// packSorted: no packed copies here.
+func packSorted(wp *quant.Weight) {}

@@ -140,6 +140,19 @@ func gptqPackOf(w *quant.Weight) *gptqPacked {
 	}, (*gptqPacked).matches)
 }
 
+// packSorted makes the packed copy of an act-order weight's sorted form
+// wp when the AVX-512 kernels will read it, and then drops wp's codes:
+// the packed copy holds them (its identity records no codes either, so it
+// still matches wp). Called before wp is shared. Paths that would read
+// wp's codes (the unpacked walk, the AVX2 kernels) take the list kernels
+// instead (gptqSIMD).
+func packSorted(wp *quant.Weight) {
+	if useAVX512 && gptqUsePack && wp.Out >= 8 {
+		gptqPackOf(wp).data = nil
+		wp.Data = nil
+	}
+}
+
 // releaseSource drops the resident pages of a mapped weight's checkpoint
 // bytes once the packed copy holds them, so that the process keeps one
 // copy of the weights in memory, not two. Paths that still read the

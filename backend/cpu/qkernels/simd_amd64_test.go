@@ -66,3 +66,15 @@ func TestMatMulNoVNNI(t *testing.T) {
 	testKernels(t)
 	TestBatchInvariance(t)
 }
+
+// TestMatMulAVX2 runs the kernel tests on the AVX2 kernels (the AVX-512
+// ones switched off), which CPUs without AVX-512 use.
+func TestMatMulAVX2(t *testing.T) {
+	if !hasSIMD {
+		t.Skip("no AVX2")
+	}
+	saved := useAVX512
+	useAVX512 = false
+	defer func() { useAVX512 = saved }()
+	testKernels(t)
+}
