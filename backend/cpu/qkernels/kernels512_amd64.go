@@ -55,9 +55,9 @@ func gptqPrepZ(xf *float32, xfStride int, x *float32, sx *float32, sxStride int,
 // hasVNNI reports whether the 4-bit GPTQ kernels can take their integer
 // form (AVX512_VNNI: VPDPBUSD), and useVNNI selects it (the tests switch it
 // off to cover the float kernels; GODEBUG=cpu.avx512vnni=off does for a
-// process). Measured in one process on Zen 4 it streams one-row decode
-// level with the float form or a little ahead (2–10% at the median), 2–4
-// rows 20–35% faster, and prefills 30–35% faster (docs/perf.md).
+// process). On Zen 4 it prefills 30–35% faster and decodes batches of 2–4
+// rows 20–35% faster; one-row decode streams level with the float form in
+// one process but measured ~7% lower end to end (docs/perf.md).
 var (
 	hasVNNI = hasAVX512 && cpu.X86.HasAVX512VNNI
 	useVNNI = hasVNNI

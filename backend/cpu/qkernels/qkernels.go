@@ -34,8 +34,9 @@
 // into three byte digits, and VPDPBUSD multiplies the code nibbles by the
 // digits; the digit sums are exact integers, converted to float32 once a
 // unit. On Zen 4 it decodes 1.8× the weights a cycle of the float form in
-// cache, streams one-row decode level with it or a little ahead, batches
-// of 2–4 rows 20–35% faster, and prefills 30–35% faster (docs/perf.md).
+// cache, prefills 30–35% faster and decodes batches of 2–4 rows 20–35%
+// faster; one-row decode, bound by memory, measured level in one process
+// and ~7% lower end to end (docs/perf.md).
 // It runs at every M, so batch invariance holds; GODEBUG=cpu.avx512vnni=off
 // selects the float form.
 //
