@@ -8,6 +8,7 @@ package quant
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/marlin-llm/marlin/dtype"
 )
@@ -111,6 +112,26 @@ func (w *Weight) Groups() int {
 		return 1
 	}
 	return w.In / w.Group
+}
+
+// GroupOrder returns the input rows of an act-order weight sorted by group
+// (stably): row order[p] of the weight is row p of the sorted one. It
+// reports false when the sorted rows do not fall into whole groups of
+// size group, row p in group p/group (some group has another size, or an
+// entry is out of range); kernels that walk groups of consecutive rows
+// then cannot take the sorted weight.
+func GroupOrder(gidx []int32, group int) (order []int32, ok bool) {
+	order = make([]int32, len(gidx))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortStableFunc(order, func(a, b int32) int { return int(gidx[a]) - int(gidx[b]) })
+	for p, k := range order {
+		if int(gidx[k]) != p/group {
+			return nil, false
+		}
+	}
+	return order, true
 }
 
 // String describes the weight in one line: name, format, shape and the

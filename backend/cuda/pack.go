@@ -142,7 +142,7 @@ func packable(w *quant.Weight) (int, string) {
 	}
 	if w.Format == quant.GPTQ {
 		if w.GIdx != nil {
-			if _, ok := actOrderPerm(w.GIdx, g); !ok {
+			if _, ok := quant.GroupOrder(w.GIdx, g); !ok {
 				return 0, "g_idx whose groups are not all of the group size"
 			}
 		}
@@ -155,22 +155,6 @@ func packable(w *quant.Weight) (int, string) {
 // code's value times the weight's global scale, in float32.
 func nvfp4Scale(w *quant.Weight, c byte) float32 {
 	return dtype.E4M3ToF32(c) * w.GlobalScale
-}
-
-// actOrderPerm sorts the inputs by g_idx (stably) and checks that position
-// p of the result lies in group p/group.
-func actOrderPerm(gidx []int32, group int) ([]int32, bool) {
-	perm := make([]int32, len(gidx))
-	for i := range perm {
-		perm[i] = int32(i)
-	}
-	slices.SortStableFunc(perm, func(a, b int32) int { return int(gidx[a]) - int(gidx[b]) })
-	for p, k := range perm {
-		if int(gidx[k]) != p/group {
-			return nil, false
-		}
-	}
-	return perm, true
 }
 
 // codeAt returns the 4-bit code of (n, k) of w (original input order).
@@ -221,7 +205,7 @@ func packRows(ws []*quant.Weight, n int, src func(int) (int, int), kind int) *pa
 		}
 	}
 	if w0.GIdx != nil {
-		p.perm, _ = actOrderPerm(w0.GIdx, g)
+		p.perm, _ = quant.GroupOrder(w0.GIdx, g)
 	}
 	p.data = make([]byte, p.ntiles*p.steps*packStepBytes)
 	p.scales = make([]byte, p.ntiles*p.groups*packScaleBytes)
@@ -291,7 +275,7 @@ func packRows(ws []*quant.Weight, n int, src func(int) (int, int), kind int) *pa
 		}
 		for grp := range p.groups {
 			// the group of packed inputs [grp·g, grp·g+g): with act-order
-			// its original group index is grp (actOrderPerm checked it)
+			// its original group index is grp (quant.GroupOrder checked it)
 			off := (nt*p.groups + grp) * packScaleBytes
 			for c := range 8 {
 				for j8 := range 8 {

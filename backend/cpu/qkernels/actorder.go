@@ -1,8 +1,8 @@
 package qkernels
 
 import (
+	"encoding/binary"
 	"runtime"
-	"slices"
 	"sync"
 
 	"github.com/marlin-llm/marlin/internal/pages"
@@ -73,33 +73,15 @@ func sortByGroup(w *quant.Weight) (perm []int32, data []byte) {
 	if bits == 3 || K%32 != 0 || G%32 != 0 || K%G != 0 {
 		return nil, nil
 	}
-	count := make([]int, K/G)
-	for _, g := range w.GIdx {
-		if g < 0 || int(g) >= len(count) {
-			return nil, nil
-		}
-		count[g]++
+	perm, ok := quant.GroupOrder(w.GIdx, G)
+	if !ok {
+		return nil, nil
 	}
-	for _, c := range count {
-		if c != G {
-			return nil, nil
-		}
-	}
-	perm = make([]int32, K)
-	for k := range perm {
-		perm[k] = int32(k)
-	}
-	slices.SortStableFunc(perm, func(a, b int32) int { return int(w.GIdx[a]) - int(w.GIdx[b]) })
-
 	// qweight [K·bits/32, N]: value k of column n is bits (k·bits mod 32)
 	// of word row k·bits/32 (bits ∈ {2, 4, 8}: never across two words)
 	per := 32 / bits
 	mask := uint32(1)<<uint(bits) - 1
-	src := w.Data
-	data = make([]byte, len(src))
-	word := func(b []byte, i int) uint32 {
-		return uint32(b[4*i]) | uint32(b[4*i+1])<<8 | uint32(b[4*i+2])<<16 | uint32(b[4*i+3])<<24
-	}
+	data = make([]byte, len(w.Data))
 	// word rows of the copy split among the CPUs (a one-time cost at load:
 	// each value is moved once)
 	rows, workers := K/per, runtime.NumCPU()
@@ -112,13 +94,12 @@ func sortByGroup(w *quant.Weight) (perm []int32, data []byte) {
 				for j := 0; j < per; j++ {
 					k := int(perm[r*per+j])
 					sr, sh := k/per, uint(k%per*bits)
-					for n := 0; n < N; n++ {
-						row[n] |= (word(src, sr*N+n) >> sh & mask) << uint(j*bits)
+					for n := range row {
+						row[n] |= (le32(w.Data, sr*N+n) >> sh & mask) << uint(j*bits)
 					}
 				}
 				for n, v := range row {
-					o := 4 * (r*N + n)
-					data[o], data[o+1], data[o+2], data[o+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+					binary.LittleEndian.PutUint32(data[4*(r*N+n):], v)
 				}
 			}
 		})

@@ -168,8 +168,8 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 			// unit sums after them
 			mc = gptqVRowChunk(M - m0)
 			ks = gptqVKernels[mc]
-			buf = sc.floats(32*units*mc + 2*units*mc + 2*nsub*mc)
-			xf, sx = buf[:32*units*mc], buf[32*units*mc:34*units*mc]
+			buf = sc.floats(34 * units * mc)
+			xf, sx = buf[:32*units*mc], buf[32*units*mc:]
 			for m := 0; m < mc; m++ {
 				xr := x[(m0+m)*K : (m0+m+1)*K]
 				gptqVPrepZ((*byte)(unsafe.Pointer(&xf[32*m])), 128*mc, &xr[0], gptqVOrder, &sx[2*m], 8*mc, units, -off)
@@ -195,9 +195,8 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 			}
 		}
 		if sub != 32 {
-			// sums of the longer sub-groups (the VNNI prep's unit sums are
-			// left unused)
-			sx = buf[len(buf)-2*nsub*mc:]
+			// sums of the longer sub-groups (over the VNNI prep's unit
+			// sums: there are no more sub-groups than units)
 			for m := 0; m < mc; m++ {
 				xr := x[(m0+m)*K : (m0+m+1)*K]
 				for s := 0; s < nsub; s++ {

@@ -26,10 +26,10 @@ type perWeightEntry[T any] struct {
 	v atomic.Pointer[T]
 }
 
-// get returns w's value, making it with make on first use (concurrent
-// callers wait for the one that makes it). make may return nil (nothing
-// to keep), which is remembered too.
-func (c *perWeight[T]) get(w *quant.Weight, make func(*quant.Weight) *T, valid func(*T, *quant.Weight) bool) *T {
+// get returns w's value, making it with build on first use (concurrent
+// callers wait for the one that builds it). build must not return nil (a
+// weight with nothing to keep gets a value that says so).
+func (c *perWeight[T]) get(w *quant.Weight, build func(*quant.Weight) *T, valid func(*T, *quant.Weight) bool) *T {
 	key := uintptr(unsafe.Pointer(w))
 	if e, ok := c.m.Load(key); ok {
 		e := e.(*perWeightEntry[T])
@@ -44,14 +44,14 @@ func (c *perWeight[T]) get(w *quant.Weight, make func(*quant.Weight) *T, valid f
 		if e.w.Value() == w {
 			v := e.v.Load()
 			if v == nil || !valid(v, w) {
-				v = make(w)
+				v = build(w)
 				e.v.Store(v)
 			}
 			return v
 		}
 	}
 	e := &perWeightEntry[T]{w: weak.Make(w)}
-	v := make(w)
+	v := build(w)
 	e.v.Store(v)
 	c.m.Store(key, e)
 	runtime.AddCleanup(w, func(e *perWeightEntry[T]) { c.m.CompareAndDelete(key, e) }, e)

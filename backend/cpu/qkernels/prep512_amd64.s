@@ -100,6 +100,18 @@ prepdone:
 	VZEROUPPER
 	RET
 
+// NEXTDIGIT takes the lowest digit off X in Z8, Z9 (d = the low byte as
+// a signed value; X ← (X − d)/2^8, exact). Clobbers Z2, Z3.
+#define NEXTDIGIT \
+	VPSLLD	$24, Z8, Z2; \
+	VPSLLD	$24, Z9, Z3; \
+	VPSRAD	$24, Z2, Z2; \
+	VPSRAD	$24, Z3, Z3; \
+	VPSUBD	Z2, Z8, Z8; \
+	VPSUBD	Z3, Z9, Z9; \
+	VPSRAD	$8, Z8, Z8; \
+	VPSRAD	$8, Z9, Z9
+
 // func gptqVPrepZ(xd *byte, xdStride int, x *float32, order *[32]int32, sx *float32, sxStride int, units int, negOff float32)
 //
 // The x block of one x row for the VNNI GPTQ kernels (see gen/gptq512.go,
@@ -114,7 +126,7 @@ prepdone:
 // UNITSUM.
 //
 // Registers: DI xd, SI x, DX sx, R8 xd stride, R9 sx stride, CX units,
-// X23 negOff, Z24/Z25 the order, Z26 the |x| mask, AX E, BX and R10 temps,
+// X23 negOff, Z24/Z25 the order, Z26 the |x| mask, X27 1.0, AX E, BX temp,
 // Z0..Z7 temporaries, Z8/Z9 X and its digits.
 TEXT ·gptqVPrepZ(SB), NOSPLIT, $0-60
 	MOVQ	xd+0(FP), DI
@@ -131,6 +143,8 @@ TEXT ·gptqVPrepZ(SB), NOSPLIT, $0-60
 	VMOVDQU32	64(AX), Z25
 	MOVL	$0x7fffffff, BX
 	VPBROADCASTD	BX, Z26
+	MOVL	$0x3f800000, BX
+	VMOVD	BX, X27
 
 vpreploop:
 	VMOVUPS	(SI), Z0
@@ -164,38 +178,17 @@ vpreploop:
 	VSCALEFPS	Z2, Z9, Z9
 	VCVTPS2DQ	Z8, Z8
 	VCVTPS2DQ	Z9, Z9
-	// factor 2^(E−148): normal from E = 22 on, else the subnormal 1 << (E+1)
-	LEAL	-21(AX), BX
-	SHLL	$23, BX
-	CMPL	AX, $22
-	JAE	vprepfactor
-	MOVQ	CX, R10
-	LEAL	1(AX), CX
-	MOVL	$1, BX
-	SHLL	CX, BX
-	MOVQ	R10, CX
-vprepfactor:
-	MOVL	BX, 96(DI)
+	// the factor 2^(E−148) = 1·2^−(148−E), a subnormal below E = 22
+	VXORPS	X3, X3, X3
+	VSUBSS	X2, X3, X2
+	VSCALEFSS	X2, X27, X3
+	VMOVSS	X3, 96(DI)
 	VPMOVDB	Z8, 0(DI)
 	VPMOVDB	Z9, 16(DI)
-	VPSLLD	$24, Z8, Z2
-	VPSLLD	$24, Z9, Z3
-	VPSRAD	$24, Z2, Z2
-	VPSRAD	$24, Z3, Z3
-	VPSUBD	Z2, Z8, Z8
-	VPSUBD	Z3, Z9, Z9
-	VPSRAD	$8, Z8, Z8
-	VPSRAD	$8, Z9, Z9
+	NEXTDIGIT
 	VPMOVDB	Z8, 32(DI)
 	VPMOVDB	Z9, 48(DI)
-	VPSLLD	$24, Z8, Z2
-	VPSLLD	$24, Z9, Z3
-	VPSRAD	$24, Z2, Z2
-	VPSRAD	$24, Z3, Z3
-	VPSUBD	Z2, Z8, Z8
-	VPSUBD	Z3, Z9, Z9
-	VPSRAD	$8, Z8, Z8
-	VPSRAD	$8, Z9, Z9
+	NEXTDIGIT
 	VPMOVDB	Z8, 64(DI)
 	VPMOVDB	Z9, 80(DI)
 	JMP	vprepsum

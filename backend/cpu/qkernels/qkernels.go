@@ -36,9 +36,8 @@
 // unit. On Zen 4 it decodes 1.8× the weights a cycle of the float form in
 // cache, prefills 30–35% faster and decodes batches of 2–4 rows 20–35%
 // faster; one-row decode, bound by memory, measured level in one process
-// and ~7% lower end to end (docs/perf.md).
-// It runs at every M, so batch invariance holds; GODEBUG=cpu.avx512vnni=off
-// selects the float form.
+// and ~7% lower end to end (docs/perf.md). It runs at every M, so batch
+// invariance holds; GODEBUG=cpu.avx512vnni=off selects the float form.
 //
 // Act-order GPTQ weights (g_idx) of 2, 4 or 8 bits whose groups all hold
 // Group rows run on the same fast kernels: a copy of their codes has the
