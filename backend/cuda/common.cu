@@ -221,9 +221,46 @@ __device__ __forceinline__ void pdl_trigger() {
     asm volatile("griddepcontrol.launch_dependents;");
 #endif
 }
+#ifdef MARLIN_TRACE
+// Tracing (compiled in with MARLIN_CUDA_TRACE=1; backend/cuda/trace.go
+// reads it back): thread 0 of every block that calls pdl_wait writes its
+// launch's id (%gridid, unique a launch), the global timer (ns) before
+// and after the wait and the launch's shape to marlin_trace[slot][block][4],
+// slot = id mod TRACE_SLOTS — plain stores, no atomics, so that the
+// kernels keep their timing.
+#define TRACE_SLOTS 1024
+#define TRACE_BLOCKS 1024
+extern "C" {
+__device__ unsigned long long* marlin_trace;
+}
+__device__ __forceinline__ unsigned long long trace_clock() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+__device__ __forceinline__ void trace_wait(unsigned long long t0) {
+    unsigned long long* tr = marlin_trace;
+    if (tr == nullptr || threadIdx.x != 0 || threadIdx.y != 0 || threadIdx.z != 0) return;
+    const unsigned long long t1 = trace_clock();
+    unsigned long long id;
+    asm volatile("mov.u64 %0, %%gridid;" : "=l"(id));
+    const unsigned blk = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    if (blk >= TRACE_BLOCKS) return;
+    unsigned long long* e = tr + ((size_t)(id % TRACE_SLOTS) * TRACE_BLOCKS + blk) * 4;
+    e[0] = id, e[1] = t0, e[2] = t1;
+    e[3] = (unsigned long long)gridDim.x | (unsigned long long)gridDim.y << 16 | (unsigned long long)gridDim.z << 32 |
+           (unsigned long long)blockDim.x << 48;
+}
+#endif
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#ifdef MARLIN_TRACE
+    const unsigned long long t0 = trace_clock();
+#endif
     asm volatile("griddepcontrol.wait;" ::: "memory");
+#ifdef MARLIN_TRACE
+    trace_wait(t0);
+#endif
 #endif
 }
 

@@ -264,8 +264,9 @@ type Backend struct {
 	graphFirst    int                 // the first such chunk's ops
 	gstats        GraphStats
 
-	moe  moeState  // device-side experts, batched heads, MLA attention (moe_dispatch.go)
-	prof *profiler // per-kernel timing (MARLIN_CUDA_PROFILE=1, profile.go)
+	moe   moeState  // device-side experts, batched heads, MLA attention (moe_dispatch.go)
+	prof  *profiler // per-kernel timing (MARLIN_CUDA_PROFILE=1, profile.go)
+	trace *tracer   // when each launch waits and is released (MARLIN_CUDA_TRACE=1, trace.go)
 }
 
 // New opens CUDA device ordinal (0 for the first), compiles (or loads from
@@ -409,6 +410,9 @@ func (b *Backend) init() error {
 	b.resident = map[uintptr]int{}
 	b.clusters = map[[2]uintptr]int{}
 	b.nonPortable = map[uintptr]bool{}
+	if traceOn {
+		return b.startTrace()
+	}
 	return nil
 }
 
@@ -716,6 +720,9 @@ func (b *Backend) Close() error {
 	d := b.d
 	err := d.check(call(d.cuCtxSetCurrent, b.ctx), "cuCtxSetCurrent")
 	if err == nil {
+		if b.trace != nil {
+			b.trace.dump(b, os.Stderr)
+		}
 		b.flush()
 		err = d.check(call(d.cuStreamSynchronize, b.stream), "cuStreamSynchronize")
 	}
@@ -966,6 +973,9 @@ func (b *Backend) launchOpt(f uintptr, gx, gy, gz, bx, smem int, a *launchArgs, 
 func (b *Backend) launchCluster(f uintptr, gx, gy, gz, bx, smem int, a *launchArgs, pdl bool, cluster int) {
 	if b.err != nil || gx <= 0 || gy <= 0 || gz <= 0 {
 		return
+	}
+	if b.trace != nil {
+		b.trace.note(b.names[f], gx, gy, gz, bx)
 	}
 	if b.recording() {
 		b.seg.addLaunch(f, gx, gy, gz, bx, smem, a, pdl, cluster)

@@ -65,6 +65,7 @@ type driver struct {
 	cuEventCreate, cuEventRecord, cuEventSynchronize                      uintptr
 	cuEventElapsedTime, cuEventDestroy                                    uintptr
 	cuModuleLoadData, cuModuleUnload, cuModuleGetFunction                 uintptr
+	cuModuleGetGlobal                                                     uintptr
 	cuLaunchKernel, cuFuncSetAttribute                                    uintptr
 	cuOccupancyMaxActiveBlocksPerMultiprocessor, cuLaunchKernelEx         uintptr
 	cuOccupancyMaxActiveClusters                                          uintptr
@@ -138,6 +139,7 @@ func loadDriver() (*driver, error) {
 			{&d.cuModuleLoadData, []string{"cuModuleLoadData"}, false},
 			{&d.cuModuleUnload, []string{"cuModuleUnload"}, false},
 			{&d.cuModuleGetFunction, []string{"cuModuleGetFunction"}, false},
+			{&d.cuModuleGetGlobal, []string{"cuModuleGetGlobal_v2"}, true},
 			{&d.cuLaunchKernel, []string{"cuLaunchKernel"}, false},
 			{&d.cuFuncSetAttribute, []string{"cuFuncSetAttribute"}, false},
 			{&d.cuOccupancyMaxActiveBlocksPerMultiprocessor, []string{"cuOccupancyMaxActiveBlocksPerMultiprocessor"}, true},

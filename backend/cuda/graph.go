@@ -4,6 +4,7 @@ package cuda
 
 import (
 	"errors"
+	"os"
 	"slices"
 	"unsafe"
 )
@@ -309,6 +310,9 @@ func (b *Backend) SetGraphs(on bool) {
 	b.enter()
 	defer b.leave()
 	b.flush()
+	if !on && b.graphsOn && b.trace != nil {
+		b.trace.dump(b, os.Stderr)
+	}
 	b.graphsOn = on
 }
 

@@ -169,7 +169,9 @@ fi
 # chooses other arms: ';'-separated 'binary|environment' items, e.g.
 # 'marlin|MARLIN_CUDA_NORMFUSE=0;marlin|' (settings of one build) or
 # 'marlin-base|;marlin|;marlin|MARLIN_CUDA_GRAPHS=0'. AB_PROMPT and AB_GEN
-# (default 512 and 64) set the runs' prompt and decode lengths.
+# (default 512 and 64) set the runs' prompt and decode lengths; a shape's
+# extra flags come last, so that they can set its own (e.g.
+# 'glm4.7-flash:int4:128:--prompt 2048 --gen 32').
 ab_ready() { [ -x gpubin/marlin-base ] || [ -n "${AB_ARMS:-}" ]; }
 if want ab && ab_ready; then
 	arms=("marlin-base|" "marlin|")
@@ -181,7 +183,7 @@ if want ab && ab_ready; then
 			for arm in "${arms[@]}"; do
 				IFS='|' read -r bin envset <<<"$arm"
 				log="$OUT/ab$si-$model-$bin-${envset//[^A-Za-z0-9_]/_}-$i.log"
-				run "ab $model $bin $envset $i" 30 300 "$log" env $envset ./gpubin/$bin bench --synthetic "$model" --format "$fmt:$grp" $extra --device cuda --prompt "${AB_PROMPT:-512}" --gen "${AB_GEN:-64}" --membw=false --json
+				run "ab $model $bin $envset $i" 30 300 "$log" env $envset ./gpubin/$bin bench --synthetic "$model" --format "$fmt:$grp" --device cuda --prompt "${AB_PROMPT:-512}" --gen "${AB_GEN:-64}" --membw=false --json $extra
 				note "  $(grep -ohE '"(batch_)?(prefill|decode)_tokens_per_second[a-z_]*": [0-9.]+|"decode_forward_ms": [0-9.]+' "$log" | tr '\n' ' ')"
 			done
 		done
