@@ -180,8 +180,8 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 	var mla uintptr
 	var mlaSmem int
 	if s.ValueInKey && s.KVHeads == 1 {
-		if k := b.mlaKernelFor(s.KeyDim, s.ValueDim); k != nil {
-			mla, mlaSmem = k.f[c.typ], k.smem
+		if k := b.mlaKernelFor(s.KeyDim, s.ValueDim, c.typ); k != nil {
+			mla, mlaSmem = k.f[c.typ], k.smem[c.typ]
 		}
 	}
 	f := uintptr(0)
@@ -399,7 +399,7 @@ func splitAttention(table *[numKV][2][4]uintptr, heads int, s backend.KVSpec, ty
 // attention in thread-block clusters (attn_cluster): 16 (the default), 8,
 // 4 or 2 splits of a row's positions a (row, KV head), merged through
 // distributed shared memory; 0 runs attn_split instead.
-var attnCluster = envInt("MARLIN_ATTN_CLUSTER", 16)
+var attnCluster = envInt("MARLIN_ATTN_CLUSTER", 0)
 
 // clusterSize returns how many blocks a cluster of kernel f (attn_cluster)
 // gets on this device: attnCluster where the device runs clusters of it —
