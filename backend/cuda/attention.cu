@@ -42,18 +42,15 @@ template <> struct kv<KV_BF16> {
 };
 template <int KV> __device__ __forceinline__ float kv_round(float v) { return kv<KV>::get(kv<KV>::put(v)); }
 
-// kv_raw loads the N (1, 2 or 4) consecutive cache numbers at p (aligned
-// to their 4, 8 or 16 bytes) as W = kv_words<KV, N> 32-bit words with one
-// load; CG loads through L2 (ld.global.cg), for the reads a kernel makes
-// before its pdl_wait (common.cu). kv_widen turns the words back into the
-// N numbers, kv_loadn does both. Loads kept as words until their numbers
-// are used stay in flight together: widened at once, each would be
-// waited for at its load.
-template <int KV, int N> __host__ __device__ constexpr int kv_words() { return N * (int)sizeof(typename kv<KV>::t) / 4; }
+// kv_loadn widens the N (1, 2 or 4) consecutive cache numbers at p into
+// v with one load of their 4, 8 or 16 bytes (p aligned to them); CG loads
+// through L2 (ld.global.cg), for the reads a kernel makes before its
+// pdl_wait (common.cu).
 template <int KV, int N, bool CG = false>
-__device__ __forceinline__ void kv_raw(const typename kv<KV>::t* p, u32 (&w)[kv_words<KV, N>()]) {
-    constexpr int W = kv_words<KV, N>();
-    static_assert(W == 1 || W == 2 || W == 4, "kv_raw: 4, 8 or 16 bytes");
+__device__ __forceinline__ void kv_loadn(const typename kv<KV>::t* p, float (&v)[N]) {
+    constexpr int W = N * (int)sizeof(typename kv<KV>::t) / 4;  // 32-bit words
+    static_assert(W == 1 || W == 2 || W == 4, "kv_loadn: 4, 8 or 16 bytes");
+    u32 w[W];
     if constexpr (CG && W == 4) {
         asm volatile("ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(w[0]), "=r"(w[1]), "=r"(w[2]), "=r"(w[3]) : "l"(p));
     } else if constexpr (CG && W == 2) {
@@ -69,9 +66,6 @@ __device__ __forceinline__ void kv_raw(const typename kv<KV>::t* p, u32 (&w)[kv_
     } else {
         w[0] = *(const u32*)p;
     }
-}
-template <int KV, int N>
-__device__ __forceinline__ void kv_widen(const u32 (&w)[kv_words<KV, N>()], float (&v)[N]) {
 #pragma unroll
     for (int e = 0; e < N; e++) {
         if constexpr (KV == KV_F32)
@@ -79,12 +73,6 @@ __device__ __forceinline__ void kv_widen(const u32 (&w)[kv_words<KV, N>()], floa
         else
             v[e] = kv<KV>::get((u16)(w[e >> 1] >> (16 * (e & 1))));
     }
-}
-template <int KV, int N, bool CG = false>
-__device__ __forceinline__ void kv_loadn(const typename kv<KV>::t* p, float (&v)[N]) {
-    u32 w[kv_words<KV, N>()];
-    kv_raw<KV, N, CG>(p, w);
-    kv_widen<KV, N>(w, v);
 }
 
 // Store each row's keys and values in the cache. One block per row,
@@ -502,279 +490,3 @@ ATTN_SPLIT(128, 1)
 ATTN_SPLIT(128, 2)
 ATTN_SPLIT(128, 4)
 ATTN_SPLIT(128, 8)
-
-// Decode attention in thread-block clusters (sm_90): attn_split's
-// flash-decoding for batches whose rows are each the one new token of
-// their sequence, with the P ≤ ACL_PMAX splits of a (row, KV head) one
-// cluster — grid (P, kvHeads, rows), cluster (P, 1, 1), P a power of two —
-// merged through distributed shared memory: no records in global memory,
-// no fence, no counter, no last block reading P records back (with P = 64
-// that tail was four rounds of L2 loads after two round trips of fence
-// and atomic).
-//
-// Block (p, kh, r) reads the positions of split p of row r, ⌈n/P⌉ of them;
-// warp w takes positions t0 + w, t0 + w + 4, … in chunks of U: the U keys'
-// and values' loads of a chunk are issued together (kept as words until
-// used, kv_raw), the next chunk's while the current one is used, and the
-// chunk's U·G scores are reduced by interleaved shuffles and folded into
-// each head's online softmax at once (one rescale a chunk). The split's
-// block-table entries are read into shared memory once (ACL_TAB of them;
-// beyond that, from the table itself). Read before the wait, as in
-// attn_split, through L2: the row metadata, the table, each warp's first
-// chunk, the rotary tables' values at the row's position. Block (0, kh, r)
-// stores the row's rotated new key and its value (kn, vn: [rows, kvHeads,
-// D]) in the cache cell (stBlk[r], stSlot[r]); the block whose split holds
-// the row's position n − 1 uses them from shared memory, rounded as
-// stored.
-//
-// The merge: each block merges its warps (warp_factors) into (M, L, A[g][D])
-// in shared memory; after a cluster barrier every block reads the P
-// blocks' M and L (the factors f_c = e^(M_c − M*), L* = Σ_c L_c·f_c, c in
-// order) and forms a 1/P share of the outputs, out = Σ_c A_c·f_c / L*, with
-// P consecutive lanes each reading one block's four dims and a shuffle
-// sum; a last barrier keeps every block's shared memory until all have
-// read it.
-#define ACL_TAB 64   // block-table entries a block keeps in shared memory
-#define ACL_PMAX 16  // blocks a cluster (H100's non-portable maximum)
-template <int D, int G, int KV>
-__device__ __forceinline__ void attn_cluster(float* __restrict__ out, const float* __restrict__ q,
-                                             typename kv<KV>::t* __restrict__ kc, typename kv<KV>::t* __restrict__ vc,
-                                             const int* __restrict__ rowN, const int* __restrict__ rowTab,
-                                             const int* __restrict__ tables, int heads, int kvHeads, int ldv, int bs,
-                                             float scale, const float* __restrict__ kn, const float* __restrict__ vn,
-                                             const int* __restrict__ stBlk, const int* __restrict__ stSlot,
-                                             const float* __restrict__ cosT, const float* __restrict__ sinT, int half,
-                                             int inter) {
-    constexpr int E = D / 32, W = kv_words<KV, E>();
-    constexpr int U = W == 4 ? 4 : 8;  // positions a warp loads at once: 8·U words of keys and values a lane
-    static_assert(D <= ATT_WARPS * 32, "attn_cluster: a thread a dim of the new key");
-    const int p = blockIdx.x, P = gridDim.x, kh = blockIdx.y, r = blockIdx.z;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, i = threadIdx.x;
-    const int g = heads / kvHeads;
-    // before the wait: metadata, table, rotary values, the first chunk
-    const int n = ld_cg_i32(rowN + r);
-    const int* tab = tables + ld_cg_i32(rowTab + r);
-    const int ch = (n + P - 1) / P, t0 = p * ch, t1 = min(n, t0 + ch);
-    __shared__ int sm_tab[ACL_TAB];
-    const int b0 = t0 / bs, nb = t1 > t0 ? (t1 - 1) / bs - b0 + 1 : 0;
-    const bool stab = nb <= ACL_TAB;
-    if (stab)
-        for (int j = i; j < nb; j += ATT_WARPS * 32) sm_tab[j] = ld_cg_i32(tab + b0 + j);
-    const bool rot = cosT != nullptr;
-    const size_t rp = rot ? (size_t)(n - 1) * half : 0;
-    float cq[E], sq[E], ck, sk;
-#pragma unroll
-    for (int e = 0; e < E; e++) rope_cs(lane * E + e, cosT, sinT, rp, half, inter, cq[e], sq[e]);
-    rope_cs(i, cosT, sinT, rp, half, inter, ck, sk);
-    __syncthreads();  // sm_tab
-    // position j of the warp's chunk c (in the split when < t1)
-    auto pos = [&](int c, int j) { return t0 + (c * U + j) * ATT_WARPS + warp; };
-    // chunk c's keys and values as stored (all but the row's own position)
-    auto load = [&](int c, u32 (&kr)[U][W], u32 (&vr)[U][W]) {
-#pragma unroll
-        for (int j = 0; j < U; j++) {
-            const int t = pos(c, j);
-            if (t < t1 && t != n - 1) {
-                const int blk = stab ? sm_tab[t / bs - b0] : ld_cg_i32(tab + t / bs);
-                const size_t cell = ((size_t)blk * kvHeads + kh) * bs + t % bs;
-                kv_raw<KV, E, true>(kc + cell * D + lane * E, kr[j]);
-                kv_raw<KV, E, true>(vc + cell * ldv + lane * E, vr[j]);
-            }
-        }
-    };
-    u32 kr[U][W], vr[U][W];
-    load(0, kr, vr);
-    pdl_wait();
-    pdl_trigger();
-
-    const size_t own = ((size_t)r * kvHeads + kh) * D;  // this row's new key/value of head kh in kn, vn
-    if (p == 0 && i < D && stBlk[r] >= 0) {
-        const size_t cell = ((size_t)stBlk[r] * kvHeads + kh) * bs + stSlot[r];
-        kc[cell * D + i] = kv<KV>::put(rope_with(kn + own, i, ck, sk, half, inter, rot));
-        vc[cell * ldv + i] = kv<KV>::put(vn[own + i]);
-    }
-    __shared__ float sm_kn[D], sm_vn[D];  // the new key (rotated) and value, as the cache holds them
-    if (t1 == n && t1 > t0) {             // (uniform in the block)
-        if (i < D) {
-            sm_kn[i] = kv_round<KV>(rope_with(kn + own, i, ck, sk, half, inter, rot));
-            sm_vn[i] = kv_round<KV>(vn[own + i]);
-        }
-        __syncthreads();
-    }
-
-    float qv[G][E], m[G], l[G], acc[G][E];
-#pragma unroll
-    for (int gi = 0; gi < G; gi++) {
-        m[gi] = NEG_INF;
-        l[gi] = 0.f;
-#pragma unroll
-        for (int e = 0; e < E; e++) {
-            acc[gi][e] = 0.f;
-            qv[gi][e] = gi < g ? rope_with(q + ((size_t)r * heads + kh * g + gi) * D, lane * E + e, cq[e], sq[e], half, inter, rot) : 0.f;
-        }
-    }
-    const int nc = t1 > t0 ? (t1 - t0 + U * ATT_WARPS - 1) / (U * ATT_WARPS) : 0;  // chunks (a warp's may end early)
-    for (int c = 0; c < nc; c++) {
-        u32 kx[U][W], vx[U][W];
-        if (c + 1 < nc) load(c + 1, kx, vx);
-        if (pos(c, 0) < t1) {  // (then the chunk's first position is the warp's)
-            // the scores' partial dot products, then their sums (U·G shuffles a round)
-            float d[U][G];
-#pragma unroll
-            for (int j = 0; j < U; j++) {
-                float kk[E];
-                if (pos(c, j) == n - 1) {
-#pragma unroll
-                    for (int e = 0; e < E; e++) kk[e] = sm_kn[lane * E + e];
-                } else {
-                    kv_widen<KV, E>(kr[j], kk);
-                }
-#pragma unroll
-                for (int gi = 0; gi < G; gi++) {
-                    float s = 0.f;
-#pragma unroll
-                    for (int e = 0; e < E; e++) s = fmaf(qv[gi][e], kk[e], s);
-                    d[j][gi] = s;
-                }
-            }
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1)
-#pragma unroll
-                for (int j = 0; j < U; j++)
-#pragma unroll
-                    for (int gi = 0; gi < G; gi++) d[j][gi] += __shfl_xor_sync(0xffffffffu, d[j][gi], o);
-            // one rescale a chunk: m' = max(m, its scores), acc·e^(m − m') + Σ_j e^(s_j − m')·v_j
-#pragma unroll
-            for (int gi = 0; gi < G; gi++) {
-                float mn = m[gi];
-#pragma unroll
-                for (int j = 0; j < U; j++)
-                    if (pos(c, j) < t1) mn = fmaxf(mn, d[j][gi] * scale);
-                const float corr = expf(m[gi] - mn);  // 0 for the first chunk (m = −∞)
-                l[gi] *= corr;
-#pragma unroll
-                for (int e = 0; e < E; e++) acc[gi][e] *= corr;
-#pragma unroll
-                for (int j = 0; j < U; j++) {
-                    const float pr = pos(c, j) < t1 ? expf(d[j][gi] * scale - mn) : 0.f;
-                    l[gi] += pr;
-                    d[j][gi] = pr;
-                }
-                m[gi] = mn;
-            }
-#pragma unroll
-            for (int j = 0; j < U; j++) {
-                if (pos(c, j) >= t1) break;
-                float vv[E];
-                if (pos(c, j) == n - 1) {
-#pragma unroll
-                    for (int e = 0; e < E; e++) vv[e] = sm_vn[lane * E + e];
-                } else {
-                    kv_widen<KV, E>(vr[j], vv);
-                }
-#pragma unroll
-                for (int gi = 0; gi < G; gi++)
-#pragma unroll
-                    for (int e = 0; e < E; e++) acc[gi][e] = fmaf(d[j][gi], vv[e], acc[gi][e]);
-            }
-        }
-#pragma unroll
-        for (int j = 0; j < U; j++)
-#pragma unroll
-            for (int w = 0; w < W; w++) kr[j][w] = kx[j][w], vr[j][w] = vx[j][w];
-    }
-
-    // the block's warps merged: M, L and A[g][D] of the block
-    __shared__ float sm_m[ATT_WARPS][G], sm_l[ATT_WARPS][G], sm_acc[ATT_WARPS][G][D];
-    __shared__ float sm_wf[ATT_WARPS][G], sm_wM[G], sm_wL[G];
-    __shared__ __align__(16) float sm_A[G][D];
-#pragma unroll
-    for (int gi = 0; gi < G; gi++) {
-        if (lane == 0) {
-            sm_m[warp][gi] = m[gi];
-            sm_l[warp][gi] = l[gi];
-        }
-#pragma unroll
-        for (int e = 0; e < E; e++) sm_acc[warp][gi][lane * E + e] = acc[gi][e];
-    }
-    __syncthreads();
-    if (i < g) warp_factors(&sm_m[0][0], &sm_l[0][0], ATT_WARPS, G, i, &sm_wf[0][0], sm_wM, sm_wL);
-    __syncthreads();
-    for (int j = i; j < g * D; j += ATT_WARPS * 32) {
-        const int gi = j / D, dd = j % D;
-        float A = 0.f;
-        for (int w = 0; w < ATT_WARPS; w++) A += sm_acc[w][gi][dd] * sm_wf[w][gi];
-        sm_A[gi][dd] = A;
-    }
-    cluster_sync();
-
-    // the cluster's factors, once a head (every block)
-    __shared__ float sm_cf[G][ACL_PMAX], sm_cL[G];
-    if (i < g) {
-        float mc[ACL_PMAX], lc[ACL_PMAX];
-#pragma unroll
-        for (int c = 0; c < ACL_PMAX; c++)
-            if (c < P) mc[c] = ld_dsmem1(&sm_wM[i], c), lc[c] = ld_dsmem1(&sm_wL[i], c);
-        float M = mc[0];
-#pragma unroll
-        for (int c = 1; c < ACL_PMAX; c++)
-            if (c < P) M = fmaxf(M, mc[c]);
-        float L = 0.f;
-#pragma unroll
-        for (int c = 0; c < ACL_PMAX; c++) {
-            if (c < P) {
-                const float f = mc[c] == NEG_INF ? 0.f : expf(mc[c] - M);  // a block without positions
-                sm_cf[i][c] = f;
-                L += lc[c] * f;
-            }
-        }
-        sm_cL[i] = L;
-    }
-    __syncthreads();
-    // this block's share of the outputs, four dims an item: lanes c = i % P
-    // read block c's A, a shuffle sums them, lane c = 0 writes
-    const int D4 = D / 4, items = g * D4, per = (items + P - 1) / P;
-    for (int k0 = 0; k0 < per; k0 += ATT_WARPS * 32 / P) {  // (the same count for every thread: the shuffles)
-        const int k = k0 + i / P, c = i % P, it = p * per + k;
-        const bool ok = k < per && it < items;
-        const int gi = ok ? it / D4 : 0, d4 = ok ? it - gi * D4 : 0;
-        float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-        if (ok) {
-            v = ld_dsmem4(&sm_A[gi][4 * d4], c);
-            const float f = sm_cf[gi][c];
-            v.x *= f, v.y *= f, v.z *= f, v.w *= f;
-        }
-        for (int o = P >> 1; o > 0; o >>= 1) {
-            v.x += __shfl_xor_sync(0xffffffffu, v.x, o), v.y += __shfl_xor_sync(0xffffffffu, v.y, o);
-            v.z += __shfl_xor_sync(0xffffffffu, v.z, o), v.w += __shfl_xor_sync(0xffffffffu, v.w, o);
-        }
-        if (ok && c == 0) {
-            const float L = sm_cL[gi];
-            float4* o = (float4*)(out + ((size_t)r * heads + kh * g + gi) * D + 4 * d4);
-            *o = make_float4(v.x / L, v.y / L, v.z / L, v.w / L);
-        }
-    }
-    cluster_sync();  // no block leaves while another may still read its shared memory
-}
-
-#define ATTN_CLUSTER_KV(D, G, KV, SUFFIX)                                                                             \
-    MARLIN_KERNEL void __launch_bounds__(ATT_WARPS * 32)                                                              \
-        attn_cluster_##D##_##G##SUFFIX(float* out, const float* q, kv<KV>::t* kc, kv<KV>::t* vc, const int* rowN,      \
-                                       const int* rowTab, const int* tables, int heads, int kvHeads, int ldv, int bs,  \
-                                       float scale, const float* kn, const float* vn, const int* stBlk,                \
-                                       const int* stSlot, const float* cosT, const float* sinT, int half, int inter) { \
-        attn_cluster<D, G, KV>(out, q, kc, vc, rowN, rowTab, tables, heads, kvHeads, ldv, bs, scale, kn, vn, stBlk,    \
-                               stSlot, cosT, sinT, half, inter);                                                       \
-    }
-#define ATTN_CLUSTER(D, G)                 \
-    ATTN_CLUSTER_KV(D, G, KV_F32, )        \
-    ATTN_CLUSTER_KV(D, G, KV_F16, _f16)    \
-    ATTN_CLUSTER_KV(D, G, KV_BF16, _bf16)
-ATTN_CLUSTER(64, 1)
-ATTN_CLUSTER(64, 2)
-ATTN_CLUSTER(64, 4)
-ATTN_CLUSTER(64, 8)
-ATTN_CLUSTER(128, 1)
-ATTN_CLUSTER(128, 2)
-ATTN_CLUSTER(128, 4)
-ATTN_CLUSTER(128, 8)

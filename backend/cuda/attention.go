@@ -180,13 +180,13 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 	var mla uintptr
 	var mlaSmem int
 	if s.ValueInKey && s.KVHeads == 1 {
-		if k := b.mlaKernelFor(s.KeyDim, s.ValueDim, c.typ); k != nil {
-			mla, mlaSmem = k.f[c.typ], k.smem[c.typ]
+		if k := b.mlaKernelFor(s.KeyDim, s.ValueDim); k != nil {
+			mla, mlaSmem = k.f[c.typ], k.smem
 		}
 	}
 	f := uintptr(0)
 	if mla == 0 {
-		f = splitAttention(&b.k.attnSplit, heads, s, c.typ)
+		f = b.splitAttention(heads, s, c.typ)
 	}
 	// decode (each row the one new token of its sequence): the split and
 	// MLA kernels store the keys and values themselves (one launch less),
@@ -259,26 +259,6 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 		b.mlaAttention(mla, mlaSmem, o, qt, kt, kc, mp, M, heads, s, scale, fuseStore)
 		return
 	}
-	if fuseStore && f != 0 {
-		if cf := splitAttention(&b.k.attnCluster, heads, s, c.typ); b.clusterSize(cf) > 0 {
-			a := b.newArgs()
-			a.ptr(o.ptr())
-			a.ptr(qt.ptr())
-			a.ptr(kc)
-			a.ptr(vc)
-			a.rowMeta(mp, M)
-			a.i32(heads)
-			a.i32(s.KVHeads)
-			a.i32(ldv)
-			a.i32(BS)
-			a.f32(scale)
-			a.ptrsIf(true, kt.ptr(), vp, mp+uint64(4*2*M), mp+uint64(4*3*M))
-			a.rope(tab, rope)
-			C := b.clusterSize(cf)
-			b.launchCluster(cf, C, s.KVHeads, M, 128, 0, a, b.pdlOps, C)
-			return
-		}
-	}
 	if f != 0 {
 		// flash-decoding: P splits of the positions per (row, KV head) for
 		// decode-sized batches, 4 for prefill (merged in the kernel)
@@ -319,7 +299,21 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 		a.ptr(ws)
 		a.ptr(b.counters.ptr)
 		a.ptrsIf(fuseStore, kt.ptr(), vp, mp+uint64(4*2*M), mp+uint64(4*3*M))
-		a.rope(tab, rope)
+		if tab != nil {
+			inter := 0
+			if rope.Interleaved {
+				inter = 1
+			}
+			a.ptr(tab.buf.ptr)
+			a.ptr(tab.buf.ptr + uint64(4*tab.n*half))
+			a.i32(half)
+			a.i32(inter)
+		} else {
+			a.ptr(0)
+			a.ptr(0)
+			a.i32(0)
+			a.i32(0)
+		}
 		b.launchOpt(f, s.KVHeads, M, P, 128, 0, a, b.pdlOps)
 		return
 	}
@@ -348,33 +342,10 @@ func (a *launchArgs) rowMeta(meta uint64, M int) {
 	a.ptr(meta + uint64(4*4*M))
 }
 
-// rope adds the decode attention kernels' rotary arguments: the table's
-// cos and sin, the number of rotated pairs and whether they interleave;
-// without a table (nil: no rotation here) nulls and zeros.
-func (a *launchArgs) rope(tab *ropeTab, r *backend.Rope) {
-	if tab == nil {
-		a.ptr(0)
-		a.ptr(0)
-		a.i32(0)
-		a.i32(0)
-		return
-	}
-	inter := 0
-	if r.Interleaved {
-		inter = 1
-	}
-	half := len(r.InvFreq)
-	a.ptr(tab.buf.ptr)
-	a.ptr(tab.buf.ptr + uint64(4*tab.n*half))
-	a.i32(half)
-	a.i32(inter)
-}
-
 // splitAttention returns the flash-decoding kernel for heads of 64 or 128
 // key and value dims with at most 8 query heads per KV head (separate
-// values) over a cache of numbers of type typ, from table (the kernels'
-// attnSplit or attnCluster), or 0 (the generic kernel).
-func splitAttention(table *[numKV][2][4]uintptr, heads int, s backend.KVSpec, typ int) uintptr {
+// values) over a cache of numbers of type typ, or 0 (the generic kernel).
+func (b *Backend) splitAttention(heads int, s backend.KVSpec, typ int) uintptr {
 	if s.ValueInKey || s.KeyDim != s.ValueDim || (s.KeyDim != 64 && s.KeyDim != 128) {
 		return 0
 	}
@@ -384,41 +355,13 @@ func splitAttention(table *[numKV][2][4]uintptr, heads int, s backend.KVSpec, ty
 	}
 	switch g := heads / s.KVHeads; {
 	case g <= 1:
-		return table[typ][d][0]
+		return b.k.attnSplit[typ][d][0]
 	case g <= 2:
-		return table[typ][d][1]
+		return b.k.attnSplit[typ][d][1]
 	case g <= 4:
-		return table[typ][d][2]
+		return b.k.attnSplit[typ][d][2]
 	case g <= 8:
-		return table[typ][d][3]
+		return b.k.attnSplit[typ][d][3]
 	}
 	return 0
-}
-
-// attnCluster (MARLIN_ATTN_CLUSTER) is the cluster size of decode
-// attention in thread-block clusters (attn_cluster): 16 (the default), 8,
-// 4 or 2 splits of a row's positions a (row, KV head), merged through
-// distributed shared memory; 0 runs attn_split instead.
-var attnCluster = envInt("MARLIN_ATTN_CLUSTER", 0)
-
-// clusterSize returns how many blocks a cluster of kernel f (attn_cluster)
-// gets on this device: attnCluster where the device runs clusters of it —
-// above 8 only where the driver allows f non-portable sizes and holds such
-// a cluster —, else 8, or 0 (no clusters: attn_split).
-func (b *Backend) clusterSize(f uintptr) int {
-	C := attnCluster
-	if f == 0 || C < 2 || C > 16 || C&(C-1) != 0 || b.cc < 90 || b.d.cuLaunchKernelEx == 0 {
-		return 0
-	}
-	if C > 8 {
-		ok, seen := b.nonPortable[f]
-		if !seen {
-			ok = call(b.d.cuFuncSetAttribute, f, funcAttrNonPortableCluster, 1) == cuSuccess && b.residentClusters(f, 128, C) > 0
-			b.nonPortable[f] = ok
-		}
-		if !ok {
-			C = 8
-		}
-	}
-	return C
 }

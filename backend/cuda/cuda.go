@@ -115,7 +115,6 @@ type kernels struct {
 	tcQgemm                                             [3]uintptr               // tc_qgemm_int4, _int4_asym, _fp4: prefill-sized 4-bit products (matrix.go tcGemm)
 	wgQgemm                                             [len(wgForms)][4]uintptr // wg_qgemm_{int4, int4_asym, fp4, fp4_g16}_{form}: the same on the warpgroup MMA (sm_90a; matrix.go wgGemm)
 	attnSplit                                           [numKV][2][4]uintptr     // [cache number type][D 64, 128][G 1, 2, 4, 8]
-	attnCluster                                         [numKV][2][4]uintptr     // the same in thread-block clusters (decode, sm_90)
 	tr                                                  trellisKernels           // EXL3 (trellis.go)
 }
 
@@ -240,8 +239,6 @@ type Backend struct {
 	counters *buffer            // zeroed int32 counters of the split-K kernels (each resets what it uses)
 	resident map[uintptr]int    // kernel → its blocks resident per multiprocessor
 	clusters map[[2]uintptr]int // (kernel, cluster size) → its clusters resident on the device
-	// kernel → whether it runs in clusters of more than 8 blocks (attention.go clusterSize)
-	nonPortable map[uintptr]bool
 
 	pdlOn      bool // programmatic dependent launch of the decode matmuls
 	pdlOps     bool // and of the other kernels written for it (MARLIN_CUDA_PDL_OPS=0: the products only)
@@ -409,7 +406,6 @@ func (b *Backend) init() error {
 	b.graphs = map[uint64]*segGraph{}
 	b.resident = map[uintptr]int{}
 	b.clusters = map[[2]uintptr]int{}
-	b.nonPortable = map[uintptr]bool{}
 	if traceOn {
 		return b.startTrace()
 	}
@@ -565,7 +561,6 @@ func (b *Backend) loadKernels() error {
 		for i, d := range []int{64, 128} {
 			for j, g := range []int{1, 2, 4, 8} {
 				k.attnSplit[t][i][j] = get(fmt.Sprintf("attn_split_%d_%d%s", d, g, sfx))
-				k.attnCluster[t][i][j] = get(fmt.Sprintf("attn_cluster_%d_%d%s", d, g, sfx))
 			}
 		}
 	}

@@ -41,7 +41,6 @@ const (
 	attrComputeCapabilityMinor   = 76
 	attrMaxSharedPerBlockOptin   = 97
 	funcAttrMaxDynamicSharedSize = 8
-	funcAttrNonPortableCluster   = 14 // CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED
 
 	streamNonBlocking  = 1 // CU_STREAM_NON_BLOCKING
 	eventDefault       = 0

@@ -109,46 +109,30 @@ HEAD_MV_KERNEL(head_mv_bf16, FMT_BF16)
 // MLA_WARPS warps. Block (p, r, hg) reads the positions of split p of row
 // r — ⌈n/P⌉ of them, so the grid does not depend on the context length —
 // once for the GH query heads hg·GH …: each warp takes every MLA_WARPS-th
-// position. A warp's keys come through a ring of MLA_RING slots in shared
-// memory, filled by cp.async MLA_RING − 1 positions ahead (16-byte copies
-// spread over the lanes: the key's dk·sizeof(T) must be a multiple of 16,
-// which the host checks), so that the loop waits for a key's memory round
-// trip once and not once a position (the register prefetch of one position
-// that this replaced left the loop waiting ~10 round trips at 2K
-// positions, GLM-4.7-Flash on the H100). The split's block-table entries
-// are read into shared memory first (MLA_TAB of them; beyond that, from
-// the table itself). A lane holds dims lane + 32e of the key (EK of
-// them), so that its first EV are the value's same dims and the value
-// costs no load; the GH scores come from interleaved warp reductions, and
-// each head keeps an online softmax (running max m, sum l, weighted value
-// sum acc). The warps are merged in shared memory; with P > 1 the block
-// writes (m, l, acc) records to ws and the last block of (r, hg) to finish
-// merges the P splits (merge_splits, attention.cu).
+// position, the next one's key loaded while the current one is used; a
+// lane holds dims lane + 32e of the key (EK of them; one coalesced
+// 128-byte load per e a warp), so that its first EV are the value's same
+// dims and the value costs no load; the GH scores come from interleaved
+// warp reductions, and each head keeps an online softmax (running max m,
+// sum l, weighted value sum acc). The warps are merged in shared memory;
+// with P > 1 the block writes (m, l, acc) records to ws and the last block
+// of (r, hg) to finish merges the P splits (merge_splits, attention.cu).
 // Decode (kn != nullptr: every row the one new token of its sequence)
 // stores the rows' latent keys here, as attn_split does, instead of in
 // kv_store: block (0, r, 0) writes kn[r] to the cache cell (stBlk[r],
-// stSlot[r]), and every block reads position n − 1 from kn. In decode the
-// metadata, the table and the ring's first keys (earlier steps' positions)
-// are read before the wait, through L2 (pdl_wait's contract, common.cu).
-// Dynamic shared memory: the ring [W][MLA_RING][32·EK] of the cache's
-// numbers, then (floats) acc [W][GH][32·EV], m and l [W][GH], factors
+// stSlot[r]), and every block reads position n − 1 from kn.
+// Dynamic shared memory: acc [W][GH][32·EV], m and l [W][GH], factors
 // [GH][SPLIT_PMAX] and L [GH] (P ≤ SPLIT_PMAX), the warps' factors [W][GH],
 // M and L [GH].
 #define MLA_WARPS 8
-#define MLA_RING 6
-#define MLA_TAB 256
 template <int EK, int EV, int GH, int KV>
 __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* __restrict__ q, typename kv<KV>::t* __restrict__ kc,
                                          const int* __restrict__ rowN, const int* __restrict__ rowTab,
                                          const int* __restrict__ tables, int heads, int dk, int dv, int bs, float scale,
                                          float* ws, int* counters, const float* __restrict__ kn,
                                          const int* __restrict__ stBlk, const int* __restrict__ stSlot) {
-    typedef typename kv<KV>::t T;
-    constexpr int KS = 32 * EK;  // a ring slot's numbers (≥ dk)
-    static_assert(KS * sizeof(T) % 16 == 0, "attn_mla: ring slots of whole 16-byte copies");
     extern __shared__ __align__(16) float msm[];
-    T* ring = (T*)msm;                                         // [W][MLA_RING][KS]
-    float* sm_acc = msm + MLA_WARPS * MLA_RING * KS * sizeof(T) / 4;  // [W][GH][32·EV]
+    float* sm_acc = msm;                                  // [W][GH][32·EV]
     float* sm_m = sm_acc + MLA_WARPS * GH * 32 * EV;      // [W][GH]
     float* sm_l = sm_m + MLA_WARPS * GH;                  // [W][GH]
     float* sm_f = sm_l + MLA_WARPS * GH;                  // [GH][SPLIT_PMAX]
@@ -156,49 +140,38 @@ __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* _
     float* sm_wf = sm_L + GH;                             // [W][GH] (warp_factors)
     float* sm_wM = sm_wf + MLA_WARPS * GH;                // [GH]
     float* sm_wL = sm_wM + GH;                            // [GH]
-    __shared__ int sm_tab[MLA_TAB];
-    const bool dec = kn != nullptr;
-    if (!dec) {  // prefill: kv_store, the launch before, wrote the cache
-        pdl_wait();
-        pdl_trigger();
-    }
+    pdl_wait();  // (launched with programmatic dependent launch: nothing to prefetch)
+    pdl_trigger();
     const int p = blockIdx.x, P = gridDim.x, r = blockIdx.y, hg = blockIdx.z, HG = gridDim.z;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int n = ld_cg_i32(rowN + r);
-    const int* tab = tables + ld_cg_i32(rowTab + r);
+    const int n = rowN[r];
+    const int* tab = tables + rowTab[r];
     const int ch = (n + P - 1) / P, t0 = p * ch, t1 = min(n, t0 + ch);
     const int h0 = hg * GH, gn = min(GH, heads - h0);
-    const int b0 = t0 / bs, nb = t1 > t0 ? (t1 - 1) / bs - b0 + 1 : 0;
-    const bool stab = nb <= MLA_TAB;
-    if (stab)
-        for (int j = threadIdx.x; j < nb; j += MLA_WARPS * 32) sm_tab[j] = ld_cg_i32(tab + b0 + j);
-    __syncthreads();
-    // fetch(j): the warp's j-th position (t0 + warp + MLA_WARPS·j) into ring
-    // slot j mod MLA_RING, one commit group a call (empty past the split
-    // and for the row's own new key, which comes from kn)
-    T* wring = ring + warp * MLA_RING * KS;
-    const int chunks = dk * (int)sizeof(T) / 16;
-    auto fetch = [&](int j) {
-        const int t = t0 + warp + MLA_WARPS * j;
-        if (t < t1 && !(dec && t == n - 1)) {
-            const int blk = stab ? sm_tab[t / bs - b0] : ld_cg_i32(tab + t / bs);
-            const char* src = (const char*)(kc + ((size_t)blk * bs + t % bs) * dk);
-            const u32 dst = (u32)__cvta_generic_to_shared(wring + (j % MLA_RING) * KS);
-            for (int c = lane; c < chunks; c += 32) cp_async16(dst + 16 * c, src + 16 * c);
-        }
-        cp_commit();
-    };
-#pragma unroll
-    for (int j = 0; j < MLA_RING - 1; j++) fetch(j);
-    if (dec) {
-        pdl_wait();
-        pdl_trigger();
-    }
     // decode: block (0, r, 0) stores row r's new latent key in its cache
     // cell, and every block reads that position from kn instead
-    if (dec && p == 0 && hg == 0)
+    if (kn != nullptr && p == 0 && hg == 0)
         for (int i = threadIdx.x; i < dk; i += MLA_WARPS * 32)
             kc[((size_t)stBlk[r] * bs + stSlot[r]) * dk + i] = kv<KV>::put(kn[(size_t)r * dk + i]);
+    // this lane's dims of the key of position t, which is at block cb,
+    // slot cs of the table (a cursor advanced by adding: no division a
+    // position), as stored (the row's own new key from kn, rounded as the
+    // cache holds it). They stay in the stored type until the position is
+    // used: widened at the load, a 16-bit key's loads would be waited for
+    // there and the prefetch of the next position lost (twice the time
+    // of a float32 cache, H100).
+    typedef typename kv<KV>::t T;
+    auto key = [&](int t, int cb, int cs, T (&k)[EK]) {
+        if (kn != nullptr && t == n - 1) {
+            const float* kp = kn + (size_t)r * dk;
+#pragma unroll
+            for (int e = 0; e < EK; e++) k[e] = kv<KV>::put(lane + 32 * e < dk ? kp[lane + 32 * e] : 0.f);
+        } else {
+            const T* kp = kc + ((size_t)tab[cb] * bs + cs) * dk;
+#pragma unroll
+            for (int e = 0; e < EK; e++) k[e] = lane + 32 * e < dk ? kp[lane + 32 * e] : kv<KV>::put(0.f);
+        }
+    };
 
     float qv[GH][EK], m[GH], l[GH], acc[GH][EV];
 #pragma unroll
@@ -213,24 +186,16 @@ __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* _
             qv[gi][e] = gi < gn && d < dk ? q[((size_t)r * heads + h0 + gi) * dk + d] : 0.f;
         }
     }
-    int j = 0;
-    for (int t = t0 + warp; t < t1; t += MLA_WARPS, j++) {
-        __syncwarp();  // every lane is done with the slot the next fetch fills
-        fetch(j + MLA_RING - 1);
-        cp_wait<MLA_RING - 1>();  // this lane's copies of position j …
-        __syncwarp();             // … and every lane's
-        // this lane's dims of the key, as stored (the row's own new key
-        // from kn, rounded as the cache holds it)
+    T knext[EK];
+    int t = t0 + warp, cb = t / bs, cs = t - cb * bs;
+    if (t < t1) key(t, cb, cs, knext);
+    for (; t < t1; t += MLA_WARPS) {
         float kk[EK];
-        if (dec && t == n - 1) {
-            const float* kp = kn + (size_t)r * dk;
 #pragma unroll
-            for (int e = 0; e < EK; e++) kk[e] = lane + 32 * e < dk ? kv_round<KV>(kp[lane + 32 * e]) : 0.f;
-        } else {
-            const T* sk = wring + (j % MLA_RING) * KS;
-#pragma unroll
-            for (int e = 0; e < EK; e++) kk[e] = lane + 32 * e < dk ? kv<KV>::get(sk[lane + 32 * e]) : 0.f;
-        }
+        for (int e = 0; e < EK; e++) kk[e] = kv<KV>::get(knext[e]);
+        const int tn = t + MLA_WARPS;
+        for (cs += MLA_WARPS; cs >= bs; cs -= bs) cb++;
+        if (tn < t1) key(tn, cb, cs, knext);
         float d[GH];
 #pragma unroll
         for (int gi = 0; gi < GH; gi++) {

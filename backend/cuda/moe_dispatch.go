@@ -63,19 +63,15 @@ type listTables struct {
 type mlaKernel struct {
 	ek, ev int            // key and value dims a lane holds (dk ≤ 32·ek, dv ≤ 32·ev)
 	f      [numKV]uintptr // by the cache's number type (kvSuffixes)
-	smem   [numKV]int     // dynamic shared memory of a block, by the same
+	smem   int            // dynamic shared memory of a block
 }
 
 // mla.cu's MLA_WARPS, and attention.cu's SPLIT_PMAX (the most splits of a
 // flash-decoding launch)
 const (
 	mlaWarps  = 8
-	mlaRing   = 6 // MLA_RING: the keys a warp has in flight
 	splitPMax = 64
 )
-
-// kvElemBytes are the bytes of one cache number, by type (kvSuffixes).
-var kvElemBytes = [numKV]int{4, 2, 2}
 
 // splitPitch is attention.cu's split_pitch: the floats of one split's
 // record (m, l, two unused, acc[d]) in a flash-decoding workspace.
@@ -147,12 +143,10 @@ func (b *Backend) loadMoEKernels(get func(string) uintptr) {
 	}
 	for _, d := range [][2]int{{1, 1}, {2, 1}, {2, 2}, {3, 2}, {5, 4}, {9, 8}, {18, 16}} {
 		g := mlaHeadsPerBlock
-		k := mlaKernel{ek: d[0], ev: d[1]}
+		k := mlaKernel{ek: d[0], ev: d[1], smem: 4 * (mlaWarps*g*32*d[1] + 2*mlaWarps*g + g*splitPMax + g + mlaWarps*g + 2*g)}
 		for t, sfx := range kvSuffixes {
 			k.f[t] = get(fmt.Sprintf("attn_mla_%d_%d%s", d[0], d[1], sfx))
-			// the ring of keys, then the float arrays (mla.cu)
-			k.smem[t] = mlaWarps*mlaRing*32*d[0]*kvElemBytes[t] + 4*(mlaWarps*g*32*d[1]+2*mlaWarps*g+g*splitPMax+g+mlaWarps*g+2*g)
-			b.dynSmem[k.f[t]] = k.smem[t]
+			b.dynSmem[k.f[t]] = k.smem
 		}
 		s.mla = append(s.mla, k)
 	}
@@ -390,11 +384,9 @@ func (b *Backend) headsOnDevice(d, xt *tensor, ms []*matrix, dstStride, xStride 
 }
 
 // mlaKernelFor returns the latent-attention kernel for keys of dk and
-// values of dv numbers of cache type typ, or nil (then the generic
-// attention kernel runs): attn_mla copies each key in 16-byte pieces, so
-// dk numbers must make whole ones.
-func (b *Backend) mlaKernelFor(dk, dv, typ int) *mlaKernel {
-	if b.moe.off || dk*kvElemBytes[typ]%16 != 0 {
+// values of dv numbers, or nil.
+func (b *Backend) mlaKernelFor(dk, dv int) *mlaKernel {
+	if b.moe.off {
 		return nil
 	}
 	for i, k := range b.moe.mla {

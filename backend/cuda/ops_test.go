@@ -283,84 +283,73 @@ func testCopies(t *testing.T, g *Backend, c *cpu.Backend) {
 // steps before it stored. Every case runs over a float32, a binary16 and
 // a bfloat16 cache: both backends round what they store the same way
 // (to nearest-even) and attend to every position as stored, so the
-// tolerance stays the float32 one. Decode runs in thread-block clusters
-// of 16 and 4 (attn_cluster, where the device has them) and without
-// (attn_split).
+// tolerance stays the float32 one.
 func testAttention(t *testing.T, g *Backend, c *cpu.Backend) {
-	defer func(v int) { attnCluster = v }(attnCluster)
-	for _, cl := range []int{16, 4, 0} {
-		attnCluster = cl
-		for _, dt := range []dtype.DType{dtype.F32, dtype.F16, dtype.BF16} {
-			testAttentionOf(t, g, c, dt)
-		}
+	for _, dt := range []dtype.DType{dtype.F32, dtype.F16, dtype.BF16} {
+		testAttentionOf(t, g, c, dt)
 	}
 }
 
 // TestSplitAttentionLong checks decode attention at long contexts against
 // the CPU's: the Llama-3-8B head shape (32 heads, 8 KV heads of 128) with
 // rotary embeddings, four sequences prefilled to 1,500, 700, 3 and 1
-// positions, then decode steps of all of them and of some; blocks of 2
-// and 16 positions (with 2, a cluster's split spans more block-table
-// entries than attn_cluster keeps in shared memory, and with 4 splits a
-// warp reads its positions in several chunks); clusters of 16, 8 and 4,
-// and attn_split. Float32 and bfloat16 caches; tolerance as testAttention.
+// positions, then decode steps of all of them and of some (attn_split's
+// splits then hold dozens of positions a warp, and span many blocks of 2
+// positions); blocks of 2 and 16 positions. Float32 and bfloat16 caches;
+// tolerance as testAttention.
 func TestSplitAttentionLong(t *testing.T) {
 	g := gpu(t)
 	c := cpu.New(2)
-	defer func(v int) { attnCluster = v }(attnCluster)
 	const heads, kvHeads, d = 32, 8, 128
 	rope := testRope(d/2, 1, false)
 	for _, dt := range []dtype.DType{dtype.F32, dtype.BF16} {
 		for _, bs := range []int{2, 16} {
-			for _, cl := range []int{16, 8, 4, 0} {
-				attnCluster = cl
-				rng := rand.New(rand.NewPCG(71, uint64(bs)))
-				const nseq = 4
-				per := 1600/bs + 1
-				spec := backend.KVSpec{Layers: 1, KVHeads: kvHeads, KeyDim: d, ValueDim: d, BlockSize: bs, Blocks: nseq * per, DType: dt}
-				gc, err := g.NewKVCache(spec)
-				if err != nil {
-					t.Fatal(err)
-				}
-				cc, _ := c.NewKVCache(spec)
-				perm := rng.Perm(spec.Blocks)
-				tables := make([][]int32, nseq)
-				for s := range tables {
-					for i := range per {
-						tables[s] = append(tables[s], int32(perm[s*per+i]))
-					}
-				}
-				done := make([]int, nseq)
-				step := func(lens []int) {
-					var bt backend.Batch
-					for s, n := range lens {
-						if n == 0 {
-							continue
-						}
-						bt.Seqs = append(bt.Seqs, backend.Seq{Start: len(bt.Tokens), Len: n, Blocks: tables[s]})
-						for range n {
-							bt.Tokens = append(bt.Tokens, 0)
-							bt.Pos = append(bt.Pos, int32(done[s]))
-							done[s]++
-						}
-					}
-					M := len(bt.Tokens)
-					q := tensors(t, g, c, M, heads*d, randn(rng, M*heads*d, 1))
-					k := tensors(t, g, c, M, kvHeads*d, randn(rng, M*kvHeads*d, 1))
-					v := tensors(t, g, c, M, kvHeads*d, randn(rng, M*kvHeads*d, 1))
-					out := tensors(t, g, c, M, heads*d, nil)
-					scale := float32(1 / math.Sqrt(d))
-					g.Attention(out.g, q.g, k.g, v.g, gc, 0, &bt, scale, rope)
-					c.Attention(out.c, q.c, k.c, v.c, cc, 0, &bt, scale, rope)
-					got, want := out.read(t, g, c)
-					compare(t, fmt.Sprintf("attention %v, blocks of %d, clusters of %d, rows %v (context %v)", dt, bs, cl, lens, done), got, want, 2e-5, 2e-5)
-				}
-				step([]int{1500, 700, 3, 1})
-				step([]int{1, 1, 1, 1})
-				step([]int{1, 0, 1, 0})
-				step([]int{1, 1, 1, 1})
-				mustSync(t, g)
+			rng := rand.New(rand.NewPCG(71, uint64(bs)))
+			const nseq = 4
+			per := 1600/bs + 1
+			spec := backend.KVSpec{Layers: 1, KVHeads: kvHeads, KeyDim: d, ValueDim: d, BlockSize: bs, Blocks: nseq * per, DType: dt}
+			gc, err := g.NewKVCache(spec)
+			if err != nil {
+				t.Fatal(err)
 			}
+			cc, _ := c.NewKVCache(spec)
+			perm := rng.Perm(spec.Blocks)
+			tables := make([][]int32, nseq)
+			for s := range tables {
+				for i := range per {
+					tables[s] = append(tables[s], int32(perm[s*per+i]))
+				}
+			}
+			done := make([]int, nseq)
+			step := func(lens []int) {
+				var bt backend.Batch
+				for s, n := range lens {
+					if n == 0 {
+						continue
+					}
+					bt.Seqs = append(bt.Seqs, backend.Seq{Start: len(bt.Tokens), Len: n, Blocks: tables[s]})
+					for range n {
+						bt.Tokens = append(bt.Tokens, 0)
+						bt.Pos = append(bt.Pos, int32(done[s]))
+						done[s]++
+					}
+				}
+				M := len(bt.Tokens)
+				q := tensors(t, g, c, M, heads*d, randn(rng, M*heads*d, 1))
+				k := tensors(t, g, c, M, kvHeads*d, randn(rng, M*kvHeads*d, 1))
+				v := tensors(t, g, c, M, kvHeads*d, randn(rng, M*kvHeads*d, 1))
+				out := tensors(t, g, c, M, heads*d, nil)
+				scale := float32(1 / math.Sqrt(d))
+				g.Attention(out.g, q.g, k.g, v.g, gc, 0, &bt, scale, rope)
+				c.Attention(out.c, q.c, k.c, v.c, cc, 0, &bt, scale, rope)
+				got, want := out.read(t, g, c)
+				compare(t, fmt.Sprintf("attention %v, blocks of %d, rows %v (context %v)", dt, bs, lens, done), got, want, 2e-5, 2e-5)
+			}
+			step([]int{1500, 700, 3, 1})
+			step([]int{1, 1, 1, 1})
+			step([]int{1, 0, 1, 0})
+			step([]int{1, 1, 1, 1})
+			mustSync(t, g)
 		}
 	}
 }
@@ -368,16 +357,14 @@ func TestSplitAttentionLong(t *testing.T) {
 // TestSplitAttentionSpeed times one decode row's attention alone, the
 // Llama-3-8B head shape (bfloat16 cache, rotary embeddings) at 512 and
 // 2,048 positions, 16 layers rotated, each launch after the one before
-// (programmatic dependent launch, a CUDA graph: the eager pass records,
-// the second replays), in clusters of 16 and 8 (attn_cluster) and
-// without (attn_split). A measurement: it prints, and fails only on
-// errors.
+// (programmatic dependent launch, a CUDA graph: eager, captured, then
+// replayed — the time printed). A measurement, as TestMLADecodeSpeed: it
+// prints, and fails only on errors.
 func TestSplitAttentionSpeed(t *testing.T) {
 	g := gpu(t)
 	if testing.Short() {
 		t.Skip("short")
 	}
-	defer func(v int) { attnCluster = v }(attnCluster)
 	const heads, kvHeads, d, bs, layers = 32, 8, 128, 64, 16
 	rope := testRope(d/2, 1, false)
 	rng := rand.New(rand.NewPCG(73, 74))
@@ -411,23 +398,20 @@ func TestSplitAttentionSpeed(t *testing.T) {
 		g.Write(q1, randn(rng, heads*d, 1))
 		g.Write(k1, randn(rng, kvHeads*d, 1))
 		g.Write(v1, randn(rng, kvHeads*d, 1))
-		for _, cl := range []int{16, 8, 0, 16} {
-			attnCluster = cl
-			start, stop := g.newEvent(), g.newEvent()
-			var us float64
-			for range 3 { // eager, captured, replayed
-				start.record()
-				for l := range 4 * layers {
-					g.Attention(o1, q1, k1, v1, cache, l%layers, &dec, 0.09, rope)
-				}
-				stop.record()
-				us = float64(stop.since(start).Nanoseconds()) / 1e3 / (4 * layers)
+		start, stop := g.newEvent(), g.newEvent()
+		var us float64
+		for range 3 { // eager, captured, replayed
+			start.record()
+			for l := range 4 * layers {
+				g.Attention(o1, q1, k1, v1, cache, l%layers, &dec, 0.09, rope)
 			}
-			mustSync(t, g)
-			start.destroy()
-			stop.destroy()
-			fmt.Printf("attention %d positions, clusters of %d: %.2f µs\n", n, cl, us)
+			stop.record()
+			us = float64(stop.since(start).Nanoseconds()) / 1e3 / (4 * layers)
 		}
+		mustSync(t, g)
+		start.destroy()
+		stop.destroy()
+		fmt.Printf("attention %d positions: %.2f µs\n", n, us)
 	}
 }
 
