@@ -245,3 +245,40 @@ MARLIN_KERNEL void read_probe(const V4u* __restrict__ p, u64 n, int mode, u32* s
     }
     if (acc == 0x9e3779b9u) sink[tid & 1023] = acc;
 }
+
+// handoff_probe is one launch of a chain, for TestHandoffSpeed: what a
+// kernel boundary of a decode step costs, and what a handoff by a flag
+// would. Thread 0 of each block adds 1 to x[block] (the work a kernel does
+// after its wait, reduced to nothing). mode 0 waits as the decode kernels
+// do (pdl_wait: until the launch before has completed and its writes are
+// flushed). mode 1 hands off by a flag: the block lets its dependents
+// launch at once, spins until launch seq − 1 has set flags[seq − 1]
+// (ld.acquire; launch 0 does not wait), does its work and counts itself in
+// (an acq_rel atomic on counts[seq]); the last block sets flags[seq]
+// (st.release). The spinning cannot deadlock: a launch's dependents start
+// only once all of its own blocks have. Every block still calls pdl_wait,
+// at its end (pdl_wait's contract), when the launch before has long
+// completed.
+MARLIN_KERNEL void handoff_probe(float* x, int* flags, int* counts, int seq, int mode) {
+    if (mode == 0) {
+        pdl_wait();
+        pdl_trigger();
+        if (threadIdx.x == 0) x[blockIdx.x] += 1.f;
+        return;
+    }
+    pdl_trigger();
+    if (threadIdx.x == 0) {
+        if (seq > 0) {
+            int f = 0;
+            do {
+                asm volatile("ld.acquire.gpu.global.s32 %0, [%1];" : "=r"(f) : "l"(flags + seq - 1) : "memory");
+            } while (f == 0);
+        }
+        x[blockIdx.x] += 1.f;
+        int old;
+        asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;" : "=r"(old) : "l"(counts + seq) : "memory");
+        if (old == (int)gridDim.x - 1) asm volatile("st.release.gpu.global.s32 [%0], 1;" ::"l"(flags + seq) : "memory");
+    }
+    __syncthreads();
+    pdl_wait();
+}

@@ -3,6 +3,7 @@
 package cuda
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"strings"
@@ -283,6 +284,70 @@ func TestMatMulSpeed(t *testing.T) {
 			mustSync(t, b)
 			t.Logf("%-15s M=%-4d %8.1f µs  %6.0f GB/s of weights  %6.2f TFLOP/s", wc.name, M, float64(d.Nanoseconds())/1e3,
 				float64(m.Bytes())/d.Seconds()/1e9, 2*float64(M)*N*K/d.Seconds()/1e12)
+		}
+	}
+}
+
+// TestHandoffSpeed measures what a kernel boundary costs a chain of
+// launches as a decode step runs them (programmatic dependent launch, a
+// CUDA graph: eager, captured, then replayed — the time printed): 64
+// launches of handoff_probe, whose work is nothing, of 1, 132 and 528
+// blocks, waiting as the decode kernels do (griddepcontrol.wait) and
+// handing off by a flag instead (handoff_probe's mode 1). It checks that
+// every launch did its work once, and prints µs a launch.
+func TestHandoffSpeed(t *testing.T) {
+	b := gpu(t)
+	if testing.Short() {
+		t.Skip("short")
+	}
+	b.enter()
+	f := b.function("handoff_probe")
+	b.leave()
+	if f == 0 {
+		t.Fatal("handoff_probe: not in the modules")
+	}
+	const chain = 64
+	x := b.NewTensor(1, 1024)
+	sync := b.NewTensor(1, 2*chain) // flags [chain], then counts [chain] (int32)
+	for _, blocks := range []int{1, 132, 528} {
+		for mode, name := range []string{"pdl_wait", "flag"} {
+			b.Write(x, make([]float32, 1024))
+			start, stop := b.newEvent(), b.newEvent()
+			var us float64
+			for range 3 { // eager, captured, replayed
+				start.record()
+				b.enter()
+				sp := b.tensor(sync).ptr()
+				b.memsetZero(sp, 2*chain)
+				for i := range chain {
+					a := b.newArgs()
+					a.ptr(b.tensor(x).ptr())
+					a.ptr(sp)
+					a.ptr(sp + 4*chain)
+					a.i32(i)
+					a.i32(mode)
+					b.launchOpt(f, blocks, 1, 1, 128, 0, a, true)
+				}
+				b.leave()
+				stop.record()
+				us = float64(stop.since(start).Nanoseconds()) / 1e3 / chain
+			}
+			mustSync(t, b)
+			start.destroy()
+			stop.destroy()
+			got := make([]float32, 1024)
+			b.Read(got, x)
+			for i, v := range got {
+				if want := float32(0); i < blocks {
+					want = 3 * chain
+					if v != want {
+						t.Fatalf("%d blocks, %s: block %d counted %v launches, want %v", blocks, name, i, v, want)
+					}
+				} else if v != want {
+					t.Fatalf("%d blocks, %s: x[%d] = %v, want 0", blocks, name, i, v)
+				}
+			}
+			fmt.Printf("handoff: %d blocks, %s: %.2f µs a launch\n", blocks, name, us)
 		}
 	}
 }

@@ -95,8 +95,9 @@ type traceRec struct {
 }
 
 // dump synchronises, reads the records back and writes the table of the
-// last launches (at most traceSlots), oldest first, and each kernel's
-// share of them, to w.
+// last launches (at most traceSlots, and none from before the last pause
+// of over a millisecond), oldest first, and each kernel's share of them,
+// to w.
 func (t *tracer) dump(b *Backend, w io.Writer) {
 	b.flush()
 	if b.err != nil || !b.checkCall(call(b.d.cuStreamSynchronize, b.stream), "cuStreamSynchronize") {
@@ -141,6 +142,14 @@ func (t *tracer) dump(b *Backend, w io.Writer) {
 				r.name = l.name
 				break
 			}
+		}
+	}
+	// the launches since the last gap of over a millisecond (a host
+	// synchronisation): the decode steps that ran back to back
+	for i := len(recs) - 1; i > 0; i-- {
+		if recs[i].rel0 > recs[i-1].rel0+1_000_000 {
+			recs = recs[i:]
+			break
 		}
 	}
 	if len(recs) < 2 {
