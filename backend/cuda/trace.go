@@ -94,19 +94,14 @@ type traceRec struct {
 	name                string
 }
 
-// dump synchronises, reads the records back and writes the table of the
-// last launches (at most traceSlots, and none from before the last pause
-// of over a millisecond), oldest first, and each kernel's share of them,
-// to w.
-func (t *tracer) dump(b *Backend, w io.Writer) {
-	b.flush()
-	if b.err != nil || !b.checkCall(call(b.d.cuStreamSynchronize, b.stream), "cuStreamSynchronize") {
-		return
-	}
-	raw := make([]uint64, traceSlots*traceBlocks*4)
-	if !b.checkCall(call(b.d.cuMemcpyDtoH, uintptr(unsafe.Pointer(&raw[0])), uintptr(t.buf.ptr), uintptr(8*len(raw))), "cuMemcpyDtoH") {
-		return
-	}
+// traceRecords turns the device's table (common.cu's marlin_trace:
+// [traceSlots][traceBlocks][id, wait, release, shape]) into one record a
+// launch, oldest first, named after the host's launches (oldest first) of
+// the same shape from the newest back — host launches that recorded
+// nothing (kernels without pdl_wait) are skipped —, and keeps the
+// launches since the last gap of over a millisecond between two releases
+// (a host synchronisation): the decode steps that ran back to back.
+func traceRecords(raw []uint64, launches []traceLaunch) []traceRec {
 	var recs []traceRec
 	for s := range traceSlots {
 		slot := raw[s*traceBlocks*4 : (s+1)*traceBlocks*4]
@@ -120,7 +115,7 @@ func (t *tracer) dump(b *Backend, w io.Writer) {
 		r := traceRec{id: id, wait0: ^uint64(0), rel0: ^uint64(0)}
 		for blk := range traceBlocks {
 			e := slot[4*blk : 4*blk+4]
-			if e[0] != id {
+			if e[0] != id { // an older launch's block, or none
 				continue
 			}
 			r.blocks++
@@ -130,13 +125,11 @@ func (t *tracer) dump(b *Backend, w io.Writer) {
 		recs = append(recs, r)
 	}
 	slices.SortFunc(recs, func(a, c traceRec) int { return cmp.Compare(a.id, c.id) })
-	// name the records from the newest back: a host launch of the same
-	// shape, skipping host launches that did not record (no pdl_wait)
-	h := len(t.launches) - 1
+	h := len(launches) - 1
 	for i := len(recs) - 1; i >= 0 && h >= 0; i-- {
 		r := &recs[i]
 		for h >= 0 {
-			l := t.launches[h]
+			l := launches[h]
 			h--
 			if l.gx == r.gx && l.gy == r.gy && l.gz == r.gz && l.bx == r.bx {
 				r.name = l.name
@@ -144,14 +137,33 @@ func (t *tracer) dump(b *Backend, w io.Writer) {
 			}
 		}
 	}
-	// the launches since the last gap of over a millisecond (a host
-	// synchronisation): the decode steps that ran back to back
 	for i := len(recs) - 1; i > 0; i-- {
 		if recs[i].rel0 > recs[i-1].rel0+1_000_000 {
-			recs = recs[i:]
-			break
+			return recs[i:]
 		}
 	}
+	return recs
+}
+
+// dump synchronises, reads the records back and writes the table of the
+// last launches (at most traceSlots, and none from before the last pause
+// of over a millisecond), oldest first, and each kernel's share of them,
+// to w.
+func (t *tracer) dump(b *Backend, w io.Writer) {
+	b.flush()
+	if b.err != nil || !b.checkCall(call(b.d.cuStreamSynchronize, b.stream), "cuStreamSynchronize") {
+		return
+	}
+	raw := make([]uint64, traceSlots*traceBlocks*4)
+	if !b.checkCall(call(b.d.cuMemcpyDtoH, uintptr(unsafe.Pointer(&raw[0])), uintptr(t.buf.ptr), uintptr(8*len(raw))), "cuMemcpyDtoH") {
+		return
+	}
+	writeTrace(w, traceRecords(raw, t.launches))
+}
+
+// writeTrace writes the table of the records (traceRecords) and each
+// kernel's share of the time they span.
+func writeTrace(w io.Writer, recs []traceRec) {
 	if len(recs) < 2 {
 		fmt.Fprintln(w, "trace: no launches recorded")
 		return
