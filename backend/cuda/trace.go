@@ -26,7 +26,9 @@ import (
 // shapes of its launches in issue order to name the device's records.
 // The table (dump) is written to stderr when graphs are turned off
 // (SetGraphs(false): `marlin bench` does that after its decode with
-// graphs) and at Close.
+// graphs) and at Close. Only sm_90 and newer record (pdl_wait is empty
+// below); with MARLIN_CUDA_PDL=0 a launch's blocks start after the one
+// before it ends, so "waited" is ~0 and the costs are start to start.
 type tracer struct {
 	buf      *buffer
 	launches []traceLaunch // the host's launches, the newest last (at most traceKeep)
@@ -55,6 +57,9 @@ func init() {
 // startTrace allocates the records and points every module's marlin_trace
 // at them (the modules are loaded, the context current).
 func (b *Backend) startTrace() error {
+	if b.d.cuModuleGetGlobal == 0 {
+		return fmt.Errorf("cuda: trace: the driver lacks cuModuleGetGlobal_v2")
+	}
 	buf, err := b.allocRaw(int64(traceSlots * traceBlocks * 4 * 8))
 	if err != nil {
 		return fmt.Errorf("cuda: trace: %w", err)
