@@ -373,3 +373,93 @@ func testRope(half int, scale float32, inter bool) *backend.Rope {
 	}
 	return r
 }
+
+// blockTables splits perm (a permutation of the cache's blocks) into nseq
+// block tables of per blocks each: scrambled tables for attention tests.
+func blockTables(perm []int, nseq, per int) [][]int32 {
+	tables := make([][]int32, nseq)
+	for s := range tables {
+		for i := range per {
+			tables[s] = append(tables[s], int32(perm[s*per+i]))
+		}
+	}
+	return tables
+}
+
+// stepBatch is one attention step of sequences that each add lens[s] new
+// rows (0: the sequence sits the step out) after the done[s] positions
+// they hold, which it advances.
+func stepBatch(lens []int, tables [][]int32, done []int) backend.Batch {
+	var bt backend.Batch
+	for s, n := range lens {
+		if n == 0 {
+			continue
+		}
+		bt.Seqs = append(bt.Seqs, backend.Seq{Start: len(bt.Tokens), Len: n, Blocks: tables[s]})
+		for range n {
+			bt.Tokens = append(bt.Tokens, 0)
+			bt.Pos = append(bt.Pos, int32(done[s]))
+			done[s]++
+		}
+	}
+	return bt
+}
+
+// decodeAttentionSpeed times one decode row's attention over a new cache
+// of spec whose every layer holds n − 1 prefilled positions of random keys
+// (and values, unless the cache keeps them in the keys) in scrambled
+// blocks: the layers in turn, four rounds, each launch after the one
+// before, and the sequence three times (eager, captured, replayed: the
+// replay's time). It returns µs a launch.
+func decodeAttentionSpeed(t *testing.T, g *Backend, spec backend.KVSpec, heads, n int, scale float32, rope *backend.Rope, rng *rand.Rand) float64 {
+	t.Helper()
+	cache, err := g.NewKVCache(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := blockTables(rng.Perm(spec.Blocks), 1, spec.Blocks)[0]
+	kw, vw := spec.KVHeads*spec.KeyDim, spec.KVHeads*spec.ValueDim
+	values := func(rows int) backend.Tensor { // (nil: values in the keys)
+		if spec.ValueInKey {
+			return nil
+		}
+		return g.NewTensor(rows, vw)
+	}
+	pre := backend.Batch{Seqs: []backend.Seq{{Start: 0, Len: n - 1, Blocks: blocks}}}
+	for i := range n - 1 {
+		pre.Tokens = append(pre.Tokens, 0)
+		pre.Pos = append(pre.Pos, int32(i))
+	}
+	q, k, v := g.NewTensor(n-1, heads*spec.KeyDim), g.NewTensor(n-1, kw), values(n-1)
+	out := g.NewTensor(n-1, heads*spec.ValueDim)
+	g.Write(q, randn(rng, (n-1)*heads*spec.KeyDim, 1))
+	for l := range spec.Layers {
+		g.Write(k, randn(rng, (n-1)*kw, 1))
+		if v != nil {
+			g.Write(v, randn(rng, (n-1)*vw, 1))
+		}
+		g.Attention(out, q, k, v, cache, l, &pre, scale, rope)
+	}
+	mustSync(t, g)
+	dec := backend.Batch{Tokens: []int32{0}, Pos: []int32{int32(n - 1)}, Seqs: []backend.Seq{{Start: 0, Len: 1, Blocks: blocks}}}
+	q1, k1, v1, o1 := g.NewTensor(1, heads*spec.KeyDim), g.NewTensor(1, kw), values(1), g.NewTensor(1, heads*spec.ValueDim)
+	g.Write(q1, randn(rng, heads*spec.KeyDim, 1))
+	g.Write(k1, randn(rng, kw, 1))
+	if v1 != nil {
+		g.Write(v1, randn(rng, vw, 1))
+	}
+	start, stop := g.newEvent(), g.newEvent()
+	defer start.destroy()
+	defer stop.destroy()
+	var us float64
+	for range 3 {
+		start.record()
+		for l := range 4 * spec.Layers {
+			g.Attention(o1, q1, k1, v1, cache, l%spec.Layers, &dec, scale, rope)
+		}
+		stop.record()
+		us = float64(stop.since(start).Nanoseconds()) / 1e3 / float64(4*spec.Layers)
+	}
+	mustSync(t, g)
+	return us
+}

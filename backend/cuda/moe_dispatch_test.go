@@ -123,29 +123,12 @@ func testMLAAttentionLong(t *testing.T, dt dtype.DType) {
 		t.Fatal(err)
 	}
 	cc, _ := c.NewKVCache(spec)
-	perm := rng.Perm(spec.Blocks)
 	const nseq = 4
-	tables := make([][]int32, nseq)
-	for s := range tables {
-		for i := range 80 {
-			tables[s] = append(tables[s], int32(perm[s*80+i]))
-		}
-	}
+	tables := blockTables(rng.Perm(spec.Blocks), nseq, 80)
 	done := make([]int, nseq)
 	scale := float32(0.07)
 	step := func(lens []int) {
-		var bt backend.Batch
-		for s, n := range lens {
-			if n == 0 {
-				continue // this sequence sits the step out
-			}
-			bt.Seqs = append(bt.Seqs, backend.Seq{Start: len(bt.Tokens), Len: n, Blocks: tables[s]})
-			for range n {
-				bt.Tokens = append(bt.Tokens, 0)
-				bt.Pos = append(bt.Pos, int32(done[s]))
-				done[s]++
-			}
-		}
+		bt := stepBatch(lens, tables, done)
 		M := len(bt.Tokens)
 		q := tensors(t, g, c, M, heads*dk, randn(rng, M*heads*dk, 1))
 		k := tensors(t, g, c, M, dk, randn(rng, M*dk, 1))
@@ -314,47 +297,7 @@ func TestMLADecodeSpeed(t *testing.T) {
 	rng := rand.New(rand.NewPCG(53, 54))
 	for _, n := range []int{512, 2048} {
 		spec := backend.KVSpec{Layers: layers, KVHeads: 1, KeyDim: dk, ValueDim: dv, ValueInKey: true, BlockSize: bs, Blocks: n / bs}
-		cache, err := g.NewKVCache(spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		blocks := make([]int32, spec.Blocks)
-		for i, b := range rng.Perm(spec.Blocks) {
-			blocks[i] = int32(b)
-		}
-		// prefill every layer's n − 1 positions, then time the decode row
-		var pre backend.Batch
-		pre.Seqs = []backend.Seq{{Start: 0, Len: n - 1, Blocks: blocks}}
-		for i := range n - 1 {
-			pre.Tokens = append(pre.Tokens, 0)
-			pre.Pos = append(pre.Pos, int32(i))
-		}
-		q, k := g.NewTensor(n-1, heads*dk), g.NewTensor(n-1, dk)
-		out := g.NewTensor(n-1, heads*dv)
-		g.Write(q, randn(rng, (n-1)*heads*dk, 1))
-		for l := range layers {
-			g.Write(k, randn(rng, (n-1)*dk, 1))
-			g.Attention(out, q, k, nil, cache, l, &pre, 0.07, nil)
-		}
-		mustSync(t, g)
-		dec := backend.Batch{Tokens: []int32{0}, Pos: []int32{int32(n - 1)}, Seqs: []backend.Seq{{Start: 0, Len: 1, Blocks: blocks}}}
-		q1, k1, o1 := g.NewTensor(1, heads*dk), g.NewTensor(1, dk), g.NewTensor(1, heads*dv)
-		g.Write(q1, randn(rng, heads*dk, 1))
-		g.Write(k1, randn(rng, dk, 1))
-		start, stop := g.newEvent(), g.newEvent()
-		var d float64
-		for range 3 { // eager, captured, replayed
-			start.record()
-			for l := range 4 * layers {
-				g.Attention(o1, q1, k1, nil, cache, l%layers, &dec, 0.07, nil)
-			}
-			stop.record()
-			d = float64(stop.since(start).Nanoseconds()) / 1e3 / (4 * layers)
-		}
-		mustSync(t, g)
-		start.destroy()
-		stop.destroy()
-		fmt.Printf("mla %d %.2f µs\n", n, d)
+		fmt.Printf("mla %d %.2f µs\n", n, decodeAttentionSpeed(t, g, spec, heads, n, 0.07, nil, rng))
 	}
 }
 

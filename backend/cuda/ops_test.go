@@ -313,27 +313,10 @@ func TestSplitAttentionLong(t *testing.T) {
 				t.Fatal(err)
 			}
 			cc, _ := c.NewKVCache(spec)
-			perm := rng.Perm(spec.Blocks)
-			tables := make([][]int32, nseq)
-			for s := range tables {
-				for i := range per {
-					tables[s] = append(tables[s], int32(perm[s*per+i]))
-				}
-			}
+			tables := blockTables(rng.Perm(spec.Blocks), nseq, per)
 			done := make([]int, nseq)
 			step := func(lens []int) {
-				var bt backend.Batch
-				for s, n := range lens {
-					if n == 0 {
-						continue
-					}
-					bt.Seqs = append(bt.Seqs, backend.Seq{Start: len(bt.Tokens), Len: n, Blocks: tables[s]})
-					for range n {
-						bt.Tokens = append(bt.Tokens, 0)
-						bt.Pos = append(bt.Pos, int32(done[s]))
-						done[s]++
-					}
-				}
+				bt := stepBatch(lens, tables, done)
 				M := len(bt.Tokens)
 				q := tensors(t, g, c, M, heads*d, randn(rng, M*heads*d, 1))
 				k := tensors(t, g, c, M, kvHeads*d, randn(rng, M*kvHeads*d, 1))
@@ -370,48 +353,7 @@ func TestSplitAttentionSpeed(t *testing.T) {
 	rng := rand.New(rand.NewPCG(73, 74))
 	for _, n := range []int{512, 2048} {
 		spec := backend.KVSpec{Layers: layers, KVHeads: kvHeads, KeyDim: d, ValueDim: d, BlockSize: bs, Blocks: n / bs, DType: dtype.BF16}
-		cache, err := g.NewKVCache(spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		blocks := make([]int32, spec.Blocks)
-		for i, b := range rng.Perm(spec.Blocks) {
-			blocks[i] = int32(b)
-		}
-		var pre backend.Batch
-		pre.Seqs = []backend.Seq{{Start: 0, Len: n - 1, Blocks: blocks}}
-		for i := range n - 1 {
-			pre.Tokens = append(pre.Tokens, 0)
-			pre.Pos = append(pre.Pos, int32(i))
-		}
-		q, k, v := g.NewTensor(n-1, heads*d), g.NewTensor(n-1, kvHeads*d), g.NewTensor(n-1, kvHeads*d)
-		out := g.NewTensor(n-1, heads*d)
-		g.Write(q, randn(rng, (n-1)*heads*d, 1))
-		for l := range layers {
-			g.Write(k, randn(rng, (n-1)*kvHeads*d, 1))
-			g.Write(v, randn(rng, (n-1)*kvHeads*d, 1))
-			g.Attention(out, q, k, v, cache, l, &pre, 0.09, rope)
-		}
-		mustSync(t, g)
-		dec := backend.Batch{Tokens: []int32{0}, Pos: []int32{int32(n - 1)}, Seqs: []backend.Seq{{Start: 0, Len: 1, Blocks: blocks}}}
-		q1, k1, v1, o1 := g.NewTensor(1, heads*d), g.NewTensor(1, kvHeads*d), g.NewTensor(1, kvHeads*d), g.NewTensor(1, heads*d)
-		g.Write(q1, randn(rng, heads*d, 1))
-		g.Write(k1, randn(rng, kvHeads*d, 1))
-		g.Write(v1, randn(rng, kvHeads*d, 1))
-		start, stop := g.newEvent(), g.newEvent()
-		var us float64
-		for range 3 { // eager, captured, replayed
-			start.record()
-			for l := range 4 * layers {
-				g.Attention(o1, q1, k1, v1, cache, l%layers, &dec, 0.09, rope)
-			}
-			stop.record()
-			us = float64(stop.since(start).Nanoseconds()) / 1e3 / (4 * layers)
-		}
-		mustSync(t, g)
-		start.destroy()
-		stop.destroy()
-		fmt.Printf("attention %d positions: %.2f µs\n", n, us)
+		fmt.Printf("attention %d positions: %.2f µs\n", n, decodeAttentionSpeed(t, g, spec, heads, n, 0.09, rope, rng))
 	}
 }
 
@@ -457,12 +399,7 @@ func testAttentionOf(t *testing.T, g *Backend, c *cpu.Backend, dt dtype.DType) {
 		cc, _ := c.NewKVCache(spec)
 		perm := rng.Perm(spec.Blocks)
 		nseq := cmp.Or(cs.seqs, 3)
-		tables := make([][]int32, nseq)
-		for s := range tables {
-			for i := range 60 / nseq {
-				tables[s] = append(tables[s], int32(perm[s*(60/nseq)+i]))
-			}
-		}
+		tables := blockTables(perm, nseq, 60/nseq)
 		done := make([]int, nseq)
 		for step := range 4 {
 			var bt backend.Batch
