@@ -270,6 +270,70 @@ __device__ __forceinline__ void merge_splits(float* __restrict__ out, const floa
     }
 }
 
+// attn_merge merges the records of a split attention in a launch of its
+// own (attn_mla_tc's: one a (row, head, split), P ≤ SPLIT_PMAX) into
+// out[r, h, :D], the sums of merge_splits:
+//   out = Σ_p acc_p·f_p / L,  f_p = e^(m_p − M),  M = max_p m_p,  L = Σ_p l_p·f_p.
+// Grid (heads, rows); 4 groups of ⌈D/4⌉ threads each (rounded up to
+// warps; D ≤ 512, for the 128 registers of a thread's 16 loads in flight).
+// Thread (group s, item i) loads dims 4i … 4i+3 of splits s, s + 4, … at
+// once, before the factors are known — one round trip to L2 for the
+// records, overlapping warp 0's for m and l (as merge_splits) —, then the
+// four groups' sums are added in group order. A head's splits are spread
+// over a whole block and the heads over the multiprocessors, instead of
+// one block merging a head group's records while the others idle
+// (attn_mla's tail).
+MARLIN_KERNEL void __launch_bounds__(512) attn_merge(float* __restrict__ out, const float* __restrict__ ws, int heads, int D,
+                                                       int P) {
+    __shared__ float sm_f[SPLIT_PMAX], sm_L;
+    __shared__ float4 sm_a[3][128];
+    pdl_wait();
+    pdl_trigger();
+    const int h = blockIdx.x, r = blockIdx.y, pitch = split_pitch(D), D4 = (D + 3) / 4;
+    const int IT = blockDim.x >> 2, it = threadIdx.x % IT, sg = threadIdx.x / IT;
+    const float* rec = ws + ((size_t)r * heads + h) * P * pitch;
+    float4 v[16];
+#pragma unroll
+    for (int u = 0; u < 16; u++) {
+        const int p = sg + 4 * u;
+        v[u] = p < P && it < D4 ? ld_cg4(rec + (size_t)p * pitch + 4 + 4 * it) : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+    if (threadIdx.x < 32) {
+        const int lane = threadIdx.x;
+        float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.f, l1 = 0.f;
+        if (lane < P) m0 = ld_cg(rec + (size_t)lane * pitch), l0 = ld_cg(rec + (size_t)lane * pitch + 1);
+        if (lane + 32 < P) m1 = ld_cg(rec + (size_t)(lane + 32) * pitch), l1 = ld_cg(rec + (size_t)(lane + 32) * pitch + 1);
+        float mx = fmaxf(m0, m1);
+        for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+        const float f0 = m0 == NEG_INF ? 0.f : expf(m0 - mx), f1 = m1 == NEG_INF ? 0.f : expf(m1 - mx);
+        const float L = warp_sum(l0 * f0 + l1 * f1);
+        sm_f[lane] = f0;
+        sm_f[lane + 32] = f1;
+        if (lane == 0) sm_L = L;
+    }
+    __syncthreads();
+    float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+    for (int u = 0; u < 16; u++) {
+        const int p = sg + 4 * u;
+        const float f = p < P ? sm_f[p] : 0.f;
+        a.x = fmaf(v[u].x, f, a.x), a.y = fmaf(v[u].y, f, a.y), a.z = fmaf(v[u].z, f, a.z), a.w = fmaf(v[u].w, f, a.w);
+    }
+    if (sg > 0 && it < D4) sm_a[sg - 1][it] = a;
+    __syncthreads();
+    if (sg > 0 || it >= D4) return;
+    add4(a, sm_a[0][it]);
+    add4(a, sm_a[1][it]);
+    add4(a, sm_a[2][it]);
+    const float L = sm_L;
+    const int d = 4 * it;
+    float* o = out + ((size_t)r * heads + h) * D + d;
+    o[0] = a.x / L;
+    if (d + 1 < D) o[1] = a.y / L;
+    if (d + 2 < D) o[2] = a.z / L;
+    if (d + 3 < D) o[3] = a.w / L;
+}
+
 // Rotary embedding of single dims, as the rope kernel (ops.cu) rotates
 // them, with the same float operations: pair j of dims (j, j+half) or,
 // interleaved, (2j, 2j+1), by the angle whose cos and sin are cosT[p + j],

@@ -177,21 +177,18 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 	// the latent cache of MLA (one KV head, values in the keys) has its
 	// own kernel (mla.cu); the others the split kernel where it has the
 	// head size
-	var mla uintptr
-	var mlaSmem int
+	var mla mlaLaunch
 	if s.ValueInKey && s.KVHeads == 1 {
-		if k := b.mlaKernelFor(s.KeyDim, s.ValueDim); k != nil {
-			mla, mlaSmem = k.f[c.typ], k.smem
-		}
+		mla = b.mlaKernelFor(s.KeyDim, s.ValueDim, heads, c.typ)
 	}
 	f := uintptr(0)
-	if mla == 0 {
+	if mla.f == 0 {
 		f = b.splitAttention(heads, s, c.typ)
 	}
 	// decode (each row the one new token of its sequence): the split and
 	// MLA kernels store the keys and values themselves (one launch less),
 	// and the split kernel rotates q and the new keys (two less)
-	fuseStore := (f != 0 || mla != 0) && M <= 16 && len(bt.Seqs) == M
+	fuseStore := (f != 0 || mla.f != 0) && M <= 16 && len(bt.Seqs) == M
 	for _, sq := range bt.Seqs {
 		fuseStore = fuseStore && sq.Len == 1
 	}
@@ -255,8 +252,8 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 		b.launch(b.k.kvStore[c.typ], M, 1, threadsFor(s.KVHeads*max(s.KeyDim, s.ValueDim)), 0, a)
 	}
 
-	if mla != 0 {
-		b.mlaAttention(mla, mlaSmem, o, qt, kt, kc, mp, M, heads, s, scale, fuseStore)
+	if mla.f != 0 {
+		b.mlaAttention(mla, o, qt, kt, kc, mp, M, heads, s, scale, fuseStore)
 		return
 	}
 	if f != 0 {

@@ -569,9 +569,11 @@ func (b *Backend) loadKernels() error {
 		return fmt.Errorf("cuda: kernels missing from the modules: %s", strings.Join(missing, ", "))
 	}
 	// attention's dynamic shared memory grows with the head sizes (MLA:
-	// 576 + 4·512 floats); allow it up to the device's opt-in limit
+	// 576 + 4·512 floats; attn_mla_tc: ~129 KB at GLM's); allow it up to
+	// the device's opt-in limit
 	if b.smemOptin > 48<<10 {
-		for _, f := range k.attention {
+		tc := b.moe.mlaTC
+		for _, f := range slices.Concat(k.attention[:], tc[0][:], tc[1][:]) {
 			if err := b.d.check(call(b.d.cuFuncSetAttribute, f, funcAttrMaxDynamicSharedSize, uintptr(b.smemOptin)), "cuFuncSetAttribute"); err != nil {
 				return err
 			}

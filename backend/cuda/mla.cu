@@ -324,3 +324,308 @@ MARLIN_KERNEL void __launch_bounds__(1024)
     }
     for (int i = 2 * half + threadIdx.x; i < rp; i += blockDim.x) dst[i] = src[i];
 }
+
+// ldmatrix: four (or two) 8×8 matrices of 16-bit numbers from shared
+// memory. Lane l gives the address of row l%8 of matrix l/8 (16 bytes a
+// row, 16-byte aligned); register i receives the numbers (row l/4, columns
+// 2(l%4), 2(l%4)+1) of matrix i — the layout of mma's operand fragments.
+// .trans delivers each matrix transposed: (column l/4, rows 2(l%4), +1).
+__device__ __forceinline__ void ldsm4(u32 a, u32& r0, u32& r1, u32& r2, u32& r3) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(a)
+                 : "memory");
+}
+__device__ __forceinline__ void ldsm2t(u32 a, u32& r0, u32& r1) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];" : "=r"(r0), "=r"(r1) : "r"(a) : "memory");
+}
+
+// Flash-decoding over a bfloat16 latent cache on the tensor cores (the
+// same attention as attn_mla, same grid of splits and the same records).
+// Block (p, r, hg) takes the R = 16·MT query heads hg·R … of row r (a head
+// a row of the products; heads past the last are zero rows) and split p
+// of the row's positions, MLA_TC_POS = 16 at a time:
+//
+//   S = Q·Kᵀ    [R × 16]: Q the heads' dk-number queries, K the 16 keys;
+//   online softmax over S·scale, row by row (running max m, sum l);
+//   O = O·e^(m_old − m_new) + P·V   [R × dv]: V the keys' first dv numbers.
+//
+// Both products are mma m16n8k16 in bf16 with float32 sums. The keys are
+// exact in bf16 (the cache holds them so); the queries and the
+// probabilities are not, so each is split in two bf16 parts, hi = bf16(x)
+// and lo = bf16(x − hi), and multiplied twice: hi + lo carries 16 bits of
+// x, so the products lose about what a float32 sum of them would (the
+// results agree with the CPU's float32 attention to ~1e-5 relative).
+//
+// Layout (dynamic shared memory): Q's two parts [R][dk + 8] and two
+// stages of 16 keys [16][dk + 8], rows padded by 16 bytes so that the 8
+// row addresses of an ldmatrix fall in different banks (a row is
+// 2·dk ≡ 0 mod 128 bytes at dk = 576); the warps' partial scores
+// [W][R][16]; P's two parts [R][24] (48-byte rows: conflict-free);
+// the tile's rescale factor, and the final m and l, [R] each.
+//
+// A tile: the keys of tile i + 1 are copied (cp.async, zero-filled past
+// the split's end) while tile i is used. Warp w takes the k-steps w, w+8,
+// … of S (a step: one ldmatrix of 16 keys × 16 dims, two of each query
+// part, 8 mma) and leaves its partial S in shared memory; then R·16 / 256
+// threads a row sum the partials in warp order, mask positions past the
+// end (−∞), and run the online softmax (maxima and sums by shuffles among
+// a row's threads, which all hold its m and l); then warp w rescales its
+// part of O and adds P·V for the value columns 8(w + 8u) … (u < NV): a
+// transposed ldmatrix of the 16 keys' 8 columns a tile of 8 columns.
+// Three barriers a tile.
+//
+// Decode (kn != nullptr) as attn_mla: block (0, r, 0) writes the row's
+// new latent key to its cache cell, and every block takes position n − 1
+// from kn (rounded to bf16) instead; the keys of earlier positions, the
+// row metadata and the block table are read before the wait (pdl_wait's
+// contract, common.cu), so the first tile's copies overlap the previous
+// kernel's tail. With P > 1 the block writes records (m, l, O) for every
+// real head (a split without positions: m = −∞, l = 0, O = 0) and
+// attn_merge (attention.cu), launched next, merges them; with P = 1 it
+// writes O / l. Requires dk % 16 == 0, dv % 8 == 0, dv ≤ dk and
+// dv ≤ 64·NV.
+#define MLA_TC_WARPS 8
+#define MLA_TC_POS 16
+#define MLA_TC_PP 24  // P's row pitch (16-bit numbers)
+template <int MT, int NV>
+__device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float* __restrict__ q, u16* __restrict__ kc,
+                                            const int* __restrict__ rowN, const int* __restrict__ rowTab,
+                                            const int* __restrict__ tables, int heads, int dk, int dv, int bs, float scale,
+                                            float* __restrict__ ws, const float* __restrict__ kn,
+                                            const int* __restrict__ stBlk, const int* __restrict__ stSlot) {
+    constexpr int R = 16 * MT, W = MLA_TC_WARPS, NTH = 32 * W, TP = MLA_TC_POS;
+    constexpr int TPR = NTH / R, CPT = TP / TPR;  // softmax: threads a row, positions a thread
+    static_assert(CPT >= 1 && TPR <= 32, "attn_mla_tc: softmax threads");
+    extern __shared__ __align__(16) unsigned char tsm[];
+    const int kp = dk + 8;  // Q and K row pitch (16-bit numbers)
+    u16* sQh = (u16*)tsm;                      // [R][kp]
+    u16* sQl = sQh + R * kp;                   // [R][kp]
+    u16* sK = sQl + R * kp;                    // [2][TP][kp]
+    float* sS = (float*)(sK + 2 * TP * kp);    // [W][R][TP]
+    u16* sPh = (u16*)(sS + W * R * TP);        // [R][MLA_TC_PP]
+    u16* sPl = sPh + R * MLA_TC_PP;            // [R][MLA_TC_PP]
+    float* sC = (float*)(sPl + R * MLA_TC_PP); // [R]
+    float* sM = sC + R;                        // [R]
+    float* sL = sM + R;                        // [R]
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int p = blockIdx.x, P = gridDim.x, r = blockIdx.y, h0 = blockIdx.z * R, gn = min(R, heads - h0);
+    const bool dec = kn != nullptr;
+    const int rc = dk / 8;  // 16-byte chunks of a key
+    int n = 0, t0 = 0, t1 = 0;
+    const int* tab = tables;
+    auto span = [&]() {
+        const int ch = (n + P - 1) / P;
+        t0 = p * ch, t1 = min(n, t0 + ch);
+    };
+    // the copies of tile i's keys into stage s (not position n − 1 at
+    // decode: own() writes it); positions past the split zero-filled, so
+    // that P·V meets zeros there, not stale numbers
+    auto load = [&](int i, int s) {
+        const int tb = t0 + i * TP;
+        u16* dst = sK + s * TP * kp;
+        for (int c = tid; c < TP * rc; c += NTH) {
+            const int j = c / rc, e = c - j * rc, t = tb + j;
+            if (dec && t == n - 1 && t < t1) continue;
+            const bool in = t < t1;
+            const u16* src = in ? kc + ((size_t)ld_cg_i32(tab + t / bs) * bs + t % bs) * dk + 8 * e : kc;
+            cp_async16_zfill(smem_addr(dst + j * kp + 8 * e), src, in ? 16 : 0);
+        }
+        cp_commit();
+    };
+    // the row's own new key (decode), as the cache will hold it
+    auto own = [&](int i, int s) {
+        const int j = n - 1 - (t0 + i * TP);
+        if (!dec || j < 0 || j >= TP || n - 1 >= t1) return;
+        const float* src = kn + (size_t)r * dk;
+        for (int e = tid; e < rc; e += NTH) {
+            const float4 a = *(const float4*)(src + 8 * e), b = *(const float4*)(src + 8 * e + 4);
+            uint4 v;
+            v.x = pack_bf16x2(a.x, a.y), v.y = pack_bf16x2(a.z, a.w), v.z = pack_bf16x2(b.x, b.y), v.w = pack_bf16x2(b.z, b.w);
+            *(uint4*)(sK + s * TP * kp + j * kp + 8 * e) = v;
+        }
+    };
+
+    if (dec) {
+        n = ld_cg_i32(rowN + r), tab += ld_cg_i32(rowTab + r);
+        span();
+        if (t1 > t0) load(0, 0);
+    }
+    pdl_wait();
+    pdl_trigger();
+    if (!dec) {
+        n = rowN[r], tab += rowTab[r];
+        span();
+        if (t1 > t0) load(0, 0);
+    }
+    if (dec && p == 0 && blockIdx.z == 0)
+        for (int i = tid; i < dk; i += NTH) kc[((size_t)stBlk[r] * bs + stSlot[r]) * dk + i] = kv<KV_BF16>::put(kn[(size_t)r * dk + i]);
+    const int tiles = t1 > t0 ? (t1 - t0 + TP - 1) / TP : 0;
+    if (tiles > 0) own(0, 0);
+    // the queries in two bf16 parts (heads past the last: zeros)
+    for (int i = tid; i < R * (dk / 4); i += NTH) {
+        const int h = i / (dk / 4), d = 4 * (i - h * (dk / 4));
+        float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (h < gn) v = *(const float4*)(q + ((size_t)r * heads + h0 + h) * dk + d);
+        u32 hi0, lo0, hi1, lo1;
+        split_bf16(v.x, v.y, hi0, lo0);
+        split_bf16(v.z, v.w, hi1, lo1);
+        *(uint2*)(sQh + h * kp + d) = make_uint2(hi0, hi1);
+        *(uint2*)(sQl + h * kp + d) = make_uint2(lo0, lo1);
+    }
+
+    const int g = lane >> 2, tq = lane & 3;            // mma fragment row and column pair
+    const int srow = tid / TPR, scol = (tid % TPR) * CPT;  // softmax: this thread's row and positions
+    float m = NEG_INF, l = 0.f;                         // the row's running max and sum (softmax threads)
+    float o[MT][NV][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int u = 0; u < NV; u++) o[mt][u][0] = o[mt][u][1] = o[mt][u][2] = o[mt][u][3] = 0.f;
+    // ldmatrix row offsets of this lane: A (Q, P) row (l%8) + 8·((l/8)%2),
+    // column 8·(l/16); K for S (two n-tiles of positions) position (l%8) +
+    // 8·(l/16), dim 8·((l/8)%2); V (transposed) position (l%8) + 8·((l/8)%2)
+    const int ar = (lane & 7) + ((lane >> 3) & 1) * 8, ac = (lane >> 4) * 8;
+    const int kr = (lane & 7) + (lane >> 4) * 8, kcol = ((lane >> 3) & 1) * 8;
+    const int KS = dk / 16, NT = dv / 8;
+
+    for (int i = 0; i < tiles; i++) {
+        const int s = i & 1, tb = t0 + i * TP;
+        cp_wait<0>();
+        __syncthreads();  // tile i (and Q) in place; every warp done with tile i − 1
+        if (i + 1 < tiles) {
+            load(i + 1, s ^ 1);
+            own(i + 1, s ^ 1);
+        }
+        const u16* Kt = sK + s * TP * kp;
+        // S: this warp's k-steps
+        float sa[MT][2][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int nt = 0; nt < 2; nt++) sa[mt][nt][0] = sa[mt][nt][1] = sa[mt][nt][2] = sa[mt][nt][3] = 0.f;
+        for (int ks = warp; ks < KS; ks += W) {
+            const int k0 = 16 * ks;
+            u32 b0, b1, b2, b3;
+            ldsm4(smem_addr(Kt + kr * kp + k0 + kcol), b0, b1, b2, b3);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                u32 h[4], lo[4];
+                ldsm4(smem_addr(sQh + (16 * mt + ar) * kp + k0 + ac), h[0], h[1], h[2], h[3]);
+                ldsm4(smem_addr(sQl + (16 * mt + ar) * kp + k0 + ac), lo[0], lo[1], lo[2], lo[3]);
+                mma_bf16(sa[mt][0], h[0], h[1], h[2], h[3], b0, b1);
+                mma_bf16(sa[mt][1], h[0], h[1], h[2], h[3], b2, b3);
+                mma_bf16(sa[mt][0], lo[0], lo[1], lo[2], lo[3], b0, b1);
+                mma_bf16(sa[mt][1], lo[0], lo[1], lo[2], lo[3], b2, b3);
+            }
+        }
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int nt = 0; nt < 2; nt++) {
+                float* d = sS + (warp * R + 16 * mt + g) * TP + 8 * nt + 2 * tq;
+                *(float2*)d = make_float2(sa[mt][nt][0], sa[mt][nt][1]);
+                *(float2*)(d + 8 * TP) = make_float2(sa[mt][nt][2], sa[mt][nt][3]);
+            }
+        __syncthreads();
+        // the online softmax of row srow over this tile's positions
+        {
+            float sv[CPT], mx = NEG_INF;
+#pragma unroll
+            for (int c = 0; c < CPT; c++) {
+                float v = 0.f;
+#pragma unroll
+                for (int w = 0; w < W; w++) v += sS[(w * R + srow) * TP + scol + c];
+                sv[c] = tb + scol + c < t1 ? v * scale : NEG_INF;
+                mx = fmaxf(mx, sv[c]);
+            }
+#pragma unroll
+            for (int x = TPR / 2; x > 0; x >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, x));
+            const float mn = fmaxf(m, mx);  // finite: the tile has a position
+            const float corr = expf(m - mn);  // 0 on the first tile (m = −∞)
+            float ps = 0.f;
+#pragma unroll
+            for (int c = 0; c < CPT; c++) {
+                const float pr = expf(sv[c] - mn);  // 0 past the end
+                ps += pr;
+                const u16 hi = kv<KV_BF16>::put(pr);
+                sPh[srow * MLA_TC_PP + scol + c] = hi;
+                sPl[srow * MLA_TC_PP + scol + c] = kv<KV_BF16>::put(pr - bf16_to_f32(hi));
+            }
+#pragma unroll
+            for (int x = TPR / 2; x > 0; x >>= 1) ps += __shfl_xor_sync(0xffffffffu, ps, x);
+            l = l * corr + ps;
+            m = mn;
+            if (tid % TPR == 0) sC[srow] = corr;
+        }
+        __syncthreads();
+        // O = O·corr + P·V for this warp's value columns
+        u32 ph[MT][4], pl[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+            const float c0 = sC[16 * mt + g], c1 = sC[16 * mt + g + 8];
+#pragma unroll
+            for (int u = 0; u < NV; u++) o[mt][u][0] *= c0, o[mt][u][1] *= c0, o[mt][u][2] *= c1, o[mt][u][3] *= c1;
+            ldsm4(smem_addr(sPh + (16 * mt + ar) * MLA_TC_PP + ac), ph[mt][0], ph[mt][1], ph[mt][2], ph[mt][3]);
+            ldsm4(smem_addr(sPl + (16 * mt + ar) * MLA_TC_PP + ac), pl[mt][0], pl[mt][1], pl[mt][2], pl[mt][3]);
+        }
+#pragma unroll
+        for (int u = 0; u < NV; u++) {
+            const int nt = warp + W * u;
+            if (nt >= NT) break;
+            u32 b0, b1;
+            ldsm2t(smem_addr(Kt + ar * kp + 8 * nt), b0, b1);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                mma_bf16(o[mt][u], ph[mt][0], ph[mt][1], ph[mt][2], ph[mt][3], b0, b1);
+                mma_bf16(o[mt][u], pl[mt][0], pl[mt][1], pl[mt][2], pl[mt][3], b0, b1);
+            }
+        }
+    }
+    if (tid % TPR == 0) sM[srow] = m, sL[srow] = l;
+    __syncthreads();
+    const size_t pitch = split_pitch(dv);
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int u = 0; u < NV; u++) {
+            const int nt = warp + W * u;
+            if (nt >= NT) break;
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const int row = 16 * mt + g + 8 * hf, col = 8 * nt + 2 * tq;
+                if (row >= gn) continue;
+                const size_t h = (size_t)r * heads + h0 + row;
+                float2 v = make_float2(o[mt][u][2 * hf], o[mt][u][2 * hf + 1]);
+                if (P == 1) {
+                    const float L = sL[row];
+                    *(float2*)(out + h * dv + col) = make_float2(v.x / L, v.y / L);
+                } else {
+                    *(float2*)(ws + (h * P + p) * pitch + 4 + col) = v;
+                }
+            }
+        }
+    if (P > 1)
+        for (int row = tid; row < gn; row += NTH) {
+            float* rec = ws + (((size_t)r * heads + h0 + row) * P + p) * pitch;
+            rec[0] = sM[row], rec[1] = sL[row];
+        }
+}
+
+// attn_mla_tc_{MT}_{NV}: R = 16·MT heads a block, value columns ≤ 64·NV
+#define ATTN_MLA_TC(MT, NV)                                                                                          \
+    MARLIN_KERNEL void __launch_bounds__(MLA_TC_WARPS * 32)                                                 \
+        attn_mla_tc_##MT##_##NV(float* out, const float* q, u16* kc, const int* rowN, const int* rowTab,            \
+                                const int* tables, int heads, int dk, int dv, int bs, float scale, float* ws,       \
+                                const float* kn, const int* stBlk, const int* stSlot) {                             \
+        attn_mla_tc<MT, NV>(out, q, kc, rowN, rowTab, tables, heads, dk, dv, bs, scale, ws, kn, stBlk, stSlot);     \
+    }
+ATTN_MLA_TC(1, 1)
+ATTN_MLA_TC(1, 2)
+ATTN_MLA_TC(1, 4)
+ATTN_MLA_TC(1, 8)
+ATTN_MLA_TC(2, 1)
+ATTN_MLA_TC(2, 2)
+ATTN_MLA_TC(2, 4)
+ATTN_MLA_TC(2, 8)

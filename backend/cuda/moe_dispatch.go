@@ -4,6 +4,7 @@ package cuda
 
 import (
 	"fmt"
+	"math/bits"
 	"os"
 	"slices"
 	"unsafe"
@@ -48,7 +49,11 @@ type moeState struct {
 	routeMVCl [numFmts]uintptr
 	headMV    [3]uintptr // head_mv_f32, _f16, _bf16
 	mla       []mlaKernel
-	prologue  uintptr // mla_prologue
+	// attn_mla_tc_{MT}_{NV} (mla.cu): [MT − 1][log2 NV], for a bfloat16
+	// cache; attn_merge (attention.cu) merges their splits
+	mlaTC    [2][4]uintptr
+	merge    uintptr
+	prologue uintptr // mla_prologue
 }
 
 // listTables are the device tables built for lists of matrices that start
@@ -150,6 +155,32 @@ func (b *Backend) loadMoEKernels(get func(string) uintptr) {
 		}
 		s.mla = append(s.mla, k)
 	}
+	for mt := range s.mlaTC {
+		for i := range s.mlaTC[mt] {
+			s.mlaTC[mt][i] = get(fmt.Sprintf("attn_mla_tc_%d_%d", mt+1, 1<<i))
+		}
+	}
+	s.merge = get("attn_merge")
+}
+
+// mlaTCOn (MARLIN_CUDA_MLA_TC=0 turns it off, for measurements) takes
+// attn_mla_tc for a bfloat16 latent cache where its shapes allow.
+var mlaTCOn = os.Getenv("MARLIN_CUDA_MLA_TC") != "0"
+
+// mlaTCSmem is attn_mla_tc's dynamic shared memory for R query heads a
+// block and keys of dk numbers (mla.cu's layout): Q's two parts and two
+// stages of 16 keys in rows of dk + 8 bf16, the 8 warps' partial scores
+// [R][16], P's two parts [R][24] bf16, and three floats a head.
+func mlaTCSmem(R, dk int) int {
+	return 2*(2*R+2*16)*(dk+8) + 4*mlaWarps*R*16 + 2*2*R*24 + 4*3*R
+}
+
+// mlaLaunch is the latent-attention kernel chosen for a cache and head
+// count: attn_mla_tc (tc) or attn_mla, with R query heads a block.
+type mlaLaunch struct {
+	f       uintptr
+	smem, R int
+	tc      bool
 }
 
 // newExpertTable builds the dispatch table of a layer's expert matrices
@@ -384,36 +415,51 @@ func (b *Backend) headsOnDevice(d, xt *tensor, ms []*matrix, dstStride, xStride 
 }
 
 // mlaKernelFor returns the latent-attention kernel for keys of dk and
-// values of dv numbers, or nil.
-func (b *Backend) mlaKernelFor(dk, dv int) *mlaKernel {
+// values of dv numbers, heads query heads and a cache of number type typ:
+// attn_mla_tc for a bfloat16 cache where dk % 16 == 0, dv % 8 == 0,
+// dv ≤ min(dk, 512) and its shared memory fits, else attn_mla where a
+// lane's share of the dims fits one of its instances, else none (f = 0).
+func (b *Backend) mlaKernelFor(dk, dv, heads, typ int) mlaLaunch {
 	if b.moe.off {
-		return nil
+		return mlaLaunch{}
 	}
-	for i, k := range b.moe.mla {
-		if dk <= 32*k.ek && dv <= 32*k.ev {
-			return &b.moe.mla[i]
+	if mlaTCOn && typ == kvBF16 && dk%16 == 0 && dv%8 == 0 && dv <= dk && dv <= 512 {
+		mt := 1
+		if heads > 16 {
+			mt = 2
+		}
+		nv := bits.Len(uint((dv+63)/64 - 1)) // log2 of the next power of two ≥ ⌈dv/64⌉
+		if sm := mlaTCSmem(16*mt, dk); sm <= max(b.smemOptin, 48<<10) && b.moe.mlaTC[mt-1][nv] != 0 {
+			return mlaLaunch{f: b.moe.mlaTC[mt-1][nv], smem: sm, R: 16 * mt, tc: true}
 		}
 	}
-	return nil
+	for _, k := range b.moe.mla {
+		if dk <= 32*k.ek && dv <= 32*k.ev {
+			return mlaLaunch{f: k.f[typ], smem: k.smem, R: mlaHeadsPerBlock}
+		}
+	}
+	return mlaLaunch{}
 }
 
-// mlaAttention queues attn_mla (mla.cu) for M rows over a latent cache
-// layer at kc; meta is Attention's staged row metadata.
+// mlaAttention queues the latent-attention kernel k (attn_mla or
+// attn_mla_tc, mla.cu) for M rows over a latent cache layer at kc; meta is
+// Attention's staged row metadata. attn_mla merges its splits in its last
+// block; attn_mla_tc's are merged by an attn_merge launch after it.
 //
 // With store (decode: every row the one new token of its sequence) the
 // kernel also writes the rows' latent keys kt to the cache, in place of
 // kv_store.
-func (b *Backend) mlaAttention(f uintptr, smem int, o, qt, kt *tensor, kc, meta uint64, M, heads int, s backend.KVSpec, scale float32, store bool) {
-	HG := (heads + mlaHeadsPerBlock - 1) / mlaHeadsPerBlock
+func (b *Backend) mlaAttention(k mlaLaunch, o, qt, kt *tensor, kc, meta uint64, M, heads int, s backend.KVSpec, scale float32, store bool) {
+	HG := (heads + k.R - 1) / k.R
 	// splits of the positions: about one block per multiprocessor at
 	// decode sizes (a block of the GLM shape fills one with its
-	// registers), one split for prefill; a function of M alone, so that a
-	// captured decode step replays at any context length
+	// registers or shared memory), one split for prefill; a function of M
+	// alone, so that a captured decode step replays at any context length
 	P := max(1, min(splitPMax, b.sms/(M*HG)))
 	if attnSplitForce > 0 && M <= 16 {
 		P = min(attnSplitForce, splitPMax)
 	}
-	if M*HG > counterCap {
+	if !k.tc && M*HG > counterCap {
 		P = 1
 	}
 	var ws uint64
@@ -433,9 +479,20 @@ func (b *Backend) mlaAttention(f uintptr, smem int, o, qt, kt *tensor, kc, meta 
 	a.i32(s.BlockSize)
 	a.f32(scale)
 	a.ptr(ws)
-	a.ptr(b.counters.ptr)
+	if !k.tc {
+		a.ptr(b.counters.ptr)
+	}
 	a.ptrsIf(store, kt.ptr(), meta+uint64(4*2*M), meta+uint64(4*3*M))
-	b.launchOpt(f, P, M, HG, 32*mlaWarps, smem, a, b.pdlOps)
+	b.launchOpt(k.f, P, M, HG, 32*mlaWarps, k.smem, a, b.pdlOps)
+	if k.tc && P > 1 {
+		m := b.newArgs()
+		m.ptr(o.ptr())
+		m.ptr(ws)
+		m.i32(heads)
+		m.i32(s.ValueDim)
+		m.i32(P)
+		b.launchOpt(b.moe.merge, heads, M, 1, 4*32*((s.ValueDim/4+31)/32), 0, m, b.pdlOps)
+	}
 }
 
 // MLAPrologue implements backend.Backend in one launch (mla_prologue in

@@ -100,24 +100,47 @@ func TestHeadsOnDevice(t *testing.T) {
 	mustSync(t, g)
 }
 
-// TestMLAAttentionLong runs the latent (MLA) attention kernel at
+// TestMLAAttentionLong runs the latent (MLA) attention kernels at
 // GLM-4.7-Flash's shape (20 heads sharing one 576-number key whose first
 // 512 numbers are the value) over contexts up to ~1300 positions: prefill
-// chunks, decode rows of four sequences, mixed, against the CPU, over a
-// float32 and a bfloat16 cache. Tolerance as testAttention: 2e-5·(1 +
-// |cpu|).
+// chunks, decode rows of four sequences, mixed, against the CPU: attn_mla
+// over a float32 and a bfloat16 cache, attn_mla_tc (the tensor-core
+// kernel, taken for bfloat16) over bfloat16 at that shape and at three
+// others: few heads (one 16-row tile) with the fixtures' small dims, 40
+// heads (two head groups), and dv = 192 (value columns of a partial
+// tile set). Tolerance as testAttention: 2e-5·(1 + |cpu|) — attn_mla_tc
+// multiplies the queries and probabilities as two bf16 parts (16 bits of
+// each), ~1e-5 relative after the 576-term sums.
 func TestMLAAttentionLong(t *testing.T) {
-	for _, dt := range []dtype.DType{dtype.F32, dtype.BF16} {
-		t.Run(dt.String(), func(t *testing.T) { testMLAAttentionLong(t, dt) })
+	defer func() { mlaTCOn = true }()
+	for _, cs := range []struct {
+		dt            dtype.DType
+		tc            bool
+		heads, dk, dv int
+	}{
+		{dtype.F32, false, 20, 576, 512},
+		{dtype.BF16, false, 20, 576, 512},
+		{dtype.BF16, true, 20, 576, 512},
+		{dtype.BF16, true, 3, 48, 32},
+		{dtype.BF16, true, 40, 160, 128},
+		{dtype.BF16, true, 17, 256, 192},
+	} {
+		t.Run(fmt.Sprintf("%s-tc%v-h%d-dk%d-dv%d", cs.dt, cs.tc, cs.heads, cs.dk, cs.dv), func(t *testing.T) {
+			mlaTCOn = cs.tc
+			testMLAAttentionLong(t, cs.dt, cs.heads, cs.dk, cs.dv)
+		})
 	}
 }
 
-func testMLAAttentionLong(t *testing.T, dt dtype.DType) {
+func testMLAAttentionLong(t *testing.T, dt dtype.DType, heads, dk, dv int) {
 	g := gpu(t)
 	c := cpu.New(2)
 	rng := rand.New(rand.NewPCG(45, 46))
-	const heads, dk, dv, bs = 20, 576, 512, 16
+	const bs = 16
 	spec := backend.KVSpec{Layers: 1, KVHeads: 1, KeyDim: dk, ValueDim: dv, ValueInKey: true, BlockSize: bs, Blocks: 4 * 80, DType: dt}
+	if k := g.mlaKernelFor(dk, dv, heads, kvBF16); dt == dtype.BF16 && k.tc != mlaTCOn {
+		t.Fatalf("attn_mla_tc taken %v, want %v", k.tc, mlaTCOn)
+	}
 	gc, err := g.NewKVCache(spec)
 	if err != nil {
 		t.Fatal(err)
@@ -286,18 +309,28 @@ func routeBoth(t *testing.T, g *Backend, c *cpu.Backend, rng *rand.Rand, M, E in
 // GLM-4.7-Flash head shape (20 heads, 576-number keys, 512-number values)
 // over contexts of 512 and 2048 positions, device time from CUDA events
 // with graphs on (the timed sequence repeats: captured, then replayed),
-// the layer rotated among 16 so that the caches (4.7 MB a layer at 2K)
-// exceed the L2 cache. Prints "mla <context> <µs>"; no assertion.
+// the layer rotated among 16 so that the caches (2.4 MB a layer at 2K in
+// bf16) exceed the L2 cache: attn_mla over float32 and bfloat16 caches,
+// attn_mla_tc (and its attn_merge) over bfloat16. Prints "mla <cache>
+// <kernel> <context> <µs>"; no assertion.
 func TestMLADecodeSpeed(t *testing.T) {
 	g := gpu(t)
 	if testing.Short() {
 		t.Skip("short")
 	}
+	defer func() { mlaTCOn = true }()
 	const heads, dk, dv, bs, layers = 20, 576, 512, 16, 16
 	rng := rand.New(rand.NewPCG(53, 54))
 	for _, n := range []int{512, 2048} {
-		spec := backend.KVSpec{Layers: layers, KVHeads: 1, KeyDim: dk, ValueDim: dv, ValueInKey: true, BlockSize: bs, Blocks: n / bs}
-		fmt.Printf("mla %d %.2f µs\n", n, decodeAttentionSpeed(t, g, spec, heads, n, 0.07, nil, rng))
+		for _, cs := range []struct {
+			dt dtype.DType
+			tc bool
+		}{{dtype.F32, false}, {dtype.BF16, false}, {dtype.BF16, true}} {
+			mlaTCOn = cs.tc
+			spec := backend.KVSpec{Layers: layers, KVHeads: 1, KeyDim: dk, ValueDim: dv, ValueInKey: true, BlockSize: bs, Blocks: n / bs, DType: cs.dt}
+			name := map[bool]string{false: "attn_mla", true: "attn_mla_tc"}[cs.tc]
+			fmt.Printf("mla %s %s %d %.2f µs\n", cs.dt, name, n, decodeAttentionSpeed(t, g, spec, heads, n, 0.07, nil, rng))
+		}
 	}
 }
 
