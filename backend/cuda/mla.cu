@@ -365,7 +365,8 @@ __device__ __forceinline__ void ldsm2t(u32 a, u32& r0, u32& r1) {
 // the tile's rescale factor, and the final m and l, [R] each.
 //
 // A tile: the keys of tile i + 1 are copied (cp.async, zero-filled past
-// the split's end) while tile i is used. Warp w takes the k-steps w, w+8,
+// the split's end; their block-table entries loaded a tile earlier) while
+// tile i is used. Warp w takes the k-steps w, w+8,
 // … of S (a step: one ldmatrix of 16 keys × 16 dims, two of each query
 // part, 8 mma) and leaves its partial S in shared memory; then R·16 / 256
 // threads a row sum the partials in warp order, mask positions past the
@@ -383,11 +384,12 @@ __device__ __forceinline__ void ldsm2t(u32 a, u32& r0, u32& r1) {
 // kernel's tail. With P > 1 the block writes records (m, l, O) for every
 // real head (a split without positions: m = −∞, l = 0, O = 0) and
 // attn_merge (attention.cu), launched next, merges them; with P = 1 it
-// writes O / l. Requires dk % 16 == 0, dv % 8 == 0, dv ≤ dk and
-// dv ≤ 64·NV.
+// writes O / l. Requires dk % 16 == 0, dk ≤ 640, dv % 8 == 0, dv ≤ dk
+// and dv ≤ 64·NV.
 #define MLA_TC_WARPS 8
 #define MLA_TC_POS 16
 #define MLA_TC_PP 24  // P's row pitch (16-bit numbers)
+#define MLA_TC_CH 5   // a thread's 16-byte chunks of a tile's keys: 16·dk/8 ≤ 5·256, dk ≤ 640
 template <int MT, int NV>
 __device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float* __restrict__ q, u16* __restrict__ kc,
                                             const int* __restrict__ rowN, const int* __restrict__ rowTab,
@@ -419,18 +421,37 @@ __device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float
         const int ch = (n + P - 1) / P;
         t0 = p * ch, t1 = min(n, t0 + ch);
     };
+    // A thread's 16-byte chunks of a tile (the same every tile): chunk c =
+    // tid + NTH·k is position cj[k] of the tile, bytes 16·ce[k] of its key
+    // (cj = TP: none). ent[k] holds the block-table entry of that position
+    // in the next tile to copy, loaded one tile ahead (fetch), so that the
+    // copies do not wait on the table.
+    int cj[MLA_TC_CH], ce[MLA_TC_CH], ent[MLA_TC_CH];
+#pragma unroll
+    for (int k = 0; k < MLA_TC_CH; k++) {
+        const int c = tid + NTH * k;
+        cj[k] = c < TP * rc ? c / rc : TP;
+        ce[k] = c - cj[k] * rc;
+    }
+    auto fetch = [&](int i) {
+#pragma unroll
+        for (int k = 0; k < MLA_TC_CH; k++) {
+            const int t = t0 + i * TP + cj[k];
+            ent[k] = cj[k] < TP && t < t1 ? ld_cg_i32(tab + t / bs) : 0;
+        }
+    };
     // the copies of tile i's keys into stage s (not position n − 1 at
     // decode: own() writes it); positions past the split zero-filled, so
     // that P·V meets zeros there, not stale numbers
     auto load = [&](int i, int s) {
-        const int tb = t0 + i * TP;
         u16* dst = sK + s * TP * kp;
-        for (int c = tid; c < TP * rc; c += NTH) {
-            const int j = c / rc, e = c - j * rc, t = tb + j;
-            if (dec && t == n - 1 && t < t1) continue;
+#pragma unroll
+        for (int k = 0; k < MLA_TC_CH; k++) {
+            const int t = t0 + i * TP + cj[k];
+            if (cj[k] >= TP || dec && t == n - 1 && t < t1) continue;
             const bool in = t < t1;
-            const u16* src = in ? kc + ((size_t)ld_cg_i32(tab + t / bs) * bs + t % bs) * dk + 8 * e : kc;
-            cp_async16_zfill(smem_addr(dst + j * kp + 8 * e), src, in ? 16 : 0);
+            const u16* src = in ? kc + ((size_t)ent[k] * bs + t % bs) * dk + 8 * ce[k] : kc;
+            cp_async16_zfill(smem_addr(dst + cj[k] * kp + 8 * ce[k]), src, in ? 16 : 0);
         }
         cp_commit();
     };
@@ -447,32 +468,48 @@ __device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float
         }
     };
 
+    auto first = [&]() {  // tile 0's copies; tile 1's table entries
+        span();
+        if (t1 > t0) {
+            fetch(0);
+            load(0, 0);
+            fetch(1);
+        }
+    };
     if (dec) {
         n = ld_cg_i32(rowN + r), tab += ld_cg_i32(rowTab + r);
-        span();
-        if (t1 > t0) load(0, 0);
+        first();
     }
     pdl_wait();
     pdl_trigger();
     if (!dec) {
         n = rowN[r], tab += rowTab[r];
-        span();
-        if (t1 > t0) load(0, 0);
+        first();
     }
     if (dec && p == 0 && blockIdx.z == 0)
         for (int i = tid; i < dk; i += NTH) kc[((size_t)stBlk[r] * bs + stSlot[r]) * dk + i] = kv<KV_BF16>::put(kn[(size_t)r * dk + i]);
     const int tiles = t1 > t0 ? (t1 - t0 + TP - 1) / TP : 0;
     if (tiles > 0) own(0, 0);
-    // the queries in two bf16 parts (heads past the last: zeros)
-    for (int i = tid; i < R * (dk / 4); i += NTH) {
-        const int h = i / (dk / 4), d = 4 * (i - h * (dk / 4));
-        float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-        if (h < gn) v = *(const float4*)(q + ((size_t)r * heads + h0 + h) * dk + d);
-        u32 hi0, lo0, hi1, lo1;
-        split_bf16(v.x, v.y, hi0, lo0);
-        split_bf16(v.z, v.w, hi1, lo1);
-        *(uint2*)(sQh + h * kp + d) = make_uint2(hi0, hi1);
-        *(uint2*)(sQl + h * kp + d) = make_uint2(lo0, lo1);
+    // the queries in two bf16 parts (heads past the last: zeros), eight
+    // 16-byte loads of a thread in flight at a time
+    const int Q4 = R * (dk / 4);
+    for (int base = tid; base < Q4; base += 8 * NTH) {
+        float4 v[8];
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+            const int i = base + u * NTH, h = i / (dk / 4), d = 4 * (i - h * (dk / 4));
+            v[u] = i < Q4 && h < gn ? *(const float4*)(q + ((size_t)r * heads + h0 + h) * dk + d) : make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+            const int i = base + u * NTH, h = i / (dk / 4), d = 4 * (i - h * (dk / 4));
+            if (i >= Q4) break;
+            u32 hi0, lo0, hi1, lo1;
+            split_bf16(v[u].x, v[u].y, hi0, lo0);
+            split_bf16(v[u].z, v[u].w, hi1, lo1);
+            *(uint2*)(sQh + h * kp + d) = make_uint2(hi0, hi1);
+            *(uint2*)(sQl + h * kp + d) = make_uint2(lo0, lo1);
+        }
     }
 
     const int g = lane >> 2, tq = lane & 3;            // mma fragment row and column pair
@@ -497,6 +534,7 @@ __device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float
         if (i + 1 < tiles) {
             load(i + 1, s ^ 1);
             own(i + 1, s ^ 1);
+            fetch(i + 2);
         }
         const u16* Kt = sK + s * TP * kp;
         // S: this warp's k-steps

@@ -416,14 +416,14 @@ func (b *Backend) headsOnDevice(d, xt *tensor, ms []*matrix, dstStride, xStride 
 
 // mlaKernelFor returns the latent-attention kernel for keys of dk and
 // values of dv numbers, heads query heads and a cache of number type typ:
-// attn_mla_tc for a bfloat16 cache where dk % 16 == 0, dv % 8 == 0,
-// dv ≤ min(dk, 512) and its shared memory fits, else attn_mla where a
+// attn_mla_tc for a bfloat16 cache where dk % 16 == 0, dk ≤ 640,
+// dv % 8 == 0, dv ≤ min(dk, 512) and its shared memory fits, else attn_mla where a
 // lane's share of the dims fits one of its instances, else none (f = 0).
 func (b *Backend) mlaKernelFor(dk, dv, heads, typ int) mlaLaunch {
 	if b.moe.off {
 		return mlaLaunch{}
 	}
-	if mlaTCOn && typ == kvBF16 && dk%16 == 0 && dv%8 == 0 && dv <= dk && dv <= 512 {
+	if mlaTCOn && typ == kvBF16 && dk%16 == 0 && dk <= 640 && dv%8 == 0 && dv <= dk && dv <= 512 {
 		mt := 1
 		if heads > 16 {
 			mt = 2

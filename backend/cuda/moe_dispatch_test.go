@@ -311,14 +311,15 @@ func routeBoth(t *testing.T, g *Backend, c *cpu.Backend, rng *rand.Rand, M, E in
 // with graphs on (the timed sequence repeats: captured, then replayed),
 // the layer rotated among 16 so that the caches (2.4 MB a layer at 2K in
 // bf16) exceed the L2 cache: attn_mla over float32 and bfloat16 caches,
-// attn_mla_tc (and its attn_merge) over bfloat16. Prints "mla <cache>
-// <kernel> <context> <µs>"; no assertion.
+// attn_mla_tc (and its attn_merge) over bfloat16, with its default
+// splits and with 16 and 32. Prints "mla <cache> <kernel> <context>
+// <µs>"; no assertion.
 func TestMLADecodeSpeed(t *testing.T) {
 	g := gpu(t)
 	if testing.Short() {
 		t.Skip("short")
 	}
-	defer func() { mlaTCOn = true }()
+	defer func() { mlaTCOn, attnSplitForce = true, 0 }()
 	const heads, dk, dv, bs, layers = 20, 576, 512, 16, 16
 	rng := rand.New(rand.NewPCG(53, 54))
 	for _, n := range []int{512, 2048} {
@@ -331,6 +332,12 @@ func TestMLADecodeSpeed(t *testing.T) {
 			name := map[bool]string{false: "attn_mla", true: "attn_mla_tc"}[cs.tc]
 			fmt.Printf("mla %s %s %d %.2f µs\n", cs.dt, name, n, decodeAttentionSpeed(t, g, spec, heads, n, 0.07, nil, rng))
 		}
+		for _, P := range []int{16, 32} { // attn_mla_tc with fewer splits than its default
+			attnSplitForce = P
+			spec := backend.KVSpec{Layers: layers, KVHeads: 1, KeyDim: dk, ValueDim: dv, ValueInKey: true, BlockSize: bs, Blocks: n / bs, DType: dtype.BF16}
+			fmt.Printf("mla BF16 attn_mla_tc(P=%d) %d %.2f µs\n", P, n, decodeAttentionSpeed(t, g, spec, heads, n, 0.07, nil, rng))
+		}
+		attnSplitForce = 0
 	}
 }
 
