@@ -274,23 +274,22 @@ __device__ __forceinline__ void merge_splits(float* __restrict__ out, const floa
 // own (attn_mla_tc's: one a (row, head, split), P ≤ SPLIT_PMAX) into
 // out[r, h, :D], the sums of merge_splits:
 //   out = Σ_p acc_p·f_p / L,  f_p = e^(m_p − M),  M = max_p m_p,  L = Σ_p l_p·f_p.
-// Grid (heads, rows); 4 groups of ⌈D/4⌉ threads each (rounded up to
-// warps; D ≤ 512, for the 128 registers of a thread's 16 loads in flight).
-// Thread (group s, item i) loads dims 4i … 4i+3 of splits s, s + 4, … at
-// once, before the factors are known — one round trip to L2 for the
-// records, overlapping warp 0's for m and l (as merge_splits) —, then the
-// four groups' sums are added in group order. A head's splits are spread
-// over a whole block and the heads over the multiprocessors, instead of
-// one block merging a head group's records while the others idle
-// (attn_mla's tail).
-MARLIN_KERNEL void __launch_bounds__(512) attn_merge(float* __restrict__ out, const float* __restrict__ ws, int heads, int D,
-                                                       int P) {
+// Grid (heads, rows, ⌈D/128⌉), 4 warps: lane i of warp s loads dims
+// 4(32z + i) … +3 of splits s, s + 4, … (≤ 16) at once, before the
+// factors are known — one round trip to L2 for the records, overlapping
+// warp 0's for every split's m and l (as merge_splits) —, then the four
+// warps' sums are added in warp order. A head's records are spread over
+// ⌈D/128⌉ blocks and the heads over the multiprocessors, instead of one
+// block merging a head group's records while the others idle (attn_mla's
+// tail).
+MARLIN_KERNEL void __launch_bounds__(128) attn_merge(float* __restrict__ out, const float* __restrict__ ws, int heads, int D,
+                                                      int P) {
     __shared__ float sm_f[SPLIT_PMAX], sm_L;
-    __shared__ float4 sm_a[3][128];
+    __shared__ float4 sm_a[3][32];
     pdl_wait();
     pdl_trigger();
     const int h = blockIdx.x, r = blockIdx.y, pitch = split_pitch(D), D4 = (D + 3) / 4;
-    const int IT = blockDim.x >> 2, it = threadIdx.x % IT, sg = threadIdx.x / IT;
+    const int sg = threadIdx.x >> 5, lane = threadIdx.x & 31, it = 32 * blockIdx.z + lane;
     const float* rec = ws + ((size_t)r * heads + h) * P * pitch;
     float4 v[16];
 #pragma unroll
@@ -298,8 +297,7 @@ MARLIN_KERNEL void __launch_bounds__(512) attn_merge(float* __restrict__ out, co
         const int p = sg + 4 * u;
         v[u] = p < P && it < D4 ? ld_cg4(rec + (size_t)p * pitch + 4 + 4 * it) : make_float4(0.f, 0.f, 0.f, 0.f);
     }
-    if (threadIdx.x < 32) {
-        const int lane = threadIdx.x;
+    if (sg == 0) {
         float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.f, l1 = 0.f;
         if (lane < P) m0 = ld_cg(rec + (size_t)lane * pitch), l0 = ld_cg(rec + (size_t)lane * pitch + 1);
         if (lane + 32 < P) m1 = ld_cg(rec + (size_t)(lane + 32) * pitch), l1 = ld_cg(rec + (size_t)(lane + 32) * pitch + 1);
@@ -319,12 +317,12 @@ MARLIN_KERNEL void __launch_bounds__(512) attn_merge(float* __restrict__ out, co
         const float f = p < P ? sm_f[p] : 0.f;
         a.x = fmaf(v[u].x, f, a.x), a.y = fmaf(v[u].y, f, a.y), a.z = fmaf(v[u].z, f, a.z), a.w = fmaf(v[u].w, f, a.w);
     }
-    if (sg > 0 && it < D4) sm_a[sg - 1][it] = a;
+    if (sg > 0) sm_a[sg - 1][lane] = a;
     __syncthreads();
     if (sg > 0 || it >= D4) return;
-    add4(a, sm_a[0][it]);
-    add4(a, sm_a[1][it]);
-    add4(a, sm_a[2][it]);
+    add4(a, sm_a[0][lane]);
+    add4(a, sm_a[1][lane]);
+    add4(a, sm_a[2][lane]);
     const float L = sm_L;
     const int d = 4 * it;
     float* o = out + ((size_t)r * heads + h) * D + d;

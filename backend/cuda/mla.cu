@@ -357,17 +357,20 @@ __device__ __forceinline__ void ldsm2t(u32 a, u32& r0, u32& r1) {
 // x, so the products lose about what a float32 sum of them would (the
 // results agree with the CPU's float32 attention to ~1e-5 relative).
 //
-// Layout (dynamic shared memory): Q's two parts [R][dk + 8] and two
+// Layout (dynamic shared memory): Q's two parts [R][dk + 8] and four
 // stages of 16 keys [16][dk + 8], rows padded by 16 bytes so that the 8
 // row addresses of an ldmatrix fall in different banks (a row is
 // 2·dk ≡ 0 mod 128 bytes at dk = 576); the warps' partial scores
 // [W][R][16]; P's two parts [R][24] (48-byte rows: conflict-free);
 // the tile's rescale factor, and the final m and l, [R] each.
 //
-// A tile: the keys of tile i + 1 are copied (cp.async, zero-filled past
-// the split's end; their block-table entries loaded a tile earlier) while
-// tile i is used. Warp w takes the k-steps w, w+8,
-// … of S (a step: one ldmatrix of 16 keys × 16 dims, two of each query
+// The keys' copies (cp.async, zero-filled past the split's end) run
+// MLA_TC_ST tiles ahead: the first four tiles are requested at the start
+// (at decode before the wait), with their block-table entries loaded
+// together first; each later tile's entries are loaded a tile before its
+// copies. (Two stages, a tile ahead, made each tile cost a memory round
+// trip: 3.5 µs a tile, H100.) A tile: warp w takes the k-steps w, w+8, …
+// of S (a step: one ldmatrix of 16 keys × 16 dims, two of each query
 // part, 8 mma) and leaves its partial S in shared memory; then R·16 / 256
 // threads a row sum the partials in warp order, mask positions past the
 // end (−∞), and run the online softmax (maxima and sums by shuffles among
@@ -390,6 +393,7 @@ __device__ __forceinline__ void ldsm2t(u32 a, u32& r0, u32& r1) {
 #define MLA_TC_POS 16
 #define MLA_TC_PP 24  // P's row pitch (16-bit numbers)
 #define MLA_TC_CH 5   // a thread's 16-byte chunks of a tile's keys: 16·dk/8 ≤ 5·256, dk ≤ 640
+#define MLA_TC_ST 4   // stages of keys: at decode a split's first four tiles are copied before the wait
 template <int MT, int NV>
 __device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float* __restrict__ q, u16* __restrict__ kc,
                                             const int* __restrict__ rowN, const int* __restrict__ rowTab,
@@ -403,8 +407,8 @@ __device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float
     const int kp = dk + 8;  // Q and K row pitch (16-bit numbers)
     u16* sQh = (u16*)tsm;                      // [R][kp]
     u16* sQl = sQh + R * kp;                   // [R][kp]
-    u16* sK = sQl + R * kp;                    // [2][TP][kp]
-    float* sS = (float*)(sK + 2 * TP * kp);    // [W][R][TP]
+    u16* sK = sQl + R * kp;                    // [ST][TP][kp]
+    float* sS = (float*)(sK + MLA_TC_ST * TP * kp);  // [W][R][TP]
     u16* sPh = (u16*)(sS + W * R * TP);        // [R][MLA_TC_PP]
     u16* sPl = sPh + R * MLA_TC_PP;            // [R][MLA_TC_PP]
     float* sC = (float*)(sPl + R * MLA_TC_PP); // [R]
@@ -426,31 +430,35 @@ __device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float
     // (cj = TP: none). ent[k] holds the block-table entry of that position
     // in the next tile to copy, loaded one tile ahead (fetch), so that the
     // copies do not wait on the table.
-    int cj[MLA_TC_CH], ce[MLA_TC_CH], ent[MLA_TC_CH];
+    int cj[MLA_TC_CH], ce[MLA_TC_CH], ent[MLA_TC_CH], pe[MLA_TC_ST][MLA_TC_CH];
 #pragma unroll
     for (int k = 0; k < MLA_TC_CH; k++) {
         const int c = tid + NTH * k;
         cj[k] = c < TP * rc ? c / rc : TP;
         ce[k] = c - cj[k] * rc;
     }
-    auto fetch = [&](int i) {
+    auto fetch = [&](int i, int (&e)[MLA_TC_CH]) {
 #pragma unroll
         for (int k = 0; k < MLA_TC_CH; k++) {
             const int t = t0 + i * TP + cj[k];
-            ent[k] = cj[k] < TP && t < t1 ? ld_cg_i32(tab + t / bs) : 0;
+            e[k] = cj[k] < TP && t < t1 ? ld_cg_i32(tab + t / bs) : 0;
         }
     };
     // the copies of tile i's keys into stage s (not position n − 1 at
     // decode: own() writes it); positions past the split zero-filled, so
     // that P·V meets zeros there, not stale numbers
-    auto load = [&](int i, int s) {
+    auto load = [&](int i, int s, const int (&e)[MLA_TC_CH]) {
         u16* dst = sK + s * TP * kp;
+        if (t0 + i * TP >= t1) {  // past the split: an empty group
+            cp_commit();
+            return;
+        }
 #pragma unroll
         for (int k = 0; k < MLA_TC_CH; k++) {
             const int t = t0 + i * TP + cj[k];
             if (cj[k] >= TP || dec && t == n - 1 && t < t1) continue;
             const bool in = t < t1;
-            const u16* src = in ? kc + ((size_t)ent[k] * bs + t % bs) * dk + 8 * ce[k] : kc;
+            const u16* src = in ? kc + ((size_t)e[k] * bs + t % bs) * dk + 8 * ce[k] : kc;
             cp_async16_zfill(smem_addr(dst + cj[k] * kp + 8 * ce[k]), src, in ? 16 : 0);
         }
         cp_commit();
@@ -468,13 +476,15 @@ __device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float
         }
     };
 
-    auto first = [&]() {  // tile 0's copies; tile 1's table entries
+    // the copies of tiles 0 … ST − 1 (a commit group each, empty past the
+    // split), their table entries loaded together first; tile ST's entries
+    auto first = [&]() {
         span();
-        if (t1 > t0) {
-            fetch(0);
-            load(0, 0);
-            fetch(1);
-        }
+#pragma unroll
+        for (int u = 0; u < MLA_TC_ST; u++) fetch(u, pe[u]);
+#pragma unroll
+        for (int u = 0; u < MLA_TC_ST; u++) load(u, u, pe[u]);
+        fetch(MLA_TC_ST, ent);
     };
     if (dec) {
         n = ld_cg_i32(rowN + r), tab += ld_cg_i32(rowTab + r);
@@ -489,7 +499,8 @@ __device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float
     if (dec && p == 0 && blockIdx.z == 0)
         for (int i = tid; i < dk; i += NTH) kc[((size_t)stBlk[r] * bs + stSlot[r]) * dk + i] = kv<KV_BF16>::put(kn[(size_t)r * dk + i]);
     const int tiles = t1 > t0 ? (t1 - t0 + TP - 1) / TP : 0;
-    if (tiles > 0) own(0, 0);
+#pragma unroll
+    for (int u = 0; u < MLA_TC_ST; u++) own(u, u);
     // the queries in two bf16 parts (heads past the last: zeros), eight
     // 16-byte loads of a thread in flight at a time
     const int Q4 = R * (dk / 4);
@@ -528,13 +539,19 @@ __device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float
     const int KS = dk / 16, NT = dv / 8;
 
     for (int i = 0; i < tiles; i++) {
-        const int s = i & 1, tb = t0 + i * TP;
-        cp_wait<0>();
+        const int s = i % MLA_TC_ST, tb = t0 + i * TP;
+        // tile k is commit group k: ST groups before the loop, one an
+        // iteration from the second on
+        if (i == 0)
+            cp_wait<MLA_TC_ST - 1>();
+        else
+            cp_wait<MLA_TC_ST - 2>();
         __syncthreads();  // tile i (and Q) in place; every warp done with tile i − 1
-        if (i + 1 < tiles) {
-            load(i + 1, s ^ 1);
-            own(i + 1, s ^ 1);
-            fetch(i + 2);
+        if (i > 0) {      // tile i − 1's stage to tile i + ST − 1
+            const int k = i + MLA_TC_ST - 1;
+            load(k, k % MLA_TC_ST, ent);
+            own(k, k % MLA_TC_ST);
+            fetch(k + 1, ent);
         }
         const u16* Kt = sK + s * TP * kp;
         // S: this warp's k-steps

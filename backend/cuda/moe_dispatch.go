@@ -168,11 +168,11 @@ func (b *Backend) loadMoEKernels(get func(string) uintptr) {
 var mlaTCOn = os.Getenv("MARLIN_CUDA_MLA_TC") != "0"
 
 // mlaTCSmem is attn_mla_tc's dynamic shared memory for R query heads a
-// block and keys of dk numbers (mla.cu's layout): Q's two parts and two
+// block and keys of dk numbers (mla.cu's layout): Q's two parts and four
 // stages of 16 keys in rows of dk + 8 bf16, the 8 warps' partial scores
 // [R][16], P's two parts [R][24] bf16, and three floats a head.
 func mlaTCSmem(R, dk int) int {
-	return 2*(2*R+2*16)*(dk+8) + 4*mlaWarps*R*16 + 2*2*R*24 + 4*3*R
+	return 2*(2*R+4*16)*(dk+8) + 4*mlaWarps*R*16 + 2*2*R*24 + 4*3*R
 }
 
 // mlaLaunch is the latent-attention kernel chosen for a cache and head
@@ -491,7 +491,7 @@ func (b *Backend) mlaAttention(k mlaLaunch, o, qt, kt *tensor, kc, meta uint64, 
 		m.i32(heads)
 		m.i32(s.ValueDim)
 		m.i32(P)
-		b.launchOpt(b.moe.merge, heads, M, 1, 4*32*((s.ValueDim/4+31)/32), 0, m, b.pdlOps)
+		b.launchOpt(b.moe.merge, heads, M, (s.ValueDim+127)/128, 128, 0, m, b.pdlOps)
 	}
 }
 
