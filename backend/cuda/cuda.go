@@ -569,7 +569,7 @@ func (b *Backend) loadKernels() error {
 		return fmt.Errorf("cuda: kernels missing from the modules: %s", strings.Join(missing, ", "))
 	}
 	// attention's dynamic shared memory grows with the head sizes (MLA:
-	// 576 + 4·512 floats; attn_mla_tc: ~166 KB at GLM's); allow it up to
+	// 576 + 4·512 floats; attn_mla_tc: ~182 KB at GLM's); allow it up to
 	// the device's opt-in limit
 	if b.smemOptin > 48<<10 {
 		tc := b.moe.mlaTC

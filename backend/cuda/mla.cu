@@ -369,13 +369,13 @@ __device__ __forceinline__ void ldsm2t(u32 a, u32& r0, u32& r1) {
 // (at decode before the wait), with their block-table entries loaded
 // together first; each later tile's entries are loaded a tile before its
 // copies. (Two stages, a tile ahead, made each tile cost a memory round
-// trip: 3.5 µs a tile, H100.) A tile: warp w takes the k-steps w, w+8, …
+// trip: 3.5 µs a tile, H100.) A tile: warp w takes the k-steps w, w+16, …
 // of S (a step: one ldmatrix of 16 keys × 16 dims, two of each query
-// part, 8 mma) and leaves its partial S in shared memory; then R·16 / 256
-// threads a row sum the partials in warp order, mask positions past the
-// end (−∞), and run the online softmax (maxima and sums by shuffles among
-// a row's threads, which all hold its m and l); then warp w rescales its
-// part of O and adds P·V for the value columns 8(w + 8u) … (u < NV): a
+// part, 8 mma) and leaves its partial S in shared memory; then a thread a
+// score sums the partials in warp order, masks positions past the end
+// (−∞), and runs the online softmax (maxima and sums by shuffles among a
+// row's 16 threads, which all hold its m and l); then warp w rescales its
+// part of O and adds P·V for the value columns 8(w + 16u) … (u < NV): a
 // transposed ldmatrix of the 16 keys' 8 columns a tile of 8 columns.
 // Three barriers a tile.
 //
@@ -388,11 +388,12 @@ __device__ __forceinline__ void ldsm2t(u32 a, u32& r0, u32& r1) {
 // real head (a split without positions: m = −∞, l = 0, O = 0) and
 // attn_merge (attention.cu), launched next, merges them; with P = 1 it
 // writes O / l. Requires dk % 16 == 0, dk ≤ 640, dv % 8 == 0, dv ≤ dk
-// and dv ≤ 64·NV.
-#define MLA_TC_WARPS 8
+// and dv ≤ 128·NV. 16 warps (4 a scheduler: a tile's chains of
+// dependent instructions are short).
+#define MLA_TC_WARPS 16
 #define MLA_TC_POS 16
 #define MLA_TC_PP 24  // P's row pitch (16-bit numbers)
-#define MLA_TC_CH 5   // a thread's 16-byte chunks of a tile's keys: 16·dk/8 ≤ 5·256, dk ≤ 640
+#define MLA_TC_CH 3   // a thread's 16-byte chunks of a tile's keys: 16·dk/8 ≤ 3·512, dk ≤ 640
 #define MLA_TC_ST 4   // stages of keys: at decode a split's first four tiles are copied before the wait
 template <int MT, int NV>
 __device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float* __restrict__ q, u16* __restrict__ kc,
@@ -401,8 +402,7 @@ __device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float
                                             float* __restrict__ ws, const float* __restrict__ kn,
                                             const int* __restrict__ stBlk, const int* __restrict__ stSlot) {
     constexpr int R = 16 * MT, W = MLA_TC_WARPS, NTH = 32 * W, TP = MLA_TC_POS;
-    constexpr int TPR = NTH / R, CPT = TP / TPR;  // softmax: threads a row, positions a thread
-    static_assert(CPT >= 1 && TPR <= 32, "attn_mla_tc: softmax threads");
+    static_assert(R * TP <= NTH, "attn_mla_tc: a softmax thread a score");
     extern __shared__ __align__(16) unsigned char tsm[];
     const int kp = dk + 8;  // Q and K row pitch (16-bit numbers)
     u16* sQh = (u16*)tsm;                      // [R][kp]
@@ -427,27 +427,33 @@ __device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float
     };
     // A thread's 16-byte chunks of a tile (the same every tile): chunk c =
     // tid + NTH·k is position cj[k] of the tile, bytes 16·ce[k] of its key
-    // (cj = TP: none). ent[k] holds the block-table entry of that position
-    // in the next tile to copy, loaded one tile ahead (fetch), so that the
-    // copies do not wait on the table.
-    int cj[MLA_TC_CH], ce[MLA_TC_CH], ent[MLA_TC_CH], pe[MLA_TC_ST][MLA_TC_CH];
+    // (cj = TP: none). fetch(i) reads, for tile i, the block-table entry
+    // of each chunk's position (e) and notes its slot (es), from cursors
+    // (cb: table index, cs: slot) advanced by adding — no division a tile
+    // (they cost ~40% of the kernel's instructions) — and is called for
+    // tiles 0, 1, 2, … in order, a tile before their copies (load) need
+    // the entries, so that the copies do not wait on the table.
+    int cj[MLA_TC_CH], ce[MLA_TC_CH], cb[MLA_TC_CH], cs[MLA_TC_CH];
+    int ent[MLA_TC_CH], es[MLA_TC_CH], pe[MLA_TC_ST][MLA_TC_CH], ps[MLA_TC_ST][MLA_TC_CH];
 #pragma unroll
     for (int k = 0; k < MLA_TC_CH; k++) {
         const int c = tid + NTH * k;
         cj[k] = c < TP * rc ? c / rc : TP;
         ce[k] = c - cj[k] * rc;
     }
-    auto fetch = [&](int i, int (&e)[MLA_TC_CH]) {
+    auto fetch = [&](int i, int (&e)[MLA_TC_CH], int (&sl)[MLA_TC_CH]) {
 #pragma unroll
         for (int k = 0; k < MLA_TC_CH; k++) {
             const int t = t0 + i * TP + cj[k];
-            e[k] = cj[k] < TP && t < t1 ? ld_cg_i32(tab + t / bs) : 0;
+            e[k] = cj[k] < TP && t < t1 ? ld_cg_i32(tab + cb[k]) : 0;
+            sl[k] = cs[k];
+            for (cs[k] += TP; cs[k] >= bs; cs[k] -= bs) cb[k]++;
         }
     };
     // the copies of tile i's keys into stage s (not position n − 1 at
     // decode: own() writes it); positions past the split zero-filled, so
     // that P·V meets zeros there, not stale numbers
-    auto load = [&](int i, int s, const int (&e)[MLA_TC_CH]) {
+    auto load = [&](int i, int s, const int (&e)[MLA_TC_CH], const int (&sl)[MLA_TC_CH]) {
         u16* dst = sK + s * TP * kp;
         if (t0 + i * TP >= t1) {  // past the split: an empty group
             cp_commit();
@@ -458,7 +464,7 @@ __device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float
             const int t = t0 + i * TP + cj[k];
             if (cj[k] >= TP || dec && t == n - 1 && t < t1) continue;
             const bool in = t < t1;
-            const u16* src = in ? kc + ((size_t)e[k] * bs + t % bs) * dk + 8 * ce[k] : kc;
+            const u16* src = in ? kc + ((size_t)e[k] * bs + sl[k]) * dk + 8 * ce[k] : kc;
             cp_async16_zfill(smem_addr(dst + cj[k] * kp + 8 * ce[k]), src, in ? 16 : 0);
         }
         cp_commit();
@@ -481,10 +487,15 @@ __device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float
     auto first = [&]() {
         span();
 #pragma unroll
-        for (int u = 0; u < MLA_TC_ST; u++) fetch(u, pe[u]);
+        for (int k = 0; k < MLA_TC_CH; k++) {
+            const int t = t0 + min(cj[k], TP - 1);
+            cb[k] = t / bs, cs[k] = t - cb[k] * bs;
+        }
 #pragma unroll
-        for (int u = 0; u < MLA_TC_ST; u++) load(u, u, pe[u]);
-        fetch(MLA_TC_ST, ent);
+        for (int u = 0; u < MLA_TC_ST; u++) fetch(u, pe[u], ps[u]);
+#pragma unroll
+        for (int u = 0; u < MLA_TC_ST; u++) load(u, u, pe[u], ps[u]);
+        fetch(MLA_TC_ST, ent, es);
     };
     if (dec) {
         n = ld_cg_i32(rowN + r), tab += ld_cg_i32(rowTab + r);
@@ -524,8 +535,8 @@ __device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float
     }
 
     const int g = lane >> 2, tq = lane & 3;            // mma fragment row and column pair
-    const int srow = tid / TPR, scol = (tid % TPR) * CPT;  // softmax: this thread's row and positions
-    float m = NEG_INF, l = 0.f;                         // the row's running max and sum (softmax threads)
+    const int srow = tid / TP, scol = tid % TP;  // softmax: this thread's score (tid < R·TP)
+    float m = NEG_INF, l = 0.f;                  // the row's running max and sum (softmax threads)
     float o[MT][NV][4];
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
@@ -549,9 +560,9 @@ __device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float
         __syncthreads();  // tile i (and Q) in place; every warp done with tile i − 1
         if (i > 0) {      // tile i − 1's stage to tile i + ST − 1
             const int k = i + MLA_TC_ST - 1;
-            load(k, k % MLA_TC_ST, ent);
+            load(k, k % MLA_TC_ST, ent, es);
             own(k, k % MLA_TC_ST);
-            fetch(k + 1, ent);
+            fetch(k + 1, ent, es);
         }
         const u16* Kt = sK + s * TP * kp;
         // S: this warp's k-steps
@@ -585,34 +596,26 @@ __device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float
             }
         __syncthreads();
         // the online softmax of row srow over this tile's positions
-        {
-            float sv[CPT], mx = NEG_INF;
+        if (tid < R * TP) {
+            float v = 0.f;
 #pragma unroll
-            for (int c = 0; c < CPT; c++) {
-                float v = 0.f;
+            for (int w = 0; w < W; w++) v += sS[(w * R + srow) * TP + scol];
+            const float sv = tb + scol < t1 ? v * scale : NEG_INF;
+            float mx = sv;
 #pragma unroll
-                for (int w = 0; w < W; w++) v += sS[(w * R + srow) * TP + scol + c];
-                sv[c] = tb + scol + c < t1 ? v * scale : NEG_INF;
-                mx = fmaxf(mx, sv[c]);
-            }
-#pragma unroll
-            for (int x = TPR / 2; x > 0; x >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, x));
-            const float mn = fmaxf(m, mx);  // finite: the tile has a position
+            for (int x = TP / 2; x > 0; x >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, x));
+            const float mn = fmaxf(m, mx);    // finite: the tile has a position
             const float corr = expf(m - mn);  // 0 on the first tile (m = −∞)
-            float ps = 0.f;
+            const float pr = expf(sv - mn);   // 0 past the end
+            const u16 hi = kv<KV_BF16>::put(pr);
+            sPh[srow * MLA_TC_PP + scol] = hi;
+            sPl[srow * MLA_TC_PP + scol] = kv<KV_BF16>::put(pr - bf16_to_f32(hi));
+            float sum = pr;
 #pragma unroll
-            for (int c = 0; c < CPT; c++) {
-                const float pr = expf(sv[c] - mn);  // 0 past the end
-                ps += pr;
-                const u16 hi = kv<KV_BF16>::put(pr);
-                sPh[srow * MLA_TC_PP + scol + c] = hi;
-                sPl[srow * MLA_TC_PP + scol + c] = kv<KV_BF16>::put(pr - bf16_to_f32(hi));
-            }
-#pragma unroll
-            for (int x = TPR / 2; x > 0; x >>= 1) ps += __shfl_xor_sync(0xffffffffu, ps, x);
-            l = l * corr + ps;
+            for (int x = TP / 2; x > 0; x >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, x);
+            l = l * corr + sum;
             m = mn;
-            if (tid % TPR == 0) sC[srow] = corr;
+            if (scol == 0) sC[srow] = corr;
         }
         __syncthreads();
         // O = O·corr + P·V for this warp's value columns
@@ -638,7 +641,7 @@ __device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float
             }
         }
     }
-    if (tid % TPR == 0) sM[srow] = m, sL[srow] = l;
+    if (tid < R * TP && scol == 0) sM[srow] = m, sL[srow] = l;
     __syncthreads();
     const size_t pitch = split_pitch(dv);
 #pragma unroll
@@ -668,7 +671,7 @@ __device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float
         }
 }
 
-// attn_mla_tc_{MT}_{NV}: R = 16·MT heads a block, value columns ≤ 64·NV
+// attn_mla_tc_{MT}_{NV}: R = 16·MT heads a block, value columns ≤ 128·NV
 #define ATTN_MLA_TC(MT, NV)                                                                                          \
     MARLIN_KERNEL void __launch_bounds__(MLA_TC_WARPS * 32)                                                 \
         attn_mla_tc_##MT##_##NV(float* out, const float* q, u16* kc, const int* rowN, const int* rowTab,            \
@@ -679,8 +682,6 @@ __device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float
 ATTN_MLA_TC(1, 1)
 ATTN_MLA_TC(1, 2)
 ATTN_MLA_TC(1, 4)
-ATTN_MLA_TC(1, 8)
 ATTN_MLA_TC(2, 1)
 ATTN_MLA_TC(2, 2)
 ATTN_MLA_TC(2, 4)
-ATTN_MLA_TC(2, 8)

@@ -51,7 +51,7 @@ type moeState struct {
 	mla       []mlaKernel
 	// attn_mla_tc_{MT}_{NV} (mla.cu): [MT − 1][log2 NV], for a bfloat16
 	// cache; attn_merge (attention.cu) merges their splits
-	mlaTC    [2][4]uintptr
+	mlaTC    [2][3]uintptr
 	merge    uintptr
 	prologue uintptr // mla_prologue
 }
@@ -71,11 +71,12 @@ type mlaKernel struct {
 	smem   int            // dynamic shared memory of a block
 }
 
-// mla.cu's MLA_WARPS, and attention.cu's SPLIT_PMAX (the most splits of a
-// flash-decoding launch)
+// mla.cu's MLA_WARPS and MLA_TC_WARPS, and attention.cu's SPLIT_PMAX (the
+// most splits of a flash-decoding launch)
 const (
-	mlaWarps  = 8
-	splitPMax = 64
+	mlaWarps   = 8
+	mlaTCWarps = 16
+	splitPMax  = 64
 )
 
 // splitPitch is attention.cu's split_pitch: the floats of one split's
@@ -169,10 +170,10 @@ var mlaTCOn = os.Getenv("MARLIN_CUDA_MLA_TC") != "0"
 
 // mlaTCSmem is attn_mla_tc's dynamic shared memory for R query heads a
 // block and keys of dk numbers (mla.cu's layout): Q's two parts and four
-// stages of 16 keys in rows of dk + 8 bf16, the 8 warps' partial scores
+// stages of 16 keys in rows of dk + 8 bf16, the 16 warps' partial scores
 // [R][16], P's two parts [R][24] bf16, and three floats a head.
 func mlaTCSmem(R, dk int) int {
-	return 2*(2*R+4*16)*(dk+8) + 4*mlaWarps*R*16 + 2*2*R*24 + 4*3*R
+	return 2*(2*R+4*16)*(dk+8) + 4*mlaTCWarps*R*16 + 2*2*R*24 + 4*3*R
 }
 
 // mlaLaunch is the latent-attention kernel chosen for a cache and head
@@ -428,7 +429,7 @@ func (b *Backend) mlaKernelFor(dk, dv, heads, typ int) mlaLaunch {
 		if heads > 16 {
 			mt = 2
 		}
-		nv := bits.Len(uint((dv+63)/64 - 1)) // log2 of the next power of two ≥ ⌈dv/64⌉
+		nv := bits.Len(uint((dv+127)/128 - 1)) // log2 of the next power of two ≥ ⌈dv/128⌉
 		if sm := mlaTCSmem(16*mt, dk); sm <= max(b.smemOptin, 48<<10) && b.moe.mlaTC[mt-1][nv] != 0 {
 			return mlaLaunch{f: b.moe.mlaTC[mt-1][nv], smem: sm, R: 16 * mt, tc: true}
 		}
@@ -483,7 +484,11 @@ func (b *Backend) mlaAttention(k mlaLaunch, o, qt, kt *tensor, kc, meta uint64, 
 		a.ptr(b.counters.ptr)
 	}
 	a.ptrsIf(store, kt.ptr(), meta+uint64(4*2*M), meta+uint64(4*3*M))
-	b.launchOpt(k.f, P, M, HG, 32*mlaWarps, k.smem, a, b.pdlOps)
+	warps := mlaWarps
+	if k.tc {
+		warps = mlaTCWarps
+	}
+	b.launchOpt(k.f, P, M, HG, 32*warps, k.smem, a, b.pdlOps)
 	if k.tc && P > 1 {
 		m := b.newArgs()
 		m.ptr(o.ptr())
