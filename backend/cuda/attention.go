@@ -81,8 +81,8 @@ func (b *Backend) NewKVCache(s backend.KVSpec) (backend.KVCache, error) {
 }
 
 // attnSplitForce (MARLIN_ATTN_P; for measurements) takes that many splits
-// of the positions for every decode-sized flash-decoding launch, attn_split
-// and attn_mla (at most splitPMax).
+// of the positions for every decode-sized flash-decoding launch, attn_split,
+// attn_mla and attn_mla_tc (at most splitPMax).
 var attnSplitForce = envInt("MARLIN_ATTN_P", 0)
 
 // Attention implements backend.Backend. The host builds, per row, the
@@ -90,8 +90,8 @@ var attnSplitForce = envInt("MARLIN_ATTN_P", 0)
 // cell that receives its key and value; kv_store writes every row's keys
 // and values, then an attention kernel reads them back through the block
 // tables (see attention.cu): the split (flash-decoding) kernel for heads
-// of 64 and 128, attn_mla for a latent cache, else one block per row and
-// query head.
+// of 64 and 128, attn_mla_tc or attn_mla for a latent cache (mlaKernelFor),
+// else one block per row and query head.
 //
 // Decode (every row the one new token of its sequence) runs as one launch
 // where the split or MLA kernel applies: it stores the keys and values

@@ -75,7 +75,9 @@
 // its row range), MARLIN_WG_FORM (one of its forms at every size),
 // MARLIN_WG_SPLIT (its split of K, in a cluster where one fits) and
 // MARLIN_WG_CLUSTER=0 (its splits summed through L2),
-// MARLIN_ATTN_P (the splits of decode attention, attn_split and attn_mla),
+// MARLIN_ATTN_P (the splits of decode attention: attn_split, attn_mla and
+// attn_mla_tc), MARLIN_CUDA_MLA_TC=0 (a bf16 latent cache on attn_mla, the
+// CUDA-core kernel, instead of attn_mla_tc),
 // MARLIN_CLUSTER_POLICY (1 spread, 2 load balancing: the placement of
 // every cluster launch's blocks),
 // MARLIN_NVRTC_LOG=1 (NVRTC's log, ptxas's advisories included, on
