@@ -368,8 +368,9 @@ __device__ __forceinline__ void ldsm2t(u32 a, u32& r0, u32& r1) {
 // MLA_TC_ST tiles ahead: the first four tiles are requested at the start
 // (at decode before the wait), with their block-table entries loaded
 // together first; each later tile's entries are loaded a tile before its
-// copies. (Two stages, a tile ahead, made each tile cost a memory round
-// trip: 3.5 µs a tile, H100.) A tile: warp w takes the k-steps w, w+16, …
+// copies. (A tile costs ~3 µs at GLM's shape on the H100 with two stages
+// or four, 8 warps or 16: its bound is not known, docs/cuda-kernels.md,
+// twenty-first session.) A tile: warp w takes the k-steps w, w+16, …
 // of S (a step: one ldmatrix of 16 keys × 16 dims, two of each query
 // part, 8 mma) and leaves its partial S in shared memory; then a thread a
 // score sums the partials in warp order, masks positions past the end
@@ -388,8 +389,7 @@ __device__ __forceinline__ void ldsm2t(u32 a, u32& r0, u32& r1) {
 // real head (a split without positions: m = −∞, l = 0, O = 0) and
 // attn_merge (attention.cu), launched next, merges them; with P = 1 it
 // writes O / l. Requires dk % 16 == 0, dk ≤ 640, dv % 8 == 0, dv ≤ dk
-// and dv ≤ 128·NV. 16 warps (4 a scheduler: a tile's chains of
-// dependent instructions are short).
+// and dv ≤ 128·NV. 16 warps, a thread a score in the softmax.
 #define MLA_TC_WARPS 16
 #define MLA_TC_POS 16
 #define MLA_TC_PP 24  // P's row pitch (16-bit numbers)
@@ -430,7 +430,7 @@ __device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float
     // (cj = TP: none). fetch(i) reads, for tile i, the block-table entry
     // of each chunk's position (e) and notes its slot (es), from cursors
     // (cb: table index, cs: slot) advanced by adding — no division a tile
-    // (they cost ~40% of the kernel's instructions) — and is called for
+    // (divisions were ~40% of the kernel's instructions) — and is called for
     // tiles 0, 1, 2, … in order, a tile before their copies (load) need
     // the entries, so that the copies do not wait on the table.
     int cj[MLA_TC_CH], ce[MLA_TC_CH], cb[MLA_TC_CH], cs[MLA_TC_CH];
