@@ -216,33 +216,40 @@ __device__ __forceinline__ void warp_factors(const float* sm_m, const float* sm_
     Lo[gi] = L;
 }
 
+// split_factors: one warp forms the factors of one head's P ≤ SPLIT_PMAX
+// split records at rec (pitch floats apart): M = max_p m_p, f_p =
+// e^(m_p − M) (0 for a split without positions, m = −∞) into f[p], and L =
+// Σ_p l_p·f_p into *L. Lane s reads splits s and s + 32; shuffles make M
+// and L.
+__device__ __forceinline__ void split_factors(const float* rec, int pitch, int P, int lane, float* f, float* L) {
+    float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.f, l1 = 0.f;
+    if (lane < P) m0 = ld_cg(rec + (size_t)lane * pitch), l0 = ld_cg(rec + (size_t)lane * pitch + 1);
+    if (lane + 32 < P) m1 = ld_cg(rec + (size_t)(lane + 32) * pitch), l1 = ld_cg(rec + (size_t)(lane + 32) * pitch + 1);
+    float mx = fmaxf(m0, m1);
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    const float f0 = m0 == NEG_INF ? 0.f : expf(m0 - mx), f1 = m1 == NEG_INF ? 0.f : expf(m1 - mx);
+    const float sum = warp_sum(l0 * f0 + l1 * f1);
+    if (lane < P) f[lane] = f0;
+    if (lane + 32 < P) f[lane + 32] = f1;
+    if (lane == 0) *L = sum;
+}
+
 // merge_splits: the last block of a split attention merges the P ≤
 // SPLIT_PMAX splits of heads h0 … h0+g−1 of row r into out[r, h, :D]:
 //   out = Σ_p acc_p·f_p / L,  f_p = e^(m_p − M),  M = max_p m_p,
 //   L = Σ_p l_p·f_p           (a split without positions: m = −∞, f = 0).
 // Every load is independent of the others, so they go out together (a
 // serial chain of them once cost ~15 µs a layer): warp w forms the factors
-// of heads w, w + warps, … (lane s reads splits s and s + 32, shuffles
-// make M and L); then a thread takes 4 dims of a head and sums its splits
+// of heads w, w + warps, … (split_factors); then a thread takes 4 dims of a
+// head and sums its splits
 // sixteen float4 loads at a time, in split order. sm_f holds [g][SPLIT_PMAX]
 // factors, sm_L [g]; ws must be 16-byte aligned.
 __device__ __forceinline__ void merge_splits(float* __restrict__ out, const float* ws, int r, int heads, int h0, int g,
                                              int D, int P, float* sm_f, float* sm_L) {
     const int warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int pitch = split_pitch(D);
-    for (int gi = warp; gi < g; gi += warps) {
-        const float* rec = ws + ((size_t)r * heads + h0 + gi) * P * pitch;
-        float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.f, l1 = 0.f;
-        if (lane < P) m0 = ld_cg(rec + (size_t)lane * pitch), l0 = ld_cg(rec + (size_t)lane * pitch + 1);
-        if (lane + 32 < P) m1 = ld_cg(rec + (size_t)(lane + 32) * pitch), l1 = ld_cg(rec + (size_t)(lane + 32) * pitch + 1);
-        float mx = fmaxf(m0, m1);
-        for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-        const float f0 = m0 == NEG_INF ? 0.f : expf(m0 - mx), f1 = m1 == NEG_INF ? 0.f : expf(m1 - mx);
-        const float L = warp_sum(l0 * f0 + l1 * f1);
-        if (lane < P) sm_f[gi * SPLIT_PMAX + lane] = f0;
-        if (lane + 32 < P) sm_f[gi * SPLIT_PMAX + lane + 32] = f1;
-        if (lane == 0) sm_L[gi] = L;
-    }
+    for (int gi = warp; gi < g; gi += warps)
+        split_factors(ws + ((size_t)r * heads + h0 + gi) * P * pitch, pitch, P, lane, sm_f + gi * SPLIT_PMAX, sm_L + gi);
     __syncthreads();
     const int D4 = (D + 3) / 4;
     for (int i = threadIdx.x; i < g * D4; i += blockDim.x) {
@@ -277,7 +284,7 @@ __device__ __forceinline__ void merge_splits(float* __restrict__ out, const floa
 // Grid (heads, rows, ⌈D/128⌉), 4 warps: lane i of warp s loads dims
 // 4(32z + i) … +3 of splits s, s + 4, … (≤ 16) at once, before the
 // factors are known — one round trip to L2 for the records, overlapping
-// warp 0's for every split's m and l (as merge_splits) —, then the four
+// warp 0's for every split's m and l (split_factors) —, then the four
 // warps' sums are added in warp order. A head's records are spread over
 // ⌈D/128⌉ blocks and the heads over the multiprocessors, instead of one
 // block merging a head group's records while the others idle (attn_mla's
@@ -297,18 +304,7 @@ MARLIN_KERNEL void __launch_bounds__(128) attn_merge(float* __restrict__ out, co
         const int p = sg + 4 * u;
         v[u] = p < P && it < D4 ? ld_cg4(rec + (size_t)p * pitch + 4 + 4 * it) : make_float4(0.f, 0.f, 0.f, 0.f);
     }
-    if (sg == 0) {
-        float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.f, l1 = 0.f;
-        if (lane < P) m0 = ld_cg(rec + (size_t)lane * pitch), l0 = ld_cg(rec + (size_t)lane * pitch + 1);
-        if (lane + 32 < P) m1 = ld_cg(rec + (size_t)(lane + 32) * pitch), l1 = ld_cg(rec + (size_t)(lane + 32) * pitch + 1);
-        float mx = fmaxf(m0, m1);
-        for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-        const float f0 = m0 == NEG_INF ? 0.f : expf(m0 - mx), f1 = m1 == NEG_INF ? 0.f : expf(m1 - mx);
-        const float L = warp_sum(l0 * f0 + l1 * f1);
-        sm_f[lane] = f0;
-        sm_f[lane + 32] = f1;
-        if (lane == 0) sm_L = L;
-    }
+    if (sg == 0) split_factors(rec, pitch, P, lane, sm_f, &sm_L);
     __syncthreads();
     float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
