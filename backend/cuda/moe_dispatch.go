@@ -177,11 +177,12 @@ func mlaTCSmem(R, dk int) int {
 }
 
 // mlaLaunch is the latent-attention kernel chosen for a cache and head
-// count: attn_mla_tc (tc) or attn_mla, with R query heads a block.
+// count: attn_mla_tc (tc) or attn_mla, with R query heads and warps warps
+// a block.
 type mlaLaunch struct {
-	f       uintptr
-	smem, R int
-	tc      bool
+	f              uintptr
+	smem, R, warps int
+	tc             bool
 }
 
 // newExpertTable builds the dispatch table of a layer's expert matrices
@@ -417,9 +418,9 @@ func (b *Backend) headsOnDevice(d, xt *tensor, ms []*matrix, dstStride, xStride 
 
 // mlaKernelFor returns the latent-attention kernel for keys of dk and
 // values of dv numbers, heads query heads and a cache of number type typ:
-// attn_mla_tc for a bfloat16 cache where dk % 16 == 0, dk ≤ 640,
-// dv % 8 == 0, dv ≤ min(dk, 512) and its shared memory fits, else attn_mla where a
-// lane's share of the dims fits one of its instances, else none (f = 0).
+// attn_mla_tc for a bfloat16 cache where dk % 16 == 0, dk ≤ 640, dv % 8
+// == 0, dv ≤ min(dk, 512) and its shared memory fits, else attn_mla where
+// a lane's share of the dims fits one of its instances, else none (f = 0).
 func (b *Backend) mlaKernelFor(dk, dv, heads, typ int) mlaLaunch {
 	if b.moe.off {
 		return mlaLaunch{}
@@ -431,12 +432,12 @@ func (b *Backend) mlaKernelFor(dk, dv, heads, typ int) mlaLaunch {
 		}
 		nv := bits.Len(uint((dv+127)/128 - 1)) // log2 of the next power of two ≥ ⌈dv/128⌉
 		if sm := mlaTCSmem(16*mt, dk); sm <= max(b.smemOptin, 48<<10) && b.moe.mlaTC[mt-1][nv] != 0 {
-			return mlaLaunch{f: b.moe.mlaTC[mt-1][nv], smem: sm, R: 16 * mt, tc: true}
+			return mlaLaunch{f: b.moe.mlaTC[mt-1][nv], smem: sm, R: 16 * mt, warps: mlaTCWarps, tc: true}
 		}
 	}
 	for _, k := range b.moe.mla {
 		if dk <= 32*k.ek && dv <= 32*k.ev {
-			return mlaLaunch{f: k.f[typ], smem: k.smem, R: mlaHeadsPerBlock}
+			return mlaLaunch{f: k.f[typ], smem: k.smem, R: mlaHeadsPerBlock, warps: mlaWarps}
 		}
 	}
 	return mlaLaunch{}
@@ -484,11 +485,7 @@ func (b *Backend) mlaAttention(k mlaLaunch, o, qt, kt *tensor, kc, meta uint64, 
 		a.ptr(b.counters.ptr)
 	}
 	a.ptrsIf(store, kt.ptr(), meta+uint64(4*2*M), meta+uint64(4*3*M))
-	warps := mlaWarps
-	if k.tc {
-		warps = mlaTCWarps
-	}
-	b.launchOpt(k.f, P, M, HG, 32*warps, k.smem, a, b.pdlOps)
+	b.launchOpt(k.f, P, M, HG, 32*k.warps, k.smem, a, b.pdlOps)
 	if k.tc && P > 1 {
 		m := b.newArgs()
 		m.ptr(o.ptr())

@@ -323,19 +323,20 @@ func TestMLADecodeSpeed(t *testing.T) {
 	const heads, dk, dv, bs, layers = 20, 576, 512, 16, 16
 	rng := rand.New(rand.NewPCG(53, 54))
 	for _, n := range []int{512, 2048} {
+		spec := func(dt dtype.DType) backend.KVSpec {
+			return backend.KVSpec{Layers: layers, KVHeads: 1, KeyDim: dk, ValueDim: dv, ValueInKey: true, BlockSize: bs, Blocks: n / bs, DType: dt}
+		}
 		for _, cs := range []struct {
 			dt dtype.DType
 			tc bool
 		}{{dtype.F32, false}, {dtype.BF16, false}, {dtype.BF16, true}} {
 			mlaTCOn = cs.tc
-			spec := backend.KVSpec{Layers: layers, KVHeads: 1, KeyDim: dk, ValueDim: dv, ValueInKey: true, BlockSize: bs, Blocks: n / bs, DType: cs.dt}
 			name := map[bool]string{false: "attn_mla", true: "attn_mla_tc"}[cs.tc]
-			fmt.Printf("mla %s %s %d %.2f µs\n", cs.dt, name, n, decodeAttentionSpeed(t, g, spec, heads, n, 0.07, nil, rng))
+			fmt.Printf("mla %s %s %d %.2f µs\n", cs.dt, name, n, decodeAttentionSpeed(t, g, spec(cs.dt), heads, n, 0.07, nil, rng))
 		}
 		for _, P := range []int{16, 32} { // attn_mla_tc with fewer splits than its default
 			attnSplitForce = P
-			spec := backend.KVSpec{Layers: layers, KVHeads: 1, KeyDim: dk, ValueDim: dv, ValueInKey: true, BlockSize: bs, Blocks: n / bs, DType: dtype.BF16}
-			fmt.Printf("mla BF16 attn_mla_tc(P=%d) %d %.2f µs\n", P, n, decodeAttentionSpeed(t, g, spec, heads, n, 0.07, nil, rng))
+			fmt.Printf("mla BF16 attn_mla_tc(P=%d) %d %.2f µs\n", P, n, decodeAttentionSpeed(t, g, spec(dtype.BF16), heads, n, 0.07, nil, rng))
 		}
 		attnSplitForce = 0
 	}
