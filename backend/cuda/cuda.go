@@ -259,6 +259,7 @@ type Backend struct {
 	seenSigs      map[uint64]struct{} // hashes of the segments and chunks that ran
 	graphChunk    int                 // ops of a segment run while recording (graph.go)
 	graphFirst    int                 // the first such chunk's ops
+	graphGrow     int                 // each chunk's ops this many times the one before, to graphChunk
 	gstats        GraphStats
 
 	moe   moeState  // device-side experts, batched heads, MLA attention (moe_dispatch.go)
@@ -394,6 +395,10 @@ func (b *Backend) init() error {
 	b.graphFirst = min(b.graphChunk, graphFirstOps)
 	if n, err := strconv.Atoi(os.Getenv("MARLIN_CUDA_GRAPH_FIRST")); err == nil && n > 0 {
 		b.graphFirst = n
+	}
+	b.graphGrow = graphGrowBy
+	if n, err := strconv.Atoi(os.Getenv("MARLIN_CUDA_GRAPH_GROW")); err == nil && n > 0 {
+		b.graphGrow = n
 	}
 	if os.Getenv("MARLIN_CUDA_PROFILE") == "1" {
 		b.prof, b.graphsOn = newProfiler(), false
@@ -575,6 +580,16 @@ func (b *Backend) loadKernels() error {
 		tc := b.moe.mlaTC
 		for _, f := range slices.Concat(k.attention[:], tc[0][:], tc[1][:]) {
 			if err := b.d.check(call(b.d.cuFuncSetAttribute, f, funcAttrMaxDynamicSharedSize, uintptr(b.smemOptin)), "cuFuncSetAttribute"); err != nil {
+				return err
+			}
+		}
+	}
+	// MARLIN_CUDA_CARVEOUT (a measurement): every kernel's preferred
+	// shared-memory share of the unified L1, in percent — one share for
+	// all, so that a multiprocessor never reconfigures between launches
+	if c := envInt("MARLIN_CUDA_CARVEOUT", -1); c >= 0 {
+		for f := range b.names {
+			if err := b.d.check(call(b.d.cuFuncSetAttribute, f, funcAttrPreferredCarveout, uintptr(min(c, 100))), "cuFuncSetAttribute"); err != nil {
 				return err
 			}
 		}
@@ -976,7 +991,7 @@ func (b *Backend) launchCluster(f uintptr, gx, gy, gz, bx, smem int, a *launchAr
 	}
 	if b.recording() {
 		b.seg.addLaunch(f, gx, gy, gz, bx, smem, a, pdl, cluster)
-		if n := len(b.seg.ops); b.graphChunk > 0 && (n >= b.graphChunk || b.seg.chunks == 0 && n >= b.graphFirst) {
+		if b.graphChunk > 0 && len(b.seg.ops) >= b.chunkOps(b.seg.chunks) {
 			b.flushChunk()
 		}
 		return

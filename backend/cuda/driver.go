@@ -41,6 +41,7 @@ const (
 	attrComputeCapabilityMinor   = 76
 	attrMaxSharedPerBlockOptin   = 97
 	funcAttrMaxDynamicSharedSize = 8
+	funcAttrPreferredCarveout    = 9 // CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT (% of the unified L1)
 
 	streamNonBlocking  = 1 // CU_STREAM_NON_BLOCKING
 	eventDefault       = 0

@@ -37,9 +37,10 @@ import (
 // anew. Graphs are on by default; MARLIN_CUDA_GRAPHS=0 or SetGraphs(false)
 // issues every segment eagerly (the same kernels, for comparison).
 //
-// A segment that grows past graphChunk ops (MARLIN_CUDA_GRAPH_CHUNK,
-// default 128; its first chunk graphFirst, MARLIN_CUDA_GRAPH_FIRST, default
-// 16) is run in chunks while it is recorded (flushChunk), so that the
+// A segment that grows past graphFirst ops (MARLIN_CUDA_GRAPH_FIRST,
+// default 16) is run in chunks while it is recorded (flushChunk), each
+// chunk up to twice the one before (MARLIN_CUDA_GRAPH_GROW) and at most
+// graphChunk ops (MARLIN_CUDA_GRAPH_CHUNK, default 128), so that the
 // device works while the host records the rest of a long step.
 //
 // beginCapture/endCapture capture explicitly (tests): recording is off
@@ -167,15 +168,36 @@ func hashWords(v []uint64) uint64 {
 func (b *Backend) flush() { b.runRecorded(false) }
 
 // graphChunkOps is the default of Backend.graphChunk, graphFirstOps of
-// Backend.graphFirst: the first chunk of a segment is short, so that the
-// device starts a step after the host has recorded a few ops rather than
-// 128 (the host records an 8B decode step in 0.12–0.6 ms, which the device
-// otherwise waits for at every step: with 128, 8B INT4 decode measured
-// 256–284 tok/s, with chunks of 64 295, H100).
+// Backend.graphFirst, graphGrowBy of Backend.graphGrow: the first chunk
+// of a segment is short, so that the device starts a step after the host
+// has recorded a few ops rather than 128 (the host records an 8B decode
+// step in 0.12–0.6 ms, which the device otherwise waits for at every
+// step: with 128, 8B INT4 decode measured 256–284 tok/s, with chunks of
+// 64 295, H100), and each chunk after it is at most twice the one before
+// (16, 32, 64, 128, 128, …): the host records a decode op in 1.5–2.5 µs
+// and the device runs one in ~6 µs (GLM-4.7-Flash), so the device stays
+// busy while the next chunk is recorded — a second chunk of 128 after the
+// first 16 left it idle ~0.1–0.25 ms a step.
 const (
 	graphChunkOps = 128
 	graphFirstOps = 16
+	graphGrowBy   = 2
 )
+
+// chunkOps is the number of ops at which a segment's chunk c (0 the
+// first) is run while recording goes on.
+// (MARLIN_CUDA_GRAPH_GROW=1: every chunk after the first graphChunk ops,
+// as before the growth.)
+func (b *Backend) chunkOps(c int) int {
+	n := b.graphFirst
+	if c > 0 && b.graphGrow <= 1 {
+		return b.graphChunk
+	}
+	for ; c > 0 && n < b.graphChunk; c-- {
+		n *= b.graphGrow
+	}
+	return min(n, b.graphChunk)
+}
 
 // flushChunk runs the ops recorded so far while recording goes on (called
 // when a segment reaches graphChunk ops): the device starts on the first

@@ -401,6 +401,28 @@ func TestTileClusters(t *testing.T) {
 	}
 }
 
+// TestChunkOps checks the sizes at which a recorded segment's chunks run:
+// the first graphFirst ops, then each chunk twice the one before up to
+// graphChunk; with growth 1 every later chunk graphChunk ops.
+func TestChunkOps(t *testing.T) {
+	for _, c := range []struct {
+		first, chunk, grow int
+		want               []int
+	}{
+		{16, 128, 2, []int{16, 32, 64, 128, 128}},
+		{16, 128, 1, []int{16, 128, 128}},
+		{24, 100, 3, []int{24, 72, 100, 100}},
+		{200, 128, 2, []int{128, 128}},
+	} {
+		b := &Backend{graphFirst: c.first, graphChunk: c.chunk, graphGrow: c.grow}
+		for i, w := range c.want {
+			if got := b.chunkOps(i); got != w {
+				t.Errorf("first %d, chunk %d, growth %d: chunk %d runs at %d ops, want %d", c.first, c.chunk, c.grow, i, got, w)
+			}
+		}
+	}
+}
+
 // TestGraphSegments runs the same op sequence several times with changing
 // staged inputs (positions of RoPE, tokens of Embed): the second run is
 // captured, later ones replay the graph; every result must equal the
