@@ -179,7 +179,7 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 	// head size
 	var mla mlaLaunch
 	if s.ValueInKey && s.KVHeads == 1 {
-		mla = b.mlaKernelFor(s.KeyDim, s.ValueDim, heads, c.typ)
+		mla = b.mlaKernelFor(s.KeyDim, s.ValueDim, heads, M, c.typ)
 	}
 	f := uintptr(0)
 	if mla.f == 0 {

@@ -342,9 +342,9 @@ __device__ __forceinline__ void ldsm2t(u32 a, u32& r0, u32& r1) {
 
 // Flash-decoding over a bfloat16 latent cache on the tensor cores (the
 // same attention as attn_mla, same grid of splits and the same records).
-// Block (p, r, hg) takes the R = 16·MT query heads hg·R … of row r (a head
-// a row of the products; heads past the last are zero rows) and split p
-// of the row's positions, MLA_TC_POS = 16 at a time:
+// Block (p, r, hg) takes the hpg ≤ R = 16·MT query heads hg·hpg … of row
+// r (a head a row of the products; rows past the group's last head are
+// zeros) and split p of the row's positions, MLA_TC_POS = 16 at a time:
 //
 //   S = Q·Kᵀ    [R × 16]: Q the heads' dk-number queries, K the 16 keys;
 //   online softmax over S·scale, row by row (running max m, sum l);
@@ -400,7 +400,7 @@ __device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float
                                             const int* __restrict__ rowN, const int* __restrict__ rowTab,
                                             const int* __restrict__ tables, int heads, int dk, int dv, int bs, float scale,
                                             float* __restrict__ ws, const float* __restrict__ kn,
-                                            const int* __restrict__ stBlk, const int* __restrict__ stSlot) {
+                                            const int* __restrict__ stBlk, const int* __restrict__ stSlot, int hpg) {
     constexpr int R = 16 * MT, W = MLA_TC_WARPS, NTH = 32 * W, TP = MLA_TC_POS;
     static_assert(R * TP <= NTH, "attn_mla_tc: a softmax thread a score");
     extern __shared__ __align__(16) unsigned char tsm[];
@@ -416,7 +416,7 @@ __device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float
     float* sL = sM + R;                        // [R]
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    const int p = blockIdx.x, P = gridDim.x, r = blockIdx.y, h0 = blockIdx.z * R, gn = min(R, heads - h0);
+    const int p = blockIdx.x, P = gridDim.x, r = blockIdx.y, h0 = blockIdx.z * hpg, gn = min(hpg, heads - h0);
     const bool dec = kn != nullptr;
     const int rc = dk / 8;  // 16-byte chunks of a key
     int n = 0, t0 = 0, t1 = 0;
@@ -676,8 +676,8 @@ __device__ __forceinline__ void attn_mla_tc(float* __restrict__ out, const float
     MARLIN_KERNEL void __launch_bounds__(MLA_TC_WARPS * 32)                                                 \
         attn_mla_tc_##MT##_##NV(float* out, const float* q, u16* kc, const int* rowN, const int* rowTab,            \
                                 const int* tables, int heads, int dk, int dv, int bs, float scale, float* ws,       \
-                                const float* kn, const int* stBlk, const int* stSlot) {                             \
-        attn_mla_tc<MT, NV>(out, q, kc, rowN, rowTab, tables, heads, dk, dv, bs, scale, ws, kn, stBlk, stSlot);     \
+                                const float* kn, const int* stBlk, const int* stSlot, int hpg) {                    \
+        attn_mla_tc<MT, NV>(out, q, kc, rowN, rowTab, tables, heads, dk, dv, bs, scale, ws, kn, stBlk, stSlot, hpg); \
     }
 ATTN_MLA_TC(1, 1)
 ATTN_MLA_TC(1, 2)

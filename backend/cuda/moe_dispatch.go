@@ -176,9 +176,14 @@ func mlaTCSmem(R, dk int) int {
 	return 2*(2*R+4*16)*(dk+8) + 4*mlaTCWarps*R*16 + 2*2*R*24 + 4*3*R
 }
 
-// mlaLaunch is the latent-attention kernel chosen for a cache and head
-// count: attn_mla_tc (tc) or attn_mla, with R query heads and warps warps
-// a block.
+// mlaTCDecodeHeads (MARLIN_CUDA_MLA_TC_HEADS; default 32) is the most
+// query heads an attn_mla_tc block takes at decode sizes (≤ 16 rows):
+// fewer heads a block, more blocks a split.
+var mlaTCDecodeHeads = envInt("MARLIN_CUDA_MLA_TC_HEADS", 32)
+
+// mlaLaunch is the latent-attention kernel chosen for a cache, head count
+// and row count: attn_mla_tc (tc) or attn_mla, with R query heads and
+// warps warps a block.
 type mlaLaunch struct {
 	f              uintptr
 	smem, R, warps int
@@ -417,22 +422,27 @@ func (b *Backend) headsOnDevice(d, xt *tensor, ms []*matrix, dstStride, xStride 
 }
 
 // mlaKernelFor returns the latent-attention kernel for keys of dk and
-// values of dv numbers, heads query heads and a cache of number type typ:
-// attn_mla_tc for a bfloat16 cache where dk % 16 == 0, dk ≤ 640, dv % 8
-// == 0, dv ≤ min(dk, 512) and its shared memory fits, else attn_mla where
-// a lane's share of the dims fits one of its instances, else none (f = 0).
-func (b *Backend) mlaKernelFor(dk, dv, heads, typ int) mlaLaunch {
+// values of dv numbers, heads query heads, rows rows and a cache of
+// number type typ: attn_mla_tc for a bfloat16 cache where dk % 16 == 0,
+// dk ≤ 640, dv % 8 == 0, dv ≤ min(dk, 512) and its shared memory fits,
+// with the heads in equal groups of at most 32 (mlaTCDecodeHeads at
+// decode sizes) a block; else attn_mla where a lane's share of the dims
+// fits one of its instances; else none (f = 0).
+func (b *Backend) mlaKernelFor(dk, dv, heads, rows, typ int) mlaLaunch {
 	if b.moe.off {
 		return mlaLaunch{}
 	}
 	if mlaTCOn && typ == kvBF16 && dk%16 == 0 && dk <= 640 && dv%8 == 0 && dv <= dk && dv <= 512 {
-		mt := 1
-		if heads > 16 {
-			mt = 2
+		most := 32
+		if rows <= 16 {
+			most = min(max(mlaTCDecodeHeads, 1), 32)
 		}
+		groups := (heads + most - 1) / most
+		hpg := (heads + groups - 1) / groups
+		mt := (hpg + 15) / 16
 		nv := bits.Len(uint((dv+127)/128 - 1)) // log2 of the next power of two ≥ ⌈dv/128⌉
 		if sm := mlaTCSmem(16*mt, dk); sm <= max(b.smemOptin, 48<<10) && b.moe.mlaTC[mt-1][nv] != 0 {
-			return mlaLaunch{f: b.moe.mlaTC[mt-1][nv], smem: sm, R: 16 * mt, warps: mlaTCWarps, tc: true}
+			return mlaLaunch{f: b.moe.mlaTC[mt-1][nv], smem: sm, R: hpg, warps: mlaTCWarps, tc: true}
 		}
 	}
 	for _, k := range b.moe.mla {
@@ -485,6 +495,9 @@ func (b *Backend) mlaAttention(k mlaLaunch, o, qt, kt *tensor, kc, meta uint64, 
 		a.ptr(b.counters.ptr)
 	}
 	a.ptrsIf(store, kt.ptr(), meta+uint64(4*2*M), meta+uint64(4*3*M))
+	if k.tc {
+		a.i32(k.R)
+	}
 	b.launchOpt(k.f, P, M, HG, 32*k.warps, k.smem, a, b.pdlOps)
 	if k.tc && P > 1 {
 		m := b.newArgs()

@@ -108,25 +108,29 @@ func TestHeadsOnDevice(t *testing.T) {
 // kernel, taken for bfloat16) over bfloat16 at that shape and at three
 // others: few heads (one 16-row tile) with the fixtures' small dims, 40
 // heads (two head groups), and dv = 192 (value columns of a partial
-// tile set). Tolerance as testAttention: 2e-5·(1 + |cpu|) — attn_mla_tc
-// multiplies the queries and probabilities as two bf16 parts (16 bits of
-// each), ~1e-5 relative after the 576-term sums.
+// tile set); and at decode sizes with at most 16 heads a block (20 heads
+// in two groups of 10, 40 in three of 14, 14 and 12). Tolerance as
+// testAttention: 2e-5·(1 + |cpu|) — attn_mla_tc multiplies the queries and
+// probabilities as two bf16 parts (16 bits of each), ~1e-5 relative after
+// the 576-term sums.
 func TestMLAAttentionLong(t *testing.T) {
-	defer func() { mlaTCOn = true }()
+	defer func(most int) { mlaTCOn, mlaTCDecodeHeads = true, most }(mlaTCDecodeHeads)
 	for _, cs := range []struct {
-		dt            dtype.DType
-		tc            bool
-		heads, dk, dv int
+		dt                  dtype.DType
+		tc                  bool
+		heads, dk, dv, most int
 	}{
-		{dtype.F32, false, 20, 576, 512},
-		{dtype.BF16, false, 20, 576, 512},
-		{dtype.BF16, true, 20, 576, 512},
-		{dtype.BF16, true, 3, 48, 32},
-		{dtype.BF16, true, 40, 160, 128},
-		{dtype.BF16, true, 17, 256, 192},
+		{dtype.F32, false, 20, 576, 512, 32},
+		{dtype.BF16, false, 20, 576, 512, 32},
+		{dtype.BF16, true, 20, 576, 512, 32},
+		{dtype.BF16, true, 3, 48, 32, 32},
+		{dtype.BF16, true, 40, 160, 128, 32},
+		{dtype.BF16, true, 17, 256, 192, 32},
+		{dtype.BF16, true, 20, 576, 512, 16},
+		{dtype.BF16, true, 40, 160, 128, 16},
 	} {
-		t.Run(fmt.Sprintf("%s-tc%v-h%d-dk%d-dv%d", cs.dt, cs.tc, cs.heads, cs.dk, cs.dv), func(t *testing.T) {
-			mlaTCOn = cs.tc
+		t.Run(fmt.Sprintf("%s-tc%v-h%d-dk%d-dv%d-most%d", cs.dt, cs.tc, cs.heads, cs.dk, cs.dv, cs.most), func(t *testing.T) {
+			mlaTCOn, mlaTCDecodeHeads = cs.tc, cs.most
 			testMLAAttentionLong(t, cs.dt, cs.heads, cs.dk, cs.dv)
 		})
 	}
@@ -138,7 +142,7 @@ func testMLAAttentionLong(t *testing.T, dt dtype.DType, heads, dk, dv int) {
 	rng := rand.New(rand.NewPCG(45, 46))
 	const bs = 16
 	spec := backend.KVSpec{Layers: 1, KVHeads: 1, KeyDim: dk, ValueDim: dv, ValueInKey: true, BlockSize: bs, Blocks: 4 * 80, DType: dt}
-	if k := g.mlaKernelFor(dk, dv, heads, kvBF16); dt == dtype.BF16 && k.tc != mlaTCOn {
+	if k := g.mlaKernelFor(dk, dv, heads, 1, kvBF16); dt == dtype.BF16 && k.tc != mlaTCOn {
 		t.Fatalf("attn_mla_tc taken %v, want %v", k.tc, mlaTCOn)
 	}
 	gc, err := g.NewKVCache(spec)
@@ -309,18 +313,20 @@ func routeBoth(t *testing.T, g *Backend, c *cpu.Backend, rng *rand.Rand, M, E in
 // GLM-4.7-Flash head shape (20 heads, 576-number keys, 512-number values)
 // over contexts of 512 and 2048 positions, device time from CUDA events
 // with graphs on (the timed sequence repeats: captured, then replayed),
-// the layer rotated among 16 so that the caches (2.4 MB a layer at 2K in
-// bf16) exceed the L2 cache: attn_mla over float32 and bfloat16 caches,
+// the layer rotated among 48 (GLM's 47) so that the caches (2.4 MB a
+// layer at 2K in bf16, 113 MB in all) exceed the 50 MB L2 cache, as in
+// the model's step: attn_mla over float32 and bfloat16 caches,
 // attn_mla_tc (and its attn_merge) over bfloat16, with its default
-// splits and with 16 and 32. Prints "mla <cache> <kernel> <context>
-// <µs>"; no assertion.
+// splits and with 16 and 32, and with at most 16 and 7 heads a block.
+// Prints "mla <cache> <kernel> <context> <µs>"; no assertion.
 func TestMLADecodeSpeed(t *testing.T) {
 	g := gpu(t)
 	if testing.Short() {
 		t.Skip("short")
 	}
-	defer func() { mlaTCOn, attnSplitForce = true, 0 }()
-	const heads, dk, dv, bs, layers = 20, 576, 512, 16, 16
+	most := mlaTCDecodeHeads
+	defer func() { mlaTCOn, attnSplitForce, mlaTCDecodeHeads = true, 0, most }()
+	const heads, dk, dv, bs, layers = 20, 576, 512, 16, 48
 	rng := rand.New(rand.NewPCG(53, 54))
 	for _, n := range []int{512, 2048} {
 		spec := func(dt dtype.DType) backend.KVSpec {
@@ -338,7 +344,13 @@ func TestMLADecodeSpeed(t *testing.T) {
 			attnSplitForce = P
 			fmt.Printf("mla BF16 attn_mla_tc(P=%d) %d %.2f µs\n", P, n, decodeAttentionSpeed(t, g, spec(dtype.BF16), heads, n, 0.07, nil, rng))
 		}
-		attnSplitForce = 0
+		for _, most := range []int{16, 7} { // attn_mla_tc with the heads in two groups of 10, three of ≤ 7
+			for _, P := range []int{0, 32} {
+				attnSplitForce, mlaTCDecodeHeads = P, most
+				fmt.Printf("mla BF16 attn_mla_tc(P=%d, ≤%d heads) %d %.2f µs\n", P, most, n, decodeAttentionSpeed(t, g, spec(dtype.BF16), heads, n, 0.07, nil, rng))
+			}
+		}
+		attnSplitForce, mlaTCDecodeHeads = 0, most
 	}
 }
 
