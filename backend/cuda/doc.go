@@ -55,8 +55,9 @@
 // and replayed with one launch.
 //
 // Environment, for measurements: MARLIN_CUDA_GRAPHS=0 (no graphs),
-// MARLIN_CUDA_GRAPH_CHUNK and MARLIN_CUDA_GRAPH_FIRST (ops per chunk, and
-// in a segment's first chunk), MARLIN_CUDA_PDL=0 (no programmatic
+// MARLIN_CUDA_GRAPH_CHUNK, MARLIN_CUDA_GRAPH_FIRST and MARLIN_CUDA_GRAPH_GROW
+// (the most ops a chunk, the first chunk's, and each chunk's growth over the
+// one before; 1: every chunk after the first the most), MARLIN_CUDA_PDL=0 (no programmatic
 // dependent launch; MARLIN_CUDA_PDL_OPS=0: only for the products),
 // MARLIN_CUDA_PROFILE=1 (kernel times, graphs off), MARLIN_CUDA_SKIP
 // (kernels never launched: wrong results, for timing what each costs a
@@ -77,7 +78,9 @@
 // MARLIN_WG_CLUSTER=0 (its splits summed through L2),
 // MARLIN_ATTN_P (the splits of decode attention: attn_split, attn_mla and
 // attn_mla_tc), MARLIN_CUDA_MLA_TC=0 (a bf16 latent cache on attn_mla, the
-// CUDA-core kernel, instead of attn_mla_tc),
+// CUDA-core kernel, instead of attn_mla_tc), MARLIN_CUDA_MLA_TC_HEADS (the
+// most heads an attn_mla_tc block takes at decode sizes), MARLIN_CUDA_CARVEOUT
+// (every kernel's preferred shared-memory share of L1, in percent),
 // MARLIN_CLUSTER_POLICY (1 spread, 2 load balancing: the placement of
 // every cluster launch's blocks),
 // MARLIN_NVRTC_LOG=1 (NVRTC's log, ptxas's advisories included, on

@@ -176,10 +176,15 @@ func mlaTCSmem(R, dk int) int {
 	return 2*(2*R+4*16)*(dk+8) + 4*mlaTCWarps*R*16 + 2*2*R*24 + 4*3*R
 }
 
-// mlaTCDecodeHeads (MARLIN_CUDA_MLA_TC_HEADS; default 32) is the most
-// query heads an attn_mla_tc block takes at decode sizes (≤ 16 rows):
-// fewer heads a block, more blocks a split.
-var mlaTCDecodeHeads = envInt("MARLIN_CUDA_MLA_TC_HEADS", 32)
+// mlaTCDecodeHeads (MARLIN_CUDA_MLA_TC_HEADS; default 16) is the most
+// query heads an attn_mla_tc block takes at decode sizes (≤ 16 rows) when
+// that makes at most two groups: GLM-4.7-Flash's 20 heads in two blocks
+// of 10 a split instead of one of 20 — half the products and query loads
+// a block on twice the multiprocessors (one decode row at 2K: 12.5 against
+// 14.2–15.6 µs; in the step, attention and its merge 15.6 against 17.1 µs
+// a layer; H100, 2026-11-28). More heads (DeepSeek-V3's 128) keep groups
+// of at most 32.
+var mlaTCDecodeHeads = envInt("MARLIN_CUDA_MLA_TC_HEADS", 16)
 
 // mlaLaunch is the latent-attention kernel chosen for a cache, head count
 // and row count: attn_mla_tc (tc) or attn_mla, with R query heads and
@@ -425,17 +430,18 @@ func (b *Backend) headsOnDevice(d, xt *tensor, ms []*matrix, dstStride, xStride 
 // values of dv numbers, heads query heads, rows rows and a cache of
 // number type typ: attn_mla_tc for a bfloat16 cache where dk % 16 == 0,
 // dk ≤ 640, dv % 8 == 0, dv ≤ min(dk, 512) and its shared memory fits,
-// with the heads in equal groups of at most 32 (mlaTCDecodeHeads at
-// decode sizes) a block; else attn_mla where a lane's share of the dims
-// fits one of its instances; else none (f = 0).
+// with the heads in equal groups of at most 32 a block (of at most
+// mlaTCDecodeHeads at decode sizes where that makes two groups or one);
+// else attn_mla where a lane's share of the dims fits one of its
+// instances; else none (f = 0).
 func (b *Backend) mlaKernelFor(dk, dv, heads, rows, typ int) mlaLaunch {
 	if b.moe.off {
 		return mlaLaunch{}
 	}
 	if mlaTCOn && typ == kvBF16 && dk%16 == 0 && dk <= 640 && dv%8 == 0 && dv <= dk && dv <= 512 {
 		most := 32
-		if rows <= 16 {
-			most = min(max(mlaTCDecodeHeads, 1), 32)
+		if d := min(max(mlaTCDecodeHeads, 1), 32); rows <= 16 && heads <= 2*d {
+			most = d
 		}
 		groups := (heads + most - 1) / most
 		hpg := (heads + groups - 1) / groups

@@ -108,8 +108,9 @@ func TestHeadsOnDevice(t *testing.T) {
 // kernel, taken for bfloat16) over bfloat16 at that shape and at three
 // others: few heads (one 16-row tile) with the fixtures' small dims, 40
 // heads (two head groups), and dv = 192 (value columns of a partial
-// tile set); and at decode sizes with at most 16 heads a block (20 heads
-// in two groups of 10, 40 in three of 14, 14 and 12). Tolerance as
+// tile set); with the decode rows' heads in groups of at most 16 (the
+// default: 20 heads in two blocks of 10, 17 in 9 and 8) or 32 (20 in one);
+// and 40 and 72 heads (two groups of 20, three of 24). Tolerance as
 // testAttention: 2e-5·(1 + |cpu|) — attn_mla_tc multiplies the queries and
 // probabilities as two bf16 parts (16 bits of each), ~1e-5 relative after
 // the 576-term sums.
@@ -120,14 +121,14 @@ func TestMLAAttentionLong(t *testing.T) {
 		tc                  bool
 		heads, dk, dv, most int
 	}{
-		{dtype.F32, false, 20, 576, 512, 32},
-		{dtype.BF16, false, 20, 576, 512, 32},
-		{dtype.BF16, true, 20, 576, 512, 32},
-		{dtype.BF16, true, 3, 48, 32, 32},
-		{dtype.BF16, true, 40, 160, 128, 32},
-		{dtype.BF16, true, 17, 256, 192, 32},
+		{dtype.F32, false, 20, 576, 512, 16},
+		{dtype.BF16, false, 20, 576, 512, 16},
 		{dtype.BF16, true, 20, 576, 512, 16},
+		{dtype.BF16, true, 20, 576, 512, 32},
+		{dtype.BF16, true, 3, 48, 32, 16},
 		{dtype.BF16, true, 40, 160, 128, 16},
+		{dtype.BF16, true, 72, 64, 64, 16},
+		{dtype.BF16, true, 17, 256, 192, 16},
 	} {
 		t.Run(fmt.Sprintf("%s-tc%v-h%d-dk%d-dv%d-most%d", cs.dt, cs.tc, cs.heads, cs.dk, cs.dv, cs.most), func(t *testing.T) {
 			mlaTCOn, mlaTCDecodeHeads = cs.tc, cs.most
@@ -317,7 +318,8 @@ func routeBoth(t *testing.T, g *Backend, c *cpu.Backend, rng *rand.Rand, M, E in
 // layer at 2K in bf16, 113 MB in all) exceed the 50 MB L2 cache, as in
 // the model's step: attn_mla over float32 and bfloat16 caches,
 // attn_mla_tc (and its attn_merge) over bfloat16, with its default
-// splits and with 16 and 32, and with at most 16 and 7 heads a block.
+// splits and with 16 and 32, and with all 20 heads in one block (its
+// default at decode: two blocks of 10).
 // Prints "mla <cache> <kernel> <context> <µs>"; no assertion.
 func TestMLADecodeSpeed(t *testing.T) {
 	g := gpu(t)
@@ -344,11 +346,9 @@ func TestMLADecodeSpeed(t *testing.T) {
 			attnSplitForce = P
 			fmt.Printf("mla BF16 attn_mla_tc(P=%d) %d %.2f µs\n", P, n, decodeAttentionSpeed(t, g, spec(dtype.BF16), heads, n, 0.07, nil, rng))
 		}
-		for _, most := range []int{16, 7} { // attn_mla_tc with the heads in two groups of 10, three of ≤ 7
-			for _, P := range []int{0, 32} {
-				attnSplitForce, mlaTCDecodeHeads = P, most
-				fmt.Printf("mla BF16 attn_mla_tc(P=%d, ≤%d heads) %d %.2f µs\n", P, most, n, decodeAttentionSpeed(t, g, spec(dtype.BF16), heads, n, 0.07, nil, rng))
-			}
+		for _, P := range []int{0, 32} { // attn_mla_tc with the 20 heads in one block, not two
+			attnSplitForce, mlaTCDecodeHeads = P, 32
+			fmt.Printf("mla BF16 attn_mla_tc(P=%d, 20 heads a block) %d %.2f µs\n", P, n, decodeAttentionSpeed(t, g, spec(dtype.BF16), heads, n, 0.07, nil, rng))
 		}
 		attnSplitForce, mlaTCDecodeHeads = 0, most
 	}
