@@ -185,9 +185,9 @@ const (
 )
 
 // chunkOps is the number of ops at which a segment's chunk c (0 the
-// first) is run while recording goes on.
-// (MARLIN_CUDA_GRAPH_GROW=1: every chunk after the first graphChunk ops,
-// as before the growth.)
+// first) is run while recording goes on: graphFirst, then graphGrow times
+// the chunk before, at most graphChunk (graphGrow 1: graphChunk for every
+// chunk after the first, the schedule before the growth).
 func (b *Backend) chunkOps(c int) int {
 	n := b.graphFirst
 	if c > 0 && b.graphGrow <= 1 {
