@@ -584,11 +584,17 @@ func (b *Backend) loadKernels() error {
 			}
 		}
 	}
-	// MARLIN_CUDA_CARVEOUT (a measurement): every kernel's preferred
+	// MARLIN_CUDA_CARVEOUT (a measurement): the kernels' preferred
 	// shared-memory share of the unified L1, in percent — one share for
-	// all, so that a multiprocessor never reconfigures between launches
+	// all, so that a multiprocessor never reconfigures between launches —
+	// or, with MARLIN_CUDA_CARVEOUT_KERNELS (comma-separated name
+	// prefixes, e.g. "mla_prologue,attn_mla_tc"), for those kernels only
 	if c := envInt("MARLIN_CUDA_CARVEOUT", -1); c >= 0 {
-		for f := range b.names {
+		only := strings.FieldsFunc(os.Getenv("MARLIN_CUDA_CARVEOUT_KERNELS"), func(r rune) bool { return r == ',' })
+		for f, name := range b.names {
+			if len(only) > 0 && !slices.ContainsFunc(only, func(p string) bool { return strings.HasPrefix(name, p) }) {
+				continue
+			}
 			if err := b.d.check(call(b.d.cuFuncSetAttribute, f, funcAttrPreferredCarveout, uintptr(min(c, 100))), "cuFuncSetAttribute"); err != nil {
 				return err
 			}

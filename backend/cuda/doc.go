@@ -80,7 +80,8 @@
 // attn_mla_tc), MARLIN_CUDA_MLA_TC=0 (a bf16 latent cache on attn_mla, the
 // CUDA-core kernel, instead of attn_mla_tc), MARLIN_CUDA_MLA_TC_HEADS (the
 // most heads an attn_mla_tc block takes at decode sizes), MARLIN_CUDA_CARVEOUT
-// (every kernel's preferred shared-memory share of L1, in percent),
+// (the kernels' preferred shared-memory share of L1, in percent; only those
+// whose names begin with one of MARLIN_CUDA_CARVEOUT_KERNELS, if set),
 // MARLIN_CLUSTER_POLICY (1 spread, 2 load balancing: the placement of
 // every cluster launch's blocks),
 // MARLIN_NVRTC_LOG=1 (NVRTC's log, ptxas's advisories included, on
