@@ -187,8 +187,9 @@ func mlaTCSmem(R, dk int) int {
 var mlaTCDecodeHeads = envInt("MARLIN_CUDA_MLA_TC_HEADS", 16)
 
 // mlaLaunch is the latent-attention kernel chosen for a cache, head count
-// and row count: attn_mla_tc (tc) or attn_mla, with R query heads and
-// warps warps a block.
+// and row count: attn_mla_tc (tc) or attn_mla, with R query heads a block
+// (attn_mla_tc: the heads of one group, its hpg argument, in 16·MT rows of
+// which the rest are zeros) and warps warps.
 type mlaLaunch struct {
 	f              uintptr
 	smem, R, warps int
