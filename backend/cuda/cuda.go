@@ -930,8 +930,8 @@ func (b *Backend) memsetZero(p uint64, words int64) {
 // launch under the op lock; it lives on the Go heap, which does not move.
 type launchArgs struct {
 	vals   [64]uint64
-	ptrs   [24]unsafe.Pointer
-	offs   [24]uint8 // word offset of each argument in vals
+	ptrs   [32]unsafe.Pointer
+	offs   [32]uint8 // word offset of each argument in vals
 	nv, np int
 }
 
