@@ -271,7 +271,7 @@ func (b *Backend) runSeg(s *segment) {
 
 // issueSeg issues the segment's ops on the stream.
 func (b *Backend) issueSeg(s *segment) {
-	var params [24]unsafe.Pointer
+	var params [len(launchArgs{}.ptrs)]unsafe.Pointer
 	for i := range s.ops {
 		op := &s.ops[i]
 		if b.err != nil {
