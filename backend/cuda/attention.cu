@@ -382,8 +382,7 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
                                            const float* __restrict__ kn, const float* __restrict__ vn,
                                            const int* __restrict__ stBlk, const int* __restrict__ stSlot,
                                            const float* __restrict__ cosT, const float* __restrict__ sinT, int half,
-                                           int inter, const char* pf0, unsigned long long pfn0, const char* pf1,
-                                           unsigned long long pfn1) {
+                                           int inter) {
     constexpr int E = D / 32;
     __shared__ float sm_m[ATT_WARPS][G], sm_l[ATT_WARPS][G], sm_acc[ATT_WARPS][G][D];
     const int kh = blockIdx.x, r = blockIdx.y, p = blockIdx.z, P = gridDim.z;
@@ -423,7 +422,6 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     }
     pdl_wait();
     pdl_trigger();
-    l2_prefetch_share(pf0, pfn0, pf1, pfn1);
     if (kn == nullptr) {
         n = rowN[r], tab += rowTab[r];
         ch = (n + P - 1) / P, t0 = p * ch, t1 = min(n, t0 + ch);
@@ -534,10 +532,9 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
                                      const int* rowTab, const int* tables, int heads, int kvHeads, int ldv, int bs,    \
                                      float scale, float* ws, int* counters, const float* kn, const float* vn,          \
                                      const int* stBlk, const int* stSlot, const float* cosT, const float* sinT,        \
-                                     int half, int inter, const char* pf0, unsigned long long pfn0, const char* pf1,  \
-                                     unsigned long long pfn1) {                                                       \
+                                     int half, int inter) {                                                           \
         attn_split<D, G, KV>(out, q, kc, vc, rowN, rowTab, tables, heads, kvHeads, ldv, bs, scale, ws, counters, kn,   \
-                             vn, stBlk, stSlot, cosT, sinT, half, inter, pf0, pfn0, pf1, pfn1);                       \
+                             vn, stBlk, stSlot, cosT, sinT, half, inter);                                             \
     }
 #define ATTN_SPLIT(D, G)                 \
     ATTN_SPLIT_KV(D, G, KV_F32, )        \

@@ -311,11 +311,6 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 			a.i32(0)
 			a.i32(0)
 		}
-		var pf [2][2]uint64
-		if M <= 16 {
-			pf = b.pf.plan(prefetchAttn)
-		}
-		a.prefetch(pf)
 		b.launchOpt(f, s.KVHeads, M, P, 128, 0, a, b.pdlOps)
 		return
 	}

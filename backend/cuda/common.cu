@@ -221,28 +221,6 @@ __device__ __forceinline__ void pdl_trigger() {
     asm volatile("griddepcontrol.launch_dependents;");
 #endif
 }
-// l2_prefetch_share asks the L2 for this block's share of two byte ranges
-// (prefetch.go: the weights of the products to come; 16-byte aligned, n a
-// multiple of 16; a null range is skipped): pieces of 16 KB, piece i to
-// block i mod the grid's blocks, so that the requests leave from every
-// multiprocessor. cp.async.bulk.prefetch brings nothing to the
-// multiprocessor and has nothing to wait for (sm_90; below, a no-op).
-__device__ __forceinline__ void l2_prefetch_share(const char* p0, unsigned long long n0, const char* p1,
-                                                  unsigned long long n1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    constexpr unsigned long long PIECE = 16384;
-    const unsigned long long nb = (unsigned long long)gridDim.x * gridDim.y * gridDim.z,
-                             b = blockIdx.x + (unsigned long long)gridDim.x * (blockIdx.y + (unsigned long long)gridDim.y * blockIdx.z);
-    const unsigned long long np0 = p0 ? (n0 + PIECE - 1) / PIECE : 0, np = np0 + (p1 ? (n1 + PIECE - 1) / PIECE : 0);
-    const unsigned tid = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
-    for (unsigned long long i = b + nb * tid; i < np; i += nb * blockDim.x * blockDim.y * blockDim.z) {
-        const char* base = i < np0 ? p0 : p1;
-        const unsigned long long off = (i < np0 ? i : i - np0) * PIECE, n = i < np0 ? n0 : n1;
-        const unsigned size = (unsigned)(n - off < PIECE ? n - off : PIECE);
-        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(base + off), "r"(size) : "memory");
-    }
-#endif
-}
 #ifdef MARLIN_TRACE
 // Tracing (compiled in with MARLIN_CUDA_TRACE=1; backend/cuda/trace.go
 // reads it back): thread 0 of every block that calls pdl_wait writes its

@@ -262,10 +262,9 @@ type Backend struct {
 	graphGrow     int                 // each chunk's ops this many times the one before, to graphChunk
 	gstats        GraphStats
 
-	pf    prefetchState // the products' order, for L2 prefetches (prefetch.go)
-	moe   moeState      // device-side experts, batched heads, MLA attention (moe_dispatch.go)
-	prof  *profiler     // per-kernel timing (MARLIN_CUDA_PROFILE=1, profile.go)
-	trace *tracer       // when each launch waits and is released (MARLIN_CUDA_TRACE=1, trace.go)
+	moe   moeState  // device-side experts, batched heads, MLA attention (moe_dispatch.go)
+	prof  *profiler // per-kernel timing (MARLIN_CUDA_PROFILE=1, profile.go)
+	trace *tracer   // when each launch waits and is released (MARLIN_CUDA_TRACE=1, trace.go)
 }
 
 // New opens CUDA device ordinal (0 for the first), compiles (or loads from

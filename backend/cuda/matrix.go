@@ -886,7 +886,6 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normI
 		b.launch(b.k.youtApply, b.gridFor(int64(M)*int64((m.rows+1)/2)), 1, 256, 0, a)
 		return
 	}
-	b.pf.productLaunched(m)
 	y, ldy := o.y0, int(o.ld0) // a plain output, unless on the fast path
 	if m.tr != nil {
 		b.trellisMatMul(y, ldy, x, ldx, M, m)

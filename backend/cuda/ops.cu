@@ -34,16 +34,13 @@ MARLIN_KERNEL void silu_mul(float* dst, const float* g, const float* u, u64 n) {
 // values a thread stay in registers, and their weights are read before the
 // wait (constant data), so that a row of up to 4·blockDim.x values takes
 // one round trip after it.
-MARLIN_KERNEL void __launch_bounds__(1024) rms_norm(float* dst, const float* x, const float* __restrict__ w, int n, float eps,
-                                                   const char* pf0, unsigned long long pfn0, const char* pf1,
-                                                   unsigned long long pfn1) {
+MARLIN_KERNEL void __launch_bounds__(1024) rms_norm(float* dst, const float* x, const float* __restrict__ w, int n, float eps) {
     const int nt = blockDim.x;
     float w0[4];
 #pragma unroll
     for (int u = 0; u < 4; u++) w0[u] = threadIdx.x + u * nt < n ? w[threadIdx.x + u * nt] : 0.f;
     pdl_wait();
     pdl_trigger();
-    l2_prefetch_share(pf0, pfn0, pf1, pfn1);
     const size_t base = (size_t)blockIdx.x * n;
     double ss = 0;
     float x0[4];

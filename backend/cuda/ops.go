@@ -66,11 +66,6 @@ func (b *Backend) rmsNorm(dst, x uint64, g *vector, count int, eps float32) {
 	a.ptr(g.buf.ptr)
 	a.i32(g.n)
 	a.f32(eps)
-	var pf [2][2]uint64
-	if count/g.n <= 16 {
-		pf = b.pf.plan(prefetchNorm)
-	}
-	a.prefetch(pf)
 	b.launchOpt(b.k.rmsNorm, count/g.n, 1, 1, threadsFor(g.n/4), 0, a, b.pdlOps)
 }
 
