@@ -318,3 +318,105 @@ func TestDecodeLayerSpeed(t *testing.T) {
 		b.Add(h, y)
 	})
 }
+
+// TestNormFromSum checks the RMS norm taken from the sum of squares that
+// the product writing its input left (ssnorm.go): at M = 1, a residual row
+// h gets MatMulAdd (o: on the stripes, or on tile clusters where the rule
+// picks them), then the products that read rmsnorm(h) — a stacked q/k/v
+// group with MatMulN and a gate/up pair with SwiGLU — against the float64
+// products of refRMSNorm(h), for eight rounds (twice around the ring of
+// sums) in the packed 4-bit formats, with tile clusters on and off. An op
+// between the product and the norm (Add) must leave the norm to rms_norm:
+// a stale sum would show as a wrong product. Tolerances as TestFusedOps.
+func TestNormFromSum(t *testing.T) {
+	g := gpu(t)
+	rng := rand.New(rand.NewPCG(33, 34))
+	const H, I, KA = 1024, 768, 512 // h's width, the pair's rows, o's input
+	defer func(on bool) { tileClusterOn = on }(tileClusterOn)
+	for _, tc := range []bool{false, true} {
+		tileClusterOn = tc && g.cc >= 90
+		for _, f := range []struct {
+			name string
+			make func(rng *rand.Rand, n, k int) *quant.Weight
+		}{
+			{"int4-g128", gptqWeight(4, 128, false, false, 1)},
+			{"int4-g128-asym", gptqWeight(4, 128, true, false, 0)},
+			{"fp4-g32", fp4Weight(32)},
+		} {
+			wo := f.make(rng, H, KA)
+			qkv := []*quant.Weight{f.make(rng, 256, H), f.make(rng, 128, H), f.make(rng, 128, H)}
+			gu := []*quant.Weight{f.make(rng, I, H), f.make(rng, I, H)}
+			mo, err := g.LoadMatrix(wo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mq, err := g.LoadMatrices(qkv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mg, err := g.LoadMatrices(gu)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nv := randn(rng, H, 1)
+			norm := &backend.Norm{W: g.LoadVector(nv), Eps: 1e-5}
+			hv := randn(rng, H, 1)
+			h := g.NewTensor(1, H)
+			g.Write(h, hv)
+			a, other := g.NewTensor(1, KA), g.NewTensor(1, H)
+			read := func(y backend.Tensor) []float32 {
+				v := make([]float32, y.Rows()*y.Cols())
+				if err := g.Read(v, y); err != nil {
+					t.Fatal(err)
+				}
+				return v
+			}
+			used := g.ss.used
+			for round := range 8 {
+				what := fmt.Sprintf("clusters %v %s round %d", tileClusterOn, f.name, round)
+				av := randn(rng, KA, 1)
+				g.Write(a, av)
+				g.MatMulAdd(h, a, mo)
+				po := exactMatMul(wo, av, 1)
+				for j := range hv {
+					hv[j] = float32(float64(hv[j]) + float64(po[j]))
+				}
+				if round%4 == 3 { // an op between: the sum no longer describes h
+					ov := randn(rng, H, 1)
+					g.Write(other, ov)
+					g.Add(h, other)
+					for j := range hv {
+						hv[j] += ov[j]
+					}
+				}
+				hv = read(h) // (the device's h: the norm is what is tested here)
+				xn := refRMSNorm(hv, nv, norm.Eps)
+				ys := make([]backend.Tensor, len(qkv))
+				for i, w := range qkv {
+					ys[i] = g.NewTensor(1, w.Out)
+					g.Write(ys[i], poison(w.Out))
+				}
+				if round%2 == 0 {
+					g.MatMulN(ys, h, mq, norm)
+					for i, w := range qkv {
+						checkScaled(t, what+fmt.Sprintf(" q/k/v part %d", i), read(ys[i]), exactMatMul(w, xn, 1), absDot(w, xn, 1), matmulTol(mq[i], 1))
+					}
+				} else {
+					d := g.NewTensor(1, I)
+					g.Write(d, poison(I))
+					g.SwiGLU(d, h, mg[0], mg[1], norm)
+					want := [][]float32{exactMatMul(gu[0], xn, 1), exactMatMul(gu[1], xn, 1)}
+					scale := [][]float64{absDot(gu[0], xn, 1), absDot(gu[1], xn, 1)}
+					wa, sc := swigluRef(want, scale, matmulTol(mg[1], 1))
+					checkScaled(t, what+" SwiGLU", read(d), wa, sc, matmulTol(mg[0], 1))
+				}
+			}
+			// the products that read h right after MatMulAdd: 6 of 8
+			// rounds, unless every consumer ran on tile clusters
+			t.Logf("clusters %v %s: %d of 8 norms from the producer's sum", tileClusterOn, f.name, g.ss.used-used)
+			if !tileClusterOn && ssNorm && g.ss.used-used != 6 {
+				t.Errorf("clusters off %s: %d norms from the producer's sum, want 6", f.name, g.ss.used-used)
+			}
+		}
+	}
+}
