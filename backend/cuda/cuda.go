@@ -263,7 +263,7 @@ type Backend struct {
 	graphGrow     int                 // each chunk's ops this many times the one before, to graphChunk
 	gstats        GraphStats
 
-	ss    ssState   // the sum of squares of the last residual product (ssnorm.go)
+	ss    ssState   // the sums of squares of the last residual product (ssnorm.go)
 	moe   moeState  // device-side experts, batched heads, MLA attention (moe_dispatch.go)
 	prof  *profiler // per-kernel timing (MARLIN_CUDA_PROFILE=1, profile.go)
 	trace *tracer   // when each launch waits and is released (MARLIN_CUDA_TRACE=1, trace.go)
@@ -389,10 +389,9 @@ func (b *Backend) init() error {
 	}
 	b.counters = buf
 	b.memsetZero(buf.ptr, counterCap)
-	if b.ss.buf, err = b.allocRaw(8 * ssSlots); err != nil {
+	if b.ss.buf, err = b.allocRaw(8 * ssTiles); err != nil {
 		return err
 	}
-	b.memsetZero(b.ss.buf.ptr, 2*ssSlots)
 	b.graphsOn = os.Getenv("MARLIN_CUDA_GRAPHS") != "0"
 	b.graphChunk = graphChunkOps
 	if n, err := strconv.Atoi(os.Getenv("MARLIN_CUDA_GRAPH_CHUNK")); err == nil && n > 0 {

@@ -297,11 +297,11 @@ var dmvWide = envInt("MARLIN_CUDA_DMV_WIDE", 1) != 0
 // through SwiGLU; stored or added). See qmm.cu.
 type yout struct {
 	y0, y1, y2    uint64
-	ss            uint64 // the row's sum of squares, added to (ssNorm)
+	ss            uint64 // the row's sums of squares, one a column tile (ssnorm.go)
 	ld0, ld1, ld2 int32
 	n1, n2        int32
 	mode, accum   int32
-	ssz           int32 // the next sum's offset from ss, in float64s, zeroed by the kernel
+	_             int32
 }
 
 const (
@@ -341,13 +341,15 @@ func (b *Backend) matmul(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 // normIn is the RMS norm a decode kernel applies to its input (qmm.cu's
 // qmv*_norm_tc and qmv*_norm_ss kernels): the norm weights' device address
 // and epsilon, the kernel and its cluster size (0: stripes), and for the
-// _ss kernels the sum of squares the producer of x left.
+// _ss kernels the sums of squares of x's nss column tiles that the
+// producer of x left.
 type normIn struct {
 	w   uint64
 	eps float32
 	f   uintptr
 	c   int
 	ss  uint64
+	nss int
 }
 
 // normFuse (MARLIN_CUDA_NORMFUSE=0 turns it off, for measurements) lets the
@@ -383,7 +385,7 @@ func (b *Backend) normInput(x *tensor, n *backend.Norm, m *matrix) (uint64, *nor
 		if s := b.ss.in; M == 1 && s.y == xp && s.n == x.cols {
 			if fs := b.k.qmvNormSS[b.fastKernel(m, M)]; fs != 0 {
 				b.ss.used++
-				return xp, &normIn{w: g.buf.ptr, eps: n.Eps, f: fs, ss: s.sum}
+				return xp, &normIn{w: g.buf.ptr, eps: n.Eps, f: fs, ss: s.sum, nss: (s.n + 63) / 64}
 			}
 		}
 	}
@@ -939,6 +941,7 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normI
 				a.f32(nrm.eps)
 				if nrm.ss != 0 {
 					a.ptr(nrm.ss)
+					a.i32(nrm.nss)
 				}
 			}
 			return a

@@ -131,18 +131,17 @@ MARLIN_KERNEL void permute_cols(float* __restrict__ xp, const float* __restrict_
 // accum (modes 0 and 1) adds to what y holds instead of storing. Every
 // output element is written by exactly one thread.
 // ss (qmv4 at M = 1, a plain accumulated output only: the residual
-// stream): the sum of the squares of the row's new values is added to
-// *ss (float64, one atomic a warp: ss_add), so that the next product can
-// apply the RMS norm of its input without a reduction of its own; the
-// kernel zeroes ss[ssz], the next such product's sum (matrix.go,
-// ssNorm).
+// stream): each column tile's writer leaves the sum of the squares of the
+// row's new values in its columns at ss[tile] (float64: ss_put), so that
+// the next product can apply the RMS norm of its input without a
+// reduction of its own (ssnorm.go).
 struct YOut {
     float *y0, *y1, *y2;
     double* ss;
     int ld0, ld1, ld2;
     int n1, n2;
     int mode, accum;
-    int ssz;
+    int pad_;
 };
 
 // yput writes output (m, n) and returns the value written.
@@ -162,7 +161,7 @@ __device__ __forceinline__ float yput(const YOut& o, int m, int n, float v) {
     return v;
 }
 // The outputs of columns n (even) and n + 1 of row m (those < N); returns
-// the sum of the squares of the values written (0 for SwiGLU), for ss_add.
+// the sum of the squares of the values written (0 for SwiGLU), for ss_put.
 __device__ __forceinline__ double yput2(const YOut& o, int m, int n, float a, float b, int N) {
     if (o.mode == 2) {
         // as silu_mul (ops.cu) and the CPU's vkernels.SiLUMul
@@ -180,15 +179,14 @@ __device__ __forceinline__ double yput2(const YOut& o, int m, int n, float a, fl
     }
     return q;
 }
-// ss_add adds the squares q of the warp's lanes (row 0's values they
-// wrote) to o.ss: one atomic a warp, at most one a column tile a launch.
-// The whole warp calls it; a no-op without o.ss. The float64 sum of
-// float32 squares loses nothing that rounding r to float32 would keep,
-// whatever the atomics' order.
-__device__ __forceinline__ void ss_add(const YOut& o, double q) {
+// ss_put leaves the sum of the squares q of the warp's lanes (row 0's
+// values of column tile `tile`, which this warp wrote) at o.ss[tile]: a
+// plain store, no atomics (one writer a tile). The whole warp calls it; a
+// no-op without o.ss.
+__device__ __forceinline__ void ss_put(const YOut& o, int tile, double q) {
     if (o.ss == nullptr) return;
     q = warp_sum_d(q);
-    if ((threadIdx.x & 31) == 0) atomicAdd(o.ss, q);
+    if ((threadIdx.x & 31) == 0) o.ss[tile] = q;
 }
 
 // y = src [M, N] (row-major) sent through o: the fused outputs of the
@@ -312,7 +310,7 @@ __device__ __forceinline__ void cluster_store(const float t8[8][4], int tile, in
             }
             q += yput2(o, m, tile * 64 + n2, s.x, s.y, N);
         }
-        if (warp == 0) ss_add(o, q);
+        if (warp == 0) ss_put(o, tile, q);
     }
     cluster_sync();
 }
@@ -351,7 +349,7 @@ __device__ __forceinline__ bool stripe_store(float acc[8][4], int tile, int gw, 
             if (c < M) q += yput2(o, c, n, acc[j8][0], acc[j8][1], N);
             if (c + 8 < M) yput2(o, c + 8, n, acc[j8][2], acc[j8][3], N);
         }
-        ss_add(o, q);
+        ss_put(o, tile, q);
         return false;
     }
     float* slot = ws + (size_t)(tile + gw) * 1024;
@@ -405,7 +403,7 @@ __device__ __forceinline__ void stripe_reduce(int tile, int W, int per, int spt,
             const int n = tile * 64 + 4 * q;
             sq = yput2(o, 0, n, s.x, s.y, N) + yput2(o, 0, n + 2, s.z, s.w, N);
         }
-        ss_add(o, sq);
+        ss_put(o, tile, sq);
     } else {
         constexpr int SI = 2;
         for (int i0 = lane; i0 < M * 16; i0 += 32 * SI) {
@@ -689,19 +687,18 @@ __device__ __forceinline__ void ring_prologue(Issue& issue, const int& ii, int i
 // matrix.go normInput). r = 1/√(mean(x²) + eps) of each row comes from
 //   NORM_SUM (M ≤ 4, tile clusters only): once x is ready the block sums
 //            each row's squares (float64, as rms_norm);
-//   NORM_SS  (M = 1): the sum of squares ss that the product which wrote
-//            x left (YOut.ss), read after the wait: no reduction.
+//   NORM_SS  (M = 1): the sums of squares of x's nss column tiles that the
+//            product which wrote x left (YOut.ss), read after the wait
+//            and added in a fixed order by each warp: no block reduction.
 // The ring stages the step's 32 norm weights beside x and the conversion
 // forms (x·r)·nw, rounded as rms_norm rounds it, so the product sees the
 // same fp32 inputs as after rms_norm.
-// A product with o.ss set zeroes o.ss[o.ssz] once it has waited for the
-// previous kernel (warp 0 of block 0, which always has steps).
 #define NORM_SUM 1
 #define NORM_SS 2
 template <int KIND, bool ASYM, int MR, bool SILU = false, int NORM = 0, bool TCL = false>
 __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x, int ldx, const YOut& o, int M, float* ws,
                                      int* counters, const float* __restrict__ nw = nullptr, float eps = 0.f,
-                                     const double* ss = nullptr) {
+                                     const double* ss = nullptr, int nss = 0) {
     extern __shared__ __align__(16) unsigned char qsm[];
     constexpr bool G16 = KIND == PACK_FP4G16, FP4 = KIND != PACK_INT4;
     static_assert(!G16 || (!ASYM && !NORM), "groups of 16: FP4 only, no norm");
@@ -755,10 +752,18 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
 #pragma unroll
         for (int e = 0; e < 4; e++) acc[j][e] = part[j][e] = 0.f;
     ring_prologue<QD>(issue, ii, i0, i1, ring_s, SB, XO, x, ldx, XR, spt);
-    if (o.ss != nullptr && gw == 0 && lane == 0) o.ss[o.ssz] = 0.0;
     // the input's RMS norm: r of row c (lanes c < M) while the copies fly
     float ra = 0.f;
-    if (NORM == NORM_SS && c < M) ra = (float)(1.0 / sqrt(ld_cg_f64(ss + c) / w.K + (double)eps));
+    if (NORM == NORM_SS) {  // (M = 1) the tiles' sums, lane + 32j, all loads in flight first
+        double v[4] = {0.0, 0.0, 0.0, 0.0}, t = 0.0;
+        for (int j0 = 0; j0 < nss; j0 += 128) {
+#pragma unroll
+            for (int u = 0; u < 4; u++) v[u] = j0 + 32 * u + lane < nss ? ld_cg_f64(ss + j0 + 32 * u + lane) : 0.0;
+            t += (v[0] + v[1]) + (v[2] + v[3]);
+        }
+        t = warp_sum_d(t);
+        ra = (float)(1.0 / sqrt(t / w.K + (double)eps));
+    }
     if (NORM == NORM_SUM) {
         __shared__ double nsum[QW][4];
         __shared__ float nr[4];
@@ -949,8 +954,8 @@ QMV_KERNEL(qmv_fp4_g16_m16, PACK_FP4G16, false, 16)
 #define QMV_NORM_SS_KERNEL(NAME, KIND, ASYM)                                                              \
     MARLIN_KERNEL void __launch_bounds__(QW * 32)                                                 \
         NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters, const float* nw,   \
-             float eps, const double* ss) {                                                               \
-        qmv4<KIND, ASYM, 8, false, NORM_SS, false>(w, x, ldx, o, M, ws, counters, nw, eps, ss);           \
+             float eps, const double* ss, int nss) {                                                      \
+        qmv4<KIND, ASYM, 8, false, NORM_SS, false>(w, x, ldx, o, M, ws, counters, nw, eps, ss, nss);      \
     }
 // kernels: qmv_tc
 QMV_TC_KERNEL(qmv_int4_tc, PACK_INT4, false, 8)
