@@ -107,7 +107,6 @@ type kernels struct {
 	// a 4-bit stripe decode kernel (M ≤ 8) → its tile-cluster version
 	// normalising its input (qmv*_norm_tc)
 	qmvNormTC                                           map[uintptr]uintptr
-	qmvNormSS                                           map[uintptr]uintptr // a stripe decode kernel → its version with the norm from ss (ssnorm.go)
 	qmvTC                                               map[uintptr]uintptr // a stripe decode kernel → its tile-cluster version
 	permute, xToHalf, xToTiles, dequantInt4, dequantFP4 uintptr
 	youtApply                                           uintptr                  // fused outputs of a plain product (matrix.go)
@@ -263,7 +262,6 @@ type Backend struct {
 	graphGrow     int                 // each chunk's ops this many times the one before, to graphChunk
 	gstats        GraphStats
 
-	ss    ssState   // the sums of squares of the last residual product (ssnorm.go)
 	moe   moeState  // device-side experts, batched heads, MLA attention (moe_dispatch.go)
 	prof  *profiler // per-kernel timing (MARLIN_CUDA_PROFILE=1, profile.go)
 	trace *tracer   // when each launch waits and is released (MARLIN_CUDA_TRACE=1, trace.go)
@@ -389,9 +387,6 @@ func (b *Backend) init() error {
 	}
 	b.counters = buf
 	b.memsetZero(buf.ptr, counterCap)
-	if b.ss.buf, err = b.allocRaw(8 * ssTiles); err != nil {
-		return err
-	}
 	b.graphsOn = os.Getenv("MARLIN_CUDA_GRAPHS") != "0"
 	b.graphChunk = graphChunkOps
 	if n, err := strconv.Atoi(os.Getenv("MARLIN_CUDA_GRAPH_CHUNK")); err == nil && n > 0 {
@@ -547,7 +542,7 @@ func (b *Backend) loadKernels() error {
 		tc := get(p.name + "_tc")
 		k.qmvTC[p.f], b.dynSmem[tc] = tc, b.dynSmem[p.f]
 	}
-	k.qmvNormTC, k.qmvNormSS = map[uintptr]uintptr{}, map[uintptr]uintptr{}
+	k.qmvNormTC = map[uintptr]uintptr{}
 	for _, p := range []struct {
 		f    uintptr
 		name string
@@ -555,8 +550,6 @@ func (b *Backend) loadKernels() error {
 	}{{k.qmvInt4[0], "qmv_int4_norm_tc", false}, {k.qmvInt4Asym[0], "qmv_int4_asym_norm_tc", true}, {k.qmvFP4[0], "qmv_fp4_norm_tc", false}} {
 		n := get(p.name)
 		k.qmvNormTC[p.f], b.dynSmem[n] = n, qmvSmem(8, p.asym, true, false)
-		s := get(strings.TrimSuffix(p.name, "_tc") + "_ss")
-		k.qmvNormSS[p.f], b.dynSmem[s] = s, qmvSmem(8, p.asym, true, false)
 	}
 	b.loadTrellisKernels(get)
 	k.tcQgemm[0], k.tcQgemm[1], k.tcQgemm[2] = get("tc_qgemm_int4"), get("tc_qgemm_int4_asym"), get("tc_qgemm_fp4")
@@ -657,7 +650,6 @@ func (b *Backend) enter() {
 		b.fail(b.d.check(r, "cuCtxSetCurrent"))
 	}
 	b.metaOff = 0
-	b.ss.in, b.ss.out = b.ss.out, ssMark{} // the last op's residual sum, for this op
 }
 
 // leave ends an op.
@@ -960,7 +952,7 @@ func (a *launchArgs) u64(v uint64)  { *(*uint64)(a.slot(1)) = v }
 func (a *launchArgs) i32(v int)     { *(*int32)(a.slot(1)) = int32(v) }
 func (a *launchArgs) f32(v float32) { *(*float32)(a.slot(1)) = v }
 func (a *launchArgs) desc(d *wdesc) { *(*wdesc)(a.slot(8)) = *d }
-func (a *launchArgs) yout(o *yout)  { *(*yout)(a.slot(8)) = *o }
+func (a *launchArgs) yout(o *yout)  { *(*yout)(a.slot(7)) = *o }
 
 // ptrsIf adds the pointers ps, or as many null pointers when !on (a
 // kernel's optional arguments).

@@ -297,7 +297,6 @@ var dmvWide = envInt("MARLIN_CUDA_DMV_WIDE", 1) != 0
 // through SwiGLU; stored or added). See qmm.cu.
 type yout struct {
 	y0, y1, y2    uint64
-	ss            uint64 // the row's sums of squares, one a column tile (ssnorm.go)
 	ld0, ld1, ld2 int32
 	n1, n2        int32
 	mode, accum   int32
@@ -339,17 +338,13 @@ func (b *Backend) matmul(y uint64, ldy int, x uint64, ldx, M int, m *matrix) {
 }
 
 // normIn is the RMS norm a decode kernel applies to its input (qmm.cu's
-// qmv*_norm_tc and qmv*_norm_ss kernels): the norm weights' device address
-// and epsilon, the kernel and its cluster size (0: stripes), and for the
-// _ss kernels the sums of squares of x's nss column tiles that the
-// producer of x left.
+// qmv*_norm_tc kernels): the norm weights' device address and epsilon, and
+// the kernel and cluster size normCluster chose for the product.
 type normIn struct {
 	w   uint64
 	eps float32
 	f   uintptr
 	c   int
-	ss  uint64
-	nss int
 }
 
 // normFuse (MARLIN_CUDA_NORMFUSE=0 turns it off, for measurements) lets the
@@ -381,12 +376,6 @@ func (b *Backend) normInput(x *tensor, n *backend.Norm, m *matrix) (uint64, *nor
 		xp%16 == 0 && x.cols%4 == 0 {
 		if ft, C := b.normCluster(m, M); C > 0 {
 			return xp, &normIn{w: g.buf.ptr, eps: n.Eps, f: ft, c: C}
-		}
-		if s := b.ss.in; M == 1 && s.y == xp && s.n == x.cols {
-			if fs := b.k.qmvNormSS[b.fastKernel(m, M)]; fs != 0 {
-				b.ss.used++
-				return xp, &normIn{w: g.buf.ptr, eps: n.Eps, f: fs, ss: s.sum, nss: (s.n + 63) / 64}
-			}
 		}
 	}
 	xn := b.scratchBuf("xnorm", 4*int64(M)*int64(x.cols))
@@ -939,22 +928,13 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normI
 			if nrm != nil {
 				a.ptr(nrm.w)
 				a.f32(nrm.eps)
-				if nrm.ss != 0 {
-					a.ptr(nrm.ss)
-					a.i32(nrm.nss)
-				}
 			}
 			return a
 		}
 		ntiles := (m.rows + 63) / 64
-		if nrm != nil && nrm.c > 0 { // (normInput chose the kernel and its clusters for this product)
+		if nrm != nil { // (normInput chose the kernel and its clusters for this product)
 			b.launchCluster(nrm.f, ntiles*nrm.c, 1, 1, 128, b.dynSmem[nrm.f], args(0), true, nrm.c)
 			return
-		}
-		if nrm != nil {
-			f = nrm.f // the stripes with the norm from the producer's sum of squares
-		} else {
-			b.ssProduce(o, m, M)
 		}
 		if ft := b.k.qmvTC[f]; ft != 0 {
 			if C := b.tileClusters(ft, f, m, M); C > 0 {

@@ -81,11 +81,6 @@ __device__ __forceinline__ float ld_cg(const float* p) {
     asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p));
     return v;
 }
-__device__ __forceinline__ double ld_cg_f64(const double* p) {
-    double v;
-    asm volatile("ld.global.cg.f64 %0, [%1];" : "=d"(v) : "l"(p));
-    return v;
-}
 __device__ __forceinline__ int ld_cg_i32(const int* p) {
     int v;
     asm volatile("ld.global.cg.s32 %0, [%1];" : "=r"(v) : "l"(p));
@@ -130,22 +125,15 @@ MARLIN_KERNEL void permute_cols(float* __restrict__ xp, const float* __restrict_
 //           y0[m, n/2] = silu(y[m, n])·y[m, n+1] for even n.
 // accum (modes 0 and 1) adds to what y holds instead of storing. Every
 // output element is written by exactly one thread.
-// ss (qmv4 at M = 1, a plain accumulated output only: the residual
-// stream): each column tile's writer leaves the sum of the squares of the
-// row's new values in its columns at ss[tile] (float64: ss_put), so that
-// the next product can apply the RMS norm of its input without a
-// reduction of its own (ssnorm.go).
 struct YOut {
     float *y0, *y1, *y2;
-    double* ss;
     int ld0, ld1, ld2;
     int n1, n2;
     int mode, accum;
     int pad_;
 };
 
-// yput writes output (m, n) and returns the value written.
-__device__ __forceinline__ float yput(const YOut& o, int m, int n, float v) {
+__device__ __forceinline__ void yput(const YOut& o, int m, int n, float v) {
     float* p;
     if (o.mode == 1) {
         p = (n & 1) ? o.y1 + (size_t)m * o.ld1 + (n >> 1) : o.y0 + (size_t)m * o.ld0 + (n >> 1);
@@ -158,35 +146,16 @@ __device__ __forceinline__ float yput(const YOut& o, int m, int n, float v) {
     }
     if (o.accum) v += *p;
     *p = v;
-    return v;
 }
-// The outputs of columns n (even) and n + 1 of row m (those < N); returns
-// the sum of the squares of the values written (0 for SwiGLU), for ss_put.
-__device__ __forceinline__ double yput2(const YOut& o, int m, int n, float a, float b, int N) {
+// The outputs of columns n (even) and n + 1 of row m (those < N).
+__device__ __forceinline__ void yput2(const YOut& o, int m, int n, float a, float b, int N) {
     if (o.mode == 2) {
         // as silu_mul (ops.cu) and the CPU's vkernels.SiLUMul
         if (n + 1 < N) o.y0[(size_t)m * o.ld0 + (n >> 1)] = a / (1.0f + expf(-a)) * b;
-        return 0.0;
+        return;
     }
-    double q = 0.0;
-    if (n < N) {
-        const float v = yput(o, m, n, a);
-        q = (double)v * v;
-    }
-    if (n + 1 < N) {
-        const float v = yput(o, m, n + 1, b);
-        q += (double)v * v;
-    }
-    return q;
-}
-// ss_put leaves the sum of the squares q of the warp's lanes (row 0's
-// values of column tile `tile`, which this warp wrote) at o.ss[tile]: a
-// plain store, no atomics (one writer a tile). The whole warp calls it; a
-// no-op without o.ss.
-__device__ __forceinline__ void ss_put(const YOut& o, int tile, double q) {
-    if (o.ss == nullptr) return;
-    q = warp_sum_d(q);
-    if ((threadIdx.x & 31) == 0) o.ss[tile] = q;
+    if (n < N) yput(o, m, n, a);
+    if (n + 1 < N) yput(o, m, n + 1, b);
 }
 
 // y = src [M, N] (row-major) sent through o: the fused outputs of the
@@ -300,7 +269,6 @@ __device__ __forceinline__ void cluster_store(const float t8[8][4], int tile, in
     cluster_sync();
     if (cluster_ctarank() == 0) {
         const u32 C = cluster_nctarank();
-        double q = 0.0;  // (o.ss: M = 1, warp 0 writes the tile)
         for (int e2 = threadIdx.x; e2 < M * 32; e2 += blockDim.x) {
             const int m = e2 >> 5, n2 = 2 * (e2 & 31);
             float2 s = *(const float2*)(B + m * 64 + n2);
@@ -308,9 +276,8 @@ __device__ __forceinline__ void cluster_store(const float t8[8][4], int tile, in
                 const float2 v = ld_dsmem2(B + m * 64 + n2, r);
                 s.x += v.x, s.y += v.y;
             }
-            q += yput2(o, m, tile * 64 + n2, s.x, s.y, N);
+            yput2(o, m, tile * 64 + n2, s.x, s.y, N);
         }
-        if (warp == 0) ss_put(o, tile, q);
     }
     cluster_sync();
 }
@@ -342,14 +309,12 @@ __device__ __forceinline__ bool stripe_store(float acc[8][4], int tile, int gw, 
     const int wf = (tile * spt) / per, wl = min(W - 1, ((tile + 1) * spt - 1) / per);
     const int n0 = tile * 64 + 2 * t;
     if (wf == wl) {
-        double q = 0.0;  // (o.ss: M = 1, row 0)
 #pragma unroll
         for (int j8 = 0; j8 < 8; j8++) {
             const int n = n0 + 8 * j8;
-            if (c < M) q += yput2(o, c, n, acc[j8][0], acc[j8][1], N);
+            if (c < M) yput2(o, c, n, acc[j8][0], acc[j8][1], N);
             if (c + 8 < M) yput2(o, c + 8, n, acc[j8][2], acc[j8][3], N);
         }
-        ss_put(o, tile, q);
         return false;
     }
     float* slot = ws + (size_t)(tile + gw) * 1024;
@@ -398,12 +363,11 @@ __device__ __forceinline__ void stripe_reduce(int tile, int W, int per, int spt,
         s.y += __shfl_xor_sync(0xffffffffu, s.y, 16);
         s.z += __shfl_xor_sync(0xffffffffu, s.z, 16);
         s.w += __shfl_xor_sync(0xffffffffu, s.w, 16);
-        double sq = 0.0;
         if (h == 0) {
             const int n = tile * 64 + 4 * q;
-            sq = yput2(o, 0, n, s.x, s.y, N) + yput2(o, 0, n + 2, s.z, s.w, N);
+            yput2(o, 0, n, s.x, s.y, N);
+            yput2(o, 0, n + 2, s.z, s.w, N);
         }
-        ss_put(o, tile, sq);
     } else {
         constexpr int SI = 2;
         for (int i0 = lane; i0 < M * 16; i0 += 32 * SI) {
@@ -681,29 +645,22 @@ __device__ __forceinline__ void ring_prologue(Issue& issue, const int& ii, int i
 // of the ring's x and combined where x is converted, with the float
 // operations of silu_mul — the SwiGLU activation without its own launch.
 //
-// NORM (not SILU; kernels of their own, so that the others keep their
-// registers): the input is rmsnorm(x) with weights nw (backend.Norm), the
-// RMSNorm launch before the product folded into it (where that pays:
-// matrix.go normInput). r = 1/√(mean(x²) + eps) of each row comes from
-//   NORM_SUM (M ≤ 4, tile clusters only): once x is ready the block sums
-//            each row's squares (float64, as rms_norm);
-//   NORM_SS  (M = 1): the sums of squares of x's nss column tiles that the
-//            product which wrote x left (YOut.ss), read after the wait
-//            and added in a fixed order by each warp: no block reduction.
-// The ring stages the step's 32 norm weights beside x and the conversion
-// forms (x·r)·nw, rounded as rms_norm rounds it, so the product sees the
-// same fp32 inputs as after rms_norm.
-#define NORM_SUM 1
-#define NORM_SS 2
-template <int KIND, bool ASYM, int MR, bool SILU = false, int NORM = 0, bool TCL = false>
+// NORM (M ≤ 4, not SILU, tile clusters only; kernels of their own, so that
+// the others keep their registers): the input is rmsnorm(x) with weights
+// nw (backend.Norm), the RMSNorm launch before the product folded into it
+// (where that pays: matrix.go normInput).
+// Once x is ready the block sums each row's squares (float64, as rms_norm)
+// and finds r = 1/√(mean(x²) + eps); the ring stages the step's 32 norm
+// weights beside x and the conversion forms (x·r)·nw, rounded as rms_norm
+// rounds it, so the product sees the same fp32 inputs as after rms_norm.
+template <int KIND, bool ASYM, int MR, bool SILU = false, bool NORM = false, bool TCL = false>
 __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x, int ldx, const YOut& o, int M, float* ws,
-                                     int* counters, const float* __restrict__ nw = nullptr, float eps = 0.f,
-                                     const double* ss = nullptr, int nss = 0) {
+                                     int* counters, const float* __restrict__ nw = nullptr, float eps = 0.f) {
     extern __shared__ __align__(16) unsigned char qsm[];
     constexpr bool G16 = KIND == PACK_FP4G16, FP4 = KIND != PACK_INT4;
     static_assert(!G16 || (!ASYM && !NORM), "groups of 16: FP4 only, no norm");
-    static_assert(NORM != NORM_SUM || TCL, "the norm's own sums on tile clusters only (matrix.go normInput)");
-    constexpr int SB = qstage_bytes(MR, ASYM, NORM != 0, G16), QD = qstages(MR);
+    static_assert(!NORM || TCL, "the norm on tile clusters only (matrix.go normInput)");
+    constexpr int SB = qstage_bytes(MR, ASYM, NORM, G16), QD = qstages(MR);
     constexpr int XO = 1024, SO = 1024 + 128 * MR, ZO = SO + (G16 ? 256 : 128), NO = ZO + (ASYM ? 256 : 0);
     const int lane = threadIdx.x & 31, t = lane & 3, c = lane >> 2, warp = threadIdx.x >> 5;
     // steps of 32 per group (G16: one, and the step's first group is 2·step)
@@ -754,17 +711,7 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
     ring_prologue<QD>(issue, ii, i0, i1, ring_s, SB, XO, x, ldx, XR, spt);
     // the input's RMS norm: r of row c (lanes c < M) while the copies fly
     float ra = 0.f;
-    if (NORM == NORM_SS) {  // (M = 1) the tiles' sums, lane + 32j, all loads in flight first
-        double v[4] = {0.0, 0.0, 0.0, 0.0}, t = 0.0;
-        for (int j0 = 0; j0 < nss; j0 += 128) {
-#pragma unroll
-            for (int u = 0; u < 4; u++) v[u] = j0 + 32 * u + lane < nss ? ld_cg_f64(ss + j0 + 32 * u + lane) : 0.0;
-            t += (v[0] + v[1]) + (v[2] + v[3]);
-        }
-        t = warp_sum_d(t);
-        ra = (float)(1.0 / sqrt(t / w.K + (double)eps));
-    }
-    if (NORM == NORM_SUM) {
+    if (NORM) {
         __shared__ double nsum[QW][4];
         __shared__ float nr[4];
         double ss[4] = {0.0, 0.0, 0.0, 0.0};
@@ -942,20 +889,13 @@ QMV_KERNEL(qmv_fp4_g16_m16, PACK_FP4G16, false, 16)
 #define QMV_TC_KERNEL(NAME, KIND, ASYM, MR)                                                               \
     MARLIN_KERNEL void __launch_bounds__(QW * 32)                                                 \
         NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters) {                 \
-        qmv4<KIND, ASYM, MR, false, 0, true>(w, x, ldx, o, M, ws, counters);                              \
+        qmv4<KIND, ASYM, MR, false, false, true>(w, x, ldx, o, M, ws, counters);                          \
     }
 #define QMV_NORM_TC_KERNEL(NAME, KIND, ASYM)                                                              \
     MARLIN_KERNEL void __launch_bounds__(QW * 32)                                                 \
         NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters, const float* nw,   \
              float eps) {                                                                                 \
-        qmv4<KIND, ASYM, 8, false, NORM_SUM, true>(w, x, ldx, o, M, ws, counters, nw, eps);               \
-    }
-// the stripes with the norm from the sum of squares the producer of x left
-#define QMV_NORM_SS_KERNEL(NAME, KIND, ASYM)                                                              \
-    MARLIN_KERNEL void __launch_bounds__(QW * 32)                                                 \
-        NAME(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters, const float* nw,   \
-             float eps, const double* ss, int nss) {                                                      \
-        qmv4<KIND, ASYM, 8, false, NORM_SS, false>(w, x, ldx, o, M, ws, counters, nw, eps, ss, nss);      \
+        qmv4<KIND, ASYM, 8, false, true, true>(w, x, ldx, o, M, ws, counters, nw, eps);                   \
     }
 // kernels: qmv_tc
 QMV_TC_KERNEL(qmv_int4_tc, PACK_INT4, false, 8)
@@ -967,9 +907,6 @@ QMV_TC_KERNEL(qmv_fp4_m16_tc, PACK_FP4, false, 16)
 QMV_NORM_TC_KERNEL(qmv_int4_norm_tc, PACK_INT4, false)
 QMV_NORM_TC_KERNEL(qmv_int4_asym_norm_tc, PACK_INT4, true)
 QMV_NORM_TC_KERNEL(qmv_fp4_norm_tc, PACK_FP4, false)
-QMV_NORM_SS_KERNEL(qmv_int4_norm_ss, PACK_INT4, false)
-QMV_NORM_SS_KERNEL(qmv_int4_asym_norm_ss, PACK_INT4, true)
-QMV_NORM_SS_KERNEL(qmv_fp4_norm_ss, PACK_FP4, false)
 
 // ---- 8-bit decode (M ≤ 8 rows a launch): GPTQ INT8, FP8 ----
 //
