@@ -185,6 +185,8 @@ if want ab && ab_ready; then
 				log="$OUT/ab$si-$model-$bin-${envset//[^A-Za-z0-9_]/_}-$i.log"
 				run "ab $model $bin $envset $i" 30 300 "$log" env $envset ./gpubin/$bin bench --synthetic "$model" --format "$fmt:$grp" --device cuda --prompt "${AB_PROMPT:-512}" --gen "${AB_GEN:-64}" --membw=false --json $extra
 				note "  $(grep -ohE '"(batch_)?(prefill|decode)_tokens_per_second[a-z_]*": [0-9.]+|"decode_forward_ms": [0-9.]+' "$log" | tr '\n' ' ')"
+				# traced arms (MARLIN_CUDA_TRACE=1): the first traced step's cost by kernel
+				grep -q "each kernel's cost" "$log" && note "$(awk "/each kernel's cost/{p=1; print; next} p && /^  /{print; next} p{exit}" "$log")"
 			done
 		done
 		if want profile; then
