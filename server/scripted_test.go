@@ -62,7 +62,11 @@ func (m *scriptedModel) Forward(b *backend.Batch, cache backend.KVCache, rows []
 		for j := range row {
 			row[j] = -5 - float32(j%7) // some spread, for top_logprobs
 		}
-		row[nx] = 10
+		// A margin of at least 45 nats: sampled at the default
+		// temperature 1, another token comes with probability below
+		// vocab·e^-45 ≈ 1e-15 a step. (At 10 it was ~1e-3 a request,
+		// and CI once drew one.)
+		row[nx] = 40
 	}
 	out := m.be.NewTensor(len(rows), v)
 	m.be.Write(out, data)
