@@ -106,6 +106,9 @@ type calibBackend struct {
 	done    []bool
 	onFirst func(g int, x *cpu.Tensor) error
 
+	full    bool // multiply by the source weights, not the quantized ones
+	experts bool // inside ExpertsAdd
+
 	temps map[[3]int]backend.Tensor // scratch of the fused ops, by use and shape
 
 	err error
@@ -162,7 +165,7 @@ func (c *calibBackend) MatMul(dst, x backend.Tensor, w backend.Matrix) {
 				if c.acc.h == nil {
 					*c.acc = *newHessian(xk.cols)
 				}
-				c.acc.add(x.(*cpu.Tensor))
+				c.acc.add(x.(*cpu.Tensor), nil)
 				c.lastAcc, c.lastGen = xk, gen
 			}
 			c.Backend.MatMul(dst, x, w)
@@ -172,7 +175,7 @@ func (c *calibBackend) MatMul(dst, x backend.Tensor, w backend.Matrix) {
 			return
 		}
 	}
-	if r, ok := c.repl[w]; ok {
+	if r, ok := c.repl[w]; ok && !c.full {
 		w = r
 	}
 	c.Backend.MatMul(dst, x, w)
@@ -337,7 +340,9 @@ func (c *calibBackend) Route(sel backend.Selection, xn, x backend.Tensor, norm *
 // calibration token reaches is quantized without calibration) and the
 // shared expert's see every row.
 func (c *calibBackend) ExpertsAdd(dst, x backend.Tensor, sel backend.Selection, experts []backend.Expert, shared *backend.Expert) {
+	c.experts = true
 	c.Backend.ExpertsAddVia(c, dst, x, sel, experts, shared)
+	c.experts = false
 }
 
 // MLAPrologue implements backend.Backend.
@@ -353,6 +358,7 @@ func (c *calibBackend) MLAPrologue(key, qf, kva, q backend.Tensor, norm backend.
 type hessian struct {
 	n    int
 	h    []float64
+	d    []float64 // Σ_rows (x̃ − x)ᵀx, when full-precision inputs x̃ are given
 	rows int
 	xt   []float32 // transposed batch
 	prod []float32
@@ -361,8 +367,10 @@ type hessian struct {
 func newHessian(n int) *hessian { return &hessian{n: n, h: make([]float64, n*n)} }
 
 // add accumulates Σ_rows xᵀx: the float32 product of the transposed batch
-// with itself (AVX2 kernels), added into the float64 sum.
-func (a *hessian) add(x *cpu.Tensor) {
+// with itself (AVX2 kernels), added into the float64 sum. xf, when not
+// nil, is the full-precision model's input of the same rows (row-major,
+// like x): then Σ_rows (x̃ − x)ᵀx is accumulated in d too.
+func (a *hessian) add(x *cpu.Tensor, xf []float32) {
 	M, n := x.Rows(), x.Cols()
 	if n != a.n || M == 0 {
 		return
@@ -377,6 +385,9 @@ func (a *hessian) add(x *cpu.Tensor) {
 		for i, v := range row {
 			xt[i*M+m] = v
 		}
+	}
+	if xf != nil {
+		a.addCross(xt, xf, M, n)
 	}
 	if cap(a.prod) < n*n {
 		a.prod = make([]float32, n*n)
@@ -395,4 +406,23 @@ func (a *hessian) add(x *cpu.Tensor) {
 		a.h[i] += float64(v)
 	}
 	a.rows += M
+}
+
+// addCross adds (x̃ − x)ᵀx to d, given the batch transposed (xt, [n, M])
+// and x̃ (xf, [M, n]): float32 products summed in float64, like h.
+func (a *hessian) addCross(xt, xf []float32, M, n int) {
+	if a.d == nil {
+		a.d = make([]float64, n*n)
+	}
+	dt := make([]float32, n*M)
+	for m := 0; m < M; m++ {
+		for i, v := range xf[m*n : (m+1)*n] {
+			dt[i*M+m] = v - xt[i*M+m]
+		}
+	}
+	prod := make([]float32, n*n)
+	kernels.MatMulF32(prod, n, dt, n, M, xt, 0, n)
+	for i, v := range prod {
+		a.d[i] += float64(v)
+	}
 }

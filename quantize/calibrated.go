@@ -183,6 +183,8 @@ func runCalibrated(src, dst string, opt Options) (*Report, error) {
 	be.recording = false
 	be.group = map[backend.Matrix]int{}
 	var groups [][]backend.Matrix
+	var fpBytes int64 // the full-precision inputs of every group, for all rows
+	tokens := int64(len(seqs) * len(seqs[0]))
 	for i, cl := range be.calls {
 		if _, ok := r.out[cl.m]; !ok {
 			continue
@@ -206,6 +208,7 @@ func runCalibrated(src, dst string, opt Options) (*Report, error) {
 		}
 		be.group[cl.m] = len(groups)
 		groups = append(groups, []backend.Matrix{cl.m})
+		fpBytes += tokens * int64(cl.x.cols) * 4
 	}
 	be.calls = nil
 	be.size = make([]int, len(groups))
@@ -232,10 +235,40 @@ func runCalibrated(src, dst string, opt Options) (*Report, error) {
 	if batchRows >= len(seqs) {
 		// everything in one forward pass: quantize each group when reached
 		be.inline = true
+		var fpIn [][]float32 // per group: its input in the full-precision model
+		switch {
+		case !opt.FPTargets:
+		case fpBytes > maxFPInputBytes:
+			warnf(opt, "each layer is fit to its own quantized inputs: the full-precision model's inputs to every layer would take %.1f GB (more than %.1f GB) — fewer calibration tokens bring the full-precision targets back", float64(fpBytes)/1e9, float64(maxFPInputBytes)/1e9)
+		default:
+			be.full, be.done = true, make([]bool, len(groups))
+			fpIn = make([][]float32, len(groups))
+			be.onFirst = func(g int, x *cpu.Tensor) error {
+				if !be.experts { // (a routed expert's tokens depend on the layers before)
+					fpIn[g] = append([]float32(nil), x.Data()...)
+				}
+				return nil
+			}
+			err := forward(m, be, seqs, r.headCalibrated(), nil)
+			be.full = false
+			if err != nil {
+				return nil, err
+			}
+			r.rep.Passes++
+			r.rep.FPTargets = true
+		}
 		be.done = make([]bool, len(groups))
 		be.onFirst = func(g int, x *cpu.Tensor) error {
 			h := newHessian(x.Cols())
-			h.add(x)
+			if fpIn != nil && fpIn[g] != nil {
+				if len(fpIn[g]) != len(x.Data()) {
+					return fmt.Errorf("calibration: group %d's input has %d values in the full-precision pass, %d in the quantized one", g, len(fpIn[g]), len(x.Data()))
+				}
+				h.add(x, fpIn[g])
+				fpIn[g] = nil
+			} else {
+				h.add(x, nil)
+			}
 			r.trackMemory(h)
 			return r.quantizeGroup(groups[g], h)
 		}
@@ -244,8 +277,11 @@ func runCalibrated(src, dst string, opt Options) (*Report, error) {
 			return nil, err
 		}
 		be.inline = false
-		r.rep.Passes = 1
+		r.rep.Passes++
 	} else {
+		if opt.FPTargets {
+			warnf(opt, "each layer is fit to its own quantized inputs: full-precision targets need every calibration row in one forward pass (%d rows, %d fit --calib-batch)", len(seqs), batchRows)
+		}
 		for g := range groups {
 			if r.groupDone(groups[g]) {
 				continue
@@ -427,21 +463,45 @@ func forward(m model.Model, be *calibBackend, seqs [][]int32, allRows bool, befo
 
 // quantizeGroup quantizes the weights that share the inputs measured in h.
 func (r *runner) quantizeGroup(ms []backend.Matrix, h *hessian) error {
-	mean := make([]float64, len(h.h))
+	scale := 1 / float64(max(h.rows, 1))
+	hs := &calibStats{h: make([]float64, len(h.h)), rows: h.rows}
 	for i, v := range h.h {
-		mean[i] = v / float64(max(h.rows, 1))
+		hs.h[i] = v * scale
+	}
+	if h.d != nil {
+		hs.d = make([]float64, len(h.d))
+		for i, v := range h.d {
+			hs.d[i] = v * scale
+		}
 	}
 	for _, mat := range ms {
-		if err := r.quantizeOne(mat, &calibStats{h: mean, rows: h.rows}); err != nil {
+		if err := r.quantizeOne(mat, hs); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// calibStats are a group's input statistics over its calibration rows:
+// the mean of xᵀx and, with full-precision targets, the mean of
+// (x̃ − x)ᵀx (else nil).
 type calibStats struct {
-	h    []float64
+	h, d []float64
 	rows int
+}
+
+// maxFPInputBytes bounds the memory of the full-precision inputs kept for
+// Options.FPTargets.
+const maxFPInputBytes = 2 << 30
+
+// fpTargetDamp is CompensateTarget's damping: a fraction of mean(diag H),
+// like GPTQ's.
+const fpTargetDamp = 0.01
+
+func warnf(opt Options, format string, args ...any) {
+	if opt.Warn != nil {
+		opt.Warn(fmt.Sprintf(format, args...))
+	}
 }
 
 // quantizeOne quantizes one target weight (hs nil: without calibration),
@@ -594,6 +654,11 @@ func (r *runner) quantizeTensor(prefix string, t safetensors.Tensor, spec quant.
 	var h []float64
 	if hs != nil {
 		h = hs.h
+		if hs.d != nil { // the target: W′ that best reproduces the full-precision outputs
+			if vals, err = quant.CompensateTarget(vals, out, in, h, hs.d, fpTargetDamp); err != nil {
+				return nil, rep, fmt.Errorf("%s: %w", prefix, err)
+			}
+		}
 	}
 	switch r.opt.Method {
 	case GPTQ:

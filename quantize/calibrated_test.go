@@ -91,6 +91,69 @@ func TestCalibratedGPTQ(t *testing.T) {
 	}
 }
 
+// TestFPTargets: with Options.FPTargets each layer is fit to the
+// full-precision model's outputs (one more forward pass); on the
+// calibration text the quantized model's logits then come closer to the
+// full-precision ones than with the classic fit, for GPTQ and EXL3.
+// Streamed calibration falls back to the classic fit, with a note.
+func TestFPTargets(t *testing.T) {
+	dir := t.TempDir()
+	toks := randomTokens(8*64, 256)
+	// 16-token windows of the calibration rows
+	var windows [][]int32
+	for r := 0; r < 8; r++ {
+		windows = append(windows, toks[r*63:r*63+16], toks[r*63+30:r*63+46])
+	}
+	var ref [][]float32
+	for _, w := range windows {
+		ref = append(ref, logits(t, src, w))
+	}
+	errOf := func(d string) float64 {
+		var s float64
+		for i, w := range windows {
+			s += relRMS(logits(t, d, w), ref[i])
+		}
+		return s / float64(len(windows))
+	}
+	for _, c := range []struct {
+		name string
+		opt  quantize.Options
+	}{
+		{"gptq int2", quantize.Options{Method: quantize.GPTQ, Spec: quant.Spec{Format: quant.GPTQ, Bits: 2, Group: 16, Sym: true}}},
+		{"exl3 2", quantize.Options{Method: quantize.EXL3, Spec: quant.Spec{Format: quant.EXL3, Bits: 2}}},
+	} {
+		var e [2]float64
+		for i, fp := range []bool{true, false} {
+			opt := c.opt
+			opt.Calib = &quantize.Calibration{Tokens: toks, Rows: 8, Ctx: 64}
+			opt.FPTargets = fp
+			d := filepath.Join(dir, fmt.Sprint(c.name, fp))
+			rep, err := quantize.Run(src, d, opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.FPTargets != fp || rep.Passes != 2-i {
+				t.Errorf("%s, FPTargets %v: report FPTargets %v, %d passes", c.name, fp, rep.FPTargets, rep.Passes)
+			}
+			e[i] = errOf(d)
+		}
+		t.Logf("%s: logits' relative RMS error %.4f with full-precision targets, %.4f without", c.name, e[0], e[1])
+		if !(e[0] < 0.95*e[1]) {
+			t.Errorf("%s: full-precision targets do not bring the logits closer (%.4f against %.4f)", c.name, e[0], e[1])
+		}
+	}
+	var notes []string
+	opt := quantize.Options{Method: quantize.GPTQ, Spec: quant.Spec{Format: quant.GPTQ, Bits: 4, Group: 16, Sym: true},
+		Calib: &quantize.Calibration{Tokens: toks, Rows: 8, Ctx: 64, BatchTokens: 128}, FPTargets: true, Warn: func(m string) { notes = append(notes, m) }}
+	rep, err := quantize.Run(src, filepath.Join(dir, "stream"), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.FPTargets || len(notes) != 1 || !strings.Contains(notes[0], "full-precision targets need every calibration row in one forward pass") {
+		t.Errorf("streamed: FPTargets %v, notes %q", rep.FPTargets, notes)
+	}
+}
+
 // TestCalibratedEXL3 quantizes the fixture (hidden 48, intermediate 96:
 // padded to 128) with EXL3 at 4 bits and at a fractional 2.5 bits, loads
 // the results on the CPU backend and compares logits.
@@ -211,8 +274,9 @@ func TestGPTQTinyStories(t *testing.T) {
 	}
 }
 
-// TestCalibratedAllFixtures runs GPTQ and EXL3 with calibration over every
-// architecture fixture (derived matrices, and MoE experts that no
+// TestCalibratedAllFixtures runs GPTQ and EXL3 with calibration and
+// full-precision targets over every architecture fixture (derived
+// matrices, and MoE experts that no
 // calibration token is routed to, are done without calibration, with a
 // note) and checks the results load and give finite logits, and that the
 // MoE experts are calibrated on the rows routed to them: most expert weights have samples
@@ -228,7 +292,7 @@ func TestCalibratedAllFixtures(t *testing.T) {
 			var notes int
 			noted := map[string]bool{}
 			opt := quantize.Options{Method: method, Calib: &quantize.Calibration{Tokens: randomTokens(2*32, 64), Rows: 2, Ctx: 32},
-				Warn: func(s string) { notes++; noted[strings.SplitN(s, ":", 2)[0]] = true }, EXL3: quant.EXL3Options{NoScaleSearch: true}}
+				Warn: func(s string) { notes++; noted[strings.SplitN(s, ":", 2)[0]] = true }, EXL3: quant.EXL3Options{NoScaleSearch: true}, FPTargets: true}
 			if method == quantize.GPTQ {
 				opt.Spec = quant.Spec{Format: quant.GPTQ, Bits: 4, Group: 32, Sym: true}
 			} else {
@@ -238,6 +302,9 @@ func TestCalibratedAllFixtures(t *testing.T) {
 			if err != nil {
 				t.Errorf("%s %v: %v", filepath.Base(dir), method, err)
 				continue
+			}
+			if !rep.FPTargets {
+				t.Errorf("%s %v: no full-precision targets", filepath.Base(dir), method)
 			}
 			l := logits(t, out, []int32{1, 2, 3})
 			for _, v := range l {

@@ -68,6 +68,16 @@ type Options struct {
 	// AvgBits (EXL3), when not an integer, mixes K = ⌊AvgBits⌋ and K + 1
 	// across the linear layers to reach that average (see allocateBits).
 	AvgBits float64
+	// FPTargets fits each layer to the full-precision model's outputs
+	// (quant.CompensateTarget: GPTAQ's asymmetric calibration) instead of
+	// to what its own weights make of the inputs the quantized layers
+	// before it give it, so that it also corrects what those layers got
+	// wrong. It costs a forward pass of the full-precision model and keeps
+	// its inputs to every layer group, and needs every calibration row in
+	// one pass and those inputs within maxFPInputBytes (otherwise the
+	// classic fit is used, with a note). Routed experts keep the classic
+	// fit: their tokens differ between the two models.
+	FPTargets bool
 	// Threads for the calibration forward passes (0: one per core).
 	Threads int
 	// Layer, when set, is called after each weight is quantized.
@@ -93,9 +103,13 @@ type Report struct {
 	CalibRows   int    // sequences
 	CalibTokens int    // tokens (BOS included)
 	// BatchTokens is the tokens of one forward pass; Passes the forward
-	// passes run (1 when every row fits one batch: each layer group is
-	// quantized when reached; otherwise one pass per group and batch).
+	// passes run (when every row fits one batch, 1: each layer group is
+	// quantized when reached, plus 1 of the full-precision model for
+	// FPTargets; otherwise one pass per group and batch).
 	BatchTokens, Passes int
+	// FPTargets: the layers were fit to the full-precision model's
+	// outputs (Options.FPTargets).
+	FPTargets bool
 	// Memory: the largest Hessian accumulator (float64 XᵀX plus its
 	// float32 work buffers), the KV cache of one batch, and the Go heap in
 	// use when the largest group was quantized.

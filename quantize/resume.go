@@ -84,8 +84,9 @@ func jobKey(ck *hf.Checkpoint, src string, opt Options, seqs [][]int32, batchTok
 		NoScaleSearch, NoRefit bool
 		AvgBits                float64
 		BatchTokens            int
+		FPTargets              bool
 	}{opt.Method, opt.Spec, opt.Head, opt.GPTQ, e.Bits, e.OutScales, e.Codebook, e.Seed, e.Sigma, e.NoScaleSearch, e.NoRefit,
-		opt.AvgBits, batchTokens}
+		opt.AvgBits, batchTokens, opt.FPTargets}
 	b, err := json.Marshal(job)
 	if err != nil {
 		return "", err

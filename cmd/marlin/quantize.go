@@ -42,6 +42,7 @@ func quantizeCmd(args []string) error {
 	seed := f.Int64("seed", 0, "exl3: seed of the random sign vectors; --calib generate: seed of the sampled text")
 	noSearch := f.Bool("no-scale-search", false, "exl3: skip the global scale search (faster)")
 	noRefit := f.Bool("no-refit", false, "exl3: skip the least-squares refit of the channel scales")
+	fpTargets := f.Bool("fp-targets", false, "gptq/exl3: fit each layer to the full-precision model's outputs (GPTAQ), not to its own weights' outputs on the quantized inputs; one more forward pass")
 	headBits := f.Int("head-bits", 0, "also quantize the output head, to this many bits (0: keep 16-bit)")
 	threads := f.Int("threads", 0, "threads (0: one per core)")
 	device := f.String("device", "auto", "exl3: where the trellis (Viterbi) search runs: cpu, cuda or auto (the GPU when there is one)")
@@ -63,7 +64,7 @@ func quantizeCmd(args []string) error {
 	if len(pos) != 2 {
 		return usagef("want MODEL and OUT folders")
 	}
-	opt := quantize.Options{Force: *force, Threads: *threads, Warn: func(m string) { fmt.Fprintln(os.Stderr, "note:", m) }}
+	opt := quantize.Options{Force: *force, Threads: *threads, FPTargets: *fpTargets, Warn: func(m string) { fmt.Fprintln(os.Stderr, "note:", m) }}
 	switch *method {
 	case "rtn":
 		opt.Method = quantize.RTN
@@ -133,6 +134,8 @@ func quantizeCmd(args []string) error {
 		}
 	} else if *calib != "" {
 		return usagef("--calib is for gptq and exl3")
+	} else if *fpTargets {
+		return usagef("--fp-targets is for gptq and exl3")
 	}
 	spec := opt.Spec
 	if *headBits != 0 {
@@ -210,8 +213,12 @@ func quantizeCmd(args []string) error {
 			weights += float64(l.Out) * float64(l.In)
 			payload += l.Bits * float64(l.Out) * float64(l.In)
 		}
-		fmt.Fprintf(os.Stderr, "calibration: %d × %d tokens of %s, %d forward pass(es) of %d tokens, %.1fs; quantized %.0f weights at %.3f bits/weight, %.0f weights/s overall; memory: Hessian %.1f MB, KV cache %.1f MB, heap %.1f MB\n",
-			rep.CalibRows, rep.CalibTokens/max(rep.CalibRows, 1), rep.CalibName, rep.Passes, rep.BatchTokens, rep.CalibSeconds,
+		targets := "each layer fit to its own quantized inputs"
+		if rep.FPTargets {
+			targets = "layers fit to the full-precision model's outputs"
+		}
+		fmt.Fprintf(os.Stderr, "calibration: %d × %d tokens of %s, %d forward pass(es) of %d tokens, %s, %.1fs; quantized %.0f weights at %.3f bits/weight, %.0f weights/s overall; memory: Hessian %.1f MB, KV cache %.1f MB, heap %.1f MB\n",
+			rep.CalibRows, rep.CalibTokens/max(rep.CalibRows, 1), rep.CalibName, rep.Passes, rep.BatchTokens, targets, rep.CalibSeconds,
 			weights, payload/max(weights, 1), weights/rep.Seconds, float64(rep.PeakHessianBytes)/1e6, float64(rep.KVCacheBytes)/1e6, float64(rep.PeakHeapBytes)/1e6)
 	}
 	if *asJSON {
