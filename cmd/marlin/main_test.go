@@ -132,6 +132,7 @@ func TestCLIErrors(t *testing.T) {
 		{"run", fixture, "--ids", "1", "--device", "tpu"},
 		{"run", fixture, "--ids", "1", "--device", "cuda"},
 		{"quantize", fixture, t.TempDir(), "--format", "int5"},
+		{"quantize", fixture, t.TempDir(), "--fp-targets"}, // rtn has no calibration
 		{"nosuchcommand"},
 		{"perplexity", fixture},
 		{"serve", fixture, "--port", "0"}, // no tokenizer: the load fails and serve says so
