@@ -491,8 +491,8 @@ type calibStats struct {
 }
 
 // maxFPInputBytes bounds the memory of the full-precision inputs kept for
-// Options.FPTargets.
-const maxFPInputBytes = 2 << 30
+// Options.FPTargets (a variable for the tests).
+var maxFPInputBytes int64 = 2 << 30
 
 // fpTargetDamp is CompensateTarget's damping: a fraction of mean(diag H),
 // like GPTQ's.
