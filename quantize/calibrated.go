@@ -31,7 +31,8 @@ type LayerReport struct {
 	Samples int     `json:"samples"`
 	// Error is tr((W−Q)·H·(W−Q)ᵀ) with H the mean of xᵀx over the
 	// calibration inputs; RTNError the same for round-to-nearest with the
-	// same spec (GPTQ only); Relative is Error/tr(W·H·Wᵀ).
+	// same spec (GPTQ only); Relative is Error/tr(W·H·Wᵀ). W is the
+	// layer's target: with Options.FPTargets, the compensated W′.
 	Error    float64 `json:"error"`
 	RTNError float64 `json:"rtn_error,omitempty"`
 	Relative float64 `json:"relative"`
@@ -239,7 +240,7 @@ func runCalibrated(src, dst string, opt Options) (*Report, error) {
 		switch {
 		case !opt.FPTargets:
 		case fpBytes > maxFPInputBytes:
-			warnf(opt, "each layer is fit to its own quantized inputs: the full-precision model's inputs to every layer would take %.1f GB (more than %.1f GB) — fewer calibration tokens bring the full-precision targets back", float64(fpBytes)/1e9, float64(maxFPInputBytes)/1e9)
+			warnf(opt.Warn, "each layer is fit to its own quantized inputs: the full-precision model's inputs to every layer would take %.1f GB (more than %.1f GB) — fewer calibration tokens bring the full-precision targets back", float64(fpBytes)/1e9, float64(maxFPInputBytes)/1e9)
 		default:
 			be.full, be.done = true, make([]bool, len(groups))
 			fpIn = make([][]float32, len(groups))
@@ -280,7 +281,7 @@ func runCalibrated(src, dst string, opt Options) (*Report, error) {
 		r.rep.Passes++
 	} else {
 		if opt.FPTargets {
-			warnf(opt, "each layer is fit to its own quantized inputs: full-precision targets need every calibration row in one forward pass (%d rows, %d fit --calib-batch)", len(seqs), batchRows)
+			warnf(opt.Warn, "each layer is fit to its own quantized inputs: full-precision targets need every calibration row in one forward pass (%d rows, %d fit --calib-batch)", len(seqs), batchRows)
 		}
 		for g := range groups {
 			if r.groupDone(groups[g]) {
@@ -317,9 +318,7 @@ func runCalibrated(src, dst string, opt Options) (*Report, error) {
 	// the targets no pass reached, then everything else
 	for mat, name := range r.out {
 		if !r.done[name] {
-			if opt.Warn != nil {
-				opt.Warn(fmt.Sprintf("%s: never multiplied in the forward pass; quantized without calibration", name))
-			}
+			warnf(opt.Warn, "%s: never multiplied in the forward pass; quantized without calibration", name)
 			if err := r.quantizeOne(mat, nil); err != nil {
 				return nil, err
 			}
@@ -394,8 +393,8 @@ func runCalibrated(src, dst string, opt Options) (*Report, error) {
 	if err := w.Commit(); err != nil {
 		return nil, err
 	}
-	if err := r.j.remove(); err != nil && opt.Warn != nil {
-		opt.Warn(fmt.Sprintf("removing the journal %s: %v", r.j.dir, err))
+	if err := r.j.remove(); err != nil {
+		warnf(opt.Warn, "removing the journal %s: %v", r.j.dir, err)
 	}
 	r.rep.Seconds = time.Since(start).Seconds()
 	return r.rep, nil
@@ -498,9 +497,10 @@ var maxFPInputBytes int64 = 2 << 30
 // like GPTQ's.
 const fpTargetDamp = 0.01
 
-func warnf(opt Options, format string, args ...any) {
-	if opt.Warn != nil {
-		opt.Warn(fmt.Sprintf(format, args...))
+// warnf sends a formatted note to warn, when set.
+func warnf(warn func(string), format string, args ...any) {
+	if warn != nil {
+		warn(fmt.Sprintf(format, args...))
 	}
 }
 
@@ -696,9 +696,7 @@ func (r *runner) quantizeTensor(prefix string, t safetensors.Tensor, spec quant.
 		return nil, rep, fmt.Errorf("quantize: method %v is not calibrated", r.opt.Method)
 	}
 	if err != nil {
-		if r.opt.Warn != nil {
-			r.opt.Warn(fmt.Sprintf("%s [%d, %d] kept in %s: %v", prefix, out, in, t.DType, err))
-		}
+		warnf(r.opt.Warn, "%s [%d, %d] kept in %s: %v", prefix, out, in, t.DType, err)
 		rep.Format = "kept " + t.DType.String()
 		rep.Bits = float64(8 * t.DType.Size())
 		t.Name = prefix + ".weight"

@@ -365,9 +365,7 @@ func quantizeTensor(name string, t safetensors.Tensor, spec quant.Spec, warn fun
 	}
 	q, err := quant.QuantizeRTN(vals, out, in, spec)
 	if err != nil {
-		if warn != nil {
-			warn(fmt.Sprintf("%s [%d, %d] kept in %s: %v", name, out, in, t.DType, err))
-		}
+		warnf(warn, "%s [%d, %d] kept in %s: %v", name, out, in, t.DType, err)
 		return []safetensors.Tensor{t}, nil
 	}
 	prefix := strings.TrimSuffix(name, ".weight")

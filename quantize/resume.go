@@ -126,9 +126,7 @@ func openJournal(dst, key string, warn func(string)) (*journal, error) {
 			}
 			return j, nil
 		}
-		if warn != nil {
-			warn(fmt.Sprintf("%s holds a partial run of another job (other source, options or calibration): starting over", j.dir))
-		}
+		warnf(warn, "%s holds a partial run of another job (other source, options or calibration): starting over", j.dir)
 		for _, e := range old.Entries {
 			if filepath.Base(e.File) == e.File {
 				os.Remove(filepath.Join(j.dir, e.File))
