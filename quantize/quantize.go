@@ -76,7 +76,8 @@ type Options struct {
 	// its inputs to every layer group, and needs every calibration row in
 	// one pass and those inputs within maxFPInputBytes (otherwise the
 	// classic fit is used, with a note). Routed experts keep the classic
-	// fit: their tokens differ between the two models.
+	// fit: their tokens differ between the two models. marlin quantize
+	// sets it for EXL3, where it measured better at every K (docs/perf.md).
 	FPTargets bool
 	// Threads for the calibration forward passes (0: one per core).
 	Threads int

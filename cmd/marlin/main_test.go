@@ -132,7 +132,8 @@ func TestCLIErrors(t *testing.T) {
 		{"run", fixture, "--ids", "1", "--device", "tpu"},
 		{"run", fixture, "--ids", "1", "--device", "cuda"},
 		{"quantize", fixture, t.TempDir(), "--format", "int5"},
-		{"quantize", fixture, t.TempDir(), "--fp-targets"}, // rtn has no calibration
+		{"quantize", fixture, t.TempDir(), "--fp-targets", "on"}, // rtn has no calibration
+		{"quantize", fixture, t.TempDir(), "--method", "gptq", "--fp-targets", "yes"},
 		{"nosuchcommand"},
 		{"perplexity", fixture},
 		{"serve", fixture, "--port", "0"}, // no tokenizer: the load fails and serve says so

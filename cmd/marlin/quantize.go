@@ -42,7 +42,7 @@ func quantizeCmd(args []string) error {
 	seed := f.Int64("seed", 0, "exl3: seed of the random sign vectors; --calib generate: seed of the sampled text")
 	noSearch := f.Bool("no-scale-search", false, "exl3: skip the global scale search (faster)")
 	noRefit := f.Bool("no-refit", false, "exl3: skip the least-squares refit of the channel scales")
-	fpTargets := f.Bool("fp-targets", false, "gptq/exl3: fit each layer to the full-precision model's outputs (GPTAQ), not to its own weights' outputs on the quantized inputs; one more forward pass")
+	fpTargets := f.String("fp-targets", "auto", "gptq/exl3: fit each layer to the full-precision model's outputs (GPTAQ) instead of to its own weights' outputs on the quantized inputs, at the cost of one more forward pass: on, off or auto (on for exl3, off for gptq, as measured in docs/perf.md)")
 	headBits := f.Int("head-bits", 0, "also quantize the output head, to this many bits (0: keep 16-bit)")
 	threads := f.Int("threads", 0, "threads (0: one per core)")
 	device := f.String("device", "auto", "exl3: where the trellis (Viterbi) search runs: cpu, cuda or auto (the GPU when there is one)")
@@ -64,7 +64,7 @@ func quantizeCmd(args []string) error {
 	if len(pos) != 2 {
 		return usagef("want MODEL and OUT folders")
 	}
-	opt := quantize.Options{Force: *force, Threads: *threads, FPTargets: *fpTargets, Warn: func(m string) { fmt.Fprintln(os.Stderr, "note:", m) }}
+	opt := quantize.Options{Force: *force, Threads: *threads, Warn: func(m string) { fmt.Fprintln(os.Stderr, "note:", m) }}
 	switch *method {
 	case "rtn":
 		opt.Method = quantize.RTN
@@ -112,6 +112,15 @@ func quantizeCmd(args []string) error {
 	if *actOrder && opt.Method != quantize.GPTQ {
 		return usagef("--act-order is for --method gptq")
 	}
+	switch *fpTargets {
+	case "on":
+		opt.FPTargets = true
+	case "off":
+	case "auto":
+		opt.FPTargets = opt.Method == quantize.EXL3
+	default:
+		return usagef("--fp-targets %q: want on, off or auto", *fpTargets)
+	}
 	if opt.Method != quantize.RTN {
 		path := *calib
 		if path == "" {
@@ -134,7 +143,7 @@ func quantizeCmd(args []string) error {
 		}
 	} else if *calib != "" {
 		return usagef("--calib is for gptq and exl3")
-	} else if *fpTargets {
+	} else if opt.FPTargets {
 		return usagef("--fp-targets is for gptq and exl3")
 	}
 	spec := opt.Spec
