@@ -5,26 +5,34 @@ import (
 	"math"
 )
 
-// CompensateTarget returns the weight that a layer's quantized-model
-// inputs should be multiplied by to reproduce its full-precision outputs
-// best. With W [out, in], X the inputs the quantized model gives the layer
-// and X̃ the ones the full-precision model gives it (rows are tokens), the
-// least-squares solution of min ‖X̃·Wᵀ − X·W′ᵀ‖ is
+// Compensation gives the weights of one layer group the targets that
+// reproduce the full-precision model's outputs best from the quantized
+// model's inputs. With W [out, in] a weight of the group, X the inputs the
+// quantized model gives the group and X̃ the ones the full-precision model
+// gives it (rows are tokens), the least-squares solution of
+// min ‖X̃·Wᵀ − X·W′ᵀ‖ is
 //
-//	W′ = W + W·D·(H + λI)⁻¹,   H = XᵀX,  D = (X̃ − X)ᵀX,
+//	W′ = W + W·M,   M = D·(H + λI)⁻¹,   H = XᵀX,  D = (X̃ − X)ᵀX,
 //
-// λ = damp·mean(diag H) keeping the solve well posed. h and d are H and D
-// up to one common factor (row-major [in, in]). Since X·W′ᵀ is the
+// λ = damp·mean(diag H) keeping the solve well posed. Since X·W′ᵀ is the
 // projection of X̃·Wᵀ onto the span of X, quantizing W′ in the metric of H
 // (GPTQ, LDLQ) minimizes the error against the full-precision outputs,
 // the error the layers before left in X included: asymmetric calibration,
-// as in GPTAQ (Li et al., 2025). When X̃ = X, D = 0 and W′ = W.
-func CompensateTarget(w []float32, out, in int, h, d []float64, damp float64) ([]float32, error) {
-	if out <= 0 || in <= 0 || len(w) != out*in || len(h) != in*in || len(d) != in*in {
-		return nil, fmt.Errorf("quant: CompensateTarget: %d weights, %d and %d statistics for shape [%d, %d]", len(w), len(h), len(d), out, in)
+// as in GPTAQ (Li et al., 2025). When X̃ = X, D = 0 and W′ = W. M depends
+// only on the inputs, so it is computed once for all the group's weights.
+type Compensation struct {
+	in int
+	m  []float64 // M, row-major [in, in]
+}
+
+// NewCompensation computes M from h and d, H and D up to one common
+// factor (row-major [in, in]).
+func NewCompensation(h, d []float64, in int, damp float64) (*Compensation, error) {
+	if in <= 0 || len(h) != in*in || len(d) != in*in {
+		return nil, fmt.Errorf("quant: NewCompensation: %d and %d statistics for %d inputs", len(h), len(d), in)
 	}
 	if !(damp >= 0) {
-		return nil, fmt.Errorf("quant: CompensateTarget: damping %g", damp)
+		return nil, fmt.Errorf("quant: NewCompensation: damping %g", damp)
 	}
 	var mean float64
 	for i := 0; i < in; i++ {
@@ -32,7 +40,7 @@ func CompensateTarget(w []float32, out, in int, h, d []float64, damp float64) ([
 	}
 	mean /= float64(in)
 	if !(mean > 0) || math.IsInf(mean, 0) {
-		return nil, fmt.Errorf("quant: CompensateTarget: the Hessian has no positive diagonal")
+		return nil, fmt.Errorf("quant: NewCompensation: the Hessian has no positive diagonal")
 	}
 	a := append([]float64(nil), h...)
 	for i := 0; i < in; i++ {
@@ -40,9 +48,8 @@ func CompensateTarget(w []float32, out, in int, h, d []float64, damp float64) ([
 	}
 	inv, err := spdInverse(a, in)
 	if err != nil {
-		return nil, fmt.Errorf("quant: CompensateTarget: %w", err)
+		return nil, fmt.Errorf("quant: NewCompensation: %w", err)
 	}
-	// M = D·(H + λI)⁻¹, then each row w′ = w + w·M
 	m := make([]float64, in*in)
 	for i := 0; i < in; i++ {
 		mr := m[i*in : (i+1)*in]
@@ -51,6 +58,15 @@ func CompensateTarget(w []float32, out, in int, h, d []float64, damp float64) ([
 				axpy64(mr, v, inv[k*in:(k+1)*in])
 			}
 		}
+	}
+	return &Compensation{in: in, m: m}, nil
+}
+
+// Target returns W′ = W + W·M for the row-major [out, in] weight w.
+func (c *Compensation) Target(w []float32, out int) ([]float32, error) {
+	in := c.in
+	if out <= 0 || len(w) != out*in {
+		return nil, fmt.Errorf("quant: Compensation.Target: %d weights for shape [%d, %d]", len(w), out, in)
 	}
 	res := make([]float32, len(w))
 	acc := make([]float64, in)
@@ -61,7 +77,7 @@ func CompensateTarget(w []float32, out, in int, h, d []float64, damp float64) ([
 		}
 		for i, v := range row {
 			if v != 0 {
-				axpy64(acc, float64(v), m[i*in:(i+1)*in])
+				axpy64(acc, float64(v), c.m[i*in:(i+1)*in])
 			}
 		}
 		for j, v := range acc {

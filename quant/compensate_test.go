@@ -8,7 +8,7 @@ import (
 
 // gaussSolve solves a·x = b for x (a n×n, b n×m, row-major) by Gaussian
 // elimination with partial pivoting: a reference that shares nothing with
-// the Cholesky route of CompensateTarget.
+// the Cholesky route of NewCompensation.
 func gaussSolve(a, b []float64, n, m int) []float64 {
 	a, b = append([]float64(nil), a...), append([]float64(nil), b...)
 	for c := 0; c < n; c++ {
@@ -45,11 +45,11 @@ func gaussSolve(a, b []float64, n, m int) []float64 {
 	return b
 }
 
-// TestCompensateTarget: W′ against the normal equations solved another
+// TestCompensation: W′ against the normal equations solved another
 // way, (H + λI)·W′ᵀ = (X̃ᵀX + λI)ᵀ·Wᵀ, on random data; with almost no
 // damping W′ is the least-squares fit (the residual is orthogonal to X's
 // columns and no larger than W's); with X̃ = X, W′ = W exactly.
-func TestCompensateTarget(t *testing.T) {
+func TestCompensation(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	const out, in, rows = 7, 13, 200
 	w := make([]float32, out*in)
@@ -77,7 +77,11 @@ func TestCompensateTarget(t *testing.T) {
 		mean += h[i*in+i] / in
 	}
 	for _, damp := range []float64{0.01, 1e-9} {
-		got, err := CompensateTarget(w, out, in, h, d, damp)
+		comp, err := NewCompensation(h, d, in, damp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := comp.Target(w, out)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,7 +137,11 @@ func TestCompensateTarget(t *testing.T) {
 			}
 		}
 	}
-	same, err := CompensateTarget(w, out, in, h, make([]float64, in*in), 0.01)
+	comp, err := NewCompensation(h, make([]float64, in*in), in, 0.01)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same, err := comp.Target(w, out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +154,7 @@ func TestCompensateTarget(t *testing.T) {
 		h, d []float64
 		damp float64
 	}{{h[:in], d, 0.01}, {h, d[:in], 0.01}, {make([]float64, in*in), d, 0.01}, {h, d, math.NaN()}} {
-		if _, err := CompensateTarget(w, out, in, bad.h, bad.d, bad.damp); err == nil {
+		if _, err := NewCompensation(bad.h, bad.d, in, bad.damp); err == nil {
 			t.Errorf("no error for bad statistics (len %d, %d, damp %g)", len(bad.h), len(bad.d), bad.damp)
 		}
 	}

@@ -245,7 +245,9 @@ func runCalibrated(src, dst string, opt Options) (*Report, error) {
 			be.full, be.done = true, make([]bool, len(groups))
 			fpIn = make([][]float32, len(groups))
 			be.onFirst = func(g int, x *cpu.Tensor) error {
-				if !be.experts { // (a routed expert's tokens depend on the layers before)
+				// (a routed expert's tokens depend on the layers before; a
+				// group a resumed run has journaled needs nothing)
+				if !be.experts && !r.groupDone(groups[g]) {
 					fpIn[g] = append([]float32(nil), x.Data()...)
 				}
 				return nil
@@ -467,11 +469,12 @@ func (r *runner) quantizeGroup(ms []backend.Matrix, h *hessian) error {
 	for i, v := range h.h {
 		hs.h[i] = v * scale
 	}
-	if h.d != nil {
-		hs.d = make([]float64, len(h.d))
-		for i, v := range h.d {
-			hs.d[i] = v * scale
+	if h.d != nil { // (H and D share the factor 1/rows, which M does not see)
+		c, err := quant.NewCompensation(h.h, h.d, h.n, fpTargetDamp)
+		if err != nil {
+			return fmt.Errorf("%s: %w", r.out[ms[0]], err)
 		}
+		hs.comp = c
 	}
 	for _, mat := range ms {
 		if err := r.quantizeOne(mat, hs); err != nil {
@@ -482,10 +485,11 @@ func (r *runner) quantizeGroup(ms []backend.Matrix, h *hessian) error {
 }
 
 // calibStats are a group's input statistics over its calibration rows:
-// the mean of xᵀx and, with full-precision targets, the mean of
-// (x̃ − x)ᵀx (else nil).
+// the mean of xᵀx and, with full-precision targets, the compensation that
+// gives each weight its target (else nil).
 type calibStats struct {
-	h, d []float64
+	h    []float64
+	comp *quant.Compensation
 	rows int
 }
 
@@ -493,7 +497,7 @@ type calibStats struct {
 // Options.FPTargets (a variable for the tests).
 var maxFPInputBytes int64 = 2 << 30
 
-// fpTargetDamp is CompensateTarget's damping: a fraction of mean(diag H),
+// fpTargetDamp is NewCompensation's damping: a fraction of mean(diag H),
 // like GPTQ's.
 const fpTargetDamp = 0.01
 
@@ -654,8 +658,8 @@ func (r *runner) quantizeTensor(prefix string, t safetensors.Tensor, spec quant.
 	var h []float64
 	if hs != nil {
 		h = hs.h
-		if hs.d != nil { // the target: W′ that best reproduces the full-precision outputs
-			if vals, err = quant.CompensateTarget(vals, out, in, h, hs.d, fpTargetDamp); err != nil {
+		if hs.comp != nil { // the target: W′ that best reproduces the full-precision outputs
+			if vals, err = hs.comp.Target(vals, out); err != nil {
 				return nil, rep, fmt.Errorf("%s: %w", prefix, err)
 			}
 		}

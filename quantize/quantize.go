@@ -69,7 +69,7 @@ type Options struct {
 	// across the linear layers to reach that average (see allocateBits).
 	AvgBits float64
 	// FPTargets fits each layer to the full-precision model's outputs
-	// (quant.CompensateTarget: GPTAQ's asymmetric calibration) instead of
+	// (quant.Compensation: GPTAQ's asymmetric calibration) instead of
 	// to what its own weights make of the inputs the quantized layers
 	// before it give it, so that it also corrects what those layers got
 	// wrong. It costs a forward pass of the full-precision model and keeps
