@@ -220,7 +220,8 @@ func randomLayer(rng *rand.Rand, out, in, samples int) ([]float32, []float64) {
 // codes; none in practice here).
 func TestGPTQMatchesReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
-	w, h := randomLayer(rng, 40, 96, 400)
+	const out = 43 // GPTQ takes rows four at a time: 43 leaves three
+	w, h := randomLayer(rng, out, 96, 400)
 	for _, c := range []struct {
 		bits, group, bs int
 		sym, act        bool
@@ -230,7 +231,7 @@ func TestGPTQMatchesReference(t *testing.T) {
 	} {
 		for _, search := range []bool{false, true} {
 			spec := Spec{Format: GPTQ, Bits: c.bits, Group: c.group, Sym: c.sym, MaxScale: !search}
-			q, st, err := QuantizeGPTQ(w, 40, 96, h, spec, GPTQOptions{ActOrder: c.act, BlockSize: c.bs})
+			q, st, err := QuantizeGPTQ(w, out, 96, h, spec, GPTQOptions{ActOrder: c.act, BlockSize: c.bs})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -238,7 +239,7 @@ func TestGPTQMatchesReference(t *testing.T) {
 			if group == 0 {
 				group = 96
 			}
-			rq, rs, rz, rg := refGPTQ(w, 40, 96, h, c.bits, group, c.sym, c.act, search)
+			rq, rs, rz, rg := refGPTQ(w, out, 96, h, c.bits, group, c.sym, c.act, search)
 			codes, err := q.Unpack()
 			if err != nil {
 				t.Fatal(err)
@@ -270,6 +271,36 @@ func TestGPTQMatchesReference(t *testing.T) {
 			if st.Error >= st.RTNError {
 				t.Errorf("%+v search=%v: GPTQ error %g not below RTN's %g", c, search, st.Error, st.RTNError)
 			}
+		}
+	}
+}
+
+// TestProxyError compares ProxyError with the plain double sum
+// Σ_n Σ_i Σ_k e_ni·h_ik·e_nk on random data (row counts that leave one to
+// three rows past the blocks of four on each core). The two sum in
+// different orders in float64: 1e-12 relative.
+func TestProxyError(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, shape := range [][2]int{{1, 40}, {7, 56}, {13, 64}, {66, 32}} {
+		out, in := shape[0], shape[1]
+		w, h := randomLayer(rng, out, in, 3*in)
+		q, err := QuantizeRTN(w, out, in, Spec{Format: GPTQ, Bits: 4, Group: 0, Sym: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		row := make([]float32, in)
+		var want float64
+		for n := 0; n < out; n++ {
+			q.DequantizeRow(row, n)
+			for i := 0; i < in; i++ {
+				for k := 0; k < in; k++ {
+					want += (float64(w[n*in+i]) - float64(row[i])) * h[i*in+k] * (float64(w[n*in+k]) - float64(row[k]))
+				}
+			}
+		}
+		got := ProxyError(w, q, h)
+		if want <= 0 || math.Abs(got-want) > 1e-12*want {
+			t.Errorf("[%d, %d]: ProxyError %.17g, plain sum %.17g", out, in, got, want)
 		}
 	}
 }
