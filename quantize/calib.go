@@ -101,12 +101,20 @@ type calibBackend struct {
 	seen    int
 	skip    bool
 
-	// inline pass: quantize each group at its first multiplication
+	// inline pass: quantize each group at its first multiplication,
+	// given the Hessian of its inputs
 	inline  bool
 	done    []bool
-	onFirst func(g int, x *cpu.Tensor) error
+	onFirst func(g int, h *hessian) error
 
-	full    bool // multiply by the source weights, not the quantized ones
+	// twin pass (full-precision targets): the batch holds every row twice,
+	// the first twin token rows as the full-precision model computes them
+	// (source weights everywhere), the rest as the quantized model does
+	// (replacements where there are). Activations with other row counts
+	// (an expert's gathered rows) record in fpOf how many of their leading
+	// rows are the full-precision model's.
+	twin    int
+	fpOf    map[xKey]int
 	experts bool // inside ExpertsAdd
 
 	temps map[[3]int]backend.Tensor // scratch of the fused ops, by use and shape
@@ -149,10 +157,19 @@ func (c *calibBackend) MatMul(dst, x backend.Tensor, w backend.Matrix) {
 	if c.recording {
 		c.calls = append(c.calls, call{w, xk, gen})
 	}
+	fp, err := c.fpRows(x)
+	if err != nil {
+		c.fail(err)
+		return
+	}
+	c.setFPRows(dst, fp)
+	xt := x.(*cpu.Tensor)
 	if g, ok := c.group[w]; ok {
 		switch {
-		case c.inline && !c.done[g]:
-			if err := c.onFirst(g, x.(*cpu.Tensor)); err != nil {
+		case c.inline && !c.done[g] && xt.Rows() > fp:
+			h := newHessian(xk.cols)
+			c.accumulate(h, xt, fp)
+			if err := c.onFirst(g, h); err != nil {
 				c.fail(err)
 				return
 			}
@@ -165,7 +182,7 @@ func (c *calibBackend) MatMul(dst, x backend.Tensor, w backend.Matrix) {
 				if c.acc.h == nil {
 					*c.acc = *newHessian(xk.cols)
 				}
-				c.acc.add(x.(*cpu.Tensor), nil)
+				c.accumulate(c.acc, xt, fp)
 				c.lastAcc, c.lastGen = xk, gen
 			}
 			c.Backend.MatMul(dst, x, w)
@@ -175,10 +192,66 @@ func (c *calibBackend) MatMul(dst, x backend.Tensor, w backend.Matrix) {
 			return
 		}
 	}
-	if r, ok := c.repl[w]; ok && !c.full {
-		w = r
+	r, ok := c.repl[w]
+	switch {
+	case !ok:
+		c.Backend.MatMul(dst, x, w)
+	case fp == 0:
+		c.Backend.MatMul(dst, x, r)
+	default: // the full-precision rows by the source weights, the others quantized
+		d, n := dst.(*cpu.Tensor), xt.Rows()
+		c.Backend.MatMul(d.SliceRows(0, fp), xt.SliceRows(0, fp), w)
+		if fp < n {
+			c.Backend.MatMul(d.SliceRows(fp, n), xt.SliceRows(fp, n), r)
+		}
 	}
-	c.Backend.MatMul(dst, x, w)
+}
+
+// accumulate adds to h the rows of x (an input of the weights being
+// calibrated) that the quantized model computed; when a twin pass gives x
+// the full-precision model's rows of the same tokens first (fp of them),
+// those are the targets (hessian.add). A routed expert's two halves hold
+// different tokens: it is fit without targets.
+func (c *calibBackend) accumulate(h *hessian, x *cpu.Tensor, fp int) {
+	xq := x.SliceRows(fp, x.Rows())
+	if fp == 0 || c.experts || xq.Rows() != fp {
+		h.add(xq, nil)
+		return
+	}
+	h.add(xq, x.SliceRows(0, fp).Data())
+}
+
+// fpRows returns how many leading rows of t are the full-precision
+// model's in a twin pass (0 outside one).
+func (c *calibBackend) fpRows(t backend.Tensor) (int, error) {
+	if c.twin == 0 {
+		return 0, nil
+	}
+	k := keyOf(t)
+	if n, ok := c.fpOf[k]; ok {
+		return n, nil
+	}
+	if k.rows == 2*c.twin {
+		return c.twin, nil
+	}
+	return 0, fmt.Errorf("calibration: an activation of %d rows and unknown origin in a pass of %d full-precision and %d quantized rows", k.rows, c.twin, c.twin)
+}
+
+// setFPRows records that the first n rows of t are the full-precision
+// model's.
+func (c *calibBackend) setFPRows(t backend.Tensor, n int) {
+	if c.twin == 0 {
+		return
+	}
+	k := keyOf(t)
+	if k.rows == 2*c.twin && n == c.twin {
+		delete(c.fpOf, k)
+		return
+	}
+	if c.fpOf == nil {
+		c.fpOf = map[xKey]int{}
+	}
+	c.fpOf[k] = n
 }
 
 // LoadMatrices implements backend.Backend: each weight on its own, named.
@@ -298,9 +371,29 @@ func (c *calibBackend) Attention(out, q, k, v backend.Tensor, cache backend.KVCa
 	}
 }
 
-// CopyRows implements backend.Backend.
+// CopyRows implements backend.Backend. In a twin pass the rows taken
+// from the full-precision half must come first (the gathers of the model
+// and of ExpertsAddVia keep the rows' order).
 func (c *calibBackend) CopyRows(dst, src backend.Tensor, rows []int32) {
 	c.touch(dst)
+	if c.twin > 0 && !c.skip {
+		fp, err := c.fpRows(src)
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		n := 0
+		for i, r := range rows {
+			if int(r) < fp {
+				if i != n {
+					c.fail(fmt.Errorf("calibration: a gather takes a full-precision row after a quantized one"))
+					return
+				}
+				n++
+			}
+		}
+		c.setFPRows(dst, n)
+	}
 	if !c.skip {
 		c.Backend.CopyRows(dst, src, rows)
 	}

@@ -184,8 +184,6 @@ func runCalibrated(src, dst string, opt Options) (*Report, error) {
 	be.recording = false
 	be.group = map[backend.Matrix]int{}
 	var groups [][]backend.Matrix
-	var fpBytes int64 // the full-precision inputs of every group, for all rows
-	tokens := int64(len(seqs) * len(seqs[0]))
 	for i, cl := range be.calls {
 		if _, ok := r.out[cl.m]; !ok {
 			continue
@@ -209,7 +207,6 @@ func runCalibrated(src, dst string, opt Options) (*Report, error) {
 		}
 		be.group[cl.m] = len(groups)
 		groups = append(groups, []backend.Matrix{cl.m})
-		fpBytes += tokens * int64(cl.x.cols) * 4
 	}
 	be.calls = nil
 	be.size = make([]int, len(groups))
@@ -231,60 +228,36 @@ func runCalibrated(src, dst string, opt Options) (*Report, error) {
 	}
 	r.rep.Resumed = len(r.j.Entries)
 
-	// calibration passes
+	// calibration passes. With full-precision targets each pass runs its
+	// rows twice in one batch (calibBackend.twin): first through the
+	// source weights, then through the quantized ones, so that every layer
+	// sees its full-precision inputs beside its quantized ones.
 	calibStart := time.Now()
+	r.rep.FPTargets = opt.FPTargets
+	pass := func(batch [][]int32) error {
+		if opt.FPTargets {
+			be.twin, be.fpOf = len(batch)*len(batch[0]), nil
+			batch = append(append([][]int32(nil), batch...), batch...)
+		}
+		err := forward(m, be, batch, r.headCalibrated(), nil)
+		be.twin, be.fpOf = 0, nil
+		r.rep.Passes++
+		return err
+	}
 	if batchRows >= len(seqs) {
 		// everything in one forward pass: quantize each group when reached
 		be.inline = true
-		var fpIn [][]float32 // per group: its input in the full-precision model
-		switch {
-		case !opt.FPTargets:
-		case fpBytes > maxFPInputBytes:
-			warnf(opt.Warn, "each layer is fit to its own quantized inputs: the full-precision model's inputs to every layer would take %.1f GB (more than %.1f GB) — fewer calibration tokens bring the full-precision targets back", float64(fpBytes)/1e9, float64(maxFPInputBytes)/1e9)
-		default:
-			be.full, be.done = true, make([]bool, len(groups))
-			fpIn = make([][]float32, len(groups))
-			be.onFirst = func(g int, x *cpu.Tensor) error {
-				// (a routed expert's tokens depend on the layers before; a
-				// group a resumed run has journaled needs nothing)
-				if !be.experts && !r.groupDone(groups[g]) {
-					fpIn[g] = append([]float32(nil), x.Data()...)
-				}
-				return nil
-			}
-			err := forward(m, be, seqs, r.headCalibrated(), nil)
-			be.full = false
-			if err != nil {
-				return nil, err
-			}
-			r.rep.Passes++
-			r.rep.FPTargets = true
-		}
 		be.done = make([]bool, len(groups))
-		be.onFirst = func(g int, x *cpu.Tensor) error {
-			h := newHessian(x.Cols())
-			if fpIn != nil && fpIn[g] != nil {
-				if len(fpIn[g]) != len(x.Data()) {
-					return fmt.Errorf("calibration: group %d's input has %d values in the full-precision pass, %d in the quantized one", g, len(fpIn[g]), len(x.Data()))
-				}
-				h.add(x, fpIn[g])
-				fpIn[g] = nil
-			} else {
-				h.add(x, nil)
-			}
+		be.onFirst = func(g int, h *hessian) error {
 			r.trackMemory(h)
 			return r.quantizeGroup(groups[g], h)
 		}
 		r.rep.BatchTokens = len(seqs) * len(seqs[0])
-		if err := forward(m, be, seqs, r.headCalibrated(), nil); err != nil {
+		if err := pass(seqs); err != nil {
 			return nil, err
 		}
 		be.inline = false
-		r.rep.Passes++
 	} else {
-		if opt.FPTargets {
-			warnf(opt.Warn, "each layer is fit to its own quantized inputs: full-precision targets need every calibration row in one forward pass (%d rows, %d fit --calib-batch)", len(seqs), batchRows)
-		}
 		for g := range groups {
 			if r.groupDone(groups[g]) {
 				continue
@@ -293,12 +266,10 @@ func runCalibrated(src, dst string, opt Options) (*Report, error) {
 			h := &hessian{}
 			be.acc = h
 			for b0 := 0; b0 < len(seqs); b0 += batchRows {
-				batch := seqs[b0:min(b0+batchRows, len(seqs))]
 				be.lastAcc, be.lastGen, be.seen = xKey{}, -1, 0
-				if err := forward(m, be, batch, r.headCalibrated(), nil); err != nil {
+				if err := pass(seqs[b0:min(b0+batchRows, len(seqs))]); err != nil {
 					return nil, err
 				}
-				r.rep.Passes++
 			}
 			if h.rows == 0 {
 				continue // never reached: done without calibration below
@@ -315,15 +286,24 @@ func runCalibrated(src, dst string, opt Options) (*Report, error) {
 		return nil, be.err
 	}
 	r.rep.KVCacheBytes = int64(r.rep.BatchTokens) * info.KV.TokenBytes()
+	if opt.FPTargets {
+		r.rep.KVCacheBytes *= 2 // each row twice
+	}
 	r.rep.CalibSeconds = time.Since(calibStart).Seconds()
 
 	// the targets no pass reached, then everything else
+	// (in the order of their names, so that the file is the same each run)
+	var unreached []backend.Matrix
 	for mat, name := range r.out {
 		if !r.done[name] {
-			warnf(opt.Warn, "%s: never multiplied in the forward pass; quantized without calibration", name)
-			if err := r.quantizeOne(mat, nil); err != nil {
-				return nil, err
-			}
+			unreached = append(unreached, mat)
+		}
+	}
+	sort.Slice(unreached, func(i, j int) bool { return r.out[unreached[i]] < r.out[unreached[j]] })
+	for _, mat := range unreached {
+		warnf(opt.Warn, "%s: never multiplied in the forward pass; quantized without calibration", r.out[mat])
+		if err := r.quantizeOne(mat, nil); err != nil {
+			return nil, err
 		}
 	}
 	rename := tiedRenames(ck)
@@ -492,10 +472,6 @@ type calibStats struct {
 	comp *quant.Compensation
 	rows int
 }
-
-// maxFPInputBytes bounds the memory of the full-precision inputs kept for
-// Options.FPTargets (a variable for the tests).
-var maxFPInputBytes int64 = 2 << 30
 
 // fpTargetDamp is NewCompensation's damping: a fraction of mean(diag H),
 // like GPTQ's.

@@ -72,10 +72,10 @@ type Options struct {
 	// (quant.Compensation: GPTAQ's asymmetric calibration) instead of
 	// to what its own weights make of the inputs the quantized layers
 	// before it give it, so that it also corrects what those layers got
-	// wrong. It costs a forward pass of the full-precision model and keeps
-	// its inputs to every layer group, and needs every calibration row in
-	// one pass and those inputs within maxFPInputBytes (otherwise the
-	// classic fit is used, with a note). Routed experts keep the classic
+	// wrong. Each calibration pass then runs its rows twice, through the
+	// source weights and through the quantized ones side by side: twice
+	// the time and the activation memory of the passes (Calibration's
+	// BatchTokens counts each row once). Routed experts keep the classic
 	// fit: their tokens differ between the two models. marlin quantize
 	// sets it for EXL3, where it measured better at every K (docs/perf.md).
 	FPTargets bool
@@ -103,10 +103,10 @@ type Report struct {
 	CalibName   string // the calibration text
 	CalibRows   int    // sequences
 	CalibTokens int    // tokens (BOS included)
-	// BatchTokens is the tokens of one forward pass; Passes the forward
-	// passes run (when every row fits one batch, 1: each layer group is
-	// quantized when reached, plus 1 of the full-precision model for
-	// FPTargets; otherwise one pass per group and batch).
+	// BatchTokens is the calibration tokens of one forward pass (run
+	// twice in it with FPTargets); Passes the forward passes run (when
+	// every row fits one batch, 1: each layer group is quantized when
+	// reached; otherwise one pass per group and batch).
 	BatchTokens, Passes int
 	// FPTargets: the layers were fit to the full-precision model's
 	// outputs (Options.FPTargets).

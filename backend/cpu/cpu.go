@@ -79,6 +79,14 @@ func (t *Tensor) Data() []float32 { return t.data }
 // Row returns row i, aliasing the tensor.
 func (t *Tensor) Row(i int) []float32 { return t.data[i*t.cols : (i+1)*t.cols] }
 
+// SliceRows returns rows [from, to) of t, sharing its memory.
+func (t *Tensor) SliceRows(from, to int) *Tensor {
+	if from < 0 || to < from || to > t.rows {
+		panic(fmt.Sprintf("cpu: rows [%d, %d) of a [%d, %d] tensor", from, to, t.rows, t.cols))
+	}
+	return &Tensor{rows: to - from, cols: t.cols, data: t.data[from*t.cols : to*t.cols]}
+}
+
 // NewTensor implements backend.Backend.
 func (b *Backend) NewTensor(rows, cols int) backend.Tensor {
 	if rows < 0 || cols < 0 {

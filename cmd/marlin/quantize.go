@@ -42,7 +42,7 @@ func quantizeCmd(args []string) error {
 	seed := f.Int64("seed", 0, "exl3: seed of the random sign vectors; --calib generate: seed of the sampled text")
 	noSearch := f.Bool("no-scale-search", false, "exl3: skip the global scale search (faster)")
 	noRefit := f.Bool("no-refit", false, "exl3: skip the least-squares refit of the channel scales")
-	fpTargets := f.String("fp-targets", "auto", "gptq/exl3: fit each layer to the full-precision model's outputs (GPTAQ) instead of to its own weights' outputs on the quantized inputs, at the cost of one more forward pass: on, off or auto (on for exl3, off for gptq, as measured in docs/perf.md)")
+	fpTargets := f.String("fp-targets", "auto", "gptq/exl3: fit each layer to the full-precision model's outputs (GPTAQ) instead of to its own weights' outputs on the quantized inputs, running each calibration row twice (the 16-bit and the quantized model side by side: twice the calibration time and activation memory): on, off or auto (on for exl3, off for gptq, as measured in docs/perf.md)")
 	headBits := f.Int("head-bits", 0, "also quantize the output head, to this many bits (0: keep 16-bit)")
 	threads := f.Int("threads", 0, "threads (0: one per core)")
 	device := f.String("device", "auto", "exl3: where the trellis (Viterbi) search runs: cpu, cuda or auto (the GPU when there is one)")
