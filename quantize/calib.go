@@ -454,6 +454,7 @@ type hessian struct {
 	d    []float64 // Σ_rows (x̃ − x)ᵀx, when full-precision inputs x̃ are given
 	rows int
 	xt   []float32 // transposed batch
+	dt   []float32 // transposed x̃ − x
 	prod []float32
 }
 
@@ -479,13 +480,13 @@ func (a *hessian) add(x *cpu.Tensor, xf []float32) {
 			xt[i*M+m] = v
 		}
 	}
-	if xf != nil {
-		a.addCross(xt, xf, M, n)
-	}
 	if cap(a.prod) < n*n {
 		a.prod = make([]float32, n*n)
 	}
 	prod := a.prod[:n*n]
+	if xf != nil {
+		a.addCross(xt, xf, M, n)
+	}
 	// two halves of the output rows in parallel
 	half := min(n, (n/2+7)&^7)
 	done := make(chan struct{})
@@ -502,18 +503,22 @@ func (a *hessian) add(x *cpu.Tensor, xf []float32) {
 }
 
 // addCross adds (x̃ − x)ᵀx to d, given the batch transposed (xt, [n, M])
-// and x̃ (xf, [M, n]): float32 products summed in float64, like h.
+// and x̃ (xf, [M, n]): float32 products summed in float64, like h (in
+// a.prod, which add then reuses).
 func (a *hessian) addCross(xt, xf []float32, M, n int) {
 	if a.d == nil {
 		a.d = make([]float64, n*n)
 	}
-	dt := make([]float32, n*M)
+	if cap(a.dt) < n*M {
+		a.dt = make([]float32, n*M)
+	}
+	dt := a.dt[:n*M]
 	for m := 0; m < M; m++ {
 		for i, v := range xf[m*n : (m+1)*n] {
 			dt[i*M+m] = v - xt[i*M+m]
 		}
 	}
-	prod := make([]float32, n*n)
+	prod := a.prod[:n*n]
 	kernels.MatMulF32(prod, n, dt, n, M, xt, 0, n)
 	for i, v := range prod {
 		a.d[i] += float64(v)

@@ -390,7 +390,7 @@ func (r *runner) headCalibrated() bool {
 }
 
 func (r *runner) trackMemory(h *hessian) {
-	hb := int64(len(h.h))*8 + int64(cap(h.xt)+cap(h.prod))*4
+	hb := int64(len(h.h)+len(h.d))*8 + int64(cap(h.xt)+cap(h.dt)+cap(h.prod))*4
 	r.rep.PeakHessianBytes = max(r.rep.PeakHessianBytes, hb)
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
