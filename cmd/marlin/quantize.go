@@ -224,7 +224,7 @@ func quantizeCmd(args []string) error {
 		}
 		targets := "each layer fit to its own quantized inputs"
 		if rep.FPTargets {
-			targets = "layers fit to the full-precision model's outputs"
+			targets = "layers fit to the full-precision model's outputs (each pass runs its tokens twice, 16-bit and quantized)"
 		}
 		fmt.Fprintf(os.Stderr, "calibration: %d × %d tokens of %s, %d forward pass(es) of %d tokens, %s, %.1fs; quantized %.0f weights at %.3f bits/weight, %.0f weights/s overall; memory: Hessian %.1f MB, KV cache %.1f MB, heap %.1f MB\n",
 			rep.CalibRows, rep.CalibTokens/max(rep.CalibRows, 1), rep.CalibName, rep.Passes, rep.BatchTokens, targets, rep.CalibSeconds,
