@@ -162,6 +162,7 @@ func QuantizeGPTQ(w []float32, out, in int, h []float64, spec Spec, opt GPTQOpti
 	rowsPart := func(n0, n1 int) {
 		errs := make([]float64, (n1-n0)*bs)
 		vals := make([]float64, group)
+		ut := make([]float64, in*bs)
 		for i1 := 0; i1 < in; i1 += bs {
 			i2 := min(i1+bs, in)
 			cnt := i2 - i1
@@ -199,37 +200,47 @@ func QuantizeGPTQ(w []float32, out, in int, h []float64, spec Spec, opt GPTQOpti
 					}
 				}
 			}
-			// propagate the batch's errors to the later columns, four
-			// rows at a time through each row of U (the batch's rows of U
-			// are 1 MB at In = 1024: read once for four rows of W)
+			// propagate the batch's errors to the later columns:
+			// W[n, i2:] −= Σ_i e[n, i]·U[i1+i, i2:], as dot products over the
+			// batch against U's block transposed once (ut: [in−i2, cnt]),
+			// four rows of W at a time
+			rest := in - i2
+			ut = ut[:rest*cnt]
+			for i := 0; i < cnt; i++ {
+				for k, uv := range U[(i1+i)*in+i2 : (i1+i+1)*in] {
+					ut[k*cnt+i] = uv
+				}
+			}
 			n := n0
 			for ; n+4 <= n1; n += 4 {
+				e := (n - n0) * bs
+				e0, e1, e2, e3 := errs[e:e+cnt], errs[e+bs:e+bs+cnt], errs[e+2*bs:e+2*bs+cnt], errs[e+3*bs:e+3*bs+cnt]
 				r0 := W[n*in+i2 : (n+1)*in]
 				r1 := W[(n+1)*in+i2 : (n+2)*in]
 				r2 := W[(n+2)*in+i2 : (n+3)*in]
 				r3 := W[(n+3)*in+i2 : (n+4)*in]
-				r1, r2, r3 = r1[:len(r0)], r2[:len(r0)], r3[:len(r0)]
-				for i := 0; i < cnt; i++ {
-					e := (n - n0) * bs
-					a, b, c, d := errs[e+i], errs[e+bs+i], errs[e+2*bs+i], errs[e+3*bs+i]
-					ur := U[(i1+i)*in+i2 : (i1+i+1)*in]
-					ur = ur[:len(r0)]
-					for k, uv := range ur {
-						r0[k] -= a * uv
-						r1[k] -= b * uv
-						r2[k] -= c * uv
-						r3[k] -= d * uv
+				r1, r2, r3 = r1[:rest], r2[:rest], r3[:rest]
+				for k := range r0 {
+					u := ut[k*cnt : (k+1)*cnt]
+					u = u[:len(e0)]
+					var s0, s1, s2, s3 float64
+					for i, uv := range u {
+						s0 += e0[i] * uv
+						s1 += e1[i] * uv
+						s2 += e2[i] * uv
+						s3 += e3[i] * uv
 					}
+					r0[k] -= s0
+					r1[k] -= s1
+					r2[k] -= s2
+					r3[k] -= s3
 				}
 			}
 			for ; n < n1; n++ {
+				e := errs[(n-n0)*bs : (n-n0)*bs+cnt]
 				rr := W[n*in+i2 : (n+1)*in]
-				for i := 0; i < cnt; i++ {
-					e := errs[(n-n0)*bs+i]
-					ur := U[(i1+i)*in+i2 : (i1+i+1)*in]
-					for c, uv := range ur {
-						rr[c] -= e * uv
-					}
+				for k := range rr {
+					rr[k] -= dot64(e, ut[k*cnt:(k+1)*cnt])
 				}
 			}
 		}
