@@ -113,9 +113,8 @@ type calibBackend struct {
 	// (replacements where there are). Activations with other row counts
 	// (an expert's gathered rows) record in fpOf how many of their leading
 	// rows are the full-precision model's.
-	twin    int
-	fpOf    map[xKey]int
-	experts bool // inside ExpertsAdd
+	twin int
+	fpOf map[xKey]int
 
 	temps map[[3]int]backend.Tensor // scratch of the fused ops, by use and shape
 
@@ -208,13 +207,14 @@ func (c *calibBackend) MatMul(dst, x backend.Tensor, w backend.Matrix) {
 }
 
 // accumulate adds to h the rows of x (an input of the weights being
-// calibrated) that the quantized model computed; when a twin pass gives x
-// the full-precision model's rows of the same tokens first (fp of them),
-// those are the targets (hessian.add). A routed expert's two halves hold
-// different tokens: it is fit without targets.
+// calibrated) that the quantized model computed; when x holds every token
+// of a twin pass, the full-precision model's rows of the same tokens come
+// first (fp of them) and are the targets (hessian.add). A routed expert's
+// gathered rows are other tokens in each half (the two models route
+// differently): it is fit without targets.
 func (c *calibBackend) accumulate(h *hessian, x *cpu.Tensor, fp int) {
 	xq := x.SliceRows(fp, x.Rows())
-	if fp == 0 || c.experts || xq.Rows() != fp {
+	if fp == 0 || x.Rows() != 2*c.twin || fp != c.twin {
 		h.add(xq, nil)
 		return
 	}
@@ -433,9 +433,7 @@ func (c *calibBackend) Route(sel backend.Selection, xn, x backend.Tensor, norm *
 // calibration token reaches is quantized without calibration) and the
 // shared expert's see every row.
 func (c *calibBackend) ExpertsAdd(dst, x backend.Tensor, sel backend.Selection, experts []backend.Expert, shared *backend.Expert) {
-	c.experts = true
 	c.Backend.ExpertsAddVia(c, dst, x, sel, experts, shared)
-	c.experts = false
 }
 
 // MLAPrologue implements backend.Backend.

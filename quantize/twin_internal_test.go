@@ -24,9 +24,9 @@ func scaledIdentity(n int, s float32) *quant.Weight {
 // a product multiplies the full-precision rows by the source weight and
 // the others by its replacement, a gather records how many of its
 // leading rows are full-precision and a product passes that on to its
-// output; a gather that puts a full-precision row after a quantized one
-// fails, and so does an activation whose rows cannot be traced to either
-// half.
+// output, and only an activation of every token gives targets; a gather
+// that puts a full-precision row after a quantized one fails, and so does
+// an activation whose rows cannot be traced to either half.
 func TestTwinRows(t *testing.T) {
 	be := newCalibBackend(cpu.New(1))
 	defer be.Close()
@@ -68,6 +68,17 @@ func TestTwinRows(t *testing.T) {
 		if want := x[3+i] * float32(1+min(i/3, 1)); v != want {
 			t.Fatalf("gathered product: y[%d] = %v, want %v", i, v, want)
 		}
+	}
+	// every token in both halves: targets; gathered rows: none
+	h := newHessian(3)
+	be.accumulate(h, src.(*cpu.Tensor), 2)
+	if h.rows != 2 || h.d == nil {
+		t.Errorf("all rows: %d rows accumulated, targets %v", h.rows, h.d != nil)
+	}
+	h = newHessian(3)
+	be.accumulate(h, g.(*cpu.Tensor), 1)
+	if h.rows != 2 || h.d != nil {
+		t.Errorf("gathered rows: %d rows accumulated, targets %v", h.rows, h.d != nil)
 	}
 	if _, err := be.fpRows(be.NewTensor(3, 5)); err == nil || !strings.Contains(err.Error(), "unknown origin") {
 		t.Errorf("an activation of unknown origin: %v", err)
