@@ -356,6 +356,25 @@ func TestCalibratedAllFixtures(t *testing.T) {
 				if len(a) == 0 || !bytes.Equal(a, b) {
 					t.Errorf("%s %v: a second run wrote a different checkpoint", filepath.Base(dir), method)
 				}
+				// streamed, one row a pass: the twin passes' targets and
+				// the experts' gathered rows through the per-group passes
+				c := *opt.Calib
+				c.BatchTokens = 32
+				sopt := opt
+				sopt.Calib = &c
+				streamed := filepath.Join(t.TempDir(), "q")
+				rep, err := quantize.Run(dir, streamed, sopt)
+				if err != nil {
+					t.Fatalf("%s %v streamed: %v", filepath.Base(dir), method, err)
+				}
+				if !rep.FPTargets || rep.Passes < 4 {
+					t.Errorf("%s %v streamed: FPTargets %v, %d passes", filepath.Base(dir), method, rep.FPTargets, rep.Passes)
+				}
+				for _, v := range logits(t, streamed, []int32{1, 2, 3}) {
+					if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+						t.Fatalf("%s %v streamed: logit %v", filepath.Base(dir), method, v)
+					}
+				}
 			}
 		}
 	}
