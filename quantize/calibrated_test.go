@@ -403,13 +403,18 @@ func TestCalibratedHeadBits(t *testing.T) {
 // finish, remove the journal and write exactly the files of a run that
 // was never stopped — GPTQ with every row in one pass and EXL3 streaming
 // its calibration in small batches (one pass per layer group, both
-// batches). A journal of another job is discarded with a note.
+// batches), and GPTQ with full-precision targets both ways. A journal of
+// another job is discarded with a note.
 func TestCalibratedResume(t *testing.T) {
 	dir := t.TempDir()
 	calib := &quantize.Calibration{Tokens: randomTokens(8*64, 256), Rows: 8, Ctx: 64}
 	jobs := []quantize.Options{
 		{Method: quantize.GPTQ, Spec: quant.Spec{Format: quant.GPTQ, Bits: 4, Group: 16, Sym: true}, Calib: calib},
 		{Method: quantize.EXL3, Spec: quant.Spec{Format: quant.EXL3, Bits: 2}, EXL3: quant.EXL3Options{NoScaleSearch: true},
+			Calib: &quantize.Calibration{Tokens: calib.Tokens, Rows: 8, Ctx: 64, BatchTokens: 4 * 64}},
+		// full-precision targets: twin passes, one and streamed
+		{Method: quantize.GPTQ, Spec: quant.Spec{Format: quant.GPTQ, Bits: 3, Group: 16, Sym: true}, Calib: calib, FPTargets: true},
+		{Method: quantize.GPTQ, Spec: quant.Spec{Format: quant.GPTQ, Bits: 3, Group: 16, Sym: true}, FPTargets: true,
 			Calib: &quantize.Calibration{Tokens: calib.Tokens, Rows: 8, Ctx: 64, BatchTokens: 4 * 64}},
 	}
 	read := func(d string) map[string][]byte {
