@@ -285,9 +285,8 @@ func QuantizeGPTQ(w []float32, out, in int, h []float64, spec Spec, opt GPTQOpti
 // [Out, In] matrix w, its quantized form q (decoded with DequantizeRow) and
 // the symmetric [In, In] matrix h (only its upper triangle is read): the
 // output error energy on the inputs whose second moment h is. Rows are
-// split over the cores, and each core takes
-// four rows at a time through one pass over h (h is read once for four
-// rows: at In = 1024 it is 8 MB, more than a core's cache).
+// split over the cores, and each core takes four rows at a time through
+// one pass over h (at In = 1024, h is 8 MB: more than a core's cache).
 func ProxyError(w []float32, q *Weight, h []float64) float64 {
 	in := q.In
 	workers := min(runtime.GOMAXPROCS(0), q.Out)
