@@ -236,7 +236,7 @@ func runCalibrated(src, dst string, opt Options) (*Report, error) {
 	r.rep.FPTargets = opt.FPTargets
 	pass := func(batch [][]int32) error {
 		if opt.FPTargets {
-			be.twin, be.fpOf = len(batch)*len(batch[0]), nil
+			be.twin = len(batch) * len(batch[0])
 			batch = append(append([][]int32(nil), batch...), batch...)
 		}
 		err := forward(m, be, batch, r.headCalibrated(), nil)

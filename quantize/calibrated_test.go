@@ -26,6 +26,14 @@ func randomTokens(n, vocab int) []int32 {
 	return t
 }
 
+// sameWeights reports whether the checkpoints in folders a and b hold a
+// model.safetensors, byte for byte the same.
+func sameWeights(a, b string) bool {
+	x, errA := os.ReadFile(filepath.Join(a, "model.safetensors"))
+	y, errB := os.ReadFile(filepath.Join(b, "model.safetensors"))
+	return errA == nil && errB == nil && len(x) > 0 && bytes.Equal(x, y)
+}
+
 func relRMS(a, b []float32) float64 {
 	var num, den float64
 	for i := range a {
@@ -84,9 +92,7 @@ func TestCalibratedGPTQ(t *testing.T) {
 	if rep2.Passes <= 4 {
 		t.Errorf("streaming ran %d passes", rep2.Passes)
 	}
-	a, _ := os.ReadFile(filepath.Join(dir, "one", "model.safetensors"))
-	b, _ := os.ReadFile(filepath.Join(dir, "stream", "model.safetensors"))
-	if !bytes.Equal(a, b) {
+	if !sameWeights(filepath.Join(dir, "one"), filepath.Join(dir, "stream")) {
 		t.Error("streamed calibration wrote a different checkpoint")
 	}
 }
@@ -153,9 +159,7 @@ func TestFPTargets(t *testing.T) {
 	if !rep.FPTargets || rep.Passes <= 4 || len(notes) != 0 {
 		t.Errorf("streamed: FPTargets %v, %d passes, notes %q", rep.FPTargets, rep.Passes, notes)
 	}
-	a, _ := os.ReadFile(filepath.Join(dir, "gptq int2true", "model.safetensors"))
-	b, _ := os.ReadFile(filepath.Join(dir, "stream", "model.safetensors"))
-	if len(a) == 0 || !bytes.Equal(a, b) {
+	if !sameWeights(filepath.Join(dir, "gptq int2true"), filepath.Join(dir, "stream")) {
 		t.Error("streamed calibration with full-precision targets wrote a different checkpoint")
 	}
 }
@@ -351,9 +355,7 @@ func TestCalibratedAllFixtures(t *testing.T) {
 				if _, err := quantize.Run(dir, again, opt); err != nil {
 					t.Fatal(err)
 				}
-				a, _ := os.ReadFile(filepath.Join(out, "model.safetensors"))
-				b, _ := os.ReadFile(filepath.Join(again, "model.safetensors"))
-				if len(a) == 0 || !bytes.Equal(a, b) {
+				if !sameWeights(out, again) {
 					t.Errorf("%s %v: a second run wrote a different checkpoint", filepath.Base(dir), method)
 				}
 				// streamed, one row a pass: the twin passes' targets and

@@ -77,8 +77,8 @@ type Options struct {
 	// the time and the activation memory of the passes (Calibration's
 	// BatchTokens counts each row once). Routed experts keep the classic
 	// fit: their tokens differ between the two models (shared experts,
-	// which see every token, get targets). marlin quantize
-	// sets it for EXL3, where it measured better at every K (docs/perf.md).
+	// which see every token, get targets). marlin quantize sets it for
+	// EXL3, where it measured better at every K (docs/perf.md).
 	FPTargets bool
 	// Threads for the calibration forward passes (0: one per core).
 	Threads int

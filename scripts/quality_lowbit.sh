@@ -21,7 +21,7 @@
 # KL moves by ±2% of itself (docs/perf.md), so it ranks close methods.
 # The last row calibrates on text the model samples itself (--calib
 # generate): in the evaluation's domain for TinyStories-656K.
-# Usage: scripts/quality_lowbit.sh [SHARED_DATA] > table.md   (from the repo root; ~6 min on 2 cores)
+# Usage: scripts/quality_lowbit.sh [SHARED_DATA] > table.md   (from the repo root; ~9 min on 2 cores)
 set -euo pipefail
 DATA=${1:-../shared/data}
 W=$(mktemp -d)
