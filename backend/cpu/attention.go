@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"sync"
 	"unsafe"
 
 	"github.com/marlin-llm/marlin/backend"
@@ -224,7 +225,8 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 		per = len(parts)
 	}
 	b.parallel(M*len(parts)/per, 1, func(lo, hi int) {
-		var w attnWork
+		w := attnWorks.Get().(*attnWork)
+		defer attnWorks.Put(w)
 		for item := lo; item < hi; item++ {
 			r, p0 := item*per/len(parts), item*per%len(parts)
 			ps := parts[p0 : p0+per]
@@ -252,6 +254,12 @@ type attnWork struct {
 	scores     []float32
 	kbuf, vbuf []float32 // a block widened from a 16-bit cache
 }
+
+// attnWorks keeps the workers' scratch between calls: a decode step calls
+// Attention once a layer, and fresh buffers each time cost the allocator
+// and the collector more than a 16-bit cache's attention itself
+// (BenchmarkAttentionDecode).
+var attnWorks = sync.Pool{New: func() any { return new(attnWork) }}
 
 // attend computes the query heads of parts (consecutive heads of one row,
 // q: their [heads, KeyDim] rows, contiguous) over the first n positions of

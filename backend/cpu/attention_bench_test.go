@@ -12,9 +12,10 @@ import (
 // layers of the Llama-3.2-1B shape (32 query heads, 8 KV heads of 64, 16
 // layers) at a context of 512 positions: the KV bytes it reads (33.5 MB in
 // float32) are larger than this machine's last-level cache, as in a real
-// decode step. It reports the KV bytes read per second.
+// decode step. It reports the KV bytes read per second, for each of the
+// cache's number types.
 func BenchmarkAttentionDecode(b *testing.B) {
-	for _, dt := range []dtype.DType{dtype.F32, dtype.F16} {
+	for _, dt := range []dtype.DType{dtype.F32, dtype.F16, dtype.BF16} {
 		b.Run(dt.String(), func(b *testing.B) {
 			const layers, heads, kvHeads, dim, ctx, bs = 16, 32, 8, 64, 512, 64
 			be := New(0)
