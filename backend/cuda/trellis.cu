@@ -10,8 +10,6 @@
 //                the A fragments; fp32 partial sums per k-split (tmv16_K_CB
 //                for 9 to 16 rows)
 //   trellis_out  y = H128(Σ partials) ⊙ svh, cut to the logical columns
-//                (for the decode kernels done by tmv's last block of each
-//                128 outputs instead: TOut)
 //
 // The trellis of tile (kt, nt) (16 inputs × 16 outputs) is 256·K bits,
 // stored as 8K little-endian 32-bit words holding the stream MSB first;
@@ -58,9 +56,7 @@
 // them through a private cp.async ring in shared memory. At the end the
 // four warps' sums are added in shared memory (in warp order) and the
 // block writes one fp32 partial [M, 64] to ws; trellis_out adds the
-// partials of all blocks in order: deterministic. By default the last
-// block of each 128 outputs does that itself (TOut), and trellis_out is
-// not launched.
+// partials of all blocks in order: deterministic.
 //
 // Precision: x' rounded to fp16 (relative 2^-11), weights exact (the
 // codebook words are fp16 numbers; the kernel's values are the exact sums
@@ -107,36 +103,6 @@ __device__ __forceinline__ u32 lop_and_xor(u32 a, u32 b, u32 c) {  // (a & b) ^ 
     asm("lop3.b32 %0, %1, %2, %3, 0x6A;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
     return r;
 }
-
-// In-place orthonormal Hadamard transform of order 128 across a block of
-// 128 threads (thread i holds element i), in the butterfly order of
-// quant.FWHT (so the float32 results equal the CPU's), then ×1/√128.
-__device__ __forceinline__ float fwht128(float v, float* sh) {
-    const int i = threadIdx.x;
-#pragma unroll
-    for (int h = 1; h < 32; h <<= 1) {
-        const float p = __shfl_xor_sync(0xffffffffu, v, h);
-        v = (i & h) ? p - v : v + p;
-    }
-#pragma unroll
-    for (int h = 32; h < 128; h <<= 1) {
-        sh[i] = v;
-        __syncthreads();
-        const float p = sh[i ^ h];
-        __syncthreads();
-        v = (i & h) ? p - v : v + p;
-    }
-    return v * 0.088388347648318440550f;  // float32(1/√128), as quant.HadamardBlocks
-}
-
-// Where tmv writes y itself (trellis_out's arguments and the group
-// counters, last_split's; y null: partial sums only, trellis_out follows).
-struct TOut {
-    float* y;
-    const u16* svh;
-    int* counters;
-    int ldy, N;
-};
 
 // The values of states sa (low half) and sb (high half) as fp16x2.
 template <int CB>
@@ -230,7 +196,7 @@ __device__ __forceinline__ u32 traw(u32 s, const TConst& c) {
 // floats. KC input tiles per warp; MG groups of 8 rows (M ≤ 8·MG).
 template <int K, int CB, int MG, int NW>
 __device__ __forceinline__ void tmv(const u32* __restrict__ data, const u32* __restrict__ xf, float* __restrict__ ws, int NT,
-                                    int KT, int KC, int M, TConst tc, const TOut& o = TOut{}) {
+                                    int KT, int KC, int M, TConst tc) {
     extern __shared__ __align__(16) unsigned char tsm[];
     constexpr int D = tstages(K), SB = tstage_bytes(K, NW), WB = twarp_bytes(K, NW), CW = 16 * NW, RS = CW + 4;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, t = lane & 3, g = lane >> 2;
@@ -348,23 +314,6 @@ __device__ __forceinline__ void tmv(const u32* __restrict__ data, const u32* __r
         for (int w = 0; w < TW; w++) v += ((const float*)(tsm + (size_t)w * WB))[m * RS + n];
         ws[((size_t)blockIdx.y * M + m) * Np + (size_t)cb * CW + n] = v;
     }
-    // With o.y, the last of the 2·S blocks of a 128-output group (its two
-    // column blocks × the S splits, counted on o.counters[cb/2]) does
-    // trellis_out's work for the group: y = H128(Σ_s partials) ⊙ svh, the
-    // partials added in split order as trellis_out adds them (the same
-    // float32 results) — one launch less a product.
-    static_assert(TW * 32 == 128 && 2 * CW == 128, "tmv: a thread an output of the 128-output group");
-    if (o.y == nullptr || !last_split(o.counters + (cb >> 1), 2 * gridDim.y)) return;
-    const int n = (cb >> 1) * 128 + threadIdx.x;
-    const float sv = n < o.N ? f16_to_f32(o.svh[n]) : 0.f;
-    float* sh = (float*)tsm;  // (every warp is past its reads of red: last_split synchronises)
-    for (int m = 0; m < M; m++) {
-        float v = 0.f;
-        for (int s = 0; s < (int)gridDim.y; s++) v += ld_cg(ws + ((size_t)s * M + m) * Np + n);
-        v = fwht128(v, sh);
-        if (n < o.N) o.y[(size_t)m * o.ldy + n] = v * sv;
-    }
-    if (threadIdx.x == 0) o.counters[cb >> 1] = 0;
 }
 
 // The large-M path (with cuBLAS, trellis.go): Ŵ decoded to fp16, stored
@@ -390,12 +339,12 @@ __device__ __forceinline__ void tdq(u16* __restrict__ w16, const u32* __restrict
 
 #define TMV_KERNEL(K, CB, NAME)                                                                            \
     MARLIN_KERNEL void __launch_bounds__(TW * 32)                                                  \
-        tmv_##K##_##NAME(const u32* data, const u32* xf, float* ws, int NT, int KT, int KC, int M, TOut o, TConst tc) { \
-        tmv<K, CB, 1, TNW>(data, xf, ws, NT, KT, KC, M, tc, o);                                                   \
+        tmv_##K##_##NAME(const u32* data, const u32* xf, float* ws, int NT, int KT, int KC, int M, TConst tc) { \
+        tmv<K, CB, 1, TNW>(data, xf, ws, NT, KT, KC, M, tc);                                                   \
     }                                                                                                      \
     MARLIN_KERNEL void __launch_bounds__(TW * 32)                                                  \
-        tmv16_##K##_##NAME(const u32* data, const u32* xf, float* ws, int NT, int KT, int KC, int M, TOut o, TConst tc) { \
-        tmv<K, CB, 2, TNW>(data, xf, ws, NT, KT, KC, M, tc, o);                                                   \
+        tmv16_##K##_##NAME(const u32* data, const u32* xf, float* ws, int NT, int KT, int KC, int M, TConst tc) { \
+        tmv<K, CB, 2, TNW>(data, xf, ws, NT, KT, KC, M, tc);                                                   \
     }                                                                                                      \
     MARLIN_KERNEL void __launch_bounds__(256) tdq_##K##_##NAME(u16* w16, const u32* data, int NT, int KT, TConst tc) { \
         tdq<K, CB>(w16, data, NT, KT, tc);                                                                \
@@ -410,6 +359,27 @@ TRELLIS_KS(TMV_KERNEL, TCB_MCG, mcg)
 // kernels: mul1
 TRELLIS_KS(TMV_KERNEL, TCB_MUL1, mul1)
 // kernels: rest
+
+// In-place orthonormal Hadamard transform of order 128 across a block of
+// 128 threads (thread i holds element i), in the butterfly order of
+// quant.FWHT (so the float32 results equal the CPU's), then ×1/√128.
+__device__ __forceinline__ float fwht128(float v, float* sh) {
+    const int i = threadIdx.x;
+#pragma unroll
+    for (int h = 1; h < 32; h <<= 1) {
+        const float p = __shfl_xor_sync(0xffffffffu, v, h);
+        v = (i & h) ? p - v : v + p;
+    }
+#pragma unroll
+    for (int h = 32; h < 128; h <<= 1) {
+        sh[i] = v;
+        __syncthreads();
+        const float p = sh[i ^ h];
+        __syncthreads();
+        v = (i & h) ? p - v : v + p;
+    }
+    return v * 0.088388347648318440550f;  // float32(1/√128), as quant.HadamardBlocks
+}
 
 // x' of rows 0…15 (zeros past M) in fragment order: element (m, k) is the
 // half ((kt·32 + lane)·4 + q)·2 + k%2 with kt = k/16, lane = 4·(m%8) +

@@ -4,7 +4,6 @@ package cuda
 
 import (
 	"fmt"
-	"os"
 	"unsafe"
 
 	"github.com/marlin-llm/marlin/backend"
@@ -174,10 +173,6 @@ func (b *Backend) trellisMV(y uint64, ldy int, x uint64, ldx, M int, m *matrix) 
 	if trellisOnly == 0 || trellisOnly == 1 {
 		b.trellisIn(xf, x, ldx, M, m, 0)
 	}
-	// tmv writes y itself (the last block of each 128 outputs sums the
-	// splits and rotates) unless trellisFuse is off or a test times the
-	// kernels one by one
-	fuse := trellisFuse && trellisOnly == 0 && tr.outP/128 <= counterCap
 	a := b.newArgs()
 	a.ptr(tr.data)
 	a.ptr(xf)
@@ -186,29 +181,13 @@ func (b *Backend) trellisMV(y uint64, ldy int, x uint64, ldx, M int, m *matrix) 
 	a.i32(KT)
 	a.i32(KC)
 	a.i32(M)
-	o := tout{}
-	if fuse {
-		o = tout{y: y, svh: tr.svh, counters: b.counters.ptr, ldy: int32(ldy), n: int32(m.rows)}
-	}
-	*(*tout)(a.slot(4)) = o
 	a.tconst()
 	if trellisOnly == 0 || trellisOnly == 2 {
 		b.launchOpt(f, CB, SB, 1, trellisWarps*32, b.dynSmem[f], a, true)
 	}
-	if !fuse && (trellisOnly == 0 || trellisOnly == 3) {
+	if trellisOnly == 0 || trellisOnly == 3 {
 		b.trellisOut(y, ldy, ws, SB, M, m)
 	}
-}
-
-// trellisFuse makes tmv write y itself (TOut in trellis.cu) instead of
-// leaving the partial sums to a trellis_out launch; MARLIN_TRELLIS_FUSE=0
-// turns it off (measurements, TestTrellisMatMul's comparison).
-var trellisFuse = os.Getenv("MARLIN_TRELLIS_FUSE") != "0"
-
-// tout mirrors trellis.cu's TOut: where tmv writes y (y 0: it does not).
-type tout struct {
-	y, svh, counters uint64
-	ldy, n           int32
 }
 
 func (b *Backend) trellisOut(y uint64, ldy int, ws uint64, S, M int, m *matrix) {

@@ -189,9 +189,7 @@ func trellisScale(w *quant.Weight, x []float32, M int) []float64 {
 // split-K), every K and codebook, M from 1 to 100 (M ≤ 16 the decode
 // kernel, 17 two passes of it, ≥ 64 the cuBLAS path where available), the
 // output poisoned before each run. Tolerance: 2·2^-11 of trellisScale
-// (x' in fp16, exact weights, fp32 sums). At the decode kernels' sizes the
-// output step done by tmv's last blocks must equal trellis_out's bit for
-// bit (the same sums in the same order).
+// (x' in fp16, exact weights, fp32 sums).
 func TestTrellisMatMul(t *testing.T) {
 	g := gpu(t)
 	c := cpu.New(2)
@@ -232,16 +230,6 @@ func TestTrellisMatMul(t *testing.T) {
 			}
 			what := fmt.Sprintf("%s N%d K%d M%d", w.Name, cs.n, cs.k, M)
 			checkScaled(t, what, got, want, trellisScale(w, xv, M), 2*math.Ldexp(1, -11))
-			if M < trellisGemmRows { // the decode kernels: tmv's own output step equals trellis_out's, bit for bit
-				trellisFuse = false
-				sep := gpuMatMul(t, g, gw, xv, M)
-				trellisFuse = true
-				for i := range got {
-					if math.Float32bits(got[i]) != math.Float32bits(sep[i]) {
-						t.Fatalf("%s: y[%d] = %g from tmv, %g from trellis_out", what, i, got[i], sep[i])
-					}
-				}
-			}
 			var num, den float64
 			for i := range got {
 				d := float64(got[i]) - float64(want[i])
