@@ -653,6 +653,7 @@ func FuzzLoadWeight(f *testing.F) {
 	f.Add(uint8(0), uint16(4), uint16(8), uint8(4), int16(32), []byte{1, 2, 3})
 	f.Add(uint8(1), uint16(64), uint16(8), uint8(4), int16(32), []byte{})
 	f.Add(uint8(2), uint16(4), uint16(16), uint8(0), int16(0), []byte{7})
+	f.Add(uint8(5), uint16(8), uint16(8), uint8(3), int16(16+32*5), []byte{0x11, 0x3c}) // EXL3 K = 3, logical 123×128
 	f.Fuzz(func(t *testing.T, kind uint8, a, b uint16, bits uint8, group int16, data []byte) {
 		rows, cols := int(a%300), int(b%300)
 		fill := func(n int) []byte {
@@ -669,7 +670,7 @@ func FuzzLoadWeight(f *testing.F) {
 		}
 		var ts []safetensors.Tensor
 		var cfg *Config
-		switch kind % 5 {
+		switch kind % 6 {
 		case 0: // GPTQ
 			cfg = &Config{Format: GPTQ, Bits: int(bits % 10), Group: int(group), CheckpointFormat: "gptq"}
 			g := 1
@@ -698,6 +699,24 @@ func FuzzLoadWeight(f *testing.F) {
 		case 4: // Dense with random dtype
 			dt := dtype.DType(bits % 13)
 			ts = []safetensors.Tensor{{Name: "p.weight", DType: dt, Shape: []int{rows, cols}, Data: fill(rows * cols * dt.Size())}}
+		case 5: // EXL3: trellis [In/16, Out/16, 16·K], suh [In], svh [Out], a codebook marker, a logical shape
+			K := int(bits % 10)
+			in, out := 16*rows, 16*cols
+			ts = []safetensors.Tensor{
+				{Name: "p.trellis", DType: dtype.I16, Shape: []int{rows, cols, 16 * K}, Data: fill(2 * rows * cols * 16 * K)},
+				{Name: "p.suh", DType: dtype.F16, Shape: []int{in}, Data: fill(2 * in)},
+				{Name: "p.svh", DType: dtype.F16, Shape: []int{out + int(group%2)}, Data: fill(2 * (out + int(group%2)))},
+			}
+			if group&4 != 0 {
+				ts = append(ts, safetensors.Tensor{Name: "p.mcg", DType: dtype.I32, Shape: []int{1}, Data: fill(4)})
+			}
+			if group&8 != 0 {
+				ts = append(ts, safetensors.Tensor{Name: "p.mul1", DType: dtype.I32, Shape: []int{1}, Data: fill(4)})
+			}
+			cfg = &Config{Format: EXL3}
+			if group&16 != 0 {
+				cfg.Shapes = map[string][2]int{"p": {out - int(group>>5), in - int(bits>>4)}}
+			}
 		}
 		w, err := LoadWeight("p", getter(ts), cfg)
 		if err != nil {
