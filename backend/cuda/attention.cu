@@ -352,18 +352,28 @@ __device__ __forceinline__ float rope_with(const float* v, int d, float c, float
 
 // Decode-friendly attention (split-K flash-decoding), for heads of D = 64
 // or 128 key and value dims and G ≤ 8 query heads per KV head. Grid
-// (kvHeads, rows, P), 128 threads. Block (kh, r, p) reads the positions of
-// split p of row r — ⌈n/P⌉ of them, so the grid does not depend on the
-// context length (a captured graph replays for any n) — once for all G
-// query heads that share KV head kh: each warp takes every fourth position;
-// per position a lane holds D/32 dims of the key and of the value (one
-// 16- or 8-byte load each, coalesced: 512 bytes a warp for D = 128), the
-// G scores come from warp shuffles, and each head keeps an online softmax
-// (running max m, sum l, weighted value sum acc). The four warps are
-// merged in shared memory. With P = 1 the block writes the output; with
-// P > 1 it writes (m, l, acc) to ws and the last block of (r, kh) to
-// finish (atomic counter, reset by it) merges the P splits in order:
-// out = Σ_p acc_p·e^(m_p−M) / Σ_p l_p·e^(m_p−M), M = max_p m_p.
+// (kvHeads, rows, P), W warps (4, or 16 in the wide form: W = 8 at G =
+// 8, so that the warps' sums fit the static shared memory). Block (kh, r,
+// p) reads the positions of split p of row r — ⌈n/P⌉ of them, so the grid
+// does not depend on the context length (a captured graph replays for any
+// n) — once for all G query heads that share KV head kh: warp w takes
+// positions w, w + W, …; per position a lane holds D/32 dims of the key
+// and of the value (one 16- or 8-byte load each, coalesced: 512 bytes a
+// warp for D = 128), the G scores come from warp shuffles, and each head
+// keeps an online softmax (running max m, sum l, weighted value sum acc).
+// The W warps are merged in shared memory. With P = 1 the block writes
+// the output; with P > 1 it writes (m, l, acc) to ws and the last block of
+// (r, kh) to finish (atomic counter, reset by it) merges the P splits in
+// order: out = Σ_p acc_p·e^(m_p−M) / Σ_p l_p·e^(m_p−M), M = max_p m_p.
+//
+// Why two forms. A decode row's attention reads little (2 MB a layer for
+// Llama-3-8B at 512 positions); its time is a chain of round trips after
+// the wait. The narrow form (4 warps, P = 64 at one row) keeps each
+// block's chain short, but its last block then merges 64 records a head
+// in four rounds of loads. The wide form (16 warps, P = 16) gives a warp
+// the same positions, merges four times as many warps in shared memory
+// instead, and leaves 16 records a head: one round of loads in the merge.
+// Each warp loads its first NPRE positions before the wait.
 //
 // Decode (every row the only new token of its sequence) stores the rows'
 // keys and values here instead of in kv_store: with kn != nullptr each
@@ -373,7 +383,7 @@ __device__ __forceinline__ float rope_with(const float* v, int d, float c, float
 // With cosT != nullptr (decode only) q and the new keys are rotated here
 // as the rope kernel would first (rope_cs, rope_with; the tables' values
 // read before the wait), and the cache gets the rotated keys.
-template <int D, int G, int KV>
+template <int D, int G, int KV, int W, int NPRE>
 __device__ __forceinline__ void attn_split(float* __restrict__ out, const float* __restrict__ q,
                                            typename kv<KV>::t* __restrict__ kc, typename kv<KV>::t* __restrict__ vc,
                                            const int* __restrict__ rowN,
@@ -384,15 +394,15 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
                                            const float* __restrict__ cosT, const float* __restrict__ sinT, int half,
                                            int inter) {
     constexpr int E = D / 32;
-    __shared__ float sm_m[ATT_WARPS][G], sm_l[ATT_WARPS][G], sm_acc[ATT_WARPS][G][D];
+    __shared__ float sm_m[W][G], sm_l[W][G], sm_acc[W][G][D];
     const int kh = blockIdx.x, r = blockIdx.y, p = blockIdx.z, P = gridDim.z;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = heads / kvHeads;
     // Decode reads before its wait (pdl_wait's contract, common.cu): the
     // row metadata, which the host staged before the previous kernel
     // (graph.go's arena is uploaded at a segment's start; outside graphs a
-    // copy precedes this launch), and the key and value of each warp's
-    // first position — written by earlier steps (the row's own new
+    // copy precedes this launch), and the keys and values of each warp's
+    // first NPRE positions — written by earlier steps (the row's own new
     // position n − 1, from kn/vn, is the only one this step writes) — all
     // through L2, so that their round trips overlap the previous kernel's
     // tail instead of following it (Llama-3-8B INT4 decode +1.7%, H100);
@@ -404,8 +414,18 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     if (kn != nullptr) n = ld_cg_i32(rowN + r), tab += ld_cg_i32(rowTab + r);
     int ch = (n + P - 1) / P, t0 = p * ch, t1 = min(n, t0 + ch);
     const int tf = t0 + warp;  // the warp's first position
-    const bool pre = kn != nullptr && tf < t1 && tf != n - 1;
-    float kf[E], vf[E];
+    float kf[NPRE][E], vf[NPRE][E];
+    bool pre[NPRE];
+#pragma unroll
+    for (int j = 0; j < NPRE; j++) {
+        const int t = tf + j * W;
+        pre[j] = kn != nullptr && t < t1 && t != n - 1;
+        if (pre[j]) {
+            const size_t cell = ((size_t)ld_cg_i32(tab + t / bs) * kvHeads + kh) * bs + (t % bs);
+            kv_loadn<KV, E, true>(kc + cell * D + lane * E, kf[j]);
+            kv_loadn<KV, E, true>(vc + cell * ldv + lane * E, vf[j]);
+        }
+    }
     // the rotary tables' cos and sin at the row's position n − 1 (decode
     // only), for the lane's E dims of q and the thread's dim of the new key
     const bool rot = cosT != nullptr && kn != nullptr;
@@ -415,11 +435,6 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
 #pragma unroll
     for (int e = 0; e < E; e++) rope_cs(lane * E + e, cosR, sinT, rp, half, inter, cq[e], sq[e]);
     rope_cs(threadIdx.x, cosR, sinT, rp, half, inter, ck, sk);
-    if (pre) {
-        const size_t cell = ((size_t)ld_cg_i32(tab + tf / bs) * kvHeads + kh) * bs + (tf % bs);
-        kv_loadn<KV, E, true>(kc + cell * D + lane * E, kf);
-        kv_loadn<KV, E, true>(vc + cell * ldv + lane * E, vf);
-    }
     pdl_wait();
     pdl_trigger();
     if (kn == nullptr) {
@@ -427,7 +442,7 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
         ch = (n + P - 1) / P, t0 = p * ch, t1 = min(n, t0 + ch);
     }
     const size_t own = ((size_t)r * kvHeads + kh) * D;  // this row's new key/value of head kh in kn, vn
-    static_assert(D <= ATT_WARPS * 32, "attn_split: a thread a dim of the new key");
+    static_assert(D <= W * 32, "attn_split: a thread a dim of the new key");
     const int i = threadIdx.x;
     if (kn != nullptr && p == 0 && stBlk[r] >= 0 && i < D) {
         const size_t cell = ((size_t)stBlk[r] * kvHeads + kh) * bs + stSlot[r];
@@ -453,21 +468,9 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
             qv[gi][e] = gi < g ? rope_with(q + ((size_t)r * heads + kh * g + gi) * D, lane * E + e, cq[e], sq[e], half, inter, rot) : 0.f;
         }
     }
-#pragma unroll 2
-    for (int t = t0 + warp; t < t1; t += ATT_WARPS) {
-        const size_t cell = ((size_t)tab[t / bs] * kvHeads + kh) * bs + (t % bs);
-        float kk[E], vv[E];
-        if (pre && t == tf) {  // loaded before the wait
-#pragma unroll
-            for (int e = 0; e < E; e++) kk[e] = kf[e], vv[e] = vf[e];
-        } else if (kn != nullptr && t == n - 1) {  // the row's own key and value, as the cache holds them
-            const float* kp = (cosT != nullptr ? sm_kn : kn + own) + lane * E;
-#pragma unroll
-            for (int e = 0; e < E; e++) kk[e] = kv_round<KV>(kp[e]), vv[e] = kv_round<KV>(vn[own + lane * E + e]);
-        } else {
-            kv_loadn<KV, E>(kc + cell * D + lane * E, kk);
-            kv_loadn<KV, E>(vc + cell * ldv + lane * E, vv);
-        }
+    // fold folds position t's key and value into the G heads' softmax
+    // states
+    auto fold = [&](const float (&kk)[E], const float (&vv)[E]) {
 #pragma unroll
         for (int gi = 0; gi < G; gi++) {
             if (gi >= g) break;
@@ -484,6 +487,39 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
             for (int e = 0; e < E; e++) acc[gi][e] = acc[gi][e] * corr + pr * vv[e];
             m[gi] = mn;
         }
+    };
+    // load reads position t: its key and value from the cache, or the
+    // row's own new ones as the cache holds them
+    auto load = [&](int t, float (&kk)[E], float (&vv)[E]) {
+        if (kn != nullptr && t == n - 1) {
+            const float* kp = (cosT != nullptr ? sm_kn : kn + own) + lane * E;
+#pragma unroll
+            for (int e = 0; e < E; e++) kk[e] = kv_round<KV>(kp[e]), vv[e] = kv_round<KV>(vn[own + lane * E + e]);
+        } else {
+            const size_t cell = ((size_t)tab[t / bs] * kvHeads + kh) * bs + (t % bs);
+            kv_loadn<KV, E>(kc + cell * D + lane * E, kk);
+            kv_loadn<KV, E>(vc + cell * ldv + lane * E, vv);
+        }
+    };
+    // the warp's positions in order: the first NPRE (loaded before the
+    // wait unless one is the row's own), then the rest
+#pragma unroll
+    for (int j = 0; j < NPRE; j++) {
+        const int t = tf + j * W;
+        if (t >= t1) break;
+        if (pre[j]) {
+            fold(kf[j], vf[j]);
+        } else {
+            float kk[E], vv[E];
+            load(t, kk, vv);
+            fold(kk, vv);
+        }
+    }
+#pragma unroll 2
+    for (int t = tf + NPRE * W; t < t1; t += W) {
+        float kk[E], vv[E];
+        load(t, kk, vv);
+        fold(kk, vv);
     }
 #pragma unroll
     for (int gi = 0; gi < G; gi++) {
@@ -497,15 +533,15 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     __syncthreads();
     // merge the warps: the factors once a head, then thread i handles
     // (head gi, dim d) pairs
-    __shared__ float sm_wf[ATT_WARPS][G], sm_wM[G], sm_wL[G];
-    if (threadIdx.x < g) warp_factors(&sm_m[0][0], &sm_l[0][0], ATT_WARPS, G, threadIdx.x, &sm_wf[0][0], sm_wM, sm_wL);
+    __shared__ float sm_wf[W][G], sm_wM[G], sm_wL[G];
+    if (threadIdx.x < g) warp_factors(&sm_m[0][0], &sm_l[0][0], W, G, threadIdx.x, &sm_wf[0][0], sm_wM, sm_wL);
     __syncthreads();
     const size_t pitch = split_pitch(D);  // ws records (merge_splits)
-    for (int i = threadIdx.x; i < g * D; i += ATT_WARPS * 32) {
+    for (int i = threadIdx.x; i < g * D; i += W * 32) {
         const int gi = i / D, d = i % D;
         const float M = sm_wM[gi], L = sm_wL[gi];
         float A = 0.f;
-        for (int w = 0; w < ATT_WARPS; w++) A += sm_acc[w][gi][d] * sm_wf[w][gi];
+        for (int w = 0; w < W; w++) A += sm_acc[w][gi][d] * sm_wf[w][gi];
         const int h = kh * g + gi;
         if (P == 1) {
             out[((size_t)r * heads + h) * D + d] = A / L;
@@ -524,22 +560,27 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     if (threadIdx.x == 0) counters[r * kvHeads + kh] = 0;
 }
 
-// attn_split_{D}_{G}[_f16, _bf16]: the cache's number type a suffix
-// (none for float32).
-#define ATTN_SPLIT_KV(D, G, KV, SUFFIX)                                                                               \
-    MARLIN_KERNEL void __launch_bounds__(ATT_WARPS * 32)                                                      \
-        attn_split_##D##_##G##SUFFIX(float* out, const float* q, kv<KV>::t* kc, kv<KV>::t* vc, const int* rowN,        \
-                                     const int* rowTab, const int* tables, int heads, int kvHeads, int ldv, int bs,    \
-                                     float scale, float* ws, int* counters, const float* kn, const float* vn,          \
-                                     const int* stBlk, const int* stSlot, const float* cosT, const float* sinT,        \
-                                     int half, int inter) {                                                           \
-        attn_split<D, G, KV>(out, q, kc, vc, rowN, rowTab, tables, heads, kvHeads, ldv, bs, scale, ws, counters, kn,   \
-                             vn, stBlk, stSlot, cosT, sinT, half, inter);                                             \
+// attn_split_{D}_{G}[_f16, _bf16] (narrow: 4 warps, one position loaded
+// before the wait) and attn_split_wide_{D}_{G}[_f16, _bf16] (16 warps, 8
+// at G = 8, two positions before the wait): the cache's number type a
+// suffix (none for float32).
+#define ATTN_SPLIT_KV(NAME, D, G, KV, W, NPRE)                                                                         \
+    MARLIN_KERNEL void __launch_bounds__(W * 32)                                                                       \
+        NAME(float* out, const float* q, kv<KV>::t* kc, kv<KV>::t* vc, const int* rowN, const int* rowTab,             \
+             const int* tables, int heads, int kvHeads, int ldv, int bs, float scale, float* ws, int* counters,        \
+             const float* kn, const float* vn, const int* stBlk, const int* stSlot, const float* cosT,                 \
+             const float* sinT, int half, int inter) {                                                                 \
+        attn_split<D, G, KV, W, NPRE>(out, q, kc, vc, rowN, rowTab, tables, heads, kvHeads, ldv, bs, scale, ws,       \
+                                      counters, kn, vn, stBlk, stSlot, cosT, sinT, half, inter);                       \
     }
-#define ATTN_SPLIT(D, G)                 \
-    ATTN_SPLIT_KV(D, G, KV_F32, )        \
-    ATTN_SPLIT_KV(D, G, KV_F16, _f16)    \
-    ATTN_SPLIT_KV(D, G, KV_BF16, _bf16)
+#define ATTN_WIDE_WARPS(G) ((G) == 8 ? 8 : 16)
+#define ATTN_SPLIT(D, G)                                                                                             \
+    ATTN_SPLIT_KV(attn_split_##D##_##G, D, G, KV_F32, ATT_WARPS, 1)                                                  \
+    ATTN_SPLIT_KV(attn_split_##D##_##G##_f16, D, G, KV_F16, ATT_WARPS, 1)                                            \
+    ATTN_SPLIT_KV(attn_split_##D##_##G##_bf16, D, G, KV_BF16, ATT_WARPS, 1)                                          \
+    ATTN_SPLIT_KV(attn_split_wide_##D##_##G, D, G, KV_F32, ATTN_WIDE_WARPS(G), 2)                                    \
+    ATTN_SPLIT_KV(attn_split_wide_##D##_##G##_f16, D, G, KV_F16, ATTN_WIDE_WARPS(G), 2)                              \
+    ATTN_SPLIT_KV(attn_split_wide_##D##_##G##_bf16, D, G, KV_BF16, ATTN_WIDE_WARPS(G), 2)
 ATTN_SPLIT(64, 1)
 ATTN_SPLIT(64, 2)
 ATTN_SPLIT(64, 4)

@@ -85,6 +85,12 @@ func (b *Backend) NewKVCache(s backend.KVSpec) (backend.KVCache, error) {
 // attn_mla and attn_mla_tc (at most splitPMax).
 var attnSplitForce = envInt("MARLIN_ATTN_P", 0)
 
+// attnWide (MARLIN_ATTN_WIDE=0 turns it off, for measurements): one
+// decode row's flash-decoding in the wide form (attention.cu: 16 warps a
+// block, 16 splits, one round of loads in the merge) instead of the
+// narrow one (4 warps, 64 splits).
+var attnWide = envInt("MARLIN_ATTN_WIDE", 1) != 0
+
 // Attention implements backend.Backend. The host builds, per row, the
 // number of positions it sees, its sequence's block table and the cache
 // cell that receives its key and value; kv_store writes every row's keys
@@ -181,9 +187,9 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 	if s.ValueInKey && s.KVHeads == 1 {
 		mla = b.mlaKernelFor(s.KeyDim, s.ValueDim, heads, M, c.typ)
 	}
-	f := uintptr(0)
+	f, wide := uintptr(0), false
 	if mla.f == 0 {
-		f = b.splitAttention(heads, s, c.typ)
+		f, wide = b.splitAttention(heads, s, c.typ, M == 1 && attnWide)
 	}
 	// decode (each row the one new token of its sequence): the split and
 	// MLA kernels store the keys and values themselves (one launch less),
@@ -271,6 +277,11 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 			if M == 1 {
 				P = 64
 			}
+			if wide {
+				// the same 256 warps a (row, KV head) as the narrow form's
+				// 64 splits of 4 warps (G = 8: 32 splits of 8 warps)
+				P = 256 / wideWarps(heads/s.KVHeads)
+			}
 			if attnSplitForce > 0 {
 				P = min(attnSplitForce, splitPMax)
 			}
@@ -311,7 +322,11 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 			a.i32(0)
 			a.i32(0)
 		}
-		b.launchOpt(f, s.KVHeads, M, P, 128, 0, a, b.pdlOps)
+		threads := 32 * 4
+		if wide {
+			threads = 32 * wideWarps(heads/s.KVHeads)
+		}
+		b.launchOpt(f, s.KVHeads, M, P, threads, 0, a, b.pdlOps)
 		return
 	}
 	a := b.newArgs()
@@ -341,24 +356,39 @@ func (a *launchArgs) rowMeta(meta uint64, M int) {
 
 // splitAttention returns the flash-decoding kernel for heads of 64 or 128
 // key and value dims with at most 8 query heads per KV head (separate
-// values) over a cache of numbers of type typ, or 0 (the generic kernel).
-func (b *Backend) splitAttention(heads int, s backend.KVSpec, typ int) uintptr {
+// values) over a cache of numbers of type typ, in the wide form if asked
+// (and then wide is true), or 0 (the generic kernel).
+func (b *Backend) splitAttention(heads int, s backend.KVSpec, typ int, wantWide bool) (f uintptr, wide bool) {
 	if s.ValueInKey || s.KeyDim != s.ValueDim || (s.KeyDim != 64 && s.KeyDim != 128) {
-		return 0
+		return 0, false
 	}
 	d := 0
 	if s.KeyDim == 128 {
 		d = 1
 	}
+	ks := &b.k.attnSplit
+	if wantWide {
+		ks = &b.k.attnSplitWide
+	}
 	switch g := heads / s.KVHeads; {
 	case g <= 1:
-		return b.k.attnSplit[typ][d][0]
+		return ks[typ][d][0], wantWide
 	case g <= 2:
-		return b.k.attnSplit[typ][d][1]
+		return ks[typ][d][1], wantWide
 	case g <= 4:
-		return b.k.attnSplit[typ][d][2]
+		return ks[typ][d][2], wantWide
 	case g <= 8:
-		return b.k.attnSplit[typ][d][3]
+		return ks[typ][d][3], wantWide
 	}
-	return 0
+	return 0, false
+}
+
+// wideWarps is the wide split kernel's warps a block for g query heads a
+// KV head (attention.cu's ATTN_WIDE_WARPS: the kernel's G, g rounded up to
+// 1, 2, 4 or 8).
+func wideWarps(g int) int {
+	if g > 4 {
+		return 8
+	}
+	return 16
 }

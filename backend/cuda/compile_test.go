@@ -285,7 +285,7 @@ func TestKernelResources(t *testing.T) {
 	t.Logf("%d kernels in %d programs", len(owner), len(logs))
 	lines := strings.Split(strings.Join(logs, "\n"), "\n")
 	for i, l := range lines {
-		for _, k := range []string{"qmv_", "dmv_", "attn_split_128_4", "tc_gemm", "tmv_", "tmv16_", "tdq_", "viterbi_", "moe_", "head_mv_", "attn_mla_", "attn_merge", "sample_", "route_mv_", "tc_qgemm", "wg_qgemm"} {
+		for _, k := range []string{"qmv_", "dmv_", "attn_split_128_4", "attn_split_wide_128_4", "tc_gemm", "tmv_", "tmv16_", "tdq_", "viterbi_", "moe_", "head_mv_", "attn_mla_", "attn_merge", "sample_", "route_mv_", "tc_qgemm", "wg_qgemm"} {
 			if strings.Contains(l, "Compiling entry function '"+k) && i+3 < len(lines) {
 				t.Logf("%s\n%s\n%s", l, lines[i+2], lines[i+3])
 				// an array demoted to local memory spills hundreds of bytes; a

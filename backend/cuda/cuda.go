@@ -114,7 +114,7 @@ type kernels struct {
 	qmvFP8                                              uintptr                  // FP8 decode products in pack.go's tiled layout (qmm.cu qmv8)
 	tcQgemm                                             [3]uintptr               // tc_qgemm_int4, _int4_asym, _fp4: prefill-sized 4-bit products (matrix.go tcGemm)
 	wgQgemm                                             [len(wgForms)][4]uintptr // wg_qgemm_{int4, int4_asym, fp4, fp4_g16}_{form}: the same on the warpgroup MMA (sm_90a; matrix.go wgGemm)
-	attnSplit                                           [numKV][2][4]uintptr     // [cache number type][D 64, 128][G 1, 2, 4, 8]
+	attnSplit, attnSplitWide                            [numKV][2][4]uintptr     // [cache number type][D 64, 128][G 1, 2, 4, 8]
 	tr                                                  trellisKernels           // EXL3 (trellis.go)
 }
 
@@ -566,6 +566,7 @@ func (b *Backend) loadKernels() error {
 		for i, d := range []int{64, 128} {
 			for j, g := range []int{1, 2, 4, 8} {
 				k.attnSplit[t][i][j] = get(fmt.Sprintf("attn_split_%d_%d%s", d, g, sfx))
+				k.attnSplitWide[t][i][j] = get(fmt.Sprintf("attn_split_wide_%d_%d%s", d, g, sfx))
 			}
 		}
 	}
