@@ -413,7 +413,7 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     const int* tab = tables;
     if (kn != nullptr) n = ld_cg_i32(rowN + r), tab += ld_cg_i32(rowTab + r);
     int ch = (n + P - 1) / P, t0 = p * ch, t1 = min(n, t0 + ch);
-    const int tf = t0 + warp;  // the warp's first position
+    int tf = t0 + warp;  // the warp's first position
     float kf[NPRE][E], vf[NPRE][E];
     bool pre[NPRE];
 #pragma unroll
@@ -439,7 +439,7 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     pdl_trigger();
     if (kn == nullptr) {
         n = rowN[r], tab += rowTab[r];
-        ch = (n + P - 1) / P, t0 = p * ch, t1 = min(n, t0 + ch);
+        ch = (n + P - 1) / P, t0 = p * ch, t1 = min(n, t0 + ch), tf = t0 + warp;
     }
     const size_t own = ((size_t)r * kvHeads + kh) * D;  // this row's new key/value of head kh in kn, vn
     static_assert(D <= W * 32, "attn_split: a thread a dim of the new key");
@@ -521,6 +521,7 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
         load(t, kk, vv);
         fold(kk, vv);
     }
+    trace_mark(1);
 #pragma unroll
     for (int gi = 0; gi < G; gi++) {
         if (lane == 0) {
@@ -554,10 +555,15 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
             rec[4 + d] = A;
         }
     }
-    if (P == 1 || !last_split(&counters[r * kvHeads + kh], P)) return;
+    trace_mark(2);
+    if (P == 1) return;
+    const bool last = last_split(&counters[r * kvHeads + kh], P);
+    trace_mark(3);
+    if (!last) return;
     __shared__ float sm_f[G * SPLIT_PMAX], sm_L[G];
     merge_splits(out, ws, r, heads, kh * g, g, D, P, sm_f, sm_L);
     if (threadIdx.x == 0) counters[r * kvHeads + kh] = 0;
+    trace_mark(4);
 }
 
 // attn_split_{D}_{G}[_f16, _bf16] (narrow: 4 warps, one position loaded

@@ -225,11 +225,13 @@ __device__ __forceinline__ void pdl_trigger() {
 // Tracing (compiled in with MARLIN_CUDA_TRACE=1; backend/cuda/trace.go
 // reads it back): thread 0 of every block that calls pdl_wait writes its
 // launch's id (%gridid, unique a launch), the global timer (ns) before
-// and after the wait and the launch's shape to marlin_trace[slot][block][4],
-// slot = id mod TRACE_SLOTS — plain stores, no atomics, so that the
-// kernels keep their timing.
+// and after the wait and the launch's shape to marlin_trace[slot][block][8],
+// slot = id mod TRACE_SLOTS, and clears the block's four marks, which
+// trace_mark(k) sets to the timer where a kernel reaches its phase k —
+// plain stores, no atomics, so that the kernels keep their timing.
 #define TRACE_SLOTS 1024
 #define TRACE_BLOCKS 1024
+#define TRACE_WORDS 8
 extern "C" {
 __device__ unsigned long long* marlin_trace;
 }
@@ -238,19 +240,36 @@ __device__ __forceinline__ unsigned long long trace_clock() {
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
     return t;
 }
-__device__ __forceinline__ void trace_wait(unsigned long long t0) {
+// trace_entry is this block's record, or null (another thread, no table,
+// a block past TRACE_BLOCKS).
+__device__ __forceinline__ unsigned long long* trace_entry() {
     unsigned long long* tr = marlin_trace;
-    if (tr == nullptr || threadIdx.x != 0 || threadIdx.y != 0 || threadIdx.z != 0) return;
-    const unsigned long long t1 = trace_clock();
+    if (tr == nullptr || threadIdx.x != 0 || threadIdx.y != 0 || threadIdx.z != 0) return nullptr;
     unsigned long long id;
     asm volatile("mov.u64 %0, %%gridid;" : "=l"(id));
     const unsigned blk = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
-    if (blk >= TRACE_BLOCKS) return;
-    unsigned long long* e = tr + ((size_t)(id % TRACE_SLOTS) * TRACE_BLOCKS + blk) * 4;
+    if (blk >= TRACE_BLOCKS) return nullptr;
+    return tr + ((size_t)(id % TRACE_SLOTS) * TRACE_BLOCKS + blk) * TRACE_WORDS;
+}
+__device__ __forceinline__ void trace_wait(unsigned long long t0) {
+    unsigned long long* e = trace_entry();
+    if (e == nullptr) return;
+    const unsigned long long t1 = trace_clock();
+    unsigned long long id;
+    asm volatile("mov.u64 %0, %%gridid;" : "=l"(id));
     e[0] = id, e[1] = t0, e[2] = t1;
     e[3] = (unsigned long long)gridDim.x | (unsigned long long)gridDim.y << 16 | (unsigned long long)gridDim.z << 32 |
            (unsigned long long)blockDim.x << 48;
+    e[4] = e[5] = e[6] = e[7] = 0;
 }
+// trace_mark records when thread 0 of the block reaches phase k (1…4) of
+// its kernel (after its pdl_wait).
+__device__ __forceinline__ void trace_mark(int k) {
+    unsigned long long* e = trace_entry();
+    if (e != nullptr) e[3 + k] = trace_clock();
+}
+#else
+__device__ __forceinline__ void trace_mark(int) {}
 #endif
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900

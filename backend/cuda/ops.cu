@@ -55,12 +55,14 @@ MARLIN_KERNEL void __launch_bounds__(1024) rms_norm(float* dst, const float* x, 
         }
     }
     const float r = rms_scale(ss, n, eps);
+    trace_mark(1);
 #pragma unroll
     for (int u = 0; u < 4; u++) {
         const int i = threadIdx.x + u * nt;
         if (i < n) dst[base + i] = __fmul_rn(__fmul_rn(x0[u], r), w0[u]);
     }
     for (int i = threadIdx.x + 4 * nt; i < n; i += nt) dst[base + i] = __fmul_rn(__fmul_rn(x[base + i], r), w[i]);
+    trace_mark(2);
 }
 
 // Rotary embedding, in place. One block per row, threads over (head, pair)

@@ -858,6 +858,7 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
         }
     }
     cp_wait<0>();
+    trace_mark(1);
     if (TCL) {
         float t8[8][4];
         if (AOP) {
@@ -867,9 +868,11 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
             for (int jj = 0; jj < 8; jj++) t8[jj][0] = acc[jj % NA][0], t8[jj][1] = acc[jj % NA][1], t8[jj][2] = acc[jj % NA][2], t8[jj][3] = acc[jj % NA][3];
         }
         cluster_store(t8, blockIdx.x / (int)cluster_nctarank(), w.N, o, M, qsm);
+        trace_mark(2);
         return;
     }
     stripe_finish(pend0, pend1, W, per, spt, w.N, o, M, ws, counters);
+    trace_mark(2);
 }
 
 #define QMV_KERNEL(NAME, KIND, ASYM, MR)                                                                  \
@@ -1105,9 +1108,11 @@ __device__ __forceinline__ void qmv8(const WDesc& w, const float* __restrict__ x
         float t8[8][4];
         aop_fragments(acc, t8);
         cluster_store(t8, blockIdx.x / (int)cluster_nctarank(), w.N, o, M, qsm);
+        trace_mark(2);
         return;
     }
     stripe_finish(pend0, pend1, W, per, spt, w.N, o, M, ws, counters);
+    trace_mark(2);
 }
 
 #define QMV8_KERNEL(NAME, KIND, ASYM, TCL)                                                                \

@@ -39,10 +39,13 @@ type traceLaunch struct {
 	gx, gy, gz, bx int
 }
 
-// traceSlots and traceBlocks are common.cu's TRACE_SLOTS and TRACE_BLOCKS.
+// traceSlots, traceBlocks and traceWords are common.cu's TRACE_SLOTS,
+// TRACE_BLOCKS and TRACE_WORDS; traceMarks the phases trace_mark records.
 const (
 	traceSlots  = 1024
 	traceBlocks = 1024
+	traceWords  = 8
+	traceMarks  = 4
 	traceKeep   = 4 * traceSlots
 )
 
@@ -60,7 +63,7 @@ func (b *Backend) startTrace() error {
 	if b.d.cuModuleGetGlobal == 0 {
 		return fmt.Errorf("cuda: trace: the driver lacks cuModuleGetGlobal_v2")
 	}
-	buf, err := b.allocRaw(int64(traceSlots * traceBlocks * 4 * 8))
+	buf, err := b.allocRaw(int64(traceSlots * traceBlocks * traceWords * 8))
 	if err != nil {
 		return fmt.Errorf("cuda: trace: %w", err)
 	}
@@ -97,35 +100,58 @@ type traceRec struct {
 	blocks              int
 	wait0, rel0, relMax uint64 // first wait, first and last release (ns)
 	name                string
+	marks               [traceMarks]traceMark
+}
+
+// traceMark is when a launch's blocks reached one phase (trace_mark):
+// of the blocks that did (n), the median and the last, in ns after the
+// launch's first release.
+type traceMark struct {
+	n         int
+	med, last int64
 }
 
 // traceRecords turns the device's table (common.cu's marlin_trace:
-// [traceSlots][traceBlocks][id, wait, release, shape]) into one record a
-// launch, oldest first, named after the host's launches (oldest first) of
-// the same shape from the newest back — host launches that recorded
-// nothing (kernels without pdl_wait) are skipped —, and keeps the
+// [traceSlots][traceBlocks][id, wait, release, shape, mark 1…4]) into one
+// record a launch, oldest first, named after the host's launches (oldest
+// first) of the same shape from the newest back — host launches that
+// recorded nothing (kernels without pdl_wait) are skipped —, and keeps the
 // launches since the last gap of over a millisecond between two releases
 // (a host synchronisation): the decode steps that ran back to back.
 func traceRecords(raw []uint64, launches []traceLaunch) []traceRec {
 	var recs []traceRec
+	const W = traceWords
 	for s := range traceSlots {
-		slot := raw[s*traceBlocks*4 : (s+1)*traceBlocks*4]
+		slot := raw[s*traceBlocks*W : (s+1)*traceBlocks*W]
 		var id uint64
 		for blk := range traceBlocks {
-			id = max(id, slot[4*blk])
+			id = max(id, slot[W*blk])
 		}
 		if id == 0 {
 			continue
 		}
 		r := traceRec{id: id, wait0: ^uint64(0), rel0: ^uint64(0)}
 		for blk := range traceBlocks {
-			e := slot[4*blk : 4*blk+4]
+			e := slot[W*blk : W*blk+W]
 			if e[0] != id { // an older launch's block, or none
 				continue
 			}
 			r.blocks++
 			r.wait0, r.rel0, r.relMax = min(r.wait0, e[1]), min(r.rel0, e[2]), max(r.relMax, e[2])
 			r.gx, r.gy, r.gz, r.bx = int(e[3]&0xffff), int(e[3]>>16&0xffff), int(e[3]>>32&0xffff), int(e[3]>>48)
+		}
+		var at []int64
+		for k := range traceMarks {
+			at = at[:0]
+			for blk := range traceBlocks {
+				if e := slot[W*blk : W*blk+W]; e[0] == id && e[4+k] != 0 {
+					at = append(at, int64(e[4+k])-int64(r.rel0))
+				}
+			}
+			if len(at) > 0 {
+				slices.Sort(at)
+				r.marks[k] = traceMark{n: len(at), med: at[len(at)/2], last: at[len(at)-1]}
+			}
 		}
 		recs = append(recs, r)
 	}
@@ -159,7 +185,7 @@ func (t *tracer) dump(b *Backend, w io.Writer) {
 	if b.err != nil || !b.checkCall(call(b.d.cuStreamSynchronize, b.stream), "cuStreamSynchronize") {
 		return
 	}
-	raw := make([]uint64, traceSlots*traceBlocks*4)
+	raw := make([]uint64, traceSlots*traceBlocks*traceWords)
 	if !b.checkCall(call(b.d.cuMemcpyDtoH, uintptr(unsafe.Pointer(&raw[0])), uintptr(t.buf.ptr), uintptr(8*len(raw))), "cuMemcpyDtoH") {
 		return
 	}
@@ -208,5 +234,49 @@ func writeTrace(w io.Writer, recs []traceRec) {
 	for _, n := range names {
 		s := shares[n]
 		fmt.Fprintf(w, "  %-34s %5d calls %10.1f µs %7.2f µs a call %5.1f%%\n", cmp.Or(n, "?"), s.calls, float64(s.ns)/1e3, float64(s.ns)/1e3/float64(s.calls), 100*float64(s.ns)/float64(total))
+	}
+	writeMarks(w, recs, names)
+}
+
+// writeMarks writes, for each kernel whose launches recorded phases
+// (trace_mark), the mean over its launches of when the median block and
+// the last block reached each phase, in µs after the launch's release.
+func writeMarks(w io.Writer, recs []traceRec, names []string) {
+	type sum struct {
+		calls     int
+		med, last float64
+	}
+	byName := map[string]*[traceMarks]sum{}
+	for _, r := range recs {
+		for k, m := range r.marks {
+			if m.n == 0 {
+				continue
+			}
+			s := byName[r.name]
+			if s == nil {
+				s = &[traceMarks]sum{}
+				byName[r.name] = s
+			}
+			s[k].calls++
+			s[k].med += float64(m.med) / 1e3
+			s[k].last += float64(m.last) / 1e3
+		}
+	}
+	if len(byName) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "trace: phases (trace_mark k: µs after the release, median block / last block, mean over launches)")
+	for _, n := range names {
+		s := byName[n]
+		if s == nil {
+			continue
+		}
+		fmt.Fprintf(w, "  %-34s", cmp.Or(n, "?"))
+		for k, m := range s {
+			if m.calls > 0 {
+				fmt.Fprintf(w, "  %d: %6.2f / %6.2f", k+1, m.med/float64(m.calls), m.last/float64(m.calls))
+			}
+		}
+		fmt.Fprintln(w)
 	}
 }
