@@ -115,6 +115,7 @@ type kernels struct {
 	tcQgemm                                             [3]uintptr               // tc_qgemm_int4, _int4_asym, _fp4: prefill-sized 4-bit products (matrix.go tcGemm)
 	wgQgemm                                             [len(wgForms)][4]uintptr // wg_qgemm_{int4, int4_asym, fp4, fp4_g16}_{form}: the same on the warpgroup MMA (sm_90a; matrix.go wgGemm)
 	attnSplit, attnSplitWide                            [numKV][2][4]uintptr     // [cache number type][D 64, 128][G 1, 2, 4, 8]
+	qmvInt4B5                                           uintptr                  // qmv_int4 in 5 blocks a multiprocessor (MARLIN_QMV_B5)
 	tr                                                  trellisKernels           // EXL3 (trellis.go)
 }
 
@@ -523,6 +524,8 @@ func (b *Backend) loadKernels() error {
 	}
 	b.dynSmem[k.qmvGPTQ8[0]], b.dynSmem[k.qmvGPTQ8[1]], b.dynSmem[k.qmvFP8] = q8Smem(true, false), q8Smem(true, true), q8Smem(false, false)
 	k.dmvF16Wide, k.dmvBF16Wide = get("dmv_f16_wide"), get("dmv_bf16_wide")
+	k.qmvInt4B5 = get("qmv_int4_b5")
+	b.dynSmem[k.qmvInt4B5] = qmvSmem(8, false, false, false) / 6 * 5
 	b.dynSmem[k.dmvF16Wide], b.dynSmem[k.dmvBF16Wide] = dmvWideSmem, dmvWideSmem
 	// the tile-cluster versions of the 4-bit decode kernels (qmm.cu's TCL)
 	k.qmvTC = map[uintptr]uintptr{}

@@ -849,6 +849,11 @@ const qmvWarps = 4
 // fused q/k/v product 14% slower, docs/cuda-kernels.md).
 var qmvBlocksPerSM, qmvMinSteps = envInt("MARLIN_QMV_BPS", 0), max(1, envInt("MARLIN_QMV_MINSTEPS", 8))
 
+// qmvB5 (MARLIN_QMV_B5=1, a measurement): the 4-bit stripes of up to 8
+// rows on qmv_int4_b5, a ring of 5 stages and 96 registers a thread, so
+// that 5 blocks fit a multiprocessor.
+var qmvB5 = envInt("MARLIN_QMV_B5", 0) == 1
+
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
 		return v
@@ -944,6 +949,9 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normI
 			}
 		}
 		// stripe workers (qmm.cu)
+		if qmvB5 && f == b.k.qmvInt4[0] {
+			f = b.k.qmvInt4B5
+		}
 		blocks := b.stripeBlocks(f, ntiles*(m.cols/32))
 		if ntiles > counterCap {
 			b.fail(fmt.Errorf("cuda: %s: %d column tiles exceed the kernel's %d counters", m.name, ntiles, counterCap))

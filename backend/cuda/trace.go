@@ -201,7 +201,7 @@ func writeTrace(w io.Writer, recs []traceRec) {
 	}
 	t0 := recs[0].rel0
 	fmt.Fprintf(w, "trace: %d launches (ns from the first release; cost = the next launch's first release − this one's)\n", len(recs))
-	fmt.Fprintf(w, "%-5s %-34s %-18s %6s %10s %8s %8s %8s\n", "#", "kernel", "grid", "blocks", "released", "waited", "stagger", "cost")
+	fmt.Fprintf(w, "%-5s %-34s %-18s %6s %10s %8s %8s %8s  %s\n", "#", "kernel", "grid", "blocks", "released", "waited", "stagger", "cost", "phases k: median/last block")
 	type share struct {
 		calls int
 		ns    uint64
@@ -213,7 +213,13 @@ func writeTrace(w io.Writer, recs []traceRec) {
 			cost = recs[i+1].rel0 - r.rel0
 		}
 		waited := int64(r.rel0) - int64(r.wait0)
-		fmt.Fprintf(w, "%-5d %-34s %-18s %6d %10d %8d %8d %8d\n", i, cmp.Or(r.name, "?"), fmt.Sprintf("%dx%dx%d/%d", r.gx, r.gy, r.gz, r.bx), r.blocks, r.rel0-t0, waited, r.relMax-r.rel0, cost)
+		fmt.Fprintf(w, "%-5d %-34s %-18s %6d %10d %8d %8d %8d", i, cmp.Or(r.name, "?"), fmt.Sprintf("%dx%dx%d/%d", r.gx, r.gy, r.gz, r.bx), r.blocks, r.rel0-t0, waited, r.relMax-r.rel0, cost)
+		for k, m := range r.marks { // phases: median block / last block, ns
+			if m.n > 0 {
+				fmt.Fprintf(w, "  %d: %d/%d", k+1, m.med, m.last)
+			}
+		}
+		fmt.Fprintln(w)
 		if i+1 < len(recs) {
 			s := shares[r.name]
 			if s == nil {

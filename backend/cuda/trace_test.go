@@ -75,7 +75,7 @@ func TestTraceRecords(t *testing.T) {
 	}
 	var out strings.Builder
 	writeTrace(&out, recs)
-	for _, line := range []string{"qmv_int4 ", "13000\n", "attn_split_128_4_bf16", "10000\n", "1:   3.00 /   3.00", "2:   2.10 /   2.10"} {
+	for _, line := range []string{"qmv_int4 ", "13000  2: 2100/2100\n", "attn_split_128_4_bf16", "10000  1: 3000/3000\n", "1:   3.00 /   3.00", "2:   2.10 /   2.10"} {
 		if !strings.Contains(out.String(), line) {
 			t.Errorf("table without %q:\n%s", line, out.String())
 		}
