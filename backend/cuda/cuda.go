@@ -116,6 +116,7 @@ type kernels struct {
 	wgQgemm                                             [len(wgForms)][4]uintptr // wg_qgemm_{int4, int4_asym, fp4, fp4_g16}_{form}: the same on the warpgroup MMA (sm_90a; matrix.go wgGemm)
 	attnSplit, attnSplitWide                            [numKV][2][4]uintptr     // [cache number type][D 64, 128][G 1, 2, 4, 8]
 	qmvInt4B5                                           uintptr                  // qmv_int4 in 5 blocks a multiprocessor (MARLIN_QMV_B5)
+	qmvInt4Deep                                         uintptr                  // qmv_int4 with a ring of 12 stages (MARLIN_QMV_DEEP), 0 where it does not fit
 	tr                                                  trellisKernels           // EXL3 (trellis.go)
 }
 
@@ -526,6 +527,12 @@ func (b *Backend) loadKernels() error {
 	k.dmvF16Wide, k.dmvBF16Wide = get("dmv_f16_wide"), get("dmv_bf16_wide")
 	k.qmvInt4B5 = get("qmv_int4_b5")
 	b.dynSmem[k.qmvInt4B5] = qmvSmem(8, false, false, false) / 6 * 5
+	k.qmvInt4Deep = get("qmv_int4_deep")
+	if n := qmvSmem(8, false, false, false) / 6 * 12; n <= b.smemOptin {
+		b.dynSmem[k.qmvInt4Deep] = n
+	} else {
+		k.qmvInt4Deep = 0 // (its ring does not fit this device)
+	}
 	b.dynSmem[k.dmvF16Wide], b.dynSmem[k.dmvBF16Wide] = dmvWideSmem, dmvWideSmem
 	// the tile-cluster versions of the 4-bit decode kernels (qmm.cu's TCL)
 	k.qmvTC = map[uintptr]uintptr{}

@@ -336,7 +336,8 @@ __device__ __forceinline__ bool stripe_store(float acc[8][4], int tile, int gw, 
 // stripe_reduce adds the partial sums of a shared tile (slots tile + wf …
 // tile + wl, row m at float 64m) in a fixed order and writes y; the warp
 // that stripe_store found last calls it. At M = 1 the two half-warps take
-// the even and odd partials and meet through a shuffle; above, a lane's
+// the even and odd partials, 16 loads in flight, and meet through a
+// shuffle; above, a lane's
 // float4 chunks (it = lane, lane + 32, …: row it/16) are taken SI at a time
 // with all their loads of a round in flight together (one chunk at a
 // time, a lane made ⌈np/4⌉ dependent round trips per chunk, up to 8 chunks
@@ -349,15 +350,19 @@ __device__ __forceinline__ void stripe_reduce(int tile, int W, int per, int spt,
     const int np = wl - wf + 1;
     const float* base = ws + (size_t)(tile + wf) * 1024;
     if (M == 1) {
+        // 16 partials a half-warp in flight at once (the loop's registers
+        // are free here): one round trip for up to 32 partials, where four
+        // at a time made it four (the 8B down product's 32 a tile)
         const int q = lane & 15, h = lane >> 4;
         float4 s = make_float4(0.f, 0.f, 0.f, 0.f), s2 = s;
-        int w = h;
-        for (; w + 6 < np; w += 8) {
-            const float4 a = ld_cg4(base + (size_t)w * 1024 + 4 * q), b = ld_cg4(base + (size_t)(w + 2) * 1024 + 4 * q);
-            const float4 d = ld_cg4(base + (size_t)(w + 4) * 1024 + 4 * q), e = ld_cg4(base + (size_t)(w + 6) * 1024 + 4 * q);
-            add4(s, a), add4(s2, b), add4(s, d), add4(s2, e);
+        for (int w = h; w < np; w += 32) {
+            float4 v[16];
+#pragma unroll
+            for (int u = 0; u < 16; u++)
+                v[u] = w + 2 * u < np ? ld_cg4(base + (size_t)(w + 2 * u) * 1024 + 4 * q) : make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+            for (int u = 0; u < 16; u += 2) add4(s, v[u]), add4(s2, v[u + 1]);
         }
-        for (; w < np; w += 2) add4(s, ld_cg4(base + (size_t)w * 1024 + 4 * q));
         add4(s, s2);
         s.x += __shfl_xor_sync(0xffffffffu, s.x, 16);
         s.y += __shfl_xor_sync(0xffffffffu, s.y, 16);
@@ -889,6 +894,14 @@ QMV_KERNEL(qmv_fp4, PACK_FP4, false, 8)
 QMV_KERNEL(qmv_fp4_m16, PACK_FP4, false, 16)
 QMV_KERNEL(qmv_fp4_g16, PACK_FP4G16, false, 8)
 QMV_KERNEL(qmv_fp4_g16_m16, PACK_FP4G16, false, 16)
+// qmv_int4 with a ring of 12 stages, two blocks a multiprocessor: for the
+// small products (fewer stripe blocks than 3 a multiprocessor, as the 8B
+// shape's q/k/v), whose warps then request 11 of their ~12 steps before
+// the wait — the loop after it no longer waits on DRAM (MARLIN_QMV_DEEP=1,
+// a measurement).
+MARLIN_KERNEL void __launch_bounds__(QW * 32, 2) qmv_int4_deep(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters) {
+    qmv4<PACK_INT4, false, 8, false, false, false, 12>(w, x, ldx, o, M, ws, counters);
+}
 // qmv_int4 with a ring of 5 stages and at most 96 registers a thread
 // (__launch_bounds__ asks for 5 blocks a multiprocessor instead of 4):
 // more warps to hide the loop's latency, a measurement (MARLIN_QMV_B5=1).
