@@ -352,8 +352,8 @@ __device__ __forceinline__ float rope_with(const float* v, int d, float c, float
 
 // Decode-friendly attention (split-K flash-decoding), for heads of D = 64
 // or 128 key and value dims and G ≤ 8 query heads per KV head. Grid
-// (kvHeads, rows, P), W warps (4, or 16 in the wide form: W = 8 at G =
-// 8, so that the warps' sums fit the static shared memory). Block (kh, r,
+// (kvHeads, rows, P), W warps (4, or 16 in the wide form; W·G·D floats of
+// the warps' sums must fit the static shared memory). Block (kh, r,
 // p) reads the positions of split p of row r — ⌈n/P⌉ of them, so the grid
 // does not depend on the context length (a captured graph replays for any
 // n) — once for all G query heads that share KV head kh: warp w takes
@@ -567,9 +567,9 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
 }
 
 // attn_split_{D}_{G}[_f16, _bf16] (narrow: 4 warps, one position loaded
-// before the wait) and attn_split_wide_{D}_{G}[_f16, _bf16] (16 warps, 8
-// at G = 8, two positions before the wait): the cache's number type a
-// suffix (none for float32).
+// before the wait) and attn_split_wide_{D}_4[_f16, _bf16] (16 warps, two
+// positions before the wait; G = 4 only, the form measured and tested on
+// the device): the cache's number type a suffix (none for float32).
 #define ATTN_SPLIT_KV(NAME, D, G, KV, W, NPRE)                                                                         \
     MARLIN_KERNEL void __launch_bounds__(W * 32)                                                                       \
         NAME(float* out, const float* q, kv<KV>::t* kc, kv<KV>::t* vc, const int* rowN, const int* rowTab,             \
@@ -579,14 +579,14 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
         attn_split<D, G, KV, W, NPRE>(out, q, kc, vc, rowN, rowTab, tables, heads, kvHeads, ldv, bs, scale, ws,       \
                                       counters, kn, vn, stBlk, stSlot, cosT, sinT, half, inter);                       \
     }
-#define ATTN_WIDE_WARPS(G) ((G) == 8 ? 8 : 16)
-#define ATTN_SPLIT(D, G)                                                                                             \
-    ATTN_SPLIT_KV(attn_split_##D##_##G, D, G, KV_F32, ATT_WARPS, 1)                                                  \
-    ATTN_SPLIT_KV(attn_split_##D##_##G##_f16, D, G, KV_F16, ATT_WARPS, 1)                                            \
-    ATTN_SPLIT_KV(attn_split_##D##_##G##_bf16, D, G, KV_BF16, ATT_WARPS, 1)                                          \
-    ATTN_SPLIT_KV(attn_split_wide_##D##_##G, D, G, KV_F32, ATTN_WIDE_WARPS(G), 2)                                    \
-    ATTN_SPLIT_KV(attn_split_wide_##D##_##G##_f16, D, G, KV_F16, ATTN_WIDE_WARPS(G), 2)                              \
-    ATTN_SPLIT_KV(attn_split_wide_##D##_##G##_bf16, D, G, KV_BF16, ATTN_WIDE_WARPS(G), 2)
+#define ATTN_SPLIT(D, G)                                                       \
+    ATTN_SPLIT_KV(attn_split_##D##_##G, D, G, KV_F32, ATT_WARPS, 1)            \
+    ATTN_SPLIT_KV(attn_split_##D##_##G##_f16, D, G, KV_F16, ATT_WARPS, 1)      \
+    ATTN_SPLIT_KV(attn_split_##D##_##G##_bf16, D, G, KV_BF16, ATT_WARPS, 1)
+#define ATTN_SPLIT_WIDE(D)                                                     \
+    ATTN_SPLIT_KV(attn_split_wide_##D##_4, D, 4, KV_F32, 16, 2)                \
+    ATTN_SPLIT_KV(attn_split_wide_##D##_4_f16, D, 4, KV_F16, 16, 2)            \
+    ATTN_SPLIT_KV(attn_split_wide_##D##_4_bf16, D, 4, KV_BF16, 16, 2)
 ATTN_SPLIT(64, 1)
 ATTN_SPLIT(64, 2)
 ATTN_SPLIT(64, 4)
@@ -595,3 +595,5 @@ ATTN_SPLIT(128, 1)
 ATTN_SPLIT(128, 2)
 ATTN_SPLIT(128, 4)
 ATTN_SPLIT(128, 8)
+ATTN_SPLIT_WIDE(64)
+ATTN_SPLIT_WIDE(128)

@@ -86,9 +86,9 @@ func (b *Backend) NewKVCache(s backend.KVSpec) (backend.KVCache, error) {
 var attnSplitForce = envInt("MARLIN_ATTN_P", 0)
 
 // attnWide (MARLIN_ATTN_WIDE=0 turns it off, for measurements): one
-// decode row's flash-decoding in the wide form (attention.cu: 16 warps a
-// block, 16 splits, one round of loads in the merge) instead of the
-// narrow one (4 warps, 64 splits).
+// decode row's flash-decoding, with 3 or 4 query heads a KV head, in the
+// wide form (attention.cu: 16 warps a block, 16 splits, one round of loads
+// in the merge) instead of the narrow one (4 warps, 64 splits).
 var attnWide = envInt("MARLIN_ATTN_WIDE", 1) != 0
 
 // Attention implements backend.Backend. The host builds, per row, the
@@ -279,8 +279,10 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 			}
 			if wide {
 				// the same 256 warps a (row, KV head) as the narrow form's
-				// 64 splits of 4 warps (G = 8: 32 splits of 8 warps)
-				P = 256 / wideWarps(heads/s.KVHeads)
+				// 64 splits of 4 warps (2026-11-29, H200: 16 splits of 16
+				// warps 368–374 tok/s against 356–365 for the narrow
+				// form, 8 splits 365; docs/cuda-kernels.md)
+				P = 16
 			}
 			if attnSplitForce > 0 {
 				P = min(attnSplitForce, splitPMax)
@@ -324,7 +326,7 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 		}
 		threads := 32 * 4
 		if wide {
-			threads = 32 * wideWarps(heads/s.KVHeads)
+			threads = 32 * 16
 		}
 		b.launchOpt(f, s.KVHeads, M, P, threads, 0, a, b.pdlOps)
 		return
@@ -356,8 +358,9 @@ func (a *launchArgs) rowMeta(meta uint64, M int) {
 
 // splitAttention returns the flash-decoding kernel for heads of 64 or 128
 // key and value dims with at most 8 query heads per KV head (separate
-// values) over a cache of numbers of type typ, in the wide form if asked
-// (and then wide is true), or 0 (the generic kernel).
+// values) over a cache of numbers of type typ, or 0 (the generic kernel);
+// wide is true where it is the wide form, which is asked for with
+// wantWide and exists for 3 or 4 query heads a KV head (attention.cu).
 func (b *Backend) splitAttention(heads int, s backend.KVSpec, typ int, wantWide bool) (f uintptr, wide bool) {
 	if s.ValueInKey || s.KeyDim != s.ValueDim || (s.KeyDim != 64 && s.KeyDim != 128) {
 		return 0, false
@@ -366,29 +369,18 @@ func (b *Backend) splitAttention(heads int, s backend.KVSpec, typ int, wantWide 
 	if s.KeyDim == 128 {
 		d = 1
 	}
-	ks := &b.k.attnSplit
-	if wantWide {
-		ks = &b.k.attnSplitWide
-	}
 	switch g := heads / s.KVHeads; {
 	case g <= 1:
-		return ks[typ][d][0], wantWide
+		return b.k.attnSplit[typ][d][0], false
 	case g <= 2:
-		return ks[typ][d][1], wantWide
+		return b.k.attnSplit[typ][d][1], false
 	case g <= 4:
-		return ks[typ][d][2], wantWide
+		if wantWide {
+			return b.k.attnSplitWide[typ][d], true
+		}
+		return b.k.attnSplit[typ][d][2], false
 	case g <= 8:
-		return ks[typ][d][3], wantWide
+		return b.k.attnSplit[typ][d][3], false
 	}
 	return 0, false
-}
-
-// wideWarps is the wide split kernel's warps a block for g query heads a
-// KV head (attention.cu's ATTN_WIDE_WARPS: the kernel's G, g rounded up to
-// 1, 2, 4 or 8).
-func wideWarps(g int) int {
-	if g > 4 {
-		return 8
-	}
-	return 16
 }

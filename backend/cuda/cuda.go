@@ -114,9 +114,8 @@ type kernels struct {
 	qmvFP8                                              uintptr                  // FP8 decode products in pack.go's tiled layout (qmm.cu qmv8)
 	tcQgemm                                             [3]uintptr               // tc_qgemm_int4, _int4_asym, _fp4: prefill-sized 4-bit products (matrix.go tcGemm)
 	wgQgemm                                             [len(wgForms)][4]uintptr // wg_qgemm_{int4, int4_asym, fp4, fp4_g16}_{form}: the same on the warpgroup MMA (sm_90a; matrix.go wgGemm)
-	attnSplit, attnSplitWide                            [numKV][2][4]uintptr     // [cache number type][D 64, 128][G 1, 2, 4, 8]
-	qmvInt4B5                                           uintptr                  // qmv_int4 in 5 blocks a multiprocessor (MARLIN_QMV_B5)
-	qmvInt4Deep                                         uintptr                  // qmv_int4 with a ring of 12 stages (MARLIN_QMV_DEEP), 0 where it does not fit
+	attnSplit                                           [numKV][2][4]uintptr     // [cache number type][D 64, 128][G 1, 2, 4, 8]
+	attnSplitWide                                       [numKV][2]uintptr        // the wide form at G = 4: [cache number type][D 64, 128]
 	tr                                                  trellisKernels           // EXL3 (trellis.go)
 }
 
@@ -525,14 +524,6 @@ func (b *Backend) loadKernels() error {
 	}
 	b.dynSmem[k.qmvGPTQ8[0]], b.dynSmem[k.qmvGPTQ8[1]], b.dynSmem[k.qmvFP8] = q8Smem(true, false), q8Smem(true, true), q8Smem(false, false)
 	k.dmvF16Wide, k.dmvBF16Wide = get("dmv_f16_wide"), get("dmv_bf16_wide")
-	k.qmvInt4B5 = get("qmv_int4_b5")
-	b.dynSmem[k.qmvInt4B5] = qmvSmem(8, false, false, false) / 6 * 5
-	k.qmvInt4Deep = get("qmv_int4_deep")
-	if n := qmvSmem(8, false, false, false) / 6 * 12; n <= b.smemOptin {
-		b.dynSmem[k.qmvInt4Deep] = n
-	} else {
-		k.qmvInt4Deep = 0 // (its ring does not fit this device)
-	}
 	b.dynSmem[k.dmvF16Wide], b.dynSmem[k.dmvBF16Wide] = dmvWideSmem, dmvWideSmem
 	// the tile-cluster versions of the 4-bit decode kernels (qmm.cu's TCL)
 	k.qmvTC = map[uintptr]uintptr{}
@@ -576,8 +567,8 @@ func (b *Backend) loadKernels() error {
 		for i, d := range []int{64, 128} {
 			for j, g := range []int{1, 2, 4, 8} {
 				k.attnSplit[t][i][j] = get(fmt.Sprintf("attn_split_%d_%d%s", d, g, sfx))
-				k.attnSplitWide[t][i][j] = get(fmt.Sprintf("attn_split_wide_%d_%d%s", d, g, sfx))
 			}
+			k.attnSplitWide[t][i] = get(fmt.Sprintf("attn_split_wide_%d_4%s", d, sfx))
 		}
 	}
 	b.loadMoEKernels(get) // moe_dispatch.go: device-side experts, batched heads, MLA attention

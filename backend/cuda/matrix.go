@@ -849,16 +849,6 @@ const qmvWarps = 4
 // fused q/k/v product 14% slower, docs/cuda-kernels.md).
 var qmvBlocksPerSM, qmvMinSteps = envInt("MARLIN_QMV_BPS", 0), max(1, envInt("MARLIN_QMV_MINSTEPS", 8))
 
-// qmvB5 (MARLIN_QMV_B5=1, a measurement): the 4-bit stripes of up to 8
-// rows on qmv_int4_b5, a ring of 5 stages and 96 registers a thread, so
-// that 5 blocks fit a multiprocessor.
-var qmvB5 = envInt("MARLIN_QMV_B5", 0) == 1
-
-// qmvDeep (MARLIN_QMV_DEEP=1, a measurement): the small 4-bit stripe
-// products of up to 8 rows (fewer blocks than 3 a multiprocessor) on
-// qmv_int4_deep, a ring of 12 stages, two blocks a multiprocessor.
-var qmvDeep = envInt("MARLIN_QMV_DEEP", 0) == 1
-
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
 		return v
@@ -954,12 +944,6 @@ func (b *Backend) matmulOut(o *yout, x uint64, ldx, M int, m *matrix, nrm *normI
 			}
 		}
 		// stripe workers (qmm.cu)
-		if qmvB5 && f == b.k.qmvInt4[0] {
-			f = b.k.qmvInt4B5
-		}
-		if qmvDeep && f == b.k.qmvInt4[0] && b.k.qmvInt4Deep != 0 && b.stripeBlocks(f, ntiles*(m.cols/32)) < 3*b.sms {
-			f = b.k.qmvInt4Deep
-		}
 		blocks := b.stripeBlocks(f, ntiles*(m.cols/32))
 		if ntiles > counterCap {
 			b.fail(fmt.Errorf("cuda: %s: %d column tiles exceed the kernel's %d counters", m.name, ntiles, counterCap))

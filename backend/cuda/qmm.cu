@@ -658,15 +658,14 @@ __device__ __forceinline__ void ring_prologue(Issue& issue, const int& ii, int i
 // and finds r = 1/√(mean(x²) + eps); the ring stages the step's 32 norm
 // weights beside x and the conversion forms (x·r)·nw, rounded as rms_norm
 // rounds it, so the product sees the same fp32 inputs as after rms_norm.
-// QDO (when not 0) overrides the ring's stages (qmv_int4_b5).
-template <int KIND, bool ASYM, int MR, bool SILU = false, bool NORM = false, bool TCL = false, int QDO = 0>
+template <int KIND, bool ASYM, int MR, bool SILU = false, bool NORM = false, bool TCL = false>
 __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x, int ldx, const YOut& o, int M, float* ws,
                                      int* counters, const float* __restrict__ nw = nullptr, float eps = 0.f) {
     extern __shared__ __align__(16) unsigned char qsm[];
     constexpr bool G16 = KIND == PACK_FP4G16, FP4 = KIND != PACK_INT4;
     static_assert(!G16 || (!ASYM && !NORM), "groups of 16: FP4 only, no norm");
     static_assert(!NORM || TCL, "the norm on tile clusters only (matrix.go normInput)");
-    constexpr int SB = qstage_bytes(MR, ASYM, NORM, G16), QD = QDO ? QDO : qstages(MR);
+    constexpr int SB = qstage_bytes(MR, ASYM, NORM, G16), QD = qstages(MR);
     constexpr int XO = 1024, SO = 1024 + 128 * MR, ZO = SO + (G16 ? 256 : 128), NO = ZO + (ASYM ? 256 : 0);
     const int lane = threadIdx.x & 31, t = lane & 3, c = lane >> 2, warp = threadIdx.x >> 5;
     // steps of 32 per group (G16: one, and the step's first group is 2·step)
@@ -894,20 +893,6 @@ QMV_KERNEL(qmv_fp4, PACK_FP4, false, 8)
 QMV_KERNEL(qmv_fp4_m16, PACK_FP4, false, 16)
 QMV_KERNEL(qmv_fp4_g16, PACK_FP4G16, false, 8)
 QMV_KERNEL(qmv_fp4_g16_m16, PACK_FP4G16, false, 16)
-// qmv_int4 with a ring of 12 stages, two blocks a multiprocessor: for the
-// small products (fewer stripe blocks than 3 a multiprocessor, as the 8B
-// shape's q/k/v), whose warps then request 11 of their ~12 steps before
-// the wait — the loop after it no longer waits on DRAM (MARLIN_QMV_DEEP=1,
-// a measurement).
-MARLIN_KERNEL void __launch_bounds__(QW * 32, 2) qmv_int4_deep(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters) {
-    qmv4<PACK_INT4, false, 8, false, false, false, 12>(w, x, ldx, o, M, ws, counters);
-}
-// qmv_int4 with a ring of 5 stages and at most 96 registers a thread
-// (__launch_bounds__ asks for 5 blocks a multiprocessor instead of 4):
-// more warps to hide the loop's latency, a measurement (MARLIN_QMV_B5=1).
-MARLIN_KERNEL void __launch_bounds__(QW * 32, 5) qmv_int4_b5(WDesc w, const float* x, int ldx, YOut o, int M, float* ws, int* counters) {
-    qmv4<PACK_INT4, false, 8, false, false, false, 5>(w, x, ldx, o, M, ws, counters);
-}
 // the same over tile clusters (TCL: see cluster_store)
 #define QMV_TC_KERNEL(NAME, KIND, ASYM, MR)                                                               \
     MARLIN_KERNEL void __launch_bounds__(QW * 32)                                                 \
