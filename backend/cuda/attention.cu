@@ -436,7 +436,14 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     for (int e = 0; e < E; e++) rope_cs(lane * E + e, cosR, sinT, rp, half, inter, cq[e], sq[e]);
     rope_cs(threadIdx.x, cosR, sinT, rp, half, inter, ck, sk);
     pdl_wait();
+    // MARLIN_ATTN_TRIGGER=late (attention.go, a measurement): the next
+    // launch's blocks become resident (and start their prefetches) only
+    // once this block has folded its positions, not while its own loads
+    // are in flight
+#ifndef MARLIN_ATTN_LATE_TRIGGER
     pdl_trigger();
+#endif
+    trace_mark_after(1, pre[0] ? kf[0][0] + vf[0][0] : 0.f);  // the first position's key and value are here
     if (kn == nullptr) {
         n = rowN[r], tab += rowTab[r];
         ch = (n + P - 1) / P, t0 = p * ch, t1 = min(n, t0 + ch), tf = t0 + warp;
@@ -468,6 +475,7 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
             qv[gi][e] = gi < g ? rope_with(q + ((size_t)r * heads + kh * g + gi) * D, lane * E + e, cq[e], sq[e], half, inter, rot) : 0.f;
         }
     }
+    trace_mark_after(2, qv[0][0]);  // q is here
     // fold folds position t's key and value into the G heads' softmax
     // states
     auto fold = [&](const float (&kk)[E], const float (&vv)[E]) {
@@ -521,7 +529,10 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
         load(t, kk, vv);
         fold(kk, vv);
     }
-    trace_mark(1);
+#ifdef MARLIN_ATTN_LATE_TRIGGER
+    pdl_trigger();
+#endif
+    trace_mark(3);  // the warp's positions folded
 #pragma unroll
     for (int gi = 0; gi < G; gi++) {
         if (lane == 0) {
@@ -555,11 +566,7 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
             rec[4 + d] = A;
         }
     }
-    trace_mark(2);
-    if (P == 1) return;
-    const bool last = last_split(&counters[r * kvHeads + kh], P);
-    trace_mark(3);
-    if (!last) return;
+    if (P == 1 || !last_split(&counters[r * kvHeads + kh], P)) return;
     __shared__ float sm_f[G * SPLIT_PMAX], sm_L[G];
     merge_splits(out, ws, r, heads, kh * g, g, D, P, sm_f, sm_L);
     if (threadIdx.x == 0) counters[r * kvHeads + kh] = 0;

@@ -4,6 +4,7 @@ package cuda
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/marlin-llm/marlin/backend"
 	"github.com/marlin-llm/marlin/dtype"
@@ -90,6 +91,16 @@ var attnSplitForce = envInt("MARLIN_ATTN_P", 0)
 // wide form (attention.cu: 16 warps a block, 16 splits, one round of loads
 // in the merge) instead of the narrow one (4 warps, 64 splits).
 var attnWide = envInt("MARLIN_ATTN_WIDE", 1) != 0
+
+// MARLIN_ATTN_TRIGGER=late (a measurement) compiles attn_split with its
+// programmatic-launch trigger after the positions are folded instead of
+// right after the wait, so that the next product's blocks do not start
+// prefetching weights while attention's own loads are in flight.
+func init() {
+	if os.Getenv("MARLIN_ATTN_TRIGGER") == "late" {
+		compileOptions = append(compileOptions, "-DMARLIN_ATTN_LATE_TRIGGER")
+	}
+}
 
 // Attention implements backend.Backend. The host builds, per row, the
 // number of positions it sees, its sequence's block table and the cache

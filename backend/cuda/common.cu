@@ -263,13 +263,23 @@ __device__ __forceinline__ void trace_wait(unsigned long long t0) {
     e[4] = e[5] = e[6] = e[7] = 0;
 }
 // trace_mark records when thread 0 of the block reaches phase k (1…4) of
-// its kernel (after its pdl_wait).
+// its kernel (after its pdl_wait); trace_mark_after, when v (a load's
+// result) has arrived as well: the timer is read after a test of v (a NaN
+// traps), which must wait for it.
 __device__ __forceinline__ void trace_mark(int k) {
     unsigned long long* e = trace_entry();
     if (e != nullptr) e[3 + k] = trace_clock();
 }
+__device__ __forceinline__ void trace_mark_after(int k, float v) {
+    unsigned long long* e = trace_entry();
+    if (e == nullptr) return;
+    unsigned long long t;
+    asm volatile("{ .reg .pred p; setp.nan.f32 p, %1, %1; @p trap; mov.u64 %0, %%globaltimer; }" : "=l"(t) : "f"(v));
+    e[3 + k] = t;
+}
 #else
 __device__ __forceinline__ void trace_mark(int) {}
+__device__ __forceinline__ void trace_mark_after(int, float) {}
 #endif
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
