@@ -92,6 +92,10 @@ var attnSplitForce = envInt("MARLIN_ATTN_P", 0)
 // in the merge) instead of the narrow one (4 warps, 64 splits).
 var attnWide = envInt("MARLIN_ATTN_WIDE", 1) != 0
 
+// attention.cu's warps a block of attn_split: ATT_WARPS, and the wide
+// form's.
+const attnWarps, attnWideWarps = 4, 16
+
 // MARLIN_ATTN_TRIGGER=late (a measurement) compiles attn_split with its
 // programmatic-launch trigger after the positions are folded instead of
 // right after the wait, so that the next product's blocks do not start
@@ -293,7 +297,7 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 				// 64 splits of 4 warps (2026-11-29, H200: 16 splits of 16
 				// warps 368–374 tok/s against 356–365 for the narrow
 				// form, 8 splits 365; docs/cuda-kernels.md)
-				P = 16
+				P = 64 * attnWarps / attnWideWarps
 			}
 			if attnSplitForce > 0 {
 				P = min(attnSplitForce, splitPMax)
@@ -335,9 +339,9 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 			a.i32(0)
 			a.i32(0)
 		}
-		threads := 32 * 4
+		threads := 32 * attnWarps
 		if wide {
-			threads = 32 * 16
+			threads = 32 * attnWideWarps
 		}
 		b.launchOpt(f, s.KVHeads, M, P, threads, 0, a, b.pdlOps)
 		return

@@ -241,22 +241,20 @@ __device__ __forceinline__ unsigned long long trace_clock() {
     return t;
 }
 // trace_entry is this block's record, or null (another thread, no table,
-// a block past TRACE_BLOCKS).
-__device__ __forceinline__ unsigned long long* trace_entry() {
+// a block past TRACE_BLOCKS); id gets the launch's %gridid.
+__device__ __forceinline__ unsigned long long* trace_entry(unsigned long long& id) {
     unsigned long long* tr = marlin_trace;
     if (tr == nullptr || threadIdx.x != 0 || threadIdx.y != 0 || threadIdx.z != 0) return nullptr;
-    unsigned long long id;
     asm volatile("mov.u64 %0, %%gridid;" : "=l"(id));
     const unsigned blk = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
     if (blk >= TRACE_BLOCKS) return nullptr;
     return tr + ((size_t)(id % TRACE_SLOTS) * TRACE_BLOCKS + blk) * TRACE_WORDS;
 }
 __device__ __forceinline__ void trace_wait(unsigned long long t0) {
-    unsigned long long* e = trace_entry();
+    unsigned long long id;
+    unsigned long long* e = trace_entry(id);
     if (e == nullptr) return;
     const unsigned long long t1 = trace_clock();
-    unsigned long long id;
-    asm volatile("mov.u64 %0, %%gridid;" : "=l"(id));
     e[0] = id, e[1] = t0, e[2] = t1;
     e[3] = (unsigned long long)gridDim.x | (unsigned long long)gridDim.y << 16 | (unsigned long long)gridDim.z << 32 |
            (unsigned long long)blockDim.x << 48;
@@ -267,11 +265,13 @@ __device__ __forceinline__ void trace_wait(unsigned long long t0) {
 // result) has arrived as well: the timer is read after a test of v (a NaN
 // traps), which must wait for it.
 __device__ __forceinline__ void trace_mark(int k) {
-    unsigned long long* e = trace_entry();
+    unsigned long long id;
+    unsigned long long* e = trace_entry(id);
     if (e != nullptr) e[3 + k] = trace_clock();
 }
 __device__ __forceinline__ void trace_mark_after(int k, float v) {
-    unsigned long long* e = trace_entry();
+    unsigned long long id;
+    unsigned long long* e = trace_entry(id);
     if (e == nullptr) return;
     unsigned long long t;
     asm volatile("{ .reg .pred p; setp.nan.f32 p, %1, %1; @p trap; mov.u64 %0, %%globaltimer; }" : "=l"(t) : "f"(v));

@@ -131,6 +131,7 @@ func traceRecords(raw []uint64, launches []traceLaunch) []traceRec {
 			continue
 		}
 		r := traceRec{id: id, wait0: ^uint64(0), rel0: ^uint64(0)}
+		var at [traceMarks][]uint64 // the blocks' marks, when set
 		for blk := range traceBlocks {
 			e := slot[W*blk : W*blk+W]
 			if e[0] != id { // an older launch's block, or none
@@ -139,18 +140,16 @@ func traceRecords(raw []uint64, launches []traceLaunch) []traceRec {
 			r.blocks++
 			r.wait0, r.rel0, r.relMax = min(r.wait0, e[1]), min(r.rel0, e[2]), max(r.relMax, e[2])
 			r.gx, r.gy, r.gz, r.bx = int(e[3]&0xffff), int(e[3]>>16&0xffff), int(e[3]>>32&0xffff), int(e[3]>>48)
-		}
-		var at []int64
-		for k := range traceMarks {
-			at = at[:0]
-			for blk := range traceBlocks {
-				if e := slot[W*blk : W*blk+W]; e[0] == id && e[4+k] != 0 {
-					at = append(at, int64(e[4+k])-int64(r.rel0))
+			for k := range traceMarks {
+				if e[4+k] != 0 {
+					at[k] = append(at[k], e[4+k])
 				}
 			}
-			if len(at) > 0 {
-				slices.Sort(at)
-				r.marks[k] = traceMark{n: len(at), med: at[len(at)/2], last: at[len(at)-1]}
+		}
+		for k, a := range at {
+			if len(a) > 0 {
+				slices.Sort(a)
+				r.marks[k] = traceMark{n: len(a), med: int64(a[len(a)/2]) - int64(r.rel0), last: int64(a[len(a)-1]) - int64(r.rel0)}
 			}
 		}
 		recs = append(recs, r)
