@@ -427,14 +427,20 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
         }
     }
     // the rotary tables' cos and sin at the row's position n − 1 (decode
-    // only), for the lane's E dims of q and the thread's dim of the new key
+    // only), for the thread's dim of q (threadIdx.x mod D: the block's
+    // 32·W threads are a multiple of D, so a thread keeps its dim in the
+    // staging loop below) and of the new key
     const bool rot = cosT != nullptr && kn != nullptr;
     const float* cosR = rot ? cosT : nullptr;
     const size_t rp = rot ? (size_t)(n - 1) * half : 0;
-    float cq[E], sq[E], ck, sk;
-#pragma unroll
-    for (int e = 0; e < E; e++) rope_cs(lane * E + e, cosR, sinT, rp, half, inter, cq[e], sq[e]);
+    static_assert((W * 32) % D == 0, "attn_split: a thread stages one dim of q");
+    const int dq = threadIdx.x % D;
+    float cq, sq, ck, sk;
+    rope_cs(dq, cosR, sinT, rp, half, inter, cq, sq);
     rope_cs(threadIdx.x, cosR, sinT, rp, half, inter, ck, sk);
+    // the cache cell of the row's new key and value (host-staged, as rowN)
+    const int sb = kn != nullptr && p == 0 ? ld_cg_i32(stBlk + r) : -1;
+    const int ss = sb >= 0 ? ld_cg_i32(stSlot + r) : 0;
     pdl_wait();
     // MARLIN_ATTN_TRIGGER=late (attention.go, a measurement): the next
     // launch's blocks become resident (and start their prefetches) only
@@ -451,18 +457,25 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     const size_t own = ((size_t)r * kvHeads + kh) * D;  // this row's new key/value of head kh in kn, vn
     static_assert(D <= W * 32, "attn_split: a thread a dim of the new key");
     const int i = threadIdx.x;
-    if (kn != nullptr && p == 0 && stBlk[r] >= 0 && i < D) {
-        const size_t cell = ((size_t)stBlk[r] * kvHeads + kh) * bs + stSlot[r];
+    if (sb >= 0 && i < D) {
+        const size_t cell = ((size_t)sb * kvHeads + kh) * bs + ss;
         kc[cell * D + i] = kv<KV>::put(rope_with(kn + own, i, ck, sk, half, inter, rot));
         vc[cell * ldv + i] = kv<KV>::put(vn[own + i]);
     }
 
-    // the new key of head kh, rotated, for the split that reads it
-    __shared__ float sm_kn[D];
-    if (rot) {
-        if (t1 == n && i < D) sm_kn[i] = rope_with(kn + own, i, ck, sk, half, inter, true);
-        __syncthreads();
-    }
+    // The new key of head kh, rotated, for the split that reads it, and
+    // the g query heads of kh, rotated, staged in shared memory once a
+    // block: read by every warp from registers of their own, q was 32
+    // scattered 4-byte loads a lane (the lane's E dims and their rotary
+    // partners, for each head) — W·32·G·2·E sector requests a block for
+    // G·D floats, 1M requests through L2 a Llama-3-8B layer, which kept
+    // q ~3 µs after the wait; staged, a thread loads a dim and its
+    // partner, coalesced.
+    __shared__ float sm_kn[D], sm_q[G][D];
+    if (rot && t1 == n && i < D) sm_kn[i] = rope_with(kn + own, i, ck, sk, half, inter, true);
+    const float* qr = q + ((size_t)r * heads + kh * g) * D;  // the g heads of kh, one after the other
+    for (int j = threadIdx.x; j < g * D; j += W * 32) sm_q[j / D][dq] = rope_with(qr + (j / D) * D, dq, cq, sq, half, inter, rot);
+    __syncthreads();
 
     float qv[G][E], m[G], l[G], acc[G][E];
 #pragma unroll
@@ -472,7 +485,7 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
 #pragma unroll
         for (int e = 0; e < E; e++) {
             acc[gi][e] = 0.f;
-            qv[gi][e] = gi < g ? rope_with(q + ((size_t)r * heads + kh * g + gi) * D, lane * E + e, cq[e], sq[e], half, inter, rot) : 0.f;
+            qv[gi][e] = gi < g ? sm_q[gi][lane * E + e] : 0.f;
         }
     }
     trace_mark_after(2, qv[0][0]);  // q is here
