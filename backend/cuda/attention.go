@@ -4,7 +4,6 @@ package cuda
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/marlin-llm/marlin/backend"
 	"github.com/marlin-llm/marlin/dtype"
@@ -95,16 +94,6 @@ var attnWide = envInt("MARLIN_ATTN_WIDE", 1) != 0
 // attention.cu's warps a block of attn_split: ATT_WARPS, and the wide
 // form's.
 const attnWarps, attnWideWarps = 4, 16
-
-// MARLIN_ATTN_TRIGGER=late (a measurement) compiles attn_split with its
-// programmatic-launch trigger after the positions are folded instead of
-// right after the wait, so that the next product's blocks do not start
-// prefetching weights while attention's own loads are in flight.
-func init() {
-	if os.Getenv("MARLIN_ATTN_TRIGGER") == "late" {
-		compileOptions = append(compileOptions, "-DMARLIN_ATTN_LATE_TRIGGER")
-	}
-}
 
 // Attention implements backend.Backend. The host builds, per row, the
 // number of positions it sees, its sequence's block table and the cache

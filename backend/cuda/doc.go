@@ -78,9 +78,7 @@
 // MARLIN_WG_CLUSTER=0 (its splits summed through L2),
 // MARLIN_ATTN_P (the splits of decode attention: attn_split, attn_mla and
 // attn_mla_tc), MARLIN_ATTN_WIDE=0 (one decode row's split attention in
-// the narrow form: 4 warps, 64 splits), MARLIN_ATTN_TRIGGER=late
-// (attn_split compiled to let the next launch start only once its
-// positions are folded), MARLIN_CUDA_MLA_TC=0 (a bf16 latent cache on attn_mla, the
+// the narrow form: 4 warps, 64 splits), MARLIN_CUDA_MLA_TC=0 (a bf16 latent cache on attn_mla, the
 // CUDA-core kernel, instead of attn_mla_tc), MARLIN_CUDA_MLA_TC_HEADS (the
 // most heads an attn_mla_tc block takes at decode sizes), MARLIN_CUDA_CARVEOUT
 // (the kernels' preferred shared-memory share of L1, in percent; only those

@@ -332,6 +332,10 @@ func TestSplitAttentionLong(t *testing.T) {
 			step([]int{1, 1, 1, 1})
 			step([]int{1, 0, 1, 0})
 			step([]int{1, 1, 1, 1})
+			// one decode row (the wide form, at G = 4) at ~1,500 and ~700
+			// positions
+			step([]int{1, 0, 0, 0})
+			step([]int{0, 1, 0, 0})
 			mustSync(t, g)
 		}
 	}
