@@ -21,9 +21,10 @@ commits=()
 for arm in "$@"; do
 	name=${arm%%=*} ref=${arm#*=}
 	[[ "$name" == marlin* && "$name" != "$arm" ]] || { echo "$arm: want NAME=REF, NAME starting with marlin" >&2; exit 2; }
-	src=.
+	src=. tmp=
 	if [ "$ref" != . ]; then
-		src=$(mktemp -d)/tree
+		tmp=$(mktemp -d)
+		src=$tmp/tree
 		git worktree add -q --detach "$src" "$ref"
 	fi
 	(cd "$src" && CGO_ENABLED=0 go build -ldflags='-s -w' -o "$OLDPWD/gpubin/$name" ./cmd/marlin)
@@ -31,7 +32,7 @@ for arm in "$@"; do
 		(cd "$src" && CGO_ENABLED=0 go test -c -ldflags='-s -w' -o "$OLDPWD/gpubin/cuda.test" ./backend/cuda)
 	fi
 	commits+=("$name=$(git -C "$src" rev-parse --short HEAD)")
-	[ "$src" == . ] || git worktree remove --force "$src"
+	[ -z "$tmp" ] || { git worktree remove --force "$src" && rmdir "$tmp"; }
 	names+=("$name")
 done
 xz -9 -T1 gpubin/cuda.test
