@@ -11,14 +11,15 @@ import (
 )
 
 func init() {
-	register(command{name: "logits", usage: "MODEL --ids 1,2,3 [--json]",
+	register(command{name: "logits", usage: "MODEL --ids 1,2,3 [--decode] [--json]",
 		summary: "print the raw logits of every position (verification)", run: logitsCmd})
 }
 
 func logitsCmd(args []string) error {
-	f := newFlags("logits", "MODEL --ids 1,2,3 [--json]")
+	f := newFlags("logits", "MODEL --ids 1,2,3 [--decode] [--json]")
 	mo := addModelFlags(f)
 	idsFlag := f.String("ids", "", "token ids, comma-separated")
+	decode := f.Bool("decode", false, "feed the ids one at a time (the decode path, one row a step) instead of as one sequence")
 	asJSON := f.Bool("json", false, `print {"ids":[...],"logits":[[...], ...]}`)
 	pos, err := f.parse(args)
 	if err != nil {
@@ -39,7 +40,7 @@ func logitsCmd(args []string) error {
 		return err
 	}
 	defer s.Close()
-	logits, err := allLogits(s, ids)
+	logits, err := allLogits(s, ids, *decode)
 	if err != nil {
 		return err
 	}
@@ -60,8 +61,10 @@ func logitsCmd(args []string) error {
 }
 
 // allLogits runs ids through the model as one sequence and returns the
-// logits at every position.
-func allLogits(s *session, ids []int32) ([][]float32, error) {
+// logits at every position: in one forward pass, or, with decode, one id a
+// pass (each a batch of one row, as generation's decode steps), reading
+// each pass's logits before the next.
+func allLogits(s *session, ids []int32, decode bool) ([][]float32, error) {
 	info := s.m.Info()
 	vocab := info.Vocab
 	for _, t := range ids {
@@ -79,25 +82,39 @@ func allLogits(s *session, ids []int32) ([][]float32, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &backend.Batch{Tokens: ids}
 	blocks := make([]int32, spec.Blocks)
-	rows := make([]int32, len(ids))
-	for i := range ids {
-		b.Pos = append(b.Pos, int32(i))
-		rows[i] = int32(i)
-	}
 	for i := range blocks {
 		blocks[i] = int32(i)
 	}
-	b.Seqs = []backend.Seq{{Start: 0, Len: len(ids), Blocks: blocks}}
-	t := s.m.Forward(b, cache, rows)
-	buf := make([]float32, len(ids)*vocab)
-	if err := s.be.Read(buf, t); err != nil {
-		return nil, err
+	// pass runs ids[from:to] at their positions and reads their logits
+	pass := func(from, to int) ([][]float32, error) {
+		b := &backend.Batch{Tokens: ids[from:to], Seqs: []backend.Seq{{Start: 0, Len: to - from, Blocks: blocks}}}
+		rows := make([]int32, to-from)
+		for i := range rows {
+			b.Pos = append(b.Pos, int32(from+i))
+			rows[i] = int32(i)
+		}
+		t := s.m.Forward(b, cache, rows)
+		buf := make([]float32, len(rows)*vocab)
+		if err := s.be.Read(buf, t); err != nil {
+			return nil, err
+		}
+		out := make([][]float32, len(rows))
+		for i := range out {
+			out[i] = buf[i*vocab : (i+1)*vocab]
+		}
+		return out, nil
 	}
-	out := make([][]float32, len(ids))
-	for i := range out {
-		out[i] = buf[i*vocab : (i+1)*vocab]
+	if !decode {
+		return pass(0, len(ids))
+	}
+	var out [][]float32
+	for i := range ids {
+		row, err := pass(i, i+1)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, row...)
 	}
 	return out, nil
 }
