@@ -11,16 +11,17 @@ import (
 )
 
 func init() {
-	register(command{name: "logits", usage: "MODEL --ids 1,2,3 [--decode] [--json]",
+	register(command{name: "logits", usage: "MODEL --ids 1,2,3 [--decode N] [--last K] [--json]",
 		summary: "print the raw logits of every position (verification)", run: logitsCmd})
 }
 
 func logitsCmd(args []string) error {
-	f := newFlags("logits", "MODEL --ids 1,2,3 [--decode] [--json]")
+	f := newFlags("logits", "MODEL --ids 1,2,3 [--decode N] [--last K] [--json]")
 	mo := addModelFlags(f)
 	idsFlag := f.String("ids", "", "token ids, comma-separated")
-	decode := f.Bool("decode", false, "feed the ids one at a time (the decode path, one row a step) instead of as one sequence")
-	asJSON := f.Bool("json", false, `print {"ids":[...],"logits":[[...], ...]}`)
+	decode := f.Int("decode", 0, "feed the last N ids one at a time (decode steps: one row a pass) after the others in one pass")
+	last := f.Int("last", 0, "print only the last K positions' logits (0: all)")
+	asJSON := f.Bool("json", false, `print {"ids":[...],"from":P,"logits":[[...], ...]} (logits of positions P, P+1, …)`)
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
@@ -35,6 +36,9 @@ func logitsCmd(args []string) error {
 	if err != nil {
 		return err
 	}
+	if *decode < 0 || *decode > len(ids) || *last < 0 || *last > len(ids) {
+		return usagef("--decode %d and --last %d: want 0 … %d (the number of ids)", *decode, *last, len(ids))
+	}
 	s, err := mo.open(pos[0], false)
 	if err != nil {
 		return err
@@ -44,12 +48,17 @@ func logitsCmd(args []string) error {
 	if err != nil {
 		return err
 	}
+	from := 0
+	if *last > 0 {
+		from = len(ids) - *last
+	}
 	w := bufio.NewWriter(os.Stdout)
 	defer w.Flush()
 	if *asJSON {
-		return json.NewEncoder(w).Encode(map[string]any{"ids": ids, "logits": logits})
+		return json.NewEncoder(w).Encode(map[string]any{"ids": ids, "from": from, "logits": logits[from:]})
 	}
-	for i, row := range logits {
+	for i := from; i < len(ids); i++ {
+		row := logits[i]
 		fmt.Fprintf(w, "position %d (token %d):", i, ids[i])
 		for _, v := range row {
 			w.WriteByte(' ')
@@ -61,10 +70,10 @@ func logitsCmd(args []string) error {
 }
 
 // allLogits runs ids through the model as one sequence and returns the
-// logits at every position: in one forward pass, or, with decode, one id a
-// pass (each a batch of one row, as generation's decode steps), reading
-// each pass's logits before the next.
-func allLogits(s *session, ids []int32, decode bool) ([][]float32, error) {
+// logits at every position: the last decode ids one at a time (each pass a
+// batch of one row, as generation's decode steps, its logits read before
+// the next), after the others in one pass.
+func allLogits(s *session, ids []int32, decode int) ([][]float32, error) {
 	info := s.m.Info()
 	vocab := info.Vocab
 	for _, t := range ids {
@@ -105,11 +114,15 @@ func allLogits(s *session, ids []int32, decode bool) ([][]float32, error) {
 		}
 		return out, nil
 	}
-	if !decode {
-		return pass(0, len(ids))
-	}
 	var out [][]float32
-	for i := range ids {
+	if n := len(ids) - decode; n > 0 {
+		rows, err := pass(0, n)
+		if err != nil {
+			return nil, err
+		}
+		out = rows
+	}
+	for i := len(ids) - decode; i < len(ids); i++ {
 		row, err := pass(i, i+1)
 		if err != nil {
 			return nil, err

@@ -121,7 +121,7 @@ func TestEXL3WithoutLogicalShapes(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer m.Close()
-		out, err := allLogits(&session{dir: dir, be: be, m: m}, []int32{1, 7, 42, 300}, false)
+		out, err := allLogits(&session{dir: dir, be: be, m: m}, []int32{1, 7, 42, 300}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,9 +160,9 @@ func TestEXL3WithoutLogicalShapes(t *testing.T) {
 	}
 }
 
-// TestLogitsDecode checks `marlin logits --decode`: the ids fed one at a
-// time (one-row passes, the decode path) give the logits of one pass over
-// them all, on the CPU, within 1e-4 · max|logit| (the same products in
+// TestLogitsDecode checks `marlin logits --decode N`: the last N ids fed
+// one at a time (one-row passes, the decode path) give the logits of one
+// pass over them all, on the CPU, within 1e-4 · max|logit| (the same products in
 // another order of rows: float32 rounding only).
 func TestLogitsDecode(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "m")
@@ -178,25 +178,27 @@ func TestLogitsDecode(t *testing.T) {
 	defer m.Close()
 	s := &session{dir: dir, be: be, m: m}
 	ids := []int32{1, 7, 42, 300, 5, 9, 17, 2, 64, 33, 11, 12, 13, 14, 15, 16, 18, 19}
-	whole, err := allLogits(s, ids, false)
+	whole, err := allLogits(s, ids, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	steps, err := allLogits(s, ids, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(steps) != len(ids) {
-		t.Fatalf("%d rows of logits for %d ids", len(steps), len(ids))
-	}
-	for p := range ids {
-		var maxAbs, maxDiff float64
-		for j, v := range whole[p] {
-			maxAbs = math.Max(maxAbs, math.Abs(float64(v)))
-			maxDiff = math.Max(maxDiff, math.Abs(float64(v-steps[p][j])))
+	for _, n := range []int{len(ids), 5} { // every id a step; a prefill of the first ones, then steps
+		steps, err := allLogits(s, ids, n)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if !(maxDiff <= 1e-4*maxAbs) || maxAbs == 0 {
-			t.Errorf("position %d: decode differs from the whole pass by %.3g (max |logit| %.3g)", p, maxDiff, maxAbs)
+		if len(steps) != len(ids) {
+			t.Fatalf("%d rows of logits for %d ids", len(steps), len(ids))
+		}
+		for p := range ids {
+			var maxAbs, maxDiff float64
+			for j, v := range whole[p] {
+				maxAbs = math.Max(maxAbs, math.Abs(float64(v)))
+				maxDiff = math.Max(maxDiff, math.Abs(float64(v-steps[p][j])))
+			}
+			if !(maxDiff <= 1e-4*maxAbs) || maxAbs == 0 {
+				t.Errorf("%d steps, position %d: differs from the whole pass by %.3g (max |logit| %.3g)", n, p, maxDiff, maxAbs)
+			}
 		}
 	}
 }
