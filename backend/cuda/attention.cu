@@ -195,27 +195,6 @@ ATTENTION(attention_bf16, KV_BF16)
 __host__ __device__ constexpr int split_pitch(int D) { return 4 + 4 * ((D + 3) / 4); }
 #define SPLIT_PMAX 64  // splits merge_splits handles (two a lane)
 
-// warp_factors merges the online-softmax states of a block's W warps for
-// head gi (one thread a head): m_w in sm_m[w·GH + gi] and l_w in
-// sm_l[w·GH + gi] give M = max_w m_w, the factors f_w = e^(m_w − M) (0 for
-// a warp without positions) in f[w·GH + gi], and L = Σ_w l_w·f_w in w
-// order; M and L go to Mo[gi], Lo[gi]. Each output then sums acc_w·f_w —
-// the factors computed once a head instead of once an output.
-__device__ __forceinline__ void warp_factors(const float* sm_m, const float* sm_l, int W, int GH, int gi, float* f,
-                                             float* Mo, float* Lo) {
-    float M = sm_m[gi];
-    for (int w = 1; w < W; w++) M = fmaxf(M, sm_m[w * GH + gi]);
-    float L = 0.f;
-    for (int w = 0; w < W; w++) {
-        const float mw = sm_m[w * GH + gi];
-        const float fw = mw == NEG_INF ? 0.f : expf(mw - M);
-        f[w * GH + gi] = fw;
-        L += sm_l[w * GH + gi] * fw;
-    }
-    Mo[gi] = M;
-    Lo[gi] = L;
-}
-
 // split_factors_of: one warp forms the factors of one head's P ≤
 // SPLIT_PMAX splits (or warps), lane s holding split s's (m0, l0) and
 // split s + 32's (m1, l1) (m = −∞, l = 0 past P): M = max_p m_p, f_p =
@@ -563,7 +542,7 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     // merge the warps: the factors once a head — warp gi's lane w takes
     // warp w's state (split_factors_of: shuffles, not one thread's chain
     // of W exponentials) — then thread i handles (head gi, dim d) pairs
-    __shared__ float sm_wf[G][32], sm_wM[G], sm_wL[G];
+    __shared__ float sm_wf[G][W], sm_wM[G], sm_wL[G];
     for (int gi = warp; gi < g; gi += W) {
         const float mw = lane < W ? sm_m[lane][gi] : NEG_INF, lw = lane < W ? sm_l[lane][gi] : 0.f;
         split_factors_of(mw, lw, NEG_INF, 0.f, W, lane, sm_wf[gi], &sm_wL[gi], &sm_wM[gi]);
