@@ -415,17 +415,17 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
         }
     }
     // the rotary tables' cos and sin at the row's position n − 1 (decode
-    // only), for the thread's dim of q (threadIdx.x mod D: the block's
-    // 32·W threads are a multiple of D, so a thread keeps its dim in the
-    // staging loop below) and of the new key
+    // only) for the thread's dim dq = threadIdx.x mod D: the block's 32·W
+    // threads are a multiple of D, so a thread keeps that dim of q in the
+    // staging loop below, and threads i < D (dq = i) rotate dim i of the
+    // new key with the same values
     const bool rot = cosT != nullptr && kn != nullptr;
     const float* cosR = rot ? cosT : nullptr;
     const size_t rp = rot ? (size_t)(n - 1) * half : 0;
     static_assert((W * 32) % D == 0, "attn_split: a thread stages one dim of q");
     const int dq = threadIdx.x % D;
-    float cq, sq, ck, sk;
+    float cq, sq;
     rope_cs(dq, cosR, sinT, rp, half, inter, cq, sq);
-    rope_cs(threadIdx.x, cosR, sinT, rp, half, inter, ck, sk);
     // the cache cell of the row's new key and value (host-staged, as rowN)
     const int sb = kn != nullptr && p == 0 ? ld_cg_i32(stBlk + r) : -1;
     const int ss = sb >= 0 ? ld_cg_i32(stSlot + r) : 0;
@@ -440,20 +440,18 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     const int i = threadIdx.x;
     if (sb >= 0 && i < D) {
         const size_t cell = ((size_t)sb * kvHeads + kh) * bs + ss;
-        kc[cell * D + i] = kv<KV>::put(rope_with(kn + own, i, ck, sk, half, inter, rot));
+        kc[cell * D + i] = kv<KV>::put(rope_with(kn + own, i, cq, sq, half, inter, rot));
         vc[cell * ldv + i] = kv<KV>::put(vn[own + i]);
     }
 
     // The new key of head kh, rotated, for the split that reads it, and
     // the g query heads of kh, rotated, staged in shared memory once a
-    // block: read by every warp from registers of their own, q was 32
-    // scattered 4-byte loads a lane (the lane's E dims and their rotary
-    // partners, for each head) — W·32·G·2·E sector requests a block for
-    // G·D floats, 1M requests through L2 a Llama-3-8B layer, which kept
-    // q ~3 µs after the wait; staged, a thread loads a dim and its
-    // partner, coalesced.
+    // block. (Each warp reading q itself took 32 scattered 4-byte loads a
+    // lane — its E dims and their rotary partners, for each head — ~1M L2
+    // requests a Llama-3-8B layer for 16 KB, which kept q ~3 µs after the
+    // wait; staged, a thread loads one dim and its partner, coalesced.)
     __shared__ float sm_kn[D], sm_q[G][D];
-    if (rot && t1 == n && i < D) sm_kn[i] = rope_with(kn + own, i, ck, sk, half, inter, true);
+    if (rot && t1 == n && i < D) sm_kn[i] = rope_with(kn + own, i, cq, sq, half, inter, true);
     const float* qr = q + ((size_t)r * heads + kh * g) * D;  // the g heads of kh, one after the other
     for (int j = threadIdx.x; j < g * D; j += W * 32) sm_q[j / D][dq] = rope_with(qr + (j / D) * D, dq, cq, sq, half, inter, rot);
     __syncthreads();

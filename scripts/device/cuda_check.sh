@@ -14,7 +14,9 @@
 # then run this script there with gpubin/ carried along (it is git-ignored),
 # e.g. through the device tool: bash scripts/device/cuda_check.sh
 #
-# To compare against another commit in the same call, add its builds as
+# For the ab step's builds of several commits in one go, see
+# scripts/device/build_arms.sh. To compare against another commit in the
+# same call by hand, add its builds as
 # gpubin/cuda-base.test.xz (the perf step) and gpubin/marlin-base.xz (the
 # ab step), e.g. from a git worktree of it:
 #
