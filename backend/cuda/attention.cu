@@ -195,43 +195,31 @@ ATTENTION(attention_bf16, KV_BF16)
 __host__ __device__ constexpr int split_pitch(int D) { return 4 + 4 * ((D + 3) / 4); }
 #define SPLIT_PMAX 64  // splits merge_splits handles (two a lane)
 
-// warp_factors merges the online-softmax states of a block's W warps for
-// head gi (one thread a head): m_w in sm_m[w·GH + gi] and l_w in
-// sm_l[w·GH + gi] give M = max_w m_w, the factors f_w = e^(m_w − M) (0 for
-// a warp without positions) in f[w·GH + gi], and L = Σ_w l_w·f_w in w
-// order; M and L go to Mo[gi], Lo[gi]. Each output then sums acc_w·f_w —
-// the factors computed once a head instead of once an output.
-__device__ __forceinline__ void warp_factors(const float* sm_m, const float* sm_l, int W, int GH, int gi, float* f,
-                                             float* Mo, float* Lo) {
-    float M = sm_m[gi];
-    for (int w = 1; w < W; w++) M = fmaxf(M, sm_m[w * GH + gi]);
-    float L = 0.f;
-    for (int w = 0; w < W; w++) {
-        const float mw = sm_m[w * GH + gi];
-        const float fw = mw == NEG_INF ? 0.f : expf(mw - M);
-        f[w * GH + gi] = fw;
-        L += sm_l[w * GH + gi] * fw;
-    }
-    Mo[gi] = M;
-    Lo[gi] = L;
-}
-
-// split_factors: one warp forms the factors of one head's P ≤ SPLIT_PMAX
-// split records at rec (pitch floats apart): M = max_p m_p, f_p =
-// e^(m_p − M) (0 for a split without positions, m = −∞) into f[p], and L =
-// Σ_p l_p·f_p into *L. Lane s reads splits s and s + 32; shuffles make M
-// and L.
-__device__ __forceinline__ void split_factors(const float* rec, int pitch, int P, int lane, float* f, float* L) {
-    float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.f, l1 = 0.f;
-    if (lane < P) m0 = ld_cg(rec + (size_t)lane * pitch), l0 = ld_cg(rec + (size_t)lane * pitch + 1);
-    if (lane + 32 < P) m1 = ld_cg(rec + (size_t)(lane + 32) * pitch), l1 = ld_cg(rec + (size_t)(lane + 32) * pitch + 1);
+// split_factors_of: one warp forms the factors of one head's P ≤
+// SPLIT_PMAX splits (or warps), lane s holding split s's (m0, l0) and
+// split s + 32's (m1, l1) (m = −∞, l = 0 past P): M = max_p m_p, f_p =
+// e^(m_p − M) (0 for a split without positions, m = −∞) into f[p], L =
+// Σ_p l_p·f_p into *L and, if asked, M into *Mo; shuffles make M and L.
+__device__ __forceinline__ void split_factors_of(float m0, float l0, float m1, float l1, int P, int lane, float* f,
+                                                 float* L, float* Mo = nullptr) {
     float mx = fmaxf(m0, m1);
     for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
     const float f0 = m0 == NEG_INF ? 0.f : expf(m0 - mx), f1 = m1 == NEG_INF ? 0.f : expf(m1 - mx);
     const float sum = warp_sum(l0 * f0 + l1 * f1);
     if (lane < P) f[lane] = f0;
     if (lane + 32 < P) f[lane + 32] = f1;
-    if (lane == 0) *L = sum;
+    if (lane == 0) {
+        *L = sum;
+        if (Mo != nullptr) *Mo = mx;
+    }
+}
+// split_factors is split_factors_of for the split records at rec (pitch
+// floats apart, in L2: ld_cg).
+__device__ __forceinline__ void split_factors(const float* rec, int pitch, int P, int lane, float* f, float* L) {
+    float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.f, l1 = 0.f;
+    if (lane < P) m0 = ld_cg(rec + (size_t)lane * pitch), l0 = ld_cg(rec + (size_t)lane * pitch + 1);
+    if (lane + 32 < P) m1 = ld_cg(rec + (size_t)(lane + 32) * pitch), l1 = ld_cg(rec + (size_t)(lane + 32) * pitch + 1);
+    split_factors_of(m0, l0, m1, l1, P, lane, f, L);
 }
 
 // merge_splits: the last block of a split attention merges the P ≤
@@ -549,17 +537,21 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
         for (int e = 0; e < E; e++) sm_acc[warp][gi][lane * E + e] = acc[gi][e];
     }
     __syncthreads();
-    // merge the warps: the factors once a head, then thread i handles
-    // (head gi, dim d) pairs
-    __shared__ float sm_wf[W][G], sm_wM[G], sm_wL[G];
-    if (threadIdx.x < g) warp_factors(&sm_m[0][0], &sm_l[0][0], W, G, threadIdx.x, &sm_wf[0][0], sm_wM, sm_wL);
+    // merge the warps: the factors once a head — warp gi's lane w takes
+    // warp w's state (split_factors_of: shuffles, not one thread's chain
+    // of W exponentials) — then thread i handles (head gi, dim d) pairs
+    __shared__ float sm_wf[G][W], sm_wM[G], sm_wL[G];
+    for (int gi = warp; gi < g; gi += W) {
+        const float mw = lane < W ? sm_m[lane][gi] : NEG_INF, lw = lane < W ? sm_l[lane][gi] : 0.f;
+        split_factors_of(mw, lw, NEG_INF, 0.f, W, lane, sm_wf[gi], &sm_wL[gi], &sm_wM[gi]);
+    }
     __syncthreads();
     const size_t pitch = split_pitch(D);  // ws records (merge_splits)
     for (int i = threadIdx.x; i < g * D; i += W * 32) {
         const int gi = i / D, d = i % D;
         const float M = sm_wM[gi], L = sm_wL[gi];
         float A = 0.f;
-        for (int w = 0; w < W; w++) A += sm_acc[w][gi][d] * sm_wf[w][gi];
+        for (int w = 0; w < W; w++) A += sm_acc[w][gi][d] * sm_wf[gi][w];
         const int h = kh * g + gi;
         if (P == 1) {
             out[((size_t)r * heads + h) * D + d] = A / L;
@@ -580,9 +572,10 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
 }
 
 // attn_split_{D}_{G}[_f16, _bf16] (narrow: 4 warps, one position loaded
-// before the wait) and attn_split_wide_{D}_4[_f16, _bf16] (16 warps, two
-// positions before the wait; G = 4 only, the form measured and tested on
-// the device): the cache's number type a suffix (none for float32).
+// before the wait) and attn_split_wide_{D}_4[_f16, _bf16] (16 warps, three
+// positions before the wait: the 48 positions a split of up to 768; G = 4
+// only, the form measured and tested on the device): the cache's number
+// type a suffix (none for float32).
 #define ATTN_SPLIT_KV(NAME, D, G, KV, W, NPRE)                                                                         \
     MARLIN_KERNEL void __launch_bounds__(W * 32)                                                                       \
         NAME(float* out, const float* q, kv<KV>::t* kc, kv<KV>::t* vc, const int* rowN, const int* rowTab,             \
@@ -597,9 +590,9 @@ __device__ __forceinline__ void attn_split(float* __restrict__ out, const float*
     ATTN_SPLIT_KV(attn_split_##D##_##G##_f16, D, G, KV_F16, ATT_WARPS, 1)      \
     ATTN_SPLIT_KV(attn_split_##D##_##G##_bf16, D, G, KV_BF16, ATT_WARPS, 1)
 #define ATTN_SPLIT_WIDE(D)                                                     \
-    ATTN_SPLIT_KV(attn_split_wide_##D##_4, D, 4, KV_F32, 16, 2)                \
-    ATTN_SPLIT_KV(attn_split_wide_##D##_4_f16, D, 4, KV_F16, 16, 2)            \
-    ATTN_SPLIT_KV(attn_split_wide_##D##_4_bf16, D, 4, KV_BF16, 16, 2)
+    ATTN_SPLIT_KV(attn_split_wide_##D##_4, D, 4, KV_F32, 16, 3)                \
+    ATTN_SPLIT_KV(attn_split_wide_##D##_4_f16, D, 4, KV_F16, 16, 3)            \
+    ATTN_SPLIT_KV(attn_split_wide_##D##_4_bf16, D, 4, KV_BF16, 16, 3)
 ATTN_SPLIT(64, 1)
 ATTN_SPLIT(64, 2)
 ATTN_SPLIT(64, 4)

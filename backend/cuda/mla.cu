@@ -137,7 +137,7 @@ __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* _
     float* sm_l = sm_m + MLA_WARPS * GH;                  // [W][GH]
     float* sm_f = sm_l + MLA_WARPS * GH;                  // [GH][SPLIT_PMAX]
     float* sm_L = sm_f + GH * SPLIT_PMAX;                 // [GH]
-    float* sm_wf = sm_L + GH;                             // [W][GH] (warp_factors)
+    float* sm_wf = sm_L + GH;                             // [GH][W]: the warps' factors
     float* sm_wM = sm_wf + MLA_WARPS * GH;                // [GH]
     float* sm_wL = sm_wM + GH;                            // [GH]
     pdl_wait();  // (launched with programmatic dependent launch: nothing to prefetch)
@@ -230,15 +230,19 @@ __device__ __forceinline__ void attn_mla(float* __restrict__ out, const float* _
         for (int e = 0; e < EV; e++) sm_acc[(warp * GH + gi) * 32 * EV + lane + 32 * e] = acc[gi][e];
     }
     __syncthreads();
-    // the warps' factors once a head (warp_factors), then the outputs
-    if (threadIdx.x < gn) warp_factors(sm_m, sm_l, MLA_WARPS, GH, threadIdx.x, sm_wf, sm_wM, sm_wL);
+    // the warps' factors once a head (warp gi, lane w: warp w's state;
+    // split_factors_of), then the outputs
+    for (int gi = warp; gi < gn; gi += MLA_WARPS) {
+        const float mw = lane < MLA_WARPS ? sm_m[lane * GH + gi] : NEG_INF, lw = lane < MLA_WARPS ? sm_l[lane * GH + gi] : 0.f;
+        split_factors_of(mw, lw, NEG_INF, 0.f, MLA_WARPS, lane, sm_wf + gi * MLA_WARPS, &sm_wL[gi], &sm_wM[gi]);
+    }
     __syncthreads();
     const size_t pitch = split_pitch(dv);  // ws records (merge_splits)
     for (int i = threadIdx.x; i < gn * dv; i += MLA_WARPS * 32) {
         const int gi = i / dv, dd = i - gi * dv;
         const float M = sm_wM[gi], L = sm_wL[gi];
         float A = 0.f;
-        for (int w = 0; w < MLA_WARPS; w++) A += sm_acc[(w * GH + gi) * 32 * EV + dd] * sm_wf[w * GH + gi];
+        for (int w = 0; w < MLA_WARPS; w++) A += sm_acc[(w * GH + gi) * 32 * EV + dd] * sm_wf[gi * MLA_WARPS + w];
         const int h = h0 + gi;
         if (P == 1) {
             out[((size_t)r * heads + h) * dv + dd] = A / L;
