@@ -46,7 +46,8 @@
 #      at batch 1 and 32 with a 2K prefill, and Mixtral-8x7B at INT4
 #   3a. ab (with gpubin/marlin-base, a build of an earlier commit, or both
 #      binaries as gpubin/pair.tar.xz): old and new `marlin bench` decode
-#      alternating on AB_SHAPES; see the step below (KEEP_SYNTH=1 keeps
+#      alternating on AB_SHAPES, then each arm's decode logits at depth
+#      against the first arm's; see the step below (KEEP_SYNTH=1 keeps
 #      the GLM checkpoint it builds for a next call on the same warm
 #      machine, which then skips the ~60–100 s of building it again)
 #   3c. profile: kernel times of one decode step (MARLIN_CUDA_PROFILE=1)
@@ -173,7 +174,8 @@ fi
 # 'marlin-base|;marlin|;marlin|MARLIN_CUDA_GRAPHS=0'. AB_PROMPT and AB_GEN
 # (default 512 and 64) set the runs' prompt and decode lengths; a shape's
 # extra flags come last, so that they can set its own (e.g.
-# 'glm4.7-flash:int4:128:--prompt 2048 --gen 32').
+# 'glm4.7-flash:int4:128:--prompt 2048 --gen 32'). After a shape's runs,
+# each arm's decode logits at depth against the first arm's (below).
 ab_ready() { [ -x gpubin/marlin-base ] || [ -n "${AB_ARMS:-}" ]; }
 if want ab && ab_ready; then
 	arms=("marlin-base|" "marlin|")
@@ -191,6 +193,27 @@ if want ab && ab_ready; then
 				grep -q "each kernel's cost" "$log" && note "$(awk "/each kernel's cost/{p=1; print; next} p && /^  /{print; next} p{exit}" "$log")"
 			done
 		done
+		# the decode check at depth (AB_CHECK=0 skips it): each untraced
+		# arm's logits of the last 40 of 600 random ids (< 1000, in any
+		# vocabulary), fed as one-row decode steps after a prefill of the
+		# rest (`marlin logits --decode`), against the first arm's, by
+		# logits_diff.py (2e-3 of the largest logit; any NaN fails). A build whose tests passed gave NaN only
+		# past ~26 layers of this shape, which the speed runs cannot show
+		# (2026-11-29, fourth session).
+		dir=$(grep -ohE '"model": "[^"]+"' "$OUT"/ab$si-*.log 2>/dev/null | head -1 | cut -d'"' -f4)
+		if [ "${AB_CHECK:-1}" = 1 ] && [ -d "$dir" ]; then
+			ids=$(python3 -c "import random; r = random.Random(5); print(','.join(str(r.randrange(1000)) for _ in range(600)))")
+			files=()
+			for ai in "${!arms[@]}"; do
+				IFS='|' read -r bin envset <<<"${arms[$ai]}"
+				[[ "$envset" == *TRACE* ]] && continue
+				f="$OUT/logits$si-$ai.json"
+				run "logits $model $bin $envset" 20 120 "$OUT/logits$si-$ai.err" bash -c "env $envset ./gpubin/$bin logits '$dir' --ids $ids --decode 40 --last 40 --json --device cuda >'$f'"
+				files+=("$f")
+			done
+			[ ${#files[@]} -gt 1 ] && note "$(python3 scripts/device/logits_diff.py "${files[@]}" 2>&1 | cut -c1-160)"
+			rm -f "${files[@]}"
+		fi
 		if want profile; then
 			MARLIN_CUDA_PROFILE=1 run "profile $model" 30 90 "$OUT/profile-$model.log" ./gpubin/marlin bench --synthetic "$model" --format "$fmt:$grp" $extra --device cuda --prompt 512 --gen 16 --membw=false
 			grep -A24 "kernel times" "$OUT/profile-$model.log" | head -26
