@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 
@@ -21,7 +22,7 @@ func logitsCmd(args []string) error {
 	idsFlag := f.String("ids", "", "token ids, comma-separated")
 	decode := f.Int("decode", 0, "feed the last N ids one at a time (decode steps: one row a pass) after the others in one pass")
 	last := f.Int("last", 0, "print only the last K positions' logits (0: all)")
-	asJSON := f.Bool("json", false, `print {"ids":[...],"from":P,"logits":[[...], ...]} (logits of positions P, P+1, …)`)
+	asJSON := f.Bool("json", false, `print {"ids":[...],"from":P,"logits":[[...], ...]} (logits of positions P, P+1, …; null for NaN or ±Inf)`)
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
@@ -55,7 +56,7 @@ func logitsCmd(args []string) error {
 	w := bufio.NewWriter(os.Stdout)
 	defer w.Flush()
 	if *asJSON {
-		return json.NewEncoder(w).Encode(map[string]any{"ids": ids, "from": from, "logits": logits[from:]})
+		return writeLogitsJSON(w, ids, from, logits[from:])
 	}
 	for i := from; i < len(ids); i++ {
 		row := logits[i]
@@ -130,4 +131,37 @@ func allLogits(s *session, ids []int32, decode int) ([][]float32, error) {
 		out = append(out, row...)
 	}
 	return out, nil
+}
+
+// writeLogitsJSON prints {"ids":[...],"from":P,"logits":[[...], ...]} and
+// a newline, each logit as the shortest decimal that reads back as the
+// same float32, and null where it is NaN or ±Inf (which JSON cannot hold:
+// a broken kernel's logits still print, and say where they broke).
+func writeLogitsJSON(w *bufio.Writer, ids []int32, from int, logits [][]float32) error {
+	idsJSON, err := json.Marshal(ids)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, `{"ids":%s,"from":%d,"logits":[`, idsJSON, from)
+	var buf []byte
+	for i, row := range logits {
+		if i > 0 {
+			w.WriteByte(',')
+		}
+		buf = append(buf[:0], '[')
+		for j, v := range row {
+			if j > 0 {
+				buf = append(buf, ',')
+			}
+			if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
+				buf = append(buf, "null"...)
+			} else {
+				buf = strconv.AppendFloat(buf, f, 'g', -1, 32)
+			}
+		}
+		buf = append(buf, ']')
+		w.Write(buf)
+	}
+	_, err = w.WriteString("]}\n")
+	return err
 }

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/marlin-llm/marlin/backend/cpu"
@@ -198,6 +201,39 @@ func TestLogitsDecode(t *testing.T) {
 			}
 			if !(maxDiff <= 1e-4*maxAbs) || maxAbs == 0 {
 				t.Errorf("%d steps, position %d: differs from the whole pass by %.3g (max |logit| %.3g)", n, p, maxDiff, maxAbs)
+			}
+		}
+	}
+}
+
+// TestLogitsJSON checks `marlin logits --json`'s writer: every finite value
+// reads back as the same float32, NaN and ±Inf print as null, and the
+// ids and the first position are there.
+func TestLogitsJSON(t *testing.T) {
+	rows := [][]float32{{1.5, float32(math.NaN()), -3.25e-7}, {float32(math.Inf(1)), 0.1, float32(math.Inf(-1))}}
+	var b strings.Builder
+	w := bufio.NewWriter(&b)
+	if err := writeLogitsJSON(w, []int32{4, 5, 6}, 1, rows); err != nil {
+		t.Fatal(err)
+	}
+	w.Flush()
+	var got struct {
+		IDs    []int32      `json:"ids"`
+		From   int          `json:"from"`
+		Logits [][]*float64 `json:"logits"`
+	}
+	if err := json.Unmarshal([]byte(b.String()), &got); err != nil {
+		t.Fatalf("%v in %q", err, b.String())
+	}
+	if !slices.Equal(got.IDs, []int32{4, 5, 6}) || got.From != 1 || len(got.Logits) != 2 {
+		t.Fatalf("ids %v, from %d, %d rows", got.IDs, got.From, len(got.Logits))
+	}
+	for i, row := range rows {
+		for j, v := range row {
+			g := got.Logits[i][j]
+			finite := !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0)
+			if finite != (g != nil) || finite && float32(*g) != v {
+				t.Errorf("logit [%d][%d] = %v printed as %v", i, j, v, g)
 			}
 		}
 	}
