@@ -67,7 +67,8 @@
 // without thread-block clusters), MARLIN_QMV_BPS and MARLIN_QMV_MINSTEPS (the decode
 // kernels' grid), MARLIN_CUDA_TILECLUSTER=0 (the decode products always
 // on the stripes), MARLIN_TC_C and MARLIN_TC_MINSTEPS (a forced cluster
-// size, the fewest steps a cluster's warp gets), MARLIN_CUDA_TCGEMM=0,
+// size, the fewest steps a cluster's warp gets), MARLIN_TC_SHARE (1: tile
+// clusters up to a stripe grid of the whole device, not half), MARLIN_CUDA_TCGEMM=0,
 // MARLIN_TC_MIN and MARLIN_TC_MAX
 // (tc_qgemm off, or its row range), MARLIN_TRELLIS_BLOCKS (the EXL3
 // kernel's grid), MARLIN_CUBLAS (the library's path, or off),

@@ -773,11 +773,15 @@ func tcSplits(tiles, spt, sms int) int {
 // the stripes; tileClusterMinSteps (MARLIN_TC_MINSTEPS) is the fewest
 // steps of 32 inputs a warp of a tile cluster gets; tileClusterForce
 // (MARLIN_TC_C = 1, 2, 4 or 8; for measurements) takes that cluster size
-// wherever the steps allow it.
+// wherever the steps allow it; tileClusterShare (MARLIN_TC_SHARE, for
+// measurements) is chooseTileCluster's bound on the stripes' share of the
+// device: clusters where tileClusterShare·stripeBlocks < stripeSlots (2:
+// less than half; 1: the Llama-3-8B q/k/v product's 384 of 528 too).
 var (
 	tileClusterOn       = os.Getenv("MARLIN_CUDA_TILECLUSTER") != "0"
 	tileClusterMinSteps = max(1, envInt("MARLIN_TC_MINSTEPS", 2))
 	tileClusterForce    = envInt("MARLIN_TC_C", 0)
+	tileClusterShare    = max(1, envInt("MARLIN_TC_SHARE", 2))
 )
 
 // tileClusters returns the cluster size C (1, 2, 4 or 8) for m's product
@@ -814,7 +818,7 @@ func (b *Backend) tileClusters(ft, f uintptr, m *matrix, M int) int {
 // keeping at least tileClusterMinSteps steps.
 func chooseTileCluster(ntiles, spt, M, stripeBlocks, stripeSlots int, resident func(C int) int) int {
 	traffic := 2 * 4 * stripeBlocks * M * 256 // the warps' partials, written and read
-	if 2*stripeBlocks >= stripeSlots && 4*traffic < ntiles*spt*1024 {
+	if tileClusterShare*stripeBlocks >= stripeSlots && 4*traffic < ntiles*spt*1024 {
 		return 0
 	}
 	for C := 8; C >= 1; C /= 2 {

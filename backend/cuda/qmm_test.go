@@ -110,6 +110,16 @@ func TestChooseTileCluster(t *testing.T) {
 			t.Errorf("K %d N %d M %d: cluster size %d, want %d", c.k, c.n, c.m, got, c.want)
 		}
 	}
+	// MARLIN_TC_SHARE=1: the one-row q/k/v product of the 8B shape (384 of
+	// 528 stripe blocks) on clusters of 4, gate/up's (a full grid) not
+	defer func(s int) { tileClusterShare = s }(tileClusterShare)
+	tileClusterShare = 1
+	for _, c := range []struct{ k, n, want int }{{4096, 6144, 4}, {4096, 28672, 0}, {14336, 4096, 0}} {
+		ntiles, spt := c.n/64, c.k/32
+		if got := chooseTileCluster(ntiles, spt, 1, stripeGrid(slots, ntiles*spt), slots, resident); got != c.want {
+			t.Errorf("share 1, K %d N %d M 1: cluster size %d, want %d", c.k, c.n, got, c.want)
+		}
+	}
 }
 
 // TestTCSplits checks tc_qgemm's choice of split-K: in range (each split
