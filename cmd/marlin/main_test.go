@@ -125,10 +125,12 @@ func TestRunWholeContext(t *testing.T) {
 func TestCLIErrors(t *testing.T) {
 	fixture := "../../testdata/models/llama-mqa-f32-bias"
 	for _, args := range [][]string{
-		{"logits", fixture},                   // no --ids
-		{"logits", fixture, "--ids", "1,x"},   // bad id
-		{"logits", fixture, "--ids", "99999"}, // outside the vocabulary
-		{"logits", t.TempDir(), "--ids", "1"}, // not a model
+		{"logits", fixture},                                  // no --ids
+		{"logits", fixture, "--ids", "1,x"},                  // bad id
+		{"logits", fixture, "--ids", "99999"},                // outside the vocabulary
+		{"logits", t.TempDir(), "--ids", "1"},                // not a model
+		{"logits", fixture, "--ids", "1,2", "--decode", "3"}, // more steps than ids
+		{"logits", fixture, "--ids", "1,2", "--last", "-1"},
 		{"run", fixture, "--ids", "1", "--device", "tpu"},
 		{"run", fixture, "--ids", "1", "--device", "cuda"},
 		{"quantize", fixture, t.TempDir(), "--format", "int5"},
