@@ -117,14 +117,9 @@ func TestEXL3WithoutLogicalShapes(t *testing.T) {
 	}
 	logits := func() []float32 {
 		t.Helper()
-		be := cpu.New(2)
-		defer be.Close()
-		m, err := model.Load(dir, be)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
-		out, err := allLogits(&session{dir: dir, be: be, m: m}, []int32{1, 7, 42, 300}, 0)
+		s := cpuSession(t, dir)
+		defer s.Close()
+		out, err := allLogits(s, []int32{1, 7, 42, 300}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -163,23 +158,29 @@ func TestEXL3WithoutLogicalShapes(t *testing.T) {
 	}
 }
 
+// cpuSession loads the model in dir on a CPU backend of two threads.
+func cpuSession(t *testing.T, dir string) *session {
+	t.Helper()
+	be := cpu.New(2)
+	m, err := model.Load(dir, be)
+	if err != nil {
+		be.Close()
+		t.Fatal(err)
+	}
+	return &session{dir: dir, be: be, m: m}
+}
+
 // TestLogitsDecode checks `marlin logits --decode N`: the last N ids fed
 // one at a time (one-row passes, the decode path) give the logits of one
-// pass over them all, on the CPU, within 1e-4 · max|logit| (the same products in
-// another order of rows: float32 rounding only).
+// pass over them all, on the CPU, within 1e-4 · max|logit| (the same
+// products in another order of rows: float32 rounding only).
 func TestLogitsDecode(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "m")
 	if err := writeSynthetic(dir, shapes["tiny"], quantize.Options{}, false); err != nil {
 		t.Fatal(err)
 	}
-	be := cpu.New(2)
-	defer be.Close()
-	m, err := model.Load(dir, be)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	s := &session{dir: dir, be: be, m: m}
+	s := cpuSession(t, dir)
+	defer s.Close()
 	ids := []int32{1, 7, 42, 300, 5, 9, 17, 2, 64, 33, 11, 12, 13, 14, 15, 16, 18, 19}
 	whole, err := allLogits(s, ids, 0)
 	if err != nil {

@@ -197,9 +197,9 @@ if want ab && ab_ready; then
 		# arm's logits of the last 40 of 600 random ids (< 1000, in any
 		# vocabulary), fed as one-row decode steps after a prefill of the
 		# rest (`marlin logits --decode`), against the first arm's, by
-		# logits_diff.py (2e-3 of the largest logit; any NaN fails). A build whose tests passed gave NaN only
-		# past ~26 layers of this shape, which the speed runs cannot show
-		# (2026-11-29, fourth session).
+		# logits_diff.py (2e-3 of the largest logit; any NaN fails). A build
+		# whose tests passed gave NaN only past ~26 layers of this shape,
+		# which the speed runs cannot show (2026-11-29, fourth session).
 		dir=$(grep -ohE '"model": "[^"]+"' "$OUT"/ab$si-*.log 2>/dev/null | head -1 | cut -d'"' -f4)
 		if [ "${AB_CHECK:-1}" = 1 ] && [ -d "$dir" ]; then
 			ids=$(python3 -c "import random; r = random.Random(5); print(','.join(str(r.randrange(1000)) for _ in range(600)))")

@@ -3,9 +3,9 @@
 outputs (the same ids and positions) position by position: for each OTHER,
 the largest |Δlogit| relative to REF's largest |logit| at that position,
 and the count of values that are not finite (NaN or ±Inf, which `marlin
-logits` prints as null). Exit status 1 when any OTHER has a non-finite value, is unreadable,
-or differs by more than --tol (default 2e-3, the GPU tests' bound for
-fp16-rounded products) at some position."""
+logits` prints as null). Exit status 1 when any OTHER has a non-finite
+value, is unreadable, or differs by more than --tol (default 2e-3, the GPU
+tests' bound for fp16-rounded products) at some position."""
 import json
 import math
 import sys
@@ -36,7 +36,7 @@ def main(argv):
         if other is None or len(other) != len(ref):
             bad = True
             continue
-        worst, nonfinite, rows = 0.0, 0, []
+        nonfinite, rows = 0, []
         for a, b in zip(ref, other):
             top = max(abs(x) for x in a if x is not None)
             nonfinite += sum(1 for y in b if y is None)
