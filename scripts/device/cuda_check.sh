@@ -209,7 +209,7 @@ if want ab && ab_ready; then
 				[[ "$envset" == *TRACE* ]] && continue
 				f="$OUT/logits$si-$ai.json"
 				run "logits $model $bin $envset" 20 120 "$OUT/logits$si-$ai.err" bash -c "env $envset ./gpubin/$bin logits '$dir' --ids $ids --decode 40 --last 40 --json --device cuda >'$f'"
-				files+=("$f")
+				[ -s "$f" ] && files+=("$f") # (a skipped or failed run leaves none: its log says why)
 			done
 			[ ${#files[@]} -gt 1 ] && note "$(python3 scripts/device/logits_diff.py "${files[@]}" 2>&1 | cut -c1-160)"
 			rm -f "${files[@]}"
