@@ -157,9 +157,10 @@ if want perf; then
 	fi
 fi
 
-# 3. end to end: the Llama-3-8B shape in BF16 and INT4 g128
+# 3. end to end: the Llama-3-8B shape in BF16 and INT4 g128 (BENCH_FLAGS:
+# more flags, e.g. '--head-bits 4' for the INT4 model's head at 4 bits)
 if want bench; then
-	run bench 60 400 "$OUT/bench.log" ./gpubin/marlin bench --synthetic llama3-8b --format bf16,int4:128 --device cuda --prompt 512 --gen 64 --membw=false --json
+	run bench 60 400 "$OUT/bench.log" ./gpubin/marlin bench --synthetic llama3-8b --format bf16,int4:128 --device cuda --prompt 512 --gen 64 --membw=false --json ${BENCH_FLAGS:-}
 	grep -E "cuBLAS" "$OUT/perf.log"
 	grep -vE '^\s*$' "$OUT/bench.log" | grep -E 'decode_tokens|prefill_tokens|weight_bytes|kv_bytes_8k|"model"|building|Error|error' | head -30
 fi
