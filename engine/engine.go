@@ -376,8 +376,10 @@ func (e *Engine) loop(pool *blockPool) {
 			continue
 		}
 
-		// Build the batch.
+		// Build the batch. The stats then count the blocks it took, before
+		// any of its tokens reach a client.
 		b, rows, sampled := e.plan(&running, &waiting, pool)
+		e.setStats(len(running), pool)
 		if len(b.Tokens) == 0 {
 			continue
 		}

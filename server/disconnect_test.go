@@ -53,6 +53,10 @@ func TestDisconnectFreesBlocks(t *testing.T) {
 		client := &http.Client{Transport: &http.Transport{}}
 		body := `{"prompt":"ROMEO:","max_tokens":500,"stream":true}`
 		resp, _ := openStream(t, context.Background(), client, s.url+"/v1/completions", body)
+		t.Cleanup(func() { // (when a check below fails: no connection left for the next test's leak check)
+			resp.Body.Close()
+			client.CloseIdleConnections()
+		})
 		st := s.engine.Stats()
 		if st.KVBlocksUsed == 0 || st.Running != 1 {
 			t.Fatalf("while streaming: %+v", st)
