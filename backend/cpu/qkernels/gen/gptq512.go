@@ -432,6 +432,12 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 	if 4*na+2*c+1 > 32 {
 		panic("registers")
 	}
+	// With registers to spare (one x row), each row's six x dwords (three
+	// digits, low and high nibbles) are broadcast once into registers
+	// rather than as a memory operand of every column vector's VPDPBUSD:
+	// 6 loads a row instead of 6·C.
+	xr := func(d, h int) string { return reg(4*na + 2*c + 1 + 2*d + h) }
+	xregs := 4*na+2*c+1+6*mc <= 32 && !half && mc == 1
 	plan := fmt.Sprintf("// Register plan: %s..%s float accumulators acc[m][c], %s..%s the unit's\n"+
 		"// digit sums [m][c][digit], %s.. the low and high nibbles of each column\n"+
 		"// vector's qweight row, %s the nibble mask 0x0f0f0f0f.",
@@ -465,7 +471,19 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 				w("VPSRLD\t$4, %s, %s", hi(ci), hi(ci))
 				w("VPANDD\t%s, %s, %s", mask, hi(ci), hi(ci))
 			}
-			for m := 0; m < mc; m++ {
+			if xregs {
+				for d := 0; d < 3; d++ {
+					w("VPBROADCASTD\t%d(BX), %s", 32*d+8*r, xr(d, 0))
+					w("VPBROADCASTD\t%d(BX), %s", 32*d+8*r+4, xr(d, 1))
+				}
+				for ci := 0; ci < c; ci++ {
+					for d := 0; d < 3; d++ {
+						w("VPDPBUSD\t%s, %s, %s", xr(d, 0), lo(ci), iacc(0, ci, d))
+						w("VPDPBUSD\t%s, %s, %s", xr(d, 1), hi(ci), iacc(0, ci, d))
+					}
+				}
+			}
+			for m := 0; m < mc && !xregs; m++ {
 				for ci := 0; ci < c; ci++ {
 					for d := 0; d < 3; d++ {
 						off := 128*m + 32*d + 8*r
