@@ -167,11 +167,20 @@ func benchOne(mo *modelOpts, dir string, promptN, genN, batchN int, membw bool, 
 			runtime.GC()
 		}
 	}
-	// decode runs twice on backends with graphs, after two warm-up steps
-	// (the first issues a step, the second captures it into a graph)
-	total := promptN + 2*genN + 2
+	// decode runs after two warm-up steps (on a GPU the first issues a
+	// step, the second captures it into a graph), and on backends with
+	// graphs a second time without them
+	runs := 1
+	if _, ok := s.be.(interface{ SetGraphs(bool) }); ok {
+		runs = 2
+	}
+	total := promptN + runs*genN + 2
 	if info.ContextLength > 0 && total > info.ContextLength {
-		return nil, fmt.Errorf("--prompt + --gen = %d exceeds the context length %d", total, info.ContextLength)
+		how := fmt.Sprintf("--prompt %d + --gen %d + 2 warm-up steps", promptN, genN)
+		if runs == 2 {
+			how = fmt.Sprintf("--prompt %d + 2 × --gen %d (with and without graphs) + 2 warm-up steps", promptN, genN)
+		}
+		return nil, fmt.Errorf("%s = %d positions exceed the context length %d", how, total, info.ContextLength)
 	}
 	spec := kvSpec
 	spec.BlockSize = 16

@@ -174,3 +174,24 @@ func TestKVTypeFor(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchContext: on the CPU (no graphs, decode runs once) a prompt and
+// a decode that fit the context with the two warm-up steps run; one
+// position more is refused with a message that counts them.
+func TestBenchContext(t *testing.T) {
+	fixture := "../../testdata/models/llama-mqa-f32-bias" // context 512
+	if out, code := capture(t, "bench", fixture, "--device", "cpu", "--prompt", "300", "--gen", "210", "--membw=false", "--json"); code != 0 {
+		t.Fatalf("300 + 210 + 2 = 512 positions: exit %d, %s", code, out)
+	}
+	old := os.Stderr
+	r, w, _ := os.Pipe()
+	os.Stderr = w
+	_, code := capture(t, "bench", fixture, "--device", "cpu", "--prompt", "300", "--gen", "211", "--membw=false")
+	w.Close()
+	os.Stderr = old
+	var msg bytes.Buffer
+	io.Copy(&msg, r)
+	if code == 0 || !strings.Contains(msg.String(), "--prompt 300 + --gen 211 + 2 warm-up steps = 513 positions exceed the context length 512") {
+		t.Errorf("513 positions: exit %d, stderr %q", code, msg.String())
+	}
+}
