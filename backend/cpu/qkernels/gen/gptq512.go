@@ -432,12 +432,13 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 	if 4*na+2*c+1 > 32 {
 		panic("registers")
 	}
-	// With registers to spare (one x row), each row's six x dwords (three
-	// digits, low and high nibbles) are broadcast once into registers
-	// rather than as a memory operand of every column vector's VPDPBUSD:
-	// 6 loads a row instead of 6·C.
+	// With six registers to spare and more than one column vector, each x
+	// row's six dwords of a qweight row (three digits, low and high
+	// nibbles) are broadcast once into registers rather than as a memory
+	// operand of every column vector's VPDPBUSD: 6 loads an x row instead
+	// of 6·C (one x row hot: 80 → 110 G weights/s a core, docs/perf.md).
 	xr := func(d, h int) string { return reg(4*na + 2*c + 1 + 2*d + h) }
-	xregs := 4*na+2*c+1+6*mc <= 32 && !half && mc == 1
+	xregs := 4*na+2*c+1+6 <= 32 && !half && c > 1
 	plan := fmt.Sprintf("// Register plan: %s..%s float accumulators acc[m][c], %s..%s the unit's\n"+
 		"// digit sums [m][c][digit], %s.. the low and high nibbles of each column\n"+
 		"// vector's qweight row, %s the nibble mask 0x0f0f0f0f.",
@@ -471,15 +472,15 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 				w("VPSRLD\t$4, %s, %s", hi(ci), hi(ci))
 				w("VPANDD\t%s, %s, %s", mask, hi(ci), hi(ci))
 			}
-			if xregs {
+			for m := 0; m < mc && xregs; m++ {
 				for d := 0; d < 3; d++ {
-					w("VPBROADCASTD\t%d(BX), %s", 32*d+8*r, xr(d, 0))
-					w("VPBROADCASTD\t%d(BX), %s", 32*d+8*r+4, xr(d, 1))
+					w("VPBROADCASTD\t%d(BX), %s", 128*m+32*d+8*r, xr(d, 0))
+					w("VPBROADCASTD\t%d(BX), %s", 128*m+32*d+8*r+4, xr(d, 1))
 				}
 				for ci := 0; ci < c; ci++ {
 					for d := 0; d < 3; d++ {
-						w("VPDPBUSD\t%s, %s, %s", xr(d, 0), lo(ci), iacc(0, ci, d))
-						w("VPDPBUSD\t%s, %s, %s", xr(d, 1), hi(ci), iacc(0, ci, d))
+						w("VPDPBUSD\t%s, %s, %s", xr(d, 0), lo(ci), iacc(m, ci, d))
+						w("VPDPBUSD\t%s, %s, %s", xr(d, 1), hi(ci), iacc(m, ci, d))
 					}
 				}
 			}
