@@ -371,8 +371,8 @@ func (e *Engine) loop(pool *blockPool) {
 			waiting = waiting[1:]
 			e.waitingN.Add(-1)
 		}
-		e.setStats(len(running), pool)
 		if len(running) == 0 {
+			e.setStats(0, pool)
 			continue
 		}
 

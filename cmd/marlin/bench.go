@@ -170,8 +170,9 @@ func benchOne(mo *modelOpts, dir string, promptN, genN, batchN int, membw bool, 
 	// decode runs after two warm-up steps (on a GPU the first issues a
 	// step, the second captures it into a graph), and on backends with
 	// graphs a second time without them
+	graphs, hasGraphs := s.be.(interface{ SetGraphs(bool) })
 	runs := 1
-	if _, ok := s.be.(interface{ SetGraphs(bool) }); ok {
+	if hasGraphs {
 		runs = 2
 	}
 	total := promptN + runs*genN + 2
@@ -295,18 +296,18 @@ func benchOne(mo *modelOpts, dir string, promptN, genN, batchN int, membw bool, 
 		res.BatchDecodeTokS = float64(batchN*genN) / time.Since(start).Seconds()
 		profileReport(prof, genN, fmt.Sprintf("%s: decode, %d sequences", filepath.Base(s.dir), batchN))
 	}
-	if g, ok := s.be.(interface{ SetGraphs(bool) }); ok {
+	if hasGraphs {
 		// the same decode steps again with every kernel issued separately
-		g.SetGraphs(false)
+		graphs.SetGraphs(false)
 		start = time.Now()
 		for i := range genN {
 			if err := step([]int32{tok}, promptN+2+genN+i); err != nil {
-				g.SetGraphs(true)
+				graphs.SetGraphs(true)
 				return nil, err
 			}
 		}
 		res.DecodeNoGraphTokS = float64(genN) / time.Since(start).Seconds()
-		g.SetGraphs(true)
+		graphs.SetGraphs(true)
 	}
 	res.DecodeGBs = float64(info.DecodeBytes) * res.DecodeTokS / 1e9
 	if c, ok := s.be.(*cpu.Backend); ok && membw {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,6 +30,24 @@ func capture(t *testing.T, args ...string) (string, int) {
 	code := mainErr(args)
 	w.Close()
 	os.Stdout = old
+	return string(<-done), code
+}
+
+// captureStderr runs the CLI with args like capture and returns what it
+// wrote to standard error, and its exit code.
+func captureStderr(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := os.Stderr
+	os.Stderr = w
+	done := make(chan []byte)
+	go func() { b, _ := io.ReadAll(r); done <- b }()
+	_, code := capture(t, args...)
+	w.Close()
+	os.Stderr = old
 	return string(<-done), code
 }
 
@@ -141,16 +158,8 @@ func TestCLIErrors(t *testing.T) {
 		{"serve", fixture, "--port", "0"}, // no tokenizer: the load fails and serve says so
 		{"run", fixture, "--ids", "1", "--kv-type", "f8"},
 	} {
-		old := os.Stderr
-		r, w, _ := os.Pipe()
-		os.Stderr = w
-		_, code := capture(t, args...)
-		w.Close()
-		os.Stderr = old
-		var msg bytes.Buffer
-		io.Copy(&msg, r)
-		if code == 0 || msg.Len() == 0 {
-			t.Errorf("%v: exit %d, stderr %q", args, code, msg.String())
+		if msg, code := captureStderr(t, args...); code == 0 || msg == "" {
+			t.Errorf("%v: exit %d, stderr %q", args, code, msg)
 		}
 	}
 }
@@ -183,15 +192,8 @@ func TestBenchContext(t *testing.T) {
 	if out, code := capture(t, "bench", fixture, "--device", "cpu", "--prompt", "300", "--gen", "210", "--membw=false", "--json"); code != 0 {
 		t.Fatalf("300 + 210 + 2 = 512 positions: exit %d, %s", code, out)
 	}
-	old := os.Stderr
-	r, w, _ := os.Pipe()
-	os.Stderr = w
-	_, code := capture(t, "bench", fixture, "--device", "cpu", "--prompt", "300", "--gen", "211", "--membw=false")
-	w.Close()
-	os.Stderr = old
-	var msg bytes.Buffer
-	io.Copy(&msg, r)
-	if code == 0 || !strings.Contains(msg.String(), "--prompt 300 + --gen 211 + 2 warm-up steps = 513 positions exceed the context length 512") {
-		t.Errorf("513 positions: exit %d, stderr %q", code, msg.String())
+	msg, code := captureStderr(t, "bench", fixture, "--device", "cpu", "--prompt", "300", "--gen", "211", "--membw=false")
+	if code == 0 || !strings.Contains(msg, "--prompt 300 + --gen 211 + 2 warm-up steps = 513 positions exceed the context length 512") {
+		t.Errorf("513 positions: exit %d, stderr %q", code, msg)
 	}
 }

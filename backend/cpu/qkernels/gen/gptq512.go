@@ -472,24 +472,23 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 				w("VPSRLD\t$4, %s, %s", hi(ci), hi(ci))
 				w("VPANDD\t%s, %s, %s", mask, hi(ci), hi(ci))
 			}
-			for m := 0; m < mc && xregs; m++ {
-				for d := 0; d < 3; d++ {
-					w("VPBROADCASTD\t%d(BX), %s", 128*m+32*d+8*r, xr(d, 0))
-					w("VPBROADCASTD\t%d(BX), %s", 128*m+32*d+8*r+4, xr(d, 1))
-				}
-				for ci := 0; ci < c; ci++ {
+			for m := 0; m < mc; m++ {
+				// x's dword of digit d and nibble half h: each VPDPBUSD's
+				// broadcast memory operand, or (xregs) a register loaded once
+				src := func(d, h int) string { return fmt.Sprintf("%d(BX)", 128*m+32*d+8*r+4*h) }
+				op := "VPDPBUSD.BCST"
+				if xregs {
 					for d := 0; d < 3; d++ {
-						w("VPDPBUSD\t%s, %s, %s", xr(d, 0), lo(ci), iacc(m, ci, d))
-						w("VPDPBUSD\t%s, %s, %s", xr(d, 1), hi(ci), iacc(m, ci, d))
+						for h := 0; h < 2; h++ {
+							w("VPBROADCASTD\t%s, %s", src(d, h), xr(d, h))
+						}
 					}
+					src, op = xr, "VPDPBUSD"
 				}
-			}
-			for m := 0; m < mc && !xregs; m++ {
 				for ci := 0; ci < c; ci++ {
 					for d := 0; d < 3; d++ {
-						off := 128*m + 32*d + 8*r
-						w("VPDPBUSD.BCST\t%d(BX), %s, %s", off, lo(ci), iacc(m, ci, d))
-						w("VPDPBUSD.BCST\t%d(BX), %s, %s", off+4, hi(ci), iacc(m, ci, d))
+						w("%s\t%s, %s, %s", op, src(d, 0), lo(ci), iacc(m, ci, d))
+						w("%s\t%s, %s, %s", op, src(d, 1), hi(ci), iacc(m, ci, d))
 					}
 				}
 			}
