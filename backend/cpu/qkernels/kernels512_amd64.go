@@ -125,8 +125,14 @@ type gptqZSet struct {
 // depend on M. 4-bit weights on CPUs with VNNI take the integer kernels
 // (gptqVKernels, x blocks from gptqVPrepZ) at every M, which keep that
 // property: their unit sums are exact integers.
+//
+// FP4 weights (fp4VNNI) run here too, from their packed copy in this
+// layout (newGptqPacked), on the e2m1 VNNI kernels (gptqFKernels): no zero
+// points, and each x block's factor halved and its ΣX multiplied by 12 as
+// those kernels expect (gen/gptq512.go).
 func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weight, a0, a1 int) {
-	K, N, bits := w.In, w.Out, w.Bits
+	K, N, bits := w.In, w.Out, packedBits(w)
+	e2m1 := w.Format == quant.FP4
 	sub := gptqSubRows
 	for w.Group%sub != 0 {
 		sub /= 2
@@ -137,11 +143,17 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 	units := K / 32
 	coef := gptqCoef[bits]
 
-	zp, zstride, off := zeroRows(sc, w, a0, a1)
-	uniform := 0
-	if w.Zeros == nil || w.ZerosUniform {
-		uniform = 1
-		off = float32(zeroOf(w, 0, 0))
+	var zp unsafe.Pointer
+	var zstride int
+	var off float32
+	uniform := 1
+	if !e2m1 {
+		zp, zstride, off = zeroRows(sc, w, a0, a1)
+		uniform = 0
+		if w.Zeros == nil || w.ZerosUniform {
+			uniform = 1
+			off = float32(zeroOf(w, 0, 0))
+		}
 	}
 	for m := 0; m < M; m++ {
 		clear(dst[m*ldd+a0 : m*ldd+a1])
@@ -151,14 +163,14 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 	pf := gptqZPrefetch(sub/32*bits, N, a1-a0)
 	var pk *gptqPacked
 	pkpf, pkspf := 0, 0
-	if gptqUsePack {
+	if gptqUsePack || e2m1 {
 		pk = gptqPackOf(w)
 		if !gptqNoPrefetch {
 			pkpf = gptqPackAhead * pk.full
 		}
 		pkspf = max(1, gptqPackAhead) * pk.full
 	}
-	vnni := bits == 4 && useVNNI
+	vnni := bits == 4 && useVNNI || e2m1
 	for m0 := 0; m0 < M; {
 		var mc int
 		var ks gptqZSet
@@ -168,11 +180,22 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 			// unit sums after them
 			mc = gptqVRowChunk(M - m0)
 			ks = gptqVKernels[mc]
+			if e2m1 {
+				ks = gptqFKernels[mc]
+			}
 			buf = sc.floats(34 * units * mc)
 			xf, sx = buf[:32*units*mc], buf[32*units*mc:]
 			for m := 0; m < mc; m++ {
 				xr := x[(m0+m)*K : (m0+m+1)*K]
 				gptqVPrepZ((*byte)(unsafe.Pointer(&xf[32*m])), 128*mc, &xr[0], gptqVOrder, &sx[2*m], 8*mc, units, -off)
+				if e2m1 {
+					// the kernels sum 12 + 2·v: half the factor, 12·ΣX off
+					for i := 32 * m; i < len(xf); i += 32 * mc {
+						xf[i+24] *= 0.5
+						sum := (*int32)(unsafe.Pointer(&xf[i+25]))
+						*sum *= 12
+					}
+				}
 			}
 		} else {
 			mc = gptqRowChunk(M - m0)

@@ -116,13 +116,31 @@ func gptqFastSIMD(sc *scratch, dst []float32, ldd int, x []float32, M int, w *qu
 	}
 }
 
-// prepareGPTQ makes the kernels' copies of w now: an act-order weight's
-// sorted form, and the packed copy when the AVX-512 kernels will read it
-// (the fast kernels, at least one 8-column block).
-func prepareGPTQ(w *quant.Weight) bool {
+// fp4VNNI reports whether the FP4 weight w runs on the e2m1 VNNI kernels
+// of the GPTQ layout (AVX512_VNNI, groups of whole units of 32, at least
+// one 8-column block): FP4 then decodes as fast as INT4, where the
+// row-major float kernels decode its codes to float32 first. MXFP4 and
+// NVFP4 keep the row-major kernels (their scales are not fp16 values, or
+// their groups are shorter than a unit).
+func fp4VNNI(w *quant.Weight) bool {
+	return useAVX512 && useVNNI && w.Format == quant.FP4 && w.Group%32 == 0 && w.In%32 == 0 && w.Out >= 8
+}
+
+// preparePacked makes the kernels' copies of a GPTQ or FP4 weight w now:
+// an act-order weight's sorted form, and the packed copy when the AVX-512
+// kernels will read it (the fast kernels, at least one 8-column block; FP4
+// on the e2m1 VNNI kernels).
+func preparePacked(w *quant.Weight) bool {
 	copied := false
 	if ap := actPermOf(w); ap != nil {
 		w, copied = ap.wp, true
+	}
+	if fp4VNNI(w) {
+		gptqPackOf(w)
+		return true
+	}
+	if w.Format != quant.GPTQ {
+		return false
 	}
 	if useAVX512 && gptqUsePack && gptqFast(w) && w.Out >= 8 {
 		gptqPackOf(w)
@@ -413,6 +431,17 @@ func fpMinK(w *quant.Weight) int {
 }
 
 func fpSIMD(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weight, n0, n1 int) bool {
+	if a0, a1 := (n0+7)&^7, n1&^7; fp4VNNI(w) && a0 < a1 {
+		// the 8-aligned columns on the e2m1 VNNI kernels, the others
+		// (also at every M) on the row-major ones
+		gptqZ(sc, dst, ldd, x, M, w, a0, a1)
+		for _, r := range [][2]int{{n0, a0}, {a1, n1}} {
+			if r[0] < r[1] && !fpZ(sc, dst, ldd, x, M, w, r[0], r[1]) {
+				fpGeneric(sc, dst, ldd, x, M, w, r[0], r[1], 0)
+			}
+		}
+		return true
+	}
 	if useAVX512 {
 		return fpZ(sc, dst, ldd, x, M, w, n0, n1)
 	}

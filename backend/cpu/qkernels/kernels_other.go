@@ -22,8 +22,11 @@ func fpSIMD(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.We
 	return false
 }
 
-// prepareGPTQ: the portable kernels read the checkpoint layout.
-func prepareGPTQ(w *quant.Weight) bool { return false }
+// preparePacked: the portable kernels read the checkpoint layout.
+func preparePacked(w *quant.Weight) bool { return false }
+
+// fp4VNNI: FP4 takes the row-major kernels here.
+func fp4VNNI(w *quant.Weight) bool { return false }
 
 // packSorted: no packed copies here.
 func packSorted(wp *quant.Weight) {}

@@ -72,11 +72,25 @@ func (p *gptqPacked) tile(wt int) (codes, total int) {
 // col returns the byte offset of column tile t (all tiles before it full).
 func (p *gptqPacked) col(t int) int { return t * p.G * p.full }
 
+// packedBits is the code width of w's packed copy: GPTQ's bits, 4 for FP4.
+func packedBits(w *quant.Weight) int {
+	if w.Format == quant.FP4 {
+		return 4
+	}
+	return w.Bits
+}
+
+// newGptqPacked makes the packed copy of a GPTQ weight, or of an FP4 one
+// (fp4VNNI): its rows of e2m1 codes transposed into qweight words (the
+// word of input rows 8r … 8r+7 of column n is bytes 4r … 4r+3 of row n,
+// low nibble first in both) and its fp16 scales [Out, Groups] into scale
+// rows, without zero points.
 func newGptqPacked(w *quant.Weight) *gptqPacked {
-	K, N, bits := w.In, w.Out, w.Bits
+	K, N, bits := w.In, w.Out, packedBits(w)
+	e2m1 := w.Format == quant.FP4
 	p := &gptqPacked{
 		T: 16 * gptqZKernels[bits][1].c[0], G: K / w.Group, cpg: 4 * bits * w.Group / 32,
-		zeros: !(w.Zeros == nil || w.ZerosUniform), bits: bits,
+		zeros: !(w.Zeros == nil || w.ZerosUniform) && !e2m1, bits: bits,
 		data: unsafe.Pointer(unsafe.SliceData(w.Data)), scales: unsafe.Pointer(unsafe.SliceData(w.Scales)),
 		zp: unsafe.Pointer(unsafe.SliceData(w.Zeros)), uniform: w.ZerosUniform,
 	}
@@ -109,7 +123,20 @@ func newGptqPacked(w *quant.Weight) *gptqPacked {
 		for g := 0; g < p.G; g++ {
 			o := 0
 			for r := g * rowsPerGroup; r < (g+1)*rowsPerGroup; r++ {
+				if e2m1 {
+					for j := 0; j < wt; j++ {
+						o += copy(d[o:o+4], w.Data[(t0+j)*(K/2)+4*r:])
+					}
+					continue
+				}
 				o += copy(d[o:o+4*wt], w.Data[r*4*N+4*t0:])
+			}
+			if e2m1 {
+				for j := 0; j < wt; j++ {
+					copy(d[codes+2*j:codes+2*j+2], w.Scales[2*((t0+j)*p.G+g):])
+				}
+				d = d[tb:]
+				continue
 			}
 			copy(d[codes:codes+2*wt], w.Scales[g*2*N+2*t0:])
 			if p.zeros {
@@ -124,7 +151,7 @@ func newGptqPacked(w *quant.Weight) *gptqPacked {
 
 func (p *gptqPacked) matches(w *quant.Weight) bool {
 	return p.data == unsafe.Pointer(unsafe.SliceData(w.Data)) && p.scales == unsafe.Pointer(unsafe.SliceData(w.Scales)) &&
-		p.zp == unsafe.Pointer(unsafe.SliceData(w.Zeros)) && p.uniform == w.ZerosUniform && p.bits == w.Bits
+		p.zp == unsafe.Pointer(unsafe.SliceData(w.Zeros)) && p.uniform == w.ZerosUniform && p.bits == packedBits(w)
 }
 
 // gptqPacks holds the packed copies of live Weights.

@@ -120,10 +120,10 @@ prepdone:
 // subnormal), X = round(x·2^(148−E)) to nearest even, so that |X| ≤ 2^22
 // (VSCALEFPS, VCVTPS2DQ); its digits d0 = X mod± 2^8, d1 = (X − d0)/2^8
 // mod± 2^8, d2 = the rest (|d2| ≤ 65), each 32 bytes, byte p holding input
-// order[p] of the unit, at 0, 32, 64; the float 2^(E−148) at 96. A unit of
-// zeros stores zero digits and factor; a unit with an Inf or NaN zero
-// digits and a NaN factor, so that the products are NaN. The sums as
-// UNITSUM.
+// order[p] of the unit, at 0, 32, 64; the float 2^(E−148) at 96; ΣX as an
+// int32 at 100. A unit of zeros stores zero digits, factor and ΣX; a unit
+// with an Inf or NaN zero digits and ΣX and a NaN factor, so that the
+// products are NaN. The sums as UNITSUM.
 //
 // Registers: DI xd, SI x, DX sx, R8 xd stride, R9 sx stride, CX units,
 // X23 negOff, Z24/Z25 the order, Z26 the |x| mask, X27 1.0, AX E, BX temp,
@@ -178,6 +178,17 @@ vpreploop:
 	VSCALEFPS	Z2, Z9, Z9
 	VCVTPS2DQ	Z8, Z8
 	VCVTPS2DQ	Z9, Z9
+	// ΣX at 100 (|ΣX| ≤ 2^27; the e2m1 kernels' offset)
+	VPADDD	Z9, Z8, Z4
+	VEXTRACTI64X4	$1, Z4, Y5
+	VPADDD	Y5, Y4, Y4
+	VEXTRACTI128	$1, Y4, X5
+	VPADDD	X5, X4, X4
+	VPSHUFD	$0x4e, X4, X5
+	VPADDD	X5, X4, X4
+	VPSHUFD	$0xb1, X4, X5
+	VPADDD	X5, X4, X4
+	VMOVD	X4, 100(DI)
 	// the factor 2^(E−148) = 1·2^−(148−E), a subnormal below E = 22
 	VXORPS	X3, X3, X3
 	VSUBSS	X2, X3, X2
@@ -200,6 +211,7 @@ vprepzero:
 	XORL	BX, BX
 vprepclear:
 	MOVL	BX, 96(DI)
+	MOVL	$0, 100(DI)
 	VPXORD	Z2, Z2, Z2
 	VMOVDQU32	Z2, 0(DI)
 	VMOVDQU32	Y2, 64(DI)

@@ -12,13 +12,15 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/marlin-llm/marlin/dtype"
 	"github.com/marlin-llm/marlin/quant"
 )
 
 // vnniPrepRef is the plain form of gptqVPrepZ for one unit of 32 inputs:
 // the 128-byte x block (three digit arrays, byte p for input order(p),
-// then the factor) and the unit's sum.
+// then the factor and ΣX) and the unit's sum.
 func vnniPrepRef(x []float32, order func(p int) int) (blk [128]byte, sum float32) {
+	var sumX int32
 	var maxBits uint32
 	for _, v := range x {
 		maxBits = max(maxBits, math.Float32bits(v)&0x7fffffff)
@@ -37,13 +39,16 @@ func vnniPrepRef(x []float32, order func(p int) int) (blk [128]byte, sum float32
 			d1 := int8(X1)
 			d2 := int8((X1 - int32(d1)) >> 8)
 			blk[p], blk[32+p], blk[64+p] = byte(d0), byte(d1), byte(d2)
+			sumX += X
 		}
 	}
 	*(*float32)(unsafe.Pointer(&blk[96])) = factor
+	*(*int32)(unsafe.Pointer(&blk[100])) = sumX
 	return blk, sum64(x)
 }
 
-// TestVNNIPrep checks gptqVPrepZ byte for byte against vnniPrepRef on
+// TestVNNIPrep checks gptqVPrepZ byte for byte (digits, factor, ΣX)
+// against vnniPrepRef on
 // random units and on the edges: zeros, a subnormal or the largest finite
 // maximum, Inf and NaN, and values that round to ±2^22; and that the
 // digits give back x: Σ_d 2^(8d)·d_d·factor is x within half a step of
@@ -94,7 +99,7 @@ func TestVNNIPrep(t *testing.T) {
 	gptqVPrepZ(&xd[0], 128, &x[0], gptqVOrder, &sx[0], 8, n, -3)
 	for i, u := range units {
 		want, s := vnniPrepRef(u, order)
-		got := xd[128*i : 128*i+100]
+		got := xd[128*i : 128*i+104]
 		for b := range got {
 			if got[b] != want[b] {
 				t.Fatalf("unit %d (%v): byte %d = %#x, want %#x", i, u[:4], b, got[b], want[b])
@@ -118,6 +123,88 @@ func TestVNNIPrep(t *testing.T) {
 			}
 			if k := order(p); math.Abs(X*f-float64(u[k])) > mx*math.Ldexp(1, -22) {
 				t.Fatalf("unit %d input %d: %g from the digits, x %g", i, k, X*f, u[k])
+			}
+		}
+	}
+}
+
+// TestFP4VNNI checks the FP4 weights' e2m1 VNNI kernels (fp4VNNI) against
+// the reference (dequantized rows, float64 sums; tolerance 1e-5 of Σ|x·w|,
+// as every kernel here: x is rounded to 2^-22 of its unit's largest |x|)
+// on the edges the random cases of TestMatMul do not reach: fp16 scales
+// from the subnormal to the largest, units of x near ±2^22 steps against
+// codes of ±6 everywhere (where Σ(12 + 2v)·X passes 2^31 and only the
+// wrapped sum minus 12·ΣX is exact), zeros, and x of very different
+// magnitudes from unit to unit; every M up to 9, column ranges with tails.
+// It also checks that those weights take the e2m1 kernels.
+func TestFP4VNNI(t *testing.T) {
+	if !hasVNNI {
+		t.Skip("no AVX512_VNNI")
+	}
+	rng := rand.New(rand.NewSource(11))
+	for _, g := range []int{32, 64, 128} {
+		const out, in = 61, 512
+		c := &quant.Codes{Format: quant.FP4, Out: out, In: in, Bits: 4, Group: g, Sym: true}
+		c.Q = make([]uint8, out*in)
+		c.Scales = make([]float32, out*in/g)
+		for n := 0; n < out; n++ {
+			for k := 0; k < in; k++ {
+				q := uint8(rng.Intn(16))
+				switch {
+				case n%4 == 1:
+					q = 7 // +6 everywhere
+				case n%4 == 2:
+					q = 15 // −6 everywhere
+				}
+				c.Q[n*in+k] = q
+			}
+			for b := 0; b < in/g; b++ {
+				var h uint16
+				switch (n + b) % 5 {
+				case 0:
+					h = uint16(1 + rng.Intn(0x3ff)) // subnormal
+				case 1:
+					h = 0x7bff // 65504
+				default:
+					h = uint16(0x1000 + rng.Intn(0x5000))
+				}
+				c.Scales[n*(in/g)+b] = dtype.F16ToF32(h)
+			}
+		}
+		w, err := quant.Pack("fp4", c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !fp4VNNI(w) {
+			t.Fatalf("g%d: not on the e2m1 VNNI kernels", g)
+		}
+		x := randX(rng, 9*in)
+		for u := 0; u < 9*in/32; u++ {
+			xu := x[32*u : 32*u+32]
+			switch u % 6 {
+			case 0:
+				for k := range xu {
+					xu[k] = 1.9999999 // X = 2^22 − 2 each
+				}
+			case 1:
+				for k := range xu {
+					xu[k] = -1.9999999
+				}
+			case 2:
+				clear(xu)
+			case 3:
+				for k := range xu {
+					xu[k] *= 1e-30
+				}
+			case 4:
+				for k := range xu {
+					xu[k] *= 1e20
+				}
+			}
+		}
+		for M := 1; M <= 9; M++ {
+			for _, r := range [][2]int{{0, out}, {5, 58}, {16, 24}} {
+				checkMatMul(t, w, x, M, r[0], r[1], fmt.Sprintf("fp4 g%d edges", g))
 			}
 		}
 	}

@@ -46,6 +46,15 @@ var gptqVKernels = map[int]gptqZSet{
 	4: {[]int{1}, []func(*gptqArgs){gptqzv4M4C1}, gptqyv4M4},
 }
 
+// gptqFKernels[mc]: the AVX-512 VNNI kernels of FP4 (e2m1) codes in the
+// GPTQ layout for mc x rows, as gptqZKernels.
+var gptqFKernels = map[int]gptqZSet{
+	1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqzf4M1C4, gptqzf4M1C2, gptqzf4M1C1}, gptqyf4M1},
+	2: {[]int{2, 1}, []func(*gptqArgs){gptqzf4M2C2, gptqzf4M2C1}, gptqyf4M2},
+	3: {[]int{2, 1}, []func(*gptqArgs){gptqzf4M3C2, gptqzf4M3C1}, gptqyf4M3},
+	4: {[]int{1}, []func(*gptqArgs){gptqzf4M4C1}, gptqyf4M4},
+}
+
 // fpgKernels[kind][mc] are the AVX-512 row-major matrix-vector kernels
 // (mc = −2: one x row, two weight rows at a time), fppKernels[kind] the
 // panel packing ones.
@@ -330,6 +339,42 @@ func gptqzv4M4C1(a *gptqArgs)
 
 //go:noescape
 func gptqyv4M4(a *gptqArgs)
+
+//go:noescape
+func gptqzf4M1C4(a *gptqArgs)
+
+//go:noescape
+func gptqzf4M1C2(a *gptqArgs)
+
+//go:noescape
+func gptqzf4M1C1(a *gptqArgs)
+
+//go:noescape
+func gptqyf4M1(a *gptqArgs)
+
+//go:noescape
+func gptqzf4M2C2(a *gptqArgs)
+
+//go:noescape
+func gptqzf4M2C1(a *gptqArgs)
+
+//go:noescape
+func gptqyf4M2(a *gptqArgs)
+
+//go:noescape
+func gptqzf4M3C2(a *gptqArgs)
+
+//go:noescape
+func gptqzf4M3C1(a *gptqArgs)
+
+//go:noescape
+func gptqyf4M3(a *gptqArgs)
+
+//go:noescape
+func gptqzf4M4C1(a *gptqArgs)
+
+//go:noescape
+func gptqyf4M4(a *gptqArgs)
 
 //go:noescape
 func fpgnvM1R2(a *fpgArgs)

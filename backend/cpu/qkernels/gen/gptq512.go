@@ -77,11 +77,20 @@ func gptq512Cs(bits, mc int) []int {
 	return cs
 }
 
-func gptq512Name(bits, mc, c int, half, vnni bool) string {
-	v := ""
-	if vnni {
-		v = "v"
-	}
+// gptqFamily is a family of GPTQ-layout kernels: the float form, the
+// VNNI integer form of 4-bit codes, or the VNNI form of e2m1 codes (FP4
+// weights repacked into the GPTQ layout, pack512_amd64.go), which maps each
+// code through a byte table first (gptq512VNNI).
+type gptqFamily int
+
+const (
+	famFloat gptqFamily = iota
+	famVNNI
+	famE2M1
+)
+
+func gptq512Name(bits, mc, c int, half bool, fam gptqFamily) string {
+	v := map[gptqFamily]string{famFloat: "", famVNNI: "v", famE2M1: "f"}[fam]
 	if half {
 		return fmt.Sprintf("gptqy%s%dM%d", v, bits, mc)
 	}
@@ -89,10 +98,11 @@ func gptq512Name(bits, mc, c int, half, vnni bool) string {
 }
 
 // gptq512Kernel emits one AVX-512 GPTQ kernel: bits-bit weights, mc x rows,
-// c column vectors of 16 (half: one vector of 8, ymm) per block; vnni: the
-// integer form of the 4-bit kernels (gptq512VNNI).
-func gptq512Kernel(sb *strings.Builder, bits, mc, c int, half, vnni bool) {
-	name := gptq512Name(bits, mc, c, half, vnni)
+// c column vectors of 16 (half: one vector of 8, ymm) per block, of the
+// family fam (famVNNI and famE2M1: gptq512VNNI, 4 bits only).
+func gptq512Kernel(sb *strings.Builder, bits, mc, c int, half bool, fam gptqFamily) {
+	name := gptq512Name(bits, mc, c, half, fam)
+	vnni := fam != famFloat
 	w := func(format string, args ...any) { fmt.Fprintf(sb, "\t"+format+"\n", args...) }
 	P, VB := "Z", 64 // register prefix, vector bytes
 	if half {
@@ -103,7 +113,7 @@ func gptq512Kernel(sb *strings.Builder, bits, mc, c int, half, vnni bool) {
 	acc := func(m, ci int) string { return reg(m*c + ci) }
 	var u gptqUnit
 	if vnni {
-		u = gptq512VNNI(w, reg, acc, mc, c, VB, half)
+		u = gptq512VNNI(w, reg, acc, mc, c, VB, half, fam == famE2M1)
 	} else {
 		u = gptq512Fields(w, reg, acc, bits, mc, c, VB, half)
 	}
@@ -124,7 +134,7 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
 	MOVQ	88(DI), R12
-`, name, bits, map[bool]string{true: " (VNNI)"}[vnni], mc, c, map[bool]string{false: "16-column zmm", true: "8-column ymm"}[half], u.plan, name)
+`, name, bits, map[gptqFamily]string{famVNNI: " (VNNI)", famE2M1: " (VNNI, e2m1 codes)"}[fam], mc, c, map[bool]string{false: "16-column zmm", true: "8-column ymm"}[half], u.plan, name)
 	if !half && (bits == 3 || bits == 4) {
 		w("MOVL\t$0xff00, R14")
 		w("KMOVW\tR14, K1")
@@ -423,13 +433,30 @@ func gptq512Fields(w func(string, ...any), reg func(int) string, acc func(int, i
 // kernels are batch-invariant as the float ones are. (An 8-bit form, the
 // code words as they are and the digit sums combined in float32, was
 // measured and dropped: 6% slower than the float kernel at one x row.)
-func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int) string, mc, c, VB int, half bool) gptqUnit {
+//
+// e2m1: the codes are FP4's (sign bit 3, magnitude index bits 0–2, values
+// ±{0, ½, 1, 1½, 2, 3, 4, 6}). Each nibble goes through a byte table
+// (VPSHUFB) to b = 12 + 2·v, an unsigned byte 0 … 24, so that VPDPBUSD
+// sums Σ b·X = 2·Σ v·X + 12·ΣX. The digit sums stay exact (|S_d| ≤
+// 32·24·128), but their combination may pass 2^31 where 2·Σ v·X itself
+// does not (|2·Σ v·X| ≤ 32·12·2^22 < 2^31): it is formed modulo 2^32 (the
+// shifts and adds wrap) and 12·ΣX, which the driver puts in the x block at
+// 100 (gptqVPrepZ stores ΣX there), subtracted, which leaves 2·Σ v·X
+// exactly. The driver also halves the factor at 96, so the group's fp16
+// scale applies as it is.
+func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int) string, mc, c, VB int, half, e2m1 bool) gptqUnit {
 	na := mc * c
 	iacc := func(m, ci, d int) string { return reg(na + 3*(m*c+ci) + d) }
 	lo := func(ci int) string { return reg(4*na + 2*ci) }
 	hi := func(ci int) string { return reg(4*na + 2*ci + 1) }
 	mask := reg(4*na + 2*c)
-	if 4*na+2*c+1 > 32 {
+	next := 4*na + 2*c + 1 // the first free register
+	lut := ""
+	if e2m1 {
+		lut = reg(next)
+		next++
+	}
+	if next > 32 {
 		panic("registers")
 	}
 	// With six registers to spare and more than one column vector, each x
@@ -437,15 +464,21 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 	// nibbles) are broadcast once into registers rather than as a memory
 	// operand of every column vector's VPDPBUSD: 6 loads an x row instead
 	// of 6·C (one x row hot: 80 → 110 G weights/s a core, docs/perf.md).
-	xr := func(d, h int) string { return reg(4*na + 2*c + 1 + 2*d + h) }
-	xregs := 4*na+2*c+1+6 <= 32 && !half && c > 1
+	xr := func(d, h int) string { return reg(next + 2*d + h) }
+	xregs := next+6 <= 32 && !half && c > 1
 	plan := fmt.Sprintf("// Register plan: %s..%s float accumulators acc[m][c], %s..%s the unit's\n"+
 		"// digit sums [m][c][digit], %s.. the low and high nibbles of each column\n"+
 		"// vector's qweight row, %s the nibble mask 0x0f0f0f0f.",
 		reg(0), reg(na-1), reg(na), reg(4*na-1), lo(0), mask)
+	if e2m1 {
+		plan += fmt.Sprintf("\n// %s the e2m1 byte table (12 + 2·v of each code, in every 128-bit lane).", lut)
+	}
 	setup := func() {
 		w("MOVL\t$0x0f0f0f0f, R14")
 		w("VPBROADCASTD\tR14, %s", mask)
+		if e2m1 {
+			w("VBROADCASTI32X4\tgptqe2m1<>(SB), %s", lut)
+		}
 	}
 	body := func() {
 		for m := 0; m < mc; m++ {
@@ -471,6 +504,10 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 				w("VPANDD\t%s, %s, %s", mask, hi(ci), lo(ci))
 				w("VPSRLD\t$4, %s, %s", hi(ci), hi(ci))
 				w("VPANDD\t%s, %s, %s", mask, hi(ci), hi(ci))
+				if e2m1 {
+					w("VPSHUFB\t%s, %s, %s", lo(ci), lut, lo(ci))
+					w("VPSHUFB\t%s, %s, %s", hi(ci), lut, hi(ci))
+				}
 			}
 			for m := 0; m < mc; m++ {
 				// x's dword of digit d and nibble half h: each VPDPBUSD's
@@ -501,6 +538,9 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 				w("VPSLLD\t$16, %s, %s", s2, s2)
 				w("VPADDD\t%s, %s, %s", s1, s0, s0)
 				w("VPADDD\t%s, %s, %s", s2, s0, s0)
+				if e2m1 {
+					w("VPSUBD.BCST\t%d(BX), %s, %s", 128*m+100, s0, s0)
+				}
 				w("VCVTDQ2PS\t%s, %s", s0, s0)
 				w("VFMADD231PS.BCST\t%d(BX), %s, %s", 128*m+96, s0, acc(m, ci))
 			}
