@@ -26,6 +26,13 @@ func newFlags(cmd, usage string) *flags {
 	return &flags{FlagSet: fs, cmd: cmd, usage: usage}
 }
 
+// set reports whether the flag name was given on the command line.
+func (f *flags) set(name string) bool {
+	found := false
+	f.Visit(func(fl *flag.Flag) { found = found || fl.Name == name })
+	return found
+}
+
 // parse separates flags from positional arguments and parses the flags.
 func (f *flags) parse(args []string) ([]string, error) {
 	var flagArgs, pos []string

@@ -151,6 +151,7 @@ func TestCLIErrors(t *testing.T) {
 		{"run", fixture, "--ids", "1", "--device", "tpu"},
 		{"run", fixture, "--ids", "1", "--device", "cuda"},
 		{"quantize", fixture, t.TempDir(), "--format", "int5"},
+		{"quantize", fixture, t.TempDir(), "--format", "mxfp4", "--group", "64"}, // its blocks are 32
 		{"quantize", fixture, t.TempDir(), "--fp-targets", "on"}, // rtn has no calibration
 		{"quantize", fixture, t.TempDir(), "--method", "gptq", "--fp-targets", "yes"},
 		{"nosuchcommand"},
@@ -160,6 +161,25 @@ func TestCLIErrors(t *testing.T) {
 	} {
 		if msg, code := captureStderr(t, args...); code == 0 || msg == "" {
 			t.Errorf("%v: exit %d, stderr %q", args, code, msg)
+		}
+	}
+}
+
+// TestQuantizeOwnBlocks: mxfp4, nvfp4 and fp8 need no --group (the
+// default 128 is the integer formats'); the checkpoint names the format.
+func TestQuantizeOwnBlocks(t *testing.T) {
+	fixture := "../../testdata/models/llama-gqa-bf16-tied-llama3rope"
+	for _, format := range []string{"mxfp4", "nvfp4", "fp8"} {
+		out := filepath.Join(t.TempDir(), "q")
+		if msg, code := captureStderr(t, "quantize", fixture, out, "--format", format); code != 0 {
+			t.Fatalf("--format %s: exit %d: %s", format, code, msg)
+		}
+		cfg, err := os.ReadFile(filepath.Join(out, "config.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[string]string{"mxfp4": "MXFP4", "nvfp4": "NVFP4", "fp8": "FP8"}[format]; !strings.Contains(strings.ToUpper(string(cfg)), want) {
+			t.Errorf("--format %s: config.json names no %s: %s", format, want, cfg)
 		}
 	}
 }

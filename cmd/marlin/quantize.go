@@ -28,7 +28,7 @@ func quantizeCmd(args []string) error {
 	f := newFlags("quantize", "MODEL OUT [flags]")
 	method := f.String("method", "rtn", "quantization method: rtn, gptq (calibrated integers) or exl3 (calibrated trellis)")
 	format := f.String("format", "int4", "rtn/gptq: int8, int4, int3, int2 (GPTQ layout); rtn also fp4, mxfp4, nvfp4, fp8")
-	group := f.Int("group", 128, "group size along the input dimension (0: per channel)")
+	group := f.Int("group", 128, "group size along the input dimension (0: per channel); mxfp4, nvfp4 and fp8 have their own blocks and need no --group")
 	asym := f.Bool("asym", false, "asymmetric integers (zero points)")
 	rtnSearch := f.Bool("rtn-search", true, "rtn/gptq: search each group's scale (and zero point) for the least squared error; =false takes them from the group's extremes (plain round-to-nearest)")
 	actOrder := f.Bool("act-order", false, "gptq: quantize columns by decreasing Hessian diagonal (desc_act, g_idx)")
@@ -80,7 +80,14 @@ func quantizeCmd(args []string) error {
 		if *bits != "" {
 			return usagef("--bits is for exl3 (rtn and gptq take --format)")
 		}
-		spec, err := quant.ParseSpec(*format, *group, !*asym)
+		g := *group
+		if !f.set("group") {
+			switch strings.ToLower(*format) {
+			case "mxfp4", "nvfp4", "fp8":
+				g = 0 // the format's own block (the default 128 is the integers')
+			}
+		}
+		spec, err := quant.ParseSpec(*format, g, !*asym)
 		if err != nil {
 			return usagef("%v", err)
 		}

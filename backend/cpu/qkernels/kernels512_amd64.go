@@ -126,15 +126,16 @@ type gptqZSet struct {
 // (gptqVKernels, x blocks from gptqVPrepZ) at every M, which keep that
 // property: their unit sums are exact integers.
 //
-// FP4 weights (fp4VNNI) run here too, from their packed copy in this
+// FP4 and MXFP4 weights (fp4VNNI) run here too, from their packed copy in this
 // layout (newGptqPacked), on the e2m1 VNNI kernels (gptqFKernels): no zero
 // points, and each x block's factor halved and its ΣX multiplied by 12 as
 // those kernels expect (gen/gptq512.go).
 func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weight, a0, a1 int) {
 	K, N, bits := w.In, w.Out, packedBits(w)
-	e2m1 := w.Format == quant.FP4
+	e2m1 := w.Format == quant.FP4 || w.Format == quant.MXFP4
+	group := packedGroup(w)
 	sub := gptqSubRows
-	for w.Group%sub != 0 {
+	for group%sub != 0 {
 		sub /= 2
 	}
 	nsub := K / sub
@@ -237,7 +238,7 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 				s: uintptr(unsafe.Pointer(&w.Scales[2*col])), sstride: 2 * N,
 				xf: uintptr(unsafe.Pointer(&xf[0])), sx: uintptr(unsafe.Pointer(&sx[0])), uniform: uniform,
 				y: uintptr(unsafe.Pointer(&dst[m0*ldd+col])), ystride: 4 * ldd,
-				ncb: ncb, nsub: nsub, upsub: sub / 32, subPerGroup: w.Group / sub,
+				ncb: ncb, nsub: nsub, upsub: sub / 32, subPerGroup: group / sub,
 				pfdist: pf,
 				spf:    2 * N, zpf: zstride, ntiles: 1,
 			}
@@ -266,7 +267,7 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 						s: base + uintptr(codes) + 2*o, sstride: tb,
 						xf: uintptr(unsafe.Pointer(&xf[0])), sx: uintptr(unsafe.Pointer(&sx[0])), uniform: uniform,
 						y: uintptr(unsafe.Pointer(&dst[m0*ldd+col])), ystride: 4 * ldd,
-						ncb: ncb, nsub: nsub, upsub: sub / 32, subPerGroup: w.Group / sub,
+						ncb: ncb, nsub: nsub, upsub: sub / 32, subPerGroup: group / sub,
 						pfdist: pkpf, spf: pkspf, zpf: pkspf,
 						ntiles: nt, qtile: pk.G * pk.full, ytile: 4 * pk.T,
 					}

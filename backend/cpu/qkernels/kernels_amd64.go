@@ -116,14 +116,60 @@ func gptqFastSIMD(sc *scratch, dst []float32, ldd int, x []float32, M int, w *qu
 	}
 }
 
-// fp4VNNI reports whether the FP4 weight w runs on the e2m1 VNNI kernels
-// of the GPTQ layout (AVX512_VNNI, groups of whole units of 32, at least
-// one 8-column block): FP4 then decodes as fast as INT4, where the
-// row-major float kernels decode its codes to float32 first. MXFP4 and
-// NVFP4 keep the row-major kernels (their scales are not fp16 values, or
-// their groups are shorter than a unit).
+// fp4VNNI reports whether the FP4 or MXFP4 weight w runs on the e2m1 VNNI
+// kernels of the GPTQ layout (AVX512_VNNI, groups of whole units of 32, at
+// least one 8-column block; MXFP4 when every scale is an fp16 value,
+// mxfp4Fits): it then decodes as fast as INT4, where the row-major float
+// kernels decode its codes to float32 first. NVFP4 keeps the row-major
+// kernels (its groups of 16 are shorter than a unit).
 func fp4VNNI(w *quant.Weight) bool {
-	return useAVX512 && useVNNI && w.Format == quant.FP4 && w.Group%32 == 0 && w.In%32 == 0 && w.Out >= 8
+	if !useAVX512 || !useVNNI || w.In%32 != 0 || w.Out < 8 {
+		return false
+	}
+	switch w.Format {
+	case quant.FP4:
+		return w.Group%32 == 0
+	case quant.MXFP4:
+		return mxfp4Fits(w)
+	}
+	return false
+}
+
+// mxfp4Fit records whether an MXFP4 weight's scales are all fp16 values.
+type mxfp4Fit struct {
+	scales unsafe.Pointer
+	ok     bool
+}
+
+var mxfp4FitCache perWeight[mxfp4Fit]
+
+// mxfp4Fits reports whether every e8m0 scale of the MXFP4 weight w is a
+// power of two fp16 holds (2^-24 … 2^15), as the packed layout stores
+// them; it looks once per weight.
+func mxfp4Fits(w *quant.Weight) bool {
+	return mxfp4FitCache.get(w, func(w *quant.Weight) *mxfp4Fit {
+		f := &mxfp4Fit{scales: unsafe.Pointer(unsafe.SliceData(w.Scales)), ok: true}
+		for _, e := range w.Scales {
+			if _, ok := e8m0ToF16(e); !ok {
+				f.ok = false
+				break
+			}
+		}
+		return f
+	}, func(f *mxfp4Fit, w *quant.Weight) bool { return f.scales == unsafe.Pointer(unsafe.SliceData(w.Scales)) }).ok
+}
+
+// e8m0ToF16 returns the fp16 bits of the e8m0 scale e (2^(e−127)) and
+// whether fp16 holds it exactly.
+func e8m0ToF16(e uint8) (uint16, bool) {
+	k := int(e) - 127
+	switch {
+	case e == 0xff || k < -24 || k > 15:
+		return 0, false
+	case k < -14:
+		return 1 << uint(k+24), true // subnormal
+	}
+	return uint16(k+15) << 10, true
 }
 
 // preparePacked makes the kernels' copies of a GPTQ or FP4 weight w now:

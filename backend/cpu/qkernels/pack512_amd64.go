@@ -72,24 +72,35 @@ func (p *gptqPacked) tile(wt int) (codes, total int) {
 // col returns the byte offset of column tile t (all tiles before it full).
 func (p *gptqPacked) col(t int) int { return t * p.G * p.full }
 
-// packedBits is the code width of w's packed copy: GPTQ's bits, 4 for FP4.
+// packedBits is the code width of w's packed copy: GPTQ's bits, 4 for FP4
+// and MXFP4.
 func packedBits(w *quant.Weight) int {
-	if w.Format == quant.FP4 {
+	if w.Format == quant.FP4 || w.Format == quant.MXFP4 {
 		return 4
 	}
 	return w.Bits
 }
 
-// newGptqPacked makes the packed copy of a GPTQ weight, or of an FP4 one
-// (fp4VNNI): its rows of e2m1 codes transposed into qweight words (the
-// word of input rows 8r … 8r+7 of column n is bytes 4r … 4r+3 of row n,
-// low nibble first in both) and its fp16 scales [Out, Groups] into scale
-// rows, without zero points.
+// packedGroup is the group size of w's packed copy: 32 for MXFP4 (its
+// scales' blocks), else w.Group.
+func packedGroup(w *quant.Weight) int {
+	if w.Format == quant.MXFP4 {
+		return 32
+	}
+	return w.Group
+}
+
+// newGptqPacked makes the packed copy of a GPTQ weight, or of an FP4 or
+// MXFP4 one (fp4VNNI): its rows of e2m1 codes transposed into qweight
+// words (the word of input rows 8r … 8r+7 of column n is bytes 4r … 4r+3
+// of row n, low nibble first in both) and its scales [Out, Groups] (fp16,
+// or e8m0 turned into fp16) into scale rows, without zero points.
 func newGptqPacked(w *quant.Weight) *gptqPacked {
 	K, N, bits := w.In, w.Out, packedBits(w)
-	e2m1 := w.Format == quant.FP4
+	e2m1 := w.Format == quant.FP4 || w.Format == quant.MXFP4
+	group := packedGroup(w)
 	p := &gptqPacked{
-		T: 16 * gptqZKernels[bits][1].c[0], G: K / w.Group, cpg: 4 * bits * w.Group / 32,
+		T: 16 * gptqZKernels[bits][1].c[0], G: K / group, cpg: 4 * bits * group / 32,
 		zeros: !(w.Zeros == nil || w.ZerosUniform) && !e2m1, bits: bits,
 		data: unsafe.Pointer(unsafe.SliceData(w.Data)), scales: unsafe.Pointer(unsafe.SliceData(w.Scales)),
 		zp: unsafe.Pointer(unsafe.SliceData(w.Zeros)), uniform: w.ZerosUniform,
@@ -111,7 +122,7 @@ func newGptqPacked(w *quant.Weight) *gptqPacked {
 		runtime.AddCleanup(p, func(f func()) { f() }, free)
 	}
 	zrow := 4 * ((N*bits + 31) / 32)
-	rowsPerGroup := bits * w.Group / 32
+	rowsPerGroup := bits * group / 32
 	for t := 0; t < nt; t++ {
 		t0 := t * p.T
 		wt := min(p.T, N-t0) &^ 7
@@ -131,10 +142,18 @@ func newGptqPacked(w *quant.Weight) *gptqPacked {
 				}
 				o += copy(d[o:o+4*wt], w.Data[r*4*N+4*t0:])
 			}
-			if e2m1 {
+			if w.Format == quant.MXFP4 {
+				for j := 0; j < wt; j++ {
+					h, _ := e8m0ToF16(w.Scales[(t0+j)*p.G+g]) // mxfp4Fits checked them
+					d[codes+2*j], d[codes+2*j+1] = byte(h), byte(h>>8)
+				}
+			}
+			if w.Format == quant.FP4 {
 				for j := 0; j < wt; j++ {
 					copy(d[codes+2*j:codes+2*j+2], w.Scales[2*((t0+j)*p.G+g):])
 				}
+			}
+			if e2m1 {
 				d = d[tb:]
 				continue
 			}

@@ -210,6 +210,49 @@ func TestFP4VNNI(t *testing.T) {
 	}
 }
 
+// TestMXFP4VNNI checks MXFP4 weights on the e2m1 VNNI kernels (scales
+// from 2^-24, an fp16 subnormal, to 2^15) against the reference, and that
+// a weight with one scale fp16 cannot hold (2^16) stays on the row-major
+// kernels and is still right; e8m0ToF16 against dtype for every byte.
+func TestMXFP4VNNI(t *testing.T) {
+	for e := 0; e < 256; e++ {
+		h, ok := e8m0ToF16(uint8(e))
+		want := dtype.E8M0ToF32(uint8(e))
+		if fits := want >= 0x1p-24 && want <= 0x1p15; ok != fits || ok && dtype.F16ToF32(h) != want {
+			t.Fatalf("e8m0ToF16(%d) = %#x, %v; the scale is %g", e, h, ok, want)
+		}
+	}
+	if !hasVNNI {
+		t.Skip("no AVX512_VNNI")
+	}
+	rng := rand.New(rand.NewSource(12))
+	for _, top := range []int{15, 16} {
+		const out, in = 45, 384
+		c := &quant.Codes{Format: quant.MXFP4, Out: out, In: in, Bits: 4, Group: 32, Sym: true}
+		c.Q = make([]uint8, out*in)
+		for i := range c.Q {
+			c.Q[i] = uint8(rng.Intn(16))
+		}
+		c.Scales = make([]float32, out*in/32)
+		for i := range c.Scales {
+			c.Scales[i] = float32(math.Ldexp(1, -24+rng.Intn(40)))
+		}
+		c.Scales[7] = float32(math.Ldexp(1, top))
+		w, err := quant.Pack("mxfp4", c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fp4VNNI(w); got != (top == 15) {
+			t.Fatalf("largest scale 2^%d: fp4VNNI = %v", top, got)
+		}
+		x := randX(rng, 6*in)
+		for M := 1; M <= 6; M++ {
+			checkMatMul(t, w, x, M, 0, out, fmt.Sprintf("mxfp4 2^%d", top))
+			checkMatMul(t, w, x, M, 3, 29, fmt.Sprintf("mxfp4 2^%d", top))
+		}
+	}
+}
+
 // TestVNNINonFinite checks that the VNNI kernels give NaN, not garbage,
 // for the columns of a product whose x has an Inf or a NaN.
 func TestVNNINonFinite(t *testing.T) {
