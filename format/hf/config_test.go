@@ -359,3 +359,27 @@ func TestParseGenerationConfig(t *testing.T) {
 		t.Error("nil GenerationConfig EOS")
 	}
 }
+
+// TestRopeString: the summary names the type, the base and the parameters
+// that type uses, and leaves out the defaults.
+func TestRopeString(t *testing.T) {
+	for _, tc := range []struct{ cfg, want string }{
+		{`{"rope_theta": 10000}`, "default, theta 10000"},
+		{`{"rope_theta": 500000, "max_position_embeddings": 131072, "rope_scaling": {"rope_type": "llama3", "factor": 8, "low_freq_factor": 1, "high_freq_factor": 4, "original_max_position_embeddings": 8192}}`,
+			"llama3, theta 500000, factor 8, original context 8192, low/high frequency factors 1/4"},
+		{`{"rope_theta": 10000, "max_position_embeddings": 163840, "rope_scaling": {"type": "yarn", "factor": 40, "original_max_position_embeddings": 4096, "mscale": 1, "mscale_all_dim": 1}}`,
+			"yarn, theta 10000, factor 40, original context 4096, beta fast/slow 32/1, mscale 1/1"},
+	} {
+		c, err := ParseConfig([]byte(tc.cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := c.Rope()
+		if err != nil {
+			t.Fatalf("%s: %v", tc.cfg, err)
+		}
+		if got := r.String(); got != tc.want {
+			t.Errorf("%s:\n got %q\nwant %q", tc.cfg, got, tc.want)
+		}
+	}
+}

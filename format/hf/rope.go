@@ -45,6 +45,41 @@ type Rope struct {
 	ShortFactor, LongFactor []float64
 }
 
+// String is a one-line summary for people: the type, the base and the
+// parameters the type uses (those left at their defaults omitted).
+func (r Rope) String() string {
+	g := func(v float64) string { return fmt.Sprint(v) }
+	parts := []string{r.Type, "theta " + g(r.Theta)}
+	if r.PartialRotaryFactor != 1 {
+		parts = append(parts, "partial "+g(r.PartialRotaryFactor))
+	}
+	if r.Factor != 1 {
+		parts = append(parts, "factor "+g(r.Factor))
+	}
+	if r.OriginalMaxPositionEmbeddings != 0 {
+		parts = append(parts, fmt.Sprintf("original context %d", r.OriginalMaxPositionEmbeddings))
+	}
+	switch r.Type {
+	case "llama3":
+		parts = append(parts, "low/high frequency factors "+g(r.LowFreqFactor)+"/"+g(r.HighFreqFactor))
+	case "yarn":
+		parts = append(parts, "beta fast/slow "+g(r.BetaFast)+"/"+g(r.BetaSlow))
+		if r.MScale != 0 || r.MScaleAllDim != 0 {
+			parts = append(parts, "mscale "+g(r.MScale)+"/"+g(r.MScaleAllDim))
+		}
+	}
+	if r.AttentionFactor != nil {
+		parts = append(parts, "attention factor "+g(*r.AttentionFactor))
+	}
+	if r.Truncate != nil && !*r.Truncate {
+		parts = append(parts, "no truncation")
+	}
+	if len(r.ShortFactor) > 0 {
+		parts = append(parts, fmt.Sprintf("%d short and %d long factors", len(r.ShortFactor), len(r.LongFactor)))
+	}
+	return strings.Join(parts, ", ")
+}
+
 var ropeTypes = map[string]bool{
 	"default": true, "linear": true, "dynamic": true, "yarn": true,
 	"longrope": true, "llama3": true, "proportional": true,
