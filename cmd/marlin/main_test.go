@@ -152,7 +152,7 @@ func TestCLIErrors(t *testing.T) {
 		{"run", fixture, "--ids", "1", "--device", "cuda"},
 		{"quantize", fixture, t.TempDir(), "--format", "int5"},
 		{"quantize", fixture, t.TempDir(), "--format", "mxfp4", "--group", "64"}, // its blocks are 32
-		{"quantize", fixture, t.TempDir(), "--fp-targets", "on"}, // rtn has no calibration
+		{"quantize", fixture, t.TempDir(), "--fp-targets", "on"},                 // rtn has no calibration
 		{"quantize", fixture, t.TempDir(), "--method", "gptq", "--fp-targets", "yes"},
 		{"nosuchcommand"},
 		{"perplexity", fixture},
