@@ -687,15 +687,16 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
     // the issue cursor: step ii, its tile, step within the tile, and group
     int ii = i0, itl = i0 / spt, is = i0 - itl * spt;
     int ig = itl * groups + (G16 ? 2 * is : is / gsteps), igk = is % gsteps;
-    // At MR = 8 also the addresses it copies from and to, advanced step by
-    // step (strength-reduced: the loop is issue-bound, and forming them from
-    // ii each step — a modulo by QD, 64-bit products, a divergent loop over
+    // Also the addresses it copies from and to, advanced step by step
+    // (strength-reduced: the loop is issue-bound, and forming them from ii
+    // each step — a modulo by QD, 64-bit products, a divergent loop over
     // x's rows — took ~70 instructions of a one-row step where this takes
     // ~40, NVRTC 11.8's SASS of qmv_int4): the step's ring slot (byte offset
-    // iso), its weights (wp), the group's scales (sp) and zero points (zp),
-    // and the sources xp[k] of the lane's x chunks q = lane + 32k (< XR·8 ≤
-    // 64: row q/8, 16 bytes q%8). MR = 16 forms them from ii as before:
-    // held across the loop they took its kernels past 128 registers.
+    // iso) and its weights (wp); at MR = 8 (SR) also the group's scales
+    // (sp) and zero points (zp), and the sources xp[k] of the lane's x
+    // chunks q = lane + 32k (< XR·8 ≤ 64: row q/8, 16 bytes q%8). MR = 16
+    // forms those from ii as before: held across the loop they took its
+    // kernels past 128 registers.
     constexpr bool SR = MR == 8;
     u32 iso = (u32)((i0 % QD) * SB);
     const V4u* wp = wt + (size_t)(2 * i0) * 32;
@@ -707,10 +708,10 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
     // the copies of step ii: weights, scales and zero points (constant
     // data), and, with_x, the step's inputs x (the previous kernel's output)
     auto issue = [&](bool with_x) {
+        const u32 slot = ring_s + iso;
+        cp_async16(slot + 16 * lane, wp);
+        cp_async16(slot + 512 + 16 * lane, wp + 32);
         if constexpr (SR) {
-            const u32 slot = ring_s + iso;
-            cp_async16(slot + 16 * lane, wp);
-            cp_async16(slot + 512 + 16 * lane, wp + 32);
             // x: rows < M (SILU: g and u), 8 chunks of 16 bytes a row
             if (with_x) {
 #pragma unroll
@@ -720,8 +721,6 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
             if (NORM && lane < 8) cp_async16(slot + NO + 16 * lane, nw + 32 * is + 4 * lane);
             if (lane < (G16 ? 16 : 8)) cp_async16(slot + SO + 16 * lane, sp);
             if (ASYM && lane < 16) cp_async16(slot + ZO + 16 * lane, zp);
-            wp += 64;
-            iso = iso + SB == QD * SB ? 0u : iso + SB;
             const int dx = is + 1 == spt ? 32 - 32 * spt : 32;  // the next step's x, or a tile's first
 #pragma unroll
             for (int k = 0; k < 2; k++) xp[k] += dx;
@@ -730,14 +729,13 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
                 if (ASYM) zp += 16;
             }
         } else {
-            const u32 slot = ring_s + (u32)((ii % QD) * SB);
-            cp_async16(slot + 16 * lane, wt + (size_t)(2 * ii) * 32);
-            cp_async16(slot + 512 + 16 * lane, wt + (size_t)(2 * ii + 1) * 32);
             if (with_x) stage_x(slot + XO, x, ldx, XR, is);
             if (NORM && lane < 8) cp_async16(slot + NO + 16 * lane, nw + 32 * is + 4 * lane);
             if (lane < (G16 ? 16 : 8)) cp_async16(slot + SO + 16 * lane, (const V4u*)w.scales + (size_t)ig * 8 + lane);
             if (ASYM && lane < 16) cp_async16(slot + ZO + 16 * lane, (const V4u*)w.zeros + (size_t)ig * 16 + lane);
         }
+        wp += 64;
+        iso = iso + SB == QD * SB ? 0u : iso + SB;
         ii++;
         if (++is == spt) is = 0;
         if (++igk == gsteps) igk = 0, ig += G16 ? 2 : 1;  // groups end at tile ends too
@@ -836,14 +834,14 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
     // the compute cursor: step within the tile
     int cs = i0 % spt, cgk = cs % gsteps;
     int pend0 = -1, pend1 = -1;  // shared tiles whose sums this warp adds after the loop
-    u32 cso = (u32)((i0 % QD) * SB);  // (SR) the compute step's ring slot (byte offset)
+    u32 cso = (u32)((i0 % QD) * SB);  // the compute step's ring slot (byte offset)
     for (int i = i0; i < i1; i++) {
         if (ii < i1) issue(true);
         cp_commit();
         cp_wait<QD - 1>();
         __syncwarp();
-        const unsigned char* sl = ring + (SR ? cso : (i % QD) * SB);
-        if (SR) cso = cso + SB == QD * SB ? 0u : cso + SB;
+        const unsigned char* sl = ring + cso;
+        cso = cso + SB == QD * SB ? 0u : cso + SB;
         u32 zlo[4], zhi[4];  // per word: −(1024+z), −(64+z) of tiles 2wd (low) and 2wd+1 (high)
         if (ASYM) {
             const V4u z0 = *(const V4u*)(sl + ZO + 32 * c), z1 = *(const V4u*)(sl + ZO + 32 * c + 16);
