@@ -180,7 +180,7 @@ func randX(rng *rand.Rand, n int) []float32 {
 func testKernels(t *testing.T) {
 	rng := rand.New(rand.NewSource(7))
 	for _, c := range kernelCases() {
-		for _, in := range []int{96, 160, 256, 4160} {
+		for _, in := range raceTrim([]int{96, 160, 256, 4160}) {
 			group, ok := c.groupFor(in)
 			if !ok {
 				continue
@@ -204,7 +204,7 @@ func testKernels(t *testing.T) {
 		if c.bits == 2 || (c.f == quant.GPTQ && c.group != 32 && c.group != 128) {
 			continue // the same code paths as the cases kept
 		}
-		for _, in := range []int{2880, 9728} {
+		for _, in := range raceTrim([]int{2880, 9728}) {
 			group, ok := c.groupFor(in)
 			if !ok {
 				continue
@@ -233,11 +233,24 @@ func testKernels(t *testing.T) {
 		out := 403
 		w := randomWeight(t, rng, c.f, out, in, c.bits, group, c.off, c.sym, c.act, c.nilZeros)
 		x := randX(rng, 64*in)
-		for _, M := range wideMs {
+		for _, M := range raceTrim(wideMs) {
 			checkMatMul(t, w, x, M, 1, out, c.String()+"/wide")
 			checkMatMul(t, w, x, M, 0, 200, c.String()+"/wide")
 		}
 	}
+}
+
+// raceTrim keeps the first half of a list of sizes (the smaller ones)
+// under the race detector, which runs the Go code here (the references,
+// the portable kernels) 10–20× slower: the same code paths on fewer and
+// smaller sizes keep `go test -race` of the package well within its
+// default timeout (over 10 minutes with all of them; 8.5 minutes without
+// the largest of each list on dev-cpu). Without -race it returns v.
+func raceTrim(v []int) []int {
+	if raceEnabled {
+		return v[:(len(v)+1)/2]
+	}
+	return v
 }
 
 // wideMs are the row counts of the wide test: every kernel row blocking
@@ -296,7 +309,7 @@ func TestBatchInvariance(t *testing.T) {
 			if (c.act && c.bits == 3) || (c.f == quant.GPTQ && c.group%32 != 0) {
 				continue // 3-bit act-order and odd groups: AVX2 list kernels
 			}
-			for _, in := range []int{256, 4160} {
+			for _, in := range raceTrim([]int{256, 4160}) {
 				group, ok := c.groupFor(in)
 				if !ok {
 					continue
