@@ -52,7 +52,7 @@ var gptqPrepTabs = func() map[int]*gptqPrepTab {
 //go:noescape
 func gptqPrepZ(xf *float32, xfStride int, x *float32, sx *float32, sxStride int, tab *gptqPrepTab, units int, negOff float32)
 
-// hasVNNI reports whether the 4-bit GPTQ kernels can take their integer
+// hasVNNI reports whether the 4- and 2-bit GPTQ kernels can take their integer
 // form (AVX512_VNNI: VPDPBUSD), and useVNNI selects it (the tests switch it
 // off to cover the float kernels; GODEBUG=cpu.avx512vnni=off does for a
 // process). On Zen 4 it prefills 30–35% faster and decodes batches of 2–4
@@ -65,20 +65,30 @@ var (
 
 // gptqVPrepZ computes the x blocks [unit][row] of one x row for the VNNI
 // kernels, byte p of each digit array holding input order[p] of its unit
-// (gptqVOrder), and the per-unit sums (prep512_amd64.s).
+// (gptqVOrders), and the per-unit sums (prep512_amd64.s).
 //
 //go:noescape
 func gptqVPrepZ(xd *byte, xdStride int, x *float32, order *[32]int32, sx *float32, sxStride int, units int, negOff float32)
 
-// gptqVOrder is the nibbles' order in a qweight row: for qweight row r of a
-// unit the even inputs 8r, 8r+2, 8r+4, 8r+6 (the low nibbles of the code
-// bytes), then the odd ones.
-var gptqVOrder = func() *[32]int32 {
-	var o [32]int32
-	for p := range int32(32) {
-		o[p] = 8*(p/8) + 2*(p%4) + (p%8)/4
+// gptqVOrders[bits] is the codes' order in a unit's qweight rows, the
+// order of the VNNI kernels' x digits: byte p = 4q + b of a digit array is
+// byte b of dword q = P·r + j, plane j (the j-th code of each byte, P =
+// 8/bits planes) of qweight row r, which holds input (32/bits)·r +
+// (8/bits)·b + j. For 4 bits: the even inputs 8r, 8r+2, 8r+4, 8r+6 (the
+// low nibbles of the code bytes), then the odd ones.
+var gptqVOrders = func() map[int]*[32]int32 {
+	m := map[int]*[32]int32{}
+	for _, bits := range []int32{2, 4} {
+		var o [32]int32
+		P := 8 / bits
+		for p := range int32(32) {
+			q, b := p/4, p%4
+			r, j := q/P, q%P
+			o[p] = 32/bits*r + 8/bits*b + j
+		}
+		m[int(bits)] = &o
 	}
-	return &o
+	return m
 }()
 
 // gptqVRowChunk picks the x rows of one VNNI kernel pass (1–4).
@@ -122,7 +132,7 @@ type gptqZSet struct {
 // Every x row and every column is computed by the same sequence of float32
 // operations whichever kernel takes it (the kernels differ only in how many
 // rows and columns share each decoded weight vector), so the results do not
-// depend on M. 4-bit weights on CPUs with VNNI take the integer kernels
+// depend on M. 4- and 2-bit weights on CPUs with VNNI take the integer kernels
 // (gptqVKernels, x blocks from gptqVPrepZ) at every M, which keep that
 // property: their unit sums are exact integers.
 //
@@ -171,7 +181,7 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 		}
 		pkspf = max(1, gptqPackAhead) * pk.full
 	}
-	vnni := bits == 4 && useVNNI || e2m1
+	vnni := (bits == 4 || bits == 2) && useVNNI || e2m1
 	for m0 := 0; m0 < M; {
 		var mc int
 		var ks gptqZSet
@@ -180,7 +190,7 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 			// x blocks of 128 bytes a unit and row (gptqVPrepZ), the
 			// unit sums after them
 			mc = gptqVRowChunk(M - m0)
-			ks = gptqVKernels[mc]
+			ks = gptqVKernels[bits][mc]
 			if e2m1 {
 				ks = gptqFKernels[mc]
 			}
@@ -188,7 +198,7 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 			xf, sx = buf[:32*units*mc], buf[32*units*mc:]
 			for m := 0; m < mc; m++ {
 				xr := x[(m0+m)*K : (m0+m+1)*K]
-				gptqVPrepZ((*byte)(unsafe.Pointer(&xf[32*m])), 128*mc, &xr[0], gptqVOrder, &sx[2*m], 8*mc, units, -off)
+				gptqVPrepZ((*byte)(unsafe.Pointer(&xf[32*m])), 128*mc, &xr[0], gptqVOrders[bits], &sx[2*m], 8*mc, units, -off)
 				if e2m1 {
 					// the kernels sum 12 + 2·v: half the factor, 12·ΣX off
 					for i := 32 * m; i < len(xf); i += 32 * mc {

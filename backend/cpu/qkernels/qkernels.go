@@ -28,11 +28,11 @@
 // weight panels fed to kernels.PanelGEMM (each weight decoded once per
 // call, then the dense prefill micro-kernel).
 //
-// AVX-512 4-bit GPTQ kernels have an integer form for CPUs with
+// AVX-512 4-bit and 2-bit GPTQ kernels have an integer form for CPUs with
 // AVX512_VNNI (gen/gptq512.go, gptq512VNNI), used wherever it exists: x is
 // rounded per 32 inputs to integers |X| ≤ 2^22 times a power of two, split
-// into three byte digits, and VPDPBUSD multiplies the code nibbles by the
-// digits; the digit sums are exact integers, converted to float32 once a
+// into three byte digits, and VPDPBUSD multiplies the codes (as bytes) by
+// the digits; the digit sums are exact integers, converted to float32 once a
 // unit. On Zen 4 it decodes 1.8× the weights a cycle of the float form in
 // cache, prefills 30–35% faster and decodes batches of 2–4 rows 20–35%
 // faster; one-row decode, bound by memory, measured level in one process

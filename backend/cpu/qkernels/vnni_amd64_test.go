@@ -96,7 +96,7 @@ func TestVNNIPrep(t *testing.T) {
 	order := func(p int) int { return p/8*8 + []int{0, 2, 4, 6, 1, 3, 5, 7}[p%8] }
 	xd := make([]byte, 128*n)
 	sx := make([]float32, 2*n)
-	gptqVPrepZ(&xd[0], 128, &x[0], gptqVOrder, &sx[0], 8, n, -3)
+	gptqVPrepZ(&xd[0], 128, &x[0], gptqVOrders[4], &sx[0], 8, n, -3)
 	for i, u := range units {
 		want, s := vnniPrepRef(u, order)
 		got := xd[128*i : 128*i+104]

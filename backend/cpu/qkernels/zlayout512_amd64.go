@@ -37,13 +37,21 @@ var gptqZKernels = map[int]map[int]gptqZSet{
 	},
 }
 
-// gptqVKernels[mc]: the AVX-512 VNNI 4-bit GPTQ kernels for mc x rows, as
-// gptqZKernels.
-var gptqVKernels = map[int]gptqZSet{
-	1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqzv4M1C4, gptqzv4M1C2, gptqzv4M1C1}, gptqyv4M1},
-	2: {[]int{2, 1}, []func(*gptqArgs){gptqzv4M2C2, gptqzv4M2C1}, gptqyv4M2},
-	3: {[]int{2, 1}, []func(*gptqArgs){gptqzv4M3C2, gptqzv4M3C1}, gptqyv4M3},
-	4: {[]int{1}, []func(*gptqArgs){gptqzv4M4C1}, gptqyv4M4},
+// gptqVKernels[bits][mc]: the AVX-512 VNNI 4- and 2-bit GPTQ kernels for mc
+// x rows, as gptqZKernels.
+var gptqVKernels = map[int]map[int]gptqZSet{
+	2: {
+		1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqzv2M1C4, gptqzv2M1C2, gptqzv2M1C1}, gptqyv2M1},
+		2: {[]int{2, 1}, []func(*gptqArgs){gptqzv2M2C2, gptqzv2M2C1}, gptqyv2M2},
+		3: {[]int{2, 1}, []func(*gptqArgs){gptqzv2M3C2, gptqzv2M3C1}, gptqyv2M3},
+		4: {[]int{1}, []func(*gptqArgs){gptqzv2M4C1}, gptqyv2M4},
+	},
+	4: {
+		1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqzv4M1C4, gptqzv4M1C2, gptqzv4M1C1}, gptqyv4M1},
+		2: {[]int{2, 1}, []func(*gptqArgs){gptqzv4M2C2, gptqzv4M2C1}, gptqyv4M2},
+		3: {[]int{2, 1}, []func(*gptqArgs){gptqzv4M3C2, gptqzv4M3C1}, gptqyv4M3},
+		4: {[]int{1}, []func(*gptqArgs){gptqzv4M4C1}, gptqyv4M4},
+	},
 }
 
 // gptqFKernels[mc]: the AVX-512 VNNI kernels of FP4 (e2m1) codes in the
@@ -303,6 +311,42 @@ func gptqz8M8C1(a *gptqArgs)
 
 //go:noescape
 func gptqy8M8(a *gptqArgs)
+
+//go:noescape
+func gptqzv2M1C4(a *gptqArgs)
+
+//go:noescape
+func gptqzv2M1C2(a *gptqArgs)
+
+//go:noescape
+func gptqzv2M1C1(a *gptqArgs)
+
+//go:noescape
+func gptqyv2M1(a *gptqArgs)
+
+//go:noescape
+func gptqzv2M2C2(a *gptqArgs)
+
+//go:noescape
+func gptqzv2M2C1(a *gptqArgs)
+
+//go:noescape
+func gptqyv2M2(a *gptqArgs)
+
+//go:noescape
+func gptqzv2M3C2(a *gptqArgs)
+
+//go:noescape
+func gptqzv2M3C1(a *gptqArgs)
+
+//go:noescape
+func gptqyv2M3(a *gptqArgs)
+
+//go:noescape
+func gptqzv2M4C1(a *gptqArgs)
+
+//go:noescape
+func gptqyv2M4(a *gptqArgs)
 
 //go:noescape
 func gptqzv4M1C4(a *gptqArgs)

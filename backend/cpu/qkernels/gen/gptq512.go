@@ -113,7 +113,7 @@ func gptq512Kernel(sb *strings.Builder, bits, mc, c int, half bool, fam gptqFami
 	acc := func(m, ci int) string { return reg(m*c + ci) }
 	var u gptqUnit
 	if vnni {
-		u = gptq512VNNI(w, reg, acc, mc, c, VB, half, fam == famE2M1)
+		u = gptq512VNNI(w, reg, acc, bits, mc, c, VB, half, fam == famE2M1)
 	} else {
 		u = gptq512Fields(w, reg, acc, bits, mc, c, VB, half)
 	}
@@ -444,7 +444,16 @@ func gptq512Fields(w func(string, ...any), reg func(int) string, acc func(int, i
 // 100 (gptqVPrepZ stores ΣX there), subtracted, which leaves 2·Σ v·X
 // exactly. The driver also halves the factor at 96, so the group's fp16
 // scale applies as it is.
-func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int) string, mc, c, VB int, half, e2m1 bool) gptqUnit {
+//
+// 2 bits (bits = 2): a qweight row holds four planes of codes, plane j of
+// byte b the input 16r + 4b + j ((w >> 2j) & 0x03030303), taken one at a
+// time (the row's word and the plane in the nibbles' two registers) with
+// its three digit dwords broadcast into registers; the x block holds the
+// digits in that order (gptqVOrders[2]), dword 4r + j of each digit.
+func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int) string, bits, mc, c, VB int, half, e2m1 bool) gptqUnit {
+	if bits == 2 {
+		return gptq512VNNI2(w, reg, acc, mc, c, VB, half)
+	}
 	na := mc * c
 	iacc := func(m, ci, d int) string { return reg(na + 3*(m*c+ci) + d) }
 	lo := func(ci int) string { return reg(4*na + 2*ci) }
@@ -541,6 +550,86 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 				if e2m1 {
 					w("VPSUBD.BCST\t%d(BX), %s, %s", 128*m+100, s0, s0)
 				}
+				w("VCVTDQ2PS\t%s, %s", s0, s0)
+				w("VFMADD231PS.BCST\t%d(BX), %s, %s", 128*m+96, s0, acc(m, ci))
+			}
+		}
+	}
+	return gptqUnit{T: [2]int{4 * na, 4*na + 1}, xsz: 128 * mc, plan: plan, setup: setup, body: body}
+}
+
+// gptq512VNNI2 is gptq512VNNI's form for 2-bit codes (see there).
+func gptq512VNNI2(w func(string, ...any), reg func(int) string, acc func(int, int) string, mc, c, VB int, half bool) gptqUnit {
+	na := mc * c
+	iacc := func(m, ci, d int) string { return reg(na + 3*(m*c+ci) + d) }
+	plane := func(ci int) string { return reg(4*na + 2*ci) }
+	word := func(ci int) string { return reg(4*na + 2*ci + 1) }
+	mask := reg(4*na + 2*c)
+	next := 4*na + 2*c + 1
+	xr := func(d int) string { return reg(next + d) }
+	xregs := next+3 <= 32 && !half && c > 1
+	if next > 32 {
+		panic("registers")
+	}
+	plan := fmt.Sprintf("// Register plan: %s..%s float accumulators acc[m][c], %s..%s the unit's\n"+
+		"// digit sums [m][c][digit], %s.. each column vector's code plane and\n"+
+		"// qweight word, %s the plane mask 0x03030303.",
+		reg(0), reg(na-1), reg(na), reg(4*na-1), plane(0), mask)
+	setup := func() {
+		w("MOVL\t$0x03030303, R14")
+		w("VPBROADCASTD\tR14, %s", mask)
+	}
+	body := func() {
+		for m := 0; m < mc; m++ {
+			for ci := 0; ci < c; ci++ {
+				for d := 0; d < 3; d++ {
+					w("VPXORD\t%s, %s, %s", iacc(m, ci, d), iacc(m, ci, d), iacc(m, ci, d))
+				}
+			}
+		}
+		for r := 0; r < 2; r++ {
+			for ci := 0; ci < c; ci++ {
+				w("VMOVDQU32\t%d(AX), %s", VB*ci, word(ci))
+			}
+			if !half {
+				for l := 0; l < c; l++ {
+					w("PREFETCHT1\t%d(AX)(R14*1)", 64*l)
+				}
+			}
+			for j := 0; j < 4; j++ {
+				for ci := 0; ci < c; ci++ {
+					if j == 0 {
+						w("VPANDD\t%s, %s, %s", mask, word(ci), plane(ci))
+						continue
+					}
+					w("VPSRLD\t$%d, %s, %s", 2*j, word(ci), plane(ci))
+					w("VPANDD\t%s, %s, %s", mask, plane(ci), plane(ci))
+				}
+				for m := 0; m < mc; m++ {
+					src := func(d int) string { return fmt.Sprintf("%d(BX)", 128*m+32*d+16*r+4*j) }
+					op := "VPDPBUSD.BCST"
+					if xregs {
+						for d := 0; d < 3; d++ {
+							w("VPBROADCASTD\t%s, %s", src(d), xr(d))
+						}
+						src, op = xr, "VPDPBUSD"
+					}
+					for ci := 0; ci < c; ci++ {
+						for d := 0; d < 3; d++ {
+							w("%s\t%s, %s, %s", op, src(d), plane(ci), iacc(m, ci, d))
+						}
+					}
+				}
+			}
+			w("ADDQ\tR8, AX")
+		}
+		for m := 0; m < mc; m++ {
+			for ci := 0; ci < c; ci++ {
+				s0, s1, s2 := iacc(m, ci, 0), iacc(m, ci, 1), iacc(m, ci, 2)
+				w("VPSLLD\t$8, %s, %s", s1, s1)
+				w("VPSLLD\t$16, %s, %s", s2, s2)
+				w("VPADDD\t%s, %s, %s", s1, s0, s0)
+				w("VPADDD\t%s, %s, %s", s2, s0, s0)
 				w("VCVTDQ2PS\t%s, %s", s0, s0)
 				w("VFMADD231PS.BCST\t%d(BX), %s, %s", 128*m+96, s0, acc(m, ci))
 			}

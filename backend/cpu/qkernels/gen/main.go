@@ -136,10 +136,14 @@ func main512() {
 		gptq512Data(&sb, bits)
 	}
 	gb.WriteString("}\n\n")
-	gb.WriteString("// gptqVKernels[mc]: the AVX-512 VNNI 4-bit GPTQ kernels for mc x rows, as\n// gptqZKernels.\n")
-	gb.WriteString("var gptqVKernels = map[int]gptqZSet{\n")
-	for _, mc := range gptqVRows {
-		gptq512Set(&sb, &gb, &decls, 4, mc, gptqVCs[mc], famVNNI)
+	gb.WriteString("// gptqVKernels[bits][mc]: the AVX-512 VNNI 4- and 2-bit GPTQ kernels for mc\n// x rows, as gptqZKernels.\n")
+	gb.WriteString("var gptqVKernels = map[int]map[int]gptqZSet{\n")
+	for _, bits := range []int{2, 4} {
+		fmt.Fprintf(&gb, "%d: {\n", bits)
+		for _, mc := range gptqVRows {
+			gptq512Set(&sb, &gb, &decls, bits, mc, gptqVCs[mc], famVNNI)
+		}
+		gb.WriteString("},\n")
 	}
 	gb.WriteString("}\n\n")
 	gb.WriteString("// gptqFKernels[mc]: the AVX-512 VNNI kernels of FP4 (e2m1) codes in the\n// GPTQ layout for mc x rows, as gptqZKernels.\n")
