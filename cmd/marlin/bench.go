@@ -92,7 +92,7 @@ func benchCmd(args []string) error {
 	switch {
 	case *synth != "":
 		for _, fm := range strings.Split(*format, ",") {
-			name, g := fm, *group
+			name, g := fm, formatGroup(fm, *group, f.set("group"))
 			if i := strings.IndexByte(fm, ':'); i >= 0 {
 				name = fm[:i]
 				if g, err = strconv.Atoi(fm[i+1:]); err != nil {

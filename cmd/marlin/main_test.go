@@ -184,6 +184,24 @@ func TestQuantizeOwnBlocks(t *testing.T) {
 	}
 }
 
+// TestFormatGroup: the formats with blocks of their own take them unless
+// --group is given; the others take --group or its default.
+func TestFormatGroup(t *testing.T) {
+	for _, tc := range []struct {
+		format string
+		group  int
+		given  bool
+		want   int
+	}{
+		{"nvfp4", 128, false, 0}, {"MXFP4", 128, false, 0}, {"fp8", 128, false, 0},
+		{"nvfp4", 32, true, 32}, {"int4", 128, false, 128}, {"fp4", 128, false, 128}, {"int4", 32, true, 32},
+	} {
+		if got := formatGroup(tc.format, tc.group, tc.given); got != tc.want {
+			t.Errorf("formatGroup(%q, %d, %v) = %d, want %d", tc.format, tc.group, tc.given, got, tc.want)
+		}
+	}
+}
+
 // TestKVTypeFor: --kv-type auto is float32 on the CPU and bfloat16 on any
 // other backend; an explicit type is kept on both.
 func TestKVTypeFor(t *testing.T) {

@@ -24,6 +24,20 @@ func init() {
 		summary: "write a quantized checkpoint (or measure the trellis code)", run: quantizeCmd})
 }
 
+// formatGroup is the group size to quantize format with: group, unless the
+// format has blocks of its own (mxfp4, nvfp4, fp8) and --group was not
+// given (its default, 128, is the integer formats'), then 0 (the format's
+// own).
+func formatGroup(format string, group int, given bool) int {
+	switch strings.ToLower(strings.TrimSpace(format)) {
+	case "mxfp4", "nvfp4", "fp8":
+		if !given {
+			return 0
+		}
+	}
+	return group
+}
+
 func quantizeCmd(args []string) error {
 	f := newFlags("quantize", "MODEL OUT [flags]")
 	method := f.String("method", "rtn", "quantization method: rtn, gptq (calibrated integers) or exl3 (calibrated trellis)")
@@ -80,14 +94,7 @@ func quantizeCmd(args []string) error {
 		if *bits != "" {
 			return usagef("--bits is for exl3 (rtn and gptq take --format)")
 		}
-		g := *group
-		if !f.set("group") {
-			switch strings.ToLower(*format) {
-			case "mxfp4", "nvfp4", "fp8":
-				g = 0 // the format's own block (the default 128 is the integers')
-			}
-		}
-		spec, err := quant.ParseSpec(*format, g, !*asym)
+		spec, err := quant.ParseSpec(*format, formatGroup(*format, *group, f.set("group")), !*asym)
 		if err != nil {
 			return usagef("%v", err)
 		}

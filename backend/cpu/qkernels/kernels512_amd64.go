@@ -136,13 +136,14 @@ type gptqZSet struct {
 // (gptqVKernels, x blocks from gptqVPrepZ) at every M, which keep that
 // property: their unit sums are exact integers.
 //
-// FP4 and MXFP4 weights (fp4VNNI) run here too, from their packed copy in this
+// FP4, MXFP4 and NVFP4 weights (fp4VNNI) run here too, from their packed copy in this
 // layout (newGptqPacked), on the e2m1 VNNI kernels (gptqFKernels): no zero
 // points, and each x block's factor halved and its ΣX multiplied by 12 as
 // those kernels expect (gen/gptq512.go).
 func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weight, a0, a1 int) {
 	K, N, bits := w.In, w.Out, packedBits(w)
-	e2m1 := w.Format == quant.FP4 || w.Format == quant.MXFP4
+	e2m1 := w.Format == quant.FP4 || w.Format == quant.MXFP4 || w.Format == quant.NVFP4
+	nvfp4 := w.Format == quant.NVFP4
 	group := packedGroup(w)
 	sub := gptqSubRows
 	for group%sub != 0 {
@@ -194,6 +195,9 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 			if e2m1 {
 				ks = gptqFKernels[mc]
 			}
+			if nvfp4 {
+				ks = gptqNKernels[mc]
+			}
 			buf = sc.floats(34 * units * mc)
 			xf, sx = buf[:32*units*mc], buf[32*units*mc:]
 			for m := 0; m < mc; m++ {
@@ -201,10 +205,17 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 				gptqVPrepZ((*byte)(unsafe.Pointer(&xf[32*m])), 128*mc, &xr[0], gptqVOrders[bits], &sx[2*m], 8*mc, units, -off)
 				if e2m1 {
 					// the kernels sum 12 + 2·v: half the factor, 12·ΣX off
+					// (NVFP4: of each half; the global scale in the factor)
+					f := float32(0.5)
+					if nvfp4 {
+						f *= w.GlobalScale
+					}
 					for i := 32 * m; i < len(xf); i += 32 * mc {
-						xf[i+24] *= 0.5
-						sum := (*int32)(unsafe.Pointer(&xf[i+25]))
-						*sum *= 12
+						xf[i+24] *= f
+						for s := 25; s < 28; s++ {
+							sum := (*int32)(unsafe.Pointer(&xf[i+s]))
+							*sum *= 12
+						}
 					}
 				}
 			}

@@ -116,12 +116,12 @@ func gptqFastSIMD(sc *scratch, dst []float32, ldd int, x []float32, M int, w *qu
 	}
 }
 
-// fp4VNNI reports whether the FP4 or MXFP4 weight w runs on the e2m1 VNNI
+// fp4VNNI reports whether the FP4, MXFP4 or NVFP4 weight w runs on the e2m1 VNNI
 // kernels of the GPTQ layout (AVX512_VNNI, groups of whole units of 32, at
 // least one 8-column block; MXFP4 when every scale is an fp16 value,
 // mxfp4Fits): it then decodes as fast as INT4, where the row-major float
-// kernels decode its codes to float32 first. NVFP4 keeps the row-major
-// kernels (its groups of 16 are shorter than a unit).
+// kernels decode its codes to float32 first. NVFP4 takes them too, its
+// two blocks of 16 a unit scaled inside the kernels (gptqNKernels).
 func fp4VNNI(w *quant.Weight) bool {
 	if !useAVX512 || !useVNNI || w.In%32 != 0 || w.Out < 8 {
 		return false
@@ -131,6 +131,8 @@ func fp4VNNI(w *quant.Weight) bool {
 		return w.Group%32 == 0
 	case quant.MXFP4:
 		return mxfp4Fits(w)
+	case quant.NVFP4:
+		return true // e4m3 scales are fp16 values
 	}
 	return false
 }

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"unsafe"
 
+	"github.com/marlin-llm/marlin/dtype"
 	"github.com/marlin-llm/marlin/internal/pages"
 	"github.com/marlin-llm/marlin/quant"
 )
@@ -44,6 +45,7 @@ type gptqPacked struct {
 	zeros bool   // tiles hold zero points
 	bits  int
 	full  int // bytes of a full tile (one group)
+	nv    bool // NVFP4: two scale rows a group (a unit), each 2·T bytes
 	// identity of the packed weight's buffers
 	data, scales, zp unsafe.Pointer
 	uniform          bool
@@ -63,6 +65,9 @@ var gptqPackAhead = 8
 func (p *gptqPacked) tile(wt int) (codes, total int) {
 	codes = p.cpg * wt
 	total = codes + 2*wt
+	if p.nv {
+		total = codes + 4*p.T // the second half's scales 2·T after the first's
+	}
 	if p.zeros {
 		total += wt * p.bits / 8
 	}
@@ -72,38 +77,46 @@ func (p *gptqPacked) tile(wt int) (codes, total int) {
 // col returns the byte offset of column tile t (all tiles before it full).
 func (p *gptqPacked) col(t int) int { return t * p.G * p.full }
 
-// packedBits is the code width of w's packed copy: GPTQ's bits, 4 for FP4
-// and MXFP4.
+// packedBits is the code width of w's packed copy: GPTQ's bits, 4 for
+// the e2m1 formats.
 func packedBits(w *quant.Weight) int {
-	if w.Format == quant.FP4 || w.Format == quant.MXFP4 {
+	if w.Format == quant.FP4 || w.Format == quant.MXFP4 || w.Format == quant.NVFP4 {
 		return 4
 	}
 	return w.Bits
 }
 
 // packedGroup is the group size of w's packed copy: 32 for MXFP4 (its
-// scales' blocks), else w.Group.
+// scales' blocks) and NVFP4 (a unit: its two blocks of 16 are scaled
+// inside the kernels), else w.Group.
 func packedGroup(w *quant.Weight) int {
-	if w.Format == quant.MXFP4 {
+	if w.Format == quant.MXFP4 || w.Format == quant.NVFP4 {
 		return 32
 	}
 	return w.Group
 }
 
-// newGptqPacked makes the packed copy of a GPTQ weight, or of an FP4 or
-// MXFP4 one (fp4VNNI): its rows of e2m1 codes transposed into qweight
-// words (the word of input rows 8r … 8r+7 of column n is bytes 4r … 4r+3
-// of row n, low nibble first in both) and its scales [Out, Groups] (fp16,
-// or e8m0 turned into fp16) into scale rows, without zero points.
+// newGptqPacked makes the packed copy of a GPTQ weight, or of an FP4,
+// MXFP4 or NVFP4 one (fp4VNNI): its rows of e2m1 codes transposed into
+// qweight words (the word of input rows 8r … 8r+7 of column n is bytes
+// 4r … 4r+3 of row n, low nibble first in both) and its scales [Out,
+// Groups] (fp16, or e8m0 turned into fp16) into scale rows, without zero
+// points. NVFP4's e4m3 scales (two a unit) become fp16 too (exactly): a
+// tile's scales of the units' first halves, then, nvScaleHalf bytes after
+// them (a full tile's worth: narrower tiles are padded), the second
+// halves'.
 func newGptqPacked(w *quant.Weight) *gptqPacked {
 	K, N, bits := w.In, w.Out, packedBits(w)
-	e2m1 := w.Format == quant.FP4 || w.Format == quant.MXFP4
+	e2m1 := w.Format == quant.FP4 || w.Format == quant.MXFP4 || w.Format == quant.NVFP4
 	group := packedGroup(w)
 	p := &gptqPacked{
 		T: 16 * gptqZKernels[bits][1].c[0], G: K / group, cpg: 4 * bits * group / 32,
 		zeros: !(w.Zeros == nil || w.ZerosUniform) && !e2m1, bits: bits,
 		data: unsafe.Pointer(unsafe.SliceData(w.Data)), scales: unsafe.Pointer(unsafe.SliceData(w.Scales)),
-		zp: unsafe.Pointer(unsafe.SliceData(w.Zeros)), uniform: w.ZerosUniform,
+		zp: unsafe.Pointer(unsafe.SliceData(w.Zeros)), uniform: w.ZerosUniform, nv: w.Format == quant.NVFP4,
+	}
+	if p.nv && p.T != nvScaleHalf/2 {
+		panic("qkernels: NVFP4 tiles of the kernels' width")
 	}
 	_, p.full = p.tile(p.T)
 	nt := (N + p.T - 1) / p.T
@@ -151,6 +164,15 @@ func newGptqPacked(w *quant.Weight) *gptqPacked {
 			if w.Format == quant.FP4 {
 				for j := 0; j < wt; j++ {
 					copy(d[codes+2*j:codes+2*j+2], w.Scales[2*((t0+j)*p.G+g):])
+				}
+			}
+			if p.nv {
+				for h := 0; h < 2; h++ {
+					for j := 0; j < wt; j++ {
+						f := dtype.F32ToF16(dtype.E4M3ToF32(w.Scales[(t0+j)*(K/16)+2*g+h]))
+						o := codes + nvScaleHalf*h + 2*j
+						d[o], d[o+1] = byte(f), byte(f>>8)
+					}
 				}
 			}
 			if e2m1 {

@@ -121,9 +121,10 @@ prepdone:
 // (VSCALEFPS, VCVTPS2DQ); its digits d0 = X mod± 2^8, d1 = (X − d0)/2^8
 // mod± 2^8, d2 = the rest (|d2| ≤ 65), each 32 bytes, byte p holding input
 // order[p] of the unit, at 0, 32, 64; the float 2^(E−148) at 96; ΣX as an
-// int32 at 100. A unit of zeros stores zero digits, factor and ΣX; a unit
-// with an Inf or NaN zero digits and ΣX and a NaN factor, so that the
-// products are NaN. The sums as UNITSUM.
+// int32 at 100, and the sums of X over bytes 0–15 and 16–31 at 104 and
+// 108. A unit of zeros stores zero digits, factor and sums; a unit with an
+// Inf or NaN zero digits and sums and a NaN factor, so that the products
+// are NaN. The sums as UNITSUM.
 //
 // Registers: DI xd, SI x, DX sx, R8 xd stride, R9 sx stride, CX units,
 // X23 negOff, Z24/Z25 the order, Z26 the |x| mask, X27 1.0, AX E, BX temp,
@@ -178,15 +179,26 @@ vpreploop:
 	VSCALEFPS	Z2, Z9, Z9
 	VCVTPS2DQ	Z8, Z8
 	VCVTPS2DQ	Z9, Z9
-	// ΣX at 100 (|ΣX| ≤ 2^27; the e2m1 kernels' offset)
-	VPADDD	Z9, Z8, Z4
-	VEXTRACTI64X4	$1, Z4, Y5
-	VPADDD	Y5, Y4, Y4
+	// ΣX at 100 (|ΣX| ≤ 2^27; the e2m1 kernels' offset), the sums of
+	// bytes 0–15 (Z8) and 16–31 (Z9) at 104 and 108 (NVFP4's halves)
+	VEXTRACTI64X4	$1, Z8, Y4
+	VPADDD	Y4, Y8, Y4
 	VEXTRACTI128	$1, Y4, X5
 	VPADDD	X5, X4, X4
 	VPSHUFD	$0x4e, X4, X5
 	VPADDD	X5, X4, X4
 	VPSHUFD	$0xb1, X4, X5
+	VPADDD	X5, X4, X4
+	VEXTRACTI64X4	$1, Z9, Y5
+	VPADDD	Y5, Y9, Y5
+	VEXTRACTI128	$1, Y5, X6
+	VPADDD	X6, X5, X5
+	VPSHUFD	$0x4e, X5, X6
+	VPADDD	X6, X5, X5
+	VPSHUFD	$0xb1, X5, X6
+	VPADDD	X6, X5, X5
+	VMOVD	X4, 104(DI)
+	VMOVD	X5, 108(DI)
 	VPADDD	X5, X4, X4
 	VMOVD	X4, 100(DI)
 	// the factor 2^(E−148) = 1·2^−(148−E), a subnormal below E = 22
@@ -212,6 +224,8 @@ vprepzero:
 vprepclear:
 	MOVL	BX, 96(DI)
 	MOVL	$0, 100(DI)
+	MOVL	$0, 104(DI)
+	MOVL	$0, 108(DI)
 	VPXORD	Z2, Z2, Z2
 	VMOVDQU32	Z2, 0(DI)
 	VMOVDQU32	Y2, 64(DI)

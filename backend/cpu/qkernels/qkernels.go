@@ -39,9 +39,9 @@
 // and ~7% lower end to end (docs/perf.md). It runs at every M, so batch
 // invariance holds; GODEBUG=cpu.avx512vnni=off selects the float form.
 //
-// FP4 weights (fp16 group scales, groups of whole 32s) and MXFP4 ones
-// (when fp16 holds their scales) take the same integer kernels on those
-// CPUs (fp4VNNI): a packed copy puts their e2m1
+// FP4 weights (fp16 group scales, groups of whole 32s), MXFP4 ones (when
+// fp16 holds their scales) and NVFP4 ones (their two scales a unit applied
+// inside it) take the same integer kernels on those CPUs (fp4VNNI): a packed copy puts their e2m1
 // codes in the GPTQ layout, and a byte table (VPSHUFB) maps each code to
 // 12 + 2·v before VPDPBUSD, the offset coming off with x's sum at the end
 // of each unit. Hot, a core then decodes ~98 G FP4 weights/s where the
@@ -144,12 +144,12 @@ func MatMul(dst []float32, ldd int, x []float32, M int, w *quant.Weight, n0, n1 
 // MatMul: on AVX-512 CPUs the packed layout of a GPTQ weight (after which
 // the pages of a memory-mapped checkpoint are released). Loaders call it, so
 // that the one-time copy happens while the model loads, not inside the
-// first forward pass; on CPUs with AVX512_VNNI, the same for FP4 and MXFP4
-// weights.
+// first forward pass; on CPUs with AVX512_VNNI, the same for FP4, MXFP4
+// and NVFP4 weights.
 // Other weights need nothing; calling it is optional.
 // It reports whether the kernels read a copy from now on (not w's bytes).
 func Prepare(w *quant.Weight) (copied bool) {
-	if useSIMD && (w.Format == quant.GPTQ || w.Format == quant.FP4 || w.Format == quant.MXFP4) {
+	if useSIMD && (w.Format == quant.GPTQ || w.Format == quant.FP4 || w.Format == quant.MXFP4 || w.Format == quant.NVFP4) {
 		return preparePacked(w)
 	}
 	return false

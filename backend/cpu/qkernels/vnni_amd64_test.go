@@ -18,9 +18,9 @@ import (
 
 // vnniPrepRef is the plain form of gptqVPrepZ for one unit of 32 inputs:
 // the 128-byte x block (three digit arrays, byte p for input order(p),
-// then the factor and ΣX) and the unit's sum.
+// then the factor, ΣX and its two halves' sums) and the unit's sum.
 func vnniPrepRef(x []float32, order func(p int) int) (blk [128]byte, sum float32) {
-	var sumX int32
+	var half [2]int32
 	var maxBits uint32
 	for _, v := range x {
 		maxBits = max(maxBits, math.Float32bits(v)&0x7fffffff)
@@ -39,15 +39,17 @@ func vnniPrepRef(x []float32, order func(p int) int) (blk [128]byte, sum float32
 			d1 := int8(X1)
 			d2 := int8((X1 - int32(d1)) >> 8)
 			blk[p], blk[32+p], blk[64+p] = byte(d0), byte(d1), byte(d2)
-			sumX += X
+			half[p/16] += X
 		}
 	}
 	*(*float32)(unsafe.Pointer(&blk[96])) = factor
-	*(*int32)(unsafe.Pointer(&blk[100])) = sumX
+	*(*int32)(unsafe.Pointer(&blk[100])) = half[0] + half[1]
+	*(*int32)(unsafe.Pointer(&blk[104])) = half[0]
+	*(*int32)(unsafe.Pointer(&blk[108])) = half[1]
 	return blk, sum64(x)
 }
 
-// TestVNNIPrep checks gptqVPrepZ byte for byte (digits, factor, ΣX)
+// TestVNNIPrep checks gptqVPrepZ byte for byte (digits, factor, the sums)
 // against vnniPrepRef on
 // random units and on the edges: zeros, a subnormal or the largest finite
 // maximum, Inf and NaN, and values that round to ±2^22; and that the
@@ -99,7 +101,7 @@ func TestVNNIPrep(t *testing.T) {
 	gptqVPrepZ(&xd[0], 128, &x[0], gptqVOrders[4], &sx[0], 8, n, -3)
 	for i, u := range units {
 		want, s := vnniPrepRef(u, order)
-		got := xd[128*i : 128*i+104]
+		got := xd[128*i : 128*i+112]
 		for b := range got {
 			if got[b] != want[b] {
 				t.Fatalf("unit %d (%v): byte %d = %#x, want %#x", i, u[:4], b, got[b], want[b])

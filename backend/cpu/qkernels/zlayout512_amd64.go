@@ -63,6 +63,19 @@ var gptqFKernels = map[int]gptqZSet{
 	4: {[]int{1}, []func(*gptqArgs){gptqzf4M4C1}, gptqyf4M4},
 }
 
+// nvScaleHalf is the distance in an NVFP4 tile of the packed copy from the
+// units' first halves' scales to their second halves' (gptqNKernels).
+const nvScaleHalf = 128
+
+// gptqNKernels[mc]: the AVX-512 VNNI kernels of NVFP4 codes (scales per 16)
+// in the GPTQ layout for mc x rows, as gptqZKernels.
+var gptqNKernels = map[int]gptqZSet{
+	1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqzn4M1C4, gptqzn4M1C2, gptqzn4M1C1}, gptqyn4M1},
+	2: {[]int{2, 1}, []func(*gptqArgs){gptqzn4M2C2, gptqzn4M2C1}, gptqyn4M2},
+	3: {[]int{2, 1}, []func(*gptqArgs){gptqzn4M3C2, gptqzn4M3C1}, gptqyn4M3},
+	4: {[]int{1}, []func(*gptqArgs){gptqzn4M4C1}, gptqyn4M4},
+}
+
 // fpgKernels[kind][mc] are the AVX-512 row-major matrix-vector kernels
 // (mc = −2: one x row, two weight rows at a time), fppKernels[kind] the
 // panel packing ones.
@@ -419,6 +432,42 @@ func gptqzf4M4C1(a *gptqArgs)
 
 //go:noescape
 func gptqyf4M4(a *gptqArgs)
+
+//go:noescape
+func gptqzn4M1C4(a *gptqArgs)
+
+//go:noescape
+func gptqzn4M1C2(a *gptqArgs)
+
+//go:noescape
+func gptqzn4M1C1(a *gptqArgs)
+
+//go:noescape
+func gptqyn4M1(a *gptqArgs)
+
+//go:noescape
+func gptqzn4M2C2(a *gptqArgs)
+
+//go:noescape
+func gptqzn4M2C1(a *gptqArgs)
+
+//go:noescape
+func gptqyn4M2(a *gptqArgs)
+
+//go:noescape
+func gptqzn4M3C2(a *gptqArgs)
+
+//go:noescape
+func gptqzn4M3C1(a *gptqArgs)
+
+//go:noescape
+func gptqyn4M3(a *gptqArgs)
+
+//go:noescape
+func gptqzn4M4C1(a *gptqArgs)
+
+//go:noescape
+func gptqyn4M4(a *gptqArgs)
 
 //go:noescape
 func fpgnvM1R2(a *fpgArgs)

@@ -87,10 +87,17 @@ const (
 	famFloat gptqFamily = iota
 	famVNNI
 	famE2M1
+	// famNVFP4: famE2M1 with a scale per 16 inputs (NVFP4's blocks), two
+	// a unit: each half unit's integer sum is converted and scaled into
+	// the accumulators inside the unit, from the packed copy's fp16
+	// scales (the first half's at the scale pointer, the second half's
+	// nvScaleHalf bytes further), and the epilogue adds the accumulators
+	// to y without a scale.
+	famNVFP4
 )
 
 func gptq512Name(bits, mc, c int, half bool, fam gptqFamily) string {
-	v := map[gptqFamily]string{famFloat: "", famVNNI: "v", famE2M1: "f"}[fam]
+	v := map[gptqFamily]string{famFloat: "", famVNNI: "v", famE2M1: "f", famNVFP4: "n"}[fam]
 	if half {
 		return fmt.Sprintf("gptqy%s%dM%d", v, bits, mc)
 	}
@@ -113,7 +120,7 @@ func gptq512Kernel(sb *strings.Builder, bits, mc, c int, half bool, fam gptqFami
 	acc := func(m, ci int) string { return reg(m*c + ci) }
 	var u gptqUnit
 	if vnni {
-		u = gptq512VNNI(w, reg, acc, bits, mc, c, VB, half, fam == famE2M1)
+		u = gptq512VNNI(w, reg, acc, bits, mc, c, VB, half, fam)
 	} else {
 		u = gptq512Fields(w, reg, acc, bits, mc, c, VB, half)
 	}
@@ -134,7 +141,7 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
 	MOVQ	88(DI), R12
-`, name, bits, map[gptqFamily]string{famVNNI: " (VNNI)", famE2M1: " (VNNI, e2m1 codes)"}[fam], mc, c, map[bool]string{false: "16-column zmm", true: "8-column ymm"}[half], u.plan, name)
+`, name, bits, map[gptqFamily]string{famVNNI: " (VNNI)", famE2M1: " (VNNI, e2m1 codes)", famNVFP4: " (VNNI, e2m1 codes, scales per 16)"}[fam], mc, c, map[bool]string{false: "16-column zmm", true: "8-column ymm"}[half], u.plan, name)
 	if !half && (bits == 3 || bits == 4) {
 		w("MOVL\t$0xff00, R14")
 		w("KMOVW\tR14, K1")
@@ -240,10 +247,16 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	w("JMP\t%s_next", name)
 	fmt.Fprintf(sb, "%s_uniform:\n", name)
 	for ci := 0; ci < c; ci++ {
-		w("VCVTPH2PS\t%d(R9), %s", VB/2*ci, s)
+		if fam != famNVFP4 {
+			w("VCVTPH2PS\t%d(R9), %s", VB/2*ci, s)
+		}
 		w("MOVQ\tR11, R14")
 		for m := 0; m < mc; m++ {
-			w("VFMADD213PS\t%d(R14), %s, %s", VB*ci, s, acc(m, ci))
+			if fam == famNVFP4 { // scaled inside the unit
+				w("VADDPS\t%d(R14), %s, %s", VB*ci, acc(m, ci), acc(m, ci))
+			} else {
+				w("VFMADD213PS\t%d(R14), %s, %s", VB*ci, s, acc(m, ci))
+			}
 			w("VMOVUPS\t%s, %d(R14)", acc(m, ci), VB*ci)
 			if m+1 < mc {
 				w("ADDQ\tR12, R14")
@@ -450,10 +463,19 @@ func gptq512Fields(w func(string, ...any), reg func(int) string, acc func(int, i
 // time (the row's word and the plane in the nibbles' two registers) with
 // its three digit dwords broadcast into registers; the x block holds the
 // digits in that order (gptqVOrders[2]), dword 4r + j of each digit.
-func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int) string, bits, mc, c, VB int, half, e2m1 bool) gptqUnit {
+//
+// NVFP4 (famNVFP4): as e2m1, but with a scale per 16 inputs. After the
+// unit's qweight rows 0–1 (inputs 0–15) and again after rows 2–3, the
+// half's digit sums are combined, 12·ΣX of the half (at 104 and 108 of
+// the x block) taken off, converted, multiplied by the factor and, with
+// the half's fp16 scales of each column (at the scale pointer, and
+// nvScaleHalf bytes further for the second half), added to the
+// accumulators; the digit sums restart at 0.
+func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int) string, bits, mc, c, VB int, half bool, fam gptqFamily) gptqUnit {
 	if bits == 2 {
 		return gptq512VNNI2(w, reg, acc, mc, c, VB, half)
 	}
+	e2m1, nv := fam == famE2M1 || fam == famNVFP4, fam == famNVFP4
 	na := mc * c
 	iacc := func(m, ci, d int) string { return reg(na + 3*(m*c+ci) + d) }
 	lo := func(ci int) string { return reg(4*na + 2*ci) }
@@ -489,7 +511,7 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 			w("VBROADCASTI32X4\tgptqe2m1<>(SB), %s", lut)
 		}
 	}
-	body := func() {
+	clearSums := func() {
 		for m := 0; m < mc; m++ {
 			for ci := 0; ci < c; ci++ {
 				for d := 0; d < 3; d++ {
@@ -497,6 +519,35 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 				}
 			}
 		}
+	}
+	// combine leaves in the first digit sum of each (row, vector) the
+	// exact Σ code·X (e2m1: 2·Σ v·X, offset 12·ΣX at off of the x block)
+	combine := func(m, ci, off int) string {
+		s0, s1, s2 := iacc(m, ci, 0), iacc(m, ci, 1), iacc(m, ci, 2)
+		w("VPSLLD\t$8, %s, %s", s1, s1)
+		w("VPSLLD\t$16, %s, %s", s2, s2)
+		w("VPADDD\t%s, %s, %s", s1, s0, s0)
+		w("VPADDD\t%s, %s, %s", s2, s0, s0)
+		if e2m1 {
+			w("VPSUBD.BCST\t%d(BX), %s, %s", 128*m+off, s0, s0)
+		}
+		w("VCVTDQ2PS\t%s, %s", s0, s0)
+		return s0
+	}
+	// nvHalf scales half h's sums into the accumulators (famNVFP4)
+	nvHalf := func(h int) {
+		sc := lo(0) // free: the rows' codes are used
+		for ci := 0; ci < c; ci++ {
+			w("VCVTPH2PS\t%d(R9), %s", VB/2*ci+nvScaleHalf*h, sc)
+			for m := 0; m < mc; m++ {
+				s0 := combine(m, ci, 104+4*h)
+				w("VMULPS.BCST\t%d(BX), %s, %s", 128*m+96, s0, s0)
+				w("VFMADD231PS\t%s, %s, %s", sc, s0, acc(m, ci))
+			}
+		}
+	}
+	body := func() {
+		clearSums()
 		for r := 0; r < 4; r++ {
 			for ci := 0; ci < c; ci++ {
 				w("VMOVDQU32\t%d(AX), %s", VB*ci, hi(ci))
@@ -539,18 +590,18 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 				}
 			}
 			w("ADDQ\tR8, AX")
+			if nv && r == 1 {
+				nvHalf(0)
+				clearSums()
+			}
+		}
+		if nv {
+			nvHalf(1)
+			return
 		}
 		for m := 0; m < mc; m++ {
 			for ci := 0; ci < c; ci++ {
-				s0, s1, s2 := iacc(m, ci, 0), iacc(m, ci, 1), iacc(m, ci, 2)
-				w("VPSLLD\t$8, %s, %s", s1, s1)
-				w("VPSLLD\t$16, %s, %s", s2, s2)
-				w("VPADDD\t%s, %s, %s", s1, s0, s0)
-				w("VPADDD\t%s, %s, %s", s2, s0, s0)
-				if e2m1 {
-					w("VPSUBD.BCST\t%d(BX), %s, %s", 128*m+100, s0, s0)
-				}
-				w("VCVTDQ2PS\t%s, %s", s0, s0)
+				s0 := combine(m, ci, 100)
 				w("VFMADD231PS.BCST\t%d(BX), %s, %s", 128*m+96, s0, acc(m, ci))
 			}
 		}
@@ -637,6 +688,12 @@ func gptq512VNNI2(w func(string, ...any), reg func(int) string, acc func(int, in
 	}
 	return gptqUnit{T: [2]int{4 * na, 4*na + 1}, xsz: 128 * mc, plan: plan, setup: setup, body: body}
 }
+
+// nvScaleHalf is the distance from an NVFP4 tile's scales of the units'
+// first halves to those of their second halves in the packed copy: a full
+// tile's fp16 scales, 2·T bytes (T = 16·gptq512Wide(4, 1) = 64 columns;
+// pack512_amd64.go pads narrower tiles to it).
+const nvScaleHalf = 2 * 64
 
 // gptqTileSaved are the argument-block offsets of the pointers the
 // sub-group loop advances (q, z, s, xf, sx, y), saved at 184.. for the

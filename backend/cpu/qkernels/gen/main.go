@@ -152,6 +152,13 @@ func main512() {
 		gptq512Set(&sb, &gb, &decls, 4, mc, gptqVCs[mc], famE2M1)
 	}
 	gb.WriteString("}\n\n")
+	fmt.Fprintf(&gb, "// nvScaleHalf is the distance in an NVFP4 tile of the packed copy from the\n// units' first halves' scales to their second halves' (gptqNKernels).\nconst nvScaleHalf = %d\n\n", nvScaleHalf)
+	gb.WriteString("// gptqNKernels[mc]: the AVX-512 VNNI kernels of NVFP4 codes (scales per 16)\n// in the GPTQ layout for mc x rows, as gptqZKernels.\n")
+	gb.WriteString("var gptqNKernels = map[int]gptqZSet{\n")
+	for _, mc := range gptqVRows {
+		gptq512Set(&sb, &gb, &decls, 4, mc, gptqVCs[mc], famNVFP4)
+	}
+	gb.WriteString("}\n\n")
 	sb.WriteString("\n// The e2m1 byte table of the FP4 VNNI kernels: 12 + 2·v for code i.\n")
 	for i, b := range e2m1Bytes() {
 		fmt.Fprintf(&sb, "DATA gptqe2m1<>+%d(SB)/1, $%d\n", i, b)
