@@ -44,7 +44,7 @@ type gptqPacked struct {
 	cpg   int    // code bytes per column per group (4 · bits · Group/32)
 	zeros bool   // tiles hold zero points
 	bits  int
-	full  int // bytes of a full tile (one group)
+	full  int  // bytes of a full tile (one group)
 	nv    bool // NVFP4: two scale rows a group (a unit), each 2·T bytes
 	// identity of the packed weight's buffers
 	data, scales, zp unsafe.Pointer
