@@ -511,28 +511,12 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 			w("VBROADCASTI32X4\tgptqe2m1<>(SB), %s", lut)
 		}
 	}
-	clearSums := func() {
-		for m := 0; m < mc; m++ {
-			for ci := 0; ci < c; ci++ {
-				for d := 0; d < 3; d++ {
-					w("VPXORD\t%s, %s, %s", iacc(m, ci, d), iacc(m, ci, d), iacc(m, ci, d))
-				}
-			}
-		}
-	}
-	// combine leaves in the first digit sum of each (row, vector) the
-	// exact Σ code·X (e2m1: 2·Σ v·X, offset 12·ΣX at off of the x block)
+	clearSums := func() { vnniClear(w, iacc, mc, c) }
 	combine := func(m, ci, off int) string {
-		s0, s1, s2 := iacc(m, ci, 0), iacc(m, ci, 1), iacc(m, ci, 2)
-		w("VPSLLD\t$8, %s, %s", s1, s1)
-		w("VPSLLD\t$16, %s, %s", s2, s2)
-		w("VPADDD\t%s, %s, %s", s1, s0, s0)
-		w("VPADDD\t%s, %s, %s", s2, s0, s0)
-		if e2m1 {
-			w("VPSUBD.BCST\t%d(BX), %s, %s", 128*m+off, s0, s0)
+		if !e2m1 {
+			off = -1
 		}
-		w("VCVTDQ2PS\t%s, %s", s0, s0)
-		return s0
+		return vnniCombine(w, iacc, m, ci, off)
 	}
 	// nvHalf scales half h's sums into the accumulators (famNVFP4)
 	nvHalf := func(h int) {
@@ -549,17 +533,7 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 	body := func() {
 		clearSums()
 		for r := 0; r < 4; r++ {
-			for ci := 0; ci < c; ci++ {
-				w("VMOVDQU32\t%d(AX), %s", VB*ci, hi(ci))
-			}
-			// software prefetch of the stream as in the float kernels
-			// (without it, measured in one process on Zen 4: one x row
-			// g32 ±7%, g128 −20%, 2 and 4 rows −20–30%)
-			if !half {
-				for l := 0; l < c; l++ {
-					w("PREFETCHT1\t%d(AX)(R14*1)", 64*l)
-				}
-			}
+			vnniLoadRow(w, hi, c, VB, half)
 			for ci := 0; ci < c; ci++ {
 				w("VPANDD\t%s, %s, %s", mask, hi(ci), lo(ci))
 				w("VPSRLD\t$4, %s, %s", hi(ci), hi(ci))
@@ -631,22 +605,9 @@ func gptq512VNNI2(w func(string, ...any), reg func(int) string, acc func(int, in
 		w("VPBROADCASTD\tR14, %s", mask)
 	}
 	body := func() {
-		for m := 0; m < mc; m++ {
-			for ci := 0; ci < c; ci++ {
-				for d := 0; d < 3; d++ {
-					w("VPXORD\t%s, %s, %s", iacc(m, ci, d), iacc(m, ci, d), iacc(m, ci, d))
-				}
-			}
-		}
+		vnniClear(w, iacc, mc, c)
 		for r := 0; r < 2; r++ {
-			for ci := 0; ci < c; ci++ {
-				w("VMOVDQU32\t%d(AX), %s", VB*ci, word(ci))
-			}
-			if !half {
-				for l := 0; l < c; l++ {
-					w("PREFETCHT1\t%d(AX)(R14*1)", 64*l)
-				}
-			}
+			vnniLoadRow(w, word, c, VB, half)
 			for j := 0; j < 4; j++ {
 				for ci := 0; ci < c; ci++ {
 					if j == 0 {
@@ -676,17 +637,55 @@ func gptq512VNNI2(w func(string, ...any), reg func(int) string, acc func(int, in
 		}
 		for m := 0; m < mc; m++ {
 			for ci := 0; ci < c; ci++ {
-				s0, s1, s2 := iacc(m, ci, 0), iacc(m, ci, 1), iacc(m, ci, 2)
-				w("VPSLLD\t$8, %s, %s", s1, s1)
-				w("VPSLLD\t$16, %s, %s", s2, s2)
-				w("VPADDD\t%s, %s, %s", s1, s0, s0)
-				w("VPADDD\t%s, %s, %s", s2, s0, s0)
-				w("VCVTDQ2PS\t%s, %s", s0, s0)
+				s0 := vnniCombine(w, iacc, m, ci, -1)
 				w("VFMADD231PS.BCST\t%d(BX), %s, %s", 128*m+96, s0, acc(m, ci))
 			}
 		}
 	}
 	return gptqUnit{T: [2]int{4 * na, 4*na + 1}, xsz: 128 * mc, plan: plan, setup: setup, body: body}
+}
+
+// vnniLoadRow loads the qweight row at AX of the c column vectors into
+// dst(ci), with the software prefetch of the stream as in the float
+// kernels (without it, measured in one process on Zen 4: one x row g32
+// ±7%, g128 −20%, 2 and 4 rows −20–30%).
+func vnniLoadRow(w func(string, ...any), dst func(ci int) string, c, VB int, half bool) {
+	for ci := 0; ci < c; ci++ {
+		w("VMOVDQU32\t%d(AX), %s", VB*ci, dst(ci))
+	}
+	if !half {
+		for l := 0; l < c; l++ {
+			w("PREFETCHT1\t%d(AX)(R14*1)", 64*l)
+		}
+	}
+}
+
+// vnniClear zeroes the VNNI kernels' digit sums iacc(m, ci, d).
+func vnniClear(w func(string, ...any), iacc func(m, ci, d int) string, mc, c int) {
+	for m := 0; m < mc; m++ {
+		for ci := 0; ci < c; ci++ {
+			for d := 0; d < 3; d++ {
+				w("VPXORD\t%s, %s, %s", iacc(m, ci, d), iacc(m, ci, d), iacc(m, ci, d))
+			}
+		}
+	}
+}
+
+// vnniCombine leaves in the first digit sum of x row m and column vector
+// ci the exact Σ code·X as float32 (S0 + 2^8·S1 + 2^16·S2, formed modulo
+// 2^32), less the int32 at off of the row's x block when off ≥ 0 (the
+// e2m1 forms' 12·ΣX), and returns that register.
+func vnniCombine(w func(string, ...any), iacc func(m, ci, d int) string, m, ci, off int) string {
+	s0, s1, s2 := iacc(m, ci, 0), iacc(m, ci, 1), iacc(m, ci, 2)
+	w("VPSLLD\t$8, %s, %s", s1, s1)
+	w("VPSLLD\t$16, %s, %s", s2, s2)
+	w("VPADDD\t%s, %s, %s", s1, s0, s0)
+	w("VPADDD\t%s, %s, %s", s2, s0, s0)
+	if off >= 0 {
+		w("VPSUBD.BCST\t%d(BX), %s, %s", 128*m+off, s0, s0)
+	}
+	w("VCVTDQ2PS\t%s, %s", s0, s0)
+	return s0
 }
 
 // nvScaleHalf is the distance from an NVFP4 tile's scales of the units'
