@@ -791,7 +791,19 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
     }
     // scale_part adds a group's sums (part) times its scales ([c][j8] fp16
     // at scl) to acc and clears part: where a group ends, or the warp's range
-    // (G16: after each half step)
+    // (G16: after each half step). FP4's weights are their values ×2^-14
+    // (dequant_fp4): acc holds the sums ×2^-14 until to_out multiplies them
+    // by 2^14 where they leave the warp — the same numbers bit for bit as
+    // scaling each group's scales (a power of two commutes with rounding),
+    // one multiply a tile instead of two a scale pair.
+    auto to_out = [&]() {
+        if (FP4) {
+#pragma unroll
+            for (int j = 0; j < NA; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) acc[j][e] *= 16384.f;
+        }
+    };
     auto scale_part = [&](const unsigned char* scl) {
         if (AOP) {
             // the group's scales of this lane's columns 16wd + c (d0, d1) and
@@ -800,8 +812,7 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
             const u32 sv[4] = {sc.x, sc.y, sc.z, sc.w};
 #pragma unroll
             for (int wd = 0; wd < 4; wd++) {
-                float2 f = h2_to_f2(sv[wd]);
-                if (FP4) f.x *= 16384.f, f.y *= 16384.f;
+                const float2 f = h2_to_f2(sv[wd]);
                 acc[wd][0] = fmaf(part[wd][0], f.x, acc[wd][0]);
                 acc[wd][1] = fmaf(part[wd][1], f.x, acc[wd][1]);
                 acc[wd][2] = fmaf(part[wd][2], f.y, acc[wd][2]);
@@ -814,10 +825,7 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
             const u32 sa[4] = {s0.x, s0.y, s0.z, s0.w}, sb[4] = {s1.x, s1.y, s1.z, s1.w};
 #pragma unroll
             for (int wd = 0; wd < 4; wd++) {
-                float2 fa = h2_to_f2(sa[wd]), fb = h2_to_f2(sb[wd]);  // tiles 2wd, 2wd+1 of columns 2t and 2t+1
-                if (FP4) {
-                    fa.x *= 16384.f, fa.y *= 16384.f, fb.x *= 16384.f, fb.y *= 16384.f;
-                }
+                const float2 fa = h2_to_f2(sa[wd]), fb = h2_to_f2(sb[wd]);  // tiles 2wd, 2wd+1 of columns 2t and 2t+1
                 acc[2 * wd][0] = fmaf(part[2 * wd][0], fa.x, acc[2 * wd][0]);
                 acc[2 * wd][1] = fmaf(part[2 * wd][1], fb.x, acc[2 * wd][1]);
                 acc[2 * wd][2] = fmaf(part[2 * wd][2], fa.x, acc[2 * wd][2]);
@@ -898,6 +906,7 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
         if (!G16 && (group_end || i + 1 == i1)) scale_part(sl + SO);
         __syncwarp();
         if (!TCL && (tile_end || i + 1 == i1)) {
+            to_out();
             stripe_end<AOP>(acc, i / spt, gw, W, per, spt, w.N, o, M, ws, counters, pend0, pend1);
             if (tile_end) cs = 0;
         }
@@ -905,6 +914,7 @@ __device__ __forceinline__ void qmv4(const WDesc& w, const float* __restrict__ x
     cp_wait<0>();
     trace_mark(1);
     if (TCL) {
+        to_out();
         float t8[8][4];
         if (AOP) {
             aop_fragments(acc, t8);
