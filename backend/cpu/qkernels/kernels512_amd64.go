@@ -52,7 +52,7 @@ var gptqPrepTabs = func() map[int]*gptqPrepTab {
 //go:noescape
 func gptqPrepZ(xf *float32, xfStride int, x *float32, sx *float32, sxStride int, tab *gptqPrepTab, units int, negOff float32)
 
-// hasVNNI reports whether the 4- and 2-bit GPTQ kernels can take their integer
+// hasVNNI reports whether the 4- and 2-bit GPTQ kernels (3-bit: also hasVBMI) can take their integer
 // form (AVX512_VNNI: VPDPBUSD), and useVNNI selects it (the tests switch it
 // off to cover the float kernels; GODEBUG=cpu.avx512vnni=off does for a
 // process). On Zen 4 it prefills 30–35% faster and decodes batches of 2–4
@@ -61,6 +61,8 @@ func gptqPrepZ(xf *float32, xfStride int, x *float32, sx *float32, sxStride int,
 var (
 	hasVNNI = hasAVX512 && cpu.X86.HasAVX512VNNI
 	useVNNI = hasVNNI
+	// hasVBMI: the 3-bit VNNI kernels' VPMULTISHIFTQB and VPSHRDD
+	hasVBMI = hasVNNI && cpu.X86.HasAVX512VBMI && cpu.X86.HasAVX512VBMI2
 )
 
 // gptqVPrepZ computes the x blocks [unit][row] of one x row for the VNNI
@@ -76,8 +78,16 @@ func gptqVPrepZ(xd *byte, xdStride int, x *float32, order *[32]int32, sx *float3
 // 8/bits planes) of qweight row r, which holds input (32/bits)·r +
 // (8/bits)·b + j. For 4 bits: the even inputs 8r, 8r+2, 8r+4, 8r+6 (the
 // low nibbles of the code bytes), then the odd ones.
+//
+// For 3 bits the planes hold codes 4q … 4q+3 (gen: gptq3Planes), so the
+// order is the inputs' own.
 var gptqVOrders = func() map[int]*[32]int32 {
 	m := map[int]*[32]int32{}
+	var id [32]int32
+	for p := range id {
+		id[p] = int32(p)
+	}
+	m[3] = &id
 	for _, bits := range []int32{2, 4} {
 		var o [32]int32
 		P := 8 / bits
@@ -132,7 +142,7 @@ type gptqZSet struct {
 // Every x row and every column is computed by the same sequence of float32
 // operations whichever kernel takes it (the kernels differ only in how many
 // rows and columns share each decoded weight vector), so the results do not
-// depend on M. 4- and 2-bit weights on CPUs with VNNI take the integer kernels
+// depend on M. 2-, 3- and 4-bit weights on CPUs with VNNI take the integer kernels
 // (gptqVKernels, x blocks from gptqVPrepZ) at every M, which keep that
 // property: their unit sums are exact integers.
 //
@@ -182,7 +192,7 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 		}
 		pkspf = max(1, gptqPackAhead) * pk.full
 	}
-	vnni := (bits == 4 || bits == 2) && useVNNI || e2m1
+	vnni := (bits == 4 || bits == 2 || bits == 3 && hasVBMI) && useVNNI || e2m1
 	for m0 := 0; m0 < M; {
 		var mc int
 		var ks gptqZSet

@@ -29,7 +29,8 @@
 // call, then the dense prefill micro-kernel).
 //
 // AVX-512 4-bit and 2-bit GPTQ kernels have an integer form for CPUs with
-// AVX512_VNNI (gen/gptq512.go, gptq512VNNI), used wherever it exists: x is
+// AVX512_VNNI (gen/gptq512.go, gptq512VNNI; 3-bit ones too where the CPU
+// also has AVX512_VBMI and VBMI2), used wherever it exists: x is
 // rounded per 32 inputs to integers |X| ≤ 2^22 times a power of two, split
 // into three byte digits, and VPDPBUSD multiplies the codes (as bytes) by
 // the digits; the digit sums are exact integers, converted to float32 once a

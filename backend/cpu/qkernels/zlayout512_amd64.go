@@ -37,14 +37,20 @@ var gptqZKernels = map[int]map[int]gptqZSet{
 	},
 }
 
-// gptqVKernels[bits][mc]: the AVX-512 VNNI 4- and 2-bit GPTQ kernels for mc
-// x rows, as gptqZKernels.
+// gptqVKernels[bits][mc]: the AVX-512 VNNI 2-, 3- and 4-bit GPTQ kernels for
+// mc x rows, as gptqZKernels (3 bits: with AVX512_VBMI and VBMI2).
 var gptqVKernels = map[int]map[int]gptqZSet{
 	2: {
 		1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqzv2M1C4, gptqzv2M1C2, gptqzv2M1C1}, gptqyv2M1},
 		2: {[]int{2, 1}, []func(*gptqArgs){gptqzv2M2C2, gptqzv2M2C1}, gptqyv2M2},
 		3: {[]int{2, 1}, []func(*gptqArgs){gptqzv2M3C2, gptqzv2M3C1}, gptqyv2M3},
 		4: {[]int{1}, []func(*gptqArgs){gptqzv2M4C1}, gptqyv2M4},
+	},
+	3: {
+		1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqzv3M1C4, gptqzv3M1C2, gptqzv3M1C1}, gptqyv3M1},
+		2: {[]int{2, 1}, []func(*gptqArgs){gptqzv3M2C2, gptqzv3M2C1}, gptqyv3M2},
+		3: {[]int{2, 1}, []func(*gptqArgs){gptqzv3M3C2, gptqzv3M3C1}, gptqyv3M3},
+		4: {[]int{1}, []func(*gptqArgs){gptqzv3M4C1}, gptqyv3M4},
 	},
 	4: {
 		1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqzv4M1C4, gptqzv4M1C2, gptqzv4M1C1}, gptqyv4M1},
@@ -360,6 +366,42 @@ func gptqzv2M4C1(a *gptqArgs)
 
 //go:noescape
 func gptqyv2M4(a *gptqArgs)
+
+//go:noescape
+func gptqzv3M1C4(a *gptqArgs)
+
+//go:noescape
+func gptqzv3M1C2(a *gptqArgs)
+
+//go:noescape
+func gptqzv3M1C1(a *gptqArgs)
+
+//go:noescape
+func gptqyv3M1(a *gptqArgs)
+
+//go:noescape
+func gptqzv3M2C2(a *gptqArgs)
+
+//go:noescape
+func gptqzv3M2C1(a *gptqArgs)
+
+//go:noescape
+func gptqyv3M2(a *gptqArgs)
+
+//go:noescape
+func gptqzv3M3C2(a *gptqArgs)
+
+//go:noescape
+func gptqzv3M3C1(a *gptqArgs)
+
+//go:noescape
+func gptqyv3M3(a *gptqArgs)
+
+//go:noescape
+func gptqzv3M4C1(a *gptqArgs)
+
+//go:noescape
+func gptqyv3M4(a *gptqArgs)
 
 //go:noescape
 func gptqzv4M1C4(a *gptqArgs)

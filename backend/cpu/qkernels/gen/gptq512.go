@@ -472,8 +472,11 @@ func gptq512Fields(w func(string, ...any), reg func(int) string, acc func(int, i
 // nvScaleHalf bytes further for the second half), added to the
 // accumulators; the digit sums restart at 0.
 func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int) string, bits, mc, c, VB int, half bool, fam gptqFamily) gptqUnit {
-	if bits == 2 {
+	switch bits {
+	case 2:
 		return gptq512VNNI2(w, reg, acc, mc, c, VB, half)
+	case 3:
+		return gptq512VNNI3(w, reg, acc, mc, c, VB, half)
 	}
 	e2m1, nv := fam == famE2M1 || fam == famNVFP4, fam == famNVFP4
 	na := mc * c
@@ -643,6 +646,133 @@ func gptq512VNNI2(w func(string, ...any), reg func(int) string, acc func(int, in
 		}
 	}
 	return gptqUnit{T: [2]int{4 * na, 4*na + 1}, xsz: 128 * mc, plan: plan, setup: setup, body: body}
+}
+
+// gptq3Planes are the 3-bit VNNI kernels' eight code planes: plane q
+// holds codes 4q … 4q+3 of a unit (input order: the x digits in plain
+// order), taken by VPMULTISHIFTQB from source src (0, 1, 2: qweight rows
+// w0, w1, w2 of the unit; 3: (w1:w0) >> 24, 4: (w2:w1) >> 24 — the 96-bit
+// stream from bit 24 and bit 56, which hold codes 8–17 and 19–28 whole)
+// at the bit offsets off of the four codes within that dword.
+var gptq3Planes = func() (ps [8]struct{ src, off int }) {
+	srcStart := []int{0, 32, 64, 24, 56}   // stream bit of each source's bit 0
+	order := []int{0, 0, 3, 3, 1, 4, 4, 2} // plane → source
+	for q := range ps {
+		ps[q].src = order[q]
+		ps[q].off = 3*4*q - srcStart[order[q]]
+	}
+	return
+}()
+
+// gptq512VNNI3 is gptq512VNNI's form for 3-bit codes (CPUs with
+// AVX512_VBMI and VBMI2 too). A unit's 32 codes are a 96-bit stream over
+// its three qweight rows (code i at bit 3i); two funnel shifts (VPSHRDD)
+// make the dwords that hold the codes across the rows' boundaries, and for
+// each plane (gptq3Planes) one VPMULTISHIFTQB puts its four codes in the
+// four bytes of every column's dword (the control bytes: the codes' bit
+// offsets, +32 for the high dword of each qword), masked by 0x07.
+func gptq512VNNI3(w func(string, ...any), reg func(int) string, acc func(int, int) string, mc, c, VB int, half bool) gptqUnit {
+	na := mc * c
+	iacc := func(m, ci, d int) string { return reg(na + 3*(m*c+ci) + d) }
+	plane := func(ci int) string { return reg(4*na + 2*ci) }
+	fun := func(ci int) string { return reg(4*na + 2*ci + 1) } // a funnel-shifted source
+	mask := reg(4*na + 2*c)
+	ctrl := reg(4*na + 2*c + 1)
+	next := 4*na + 2*c + 2
+	xr := func(d int) string { return reg(next + d) }
+	xregs := next+3 <= 32 && !half && c > 1
+	if next > 32 {
+		panic("registers")
+	}
+	plan := fmt.Sprintf("// Register plan: %s..%s float accumulators acc[m][c], %s..%s the unit's\n"+
+		"// digit sums [m][c][digit], %s.. each column vector's code plane and\n"+
+		"// funnel-shifted source, %s the code mask 0x07070707, %s the plane's\n// VPMULTISHIFTQB control.",
+		reg(0), reg(na-1), reg(na), reg(4*na-1), plane(0), mask, ctrl)
+	setup := func() {
+		w("MOVL\t$0x07070707, R14")
+		w("VPBROADCASTD\tR14, %s", mask)
+	}
+	// qweight row r (0–2) of the unit, column vector ci
+	row := func(ci, r int) string {
+		if r == 0 {
+			return fmt.Sprintf("%d(AX)", VB*ci)
+		}
+		return fmt.Sprintf("%d(AX)(R8*%d)", VB*ci, r)
+	}
+	body := func() {
+		vnniClear(w, iacc, mc, c)
+		if !half {
+			for r := 0; r < 3; r++ {
+				if r > 0 {
+					w("ADDQ\tR8, AX")
+				}
+				for l := 0; l < c; l++ {
+					w("PREFETCHT1\t%d(AX)(R14*1)", 64*l)
+				}
+			}
+			w("SUBQ\tR8, AX")
+			w("SUBQ\tR8, AX")
+		}
+		for q, p := range gptq3Planes {
+			w("VMOVDQU64\tgptq3ctl<>+%d(SB), %s", 64*q, ctrl)
+			for ci := 0; ci < c; ci++ {
+				if p.src < 3 {
+					w("VPMULTISHIFTQB\t%s, %s, %s", row(ci, p.src), ctrl, plane(ci))
+				} else {
+					if q == 2 || q == 5 { // the funnel source, once for its two planes
+						lo, hi := p.src-3, p.src-2 // rows (w0, w1) or (w1, w2)
+						w("VMOVDQU32\t%s, %s", row(ci, lo), fun(ci))
+						w("VPSHRDD\t$24, %s, %s, %s", row(ci, hi), fun(ci), fun(ci))
+					}
+					w("VPMULTISHIFTQB\t%s, %s, %s", fun(ci), ctrl, plane(ci))
+				}
+				w("VPANDD\t%s, %s, %s", mask, plane(ci), plane(ci))
+			}
+			for m := 0; m < mc; m++ {
+				src := func(d int) string { return fmt.Sprintf("%d(BX)", 128*m+32*d+4*q) }
+				op := "VPDPBUSD.BCST"
+				if xregs {
+					for d := 0; d < 3; d++ {
+						w("VPBROADCASTD\t%s, %s", src(d), xr(d))
+					}
+					src, op = xr, "VPDPBUSD"
+				}
+				for ci := 0; ci < c; ci++ {
+					for d := 0; d < 3; d++ {
+						w("%s\t%s, %s, %s", op, src(d), plane(ci), iacc(m, ci, d))
+					}
+				}
+			}
+		}
+		w("LEAQ\t(AX)(R8*2), AX")
+		w("ADDQ\tR8, AX")
+		for m := 0; m < mc; m++ {
+			for ci := 0; ci < c; ci++ {
+				s0 := vnniCombine(w, iacc, m, ci, -1)
+				w("VFMADD231PS.BCST\t%d(BX), %s, %s", 128*m+96, s0, acc(m, ci))
+			}
+		}
+	}
+	return gptqUnit{T: [2]int{4 * na, 4*na + 1}, xsz: 128 * mc, plan: plan, setup: setup, body: body}
+}
+
+// gptq3Data emits the VPMULTISHIFTQB controls of gptq3Planes: for plane
+// q, 64 bytes at 64q, byte 8k + b the bit offset of code b (b < 4) within
+// the qword's low dword, or (b ≥ 4) of code b − 4 within its high dword.
+func gptq3Data(sb *strings.Builder) {
+	sb.WriteString("\n// VPMULTISHIFTQB controls of the 3-bit VNNI kernels' planes (gen: gptq3Planes).\n")
+	for q, p := range gptq3Planes {
+		for k := 0; k < 8; k++ {
+			for b := 0; b < 8; b++ {
+				off := p.off + 3*(b%4)
+				if b >= 4 {
+					off += 32
+				}
+				fmt.Fprintf(sb, "DATA gptq3ctl<>+%d(SB)/1, $%d\n", 64*q+8*k+b, off)
+			}
+		}
+	}
+	sb.WriteString("GLOBL gptq3ctl<>(SB), RODATA|NOPTR, $512\n")
 }
 
 // vnniLoadRow loads the qweight row at AX of the c column vectors into

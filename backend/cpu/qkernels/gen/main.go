@@ -136,15 +136,16 @@ func main512() {
 		gptq512Data(&sb, bits)
 	}
 	gb.WriteString("}\n\n")
-	gb.WriteString("// gptqVKernels[bits][mc]: the AVX-512 VNNI 4- and 2-bit GPTQ kernels for mc\n// x rows, as gptqZKernels.\n")
+	gb.WriteString("// gptqVKernels[bits][mc]: the AVX-512 VNNI 2-, 3- and 4-bit GPTQ kernels for\n// mc x rows, as gptqZKernels (3 bits: with AVX512_VBMI and VBMI2).\n")
 	gb.WriteString("var gptqVKernels = map[int]map[int]gptqZSet{\n")
-	for _, bits := range []int{2, 4} {
+	for _, bits := range []int{2, 3, 4} {
 		fmt.Fprintf(&gb, "%d: {\n", bits)
 		for _, mc := range gptqVRows {
 			gptq512Set(&sb, &gb, &decls, bits, mc, gptqVCs[mc], famVNNI)
 		}
 		gb.WriteString("},\n")
 	}
+	gptq3Data(&sb)
 	gb.WriteString("}\n\n")
 	gb.WriteString("// gptqFKernels[mc]: the AVX-512 VNNI kernels of FP4 (e2m1) codes in the\n// GPTQ layout for mc x rows, as gptqZKernels.\n")
 	gb.WriteString("var gptqFKernels = map[int]gptqZSet{\n")
