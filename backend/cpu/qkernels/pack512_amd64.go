@@ -148,9 +148,15 @@ func newGptqPacked(w *quant.Weight) *gptqPacked {
 			o := 0
 			for r := g * rowsPerGroup; r < (g+1)*rowsPerGroup; r++ {
 				if e2m1 {
+					// word r of each of the tile's rows (bounds checked
+					// once: the last row's word and the tile's end)
+					_, _ = w.Data[(t0+wt-1)*(K/2)+4*r+3], d[o+4*wt-1]
+					src := unsafe.Pointer(&w.Data[t0*(K/2)+4*r])
+					dst := unsafe.Pointer(&d[o])
 					for j := 0; j < wt; j++ {
-						o += copy(d[o:o+4], w.Data[(t0+j)*(K/2)+4*r:])
+						*(*uint32)(unsafe.Add(dst, 4*j)) = *(*uint32)(unsafe.Add(src, j*(K/2)))
 					}
+					o += 4 * wt
 					continue
 				}
 				o += copy(d[o:o+4*wt], w.Data[r*4*N+4*t0:])
