@@ -86,6 +86,15 @@ func packedBits(w *quant.Weight) int {
 	return w.Bits
 }
 
+// e4m3F16 holds the fp16 bits of every e4m3 byte (each e4m3 value is an
+// fp16 value; NaN stays NaN).
+var e4m3F16 = func() (t [256]uint16) {
+	for b := range t {
+		t[b] = dtype.F32ToF16(dtype.E4M3ToF32(uint8(b)))
+	}
+	return
+}()
+
 // packedGroup is the group size of w's packed copy: 32 for MXFP4 (its
 // scales' blocks) and NVFP4 (a unit: its two blocks of 16 are scaled
 // inside the kernels), else w.Group.
@@ -175,7 +184,7 @@ func newGptqPacked(w *quant.Weight) *gptqPacked {
 			if p.nv {
 				for h := 0; h < 2; h++ {
 					for j := 0; j < wt; j++ {
-						f := dtype.F32ToF16(dtype.E4M3ToF32(w.Scales[(t0+j)*(K/16)+2*g+h]))
+						f := e4m3F16[w.Scales[(t0+j)*(K/16)+2*g+h]]
 						o := codes + nvScaleHalf*h + 2*j
 						d[o], d[o+1] = byte(f), byte(f>>8)
 					}
