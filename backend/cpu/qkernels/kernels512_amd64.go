@@ -52,8 +52,9 @@ var gptqPrepTabs = func() map[int]*gptqPrepTab {
 //go:noescape
 func gptqPrepZ(xf *float32, xfStride int, x *float32, sx *float32, sxStride int, tab *gptqPrepTab, units int, negOff float32)
 
-// hasVNNI reports whether the 4- and 2-bit GPTQ kernels (3-bit: also hasVBMI) can take their integer
-// form (AVX512_VNNI: VPDPBUSD), and useVNNI selects it (the tests switch it
+// hasVNNI reports whether the 2- and 4-bit GPTQ kernels (3-bit: also
+// hasVBMI) and the e2m1 formats' can take their integer form
+// (AVX512_VNNI: VPDPBUSD), and useVNNI selects it (the tests switch it
 // off to cover the float kernels; GODEBUG=cpu.avx512vnni=off does for a
 // process). On Zen 4 it prefills 30–35% faster and decodes batches of 2–4
 // rows 20–35% faster; one-row decode streams level with the float form in
@@ -142,14 +143,15 @@ type gptqZSet struct {
 // Every x row and every column is computed by the same sequence of float32
 // operations whichever kernel takes it (the kernels differ only in how many
 // rows and columns share each decoded weight vector), so the results do not
-// depend on M. 2-, 3- and 4-bit weights on CPUs with VNNI take the integer kernels
-// (gptqVKernels, x blocks from gptqVPrepZ) at every M, which keep that
-// property: their unit sums are exact integers.
+// depend on M. 2-, 3- and 4-bit weights on CPUs with VNNI take the
+// integer kernels (gptqVKernels, x blocks from gptqVPrepZ) at every M,
+// which keep that property: their unit sums are exact integers.
 //
-// FP4, MXFP4 and NVFP4 weights (fp4VNNI) run here too, from their packed copy in this
-// layout (newGptqPacked), on the e2m1 VNNI kernels (gptqFKernels): no zero
-// points, and each x block's factor halved and its ΣX multiplied by 12 as
-// those kernels expect (gen/gptq512.go).
+// FP4, MXFP4 and NVFP4 weights (fp4VNNI) run here too, from their packed
+// copy in this layout (newGptqPacked), on the e2m1 VNNI kernels
+// (gptqFKernels; NVFP4 gptqNKernels): no zero points, and each x block's
+// factor halved (NVFP4: times the global scale too) and its sums of X
+// multiplied by 12 as those kernels expect (gen/gptq512.go).
 func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weight, a0, a1 int) {
 	K, N, bits := w.In, w.Out, packedBits(w)
 	e2m1 := w.Format == quant.FP4 || w.Format == quant.MXFP4 || w.Format == quant.NVFP4

@@ -116,12 +116,12 @@ func gptqFastSIMD(sc *scratch, dst []float32, ldd int, x []float32, M int, w *qu
 	}
 }
 
-// fp4VNNI reports whether the FP4, MXFP4 or NVFP4 weight w runs on the e2m1 VNNI
-// kernels of the GPTQ layout (AVX512_VNNI, groups of whole units of 32, at
-// least one 8-column block; MXFP4 when every scale is an fp16 value,
-// mxfp4Fits): it then decodes as fast as INT4, where the row-major float
-// kernels decode its codes to float32 first. NVFP4 takes them too, its
-// two blocks of 16 a unit scaled inside the kernels (gptqNKernels).
+// fp4VNNI reports whether the FP4, MXFP4 or NVFP4 weight w runs on the
+// e2m1 VNNI kernels of the GPTQ layout (AVX512_VNNI, groups of whole units
+// of 32, at least one 8-column block; MXFP4 when every scale is an fp16
+// value, mxfp4Fits; NVFP4 with its two blocks of 16 a unit scaled inside
+// the kernels, gptqNKernels): it then decodes about as fast as INT4, where
+// the row-major float kernels decode its codes to float32 first.
 func fp4VNNI(w *quant.Weight) bool {
 	if !useAVX512 || !useVNNI || w.In%32 != 0 || w.Out < 8 {
 		return false
