@@ -589,17 +589,7 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 
 // gptq512VNNI2 is gptq512VNNI's form for 2-bit codes (see there).
 func gptq512VNNI2(w func(string, ...any), reg func(int) string, acc func(int, int) string, mc, c, VB int, half bool) gptqUnit {
-	na := mc * c
-	iacc := func(m, ci, d int) string { return reg(na + 3*(m*c+ci) + d) }
-	plane := func(ci int) string { return reg(4*na + 2*ci) }
-	word := func(ci int) string { return reg(4*na + 2*ci + 1) }
-	mask := reg(4*na + 2*c)
-	next := 4*na + 2*c + 1
-	xr := func(d int) string { return reg(next + d) }
-	xregs := next+3 <= 32 && !half && c > 1
-	if next > 32 {
-		panic("registers")
-	}
+	na, iacc, plane, word, mask, _, xr, xregs := vnniRegs(reg, mc, c, half, 0)
 	plan := fmt.Sprintf("// Register plan: %s..%s float accumulators acc[m][c], %s..%s the unit's\n"+
 		"// digit sums [m][c][digit], %s.. each column vector's code plane and\n"+
 		"// qweight word, %s the plane mask 0x03030303.",
@@ -621,30 +611,11 @@ func gptq512VNNI2(w func(string, ...any), reg func(int) string, acc func(int, in
 					w("VPSRLD\t$%d, %s, %s", 2*j, word(ci), plane(ci))
 					w("VPANDD\t%s, %s, %s", mask, plane(ci), plane(ci))
 				}
-				for m := 0; m < mc; m++ {
-					src := func(d int) string { return fmt.Sprintf("%d(BX)", 128*m+32*d+16*r+4*j) }
-					op := "VPDPBUSD.BCST"
-					if xregs {
-						for d := 0; d < 3; d++ {
-							w("VPBROADCASTD\t%s, %s", src(d), xr(d))
-						}
-						src, op = xr, "VPDPBUSD"
-					}
-					for ci := 0; ci < c; ci++ {
-						for d := 0; d < 3; d++ {
-							w("%s\t%s, %s, %s", op, src(d), plane(ci), iacc(m, ci, d))
-						}
-					}
-				}
+				vnniPlane(w, iacc, plane, xr, xregs, mc, c, 4*r+j)
 			}
 			w("ADDQ\tR8, AX")
 		}
-		for m := 0; m < mc; m++ {
-			for ci := 0; ci < c; ci++ {
-				s0 := vnniCombine(w, iacc, m, ci, -1)
-				w("VFMADD231PS.BCST\t%d(BX), %s, %s", 128*m+96, s0, acc(m, ci))
-			}
-		}
+		vnniFinish(w, iacc, acc, mc, c)
 	}
 	return gptqUnit{T: [2]int{4 * na, 4*na + 1}, xsz: 128 * mc, plan: plan, setup: setup, body: body}
 }
@@ -673,18 +644,9 @@ var gptq3Planes = func() (ps [8]struct{ src, off int }) {
 // four bytes of every column's dword (the control bytes: the codes' bit
 // offsets, +32 for the high dword of each qword), masked by 0x07.
 func gptq512VNNI3(w func(string, ...any), reg func(int) string, acc func(int, int) string, mc, c, VB int, half bool) gptqUnit {
-	na := mc * c
-	iacc := func(m, ci, d int) string { return reg(na + 3*(m*c+ci) + d) }
-	plane := func(ci int) string { return reg(4*na + 2*ci) }
-	fun := func(ci int) string { return reg(4*na + 2*ci + 1) } // a funnel-shifted source
-	mask := reg(4*na + 2*c)
-	ctrl := reg(4*na + 2*c + 1)
-	next := 4*na + 2*c + 2
-	xr := func(d int) string { return reg(next + d) }
-	xregs := next+3 <= 32 && !half && c > 1
-	if next > 32 {
-		panic("registers")
-	}
+	// fun(ci): a funnel-shifted source; ctrl: the plane's control
+	na, iacc, plane, fun, mask, extra, xr, xregs := vnniRegs(reg, mc, c, half, 1)
+	ctrl := extra[0]
 	plan := fmt.Sprintf("// Register plan: %s..%s float accumulators acc[m][c], %s..%s the unit's\n"+
 		"// digit sums [m][c][digit], %s.. each column vector's code plane and\n"+
 		"// funnel-shifted source, %s the code mask 0x07070707, %s the plane's\n// VPMULTISHIFTQB control.",
@@ -729,30 +691,11 @@ func gptq512VNNI3(w func(string, ...any), reg func(int) string, acc func(int, in
 				}
 				w("VPANDD\t%s, %s, %s", mask, plane(ci), plane(ci))
 			}
-			for m := 0; m < mc; m++ {
-				src := func(d int) string { return fmt.Sprintf("%d(BX)", 128*m+32*d+4*q) }
-				op := "VPDPBUSD.BCST"
-				if xregs {
-					for d := 0; d < 3; d++ {
-						w("VPBROADCASTD\t%s, %s", src(d), xr(d))
-					}
-					src, op = xr, "VPDPBUSD"
-				}
-				for ci := 0; ci < c; ci++ {
-					for d := 0; d < 3; d++ {
-						w("%s\t%s, %s, %s", op, src(d), plane(ci), iacc(m, ci, d))
-					}
-				}
-			}
+			vnniPlane(w, iacc, plane, xr, xregs, mc, c, q)
 		}
 		w("LEAQ\t(AX)(R8*2), AX")
 		w("ADDQ\tR8, AX")
-		for m := 0; m < mc; m++ {
-			for ci := 0; ci < c; ci++ {
-				s0 := vnniCombine(w, iacc, m, ci, -1)
-				w("VFMADD231PS.BCST\t%d(BX), %s, %s", 128*m+96, s0, acc(m, ci))
-			}
-		}
+		vnniFinish(w, iacc, acc, mc, c)
 	}
 	return gptqUnit{T: [2]int{4 * na, 4*na + 1}, xsz: 128 * mc, plan: plan, setup: setup, body: body}
 }
@@ -787,6 +730,62 @@ func vnniLoadRow(w func(string, ...any), dst func(ci int) string, c, VB int, hal
 	if !half {
 		for l := 0; l < c; l++ {
 			w("PREFETCHT1\t%d(AX)(R14*1)", 64*l)
+		}
+	}
+}
+
+// vnniRegs is the register plan of the 2- and 3-bit VNNI forms: the
+// na = mc·c float accumulators, their digit sums iacc, two registers a
+// column vector (plane, other), the code mask, nextra more, and the x
+// digits' three broadcast registers xr when they fit (xregs).
+func vnniRegs(reg func(int) string, mc, c int, half bool, nextra int) (na int, iacc func(m, ci, d int) string, plane, other func(int) string, mask string, extra []string, xr func(int) string, xregs bool) {
+	na = mc * c
+	iacc = func(m, ci, d int) string { return reg(na + 3*(m*c+ci) + d) }
+	plane = func(ci int) string { return reg(4*na + 2*ci) }
+	other = func(ci int) string { return reg(4*na + 2*ci + 1) }
+	mask = reg(4*na + 2*c)
+	next := 4*na + 2*c + 1
+	for range nextra {
+		extra = append(extra, reg(next))
+		next++
+	}
+	if next > 32 {
+		panic("registers")
+	}
+	xr = func(d int) string { return reg(next + d) }
+	xregs = next+3 <= 32 && !half && c > 1
+	return
+}
+
+// vnniPlane adds to the digit sums the products of the code plane in
+// plane(ci) (four codes a column's dword) with dword q of each x row's
+// three digit arrays: broadcast into xr(0…2) first when xregs, else as
+// VPDPBUSD's broadcast memory operand (the 2- and 3-bit forms).
+func vnniPlane(w func(string, ...any), iacc func(m, ci, d int) string, plane, xr func(int) string, xregs bool, mc, c, q int) {
+	for m := 0; m < mc; m++ {
+		src := func(d int) string { return fmt.Sprintf("%d(BX)", 128*m+32*d+4*q) }
+		op := "VPDPBUSD.BCST"
+		if xregs {
+			for d := 0; d < 3; d++ {
+				w("VPBROADCASTD\t%s, %s", src(d), xr(d))
+			}
+			src, op = xr, "VPDPBUSD"
+		}
+		for ci := 0; ci < c; ci++ {
+			for d := 0; d < 3; d++ {
+				w("%s\t%s, %s, %s", op, src(d), plane(ci), iacc(m, ci, d))
+			}
+		}
+	}
+}
+
+// vnniFinish adds each (x row, column vector)'s unit sum times the unit's
+// factor (at 96 of the row's x block) to its float accumulator.
+func vnniFinish(w func(string, ...any), iacc func(m, ci, d int) string, acc func(int, int) string, mc, c int) {
+	for m := 0; m < mc; m++ {
+		for ci := 0; ci < c; ci++ {
+			s0 := vnniCombine(w, iacc, m, ci, -1)
+			w("VFMADD231PS.BCST\t%d(BX), %s, %s", 128*m+96, s0, acc(m, ci))
 		}
 	}
 }
