@@ -792,9 +792,9 @@ func TestDenseAndScaleVariants(t *testing.T) {
 	}
 }
 
-// TestLoadWeightMapped: a GPTQ weight is marked Mapped only when every
-// tensor it aliases comes from a file mapping (kernels may then release
-// those pages); heap tensors never are.
+// TestLoadWeightMapped: a GPTQ (or FP4, MXFP4, NVFP4) weight is marked
+// Mapped only when every tensor it aliases comes from a file mapping
+// (kernels may then release those pages); heap tensors never are.
 func TestLoadWeightMapped(t *testing.T) {
 	rng := rand.New(rand.NewSource(4))
 	spec, _ := ParseSpec("int4", 32, false)
@@ -818,5 +818,26 @@ func TestLoadWeightMapped(t *testing.T) {
 	}
 	if w, _ := LoadWeight("x", getter(q.Tensors("x")), cfg); w.Mapped {
 		t.Errorf("heap tensors: Mapped")
+	}
+	// the e2m1 formats: codes and scales both aliased
+	for _, f := range []string{"fp4", "mxfp4", "nvfp4"} {
+		spec, _ := ParseSpec(f, 0, true)
+		q, err := QuantizeRTN(randWeights(rng, 16*64), 16, 64, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, unmapped := range []string{"", "x.weight", "x.weight_scale"} {
+			ts := q.Tensors("x")
+			for i := range ts {
+				ts[i].Mapped = ts[i].Name != unmapped
+			}
+			w, err := LoadWeight("x", getter(ts), ConfigFor(spec))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w.Mapped != (unmapped == "") {
+				t.Errorf("%s, %q on the heap: Mapped = %v", f, unmapped, w.Mapped)
+			}
+		}
 	}
 }

@@ -178,6 +178,7 @@ func LoadWeight(prefix string, get func(name string) (safetensors.Tensor, bool),
 			return nil, fmt.Errorf("quant: %s.weight_scale: %d blocks per row, want In/%d = %d", prefix, nb, w.Group, w.In/w.Group)
 		}
 		w.Scales = st.Data
+		w.Mapped = wt.Mapped && st.Mapped // both alias the file
 	default:
 		return nil, fmt.Errorf("quant: %s.weight: dtype %v not supported", prefix, wt.DType)
 	}
