@@ -10,10 +10,16 @@ import (
 
 // dotAVX512 multiplies ntiles consecutive trellis tiles (K ≤ 4) of one
 // tile column by x, leaving per trellis position e the sum over the tiles
-// of value·x[row(e)] in acc[e] (dot_amd64.s).
+// of value·x[row(e)] in acc[e] (dot_amd64.s), prefetching each tile's
+// successor pf bytes on.
 //
 //go:noescape
-func dotAVX512(acc *float32, tiles *byte, stride int, ntiles int, x *float32, tab *int32, rows *int32, nwMask int, cb int)
+func dotAVX512(acc *float32, tiles *byte, stride int, ntiles int, x *float32, tab *int32, rows *int32, nwMask int, cb int, pf int)
+
+// trellisAhead is the prefetch distance of the one-row kernel in tile
+// columns (each call reads one tile column of a chunk of tile rows; the
+// call ahead reads the next column).
+var trellisAhead = 4
 
 var hasAVX512 = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW
 
@@ -76,7 +82,7 @@ func stripsSIMD(y []float32, w *quant.Weight, nt0, nt1 int, xh []float32) bool {
 	for kt0 := 0; kt0 < tiles; kt0 += ktChunk {
 		n := min(ktChunk, tiles-kt0)
 		for nt := nt0; nt < nt1; nt++ {
-			dotAVX512(&acc[0], &w.Data[kt0*stride+nt*32*K], stride, n, &xh[kt0*16], &windowTab[K][0], &rowTab[0], mask, int(w.Codebook))
+			dotAVX512(&acc[0], &w.Data[kt0*stride+nt*32*K], stride, n, &xh[kt0*16], &windowTab[K][0], &rowTab[0], mask, int(w.Codebook), trellisAhead*32*K)
 			addColumns((*[16]float32)(y[(nt-nt0)*16:]), &acc)
 		}
 	}
