@@ -19,36 +19,36 @@ import (
 // capture runs the command line args and returns its stdout and exit code.
 func capture(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := os.Stdout
-	os.Stdout = w
-	done := make(chan []byte)
-	go func() { b, _ := io.ReadAll(r); done <- b }()
-	code := mainErr(args)
-	w.Close()
-	os.Stdout = old
-	return string(<-done), code
+	var code int
+	out := redirect(t, &os.Stdout, func() { code = mainErr(args) })
+	return out, code
 }
 
 // captureStderr runs the CLI with args like capture and returns what it
 // wrote to standard error, and its exit code.
 func captureStderr(t *testing.T, args ...string) (string, int) {
 	t.Helper()
+	var code int
+	msg := redirect(t, &os.Stderr, func() { _, code = capture(t, args...) })
+	return msg, code
+}
+
+// redirect runs run with *f replaced by a pipe and returns what was
+// written to it.
+func redirect(t *testing.T, f **os.File, run func()) string {
+	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := os.Stderr
-	os.Stderr = w
+	old := *f
+	*f = w
 	done := make(chan []byte)
 	go func() { b, _ := io.ReadAll(r); done <- b }()
-	_, code := capture(t, args...)
+	run()
 	w.Close()
-	os.Stderr = old
-	return string(<-done), code
+	*f = old
+	return string(<-done)
 }
 
 func ids(v []int32) string {

@@ -154,7 +154,7 @@ type gptqZSet struct {
 // multiplied by 12 as those kernels expect (gen/gptq512.go).
 func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weight, a0, a1 int) {
 	K, N, bits := w.In, w.Out, packedBits(w)
-	e2m1 := w.Format == quant.FP4 || w.Format == quant.MXFP4 || w.Format == quant.NVFP4
+	fp := isE2M1(w.Format)
 	nvfp4 := w.Format == quant.NVFP4
 	group := packedGroup(w)
 	sub := gptqSubRows
@@ -171,7 +171,7 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 	var zstride int
 	var off float32
 	uniform := 1
-	if !e2m1 {
+	if !fp {
 		zp, zstride, off = zeroRows(sc, w, a0, a1)
 		uniform = 0
 		if w.Zeros == nil || w.ZerosUniform {
@@ -187,14 +187,14 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 	pf := gptqZPrefetch(sub/32*bits, N, a1-a0)
 	var pk *gptqPacked
 	pkpf, pkspf := 0, 0
-	if gptqUsePack || e2m1 {
+	if gptqUsePack || fp {
 		pk = gptqPackOf(w)
 		if !gptqNoPrefetch {
 			pkpf = gptqPackAhead * pk.full
 		}
 		pkspf = max(1, gptqPackAhead) * pk.full
 	}
-	vnni := (bits == 4 || bits == 2 || bits == 3 && hasVBMI) && useVNNI || e2m1
+	vnni := (bits == 4 || bits == 2 || bits == 3 && hasVBMI) && useVNNI || fp
 	for m0 := 0; m0 < M; {
 		var mc int
 		var ks gptqZSet
@@ -203,19 +203,20 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 			// x blocks of 128 bytes a unit and row (gptqVPrepZ), the
 			// unit sums after them
 			mc = gptqVRowChunk(M - m0)
-			ks = gptqVKernels[bits][mc]
-			if e2m1 {
-				ks = gptqFKernels[mc]
-			}
-			if nvfp4 {
+			switch {
+			case nvfp4:
 				ks = gptqNKernels[mc]
+			case fp:
+				ks = gptqFKernels[mc]
+			default:
+				ks = gptqVKernels[bits][mc]
 			}
 			buf = sc.floats(34 * units * mc)
 			xf, sx = buf[:32*units*mc], buf[32*units*mc:]
 			for m := 0; m < mc; m++ {
 				xr := x[(m0+m)*K : (m0+m+1)*K]
 				gptqVPrepZ((*byte)(unsafe.Pointer(&xf[32*m])), 128*mc, &xr[0], gptqVOrders[bits], &sx[2*m], 8*mc, units, -off)
-				if e2m1 {
+				if fp {
 					// the kernels sum 12 + 2·v: half the factor, 12·ΣX off
 					// (NVFP4: of each half; the global scale in the factor)
 					f := float32(0.5)

@@ -80,7 +80,7 @@ func (p *gptqPacked) col(t int) int { return t * p.G * p.full }
 // packedBits is the code width of w's packed copy: GPTQ's bits, 4 for
 // the e2m1 formats.
 func packedBits(w *quant.Weight) int {
-	if w.Format == quant.FP4 || w.Format == quant.MXFP4 || w.Format == quant.NVFP4 {
+	if isE2M1(w.Format) {
 		return 4
 	}
 	return w.Bits
@@ -116,11 +116,11 @@ func packedGroup(w *quant.Weight) int {
 // halves'.
 func newGptqPacked(w *quant.Weight) *gptqPacked {
 	K, N, bits := w.In, w.Out, packedBits(w)
-	e2m1 := w.Format == quant.FP4 || w.Format == quant.MXFP4 || w.Format == quant.NVFP4
+	fp := isE2M1(w.Format)
 	group := packedGroup(w)
 	p := &gptqPacked{
 		T: 16 * gptqZKernels[bits][1].c[0], G: K / group, cpg: 4 * bits * group / 32,
-		zeros: !(w.Zeros == nil || w.ZerosUniform) && !e2m1, bits: bits,
+		zeros: !(w.Zeros == nil || w.ZerosUniform) && !fp, bits: bits,
 		data: unsafe.Pointer(unsafe.SliceData(w.Data)), scales: unsafe.Pointer(unsafe.SliceData(w.Scales)),
 		zp: unsafe.Pointer(unsafe.SliceData(w.Zeros)), uniform: w.ZerosUniform, nv: w.Format == quant.NVFP4,
 	}
@@ -156,7 +156,7 @@ func newGptqPacked(w *quant.Weight) *gptqPacked {
 		for g := 0; g < p.G; g++ {
 			o := 0
 			for r := g * rowsPerGroup; r < (g+1)*rowsPerGroup; r++ {
-				if e2m1 {
+				if fp {
 					// word r of each of the tile's rows (bounds checked
 					// once: the last row's word and the tile's end)
 					_, _ = w.Data[(t0+wt-1)*(K/2)+4*r+3], d[o+4*wt-1]
@@ -190,7 +190,7 @@ func newGptqPacked(w *quant.Weight) *gptqPacked {
 					}
 				}
 			}
-			if e2m1 {
+			if fp {
 				d = d[tb:]
 				continue
 			}

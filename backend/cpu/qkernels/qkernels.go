@@ -150,10 +150,15 @@ func MatMul(dst []float32, ldd int, x []float32, M int, w *quant.Weight, n0, n1 
 // Other weights need nothing; calling it is optional.
 // It reports whether the kernels read a copy from now on (not w's bytes).
 func Prepare(w *quant.Weight) (copied bool) {
-	if useSIMD && (w.Format == quant.GPTQ || w.Format == quant.FP4 || w.Format == quant.MXFP4 || w.Format == quant.NVFP4) {
+	if useSIMD && (w.Format == quant.GPTQ || isE2M1(w.Format)) {
 		return preparePacked(w)
 	}
 	return false
+}
+
+// isE2M1 reports whether f stores e2m1 codes (FP4, MXFP4, NVFP4).
+func isE2M1(f quant.Format) bool {
+	return f == quant.FP4 || f == quant.MXFP4 || f == quant.NVFP4
 }
 
 // Coverage says whether MatMul runs w with assembly (true) or with the
