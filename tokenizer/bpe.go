@@ -209,18 +209,22 @@ type bpeSym struct{ id, prev, next int32 }
 // mergeItem is a candidate merge in the priority queue.
 type mergeItem struct{ rank, pos, id int32 }
 
-func (a mergeItem) less(b mergeItem) bool {
+// before orders by lower rank, then leftmost.
+func (a mergeItem) before(b mergeItem) bool {
 	return a.rank < b.rank || (a.rank == b.rank && a.pos < b.pos)
 }
 
-type mergeHeap []mergeItem
+// queue is a binary min-heap of the items a merge loop picks from, first
+// the one that comes before all others (the BPE and SentencePiece
+// encoders' merge queues).
+type queue[T interface{ before(T) bool }] []T
 
-func (h *mergeHeap) push(it mergeItem) {
+func (h *queue[T]) push(it T) {
 	q := append(*h, it)
 	i := len(q) - 1
 	for i > 0 {
 		p := (i - 1) / 2
-		if !q[i].less(q[p]) {
+		if !q[i].before(q[p]) {
 			break
 		}
 		q[i], q[p] = q[p], q[i]
@@ -229,7 +233,7 @@ func (h *mergeHeap) push(it mergeItem) {
 	*h = q
 }
 
-func (h *mergeHeap) pop() mergeItem {
+func (h *queue[T]) pop() T {
 	q := *h
 	top := q[0]
 	n := len(q) - 1
@@ -242,10 +246,10 @@ func (h *mergeHeap) pop() mergeItem {
 			break
 		}
 		c := l
-		if r := l + 1; r < n && q[r].less(q[l]) {
+		if r := l + 1; r < n && q[r].before(q[l]) {
 			c = r
 		}
-		if !q[c].less(q[i]) {
+		if !q[c].before(q[i]) {
 			break
 		}
 		q[i], q[c] = q[c], q[i]
@@ -301,12 +305,12 @@ func (m *bpeModel) mergeAll(ws *workspace, dst []int32) []int32 {
 // workspace holds scratch buffers for one Encode call.
 type workspace struct {
 	syms []bpeSym
-	heap mergeHeap
+	heap queue[mergeItem]
 	buf  []byte
 	segs []segment
 	sub  []segment
 	sp   []spmSym
-	sph  spmHeap
+	sph  queue[spmItem]
 }
 
 var workspacePool = sync.Pool{New: func() any { return new(workspace) }}

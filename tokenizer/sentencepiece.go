@@ -37,51 +37,9 @@ type spmItem struct {
 	size        int32
 }
 
-type spmHeap []spmItem
-
 // before orders by higher score, then leftmost.
 func (a spmItem) before(b spmItem) bool {
 	return a.score > b.score || (a.score == b.score && a.left < b.left)
-}
-
-func (h *spmHeap) push(it spmItem) {
-	q := append(*h, it)
-	i := len(q) - 1
-	for i > 0 {
-		p := (i - 1) / 2
-		if !q[i].before(q[p]) {
-			break
-		}
-		q[i], q[p] = q[p], q[i]
-		i = p
-	}
-	*h = q
-}
-
-func (h *spmHeap) pop() spmItem {
-	q := *h
-	top := q[0]
-	n := len(q) - 1
-	q[0] = q[n]
-	q = q[:n]
-	i := 0
-	for {
-		l := 2*i + 1
-		if l >= n {
-			break
-		}
-		c := l
-		if r := l + 1; r < n && q[r].before(q[l]) {
-			c = r
-		}
-		if !q[c].before(q[i]) {
-			break
-		}
-		q[i], q[c] = q[c], q[i]
-		i = c
-	}
-	*h = q
-	return top
 }
 
 func (m *spmModel) encode(ws *workspace, text string, raw bool, dst []int32) []int32 {
