@@ -128,8 +128,12 @@ func benchCmd(args []string) error {
 	base := results[0]
 	fmt.Printf("%-48s %12s %12s %10s %10s %9s %9s\n", "model", "weights GB", "prefill t/s", "decode t/s", "vs first", "GB/s", "of copy")
 	for _, r := range results {
-		fmt.Printf("%-48s %12.3f %12.1f %10.2f %9.2fx %9.1f %8.0f%%\n", filepath.Base(r.Model), float64(r.DecodeBytes)/1e9,
-			r.PrefillTokS, r.DecodeTokS, r.DecodeTokS/base.DecodeTokS, r.DecodeGBs, 100*r.BandwidthShare)
+		share := "-" // no copy measured (--membw=false, or a GPU)
+		if r.CopyGBs > 0 {
+			share = fmt.Sprintf("%.0f%%", 100*r.BandwidthShare)
+		}
+		fmt.Printf("%-48s %12.3f %12.1f %10.2f %9.2fx %9.1f %9s\n", filepath.Base(r.Model), float64(r.DecodeBytes)/1e9,
+			r.PrefillTokS, r.DecodeTokS, r.DecodeTokS/base.DecodeTokS, r.DecodeGBs, share)
 	}
 	for _, r := range results {
 		if r.Batch > 1 {
