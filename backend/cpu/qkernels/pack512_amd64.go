@@ -170,18 +170,19 @@ func newGptqPacked(w *quant.Weight) *gptqPacked {
 				}
 				o += copy(d[o:o+4*wt], w.Data[r*4*N+4*t0:])
 			}
-			if w.Format == quant.MXFP4 {
+			// the group's scales (fp16 in the tile; e8m0 and e4m3 turned
+			// into fp16 exactly), then GPTQ's zero points
+			switch w.Format {
+			case quant.MXFP4:
 				for j := 0; j < wt; j++ {
 					h, _ := e8m0ToF16(w.Scales[(t0+j)*p.G+g]) // mxfp4Fits checked them
 					d[codes+2*j], d[codes+2*j+1] = byte(h), byte(h>>8)
 				}
-			}
-			if w.Format == quant.FP4 {
+			case quant.FP4:
 				for j := 0; j < wt; j++ {
 					copy(d[codes+2*j:codes+2*j+2], w.Scales[2*((t0+j)*p.G+g):])
 				}
-			}
-			if p.nv {
+			case quant.NVFP4:
 				for h := 0; h < 2; h++ {
 					for j := 0; j < wt; j++ {
 						f := e4m3F16[w.Scales[(t0+j)*(K/16)+2*g+h]]
@@ -189,15 +190,12 @@ func newGptqPacked(w *quant.Weight) *gptqPacked {
 						d[o], d[o+1] = byte(f), byte(f>>8)
 					}
 				}
-			}
-			if fp {
-				d = d[tb:]
-				continue
-			}
-			copy(d[codes:codes+2*wt], w.Scales[g*2*N+2*t0:])
-			if p.zeros {
-				zb := wt * bits / 8
-				copy(d[codes+2*wt:codes+2*wt+zb], w.Zeros[g*zrow+t0*bits/8:])
+			default:
+				copy(d[codes:codes+2*wt], w.Scales[g*2*N+2*t0:])
+				if p.zeros {
+					zb := wt * bits / 8
+					copy(d[codes+2*wt:codes+2*wt+zb], w.Zeros[g*zrow+t0*bits/8:])
+				}
 			}
 			d = d[tb:]
 		}
