@@ -1,9 +1,8 @@
 package quantize
 
 import (
+	_ "embed"
 	"fmt"
-	"os"
-	"path/filepath"
 	"unsafe"
 
 	"github.com/marlin-llm/marlin/backend"
@@ -30,25 +29,21 @@ type Calibration struct {
 	BatchTokens int
 }
 
-// DefaultCalibrationFiles are the texts used when no calibration file is
-// given, looked up relative to the working directory: tiny Shakespeare, a
-// corpus unlike the usual evaluation texts (WikiText-2, TinyStories); its
-// start lies in the embedded default model's training split, before that
-// model's held-out part.
-var DefaultCalibrationFiles = []string{
-	filepath.Join("..", "shared", "data", "text", "tinyshakespeare", "input.txt"),
-	filepath.Join("shared", "data", "text", "tinyshakespeare", "input.txt"),
-}
+// defaultText is the start of tiny Shakespeare (the first 262,063 bytes
+// of the corpus, cut after a speech), built into the binary so that the
+// default calibration is the same text wherever the command runs.
+//
+//go:embed calibtext/tinyshakespeare-start.txt
+var defaultText []byte
 
-// DefaultCalibration returns the first of DefaultCalibrationFiles that
-// exists, or an error saying that a calibration file must be given.
-func DefaultCalibration() (string, error) {
-	for _, p := range DefaultCalibrationFiles {
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("no calibration text: give one with --calib FILE (looked for %s)", DefaultCalibrationFiles[0])
+// DefaultCalibration is the calibration text used when none is given: the
+// start of tiny Shakespeare, a corpus unlike the usual evaluation texts
+// (WikiText-2, TinyStories), and for the embedded default model a part of
+// its training split, before its held-out part. Its 262 KB give about 250
+// rows of 256 tokens to a tokenizer of 4 bytes a token; rows and ctx as in
+// Calibration.
+func DefaultCalibration(rows, ctx int) *Calibration {
+	return &Calibration{Text: defaultText, Name: "tiny Shakespeare (its start, built in)", Rows: rows, Ctx: ctx}
 }
 
 // call is one MatMul seen while recording the order of the layers.

@@ -1,6 +1,7 @@
 package quantize
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/marlin-llm/marlin/backend"
@@ -10,15 +11,31 @@ import (
 	"github.com/marlin-llm/marlin/model"
 )
 
+// GenerateOptions say how GenerateCalibration samples.
+type GenerateOptions struct {
+	Rows, Ctx int    // sequences and tokens each, BOS included (0: 32 and 256)
+	Seed      uint64 // row r samples with seed Seed + r
+	Threads   int    // CPU threads (0: one per core)
+	// Context, when set, stops the sampling between two decode steps with
+	// its error (Ctrl-C in the command).
+	Context context.Context
+	// Progress, when set, is called after each decode step with the steps
+	// done and their total (Ctx − 1).
+	Progress func(done, total int)
+}
+
 // GenerateCalibration samples calibration text from the model in src
-// itself: rows sequences of ctx tokens, each starting at the model's BOS
-// token (or its first EOS token when it has no BOS), drawn at temperature
-// 1 from the unquantized model on the CPU with the given seed. Text a
-// model writes is text of the domain it was trained on, so it calibrates
-// it without a corpus at hand (self-generated calibration data). The
-// result cuts into exactly these sequences (Tokens holds them without
-// their BOS, which runCalibrated puts back).
-func GenerateCalibration(src string, rows, ctx int, seed uint64, threads int) (*Calibration, error) {
+// itself: o.Rows sequences of o.Ctx tokens, each starting at the model's
+// BOS token (or its first EOS token when it has no BOS), drawn at
+// temperature 1 from the unquantized model on the CPU (the same text on
+// every machine for the same seed: the quantized checkpoint does not
+// depend on the device it was made on). Text a model writes is text of the
+// domain it was trained on, so it calibrates it without a corpus at hand
+// (self-generated calibration data). The result cuts into exactly these
+// sequences (Tokens holds them without their BOS, which runCalibrated
+// puts back).
+func GenerateCalibration(src string, o GenerateOptions) (*Calibration, error) {
+	rows, ctx, seed := o.Rows, o.Ctx, o.Seed
 	if rows <= 0 {
 		rows = 32
 	}
@@ -36,7 +53,7 @@ func GenerateCalibration(src string, rows, ctx int, seed uint64, threads int) (*
 	if quantized {
 		return nil, fmt.Errorf("%s is already quantized (config.json has a quantization_config)", src)
 	}
-	be := cpu.New(threads)
+	be := cpu.New(o.Threads)
 	defer be.Close()
 	m, err := model.Load(src, be)
 	if err != nil {
@@ -81,6 +98,11 @@ func GenerateCalibration(src string, rows, ctx int, seed uint64, threads int) (*
 	}
 	logits := make([]float32, rows*info.Vocab)
 	for pos := 0; pos < ctx-1; pos++ {
+		if o.Context != nil {
+			if err := o.Context.Err(); err != nil {
+				return nil, fmt.Errorf("generating calibration text: %w", err)
+			}
+		}
 		for r := range rows {
 			b.Tokens[r], b.Pos[r] = seqs[r][pos], int32(pos)
 		}
@@ -89,6 +111,9 @@ func GenerateCalibration(src string, rows, ctx int, seed uint64, threads int) (*
 		}
 		for r := range rows {
 			seqs[r] = append(seqs[r], samplers[r].Sample(logits[r*info.Vocab:(r+1)*info.Vocab]))
+		}
+		if o.Progress != nil {
+			o.Progress(pos+1, ctx-1)
 		}
 	}
 	c := &Calibration{Name: fmt.Sprintf("%d × %d tokens sampled from the model (seed %d)", rows, ctx, seed), Rows: rows, Ctx: ctx}

@@ -26,6 +26,13 @@ func (p *progress) set(n int) {
 	}
 }
 
+// setMax sets the bar's total (a bar made before its total was known).
+func (p *progress) setMax(n int) {
+	if p.bar != nil && p.bar.GetMax() != n {
+		p.bar.ChangeMax(n)
+	}
+}
+
 func (p *progress) add(n int) {
 	if p.bar != nil {
 		p.bar.Add(n)

@@ -49,7 +49,7 @@ func quantizeCmd(args []string) error {
 	damp := f.Float64("damp", 0, "gptq/exl3: Hessian damping, fraction of mean(diag H) (0: 0.01 for gptq, 0.025 for exl3)")
 	bits := f.String("bits", "", "exl3: bits per weight, 1 to 8 (fractional: K and K+1 mixed across layers); --rate-distortion: a list such as 2,3,4")
 	codebook := f.String("codebook", "3inst", "exl3: trellis codebook 3inst, mcg or mul1")
-	calib := f.String("calib", "", "gptq/exl3: calibration text file, or generate: text sampled from the model itself (default: "+quantize.DefaultCalibrationFiles[0]+" when present, else generate)")
+	calib := f.String("calib", "", "gptq/exl3: calibration text file, or generate: text sampled from the model itself (default: the start of tiny Shakespeare, built in)")
 	calibRows := f.Int("calib-rows", 32, "gptq/exl3: calibration sequences")
 	calibCtx := f.Int("calib-ctx", 256, "gptq/exl3: tokens per calibration sequence")
 	calibBatch := f.Int("calib-batch", 8192, "gptq/exl3: tokens per calibration forward pass (more rows are streamed)")
@@ -135,26 +135,35 @@ func quantizeCmd(args []string) error {
 	default:
 		return usagef("--fp-targets %q: want on, off or auto", *fpTargets)
 	}
+	// Ctrl-C or SIGTERM stops the sampling of calibration text, or the
+	// quantizer after the weight in progress, removing the unfinished
+	// output; a calibrated run's work stays journaled in OUT.partial, and
+	// the same command resumes
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	if opt.Method != quantize.RTN {
-		path := *calib
-		if path == "" {
-			if path, err = quantize.DefaultCalibration(); err != nil {
-				fmt.Fprintf(os.Stderr, "note: %v; sampling calibration text from the model instead (--calib generate)\n", err)
-				path = "generate"
-			}
-		}
-		if path == "generate" {
-			if opt.Calib, err = quantize.GenerateCalibration(pos[0], *calibRows, *calibCtx, uint64(*seed), *threads); err != nil {
-				return err
-			}
-			opt.Calib.BatchTokens = *calibBatch
-		} else {
-			text, err := os.ReadFile(path)
+		switch *calib {
+		case "":
+			opt.Calib = quantize.DefaultCalibration(*calibRows, *calibCtx)
+		case "generate":
+			bar := newProgress(0, "sampling calibration text (steps)")
+			opt.Calib, err = quantize.GenerateCalibration(pos[0], quantize.GenerateOptions{Rows: *calibRows, Ctx: *calibCtx,
+				Seed: uint64(*seed), Threads: *threads, Context: ctx, Progress: func(done, total int) {
+					bar.setMax(total)
+					bar.set(done)
+				}})
+			bar.finish()
 			if err != nil {
 				return err
 			}
-			opt.Calib = &quantize.Calibration{Text: text, Name: path, Rows: *calibRows, Ctx: *calibCtx, BatchTokens: *calibBatch}
+		default:
+			text, err := os.ReadFile(*calib)
+			if err != nil {
+				return err
+			}
+			opt.Calib = &quantize.Calibration{Text: text, Name: *calib, Rows: *calibRows, Ctx: *calibCtx}
 		}
+		opt.Calib.BatchTokens = *calibBatch
 	} else if *calib != "" {
 		return usagef("--calib is for gptq and exl3")
 	} else if opt.FPTargets {
@@ -201,11 +210,6 @@ func quantizeCmd(args []string) error {
 		defer stop()
 		opt.EXL3.GPU = gpu
 	}
-	// Ctrl-C or SIGTERM stops after the weight in progress and removes the
-	// unfinished output; a calibrated run's work stays journaled in
-	// OUT.partial, and the same command resumes
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	opt.Context = ctx
 	start := time.Now()
 	rep, err := quantize.Run(pos[0], pos[1], opt)
