@@ -51,14 +51,7 @@ func NewCompensation(h, d []float64, in int, damp float64) (*Compensation, error
 		return nil, fmt.Errorf("quant: NewCompensation: %w", err)
 	}
 	m := make([]float64, in*in)
-	for i := 0; i < in; i++ {
-		mr := m[i*in : (i+1)*in]
-		for k, v := range d[i*in : (i+1)*in] {
-			if v != 0 {
-				axpy64(mr, v, inv[k*in:(k+1)*in])
-			}
-		}
-	}
+	matMulInto(m, d, inv, in, in, in) // M = D·(H + λI)⁻¹
 	return &Compensation{in: in, m: m}, nil
 }
 
@@ -68,22 +61,28 @@ func (c *Compensation) Target(w []float32, out int) ([]float32, error) {
 	if out <= 0 || len(w) != out*in {
 		return nil, fmt.Errorf("quant: Compensation.Target: %d weights for shape [%d, %d]", len(w), out, in)
 	}
+	// W′ = W + W·M in blocks of rows: the block transposed (k-major),
+	// dgemm into the block's rows in float64
 	res := make([]float32, len(w))
-	acc := make([]float64, in)
-	for n := 0; n < out; n++ {
-		row := w[n*in : (n+1)*in]
-		for j, v := range row {
-			acc[j] = float64(v)
-		}
-		for i, v := range row {
-			if v != 0 {
-				axpy64(acc, float64(v), c.m[i*in:(i+1)*in])
+	const rows = 256
+	parallelRange(0, (out+rows-1)/rows, 1, func(b0, b1 int) {
+		wt := make([]float64, in*rows)
+		acc := make([]float64, rows*in)
+		for blk := b0; blk < b1; blk++ {
+			n0, n1 := blk*rows, min(out, (blk+1)*rows)
+			r := n1 - n0
+			for n := n0; n < n1; n++ {
+				for i, v := range w[n*in : (n+1)*in] {
+					wt[i*r+n-n0] = float64(v)
+					acc[(n-n0)*in+i] = float64(v)
+				}
+			}
+			dgemmSerial(r, in, in, 1, wt, r, c.m, in, acc, in)
+			for i, v := range acc[:r*in] {
+				res[n0*in+i] = float32(v)
 			}
 		}
-		for j, v := range acc {
-			res[n*in+j] = float32(v)
-		}
-	}
+	})
 	return res, nil
 }
 

@@ -424,7 +424,7 @@ func blockLDL(a []float64, n int, sigma float64) ([]float64, error) {
 		for r := 0; r < 16; r++ {
 			copy(d[r*16:r*16+16], L[(b0+r)*n+b0:(b0+r)*n+b0+16])
 		}
-		invLower(d[:], 16)
+		invLowerPlain(d[:], 16)
 		for r := b0 + 16; r < n; r++ {
 			src := L[r*n+b0 : r*n+b0+16]
 			for c := 0; c < 16; c++ {
@@ -457,7 +457,7 @@ func ldlq(W, L []float64, inP, outP, K int, cb Codebook, workers int, gpu TileEn
 	x := make([]float32, tn*TileLen)
 	states := make([]uint16, tn*TileLen)
 	dec := make([]float32, tn*TileLen)
-	e := make([]float64, outP)
+	e := make([]float64, 16*outP)
 	var total float64
 	for kb := nb - 1; kb >= 0; kb-- {
 		for nt := 0; nt < tn; nt++ {
@@ -478,21 +478,15 @@ func ldlq(W, L []float64, inP, outP, K int, cb Codebook, workers int, gpu TileEn
 				Q[k*outP+n] = float64(dec[nt*TileLen+i])
 			}
 		}
-		// feed this block's error back into the earlier rows
-		for r := kb * 16; r < kb*16+16; r++ {
-			for n := range e {
-				e[n] = W[r*outP+n] - Q[r*outP+n]
-			}
-			lr := L[r*inP : r*inP+kb*16]
-			for i, l := range lr {
-				if l == 0 {
-					continue
-				}
-				ai := acc[i*outP : (i+1)*outP]
-				for n, v := range e {
-					ai[n] += l * v
+		// feed this block's error back into the earlier rows:
+		// acc[i][n] += Σ_r L[r][i]·e_r[n] (i < 16kb, r in the block)
+		if kb > 0 {
+			for r := 0; r < 16; r++ {
+				for n := range outP {
+					e[r*outP+n] = W[(kb*16+r)*outP+n] - Q[(kb*16+r)*outP+n]
 				}
 			}
+			dgemm(kb*16, outP, 16, 1, L[kb*16*inP:], inP, e, outP, acc, outP, false, false, false)
 		}
 	}
 	return Q, packed, total, nil
@@ -537,15 +531,12 @@ func refitScales(W, B, H, su, sv []float64, inP, outP int) {
 		// M = (R·Rᵀ)∘H, b = rowsum(R∘HW)
 		M := make([]float64, inP*inP)
 		b := make([]float64, inP)
+		rt := transpose64(R, inP, outP, outP) // R·Rᵀ: the Gram matrix of R's rows
+		dgemm(inP, inP, outP, 1, rt, inP, rt, inP, M, inP, true, false, false)
 		for i := 0; i < inP; i++ {
 			ri := R[i*outP : (i+1)*outP]
 			for j := 0; j <= i; j++ {
-				rj := R[j*outP : (j+1)*outP]
-				var s float64
-				for n, v := range ri {
-					s += v * rj[n]
-				}
-				M[i*inP+j] = s * H[i*inP+j]
+				M[i*inP+j] *= H[i*inP+j]
 				M[j*inP+i] = M[i*inP+j]
 			}
 			hw := HW[i*outP : (i+1)*outP]
@@ -573,22 +564,11 @@ func refitScales(W, B, H, su, sv []float64, inP, outP int) {
 	}
 }
 
-// matMulInto sets dst [m, p] = a [m, k] · b [k, p].
+// matMulInto sets dst [m, p] = a [m, k] · b [k, p] (all row-major): dgemm
+// of a transposed and b.
 func matMulInto(dst, a, b []float64, m, k, p int) {
 	clear(dst[:m*p])
-	for i := 0; i < m; i++ {
-		di := dst[i*p : (i+1)*p]
-		for j := 0; j < k; j++ {
-			av := a[i*k+j]
-			if av == 0 {
-				continue
-			}
-			bj := b[j*p : (j+1)*p]
-			for c, v := range bj {
-				di[c] += av * v
-			}
-		}
-	}
+	dgemm(m, p, k, 1, transpose64(a, m, k, k), m, b, p, dst, p, false, false, false)
 }
 
 // choleskySolve solves L·Lᵀ·x = b for the factor L (lower, n×n).

@@ -3,9 +3,7 @@ package quant
 import (
 	"fmt"
 	"math"
-	"runtime"
 	"sort"
-	"sync"
 )
 
 // GPTQOptions tune QuantizeGPTQ.
@@ -111,22 +109,29 @@ func QuantizeGPTQ(w []float32, out, in int, h []float64, spec Spec, opt GPTQOpti
 		sort.SliceStable(perm, func(a, b int) bool { return h[perm[a]*in+perm[a]] > h[perm[b]*in+perm[b]] })
 	}
 	// W (permuted columns) and H (permuted), dead columns handled
+	// (row by row: at In = 14336, H is 1.6 GB)
 	W := make([]float64, out*in)
 	H := make([]float64, in*in)
+	dead := make([]bool, in)
 	for j, pj := range perm {
-		dead := h[pj*in+pj] == 0
-		for i, pi := range perm {
-			H[i*in+j] = h[pi*in+pj]
-		}
-		if dead {
-			for i := range perm {
-				H[i*in+j], H[j*in+i] = 0, 0
+		dead[j] = h[pj*in+pj] == 0
+	}
+	for i, pi := range perm {
+		hr, src := H[i*in:(i+1)*in], h[pi*in:(pi+1)*in]
+		for j, pj := range perm {
+			if !dead[i] && !dead[j] {
+				hr[j] = src[pj]
 			}
-			H[j*in+j] = 1
 		}
-		for n := 0; n < out; n++ {
-			if !dead {
-				W[n*in+j] = float64(w[n*in+pj])
+		if dead[i] {
+			hr[i] = 1
+		}
+	}
+	for n := 0; n < out; n++ {
+		wr, src := W[n*in:(n+1)*in], w[n*in:(n+1)*in]
+		for j, pj := range perm {
+			if !dead[j] {
+				wr[j] = float64(src[pj])
 			}
 		}
 	}
@@ -143,11 +148,11 @@ func QuantizeGPTQ(w []float32, out, in int, h []float64, spec Spec, opt GPTQOpti
 	if err != nil {
 		return nil, nil, fmt.Errorf("quant: QuantizeGPTQ: damped Hessian: %w", err)
 	}
-	mt := invLowerT(M, in) // mt[j*in+i] = (M⁻¹)[i][j]
+	X := invLowerBlocked(M, in) // M⁻¹
 	U := make([]float64, in*in)
 	for i := 0; i < in; i++ {
 		for j := i; j < in; j++ {
-			U[i*in+j] = mt[(in-1-j)*in+(in-1-i)]
+			U[i*in+j] = X[(in-1-i)*in+(in-1-j)]
 		}
 	}
 	u := func(i, j int) float64 { return U[i*in+j] }
@@ -162,7 +167,6 @@ func QuantizeGPTQ(w []float32, out, in int, h []float64, spec Spec, opt GPTQOpti
 	rowsPart := func(n0, n1 int) {
 		errs := make([]float64, (n1-n0)*bs)
 		vals := make([]float64, group)
-		ut := make([]float64, in*bs)
 		for i1 := 0; i1 < in; i1 += bs {
 			i2 := min(i1+bs, in)
 			cnt := i2 - i1
@@ -201,47 +205,11 @@ func QuantizeGPTQ(w []float32, out, in int, h []float64, spec Spec, opt GPTQOpti
 				}
 			}
 			// propagate the batch's errors to the later columns:
-			// W[n, i2:] −= Σ_i e[n, i]·U[i1+i, i2:], as dot products over the
-			// batch against U's block transposed once (ut: [in−i2, cnt]),
-			// four rows of W at a time
-			rest := in - i2
-			ut = ut[:rest*cnt]
-			for i := 0; i < cnt; i++ {
-				for k, uv := range U[(i1+i)*in+i2 : (i1+i+1)*in] {
-					ut[k*cnt+i] = uv
-				}
-			}
-			n := n0
-			for ; n+4 <= n1; n += 4 {
-				e := (n - n0) * bs
-				e0, e1, e2, e3 := errs[e:e+cnt], errs[e+bs:e+bs+cnt], errs[e+2*bs:e+2*bs+cnt], errs[e+3*bs:e+3*bs+cnt]
-				r0 := W[n*in+i2 : (n+1)*in]
-				r1 := W[(n+1)*in+i2 : (n+2)*in]
-				r2 := W[(n+2)*in+i2 : (n+3)*in]
-				r3 := W[(n+3)*in+i2 : (n+4)*in]
-				r1, r2, r3 = r1[:rest], r2[:rest], r3[:rest]
-				for k := range r0 {
-					u := ut[k*cnt : (k+1)*cnt]
-					u = u[:len(e0)]
-					var s0, s1, s2, s3 float64
-					for i, uv := range u {
-						s0 += e0[i] * uv
-						s1 += e1[i] * uv
-						s2 += e2[i] * uv
-						s3 += e3[i] * uv
-					}
-					r0[k] -= s0
-					r1[k] -= s1
-					r2[k] -= s2
-					r3[k] -= s3
-				}
-			}
-			for ; n < n1; n++ {
-				e := errs[(n-n0)*bs : (n-n0)*bs+cnt]
-				rr := W[n*in+i2 : (n+1)*in]
-				for k := range rr {
-					rr[k] -= dot64(e, ut[k*cnt:(k+1)*cnt])
-				}
+			// W[n, i2:] −= Σ_i e[n, i]·U[i1+i, i2:], a product of the
+			// batch's errors (transposed: k-major) with U's rows
+			if rest := in - i2; rest > 0 {
+				et := transpose64(errs, n1-n0, cnt, bs)
+				dgemmSerial(n1-n0, rest, cnt, -1, et, n1-n0, U[i1*in+i2:], in, W[n0*in+i2:], in)
 			}
 		}
 	}
@@ -252,9 +220,10 @@ func QuantizeGPTQ(w []float32, out, in int, h []float64, spec Spec, opt GPTQOpti
 	for i, z := range zeros {
 		c.Zeros[i] = int32(z)
 	}
-	for j, pj := range perm {
-		for n := 0; n < out; n++ {
-			c.Q[n*in+pj] = codes[n*in+j]
+	for n := 0; n < out; n++ {
+		qr, src := c.Q[n*in:(n+1)*in], codes[n*in:(n+1)*in]
+		for j, pj := range perm {
+			qr[pj] = src[j]
 		}
 	}
 	if opt.ActOrder {
@@ -283,76 +252,48 @@ func QuantizeGPTQ(w []float32, out, in int, h []float64, spec Spec, opt GPTQOpti
 
 // ProxyError returns tr((W−Q)·H·(W−Q)ᵀ) = Σ_rows eᵀ·H·e for the row-major
 // [Out, In] matrix w, its quantized form q (decoded with DequantizeRow) and
-// the symmetric [In, In] matrix h (only its upper triangle is read): the
-// output error energy on the inputs whose second moment h is. Rows are
-// split over the cores, and each core takes four rows at a time through
-// one pass over h (at In = 1024, h is 8 MB: more than a core's cache).
+// the symmetric [In, In] matrix h: the output error energy on the inputs
+// whose second moment h is. The cores take blocks of proxyRows rows: the
+// block's errors E (kept transposed, k-major), F = E·H by dgemm, then
+// Σ E∘F.
 func ProxyError(w []float32, q *Weight, h []float64) float64 {
-	in := q.In
-	workers := min(runtime.GOMAXPROCS(0), q.Out)
-	sums := make([]float64, workers)
-	var wg sync.WaitGroup
-	for wk := 0; wk < workers; wk++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			row := make([]float32, in)
-			var e [4][]float64
-			for r := range e {
-				e[r] = make([]float64, in)
-			}
-			var total float64
-			for n0, n1 := q.Out*wk/workers, q.Out*(wk+1)/workers; n0 < n1; n0 += len(e) {
-				for r := range e {
-					if n := n0 + r; n < n1 {
-						q.DequantizeRow(row, n)
-						for k := range e[r] {
-							e[r][k] = float64(w[n*in+k]) - float64(row[k])
-						}
-					} else {
-						clear(e[r])
-					}
+	in, out := q.In, q.Out
+	blocks := (out + proxyRows - 1) / proxyRows
+	sums := make([]float64, blocks)
+	parallelRange(0, blocks, 1, func(b0, b1 int) {
+		row := make([]float32, in)
+		et := make([]float64, in*proxyRows)
+		f := make([]float64, proxyRows*in)
+		for blk := b0; blk < b1; blk++ {
+			n0, n1 := blk*proxyRows, min(out, (blk+1)*proxyRows)
+			rows := n1 - n0
+			for n := n0; n < n1; n++ {
+				q.DequantizeRow(row, n)
+				for k, v := range row {
+					et[k*rows+n-n0] = float64(w[n*in+k]) - float64(v)
 				}
-				total += errorEnergy4(h, e[0], e[1], e[2], e[3])
 			}
-			sums[wk] = total
-		}()
-	}
-	wg.Wait()
-	var t float64
-	for _, v := range sums {
-		t += v
-	}
-	return t
-}
-
-// errorEnergy4 returns Σ_r e_rᵀ·h·e_r for four vectors of length n, with
-// h the row-major [n, n] matrix, symmetric (a Hessian): only its upper
-// triangle is read, eᵀhe = Σ_i e_i·(h_ii·e_i + 2·Σ_{k>i} h_ik·e_k).
-func errorEnergy4(h, e0, e1, e2, e3 []float64) float64 {
-	n := len(e0)
-	e1, e2, e3 = e1[:n], e2[:n], e3[:n]
+			clear(f[:rows*in])
+			dgemmSerial(rows, in, in, 1, et, rows, h, in, f, in)
+			var s float64
+			for r := 0; r < rows; r++ {
+				fr := f[r*in : (r+1)*in]
+				for k, v := range fr {
+					s += et[k*rows+r] * v
+				}
+			}
+			sums[blk] = s
+		}
+	})
 	var total float64
-	for i := 0; i < n; i++ {
-		a0, a1, a2, a3 := e0[i], e1[i], e2[i], e3[i]
-		if a0 == 0 && a1 == 0 && a2 == 0 && a3 == 0 {
-			continue
-		}
-		hr := h[i*n+i+1 : (i+1)*n]
-		f0, f1, f2, f3 := e0[i+1:], e1[i+1:], e2[i+1:], e3[i+1:]
-		f0, f1, f2, f3 = f0[:len(hr)], f1[:len(hr)], f2[:len(hr)], f3[:len(hr)]
-		var s0, s1, s2, s3 float64
-		for k, hv := range hr {
-			s0 += hv * f0[k]
-			s1 += hv * f1[k]
-			s2 += hv * f2[k]
-			s3 += hv * f3[k]
-		}
-		d := h[i*n+i]
-		total += a0*(d*a0+2*s0) + a1*(d*a1+2*s1) + a2*(d*a2+2*s2) + a3*(d*a3+2*s3)
+	for _, s := range sums {
+		total += s
 	}
 	return total
 }
+
+// proxyRows is the rows of a block of ProxyError.
+const proxyRows = 256
 
 // dot64 returns Σ a[i]·b[i] (len(b) ≥ len(a)), four partial sums.
 func dot64(a, b []float64) float64 {

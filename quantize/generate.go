@@ -116,7 +116,7 @@ func GenerateCalibration(src string, o GenerateOptions) (*Calibration, error) {
 			o.Progress(pos+1, ctx-1)
 		}
 	}
-	c := &Calibration{Name: fmt.Sprintf("%d × %d tokens sampled from the model (seed %d)", rows, ctx, seed), Rows: rows, Ctx: ctx}
+	c := &Calibration{Name: fmt.Sprintf("text sampled from the model (seed %d)", seed), Rows: rows, Ctx: ctx}
 	for _, s := range seqs {
 		if info.BOS >= 0 {
 			s = s[1:] // runCalibrated starts every row with BOS itself

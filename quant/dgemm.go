@@ -1,0 +1,202 @@
+package quant
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// dgemm computes C[i][j] += alpha·Σ_p A[p][i]·B[p][j] for i < m, j < n,
+// p < k in float64: A and B are given k-major (A[p·lda + i], B[p·ldb +
+// j]) and C row-major (C[i·ldc + j]). A row-major X·Y is dgemm of Xᵀ (made
+// by transpose64) and Y; a Gram matrix XᵀX of a row-major X is dgemm of X
+// with itself.
+//
+// lower computes only the tiles of C that reach its lower triangle (j ≤
+// i): the tiles that cross the diagonal are computed whole, so entries
+// above it may change too (the callers hold scratch there). triA and triB
+// say that A[p][i] = 0 for p < i and B[p][j] = 0 for p < j (upper
+// triangular operands, as a lower triangular matrix is when read
+// k-major): a tile's sum then starts at p = max(i₀, j₀) of its first row
+// and column.
+//
+// The work is cut into blocks of dgemmMC rows of C, shared by the cores;
+// within a block, steps of dgemmKC terms of the sum keep a 4-row panel of A
+// and an 8-column panel of B in cache for the 4×8 register tile
+// (dgemm4x8: AVX2 + FMA where the CPU has it, else plain Go). The sums
+// are therefore formed in a different order from a plain loop's: they
+// agree with it to a few float64 ulps of Σ|A·B| (the tests' tolerance).
+func dgemm(m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, c []float64, ldc int, lower, triA, triB bool) {
+	if m <= 0 || n <= 0 || k <= 0 {
+		return
+	}
+	blocks := (m + dgemmMC - 1) / dgemmMC
+	work := func(blk int) {
+		i0, i1 := blk*dgemmMC, min(m, (blk+1)*dgemmMC)
+		dgemmBlock(i0, i1, n, k, alpha, a, lda, b, ldb, c, ldc, lower, triA, triB)
+	}
+	workers := min(runtime.GOMAXPROCS(0), blocks)
+	if workers <= 1 || int64(m)*int64(n)*int64(k) < 1<<18 {
+		for blk := range blocks {
+			work(blk)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				blk := int(next.Add(1)) - 1
+				if blk >= blocks {
+					return
+				}
+				work(blk)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// dgemmSerial is dgemm (neither lower nor triangular) on the calling
+// goroutine alone, for callers that already share their work among the
+// cores.
+func dgemmSerial(m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, c []float64, ldc int) {
+	for i0 := 0; i0 < m; i0 += 4 * dgemmMC {
+		dgemmBlock(i0, min(m, i0+4*dgemmMC), n, k, alpha, a, lda, b, ldb, c, ldc, false, false, false)
+	}
+}
+
+const (
+	dgemmMC = 64  // rows of C a work block
+	dgemmKC = 256 // terms of the sum a step
+)
+
+// dgemmBlock is dgemm on rows [i0, i1) of C. Each step of the sum copies
+// its part of A's rows (dgemmKC × the block's rows) and of each 8-column
+// panel of B (dgemmKC × 8) into contiguous buffers, so that the tile
+// kernel reads both from a few pages that stay in cache, whatever the
+// operands' strides.
+func dgemmBlock(i0, i1, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, c []float64, ldc int, lower, triA, triB bool) {
+	mr := i1 - i0
+	ap := make([]float64, dgemmKC*mr)
+	bp := make([]float64, dgemmKC*8)
+	for p0 := 0; p0 < k; p0 += dgemmKC {
+		p1 := min(k, p0+dgemmKC)
+		if triA && p1 <= i0 {
+			continue // A[p][i] = 0 for every row of the block
+		}
+		for p := p0; p < p1; p++ {
+			copy(ap[(p-p0)*mr:(p-p0+1)*mr], a[p*lda+i0:p*lda+i1])
+		}
+		for j0 := 0; j0 < n; j0 += 8 {
+			if lower && j0 > i1-1 {
+				break
+			}
+			if triB && p1 <= j0 {
+				break // and for every later column tile too
+			}
+			jw := min(8, n-j0)
+			if jw == 8 {
+				for p := p0; p < p1; p++ {
+					copy(bp[(p-p0)*8:(p-p0)*8+8], b[p*ldb+j0:p*ldb+j0+8])
+				}
+			}
+			for i := i0; i < i1; i += 4 {
+				if lower && j0 > i+3 {
+					continue
+				}
+				// the terms this tile needs: p ≥ i (triA), p ≥ j0 (triB)
+				ps := p0
+				if triA {
+					ps = max(ps, i)
+				}
+				if triB {
+					ps = max(ps, j0)
+				}
+				if ps >= p1 {
+					continue
+				}
+				if i+4 <= i1 && jw == 8 {
+					dgemm4x8(c[i*ldc+j0:], ldc, ap[(ps-p0)*mr+i-i0:], mr, bp[(ps-p0)*8:], 8, p1-ps, alpha)
+					continue
+				}
+				// an edge tile: plain loops
+				for ii := i; ii < min(i+4, i1); ii++ {
+					for jj := j0; jj < j0+jw; jj++ {
+						var s float64
+						for p := ps; p < p1; p++ {
+							s += a[p*lda+ii] * b[p*ldb+jj]
+						}
+						c[ii*ldc+jj] += alpha * s
+					}
+				}
+			}
+		}
+	}
+}
+
+// dgemm4x8Go is dgemm4x8 in plain Go: the 4×8 tile
+// C[ii][jj] += alpha·Σ_{p<k} a[p·lda + ii]·b[p·ldb + jj].
+func dgemm4x8Go(c []float64, ldc int, a []float64, lda int, b []float64, ldb int, k int, alpha float64) {
+	var acc [4][8]float64
+	for p := 0; p < k; p++ {
+		ap := a[p*lda : p*lda+4]
+		bp := b[p*ldb : p*ldb+8]
+		for ii, av := range ap {
+			r := &acc[ii]
+			for jj, bv := range bp {
+				r[jj] += av * bv
+			}
+		}
+	}
+	for ii := range acc {
+		cr := c[ii*ldc : ii*ldc+8]
+		for jj, v := range acc[ii] {
+			cr[jj] += alpha * v
+		}
+	}
+}
+
+// transpose64 returns the [cols, rows] transpose of the row-major
+// [rows, cols] block of x that starts at x[0] with row stride ld.
+func transpose64(x []float64, rows, cols, ld int) []float64 {
+	t := make([]float64, rows*cols)
+	const tb = 32
+	for r0 := 0; r0 < rows; r0 += tb {
+		for c0 := 0; c0 < cols; c0 += tb {
+			for r := r0; r < min(r0+tb, rows); r++ {
+				xr := x[r*ld:]
+				for cc := c0; cc < min(c0+tb, cols); cc++ {
+					t[cc*rows+r] = xr[cc]
+				}
+			}
+		}
+	}
+	return t
+}
+
+// parallelRange runs f over [lo, hi) cut into one contiguous part a core
+// (f(lo, hi) itself when the range is short).
+func parallelRange(lo, hi, minPer int, f func(lo, hi int)) {
+	n := hi - lo
+	workers := min(runtime.GOMAXPROCS(0), n/max(minPer, 1))
+	if workers <= 1 {
+		if n > 0 {
+			f(lo, hi)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		a, b := lo+n*w/workers, lo+n*(w+1)/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(a, b)
+		}()
+	}
+	wg.Wait()
+}

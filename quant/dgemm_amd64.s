@@ -1,0 +1,78 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// func dgemm4x8AVX2(c *float64, ldc int, a *float64, lda int, b *float64, ldb int, k int, alpha float64)
+//
+// C[ii][jj] += alpha·Σ_{p<k} A[p·lda + ii]·B[p·ldb + jj], ii < 4, jj < 8
+// (k ≥ 1). Y0…Y7 hold the sums, row ii in Y(2ii) (columns 0–3) and
+// Y(2ii+1) (columns 4–7); per term: two loads of B's row, four
+// broadcasts of A's, eight fused multiply-adds.
+TEXT ·dgemm4x8AVX2(SB), NOSPLIT, $0-64
+	MOVQ	c+0(FP), DI
+	MOVQ	ldc+8(FP), R8
+	MOVQ	a+16(FP), SI
+	MOVQ	lda+24(FP), R9
+	MOVQ	b+32(FP), DX
+	MOVQ	ldb+40(FP), R10
+	MOVQ	k+48(FP), CX
+	SHLQ	$3, R8
+	SHLQ	$3, R9
+	SHLQ	$3, R10
+	VXORPD	Y0, Y0, Y0
+	VXORPD	Y1, Y1, Y1
+	VXORPD	Y2, Y2, Y2
+	VXORPD	Y3, Y3, Y3
+	VXORPD	Y4, Y4, Y4
+	VXORPD	Y5, Y5, Y5
+	VXORPD	Y6, Y6, Y6
+	VXORPD	Y7, Y7, Y7
+loop:
+	VMOVUPD	0(DX), Y8
+	VMOVUPD	32(DX), Y9
+	VBROADCASTSD	0(SI), Y10
+	VFMADD231PD	Y8, Y10, Y0
+	VFMADD231PD	Y9, Y10, Y1
+	VBROADCASTSD	8(SI), Y11
+	VFMADD231PD	Y8, Y11, Y2
+	VFMADD231PD	Y9, Y11, Y3
+	VBROADCASTSD	16(SI), Y12
+	VFMADD231PD	Y8, Y12, Y4
+	VFMADD231PD	Y9, Y12, Y5
+	VBROADCASTSD	24(SI), Y13
+	VFMADD231PD	Y8, Y13, Y6
+	VFMADD231PD	Y9, Y13, Y7
+	ADDQ	R9, SI
+	ADDQ	R10, DX
+	DECQ	CX
+	JNZ	loop
+	VBROADCASTSD	alpha+56(FP), Y14
+	VMOVUPD	0(DI), Y8
+	VMOVUPD	32(DI), Y9
+	VFMADD231PD	Y0, Y14, Y8
+	VFMADD231PD	Y1, Y14, Y9
+	VMOVUPD	Y8, 0(DI)
+	VMOVUPD	Y9, 32(DI)
+	ADDQ	R8, DI
+	VMOVUPD	0(DI), Y8
+	VMOVUPD	32(DI), Y9
+	VFMADD231PD	Y2, Y14, Y8
+	VFMADD231PD	Y3, Y14, Y9
+	VMOVUPD	Y8, 0(DI)
+	VMOVUPD	Y9, 32(DI)
+	ADDQ	R8, DI
+	VMOVUPD	0(DI), Y8
+	VMOVUPD	32(DI), Y9
+	VFMADD231PD	Y4, Y14, Y8
+	VFMADD231PD	Y5, Y14, Y9
+	VMOVUPD	Y8, 0(DI)
+	VMOVUPD	Y9, 32(DI)
+	ADDQ	R8, DI
+	VMOVUPD	0(DI), Y8
+	VMOVUPD	32(DI), Y9
+	VFMADD231PD	Y6, Y14, Y8
+	VFMADD231PD	Y7, Y14, Y9
+	VMOVUPD	Y8, 0(DI)
+	VMOVUPD	Y9, 32(DI)
+	VZEROUPPER
+	RET
