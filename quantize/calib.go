@@ -3,6 +3,9 @@ package quantize
 import (
 	_ "embed"
 	"fmt"
+	"math"
+	"runtime"
+	"sync"
 	"unsafe"
 
 	"github.com/marlin-llm/marlin/backend"
@@ -480,19 +483,47 @@ func (a *hessian) add(x *cpu.Tensor, xf []float32) {
 	if xf != nil {
 		a.addCross(xt, xf, M, n)
 	}
-	// two halves of the output rows in parallel
-	half := min(n, (n/2+7)&^7)
-	done := make(chan struct{})
-	go func() {
-		kernels.MatMulF32(prod[half*n:], n, xt[half*M:], n-half, M, xt, 0, n)
-		close(done)
-	}()
-	kernels.MatMulF32(prod, n, xt, half, M, xt, 0, n)
-	<-done
-	for i, v := range prod {
-		a.h[i] += float64(v)
+	// the lower triangle of the batch's XᵀX, its rows cut into one part a
+	// core of about equal work (part w ends at row n·√(w/W)); each part
+	// also computes the upper entries of its own diagonal square, which
+	// symmetrize overwrites
+	workers := max(1, min(runtime.GOMAXPROCS(0), n/8))
+	var wg sync.WaitGroup
+	r0 := 0
+	for w := 1; w <= workers; w++ {
+		r1 := min(n, (int(float64(n)*math.Sqrt(float64(w)/float64(workers)))+7)&^7)
+		if w == workers {
+			r1 = n
+		}
+		if r1 <= r0 {
+			continue
+		}
+		wg.Add(1)
+		go func(r0, r1 int) {
+			defer wg.Done()
+			kernels.MatMulF32(prod[r0*n:], n, xt[r0*M:], r1-r0, M, xt, 0, r1)
+			for i := r0; i < r1; i++ {
+				hr, pr := a.h[i*n:i*n+i+1], prod[i*n:i*n+i+1]
+				for j, v := range pr {
+					hr[j] += float64(v)
+				}
+			}
+		}(r0, r1)
+		r0 = r1
 	}
+	wg.Wait()
 	a.rows += M
+}
+
+// symmetrize copies the lower triangle of h, which add accumulates, to
+// its upper one.
+func (a *hessian) symmetrize() {
+	n := a.n
+	for i := 0; i < n; i++ {
+		for j := 0; j < i; j++ {
+			a.h[j*n+i] = a.h[i*n+j]
+		}
+	}
 }
 
 // addCross adds (x̃ − x)ᵀx to d, given the batch transposed (xt, [n, M])
@@ -512,8 +543,26 @@ func (a *hessian) addCross(xt, xf []float32, M, n int) {
 		}
 	}
 	prod := a.prod[:n*n]
-	kernels.MatMulF32(prod, n, dt, n, M, xt, 0, n)
-	for i, v := range prod {
-		a.d[i] += float64(v)
+	parallelRows(n, func(r0, r1 int) {
+		kernels.MatMulF32(prod[r0*n:], n, dt[r0*M:], r1-r0, M, xt, 0, n)
+		for i, v := range prod[r0*n : r1*n] {
+			a.d[r0*n+i] += float64(v)
+		}
+	})
+}
+
+// parallelRows calls f on about equal consecutive parts of [0, n), one a
+// core, at once.
+func parallelRows(n int, f func(r0, r1 int)) {
+	workers := max(1, min(runtime.GOMAXPROCS(0), n/8))
+	var wg sync.WaitGroup
+	for w := range workers {
+		r0, r1 := n*w/workers, n*(w+1)/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(r0, r1)
+		}()
 	}
+	wg.Wait()
 }

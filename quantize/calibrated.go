@@ -444,6 +444,7 @@ func forward(m model.Model, be *calibBackend, seqs [][]int32, allRows bool, befo
 
 // quantizeGroup quantizes the weights that share the inputs measured in h.
 func (r *runner) quantizeGroup(ms []backend.Matrix, h *hessian) error {
+	h.symmetrize()
 	scale := 1 / float64(max(h.rows, 1))
 	hs := &calibStats{h: make([]float64, len(h.h)), rows: h.rows}
 	for i, v := range h.h {
