@@ -21,9 +21,10 @@ import (
 // and column.
 //
 // The work is cut into blocks of dgemmMC rows of C, shared by the cores;
-// within a block, steps of dgemmKC terms of the sum keep a 4-row panel of A
-// and an 8-column panel of B in cache for the 4×8 register tile
-// (dgemm4x8: AVX2 + FMA where the CPU has it, else plain Go). The sums
+// within a block, steps of dgemmKC terms of the sum keep a panel of A's
+// rows and one of B's columns in cache for the register tile (dgemmTile:
+// 8 × 16 in AVX-512 or 4 × 8 in AVX2 + FMA where the CPU has them, else
+// 4 × 8 in plain Go). The sums
 // are therefore formed in a different order from a plain loop's: they
 // agree with it to a few float64 ulps of Σ|A·B| (the tests' tolerance).
 func dgemm(m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, c []float64, ldc int, lower, triA, triB bool) {
@@ -80,9 +81,10 @@ const (
 // kernel reads both from a few pages that stay in cache, whatever the
 // operands' strides.
 func dgemmBlock(i0, i1, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, c []float64, ldc int, lower, triA, triB bool) {
+	tr, tc := dgemmTileDims()
 	mr := i1 - i0
 	ap := make([]float64, dgemmKC*mr)
-	bp := make([]float64, dgemmKC*8)
+	bp := make([]float64, dgemmKC*tc)
 	for p0 := 0; p0 < k; p0 += dgemmKC {
 		p1 := min(k, p0+dgemmKC)
 		if triA && p1 <= i0 {
@@ -91,21 +93,21 @@ func dgemmBlock(i0, i1, n, k int, alpha float64, a []float64, lda int, b []float
 		for p := p0; p < p1; p++ {
 			copy(ap[(p-p0)*mr:(p-p0+1)*mr], a[p*lda+i0:p*lda+i1])
 		}
-		for j0 := 0; j0 < n; j0 += 8 {
+		for j0 := 0; j0 < n; j0 += tc {
 			if lower && j0 > i1-1 {
 				break
 			}
 			if triB && p1 <= j0 {
 				break // and for every later column tile too
 			}
-			jw := min(8, n-j0)
-			if jw == 8 {
+			jw := min(tc, n-j0)
+			if jw == tc {
 				for p := p0; p < p1; p++ {
-					copy(bp[(p-p0)*8:(p-p0)*8+8], b[p*ldb+j0:p*ldb+j0+8])
+					copy(bp[(p-p0)*tc:(p-p0+1)*tc], b[p*ldb+j0:p*ldb+j0+tc])
 				}
 			}
-			for i := i0; i < i1; i += 4 {
-				if lower && j0 > i+3 {
+			for i := i0; i < i1; i += tr {
+				if lower && j0 > i+tr-1 {
 					continue
 				}
 				// the terms this tile needs: p ≥ i (triA), p ≥ j0 (triB)
@@ -119,12 +121,12 @@ func dgemmBlock(i0, i1, n, k int, alpha float64, a []float64, lda int, b []float
 				if ps >= p1 {
 					continue
 				}
-				if i+4 <= i1 && jw == 8 {
-					dgemm4x8(c[i*ldc+j0:], ldc, ap[(ps-p0)*mr+i-i0:], mr, bp[(ps-p0)*8:], 8, p1-ps, alpha)
+				if i+tr <= i1 && jw == tc {
+					dgemmTile(c[i*ldc+j0:], ldc, ap[(ps-p0)*mr+i-i0:], mr, bp[(ps-p0)*tc:], tc, p1-ps, alpha)
 					continue
 				}
 				// an edge tile: plain loops
-				for ii := i; ii < min(i+4, i1); ii++ {
+				for ii := i; ii < min(i+tr, i1); ii++ {
 					for jj := j0; jj < j0+jw; jj++ {
 						var s float64
 						for p := ps; p < p1; p++ {
@@ -138,23 +140,23 @@ func dgemmBlock(i0, i1, n, k int, alpha float64, a []float64, lda int, b []float
 	}
 }
 
-// dgemm4x8Go is dgemm4x8 in plain Go: the 4×8 tile
-// C[ii][jj] += alpha·Σ_{p<k} a[p·lda + ii]·b[p·ldb + jj].
-func dgemm4x8Go(c []float64, ldc int, a []float64, lda int, b []float64, ldb int, k int, alpha float64) {
-	var acc [4][8]float64
+// dgemmTileGo is dgemmTile in plain Go, on a tr × tc tile (at most 8 ×
+// 16): C[ii][jj] += alpha·Σ_{p<k} a[p·lda + ii]·b[p·ldb + jj].
+func dgemmTileGo(c []float64, ldc int, a []float64, lda int, b []float64, ldb int, k int, alpha float64, tr, tc int) {
+	var acc [8][16]float64
 	for p := 0; p < k; p++ {
-		ap := a[p*lda : p*lda+4]
-		bp := b[p*ldb : p*ldb+8]
+		ap := a[p*lda : p*lda+tr]
+		bp := b[p*ldb : p*ldb+tc]
 		for ii, av := range ap {
-			r := &acc[ii]
+			r := acc[ii][:tc]
 			for jj, bv := range bp {
 				r[jj] += av * bv
 			}
 		}
 	}
-	for ii := range acc {
-		cr := c[ii*ldc : ii*ldc+8]
-		for jj, v := range acc[ii] {
+	for ii := 0; ii < tr; ii++ {
+		cr := c[ii*ldc : ii*ldc+tc]
+		for jj, v := range acc[ii][:tc] {
 			cr[jj] += alpha * v
 		}
 	}

@@ -11,18 +11,39 @@ import "golang.org/x/sys/cpu"
 //go:noescape
 func dgemm4x8AVX2(c *float64, ldc int, a *float64, lda int, b *float64, ldb int, k int, alpha float64)
 
-var hasDgemmAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+// dgemm8x16AVX512 is the same on an 8 × 16 tile with sixteen zmm
+// accumulators.
+//
+//go:noescape
+func dgemm8x16AVX512(c *float64, ldc int, a *float64, lda int, b *float64, ldb int, k int, alpha float64)
 
-// dgemm4x8 adds alpha times the 4×8 tile Σ_{p<k} a[p·lda + ii]·b[p·ldb +
-// jj] to c[ii·ldc + jj].
-func dgemm4x8(c []float64, ldc int, a []float64, lda int, b []float64, ldb int, k int, alpha float64) {
-	if !hasDgemmAVX2 {
-		dgemm4x8Go(c, ldc, a, lda, b, ldb, k, alpha)
-		return
+var (
+	hasDgemmAVX2   = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+	hasDgemmAVX512 = hasDgemmAVX2 && cpu.X86.HasAVX512F
+)
+
+// dgemmTileDims returns the rows and columns of dgemmTile's tile.
+func dgemmTileDims() (int, int) {
+	if hasDgemmAVX512 {
+		return 8, 16
 	}
+	return 4, 8
+}
+
+// dgemmTile adds alpha times the tile Σ_{p<k} a[p·lda + ii]·b[p·ldb + jj]
+// to c[ii·ldc + jj], ii and jj within dgemmTileDims.
+func dgemmTile(c []float64, ldc int, a []float64, lda int, b []float64, ldb int, k int, alpha float64) {
+	tr, tc := dgemmTileDims()
 	// the last elements the kernel touches, checked once
-	_ = c[3*ldc+7]
-	_ = a[(k-1)*lda+3]
-	_ = b[(k-1)*ldb+7]
-	dgemm4x8AVX2(&c[0], ldc, &a[0], lda, &b[0], ldb, k, alpha)
+	_ = c[(tr-1)*ldc+tc-1]
+	_ = a[(k-1)*lda+tr-1]
+	_ = b[(k-1)*ldb+tc-1]
+	switch {
+	case hasDgemmAVX512:
+		dgemm8x16AVX512(&c[0], ldc, &a[0], lda, &b[0], ldb, k, alpha)
+	case hasDgemmAVX2:
+		dgemm4x8AVX2(&c[0], ldc, &a[0], lda, &b[0], ldb, k, alpha)
+	default:
+		dgemmTileGo(c, ldc, a, lda, b, ldb, k, alpha, tr, tc)
+	}
 }

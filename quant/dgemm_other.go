@@ -2,8 +2,11 @@
 
 package quant
 
-// dgemm4x8 adds alpha times the 4×8 tile Σ_{p<k} a[p·lda + ii]·b[p·ldb +
-// jj] to c[ii·ldc + jj].
-func dgemm4x8(c []float64, ldc int, a []float64, lda int, b []float64, ldb int, k int, alpha float64) {
-	dgemm4x8Go(c, ldc, a, lda, b, ldb, k, alpha)
+// dgemmTileDims returns the rows and columns of dgemmTile's tile.
+func dgemmTileDims() (int, int) { return 4, 8 }
+
+// dgemmTile adds alpha times the tile Σ_{p<k} a[p·lda + ii]·b[p·ldb + jj]
+// to c[ii·ldc + jj], ii < 4, jj < 8.
+func dgemmTile(c []float64, ldc int, a []float64, lda int, b []float64, ldb int, k int, alpha float64) {
+	dgemmTileGo(c, ldc, a, lda, b, ldb, k, alpha, 4, 8)
 }
