@@ -70,6 +70,9 @@ func dgemmSerial(m, n, k int, alpha float64, a []float64, lda int, b []float64, 
 	}
 }
 
+// dgemmScratch holds dgemmBlock's packed panels between calls.
+var dgemmScratch = sync.Pool{New: func() any { return new([]float64) }}
+
 const (
 	dgemmMC = 64  // rows of C a work block
 	dgemmKC = 256 // terms of the sum a step
@@ -83,8 +86,12 @@ const (
 func dgemmBlock(i0, i1, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, c []float64, ldc int, lower, triA, triB bool) {
 	tr, tc := dgemmTileDims()
 	mr := i1 - i0
-	ap := make([]float64, dgemmKC*mr)
-	bp := make([]float64, dgemmKC*tc)
+	sc := dgemmScratch.Get().(*[]float64)
+	defer dgemmScratch.Put(sc)
+	if cap(*sc) < dgemmKC*(mr+tc) {
+		*sc = make([]float64, dgemmKC*(mr+tc))
+	}
+	ap, bp := (*sc)[:dgemmKC*mr], (*sc)[dgemmKC*mr:dgemmKC*(mr+tc)]
 	for p0 := 0; p0 < k; p0 += dgemmKC {
 		p1 := min(k, p0+dgemmKC)
 		if triA && p1 <= i0 {
@@ -165,7 +172,13 @@ func dgemmTileGo(c []float64, ldc int, a []float64, lda int, b []float64, ldb in
 // transpose64 returns the [cols, rows] transpose of the row-major
 // [rows, cols] block of x that starts at x[0] with row stride ld.
 func transpose64(x []float64, rows, cols, ld int) []float64 {
-	t := make([]float64, rows*cols)
+	return transpose64Into(make([]float64, rows*cols), x, rows, cols, ld)
+}
+
+// transpose64Into is transpose64 into t (len ≥ rows·cols), returning
+// t[:rows·cols].
+func transpose64Into(t, x []float64, rows, cols, ld int) []float64 {
+	t = t[:rows*cols]
 	const tb = 32
 	for r0 := 0; r0 < rows; r0 += tb {
 		for c0 := 0; c0 < cols; c0 += tb {

@@ -108,24 +108,11 @@ func QuantizeGPTQ(w []float32, out, in int, h []float64, spec Spec, opt GPTQOpti
 	if opt.ActOrder {
 		sort.SliceStable(perm, func(a, b int) bool { return h[perm[a]*in+perm[a]] > h[perm[b]*in+perm[b]] })
 	}
-	// W (permuted columns) and H (permuted), dead columns handled
-	// (row by row: at In = 14336, H is 1.6 GB)
+	// W (permuted columns), dead columns handled
 	W := make([]float64, out*in)
-	H := make([]float64, in*in)
 	dead := make([]bool, in)
 	for j, pj := range perm {
 		dead[j] = h[pj*in+pj] == 0
-	}
-	for i, pi := range perm {
-		hr, src := H[i*in:(i+1)*in], h[pi*in:(pi+1)*in]
-		for j, pj := range perm {
-			if !dead[i] && !dead[j] {
-				hr[j] = src[pj]
-			}
-		}
-		if dead[i] {
-			hr[i] = 1
-		}
 	}
 	for n := 0; n < out; n++ {
 		wr, src := W[n*in:(n+1)*in], w[n*in:(n+1)*in]
@@ -135,25 +122,32 @@ func QuantizeGPTQ(w []float32, out, in int, h []float64, spec Spec, opt GPTQOpti
 			}
 		}
 	}
-	// U, the upper Cholesky factor of H⁻¹ (H⁻¹ = UᵀU): with J the
-	// reversal, JHJ = MMᵀ (M lower) gives H = NNᵀ with N = JMJ upper, so
-	// H⁻¹ = N⁻ᵀN⁻¹ and U = N⁻¹ = J·M⁻¹·J.
+	// U, the upper Cholesky factor of H⁻¹ (H⁻¹ = UᵀU), H the permuted
+	// Hessian (dead columns: a 1 on the diagonal, 0 elsewhere): with J
+	// the reversal, JHJ = MMᵀ (M lower) gives H = NNᵀ with N = JMJ upper,
+	// so H⁻¹ = N⁻ᵀN⁻¹ and U = N⁻¹ = J·M⁻¹·J. JHJ is made straight from h,
+	// row by row, and U is M⁻¹ turned half a turn in place: at In = 14336
+	// each of these matrices is 1.6 GB.
 	rev := make([]float64, in*in)
 	for i := 0; i < in; i++ {
-		for j := 0; j < in; j++ {
-			rev[i*in+j] = H[(in-1-i)*in+(in-1-j)]
+		r := in - 1 - i // row i of JHJ is row in−1−i of H, reversed
+		hr, src := rev[i*in:(i+1)*in], h[perm[r]*in:(perm[r]+1)*in]
+		for j := range hr {
+			if c := in - 1 - j; !dead[r] && !dead[c] {
+				hr[j] = src[perm[c]]
+			}
+		}
+		if dead[r] {
+			hr[i] = 1
 		}
 	}
 	M, used, err := dampedCholesky(rev, in, damp)
 	if err != nil {
 		return nil, nil, fmt.Errorf("quant: QuantizeGPTQ: damped Hessian: %w", err)
 	}
-	X := invLowerBlocked(M, in) // M⁻¹
-	U := make([]float64, in*in)
-	for i := 0; i < in; i++ {
-		for j := i; j < in; j++ {
-			U[i*in+j] = X[(in-1-i)*in+(in-1-j)]
-		}
+	U := invLowerBlocked(M, in) // M⁻¹, then turned: U[i][j] = M⁻¹[in−1−i][in−1−j]
+	for a, b := 0, in*in-1; a < b; a, b = a+1, b-1 {
+		U[a], U[b] = U[b], U[a]
 	}
 	u := func(i, j int) float64 { return U[i*in+j] }
 

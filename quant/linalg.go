@@ -140,6 +140,7 @@ func invLowerBlocked(l []float64, n int) []float64 {
 	for i := 0; i < n; i++ {
 		x[i*n+i] = 1
 	}
+	var buf []float64 // L[r1:, r0:r1] k-major
 	for r0 := 0; r0 < n; r0 += cholBlock {
 		r1 := min(n, r0+cholBlock)
 		parallelRange(0, r1, 64, func(j0, j1 int) {
@@ -159,7 +160,10 @@ func invLowerBlocked(l []float64, n int) []float64 {
 		if r1 == n {
 			break
 		}
-		at := transpose64(l[r1*n+r0:], n-r1, r1-r0, n) // L[r1:, r0:r1] k-major
+		if buf == nil {
+			buf = make([]float64, (n-r1)*cholBlock)
+		}
+		at := transpose64Into(buf, l[r1*n+r0:], n-r1, r1-r0, n)
 		dgemm(n-r1, r1, r1-r0, -1, at, n-r1, x[r0*n:], n, x[r1*n:], n, false, false, false)
 	}
 	return x

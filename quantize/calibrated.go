@@ -76,7 +76,7 @@ func runCalibrated(src, dst string, opt Options) (*Report, error) {
 	var tok *tokenizer.Tokenizer
 	if opt.Calib.Tokens == nil {
 		if tok, err = tokenizer.Load(src); err != nil {
-			return nil, fmt.Errorf("calibration needs the model's tokenizer: %w", err)
+			return nil, fmt.Errorf("calibration text needs the model's tokenizer (--calib generate samples token ids from the model instead): %w", err)
 		}
 	}
 	be := newCalibBackend(cpu.New(opt.Threads))
