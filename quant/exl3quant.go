@@ -297,28 +297,17 @@ func QuantizeEXL3(w []float32, out, in int, h []float64, opt EXL3Options) (*Weig
 }
 
 // traceForm returns tr(Aᵀ·h·A) for A [inP, cols] (row-major) restricted to
-// its first in rows, h [in, in].
+// its first in rows, h [in, in]: quadRows over A's columns, a block of
+// them copied from A's rows.
 func traceForm(a, h []float64, in, cols int) float64 {
-	tmp := make([]float64, cols)
-	var s float64
-	for i := 0; i < in; i++ {
-		clear(tmp)
-		for j := 0; j < in; j++ {
-			hv := h[i*in+j]
-			if hv == 0 {
-				continue
-			}
-			row := a[j*cols : (j+1)*cols]
-			for c, v := range row {
-				tmp[c] += hv * v
+	return quadRows(cols, in, h, func() func(int, int, []float64) {
+		return func(n0, n1 int, et []float64) {
+			rows := n1 - n0
+			for k := 0; k < in; k++ {
+				copy(et[k*rows:(k+1)*rows], a[k*cols+n0:k*cols+n1])
 			}
 		}
-		row := a[i*cols : (i+1)*cols]
-		for c, v := range row {
-			s += v * tmp[c]
-		}
-	}
-	return s
+	})
 }
 
 // f16Finite converts to fp16, saturating at ±65504.

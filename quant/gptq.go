@@ -247,19 +247,12 @@ func QuantizeGPTQ(w []float32, out, in int, h []float64, spec Spec, opt GPTQOpti
 // ProxyError returns tr((W−Q)·H·(W−Q)ᵀ) = Σ_rows eᵀ·H·e for the row-major
 // [Out, In] matrix w, its quantized form q (decoded with DequantizeRow) and
 // the symmetric [In, In] matrix h: the output error energy on the inputs
-// whose second moment h is. The cores take blocks of proxyRows rows: the
-// block's errors E (kept transposed, k-major), F = E·H by dgemm, then
-// Σ E∘F.
+// whose second moment h is.
 func ProxyError(w []float32, q *Weight, h []float64) float64 {
-	in, out := q.In, q.Out
-	blocks := (out + proxyRows - 1) / proxyRows
-	sums := make([]float64, blocks)
-	parallelRange(0, blocks, 1, func(b0, b1 int) {
+	in := q.In
+	return quadRows(q.Out, in, h, func() func(int, int, []float64) {
 		row := make([]float32, in)
-		et := make([]float64, in*proxyRows)
-		f := make([]float64, proxyRows*in)
-		for blk := b0; blk < b1; blk++ {
-			n0, n1 := blk*proxyRows, min(out, (blk+1)*proxyRows)
+		return func(n0, n1 int, et []float64) {
 			rows := n1 - n0
 			for n := n0; n < n1; n++ {
 				q.DequantizeRow(row, n)
@@ -267,6 +260,41 @@ func ProxyError(w []float32, q *Weight, h []float64) float64 {
 					et[k*rows+n-n0] = float64(w[n*in+k]) - float64(v)
 				}
 			}
+		}
+	})
+}
+
+// OutputEnergy returns tr(W·H·Wᵀ) = Σ_rows wᵀ·H·w for the row-major [out,
+// in] matrix w and the symmetric [in, in] matrix h: the output energy of
+// w on the inputs whose second moment h is (ProxyError's scale).
+func OutputEnergy(w []float32, out, in int, h []float64) float64 {
+	return quadRows(out, in, h, func() func(int, int, []float64) {
+		return func(n0, n1 int, et []float64) {
+			rows := n1 - n0
+			for n := n0; n < n1; n++ {
+				for k, v := range w[n*in : (n+1)*in] {
+					et[k*rows+n-n0] = float64(v)
+				}
+			}
+		}
+	})
+}
+
+// quadRows returns Σ_n e_nᵀ·H·e_n over out vectors e_n of length in. The
+// cores take blocks of proxyRows of them: a filler (newFill makes one a
+// core) writes block [n0, n1) transposed, et[k·(n1−n0) + n−n0] = e_n[k]
+// (k-major), then F = E·H by dgemm, and the block adds Σ E∘F.
+func quadRows(out, in int, h []float64, newFill func() func(n0, n1 int, et []float64)) float64 {
+	blocks := (out + proxyRows - 1) / proxyRows
+	sums := make([]float64, blocks)
+	parallelRange(0, blocks, 1, func(b0, b1 int) {
+		fill := newFill()
+		et := make([]float64, in*proxyRows)
+		f := make([]float64, proxyRows*in)
+		for blk := b0; blk < b1; blk++ {
+			n0, n1 := blk*proxyRows, min(out, (blk+1)*proxyRows)
+			rows := n1 - n0
+			fill(n0, n1, et[:rows*in])
 			clear(f[:rows*in])
 			dgemmSerial(rows, in, in, 1, et, rows, h, in, f, in)
 			var s float64

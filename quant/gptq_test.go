@@ -333,3 +333,31 @@ func TestGPTQErrors(t *testing.T) {
 		t.Errorf("identity Hessian: %v", err)
 	}
 }
+
+// TestOutputEnergy: OutputEnergy and traceForm (the blocked quadratic
+// forms) against the plain triple sums on random data, edges included;
+// tolerance 1e-12 relative (float64 sums in another order).
+func TestOutputEnergy(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, shape := range [][2]int{{1, 40}, {7, 56}, {300, 64}, {66, 130}} {
+		out, in := shape[0], shape[1]
+		w, h := randomLayer(rng, out, in, 3*in)
+		want := traceW(w, out, in, h)
+		if got := OutputEnergy(w, out, in, h); want <= 0 || math.Abs(got-want) > 1e-12*want {
+			t.Errorf("[%d, %d]: OutputEnergy %.17g, plain sum %.17g", out, in, got, want)
+		}
+		// the same as traceForm of Wᵀ ([in + 2, out]: rows past in ignored)
+		a := make([]float64, (in+2)*out)
+		for n := 0; n < out; n++ {
+			for k := 0; k < in; k++ {
+				a[k*out+n] = float64(w[n*in+k])
+			}
+		}
+		for i := in * out; i < len(a); i++ {
+			a[i] = 1e9
+		}
+		if got := traceForm(a, h, in, out); math.Abs(got-want) > 1e-12*want {
+			t.Errorf("[%d, %d]: traceForm %.17g, plain sum %.17g", out, in, got, want)
+		}
+	}
+}

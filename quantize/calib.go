@@ -519,11 +519,18 @@ func (a *hessian) add(x *cpu.Tensor, xf []float32) {
 // its upper one.
 func (a *hessian) symmetrize() {
 	n := a.n
-	for i := 0; i < n; i++ {
-		for j := 0; j < i; j++ {
-			a.h[j*n+i] = a.h[i*n+j]
+	const tb = 64 // in square tiles: a column of the upper triangle is a stride of n
+	parallelRows((n+tb-1)/tb, func(b0, b1 int) {
+		for i0 := b0 * tb; i0 < min(n, b1*tb); i0 += tb {
+			for j0 := 0; j0 <= i0; j0 += tb {
+				for i := i0; i < min(n, i0+tb); i++ {
+					for j := j0; j < min(i, j0+tb); j++ {
+						a.h[j*n+i] = a.h[i*n+j]
+					}
+				}
+			}
 		}
-	}
+	})
 }
 
 // addCross adds (x̃ − x)ᵀx to d, given the batch transposed (xt, [n, M])

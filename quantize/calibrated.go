@@ -700,36 +700,15 @@ func (r *runner) quantizeTensor(prefix string, t safetensors.Tensor, spec quant.
 		rep.Format = fmt.Sprintf("exl3 K%d %s", q.Bits, q.Codebook)
 	}
 	if h != nil && rep.Relative == 0 {
-		if tw := traceWHW(vals, out, in, h); tw > 0 {
+		if tw := quant.OutputEnergy(vals, out, in, h); tw > 0 {
 			rep.Relative = rep.Error / tw
 		}
 	}
 	if h != nil && rep.Error == 0 && rep.Relative > 0 {
-		rep.Error = rep.Relative * traceWHW(vals, out, in, h)
+		rep.Error = rep.Relative * quant.OutputEnergy(vals, out, in, h)
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	return ts, rep, nil
-}
-
-// traceWHW returns tr(W·H·Wᵀ) for W [out, in].
-func traceWHW(w []float32, out, in int, h []float64) float64 {
-	var s float64
-	tmp := make([]float64, in)
-	for n := 0; n < out; n++ {
-		row := w[n*in : (n+1)*in]
-		for i := range tmp {
-			var a float64
-			hr := h[i*in : (i+1)*in]
-			for k, v := range row {
-				a += hr[k] * float64(v)
-			}
-			tmp[i] = a
-		}
-		for i, v := range row {
-			s += float64(v) * tmp[i]
-		}
-	}
-	return s
 }
 
 // allocateBits picks K per EXL3 target for a fractional AvgBits: every
