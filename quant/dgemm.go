@@ -20,21 +20,27 @@ import (
 // k-major): a tile's sum then starts at p = max(i₀, j₀) of its first row
 // and column.
 //
-// The work is cut into blocks of dgemmMC rows of C, shared by the cores;
-// within a block, steps of dgemmKC terms of the sum keep a panel of A's
-// rows and one of B's columns in cache for the register tile (dgemmTile:
-// 8 × 16 in AVX-512 or 4 × 8 in AVX2 + FMA where the CPU has them, else
-// 4 × 8 in plain Go). The sums
+// The work is cut into blocks of dgemmMC rows of C, shared by the cores.
+// B is first copied, on every core, into column panels of the tile's
+// width (panel t holds B[p][t·tc … t·tc+tc−1] for every p, contiguous), so
+// that every block reads B from a few pages whatever ldb is, and B is
+// copied once rather than once a block; within a block, steps of dgemmKC
+// terms of the sum copy A's rows the same way and keep both panels in
+// cache for the register tile (dgemmTile: 8 × 16 in AVX-512 or 4 × 8 in
+// AVX2 + FMA where the CPU has them, else 4 × 8 in plain Go). The sums
 // are therefore formed in a different order from a plain loop's: they
 // agree with it to a few float64 ulps of Σ|A·B| (the tests' tolerance).
 func dgemm(m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, c []float64, ldc int, lower, triA, triB bool) {
 	if m <= 0 || n <= 0 || k <= 0 {
 		return
 	}
+	_, tc := dgemmTileDims()
+	bp := make([]float64, n/tc*tc*k)
+	parallelRange(0, n/tc, 4, func(t0, t1 int) { packPanels(bp, b, ldb, k, tc, t0, t1) })
 	blocks := (m + dgemmMC - 1) / dgemmMC
 	work := func(blk int) {
 		i0, i1 := blk*dgemmMC, min(m, (blk+1)*dgemmMC)
-		dgemmBlock(i0, i1, n, k, alpha, a, lda, b, ldb, c, ldc, lower, triA, triB)
+		dgemmBlock(i0, i1, n, k, alpha, a, lda, b, ldb, bp, c, ldc, lower, triA, triB)
 	}
 	workers := min(runtime.GOMAXPROCS(0), blocks)
 	if workers <= 1 || int64(m)*int64(n)*int64(k) < 1<<18 {
@@ -61,12 +67,24 @@ func dgemm(m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb in
 	wg.Wait()
 }
 
+// packPanels copies the column panels t0 … t1−1 of B (tc columns each) into
+// bp: panel t at bp[t·k·tc:], B[p][t·tc + jj] at p·tc + jj.
+func packPanels(bp, b []float64, ldb, k, tc, t0, t1 int) {
+	for t := t0; t < t1; t++ {
+		dst := bp[t*k*tc : (t+1)*k*tc]
+		for p := 0; p < k; p++ {
+			copy(dst[p*tc:(p+1)*tc], b[p*ldb+t*tc:p*ldb+t*tc+tc])
+		}
+	}
+}
+
 // dgemmSerial is dgemm (neither lower nor triangular) on the calling
 // goroutine alone, for callers that already share their work among the
-// cores.
+// cores; it packs B's panels a step at a time (its callers' products are
+// a few hundred rows).
 func dgemmSerial(m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, c []float64, ldc int) {
 	for i0 := 0; i0 < m; i0 += 4 * dgemmMC {
-		dgemmBlock(i0, min(m, i0+4*dgemmMC), n, k, alpha, a, lda, b, ldb, c, ldc, false, false, false)
+		dgemmBlock(i0, min(m, i0+4*dgemmMC), n, k, alpha, a, lda, b, ldb, nil, c, ldc, false, false, false)
 	}
 }
 
@@ -78,12 +96,11 @@ const (
 	dgemmKC = 256 // terms of the sum a step
 )
 
-// dgemmBlock is dgemm on rows [i0, i1) of C. Each step of the sum copies
-// its part of A's rows (dgemmKC × the block's rows) and of each 8-column
-// panel of B (dgemmKC × 8) into contiguous buffers, so that the tile
-// kernel reads both from a few pages that stay in cache, whatever the
-// operands' strides.
-func dgemmBlock(i0, i1, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, c []float64, ldc int, lower, triA, triB bool) {
+// dgemmBlock is dgemm on rows [i0, i1) of C, with B's panels packed in bp
+// (packPanels) or, when bp is nil, packed here a step at a time. Each step
+// of the sum copies its part of A's rows (dgemmKC × the block's rows)
+// into a contiguous buffer.
+func dgemmBlock(i0, i1, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, bp []float64, c []float64, ldc int, lower, triA, triB bool) {
 	tr, tc := dgemmTileDims()
 	mr := i1 - i0
 	sc := dgemmScratch.Get().(*[]float64)
@@ -91,7 +108,7 @@ func dgemmBlock(i0, i1, n, k int, alpha float64, a []float64, lda int, b []float
 	if cap(*sc) < dgemmKC*(mr+tc) {
 		*sc = make([]float64, dgemmKC*(mr+tc))
 	}
-	ap, bp := (*sc)[:dgemmKC*mr], (*sc)[dgemmKC*mr:dgemmKC*(mr+tc)]
+	ap, bs := (*sc)[:dgemmKC*mr], (*sc)[dgemmKC*mr:dgemmKC*(mr+tc)]
 	for p0 := 0; p0 < k; p0 += dgemmKC {
 		p1 := min(k, p0+dgemmKC)
 		if triA && p1 <= i0 {
@@ -108,9 +125,15 @@ func dgemmBlock(i0, i1, n, k int, alpha float64, a []float64, lda int, b []float
 				break // and for every later column tile too
 			}
 			jw := min(tc, n-j0)
+			var panel []float64 // B[p0 …][j0 … j0+tc−1], tc a row
 			if jw == tc {
-				for p := p0; p < p1; p++ {
-					copy(bp[(p-p0)*tc:(p-p0+1)*tc], b[p*ldb+j0:p*ldb+j0+tc])
+				if bp != nil {
+					panel = bp[(j0/tc)*k*tc+p0*tc:]
+				} else {
+					for p := p0; p < p1; p++ {
+						copy(bs[(p-p0)*tc:(p-p0+1)*tc], b[p*ldb+j0:p*ldb+j0+tc])
+					}
+					panel = bs
 				}
 			}
 			for i := i0; i < i1; i += tr {
@@ -129,7 +152,7 @@ func dgemmBlock(i0, i1, n, k int, alpha float64, a []float64, lda int, b []float
 					continue
 				}
 				if i+tr <= i1 && jw == tc {
-					dgemmTile(c[i*ldc+j0:], ldc, ap[(ps-p0)*mr+i-i0:], mr, bp[(ps-p0)*tc:], tc, p1-ps, alpha)
+					dgemmTile(c[i*ldc+j0:], ldc, ap[(ps-p0)*mr+i-i0:], mr, panel[(ps-p0)*tc:], tc, p1-ps, alpha)
 					continue
 				}
 				// an edge tile: plain loops

@@ -489,7 +489,7 @@ func ldlq(W, L []float64, inP, outP, K int, cb Codebook, workers int, gpu TileEn
 // Non-positive or non-finite factors are left at 1.
 func refitScales(W, B, H, su, sv []float64, inP, outP int) {
 	HW := make([]float64, inP*outP)
-	matMulInto(HW, H, W, inP, inP, outP)
+	symMulInto(HW, H, W, inP, outP)
 	R := make([]float64, inP*outP)
 	HR := make([]float64, inP*outP)
 	build := func() {
@@ -501,7 +501,7 @@ func refitScales(W, B, H, su, sv []float64, inP, outP int) {
 	}
 	for round := 0; round < 2; round++ {
 		build()
-		matMulInto(HR, H, R, inP, inP, outP)
+		symMulInto(HR, H, R, inP, outP)
 		num := make([]float64, outP)
 		den := make([]float64, outP)
 		for k := 0; k < inP; k++ {
@@ -558,6 +558,13 @@ func refitScales(W, B, H, su, sv []float64, inP, outP int) {
 func matMulInto(dst, a, b []float64, m, k, p int) {
 	clear(dst[:m*p])
 	dgemm(m, p, k, 1, transpose64(a, m, k, k), m, b, p, dst, p, false, false, false)
+}
+
+// symMulInto sets dst [n, p] = h [n, n] · b [n, p] for a symmetric h
+// (read k-major as it is: hᵀ = h).
+func symMulInto(dst, h, b []float64, n, p int) {
+	clear(dst[:n*p])
+	dgemm(n, p, n, 1, h, n, b, p, dst, p, false, false, false)
 }
 
 // choleskySolve solves L·Lᵀ·x = b for the factor L (lower, n×n).

@@ -62,6 +62,7 @@ func quantizeCmd(args []string) error {
 	device := f.String("device", "auto", "exl3: where the trellis (Viterbi) search runs: cpu, cuda or auto (the GPU when there is one)")
 	force := f.Bool("force", false, "replace OUT if it exists")
 	verbose := f.Bool("v", false, "print each layer's format and error to stderr")
+	cpuProfile := f.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	asJSON := f.Bool("json", false, "print the report (or the rate-distortion table) as JSON on stdout")
 	rd := f.Bool("rate-distortion", false, "measure the trellis codes on an i.i.d. unit Gaussian instead of quantizing a model")
 	samples := f.Int("samples", 1<<16, "--rate-distortion: samples (a multiple of 256)")
@@ -135,6 +136,11 @@ func quantizeCmd(args []string) error {
 	default:
 		return usagef("--fp-targets %q: want on, off or auto", *fpTargets)
 	}
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	// Ctrl-C or SIGTERM stops the sampling of calibration text, or the
 	// quantizer after the weight in progress, removing the unfinished
 	// output; a calibrated run's work stays journaled in OUT.partial, and
