@@ -61,28 +61,27 @@ func (c *Compensation) Target(w []float32, out int) ([]float32, error) {
 	if out <= 0 || len(w) != out*in {
 		return nil, fmt.Errorf("quant: Compensation.Target: %d weights for shape [%d, %d]", len(w), out, in)
 	}
-	// W′ = W + W·M in blocks of rows: the block transposed (k-major),
-	// dgemm into the block's rows in float64
+	// W′ = W + W·M in chunks of rows: the chunk transposed (k-major), then
+	// dgemm (on every core) into the chunk's rows in float64
 	res := make([]float32, len(w))
-	const rows = 256
-	parallelRange(0, (out+rows-1)/rows, 1, func(b0, b1 int) {
-		wt := make([]float64, in*rows)
-		acc := make([]float64, rows*in)
-		for blk := b0; blk < b1; blk++ {
-			n0, n1 := blk*rows, min(out, (blk+1)*rows)
-			r := n1 - n0
-			for n := n0; n < n1; n++ {
+	rows := min(out, chunkRows)
+	wt := make([]float64, in*rows)
+	acc := make([]float64, rows*in)
+	for n0 := 0; n0 < out; n0 += rows {
+		r := min(rows, out-n0)
+		parallelRange(0, r, 8, func(a, b int) {
+			for n := n0 + a; n < n0+b; n++ {
 				for i, v := range w[n*in : (n+1)*in] {
 					wt[i*r+n-n0] = float64(v)
 					acc[(n-n0)*in+i] = float64(v)
 				}
 			}
-			dgemmSerial(r, in, in, 1, wt, r, c.m, in, acc, in)
-			for i, v := range acc[:r*in] {
-				res[n0*in+i] = float32(v)
-			}
+		})
+		dgemm(r, in, in, 1, wt, r, c.m, in, acc, in, false, false, false)
+		for i, v := range acc[:r*in] {
+			res[n0*in+i] = float32(v)
 		}
-	})
+	}
 	return res, nil
 }
 

@@ -172,3 +172,26 @@ func relDiff(a, b []float64) float64 {
 	}
 	return math.Sqrt(d / s)
 }
+
+// TestHadamardRowsBlocks: the row-wise butterflies give every column
+// exactly what HadamardBlocks64 gives it (the same operations), on random
+// data, rows a few blocks long.
+func TestHadamardRowsBlocks(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	const rows, cols, b = 3 * 128, 37, 128
+	a := randSlice(rng, rows*cols)
+	want := append([]float64(nil), a...)
+	hadamardRowsBlocks(a, rows, cols, b)
+	col := make([]float64, rows)
+	for c := 0; c < cols; c++ {
+		for r := 0; r < rows; r++ {
+			col[r] = want[r*cols+c]
+		}
+		HadamardBlocks64(col, b)
+		for r := 0; r < rows; r++ {
+			if a[r*cols+c] != col[r] {
+				t.Fatalf("[%d][%d] = %g, HadamardBlocks64 of the column %g", r, c, a[r*cols+c], col[r])
+			}
+		}
+	}
+}

@@ -231,11 +231,13 @@ func QuantizeEXL3(w []float32, out, in int, h []float64, opt EXL3Options) (*Weig
 
 	// rotated Hessian and its block LDL
 	A := make([]float64, inP*inP)
-	for i := 0; i < inP; i++ {
-		for j := 0; j < inP; j++ {
-			A[i*inP+j] = su[i] * su[j] * H[i*inP+j]
+	parallelRange(0, inP, 16, func(i0, i1 int) {
+		for i := i0; i < i1; i++ {
+			for j := 0; j < inP; j++ {
+				A[i*inP+j] = su[i] * su[j] * H[i*inP+j]
+			}
 		}
-	}
+	})
 	hadamardRowsBlocks(A, inP, inP, EXL3Block)
 	hadamardColsBlocks(A, inP, inP, EXL3Block)
 	L, err := blockLDL(A, inP, sigma)
@@ -406,29 +408,34 @@ func blockLDL(a []float64, n int, sigma float64) ([]float64, error) {
 		extra += 2 * sigma * mean
 	}
 	// L·blockdiag(D_b)⁻¹ where D_b is L's diagonal block b
-	var d [16 * 16]float64
-	row := make([]float64, 16)
+	// (each diagonal block's inverse first, then the rows below it on
+	// every core)
+	dinv := make([]float64, n*16)
 	for b := 0; b < n/16; b++ {
-		b0 := b * 16
+		d := dinv[b*256 : (b+1)*256]
 		for r := 0; r < 16; r++ {
-			copy(d[r*16:r*16+16], L[(b0+r)*n+b0:(b0+r)*n+b0+16])
+			copy(d[r*16:r*16+16], L[(b*16+r)*n+b*16:(b*16+r)*n+b*16+16])
 		}
-		invLowerPlain(d[:], 16)
-		for r := b0 + 16; r < n; r++ {
-			src := L[r*n+b0 : r*n+b0+16]
-			for c := 0; c < 16; c++ {
-				var s float64
-				for j := c; j < 16; j++ {
-					s += src[j] * d[j*16+c]
-				}
-				row[c] = s
-			}
-			copy(src, row)
-		}
-		for r := b0; r < b0+16; r++ {
-			clear(L[r*n+b0 : r*n+b0+16])
-		}
+		invLowerPlain(d, 16)
 	}
+	parallelRange(0, n, 16, func(r0, r1 int) {
+		var row [16]float64
+		for r := r0; r < r1; r++ {
+			for b := 0; b < r/16; b++ {
+				d := dinv[b*256 : (b+1)*256]
+				src := L[r*n+b*16 : r*n+b*16+16]
+				for c := 0; c < 16; c++ {
+					var s float64
+					for j := c; j < 16; j++ {
+						s += src[j] * d[j*16+c]
+					}
+					row[c] = s
+				}
+				copy(src, row[:])
+			}
+			clear(L[r*n+r/16*16 : r*n+r/16*16+16])
+		}
+	})
 	return L, nil
 }
 

@@ -280,42 +280,51 @@ func OutputEnergy(w []float32, out, in int, h []float64) float64 {
 	})
 }
 
-// quadRows returns Σ_n e_nᵀ·H·e_n over out vectors e_n of length in. The
-// cores take blocks of proxyRows of them: a filler (newFill makes one a
-// core) writes block [n0, n1) transposed, et[k·(n1−n0) + n−n0] = e_n[k]
-// (k-major), then F = E·H by dgemm, and the block adds Σ E∘F.
+// quadRows returns Σ_n e_nᵀ·H·e_n over out vectors e_n of length in, in
+// chunks of up to chunkRows vectors: the filler (newFill makes one a
+// core, each given a part of the chunk) writes the chunk [n0, n1)
+// transposed, et[k·(n1−n0) + n−n0] = e_n[k] (k-major), then F = E·H by
+// dgemm on every core, and Σ E∘F row by row.
 func quadRows(out, in int, h []float64, newFill func() func(n0, n1 int, et []float64)) float64 {
-	blocks := (out + proxyRows - 1) / proxyRows
-	sums := make([]float64, blocks)
-	parallelRange(0, blocks, 1, func(b0, b1 int) {
-		fill := newFill()
-		et := make([]float64, in*proxyRows)
-		f := make([]float64, proxyRows*in)
-		for blk := b0; blk < b1; blk++ {
-			n0, n1 := blk*proxyRows, min(out, (blk+1)*proxyRows)
-			rows := n1 - n0
-			fill(n0, n1, et[:rows*in])
-			clear(f[:rows*in])
-			dgemmSerial(rows, in, in, 1, et, rows, h, in, f, in)
-			var s float64
-			for r := 0; r < rows; r++ {
-				fr := f[r*in : (r+1)*in]
-				for k, v := range fr {
-					s += et[k*rows+r] * v
-				}
-			}
-			sums[blk] = s
-		}
-	})
+	rows := min(out, chunkRows)
+	et := make([]float64, in*rows)
+	f := make([]float64, rows*in)
 	var total float64
-	for _, s := range sums {
-		total += s
+	for c0 := 0; c0 < out; c0 += rows {
+		r := min(rows, out-c0)
+		// each part writes its rows' entries of et: et[k·r + n − c0]
+		parallelRange(0, r, 8, func(a, b int) {
+			fill := newFill()
+			part := make([]float64, in*(b-a))
+			fill(c0+a, c0+b, part)
+			for k := 0; k < in; k++ {
+				copy(et[k*r+a:k*r+b], part[k*(b-a):(k+1)*(b-a)])
+			}
+		})
+		clear(f[:r*in])
+		dgemm(r, in, in, 1, et, r, h, in, f, in, false, false, false)
+		sums := make([]float64, r)
+		parallelRange(0, r, 8, func(a, b int) {
+			for rr := a; rr < b; rr++ {
+				var s float64
+				for k, v := range f[rr*in : (rr+1)*in] {
+					s += et[k*r+rr] * v
+				}
+				sums[rr] = s
+			}
+		})
+		for _, s := range sums {
+			total += s
+		}
 	}
 	return total
 }
 
-// proxyRows is the rows of a block of ProxyError.
-const proxyRows = 256
+// chunkRows is the rows of a chunk of quadRows and Compensation.Target:
+// their float64 copies (two a chunk, at In = 14336 117 MB each) bound the
+// memory, their dgemm takes every core.
+const chunkRows = 1024
+
 
 // dot64 returns Σ a[i]·b[i] (len(b) ≥ len(a)), four partial sums.
 func dot64(a, b []float64) float64 {

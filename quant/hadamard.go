@@ -94,24 +94,42 @@ func RandomSigns(n int, seed uint64) []float64 {
 
 // hadamardRowsBlocks applies H_b/√b along the rows of the row-major
 // [rows, cols] matrix a: for each column, each block of b consecutive rows
-// is rotated (a ← (I⊗H)·a, b dividing rows).
+// is rotated (a ← (I⊗H)·a, b dividing rows). FWHT64's butterflies run on
+// whole rows (the same operations on each column, so the same values as
+// HadamardBlocks64 on every column), the blocks on every core.
 func hadamardRowsBlocks(a []float64, rows, cols, b int) {
-	col := make([]float64, rows)
-	for c := 0; c < cols; c++ {
-		for r := 0; r < rows; r++ {
-			col[r] = a[r*cols+c]
-		}
-		HadamardBlocks64(col, b)
-		for r := 0; r < rows; r++ {
-			a[r*cols+c] = col[r]
-		}
+	if b <= 0 || b&(b-1) != 0 || rows%b != 0 {
+		panic(fmt.Sprintf("quant: hadamardRowsBlocks of %d rows in blocks of %d", rows, b))
 	}
+	s := 1 / math.Sqrt(float64(b))
+	parallelRange(0, rows/b, 1, func(b0, b1 int) {
+		for r0 := b0 * b; r0 < b1*b; r0 += b {
+			for h := 1; h < b; h <<= 1 {
+				for i := r0; i < r0+b; i += 2 * h {
+					for j := i; j < i+h; j++ {
+						x, y := a[j*cols:(j+1)*cols], a[(j+h)*cols:(j+h+1)*cols]
+						for c, u := range x {
+							v := y[c]
+							x[c], y[c] = u+v, u-v
+						}
+					}
+				}
+			}
+			blk := a[r0*cols : (r0+b)*cols]
+			for i := range blk {
+				blk[i] *= s
+			}
+		}
+	})
 }
 
 // hadamardColsBlocks applies H_b/√b along each row of the row-major
-// [rows, cols] matrix a (a ← a·(I⊗H), b dividing cols).
+// [rows, cols] matrix a (a ← a·(I⊗H), b dividing cols), the rows on every
+// core.
 func hadamardColsBlocks(a []float64, rows, cols, b int) {
-	for r := 0; r < rows; r++ {
-		HadamardBlocks64(a[r*cols:(r+1)*cols], b)
-	}
+	parallelRange(0, rows, 16, func(r0, r1 int) {
+		for r := r0; r < r1; r++ {
+			HadamardBlocks64(a[r*cols:(r+1)*cols], b)
+		}
+	})
 }
