@@ -325,7 +325,6 @@ func quadRows(out, in int, h []float64, newFill func() func(n0, n1 int, et []flo
 // memory, their dgemm takes every core.
 const chunkRows = 1024
 
-
 // dot64 returns Σ a[i]·b[i] (len(b) ≥ len(a)), four partial sums.
 func dot64(a, b []float64) float64 {
 	b = b[:len(a)]
