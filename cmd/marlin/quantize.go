@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -136,6 +137,12 @@ func quantizeCmd(args []string) error {
 	default:
 		return usagef("--fp-targets %q: want on, off or auto", *fpTargets)
 	}
+	// The calibrated quantizers allocate and drop float64 matrices of
+	// In × In (1.6 GB each at In = 14336) weight after weight: with the
+	// collector's default target the heap grows to twice its live size
+	// between collections (a Llama-3.2-1B-shaped GPTQ run peaked at 6.8 GB
+	// RSS); at 20% it peaks at 4.7 GB, in the same time.
+	debug.SetGCPercent(20)
 	stopProfile, err := startCPUProfile(*cpuProfile)
 	if err != nil {
 		return err
