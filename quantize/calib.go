@@ -470,12 +470,7 @@ func (a *hessian) add(x *cpu.Tensor, xf []float32) {
 		a.xt = make([]float32, n*M)
 	}
 	xt := a.xt[:n*M]
-	for m := 0; m < M; m++ {
-		row := d[m*n : (m+1)*n]
-		for i, v := range row {
-			xt[i*M+m] = v
-		}
-	}
+	transposeF32(xt, d, M, n)
 	if cap(a.prod) < n*n {
 		a.prod = make([]float32, n*n)
 	}
@@ -544,16 +539,36 @@ func (a *hessian) addCross(xt, xf []float32, M, n int) {
 		a.dt = make([]float32, n*M)
 	}
 	dt := a.dt[:n*M]
-	for m := 0; m < M; m++ {
-		for i, v := range xf[m*n : (m+1)*n] {
-			dt[i*M+m] = v - xt[i*M+m]
+	transposeF32(dt, xf, M, n)
+	parallelRows(n, func(r0, r1 int) {
+		for i := r0 * M; i < r1*M; i++ {
+			dt[i] -= xt[i]
 		}
-	}
+	})
 	prod := a.prod[:n*n]
 	parallelRows(n, func(r0, r1 int) {
 		kernels.MatMulF32(prod[r0*n:], n, dt[r0*M:], r1-r0, M, xt, 0, n)
 		for i, v := range prod[r0*n : r1*n] {
 			a.d[r0*n+i] += float64(v)
+		}
+	})
+}
+
+// transposeF32 writes the [cols, rows] transpose of the row-major [rows,
+// cols] matrix src into dst, in 32 × 32 tiles, the destination's rows
+// shared by the cores.
+func transposeF32(dst, src []float32, rows, cols int) {
+	const tb = 32
+	parallelRows((cols+tb-1)/tb, func(b0, b1 int) {
+		for c0 := b0 * tb; c0 < min(cols, b1*tb); c0 += tb {
+			for r0 := 0; r0 < rows; r0 += tb {
+				for r := r0; r < min(rows, r0+tb); r++ {
+					sr := src[r*cols:]
+					for c := c0; c < min(cols, c0+tb); c++ {
+						dst[c*rows+r] = sr[c]
+					}
+				}
+			}
 		}
 	})
 }
