@@ -46,7 +46,7 @@ func NewCompensation(h, d []float64, in int, damp float64) (*Compensation, error
 	for i := 0; i < in; i++ {
 		a[i*in+i] += damp * mean
 	}
-	inv, err := spdInverse(a, in)
+	inv, err := spdInverse(a, in) // (a: the damped copy, factored in place)
 	if err != nil {
 		return nil, fmt.Errorf("quant: NewCompensation: %w", err)
 	}

@@ -169,15 +169,14 @@ func invLowerBlocked(l []float64, n int) []float64 {
 	return x
 }
 
-// spdInverse returns a⁻¹ of a symmetric positive definite a (not
-// modified), through its Cholesky factor: a⁻¹ = L⁻ᵀ·L⁻¹ = XᵀX with X =
-// L⁻¹ (dgemm of X with itself, the lower triangle, then mirrored).
+// spdInverse returns a⁻¹ of a symmetric positive definite a through its
+// Cholesky factor, which overwrites a: a⁻¹ = L⁻ᵀ·L⁻¹ = XᵀX with X = L⁻¹
+// (dgemm of X with itself, the lower triangle, then mirrored).
 func spdInverse(a []float64, n int) ([]float64, error) {
-	l := append([]float64(nil), a...)
-	if err := cholesky(l, n); err != nil {
+	if err := cholesky(a, n); err != nil {
 		return nil, err
 	}
-	x := invLowerBlocked(l, n)
+	x := invLowerBlocked(a, n)
 	inv := make([]float64, n*n)
 	dgemm(n, n, n, 1, x, n, x, n, inv, n, true, true, true)
 	for i := 0; i < n; i++ {
