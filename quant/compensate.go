@@ -3,6 +3,8 @@ package quant
 import (
 	"fmt"
 	"math"
+
+	"github.com/marlin-llm/marlin/internal/dense"
 )
 
 // Compensation gives the weights of one layer group the targets that
@@ -69,7 +71,7 @@ func (c *Compensation) Target(w []float32, out int) ([]float32, error) {
 	acc := make([]float64, rows*in)
 	for n0 := 0; n0 < out; n0 += rows {
 		r := min(rows, out-n0)
-		parallelRange(0, r, 8, func(a, b int) {
+		dense.Range(0, r, 8, func(a, b int) {
 			for n := n0 + a; n < n0+b; n++ {
 				for i, v := range w[n*in : (n+1)*in] {
 					wt[i*r+n-n0] = float64(v)

@@ -4,12 +4,14 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+
+	"github.com/marlin-llm/marlin/internal/dense"
 )
 
 // dgemm computes C[i][j] += alpha·Σ_p A[p][i]·B[p][j] for i < m, j < n,
 // p < k in float64: A and B are given k-major (A[p·lda + i], B[p·ldb +
 // j]) and C row-major (C[i·ldc + j]). A row-major X·Y is dgemm of Xᵀ (made
-// by transpose64) and Y; a Gram matrix XᵀX of a row-major X is dgemm of X
+// by dense.Transpose) and Y; a Gram matrix XᵀX of a row-major X is dgemm of X
 // with itself.
 //
 // lower computes only the tiles of C that reach its lower triangle (j ≤
@@ -36,7 +38,7 @@ func dgemm(m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb in
 	}
 	_, tc := dgemmTileDims()
 	bp := make([]float64, n/tc*tc*k)
-	parallelRange(0, n/tc, 4, func(t0, t1 int) { packPanels(bp, b, ldb, k, tc, t0, t1) })
+	dense.Range(0, n/tc, 4, func(t0, t1 int) { packPanels(bp, b, ldb, k, tc, t0, t1) })
 	blocks := (m + dgemmMC - 1) / dgemmMC
 	work := func(blk int) {
 		i0, i1 := blk*dgemmMC, min(m, (blk+1)*dgemmMC)
@@ -190,51 +192,4 @@ func dgemmTileGo(c []float64, ldc int, a []float64, lda int, b []float64, ldb in
 			cr[jj] += alpha * v
 		}
 	}
-}
-
-// transpose64 returns the [cols, rows] transpose of the row-major
-// [rows, cols] block of x that starts at x[0] with row stride ld.
-func transpose64(x []float64, rows, cols, ld int) []float64 {
-	return transpose64Into(make([]float64, rows*cols), x, rows, cols, ld)
-}
-
-// transpose64Into is transpose64 into t (len ≥ rows·cols), returning
-// t[:rows·cols].
-func transpose64Into(t, x []float64, rows, cols, ld int) []float64 {
-	t = t[:rows*cols]
-	const tb = 32
-	for r0 := 0; r0 < rows; r0 += tb {
-		for c0 := 0; c0 < cols; c0 += tb {
-			for r := r0; r < min(r0+tb, rows); r++ {
-				xr := x[r*ld:]
-				for cc := c0; cc < min(c0+tb, cols); cc++ {
-					t[cc*rows+r] = xr[cc]
-				}
-			}
-		}
-	}
-	return t
-}
-
-// parallelRange runs f over [lo, hi) cut into one contiguous part a core
-// (f(lo, hi) itself when the range is short).
-func parallelRange(lo, hi, minPer int, f func(lo, hi int)) {
-	n := hi - lo
-	workers := min(runtime.GOMAXPROCS(0), n/max(minPer, 1))
-	if workers <= 1 {
-		if n > 0 {
-			f(lo, hi)
-		}
-		return
-	}
-	var wg sync.WaitGroup
-	for w := range workers {
-		a, b := lo+n*w/workers, lo+n*(w+1)/workers
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			f(a, b)
-		}()
-	}
-	wg.Wait()
 }

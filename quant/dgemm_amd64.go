@@ -4,7 +4,7 @@ package quant
 
 import "golang.org/x/sys/cpu"
 
-// dgemm4x8AVX2 is dgemm4x8Go in AVX2 + FMA assembly: eight ymm
+// dgemm4x8AVX2 is dgemmTileGo on a 4 × 8 tile in AVX2 + FMA assembly: eight ymm
 // accumulators (4 rows × 8 columns), each term a broadcast of a[p·lda + ii]
 // times the two vectors of b[p·ldb …], fused.
 //

@@ -2,6 +2,20 @@
 
 #include "textflag.h"
 
+// LOAD_ARGS loads both kernels' arguments (the same signature): C at DI,
+// A at SI, B at DX, their strides in bytes in R8, R9, R10, k in CX.
+#define LOAD_ARGS \
+	MOVQ	c+0(FP), DI; \
+	MOVQ	ldc+8(FP), R8; \
+	MOVQ	a+16(FP), SI; \
+	MOVQ	lda+24(FP), R9; \
+	MOVQ	b+32(FP), DX; \
+	MOVQ	ldb+40(FP), R10; \
+	MOVQ	k+48(FP), CX; \
+	SHLQ	$3, R8; \
+	SHLQ	$3, R9; \
+	SHLQ	$3, R10
+
 // func dgemm4x8AVX2(c *float64, ldc int, a *float64, lda int, b *float64, ldb int, k int, alpha float64)
 //
 // C[ii][jj] += alpha·Σ_{p<k} A[p·lda + ii]·B[p·ldb + jj], ii < 4, jj < 8
@@ -9,16 +23,7 @@
 // Y(2ii+1) (columns 4–7); per term: two loads of B's row, four
 // broadcasts of A's, eight fused multiply-adds.
 TEXT ·dgemm4x8AVX2(SB), NOSPLIT, $0-64
-	MOVQ	c+0(FP), DI
-	MOVQ	ldc+8(FP), R8
-	MOVQ	a+16(FP), SI
-	MOVQ	lda+24(FP), R9
-	MOVQ	b+32(FP), DX
-	MOVQ	ldb+40(FP), R10
-	MOVQ	k+48(FP), CX
-	SHLQ	$3, R8
-	SHLQ	$3, R9
-	SHLQ	$3, R10
+	LOAD_ARGS
 	VXORPD	Y0, Y0, Y0
 	VXORPD	Y1, Y1, Y1
 	VXORPD	Y2, Y2, Y2
@@ -83,16 +88,7 @@ loop:
 // ii in Z(2ii) (columns 0–7) and Z(2ii+1) (columns 8–15); per term: two
 // loads of B's row, eight broadcasts of A's, sixteen fused multiply-adds.
 TEXT ·dgemm8x16AVX512(SB), NOSPLIT, $0-64
-	MOVQ	c+0(FP), DI
-	MOVQ	ldc+8(FP), R8
-	MOVQ	a+16(FP), SI
-	MOVQ	lda+24(FP), R9
-	MOVQ	b+32(FP), DX
-	MOVQ	ldb+40(FP), R10
-	MOVQ	k+48(FP), CX
-	SHLQ	$3, R8
-	SHLQ	$3, R9
-	SHLQ	$3, R10
+	LOAD_ARGS
 	VPXORQ	Z0, Z0, Z0
 	VPXORQ	Z1, Z1, Z1
 	VPXORQ	Z2, Z2, Z2

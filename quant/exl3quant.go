@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/marlin-llm/marlin/dtype"
+	"github.com/marlin-llm/marlin/internal/dense"
 )
 
 // EXL3Options tune QuantizeEXL3.
@@ -231,7 +232,7 @@ func QuantizeEXL3(w []float32, out, in int, h []float64, opt EXL3Options) (*Weig
 
 	// rotated Hessian and its block LDL
 	A := make([]float64, inP*inP)
-	parallelRange(0, inP, 16, func(i0, i1 int) {
+	dense.Range(0, inP, 16, func(i0, i1 int) {
 		for i := i0; i < i1; i++ {
 			for j := 0; j < inP; j++ {
 				A[i*inP+j] = su[i] * su[j] * H[i*inP+j]
@@ -302,11 +303,10 @@ func QuantizeEXL3(w []float32, out, in int, h []float64, opt EXL3Options) (*Weig
 // its first in rows, h [in, in]: quadRows over A's columns, a block of
 // them copied from A's rows.
 func traceForm(a, h []float64, in, cols int) float64 {
-	return quadRows(cols, in, h, func() func(int, int, []float64) {
-		return func(n0, n1 int, et []float64) {
-			rows := n1 - n0
+	return quadRows(cols, in, h, func() func(int, int, []float64, int) {
+		return func(n0, n1 int, et []float64, ld int) {
 			for k := 0; k < in; k++ {
-				copy(et[k*rows:(k+1)*rows], a[k*cols+n0:k*cols+n1])
+				copy(et[k*ld:k*ld+n1-n0], a[k*cols+n0:k*cols+n1])
 			}
 		}
 	})
@@ -418,7 +418,7 @@ func blockLDL(a []float64, n int, sigma float64) ([]float64, error) {
 		}
 		invLowerPlain(d, 16)
 	}
-	parallelRange(0, n, 16, func(r0, r1 int) {
+	dense.Range(0, n, 16, func(r0, r1 int) {
 		var row [16]float64
 		for r := r0; r < r1; r++ {
 			for b := 0; b < r/16; b++ {
@@ -527,7 +527,8 @@ func refitScales(W, B, H, su, sv []float64, inP, outP int) {
 		// M = (R·Rᵀ)∘H, b = rowsum(R∘HW)
 		M := make([]float64, inP*inP)
 		b := make([]float64, inP)
-		rt := transpose64(R, inP, outP, outP) // R·Rᵀ: the Gram matrix of R's rows
+		rt := make([]float64, inP*outP) // Rᵀ, for R·Rᵀ: the Gram matrix of R's rows
+		dense.Transpose(rt, R, inP, outP, outP)
 		dgemm(inP, inP, outP, 1, rt, inP, rt, inP, M, inP, true, false, false)
 		for i := 0; i < inP; i++ {
 			ri := R[i*outP : (i+1)*outP]
@@ -564,7 +565,9 @@ func refitScales(W, B, H, su, sv []float64, inP, outP int) {
 // of a transposed and b.
 func matMulInto(dst, a, b []float64, m, k, p int) {
 	clear(dst[:m*p])
-	dgemm(m, p, k, 1, transpose64(a, m, k, k), m, b, p, dst, p, false, false, false)
+	at := make([]float64, m*k)
+	dense.Transpose(at, a, m, k, k)
+	dgemm(m, p, k, 1, at, m, b, p, dst, p, false, false, false)
 }
 
 // symMulInto sets dst [n, p] = h [n, n] · b [n, p] for a symmetric h

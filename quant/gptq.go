@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"sort"
+
+	"github.com/marlin-llm/marlin/internal/dense"
 )
 
 // GPTQOptions tune QuantizeGPTQ.
@@ -160,6 +162,7 @@ func QuantizeGPTQ(w []float32, out, in int, h []float64, spec Spec, opt GPTQOpti
 	// shared): rows are split over the cores.
 	rowsPart := func(n0, n1 int) {
 		errs := make([]float64, (n1-n0)*bs)
+		et := make([]float64, (n1-n0)*bs) // errs transposed
 		vals := make([]float64, group)
 		for i1 := 0; i1 < in; i1 += bs {
 			i2 := min(i1+bs, in)
@@ -202,7 +205,7 @@ func QuantizeGPTQ(w []float32, out, in int, h []float64, spec Spec, opt GPTQOpti
 			// W[n, i2:] −= Σ_i e[n, i]·U[i1+i, i2:], a product of the
 			// batch's errors (transposed: k-major) with U's rows
 			if rest := in - i2; rest > 0 {
-				et := transpose64(errs, n1-n0, cnt, bs)
+				dense.Transpose(et, errs, n1-n0, cnt, bs)
 				dgemmSerial(n1-n0, rest, cnt, -1, et, n1-n0, U[i1*in+i2:], in, W[n0*in+i2:], in)
 			}
 		}
@@ -250,14 +253,13 @@ func QuantizeGPTQ(w []float32, out, in int, h []float64, spec Spec, opt GPTQOpti
 // whose second moment h is.
 func ProxyError(w []float32, q *Weight, h []float64) float64 {
 	in := q.In
-	return quadRows(q.Out, in, h, func() func(int, int, []float64) {
+	return quadRows(q.Out, in, h, func() func(int, int, []float64, int) {
 		row := make([]float32, in)
-		return func(n0, n1 int, et []float64) {
-			rows := n1 - n0
+		return func(n0, n1 int, et []float64, ld int) {
 			for n := n0; n < n1; n++ {
 				q.DequantizeRow(row, n)
 				for k, v := range row {
-					et[k*rows+n-n0] = float64(w[n*in+k]) - float64(v)
+					et[k*ld+n-n0] = float64(w[n*in+k]) - float64(v)
 				}
 			}
 		}
@@ -268,12 +270,11 @@ func ProxyError(w []float32, q *Weight, h []float64) float64 {
 // in] matrix w and the symmetric [in, in] matrix h: the output energy of
 // w on the inputs whose second moment h is (ProxyError's scale).
 func OutputEnergy(w []float32, out, in int, h []float64) float64 {
-	return quadRows(out, in, h, func() func(int, int, []float64) {
-		return func(n0, n1 int, et []float64) {
-			rows := n1 - n0
+	return quadRows(out, in, h, func() func(int, int, []float64, int) {
+		return func(n0, n1 int, et []float64, ld int) {
 			for n := n0; n < n1; n++ {
 				for k, v := range w[n*in : (n+1)*in] {
-					et[k*rows+n-n0] = float64(v)
+					et[k*ld+n-n0] = float64(v)
 				}
 			}
 		}
@@ -281,30 +282,25 @@ func OutputEnergy(w []float32, out, in int, h []float64) float64 {
 }
 
 // quadRows returns Σ_n e_nᵀ·H·e_n over out vectors e_n of length in, in
-// chunks of up to chunkRows vectors: the filler (newFill makes one a
-// core, each given a part of the chunk) writes the chunk [n0, n1)
-// transposed, et[k·(n1−n0) + n−n0] = e_n[k] (k-major), then F = E·H by
-// dgemm on every core, and Σ E∘F row by row.
-func quadRows(out, in int, h []float64, newFill func() func(n0, n1 int, et []float64)) float64 {
+// chunks of up to chunkRows vectors: a filler (newFill makes one a core,
+// each given a part of the chunk) writes vectors n0 … n1−1 transposed
+// (k-major) at et, e_n[k] at et[k·ld + n − n0], then F = E·H by dgemm on
+// every core, and Σ E∘F row by row.
+func quadRows(out, in int, h []float64, newFill func() func(n0, n1 int, et []float64, ld int)) float64 {
 	rows := min(out, chunkRows)
 	et := make([]float64, in*rows)
 	f := make([]float64, rows*in)
 	var total float64
 	for c0 := 0; c0 < out; c0 += rows {
 		r := min(rows, out-c0)
-		// each part writes its rows' entries of et: et[k·r + n − c0]
-		parallelRange(0, r, 8, func(a, b int) {
-			fill := newFill()
-			part := make([]float64, in*(b-a))
-			fill(c0+a, c0+b, part)
-			for k := 0; k < in; k++ {
-				copy(et[k*r+a:k*r+b], part[k*(b-a):(k+1)*(b-a)])
-			}
+		// each part writes its vectors' columns of et, [a, b) of each row
+		dense.Range(0, r, 8, func(a, b int) {
+			newFill()(c0+a, c0+b, et[a:], r)
 		})
 		clear(f[:r*in])
 		dgemm(r, in, in, 1, et, r, h, in, f, in, false, false, false)
 		sums := make([]float64, r)
-		parallelRange(0, r, 8, func(a, b int) {
+		dense.Range(0, r, 8, func(a, b int) {
 			for rr := a; rr < b; rr++ {
 				var s float64
 				for k, v := range f[rr*in : (rr+1)*in] {

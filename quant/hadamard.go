@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+
+	"github.com/marlin-llm/marlin/internal/dense"
 )
 
 // The Walsh–Hadamard transform of Sylvester (natural) order:
@@ -102,7 +104,7 @@ func hadamardRowsBlocks(a []float64, rows, cols, b int) {
 		panic(fmt.Sprintf("quant: hadamardRowsBlocks of %d rows in blocks of %d", rows, b))
 	}
 	s := 1 / math.Sqrt(float64(b))
-	parallelRange(0, rows/b, 1, func(b0, b1 int) {
+	dense.Range(0, rows/b, 1, func(b0, b1 int) {
 		for r0 := b0 * b; r0 < b1*b; r0 += b {
 			for h := 1; h < b; h <<= 1 {
 				for i := r0; i < r0+b; i += 2 * h {
@@ -127,7 +129,7 @@ func hadamardRowsBlocks(a []float64, rows, cols, b int) {
 // [rows, cols] matrix a (a ← a·(I⊗H), b dividing cols), the rows on every
 // core.
 func hadamardColsBlocks(a []float64, rows, cols, b int) {
-	parallelRange(0, rows, 16, func(r0, r1 int) {
+	dense.Range(0, rows, 16, func(r0, r1 int) {
 		for r := r0; r < r1; r++ {
 			HadamardBlocks64(a[r*cols:(r+1)*cols], b)
 		}

@@ -3,6 +3,8 @@ package quant
 import (
 	"errors"
 	"math"
+
+	"github.com/marlin-llm/marlin/internal/dense"
 )
 
 // Dense float64 linear algebra for the quantizers: symmetric positive
@@ -34,7 +36,7 @@ func cholesky(a []float64, n int) error {
 			break
 		}
 		// the panel: row i solves L[i, k0:k1]·L11ᵀ = A[i, k0:k1]
-		parallelRange(k1, n, 16, func(i0, i1 int) {
+		dense.Range(k1, n, 16, func(i0, i1 int) {
 			for i := i0; i < i1; i++ {
 				row := a[i*n+k0 : i*n+k1]
 				for c := 0; c < kb; c++ {
@@ -143,7 +145,7 @@ func invLowerBlocked(l []float64, n int) []float64 {
 	var buf []float64 // L[r1:, r0:r1] k-major
 	for r0 := 0; r0 < n; r0 += cholBlock {
 		r1 := min(n, r0+cholBlock)
-		parallelRange(0, r1, 64, func(j0, j1 int) {
+		dense.Range(0, r1, 64, func(j0, j1 int) {
 			for i := r0; i < r1; i++ {
 				xi := x[i*n : i*n+r1]
 				for p := r0; p < i; p++ {
@@ -163,7 +165,8 @@ func invLowerBlocked(l []float64, n int) []float64 {
 		if buf == nil {
 			buf = make([]float64, (n-r1)*cholBlock)
 		}
-		at := transpose64Into(buf, l[r1*n+r0:], n-r1, r1-r0, n)
+		at := buf[:(n-r1)*(r1-r0)]
+		dense.Transpose(at, l[r1*n+r0:], n-r1, r1-r0, n)
 		dgemm(n-r1, r1, r1-r0, -1, at, n-r1, x[r0*n:], n, x[r1*n:], n, false, false, false)
 	}
 	return x

@@ -3,11 +3,10 @@ package quant
 import (
 	"fmt"
 	"math"
-	"runtime"
 	"strings"
-	"sync"
 
 	"github.com/marlin-llm/marlin/dtype"
+	"github.com/marlin-llm/marlin/internal/dense"
 )
 
 // Spec says how to quantize a weight matrix.
@@ -396,21 +395,8 @@ func rtnNVFP4(c *Codes, w []float32, search bool) {
 
 // parallelRows calls f on consecutive ranges of the out rows of an
 // [out, in] matrix, one per core when the matrix is large enough to be
-// worth it. The rows are independent, so the result does not depend on
-// the split.
+// worth it (at least 2^15 weights a part). The rows are independent, so
+// the result does not depend on the split.
 func parallelRows(out, in int, f func(n0, n1 int)) {
-	workers := min(runtime.GOMAXPROCS(0), out, max(1, out*in/(1<<15)))
-	if workers <= 1 {
-		f(0, out)
-		return
-	}
-	var wg sync.WaitGroup
-	for wk := 0; wk < workers; wk++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			f(out*wk/workers, out*(wk+1)/workers)
-		}()
-	}
-	wg.Wait()
+	dense.Range(0, out, max(1, (1<<15)/max(in, 1)), f)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/marlin-llm/marlin/backend"
 	"github.com/marlin-llm/marlin/backend/cpu"
 	"github.com/marlin-llm/marlin/backend/cpu/kernels"
+	"github.com/marlin-llm/marlin/internal/dense"
 	"github.com/marlin-llm/marlin/quant"
 )
 
@@ -470,7 +471,7 @@ func (a *hessian) add(x *cpu.Tensor, xf []float32) {
 		a.xt = make([]float32, n*M)
 	}
 	xt := a.xt[:n*M]
-	transposeF32(xt, d, M, n)
+	dense.Transpose(xt, d, M, n, n)
 	if cap(a.prod) < n*n {
 		a.prod = make([]float32, n*n)
 	}
@@ -515,7 +516,7 @@ func (a *hessian) add(x *cpu.Tensor, xf []float32) {
 func (a *hessian) symmetrize() {
 	n := a.n
 	const tb = 64 // in square tiles: a column of the upper triangle is a stride of n
-	parallelRows((n+tb-1)/tb, func(b0, b1 int) {
+	dense.Range(0, (n+tb-1)/tb, 1, func(b0, b1 int) {
 		for i0 := b0 * tb; i0 < min(n, b1*tb); i0 += tb {
 			for j0 := 0; j0 <= i0; j0 += tb {
 				for i := i0; i < min(n, i0+tb); i++ {
@@ -539,52 +540,17 @@ func (a *hessian) addCross(xt, xf []float32, M, n int) {
 		a.dt = make([]float32, n*M)
 	}
 	dt := a.dt[:n*M]
-	transposeF32(dt, xf, M, n)
-	parallelRows(n, func(r0, r1 int) {
+	dense.Transpose(dt, xf, M, n, n)
+	dense.Range(0, n, 8, func(r0, r1 int) {
 		for i := r0 * M; i < r1*M; i++ {
 			dt[i] -= xt[i]
 		}
 	})
 	prod := a.prod[:n*n]
-	parallelRows(n, func(r0, r1 int) {
+	dense.Range(0, n, 8, func(r0, r1 int) {
 		kernels.MatMulF32(prod[r0*n:], n, dt[r0*M:], r1-r0, M, xt, 0, n)
 		for i, v := range prod[r0*n : r1*n] {
 			a.d[r0*n+i] += float64(v)
 		}
 	})
-}
-
-// transposeF32 writes the [cols, rows] transpose of the row-major [rows,
-// cols] matrix src into dst, in 32 × 32 tiles, the destination's rows
-// shared by the cores.
-func transposeF32(dst, src []float32, rows, cols int) {
-	const tb = 32
-	parallelRows((cols+tb-1)/tb, func(b0, b1 int) {
-		for c0 := b0 * tb; c0 < min(cols, b1*tb); c0 += tb {
-			for r0 := 0; r0 < rows; r0 += tb {
-				for r := r0; r < min(rows, r0+tb); r++ {
-					sr := src[r*cols:]
-					for c := c0; c < min(cols, c0+tb); c++ {
-						dst[c*rows+r] = sr[c]
-					}
-				}
-			}
-		}
-	})
-}
-
-// parallelRows calls f on about equal consecutive parts of [0, n), one a
-// core, at once.
-func parallelRows(n int, f func(r0, r1 int)) {
-	workers := max(1, min(runtime.GOMAXPROCS(0), n/8))
-	var wg sync.WaitGroup
-	for w := range workers {
-		r0, r1 := n*w/workers, n*(w+1)/workers
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			f(r0, r1)
-		}()
-	}
-	wg.Wait()
 }
