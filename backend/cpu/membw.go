@@ -4,20 +4,30 @@ import (
 	"sync"
 	"time"
 
+	"github.com/marlin-llm/marlin/backend/cpu/kernels"
 	"github.com/marlin-llm/marlin/internal/pages"
 )
 
+// Bandwidth is a machine's memory bandwidth as MemoryBandwidth measures
+// it, in bytes per second.
+type Bandwidth struct {
+	// Copy is a copy between two buffers, counting the bytes read and the
+	// bytes written.
+	Copy float64
+	// Read is a bare read of one buffer (kernels.MemRead): the most a
+	// kernel that streams its weights once can reach on these cores.
+	Read float64
+}
+
 // MemoryBandwidth measures this machine's memory bandwidth with threads
-// goroutines: a copy between two buffers of size bytes each (counting the
-// bytes read and the bytes written), best of reps runs, in bytes per
-// second. Each run copies between Go heap buffers and between buffers on
-// huge pages (pages.Huge, where the weights the kernels stream live), and
-// the best of all counts: the machine's copy bandwidth, not one
+// goroutines, each taking an equal contiguous part of buffers of size
+// bytes, best of reps runs of each kind. Each run uses Go heap buffers and
+// buffers on huge pages (pages.Huge, where the weights the kernels stream
+// live), and the best of all counts: the machine's bandwidth, not one
 // allocator's. The buffers should be several times the last-level cache.
-func MemoryBandwidth(threads int, size int, reps int) float64 {
-	if threads <= 0 {
-		threads = 1
-	}
+func MemoryBandwidth(threads int, size int, reps int) Bandwidth {
+	threads = max(threads, 1)
+	size -= size % (256 * threads) // each part a multiple of MemRead's 256 bytes
 	hsrc, freeSrc := pages.Huge(size)
 	hdst, freeDst := pages.Huge(size)
 	defer func() {
@@ -35,26 +45,28 @@ func MemoryBandwidth(threads int, size int, reps int) float64 {
 		}
 		copy(p[0], src)
 	}
-	best := 0.0
+	// run times fn on every part [lo, hi) of the buffers at once
+	per := size / threads
+	run := func(fn func(lo, hi int)) float64 {
+		start := time.Now()
+		var wg sync.WaitGroup
+		for lo := 0; lo < size; lo += per {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				fn(lo, lo+per)
+			}()
+		}
+		wg.Wait()
+		return time.Since(start).Seconds()
+	}
+	var bw Bandwidth
 	for range max(reps, 1) {
 		for _, p := range pairs {
 			dst, src := p[0], p[1]
-			start := time.Now()
-			var wg sync.WaitGroup
-			per := (size + threads - 1) / threads
-			for lo := 0; lo < size; lo += per {
-				hi := min(lo+per, size)
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					copy(dst[lo:hi], src[lo:hi])
-				}()
-			}
-			wg.Wait()
-			if bw := float64(2*size) / time.Since(start).Seconds(); bw > best {
-				best = bw
-			}
+			bw.Copy = max(bw.Copy, float64(2*size)/run(func(lo, hi int) { copy(dst[lo:hi], src[lo:hi]) }))
+			bw.Read = max(bw.Read, float64(size)/run(func(lo, hi int) { kernels.MemRead(&src[lo], hi-lo) }))
 		}
 	}
-	return best
+	return bw
 }

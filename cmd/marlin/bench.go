@@ -34,6 +34,10 @@ type benchResult struct {
 	DecodeTokS   float64 `json:"decode_tokens_per_second"`
 	DecodeGBs    float64 `json:"decode_weight_gb_per_second"`
 	CopyGBs      float64 `json:"memory_copy_gb_per_second,omitempty"` // the larger of before and after the decode
+	// ReadGBs is a bare read of memory on the same threads (cpu.Bandwidth's
+	// Read), the larger of before and after the decode: the ceiling of a
+	// decode that reads its weights once.
+	ReadGBs float64 `json:"memory_read_gb_per_second,omitempty"`
 	// DecodeNoGraphTokS is decode with CUDA graphs off (backends that
 	// capture decode steps into graphs), for comparison.
 	DecodeNoGraphTokS float64 `json:"decode_tokens_per_second_without_graphs,omitempty"`
@@ -43,6 +47,7 @@ type benchResult struct {
 	// KV8KBytes is the KV cache of 8192 tokens as this backend stores it.
 	KV8KBytes      int64   `json:"kv_bytes_8k_tokens"`
 	BandwidthShare float64 `json:"decode_share_of_copy_bandwidth,omitempty"`
+	ReadShare      float64 `json:"decode_share_of_read_bandwidth,omitempty"`
 	KVBytesPerTok  int64   `json:"kv_bytes_per_token"`
 	// KVType is the cache's number type (--kv-type, auto resolved).
 	KVType string `json:"kv_type"`
@@ -65,7 +70,7 @@ func benchCmd(args []string) error {
 	genN := f.Int("gen", 32, "decode tokens")
 	batchN := f.Int("batch", 0, "also measure aggregate decode of this many sequences at once (each continuing the prompt)")
 	layers := f.Int("layers", 0, "synthetic models: this many layers instead of the shape's (profiling)")
-	membw := f.Bool("membw", true, "measure memory copy bandwidth in the same run")
+	membw := f.Bool("membw", true, "measure the memory copy and bare read bandwidth in the same run (CPU)")
 	asJSON := f.Bool("json", false, "print JSON")
 	cpuProfile := f.String("cpuprofile", "", "write a CPU profile of the measurements to this file")
 	pos, err := f.parse(args)
@@ -119,14 +124,20 @@ func benchCmd(args []string) error {
 		return e.Encode(results)
 	}
 	base := results[0]
-	fmt.Printf("%-48s %12s %12s %10s %10s %9s %9s\n", "model", "weights GB", "prefill t/s", "decode t/s", "vs first", "GB/s", "of copy")
+	fmt.Printf("%-48s %12s %12s %10s %10s %9s %9s %9s\n", "model", "weights GB", "prefill t/s", "decode t/s", "vs first", "GB/s", "of copy", "of read")
 	for _, r := range results {
-		share := "-" // no copy measured (--membw=false, or a GPU)
+		share, rshare := "-", "-" // no bandwidth measured (--membw=false, or a GPU)
 		if r.CopyGBs > 0 {
 			share = fmt.Sprintf("%.0f%%", 100*r.BandwidthShare)
+			rshare = fmt.Sprintf("%.0f%%", 100*r.ReadShare)
 		}
-		fmt.Printf("%-48s %12.3f %12.1f %10.2f %9.2fx %9.1f %9s\n", filepath.Base(r.Model), float64(r.DecodeBytes)/1e9,
-			r.PrefillTokS, r.DecodeTokS, r.DecodeTokS/base.DecodeTokS, r.DecodeGBs, share)
+		fmt.Printf("%-48s %12.3f %12.1f %10.2f %9.2fx %9.1f %9s %9s\n", filepath.Base(r.Model), float64(r.DecodeBytes)/1e9,
+			r.PrefillTokS, r.DecodeTokS, r.DecodeTokS/base.DecodeTokS, r.DecodeGBs, share, rshare)
+	}
+	for _, r := range results {
+		if r.CopyGBs > 0 {
+			fmt.Printf("%-48s memory on %d threads: copy %.1f GB/s (read + written), bare read %.1f GB/s\n", filepath.Base(r.Model), r.Threads, r.CopyGBs, r.ReadGBs)
+		}
 	}
 	for _, r := range results {
 		if r.Batch > 1 {
@@ -160,7 +171,7 @@ func benchOne(mo *modelOpts, dir string, promptN, genN, batchN int, membw bool, 
 	if c, ok := s.be.(*cpu.Backend); ok {
 		res.Threads = c.Threads()
 		if membw {
-			res.CopyGBs = copyGBs(c)
+			res.CopyGBs, res.ReadGBs = bandwidthGBs(c)
 			runtime.GC()
 		}
 	}
@@ -312,17 +323,22 @@ func benchOne(mo *modelOpts, dir string, promptN, genN, batchN int, membw bool, 
 		// bandwidth changes level during the run (the development VM's
 		// does, within a minute) must not make the share look larger
 		runtime.GC()
-		res.CopyGBs = max(res.CopyGBs, copyGBs(c))
+		cp, rd := bandwidthGBs(c)
+		res.CopyGBs, res.ReadGBs = max(res.CopyGBs, cp), max(res.ReadGBs, rd)
 	}
 	if res.CopyGBs > 0 {
 		res.BandwidthShare = res.DecodeGBs / res.CopyGBs
+		res.ReadShare = res.DecodeGBs / res.ReadGBs
 	}
 	return res, nil
 }
 
-// copyGBs measures the memory copy bandwidth with the backend's threads,
-// in GB/s (bytes read and written).
-func copyGBs(c *cpu.Backend) float64 { return cpu.MemoryBandwidth(c.Threads(), 1<<30, 3) / 1e9 }
+// bandwidthGBs measures the memory bandwidth with the backend's threads,
+// in GB/s: a copy (bytes read and written) and a bare read.
+func bandwidthGBs(c *cpu.Backend) (copyGBs, readGBs float64) {
+	bw := cpu.MemoryBandwidth(c.Threads(), 1<<30, 3)
+	return bw.Copy / 1e9, bw.Read / 1e9
+}
 
 // profiler is a backend that times its kernels (the CUDA backend with
 // MARLIN_CUDA_PROFILE=1); a nil one does nothing.

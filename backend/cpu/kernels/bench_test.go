@@ -20,7 +20,7 @@ import (
 //
 //   - BenchmarkMemoryBandwidth: the machine's memory bandwidth in GB/s, by a
 //     copy() of 1 GiB buffers (bytes read + written) and by a read-only
-//     pass (memRead), on benchThreads goroutines and on one.
+//     pass (MemRead), on benchThreads goroutines and on one.
 //   - BenchmarkDecode{BF16,F16,F32}: M = 1 on the Llama-3.2-1B layer shapes;
 //     GB/s of weights read, the copy and read bandwidth measured right
 //     after the loop (copyGB/s, readGB/s) and the ratios (%copy, %read).
@@ -143,7 +143,7 @@ func copyPass(tm *team, src, dst []byte) {
 func readPass(tm *team, src []byte) {
 	tm.run(func(part int) {
 		lo, hi := split(len(src)/256, tm.n, part)
-		sink.Add(memRead(&src[lo*256], (hi-lo)*256))
+		sink.Add(MemRead(&src[lo*256], (hi-lo)*256))
 	})
 }
 

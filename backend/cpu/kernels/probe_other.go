@@ -4,9 +4,12 @@ package kernels
 
 import "unsafe"
 
-// Portable stand-ins for the amd64 machine probes used by the benchmarks.
+// Portable stand-ins for the amd64 machine probes.
 
-func memRead(p *byte, n int) uint64 {
+// MemRead reads the n bytes at p (n a multiple of 256) and returns the XOR
+// of their 64-bit words: the read-only reference of the decode kernels'
+// weight streams.
+func MemRead(p *byte, n int) uint64 {
 	var s uint64
 	for _, v := range unsafe.Slice((*uint64)(unsafe.Pointer(p)), n/8) {
 		s ^= v
