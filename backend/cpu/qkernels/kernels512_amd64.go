@@ -189,10 +189,10 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 	pkpf, pkspf := 0, 0
 	if gptqUsePack || fp {
 		pk = gptqPackOf(w)
-		if !gptqNoPrefetch {
-			pkpf = gptqPackAhead * pk.full
+		pkpf, pkspf = pk.ahead()
+		if gptqNoPrefetch {
+			pkpf = 0
 		}
-		pkspf = max(1, gptqPackAhead) * pk.full
 	}
 	vnni := (bits == 4 || bits == 2 || bits == 3 && hasVBMI) && useVNNI || fp
 	for m0 := 0; m0 < M; {
@@ -343,7 +343,7 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 }
 
 // Prefetch plan of the AVX-512 GPTQ kernels on the checkpoint layout
-// (the packed copy prefetches gptqPackAhead tiles along its stream), which
+// (the packed copy prefetches gptqPackAhead bytes along its stream), which
 // read the qweight rows of one sub-group (rows of them) at a time, sweeping
 // the core's columns.
 // When one sweep is small (≤ gptqZSweep bytes), the kernel prefetches the

@@ -54,12 +54,32 @@ type gptqPacked struct {
 // gptqUsePack selects the packed layout (benchmarks compare without).
 var gptqUsePack = true
 
-// gptqPackAhead is the software prefetch distance of the packed walk, in
-// full tiles of the stream ahead of the row being read (int4 g32: 8 × 1152
-// bytes). Measured on dev-cpu, one x row, K2048×N8192 and K8192×N2048
-// alternating in one process: 0, 1 or 2 tiles read 10–35% less than 4, 4
-// about 5–10% less than 8, 6 to 16 within a few percent of 8.
-var gptqPackAhead = 8
+// gptqPackAhead is the software prefetch distance of the packed walk in
+// bytes of its stream: the kernels prefetch each row they read that far
+// ahead (and, in each group's epilogue, the scales as far). Measured on
+// dev-cpu, one x row, K2048×N8192 and K8192×N2048 alternating in one
+// process, with int4 g32's tiles of 1,152 bytes: 0, 1 or 2 tiles ahead
+// read 10–35% less than 4, 4 about 5–10% less than 8, 6 to 16 within a few
+// percent of 8 — which is this distance. It used to be 8 tiles whatever
+// their size: 34 KB ahead for int4 g128 (2 tiles, 8.4 KB, read 8–12%
+// faster) and 0.5–2 MB for per-channel weights, whose one group spans a
+// tile's whole K (int4 per channel read ~30% slower than g32).
+var gptqPackAhead = 9216
+
+// ahead returns the packed walk's prefetch distances (bytes): of the rows
+// and of the scales. Both are whole tiles of a group where a tile is
+// shorter than gptqPackAhead, so that the rows' prefetches fall on codes
+// and the scales' on scales (a row prefetch of codes that fell on a
+// group's scales would leave a line of codes unfetched in every group);
+// where one group's tile is longer, the rows are prefetched gptqPackAhead
+// ahead and the scales a tile ahead (the next tile's group).
+func (p *gptqPacked) ahead() (rows, scales int) {
+	if p.full > gptqPackAhead {
+		return gptqPackAhead &^ 63, p.full
+	}
+	k := max(1, (gptqPackAhead+p.full/2)/p.full)
+	return k * p.full, k * p.full
+}
 
 // tile returns the code bytes and the total bytes of a tile wt columns wide.
 func (p *gptqPacked) tile(wt int) (codes, total int) {
