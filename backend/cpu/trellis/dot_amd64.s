@@ -26,18 +26,31 @@
 	VPSRLD $16, Z27, Z27
 
 // 3INST / MCG: Z27 (states) → Z28 (values); Z19 multiplier, Z20 addend,
-// Z21 mask, Z22 xor.
+// Z21 mask, Z22 xor; Z23 0x80000000, Z24 0x81FFE000, Z25 0x3E000000.
+//
+// The masked and xored word holds two fp16 values whose exponent fields
+// are always 011ab (the mask keeps the sign and the low 12 bits, the xor
+// sets exponent bits 13 and 12 and clears none above): normal numbers in
+// [2^-3, 2), so each converts to float32 by moving bits, exactly:
+// sign | 0x3E000000 (exponent 124 + 2a + b, the fp16 one + 112) | a, b and
+// the mantissa shifted by 13. The high half: x >> 3 with x's sign bit;
+// the low half: x << 13 with the sign bit of x << 16. Two ternary-logic
+// ops a half (a bit select by Z23, then AND Z24 / OR Z25) on the integer
+// pipes, instead of VPMOVDW and VCVTPH2PS on the conversion pipes that
+// bounded the kernel. The sum is then rounded to fp16 as exllamav3's
+// decode does (the same value as before, bit for bit).
 #define DEC3 \
 	VPMULLD Z19, Z27, Z27 \
 	VPADDD Z20, Z27, Z27 \
-	VPANDD Z21, Z27, Z27 \
-	VPXORD Z22, Z27, Z27 \
-	VPMOVDW Z27, Y29 \
-	VPSRLD $16, Z27, Z27 \
-	VPMOVDW Z27, Y30 \
-	VCVTPH2PS Y29, Z29 \
-	VCVTPH2PS Y30, Z30 \
-	VADDPS Z30, Z29, Z29 \
+	VPTERNLOGD $0x6A, Z22, Z21, Z27 \
+	VPSRLD $3, Z27, Z29 \
+	VPTERNLOGD $0xD8, Z23, Z27, Z29 \
+	VPTERNLOGD $0xEA, Z25, Z24, Z29 \
+	VPSLLD $16, Z27, Z30 \
+	VPSLLD $13, Z27, Z31 \
+	VPTERNLOGD $0xD8, Z23, Z30, Z31 \
+	VPTERNLOGD $0xEA, Z25, Z24, Z31 \
+	VADDPS Z31, Z29, Z29 \
 	VCVTPS2PH $0, Z29, Y29 \
 	VCVTPH2PS Y29, Z28
 
@@ -127,6 +140,12 @@ cb0:
 	VPBROADCASTD R10, Z21
 	MOVL $0x3B603B60, R10
 	VPBROADCASTD R10, Z22
+	MOVL $0x80000000, R10
+	VPBROADCASTD R10, Z23
+	MOVL $0x81FFE000, R10
+	VPBROADCASTD R10, Z24
+	MOVL $0x3E000000, R10
+	VPBROADCASTD R10, Z25
 loop3:
 	LOADTILE
 	WINDOW(0)
