@@ -14,8 +14,9 @@ type Bandwidth struct {
 	// Copy is a copy between two buffers, counting the bytes read and the
 	// bytes written.
 	Copy float64
-	// Read is a bare read of one buffer (kernels.MemRead): the most a
-	// kernel that streams its weights once can reach on these cores.
+	// Read is a bare read of one buffer (kernels.MemRead): a plain
+	// reference for what a kernel that streams its weights once can reach
+	// on these cores.
 	Read float64
 }
 

@@ -35,8 +35,8 @@ type benchResult struct {
 	DecodeGBs    float64 `json:"decode_weight_gb_per_second"`
 	CopyGBs      float64 `json:"memory_copy_gb_per_second,omitempty"` // the larger of before and after the decode
 	// ReadGBs is a bare read of memory on the same threads (cpu.Bandwidth's
-	// Read), the larger of before and after the decode: the ceiling of a
-	// decode that reads its weights once.
+	// Read), the larger of before and after the decode: a plain reference
+	// for a decode that reads its weights once.
 	ReadGBs float64 `json:"memory_read_gb_per_second,omitempty"`
 	// DecodeNoGraphTokS is decode with CUDA graphs off (backends that
 	// capture decode steps into graphs), for comparison.
