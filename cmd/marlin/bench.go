@@ -129,6 +129,8 @@ func benchCmd(args []string) error {
 		share, rshare := "-", "-" // no bandwidth measured (--membw=false, or a GPU)
 		if r.CopyGBs > 0 {
 			share = fmt.Sprintf("%.0f%%", 100*r.BandwidthShare)
+		}
+		if r.ReadGBs > 0 {
 			rshare = fmt.Sprintf("%.0f%%", 100*r.ReadShare)
 		}
 		fmt.Printf("%-48s %12.3f %12.1f %10.2f %9.2fx %9.1f %9s %9s\n", filepath.Base(r.Model), float64(r.DecodeBytes)/1e9,
@@ -328,6 +330,8 @@ func benchOne(mo *modelOpts, dir string, promptN, genN, batchN int, membw bool, 
 	}
 	if res.CopyGBs > 0 {
 		res.BandwidthShare = res.DecodeGBs / res.CopyGBs
+	}
+	if res.ReadGBs > 0 {
 		res.ReadShare = res.DecodeGBs / res.ReadGBs
 	}
 	return res, nil
