@@ -21,7 +21,49 @@ func dotAVX512(acc *float32, tiles *byte, stride int, ntiles int, x *float32, ta
 // call ahead reads the next column).
 var trellisAhead = 4
 
-var hasAVX512 = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW
+// dotAVX2 is dotAVX512 for CPUs with AVX2, FMA and F16C but no AVX-512
+// (dot2_amd64.s): the same sums, bit for bit, 8 positions an instruction.
+//
+//go:noescape
+func dotAVX2(acc *float32, tiles *byte, stride int, ntiles int, x *float32, tab *int32, rows *int32, consts *uint32, wmask *int32, mul1 bool)
+
+// avx2Consts[cb] are dotAVX2's constants of codebook cb, eight copies
+// each: 3INST and MCG multiplier, addend, mask, xor, then the bit moves'
+// 0x80000000, 0x01FFE000, 0x3E000000; MUL1 multiplier, 0x00FF00FF,
+// 0xFFFF, 1024.0, k and b (dot_amd64.s has the same values).
+var avx2Consts = func() (t [3][7 * 8]uint32) {
+	rows := [3][7]uint32{
+		{89226354, 64248484, 0x8FFF8FFF, 0x3B603B60, 0x80000000, 0x01FFE000, 0x3E000000},
+		{0xCBAC1FED, 0, 0x8FFF8FFF, 0x3B603B60, 0x80000000, 0x01FFE000, 0x3E000000},
+		{0x83DCD12D, 0x00FF00FF, 0xFFFF, 0x44800000, 0x3bddc000, 0xc1262000, 0},
+	}
+	for cb, r := range rows {
+		for i, v := range r {
+			for l := 0; l < 8; l++ {
+				t[cb][8*i+l] = v
+			}
+		}
+	}
+	return
+}()
+
+// avx2Masks[K] are dotAVX2's load masks of a K-bit tile's 8·K words, in
+// four vectors of eight.
+var avx2Masks = func() (t [5][32]int32) {
+	for K := 1; K <= 4; K++ {
+		for i := 0; i < 8*K; i++ {
+			t[K][i] = -1
+		}
+	}
+	return
+}()
+
+var (
+	hasAVX512 = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW
+	hasAVX2   = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
+	// useAVX512 lets the tests run the AVX2 kernel where AVX-512 is there.
+	useAVX512 = true
+)
 
 // windowTab[K] holds, for each chunk m of 16 trellis positions, four
 // vectors of 16 int32: the index of the 32-bit word holding the first bit
@@ -64,11 +106,12 @@ var rowTab = func() (r [quant.TileLen]int32) {
 const ktChunk = 16
 
 // stripsSIMD adds to y[16·(nt−nt0) + c] the sums of output column c of
-// tile columns nt0 ≤ nt < nt1 (Σ value·x') with the AVX-512 kernel, when it
-// applies (K ≤ 4).
+// tile columns nt0 ≤ nt < nt1 (Σ value·x') with the AVX-512 kernel, or
+// the AVX2 one, when it applies (K ≤ 4).
 func stripsSIMD(y []float32, w *quant.Weight, nt0, nt1 int, xh []float32) bool {
 	K := w.Bits
-	if !hasAVX512 || K > 4 {
+	wide := hasAVX512 && useAVX512
+	if !wide && !hasAVX2 || K > 4 {
 		return false
 	}
 	in, out := w.PaddedDims()
@@ -82,7 +125,11 @@ func stripsSIMD(y []float32, w *quant.Weight, nt0, nt1 int, xh []float32) bool {
 	for kt0 := 0; kt0 < tiles; kt0 += ktChunk {
 		n := min(ktChunk, tiles-kt0)
 		for nt := nt0; nt < nt1; nt++ {
-			dotAVX512(&acc[0], &w.Data[kt0*stride+nt*32*K], stride, n, &xh[kt0*16], &windowTab[K][0], &rowTab[0], mask, int(w.Codebook), trellisAhead*32*K)
+			if wide {
+				dotAVX512(&acc[0], &w.Data[kt0*stride+nt*32*K], stride, n, &xh[kt0*16], &windowTab[K][0], &rowTab[0], mask, int(w.Codebook), trellisAhead*32*K)
+			} else {
+				dotAVX2(&acc[0], &w.Data[kt0*stride+nt*32*K], stride, n, &xh[kt0*16], &windowTab[K][0], &rowTab[0], &avx2Consts[w.Codebook][0], &avx2Masks[K][0], w.Codebook == quant.CodebookMUL1)
+			}
 			addColumns((*[16]float32)(y[(nt-nt0)*16:]), &acc)
 		}
 	}

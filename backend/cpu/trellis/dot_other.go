@@ -4,6 +4,9 @@ package trellis
 
 import "github.com/marlin-llm/marlin/quant"
 
-var hasAVX512 = false
+var (
+	hasAVX512, hasAVX2 = false, false
+	useAVX512          = true
+)
 
 func stripsSIMD(y []float32, w *quant.Weight, nt0, nt1 int, xh []float32) bool { return false }

@@ -206,6 +206,54 @@ func TestMatVecSIMD(t *testing.T) {
 	}
 }
 
+// TestMatVecAVX2 runs the single-row product on the AVX2 kernel (the
+// AVX-512 one switched off) for every K it handles and every codebook:
+// within 2e-5 of Σ|w·x| of the float64 reference, and, where the CPU has
+// AVX-512, bit for bit the AVX-512 kernel's result (the same operations
+// in the same order). Tiles down a column beyond one chunk (K' = 400
+// inputs: 25 tile rows) and several tile columns.
+func TestMatVecAVX2(t *testing.T) {
+	if !hasAVX2 {
+		t.Skip("no AVX2, FMA and F16C")
+	}
+	rng := rand.New(rand.NewPCG(9, 10))
+	for K := 1; K <= 4; K++ {
+		for cb := quant.Codebook3INST; cb <= quant.CodebookMUL1; cb++ {
+			w := randomEXL3(rng, 256, 400, K, cb)
+			x := make([]float32, 400)
+			for i := range x {
+				x[i] = float32(rng.NormFloat64())
+			}
+			want := make([]float64, 256)
+			reference(want, x, 1, w)
+			got := make([]float32, 256)
+			useAVX512 = false
+			MatMul(got, 256, x, 1, w, 0, 256)
+			useAVX512 = true
+			row := make([]float32, 400)
+			for n := 0; n < 256; n++ {
+				w.DequantizeRow(row, n)
+				var mag float64
+				for k, v := range row {
+					mag += math.Abs(float64(v) * float64(x[k]))
+				}
+				if d := math.Abs(float64(got[n]) - want[n]); d > 2e-5*mag+1e-30 {
+					t.Fatalf("K=%d %v: output %d = %v, want %v", K, cb, n, got[n], want[n])
+				}
+			}
+			if hasAVX512 {
+				wide := make([]float32, 256)
+				MatMul(wide, 256, x, 1, w, 0, 256)
+				for n := range wide {
+					if math.Float32bits(wide[n]) != math.Float32bits(got[n]) {
+						t.Fatalf("K=%d %v: output %d = %v on AVX2, %v on AVX-512", K, cb, n, got[n], wide[n])
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestAddColumns checks addColumns' closed form of the tile order against
 // the column table derived from quant.TensorCoreOrder, on random sums.
 func TestAddColumns(t *testing.T) {
