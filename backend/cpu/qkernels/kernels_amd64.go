@@ -175,9 +175,9 @@ func e8m0ToF16(e uint8) (uint16, bool) {
 }
 
 // preparePacked makes the kernels' copies of a GPTQ or FP4 weight w now:
-// an act-order weight's sorted form, and the packed copy when the AVX-512
-// kernels will read it (the fast kernels, at least one 8-column block; FP4
-// on the e2m1 VNNI kernels).
+// an act-order weight's sorted form, and the packed copy when the kernels
+// will read it (the fast kernels, AVX-512 or AVX2, at least one 8-column
+// block; FP4 on the e2m1 VNNI kernels).
 func preparePacked(w *quant.Weight) bool {
 	copied := false
 	if ap := actPermOf(w); ap != nil {
@@ -190,14 +190,17 @@ func preparePacked(w *quant.Weight) bool {
 	if w.Format != quant.GPTQ {
 		return false
 	}
-	if useAVX512 && gptqUsePack && gptqFast(w) && w.Out >= 8 {
+	if (useAVX512 || gptqUseYPack) && gptqUsePack && gptqFast(w) && w.Out >= 8 {
 		gptqPackOf(w)
 		return true
 	}
 	return copied
 }
 
-// gptqY runs the AVX2 fast GPTQ kernels on the 8-aligned columns [a0, a1).
+// gptqY runs the AVX2 fast GPTQ kernels on the 8-aligned columns [a0, a1),
+// on the packed copy (one forward stream a column tile; with AVX-512 off on
+// dev-cpu INT4 g32 decode +25%, g128 +20%, docs/perf.md) or, with
+// gptqUseYPack off, the checkpoint layout.
 func gptqY(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Weight, a0, a1 int) {
 	K, N, bits := w.In, w.Out, w.Bits
 	// Sub-groups of gptqSubRows input rows (bits qweight rows per 32): each
@@ -269,29 +272,78 @@ func gptqY(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 				sx[2*(s*mc+m)+1] = float32(t)
 			}
 		}
-		nwide := ncv / ks.c
-		done := 0
-		for _, part := range []struct {
-			f   func(*gptqArgs)
-			ncb int
-			c   int
-		}{{ks.wide, nwide, ks.c}, {ks.one, ncv - nwide*ks.c, 1}} {
-			if part.ncb == 0 {
-				continue
+		a := &sc.ga
+		if pk := gptqPackY(w); pk != nil {
+			// the packed copy (pack512_amd64.go), one call per run of whole
+			// column tiles or per partial tile, as gptqZ walks it
+			pf, spf := pk.ahead()
+			if gptqNoPrefetch {
+				pf = 0
 			}
-			col := a0 + 8*done
-			a := &sc.ga
-			*a = gptqArgs{
-				q: uintptr(unsafe.Pointer(&w.Data[4*col])), qstride: 4 * N,
-				z: uintptr(zp) + uintptr((col-a0)*bits/8), zstride: zstride,
-				s: uintptr(unsafe.Pointer(&w.Scales[2*col])), sstride: 2 * N,
-				xf: uintptr(unsafe.Pointer(&xf[0])), sx: uintptr(unsafe.Pointer(&sx[0])), uniform: uniform,
-				y: uintptr(unsafe.Pointer(&dst[m0*ldd+col])), ystride: 4 * ldd,
-				ncb: part.ncb, nsub: nsub, upsub: sub / 32, subPerGroup: w.Group / sub,
-				pfdist: gptqPrefetchDist(sub / 32 * bits * 4 * N),
+			for t := a0 / pk.T; t*pk.T < a1; {
+				t0 := t * pk.T
+				c0, c1 := max(a0, t0), min(a1, t0+pk.T)
+				nt := 1
+				if c0 == t0 && c1 == t0+pk.T {
+					for (t+nt+1)*pk.T <= a1 {
+						nt++
+					}
+				}
+				wt := min(pk.T, N-t0) &^ 7
+				codes, tb := pk.tile(wt)
+				base := uintptr(unsafe.Pointer(&pk.buf[pk.col(t)]))
+				nv := (c1 - c0) / 8
+				nw := nv / ks.c
+				col := c0
+				for _, part := range []struct {
+					f   func(*gptqArgs)
+					ncb int
+					c   int
+				}{{ks.wide, nw, ks.c}, {ks.one, nv - nw*ks.c, 1}} {
+					if part.ncb == 0 {
+						continue
+					}
+					o := uintptr(col - t0)
+					*a = gptqArgs{
+						q: base + 4*o, qstride: 4 * wt, qgroup: tb - codes,
+						z: base + uintptr(codes+2*wt) + o*uintptr(bits)/8, zstride: tb,
+						s: base + uintptr(codes) + 2*o, sstride: tb,
+						xf: uintptr(unsafe.Pointer(&xf[0])), sx: uintptr(unsafe.Pointer(&sx[0])), uniform: uniform,
+						y: uintptr(unsafe.Pointer(&dst[m0*ldd+col])), ystride: 4 * ldd,
+						ncb: part.ncb, nsub: nsub, upsub: sub / 32, subPerGroup: w.Group / sub,
+						pfdist: pf, spf: spf, zpf: spf,
+						ntiles: nt, qtile: pk.G * pk.full, ytile: 4 * pk.T,
+					}
+					part.f(a)
+					col += 8 * part.ncb * part.c
+				}
+				t += nt
 			}
-			part.f(a)
-			done += part.ncb * part.c
+			runtime.KeepAlive(pk)
+		} else {
+			nwide := ncv / ks.c
+			done := 0
+			for _, part := range []struct {
+				f   func(*gptqArgs)
+				ncb int
+				c   int
+			}{{ks.wide, nwide, ks.c}, {ks.one, ncv - nwide*ks.c, 1}} {
+				if part.ncb == 0 {
+					continue
+				}
+				col := a0 + 8*done
+				*a = gptqArgs{
+					q: uintptr(unsafe.Pointer(&w.Data[4*col])), qstride: 4 * N,
+					z: uintptr(zp) + uintptr((col-a0)*bits/8), zstride: zstride,
+					s: uintptr(unsafe.Pointer(&w.Scales[2*col])), sstride: 2 * N,
+					xf: uintptr(unsafe.Pointer(&xf[0])), sx: uintptr(unsafe.Pointer(&sx[0])), uniform: uniform,
+					y: uintptr(unsafe.Pointer(&dst[m0*ldd+col])), ystride: 4 * ldd,
+					ncb: part.ncb, nsub: nsub, upsub: sub / 32, subPerGroup: w.Group / sub,
+					pfdist: gptqPrefetchDist(sub / 32 * bits * 4 * N), ntiles: 1,
+				}
+				part.f(a)
+				done += part.ncb * part.c
+			}
 		}
 		runtime.KeepAlive(xf)
 		m0 += mc

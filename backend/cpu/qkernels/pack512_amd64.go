@@ -11,7 +11,8 @@ import (
 	"github.com/marlin-llm/marlin/quant"
 )
 
-// Packed layout of the AVX-512 GPTQ kernels.
+// Packed layout of the fast GPTQ kernels (AVX-512, and AVX2: gptqY reads
+// it too, gptqUseYPack).
 //
 // In the checkpoint layout a decode pass reads, per block of columns, bits
 // qweight rows of one sub-group (each 4·N bytes apart) and a row of the
@@ -32,7 +33,7 @@ import (
 // in the same order: the results equal the unpacked kernels' bit for bit.
 //
 // The copy is made by Prepare while the model loads (or else on the
-// weight's first AVX-512 call), in one pass, on huge pages where the
+// weight's first call), in one pass, on huge pages where the
 // system has them (pages.Huge), and kept while the Weight is reachable;
 // its size is that of codes + scales
 // (+ zero points), plus padding to 64 bytes per tile when the tile is not
@@ -233,6 +234,19 @@ var gptqPacks perWeight[gptqPacked]
 
 // gptqPackOf returns w's packed copy, making it on first use (and then
 // releasing the pages of a mapped checkpoint's bytes).
+// gptqUseYPack selects the packed copy for the AVX2 kernels too (gptqY);
+// off, they read the checkpoint layout (the benchmarks compare both).
+var gptqUseYPack = true
+
+// gptqPackY returns the packed copy the AVX2 kernels walk, or nil where
+// they read the checkpoint layout.
+func gptqPackY(w *quant.Weight) *gptqPacked {
+	if !gptqUsePack || !gptqUseYPack || w.Out < 8 || !gptqFast(w) {
+		return nil
+	}
+	return gptqPackOf(w)
+}
+
 func gptqPackOf(w *quant.Weight) *gptqPacked {
 	return gptqPacks.get(w, func(w *quant.Weight) *gptqPacked {
 		p := newGptqPacked(w)

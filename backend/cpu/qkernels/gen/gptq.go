@@ -93,6 +93,7 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	MOVQ	8(DI), R8
 	MOVQ	88(DI), R12
 `, name, bits, mc, c, na-1, na, na+c-1, c, na+c, na+c+mc-1, name)
+	tileStart(sb, w, name)
 	// sub-group loop
 	w("MOVQ\t104(DI), R14")
 	w("MOVQ\tR14, 136(DI)\t// remaining sub-groups")
@@ -249,6 +250,8 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	w("JNZ\t%s_same", name)
 	w("MOVQ\t120(DI), R14")
 	w("MOVQ\tR14, 144(DI)")
+	w("MOVQ\t72(DI), R14\t// packed layout: skip the group's scales and zero points")
+	w("ADDQ\tR14, 0(DI)")
 	w("MOVQ\t40(DI), R14")
 	w("ADDQ\tR14, 32(DI)")
 	w("MOVQ\t24(DI), R14")
@@ -256,6 +259,8 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	fmt.Fprintf(sb, "%s_same:\n", name)
 	w("DECQ\t136(DI)")
 	w("JNZ\t%s_sub", name)
+	tileNext(sb, w, name)
+	fmt.Fprintf(sb, "%s_done:\n", name)
 	w("VZEROUPPER")
 	w("RET")
 }

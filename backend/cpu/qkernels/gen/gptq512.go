@@ -148,13 +148,7 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 		w("KMOVW\tR14, K1")
 	}
 	u.setup()
-	// save the pointers the sub-group loop advances (restored, one column
-	// tile further, for each further tile of the packed layout)
-	for i, off := range gptqTileSaved {
-		w("MOVQ\t%d(DI), R14", off)
-		w("MOVQ\tR14, %d(DI)", 184+8*i)
-	}
-	fmt.Fprintf(sb, "%s_tile:\n", name)
+	tileStart(sb, w, name)
 	w("MOVQ\t104(DI), R14")
 	w("MOVQ\tR14, 136(DI)\t// remaining sub-groups")
 	w("MOVQ\t120(DI), R14")
@@ -293,8 +287,27 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	fmt.Fprintf(sb, "%s_same:\n", name)
 	w("DECQ\t136(DI)")
 	w("JNZ\t%s_sub", name)
-	// next column tile (packed layout): same rows, qtile bytes further
-	// along the buffer, ytile bytes further along dst
+	tileNext(sb, w, name)
+	fmt.Fprintf(sb, "%s_done:\n", name)
+	w("VZEROUPPER")
+	w("RET")
+}
+
+// tileStart saves the pointers the sub-group loop advances (restored, one
+// column tile further, for each further tile of the packed layout) and
+// opens the tile loop (label name_tile).
+func tileStart(sb *strings.Builder, w func(string, ...any), name string) {
+	for i, off := range gptqTileSaved {
+		w("MOVQ\t%d(DI), R14", off)
+		w("MOVQ\tR14, %d(DI)", 184+8*i)
+	}
+	fmt.Fprintf(sb, "%s_tile:\n", name)
+}
+
+// tileNext closes the tile loop (packed layout): the next column tile's
+// same rows, qtile bytes further along the buffer, ytile bytes further
+// along dst, or on to name_done after the last (ntiles).
+func tileNext(sb *strings.Builder, w func(string, ...any), name string) {
 	w("DECQ\t168(DI)")
 	w("JZ\t%s_done", name)
 	for i, off := range gptqTileSaved {
@@ -309,9 +322,6 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 		w("MOVQ\tR14, %d(DI)", off)
 	}
 	w("JMP\t%s_tile", name)
-	fmt.Fprintf(sb, "%s_done:\n", name)
-	w("VZEROUPPER")
-	w("RET")
 }
 
 // gptqUnit is what differs between the kernel families: the register plan
