@@ -190,9 +190,6 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 	if gptqUsePack || fp {
 		pk = gptqPackOf(w)
 		pkpf, pkspf = pk.ahead()
-		if gptqNoPrefetch {
-			pkpf = 0
-		}
 	}
 	vnni := (bits == 4 || bits == 2 || bits == 3 && hasVBMI) && useVNNI || fp
 	for m0 := 0; m0 < M; {
@@ -281,33 +278,18 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 		if pk != nil {
 			// one call per column tile (and kernel width): each reads its
 			// tile's stream from the first group to the last
-			for t := a0 / pk.T; t*pk.T < a1; {
-				t0 := t * pk.T
-				c0, c1 := max(a0, t0), min(a1, t0+pk.T)
-				nt := 1 // tiles of this call: a run of whole ones, or one
-				if c0 == t0 && c1 == t0+pk.T {
-					for (t+nt+1)*pk.T <= a1 {
-						nt++
-					}
-				}
-				wt := min(pk.T, N-t0) &^ 7
-				codes, tb := pk.tile(wt)
-				base := uintptr(unsafe.Pointer(&pk.buf[pk.col(t)]))
+			pk.runs(a0, a1, N, func(r tileRun) {
 				runP := func(f func(*gptqArgs), col, ncb int) {
-					o := uintptr(col - t0)
 					*a = gptqArgs{
-						q: base + 4*o, qstride: 4 * wt, qgroup: tb - codes,
-						z: base + uintptr(codes+2*wt) + o*uintptr(bits)/8, zstride: tb,
-						s: base + uintptr(codes) + 2*o, sstride: tb,
 						xf: uintptr(unsafe.Pointer(&xf[0])), sx: uintptr(unsafe.Pointer(&sx[0])), uniform: uniform,
 						y: uintptr(unsafe.Pointer(&dst[m0*ldd+col])), ystride: 4 * ldd,
 						ncb: ncb, nsub: nsub, upsub: sub / 32, subPerGroup: group / sub,
 						pfdist: pkpf, spf: pkspf, zpf: pkspf,
-						ntiles: nt, qtile: pk.G * pk.full, ytile: 4 * pk.T,
 					}
+					r.layout(a, col, bits)
 					f(a)
 				}
-				col, left := c0, (c1-c0)/16
+				col, left := r.c0, (r.c1-r.c0)/16
 				for i, c := range ks.c {
 					if n := left / c; n > 0 {
 						runP(ks.f[i], col, n)
@@ -315,11 +297,10 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 						left -= c * n
 					}
 				}
-				if (c1-c0)%16 != 0 {
+				if (r.c1-r.c0)%16 != 0 {
 					runP(ks.half, col, 1)
 				}
-				t += nt
-			}
+			})
 		} else {
 			col, left := a0, nv
 			for i, c := range ks.c {

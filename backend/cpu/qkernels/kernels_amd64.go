@@ -190,7 +190,7 @@ func preparePacked(w *quant.Weight) bool {
 	if w.Format != quant.GPTQ {
 		return false
 	}
-	if (useAVX512 || gptqUseYPack) && gptqUsePack && gptqFast(w) && w.Out >= 8 {
+	if gptqPackable(w) {
 		gptqPackOf(w)
 		return true
 	}
@@ -274,27 +274,12 @@ func gptqY(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 		}
 		a := &sc.ga
 		if pk := gptqPackY(w); pk != nil {
-			// the packed copy (pack512_amd64.go), one call per run of whole
-			// column tiles or per partial tile, as gptqZ walks it
+			// the packed copy (pack512_amd64.go), walked as gptqZ walks it
 			pf, spf := pk.ahead()
-			if gptqNoPrefetch {
-				pf = 0
-			}
-			for t := a0 / pk.T; t*pk.T < a1; {
-				t0 := t * pk.T
-				c0, c1 := max(a0, t0), min(a1, t0+pk.T)
-				nt := 1
-				if c0 == t0 && c1 == t0+pk.T {
-					for (t+nt+1)*pk.T <= a1 {
-						nt++
-					}
-				}
-				wt := min(pk.T, N-t0) &^ 7
-				codes, tb := pk.tile(wt)
-				base := uintptr(unsafe.Pointer(&pk.buf[pk.col(t)]))
-				nv := (c1 - c0) / 8
+			pk.runs(a0, a1, N, func(r tileRun) {
+				nv := (r.c1 - r.c0) / 8
 				nw := nv / ks.c
-				col := c0
+				col := r.c0
 				for _, part := range []struct {
 					f   func(*gptqArgs)
 					ncb int
@@ -303,22 +288,17 @@ func gptqY(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 					if part.ncb == 0 {
 						continue
 					}
-					o := uintptr(col - t0)
 					*a = gptqArgs{
-						q: base + 4*o, qstride: 4 * wt, qgroup: tb - codes,
-						z: base + uintptr(codes+2*wt) + o*uintptr(bits)/8, zstride: tb,
-						s: base + uintptr(codes) + 2*o, sstride: tb,
 						xf: uintptr(unsafe.Pointer(&xf[0])), sx: uintptr(unsafe.Pointer(&sx[0])), uniform: uniform,
 						y: uintptr(unsafe.Pointer(&dst[m0*ldd+col])), ystride: 4 * ldd,
 						ncb: part.ncb, nsub: nsub, upsub: sub / 32, subPerGroup: w.Group / sub,
 						pfdist: pf, spf: spf, zpf: spf,
-						ntiles: nt, qtile: pk.G * pk.full, ytile: 4 * pk.T,
 					}
+					r.layout(a, col, bits)
 					part.f(a)
 					col += 8 * part.ncb * part.c
 				}
-				t += nt
-			}
+			})
 			runtime.KeepAlive(pk)
 		} else {
 			nwide := ncv / ks.c

@@ -74,12 +74,60 @@ var gptqPackAhead = 9216
 // group's scales would leave a line of codes unfetched in every group);
 // where one group's tile is longer, the rows are prefetched gptqPackAhead
 // ahead and the scales a tile ahead (the next tile's group).
+// With gptqNoPrefetch the rows are not prefetched (rows = 0).
 func (p *gptqPacked) ahead() (rows, scales int) {
 	if p.full > gptqPackAhead {
-		return gptqPackAhead &^ 63, p.full
+		rows, scales = gptqPackAhead&^63, p.full
+	} else {
+		k := max(1, (gptqPackAhead+p.full/2)/p.full)
+		rows, scales = k*p.full, k*p.full
 	}
-	k := max(1, (gptqPackAhead+p.full/2)/p.full)
-	return k * p.full, k * p.full
+	if gptqNoPrefetch {
+		rows = 0
+	}
+	return rows, scales
+}
+
+// tileRun is one kernel call's share of the packed copy: the columns
+// [c0, c1) of nt column tiles from the one starting at column t0 (a run of
+// whole tiles, or part of one tile), each wt columns wide, at base.
+type tileRun struct {
+	p                  *gptqPacked
+	t0, c0, c1, nt, wt int
+	codes, tb          int // code bytes and all bytes of a group's tile
+	base               uintptr
+}
+
+// runs calls fn for each tileRun of the columns [a0, a1) of an N-column
+// weight, in column order: the kernels walk a run's tiles one after the
+// other (gptqArgs.ntiles), each from its first group to its last.
+func (p *gptqPacked) runs(a0, a1, N int, fn func(r tileRun)) {
+	for t := a0 / p.T; t*p.T < a1; {
+		r := tileRun{p: p, t0: t * p.T, nt: 1}
+		r.c0, r.c1 = max(a0, r.t0), min(a1, r.t0+p.T)
+		if r.c0 == r.t0 && r.c1 == r.t0+p.T {
+			for (t+r.nt+1)*p.T <= a1 {
+				r.nt++
+			}
+		}
+		r.wt = min(p.T, N-r.t0) &^ 7
+		r.codes, r.tb = p.tile(r.wt)
+		r.base = uintptr(unsafe.Pointer(&p.buf[p.col(t)]))
+		fn(r)
+		t += r.nt
+	}
+}
+
+// layout sets the packed layout's fields of a, a kernel call from column
+// col of the run (bits-bit codes): the codes, scales and zero points of
+// col in the run's first tile, their strides, the group skip and the
+// tile loop.
+func (r *tileRun) layout(a *gptqArgs, col, bits int) {
+	o := uintptr(col - r.t0)
+	a.q, a.qstride, a.qgroup = r.base+4*o, 4*r.wt, r.tb-r.codes
+	a.z, a.zstride = r.base+uintptr(r.codes+2*r.wt)+o*uintptr(bits)/8, r.tb
+	a.s, a.sstride = r.base+uintptr(r.codes)+2*o, r.tb
+	a.ntiles, a.qtile, a.ytile = r.nt, r.p.G*r.p.full, 4*r.p.T
 }
 
 // tile returns the code bytes and the total bytes of a tile wt columns wide.
@@ -238,10 +286,17 @@ var gptqPacks perWeight[gptqPacked]
 // off, they read the checkpoint layout (the benchmarks compare both).
 var gptqUseYPack = true
 
+// gptqPackable reports whether the fast GPTQ kernels of this machine read
+// w from its packed copy (at least one 8-column block; the AVX2 kernels
+// with gptqUseYPack).
+func gptqPackable(w *quant.Weight) bool {
+	return gptqUsePack && (useAVX512 || gptqUseYPack) && w.Out >= 8 && gptqFast(w)
+}
+
 // gptqPackY returns the packed copy the AVX2 kernels walk, or nil where
 // they read the checkpoint layout.
 func gptqPackY(w *quant.Weight) *gptqPacked {
-	if !gptqUsePack || !gptqUseYPack || w.Out < 8 || !gptqFast(w) {
+	if !gptqPackable(w) {
 		return nil
 	}
 	return gptqPackOf(w)

@@ -1,6 +1,7 @@
 package trellis
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -181,26 +182,14 @@ func TestMatVecSIMD(t *testing.T) {
 			for i := range x {
 				x[i] = float32(rng.NormFloat64())
 			}
-			want := make([]float64, 256)
-			reference(want, x, 1, w)
 			got := [2][]float32{make([]float32, 256), make([]float32, 256)}
 			for i, simd := range []bool{true, false} {
 				useSIMD = simd
 				MatMul(got[i], 256, x, 1, w, 0, 256)
 			}
 			useSIMD = true
-			row := make([]float32, 200)
-			for n := 0; n < 256; n++ {
-				w.DequantizeRow(row, n)
-				var mag float64
-				for k, v := range row {
-					mag += math.Abs(float64(v) * float64(x[k]))
-				}
-				for i := range got {
-					if d := math.Abs(float64(got[i][n]) - want[n]); d > 2e-5*mag+1e-30 {
-						t.Fatalf("K=%d %v simd=%v: output %d = %v, want %v", K, cb, i == 0, n, got[i][n], want[n])
-					}
-				}
+			for i := range got {
+				checkReference(t, fmt.Sprintf("K=%d %v simd=%v", K, cb, i == 0), got[i], x, w)
 			}
 		}
 	}
@@ -224,23 +213,11 @@ func TestMatVecAVX2(t *testing.T) {
 			for i := range x {
 				x[i] = float32(rng.NormFloat64())
 			}
-			want := make([]float64, 256)
-			reference(want, x, 1, w)
 			got := make([]float32, 256)
 			useAVX512 = false
 			MatMul(got, 256, x, 1, w, 0, 256)
 			useAVX512 = true
-			row := make([]float32, 400)
-			for n := 0; n < 256; n++ {
-				w.DequantizeRow(row, n)
-				var mag float64
-				for k, v := range row {
-					mag += math.Abs(float64(v) * float64(x[k]))
-				}
-				if d := math.Abs(float64(got[n]) - want[n]); d > 2e-5*mag+1e-30 {
-					t.Fatalf("K=%d %v: output %d = %v, want %v", K, cb, n, got[n], want[n])
-				}
-			}
+			checkReference(t, fmt.Sprintf("K=%d %v", K, cb), got, x, w)
 			if hasAVX512 {
 				wide := make([]float32, 256)
 				MatMul(wide, 256, x, 1, w, 0, 256)
@@ -250,6 +227,26 @@ func TestMatVecAVX2(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// checkReference fails t where got, the single-row product of x and w,
+// differs from the float64 reference by more than 2e-5 of Σ|w·x| (float32
+// sums in another order).
+func checkReference(t *testing.T, label string, got, x []float32, w *quant.Weight) {
+	t.Helper()
+	want := make([]float64, len(got))
+	reference(want, x, 1, w)
+	row := make([]float32, len(x))
+	for n := range got {
+		w.DequantizeRow(row, n)
+		var mag float64
+		for k, v := range row {
+			mag += math.Abs(float64(v) * float64(x[k]))
+		}
+		if d := math.Abs(float64(got[n]) - want[n]); d > 2e-5*mag+1e-30 {
+			t.Fatalf("%s: output %d = %v, want %v", label, n, got[n], want[n])
 		}
 	}
 }
