@@ -137,6 +137,10 @@ type gptqZSet struct {
 	half func(*gptqArgs)
 }
 
+// gptqUseDirect selects the direct form of the 4-bit VNNI kernels for
+// groups of 32 (gptqDKernels; tests and benchmarks compare without).
+var gptqUseDirect = true
+
 // gptqZ runs the AVX-512 fast GPTQ kernels on the 8-aligned columns
 // [a0, a1) (no act-order, K and the group size multiples of 32).
 //
@@ -194,7 +198,7 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 	vnni := (bits == 4 || bits == 2 || bits == 3 && hasVBMI) && useVNNI || fp
 	for m0 := 0; m0 < M; {
 		var mc int
-		var ks gptqZSet
+		var ks, ds gptqZSet
 		var buf, xf, sx []float32
 		if vnni {
 			// x blocks of 128 bytes a unit and row (gptqVPrepZ), the
@@ -207,6 +211,9 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 				ks = gptqFKernels[mc]
 			default:
 				ks = gptqVKernels[bits][mc]
+			}
+			if pk != nil && gptqUseDirect && group == 32 && uniform == 1 && bits == 4 && !nvfp4 {
+				ds = gptqDKernels[fp][mc]
 			}
 			buf = sc.floats(34 * units * mc)
 			xf, sx = buf[:32*units*mc], buf[32*units*mc:]
@@ -292,7 +299,11 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 				col, left := r.c0, (r.c1-r.c0)/16
 				for i, c := range ks.c {
 					if n := left / c; n > 0 {
-						runP(ks.f[i], col, n)
+						f := ks.f[i]
+						if ds.f != nil {
+							f = ds.f[i]
+						}
+						runP(f, col, n)
 						col += 16 * c * n
 						left -= c * n
 					}

@@ -81,3 +81,41 @@ func TestPackedConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectForm checks that the direct form of the 4-bit VNNI kernels
+// (groups of 32, uniform zero points: gptqDKernels) gives bitwise the
+// results of the sub-group form, for INT4 (zero points uniform or absent),
+// FP4 and MXFP4, every row count and column ranges that start and end
+// inside column tiles.
+func TestDirectForm(t *testing.T) {
+	if !useAVX512 || !useVNNI {
+		t.Skip("no AVX-512 VNNI")
+	}
+	defer func() { gptqUseDirect = true }()
+	rng := rand.New(rand.NewSource(7))
+	const in, out = 320, 403
+	ws := []*quant.Weight{
+		randomWeight(t, rng, quant.GPTQ, out, in, 4, 32, 1, true, false, false),
+		randomWeight(t, rng, quant.GPTQ, out, in, 4, 32, 1, true, false, true),
+		randomWeight(t, rng, quant.FP4, out, in, 4, 32, 0, true, false, false),
+		randomWeight(t, rng, quant.MXFP4, out, in, 4, 32, 0, true, false, false),
+	}
+	x := randX(rng, 16*in)
+	for _, w := range ws {
+		for _, M := range []int{1, 2, 3, 4, 5, 8, 16} {
+			for _, r := range [][2]int{{0, out}, {8, 200}, {64, 136}, {200, out}} {
+				var got [2][]float32
+				for i, direct := range []bool{true, false} {
+					gptqUseDirect = direct
+					got[i] = make([]float32, M*out)
+					MatMul(got[i], out, x, M, w, r[0], r[1])
+				}
+				for i := range got[0] {
+					if math.Float32bits(got[0][i]) != math.Float32bits(got[1][i]) {
+						t.Fatalf("%v M=%d [%d,%d): element %d: direct %g, sub-group form %g", w.Format, M, r[0], r[1], i, got[0][i], got[1][i])
+					}
+				}
+			}
+		}
+	}
+}

@@ -60,6 +60,24 @@ var gptqVKernels = map[int]map[int]gptqZSet{
 	},
 }
 
+// gptqDKernels[fp][mc]: the direct forms of the 4-bit VNNI kernels (fp:
+// of e2m1 codes) for groups of 32 with uniform zero points on the packed
+// layout, by column blocking as gptqVKernels[4][mc] (no 8-column one).
+var gptqDKernels = map[bool]map[int]gptqZSet{
+	false: {
+		1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqdv4M1C4, gptqdv4M1C2, gptqdv4M1C1}, nil},
+		2: {[]int{2, 1}, []func(*gptqArgs){gptqdv4M2C2, gptqdv4M2C1}, nil},
+		3: {[]int{2, 1}, []func(*gptqArgs){gptqdv4M3C2, gptqdv4M3C1}, nil},
+		4: {[]int{1}, []func(*gptqArgs){gptqdv4M4C1}, nil},
+	},
+	true: {
+		1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqdf4M1C4, gptqdf4M1C2, gptqdf4M1C1}, nil},
+		2: {[]int{2, 1}, []func(*gptqArgs){gptqdf4M2C2, gptqdf4M2C1}, nil},
+		3: {[]int{2, 1}, []func(*gptqArgs){gptqdf4M3C2, gptqdf4M3C1}, nil},
+		4: {[]int{1}, []func(*gptqArgs){gptqdf4M4C1}, nil},
+	},
+}
+
 // gptqFKernels[mc]: the AVX-512 VNNI kernels of FP4 (e2m1) codes in the
 // GPTQ layout for mc x rows, as gptqZKernels.
 var gptqFKernels = map[int]gptqZSet{
@@ -438,6 +456,54 @@ func gptqzv4M4C1(a *gptqArgs)
 
 //go:noescape
 func gptqyv4M4(a *gptqArgs)
+
+//go:noescape
+func gptqdv4M1C4(a *gptqArgs)
+
+//go:noescape
+func gptqdv4M1C2(a *gptqArgs)
+
+//go:noescape
+func gptqdv4M1C1(a *gptqArgs)
+
+//go:noescape
+func gptqdv4M2C2(a *gptqArgs)
+
+//go:noescape
+func gptqdv4M2C1(a *gptqArgs)
+
+//go:noescape
+func gptqdv4M3C2(a *gptqArgs)
+
+//go:noescape
+func gptqdv4M3C1(a *gptqArgs)
+
+//go:noescape
+func gptqdv4M4C1(a *gptqArgs)
+
+//go:noescape
+func gptqdf4M1C4(a *gptqArgs)
+
+//go:noescape
+func gptqdf4M1C2(a *gptqArgs)
+
+//go:noescape
+func gptqdf4M1C1(a *gptqArgs)
+
+//go:noescape
+func gptqdf4M2C2(a *gptqArgs)
+
+//go:noescape
+func gptqdf4M2C1(a *gptqArgs)
+
+//go:noescape
+func gptqdf4M3C2(a *gptqArgs)
+
+//go:noescape
+func gptqdf4M3C1(a *gptqArgs)
+
+//go:noescape
+func gptqdf4M4C1(a *gptqArgs)
 
 //go:noescape
 func gptqzf4M1C4(a *gptqArgs)

@@ -293,6 +293,96 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	w("RET")
 }
 
+// gptqDirectKernel emits the direct form of a VNNI kernel (4-bit codes,
+// fam famVNNI or famE2M1) for groups of 32 inputs with uniform zero points
+// on the packed layout: each group is one unit, and the kernel walks a
+// column block down all of K with the block's outputs in registers,
+// adding each unit's scaled sum to them (gptqUnit.direct), and stores
+// them once at the end. The sub-group form (gptq512Kernel) leaves the
+// unit loop after every unit for an epilogue that reads the group's
+// scales and adds to y in memory, and restarts the block's pointers from
+// the argument block; for int4 g32 that was one exit every KiB of codes,
+// and its stream read ~25% slower than g128's (docs/perf.md). Every
+// output element takes the same operations in the same order as in the
+// sub-group form (dst starts at zero, as there), so the two agree bit for
+// bit and the row counts that take the other form stay batch-invariant.
+//
+// GPRs: DI args, AX codes, R8 code row stride, BX x blocks, R13 initial
+// sums, R9 scales, R10 scale stride (a tile), SI the group's bytes after
+// its codes, CX unit counter, R14 row prefetch distance, DX scale
+// prefetch distance, R11 dst, R12 dst row stride; 136(DI) counts the
+// column blocks.
+func gptqDirectKernel(sb *strings.Builder, mc, c int, fam gptqFamily) {
+	name := gptqDirectName(mc, c, fam)
+	w := func(format string, args ...any) { fmt.Fprintf(sb, "\t"+format+"\n", args...) }
+	reg := func(i int) string { return fmt.Sprintf("Z%d", i) }
+	acc := func(m, ci int) string { return reg(m*c + ci) }
+	u := gptq512VNNI(w, reg, acc, 4, mc, c, 64, false, fam)
+	fmt.Fprintf(sb, `
+// func %s(a *gptqArgs)
+//
+// AVX-512 VNNI 4-bit kernel%s, direct form (groups of 32, uniform zero
+// points, packed layout): %d x row(s), %d zmm column vector(s) per block.
+%s
+TEXT ·%s(SB), NOSPLIT, $0-8
+	MOVQ	a+0(FP), DI
+	MOVQ	8(DI), R8
+	MOVQ	88(DI), R12
+	MOVQ	72(DI), SI
+	MOVQ	40(DI), R10
+	MOVQ	152(DI), DX
+`, name, map[gptqFamily]string{famVNNI: "", famE2M1: " (e2m1 codes)"}[fam], mc, c, u.plan, name)
+	u.setup()
+	tileStart(sb, w, name)
+	w("MOVQ\t96(DI), R14")
+	w("MOVQ\tR14, 136(DI)\t// column blocks")
+	fmt.Fprintf(sb, "%s_col:\n", name)
+	for m := 0; m < mc; m++ {
+		for ci := 0; ci < c; ci++ {
+			w("VPXORD\t%s, %s, %s", acc(m, ci), acc(m, ci), acc(m, ci))
+		}
+	}
+	w("MOVQ\t0(DI), AX")
+	w("MOVQ\t32(DI), R9")
+	w("MOVQ\t48(DI), BX")
+	w("MOVQ\t64(DI), R13")
+	w("MOVQ\t104(DI), CX\t// units = groups")
+	w("MOVQ\t128(DI), R14\t// prefetch distance")
+	fmt.Fprintf(sb, "%s_unit:\n", name)
+	for l := 0; l < (32*c+63)/64; l++ {
+		w("PREFETCHT1\t%d(R9)(DX*1)", 64*l)
+	}
+	u.direct()
+	w("ADDQ\tSI, AX\t// over the group's scales")
+	w("ADDQ\tR10, R9")
+	w("ADDQ\t$%d, BX", u.xsz)
+	w("ADDQ\t$%d, R13", 8*mc)
+	w("DECQ\tCX")
+	w("JNZ\t%s_unit", name)
+	w("MOVQ\t80(DI), R11")
+	for m := 0; m < mc; m++ {
+		for ci := 0; ci < c; ci++ {
+			w("VMOVUPS\t%s, %d(R11)", acc(m, ci), 64*ci)
+		}
+		if m+1 < mc {
+			w("ADDQ\tR12, R11")
+		}
+	}
+	w("ADDQ\t$%d, 0(DI)", 64*c)
+	w("ADDQ\t$%d, 32(DI)", 32*c)
+	w("ADDQ\t$%d, 80(DI)", 64*c)
+	w("DECQ\t136(DI)")
+	w("JNZ\t%s_col", name)
+	tileNext(sb, w, name)
+	fmt.Fprintf(sb, "%s_done:\n", name)
+	w("VZEROUPPER")
+	w("RET")
+}
+
+func gptqDirectName(mc, c int, fam gptqFamily) string {
+	return fmt.Sprintf("gptqd%s4M%dC%d", map[gptqFamily]string{famVNNI: "v", famE2M1: "f"}[fam], mc, c)
+}
+
 // tileStart saves the pointers the sub-group loop advances (restored, one
 // column tile further, for each further tile of the packed layout) and
 // opens the tile loop (label name_tile).
@@ -332,6 +422,10 @@ type gptqUnit struct {
 	xsz         int    // x bytes per unit, all rows
 	plan        string // the register plan, for the kernel's comment
 	setup, body func() // constants into registers; one unit's instructions
+	// direct, where the family has it (4-bit VNNI and e2m1 codes): one
+	// unit that is a whole group, its scaled sum added to the output
+	// accumulators acc (gptqDirectKernel)
+	direct func()
 }
 
 // gptq512Fields is the float form: every field of a qweight row extracted
@@ -544,7 +638,7 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 			}
 		}
 	}
-	body := func() {
+	rows := func() {
 		clearSums()
 		for r := 0; r < 4; r++ {
 			vnniLoadRow(w, hi, c, VB, half)
@@ -583,6 +677,9 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 				clearSums()
 			}
 		}
+	}
+	body := func() {
+		rows()
 		if nv {
 			nvHalf(1)
 			return
@@ -594,7 +691,30 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 			}
 		}
 	}
-	return gptqUnit{T: [2]int{4 * na, 4*na + 1}, xsz: 128 * mc, plan: plan, setup: setup, body: body}
+	// direct: the group is this unit (gptqDirectKernel). Its float sum is
+	// formed as body forms it, init + factor·S (one FMA, the operands
+	// commuted), and scaled into the running output acc as the epilogue
+	// scales it into y, y + scale·sum: the same two roundings, with acc
+	// in a register in place of y in memory. The rows' registers are free
+	// by then: lo(ci) take the unit's scales, hi(0) x's factor.
+	direct := func() {
+		rows()
+		for ci := 0; ci < c; ci++ {
+			w("VCVTPH2PS\t%d(R9), %s", VB/2*ci, lo(ci))
+		}
+		for m := 0; m < mc; m++ {
+			w("VBROADCASTSS\t%d(BX), %s", 128*m+96, hi(0))
+			for ci := 0; ci < c; ci++ {
+				s0 := combine(m, ci, 100)
+				w("VFMADD213PS.BCST\t%d(R13), %s, %s", 8*m, hi(0), s0)
+				w("VFMADD231PS\t%s, %s, %s", s0, lo(ci), acc(m, ci))
+			}
+		}
+	}
+	if nv {
+		direct = nil
+	}
+	return gptqUnit{T: [2]int{4 * na, 4*na + 1}, xsz: 128 * mc, plan: plan, setup: setup, body: body, direct: direct}
 }
 
 // gptq512VNNI2 is gptq512VNNI's form for 2-bit codes (see there).

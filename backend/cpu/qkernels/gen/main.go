@@ -147,6 +147,22 @@ func main512() {
 	}
 	gptq3Data(&sb)
 	gb.WriteString("}\n\n")
+	gb.WriteString("// gptqDKernels[fp][mc]: the direct forms of the 4-bit VNNI kernels (fp:\n// of e2m1 codes) for groups of 32 with uniform zero points on the packed\n// layout, by column blocking as gptqVKernels[4][mc] (no 8-column one).\n")
+	gb.WriteString("var gptqDKernels = map[bool]map[int]gptqZSet{\n")
+	for _, fam := range []gptqFamily{famVNNI, famE2M1} {
+		fmt.Fprintf(&gb, "%v: {\n", fam == famE2M1)
+		for _, mc := range gptqVRows {
+			var names []string
+			for _, c := range gptqVCs[mc] {
+				gptqDirectKernel(&sb, mc, c, fam)
+				names = append(names, gptqDirectName(mc, c, fam))
+				fmt.Fprintf(&decls, "//go:noescape\nfunc %s(a *gptqArgs)\n\n", names[len(names)-1])
+			}
+			fmt.Fprintf(&gb, "%d: {%#v, []func(*gptqArgs){%s}, nil},\n", mc, gptqVCs[mc], strings.Join(names, ", "))
+		}
+		gb.WriteString("},\n")
+	}
+	gb.WriteString("}\n\n")
 	gb.WriteString("// gptqFKernels[mc]: the AVX-512 VNNI kernels of FP4 (e2m1) codes in the\n// GPTQ layout for mc x rows, as gptqZKernels.\n")
 	gb.WriteString("var gptqFKernels = map[int]gptqZSet{\n")
 	for _, mc := range gptqVRows {
