@@ -30,6 +30,8 @@ type gptqArgs struct {
 	qtile       int        // 176: bytes from one column tile to the next (q, z, s)
 	saved       [6]uintptr // 184: q, z, s, xf, sx, y at the start of the tile (assembly)
 	ytile       int        // 232: bytes from one column tile to the next in dst
+	qdelta      int        // 240: two-stream kernels: bytes from the first stream's tile to the second's in the packed copy
+	ydelta      int        // 248: two-stream kernels: bytes from the first stream's outputs to the second's in dst
 }
 
 // fpArgs is the argument block of the row-major (FP8/FP4/MXFP4/NVFP4)

@@ -296,6 +296,30 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 					r.layout(a, col, bits)
 					f(a)
 				}
+				if mc == 1 && ds.f != nil && pk.T == 32 && r.nt >= 2 {
+					// two streams (gptqTwoStreams): tiles t … t+h−1 beside
+					// t+h … t+2h−1, then the odd one out alone
+					h, nt := r.nt/2, r.nt
+					r.nt = h
+					runP := func(f func(*gptqArgs), col, ncb int) {
+						*a = gptqArgs{
+							xf: uintptr(unsafe.Pointer(&xf[0])), sx: uintptr(unsafe.Pointer(&sx[0])), uniform: uniform,
+							y: uintptr(unsafe.Pointer(&dst[m0*ldd+col])), ystride: 4 * ldd,
+							ncb: ncb, nsub: nsub, upsub: 1, subPerGroup: 1,
+							pfdist: pkpf, spf: pkspf, zpf: pkspf,
+							qdelta: h * pk.G * pk.full, ydelta: 4 * h * pk.T,
+						}
+						r.layout(a, col, bits)
+						f(a)
+					}
+					runP(gptqTwoStreams[fp], r.c0, 1)
+					if nt%2 == 0 {
+						return
+					}
+					r.t0 += 2 * h * pk.T
+					r.c0, r.c1, r.nt = r.t0, r.t0+pk.T, 1
+					r.base += uintptr(2 * h * pk.G * pk.full)
+				}
 				col, left := r.c0, (r.c1-r.c0)/16
 				for i, c := range ks.c {
 					if n := left / c; n > 0 {

@@ -55,6 +55,20 @@ type gptqPacked struct {
 // gptqUsePack selects the packed layout (benchmarks compare without).
 var gptqUsePack = true
 
+// gptqUseTwoStreams selects, for the weights packed after it is set, the
+// two-stream one-row kernels (gptqTwoStreams) and the 32-column tiles they
+// read (tests and benchmarks compare without).
+var gptqUseTwoStreams = true
+
+// gptqTwoStreamsFor reports whether w's packed copy is cut into tiles of
+// 32 columns for the two-stream direct kernels: 4-bit codes in groups of
+// 32 without zero points of their own (INT4 with uniform zero points,
+// FP4, MXFP4), on AVX-512 VNNI.
+func gptqTwoStreamsFor(w *quant.Weight) bool {
+	return gptqUseTwoStreams && gptqUseDirect && useAVX512 && useVNNI && packedBits(w) == 4 &&
+		packedGroup(w) == 32 && w.Format != quant.NVFP4 && (isE2M1(w.Format) || w.Zeros == nil || w.ZerosUniform)
+}
+
 // gptqPackAhead is the software prefetch distance of the packed walk in
 // bytes of its stream: the kernels prefetch each row they read that far
 // ahead (and, in each group's epilogue, the scales as far). Measured on
@@ -187,8 +201,12 @@ func newGptqPacked(w *quant.Weight) *gptqPacked {
 	K, N, bits := w.In, w.Out, packedBits(w)
 	fp := isE2M1(w.Format)
 	group := packedGroup(w)
+	T := 16 * gptqZKernels[bits][1].c[0]
+	if gptqTwoStreamsFor(w) {
+		T = 32 // the two-stream kernels' two column vectors a stream
+	}
 	p := &gptqPacked{
-		T: 16 * gptqZKernels[bits][1].c[0], G: K / group, cpg: 4 * bits * group / 32,
+		T: T, G: K / group, cpg: 4 * bits * group / 32,
 		zeros: !(w.Zeros == nil || w.ZerosUniform) && !fp, bits: bits,
 		data: unsafe.Pointer(unsafe.SliceData(w.Data)), scales: unsafe.Pointer(unsafe.SliceData(w.Scales)),
 		zp: unsafe.Pointer(unsafe.SliceData(w.Zeros)), uniform: w.ZerosUniform, nv: w.Format == quant.NVFP4,

@@ -86,7 +86,9 @@ func TestPackedConcurrent(t *testing.T) {
 // (groups of 32, uniform zero points: gptqDKernels) gives bitwise the
 // results of the sub-group form, for INT4 (zero points uniform or absent),
 // FP4 and MXFP4, every row count and column ranges that start and end
-// inside column tiles.
+// inside column tiles; one-row products of an even and of an odd number
+// of whole tiles take the two-stream kernels (gptqTwoStreams) for pairs of
+// tiles and the one-stream direct form for the odd one.
 func TestDirectForm(t *testing.T) {
 	if !useAVX512 || !useVNNI {
 		t.Skip("no AVX-512 VNNI")

@@ -140,8 +140,8 @@ func TestVNNIPrep(t *testing.T) {
 // magnitudes from unit to unit; every M up to 9, column ranges with tails.
 // It also checks that those weights take the e2m1 kernels.
 func TestFP4VNNI(t *testing.T) {
-	if !hasVNNI {
-		t.Skip("no AVX512_VNNI")
+	if !useAVX512 || !useVNNI {
+		t.Skip("no AVX512_VNNI, or switched off (QBENCH_AVX2, QBENCH_NOVNNI)")
 	}
 	rng := rand.New(rand.NewSource(11))
 	for _, g := range []int{32, 64, 128} {
@@ -224,8 +224,8 @@ func TestMXFP4VNNI(t *testing.T) {
 			t.Fatalf("e8m0ToF16(%d) = %#x, %v; the scale is %g", e, h, ok, want)
 		}
 	}
-	if !hasVNNI {
-		t.Skip("no AVX512_VNNI")
+	if !useAVX512 || !useVNNI {
+		t.Skip("no AVX512_VNNI, or switched off (QBENCH_AVX2, QBENCH_NOVNNI)")
 	}
 	rng := rand.New(rand.NewSource(12))
 	for _, top := range []int{15, 16} {
@@ -258,8 +258,8 @@ func TestMXFP4VNNI(t *testing.T) {
 // TestVNNINonFinite checks that the VNNI kernels give NaN, not garbage,
 // for the columns of a product whose x has an Inf or a NaN.
 func TestVNNINonFinite(t *testing.T) {
-	if !hasVNNI {
-		t.Skip("no AVX512_VNNI")
+	if !useAVX512 || !useVNNI {
+		t.Skip("no AVX512_VNNI, or switched off (QBENCH_AVX2, QBENCH_NOVNNI)")
 	}
 	rng := rand.New(rand.NewSource(6))
 	w := randomWeight(t, rng, quant.GPTQ, 64, 256, 4, 32, 1, true, false, false)

@@ -78,6 +78,13 @@ var gptqDKernels = map[bool]map[int]gptqZSet{
 	},
 }
 
+// gptqTwoStreams[fp]: the two-stream direct forms for one x row (two
+// column tiles of 32 at once).
+var gptqTwoStreams = map[bool]func(*gptqArgs){
+	false: gptqdv4M1C4S2,
+	true:  gptqdf4M1C4S2,
+}
+
 // gptqFKernels[mc]: the AVX-512 VNNI kernels of FP4 (e2m1) codes in the
 // GPTQ layout for mc x rows, as gptqZKernels.
 var gptqFKernels = map[int]gptqZSet{
@@ -504,6 +511,12 @@ func gptqdf4M3C1(a *gptqArgs)
 
 //go:noescape
 func gptqdf4M4C1(a *gptqArgs)
+
+//go:noescape
+func gptqdv4M1C4S2(a *gptqArgs)
+
+//go:noescape
+func gptqdf4M1C4S2(a *gptqArgs)
 
 //go:noescape
 func gptqzf4M1C4(a *gptqArgs)

@@ -121,7 +121,7 @@ func gptq512Kernel(sb *strings.Builder, bits, mc, c int, half bool, fam gptqFami
 	acc := func(m, ci int) string { return reg(m*c + ci) }
 	var u gptqUnit
 	if vnni {
-		u = gptq512VNNI(w, reg, acc, bits, mc, c, VB, half, fam)
+		u = gptq512VNNI(w, reg, acc, bits, mc, c, VB, half, fam, 1)
 	} else {
 		u = gptq512Fields(w, reg, acc, bits, mc, c, VB, half)
 	}
@@ -312,12 +312,25 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 // its codes, CX unit counter, R14 row prefetch distance, DX scale
 // prefetch distance, R11 dst, R12 dst row stride; 136(DI) counts the
 // column blocks.
-func gptqDirectKernel(sb *strings.Builder, mc, c int, fam gptqFamily) {
-	name := gptqDirectName(mc, c, fam)
+//
+// streams = 2 (one x row, c = 4, tiles of 32 columns) reads two column
+// tiles at once, two vectors from each: the second tile R12 (qdelta, 240)
+// bytes further in the packed copy, its outputs ydelta (248) bytes
+// further in dst. The scales are then read after the rows, where AX
+// stands at the group's end (R9, R10 and DX are not needed), and R9 holds
+// stream 2's prefetch offset. A core reads two forward streams: the
+// memory system serves one core's two streams faster than one (the
+// bare-read model of docs/perf.md, ninth session: 1.2–1.4×).
+func gptqDirectKernel(sb *strings.Builder, mc, c int, fam gptqFamily, streams int) {
+	name := gptqDirectName(mc, c, fam, streams)
+	two := streams == 2
+	if two && (mc != 1 || c != 4) {
+		panic("two streams: one x row, four vectors")
+	}
 	w := func(format string, args ...any) { fmt.Fprintf(sb, "\t"+format+"\n", args...) }
 	reg := func(i int) string { return fmt.Sprintf("Z%d", i) }
 	acc := func(m, ci int) string { return reg(m*c + ci) }
-	u := gptq512VNNI(w, reg, acc, 4, mc, c, 64, false, fam)
+	u := gptq512VNNI(w, reg, acc, 4, mc, c, 64, false, fam, streams)
 	fmt.Fprintf(sb, `
 // func %s(a *gptqArgs)
 //
@@ -327,11 +340,11 @@ func gptqDirectKernel(sb *strings.Builder, mc, c int, fam gptqFamily) {
 TEXT ·%s(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	88(DI), R12
+	MOVQ	%d(DI), R12
 	MOVQ	72(DI), SI
 	MOVQ	40(DI), R10
 	MOVQ	152(DI), DX
-`, name, map[gptqFamily]string{famVNNI: "", famE2M1: " (e2m1 codes)"}[fam], mc, c, u.plan, name)
+`, name, map[gptqFamily]string{famVNNI: "", famE2M1: " (e2m1 codes)"}[fam]+map[bool]string{true: ", two streams"}[two], mc, c, u.plan, name, map[bool]int{false: 88, true: 240}[two])
 	u.setup()
 	tileStart(sb, w, name)
 	w("MOVQ\t96(DI), R14")
@@ -343,24 +356,46 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 		}
 	}
 	w("MOVQ\t0(DI), AX")
-	w("MOVQ\t32(DI), R9")
+	if !two {
+		w("MOVQ\t32(DI), R9")
+	}
 	w("MOVQ\t48(DI), BX")
 	w("MOVQ\t64(DI), R13")
 	w("MOVQ\t104(DI), CX\t// units = groups")
 	w("MOVQ\t128(DI), R14\t// prefetch distance")
+	if two {
+		w("LEAQ\t(R12)(R14*1), R9\t// stream 2's")
+	}
 	fmt.Fprintf(sb, "%s_unit:\n", name)
-	for l := 0; l < (32*c+63)/64; l++ {
-		w("PREFETCHT1\t%d(R9)(DX*1)", 64*l)
+	if two {
+		// the scales' line of each stream, after the 4 rows of codes
+		w("PREFETCHT1\t%d(AX)(R14*1)", 4*64*c/2)
+		w("PREFETCHT1\t%d(AX)(R9*1)", 4*64*c/2)
+	} else {
+		for l := 0; l < (32*c+63)/64; l++ {
+			w("PREFETCHT1\t%d(R9)(DX*1)", 64*l)
+		}
 	}
 	u.direct()
 	w("ADDQ\tSI, AX\t// over the group's scales")
-	w("ADDQ\tR10, R9")
+	if !two {
+		w("ADDQ\tR10, R9")
+	}
 	w("ADDQ\t$%d, BX", u.xsz)
 	w("ADDQ\t$%d, R13", 8*mc)
 	w("DECQ\tCX")
 	w("JNZ\t%s_unit", name)
 	w("MOVQ\t80(DI), R11")
-	for m := 0; m < mc; m++ {
+	if two {
+		for ci := 0; ci < c/2; ci++ {
+			w("VMOVUPS\t%s, %d(R11)", acc(0, ci), 64*ci)
+		}
+		w("ADDQ\t248(DI), R11")
+		for ci := c / 2; ci < c; ci++ {
+			w("VMOVUPS\t%s, %d(R11)", acc(0, ci), 64*(ci-c/2))
+		}
+	}
+	for m := 0; m < mc && !two; m++ {
 		for ci := 0; ci < c; ci++ {
 			w("VMOVUPS\t%s, %d(R11)", acc(m, ci), 64*ci)
 		}
@@ -368,9 +403,10 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 			w("ADDQ\tR12, R11")
 		}
 	}
-	w("ADDQ\t$%d, 0(DI)", 64*c)
-	w("ADDQ\t$%d, 32(DI)", 32*c)
-	w("ADDQ\t$%d, 80(DI)", 64*c)
+	cs := c / streams
+	w("ADDQ\t$%d, 0(DI)", 64*cs)
+	w("ADDQ\t$%d, 32(DI)", 32*cs)
+	w("ADDQ\t$%d, 80(DI)", 64*cs)
 	w("DECQ\t136(DI)")
 	w("JNZ\t%s_col", name)
 	tileNext(sb, w, name)
@@ -379,8 +415,12 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	w("RET")
 }
 
-func gptqDirectName(mc, c int, fam gptqFamily) string {
-	return fmt.Sprintf("gptqd%s4M%dC%d", map[gptqFamily]string{famVNNI: "v", famE2M1: "f"}[fam], mc, c)
+func gptqDirectName(mc, c int, fam gptqFamily, streams int) string {
+	n := fmt.Sprintf("gptqd%s4M%dC%d", map[gptqFamily]string{famVNNI: "v", famE2M1: "f"}[fam], mc, c)
+	if streams == 2 {
+		n += "S2"
+	}
+	return n
 }
 
 // tileStart saves the pointers the sub-group loop advances (restored, one
@@ -576,7 +616,7 @@ func gptq512Fields(w func(string, ...any), reg func(int) string, acc func(int, i
 // the half's fp16 scales of each column (at the scale pointer, and
 // nvScaleHalf bytes further for the second half), added to the
 // accumulators; the digit sums restart at 0.
-func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int) string, bits, mc, c, VB int, half bool, fam gptqFamily) gptqUnit {
+func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int) string, bits, mc, c, VB int, half bool, fam gptqFamily, streams int) gptqUnit {
 	switch bits {
 	case 2:
 		return gptq512VNNI2(w, reg, acc, mc, c, VB, half)
@@ -641,7 +681,7 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 	rows := func() {
 		clearSums()
 		for r := 0; r < 4; r++ {
-			vnniLoadRow(w, hi, c, VB, half)
+			vnniLoadRow(w, hi, c, VB, half, streams)
 			for ci := 0; ci < c; ci++ {
 				w("VPANDD\t%s, %s, %s", mask, hi(ci), lo(ci))
 				w("VPSRLD\t$4, %s, %s", hi(ci), hi(ci))
@@ -697,10 +737,19 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 	// scales it into y, y + scale·sum: the same two roundings, with acc
 	// in a register in place of y in memory. The rows' registers are free
 	// by then: lo(ci) take the unit's scales, hi(0) x's factor.
+	// With two streams (gptqDirectKernel) the scales are read where the
+	// rows leave AX, after the group's codes (R12 further for stream 2).
 	direct := func() {
 		rows()
 		for ci := 0; ci < c; ci++ {
-			w("VCVTPH2PS\t%d(R9), %s", VB/2*ci, lo(ci))
+			switch {
+			case streams == 1:
+				w("VCVTPH2PS\t%d(R9), %s", VB/2*ci, lo(ci))
+			case ci < c/2:
+				w("VCVTPH2PS\t%d(AX), %s", VB/2*ci, lo(ci))
+			default:
+				w("VCVTPH2PS\t%d(AX)(R12*1), %s", VB/2*(ci-c/2), lo(ci))
+			}
 		}
 		for m := 0; m < mc; m++ {
 			w("VBROADCASTSS\t%d(BX), %s", 128*m+96, hi(0))
@@ -731,7 +780,7 @@ func gptq512VNNI2(w func(string, ...any), reg func(int) string, acc func(int, in
 	body := func() {
 		vnniClear(w, iacc, mc, c)
 		for r := 0; r < 2; r++ {
-			vnniLoadRow(w, word, c, VB, half)
+			vnniLoadRow(w, word, c, VB, half, 1)
 			for j := 0; j < 4; j++ {
 				for ci := 0; ci < c; ci++ {
 					if j == 0 {
@@ -853,13 +902,24 @@ func gptq3Data(sb *strings.Builder) {
 // dst(ci), with the software prefetch of the stream as in the float
 // kernels (without it, measured in one process on Zen 4: one x row g32
 // ±7%, g128 −20%, 2 and 4 rows −20–30%).
-func vnniLoadRow(w func(string, ...any), dst func(ci int) string, c, VB int, half bool) {
+//
+// With two streams (gptqDirectKernel) the second half of the vectors comes
+// from R12 bytes further, prefetched R9 (= R12 + R14) bytes ahead.
+func vnniLoadRow(w func(string, ...any), dst func(ci int) string, c, VB int, half bool, streams int) {
+	cs := c / streams
 	for ci := 0; ci < c; ci++ {
+		if ci >= cs {
+			w("VMOVDQU32\t%d(AX)(R12*1), %s", VB*(ci-cs), dst(ci))
+			continue
+		}
 		w("VMOVDQU32\t%d(AX), %s", VB*ci, dst(ci))
 	}
 	if !half {
-		for l := 0; l < c; l++ {
+		for l := 0; l < cs; l++ {
 			w("PREFETCHT1\t%d(AX)(R14*1)", 64*l)
+			if streams == 2 {
+				w("PREFETCHT1\t%d(AX)(R9*1)", 64*l)
+			}
 		}
 	}
 }

@@ -154,13 +154,22 @@ func main512() {
 		for _, mc := range gptqVRows {
 			var names []string
 			for _, c := range gptqVCs[mc] {
-				gptqDirectKernel(&sb, mc, c, fam)
-				names = append(names, gptqDirectName(mc, c, fam))
+				gptqDirectKernel(&sb, mc, c, fam, 1)
+				names = append(names, gptqDirectName(mc, c, fam, 1))
 				fmt.Fprintf(&decls, "//go:noescape\nfunc %s(a *gptqArgs)\n\n", names[len(names)-1])
 			}
 			fmt.Fprintf(&gb, "%d: {%#v, []func(*gptqArgs){%s}, nil},\n", mc, gptqVCs[mc], strings.Join(names, ", "))
 		}
 		gb.WriteString("},\n")
+	}
+	gb.WriteString("}\n\n")
+	gb.WriteString("// gptqTwoStreams[fp]: the two-stream direct forms for one x row (two\n// column tiles of 32 at once).\n")
+	gb.WriteString("var gptqTwoStreams = map[bool]func(*gptqArgs){\n")
+	for _, fam := range []gptqFamily{famVNNI, famE2M1} {
+		gptqDirectKernel(&sb, 1, 4, fam, 2)
+		n := gptqDirectName(1, 4, fam, 2)
+		fmt.Fprintf(&gb, "%v: %s,\n", fam == famE2M1, n)
+		fmt.Fprintf(&decls, "//go:noescape\nfunc %s(a *gptqArgs)\n\n", n)
 	}
 	gb.WriteString("}\n\n")
 	gb.WriteString("// gptqFKernels[mc]: the AVX-512 VNNI kernels of FP4 (e2m1) codes in the\n// GPTQ layout for mc x rows, as gptqZKernels.\n")
