@@ -212,8 +212,12 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 			default:
 				ks = gptqVKernels[bits][mc]
 			}
-			if pk != nil && gptqUseDirect && group == 32 && uniform == 1 && bits == 4 && !nvfp4 {
-				ds = gptqDKernels[fp][mc]
+			if pk != nil && gptqUseDirect && group == 32 && bits == 4 && !nvfp4 {
+				if uniform == 1 {
+					ds = gptqDKernels[fp][mc]
+				} else {
+					ds = gptqDZKernels[mc]
+				}
 			}
 			buf = sc.floats(34 * units * mc)
 			xf, sx = buf[:32*units*mc], buf[32*units*mc:]

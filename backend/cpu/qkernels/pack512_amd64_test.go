@@ -84,8 +84,8 @@ func TestPackedConcurrent(t *testing.T) {
 
 // TestDirectForm checks that the direct form of the 4-bit VNNI kernels
 // (groups of 32, uniform zero points: gptqDKernels) gives bitwise the
-// results of the sub-group form, for INT4 (zero points uniform or absent),
-// FP4 and MXFP4, every row count and column ranges that start and end
+// results of the sub-group form, for INT4 (zero points uniform, absent or
+// of their own: gptqDZKernels), FP4 and MXFP4, every row count and column ranges that start and end
 // inside column tiles; one-row products of an even and of an odd number
 // of whole tiles take the two-stream kernels (gptqTwoStreams) for pairs of
 // tiles and the one-stream direct form for the odd one.
@@ -99,6 +99,7 @@ func TestDirectForm(t *testing.T) {
 	ws := []*quant.Weight{
 		randomWeight(t, rng, quant.GPTQ, out, in, 4, 32, 1, true, false, false),
 		randomWeight(t, rng, quant.GPTQ, out, in, 4, 32, 1, true, false, true),
+		randomWeight(t, rng, quant.GPTQ, out, in, 4, 32, 1, false, false, false),
 		randomWeight(t, rng, quant.FP4, out, in, 4, 32, 0, true, false, false),
 		randomWeight(t, rng, quant.MXFP4, out, in, 4, 32, 0, true, false, false),
 	}

@@ -85,6 +85,15 @@ var gptqTwoStreams = map[bool]func(*gptqArgs){
 	true:  gptqdf4M1C4S2,
 }
 
+// gptqDZKernels[mc]: the direct forms of the 4-bit VNNI kernels for INT4
+// g32 with zero points of its own, as gptqDKernels.
+var gptqDZKernels = map[int]gptqZSet{
+	1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqdz4M1C4, gptqdz4M1C2, gptqdz4M1C1}, nil},
+	2: {[]int{2, 1}, []func(*gptqArgs){gptqdz4M2C2, gptqdz4M2C1}, nil},
+	3: {[]int{2, 1}, []func(*gptqArgs){gptqdz4M3C2, gptqdz4M3C1}, nil},
+	4: {[]int{1}, []func(*gptqArgs){gptqdz4M4C1}, nil},
+}
+
 // gptqFKernels[mc]: the AVX-512 VNNI kernels of FP4 (e2m1) codes in the
 // GPTQ layout for mc x rows, as gptqZKernels.
 var gptqFKernels = map[int]gptqZSet{
@@ -517,6 +526,30 @@ func gptqdv4M1C4S2(a *gptqArgs)
 
 //go:noescape
 func gptqdf4M1C4S2(a *gptqArgs)
+
+//go:noescape
+func gptqdz4M1C4(a *gptqArgs)
+
+//go:noescape
+func gptqdz4M1C2(a *gptqArgs)
+
+//go:noescape
+func gptqdz4M1C1(a *gptqArgs)
+
+//go:noescape
+func gptqdz4M2C2(a *gptqArgs)
+
+//go:noescape
+func gptqdz4M2C1(a *gptqArgs)
+
+//go:noescape
+func gptqdz4M3C2(a *gptqArgs)
+
+//go:noescape
+func gptqdz4M3C1(a *gptqArgs)
+
+//go:noescape
+func gptqdz4M4C1(a *gptqArgs)
 
 //go:noescape
 func gptqzf4M1C4(a *gptqArgs)

@@ -321,11 +321,15 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 // stream 2's prefetch offset. A core reads two forward streams: the
 // memory system serves one core's two streams faster than one (the
 // bare-read model of docs/perf.md, ninth session: 1.2–1.4×).
-func gptqDirectKernel(sb *strings.Builder, mc, c int, fam gptqFamily, streams int) {
-	name := gptqDirectName(mc, c, fam, streams)
+//
+// zeros (famVNNI, one stream) subtracts each group's zero points: INT4
+// g32 with zero points of its own, read at R11 (16, stepped by the tile
+// like the scales; R11 takes dst only after the loop).
+func gptqDirectKernel(sb *strings.Builder, mc, c int, fam gptqFamily, streams int, zeros bool) {
+	name := gptqDirectName(mc, c, fam, streams, zeros)
 	two := streams == 2
-	if two && (mc != 1 || c != 4) {
-		panic("two streams: one x row, four vectors")
+	if two && (mc != 1 || c != 4) || zeros && (two || fam != famVNNI) {
+		panic("two streams: one x row, four vectors; zero points: one stream, int4")
 	}
 	w := func(format string, args ...any) { fmt.Fprintf(sb, "\t"+format+"\n", args...) }
 	reg := func(i int) string { return fmt.Sprintf("Z%d", i) }
@@ -346,6 +350,10 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	MOVQ	152(DI), DX
 `, name, map[gptqFamily]string{famVNNI: "", famE2M1: " (e2m1 codes)"}[fam]+map[bool]string{true: ", two streams"}[two], mc, c, u.plan, name, map[bool]int{false: 88, true: 240}[two])
 	u.setup()
+	if zeros {
+		w("MOVL\t$0xff00, R14")
+		w("KMOVW\tR14, K1")
+	}
 	tileStart(sb, w, name)
 	w("MOVQ\t96(DI), R14")
 	w("MOVQ\tR14, 136(DI)\t// column blocks")
@@ -358,6 +366,9 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	w("MOVQ\t0(DI), AX")
 	if !two {
 		w("MOVQ\t32(DI), R9")
+	}
+	if zeros {
+		w("MOVQ\t16(DI), R11")
 	}
 	w("MOVQ\t48(DI), BX")
 	w("MOVQ\t64(DI), R13")
@@ -375,11 +386,17 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 		for l := 0; l < (32*c+63)/64; l++ {
 			w("PREFETCHT1\t%d(R9)(DX*1)", 64*l)
 		}
+		if zeros {
+			w("PREFETCHT1\t(R11)(DX*1)")
+		}
 	}
-	u.direct()
+	u.direct(zeros)
 	w("ADDQ\tSI, AX\t// over the group's scales")
 	if !two {
 		w("ADDQ\tR10, R9")
+	}
+	if zeros {
+		w("ADDQ\tR10, R11\t// the zero points' stride is the scales' (a tile)")
 	}
 	w("ADDQ\t$%d, BX", u.xsz)
 	w("ADDQ\t$%d, R13", 8*mc)
@@ -406,6 +423,9 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	cs := c / streams
 	w("ADDQ\t$%d, 0(DI)", 64*cs)
 	w("ADDQ\t$%d, 32(DI)", 32*cs)
+	if zeros {
+		w("ADDQ\t$%d, 16(DI)", 8*cs)
+	}
 	w("ADDQ\t$%d, 80(DI)", 64*cs)
 	w("DECQ\t136(DI)")
 	w("JNZ\t%s_col", name)
@@ -415,8 +435,12 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	w("RET")
 }
 
-func gptqDirectName(mc, c int, fam gptqFamily, streams int) string {
-	n := fmt.Sprintf("gptqd%s4M%dC%d", map[gptqFamily]string{famVNNI: "v", famE2M1: "f"}[fam], mc, c)
+func gptqDirectName(mc, c int, fam gptqFamily, streams int, zeros bool) string {
+	f := map[gptqFamily]string{famVNNI: "v", famE2M1: "f"}[fam]
+	if zeros {
+		f = "z"
+	}
+	n := fmt.Sprintf("gptqd%s4M%dC%d", f, mc, c)
 	if streams == 2 {
 		n += "S2"
 	}
@@ -464,8 +488,9 @@ type gptqUnit struct {
 	setup, body func() // constants into registers; one unit's instructions
 	// direct, where the family has it (4-bit VNNI and e2m1 codes): one
 	// unit that is a whole group, its scaled sum added to the output
-	// accumulators acc (gptqDirectKernel)
-	direct func()
+	// accumulators acc (gptqDirectKernel); zeros: less the zero points'
+	// z·Σx (at R11) before the scale, as the epilogue does
+	direct func(zeros bool)
 }
 
 // gptq512Fields is the float form: every field of a qweight row extracted
@@ -739,7 +764,7 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 	// by then: lo(ci) take the unit's scales, hi(0) x's factor.
 	// With two streams (gptqDirectKernel) the scales are read where the
 	// rows leave AX, after the group's codes (R12 further for stream 2).
-	direct := func() {
+	direct := func(zeros bool) {
 		rows()
 		for ci := 0; ci < c; ci++ {
 			switch {
@@ -756,6 +781,17 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 			for ci := 0; ci < c; ci++ {
 				s0 := combine(m, ci, 100)
 				w("VFMADD213PS.BCST\t%d(R13), %s, %s", 8*m, hi(0), s0)
+				if zeros {
+					// the column vector's 16 zero points (two dwords: the
+					// upper 8 lanes by K1), in the digit sum combine freed
+					z := iacc(m, ci, 1)
+					w("VPBROADCASTD\t%d(R11), %s", 8*ci, z)
+					w("VPBROADCASTD\t%d(R11), K1, %s", 8*ci+4, z)
+					w("VPSRLVD\tgptqzs4<>(SB), %s, %s", z, z)
+					w("VPANDD.BCST\tgptqzm4<>(SB), %s, %s", z, z)
+					w("VCVTDQ2PS\t%s, %s", z, z)
+					w("VFNMADD231PS.BCST\t%d(R13), %s, %s", 8*m+4, z, s0)
+				}
 				w("VFMADD231PS\t%s, %s, %s", s0, lo(ci), acc(m, ci))
 			}
 		}

@@ -154,8 +154,8 @@ func main512() {
 		for _, mc := range gptqVRows {
 			var names []string
 			for _, c := range gptqVCs[mc] {
-				gptqDirectKernel(&sb, mc, c, fam, 1)
-				names = append(names, gptqDirectName(mc, c, fam, 1))
+				gptqDirectKernel(&sb, mc, c, fam, 1, false)
+				names = append(names, gptqDirectName(mc, c, fam, 1, false))
 				fmt.Fprintf(&decls, "//go:noescape\nfunc %s(a *gptqArgs)\n\n", names[len(names)-1])
 			}
 			fmt.Fprintf(&gb, "%d: {%#v, []func(*gptqArgs){%s}, nil},\n", mc, gptqVCs[mc], strings.Join(names, ", "))
@@ -166,10 +166,22 @@ func main512() {
 	gb.WriteString("// gptqTwoStreams[fp]: the two-stream direct forms for one x row (two\n// column tiles of 32 at once).\n")
 	gb.WriteString("var gptqTwoStreams = map[bool]func(*gptqArgs){\n")
 	for _, fam := range []gptqFamily{famVNNI, famE2M1} {
-		gptqDirectKernel(&sb, 1, 4, fam, 2)
-		n := gptqDirectName(1, 4, fam, 2)
+		gptqDirectKernel(&sb, 1, 4, fam, 2, false)
+		n := gptqDirectName(1, 4, fam, 2, false)
 		fmt.Fprintf(&gb, "%v: %s,\n", fam == famE2M1, n)
 		fmt.Fprintf(&decls, "//go:noescape\nfunc %s(a *gptqArgs)\n\n", n)
+	}
+	gb.WriteString("}\n\n")
+	gb.WriteString("// gptqDZKernels[mc]: the direct forms of the 4-bit VNNI kernels for INT4\n// g32 with zero points of its own, as gptqDKernels.\n")
+	gb.WriteString("var gptqDZKernels = map[int]gptqZSet{\n")
+	for _, mc := range gptqVRows {
+		var names []string
+		for _, c := range gptqVCs[mc] {
+			gptqDirectKernel(&sb, mc, c, famVNNI, 1, true)
+			names = append(names, gptqDirectName(mc, c, famVNNI, 1, true))
+			fmt.Fprintf(&decls, "//go:noescape\nfunc %s(a *gptqArgs)\n\n", names[len(names)-1])
+		}
+		fmt.Fprintf(&gb, "%d: {%#v, []func(*gptqArgs){%s}, nil},\n", mc, gptqVCs[mc], strings.Join(names, ", "))
 	}
 	gb.WriteString("}\n\n")
 	gb.WriteString("// gptqFKernels[mc]: the AVX-512 VNNI kernels of FP4 (e2m1) codes in the\n// GPTQ layout for mc x rows, as gptqZKernels.\n")
