@@ -32,6 +32,7 @@ type gptqArgs struct {
 	ytile       int        // 232: bytes from one column tile to the next in dst
 	qdelta      int        // 240: two-stream kernels: bytes from the first stream's tile to the second's in the packed copy
 	ydelta      int        // 248: two-stream kernels: bytes from the first stream's outputs to the second's in dst
+	ngroups     int        // 256: direct kernels: quantization groups (nsub / subPerGroup)
 }
 
 // fpArgs is the argument block of the row-major (FP8/FP4/MXFP4/NVFP4)

@@ -137,8 +137,9 @@ type gptqZSet struct {
 	half func(*gptqArgs)
 }
 
-// gptqUseDirect selects the direct form of the 4-bit VNNI kernels for
-// groups of 32 (gptqDKernels; tests and benchmarks compare without).
+// gptqUseDirect selects the direct form of the 4-bit VNNI kernels on the
+// packed copy (gptqDKernels, gptqDZKernels, gptqTwoStreams; tests and
+// benchmarks compare without).
 var gptqUseDirect = true
 
 // gptqZ runs the AVX-512 fast GPTQ kernels on the 8-aligned columns
@@ -212,7 +213,7 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 			default:
 				ks = gptqVKernels[bits][mc]
 			}
-			if pk != nil && gptqUseDirect && group == 32 && bits == 4 && !nvfp4 {
+			if pk != nil && gptqUseDirect && sub == 32 && bits == 4 && !nvfp4 {
 				if uniform == 1 {
 					ds = gptqDKernels[fp][mc]
 				} else {
@@ -295,7 +296,7 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 						xf: uintptr(unsafe.Pointer(&xf[0])), sx: uintptr(unsafe.Pointer(&sx[0])), uniform: uniform,
 						y: uintptr(unsafe.Pointer(&dst[m0*ldd+col])), ystride: 4 * ldd,
 						ncb: ncb, nsub: nsub, upsub: sub / 32, subPerGroup: group / sub,
-						pfdist: pkpf, spf: pkspf, zpf: pkspf,
+						pfdist: pkpf, spf: pkspf, zpf: pkspf, ngroups: nsub / (group / sub),
 					}
 					r.layout(a, col, bits)
 					f(a)
@@ -309,8 +310,8 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 						*a = gptqArgs{
 							xf: uintptr(unsafe.Pointer(&xf[0])), sx: uintptr(unsafe.Pointer(&sx[0])), uniform: uniform,
 							y: uintptr(unsafe.Pointer(&dst[m0*ldd+col])), ystride: 4 * ldd,
-							ncb: ncb, nsub: nsub, upsub: 1, subPerGroup: 1,
-							pfdist: pkpf, spf: pkspf, zpf: pkspf,
+							ncb: ncb, nsub: nsub, upsub: 1, subPerGroup: group / sub,
+							pfdist: pkpf, spf: pkspf, zpf: pkspf, ngroups: nsub / (group / sub),
 							qdelta: h * pk.G * pk.full, ydelta: 4 * h * pk.T,
 						}
 						r.layout(a, col, bits)

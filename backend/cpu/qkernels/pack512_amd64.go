@@ -61,12 +61,12 @@ var gptqUsePack = true
 var gptqUseTwoStreams = true
 
 // gptqTwoStreamsFor reports whether w's packed copy is cut into tiles of
-// 32 columns for the two-stream direct kernels: 4-bit codes in groups of
-// 32 without zero points of their own (INT4 with uniform zero points,
-// FP4, MXFP4), on AVX-512 VNNI.
+// 32 columns for the two-stream direct kernels: 4-bit codes without zero
+// points of their own (INT4 with uniform zero points, FP4, MXFP4), on
+// AVX-512 VNNI.
 func gptqTwoStreamsFor(w *quant.Weight) bool {
 	return gptqUseTwoStreams && gptqUseDirect && useAVX512 && useVNNI && packedBits(w) == 4 &&
-		packedGroup(w) == 32 && w.Format != quant.NVFP4 && (isE2M1(w.Format) || w.Zeros == nil || w.ZerosUniform)
+		w.Format != quant.NVFP4 && (isE2M1(w.Format) || w.Zeros == nil || w.ZerosUniform)
 }
 
 // gptqPackAhead is the software prefetch distance of the packed walk in

@@ -83,9 +83,10 @@ func TestPackedConcurrent(t *testing.T) {
 }
 
 // TestDirectForm checks that the direct form of the 4-bit VNNI kernels
-// (groups of 32, uniform zero points: gptqDKernels) gives bitwise the
-// results of the sub-group form, for INT4 (zero points uniform, absent or
-// of their own: gptqDZKernels), FP4 and MXFP4, every row count and column ranges that start and end
+// (gptqDKernels, gptqDZKernels) gives bitwise the results of the
+// sub-group form, for INT4 (zero points uniform, absent or of their own;
+// groups of 32, 64, 128 and per channel), FP4 (groups of 32 and 128) and
+// MXFP4, every row count and column ranges that start and end
 // inside column tiles; one-row products of an even and of an odd number
 // of whole tiles take the two-stream kernels (gptqTwoStreams) for pairs of
 // tiles and the one-stream direct form for the odd one.
@@ -95,12 +96,16 @@ func TestDirectForm(t *testing.T) {
 	}
 	defer func() { gptqUseDirect = true }()
 	rng := rand.New(rand.NewSource(7))
-	const in, out = 320, 403
+	const in, out = 384, 403
 	ws := []*quant.Weight{
 		randomWeight(t, rng, quant.GPTQ, out, in, 4, 32, 1, true, false, false),
 		randomWeight(t, rng, quant.GPTQ, out, in, 4, 32, 1, true, false, true),
 		randomWeight(t, rng, quant.GPTQ, out, in, 4, 32, 1, false, false, false),
+		randomWeight(t, rng, quant.GPTQ, out, in, 4, 128, 1, true, false, false),
+		randomWeight(t, rng, quant.GPTQ, out, in, 4, 64, 1, false, false, false),
+		randomWeight(t, rng, quant.GPTQ, out, in, 4, in, 1, true, false, true),
 		randomWeight(t, rng, quant.FP4, out, in, 4, 32, 0, true, false, false),
+		randomWeight(t, rng, quant.FP4, out, in, 4, 128, 0, true, false, false),
 		randomWeight(t, rng, quant.MXFP4, out, in, 4, 32, 0, true, false, false),
 	}
 	x := randX(rng, 16*in)
@@ -115,7 +120,7 @@ func TestDirectForm(t *testing.T) {
 				}
 				for i := range got[0] {
 					if math.Float32bits(got[0][i]) != math.Float32bits(got[1][i]) {
-						t.Fatalf("%v M=%d [%d,%d): element %d: direct %g, sub-group form %g", w.Format, M, r[0], r[1], i, got[0][i], got[1][i])
+						t.Fatalf("%v g%d M=%d [%d,%d): element %d: direct %g, sub-group form %g", w.Format, w.Group, M, r[0], r[1], i, got[0][i], got[1][i])
 					}
 				}
 			}

@@ -59589,15 +59589,14 @@ GLOBL gptq3ctl<>(SB), RODATA|NOPTR, $512
 
 // func gptqdv4M1C4(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel, direct form (groups of 32, uniform zero
-// points, packed layout): 1 x row(s), 4 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel, direct form (packed layout): 1 x row(s),
+// 4 zmm column vector(s) per block.
 // Register plan: Z0..Z3 float accumulators acc[m][c], Z4..Z15 the unit's
 // digit sums [m][c][digit], Z16.. the low and high nibbles of each column
 // vector's qweight row, Z24 the nibble mask 0x0f0f0f0f.
 TEXT ·gptqdv4M1C4(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	88(DI), R12
 	MOVQ	72(DI), SI
 	MOVQ	40(DI), R10
 	MOVQ	152(DI), DX
@@ -59627,11 +59626,13 @@ gptqdv4M1C4_col:
 	MOVQ	32(DI), R9
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
-gptqdv4M1C4_unit:
+gptqdv4M1C4_group:
 	PREFETCHT1	0(R9)(DX*1)
 	PREFETCHT1	64(R9)(DX*1)
+	MOVQ	120(DI), R12	// units in the group
+gptqdv4M1C4_unit:
 	VPXORD	Z4, Z4, Z4
 	VPXORD	Z5, Z5, Z5
 	VPXORD	Z6, Z6, Z6
@@ -59881,12 +59882,14 @@ gptqdv4M1C4_unit:
 	VCVTDQ2PS	Z13, Z13
 	VFMADD213PS.BCST	0(R13), Z17, Z13
 	VFMADD231PS	Z13, Z22, Z3
-	ADDQ	SI, AX	// over the group's scales
-	ADDQ	R10, R9
 	ADDQ	$128, BX
 	ADDQ	$8, R13
-	DECQ	CX
+	DECQ	R12
 	JNZ	gptqdv4M1C4_unit
+	ADDQ	SI, AX	// over the group's scales
+	ADDQ	R10, R9
+	DECQ	CX
+	JNZ	gptqdv4M1C4_group
 	MOVQ	80(DI), R11
 	VMOVUPS	Z0, 0(R11)
 	VMOVUPS	Z1, 64(R11)
@@ -59928,15 +59931,14 @@ gptqdv4M1C4_done:
 
 // func gptqdv4M1C2(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel, direct form (groups of 32, uniform zero
-// points, packed layout): 1 x row(s), 2 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel, direct form (packed layout): 1 x row(s),
+// 2 zmm column vector(s) per block.
 // Register plan: Z0..Z1 float accumulators acc[m][c], Z2..Z7 the unit's
 // digit sums [m][c][digit], Z8.. the low and high nibbles of each column
 // vector's qweight row, Z12 the nibble mask 0x0f0f0f0f.
 TEXT ·gptqdv4M1C2(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	88(DI), R12
 	MOVQ	72(DI), SI
 	MOVQ	40(DI), R10
 	MOVQ	152(DI), DX
@@ -59964,10 +59966,12 @@ gptqdv4M1C2_col:
 	MOVQ	32(DI), R9
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
-gptqdv4M1C2_unit:
+gptqdv4M1C2_group:
 	PREFETCHT1	0(R9)(DX*1)
+	MOVQ	120(DI), R12	// units in the group
+gptqdv4M1C2_unit:
 	VPXORD	Z2, Z2, Z2
 	VPXORD	Z3, Z3, Z3
 	VPXORD	Z4, Z4, Z4
@@ -60107,12 +60111,14 @@ gptqdv4M1C2_unit:
 	VCVTDQ2PS	Z5, Z5
 	VFMADD213PS.BCST	0(R13), Z9, Z5
 	VFMADD231PS	Z5, Z10, Z1
-	ADDQ	SI, AX	// over the group's scales
-	ADDQ	R10, R9
 	ADDQ	$128, BX
 	ADDQ	$8, R13
-	DECQ	CX
+	DECQ	R12
 	JNZ	gptqdv4M1C2_unit
+	ADDQ	SI, AX	// over the group's scales
+	ADDQ	R10, R9
+	DECQ	CX
+	JNZ	gptqdv4M1C2_group
 	MOVQ	80(DI), R11
 	VMOVUPS	Z0, 0(R11)
 	VMOVUPS	Z1, 64(R11)
@@ -60152,15 +60158,14 @@ gptqdv4M1C2_done:
 
 // func gptqdv4M1C1(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel, direct form (groups of 32, uniform zero
-// points, packed layout): 1 x row(s), 1 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel, direct form (packed layout): 1 x row(s),
+// 1 zmm column vector(s) per block.
 // Register plan: Z0..Z0 float accumulators acc[m][c], Z1..Z3 the unit's
 // digit sums [m][c][digit], Z4.. the low and high nibbles of each column
 // vector's qweight row, Z6 the nibble mask 0x0f0f0f0f.
 TEXT ·gptqdv4M1C1(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	88(DI), R12
 	MOVQ	72(DI), SI
 	MOVQ	40(DI), R10
 	MOVQ	152(DI), DX
@@ -60187,10 +60192,12 @@ gptqdv4M1C1_col:
 	MOVQ	32(DI), R9
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
-gptqdv4M1C1_unit:
+gptqdv4M1C1_group:
 	PREFETCHT1	0(R9)(DX*1)
+	MOVQ	120(DI), R12	// units in the group
+gptqdv4M1C1_unit:
 	VPXORD	Z1, Z1, Z1
 	VPXORD	Z2, Z2, Z2
 	VPXORD	Z3, Z3, Z3
@@ -60251,12 +60258,14 @@ gptqdv4M1C1_unit:
 	VCVTDQ2PS	Z1, Z1
 	VFMADD213PS.BCST	0(R13), Z5, Z1
 	VFMADD231PS	Z1, Z4, Z0
-	ADDQ	SI, AX	// over the group's scales
-	ADDQ	R10, R9
 	ADDQ	$128, BX
 	ADDQ	$8, R13
-	DECQ	CX
+	DECQ	R12
 	JNZ	gptqdv4M1C1_unit
+	ADDQ	SI, AX	// over the group's scales
+	ADDQ	R10, R9
+	DECQ	CX
+	JNZ	gptqdv4M1C1_group
 	MOVQ	80(DI), R11
 	VMOVUPS	Z0, 0(R11)
 	ADDQ	$64, 0(DI)
@@ -60295,15 +60304,14 @@ gptqdv4M1C1_done:
 
 // func gptqdv4M2C2(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel, direct form (groups of 32, uniform zero
-// points, packed layout): 2 x row(s), 2 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel, direct form (packed layout): 2 x row(s),
+// 2 zmm column vector(s) per block.
 // Register plan: Z0..Z3 float accumulators acc[m][c], Z4..Z15 the unit's
 // digit sums [m][c][digit], Z16.. the low and high nibbles of each column
 // vector's qweight row, Z20 the nibble mask 0x0f0f0f0f.
 TEXT ·gptqdv4M2C2(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	88(DI), R12
 	MOVQ	72(DI), SI
 	MOVQ	40(DI), R10
 	MOVQ	152(DI), DX
@@ -60333,10 +60341,12 @@ gptqdv4M2C2_col:
 	MOVQ	32(DI), R9
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
-gptqdv4M2C2_unit:
+gptqdv4M2C2_group:
 	PREFETCHT1	0(R9)(DX*1)
+	MOVQ	120(DI), R12	// units in the group
+gptqdv4M2C2_unit:
 	VPXORD	Z4, Z4, Z4
 	VPXORD	Z5, Z5, Z5
 	VPXORD	Z6, Z6, Z6
@@ -60569,13 +60579,16 @@ gptqdv4M2C2_unit:
 	VCVTDQ2PS	Z13, Z13
 	VFMADD213PS.BCST	8(R13), Z17, Z13
 	VFMADD231PS	Z13, Z18, Z3
-	ADDQ	SI, AX	// over the group's scales
-	ADDQ	R10, R9
 	ADDQ	$256, BX
 	ADDQ	$16, R13
-	DECQ	CX
+	DECQ	R12
 	JNZ	gptqdv4M2C2_unit
+	ADDQ	SI, AX	// over the group's scales
+	ADDQ	R10, R9
+	DECQ	CX
+	JNZ	gptqdv4M2C2_group
 	MOVQ	80(DI), R11
+	MOVQ	88(DI), R12
 	VMOVUPS	Z0, 0(R11)
 	VMOVUPS	Z1, 64(R11)
 	ADDQ	R12, R11
@@ -60617,15 +60630,14 @@ gptqdv4M2C2_done:
 
 // func gptqdv4M2C1(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel, direct form (groups of 32, uniform zero
-// points, packed layout): 2 x row(s), 1 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel, direct form (packed layout): 2 x row(s),
+// 1 zmm column vector(s) per block.
 // Register plan: Z0..Z1 float accumulators acc[m][c], Z2..Z7 the unit's
 // digit sums [m][c][digit], Z8.. the low and high nibbles of each column
 // vector's qweight row, Z10 the nibble mask 0x0f0f0f0f.
 TEXT ·gptqdv4M2C1(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	88(DI), R12
 	MOVQ	72(DI), SI
 	MOVQ	40(DI), R10
 	MOVQ	152(DI), DX
@@ -60653,10 +60665,12 @@ gptqdv4M2C1_col:
 	MOVQ	32(DI), R9
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
-gptqdv4M2C1_unit:
+gptqdv4M2C1_group:
 	PREFETCHT1	0(R9)(DX*1)
+	MOVQ	120(DI), R12	// units in the group
+gptqdv4M2C1_unit:
 	VPXORD	Z2, Z2, Z2
 	VPXORD	Z3, Z3, Z3
 	VPXORD	Z4, Z4, Z4
@@ -60752,13 +60766,16 @@ gptqdv4M2C1_unit:
 	VCVTDQ2PS	Z5, Z5
 	VFMADD213PS.BCST	8(R13), Z9, Z5
 	VFMADD231PS	Z5, Z8, Z1
-	ADDQ	SI, AX	// over the group's scales
-	ADDQ	R10, R9
 	ADDQ	$256, BX
 	ADDQ	$16, R13
-	DECQ	CX
+	DECQ	R12
 	JNZ	gptqdv4M2C1_unit
+	ADDQ	SI, AX	// over the group's scales
+	ADDQ	R10, R9
+	DECQ	CX
+	JNZ	gptqdv4M2C1_group
 	MOVQ	80(DI), R11
+	MOVQ	88(DI), R12
 	VMOVUPS	Z0, 0(R11)
 	ADDQ	R12, R11
 	VMOVUPS	Z1, 0(R11)
@@ -60798,15 +60815,14 @@ gptqdv4M2C1_done:
 
 // func gptqdv4M3C2(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel, direct form (groups of 32, uniform zero
-// points, packed layout): 3 x row(s), 2 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel, direct form (packed layout): 3 x row(s),
+// 2 zmm column vector(s) per block.
 // Register plan: Z0..Z5 float accumulators acc[m][c], Z6..Z23 the unit's
 // digit sums [m][c][digit], Z24.. the low and high nibbles of each column
 // vector's qweight row, Z28 the nibble mask 0x0f0f0f0f.
 TEXT ·gptqdv4M3C2(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	88(DI), R12
 	MOVQ	72(DI), SI
 	MOVQ	40(DI), R10
 	MOVQ	152(DI), DX
@@ -60838,10 +60854,12 @@ gptqdv4M3C2_col:
 	MOVQ	32(DI), R9
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
-gptqdv4M3C2_unit:
+gptqdv4M3C2_group:
 	PREFETCHT1	0(R9)(DX*1)
+	MOVQ	120(DI), R12	// units in the group
+gptqdv4M3C2_unit:
 	VPXORD	Z6, Z6, Z6
 	VPXORD	Z7, Z7, Z7
 	VPXORD	Z8, Z8, Z8
@@ -61095,13 +61113,16 @@ gptqdv4M3C2_unit:
 	VCVTDQ2PS	Z21, Z21
 	VFMADD213PS.BCST	16(R13), Z25, Z21
 	VFMADD231PS	Z21, Z26, Z5
-	ADDQ	SI, AX	// over the group's scales
-	ADDQ	R10, R9
 	ADDQ	$384, BX
 	ADDQ	$24, R13
-	DECQ	CX
+	DECQ	R12
 	JNZ	gptqdv4M3C2_unit
+	ADDQ	SI, AX	// over the group's scales
+	ADDQ	R10, R9
+	DECQ	CX
+	JNZ	gptqdv4M3C2_group
 	MOVQ	80(DI), R11
+	MOVQ	88(DI), R12
 	VMOVUPS	Z0, 0(R11)
 	VMOVUPS	Z1, 64(R11)
 	ADDQ	R12, R11
@@ -61146,15 +61167,14 @@ gptqdv4M3C2_done:
 
 // func gptqdv4M3C1(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel, direct form (groups of 32, uniform zero
-// points, packed layout): 3 x row(s), 1 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel, direct form (packed layout): 3 x row(s),
+// 1 zmm column vector(s) per block.
 // Register plan: Z0..Z2 float accumulators acc[m][c], Z3..Z11 the unit's
 // digit sums [m][c][digit], Z12.. the low and high nibbles of each column
 // vector's qweight row, Z14 the nibble mask 0x0f0f0f0f.
 TEXT ·gptqdv4M3C1(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	88(DI), R12
 	MOVQ	72(DI), SI
 	MOVQ	40(DI), R10
 	MOVQ	152(DI), DX
@@ -61183,10 +61203,12 @@ gptqdv4M3C1_col:
 	MOVQ	32(DI), R9
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
-gptqdv4M3C1_unit:
+gptqdv4M3C1_group:
 	PREFETCHT1	0(R9)(DX*1)
+	MOVQ	120(DI), R12	// units in the group
+gptqdv4M3C1_unit:
 	VPXORD	Z3, Z3, Z3
 	VPXORD	Z4, Z4, Z4
 	VPXORD	Z5, Z5, Z5
@@ -61317,13 +61339,16 @@ gptqdv4M3C1_unit:
 	VCVTDQ2PS	Z9, Z9
 	VFMADD213PS.BCST	16(R13), Z13, Z9
 	VFMADD231PS	Z9, Z12, Z2
-	ADDQ	SI, AX	// over the group's scales
-	ADDQ	R10, R9
 	ADDQ	$384, BX
 	ADDQ	$24, R13
-	DECQ	CX
+	DECQ	R12
 	JNZ	gptqdv4M3C1_unit
+	ADDQ	SI, AX	// over the group's scales
+	ADDQ	R10, R9
+	DECQ	CX
+	JNZ	gptqdv4M3C1_group
 	MOVQ	80(DI), R11
+	MOVQ	88(DI), R12
 	VMOVUPS	Z0, 0(R11)
 	ADDQ	R12, R11
 	VMOVUPS	Z1, 0(R11)
@@ -61365,15 +61390,14 @@ gptqdv4M3C1_done:
 
 // func gptqdv4M4C1(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel, direct form (groups of 32, uniform zero
-// points, packed layout): 4 x row(s), 1 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel, direct form (packed layout): 4 x row(s),
+// 1 zmm column vector(s) per block.
 // Register plan: Z0..Z3 float accumulators acc[m][c], Z4..Z15 the unit's
 // digit sums [m][c][digit], Z16.. the low and high nibbles of each column
 // vector's qweight row, Z18 the nibble mask 0x0f0f0f0f.
 TEXT ·gptqdv4M4C1(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	88(DI), R12
 	MOVQ	72(DI), SI
 	MOVQ	40(DI), R10
 	MOVQ	152(DI), DX
@@ -61403,10 +61427,12 @@ gptqdv4M4C1_col:
 	MOVQ	32(DI), R9
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
-gptqdv4M4C1_unit:
+gptqdv4M4C1_group:
 	PREFETCHT1	0(R9)(DX*1)
+	MOVQ	120(DI), R12	// units in the group
+gptqdv4M4C1_unit:
 	VPXORD	Z4, Z4, Z4
 	VPXORD	Z5, Z5, Z5
 	VPXORD	Z6, Z6, Z6
@@ -61572,13 +61598,16 @@ gptqdv4M4C1_unit:
 	VCVTDQ2PS	Z13, Z13
 	VFMADD213PS.BCST	24(R13), Z17, Z13
 	VFMADD231PS	Z13, Z16, Z3
-	ADDQ	SI, AX	// over the group's scales
-	ADDQ	R10, R9
 	ADDQ	$512, BX
 	ADDQ	$32, R13
-	DECQ	CX
+	DECQ	R12
 	JNZ	gptqdv4M4C1_unit
+	ADDQ	SI, AX	// over the group's scales
+	ADDQ	R10, R9
+	DECQ	CX
+	JNZ	gptqdv4M4C1_group
 	MOVQ	80(DI), R11
+	MOVQ	88(DI), R12
 	VMOVUPS	Z0, 0(R11)
 	ADDQ	R12, R11
 	VMOVUPS	Z1, 0(R11)
@@ -61622,8 +61651,8 @@ gptqdv4M4C1_done:
 
 // func gptqdf4M1C4(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel (e2m1 codes), direct form (groups of 32, uniform zero
-// points, packed layout): 1 x row(s), 4 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel (e2m1 codes), direct form (packed layout): 1 x row(s),
+// 4 zmm column vector(s) per block.
 // Register plan: Z0..Z3 float accumulators acc[m][c], Z4..Z15 the unit's
 // digit sums [m][c][digit], Z16.. the low and high nibbles of each column
 // vector's qweight row, Z24 the nibble mask 0x0f0f0f0f.
@@ -61631,7 +61660,6 @@ gptqdv4M4C1_done:
 TEXT ·gptqdf4M1C4(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	88(DI), R12
 	MOVQ	72(DI), SI
 	MOVQ	40(DI), R10
 	MOVQ	152(DI), DX
@@ -61662,11 +61690,13 @@ gptqdf4M1C4_col:
 	MOVQ	32(DI), R9
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
-gptqdf4M1C4_unit:
+gptqdf4M1C4_group:
 	PREFETCHT1	0(R9)(DX*1)
 	PREFETCHT1	64(R9)(DX*1)
+	MOVQ	120(DI), R12	// units in the group
+gptqdf4M1C4_unit:
 	VPXORD	Z4, Z4, Z4
 	VPXORD	Z5, Z5, Z5
 	VPXORD	Z6, Z6, Z6
@@ -61952,12 +61982,14 @@ gptqdf4M1C4_unit:
 	VCVTDQ2PS	Z13, Z13
 	VFMADD213PS.BCST	0(R13), Z17, Z13
 	VFMADD231PS	Z13, Z22, Z3
-	ADDQ	SI, AX	// over the group's scales
-	ADDQ	R10, R9
 	ADDQ	$128, BX
 	ADDQ	$8, R13
-	DECQ	CX
+	DECQ	R12
 	JNZ	gptqdf4M1C4_unit
+	ADDQ	SI, AX	// over the group's scales
+	ADDQ	R10, R9
+	DECQ	CX
+	JNZ	gptqdf4M1C4_group
 	MOVQ	80(DI), R11
 	VMOVUPS	Z0, 0(R11)
 	VMOVUPS	Z1, 64(R11)
@@ -61999,8 +62031,8 @@ gptqdf4M1C4_done:
 
 // func gptqdf4M1C2(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel (e2m1 codes), direct form (groups of 32, uniform zero
-// points, packed layout): 1 x row(s), 2 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel (e2m1 codes), direct form (packed layout): 1 x row(s),
+// 2 zmm column vector(s) per block.
 // Register plan: Z0..Z1 float accumulators acc[m][c], Z2..Z7 the unit's
 // digit sums [m][c][digit], Z8.. the low and high nibbles of each column
 // vector's qweight row, Z12 the nibble mask 0x0f0f0f0f.
@@ -62008,7 +62040,6 @@ gptqdf4M1C4_done:
 TEXT ·gptqdf4M1C2(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	88(DI), R12
 	MOVQ	72(DI), SI
 	MOVQ	40(DI), R10
 	MOVQ	152(DI), DX
@@ -62037,10 +62068,12 @@ gptqdf4M1C2_col:
 	MOVQ	32(DI), R9
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
-gptqdf4M1C2_unit:
+gptqdf4M1C2_group:
 	PREFETCHT1	0(R9)(DX*1)
+	MOVQ	120(DI), R12	// units in the group
+gptqdf4M1C2_unit:
 	VPXORD	Z2, Z2, Z2
 	VPXORD	Z3, Z3, Z3
 	VPXORD	Z4, Z4, Z4
@@ -62198,12 +62231,14 @@ gptqdf4M1C2_unit:
 	VCVTDQ2PS	Z5, Z5
 	VFMADD213PS.BCST	0(R13), Z9, Z5
 	VFMADD231PS	Z5, Z10, Z1
-	ADDQ	SI, AX	// over the group's scales
-	ADDQ	R10, R9
 	ADDQ	$128, BX
 	ADDQ	$8, R13
-	DECQ	CX
+	DECQ	R12
 	JNZ	gptqdf4M1C2_unit
+	ADDQ	SI, AX	// over the group's scales
+	ADDQ	R10, R9
+	DECQ	CX
+	JNZ	gptqdf4M1C2_group
 	MOVQ	80(DI), R11
 	VMOVUPS	Z0, 0(R11)
 	VMOVUPS	Z1, 64(R11)
@@ -62243,8 +62278,8 @@ gptqdf4M1C2_done:
 
 // func gptqdf4M1C1(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel (e2m1 codes), direct form (groups of 32, uniform zero
-// points, packed layout): 1 x row(s), 1 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel (e2m1 codes), direct form (packed layout): 1 x row(s),
+// 1 zmm column vector(s) per block.
 // Register plan: Z0..Z0 float accumulators acc[m][c], Z1..Z3 the unit's
 // digit sums [m][c][digit], Z4.. the low and high nibbles of each column
 // vector's qweight row, Z6 the nibble mask 0x0f0f0f0f.
@@ -62252,7 +62287,6 @@ gptqdf4M1C2_done:
 TEXT ·gptqdf4M1C1(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	88(DI), R12
 	MOVQ	72(DI), SI
 	MOVQ	40(DI), R10
 	MOVQ	152(DI), DX
@@ -62280,10 +62314,12 @@ gptqdf4M1C1_col:
 	MOVQ	32(DI), R9
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
-gptqdf4M1C1_unit:
+gptqdf4M1C1_group:
 	PREFETCHT1	0(R9)(DX*1)
+	MOVQ	120(DI), R12	// units in the group
+gptqdf4M1C1_unit:
 	VPXORD	Z1, Z1, Z1
 	VPXORD	Z2, Z2, Z2
 	VPXORD	Z3, Z3, Z3
@@ -62353,12 +62389,14 @@ gptqdf4M1C1_unit:
 	VCVTDQ2PS	Z1, Z1
 	VFMADD213PS.BCST	0(R13), Z5, Z1
 	VFMADD231PS	Z1, Z4, Z0
-	ADDQ	SI, AX	// over the group's scales
-	ADDQ	R10, R9
 	ADDQ	$128, BX
 	ADDQ	$8, R13
-	DECQ	CX
+	DECQ	R12
 	JNZ	gptqdf4M1C1_unit
+	ADDQ	SI, AX	// over the group's scales
+	ADDQ	R10, R9
+	DECQ	CX
+	JNZ	gptqdf4M1C1_group
 	MOVQ	80(DI), R11
 	VMOVUPS	Z0, 0(R11)
 	ADDQ	$64, 0(DI)
@@ -62397,8 +62435,8 @@ gptqdf4M1C1_done:
 
 // func gptqdf4M2C2(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel (e2m1 codes), direct form (groups of 32, uniform zero
-// points, packed layout): 2 x row(s), 2 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel (e2m1 codes), direct form (packed layout): 2 x row(s),
+// 2 zmm column vector(s) per block.
 // Register plan: Z0..Z3 float accumulators acc[m][c], Z4..Z15 the unit's
 // digit sums [m][c][digit], Z16.. the low and high nibbles of each column
 // vector's qweight row, Z20 the nibble mask 0x0f0f0f0f.
@@ -62406,7 +62444,6 @@ gptqdf4M1C1_done:
 TEXT ·gptqdf4M2C2(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	88(DI), R12
 	MOVQ	72(DI), SI
 	MOVQ	40(DI), R10
 	MOVQ	152(DI), DX
@@ -62437,10 +62474,12 @@ gptqdf4M2C2_col:
 	MOVQ	32(DI), R9
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
-gptqdf4M2C2_unit:
+gptqdf4M2C2_group:
 	PREFETCHT1	0(R9)(DX*1)
+	MOVQ	120(DI), R12	// units in the group
+gptqdf4M2C2_unit:
 	VPXORD	Z4, Z4, Z4
 	VPXORD	Z5, Z5, Z5
 	VPXORD	Z6, Z6, Z6
@@ -62693,13 +62732,16 @@ gptqdf4M2C2_unit:
 	VCVTDQ2PS	Z13, Z13
 	VFMADD213PS.BCST	8(R13), Z17, Z13
 	VFMADD231PS	Z13, Z18, Z3
-	ADDQ	SI, AX	// over the group's scales
-	ADDQ	R10, R9
 	ADDQ	$256, BX
 	ADDQ	$16, R13
-	DECQ	CX
+	DECQ	R12
 	JNZ	gptqdf4M2C2_unit
+	ADDQ	SI, AX	// over the group's scales
+	ADDQ	R10, R9
+	DECQ	CX
+	JNZ	gptqdf4M2C2_group
 	MOVQ	80(DI), R11
+	MOVQ	88(DI), R12
 	VMOVUPS	Z0, 0(R11)
 	VMOVUPS	Z1, 64(R11)
 	ADDQ	R12, R11
@@ -62741,8 +62783,8 @@ gptqdf4M2C2_done:
 
 // func gptqdf4M2C1(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel (e2m1 codes), direct form (groups of 32, uniform zero
-// points, packed layout): 2 x row(s), 1 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel (e2m1 codes), direct form (packed layout): 2 x row(s),
+// 1 zmm column vector(s) per block.
 // Register plan: Z0..Z1 float accumulators acc[m][c], Z2..Z7 the unit's
 // digit sums [m][c][digit], Z8.. the low and high nibbles of each column
 // vector's qweight row, Z10 the nibble mask 0x0f0f0f0f.
@@ -62750,7 +62792,6 @@ gptqdf4M2C2_done:
 TEXT ·gptqdf4M2C1(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	88(DI), R12
 	MOVQ	72(DI), SI
 	MOVQ	40(DI), R10
 	MOVQ	152(DI), DX
@@ -62779,10 +62820,12 @@ gptqdf4M2C1_col:
 	MOVQ	32(DI), R9
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
-gptqdf4M2C1_unit:
+gptqdf4M2C1_group:
 	PREFETCHT1	0(R9)(DX*1)
+	MOVQ	120(DI), R12	// units in the group
+gptqdf4M2C1_unit:
 	VPXORD	Z2, Z2, Z2
 	VPXORD	Z3, Z3, Z3
 	VPXORD	Z4, Z4, Z4
@@ -62888,13 +62931,16 @@ gptqdf4M2C1_unit:
 	VCVTDQ2PS	Z5, Z5
 	VFMADD213PS.BCST	8(R13), Z9, Z5
 	VFMADD231PS	Z5, Z8, Z1
-	ADDQ	SI, AX	// over the group's scales
-	ADDQ	R10, R9
 	ADDQ	$256, BX
 	ADDQ	$16, R13
-	DECQ	CX
+	DECQ	R12
 	JNZ	gptqdf4M2C1_unit
+	ADDQ	SI, AX	// over the group's scales
+	ADDQ	R10, R9
+	DECQ	CX
+	JNZ	gptqdf4M2C1_group
 	MOVQ	80(DI), R11
+	MOVQ	88(DI), R12
 	VMOVUPS	Z0, 0(R11)
 	ADDQ	R12, R11
 	VMOVUPS	Z1, 0(R11)
@@ -62934,8 +62980,8 @@ gptqdf4M2C1_done:
 
 // func gptqdf4M3C2(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel (e2m1 codes), direct form (groups of 32, uniform zero
-// points, packed layout): 3 x row(s), 2 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel (e2m1 codes), direct form (packed layout): 3 x row(s),
+// 2 zmm column vector(s) per block.
 // Register plan: Z0..Z5 float accumulators acc[m][c], Z6..Z23 the unit's
 // digit sums [m][c][digit], Z24.. the low and high nibbles of each column
 // vector's qweight row, Z28 the nibble mask 0x0f0f0f0f.
@@ -62943,7 +62989,6 @@ gptqdf4M2C1_done:
 TEXT ·gptqdf4M3C2(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	88(DI), R12
 	MOVQ	72(DI), SI
 	MOVQ	40(DI), R10
 	MOVQ	152(DI), DX
@@ -62976,10 +63021,12 @@ gptqdf4M3C2_col:
 	MOVQ	32(DI), R9
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
-gptqdf4M3C2_unit:
+gptqdf4M3C2_group:
 	PREFETCHT1	0(R9)(DX*1)
+	MOVQ	120(DI), R12	// units in the group
+gptqdf4M3C2_unit:
 	VPXORD	Z6, Z6, Z6
 	VPXORD	Z7, Z7, Z7
 	VPXORD	Z8, Z8, Z8
@@ -63255,13 +63302,16 @@ gptqdf4M3C2_unit:
 	VCVTDQ2PS	Z21, Z21
 	VFMADD213PS.BCST	16(R13), Z25, Z21
 	VFMADD231PS	Z21, Z26, Z5
-	ADDQ	SI, AX	// over the group's scales
-	ADDQ	R10, R9
 	ADDQ	$384, BX
 	ADDQ	$24, R13
-	DECQ	CX
+	DECQ	R12
 	JNZ	gptqdf4M3C2_unit
+	ADDQ	SI, AX	// over the group's scales
+	ADDQ	R10, R9
+	DECQ	CX
+	JNZ	gptqdf4M3C2_group
 	MOVQ	80(DI), R11
+	MOVQ	88(DI), R12
 	VMOVUPS	Z0, 0(R11)
 	VMOVUPS	Z1, 64(R11)
 	ADDQ	R12, R11
@@ -63306,8 +63356,8 @@ gptqdf4M3C2_done:
 
 // func gptqdf4M3C1(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel (e2m1 codes), direct form (groups of 32, uniform zero
-// points, packed layout): 3 x row(s), 1 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel (e2m1 codes), direct form (packed layout): 3 x row(s),
+// 1 zmm column vector(s) per block.
 // Register plan: Z0..Z2 float accumulators acc[m][c], Z3..Z11 the unit's
 // digit sums [m][c][digit], Z12.. the low and high nibbles of each column
 // vector's qweight row, Z14 the nibble mask 0x0f0f0f0f.
@@ -63315,7 +63365,6 @@ gptqdf4M3C2_done:
 TEXT ·gptqdf4M3C1(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	88(DI), R12
 	MOVQ	72(DI), SI
 	MOVQ	40(DI), R10
 	MOVQ	152(DI), DX
@@ -63345,10 +63394,12 @@ gptqdf4M3C1_col:
 	MOVQ	32(DI), R9
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
-gptqdf4M3C1_unit:
+gptqdf4M3C1_group:
 	PREFETCHT1	0(R9)(DX*1)
+	MOVQ	120(DI), R12	// units in the group
+gptqdf4M3C1_unit:
 	VPXORD	Z3, Z3, Z3
 	VPXORD	Z4, Z4, Z4
 	VPXORD	Z5, Z5, Z5
@@ -63490,13 +63541,16 @@ gptqdf4M3C1_unit:
 	VCVTDQ2PS	Z9, Z9
 	VFMADD213PS.BCST	16(R13), Z13, Z9
 	VFMADD231PS	Z9, Z12, Z2
-	ADDQ	SI, AX	// over the group's scales
-	ADDQ	R10, R9
 	ADDQ	$384, BX
 	ADDQ	$24, R13
-	DECQ	CX
+	DECQ	R12
 	JNZ	gptqdf4M3C1_unit
+	ADDQ	SI, AX	// over the group's scales
+	ADDQ	R10, R9
+	DECQ	CX
+	JNZ	gptqdf4M3C1_group
 	MOVQ	80(DI), R11
+	MOVQ	88(DI), R12
 	VMOVUPS	Z0, 0(R11)
 	ADDQ	R12, R11
 	VMOVUPS	Z1, 0(R11)
@@ -63538,8 +63592,8 @@ gptqdf4M3C1_done:
 
 // func gptqdf4M4C1(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel (e2m1 codes), direct form (groups of 32, uniform zero
-// points, packed layout): 4 x row(s), 1 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel (e2m1 codes), direct form (packed layout): 4 x row(s),
+// 1 zmm column vector(s) per block.
 // Register plan: Z0..Z3 float accumulators acc[m][c], Z4..Z15 the unit's
 // digit sums [m][c][digit], Z16.. the low and high nibbles of each column
 // vector's qweight row, Z18 the nibble mask 0x0f0f0f0f.
@@ -63547,7 +63601,6 @@ gptqdf4M3C1_done:
 TEXT ·gptqdf4M4C1(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	88(DI), R12
 	MOVQ	72(DI), SI
 	MOVQ	40(DI), R10
 	MOVQ	152(DI), DX
@@ -63578,10 +63631,12 @@ gptqdf4M4C1_col:
 	MOVQ	32(DI), R9
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
-gptqdf4M4C1_unit:
+gptqdf4M4C1_group:
 	PREFETCHT1	0(R9)(DX*1)
+	MOVQ	120(DI), R12	// units in the group
+gptqdf4M4C1_unit:
 	VPXORD	Z4, Z4, Z4
 	VPXORD	Z5, Z5, Z5
 	VPXORD	Z6, Z6, Z6
@@ -63759,13 +63814,16 @@ gptqdf4M4C1_unit:
 	VCVTDQ2PS	Z13, Z13
 	VFMADD213PS.BCST	24(R13), Z17, Z13
 	VFMADD231PS	Z13, Z16, Z3
-	ADDQ	SI, AX	// over the group's scales
-	ADDQ	R10, R9
 	ADDQ	$512, BX
 	ADDQ	$32, R13
-	DECQ	CX
+	DECQ	R12
 	JNZ	gptqdf4M4C1_unit
+	ADDQ	SI, AX	// over the group's scales
+	ADDQ	R10, R9
+	DECQ	CX
+	JNZ	gptqdf4M4C1_group
 	MOVQ	80(DI), R11
+	MOVQ	88(DI), R12
 	VMOVUPS	Z0, 0(R11)
 	ADDQ	R12, R11
 	VMOVUPS	Z1, 0(R11)
@@ -63809,18 +63867,16 @@ gptqdf4M4C1_done:
 
 // func gptqdv4M1C4S2(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel, two streams, direct form (groups of 32, uniform zero
-// points, packed layout): 1 x row(s), 4 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel, two streams, direct form (packed layout): 1 x row(s),
+// 4 zmm column vector(s) per block.
 // Register plan: Z0..Z3 float accumulators acc[m][c], Z4..Z15 the unit's
 // digit sums [m][c][digit], Z16.. the low and high nibbles of each column
 // vector's qweight row, Z24 the nibble mask 0x0f0f0f0f.
 TEXT ·gptqdv4M1C4S2(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	240(DI), R12
 	MOVQ	72(DI), SI
-	MOVQ	40(DI), R10
-	MOVQ	152(DI), DX
+	MOVQ	240(DI), R12
 	MOVL	$0x0f0f0f0f, R14
 	VPBROADCASTD	R14, Z24
 	MOVQ	0(DI), R14
@@ -63846,12 +63902,15 @@ gptqdv4M1C4S2_col:
 	MOVQ	0(DI), AX
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
+	MOVQ	32(DI), DX
 	LEAQ	(R12)(R14*1), R9	// stream 2's
+gptqdv4M1C4S2_group:
+	PREFETCHT1	(DX)(R14*1)
+	PREFETCHT1	(DX)(R9*1)
+	MOVQ	120(DI), R10	// units in the group
 gptqdv4M1C4S2_unit:
-	PREFETCHT1	512(AX)(R14*1)
-	PREFETCHT1	512(AX)(R9*1)
 	VPXORD	Z4, Z4, Z4
 	VPXORD	Z5, Z5, Z5
 	VPXORD	Z6, Z6, Z6
@@ -64068,10 +64127,10 @@ gptqdv4M1C4S2_unit:
 	VPDPBUSD	Z29, Z22, Z15
 	VPDPBUSD	Z30, Z23, Z15
 	ADDQ	R8, AX
-	VCVTPH2PS	0(AX), Z16
-	VCVTPH2PS	32(AX), Z18
-	VCVTPH2PS	0(AX)(R12*1), Z20
-	VCVTPH2PS	32(AX)(R12*1), Z22
+	VCVTPH2PS	0(DX), Z16
+	VCVTPH2PS	32(DX), Z18
+	VCVTPH2PS	0(DX)(R12*1), Z20
+	VCVTPH2PS	32(DX)(R12*1), Z22
 	VBROADCASTSS	96(BX), Z17
 	VPSLLD	$8, Z5, Z5
 	VPSLLD	$16, Z6, Z6
@@ -64101,11 +64160,14 @@ gptqdv4M1C4S2_unit:
 	VCVTDQ2PS	Z13, Z13
 	VFMADD213PS.BCST	0(R13), Z17, Z13
 	VFMADD231PS	Z13, Z22, Z3
-	ADDQ	SI, AX	// over the group's scales
 	ADDQ	$128, BX
 	ADDQ	$8, R13
-	DECQ	CX
+	DECQ	R10
 	JNZ	gptqdv4M1C4S2_unit
+	ADDQ	SI, AX	// over the group's scales
+	ADDQ	40(DI), DX
+	DECQ	CX
+	JNZ	gptqdv4M1C4S2_group
 	MOVQ	80(DI), R11
 	VMOVUPS	Z0, 0(R11)
 	VMOVUPS	Z1, 64(R11)
@@ -64148,8 +64210,8 @@ gptqdv4M1C4S2_done:
 
 // func gptqdf4M1C4S2(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel (e2m1 codes), two streams, direct form (groups of 32, uniform zero
-// points, packed layout): 1 x row(s), 4 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel (e2m1 codes), two streams, direct form (packed layout): 1 x row(s),
+// 4 zmm column vector(s) per block.
 // Register plan: Z0..Z3 float accumulators acc[m][c], Z4..Z15 the unit's
 // digit sums [m][c][digit], Z16.. the low and high nibbles of each column
 // vector's qweight row, Z24 the nibble mask 0x0f0f0f0f.
@@ -64157,10 +64219,8 @@ gptqdv4M1C4S2_done:
 TEXT ·gptqdf4M1C4S2(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	240(DI), R12
 	MOVQ	72(DI), SI
-	MOVQ	40(DI), R10
-	MOVQ	152(DI), DX
+	MOVQ	240(DI), R12
 	MOVL	$0x0f0f0f0f, R14
 	VPBROADCASTD	R14, Z24
 	VBROADCASTI32X4	gptqe2m1<>(SB), Z25
@@ -64187,12 +64247,15 @@ gptqdf4M1C4S2_col:
 	MOVQ	0(DI), AX
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
+	MOVQ	32(DI), DX
 	LEAQ	(R12)(R14*1), R9	// stream 2's
+gptqdf4M1C4S2_group:
+	PREFETCHT1	(DX)(R14*1)
+	PREFETCHT1	(DX)(R9*1)
+	MOVQ	120(DI), R10	// units in the group
 gptqdf4M1C4S2_unit:
-	PREFETCHT1	512(AX)(R14*1)
-	PREFETCHT1	512(AX)(R9*1)
 	VPXORD	Z4, Z4, Z4
 	VPXORD	Z5, Z5, Z5
 	VPXORD	Z6, Z6, Z6
@@ -64441,10 +64504,10 @@ gptqdf4M1C4S2_unit:
 	VPDPBUSD	Z30, Z22, Z15
 	VPDPBUSD	Z31, Z23, Z15
 	ADDQ	R8, AX
-	VCVTPH2PS	0(AX), Z16
-	VCVTPH2PS	32(AX), Z18
-	VCVTPH2PS	0(AX)(R12*1), Z20
-	VCVTPH2PS	32(AX)(R12*1), Z22
+	VCVTPH2PS	0(DX), Z16
+	VCVTPH2PS	32(DX), Z18
+	VCVTPH2PS	0(DX)(R12*1), Z20
+	VCVTPH2PS	32(DX)(R12*1), Z22
 	VBROADCASTSS	96(BX), Z17
 	VPSLLD	$8, Z5, Z5
 	VPSLLD	$16, Z6, Z6
@@ -64478,11 +64541,14 @@ gptqdf4M1C4S2_unit:
 	VCVTDQ2PS	Z13, Z13
 	VFMADD213PS.BCST	0(R13), Z17, Z13
 	VFMADD231PS	Z13, Z22, Z3
-	ADDQ	SI, AX	// over the group's scales
 	ADDQ	$128, BX
 	ADDQ	$8, R13
-	DECQ	CX
+	DECQ	R10
 	JNZ	gptqdf4M1C4S2_unit
+	ADDQ	SI, AX	// over the group's scales
+	ADDQ	40(DI), DX
+	DECQ	CX
+	JNZ	gptqdf4M1C4S2_group
 	MOVQ	80(DI), R11
 	VMOVUPS	Z0, 0(R11)
 	VMOVUPS	Z1, 64(R11)
@@ -64525,15 +64591,14 @@ gptqdf4M1C4S2_done:
 
 // func gptqdz4M1C4(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel, direct form (groups of 32, uniform zero
-// points, packed layout): 1 x row(s), 4 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel, direct form (packed layout): 1 x row(s),
+// 4 zmm column vector(s) per block.
 // Register plan: Z0..Z3 float accumulators acc[m][c], Z4..Z15 the unit's
 // digit sums [m][c][digit], Z16.. the low and high nibbles of each column
 // vector's qweight row, Z24 the nibble mask 0x0f0f0f0f.
 TEXT ·gptqdz4M1C4(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	88(DI), R12
 	MOVQ	72(DI), SI
 	MOVQ	40(DI), R10
 	MOVQ	152(DI), DX
@@ -64566,12 +64631,14 @@ gptqdz4M1C4_col:
 	MOVQ	16(DI), R11
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
-gptqdz4M1C4_unit:
+gptqdz4M1C4_group:
 	PREFETCHT1	0(R9)(DX*1)
 	PREFETCHT1	64(R9)(DX*1)
 	PREFETCHT1	(R11)(DX*1)
+	MOVQ	120(DI), R12	// units in the group
+gptqdz4M1C4_unit:
 	VPXORD	Z4, Z4, Z4
 	VPXORD	Z5, Z5, Z5
 	VPXORD	Z6, Z6, Z6
@@ -64845,13 +64912,15 @@ gptqdz4M1C4_unit:
 	VCVTDQ2PS	Z14, Z14
 	VFNMADD231PS.BCST	4(R13), Z14, Z13
 	VFMADD231PS	Z13, Z22, Z3
+	ADDQ	$128, BX
+	ADDQ	$8, R13
+	DECQ	R12
+	JNZ	gptqdz4M1C4_unit
 	ADDQ	SI, AX	// over the group's scales
 	ADDQ	R10, R9
 	ADDQ	R10, R11	// the zero points' stride is the scales' (a tile)
-	ADDQ	$128, BX
-	ADDQ	$8, R13
 	DECQ	CX
-	JNZ	gptqdz4M1C4_unit
+	JNZ	gptqdz4M1C4_group
 	MOVQ	80(DI), R11
 	VMOVUPS	Z0, 0(R11)
 	VMOVUPS	Z1, 64(R11)
@@ -64894,15 +64963,14 @@ gptqdz4M1C4_done:
 
 // func gptqdz4M1C2(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel, direct form (groups of 32, uniform zero
-// points, packed layout): 1 x row(s), 2 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel, direct form (packed layout): 1 x row(s),
+// 2 zmm column vector(s) per block.
 // Register plan: Z0..Z1 float accumulators acc[m][c], Z2..Z7 the unit's
 // digit sums [m][c][digit], Z8.. the low and high nibbles of each column
 // vector's qweight row, Z12 the nibble mask 0x0f0f0f0f.
 TEXT ·gptqdz4M1C2(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	88(DI), R12
 	MOVQ	72(DI), SI
 	MOVQ	40(DI), R10
 	MOVQ	152(DI), DX
@@ -64933,11 +65001,13 @@ gptqdz4M1C2_col:
 	MOVQ	16(DI), R11
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
-gptqdz4M1C2_unit:
+gptqdz4M1C2_group:
 	PREFETCHT1	0(R9)(DX*1)
 	PREFETCHT1	(R11)(DX*1)
+	MOVQ	120(DI), R12	// units in the group
+gptqdz4M1C2_unit:
 	VPXORD	Z2, Z2, Z2
 	VPXORD	Z3, Z3, Z3
 	VPXORD	Z4, Z4, Z4
@@ -65089,13 +65159,15 @@ gptqdz4M1C2_unit:
 	VCVTDQ2PS	Z6, Z6
 	VFNMADD231PS.BCST	4(R13), Z6, Z5
 	VFMADD231PS	Z5, Z10, Z1
+	ADDQ	$128, BX
+	ADDQ	$8, R13
+	DECQ	R12
+	JNZ	gptqdz4M1C2_unit
 	ADDQ	SI, AX	// over the group's scales
 	ADDQ	R10, R9
 	ADDQ	R10, R11	// the zero points' stride is the scales' (a tile)
-	ADDQ	$128, BX
-	ADDQ	$8, R13
 	DECQ	CX
-	JNZ	gptqdz4M1C2_unit
+	JNZ	gptqdz4M1C2_group
 	MOVQ	80(DI), R11
 	VMOVUPS	Z0, 0(R11)
 	VMOVUPS	Z1, 64(R11)
@@ -65136,15 +65208,14 @@ gptqdz4M1C2_done:
 
 // func gptqdz4M1C1(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel, direct form (groups of 32, uniform zero
-// points, packed layout): 1 x row(s), 1 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel, direct form (packed layout): 1 x row(s),
+// 1 zmm column vector(s) per block.
 // Register plan: Z0..Z0 float accumulators acc[m][c], Z1..Z3 the unit's
 // digit sums [m][c][digit], Z4.. the low and high nibbles of each column
 // vector's qweight row, Z6 the nibble mask 0x0f0f0f0f.
 TEXT ·gptqdz4M1C1(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	88(DI), R12
 	MOVQ	72(DI), SI
 	MOVQ	40(DI), R10
 	MOVQ	152(DI), DX
@@ -65174,11 +65245,13 @@ gptqdz4M1C1_col:
 	MOVQ	16(DI), R11
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
-gptqdz4M1C1_unit:
+gptqdz4M1C1_group:
 	PREFETCHT1	0(R9)(DX*1)
 	PREFETCHT1	(R11)(DX*1)
+	MOVQ	120(DI), R12	// units in the group
+gptqdz4M1C1_unit:
 	VPXORD	Z1, Z1, Z1
 	VPXORD	Z2, Z2, Z2
 	VPXORD	Z3, Z3, Z3
@@ -65245,13 +65318,15 @@ gptqdz4M1C1_unit:
 	VCVTDQ2PS	Z2, Z2
 	VFNMADD231PS.BCST	4(R13), Z2, Z1
 	VFMADD231PS	Z1, Z4, Z0
+	ADDQ	$128, BX
+	ADDQ	$8, R13
+	DECQ	R12
+	JNZ	gptqdz4M1C1_unit
 	ADDQ	SI, AX	// over the group's scales
 	ADDQ	R10, R9
 	ADDQ	R10, R11	// the zero points' stride is the scales' (a tile)
-	ADDQ	$128, BX
-	ADDQ	$8, R13
 	DECQ	CX
-	JNZ	gptqdz4M1C1_unit
+	JNZ	gptqdz4M1C1_group
 	MOVQ	80(DI), R11
 	VMOVUPS	Z0, 0(R11)
 	ADDQ	$64, 0(DI)
@@ -65291,15 +65366,14 @@ gptqdz4M1C1_done:
 
 // func gptqdz4M2C2(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel, direct form (groups of 32, uniform zero
-// points, packed layout): 2 x row(s), 2 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel, direct form (packed layout): 2 x row(s),
+// 2 zmm column vector(s) per block.
 // Register plan: Z0..Z3 float accumulators acc[m][c], Z4..Z15 the unit's
 // digit sums [m][c][digit], Z16.. the low and high nibbles of each column
 // vector's qweight row, Z20 the nibble mask 0x0f0f0f0f.
 TEXT ·gptqdz4M2C2(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	88(DI), R12
 	MOVQ	72(DI), SI
 	MOVQ	40(DI), R10
 	MOVQ	152(DI), DX
@@ -65332,11 +65406,13 @@ gptqdz4M2C2_col:
 	MOVQ	16(DI), R11
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
-gptqdz4M2C2_unit:
+gptqdz4M2C2_group:
 	PREFETCHT1	0(R9)(DX*1)
 	PREFETCHT1	(R11)(DX*1)
+	MOVQ	120(DI), R12	// units in the group
+gptqdz4M2C2_unit:
 	VPXORD	Z4, Z4, Z4
 	VPXORD	Z5, Z5, Z5
 	VPXORD	Z6, Z6, Z6
@@ -65593,14 +65669,17 @@ gptqdz4M2C2_unit:
 	VCVTDQ2PS	Z14, Z14
 	VFNMADD231PS.BCST	12(R13), Z14, Z13
 	VFMADD231PS	Z13, Z18, Z3
+	ADDQ	$256, BX
+	ADDQ	$16, R13
+	DECQ	R12
+	JNZ	gptqdz4M2C2_unit
 	ADDQ	SI, AX	// over the group's scales
 	ADDQ	R10, R9
 	ADDQ	R10, R11	// the zero points' stride is the scales' (a tile)
-	ADDQ	$256, BX
-	ADDQ	$16, R13
 	DECQ	CX
-	JNZ	gptqdz4M2C2_unit
+	JNZ	gptqdz4M2C2_group
 	MOVQ	80(DI), R11
+	MOVQ	88(DI), R12
 	VMOVUPS	Z0, 0(R11)
 	VMOVUPS	Z1, 64(R11)
 	ADDQ	R12, R11
@@ -65643,15 +65722,14 @@ gptqdz4M2C2_done:
 
 // func gptqdz4M2C1(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel, direct form (groups of 32, uniform zero
-// points, packed layout): 2 x row(s), 1 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel, direct form (packed layout): 2 x row(s),
+// 1 zmm column vector(s) per block.
 // Register plan: Z0..Z1 float accumulators acc[m][c], Z2..Z7 the unit's
 // digit sums [m][c][digit], Z8.. the low and high nibbles of each column
 // vector's qweight row, Z10 the nibble mask 0x0f0f0f0f.
 TEXT ·gptqdz4M2C1(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	88(DI), R12
 	MOVQ	72(DI), SI
 	MOVQ	40(DI), R10
 	MOVQ	152(DI), DX
@@ -65682,11 +65760,13 @@ gptqdz4M2C1_col:
 	MOVQ	16(DI), R11
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
-gptqdz4M2C1_unit:
+gptqdz4M2C1_group:
 	PREFETCHT1	0(R9)(DX*1)
 	PREFETCHT1	(R11)(DX*1)
+	MOVQ	120(DI), R12	// units in the group
+gptqdz4M2C1_unit:
 	VPXORD	Z2, Z2, Z2
 	VPXORD	Z3, Z3, Z3
 	VPXORD	Z4, Z4, Z4
@@ -65794,14 +65874,17 @@ gptqdz4M2C1_unit:
 	VCVTDQ2PS	Z6, Z6
 	VFNMADD231PS.BCST	12(R13), Z6, Z5
 	VFMADD231PS	Z5, Z8, Z1
+	ADDQ	$256, BX
+	ADDQ	$16, R13
+	DECQ	R12
+	JNZ	gptqdz4M2C1_unit
 	ADDQ	SI, AX	// over the group's scales
 	ADDQ	R10, R9
 	ADDQ	R10, R11	// the zero points' stride is the scales' (a tile)
-	ADDQ	$256, BX
-	ADDQ	$16, R13
 	DECQ	CX
-	JNZ	gptqdz4M2C1_unit
+	JNZ	gptqdz4M2C1_group
 	MOVQ	80(DI), R11
+	MOVQ	88(DI), R12
 	VMOVUPS	Z0, 0(R11)
 	ADDQ	R12, R11
 	VMOVUPS	Z1, 0(R11)
@@ -65842,15 +65925,14 @@ gptqdz4M2C1_done:
 
 // func gptqdz4M3C2(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel, direct form (groups of 32, uniform zero
-// points, packed layout): 3 x row(s), 2 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel, direct form (packed layout): 3 x row(s),
+// 2 zmm column vector(s) per block.
 // Register plan: Z0..Z5 float accumulators acc[m][c], Z6..Z23 the unit's
 // digit sums [m][c][digit], Z24.. the low and high nibbles of each column
 // vector's qweight row, Z28 the nibble mask 0x0f0f0f0f.
 TEXT ·gptqdz4M3C2(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	88(DI), R12
 	MOVQ	72(DI), SI
 	MOVQ	40(DI), R10
 	MOVQ	152(DI), DX
@@ -65885,11 +65967,13 @@ gptqdz4M3C2_col:
 	MOVQ	16(DI), R11
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
-gptqdz4M3C2_unit:
+gptqdz4M3C2_group:
 	PREFETCHT1	0(R9)(DX*1)
 	PREFETCHT1	(R11)(DX*1)
+	MOVQ	120(DI), R12	// units in the group
+gptqdz4M3C2_unit:
 	VPXORD	Z6, Z6, Z6
 	VPXORD	Z7, Z7, Z7
 	VPXORD	Z8, Z8, Z8
@@ -66179,14 +66263,17 @@ gptqdz4M3C2_unit:
 	VCVTDQ2PS	Z22, Z22
 	VFNMADD231PS.BCST	20(R13), Z22, Z21
 	VFMADD231PS	Z21, Z26, Z5
+	ADDQ	$384, BX
+	ADDQ	$24, R13
+	DECQ	R12
+	JNZ	gptqdz4M3C2_unit
 	ADDQ	SI, AX	// over the group's scales
 	ADDQ	R10, R9
 	ADDQ	R10, R11	// the zero points' stride is the scales' (a tile)
-	ADDQ	$384, BX
-	ADDQ	$24, R13
 	DECQ	CX
-	JNZ	gptqdz4M3C2_unit
+	JNZ	gptqdz4M3C2_group
 	MOVQ	80(DI), R11
+	MOVQ	88(DI), R12
 	VMOVUPS	Z0, 0(R11)
 	VMOVUPS	Z1, 64(R11)
 	ADDQ	R12, R11
@@ -66232,15 +66319,14 @@ gptqdz4M3C2_done:
 
 // func gptqdz4M3C1(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel, direct form (groups of 32, uniform zero
-// points, packed layout): 3 x row(s), 1 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel, direct form (packed layout): 3 x row(s),
+// 1 zmm column vector(s) per block.
 // Register plan: Z0..Z2 float accumulators acc[m][c], Z3..Z11 the unit's
 // digit sums [m][c][digit], Z12.. the low and high nibbles of each column
 // vector's qweight row, Z14 the nibble mask 0x0f0f0f0f.
 TEXT ·gptqdz4M3C1(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	88(DI), R12
 	MOVQ	72(DI), SI
 	MOVQ	40(DI), R10
 	MOVQ	152(DI), DX
@@ -66272,11 +66358,13 @@ gptqdz4M3C1_col:
 	MOVQ	16(DI), R11
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
-gptqdz4M3C1_unit:
+gptqdz4M3C1_group:
 	PREFETCHT1	0(R9)(DX*1)
 	PREFETCHT1	(R11)(DX*1)
+	MOVQ	120(DI), R12	// units in the group
+gptqdz4M3C1_unit:
 	VPXORD	Z3, Z3, Z3
 	VPXORD	Z4, Z4, Z4
 	VPXORD	Z5, Z5, Z5
@@ -66425,14 +66513,17 @@ gptqdz4M3C1_unit:
 	VCVTDQ2PS	Z10, Z10
 	VFNMADD231PS.BCST	20(R13), Z10, Z9
 	VFMADD231PS	Z9, Z12, Z2
+	ADDQ	$384, BX
+	ADDQ	$24, R13
+	DECQ	R12
+	JNZ	gptqdz4M3C1_unit
 	ADDQ	SI, AX	// over the group's scales
 	ADDQ	R10, R9
 	ADDQ	R10, R11	// the zero points' stride is the scales' (a tile)
-	ADDQ	$384, BX
-	ADDQ	$24, R13
 	DECQ	CX
-	JNZ	gptqdz4M3C1_unit
+	JNZ	gptqdz4M3C1_group
 	MOVQ	80(DI), R11
+	MOVQ	88(DI), R12
 	VMOVUPS	Z0, 0(R11)
 	ADDQ	R12, R11
 	VMOVUPS	Z1, 0(R11)
@@ -66475,15 +66566,14 @@ gptqdz4M3C1_done:
 
 // func gptqdz4M4C1(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel, direct form (groups of 32, uniform zero
-// points, packed layout): 4 x row(s), 1 zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel, direct form (packed layout): 4 x row(s),
+// 1 zmm column vector(s) per block.
 // Register plan: Z0..Z3 float accumulators acc[m][c], Z4..Z15 the unit's
 // digit sums [m][c][digit], Z16.. the low and high nibbles of each column
 // vector's qweight row, Z18 the nibble mask 0x0f0f0f0f.
 TEXT ·gptqdz4M4C1(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	88(DI), R12
 	MOVQ	72(DI), SI
 	MOVQ	40(DI), R10
 	MOVQ	152(DI), DX
@@ -66516,11 +66606,13 @@ gptqdz4M4C1_col:
 	MOVQ	16(DI), R11
 	MOVQ	48(DI), BX
 	MOVQ	64(DI), R13
-	MOVQ	104(DI), CX	// units = groups
+	MOVQ	256(DI), CX	// groups
 	MOVQ	128(DI), R14	// prefetch distance
-gptqdz4M4C1_unit:
+gptqdz4M4C1_group:
 	PREFETCHT1	0(R9)(DX*1)
 	PREFETCHT1	(R11)(DX*1)
+	MOVQ	120(DI), R12	// units in the group
+gptqdz4M4C1_unit:
 	VPXORD	Z4, Z4, Z4
 	VPXORD	Z5, Z5, Z5
 	VPXORD	Z6, Z6, Z6
@@ -66710,14 +66802,17 @@ gptqdz4M4C1_unit:
 	VCVTDQ2PS	Z14, Z14
 	VFNMADD231PS.BCST	28(R13), Z14, Z13
 	VFMADD231PS	Z13, Z16, Z3
+	ADDQ	$512, BX
+	ADDQ	$32, R13
+	DECQ	R12
+	JNZ	gptqdz4M4C1_unit
 	ADDQ	SI, AX	// over the group's scales
 	ADDQ	R10, R9
 	ADDQ	R10, R11	// the zero points' stride is the scales' (a tile)
-	ADDQ	$512, BX
-	ADDQ	$32, R13
 	DECQ	CX
-	JNZ	gptqdz4M4C1_unit
+	JNZ	gptqdz4M4C1_group
 	MOVQ	80(DI), R11
+	MOVQ	88(DI), R12
 	VMOVUPS	Z0, 0(R11)
 	ADDQ	R12, R11
 	VMOVUPS	Z1, 0(R11)

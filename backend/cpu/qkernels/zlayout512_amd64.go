@@ -61,8 +61,7 @@ var gptqVKernels = map[int]map[int]gptqZSet{
 }
 
 // gptqDKernels[fp][mc]: the direct forms of the 4-bit VNNI kernels (fp:
-// of e2m1 codes) for groups of 32 with uniform zero points on the packed
-// layout, by column blocking as gptqVKernels[4][mc] (no 8-column one).
+// of e2m1 codes) with uniform zero points on the packed layout, by column blocking as gptqVKernels[4][mc] (no 8-column one).
 var gptqDKernels = map[bool]map[int]gptqZSet{
 	false: {
 		1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqdv4M1C4, gptqdv4M1C2, gptqdv4M1C1}, nil},
@@ -86,7 +85,7 @@ var gptqTwoStreams = map[bool]func(*gptqArgs){
 }
 
 // gptqDZKernels[mc]: the direct forms of the 4-bit VNNI kernels for INT4
-// g32 with zero points of its own, as gptqDKernels.
+// with zero points of its own, as gptqDKernels.
 var gptqDZKernels = map[int]gptqZSet{
 	1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqdz4M1C4, gptqdz4M1C2, gptqdz4M1C1}, nil},
 	2: {[]int{2, 1}, []func(*gptqArgs){gptqdz4M2C2, gptqdz4M2C1}, nil},

@@ -294,37 +294,40 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 }
 
 // gptqDirectKernel emits the direct form of a VNNI kernel (4-bit codes,
-// fam famVNNI or famE2M1) for groups of 32 inputs with uniform zero points
-// on the packed layout: each group is one unit, and the kernel walks a
-// column block down all of K with the block's outputs in registers,
-// adding each unit's scaled sum to them (gptqUnit.direct), and stores
-// them once at the end. The sub-group form (gptq512Kernel) leaves the
-// unit loop after every unit for an epilogue that reads the group's
-// scales and adds to y in memory, and restarts the block's pointers from
-// the argument block; for int4 g32 that was one exit every KiB of codes,
-// and its stream read ~25% slower than g128's (docs/perf.md). Every
-// output element takes the same operations in the same order as in the
-// sub-group form (dst starts at zero, as there), so the two agree bit for
-// bit and the row counts that take the other form stay batch-invariant.
+// fam famVNNI or famE2M1) on the packed layout. The sub-group form
+// (gptq512Kernel) leaves the unit loop after every unit of 32 inputs for
+// an epilogue that adds scale·sum to y in memory and restarts the
+// block's pointers from the argument block: one exit every KiB of int4
+// codes. The direct form walks a column block down all of K with the
+// block's outputs in registers: for each group (256: the number of
+// groups), for each of its units (120: units a group), the unit's sum is
+// formed as in the sub-group form and scaled into the outputs with one
+// FMA (gptqUnit.direct), and the outputs are stored once at the end.
+// Every output element takes the same operations in the same order as
+// in the sub-group form (dst starts at zero, as there), so the two agree
+// bit for bit and the row counts that take the other form stay
+// batch-invariant. For int4 g32 the sub-group form's stream read ~25%
+// slower than g128's (docs/perf.md, ninth and tenth sessions).
 //
-// GPRs: DI args, AX codes, R8 code row stride, BX x blocks, R13 initial
-// sums, R9 scales, R10 scale stride (a tile), SI the group's bytes after
-// its codes, CX unit counter, R14 row prefetch distance, DX scale
-// prefetch distance, R11 dst, R12 dst row stride; 136(DI) counts the
-// column blocks.
+// GPRs (one stream): DI args, AX codes, R8 code row stride, BX x blocks,
+// R13 initial sums, R9 scales, R10 scale stride (a tile), SI the group's
+// bytes after its codes, CX group counter, R12 unit counter (the dst row
+// stride after the loop), R14 row prefetch distance, DX scale prefetch
+// distance, R11 zero points (zeros) and dst after the loop; 136(DI)
+// counts the column blocks.
 //
 // streams = 2 (one x row, c = 4, tiles of 32 columns) reads two column
 // tiles at once, two vectors from each: the second tile R12 (qdelta, 240)
 // bytes further in the packed copy, its outputs ydelta (248) bytes
-// further in dst. The scales are then read after the rows, where AX
-// stands at the group's end (R9, R10 and DX are not needed), and R9 holds
-// stream 2's prefetch offset. A core reads two forward streams: the
-// memory system serves one core's two streams faster than one (the
-// bare-read model of docs/perf.md, ninth session: 1.2–1.4×).
+// further in dst. The scales are read at DX (stepped by the tile, 40),
+// R9 holds stream 2's prefetch offset and R10 counts the units. A core
+// reads two forward streams: the memory system serves one core's two
+// streams faster than one (the bare-read model of docs/perf.md, ninth
+// session: 1.2–1.4×).
 //
-// zeros (famVNNI, one stream) subtracts each group's zero points: INT4
-// g32 with zero points of its own, read at R11 (16, stepped by the tile
-// like the scales; R11 takes dst only after the loop).
+// zeros (famVNNI, one stream) subtracts each group's zero points (INT4
+// with zero points of its own), read at R11 (16, stepped by the tile like
+// the scales).
 func gptqDirectKernel(sb *strings.Builder, mc, c int, fam gptqFamily, streams int, zeros bool) {
 	name := gptqDirectName(mc, c, fam, streams, zeros)
 	two := streams == 2
@@ -338,17 +341,20 @@ func gptqDirectKernel(sb *strings.Builder, mc, c int, fam gptqFamily, streams in
 	fmt.Fprintf(sb, `
 // func %s(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel%s, direct form (groups of 32, uniform zero
-// points, packed layout): %d x row(s), %d zmm column vector(s) per block.
+// AVX-512 VNNI 4-bit kernel%s, direct form (packed layout): %d x row(s),
+// %d zmm column vector(s) per block.
 %s
 TEXT ·%s(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
-	MOVQ	%d(DI), R12
 	MOVQ	72(DI), SI
-	MOVQ	40(DI), R10
-	MOVQ	152(DI), DX
-`, name, map[gptqFamily]string{famVNNI: "", famE2M1: " (e2m1 codes)"}[fam]+map[bool]string{true: ", two streams"}[two], mc, c, u.plan, name, map[bool]int{false: 88, true: 240}[two])
+`, name, map[gptqFamily]string{famVNNI: "", famE2M1: " (e2m1 codes)"}[fam]+map[bool]string{true: ", two streams"}[two], mc, c, u.plan, name)
+	if two {
+		w("MOVQ\t240(DI), R12")
+	} else {
+		w("MOVQ\t40(DI), R10")
+		w("MOVQ\t152(DI), DX")
+	}
 	u.setup()
 	if zeros {
 		w("MOVL\t$0xff00, R14")
@@ -372,16 +378,18 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	}
 	w("MOVQ\t48(DI), BX")
 	w("MOVQ\t64(DI), R13")
-	w("MOVQ\t104(DI), CX\t// units = groups")
+	w("MOVQ\t256(DI), CX\t// groups")
 	w("MOVQ\t128(DI), R14\t// prefetch distance")
 	if two {
+		w("MOVQ\t32(DI), DX")
 		w("LEAQ\t(R12)(R14*1), R9\t// stream 2's")
 	}
-	fmt.Fprintf(sb, "%s_unit:\n", name)
+	fmt.Fprintf(sb, "%s_group:\n", name)
 	if two {
-		// the scales' line of each stream, after the 4 rows of codes
-		w("PREFETCHT1\t%d(AX)(R14*1)", 4*64*c/2)
-		w("PREFETCHT1\t%d(AX)(R9*1)", 4*64*c/2)
+		// the scales' line of each stream
+		w("PREFETCHT1\t(DX)(R14*1)")
+		w("PREFETCHT1\t(DX)(R9*1)")
+		w("MOVQ\t120(DI), R10\t// units in the group")
 	} else {
 		for l := 0; l < (32*c+63)/64; l++ {
 			w("PREFETCHT1\t%d(R9)(DX*1)", 64*l)
@@ -389,19 +397,25 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 		if zeros {
 			w("PREFETCHT1\t(R11)(DX*1)")
 		}
+		w("MOVQ\t120(DI), R12\t// units in the group")
 	}
+	fmt.Fprintf(sb, "%s_unit:\n", name)
 	u.direct(zeros)
+	w("ADDQ\t$%d, BX", u.xsz)
+	w("ADDQ\t$%d, R13", 8*mc)
+	w("DECQ\t%s", map[bool]string{false: "R12", true: "R10"}[two])
+	w("JNZ\t%s_unit", name)
 	w("ADDQ\tSI, AX\t// over the group's scales")
-	if !two {
+	if two {
+		w("ADDQ\t40(DI), DX")
+	} else {
 		w("ADDQ\tR10, R9")
 	}
 	if zeros {
 		w("ADDQ\tR10, R11\t// the zero points' stride is the scales' (a tile)")
 	}
-	w("ADDQ\t$%d, BX", u.xsz)
-	w("ADDQ\t$%d, R13", 8*mc)
 	w("DECQ\tCX")
-	w("JNZ\t%s_unit", name)
+	w("JNZ\t%s_group", name)
 	w("MOVQ\t80(DI), R11")
 	if two {
 		for ci := 0; ci < c/2; ci++ {
@@ -411,6 +425,9 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 		for ci := c / 2; ci < c; ci++ {
 			w("VMOVUPS\t%s, %d(R11)", acc(0, ci), 64*(ci-c/2))
 		}
+	}
+	if !two && mc > 1 {
+		w("MOVQ\t88(DI), R12")
 	}
 	for m := 0; m < mc && !two; m++ {
 		for ci := 0; ci < c; ci++ {
@@ -762,8 +779,8 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 	// scales it into y, y + scale·sum: the same two roundings, with acc
 	// in a register in place of y in memory. The rows' registers are free
 	// by then: lo(ci) take the unit's scales, hi(0) x's factor.
-	// With two streams (gptqDirectKernel) the scales are read where the
-	// rows leave AX, after the group's codes (R12 further for stream 2).
+	// With two streams (gptqDirectKernel) the scales are read at DX (R12
+	// further for stream 2).
 	direct := func(zeros bool) {
 		rows()
 		for ci := 0; ci < c; ci++ {
@@ -771,9 +788,9 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 			case streams == 1:
 				w("VCVTPH2PS\t%d(R9), %s", VB/2*ci, lo(ci))
 			case ci < c/2:
-				w("VCVTPH2PS\t%d(AX), %s", VB/2*ci, lo(ci))
+				w("VCVTPH2PS\t%d(DX), %s", VB/2*ci, lo(ci))
 			default:
-				w("VCVTPH2PS\t%d(AX)(R12*1), %s", VB/2*(ci-c/2), lo(ci))
+				w("VCVTPH2PS\t%d(DX)(R12*1), %s", VB/2*(ci-c/2), lo(ci))
 			}
 		}
 		for m := 0; m < mc; m++ {

@@ -147,7 +147,7 @@ func main512() {
 	}
 	gptq3Data(&sb)
 	gb.WriteString("}\n\n")
-	gb.WriteString("// gptqDKernels[fp][mc]: the direct forms of the 4-bit VNNI kernels (fp:\n// of e2m1 codes) for groups of 32 with uniform zero points on the packed\n// layout, by column blocking as gptqVKernels[4][mc] (no 8-column one).\n")
+	gb.WriteString("// gptqDKernels[fp][mc]: the direct forms of the 4-bit VNNI kernels (fp:\n// of e2m1 codes) with uniform zero points on the packed layout, by column blocking as gptqVKernels[4][mc] (no 8-column one).\n")
 	gb.WriteString("var gptqDKernels = map[bool]map[int]gptqZSet{\n")
 	for _, fam := range []gptqFamily{famVNNI, famE2M1} {
 		fmt.Fprintf(&gb, "%v: {\n", fam == famE2M1)
@@ -172,7 +172,7 @@ func main512() {
 		fmt.Fprintf(&decls, "//go:noescape\nfunc %s(a *gptqArgs)\n\n", n)
 	}
 	gb.WriteString("}\n\n")
-	gb.WriteString("// gptqDZKernels[mc]: the direct forms of the 4-bit VNNI kernels for INT4\n// g32 with zero points of its own, as gptqDKernels.\n")
+	gb.WriteString("// gptqDZKernels[mc]: the direct forms of the 4-bit VNNI kernels for INT4\n// with zero points of its own, as gptqDKernels.\n")
 	gb.WriteString("var gptqDZKernels = map[int]gptqZSet{\n")
 	for _, mc := range gptqVRows {
 		var names []string
