@@ -52,7 +52,7 @@ var gptqPrepTabs = func() map[int]*gptqPrepTab {
 //go:noescape
 func gptqPrepZ(xf *float32, xfStride int, x *float32, sx *float32, sxStride int, tab *gptqPrepTab, units int, negOff float32)
 
-// hasVNNI reports whether the 2- and 4-bit GPTQ kernels (3-bit: also
+// hasVNNI reports whether the 2-, 4- and 8-bit GPTQ kernels (3-bit: also
 // hasVBMI) and the e2m1 formats' can take their integer form
 // (AVX512_VNNI: VPDPBUSD), and useVNNI selects it (the tests switch it
 // off to cover the float kernels; GODEBUG=cpu.avx512vnni=off does for a
@@ -80,15 +80,16 @@ func gptqVPrepZ(xd *byte, xdStride int, x *float32, order *[32]int32, sx *float3
 // (8/bits)·b + j. For 4 bits: the even inputs 8r, 8r+2, 8r+4, 8r+6 (the
 // low nibbles of the code bytes), then the odd ones.
 //
-// For 3 bits the planes hold codes 4q … 4q+3 (gen: gptq3Planes), so the
-// order is the inputs' own.
+// For 3 bits the planes hold codes 4q … 4q+3 (gen: gptq3Planes), and
+// for 8 bits dword q of a row's column is inputs 4q … 4q+3, so the order
+// is the inputs' own.
 var gptqVOrders = func() map[int]*[32]int32 {
 	m := map[int]*[32]int32{}
 	var id [32]int32
 	for p := range id {
 		id[p] = int32(p)
 	}
-	m[3] = &id
+	m[3], m[8] = &id, &id
 	for _, bits := range []int32{2, 4} {
 		var o [32]int32
 		P := 8 / bits
@@ -137,9 +138,28 @@ type gptqZSet struct {
 	half func(*gptqArgs)
 }
 
-// gptqUseDirect selects the direct form of the 4-bit VNNI kernels on the
-// packed copy (gptqDKernels, gptqDZKernels, gptqTwoStreams; tests and
-// benchmarks compare without).
+// directKey is the key of gptqDKernels and gptqTwoStreams for bits-bit
+// codes (fp: e2m1 codes) with zero points of their own or not, or "" where
+// there is no direct form.
+func directKey(bits int, fp, zeros bool) string {
+	switch {
+	case fp:
+		return "f4"
+	case bits == 4 && zeros:
+		return "z4"
+	case bits == 4:
+		return "v4"
+	case bits == 8 && zeros:
+		return "z8"
+	case bits == 8:
+		return "v8"
+	}
+	return ""
+}
+
+// gptqUseDirect selects the direct form of the 4- and 8-bit VNNI kernels
+// on the packed copy (gptqDKernels, gptqTwoStreams; tests and benchmarks
+// compare without).
 var gptqUseDirect = true
 
 // gptqZ runs the AVX-512 fast GPTQ kernels on the 8-aligned columns
@@ -148,9 +168,12 @@ var gptqUseDirect = true
 // Every x row and every column is computed by the same sequence of float32
 // operations whichever kernel takes it (the kernels differ only in how many
 // rows and columns share each decoded weight vector), so the results do not
-// depend on M. 2-, 3- and 4-bit weights on CPUs with VNNI take the
+// depend on M. 2-, 3-, 4- and 8-bit weights on CPUs with VNNI take the
 // integer kernels (gptqVKernels, x blocks from gptqVPrepZ) at every M,
-// which keep that property: their unit sums are exact integers.
+// which keep that property: their digit sums are exact integers (8-bit:
+// combined in float32 in a fixed order). On the packed copy they take
+// the direct form (gptqDKernels), two column tiles at once for one x row
+// where the tiles are 32 columns wide (gptqTwoStreams).
 //
 // FP4, MXFP4 and NVFP4 weights (fp4VNNI) run here too, from their packed
 // copy in this layout (newGptqPacked), on the e2m1 VNNI kernels
@@ -196,10 +219,11 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 		pk = gptqPackOf(w)
 		pkpf, pkspf = pk.ahead()
 	}
-	vnni := (bits == 4 || bits == 2 || bits == 3 && hasVBMI) && useVNNI || fp
+	vnni := (bits == 4 || bits == 8 || bits == 2 || bits == 3 && hasVBMI) && useVNNI || fp
 	for m0 := 0; m0 < M; {
 		var mc int
 		var ks, ds gptqZSet
+		var dkey string
 		var buf, xf, sx []float32
 		if vnni {
 			// x blocks of 128 bytes a unit and row (gptqVPrepZ), the
@@ -213,12 +237,9 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 			default:
 				ks = gptqVKernels[bits][mc]
 			}
-			if pk != nil && gptqUseDirect && sub == 32 && bits == 4 && !nvfp4 {
-				if uniform == 1 {
-					ds = gptqDKernels[fp][mc]
-				} else {
-					ds = gptqDZKernels[mc]
-				}
+			dkey = directKey(bits, fp, uniform == 0)
+			if pk != nil && gptqUseDirect && sub == 32 && !nvfp4 && dkey != "" {
+				ds = gptqDKernels[dkey][mc]
 			}
 			buf = sc.floats(34 * units * mc)
 			xf, sx = buf[:32*units*mc], buf[32*units*mc:]
@@ -301,7 +322,7 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 					r.layout(a, col, bits)
 					f(a)
 				}
-				if mc == 1 && ds.f != nil && pk.T == 32 && r.nt >= 2 {
+				if two := gptqTwoStreams[dkey]; mc == 1 && ds.f != nil && two != nil && pk.T == 32 && r.nt >= 2 {
 					// two streams (gptqTwoStreams): tiles t … t+h−1 beside
 					// t+h … t+2h−1, then the odd one out alone
 					h, nt := r.nt/2, r.nt
@@ -317,7 +338,7 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 						r.layout(a, col, bits)
 						f(a)
 					}
-					runP(gptqTwoStreams[fp], r.c0, 1)
+					runP(two, r.c0, 1)
 					if nt%2 == 0 {
 						return
 					}

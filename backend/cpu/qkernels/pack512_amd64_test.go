@@ -85,8 +85,8 @@ func TestPackedConcurrent(t *testing.T) {
 // TestDirectForm checks that the direct form of the 4-bit VNNI kernels
 // (gptqDKernels, gptqDZKernels) gives bitwise the results of the
 // sub-group form, for INT4 (zero points uniform, absent or of their own;
-// groups of 32, 64, 128 and per channel), FP4 (groups of 32 and 128) and
-// MXFP4, every row count and column ranges that start and end
+// groups of 32, 64, 128 and per channel), INT8 (g128 uniform, g32 zero
+// points of its own), FP4 (groups of 32 and 128) and MXFP4, every row count and column ranges that start and end
 // inside column tiles; one-row products of an even and of an odd number
 // of whole tiles take the two-stream kernels (gptqTwoStreams) for pairs of
 // tiles and the one-stream direct form for the odd one.
@@ -104,6 +104,8 @@ func TestDirectForm(t *testing.T) {
 		randomWeight(t, rng, quant.GPTQ, out, in, 4, 128, 1, true, false, false),
 		randomWeight(t, rng, quant.GPTQ, out, in, 4, 64, 1, false, false, false),
 		randomWeight(t, rng, quant.GPTQ, out, in, 4, in, 1, true, false, true),
+		randomWeight(t, rng, quant.GPTQ, out, in, 8, 128, 1, true, false, false),
+		randomWeight(t, rng, quant.GPTQ, out, in, 8, 32, 1, false, false, false),
 		randomWeight(t, rng, quant.FP4, out, in, 4, 32, 0, true, false, false),
 		randomWeight(t, rng, quant.FP4, out, in, 4, 128, 0, true, false, false),
 		randomWeight(t, rng, quant.MXFP4, out, in, 4, 32, 0, true, false, false),
@@ -120,7 +122,7 @@ func TestDirectForm(t *testing.T) {
 				}
 				for i := range got[0] {
 					if math.Float32bits(got[0][i]) != math.Float32bits(got[1][i]) {
-						t.Fatalf("%v g%d M=%d [%d,%d): element %d: direct %g, sub-group form %g", w.Format, w.Group, M, r[0], r[1], i, got[0][i], got[1][i])
+						t.Fatalf("%v %d-bit g%d M=%d [%d,%d): element %d: direct %g, sub-group form %g", w.Format, w.Bits, w.Group, M, r[0], r[1], i, got[0][i], got[1][i])
 					}
 				}
 			}

@@ -37,8 +37,8 @@ var gptqZKernels = map[int]map[int]gptqZSet{
 	},
 }
 
-// gptqVKernels[bits][mc]: the AVX-512 VNNI 2-, 3- and 4-bit GPTQ kernels for
-// mc x rows, as gptqZKernels (3 bits: with AVX512_VBMI and VBMI2).
+// gptqVKernels[bits][mc]: the AVX-512 VNNI 2-, 3-, 4- and 8-bit GPTQ kernels
+// for mc x rows, as gptqZKernels (3 bits: with AVX512_VBMI and VBMI2).
 var gptqVKernels = map[int]map[int]gptqZSet{
 	2: {
 		1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqzv2M1C4, gptqzv2M1C2, gptqzv2M1C1}, gptqyv2M1},
@@ -58,39 +58,57 @@ var gptqVKernels = map[int]map[int]gptqZSet{
 		3: {[]int{2, 1}, []func(*gptqArgs){gptqzv4M3C2, gptqzv4M3C1}, gptqyv4M3},
 		4: {[]int{1}, []func(*gptqArgs){gptqzv4M4C1}, gptqyv4M4},
 	},
+	8: {
+		1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqzv8M1C4, gptqzv8M1C2, gptqzv8M1C1}, gptqyv8M1},
+		2: {[]int{2, 1}, []func(*gptqArgs){gptqzv8M2C2, gptqzv8M2C1}, gptqyv8M2},
+		3: {[]int{2, 1}, []func(*gptqArgs){gptqzv8M3C2, gptqzv8M3C1}, gptqyv8M3},
+		4: {[]int{1}, []func(*gptqArgs){gptqzv8M4C1}, gptqyv8M4},
+	},
 }
 
-// gptqDKernels[fp][mc]: the direct forms of the 4-bit VNNI kernels (fp:
-// of e2m1 codes) with uniform zero points on the packed layout, by column blocking as gptqVKernels[4][mc] (no 8-column one).
-var gptqDKernels = map[bool]map[int]gptqZSet{
-	false: {
+// gptqDKernels[key][mc]: the direct forms of the VNNI kernels on the packed
+// layout, by column blocking as gptqVKernels (no 8-column one); key: v4
+// and v8 INT4 and INT8 with uniform zero points, z4 and z8 with zero points
+// of their own, f4 e2m1 codes (directKey).
+var gptqDKernels = map[string]map[int]gptqZSet{
+	"v4": {
 		1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqdv4M1C4, gptqdv4M1C2, gptqdv4M1C1}, nil},
 		2: {[]int{2, 1}, []func(*gptqArgs){gptqdv4M2C2, gptqdv4M2C1}, nil},
 		3: {[]int{2, 1}, []func(*gptqArgs){gptqdv4M3C2, gptqdv4M3C1}, nil},
 		4: {[]int{1}, []func(*gptqArgs){gptqdv4M4C1}, nil},
 	},
-	true: {
+	"f4": {
 		1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqdf4M1C4, gptqdf4M1C2, gptqdf4M1C1}, nil},
 		2: {[]int{2, 1}, []func(*gptqArgs){gptqdf4M2C2, gptqdf4M2C1}, nil},
 		3: {[]int{2, 1}, []func(*gptqArgs){gptqdf4M3C2, gptqdf4M3C1}, nil},
 		4: {[]int{1}, []func(*gptqArgs){gptqdf4M4C1}, nil},
 	},
+	"z4": {
+		1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqdz4M1C4, gptqdz4M1C2, gptqdz4M1C1}, nil},
+		2: {[]int{2, 1}, []func(*gptqArgs){gptqdz4M2C2, gptqdz4M2C1}, nil},
+		3: {[]int{2, 1}, []func(*gptqArgs){gptqdz4M3C2, gptqdz4M3C1}, nil},
+		4: {[]int{1}, []func(*gptqArgs){gptqdz4M4C1}, nil},
+	},
+	"v8": {
+		1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqdv8M1C4, gptqdv8M1C2, gptqdv8M1C1}, nil},
+		2: {[]int{2, 1}, []func(*gptqArgs){gptqdv8M2C2, gptqdv8M2C1}, nil},
+		3: {[]int{2, 1}, []func(*gptqArgs){gptqdv8M3C2, gptqdv8M3C1}, nil},
+		4: {[]int{1}, []func(*gptqArgs){gptqdv8M4C1}, nil},
+	},
+	"z8": {
+		1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqdz8M1C4, gptqdz8M1C2, gptqdz8M1C1}, nil},
+		2: {[]int{2, 1}, []func(*gptqArgs){gptqdz8M2C2, gptqdz8M2C1}, nil},
+		3: {[]int{2, 1}, []func(*gptqArgs){gptqdz8M3C2, gptqdz8M3C1}, nil},
+		4: {[]int{1}, []func(*gptqArgs){gptqdz8M4C1}, nil},
+	},
 }
 
-// gptqTwoStreams[fp]: the two-stream direct forms for one x row (two
-// column tiles of 32 at once).
-var gptqTwoStreams = map[bool]func(*gptqArgs){
-	false: gptqdv4M1C4S2,
-	true:  gptqdf4M1C4S2,
-}
-
-// gptqDZKernels[mc]: the direct forms of the 4-bit VNNI kernels for INT4
-// with zero points of its own, as gptqDKernels.
-var gptqDZKernels = map[int]gptqZSet{
-	1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqdz4M1C4, gptqdz4M1C2, gptqdz4M1C1}, nil},
-	2: {[]int{2, 1}, []func(*gptqArgs){gptqdz4M2C2, gptqdz4M2C1}, nil},
-	3: {[]int{2, 1}, []func(*gptqArgs){gptqdz4M3C2, gptqdz4M3C1}, nil},
-	4: {[]int{1}, []func(*gptqArgs){gptqdz4M4C1}, nil},
+// gptqTwoStreams[key]: the two-stream direct forms for one x row (two
+// column tiles of 32 at once), keyed as gptqDKernels.
+var gptqTwoStreams = map[string]func(*gptqArgs){
+	"v4": gptqdv4M1C4S2,
+	"f4": gptqdf4M1C4S2,
+	"v8": gptqdv8M1C4S2,
 }
 
 // gptqFKernels[mc]: the AVX-512 VNNI kernels of FP4 (e2m1) codes in the
@@ -473,6 +491,42 @@ func gptqzv4M4C1(a *gptqArgs)
 func gptqyv4M4(a *gptqArgs)
 
 //go:noescape
+func gptqzv8M1C4(a *gptqArgs)
+
+//go:noescape
+func gptqzv8M1C2(a *gptqArgs)
+
+//go:noescape
+func gptqzv8M1C1(a *gptqArgs)
+
+//go:noescape
+func gptqyv8M1(a *gptqArgs)
+
+//go:noescape
+func gptqzv8M2C2(a *gptqArgs)
+
+//go:noescape
+func gptqzv8M2C1(a *gptqArgs)
+
+//go:noescape
+func gptqyv8M2(a *gptqArgs)
+
+//go:noescape
+func gptqzv8M3C2(a *gptqArgs)
+
+//go:noescape
+func gptqzv8M3C1(a *gptqArgs)
+
+//go:noescape
+func gptqyv8M3(a *gptqArgs)
+
+//go:noescape
+func gptqzv8M4C1(a *gptqArgs)
+
+//go:noescape
+func gptqyv8M4(a *gptqArgs)
+
+//go:noescape
 func gptqdv4M1C4(a *gptqArgs)
 
 //go:noescape
@@ -521,12 +575,6 @@ func gptqdf4M3C1(a *gptqArgs)
 func gptqdf4M4C1(a *gptqArgs)
 
 //go:noescape
-func gptqdv4M1C4S2(a *gptqArgs)
-
-//go:noescape
-func gptqdf4M1C4S2(a *gptqArgs)
-
-//go:noescape
 func gptqdz4M1C4(a *gptqArgs)
 
 //go:noescape
@@ -549,6 +597,63 @@ func gptqdz4M3C1(a *gptqArgs)
 
 //go:noescape
 func gptqdz4M4C1(a *gptqArgs)
+
+//go:noescape
+func gptqdv8M1C4(a *gptqArgs)
+
+//go:noescape
+func gptqdv8M1C2(a *gptqArgs)
+
+//go:noescape
+func gptqdv8M1C1(a *gptqArgs)
+
+//go:noescape
+func gptqdv8M2C2(a *gptqArgs)
+
+//go:noescape
+func gptqdv8M2C1(a *gptqArgs)
+
+//go:noescape
+func gptqdv8M3C2(a *gptqArgs)
+
+//go:noescape
+func gptqdv8M3C1(a *gptqArgs)
+
+//go:noescape
+func gptqdv8M4C1(a *gptqArgs)
+
+//go:noescape
+func gptqdz8M1C4(a *gptqArgs)
+
+//go:noescape
+func gptqdz8M1C2(a *gptqArgs)
+
+//go:noescape
+func gptqdz8M1C1(a *gptqArgs)
+
+//go:noescape
+func gptqdz8M2C2(a *gptqArgs)
+
+//go:noescape
+func gptqdz8M2C1(a *gptqArgs)
+
+//go:noescape
+func gptqdz8M3C2(a *gptqArgs)
+
+//go:noescape
+func gptqdz8M3C1(a *gptqArgs)
+
+//go:noescape
+func gptqdz8M4C1(a *gptqArgs)
+
+//go:noescape
+func gptqdv4M1C4S2(a *gptqArgs)
+
+//go:noescape
+func gptqdf4M1C4S2(a *gptqArgs)
+
+//go:noescape
+func gptqdv8M1C4S2(a *gptqArgs)
 
 //go:noescape
 func gptqzf4M1C4(a *gptqArgs)

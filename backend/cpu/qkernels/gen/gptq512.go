@@ -328,27 +328,27 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 // zeros (famVNNI, one stream) subtracts each group's zero points (INT4
 // with zero points of its own), read at R11 (16, stepped by the tile like
 // the scales).
-func gptqDirectKernel(sb *strings.Builder, mc, c int, fam gptqFamily, streams int, zeros bool) {
-	name := gptqDirectName(mc, c, fam, streams, zeros)
+func gptqDirectKernel(sb *strings.Builder, bits, mc, c int, fam gptqFamily, streams int, zeros bool) {
+	name := gptqDirectName(bits, mc, c, fam, streams, zeros)
 	two := streams == 2
-	if two && (mc != 1 || c != 4) || zeros && (two || fam != famVNNI) {
-		panic("two streams: one x row, four vectors; zero points: one stream, int4")
+	if two && (mc != 1 || c != 4) || zeros && (two || fam != famVNNI) || bits != 4 && (bits != 8 || fam != famVNNI) {
+		panic("two streams: one x row, four vectors; zero points: one stream, GPTQ codes; 4 or 8 bits")
 	}
 	w := func(format string, args ...any) { fmt.Fprintf(sb, "\t"+format+"\n", args...) }
 	reg := func(i int) string { return fmt.Sprintf("Z%d", i) }
 	acc := func(m, ci int) string { return reg(m*c + ci) }
-	u := gptq512VNNI(w, reg, acc, 4, mc, c, 64, false, fam, streams)
+	u := gptq512VNNI(w, reg, acc, bits, mc, c, 64, false, fam, streams)
 	fmt.Fprintf(sb, `
 // func %s(a *gptqArgs)
 //
-// AVX-512 VNNI 4-bit kernel%s, direct form (packed layout): %d x row(s),
+// AVX-512 VNNI %d-bit kernel%s, direct form (packed layout): %d x row(s),
 // %d zmm column vector(s) per block.
 %s
 TEXT ·%s(SB), NOSPLIT, $0-8
 	MOVQ	a+0(FP), DI
 	MOVQ	8(DI), R8
 	MOVQ	72(DI), SI
-`, name, map[gptqFamily]string{famVNNI: "", famE2M1: " (e2m1 codes)"}[fam]+map[bool]string{true: ", two streams"}[two], mc, c, u.plan, name)
+`, name, bits, map[gptqFamily]string{famVNNI: "", famE2M1: " (e2m1 codes)"}[fam]+map[bool]string{true: ", two streams"}[two], mc, c, u.plan, name)
 	if two {
 		w("MOVQ\t240(DI), R12")
 	} else {
@@ -441,7 +441,7 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	w("ADDQ\t$%d, 0(DI)", 64*cs)
 	w("ADDQ\t$%d, 32(DI)", 32*cs)
 	if zeros {
-		w("ADDQ\t$%d, 16(DI)", 8*cs)
+		w("ADDQ\t$%d, 16(DI)", 2*bits*cs)
 	}
 	w("ADDQ\t$%d, 80(DI)", 64*cs)
 	w("DECQ\t136(DI)")
@@ -452,12 +452,12 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	w("RET")
 }
 
-func gptqDirectName(mc, c int, fam gptqFamily, streams int, zeros bool) string {
+func gptqDirectName(bits, mc, c int, fam gptqFamily, streams int, zeros bool) string {
 	f := map[gptqFamily]string{famVNNI: "v", famE2M1: "f"}[fam]
 	if zeros {
 		f = "z"
 	}
-	n := fmt.Sprintf("gptqd%s4M%dC%d", f, mc, c)
+	n := fmt.Sprintf("gptqd%s%dM%dC%d", f, bits, mc, c)
 	if streams == 2 {
 		n += "S2"
 	}
@@ -660,6 +660,8 @@ func gptq512Fields(w func(string, ...any), reg func(int) string, acc func(int, i
 // accumulators; the digit sums restart at 0.
 func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int) string, bits, mc, c, VB int, half bool, fam gptqFamily, streams int) gptqUnit {
 	switch bits {
+	case 8:
+		return gptq512VNNI8(w, reg, acc, mc, c, VB, half, streams)
 	case 2:
 		return gptq512VNNI2(w, reg, acc, mc, c, VB, half)
 	case 3:
@@ -815,6 +817,85 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 	}
 	if nv {
 		direct = nil
+	}
+	return gptqUnit{T: [2]int{4 * na, 4*na + 1}, xsz: 128 * mc, plan: plan, setup: setup, body: body, direct: direct}
+}
+
+// gptq512VNNI8 is gptq512VNNI's form for 8-bit codes: a qweight row's
+// dword holds a column's codes of inputs 4r … 4r+3 in byte order, which
+// VPDPBUSD multiplies as they are with the dword of x's digits of the same
+// inputs (gptqVOrders[8] is the identity): 8 rows a unit, 3 VPDPBUSD a
+// row and column vector, no masking. The unit sum Σ code·X reaches 2^35
+// (codes up to 255, |X| ≤ 2^22), past the int32 that vnniCombine forms,
+// so the digit sums (each below 2^21, exact in float32) are converted
+// and combined in float32: (S2·2^8 + S1)·2^8 + S0, two FMAs. Registers as
+// vnniRegs: plane(ci) takes the row, other(0) and the planes the direct
+// form's factor and scales.
+func gptq512VNNI8(w func(string, ...any), reg func(int) string, acc func(int, int) string, mc, c, VB int, half bool, streams int) gptqUnit {
+	na, iacc, plane, other, _, extra, xr, xregs := vnniRegs(reg, mc, c, half, 1)
+	k256 := extra[0]
+	plan := fmt.Sprintf("// Register plan: %s..%s float accumulators acc[m][c], %s..%s the unit's\n"+
+		"// digit sums [m][c][digit], %s.. each column vector's qweight row,\n"+
+		"// %s the float 256.",
+		reg(0), reg(na-1), reg(na), reg(4*na-1), plane(0), k256)
+	setup := func() {
+		w("MOVL\t$0x43800000, R14")
+		w("VPBROADCASTD\tR14, %s", k256)
+	}
+	rows := func() {
+		vnniClear(w, iacc, mc, c)
+		for r := 0; r < 8; r++ {
+			vnniLoadRow(w, plane, c, VB, half, streams)
+			vnniPlane(w, iacc, plane, xr, xregs, mc, c, r)
+			w("ADDQ\tR8, AX")
+		}
+	}
+	// combine leaves the unit's Σ code·X as float32 in iacc(m, ci, 0)
+	combine := func(m, ci int) string {
+		s0, s1, s2 := iacc(m, ci, 0), iacc(m, ci, 1), iacc(m, ci, 2)
+		w("VCVTDQ2PS\t%s, %s", s0, s0)
+		w("VCVTDQ2PS\t%s, %s", s1, s1)
+		w("VCVTDQ2PS\t%s, %s", s2, s2)
+		w("VFMADD213PS\t%s, %s, %s", s1, k256, s2)
+		w("VFMADD213PS\t%s, %s, %s", s0, k256, s2)
+		return s2
+	}
+	body := func() {
+		rows()
+		for m := 0; m < mc; m++ {
+			for ci := 0; ci < c; ci++ {
+				s := combine(m, ci)
+				w("VFMADD231PS.BCST\t%d(BX), %s, %s", 128*m+96, s, acc(m, ci))
+			}
+		}
+	}
+	direct := func(zeros bool) {
+		rows()
+		for ci := 0; ci < c; ci++ {
+			switch {
+			case streams == 1:
+				w("VCVTPH2PS\t%d(R9), %s", VB/2*ci, plane(ci))
+			case ci < c/2:
+				w("VCVTPH2PS\t%d(DX), %s", VB/2*ci, plane(ci))
+			default:
+				w("VCVTPH2PS\t%d(DX)(R12*1), %s", VB/2*(ci-c/2), plane(ci))
+			}
+		}
+		f := other(0)
+		for m := 0; m < mc; m++ {
+			w("VBROADCASTSS\t%d(BX), %s", 128*m+96, f)
+			for ci := 0; ci < c; ci++ {
+				s := combine(m, ci)
+				w("VFMADD213PS.BCST\t%d(R13), %s, %s", 8*m, f, s)
+				if zeros {
+					z := iacc(m, ci, 1) // free after combine
+					w("VPMOVZXBD\t%d(R11), %s", VB/4*ci, z)
+					w("VCVTDQ2PS\t%s, %s", z, z)
+					w("VFNMADD231PS.BCST\t%d(R13), %s, %s", 8*m+4, z, s)
+				}
+				w("VFMADD231PS\t%s, %s, %s", s, plane(ci), acc(m, ci))
+			}
+		}
 	}
 	return gptqUnit{T: [2]int{4 * na, 4*na + 1}, xsz: 128 * mc, plan: plan, setup: setup, body: body, direct: direct}
 }

@@ -136,9 +136,9 @@ func main512() {
 		gptq512Data(&sb, bits)
 	}
 	gb.WriteString("}\n\n")
-	gb.WriteString("// gptqVKernels[bits][mc]: the AVX-512 VNNI 2-, 3- and 4-bit GPTQ kernels for\n// mc x rows, as gptqZKernels (3 bits: with AVX512_VBMI and VBMI2).\n")
+	gb.WriteString("// gptqVKernels[bits][mc]: the AVX-512 VNNI 2-, 3-, 4- and 8-bit GPTQ kernels\n// for mc x rows, as gptqZKernels (3 bits: with AVX512_VBMI and VBMI2).\n")
 	gb.WriteString("var gptqVKernels = map[int]map[int]gptqZSet{\n")
-	for _, bits := range []int{2, 3, 4} {
+	for _, bits := range []int{2, 3, 4, 8} {
 		fmt.Fprintf(&gb, "%d: {\n", bits)
 		for _, mc := range gptqVRows {
 			gptq512Set(&sb, &gb, &decls, bits, mc, gptqVCs[mc], famVNNI)
@@ -147,15 +147,26 @@ func main512() {
 	}
 	gptq3Data(&sb)
 	gb.WriteString("}\n\n")
-	gb.WriteString("// gptqDKernels[fp][mc]: the direct forms of the 4-bit VNNI kernels (fp:\n// of e2m1 codes) with uniform zero points on the packed layout, by column blocking as gptqVKernels[4][mc] (no 8-column one).\n")
-	gb.WriteString("var gptqDKernels = map[bool]map[int]gptqZSet{\n")
-	for _, fam := range []gptqFamily{famVNNI, famE2M1} {
-		fmt.Fprintf(&gb, "%v: {\n", fam == famE2M1)
+	// the direct forms (gptqDirectKernel), by directKey
+	forms := []struct {
+		key   string
+		bits  int
+		fam   gptqFamily
+		zeros bool
+		two   bool
+	}{
+		{"v4", 4, famVNNI, false, true}, {"f4", 4, famE2M1, false, true}, {"z4", 4, famVNNI, true, false},
+		{"v8", 8, famVNNI, false, true}, {"z8", 8, famVNNI, true, false},
+	}
+	gb.WriteString("// gptqDKernels[key][mc]: the direct forms of the VNNI kernels on the packed\n// layout, by column blocking as gptqVKernels (no 8-column one); key: v4\n// and v8 INT4 and INT8 with uniform zero points, z4 and z8 with zero points\n// of their own, f4 e2m1 codes (directKey).\n")
+	gb.WriteString("var gptqDKernels = map[string]map[int]gptqZSet{\n")
+	for _, f := range forms {
+		fmt.Fprintf(&gb, "%q: {\n", f.key)
 		for _, mc := range gptqVRows {
 			var names []string
 			for _, c := range gptqVCs[mc] {
-				gptqDirectKernel(&sb, mc, c, fam, 1, false)
-				names = append(names, gptqDirectName(mc, c, fam, 1, false))
+				gptqDirectKernel(&sb, f.bits, mc, c, f.fam, 1, f.zeros)
+				names = append(names, gptqDirectName(f.bits, mc, c, f.fam, 1, f.zeros))
 				fmt.Fprintf(&decls, "//go:noescape\nfunc %s(a *gptqArgs)\n\n", names[len(names)-1])
 			}
 			fmt.Fprintf(&gb, "%d: {%#v, []func(*gptqArgs){%s}, nil},\n", mc, gptqVCs[mc], strings.Join(names, ", "))
@@ -163,25 +174,16 @@ func main512() {
 		gb.WriteString("},\n")
 	}
 	gb.WriteString("}\n\n")
-	gb.WriteString("// gptqTwoStreams[fp]: the two-stream direct forms for one x row (two\n// column tiles of 32 at once).\n")
-	gb.WriteString("var gptqTwoStreams = map[bool]func(*gptqArgs){\n")
-	for _, fam := range []gptqFamily{famVNNI, famE2M1} {
-		gptqDirectKernel(&sb, 1, 4, fam, 2, false)
-		n := gptqDirectName(1, 4, fam, 2, false)
-		fmt.Fprintf(&gb, "%v: %s,\n", fam == famE2M1, n)
-		fmt.Fprintf(&decls, "//go:noescape\nfunc %s(a *gptqArgs)\n\n", n)
-	}
-	gb.WriteString("}\n\n")
-	gb.WriteString("// gptqDZKernels[mc]: the direct forms of the 4-bit VNNI kernels for INT4\n// with zero points of its own, as gptqDKernels.\n")
-	gb.WriteString("var gptqDZKernels = map[int]gptqZSet{\n")
-	for _, mc := range gptqVRows {
-		var names []string
-		for _, c := range gptqVCs[mc] {
-			gptqDirectKernel(&sb, mc, c, famVNNI, 1, true)
-			names = append(names, gptqDirectName(mc, c, famVNNI, 1, true))
-			fmt.Fprintf(&decls, "//go:noescape\nfunc %s(a *gptqArgs)\n\n", names[len(names)-1])
+	gb.WriteString("// gptqTwoStreams[key]: the two-stream direct forms for one x row (two\n// column tiles of 32 at once), keyed as gptqDKernels.\n")
+	gb.WriteString("var gptqTwoStreams = map[string]func(*gptqArgs){\n")
+	for _, f := range forms {
+		if !f.two {
+			continue
 		}
-		fmt.Fprintf(&gb, "%d: {%#v, []func(*gptqArgs){%s}, nil},\n", mc, gptqVCs[mc], strings.Join(names, ", "))
+		gptqDirectKernel(&sb, f.bits, 1, 4, f.fam, 2, false)
+		n := gptqDirectName(f.bits, 1, 4, f.fam, 2, false)
+		fmt.Fprintf(&gb, "%q: %s,\n", f.key, n)
+		fmt.Fprintf(&decls, "//go:noescape\nfunc %s(a *gptqArgs)\n\n", n)
 	}
 	gb.WriteString("}\n\n")
 	gb.WriteString("// gptqFKernels[mc]: the AVX-512 VNNI kernels of FP4 (e2m1) codes in the\n// GPTQ layout for mc x rows, as gptqZKernels.\n")
