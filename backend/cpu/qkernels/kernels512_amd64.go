@@ -195,11 +195,26 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 	units := K / 32
 	coef := gptqCoef[bits]
 
+	var pk *gptqPacked
+	pkpf, pkspf := 0, 0
+	if gptqUsePack || fp {
+		pk = gptqPackOf(w)
+		pkpf, pkspf = pk.ahead()
+	}
 	var zp unsafe.Pointer
 	var zstride int
 	var off float32
 	uniform := 1
-	if !fp {
+	switch {
+	case fp:
+	case pk != nil:
+		// the packed copy holds the zero points, and the uniform one:
+		// the checkpoint's pages may have been released (a fault a call)
+		off = pk.zero
+		if pk.zeros {
+			uniform = 0
+		}
+	default:
 		zp, zstride, off = zeroRows(sc, w, a0, a1)
 		uniform = 0
 		if w.Zeros == nil || w.ZerosUniform {
@@ -213,12 +228,6 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 	nv := (a1 - a0) / 16
 	half := (a1-a0)%16 != 0
 	pf := gptqZPrefetch(sub/32*bits, N, a1-a0)
-	var pk *gptqPacked
-	pkpf, pkspf := 0, 0
-	if gptqUsePack || fp {
-		pk = gptqPackOf(w)
-		pkpf, pkspf = pk.ahead()
-	}
 	vnni := (bits == 4 || bits == 8 || bits == 2 || bits == 3 && hasVBMI) && useVNNI || fp
 	for m0 := 0; m0 < M; {
 		var mc int

@@ -217,13 +217,26 @@ func gptqY(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 	F := len(fk)
 	units := K / 32
 
-	zp, zstride, off := zeroRows(sc, w, a0, a1)
 	// With uniform zero points the initial sum is −z·Σx and the epilogue
-	// skips the zero points (z includes ZeroOffset).
+	// skips the zero points (z includes ZeroOffset). The packed copy has
+	// them (and the checkpoint's pages may have been released).
+	pk := gptqPackY(w)
+	var zp unsafe.Pointer
+	var zstride int
+	var off float32
 	uniform := 0
-	if w.Zeros == nil || w.ZerosUniform {
-		uniform = 1
-		off = float32(zeroOf(w, 0, 0))
+	switch {
+	case pk != nil:
+		off = pk.zero
+		if !pk.zeros {
+			uniform = 1
+		}
+	default:
+		zp, zstride, off = zeroRows(sc, w, a0, a1)
+		if w.Zeros == nil || w.ZerosUniform {
+			uniform = 1
+			off = float32(zeroOf(w, 0, 0))
+		}
 	}
 	for m := 0; m < M; m++ {
 		clear(dst[m*ldd+a0 : m*ldd+a1])
@@ -273,7 +286,7 @@ func gptqY(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 			}
 		}
 		a := &sc.ga
-		if pk := gptqPackY(w); pk != nil {
+		if pk != nil {
 			// the packed copy (pack512_amd64.go), walked as gptqZ walks it
 			pf, spf := pk.ahead()
 			pk.runs(a0, a1, N, func(r tileRun) {

@@ -39,11 +39,12 @@ import (
 // (+ zero points), plus padding to 64 bytes per tile when the tile is not
 // a multiple of it (none for int4 g32 with uniform zero points).
 type gptqPacked struct {
-	buf   []byte // 64-byte aligned
-	T     int    // columns of a full tile
-	G     int    // groups
-	cpg   int    // code bytes per column per group (4 · bits · Group/32)
-	zeros bool   // tiles hold zero points
+	buf   []byte  // 64-byte aligned
+	T     int     // columns of a full tile
+	G     int     // groups
+	cpg   int     // code bytes per column per group (4 · bits · Group/32)
+	zeros bool    // tiles hold zero points
+	zero  float32 // GPTQ: the zero point of every column and group where the tiles hold none, else the offset added to theirs
 	bits  int
 	full  int  // bytes of a full tile (one group)
 	nv    bool // NVFP4: two scale rows a group (a unit), each 2·T bytes
@@ -210,6 +211,12 @@ func newGptqPacked(w *quant.Weight) *gptqPacked {
 		zeros: !(w.Zeros == nil || w.ZerosUniform) && !fp, bits: bits,
 		data: unsafe.Pointer(unsafe.SliceData(w.Data)), scales: unsafe.Pointer(unsafe.SliceData(w.Scales)),
 		zp: unsafe.Pointer(unsafe.SliceData(w.Zeros)), uniform: w.ZerosUniform, nv: w.Format == quant.NVFP4,
+	}
+	switch {
+	case p.zeros:
+		p.zero = float32(w.ZeroOffset)
+	case !fp:
+		p.zero = float32(zeroOf(w, 0, 0))
 	}
 	if p.nv && p.T != nvScaleHalf/2 {
 		panic("qkernels: NVFP4 tiles of the kernels' width")
