@@ -138,7 +138,7 @@ func (b *Backend) Embed(dst backend.Tensor, table backend.Matrix, tokens []int32
 				row[k] = dtype.BF16ToF32(h)
 			}
 		default:
-			m.w.DequantizeRow(row, int(t))
+			qkernels.DequantizeRow(row, m.w, int(t))
 		}
 	}
 }

@@ -30,3 +30,6 @@ func fp4VNNI(w *quant.Weight) bool { return false }
 
 // packSorted: no packed copies here.
 func packSorted(wp *quant.Weight) {}
+
+// packedRow: no packed copies here.
+func packedRow(dst []float32, w *quant.Weight, row int) bool { return false }

@@ -1,6 +1,7 @@
 package qkernels
 
 import (
+	"math"
 	"math/rand"
 	"strings"
 	"sync"
@@ -99,5 +100,31 @@ func TestBenchWeights(t *testing.T) {
 		}
 		x := randX(rng, 2*256)
 		checkMatMul(t, w, x, 2, 0, 96, "bench-sym")
+	}
+}
+
+// TestDequantizeRow checks DequantizeRow (from the packed copy where the
+// kernels have one) against quant's DequantizeRow, bit for bit, for every
+// row of GPTQ weights of every bit width, group size and zero-point kind,
+// with columns past the last multiple of 8.
+func TestDequantizeRow(t *testing.T) {
+	rng := rand.New(rand.NewSource(13))
+	const in, out = 384, 403
+	for _, bits := range []int{2, 3, 4, 8} {
+		for _, group := range []int{32, 64, 128, in} {
+			for _, z := range []struct{ sym, nilZeros bool }{{true, false}, {false, false}, {true, true}} {
+				w := randomWeight(t, rng, quant.GPTQ, out, in, bits, group, 1, z.sym, false, z.nilZeros)
+				got, want := make([]float32, in), make([]float32, in)
+				for n := range out {
+					DequantizeRow(got, w, n)
+					w.DequantizeRow(want, n)
+					for k := range want {
+						if math.Float32bits(got[k]) != math.Float32bits(want[k]) {
+							t.Fatalf("%d-bit g%d sym %v nil zeros %v: row %d, input %d: %g, quant's %g", bits, group, z.sym, z.nilZeros, n, k, got[k], want[k])
+						}
+					}
+				}
+			}
+		}
 	}
 }

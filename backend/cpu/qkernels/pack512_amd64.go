@@ -360,3 +360,50 @@ func releaseSource(w *quant.Weight) {
 		pages.Release(w.Zeros)
 	}
 }
+
+// packedRow dequantizes output feature row of a GPTQ weight into dst (In
+// values) from its packed copy, as w.DequantizeRow would, bit for bit. The
+// row is then one column of one tile, a contiguous run of the copy,
+// where the checkpoint layout has it in a word of every qweight row (one
+// page each, released once the copy is made): the lookup of a tied,
+// quantized embedding. It reports false, leaving dst alone, where the
+// copy does not hold the row (not packed, or in the columns after the
+// last multiple of 8).
+func packedRow(dst []float32, w *quant.Weight, row int) bool {
+	if w.Format != quant.GPTQ || !gptqPackable(w) {
+		return false
+	}
+	p := gptqPackOf(w)
+	t, c := row/p.T, row%p.T
+	wt := min(p.T, w.Out-t*p.T) &^ 7
+	if c >= wt {
+		return false
+	}
+	codes, tb := p.tile(wt)
+	bits, group := p.bits, w.Group
+	mask := uint32(1)<<uint(bits) - 1
+	for g := range p.G {
+		gb := p.buf[p.col(t)+g*tb : p.col(t)+(g+1)*tb]
+		s := dtype.F16ToF32(uint16(gb[codes+2*c]) | uint16(gb[codes+2*c+1])<<8)
+		z := int32(p.zero)
+		if p.zeros {
+			zb, pos := gb[codes+2*wt:codes+2*wt+wt*bits/8], c*bits
+			v := uint32(zb[pos/8]) >> uint(pos%8)
+			if pos%8+bits > 8 {
+				v |= uint32(zb[pos/8+1]) << uint(8-pos%8)
+			}
+			z = int32(v&mask) + int32(w.ZeroOffset)
+		}
+		// the column's word of code row r is word r·wt + c of the group
+		for kk := range group {
+			pos := kk * bits
+			r, off := pos>>5, uint(pos&31)
+			v := le32(gb, r*wt+c) >> off
+			if int(off)+bits > 32 {
+				v |= le32(gb, (r+1)*wt+c) << (32 - off)
+			}
+			dst[g*group+kk] = float32(int32(v&mask)-z) * s
+		}
+	}
+	return true
+}

@@ -91,6 +91,19 @@ import (
 // useSIMD selects the assembly; tests switch it off to cover the Go path.
 var useSIMD = hasSIMD
 
+// DequantizeRow writes output feature row of w (In values) into dst, as
+// w.DequantizeRow does, bit for bit; from the kernels' packed copy of a
+// GPTQ weight where there is one (the row is one contiguous run of it,
+// where the checkpoint layout spreads it over every qweight row). It is
+// the lookup of a tied embedding whose table is the quantized output
+// head.
+func DequantizeRow(dst []float32, w *quant.Weight, row int) {
+	if row >= 0 && row < w.Out && len(dst) >= w.In && packedRow(dst, w, row) {
+		return
+	}
+	w.DequantizeRow(dst, row)
+}
+
 // HasSIMD reports whether the assembly kernels are in use.
 func HasSIMD() bool { return useSIMD }
 
