@@ -321,12 +321,15 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 			// one call per column tile (and kernel width): each reads its
 			// tile's stream from the first group to the last
 			pk.runs(a0, a1, N, func(r tileRun) {
-				runP := func(f func(*gptqArgs), col, ncb int) {
+				// runP calls f on the run's columns from col, ncb blocks;
+				// h ≥ 1: a two-stream kernel, the second stream h tiles on
+				runP := func(f func(*gptqArgs), col, ncb, h int) {
 					*a = gptqArgs{
 						xf: uintptr(unsafe.Pointer(&xf[0])), sx: uintptr(unsafe.Pointer(&sx[0])), uniform: uniform,
 						y: uintptr(unsafe.Pointer(&dst[m0*ldd+col])), ystride: 4 * ldd,
 						ncb: ncb, nsub: nsub, upsub: sub / 32, subPerGroup: group / sub,
 						pfdist: pkpf, spf: pkspf, zpf: pkspf, ngroups: nsub / (group / sub),
+						qdelta: h * pk.G * pk.full, ydelta: 4 * h * pk.T,
 					}
 					r.layout(a, col, bits)
 					f(a)
@@ -336,18 +339,7 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 					// t+h … t+2h−1, then the odd one out alone
 					h, nt := r.nt/2, r.nt
 					r.nt = h
-					runP := func(f func(*gptqArgs), col, ncb int) {
-						*a = gptqArgs{
-							xf: uintptr(unsafe.Pointer(&xf[0])), sx: uintptr(unsafe.Pointer(&sx[0])), uniform: uniform,
-							y: uintptr(unsafe.Pointer(&dst[m0*ldd+col])), ystride: 4 * ldd,
-							ncb: ncb, nsub: nsub, upsub: 1, subPerGroup: group / sub,
-							pfdist: pkpf, spf: pkspf, zpf: pkspf, ngroups: nsub / (group / sub),
-							qdelta: h * pk.G * pk.full, ydelta: 4 * h * pk.T,
-						}
-						r.layout(a, col, bits)
-						f(a)
-					}
-					runP(two, r.c0, 1)
+					runP(two, r.c0, 1, h)
 					if nt%2 == 0 {
 						return
 					}
@@ -362,13 +354,13 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 						if ds.f != nil {
 							f = ds.f[i]
 						}
-						runP(f, col, n)
+						runP(f, col, n, 0)
 						col += 16 * c * n
 						left -= c * n
 					}
 				}
 				if (r.c1-r.c0)%16 != 0 {
-					runP(ks.half, col, 1)
+					runP(ks.half, col, 1, 0)
 				}
 			})
 		} else {

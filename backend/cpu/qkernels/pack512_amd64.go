@@ -18,7 +18,8 @@ import (
 // qweight rows of one sub-group (each 4·N bytes apart) and a row of the
 // scales (and zero points) elsewhere: bits+1 (or +2) concurrent streams per
 // core, each jumping by a row stride at every block. The packed copy puts,
-// for each tile of T output columns (T = the widest one-row kernel's block)
+// for each tile of T output columns (T = the widest one-row kernel's block;
+// 32 for the two-stream kernels' weights, gptqTwoStreamsFor)
 // and each group, the group's codes (the qweight rows of its sub-groups,
 // T columns each), then its T fp16 scales, then (when the zero points are
 // not uniform) its zero points, padded to 64 bytes; the tiles of one column
