@@ -82,7 +82,7 @@ func TestPackedConcurrent(t *testing.T) {
 	}
 }
 
-// TestDirectForm checks that the direct form of the 4-bit VNNI kernels
+// TestDirectForm checks that the direct form of the 4- and 8-bit VNNI kernels
 // (gptqDKernels, gptqDZKernels) gives bitwise the results of the
 // sub-group form, for INT4 (zero points uniform, absent or of their own;
 // groups of 32, 64, 128 and per channel), INT8 (g128 uniform, g32 zero

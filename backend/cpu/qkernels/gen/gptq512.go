@@ -106,7 +106,7 @@ func gptq512Name(bits, mc, c int, half bool, fam gptqFamily) string {
 
 // gptq512Kernel emits one AVX-512 GPTQ kernel: bits-bit weights, mc x rows,
 // c column vectors of 16 (half: one vector of 8, ymm) per block, of the
-// family fam (the VNNI families: gptq512VNNI; famVNNI for 2, 3 and 4 bits,
+// family fam (the VNNI families: gptq512VNNI; famVNNI for 2, 3, 4 and 8 bits,
 // famE2M1 and famNVFP4 for 4).
 func gptq512Kernel(sb *strings.Builder, bits, mc, c int, half bool, fam gptqFamily) {
 	name := gptq512Name(bits, mc, c, half, fam)
