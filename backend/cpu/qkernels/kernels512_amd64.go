@@ -153,11 +153,15 @@ func directKey(bits int, fp, zeros bool) string {
 		return "z8"
 	case bits == 8:
 		return "v8"
+	case bits == 2 && !zeros:
+		return "v2"
+	case bits == 3 && !zeros:
+		return "v3"
 	}
 	return ""
 }
 
-// gptqUseDirect selects the direct form of the 4- and 8-bit VNNI kernels
+// gptqUseDirect selects the direct form of the VNNI kernels
 // on the packed copy (gptqDKernels, gptqTwoStreams; tests and benchmarks
 // compare without).
 var gptqUseDirect = true

@@ -82,11 +82,11 @@ func TestPackedConcurrent(t *testing.T) {
 	}
 }
 
-// TestDirectForm checks that the direct form of the 4- and 8-bit VNNI kernels
+// TestDirectForm checks that the direct form of the VNNI kernels
 // (gptqDKernels, gptqDZKernels) gives bitwise the results of the
 // sub-group form, for INT4 (zero points uniform, absent or of their own;
 // groups of 32, 64, 128 and per channel), INT8 (g128 uniform, g32 zero
-// points of its own), FP4 (groups of 32 and 128) and MXFP4, every row count and column ranges that start and end
+// points of its own), INT2 g64 and INT3 g32/g128 (uniform), FP4 (groups of 32 and 128) and MXFP4, every row count and column ranges that start and end
 // inside column tiles; one-row products of an even and of an odd number
 // of whole tiles take the two-stream kernels (gptqTwoStreams) for pairs of
 // tiles and the one-stream direct form for the odd one.
@@ -105,6 +105,9 @@ func TestDirectForm(t *testing.T) {
 		randomWeight(t, rng, quant.GPTQ, out, in, 4, 64, 1, false, false, false),
 		randomWeight(t, rng, quant.GPTQ, out, in, 4, in, 1, true, false, true),
 		randomWeight(t, rng, quant.GPTQ, out, in, 8, 128, 1, true, false, false),
+		randomWeight(t, rng, quant.GPTQ, out, in, 2, 64, 1, true, false, false),
+		randomWeight(t, rng, quant.GPTQ, out, in, 3, 128, 1, true, false, true),
+		randomWeight(t, rng, quant.GPTQ, out, in, 3, 32, 1, true, false, false),
 		randomWeight(t, rng, quant.GPTQ, out, in, 8, 32, 1, false, false, false),
 		randomWeight(t, rng, quant.FP4, out, in, 4, 32, 0, true, false, false),
 		randomWeight(t, rng, quant.FP4, out, in, 4, 128, 0, true, false, false),

@@ -67,9 +67,9 @@ var gptqVKernels = map[int]map[int]gptqZSet{
 }
 
 // gptqDKernels[key][mc]: the direct forms of the VNNI kernels on the packed
-// layout, by column blocking as gptqVKernels (no 8-column one); key: v4
-// and v8 INT4 and INT8 with uniform zero points, z4 and z8 with zero points
-// of their own, f4 e2m1 codes (directKey).
+// layout, by column blocking as gptqVKernels (no 8-column one); key: v2,
+// v3, v4 and v8 GPTQ codes with uniform zero points, z4 and z8 with zero
+// points of their own, f4 e2m1 codes (directKey).
 var gptqDKernels = map[string]map[int]gptqZSet{
 	"v4": {
 		1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqdv4M1C4, gptqdv4M1C2, gptqdv4M1C1}, nil},
@@ -100,6 +100,18 @@ var gptqDKernels = map[string]map[int]gptqZSet{
 		2: {[]int{2, 1}, []func(*gptqArgs){gptqdz8M2C2, gptqdz8M2C1}, nil},
 		3: {[]int{2, 1}, []func(*gptqArgs){gptqdz8M3C2, gptqdz8M3C1}, nil},
 		4: {[]int{1}, []func(*gptqArgs){gptqdz8M4C1}, nil},
+	},
+	"v2": {
+		1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqdv2M1C4, gptqdv2M1C2, gptqdv2M1C1}, nil},
+		2: {[]int{2, 1}, []func(*gptqArgs){gptqdv2M2C2, gptqdv2M2C1}, nil},
+		3: {[]int{2, 1}, []func(*gptqArgs){gptqdv2M3C2, gptqdv2M3C1}, nil},
+		4: {[]int{1}, []func(*gptqArgs){gptqdv2M4C1}, nil},
+	},
+	"v3": {
+		1: {[]int{4, 2, 1}, []func(*gptqArgs){gptqdv3M1C4, gptqdv3M1C2, gptqdv3M1C1}, nil},
+		2: {[]int{2, 1}, []func(*gptqArgs){gptqdv3M2C2, gptqdv3M2C1}, nil},
+		3: {[]int{2, 1}, []func(*gptqArgs){gptqdv3M3C2, gptqdv3M3C1}, nil},
+		4: {[]int{1}, []func(*gptqArgs){gptqdv3M4C1}, nil},
 	},
 }
 
@@ -645,6 +657,54 @@ func gptqdz8M3C1(a *gptqArgs)
 
 //go:noescape
 func gptqdz8M4C1(a *gptqArgs)
+
+//go:noescape
+func gptqdv2M1C4(a *gptqArgs)
+
+//go:noescape
+func gptqdv2M1C2(a *gptqArgs)
+
+//go:noescape
+func gptqdv2M1C1(a *gptqArgs)
+
+//go:noescape
+func gptqdv2M2C2(a *gptqArgs)
+
+//go:noescape
+func gptqdv2M2C1(a *gptqArgs)
+
+//go:noescape
+func gptqdv2M3C2(a *gptqArgs)
+
+//go:noescape
+func gptqdv2M3C1(a *gptqArgs)
+
+//go:noescape
+func gptqdv2M4C1(a *gptqArgs)
+
+//go:noescape
+func gptqdv3M1C4(a *gptqArgs)
+
+//go:noescape
+func gptqdv3M1C2(a *gptqArgs)
+
+//go:noescape
+func gptqdv3M1C1(a *gptqArgs)
+
+//go:noescape
+func gptqdv3M2C2(a *gptqArgs)
+
+//go:noescape
+func gptqdv3M2C1(a *gptqArgs)
+
+//go:noescape
+func gptqdv3M3C2(a *gptqArgs)
+
+//go:noescape
+func gptqdv3M3C1(a *gptqArgs)
+
+//go:noescape
+func gptqdv3M4C1(a *gptqArgs)
 
 //go:noescape
 func gptqdv4M1C4S2(a *gptqArgs)

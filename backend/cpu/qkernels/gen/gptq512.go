@@ -331,8 +331,8 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 func gptqDirectKernel(sb *strings.Builder, bits, mc, c int, fam gptqFamily, streams int, zeros bool) {
 	name := gptqDirectName(bits, mc, c, fam, streams, zeros)
 	two := streams == 2
-	if two && (mc != 1 || c != 4) || zeros && (two || fam != famVNNI) || bits != 4 && (bits != 8 || fam != famVNNI) {
-		panic("two streams: one x row, four vectors; zero points: one stream, GPTQ codes; 4 or 8 bits")
+	if two && (mc != 1 || c != 4 || bits < 4) || zeros && (two || fam != famVNNI || bits < 4) || bits != 4 && fam != famVNNI {
+		panic("two streams: one x row, four vectors, 4 or 8 bits; zero points: one stream, GPTQ codes of 4 or 8 bits")
 	}
 	w := func(format string, args ...any) { fmt.Fprintf(sb, "\t"+format+"\n", args...) }
 	reg := func(i int) string { return fmt.Sprintf("Z%d", i) }
@@ -911,7 +911,7 @@ func gptq512VNNI2(w func(string, ...any), reg func(int) string, acc func(int, in
 		w("MOVL\t$0x03030303, R14")
 		w("VPBROADCASTD\tR14, %s", mask)
 	}
-	body := func() {
+	rows := func() {
 		vnniClear(w, iacc, mc, c)
 		for r := 0; r < 2; r++ {
 			vnniLoadRow(w, word, c, VB, half, 1)
@@ -928,9 +928,16 @@ func gptq512VNNI2(w func(string, ...any), reg func(int) string, acc func(int, in
 			}
 			w("ADDQ\tR8, AX")
 		}
+	}
+	body := func() {
+		rows()
 		vnniFinish(w, iacc, acc, mc, c)
 	}
-	return gptqUnit{T: [2]int{4 * na, 4*na + 1}, xsz: 128 * mc, plan: plan, setup: setup, body: body}
+	direct := func(zeros bool) {
+		rows()
+		vnniDirect(w, iacc, acc, mc, c, plane, word(0))
+	}
+	return gptqUnit{T: [2]int{4 * na, 4*na + 1}, xsz: 128 * mc, plan: plan, setup: setup, body: body, direct: direct}
 }
 
 // gptq3Planes are the 3-bit VNNI kernels' eight code planes: plane q
@@ -975,7 +982,7 @@ func gptq512VNNI3(w func(string, ...any), reg func(int) string, acc func(int, in
 		}
 		return fmt.Sprintf("%d(AX)(R8*%d)", VB*ci, r)
 	}
-	body := func() {
+	rows := func() {
 		vnniClear(w, iacc, mc, c)
 		if !half {
 			for r := 0; r < 3; r++ {
@@ -1008,9 +1015,16 @@ func gptq512VNNI3(w func(string, ...any), reg func(int) string, acc func(int, in
 		}
 		w("LEAQ\t(AX)(R8*2), AX")
 		w("ADDQ\tR8, AX")
+	}
+	body := func() {
+		rows()
 		vnniFinish(w, iacc, acc, mc, c)
 	}
-	return gptqUnit{T: [2]int{4 * na, 4*na + 1}, xsz: 128 * mc, plan: plan, setup: setup, body: body}
+	direct := func(zeros bool) {
+		rows()
+		vnniDirect(w, iacc, acc, mc, c, plane, fun(0))
+	}
+	return gptqUnit{T: [2]int{4 * na, 4*na + 1}, xsz: 128 * mc, plan: plan, setup: setup, body: body, direct: direct}
 }
 
 // gptq3Data emits the VPMULTISHIFTQB controls of gptq3Planes: for plane
@@ -1110,6 +1124,25 @@ func vnniFinish(w func(string, ...any), iacc func(m, ci, d int) string, acc func
 		for ci := 0; ci < c; ci++ {
 			s0 := vnniCombine(w, iacc, m, ci, -1)
 			w("VFMADD231PS.BCST\t%d(BX), %s, %s", 128*m+96, s0, acc(m, ci))
+		}
+	}
+}
+
+// vnniDirect is the direct form's end of a 2- or 3-bit VNNI unit
+// (gptqDirectKernel; gptq512VNNI spells its own for 4 and 8 bits): the
+// unit's scales into sc(ci), x's factor into f (registers the rows no
+// longer need), each (x row, column vector)'s sum formed as vnniFinish
+// forms it (init + factor·S) and scaled into its output accumulator.
+func vnniDirect(w func(string, ...any), iacc func(m, ci, d int) string, acc func(int, int) string, mc, c int, sc func(int) string, f string) {
+	for ci := 0; ci < c; ci++ {
+		w("VCVTPH2PS\t%d(R9), %s", 32*ci, sc(ci))
+	}
+	for m := 0; m < mc; m++ {
+		w("VBROADCASTSS\t%d(BX), %s", 128*m+96, f)
+		for ci := 0; ci < c; ci++ {
+			s0 := vnniCombine(w, iacc, m, ci, -1)
+			w("VFMADD213PS.BCST\t%d(R13), %s, %s", 8*m, f, s0)
+			w("VFMADD231PS\t%s, %s, %s", s0, sc(ci), acc(m, ci))
 		}
 	}
 }

@@ -157,8 +157,9 @@ func main512() {
 	}{
 		{"v4", 4, famVNNI, false, true}, {"f4", 4, famE2M1, false, true}, {"z4", 4, famVNNI, true, false},
 		{"v8", 8, famVNNI, false, true}, {"z8", 8, famVNNI, true, false},
+		{"v2", 2, famVNNI, false, false}, {"v3", 3, famVNNI, false, false},
 	}
-	gb.WriteString("// gptqDKernels[key][mc]: the direct forms of the VNNI kernels on the packed\n// layout, by column blocking as gptqVKernels (no 8-column one); key: v4\n// and v8 INT4 and INT8 with uniform zero points, z4 and z8 with zero points\n// of their own, f4 e2m1 codes (directKey).\n")
+	gb.WriteString("// gptqDKernels[key][mc]: the direct forms of the VNNI kernels on the packed\n// layout, by column blocking as gptqVKernels (no 8-column one); key: v2,\n// v3, v4 and v8 GPTQ codes with uniform zero points, z4 and z8 with zero\n// points of their own, f4 e2m1 codes (directKey).\n")
 	gb.WriteString("var gptqDKernels = map[string]map[int]gptqZSet{\n")
 	for _, f := range forms {
 		fmt.Fprintf(&gb, "%q: {\n", f.key)
