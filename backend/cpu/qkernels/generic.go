@@ -113,13 +113,20 @@ func zeroOf(w *quant.Weight, g, n int) int32 {
 		return 1 << uint(bits-1)
 	}
 	zcols := (w.Out*bits + 31) / 32
-	p := n * bits
-	r, off := p>>5, uint(p&31)
-	v := le32(w.Zeros, g*zcols+r) >> off
+	return int32(field(w.Zeros, g*zcols, 1, n*bits, bits)) + int32(w.ZeroOffset)
+}
+
+// field returns the bits-bit field at bit pos of a stream of
+// little-endian 32-bit words whose word i is word w0 + i·stride of b (a
+// field may straddle two words): a code of a qweight column (stride: the
+// words of a row), a zero point of a qzeros row (stride 1).
+func field(b []byte, w0, stride, pos, bits int) uint32 {
+	r, off := pos>>5, uint(pos&31)
+	v := le32(b, w0+r*stride) >> off
 	if int(off)+bits > 32 {
-		v |= le32(w.Zeros, g*zcols+r+1) << (32 - off)
+		v |= le32(b, w0+(r+1)*stride) << (32 - off)
 	}
-	return int32(v&(1<<uint(bits)-1)) + int32(w.ZeroOffset)
+	return v & (1<<uint(bits) - 1)
 }
 
 var e2m1 = [16]float32{0, 0.5, 1, 1.5, 2, 3, 4, 6, 0, -0.5, -1, -1.5, -2, -3, -4, -6}

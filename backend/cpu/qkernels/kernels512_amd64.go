@@ -209,22 +209,8 @@ func gptqZ(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 	var zstride int
 	var off float32
 	uniform := 1
-	switch {
-	case fp:
-	case pk != nil:
-		// the packed copy holds the zero points, and the uniform one:
-		// the checkpoint's pages may have been released (a fault a call)
-		off = pk.zero
-		if pk.zeros {
-			uniform = 0
-		}
-	default:
-		zp, zstride, off = zeroRows(sc, w, a0, a1)
-		uniform = 0
-		if w.Zeros == nil || w.ZerosUniform {
-			uniform = 1
-			off = float32(zeroOf(w, 0, 0))
-		}
+	if !fp {
+		zp, zstride, off, uniform = zeroPoints(sc, w, pk, a0, a1)
 	}
 	for m := 0; m < M; m++ {
 		clear(dst[m*ldd+a0 : m*ldd+a1])

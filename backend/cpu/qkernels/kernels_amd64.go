@@ -217,27 +217,8 @@ func gptqY(sc *scratch, dst []float32, ldd int, x []float32, M int, w *quant.Wei
 	F := len(fk)
 	units := K / 32
 
-	// With uniform zero points the initial sum is −z·Σx and the epilogue
-	// skips the zero points (z includes ZeroOffset). The packed copy has
-	// them (and the checkpoint's pages may have been released).
 	pk := gptqPackY(w)
-	var zp unsafe.Pointer
-	var zstride int
-	var off float32
-	uniform := 0
-	switch {
-	case pk != nil:
-		off = pk.zero
-		if !pk.zeros {
-			uniform = 1
-		}
-	default:
-		zp, zstride, off = zeroRows(sc, w, a0, a1)
-		if w.Zeros == nil || w.ZerosUniform {
-			uniform = 1
-			off = float32(zeroOf(w, 0, 0))
-		}
-	}
+	zp, zstride, off, uniform := zeroPoints(sc, w, pk, a0, a1)
 	for m := 0; m < M; m++ {
 		clear(dst[m*ldd+a0 : m*ldd+a1])
 	}
@@ -377,6 +358,26 @@ var gptqCoef = func() map[int][]float32 {
 	}
 	return m
 }()
+
+// zeroPoints returns what the fast GPTQ kernels take of w's zero points
+// for the columns [a0, a1): with uniform zero points (uniform = 1) the
+// initial sum is −off·Σx and the epilogue skips them (off includes
+// ZeroOffset); else the zero-point rows (zeroRows; with the packed copy pk
+// the kernels read its own, and the checkpoint's pages may have been
+// released) and off the offset added to each.
+func zeroPoints(sc *scratch, w *quant.Weight, pk *gptqPacked, a0, a1 int) (zp unsafe.Pointer, zstride int, off float32, uniform int) {
+	if pk != nil {
+		if !pk.zeros {
+			uniform = 1
+		}
+		return nil, 0, pk.zero, uniform
+	}
+	zp, zstride, off = zeroRows(sc, w, a0, a1)
+	if w.Zeros == nil || w.ZerosUniform {
+		return zp, zstride, float32(zeroOf(w, 0, 0)), 1
+	}
+	return zp, zstride, off, 0
+}
 
 // zeroRows returns the qzeros bytes of column a0 (group 0), the stride
 // between groups and the zero offset; for a symmetric weight without stored

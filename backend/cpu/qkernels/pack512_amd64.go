@@ -306,8 +306,6 @@ func (p *gptqPacked) matches(w *quant.Weight) bool {
 // gptqPacks holds the packed copies of live Weights.
 var gptqPacks perWeight[gptqPacked]
 
-// gptqPackOf returns w's packed copy, making it on first use (and then
-// releasing the pages of a mapped checkpoint's bytes).
 // gptqUseYPack selects the packed copy for the AVX2 kernels too (gptqY);
 // off, they read the checkpoint layout (the benchmarks compare both).
 var gptqUseYPack = true
@@ -328,6 +326,8 @@ func gptqPackY(w *quant.Weight) *gptqPacked {
 	return gptqPackOf(w)
 }
 
+// gptqPackOf returns w's packed copy, making it on first use (and then
+// releasing the pages of a mapped checkpoint's bytes).
 func gptqPackOf(w *quant.Weight) *gptqPacked {
 	return gptqPacks.get(w, func(w *quant.Weight) *gptqPacked {
 		p := newGptqPacked(w)
@@ -397,13 +397,7 @@ func packedRow(dst []float32, w *quant.Weight, row int) bool {
 		}
 		// the column's word of code row r is word r·wt + c of the group
 		for kk := range group {
-			pos := kk * bits
-			r, off := pos>>5, uint(pos&31)
-			v := le32(gb, r*wt+c) >> off
-			if int(off)+bits > 32 {
-				v |= le32(gb, (r+1)*wt+c) << (32 - off)
-			}
-			dst[g*group+kk] = float32(int32(v&mask)-z) * s
+			dst[g*group+kk] = float32(int32(field(gb, c, wt, kk*bits, bits))-z) * s
 		}
 	}
 	return true

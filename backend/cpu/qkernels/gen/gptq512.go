@@ -293,8 +293,8 @@ TEXT ·%s(SB), NOSPLIT, $0-8
 	w("RET")
 }
 
-// gptqDirectKernel emits the direct form of a VNNI kernel (4-bit codes,
-// fam famVNNI or famE2M1) on the packed layout. The sub-group form
+// gptqDirectKernel emits the direct form of a VNNI kernel (famVNNI with
+// 2-, 3-, 4- or 8-bit codes, or famE2M1) on the packed layout. The sub-group form
 // (gptq512Kernel) leaves the unit loop after every unit of 32 inputs for
 // an epilogue that adds scale·sum to y in memory and restarts the
 // block's pointers from the argument block: one exit every KiB of int4
@@ -503,10 +503,10 @@ type gptqUnit struct {
 	xsz         int    // x bytes per unit, all rows
 	plan        string // the register plan, for the kernel's comment
 	setup, body func() // constants into registers; one unit's instructions
-	// direct, where the family has it (4-bit VNNI and e2m1 codes): one
-	// unit that is a whole group, its scaled sum added to the output
-	// accumulators acc (gptqDirectKernel); zeros: less the zero points'
-	// z·Σx (at R11) before the scale, as the epilogue does
+	// direct, where the family has it (the VNNI ones but NVFP4): one
+	// unit whose scaled sum is added to the output accumulators acc
+	// (gptqDirectKernel, vnniDirect); zeros: less the zero points' z·Σx
+	// (at R11) before the scale, as the epilogue does
 	direct func(zeros bool)
 }
 
@@ -775,45 +775,24 @@ func gptq512VNNI(w func(string, ...any), reg func(int) string, acc func(int, int
 			}
 		}
 	}
-	// direct: the group is this unit (gptqDirectKernel). Its float sum is
-	// formed as body forms it, init + factor·S (one FMA, the operands
-	// commuted), and scaled into the running output acc as the epilogue
-	// scales it into y, y + scale·sum: the same two roundings, with acc
-	// in a register in place of y in memory. The rows' registers are free
-	// by then: lo(ci) take the unit's scales, hi(0) x's factor.
-	// With two streams (gptqDirectKernel) the scales are read at DX (R12
-	// further for stream 2).
+	// direct (gptqDirectKernel, vnniDirect): the rows' registers are free
+	// by the unit's end: lo(ci) take its scales, hi(0) x's factor.
 	direct := func(zeros bool) {
 		rows()
-		for ci := 0; ci < c; ci++ {
-			switch {
-			case streams == 1:
-				w("VCVTPH2PS\t%d(R9), %s", VB/2*ci, lo(ci))
-			case ci < c/2:
-				w("VCVTPH2PS\t%d(DX), %s", VB/2*ci, lo(ci))
-			default:
-				w("VCVTPH2PS\t%d(DX)(R12*1), %s", VB/2*(ci-c/2), lo(ci))
+		var zero func(m, ci int) string
+		if zeros {
+			// the column vector's 16 zero points (two dwords: the upper 8
+			// lanes by K1), in a digit sum combine freed
+			zero = func(m, ci int) string {
+				z := iacc(m, ci, 1)
+				w("VPBROADCASTD\t%d(R11), %s", 8*ci, z)
+				w("VPBROADCASTD\t%d(R11), K1, %s", 8*ci+4, z)
+				w("VPSRLVD\tgptqzs4<>(SB), %s, %s", z, z)
+				w("VPANDD.BCST\tgptqzm4<>(SB), %s, %s", z, z)
+				return z
 			}
 		}
-		for m := 0; m < mc; m++ {
-			w("VBROADCASTSS\t%d(BX), %s", 128*m+96, hi(0))
-			for ci := 0; ci < c; ci++ {
-				s0 := combine(m, ci, 100)
-				w("VFMADD213PS.BCST\t%d(R13), %s, %s", 8*m, hi(0), s0)
-				if zeros {
-					// the column vector's 16 zero points (two dwords: the
-					// upper 8 lanes by K1), in the digit sum combine freed
-					z := iacc(m, ci, 1)
-					w("VPBROADCASTD\t%d(R11), %s", 8*ci, z)
-					w("VPBROADCASTD\t%d(R11), K1, %s", 8*ci+4, z)
-					w("VPSRLVD\tgptqzs4<>(SB), %s, %s", z, z)
-					w("VPANDD.BCST\tgptqzm4<>(SB), %s, %s", z, z)
-					w("VCVTDQ2PS\t%s, %s", z, z)
-					w("VFNMADD231PS.BCST\t%d(R13), %s, %s", 8*m+4, z, s0)
-				}
-				w("VFMADD231PS\t%s, %s, %s", s0, lo(ci), acc(m, ci))
-			}
-		}
+		vnniDirect(w, acc, mc, c, streams, lo, hi(0), func(m, ci int) string { return combine(m, ci, 100) }, zero)
 	}
 	if nv {
 		direct = nil
@@ -871,31 +850,15 @@ func gptq512VNNI8(w func(string, ...any), reg func(int) string, acc func(int, in
 	}
 	direct := func(zeros bool) {
 		rows()
-		for ci := 0; ci < c; ci++ {
-			switch {
-			case streams == 1:
-				w("VCVTPH2PS\t%d(R9), %s", VB/2*ci, plane(ci))
-			case ci < c/2:
-				w("VCVTPH2PS\t%d(DX), %s", VB/2*ci, plane(ci))
-			default:
-				w("VCVTPH2PS\t%d(DX)(R12*1), %s", VB/2*(ci-c/2), plane(ci))
+		var zero func(m, ci int) string
+		if zeros {
+			zero = func(m, ci int) string {
+				z := iacc(m, ci, 1) // free after combine
+				w("VPMOVZXBD\t%d(R11), %s", VB/4*ci, z)
+				return z
 			}
 		}
-		f := other(0)
-		for m := 0; m < mc; m++ {
-			w("VBROADCASTSS\t%d(BX), %s", 128*m+96, f)
-			for ci := 0; ci < c; ci++ {
-				s := combine(m, ci)
-				w("VFMADD213PS.BCST\t%d(R13), %s, %s", 8*m, f, s)
-				if zeros {
-					z := iacc(m, ci, 1) // free after combine
-					w("VPMOVZXBD\t%d(R11), %s", VB/4*ci, z)
-					w("VCVTDQ2PS\t%s, %s", z, z)
-					w("VFNMADD231PS.BCST\t%d(R13), %s, %s", 8*m+4, z, s)
-				}
-				w("VFMADD231PS\t%s, %s, %s", s, plane(ci), acc(m, ci))
-			}
-		}
+		vnniDirect(w, acc, mc, c, streams, plane, other(0), combine, zero)
 	}
 	return gptqUnit{T: [2]int{4 * na, 4*na + 1}, xsz: 128 * mc, plan: plan, setup: setup, body: body, direct: direct}
 }
@@ -935,7 +898,7 @@ func gptq512VNNI2(w func(string, ...any), reg func(int) string, acc func(int, in
 	}
 	direct := func(zeros bool) {
 		rows()
-		vnniDirect(w, iacc, acc, mc, c, plane, word(0))
+		vnniDirect(w, acc, mc, c, 1, plane, word(0), func(m, ci int) string { return vnniCombine(w, iacc, m, ci, -1) }, nil)
 	}
 	return gptqUnit{T: [2]int{4 * na, 4*na + 1}, xsz: 128 * mc, plan: plan, setup: setup, body: body, direct: direct}
 }
@@ -1022,7 +985,7 @@ func gptq512VNNI3(w func(string, ...any), reg func(int) string, acc func(int, in
 	}
 	direct := func(zeros bool) {
 		rows()
-		vnniDirect(w, iacc, acc, mc, c, plane, fun(0))
+		vnniDirect(w, acc, mc, c, 1, plane, fun(0), func(m, ci int) string { return vnniCombine(w, iacc, m, ci, -1) }, nil)
 	}
 	return gptqUnit{T: [2]int{4 * na, 4*na + 1}, xsz: 128 * mc, plan: plan, setup: setup, body: body, direct: direct}
 }
@@ -1128,20 +1091,38 @@ func vnniFinish(w func(string, ...any), iacc func(m, ci, d int) string, acc func
 	}
 }
 
-// vnniDirect is the direct form's end of a 2- or 3-bit VNNI unit
-// (gptqDirectKernel; gptq512VNNI spells its own for 4 and 8 bits): the
-// unit's scales into sc(ci), x's factor into f (registers the rows no
-// longer need), each (x row, column vector)'s sum formed as vnniFinish
-// forms it (init + factor·S) and scaled into its output accumulator.
-func vnniDirect(w func(string, ...any), iacc func(m, ci, d int) string, acc func(int, int) string, mc, c int, sc func(int) string, f string) {
+// vnniDirect is the end of a unit in the direct kernels
+// (gptqDirectKernel), after its rows. The unit's scales go into sc(ci)
+// (at R9; with two streams at DX, stream 2's R12 further) and x's factor
+// into f, registers the rows no longer need. Each (x row, column vector)'s
+// sum, combine(m, ci), is formed as the sub-group form's unit end forms
+// it, init + factor·S (one FMA, the operands commuted); with zero points,
+// zero(m, ci) leaves the column vector's codes of them as integers in a
+// register and z·Σx is taken off, as the sub-group form's epilogue does;
+// then the sum is scaled into the output accumulator as that epilogue
+// scales it into y, y + scale·sum: the same roundings, with the output in
+// a register in place of y in memory.
+func vnniDirect(w func(string, ...any), acc func(int, int) string, mc, c, streams int, sc func(int) string, f string, combine func(m, ci int) string, zero func(m, ci int) string) {
 	for ci := 0; ci < c; ci++ {
-		w("VCVTPH2PS\t%d(R9), %s", 32*ci, sc(ci))
+		switch {
+		case streams == 1:
+			w("VCVTPH2PS\t%d(R9), %s", 32*ci, sc(ci))
+		case ci < c/2:
+			w("VCVTPH2PS\t%d(DX), %s", 32*ci, sc(ci))
+		default:
+			w("VCVTPH2PS\t%d(DX)(R12*1), %s", 32*(ci-c/2), sc(ci))
+		}
 	}
 	for m := 0; m < mc; m++ {
 		w("VBROADCASTSS\t%d(BX), %s", 128*m+96, f)
 		for ci := 0; ci < c; ci++ {
-			s0 := vnniCombine(w, iacc, m, ci, -1)
+			s0 := combine(m, ci)
 			w("VFMADD213PS.BCST\t%d(R13), %s, %s", 8*m, f, s0)
+			if zero != nil {
+				z := zero(m, ci)
+				w("VCVTDQ2PS\t%s, %s", z, z)
+				w("VFNMADD231PS.BCST\t%d(R13), %s, %s", 8*m+4, z, s0)
+			}
 			w("VFMADD231PS\t%s, %s, %s", s0, sc(ci), acc(m, ci))
 		}
 	}
